@@ -1,0 +1,232 @@
+"""load_app / parse_spec: every spec form, and errors that say which step failed."""
+
+from __future__ import annotations
+
+import os
+import sys
+import textwrap
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from uwsgiapp.importer import AppImportError, AppSpec, load_app, parse_spec
+
+
+@pytest.fixture
+def pkgdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Path, str]]:
+    """A directory holding a uniquely named module; sys.path, cwd and sys.modules restored."""
+    name = f"appmod_{uuid.uuid4().hex[:8]}"
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    before = set(sys.modules)
+    yield tmp_path, name
+    for mod in set(sys.modules) - before:
+        del sys.modules[mod]
+
+
+def write(path: Path, code: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(code))
+    return path
+
+
+APP_CODE = """
+    def app(environ, start_response):
+        return [b"app"]
+
+    def application(environ, start_response):
+        return [b"application"]
+
+    class Holder:
+        def wsgi(self, environ, start_response):
+            return [b"sub"]
+
+    holder = Holder()
+
+    def make(greeting="hi", *, n=1):
+        def inner(environ, start_response):
+            return [f"{greeting}{n}".encode()]
+        return inner
+
+    not_callable = 42
+"""
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("{m}", AppSpec(module="{m}")),
+        ("{m}:app", AppSpec(module="{m}", attrs=("app",))),
+        ("{m}:holder.wsgi", AppSpec(module="{m}", attrs=("holder", "wsgi"))),
+        ("{m}:make()", AppSpec(module="{m}", attrs=("make",), call=True)),
+        (
+            "{m}:make('x', n=2)",
+            AppSpec(module="{m}", attrs=("make",), call=True, args=("x",), kwargs=(("n", 2),)),
+        ),
+        ("pkg.sub:app", AppSpec(module="pkg.sub", attrs=("app",))),
+        ("dir/file.py:app", AppSpec(path="dir/file.py", attrs=("app",))),
+        ("file.py", AppSpec(path="file.py")),
+        ('{m}:make("a:b")', AppSpec(module="{m}", attrs=("make",), call=True, args=("a:b",))),
+    ],
+)
+def test_parse_spec(spec: str, expected: AppSpec) -> None:
+    spec = spec.replace("{m}", "mod")
+    fix = {"module": expected.module.replace("{m}", "mod")} if expected.module else {}
+    assert parse_spec(spec) == AppSpec(
+        **{
+            "path": expected.path,
+            "attrs": expected.attrs,
+            "call": expected.call,
+            "args": expected.args,
+            "kwargs": expected.kwargs,
+            **fix,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        "",
+        ":app",
+        "mod:",
+        "not a module:app",
+        "mod:app[0]",
+        "mod:make(__import__('os'))",
+        "mod:make(x)",
+        "mod:make(*a)",
+        "mod:make(**k)",
+        "mod:1+1",
+        "mod:make()()",
+        "mod:(",
+    ],
+)
+def test_parse_spec_refuses(spec: str) -> None:
+    with pytest.raises(AppImportError) as info:
+        parse_spec(spec)
+    assert info.value.kind == "bad-spec"
+
+
+def call(app: object) -> bytes:
+    assert callable(app)
+    return b"".join(app({}, lambda *a: None))
+
+
+@pytest.mark.parametrize(
+    ("attr", "body"),
+    [
+        ("", b"app"),
+        (":app", b"app"),
+        (":application", b"application"),
+        (":holder.wsgi", b"sub"),
+        (":make()", b"hi1"),
+        (":make('yo', n=3)", b"yo3"),
+    ],
+)
+def test_load_module_forms(pkgdir: tuple[Path, str], attr: str, body: bytes) -> None:
+    root, name = pkgdir
+    write(root / f"{name}.py", APP_CODE)
+    assert call(load_app(name + attr)) == body
+
+
+def test_default_falls_back_to_application(pkgdir: tuple[Path, str]) -> None:
+    root, name = pkgdir
+    write(root / f"{name}.py", "def application(e, s):\n    return [b'only']\n")
+    assert call(load_app(name)) == b"only"
+
+
+@pytest.mark.parametrize("attr", ["", ":app", ":make('f', n=0)"])
+def test_load_file_forms(pkgdir: tuple[Path, str], attr: str) -> None:
+    root, name = pkgdir
+    write(root / "sub" / f"{name}.py", textwrap.dedent(APP_CODE) + f"\nimport helper_{name}\n")
+    write(root / "sub" / f"helper_{name}.py", "X = 1\n")  # sibling import works
+    got = call(load_app(f"sub/{name}.py{attr}"))
+    assert got in (b"app", b"f0")
+
+
+def test_chdir_and_pythonpath(pkgdir: tuple[Path, str], tmp_path: Path) -> None:
+    root, name = pkgdir
+    write(root / "proj" / f"{name}.py", APP_CODE)
+    write(root / "libs" / f"lib_{name}.py", "VALUE = b'lib'\n")
+    write(
+        root / "proj" / f"w_{name}.py",
+        f"from lib_{name} import VALUE\napp = lambda e, s: [VALUE]\n",
+    )
+    app = load_app(f"w_{name}", chdir=str(root / "proj"), pythonpath=[str(root / "libs")])
+    assert call(app) == b"lib"
+    assert os.getcwd() == str(root / "proj")
+
+
+def test_missing_module(pkgdir: tuple[Path, str]) -> None:
+    _, name = pkgdir
+    with pytest.raises(AppImportError, match=f"No module named '{name}'") as info:
+        load_app(f"{name}:app")
+    assert info.value.kind == "missing-module"
+
+
+def test_missing_file(pkgdir: tuple[Path, str]) -> None:
+    with pytest.raises(AppImportError, match=r"No module named 'nope/x\.py'") as info:
+        load_app("nope/x.py:app")
+    assert info.value.kind == "missing-module"
+
+
+def test_inner_missing_import_is_not_a_missing_module(pkgdir: tuple[Path, str]) -> None:
+    root, name = pkgdir
+    write(root / f"{name}.py", "import definitely_not_installed_xyz\napp = None\n")
+    with pytest.raises(AppImportError) as info:
+        load_app(f"{name}:app")
+    assert info.value.kind == "import-failed"
+    msg = str(info.value)
+    assert f"error while importing module '{name}'" in msg
+    assert "Traceback" in msg and "definitely_not_installed_xyz" in msg
+    assert "<frozen importlib" not in msg
+
+
+def test_exception_inside_module_has_traceback(pkgdir: tuple[Path, str]) -> None:
+    root, name = pkgdir
+    write(root / f"{name}.py", "x = 1\n\ndef boom():\n    raise RuntimeError('kaput')\n\nboom()\n")
+    with pytest.raises(AppImportError) as info:
+        load_app(name)
+    msg = str(info.value)
+    assert "RuntimeError: kaput" in msg and f"{name}.py" in msg and "line 4" in msg
+
+
+def test_syntax_error_in_file(pkgdir: tuple[Path, str]) -> None:
+    root, name = pkgdir
+    write(root / f"{name}.py", "def (:\n")
+    with pytest.raises(AppImportError, match="SyntaxError") as info:
+        load_app(f"./{name}.py:app")
+    assert info.value.kind == "import-failed"
+    assert name not in sys.modules
+
+
+@pytest.mark.parametrize(
+    ("attr", "kind", "text"),
+    [
+        (":nope", "missing-attribute", "has no attribute 'nope'"),
+        (":holder.nope", "missing-attribute", "has no attribute 'holder.nope'"),
+        (":not_callable", "not-callable", "not callable"),
+        (":not_callable()", "not-callable", "cannot be a factory"),
+        (":make(1, 2, 3)", "factory-failed", "TypeError"),
+    ],
+)
+def test_attribute_errors(pkgdir: tuple[Path, str], attr: str, kind: str, text: str) -> None:
+    root, name = pkgdir
+    write(root / f"{name}.py", APP_CODE)
+    with pytest.raises(AppImportError, match=text) as info:
+        load_app(name + attr)
+    assert info.value.kind == kind
+
+
+def test_no_default_attribute(pkgdir: tuple[Path, str]) -> None:
+    root, name = pkgdir
+    write(root / f"{name}.py", "wsgi = 1\n")
+    with pytest.raises(AppImportError, match="has no attribute 'app' or 'application'"):
+        load_app(name)
+
+
+def test_bad_chdir(pkgdir: tuple[Path, str]) -> None:
+    with pytest.raises(AppImportError, match="cannot change directory"):
+        load_app("x:app", chdir="/nonexistent-dir-for-test")

@@ -1,0 +1,291 @@
+"""Load the WSGI application named by an app spec.
+
+Accepted specs::
+
+    module                    # attribute ``app``, else ``application``
+    module:attr               # also dotted: module:attr.sub
+    module:factory()          # called; literal arguments only: module:make('x', debug=True)
+    path/to/file.py           # a file, loaded as a module (its directory goes first on sys.path)
+    path/to/file.py:attr
+
+The attribute part is parsed with :mod:`ast` and only names, attribute access and one call with
+literal arguments are accepted; nothing is ever evaluated. Every failure raises
+:class:`AppImportError`, whose message says which step failed (module missing, an error raised
+while importing it with the inner traceback, attribute missing, not callable, factory failed).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any
+
+__all__ = ["DEFAULT_ATTRS", "AppImportError", "AppSpec", "WSGIApp", "load_app", "parse_spec"]
+
+#: ``start_response(status, headers, exc_info=None) -> write``
+StartResponse = Callable[..., Any]
+#: A WSGI application: ``app(environ, start_response) -> iterable of bytes``.
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+#: Attributes tried, in order, when the spec names only a module or file.
+DEFAULT_ATTRS = ("app", "application")
+
+
+class AppImportError(Exception):
+    """The app could not be loaded. ``kind`` says which step failed:
+
+    ``bad-spec``, ``missing-module``, ``import-failed``, ``missing-attribute``,
+    ``factory-failed`` or ``not-callable``.
+    """
+
+    def __init__(self, message: str, *, spec: str = "", kind: str = "import-failed") -> None:
+        self.spec = spec
+        self.kind = kind
+        super().__init__(message)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AppSpec:
+    """A parsed app spec: where the module comes from and how to reach the app inside it."""
+
+    module: str = ""
+    """Dotted module name (empty when ``path`` is set)."""
+    path: str = ""
+    """A ``.py`` file to load instead of a module."""
+    attrs: tuple[str, ...] = ()
+    """Attribute chain, e.g. ``("app", "wsgi_app")``; empty = try :data:`DEFAULT_ATTRS`."""
+    call: bool = False
+    """Whether the final attribute is a factory to call."""
+    args: tuple[Any, ...] = ()
+    kwargs: tuple[tuple[str, Any], ...] = field(default=())
+
+
+def _bad(spec: str, why: str) -> AppImportError:
+    return AppImportError(
+        f"invalid app spec {spec!r}: {why} "
+        "(expected module:attr, module:factory(), or path/to/file.py:attr)",
+        spec=spec,
+        kind="bad-spec",
+    )
+
+
+def _attr_chain(node: ast.expr, spec: str) -> tuple[str, ...]:
+    """``a.b.c`` → ``("a", "b", "c")``; anything else is refused."""
+    if isinstance(node, ast.Name):
+        return (node.id,)
+    if isinstance(node, ast.Attribute):
+        return (*_attr_chain(node.value, spec), node.attr)
+    raise _bad(spec, f"{ast.unparse(node)!r} is not an attribute name")
+
+
+def _literal(node: ast.expr, spec: str) -> Any:
+    try:
+        return ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        raise _bad(spec, f"factory arguments must be literals, got {ast.unparse(node)!r}") from None
+
+
+def parse_spec(spec: str) -> AppSpec:
+    """Parse an app spec without importing anything (see the module docstring)."""
+    text = spec.strip()
+    if not text:
+        raise _bad(spec, "it is empty")
+    target, sep, expr = text.partition(":")
+    target, expr = target.strip(), expr.strip()
+    if not target:
+        raise _bad(spec, "no module or file before ':'")
+    if sep and not expr:
+        raise _bad(spec, "no attribute after ':'")
+    is_path = target.endswith(".py") or "/" in target or os.sep in target
+    if not is_path and not all(part.isidentifier() for part in target.split(".")):
+        raise _bad(spec, f"{target!r} is not a module name")
+    module, path = ("", target) if is_path else (target, "")
+    if not expr:
+        return AppSpec(module=module, path=path)
+    try:
+        tree = ast.parse(expr, mode="eval").body
+    except SyntaxError:
+        raise _bad(spec, f"cannot parse {expr!r}") from None
+    if isinstance(tree, ast.Call):
+        if any(isinstance(a, ast.Starred) for a in tree.args) or any(
+            k.arg is None for k in tree.keywords
+        ):
+            raise _bad(spec, "*args / **kwargs are not allowed in the factory call")
+        return AppSpec(
+            module=module,
+            path=path,
+            attrs=_attr_chain(tree.func, spec),
+            call=True,
+            args=tuple(_literal(a, spec) for a in tree.args),
+            kwargs=tuple((str(k.arg), _literal(k.value, spec)) for k in tree.keywords),
+        )
+    return AppSpec(module=module, path=path, attrs=_attr_chain(tree, spec))
+
+
+def _inner_traceback(exc: BaseException) -> str:
+    """The exception's traceback without importlib's and this module's own frames."""
+    tbe = traceback.TracebackException.from_exception(exc)
+    kept = [
+        frame
+        for frame in tbe.stack
+        if not frame.filename.startswith("<frozen importlib") and frame.filename != __file__
+    ]
+    tbe.stack = traceback.StackSummary.from_list(kept)
+    return "".join(tbe.format()).rstrip()
+
+
+def _prepare_path(chdir: str, pythonpath: Sequence[str]) -> None:
+    """chdir, then put the pythonpath entries and the working directory first on sys.path."""
+    if chdir:
+        try:
+            os.chdir(chdir)
+        except OSError as exc:
+            raise AppImportError(
+                f"cannot change directory to {chdir!r}: {exc.strerror}", kind="import-failed"
+            ) from None
+    # A console script's sys.path[0] is its bin directory, not the working directory; users
+    # expect `uwsgiapp serve app:app` to find ./app.py, as uWSGI and gunicorn do.
+    entries = [os.path.abspath(p) for p in pythonpath] + [os.getcwd()]
+    for entry in reversed(entries):
+        if entry in sys.path:
+            sys.path.remove(entry)
+        sys.path.insert(0, entry)
+
+
+def _import_module(name: str, spec: str) -> ModuleType:
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        # Only "the module itself (or a parent package) is missing" is a missing module; a
+        # ModuleNotFoundError raised by an import *inside* it is an inner failure.
+        missing = exc.name or ""
+        if missing and (name == missing or name.startswith(missing + ".")):
+            raise AppImportError(
+                f"No module named {missing!r} (while loading app {spec!r}; "
+                f"sys.path[0] is {sys.path[0]!r}: check --chdir / --pythonpath)",
+                spec=spec,
+                kind="missing-module",
+            ) from None
+        raise AppImportError(
+            f"error while importing module {name!r} for app {spec!r}:\n{_inner_traceback(exc)}",
+            spec=spec,
+            kind="import-failed",
+        ) from None
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise AppImportError(
+            f"error while importing module {name!r} for app {spec!r}:\n{_inner_traceback(exc)}",
+            spec=spec,
+            kind="import-failed",
+        ) from None
+
+
+def _load_file(path: str, spec: str) -> ModuleType:
+    full = os.path.abspath(path)
+    if not os.path.isfile(full):
+        raise AppImportError(
+            f"No module named {path!r}: file not found ({full})", spec=spec, kind="missing-module"
+        )
+    name = os.path.splitext(os.path.basename(full))[0]
+    if not name.isidentifier():
+        name = "uwsgiapp_file_" + "".join(c if c.isalnum() else "_" for c in name)
+    existing = sys.modules.get(name)
+    if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") == full:
+        return existing
+    module_spec = importlib.util.spec_from_file_location(name, full)
+    if module_spec is None or module_spec.loader is None:
+        raise AppImportError(f"cannot load {full} as Python", spec=spec, kind="import-failed")
+    directory = os.path.dirname(full)
+    if directory not in sys.path:
+        sys.path.insert(0, directory)
+    module = importlib.util.module_from_spec(module_spec)
+    # Registered before executing (like a normal import), so the reloader, pickle and
+    # self-imports see it; removed again if it fails.
+    sys.modules[name] = module
+    try:
+        module_spec.loader.exec_module(module)
+    except BaseException as exc:
+        sys.modules.pop(name, None)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise AppImportError(
+            f"error while importing file {path!r} for app {spec!r}:\n{_inner_traceback(exc)}",
+            spec=spec,
+            kind="import-failed",
+        ) from None
+    return module
+
+
+def _resolve(module: ModuleType, parsed: AppSpec, spec: str) -> Any:
+    where = parsed.module or parsed.path
+    if not parsed.attrs:
+        for attr in DEFAULT_ATTRS:
+            if hasattr(module, attr):
+                return getattr(module, attr)
+        raise AppImportError(
+            f"{where!r} has no attribute {' or '.join(map(repr, DEFAULT_ATTRS))}: "
+            f"name the app, e.g. {where}:my_app",
+            spec=spec,
+            kind="missing-attribute",
+        )
+    obj: Any = module
+    for i, attr in enumerate(parsed.attrs):
+        try:
+            obj = getattr(obj, attr)
+        except AttributeError:
+            dotted = ".".join(parsed.attrs[: i + 1])
+            raise AppImportError(
+                f"{where!r} has no attribute {dotted!r}", spec=spec, kind="missing-attribute"
+            ) from None
+        except Exception as exc:
+            raise AppImportError(
+                f"error while getting {'.'.join(parsed.attrs[: i + 1])!r} from {where!r}:\n"
+                f"{_inner_traceback(exc)}",
+                spec=spec,
+                kind="import-failed",
+            ) from None
+    if parsed.call:
+        name = ".".join(parsed.attrs)
+        if not callable(obj):
+            raise AppImportError(
+                f"{where}:{name} is not callable, so it cannot be a factory",
+                spec=spec,
+                kind="not-callable",
+            )
+        try:
+            obj = obj(*parsed.args, **dict(parsed.kwargs))
+        except Exception as exc:
+            raise AppImportError(
+                f"app factory {where}:{name}() raised:\n{_inner_traceback(exc)}",
+                spec=spec,
+                kind="factory-failed",
+            ) from None
+    return obj
+
+
+def load_app(spec: str, *, chdir: str = "", pythonpath: Sequence[str] = ()) -> WSGIApp:
+    """Import and return the WSGI callable named by ``spec``.
+
+    ``chdir`` is entered first (for good: the app runs there); then the ``pythonpath`` entries and
+    the working directory are put first on ``sys.path``. Raises :class:`AppImportError`.
+    """
+    parsed = parse_spec(spec)
+    _prepare_path(chdir, pythonpath)
+    module = _load_file(parsed.path, spec) if parsed.path else _import_module(parsed.module, spec)
+    app = _resolve(module, parsed, spec)
+    if not callable(app):
+        raise AppImportError(
+            f"app {spec!r} resolved to {type(app).__name__} {app!r:.80}, which is not callable "
+            "(a WSGI app is called as app(environ, start_response))",
+            spec=spec,
+            kind="not-callable",
+        )
+    return app  # type: ignore[no-any-return]
