@@ -1,17 +1,226 @@
-"""Command line entry point (``uwsgiapp``)."""
+"""Command line entry point (``uwsgiapp`` and ``python -m uwsgiapp``).
+
+Commands: ``serve`` (production, the prefork supervisor), ``dev`` (werkzeug dev server),
+``request`` and ``ping`` (a uwsgi client for debugging and health checks).
+
+Exit codes shared by all commands:
+
+* 0 — success
+* 1 — ``request`` got an HTTP status >= 500
+* 2 — usage or configuration error (bad flag, bad option value, app that cannot be loaded)
+* 3 — ``request``/``ping``: could not connect
+* 4 — ``request``/``ping``: connected but no valid answer (timeout, not HTTP, not a pong)
+
+``serve`` returns whatever the supervisor returns.
+"""
 
 from __future__ import annotations
 
+import argparse
 import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from uwsgiapp import __version__
+
+EXIT_OK = 0
+EXIT_SERVER_ERROR = 1
+EXIT_USAGE = 2
+EXIT_CONNECT = 3
+EXIT_BAD_RESPONSE = 4
+
+PROG = "uwsgiapp"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the ``uwsgiapp`` command line."""
-    args = sys.argv[1:] if argv is None else argv
-    if args and args[0] == "--version":
-        from uwsgiapp import __version__
+class _Parser(argparse.ArgumentParser):
+    """argparse with our exit code for usage errors and no traceback."""
 
-        print(f"uwsgiapp {__version__}")
-        return 0
-    print("usage: uwsgiapp {serve,dev,request,ping} ...", file=sys.stderr)
-    return 2
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def _fail(command: str, message: str, code: int) -> int:
+    print(f"{PROG} {command}: error: {message}", file=sys.stderr)
+    return code
+
+
+# --- request / ping -----------------------------------------------------------------------
+
+
+def _add_request(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser(
+        "request",
+        help="send one uwsgi request to a socket and print the response",
+        description=(
+            "Send one request over the uwsgi protocol straight to a server socket (what nginx's "
+            "uwsgi_pass would send) and print the response body (-i: with status and headers)."
+        ),
+        epilog=(
+            "exit status: 0 response with status < 500, 1 status >= 500, 2 usage error, "
+            "3 cannot connect, 4 no valid HTTP response (timeout, garbage, truncated)"
+        ),
+    )
+    p.add_argument("socket", metavar="SOCKET", help="unix socket path, host:port or [v6]:port")
+    p.add_argument("path", metavar="PATH", nargs="?", default="/", help="target, e.g. /a?b=1")
+    p.add_argument(
+        "-X", "--request", dest="method", metavar="METHOD", help="default GET (POST with -d)"
+    )
+    p.add_argument(
+        "-H",
+        "--header",
+        dest="headers",
+        metavar="'NAME: VALUE'",
+        action="append",
+        default=[],
+        help="request header (repeatable); sent as HTTP_NAME, Content-Type as CONTENT_TYPE",
+    )
+    p.add_argument(
+        "-d", "--data", metavar="DATA", help="request body; @FILE reads a file, @- stdin"
+    )
+    p.add_argument(
+        "--var",
+        dest="vars",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="set or override a raw uwsgi var (repeatable), e.g. --var HTTPS=on",
+    )
+    p.add_argument("--modifier1", type=int, default=0, metavar="N", help="default 0 (WSGI)")
+    p.add_argument("--modifier2", type=int, default=0, metavar="N", help="default 0")
+    p.add_argument("-i", "--include", action="store_true", help="print the status line and headers")
+    p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds (default 10)")
+    p.set_defaults(handler=_cmd_request)
+
+
+def _read_data(spec: str) -> bytes:
+    if spec == "@-":
+        return sys.stdin.buffer.read()
+    if spec.startswith("@"):
+        with open(spec[1:], "rb") as fh:
+            return fh.read()
+    return spec.encode("utf-8")
+
+
+def _cmd_request(args: argparse.Namespace) -> int:
+    from uwsgiapp import client
+
+    try:
+        address = client.parse_address(args.socket)
+    except ValueError as exc:
+        return _fail("request", str(exc), EXIT_USAGE)
+    headers: list[tuple[str, str]] = []
+    for text in args.headers:
+        name, colon, value = text.partition(":")
+        if not colon or not name.strip():
+            return _fail("request", f"bad header {text!r} (expected 'Name: value')", EXIT_USAGE)
+        headers.append((name.strip(), value.strip()))
+    extra: list[tuple[str, str]] = []
+    for text in args.vars:
+        key, eq, value = text.partition("=")
+        if not eq or not key:
+            return _fail("request", f"bad var {text!r} (expected KEY=VALUE)", EXIT_USAGE)
+        extra.append((key, value))
+    body: bytes | None = None
+    if args.data is not None:
+        try:
+            body = _read_data(args.data)
+        except OSError as exc:
+            return _fail("request", f"cannot read {args.data[1:]!r}: {exc.strerror}", EXIT_USAGE)
+        if not any(k.lower() == "content-type" for k, _ in headers):
+            headers.append(("Content-Type", "application/x-www-form-urlencoded"))
+    method = args.method or ("POST" if body is not None else "GET")
+    try:
+        response = client.request(
+            address,
+            args.path,
+            method=method,
+            headers=headers,
+            body=body,
+            modifier1=args.modifier1,
+            modifier2=args.modifier2,
+            extra=extra,
+            timeout=args.timeout,
+        )
+    except client.ConnectError as exc:
+        return _fail("request", str(exc), EXIT_CONNECT)
+    except client.ResponseError as exc:
+        return _fail("request", str(exc), EXIT_BAD_RESPONSE)
+    except client.ClientError as exc:
+        return _fail("request", str(exc), EXIT_USAGE)
+    out = sys.stdout.buffer
+    if args.include:
+        out.write(response.head)
+    out.write(response.body)
+    out.flush()
+    if response.status >= 500:
+        print(
+            f"{PROG} request: server answered {response.status} {response.reason}",
+            file=sys.stderr,
+        )
+        return EXIT_SERVER_ERROR
+    return EXIT_OK
+
+
+def _add_ping(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser(
+        "ping",
+        help="uwsgi ping (modifier1 100): exit 0 if the server answers pong",
+        description=(
+            "Send a uwsgi ping (modifier1 100) and wait for the pong (64 00 00 01): a health "
+            "check for Docker and load balancers."
+        ),
+        epilog="exit status: 0 pong, 2 usage error, 3 cannot connect, 4 no pong or timeout",
+    )
+    p.add_argument("socket", metavar="SOCKET", help="unix socket path, host:port or [v6]:port")
+    p.add_argument("--timeout", type=float, default=3.0, metavar="S", help="seconds (default 3)")
+    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
+    p.set_defaults(handler=_cmd_ping)
+
+
+def _cmd_ping(args: argparse.Namespace) -> int:
+    from uwsgiapp import client
+
+    try:
+        address = client.parse_address(args.socket)
+    except ValueError as exc:
+        return _fail("ping", str(exc), EXIT_USAGE)
+    try:
+        result = client.ping(address, timeout=args.timeout)
+    except client.ConnectError as exc:
+        return _fail("ping", str(exc), EXIT_CONNECT)
+    except client.ClientError as exc:
+        return _fail("ping", str(exc), EXIT_BAD_RESPONSE)
+    if not args.quiet:
+        print(f"pong from {address} in {result.seconds * 1000:.1f} ms")
+    return EXIT_OK
+
+
+# --- entry point --------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The whole ``uwsgiapp`` argument parser (all sub-commands)."""
+    parser = _Parser(
+        prog=PROG,
+        description="Pure-Python application container for nginx's uwsgi protocol.",
+    )
+    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_request(sub)
+    _add_ping(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``uwsgiapp`` command line; return the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        code: int = args.handler(args)
+    except KeyboardInterrupt:
+        return 130
+    return code

@@ -1,0 +1,306 @@
+"""A small uwsgi client: one request or one ping, straight to a uwsgi socket.
+
+Used by ``uwsgiapp request`` and ``uwsgiapp ping`` (debugging and health checks) and by tests.
+It builds the vars the way nginx does (``PATH_INFO`` decoded, ``CONTENT_LENGTH`` set, headers as
+``HTTP_*``), sends one packet and reads the raw HTTP response until the server closes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import time
+import urllib.parse
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+import protocol
+
+__all__ = [
+    "Address",
+    "ClientError",
+    "ConnectError",
+    "Response",
+    "ResponseError",
+    "build_vars",
+    "exchange",
+    "parse_address",
+    "parse_response",
+    "ping",
+    "request",
+]
+
+
+class ClientError(Exception):
+    """Talking to the server failed."""
+
+
+class ConnectError(ClientError):
+    """Could not connect (no such socket, refused, timed out connecting)."""
+
+
+class ResponseError(ClientError):
+    """Connected, but the answer was missing, late, or not HTTP / not a pong."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Address:
+    """Where a uwsgi server listens: a unix socket ``path`` or a TCP ``host`` and ``port``."""
+
+    path: str = ""
+    host: str = ""
+    port: int = 0
+
+    @property
+    def is_unix(self) -> bool:
+        """Whether this is a unix socket path."""
+        return bool(self.path)
+
+    def __str__(self) -> str:
+        if self.path:
+            return self.path.replace("\0", "@", 1) if self.path.startswith("\0") else self.path
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_address(text: str) -> Address:
+    """Parse ``host:port``, ``[v6]:port``, ``:port`` (loopback), ``unix:PATH``, ``@abstract`` or a
+    unix socket path (anything without a colon, or containing a ``/``)."""
+    text = text.strip()
+    if not text:
+        raise ValueError("empty socket address")
+    if text.startswith("unix:"):
+        text = text[5:]
+        if not text:
+            raise ValueError("empty unix socket path")
+        return Address(path=text)
+    if text.startswith("@"):
+        return Address(path="\0" + text[1:])
+    if "/" in text or ":" not in text:
+        return Address(path=text)
+    if text.startswith("["):
+        host, sep, port_text = text[1:].partition("]:")
+        if not sep:
+            raise ValueError(f"bad IPv6 address {text!r} (expected [addr]:port)")
+    else:
+        host, _, port_text = text.rpartition(":")
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ValueError(f"bad port in {text!r}")
+    return Address(host=host or "127.0.0.1", port=int(port_text))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Response:
+    """A parsed HTTP response as sent over uwsgi: everything up to the close."""
+
+    status: int
+    reason: str
+    protocol: str
+    headers: tuple[tuple[str, str], ...] = ()
+    head: bytes = b""
+    """The status line and headers exactly as received, with the blank line."""
+    body: bytes = b""
+
+    def header(self, name: str, default: str | None = None) -> str | None:
+        """The first header called ``name`` (case-insensitive)."""
+        lower = name.lower()
+        return next((v for k, v in self.headers if k.lower() == lower), default)
+
+
+def parse_response(raw: bytes) -> Response:
+    """Split a raw response into status, headers and body; :class:`ResponseError` if not HTTP."""
+    if not raw:
+        raise ResponseError("the server closed the connection without answering")
+    end = raw.find(b"\r\n\r\n")
+    sep = 4
+    if end < 0:
+        end, sep = raw.find(b"\n\n"), 2
+    if end < 0:
+        raise ResponseError(f"incomplete response head ({len(raw)} bytes): {raw[:80]!r}")
+    head, body = raw[: end + sep], raw[end + sep :]
+    lines = head.decode("latin-1").splitlines()
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise ResponseError(f"not an HTTP status line: {lines[0][:80]!r}")
+    headers: list[tuple[str, str]] = []
+    for line in lines[1:]:
+        if not line:
+            continue
+        name, colon, value = line.partition(":")
+        if not colon:
+            raise ResponseError(f"malformed header line: {line[:80]!r}")
+        headers.append((name.strip(), value.strip()))
+    response = Response(
+        status=int(parts[1]),
+        reason=parts[2] if len(parts) > 2 else "",
+        protocol=parts[0],
+        headers=tuple(headers),
+        head=head,
+        body=body,
+    )
+    length = response.header("Content-Length")
+    if length is not None and length.isdigit() and len(body) < int(length):
+        raise ResponseError(f"truncated body: got {len(body)} of {length} bytes")
+    return response
+
+
+def build_vars(
+    path: str = "/",
+    *,
+    method: str = "GET",
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes | None = None,
+    address: Address | None = None,
+    remote_addr: str = "127.0.0.1",
+    extra: Iterable[tuple[str, str]] = (),
+) -> list[tuple[str, str]]:
+    """The vars nginx would send for this request.
+
+    ``path`` is the request target as typed (``/a%20b?x=1``; non-ASCII is percent-encoded as
+    UTF-8). Headers become ``HTTP_<NAME>`` (dashes to underscores, upper-case) except
+    Content-Type / Content-Length, which become ``CONTENT_TYPE`` / ``CONTENT_LENGTH`` (the latter
+    the real body length, or empty when ``body`` is None, as nginx sends it). Repeated headers
+    are joined with ``", "`` (``"; "`` for Cookie). ``extra`` vars come last and override.
+    """
+    if not path.startswith("/") and path != "*":
+        path = "/" + path
+    # Percent-encode anything that cannot travel as-is (spaces, non-ASCII) but keep the
+    # escapes and reserved characters the user typed.
+    target = urllib.parse.quote(path, safe="/%?=&;:@!$'()*+,~#[]")
+    target = target.partition("#")[0]
+    raw_path, _, query = target.partition("?")
+    path_info = urllib.parse.unquote_to_bytes(raw_path).decode("latin-1")
+
+    content_type = ""
+    joined: dict[str, str] = {}
+    for name, value in headers:
+        key = name.strip().upper().replace("-", "_")
+        if key == "CONTENT_TYPE":
+            content_type = value
+            continue
+        if key == "CONTENT_LENGTH":
+            continue  # always the real body length below
+        key = "HTTP_" + key
+        if key in joined:
+            joined[key] += ("; " if key == "HTTP_COOKIE" else ", ") + value
+        else:
+            joined[key] = value
+
+    if address is not None and not address.is_unix:
+        server_name, server_port = address.host, str(address.port)
+    else:
+        server_name, server_port = "localhost", "80"
+    host = joined.setdefault("HTTP_HOST", server_name)
+    hostname, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
+    if hostname:
+        server_name = hostname
+        server_port = port if port.isdigit() else server_port
+
+    pairs: dict[str, str] = {
+        "QUERY_STRING": query,
+        "REQUEST_METHOD": method.upper(),
+        "CONTENT_TYPE": content_type,
+        "CONTENT_LENGTH": "" if body is None else str(len(body)),
+        "REQUEST_URI": target,
+        "PATH_INFO": path_info,
+        "DOCUMENT_ROOT": "",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REQUEST_SCHEME": "http",
+        "REMOTE_ADDR": remote_addr,
+        "REMOTE_PORT": "0",
+        "SERVER_PORT": server_port,
+        "SERVER_NAME": server_name,
+    }
+    pairs.update(joined)
+    pairs.update(extra)
+    return list(pairs.items())
+
+
+def _connect(address: Address, timeout: float) -> socket.socket:
+    family = socket.AF_UNIX if address.is_unix else socket.AF_INET
+    target: str | tuple[str, int] = address.path
+    if not address.is_unix:
+        try:
+            infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
+        except OSError as exc:
+            raise ConnectError(f"cannot resolve {address.host!r}: {exc}") from None
+        family, _, _, _, sockaddr = infos[0]
+        target = (str(sockaddr[0]), int(sockaddr[1]))
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    try:
+        sock.connect(target)
+    except OSError as exc:
+        sock.close()
+        why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise ConnectError(f"cannot connect to {address}: {why}") from None
+    return sock
+
+
+def exchange(address: Address, packet: bytes, *, timeout: float = 10.0, limit: int = 0) -> bytes:
+    """Connect, send ``packet``, half-close, and read until the server closes (or ``limit``
+    bytes when > 0). ``timeout`` bounds the connect and each read/write."""
+    with _connect(address, timeout) as sock:
+        chunks: list[bytes] = []
+        received = 0
+        try:
+            sock.sendall(packet)
+            # The server may already have answered and closed.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+            while not limit or received < limit:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                received += len(chunk)
+        except TimeoutError:
+            raise ResponseError(
+                f"no complete answer from {address} within {timeout:g}s ({received} bytes received)"
+            ) from None
+        except OSError as exc:
+            if not chunks:
+                raise ResponseError(f"connection to {address} failed: {exc}") from None
+            # A reset after the answer (unread data) still leaves a usable response.
+        return b"".join(chunks)
+
+
+def request(
+    address: Address,
+    path: str = "/",
+    *,
+    method: str = "GET",
+    headers: Sequence[tuple[str, str]] = (),
+    body: bytes | None = None,
+    modifier1: int = 0,
+    modifier2: int = 0,
+    extra: Sequence[tuple[str, str]] = (),
+    timeout: float = 10.0,
+) -> Response:
+    """Send one request and parse the answer (raises :class:`ClientError`)."""
+    pairs = build_vars(
+        path, method=method, headers=headers, body=body, address=address, extra=extra
+    )
+    try:
+        packet = protocol.build_request(pairs, body or b"", modifier1, modifier2)
+    except protocol.EncodeError as exc:
+        raise ClientError(f"cannot encode the request: {exc}") from None
+    return parse_response(exchange(address, packet, timeout=timeout))
+
+
+@dataclass(frozen=True, slots=True)
+class PingResult:
+    """A successful ping: how long the round trip took."""
+
+    seconds: float
+    answer: bytes = field(default=b"")
+
+
+def ping(address: Address, *, timeout: float = 3.0) -> PingResult:
+    """Send a modifier1 100 ping; return on the pong ``64 00 00 01``, else raise."""
+    start = time.monotonic()
+    answer = exchange(address, protocol.build_ping(), timeout=timeout, limit=4)
+    elapsed = time.monotonic() - start
+    if answer != protocol.build_pong():
+        got = answer.hex(" ") if answer else "nothing (connection closed)"
+        raise ResponseError(f"expected pong 64 00 00 01 from {address}, got {got}")
+    return PingResult(elapsed, answer)
