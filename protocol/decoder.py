@@ -25,7 +25,7 @@ from protocol.events import (
     Request,
     _NeedData,
 )
-from protocol.schema import HEADER, HEADER_SIZE, MAX_BLOCK, parse_var_block
+from protocol.schema import HEADER, HEADER_SIZE, MAX_BLOCK, TooManyVars, parse_var_block
 
 # The header's struct format, derived from the construct declaration (its fields are all fixed
 # size) so the schema stays the single source of truth: "<BHB".
@@ -89,13 +89,13 @@ def parse_head(header: bytes | bytearray, limits: Limits = DEFAULT_LIMITS) -> tu
 def parse_vars(block: bytes | bytearray, limits: Limits = DEFAULT_LIMITS) -> dict[str, str]:
     """Parse a var block with the fast construct; every failure is a :class:`ProtocolError`."""
     try:
-        # VAR_BLOCK's own loop, called without construct's per-parse stream/context set-up.
-        result = parse_var_block(block)
+        # VAR_BLOCK's own loop, called without construct's per-parse stream/context set-up. It
+        # counts repeated keys itself: len() of the joined dict would let repeats pass the limit.
+        return parse_var_block(block, limits.max_vars)
+    except TooManyVars as exc:
+        raise PacketTooLarge(str(exc)) from None
     except ConstructError as exc:
         raise MalformedPacket(f"invalid var block: {exc}") from None
-    if len(result) > limits.max_vars:
-        raise PacketTooLarge(f"too many vars: {len(result)} (max {limits.max_vars})")
-    return result
 
 
 class Decoder:

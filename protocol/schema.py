@@ -83,10 +83,16 @@ def join_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
-def parse_var_block(block: bytes | bytearray) -> dict[str, str]:
+class TooManyVars(ExplicitError):  # type: ignore[misc]
+    """More vars on the wire than allowed (repeated keys count once per occurrence)."""
+
+
+def parse_var_block(block: bytes | bytearray, max_vars: int = MAX_BLOCK) -> dict[str, str]:
     """Parse a whole var block into a dict; the fast path behind :class:`VarBlock`.
 
-    Raises :class:`construct.ExplicitError` naming the offset of the first problem.
+    ``max_vars`` bounds the vars *on the wire*: a repeated key folds into one dict entry but still
+    counts, so repeats cannot slip past the limit. Raises :class:`construct.ExplicitError` naming
+    the offset of the first problem (:class:`TooManyVars` for the limit).
     """
     # Decoding the whole block once makes every key/value a str slice: latin-1 maps byte i to
     # code point i, so offsets in ``text`` equal offsets in ``block``. Length bytes past the end
@@ -96,6 +102,7 @@ def parse_var_block(block: bytes | bytearray) -> dict[str, str]:
     end = len(block)
     pos = 0
     out: dict[str, str] = {}
+    repeats = 0
     try:
         while pos < end:
             klen = block[pos] | (block[pos + 1] << 8)
@@ -106,6 +113,11 @@ def parse_var_block(block: bytes | bytearray) -> dict[str, str]:
             vend = vstart + (block[vlpos] | (block[vlpos + 1] << 8))
             key = text[pos + 2 : vlpos]
             if key in out:
+                # The rare path pays for the count, so the common one stays a bare dict store;
+                # checking here also stops a block of repeats before it is all joined.
+                repeats += 1
+                if len(out) + repeats > max_vars:
+                    raise TooManyVars(f"too many vars: {len(out) + repeats}+ (max {max_vars})")
                 out[key] = out[key] + _JOIN.get(key, ", ") + text[vstart:vend]
             else:
                 out[key] = text[vstart:vend]
@@ -114,6 +126,8 @@ def parse_var_block(block: bytes | bytearray) -> dict[str, str]:
         raise ExplicitError(f"var at offset {pos} overruns the block ({end} bytes)") from None
     if pos != end:
         raise ExplicitError(f"last value overruns the block by {pos - end} bytes")
+    if len(out) + repeats > max_vars:
+        raise TooManyVars(f"too many vars: {len(out) + repeats} (max {max_vars})")
     return out
 
 
