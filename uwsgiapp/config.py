@@ -1,0 +1,112 @@
+"""One typed, frozen configuration for ``uwsgiapp serve``, validated once.
+
+CLI flags, ``UWSGIAPP_<OPTION>`` environment variables, ``--config`` TOML files and ``--ini``
+uWSGI files only *fill* it (see :mod:`uwsgiapp.cli`); everything downstream reads a
+:class:`Config`. Each field's metadata carries its help text; the option name is the field name
+with ``_`` → ``-`` (``buffer_size`` → ``--buffer-size`` / ``UWSGIAPP_BUFFER_SIZE``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+ACCESS_LOG_FORMATS = ("off", "uwsgi", "json")
+
+
+class ConfigError(ValueError):
+    """A bad option value; the message names the option and where the value came from."""
+
+    def __init__(self, option: str, message: str, source: str = "") -> None:
+        self.option = option
+        self.source = source
+        where = f" (from {source})" if source else ""
+        super().__init__(f"--{option.replace('_', '-')}{where}: {message}")
+
+
+def _opt(default: Any, help: str, **extra: Any) -> Any:
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """Everything ``uwsgiapp serve`` needs. Build it, then call :meth:`validate` (or use
+    :func:`make_config`)."""
+
+    app: str = _opt("", "the WSGI app: module:attr, module:factory(), or path/to/file.py:attr")
+    chdir: str = _opt("", "change to this directory before loading the app")
+    pythonpath: tuple[str, ...] = _opt((), "extra directories put first on sys.path")
+    socket: tuple[str, ...] = _opt(
+        ("127.0.0.1:3031",),
+        "where to listen: a unix socket path, host:port, [v6]:port, or fd://N (inherited)",
+    )
+    chmod_socket: int = _opt(0o660, "mode of unix socket files (octal)")
+    uwsgi_allow_from: tuple[str, ...] = _opt(
+        ("127.0.0.1", "::1"), "peers allowed on TCP sockets (IPs or CIDR networks; '*' = any)"
+    )
+    listen: int = _opt(1024, "listen backlog")
+    buffer_size: int = _opt(4096, "max size of a request's vars block, bytes (max 65535)")
+    limit_post: int = _opt(0, "max request body size in bytes (0 = no limit)")
+    socket_timeout: float = _opt(10.0, "seconds a read from or write to a client may block")
+    mount: str = _opt("", "SCRIPT_NAME prefix the app is mounted at (stripped from PATH_INFO)")
+    access_log: str = _opt("off", "access log format: off, uwsgi or json")
+    access_log_file: str = _opt("-", "where access lines go ('-' = stdout)")
+    error_log_file: str = _opt("-", "where the error log goes ('-' = stderr)")
+    workers: int = _opt(1, "number of worker processes")
+    lazy_apps: bool = _opt(False, "load the app in each worker after fork, not once in the master")
+    reload_preloaded: bool = _opt(
+        False, "on HUP, re-import a preloaded app (fork-safe code only: master re-imports)"
+    )
+    harakiri: float = _opt(0.0, "kill a worker stuck in one request this many seconds (0 = off)")
+    graceful_timeout: float = _opt(30.0, "seconds to finish in-flight requests on stop/reload")
+    max_requests: int = _opt(0, "recycle a worker after this many requests (0 = never)")
+    max_requests_jitter: int = _opt(0, "add 0..N random requests to max-requests per worker")
+    reload_on_rss: int = _opt(0, "recycle a worker whose RSS exceeds this many MB (0 = never)")
+    uid: str = _opt("", "drop to this user (name or id) after binding")
+    gid: str = _opt("", "drop to this group (name or id) after binding")
+    pidfile: str = _opt("", "write the master's pid to this file")
+
+    def validate(self) -> Config:
+        """Check every value; raise :class:`ConfigError` naming the first bad option."""
+        if not self.socket:
+            raise ConfigError("socket", "at least one socket is required")
+        for name, low in (("listen", 1), ("workers", 1), ("buffer_size", 1)):
+            if getattr(self, name) < low:
+                raise ConfigError(name, f"must be >= {low}, got {getattr(self, name)}")
+        if self.buffer_size > 65535:
+            raise ConfigError("buffer_size", f"must be <= 65535, got {self.buffer_size}")
+        if not 0 <= self.chmod_socket <= 0o777:
+            raise ConfigError("chmod_socket", f"must be a mode 0..0o777, got {self.chmod_socket:o}")
+        for name in (
+            "limit_post",
+            "max_requests",
+            "max_requests_jitter",
+            "reload_on_rss",
+            "harakiri",
+            "graceful_timeout",
+        ):
+            if getattr(self, name) < 0:
+                raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.socket_timeout <= 0:
+            raise ConfigError("socket_timeout", f"must be > 0, got {self.socket_timeout}")
+        if self.access_log not in ACCESS_LOG_FORMATS:
+            raise ConfigError(
+                "access_log",
+                f"must be one of {', '.join(ACCESS_LOG_FORMATS)}, got {self.access_log!r}",
+            )
+        if self.mount and (not self.mount.startswith("/") or self.mount.endswith("/")):
+            raise ConfigError(
+                "mount", f"must start with '/' and not end with '/', got {self.mount!r}"
+            )
+        return self
+
+
+def make_config(**values: Any) -> Config:
+    """Build and validate a :class:`Config` from keyword values (for code and tests)."""
+    return Config(**values).validate()
+
+
+def option_fields() -> tuple[dataclasses.Field[Any], ...]:
+    """The Config fields, in declaration order (what the CLI and docs enumerate)."""
+    return dataclasses.fields(Config)
