@@ -196,6 +196,83 @@ def _cmd_ping(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- dev -----------------------------------------------------------------------------------
+
+
+def _split_list(values: Sequence[str]) -> tuple[str, ...]:
+    """Repeated flags, each possibly a comma-separated list → one tuple."""
+    return tuple(item.strip() for value in values for item in value.split(",") if item.strip())
+
+
+def _add_dev(sub: argparse._SubParsersAction[_Parser]) -> None:
+    p = sub.add_parser(
+        "dev",
+        help="run the app with werkzeug's development server (reloader + debugger)",
+        description=(
+            "Serve APP over plain HTTP with werkzeug's development server: code is reloaded "
+            "when a file changes and errors open the interactive debugger. For local work "
+            "only; use 'uwsgiapp serve' behind nginx in production."
+        ),
+    )
+    p.add_argument("app", metavar="APP", help="module:attr, module:factory(), or file.py:attr")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=5000, help="port to bind (default 5000)")
+    p.add_argument(
+        "--no-reload", dest="reload", action="store_false", help="do not restart on code changes"
+    )
+    p.add_argument(
+        "--no-debugger", dest="debugger", action="store_false", help="no interactive debugger"
+    )
+    p.add_argument(
+        "--allow-remote-debugger",
+        action="store_true",
+        help="allow the debugger (which runs code) on a non-loopback host",
+    )
+    p.add_argument(
+        "--extra-files",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="more files to watch for reloading (repeatable or comma-separated)",
+    )
+    p.add_argument("--chdir", default="", help="change to this directory before loading the app")
+    p.add_argument(
+        "--pythonpath",
+        action="append",
+        default=[],
+        metavar="DIR",
+        help="put DIR first on sys.path (repeatable or comma-separated)",
+    )
+    p.add_argument(
+        "--reload-interval", type=int, default=1, metavar="S", help="seconds between file checks"
+    )
+    p.set_defaults(handler=_cmd_dev)
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from uwsgiapp.devserver import DevOptions, DevServerError, run_dev
+    from uwsgiapp.importer import AppImportError
+
+    options = DevOptions(
+        app=args.app,
+        host=args.host,
+        port=args.port,
+        reload=args.reload,
+        debugger=args.debugger,
+        allow_remote_debugger=args.allow_remote_debugger,
+        extra_files=_split_list(args.extra_files),
+        chdir=args.chdir,
+        pythonpath=_split_list(args.pythonpath),
+        reload_interval=max(1, args.reload_interval),
+    )
+    try:
+        return run_dev(options)
+    except (DevServerError, AppImportError) as exc:
+        return _fail("dev", str(exc), EXIT_USAGE)
+    except OSError as exc:
+        return _fail("dev", f"cannot serve on {args.host}:{args.port}: {exc}", EXIT_USAGE)
+
+
 # --- entry point --------------------------------------------------------------------------
 
 
@@ -207,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_dev(sub)
     _add_request(sub)
     _add_ping(sub)
     return parser

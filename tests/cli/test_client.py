@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from tests.cli.conftest import FakeServers, free_port, run_cli
 from uwsgiapp.cli import EXIT_BAD_RESPONSE, EXIT_CONNECT, EXIT_SERVER_ERROR, EXIT_USAGE
 from uwsgiapp.client import (
     Address,
@@ -18,6 +17,8 @@ from uwsgiapp.client import (
     parse_address,
     parse_response,
 )
+
+from .conftest import FakeServers, free_port, run_cli
 
 
 @pytest.mark.parametrize(

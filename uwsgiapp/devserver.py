@@ -1,0 +1,149 @@
+"""``uwsgiapp dev``: the werkzeug development server with reloader and debugger.
+
+For local work only: plain HTTP, one process, code reloaded when a file changes. The interactive
+debugger executes arbitrary Python typed into the browser, so it is only ever bound to a loopback
+address unless the user explicitly allows otherwise.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import ipaddress
+import os
+import socket
+import sys
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from uwsgiapp.importer import AppImportError, WSGIApp, load_app, parse_spec
+
+__all__ = ["DevOptions", "DevServerError", "is_loopback", "run_dev"]
+
+
+class DevServerError(Exception):
+    """The dev server refuses to start with these options."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DevOptions:
+    """What ``uwsgiapp dev`` was asked to do."""
+
+    app: str
+    host: str = "127.0.0.1"
+    port: int = 5000
+    reload: bool = True
+    debugger: bool = True
+    allow_remote_debugger: bool = False
+    extra_files: tuple[str, ...] = ()
+    chdir: str = ""
+    pythonpath: tuple[str, ...] = ()
+    reload_interval: int = 1
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (an IP or a name) only reaches this machine."""
+    host = host.strip("[]")
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        pass
+    if host == "localhost":
+        return True
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(
+        ipaddress.ip_address(str(info[4][0]).split("%")[0]).is_loopback for info in infos
+    )
+
+
+def check_options(options: DevOptions) -> None:
+    """Refuse unsafe or impossible options before anything is started."""
+    parse_spec(options.app)  # a malformed spec fails now, not in the reloader's child
+    if not 0 <= options.port <= 65535:
+        raise DevServerError(f"--port must be in 0..65535, got {options.port}")
+    if options.debugger and not options.allow_remote_debugger and not is_loopback(options.host):
+        raise DevServerError(
+            f"refusing to serve the interactive debugger on {options.host}: anyone who can "
+            "reach it can run code on this machine. Use a loopback host, --no-debugger, or "
+            "--allow-remote-debugger if you really mean it"
+        )
+
+
+def _app_source(spec: str) -> str:
+    """The file defining the app's module, found without importing it ("" if unknown)."""
+    parsed = parse_spec(spec)
+    if parsed.path:
+        return os.path.abspath(parsed.path)
+    try:
+        found = importlib.util.find_spec(parsed.module)
+    except (ImportError, ValueError):
+        return ""
+    origin = found.origin if found is not None else None
+    return origin if origin and os.path.isfile(origin) else ""
+
+
+def _error_app(message: str) -> WSGIApp:
+    body = (
+        "uwsgiapp dev: the app could not be loaded; fix it and save, the server reloads.\n\n"
+        + message
+        + "\n"
+    ).encode()
+
+    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+        start_response(
+            "500 Internal Server Error",
+            [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    return app
+
+
+def _placeholder_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    # The reloader's watcher process never serves; its children load the real app.
+    raise RuntimeError("the reloader process does not serve requests")
+
+
+def run_dev(options: DevOptions) -> int:
+    """Serve ``options.app`` with werkzeug until interrupted; return the exit code.
+
+    Raises :class:`DevServerError` or :class:`~uwsgiapp.importer.AppImportError` for options
+    or apps that cannot work (with the reloader on, import errors are shown in the browser
+    instead, and the app's file is watched so saving a fix reloads).
+    """
+    from werkzeug.serving import is_running_from_reloader, run_simple
+
+    check_options(options)
+    extra = [os.path.abspath(p) for p in options.extra_files]
+    chdir = os.path.abspath(options.chdir) if options.chdir else ""
+    pythonpath = [os.path.abspath(p) for p in options.pythonpath]
+    app: WSGIApp
+    if options.reload and not is_running_from_reloader():
+        # Only the children the reloader spawns import the app (once each, not twice).
+        app = _placeholder_app
+    else:
+        try:
+            app = load_app(options.app, chdir=chdir, pythonpath=pythonpath)
+        except AppImportError as exc:
+            if not options.reload:
+                raise
+            print(f"uwsgiapp dev: error: {exc}", file=sys.stderr, flush=True)
+            app = _error_app(str(exc))
+        source = _app_source(options.app)
+        if source:
+            extra.append(source)
+    run_simple(
+        options.host,
+        options.port,
+        app,
+        use_reloader=options.reload,
+        use_debugger=options.debugger,
+        use_evalex=options.debugger,
+        extra_files=extra,
+        reloader_interval=options.reload_interval,
+        threaded=True,
+    )
+    return 0
