@@ -163,7 +163,9 @@ class VarBlock(Construct):  # type: ignore[misc]
 
     def _build(self, obj: Any, stream: Any, context: Any, path: str) -> Any:
         pairs = obj.items() if isinstance(obj, Mapping) else obj
-        stream_write(stream, build_var_block(pairs), -1, path)
+        data = build_var_block(pairs)
+        # construct's stream_write wants the real length (a negative one is a StreamError).
+        stream_write(stream, data, len(data), path)
         return obj
 
     def _sizeof(self, context: Any, path: str) -> int:
