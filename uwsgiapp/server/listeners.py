@@ -1,0 +1,184 @@
+"""Listening sockets: unix paths, TCP ``host:port``, inherited ``fd://N``; the TCP allow-list.
+
+Binding happens once, in the process that owns the sockets (the master); workers inherit them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import logging
+import os
+import socket
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+log = logging.getLogger("uwsgiapp.error")
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ListenerError(Exception):
+    """A socket spec that cannot be bound; the message names the spec."""
+
+
+@dataclass(frozen=True, slots=True)
+class AllowList:
+    """Peers allowed on a TCP socket: exact addresses (fast set lookup) and networks."""
+
+    exact: frozenset[str] = frozenset()
+    networks: tuple[Network, ...] = ()
+    any: bool = False
+
+    @classmethod
+    def parse(cls, entries: Iterable[str]) -> AllowList:
+        """Parse ``'127.0.0.1'``, ``'10.0.0.0/8'``, ``'::1'`` or ``'*'`` (anyone)."""
+        exact: set[str] = set()
+        networks: list[Network] = []
+        for raw in entries:
+            entry = raw.strip()
+            if entry == "*":
+                return cls(any=True)
+            try:
+                if "/" in entry:
+                    networks.append(ipaddress.ip_network(entry, strict=False))
+                else:
+                    exact.add(str(ipaddress.ip_address(entry)))
+            except ValueError as exc:
+                raise ValueError(f"invalid address or network {entry!r}: {exc}") from None
+        return cls(frozenset(exact), tuple(networks))
+
+    def allows(self, host: str) -> bool:
+        """True when ``host`` (an IP string from accept) may talk to us."""
+        if self.any or host in self.exact:
+            return True
+        if host.startswith("::ffff:"):
+            return self.allows(host[7:])
+        if not self.networks:
+            return False
+        try:
+            addr = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        return any(addr in net for net in self.networks)
+
+
+@dataclass(slots=True)
+class Listener:
+    """One bound, listening socket and how to treat its peers."""
+
+    sock: socket.socket
+    spec: str
+    path: str = ""  # unix socket file we created (removed on close)
+    allow: AllowList | None = None  # None: no peer check (unix sockets)
+    inode: tuple[int, int] | None = field(default=None)
+
+    @property
+    def is_tcp(self) -> bool:
+        """A TCP socket (peers checked against the allow-list)."""
+        return self.sock.family in (socket.AF_INET, socket.AF_INET6)
+
+    def close(self, unlink: bool = True) -> None:
+        """Close the socket; remove the unix socket file if it is still the one we made."""
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        if unlink and self.path:
+            with contextlib.suppress(OSError):
+                st = os.stat(self.path)
+                if self.inode == (st.st_dev, st.st_ino):
+                    os.unlink(self.path)
+
+
+def parse_tcp(spec: str) -> tuple[str, int] | None:
+    """``host:port`` / ``[v6]:port`` / ``:port`` → (host, port); None if ``spec`` is a path."""
+    if spec.startswith("["):
+        host, sep, port = spec[1:].partition("]:")
+        if not sep:
+            raise ListenerError(f"socket {spec!r}: expected [ipv6]:port")
+    else:
+        if "/" in spec or ":" not in spec:
+            return None
+        host, _, port = spec.rpartition(":")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ListenerError(f"socket {spec!r}: invalid port {port!r}")
+    return host or "0.0.0.0", int(port)
+
+
+def bind(spec: str, *, backlog: int, chmod: int, allow: AllowList) -> Listener:
+    """Bind and listen on one socket spec."""
+    if spec.startswith("fd://"):
+        num = spec[5:]
+        if not num.isdigit():
+            raise ListenerError(f"socket {spec!r}: expected fd://N")
+        try:
+            sock = socket.socket(fileno=int(num))
+        except OSError as exc:
+            raise ListenerError(f"socket {spec!r}: not an open socket ({exc})") from None
+        sock.listen(backlog)
+        tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
+        return Listener(sock, spec, allow=allow if tcp else None)
+    tcp_addr = parse_tcp(spec)
+    if tcp_addr is not None:
+        host, port = tcp_addr
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(backlog)
+        except OSError as exc:
+            sock.close()
+            raise ListenerError(f"socket {spec!r}: cannot bind: {exc.strerror or exc}") from None
+        return Listener(sock, spec, allow=allow)
+    return _bind_unix(spec, backlog, chmod)
+
+
+def _bind_unix(path: str, backlog: int, chmod: int) -> Listener:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        pass
+    else:
+        if not stat.S_ISSOCK(st.st_mode):
+            raise ListenerError(f"socket {path!r}: exists and is not a socket; not replacing it")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # stale: nobody listens there
+            log.info("removed stale socket file %s", path)
+        else:
+            raise ListenerError(f"socket {path!r}: another server is listening on it")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # Bind under a restrictive umask so the socket never exists with looser permissions.
+    old_umask = os.umask(0o777 & ~chmod)
+    try:
+        sock.bind(path)
+    except OSError as exc:
+        sock.close()
+        raise ListenerError(f"socket {path!r}: cannot bind: {exc.strerror or exc}") from None
+    finally:
+        os.umask(old_umask)
+    os.chmod(path, chmod)
+    sock.listen(backlog)
+    st = os.stat(path)
+    return Listener(sock, path, path=path, inode=(st.st_dev, st.st_ino))
+
+
+def bind_all(
+    specs: Iterable[str], *, backlog: int, chmod: int, allow_from: Iterable[str]
+) -> list[Listener]:
+    """Bind every spec; on any failure close what was bound and raise :class:`ListenerError`."""
+    allow = AllowList.parse(allow_from)
+    listeners: list[Listener] = []
+    try:
+        for spec in specs:
+            listeners.append(bind(spec, backlog=backlog, chmod=chmod, allow=allow))
+    except BaseException:
+        for listener in listeners:
+            listener.close()
+        raise
+    return listeners

@@ -1,0 +1,66 @@
+"""The response head and ``wsgi.file_wrapper``: pure, no I/O.
+
+The head is ``<SERVER_PROTOCOL> <status>\\r\\n``, headers, blank line — raw HTTP, never chunked
+(nginx would pass chunk markers through to the browser).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import IO, Any
+
+
+class HeaderError(ValueError):
+    """A status or header the server refuses to send (bad type, CR/LF, non-latin-1)."""
+
+
+def render_head(protocol: str, status: str, headers: list[tuple[str, str]]) -> bytes:
+    """Render and check the response head; raise :class:`HeaderError` rather than send a bad one.
+
+    Checks: status is ``"NNN reason"``; every name and value is ``str``; no CR or LF anywhere
+    but the line ends (counted once over the joined head, cheaper than per header); latin-1 only.
+    """
+    if type(status) is not str or len(status) < 4 or status[3] != " " or not status[:3].isdigit():
+        raise HeaderError(f"invalid status {status!r}: must be 'NNN reason'")
+    parts = [protocol, " ", status, "\r\n"]
+    for item in headers:
+        name, value = item
+        if type(name) is not str or type(value) is not str:
+            raise HeaderError(f"header {item!r}: name and value must be str")
+        parts += (name, ": ", value, "\r\n")
+    parts.append("\r\n")
+    head = "".join(parts)
+    lines = len(headers) + 2
+    if head.count("\n") != lines or head.count("\r") != lines:
+        bad = next((h for h in headers if any(c in h[0] + h[1] for c in "\r\n")), None)
+        what = f"header {bad!r}" if bad else f"status {status!r}"
+        raise HeaderError(f"{what} contains CR or LF")
+    try:
+        return head.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        raise HeaderError(f"status or header is not latin-1: {exc}") from None
+
+
+class FileWrapper:
+    """``wsgi.file_wrapper``: iterates a file in blocks; the server sends real files with
+    ``os.sendfile`` instead of iterating."""
+
+    __slots__ = ("blksize", "filelike")
+
+    def __init__(self, filelike: IO[bytes] | Any, blksize: int = 65536) -> None:
+        self.filelike = filelike
+        self.blksize = blksize
+
+    def __iter__(self) -> Iterator[bytes]:
+        read = self.filelike.read
+        while True:
+            block = read(self.blksize)
+            if not block:
+                return
+            yield block
+
+    def close(self) -> None:
+        """Close the wrapped file, as PEP 3333 asks."""
+        close = getattr(self.filelike, "close", None)
+        if close is not None:
+            close()
