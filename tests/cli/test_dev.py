@@ -13,10 +13,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cli_testkit import free_port, run_cli
 
 from uwsgiapp.devserver import DevOptions, DevServerError, check_options, is_loopback
-
-from .conftest import free_port, run_cli
 
 StartDev = Callable[..., "subprocess.Popen[bytes]"]
 
