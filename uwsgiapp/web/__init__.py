@@ -1,0 +1,71 @@
+"""uwsgiapp.web: a small Flask-style framework on werkzeug.
+
+Depends only on werkzeug and the standard library; any WSGI server can run it::
+
+    from uwsgiapp.web import App
+
+    app = App(__name__)
+
+    @app.route("/")
+    def hello() -> str:
+        return "Hello, World!"
+"""
+
+from werkzeug.exceptions import HTTPException
+
+from .app import App, UrlRule
+from .blueprints import Blueprint
+from .config import Config
+from .ctx import (
+    AppContext,
+    AppGlobals,
+    RequestContext,
+    after_this_request,
+    has_app_context,
+    has_request_context,
+    stream_with_context,
+)
+from .globals import current_app, g, request, session
+from .helpers import (
+    abort,
+    jsonify,
+    make_response,
+    redirect,
+    send_file,
+    send_from_directory,
+    url_for,
+)
+from .sessions import NullSession, SecureCookieSession, SessionInterface, SessionMixin
+from .wrappers import Request, Response
+
+__all__ = [
+    "App",
+    "AppContext",
+    "AppGlobals",
+    "Blueprint",
+    "Config",
+    "HTTPException",
+    "NullSession",
+    "Request",
+    "RequestContext",
+    "Response",
+    "SecureCookieSession",
+    "SessionInterface",
+    "SessionMixin",
+    "UrlRule",
+    "abort",
+    "after_this_request",
+    "current_app",
+    "g",
+    "has_app_context",
+    "has_request_context",
+    "jsonify",
+    "make_response",
+    "redirect",
+    "request",
+    "send_file",
+    "send_from_directory",
+    "session",
+    "stream_with_context",
+    "url_for",
+]

@@ -1,0 +1,580 @@
+"""The App: a WSGI application that routes requests to view functions.
+
+One request goes through short named stages, as in Flask::
+
+    __call__ -> wsgi_app -> RequestContext.push (URL matched here)
+        -> full_dispatch_request: preprocess_request -> dispatch_request
+           -> finalize_request: make_response -> process_response
+        -> response(environ, start_response) -> RequestContext.pop (teardown)
+
+The per-request path is kept lean: the bound URL adapter is reused across requests with the
+same host/scheme/script name/method, the request object and session are created only when used,
+and hook loops are skipped when no hooks are registered.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import typing as t
+from collections.abc import Iterator
+from functools import cached_property
+from urllib.parse import quote as _url_quote
+
+from werkzeug.datastructures import Headers
+from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.routing import Map, MapAdapter, RequestRedirect, Rule
+from werkzeug.serving import run_simple
+from werkzeug.test import Client, EnvironBuilder
+from werkzeug.wrappers import Response as _WResponse
+
+from .blueprints import Blueprint
+from .config import DEFAULT_CONFIG, Config
+from .ctx import AppContext, AppGlobals, RequestContext
+from .globals import _cv_request
+from .helpers import dumps, send_from_directory
+from .scaffold import ErrorHandler, Scaffold
+from .sessions import SessionInterface
+from .wrappers import Request, Response
+
+if t.TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+__all__ = ["App", "UrlRule"]
+
+_MAX_CACHED_ADAPTERS: t.Final = 128
+
+
+class UrlRule(Rule):
+    """A werkzeug rule that also records whether the app answers OPTIONS for it."""
+
+    provide_automatic_options: bool = False
+
+
+class App(Scaffold):
+    """A WSGI application: ``app = App(__name__)``, then ``@app.route("/")`` views.
+
+    Usable with any WSGI server, ``app.run()`` for werkzeug's development server, or
+    ``app.test_client()`` in tests.
+    """
+
+    request_class: type[Request] = Request
+    response_class: type[Response] = Response
+    url_rule_class: type[UrlRule] = UrlRule
+    app_globals_class: type[AppGlobals] = AppGlobals
+    session_interface: SessionInterface = SessionInterface()
+
+    def __init__(
+        self,
+        import_name: str,
+        static_url_path: str | None = None,
+        static_folder: str | None = "static",
+        root_path: str | None = None,
+    ) -> None:
+        super().__init__(import_name, root_path)
+        self.config = Config(DEFAULT_CONFIG)
+        self.view_functions: dict[str, t.Callable[..., t.Any]] = {}
+        self.url_map = Map()
+        self.blueprints: dict[str, Blueprint] = {}
+        self._adapters: dict[tuple[t.Any, ...], MapAdapter] = {}
+        self._got_first_request = False
+        self.static_folder = (
+            os.path.join(self.root_path, static_folder) if static_folder is not None else None
+        )
+        if self.static_folder is not None and os.path.isdir(self.static_folder):
+            if static_url_path is None:
+                static_url_path = "/" + os.path.basename(self.static_folder.rstrip(os.sep))
+            self.add_url_rule(
+                f"{static_url_path.rstrip('/')}/<path:filename>",
+                endpoint="static",
+                view_func=self.send_static_file,
+            )
+
+    # -- settings -------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The app's name: its import name, or the script's name when run as ``__main__``."""
+        if self.import_name == "__main__":
+            filename: str | None = getattr(sys.modules["__main__"], "__file__", None)
+            if filename:
+                return os.path.splitext(os.path.basename(filename))[0]
+        return self.import_name
+
+    @property
+    def debug(self) -> bool:
+        """Debug mode (``config["DEBUG"]``): unhandled errors propagate to the debugger."""
+        return bool(self.config["DEBUG"])
+
+    @debug.setter
+    def debug(self, value: bool) -> None:
+        self.config["DEBUG"] = value
+
+    @property
+    def testing(self) -> bool:
+        """Testing mode (``config["TESTING"]``): unhandled errors propagate to the test."""
+        return bool(self.config["TESTING"])
+
+    @testing.setter
+    def testing(self, value: bool) -> None:
+        self.config["TESTING"] = value
+
+    @property
+    def secret_key(self) -> str | bytes | None:
+        """The key that signs session cookies (``config["SECRET_KEY"]``)."""
+        return t.cast("str | bytes | None", self.config["SECRET_KEY"])
+
+    @secret_key.setter
+    def secret_key(self, value: str | bytes | None) -> None:
+        self.config["SECRET_KEY"] = value
+
+    @cached_property
+    def logger(self) -> logging.Logger:
+        """The logger named after the app; gets a stderr handler if logging is unconfigured."""
+        logger = logging.getLogger(self.name)
+        if self.debug and not logger.level:
+            logger.setLevel(logging.DEBUG)
+        if not logger.hasHandlers():
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(
+                logging.Formatter("[%(asctime)s] %(levelname)s in %(module)s: %(message)s")
+            )
+            logger.addHandler(handler)
+        return logger
+
+    # -- setup ----------------------------------------------------------------------------
+
+    def _check_setup(self, method: str) -> None:
+        if self._got_first_request:
+            raise RuntimeError(
+                f"App.{method}() was called after the app handled its first request. Register"
+                " every route, hook, error handler and blueprint before serving requests."
+            )
+
+    def add_url_rule(
+        self,
+        rule: str,
+        endpoint: str | None = None,
+        view_func: t.Callable[..., t.Any] | None = None,
+        provide_automatic_options: bool | None = None,
+        **options: t.Any,
+    ) -> None:
+        """Map the URL rule ``rule`` to ``endpoint`` and ``view_func`` (see :meth:`route`)."""
+        self._check_setup("add_url_rule")
+        if endpoint is None:
+            if view_func is None:
+                raise TypeError("add_url_rule() needs an endpoint or a view function.")
+            endpoint = view_func.__name__
+        methods = options.pop("methods", None)
+        if methods is None:
+            methods = getattr(view_func, "methods", None) or ("GET",)
+        if isinstance(methods, str):
+            raise TypeError("'methods' must be a list of strings, e.g. methods=['POST'].")
+        method_set = {m.upper() for m in methods}
+        if provide_automatic_options is None:
+            provide_automatic_options = getattr(view_func, "provide_automatic_options", None)
+        if provide_automatic_options is None:
+            provide_automatic_options = "OPTIONS" not in method_set
+        if provide_automatic_options:
+            method_set.add("OPTIONS")
+        rule_obj = self.url_rule_class(rule, methods=method_set, endpoint=endpoint, **options)
+        rule_obj.provide_automatic_options = provide_automatic_options
+        self.url_map.add(rule_obj)
+        if view_func is not None:
+            existing = self.view_functions.get(endpoint)
+            if existing is not None and existing is not view_func:
+                raise ValueError(
+                    f"Endpoint {endpoint!r} is already mapped to {existing.__qualname__}; give"
+                    " the new view a different endpoint name."
+                )
+            self.view_functions[endpoint] = view_func
+
+    def register_blueprint(self, blueprint: Blueprint, **options: t.Any) -> None:
+        """Add ``blueprint``'s routes, hooks and handlers; options: ``url_prefix``, ``name``."""
+        self._check_setup("register_blueprint")
+        blueprint.register(self, options)
+
+    # -- WSGI entry and the pipeline ------------------------------------------------------
+
+    def __call__(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> t.Iterable[bytes]:
+        """The WSGI application; wrap :meth:`wsgi_app` to add middleware."""
+        return self.wsgi_app(environ, start_response)
+
+    def wsgi_app(
+        self, environ: WSGIEnvironment, start_response: StartResponse
+    ) -> t.Iterable[bytes]:
+        """Handle one request: push its context, run the pipeline, serve, pop the context."""
+        self._got_first_request = True
+        ctx = RequestContext(self, environ)
+        error: BaseException | None = None
+        try:
+            try:
+                ctx.push()
+                response = self.full_dispatch_request()
+            except Exception as e:
+                error = e
+                response = self.handle_exception(e)
+            except BaseException as e:
+                error = e
+                raise
+            return response(environ, start_response)
+        finally:
+            if ctx._tokens:
+                ctx.pop(error)
+
+    def full_dispatch_request(self) -> Response:
+        """Before-request hooks, the view, and error handling; then :meth:`finalize_request`."""
+        try:
+            rv = self.preprocess_request()
+            if rv is None:
+                rv = self.dispatch_request()
+        except Exception as e:
+            rv = self.handle_user_exception(e)
+        return self.finalize_request(rv)
+
+    def preprocess_request(self) -> t.Any:
+        """Run ``before_request`` hooks (app's, then the blueprint's); return the first non-None."""
+        funcs = self.before_request_funcs
+        if not funcs:
+            return None
+        blueprint = _blueprint_of(_cv_request.get())
+        for key in (None, blueprint) if blueprint is not None else (None,):
+            for f in funcs.get(key, ()):
+                rv = f()
+                if rv is not None:
+                    return rv
+        return None
+
+    def dispatch_request(self) -> t.Any:
+        """Raise the routing error, answer automatic OPTIONS, or call the view."""
+        ctx = _cv_request.get()
+        if ctx.routing_exception is not None:
+            raise ctx.routing_exception
+        rule = t.cast(UrlRule, ctx.url_rule)
+        if rule.provide_automatic_options and ctx.environ["REQUEST_METHOD"] == "OPTIONS":
+            return self.make_default_options_response()
+        view_args = t.cast("dict[str, t.Any]", ctx.view_args)
+        return self.view_functions[rule.endpoint](**view_args)
+
+    def finalize_request(self, rv: t.Any, from_error_handler: bool = False) -> Response:
+        """:meth:`make_response` then :meth:`process_response`.
+
+        When already handling an error, a failure here is logged rather than raised, so the
+        error response still goes out.
+        """
+        response = self.make_response(rv)
+        try:
+            return self.process_response(response)
+        except Exception:
+            if not from_error_handler:
+                raise
+            self.logger.exception("Request finalizing failed while handling an error")
+            return response
+
+    def make_response(self, rv: t.Any) -> Response:
+        """Turn a view's return value into a :attr:`response_class` instance.
+
+        Accepted: ``str``/``bytes`` (HTML body), ``dict``/``list`` (JSON), a response object, an
+        iterator (streamed body), an ``HTTPException``, any WSGI callable, or a tuple
+        ``(body, status)``, ``(body, headers)`` or ``(body, status, headers)``.
+        """
+        response_class = self.response_class
+        if type(rv) is str:
+            return response_class(rv)
+        status: t.Any = None
+        headers: t.Any = None
+        if isinstance(rv, tuple):
+            if len(rv) == 3:
+                rv, status, headers = rv
+            elif len(rv) == 2:
+                if isinstance(rv[1], (Headers, dict, tuple, list)):
+                    rv, headers = rv
+                else:
+                    rv, status = rv
+            else:
+                raise TypeError(
+                    "A view returned a tuple of the wrong size: use (body, status),"
+                    " (body, headers) or (body, status, headers)."
+                )
+        if rv is None:
+            raise TypeError(
+                f"The view for endpoint {_endpoint_name()!r} returned None: a view must return"
+                " a response (str, bytes, dict, list, Response, iterator or tuple)."
+            )
+        if not isinstance(rv, response_class):
+            if isinstance(rv, (str, bytes, bytearray, Iterator)):
+                rv = response_class(t.cast("t.Iterable[bytes]", rv), status=status, headers=headers)
+                status = headers = None
+            elif isinstance(rv, (dict, list)):
+                rv = self.json_response(rv)
+            elif isinstance(rv, _WResponse):
+                rv = response_class.force_type(rv)
+            elif isinstance(rv, HTTPException):
+                rv = response_class.force_type(rv.get_response(_request_environ()))
+            elif callable(rv):
+                rv = response_class.force_type(rv, _request_environ())
+            else:
+                raise TypeError(
+                    f"The view for endpoint {_endpoint_name()!r} returned a"
+                    f" {type(rv).__name__}, which is not a valid response."
+                )
+        response = t.cast(Response, rv)
+        if status is not None:
+            if isinstance(status, (bytes, bytearray)):
+                status = bytes(status).decode("latin-1")
+            if isinstance(status, str):
+                response.status = status
+            else:
+                response.status_code = status
+        if headers:
+            response.headers.update(headers)
+        return response
+
+    def process_response(self, response: Response) -> Response:
+        """Run ``after_this_request`` functions and ``after_request`` hooks; save the session."""
+        ctx = _cv_request.get()
+        if ctx._after_funcs:
+            for f in ctx._after_funcs:
+                response = f(response)
+        funcs = self.after_request_funcs
+        if funcs:
+            blueprint = _blueprint_of(ctx)
+            for key in (blueprint, None) if blueprint is not None else (None,):
+                for f in reversed(funcs.get(key, ())):
+                    response = f(response)
+        if ctx._session is not None:
+            self.session_interface.save_session(self, ctx._session, response)
+        return response
+
+    def do_teardown_request(self, exc: BaseException | None = None) -> None:
+        """Run ``teardown_request`` hooks (blueprint's, then app's; each newest first)."""
+        funcs = self.teardown_request_funcs
+        if not funcs:
+            return
+        blueprint = _blueprint_of(_cv_request.get())
+        for key in (blueprint, None) if blueprint is not None else (None,):
+            for f in reversed(funcs.get(key, ())):
+                f(exc)
+
+    def make_default_options_response(self) -> Response:
+        """The automatic answer to OPTIONS: empty, with ``Allow`` listing the URL's methods."""
+        ctx = _cv_request.get()
+        adapter = t.cast(MapAdapter, ctx.adapter)
+        response = self.response_class()
+        response.allow.update(adapter.allowed_methods(ctx.request.path))
+        return response
+
+    def json_response(self, data: t.Any) -> Response:
+        """A JSON response for ``data`` (compact, or indented in debug mode)."""
+        body = dumps(data, debug=self.debug, sort_keys=self.config["JSON_SORT_KEYS"]) + "\n"
+        return self.response_class(body, mimetype="application/json")
+
+    # -- errors ---------------------------------------------------------------------------
+
+    def _find_error_handler(self, e: BaseException, blueprint: str | None) -> ErrorHandler | None:
+        spec = self.error_handler_spec
+        if not spec:
+            return None
+        code = e.code if isinstance(e, HTTPException) else None
+        keys = (blueprint, None) if blueprint is not None else (None,)
+        mro = type(e).__mro__
+        for c in (code, None) if code is not None else (None,):
+            for key in keys:
+                by_class = spec.get(key, {}).get(c)
+                if not by_class:
+                    continue
+                for cls in mro:
+                    handler = by_class.get(cls)
+                    if handler is not None:
+                        return handler
+        return None
+
+    def handle_http_exception(self, e: HTTPException) -> t.Any:
+        """A registered handler's result for ``e``, or ``e`` itself (it renders as a page).
+
+        Redirects raised by routing (e.g. a missing trailing slash) are never handled.
+        """
+        if e.code is None or isinstance(e, RequestRedirect):
+            return e
+        handler = self._find_error_handler(e, _blueprint_of(_cv_request.get(None)))
+        if handler is None:
+            return e
+        return handler(e)
+
+    def handle_user_exception(self, e: Exception) -> t.Any:
+        """Handle an exception from a hook or view; re-raise it if no handler matches."""
+        if isinstance(e, HTTPException):
+            return self.handle_http_exception(e)
+        handler = self._find_error_handler(e, _blueprint_of(_cv_request.get(None)))
+        if handler is None:
+            raise e
+        return handler(e)
+
+    def handle_exception(self, e: Exception) -> Response:
+        """An unhandled exception: re-raise in debug/testing, else log it and answer 500."""
+        propagate = self.config["PROPAGATE_EXCEPTIONS"]
+        if propagate is None:
+            propagate = self.testing or self.debug
+        if propagate:
+            raise e
+        self.log_exception(e)
+        server_error = InternalServerError(original_exception=e)
+        handler = self._find_error_handler(server_error, _blueprint_of(_cv_request.get(None)))
+        rv: t.Any = handler(server_error) if handler is not None else server_error
+        return self.finalize_request(rv, from_error_handler=True)
+
+    def log_exception(self, e: BaseException) -> None:
+        """Log an unhandled exception with its traceback on :attr:`logger`."""
+        ctx = _cv_request.get(None)
+        where = ""
+        if ctx is not None:
+            where = f" on {ctx.environ.get('PATH_INFO', '')} [{ctx.environ.get('REQUEST_METHOD')}]"
+        self.logger.error(f"Exception{where}", exc_info=e)
+
+    # -- URLs -----------------------------------------------------------------------------
+
+    def create_url_adapter(self, environ: WSGIEnvironment | None) -> MapAdapter:
+        """A URL adapter for ``environ``; outside a request one from ``SERVER_NAME``."""
+        if environ is not None:
+            return self.url_map.bind_to_environ(environ)
+        server_name = self.config["SERVER_NAME"]
+        if server_name is None:
+            raise RuntimeError(
+                "Unable to build URLs outside a request without SERVER_NAME configured: set"
+                " app.config['SERVER_NAME'] (and APPLICATION_ROOT, PREFERRED_URL_SCHEME) or"
+                " use app.test_request_context()."
+            )
+        return self.url_map.bind(
+            server_name,
+            script_name=self.config["APPLICATION_ROOT"],
+            url_scheme=self.config["PREFERRED_URL_SCHEME"],
+        )
+
+    def _adapter_for(self, environ: WSGIEnvironment) -> MapAdapter:
+        # An adapter depends only on these; the path and query are passed to match() per call.
+        key = (
+            environ.get("HTTP_HOST"),
+            environ.get("SERVER_NAME"),
+            environ.get("SERVER_PORT"),
+            environ.get("SCRIPT_NAME"),
+            environ.get("wsgi.url_scheme"),
+            environ.get("REQUEST_METHOD"),
+        )
+        adapter = self._adapters.get(key)
+        if adapter is None:
+            adapter = self.create_url_adapter(environ)
+            if "HTTP_UPGRADE" not in environ:
+                # Host is client-controlled: bound the cache rather than trusting it.
+                if len(self._adapters) >= _MAX_CACHED_ADAPTERS:
+                    self._adapters.clear()
+                self._adapters[key] = adapter
+        return adapter
+
+    def url_for(
+        self,
+        endpoint: str,
+        *,
+        _anchor: str | None = None,
+        _method: str | None = None,
+        _scheme: str | None = None,
+        _external: bool | None = None,
+        **values: t.Any,
+    ) -> str:
+        """Build a URL for ``endpoint``; see :func:`uwsgiapp.web.url_for`."""
+        ctx = _cv_request.get(None)
+        if ctx is not None:
+            adapter = ctx.adapter or self._adapter_for(ctx.environ)
+            if endpoint[:1] == ".":
+                blueprint = _blueprint_of(ctx)
+                endpoint = f"{blueprint}{endpoint}" if blueprint else endpoint[1:]
+            if _external is None:
+                _external = _scheme is not None
+        else:
+            adapter = self.create_url_adapter(None)
+            if _external is None:
+                _external = True
+        if _scheme is not None and not _external:
+            raise ValueError("url_for(): '_scheme' needs '_external=True'.")
+        rv = adapter.build(
+            endpoint, values, method=_method, url_scheme=_scheme, force_external=_external
+        )
+        if _anchor is not None:
+            rv = f"{rv}#{_url_quote(_anchor, safe='%!#$&()*+,/:;=?@')}"
+        return rv
+
+    # -- static files ---------------------------------------------------------------------
+
+    def send_static_file(self, filename: str) -> Response:
+        """The view behind the ``static`` endpoint: a file from :attr:`static_folder`."""
+        if self.static_folder is None:
+            raise RuntimeError("This app has no static folder.")
+        return send_from_directory(self.static_folder, filename)
+
+    # -- contexts, testing, serving -------------------------------------------------------
+
+    def app_context(self) -> AppContext:
+        """An application context: ``with app.app_context(): ...`` binds ``current_app``/``g``."""
+        return AppContext(self)
+
+    def request_context(self, environ: WSGIEnvironment) -> RequestContext:
+        """A request context for ``environ``; ``with`` it to use ``request`` outside a server."""
+        return RequestContext(self, environ)
+
+    def test_request_context(self, *args: t.Any, **kwargs: t.Any) -> RequestContext:
+        """A request context for a request built by werkzeug's ``EnvironBuilder(*args, **kw)``."""
+        server_name = self.config["SERVER_NAME"]
+        if server_name and "base_url" not in kwargs and "subdomain" not in kwargs:
+            root = (self.config["APPLICATION_ROOT"] or "/").rstrip("/")
+            kwargs["base_url"] = f"{self.config['PREFERRED_URL_SCHEME']}://{server_name}{root}/"
+        builder = EnvironBuilder(*args, **kwargs)
+        try:
+            return RequestContext(self, builder.get_environ())
+        finally:
+            builder.close()
+
+    def test_client(self, use_cookies: bool = True) -> Client:
+        """A werkzeug test :class:`~werkzeug.test.Client` calling this app (cookies kept)."""
+        return Client(self, use_cookies=use_cookies)
+
+    def run(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 5000,
+        debug: bool | None = None,
+        **options: t.Any,
+    ) -> None:
+        """Serve with werkzeug's development server (``run_simple``); not for production.
+
+        ``debug`` (default: ``config["DEBUG"]``, off) turns on the reloader and the interactive
+        debugger; other options go to ``run_simple``.
+        """
+        if debug is not None:
+            self.debug = debug
+        options.setdefault("use_reloader", self.debug)
+        options.setdefault("use_debugger", self.debug)
+        options.setdefault("threaded", True)
+        run_simple(host, port, self, **options)
+
+
+def _blueprint_of(ctx: RequestContext | None) -> str | None:
+    if ctx is None or ctx.url_rule is None:
+        return None
+    endpoint: str = ctx.url_rule.endpoint
+    if "." not in endpoint:
+        return None
+    return endpoint.rpartition(".")[0]
+
+
+def _endpoint_name() -> str | None:
+    ctx = _cv_request.get(None)
+    if ctx is None or ctx.url_rule is None:
+        return None
+    endpoint: str = ctx.url_rule.endpoint
+    return endpoint
+
+
+def _request_environ() -> WSGIEnvironment:
+    return _cv_request.get().environ

@@ -1,0 +1,112 @@
+"""Blueprints: groups of routes, hooks and error handlers registered on an app together."""
+
+from __future__ import annotations
+
+import typing as t
+
+from .scaffold import F, Scaffold
+
+if t.TYPE_CHECKING:
+    from .app import App
+
+__all__ = ["Blueprint"]
+
+
+class Blueprint(Scaffold):
+    """A named set of routes under an optional ``url_prefix``, with its own hooks.
+
+    Endpoints become ``"<name>.<endpoint>"``; the blueprint's ``before_request`` (and other)
+    hooks and error handlers apply only to requests routed to one of its endpoints. The
+    ``*_app_*`` variants register app-wide hooks instead.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        import_name: str,
+        url_prefix: str | None = None,
+        root_path: str | None = None,
+    ) -> None:
+        if not name or "." in name:
+            raise ValueError(f"Blueprint name {name!r} must be non-empty and contain no dot.")
+        super().__init__(import_name, root_path)
+        self.name = name
+        self.url_prefix = url_prefix
+        self._hook_key = name
+        self._routes: list[
+            tuple[str, str | None, t.Callable[..., t.Any] | None, bool | None, dict[str, t.Any]]
+        ] = []
+
+    def add_url_rule(
+        self,
+        rule: str,
+        endpoint: str | None = None,
+        view_func: t.Callable[..., t.Any] | None = None,
+        provide_automatic_options: bool | None = None,
+        **options: t.Any,
+    ) -> None:
+        """Record a rule; it is added to the app, prefixed, when the blueprint is registered."""
+        if endpoint is not None and "." in endpoint:
+            raise ValueError(f"Endpoint {endpoint!r} may not contain a dot.")
+        if view_func is not None and "." in getattr(view_func, "__name__", ""):
+            raise ValueError(f"View function name {view_func.__name__!r} may not contain a dot.")
+        self._routes.append((rule, endpoint, view_func, provide_automatic_options, options))
+
+    def before_app_request(self, f: F) -> F:
+        """Like :meth:`before_request`, for every request of the app."""
+        self.before_request_funcs.setdefault(None, []).append(f)
+        return f
+
+    def after_app_request(self, f: F) -> F:
+        """Like :meth:`after_request`, for every request of the app."""
+        self.after_request_funcs.setdefault(None, []).append(f)
+        return f
+
+    def teardown_app_request(self, f: F) -> F:
+        """Like :meth:`teardown_request`, for every request of the app."""
+        self.teardown_request_funcs.setdefault(None, []).append(f)
+        return f
+
+    def app_errorhandler(self, code_or_exception: type[BaseException] | int) -> t.Callable[[F], F]:
+        """Like :meth:`errorhandler`, for errors anywhere in the app."""
+
+        def decorator(f: F) -> F:
+            self._register_error_handler(None, code_or_exception, f)
+            return f
+
+        return decorator
+
+    def register(self, app: App, options: t.Mapping[str, t.Any]) -> None:
+        """Add this blueprint's rules, hooks and handlers to ``app``."""
+        name: str = options.get("name", self.name)
+        url_prefix: str | None = options.get("url_prefix", self.url_prefix)
+        if name in app.blueprints:
+            raise ValueError(f"A blueprint named {name!r} is already registered.")
+        app.blueprints[name] = self
+        for rule, endpoint, view_func, automatic_options, rule_options in self._routes:
+            if url_prefix is not None:
+                rule = "/".join((url_prefix.rstrip("/"), rule.lstrip("/"))) if rule else url_prefix
+            if endpoint is None:
+                if view_func is None:
+                    raise TypeError(f"Rule {rule!r} has neither an endpoint nor a view function.")
+                endpoint = view_func.__name__
+            app.add_url_rule(
+                rule, f"{name}.{endpoint}", view_func, automatic_options, **rule_options
+            )
+
+        def target(key: str | None) -> str | None:
+            return None if key is None else name
+
+        for own, merged in (
+            (self.before_request_funcs, app.before_request_funcs),
+            (self.after_request_funcs, app.after_request_funcs),
+            (self.teardown_request_funcs, app.teardown_request_funcs),
+        ):
+            for key, funcs in own.items():
+                if funcs:
+                    merged.setdefault(target(key), []).extend(funcs)  # type: ignore[arg-type]
+        for key, by_code in self.error_handler_spec.items():
+            for code, by_class in by_code.items():
+                app.error_handler_spec.setdefault(target(key), {}).setdefault(code, {}).update(
+                    by_class
+                )

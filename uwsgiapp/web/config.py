@@ -1,0 +1,99 @@
+"""``app.config``: a dict of upper-case settings with a few ways to fill it."""
+
+from __future__ import annotations
+
+import json
+import os
+import typing as t
+from datetime import timedelta
+
+__all__ = ["DEFAULT_CONFIG", "Config"]
+
+#: Settings every app starts with; anything upper-case can be added.
+DEFAULT_CONFIG: t.Final[t.Mapping[str, t.Any]] = {
+    "DEBUG": False,
+    "TESTING": False,
+    "PROPAGATE_EXCEPTIONS": None,
+    "SECRET_KEY": None,
+    "SESSION_COOKIE_NAME": "session",
+    "SESSION_COOKIE_DOMAIN": None,
+    "SESSION_COOKIE_PATH": None,
+    "SESSION_COOKIE_HTTPONLY": True,
+    "SESSION_COOKIE_SECURE": False,
+    "SESSION_COOKIE_SAMESITE": None,
+    "PERMANENT_SESSION_LIFETIME": timedelta(days=31),
+    "SERVER_NAME": None,
+    "APPLICATION_ROOT": "/",
+    "PREFERRED_URL_SCHEME": "http",
+    "MAX_CONTENT_LENGTH": None,
+    "JSON_SORT_KEYS": True,
+}
+
+
+class Config(dict[str, t.Any]):
+    """The app's settings. Only upper-case keys are taken from mappings and the environment."""
+
+    def from_mapping(self, mapping: t.Mapping[str, t.Any] | None = None, **kwargs: t.Any) -> bool:
+        """Copy the upper-case keys of ``mapping`` and ``kwargs`` in. Always returns ``True``."""
+        items: dict[str, t.Any] = {}
+        if mapping is not None:
+            items.update(mapping)
+        items.update(kwargs)
+        for key, value in items.items():
+            if key.isupper():
+                self[key] = value
+        return True
+
+    def from_object(self, obj: object) -> None:
+        """Copy the upper-case attributes of ``obj`` (a module or class) in."""
+        for key in dir(obj):
+            if key.isupper():
+                self[key] = getattr(obj, key)
+
+    def from_prefixed_env(
+        self, prefix: str = "UWSGIAPP", *, loads: t.Callable[[str], t.Any] = json.loads
+    ) -> bool:
+        """Load every ``{prefix}_KEY`` environment variable as ``KEY``. Always returns ``True``.
+
+        Values go through ``loads`` (JSON by default, so ``42``/``true`` become int/bool) and
+        stay strings when that fails. ``{prefix}_A__B`` sets ``config["A"]["B"]``, creating the
+        inner dict if needed.
+        """
+        start = f"{prefix}_"
+        for env_key in sorted(os.environ):
+            if not env_key.startswith(start):
+                continue
+            raw = os.environ[env_key]
+            value: t.Any
+            try:
+                value = loads(raw)
+            except Exception:
+                value = raw
+            key = env_key[len(start) :]
+            if "__" not in key:
+                self[key] = value
+                continue
+            *parents, leaf = key.split("__")
+            current: dict[str, t.Any] = self
+            for part in parents:
+                nested = current.get(part)
+                if not isinstance(nested, dict):
+                    nested = current[part] = {}
+                current = nested
+            current[leaf] = value
+        return True
+
+    def get_namespace(
+        self, namespace: str, lowercase: bool = True, trim_namespace: bool = True
+    ) -> dict[str, t.Any]:
+        """The settings whose key starts with ``namespace``, e.g. ``"SESSION_COOKIE_"``."""
+        found: dict[str, t.Any] = {}
+        for key, value in self.items():
+            if not key.startswith(namespace):
+                continue
+            name = key[len(namespace) :] if trim_namespace else key
+            found[name.lower() if lowercase else name] = value
+        return found
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {dict.__repr__(self)}>"

@@ -1,0 +1,313 @@
+"""Application and request contexts: what the context locals point at while code runs."""
+
+from __future__ import annotations
+
+import functools
+import typing as t
+from contextvars import Token
+
+from werkzeug.exceptions import HTTPException
+
+from .globals import _cv_app, _cv_request
+
+if t.TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+    from werkzeug.routing import MapAdapter
+
+    from .app import App, UrlRule
+    from .sessions import SessionMixin
+    from .wrappers import Request
+
+__all__ = [
+    "AppContext",
+    "AppGlobals",
+    "RequestContext",
+    "after_this_request",
+    "has_app_context",
+    "has_request_context",
+    "stream_with_context",
+]
+
+_T = t.TypeVar("_T")
+_AfterFunc = t.Callable[[t.Any], t.Any]
+
+
+class AppGlobals:
+    """``g``: a plain namespace that lives as long as the application context."""
+
+    def get(self, name: str, default: t.Any = None) -> t.Any:
+        """The attribute ``name``, or ``default``."""
+        return self.__dict__.get(name, default)
+
+    def pop(self, name: str, *default: t.Any) -> t.Any:
+        """Remove and return the attribute ``name`` (``default`` if given and missing)."""
+        return self.__dict__.pop(name, *default)
+
+    def setdefault(self, name: str, default: t.Any = None) -> t.Any:
+        """The attribute ``name``, first set to ``default`` if missing."""
+        return self.__dict__.setdefault(name, default)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.__dict__
+
+    def __iter__(self) -> t.Iterator[str]:
+        return iter(self.__dict__)
+
+    def __repr__(self) -> str:
+        return f"<uwsgiapp.web.g {self.__dict__!r}>"
+
+
+class AppContext:
+    """Binds ``current_app`` and ``g``; use as ``with app.app_context(): ...``."""
+
+    __slots__ = ("_app_tokens", "_g", "app")
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self._g: AppGlobals | None = None
+        self._app_tokens: list[Token[AppContext]] = []
+
+    @property
+    def g(self) -> AppGlobals:
+        """This context's ``g`` (created on first use)."""
+        g = self._g
+        if g is None:
+            g = self._g = self.app.app_globals_class()
+        return g
+
+    def push(self) -> None:
+        """Make this the current application context."""
+        self._app_tokens.append(_cv_app.set(self))
+
+    def pop(self) -> None:
+        """Restore the application context that was current before :meth:`push`."""
+        _cv_app.reset(self._app_tokens.pop())
+
+    def __enter__(self) -> AppContext:
+        self.push()
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        self.pop()
+
+
+class RequestContext(AppContext):
+    """Everything one request needs: environ, routing result, lazily made request and session.
+
+    Pushing it sets both ``request``/``session`` and ``current_app``/``g``, and matches the URL
+    so ``request.endpoint`` is known to ``before_request`` hooks. The last :meth:`pop` runs the
+    teardown hooks, unless a :func:`stream_with_context` generator still holds the context, in
+    which case the generator runs them when it finishes or is closed.
+    """
+
+    __slots__ = (
+        "_after_funcs",
+        "_holds",
+        "_request",
+        "_session",
+        "_tokens",
+        "adapter",
+        "environ",
+        "routing_exception",
+        "url_rule",
+        "view_args",
+    )
+
+    def __init__(self, app: App, environ: WSGIEnvironment, request: Request | None = None) -> None:
+        self.app = app
+        self._g = None
+        self._app_tokens = []
+        self.environ = environ
+        self._request = request
+        self._session: SessionMixin | None = None
+        self._tokens: list[tuple[Token[AppContext], Token[RequestContext]]] = []
+        self._holds = 0
+        self._after_funcs: list[_AfterFunc] | None = None
+        self.adapter: MapAdapter | None = None
+        self.url_rule: UrlRule | None = None
+        self.view_args: dict[str, t.Any] | None = None
+        self.routing_exception: HTTPException | None = None
+
+    @property
+    def request(self) -> Request:
+        """The request object, created on first use."""
+        req = self._request
+        if req is None:
+            req = self._request = self.app.request_class(self.environ)
+            self._bind_routing(req)
+            max_length = self.app.config["MAX_CONTENT_LENGTH"]
+            if max_length is not None:
+                req.max_content_length = max_length
+        return req
+
+    @property
+    def session(self) -> SessionMixin:
+        """The session, read from its cookie on first use."""
+        sess = self._session
+        if sess is None:
+            sess = self._session = self.app.session_interface.open_session(self.app, self.request)
+        return sess
+
+    def _bind_routing(self, req: Request) -> None:
+        req.url_rule = self.url_rule
+        req.view_args = self.view_args
+        req.routing_exception = self.routing_exception
+
+    def match_request(self) -> None:
+        """Match the URL; keep the rule and arguments, or the routing error for dispatch."""
+        environ = self.environ
+        app = self.app
+        try:
+            adapter = self.adapter = app._adapter_for(environ)
+            path = environ.get("PATH_INFO") or ""
+            if not path.isascii():
+                path = path.encode("latin-1").decode(errors="replace")
+            query = environ.get("QUERY_STRING") or ""
+            if query and not query.isascii():
+                query = query.encode("latin-1").decode(errors="replace")
+            self.url_rule, self.view_args = adapter.match(  # type: ignore[assignment]
+                path, environ["REQUEST_METHOD"], return_rule=True, query_args=query
+            )
+        except HTTPException as e:
+            self.routing_exception = e
+        if self._request is not None:
+            self._bind_routing(self._request)
+
+    def push(self) -> None:
+        """Make this the current request (and application) context and match the URL."""
+        if self._g is None:
+            outer = _cv_app.get(None)
+            if outer is not None and outer.app is self.app:
+                self._g = outer.g
+        self._tokens.append((_cv_app.set(self), _cv_request.set(self)))
+        if self.url_rule is None and self.routing_exception is None:
+            self.match_request()
+
+    def pop(self, exc: BaseException | None = None) -> None:
+        """Undo the matching :meth:`push`; the last one also tears the request down."""
+        try:
+            if len(self._tokens) == 1 and not self._holds:
+                self._teardown(exc)
+        finally:
+            app_token, request_token = self._tokens.pop()
+            _cv_request.reset(request_token)
+            _cv_app.reset(app_token)
+
+    def _teardown(self, exc: BaseException | None) -> None:
+        try:
+            self.app.do_teardown_request(exc)
+        finally:
+            if self._request is not None:
+                self._request.close()
+
+    def _activate(self) -> tuple[Token[AppContext], Token[RequestContext]]:
+        return _cv_app.set(self), _cv_request.set(self)
+
+    @staticmethod
+    def _deactivate(tokens: tuple[Token[AppContext], Token[RequestContext]]) -> None:
+        _cv_request.reset(tokens[1])
+        _cv_app.reset(tokens[0])
+
+    def _release(self) -> None:
+        self._holds -= 1
+        if self._holds == 0 and not self._tokens:
+            tokens = self._activate()
+            try:
+                self._teardown(None)
+            finally:
+                self._deactivate(tokens)
+
+    def __enter__(self) -> RequestContext:
+        self.push()
+        return self
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
+        self.pop(exc)
+
+
+def has_request_context() -> bool:
+    """Whether a request context is active (``request`` and ``session`` are usable)."""
+    return _cv_request.get(None) is not None
+
+
+def has_app_context() -> bool:
+    """Whether an application context is active (``current_app`` and ``g`` are usable)."""
+    return _cv_app.get(None) is not None
+
+
+def after_this_request(f: _AfterFunc) -> _AfterFunc:
+    """Run ``f(response)`` after this request's view, before the ``after_request`` hooks."""
+    ctx = _cv_request.get(None)
+    if ctx is None:
+        raise RuntimeError("after_this_request() can only be used while handling a request.")
+    if ctx._after_funcs is None:
+        ctx._after_funcs = []
+    ctx._after_funcs.append(f)
+    return f
+
+
+@t.overload
+def stream_with_context(
+    generator_or_function: t.Iterator[_T] | t.Iterable[_T],
+) -> t.Iterator[_T]: ...
+
+
+@t.overload
+def stream_with_context(
+    generator_or_function: t.Callable[..., t.Iterator[_T]],
+) -> t.Callable[..., t.Iterator[_T]]: ...
+
+
+def stream_with_context(
+    generator_or_function: t.Iterator[_T] | t.Iterable[_T] | t.Callable[..., t.Iterator[_T]],
+) -> t.Iterator[_T] | t.Callable[..., t.Iterator[_T]]:
+    """Keep the current request context alive for a streamed response.
+
+    The server iterates a generator response after the view returned and the context was
+    popped; wrapped with this, every step of the generator runs with ``request``, ``session``,
+    ``g`` and ``current_app`` set again, and teardown waits until the generator is exhausted or
+    closed. Also usable as a decorator on a generator function called inside the view.
+    """
+    if callable(generator_or_function) and not hasattr(generator_or_function, "__next__"):
+        function = generator_or_function
+
+        @functools.wraps(function)
+        def decorated(*args: t.Any, **kwargs: t.Any) -> t.Iterator[_T]:
+            return stream_with_context(function(*args, **kwargs))
+
+        return decorated
+
+    ctx = _cv_request.get(None)
+    if ctx is None:
+        raise RuntimeError(
+            "stream_with_context() can only be used while handling a request: call it in the"
+            " view, not where the response is iterated."
+        )
+    inner = iter(t.cast("t.Iterable[_T]", generator_or_function))
+
+    def run() -> t.Iterator[_T]:
+        ctx._holds += 1
+        try:
+            yield t.cast(_T, None)  # primed below, so the hold is taken before the view returns
+            while True:
+                tokens = ctx._activate()
+                try:
+                    item = next(inner)
+                except StopIteration:
+                    return
+                finally:
+                    ctx._deactivate(tokens)
+                yield item
+        finally:
+            close = getattr(inner, "close", None)
+            if close is not None:
+                tokens = ctx._activate()
+                try:
+                    close()
+                finally:
+                    ctx._deactivate(tokens)
+            ctx._release()
+
+    wrapped = run()
+    next(wrapped)
+    return wrapped

@@ -1,0 +1,186 @@
+"""Signed cookie sessions: JSON in the cookie, HMAC-SHA256 over it, stdlib only.
+
+Cookie value: ``b64(json) "." b64(issued-at) "." b64(hmac)``, URL-safe base64 without padding.
+The MAC key is derived from ``SECRET_KEY`` and a salt, so the raw secret never signs anything
+an attacker can see. A bad signature, a malformed value or an expired timestamp yields a new,
+empty session: the client learns nothing beyond "not logged in".
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import time
+import typing as t
+from datetime import datetime, timedelta, timezone
+
+if t.TYPE_CHECKING:
+    from .app import App
+    from .wrappers import Request, Response
+
+__all__ = ["NullSession", "SecureCookieSession", "SessionInterface", "SessionMixin"]
+
+_NO_SECRET = (
+    "The session is unavailable because no secret key was set. Set app.secret_key (or"
+    " app.config['SECRET_KEY']) to a long random string, e.g. secrets.token_hex()."
+)
+
+
+class SessionMixin(dict[str, t.Any]):
+    """The session: a dict that remembers whether it was changed."""
+
+    #: Set by every write; the cookie is only rewritten when this is true.
+    modified: bool = False
+    #: True when the request carried no valid session cookie.
+    new: bool = False
+
+    @property
+    def permanent(self) -> bool:
+        """Whether the cookie outlives the browser session (``PERMANENT_SESSION_LIFETIME``)."""
+        return bool(self.get("_permanent", False))
+
+    @permanent.setter
+    def permanent(self, value: bool) -> None:
+        self["_permanent"] = bool(value)
+
+    def __setitem__(self, key: str, value: t.Any) -> None:
+        self.modified = True
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: str) -> None:
+        self.modified = True
+        super().__delitem__(key)
+
+    def clear(self) -> None:
+        """Remove every key."""
+        self.modified = True
+        super().clear()
+
+    def pop(self, key: str, *default: t.Any) -> t.Any:
+        """Remove and return ``key``."""
+        self.modified = True
+        return super().pop(key, *default)
+
+    def popitem(self) -> tuple[str, t.Any]:
+        """Remove and return the last item."""
+        self.modified = True
+        return super().popitem()
+
+    def setdefault(self, key: str, default: t.Any = None) -> t.Any:
+        """``session[key]``, first set to ``default`` if missing."""
+        self.modified = True
+        return super().setdefault(key, default)
+
+    def update(self, *args: t.Any, **kwargs: t.Any) -> None:
+        """Update from a mapping or pairs, as ``dict.update``."""
+        self.modified = True
+        super().update(*args, **kwargs)
+
+
+class SecureCookieSession(SessionMixin):
+    """A session loaded from (and saved to) a signed cookie."""
+
+
+class NullSession(SessionMixin):
+    """The empty, read-only session given when no ``SECRET_KEY`` is configured."""
+
+    def _fail(self, *args: t.Any, **kwargs: t.Any) -> t.NoReturn:
+        raise RuntimeError(_NO_SECRET)
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _fail
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class SessionInterface:
+    """Opens and saves sessions as signed cookies; replace ``app.session_interface`` to change."""
+
+    #: Salt mixed into the MAC key so the key is specific to session cookies.
+    salt: bytes = b"uwsgiapp.web.session"
+    session_class: type[SecureCookieSession] = SecureCookieSession
+    null_session_class: type[NullSession] = NullSession
+
+    def _key(self, app: App) -> bytes | None:
+        secret = app.config["SECRET_KEY"]
+        if not secret:
+            return None
+        if isinstance(secret, str):
+            secret = secret.encode()
+        return hmac.new(secret, self.salt, hashlib.sha256).digest()
+
+    def sign(self, key: bytes, data: t.Mapping[str, t.Any], now: float | None = None) -> str:
+        """The cookie value for ``data`` (JSON-serialisable), signed with ``key``."""
+        payload = _b64encode(json.dumps(data, separators=(",", ":"), sort_keys=True).encode())
+        issued = int(time.time() if now is None else now)
+        message = f"{payload}.{_b64encode(issued.to_bytes(8, 'big'))}"
+        mac = hmac.new(key, message.encode("ascii"), hashlib.sha256).digest()
+        return f"{message}.{_b64encode(mac)}"
+
+    def unsign(self, key: bytes, value: str, max_age: float | None) -> dict[str, t.Any] | None:
+        """The data in a cookie value, or ``None`` if it is forged, malformed or too old."""
+        try:
+            message, _, mac_text = value.rpartition(".")
+            expected = hmac.new(key, message.encode("ascii"), hashlib.sha256).digest()
+            if not hmac.compare_digest(expected, _b64decode(mac_text)):
+                return None
+            payload, _, issued_text = message.partition(".")
+            issued = int.from_bytes(_b64decode(issued_text), "big")
+            if max_age is not None and time.time() - issued > max_age:
+                return None
+            data = json.loads(_b64decode(payload))
+        except (ValueError, UnicodeError, binascii.Error):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def open_session(self, app: App, request: Request) -> SessionMixin:
+        """The session carried by ``request``'s cookie, or a new empty one."""
+        key = self._key(app)
+        if key is None:
+            return self.null_session_class()
+        value = request.cookies.get(app.config["SESSION_COOKIE_NAME"])
+        if value:
+            lifetime: timedelta = app.config["PERMANENT_SESSION_LIFETIME"]
+            data = self.unsign(key, value, lifetime.total_seconds())
+            if data is not None:
+                return self.session_class(data)
+        session = self.session_class()
+        session.new = True
+        return session
+
+    def save_session(self, app: App, session: SessionMixin, response: Response) -> None:
+        """Write, refresh or delete the session cookie on ``response`` as needed."""
+        if isinstance(session, NullSession):
+            return
+        config = app.config
+        name = config["SESSION_COOKIE_NAME"]
+        options: dict[str, t.Any] = {
+            "domain": config["SESSION_COOKIE_DOMAIN"],
+            "path": config["SESSION_COOKIE_PATH"] or config["APPLICATION_ROOT"] or "/",
+            "secure": config["SESSION_COOKIE_SECURE"],
+            "httponly": config["SESSION_COOKIE_HTTPONLY"],
+            "samesite": config["SESSION_COOKIE_SAMESITE"],
+        }
+        # The body may depend on the cookie, so shared caches must key on it.
+        response.vary.add("Cookie")
+        if not session:
+            if session.modified:
+                response.delete_cookie(name, **options)
+            return
+        if not session.modified:
+            return
+        key = self._key(app)
+        assert key is not None  # a real session is only opened with a secret
+        expires: datetime | None = None
+        if session.permanent:
+            lifetime: timedelta = config["PERMANENT_SESSION_LIFETIME"]
+            expires = datetime.now(timezone.utc) + lifetime
+        response.set_cookie(name, self.sign(key, session), expires=expires, **options)
