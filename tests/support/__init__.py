@@ -1,0 +1,1 @@
+"""Helpers shared by the test suites: real nginx and real ``uwsgiapp serve`` processes."""

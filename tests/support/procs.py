@@ -1,0 +1,269 @@
+"""Start real processes for tests: nginx (own config, port, temp dirs) and ``uwsgiapp serve``.
+
+Everything binds to loopback or lives under the test's tmp dir; each process is stopped by the
+PID we started, never by name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+APPS_DIR = Path(__file__).resolve().parents[1] / "apps"
+
+UWSGI_PARAMS = """
+uwsgi_param QUERY_STRING $query_string;
+uwsgi_param REQUEST_METHOD $request_method;
+uwsgi_param CONTENT_TYPE $content_type;
+uwsgi_param CONTENT_LENGTH $content_length;
+uwsgi_param REQUEST_URI $request_uri;
+uwsgi_param PATH_INFO $document_uri;
+uwsgi_param DOCUMENT_ROOT $document_root;
+uwsgi_param SERVER_PROTOCOL $server_protocol;
+uwsgi_param REQUEST_SCHEME $scheme;
+uwsgi_param HTTPS $https if_not_empty;
+uwsgi_param REMOTE_ADDR $remote_addr;
+uwsgi_param REMOTE_PORT $remote_port;
+uwsgi_param SERVER_PORT $server_port;
+uwsgi_param SERVER_NAME $server_name;
+"""
+
+
+def nginx_binary() -> str | None:
+    """The nginx executable, or None when it is not installed."""
+    return shutil.which("nginx") or (
+        "/usr/sbin/nginx" if os.access("/usr/sbin/nginx", os.X_OK) else None
+    )
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll ``check`` until true; fail the test with ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            if check():
+                return
+        time.sleep(0.02)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _connects(address: str) -> bool:
+    if address.startswith("/"):
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(address)
+    else:
+        host, port = address.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=1):
+            pass
+    return True
+
+
+class Nginx:
+    """A real nginx in front of ``upstream`` (``unix:/path`` or ``127.0.0.1:port``)."""
+
+    def __init__(self, workdir: Path, upstream: str, *, read_timeout: int = 60) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.upstream = upstream
+        self.proc: subprocess.Popen[bytes] | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+        user = "user root root;" if os.geteuid() == 0 else ""
+        temps = " ".join(
+            f"{kind}_temp_path {workdir}/{kind};"
+            for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+        )
+        self.conf = workdir / "nginx.conf"
+        self.error_log = workdir / "nginx-error.log"
+        self.conf.write_text(
+            f"""
+{user}
+worker_processes 1;
+daemon off;
+pid {workdir}/nginx.pid;
+error_log {self.error_log} info;
+events {{ worker_connections 1024; }}
+http {{
+  access_log off;
+  {temps}
+  upstream app {{ server {upstream}; }}
+  server {{
+    listen 127.0.0.1:{self.port};
+    client_max_body_size 64m;
+    location / {{
+      {UWSGI_PARAMS}
+      uwsgi_read_timeout {read_timeout}s;
+      uwsgi_pass app;
+    }}
+  }}
+}}
+"""
+        )
+
+    def start(self) -> Nginx:
+        """Start nginx in the foreground as our child and wait for its port."""
+        binary = nginx_binary()
+        assert binary, "nginx is not installed (.ci/run installs it)"
+        self.proc = subprocess.Popen(
+            [binary, "-c", str(self.conf), "-p", str(self.workdir), "-e", str(self.error_log)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_until(lambda: _connects(f"127.0.0.1:{self.port}"), 10, "nginx to listen")
+        return self
+
+    def stop(self) -> None:
+        """Graceful quit, then kill if it lingers."""
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGQUIT)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def upstream_errors(self) -> list[str]:
+        """nginx error-log lines about the upstream (resets, premature closes, 502s)."""
+        if not self.error_log.exists():
+            return []
+        return [
+            line
+            for line in self.error_log.read_text(errors="replace").splitlines()
+            if "upstream" in line and ("[error]" in line or "[crit]" in line)
+        ]
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 30,
+    ) -> tuple[int, http.client.HTTPMessage, bytes]:
+        """One HTTP request through nginx: (status, headers, body)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, resp.headers, resp.read()
+        finally:
+            conn.close()
+
+
+class Server:
+    """A real ``uwsgiapp serve`` in a subprocess (its stderr captured to a log file)."""
+
+    def __init__(self, workdir: Path, app: str, **options: Any) -> None:
+        self.workdir = workdir
+        workdir.mkdir(parents=True, exist_ok=True)
+        # Unix socket paths must stay under 108 bytes: use a short temp dir, not tmp_path.
+        self.socket = options.pop("socket", "") or os.path.join(
+            tempfile.mkdtemp(prefix="uwa-"), "app.sock"
+        )
+        self.app = app
+        self.options = options
+        self.log_path = workdir / "server.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def upstream(self) -> str:
+        """How nginx reaches this server."""
+        return f"unix:{self.socket}" if self.socket.startswith("/") else self.socket
+
+    def command(self) -> list[str]:
+        """The command line, as a user would type it."""
+        config = {"app": self.app, "socket": [self.socket], **self.options}
+        config.setdefault("pythonpath", [str(APPS_DIR)])
+        return [
+            sys.executable,
+            "-c",
+            "import json, sys\n"
+            "from uwsgiapp.config import make_config\n"
+            "from uwsgiapp.supervisor import serve\n"
+            "raw = json.loads(sys.argv[1])\n"
+            "raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}\n"
+            "sys.exit(serve(make_config(**raw)))\n",
+            json.dumps(config),
+        ]
+
+    def start(self, wait: bool = True, timeout: float = 15) -> Server:
+        """Start the server; by default wait until its socket accepts connections."""
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            self.command(), stdout=self._log, stderr=subprocess.STDOUT, cwd=self.workdir
+        )
+        if wait:
+            wait_until(self._ready, timeout, f"uwsgiapp serve on {self.socket}")
+        return self
+
+    def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"server exited with {self.proc.returncode}:\n{self.log()}")
+        return _connects(self.socket)
+
+    @property
+    def pid(self) -> int:
+        """The server's (master's) pid."""
+        assert self.proc is not None
+        return self.proc.pid
+
+    def signal(self, signum: int) -> None:
+        """Send a signal to the process we started."""
+        assert self.proc is not None
+        self.proc.send_signal(signum)
+
+    def wait(self, timeout: float) -> int:
+        """Wait for exit; return the exit code."""
+        assert self.proc is not None
+        return self.proc.wait(timeout)
+
+    def stop(self, timeout: float = 15) -> int | None:
+        """TERM, wait, then KILL if needed."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def log(self) -> str:
+        """Everything the server wrote so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+
+@contextlib.contextmanager
+def stack(workdir: Path, app: str, **options: Any) -> Iterator[tuple[Server, Nginx]]:
+    """``uwsgiapp serve`` behind a real nginx; both stopped on exit."""
+    server = Server(workdir / "server", app, **options).start()
+    nginx = Nginx(workdir / "nginx", server.upstream)
+    try:
+        nginx.start()
+        yield server, nginx
+    finally:
+        nginx.stop()
+        server.stop()
