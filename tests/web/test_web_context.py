@@ -1,0 +1,252 @@
+"""Context locals: request, session, g, current_app; threads; streaming; app contexts."""
+
+from __future__ import annotations
+
+import threading
+import typing as t
+from collections.abc import Iterator
+
+import pytest
+from werkzeug.test import EnvironBuilder
+
+from uwsgiapp.web import (
+    App,
+    Response,
+    after_this_request,
+    current_app,
+    g,
+    has_app_context,
+    has_request_context,
+    request,
+    session,
+    stream_with_context,
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "proxy", "message"),
+    [
+        ("request", lambda: request.path, "outside of request context"),
+        ("session", lambda: session.get("x"), "outside of request context"),
+        ("g", lambda: g.x, "outside of application context"),
+        ("current_app", lambda: current_app.name, "outside of application context"),
+    ],
+)
+def test_proxies_outside_a_request_raise_and_say_why(
+    name: str, proxy: t.Callable[[], t.Any], message: str
+) -> None:
+    with pytest.raises(RuntimeError, match=message):
+        proxy()
+
+
+def test_request_context_binds_everything_and_unwinds() -> None:
+    app = App(__name__)
+    app.secret_key = "k"
+    assert not has_request_context() and not has_app_context()
+    with app.test_request_context("/a?x=1", method="POST"):
+        assert has_request_context() and has_app_context()
+        assert request.path == "/a" and request.args["x"] == "1" and request.method == "POST"
+        assert current_app.name == app.name
+        g.value = 1
+        assert g.get("value") == 1 and "value" in g
+        assert session == {}
+    assert not has_request_context() and not has_app_context()
+
+
+def test_app_context_alone_gives_g_but_not_request() -> None:
+    app = App(__name__)
+    with app.app_context():
+        g.x = 1
+        assert current_app.import_name == __name__
+        with pytest.raises(RuntimeError, match="request context"):
+            request.args  # noqa: B018
+        # A request pushed inside the same app's context shares its g.
+        with app.test_request_context("/"):
+            assert g.x == 1
+    with app.app_context():
+        assert "x" not in g  # a new app context starts with an empty g
+
+
+def test_g_is_per_request() -> None:
+    app = App(__name__)
+
+    @app.route("/")
+    def index() -> str:
+        seen = g.get("mark", "unset")
+        g.mark = "set"
+        return seen
+
+    client = app.test_client()
+    assert client.get("/").data == b"unset"
+    assert client.get("/").data == b"unset"
+
+
+def test_request_attributes_from_routing() -> None:
+    app = App(__name__)
+
+    @app.before_request
+    def check() -> None:
+        # Matching happens on push, so hooks already know the endpoint.
+        g.endpoint_in_hook = request.endpoint
+
+    @app.route("/u/<int:n>")
+    def user(n: int) -> dict[str, t.Any]:
+        return {
+            "endpoint": request.endpoint,
+            "rule": request.url_rule.rule if request.url_rule else None,
+            "args": request.view_args,
+            "hook": g.endpoint_in_hook,
+        }
+
+    assert app.test_client().get("/u/5").json == {
+        "endpoint": "user",
+        "rule": "/u/<int:n>",
+        "args": {"n": 5},
+        "hook": "user",
+    }
+
+
+def test_threads_see_their_own_request() -> None:
+    app = App(__name__)
+    barrier = threading.Barrier(8)
+
+    @app.route("/<int:n>")
+    def echo(n: int) -> str:
+        g.n = n
+        barrier.wait(timeout=5)  # every thread is inside its request at the same time
+        return f"{request.view_args['n'] if request.view_args else '?'}:{g.n}:{request.path}"
+
+    results: dict[int, bytes] = {}
+
+    def worker(n: int) -> None:
+        results[n] = app.test_client().get(f"/{n}").data
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=10)
+    assert results == {n: f"{n}:{n}:/{n}".encode() for n in range(8)}
+
+
+def _call(app: App, path: str) -> tuple[list[t.Any], t.Iterable[bytes]]:
+    heads: list[t.Any] = []
+    environ = EnvironBuilder(path=path).get_environ()
+    body = app(environ, lambda status, headers, exc_info=None: heads.append(status))  # type: ignore[arg-type,func-returns-value]
+    return heads, body
+
+
+def test_stream_with_context_keeps_request_and_defers_teardown() -> None:
+    app = App(__name__)
+    events: list[str] = []
+
+    @app.teardown_request
+    def teardown(exc: BaseException | None) -> None:
+        events.append(f"teardown {request.path}")
+
+    @app.route("/stream")
+    def stream() -> Response:
+        g.greeting = "hi"
+
+        @stream_with_context
+        def generate() -> Iterator[str]:
+            events.append("start")
+            yield f"{g.greeting} {request.args.get('name', 'anon')}"
+            yield f" at {request.path}"
+            events.append("end")
+
+        return Response(generate())
+
+    heads, body = _call(app, "/stream?name=ada")
+    assert heads == ["200 OK"]
+    assert events == []  # neither the generator nor teardown ran yet
+    assert not has_request_context()  # the server iterates outside the request...
+    chunks = []
+    for chunk in body:
+        chunks.append(chunk)
+        assert not has_request_context()  # ...and each step leaves it unbound again
+    getattr(body, "close", lambda: None)()
+    assert b"".join(chunks) == b"hi ada at /stream"
+    assert events == ["start", "end", "teardown /stream"]
+
+
+def test_stream_with_context_teardown_runs_when_closed_early() -> None:
+    app = App(__name__)
+    events: list[str] = []
+
+    @app.teardown_request
+    def teardown(exc: BaseException | None) -> None:
+        events.append("teardown")
+
+    @app.route("/")
+    def index() -> t.Any:
+        def generate() -> Iterator[str]:
+            try:
+                yield "a"
+                yield "b"
+            finally:
+                events.append(f"closed in {request.path}")
+
+        return stream_with_context(generate())
+
+    _, body = _call(app, "/")
+    iterator = iter(body)
+    assert next(iterator) == b"a"
+    getattr(body, "close")()  # noqa: B009 - the WSGI server closes it
+    assert events == ["closed in /", "teardown"]
+
+
+def test_plain_generator_reading_request_fails_clearly() -> None:
+    app = App(__name__)
+
+    @app.route("/")
+    def index() -> t.Any:
+        def generate() -> Iterator[str]:
+            yield request.path
+
+        return generate()
+
+    _, body = _call(app, "/")
+    with pytest.raises(RuntimeError, match="stream_with_context"):
+        list(body)
+
+
+def test_stream_with_context_outside_a_request_is_an_error() -> None:
+    with pytest.raises(RuntimeError, match="while handling a request"):
+        stream_with_context(iter(["x"]))
+
+
+def test_after_this_request() -> None:
+    app = App(__name__)
+
+    @app.route("/")
+    def index() -> str:
+        @after_this_request
+        def add_header(response: Response) -> Response:
+            response.headers["X-Once"] = "yes"
+            return response
+
+        return "ok"
+
+    @app.route("/other")
+    def other() -> str:
+        return "other"
+
+    client = app.test_client()
+    assert client.get("/").headers["X-Once"] == "yes"
+    assert "X-Once" not in client.get("/other").headers
+    with pytest.raises(RuntimeError):
+        after_this_request(lambda r: r)
+
+
+def test_context_is_popped_even_when_the_app_raises() -> None:
+    app = App(__name__)
+    app.testing = True
+
+    @app.route("/")
+    def index() -> str:
+        raise KeyError("boom")
+
+    with pytest.raises(KeyError):
+        app.test_client().get("/")
+    assert not has_request_context() and not has_app_context()
