@@ -17,11 +17,15 @@ Exit codes shared by all commands:
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, NoReturn
 
 from uwsgiapp import __version__
+
+if TYPE_CHECKING:
+    from uwsgiapp.configload import Resolved
 
 EXIT_OK = 0
 EXIT_SERVER_ERROR = 1
@@ -196,6 +200,128 @@ def _cmd_ping(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- serve ---------------------------------------------------------------------------------
+
+
+def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
+    from uwsgiapp.configload import format_value, option_specs
+
+    p = sub.add_parser(
+        "serve",
+        help="serve the app over the uwsgi protocol (production, behind nginx)",
+        description=(
+            "Serve APP over nginx's uwsgi protocol with a prefork master. Every option can also "
+            "come from a UWSGIAPP_<OPTION> environment variable, a --config TOML file "
+            "(top-level keys, [uwsgiapp], or [tool.uwsgiapp] in pyproject.toml) or a uWSGI "
+            "--ini file. Precedence: command line > environment > --config > --ini > defaults."
+        ),
+        epilog=(
+            "Lists take repeated flags or comma-separated values; booleans take --x / --no-x "
+            "(true/false, yes/no, on/off, 1/0 in env and files); modes are octal (660). "
+            "Exit status 2: bad option value or app that cannot be loaded."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "app_positional",
+        metavar="APP",
+        nargs="?",
+        help="the WSGI app: module:attr, module:factory(), or path/to/file.py:attr (= --app)",
+    )
+    p.add_argument(
+        "--config", metavar="FILE.toml", help="read options from a TOML file (or pyproject.toml)"
+    )
+    p.add_argument(
+        "--ini",
+        metavar="FILE.ini[:SECTION]",
+        help="read options from a uWSGI ini file (section default: uwsgi)",
+    )
+    p.add_argument(
+        "--print-config",
+        action="store_true",
+        help="print the resolved configuration and where each value came from, then exit",
+    )
+    group = p.add_argument_group("options (each also settable by env var and config files)")
+    metavars = {"int": "N", "float": "SECONDS", "str": "VALUE", "list": "VALUE"}
+    for spec in option_specs():
+        default = format_value(spec, spec.default)
+        text = f"{spec.help} [default: {default}; env: {spec.env}]".replace("%", "%%")
+        flag = f"--{spec.option}"
+        if spec.kind == "bool":
+            group.add_argument(
+                flag, dest=spec.name, action=argparse.BooleanOptionalAction, help=text
+            )
+        elif spec.kind == "list":
+            group.add_argument(
+                flag, dest=spec.name, action="append", metavar=metavars[spec.kind], help=text
+            )
+        else:
+            metavar = "MODE" if spec.octal else metavars[spec.kind]
+            group.add_argument(flag, dest=spec.name, metavar=metavar, help=text)
+    p.set_defaults(handler=_cmd_serve)
+
+
+def resolve_serve_config(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> Resolved:
+    """Resolve the Config for ``serve`` from parsed ``args``, ``environ``, and the files they
+    name. Raises ConfigError."""
+    from uwsgiapp.configload import Raw, env_layer, option_specs, resolve, toml_layer
+    from uwsgiapp.uwsgiini import ini_layer
+
+    env = os.environ if environ is None else environ
+    warnings: list[str] = []
+    layers = []
+    ini_env: list[tuple[str, str, str]] = []
+    if args.ini:
+        ini = ini_layer(args.ini, environ=env)
+        layers.append(ini.layer)
+        ini_env = ini.env
+        warnings.extend(ini.warnings)
+    if args.config:
+        layers.append(toml_layer(args.config))
+    layers.append(env_layer(env, warnings))
+    cli: dict[str, Raw] = {}
+    for spec in option_specs():
+        value = getattr(args, spec.name, None)
+        if value is not None:
+            cli[spec.name] = Raw(value, f"command line --{spec.option}")
+    if args.app_positional:
+        cli["app"] = Raw(args.app_positional, "command line APP")
+    layers.append(cli)
+    return resolve(layers, env=ini_env, warnings=warnings)
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from uwsgiapp.config import ConfigError
+    from uwsgiapp.configload import format_config
+
+    try:
+        resolved = resolve_serve_config(args)
+    except ConfigError as exc:
+        return _fail("serve", str(exc), EXIT_USAGE)
+    for warning in resolved.warnings:
+        print(f"{PROG} serve: warning: {warning}", file=sys.stderr)
+    if args.print_config:
+        sys.stdout.write(format_config(resolved))
+        return EXIT_OK
+    if not resolved.config.app:
+        return _fail(
+            "serve",
+            "no app given: pass APP (module:attr), --app, UWSGIAPP_APP, a config file, "
+            "or module / wsgi-file in the --ini file",
+            EXIT_USAGE,
+        )
+    for name, value, _source in resolved.env:
+        os.environ[name] = value
+    try:
+        from uwsgiapp.supervisor import serve
+    except ImportError as exc:
+        return _fail("serve", f"the server is not available: {exc}", EXIT_SERVER_ERROR)
+    code: int = serve(resolved.config)
+    return code
+
+
 # --- dev -----------------------------------------------------------------------------------
 
 
@@ -284,6 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    _add_serve(sub)
     _add_dev(sub)
     _add_request(sub)
     _add_ping(sub)

@@ -6,7 +6,7 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from cli_testkit import FakeServers, Handler, TCPServer, UnixServer
+from cli.cli_testkit import FakeServers, Handler, TCPServer, UnixServer
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cli_testkit import FakeServers, free_port, run_cli
+from cli.cli_testkit import FakeServers, free_port, run_cli
 
 from uwsgiapp.cli import EXIT_BAD_RESPONSE, EXIT_CONNECT, EXIT_SERVER_ERROR, EXIT_USAGE
 from uwsgiapp.client import (

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cli_testkit import free_port, run_cli
+from cli.cli_testkit import free_port, run_cli
 
 from uwsgiapp.devserver import DevOptions, DevServerError, check_options, is_loopback
 

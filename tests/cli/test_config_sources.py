@@ -1,0 +1,276 @@
+"""Config sources: conversion by type, precedence CLI > env > --config > --ini > defaults,
+bad values naming option and source, --print-config, --help, --version."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cli.cli_testkit import run_cli
+
+from uwsgiapp.cli import build_parser, resolve_serve_config
+from uwsgiapp.config import Config, ConfigError
+from uwsgiapp.configload import (
+    Raw,
+    convert,
+    env_layer,
+    option_specs,
+    resolve,
+    spec_for,
+    toml_layer,
+)
+
+
+def spec(name: str) -> Any:
+    found = spec_for(name)
+    assert found is not None
+    return found
+
+
+@pytest.mark.parametrize(
+    ("option", "raw", "expected"),
+    [
+        ("lazy-apps", "true", True),
+        ("lazy_apps", "Yes", True),
+        ("lazy-apps", "off", False),
+        ("lazy-apps", "0", False),
+        ("lazy-apps", False, False),
+        ("workers", "4", 4),
+        ("workers", 4, 4),
+        ("workers", " 8 ", 8),
+        ("harakiri", "2.5", 2.5),
+        ("harakiri", 30, 30.0),
+        ("app", "a:b", "a:b"),
+        ("uid", 1000, "1000"),
+        ("socket", "a.sock, 127.0.0.1:3031", ("a.sock", "127.0.0.1:3031")),
+        ("socket", ["a.sock", "b.sock,c.sock"], ("a.sock", "b.sock", "c.sock")),
+        ("pythonpath", "", ()),
+        ("chmod-socket", "660", 0o660),
+        ("chmod-socket", "0660", 0o660),
+        ("chmod-socket", "0o600", 0o600),
+        ("chmod-socket", 660, 0o660),
+        ("chmod-socket", 0o666, 0o666),
+    ],
+)
+def test_convert(option: str, raw: Any, expected: Any) -> None:
+    assert convert(spec(option), raw, "test") == expected
+
+
+@pytest.mark.parametrize(
+    ("option", "raw"),
+    [
+        ("lazy-apps", "maybe"),
+        ("lazy-apps", 1),
+        ("workers", "four"),
+        ("workers", "4.5"),
+        ("workers", True),
+        ("harakiri", "nan"),
+        ("harakiri", "inf"),
+        ("harakiri", "soon"),
+        ("app", True),
+        ("socket", [1, 2]),
+        ("chmod-socket", "rw-rw----"),
+        ("chmod-socket", "999"),
+        ("chmod-socket", 990),
+    ],
+)
+def test_convert_refuses(option: str, raw: Any) -> None:
+    with pytest.raises(ConfigError) as info:
+        convert(spec(option), raw, "env UWSGIAPP_X")
+    assert str(info.value).startswith(f"--{spec(option).option} (from env UWSGIAPP_X): expected")
+
+
+def test_every_field_has_a_spec() -> None:
+    names = [s.name for s in option_specs()]
+    assert names == [f for f in Config.__dataclass_fields__]
+    for s in option_specs():
+        assert s.env == "UWSGIAPP_" + s.name.upper()
+        assert s.help
+
+
+def test_env_layer_and_unknown_names() -> None:
+    warnings: list[str] = []
+    layer = env_layer({"UWSGIAPP_WORKERS": "3", "UWSGIAPP_WORKRS": "3", "PATH": "/bin"}, warnings)
+    assert layer == {"workers": Raw("3", "env UWSGIAPP_WORKERS")}
+    assert warnings == [
+        "ignoring unknown environment variable UWSGIAPP_WORKRS (did you mean UWSGIAPP_WORKERS?)"
+    ]
+
+
+# Precedence: each row sets `workers` in some sources; the highest one wins.
+PRECEDENCE = [
+    ({}, 1, "default"),
+    ({"ini": "2"}, 2, "ini"),
+    ({"ini": "2", "toml": "3"}, 3, "config file"),
+    ({"ini": "2", "toml": "3", "env": "4"}, 4, "env UWSGIAPP_WORKERS"),
+    ({"ini": "2", "toml": "3", "env": "4", "cli": "5"}, 5, "command line --workers"),
+    ({"toml": "3", "cli": "5"}, 5, "command line --workers"),
+    ({"ini": "2", "env": "4"}, 4, "env UWSGIAPP_WORKERS"),
+    ({"env": "4", "cli": "5"}, 5, "command line --workers"),
+]
+
+
+@pytest.mark.parametrize(("where", "expected", "source"), PRECEDENCE)
+def test_precedence(tmp_path: Path, where: dict[str, str], expected: int, source: str) -> None:
+    argv = ["serve", "app:app"]
+    if "ini" in where:
+        (tmp_path / "u.ini").write_text(f"[uwsgi]\nprocesses = {where['ini']}\n")
+        argv += ["--ini", str(tmp_path / "u.ini")]
+    if "toml" in where:
+        (tmp_path / "c.toml").write_text(f"workers = {where['toml']}\n")
+        argv += ["--config", str(tmp_path / "c.toml")]
+    if "cli" in where:
+        argv += ["--workers", where["cli"]]
+    environ = {"UWSGIAPP_WORKERS": where["env"]} if "env" in where else {}
+    resolved = resolve_serve_config(build_parser().parse_args(argv), environ)
+    assert resolved.config.workers == expected
+    assert resolved.sources["workers"].startswith(source)
+    assert resolved.sources["app"] == "command line APP"
+    assert resolved.sources["listen"] == "default"
+
+
+def test_cli_flags_by_type() -> None:
+    args = build_parser().parse_args(
+        ["serve", "--app", "m:a", "--socket", "a.sock", "--socket", "b.sock,:3031",
+         "--lazy-apps", "--no-reload-preloaded", "--chmod-socket", "600",
+         "--socket-timeout", "2.5", "--buffer-size", "8192"]
+    )  # fmt: skip
+    c = resolve_serve_config(args, {}).config
+    assert c.app == "m:a"
+    assert c.socket == ("a.sock", "b.sock", ":3031")
+    assert (c.lazy_apps, c.reload_preloaded) == (True, False)
+    assert (c.chmod_socket, c.socket_timeout, c.buffer_size) == (0o600, 2.5, 8192)
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "table"),
+    [
+        ("u.toml", "workers = 7\nlazy-apps = true\nsocket = ['x.sock']\n", "top level"),
+        ("u.toml", "other = 1\n[uwsgiapp]\nworkers = 7\nlazy_apps = true\nsocket = 'x.sock'\n", ""),
+        ("pyproject.toml", "[project]\nname='x'\n[tool.uwsgiapp]\nworkers = 7\n"
+         "lazy-apps = true\nsocket = ['x.sock']\n", ""),
+    ],
+)  # fmt: skip
+def test_toml_tables(tmp_path: Path, name: str, text: str, table: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    c = resolve([toml_layer(str(path))]).config
+    assert (c.workers, c.lazy_apps, c.socket) == (7, True, ("x.sock",))
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("u.toml", "workrs = 2\n", "unknown option 'workrs' in top level (did you mean workers?)"),
+        ("u.toml", "workers = \n", "invalid TOML"),
+        ("pyproject.toml", "[project]\nname = 'x'\n", "no [tool.uwsgiapp] table"),
+        ("u.toml", "workers = '2x'\n", "--workers (from config file"),
+        ("u.toml", "workers = 0\n", "--workers (from config file"),
+    ],
+)
+def test_toml_errors(tmp_path: Path, name: str, text: str, message: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        resolve([toml_layer(str(path))])
+
+
+def test_validate_error_names_the_source() -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve([{"buffer_size": Raw("70000", "env UWSGIAPP_BUFFER_SIZE")}])
+    assert str(info.value) == (
+        "--buffer-size (from env UWSGIAPP_BUFFER_SIZE): must be <= 65535, got 70000"
+    )
+
+
+# --- as a user types it --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["--workers", "zero"], {}, b"--workers (from command line --workers): expected an"),
+        ([], {"UWSGIAPP_LISTEN": "-1"}, b"--listen (from env UWSGIAPP_LISTEN): must be >= 1"),
+        ([], {"UWSGIAPP_LAZY_APPS": "perhaps"}, b"--lazy-apps (from env UWSGIAPP_LAZY_APPS)"),
+        (["--config", "missing.toml"], {}, b"cannot read missing.toml"),
+        (["--ini", "missing.ini"], {}, b"cannot read missing.ini"),
+        (["--mount", "app/"], {}, b"--mount (from command line --mount): must start with '/'"),
+        (["--access-log", "loud"], {}, b"must be one of off, uwsgi, json"),
+    ],
+)  # fmt: skip
+def test_bad_values_exit_2(
+    tmp_path: Path, args: list[str], env: dict[str, str], message: bytes
+) -> None:
+    r = run_cli("serve", "app:app", "--print-config", *args, env=env, cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert message in r.stderr
+    assert b"Traceback" not in r.stderr
+
+
+def test_print_config_round_trips(tmp_path: Path) -> None:
+    env = {"UWSGIAPP_WORKERS": "3", "UWSGIAPP_SOCKET": "a.sock,b.sock"}
+    r = run_cli(
+        "serve", "m:app", "--print-config", "--harakiri", "20", "--chmod-socket", "600",
+        "--mount", "/x", env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    lines = {line.split(" = ")[0]: line for line in out.splitlines() if " = " in line}
+    assert lines["workers"].endswith("# env UWSGIAPP_WORKERS")
+    assert lines["harakiri"].startswith("harakiri = 20.0 ")
+    assert lines["app"].endswith("# command line APP")
+    assert lines["listen"].endswith("# default")
+    assert len(lines) == len(option_specs())
+    (tmp_path / "again.toml").write_text(out)
+    r2 = run_cli("serve", "--config", "again.toml", "--print-config", cwd=tmp_path)
+    assert r2.returncode == 0, r2.stderr
+    strip = re.compile(r"\s+#.*$", re.M)
+    assert strip.sub("", r2.stdout.decode()) == strip.sub("", out)
+
+
+def test_help_lists_every_option_default_and_env() -> None:
+    r = run_cli("serve", "--help", env={"COLUMNS": "400"})
+    assert r.returncode == 0
+    text = r.stdout.decode()
+    for s in option_specs():
+        assert f"--{s.option}" in text
+        assert f"env: {s.env}]" in text
+    assert "[default: 1024; env: UWSGIAPP_LISTEN]" in text
+    assert '[default: ["127.0.0.1:3031"]; env: UWSGIAPP_SOCKET]' in text
+    top = run_cli("--help")
+    assert top.returncode == 0
+    for command in (b"serve", b"dev", b"request", b"ping"):
+        assert command in top.stdout
+
+
+def test_version_and_no_command() -> None:
+    from uwsgiapp import __version__
+
+    r = run_cli("--version")
+    assert (r.returncode, r.stdout.decode().strip()) == (0, f"uwsgiapp {__version__}")
+    r = run_cli()
+    assert r.returncode == 2 and b"usage: uwsgiapp" in r.stderr
+    r = run_cli("frobnicate")
+    assert r.returncode == 2 and b"invalid choice" in r.stderr
+
+
+def test_console_script(tmp_path: Path) -> None:
+    """The installed ``uwsgiapp`` script behaves like ``python -m uwsgiapp``."""
+    import shutil
+    import subprocess
+    import sys
+
+    script = Path(sys.executable).parent / "uwsgiapp"
+    exe = str(script) if script.exists() else shutil.which("uwsgiapp")
+    if exe is None:
+        pytest.skip("uwsgiapp script not installed")
+    r = subprocess.run([exe, "--version"], capture_output=True, timeout=30, check=False)
+    assert r.returncode == 0 and r.stdout.startswith(b"uwsgiapp ")
+
+
+def test_serve_without_app(tmp_path: Path) -> None:
+    r = run_cli("serve", cwd=tmp_path)
+    assert r.returncode == 2
+    assert b"no app given" in r.stderr

@@ -1,0 +1,340 @@
+"""Fill the one :class:`~uwsgiapp.config.Config` from its sources, remembering where each value
+came from.
+
+Sources, lowest to highest precedence::
+
+    defaults < files (--ini, then --config) < UWSGIAPP_<OPTION> env vars < command line
+
+Every source yields *layers*: ``{field name: Raw(value, source)}`` with the value still as the
+source wrote it (a string, or a TOML value). :func:`resolve` converts each value by the field's
+type, builds the Config and validates it once; any bad value raises
+:class:`~uwsgiapp.config.ConfigError` naming the option and the source it came from.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from uwsgiapp.config import Config, ConfigError, option_fields
+
+__all__ = [
+    "ENV_PREFIX",
+    "Layer",
+    "OptionSpec",
+    "Raw",
+    "Resolved",
+    "convert",
+    "env_layer",
+    "format_config",
+    "format_value",
+    "option_specs",
+    "resolve",
+    "spec_for",
+    "toml_layer",
+]
+
+ENV_PREFIX = "UWSGIAPP_"
+DEFAULT_SOURCE = "default"
+
+Kind = Literal["bool", "int", "float", "str", "list"]
+_KINDS: dict[Any, Kind] = {
+    bool: "bool",
+    int: "int",
+    float: "float",
+    str: "str",
+    tuple[str, ...]: "list",
+}
+_TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
+_FALSE = frozenset({"0", "false", "no", "off", "n", "f"})
+#: Fields holding file modes, written in octal everywhere (``660`` means ``0o660``).
+_OCTAL_FIELDS = frozenset({"chmod_socket"})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OptionSpec:
+    """How one Config field is spelled in each source and what type its values have."""
+
+    name: str
+    """The field name, e.g. ``buffer_size``."""
+    kind: Kind
+    default: Any
+    help: str
+    octal: bool = False
+
+    @property
+    def option(self) -> str:
+        """The option name: ``buffer-size`` (CLI ``--buffer-size``, TOML key ``buffer-size``)."""
+        return self.name.replace("_", "-")
+
+    @property
+    def env(self) -> str:
+        """The environment variable: ``UWSGIAPP_BUFFER_SIZE``."""
+        return ENV_PREFIX + self.name.upper()
+
+
+def _build_specs() -> dict[str, OptionSpec]:
+    hints = typing.get_type_hints(Config)
+    specs: dict[str, OptionSpec] = {}
+    for f in option_fields():
+        kind = _KINDS.get(hints[f.name])
+        if kind is None:  # pragma: no cover - guards future Config fields
+            raise TypeError(f"Config.{f.name}: no converter for type {hints[f.name]!r}")
+        specs[f.name] = OptionSpec(
+            name=f.name,
+            kind=kind,
+            default=f.default,
+            help=str(f.metadata.get("help", "")),
+            octal=bool(f.metadata.get("octal")) or f.name in _OCTAL_FIELDS,
+        )
+    return specs
+
+
+_SPECS = _build_specs()
+
+
+def option_specs() -> tuple[OptionSpec, ...]:
+    """Every option, in Config field order."""
+    return tuple(_SPECS.values())
+
+
+def spec_for(key: str) -> OptionSpec | None:
+    """The option called ``key`` (``buffer-size`` or ``buffer_size``), or None."""
+    return _SPECS.get(key.strip().replace("-", "_").lower())
+
+
+# --- conversion ----------------------------------------------------------------------------
+
+
+def _parse_octal(spec: OptionSpec, value: Any, source: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value <= 0o777:
+            return value  # written as 0o660 in TOML, or already a mode
+        text = str(value)  # 660 written as a plain TOML integer means 0o660
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        text = text[2:] if text.startswith("0o") else text
+    else:
+        raise ConfigError(spec.name, f"expected an octal mode like 660, got {value!r}", source)
+    try:
+        return int(text, 8)
+    except ValueError:
+        raise ConfigError(
+            spec.name, f"expected an octal mode like 660, got {value!r}", source
+        ) from None
+
+
+def convert(spec: OptionSpec, value: Any, source: str) -> Any:
+    """Convert a raw value from ``source`` to the field's type, or raise ConfigError."""
+
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(spec.name, f"expected {expected}, got {value!r}", source)
+
+    if spec.octal:
+        return _parse_octal(spec, value, source)
+    if spec.kind == "bool":
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+            return value.strip().lower() in _TRUE
+        raise bad("a boolean (true/false, yes/no, on/off, 1/0)")
+    if spec.kind == "int":
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value.strip())
+            except ValueError:
+                pass
+        raise bad("an integer")
+    if spec.kind == "float":
+        number: float | None = None
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            number = float(value)
+        elif isinstance(value, str):
+            try:
+                number = float(value.strip())
+            except ValueError:
+                number = None
+        if number is None or not math.isfinite(number):
+            raise bad("a number")
+        return number
+    if spec.kind == "list":
+        if isinstance(value, str):
+            value = [value]
+        if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+            return tuple(part.strip() for v in value for part in v.split(",") if part.strip())
+        raise bad("a list of strings (or a comma-separated string)")
+    if isinstance(value, str):
+        return value
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)  # e.g. uid = 1000 in TOML
+    raise bad("a string")
+
+
+# --- layers ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Raw:
+    """A value as a source wrote it, and that source (``env UWSGIAPP_X``, ``config file f``…)."""
+
+    value: Any
+    source: str
+
+
+Layer = dict[str, Raw]
+
+
+def _suggest(word: str, choices: Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(choices), n=1)
+    return f" (did you mean {close[0]}?)" if close else ""
+
+
+def env_layer(environ: Mapping[str, str], warnings: list[str] | None = None) -> Layer:
+    """``UWSGIAPP_<OPTION>`` variables; unknown ``UWSGIAPP_*`` names are reported in
+    ``warnings`` (a typo must not silently fall back to the default)."""
+    layer: Layer = {}
+    known = {spec.env: spec for spec in _SPECS.values()}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        spec = known.get(key)
+        if spec is not None:
+            layer[spec.name] = Raw(value, f"env {key}")
+        elif warnings is not None:
+            warnings.append(f"ignoring unknown environment variable {key}{_suggest(key, known)}")
+    return layer
+
+
+def _load_toml(path: str) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        raise ConfigError(
+            "config", "reading TOML needs Python 3.11 or newer", f"config file {path}"
+        ) from None
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {path}: {exc.strerror}", "command line") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", f"invalid TOML: {exc}", f"config file {path}") from None
+
+
+def toml_layer(path: str) -> Layer:
+    """Options from a TOML file: a ``[tool.uwsgiapp]`` table (pyproject.toml), else an
+    ``[uwsgiapp]`` table, else the top-level keys. Unknown keys are errors."""
+    data = _load_toml(path)
+    source = f"config file {path}"
+    tool = data.get("tool")
+    table: Any
+    if isinstance(tool, dict) and "uwsgiapp" in tool:
+        table, where = tool["uwsgiapp"], "[tool.uwsgiapp]"
+    elif os.path.basename(path) == "pyproject.toml":
+        raise ConfigError("config", "pyproject.toml has no [tool.uwsgiapp] table", source)
+    elif isinstance(data.get("uwsgiapp"), dict):
+        table, where = data["uwsgiapp"], "[uwsgiapp]"
+    else:
+        table, where = data, "top level"
+    if not isinstance(table, dict):
+        raise ConfigError("config", f"{where} must be a table", source)
+    layer: Layer = {}
+    options = [s.option for s in _SPECS.values()]
+    for key, value in table.items():
+        spec = spec_for(key)
+        if spec is None:
+            raise ConfigError(
+                "config", f"unknown option {key!r} in {where}{_suggest(key, options)}", source
+            )
+        layer[spec.name] = Raw(value, source)
+    return layer
+
+
+# --- resolution ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Resolved:
+    """The validated Config and, for every option, where its value came from."""
+
+    config: Config
+    sources: Mapping[str, str]
+    env: tuple[tuple[str, str, str], ...] = ()
+    """``(name, value, source)``: environment variables to set before loading the app (from a
+    uWSGI ini's ``env`` key)."""
+    warnings: tuple[str, ...] = field(default=())
+
+
+def _error_message(exc: ConfigError) -> str:
+    message = getattr(exc, "message", None)
+    if isinstance(message, str):
+        return message
+    return str(exc).split(": ", 1)[-1]
+
+
+def resolve(
+    layers: Sequence[Layer],
+    *,
+    env: Sequence[tuple[str, str, str]] = (),
+    warnings: Sequence[str] = (),
+) -> Resolved:
+    """Merge ``layers`` (lowest precedence first), convert, build and validate the Config.
+
+    ``env`` holds ``(name, value, source)`` environment settings carried along for the caller.
+    Raises :class:`ConfigError` naming the option and the source of the offending value.
+    """
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {name: DEFAULT_SOURCE for name in _SPECS}
+    for layer in layers:
+        for name, raw in layer.items():
+            spec = _SPECS[name]
+            values[name] = convert(spec, raw.value, raw.source)
+            sources[name] = raw.source
+    config = Config(**values)
+    try:
+        config.validate()
+    except ConfigError as exc:
+        source = sources.get(exc.option, "")
+        raise ConfigError(exc.option, _error_message(exc), source) from None
+    return Resolved(
+        config=config,
+        sources=sources,
+        env=tuple(env),
+        warnings=tuple(warnings),
+    )
+
+
+def format_value(spec: OptionSpec, value: Any) -> str:
+    """A value in TOML syntax (what ``--config`` reads back)."""
+    if spec.octal:
+        return json.dumps(f"0{value:o}")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(json.dumps(v) for v in value) + "]"
+    return json.dumps(value)
+
+
+def format_config(resolved: Resolved) -> str:
+    """The resolved configuration as TOML, each line commented with its source."""
+    lines = ["# uwsgiapp configuration: value  # where it came from (usable with --config)"]
+    rows = [
+        (f"{spec.option} = {format_value(spec, getattr(resolved.config, spec.name))}", spec.name)
+        for spec in _SPECS.values()
+    ]
+    width = max(len(text) for text, _ in rows)
+    for text, name in rows:
+        lines.append(f"{text.ljust(width)}  # {resolved.sources[name]}")
+    for key, value, source in resolved.env:
+        lines.append(f"# environment: {key}={value}  ({source})")
+    return "\n".join(lines) + "\n"
