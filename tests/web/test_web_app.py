@@ -1,0 +1,104 @@
+"""App-level odds and ends: run(), logger, packaging boundaries."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+import typing as t
+
+import pytest
+
+import uwsgiapp.web.app as app_module
+from uwsgiapp.web import App
+
+
+def test_run_delegates_to_werkzeug_run_simple(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[tuple[t.Any, ...]] = []
+    monkeypatch.setattr(
+        app_module, "run_simple", lambda *args, **kwargs: calls.append((args, kwargs))
+    )
+    app = App(__name__)
+    app.run()
+    (args, kwargs), *_ = calls
+    assert args == ("127.0.0.1", 5000, app)
+    assert kwargs == {"use_reloader": False, "use_debugger": False, "threaded": True}
+    calls.clear()
+    app.run(host="0.0.0.0", port=8000, debug=True, threaded=False)
+    (args, kwargs), *_ = calls
+    assert args == ("0.0.0.0", 8000, app)
+    assert kwargs == {"use_reloader": True, "use_debugger": True, "threaded": False}
+    assert app.debug is True
+
+
+def test_logger_is_named_after_the_app(caplog: pytest.LogCaptureFixture) -> None:
+    app = App("some.module")
+    assert app.logger is app.logger
+    assert app.logger.name == "some.module"
+    with caplog.at_level(logging.INFO, logger="some.module"):
+        app.logger.info("hello from the app")
+    assert "hello from the app" in caplog.text
+
+
+def test_web_imports_only_werkzeug_and_stdlib() -> None:
+    code = (
+        "import sys, uwsgiapp.web\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'protocol', 'construct', "
+        "'flask'} or (m.startswith('uwsgiapp.') and not m.startswith('uwsgiapp.web')))\n"
+        "print(','.join(bad))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
+    )
+    assert result.stdout.strip() == ""
+
+
+def test_test_client_keeps_cookies() -> None:
+    app = App(__name__)
+
+    @app.route("/set")
+    def set_cookie() -> t.Any:
+        from uwsgiapp.web import make_response
+
+        response = make_response("set")
+        response.set_cookie("name", "value")
+        return response
+
+    @app.route("/get")
+    def get_cookie() -> str:
+        from uwsgiapp.web import request
+
+        return request.cookies.get("name", "none")
+
+    client = app.test_client()
+    client.get("/set")
+    assert client.get("/get").data == b"value"
+    assert app.test_client(use_cookies=False).get("/get").data == b"none"
+
+
+def test_wsgi_app_can_be_wrapped_by_middleware() -> None:
+    app = App(__name__)
+    app.add_url_rule("/", "index", lambda: "inner")
+    inner = app.wsgi_app
+
+    def middleware(environ: t.Any, start_response: t.Any) -> t.Any:
+        environ["PATH_INFO"] = "/"
+        return inner(environ, start_response)
+
+    app.wsgi_app = middleware  # type: ignore[method-assign]
+    assert app.test_client().get("/anything").data == b"inner"
+
+
+def test_max_content_length_is_applied_to_the_request() -> None:
+    app = App(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = 10
+
+    @app.post("/")
+    def upload() -> str:
+        from uwsgiapp.web import request
+
+        return str(len(request.get_data()))
+
+    client = app.test_client()
+    assert client.post("/", data=b"x" * 5).data == b"5"
+    assert client.post("/", data=b"x" * 50).status_code == 413

@@ -1,0 +1,176 @@
+"""Blueprints: prefixes, endpoint names, scoped hooks and error handlers."""
+
+from __future__ import annotations
+
+import typing as t
+
+import pytest
+
+from uwsgiapp.web import App, Blueprint, Response, abort, request, url_for
+
+
+def build() -> tuple[App, list[str]]:
+    events: list[str] = []
+    app = App(__name__)
+    admin = Blueprint("admin", __name__, url_prefix="/admin")
+    api = Blueprint("api", __name__)
+
+    @app.before_request
+    def app_before() -> None:
+        events.append(f"app before {request.endpoint}")
+
+    @app.after_request
+    def app_after(response: Response) -> Response:
+        events.append("app after")
+        return response
+
+    @app.teardown_request
+    def app_teardown(exc: BaseException | None) -> None:
+        events.append("app teardown")
+
+    @admin.before_request
+    def admin_before() -> t.Any:
+        events.append("admin before")
+        if request.args.get("login") == "no":
+            return "login required", 401
+        return None
+
+    @admin.after_request
+    def admin_after(response: Response) -> Response:
+        events.append("admin after")
+        response.headers["X-Admin"] = "1"
+        return response
+
+    @admin.teardown_request
+    def admin_teardown(exc: BaseException | None) -> None:
+        events.append("admin teardown")
+
+    @admin.before_app_request
+    def everywhere() -> None:
+        events.append("admin-registered app-wide hook")
+
+    @admin.route("/", endpoint="index")
+    def admin_index() -> str:
+        return f"admin index {url_for('.users')} {url_for('index')}"
+
+    @admin.route("/users")
+    def users() -> str:
+        return "users"
+
+    @admin.get("/missing")
+    def missing() -> str:
+        abort(404)
+
+    @admin.errorhandler(404)
+    def admin_not_found(e: t.Any) -> t.Any:
+        return "admin 404", 404
+
+    @admin.app_errorhandler(418)
+    def teapot(e: t.Any) -> t.Any:
+        return "app-wide teapot", 418
+
+    @api.route("/v1/things", endpoint="things")
+    def list_things() -> list[int]:
+        return [1, 2]
+
+    @api.route("/v1/tea")
+    def tea() -> str:
+        abort(418)
+
+    @api.errorhandler(ValueError)
+    def api_value_error(e: ValueError) -> t.Any:
+        return {"error": str(e)}, 400
+
+    @api.route("/v1/bad")
+    def bad() -> str:
+        raise ValueError("bad input")
+
+    @app.route("/")
+    def index() -> str:
+        return f"app index {url_for('admin.users')}"
+
+    @app.route("/raise")
+    def app_raise() -> str:
+        raise ValueError("app-level")
+
+    app.register_blueprint(admin)
+    app.register_blueprint(api, url_prefix="/api")
+    app.logger.disabled = True
+    return app, events
+
+
+def test_routes_get_prefix_and_dotted_endpoints() -> None:
+    app, _ = build()
+    endpoints = {rule.rule: rule.endpoint for rule in app.url_map.iter_rules()}
+    assert endpoints["/admin/"] == "admin.index"
+    assert endpoints["/admin/users"] == "admin.users"
+    assert endpoints["/api/v1/things"] == "api.things"
+    client = app.test_client()
+    assert client.get("/admin/").data == b"admin index /admin/users /"
+    assert client.get("/").data == b"app index /admin/users"
+    assert client.get("/api/v1/things").json == [1, 2]
+    assert client.get("/v1/things").status_code == 404
+
+
+def test_blueprint_hooks_only_run_for_its_requests_in_order() -> None:
+    app, events = build()
+    client = app.test_client()
+    client.get("/admin/users")
+    assert events == [
+        "app before admin.users",
+        "admin-registered app-wide hook",
+        "admin before",
+        "admin after",
+        "app after",
+        "admin teardown",
+        "app teardown",
+    ]
+    events.clear()
+    response = client.get("/")
+    assert "X-Admin" not in response.headers
+    assert events == [
+        "app before index",
+        "admin-registered app-wide hook",
+        "app after",
+        "app teardown",
+    ]
+
+
+def test_blueprint_before_request_can_short_circuit() -> None:
+    app, _ = build()
+    response = app.test_client().get("/admin/users?login=no")
+    assert (response.status_code, response.data) == (401, b"login required")
+    assert response.headers["X-Admin"] == "1"
+
+
+def test_blueprint_error_handlers_are_scoped() -> None:
+    app, _ = build()
+    client = app.test_client()
+    assert client.get("/admin/missing").data == b"admin 404"
+    # An unmatched URL has no blueprint, so the app-level (default) page renders.
+    assert b"Not Found" in client.get("/admin/nope").data
+    assert client.get("/api/v1/bad").json == {"error": "bad input"}
+    assert client.get("/raise").status_code == 500  # api's ValueError handler is not app-wide
+    assert client.get("/api/v1/tea").data == b"app-wide teapot"
+
+
+def test_registering_twice_needs_a_new_name() -> None:
+    app = App(__name__)
+    bp = Blueprint("bp", __name__)
+    bp.add_url_rule("/", "index", lambda: "x")
+    app.register_blueprint(bp, url_prefix="/one")
+    with pytest.raises(ValueError, match="already registered"):
+        app.register_blueprint(bp, url_prefix="/two")
+    app.register_blueprint(bp, url_prefix="/two", name="bp2")
+    client = app.test_client()
+    assert client.get("/one/").data == client.get("/two/").data == b"x"
+    with app.test_request_context():
+        assert url_for("bp2.index") == "/two/"
+
+
+def test_names_with_dots_are_rejected() -> None:
+    with pytest.raises(ValueError):
+        Blueprint("a.b", __name__)
+    bp = Blueprint("ok", __name__)
+    with pytest.raises(ValueError):
+        bp.add_url_rule("/", "x.y", lambda: "")

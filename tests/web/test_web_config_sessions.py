@@ -1,0 +1,212 @@
+"""app.config, and signed cookie sessions."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import typing as t
+from datetime import timedelta
+from http.cookies import SimpleCookie
+
+import pytest
+
+from uwsgiapp.web import App, session
+from uwsgiapp.web.config import Config
+from uwsgiapp.web.sessions import SessionInterface
+
+
+def test_config_defaults_and_from_mapping() -> None:
+    config = Config({"DEBUG": False})
+    assert config.from_mapping({"SECRET_KEY": "s", "lower": 1}, TESTING=True) is True
+    assert config["SECRET_KEY"] == "s" and config["TESTING"] is True
+    assert "lower" not in config
+    app = App(__name__)
+    assert app.config["SESSION_COOKIE_NAME"] == "session" and app.debug is False
+
+
+def test_config_from_object_and_namespace() -> None:
+    class Settings:
+        MAIL_HOST = "mx"
+        MAIL_PORT = 25
+        private = "no"
+
+    config = Config()
+    config.from_object(Settings)
+    assert config == {"MAIL_HOST": "mx", "MAIL_PORT": 25}
+    assert config.get_namespace("MAIL_") == {"host": "mx", "port": 25}
+
+
+def test_config_from_prefixed_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MYAPP_SECRET_KEY", "from-env")
+    monkeypatch.setenv("MYAPP_PORT", "8080")
+    monkeypatch.setenv("MYAPP_DEBUG", "true")
+    monkeypatch.setenv("MYAPP_DB__HOST", "db.local")
+    monkeypatch.setenv("MYAPP_DB__POOL", "[1, 2]")
+    monkeypatch.setenv("OTHER_THING", "ignored")
+    app = App(__name__)
+    app.config.from_prefixed_env("MYAPP")
+    assert app.config["SECRET_KEY"] == "from-env"
+    assert app.config["PORT"] == 8080
+    assert app.config["DEBUG"] is True and app.debug is True
+    assert app.config["DB"] == {"HOST": "db.local", "POOL": [1, 2]}
+    assert "THING" not in app.config
+    monkeypatch.setenv("UWSGIAPP_TESTING", "1")
+    app.config.from_prefixed_env()
+    assert app.config["TESTING"] == 1
+
+
+def session_app(secret: str | None = "top secret") -> App:
+    app = App(__name__)
+    app.secret_key = secret
+
+    @app.route("/set/<value>")
+    def set_value(value: str) -> str:
+        session["value"] = value
+        session["count"] = session.get("count", 0) + 1
+        return "set"
+
+    @app.route("/get")
+    def get_value() -> dict[str, t.Any]:
+        return {"value": session.get("value"), "count": session.get("count"), "new": session.new}
+
+    @app.route("/clear")
+    def clear() -> str:
+        session.clear()
+        return "cleared"
+
+    @app.route("/permanent")
+    def permanent() -> str:
+        session.permanent = True
+        session["p"] = 1
+        return "permanent"
+
+    @app.route("/plain")
+    def plain() -> str:
+        return "no session touched"
+
+    return app
+
+
+def _cookie(response: t.Any) -> SimpleCookie:
+    cookie: SimpleCookie = SimpleCookie()
+    cookie.load(response.headers["Set-Cookie"])
+    return cookie
+
+
+def test_session_round_trip() -> None:
+    client = session_app().test_client()
+    assert client.get("/get").json == {"value": None, "count": None, "new": True}
+    response = client.get("/set/abc")
+    morsel = _cookie(response)["session"]
+    assert morsel["httponly"] and morsel["path"] == "/"
+    assert not morsel["expires"]  # a browser-session cookie unless permanent
+    assert response.headers["Vary"] == "Cookie"
+    client.get("/set/def")
+    assert client.get("/get").json == {"value": "def", "count": 2, "new": False}
+
+
+def test_untouched_session_sets_no_cookie() -> None:
+    client = session_app().test_client()
+    client.get("/set/x")
+    response = client.get("/plain")
+    assert "Set-Cookie" not in response.headers and "Vary" not in response.headers
+    assert "Set-Cookie" not in client.get("/get").headers  # read only: no rewrite
+
+
+def test_clearing_the_session_deletes_the_cookie() -> None:
+    client = session_app().test_client()
+    client.get("/set/x")
+    response = client.get("/clear")
+    morsel = _cookie(response)["session"]
+    assert morsel.value == "" and "1970" in morsel["expires"]
+    assert client.get("/get").json["value"] is None
+
+
+def test_permanent_session_has_an_expiry() -> None:
+    client = session_app().test_client()
+    response = client.get("/permanent")
+    assert _cookie(response)["session"]["expires"]
+
+
+def _forge(client: t.Any, value: str) -> None:
+    client.set_cookie("session", value)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        pytest.param(lambda v: v[:-2] + ("A" if v[-2] != "A" else "B") + v[-1], id="signature"),
+        pytest.param(
+            lambda v: (
+                base64.urlsafe_b64encode(b'{"value":"admin"}').decode().rstrip("=")
+                + v[v.index(".") :]
+            ),
+            id="payload",
+        ),
+        pytest.param(lambda v: "garbage", id="garbage"),
+        pytest.param(lambda v: "a.b.c", id="bad-base64"),
+        pytest.param(lambda v: "", id="empty"),
+        pytest.param(lambda v: v.replace(".", "", 1), id="missing-part"),
+    ],
+)
+def test_tampered_cookie_gives_an_empty_session(mutate: t.Callable[[str], str]) -> None:
+    client = session_app().test_client()
+    good = _cookie(client.get("/set/user")).get("session")
+    assert good is not None
+    _forge(client, mutate(good.value))
+    assert client.get("/get").json == {"value": None, "count": None, "new": True}
+
+
+def test_cookie_signed_with_another_key_is_rejected() -> None:
+    other = session_app("another secret").test_client()
+    value = _cookie(other.get("/set/x"))["session"].value
+    client = session_app().test_client()
+    _forge(client, value)
+    assert client.get("/get").json["value"] is None
+
+
+def test_expired_cookie_is_rejected() -> None:
+    app = session_app()
+    interface = SessionInterface()
+    key = interface._key(app)
+    assert key is not None
+    lifetime = timedelta(days=31).total_seconds()
+    old = interface.sign(key, {"value": "old"}, now=time.time() - lifetime - 10)
+    fresh = interface.sign(key, {"value": "fresh"})
+    assert interface.unsign(key, old, lifetime) is None
+    assert interface.unsign(key, fresh, lifetime) == {"value": "fresh"}
+    client = app.test_client()
+    _forge(client, old)
+    assert client.get("/get").json["value"] is None
+
+
+def test_cookie_payload_is_readable_json_but_not_forgeable() -> None:
+    # Signed, not encrypted: document that the data is visible to the client.
+    client = session_app().test_client()
+    value = _cookie(client.get("/set/visible"))["session"].value
+    payload = value.split(".")[0]
+    data = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert data == {"count": 1, "value": "visible"}
+
+
+def test_no_secret_key_reading_is_empty_and_writing_fails_clearly() -> None:
+    app = session_app(secret=None)
+    client = app.test_client()
+    assert client.get("/get").json["value"] is None
+    app.testing = True
+    with pytest.raises(RuntimeError, match="no secret key was set"):
+        client.get("/set/x")
+
+
+def test_session_cookie_settings_are_honoured() -> None:
+    app = session_app()
+    app.config.update(
+        SESSION_COOKIE_NAME="sid",
+        SESSION_COOKIE_SECURE=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_PATH="/app",
+    )
+    header = app.test_client().get("/set/x").headers["Set-Cookie"]
+    assert header.startswith("sid=")
+    assert "Secure" in header and "SameSite=Lax" in header and "Path=/app" in header
