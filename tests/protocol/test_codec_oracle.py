@@ -209,7 +209,7 @@ def test_events_validate_and_are_frozen() -> None:
     with pytest.raises(ValueError, match="modifier2"):
         Ping(modifier2=300)
     with pytest.raises(TypeError):
-        Request(0)  # type: ignore[misc]  # keyword-only
+        Request(0)  # type: ignore[call-arg]  # keyword-only
     ping = Ping()
     with pytest.raises(AttributeError):
         ping.modifier2 = 1  # type: ignore[misc]
