@@ -303,3 +303,21 @@ def test_json_is_indented_in_debug_mode() -> None:
     app.debug = True
     app.add_url_rule("/", "index", lambda: {"a": 1})
     assert app.test_client().get("/").data == b'{\n  "a": 1\n}\n'
+
+
+def test_invalid_json_body_hides_parser_details_unless_debugging() -> None:
+    app = App(__name__)
+
+    @app.post("/")
+    def echo() -> t.Any:
+        from uwsgiapp.web import request
+
+        return request.get_json()
+
+    client = app.test_client()
+    kwargs: dict[str, t.Any] = {"data": "{not json", "content_type": "application/json"}
+    assert client.post("/", json={"a": 1}).json == {"a": 1}
+    quiet = client.post("/", **kwargs)
+    assert quiet.status_code == 400 and b"Failed to decode" not in quiet.data
+    app.debug = True
+    assert b"Failed to decode JSON" in client.post("/", **kwargs).data

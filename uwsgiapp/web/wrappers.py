@@ -6,10 +6,13 @@ import typing as t
 from http import HTTPStatus
 
 from werkzeug.datastructures import Headers
+from werkzeug.exceptions import BadRequest
 from werkzeug.routing import Rule
 from werkzeug.utils import get_content_type
 from werkzeug.wrappers import Request as _WRequest
 from werkzeug.wrappers import Response as _WResponse
+
+from .globals import _cv_app
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
@@ -31,6 +34,16 @@ class Request(_WRequest):
     view_args: dict[str, t.Any] | None = None
     #: The routing error (404, 405, redirect) to raise at dispatch, if matching failed.
     routing_exception: HTTPException | None = None
+
+    def on_json_loading_failed(self, e: ValueError | None) -> t.Any:
+        """Invalid JSON body: a 400 that names the parse error only in debug mode."""
+        try:
+            return super().on_json_loading_failed(e)
+        except BadRequest as error:
+            ctx = _cv_app.get(None)
+            if ctx is not None and ctx.app.debug:
+                raise
+            raise BadRequest() from error
 
     @property
     def endpoint(self) -> str | None:
