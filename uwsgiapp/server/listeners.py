@@ -79,15 +79,20 @@ class Listener:
         """A TCP socket (peers checked against the allow-list)."""
         return self.sock.family in (socket.AF_INET, socket.AF_INET6)
 
-    def close(self, unlink: bool = True) -> None:
-        """Close the socket; remove the unix socket file if it is still the one we made."""
-        with contextlib.suppress(OSError):
-            self.sock.close()
-        if unlink and self.path:
+    def close_path(self) -> None:
+        """Remove our unix socket file (new connections fail; queued ones can still be accepted)."""
+        if self.path:
             with contextlib.suppress(OSError):
                 st = os.stat(self.path)
                 if self.inode == (st.st_dev, st.st_ino):
                     os.unlink(self.path)
+
+    def close(self, unlink: bool = True) -> None:
+        """Close the socket; remove the unix socket file if it is still the one we made."""
+        with contextlib.suppress(OSError):
+            self.sock.close()
+        if unlink:
+            self.close_path()
 
 
 def parse_tcp(spec: str) -> tuple[str, int] | None:

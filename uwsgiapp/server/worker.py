@@ -16,6 +16,7 @@ import signal
 import time
 from collections.abc import Callable
 from types import FrameType
+from typing import Protocol
 
 from uwsgiapp.server.connection import Handler
 from uwsgiapp.server.listeners import Listener
@@ -26,11 +27,8 @@ log = logging.getLogger("uwsgiapp.error")
 IDLE_TICK = 1.0
 
 
-class RequestHooks:
-    """What the worker reports around each request (the supervisor's shared status slot).
-
-    The default does nothing; the supervisor passes one that writes to shared memory.
-    """
+class RequestHooks(Protocol):
+    """What the worker reports around each request (the supervisor's shared status slot)."""
 
     def begin(self) -> None:
         """A connection was accepted and is about to be served."""

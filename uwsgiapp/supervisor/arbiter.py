@@ -1,0 +1,281 @@
+"""The master process: executes what :class:`~uwsgiapp.supervisor.policy.Policy` decides.
+
+Signal handlers only enqueue the signal's name; the loop wakes on the signal wake-up pipe (or a
+0.1 s tick), reaps children, feeds events to the policy and carries out the actions: fork,
+kill, re-import, halt. Workers are built before fork (app preloaded, sockets bound) and changed
+after it (signals, title, slot, optional lazy import).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import ctypes
+import faulthandler
+import logging
+import os
+import random
+import select
+import signal
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from uwsgiapp.config import Config
+from uwsgiapp.importer import AppImportError, WSGIApp, load_app
+from uwsgiapp.server.connection import Handler
+from uwsgiapp.server.listeners import Listener
+from uwsgiapp.server.worker import Worker, reopen_logs
+from uwsgiapp.supervisor import policy as P
+from uwsgiapp.supervisor.status import StatusTable
+
+log = logging.getLogger("uwsgiapp.error")
+
+MASTER_SIGNALS = ("HUP", "TERM", "INT", "QUIT", "TTIN", "TTOU", "USR1", "CHLD")
+TICK = 0.1
+PR_SET_PDEATHSIG = 1
+
+
+def set_title(title: str) -> None:
+    """Set the process title when setproctitle is installed."""
+    try:
+        from setproctitle import setproctitle
+    except ImportError:
+        return
+    setproctitle(title)
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to TERM this worker if the master dies (belt and braces with the idle check)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of ``pid`` in MB (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/statm") as f:
+            pages = int(f.read().split()[1])
+    except (OSError, ValueError, IndexError):
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+
+
+def _harakiri_dump(signum: int, frame: FrameType | None) -> None:
+    """USR2 in a worker: log the Python stack of the stuck request, with the request line."""
+    where = "unknown request"
+    probe = frame
+    while probe is not None:
+        environ = probe.f_locals.get("environ")
+        if isinstance(environ, dict) and "REQUEST_METHOD" in environ:
+            uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
+            where = f"{environ['REQUEST_METHOD']} {uri}"
+        probe = probe.f_back
+    stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no frame)\n"
+    log.error("harakiri: worker %d stuck in %s; its stack:\n%s", os.getpid(), where, stack.rstrip())
+
+
+class Arbiter:
+    """Master of ``config.workers`` worker processes sharing ``listeners``."""
+
+    def __init__(
+        self,
+        config: Config,
+        listeners: list[Listener],
+        app: WSGIApp | None,
+        build_handler: Callable[[WSGIApp, Config], Handler],
+    ) -> None:
+        self.config = config
+        self.listeners = listeners
+        self.app = app
+        self.build_handler = build_handler
+        self.policy = P.Policy(
+            workers=config.workers,
+            graceful_timeout=config.graceful_timeout,
+            harakiri=config.harakiri,
+            reimport_on_reload=app is not None and config.reload_preloaded,
+            reload_on_rss_mb=config.reload_on_rss,
+        )
+        self.table = StatusTable(max(64, config.workers * 4))
+        self.signals: collections.deque[str] = collections.deque()
+        self.pid = os.getpid()
+        self._wake_r = -1
+        self._wake_w = -1
+        self._modules_before_app: set[str] = set()
+
+    # -- master -------------------------------------------------------------------------------
+
+    def _enqueue(self, signum: int, frame: FrameType | None) -> None:
+        self.signals.append(signal.Signals(signum).name[3:])
+
+    def _install_signals(self) -> None:
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        for name in MASTER_SIGNALS:
+            signal.signal(getattr(signal, f"SIG{name}"), self._enqueue)
+
+    def run(self) -> int:
+        """Run until stopped; returns the exit code."""
+        set_title(f"uwsgiapp master [{self.config.app}]")
+        self._install_signals()
+        log.info("master %d: starting %d workers", self.pid, self.config.workers)
+        code = self._execute(self.policy.start())
+        while code is None:
+            with contextlib.suppress(InterruptedError):
+                select.select([self._wake_r], [], [], TICK)
+            with contextlib.suppress(OSError):
+                while os.read(self._wake_r, 4096):
+                    pass
+            now = time.monotonic()
+            actions: list[P.Action] = []
+            for pid, exit_code, signum in self._reap():
+                actions += self.policy.on_exit(pid, exit_code, signum, now)
+            while self.signals:
+                actions += self.policy.on_signal(self.signals.popleft(), now)
+            rss = rss_mb if self.config.reload_on_rss else None
+            actions += self.policy.on_tick(now, time.time(), self.table.read, rss)
+            code = self._execute(actions)
+        return code
+
+    def _reap(self) -> list[tuple[int, int | None, int | None]]:
+        done: list[tuple[int, int | None, int | None]] = []
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if os.WIFSIGNALED(status):
+                done.append((pid, None, os.WTERMSIG(status)))
+            else:
+                done.append((pid, os.waitstatus_to_exitcode(status), None))
+        return done
+
+    def _execute(self, actions: list[P.Action]) -> int | None:
+        for action in actions:
+            if isinstance(action, P.Spawn):
+                self._spawn(action.wid, action.generation)
+            elif isinstance(action, P.Signal):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(action.pid, action.signum)
+            elif isinstance(action, P.Log):
+                getattr(log, action.level)("%s", action.message)
+            elif isinstance(action, P.Reimport):
+                self._reimport()
+            elif isinstance(action, P.StopAccepting):
+                for listener in self.listeners:
+                    if listener.path:
+                        listener.close_path()
+            elif isinstance(action, P.ReopenLogs):
+                reopen_logs()
+            elif isinstance(action, P.Halt):
+                self._halt()
+                return action.code
+        return None
+
+    def _halt(self) -> None:
+        """Kill whatever is still alive (after the policy gave up on it) and reap it."""
+        for pid in list(self.policy.records):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while self.policy.records and time.monotonic() < deadline:
+            for pid, _, _ in self._reap():
+                self.policy.records.pop(pid, None)
+            time.sleep(0.01)
+
+    def _reimport(self) -> None:
+        """HUP with --reload-preloaded: import the app afresh; keep the old one if that fails."""
+        fresh = [m for m in sys.modules if m not in self._modules_before_app]
+        saved = {name: sys.modules.pop(name) for name in fresh}
+        try:
+            self.app = load_app(
+                self.config.app, chdir=self.config.chdir, pythonpath=self.config.pythonpath
+            )
+        except AppImportError as exc:
+            sys.modules.update(saved)
+            log.error("reload: cannot re-import the app, keeping the old code: %s", exc)
+        else:
+            log.info("reload: app re-imported")
+
+    # -- worker -------------------------------------------------------------------------------
+
+    def _spawn(self, wid: int, generation: int) -> None:
+        self.table.reset(wid, 0)
+        pid = os.fork()
+        if pid:
+            self.policy.spawned(wid, generation, pid, time.monotonic())
+            return
+        code = 1
+        try:
+            code = self._worker_main(wid)
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 1
+        except BaseException:
+            log.exception("worker %d crashed", wid + 1)
+        finally:
+            for handler in logging.getLogger("uwsgiapp").handlers:
+                with contextlib.suppress(Exception):
+                    handler.flush()
+            with contextlib.suppress(Exception):
+                sys.stdout.flush()
+                sys.stderr.flush()
+            os._exit(code)
+
+    def _worker_main(self, wid: int) -> int:
+        """Everything after fork, in the worker."""
+        signal.set_wakeup_fd(-1)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        self.signals.clear()
+        for name in MASTER_SIGNALS:
+            signal.signal(getattr(signal, f"SIG{name}"), signal.SIG_DFL)
+        _die_with_parent()
+        set_title(f"uwsgiapp worker {wid + 1} [{self.config.app}]")
+        app = self.app
+        if app is None:  # lazy-apps: import here, after fork
+            try:
+                app = load_app(
+                    self.config.app, chdir=self.config.chdir, pythonpath=self.config.pythonpath
+                )
+            except AppImportError as exc:
+                log.error("worker %d cannot load the app: %s", wid + 1, exc)
+                return P.EXIT_APP_LOAD
+        slot = self.table.hooks(wid, os.getpid())
+        max_requests = self.config.max_requests
+        if max_requests and self.config.max_requests_jitter:
+            max_requests += random.randint(0, self.config.max_requests_jitter)
+        worker = Worker(
+            self.build_handler(app, self.config),
+            self.listeners,
+            max_requests=max_requests,
+            hooks=slot,
+            master_pid=self.pid,
+        )
+        worker.install_signals()
+        signal.signal(signal.SIGUSR2, _harakiri_dump)
+        # The C-level dump works even when the worker is stuck outside Python bytecode;
+        # chaining lets the Python handler above add the request line and source lines.
+        with contextlib.suppress(Exception):
+            faulthandler.register(
+                signal.SIGUSR2, file=_error_stream(), all_threads=True, chain=True
+            )
+        slot.ready()
+        worker.run()
+        return 0
+
+    def remember_modules(self, before: set[str]) -> None:
+        """The modules loaded before the app (what a reload must not re-import)."""
+        self._modules_before_app = before
+
+
+def _error_stream() -> Any:
+    for handler in logging.getLogger("uwsgiapp").handlers:
+        stream = getattr(handler, "stream", None)
+        if stream is not None and hasattr(stream, "fileno"):
+            return stream
+    return sys.stderr
