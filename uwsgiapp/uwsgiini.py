@@ -339,6 +339,10 @@ def ini_layer(arg: str, *, environ: Mapping[str, str] | None = None) -> IniResul
     return result
 
 
+def _with_callable(spec: str, callable_name: str) -> str:
+    return spec if ":" in spec else f"{spec}:{callable_name}"
+
+
 def _map_app(
     app: dict[str, tuple[str, int, str]],
     layer: Layer,
@@ -356,7 +360,8 @@ def _map_app(
             raise ConfigError("mount", f"expected /point=app, got {value!r}", f"{where} mount")
         layer["mount"] = Raw(point.rstrip("/") or "", f"{where} mount (line {line})")
         spec, keys = target, ["mount"]
-        if "module" in app or "wsgi-file" in app:
+        other = app.get("module", app.get("wsgi-file", ("", 0, "")))[0]
+        if other and _with_callable(other, callable_name) != _with_callable(target, callable_name):
             warn("both mount and module/wsgi-file given: uwsgiapp serves one app, the mounted one")
     elif "module" in app:
         spec, keys = app["module"][0], ["module"]

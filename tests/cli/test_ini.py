@@ -1,0 +1,203 @@
+"""--ini: every supported uWSGI key, magic and env expansion, sections, warnings."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from uwsgiapp.config import ConfigError
+from uwsgiapp.configload import resolve
+from uwsgiapp.uwsgiini import SIMPLE_KEYS, expand, ini_layer, parse_ini, split_ini_arg
+
+Loaded = tuple[Any, list[str], list[tuple[str, str]]]
+
+
+def load(
+    tmp_path: Path,
+    body: str,
+    *,
+    section: str = "uwsgi",
+    name: str = "site.ini",
+    environ: dict[str, str] | None = None,
+) -> Loaded:
+    path = tmp_path / name
+    path.write_text(f"[{section}]\n{body}\n")
+    arg = str(path) if section == "uwsgi" else f"{path}:{section}"
+    result = ini_layer(arg, environ=environ or {})
+    config = resolve([result.layer]).config
+    return config, result.warnings, [(k, v) for k, v, _ in result.env]
+
+
+# (ini lines, {field: expected value}) — one row per uWSGI key we map.
+KEYS: list[tuple[str, dict[str, Any]]] = [
+    ("module = wsgi:app", {"app": "wsgi:app"}),
+    ("module = wsgi", {"app": "wsgi:application"}),  # uWSGI's default callable
+    ("module = wsgi\ncallable = app", {"app": "wsgi:app"}),
+    ("wsgi = pkg.wsgi\ncallable = app", {"app": "pkg.wsgi:app"}),
+    ("wsgi-file = myproject/wsgi.py", {"app": "myproject/wsgi.py:application"}),
+    ("file = run.py\ncallable = app", {"app": "run.py:app"}),
+    ("wsgi-file = run.py\ncallable = create_app()", {"app": "run.py:create_app()"}),
+    ("chdir = /srv/app", {"chdir": "/srv/app"}),
+    ("pythonpath = /a\npythonpath = /b", {"pythonpath": ("/a", "/b")}),
+    ("python-path = /a", {"pythonpath": ("/a",)}),
+    ("socket = /run/app.sock", {"socket": ("/run/app.sock",)}),
+    ("socket = :3031\nsocket = /run/b.sock", {"socket": (":3031", "/run/b.sock")}),
+    ("uwsgi-socket = 127.0.0.1:3031", {"socket": ("127.0.0.1:3031",)}),
+    ("chmod-socket = 660", {"chmod_socket": 0o660}),
+    ("chmod-socket = 0600", {"chmod_socket": 0o600}),
+    ("chmod-socket =", {"chmod_socket": 0o666}),
+    ("processes = 4", {"workers": 4}),
+    ("workers = 3", {"workers": 3}),
+    ("harakiri = 30", {"harakiri": 30.0}),
+    ("max-requests = 1000", {"max_requests": 1000}),
+    ("max-requests-delta = 50", {"max_requests_jitter": 50}),
+    ("reload-on-rss = 200", {"reload_on_rss": 200}),
+    ("buffer-size = 32768", {"buffer_size": 32768}),
+    ("limit-post = 1048576", {"limit_post": 1048576}),
+    ("listen = 128", {"listen": 128}),
+    ("lazy-apps = true", {"lazy_apps": True}),
+    ("lazy-apps = false", {"lazy_apps": False}),
+    ("lazy-apps", {"lazy_apps": True}),  # a bare key is a true flag
+    ("uid = www-data", {"uid": "www-data"}),
+    ("gid = 33", {"gid": "33"}),
+    ("pidfile = /run/app.pid", {"pidfile": "/run/app.pid"}),
+    ("socket-timeout = 4", {"socket_timeout": 4.0}),
+    ("disable-logging = true", {"access_log": "off"}),
+    ("disable-logging = false", {"access_log": "uwsgi"}),
+    ("logto = /var/log/app.log", {"error_log_file": "/var/log/app.log"}),
+    ("mount = /app=myapp:app\nmanage-script-name = true", {"mount": "/app", "app": "myapp:app"}),
+    ("mount = /blog=blog.py", {"mount": "/blog", "app": "blog.py:application"}),
+    ("mount = /=main:app", {"mount": "", "app": "main:app"}),
+    # Keys whose true value is what uwsgiapp always does: accepted, no warning.
+    ("master = true\nvacuum = true\ndie-on-term = true\nenable-threads = true", {}),
+    ("plugins = python3", {}),
+]
+
+
+@pytest.mark.parametrize(("body", "expected"), KEYS)
+def test_each_key(tmp_path: Path, body: str, expected: dict[str, Any]) -> None:
+    config, warnings, _ = load(tmp_path, body)
+    for name, value in expected.items():
+        assert getattr(config, name) == value, name
+    assert warnings == []
+
+
+def test_every_simple_key_is_covered() -> None:
+    covered = {line.split("=")[0].strip() for body, _ in KEYS for line in body.splitlines()}
+    short = {"s", "p", "b", "l", "z", "pp", "chmod", "lazy"}  # uWSGI's short aliases
+    assert set(SIMPLE_KEYS) - short <= covered
+
+
+def test_env_key(tmp_path: Path) -> None:
+    _, warnings, env = load(tmp_path, "env = DJANGO_SETTINGS_MODULE=site.settings\nenv = X=a=b")
+    assert env == [("DJANGO_SETTINGS_MODULE", "site.settings"), ("X", "a=b")]
+    assert warnings == []
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ("threads = 2", "'threads' is not supported, ignored (workers handle one request"),
+        ("http-socket = :8080", "'http-socket' is not supported"),
+        ("stats = 127.0.0.1:9191", "'stats' is not supported"),
+        ("home = /venv", "run uwsgiapp from that virtualenv"),
+        ("frobnicate = 1", "'frobnicate' is not supported, ignored"),
+        ("master = false", "'master = false' cannot be honoured"),
+        ("die-on-term = false", "SIGTERM always stops gracefully"),
+        ("plugins = python3,router_cache", "plugins router_cache are not supported"),
+        ("pidfile = $(NOPE_UNSET)/x.pid", "$(NOPE_UNSET) is not set"),
+        ("pidfile = %(nothing)/x.pid", "placeholder %(nothing) is not defined"),
+        ("pidfile = /run/%Z.pid", "magic variable %Z is not supported"),
+        ("callable = app", "'callable' without module or wsgi-file"),
+        ("mount = /a=x:app\nmodule = y:app", "both mount and module/wsgi-file"),
+    ],
+)
+def test_warnings(tmp_path: Path, body: str, fragment: str) -> None:
+    _, warnings, _ = load(tmp_path, body)
+    assert any(fragment in w for w in warnings), warnings
+    assert all(w.startswith(f"ini {tmp_path / 'site.ini'} [uwsgi]: ") for w in warnings)
+
+
+def test_warn_once_per_key(tmp_path: Path) -> None:
+    _, warnings, _ = load(tmp_path, "threads = 2\nthreads = 4\nthreads = 8")
+    assert len(warnings) == 1
+
+
+def test_magic_variables(tmp_path: Path) -> None:
+    body = "\n".join(
+        [
+            "chdir = %d",
+            "pidfile = %d%n.pid",
+            "socket = /run/%c/%n.sock",
+            "error-log-file-is-not-a-key = 1",
+        ]
+    )
+    config, warnings, _ = load(tmp_path, body, name="myapp.ini")
+    assert config.chdir == f"{tmp_path}/"
+    assert config.pidfile == f"{tmp_path}/myapp.pid"
+    assert config.socket == (f"/run/{tmp_path.name}/myapp.sock",)
+    assert len(warnings) == 1
+    full = str(tmp_path / "myapp.ini")
+    assert expand("%p|%s|%e|%x|%%|%k", path=full, section="dev") == (
+        f"{full}|myapp.ini|ini|dev|%|{os.cpu_count()}"
+    )
+    assert expand("%h", path=full) == socket.gethostname()
+
+
+def test_env_and_placeholders(tmp_path: Path) -> None:
+    body = "\n".join(
+        [
+            "base = /srv/%(project)",
+            "project = shop",
+            "set-placeholder = sockdir=/run/sockets",
+            "chdir = %(base)",
+            "socket = %(sockdir)/$(APP_NAME).sock",
+            "pidfile = %(from_env)/x.pid",
+        ]
+    )
+    environ = {"APP_NAME": "web", "UWSGI_FROM_ENV": "/tmp/e"}
+    config, warnings, _ = load(tmp_path, body, environ=environ)
+    assert config.chdir == "/srv/shop"
+    assert config.socket == ("/run/sockets/web.sock",)
+    assert config.pidfile == "/tmp/e/x.pid"
+    assert warnings == []  # base and project are placeholders, referenced with %(...)
+
+
+def test_sections(tmp_path: Path) -> None:
+    path = tmp_path / "multi.ini"
+    path.write_text("[uwsgi]\nprocesses = 2\n\n[staging]\nprocesses = 8\n# c\n; c\n")
+    assert resolve([ini_layer(str(path), environ={}).layer]).config.workers == 2
+    assert resolve([ini_layer(f"{path}:staging", environ={}).layer]).config.workers == 8
+    with pytest.raises(ConfigError, match=re.escape("has no [prod] section (sections: [uwsgi]")):
+        ini_layer(f"{path}:prod", environ={})
+
+
+def test_split_ini_arg() -> None:
+    assert split_ini_arg("app.ini") == ("app.ini", "uwsgi")
+    assert split_ini_arg("app.ini:dev") == ("app.ini", "dev")
+    assert split_ini_arg("/etc/a:b/app.ini") == ("/etc/a:b/app.ini", "uwsgi")
+
+
+def test_parse_ini_keeps_repeats_and_verbatim_values() -> None:
+    entries, sections = parse_ini("[uwsgi]\na = 1 ; not a comment\na = 2\n[x]\na = 3\n", "uwsgi")
+    assert [(e.key, e.value) for e in entries] == [("a", "1 ; not a comment"), ("a", "2")]
+    assert sections == ["uwsgi", "x"]
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("processes = many", "--workers (from ini"),
+        ("env = NOEQUALS", "env must be NAME=VALUE"),
+        ("mount = app", "expected /point=app"),
+        ("buffer-size = 100000", "--buffer-size (from ini"),
+    ],
+)
+def test_bad_values_name_the_ini_line(tmp_path: Path, body: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(tmp_path, body)

@@ -1,0 +1,173 @@
+"""``uwsgiapp serve`` started the way a user types it, answering ``uwsgiapp request`` / ``ping``;
+a typical Flask + nginx uWSGI ini from the uWSGI docs starts unchanged."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from cli.cli_testkit import run_cli
+
+FLASK_APP = """\
+import os
+from flask import Flask, request
+
+app = Flask(__name__)
+
+@app.route("/hello")
+def hello():
+    return {"name": request.args.get("name", ""), "greeting": os.environ.get("GREETING", ""),
+            "script_name": request.environ.get("SCRIPT_NAME", ""),
+            "token": request.headers.get("X-Token", "")}
+
+@app.route("/echo", methods=["POST"])
+def echo():
+    return {"body": request.get_data(as_text=True), "type": request.content_type,
+            "length": request.content_length}
+
+@app.route("/boom")
+def boom():
+    raise RuntimeError("boom")
+"""
+
+# The shape of the uWSGI docs' Flask + nginx deployment (module, master, processes, a unix
+# socket next to the ini, chmod-socket, vacuum, die-on-term), plus env and a mount.
+UWSGI_INI = """\
+[uwsgi]
+module = wsgi:app
+
+master = true
+processes = 2
+
+socket = %d%n.sock
+chmod-socket = 660
+vacuum = true
+
+die-on-term = true
+env = GREETING=hi
+manage-script-name = true
+mount = /shop=wsgi:app
+"""
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A short directory (unix socket paths are limited to ~108 bytes)."""
+    path = Path(tempfile.mkdtemp(prefix="uwa-cli-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+Start = Callable[..., "subprocess.Popen[bytes]"]
+
+
+@pytest.fixture
+def start_serve(short_dir: Path) -> Iterator[Start]:
+    """Start ``python -m uwsgiapp serve ...``; stop it (TERM, then KILL) by its PID."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str) -> subprocess.Popen[bytes]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("UWSGIAPP_")}
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "uwsgiapp", "serve", *args],
+            cwd=short_dir,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        if proc.stdout:
+            proc.stdout.close()
+
+
+def wait_for_pong(sock: str, proc: subprocess.Popen[bytes], deadline: float = 15) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            raise AssertionError(f"serve exited with {proc.returncode}:\n{out}")
+        if run_cli("ping", "-q", "--timeout", "1", sock).returncode == 0:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"no pong from {sock} within {deadline}s")
+
+
+def test_flask_uwsgi_ini_starts_unchanged(short_dir: Path, start_serve: Start) -> None:
+    (short_dir / "wsgi.py").write_text(FLASK_APP)
+    (short_dir / "myproject.ini").write_text(UWSGI_INI)
+    sock = str(short_dir / "myproject.sock")
+
+    printed = run_cli("serve", "--ini", "myproject.ini", "--print-config", cwd=short_dir)
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stderr == b""  # every key of this ini is understood
+    text = printed.stdout.decode()
+    assert 'app = "wsgi:app"' in text and f'socket = ["{sock}"]' in text
+    assert "workers = 2" in text and 'chmod-socket = "0660"' in text
+
+    proc = start_serve("--ini", "myproject.ini")
+    wait_for_pong(sock, proc)
+    assert os.stat(sock).st_mode & 0o777 == 0o660
+
+    r = run_cli("request", sock, "/shop/hello?name=ann", "-H", "X-Token: t1")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {
+        "name": "ann",
+        "greeting": "hi",  # env = GREETING=hi reached the app
+        "script_name": "/shop",
+        "token": "t1",
+    }
+
+    r = run_cli(
+        "request", sock, "/shop/echo", "-d", '{"a": 1}', "-H", "Content-Type: application/json"
+    )
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {"body": '{"a": 1}', "type": "application/json", "length": 8}
+
+    r = run_cli("request", sock, "/shop/missing", "-i")
+    assert r.returncode == 0 and r.stdout.startswith(b"HTTP/1.1 404")
+
+    r = run_cli("request", sock, "/shop/boom")
+    assert r.returncode == 1 and b"server answered 500" in r.stderr
+
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(15) == 0
+
+
+def test_serve_tcp_with_env_and_flags(short_dir: Path, start_serve: Start) -> None:
+    (short_dir / "wsgi.py").write_text(FLASK_APP)
+    from cli.cli_testkit import free_port
+
+    address = f"127.0.0.1:{free_port()}"
+    proc = start_serve("wsgi:app", "--socket", address, "--workers", "1")
+    wait_for_pong(address, proc)
+    r = run_cli("request", address, "/hello?name=bo")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["name"] == "bo"
+
+
+def test_serve_app_that_cannot_load(short_dir: Path) -> None:
+    r = run_cli(
+        "serve", "no_such_module_xyz:app", "--socket", str(short_dir / "x.sock"), cwd=short_dir
+    )
+    assert r.returncode != 0
+    assert b"No module named 'no_such_module_xyz'" in r.stdout + r.stderr
