@@ -7,11 +7,12 @@ Exit codes shared by all commands:
 
 * 0 — success
 * 1 — ``request`` got an HTTP status >= 500
-* 2 — usage or configuration error (bad flag, bad option value, app that cannot be loaded)
+* 2 — usage or configuration error (bad flag, bad option value; ``dev``: app cannot be loaded)
 * 3 — ``request``/``ping``: could not connect
 * 4 — ``request``/``ping``: connected but no valid answer (timeout, not HTTP, not a pong)
 
-``serve`` returns whatever the supervisor returns.
+Once its configuration is valid, ``serve`` returns whatever the supervisor returns (which has
+its own codes for "cannot bind" and "app failed to load").
 """
 
 from __future__ import annotations
@@ -407,6 +408,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog=PROG,
         description="Pure-Python application container for nginx's uwsgi protocol.",
+        epilog=(
+            "Run 'uwsgiapp COMMAND --help' for a command's options; 'uwsgiapp serve --help' "
+            "lists every configuration option with its default and environment variable."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
