@@ -90,7 +90,10 @@ def build_environ(
     (a substring test on the raw block is cheaper than scanning keys).
     """
     environ: dict[str, Any] = variables
-    script_name = environ.get("SCRIPT_NAME", "") if modifier1 == MODIFIER_WSGI_STRIP else mount
+    # modifier1 30: nginx names the prefix in SCRIPT_NAME (uwsgi_param); without one, --mount.
+    script_name = (
+        environ.get("SCRIPT_NAME") or mount if modifier1 == MODIFIER_WSGI_STRIP else mount
+    )
     environ.update(template)
     environ.pop("HTTP_CONTENT_TYPE", None)
     environ.pop("HTTP_CONTENT_LENGTH", None)
@@ -118,6 +121,14 @@ def parse_content_length(value: str | None, limit: int = 0) -> int:
         return 0
     if not (value.isascii() and value.isdigit()):
         raise BadRequest("400 Bad Request", f"invalid CONTENT_LENGTH {value[:40]!r}")
+    if len(value) > 18:
+        # int() refuses over 4300 digits with a ValueError; leading zeros are legal, but more
+        # than 18 significant digits (an exabyte) can only be refused.
+        value = value.lstrip("0") or "0"
+        if len(value) > 18:
+            raise BadRequest(
+                "413 Request Entity Too Large", f"CONTENT_LENGTH of {len(value)} digits"
+            )
     length = int(value)
     if limit and length > limit:
         raise BadRequest(

@@ -24,75 +24,117 @@ class InputStream:
 
     ``prefix`` holds body bytes that arrived with the packet head; the rest is pulled from
     ``reader`` on demand. A client that sends less than promised makes reads raise
-    :class:`ClientDisconnected` (after the server's socket timeout), never hang or return short.
+    :class:`ClientDisconnected` (after the server's socket timeout), never hang or return short;
+    after that the stream is ``broken`` and raises again without waiting a second time.
     """
 
-    __slots__ = ("_buf", "_reader", "remaining")
+    # The buffer is consumed by moving ``_pos``, never by slicing off the front: a copy of the
+    # rest of the buffer per readline() made iterating over short lines quadratic.
+    __slots__ = ("_buf", "_pos", "_reader", "broken", "remaining")
 
     def __init__(self, reader: Reader, prefix: bytes, length: int) -> None:
         self._reader = reader
-        self._buf = prefix[:length]
+        self._buf = prefix[:length] if len(prefix) > length else prefix
+        self._pos = 0
         #: Body bytes still on the socket (what the server must drain if the app leaves them).
         self.remaining = length - len(self._buf)
+        #: The reader failed (client gone or stalled): nothing more will come.
+        self.broken = False
 
-    def _fill(self, want: int) -> bool:
-        """Pull at least one more chunk into the buffer; False at EOF of the body."""
-        if self.remaining <= 0:
-            return False
-        data = self._reader(min(max(want, CHUNK), self.remaining))
+    def _pull(self, want: int) -> bytes:
+        """One read from the connection: 1..max(want, CHUNK) bytes, never past the body."""
+        if self.broken:
+            raise ClientDisconnected("the request body was already cut short (client gone)")
+        try:
+            data = self._reader(min(max(want, CHUNK), self.remaining))
+        except ClientDisconnected:
+            self.broken = True
+            raise
         self.remaining -= len(data)
-        self._buf += data
-        return True
+        return data
 
     def read(self, size: int | None = -1) -> bytes:
         """Read up to ``size`` bytes (all that is left when ``size`` is None or negative)."""
         buf = self._buf
+        pos = self._pos
+        avail = len(buf) - pos
         if size is None or size < 0:
-            size = len(buf) + self.remaining
-        if len(buf) < size and self.remaining > 0:
-            parts = [buf]
-            have = len(buf)
+            size = avail + self.remaining
+        if size <= avail:
+            self._pos = pos + size
+            return buf[pos : pos + size]
+        parts = [buf[pos:]]
+        have = avail
+        self._buf, self._pos = b"", 0
+        try:
             while have < size and self.remaining > 0:
-                data = self._reader(min(max(size - have, CHUNK), self.remaining))
-                self.remaining -= len(data)
+                data = self._pull(size - have)
                 parts.append(data)
                 have += len(data)
-            buf = b"".join(parts)
-        self._buf = buf[size:]
-        return buf[:size]
+        except ClientDisconnected:
+            self._buf = b"".join(parts)  # keep what arrived; the next read raises again
+            raise
+        data = b"".join(parts)
+        if have > size:
+            self._buf, self._pos = data, size
+            return data[:size]
+        return data
 
     def readline(self, size: int | None = -1) -> bytes:
         """Read one line (up to and including ``\\n``), at most ``size`` bytes when given."""
-        limit = -1 if size is None else size
-        start = 0
-        while True:
-            end = self._buf.find(b"\n", start)
-            if end >= 0:
-                cut = end + 1
-                break
-            if 0 <= limit <= len(self._buf):
-                cut = limit
-                break
-            start = len(self._buf)
-            if not self._fill(limit - start if limit >= 0 else CHUNK):
-                cut = len(self._buf)
-                break
-        if 0 <= limit < cut:
-            cut = limit
-        line, self._buf = self._buf[:cut], self._buf[cut:]
-        return line
+        buf = self._buf
+        pos = self._pos
+        if size is None or size < 0:
+            size = -1
+            nl = buf.find(b"\n", pos)
+        else:
+            nl = buf.find(b"\n", pos, pos + size)
+            if nl < 0 and pos + size <= len(buf):
+                self._pos = pos + size
+                return buf[pos : pos + size]
+        if nl >= 0:
+            self._pos = nl + 1
+            return buf[pos : nl + 1]
+        if self.remaining <= 0:
+            self._pos = len(buf)
+            return buf[pos:]
+        return self._readline_more(size)
 
-    def readlines(self, hint: int = -1) -> list[bytes]:
+    def _readline_more(self, size: int) -> bytes:
+        """The line goes past the buffer: pull until a newline, ``size`` bytes, or the end."""
+        parts = [self._buf[self._pos :]]
+        have = len(parts[0])
+        self._buf, self._pos = b"", 0
+        try:
+            while self.remaining > 0:
+                data = self._pull(size - have if size >= 0 else CHUNK)
+                end = len(data) if size < 0 else min(len(data), size - have)
+                nl = data.find(b"\n", 0, end)
+                if nl >= 0 or have + end == size:
+                    if nl >= 0:
+                        end = nl + 1
+                    parts.append(data[:end])
+                    self._buf, self._pos = data, end
+                    break
+                parts.append(data)
+                have += len(data)
+        except ClientDisconnected:
+            self._buf = b"".join(parts)
+            raise
+        return b"".join(parts)
+
+    def readlines(self, hint: int | None = -1) -> list[bytes]:
         """Read lines until EOF, or until about ``hint`` bytes when ``hint`` > 0."""
         lines: list[bytes] = []
         total = 0
+        limit = hint if hint is not None and hint > 0 else -1
         while True:
             line = self.readline()
             if not line:
                 return lines
             lines.append(line)
             total += len(line)
-            if 0 < hint <= total:
+            if 0 < limit <= total:
                 return lines
 
     def __iter__(self) -> Iterator[bytes]:

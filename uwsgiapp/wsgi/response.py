@@ -17,13 +17,23 @@ class HeaderError(ValueError):
 def render_head(protocol: str, status: str, headers: list[tuple[str, str]]) -> bytes:
     """Render and check the response head; raise :class:`HeaderError` rather than send a bad one.
 
-    Checks: status is ``"NNN reason"``; every name and value is ``str``; no CR or LF anywhere
+    Checks: status is ``"NNN reason"``; headers a list of 2-tuples of ``str``; no CR or LF anywhere
     but the line ends (counted once over the joined head, cheaper than per header); latin-1 only.
     """
-    if type(status) is not str or len(status) < 4 or status[3] != " " or not status[:3].isdigit():
+    if (
+        type(status) is not str
+        or len(status) < 4
+        or status[3] != " "
+        or not (status[:3].isdigit() and status[:3].isascii())
+    ):
         raise HeaderError(f"invalid status {status!r}: must be 'NNN reason'")
+    if not isinstance(headers, list):
+        raise HeaderError(f"headers must be a list of (name, value) tuples, got {headers!r:.80}")
     parts = [protocol, " ", status, "\r\n"]
     for item in headers:
+        # A tuple, as PEP 3333 (and uWSGI) require: a 2-character str would unpack too.
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise HeaderError(f"header {item!r:.80} must be a (name, value) tuple")
         name, value = item
         if type(name) is not str or type(value) is not str:
             raise HeaderError(f"header {item!r}: name and value must be str")

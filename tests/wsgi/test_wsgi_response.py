@@ -1,0 +1,226 @@
+"""render_head and FileWrapper: pure tests."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pytest
+
+from uwsgiapp.wsgi.response import FileWrapper, HeaderError, render_head
+
+
+def test_head_layout() -> None:
+    head = render_head("HTTP/1.1", "200 OK", [("Content-Type", "text/plain"), ("X-A", "b")])
+    assert head == b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nX-A: b\r\n\r\n"
+
+
+def test_no_headers() -> None:
+    assert render_head("HTTP/1.0", "204 No Content", []) == b"HTTP/1.0 204 No Content\r\n\r\n"
+
+
+def test_headers_kept_in_order_and_repeated() -> None:
+    headers = [("Set-Cookie", "a=1"), ("X", "1"), ("Set-Cookie", "b=2")]
+    head = render_head("HTTP/1.1", "200 OK", headers)
+    assert head.split(b"\r\n")[1:4] == [b"Set-Cookie: a=1", b"X: 1", b"Set-Cookie: b=2"]
+
+
+def test_never_adds_headers() -> None:
+    head = render_head("HTTP/1.1", "200 OK", [])
+    assert b"chunked" not in head.lower()
+    assert b"content-length" not in head.lower()
+
+
+def test_latin1_values_are_sent_as_latin1() -> None:
+    head = render_head("HTTP/1.1", "200 Ça va", [("X-Name", "café ÿ")])
+    assert "Ça va".encode("latin-1") in head
+    assert "café ÿ".encode("latin-1") in head
+
+
+def test_empty_value_is_fine() -> None:
+    assert b"X-Empty: \r\n" in render_head("HTTP/1.1", "200 OK", [("X-Empty", "")])
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        "200 OK",
+        "404 Not Found",
+        "500 Internal Server Error",
+        "299 Custom reason with spaces",
+        "200 ",
+        "599 x",
+    ],
+)
+def test_good_status(status: str) -> None:
+    assert render_head("HTTP/1.1", status, []).startswith(f"HTTP/1.1 {status}\r\n".encode())
+
+
+@pytest.mark.parametrize(
+    "status",
+    [
+        "200",
+        "OK",
+        "",
+        "20 OK",
+        "2000 OK",
+        "200OK",
+        " 200 OK",
+        "abc OK",
+        "\uff12\uff10\uff10 OK",
+        "²³¹ OK",
+        "200\tOK",
+        "-20 OK",
+    ],
+)
+def test_bad_status_format(status: str) -> None:
+    with pytest.raises(HeaderError):
+        render_head("HTTP/1.1", status, [])
+
+
+@pytest.mark.parametrize("status", [200, b"200 OK", None, ("200", "OK")])
+def test_non_str_status(status: Any) -> None:
+    with pytest.raises(HeaderError):
+        render_head("HTTP/1.1", status, [])
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        ("X-A\r\nInjected", "v"),
+        ("X-A", "v\r\nSet-Cookie: evil=1"),
+        ("X-A", "v\nInjected: 1"),
+        ("X-A", "v\rInjected: 1"),
+        ("X-A\n", "v"),
+        ("X-A", "\r\n"),
+        ("X-A", "v\r"),
+    ],
+)
+def test_cr_lf_in_headers_refused(header: tuple[str, str]) -> None:
+    with pytest.raises(HeaderError) as info:
+        render_head("HTTP/1.1", "200 OK", [("Content-Type", "text/plain"), header])
+    assert "CR or LF" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "status", ["200 OK\r\nX-Evil: 1", "200 OK\n", "200 OK\r", "200 \r\n\r\nbody"]
+)
+def test_cr_lf_in_status_refused(status: str) -> None:
+    with pytest.raises(HeaderError):
+        render_head("HTTP/1.1", status, [("A", "b")])
+
+
+def test_cr_lf_balanced_across_headers_still_refused() -> None:
+    # One header with a lone CR and another with a lone LF: counting both characters is not
+    # enough if only totals were compared.
+    with pytest.raises(HeaderError):
+        render_head("HTTP/1.1", "200 OK", [("A", "x\r"), ("B", "\ny")])
+
+
+@pytest.mark.parametrize(
+    "header",
+    [("X-A", "snow ☃"), ("X-☃", "v"), ("X-A", "\u0100"), ("X-A", "\udcff")],
+)
+def test_non_latin1_refused(header: tuple[str, str]) -> None:
+    with pytest.raises(HeaderError):
+        render_head("HTTP/1.1", "200 OK", [header])
+
+
+def test_non_latin1_status_refused() -> None:
+    with pytest.raises(HeaderError):
+        render_head("HTTP/1.1", "200 ☃", [])
+
+
+@pytest.mark.parametrize(
+    "header",
+    [(b"X-A", "v"), ("X-A", b"v"), ("X-A", 1), (None, "v"), ("X-A", None)],
+)
+def test_non_str_header_refused(header: Any) -> None:
+    with pytest.raises(HeaderError):
+        render_head("HTTP/1.1", "200 OK", [header])
+
+
+class StrSub(str):
+    pass
+
+
+def test_str_subclass_refused() -> None:
+    # PEP 3333 asks for type str; a subclass could lie in __str__/encode.
+    with pytest.raises(HeaderError):
+        render_head("HTTP/1.1", "200 OK", [(StrSub("X-A"), "v")])
+
+
+@pytest.mark.parametrize("item", [("X-A",), ("X-A", "v", "w"), "ab", "abc", None, 5])
+def test_malformed_header_items_refused(item: Any) -> None:
+    with pytest.raises(HeaderError):
+        render_head("HTTP/1.1", "200 OK", [item])
+
+
+@pytest.mark.parametrize("headers", [None, "X-A: v", 5])
+def test_headers_not_a_list_refused(headers: Any) -> None:
+    with pytest.raises(HeaderError):
+        render_head("HTTP/1.1", "200 OK", headers)
+
+
+# -- FileWrapper -------------------------------------------------------------------------------
+
+
+class Tracked(io.BytesIO):
+    closed_calls = 0
+
+    def close(self) -> None:
+        self.closed_calls += 1
+        super().close()
+
+
+def test_file_wrapper_iterates_in_blocks() -> None:
+    f = Tracked(b"a" * 10)
+    w = FileWrapper(f, 4)
+    assert list(w) == [b"aaaa", b"aaaa", b"aa"]
+    assert w.filelike is f
+    assert w.blksize == 4
+
+
+def test_file_wrapper_default_block_size() -> None:
+    data = bytes(200000)
+    assert [len(b) for b in FileWrapper(io.BytesIO(data))] == [65536, 65536, 65536, 3392]
+
+
+def test_file_wrapper_starts_at_the_current_position() -> None:
+    f = io.BytesIO(b"0123456789")
+    f.seek(6)
+    assert b"".join(FileWrapper(f)) == b"6789"
+
+
+def test_file_wrapper_empty_file() -> None:
+    assert list(FileWrapper(io.BytesIO(b""))) == []
+
+
+def test_file_wrapper_close_closes_the_file() -> None:
+    f = Tracked(b"x")
+    w = FileWrapper(f)
+    w.close()
+    assert f.closed_calls == 1
+
+
+def test_file_wrapper_close_without_a_close_method() -> None:
+    class Reader:
+        def __init__(self) -> None:
+            self.data = [b"ab", b""]
+
+        def read(self, n: int) -> bytes:
+            return self.data.pop(0)
+
+    w = FileWrapper(Reader())
+    assert list(w) == [b"ab"]
+    w.close()
+
+
+def test_file_wrapper_real_file(tmp_path: Any) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"hello" * 1000)
+    with open(path, "rb") as f:
+        w = FileWrapper(f, 1000)
+        assert b"".join(w) == b"hello" * 1000
+        w.close()
+        assert f.closed
