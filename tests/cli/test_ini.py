@@ -160,11 +160,11 @@ def test_env_and_placeholders(tmp_path: Path) -> None:
             "pidfile = %(from_env)/x.pid",
         ]
     )
-    environ = {"APP_NAME": "web", "UWSGI_FROM_ENV": "/tmp/e"}
+    environ = {"APP_NAME": "web", "UWSGI_FROM_ENV": "/srv/e"}
     config, warnings, _ = load(tmp_path, body, environ=environ)
     assert config.chdir == "/srv/shop"
     assert config.socket == ("/run/sockets/web.sock",)
-    assert config.pidfile == "/tmp/e/x.pid"
+    assert config.pidfile == "/srv/e/x.pid"
     assert warnings == []  # base and project are placeholders, referenced with %(...)
 
 
