@@ -321,3 +321,18 @@ def test_invalid_json_body_hides_parser_details_unless_debugging() -> None:
     assert quiet.status_code == 400 and b"Failed to decode" not in quiet.data
     app.debug = True
     assert b"Failed to decode JSON" in client.post("/", **kwargs).data
+
+
+def test_response_subclass_defaults_are_respected_by_the_fast_path() -> None:
+    class Plain(Response):
+        default_mimetype = "text/plain"
+
+    class Untyped(Response):
+        default_mimetype = None
+
+    class Accepted(Response):
+        default_status = 202
+
+    assert Plain("x").headers["Content-Type"] == "text/plain; charset=utf-8"
+    assert "Content-Type" not in Untyped("x").headers
+    assert Accepted("x").status == "202 ACCEPTED"

@@ -116,7 +116,6 @@ class RequestContext(AppContext):
     def __init__(self, app: App, environ: WSGIEnvironment, request: Request | None = None) -> None:
         self.app = app
         self._g = None
-        self._app_tokens = []
         self.environ = environ
         self._request = request
         self._session: SessionMixin | None = None

@@ -17,12 +17,12 @@ from werkzeug.utils import send_file as _send_file
 from werkzeug.utils import send_from_directory as _send_from_directory
 
 from .globals import _cv_app, _cv_request, current_app
+from .wrappers import Response
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
     from .app import App
-    from .wrappers import Response
 
 __all__ = [
     "abort",
@@ -102,9 +102,7 @@ def abort(code: int | Response, *args: t.Any, **kwargs: t.Any) -> t.NoReturn:
 def redirect(location: str, code: int = 302) -> Response:
     """A redirect response to ``location`` (302 by default), of the app's response class."""
     ctx = _cv_app.get(None)
-    response_class = ctx.app.response_class if ctx is not None else None
-    if response_class is None:
-        from .wrappers import Response as response_class
+    response_class = ctx.app.response_class if ctx is not None else Response
     return t.cast("Response", _redirect(location, code, Response=response_class))
 
 
@@ -124,7 +122,10 @@ def _environ() -> WSGIEnvironment:
 
 
 def _app() -> App:
-    return current_app._get_current_object()  # type: ignore[attr-defined,no-any-return]
+    ctx = _cv_app.get(None)
+    if ctx is None:
+        raise RuntimeError("send_file() can only be used while handling a request.")
+    return ctx.app
 
 
 def send_file(

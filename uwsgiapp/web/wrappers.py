@@ -79,8 +79,10 @@ class Response(_WResponse):
         direct_passthrough: bool = False,
     ) -> None:
         kind = type(response)
+        default = self.default_mimetype
         if (
             (kind is str or kind is bytes)
+            and default
             and status is None
             and headers is None
             and mimetype is None
@@ -89,7 +91,6 @@ class Response(_WResponse):
             and self.automatically_set_content_length
         ):
             body = t.cast(str, response).encode() if kind is str else t.cast(bytes, response)
-            default = self.default_mimetype or ""
             ctype = _CONTENT_TYPES.get(default)
             if ctype is None:
                 ctype = _CONTENT_TYPES[default] = get_content_type(default, "utf-8")
