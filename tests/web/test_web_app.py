@@ -102,3 +102,33 @@ def test_max_content_length_is_applied_to_the_request() -> None:
     client = app.test_client()
     assert client.post("/", data=b"x" * 5).data == b"5"
     assert client.post("/", data=b"x" * 50).status_code == 413
+
+
+def test_request_object_is_only_built_when_used() -> None:
+    from uwsgiapp.web import Request, request
+
+    built: list[str] = []
+
+    class CountingRequest(Request):
+        def __init__(self, environ: t.Any, *args: t.Any, **kwargs: t.Any) -> None:
+            built.append(environ["PATH_INFO"])
+            super().__init__(environ, *args, **kwargs)
+
+    app = App(__name__)
+    app.request_class = CountingRequest
+    app.add_url_rule("/lazy", "lazy", lambda: "no request needed")
+    app.add_url_rule("/eager", "eager", lambda: request.path)
+    client = app.test_client()
+    assert client.get("/lazy").data == b"no request needed"
+    assert built == []
+    assert client.get("/eager").data == b"/eager"
+    assert built == ["/eager"]
+
+
+def test_url_adapter_cache_is_bounded_against_spoofed_hosts() -> None:
+    app = App(__name__)
+    app.add_url_rule("/", "index", lambda: "ok")
+    client = app.test_client()
+    for n in range(300):
+        assert client.get("/", headers={"Host": f"h{n}.example"}).status_code == 200
+    assert 0 < len(app._adapters) <= 128
