@@ -1,12 +1,15 @@
-"""Per-request overhead of a hello route: uwsgiapp.web vs Flask, in-process, same run.
+"""Per-request overhead of uwsgiapp.web vs Flask, in-process, same run.
 
-Each framework gets the same app (one route returning a short string) and is driven directly as
-a WSGI callable with a prebuilt environ, so what is measured is the framework's own pipeline:
-context push, routing, view call, response building and serving, teardown.
+Each framework gets the same app source and is driven directly as a WSGI callable with a
+prebuilt environ (werkzeug's EnvironBuilder), so what is measured is the framework's own
+pipeline: context push, routing, view call, response building and serving, teardown.
+
+Scenarios: ``hello`` (the target: a route returning a short string) and ``param`` (a converter,
+reading ``request.args`` and returning a dict as JSON), for a view that touches the request.
 
     .venv/bin/python bench/bench_web.py [--iterations N] [--repeat R]
 
-Prints µs/request (best of R runs) for each and the ratio; the target is <= 0.4x Flask.
+Prints µs/request (best of R runs) and the ratio per scenario; the target is hello <= 0.4x Flask.
 """
 
 from __future__ import annotations
@@ -23,15 +26,25 @@ if t.TYPE_CHECKING:
     from _typeshed.wsgi import WSGIApplication
 
 TARGET_RATIO = 0.4
+#: scenario -> (path, expected body)
+SCENARIOS = {
+    "hello": ("/", b"Hello, World!"),
+    "param": ("/user/ada?page=2", b'{"name":"ada","page":"2"}\n'),
+}
 
 
 def build_app(framework: ModuleType, cls_name: str) -> WSGIApplication:
     """The benchmark app, written once for both frameworks."""
     app = getattr(framework, cls_name)(__name__)
+    request = framework.request
 
     @app.route("/")
     def hello() -> str:
         return "Hello, World!"
+
+    @app.route("/user/<name>")
+    def user(name: str) -> dict[str, t.Any]:
+        return {"name": name, "page": request.args.get("page")}
 
     return t.cast("WSGIApplication", app)
 
@@ -40,13 +53,23 @@ def _start_response(status: str, headers: list[tuple[str, str]], exc_info: t.Any
     return None
 
 
-def per_request_us(app: WSGIApplication, iterations: int, repeat: int) -> float:
+def check(app: WSGIApplication, path: str, expected: bytes) -> None:
+    """Fail loudly unless ``app`` answers ``path`` with 200 and ``expected``."""
+    statuses: list[str] = []
+
+    def start_response(status: str, headers: t.Any, exc_info: t.Any = None) -> None:
+        statuses.append(status)
+
+    body = b"".join(app(EnvironBuilder(path).get_environ(), t.cast(t.Any, start_response)))
+    assert statuses == ["200 OK"] and body == expected, (path, statuses, body)
+
+
+def per_request_us(app: WSGIApplication, path: str, iterations: int, repeat: int) -> float:
     """Best-of-``repeat`` mean µs per request over ``iterations`` requests."""
-    environ = EnvironBuilder(path="/").get_environ()
+    environ = EnvironBuilder(path).get_environ()
     sr = t.cast(t.Any, _start_response)
     for _ in range(min(iterations, 2000)):  # warm up caches and lazy setup
-        body = app(dict(environ), sr)
-        b"".join(body)
+        b"".join(app(dict(environ), sr))
     best = float("inf")
     for _ in range(repeat):
         gc.collect()
@@ -62,7 +85,7 @@ def per_request_us(app: WSGIApplication, iterations: int, repeat: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--iterations", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
@@ -71,29 +94,20 @@ def main(argv: list[str] | None = None) -> int:
 
     import uwsgiapp.web
 
-    apps = {
-        "uwsgiapp.web": build_app(uwsgiapp.web, "App"),
-        "flask": build_app(flask, "Flask"),
-    }
-    # Check both answer the same before timing them.
-    for name, app in apps.items():
-        statuses: list[str] = []
-
-        def start_response(status: str, headers: t.Any, exc_info: t.Any = None) -> None:
-            statuses.append(status)  # noqa: B023 - called before the loop moves on
-
-        environ = EnvironBuilder(path="/").get_environ()
-        body = b"".join(app(environ, t.cast(t.Any, start_response)))
-        assert statuses == ["200 OK"] and body == b"Hello, World!", (name, statuses, body)
-
-    results = {n: per_request_us(app, args.iterations, args.repeat) for n, app in apps.items()}
-    print(f"{'framework':<14} {'µs/request':>11}")
-    for name, us in results.items():
-        print(f"{name:<14} {us:>11.2f}")
-    ratio = results["uwsgiapp.web"] / results["flask"]
-    verdict = "ok" if ratio <= TARGET_RATIO else "OVER TARGET"
-    print(f"ratio uwsgiapp.web / flask = {ratio:.3f}  (target <= {TARGET_RATIO}: {verdict})")
-    return 0
+    ours = build_app(uwsgiapp.web, "App")
+    theirs = build_app(flask, "Flask")
+    print(f"{'scenario':<9} {'uwsgiapp.web µs':>16} {'flask µs':>9} {'ratio':>6}")
+    ratios: dict[str, float] = {}
+    for scenario, (path, expected) in SCENARIOS.items():
+        check(ours, path, expected)
+        check(theirs, path, expected)
+        us_ours = per_request_us(ours, path, args.iterations, args.repeat)
+        us_theirs = per_request_us(theirs, path, args.iterations, args.repeat)
+        ratios[scenario] = us_ours / us_theirs
+        print(f"{scenario:<9} {us_ours:>16.2f} {us_theirs:>9.2f} {ratios[scenario]:>6.3f}")
+    verdict = "ok" if ratios["hello"] <= TARGET_RATIO else "OVER TARGET"
+    print(f"hello ratio {ratios['hello']:.3f} (target <= {TARGET_RATIO}: {verdict})")
+    return 0 if verdict == "ok" else 1
 
 
 if __name__ == "__main__":

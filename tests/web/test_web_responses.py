@@ -336,3 +336,11 @@ def test_response_subclass_defaults_are_respected_by_the_fast_path() -> None:
     assert Plain("x").headers["Content-Type"] == "text/plain; charset=utf-8"
     assert "Content-Type" not in Untyped("x").headers
     assert Accepted("x").status == "202 ACCEPTED"
+
+
+def test_fast_path_still_rejects_header_injection_in_mimetype() -> None:
+    assert Response("x", mimetype="application/json").headers["Content-Type"] == (
+        "application/json"
+    )
+    with pytest.raises(ValueError, match="newline"):
+        Response("x", mimetype="text/plain\r\nSet-Cookie: evil=1")

@@ -23,6 +23,19 @@ __all__ = ["Request", "Response"]
 #: Status codes whose responses carry no body (RFC 9110); the slow path handles them.
 _NO_BODY_STATUS: t.Final = frozenset({204, 304})
 _CONTENT_TYPES: dict[str, str] = {}
+_MAX_CACHED_CONTENT_TYPES: t.Final = 64
+
+
+def _safe_content_type(mimetype: str) -> str | None:
+    """``Content-Type`` for ``mimetype`` (utf-8 for text), or None if it needs validation."""
+    ctype = _CONTENT_TYPES.get(mimetype)
+    if ctype is None:
+        ctype = get_content_type(mimetype, "utf-8")
+        if "\r" in ctype or "\n" in ctype:
+            return None  # let werkzeug's header check reject it
+        if len(_CONTENT_TYPES) < _MAX_CACHED_CONTENT_TYPES:
+            _CONTENT_TYPES[mimetype] = ctype
+    return ctype
 
 
 class Request(_WRequest):
@@ -62,7 +75,7 @@ class Request(_WRequest):
 class Response(_WResponse):
     """A werkzeug response (``text/html`` by default) built and served cheaply for simple bodies.
 
-    A plain ``str``/``bytes`` body with default status and headers skips werkzeug's generic
+    A plain ``str``/``bytes`` body with default status and no extra headers skips werkzeug's generic
     header validation, and serving a buffered body whose headers need no rewriting skips the
     copy-and-scan werkzeug does on every response. Everything else takes werkzeug's own path.
     """
@@ -79,21 +92,18 @@ class Response(_WResponse):
         direct_passthrough: bool = False,
     ) -> None:
         kind = type(response)
-        default = self.default_mimetype
+        chosen = mimetype or self.default_mimetype
         if (
             (kind is str or kind is bytes)
-            and default
+            and chosen
             and status is None
             and headers is None
-            and mimetype is None
             and content_type is None
             and self.default_status == 200
             and self.automatically_set_content_length
+            and (ctype := _safe_content_type(chosen)) is not None
         ):
             body = t.cast(str, response).encode() if kind is str else t.cast(bytes, response)
-            ctype = _CONTENT_TYPES.get(default)
-            if ctype is None:
-                ctype = _CONTENT_TYPES[default] = get_content_type(default, "utf-8")
             headers_obj = Headers()
             # Headers(list) validates every value (~2 µs); these two are built here and valid.
             headers_obj._list = [("Content-Type", ctype), ("Content-Length", str(len(body)))]
