@@ -21,6 +21,7 @@ class ConfigError(ValueError):
     def __init__(self, option: str, message: str, source: str = "") -> None:
         self.option = option
         self.source = source
+        self.message = message
         where = f" (from {source})" if source else ""
         super().__init__(f"--{option.replace('_', '-')}{where}: {message}")
 

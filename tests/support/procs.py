@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import http.client
-import json
 import os
 import shutil
 import signal
@@ -191,19 +190,21 @@ class Server:
 
     def command(self) -> list[str]:
         """The command line, as a user would type it."""
-        config = {"app": self.app, "socket": [self.socket], **self.options}
-        config.setdefault("pythonpath", [str(APPS_DIR)])
-        return [
-            sys.executable,
-            "-c",
-            "import json, sys\n"
-            "from uwsgiapp.config import make_config\n"
-            "from uwsgiapp.supervisor import serve\n"
-            "raw = json.loads(sys.argv[1])\n"
-            "raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}\n"
-            "sys.exit(serve(make_config(**raw)))\n",
-            json.dumps(config),
-        ]
+        options = {"socket": [self.socket], **self.options}
+        options.setdefault("pythonpath", [str(APPS_DIR)])
+        argv = [sys.executable, "-m", "uwsgiapp", "serve", self.app]
+        for key, value in options.items():
+            flag = "--" + key.replace("_", "-")
+            if isinstance(value, bool):
+                argv.append(flag if value else "--no-" + key.replace("_", "-"))
+            elif isinstance(value, (list, tuple)):
+                for item in value:
+                    argv += [flag, str(item)]
+            elif key == "chmod_socket":
+                argv += [flag, f"{value:o}"]
+            else:
+                argv += [flag, str(value)]
+        return argv
 
     def start(self, wait: bool = True, timeout: float = 15) -> Server:
         """Start the server; by default wait until its socket accepts connections."""

@@ -206,7 +206,12 @@ class Arbiter:
 
     def _spawn(self, wid: int, generation: int) -> None:
         self.table.reset(wid, 0)
-        pid = os.fork()
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            log.error("cannot fork a worker: %s", exc)
+            self.policy.spawn_failed(wid)
+            return
         if pid:
             self.policy.spawned(wid, generation, pid, time.monotonic())
             return

@@ -112,14 +112,16 @@ class Policy:
     records: dict[int, WorkerRecord] = field(default_factory=dict)
     boot_failures: int = 0
     halted: bool = False
+    #: Spawns asked for but not yet reported by :meth:`spawned` (wid → generation).
+    pending: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.desired = self.workers
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def _free_wid(self, taken: set[int]) -> int:
-        used = {rec.wid for rec in self.records.values()} | taken
+    def _free_wid(self) -> int:
+        used = {rec.wid for rec in self.records.values()} | set(self.pending)
         wid = 0
         while wid in used:
             wid += 1
@@ -132,15 +134,17 @@ class Policy:
             if r.generation == self.generation and r.state in (BOOTING, READY)
         ]
 
+    def _pending_now(self) -> int:
+        return sum(1 for gen in self.pending.values() if gen == self.generation)
+
     def _fill(self) -> list[Action]:
         """Spawn current-generation workers up to ``desired``."""
         if self.mode == "stopping" or self.halted:
             return []
         actions: list[Action] = []
-        taken: set[int] = set()
-        for _ in range(self.desired - len(self._counted())):
-            wid = self._free_wid(taken)
-            taken.add(wid)
+        for _ in range(self.desired - len(self._counted()) - self._pending_now()):
+            wid = self._free_wid()
+            self.pending[wid] = self.generation
             actions.append(Spawn(wid, self.generation))
         return actions
 
@@ -152,7 +156,12 @@ class Policy:
 
     def spawned(self, wid: int, generation: int, pid: int, now: float) -> None:
         """The arbiter forked ``pid`` for a :class:`Spawn`."""
+        self.pending.pop(wid, None)
         self.records[pid] = WorkerRecord(wid, pid, generation, now)
+
+    def spawn_failed(self, wid: int) -> None:
+        """The arbiter could not fork for a :class:`Spawn` (it will be asked again)."""
+        self.pending.pop(wid, None)
 
     def start(self) -> list[Action]:
         """The first workers."""
@@ -247,6 +256,7 @@ class Policy:
         for rec in list(self.records.values()):
             if rec.generation == self.generation:
                 actions.append(self._stop(rec, now, signal.SIGKILL))
+        self.pending = {w: g for w, g in self.pending.items() if g != self.generation}
         self.generation -= 1
         self.mode = "running"
         return actions + self._fill()
@@ -314,7 +324,11 @@ class Policy:
                     actions.append(self._stop(rec, now))
         if self.mode == "reloading":
             new = self._counted()
-            if len(new) >= self.desired and all(r.state == READY for r in new):
+            if (
+                len(new) >= self.desired
+                and not self._pending_now()
+                and all(r.state == READY for r in new)
+            ):
                 old = [
                     r
                     for r in self.records.values()
