@@ -21,6 +21,14 @@ test: $(VENV)/.installed
 	$(MAKE) lint
 	$(PY) -m pytest -q
 
+# The local stack: nginx in front of `uwsgiapp serve --workers 2` running the example app, on
+# loopback, built from the same files as docker-compose.yml (scripts/stack.py). Ctrl-C stops it.
+PORT ?= 8080
+RUN_DIR ?= run
+run: $(VENV)/.installed
+	./scripts/ensure-nginx.sh
+	$(PY) scripts/stack.py --port $(PORT) --run-dir $(RUN_DIR)
+
 # Coverage-guided fuzzing of the decoder (atheris). FUZZ_SECONDS bounds the run.
 FUZZ_SECONDS ?= 60
 fuzz: $(VENV)/.installed
@@ -29,3 +37,26 @@ fuzz: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache
+
+# Benchmarks (bench/run.py): wrk -> nginx -> {uwsgiapp, uWSGI, gunicorn}; writes bench/RESULTS.md
+# and bench/results.png. The anchors live in their own venv so the test venv stays small.
+BENCH_VENV ?= .bench-venv
+define bench_setup
+	./scripts/ensure-nginx.sh
+	command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; } || \
+		{ echo "wrk is required (Debian/Ubuntu: apt-get install wrk)" >&2; exit 1; }
+	[ -x $(BENCH_VENV)/bin/python ] || $(PYTHON) -m venv $(BENCH_VENV)
+	[ $(BENCH_VENV)/.installed -nt bench/requirements-anchors.txt ] || { \
+		$(BENCH_VENV)/bin/pip install -q --upgrade pip && \
+		$(BENCH_VENV)/bin/pip install -q -e . -r bench/requirements-anchors.txt && \
+		touch $(BENCH_VENV)/.installed; }
+endef
+
+bench:
+	$(bench_setup)
+	$(BENCH_VENV)/bin/python bench/run.py $(BENCH_ARGS)
+
+bench-quick:
+	$(bench_setup)
+	$(BENCH_VENV)/bin/python bench/run.py --quick $(BENCH_ARGS)
