@@ -29,7 +29,9 @@ class Script:
         return chunk
 
 
-def stream(body: bytes, split: int = 0, piece: int = 1 << 30, length: int | None = None):  # type: ignore[no-untyped-def]
+def stream(
+    body: bytes, split: int = 0, piece: int = 1 << 30, length: int | None = None
+) -> tuple[InputStream, Script]:
     """``body[:split]`` arrived with the head, the rest comes from the reader."""
     reader = Script(body[split:], piece)
     return InputStream(reader, body[:split], len(body) if length is None else length), reader

@@ -20,7 +20,7 @@ from typing import Any
 from protocol import MODIFIER_PING, Decoder, Limits, ProtocolError, Request, build_pong
 from protocol.decoder import parse_head, parse_vars
 from protocol.events import NEED_DATA
-from uwsgiapp.server.io import reader, recv, send_all, send_file
+from uwsgiapp.server.io import ClientTimeout, reader, recv, send_all, send_file
 from uwsgiapp.wsgi.environ import BadRequest, EnvironSettings, build_environ, parse_content_length
 from uwsgiapp.wsgi.input import EMPTY_INPUT, ClientDisconnected, InputStream
 from uwsgiapp.wsgi.response import FileWrapper, HeaderError, render_head
@@ -51,7 +51,7 @@ def _error_response(protocol: str, status: str, text: str) -> bytes:
 class Exchange:
     """Per-request response state: ``start_response``, ``write`` and what has been sent."""
 
-    __slots__ = ("fd", "head_sent", "headers", "protocol", "sent", "status", "timeout")
+    __slots__ = ("aborted", "fd", "head_sent", "headers", "protocol", "sent", "status", "timeout")
 
     def __init__(self, fd: int, protocol: str, timeout: float) -> None:
         self.fd = fd
@@ -61,6 +61,8 @@ class Exchange:
         self.headers: list[tuple[str, str]] = []
         self.head_sent = False
         self.sent = 0
+        #: The response was cut after its head: the connection must end in a reset, not drain.
+        self.aborted = False
 
     def start_response(
         self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
@@ -172,16 +174,15 @@ class Handler:
         environ = build_environ(variables, modifier1, self.template, self.mount, has_magic)
         protocol = environ["SERVER_PROTOCOL"]
         length_var = environ.get("CONTENT_LENGTH")
+        stream = EMPTY_INPUT
         if length_var:
             try:
                 length = parse_content_length(length_var, self.limit_post)
             except BadRequest as exc:
-                log.warning("refused request from %s: %s", peer, exc.reason)
-                send_all(fd, _error_response(protocol, exc.status, exc.reason), self.timeout)
+                self._refuse(fd, peer, environ, exc, rest)
                 return
-            stream = InputStream(reader(fd, self.timeout), rest, length)
-        else:
-            stream = EMPTY_INPUT
+            if length:
+                stream = InputStream(reader(fd, self.timeout), rest, length)
         environ["wsgi.input"] = stream
         access_log = self.access_log
         started = time.perf_counter() if access_log is not None else 0.0
@@ -189,12 +190,32 @@ class Handler:
         try:
             self._run_app(exchange, environ, peer)
         finally:
-            if stream.remaining > 0:
+            # Not after a cut (the reset is the point) nor after the body already failed (a
+            # stalled client would cost a second timeout).
+            if stream.remaining > 0 and not stream.broken and not exchange.aborted:
                 self._drain(fd, stream.remaining)
             if access_log is not None:
                 access_log(
                     environ, exchange.status or "-", exchange.sent, time.perf_counter() - started
                 )
+
+    def _refuse(
+        self, fd: int, peer: str, environ: dict[str, Any], exc: BadRequest, rest: bytes
+    ) -> None:
+        """Answer a request refused before the app (bad CONTENT_LENGTH) and drain its body."""
+        started = time.perf_counter()
+        log.warning("refused request from %s: %s", peer, exc.reason)
+        payload = _error_response(environ["SERVER_PROTOCOL"], exc.status, exc.reason)
+        try:
+            send_all(fd, payload, self.timeout)
+            length_var = environ["CONTENT_LENGTH"]
+            if exc.status[:3] == "413" and len(length_var) <= 18:
+                # Too large, but well-formed: read it away as for any unread body, so nginx
+                # gets the 413 and not a reset (a 502).
+                self._drain(fd, int(length_var) - len(rest))
+        finally:
+            if self.access_log is not None:
+                self.access_log(environ, exc.status, len(payload), time.perf_counter() - started)
 
     def _read_head(self, fd: int, data: bytes) -> tuple[int, dict[str, str], bytes]:
         """Slow path: the head spans several reads. Returns modifier1 -1 on a silent close."""
@@ -206,11 +227,12 @@ class Handler:
                 break
             try:
                 chunk = recv(fd, self.read_size, self.timeout)
-            except ClientDisconnected:
+            except ClientDisconnected as exc:
                 if not decoder.buffered:
-                    log.debug("connection closed without a request")
+                    log.debug("connection closed without a request: %s", exc)
                     return -1, {}, b""
-                decoder.eof()
+                if not isinstance(exc, ClientTimeout):
+                    decoder.eof()  # closed mid-packet: a malformed packet
                 raise
             decoder.receive_data(chunk)
         if isinstance(event, Request):
@@ -235,6 +257,8 @@ class Handler:
                 for chunk in result:
                     if chunk:
                         exchange.send(chunk)
+                    elif type(chunk) is not bytes:
+                        exchange.send(chunk)  # "" or None: refused there, never skipped
             if not exchange.head_sent:
                 exchange.send(b"")
         except ClientDisconnected as exc:
@@ -263,6 +287,7 @@ class Handler:
                 where,
                 exc_info=traceback,
             )
+            exchange.aborted = True
             # A reset, not a clean close: nginx then reports an upstream error instead of
             # passing a silently truncated body on as complete.
             with contextlib.suppress(OSError):

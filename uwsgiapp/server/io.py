@@ -17,13 +17,17 @@ POLLIN = select.POLLIN
 POLLOUT = select.POLLOUT
 
 
+class ClientTimeout(ClientDisconnected):
+    """The client stalled past the socket timeout (it may still be connected)."""
+
+
 def wait(fd: int, events: int, timeout: float) -> None:
-    """Block until ``fd`` is ready for ``events``; raise ClientDisconnected after ``timeout``."""
+    """Block until ``fd`` is ready for ``events``; raise ClientTimeout after ``timeout``."""
     poller = select.poll()
     poller.register(fd, events)
     if not poller.poll(timeout * 1000.0):
         what = "read" if events == POLLIN else "write"
-        raise ClientDisconnected(f"client stalled: {what} timed out after {timeout:g}s")
+        raise ClientTimeout(f"client stalled: {what} timed out after {timeout:g}s")
 
 
 def recv(fd: int, size: int, timeout: float) -> bytes:
