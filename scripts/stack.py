@@ -53,6 +53,18 @@ class StackError(Exception):
     """A problem the user can act on; printed without a traceback."""
 
 
+class Interrupted(StackError):
+    """Ctrl-C (or TERM/HUP) arrived while starting."""
+
+
+#: Signals received (INT, TERM, HUP): the handler only records them; the loops act on them.
+_signals: list[int] = []
+
+
+def _record_signal(signum: int, _frame: object) -> None:
+    _signals.append(signum)
+
+
 def say(message: str) -> None:
     print(f"stack: {message}", file=sys.stderr, flush=True)
 
@@ -252,6 +264,8 @@ def port_accepts(port: int) -> bool:
 def wait_ready(proc: subprocess.Popen[bytes], ready: Callable[[], bool], what: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
+        if _signals:
+            raise Interrupted(f"interrupted while starting {what}")
         if proc.poll() is not None:
             raise StackError(f"{what} exited with status {proc.returncode} while starting")
         if ready():
@@ -261,20 +275,37 @@ def wait_ready(proc: subprocess.Popen[bytes], ready: Callable[[], bool], what: s
 
 
 def stop(proc: subprocess.Popen[bytes] | None, signum: int, what: str) -> bool:
-    """Send ``signum``, wait, KILL if it lingers; True when it stopped by itself."""
-    if proc is None:
+    """Send ``signum`` and wait; KILL after STOP_TIMEOUT or on another Ctrl-C. True when it
+    stopped by itself."""
+    if proc is None or proc.poll() is not None:
         return True
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signum)
-        try:
-            proc.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            say(f"{what} (pid {proc.pid}) did not stop in {STOP_TIMEOUT:.0f}s: killing it")
-            proc.kill()
-            proc.wait()
-            return False
+    seen = len(_signals)
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signum)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while proc.poll() is None:
+        if len(_signals) > seen:
+            reason = "stop requested again"
+        elif time.monotonic() > deadline:
+            reason = f"did not stop in {STOP_TIMEOUT:.0f}s"
+        else:
+            time.sleep(0.05)
+            continue
+        say(f"{what} (pid {proc.pid}) {reason}: killing it")
+        proc.kill()
+        proc.wait()
+        return False
     return True
+
+
+def already_running(pids_file: Path) -> int | None:
+    """The pid of a live stack that wrote ``pids_file``, if any."""
+    try:
+        pid = int(json.loads(pids_file.read_text())["stack"])
+        os.kill(pid, 0)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return pid
 
 
 # --- main ----------------------------------------------------------------------------------
@@ -299,18 +330,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    stop_requested: list[int] = []
-
-    def request_stop(signum: int, _frame: object) -> None:
-        stop_requested.append(signum)  # handled by the main loop
-
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(signum, request_stop)
+        signal.signal(signum, _record_signal)
 
     app: subprocess.Popen[bytes] | None = None
     nginx: subprocess.Popen[bytes] | None = None
     run_dir: Path = args.run_dir.resolve()
     pids_file = run_dir / "stack.pids"
+    other = already_running(pids_file)
+    if other is not None:
+        say(f"error: a stack is already running from {run_dir} (pid {other}); stop it first")
+        return 1
     try:
         binary = ensure_nginx()
         port = args.port or free_port()
@@ -333,13 +363,16 @@ def main(argv: list[str] | None = None) -> int:
         say(f"app pid {app.pid} on {app_address}, nginx pid {nginx.pid}; Ctrl-C stops both")
         print(f"uwsgiapp stack running: http://127.0.0.1:{port}/", flush=True)
 
-        while not stop_requested:
+        while not _signals:
             if app.poll() is not None:
                 raise StackError(f"uwsgiapp serve exited with status {app.returncode}")
             if nginx.poll() is not None:
                 raise StackError(f"nginx exited with status {nginx.returncode}")
             time.sleep(0.1)
-        say(f"got {signal.Signals(stop_requested[0]).name}: stopping")
+        say(f"got {signal.Signals(_signals[0]).name}: stopping")
+        code = 0
+    except Interrupted as exc:
+        say(f"{exc}: stopping")
         code = 0
     except StackError as exc:
         say(f"error: {exc}")

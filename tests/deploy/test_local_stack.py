@@ -59,7 +59,17 @@ def readme_command(port: int, run_dir: Path) -> list[str]:
     script it runs, with the same arguments."""
     venv = Path(sys.prefix)
     if shutil.which("make") and (venv / ".installed").exists():
-        return ["make", "-s", "run", f"VENV={venv}", f"PORT={port}", f"RUN_DIR={run_dir}"]
+        # -o: the venv is the one running this test; never reinstall it from here.
+        return [
+            "make",
+            "-s",
+            "-o",
+            f"{venv}/.installed",
+            "run",
+            f"VENV={venv}",
+            f"PORT={port}",
+            f"RUN_DIR={run_dir}",
+        ]
     return [sys.executable, "scripts/stack.py", "--port", str(port), "--run-dir", str(run_dir)]
 
 
@@ -175,6 +185,20 @@ def test_json_access_log_on_stdout(stack: Stack) -> None:
             return
         time.sleep(0.05)
     pytest.fail("no JSON access log line for /healthz?log=1")
+
+
+def test_second_stack_on_the_same_run_dir_refuses(stack: Stack) -> None:
+    run_dir = stack.log.parent / "run"
+    result = subprocess.run(
+        [sys.executable, "scripts/stack.py", "--port", "0", "--run-dir", str(run_dir)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 1
+    assert "already running" in result.stderr
+    assert (run_dir / "stack.pids").exists()  # the running stack's file is left alone
 
 
 def test_zz_stops_cleanly_on_ctrl_c(stack: Stack) -> None:
