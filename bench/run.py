@@ -347,6 +347,20 @@ def wrk(url: str, conns: int, seconds: int, latency: bool = True) -> str:
     return done.stdout + done.stderr
 
 
+def background_busy(seconds: float = 1.0) -> float:
+    """CPU busy % of the whole machine while we do nothing: other jobs skew every figure."""
+    a = machine_busy()
+    time.sleep(seconds)
+    b = machine_busy()
+    total = b[0] - a[0]
+    return 100.0 * (total - (b[1] - a[1])) / total if total else 0.0
+
+
+def loadavg() -> str:
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
 def machine_busy() -> tuple[int, int]:
     with open("/proc/stat") as f:
         vals = [int(x) for x in f.readline().split()[1:]]
@@ -684,6 +698,7 @@ def write_report(
     started: datetime.datetime,
     extras: list[tuple[str, str]],
     profile: tuple[str, str] | None,
+    load: dict[str, Any],
 ) -> None:
     info = machine_info(env)
     took = (datetime.datetime.now() - started).seconds
@@ -702,6 +717,11 @@ def write_report(
         f"→ server; {args.rounds} interleaved rounds per variant, median shown",
     ]
     lines += [f"- {k}: {v}" for k, v in info.items()]
+    lines += [
+        "- background load: "
+        + ", ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}" for k, v in load.items())
+        + " (other jobs on the machine lower every req/s; CPU µs/req is less affected)"
+    ]
     lines += [
         "",
         "Variant names are `server-app-workers-transport`; `-log` = access log on (uwsgiapp: "
@@ -826,6 +846,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(os.environ.get("BENCH_OUT", BENCH / "out"))
     out_dir.mkdir(parents=True, exist_ok=True)
     started = datetime.datetime.now()
+    load = {"loadavg at start": loadavg(), "idle-machine busy % at start": background_busy()}
     with run_dir() as rd:
         env = Env(sys.executable, anchor_bin, rd, out_dir)
         if args.list:
@@ -858,6 +879,8 @@ def main(argv: list[str] | None = None) -> int:
                 results[v.name].append(r)
                 print(f"[{rnd + 1}/{args.rounds}] {v.name:30s} {line}", flush=True)
         summary = summarize(results)
+        load["loadavg at end"] = loadavg()
+        load["idle-machine busy % at end"] = background_busy()
         stamp = started.strftime("%Y%m%d-%H%M%S")
         raw = {"args": vars(args), "results": results, "summary": summary}
         (out_dir / f"results-{stamp}.json").write_text(json.dumps(raw, indent=1))
@@ -874,7 +897,7 @@ def main(argv: list[str] | None = None) -> int:
         note = chart(variants, summary, BENCH / "results.png")
         if note:
             print(note)
-        write_report(args, env, variants, summary, started, extras, profile)
+        write_report(args, env, variants, summary, started, extras, profile, load)
         print(f"wrote {BENCH / 'RESULTS.md'} and {BENCH / 'results.png'}; raw: {out_dir}")
     return 0
 
