@@ -115,6 +115,7 @@ def quick_variants() -> list[Variant]:
         Variant("uwsgi", "flask", 1, "unix"),
         Variant("uwsgiapp", "web", 1, "unix"),
         Variant("uwsgiapp", "hello", 1, "unix", True),
+        Variant("uwsgi", "hello", 1, "unix", True),
     ]
 
 
@@ -374,6 +375,8 @@ def run_one(v: Variant, env: Env, conns: int, duration: int) -> dict[str, Any]:
     tag = v.name
     server_log = env.out_dir / f"{tag}.server.log"
     access_log = env.out_dir / f"{tag}.access.log"
+    with contextlib.suppress(FileNotFoundError):
+        access_log.unlink()  # one run's worth at a time
     if v.transport == "unix":
         path = env.run_dir / f"{v.server}.sock"
         with contextlib.suppress(FileNotFoundError):
@@ -746,17 +749,15 @@ def write_report(
     for t in targets(summary):
         sign = "≥" if t.higher_is_better else "≤"
         lines.append(f"| {t.text} | {fmt(t.value, '.2f')} | {sign} {t.limit:g} | {t.verdict} |")
-    ours, ours_log = (
-        summary.get("uwsgiapp-hello-1w-unix", {}),
-        summary.get("uwsgiapp-hello-1w-unix-log", {}),
-    )
-    if ours.get("server_us") and ours_log.get("server_us"):
-        lines += [
-            "",
-            f"Access log on (uwsgi format, to a file) costs "
-            f"{ours_log['server_us'] - ours['server_us']:.1f} µs/request of server CPU "
-            f"({ours_log['server_us']:.1f} vs {ours['server_us']:.1f}).",
-        ]
+    for server in ("uwsgiapp", "uwsgi"):
+        off = summary.get(f"{server}-hello-1w-unix", {}).get("server_us")
+        on = summary.get(f"{server}-hello-1w-unix-log", {}).get("server_us")
+        if off and on:
+            lines += [
+                "",
+                f"{server}: the access log (to a file) costs {on - off:.1f} µs/request of "
+                f"server CPU ({on:.1f} on vs {off:.1f} off).",
+            ]
     if profile:
         lines += [
             "",
