@@ -1367,3 +1367,40 @@ def test_input_stream_type() -> None:
 
     run(make_handler(app), packet("POST", "/x", b"abc"))
     assert isinstance(seen[0], InputStream)
+
+
+# -- a hostile uwsgi client (not nginx) ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [{}, {"CONTENT_LENGTH": "x"}],
+    ids=["app-response", "refused"],
+)
+def test_server_protocol_cannot_inject_headers(extra: dict[str, str]) -> None:
+    out = run(
+        make_handler(hello, limit_post=10),
+        packet(SERVER_PROTOCOL="HTTP/1.1\r\nX-Injected: 1\r\n", **extra),
+    )
+    assert b"X-Injected" not in out.raw
+    assert out.status_line.startswith("HTTP/1.0 ")
+
+
+def test_custom_file_wrapper_from_the_settings_is_kept() -> None:
+    class Wrapper(FileWrapper):
+        pass
+
+    seen: list[Any] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        seen.append(environ["wsgi.file_wrapper"])
+        return hello(environ, start_response)
+
+    handler = Handler(
+        app,
+        limits=Limits(),
+        settings=EnvironSettings(file_wrapper=Wrapper),
+        socket_timeout=1.0,
+    )
+    run(handler, packet())
+    assert seen == [Wrapper]

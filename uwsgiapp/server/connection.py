@@ -37,11 +37,18 @@ PONG = build_pong()
 DRAIN_CAP = 16 * 1024 * 1024
 
 
+_PROTOCOLS = frozenset({"HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/3.0"})
+
+
 class AppError(Exception):
     """The app broke the WSGI contract (bad status/headers, non-bytes body, write before start)."""
 
 
 def _error_response(protocol: str, status: str, text: str) -> bytes:
+    # SERVER_PROTOCOL is the client's (nginx sends a sane one; a raw uwsgi client may not): the
+    # normal path refuses CR/LF in it through render_head, and this path must not echo them.
+    if protocol not in _PROTOCOLS:
+        protocol = "HTTP/1.0"
     body = text.encode("latin-1", "replace") + b"\n"
     return (
         f"{protocol} {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -122,7 +129,9 @@ class Handler:
         self.limit_post = settings.limit_post
         self.timeout = socket_timeout
         self.template = settings.template()
-        self.template["wsgi.file_wrapper"] = FileWrapper
+        if settings.file_wrapper is None:
+            # Ours, so that _run_app can recognise it and use sendfile.
+            self.template["wsgi.file_wrapper"] = FileWrapper
         self.access_log = access_log
         # One read normally takes the whole head plus the start of the body.
         self.read_size = max(16384, limits.buffer_size + 4)
