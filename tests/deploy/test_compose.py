@@ -135,6 +135,14 @@ def test_read_timeout_above_harakiri(compose: dict[str, Any]) -> None:
     assert int(m.group(1)) > harakiri
 
 
+def test_app_vars_block_fits_what_nginx_accepts(compose: dict[str, Any]) -> None:
+    stack = load_stack()
+    argv = [stack.interpolate(a, {}) for a in compose["services"]["app"]["command"]]
+    m = re.search(r"^\s*large_client_header_buffers (\d+) (\d+)k;", TEMPLATE.read_text(), re.M)
+    assert m
+    assert int(m.group(1)) * int(m.group(2)) * 1024 <= serve_config(argv).buffer_size
+
+
 def test_dockerfile() -> None:
     text = DOCKERFILE.read_text()
     joined = re.sub(r"\\\n\s*", " ", text)

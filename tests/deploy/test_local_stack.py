@@ -173,6 +173,14 @@ def test_error_pages(stack: Stack) -> None:
     assert b"<h1>418 I'm a teapot</h1>" in body
 
 
+def test_headers_nginx_accepts_reach_the_app(stack: Stack) -> None:
+    # 7 KB of cookie: more than uwsgi's default 4 KB vars block, within nginx's 8k header
+    # buffers; the app runs with --buffer-size 65535 so it takes whatever nginx passes.
+    status, _, body = stack.request("GET", "/api/info", headers={"Cookie": "c=" + "x" * 7000})
+    assert status == 200
+    assert json.loads(body)["path"] == "/api/info"
+
+
 def test_json_access_log_on_stdout(stack: Stack) -> None:
     stack.request("GET", "/healthz?log=1")
     deadline = time.monotonic() + 5
