@@ -308,6 +308,24 @@ def already_running(pids_file: Path) -> int | None:
     return pid
 
 
+def warn_leftovers(pids_file: Path) -> None:
+    """A stack killed with SIGKILL cannot stop its children: name any that still run (they
+    are not killed here: after a reboot those pids may belong to something else)."""
+    try:
+        pids = json.loads(pids_file.read_text())
+    except (OSError, ValueError):
+        return
+    for what in ("app", "nginx"):
+        pid = pids.get(what) if isinstance(pids, dict) else None
+        if isinstance(pid, int):
+            try:
+                os.kill(pid, 0)
+            except OSError:
+                continue
+            say(f"warning: {what} pid {pid} from a previous stack may still be running")
+    pids_file.unlink(missing_ok=True)
+
+
 # --- main ----------------------------------------------------------------------------------
 
 
@@ -341,6 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     if other is not None:
         say(f"error: a stack is already running from {run_dir} (pid {other}); stop it first")
         return 1
+    warn_leftovers(pids_file)
     try:
         binary = ensure_nginx()
         port = args.port or free_port()

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from deploy.deploy_testkit import ROOT, STATIC, alive, children_of
+from deploy.deploy_testkit import ROOT, STATIC, alive, children_of, load_stack
 from support.procs import free_port
 
 pytestmark = [pytest.mark.nginx, pytest.mark.slow]
@@ -238,3 +238,19 @@ def test_missing_nginx_is_a_clear_error(tmp_path: Path) -> None:
     )
     assert result.returncode == 1
     assert "nginx" in result.stderr and "apt-get install" in result.stderr
+
+
+def test_leftovers_of_a_killed_stack_are_named_not_killed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stack = load_stack()
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    pids_file = tmp_path / "stack.pids"
+    pids_file.write_text(json.dumps({"stack": dead.pid, "app": os.getpid(), "nginx": dead.pid}))
+    assert stack.already_running(pids_file) is None
+    stack.warn_leftovers(pids_file)
+    err = capsys.readouterr().err
+    assert f"app pid {os.getpid()} from a previous stack may still be running" in err
+    assert "nginx pid" not in err
+    assert not pids_file.exists()
