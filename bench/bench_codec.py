@@ -12,6 +12,7 @@ of a plain struct loop.
 from __future__ import annotations
 
 import argparse
+import functools
 import struct
 import sys
 import timeit
@@ -120,12 +121,23 @@ CONTENDERS: list[tuple[str, Callable[[bytes], dict[str, str]]]] = [
 ]
 
 
-def per_call_us(fn: Callable[[bytes], object], data: bytes, budget_s: float) -> float:
-    """Best-of-repeats µs per call, with the loop count sized to ~budget_s / 5 per repeat."""
-    timer = timeit.Timer(lambda: fn(data))
-    number, took = timer.autorange()
-    number = max(1, int(number * (budget_s / 5) / max(took, 1e-9)))
-    return min(timer.repeat(repeat=5, number=number)) / number * 1e6
+def measure(data: bytes, budget_s: float, rounds: int = 7) -> dict[str, float]:
+    """Best-of-``rounds`` µs per call for every contender, the rounds interleaved.
+
+    Interleaving makes a burst of load on the machine hit every contender alike, so the ratios
+    stay meaningful even when the absolute figures wobble.
+    """
+    timers = {name: timeit.Timer(functools.partial(fn, data)) for name, fn in CONTENDERS}
+    numbers: dict[str, int] = {}
+    for name, timer in timers.items():
+        number, took = timer.autorange()
+        numbers[name] = max(1, int(number * (budget_s / rounds) / max(took, 1e-9)))
+    best = dict.fromkeys(timers, float("inf"))
+    for _ in range(rounds):
+        for name, timer in timers.items():
+            per_call = timer.timeit(numbers[name]) / numbers[name] * 1e6
+            best[name] = min(best[name], per_call)
+    return best
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
         if fn(data) != expected:
             raise SystemExit(f"{name} disagrees with the decoder on the capture")
 
-    results = {name: per_call_us(fn, data, budget) for name, fn in CONTENDERS}
+    results = measure(data, budget)
     base = results[CONTENDERS[0][0]]
     print(
         f"decode of {CAPTURE.name} ({len(data)} bytes, {len(expected)} vars), Python "
