@@ -9,6 +9,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[fuzz]' || echo "atheris unavailable: the fuzz CI test will skip its atheris part"
 	touch $@
 
 lint: $(VENV)/.installed
