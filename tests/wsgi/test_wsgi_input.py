@@ -220,11 +220,11 @@ def test_many_short_lines_are_linear_time() -> None:
     started = time.perf_counter()
     n = sum(1 for _ in s)
     assert n == 524288
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < 4.0
 
 
 def test_small_reads_are_linear_time() -> None:
-    body = b"x" * (2 << 20)
+    body = b"x" * (4 << 20)  # quadratic: ~13 s; linear: well under 0.5 s
     s, _ = stream(body, len(body))
     started = time.perf_counter()
     got = 0
