@@ -91,9 +91,9 @@ def build_environ(
     """
     environ: dict[str, Any] = variables
     # modifier1 30: nginx names the prefix in SCRIPT_NAME (uwsgi_param); without one, --mount.
-    script_name = (
-        environ.get("SCRIPT_NAME") or mount if modifier1 == MODIFIER_WSGI_STRIP else mount
-    )
+    script_name = mount
+    if modifier1 == MODIFIER_WSGI_STRIP:
+        script_name = environ.get("SCRIPT_NAME") or mount
     environ.update(template)
     environ.pop("HTTP_CONTENT_TYPE", None)
     environ.pop("HTTP_CONTENT_LENGTH", None)
