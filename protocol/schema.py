@@ -45,8 +45,6 @@ HEADER = Struct(
     "datasize" / Int16ul,
     "modifier2" / Int8ul,
 )
-#: The header compiled: fixed fields only, so compilation drops no check.
-HEADER_COMPILED = HEADER.compile()
 
 #: One var: u16le key length, key, u16le value length, value. Keys are never empty.
 VAR = Struct(

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 from deploy.deploy_testkit import ROOT, STATIC, alive, children_of, load_stack
-from support.procs import free_port
+from support.procs import free_port, http_request
 
 pytestmark = [pytest.mark.nginx, pytest.mark.slow]
 
@@ -42,13 +42,7 @@ class Stack:
         body: bytes | None = None,
         headers: dict[str, str] | None = None,
     ) -> tuple[int, http.client.HTTPMessage, bytes]:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            conn.request(method, path, body=body, headers=headers or {})
-            resp = conn.getresponse()
-            return resp.status, resp.headers, resp.read()
-        finally:
-            conn.close()
+        return http_request(self.port, method, path, body, headers, timeout=10)
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
