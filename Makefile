@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: test lint run bench bench-quick fuzz clean
+.PHONY: test lint run bench bench-quick fuzz reliability clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,8 +13,8 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 lint: $(VENV)/.installed
-	$(PY) -m ruff check protocol uwsgiapp tests bench
-	$(PY) -m ruff format --check protocol uwsgiapp tests bench
+	$(PY) -m ruff check protocol uwsgiapp tests bench scripts
+	$(PY) -m ruff format --check protocol uwsgiapp tests bench scripts
 	$(PY) -m mypy
 
 test: $(VENV)/.installed
@@ -35,6 +35,13 @@ FUZZ_SECONDS ?= 60
 fuzz: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[fuzz]'
 	$(PY) tests/fuzz/fuzz_decoder.py -max_total_time=$(FUZZ_SECONDS) tests/corpus/valid tests/corpus/invalid
+
+# The reliability suite at its long size (live fuzzing, faults under load, slow clients, soak);
+# writes docs/RELIABILITY.md. CI runs the same tests at a smaller size. RELIABILITY_ARGS='-k fuzz'
+# runs a subset.
+reliability: $(VENV)/.installed
+	./scripts/ensure-nginx.sh
+	$(PY) scripts/reliability.py $(RELIABILITY_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache
