@@ -12,9 +12,7 @@ from support.procs import Nginx, Server, nginx_binary, stack
 # Every process the tests start (``python -m uwsgiapp``, scripts) runs this checkout's code, even
 # when the venv's editable install points at another work tree.
 ROOT = str(Path(__file__).resolve().parents[1])
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p
-)
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
 
 
 @pytest.fixture(scope="session")
