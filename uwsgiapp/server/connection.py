@@ -8,10 +8,12 @@ and, where a response can still be sent, the right status.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import socket
 import stat
+import sys
 import time
 from collections.abc import Callable, Iterable
 from types import TracebackType
@@ -135,6 +137,8 @@ class Handler:
         self.access_log = access_log
         # One read normally takes the whole head plus the start of the body.
         self.read_size = max(16384, limits.buffer_size + 4)
+        #: The app failed for want of file descriptors (EMFILE): the worker should be recycled.
+        self.out_of_fds = False
 
     # -- per request -------------------------------------------------------------------------
 
@@ -289,6 +293,7 @@ class Handler:
     ) -> None:
         uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO")
         where = f"{environ.get('REQUEST_METHOD')} {uri}"
+        self._check_fds(sys.exc_info()[1])
         if exchange.head_sent:
             log.error(
                 "%s after the response head was sent (%s): cutting the connection",
@@ -312,6 +317,17 @@ class Handler:
         exchange.head_sent = True
         send_all(exchange.fd, payload, self.timeout)
         exchange.sent += len(payload)
+
+    def _check_fds(self, exc: BaseException | None) -> None:
+        # An app that leaks descriptors fails with EMFILE on every request from then on; only a
+        # fresh process recovers. Look through the chain: the app may have wrapped the OSError.
+        for _ in range(8):
+            if exc is None:
+                return
+            if isinstance(exc, OSError) and exc.errno == errno.EMFILE:
+                self.out_of_fds = True
+                return
+            exc = exc.__cause__ or exc.__context__
 
     def _send_file(self, exchange: Exchange, wrapper: FileWrapper) -> None:
         filelike = wrapper.filelike

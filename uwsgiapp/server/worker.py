@@ -9,6 +9,7 @@ handlers only set flags; the loop acts on them between requests.
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import select
@@ -127,6 +128,17 @@ class Worker:
             except BlockingIOError:
                 return served
             except OSError as exc:
+                if exc.errno == errno.EMFILE:
+                    # Our own descriptors are used up (the app leaks them): retrying can't help
+                    # and would spin. A fresh worker starts clean; the connection waits for it.
+                    log.error(
+                        "worker %d: accept() on %s failed: %s; recycling this worker",
+                        os.getpid(),
+                        listener.spec,
+                        exc,
+                    )
+                    self.alive = False
+                    return served
                 log.error("accept() on %s failed: %s", listener.spec, exc)
                 time.sleep(0.1)
                 return served
@@ -153,6 +165,12 @@ class Worker:
                 )
                 self.alive = False
             elif self.should_recycle is not None and self.should_recycle():
+                self.alive = False
+            elif self.handler.out_of_fds:
+                log.error(
+                    "worker %d: the app ran out of file descriptors (EMFILE); recycling",
+                    os.getpid(),
+                )
                 self.alive = False
         return served
 
