@@ -267,7 +267,14 @@ class Handler:
             elif type(result) is FileWrapper:
                 self._send_file(exchange, result)
             else:
-                for chunk in result:
+                try:
+                    chunks = iter(result)
+                except TypeError:
+                    if hasattr(type(result), "__iter__"):
+                        raise  # the app's own __iter__ failed: its traceback matters
+                    what = "None" if result is None else type(result).__name__
+                    raise AppError(f"app returned {what}, not an iterable of bytes") from None
+                for chunk in chunks:
                     if chunk:
                         exchange.send(chunk)
                     elif type(chunk) is not bytes:
