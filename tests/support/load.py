@@ -9,6 +9,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
+@dataclass(frozen=True)
+class Call:
+    """One request of the loop; ``expect``, when set, is the exact response body required."""
+
+    method: str
+    path: str
+    body: bytes | None = None
+    expect: bytes | None = None
+
+
 @dataclass
 class LoadResult:
     """What the load loop saw."""
@@ -16,6 +26,8 @@ class LoadResult:
     ok: int = 0
     failures: list[str] = field(default_factory=list)
     bodies: dict[str, int] = field(default_factory=dict)
+    #: With ``timeline=True``: (sent at, done at, path, failure or "") per request, monotonic.
+    timeline: list[tuple[float, float, str, str]] = field(default_factory=list)
 
     @property
     def total(self) -> int:
@@ -24,18 +36,24 @@ class LoadResult:
 
 
 class Load:
-    """``clients`` threads sending ``path_for(i)`` requests until stopped or ``limit`` reached."""
+    """``clients`` threads sending ``path_for(i)`` requests until stopped or ``limit`` reached.
+
+    ``path_for`` may return a :class:`Call` instead of a path (another method, a body, an
+    expected response body); ``timeline=True`` keeps each request's send and end times.
+    """
 
     def __init__(
         self,
         port: int,
-        path_for: Callable[[int], str],
+        path_for: Callable[[int], str | Call],
         clients: int = 8,
         limit: int = 1_000_000,
         timeout: float = 30,
+        timeline: bool = False,
     ) -> None:
         self.port = port
         self.path_for = path_for
+        self.timeline = timeline
         self.clients = clients
         self.limit = limit
         self.timeout = timeout
@@ -55,9 +73,13 @@ class Load:
     def _client(self) -> None:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
         while (n := self._next()) is not None:
-            path = self.path_for(n)
+            call = self.path_for(n)
+            if isinstance(call, str):
+                call = Call("GET", call)
+            path = call.path
+            sent_at = time.monotonic()
             try:
-                conn.request("GET", path)
+                conn.request(call.method, path, body=call.body)
                 resp = conn.getresponse()
                 body = resp.read()
                 status = resp.status
@@ -67,7 +89,11 @@ class Load:
                 outcome = f"{path}: {type(exc).__name__}: {exc}"
             else:
                 outcome = "" if status == 200 else f"{path}: HTTP {status} {body[:60]!r}"
+                if not outcome and call.expect is not None and body != call.expect:
+                    outcome = f"{path}: wrong body ({len(body)} bytes) {body[:60]!r}"
             with self._lock:
+                if self.timeline:
+                    self.result.timeline.append((sent_at, time.monotonic(), path, outcome))
                 if outcome:
                     self.result.failures.append(outcome)
                 else:
