@@ -144,6 +144,8 @@ class Worker:
         accept = listener.sock._accept  # type: ignore[attr-defined]  # raw (fd, addr): no socket object
         allow = listener.allow
         begin = self.handler.begin
+        hooks = self.hooks
+        check_recycle = bool(self.max_requests) or self.should_recycle is not None
         served = 0
         while self.alive or draining:
             if self.parked and served >= PARKED_BATCH and not draining:
@@ -165,7 +167,18 @@ class Worker:
                 )
                 os.close(fd)
                 continue
-            self._step(begin, fd, addr or listener.spec)
+            # _step, inlined: this is the per-request path.
+            if hooks is not None:
+                hooks.begin()
+            pending = begin(fd, addr or listener.spec)
+            if pending is None:
+                self.requests += 1
+            else:
+                self._hold(pending)
+            if hooks is not None:
+                hooks.end(self.requests)
+            if pending is None and check_recycle:
+                self._after_request()
         return served > 0
 
     def _step(self, call: Callable[..., Pending | None], *args: object) -> None:
@@ -176,16 +189,20 @@ class Worker:
         pending = call(*args)
         if pending is None:
             self.requests += 1
-        elif len(self.parked) < MAX_PARKED:
-            self._park(pending)
         else:
-            # Too many parked already: wait for this one in place (the old, blocking way).
-            self.handler.finish(pending)
-            self.requests += 1
+            self._hold(pending)
         if hooks is not None:
             hooks.end(self.requests)
         if pending is None:
             self._after_request()
+
+    def _hold(self, pending: Pending) -> None:
+        """Park a connection still sending its request (or, past the cap, wait for it here)."""
+        if len(self.parked) < MAX_PARKED:
+            self._park(pending)
+        else:
+            self.handler.finish(pending)
+            self.requests += 1
 
     def _after_request(self) -> None:
         if self.max_requests and self.requests >= self.max_requests:
