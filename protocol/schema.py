@@ -92,6 +92,33 @@ def parse_var_block(block: bytes | bytearray, max_vars: int = MAX_BLOCK) -> dict
     counts, so repeats cannot slip past the limit. Raises :class:`construct.ExplicitError` naming
     the offset of the first problem (:class:`TooManyVars` for the limit).
     """
+    # The common case in one loop with no test inside it: every check is made once at the end
+    # (a repeated key makes the dict smaller than the count, an empty key leaves a "" entry, an
+    # overrun leaves pos past the end or raises IndexError). Anything odd is parsed again by
+    # the careful loop, which joins repeats and names the offset of the problem.
+    text = block.decode("latin-1")
+    end = len(block)
+    pos = 0
+    count = 0
+    out: dict[str, str] = {}
+    try:
+        while pos < end:
+            kstart = pos + 2
+            vlpos = kstart + (block[pos] | block[pos + 1] << 8)
+            vstart = vlpos + 2
+            vend = vstart + (block[vlpos] | block[vlpos + 1] << 8)
+            out[text[kstart:vlpos]] = text[vstart:vend]
+            pos = vend
+            count += 1
+    except IndexError:
+        return _parse_var_block_checked(block, max_vars)
+    if pos != end or count != len(out) or count > max_vars or "" in out:
+        return _parse_var_block_checked(block, max_vars)
+    return out
+
+
+def _parse_var_block_checked(block: bytes | bytearray, max_vars: int) -> dict[str, str]:
+    """:func:`parse_var_block` for blocks with repeated keys or errors: checks as it goes."""
     # Decoding the whole block once makes every key/value a str slice: latin-1 maps byte i to
     # code point i, so offsets in ``text`` equal offsets in ``block``. Length bytes past the end
     # raise IndexError (caught once, outside the loop); a value slice past the end is caught by

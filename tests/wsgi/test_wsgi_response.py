@@ -224,3 +224,27 @@ def test_file_wrapper_real_file(tmp_path: Any) -> None:
         assert b"".join(w) == b"hello" * 1000
         w.close()
         assert f.closed
+
+
+def test_head_cache_returns_the_same_bytes_and_still_refuses_bad_heads() -> None:
+    from uwsgiapp.wsgi import response
+
+    headers = [("Content-Type", "text/plain"), ("X-A", "1")]
+    first = render_head("HTTP/1.1", "200 OK", headers)
+    assert render_head("HTTP/1.1", "200 OK", list(headers)) is first
+    assert render_head("HTTP/1.0", "200 OK", headers) == first.replace(b"1.1", b"1.0", 1)
+    # Close to a cached head, but bad: never served from the cache.
+    with pytest.raises(HeaderError):
+        render_head("HTTP/1.1", "200 OK", [("Content-Type", "text/plain"), ("X-A", "1\r\nX: y")])
+    with pytest.raises(HeaderError):
+        render_head("HTTP/1.1", "200 OK", [("Content-Type", "text/plain"), ["X-A", "1"]])  # type: ignore[list-item]
+
+    class Sneaky(str):
+        pass
+
+    with pytest.raises(HeaderError):
+        render_head("HTTP/1.1", "200 OK", [("X-B", Sneaky("v"))])
+    assert ("HTTP/1.1", "200 OK", ("X-B", "v")) not in response._HEADS
+    for i in range(response.HEAD_CACHE_SIZE + 10):
+        render_head("HTTP/1.1", "200 OK", [("Content-Length", str(i))])
+    assert len(response._HEADS) <= response.HEAD_CACHE_SIZE

@@ -14,7 +14,7 @@ from uwsgiapp.server.connection import AccessLogger
 ERROR_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
 
 
-def _handler(target: str, default: Any) -> logging.Handler:
+def _handler(target: str, default: Any) -> logging.StreamHandler[Any]:
     if target in ("", "-"):
         return logging.StreamHandler(default)
     return logging.FileHandler(target)
@@ -33,8 +33,32 @@ def setup_error_log(target: str = "-", level: int = logging.INFO) -> None:
     logger.propagate = False
 
 
+class _Clock:
+    """Formatted wall-clock time, recomputed once a second rather than per request."""
+
+    __slots__ = ("_fmt", "_second", "_text")
+
+    def __init__(self, fmt: str) -> None:
+        self._fmt = fmt
+        self._second = -1
+        self._text = ""
+
+    def now(self) -> str:
+        second = int(time.time())
+        if second != self._second:
+            self._second = second
+            self._text = time.strftime(self._fmt, time.localtime(second))
+        return self._text
+
+
 def make_access_log(fmt: str, target: str = "-") -> AccessLogger | None:
-    """An access logger for ``fmt`` ('off' → None, 'uwsgi' → uWSGI-like lines, 'json')."""
+    """An access logger for ``fmt`` ('off' → None, 'uwsgi' → uWSGI-like lines, 'json').
+
+    Lines go straight to the handler's stream, one write and flush each, without a LogRecord:
+    the ``logging`` machinery costs several times the request. The handler still belongs to the
+    ``uwsgiapp.access`` logger, so USR1 (:func:`~uwsgiapp.server.worker.reopen_logs`) reopens
+    the file.
+    """
     if fmt == "off":
         return None
     logger = logging.getLogger("uwsgiapp.access")
@@ -46,16 +70,24 @@ def make_access_log(fmt: str, target: str = "-") -> AccessLogger | None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    info = logger.info
     pid = os.getpid
 
+    def emit(line: str) -> None:
+        stream = handler.stream  # looked up each time: USR1 may have replaced it
+        try:
+            stream.write(line)
+            stream.flush()
+        except (OSError, ValueError):
+            handler.handleError(logging.makeLogRecord({"msg": line}))
+
     if fmt == "json":
+        iso = _Clock("%Y-%m-%dT%H:%M:%S%z")
 
         def access_json(environ: dict[str, Any], status: str, sent: int, seconds: float) -> None:
-            info(
+            emit(
                 json.dumps(
                     {
-                        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                        "time": iso.now(),
                         "pid": pid(),
                         "remote_addr": environ.get("REMOTE_ADDR", ""),
                         "method": environ.get("REQUEST_METHOD", ""),
@@ -66,22 +98,20 @@ def make_access_log(fmt: str, target: str = "-") -> AccessLogger | None:
                         "duration_ms": round(seconds * 1000, 3),
                     }
                 )
+                + "\n"
             )
 
         return access_json
 
+    clock = _Clock("%a %b %d %H:%M:%S %Y")
+
     def access_uwsgi(environ: dict[str, Any], status: str, sent: int, seconds: float) -> None:
-        info(
-            "[pid: %d] %s [%s] %s %s => generated %d bytes in %d msecs (%s %s)",
-            pid(),
-            environ.get("REMOTE_ADDR", "-"),
-            time.strftime("%a %b %d %H:%M:%S %Y"),
-            environ.get("REQUEST_METHOD", "-"),
-            environ.get("REQUEST_URI", environ.get("PATH_INFO", "")),
-            sent,
-            int(seconds * 1000),
-            environ.get("SERVER_PROTOCOL", "-"),
-            status[:3],
+        get = environ.get
+        emit(
+            f"[pid: {pid()}] {get('REMOTE_ADDR', '-')} [{clock.now()}] "
+            f"{get('REQUEST_METHOD', '-')} {get('REQUEST_URI', get('PATH_INFO', ''))} "
+            f"=> generated {sent} bytes in {int(seconds * 1000)} msecs "
+            f"({get('SERVER_PROTOCOL', '-')} {status[:3]})\n"
         )
 
     return access_uwsgi

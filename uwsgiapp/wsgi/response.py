@@ -14,12 +14,37 @@ class HeaderError(ValueError):
     """A status or header the server refuses to send (bad type, CR/LF, non-latin-1)."""
 
 
+#: Heads already rendered and checked, by (protocol, status, *headers): most apps send the same
+#: few heads again and again. Bounded: emptied when full.
+_HEADS: dict[tuple[Any, ...], bytes] = {}
+HEAD_CACHE_SIZE = 256
+
+
 def render_head(protocol: str, status: str, headers: list[tuple[str, str]]) -> bytes:
     """Render and check the response head; raise :class:`HeaderError` rather than send a bad one.
 
     Checks: status is ``"NNN reason"``; headers a list of 2-tuples of ``str``; no CR or LF anywhere
     but the line ends (counted once over the joined head, cheaper than per header); latin-1 only.
     """
+    if type(headers) is list:
+        try:
+            key = (protocol, status, *headers)
+            head = _HEADS.get(key)
+        except TypeError:  # an unhashable header item: let the checks below name it
+            key = ()
+            head = None
+        if head is not None:
+            return head
+        head = _render_head(protocol, status, headers)  # checks: exact str only, so a str
+        if key:  # subclass that compares equal can never be remembered
+            if len(_HEADS) >= HEAD_CACHE_SIZE:
+                _HEADS.clear()
+            _HEADS[key] = head
+        return head
+    return _render_head(protocol, status, headers)
+
+
+def _render_head(protocol: str, status: str, headers: list[tuple[str, str]]) -> bytes:
     if (
         type(status) is not str
         or len(status) < 4

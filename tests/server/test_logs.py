@@ -1,0 +1,77 @@
+"""The access log formats, written to a real file (and reopened as USR1 does)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from uwsgiapp.server.logs import make_access_log
+from uwsgiapp.server.worker import reopen_logs
+
+ENVIRON = {
+    "REMOTE_ADDR": "10.0.0.7",
+    "REQUEST_METHOD": "POST",
+    "REQUEST_URI": "/a/b?x=1",
+    "PATH_INFO": "/a/b",
+    "SERVER_PROTOCOL": "HTTP/1.1",
+}
+
+
+@pytest.fixture(autouse=True)
+def _restore_access_logger() -> Iterator[None]:
+    yield
+    logger = logging.getLogger("uwsgiapp.access")
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def test_off_means_no_logger() -> None:
+    assert make_access_log("off") is None
+
+
+def test_uwsgi_format_line(tmp_path: Path) -> None:
+    path = tmp_path / "access.log"
+    access = make_access_log("uwsgi", str(path))
+    assert access is not None
+    access(ENVIRON, "201 Created", 1234, 0.0425)
+    access({}, "-", 0, 0.0)
+    first, second = path.read_text().splitlines()
+    assert re.fullmatch(
+        rf"\[pid: {os.getpid()}\] 10\.0\.0\.7 \[\w{{3}} \w{{3}} [ \d]\d \d\d:\d\d:\d\d \d{{4}}\] "
+        r"POST /a/b\?x=1 => generated 1234 bytes in 42 msecs \(HTTP/1\.1 201\)",
+        first,
+    ), first
+    assert " - " in second and "generated 0 bytes" in second
+
+
+def test_json_format_line(tmp_path: Path) -> None:
+    path = tmp_path / "access.json"
+    access = make_access_log("json", str(path))
+    assert access is not None
+    access(ENVIRON, "404 Not Found", 9, 0.0015)
+    record = json.loads(path.read_text())
+    assert record["status"] == 404
+    assert record["uri"] == "/a/b?x=1"
+    assert record["bytes"] == 9
+    assert record["duration_ms"] == 1.5
+    assert record["pid"] == os.getpid()
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}", record["time"])
+
+
+def test_reopen_after_the_file_was_moved(tmp_path: Path) -> None:
+    path = tmp_path / "access.log"
+    access = make_access_log("uwsgi", str(path))
+    assert access is not None
+    access(ENVIRON, "200 OK", 1, 0.0)
+    path.rename(tmp_path / "access.log.1")
+    reopen_logs()
+    access(ENVIRON, "200 OK", 2, 0.0)
+    assert "generated 1 bytes" in (tmp_path / "access.log.1").read_text()
+    assert "generated 2 bytes" in path.read_text()
