@@ -93,6 +93,7 @@ def test_soak_mixed_requests_memory_and_fds_stay_flat(
             series.append(sample())
         still = sorted(children(server.pid))
         errors = nginx.upstream_errors()
+        log = server.log()
     seconds = time.monotonic() - started
     growth = {pid: series[-1][pid][0] - series[0][pid][0] for pid in workers}
     report.add(
@@ -114,6 +115,7 @@ def test_soak_mixed_requests_memory_and_fds_stay_flat(
     assert failures == [], failures[:10]
     assert errors == [], errors[:5]
     assert still == workers  # no worker died or was replaced
+    assert "[ERROR]" not in log and "[WARNING]" not in log
     for pid in [server.pid, *workers]:
         assert {s[pid][1] for s in series} == {series[0][pid][1]}, (pid, series)
     for pid, kb in growth.items():
