@@ -480,7 +480,9 @@ class Handler:
             )
             exchange.aborted = True
             # A reset, not a clean close: nginx then reports an upstream error instead of
-            # passing a silently truncated body on as complete.
+            # passing a silently truncated body on as complete. TCP only: a unix socket has no
+            # reset, so there nginx takes the close as the end of a body without Content-Length
+            # (tests/reliability/test_bad_apps.py shows both).
             with contextlib.suppress(OSError):
                 sock = socket.socket(fileno=exchange.fd)
                 sock.setsockopt(
