@@ -236,3 +236,60 @@ def test_term_under_load_loses_no_request_that_reached_the_server(
     assert code == 0
     assert not os.path.exists(server.socket)
     assert "Traceback" not in server.log()
+
+
+def test_chaos_kill_hup_ttin_ttou_under_load(
+    tmp_path: Path, nginx_available: None, report: Report
+) -> None:
+    seconds = sized(6, 30)
+    rng = random.Random(4)
+    report(
+        f"chaos under load for {seconds} s: kill -9, HUP, TTIN, TTOU at random 50-600 ms apart",
+        "failed requests <= kills, each one in flight on a killed worker (nginx: upstream closed "
+        "or reset, never a refused connect); the worker count converges to the asked-for one; "
+        "no traceback",
+    )
+    desired = 3
+    ops = {"kill": 0, "hup": 0, "ttin": 0, "ttou": 0}
+    with stack(tmp_path, APP, workers=desired) as (server, nginx):
+        wait_until(lambda: len(children(server.pid)) == desired, 10, f"{desired} workers")
+        with Load(nginx.port, mixed_path, clients=8) as load:
+            load.wait_for(200, 20)
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                time.sleep(rng.uniform(0.05, 0.6))
+                op = rng.choice(["kill", "kill", "hup", "ttin", "ttou"])
+                if op == "kill" and (pids := sorted(children(server.pid))):
+                    os.kill(rng.choice(pids), signal.SIGKILL)
+                elif op == "hup":
+                    server.signal(signal.SIGHUP)
+                elif op == "ttin" and desired < 5:
+                    server.signal(signal.SIGTTIN)
+                    desired += 1
+                elif op == "ttou" and desired > 1:
+                    server.signal(signal.SIGTTOU)
+                    desired -= 1
+                else:
+                    continue
+                ops[op] += 1
+            wait_until(lambda: len(children(server.pid)) == desired, 30, f"{desired} workers")
+            final = children(server.pid)
+            wait_until(lambda: final <= served_by(load.result), 10, "every worker serving")
+        result = load.result
+        by_path = nginx_lines(nginx)
+        lines = {path: by_path.get(path, "") for path in failed_paths(result)}
+        log = server.log()
+    report.add(
+        seconds=seconds,
+        requests=result.total,
+        failed=len(result.failures),
+        kills=ops["kill"],
+        hups=ops["hup"],
+        ttin=ops["ttin"],
+        ttou=ops["ttou"],
+        final_workers=desired,
+    )
+    assert len(result.failures) <= ops["kill"], result.failures
+    for path, line in lines.items():
+        assert line and not never_reached_server(line), (path, line)
+    assert "Traceback" not in log
