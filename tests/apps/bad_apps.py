@@ -7,7 +7,9 @@ survived a bad request.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import threading
 import time
 import urllib.parse
@@ -237,6 +239,25 @@ def _leak_all_fds_later(environ: dict[str, Any], start_response: StartResponse) 
     threading.Thread(target=hog, daemon=True).start()
     start_response("200 OK", PLAIN)
     return [b"hogging pid %d" % os.getpid()]
+
+
+# -- kills its own worker -----------------------------------------------------------------------
+
+
+@route("sys-exit")
+def _sys_exit(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    sys.exit(3)
+
+
+@route("os-exit")
+def _os_exit(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    os._exit(7)
+
+
+@route("segfault")
+def _segfault(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    ctypes.string_at(0)  # reads address 0: SIGSEGV
+    return []
 
 
 # -- never answers ------------------------------------------------------------------------------

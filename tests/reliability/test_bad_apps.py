@@ -207,6 +207,39 @@ def test_app_that_does_not_read_its_large_body(
     assert nginx.upstream_errors() == []
 
 
+#: route → how the master describes the worker's end.
+CRASHES = {
+    "sys-exit": "exited with code 3",
+    "os-exit": "exited with code 7",
+    "segfault": "killed by signal 11 (SIGSEGV)",
+}
+
+
+def test_app_that_kills_its_worker_gets_502_and_a_replacement(
+    tmp_path: Path, nginx_available: None, report: Report
+) -> None:
+    report(
+        "bad app ends its own worker: sys.exit(3), os._exit(7), a segfault",
+        "nginx answers 502 for that request; the master logs one line naming the worker, pid "
+        "and exit code or signal and starts a new worker, which serves the next request; no "
+        "traceback",
+    )
+    with stack(tmp_path, APP, workers=1) as (server, nginx):
+        for route, how in CRASHES.items():
+            pid = worker_pid(nginx)
+            mark = len(server.log())
+            status, _, _ = fetch(nginx.port, "GET", f"/{route}")
+            after = worker_pid(nginx)
+            new = entries(server.log()[mark:])
+            report.add(**{f"{route}_status": status, f"{route}_replaced": after != pid})
+            assert status == 502
+            assert after != pid
+            assert len(new) == 1, new
+            assert new[0][0] == "ERROR"
+            assert f"(pid {pid}) {how}; starting a new one" in new[0][1]
+        assert "Traceback" not in server.log()
+
+
 def test_harakiri_replaces_a_worker_blocked_forever(
     tmp_path: Path, nginx_available: None, report: Report
 ) -> None:
