@@ -66,6 +66,20 @@ def _stream(environ: dict[str, Any], start_response: StartResponse) -> Iterator[
         yield b"%04d" % i + b"s" * 1019 + b"\n"
 
 
+@route("file")
+def _file(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    # This module's source through wsgi.file_wrapper (sendfile): the server must close it.
+    start_response("200 OK", PLAIN)
+    return environ["wsgi.file_wrapper"](open(__file__, "rb"))
+
+
+@route("write")
+def _write(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    write = start_response("200 OK", PLAIN)
+    write(b"written, ")
+    return [b"then returned"]
+
+
 @route("sleep")
 def _sleep(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     # /sleep?s=0.2&... (other query parameters, e.g. a request id, are ignored)

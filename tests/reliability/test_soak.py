@@ -23,18 +23,23 @@ APP = "bad_apps:app"
 _rng = random.Random(9)
 #: POST bodies (up to 8 KB: nginx keeps them in memory rather than in temp files).
 BODIES = [_rng.randbytes(_rng.randint(1, 8000)) for _ in range(16)]
+FILE = (Path(__file__).parents[1] / "apps" / "bad_apps.py").read_bytes()
 STREAMED = b"".join(b"%04d" % i + b"s" * 1019 + b"\n" for i in range(16))
 
 
 def call_for(n: int) -> Call:
-    """Small GET, POST echo with a body, streamed 16 KB response, in turn."""
-    kind = n % 3
+    """Small GET, POST echo, streamed 16 KB, a file (sendfile), write() + return, in turn."""
+    kind = n % 5
     if kind == 0:
         return Call("GET", "/hello", expect=b"Hello World!")
     if kind == 1:
         body = BODIES[n % len(BODIES)]
         return Call("POST", "/echo", body=body, expect=body)
-    return Call("GET", "/stream", expect=STREAMED)
+    if kind == 2:
+        return Call("GET", "/stream", expect=STREAMED)
+    if kind == 3:
+        return Call("GET", "/file", expect=FILE)
+    return Call("GET", "/write", expect=b"written, then returned")
 
 
 def rss_kb(pid: int) -> int:
@@ -62,7 +67,8 @@ def test_soak_mixed_requests_memory_and_fds_stay_flat(
     per_100k_kb = 1024
     allowed_kb = max(per_100k_kb * (total - warmup) // 100_000, 0 if LONG else 2048)
     report(
-        f"soak: {total:,} mixed requests through nginx, 2 workers",
+        f"soak: {total:,} mixed requests through nginx, 2 workers (GET, POST echo, streamed, "
+        "file_wrapper, write())",
         f"0 failures (every body checked); the same 2 workers throughout; open fds unchanged "
         f"after the warm-up; RSS growth after the warm-up < {allowed_kb} kB per worker "
         f"({per_100k_kb} kB per 100k requests{'' if LONG else ', 2 MB floor in CI'})",
