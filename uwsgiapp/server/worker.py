@@ -116,6 +116,7 @@ class Worker:
             listener.sock.setblocking(False)
             epoll.register(listener.sock.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
         epoll.register(self._wake_r, select.EPOLLIN)
+        listening = True
         try:
             while True:
                 served = False
@@ -128,6 +129,13 @@ class Worker:
                         self._accept_batch(listener, draining=True)
                 if not (self.alive or self.drain_backlog or self.parked):
                     break
+                if listening and not self.alive:
+                    # Done accepting, parked requests still to finish: a listener left in epoll
+                    # would end every wait at once while connections queue for other workers.
+                    listening = False
+                    for listener in self.listeners:
+                        with contextlib.suppress(OSError):
+                            epoll.unregister(listener.sock.fileno())
                 if not served or self.parked:
                     self._wait(0.0 if served else IDLE_TICK)
         finally:
