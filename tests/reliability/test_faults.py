@@ -12,6 +12,7 @@ import os
 import random
 import re
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import pytest
 from reliability.conftest import Report, sized
 from support.load import Load, LoadResult
 from support.procs import Nginx, Server, children, stack, wait_until
+
+import protocol
 
 pytestmark = pytest.mark.nginx
 
@@ -293,3 +296,63 @@ def test_chaos_kill_hup_ttin_ttou_under_load(
     for path, line in lines.items():
         assert line and not never_reached_server(line), (path, line)
     assert "Traceback" not in log
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of ``pid`` so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_hup_while_a_slow_client_is_mid_request_under_load(
+    tmp_path: Path, nginx_available: None, report: Report
+) -> None:
+    report(
+        "HUP under load while a slow client has sent half its request to the only worker",
+        "the old worker stops accepting but finishes the slow request once the rest arrives "
+        "(200 from the old pid), without busy-looping meanwhile (it sleeps in epoll: < 0.3 CPU-s "
+        "over 2 s; a ready listening socket it no longer accepts from must not wake it); the new "
+        "worker serves the load: 0 failed requests",
+    )
+    packet = protocol.build_request(
+        {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/pid",
+            "QUERY_STRING": "",
+            "SERVER_NAME": "t",
+            "SERVER_PORT": "80",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+        }
+    )
+    with stack(tmp_path, APP, workers=1, socket_timeout=20) as (server, nginx):
+        wait_until(lambda: len(children(server.pid)) == 1, 10, "1 worker")
+        (old,) = children(server.pid)
+        slow = socket.socket(socket.AF_UNIX)
+        slow.settimeout(30)
+        slow.connect(server.socket)
+        slow.sendall(packet[:10])  # half a head: the worker parks it
+        with Load(nginx.port, mixed_path, clients=4) as load:
+            load.wait_for(100, 20)
+            server.signal(signal.SIGHUP)
+            wait_until(lambda: len(children(server.pid) - {old}) == 1, 10, "the new worker")
+            (new,) = children(server.pid) - {old}
+            wait_until(lambda: new in served_by(load.result), 10, "the new worker serving")
+            before = cpu_seconds(old)
+            time.sleep(2)
+            spent = cpu_seconds(old) - before
+            slow.sendall(packet[10:])
+            answer = b""
+            while chunk := slow.recv(65536):
+                answer += chunk
+            slow.close()
+            wait_until(lambda: old not in children(server.pid), 10, "the old worker to exit")
+            load.wait_for(load.result.total + 100, 20)
+        result = load.result
+        errors = nginx.upstream_errors()
+    report.add(old_worker_cpu_seconds=round(spent, 2), requests=result.total)
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert answer.endswith(str(old).encode())
+    assert spent < 0.3
+    assert result.failures == [], result.failures[:5]
+    assert errors == []
