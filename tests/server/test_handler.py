@@ -25,7 +25,7 @@ import pytest
 
 from protocol import Limits, build_header, build_ping, build_request
 from uwsgiapp.server import connection
-from uwsgiapp.server.connection import Handler
+from uwsgiapp.server.connection import PREREAD, Handler, Pending
 from uwsgiapp.wsgi.environ import EnvironSettings
 from uwsgiapp.wsgi.input import EMPTY_INPUT, ClientDisconnected, InputStream
 from uwsgiapp.wsgi.response import FileWrapper
@@ -1286,7 +1286,8 @@ def test_stalled_body_times_out(logs: Logs) -> None:
             raise
         raise AssertionError("read returned")
 
-    data = packet("POST", "/upload", bytes(10_000))
+    # Over PREREAD: the app reads it as it comes (smaller bodies are read before the app runs).
+    data = packet("POST", "/upload", bytes(PREREAD + 10_000))
     out = run(make_handler(app, timeout=0.4), data[:-5000])  # never closes, never sends the rest
     assert out.raw == b""
     ((kind, waited),) = failures
@@ -1307,17 +1308,75 @@ def test_stalled_body_answered_by_the_app_is_not_drained() -> None:
             return [b"too slow"]
         raise AssertionError("read returned")
 
-    data = packet("POST", "/upload", bytes(10_000))
+    data = packet("POST", "/upload", bytes(PREREAD + 10_000))
     out = run(make_handler(app, timeout=0.4), data[:-5000])
     assert out.status == 408
     assert out.seconds < 0.75
 
 
 def test_stalled_unread_body_drain_gives_up_after_the_timeout() -> None:
-    data = packet("POST", "/upload", bytes(10_000))
+    data = packet("POST", "/upload", bytes(PREREAD + 10_000))
     out = run(make_handler(validator(hello), timeout=0.3), data[:-5000])
     assert out.body == b"Hello, World!"
     assert out.seconds < 1.0
+
+
+def test_small_body_is_read_before_the_app_and_a_stalled_one_gets_408(logs: Logs) -> None:
+    called: list[bool] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        called.append(True)
+        start_response("200 OK", [])
+        return [b""]
+
+    data = packet("POST", "/upload", bytes(10_000))
+    out = run(make_handler(app, timeout=0.3), data[:-5000])
+    assert called == []
+    assert out.status == 408
+    assert 0.25 < out.seconds < 1.5
+    (record,) = problems(logs, logging.INFO)
+    assert "its body incomplete, read timed out" in one_line(record)
+
+
+def test_small_body_sent_in_pieces_reaches_the_app_whole() -> None:
+    seen: list[bytes] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        seen.append(environ["wsgi.input"].read())
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    body = os.urandom(30_000)
+    data = packet("POST", "/upload", body)
+    pieces = [data[:100], data[100:9000], data[9000:20_000], data[20_000:]]
+    out = run(make_handler(app), pieces, pause=0.05)
+    assert out.body == b"ok"
+    assert seen == [body]
+
+
+def test_begin_parks_an_incomplete_request_instead_of_waiting() -> None:
+    handler = make_handler(validator(hello), timeout=5)
+    data = packet("POST", "/upload", bytes(20_000))
+    client, server = socket.socketpair()
+    with client:
+        fd = server.detach()
+        client.sendall(data[:10])
+        started = time.monotonic()
+        pending = handler.begin(fd, "test")
+        assert time.monotonic() - started < 0.5  # nothing was waited for
+        assert isinstance(pending, Pending)
+        sent = 10
+        for cut in (400, len(data) - 7, len(data)):
+            assert isinstance(pending, Pending)
+            assert handler.resume(pending) is pending  # no new bytes: still parked
+            client.sendall(data[sent:cut])
+            sent = cut
+            time.sleep(0.01)
+            pending = handler.resume(pending)
+        assert pending is None
+        client.settimeout(GUARD)
+        answer, _ = read_all(client)
+    assert answer.endswith(b"Hello, World!")
 
 
 # -- sending -------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from typing import Any
 from protocol import MODIFIER_PING, Decoder, Limits, ProtocolError, Request, build_pong
 from protocol.decoder import parse_head, parse_vars
 from protocol.events import NEED_DATA
-from uwsgiapp.server.io import ClientTimeout, reader, recv, send_all, send_file
+from uwsgiapp.server.io import readable, reader, recv, send_all, send_file
 from uwsgiapp.wsgi.environ import BadRequest, EnvironSettings, build_environ, parse_content_length
 from uwsgiapp.wsgi.input import EMPTY_INPUT, ClientDisconnected, InputStream
 from uwsgiapp.wsgi.response import FileWrapper, HeaderError, render_head
@@ -35,6 +35,9 @@ AccessLogger = Callable[[dict[str, Any], str, int, float], None]
 PONG = build_pong()
 #: Unread body bytes we are willing to read and discard so nginx never sees a reset.
 DRAIN_CAP = 16 * 1024 * 1024
+#: Bodies up to this size are read whole before the app is called, without holding the worker
+#: while a slow client sends them (larger ones stream to the app as it reads).
+PREREAD = 65536
 
 
 _PROTOCOLS = frozenset({"HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/3.0"})
@@ -111,6 +114,26 @@ class Exchange:
         self.send(data)
 
 
+class Pending:
+    """A connection whose request has not fully arrived, parked until its fd is readable.
+
+    While the head is incomplete ``decoder`` holds it; then ``head`` is the parsed head and
+    ``body`` the part of a small body received so far, ``need`` its full length.
+    """
+
+    __slots__ = ("body", "deadline", "decoder", "fd", "head", "need", "peer")
+
+    def __init__(self, fd: int, peer: str, deadline: float) -> None:
+        self.fd = fd
+        self.peer = peer
+        #: Monotonic time after which the client has been silent for ``--socket-timeout``.
+        self.deadline = deadline
+        self.decoder: Decoder | None = None
+        self.head: tuple[int, dict[str, str], bool] = (0, {}, False)
+        self.body = b""
+        self.need = 0
+
+
 class Handler:
     """Serves requests for one worker: all per-worker constants resolved at construction."""
 
@@ -135,51 +158,219 @@ class Handler:
         self.access_log = access_log
         # One read normally takes the whole head plus the start of the body.
         self.read_size = max(16384, limits.buffer_size + 4)
+        self.preread = PREREAD
 
-    # -- per request -------------------------------------------------------------------------
+    # -- per connection ----------------------------------------------------------------------
 
     def handle(self, fd: int, peer: str) -> None:
-        """Serve the connection on ``fd`` and close it. Never raises (but BaseException)."""
-        try:
-            self._serve(fd, peer)
-        except ProtocolError as exc:
-            log.warning("invalid uwsgi packet from %s: %s", peer, exc)
-        except ClientDisconnected as exc:
-            log.info("client %s: %s", peer, exc)
-        except OSError as exc:
-            log.info("client %s: connection error: %s", peer, exc)
-        except Exception:
-            log.exception("internal error serving %s", peer)
-        finally:
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        """Serve the connection on ``fd`` to the end, waiting for a slow client in place.
 
-    def _serve(self, fd: int, peer: str) -> None:
-        os.set_blocking(fd, False)
-        try:
-            data = os.read(fd, self.read_size)
-        except BlockingIOError:
-            data = b""
-        # Fast path: the whole head arrived in one read (almost always, from nginx).
-        if len(data) >= 4:
-            modifier1, size, _ = parse_head(data, self.limits)
-            end = 4 + size
-            if len(data) >= end:
-                block = data[4:end]
-                variables = parse_vars(block, self.limits)
-                rest = data[end:]
-                has_magic = b"UWSGI_" in block
-            else:
-                modifier1, variables, rest = self._read_head(fd, data)
-                has_magic = True
-        else:
-            modifier1, variables, rest = self._read_head(fd, data)
-            if modifier1 < 0:
+        Never raises (but BaseException). The worker loop uses :meth:`begin` / :meth:`resume`
+        instead, so that a client still sending its request does not hold the worker.
+        """
+        pending = self.begin(fd, peer)
+        if pending is not None:
+            self.finish(pending)
+
+    def finish(self, pending: Pending) -> None:
+        """Serve a parked connection to the end, waiting for its client in place."""
+        current: Pending | None = pending
+        while current is not None:
+            if not readable(current.fd, max(current.deadline - time.monotonic(), 0.0)):
+                self.expire(current)
                 return
-            has_magic = True
+            current = self.resume(current)
+
+    def begin(self, fd: int, peer: str) -> Pending | None:
+        """Start serving a just-accepted ``fd``.
+
+        Returns None when the connection was served (or refused) and closed, or a
+        :class:`Pending` when its request has not fully arrived: the caller waits until ``fd`` is
+        readable and calls :meth:`resume`, or :meth:`expire` once ``pending.deadline`` passed.
+        """
+        try:
+            os.set_blocking(fd, False)
+            try:
+                data = os.read(fd, self.read_size)
+            except BlockingIOError:
+                data = None
+            # Fast path: the whole head arrived in one read (almost always, from nginx).
+            if data is not None and len(data) >= 4:
+                modifier1, size, _ = parse_head(data, self.limits)
+                end = 4 + size
+                if len(data) >= end:
+                    block = data[4:end]
+                    return self._head_done(
+                        fd,
+                        peer,
+                        modifier1,
+                        parse_vars(block, self.limits),
+                        data[end:],
+                        b"UWSGI_" in block,
+                    )
+            if data == b"":
+                log.debug("client %s closed the connection without a request", peer)
+            else:
+                pending = Pending(fd, peer, time.monotonic() + self.timeout)
+                pending.decoder = Decoder(self.limits)
+                if data:
+                    pending.decoder.receive_data(data)
+                return pending
+        except BaseException as exc:
+            self._failed(fd, peer, exc)
+            return None
+        self._close(fd)
+        return None
+
+    def resume(self, pending: Pending) -> Pending | None:
+        """Read what a parked client sent since; serve the request once it is all there."""
+        fd = pending.fd
+        peer = pending.peer
+        try:
+            try:
+                chunk = os.read(fd, self.read_size)
+            except BlockingIOError:
+                return pending
+            except OSError as exc:
+                raise ClientDisconnected(
+                    exc.errno, f"client connection error: {exc.strerror}"
+                ) from None
+            pending.deadline = time.monotonic() + self.timeout
+            decoder = pending.decoder
+            if decoder is not None:
+                if not chunk:
+                    if not decoder.buffered:
+                        log.debug("client %s closed the connection without a request", peer)
+                        self._close(fd)
+                        return None
+                    decoder.eof()  # raises: closed mid-packet
+                decoder.receive_data(chunk)
+                event = decoder.next_event()
+                if event is NEED_DATA:
+                    return pending
+                pending.decoder = None
+                if isinstance(event, Request):
+                    return self._head_done(
+                        fd, peer, event.modifier1, dict(event.vars), decoder.trailing_data, True
+                    )
+                return self._head_done(fd, peer, MODIFIER_PING, {}, b"", False)
+            if not chunk:
+                raise ClientDisconnected(
+                    "client closed the connection before sending all it promised"
+                )
+            pending.body += chunk
+            if len(pending.body) < pending.need:
+                return pending
+            modifier1, variables, has_magic = pending.head
+            return self._head_done(fd, peer, modifier1, variables, pending.body, has_magic, False)
+        except BaseException as exc:
+            self._failed(fd, peer, exc)
+            return None
+
+    def expire(self, pending: Pending) -> None:
+        """A parked client sent nothing for ``--socket-timeout``: log one line and close."""
+        decoder = pending.decoder
+        what = "its request head" if decoder is not None else "its body"
+        got = decoder.buffered if decoder is not None else len(pending.body)
+        log.info(
+            "client %s stalled: %s incomplete, read timed out after %g s (%d bytes in); closing",
+            pending.peer,
+            what,
+            self.timeout,
+            got,
+        )
+        if decoder is None:
+            # The head was fine: say why, as nginx would (best effort, never waits).
+            protocol = pending.head[1].get("SERVER_PROTOCOL", "")
+            with contextlib.suppress(OSError):
+                os.write(pending.fd, _error_response(protocol, "408 Request Timeout", "timeout"))
+        self._close(pending.fd)
+
+    def _failed(self, fd: int, peer: str, exc: BaseException) -> None:
+        """One log line for what ended a connection, then close it (BaseException re-raised)."""
+        try:
+            if isinstance(exc, ProtocolError):
+                log.warning("invalid uwsgi packet from %s: %s", peer, exc)
+            elif isinstance(exc, ClientDisconnected):
+                log.info("client %s: %s", peer, exc)
+            elif isinstance(exc, OSError):
+                log.info("client %s: connection error: %s", peer, exc)
+            elif isinstance(exc, Exception):
+                log.error("internal error serving %s", peer, exc_info=exc)
+            else:
+                raise exc
+        finally:
+            self._close(fd)
+
+    @staticmethod
+    def _close(fd: int) -> None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+    def _head_done(
+        self,
+        fd: int,
+        peer: str,
+        modifier1: int,
+        variables: dict[str, str],
+        rest: bytes,
+        has_magic: bool,
+        may_wait: bool = True,
+    ) -> Pending | None:
+        """The head is parsed: answer a ping, wait for a small body, or serve the request."""
         if modifier1 == MODIFIER_PING:
             send_all(fd, PONG, self.timeout)
-            return
+        else:
+            length_var = variables.get("CONTENT_LENGTH")
+            if (
+                may_wait
+                and length_var
+                and len(length_var) <= 7
+                and length_var.isascii()
+                and length_var.isdigit()
+                and len(rest) < int(length_var) <= self.preread
+            ):
+                # A small body that has not fully arrived: read on while it comes, rather than
+                # let a slow client hold the worker while the app reads.
+                need = int(length_var)
+                rest = self._read_available(fd, rest, need)
+                if len(rest) < need:
+                    pending = Pending(fd, peer, time.monotonic() + self.timeout)
+                    pending.head = (modifier1, variables, has_magic)
+                    pending.body = rest
+                    pending.need = need
+                    return pending
+            self._serve(fd, peer, modifier1, variables, rest, has_magic)
+        self._close(fd)
+        return None
+
+    def _read_available(self, fd: int, data: bytes, need: int) -> bytes:
+        """Append what the kernel already holds, up to ``need`` bytes in all (never waits)."""
+        while len(data) < need:
+            try:
+                chunk = os.read(fd, need - len(data))
+            except BlockingIOError:
+                break
+            except OSError as exc:
+                raise ClientDisconnected(
+                    exc.errno, f"client connection error: {exc.strerror}"
+                ) from None
+            if not chunk:
+                raise ClientDisconnected(
+                    "client closed the connection before sending all it promised"
+                )
+            data += chunk
+        return data
+
+    def _serve(
+        self,
+        fd: int,
+        peer: str,
+        modifier1: int,
+        variables: dict[str, str],
+        rest: bytes,
+        has_magic: bool,
+    ) -> None:
         environ = build_environ(variables, modifier1, self.template, self.mount, has_magic)
         protocol = environ["SERVER_PROTOCOL"]
         if protocol not in _PROTOCOLS and ("\n" in protocol or "\r" in protocol):
@@ -231,28 +422,6 @@ class Handler:
         finally:
             if self.access_log is not None:
                 self.access_log(environ, exc.status, len(payload), time.perf_counter() - started)
-
-    def _read_head(self, fd: int, data: bytes) -> tuple[int, dict[str, str], bytes]:
-        """Slow path: the head spans several reads. Returns modifier1 -1 on a silent close."""
-        decoder = Decoder(self.limits)
-        decoder.receive_data(data)
-        while True:
-            event = decoder.next_event()
-            if event is not NEED_DATA:
-                break
-            try:
-                chunk = recv(fd, self.read_size, self.timeout)
-            except ClientDisconnected as exc:
-                if not decoder.buffered:
-                    log.debug("connection closed without a request: %s", exc)
-                    return -1, {}, b""
-                if not isinstance(exc, ClientTimeout):
-                    decoder.eof()  # closed mid-packet: a malformed packet
-                raise
-            decoder.receive_data(chunk)
-        if isinstance(event, Request):
-            return event.modifier1, dict(event.vars), decoder.trailing_data
-        return MODIFIER_PING, {}, b""
 
     def _run_app(self, exchange: Exchange, environ: dict[str, Any], peer: str) -> None:
         try:

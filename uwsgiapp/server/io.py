@@ -30,6 +30,13 @@ def wait(fd: int, events: int, timeout: float) -> None:
         raise ClientTimeout(f"client stalled: {what} timed out after {timeout:g}s")
 
 
+def readable(fd: int, timeout: float) -> bool:
+    """Wait up to ``timeout`` seconds for ``fd`` to be readable (or closed by the peer)."""
+    poller = select.poll()
+    poller.register(fd, POLLIN)
+    return bool(poller.poll(timeout * 1000.0))
+
+
 def recv(fd: int, size: int, timeout: float) -> bytes:
     """Read 1..size bytes; raise ClientDisconnected on EOF, timeout or a socket error."""
     while True:

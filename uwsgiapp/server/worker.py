@@ -4,6 +4,11 @@ Listening sockets are non-blocking and shared by every worker. Under load, ``acc
 without any wait; when the queue is empty a worker sleeps in ``epoll`` (``EPOLLEXCLUSIVE``, so a
 new connection wakes one idle worker, not all) together with the signal wake-up pipe. Signal
 handlers only set flags; the loop acts on them between requests.
+
+A connection whose request (head, or a body of up to ``PREREAD`` bytes) has not fully arrived
+does not hold the worker: it is parked in the same epoll and served once the rest is there, or
+closed after ``--socket-timeout`` of silence. Slow or stuck clients cost a file descriptor each,
+not a worker.
 """
 
 from __future__ import annotations
@@ -18,13 +23,17 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Protocol
 
-from uwsgiapp.server.connection import Handler
+from uwsgiapp.server.connection import Handler, Pending
 from uwsgiapp.server.listeners import Listener
 
 log = logging.getLogger("uwsgiapp.error")
 
 #: How often an idle worker wakes to check that its master is alive (seconds).
 IDLE_TICK = 1.0
+#: Parked connections per worker; past this, a slow client is waited for in place.
+MAX_PARKED = 512
+#: Connections accepted in a row before parked ones are looked at again.
+PARKED_BATCH = 16
 
 
 class RequestHooks(Protocol):
@@ -62,6 +71,7 @@ class Worker:
         self._wake_r = -1
         self._wake_w = -1
         self._epoll: select.epoll | None = None
+        self.parked: dict[int, Pending] = {}
 
     # -- signals (handlers only set flags) ----------------------------------------------------
 
@@ -91,7 +101,11 @@ class Worker:
     # -- loop ---------------------------------------------------------------------------------
 
     def run(self) -> None:
-        """Accept and serve until stopped; then (on TERM) serve what waits in the backlog."""
+        """Accept and serve until stopped; then (on TERM) serve what waits in the backlog.
+
+        Parked connections are in-flight requests: a stopping worker finishes them (or lets them
+        time out) before it exits.
+        """
         if self._wake_r < 0:
             self.install_signals()
         epoll = select.epoll()
@@ -101,36 +115,48 @@ class Worker:
             epoll.register(listener.sock.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
         epoll.register(self._wake_r, select.EPOLLIN)
         try:
-            while self.alive:
+            while True:
                 served = False
-                for listener in self.listeners:
-                    served = self._accept_batch(listener) or served
-                if not served and self.alive:
-                    self._idle_wait()
-            if self.drain_backlog:
-                for listener in self.listeners:
-                    self._accept_batch(listener, draining=True)
+                if self.alive:
+                    for listener in self.listeners:
+                        served = self._accept_batch(listener) or served
+                elif self.drain_backlog:
+                    self.drain_backlog = False
+                    for listener in self.listeners:
+                        self._accept_batch(listener, draining=True)
+                if not (self.alive or self.drain_backlog or self.parked):
+                    break
+                if not served or self.parked:
+                    self._wait(0.0 if served else IDLE_TICK)
         finally:
+            for fd in self.parked:  # only on a quick stop: abandon them
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self.parked.clear()
             epoll.close()
             self._epoll = None
 
     def _accept_batch(self, listener: Listener, draining: bool = False) -> bool:
-        """Serve connections from one listener until its queue is empty (or we must stop)."""
+        """Serve connections from one listener until its queue is empty (or we must stop).
+
+        With connections parked, stop after ``PARKED_BATCH`` so that they are looked at too.
+        """
         accept = listener.sock._accept  # type: ignore[attr-defined]  # raw (fd, addr): no socket object
         allow = listener.allow
-        handle = self.handler.handle
-        hooks = self.hooks
-        served = False
+        begin = self.handler.begin
+        served = 0
         while self.alive or draining:
+            if self.parked and served >= PARKED_BATCH and not draining:
+                break
             try:
                 fd, addr = accept()
             except BlockingIOError:
-                return served
+                break
             except OSError as exc:
                 log.error("accept() on %s failed: %s", listener.spec, exc)
                 time.sleep(0.1)
-                return served
-            served = True
+                break
+            served += 1
             if allow is not None and not allow.allows(addr[0]):
                 log.warning(
                     "refused connection from %s on %s: not in uwsgi-allow-from",
@@ -139,32 +165,76 @@ class Worker:
                 )
                 os.close(fd)
                 continue
-            if hooks is not None:
-                hooks.begin()
-            handle(fd, addr or listener.spec)
+            self._step(begin, fd, addr or listener.spec)
+        return served > 0
+
+    def _step(self, call: Callable[..., Pending | None], *args: object) -> None:
+        """Run one step of a connection (begin or resume) inside the status hooks."""
+        hooks = self.hooks
+        if hooks is not None:
+            hooks.begin()
+        pending = call(*args)
+        if pending is None:
             self.requests += 1
-            if hooks is not None:
-                hooks.end(self.requests)
-            if self.max_requests and self.requests >= self.max_requests:
+        elif len(self.parked) < MAX_PARKED:
+            self._park(pending)
+        else:
+            # Too many parked already: wait for this one in place (the old, blocking way).
+            self.handler.finish(pending)
+            self.requests += 1
+        if hooks is not None:
+            hooks.end(self.requests)
+        if pending is None:
+            self._after_request()
+
+    def _after_request(self) -> None:
+        if self.max_requests and self.requests >= self.max_requests:
+            if self.alive:
                 log.info(
                     "worker %d: served %d requests (max-requests), recycling",
                     os.getpid(),
                     self.requests,
                 )
-                self.alive = False
-            elif self.should_recycle is not None and self.should_recycle():
-                self.alive = False
-        return served
+            self.alive = False
+        elif self.should_recycle is not None and self.should_recycle():
+            self.alive = False
 
-    def _idle_wait(self) -> None:
+    def _park(self, pending: Pending) -> None:
         assert self._epoll is not None
-        for fd, _ in self._epoll.poll(IDLE_TICK):
+        self.parked[pending.fd] = pending
+        self._epoll.register(pending.fd, select.EPOLLIN)
+
+    def _unpark(self, pending: Pending) -> None:
+        assert self._epoll is not None
+        del self.parked[pending.fd]
+        with contextlib.suppress(OSError):
+            self._epoll.unregister(pending.fd)
+
+    def _wait(self, timeout: float) -> None:
+        """Sleep in epoll up to ``timeout``: signals, parked clients' data, a new connection."""
+        assert self._epoll is not None
+        parked = self.parked
+        if parked and timeout:
+            soonest = min(p.deadline for p in parked.values())
+            timeout = min(timeout, max(soonest - time.monotonic(), 0.0))
+        for fd, _ in self._epoll.poll(timeout):
             if fd == self._wake_r:
                 with contextlib.suppress(OSError):
                     os.read(self._wake_r, 512)
+                continue
+            pending = parked.get(fd)
+            if pending is not None:
+                self._unpark(pending)
+                self._step(self.handler.resume, pending)
+        if parked:
+            now = time.monotonic()
+            for pending in [p for p in parked.values() if p.deadline <= now]:
+                self._unpark(pending)
+                self.handler.expire(pending)
         if self.master_pid and os.getppid() != self.master_pid:
             log.error("worker %d: master %d is gone, exiting", os.getpid(), self.master_pid)
             self.alive = False
+            self.drain_backlog = False
 
 
 def reopen_logs() -> None:
