@@ -356,23 +356,39 @@ def test_body_shorter_than_promised(
 ) -> None:
     report(
         "Limits: body shorter than promised",
-        "the app's read raises ClientDisconnected (an OSError) after --socket-timeout: one INFO "
-        "line, the connection closed, nothing hangs",
+        "a small body (read before the app) that stalls: 408 after --socket-timeout, the app "
+        "not called; a large one the app reads: its read raises ClientDisconnected (an OSError) "
+        "after --socket-timeout; one INFO line each, nothing hangs",
         socket_timeout=SOCKET_TIMEOUT,
     )
-    head = request("/__rel/read-escape", CONTENT_LENGTH="100") + b"x" * 10
-    answer, seconds = _stall(default.server, head)
+    window = (SOCKET_TIMEOUT * 0.9, SOCKET_TIMEOUT + 3)
+    # Small (<= 64 KB): the worker waits for it without calling the app.
+    answer, small_s = _stall(default.server, request("/short-small", CONTENT_LENGTH="100") + b"x")
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert window[0] <= small_s <= window[1]
+    watch_default.one_line("INFO", "stalled", "its body incomplete", "(1 bytes in)")
+    # ... and when the client closes instead: at once, one line, the app not called.
+    result = uwsgi_exchange(
+        default.server.socket, request("/short-eof", CONTENT_LENGTH="100") + b"x", timeout=TIMEOUT
+    )
+    assert status_of(result) == 0 and result.seconds < SOCKET_TIMEOUT / 2
+    watch_default.one_line("INFO", "closed the connection before sending all it promised")
+    assert not {"/short-small", "/short-eof"} & set(default.paths_seen())
+    # Large (the server without limit-post): the app is called, its read fails after the
+    # socket timeout.
+    large = request("/__rel/read-escape", CONTENT_LENGTH="200000") + b"x" * 100_000
+    answer, escape_s = _stall(big.server, large)
     assert answer == b""
-    assert SOCKET_TIMEOUT * 0.9 <= seconds <= SOCKET_TIMEOUT + 3
-    watch_default.one_line(
+    assert window[0] <= escape_s <= window[1]
+    watch_big.one_line(
         "INFO", "went away while the app read its body", f"timed out after {SOCKET_TIMEOUT:g}s"
     )
     # An app that catches it sees an OSError, and answers.
-    head = request("/__rel/read-catch", CONTENT_LENGTH="100") + b"x" * 10
-    answer, seconds_catch = _stall(default.server, head)
+    large = request("/__rel/read-catch", CONTENT_LENGTH="200000") + b"x" * 100_000
+    answer, catch_s = _stall(big.server, large)
     info = json.loads(answer.partition(b"\r\n\r\n")[2])
     assert info["is_oserror"] and "ClientDisconnected" in info["mro"]
-    assert watch_default.new_lines() == []
+    assert watch_big.new_lines() == []
     # Regression (found by the live fuzz): 17 nines with no limit-post and a short body is a
     # ClientDisconnected on EOF, not a MemoryError and a 500.
     packet = request("/__rel/read-catch", CONTENT_LENGTH="9" * 17) + b"x" * 10
@@ -381,9 +397,10 @@ def test_body_shorter_than_promised(
     assert body_of(result)["caught"] == "uwsgiapp.wsgi.input.ClientDisconnected"
     assert watch_big.new_lines() == []
     report.add(
-        closed_after_s=round(seconds, 2),
-        caught=info["caught"],
-        answered_after_s=round(seconds_catch, 2),
+        small_408_after_s=round(small_s, 2),
+        large_closed_after_s=round(escape_s, 2),
+        large_caught=info["caught"],
+        large_answered_after_s=round(catch_s, 2),
     )
 
 
