@@ -19,6 +19,7 @@ import json
 import os
 import random
 import re
+import selectors
 import socket
 import threading
 import time
@@ -54,6 +55,10 @@ BYTE_BY_BYTE = sized(4, 40)
 #: Of those, delivered in 2..5 writes a few ms apart (a head split across reads).
 SPLIT = sized(40, 400)
 CLIENTS = sized(4, 6)
+#: Inputs sent without the half-close, alongside the concurrent phase: the server must end each
+#: by itself (an answer, a refusal, or a close after --socket-timeout), STALL_OPEN at a time.
+STALLED = sized(100, 5_000)
+STALL_OPEN = 50
 CHECK_EVERY = 1_000
 #: Set FUZZ_SEED to replay a run (not UWSGIAPP_*: the server would warn about an unknown option).
 SEED = int(os.environ.get("FUZZ_SEED", "0")) or random.SystemRandom().randrange(1, 2**31)
@@ -258,6 +263,63 @@ def _concurrent(server: Server, tally: Tally, count: int, first: int) -> None:
         raise errors[0]
 
 
+def _stalls(server: Server, stalls: Tally, count: int) -> None:
+    """``count`` inputs that never end with EOF, STALL_OPEN open at once; each must be ended by
+    the server (its close time measured from our last byte; HANG_AFTER still open = a hang)."""
+    source = MutationSource(SEED * 100 + 99)
+    selector = selectors.DefaultSelector()
+    sent = 0
+
+    def end(sock: socket.socket, how: str) -> None:
+        mutator, data, sent_at, chunks = selector.get_key(sock).data
+        selector.unregister(sock)
+        sock.close()
+        result = RawResult(b"".join(chunks), how, time.monotonic() - sent_at)
+        stalls.add(mutator, data, result)
+
+    try:
+        while sent < count or selector.get_map():
+            while sent < count and len(selector.get_map()) < STALL_OPEN:
+                mutator, _, data = source.next()
+                sent += 1
+                sock = socket.socket(socket.AF_UNIX)
+                sock.settimeout(HANG_AFTER)
+                sock.connect(server.socket)
+                how = ""
+                try:
+                    sock.sendall(data)
+                except (BrokenPipeError, ConnectionResetError):
+                    how = "send-failed"
+                except TimeoutError:
+                    how = "timeout"  # not reading and not closing: a hang
+                sock.setblocking(False)
+                selector.register(sock, selectors.EVENT_READ, (mutator, data, time.monotonic(), []))
+                if how:
+                    end(sock, how)
+            for key, _ in selector.select(timeout=0.2):
+                sock = key.fileobj
+                assert isinstance(sock, socket.socket)
+                try:
+                    chunk = sock.recv(262144)
+                except BlockingIOError:
+                    continue
+                except ConnectionResetError:
+                    end(sock, "reset")
+                    continue
+                if chunk:
+                    key.data[3].append(chunk)
+                else:
+                    end(sock, "eof")
+            now = time.monotonic()
+            for key in list(selector.get_map().values()):
+                if now - key.data[2] > HANG_AFTER:
+                    end(key.fileobj, "timeout")  # type: ignore[arg-type]
+    finally:
+        for key in list(selector.get_map().values()):
+            key.fileobj.close()  # type: ignore[union-attr]
+        selector.close()
+
+
 def _scan_log(text: str, master: int) -> dict[str, Any]:
     """Count the log's lines by level, and the workers' lines by kind."""
     levels: Counter[str] = Counter()
@@ -310,8 +372,22 @@ def test_live_fuzz(fuzz_server: Server, report: Report) -> None:
     sequential = _sequential(server, MutationSource(SEED), tally, SEQUENTIAL)
     tally.check(server.socket, 0, random.Random(SEED))
     concurrent_started = time.monotonic()
+    stalls = Tally()
+    staller_errors: list[BaseException] = []
+
+    def staller() -> None:
+        try:
+            _stalls(server, stalls, STALLED)
+        except BaseException as exc:  # surfaced below
+            staller_errors.append(exc)
+
+    staller_thread = threading.Thread(target=staller, daemon=True)
+    staller_thread.start()
     _concurrent(server, tally, INPUTS - SEQUENTIAL, SEQUENTIAL)
     concurrent_seconds = time.monotonic() - concurrent_started
+    staller_thread.join()
+    if staller_errors:
+        raise staller_errors[0]
     tally.check(server.socket, INPUTS, random.Random(SEED))
     elapsed = time.monotonic() - started
     pids_after = worker_pids(server.pid)
@@ -333,9 +409,12 @@ def test_live_fuzz(fuzz_server: Server, report: Report) -> None:
         respawns=log["respawns"],
         worker_pids_unchanged=pids_after == workers,
         max_close_seconds=round(tally.max_close, 3),
+        stalled_inputs=sum(stalls.outcomes.values()),
+        stalled_outcomes=dict(stalls.outcomes),
+        stalled_max_close_seconds=round(stalls.max_close, 3),
         inputs_per_second=round((INPUTS - SEQUENTIAL) / concurrent_seconds),
         seconds=round(elapsed, 1),
-        examples=tally.examples,
+        examples={**tally.examples, **{f"stalled {k}": v for k, v in stalls.examples.items()}},
     )
     assert inputs == INPUTS
     # (a) no worker crashed or was replaced.
@@ -345,6 +424,11 @@ def test_live_fuzz(fuzz_server: Server, report: Report) -> None:
     assert tally.outcomes["hang"] == 0, tally.examples.get("hang")
     assert tally.outcomes["timed_out"] == 0, tally.examples.get("timed_out")
     assert tally.max_close < HANG_AFTER
+    # Without the half-close too: ended by the server, at the latest after its socket timeout.
+    assert sum(stalls.outcomes.values()) == STALLED
+    assert stalls.outcomes["hang"] == 0, stalls.examples.get("hang")
+    assert stalls.max_close < HANG_AFTER
+    assert stalls.outcomes["garbled"] == stalls.outcomes["error"] == 0, stalls.examples
     # (c) one line per bad input at most, no traceback, nothing at ERROR for malformed input.
     assert log["tracebacks"] == 0
     assert log["continuation_lines"] == 0
@@ -352,9 +436,11 @@ def test_live_fuzz(fuzz_server: Server, report: Report) -> None:
     assert log["levels"].get("ERROR", 0) == 0 and log["levels"].get("CRITICAL", 0) == 0
     assert log["others"] == []
     kinds = log["kinds"]
-    assert kinds.get("refused", 0) == tally.outcomes["refused"]
+    assert kinds.get("refused", 0) == tally.outcomes["refused"] + stalls.outcomes["refused"]
+    assert kinds.get("stalled", 0) >= stalls.outcomes["timed_out"]  # a 408 comes with its line
     per_input = sum(kinds.get(k, 0) for k in ("invalid", "went_away", "client", "stalled"))
-    assert per_input <= tally.outcomes["closed"]
+    closed = tally.outcomes["closed"] + stalls.outcomes["closed"] + stalls.outcomes["timed_out"]
+    assert per_input <= closed
     # Every response is well-formed; no 5xx (the app never fails on these inputs).
     assert tally.outcomes["garbled"] == 0, tally.examples.get("garbled")
     assert tally.outcomes["error"] == 0, tally.examples.get("error")
