@@ -150,6 +150,8 @@ class Tally:
         self.by_mutator: Counter[str] = Counter()
         self.by_mutator_outcome: dict[str, Counter[str]] = {}
         self.max_close = 0.0
+        #: The input that took longest to be closed (what it was, how it ended).
+        self.slowest = ""
         self.checks = 0
         self.check_failures: list[str] = []
         self.examples: dict[str, str] = {}
@@ -161,7 +163,9 @@ class Tally:
             self.ends[result.end] += 1
             self.by_mutator[mutator] += 1
             self.by_mutator_outcome.setdefault(mutator, Counter())[outcome] += 1
-            self.max_close = max(self.max_close, result.seconds)
+            if result.seconds > self.max_close:
+                self.max_close = result.seconds
+                self.slowest = f"{mutator}: {data[:120]!r} -> {result.end} {result.data[:80]!r}"
             if (
                 outcome in ("hang", "timed_out", "garbled", "error")
                 and outcome not in self.examples
@@ -414,6 +418,8 @@ def test_live_fuzz(fuzz_server: Server, report: Report) -> None:
         stalled_inputs=sum(stalls.outcomes.values()),
         stalled_outcomes=dict(stalls.outcomes),
         stalled_max_close_seconds=round(stalls.max_close, 3),
+        slowest_close=tally.slowest,
+        stalled_slowest_close=stalls.slowest,
         inputs_per_second=round((INPUTS - SEQUENTIAL) / concurrent_seconds),
         seconds=round(elapsed, 1),
         examples={**tally.examples, **{f"stalled {k}": v for k, v in stalls.examples.items()}},
