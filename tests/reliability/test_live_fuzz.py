@@ -334,7 +334,7 @@ def _scan_log(text: str, master: int) -> dict[str, Any]:
     tracebacks = respawns = continuation = 0
     for line in text.splitlines():
         if line.startswith("uwsgiapp serve: warning: ignoring unknown environment variable"):
-            continue  # the CLI, before logging is set up: UWSGIAPP_RELIABILITY* of the suite
+            continue  # the CLI, before logging is set up: the environment is not the input
         if "Traceback" in line:
             tracebacks += 1
         if "starting a new one" in line:
