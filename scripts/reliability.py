@@ -109,7 +109,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         jsonl = Path(tmp) / "results.jsonl"
-        env = dict(os.environ, UWSGIAPP_RELIABILITY="long", UWSGIAPP_RELIABILITY_OUT=str(jsonl))
+        env = dict(os.environ, RELIABILITY_SIZE="long", RELIABILITY_OUT=str(jsonl))
         argv = [sys.executable, "-m", "pytest", "-q", "tests/reliability"]
         if args.k:
             argv += ["-k", args.k]

@@ -1,9 +1,9 @@
 """Reliability suite: bad input, faults and long runs against a real ``uwsgiapp serve``.
 
 The same tests run at two sizes: short in CI (``make test``), long with
-``UWSGIAPP_RELIABILITY=long`` (``make reliability``, which also writes docs/RELIABILITY.md).
+``RELIABILITY_SIZE=long`` (``make reliability``, which also writes docs/RELIABILITY.md).
 Each test reports its figures through the ``report`` fixture; when
-``UWSGIAPP_RELIABILITY_OUT`` names a file, figures and outcomes are appended to it as JSON lines
+``RELIABILITY_OUT`` names a file, figures and outcomes are appended to it as JSON lines
 for ``scripts/reliability.py`` to render.
 """
 
@@ -19,8 +19,8 @@ import pytest
 
 T = TypeVar("T")
 
-LONG = os.environ.get("UWSGIAPP_RELIABILITY", "short") == "long"
-OUT = os.environ.get("UWSGIAPP_RELIABILITY_OUT", "")
+LONG = os.environ.get("RELIABILITY_SIZE", "short") == "long"
+OUT = os.environ.get("RELIABILITY_OUT", "")
 
 
 def sized(short: T, long: T) -> T:

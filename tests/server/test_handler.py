@@ -1456,6 +1456,27 @@ def test_server_protocol_cannot_inject_headers(extra: dict[str, str]) -> None:
     assert out.status_line.startswith("HTTP/1.0 ")
 
 
+@pytest.mark.parametrize("protocol", ["HTTP/1.1\n", "HTTP/1.\r", "HTTP/1.1\r\nX-Injected: 1"])
+def test_server_protocol_with_cr_lf_is_refused_before_the_app(logs: Logs, protocol: str) -> None:
+    # Found by live fuzzing: the app was called, then blamed at ERROR level ("bad response
+    # (status '200 OK' contains CR or LF)") with a 500, for the client's own bad var.
+    called: list[str] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        called.append(environ["PATH_INFO"])
+        return hello(environ, start_response)
+
+    extra = {"SERVER_PROTOCOL": protocol}
+    variables = {k: v for k, v in nginx_vars(**extra).items() if k != "CONTENT_LENGTH"}
+    for raw in (packet(**extra), build_request(variables)):  # with and without CONTENT_LENGTH
+        logs.clear()
+        out = run(make_handler(app), raw)
+        assert out.status_line == "HTTP/1.0 400 Bad Request"
+        assert [r.levelname for r in problems(logs)] == ["WARNING"]
+        assert "invalid SERVER_PROTOCOL" in one_line(problems(logs)[0])
+    assert called == []
+
+
 def test_custom_file_wrapper_from_the_settings_is_kept() -> None:
     class Wrapper(FileWrapper):
         pass

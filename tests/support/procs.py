@@ -286,3 +286,97 @@ def stack(workdir: Path, app: str, **options: Any) -> Iterator[tuple[Server, Ngi
     finally:
         nginx.stop()
         server.stop()
+
+
+# -- raw uwsgi clients and process checks (reliability suite) ---------------------------------
+
+
+def worker_pids(master_pid: int) -> set[int]:
+    """The pids of ``master_pid``'s children: its workers (Linux /proc)."""
+    path = Path(f"/proc/{master_pid}/task/{master_pid}/children")
+    return {int(p) for p in path.read_text().split()} if path.exists() else set()
+
+
+class RawResult:
+    """What a raw uwsgi exchange saw: the bytes the server sent and how the connection ended."""
+
+    __slots__ = ("data", "end", "seconds")
+
+    def __init__(self, data: bytes, end: str, seconds: float) -> None:
+        self.data = data
+        #: "eof" (closed by the server), "reset", "timeout" (still open after ``timeout``), or
+        #: "send-failed" (the server closed before taking all of our bytes; then EOF).
+        self.end = end
+        #: From our last byte sent (or the failed send) to the end of the connection.
+        self.seconds = seconds
+
+
+def uwsgi_exchange(
+    path: str, data: bytes, *, timeout: float, pieces: int = 1, delay: float = 0.0
+) -> RawResult:
+    """Send ``data`` to the unix socket ``path``, half-close, read until the server closes.
+
+    ``pieces`` > 1 sends the bytes in that many writes, ``delay`` seconds apart (byte-by-byte
+    delivery is ``pieces=len(data)``). The half-close makes a short packet end with EOF instead
+    of waiting for the server's socket timeout.
+    """
+    sock = socket.socket(socket.AF_UNIX)
+    sock.settimeout(timeout)
+    end = "eof"
+    try:
+        sock.connect(path)
+        try:
+            if pieces <= 1:
+                sock.sendall(data)
+            else:
+                step = max(1, -(-len(data) // pieces))
+                for i in range(0, len(data), step):
+                    if i and delay:
+                        time.sleep(delay)
+                    sock.sendall(data[i : i + step])
+            sock.shutdown(socket.SHUT_WR)
+        except (BrokenPipeError, ConnectionResetError):
+            end = "send-failed"
+        except TimeoutError:  # the server stopped reading and did not close
+            return RawResult(b"", "timeout", timeout)
+        started = time.monotonic()
+        chunks = []
+        try:
+            while chunk := sock.recv(262144):
+                chunks.append(chunk)
+        except ConnectionResetError:
+            end = "reset"
+        except TimeoutError:
+            end = "timeout"
+        return RawResult(b"".join(chunks), end, time.monotonic() - started)
+    finally:
+        sock.close()
+
+
+class LogCursor:
+    """Reads what a growing log file gained since the last call."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = path.stat().st_size if path.exists() else 0
+
+    def new_lines(self) -> list[str]:
+        """Whole lines written since the last call (a partial last line waits for the next)."""
+        if not self.path.exists():
+            return []
+        with open(self.path, "rb") as f:
+            f.seek(self.offset)
+            text = f.read()
+        cut = text.rfind(b"\n") + 1
+        self.offset += cut
+        return text[:cut].decode("latin-1").splitlines()
+
+
+def wait_for_workers(server: Server, count: int, timeout: float = 10) -> set[int]:
+    """Wait until the master has ``count`` workers and has logged starting them; their pids."""
+    wait_until(
+        lambda: len(worker_pids(server.pid)) == count and "workers" in server.log(),
+        timeout,
+        f"{count} workers",
+    )
+    return worker_pids(server.pid)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from uwsgiapp.wsgi.input import CHUNK, EMPTY_INPUT, ClientDisconnected, InputStream
+from uwsgiapp.wsgi.input import CHUNK, EMPTY_INPUT, MAX_PULL, ClientDisconnected, InputStream
 
 
 class Script:
@@ -315,6 +315,20 @@ def test_client_disconnected_is_an_oserror() -> None:
 def test_close_is_harmless() -> None:
     s, _ = stream(BODY, 5)
     s.close()
+
+
+def test_huge_content_length_never_asks_for_it_at_once() -> None:
+    # Found by live fuzzing: CONTENT_LENGTH 99999999999999999 without limit-post made read()
+    # ask os.read for that many bytes: a MemoryError (an app traceback and a 500), not the
+    # ClientDisconnected of a short body.
+    s, reader = stream(b"x" * 100, length=10**17)
+    with pytest.raises(ClientDisconnected):
+        s.read(10**17)
+    assert max(reader.calls) <= MAX_PULL
+    s, reader = stream(b"x" * 100, length=10**17)
+    with pytest.raises(ClientDisconnected):
+        s.readline(10**17)
+    assert max(reader.calls) <= MAX_PULL
 
 
 # -- EMPTY_INPUT ---------------------------------------------------------------------------------

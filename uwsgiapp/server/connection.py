@@ -378,6 +378,12 @@ class Handler:
     ) -> None:
         environ = build_environ(variables, modifier1, self.template, self.mount, has_magic)
         protocol = environ["SERVER_PROTOCOL"]
+        if protocol not in _PROTOCOLS and ("\n" in protocol or "\r" in protocol):
+            # The client's own line ending in our status line: refuse it here, or the app is
+            # called and then blamed (an ERROR) for a head we cannot render.
+            reason = "invalid SERVER_PROTOCOL: contains CR or LF"
+            self._refuse(fd, peer, environ, BadRequest("400 Bad Request", reason), rest)
+            return
         length_var = environ.get("CONTENT_LENGTH")
         stream = EMPTY_INPUT
         if length_var:
@@ -413,7 +419,7 @@ class Handler:
         payload = _error_response(environ["SERVER_PROTOCOL"], exc.status, exc.reason)
         try:
             send_all(fd, payload, self.timeout)
-            length_var = environ["CONTENT_LENGTH"]
+            length_var = environ.get("CONTENT_LENGTH") or ""
             if exc.status[:3] == "413" and len(length_var) <= 18:
                 # Too large, but well-formed: read it away as for any unread body, so nginx
                 # gets the 413 and not a reset (a 502).

@@ -9,6 +9,9 @@ from collections.abc import Callable, Iterator
 Reader = Callable[[int], bytes]
 
 CHUNK = 65536
+#: The most one read asks of the connection: a read buffer is allocated at the size asked for,
+#: so ``read(n)`` with a hostile CONTENT_LENGTH (no limit-post) must not ask for ``n`` at once.
+MAX_PULL = 16 * CHUNK
 
 
 class ClientDisconnected(OSError):
@@ -42,11 +45,12 @@ class InputStream:
         self.broken = False
 
     def _pull(self, want: int) -> bytes:
-        """One read from the connection: 1..max(want, CHUNK) bytes, never past the body."""
+        """One read from the connection: 1..max(want, CHUNK) bytes (at most MAX_PULL), never
+        past the body."""
         if self.broken:
             raise ClientDisconnected("the request body was already cut short (client gone)")
         try:
-            data = self._reader(min(max(want, CHUNK), self.remaining))
+            data = self._reader(min(max(want, CHUNK), self.remaining, MAX_PULL))
         except ClientDisconnected:
             self.broken = True
             raise
