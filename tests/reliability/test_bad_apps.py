@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from reliability.conftest import Report
-from support.procs import Nginx, Server, children, free_port, stack, wait_until
+from support.procs import Nginx, Server, free_port, stack, wait_until, worker_pids
 
 pytestmark = pytest.mark.nginx
 
@@ -350,7 +350,7 @@ def test_fds_exhausted_outside_a_request_make_accept_recycle_the_worker(
         new = entries(server.log()[mark:])
         errors = [text for level, text in new if level == "ERROR"]
         assert after != pid
-        assert pid not in children(server.pid)
+        assert pid not in worker_pids(server.pid)
         assert len(errors) == 1, errors
         assert "accept()" in errors[0] and "Too many open files" in errors[0]
         assert "recycling this worker" in errors[0]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from reliability.conftest import Report, sized
 from support.load import Load, LoadResult
-from support.procs import Nginx, Server, children, stack, wait_until
+from support.procs import Nginx, Server, stack, wait_until, worker_pids
 
 import protocol
 
@@ -81,24 +81,26 @@ def test_kill_9_random_worker_every_second_under_load(
     kills = 0
     replacements: list[int] = []
     with stack(tmp_path, APP, workers=workers) as (server, nginx):
-        wait_until(lambda: len(children(server.pid)) == workers, 10, f"{workers} workers")
-        first = children(server.pid)
+        wait_until(lambda: len(worker_pids(server.pid)) == workers, 10, f"{workers} workers")
+        first = worker_pids(server.pid)
         with Load(nginx.port, mixed_path, clients=workers * 2 + 2) as load:
             load.wait_for(200, 20)
             next_kill = time.monotonic() + 1
             for _ in range(seconds):
                 time.sleep(max(0.0, next_kill - time.monotonic()))
                 next_kill += 1
-                before = children(server.pid)
+                before = worker_pids(server.pid)
                 victim = rng.choice(sorted(before))
                 os.kill(victim, signal.SIGKILL)
                 kills += 1
                 wait_until(
-                    lambda v=victim: v not in (now := children(server.pid)) and len(now) == workers,
+                    lambda v=victim: (
+                        v not in (now := worker_pids(server.pid)) and len(now) == workers
+                    ),
                     5,
                     "a replacement worker",
                 )
-                (new,) = children(server.pid) - before
+                (new,) = worker_pids(server.pid) - before
                 replacements.append(new)
                 # The replacement takes traffic (the load saturates every worker).
                 wait_until(lambda p=new: p in served_by(load.result), 5, f"worker {new} serving")
@@ -106,7 +108,7 @@ def test_kill_9_random_worker_every_second_under_load(
         result = load.result
         by_path = nginx_lines(nginx)
         lines = {path: by_path.get(path, "") for path in failed_paths(result)}
-        alive = children(server.pid)
+        alive = worker_pids(server.pid)
         log = server.log()
     report.add(
         workers=workers,
@@ -141,8 +143,8 @@ def test_hup_every_two_seconds_under_load_drops_nothing(
     )
     generations: list[set[int]] = []
     with stack(tmp_path, APP, workers=workers, lazy_apps=True) as (server, nginx):
-        wait_until(lambda: len(children(server.pid)) == workers, 10, f"{workers} workers")
-        generations.append(children(server.pid))
+        wait_until(lambda: len(worker_pids(server.pid)) == workers, 10, f"{workers} workers")
+        generations.append(worker_pids(server.pid))
         with Load(nginx.port, mixed_path, clients=workers * 3) as load:
             load.wait_for(200, 20)
             for _ in range(reloads):
@@ -150,11 +152,11 @@ def test_hup_every_two_seconds_under_load_drops_nothing(
                 old = generations[-1]
                 server.signal(signal.SIGHUP)
                 wait_until(
-                    lambda o=old: not (now := children(server.pid)) & o and len(now) == workers,
+                    lambda o=old: not (now := worker_pids(server.pid)) & o and len(now) == workers,
                     15,
                     "the old generation to be replaced",
                 )
-                generations.append(children(server.pid))
+                generations.append(worker_pids(server.pid))
                 time.sleep(max(0.0, 2.0 - (time.monotonic() - started)))
             # Every worker of the last generation takes traffic.
             wait_until(lambda: generations[-1] <= served_by(load.result), 10, "the new workers")
@@ -192,7 +194,7 @@ def test_term_under_load_loses_no_request_that_reached_the_server(
     nginx = Nginx(tmp_path / "nginx", server.upstream)
     try:
         nginx.start()
-        wait_until(lambda: len(children(server.pid)) == workers, 10, f"{workers} workers")
+        wait_until(lambda: len(worker_pids(server.pid)) == workers, 10, f"{workers} workers")
 
         def path_for(n: int) -> str:
             # Mostly slow requests: with 4x more clients than workers, the backlog fills.
@@ -255,14 +257,14 @@ def test_chaos_kill_hup_ttin_ttou_under_load(
     desired = 3
     ops = {"kill": 0, "hup": 0, "ttin": 0, "ttou": 0}
     with stack(tmp_path, APP, workers=desired) as (server, nginx):
-        wait_until(lambda: len(children(server.pid)) == desired, 10, f"{desired} workers")
+        wait_until(lambda: len(worker_pids(server.pid)) == desired, 10, f"{desired} workers")
         with Load(nginx.port, mixed_path, clients=8) as load:
             load.wait_for(200, 20)
             deadline = time.monotonic() + seconds
             while time.monotonic() < deadline:
                 time.sleep(rng.uniform(0.05, 0.6))
                 op = rng.choice(["kill", "kill", "hup", "ttin", "ttou"])
-                if op == "kill" and (pids := sorted(children(server.pid))):
+                if op == "kill" and (pids := sorted(worker_pids(server.pid))):
                     os.kill(rng.choice(pids), signal.SIGKILL)
                 elif op == "hup":
                     server.signal(signal.SIGHUP)
@@ -275,8 +277,8 @@ def test_chaos_kill_hup_ttin_ttou_under_load(
                 else:
                     continue
                 ops[op] += 1
-            wait_until(lambda: len(children(server.pid)) == desired, 30, f"{desired} workers")
-            final = children(server.pid)
+            wait_until(lambda: len(worker_pids(server.pid)) == desired, 30, f"{desired} workers")
+            final = worker_pids(server.pid)
             wait_until(lambda: final <= served_by(load.result), 10, "every worker serving")
         result = load.result
         by_path = nginx_lines(nginx)
@@ -326,8 +328,8 @@ def test_hup_while_a_slow_client_is_mid_request_under_load(
         }
     )
     with stack(tmp_path, APP, workers=1, socket_timeout=20) as (server, nginx):
-        wait_until(lambda: len(children(server.pid)) == 1, 10, "1 worker")
-        (old,) = children(server.pid)
+        wait_until(lambda: len(worker_pids(server.pid)) == 1, 10, "1 worker")
+        (old,) = worker_pids(server.pid)
         slow = socket.socket(socket.AF_UNIX)
         slow.settimeout(30)
         slow.connect(server.socket)
@@ -335,8 +337,8 @@ def test_hup_while_a_slow_client_is_mid_request_under_load(
         with Load(nginx.port, mixed_path, clients=4) as load:
             load.wait_for(100, 20)
             server.signal(signal.SIGHUP)
-            wait_until(lambda: len(children(server.pid) - {old}) == 1, 10, "the new worker")
-            (new,) = children(server.pid) - {old}
+            wait_until(lambda: len(worker_pids(server.pid) - {old}) == 1, 10, "the new worker")
+            (new,) = worker_pids(server.pid) - {old}
             wait_until(lambda: new in served_by(load.result), 10, "the new worker serving")
             before = cpu_seconds(old)
             time.sleep(2)
@@ -346,7 +348,7 @@ def test_hup_while_a_slow_client_is_mid_request_under_load(
             while chunk := slow.recv(65536):
                 answer += chunk
             slow.close()
-            wait_until(lambda: old not in children(server.pid), 10, "the old worker to exit")
+            wait_until(lambda: old not in worker_pids(server.pid), 10, "the old worker to exit")
             load.wait_for(load.result.total + 100, 20)
         result = load.result
         errors = nginx.upstream_errors()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from reliability.conftest import LONG, Report, sized
 from support.load import Call, Load
-from support.procs import children, stack, wait_until
+from support.procs import stack, wait_until, worker_pids
 
 pytestmark = pytest.mark.nginx
 
@@ -75,8 +75,8 @@ def test_soak_mixed_requests_memory_and_fds_stay_flat(
     )
     started = time.monotonic()
     with stack(tmp_path, APP, workers=2) as (server, nginx):
-        wait_until(lambda: len(children(server.pid)) == 2, 10, "2 workers")
-        workers = sorted(children(server.pid))
+        wait_until(lambda: len(worker_pids(server.pid)) == 2, 10, "2 workers")
+        workers = sorted(worker_pids(server.pid))
         sent = 0
         failures: list[str] = []
 
@@ -97,7 +97,7 @@ def test_soak_mixed_requests_memory_and_fds_stay_flat(
         for i in range(checkpoints):
             run(step if i < checkpoints - 1 else total - warmup - step * (checkpoints - 1))
             series.append(sample())
-        still = sorted(children(server.pid))
+        still = sorted(worker_pids(server.pid))
         errors = nginx.upstream_errors()
         log = server.log()
     seconds = time.monotonic() - started

@@ -65,12 +65,6 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
     raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
 
 
-def children(pid: int) -> set[int]:
-    """Child pids of ``pid`` (Linux /proc): a master's workers."""
-    path = Path(f"/proc/{pid}/task/{pid}/children")
-    return {int(p) for p in path.read_text().split()} if path.exists() else set()
-
-
 def _connects(address: str) -> bool:
     if address.startswith("/"):
         with socket.socket(socket.AF_UNIX) as s:
