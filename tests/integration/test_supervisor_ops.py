@@ -3,14 +3,19 @@ workers, RSS recycling, re-importing a preloaded app on HUP."""
 
 from __future__ import annotations
 
+import grp
+import json
 import os
+import pwd
 import signal
 import socket
+import stat
+import tempfile
 import time
 from pathlib import Path
 
 import pytest
-from support.procs import Server, wait_until
+from support.procs import Nginx, Server, wait_until
 
 import protocol
 
@@ -85,3 +90,110 @@ def test_workers_exit_when_the_master_is_killed(tmp_path: Path) -> None:
     # The orphaned worker finished the request it was in before leaving.
     assert answer.startswith(b"HTTP/1.1 200 OK"), answer[:200]
     assert not [line for line in server.log().splitlines() if "Traceback" in line]
+
+
+def _drop_target() -> tuple[str, int, str, int]:
+    """An unprivileged user and nginx's usual group on this machine."""
+    if os.geteuid() != 0:
+        pytest.skip("dropping privileges needs root")
+    try:
+        user, group = pwd.getpwnam("nobody"), grp.getgrnam("www-data")
+    except KeyError:
+        pytest.skip("needs the user nobody and the group www-data")
+    return user.pw_name, user.pw_uid, group.gr_name, group.gr_gid
+
+
+def _socket_dir(owner: tuple[int, int] | None, mode: int) -> str:
+    path = tempfile.mkdtemp(prefix="uwa-")
+    if owner:
+        os.chown(path, *owner)
+    os.chmod(path, mode)
+    return path
+
+
+def _ids_of(pid: int) -> tuple[list[int], list[int], list[int]]:
+    return status_field(pid, "Uid"), status_field(pid, "Gid"), status_field(pid, "Groups")
+
+
+def test_uid_gid_master_and_workers_drop_and_nginx_uses_the_socket(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    user, uid, group, gid = _drop_target()
+    # The usual layout: a socket directory owned by the app user, nginx in the socket's group.
+    sockdir = _socket_dir((uid, gid), 0o750)
+    sock = os.path.join(sockdir, "app.sock")
+    server = Server(tmp_path / "server", "supervisor_app:app", socket=sock, workers=2)
+    server.options.update(uid=user, gid=group)
+    nginx = Nginx(tmp_path / "nginx", server.upstream, user=f"www-data {group}")
+    server.start()
+    try:
+        nginx.start()
+        wait_until(lambda: len(children(server.pid)) == 2, 10, "2 workers")
+        groups = sorted(set(os.getgrouplist(user, gid)))
+        for pid in {server.pid} | children(server.pid):
+            assert _ids_of(pid) == ([uid] * 4, [gid] * 4, groups), pid
+        nginx_workers = children(nginx.proc.pid)  # type: ignore[union-attr]
+        assert nginx_workers and all(status_field(p, "Uid")[1] != 0 for p in nginx_workers)
+        st = os.stat(sock)
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, gid, 0o660)
+        for _ in range(4):
+            code, _, body = nginx.request("GET", "/ids")
+            assert code == 200, body
+            assert json.loads(body)["uid"] == uid and json.loads(body)["gid"] == gid
+        server.signal(signal.SIGTERM)
+        assert server.wait(10) == 0
+    finally:
+        nginx.stop()
+        server.stop()
+    assert not os.path.exists(sock)  # the dropped master could remove it
+    assert "could not remove" not in server.log()
+    assert f"running as uid {uid} gid {gid}" in server.log()
+    os.rmdir(sockdir)
+
+
+def test_uid_gid_socket_in_a_root_owned_dir_is_left_with_a_warning(tmp_path: Path) -> None:
+    user, _, group, _ = _drop_target()
+    sockdir = _socket_dir(None, 0o755)  # root's: the dropped master cannot unlink in it
+    sock = os.path.join(sockdir, "app.sock")
+    server = Server(tmp_path / "one", "supervisor_app:app", socket=sock, uid=user, gid=group)
+    server.start()
+    try:
+        with socket.socket(socket.AF_UNIX) as client:
+            client.settimeout(10)
+            client.connect(sock)
+            client.sendall(uwsgi_get("/ids"))
+            assert read_all(client).startswith(b"HTTP/1.1 200 OK")
+        server.signal(signal.SIGTERM)
+        assert server.wait(10) == 0
+    finally:
+        server.stop()
+    log = server.log()
+    assert f"{sock}: after --uid/--gid the master cannot write its directory" in log
+    assert f"could not remove socket file {sock}" in log
+    assert os.path.exists(sock)
+    # The next start replaces the stale file.
+    again = Server(tmp_path / "two", "supervisor_app:app", socket=sock).start()
+    try:
+        assert again.stop() == 0
+    finally:
+        again.stop()
+    assert "removed stale socket file" in again.log()
+    assert not os.path.exists(sock)
+    os.rmdir(sockdir)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("uid", "no-such-user-here"), ("gid", "no-such-group-here")]
+)
+def test_unknown_uid_or_gid_stops_start_up_naming_the_option(
+    tmp_path: Path, option: str, value: str
+) -> None:
+    server = Server(tmp_path, "supervisor_app:app", **{option: value}).start(wait=False)
+    try:
+        code = server.wait(5)
+    finally:
+        server.stop()
+    assert code == 3
+    kind = "user" if option == "uid" else "group"
+    assert f"--{option}: no such {kind} {value!r}" in server.log()
+    assert not os.path.exists(server.socket)  # refused before binding
