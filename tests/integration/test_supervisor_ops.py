@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
-from support.procs import Nginx, Server, wait_until
+from support.load import Load
+from support.procs import Nginx, Server, stack, wait_until
 
 import protocol
 
@@ -197,3 +198,33 @@ def test_unknown_uid_or_gid_stops_start_up_naming_the_option(
     kind = "user" if option == "uid" else "group"
     assert f"--{option}: no such {kind} {value!r}" in server.log()
     assert not os.path.exists(server.socket)  # refused before binding
+
+
+def test_reload_on_rss_recycles_the_grown_worker_after_its_request(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    # A worker starts near 25 MB; /grow?60 takes it well past 60 MB. 12 clients of 50 ms
+    # requests keep the 2 workers' shared backlog from ever running empty: the recycled worker
+    # must leave after its request, not drain that queue until the graceful timeout kills it.
+    with stack(
+        tmp_path, "supervisor_app:app", workers=2, reload_on_rss=60, graceful_timeout=20
+    ) as (server, nginx):
+        wait_until(lambda: len(children(server.pid)) == 2, 10, "2 workers")
+        first = children(server.pid)
+        with Load(nginx.port, lambda n: "/sleep?0.05", clients=12) as load:
+            load.wait_for(50, 20)
+            code, _, body = nginx.request("GET", "/grow?60")
+            assert code == 200, body  # the grown worker finished its request
+            grown = int(body.split()[-1])
+            wait_until(lambda: not alive(grown), 5, "the grown worker to be recycled")
+            wait_until(lambda: len(children(server.pid)) == 2, 5, "a replacement worker")
+            load.wait_for(load.result.total + 40, 20)
+        result = load.result
+        errors = nginx.upstream_errors()
+    assert result.failures == [], result.failures[:10]
+    assert errors == []
+    log = server.log()
+    assert f"(pid {grown}) RSS" in log and "recycling" in log
+    assert f"(pid {grown}) exited with code 0" in log
+    served_by = {int(key.split()[-1]) for key in result.bodies}
+    assert served_by - first, "no replacement worker served the load"
