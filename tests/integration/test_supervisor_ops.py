@@ -228,3 +228,68 @@ def test_reload_on_rss_recycles_the_grown_worker_after_its_request(
     assert f"(pid {grown}) exited with code 0" in log
     served_by = {int(key.split()[-1]) for key in result.bodies}
     assert served_by - first, "no replacement worker served the load"
+
+
+PRELOADED_APP = """
+import os
+VERSION = {version!r}
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [VERSION.encode()]
+"""
+
+
+def _answers(nginx: Nginx, expected: bytes, times: int = 6) -> bool:
+    """Several requests in a row (so every worker is asked) all answer ``expected``."""
+    return all(nginx.request("GET", "/")[2] == expected for _ in range(times))
+
+
+def test_hup_with_reload_preloaded_reimports_and_survives_a_broken_module(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    appdir = tmp_path / "app"
+    appdir.mkdir()
+    module = appdir / "preapp.py"
+    module.write_text(PRELOADED_APP.format(version="v1"))
+    options = {"workers": 2, "reload_preloaded": True, "pythonpath": [str(appdir)]}
+    with stack(tmp_path, "preapp:app", **options) as (server, nginx):
+        assert _answers(nginx, b"v1")
+        with Load(nginx.port, lambda n: "/", clients=4) as load:
+            load.wait_for(100, 20)
+            # Another length too: a same-size rewrite in the same second could reuse the .pyc.
+            module.write_text(PRELOADED_APP.format(version="v2-new"))
+            server.signal(signal.SIGHUP)
+            wait_until(lambda: _answers(nginx, b"v2-new"), 10, "the new code to answer")
+            load.wait_for(load.result.total + 100, 20)
+            module.write_text(PRELOADED_APP.format(version="v3") + "def broken(:\n")
+            server.signal(signal.SIGHUP)
+            wait_until(lambda: "cannot re-import the app" in server.log(), 10, "the import error")
+            wait_until(lambda: server.log().count("new workers ready") == 2, 10, "the 2nd reload")
+            assert _answers(nginx, b"v2-new")
+            load.wait_for(load.result.total + 100, 20)
+        result = load.result
+        errors = nginx.upstream_errors()
+    assert result.failures == [], result.failures[:10]
+    assert errors == []
+    assert set(result.bodies) == {"v1", "v2-new"}
+    log = server.log()
+    assert "SyntaxError" in log and "keeping the old code" in log
+    assert log.count("reload: app re-imported") == 1
+
+
+def test_hup_without_reload_preloaded_keeps_the_preloaded_code(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    appdir = tmp_path / "app"
+    appdir.mkdir()
+    module = appdir / "preapp.py"
+    module.write_text(PRELOADED_APP.format(version="v1"))
+    with stack(tmp_path, "preapp:app", workers=2, pythonpath=[str(appdir)]) as (server, nginx):
+        wait_until(lambda: len(children(server.pid)) == 2, 10, "2 workers")
+        old = children(server.pid)
+        module.write_text(PRELOADED_APP.format(version="v2-new"))
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: not children(server.pid) & old, 10, "the old workers to be replaced")
+        assert _answers(nginx, b"v1")  # new workers, forked from the master's old code
+    assert "re-import" not in server.log()
