@@ -123,8 +123,12 @@ def test_uid_gid_master_and_workers_drop_and_nginx_uses_the_socket(
     # The usual layout: a socket directory owned by the app user, nginx in the socket's group.
     sockdir = _socket_dir((uid, gid), 0o750)
     sock = os.path.join(sockdir, "app.sock")
+    # Logs in root's directory: created before the drop and handed over, so the workers (which
+    # open the access log after fork) and USR1 can still write them.
+    logdir = _socket_dir(None, 0o755)
+    access_log = Path(logdir) / "access.log"
     server = Server(tmp_path / "server", "supervisor_app:app", socket=sock, workers=2)
-    server.options.update(uid=user, gid=group)
+    server.options.update(uid=user, gid=group, access_log="uwsgi", access_log_file=access_log)
     nginx = Nginx(tmp_path / "nginx", server.upstream, user=f"www-data {group}")
     server.start()
     try:
@@ -141,15 +145,22 @@ def test_uid_gid_master_and_workers_drop_and_nginx_uses_the_socket(
             code, _, body = nginx.request("GET", "/ids")
             assert code == 200, body
             assert json.loads(body)["uid"] == uid and json.loads(body)["gid"] == gid
+        server.signal(signal.SIGUSR1)  # reopen the logs as the dropped user
+        wait_until(lambda: nginx.request("GET", "/ids?after-usr1")[0] == 200, 5, "a request")
+        wait_until(lambda: "/ids?after-usr1" in access_log.read_text(), 5, "its access line")
         server.signal(signal.SIGTERM)
         assert server.wait(10) == 0
     finally:
         nginx.stop()
         server.stop()
     assert not os.path.exists(sock)  # the dropped master could remove it
-    assert "could not remove" not in server.log()
-    assert f"running as uid {uid} gid {gid}" in server.log()
+    log = server.log()
+    assert "could not remove" not in log and "Traceback" not in log, log
+    assert f"running as uid {uid} gid {gid}" in log
+    assert access_log.read_text().count("GET /ids") == 5
     os.rmdir(sockdir)
+    access_log.unlink()
+    os.rmdir(logdir)
 
 
 def test_uid_gid_socket_in_a_root_owned_dir_is_left_with_a_warning(tmp_path: Path) -> None:

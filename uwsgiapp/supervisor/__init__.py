@@ -66,6 +66,21 @@ def _warn_unremovable(ids: Ids, paths: list[str]) -> None:
             )
 
 
+def _log_files(config: Config) -> list[str]:
+    """Log files the dropped processes write: created now, while we may, to be handed over.
+
+    Workers open the access log after fork, i.e. after the drop, and USR1 reopens both logs.
+    """
+    paths = [config.error_log_file]
+    if config.access_log != "off":
+        paths.append(config.access_log_file)
+    files = [path for path in paths if path not in ("", "-")]
+    for path in files:
+        with open(path, "a"):
+            pass
+    return files
+
+
 def _report_leftovers(listeners: list[Listener], pidfile: str) -> None:
     for listener in listeners:
         if listener.path and listener.inode is not None:
@@ -98,7 +113,7 @@ def serve(config: Config) -> int:
         if ids.wanted:
             sockets = [listener.path for listener in listeners if listener.path]
             try:
-                privileges.drop(ids, sockets)
+                privileges.drop(ids, sockets + _log_files(config))
             except (PrivilegeError, OSError) as exc:
                 log.error("cannot drop privileges: %s", exc)
                 return EXIT_BIND
