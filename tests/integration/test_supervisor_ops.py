@@ -137,8 +137,13 @@ def test_uid_gid_master_and_workers_drop_and_nginx_uses_the_socket(
         groups = sorted(set(os.getgrouplist(user, gid)))
         for pid in {server.pid} | children(server.pid):
             assert _ids_of(pid) == ([uid] * 4, [gid] * 4, groups), pid
-        nginx_workers = children(nginx.proc.pid)  # type: ignore[union-attr]
-        assert nginx_workers and all(status_field(p, "Uid")[1] != 0 for p in nginx_workers)
+        nginx_pid = nginx.proc.pid  # type: ignore[union-attr]
+
+        def nginx_unprivileged() -> bool:  # its workers switch user just after fork
+            workers = children(nginx_pid)
+            return bool(workers) and all(status_field(p, "Uid")[1] != 0 for p in workers)
+
+        wait_until(nginx_unprivileged, 5, "nginx workers running as www-data")
         st = os.stat(sock)
         assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, gid, 0o660)
         for _ in range(4):
@@ -191,6 +196,8 @@ def test_uid_gid_socket_in_a_root_owned_dir_is_left_with_a_warning(tmp_path: Pat
     # The next start replaces the stale file.
     again = Server(tmp_path / "two", "supervisor_app:app", socket=sock).start()
     try:
+        # Its socket answers before the master handles TERM: wait for a worker first.
+        wait_until(lambda: len(children(again.pid)) == 1, 10, "a worker")
         assert again.stop() == 0
     finally:
         again.stop()
@@ -276,6 +283,7 @@ def test_hup_with_reload_preloaded_reimports_and_survives_a_broken_module(
             # Another length too: a same-size rewrite in the same second could reuse the .pyc.
             module.write_text(PRELOADED_APP.format(version="v2-new"))
             server.signal(signal.SIGHUP)
+            wait_until(lambda: "new workers ready" in server.log(), 10, "the 1st reload")
             wait_until(lambda: _answers(nginx, b"v2-new"), 10, "the new code to answer")
             load.wait_for(load.result.total + 100, 20)
             module.write_text(PRELOADED_APP.format(version="v3") + "def broken(:\n")
