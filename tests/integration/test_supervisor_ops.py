@@ -317,3 +317,23 @@ def test_hup_without_reload_preloaded_keeps_the_preloaded_code(
         wait_until(lambda: not children(server.pid) & old, 10, "the old workers to be replaced")
         assert _answers(nginx, b"v1")  # new workers, forked from the master's old code
     assert "re-import" not in server.log()
+
+
+def test_term_while_the_app_imports_stops_cleanly(tmp_path: Path) -> None:
+    # Docker may stop a container that is still starting: the master has bound its socket and
+    # is importing a slow app, its own signal handling is not running yet.
+    (tmp_path / "slowimport.py").write_text(
+        "import time\ntime.sleep(3)\ndef app(environ, start_response):\n    return []\n"
+    )
+    pidfile = tmp_path / "app.pid"
+    server = Server(tmp_path, "slowimport:app", pythonpath=[str(tmp_path)], pidfile=pidfile)
+    server.start(wait=False)
+    try:
+        wait_until(lambda: "listening on" in server.log(), 10, "the socket to be bound")
+        server.signal(signal.SIGTERM)
+        code = server.wait(5)
+    finally:
+        server.stop()
+    assert code == 0
+    assert "SIGTERM during start-up: stopped" in server.log()
+    assert not os.path.exists(server.socket) and not pidfile.exists()

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
 import sys
+from types import FrameType
 
 from protocol import Limits
 from uwsgiapp.config import Config
@@ -29,6 +31,7 @@ log = logging.getLogger("uwsgiapp.error")
 
 #: Exit code when a socket cannot be bound or privileges cannot be dropped.
 EXIT_BIND = 3
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 __all__ = ["EXIT_APP_LOAD", "EXIT_BIND", "EXIT_BOOT_LOOP", "build_handler", "serve"]
 
@@ -92,8 +95,31 @@ def _report_leftovers(listeners: list[Listener], pidfile: str) -> None:
         log.warning("could not remove pidfile %s", pidfile)
 
 
+class _StopDuringStart(KeyboardInterrupt):
+    """TERM/INT/QUIT before the master loop runs; a KeyboardInterrupt so that it passes
+    through the app importer (which turns other exceptions into an import error)."""
+
+
+def _stop_during_start(signum: int, frame: FrameType | None) -> None:
+    raise _StopDuringStart(signal.Signals(signum).name)
+
+
 def serve(config: Config) -> int:
     """Run ``uwsgiapp serve`` with ``config``; returns the process exit code."""
+    # Until the arbiter installs its handlers (after a possibly slow app import), a stop signal
+    # must still unwind through the clean-up below instead of killing us with files left.
+    previous = {s: signal.signal(s, _stop_during_start) for s in STOP_SIGNALS}
+    try:
+        return _serve(config)
+    except _StopDuringStart as exc:
+        log.info("%s during start-up: stopped", exc)
+        return 0
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _serve(config: Config) -> int:
     setup_error_log(config.error_log_file)
     try:  # before binding: a bad name must not leave a socket behind
         ids = privileges.resolve(config.uid, config.gid)
