@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 from support.load import Load
-from support.procs import Nginx, Server, stack, wait_until
+from support.procs import Nginx, Server, free_port, stack, wait_until
 
 import protocol
 
@@ -337,3 +337,27 @@ def test_term_while_the_app_imports_stops_cleanly(tmp_path: Path) -> None:
     assert code == 0
     assert "SIGTERM during start-up: stopped" in server.log()
     assert not os.path.exists(server.socket) and not pidfile.exists()
+
+
+def test_term_on_a_tcp_socket_under_sustained_load_stops_without_killing(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    # A TCP listener cannot refuse new connections while it is open, so under load its queue
+    # never empties: workers drain what was queued at TERM, not "until empty" (which lasted
+    # until the graceful-timeout SIGKILL and cost the requests in flight).
+    address = f"127.0.0.1:{free_port()}"
+    with stack(tmp_path, "supervisor_app:app", socket=address, workers=2, graceful_timeout=20) as (
+        server,
+        nginx,
+    ):
+        with Load(nginx.port, lambda n: "/sleep?0.05", clients=12) as load:
+            load.wait_for(60, 20)
+            server.signal(signal.SIGTERM)
+            code = server.wait(10)  # well before the graceful timeout
+        errors = nginx.upstream_errors()
+    assert code == 0
+    assert "killing it" not in server.log()
+    # Connections that queued up after the drain are reset when the socket closes (as with
+    # any server on TCP); none was cut off while a worker was answering it.
+    assert not [e for e in errors if "prematurely closed" in e], errors
+    assert load.result.ok >= 60

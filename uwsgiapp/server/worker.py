@@ -19,7 +19,7 @@ from types import FrameType
 from typing import Protocol
 
 from uwsgiapp.server.connection import Handler
-from uwsgiapp.server.listeners import Listener
+from uwsgiapp.server.listeners import Listener, queued_connections
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -109,19 +109,28 @@ class Worker:
                     self._idle_wait()
             if self.drain_backlog:
                 for listener in self.listeners:
-                    self._accept_batch(listener, draining=True)
+                    self._accept_batch(
+                        listener, draining=True, limit=queued_connections(listener.sock)
+                    )
         finally:
             epoll.close()
             self._epoll = None
 
-    def _accept_batch(self, listener: Listener, draining: bool = False) -> bool:
-        """Serve connections from one listener until its queue is empty (or we must stop)."""
+    def _accept_batch(
+        self, listener: Listener, draining: bool = False, limit: int | None = None
+    ) -> bool:
+        """Serve connections from one listener until its queue is empty (or we must stop).
+
+        ``limit``: when draining, serve at most this many (what was queued when we started).
+        """
         accept = listener.sock._accept  # type: ignore[attr-defined]  # raw (fd, addr): no socket object
         allow = listener.allow
         handle = self.handler.handle
         hooks = self.hooks
         served = False
-        while self.alive or draining:
+        drained = 0
+        while self.alive or (draining and (limit is None or drained < limit)):
+            drained += 1
             try:
                 fd, addr = accept()
             except BlockingIOError:
