@@ -63,8 +63,8 @@ def _warn_unremovable(ids: Ids, paths: list[str]) -> None:
         if not privileges.stays_removable(path, ids):
             log.warning(
                 "%s: after --uid/--gid the master cannot write its directory, so it cannot "
-                "remove this file at exit (a stale socket file is replaced at the next start); "
-                "put it in a directory the user owns (e.g. /run/app) to have it removed",
+                "remove this file on TERM or at exit (a stale socket file is replaced at the "
+                "next start); put it in a directory the user owns (e.g. /run/app)",
                 path,
             )
 
