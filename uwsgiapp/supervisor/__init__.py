@@ -2,8 +2,9 @@
 
 Order of start-up: logging → resolve ``--uid/--gid`` → bind (as the starting user, e.g. root
 for a privileged path) → pidfile → drop to ``--uid/--gid`` (master and workers: the unix
-sockets are chowned to them first; a warning names any file the dropped master will not be able
-to remove at exit) → load the app (unless ``--lazy-apps``) → fork workers.
+sockets and log files are chowned to them first; a warning names any file the dropped master
+will not be able to remove at exit) → load the app (unless ``--lazy-apps``) → fork workers.
+A stop signal before the master loop runs unwinds through the same clean-up as a normal exit.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ import pwd
 import stat
 from dataclasses import dataclass
 
-__all__ = ["Ids", "PrivilegeError", "drop", "removable_by", "resolve"]
+__all__ = ["Ids", "PrivilegeError", "drop", "removable_by", "resolve", "stays_removable"]
 
 
 class PrivilegeError(Exception):
