@@ -77,15 +77,24 @@ def _connects(address: str) -> bool:
 
 
 class Nginx:
-    """A real nginx in front of ``upstream`` (``unix:/path`` or ``127.0.0.1:port``)."""
+    """A real nginx in front of ``upstream`` (``unix:/path`` or ``127.0.0.1:port``).
 
-    def __init__(self, workdir: Path, upstream: str, *, read_timeout: int = 60) -> None:
+    Its workers run as root when we are root, unless ``user`` names another user and group.
+    """
+
+    def __init__(
+        self, workdir: Path, upstream: str, *, read_timeout: int = 60, user: str = ""
+    ) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.upstream = upstream
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
-        user = "user root root;" if os.geteuid() == 0 else ""
+        # ``user``: nginx's worker user and group (e.g. "www-data www-data"); root by default.
+        if user:
+            user = f"user {user};"
+        elif os.geteuid() == 0:
+            user = "user root root;"
         temps = " ".join(
             f"{kind}_temp_path {workdir}/{kind};"
             for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
