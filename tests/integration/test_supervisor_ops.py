@@ -10,13 +10,12 @@ import pwd
 import signal
 import socket
 import stat
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 from support.load import Load
-from support.procs import Nginx, Server, free_port, stack, wait_until
+from support.procs import Nginx, Server, free_port, short_tmpdir, stack, wait_until
 
 import protocol
 
@@ -105,7 +104,7 @@ def _drop_target() -> tuple[str, int, str, int]:
 
 
 def _socket_dir(owner: tuple[int, int] | None, mode: int) -> str:
-    path = tempfile.mkdtemp(prefix="uwa-")
+    path = short_tmpdir()
     if owner:
         os.chown(path, *owner)
     os.chmod(path, mode)

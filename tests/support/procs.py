@@ -189,6 +189,18 @@ def http_request(
         conn.close()
 
 
+#: Short temp dirs made for sockets; removed at the end of the test session (not in ``stop``:
+#: tests check that the server itself removed its socket file).
+SHORT_TMPDIRS: list[str] = []
+
+
+def short_tmpdir() -> str:
+    """A new temp dir with a short path (unix socket paths must stay under 108 bytes)."""
+    path = tempfile.mkdtemp(prefix="uwa-")
+    SHORT_TMPDIRS.append(path)
+    return path
+
+
 class Server:
     """A real ``uwsgiapp serve`` in a subprocess (its stderr captured to a log file)."""
 
@@ -196,9 +208,7 @@ class Server:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         # Unix socket paths must stay under 108 bytes: use a short temp dir, not tmp_path.
-        self.socket = options.pop("socket", "") or os.path.join(
-            tempfile.mkdtemp(prefix="uwa-"), "app.sock"
-        )
+        self.socket = options.pop("socket", "") or os.path.join(short_tmpdir(), "app.sock")
         self.app = app
         self.options = options
         self.log_path = workdir / "server.log"
