@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.procs import Nginx, Server, nginx_binary, stack
+from support.procs import SHORT_TMPDIRS, Nginx, Server, nginx_binary, stack
 
 # Every process the tests start (``python -m uwsgiapp``, scripts) runs this checkout's code, even
 # when the venv's editable install points at another work tree.
@@ -30,3 +31,11 @@ def worker_stack(
     workdir: Path = tmp_path_factory.mktemp("stack")
     with stack(workdir, "nginx_app:app", limit_post=32 * 1024 * 1024) as pair:
         yield pair
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_short_tmpdirs() -> Iterator[None]:
+    """Remove the socket dirs the session's servers used (they are not under tmp_path)."""
+    yield
+    for path in SHORT_TMPDIRS:
+        shutil.rmtree(path, ignore_errors=True)

@@ -8,6 +8,7 @@ from uwsgiapp.supervisor.policy import (
     BOOT_FAILURE_LIMIT,
     EXIT_APP_LOAD,
     EXIT_BOOT_LOOP,
+    RETIRE,
     Halt,
     Policy,
     Reimport,
@@ -96,7 +97,7 @@ def test_hup_spawns_new_generation_then_stops_old_once_ready() -> None:
     assert not [a for a in sim.tick() if isinstance(a, Spawn)]
     sim.make_all_ready()
     stopped = signals_sent(sim.tick())
-    assert stopped == {(pid, signal.SIGTERM) for pid in old}
+    assert stopped == {(pid, RETIRE) for pid in old}
 
 
 def test_hup_twice_quickly_spawns_each_generation_once() -> None:
@@ -202,5 +203,25 @@ def test_reload_on_rss_recycles_gracefully() -> None:
     sim.make_all_ready()
     pid = next(iter(sim.pids()))
     actions = sim.run(sim.policy.on_tick(1.0, 1001.0, sim.status, lambda p: 150.0))
-    assert (pid, signal.SIGTERM) in signals_sent(actions)
+    assert (pid, RETIRE) in signals_sent(actions)
     assert len(sim.pids()) == 2
+
+
+def test_only_a_full_stop_drains_the_backlog_retired_workers_just_leave() -> None:
+    # TERM tells a worker to serve the queued connections too (nobody else will); a worker
+    # retired while others serve (reload, TTOU, RSS) must not: under load it would never end.
+    assert RETIRE != signal.SIGTERM
+    sim = started(workers=2, graceful_timeout=5, reload_on_rss_mb=100)
+    ttou = signals_sent(sim.run(sim.policy.on_signal("TTOU", sim.now)))
+    assert {signum for _, signum in ttou} == {RETIRE}
+    big = min(sim.pids())
+    rss = sim.run(
+        sim.policy.on_tick(sim.now + 0.1, 1000.0, sim.status, lambda p: 150.0 * (p == big))
+    )
+    assert (big, RETIRE) in signals_sent(rss)
+    # Retired workers still get the graceful timeout before a kill.
+    assert not signals_sent(sim.tick(4.0))
+    assert {signum for _, signum in signals_sent(sim.tick(1.5))} == {signal.SIGKILL}
+    sim.make_all_ready()
+    term = signals_sent(sim.policy.on_signal("TERM", sim.now))
+    assert term and {signum for _, signum in term} <= {signal.SIGTERM}

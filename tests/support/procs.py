@@ -77,15 +77,24 @@ def _connects(address: str) -> bool:
 
 
 class Nginx:
-    """A real nginx in front of ``upstream`` (``unix:/path`` or ``127.0.0.1:port``)."""
+    """A real nginx in front of ``upstream`` (``unix:/path`` or ``127.0.0.1:port``).
 
-    def __init__(self, workdir: Path, upstream: str, *, read_timeout: int = 60) -> None:
+    Its workers run as root when we are root, unless ``user`` names another user and group.
+    """
+
+    def __init__(
+        self, workdir: Path, upstream: str, *, read_timeout: int = 60, user: str = ""
+    ) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.upstream = upstream
         self.proc: subprocess.Popen[bytes] | None = None
         workdir.mkdir(parents=True, exist_ok=True)
-        user = "user root root;" if os.geteuid() == 0 else ""
+        # ``user``: nginx's worker user and group (e.g. "www-data www-data"); root by default.
+        if user:
+            user = f"user {user};"
+        elif os.geteuid() == 0:
+            user = "user root root;"
         temps = " ".join(
             f"{kind}_temp_path {workdir}/{kind};"
             for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
@@ -180,6 +189,18 @@ def http_request(
         conn.close()
 
 
+#: Short temp dirs made for sockets; removed at the end of the test session (not in ``stop``:
+#: tests check that the server itself removed its socket file).
+SHORT_TMPDIRS: list[str] = []
+
+
+def short_tmpdir() -> str:
+    """A new temp dir with a short path (unix socket paths must stay under 108 bytes)."""
+    path = tempfile.mkdtemp(prefix="uwa-")
+    SHORT_TMPDIRS.append(path)
+    return path
+
+
 class Server:
     """A real ``uwsgiapp serve`` in a subprocess (its stderr captured to a log file)."""
 
@@ -187,9 +208,7 @@ class Server:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         # Unix socket paths must stay under 108 bytes: use a short temp dir, not tmp_path.
-        self.socket = options.pop("socket", "") or os.path.join(
-            tempfile.mkdtemp(prefix="uwa-"), "app.sock"
-        )
+        self.socket = options.pop("socket", "") or os.path.join(short_tmpdir(), "app.sock")
         self.app = app
         self.options = options
         self.log_path = workdir / "server.log"

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import stat
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -93,6 +94,29 @@ class Listener:
             self.sock.close()
         if unlink:
             self.close_path()
+
+
+#: ``struct tcp_info`` up to ``tcpi_unacked``: 8 one-byte fields, then rto, ato, snd_mss,
+#: rcv_mss, unacked. On a listening socket Linux reports the accept queue's length there.
+_TCP_INFO = struct.Struct("<8xIIIII")
+
+
+def queued_connections(sock: socket.socket) -> int | None:
+    """How many connections wait in a TCP listener's accept queue; None if unknown (unix).
+
+    A graceful stop serves this many more and no more: a TCP listener cannot refuse new
+    connections while it stays open, so under sustained load "until the queue is empty"
+    would never end.
+    """
+    if sock.family not in (socket.AF_INET, socket.AF_INET6) or not hasattr(socket, "TCP_INFO"):
+        return None
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    except OSError:
+        return None
+    if len(info) < 28:
+        return None
+    return int(_TCP_INFO.unpack_from(info)[4])
 
 
 def parse_tcp(spec: str) -> tuple[str, int] | None:

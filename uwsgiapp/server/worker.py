@@ -25,7 +25,7 @@ from types import FrameType
 from typing import Protocol
 
 from uwsgiapp.server.connection import Handler, Pending
-from uwsgiapp.server.listeners import Listener
+from uwsgiapp.server.listeners import Listener, queued_connections
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -126,7 +126,9 @@ class Worker:
                 elif self.drain_backlog:
                     self.drain_backlog = False
                     for listener in self.listeners:
-                        self._accept_batch(listener, draining=True)
+                        self._accept_batch(
+                            listener, draining=True, limit=queued_connections(listener.sock)
+                        )
                 if not (self.alive or self.drain_backlog or self.parked):
                     break
                 if listening and not self.alive:
@@ -146,10 +148,14 @@ class Worker:
             epoll.close()
             self._epoll = None
 
-    def _accept_batch(self, listener: Listener, draining: bool = False) -> bool:
+    def _accept_batch(
+        self, listener: Listener, draining: bool = False, limit: int | None = None
+    ) -> bool:
         """Serve connections from one listener until its queue is empty (or we must stop).
 
         With connections parked, stop after ``PARKED_BATCH`` so that they are looked at too.
+        ``limit``: when draining, serve at most this many (what was queued when we started: a
+        TCP listener stays open, so under load its queue is never empty).
         """
         accept = listener.sock._accept  # type: ignore[attr-defined]  # raw (fd, addr): no socket object
         allow = listener.allow
@@ -157,7 +163,7 @@ class Worker:
         hooks = self.hooks
         check_recycle = bool(self.max_requests) or self.should_recycle is not None
         served = 0
-        while self.alive or draining:
+        while self.alive or (draining and (limit is None or served < limit)):
             if self.parked and served >= PARKED_BATCH and not draining:
                 break
             try:

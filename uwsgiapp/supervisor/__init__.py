@@ -1,18 +1,20 @@
 """``uwsgiapp serve``: bind the sockets, load the app, run the master and its workers.
 
-Order of start-up: logging → bind (as the starting user, e.g. root for a privileged path) →
-pidfile → drop to ``--uid/--gid`` (master and workers; the unix socket is chowned first so the
-dropped master can still remove it) → load the app (unless ``--lazy-apps``) → fork workers.
+Order of start-up: logging → resolve ``--uid/--gid`` → bind (as the starting user, e.g. root
+for a privileged path) → pidfile → drop to ``--uid/--gid`` (master and workers: the unix
+sockets and log files are chowned to them first; a warning names any file the dropped master
+will not be able to remove at exit) → load the app (unless ``--lazy-apps``) → fork workers.
+A stop signal before the master loop runs unwinds through the same clean-up as a normal exit.
 """
 
 from __future__ import annotations
 
 import contextlib
-import grp
 import logging
 import os
-import pwd
+import signal
 import sys
+from types import FrameType
 
 from protocol import Limits
 from uwsgiapp.config import Config
@@ -20,14 +22,17 @@ from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.server.connection import Handler
 from uwsgiapp.server.listeners import Listener, ListenerError, bind_all
 from uwsgiapp.server.logs import make_access_log, setup_error_log
+from uwsgiapp.supervisor import privileges
 from uwsgiapp.supervisor.arbiter import Arbiter
 from uwsgiapp.supervisor.policy import EXIT_APP_LOAD, EXIT_BOOT_LOOP
+from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
 from uwsgiapp.wsgi.environ import EnvironSettings
 
 log = logging.getLogger("uwsgiapp.error")
 
 #: Exit code when a socket cannot be bound or privileges cannot be dropped.
 EXIT_BIND = 3
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 __all__ = ["EXIT_APP_LOAD", "EXIT_BIND", "EXIT_BOOT_LOOP", "build_handler", "serve"]
 
@@ -53,45 +58,75 @@ def bind(config: Config) -> list[Listener]:
     )
 
 
-def _ids(config: Config) -> tuple[int, int]:
-    """Resolve --uid/--gid (names or numbers) to ids; -1 where not set."""
-    uid = gid = -1
-    if config.uid:
-        try:
-            entry = (
-                pwd.getpwuid(int(config.uid)) if config.uid.isdigit() else pwd.getpwnam(config.uid)
+def _warn_unremovable(ids: Ids, paths: list[str]) -> None:
+    """Say at start-up which files the dropped master will not be able to remove at exit."""
+    for path in paths:
+        if not privileges.stays_removable(path, ids):
+            log.warning(
+                "%s: after --uid/--gid the master cannot write its directory, so it cannot "
+                "remove this file on TERM or at exit (a stale socket file is replaced at the "
+                "next start); put it in a directory the user owns (e.g. /run/app)",
+                path,
             )
-        except (KeyError, ValueError):
-            raise ListenerError(f"--uid: no such user {config.uid!r}") from None
-        uid = entry.pw_uid
-        gid = entry.pw_gid
-    if config.gid:
-        try:
-            gid = int(config.gid) if config.gid.isdigit() else grp.getgrnam(config.gid).gr_gid
-        except KeyError:
-            raise ListenerError(f"--gid: no such group {config.gid!r}") from None
-    return uid, gid
 
 
-def drop_privileges(config: Config, listeners: list[Listener]) -> None:
-    """Switch to --uid/--gid after binding; unix socket files are handed over first."""
-    uid, gid = _ids(config)
-    if uid < 0 and gid < 0:
-        return
+def _log_files(config: Config) -> list[str]:
+    """Log files the dropped processes write: created now, while we may, to be handed over.
+
+    Workers open the access log after fork, i.e. after the drop, and USR1 reopens both logs.
+    """
+    paths = [config.error_log_file]
+    if config.access_log != "off":
+        paths.append(config.access_log_file)
+    files = [path for path in paths if path not in ("", "-")]
+    for path in files:
+        with open(path, "a"):
+            pass
+    return files
+
+
+def _report_leftovers(listeners: list[Listener], pidfile: str) -> None:
     for listener in listeners:
-        if listener.path:
-            os.chown(listener.path, uid, gid)
-    if gid >= 0:
-        os.setgroups([gid])
-        os.setgid(gid)
-    if uid >= 0:
-        os.setuid(uid)
-    log.info("running as uid %d gid %d", os.getuid(), os.getgid())
+        if listener.path and listener.inode is not None:
+            with contextlib.suppress(OSError):
+                st = os.lstat(listener.path)
+                if (st.st_dev, st.st_ino) == listener.inode:
+                    log.warning("could not remove socket file %s", listener.path)
+    if pidfile and os.path.exists(pidfile):
+        log.warning("could not remove pidfile %s", pidfile)
+
+
+class _StopDuringStart(KeyboardInterrupt):
+    """TERM/INT/QUIT before the master loop runs; a KeyboardInterrupt so that it passes
+    through the app importer (which turns other exceptions into an import error)."""
+
+
+def _stop_during_start(signum: int, frame: FrameType | None) -> None:
+    raise _StopDuringStart(signal.Signals(signum).name)
 
 
 def serve(config: Config) -> int:
     """Run ``uwsgiapp serve`` with ``config``; returns the process exit code."""
+    # Until the arbiter installs its handlers (after a possibly slow app import), a stop signal
+    # must still unwind through the clean-up below instead of killing us with files left.
+    previous = {s: signal.signal(s, _stop_during_start) for s in STOP_SIGNALS}
+    try:
+        return _serve(config)
+    except _StopDuringStart as exc:
+        log.info("%s during start-up: stopped", exc)
+        return 0
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _serve(config: Config) -> int:
     setup_error_log(config.error_log_file)
+    try:  # before binding: a bad name must not leave a socket behind
+        ids = privileges.resolve(config.uid, config.gid)
+    except PrivilegeError as exc:
+        log.error("%s", exc)
+        return EXIT_BIND
     try:
         listeners = bind(config)
     except ListenerError as exc:
@@ -102,11 +137,15 @@ def serve(config: Config) -> int:
         if pidfile:
             with open(pidfile, "w") as f:
                 f.write(f"{os.getpid()}\n")
-        try:
-            drop_privileges(config, listeners)
-        except (ListenerError, OSError) as exc:
-            log.error("cannot drop privileges: %s", exc)
-            return EXIT_BIND
+        if ids.wanted:
+            sockets = [listener.path for listener in listeners if listener.path]
+            try:
+                privileges.drop(ids, sockets + _log_files(config))
+            except (PrivilegeError, OSError) as exc:
+                log.error("cannot drop privileges: %s", exc)
+                return EXIT_BIND
+            log.info("running as uid %d gid %d", os.getuid(), os.getgid())
+            _warn_unremovable(ids, [*sockets, pidfile] if pidfile else sockets)
         for listener in listeners:
             log.info("listening on %s", listener.spec)
         before = set(sys.modules)
@@ -126,3 +165,4 @@ def serve(config: Config) -> int:
         if pidfile:
             with contextlib.suppress(OSError):
                 os.unlink(pidfile)
+        _report_leftovers(listeners, pidfile)

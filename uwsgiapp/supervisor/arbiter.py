@@ -171,7 +171,10 @@ class Arbiter:
                     if listener.path:
                         listener.close_path()
             elif isinstance(action, P.ReopenLogs):
-                reopen_logs()
+                try:
+                    reopen_logs()
+                except OSError as exc:  # e.g. a dropped master may not create the new file
+                    sys.stderr.write(f"uwsgiapp: USR1: cannot reopen the log files: {exc}\n")
             elif isinstance(action, P.Halt):
                 self._halt()
                 return action.code

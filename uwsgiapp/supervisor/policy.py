@@ -21,6 +21,8 @@ BOOT_FAILURE_LIMIT = 5
 #: Seconds between the harakiri stack dump and the kill; and the quick-stop grace.
 DUMP_GRACE = 1.0
 QUICK_GRACE = 2.0
+#: What a worker retired while the others keep serving gets: finish the current request, leave.
+RETIRE = signal.SIGHUP
 
 BOOTING, READY, STOPPING, HARAKIRI = "booting", "ready", "stopping", "harakiri"
 
@@ -149,9 +151,16 @@ class Policy:
         return actions
 
     def _stop(self, rec: WorkerRecord, now: float, signum: int = signal.SIGTERM) -> Signal:
+        """Tell one worker to stop; it is killed if still alive after the grace period.
+
+        TERM (the whole server stops) makes a worker also serve what waits in the backlog, as
+        nobody else will. A worker retired while others keep serving (reload, TTOU, RSS) gets
+        :data:`RETIRE` instead: it finishes its current request only, since under sustained
+        load the shared backlog never runs empty and draining it would last until the kill.
+        """
         rec.state = STOPPING
-        grace = self.graceful_timeout if signum == signal.SIGTERM else QUICK_GRACE
-        rec.deadline = now + grace
+        graceful = signum in (signal.SIGTERM, RETIRE)
+        rec.deadline = now + (self.graceful_timeout if graceful else QUICK_GRACE)
         return Signal(rec.pid, signum)
 
     def spawned(self, wid: int, generation: int, pid: int, now: float) -> None:
@@ -212,7 +221,7 @@ class Policy:
             counted = sorted(self._counted(), key=lambda r: r.started)
             actions = [Log("info", f"SIGTTOU: workers {self.desired}")]
             if len(counted) > self.desired:
-                actions.append(self._stop(counted[-1], now))
+                actions.append(self._stop(counted[-1], now, RETIRE))
             return actions
         return []
 
@@ -321,7 +330,7 @@ class Policy:
                             f"{rss:.0f} MB > {self.reload_on_rss_mb} MB: recycling",
                         )
                     )
-                    actions.append(self._stop(rec, now))
+                    actions.append(self._stop(rec, now, RETIRE))
         if self.mode == "reloading":
             new = self._counted()
             if (
@@ -340,6 +349,6 @@ class Policy:
                         f"reload: {len(new)} new workers ready, stopping {len(old)} old ones",
                     )
                 )
-                actions += [self._stop(r, now) for r in old]
+                actions += [self._stop(r, now, RETIRE) for r in old]
                 self.mode = "running"
         return actions + self._fill()

@@ -1,0 +1,61 @@
+"""The WSGI app of the supervisor tests: who runs me, memory growth, slow requests."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+StartResponse = Callable[..., Any]
+PLAIN = [("Content-Type", "text/plain")]
+
+#: Memory the /grow route keeps alive for the rest of the worker's life.
+HOARD: list[bytearray] = []
+
+
+def _ids(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Type", "application/json")])
+    info = {
+        "pid": os.getpid(),
+        "uid": os.getuid(),
+        "euid": os.geteuid(),
+        "gid": os.getgid(),
+        "egid": os.getegid(),
+        "groups": sorted(os.getgroups()),
+    }
+    return [json.dumps(info).encode()]
+
+
+def _grow(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """Grow this worker's RSS by QUERY_STRING MB (pages touched, so they are resident)."""
+    megabytes = int(environ["QUERY_STRING"] or "10")
+    HOARD.append(bytearray(b"\x01" * (megabytes * 1024 * 1024)))
+    time.sleep(0.3)  # still in the request when the master sees the RSS
+    start_response("200 OK", PLAIN)
+    return [b"grew %d pid %d" % (megabytes, os.getpid())]
+
+
+def _sleep(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    time.sleep(float(environ["QUERY_STRING"] or "0.2"))
+    start_response("200 OK", PLAIN)
+    return [b"slept pid %d" % os.getpid()]
+
+
+def _pid(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", PLAIN)
+    return [b"pid %d" % os.getpid()]
+
+
+ROUTES: dict[str, Callable[[dict[str, Any], StartResponse], Iterable[bytes]]] = {
+    "ids": _ids,
+    "grow": _grow,
+    "sleep": _sleep,
+}
+
+
+def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """Dispatch on the first path segment; anything else answers its pid."""
+    first = environ["PATH_INFO"].strip("/").split("/", 1)[0]
+    return ROUTES.get(first, _pid)(environ, start_response)

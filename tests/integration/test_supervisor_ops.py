@@ -1,0 +1,362 @@
+"""The supervisor's operational features with real processes: dropped privileges, orphaned
+workers, RSS recycling, re-importing a preloaded app on HUP."""
+
+from __future__ import annotations
+
+import grp
+import json
+import os
+import pwd
+import signal
+import socket
+import stat
+import time
+from pathlib import Path
+
+import pytest
+from support.load import Load
+from support.procs import Nginx, Server, free_port, short_tmpdir, stack, wait_until
+
+import protocol
+
+pytestmark = pytest.mark.nginx
+
+
+def children(pid: int) -> set[int]:
+    """Child pids of ``pid`` (Linux /proc)."""
+    path = Path(f"/proc/{pid}/task/{pid}/children")
+    return {int(p) for p in path.read_text().split()} if path.exists() else set()
+
+
+def status_field(pid: int, name: str) -> list[int]:
+    """A numeric line of /proc/PID/status (``Uid``, ``Gid``, ``Groups``...) as ints."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key == name:
+            return [int(v) for v in value.split()]
+    raise KeyError(name)
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie waiting for a reaper."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def uwsgi_get(path: str, query: str = "") -> bytes:
+    """A uwsgi request packet, as nginx would send it."""
+    return protocol.build_request(
+        {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "SERVER_NAME": "t",
+            "SERVER_PORT": "80",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+        }
+    )
+
+
+def read_all(sock: socket.socket) -> bytes:
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    return data
+
+
+def test_workers_exit_when_the_master_is_killed(tmp_path: Path) -> None:
+    server = Server(tmp_path, "supervisor_app:app", workers=3).start()
+    workers: set[int] = set()
+    try:
+        wait_until(lambda: len(children(server.pid)) == 3, 10, "3 workers")
+        workers = children(server.pid)
+        with socket.socket(socket.AF_UNIX) as busy:  # one worker is in a request meanwhile
+            busy.settimeout(10)
+            busy.connect(server.socket)
+            busy.sendall(uwsgi_get("/sleep", "1"))
+            time.sleep(0.2)
+            os.kill(server.pid, signal.SIGKILL)  # the master only: its workers are orphaned
+            server.wait(5)
+            answer = read_all(busy)
+        wait_until(lambda: not any(alive(pid) for pid in workers), 5, "orphaned workers to exit")
+    finally:
+        server.stop()
+        for pid in workers:  # never leave a process behind, even if the test failed
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    # The orphaned worker finished the request it was in before leaving.
+    assert answer.startswith(b"HTTP/1.1 200 OK"), answer[:200]
+    assert not [line for line in server.log().splitlines() if "Traceback" in line]
+
+
+def _drop_target() -> tuple[str, int, str, int]:
+    """An unprivileged user and nginx's usual group on this machine."""
+    if os.geteuid() != 0:
+        pytest.skip("dropping privileges needs root")
+    try:
+        user, group = pwd.getpwnam("nobody"), grp.getgrnam("www-data")
+    except KeyError:
+        pytest.skip("needs the user nobody and the group www-data")
+    return user.pw_name, user.pw_uid, group.gr_name, group.gr_gid
+
+
+def _socket_dir(owner: tuple[int, int] | None, mode: int) -> str:
+    path = short_tmpdir()
+    if owner:
+        os.chown(path, *owner)
+    os.chmod(path, mode)
+    return path
+
+
+def _ids_of(pid: int) -> tuple[list[int], list[int], list[int]]:
+    return status_field(pid, "Uid"), status_field(pid, "Gid"), status_field(pid, "Groups")
+
+
+def test_uid_gid_master_and_workers_drop_and_nginx_uses_the_socket(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    user, uid, group, gid = _drop_target()
+    # The usual layout: a socket directory owned by the app user, nginx in the socket's group.
+    sockdir = _socket_dir((uid, gid), 0o750)
+    sock = os.path.join(sockdir, "app.sock")
+    # Logs in root's directory: created before the drop and handed over, so the workers (which
+    # open the access log after fork) and USR1 can still write them.
+    logdir = _socket_dir(None, 0o755)
+    access_log = Path(logdir) / "access.log"
+    server = Server(tmp_path / "server", "supervisor_app:app", socket=sock, workers=2)
+    server.options.update(uid=user, gid=group, access_log="uwsgi", access_log_file=access_log)
+    nginx = Nginx(tmp_path / "nginx", server.upstream, user=f"www-data {group}")
+    server.start()
+    try:
+        nginx.start()
+        wait_until(lambda: len(children(server.pid)) == 2, 10, "2 workers")
+        groups = sorted(set(os.getgrouplist(user, gid)))
+        for pid in {server.pid} | children(server.pid):
+            assert _ids_of(pid) == ([uid] * 4, [gid] * 4, groups), pid
+        nginx_pid = nginx.proc.pid  # type: ignore[union-attr]
+
+        def nginx_unprivileged() -> bool:  # its workers switch user just after fork
+            workers = children(nginx_pid)
+            return bool(workers) and all(status_field(p, "Uid")[1] != 0 for p in workers)
+
+        wait_until(nginx_unprivileged, 5, "nginx workers running as www-data")
+        st = os.stat(sock)
+        assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, gid, 0o660)
+        for _ in range(4):
+            code, _, body = nginx.request("GET", "/ids")
+            assert code == 200, body
+            assert json.loads(body)["uid"] == uid and json.loads(body)["gid"] == gid
+        server.signal(signal.SIGUSR1)  # reopen the logs as the dropped user
+        wait_until(lambda: nginx.request("GET", "/ids?after-usr1")[0] == 200, 5, "a request")
+        wait_until(lambda: "/ids?after-usr1" in access_log.read_text(), 5, "its access line")
+        server.signal(signal.SIGTERM)
+        assert server.wait(10) == 0
+    finally:
+        nginx.stop()
+        server.stop()
+    assert not os.path.exists(sock)  # the dropped master could remove it
+    log = server.log()
+    assert "could not remove" not in log and "Traceback" not in log, log
+    assert f"running as uid {uid} gid {gid}" in log
+    assert access_log.read_text().count("GET /ids") == 5
+    os.rmdir(sockdir)
+    access_log.unlink()
+    os.rmdir(logdir)
+
+
+def test_uid_gid_socket_in_a_root_owned_dir_is_left_with_a_warning(tmp_path: Path) -> None:
+    user, _, group, _ = _drop_target()
+    sockdir = _socket_dir(None, 0o755)  # root's: the dropped master cannot unlink in it
+    sock = os.path.join(sockdir, "app.sock")
+    pidfile = os.path.join(sockdir, "app.pid")
+    server = Server(tmp_path / "one", "supervisor_app:app", socket=sock, pidfile=pidfile)
+    server.options.update(uid=user, gid=group)
+    server.start()
+    try:
+        with socket.socket(socket.AF_UNIX) as client:
+            client.settimeout(10)
+            client.connect(sock)
+            client.sendall(uwsgi_get("/ids"))
+            assert read_all(client).startswith(b"HTTP/1.1 200 OK")
+        server.signal(signal.SIGTERM)
+        assert server.wait(10) == 0
+    finally:
+        server.stop()
+    log = server.log()
+    assert f"{sock}: after --uid/--gid the master cannot write its directory" in log
+    assert f"{pidfile}: after --uid/--gid the master cannot write its directory" in log
+    assert f"could not remove socket file {sock}" in log
+    assert f"could not remove pidfile {pidfile}" in log
+    assert os.path.exists(sock)
+    os.unlink(pidfile)
+    # The next start replaces the stale file.
+    again = Server(tmp_path / "two", "supervisor_app:app", socket=sock).start()
+    try:
+        # Its socket answers before the master handles TERM: wait for a worker first.
+        wait_until(lambda: len(children(again.pid)) == 1, 10, "a worker")
+        assert again.stop() == 0
+    finally:
+        again.stop()
+    assert "removed stale socket file" in again.log()
+    assert not os.path.exists(sock)
+    os.rmdir(sockdir)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("uid", "no-such-user-here"), ("gid", "no-such-group-here")]
+)
+def test_unknown_uid_or_gid_stops_start_up_naming_the_option(
+    tmp_path: Path, option: str, value: str
+) -> None:
+    server = Server(tmp_path, "supervisor_app:app", **{option: value}).start(wait=False)
+    try:
+        code = server.wait(5)
+    finally:
+        server.stop()
+    assert code == 3
+    kind = "user" if option == "uid" else "group"
+    assert f"--{option}: no such {kind} {value!r}" in server.log()
+    assert not os.path.exists(server.socket)  # refused before binding
+
+
+def test_reload_on_rss_recycles_the_grown_worker_after_its_request(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    # A worker starts near 25 MB; /grow?60 takes it well past 60 MB. 12 clients of 50 ms
+    # requests keep the 2 workers' shared backlog from ever running empty: the recycled worker
+    # must leave after its request, not drain that queue until the graceful timeout kills it.
+    with stack(
+        tmp_path, "supervisor_app:app", workers=2, reload_on_rss=60, graceful_timeout=20
+    ) as (server, nginx):
+        wait_until(lambda: len(children(server.pid)) == 2, 10, "2 workers")
+        first = children(server.pid)
+        with Load(nginx.port, lambda n: "/sleep?0.05", clients=12) as load:
+            load.wait_for(50, 20)
+            code, _, body = nginx.request("GET", "/grow?60")
+            assert code == 200, body  # the grown worker finished its request
+            grown = int(body.split()[-1])
+            wait_until(lambda: not alive(grown), 5, "the grown worker to be recycled")
+            wait_until(lambda: len(children(server.pid)) == 2, 5, "a replacement worker")
+            load.wait_for(load.result.total + 40, 20)
+        result = load.result
+        errors = nginx.upstream_errors()
+    assert result.failures == [], result.failures[:10]
+    assert errors == []
+    log = server.log()
+    assert f"(pid {grown}) RSS" in log and "recycling" in log
+    assert f"(pid {grown}) exited with code 0" in log
+    served_by = {int(key.split()[-1]) for key in result.bodies}
+    assert served_by - first, "no replacement worker served the load"
+
+
+PRELOADED_APP = """
+import os
+VERSION = {version!r}
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [VERSION.encode()]
+"""
+
+
+def _answers(nginx: Nginx, expected: bytes, times: int = 6) -> bool:
+    """Several requests in a row (so every worker is asked) all answer ``expected``."""
+    return all(nginx.request("GET", "/")[2] == expected for _ in range(times))
+
+
+def test_hup_with_reload_preloaded_reimports_and_survives_a_broken_module(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    appdir = tmp_path / "app"
+    appdir.mkdir()
+    module = appdir / "preapp.py"
+    module.write_text(PRELOADED_APP.format(version="v1"))
+    options = {"workers": 2, "reload_preloaded": True, "pythonpath": [str(appdir)]}
+    with stack(tmp_path, "preapp:app", **options) as (server, nginx):
+        assert _answers(nginx, b"v1")
+        with Load(nginx.port, lambda n: "/", clients=4) as load:
+            load.wait_for(100, 20)
+            # Another length too: a same-size rewrite in the same second could reuse the .pyc.
+            module.write_text(PRELOADED_APP.format(version="v2-new"))
+            server.signal(signal.SIGHUP)
+            wait_until(lambda: "new workers ready" in server.log(), 10, "the 1st reload")
+            wait_until(lambda: _answers(nginx, b"v2-new"), 10, "the new code to answer")
+            load.wait_for(load.result.total + 100, 20)
+            module.write_text(PRELOADED_APP.format(version="v3") + "def broken(:\n")
+            server.signal(signal.SIGHUP)
+            wait_until(lambda: "cannot re-import the app" in server.log(), 10, "the import error")
+            wait_until(lambda: server.log().count("new workers ready") == 2, 10, "the 2nd reload")
+            assert _answers(nginx, b"v2-new")
+            load.wait_for(load.result.total + 100, 20)
+        result = load.result
+        errors = nginx.upstream_errors()
+    assert result.failures == [], result.failures[:10]
+    assert errors == []
+    assert set(result.bodies) == {"v1", "v2-new"}
+    log = server.log()
+    assert "SyntaxError" in log and "keeping the old code" in log
+    assert log.count("reload: app re-imported") == 1
+
+
+def test_hup_without_reload_preloaded_keeps_the_preloaded_code(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    appdir = tmp_path / "app"
+    appdir.mkdir()
+    module = appdir / "preapp.py"
+    module.write_text(PRELOADED_APP.format(version="v1"))
+    with stack(tmp_path, "preapp:app", workers=2, pythonpath=[str(appdir)]) as (server, nginx):
+        wait_until(lambda: len(children(server.pid)) == 2, 10, "2 workers")
+        old = children(server.pid)
+        module.write_text(PRELOADED_APP.format(version="v2-new"))
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: not children(server.pid) & old, 10, "the old workers to be replaced")
+        assert _answers(nginx, b"v1")  # new workers, forked from the master's old code
+    assert "re-import" not in server.log()
+
+
+def test_term_while_the_app_imports_stops_cleanly(tmp_path: Path) -> None:
+    # Docker may stop a container that is still starting: the master has bound its socket and
+    # is importing a slow app, its own signal handling is not running yet.
+    (tmp_path / "slowimport.py").write_text(
+        "import time\ntime.sleep(3)\ndef app(environ, start_response):\n    return []\n"
+    )
+    pidfile = tmp_path / "app.pid"
+    server = Server(tmp_path, "slowimport:app", pythonpath=[str(tmp_path)], pidfile=pidfile)
+    server.start(wait=False)
+    try:
+        wait_until(lambda: "listening on" in server.log(), 10, "the socket to be bound")
+        server.signal(signal.SIGTERM)
+        code = server.wait(5)
+    finally:
+        server.stop()
+    assert code == 0
+    assert "SIGTERM during start-up: stopped" in server.log()
+    assert not os.path.exists(server.socket) and not pidfile.exists()
+
+
+def test_term_on_a_tcp_socket_under_sustained_load_stops_without_killing(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    # A TCP listener cannot refuse new connections while it is open, so under load its queue
+    # never empties: workers drain what was queued at TERM, not "until empty" (which lasted
+    # until the graceful-timeout SIGKILL and cost the requests in flight).
+    address = f"127.0.0.1:{free_port()}"
+    with stack(tmp_path, "supervisor_app:app", socket=address, workers=2, graceful_timeout=20) as (
+        server,
+        nginx,
+    ):
+        with Load(nginx.port, lambda n: "/sleep?0.05", clients=12) as load:
+            load.wait_for(60, 20)
+            server.signal(signal.SIGTERM)
+            code = server.wait(10)  # well before the graceful timeout
+        errors = nginx.upstream_errors()
+    assert code == 0
+    assert "killing it" not in server.log()
+    # Connections that queued up after the drain are reset when the socket closes (as with
+    # any server on TCP); none was cut off while a worker was answering it.
+    assert not [e for e in errors if "prematurely closed" in e], errors
+    assert load.result.ok >= 60

@@ -1,0 +1,122 @@
+"""``--uid/--gid``: resolve the names before binding, drop after it (master and workers).
+
+The master drops too: it only forks, signals and reaps, none of which needs root once the
+sockets are bound. What it loses is the right to remove files in directories the new user cannot
+write; :func:`removable_by` says in advance which files those are, so ``serve`` can warn at
+start-up instead of failing silently at exit.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import stat
+from dataclasses import dataclass
+
+__all__ = ["Ids", "PrivilegeError", "drop", "removable_by", "resolve", "stays_removable"]
+
+
+class PrivilegeError(Exception):
+    """``--uid``/``--gid`` cannot be honoured; the message names the option."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Ids:
+    """Who to become. ``-1`` keeps the current id; ``user`` is set when ``--uid`` was given."""
+
+    uid: int = -1
+    gid: int = -1
+    user: str = ""
+
+    @property
+    def wanted(self) -> bool:
+        """Any change asked for."""
+        return self.uid >= 0 or self.gid >= 0
+
+
+def resolve(uid: str, gid: str) -> Ids:
+    """Resolve ``--uid``/``--gid`` (names or numbers); the gid defaults to the user's group."""
+    if not uid and not gid:
+        return Ids()
+    new_uid = new_gid = -1
+    user = ""
+    if uid:
+        try:
+            entry = pwd.getpwuid(int(uid)) if uid.isdigit() else pwd.getpwnam(uid)
+        except (KeyError, ValueError):
+            if not uid.isdigit():
+                raise PrivilegeError(f"--uid: no such user {uid!r}") from None
+            new_uid = int(uid)  # a bare number needs no passwd entry (containers)
+        else:
+            new_uid, new_gid, user = entry.pw_uid, entry.pw_gid, entry.pw_name
+    if gid:
+        try:
+            new_gid = int(gid) if gid.isdigit() else grp.getgrnam(gid).gr_gid
+        except KeyError:
+            raise PrivilegeError(f"--gid: no such group {gid!r}") from None
+    if new_uid >= 0 and new_gid < 0:
+        # Without a passwd entry there is no group to default to: staying in root's is wrong.
+        raise PrivilegeError(f"--uid: {uid} has no passwd entry; give --gid too")
+    return Ids(uid=new_uid, gid=new_gid, user=user)
+
+
+def removable_by(
+    dir_mode: int, dir_uid: int, dir_gid: int, file_uid: int, uid: int, gids: set[int]
+) -> bool:
+    """Can ``uid`` (in groups ``gids``) unlink a file owned by ``file_uid`` from that directory?
+
+    Needs write and search permission on the directory (owner, else group, else other bits:
+    the first class that matches decides, as in the kernel) and, in a sticky directory such as
+    /tmp, to own the file or the directory. Root can always.
+    """
+    if uid == 0:
+        return True
+    if uid == dir_uid:
+        bits = (dir_mode >> 6) & 0o7
+    elif dir_gid in gids:
+        bits = (dir_mode >> 3) & 0o7
+    else:
+        bits = dir_mode & 0o7
+    if bits & 0o3 != 0o3:  # write + search
+        return False
+    return not (dir_mode & stat.S_ISVTX) or uid in (file_uid, dir_uid)
+
+
+def stays_removable(path: str, ids: Ids) -> bool:
+    """Will the process still be able to remove ``path`` after dropping to ``ids``?"""
+    uid = ids.uid if ids.uid >= 0 else os.geteuid()
+    gid = ids.gid if ids.gid >= 0 else os.getegid()
+    gids = {gid}
+    if ids.user:
+        gids |= set(os.getgrouplist(ids.user, gid))
+    try:
+        st = os.lstat(path)
+        parent = os.stat(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return True  # nothing there to remove
+    return removable_by(parent.st_mode, parent.st_uid, parent.st_gid, st.st_uid, uid, gids)
+
+
+def drop(ids: Ids, owned_files: list[str]) -> None:
+    """Become ``ids``; first hand ``owned_files`` (our unix sockets) over to the new owner.
+
+    Supplementary groups become the user's own (``initgroups``), so a user that is in nginx's
+    group keeps it. Not root and already the wanted ids: nothing to do.
+    """
+    if not ids.wanted:
+        return
+    if os.geteuid() != 0:
+        if ids.uid in (-1, os.geteuid()) and ids.gid in (-1, os.getegid()):
+            return
+        raise PrivilegeError("--uid/--gid: changing user or group needs root")
+    for path in owned_files:
+        os.chown(path, ids.uid, ids.gid)
+    if ids.gid >= 0:
+        if ids.user:
+            os.initgroups(ids.user, ids.gid)
+        else:
+            os.setgroups([ids.gid])
+        os.setgid(ids.gid)
+    if ids.uid >= 0:
+        os.setuid(ids.uid)
