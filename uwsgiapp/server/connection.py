@@ -37,6 +37,8 @@ AccessLogger = Callable[[dict[str, Any], str, int, float], None]
 PONG = build_pong()
 #: Unread body bytes we are willing to read and discard so nginx never sees a reset.
 DRAIN_CAP = 16 * 1024 * 1024
+#: Seconds a just-accepted connection with nothing to read yet is waited for before parking.
+FIRST_BYTES_WAIT = 0.005
 #: Bodies up to this size are read whole before the app is called, without holding the worker
 #: while a slow client sends them (larger ones stream to the app as it reads).
 PREREAD = 65536
@@ -198,7 +200,12 @@ class Handler:
             try:
                 data = os.read(fd, self.read_size)
             except BlockingIOError:
+                # Accepted between nginx's connect and its write: the bytes are a moment away.
+                # Waiting that moment here keeps a worker at one connection from nginx at a
+                # time (a kill -9 then loses one request, not a parked one as well).
                 data = None
+                if readable(fd, FIRST_BYTES_WAIT):
+                    data = os.read(fd, self.read_size)
             # Fast path: the whole head arrived in one read (almost always, from nginx).
             if data is not None and len(data) >= 4:
                 modifier1, size, _ = parse_head(data, self.limits)
