@@ -22,7 +22,7 @@ from typing import Any
 from protocol import MODIFIER_PING, Decoder, Limits, ProtocolError, Request, build_pong
 from protocol.decoder import parse_head, parse_vars
 from protocol.events import NEED_DATA
-from uwsgiapp.server.io import readable, reader, recv, send_all, send_file
+from uwsgiapp.server.io import closed_early, read_now, readable, reader, recv, send_all, send_file
 from uwsgiapp.wsgi.environ import BadRequest, EnvironSettings, build_environ, parse_content_length
 from uwsgiapp.wsgi.input import EMPTY_INPUT, ClientDisconnected, InputStream
 from uwsgiapp.wsgi.response import FileWrapper, HeaderError, render_head
@@ -239,14 +239,9 @@ class Handler:
         fd = pending.fd
         peer = pending.peer
         try:
-            try:
-                chunk = os.read(fd, self.read_size)
-            except BlockingIOError:
+            chunk = read_now(fd, self.read_size)
+            if chunk is None:
                 return pending
-            except OSError as exc:
-                raise ClientDisconnected(
-                    exc.errno, f"client connection error: {exc.strerror}"
-                ) from None
             pending.deadline = time.monotonic() + self.timeout
             decoder = pending.decoder
             if decoder is not None:
@@ -267,9 +262,7 @@ class Handler:
                     )
                 return self._head_done(fd, peer, MODIFIER_PING, {}, b"", False)
             if not chunk:
-                raise ClientDisconnected(
-                    "client closed the connection before sending all it promised"
-                )
+                raise closed_early()
             pending.body += chunk
             if len(pending.body) < pending.need:
                 return pending
@@ -359,18 +352,11 @@ class Handler:
     def _read_available(self, fd: int, data: bytes, need: int) -> bytes:
         """Append what the kernel already holds, up to ``need`` bytes in all (never waits)."""
         while len(data) < need:
-            try:
-                chunk = os.read(fd, need - len(data))
-            except BlockingIOError:
+            chunk = read_now(fd, need - len(data))
+            if chunk is None:
                 break
-            except OSError as exc:
-                raise ClientDisconnected(
-                    exc.errno, f"client connection error: {exc.strerror}"
-                ) from None
             if not chunk:
-                raise ClientDisconnected(
-                    "client closed the connection before sending all it promised"
-                )
+                raise closed_early()
             data += chunk
         return data
 

@@ -37,21 +37,29 @@ def readable(fd: int, timeout: float) -> bool:
     return bool(poller.poll(timeout * 1000.0))
 
 
+def read_now(fd: int, size: int) -> bytes | None:
+    """Read what is there, never waiting: None if nothing yet, b"" at EOF (ClientDisconnected
+    on a socket error)."""
+    try:
+        return os.read(fd, size)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        raise ClientDisconnected(exc.errno, f"client connection error: {exc.strerror}") from None
+
+
+def closed_early() -> ClientDisconnected:
+    """The error for a client that closed before sending all it promised."""
+    return ClientDisconnected("client closed the connection before sending all it promised")
+
+
 def recv(fd: int, size: int, timeout: float) -> bytes:
     """Read 1..size bytes; raise ClientDisconnected on EOF, timeout or a socket error."""
-    while True:
-        try:
-            data = os.read(fd, size)
-        except BlockingIOError:
-            wait(fd, POLLIN, timeout)
-            continue
-        except OSError as exc:
-            raise ClientDisconnected(
-                exc.errno, f"client connection error: {exc.strerror}"
-            ) from None
-        if not data:
-            raise ClientDisconnected("client closed the connection before sending all it promised")
-        return data
+    while (data := read_now(fd, size)) is None:
+        wait(fd, POLLIN, timeout)
+    if not data:
+        raise closed_early()
+    return data
 
 
 def reader(fd: int, timeout: float) -> Callable[[int], bytes]:
