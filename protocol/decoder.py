@@ -25,7 +25,7 @@ from protocol.events import (
     Request,
     _NeedData,
 )
-from protocol.schema import HEADER, HEADER_SIZE, MAX_BLOCK, TooManyVars, parse_var_block
+from protocol.schema import HEADER, HEADER_SIZE, MAX_BLOCK, TooManyVars, resume_var_block
 
 # The header's struct format, derived from the construct declaration (its fields are all fixed
 # size) so the schema stays the single source of truth: "<BHB".
@@ -88,10 +88,20 @@ def parse_head(header: bytes | bytearray, limits: Limits = DEFAULT_LIMITS) -> tu
 
 def parse_vars(block: bytes | bytearray, limits: Limits = DEFAULT_LIMITS) -> dict[str, str]:
     """Parse a var block with the fast construct; every failure is a :class:`ProtocolError`."""
+    # VAR_BLOCK's own loop, called without construct's per-parse stream/context set-up. It
+    # counts repeated keys itself: len() of the joined dict would let repeats pass the limit.
+    return resume_vars(block, block.decode("latin-1"), 0, {}, limits)[0]
+
+
+def resume_vars(
+    block: bytes | bytearray, text: str, pos: int, out: dict[str, str], limits: Limits
+) -> tuple[dict[str, str], int]:
+    """:func:`~protocol.schema.resume_var_block` with every failure a :class:`ProtocolError`.
+
+    For the rest of a block after a :class:`~protocol.layout.Layout` matched its start.
+    """
     try:
-        # VAR_BLOCK's own loop, called without construct's per-parse stream/context set-up. It
-        # counts repeated keys itself: len() of the joined dict would let repeats pass the limit.
-        return parse_var_block(block, limits.max_vars)
+        return resume_var_block(block, text, pos, out, limits.max_vars)
     except TooManyVars as exc:
         raise PacketTooLarge(str(exc)) from None
     except ConstructError as exc:
@@ -173,4 +183,5 @@ __all__ = [
     "decode",
     "parse_head",
     "parse_vars",
+    "resume_vars",
 ]

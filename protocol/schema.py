@@ -92,15 +92,25 @@ def parse_var_block(block: bytes | bytearray, max_vars: int = MAX_BLOCK) -> dict
     counts, so repeats cannot slip past the limit. Raises :class:`construct.ExplicitError` naming
     the offset of the first problem (:class:`TooManyVars` for the limit).
     """
+    return resume_var_block(block, block.decode("latin-1"), 0, {}, max_vars)[0]
+
+
+def resume_var_block(
+    block: bytes | bytearray, text: str, pos: int, out: dict[str, str], max_vars: int
+) -> tuple[dict[str, str], int]:
+    """Parse the vars of ``block`` from offset ``pos`` on, into ``out``; return it and the count.
+
+    ``text`` is ``block.decode("latin-1")``. ``out`` holds the vars before ``pos``, one entry
+    each (offset 0 and an empty dict parse the whole block). The count is of vars on the wire,
+    repeats included. Errors as for :func:`parse_var_block`.
+    """
     # The common case in one loop with no test inside it: every check is made once at the end
     # (a repeated key makes the dict smaller than the count, an empty key leaves a "" entry, an
-    # overrun leaves pos past the end or raises IndexError). Anything odd is parsed again by
-    # the careful loop, which joins repeats and names the offset of the problem.
-    text = block.decode("latin-1")
+    # overrun leaves pos past the end or raises IndexError). Anything odd is parsed again, from
+    # the start, by the careful loop, which joins repeats and names the offset of the problem.
+    # latin-1 maps byte i to code point i, so offsets in ``text`` equal offsets in ``block``.
     end = len(block)
-    pos = 0
-    count = 0
-    out: dict[str, str] = {}
+    count = len(out)
     try:
         while pos < end:
             kstart = pos + 2
@@ -111,19 +121,18 @@ def parse_var_block(block: bytes | bytearray, max_vars: int = MAX_BLOCK) -> dict
             pos = vend
             count += 1
     except IndexError:
-        return _parse_var_block_checked(block, max_vars)
+        return _parse_var_block_checked(block, text, max_vars)
     if pos != end or count != len(out) or count > max_vars or "" in out:
-        return _parse_var_block_checked(block, max_vars)
-    return out
+        return _parse_var_block_checked(block, text, max_vars)
+    return out, count
 
 
-def _parse_var_block_checked(block: bytes | bytearray, max_vars: int) -> dict[str, str]:
-    """:func:`parse_var_block` for blocks with repeated keys or errors: checks as it goes."""
-    # Decoding the whole block once makes every key/value a str slice: latin-1 maps byte i to
-    # code point i, so offsets in ``text`` equal offsets in ``block``. Length bytes past the end
-    # raise IndexError (caught once, outside the loop); a value slice past the end is caught by
-    # the final ``pos != end``.
-    text = block.decode("latin-1")
+def _parse_var_block_checked(
+    block: bytes | bytearray, text: str, max_vars: int
+) -> tuple[dict[str, str], int]:
+    """:func:`resume_var_block` for blocks with repeated keys or errors: checks as it goes."""
+    # Length bytes past the end raise IndexError (caught once, outside the loop); a value slice
+    # past the end is caught by the final ``pos != end``.
     end = len(block)
     pos = 0
     out: dict[str, str] = {}
@@ -153,7 +162,7 @@ def _parse_var_block_checked(block: bytes | bytearray, max_vars: int) -> dict[st
         raise ExplicitError(f"last value overruns the block by {pos - end} bytes")
     if len(out) + repeats > max_vars:
         raise TooManyVars(f"too many vars: {len(out) + repeats} (max {max_vars})")
-    return out
+    return out, len(out) + repeats
 
 
 def build_var_block(pairs: Iterable[tuple[str, str]]) -> bytes:

@@ -20,10 +20,16 @@ from types import TracebackType
 from typing import Any
 
 from protocol import MODIFIER_PING, Decoder, Limits, ProtocolError, Request, build_pong
-from protocol.decoder import parse_head, parse_vars
+from protocol.decoder import parse_head
 from protocol.events import NEED_DATA
 from uwsgiapp.server.io import closed_early, read_now, readable, reader, recv, send_all, send_file
-from uwsgiapp.wsgi.environ import BadRequest, EnvironSettings, build_environ, parse_content_length
+from uwsgiapp.wsgi.environ import (
+    BadRequest,
+    EnvironBuilder,
+    EnvironSettings,
+    build_environ,
+    parse_content_length,
+)
 from uwsgiapp.wsgi.input import EMPTY_INPUT, ClientDisconnected, InputStream
 from uwsgiapp.wsgi.response import FileWrapper, HeaderError, render_head
 
@@ -121,7 +127,7 @@ class Exchange:
 class Pending:
     """A connection whose request has not fully arrived, parked until its fd is readable.
 
-    While the head is incomplete ``decoder`` holds it; then ``head`` is the parsed head and
+    While the head is incomplete ``decoder`` holds it; then ``head`` is (modifier1, environ) and
     ``body`` the part of a small body received so far, ``need`` its full length.
     """
 
@@ -133,7 +139,7 @@ class Pending:
         #: Monotonic time after which the client has been silent for ``--socket-timeout``.
         self.deadline = deadline
         self.decoder: Decoder | None = None
-        self.head: tuple[int, dict[str, str], bool] = (0, {}, False)
+        self.head: tuple[int, dict[str, Any]] = (0, {})
         self.body = b""
         self.need = 0
 
@@ -159,6 +165,7 @@ class Handler:
         if settings.file_wrapper is None:
             # Ours, so that _run_app can recognise it and use sendfile.
             self.template["wsgi.file_wrapper"] = FileWrapper
+        self.environ = EnvironBuilder(self.template, limits, self.mount)
         self.access_log = access_log
         # One read normally takes the whole head plus the start of the body.
         self.read_size = max(16384, limits.buffer_size + 4)
@@ -211,15 +218,8 @@ class Handler:
                 modifier1, size, _ = parse_head(data, self.limits)
                 end = 4 + size
                 if len(data) >= end:
-                    block = data[4:end]
-                    return self._head_done(
-                        fd,
-                        peer,
-                        modifier1,
-                        parse_vars(block, self.limits),
-                        data[end:],
-                        b"UWSGI_" in block,
-                    )
+                    environ = self.environ.build(data[4:end], modifier1)
+                    return self._head_done(fd, peer, modifier1, environ, data[end:])
             if data == b"":
                 log.debug("client %s closed the connection without a request", peer)
             else:
@@ -257,17 +257,20 @@ class Handler:
                     return pending
                 pending.decoder = None
                 if isinstance(event, Request):
-                    return self._head_done(
-                        fd, peer, event.modifier1, dict(event.vars), decoder.trailing_data, True
+                    environ = build_environ(
+                        dict(event.vars), event.modifier1, self.template, self.mount
                     )
-                return self._head_done(fd, peer, MODIFIER_PING, {}, b"", False)
+                    return self._head_done(
+                        fd, peer, event.modifier1, environ, decoder.trailing_data
+                    )
+                return self._head_done(fd, peer, MODIFIER_PING, {}, b"")
             if not chunk:
                 raise closed_early()
             pending.body += chunk
             if len(pending.body) < pending.need:
                 return pending
-            modifier1, variables, has_magic = pending.head
-            return self._head_done(fd, peer, modifier1, variables, pending.body, has_magic, False)
+            modifier1, environ = pending.head
+            return self._head_done(fd, peer, modifier1, environ, pending.body, False)
         except BaseException as exc:
             self._failed(fd, peer, exc)
             return None
@@ -317,16 +320,15 @@ class Handler:
         fd: int,
         peer: str,
         modifier1: int,
-        variables: dict[str, str],
+        environ: dict[str, Any],
         rest: bytes,
-        has_magic: bool,
         may_wait: bool = True,
     ) -> Pending | None:
         """The head is parsed: answer a ping, wait for a small body, or serve the request."""
         if modifier1 == MODIFIER_PING:
             send_all(fd, PONG, self.timeout)
         else:
-            length_var = variables.get("CONTENT_LENGTH")
+            length_var = environ.get("CONTENT_LENGTH")
             if (
                 may_wait
                 and length_var
@@ -341,11 +343,11 @@ class Handler:
                 rest = self._read_available(fd, rest, need)
                 if len(rest) < need:
                     pending = Pending(fd, peer, time.monotonic() + self.timeout)
-                    pending.head = (modifier1, variables, has_magic)
+                    pending.head = (modifier1, environ)
                     pending.body = rest
                     pending.need = need
                     return pending
-            self._serve(fd, peer, modifier1, variables, rest, has_magic)
+            self._serve(fd, peer, environ, rest)
         self._close(fd)
         return None
 
@@ -360,16 +362,7 @@ class Handler:
             data += chunk
         return data
 
-    def _serve(
-        self,
-        fd: int,
-        peer: str,
-        modifier1: int,
-        variables: dict[str, str],
-        rest: bytes,
-        has_magic: bool,
-    ) -> None:
-        environ = build_environ(variables, modifier1, self.template, self.mount, has_magic)
+    def _serve(self, fd: int, peer: str, environ: dict[str, Any], rest: bytes) -> None:
         protocol = environ["SERVER_PROTOCOL"]
         if protocol not in _PROTOCOLS and ("\n" in protocol or "\r" in protocol):
             # The client's own line ending in our status line: refuse it here, or the app is

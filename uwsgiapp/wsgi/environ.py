@@ -12,9 +12,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, cast
 
-from protocol import MODIFIER_WSGI_STRIP
+from protocol import MODIFIER_WSGI_STRIP, Limits
+from protocol.decoder import resume_vars
+from protocol.layout import MAX_LAYOUT_VARS, Layout, Partial
 
 #: Keys PEP 3333 requires; filled with defaults when a (non-nginx) client leaves them out.
 REQUIRED_DEFAULTS: dict[str, str] = {
@@ -103,6 +105,11 @@ def build_environ(
     if not environ.keys() >= _REQUIRED_KEYS:
         for key, value in REQUIRED_DEFAULTS.items():
             environ.setdefault(key, value)
+    return _finish(environ, script_name)
+
+
+def _finish(environ: dict[str, Any], script_name: str) -> dict[str, Any]:
+    # The part of build_environ that depends on values, not on which keys came.
     if script_name:
         environ["SCRIPT_NAME"], environ["PATH_INFO"] = strip_script_name(
             script_name, environ["PATH_INFO"]
@@ -110,6 +117,87 @@ def build_environ(
     if environ.get("REQUEST_SCHEME") == "https" or environ.get("HTTPS", "").lower() in ("on", "1"):
         environ["wsgi.url_scheme"] = "https"
     return environ
+
+
+#: A key sequence seen this many times gets a compiled :class:`~protocol.layout.Layout`.
+LEARN_AFTER = 8
+#: Layouts per worker; past this, new key sequences take the generic parser.
+MAX_LAYOUTS = 16
+#: Key sequences counted before the counts are reset (bounds memory against varied traffic).
+MAX_COUNTED = 1024
+_DROPPED = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
+
+
+class EnvironBuilder:
+    """``build_environ(parse_vars(block), ...)`` for one worker, learning the key sequences it sees.
+
+    A sequence of keys seen :data:`LEARN_AFTER` times is compiled into a
+    :class:`~protocol.layout.Layout` that produces the finished environ in one pass: vars nginx
+    sends but PEP 3333 forbids are skipped, the template and missing required keys are already
+    in its prototype. The last layout used is tried first; a block that leaves it halfway is
+    finished by the generic parser, so a miss costs little more than no layout at all.
+    """
+
+    def __init__(self, template: dict[str, Any], limits: Limits, mount: str = "") -> None:
+        self.template = template
+        self.limits = limits
+        self.mount = mount
+        self._active: Layout | None = None
+        self._layouts: dict[tuple[str, ...], Layout] = {}
+        self._counts: dict[tuple[str, ...], int] = {}
+
+    def build(self, block: bytes, modifier1: int) -> dict[str, Any]:
+        """The environ for one request's var block; a bad block raises a ProtocolError."""
+        text = block.decode("latin-1")
+        layout = self._active
+        variables: dict[str, str] = {}
+        pos = 0
+        if layout is not None:
+            result = layout.run(block, text)
+            if type(result) is dict:
+                # modifier1 30 takes SCRIPT_NAME from the vars, but no layout holds that key.
+                return _finish(result, self.mount)
+            _, pos, values = cast(Partial, result)
+            variables = dict(zip(layout.keys[: len(values)], values, strict=True))
+        variables, count = resume_vars(block, text, pos, variables, self.limits)
+        if count == len(variables):  # no repeated key: the sequence can be learnt
+            self._learn(tuple(variables))
+        return build_environ(variables, modifier1, self.template, self.mount, "UWSGI_" in text)
+
+    def _learn(self, keys: tuple[str, ...]) -> None:
+        layout = self._layouts.get(keys)
+        if layout is None:
+            seen = self._counts.get(keys, 0) + 1
+            if seen < LEARN_AFTER:
+                if len(self._counts) >= MAX_COUNTED:
+                    self._counts.clear()
+                self._counts[keys] = seen
+                return
+            self._counts.pop(keys, None)
+            if len(self._layouts) >= MAX_LAYOUTS:
+                return
+            layout = self._compile(keys)
+            if layout is None:
+                return
+            self._layouts[keys] = layout
+        self._active = layout
+
+    def _compile(self, keys: tuple[str, ...]) -> Layout | None:
+        """A layout giving what build_environ gives for these keys (None if there can't be one)."""
+        template = self.template
+        if (
+            not keys
+            or len(keys) > min(MAX_LAYOUT_VARS, self.limits.max_vars)
+            or not template.keys().isdisjoint(keys)
+        ):
+            return None
+        base = dict(template)
+        base.update((k, v) for k, v in REQUIRED_DEFAULTS.items() if k not in keys)
+        store = [k for k in keys if k not in _DROPPED and not k.startswith("UWSGI_")]
+        try:
+            return Layout(keys, store=store, base=base)
+        except ValueError:  # over the size limits
+            return None
 
 
 def parse_content_length(value: str | None, limit: int = 0) -> int:

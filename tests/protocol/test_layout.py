@@ -1,0 +1,195 @@
+"""protocol.layout: a compiled layout, finished by resume_var_block, parses as parse_var_block.
+
+The property tests draw a layout and blocks near it (its own keys with any values, a prefix of
+them followed by other vars, then cut, padded, overwritten or spliced) and require the same dict,
+or the same construct error, as the generic parser.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+import pytest
+from construct import ConstructError
+from hypothesis import given
+from hypothesis import strategies as st
+from test_codec_properties import KEYS, VALUES, budget, hand_block
+
+from protocol.layout import MAX_LAYOUT_VARS, Layout, Partial
+from protocol.schema import MAX_BLOCK, TooManyVars, parse_var_block, resume_var_block
+
+NGINX_GET = (
+    b"\x0c\x00QUERY_STRING\x03\x00x=1\x0e\x00REQUEST_METHOD\x03\x00GET"
+    b"\x0b\x00REQUEST_URI\x0a\x00/hello?x=1\x09\x00PATH_INFO\x06\x00/hello"
+)
+
+
+def finish(layout: Layout, block: bytes | bytearray, max_vars: int = MAX_BLOCK) -> dict[str, Any]:
+    """What a caller does: the layout's dict, or the generic parser from where it stopped."""
+    text = block.decode("latin-1")
+    result = layout.run(block, text)
+    if type(result) is dict:
+        return result
+    matched, pos, values = result
+    assert isinstance(result, tuple)
+    assert len(values) == matched
+    out = dict(zip(layout.keys[:matched], values, strict=True))
+    return resume_var_block(block, text, pos, out, max_vars)[0]
+
+
+def outcome(fn: Any, *args: Any) -> tuple[str, Any]:
+    try:
+        return "ok", fn(*args)
+    except TooManyVars:
+        return "too many", None
+    except ConstructError:
+        return "error", None
+
+
+LAYOUT_KEYS = st.lists(KEYS, min_size=1, max_size=10, unique=True)
+
+
+@st.composite
+def layout_and_block(draw: st.DrawFn) -> tuple[list[str], bytes]:
+    keys = draw(LAYOUT_KEYS)
+    kind = draw(st.sampled_from(["same", "prefix", "other", "bytes"]))
+    if kind == "bytes":
+        return keys, draw(st.binary(max_size=60))
+    pairs = [(key, draw(VALUES)) for key in keys]
+    if kind == "prefix":
+        pairs = pairs[: draw(st.integers(0, len(pairs)))]
+        pairs += draw(st.lists(st.tuples(KEYS, VALUES), max_size=4))
+    elif kind == "other":
+        pairs = draw(st.lists(st.tuples(KEYS, VALUES), max_size=8))
+    block = hand_block(pairs)
+    if block and draw(st.booleans()):
+        at = draw(st.integers(0, len(block) - 1))
+        op = draw(st.sampled_from(["cut", "pad", "poke", "splice"]))
+        if op == "cut":
+            block = block[:at]
+        elif op == "pad":
+            block += draw(st.binary(min_size=1, max_size=5))
+        elif op == "poke":
+            block = block[:at] + bytes([draw(st.integers(0, 255))]) + block[at + 1 :]
+        else:
+            block = block[:at] + draw(st.binary(min_size=1, max_size=6)) + block[at:]
+    return keys, block
+
+
+@budget(600)
+@given(case=layout_and_block(), bytearray_input=st.booleans())
+def test_layout_then_resume_equals_generic_parse(
+    case: tuple[list[str], bytes], bytearray_input: bool
+) -> None:
+    keys, block = case
+    layout = Layout(keys)
+    data = bytearray(block) if bytearray_input else block
+    assert outcome(finish, layout, data) == outcome(parse_var_block, block)
+
+
+@budget(300)
+@given(keys=LAYOUT_KEYS, data=st.data())
+def test_a_block_of_the_layout_matches_in_full(keys: list[str], data: st.DataObject) -> None:
+    pairs = [(key, data.draw(VALUES)) for key in keys]
+    result = Layout(keys).run(hand_block(pairs), hand_block(pairs).decode("latin-1"))
+    assert result == dict(pairs)
+
+
+@budget(200)
+@given(keys=LAYOUT_KEYS, extra=st.integers(0, 3), data=st.data())
+def test_the_limit_on_vars_still_holds_after_a_full_match(
+    keys: list[str], extra: int, data: st.DataObject
+) -> None:
+    # The layout matches all its keys, more vars follow: the count goes on from the layout's.
+    pairs = [(key, data.draw(VALUES)) for key in keys]
+    pairs += [(f"\x00extra{i}", "v") for i in range(extra)]
+    block = hand_block(pairs)
+    max_vars = len(keys) + data.draw(st.integers(0, 3))
+    expected = outcome(parse_var_block, block, max_vars)
+    assert outcome(finish, Layout(keys), block, max_vars) == expected
+    assert expected[0] == ("ok" if len(pairs) <= max_vars else "too many")
+
+
+def test_partial_says_where_the_block_left_the_layout() -> None:
+    layout = Layout(["QUERY_STRING", "REQUEST_METHOD", "HTTP_HOST"])
+    result = layout.run(NGINX_GET, NGINX_GET.decode("latin-1"))
+    assert result == (2, NGINX_GET.index(b"\x0b\x00REQUEST_URI"), ("x=1", "GET"))
+    assert Layout(["PATH_INFO"]).run(NGINX_GET, NGINX_GET.decode("latin-1")) == (0, 0, ())
+
+
+def test_more_vars_after_the_layout_are_a_partial_at_the_end_of_it() -> None:
+    layout = Layout(["QUERY_STRING", "REQUEST_METHOD"])
+    result: dict[str, Any] | Partial = layout.run(NGINX_GET, NGINX_GET.decode("latin-1"))
+    assert result == (2, NGINX_GET.index(b"\x0b\x00REQUEST_URI"), ("x=1", "GET"))
+    assert finish(layout, NGINX_GET) == parse_var_block(NGINX_GET)
+
+
+def test_store_and_base_shape_the_result() -> None:
+    keys = ["QUERY_STRING", "REQUEST_METHOD", "REQUEST_URI", "PATH_INFO"]
+    marker = object()
+    layout = Layout(keys, store={"REQUEST_METHOD", "PATH_INFO"}, base={"extra": marker})
+    text = NGINX_GET.decode("latin-1")
+    first = layout.run(NGINX_GET, text)
+    assert first == {"REQUEST_METHOD": "GET", "PATH_INFO": "/hello", "extra": marker}
+    assert type(first) is dict
+    first["PATH_INFO"] = "changed"
+    assert layout.run(NGINX_GET, text) == {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/hello",
+        "extra": marker,
+    }, "each result is a fresh copy"
+    # A cut block: a partial at the offset the last value claims to end at (past the end, which
+    # the generic parser reports), carrying every value, stored or not.
+    values = ("x=1", "GET", "/hello?x=1", "/he")
+    assert layout.run(NGINX_GET[:-3], text[:-3]) == (4, len(NGINX_GET), values)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "'",
+        '"',
+        "\\",
+        "\n",
+        "\x00",
+        "'''",
+        '"); import os; os._exit(1); ("',
+        "{v0}",
+        "\u00ff\u00e9",
+        "x" * 300,
+    ],
+)
+def test_any_latin1_key_is_only_data_in_the_generated_code(key: str) -> None:
+    keys = ["A", key, "B"]
+    pairs = [("A", "1"), (key, key), ("B", "\\'")]
+    block = hand_block(pairs)
+    assert Layout(keys).run(block, block.decode("latin-1")) == dict(pairs)
+
+
+@pytest.mark.parametrize(
+    ("keys", "kwargs", "message"),
+    [
+        ([], {}, "1 to 64 keys"),
+        ([f"K{i}" for i in range(MAX_LAYOUT_VARS + 1)], {}, "1 to 64 keys"),
+        (["A", "A"], {}, "distinct"),
+        (["A", ""], {}, "non-empty"),
+        (["A" * 9000], {}, "8192 bytes"),
+        (["A", "B"], {"base": {"B": 1}}, "base entries"),
+    ],
+)
+def test_impossible_layouts_are_refused(keys: list[str], kwargs: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        Layout(keys, **kwargs)
+
+
+def test_non_latin1_key_is_refused() -> None:
+    with pytest.raises(UnicodeEncodeError):
+        Layout(["\u20ac"])
+
+
+def test_lengths_read_little_endian() -> None:
+    value = "v" * 300  # a length over 255 uses the high byte
+    block = hand_block([("K", value), ("L", "")])
+    assert struct.unpack_from("<H", block, 3)[0] == 300
+    assert Layout(["K", "L"]).run(block, block.decode("latin-1")) == {"K": value, "L": ""}

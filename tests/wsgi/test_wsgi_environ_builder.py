@@ -1,0 +1,166 @@
+"""EnvironBuilder: the same environ as build_environ(parse_vars(...)), whatever it has learnt.
+
+One builder is fed a stream of blocks drawn from a few key sequences (so it learns layouts and
+switches between them) with the vars that build_environ treats specially: HTTP_CONTENT_*, UWSGI_*,
+missing required keys, HTTPS, SCRIPT_NAME and wsgi.* keys, repeated keys, broken blocks.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from protocol import Limits, ProtocolError
+from protocol.decoder import parse_vars
+from protocol.schema import build_var_block
+from uwsgiapp.wsgi.environ import (
+    LEARN_AFTER,
+    MAX_LAYOUTS,
+    EnvironBuilder,
+    EnvironSettings,
+    build_environ,
+)
+
+GET_HELLO = Path(__file__).resolve().parents[1] / "corpus" / "valid" / "nginx_get_hello.bin"
+
+NGINX_KEYS = [
+    "QUERY_STRING",
+    "REQUEST_METHOD",
+    "CONTENT_TYPE",
+    "CONTENT_LENGTH",
+    "REQUEST_URI",
+    "PATH_INFO",
+    "SERVER_PROTOCOL",
+    "REQUEST_SCHEME",
+    "HTTPS",
+    "REMOTE_ADDR",
+    "REMOTE_PORT",
+    "SERVER_PORT",
+    "SERVER_NAME",
+]
+SPECIAL_KEYS = [
+    "HTTP_CONTENT_TYPE",
+    "HTTP_CONTENT_LENGTH",
+    "UWSGI_SCRIPT",
+    "SCRIPT_NAME",
+    "wsgi.url_scheme",
+    "HTTP_COOKIE",
+    "HTTP_HOST",
+    "HTTP_X_A",
+]
+VALUES = st.one_of(
+    st.sampled_from(["", "on", "ON", "1", "off", "https", "http", "/app", "/app/x", "/apple"]),
+    st.text(st.characters(min_codepoint=0, max_codepoint=255), max_size=12),
+)
+
+
+def reference(
+    block: bytes, modifier1: int, template: dict[str, Any], mount: str, limits: Limits
+) -> Any:
+    try:
+        return build_environ(parse_vars(block, limits), modifier1, template, mount, True)
+    except ProtocolError as exc:
+        return type(exc)
+
+
+def built(builder: EnvironBuilder, block: bytes, modifier1: int) -> Any:
+    try:
+        return builder.build(block, modifier1)
+    except ProtocolError as exc:
+        return type(exc)
+
+
+@st.composite
+def sequences(draw: st.DrawFn) -> list[str]:
+    """A key sequence: some of nginx's params, then some special or repeated keys."""
+    keys = [k for k in NGINX_KEYS if draw(st.integers(0, 5))]  # most of them, some missing
+    keys += draw(st.lists(st.sampled_from(SPECIAL_KEYS), max_size=4))
+    return keys
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    shapes=st.lists(sequences(), min_size=1, max_size=3),
+    picks=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 9)), min_size=1, max_size=40),
+    mount=st.sampled_from(["", "/app"]),
+    modifier1=st.sampled_from([0, 30]),
+    data=st.data(),
+)
+def test_builder_equals_build_environ_on_any_stream(
+    shapes: list[list[str]],
+    picks: list[tuple[int, int]],
+    mount: str,
+    modifier1: int,
+    data: st.DataObject,
+) -> None:
+    template = EnvironSettings().template()
+    limits = Limits(max_vars=data.draw(st.sampled_from([8, 100])))
+    builder = EnvironBuilder(template, limits, mount)
+    for shape_index, how in picks:
+        keys = shapes[shape_index % len(shapes)]
+        block = build_var_block((k, data.draw(VALUES)) for k in keys)
+        # Each shape is sent many times so that layouts get learnt; some blocks are then broken.
+        for _ in range(LEARN_AFTER + 1 if how < 3 else 1):
+            if how == 9 and block:
+                block = block[: data.draw(st.integers(0, len(block) - 1))]
+            expected = reference(block, modifier1, template, mount, limits)
+            assert built(builder, block, modifier1) == expected
+
+
+def test_a_real_nginx_packet_is_learnt_and_then_parsed_by_its_layout() -> None:
+    block = GET_HELLO.read_bytes()[4:]
+    template = EnvironSettings().template()
+    builder = EnvironBuilder(template, Limits())
+    expected = build_environ(parse_vars(block), 0, template, "", True)
+    for _ in range(LEARN_AFTER):
+        assert builder._active is None
+        assert builder.build(block, 0) == expected
+    assert builder._active is not None
+    first = builder.build(block, 0)
+    assert first == expected
+    first["PATH_INFO"] = "changed"
+    assert builder.build(block, 0) == expected, "every environ is a fresh dict"
+
+
+def test_repeated_keys_are_never_learnt() -> None:
+    block = build_var_block([("PATH_INFO", "/"), ("HTTP_X", "a"), ("HTTP_X", "b")])
+    builder = EnvironBuilder(EnvironSettings().template(), Limits())
+    for _ in range(3 * LEARN_AFTER):
+        assert builder.build(block, 0)["HTTP_X"] == "a, b"
+    assert builder._active is None
+    assert not builder._layouts
+
+
+def test_keys_of_the_template_are_never_learnt() -> None:
+    block = build_var_block([("PATH_INFO", "/app/x"), ("SCRIPT_NAME", "/app")])
+    builder = EnvironBuilder(EnvironSettings().template(), Limits())
+    for _ in range(3 * LEARN_AFTER):
+        environ = builder.build(block, 30)
+        assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/app", "/x")
+    assert not builder._layouts
+
+
+def test_the_number_of_layouts_is_bounded() -> None:
+    builder = EnvironBuilder(EnvironSettings().template(), Limits())
+    for n in range(MAX_LAYOUTS + 5):
+        block = build_var_block([("PATH_INFO", "/"), (f"HTTP_X_{n}", "v")])
+        for _ in range(LEARN_AFTER):
+            assert builder.build(block, 0)[f"HTTP_X_{n}"] == "v"
+    assert len(builder._layouts) == MAX_LAYOUTS
+
+
+@pytest.mark.parametrize("max_vars", [1, 2])
+def test_a_layout_is_never_wider_than_max_vars(max_vars: int) -> None:
+    block = build_var_block([("PATH_INFO", "/"), ("HTTP_X", "v")])
+    builder = EnvironBuilder(EnvironSettings().template(), Limits(max_vars=max_vars))
+    for _ in range(2 * LEARN_AFTER):
+        result = built(builder, block, 0)
+        if max_vars == 1:
+            assert result is not dict and issubclass(result, ProtocolError)
+        else:
+            assert result["HTTP_X"] == "v"
+    assert bool(builder._layouts) == (max_vars == 2)
