@@ -348,7 +348,10 @@ class Handler:
                     pending.need = need
                     return pending
             self._serve(fd, peer, environ, rest)
-        self._close(fd)
+        try:
+            os.close(fd)
+        except OSError:  # not contextlib.suppress: this runs for every request
+            pass
         return None
 
     def _read_available(self, fd: int, data: bytes, need: int) -> bytes:

@@ -114,7 +114,8 @@ def _finish(environ: dict[str, Any], script_name: str) -> dict[str, Any]:
         environ["SCRIPT_NAME"], environ["PATH_INFO"] = strip_script_name(
             script_name, environ["PATH_INFO"]
         )
-    if environ.get("REQUEST_SCHEME") == "https" or environ.get("HTTPS", "").lower() in ("on", "1"):
+    https = environ.get("HTTPS")  # nginx sends "" for plain http: no lower() call then
+    if environ.get("REQUEST_SCHEME") == "https" or (https and https.lower() in ("on", "1")):
         environ["wsgi.url_scheme"] = "https"
     return environ
 
