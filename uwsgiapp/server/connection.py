@@ -348,9 +348,10 @@ class Handler:
                     pending.need = need
                     return pending
             self._serve(fd, peer, environ, rest)
-        try:
+        # Not contextlib.suppress: this runs for every request, and that costs ~1 µs more.
+        try:  # noqa: SIM105
             os.close(fd)
-        except OSError:  # not contextlib.suppress: this runs for every request
+        except OSError:
             pass
         return None
 
