@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from protocol import Limits, ProtocolError
 from protocol.decoder import parse_vars
+from protocol.layout import MAX_LAYOUT_VARS
 from protocol.schema import build_var_block
 from uwsgiapp.wsgi.environ import (
     LEARN_AFTER,
@@ -164,3 +165,14 @@ def test_a_layout_is_never_wider_than_max_vars(max_vars: int) -> None:
         else:
             assert result["HTTP_X"] == "v"
     assert bool(builder._layouts) == (max_vars == 2)
+
+
+def test_sequences_too_big_for_a_layout_are_not_even_counted() -> None:
+    builder = EnvironBuilder(EnvironSettings().template(), Limits(max_vars=200))
+    wide = build_var_block([(f"HTTP_X_{n}", "v") for n in range(MAX_LAYOUT_VARS + 1)])
+    long_keys = build_var_block([("K" * 5000, "v"), ("L" * 5000, "v")])
+    for _ in range(2 * LEARN_AFTER):
+        assert builder.build(wide, 0)["HTTP_X_0"] == "v"
+        assert builder.build(long_keys, 0)["K" * 5000] == "v"
+    assert not builder._counts
+    assert not builder._layouts

@@ -16,7 +16,7 @@ from typing import IO, Any, cast
 
 from protocol import MODIFIER_WSGI_STRIP, Limits
 from protocol.decoder import resume_vars
-from protocol.layout import MAX_LAYOUT_VARS, Layout, Partial
+from protocol.layout import MAX_LAYOUT_KEY_BYTES, MAX_LAYOUT_VARS, Layout, Partial
 
 #: Keys PEP 3333 requires; filled with defaults when a (non-nginx) client leaves them out.
 REQUIRED_DEFAULTS: dict[str, str] = {
@@ -124,8 +124,9 @@ def _finish(environ: dict[str, Any], script_name: str) -> dict[str, Any]:
 LEARN_AFTER = 8
 #: Layouts per worker; past this, new key sequences take the generic parser.
 MAX_LAYOUTS = 16
-#: Key sequences counted before the counts are reset (bounds memory against varied traffic).
-MAX_COUNTED = 1024
+#: Key sequences counted before the counts are reset. With the size limits of a layout, this
+#: bounds what varied (or hostile) traffic can make a worker hold to about 2 MB.
+MAX_COUNTED = 256
 _DROPPED = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
 
 
@@ -168,6 +169,8 @@ class EnvironBuilder:
     def _learn(self, keys: tuple[str, ...]) -> None:
         layout = self._layouts.get(keys)
         if layout is None:
+            if not 0 < len(keys) <= MAX_LAYOUT_VARS or sum(map(len, keys)) > MAX_LAYOUT_KEY_BYTES:
+                return
             seen = self._counts.get(keys, 0) + 1
             if seen < LEARN_AFTER:
                 if len(self._counts) >= MAX_COUNTED:
@@ -186,11 +189,7 @@ class EnvironBuilder:
     def _compile(self, keys: tuple[str, ...]) -> Layout | None:
         """A layout giving what build_environ gives for these keys (None if there can't be one)."""
         template = self.template
-        if (
-            not keys
-            or len(keys) > min(MAX_LAYOUT_VARS, self.limits.max_vars)
-            or not template.keys().isdisjoint(keys)
-        ):
+        if len(keys) > self.limits.max_vars or not template.keys().isdisjoint(keys):
             return None
         base = dict(template)
         base.update((k, v) for k, v in REQUIRED_DEFAULTS.items() if k not in keys)
