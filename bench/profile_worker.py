@@ -18,6 +18,7 @@ sampled instead: `py-spy top --pid <worker pid>` or `py-spy record -d 10 --pid <
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import os
 import pstats
@@ -25,6 +26,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -59,6 +61,45 @@ def drive(worker: Worker, url: str, conns: int, seconds: int, profiler: cProfile
     return worker.requests - before, cpu, out[0]
 
 
+@contextlib.contextmanager
+def live_worker(app: str = "hello", access_log: str = "off") -> Iterator[tuple[Worker, str]]:
+    """A uwsgiapp worker in this process behind a private nginx: yields (worker, nginx url).
+
+    Nothing is served until the caller runs the worker (see :func:`drive`).
+    """
+    with bench.run_dir() as rd:
+        sock = rd / "worker.sock"
+        config = make_config(
+            app=f"{bench.APP_MODULES[app]}:app",
+            socket=(str(sock),),
+            pythonpath=(str(bench.APPS),),
+            chmod_socket=0o666,
+            access_log=access_log,
+            access_log_file=os.devnull,
+        )
+        listeners = bind(config)
+        wsgi_app = load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
+        worker = Worker(build_handler(wsgi_app, config), listeners)
+        out_dir = rd / "out"
+        out_dir.mkdir()
+        env = bench.Env(sys.executable, Path(sys.executable).parent, rd, out_dir)
+        port = bench.free_port()
+        conf = rd / "nginx.conf"
+        conf.write_text(bench.nginx_conf(env, port, f"unix:{sock}"))
+        ngx = bench.start(
+            ["nginx", "-c", str(conf), "-e", str(out_dir / "err.log")], out_dir / "ng"
+        )
+        try:
+            bench.wait_for(lambda: bench.can_connect(f"127.0.0.1:{port}"), 10, "nginx")
+            if ngx.poll() is not None:
+                sys.exit("nginx did not start (see its error log)")
+            yield worker, f"http://127.0.0.1:{port}/"
+        finally:
+            bench.stop(ngx, signal.SIGQUIT)
+            for listener in listeners:
+                listener.close()
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--app", choices=sorted(bench.APP_MODULES), default="hello")
@@ -76,43 +117,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--save", default="", help="also write the raw profile here")
     args = ap.parse_args(argv)
 
-    with bench.run_dir() as rd:
-        sock = rd / "worker.sock"
-        config = make_config(
-            app=f"{bench.APP_MODULES[args.app]}:app",
-            socket=(str(sock),),
-            pythonpath=(str(bench.APPS),),
-            chmod_socket=0o666,
-            access_log=args.access_log,
-            access_log_file=os.devnull,
-        )
-        listeners = bind(config)
-        app = load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
-        worker = Worker(build_handler(app, config), listeners)
-        out_dir = rd / "out"
-        out_dir.mkdir()
-        env = bench.Env(sys.executable, Path(sys.executable).parent, rd, out_dir)
-        port = bench.free_port()
-        conf = rd / "nginx.conf"
-        conf.write_text(bench.nginx_conf(env, port, f"unix:{sock}"))
-        ngx = bench.start(
-            ["nginx", "-c", str(conf), "-e", str(out_dir / "err.log")], out_dir / "ng"
-        )
-        try:
-            bench.wait_for(lambda: bench.can_connect(f"127.0.0.1:{port}"), 10, "nginx")
-            if ngx.poll() is not None:
-                sys.exit("nginx did not start (see its error log)")
-            url = f"http://127.0.0.1:{port}/"
-            drive(worker, url, args.conns, 1, None)  # warm-up
-            n_plain, cpu_plain, wrk_plain = drive(worker, url, args.conns, args.seconds, None)
-            # CPU clock: time blocked in epoll or on a socket is not the worker's cost.
-            clock = time.process_time if args.clock == "cpu" else time.perf_counter
-            profiler = cProfile.Profile(clock)
-            n_prof, cpu_prof, _ = drive(worker, url, args.conns, args.seconds, profiler)
-        finally:
-            bench.stop(ngx, signal.SIGQUIT)
-            for listener in listeners:
-                listener.close()
+    with live_worker(args.app, args.access_log) as (worker, url):
+        drive(worker, url, args.conns, 1, None)  # warm-up
+        n_plain, cpu_plain, wrk_plain = drive(worker, url, args.conns, args.seconds, None)
+        # CPU clock: time blocked in epoll or on a socket is not the worker's cost.
+        clock = time.process_time if args.clock == "cpu" else time.perf_counter
+        profiler = cProfile.Profile(clock)
+        n_prof, cpu_prof, _ = drive(worker, url, args.conns, args.seconds, profiler)
     errors = bench.parse_wrk(wrk_plain)
     us_plain = cpu_plain / n_plain * 1e6
     print(
