@@ -75,3 +75,20 @@ def test_reopen_after_the_file_was_moved(tmp_path: Path) -> None:
     access(ENVIRON, "200 OK", 2, 0.0)
     assert "generated 1 bytes" in (tmp_path / "access.log.1").read_text()
     assert "generated 2 bytes" in path.read_text()
+
+
+def test_the_pid_is_the_logging_process_even_after_fork(tmp_path: Path) -> None:
+    # The logger is made once (in the master, with --preload-like set-ups) and used in workers.
+    path = tmp_path / "access.log"
+    log = make_access_log("uwsgi", str(path))
+    assert log is not None
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child's exit code is the assertion
+        try:
+            log(ENVIRON, "200 OK", 1, 0.0)
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    log(ENVIRON, "200 OK", 1, 0.0)
+    pids = re.findall(r"\[pid: (\d+)\]", path.read_text())
+    assert pids == [str(child), str(os.getpid())]

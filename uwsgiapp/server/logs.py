@@ -51,6 +51,22 @@ class _Clock:
         return self._text
 
 
+class _Pid:
+    """This process's id, kept up to date across fork (getpid is a syscall in glibc)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value = os.getpid()
+        os.register_at_fork(after_in_child=self._forked)
+
+    def _forked(self) -> None:
+        self.value = os.getpid()
+
+
+_PID = _Pid()
+
+
 def make_access_log(fmt: str, target: str = "-") -> AccessLogger | None:
     """An access logger for ``fmt`` ('off' → None, 'uwsgi' → uWSGI-like lines, 'json').
 
@@ -70,7 +86,7 @@ def make_access_log(fmt: str, target: str = "-") -> AccessLogger | None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    pid = os.getpid
+    pid = _PID
 
     def emit(line: str) -> None:
         stream = handler.stream  # looked up each time: USR1 may have replaced it
@@ -88,7 +104,7 @@ def make_access_log(fmt: str, target: str = "-") -> AccessLogger | None:
                 json.dumps(
                     {
                         "time": iso.now(),
-                        "pid": pid(),
+                        "pid": pid.value,
                         "remote_addr": environ.get("REMOTE_ADDR", ""),
                         "method": environ.get("REQUEST_METHOD", ""),
                         "uri": environ.get("REQUEST_URI", environ.get("PATH_INFO", "")),
@@ -108,8 +124,8 @@ def make_access_log(fmt: str, target: str = "-") -> AccessLogger | None:
     def access_uwsgi(environ: dict[str, Any], status: str, sent: int, seconds: float) -> None:
         get = environ.get
         emit(
-            f"[pid: {pid()}] {get('REMOTE_ADDR', '-')} [{clock.now()}] "
-            f"{get('REQUEST_METHOD', '-')} {get('REQUEST_URI', get('PATH_INFO', ''))} "
+            f"[pid: {pid.value}] {get('REMOTE_ADDR', '-')} [{clock.now()}] "
+            f"{get('REQUEST_METHOD', '-')} {get('REQUEST_URI') or get('PATH_INFO', '')} "
             f"=> generated {sent} bytes in {int(seconds * 1000)} msecs "
             f"({get('SERVER_PROTOCOL', '-')} {status[:3]})\n"
         )
