@@ -222,7 +222,7 @@ def test_app_that_kills_its_worker_gets_502_and_a_replacement(
         "bad app ends its own worker: sys.exit(3), os._exit(7), a segfault",
         "nginx answers 502 for that request; the master logs one line naming the worker, pid "
         "and exit code or signal and starts a new worker, which serves the next request; no "
-        "traceback",
+        "traceback; a segfault leaves the Python stack of the crash in the error log",
     )
     with stack(tmp_path, APP, workers=1) as (server, nginx):
         for route, how in CRASHES.items():
@@ -237,6 +237,11 @@ def test_app_that_kills_its_worker_gets_502_and_a_replacement(
             assert len(new) == 1, new
             assert new[0][0] == "ERROR"
             assert f"(pid {pid}) {how}; starting a new one" in new[0][1]
+            if route == "segfault":  # faulthandler: the Python stack that crashed, no traceback
+                dump = server.log()[mark:]
+                assert "Fatal Python error: Segmentation fault" in dump
+                assert re.search(r'File ".*bad_apps\.py", line \d+ in _segfault', dump), dump
+                report.add(segfault_stack_logged=True)
         assert "Traceback" not in server.log()
 
 

@@ -6,6 +6,8 @@ import json
 import logging
 import os
 import re
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -92,3 +94,27 @@ def test_the_pid_is_the_logging_process_even_after_fork(tmp_path: Path) -> None:
     log(ENVIRON, "200 OK", 1, 0.0)
     pids = re.findall(r"\[pid: (\d+)\]", path.read_text())
     assert pids == [str(child), str(os.getpid())]
+
+
+def test_stack_dumps_follow_the_error_log_when_it_is_reopened(tmp_path: Path) -> None:
+    # logrotate moves the file, USR1 reopens it: a later dump must land in the new file, not
+    # in the old one's fd (which a client socket may have taken by then).
+    log = tmp_path / "error.log"
+    script = f"""
+import os, signal, time
+from uwsgiapp.server.logs import arm_fault_dumps, setup_error_log
+from uwsgiapp.server.worker import reopen_logs
+hole = os.open(os.devnull, os.O_RDONLY)
+setup_error_log({str(log)!r})
+signal.signal(signal.SIGUSR2, lambda s, f: None)
+arm_fault_dumps((signal.SIGUSR2,))
+os.rename({str(log)!r}, {str(log)!r} + ".1")
+os.close(hole)  # the reopened log gets this lower fd, not its old one
+reopen_logs()
+os.kill(os.getpid(), signal.SIGUSR2)
+time.sleep(0.1)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert "most recent call first" in log.read_text()
+    assert "most recent call first" not in (tmp_path / "error.log.1").read_text()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import logging
 import os
@@ -31,6 +32,41 @@ def setup_error_log(target: str = "-", level: int = logging.INFO) -> None:
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
+
+
+def error_stream() -> Any:
+    """The error log's open file (a real fd, as faulthandler needs), else stderr."""
+    for handler in logging.getLogger("uwsgiapp").handlers:
+        stream = getattr(handler, "stream", None)
+        if stream is not None and hasattr(stream, "fileno"):
+            return stream
+    return sys.stderr
+
+
+#: User signals that dump every thread's stack (see :func:`arm_fault_dumps`); None: not armed.
+_DUMP_SIGNALS: tuple[int, ...] | None = None
+
+
+def arm_fault_dumps(signals: tuple[int, ...] | None = None) -> None:
+    """Dump the Python stack of every thread to the error log on a fatal signal (SIGSEGV,
+    SIGFPE, SIGABRT, SIGBUS, SIGILL) and on each of ``signals`` (chained to their handlers).
+
+    Called again after the logs are reopened (with no argument: the same signals), because
+    faulthandler keeps the fd it was given and the old log file's fd may be reused by a socket.
+    """
+    global _DUMP_SIGNALS
+    if signals is None:
+        if _DUMP_SIGNALS is None:
+            return
+        signals = _DUMP_SIGNALS
+    _DUMP_SIGNALS = signals
+    stream = error_stream()
+    try:
+        faulthandler.enable(file=stream, all_threads=True)
+        for signum in signals:
+            faulthandler.register(signum, file=stream, all_threads=True, chain=True)
+    except (OSError, ValueError, RuntimeError) as exc:  # a stream without a usable fd
+        logging.getLogger("uwsgiapp.error").warning("no stack dumps on fatal signals: %s", exc)
 
 
 class _Clock:

@@ -26,6 +26,7 @@ from typing import Protocol
 
 from uwsgiapp.server.connection import Handler, Pending
 from uwsgiapp.server.listeners import Listener, queued_connections
+from uwsgiapp.server.logs import arm_fault_dumps
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -300,3 +301,4 @@ def reopen_logs() -> None:
                     handler.stream = handler._open()
                 finally:
                     handler.release()
+    arm_fault_dumps()  # faulthandler must not keep writing to the closed file's fd

@@ -11,7 +11,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
-import faulthandler
 import logging
 import os
 import random
@@ -22,12 +21,12 @@ import time
 import traceback
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
 
 from uwsgiapp.config import Config
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.server.connection import Handler
 from uwsgiapp.server.listeners import Listener
+from uwsgiapp.server.logs import arm_fault_dumps
 from uwsgiapp.server.worker import Worker, reopen_logs
 from uwsgiapp.supervisor import policy as P
 from uwsgiapp.supervisor.status import StatusTable
@@ -266,12 +265,10 @@ class Arbiter:
         )
         worker.install_signals()
         signal.signal(signal.SIGUSR2, _harakiri_dump)
-        # The C-level dump works even when the worker is stuck outside Python bytecode;
+        # A segfault in a C extension leaves the Python stack in the log. For USR2 (harakiri),
+        # the C-level dump works even when the worker is stuck outside Python bytecode;
         # chaining lets the Python handler above add the request line and source lines.
-        with contextlib.suppress(Exception):
-            faulthandler.register(
-                signal.SIGUSR2, file=_error_stream(), all_threads=True, chain=True
-            )
+        arm_fault_dumps((signal.SIGUSR2,))
         slot.ready()
         worker.run()
         return 0
@@ -279,11 +276,3 @@ class Arbiter:
     def remember_modules(self, before: set[str]) -> None:
         """The modules loaded before the app (what a reload must not re-import)."""
         self._modules_before_app = before
-
-
-def _error_stream() -> Any:
-    for handler in logging.getLogger("uwsgiapp").handlers:
-        stream = getattr(handler, "stream", None)
-        if stream is not None and hasattr(stream, "fileno"):
-            return stream
-    return sys.stderr
