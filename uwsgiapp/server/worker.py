@@ -75,6 +75,7 @@ class Worker:
         self._wake_w = -1
         self._epoll: select.epoll | None = None
         self.parked: dict[int, Pending] = {}
+        self._next_parent_check = 0.0
 
     # -- signals (handlers only set flags) ----------------------------------------------------
 
@@ -120,10 +121,10 @@ class Worker:
         listening = True
         try:
             while True:
-                served = False
+                more = False
                 if self.alive:
                     for listener in self.listeners:
-                        served = self._accept_batch(listener) or served
+                        more = self._accept_batch(listener) or more
                 elif self.drain_backlog:
                     self.drain_backlog = False
                     for listener in self.listeners:
@@ -139,8 +140,11 @@ class Worker:
                     for listener in self.listeners:
                         with contextlib.suppress(OSError):
                             epoll.unregister(listener.sock.fileno())
-                if not served or self.parked:
-                    self._wait(0.0 if served else IDLE_TICK)
+                if not more or self.parked:
+                    # An empty queue: sleep until a connection, parked data or a signal comes
+                    # (accepting again first would only fail again, at a syscall and an
+                    # exception per sleep).
+                    self._wait(0.0 if more else IDLE_TICK)
         finally:
             for fd in self.parked:  # only on a quick stop: abandon them
                 with contextlib.suppress(OSError):
@@ -155,6 +159,7 @@ class Worker:
         """Serve connections from one listener until its queue is empty (or we must stop).
 
         With connections parked, stop after ``PARKED_BATCH`` so that they are looked at too.
+        Returns True when it stopped with connections possibly still queued.
         ``limit``: when draining, serve at most this many (what was queued when we started: a
         TCP listener stays open, so under load its queue is never empty).
         """
@@ -166,7 +171,7 @@ class Worker:
         served = 0
         while self.alive or (draining and (limit is None or served < limit)):
             if self.parked and served >= PARKED_BATCH and not draining:
-                break
+                return True
             try:
                 fd, addr = accept()
             except BlockingIOError:
@@ -207,7 +212,7 @@ class Worker:
                 hooks.end(self.requests)
             if pending is None and check_recycle:
                 self._after_request()
-        return served > 0
+        return False
 
     def _step(self, call: Callable[..., Pending | None], *args: object) -> None:
         """Run one step of a connection (begin or resume) inside the status hooks."""
@@ -284,10 +289,13 @@ class Worker:
             for pending in [p for p in parked.values() if p.deadline <= now]:
                 self._unpark(pending)
                 self.handler.expire(pending)
-        if self.master_pid and os.getppid() != self.master_pid:
-            log.error("worker %d: master %d is gone, exiting", os.getpid(), self.master_pid)
-            self.alive = False
-            self.drain_backlog = False
+        if self.master_pid and time.monotonic() >= self._next_parent_check:
+            # At most once per tick: getppid is a syscall, and a busy worker wakes often.
+            self._next_parent_check = time.monotonic() + IDLE_TICK
+            if os.getppid() != self.master_pid:
+                log.error("worker %d: master %d is gone, exiting", os.getpid(), self.master_pid)
+                self.alive = False
+                self.drain_backlog = False
 
 
 def reopen_logs() -> None:
