@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -118,3 +119,26 @@ time.sleep(0.1)
     assert done.returncode == 0, done.stderr
     assert "most recent call first" in log.read_text()
     assert "most recent call first" not in (tmp_path / "error.log.1").read_text()
+
+
+def test_the_line_holds_the_request_bytes_as_nginx_sent_them(tmp_path: Path) -> None:
+    # The environ is latin-1 decoded: a UTF-8 path must come out as its own bytes, not mojibake.
+    path = tmp_path / "access.log"
+    log = make_access_log("uwsgi", str(path))
+    assert log is not None
+    uri = "/caf\u00c3\u00a9?q=\u00ff"  # the bytes /caf\xc3\xa9?q=\xff, decoded as latin-1
+    log({**ENVIRON, "REQUEST_URI": uri}, "200 OK", 1, 0.0)
+    assert b" /caf\xc3\xa9?q=\xff => generated" in path.read_bytes()
+
+
+def test_a_stream_without_a_file_still_gets_the_lines(monkeypatch: pytest.MonkeyPatch) -> None:
+    out = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", out)
+    log = make_access_log("uwsgi", "-")
+    assert log is not None
+    log(ENVIRON, "200 OK", 1, 0.0)
+    log(ENVIRON, "204 No Content", 0, 0.0)
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2
+    assert lines[0].endswith("(HTTP/1.1 200)")
+    assert lines[1].endswith("(HTTP/1.1 204)")

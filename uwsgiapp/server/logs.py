@@ -106,8 +106,8 @@ _PID = _Pid()
 def make_access_log(fmt: str, target: str = "-") -> AccessLogger | None:
     """An access logger for ``fmt`` ('off' → None, 'uwsgi' → uWSGI-like lines, 'json').
 
-    Lines go straight to the handler's stream, one write and flush each, without a LogRecord:
-    the ``logging`` machinery costs several times the request. The handler still belongs to the
+    Each line is one ``write`` to the handler's file, without a LogRecord: the ``logging``
+    machinery costs several times the request. The handler still belongs to the
     ``uwsgiapp.access`` logger, so USR1 (:func:`~uwsgiapp.server.worker.reopen_logs`) reopens
     the file.
     """
@@ -124,11 +124,29 @@ def make_access_log(fmt: str, target: str = "-") -> AccessLogger | None:
     logger.propagate = False
     pid = _PID
 
+    # The stream's fd, written to directly: one syscall per line without the text and buffer
+    # layers. Looked up again whenever the stream changes (USR1 reopens the file).
+    target_fd: list[Any] = [None, -1]
+
     def emit(line: str) -> None:
-        stream = handler.stream  # looked up each time: USR1 may have replaced it
+        stream = handler.stream
         try:
-            stream.write(line)
-            stream.flush()
+            if stream is not target_fd[0]:
+                stream.flush()  # what was written through the stream goes first
+                try:
+                    target_fd[:] = [stream, stream.fileno()]
+                except (OSError, ValueError):  # no real fd (a captured or in-memory stream)
+                    target_fd[:] = [stream, -1]
+            fd = target_fd[1]
+            if fd < 0:
+                stream.write(line)
+                stream.flush()
+                return
+            # latin-1: the environ's strings are the request's bytes decoded as latin-1, so
+            # this writes exactly the bytes nginx sent (as uWSGI does).
+            data = line.encode("latin-1", "backslashreplace")
+            while data:
+                data = data[os.write(fd, data) :]
         except (OSError, ValueError):
             handler.handleError(logging.makeLogRecord({"msg": line}))
 
