@@ -141,9 +141,9 @@ class Worker:
                         with contextlib.suppress(OSError):
                             epoll.unregister(listener.sock.fileno())
                 if not more or self.parked:
-                    # An empty queue: sleep until a connection, parked data or a signal comes
+                    # Queue empty: sleep until a connection, parked data or a signal comes
                     # (accepting again first would only fail again, at a syscall and an
-                    # exception per sleep).
+                    # exception per sleep). Otherwise just look at the parked connections.
                     self._wait(0.0 if more else IDLE_TICK)
         finally:
             for fd in self.parked:  # only on a quick stop: abandon them
@@ -159,9 +159,9 @@ class Worker:
         """Serve connections from one listener until its queue is empty (or we must stop).
 
         With connections parked, stop after ``PARKED_BATCH`` so that they are looked at too.
-        Returns True when it stopped with connections possibly still queued.
         ``limit``: when draining, serve at most this many (what was queued when we started: a
-        TCP listener stays open, so under load its queue is never empty).
+        TCP listener stays open, so under load its queue is never empty). Returns True when it
+        stopped with connections possibly still queued, False when accept() found none.
         """
         accept = listener.sock._accept  # type: ignore[attr-defined]  # raw (fd, addr): no socket object
         allow = listener.allow
