@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import socket
-from pathlib import Path
 from types import ModuleType
 
 import pytest
+from support.scripts import load_script
 
 from protocol import Decoder, Request
-
-SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "count_request.py"
 
 # Names are given once, then referred to by id alone; 'N marks a recursion level.
 PROFILE = """\
@@ -39,11 +36,7 @@ totals: 101
 
 @pytest.fixture(scope="module")
 def tool() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("count_request", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/count_request.py")
 
 
 def test_calls_are_summed_per_function_across_callers_and_recursion(tool: ModuleType) -> None:

@@ -2,24 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import struct
-from pathlib import Path
 from types import ModuleType
 
 import pytest
 from codec_testkit import CORPUS, Case, load_cases
-
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_codec.py"
+from support.scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_codec", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("bench/bench_codec.py")
 
 
 def test_every_contender_decodes_the_capture_alike(bench: ModuleType) -> None:
