@@ -126,18 +126,20 @@ def make_access_log(fmt: str, target: str = "-") -> AccessLogger | None:
 
     # The stream's fd, written to directly: one syscall per line without the text and buffer
     # layers. Looked up again whenever the stream changes (USR1 reopens the file).
-    target_fd: list[Any] = [None, -1]
+    fd_of: Any = None
+    fd = -1
 
     def emit(line: str) -> None:
+        nonlocal fd_of, fd
         stream = handler.stream
         try:
-            if stream is not target_fd[0]:
+            if stream is not fd_of:
                 stream.flush()  # what was written through the stream goes first
+                fd_of = stream
                 try:
-                    target_fd[:] = [stream, stream.fileno()]
+                    fd = stream.fileno()
                 except (OSError, ValueError):  # no real fd (a captured or in-memory stream)
-                    target_fd[:] = [stream, -1]
-            fd = target_fd[1]
+                    fd = -1
             if fd < 0:
                 stream.write(line)
                 stream.flush()
