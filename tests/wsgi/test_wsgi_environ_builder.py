@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.procs import UWSGI_PARAMS
 
 from protocol import Limits, ProtocolError
 from protocol.decoder import parse_vars
@@ -28,21 +29,8 @@ from uwsgiapp.wsgi.environ import (
 
 GET_HELLO = Path(__file__).resolve().parents[1] / "corpus" / "valid" / "nginx_get_hello.bin"
 
-NGINX_KEYS = [
-    "QUERY_STRING",
-    "REQUEST_METHOD",
-    "CONTENT_TYPE",
-    "CONTENT_LENGTH",
-    "REQUEST_URI",
-    "PATH_INFO",
-    "SERVER_PROTOCOL",
-    "REQUEST_SCHEME",
-    "HTTPS",
-    "REMOTE_ADDR",
-    "REMOTE_PORT",
-    "SERVER_PORT",
-    "SERVER_NAME",
-]
+#: The keys nginx sends in these tests, in its order (the uwsgi_params of support.procs).
+NGINX_KEYS = [line.split()[1] for line in UWSGI_PARAMS.splitlines() if line]
 SPECIAL_KEYS = [
     "HTTP_CONTENT_TYPE",
     "HTTP_CONTENT_LENGTH",
