@@ -1,0 +1,23 @@
+"""Request text made safe for a log line: control characters written as ``\\xNN``, as nginx does.
+
+A raw uwsgi client (or a decoded ``%0A`` in PATH_INFO) can put CR/LF or an ANSI escape into
+any field that comes from the request; written as is, they forge log lines or drive the
+terminal that tails the log. Only C0 controls and DEL are escaped: bytes 0x80-0xFF are kept,
+since the environ holds the request's bytes decoded as latin-1 and a UTF-8 path must reach the
+log as the same bytes.
+"""
+
+from __future__ import annotations
+
+__all__ = ["escape_log_text"]
+
+_ESCAPES = {code: f"\\x{code:02X}" for code in (*range(0x20), 0x7F)}
+
+
+def escape_log_text(text: str) -> str:
+    """``text`` with every C0 control character and DEL replaced by ``\\xNN``."""
+    # isprintable() is one C loop and true for nearly every request; it is false for the
+    # controls (and for some harmless characters, which translate() leaves alone).
+    if text.isprintable():
+        return text
+    return text.translate(_ESCAPES)
