@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from uwsgiapp.server.logs import make_access_log
-from uwsgiapp.server.worker import reopen_logs
+from uwsgiapp.server.logs import reopen_logs
 
 ENVIRON = {
     "REMOTE_ADDR": "10.0.0.7",
@@ -104,7 +104,7 @@ def test_stack_dumps_follow_the_error_log_when_it_is_reopened(tmp_path: Path) ->
     script = f"""
 import os, signal, time
 from uwsgiapp.server.logs import arm_fault_dumps, setup_error_log
-from uwsgiapp.server.worker import reopen_logs
+from uwsgiapp.server.logs import reopen_logs
 hole = os.open(os.devnull, os.O_RDONLY)
 setup_error_log({str(log)!r})
 signal.signal(signal.SIGUSR2, lambda s, f: None)

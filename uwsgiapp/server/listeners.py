@@ -84,7 +84,7 @@ class Listener:
         """Remove our unix socket file (new connections fail; queued ones can still be accepted)."""
         if self.path:
             with contextlib.suppress(OSError):
-                st = os.stat(self.path)
+                st = os.lstat(self.path)  # a link planted in its place is not ours
                 if self.inode == (st.st_dev, st.st_ino):
                     os.unlink(self.path)
 
@@ -182,18 +182,21 @@ def _bind_unix(path: str, backlog: int, chmod: int) -> Listener:
         finally:
             probe.close()
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    # Bind under a restrictive umask so the socket never exists with looser permissions.
+    # bind() creates the file with mode 0o777 & ~umask: under this umask that is exactly
+    # ``chmod``, so no chmod(path) follows (it would follow a link swapped in meanwhile).
     old_umask = os.umask(0o777 & ~chmod)
     try:
         sock.bind(path)
+        st = os.lstat(path)
     except OSError as exc:
         sock.close()
         raise ListenerError(f"socket {path!r}: cannot bind: {exc.strerror or exc}") from None
     finally:
         os.umask(old_umask)
-    os.chmod(path, chmod)
+    if not stat.S_ISSOCK(st.st_mode):
+        sock.close()
+        raise ListenerError(f"socket {path!r}: replaced by something else right after bind")
     sock.listen(backlog)
-    st = os.stat(path)
     return Listener(sock, path, path=path, inode=(st.st_dev, st.st_ino))
 
 

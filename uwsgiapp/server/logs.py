@@ -11,14 +11,54 @@ import time
 from typing import Any
 
 from uwsgiapp.server.connection import AccessLogger
+from uwsgiapp.server.logtext import escape_log_text
+from uwsgiapp.server.safefiles import open_append
 
 ERROR_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
+
+
+class SafeFileHandler(logging.FileHandler):
+    """A log file opened without following links (see :mod:`uwsgiapp.server.safefiles`), at
+    start-up and at every reopen: the master may be root and the directory the app user's."""
+
+    def _open(self) -> Any:
+        fd = open_append(self.baseFilename)
+        return os.fdopen(fd, "a", encoding=self.encoding or "utf-8", errors=self.errors)
 
 
 def _handler(target: str, default: Any) -> logging.StreamHandler[Any]:
     if target in ("", "-"):
         return logging.StreamHandler(default)
-    return logging.FileHandler(target)
+    return SafeFileHandler(target)
+
+
+def reopen_logs() -> None:
+    """USR1: reopen every file handler of our loggers (after logrotate moved the files).
+
+    The new file is opened before the old one is closed: a path that is refused (a link
+    planted in its place) leaves the handler writing to the old file, with one error line.
+    """
+    for name in ("uwsgiapp.error", "uwsgiapp.access", "uwsgiapp"):
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.FileHandler):
+                handler.acquire()
+                try:
+                    try:
+                        stream = handler._open()
+                    except OSError as exc:
+                        failed: OSError | None = exc
+                    else:
+                        failed = None
+                        old, handler.stream = handler.stream, stream
+                        if old is not None:
+                            old.close()
+                finally:
+                    handler.release()
+                if failed is not None:
+                    logging.getLogger("uwsgiapp.error").error(
+                        "cannot reopen log file, still writing to the old one: %s", failed
+                    )
+    arm_fault_dumps()  # faulthandler must not keep writing to the closed file's fd
 
 
 def setup_error_log(target: str = "-", level: int = logging.INFO) -> None:
@@ -108,7 +148,7 @@ def make_access_log(fmt: str, target: str = "-") -> AccessLogger | None:
 
     Each line is one ``write`` to the handler's file, without a LogRecord: the ``logging``
     machinery costs several times the request. The handler still belongs to the
-    ``uwsgiapp.access`` logger, so USR1 (:func:`~uwsgiapp.server.worker.reopen_logs`) reopens
+    ``uwsgiapp.access`` logger, so USR1 (:func:`reopen_logs`) reopens
     the file.
     """
     if fmt == "off":
@@ -179,11 +219,12 @@ def make_access_log(fmt: str, target: str = "-") -> AccessLogger | None:
 
     def access_uwsgi(environ: dict[str, Any], status: str, sent: int, seconds: float) -> None:
         get = environ.get
-        emit(
+        line = (
             f"[pid: {pid.value}] {get('REMOTE_ADDR', '-')} [{clock.now()}] "
             f"{get('REQUEST_METHOD', '-')} {get('REQUEST_URI') or get('PATH_INFO', '')} "
             f"=> generated {sent} bytes in {int(seconds * 1000)} msecs "
-            f"({get('SERVER_PROTOCOL', '-')} {status[:3]})\n"
+            f"({get('SERVER_PROTOCOL', '-')} {status[:3]})"
         )
+        emit(escape_log_text(line) + "\n")  # one check for the whole line
 
     return access_uwsgi

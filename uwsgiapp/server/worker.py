@@ -26,7 +26,7 @@ from typing import Protocol
 
 from uwsgiapp.server.connection import Handler, Pending
 from uwsgiapp.server.listeners import Listener, queued_connections
-from uwsgiapp.server.logs import arm_fault_dumps
+from uwsgiapp.server.logs import reopen_logs
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -297,16 +297,3 @@ class Worker:
                 self.alive = False
                 self.drain_backlog = False
 
-
-def reopen_logs() -> None:
-    """USR1: reopen every file handler of our loggers (after logrotate moved the files)."""
-    for name in ("uwsgiapp.error", "uwsgiapp.access", "uwsgiapp"):
-        for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, logging.FileHandler):
-                handler.acquire()
-                try:
-                    handler.close()
-                    handler.stream = handler._open()
-                finally:
-                    handler.release()
-    arm_fault_dumps()  # faulthandler must not keep writing to the closed file's fd

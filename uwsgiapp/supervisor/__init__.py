@@ -19,6 +19,7 @@ from types import FrameType
 from protocol import Limits
 from uwsgiapp.config import Config
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
+from uwsgiapp.server import safefiles
 from uwsgiapp.server.connection import Handler
 from uwsgiapp.server.listeners import Listener, ListenerError, bind_all
 from uwsgiapp.server.logs import make_access_log, setup_error_log
@@ -71,18 +72,14 @@ def _warn_unremovable(ids: Ids, paths: list[str]) -> None:
 
 
 def _log_files(config: Config) -> list[str]:
-    """Log files the dropped processes write: created now, while we may, to be handed over.
+    """Log files the dropped processes write, to be created and handed over before the drop.
 
     Workers open the access log after fork, i.e. after the drop, and USR1 reopens both logs.
     """
     paths = [config.error_log_file]
     if config.access_log != "off":
         paths.append(config.access_log_file)
-    files = [path for path in paths if path not in ("", "-")]
-    for path in files:
-        with open(path, "a"):
-            pass
-    return files
+    return [path for path in paths if path not in ("", "-")]
 
 
 def _report_leftovers(listeners: list[Listener], pidfile: str) -> None:
@@ -92,7 +89,7 @@ def _report_leftovers(listeners: list[Listener], pidfile: str) -> None:
                 st = os.lstat(listener.path)
                 if (st.st_dev, st.st_ino) == listener.inode:
                     log.warning("could not remove socket file %s", listener.path)
-    if pidfile and os.path.exists(pidfile):
+    if pidfile and safefiles.holds_pid(pidfile, os.getpid()):
         log.warning("could not remove pidfile %s", pidfile)
 
 
@@ -121,7 +118,11 @@ def serve(config: Config) -> int:
 
 
 def _serve(config: Config) -> int:
-    setup_error_log(config.error_log_file)
+    try:
+        setup_error_log(config.error_log_file)
+    except OSError as exc:
+        print(f"uwsgiapp: --error-log-file: {exc}", file=sys.stderr)
+        return EXIT_BIND
     try:  # before binding: a bad name must not leave a socket behind
         ids = privileges.resolve(config.uid, config.gid)
     except PrivilegeError as exc:
@@ -133,19 +134,25 @@ def _serve(config: Config) -> int:
         log.error("%s", exc)
         return EXIT_BIND
     pidfile = config.pidfile
+    pidfile_written = False
     try:
         if pidfile:
-            with open(pidfile, "w") as f:
-                f.write(f"{os.getpid()}\n")
-        if ids.wanted:
-            sockets = [listener.path for listener in listeners if listener.path]
             try:
-                privileges.drop(ids, sockets + _log_files(config))
+                safefiles.write_pidfile(pidfile, os.getpid())
+            except OSError as exc:
+                log.error("--pidfile: cannot write %s: %s", pidfile, exc)
+                return EXIT_BIND
+            pidfile_written = True
+        if ids.wanted:
+            sockets = [(lis.path, lis.inode) for lis in listeners if lis.path]
+            try:
+                privileges.drop(ids, sockets, _log_files(config))
             except (PrivilegeError, OSError) as exc:
                 log.error("cannot drop privileges: %s", exc)
                 return EXIT_BIND
             log.info("running as uid %d gid %d", os.getuid(), os.getgid())
-            _warn_unremovable(ids, [*sockets, pidfile] if pidfile else sockets)
+            paths = [path for path, _ in sockets]
+            _warn_unremovable(ids, [*paths, pidfile] if pidfile else paths)
         for listener in listeners:
             log.info("listening on %s", listener.spec)
         before = set(sys.modules)
@@ -162,7 +169,6 @@ def _serve(config: Config) -> int:
     finally:
         for listener in listeners:
             listener.close()
-        if pidfile:
-            with contextlib.suppress(OSError):
-                os.unlink(pidfile)
-        _report_leftovers(listeners, pidfile)
+        if pidfile_written:
+            safefiles.remove_pidfile(pidfile, os.getpid())
+        _report_leftovers(listeners, pidfile if pidfile_written else "")

@@ -26,8 +26,8 @@ from uwsgiapp.config import Config
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.server.connection import Handler
 from uwsgiapp.server.listeners import Listener
-from uwsgiapp.server.logs import arm_fault_dumps
-from uwsgiapp.server.worker import Worker, reopen_logs
+from uwsgiapp.server.logs import arm_fault_dumps, reopen_logs
+from uwsgiapp.server.worker import Worker
 from uwsgiapp.supervisor import policy as P
 from uwsgiapp.supervisor.status import StatusTable
 

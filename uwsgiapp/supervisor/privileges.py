@@ -14,6 +14,8 @@ import pwd
 import stat
 from dataclasses import dataclass
 
+from uwsgiapp.server import safefiles
+
 __all__ = ["Ids", "PrivilegeError", "drop", "removable_by", "resolve", "stays_removable"]
 
 
@@ -98,8 +100,9 @@ def stays_removable(path: str, ids: Ids) -> bool:
     return removable_by(parent.st_mode, parent.st_uid, parent.st_gid, st.st_uid, uid, gids)
 
 
-def drop(ids: Ids, owned_files: list[str]) -> None:
-    """Become ``ids``; first hand ``owned_files`` (our unix sockets) over to the new owner.
+def drop(ids: Ids, sockets: list[tuple[str, tuple[int, int] | None]], files: list[str]) -> None:
+    """Become ``ids``; first hand our unix ``sockets`` (path, inode) and the log ``files`` over
+    to the new owner, without following links (see :mod:`uwsgiapp.server.safefiles`).
 
     Supplementary groups become the user's own (``initgroups``), so a user that is in nginx's
     group keeps it. Not root and already the wanted ids: nothing to do.
@@ -110,8 +113,10 @@ def drop(ids: Ids, owned_files: list[str]) -> None:
         if ids.uid in (-1, os.geteuid()) and ids.gid in (-1, os.getegid()):
             return
         raise PrivilegeError("--uid/--gid: changing user or group needs root")
-    for path in owned_files:
-        os.chown(path, ids.uid, ids.gid)
+    for path, inode in sockets:
+        safefiles.chown_socket(path, inode, ids.uid, ids.gid)
+    for path in files:
+        safefiles.chown_file(path, ids.uid, ids.gid)
     if ids.gid >= 0:
         if ids.user:
             os.initgroups(ids.user, ids.gid)

@@ -1,0 +1,205 @@
+"""A real ``uwsgiapp serve`` started as root with ``--uid``: the files it opens, hands over or
+removes while root never follow a link the app user planted (the app user owns the log and
+pidfile directory, as the README recommends)."""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import signal
+import socket
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.procs import Server, short_tmpdir, uwsgi_exchange, wait_until
+
+import protocol
+
+pytestmark = pytest.mark.nginx
+
+
+@pytest.fixture
+def app_user() -> tuple[str, int, int]:
+    """The unprivileged user the server drops to (name, uid, gid)."""
+    if os.geteuid() != 0:
+        pytest.skip("starting as root and dropping privileges needs root")
+    try:
+        user = pwd.getpwnam("nobody")
+        group = grp.getgrgid(user.pw_gid)
+    except KeyError:
+        pytest.skip("needs the user nobody")
+    return user.pw_name, user.pw_uid, group.gr_gid
+
+
+@pytest.fixture
+def app_dir(app_user: tuple[str, int, int]) -> Path:
+    """A directory the app user owns: where it keeps the logs and the pidfile."""
+    path = Path(short_tmpdir())
+    os.chown(path, app_user[1], app_user[2])
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Iterator[Path]:
+    """A root-only file outside the app user's reach."""
+    tmp_path.chmod(0o755)
+    path = tmp_path / "shadow"
+    path.write_text("root secret\n")
+    path.chmod(0o600)
+    yield path
+
+
+def _unchanged(victim: Path) -> None:
+    st = victim.lstat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o600)
+    assert victim.read_text() == "root secret\n"
+
+
+def _server(tmp_path: Path, user: str, **options: object) -> Server:
+    server = Server(tmp_path / "server", "supervisor_app:app", **options)
+    server.options.update(uid=user)
+    return server
+
+
+def _get(server: Server, path: str) -> bytes:
+    packet = protocol.build_request(
+        {"REQUEST_METHOD": "GET", "PATH_INFO": path, "SERVER_PROTOCOL": "HTTP/1.1"}
+    )
+    return uwsgi_exchange(server.socket, packet, timeout=10).data
+
+
+@pytest.mark.parametrize("option", ["error_log_file", "access_log_file"])
+def test_a_log_linked_to_a_root_file_stops_start_up(
+    tmp_path: Path, app_user: tuple[str, int, int], app_dir: Path, victim: Path, option: str
+) -> None:
+    link = app_dir / "app.log"
+    link.symlink_to(victim)
+    server = _server(tmp_path, app_user[0], **{option: str(link), "access_log": "uwsgi"})
+    server.start(wait=False)
+    try:
+        code = server.wait(15)
+    finally:
+        server.stop()
+    assert code == 3, server.log()
+    assert f"{link}: is a symbolic link; refusing to use it" in server.log()
+    assert link.is_symlink()
+    _unchanged(victim)
+
+
+def test_a_log_linked_to_a_missing_root_path_is_not_created(
+    tmp_path: Path, app_user: tuple[str, int, int], app_dir: Path
+) -> None:
+    cron = tmp_path / "cron.d"
+    cron.mkdir()
+    (app_dir / "error.log").symlink_to(cron / "x")
+    server = _server(tmp_path, app_user[0], error_log_file=str(app_dir / "error.log"))
+    server.start(wait=False)
+    try:
+        assert server.wait(15) == 3, server.log()
+    finally:
+        server.stop()
+    assert not (cron / "x").exists()
+
+
+def test_a_hard_link_to_a_root_file_is_refused(
+    tmp_path: Path, app_user: tuple[str, int, int], app_dir: Path, victim: Path
+) -> None:
+    # Where fs.protected_hardlinks is off, the app user could make this link itself.
+    os.link(victim, app_dir / "error.log")
+    server = _server(tmp_path, app_user[0], error_log_file=str(app_dir / "error.log"))
+    server.start(wait=False)
+    try:
+        assert server.wait(15) == 3, server.log()
+    finally:
+        server.stop()
+    assert "has 2 hard links" in server.log()
+    _unchanged(victim)
+
+
+def test_logs_are_handed_over_and_usr1_never_follows_a_planted_link(
+    tmp_path: Path, app_user: tuple[str, int, int], app_dir: Path, victim: Path
+) -> None:
+    user, uid, gid = app_user
+    error_log = app_dir / "error.log"
+    access_log = app_dir / "access.log"
+    server = _server(
+        tmp_path,
+        user,
+        error_log_file=str(error_log),
+        access_log="uwsgi",
+        access_log_file=str(access_log),
+    ).start()
+    try:
+        for path in (error_log, access_log):
+            st = path.lstat()
+            assert stat.S_ISREG(st.st_mode) and (st.st_uid, st.st_gid) == (uid, gid)
+        assert _get(server, "/pid").startswith(b"HTTP/1.1 200")
+        # logrotate moves the files; the app user plants links in their place.
+        error_log.rename(app_dir / "error.log.1")
+        access_log.rename(app_dir / "access.log.1")
+        error_log.symlink_to(victim)
+        access_log.symlink_to(victim)
+        server.signal(signal.SIGUSR1)
+        wait_until(
+            lambda: "cannot reopen log file" in (app_dir / "error.log.1").read_text(),
+            10,
+            "the refused reopen in the old error log",
+        )
+        assert _get(server, "/pid?after").startswith(b"HTTP/1.1 200")
+        server.signal(signal.SIGTERM)
+        assert server.wait(15) == 0
+    finally:
+        server.stop()
+    _unchanged(victim)
+    wait_until(lambda: "/pid?after" in (app_dir / "access.log.1").read_text(), 5, "the access line")
+
+
+def test_the_pidfile_replaces_a_planted_link_and_is_removed_at_exit(
+    tmp_path: Path, app_user: tuple[str, int, int], app_dir: Path, victim: Path
+) -> None:
+    pidfile = app_dir / "app.pid"
+    pidfile.symlink_to(victim)
+    server = _server(tmp_path, app_user[0], pidfile=str(pidfile)).start()
+    try:
+        assert not pidfile.is_symlink()
+        assert pidfile.read_text() == f"{server.pid}\n"
+        _unchanged(victim)
+        server.signal(signal.SIGTERM)
+        assert server.wait(15) == 0
+    finally:
+        server.stop()
+    assert not pidfile.exists() and not pidfile.is_symlink()
+    _unchanged(victim)
+
+
+def test_a_pidfile_taken_over_by_another_server_is_left_alone(
+    tmp_path: Path, app_user: tuple[str, int, int], app_dir: Path
+) -> None:
+    pidfile = app_dir / "app.pid"
+    server = _server(tmp_path, app_user[0], pidfile=str(pidfile)).start()
+    try:
+        (app_dir / "new.pid").write_text("999999\n")
+        (app_dir / "new.pid").rename(pidfile)
+        server.signal(signal.SIGTERM)
+        assert server.wait(15) == 0
+    finally:
+        server.stop()
+    assert pidfile.read_text() == "999999\n"
+    assert "could not remove pidfile" not in server.log()
+
+
+def test_the_default_socket_mode_is_0660(tmp_path: Path) -> None:
+    """Any user: the socket is created 0660 without --chmod-socket (no root needed)."""
+    server = Server(tmp_path / "server", "supervisor_app:app").start()
+    try:
+        st = os.lstat(server.socket)
+        assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o660
+        assert (st.st_uid, st.st_gid) == (os.geteuid(), os.getegid())
+        with socket.socket(socket.AF_UNIX) as probe:
+            probe.connect(server.socket)
+    finally:
+        server.stop()

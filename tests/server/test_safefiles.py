@@ -1,0 +1,189 @@
+"""Files opened, handed over and removed without following links (uwsgiapp.server.safefiles),
+and the access and error logs that use them. Any user; the root-only cases are in
+tests/integration/test_root_files.py."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from uwsgiapp.server import safefiles
+from uwsgiapp.server.logs import make_access_log, reopen_logs, setup_error_log
+from uwsgiapp.server.logtext import escape_log_text
+
+
+@pytest.fixture
+def victim(tmp_path: Path) -> Path:
+    """A file nobody but its owner should ever see changed."""
+    path = tmp_path / "victim"
+    path.write_text("secret\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _restore_loggers() -> Iterator[None]:
+    yield
+    for name in ("uwsgiapp", "uwsgiapp.access"):
+        logger = logging.getLogger(name)
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+            handler.close()
+
+
+def test_open_append_refuses_a_symlink_naming_the_path(tmp_path: Path, victim: Path) -> None:
+    link = tmp_path / "error.log"
+    link.symlink_to(victim)
+    with pytest.raises(safefiles.UnsafeFileError, match=f"{link}: is a symbolic link"):
+        safefiles.open_append(str(link))
+    assert victim.read_text() == "secret\n"
+
+
+def test_open_append_does_not_create_a_dangling_symlinks_target(tmp_path: Path) -> None:
+    target = tmp_path / "cron.d" / "x"
+    target.parent.mkdir()
+    (tmp_path / "access.log").symlink_to(target)
+    with pytest.raises(safefiles.UnsafeFileError):
+        safefiles.open_append(str(tmp_path / "access.log"))
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "directory", "socket"])
+def test_open_append_refuses_what_is_not_a_regular_file(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "thing"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "directory":
+        path.mkdir()
+    else:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+        sock.close()
+    with pytest.raises(OSError, match=str(path)):
+        safefiles.open_append(str(path))
+
+
+def test_open_append_creates_and_appends(tmp_path: Path) -> None:
+    path = tmp_path / "new.log"
+    for text in (b"one\n", b"two\n"):
+        fd = safefiles.open_append(str(path))
+        try:
+            assert os.get_inheritable(fd) is False
+            os.write(fd, text)
+        finally:
+            os.close(fd)
+    assert path.read_bytes() == b"one\ntwo\n"
+    assert stat.S_IMODE(path.stat().st_mode) & 0o022 == 0
+
+
+def test_the_error_log_refuses_a_planted_link(tmp_path: Path, victim: Path) -> None:
+    link = tmp_path / "error.log"
+    link.symlink_to(victim)
+    with pytest.raises(OSError, match="symbolic link"):
+        setup_error_log(str(link))
+    assert victim.read_text() == "secret\n"
+
+
+def test_reopen_keeps_the_old_file_when_a_link_was_planted(tmp_path: Path, victim: Path) -> None:
+    log_path = tmp_path / "error.log"
+    setup_error_log(str(log_path))
+    logging.getLogger("uwsgiapp.error").info("before")
+    log_path.rename(tmp_path / "error.log.1")
+    log_path.symlink_to(victim)  # what the app user can do in its own log directory
+    reopen_logs()
+    logging.getLogger("uwsgiapp.error").info("after")
+    assert victim.read_text() == "secret\n"
+    old = (tmp_path / "error.log.1").read_text()
+    assert "before" in old and "after" in old
+    assert "cannot reopen log file" in old and "symbolic link" in old
+
+
+def test_write_pidfile_replaces_a_link_without_touching_its_target(
+    tmp_path: Path, victim: Path
+) -> None:
+    pidfile = tmp_path / "app.pid"
+    pidfile.symlink_to(victim)
+    safefiles.write_pidfile(str(pidfile), 4242)
+    assert victim.read_text() == "secret\n"
+    assert not pidfile.is_symlink() and pidfile.read_text() == "4242\n"
+    assert stat.S_IMODE(pidfile.stat().st_mode) == 0o644
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".pid-")] == []
+
+
+def test_remove_pidfile_only_removes_our_own(tmp_path: Path, victim: Path) -> None:
+    pidfile = tmp_path / "app.pid"
+    pidfile.write_text("4243\n")  # another server started on the same pidfile since
+    assert not safefiles.remove_pidfile(str(pidfile), 4242)
+    assert pidfile.exists()
+    pidfile.unlink()
+    pidfile.symlink_to(victim)
+    victim.chmod(0o644)
+    victim.write_text("4242\n")
+    assert not safefiles.remove_pidfile(str(pidfile), 4242)  # a link holding our pid: not ours
+    assert pidfile.is_symlink() and victim.exists()
+    pidfile.unlink()
+    safefiles.write_pidfile(str(pidfile), 4242)
+    assert safefiles.remove_pidfile(str(pidfile), 4242)
+    assert not pidfile.exists()
+
+
+def test_chown_socket_refuses_a_path_that_is_no_longer_our_socket(
+    tmp_path: Path, victim: Path
+) -> None:
+    path = tmp_path / "app.sock"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(path))
+    try:
+        st = path.lstat()
+        inode = (st.st_dev, st.st_ino)
+        uid, gid = os.getuid(), os.getgid()  # to ourselves: allowed for anyone
+        safefiles.chown_socket(str(path), inode, uid, gid)
+        path.unlink()
+        path.symlink_to(victim)
+        with pytest.raises(safefiles.UnsafeFileError, match="no longer the socket we bound"):
+            safefiles.chown_socket(str(path), inode, uid, gid)
+        path.unlink()
+        other = socket.socket(socket.AF_UNIX)
+        other.bind(str(path))  # a socket, but another one
+        other.close()
+        with pytest.raises(safefiles.UnsafeFileError):
+            safefiles.chown_socket(str(path), inode, uid, gid)
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("/plain?x=1", "/plain?x=1"),
+        ("/a\r\nGET /forged", "/a\\x0D\\x0AGET /forged"),
+        ("/\x1b[31mred\x1b[0m", "/\\x1B[31mred\\x1B[0m"),
+        ("/tab\there\x00\x7f", "/tab\\x09here\\x00\\x7F"),
+        ("/caf\xc3\xa9/\xe2\x82\xac", "/caf\xc3\xa9/\xe2\x82\xac"),  # UTF-8 bytes stay as sent
+    ],
+)
+def test_escape_log_text(text: str, expected: str) -> None:
+    assert escape_log_text(text) == expected
+
+
+def test_access_log_lines_cannot_be_forged(tmp_path: Path) -> None:
+    path = tmp_path / "access.log"
+    access = make_access_log("uwsgi", str(path))
+    assert access is not None
+    environ = {
+        "REMOTE_ADDR": "127.0.0.1",
+        "REQUEST_METHOD": "GET\x1b[2J",
+        "REQUEST_URI": '/x HTTP/1.1" 200\n[pid: 1] 10.0.0.1 forged',
+        "SERVER_PROTOCOL": "HTTP/1.1\r",
+    }
+    access(environ, "200 OK", 5, 0.001)
+    lines = path.read_bytes().split(b"\n")
+    assert len(lines) == 2 and lines[1] == b"", lines
+    assert b"\\x0A[pid: 1] 10.0.0.1 forged" in lines[0]
+    assert b"GET\\x1B[2J" in lines[0] and b"HTTP/1.1\\x0D 200" in lines[0]
