@@ -12,6 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from uwsgiapp.server.listeners import AllowList
+
 ACCESS_LOG_FORMATS = ("off", "uwsgi", "json")
 
 
@@ -96,6 +98,10 @@ class Config:
                 "access_log",
                 f"must be one of {', '.join(ACCESS_LOG_FORMATS)}, got {self.access_log!r}",
             )
+        try:
+            AllowList.parse(self.uwsgi_allow_from)
+        except ValueError as exc:
+            raise ConfigError("uwsgi_allow_from", str(exc)) from None
         if self.mount and (not self.mount.startswith("/") or self.mount.endswith("/")):
             raise ConfigError(
                 "mount", f"must start with '/' and not end with '/', got {self.mount!r}"

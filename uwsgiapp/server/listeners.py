@@ -45,7 +45,10 @@ class AllowList:
                 if "/" in entry:
                     networks.append(ipaddress.ip_network(entry, strict=False))
                 else:
-                    exact.add(str(ipaddress.ip_address(entry)))
+                    addr = ipaddress.ip_address(entry)
+                    # accept() gives "::ffff:10.0.0.1", and allows() compares its IPv4 part.
+                    mapped = getattr(addr, "ipv4_mapped", None)
+                    exact.add(str(mapped or addr))
             except ValueError as exc:
                 raise ValueError(f"invalid address or network {entry!r}: {exc}") from None
         return cls(frozenset(exact), tuple(networks))
