@@ -1,0 +1,82 @@
+"""USR1 after logrotate moved the files: the master and every worker write to the new files."""
+
+from __future__ import annotations
+
+import re
+import signal
+import threading
+from pathlib import Path
+
+from support.procs import Server, uwsgi_exchange, wait_until, worker_pids
+
+import protocol
+
+
+def _sleep_request(server: Server, seconds: float) -> bytes:
+    packet = protocol.build_request(
+        {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/sleep",
+            "QUERY_STRING": str(seconds),
+            "REQUEST_URI": f"/sleep?{seconds}",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+        }
+    )
+    return uwsgi_exchange(server.socket, packet, timeout=15).data
+
+
+def _both_workers_serve(server: Server) -> None:
+    """Two requests at once: each worker holds one (the other is busy, so it is not woken)."""
+    answers: list[bytes] = []
+    threads = [
+        threading.Thread(target=lambda: answers.append(_sleep_request(server, 0.4)))
+        for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert len(answers) == 2 and all(a.startswith(b"HTTP/1.1 200") for a in answers), answers
+
+
+def _pids(path: Path) -> set[int]:
+    return {int(p) for p in re.findall(r"^\[pid: (\d+)\]", path.read_text(), re.M)}
+
+
+def test_usr1_moves_every_worker_and_the_master_to_the_new_files(tmp_path: Path) -> None:
+    access_log = tmp_path / "access.log"
+    error_log = tmp_path / "error.log"
+    server = Server(
+        tmp_path / "server",
+        "supervisor_app:app",
+        workers=2,
+        access_log="uwsgi",
+        access_log_file=str(access_log),
+        error_log_file=str(error_log),
+    ).start()
+    try:
+        wait_until(lambda: len(worker_pids(server.pid)) == 2, 10, "2 workers")
+        # Both workers have the file open: make each write a line to it.
+        for _ in range(10):
+            _both_workers_serve(server)
+            if len(_pids(access_log)) == 2:
+                break
+        served_by = _pids(access_log)
+        assert len(served_by) == 2, access_log.read_text()
+        access_log.rename(tmp_path / "access.log.1")
+        error_log.rename(tmp_path / "error.log.1")
+        server.signal(signal.SIGUSR1)
+        wait_until(access_log.exists, 10, "the new access log")
+
+        def both_write_the_new_file() -> bool:
+            _both_workers_serve(server)
+            return _pids(access_log) == served_by
+
+        wait_until(both_write_the_new_file, 20, "both workers writing the new access log")
+        server.signal(signal.SIGTERM)
+        assert server.wait(15) == 0
+    finally:
+        server.stop()
+    # The master's lines after the reopen (stopping) went to the new error log.
+    assert "all workers stopped" in error_log.read_text()
+    assert "all workers stopped" not in (tmp_path / "error.log.1").read_text()
