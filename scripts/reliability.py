@@ -61,6 +61,79 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+#: Every path the server opens, creates, hands over, replaces or removes while it may be root
+#: (the master before ``--uid/--gid``, or for good when run as root without them), how it avoids
+#: following a link the app user planted, and the test that covers it. Kept by hand: a new
+#: privileged file operation adds a row here (tests/server/test_safefiles.py checks the tests
+#: named here exist).
+ROOT_PATHS: list[tuple[str, str, str]] = [
+    (
+        "error log (`--error-log-file`), opened at start-up",
+        "`O_NOFOLLOW|O_CREAT|O_APPEND|O_CLOEXEC`, must be a regular file with one link as root; "
+        "start-up stops with exit 3 naming the path",
+        "tests/integration/test_root_files.py::test_a_log_linked_to_a_root_file_stops_start_up",
+    ),
+    (
+        "access log (`--access-log-file`), opened by the master and by each worker",
+        "the same open",
+        "tests/integration/test_root_files.py::test_a_log_linked_to_a_root_file_stops_start_up",
+    ),
+    (
+        "a log path whose link points at a missing file (`/etc/cron.d/x`)",
+        "`O_NOFOLLOW` fails before `O_CREAT` could create the target",
+        "tests/integration/test_root_files.py::test_a_log_linked_to_a_missing_root_path_is_not_created",
+    ),
+    (
+        "a log path hard-linked to a root file",
+        "refused as root when the file has more than one link",
+        "tests/integration/test_root_files.py::test_a_hard_link_to_a_root_file_is_refused",
+    ),
+    (
+        "log hand-over to `--uid/--gid`",
+        "`fchown` on the fd opened as above (never `chown(path)`)",
+        "tests/integration/test_root_files.py::"
+        "test_logs_are_handed_over_and_usr1_never_follows_a_planted_link",
+    ),
+    (
+        "USR1 reopen (master and workers)",
+        "the same open; a refused path keeps the old file and logs one line",
+        "tests/integration/test_root_files.py::"
+        "test_logs_are_handed_over_and_usr1_never_follows_a_planted_link; "
+        "tests/integration/test_log_rotation.py",
+    ),
+    (
+        "pidfile (`--pidfile`) write",
+        "a `mkstemp` file beside it, renamed over the path (a link is replaced, not followed)",
+        "tests/integration/test_root_files.py::"
+        "test_the_pidfile_replaces_a_planted_link_and_is_removed_at_exit",
+    ),
+    (
+        "pidfile removal at exit",
+        "opened `O_NOFOLLOW`, removed only if it is a regular file that still holds our pid",
+        "tests/integration/test_root_files.py::test_a_pidfile_taken_over_by_another_server_is_left_alone",
+    ),
+    (
+        "unix socket bind and mode",
+        "created by `bind()` with its final mode under the umask; no `chmod(path)`; "
+        "`lstat` checks it is a socket",
+        "tests/integration/test_root_files.py::test_the_default_socket_mode_is_0660",
+    ),
+    (
+        "unix socket hand-over to `--uid/--gid`",
+        "`lchown` after `lstat` shows the inode we bound",
+        "tests/server/test_safefiles.py::"
+        "test_chown_socket_refuses_a_path_that_is_no_longer_our_socket",
+    ),
+    (
+        "stale socket removal at start, socket removal at stop (vacuum)",
+        "`lstat`: only a socket (at start) or the inode we bound (at stop) is unlinked; "
+        "`unlink` never follows a link",
+        "tests/integration/test_supervisor_ops.py::"
+        "test_uid_gid_socket_in_a_root_owned_dir_is_left_with_a_warning",
+    ),
+]
+
+
 def render(entries: list[dict[str, Any]], command: str, seconds: float, code: int) -> str:
     """The Markdown report from the JSON lines the tests wrote."""
     outcomes = {e["nodeid"]: e for e in entries if e["kind"] == "outcome"}
@@ -84,6 +157,15 @@ def render(entries: list[dict[str, Any]], command: str, seconds: float, code: in
         title = fig.get("case") or nodeid.split("::")[-1]
         values = "; ".join(f"{k}: {_fmt(v)}" for k, v in fig.get("figures", {}).items())
         lines.append(f"| {title} | {outcome['outcome']} | {values or '—'} |")
+    lines += ["", "## Paths touched as root", ""]
+    lines += [
+        "The app user often owns the directories of the logs, the pidfile and the socket; "
+        "nothing the master does as root follows a link planted there.",
+        "",
+        "| path | how | test |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {what} | {how} | `{test}` |" for what, how, test in ROOT_PATHS]
     lines += ["", "## Cases", ""]
     for nodeid, outcome in outcomes.items():
         fig = figures.get(nodeid, {})

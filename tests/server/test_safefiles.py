@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.scripts import load_script
 
 from uwsgiapp.server import safefiles
 from uwsgiapp.server.logs import make_access_log, reopen_logs, setup_error_log
@@ -187,3 +188,15 @@ def test_access_log_lines_cannot_be_forged(tmp_path: Path) -> None:
     assert len(lines) == 2 and lines[1] == b"", lines
     assert b"\\x0A[pid: 1] 10.0.0.1 forged" in lines[0]
     assert b"GET\\x1B[2J" in lines[0] and b"HTTP/1.1\\x0D 200" in lines[0]
+
+
+def test_the_root_paths_table_names_tests_that_exist() -> None:
+    """docs/RELIABILITY.md lists each privileged path with its test: the names must not rot."""
+    root = Path(__file__).resolve().parents[2]
+    rows = load_script("scripts/reliability.py").ROOT_PATHS
+    assert len(rows) >= 10
+    for _, _, tests in rows:
+        for ref in tests.split("; "):
+            path, _, name = ref.partition("::")
+            source = (root / path).read_text()
+            assert not name or f"def {name}(" in source, ref
