@@ -284,6 +284,25 @@ def test_content_length_over_limit_post(
     report.add(at_limit=200, over_limit=413, digits_30=413, through_nginx=status)
 
 
+def test_content_length_of_thousands_of_digits_is_413(
+    big: Live, watch_big: Watch, report: Report
+) -> None:
+    report(
+        "Limits: CONTENT_LENGTH of 5,000 digits",
+        "413 without calling the app even with no --limit-post (past int()'s 4,300 digits: "
+        "no traceback), one WARNING, nothing waits for the body",
+    )
+    value = "9" * 5000
+    result = uwsgi_exchange(
+        big.server.socket, request("/digits", CONTENT_LENGTH=value), timeout=TIMEOUT
+    )
+    assert status_of(result) == 413 and result.seconds < SOCKET_TIMEOUT
+    assert result.data.endswith(b"CONTENT_LENGTH of 5000 digits\n")
+    watch_big.one_line("WARNING", "refused request", "CONTENT_LENGTH of 5000 digits")
+    assert "/digits" not in big.paths_seen()
+    report.add(digits_5000=413)
+
+
 @pytest.mark.parametrize(
     "value",
     ["-1", "-0", "+5", " 5", "5 ", "0x10", "1e3", "1.5", "abc", "\u00b2", "5, 5"],

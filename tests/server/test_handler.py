@@ -26,6 +26,7 @@ import pytest
 from protocol import Limits, build_header, build_ping, build_request
 from uwsgiapp.server import connection
 from uwsgiapp.server.connection import PREREAD, Handler, Pending
+from uwsgiapp.server.logs import ERROR_FORMAT
 from uwsgiapp.wsgi.environ import EnvironSettings
 from uwsgiapp.wsgi.input import EMPTY_INPUT, ClientDisconnected, InputStream
 from uwsgiapp.wsgi.response import FileWrapper
@@ -949,6 +950,41 @@ def test_bad_header_through_write_is_500() -> None:
     assert b"Injected" not in out.raw
 
 
+# -- request text in error-log lines ---------------------------------------------------------------
+
+#: A raw uwsgi client's URI that would start a forged log line and colour the terminal.
+FORGED = "/a\r\n2026-01-01 00:00:00,000 [1] [ERROR] forged \x1b[31mred\x1b[0m"
+
+
+@pytest.mark.parametrize("field", ["REQUEST_URI", "PATH_INFO"])
+@pytest.mark.parametrize("failure", ["bad-response", "app-raised"])
+def test_request_text_cannot_forge_error_log_lines(field: str, failure: str, logs: Logs) -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        if failure == "app-raised":
+            raise ValueError("app bug")
+        start_response("200 OK", [("X-A", "v\r\nInjected: yes")])
+        return [b"x"]
+
+    if field == "REQUEST_URI":
+        variables = nginx_vars("GET", FORGED)
+    else:  # no REQUEST_URI: the line shows PATH_INFO (nginx's decoded path: %0A is a newline)
+        variables = nginx_vars("GET", FORGED, REQUEST_URI="")
+    out = run(make_handler(app), build_request(variables))
+    assert out.status == 500
+    (record,) = problems(logs)
+    # As the error log writes it: the request's text stays on the record's one line, with its
+    # controls written as \xNN (then, for an app's exception, the traceback's own lines).
+    lines = logging.Formatter(ERROR_FORMAT).format(record).split("\n")
+    if failure == "bad-response":
+        one_line(record)
+        assert len(lines) == 1, lines
+    else:
+        assert lines[1] == "Traceback (most recent call last):", lines
+    line = lines[0]
+    assert "\r" not in line and "\x1b" not in line, line
+    assert "GET /a\\x0D\\x0A2026-01-01 00:00:00,000 [1] [ERROR] forged \\x1B[31mred\\x1B[0m" in line
+
+
 # -- close() on the iterable ---------------------------------------------------------------------
 
 
@@ -1214,6 +1250,49 @@ def test_app_ignoring_a_big_body_gets_drained(logs: Logs) -> None:
     assert problems(logs) == []
 
 
+def test_early_answer_ends_before_the_body_is_drained(logs: Logs) -> None:
+    # The drain starts by ending our side: the client sees the end of the response (EOF) while
+    # the server still waits for the rest of the body. A client that sends the rest only once
+    # the answer is over (or stops sending on an answer) is not held for the socket timeout.
+    timeout = 3.0
+    body = os.urandom(1 << 20)
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response(
+            "401 Unauthorized", [("Content-Type", "text/plain"), ("Content-Length", "6")]
+        )
+        return [b"denied"]
+
+    data = packet("POST", "/upload", body)
+    client, server = socket.socketpair()
+    client.settimeout(GUARD)
+    fd = server.detach()
+    handler = make_handler(validator(app), timeout=timeout)
+    served = threading.Event()
+
+    def serve() -> None:
+        handler.handle(fd, "test")
+        served.set()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    try:
+        client.sendall(data[:20000])  # the head and the start of the body
+        started = time.monotonic()
+        thread.start()
+        raw, reset = read_all(client)  # to EOF, the rest of the body not sent yet
+        eof_after = time.monotonic() - started
+        assert raw.startswith(b"HTTP/1.1 401 Unauthorized\r\n") and raw.endswith(b"\r\n\r\ndenied")
+        assert not reset
+        assert eof_after < timeout / 2, f"EOF after {eof_after:.2f} s: only once the drain ended"
+        assert not served.is_set()  # still draining: the EOF came first
+        client.sendall(data[20000:])  # the server reads it all away: no EPIPE, no reset
+        thread.join(GUARD)
+        assert served.is_set()
+    finally:
+        client.close()
+    assert problems(logs) == []
+
+
 def test_app_reading_part_of_the_body_gets_the_rest_drained() -> None:
     body = os.urandom(500_000)
 
@@ -1377,6 +1456,35 @@ def test_begin_parks_an_incomplete_request_instead_of_waiting() -> None:
         client.settimeout(GUARD)
         answer, _ = read_all(client)
     assert answer.endswith(b"Hello, World!")
+
+
+@pytest.mark.parametrize("cut", [10, -500], ids=["half-a-head", "half-a-body"])
+def test_shed_closes_at_once_with_503_once_the_head_is_in(cut: int, logs: Logs) -> None:
+    # What the worker does with a new slow client when its parking is full: never wait for it.
+    calls: list[int] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        calls.append(1)
+        return hello(environ, start_response)
+
+    handler = make_handler(app, timeout=5)
+    client, server = socket.socketpair()
+    with client:
+        client.sendall(packet("POST", "/upload", bytes(1000), SERVER_PROTOCOL="HTTP/1.0")[:cut])
+        pending = handler.begin(server.detach(), "test")
+        assert isinstance(pending, Pending)
+        started = time.monotonic()
+        handler.shed(pending)
+        assert time.monotonic() - started < 0.5
+        client.settimeout(GUARD)
+        answer, _ = read_all(client)
+    if cut > 0:
+        assert answer == b""
+    else:
+        assert answer.startswith(b"HTTP/1.0 503 Service Unavailable\r\n")
+        assert answer.endswith(b"\r\n\r\nbusy\n")
+    assert calls == []
+    assert problems(logs, logging.INFO) == []  # the worker logs these, counted
 
 
 # -- sending -------------------------------------------------------------------------------------

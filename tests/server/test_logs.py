@@ -14,8 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from uwsgiapp.server.logs import make_access_log
-from uwsgiapp.server.logs import reopen_logs
+from uwsgiapp.server.logs import make_access_log, reopen_logs
 
 ENVIRON = {
     "REMOTE_ADDR": "10.0.0.7",

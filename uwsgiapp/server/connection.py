@@ -23,6 +23,7 @@ from protocol import MODIFIER_PING, Decoder, Limits, ProtocolError, Request, bui
 from protocol.decoder import parse_head
 from protocol.events import NEED_DATA
 from uwsgiapp.server.io import closed_early, read_now, readable, reader, recv, send_all, send_file
+from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.wsgi.environ import (
     BadRequest,
     EnvironBuilder,
@@ -294,15 +295,26 @@ class Handler:
                 os.write(pending.fd, _error_response(protocol, "408 Request Timeout", "timeout"))
         self._close(pending.fd)
 
+    def shed(self, pending: Pending) -> None:
+        """Close a connection that cannot be parked (the worker has too many), at once.
+
+        A 503 once its head is in (best effort, never waits); the worker counts and logs these.
+        """
+        if pending.decoder is None:
+            protocol = pending.head[1].get("SERVER_PROTOCOL", "")
+            with contextlib.suppress(OSError):
+                os.write(pending.fd, _error_response(protocol, "503 Service Unavailable", "busy"))
+        self._close(pending.fd)
+
     def _failed(self, fd: int, peer: str, exc: BaseException) -> None:
         """One log line for what ended a connection, then close it (BaseException re-raised)."""
         try:
             if isinstance(exc, ProtocolError):
-                log.warning("invalid uwsgi packet from %s: %s", peer, exc)
+                log.warning("invalid uwsgi packet from %s: %s", peer, escape_log_text(str(exc)))
             elif isinstance(exc, ClientDisconnected):
-                log.info("client %s: %s", peer, exc)
+                log.info("client %s: %s", peer, escape_log_text(str(exc)))
             elif isinstance(exc, OSError):
-                log.info("client %s: connection error: %s", peer, exc)
+                log.info("client %s: connection error: %s", peer, escape_log_text(str(exc)))
             elif isinstance(exc, Exception):
                 log.error("internal error serving %s", peer, exc_info=exc)
             else:
@@ -405,7 +417,7 @@ class Handler:
     ) -> None:
         """Answer a request refused before the app (bad CONTENT_LENGTH) and drain its body."""
         started = time.perf_counter()
-        log.warning("refused request from %s: %s", peer, exc.reason)
+        log.warning("refused request from %s: %s", peer, escape_log_text(exc.reason))
         payload = _error_response(environ["SERVER_PROTOCOL"], exc.status, exc.reason)
         try:
             send_all(fd, payload, self.timeout)
@@ -422,7 +434,11 @@ class Handler:
         try:
             result = self.app(environ, exchange.start_response)
         except ClientDisconnected as exc:
-            log.info("client %s went away while the app read its body: %s", peer, exc)
+            log.info(
+                "client %s went away while the app read its body: %s",
+                peer,
+                escape_log_text(str(exc)),
+            )
             return
         except Exception:
             self._app_failed(exchange, environ, "app raised")
@@ -448,7 +464,7 @@ class Handler:
             if not exchange.head_sent:
                 exchange.send(b"")
         except ClientDisconnected as exc:
-            log.info("client %s: %s", peer, exc)
+            log.info("client %s: %s", peer, escape_log_text(str(exc)))
         except (AppError, HeaderError) as exc:
             self._app_failed(exchange, environ, f"bad response ({exc})", traceback=False)
         except Exception:
@@ -465,7 +481,10 @@ class Handler:
         self, exchange: Exchange, environ: dict[str, Any], what: str, *, traceback: bool = True
     ) -> None:
         uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO")
-        where = f"{environ.get('REQUEST_METHOD')} {uri}"
+        # The request's own text (a raw client can put CR/LF or an ANSI escape in it), and the
+        # exception's, which may quote it: escaped, so that each stays on this one line.
+        where = escape_log_text(f"{environ.get('REQUEST_METHOD')} {uri}")
+        what = escape_log_text(what)
         self._check_fds(sys.exc_info()[1])
         if exchange.head_sent:
             log.error(

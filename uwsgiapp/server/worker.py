@@ -8,7 +8,9 @@ handlers only set flags; the loop acts on them between requests.
 A connection whose request (head, or a body of up to ``PREREAD`` bytes) has not fully arrived
 does not hold the worker: it is parked in the same epoll and served once the rest is there, or
 closed after ``--socket-timeout`` of silence. Slow or stuck clients cost a file descriptor each,
-not a worker.
+not a worker. At most ``MAX_PARKED`` are parked: past that, a new connection whose request has
+not fully arrived is closed at once (a 503 once its head is in), never waited for in place, so
+the parked ones are still served and expired on time however many come.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import logging
+import math
 import os
 import select
 import signal
@@ -32,8 +35,10 @@ log = logging.getLogger("uwsgiapp.error")
 
 #: How often an idle worker wakes to check that its master is alive (seconds).
 IDLE_TICK = 1.0
-#: Parked connections per worker; past this, a slow client is waited for in place.
+#: Parked connections per worker; past this, a new slow client is closed at once.
 MAX_PARKED = 512
+#: Seconds between two log lines about connections closed because parking was full.
+SHED_LOG_INTERVAL = 1.0
 #: Connections accepted in a row before parked ones are looked at again.
 PARKED_BATCH = 16
 
@@ -75,6 +80,11 @@ class Worker:
         self._wake_w = -1
         self._epoll: select.epoll | None = None
         self.parked: dict[int, Pending] = {}
+        #: No parked deadline is earlier than this (a lower bound: deadlines only move later).
+        self._next_expiry = math.inf
+        #: Connections closed because parking was full, not logged yet; when the next line may go.
+        self._shed = 0
+        self._shed_log_at = 0.0
         self._next_parent_check = 0.0
 
     # -- signals (handlers only set flags) ----------------------------------------------------
@@ -146,6 +156,8 @@ class Worker:
                     # exception per sleep). Otherwise just look at the parked connections.
                     self._wait(0.0 if more else IDLE_TICK)
         finally:
+            if self._shed:
+                self._log_shed()
             for fd in self.parked:  # only on a quick stop: abandon them
                 with contextlib.suppress(OSError):
                     os.close(fd)
@@ -230,12 +242,31 @@ class Worker:
             self._after_request()
 
     def _hold(self, pending: Pending) -> None:
-        """Park a connection still sending its request (or, past the cap, wait for it here)."""
+        """Park a connection still sending its request (past the cap, close it at once).
+
+        A resumed connection always finds room: it was unparked just before. Only a new one can
+        be refused; waiting for it here would hold the worker and every parked connection.
+        """
         if len(self.parked) < MAX_PARKED:
             self._park(pending)
         else:
-            self.handler.finish(pending)
-            self.requests += 1
+            self.handler.shed(pending)
+            self._shed += 1
+            if time.monotonic() >= self._shed_log_at:
+                self._log_shed()
+
+    def _log_shed(self) -> None:
+        """One line for the connections closed because parking was full since the last one."""
+        log.warning(
+            "worker %d: parking is full (%d connections still sending their request): "
+            "closed %d new %s at once",
+            os.getpid(),
+            MAX_PARKED,
+            self._shed,
+            "connection" if self._shed == 1 else "connections",
+        )
+        self._shed = 0
+        self._shed_log_at = time.monotonic() + SHED_LOG_INTERVAL
 
     def _after_request(self) -> None:
         if self.max_requests and self.requests >= self.max_requests:
@@ -261,6 +292,8 @@ class Worker:
         assert self._epoll is not None
         self.parked[pending.fd] = pending
         self._epoll.register(pending.fd, select.EPOLLIN)
+        if pending.deadline < self._next_expiry:
+            self._next_expiry = pending.deadline
 
     def _unpark(self, pending: Pending) -> None:
         assert self._epoll is not None
@@ -273,8 +306,7 @@ class Worker:
         assert self._epoll is not None
         parked = self.parked
         if parked and timeout:
-            soonest = min(p.deadline for p in parked.values())
-            timeout = min(timeout, max(soonest - time.monotonic(), 0.0))
+            timeout = min(timeout, max(self._next_expiry - time.monotonic(), 0.0))
         for fd, _ in self._epoll.poll(timeout):
             if fd == self._wake_r:
                 with contextlib.suppress(OSError):
@@ -284,11 +316,10 @@ class Worker:
             if pending is not None:
                 self._unpark(pending)
                 self._step(self.handler.resume, pending)
-        if parked:
-            now = time.monotonic()
-            for pending in [p for p in parked.values() if p.deadline <= now]:
-                self._unpark(pending)
-                self.handler.expire(pending)
+        if parked and time.monotonic() >= self._next_expiry:
+            self._expire_parked()
+        if self._shed and time.monotonic() >= self._shed_log_at:
+            self._log_shed()
         if self.master_pid and time.monotonic() >= self._next_parent_check:
             # At most once per tick: getppid is a syscall, and a busy worker wakes often.
             self._next_parent_check = time.monotonic() + IDLE_TICK
@@ -297,3 +328,18 @@ class Worker:
                 self.alive = False
                 self.drain_backlog = False
 
+    def _expire_parked(self) -> None:
+        """Close the parked connections whose client has been silent for ``--socket-timeout``.
+
+        Looks at them all only once the earliest deadline may have passed, not on every wait.
+        """
+        now = time.monotonic()
+        soonest = math.inf
+        for pending in list(self.parked.values()):
+            deadline = pending.deadline
+            if deadline <= now:
+                self._unpark(pending)
+                self.handler.expire(pending)
+            elif deadline < soonest:
+                soonest = deadline
+        self._next_expiry = soonest

@@ -1,0 +1,151 @@
+"""Past the parking cap, new slow connections are closed at once: a real ``uwsgiapp serve``.
+
+A worker parks at most ``MAX_PARKED`` connections whose request has not fully arrived. Beyond
+that it must not wait for a slow client in place (that held the worker for ``--socket-timeout``
+per connection, so nobody was served and the parked ones were not expired for minutes): the new
+connection is closed at once (a 503 once its head is in), with a rate-limited WARNING that
+counts them, while complete requests are still served and the parked ones expire on time.
+
+The real cap (512) is cheap enough: ~600 unix connections, well under the usual 1024 fds.
+"""
+
+from __future__ import annotations
+
+import re
+import selectors
+import socket
+import time
+from pathlib import Path
+
+from support.procs import LogCursor, Server, uwsgi_exchange, wait_for_workers, worker_pids
+
+import protocol
+from uwsgiapp.server.worker import MAX_PARKED
+
+SOCKET_TIMEOUT = 2.0
+#: Connections opened past the cap.
+EXTRA = 64
+#: A complete request behind all the slow ones must be answered within this.
+PROMPT = 1.0
+#: Parked connections are closed between these bounds (seconds after their last byte).
+EXPIRE_AFTER = (SOCKET_TIMEOUT * 0.75, SOCKET_TIMEOUT + 2.5)
+
+REQUEST = {
+    "REQUEST_METHOD": "GET",
+    "PATH_INFO": "/echo",
+    "REQUEST_URI": "/echo",
+    "QUERY_STRING": "",
+    "SERVER_NAME": "t",
+    "SERVER_PORT": "80",
+    "SERVER_PROTOCOL": "HTTP/1.1",
+}
+PACKET = protocol.build_request(REQUEST)
+#: A whole head and half of its small body (read before the app is called).
+HALF_BODY = protocol.build_request(
+    {**REQUEST, "REQUEST_METHOD": "POST", "CONTENT_LENGTH": "1000"}, bytes(500)
+)
+
+
+def slow_start(i: int) -> bytes:
+    """What slow client ``i`` sends before it stops: nothing, half a head, or half a body."""
+    return b"" if i % 8 == 0 else HALF_BODY if i % 4 == 2 else PACKET[:7]
+
+
+def closed_after(
+    socks: list[socket.socket], sent_at: list[float], until: float
+) -> tuple[list[float], list[bytes]]:
+    """Seconds from each socket's last byte to its close by the server (inf: still open), and
+    what the server sent it."""
+    closed = [float("inf")] * len(socks)
+    received = [b""] * len(socks)
+    selector = selectors.DefaultSelector()
+    for i, sock in enumerate(socks):
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ, i)
+    try:
+        while selector.get_map() and time.monotonic() < until:
+            for key, _ in selector.select(timeout=max(0.0, until - time.monotonic())):
+                i = key.data
+                try:
+                    data = socks[i].recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    data = b""
+                received[i] += data
+                if not data:
+                    closed[i] = time.monotonic() - sent_at[i]
+                    selector.unregister(socks[i])
+    finally:
+        selector.close()
+    return closed, received
+
+
+def test_past_the_cap_slow_connections_are_closed_and_parked_ones_expire_on_time(
+    tmp_path: Path,
+) -> None:
+    server = Server(tmp_path, "nginx_app:app", workers=1, socket_timeout=SOCKET_TIMEOUT).start()
+    held: list[socket.socket] = []
+    try:
+        workers = wait_for_workers(server, 1)
+        cursor = LogCursor(server.log_path)
+        sent_at: list[float] = []
+        for i in range(MAX_PARKED + EXTRA):
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(server.socket)
+            sock.sendall(slow_start(i))
+            sent_at.append(time.monotonic())
+            held.append(sock)
+
+        # A complete request queued behind all of them is served at once.
+        started = time.monotonic()
+        result = uwsgi_exchange(server.socket, PACKET, timeout=SOCKET_TIMEOUT + 5)
+        answered = time.monotonic() - started
+        assert result.data.startswith(b"HTTP/1.1 200 OK"), (result.end, result.data[:200])
+        assert answered < PROMPT, f"answered after {answered:.2f} s"
+
+        closed, received = closed_after(held, sent_at, sent_at[-1] + EXPIRE_AFTER[1])
+        parked, refused = closed[:MAX_PARKED], closed[MAX_PARKED:]
+        # Answered as nginx would once the head is in: 503 past the cap, 408 after the wait.
+        for i, data in enumerate(received):
+            if slow_start(i) != HALF_BODY:
+                assert data == b"", (i, data[:80])
+            else:
+                status = b"408 Request Timeout" if i < MAX_PARKED else b"503 Service Unavailable"
+                assert data.startswith(b"HTTP/1.1 " + status + b"\r\n"), (i, data[:80])
+        # Those past the cap: closed at once, long before any socket timeout.
+        slow = [round(c, 2) for c in refused if c >= SOCKET_TIMEOUT / 2]
+        assert not slow, f"{len(slow)} of {EXTRA} connections past the cap were kept: {slow[:5]}"
+        # The parked ones: closed after --socket-timeout, not before and not minutes later.
+        early = [round(c, 2) for c in parked if c < EXPIRE_AFTER[0]]
+        late = [c for c in parked if c > EXPIRE_AFTER[1]]
+        assert not early, f"parked connections closed before the socket timeout: {early[:5]}"
+        assert not late, f"{len(late)} parked connections not closed {EXPIRE_AFTER[1]:g} s after"
+
+        # The cap is free again: a client that sends its request in two parts is parked, served.
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(SOCKET_TIMEOUT + 5)
+            sock.connect(server.socket)
+            sock.sendall(PACKET[:10])
+            time.sleep(0.3)
+            sock.sendall(PACKET[10:])
+            assert sock.recv(65536).startswith(b"HTTP/1.1 200 OK")
+
+        time.sleep(0.1)
+        lines = cursor.new_lines()
+        assert worker_pids(server.pid) == workers
+    finally:
+        for sock in held:
+            sock.close()
+        server.stop()
+    # One WARNING a second at most, counting every connection closed past the cap.
+    shed = [line for line in lines if "parking is full" in line]
+    assert shed and all("[WARNING]" in line for line in shed), lines[-5:]
+    assert len(shed) <= 3, shed
+    counts = [int(m.group(1)) for m in (re.search(r"closed (\d+) new", x) for x in shed) if m]
+    assert len(counts) == len(shed) and sum(counts) == EXTRA, shed
+    # Every parked connection expired in one line; no other warnings, no traceback.
+    assert sum("stalled:" in line for line in lines) == MAX_PARKED
+    others = [line for line in lines if "[INFO]" not in line and line not in shed]
+    assert not others, others[:5]
+    assert "Traceback" not in server.log()
