@@ -76,8 +76,10 @@ def parse_head(header: bytes | bytearray, limits: Limits = DEFAULT_LIMITS) -> tu
     """Check a 4-byte header against the limits; return (modifier1, datasize, modifier2)."""
     modifier1, datasize, modifier2 = HEADER_STRUCT.unpack_from(header)
     if datasize > limits.buffer_size:
+        other = _hint(header)
         raise PacketTooLarge(
-            f"invalid request block size: {datasize} (max {limits.buffer_size})" + _hint(header)
+            f"invalid request block size: {datasize} (max {limits.buffer_size})" + other,
+            limit="" if other else "buffer_size",
         )
     if modifier1 not in SUPPORTED_MODIFIERS:
         raise UnsupportedModifier(
@@ -103,7 +105,7 @@ def resume_vars(
     try:
         return resume_var_block(block, text, pos, out, limits.max_vars)
     except TooManyVars as exc:
-        raise PacketTooLarge(str(exc)) from None
+        raise PacketTooLarge(str(exc), limit="max_vars") from None
     except ConstructError as exc:
         raise MalformedPacket(f"invalid var block: {exc}") from None
 

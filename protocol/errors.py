@@ -24,9 +24,17 @@ class MalformedPacket(ProtocolError):
 
 
 class PacketTooLarge(ProtocolError):
-    """The vars block is larger than the configured ``buffer_size`` or holds too many vars."""
+    """The vars block is larger than the configured ``buffer_size`` or holds too many vars.
+
+    ``limit`` names the :class:`~protocol.decoder.Limits` field that was exceeded
+    (``"buffer_size"`` or ``"max_vars"``), so a server can say which of its settings to raise.
+    """
 
     status_hint = 431
+
+    def __init__(self, message: str, *, limit: str = "") -> None:
+        super().__init__(message)
+        self.limit = limit
 
 
 class UnsupportedModifier(ProtocolError):

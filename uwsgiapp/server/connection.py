@@ -36,6 +36,14 @@ from uwsgiapp.wsgi.response import FileWrapper, HeaderError, render_head
 
 log = logging.getLogger("uwsgiapp.error")
 
+#: What to change when a request exceeds a codec limit (``PacketTooLarge.limit``): nginx then
+#: answers 502, and the log line is all the user sees.
+LIMIT_FIXES = {
+    "buffer_size": "; raise --buffer-size (uWSGI's buffer-size, at most 65535): nginx sends "
+    "every request header in this block, so large cookies need it (nginx's own limit for "
+    "them is large_client_header_buffers)",
+}
+
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 #: Called after each request when the access log is on: (environ, status, bytes sent, seconds).
@@ -310,7 +318,12 @@ class Handler:
         """One log line for what ended a connection, then close it (BaseException re-raised)."""
         try:
             if isinstance(exc, ProtocolError):
-                log.warning("invalid uwsgi packet from %s: %s", peer, escape_log_text(str(exc)))
+                log.warning(
+                    "invalid uwsgi packet from %s: %s%s",
+                    peer,
+                    escape_log_text(str(exc)),
+                    LIMIT_FIXES.get(getattr(exc, "limit", ""), ""),
+                )
             elif isinstance(exc, ClientDisconnected):
                 log.info("client %s: %s", peer, escape_log_text(str(exc)))
             elif isinstance(exc, OSError):

@@ -10,11 +10,16 @@ A stop signal before the master loop runs unwinds through the same clean-up as a
 from __future__ import annotations
 
 import contextlib
+import grp
 import logging
 import os
+import pwd
 import signal
+import stat
 import sys
+from collections.abc import Callable
 from types import FrameType
+from typing import Any
 
 from protocol import Limits
 from uwsgiapp.config import Config
@@ -69,6 +74,33 @@ def _warn_unremovable(ids: Ids, paths: list[str]) -> None:
                 "next start); put it in a directory the user owns (e.g. /run/app)",
                 path,
             )
+
+
+def _who_may_connect(listener: Listener) -> str:
+    """For a unix socket: its owner, group and mode, and the rule nginx's user must meet."""
+    if not listener.path:
+        return ""
+    try:
+        st = os.lstat(listener.path)
+    except OSError:
+        return ""
+    owner, group = _name(pwd.getpwuid, st.st_uid), _name(grp.getgrgid, st.st_gid)
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o006 == 0o006:
+        rule = "anyone on this machine may connect"
+    else:
+        rule = (
+            f"nginx's user must be {owner} or in group {group} (or set --chmod-socket, "
+            "or --uid/--gid)"
+        )
+    return f" (owner {owner}, group {group}, mode {mode:04o}: {rule})"
+
+
+def _name(lookup: Callable[[int], Any], number: int) -> str:
+    try:
+        return str(lookup(number)[0])
+    except KeyError:
+        return str(number)
 
 
 def _log_files(config: Config) -> list[str]:
@@ -154,7 +186,7 @@ def _serve(config: Config) -> int:
             paths = [path for path, _ in sockets]
             _warn_unremovable(ids, [*paths, pidfile] if pidfile else paths)
         for listener in listeners:
-            log.info("listening on %s", listener.spec)
+            log.info("listening on %s%s", listener.spec, _who_may_connect(listener))
         before = set(sys.modules)
         app: WSGIApp | None = None
         if not config.lazy_apps:
