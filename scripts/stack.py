@@ -156,6 +156,9 @@ def nginx_values(port: int, upstream: str, static_root: Path = STATIC_ROOT) -> d
         "UWSGIAPP_UPSTREAM": upstream,
         "NGINX_LISTEN": f"127.0.0.1:{port}",
         "NGINX_STATIC_ROOT": str(static_root),
+        # Compose sets a `resolver` (Docker's DNS) so nginx follows replicas; the local
+        # upstream is an IP address, which nginx uses without resolving anything.
+        "NGINX_RESOLVER": "# no resolver: the upstream is an IP address",
     }
 
 
