@@ -1,11 +1,12 @@
-"""docker-compose.yml, Dockerfile and .dockerignore, checked without Docker.
+"""docker-compose.yml, deploy/stack.yml, Dockerfile and .dockerignore, checked statically.
 
-Docker cannot run on CI machines, so these tests check what can be checked statically: the
-compose structure the issue asks for, that the app command is the one the local stack runs
-(which tests/deploy/test_local_stack.py runs for real), that every flag in it and in the
-Dockerfile's CMD is one ``uwsgiapp serve`` accepts and resolves to a valid Config, and that
-nginx and the app agree on variables, ports and timeouts. The optional checks against PyYAML
-and the ``docker-compose`` tool run only where those are installed.
+The Docker tests (test_docker_compose.py, test_docker_swarm.py) run these files for real; the
+checks here are the ones a run would not make plain: that the app command is the one the local
+stack runs (which tests/deploy/test_local_stack.py runs for real) and the same in the Swarm
+stack, that every flag in it and in the Dockerfile's CMD is one ``uwsgiapp serve`` accepts and
+resolves to a valid Config, that nginx and the app agree on variables, ports and timeouts, and
+that stop grace periods outlast the app's graceful timeout. ``docker-compose config`` runs where
+that tool is installed.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from deploy.deploy_testkit import (
     COMPOSE_FILE,
     DOCKERFILE,
     ROOT,
+    STACK_FILE,
     TEMPLATE,
     load_stack,
-    parse_yaml_subset,
+    load_yaml,
 )
 
 from uwsgiapp.cli import build_parser, resolve_serve_config
@@ -33,7 +35,14 @@ from uwsgiapp.config import Config
 
 @pytest.fixture(scope="module")
 def compose() -> dict[str, Any]:
-    data = parse_yaml_subset(COMPOSE_FILE.read_text())
+    data = load_yaml(COMPOSE_FILE)
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.fixture(scope="module")
+def swarm_stack() -> dict[str, Any]:
+    data = load_yaml(STACK_FILE)
     assert isinstance(data, dict)
     return data
 
@@ -55,7 +64,9 @@ def test_services_and_nginx_service(compose: dict[str, Any]) -> None:
     assert set(services) == {"app", "nginx"}
     nginx = services["nginx"]
     assert nginx["image"].startswith("nginx:")
-    assert nginx["ports"] == ["8080:80"]
+    # 8080 on every interface unless NGINX_BIND / NGINX_PORT say otherwise (the tests publish
+    # on a free port on 127.0.0.1).
+    assert nginx["ports"] == ["${NGINX_BIND:-0.0.0.0}:${NGINX_PORT:-8080}:80"]
     assert nginx["depends_on"] == {"app": {"condition": "service_healthy"}}
     mounts = dict(v.split(":", 2)[:2] for v in nginx["volumes"])
     assert mounts["./deploy/nginx/templates"] == "/etc/nginx/templates"
@@ -66,6 +77,10 @@ def test_services_and_nginx_service(compose: dict[str, Any]) -> None:
     assert (ROOT / "examples" / "static").is_dir()
     assert nginx["environment"]["NGINX_LISTEN"] == "80"
     assert nginx["environment"]["UWSGIAPP_UPSTREAM"] == "app:3031"
+    # Docker's embedded DNS, asked again every second: nginx follows replicas with no reload.
+    assert re.fullmatch(
+        r"resolver 127\.0\.0\.11 valid=1s ipv6=off;", nginx["environment"]["NGINX_RESOLVER"]
+    )
     assert nginx["healthcheck"]["test"][0] == "CMD"
     assert "/nginx-health" in nginx["healthcheck"]["test"][-1]
     assert "location = /nginx-health" in TEMPLATE.read_text()
@@ -178,19 +193,6 @@ def test_dockerfile() -> None:
         assert path in ignored
 
 
-def test_yaml_subset_reader_rejects_what_it_does_not_understand() -> None:
-    from deploy.deploy_testkit import YamlSubsetError
-
-    for bad in ("a: &x 1\n", "a:\n  - b: 1\n", "a: 1\na: 2\n", "a: 'x'\n", "- a\nb: 1\n"):
-        with pytest.raises((YamlSubsetError, ValueError)):
-            parse_yaml_subset(bad)
-
-
-def test_agrees_with_pyyaml_when_installed(compose: dict[str, Any]) -> None:
-    yaml = pytest.importorskip("yaml")
-    assert yaml.safe_load(COMPOSE_FILE.read_text()) == compose
-
-
 def test_docker_compose_config_when_installed(tmp_path: Any) -> None:
     tool = shutil.which("docker-compose")
     if tool is None:
@@ -203,3 +205,49 @@ def test_docker_compose_config_when_installed(tmp_path: Any) -> None:
         cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_swarm_stack_runs_the_compose_services(
+    compose: dict[str, Any], swarm_stack: dict[str, Any]
+) -> None:
+    services = swarm_stack["services"]
+    assert set(services) == {"app", "nginx"}
+    app, compose_app = services["app"], compose["services"]["app"]
+    for key in ("image", "command", "healthcheck"):
+        if key == "healthcheck":
+            assert app[key]["test"] == compose_app[key]["test"]
+        else:
+            assert app[key] == compose_app[key], key
+    argv = [load_stack().interpolate(a, {}) for a in app["command"]]
+    assert int(app["stop_grace_period"].rstrip("s")) > serve_config(argv).graceful_timeout
+    assert "ports" not in app, "the uwsgi port must never be published"
+    deploy = app["deploy"]
+    # nginx balances over the tasks itself: the service name must answer with every task.
+    assert deploy["endpoint_mode"] == "dnsrr"
+    assert deploy["update_config"]["order"] == "start-first"
+    assert deploy["rollback_config"]["order"] == "start-first"
+    assert deploy["replicas"] == "${APP_REPLICAS:-3}"
+
+    nginx, compose_nginx = services["nginx"], compose["services"]["nginx"]
+    assert nginx["image"] == compose_nginx["image"]
+    assert nginx["environment"] == compose_nginx["environment"]
+    assert nginx["healthcheck"]["test"] == compose_nginx["healthcheck"]["test"]
+    assert nginx["ports"] == [
+        {"target": 80, "published": "${NGINX_PORT:-8080}", "protocol": "tcp", "mode": "host"}
+    ]
+    # One task holds a host-mode port: the old one has to stop before the new one starts.
+    assert nginx["deploy"]["update_config"]["order"] == "stop-first"
+
+
+def test_swarm_stack_configs_are_the_template_and_every_static_file(
+    swarm_stack: dict[str, Any],
+) -> None:
+    nginx = swarm_stack["services"]["nginx"]
+    files = {
+        c["target"]: (STACK_FILE.parent / swarm_stack["configs"][c["source"]]["file"]).resolve()
+        for c in nginx["configs"]
+    }
+    assert files.pop("/etc/nginx/templates/default.conf.template") == TEMPLATE
+    static_root = nginx["environment"]["NGINX_STATIC_ROOT"]
+    static = ROOT / "examples" / "static"
+    assert files == {f"{static_root}/{p.name}": p for p in static.iterdir() if p.is_file()}

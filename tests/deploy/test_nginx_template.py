@@ -2,10 +2,10 @@
 
 What ``nginx -t`` checks here: the template rendered with compose's environment values, inside
 deploy/nginx.conf (the main config; in Docker the image's own main config includes the rendered
-file the same way), in a throwaway prefix. One value differs from compose: the upstream is
-``127.0.0.1:3031`` instead of ``app:3031``, because nginx resolves upstream names while
-checking and the compose service name only resolves inside a compose network. That the upstream
-really is ``app:3031`` in compose is asserted in test_compose.py.
+file the same way), in a throwaway prefix. The values are compose's own, upstream ``app:3031``
+included: the upstream is a variable, which nginx resolves per request through the ``resolver``
+(Docker's DNS, 127.0.0.11) rather than once at start, so ``nginx -t`` outside compose accepts a
+name that only resolves inside it. The rendered loopback config (``make run``) has no resolver.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deploy.deploy_testkit import COMPOSE_FILE, ROOT, TEMPLATE, load_stack, parse_yaml_subset
+from deploy.deploy_testkit import COMPOSE_FILE, ROOT, TEMPLATE, load_stack, load_yaml
 from support.procs import nginx_binary
 
 pytestmark = pytest.mark.nginx
@@ -32,7 +32,7 @@ def nginx_test(prefix: Path) -> subprocess.CompletedProcess[str]:
 
 
 def compose_nginx_env() -> dict[str, Any]:
-    data = parse_yaml_subset(COMPOSE_FILE.read_text())
+    data = load_yaml(COMPOSE_FILE)
     env: dict[str, Any] = data["services"]["nginx"]["environment"]
     return env
 
@@ -41,11 +41,12 @@ def test_rendered_with_compose_values_passes_nginx_t(tmp_path: Path, nginx_avail
     stack = load_stack()
     values = dict(compose_nginx_env())
     assert values["UWSGIAPP_UPSTREAM"] == "app:3031"
-    values["UWSGIAPP_UPSTREAM"] = "127.0.0.1:3031"  # `app` resolves only inside compose
     prefix = stack.write_nginx_prefix(tmp_path / "compose", values)
     rendered = (prefix / "conf.d" / "default.conf").read_text()
     assert "listen 80 default_server;" in rendered
     assert 'alias "/srv/static/";' in rendered
+    assert "\nresolver 127.0.0.11 valid=1s ipv6=off;\n" in rendered
+    assert 'set $uwsgiapp_upstream "app:3031";' in rendered
     result = nginx_test(prefix)
     assert result.returncode == 0, result.stderr
     assert "test is successful" in result.stderr
@@ -58,6 +59,9 @@ def test_rendered_for_loopback_passes_nginx_t(tmp_path: Path, nginx_available: N
     rendered = (prefix / "conf.d" / "default.conf").read_text()
     assert "listen 127.0.0.1:8080 default_server;" in rendered
     assert f'alias "{ROOT / "examples" / "static"}/";' in rendered
+    assert 'set $uwsgiapp_upstream "127.0.0.1:3031";' in rendered
+    # An address needs no resolver; the line the compose resolver goes on is a comment.
+    assert not re.search(r"(?m)^\s*resolver\s", rendered)
     result = nginx_test(prefix)
     assert result.returncode == 0, result.stderr
 
@@ -81,7 +85,10 @@ def directives(name: str) -> list[str]:
 
 def test_template_directives() -> None:
     # Retry only failures that happen before the app got the request; never non_idempotent.
+    # Every resolved address may be tried (0), within the retry timeout.
     assert directives("uwsgi_next_upstream") == ["error timeout"]
+    assert directives("uwsgi_next_upstream_tries") == ["0"]
+    assert directives("uwsgi_next_upstream_timeout") == ["10s"]
     assert "non_idempotent" not in TEMPLATE.read_text().replace("`non_idempotent`", "")
     # The standard params are inline: nothing depends on the distribution's uwsgi_params.
     assert not directives("include")
@@ -102,7 +109,13 @@ def test_template_directives() -> None:
         "SERVER_PORT",
         "SERVER_NAME",
     }
-    assert directives("uwsgi_pass") == ["uwsgiapp"]
+    # Re-resolution: the upstream is a variable (resolved per request through `resolver`,
+    # which NGINX_RESOLVER provides), never a name in an `upstream {}` block (resolved once).
+    assert directives("uwsgi_pass") == ["$uwsgiapp_upstream"]
+    assert directives("set") == ['$uwsgiapp_upstream "${UWSGIAPP_UPSTREAM}"']
+    assert not directives("upstream") and "upstream uwsgiapp" not in TEMPLATE.read_text()
+    assert "\n${NGINX_RESOLVER}\n" in TEMPLATE.read_text()
+    assert directives("resolver_timeout") == ["2s"]
     assert directives("client_max_body_size")
     assert directives("uwsgi_buffer_size") and directives("uwsgi_buffers")
     assert directives("access_log")[0] == "/dev/stdout uwsgiapp_json"
