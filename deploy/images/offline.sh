@@ -139,7 +139,7 @@ main() {
         if [ "${OFFLINE_FORCE:-0}" != 1 ] && has_image "$image"; then
             say "$image: present"
         elif [ "${OFFLINE_FORCE:-0}" != 1 ] && [ "${OFFLINE_PULL:-1}" != 0 ] &&
-            timeout 120 "$DOCKER" pull -q "$image" >/dev/null 2>&1; then
+            timeout 60 "$DOCKER" pull -q "$image" >/dev/null 2>&1; then
             say "$image: pulled"
         else
             todo+=("$image")
