@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.load import Load
-from support.procs import Server, stack, wait_until
+from support.procs import Server, stack, uwsgi_exchange, wait_for_workers, wait_until
 
 import protocol
 
@@ -172,3 +175,300 @@ def test_max_requests_recycles_workers_without_failures(
             pids.add(int(body))
         assert len(pids) >= 6
         assert "max-requests" in server.log()
+
+
+# -- issue 14: max-requests recycling under load, TERM right after HUP or a worker's death ----
+
+
+def raw_get(path: str = "/", query: str = "") -> bytes:
+    """A uwsgi request packet, as nginx would send it."""
+    return protocol.build_request(
+        {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "SERVER_NAME": "t",
+            "SERVER_PORT": "80",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+        }
+    )
+
+
+def processes_in(directory: Path) -> set[int]:
+    """Live processes whose working directory is ``directory``: a server's master and workers
+    (they run in the test's workdir; matched by cwd since setproctitle renames workers)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if os.readlink(entry / "cwd") == str(directory):
+                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":
+                    found.add(int(entry.name))
+    return found
+
+
+@contextlib.contextmanager
+def one_loop_turn(server: Server) -> Iterator[None]:
+    """Whatever is done to the server inside reaches its master in a single loop turn.
+
+    The master is stopped (SIGSTOP) meanwhile: the signals and child exits wait as pending and
+    are handled together when it continues, as happens by chance on a busy machine. (Not for
+    TTIN/TTOU: the kernel discards pending stop-class signals at SIGCONT.)
+    """
+    os.kill(server.pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(server.pid, signal.SIGCONT)
+
+
+def test_max_requests_under_concurrent_raw_clients_keeps_serving(tmp_path: Path) -> None:
+    # A worker can serve its whole quota before a master tick saw it ready; its clean exit
+    # used to count as a boot failure, and five in a row stopped the master with code 5.
+    server = Server(tmp_path, "supervisor_app:app", workers=2, max_requests=10).start()
+    packet = raw_get()
+    answers: list[bytes] = []
+    stop = threading.Event()
+    lock = threading.Lock()
+
+    def client() -> None:
+        while not stop.is_set():
+            result = uwsgi_exchange(server.socket, packet, timeout=10)
+            with lock:
+                answers.append(result.data.split(b"\r\n", 1)[0] if result.data else result.end)
+                if len(answers) >= 4000:
+                    stop.set()
+
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(8)]
+    try:
+        wait_for_workers(server, 2)
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + 60
+        while not stop.is_set() and time.monotonic() < deadline:
+            assert server.proc is not None
+            if server.proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        stop.set()
+        for t in threads:
+            t.join(15)
+        alive = server.proc is not None and server.proc.poll() is None
+        after = uwsgi_exchange(server.socket, packet, timeout=10) if alive else None
+    finally:
+        stop.set()
+        server.stop()
+    log = server.log()
+    assert alive, f"the master exited with {server.proc and server.proc.returncode}:\n{log[-3000:]}"
+    assert "died while starting" not in log
+    bad = [a for a in answers if a != b"HTTP/1.1 200 OK"]
+    assert len(answers) >= 4000 and bad == [], bad[:10]
+    assert log.count("(max-requests), recycling") >= 200  # 4000 requests, 10 per worker
+    assert after is not None and after.data.startswith(b"HTTP/1.1 200 OK")
+
+
+GRACEFUL = 5
+
+
+def _assert_stops_everything(server: Server, workdir: Path) -> None:
+    """The master exits 0 within the graceful timeout; no worker is left; none was killed."""
+    started = time.monotonic()
+    try:
+        code = server.wait(GRACEFUL)
+    except Exception:
+        code = None
+    left = processes_in(workdir) - {server.pid}
+    took = time.monotonic() - started
+    server.stop()
+    for pid in left:  # never leave a process behind, even if the test failed
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    log = server.log()
+    assert code == 0, f"master still running {took:.1f}s after TERM (workers {left}):\n{log}"
+    assert left == set(), log
+    assert "deadline passed" not in log  # every worker got the stop (none waited for a kill)
+    assert "all workers stopped" in log
+
+
+@pytest.mark.parametrize("turn", ["back-to-back", "same-loop-turn"])
+def test_term_right_after_hup_stops_every_worker(tmp_path: Path, turn: str) -> None:
+    # kill -HUP $M; kill -TERM $M: the reload's new workers used to be forked after TERM had
+    # sent its stops, and were never told; the master waited for them forever.
+    server = Server(tmp_path, "supervisor_app:app", workers=2, graceful_timeout=GRACEFUL).start()
+    wait_for_workers(server, 2)
+    if turn == "back-to-back":
+        server.signal(signal.SIGHUP)
+        server.signal(signal.SIGTERM)
+    else:
+        with one_loop_turn(server):
+            server.signal(signal.SIGHUP)
+            server.signal(signal.SIGTERM)
+    _assert_stops_everything(server, tmp_path)
+
+
+@pytest.mark.parametrize("turn", ["back-to-back", "same-loop-turn"])
+def test_term_right_after_a_worker_died_stops_every_worker(tmp_path: Path, turn: str) -> None:
+    server = Server(tmp_path, "supervisor_app:app", workers=2, graceful_timeout=GRACEFUL).start()
+    victim = min(wait_for_workers(server, 2))
+    if turn == "back-to-back":
+        os.kill(victim, signal.SIGKILL)
+        server.signal(signal.SIGTERM)
+    else:
+        with one_loop_turn(server):
+            os.kill(victim, signal.SIGKILL)
+            wait_until(lambda: victim not in processes_in(tmp_path), 5, "the worker to die")
+            server.signal(signal.SIGTERM)
+    _assert_stops_everything(server, tmp_path)
+
+
+SLOW_FORK_APP = """
+import os, time
+# Every fork of a worker lingers here, before the worker has set up its signal handlers.
+os.register_at_fork(after_in_child=lambda: time.sleep(0.5))
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+
+def test_stop_sent_to_a_worker_being_forked_is_not_lost(tmp_path: Path) -> None:
+    # A TERM reaching a worker between fork and its own signal set-up ran the master's handler
+    # there and was dropped with the master's signal queue: the worker served on until the
+    # graceful deadline's SIGKILL. The master now keeps its signals blocked across fork.
+    (tmp_path / "slowfork.py").write_text(SLOW_FORK_APP)
+    server = Server(
+        tmp_path, "slowfork:app", workers=2, graceful_timeout=GRACEFUL, pythonpath=[str(tmp_path)]
+    ).start()
+    old = wait_for_workers(server, 2)
+    server.signal(signal.SIGHUP)
+    wait_until(lambda: len(children(server.pid) - old) == 2, 5, "the new workers' fork")
+    server.signal(signal.SIGTERM)  # the new workers are still in the at-fork hook
+    _assert_stops_everything(server, tmp_path)
+
+
+SLOW_IMPORT_APP = """
+import time
+time.sleep(1.5)
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+
+def test_usr1_while_lazy_workers_import_does_not_kill_them(tmp_path: Path) -> None:
+    # The master forwards USR1 (log rotation) to every worker; one still importing the app had
+    # the default disposition for it, i.e. died (and counted as a boot failure).
+    (tmp_path / "slowimport.py").write_text(SLOW_IMPORT_APP)
+    server = Server(
+        tmp_path, "slowimport:app", workers=2, lazy_apps=True, pythonpath=[str(tmp_path)]
+    ).start(wait=False)
+    try:
+        booting = wait_for_workers(server, 2)
+        server.signal(signal.SIGUSR1)
+        wait_until(lambda: server._ready(), 15, "the workers to load the app")
+        answer = uwsgi_exchange(server.socket, raw_get(), timeout=10)
+        workers = children(server.pid)
+    finally:
+        server.stop()
+    assert "killed by signal 10" not in server.log()
+    assert workers == booting
+    assert answer.data.startswith(b"HTTP/1.1 200 OK")
+
+
+def test_a_burst_of_hups_with_lazy_apps_keeps_the_workers_bounded(tmp_path: Path) -> None:
+    # Each HUP forked a new generation while the previous one, still importing, was kept until
+    # a hand-over that the next HUP postponed: 40 HUPs 30 ms apart piled up 64 workers and the
+    # master crashed past its status table (a struct.error traceback, the service down).
+    (tmp_path / "slowimport.py").write_text(SLOW_IMPORT_APP)
+    server = Server(
+        tmp_path, "slowimport:app", workers=2, lazy_apps=True, pythonpath=[str(tmp_path)]
+    ).start(timeout=20)
+    try:
+        wait_for_workers(server, 2)
+        most = 0
+        for _ in range(40):
+            server.signal(signal.SIGHUP)
+            time.sleep(0.03)
+            most = max(most, len(children(server.pid)))
+        wait_until(lambda: "new workers ready" in server.log(), 15, "the last reload's hand-over")
+        wait_until(lambda: len(children(server.pid)) == 2, 10, "2 workers")
+        answer = uwsgi_exchange(server.socket, raw_get(), timeout=10)
+        alive = server.proc is not None and server.proc.poll() is None
+    finally:
+        server.stop()
+    log = server.log()
+    assert alive and "Traceback" not in log, log[-3000:]
+    assert most <= 12, most  # 2 serving, 2 importing, retired ones on their way out
+    assert answer.data.startswith(b"HTTP/1.1 200 OK")
+    # (Two HUPs pending at the same time are one: the kernel does not queue standard signals.)
+    assert log.count("SIGHUP: graceful reload") >= 20
+
+
+VERSIONED_SLOW_APP = """
+import os, time
+time.sleep(1.5)
+VERSION = {version!r}
+
+def app(environ, start_response):
+    if environ["PATH_INFO"] == "/slow":
+        time.sleep(0.3)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"%s %d" % (VERSION.encode(), os.getpid())]
+"""
+
+
+def _get(server: Server, path: str = "/") -> bytes:
+    data = uwsgi_exchange(server.socket, raw_get(path), timeout=10).data
+    return data.split(b"\r\n\r\n", 1)[-1]
+
+
+def _serving(server: Server) -> set[bytes]:
+    """The answers of two concurrent slow requests (one per worker when both serve)."""
+    answers: list[bytes] = []
+    threads = [
+        threading.Thread(target=lambda: answers.append(_get(server, "/slow"))) for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(15)
+    return set(answers)
+
+
+def test_hup_hup_with_broken_code_keeps_the_serving_workers(tmp_path: Path) -> None:
+    # The 2nd HUP comes while the 1st reload's workers still import; the 2nd reload's cannot
+    # load the app. The workers serving v1 must be the ones kept, counted as the current set:
+    # not joined by others forked anew (which would import the broken code), not lingering
+    # beside the 1st reload's.
+    appdir = tmp_path / "app"
+    appdir.mkdir()
+    module = appdir / "hupapp.py"
+    module.write_text(VERSIONED_SLOW_APP.format(version="v1"))
+    server = Server(
+        tmp_path, "hupapp:app", workers=2, lazy_apps=True, pythonpath=[str(appdir)]
+    ).start(timeout=20)
+    try:
+        serving = wait_for_workers(server, 2)
+        expected = {b"v1 %d" % pid for pid in serving}
+        wait_until(lambda: _serving(server) == expected, 15, "both workers serving v1")
+        time.sleep(0.3)  # the master's tick has seen them ready
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: len(children(server.pid)) == 4, 5, "the 1st reload's workers")
+        time.sleep(0.3)  # they have read v1 and are in its slow import
+        module.write_text("raise RuntimeError('broken deploy')\n")
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "reload failed" in server.log(), 10, "the 2nd reload to fail")
+        time.sleep(2.5)  # the 1st reload's workers would be ready by now
+        workers = children(server.pid)
+        answers = {_get(server).split()[0] for _ in range(10)}
+        alive = server.proc is not None and server.proc.poll() is None
+    finally:
+        server.stop()
+    log = server.log()
+    assert alive, log[-3000:]
+    assert workers == serving, log[-3000:]
+    assert answers == {b"v1"}

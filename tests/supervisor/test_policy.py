@@ -8,6 +8,7 @@ from uwsgiapp.supervisor.policy import (
     BOOT_FAILURE_LIMIT,
     EXIT_APP_LOAD,
     EXIT_BOOT_LOOP,
+    QUICK_GRACE,
     RETIRE,
     Halt,
     Policy,
@@ -20,7 +21,11 @@ from uwsgiapp.supervisor.status import STATE_BOOTING, STATE_READY, WorkerStatus
 
 
 class Sim:
-    """Plays the arbiter: gives pids to spawns and answers status reads."""
+    """Plays the arbiter: gives pids to spawns and answers status reads.
+
+    Like the arbiter, it carries out a batch of actions (several events' worth) at once, and
+    skips what :meth:`Policy.wanted` says a later event of the batch overtook.
+    """
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
@@ -28,20 +33,34 @@ class Sim:
         self.ready: set[int] = set()
         self.busy_since: dict[int, float] = {}
         self.now = 0.0
+        self.forked: list[int] = []
+        self.skipped: list[object] = []
+        #: The shared status table: each slot holds the last worker forked into it, even after
+        #: that worker is gone (until the next one of that slot is forked).
+        self.slots: dict[int, int] = {}
 
     def run(self, actions: list[object]) -> list[object]:
         for action in actions:
+            if not self.policy.wanted(action):  # type: ignore[arg-type]
+                self.skipped.append(action)
+                continue
             if isinstance(action, Spawn):
                 self.policy.spawned(action.wid, action.generation, self.next_pid, self.now)
+                self.slots[action.wid] = self.next_pid
+                self.forked.append(self.next_pid)
                 self.next_pid += 1
         return actions
 
+    def exit(self, pid: int, code: int | None = 0, signum: int | None = None) -> list[object]:
+        """``pid`` ended; the policy may read its slot, as the arbiter lets it."""
+        return list(self.policy.on_exit(pid, code, signum, self.now, self.status))
+
     def status(self, wid: int) -> WorkerStatus:
-        rec = next((r for r in self.policy.records.values() if r.wid == wid), None)
-        if rec is None:
+        pid = self.slots.get(wid)
+        if pid is None:
             return WorkerStatus(0, 0, 0.0, 0)
-        state = STATE_READY if rec.pid in self.ready else STATE_BOOTING
-        return WorkerStatus(rec.pid, state, self.busy_since.get(rec.pid, 0.0), 0)
+        state = STATE_READY if pid in self.ready else STATE_BOOTING
+        return WorkerStatus(pid, state, self.busy_since.get(pid, 0.0), 0)
 
     def tick(self, dt: float = 0.1) -> list[object]:
         self.now += dt
@@ -105,9 +124,11 @@ def test_hup_twice_quickly_spawns_each_generation_once() -> None:
     first = sim.run(sim.policy.on_signal("HUP", sim.now))
     second = sim.run(sim.policy.on_signal("HUP", sim.now))
     assert len([a for a in first + second if isinstance(a, Spawn)]) == 4
+    # The 2nd HUP retires the 1st one's workers, still booting; the serving ones stay.
+    assert signals_sent(second) == {(pid, RETIRE) for pid in sim.pids(1)}
     sim.make_all_ready()
-    stopped = {pid for pid, _ in signals_sent(sim.tick())}
-    assert stopped == sim.pids(0) | sim.pids(1)
+    handover = signals_sent(sim.tick())
+    assert handover == {(pid, RETIRE) for pid in sim.pids(0)}
 
 
 def test_reload_with_reimport_asks_the_master_first() -> None:
@@ -225,3 +246,307 @@ def test_only_a_full_stop_drains_the_backlog_retired_workers_just_leave() -> Non
     sim.make_all_ready()
     term = signals_sent(sim.policy.on_signal("TERM", sim.now))
     assert term and {signum for _, signum in term} <= {signal.SIGTERM}
+
+
+# -- max-requests recycling is not a boot loop (issue 14, item 3) -----------------------------
+
+
+def test_worker_recycled_before_any_tick_saw_it_ready_is_not_a_boot_failure() -> None:
+    # Under load a worker can serve its whole --max-requests quota between two ticks: it said
+    # it was ready (its slot), so its exit is a recycle, not a failure to start.
+    sim = Sim(Policy(workers=1))
+    sim.run(sim.policy.start())
+    for _ in range(BOOT_FAILURE_LIMIT * 3):
+        (pid,) = sim.pids()
+        sim.ready.add(pid)  # the worker wrote READY in its slot; no tick in between
+        actions = sim.run(sim.exit(pid, 0))
+        assert not [a for a in actions if isinstance(a, Halt)], actions
+        assert [a for a in actions if isinstance(a, Spawn)]
+    assert sim.policy.boot_failures == 0 and not sim.policy.halted
+
+
+def test_clean_exit_is_never_a_boot_failure_even_unseen_by_slot_or_tick() -> None:
+    sim = Sim(Policy(workers=1))
+    sim.run(sim.policy.start())
+    for _ in range(BOOT_FAILURE_LIMIT * 2):
+        actions = sim.run(sim.policy.on_exit(min(sim.pids()), 0, None, sim.now))
+        assert not [a for a in actions if isinstance(a, Halt)]
+    assert sim.policy.boot_failures == 0
+
+
+def test_crash_after_the_worker_said_ready_is_not_a_boot_failure() -> None:
+    sim = Sim(Policy(workers=1))
+    sim.run(sim.policy.start())
+    for _ in range(BOOT_FAILURE_LIMIT * 2):
+        (pid,) = sim.pids()
+        sim.ready.add(pid)
+        actions = sim.run(sim.exit(pid, None, signal.SIGKILL))
+        assert not [a for a in actions if isinstance(a, Halt)]
+
+
+def test_readiness_seen_at_exit_resets_the_boot_failure_count() -> None:
+    sim = Sim(Policy(workers=1))
+    sim.run(sim.policy.start())
+    for _ in range(BOOT_FAILURE_LIMIT - 1):
+        sim.run(sim.exit(min(sim.pids()), 1))
+    assert sim.policy.boot_failures == BOOT_FAILURE_LIMIT - 1
+    (pid,) = sim.pids()
+    sim.ready.add(pid)
+    sim.run(sim.exit(pid, 0))
+    assert sim.policy.boot_failures == 0
+    for _ in range(BOOT_FAILURE_LIMIT - 1):
+        actions = sim.run(sim.exit(min(sim.pids()), 1))
+    assert not [a for a in actions if isinstance(a, Halt)]
+
+
+def test_a_previous_workers_ready_slot_does_not_make_a_booting_one_ready() -> None:
+    # The slot is reused by the next worker of that id: READY must carry the pid that wrote it.
+    sim = Sim(Policy(workers=1))
+    sim.run(sim.policy.start())
+    actions: list[object] = []
+    for _ in range(BOOT_FAILURE_LIMIT):
+        pid = min(sim.pids())
+        stale = WorkerStatus(pid - 1, STATE_READY, 0.0, 7)
+        actions = sim.run(sim.policy.on_exit(pid, 1, None, sim.now, lambda wid, s=stale: s))
+    assert Halt(EXIT_BOOT_LOOP) in actions
+
+
+def test_workers_crashing_during_boot_with_their_slot_read_still_halt() -> None:
+    sim = Sim(Policy(workers=2))
+    sim.run(sim.policy.start())
+    actions: list[object] = []
+    for _ in range(BOOT_FAILURE_LIMIT):
+        actions = sim.run(sim.exit(min(sim.pids()), 1))
+    assert Halt(EXIT_BOOT_LOOP) in actions
+
+
+# -- a stop reaches every worker (issue 14, item 4) ---------------------------------------------
+
+
+def assert_stopped_cleanly(sim: Sim, deadline: float) -> None:
+    """Every worker is stopping, to be killed at ``deadline``; once they exit, Halt(0)."""
+    policy = sim.policy
+    assert policy.mode == "stopping" and not policy.pending
+    for rec in policy.records.values():
+        assert rec.state == "stopping"
+        assert rec.deadline == deadline
+    assert sim.pids(), "nothing to stop: the test is wrong"
+    actions: list[object] = []
+    for pid in list(sim.pids()):
+        actions = sim.run(sim.exit(pid, 0))
+        assert not [a for a in actions if isinstance(a, Spawn)]
+    assert Halt(0) in actions and not sim.pids()
+
+
+def test_term_in_the_same_batch_as_a_hup_forks_nothing_and_stops_everyone() -> None:
+    # kill -HUP $M; kill -TERM $M: both handled in one loop turn, actions carried out after.
+    sim = started(graceful_timeout=5)
+    old = sim.pids()
+    batch = sim.policy.on_signal("HUP", sim.now) + sim.policy.on_signal("TERM", sim.now)
+    sim.run(batch)
+    assert [a for a in batch if isinstance(a, Spawn)], "the HUP did ask for new workers"
+    assert sim.forked[2:] == [], "no worker may be forked once stopping"
+    assert signals_sent(batch) == {(pid, signal.SIGTERM) for pid in old}
+    assert_stopped_cleanly(sim, sim.now + 5)
+
+
+def test_term_in_the_same_batch_as_a_worker_death_forks_nothing() -> None:
+    sim = started(graceful_timeout=5)
+    dead, alive = sorted(sim.pids())
+    batch = sim.exit(dead, None, signal.SIGKILL) + sim.policy.on_signal("TERM", sim.now)
+    sim.run(batch)
+    assert sim.pids() == {alive}
+    assert signals_sent(batch) == {(alive, signal.SIGTERM)}
+    assert_stopped_cleanly(sim, sim.now + 5)
+
+
+def test_term_after_the_last_worker_died_in_the_same_batch_halts_without_forking() -> None:
+    sim = started(workers=1)
+    (pid,) = sim.pids()
+    batch = sim.exit(pid, None, signal.SIGKILL) + sim.policy.on_signal("TERM", sim.now)
+    sim.run(batch)
+    assert Halt(0) in batch and sim.pids() == set()
+    assert len(sim.forked) == 1  # the first worker only
+
+
+def test_quick_stop_in_the_same_batch_as_a_hup_forks_nothing() -> None:
+    sim = started()
+    batch = sim.policy.on_signal("HUP", sim.now) + sim.policy.on_signal("QUIT", sim.now)
+    sim.run(batch)
+    assert len(sim.forked) == 2
+    assert {s for _, s in signals_sent(batch)} == {signal.SIGINT}
+    assert_stopped_cleanly(sim, sim.now + QUICK_GRACE)
+
+
+def test_reimport_decided_before_a_term_of_the_same_batch_is_dropped() -> None:
+    sim = started(reimport_on_reload=True)
+    batch = sim.policy.on_signal("HUP", sim.now) + sim.policy.on_signal("TERM", sim.now)
+    sim.run(batch)
+    assert Reimport() in batch and Reimport() in sim.skipped
+
+
+def test_stop_after_hup_reaches_the_new_workers_forked_before_it() -> None:
+    # HUP and TERM in two turns: the new (still booting) workers exist and get the stop.
+    sim = started(graceful_timeout=5)
+    sim.run(sim.policy.on_signal("HUP", sim.now))
+    assert len(sim.pids()) == 4
+    sim.tick()
+    actions = sim.run(sim.policy.on_signal("TERM", sim.now))
+    assert signals_sent(actions) == {(pid, signal.SIGTERM) for pid in sim.pids()}
+    assert_stopped_cleanly(sim, sim.now + 5)
+
+
+def test_a_worker_appearing_while_stopping_is_told_at_the_next_tick() -> None:
+    # The safety net behind wanted(): whatever forks while stopping gets the stop too.
+    sim = started(graceful_timeout=5)
+    sim.run(sim.policy.on_signal("TERM", sim.now))
+    sim.policy.spawned(7, 0, 999, sim.now)  # an arbiter that ignored wanted()
+    actions = sim.tick()
+    assert (999, signal.SIGTERM) in signals_sent(actions)
+    assert sim.policy.records[999].deadline == sim.now + 5
+    assert not [a for a in actions if isinstance(a, Spawn)]
+
+
+def test_signals_while_stopping_never_spawn() -> None:
+    sim = started(graceful_timeout=5)
+    sim.run(sim.policy.on_signal("TERM", sim.now))
+    stopped_at = sim.now
+    for name in ("TTIN", "HUP", "TTOU", "USR1", "TERM"):
+        sim.run(sim.policy.on_signal(name, sim.now))
+        sim.tick()
+    assert len(sim.forked) == 2 and sim.policy.generation == 0
+    assert_stopped_cleanly(sim, stopped_at + 5)
+
+
+def test_a_second_stop_never_delays_the_kill() -> None:
+    sim = started(graceful_timeout=30)
+    sim.run(sim.policy.on_signal("INT", sim.now))  # quick: killed after QUICK_GRACE
+    sim.tick(1.0)
+    sim.run(sim.policy.on_signal("TERM", sim.now))
+    late = signals_sent(sim.tick(QUICK_GRACE))
+    assert late == {(pid, signal.SIGKILL) for pid in sim.pids()}
+
+
+def test_term_during_harakiri_keeps_the_harakiri_kill_deadline() -> None:
+    sim = started(workers=1, harakiri=3, graceful_timeout=30)
+    (pid,) = sim.pids()
+    sim.busy_since[pid] = 1000.0 + sim.now
+    assert (pid, signal.SIGUSR2) in signals_sent(sim.tick(3.5))
+    term = sim.run(sim.policy.on_signal("TERM", sim.now))
+    assert (pid, signal.SIGTERM) in signals_sent(term)
+    assert (pid, signal.SIGKILL) in signals_sent(sim.tick(1.1))  # not 30 s later
+
+
+def test_ttou_in_the_same_batch_as_a_respawn_cancels_it() -> None:
+    # A worker died (a replacement is asked for) and TTOU arrives before it is forked: the
+    # replacement is no longer wanted; before, it was forked and the pool stayed one too big.
+    sim = started(workers=2)
+    dead, alive = sorted(sim.pids())
+    batch = sim.exit(dead, None, signal.SIGKILL) + sim.policy.on_signal("TTOU", sim.now)
+    sim.run(batch)
+    assert not signals_sent(batch)
+    assert sim.pids() == {alive} and sim.policy.desired == 1
+    sim.make_all_ready()
+    assert not [a for a in sim.tick() if isinstance(a, Spawn)]
+
+
+def test_hup_drops_unforked_spawns_of_the_older_generation() -> None:
+    sim = started(workers=2)
+    dead = min(sim.pids())
+    batch = sim.exit(dead, None, signal.SIGKILL) + sim.policy.on_signal("HUP", sim.now)
+    sim.run(batch)
+    assert {sim.policy.records[pid].generation for pid in sim.forked[2:]} == {1}
+    assert len(sim.pids(1)) == 2 and len(sim.pids(0)) == 1
+
+
+# -- bursts of HUPs, TTINs: bounded workers, never past the status table ----------------------
+
+
+def test_each_hup_retires_the_older_workers_still_booting_and_keeps_the_serving_ones() -> None:
+    sim = started(workers=2, graceful_timeout=5)
+    serving = sim.pids(0)
+    for _ in range(50):  # lazy apps: no new generation is ready before the next HUP
+        sim.run(sim.policy.on_signal("HUP", sim.now))
+        sim.tick()
+        live = [r for r in sim.policy.records.values() if r.state != "stopping"]
+        assert len(live) == 4 and serving <= {r.pid for r in live}
+        # 2 serving, 2 booting, 2 just retired: never more slots than that.
+        assert max(r.wid for r in sim.policy.records.values()) < 6
+        # Retired workers leave (a booting one dies of the HUP at once).
+        for rec in [r for r in sim.policy.records.values() if r.state == "stopping"]:
+            sim.run(sim.exit(rec.pid, None, signal.SIGHUP))
+    sim.make_all_ready()
+    assert signals_sent(sim.tick()) == {(pid, RETIRE) for pid in serving}
+
+
+def test_a_hup_keeps_at_most_the_desired_number_of_older_workers_serving() -> None:
+    sim = started(workers=2)
+    sim.run(sim.policy.on_signal("HUP", sim.now))
+    gen1 = sorted(sim.pids(1))
+    sim.ready.add(gen1[0])  # one of the new ones is up, the other still imports
+    sim.tick()
+    actions = sim.run(sim.policy.on_signal("HUP", sim.now))
+    # Kept serving: gen 1's ready worker and one gen 0 one; the booting one and the 2nd
+    # gen 0 one are retired.
+    retired = signals_sent(actions)
+    assert {s for _, s in retired} == {RETIRE} and len(retired) == 2
+    assert (gen1[1], RETIRE) in retired and (gen1[0], RETIRE) not in retired
+
+
+def test_spawning_waits_for_a_free_status_slot_instead_of_overflowing() -> None:
+    sim = started(workers=2, slots=4)
+    sim.run(sim.policy.on_signal("HUP", sim.now))  # slots 0-3 in use: 2 old, 2 new
+    sim.make_all_ready()
+    sim.tick()  # hand-over: the old ones are stopping (slow requests), still in their slots
+    actions = sim.run(sim.policy.on_signal("HUP", sim.now))
+    assert not [a for a in actions if isinstance(a, Spawn)]
+    assert any("slots are taken" in str(a) for a in actions)
+    assert not [a for a in sim.tick() if isinstance(a, Spawn)]
+    assert not any("slots are taken" in str(a) for a in sim.tick())  # said once
+    left = sim.run(sim.exit(min(sim.pids(0)), 0))  # an old one finished and left
+    spawns = [a for a in left + sim.tick() if isinstance(a, Spawn)]
+    assert len(spawns) == 1 and spawns[0].wid < 4 and spawns[0].generation == 2
+
+
+def test_ttin_stops_at_half_the_slots_a_reload_needs_the_other_half() -> None:
+    sim = started(workers=2, slots=8)
+    for _ in range(10):
+        sim.run(sim.policy.on_signal("TTIN", sim.now))
+    assert sim.policy.desired == 4 and len(sim.pids()) == 4
+    sim.make_all_ready()
+    sim.run(sim.policy.on_signal("HUP", sim.now))
+    assert len(sim.pids()) == 8
+
+
+def test_a_failed_reload_after_a_quick_second_hup_keeps_the_serving_workers() -> None:
+    # HUP, HUP: the 1st reload's workers (still booting) were retired; when the 2nd reload
+    # cannot load the app, the workers serving (generation 0) are the ones kept: nothing is
+    # forked (with lazy-apps it would import the same broken code, fail, and halt).
+    sim = started(workers=2)
+    serving = sim.pids(0)
+    sim.run(sim.policy.on_signal("HUP", sim.now))
+    sim.tick()
+    sim.run(sim.policy.on_signal("HUP", sim.now))
+    for rec in [r for r in sim.policy.records.values() if r.state == "stopping"]:
+        sim.run(sim.exit(rec.pid, None, signal.SIGHUP))
+    actions = sim.run(sim.exit(min(sim.pids(2)), EXIT_APP_LOAD))
+    assert not [a for a in actions if isinstance(a, (Spawn, Halt))]
+    assert (max(sim.pids(2)), signal.SIGKILL) in signals_sent(actions)
+    assert sim.policy.mode == "running" and sim.policy.generation == 1
+    assert serving == sim.pids(1)  # counted as current: no more spawns, none left behind
+    sim.make_all_ready()
+    assert not [a for a in sim.tick() if isinstance(a, (Spawn, Signal))]
+
+
+def test_a_failed_reload_keeps_at_most_the_desired_number_of_serving_workers() -> None:
+    sim = started(workers=2)
+    sim.run(sim.policy.on_signal("HUP", sim.now))
+    sim.ready.add(min(sim.pids(1)))  # one gen 1 worker is up
+    sim.tick()
+    sim.run(sim.policy.on_signal("HUP", sim.now))  # keeps 2 serving: gen 1's and a gen 0 one
+    for rec in [r for r in sim.policy.records.values() if r.state == "stopping"]:
+        sim.run(sim.exit(rec.pid, None, signal.SIGHUP))
+    actions = sim.run(sim.exit(min(sim.pids(2)), EXIT_APP_LOAD))
+    assert not [a for a in actions if isinstance(a, (Spawn, Halt))]
+    live = [r for r in sim.policy.records.values() if r.state != "stopping"]
+    assert len(live) == 2 and {r.generation for r in live} == {1}

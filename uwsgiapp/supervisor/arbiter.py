@@ -34,6 +34,7 @@ from uwsgiapp.supervisor.status import StatusTable
 log = logging.getLogger("uwsgiapp.error")
 
 MASTER_SIGNALS = ("HUP", "TERM", "INT", "QUIT", "TTIN", "TTOU", "USR1", "CHLD")
+_MASTER_SIGNUMS = frozenset(getattr(signal, f"SIG{name}") for name in MASTER_SIGNALS)
 TICK = 0.1
 PR_SET_PDEATHSIG = 1
 
@@ -91,14 +92,15 @@ class Arbiter:
         self.listeners = listeners
         self.app = app
         self.build_handler = build_handler
+        self.table = StatusTable(max(64, config.workers * 4))
         self.policy = P.Policy(
             workers=config.workers,
             graceful_timeout=config.graceful_timeout,
             harakiri=config.harakiri,
             reimport_on_reload=app is not None and config.reload_preloaded,
             reload_on_rss_mb=config.reload_on_rss,
+            slots=self.table.capacity,
         )
-        self.table = StatusTable(max(64, config.workers * 4))
         self.signals: collections.deque[str] = collections.deque()
         self.pid = os.getpid()
         self._wake_r = -1
@@ -131,7 +133,7 @@ class Arbiter:
             now = time.monotonic()
             actions: list[P.Action] = []
             for pid, exit_code, signum in self._reap():
-                actions += self.policy.on_exit(pid, exit_code, signum, now)
+                actions += self.policy.on_exit(pid, exit_code, signum, now, self.table.read)
             while self.signals:
                 actions += self.policy.on_signal(self.signals.popleft(), now)
             rss = rss_mb if self.config.reload_on_rss else None
@@ -156,6 +158,8 @@ class Arbiter:
 
     def _execute(self, actions: list[P.Action]) -> int | None:
         for action in actions:
+            if not self.policy.wanted(action):  # overtaken by a later event of the batch
+                continue
             if isinstance(action, P.Spawn):
                 self._spawn(action.wid, action.generation)
             elif isinstance(action, P.Signal):
@@ -208,18 +212,25 @@ class Arbiter:
 
     def _spawn(self, wid: int, generation: int) -> None:
         self.table.reset(wid, 0)
+        # The master's signals stay blocked across fork until the child has reset them: a stop
+        # sent to a worker just forked would otherwise run the master's handler in the child,
+        # be queued there, and be dropped with the master's queue (then the worker serves on
+        # until the kill deadline). Blocked, it stays pending and acts on the new disposition.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _MASTER_SIGNUMS)
         try:
             pid = os.fork()
         except OSError as exc:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             log.error("cannot fork a worker: %s", exc)
             self.policy.spawn_failed(wid)
             return
         if pid:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             self.policy.spawned(wid, generation, pid, time.monotonic())
             return
         code = 1
         try:
-            code = self._worker_main(wid)
+            code = self._worker_main(wid, mask)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
@@ -233,14 +244,18 @@ class Arbiter:
                 sys.stderr.flush()
             os._exit(code)
 
-    def _worker_main(self, wid: int) -> int:
-        """Everything after fork, in the worker."""
+    def _worker_main(self, wid: int, mask: set[int | signal.Signals]) -> int:
+        """Everything after fork, in the worker (``mask``: the signal mask to restore)."""
         signal.set_wakeup_fd(-1)
         os.close(self._wake_r)
         os.close(self._wake_w)
         self.signals.clear()
-        for name in MASTER_SIGNALS:
-            signal.signal(getattr(signal, f"SIG{name}"), signal.SIG_DFL)
+        for signum in _MASTER_SIGNUMS:
+            signal.signal(signum, signal.SIG_DFL)
+        # Until the worker's own handlers: a stop ends a booting worker at once; USR1 (which
+        # the master forwards to every worker) must not kill one that is still importing.
+        signal.signal(signal.SIGUSR1, lambda s, f: reopen_logs())
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         _die_with_parent()
         set_title(f"uwsgiapp worker {wid + 1} [{self.config.app}]")
         app = self.app

@@ -10,10 +10,12 @@ import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from uwsgiapp.supervisor.status import STATE_READY, WorkerStatus
+from uwsgiapp.supervisor.status import WorkerStatus
 
 #: Exit code a worker uses when it cannot load the app (lazy-apps): stop, don't fork in a loop.
 EXIT_APP_LOAD = 4
+#: Exit code of a worker that left on purpose: recycled (max-requests, EMFILE), stopped, retired.
+EXIT_CLEAN = 0
 #: The master's exit code when workers keep dying before they become ready.
 EXIT_BOOT_LOOP = 5
 #: Consecutive workers that may die during boot before the master gives up.
@@ -108,26 +110,32 @@ class Policy:
     harakiri: float = 0.0
     reimport_on_reload: bool = False
     reload_on_rss_mb: int = 0
+    #: Status slots (worker ids) there are; 0: unbounded. A reload needs twice ``desired``.
+    slots: int = 0
     desired: int = 0
     generation: int = 0
     mode: str = "running"  # running | reloading | stopping
+    #: Once stopping: what every worker gets (TERM graceful, INT quick), late ones included.
+    stop_signal: int = signal.SIGTERM
     records: dict[int, WorkerRecord] = field(default_factory=dict)
     boot_failures: int = 0
     halted: bool = False
     #: Spawns asked for but not yet reported by :meth:`spawned` (wid → generation).
     pending: dict[int, int] = field(default_factory=dict)
+    #: Every slot is taken (by workers still stopping): spawning waits for one to exit.
+    slots_full: bool = False
 
     def __post_init__(self) -> None:
         self.desired = self.workers
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def _free_wid(self) -> int:
+    def _free_wid(self) -> int | None:
         used = {rec.wid for rec in self.records.values()} | set(self.pending)
         wid = 0
         while wid in used:
             wid += 1
-        return wid
+        return None if self.slots and wid >= self.slots else wid
 
     def _counted(self) -> list[WorkerRecord]:
         return [
@@ -146,8 +154,20 @@ class Policy:
         actions: list[Action] = []
         for _ in range(self.desired - len(self._counted()) - self._pending_now()):
             wid = self._free_wid()
+            if wid is None:  # asked again at each tick, as stopping workers free their slots
+                if not self.slots_full:
+                    self.slots_full = True
+                    actions.append(
+                        Log(
+                            "warning",
+                            f"all {self.slots} worker slots are taken (by workers still "
+                            "stopping): new workers start as those exit",
+                        )
+                    )
+                return actions
             self.pending[wid] = self.generation
             actions.append(Spawn(wid, self.generation))
+        self.slots_full = False
         return actions
 
     def _stop(self, rec: WorkerRecord, now: float, signum: int = signal.SIGTERM) -> Signal:
@@ -158,10 +178,38 @@ class Policy:
         :data:`RETIRE` instead: it finishes its current request only, since under sustained
         load the shared backlog never runs empty and draining it would last until the kill.
         """
-        rec.state = STOPPING
         graceful = signum in (signal.SIGTERM, RETIRE)
-        rec.deadline = now + (self.graceful_timeout if graceful else QUICK_GRACE)
+        deadline = now + (self.graceful_timeout if graceful else QUICK_GRACE)
+        if rec.state in (STOPPING, HARAKIRI):  # already told: a new stop never delays the kill
+            deadline = min(deadline, rec.deadline)
+        else:
+            rec.state = STOPPING
+        rec.deadline = deadline
         return Signal(rec.pid, signum)
+
+    def _note_ready(self, rec: WorkerRecord, st: WorkerStatus) -> None:
+        """The worker's own slot says it has loaded the app and accepts: it booted."""
+        if rec.state == BOOTING and st.ready_for(rec.pid):
+            rec.state = READY
+            self.boot_failures = 0
+
+    def wanted(self, action: Action) -> bool:
+        """The arbiter is about to carry out ``action``: is it still wanted?
+
+        The arbiter carries out a whole batch of events' actions at once. A :class:`Spawn` or
+        :class:`Reimport` decided before a TERM of the same batch (a worker died, a HUP) is
+        dropped here instead of forking a worker that nobody would stop; so is a spawn
+        superseded by a later HUP or TTOU of the batch.
+        """
+        if isinstance(action, Spawn):
+            return (
+                not self.halted
+                and self.mode != "stopping"
+                and self.pending.get(action.wid) == action.generation
+            )
+        if isinstance(action, Reimport):
+            return not self.halted and self.mode != "stopping"
+        return True
 
     def spawned(self, wid: int, generation: int, pid: int, now: float) -> None:
         """The arbiter forked ``pid`` for a :class:`Spawn`."""
@@ -192,44 +240,91 @@ class Policy:
                 return [self._stop(r, now, signal.SIGINT) for r in self.records.values()]
             return [Log("info", f"already stopping; SIG{name} ignored")]
         if name == "TERM":
-            self.mode = "stopping"
             actions: list[Action] = [
                 Log("info", "SIGTERM: graceful stop (finishing in-flight and queued requests)"),
                 StopAccepting(),
             ]
-            actions += [self._stop(r, now) for r in self.records.values()]
-            return actions + self._maybe_done()
+            return actions + self._begin_stop(signal.SIGTERM, now)
         if name in ("INT", "QUIT"):
-            self.mode = "stopping"
             actions = [Log("info", f"SIG{name}: quick stop")]
-            actions += [self._stop(r, now, signal.SIGINT) for r in self.records.values()]
-            return actions + self._maybe_done()
+            return actions + self._begin_stop(signal.SIGINT, now)
         if name == "HUP":
             self.generation += 1
             self.mode = "reloading"
+            # Spawns of the older generation not forked yet would only be retired at hand-over.
+            self.pending.clear()
             actions = [Log("info", f"SIGHUP: graceful reload (generation {self.generation})")]
+            actions += self._retire_superseded(now)
             if self.reimport_on_reload:
                 actions.append(Reimport())
             return actions + self._fill()
         if name == "TTIN":
+            if self.slots and self.desired >= self.slots // 2:
+                return [Log("warning", f"SIGTTIN: already at the most workers ({self.desired})")]
             self.desired += 1
             return [Log("info", f"SIGTTIN: workers {self.desired}"), *self._fill()]
         if name == "TTOU":
             if self.desired <= 1:
                 return [Log("info", "SIGTTOU: already at one worker")]
             self.desired -= 1
-            counted = sorted(self._counted(), key=lambda r: r.started)
-            actions = [Log("info", f"SIGTTOU: workers {self.desired}")]
-            if len(counted) > self.desired:
-                actions.append(self._stop(counted[-1], now, RETIRE))
-            return actions
+            return [Log("info", f"SIGTTOU: workers {self.desired}"), *self._trim(now)]
         return []
 
-    def on_exit(self, pid: int, code: int | None, signum: int | None, now: float) -> list[Action]:
-        """A worker process ended (``code`` if it exited, ``signum`` if killed)."""
+    def _retire_superseded(self, now: float) -> list[Action]:
+        """HUP: of the older workers, keep at most ``desired`` serving until the hand-over.
+
+        Those still booting (an earlier reload's, a replacement's) would only be retired at
+        the hand-over: left running, a burst of HUPs piles up a generation of them per signal.
+        """
+        older = [r for r in self.records.values() if r.state in (BOOTING, READY)]
+        serving = sorted(
+            (r for r in older if r.state == READY),
+            key=lambda r: (r.generation, r.started),
+            reverse=True,
+        )
+        keep = {r.pid for r in serving[: self.desired]}
+        return [self._stop(r, now, RETIRE) for r in older if r.pid not in keep]
+
+    def _begin_stop(self, signum: int, now: float) -> list[Action]:
+        """Stop the server: nothing is spawned any more, every worker gets ``signum``."""
+        self.mode = "stopping"
+        self.stop_signal = signum
+        self.pending.clear()  # decided earlier in this batch: see :meth:`wanted`
+        return [self._stop(r, now, signum) for r in self.records.values()] + self._maybe_done()
+
+    def _trim(self, now: float) -> list[Action]:
+        """Down to ``desired`` current workers: drop unforked spawns first, then the newest."""
+        actions: list[Action] = []
+        excess = len(self._counted()) + self._pending_now() - self.desired
+        for wid in sorted(w for w, g in self.pending.items() if g == self.generation):
+            if excess <= 0:
+                break
+            del self.pending[wid]
+            excess -= 1
+        counted = sorted(self._counted(), key=lambda r: r.started)
+        while excess > 0 and counted:
+            actions.append(self._stop(counted.pop(), now, RETIRE))
+            excess -= 1
+        return actions
+
+    def on_exit(
+        self,
+        pid: int,
+        code: int | None,
+        signum: int | None,
+        now: float,
+        status: Callable[[int], WorkerStatus] | None = None,
+    ) -> list[Action]:
+        """A worker process ended (``code`` if it exited, ``signum`` if killed).
+
+        ``status`` reads the worker's slot: a worker that said it was ready booted, even if it
+        is gone before a tick saw it (a quick max-requests recycle under load).
+        """
         rec = self.records.pop(pid, None)
         if rec is None:
             return []
+        if status is not None:
+            self._note_ready(rec, status(rec.wid))
         how = describe_exit(code, signum)
         label = f"worker {rec.wid + 1} (pid {pid})"
         if self.mode == "stopping":
@@ -244,9 +339,10 @@ class Policy:
                 Log("error", f"{label} could not load the app: stopping (no fork loop)"),
                 Halt(EXIT_APP_LOAD),
             ]
-        level = "info" if code == 0 and signum is None else "error"
+        clean = code == EXIT_CLEAN and signum is None
+        level = "info" if clean else "error"
         actions: list[Action] = [Log(level, f"{label} {how}; starting a new one")]
-        if rec.state == BOOTING:
+        if rec.state == BOOTING and not clean:  # leaving on purpose is not failing to start
             self.boot_failures += 1
             if self.boot_failures >= BOOT_FAILURE_LIMIT:
                 self.halted = True
@@ -261,14 +357,23 @@ class Policy:
         return actions + self._fill()
 
     def _abort_reload(self, now: float, why: str) -> list[Action]:
+        """The new generation cannot load the app: back to the workers that serve.
+
+        Those may come from several generations (a HUP retires an earlier reload's workers
+        still booting); they all become the current one, so that none is forked anew (with
+        lazy-apps it would import the same broken code) and none lingers uncounted.
+        """
         actions: list[Action] = [Log("error", f"reload failed ({why}): keeping the old workers")]
         for rec in list(self.records.values()):
             if rec.generation == self.generation:
                 actions.append(self._stop(rec, now, signal.SIGKILL))
         self.pending = {w: g for w, g in self.pending.items() if g != self.generation}
         self.generation -= 1
+        for rec in self.records.values():
+            if rec.state in (BOOTING, READY):
+                rec.generation = self.generation
         self.mode = "running"
-        return actions + self._fill()
+        return actions + self._trim(now) + self._fill()
 
     def _maybe_done(self) -> list[Action]:
         if self.mode == "stopping" and not self.records and not self.halted:
@@ -289,9 +394,11 @@ class Policy:
         actions: list[Action] = []
         for rec in list(self.records.values()):
             st = status(rec.wid)
-            if rec.state == BOOTING and st.state == STATE_READY and st.pid == rec.pid:
-                rec.state = READY
-                self.boot_failures = 0
+            self._note_ready(rec, st)
+            if self.mode == "stopping" and rec.state not in (STOPPING, HARAKIRI):
+                # Cannot happen through wanted(); should a worker appear anyway, it is told too.
+                actions.append(self._stop(rec, now, self.stop_signal))
+                continue
             if rec.state in (STOPPING, HARAKIRI):
                 if now >= rec.deadline:
                     what = "harakiri" if rec.state == HARAKIRI else "stop"

@@ -1,4 +1,4 @@
-"""Per-worker status in shared memory: what the master reads to enforce harakiri (and stats).
+"""Per-worker status in shared memory: what the master reads for readiness, harakiri, stats.
 
 One fixed-size slot per worker id in an anonymous shared mmap created by the master before
 forking. A worker writes only its own slot: two ``pack_into`` calls per request.
@@ -30,6 +30,14 @@ class WorkerStatus:
     state: int
     request_start: float
     requests: int
+
+    def ready_for(self, pid: int) -> bool:
+        """Worker ``pid`` wrote that it loaded the app and accepts (:meth:`SlotWriter.ready`).
+
+        The pid check: a slot is reused by the next worker of that id, and a stale READY from
+        the previous one must not count for a worker that is still booting.
+        """
+        return self.state == STATE_READY and self.pid == pid
 
 
 class StatusTable:
