@@ -10,9 +10,9 @@ import sys
 import time
 from typing import Any
 
-from uwsgiapp.server.connection import AccessLogger
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.safefiles import open_append
+from uwsgiapp.wsgi.contract import AccessLogger
 
 ERROR_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
 

@@ -1,0 +1,21 @@
+"""Types of the callables a WSGI exchange involves (PEP 3333), and the server's access-log hook.
+
+Types only: importing this module loads nothing else of the package.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from types import TracebackType
+from typing import Any
+
+#: ``start_response(status, headers, exc_info=None)`` → ``write``.
+StartResponse = Callable[..., Any]
+#: A WSGI application: ``app(environ, start_response)`` → an iterable of bytes.
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+#: What ``sys.exc_info()`` gives while an exception is handled (``start_response``'s third arg).
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+#: Called after each request when the access log is on: (environ, status, bytes sent, seconds).
+AccessLogger = Callable[[dict[str, Any], str, int, float], None]
+
+__all__ = ["AccessLogger", "ExcInfo", "StartResponse", "WSGIApp"]
