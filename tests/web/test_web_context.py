@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import threading
 import typing as t
+import weakref
 from collections.abc import Iterator
 
 import pytest
@@ -12,6 +15,7 @@ from werkzeug.test import EnvironBuilder
 from uwsgiapp.web import (
     App,
     Response,
+    abort,
     after_this_request,
     current_app,
     g,
@@ -250,3 +254,127 @@ def test_context_is_popped_even_when_the_app_raises() -> None:
     with pytest.raises(KeyError):
         app.test_client().get("/")
     assert not has_request_context() and not has_app_context()
+
+
+# -- request lifetime: freed by reference counting, not by the cycle collector -----------------
+
+
+@contextlib.contextmanager
+def _gc_disabled() -> Iterator[None]:
+    """Only reference counting frees objects inside: a reference cycle would keep them alive."""
+    gc.collect()
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _upload_app() -> tuple[App, list[weakref.ref[t.Any]]]:
+    app = App(__name__)
+    app.secret_key = "k"
+    refs: list[weakref.ref[t.Any]] = []
+
+    @app.route("/upload", methods=["POST"])
+    def upload() -> str:
+        refs.append(weakref.ref(request._get_current_object()))  # type: ignore[attr-defined]
+        refs.append(weakref.ref(request.stream))
+        session["seen"] = True
+        return str(len(request.get_data()))
+
+    @app.route("/stream", methods=["POST"])
+    def stream() -> Response:
+        refs.append(weakref.ref(request._get_current_object()))  # type: ignore[attr-defined]
+
+        @stream_with_context
+        def generate() -> Iterator[str]:
+            yield str(len(request.get_data()))
+
+        return Response(generate())
+
+    @app.route("/abort", methods=["POST"])
+    def abort_after_reading() -> str:
+        refs.append(weakref.ref(request._get_current_object()))  # type: ignore[attr-defined]
+        request.get_data()
+        abort(400)
+
+    @app.route("/boom", methods=["POST"])
+    def boom() -> str:
+        refs.append(weakref.ref(request._get_current_object()))  # type: ignore[attr-defined]
+        request.get_data()
+        raise RuntimeError("boom")
+
+    return app, refs
+
+
+@pytest.mark.parametrize("path", ["/upload", "/stream"])
+def test_request_and_body_are_freed_when_the_test_client_response_closes(path: str) -> None:
+    app, refs = _upload_app()
+    client = app.test_client()
+    with _gc_disabled():
+        response = client.post(path, data=b"x" * 100_000)
+        assert response.data == b"100000"
+        response.close()
+        del response
+        assert refs and [ref() for ref in refs] == [None] * len(refs)
+
+
+@pytest.mark.parametrize("path", ["/upload", "/stream"])
+def test_request_and_body_are_freed_when_the_server_drops_the_environ(path: str) -> None:
+    app, refs = _upload_app()
+    with _gc_disabled():
+        environ = EnvironBuilder(path=path, method="POST", data=b"y" * 100_000).get_environ()
+        input_ref = weakref.ref(environ["wsgi.input"])  # the body as the server hands it over
+        heads: list[str] = []
+        body = app(environ, lambda status, headers, exc_info=None: heads.append(status))  # type: ignore[arg-type,func-returns-value]
+        assert b"".join(body) == b"100000" and heads == ["200 OK"]
+        getattr(body, "close", lambda: None)()
+        # The request no longer refers to itself through the environ (as after Flask's pop()).
+        assert environ["werkzeug.request"] is None
+        del body, environ  # what a WSGI server does once the response is closed
+        assert refs and [ref() for ref in refs] == [None] * len(refs)
+        assert input_ref() is None
+
+
+@pytest.mark.parametrize(
+    ("path", "method", "status"),
+    [
+        ("/abort", "POST", "400 BAD REQUEST"),  # an HTTPException raised by the view
+        ("/boom", "POST", "500 INTERNAL SERVER ERROR"),  # an unhandled error, logged
+        ("/nowhere", "POST", "404 NOT FOUND"),  # a routing error, raised again at dispatch
+        ("/upload", "GET", "405 METHOD NOT ALLOWED"),
+    ],
+)
+def test_request_and_body_are_freed_after_an_error_response(
+    path: str, method: str, status: str
+) -> None:
+    """Tracebacks hold frames that hold the context: none of them may outlive the response."""
+    app, refs = _upload_app()
+    logged: list[str] = []
+    # pytest's log capture would keep the record, and so the traceback: note the message only.
+    app.log_exception = lambda e: logged.append(repr(e))  # type: ignore[method-assign]
+    with _gc_disabled():
+        environ = EnvironBuilder(path=path, method=method, data=b"e" * 100_000).get_environ()
+        input_ref = weakref.ref(environ["wsgi.input"])
+        heads: list[str] = []
+        body = app(environ, lambda status, headers, exc_info=None: heads.append(status))  # type: ignore[arg-type,func-returns-value]
+        b"".join(body)
+        getattr(body, "close", lambda: None)()
+        assert heads == [status]
+        del body, environ
+        assert [ref() for ref in refs] == [None] * len(refs)
+        assert input_ref() is None
+    assert logged == (["RuntimeError('boom')"] if path == "/boom" else [])
+
+
+def test_request_is_freed_when_an_error_propagates() -> None:
+    app, refs = _upload_app()
+    app.config["PROPAGATE_EXCEPTIONS"] = True
+    with _gc_disabled():
+        environ = EnvironBuilder(path="/boom", method="POST", data=b"p" * 1000).get_environ()
+        with pytest.raises(RuntimeError, match="boom"):
+            app(environ, lambda status, headers, exc_info=None: None)  # type: ignore[arg-type,func-returns-value]
+        del environ
+        assert refs and refs[0]() is None

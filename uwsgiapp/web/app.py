@@ -224,6 +224,9 @@ class App(Scaffold):
         finally:
             if ctx._tokens:
                 ctx.pop(error)
+            # The error's traceback holds this frame: keep no reference back to it, so the
+            # request it reaches is freed now, not by the cycle collector.
+            error = None
 
     def full_dispatch_request(self) -> Response:
         """Before-request hooks, the view, and error handling; then :meth:`finalize_request`."""
@@ -233,7 +236,10 @@ class App(Scaffold):
                 rv = self.dispatch_request()
         except Exception as e:
             rv = self.handle_user_exception(e)
-        return self.finalize_request(rv)
+        try:
+            return self.finalize_request(rv)
+        finally:
+            del rv  # may be the exception, whose traceback holds this frame (a cycle)
 
     def preprocess_request(self) -> t.Any:
         """Run ``before_request`` hooks (app's, then the blueprint's); return the first non-None."""
@@ -410,7 +416,10 @@ class App(Scaffold):
             return self.handle_http_exception(e)
         handler = self._find_error_handler(e, _blueprint_of(_cv_request.get(None)))
         if handler is None:
-            raise e
+            try:
+                raise e
+            finally:
+                del e  # the re-raised traceback holds this frame: no cycle through it
         return handler(e)
 
     def handle_exception(self, e: Exception) -> Response:
@@ -419,7 +428,10 @@ class App(Scaffold):
         if propagate is None:
             propagate = self.testing or self.debug
         if propagate:
-            raise e
+            try:
+                raise e
+            finally:
+                del e  # the re-raised traceback holds this frame: no cycle through it
         self.log_exception(e)
         server_error = InternalServerError(original_exception=e)
         handler = self._find_error_handler(server_error, _blueprint_of(_cv_request.get(None)))

@@ -196,8 +196,15 @@ class RequestContext(AppContext):
         try:
             self.app.do_teardown_request(exc)
         finally:
-            if self._request is not None:
-                self._request.close()
+            if self.routing_exception is not None and exc is None:
+                _drop_tracebacks(self.routing_exception)
+            req = self._request
+            if req is not None:
+                try:
+                    req.close()
+                finally:
+                    _break_request_cycle(req.environ)
+            _break_request_cycle(self.environ)
 
     def _activate(self) -> tuple[Token[AppContext], Token[RequestContext]]:
         return _cv_app.set(self), _cv_request.set(self)
@@ -222,6 +229,35 @@ class RequestContext(AppContext):
 
     def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> None:
         self.pop(exc)
+
+
+def _drop_tracebacks(exc: BaseException) -> None:
+    """Clear the tracebacks of a handled routing error and of the errors it chains to.
+
+    Their frames (through ``f_back``) hold the request context that stores the error: a cycle
+    that would keep the environ, the request and its body until the cycle collector runs.
+    """
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        current.__traceback__ = None
+        pending += (current.__cause__, current.__context__)
+
+
+def _break_request_cycle(environ: WSGIEnvironment) -> None:
+    """Drop ``environ["werkzeug.request"]`` if it is a request wrapping this very environ.
+
+    werkzeug's ``Request(environ)`` stores itself there, so the request and its environ refer to
+    each other: without this, the request (and the body it read or buffered) would live until the
+    cycle collector runs rather than when the server drops the environ (Flask does the same).
+    """
+    stored = environ.get("werkzeug.request")
+    if stored is not None and getattr(stored, "environ", None) is environ:
+        environ["werkzeug.request"] = None
 
 
 def has_request_context() -> bool:
