@@ -63,7 +63,9 @@ def _add_request(sub: argparse._SubParsersAction[_Parser]) -> None:
         ),
         epilog=(
             "exit status: 0 response with status < 500, 1 status >= 500, 2 usage error, "
-            "3 cannot connect, 4 no valid HTTP response (timeout, garbage, truncated)"
+            "3 cannot connect, 4 no valid HTTP response (garbage, truncated, closed early), "
+            "5 no complete response within --max-time, "
+            "6 response larger than --max-response-size"
         ),
     )
     p.add_argument("socket", metavar="SOCKET", help="unix socket path, host:port or [v6]:port")
@@ -94,7 +96,26 @@ def _add_request(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument("--modifier1", type=int, default=0, metavar="N", help="default 0 (WSGI)")
     p.add_argument("--modifier2", type=int, default=0, metavar="N", help="default 0")
     p.add_argument("-i", "--include", action="store_true", help="print the status line and headers")
-    p.add_argument("--timeout", type=float, default=10.0, metavar="S", help="seconds (default 10)")
+    p.add_argument(
+        "-m",
+        "--max-time",
+        "--timeout",
+        dest="timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="overall deadline in seconds for connecting, sending and reading the whole response,"
+        " however slowly the server sends it (default 10)",
+    )
+    p.add_argument(
+        "--max-response-size",
+        "--max-filesize",
+        dest="max_size",
+        default="64M",
+        metavar="SIZE",
+        help="give up on a response (status line, headers and body) larger than SIZE bytes;"
+        " K, M, G suffixes (default 64M)",
+    )
     p.set_defaults(handler=_cmd_request)
 
 
@@ -114,6 +135,14 @@ def _cmd_request(args: argparse.Namespace) -> int:
         address = client.parse_address(args.socket)
     except ValueError as exc:
         return _fail("request", str(exc), EXIT_USAGE)
+    if not 0 < args.timeout < float("inf"):
+        return _fail(
+            "request", f"bad --max-time {args.timeout:g} (expected seconds > 0)", EXIT_USAGE
+        )
+    try:
+        max_size = client.parse_size(args.max_size)
+    except ValueError as exc:
+        return _fail("request", f"--max-response-size: {exc}", EXIT_USAGE)
     headers: list[tuple[str, str]] = []
     for text in args.headers:
         name, colon, value = text.partition(":")
@@ -146,9 +175,14 @@ def _cmd_request(args: argparse.Namespace) -> int:
             modifier2=args.modifier2,
             extra=extra,
             timeout=args.timeout,
+            max_size=max_size,
         )
     except client.ConnectError as exc:
         return _fail("request", str(exc), EXIT_CONNECT)
+    except client.ResponseTimeout as exc:
+        return _fail("request", f"{exc}; --max-time allows longer", client.EXIT_TIMEOUT)
+    except client.ResponseTooLarge as exc:
+        return _fail("request", f"{exc}; --max-response-size allows more", client.EXIT_TOO_LARGE)
     except client.ResponseError as exc:
         return _fail("request", str(exc), EXIT_BAD_RESPONSE)
     except client.ClientError as exc:
@@ -178,7 +212,13 @@ def _add_ping(sub: argparse._SubParsersAction[_Parser]) -> None:
         epilog="exit status: 0 pong, 2 usage error, 3 cannot connect, 4 no pong or timeout",
     )
     p.add_argument("socket", metavar="SOCKET", help="unix socket path, host:port or [v6]:port")
-    p.add_argument("--timeout", type=float, default=3.0, metavar="S", help="seconds (default 3)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=3.0,
+        metavar="S",
+        help="overall deadline in seconds, connect included (default 3)",
+    )
     p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
     p.set_defaults(handler=_cmd_ping)
 
@@ -190,6 +230,8 @@ def _cmd_ping(args: argparse.Namespace) -> int:
         address = client.parse_address(args.socket)
     except ValueError as exc:
         return _fail("ping", str(exc), EXIT_USAGE)
+    if not 0 < args.timeout < float("inf"):
+        return _fail("ping", f"bad --timeout {args.timeout:g} (expected seconds > 0)", EXIT_USAGE)
     try:
         result = client.ping(address, timeout=args.timeout)
     except client.ConnectError as exc:

@@ -3,29 +3,42 @@
 Used by ``uwsgiapp request`` and ``uwsgiapp ping`` (debugging and health checks) and by tests.
 It builds the vars the way nginx does (``PATH_INFO`` decoded, ``CONTENT_LENGTH`` set, headers as
 ``HTTP_*``), sends one packet and reads the raw HTTP response until the server closes.
+
+Both are bounded, whatever the server does: ``timeout`` is one overall deadline for connecting,
+sending and reading (a server trickling a byte at a time cannot extend it), and ``max_size``
+caps the bytes kept in memory (a server that never stops sending cannot exhaust it).
 """
 
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import time
 import urllib.parse
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Final
 
 import protocol
 
 __all__ = [
+    "DEFAULT_MAX_RESPONSE_SIZE",
+    "EXIT_TIMEOUT",
+    "EXIT_TOO_LARGE",
     "Address",
     "ClientError",
     "ConnectError",
     "Response",
     "ResponseError",
+    "ResponseTimeout",
+    "ResponseTooLarge",
     "build_vars",
     "exchange",
+    "format_size",
     "parse_address",
     "parse_response",
+    "parse_size",
     "ping",
     "request",
 ]
@@ -41,6 +54,48 @@ class ConnectError(ClientError):
 
 class ResponseError(ClientError):
     """Connected, but the answer was missing, late, or not HTTP / not a pong."""
+
+
+class ResponseTimeout(ResponseError):
+    """The overall deadline passed before the server finished answering."""
+
+
+class ResponseTooLarge(ResponseError):
+    """The server sent more than the response size cap allows."""
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+#: The default cap on a whole response (status line, headers and body) kept in memory.
+DEFAULT_MAX_RESPONSE_SIZE: Final = 64 * 1024 * 1024
+
+#: ``uwsgiapp request``'s exit status when the deadline passed (curl's --max-time gives 28).
+EXIT_TIMEOUT: Final = 5
+#: ``uwsgiapp request``'s exit status when the response exceeded the cap (curl's 63).
+EXIT_TOO_LARGE: Final = 6
+
+_SIZE: Final = re.compile(r"\s*([0-9]+)\s*(?:([KMG])(?:I?B)?|B)?\s*", re.IGNORECASE)
+_SIZE_UNITS: Final = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
+
+
+def parse_size(text: str) -> int:
+    """A positive byte count: ``1048576``, ``512K``, ``64M``, ``1G`` (units of 1024, as curl's
+    ``--max-filesize``; ``64MiB``/``64MB`` are read the same way)."""
+    match = _SIZE.fullmatch(text)
+    size = int(match[1]) * _SIZE_UNITS[(match[2] or "").upper()] if match else 0
+    if size <= 0:
+        raise ValueError(f"bad size {text!r} (expected a positive number of bytes, e.g. 64M)")
+    return size
+
+
+def format_size(size: int) -> str:
+    """``size`` bytes for a message: ``64 MiB``, ``512 KiB``, or ``1000 bytes``."""
+    for unit, factor in (("GiB", 1024**3), ("MiB", 1024**2), ("KiB", 1024)):
+        if size >= factor and size % factor == 0:
+            return f"{size // factor} {unit}"
+    return f"{size} byte{'' if size == 1 else 's'}"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,7 +270,23 @@ def build_vars(
     return list(pairs.items())
 
 
-def _connect(address: Address, timeout: float) -> socket.socket:
+class _Deadline:
+    """What is left of an overall time budget, applied to a socket before each blocking call."""
+
+    __slots__ = ("end",)
+
+    def __init__(self, seconds: float) -> None:
+        self.end = time.monotonic() + seconds
+
+    def apply(self, sock: socket.socket) -> None:
+        """Give ``sock``'s next call what remains; raise :class:`TimeoutError` if nothing does."""
+        left = self.end - time.monotonic()
+        if left <= 0:
+            raise TimeoutError
+        sock.settimeout(left)
+
+
+def _connect(address: Address, deadline: _Deadline) -> socket.socket:
     family = socket.AF_UNIX if address.is_unix else socket.AF_INET
     target: str | tuple[str, int] = address.path
     if not address.is_unix:
@@ -226,8 +297,8 @@ def _connect(address: Address, timeout: float) -> socket.socket:
         family, _, _, _, sockaddr = infos[0]
         target = (str(sockaddr[0]), int(sockaddr[1]))
     sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
     try:
+        deadline.apply(sock)
         sock.connect(target)
     except OSError as exc:
         sock.close()
@@ -236,32 +307,55 @@ def _connect(address: Address, timeout: float) -> socket.socket:
     return sock
 
 
-def exchange(address: Address, packet: bytes, *, timeout: float = 10.0, limit: int = 0) -> bytes:
+def exchange(
+    address: Address,
+    packet: bytes,
+    *,
+    timeout: float = 10.0,
+    limit: int = 0,
+    max_size: int = DEFAULT_MAX_RESPONSE_SIZE,
+) -> bytes:
     """Connect, send ``packet``, half-close, and read until the server closes (or ``limit``
-    bytes when > 0). ``timeout`` bounds the connect and each read/write."""
-    with _connect(address, timeout) as sock:
-        chunks: list[bytes] = []
-        received = 0
+    bytes when > 0).
+
+    ``timeout`` is the deadline for all of it, from the connect to the last byte
+    (:class:`ResponseTimeout` once it passes, however steadily the server trickles). More than
+    ``max_size`` bytes received raises :class:`ResponseTooLarge` (0: no cap).
+    """
+    deadline = _Deadline(timeout)
+    with _connect(address, deadline) as sock:
+        received = bytearray()
         try:
-            sock.sendall(packet)
+            deadline.apply(sock)
+            sock.sendall(packet)  # the timeout bounds the whole sendall, not each send
             # The server may already have answered and closed.
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_WR)
-            while not limit or received < limit:
-                chunk = sock.recv(65536)
+            while not limit or len(received) < limit:
+                want = 65536
+                if max_size:
+                    want = min(want, max_size + 1 - len(received))  # one past the cap tells
+                deadline.apply(sock)
+                chunk = sock.recv(want)
                 if not chunk:
                     break
-                chunks.append(chunk)
-                received += len(chunk)
+                received += chunk
+                if max_size and len(received) > max_size:
+                    raise ResponseTooLarge(
+                        f"the response from {address} is larger than {format_size(max_size)}"
+                        f" (stopped reading after {len(received)} bytes)",
+                        limit=max_size,
+                    )
         except TimeoutError:
-            raise ResponseError(
-                f"no complete answer from {address} within {timeout:g}s ({received} bytes received)"
+            raise ResponseTimeout(
+                f"no complete answer from {address} within {timeout:g}s"
+                f" ({len(received)} bytes received)"
             ) from None
         except OSError as exc:
-            if not chunks:
+            if not received:
                 raise ResponseError(f"connection to {address} failed: {exc}") from None
             # A reset after the answer (unread data) still leaves a usable response.
-        return b"".join(chunks)
+        return bytes(received)
 
 
 def request(
@@ -275,8 +369,13 @@ def request(
     modifier2: int = 0,
     extra: Sequence[tuple[str, str]] = (),
     timeout: float = 10.0,
+    max_size: int = DEFAULT_MAX_RESPONSE_SIZE,
 ) -> Response:
-    """Send one request and parse the answer (raises :class:`ClientError`)."""
+    """Send one request and parse the answer (raises :class:`ClientError`).
+
+    ``timeout`` is the overall deadline in seconds and ``max_size`` the cap on the whole
+    response in bytes (see :func:`exchange`).
+    """
     pairs = build_vars(
         path, method=method, headers=headers, body=body, address=address, extra=extra
     )
@@ -284,7 +383,7 @@ def request(
         packet = protocol.build_request(pairs, body or b"", modifier1, modifier2)
     except protocol.EncodeError as exc:
         raise ClientError(f"cannot encode the request: {exc}") from None
-    return parse_response(exchange(address, packet, timeout=timeout))
+    return parse_response(exchange(address, packet, timeout=timeout, max_size=max_size))
 
 
 @dataclass(frozen=True, slots=True)

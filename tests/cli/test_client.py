@@ -4,19 +4,30 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cli.cli_testkit import FakeServers, free_port, run_cli
 
+import protocol
 from uwsgiapp.cli import EXIT_BAD_RESPONSE, EXIT_CONNECT, EXIT_SERVER_ERROR, EXIT_USAGE
 from uwsgiapp.client import (
+    DEFAULT_MAX_RESPONSE_SIZE,
+    EXIT_TIMEOUT,
+    EXIT_TOO_LARGE,
     Address,
     ResponseError,
+    ResponseTimeout,
+    ResponseTooLarge,
     build_vars,
+    exchange,
     parse_address,
     parse_response,
+    parse_size,
 )
 
 
@@ -183,7 +194,7 @@ def test_request_exit_codes(fake_uwsgi: FakeServers, path: str, code: int, messa
 
 def test_request_timeout(fake_uwsgi: FakeServers) -> None:
     r = run_cli("request", fake_uwsgi.unix, "/hang", "--timeout", "0.5")
-    assert r.returncode == EXIT_BAD_RESPONSE
+    assert r.returncode == EXIT_TIMEOUT
     assert b"within 0.5s" in r.stderr
 
 
@@ -199,6 +210,7 @@ def test_request_timeout(fake_uwsgi: FakeServers) -> None:
         (["request"], EXIT_USAGE, b"required: SOCKET"),
         (["ping", "127.0.0.1:{port}"], EXIT_CONNECT, b"cannot connect"),
         (["ping", "{missing}"], EXIT_CONNECT, b"No such file"),
+        (["ping", "{sock}", "--timeout", "-1"], EXIT_USAGE, b"bad --timeout -1"),
     ],
 )
 def test_client_errors(
@@ -222,8 +234,6 @@ def test_ping(fake_uwsgi: FakeServers, which: str) -> None:
 
 def test_ping_wrong_answer_and_silence(tmp_path: Path) -> None:
     """A server answering something else, or nothing, is not healthy."""
-    import threading
-
     with socket.socket() as srv:
         srv.bind(("127.0.0.1", 0))
         srv.listen()
@@ -245,3 +255,191 @@ def test_ping_wrong_answer_and_silence(tmp_path: Path) -> None:
         assert r.returncode == EXIT_BAD_RESPONSE
         assert b"connection closed" in r.stderr
         t.join(5)
+
+
+# -- limits: an overall deadline and a response size cap, against hostile servers --------------
+
+
+class _Hostile:
+    """A server on a loopback TCP port and a unix socket that reads the request, then answers
+    with ``behaviour``: ``flood`` (an endless body, as fast as the client reads) or ``trickle``
+    (one byte every 50 ms, forever). Every thread ends when the test does."""
+
+    def __init__(self, tmp_path: Path, behaviour: str) -> None:
+        self.behaviour = behaviour
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self.tcp_listener = socket.create_server(("127.0.0.1", 0))
+        self.unix_path = str(tmp_path / f"{behaviour}.sock")
+        self.unix_listener = socket.socket(socket.AF_UNIX)
+        self.unix_listener.bind(self.unix_path)
+        self.unix_listener.listen()
+        self.tcp = f"127.0.0.1:{self.tcp_listener.getsockname()[1]}"
+        for listener in (self.tcp_listener, self.unix_listener):
+            listener.settimeout(0.05)
+            self._start(self._accept_loop, listener)
+
+    def _start(self, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+
+    def _accept_loop(self, listener: socket.socket) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._start(self._answer, conn)
+
+    def _answer(self, conn: socket.socket) -> None:
+        with conn:
+            conn.settimeout(5)
+            try:
+                conn.recv(65536)  # the whole request packet (small, no body)
+                if self.behaviour == "flood":
+                    conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\n")
+                    chunk = b"x" * 65536
+                    while not self.stop.is_set():
+                        conn.sendall(chunk)
+                else:
+                    for byte in b"HTTP/1.1 200 OK\r\n\r\n" + b"y" * 10_000_000:
+                        if self.stop.wait(0.05):
+                            return
+                        conn.sendall(bytes([byte]))
+            except OSError:
+                return  # the client gave up and closed: what the tests expect
+
+    def close(self) -> None:
+        self.stop.set()
+        for listener in (self.tcp_listener, self.unix_listener):
+            listener.close()
+        for thread in self.threads:
+            thread.join(10)
+        assert not any(thread.is_alive() for thread in self.threads)
+
+
+@pytest.fixture
+def flood(tmp_path: Path) -> Iterator[_Hostile]:
+    server = _Hostile(tmp_path, "flood")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def trickle(tmp_path: Path) -> Iterator[_Hostile]:
+    server = _Hostile(tmp_path, "trickle")
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.mark.parametrize("which", ["unix_path", "tcp"])
+def test_request_gives_up_on_an_endless_response(flood: _Hostile, which: str) -> None:
+    r = run_cli("request", getattr(flood, which), "/", "--max-response-size", "1M", timeout=60)
+    assert r.returncode == EXIT_TOO_LARGE, r.stderr
+    assert r.stdout == b""
+    message = r.stderr.decode()
+    assert message.startswith("uwsgiapp request: error: the response from ")
+    assert "is larger than 1 MiB (stopped reading after 1048577 bytes)" in message
+    assert "--max-response-size" in message
+    assert message.count("\n") == 1 and "Traceback" not in message
+
+
+def test_request_caps_responses_by_default(flood: _Hostile) -> None:
+    r = run_cli("request", flood.unix_path, "/", timeout=60)
+    assert r.returncode == EXIT_TOO_LARGE, r.stderr
+    assert b"is larger than 64 MiB" in r.stderr
+    assert DEFAULT_MAX_RESPONSE_SIZE == 64 * 1024 * 1024
+
+
+@pytest.mark.parametrize("which", ["unix_path", "tcp"])
+def test_request_deadline_is_overall_not_per_byte(trickle: _Hostile, which: str) -> None:
+    start = time.monotonic()
+    r = run_cli("request", getattr(trickle, which), "/", "--max-time", "1", timeout=60)
+    elapsed = time.monotonic() - start
+    assert r.returncode == EXIT_TIMEOUT, r.stderr
+    message = r.stderr.decode()
+    assert "no complete answer from " in message and "within 1s (" in message, message
+    assert "bytes received)" in message and "--max-time" in message
+    assert message.count("\n") == 1 and "Traceback" not in message
+    # Interpreter start-up is most of this; bytes kept arriving every 50 ms the whole time.
+    assert elapsed < 15, elapsed
+
+
+def test_timeout_is_the_same_deadline(trickle: _Hostile) -> None:
+    r = run_cli("request", trickle.tcp, "--timeout", "0.5", timeout=60)
+    assert r.returncode == EXIT_TIMEOUT, r.stderr
+    assert b"within 0.5s" in r.stderr
+
+
+def test_exchange_deadline_and_cap_in_process(flood: _Hostile, trickle: _Hostile) -> None:
+    """The library bounds time and memory too, for any caller (not only the command)."""
+    packet = protocol.build_request(build_vars("/"))
+    start = time.monotonic()
+    with pytest.raises(ResponseTimeout, match=r"within 0.3s \(\d+ bytes received\)"):
+        exchange(parse_address(trickle.tcp), packet, timeout=0.3)
+    assert time.monotonic() - start < 3
+    with pytest.raises(ResponseTooLarge) as info:
+        exchange(parse_address(flood.unix_path), packet, max_size=100_000)
+    assert info.value.limit == 100_000
+    assert "stopped reading after 100001 bytes" in str(info.value)
+    # ``limit`` (what a ping reads) still stops reading early, before any cap.
+    assert 4 <= len(exchange(parse_address(flood.tcp), packet, limit=4)) <= 65536
+
+
+def test_request_deadline_covers_a_server_that_never_reads(tmp_path: Path) -> None:
+    """A big body to a server that accepts and never reads: sending is bounded as well."""
+    path = str(tmp_path / "deaf.sock")
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(path)
+        listener.listen()
+        body = tmp_path / "body"
+        body.write_bytes(b"z" * 50_000_000)
+        start = time.monotonic()
+        r = run_cli("request", path, "-d", f"@{body}", "-m", "1", timeout=60)
+        assert r.returncode == EXIT_TIMEOUT, r.stderr
+        assert time.monotonic() - start < 20
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-response-size", "0"], b"bad size '0'"),
+        (["--max-response-size", "lots"], b"bad size 'lots'"),
+        (["--max-time", "0"], b"bad --max-time 0"),
+        (["--max-time", "nan"], b"bad --max-time nan"),
+        (["-m", "inf"], b"bad --max-time inf"),
+    ],
+)
+def test_request_limit_options_are_checked(
+    fake_uwsgi: FakeServers, args: list[str], message: bytes
+) -> None:
+    r = run_cli("request", fake_uwsgi.unix, "/", *args)
+    assert r.returncode == EXIT_USAGE, r.stderr
+    assert message in r.stderr and b"Traceback" not in r.stderr
+
+
+def test_request_limits_allow_a_normal_answer(fake_uwsgi: FakeServers) -> None:
+    r = run_cli("request", fake_uwsgi.tcp, "/ok", "--max-filesize", "64k", "-m", "20")
+    assert r.returncode == 0, r.stderr
+    assert _echo(r.stdout)["vars"]["PATH_INFO"] == "/ok"
+
+
+@pytest.mark.parametrize(
+    ("text", "size"),
+    [("1", 1), ("512K", 512 * 1024), ("64m", 64 << 20), ("64MiB", 64 << 20), ("1G", 1 << 30)],
+)
+def test_parse_size(text: str, size: int) -> None:
+    assert parse_size(text) == size
+
+
+@pytest.mark.parametrize("text", ["", "0", "-1", "1.5M", "1T", "M", "lots"])
+def test_parse_size_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="bad size"):
+        parse_size(text)
