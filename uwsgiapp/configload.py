@@ -17,15 +17,18 @@ import difflib
 import json
 import math
 import os
+import re
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 from uwsgiapp.config import Config, ConfigError, option_fields
 
 __all__ = [
     "ENV_PREFIX",
+    "MAX_TOML_KEY_PARTS",
+    "MAX_TOML_NESTING",
     "Layer",
     "OptionSpec",
     "Raw",
@@ -213,6 +216,85 @@ def env_layer(environ: Mapping[str, str], warnings: list[str] | None = None) -> 
     return layer
 
 
+#: How deep arrays and inline tables may nest in a TOML file (tomllib recurses on each level,
+#: so a file nested thousands deep would end in RecursionError).
+MAX_TOML_NESTING: Final = 32
+#: How many parts one dotted key (``a.b.c = 1``, ``[a.b.c]``) may have (tomllib's memory grows
+#: with the square of it: 100k parts would take tens of GB).
+MAX_TOML_KEY_PARTS: Final = 32
+
+# What starts a string or a comment, and where each ends (an unterminated one runs to the end
+# of the line or file: tomllib reports it). Multi-line strings may end with up to two extra
+# quotes, which belong to the content.
+_TOML_OPENERS: Final = re.compile(r"\"\"\"|'''|[\"'#]")
+_TOML_CLOSERS: Final = {
+    '"""': re.compile(r'(?:[^"\\]|\\.|"(?!""))*(?:"""(?:""|")?|\Z)', re.DOTALL),
+    "'''": re.compile(r"(?:[^']|'(?!''))*(?:'''(?:''|')?|\Z)"),
+    '"': re.compile(r'(?:[^"\\\n]|\\.)*"?'),
+    "'": re.compile(r"[^'\n]*'?"),
+    "#": re.compile(r"[^\n]*"),
+}
+_TOML_NESTING_CHARS: Final = re.compile(r"[\[\]{}=\n]")
+_TOML_DOTTED_KEY: Final = re.compile(
+    rf'(?:[A-Za-z0-9_-]+|"")(?:[ \t]*\.[ \t]*(?:[A-Za-z0-9_-]+|"")){{{MAX_TOML_KEY_PARTS},}}'
+)
+
+
+def _toml_skeleton(text: str) -> str:
+    """``text`` with every string replaced by ``""`` (its newlines kept after it, so line
+    numbers stay right) and comments removed: what is left is structure."""
+    parts: list[str] = []
+    pos = 0
+    while (opener := _TOML_OPENERS.search(text, pos)) is not None:
+        parts.append(text[pos : opener.start()])
+        token = opener.group()
+        end = _TOML_CLOSERS[token].match(text, opener.end())
+        pos = end.end() if end is not None else len(text)
+        if token != "#":
+            parts.append('""' + "\n" * text.count("\n", opener.start(), pos))
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
+def _check_toml_nesting(text: str, source: str) -> None:
+    """Refuse TOML nested past :data:`MAX_TOML_NESTING` or with a dotted key longer than
+    :data:`MAX_TOML_KEY_PARTS`, naming the key and line, before tomllib sees it."""
+    skeleton = _toml_skeleton(text)
+    depth = 0
+    line = 1
+    statement = 0
+    key: tuple[str, int] | None = None  # the top-level key being assigned, and its line
+    for match in _TOML_NESTING_CHARS.finditer(skeleton):
+        char = match.group()
+        if char == "\n":
+            line += 1
+            if depth == 0:
+                statement, key = match.end(), None
+        elif char == "=":
+            if depth == 0 and key is None:
+                key = (skeleton[statement : match.start()].strip(), line)
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_TOML_NESTING:
+                what = f"the value of {key[0]!r} (line {key[1]})" if key else f"line {line}"
+                raise ConfigError(
+                    "config",
+                    f"{what} nests arrays or tables more than {MAX_TOML_NESTING} deep",
+                    source,
+                )
+        else:
+            depth = max(depth - 1, 0)
+    dotted = _TOML_DOTTED_KEY.search(skeleton)
+    if dotted is not None:
+        line = skeleton.count("\n", 0, dotted.start()) + 1
+        raise ConfigError(
+            "config",
+            f"the dotted key on line {line} ({dotted.group()[:30]}…) has more than"
+            f" {MAX_TOML_KEY_PARTS} parts",
+            source,
+        )
+
+
 def _load_toml(path: str) -> dict[str, Any]:
     try:
         import tomllib
@@ -220,13 +302,19 @@ def _load_toml(path: str) -> dict[str, Any]:
         raise ConfigError(
             "config", "reading TOML needs Python 3.11 or newer", f"config file {path}"
         ) from None
+    source = f"config file {path}"
     try:
         with open(path, "rb") as fh:
-            return tomllib.load(fh)
+            text = fh.read().decode("utf-8")
     except OSError as exc:
         raise ConfigError("config", f"cannot read {path}: {exc.strerror}", "command line") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("config", f"invalid TOML: not UTF-8 text ({exc})", source) from None
+    _check_toml_nesting(text, source)
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("config", f"invalid TOML: {exc}", f"config file {path}") from None
+        raise ConfigError("config", f"invalid TOML: {exc}", source) from None
 
 
 def toml_layer(path: str) -> Layer:

@@ -14,6 +14,11 @@ never dropped silently. Values are expanded the way uWSGI does for the common ca
 
 Repeated keys are kept (``socket``, ``pythonpath``, ``env`` may appear many times); for single
 valued options the last one wins, as in uWSGI.
+
+Expansion is bounded: a value may not grow past :data:`MAX_EXPANDED_SIZE` characters and
+placeholders may nest :data:`MAX_PLACEHOLDER_DEPTH` deep; a placeholder that refers back to
+itself, or a value past either bound (``x = %(x)%(x)`` would double forever), is a
+:class:`ConfigError` naming the key and its line, never an endless or exponential expansion.
 """
 
 from __future__ import annotations
@@ -22,15 +27,19 @@ import os
 import re
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
+from typing import Final
 
 from uwsgiapp.config import ConfigError
 from uwsgiapp.configload import Layer, Raw
 
 __all__ = [
     "DEFAULT_SECTION",
+    "MAX_EXPANDED_SIZE",
+    "MAX_PLACEHOLDER_DEPTH",
     "SIMPLE_KEYS",
+    "ExpansionError",
     "IniResult",
     "expand",
     "ini_layer",
@@ -39,6 +48,10 @@ __all__ = [
 ]
 
 DEFAULT_SECTION = "uwsgi"
+#: The longest a value may become once expanded (characters); longer raw values are kept as is.
+MAX_EXPANDED_SIZE: Final = 64 * 1024
+#: How deep ``%(a)`` → ``%(b)`` → … may nest.
+MAX_PLACEHOLDER_DEPTH: Final = 16
 
 #: uWSGI key → Config field, for keys whose value carries over unchanged.
 SIMPLE_KEYS: Mapping[str, str] = {
@@ -114,6 +127,10 @@ _MAGIC = re.compile(r"%\(([^)]*)\)|%(.)")
 _ENV_REF = re.compile(r"\$\(([^)]*)\)")
 
 
+class ExpansionError(ValueError):
+    """A value cannot be expanded within the bounds (too large, too deep, or circular)."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IniEntry:
     """One ``key = value`` line of the chosen section (value not yet expanded)."""
@@ -185,8 +202,13 @@ def expand(
     placeholders: Mapping[str, str] | None = None,
     environ: Mapping[str, str] | None = None,
     warn: Callable[[str], None] | None = None,
+    max_size: int = MAX_EXPANDED_SIZE,
 ) -> str:
-    """Expand ``$(ENV)``, ``%x`` magic and ``%(placeholder)`` in one value (see module doc)."""
+    """Expand ``$(ENV)``, ``%x`` magic and ``%(placeholder)`` in one value (see module doc).
+
+    Raises :class:`ExpansionError` as soon as the result would grow past ``max_size``
+    characters (before building it).
+    """
     env = os.environ if environ is None else environ
     places = placeholders or {}
     table = _magic_table(path, section)
@@ -216,7 +238,81 @@ def expand(
         note(f"magic variable %{letter} is not supported; left as is")
         return match.group(0)
 
-    return _MAGIC.sub(magic, _ENV_REF.sub(env_ref, value))
+    def bounded(
+        pattern: re.Pattern[str], replace: Callable[[re.Match[str]], str], text: str
+    ) -> str:
+        grown = 0
+
+        def checked(match: re.Match[str]) -> str:
+            nonlocal grown
+            replacement = replace(match)
+            grown += len(replacement) - (match.end() - match.start())
+            if grown > 0 and len(text) + grown > max_size:
+                raise ExpansionError(f"expands to more than {max_size} characters")
+            return replacement
+
+        return pattern.sub(checked, text)
+
+    return bounded(_MAGIC, magic, bounded(_ENV_REF, env_ref, value))
+
+
+class _Placeholders(Mapping[str, str]):
+    """The section's placeholders, each expanded on first use (then remembered).
+
+    Expanding one may expand others; a name met again on the way is a loop, and the chain may
+    not get deeper than :data:`MAX_PLACEHOLDER_DEPTH`: both raise :class:`ConfigError` naming
+    the definition's key and line.
+    """
+
+    def __init__(
+        self,
+        raw: Mapping[str, tuple[str, str]],
+        expand_one: Callable[[str, Mapping[str, str]], str],
+    ) -> None:
+        self._raw = raw  # name → (raw value, "key (line N)" of its definition)
+        self._expand_one = expand_one
+        self._done: dict[str, str] = {}
+        self._chain: list[str] = []
+
+    def __getitem__(self, name: str) -> str:
+        done = self._done.get(name)
+        if done is not None:
+            return done
+        raw, defined_at = self._raw[name]
+        chain = self._chain
+        if name in chain:
+            loop = chain[chain.index(name) :]
+            if len(loop) == 1:
+                message = f"placeholder %({name}) refers to itself"
+            else:
+                path = " -> ".join(f"%({n})" for n in [*loop, name])
+                message = f"placeholder %({name}) refers back to itself: {path}"
+            raise ConfigError("ini", message, defined_at)
+        if len(chain) >= MAX_PLACEHOLDER_DEPTH:
+            raise ConfigError(
+                "ini",
+                f"placeholders nest more than {MAX_PLACEHOLDER_DEPTH} deep"
+                f" ({' -> '.join(f'%({n})' for n in [*chain, name])})",
+                defined_at,
+            )
+        chain.append(name)
+        try:
+            value = self._expand_one(raw, self)
+        except ExpansionError as exc:
+            raise ConfigError("ini", f"placeholder %({name}) {exc}", defined_at) from None
+        finally:
+            chain.pop()
+        self._done[name] = value
+        return value
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
 
 
 def _truthy(value: str) -> bool | None:
@@ -269,37 +365,37 @@ def ini_layer(arg: str, *, environ: Mapping[str, str] | None = None) -> IniResul
             result.warnings.append(f"{where}: {message}")
 
     # Placeholders: every key's last raw value (uWSGI lets any key be referenced as %(key)),
-    # plus explicit set-placeholder entries.
-    placeholders: dict[str, str] = {}
+    # plus explicit set-placeholder entries; expanded when first used, within the bounds.
+    raw_placeholders: dict[str, tuple[str, str]] = {}
     for entry in entries:
         if entry.key in ("set-placeholder", "set-ph"):
             name, eq, value = entry.value.partition("=")
             if eq:
-                placeholders[name.strip()] = value.strip()
+                raw_placeholders[name.strip()] = (
+                    value.strip(),
+                    f"{where} {entry.key} {name.strip()} (line {entry.line})",
+                )
         else:
-            placeholders[entry.key] = entry.value
+            raw_placeholders[entry.key] = (entry.value, f"{where} {entry.key} (line {entry.line})")
     referenced = {m.group(1) for e in entries for m in _MAGIC.finditer(e.value) if m.group(1)}
-    # Resolve placeholders that refer to other placeholders (a few rounds is plenty).
-    for _ in range(5):
-        placeholders = {
-            k: expand(v, path=path, section=section, placeholders=placeholders, environ=environ)
-            for k, v in placeholders.items()
-        }
+
+    def expand_value(raw: str, places: Mapping[str, str]) -> str:
+        return expand(
+            raw, path=path, section=section, placeholders=places, environ=environ, warn=warn
+        )
+
+    placeholders = _Placeholders(raw_placeholders, expand_value)
 
     app: dict[str, tuple[str, int, str]] = {}  # module / wsgi-file / callable / mount
     layer = result.layer
     multi: dict[str, list[str]] = {}
     for entry in entries:
         key = entry.key
-        value = expand(
-            entry.value,
-            path=path,
-            section=section,
-            placeholders=placeholders,
-            environ=environ,
-            warn=warn,
-        )
         source = f"{where} {key} (line {entry.line})"
+        try:
+            value = expand_value(entry.value, placeholders)
+        except ExpansionError as exc:
+            raise ConfigError("ini", f"the value of {key!r} {exc}", source) from None
         if key in SIMPLE_KEYS:
             name = SIMPLE_KEYS[key]
             if name == "chmod_socket" and not value.strip():

@@ -3,16 +3,22 @@ bad values naming option and source, --print-config, --help, --version."""
 
 from __future__ import annotations
 
+import os
 import re
+import resource
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cli.cli_testkit import run_cli
 
-from uwsgiapp.cli import build_parser, resolve_serve_config
+from uwsgiapp.cli import EXIT_USAGE, build_parser, resolve_serve_config
 from uwsgiapp.config import Config, ConfigError
 from uwsgiapp.configload import (
+    MAX_TOML_KEY_PARTS,
+    MAX_TOML_NESTING,
     Raw,
     convert,
     env_layer,
@@ -274,3 +280,109 @@ def test_serve_without_app(tmp_path: Path) -> None:
     r = run_cli("serve", cwd=tmp_path)
     assert r.returncode == 2
     assert b"no app given" in r.stderr
+
+
+# --- hostile TOML: bounded nesting, one-line errors -----------------------------------------
+
+
+def run_cli_capped(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    """``run_cli`` with the address space capped at 1 GiB, as a container limit would: tomllib
+    needs memory quadratic in a dotted key's length, and the test must not take the machine's."""
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UWSGIAPP_")}
+    return subprocess.run(
+        [sys.executable, "-m", "uwsgiapp", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+        preexec_fn=cap,
+    )
+
+
+DEEP = 100_000
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            "[uwsgiapp]\nworkers = " + "[" * DEEP + "]" * DEEP + "\n",
+            f"the value of 'workers' (line 2) nests arrays or tables more than {MAX_TOML_NESTING}"
+            " deep",
+        ),
+        (
+            "# a comment\nsocket = 'a.sock'\nmount = " + "{a = " * DEEP + "1" + "}" * DEEP,
+            f"the value of 'mount' (line 3) nests arrays or tables more than {MAX_TOML_NESTING}"
+            " deep",
+        ),
+        (
+            "workers = 2\n" + ".".join(["a"] * DEEP) + " = 1\n",
+            "the dotted key on line 2 (a.a.a.a.a.a.a.a.a.a.a.a.a.a.a.…) has more than"
+            f" {MAX_TOML_KEY_PARTS} parts",
+        ),
+        (
+            "[" + ".".join(["t"] * DEEP) + "]\nworkers = 2\n",
+            "the dotted key on line 1 (t.t.t.t.t.t.t.t.t.t.t.t.t.t.t.…) has more than"
+            f" {MAX_TOML_KEY_PARTS} parts",
+        ),
+    ],
+    ids=["arrays", "inline-tables", "dotted-key", "table-header"],
+)
+def test_deep_toml_is_a_config_error_on_the_command_line(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    """These used to end in a RecursionError traceback (or tens of GB for the dotted keys)."""
+    (tmp_path / "deep.toml").write_text(text)
+    r = run_cli_capped("serve", "--config", "deep.toml", "app:app", cwd=tmp_path)
+    assert r.returncode == EXIT_USAGE, r.stderr[-2000:]
+    assert r.stderr.decode() == (
+        f"uwsgiapp serve: error: --config (from config file deep.toml): {message}\n"
+    )
+    assert r.stdout == b""
+
+
+def test_toml_strings_and_comments_do_not_count_as_nesting(tmp_path: Path) -> None:
+    """Brackets, quotes and dots inside strings and comments are not structure; nesting up to
+    the bound (another tool's table in pyproject.toml) is read as before."""
+    bound = MAX_TOML_NESTING
+    key_parts = ".".join(["k"] * MAX_TOML_KEY_PARTS)
+    text = "\n".join(
+        [
+            "[project]",
+            'name = "x"  # [[[[ { not structure',
+            f"description = '{'[' * 100}'",
+            'quoted = "escaped \\" [[[[ \\\\"',
+            'multi = """',
+            "[[[[[[ ''' \\\"\"\" {{{{ ",
+            '""""',
+            "lit = '''[[[[ \"\"\" ''''",
+            f"deep = {'[' * bound}1{']' * bound}",
+            f"{key_parts} = 1",
+            f'"{"a." * 100}" = 1',
+            "floats = [" + ", ".join(["1.5"] * 100) + "]",
+            "[tool.uwsgiapp]",
+            "workers = 3",
+            "socket = ['[a].sock', \"{b}.sock\"]  # ]]]]",
+        ]
+    )
+    (tmp_path / "pyproject.toml").write_text(text + "\n")
+    c = resolve([toml_layer(str(tmp_path / "pyproject.toml"))]).config
+    assert (c.workers, c.socket) == (3, ("[a].sock", "{b}.sock"))
+    (tmp_path / "over.toml").write_text(f"x = {'[' * (bound + 1)}{']' * (bound + 1)}\n")
+    with pytest.raises(ConfigError, match=f"nests arrays or tables more than {bound} deep"):
+        toml_layer(str(tmp_path / "over.toml"))
+
+
+def test_toml_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "latin1.toml").write_bytes(b"app = 'caf\xe9:app'\n")
+    r = run_cli("serve", "--config", "latin1.toml", "--print-config", cwd=tmp_path)
+    assert r.returncode == EXIT_USAGE, r.stderr
+    assert r.stderr.startswith(
+        b"uwsgiapp serve: error: --config (from config file latin1.toml): invalid TOML: not UTF-8"
+    )
+    assert r.stderr.count(b"\n") == 1 and b"Traceback" not in r.stderr

@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import os
 import re
+import resource
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from uwsgiapp.cli import EXIT_USAGE
 from uwsgiapp.config import ConfigError
 from uwsgiapp.configload import resolve
-from uwsgiapp.uwsgiini import SIMPLE_KEYS, expand, ini_layer, parse_ini, split_ini_arg
+from uwsgiapp.uwsgiini import (
+    MAX_EXPANDED_SIZE,
+    MAX_PLACEHOLDER_DEPTH,
+    SIMPLE_KEYS,
+    ExpansionError,
+    expand,
+    ini_layer,
+    parse_ini,
+    split_ini_arg,
+)
 
 Loaded = tuple[Any, list[str], list[tuple[str, str]]]
 
@@ -201,3 +214,98 @@ def test_parse_ini_keeps_repeats_and_verbatim_values() -> None:
 def test_bad_values_name_the_ini_line(tmp_path: Path, body: str, message: str) -> None:
     with pytest.raises(ConfigError, match=re.escape(message)):
         load(tmp_path, body)
+
+
+# -- expansion is bounded: no placeholder bomb, no endless loop ---------------------------------
+
+
+def run_cli_capped(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
+    """``run_cli`` with the address space capped at 1 GiB, as a container limit would: an
+    unbounded expansion must fail in the test, not take the machine's memory first."""
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UWSGIAPP_")}
+    return subprocess.run(
+        [sys.executable, "-m", "uwsgiapp", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        timeout=60,
+        check=False,
+        preexec_fn=cap,
+    )
+
+
+def test_placeholder_bomb_is_a_config_error_on_the_command_line(tmp_path: Path) -> None:
+    """60 bytes that used to mean 2**32 references and a MemoryError traceback."""
+    (tmp_path / "bomb.ini").write_text("[uwsgi]\nmodule = app:app\nx = %(x)%(x)\nchdir = %(x)\n")
+    r = run_cli_capped("serve", "--ini", "bomb.ini", "app:app", cwd=tmp_path)
+    assert r.returncode == EXIT_USAGE, r.stderr
+    assert r.stderr.decode() == (
+        "uwsgiapp serve: error: --ini (from ini bomb.ini [uwsgi] x (line 3)):"
+        " placeholder %(x) refers to itself\n"
+    )
+    assert r.stdout == b""
+
+
+def test_placeholder_growth_is_bounded_on_the_command_line(tmp_path: Path) -> None:
+    """No loop, but every level quadruples: 16 characters become 16 Mi ten levels up (64 Ki,
+    exactly the bound, at a4; a3 is the first placeholder past it)."""
+    lines = [f"a{i} = " + f"%(a{i + 1})" * 4 for i in range(10)] + ["a10 = " + "x" * 16]
+    (tmp_path / "grow.ini").write_text("[uwsgi]\npidfile = %(a0)\n" + "\n".join(lines) + "\n")
+    r = run_cli_capped("serve", "--ini", "grow.ini", "app:app", cwd=tmp_path)
+    assert r.returncode == EXIT_USAGE, r.stderr
+    assert r.stderr.decode() == (
+        "uwsgiapp serve: error: --ini (from ini grow.ini [uwsgi] a3 (line 6)):"
+        f" placeholder %(a3) expands to more than {MAX_EXPANDED_SIZE} characters\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            "a = %(b)\nb = x%(c)\nc = %(a)\npidfile = /run/%(a).pid",
+            "ini {path} [uwsgi] b (line 3)): placeholder %(b) refers back to itself:"
+            " %(b) -> %(c) -> %(a) -> %(b)",
+        ),
+        (
+            "set-placeholder = me=%(me)/x\nchdir = %(me)",
+            "ini {path} [uwsgi] set-placeholder me (line 2)): placeholder %(me) refers to itself",
+        ),
+        (
+            "\n".join(f"p{i} = %(p{i + 1})" for i in range(20)) + "\np20 = end\nchdir = %(p0)",
+            "ini {path} [uwsgi] p17 (line 19)): placeholders nest more than"
+            f" {MAX_PLACEHOLDER_DEPTH} deep (%(p1) -> %(p2) -> ",
+        ),
+        (
+            "big = " + "y" * 60_000 + "\nchdir = %(big)%(big)",
+            "ini {path} [uwsgi] chdir (line 3)): the value of 'chdir' expands to more than"
+            f" {MAX_EXPANDED_SIZE} characters",
+        ),
+        (
+            "chdir = " + "$(BIG)" * 1000,
+            "ini {path} [uwsgi] chdir (line 2)): the value of 'chdir' expands to more than",
+        ),
+    ],
+    ids=["loop", "set-placeholder-loop", "too-deep", "too-large", "env-too-large"],
+)
+def test_expansion_bounds_name_the_key_and_line(tmp_path: Path, body: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, body, environ={"BIG": "z" * 100})
+    assert info.value.option == "ini"
+    assert message.format(path=tmp_path / "site.ini") in str(info.value)
+
+
+def test_expansion_within_the_bounds_still_works(tmp_path: Path) -> None:
+    depth = MAX_PLACEHOLDER_DEPTH
+    chain = "\n".join(f"p{i} = %(p{i + 1})" for i in range(depth)) + f"\np{depth} = /srv"
+    raw = "/" + "r" * (MAX_EXPANDED_SIZE + 10)  # long as written: kept, nothing to expand
+    config, warnings, _ = load(tmp_path, f"{chain}\nchdir = %(p0)/app\npidfile = {raw}")
+    assert config.chdir == "/srv/app" and config.pidfile == raw
+    assert warnings == []
+    assert expand("%(a)%(a)", path="x.ini", placeholders={"a": "b" * 10}, max_size=20) == "b" * 20
+    with pytest.raises(ExpansionError, match="more than 19 characters"):
+        expand("%(a)%(a)", path="x.ini", placeholders={"a": "b" * 10}, max_size=19)
