@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import http.client
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -13,11 +16,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from cli.cli_testkit import free_port, run_cli
+from cli.cli_testkit import run_cli
 
 from uwsgiapp.devserver import DevOptions, DevServerError, check_options, is_loopback
-
-StartDev = Callable[..., "subprocess.Popen[bytes]"]
 
 APP = """\
 def app(environ, start_response):
@@ -25,8 +26,97 @@ def app(environ, start_response):
     return [b"{text}"]
 """
 
+#: How long the server may take to announce itself or to answer as expected. Generous: each
+#: start is two interpreters (the reloader and its child), on a machine that may be busy running
+#: other tests. Nothing waits for a fixed time: every wait ends as soon as its condition holds.
+DEADLINE = 120.0
 
-def get(url: str, timeout: float = 2) -> tuple[int, bytes]:
+
+class DevServer:
+    """A running ``uwsgiapp dev``: its output as it comes (read by a thread), and its URL."""
+
+    def __init__(self, proc: subprocess.Popen[bytes]) -> None:
+        self.proc = proc
+        self._output = bytearray()
+        self._done = False
+        self._changed = threading.Condition()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in iter(self.proc.stdout.readline, b""):
+            with self._changed:
+                self._output += line
+                self._changed.notify_all()
+        with self._changed:
+            self._done = True
+            self._changed.notify_all()
+
+    @property
+    def output(self) -> bytes:
+        with self._changed:
+            return bytes(self._output)
+
+    def wait_output(self, pattern: bytes, deadline: float = DEADLINE) -> re.Match[bytes]:
+        """Wait until the output matches ``pattern``; fail at once if the server exits."""
+        regex = re.compile(pattern)
+        end = time.monotonic() + deadline
+        with self._changed:
+            while (found := regex.search(self._output)) is None:
+                left = end - time.monotonic()
+                if self._done or left <= 0:
+                    why = "exited" if self._done else f"said nothing like it within {deadline}s"
+                    raise AssertionError(
+                        f"no {pattern!r}: the dev server {why}; output:\n"
+                        + self._output.decode(errors="replace")
+                    )
+                self._changed.wait(left)
+            return found
+
+    def url(self) -> str:
+        """The URL the server announced (it was started with --port 0: no port is guessed)."""
+        return self.wait_output(rb"Running on (http://127\.0\.0\.1:\d+)").group(1).decode()
+
+    def wait_for(self, want: bytes, deadline: float = DEADLINE) -> tuple[int, bytes]:
+        """Poll the URL until the body contains ``want``: the server answers, and answers
+        with the current code (fail after ``deadline`` seconds, or as soon as it exits)."""
+        url = self.url()
+        end = time.monotonic() + deadline
+        last: object = None
+        while (left := end - time.monotonic()) > 0:
+            if self.proc.poll() is not None:
+                break
+            try:
+                status, body = get(url, timeout=min(left, 10))
+                if want in body:
+                    return status, body
+                last = body
+            except (OSError, http.client.HTTPException) as exc:  # restarting: try again
+                last = exc
+            time.sleep(0.05)  # between polls only; never the thing waited for
+        raise AssertionError(
+            f"no {want!r} from {url} within {deadline}s (exit status {self.proc.poll()});"
+            f" last: {last!r}; output:\n{self.output.decode(errors='replace')}"
+        )
+
+    def stop(self) -> bytes:
+        """TERM the whole process group, wait for it to exit, and return all its output."""
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(DEADLINE)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(DEADLINE)
+        self._reader.join(DEADLINE)
+        return self.output
+
+
+StartDev = Callable[..., DevServer]
+
+
+def get(url: str, timeout: float = 10) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:
             return resp.status, resp.read()
@@ -34,51 +124,31 @@ def get(url: str, timeout: float = 2) -> tuple[int, bytes]:
         return exc.code, exc.read()
 
 
-def wait_for(url: str, want: bytes, deadline: float = 20) -> tuple[int, bytes]:
-    """Poll until the body contains ``want`` (or fail after ``deadline`` seconds)."""
-    end = time.monotonic() + deadline
-    last: object = None
-    while time.monotonic() < end:
-        try:
-            status, body = get(url)
-            if want in body:
-                return status, body
-            last = body
-        except OSError as exc:
-            last = exc
-        time.sleep(0.1)
-    raise AssertionError(f"no {want!r} from {url} within {deadline}s; last: {last!r}")
-
-
 @pytest.fixture
 def start_dev(tmp_path: Path) -> Iterator[StartDev]:
-    """Start ``python -m uwsgiapp dev ...`` in its own session; kill that group afterwards."""
-    procs: list[subprocess.Popen[bytes]] = []
+    """Start ``python -m uwsgiapp dev --port 0 ...`` in its own session (the port is the one it
+    announces, so no other process can take it first); kill that group afterwards."""
+    servers: list[DevServer] = []
 
-    def start(*args: str) -> subprocess.Popen[bytes]:
+    def start(*args: str) -> DevServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith("UWSGIAPP_")}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "uwsgiapp", "dev", *args],
+            [sys.executable, "-m", "uwsgiapp", "dev", "--port", "0", *args],
             cwd=tmp_path,
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             start_new_session=True,  # its reloader child shares this group: killed with it
         )
-        procs.append(proc)
-        return proc
+        server = DevServer(proc)
+        servers.append(server)
+        return server
 
     yield start
-    for proc in procs:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
-        if proc.stdout:
-            proc.stdout.close()
+    for server in servers:
+        server.stop()
+        if server.proc.stdout:
+            server.proc.stdout.close()
 
 
 def _bump(path: Path, text: str) -> None:
@@ -90,31 +160,28 @@ def _bump(path: Path, text: str) -> None:
 def test_dev_serves_and_reloads(tmp_path: Path, start_dev: StartDev) -> None:
     app = tmp_path / "site.py"
     app.write_text(APP.format(text="first"))
-    port = free_port()
-    proc = start_dev("site.py:app", "--port", str(port))
-    url = f"http://127.0.0.1:{port}/"
-    assert wait_for(url, b"first") == (200, b"first")
+    server = start_dev("site.py:app")
+    assert server.wait_for(b"first") == (200, b"first")
     _bump(app, APP.format(text="second"))
-    assert wait_for(url, b"second") == (200, b"second")
-    os.killpg(proc.pid, signal.SIGTERM)
-    out = proc.communicate(timeout=5)[0]
-    assert f"* Running on http://127.0.0.1:{port}".encode() in out
+    assert server.wait_for(b"second") == (200, b"second")
+    out = server.stop()
+    assert f"* Running on {server.url()}".encode() in out
     assert b"Debugger is active" in out
 
 
 def test_dev_broken_app_shows_error_then_recovers(tmp_path: Path, start_dev: StartDev) -> None:
     (tmp_path / "pkgapp.py").write_text("raise RuntimeError('not yet')\n")
-    port = free_port()
-    start_dev("pkgapp", "--port", str(port), "--no-debugger")
-    url = f"http://127.0.0.1:{port}/"
-    status, body = wait_for(url, b"not yet")
+    server = start_dev("pkgapp", "--no-debugger")
+    status, body = server.wait_for(b"not yet")
     assert status == 500 and b"RuntimeError" in body
     _bump(tmp_path / "pkgapp.py", APP.format(text="fixed").replace("def app", "def application"))
-    assert wait_for(url, b"fixed")[0] == 200
+    assert server.wait_for(b"fixed")[0] == 200
 
 
 def test_dev_no_reload_import_error_exits(tmp_path: Path) -> None:
-    r = run_cli("dev", "missing_mod_xyz:app", "--no-reload", "--port", "0", cwd=tmp_path)
+    r = run_cli(
+        "dev", "missing_mod_xyz:app", "--no-reload", "--port", "0", cwd=tmp_path, timeout=DEADLINE
+    )
     assert r.returncode == 2
     assert b"No module named 'missing_mod_xyz'" in r.stderr
     assert b"Traceback (most recent call last)" not in r.stderr.split(b"\n")[0]
@@ -129,7 +196,7 @@ def test_dev_no_reload_import_error_exits(tmp_path: Path) -> None:
     ],
 )
 def test_dev_refuses_remote_debugger(tmp_path: Path, args: list[str]) -> None:
-    r = run_cli("dev", *args, cwd=tmp_path)
+    r = run_cli("dev", *args, cwd=tmp_path, timeout=DEADLINE)
     assert r.returncode == 2
     assert b"refusing to serve the interactive debugger" in r.stderr
     assert b"--allow-remote-debugger" in r.stderr
