@@ -27,8 +27,10 @@ from uwsgiapp.config import Config, ConfigError, option_fields
 
 __all__ = [
     "ENV_PREFIX",
+    "FALSE_WORDS",
     "MAX_TOML_KEY_PARTS",
     "MAX_TOML_NESTING",
+    "TRUE_WORDS",
     "Layer",
     "OptionSpec",
     "Raw",
@@ -38,6 +40,7 @@ __all__ = [
     "format_config",
     "format_value",
     "option_specs",
+    "parse_bool",
     "resolve",
     "spec_for",
     "toml_layer",
@@ -54,8 +57,9 @@ _KINDS: dict[Any, Kind] = {
     str: "str",
     tuple[str, ...]: "list",
 }
-_TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
-_FALSE = frozenset({"0", "false", "no", "off", "n", "f"})
+#: The words a boolean may be written as (any case) in env vars, files and ``--ini``: one list.
+TRUE_WORDS: Final = frozenset({"1", "true", "yes", "on", "y", "t"})
+FALSE_WORDS: Final = frozenset({"0", "false", "no", "off", "n", "f"})
 #: Fields holding file modes, written in octal everywhere (``660`` means ``0o660``).
 _OCTAL_FIELDS = frozenset({"chmod_socket"})
 
@@ -133,6 +137,17 @@ def _parse_octal(spec: OptionSpec, value: Any, source: str) -> int:
         ) from None
 
 
+def parse_bool(text: str) -> bool | None:
+    """True or False for one of :data:`TRUE_WORDS` / :data:`FALSE_WORDS` (any case, surrounding
+    spaces ignored), None for anything else."""
+    word = text.strip().lower()
+    if word in TRUE_WORDS:
+        return True
+    if word in FALSE_WORDS:
+        return False
+    return None
+
+
 def convert(spec: OptionSpec, value: Any, source: str) -> Any:
     """Convert a raw value from ``source`` to the field's type, or raise ConfigError."""
 
@@ -144,8 +159,8 @@ def convert(spec: OptionSpec, value: Any, source: str) -> Any:
     if spec.kind == "bool":
         if isinstance(value, bool):
             return value
-        if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-            return value.strip().lower() in _TRUE
+        if isinstance(value, str) and (flag := parse_bool(value)) is not None:
+            return flag
         raise bad("a boolean (true/false, yes/no, on/off, 1/0)")
     if spec.kind == "int":
         if isinstance(value, int) and not isinstance(value, bool):

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from uwsgiapp.config import ConfigError
-from uwsgiapp.configload import Layer, Raw
+from uwsgiapp.configload import Layer, Raw, parse_bool
 
 __all__ = [
     "DEFAULT_SECTION",
@@ -316,12 +316,8 @@ class _Placeholders(Mapping[str, str]):
 
 
 def _truthy(value: str) -> bool | None:
-    lowered = value.strip().lower()
-    if lowered in ("", "1", "true", "yes", "on", "y", "t"):
-        return True
-    if lowered in ("0", "false", "no", "off", "n", "f"):
-        return False
-    return None
+    """A boolean key's value; empty (``master =``) means true, as a bare key does."""
+    return True if not value.strip() else parse_bool(value)
 
 
 @dataclass(slots=True)

@@ -15,7 +15,7 @@ import pytest
 
 from uwsgiapp.cli import EXIT_USAGE
 from uwsgiapp.config import ConfigError
-from uwsgiapp.configload import resolve
+from uwsgiapp.configload import FALSE_WORDS, TRUE_WORDS, convert, resolve, spec_for
 from uwsgiapp.uwsgiini import (
     MAX_EXPANDED_SIZE,
     MAX_PLACEHOLDER_DEPTH,
@@ -104,6 +104,19 @@ def test_every_simple_key_is_covered() -> None:
     covered = {line.split("=")[0].strip() for body, _ in KEYS for line in body.splitlines()}
     short = {"s", "p", "b", "l", "z", "pp", "chmod", "lazy"}  # uWSGI's short aliases
     assert set(SIMPLE_KEYS) - short <= covered
+
+
+@pytest.mark.parametrize("word", sorted(TRUE_WORDS | FALSE_WORDS))
+def test_boolean_words_are_the_ones_env_and_toml_take(tmp_path: Path, word: str) -> None:
+    """One list of true/false words: what an ini key takes is what UWSGIAPP_X takes."""
+    lazy_apps = spec_for("lazy-apps")
+    assert lazy_apps is not None
+    expected = convert(lazy_apps, word.upper(), "env UWSGIAPP_LAZY_APPS")
+    assert expected is (word in TRUE_WORDS)
+    config, warnings, _ = load(tmp_path, f"lazy-apps = {word.upper()}\ndisable-logging = {word}")
+    assert config.lazy_apps is expected
+    assert config.access_log == ("off" if expected else "uwsgi")
+    assert warnings == []
 
 
 def test_env_key(tmp_path: Path) -> None:
