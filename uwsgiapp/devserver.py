@@ -9,16 +9,18 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
+import logging
 import os
+import re
 import socket
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app, parse_spec
 
-__all__ = ["DevOptions", "DevServerError", "is_loopback", "run_dev"]
+__all__ = ["DevOptions", "DevServerError", "enable_debug", "is_loopback", "run_dev"]
 
 
 class DevServerError(Exception):
@@ -102,6 +104,52 @@ def _error_app(message: str) -> WSGIApp:
     return app
 
 
+def enable_debug(app: object) -> str:
+    """Put a Flask-style app (Flask's or :mod:`uwsgiapp.web`'s) in debug mode, as ``flask run
+    --debug`` does, so that an exception in a view propagates to werkzeug's debugger instead of
+    becoming the framework's own plain 500 page. Other WSGI apps are left alone.
+
+    Returns the line to tell the user ("" for an app that is not Flask-style).
+    """
+    config = getattr(app, "config", None)
+    if (
+        not isinstance(config, MutableMapping)
+        or "PROPAGATE_EXCEPTIONS" not in config
+        or not isinstance(getattr(type(app), "debug", None), property)
+    ):
+        return ""
+    app.debug = True  # type: ignore[attr-defined]
+    if config["PROPAGATE_EXCEPTIONS"] is False:
+        return (
+            "uwsgiapp dev: warning: the app sets PROPAGATE_EXCEPTIONS = False, so its errors "
+            "give its own 500 page, not the debugger"
+        )
+    return "uwsgiapp dev: app.debug = True: an error in a view opens the debugger"
+
+
+#: An SGR escape sequence (colour, bold, reset), as werkzeug's log lines carry them.
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class _StripAnsi(logging.Filter):
+    """Drop werkzeug's colour codes from its log lines (for a file, a pipe, ``NO_COLOR``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "\x1b[" in message:
+            record.msg, record.args = _ANSI.sub("", message), None
+        return True
+
+
+def _plain_logs_unless_terminal() -> None:
+    """Colour only for a terminal: anything else (a log file, ``| tee``, a test) gets none."""
+    stream = sys.stderr
+    if os.environ.get("NO_COLOR") or stream is None or not stream.isatty():
+        logger = logging.getLogger("werkzeug")
+        if not any(isinstance(f, _StripAnsi) for f in logger.filters):
+            logger.addFilter(_StripAnsi())
+
+
 def _placeholder_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
     # The reloader's watcher process never serves; its children load the real app.
     raise RuntimeError("the reloader process does not serve requests")
@@ -117,6 +165,7 @@ def run_dev(options: DevOptions) -> int:
     from werkzeug.serving import is_running_from_reloader, run_simple
 
     check_options(options)
+    _plain_logs_unless_terminal()
     extra = [os.path.abspath(p) for p in options.extra_files]
     chdir = os.path.abspath(options.chdir) if options.chdir else ""
     pythonpath = [os.path.abspath(p) for p in options.pythonpath]
@@ -132,6 +181,10 @@ def run_dev(options: DevOptions) -> int:
                 raise
             print(f"uwsgiapp dev: error: {exc}", file=sys.stderr, flush=True)
             app = _error_app(str(exc))
+        else:
+            said = enable_debug(app) if options.debugger else ""
+            if said:
+                print(said, file=sys.stderr, flush=True)
         source = _app_source(options.app)
         if source:
             extra.append(source)

@@ -18,7 +18,13 @@ from pathlib import Path
 import pytest
 from cli.cli_testkit import run_cli
 
-from uwsgiapp.devserver import DevOptions, DevServerError, check_options, is_loopback
+from uwsgiapp.devserver import (
+    DevOptions,
+    DevServerError,
+    check_options,
+    enable_debug,
+    is_loopback,
+)
 
 APP = """\
 def app(environ, start_response):
@@ -167,6 +173,80 @@ def test_dev_serves_and_reloads(tmp_path: Path, start_dev: StartDev) -> None:
     out = server.stop()
     assert f"* Running on {server.url()}".encode() in out
     assert b"Debugger is active" in out
+    assert b"\x1b[" not in out, out  # werkzeug's colours only on a terminal
+
+
+FLASK_APP = """\
+from flask import Flask
+
+app = Flask(__name__)
+
+
+@app.route("/")
+def index():
+    return "up"
+
+
+@app.route("/boom")
+def boom():
+    secret_local = "visible in the debugger"
+    raise ValueError("boom from the view")
+"""
+
+WEB_APP = FLASK_APP.replace("from flask import Flask", "from uwsgiapp.web import App as Flask")
+
+
+@pytest.mark.parametrize("source", [FLASK_APP, WEB_APP], ids=["flask", "uwsgiapp.web"])
+def test_dev_error_in_a_view_opens_the_debugger(
+    tmp_path: Path, start_dev: StartDev, source: str
+) -> None:
+    """The framework's own error handling lets the exception through to werkzeug's debugger
+    (as ``flask run --debug``), not its plain 500 page; and nothing is coloured in a pipe."""
+    if "from flask" in source:
+        pytest.importorskip("flask")
+    (tmp_path / "views.py").write_text(source)
+    server = start_dev("views:app")
+    assert server.wait_for(b"up") == (200, b"up")
+    status, page = get(server.url() + "/boom")
+    assert status == 500
+    # werkzeug's interactive debugger: its page, its console's resources, the view's frame.
+    assert b'<div class="debugger">' in page, page[:500]
+    assert b"__debugger__" in page and b"Traceback <em>(most recent call last)</em>" in page
+    assert b"ValueError: boom from the view" in page
+    assert b'<div class="frame" id="frame-' in page  # frames the console can open
+    assert b'in <code class="function">boom</code>' in page  # the view's own frame
+    server.wait_output(rb"ValueError: boom from the view")  # the console has it too
+    out = server.stop()
+    assert b"app.debug = True" in out
+    assert b"\x1b[" not in out, out
+
+
+def test_dev_no_debugger_leaves_the_app_alone(tmp_path: Path, start_dev: StartDev) -> None:
+    (tmp_path / "views.py").write_text(WEB_APP)
+    server = start_dev("views:app", "--no-debugger")
+    assert server.wait_for(b"up") == (200, b"up")
+    status, page = get(server.url() + "/boom")
+    assert status == 500 and b"__debugger__" not in page
+    assert b"app.debug" not in server.stop()
+
+
+def test_enable_debug_only_touches_flask_style_apps() -> None:
+    web = pytest.importorskip("uwsgiapp.web")
+    ours = web.App("x")
+    assert enable_debug(ours) and ours.debug and ours.config["DEBUG"] is True
+    ours = web.App("x")
+    ours.config["PROPAGATE_EXCEPTIONS"] = False
+    assert "PROPAGATE_EXCEPTIONS = False" in enable_debug(ours)
+
+    def plain(environ: object, start_response: object) -> list[bytes]:
+        return []
+
+    assert enable_debug(plain) == ""
+
+    class Lookalike:  # a config but no debug property: not touched
+        config: dict[str, object] = {"PROPAGATE_EXCEPTIONS": None}
+
+    assert enable_debug(Lookalike()) == ""
 
 
 def test_dev_broken_app_shows_error_then_recovers(tmp_path: Path, start_dev: StartDev) -> None:
