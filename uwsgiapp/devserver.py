@@ -18,7 +18,8 @@ from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from uwsgiapp.importer import AppImportError, WSGIApp, load_app, parse_spec
+from uwsgiapp.importer import AppImportError, load_app, parse_spec
+from uwsgiapp.wsgi.contract import StartResponse, WSGIApp
 
 __all__ = ["DevOptions", "DevServerError", "enable_debug", "is_loopback", "run_dev"]
 
@@ -94,7 +95,7 @@ def _error_app(message: str) -> WSGIApp:
         + "\n"
     ).encode()
 
-    def app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         start_response(
             "500 Internal Server Error",
             [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))],
@@ -150,7 +151,7 @@ def _plain_logs_unless_terminal() -> None:
             logger.addFilter(_StripAnsi())
 
 
-def _placeholder_app(environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
+def _placeholder_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     # The reloader's watcher process never serves; its children load the real app.
     raise RuntimeError("the reloader process does not serve requests")
 

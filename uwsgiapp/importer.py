@@ -22,17 +22,15 @@ import importlib.util
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-__all__ = ["DEFAULT_ATTRS", "AppImportError", "AppSpec", "WSGIApp", "load_app", "parse_spec"]
+# The one definition of a WSGI app's type; re-exported here for the callers of load_app.
+from uwsgiapp.wsgi.contract import WSGIApp
 
-#: ``start_response(status, headers, exc_info=None) -> write``
-StartResponse = Callable[..., Any]
-#: A WSGI application: ``app(environ, start_response) -> iterable of bytes``.
-WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+__all__ = ["DEFAULT_ATTRS", "AppImportError", "AppSpec", "WSGIApp", "load_app", "parse_spec"]
 
 #: Attributes tried, in order, when the spec names only a module or file.
 DEFAULT_ATTRS = ("app", "application")

@@ -230,3 +230,12 @@ def test_no_default_attribute(pkgdir: tuple[Path, str]) -> None:
 def test_bad_chdir(pkgdir: tuple[Path, str]) -> None:
     with pytest.raises(AppImportError, match="cannot change directory"):
         load_app("x:app", chdir="/nonexistent-dir-for-test")
+
+
+def test_one_wsgi_app_type() -> None:
+    """The importer's WSGIApp is the WSGI contract's, not a second definition of it."""
+    import uwsgiapp.importer
+    import uwsgiapp.wsgi.contract
+
+    assert uwsgiapp.importer.WSGIApp is uwsgiapp.wsgi.contract.WSGIApp
+    assert "StartResponse" not in vars(uwsgiapp.importer)
