@@ -2,15 +2,22 @@
 
 The common keys map onto :class:`~uwsgiapp.config.Config` options; keys whose behaviour is ours
 anyway (``master``, ``vacuum``…) are accepted; every other key is reported once as a warning,
-never dropped silently. Values are expanded the way uWSGI does for the common cases:
+never dropped silently (and its value is not expanded: ``log-format`` holds uWSGI's own
+``%(status)``-style variables). The values of the keys we read are expanded as uWSGI does:
 
 * ``$(NAME)`` — the environment variable NAME (empty, with a warning, when unset);
-* ``%d`` directory of the ini file (absolute, with a trailing slash), ``%p`` its absolute path,
-  ``%s`` its file name, ``%n`` the name without extension, ``%e`` the extension, ``%c`` the name
-  of the directory holding it, ``%x`` the section, ``%h`` hostname, ``%k`` CPU count,
-  ``%t`` unix time, ``%%`` a literal ``%``;
+* uWSGI's magic variables: ``%d`` directory of the ini file (absolute, with a trailing slash),
+  ``%p`` its absolute path, ``%s`` its file name, ``%n`` the name without extension, ``%e`` the
+  extension, ``%c`` the name of the directory holding it, ``%0``..``%9`` that directory's path
+  components, ``%o`` the ``--ini`` argument as given, ``%x`` the section, ``%v`` the working
+  directory, ``%h`` hostname, ``%k`` CPU count, ``%u``/``%g`` uid/gid, ``%U``/``%G`` user and
+  group names, ``%t``/``%T`` unix time in seconds/microseconds, ``%%`` a literal ``%``
+  (upper-case ``%D``, ``%P``… are the lower-case ones: there are no templates here);
 * ``%(name)`` — the value of another key of the section (uWSGI "placeholders", including
   ``set-placeholder = name=value``), else the environment variable ``UWSGI_NAME``.
+
+A ``%(name)`` or ``%x`` with no value is a :class:`ConfigError` naming it (uWSGI would leave it
+or make it empty, and the option would fail later on a value the user never wrote).
 
 Repeated keys are kept (``socket``, ``pythonpath``, ``env`` may appear many times); for single
 valued options the last one wins, as in uWSGI.
@@ -23,7 +30,9 @@ itself, or a value past either bound (``x = %(x)%(x)`` would double forever), is
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import re
 import socket
 import time
@@ -36,6 +45,7 @@ from uwsgiapp.configload import Layer, Raw, parse_bool
 
 __all__ = [
     "DEFAULT_SECTION",
+    "MAGIC_VARIABLES",
     "MAX_EXPANDED_SIZE",
     "MAX_PLACEHOLDER_DEPTH",
     "SIMPLE_KEYS",
@@ -89,7 +99,6 @@ SIMPLE_KEYS: Mapping[str, str] = {
 _MULTI = frozenset({"pythonpath", "socket"})
 #: Keys that build the app spec, the mount, the environment, or define placeholders.
 _APP_KEYS = frozenset({"module", "wsgi", "w", "wsgi-file", "file", "callable", "mount"})
-_SPECIAL_KEYS = _APP_KEYS | {"env", "set-placeholder", "set-ph", "disable-logging", "L"}
 #: Boolean keys whose true value is what uwsgiapp always does: accepted without a word.
 #: A false value cannot be honoured and gets a warning (the text says what happens instead).
 _ALWAYS_ON: Mapping[str, str] = {
@@ -103,6 +112,11 @@ _ALWAYS_ON: Mapping[str, str] = {
     "strict": "uwsgiapp reports every unknown key",
     "thunder-lock": "uwsgiapp serializes accept() its own way",
 }
+_PLUGIN_KEYS = frozenset({"plugins", "plugin", "plugins-list"})
+#: Keys whose values are read (and so expanded); any other key is ignored with a warning.
+_USED_KEYS = frozenset(
+    {*SIMPLE_KEYS, *_APP_KEYS, *_ALWAYS_ON, *_PLUGIN_KEYS, "env", "disable-logging", "L"}
+)
 #: Plugins that mean "Python WSGI": loading them is implicit.
 _PYTHON_PLUGINS = frozenset({"python", "python3", "python2", "python3.x"})
 #: Advice for unsupported keys users commonly have.
@@ -117,6 +131,8 @@ _ADVICE: Mapping[str, str] = {
     "venv": "run uwsgiapp from that virtualenv instead",
     "daemonize": "run uwsgiapp under systemd, Docker or another supervisor",
     "stats": "not available",
+    "log-format": "uwsgiapp's access log has fixed formats: --access-log uwsgi or json",
+    "logformat": "uwsgiapp's access log has fixed formats: --access-log uwsgi or json",
     "py-autoreload": "use 'uwsgiapp dev' for reloading on code changes",
     "cheaper": "uwsgiapp runs a fixed number of workers (TTIN/TTOU signals change it)",
     "ini": "nested ini files are not read; merge them into one",
@@ -128,7 +144,8 @@ _ENV_REF = re.compile(r"\$\(([^)]*)\)")
 
 
 class ExpansionError(ValueError):
-    """A value cannot be expanded within the bounds (too large, too deep, or circular)."""
+    """A value cannot be expanded: too large, or it names a placeholder or magic variable that
+    has no value. The message follows "the value of 'key' …"."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -174,12 +191,32 @@ def parse_ini(text: str, section: str) -> tuple[list[IniEntry], list[str]]:
     return entries, sections
 
 
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)  # as uWSGI: the number when the id has no name
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
 def _magic_table(path: str, section: str) -> dict[str, Callable[[], str]]:
+    """uWSGI's magic variables, each computed when first met. Upper-case forms (``%D``…)
+    mean "of the first non-template file" in uWSGI; uwsgiapp reads one file, so they are
+    the lower-case ones."""
     full = os.path.abspath(path)
     directory = os.path.dirname(full)
     name = os.path.basename(full)
     stem, ext = os.path.splitext(name)
-    return {
+    parts = [part for part in directory.split("/") if part]
+    as_given = path if section == DEFAULT_SECTION else f"{path}:{section}"
+    started = time.time()
+    table: dict[str, Callable[[], str]] = {
         "d": lambda: directory.rstrip("/") + "/",
         "p": lambda: full,
         "s": lambda: name,
@@ -187,11 +224,63 @@ def _magic_table(path: str, section: str) -> dict[str, Callable[[], str]]:
         "e": lambda: ext.lstrip("."),
         "c": lambda: os.path.basename(directory),
         "x": lambda: section,
+        "o": lambda: as_given,
+        "v": os.getcwd,
         "h": socket.gethostname,
         "k": lambda: str(os.cpu_count() or 1),
-        "t": lambda: str(int(time.time())),
+        "u": lambda: str(os.getuid()),
+        "U": lambda: _user_name(os.getuid()),
+        "g": lambda: str(os.getgid()),
+        "G": lambda: _group_name(os.getgid()),
+        "t": lambda: str(int(started)),
+        "T": lambda: str(int(started * 1_000_000)),
+        "[": lambda: "\033",
         "%": lambda: "%",
     }
+    for letter in "dpsnecxo":
+        table[letter.upper()] = table[letter]
+    for index in range(10):  # %0..%9: the directory's path components ("" past the last)
+        table[str(index)] = _constant(parts[index] if index < len(parts) else "")
+    return table
+
+
+def _constant(value: str) -> Callable[[], str]:
+    return lambda: value
+
+
+#: What users write for a magic variable as if it were a named placeholder, and the letter.
+_MAGIC_BY_NAME: Mapping[str, str] = {
+    "cores": "k",
+    "cpus": "k",
+    "cpu_count": "k",
+    "hostname": "h",
+    "host": "h",
+    "uid": "u",
+    "gid": "g",
+    "user": "U",
+    "username": "U",
+    "group": "G",
+    "cwd": "v",
+    "pwd": "v",
+    "dir": "d",
+    "name": "n",
+    "file": "s",
+    "path": "p",
+}
+#: The magic variables, for error messages.
+MAGIC_VARIABLES: Final = "%d %p %s %n %e %c %x %o %v %h %k %u %U %g %G %t %T %0..%9 %%"
+
+
+def _unknown_placeholder(name: str, section: str) -> str:
+    env_name = "UWSGI_" + name.upper().replace("-", "_")
+    message = (
+        f"uses %({name}), which is not defined (no '{name} =' or 'set-placeholder = {name}=…'"
+        f" in [{section}], no {env_name} in the environment)"
+    )
+    letter = _MAGIC_BY_NAME.get(name.lower())
+    if letter is not None:
+        message += f"; uWSGI's magic variable for it is %{letter}"
+    return message
 
 
 def expand(
@@ -207,7 +296,9 @@ def expand(
     """Expand ``$(ENV)``, ``%x`` magic and ``%(placeholder)`` in one value (see module doc).
 
     Raises :class:`ExpansionError` as soon as the result would grow past ``max_size``
-    characters (before building it).
+    characters (before building it), and for a ``%(name)`` or ``%x`` that has no value (uWSGI
+    would leave it, or expand it to nothing, and the option would fail later on a value the
+    user never wrote).
     """
     env = os.environ if environ is None else environ
     places = placeholders or {}
@@ -231,12 +322,13 @@ def expand(
             env_name = "UWSGI_" + name.upper().replace("-", "_")
             if env_name in env:
                 return env[env_name]
-            note(f"placeholder %({name}) is not defined; expanded to ''")
-            return ""
+            raise ExpansionError(_unknown_placeholder(name, section))
         if letter in table:
             return table[letter]()
-        note(f"magic variable %{letter} is not supported; left as is")
-        return match.group(0)
+        raise ExpansionError(
+            f"uses %{letter}, which is not a magic variable uwsgiapp knows"
+            f" ({MAGIC_VARIABLES}; write %% for a literal %)"
+        )
 
     def bounded(
         pattern: re.Pattern[str], replace: Callable[[re.Match[str]], str], text: str
@@ -288,7 +380,7 @@ class _Placeholders(Mapping[str, str]):
                 path = " -> ".join(f"%({n})" for n in [*loop, name])
                 message = f"placeholder %({name}) refers back to itself: {path}"
             raise ConfigError("ini", message, defined_at)
-        if len(chain) >= MAX_PLACEHOLDER_DEPTH:
+        if len(chain) > MAX_PLACEHOLDER_DEPTH:  # links between placeholders, not the key
             raise ConfigError(
                 "ini",
                 f"placeholders nest more than {MAX_PLACEHOLDER_DEPTH} deep"
@@ -304,6 +396,10 @@ class _Placeholders(Mapping[str, str]):
             chain.pop()
         self._done[name] = value
         return value
+
+    def expand_value(self, raw: str) -> str:
+        """Expand one key's value with these placeholders."""
+        return self._expand_one(raw, self)
 
     def __contains__(self, name: object) -> bool:
         return name in self._raw
@@ -352,83 +448,108 @@ def ini_layer(arg: str, *, environ: Mapping[str, str] | None = None) -> IniResul
         )
 
     result = IniResult()
-    warned: set[str] = set()
     where = f"ini {path} [{section}]"
+    warn = _Warner(where, result.warnings)
+    placeholders = _Placeholders(
+        _placeholder_definitions(entries, where),
+        lambda raw, places: expand(
+            raw, path=path, section=section, placeholders=places, environ=environ, warn=warn
+        ),
+    )
+    referenced = {m.group(1) for e in entries for m in _MAGIC.finditer(e.value) if m.group(1)}
+    mapper = _Mapper(result, where, warn)
+    for entry in entries:
+        key = entry.key
+        if key in ("set-placeholder", "set-ph"):
+            continue  # expanded where a %(...) uses it
+        if key not in _USED_KEYS:
+            # Not expanded: uWSGI features we do not have may hold their own %(...) syntax
+            # (log-format's %(status)…), which must not be mistaken for placeholders.
+            if key in referenced and key not in _ADVICE:
+                continue  # a placeholder (project = shop, for %(project))
+            advice = _ADVICE.get(key, "")
+            warn(f"'{key}' is not supported, ignored" + (f" ({advice})" if advice else ""))
+            continue
+        source = f"{where} {key} (line {entry.line})"
+        try:
+            value = placeholders.expand_value(entry.value)
+        except ExpansionError as exc:
+            raise ConfigError("ini", f"the value of {key!r} {exc}", source) from None
+        mapper.apply(key, value, entry.line, source)
+    _map_app(mapper.app, result.layer, where, warn)
+    return result
 
-    def warn(message: str) -> None:
-        if message not in warned:
-            warned.add(message)
-            result.warnings.append(f"{where}: {message}")
 
-    # Placeholders: every key's last raw value (uWSGI lets any key be referenced as %(key)),
-    # plus explicit set-placeholder entries; expanded when first used, within the bounds.
-    raw_placeholders: dict[str, tuple[str, str]] = {}
+class _Warner:
+    """Collects warnings, each once, prefixed with the file and section."""
+
+    def __init__(self, where: str, warnings: list[str]) -> None:
+        self._where = where
+        self._warnings = warnings
+        self._seen: set[str] = set()
+
+    def __call__(self, message: str) -> None:
+        if message not in self._seen:
+            self._seen.add(message)
+            self._warnings.append(f"{self._where}: {message}")
+
+
+def _placeholder_definitions(entries: list[IniEntry], where: str) -> dict[str, tuple[str, str]]:
+    """Every key's last raw value (uWSGI lets any key be referenced as %(key)), plus the
+    ``set-placeholder`` entries: name → (raw value, where it is defined)."""
+    raw: dict[str, tuple[str, str]] = {}
     for entry in entries:
         if entry.key in ("set-placeholder", "set-ph"):
             name, eq, value = entry.value.partition("=")
             if eq:
-                raw_placeholders[name.strip()] = (
-                    value.strip(),
-                    f"{where} {entry.key} {name.strip()} (line {entry.line})",
-                )
+                defined_at = f"{where} {entry.key} {name.strip()} (line {entry.line})"
+                raw[name.strip()] = (value.strip(), defined_at)
         else:
-            raw_placeholders[entry.key] = (entry.value, f"{where} {entry.key} (line {entry.line})")
-    referenced = {m.group(1) for e in entries for m in _MAGIC.finditer(e.value) if m.group(1)}
+            raw[entry.key] = (entry.value, f"{where} {entry.key} (line {entry.line})")
+    return raw
 
-    def expand_value(raw: str, places: Mapping[str, str]) -> str:
-        return expand(
-            raw, path=path, section=section, placeholders=places, environ=environ, warn=warn
-        )
 
-    placeholders = _Placeholders(raw_placeholders, expand_value)
+class _Mapper:
+    """Turns the used keys' expanded values into the config layer."""
 
-    app: dict[str, tuple[str, int, str]] = {}  # module / wsgi-file / callable / mount
-    layer = result.layer
-    multi: dict[str, list[str]] = {}
-    for entry in entries:
-        key = entry.key
-        source = f"{where} {key} (line {entry.line})"
-        try:
-            value = expand_value(entry.value, placeholders)
-        except ExpansionError as exc:
-            raise ConfigError("ini", f"the value of {key!r} {exc}", source) from None
+    def __init__(self, result: IniResult, where: str, warn: Callable[[str], None]) -> None:
+        self.result = result
+        self.where = where
+        self.warn = warn
+        self.app: dict[str, tuple[str, int, str]] = {}  # module / wsgi-file / callable / mount
+        self._multi: dict[str, list[str]] = {}
+
+    def apply(self, key: str, value: str, line: int, source: str) -> None:
+        layer = self.result.layer
         if key in SIMPLE_KEYS:
             name = SIMPLE_KEYS[key]
             if name == "chmod_socket" and not value.strip():
                 value = "666"  # a bare chmod-socket means 666 in uWSGI
             if name in _MULTI:
-                multi.setdefault(name, []).append(value)
-                layer[name] = Raw(list(multi[name]), source)
+                self._multi.setdefault(name, []).append(value)
+                layer[name] = Raw(list(self._multi[name]), source)
             else:
                 layer[name] = Raw(value, source)
         elif key in _APP_KEYS:
             canonical = {"wsgi": "module", "w": "module", "file": "wsgi-file"}.get(key, key)
-            app[canonical] = (value, entry.line, key)
+            self.app[canonical] = (value, line, key)
         elif key == "env":
             name, eq, env_value = value.partition("=")
             if not eq or not name.strip():
                 raise ConfigError("ini", f"env must be NAME=VALUE, got {value!r}", source)
-            result.env.append((name.strip(), env_value, source))
+            self.result.env.append((name.strip(), env_value, source))
         elif key in ("disable-logging", "L"):
             flag = _truthy(value)
             if flag is None:
                 raise ConfigError("access_log", f"expected a boolean, got {value!r}", source)
             layer["access_log"] = Raw("off" if flag else "uwsgi", source)
-        elif key in ("set-placeholder", "set-ph") or (key in referenced and key not in _ALWAYS_ON):
-            pass  # a placeholder definition, used by %(...) above
         elif key in _ALWAYS_ON:
             if _truthy(value) is False:
-                warn(f"'{key} = {value}' cannot be honoured: {_ALWAYS_ON[key]}")
-        elif key in ("plugins", "plugin", "plugins-list"):
+                self.warn(f"'{key} = {value}' cannot be honoured: {_ALWAYS_ON[key]}")
+        else:  # plugins
             others = [p for p in re.split(r"[,\s]+", value) if p and p not in _PYTHON_PLUGINS]
             if others:
-                warn(f"plugins {', '.join(others)} are not supported, ignored")
-        else:
-            advice = _ADVICE.get(key, "")
-            warn(f"'{key}' is not supported, ignored" + (f" ({advice})" if advice else ""))
-
-    _map_app(app, layer, where, warn)
-    return result
+                self.warn(f"plugins {', '.join(others)} are not supported, ignored")
 
 
 def _with_callable(spec: str, callable_name: str) -> str:

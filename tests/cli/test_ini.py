@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli.cli_testkit import run_cli
 
 from uwsgiapp.cli import EXIT_USAGE
 from uwsgiapp.config import ConfigError
@@ -137,8 +138,7 @@ def test_env_key(tmp_path: Path) -> None:
         ("die-on-term = false", "SIGTERM always stops gracefully"),
         ("plugins = python3,router_cache", "plugins router_cache are not supported"),
         ("pidfile = $(NOPE_UNSET)/x.pid", "$(NOPE_UNSET) is not set"),
-        ("pidfile = %(nothing)/x.pid", "placeholder %(nothing) is not defined"),
-        ("pidfile = /run/%Z.pid", "magic variable %Z is not supported"),
+        ("home = /venv\nenv = PATH=%(home)/bin", "run uwsgiapp from that virtualenv"),
         ("callable = app", "'callable' without module or wsgi-file"),
         ("mount = /a=x:app\nmodule = y:app", "both mount and module/wsgi-file"),
     ],
@@ -173,6 +173,90 @@ def test_magic_variables(tmp_path: Path) -> None:
         f"{full}|myapp.ini|ini|dev|%|{os.cpu_count()}"
     )
     assert expand("%h", path=full) == socket.gethostname()
+
+
+def test_more_magic_variables(tmp_path: Path) -> None:
+    """uid/gid and their names, the working directory, the path's components, the name as
+    given; upper-case forms are the lower-case ones (uwsgiapp reads a single file)."""
+    import grp
+    import pwd
+
+    full = str(tmp_path / "myapp.ini")
+    got = expand("%u|%g|%U|%G|%v|%o|%D|%N", path=full, section="uwsgi").split("|")
+    assert got[:2] == [str(os.getuid()), str(os.getgid())]
+    assert got[2] == pwd.getpwuid(os.getuid()).pw_name
+    assert got[3] == grp.getgrgid(os.getgid()).gr_name
+    assert got[4:] == [os.getcwd(), full, f"{tmp_path}/", "myapp"]
+    parts = [p for p in str(tmp_path).split("/") if p]
+    assert expand("%0|%1", path=full) == f"{parts[0]}|{parts[1]}"
+    assert expand("%9", path="/a/b.ini") == ""
+    assert expand("%o", path="a.ini", section="dev") == "a.ini:dev"
+    assert expand("%t", path=full).isdigit()
+
+
+def test_placeholders_of_ignored_keys_are_not_expanded(tmp_path: Path) -> None:
+    """log-format holds uWSGI's own %(status)-style variables: one warning, naming what we
+    have instead, not one per variable."""
+    body = 'log-format = %(addr) - %(user) [%(ltime)] "%(method) %(uri)" %(status) %Z'
+    _, warnings, _ = load(tmp_path, body)
+    assert len(warnings) == 1, warnings
+    assert warnings[0].endswith(
+        "'log-format' is not supported, ignored"
+        " (uwsgiapp's access log has fixed formats: --access-log uwsgi or json)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            "processes = %(cores)",
+            "the value of 'processes' uses %(cores), which is not defined (no 'cores =' or"
+            " 'set-placeholder = cores=…' in [uwsgi], no UWSGI_CORES in the environment);"
+            " uWSGI's magic variable for it is %k",
+        ),
+        ("pidfile = %(nothing)/x.pid", "the value of 'pidfile' uses %(nothing), which is not"),
+        (
+            "pidfile = /run/%Z.pid",
+            "the value of 'pidfile' uses %Z, which is not a magic variable uwsgiapp knows (%d ",
+        ),
+        ("a = %(hostname)\nchdir = %(a)", "placeholder %(a) uses %(hostname), which is not"),
+    ],
+)
+def test_unknown_placeholders_are_named(tmp_path: Path, body: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, body)
+    assert info.value.option == "ini"
+    assert message in str(info.value)
+
+
+def test_unknown_placeholder_on_the_command_line(tmp_path: Path) -> None:
+    """It used to expand to '' and fail as "--workers: expected an integer, got ''"."""
+    (tmp_path / "app.ini").write_text("[uwsgi]\nmodule = app:app\nprocesses = %(cores)\n")
+    r = run_cli("serve", "--ini", "app.ini", cwd=tmp_path)
+    assert r.returncode == EXIT_USAGE, r.stderr
+    assert r.stderr.decode() == (
+        "uwsgiapp serve: error: --ini (from ini app.ini [uwsgi] processes (line 3)):"
+        " the value of 'processes' uses %(cores), which is not defined (no 'cores =' or"
+        " 'set-placeholder = cores=…' in [uwsgi], no UWSGI_CORES in the environment);"
+        " uWSGI's magic variable for it is %k\n"
+    )
+    (tmp_path / "app.ini").write_text("[uwsgi]\nmodule = app:app\nprocesses = %k\n")
+    r = run_cli("serve", "--ini", "app.ini", "--print-config", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert f"workers = {os.cpu_count()} " in r.stdout.decode()
+
+
+def test_log_format_on_the_command_line(tmp_path: Path) -> None:
+    (tmp_path / "app.ini").write_text(
+        "[uwsgi]\nmodule = app:app\nlog-format = %(addr) %(method) %(uri) %(status)\n"
+    )
+    r = run_cli("serve", "--ini", "app.ini", "--print-config", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.decode() == (
+        "uwsgiapp serve: warning: ini app.ini [uwsgi]: 'log-format' is not supported, ignored"
+        " (uwsgiapp's access log has fixed formats: --access-log uwsgi or json)\n"
+    )
 
 
 def test_env_and_placeholders(tmp_path: Path) -> None:
@@ -280,9 +364,9 @@ def test_placeholder_growth_is_bounded_on_the_command_line(tmp_path: Path) -> No
     ("body", "message"),
     [
         (
-            "a = %(b)\nb = x%(c)\nc = %(a)\npidfile = /run/%(a).pid",
-            "ini {path} [uwsgi] b (line 3)): placeholder %(b) refers back to itself:"
-            " %(b) -> %(c) -> %(a) -> %(b)",
+            "one = %(two)\ntwo = x%(three)\nthree = %(one)\npidfile = /run/%(one).pid",
+            "ini {path} [uwsgi] one (line 2)): placeholder %(one) refers back to itself:"
+            " %(one) -> %(two) -> %(three) -> %(one)",
         ),
         (
             "set-placeholder = me=%(me)/x\nchdir = %(me)",
@@ -291,7 +375,7 @@ def test_placeholder_growth_is_bounded_on_the_command_line(tmp_path: Path) -> No
         (
             "\n".join(f"p{i} = %(p{i + 1})" for i in range(20)) + "\np20 = end\nchdir = %(p0)",
             "ini {path} [uwsgi] p17 (line 19)): placeholders nest more than"
-            f" {MAX_PLACEHOLDER_DEPTH} deep (%(p1) -> %(p2) -> ",
+            f" {MAX_PLACEHOLDER_DEPTH} deep (%(p0) -> %(p1) -> ",
         ),
         (
             "big = " + "y" * 60_000 + "\nchdir = %(big)%(big)",
