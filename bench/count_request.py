@@ -38,8 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import profile_worker
 import run as bench
 
-from protocol import build_request
-from protocol.decoder import parse_vars
+from protocol import build_request, parse_vars
 from uwsgiapp.config import make_config
 from uwsgiapp.importer import load_app
 from uwsgiapp.supervisor import build_handler

@@ -1,9 +1,23 @@
 """Sans-IO codec for nginx's binary uwsgi protocol (``uwsgi_pass``).
 
 Imports construct and the standard library only; never touches a socket.
+
+Reading a request: :class:`Decoder` (``receive_data`` / ``next_event``) for bytes in any
+chunking; :func:`parse_packet`, the entry the Decoder itself runs on, for a server that has the
+whole head in one read. Var blocks: :func:`parse_vars` (generic), :class:`Layout` (a compiled
+parser for one repeated key sequence) and :func:`resume_vars` (finishes a block a layout left).
 """
 
-from protocol.decoder import DEFAULT_LIMITS, Decoder, Limits, decode
+from protocol.decoder import (
+    DEFAULT_LIMITS,
+    Decoder,
+    Limits,
+    decode,
+    generic_vars,
+    parse_packet,
+    parse_vars,
+    resume_vars,
+)
 from protocol.encoder import build_header, build_ping, build_pong, build_request
 from protocol.errors import (
     EncodeError,
@@ -17,23 +31,33 @@ from protocol.events import (
     MODIFIER_WSGI,
     MODIFIER_WSGI_STRIP,
     NEED_DATA,
+    PAUSED,
     Event,
     Ping,
     Request,
 )
+from protocol.layout import MAX_LAYOUT_KEY_BYTES, MAX_LAYOUT_VARS, Layout, Partial
+from protocol.schema import HEADER_SIZE, MAX_BLOCK
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "HEADER_SIZE",
+    "MAX_BLOCK",
+    "MAX_LAYOUT_KEY_BYTES",
+    "MAX_LAYOUT_VARS",
     "MODIFIER_PING",
     "MODIFIER_WSGI",
     "MODIFIER_WSGI_STRIP",
     "NEED_DATA",
+    "PAUSED",
     "Decoder",
     "EncodeError",
     "Event",
+    "Layout",
     "Limits",
     "MalformedPacket",
     "PacketTooLarge",
+    "Partial",
     "Ping",
     "ProtocolError",
     "Request",
@@ -43,4 +67,8 @@ __all__ = [
     "build_pong",
     "build_request",
     "decode",
+    "generic_vars",
+    "parse_packet",
+    "parse_vars",
+    "resume_vars",
 ]

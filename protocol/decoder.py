@@ -2,17 +2,22 @@
 
     decoder = Decoder(Limits(buffer_size=4096))
     decoder.receive_data(chunk)
-    event = decoder.next_event()   # NEED_DATA | Request | Ping, or raises ProtocolError
+    event = decoder.next_event()   # NEED_DATA | Request | Ping (then PAUSED), or ProtocolError
     body_start = decoder.trailing_data   # bytes after the vars already received
 
 One packet per connection: after the event, the decoder is done and holds the body bytes that
 arrived with the head. Construct errors become :class:`ProtocolError` here and nowhere else.
+
+:func:`parse_packet` is the one way a packet head is read: :meth:`Decoder.next_event` calls it on
+what it buffered, and a server that has the whole head in its first read (nginx sends it in one
+write) calls it on that read directly, with its own var-block parser, and skips the buffering.
 """
 
 from __future__ import annotations
 
-import struct
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NoReturn, TypeVar
 
 from construct import ConstructError
 
@@ -20,16 +25,16 @@ from protocol.errors import MalformedPacket, PacketTooLarge, ProtocolError, Unsu
 from protocol.events import (
     MODIFIER_PING,
     NEED_DATA,
+    PAUSED,
     SUPPORTED_MODIFIERS,
     Ping,
     Request,
     _NeedData,
+    _Paused,
 )
-from protocol.schema import HEADER, HEADER_SIZE, MAX_BLOCK, TooManyVars, resume_var_block
+from protocol.schema import HEADER_SIZE, HEADER_STRUCT, MAX_BLOCK, TooManyVars, resume_var_block
 
-# The header's struct format, derived from the construct declaration (its fields are all fixed
-# size) so the schema stays the single source of truth: "<BHB".
-HEADER_STRUCT = struct.Struct("<" + "".join(sc.subcon.fmtstr[1:] for sc in HEADER.subcons))
+V = TypeVar("V")
 
 _HTTP_STARTS = (
     b"GET ",
@@ -72,20 +77,39 @@ def _hint(head: bytes | bytearray) -> str:
     return ""
 
 
-def parse_head(header: bytes | bytearray, limits: Limits = DEFAULT_LIMITS) -> tuple[int, int, int]:
-    """Check a 4-byte header against the limits; return (modifier1, datasize, modifier2)."""
-    modifier1, datasize, modifier2 = HEADER_STRUCT.unpack_from(header)
+def parse_packet(
+    data: bytes | bytearray, limits: Limits, parse_block: Callable[[bytes | bytearray, int], V]
+) -> tuple[int, int, V, int] | _NeedData:
+    """The packet head at the start of ``data``: the codec's one entry for reading a request.
+
+    Returns ``NEED_DATA`` until the header and the whole var block are in ``data``, then
+    ``(modifier1, modifier2, parse_block(var_block, modifier1), end)``: the body starts at
+    ``data[end:]``. Raises :class:`ProtocolError` as soon as the 4 header bytes break the
+    limits. ``parse_block`` turns the var block into vars (:func:`generic_vars` gives the
+    generic one); it must raise only ProtocolError for a bad block, as :func:`resume_vars` does.
+    """
+    if len(data) < HEADER_SIZE:
+        return NEED_DATA
+    modifier1, datasize, modifier2 = HEADER_STRUCT.unpack_from(data)
+    if datasize > limits.buffer_size or modifier1 not in SUPPORTED_MODIFIERS:
+        _refuse(data, modifier1, datasize, limits)
+    end = HEADER_SIZE + datasize
+    if len(data) < end:
+        return NEED_DATA
+    return modifier1, modifier2, parse_block(data[HEADER_SIZE:end], modifier1), end
+
+
+def _refuse(header: bytes | bytearray, modifier1: int, datasize: int, limits: Limits) -> NoReturn:
+    """Raise the error for a header over the limits or with a modifier1 we do not serve."""
     if datasize > limits.buffer_size:
         other = _hint(header)
         raise PacketTooLarge(
             f"invalid request block size: {datasize} (max {limits.buffer_size})" + other,
             limit="" if other else "buffer_size",
         )
-    if modifier1 not in SUPPORTED_MODIFIERS:
-        raise UnsupportedModifier(
-            f"unsupported modifier1 {modifier1} (supported: 0, 30, 100)" + _hint(header)
-        )
-    return modifier1, datasize, modifier2
+    raise UnsupportedModifier(
+        f"unsupported modifier1 {modifier1} (supported: 0, 30, 100)" + _hint(header)
+    )
 
 
 def parse_vars(block: bytes | bytearray, limits: Limits = DEFAULT_LIMITS) -> dict[str, str]:
@@ -110,13 +134,19 @@ def resume_vars(
         raise MalformedPacket(f"invalid var block: {exc}") from None
 
 
+def generic_vars(limits: Limits) -> Callable[[bytes | bytearray, int], dict[str, str]]:
+    """The generic var-block parser for :func:`parse_packet` (the one the Decoder uses)."""
+    return lambda block, modifier1: parse_vars(block, limits)
+
+
 class Decoder:
     """Decode one uwsgi packet head from bytes received in any chunking."""
 
-    __slots__ = ("_buf", "_done", "_event", "limits")
+    __slots__ = ("_buf", "_done", "_event", "_parse", "limits")
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         self.limits = limits
+        self._parse = generic_vars(limits)
         self._buf = bytearray()
         self._event: Request | Ping | None = None
         self._done = False
@@ -135,18 +165,18 @@ class Decoder:
         """After the event: the body bytes that arrived with the head (may be empty)."""
         return bytes(self._buf) if self._done else b""
 
-    def next_event(self) -> Request | Ping | _NeedData:
-        """Return the packet's event once complete, else ``NEED_DATA``; raise ProtocolError."""
+    def next_event(self) -> Request | Ping | _NeedData | _Paused:
+        """The packet's event once complete, else ``NEED_DATA``; ``PAUSED`` after the event.
+
+        Raises :class:`ProtocolError` for a packet that breaks the protocol or the limits.
+        """
         if self._done:
-            raise RuntimeError("this decoder already produced its event (one packet per decoder)")
+            return PAUSED
         buf = self._buf
-        if len(buf) < HEADER_SIZE:
+        found = parse_packet(buf, self.limits, self._parse)
+        if found is NEED_DATA:
             return NEED_DATA
-        modifier1, datasize, modifier2 = parse_head(buf, self.limits)
-        end = HEADER_SIZE + datasize
-        if len(buf) < end:
-            return NEED_DATA
-        variables = parse_vars(bytes(buf[HEADER_SIZE:end]), self.limits)
+        modifier1, modifier2, variables, end = found
         del buf[:end]
         self._done = True
         event: Request | Ping
@@ -170,10 +200,9 @@ def decode(data: bytes, limits: Limits = DEFAULT_LIMITS) -> tuple[Request | Ping
     decoder = Decoder(limits)
     decoder.receive_data(data)
     event = decoder.next_event()
-    if event is NEED_DATA:
+    if isinstance(event, (_NeedData, _Paused)):  # a fresh decoder is never PAUSED
         decoder.eof()
         raise MalformedPacket("empty packet")
-    assert not isinstance(event, _NeedData)
     return event, decoder.trailing_data
 
 
@@ -183,7 +212,8 @@ __all__ = [
     "Limits",
     "ProtocolError",
     "decode",
-    "parse_head",
+    "generic_vars",
+    "parse_packet",
     "parse_vars",
     "resume_vars",
 ]

@@ -10,10 +10,9 @@ from collections.abc import Iterable, Mapping
 
 from construct import ConstructError
 
-from protocol.decoder import HEADER_STRUCT
 from protocol.errors import EncodeError
 from protocol.events import MODIFIER_PING
-from protocol.schema import MAX_BLOCK, build_var_block
+from protocol.schema import HEADER_STRUCT, MAX_BLOCK, build_var_block
 
 
 def build_header(modifier1: int, datasize: int, modifier2: int = 0) -> bytes:

@@ -18,6 +18,18 @@ class _NeedData(enum.Enum):
 NEED_DATA: Final = _NeedData.NEED_DATA
 """Returned by :meth:`protocol.Decoder.next_event` until a whole packet head has arrived."""
 
+
+class _Paused(enum.Enum):
+    PAUSED = "PAUSED"
+
+    def __repr__(self) -> str:
+        return "PAUSED"
+
+
+PAUSED: Final = _Paused.PAUSED
+"""Returned by :meth:`protocol.Decoder.next_event` once its event was returned (as h11 does):
+one packet per connection, and what follows it is the body, not another packet."""
+
 #: modifier1 values: plain WSGI, WSGI with SCRIPT_NAME stripped from PATH_INFO, ping.
 MODIFIER_WSGI: Final = 0
 MODIFIER_WSGI_STRIP: Final = 30

@@ -15,6 +15,7 @@ Errors raised here are construct errors; :mod:`protocol.decoder` turns them into
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -45,6 +46,10 @@ HEADER = Struct(
     "datasize" / Int16ul,
     "modifier2" / Int8ul,
 )
+
+#: The header's struct format, derived from the construct declaration (its fields are all fixed
+#: size) so that this schema stays the single source of truth: "<BHB".
+HEADER_STRUCT = struct.Struct("<" + "".join(sc.subcon.fmtstr[1:] for sc in HEADER.subcons))
 
 #: One var: u16le key length, key, u16le value length, value. Keys are never empty.
 VAR = Struct(

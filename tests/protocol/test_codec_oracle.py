@@ -16,6 +16,7 @@ from codec_testkit import CORPUS
 import protocol
 from protocol import (
     NEED_DATA,
+    PAUSED,
     Decoder,
     EncodeError,
     Limits,
@@ -30,8 +31,10 @@ from protocol import (
     build_pong,
     build_request,
     decode,
+    generic_vars,
+    parse_packet,
 )
-from protocol.decoder import HEADER_STRUCT
+from protocol.schema import HEADER_STRUCT
 
 
 def hand_var(key: bytes, value: bytes) -> bytes:
@@ -260,8 +263,13 @@ def test_decoder_holds_the_body_and_serves_one_packet() -> None:
     decoder.receive_data(b"456789")
     assert decoder.trailing_data == b"0123456789"
     assert decoder.buffered == 10
-    with pytest.raises(RuntimeError, match="one packet"):
-        decoder.next_event()
+    # One packet per connection: afterwards the decoder answers PAUSED, as h11 does, and what
+    # it receives stays body (a second packet's bytes are not parsed).
+    decoder.receive_data(build_ping())
+    assert decoder.next_event() is PAUSED
+    assert decoder.next_event() is PAUSED
+    assert decoder.trailing_data == b"0123456789" + build_ping()
+    assert repr(PAUSED) == "PAUSED"
     decoder.eof()
 
 
@@ -289,7 +297,45 @@ def test_decoder_needs_only_the_header_to_refuse_a_huge_block() -> None:
         decoder.next_event()
 
 
+def test_parse_packet_is_the_decoders_entry_for_a_whole_head() -> None:
+    data = hand_packet([(b"CONTENT_LENGTH", b"3"), (b"A", b"b")], b"xyz", 30, 2)
+    limits = Limits()
+    parse = generic_vars(limits)
+    for cut in range(len(data) - 3):
+        assert parse_packet(data[:cut], limits, parse) is NEED_DATA
+    modifier1, modifier2, variables, end = parse_packet(data, limits, parse)  # type: ignore[misc]
+    assert (modifier1, modifier2, data[end:]) == (30, 2, b"xyz")
+    assert variables == {"CONTENT_LENGTH": "3", "A": "b"}
+    event, body = decode(data)
+    assert event == Request(modifier1=30, modifier2=2, vars=variables) and body == b"xyz"
+    # The caller's own var-block parser gets the block and modifier1 (as the server's does).
+    seen: list[tuple[bytes, int]] = []
+    parse_packet(data, limits, lambda block, m1: seen.append((bytes(block), m1)))
+    assert seen == [(data[4:end], 30)]
+
+
+def test_parse_packet_refuses_on_the_header_alone() -> None:
+    with pytest.raises(PacketTooLarge, match="65535"):
+        parse_packet(b"\x00\xff\xff\x00", Limits(), generic_vars(Limits()))
+    with pytest.raises(UnsupportedModifier, match="modifier1 7"):
+        parse_packet(b"\x07\x00\x00\x00", Limits(), generic_vars(Limits()))
+
+
 # --- layering --------------------------------------------------------------------------------
+
+
+def test_the_package_uses_only_the_codecs_public_names() -> None:
+    # One codec path: the server and the WSGI layer import from ``protocol`` itself, never its
+    # modules, so what they call is what the codec exports (and its tests cover).
+    root = Path(protocol.__file__).resolve().parent.parent / "uwsgiapp"
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                assert not node.module.startswith("protocol."), f"{path.name}: {node.module}"
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    assert not alias.name.startswith("protocol."), f"{path.name}: {alias.name}"
+
 
 FORBIDDEN = {"socket", "selectors", "asyncio", "ssl", "os", "io", "logging", "uwsgiapp"}
 

@@ -27,9 +27,9 @@ from protocol import (
     build_request,
     decode,
 )
-from protocol.decoder import HEADER_STRUCT
 from protocol.schema import (
     HEADER,
+    HEADER_STRUCT,
     PACKET,
     REFERENCE_PACKET,
     REFERENCE_VAR_BLOCK,

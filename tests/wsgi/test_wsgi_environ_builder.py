@@ -15,8 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.procs import UWSGI_PARAMS
 
-from protocol import Limits, ProtocolError
-from protocol.decoder import parse_vars
+from protocol import Limits, ProtocolError, parse_vars
 from protocol.layout import MAX_LAYOUT_VARS
 from protocol.schema import build_var_block
 from uwsgiapp.wsgi.environ import (

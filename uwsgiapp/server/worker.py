@@ -27,7 +27,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Protocol
 
-from uwsgiapp.server.connection import Handler, Pending
+from uwsgiapp.server.intake import Handler, Pending
 from uwsgiapp.server.listeners import Listener, queued_connections
 from uwsgiapp.server.logs import reopen_logs
 

@@ -14,9 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
-from protocol import MODIFIER_WSGI_STRIP, Limits
-from protocol.decoder import resume_vars
-from protocol.layout import MAX_LAYOUT_KEY_BYTES, MAX_LAYOUT_VARS, Layout, Partial
+from protocol import (
+    MAX_LAYOUT_KEY_BYTES,
+    MAX_LAYOUT_VARS,
+    MODIFIER_WSGI_STRIP,
+    Layout,
+    Limits,
+    Partial,
+    resume_vars,
+)
 
 #: Keys PEP 3333 requires; filled with defaults when a (non-nginx) client leaves them out.
 REQUIRED_DEFAULTS: dict[str, str] = {
@@ -148,8 +154,11 @@ class EnvironBuilder:
         self._layouts: dict[tuple[str, ...], Layout] = {}
         self._counts: dict[tuple[str, ...], int] = {}
 
-    def build(self, block: bytes, modifier1: int) -> dict[str, Any]:
-        """The environ for one request's var block; a bad block raises a ProtocolError."""
+    def build(self, block: bytes | bytearray, modifier1: int) -> dict[str, Any]:
+        """The environ for one request's var block; a bad block raises a ProtocolError.
+
+        The var-block parser the server gives :func:`protocol.parse_packet`.
+        """
         text = block.decode("latin-1")
         layout = self._active
         variables: dict[str, str] = {}

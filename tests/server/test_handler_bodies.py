@@ -1,0 +1,416 @@
+"""Handler on a socketpair, request bodies: CONTENT_LENGTH refused before the app, bodies read
+whole or streamed, the drain of an unread body, stalled and vanishing clients, parking.
+
+Helpers (the socketpair client, outcomes, apps) are in handler_kit.py.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+from wsgiref.validate import validator
+
+import pytest
+from handler_kit import (
+    GUARD,
+    Environ,
+    Logs,
+    StartResponse,
+    echo,
+    hello,
+    make_handler,
+    never_called,
+    nginx_vars,
+    one_line,
+    packet,
+    problems,
+    read_all,
+    run,
+)
+
+from protocol import build_request
+from uwsgiapp.server import exchange
+from uwsgiapp.server.intake import PREREAD, Pending
+from uwsgiapp.wsgi.input import ClientDisconnected
+
+# wsgiref.validate only *warns* about some contract breaches: make them fail the request.
+pytestmark = pytest.mark.filterwarnings("error::wsgiref.validate.WSGIWarning")
+
+
+# -- refused before the app: CONTENT_LENGTH ------------------------------------------------------
+
+
+FULLWIDTH_12 = "\uff11\uff12".encode().decode("latin-1")  # as nginx passes UTF-8 on
+
+
+@pytest.mark.parametrize("value", ["-1", "1e3", " 12", FULLWIDTH_12, "12abc", "0x10"])
+def test_bad_content_length_is_400(value: str, logs: Logs) -> None:
+    out = run(make_handler(never_called), packet("POST", CONTENT_LENGTH=value))
+    assert out.status_line == "HTTP/1.1 400 Bad Request"
+    assert int(out.header("Content-Length") or -1) == len(out.body)
+    (record,) = problems(logs)
+    assert "CONTENT_LENGTH" in one_line(record)
+
+
+def test_content_length_over_limit_post_is_413(logs: Logs) -> None:
+    body = b"x" * 100_000
+    out = run(make_handler(never_called, limit_post=1000), packet("POST", "/up", body))
+    assert out.status_line == "HTTP/1.1 413 Request Entity Too Large"
+    assert int(out.header("Content-Length") or -1) == len(out.body)
+    # The refused body is drained like any unread body: no reset, nginx shows the 413.
+    assert not out.reset
+    assert out.write_error is None
+    (record,) = problems(logs)
+    one_line(record)
+
+
+@pytest.mark.parametrize("limit_post", [0, 1000])
+def test_absurd_content_length_is_413(limit_post: int, logs: Logs) -> None:
+    out = run(
+        make_handler(never_called, limit_post=limit_post), packet("POST", CONTENT_LENGTH="9" * 30)
+    )
+    assert out.status_line == "HTTP/1.1 413 Request Entity Too Large"
+    (record,) = problems(logs)
+    one_line(record)
+
+
+def test_content_length_at_limit_post_is_served() -> None:
+    body = b"x" * 1000
+    out = run(make_handler(validator(echo), limit_post=1000), packet("POST", "/up", body))
+    assert out.status == 200
+    assert out.body == body
+
+
+def test_refused_requests_are_access_logged() -> None:
+    lines: list[tuple[str, int]] = []
+    handler = make_handler(
+        never_called,
+        limit_post=10,
+        access_log=lambda env, status, sent, secs: lines.append((status, sent)),
+    )
+    out = run(handler, packet("POST", "/up", b"x" * 11))
+    assert lines == [("413 Request Entity Too Large", len(out.raw))]
+
+
+# -- request bodies ------------------------------------------------------------------------------
+
+
+def test_post_body_in_the_first_read(logs: Logs) -> None:
+    body = b"k=v&x=" + b"y" * 1000
+    out = run(make_handler(validator(echo)), packet("POST", "/form", body))
+    assert out.body == body
+    assert problems(logs) == []
+
+
+def test_post_body_spread_over_writes() -> None:
+    body = os.urandom(300_000)
+    data = packet("PUT", "/up", body)
+    pieces = [data[:100], data[100:5000]] + [
+        data[i : i + 40000] for i in range(5000, len(data), 40000)
+    ]
+    out = run(make_handler(validator(echo)), pieces, pause=0.005)
+    assert out.body == body
+
+
+def test_empty_post_body() -> None:
+    seen: list[Any] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        seen.append(environ["wsgi.input"].read())
+        return hello(environ, start_response)
+
+    out = run(make_handler(app), packet("POST", CONTENT_LENGTH="0"))
+    assert out.status == 200
+    assert seen == [b""]
+
+
+def test_body_by_lines() -> None:
+    lines = [b"line %d\n" % i for i in range(20000)]
+    body = b"".join(lines)
+    seen: list[list[bytes]] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        stream = environ["wsgi.input"]
+        first = stream.readline()
+        limited = stream.readline(3)
+        rest = stream.readlines(50)
+        seen.append([first, limited, *rest, *stream])
+        return hello(environ, start_response)
+
+    out = run(make_handler(validator(app)), packet("POST", "/lines", body))
+    assert out.status == 200
+    got = seen[0]
+    assert got[0] == lines[0]
+    assert got[1] == b"lin"
+    assert b"".join(got) == body
+
+
+def test_body_beyond_content_length_is_not_the_apps() -> None:
+    data = build_request(nginx_vars("POST", "/x", CONTENT_LENGTH="3"), b"abcEXTRA")
+    out = run(make_handler(validator(echo)), data)
+    assert out.body == b"abc"
+
+
+def test_app_ignoring_a_big_body_gets_drained(logs: Logs) -> None:
+    body = os.urandom(1 << 20)
+    calls: list[int] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        calls.append(1)
+        start_response(
+            "401 Unauthorized", [("Content-Type", "text/plain"), ("Content-Length", "6")]
+        )
+        return [b"denied"]
+
+    data = packet("POST", "/upload", body)
+    out = run(
+        make_handler(validator(app)),
+        [data[:20000]] + [data[i : i + 65536] for i in range(20000, len(data), 65536)],
+    )
+    assert out.status == 401
+    assert out.body == b"denied"
+    assert out.write_error is None  # the whole body went in: no EPIPE / ECONNRESET
+    assert not out.reset
+    assert calls == [1]
+    assert problems(logs) == []
+
+
+def test_early_answer_ends_before_the_body_is_drained(logs: Logs) -> None:
+    # The drain starts by ending our side: the client sees the end of the response (EOF) while
+    # the server still waits for the rest of the body. A client that sends the rest only once
+    # the answer is over (or stops sending on an answer) is not held for the socket timeout.
+    timeout = 3.0
+    body = os.urandom(1 << 20)
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response(
+            "401 Unauthorized", [("Content-Type", "text/plain"), ("Content-Length", "6")]
+        )
+        return [b"denied"]
+
+    data = packet("POST", "/upload", body)
+    client, server = socket.socketpair()
+    client.settimeout(GUARD)
+    fd = server.detach()
+    handler = make_handler(validator(app), timeout=timeout)
+    served = threading.Event()
+
+    def serve() -> None:
+        handler.handle(fd, "test")
+        served.set()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    try:
+        client.sendall(data[:20000])  # the head and the start of the body
+        started = time.monotonic()
+        thread.start()
+        raw, reset = read_all(client)  # to EOF, the rest of the body not sent yet
+        eof_after = time.monotonic() - started
+        assert raw.startswith(b"HTTP/1.1 401 Unauthorized\r\n") and raw.endswith(b"\r\n\r\ndenied")
+        assert not reset
+        assert eof_after < timeout / 2, f"EOF after {eof_after:.2f} s: only once the drain ended"
+        assert not served.is_set()  # still draining: the EOF came first
+        client.sendall(data[20000:])  # the server reads it all away: no EPIPE, no reset
+        thread.join(GUARD)
+        assert served.is_set()
+    finally:
+        client.close()
+    assert problems(logs) == []
+
+
+def test_app_reading_part_of_the_body_gets_the_rest_drained() -> None:
+    body = os.urandom(500_000)
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        environ["wsgi.input"].read(1000)
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"partial"]
+
+    out = run(make_handler(validator(app)), packet("POST", "/upload", body))
+    assert out.body == b"partial"
+    assert out.write_error is None
+    assert not out.reset
+
+
+def test_drain_stops_at_the_cap(monkeypatch: pytest.MonkeyPatch, logs: Logs) -> None:
+    monkeypatch.setattr(exchange, "DRAIN_CAP", 65536)
+    body = bytes(1 << 20)
+    out = run(make_handler(validator(hello)), packet("POST", "/upload", body))
+    assert out.body == b"Hello, World!"
+    assert out.write_error is not None or out.reset  # past the cap, the rest is refused
+    (record,) = problems(logs, logging.INFO)
+    assert "unread" in one_line(record)
+
+
+def test_client_closing_mid_body(logs: Logs) -> None:
+    errors: list[BaseException] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        try:
+            environ["wsgi.input"].read(200_000)
+        except Exception as exc:
+            errors.append(exc)
+            raise
+        raise AssertionError("read returned")
+
+    data = packet("POST", "/upload", bytes(200_000))
+    out = run(make_handler(app), data[:50_000], shut_wr=True)
+    assert out.raw == b""
+    assert len(errors) == 1
+    assert isinstance(errors[0], ClientDisconnected)
+    assert isinstance(errors[0], OSError)
+    (record,) = problems(logs, logging.INFO)
+    assert "test" in one_line(record)
+
+
+def test_app_catching_the_disconnect_can_still_answer() -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        try:
+            environ["wsgi.input"].read(200_000)
+        except OSError:
+            start_response("400 Bad Request", [("Content-Type", "text/plain")])
+            return [b"incomplete body"]
+        raise AssertionError("read returned")
+
+    data = packet("POST", "/upload", bytes(200_000))
+    out = run(make_handler(app), data[:50_000], shut_wr=True)
+    assert out.status == 400
+    assert out.body == b"incomplete body"
+
+
+def test_stalled_body_times_out(logs: Logs) -> None:
+    failures: list[tuple[type[BaseException], float]] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        started = time.perf_counter()
+        try:
+            environ["wsgi.input"].read()
+        except ClientDisconnected as exc:
+            failures.append((type(exc), time.perf_counter() - started))
+            raise
+        raise AssertionError("read returned")
+
+    # Over PREREAD: the app reads it as it comes (smaller bodies are read before the app runs).
+    data = packet("POST", "/upload", bytes(PREREAD + 10_000))
+    out = run(make_handler(app, timeout=0.4), data[:-5000])  # never closes, never sends the rest
+    assert out.raw == b""
+    ((kind, waited),) = failures
+    assert issubclass(kind, ClientDisconnected)
+    assert 0.35 < waited < 1.5
+    # one timeout, not a second one while draining a body that will never come (>= 0.8 s)
+    assert out.seconds < 0.75
+    (record,) = problems(logs, logging.INFO)
+    assert "timed out" in one_line(record)
+
+
+def test_stalled_body_answered_by_the_app_is_not_drained() -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        try:
+            environ["wsgi.input"].read()
+        except OSError:
+            start_response("408 Request Timeout", [("Content-Type", "text/plain")])
+            return [b"too slow"]
+        raise AssertionError("read returned")
+
+    data = packet("POST", "/upload", bytes(PREREAD + 10_000))
+    out = run(make_handler(app, timeout=0.4), data[:-5000])
+    assert out.status == 408
+    assert out.seconds < 0.75
+
+
+def test_stalled_unread_body_drain_gives_up_after_the_timeout() -> None:
+    data = packet("POST", "/upload", bytes(PREREAD + 10_000))
+    out = run(make_handler(validator(hello), timeout=0.3), data[:-5000])
+    assert out.body == b"Hello, World!"
+    assert out.seconds < 1.0
+
+
+def test_small_body_is_read_before_the_app_and_a_stalled_one_gets_408(logs: Logs) -> None:
+    called: list[bool] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        called.append(True)
+        start_response("200 OK", [])
+        return [b""]
+
+    data = packet("POST", "/upload", bytes(10_000))
+    out = run(make_handler(app, timeout=0.3), data[:-5000])
+    assert called == []
+    assert out.status == 408
+    assert 0.25 < out.seconds < 1.5
+    (record,) = problems(logs, logging.INFO)
+    assert "its body incomplete, read timed out" in one_line(record)
+
+
+def test_small_body_sent_in_pieces_reaches_the_app_whole() -> None:
+    seen: list[bytes] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        seen.append(environ["wsgi.input"].read())
+        start_response("200 OK", [])
+        return [b"ok"]
+
+    body = os.urandom(30_000)
+    data = packet("POST", "/upload", body)
+    pieces = [data[:100], data[100:9000], data[9000:20_000], data[20_000:]]
+    out = run(make_handler(app), pieces, pause=0.05)
+    assert out.body == b"ok"
+    assert seen == [body]
+
+
+def test_begin_parks_an_incomplete_request_instead_of_waiting() -> None:
+    handler = make_handler(validator(hello), timeout=5)
+    data = packet("POST", "/upload", bytes(20_000))
+    client, server = socket.socketpair()
+    with client:
+        fd = server.detach()
+        client.sendall(data[:10])
+        started = time.monotonic()
+        pending = handler.begin(fd, "test")
+        assert time.monotonic() - started < 0.5  # nothing was waited for
+        assert isinstance(pending, Pending)
+        sent = 10
+        for cut in (400, len(data) - 7, len(data)):
+            assert isinstance(pending, Pending)
+            assert handler.resume(pending) is pending  # no new bytes: still parked
+            client.sendall(data[sent:cut])
+            sent = cut
+            time.sleep(0.01)
+            pending = handler.resume(pending)
+        assert pending is None
+        client.settimeout(GUARD)
+        answer, _ = read_all(client)
+    assert answer.endswith(b"Hello, World!")
+
+
+@pytest.mark.parametrize("cut", [10, -500], ids=["half-a-head", "half-a-body"])
+def test_shed_closes_at_once_with_503_once_the_head_is_in(cut: int, logs: Logs) -> None:
+    # What the worker does with a new slow client when its parking is full: never wait for it.
+    calls: list[int] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        calls.append(1)
+        return hello(environ, start_response)
+
+    handler = make_handler(app, timeout=5)
+    client, server = socket.socketpair()
+    with client:
+        client.sendall(packet("POST", "/upload", bytes(1000), SERVER_PROTOCOL="HTTP/1.0")[:cut])
+        pending = handler.begin(server.detach(), "test")
+        assert isinstance(pending, Pending)
+        started = time.monotonic()
+        handler.shed(pending)
+        assert time.monotonic() - started < 0.5
+        client.settimeout(GUARD)
+        answer, _ = read_all(client)
+    if cut > 0:
+        assert answer == b""
+    else:
+        assert answer.startswith(b"HTTP/1.0 503 Service Unavailable\r\n")
+        assert answer.endswith(b"\r\n\r\nbusy\n")
+    assert calls == []
+    assert problems(logs, logging.INFO) == []  # the worker logs these, counted

@@ -1,0 +1,469 @@
+"""Handler on a socketpair, response shapes: lists, generators, write(), exc_info, bad heads,
+HEAD/204/304, wsgi.file_wrapper and sendfile, clients that never read, the access log.
+
+Helpers (the socketpair client, outcomes, apps) are in handler_kit.py.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+from wsgiref.validate import WSGIWarning, validator
+
+import pytest
+from handler_kit import (
+    GUARD,
+    App,
+    Environ,
+    Logs,
+    StartResponse,
+    Tracked,
+    echo,
+    hello,
+    make_handler,
+    one_line,
+    packet,
+    problems,
+    run,
+)
+
+from uwsgiapp.wsgi.input import InputStream
+
+# wsgiref.validate only *warns* about some contract breaches: make them fail the request.
+pytestmark = pytest.mark.filterwarnings("error::wsgiref.validate.WSGIWarning")
+
+
+# -- response shapes -----------------------------------------------------------------------------
+
+
+def test_generator_response(logs: Logs) -> None:
+    closed: list[bool] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        try:
+            yield b"one "
+            yield b""
+            yield b"two "
+            yield b"three"
+        finally:
+            closed.append(True)
+
+    out = run(make_handler(validator(app)), packet())
+    assert out.status == 200
+    assert out.body == b"one two three"
+    assert out.header("Content-Length") is None
+    assert out.header("Transfer-Encoding") is None  # never chunked over uwsgi
+    assert closed == [True]
+    assert problems(logs) == []
+
+
+def test_start_response_inside_the_generator() -> None:
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        yield b""
+        start_response("201 Created", [("Content-Type", "text/plain")])
+        yield b"late"
+
+    # PEP 3333 allows it (start_response before the first *non-empty* chunk); wsgiref's
+    # validator does not, so it is left out here.
+    out = run(make_handler(app), packet())
+    assert out.status_line == "HTTP/1.1 201 Created"
+    assert out.body == b"late"
+
+
+def test_big_streamed_response() -> None:
+    chunk = bytes(range(256)) * 256  # 64 KiB
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        for _ in range(64):
+            yield chunk
+
+    out = run(make_handler(validator(app)), packet())
+    assert out.body == chunk * 64
+
+
+def test_big_single_response() -> None:
+    body = os.urandom(3 << 20)
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response(
+            "200 OK",
+            [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(body)))],
+        )
+        return [body]
+
+    out = run(make_handler(validator(app)), packet())
+    assert out.body == body
+    assert out.header("Content-Length") == str(len(body))
+
+
+def test_write_callable(logs: Logs) -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"written ")
+        write(b"")
+        write(b"twice ")
+        return [b"then returned"]
+
+    out = run(make_handler(validator(app)), packet())
+    assert out.status == 200
+    assert out.body == b"written twice then returned"
+    assert problems(logs) == []
+
+
+def test_write_callable_only() -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"all of it")
+        return []
+
+    assert run(make_handler(validator(app)), packet()).body == b"all of it"
+
+
+def test_write_non_bytes_is_500() -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write("text")
+        return []
+
+    assert run(make_handler(app), packet()).status == 500
+
+
+def test_exc_info_replaces_the_head_before_it_is_sent(logs: Logs) -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain"), ("X-First", "1")])
+        try:
+            raise KeyError("handled by the app")
+        except KeyError:
+            start_response(
+                "503 Service Unavailable", [("Content-Type", "text/plain")], sys.exc_info()
+            )
+        return [b"sorry"]
+
+    out = run(make_handler(validator(app)), packet())
+    assert out.status_line == "HTTP/1.1 503 Service Unavailable"
+    assert out.header("X-First") is None
+    assert out.body == b"sorry"
+    assert problems(logs) == []
+
+
+def test_exc_info_after_the_head_was_sent_reraises(logs: Logs) -> None:
+    reraised: list[BaseException] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"already sent")
+        try:
+            raise KeyError("late failure")
+        except KeyError:
+            try:
+                start_response("500 Oops", [("Content-Type", "text/plain")], sys.exc_info())
+            except KeyError as exc:
+                reraised.append(exc)
+                raise
+        return [b"never"]
+
+    out = run(make_handler(app), packet())
+    assert out.status == 200
+    assert out.body == b"already sent"
+    assert len(reraised) == 1
+    (record,) = problems(logs)
+    assert record.exc_info is not None and record.exc_info[0] is KeyError
+
+
+def test_second_start_response_without_exc_info_is_an_error() -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        start_response("201 Created", [("Content-Type", "text/plain")])
+        return [b"x"]
+
+    assert run(make_handler(app), packet()).status == 500
+
+
+@pytest.mark.parametrize("bad", ["text", "", None, 5, [b"x"]], ids=repr)
+def test_non_bytes_chunk_is_500(bad: Any, logs: Logs) -> None:
+    response = Tracked([bad])
+
+    def app(environ: Environ, start_response: StartResponse) -> Tracked:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return response
+
+    out = run(make_handler(app), packet())
+    assert out.status == 500
+    assert response.closed == 1
+    (record,) = problems(logs)
+    assert "bytes" in one_line(record)
+
+
+@pytest.mark.parametrize("bad", ["text", "", None], ids=repr)
+def test_non_bytes_chunk_in_a_list_is_500(bad: Any) -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[Any]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [bad]
+
+    assert run(make_handler(app), packet()).status == 500
+
+
+def test_non_bytes_chunk_after_head_cuts() -> None:
+    response = Tracked([b"ok so far", "then text"])
+
+    def app(environ: Environ, start_response: StartResponse) -> Tracked:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return response
+
+    out = run(make_handler(app), packet())
+    assert out.status == 200
+    assert out.body == b"ok so far"
+    assert response.closed == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("X-A", "v\r\nInjected: yes")],
+        [("X-A\r\nInjected", "yes")],
+        [("X-A", "v\nInjected: yes")],
+        [("X-A", "caf\u00e9 \u2603")],
+        [("X-A", b"bytes")],
+        [("Injected", "yes"), ("X-A", "v\r")],
+    ],
+    ids=["crlf-value", "crlf-name", "lf", "non-latin1", "bytes", "lone-cr"],
+)
+def test_bad_header_is_500_and_never_sent(headers: list[tuple[str, Any]], logs: Logs) -> None:
+    response = Tracked([b"body"])
+
+    def app(environ: Environ, start_response: StartResponse) -> Tracked:
+        start_response("200 OK", headers)
+        return response
+
+    out = run(make_handler(app), packet())
+    assert out.status == 500
+    assert b"Injected" not in out.raw
+    assert b"body" not in out.raw
+    assert response.closed == 1
+    (record,) = problems(logs)
+    one_line(record)
+
+
+@pytest.mark.parametrize("status", ["200", "OK", "200 OK\r\nInjected: 1", 200])
+def test_bad_status_is_500(status: Any) -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response(status, [("Content-Type", "text/plain")])
+        return [b"x"]
+
+    out = run(make_handler(app), packet())
+    assert out.status == 500
+    assert b"Injected" not in out.raw
+
+
+def test_bad_header_through_write_is_500() -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        write = start_response("200 OK", [("X-A", "v\r\nInjected: yes")])
+        write(b"x")
+        return []
+
+    out = run(make_handler(app), packet())
+    assert out.status == 500
+    assert b"Injected" not in out.raw
+
+
+# -- HEAD, 204, 304 ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("method", "status", "headers"),
+    [
+        ("HEAD", "200 OK", [("Content-Type", "text/plain"), ("Content-Length", "1234")]),
+        ("GET", "204 No Content", []),
+        ("GET", "304 Not Modified", [("ETag", '"abc"')]),
+        ("DELETE", "204 No Content", []),
+    ],
+)
+def test_bodyless_responses(method: str, status: str, headers: list[tuple[str, str]]) -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response(status, headers)
+        return []
+
+    out = run(make_handler(validator(app)), packet(method))
+    assert out.status_line == f"HTTP/1.1 {status}"
+    assert out.body == b""
+    assert out.headers == headers  # nothing added: no Content-Length, no Transfer-Encoding
+
+
+# -- wsgi.file_wrapper ---------------------------------------------------------------------------
+
+
+def opener(path: Path, seek: int = 0) -> Callable[[], Any]:
+    """Open ``path`` per request; wsgi.file_wrapper's close() closes it."""
+
+    def open_file() -> Any:
+        f = open(path, "rb")  # noqa: SIM115
+        f.seek(seek)
+        return f
+
+    return open_file
+
+
+@pytest.fixture
+def sendfile_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    calls: list[int] = []
+    real = os.sendfile
+
+    def spy(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
+        calls.append(count)
+        return real(out_fd, in_fd, offset, count)
+
+    monkeypatch.setattr(os, "sendfile", spy)
+    return calls
+
+
+def file_app(
+    opener: Callable[[], Any],
+    headers: list[tuple[str, str]] | None = None,
+    seen: list[Any] | None = None,
+) -> App:
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        f = opener()
+        if seen is not None:
+            seen.append(f)
+        start_response("200 OK", headers or [("Content-Type", "application/octet-stream")])
+        return environ["wsgi.file_wrapper"](f, 8192)  # type: ignore[no-any-return]
+
+    return app
+
+
+def test_file_wrapper_real_file_uses_sendfile(tmp_path: Path, sendfile_calls: list[int]) -> None:
+    data = os.urandom((2 << 20) + 123)
+    path = tmp_path / "big.bin"
+    path.write_bytes(data)
+    opened: list[Any] = []
+    headers = [("Content-Type", "application/octet-stream"), ("Content-Length", str(len(data)))]
+    out = run(make_handler(file_app(opener(path), headers, opened)), packet())
+    assert out.status == 200
+    assert out.header("Content-Length") == str(len(data))
+    assert out.body == data
+    assert sendfile_calls
+    assert opened[0].closed  # FileWrapper.close() closed the file
+
+
+def test_file_wrapper_sends_from_the_current_position(
+    tmp_path: Path, sendfile_calls: list[int]
+) -> None:
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"0123456789" * 100)
+
+    out = run(make_handler(file_app(opener(path, 995))), packet())
+    assert out.body == b"56789"
+    assert sendfile_calls
+
+
+def test_file_wrapper_empty_file(tmp_path: Path) -> None:
+    path = tmp_path / "empty"
+    path.write_bytes(b"")
+    out = run(make_handler(file_app(opener(path))), packet())
+    assert out.status == 200
+    assert out.body == b""
+
+
+def test_file_wrapper_bytesio_iterates(sendfile_calls: list[int]) -> None:
+    data = os.urandom(100_000)
+    opened: list[Any] = []
+    out = run(make_handler(validator(file_app(lambda: io.BytesIO(data), seen=opened))), packet())
+    assert out.body == data
+    assert sendfile_calls == []
+    assert opened[0].closed
+
+
+def test_file_wrapper_through_middleware_still_works(tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"abc" * 10000)
+    out = run(make_handler(validator(file_app(opener(path)))), packet())
+    assert out.body == b"abc" * 10000
+
+
+def test_file_wrapper_pipe_iterates(sendfile_calls: list[int]) -> None:
+    r, w = os.pipe()
+    os.write(w, b"from a pipe")
+    os.close(w)
+    out = run(make_handler(file_app(lambda: os.fdopen(r, "rb"))), packet())
+    assert out.body == b"from a pipe"
+    assert sendfile_calls == []
+
+
+def test_file_wrapper_without_start_response_is_500(tmp_path: Path) -> None:
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"secret")
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        return environ["wsgi.file_wrapper"](opener(path)())  # type: ignore[no-any-return]
+
+    out = run(make_handler(app), packet())
+    assert out.status == 500
+    assert b"secret" not in out.raw
+
+
+# -- sending -------------------------------------------------------------------------------------
+
+
+def test_client_that_never_reads_times_out(logs: Logs) -> None:
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        for _ in range(64):
+            yield bytes(1 << 16)
+
+    out = run(make_handler(app, timeout=0.3), packet(), read_after_handle=True)
+    assert 0.25 < out.seconds < 2.0
+    assert len(out.raw) < 64 << 16
+    (record,) = problems(logs, logging.INFO)
+    assert "timed out" in one_line(record)
+
+
+def test_access_log(logs: Logs) -> None:
+    lines: list[tuple[str, str, int, float]] = []
+    handler = make_handler(
+        validator(hello),
+        access_log=lambda env, status, sent, secs: lines.append(
+            (env["PATH_INFO"], status, sent, secs)
+        ),
+    )
+    out = run(handler, packet(uri="/logged"))
+    ((path, status, sent, seconds),) = lines
+    assert (path, status, sent) == ("/logged", "200 OK", len(out.raw))
+    assert 0 <= seconds < GUARD
+
+
+def test_access_log_after_an_app_error() -> None:
+    lines: list[tuple[str, int]] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        raise RuntimeError
+
+    handler = make_handler(
+        app, access_log=lambda env, status, sent, secs: lines.append((status, sent))
+    )
+    out = run(handler, packet())
+    assert lines == [("500 Internal Server Error", len(out.raw))]
+
+
+def test_no_warnings_from_the_validator_on_the_common_path() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", WSGIWarning)
+        assert run(make_handler(validator(echo)), packet("POST", "/x", b"abc")).body == b"abc"
+
+
+def test_input_stream_type() -> None:
+    seen: list[Any] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        seen.append(environ["wsgi.input"])
+        return echo(environ, start_response)
+
+    run(make_handler(app), packet("POST", "/x", b"abc"))
+    assert isinstance(seen[0], InputStream)

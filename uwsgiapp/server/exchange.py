@@ -1,0 +1,316 @@
+"""Running the exchange: the app call, the response, sendfile, the drain, the error answers.
+
+:class:`Responder` is built once per worker; :meth:`Responder.serve` takes a request whose head
+(and, for a small body, the body) has been read by :mod:`uwsgiapp.server.intake` and runs it to
+the end of the response. :class:`Exchange` is one request's response state (``start_response``,
+``write``, what has been sent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import logging
+import os
+import socket
+import stat
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from uwsgiapp.server.io import reader, recv, send_all, send_file
+from uwsgiapp.server.logtext import escape_log_text
+from uwsgiapp.wsgi.contract import AccessLogger, ExcInfo, WSGIApp
+from uwsgiapp.wsgi.environ import BadRequest, parse_content_length
+from uwsgiapp.wsgi.input import EMPTY_INPUT, ClientDisconnected, InputStream
+from uwsgiapp.wsgi.response import FileWrapper, HeaderError, render_head
+
+log = logging.getLogger("uwsgiapp.error")
+
+#: Unread body bytes we are willing to read and discard so nginx never sees a reset.
+DRAIN_CAP = 16 * 1024 * 1024
+
+_PROTOCOLS = frozenset({"HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/3.0"})
+
+
+class AppError(Exception):
+    """The app broke the WSGI contract (bad status/headers, non-bytes body, write before start)."""
+
+
+def error_response(protocol: str, status: str, text: str) -> bytes:
+    """A complete plain-text response (head and body) for an error we answer ourselves."""
+    # SERVER_PROTOCOL is the client's (nginx sends a sane one; a raw uwsgi client may not): the
+    # normal path refuses CR/LF in it through render_head, and this path must not echo them.
+    if protocol not in _PROTOCOLS:
+        protocol = "HTTP/1.0"
+    body = text.encode("latin-1", "replace") + b"\n"
+    return (
+        f"{protocol} {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode("latin-1") + body
+
+
+class Exchange:
+    """Per-request response state: ``start_response``, ``write`` and what has been sent."""
+
+    __slots__ = ("aborted", "fd", "head_sent", "headers", "protocol", "sent", "status", "timeout")
+
+    def __init__(self, fd: int, protocol: str, timeout: float) -> None:
+        self.fd = fd
+        self.protocol = protocol
+        self.timeout = timeout
+        self.status: str | None = None
+        self.headers: list[tuple[str, str]] = []
+        self.head_sent = False
+        self.sent = 0
+        #: The response was cut after its head: the connection must end in a reset, not drain.
+        self.aborted = False
+
+    def start_response(
+        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+    ) -> Callable[[bytes], None]:
+        """PEP 3333 ``start_response``: records the head; re-raises ``exc_info`` once sent."""
+        if exc_info is not None:
+            try:
+                if self.head_sent:
+                    raise exc_info[1].with_traceback(exc_info[2])
+            finally:
+                exc_info = None
+        elif self.status is not None:
+            raise AppError("start_response() called a second time without exc_info")
+        self.status = status
+        self.headers = headers
+        return self.write
+
+    def send(self, data: bytes) -> None:
+        """Send body bytes, preceded by the head the first time."""
+        if type(data) is not bytes:
+            if not isinstance(data, (bytes, bytearray, memoryview)):
+                raise AppError(f"response body must be bytes, got {type(data).__name__}")
+            data = bytes(data)
+        if not self.head_sent:
+            if self.status is None:
+                raise AppError("response body sent before start_response()")
+            head = render_head(self.protocol, self.status, self.headers)
+            self.head_sent = True
+            if len(data) > 65536:  # don't copy a big body just to save one write
+                send_all(self.fd, head, self.timeout)
+                self.sent += len(head)
+            else:
+                data = head + data
+        send_all(self.fd, data, self.timeout)
+        self.sent += len(data)
+
+    def write(self, data: bytes) -> None:
+        """PEP 3333's legacy ``write()`` callable."""
+        self.send(data)
+
+
+class Responder:
+    """Runs requests for one worker: the app and every per-worker constant of the exchange."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        limit_post: int,
+        socket_timeout: float,
+        access_log: AccessLogger | None = None,
+    ) -> None:
+        self.app = app
+        self.limit_post = limit_post
+        self.timeout = socket_timeout
+        self.access_log = access_log
+        #: Called when the app fails for want of file descriptors (EMFILE): only a fresh process
+        #: recovers from a leak, so the worker recycles itself.
+        self.on_out_of_fds: Callable[[], None] | None = None
+
+    def serve(self, fd: int, peer: str, environ: dict[str, Any], rest: bytes) -> None:
+        """Run one request whose head is in ``environ``; ``rest``: the body bytes already read.
+
+        Returns once the response is sent and an unread body drained; the caller closes ``fd``.
+        Raises ClientDisconnected/OSError when the client goes away mid-answer.
+        """
+        protocol = environ["SERVER_PROTOCOL"]
+        if protocol not in _PROTOCOLS and ("\n" in protocol or "\r" in protocol):
+            # The client's own line ending in our status line: refuse it here, or the app is
+            # called and then blamed (an ERROR) for a head we cannot render.
+            reason = "invalid SERVER_PROTOCOL: contains CR or LF"
+            self._refuse(fd, peer, environ, BadRequest("400 Bad Request", reason), rest)
+            return
+        length_var = environ.get("CONTENT_LENGTH")
+        stream = EMPTY_INPUT
+        if length_var:
+            try:
+                length = parse_content_length(length_var, self.limit_post)
+            except BadRequest as exc:
+                self._refuse(fd, peer, environ, exc, rest)
+                return
+            if length:
+                stream = InputStream(reader(fd, self.timeout), rest, length)
+        environ["wsgi.input"] = stream
+        access_log = self.access_log
+        started = time.perf_counter() if access_log is not None else 0.0
+        exchange = Exchange(fd, protocol, self.timeout)
+        try:
+            self._run_app(exchange, environ, peer)
+        finally:
+            # Not after a cut (the reset is the point) nor after the body already failed (a
+            # stalled client would cost a second timeout).
+            if stream.remaining > 0 and not stream.broken and not exchange.aborted:
+                self._drain(fd, stream.remaining)
+            if access_log is not None:
+                access_log(
+                    environ, exchange.status or "-", exchange.sent, time.perf_counter() - started
+                )
+
+    def _refuse(
+        self, fd: int, peer: str, environ: dict[str, Any], exc: BadRequest, rest: bytes
+    ) -> None:
+        """Answer a request refused before the app (bad CONTENT_LENGTH) and drain its body."""
+        started = time.perf_counter()
+        log.warning("refused request from %s: %s", peer, escape_log_text(exc.reason))
+        payload = error_response(environ["SERVER_PROTOCOL"], exc.status, exc.reason)
+        try:
+            send_all(fd, payload, self.timeout)
+            length_var = environ.get("CONTENT_LENGTH") or ""
+            if exc.status[:3] == "413" and len(length_var) <= 18:
+                # Too large, but well-formed: read it away as for any unread body, so nginx
+                # gets the 413 and not a reset (a 502).
+                self._drain(fd, int(length_var) - len(rest))
+        finally:
+            if self.access_log is not None:
+                self.access_log(environ, exc.status, len(payload), time.perf_counter() - started)
+
+    def _run_app(self, exchange: Exchange, environ: dict[str, Any], peer: str) -> None:
+        try:
+            result = self.app(environ, exchange.start_response)
+        except ClientDisconnected as exc:
+            log.info(
+                "client %s went away while the app read its body: %s",
+                peer,
+                escape_log_text(str(exc)),
+            )
+            return
+        except Exception:
+            self._app_failed(exchange, environ, "app raised")
+            return
+        try:
+            if type(result) is list and len(result) == 1 and exchange.status is not None:
+                exchange.send(result[0])
+            elif type(result) is FileWrapper:
+                self._send_file(exchange, result)
+            else:
+                try:
+                    chunks = iter(result)
+                except TypeError:
+                    if hasattr(type(result), "__iter__"):
+                        raise  # the app's own __iter__ failed: its traceback matters
+                    what = "None" if result is None else type(result).__name__
+                    raise AppError(f"app returned {what}, not an iterable of bytes") from None
+                for chunk in chunks:
+                    if chunk:
+                        exchange.send(chunk)
+                    elif type(chunk) is not bytes:
+                        exchange.send(chunk)  # "" or None: refused there, never skipped
+            if not exchange.head_sent:
+                exchange.send(b"")
+        except ClientDisconnected as exc:
+            log.info("client %s: %s", peer, escape_log_text(str(exc)))
+        except (AppError, HeaderError) as exc:
+            self._app_failed(exchange, environ, f"bad response ({exc})", traceback=False)
+        except Exception:
+            self._app_failed(exchange, environ, "app raised while iterating its response")
+        finally:
+            close = getattr(result, "close", None)
+            if close is not None:
+                try:
+                    close()
+                except Exception:
+                    log.exception("app's response close() raised")
+
+    def _app_failed(
+        self, exchange: Exchange, environ: dict[str, Any], what: str, *, traceback: bool = True
+    ) -> None:
+        uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO")
+        # The request's own text (a raw client can put CR/LF or an ANSI escape in it), and the
+        # exception's, which may quote it: escaped, so that each stays on this one line.
+        where = escape_log_text(f"{environ.get('REQUEST_METHOD')} {uri}")
+        what = escape_log_text(what)
+        self._check_fds(sys.exc_info()[1])
+        if exchange.head_sent:
+            log.error(
+                "%s after the response head was sent (%s): cutting the connection",
+                what,
+                where,
+                exc_info=traceback,
+            )
+            exchange.aborted = True
+            # A reset, not a clean close: nginx then reports an upstream error instead of
+            # passing a silently truncated body on as complete. TCP only: a unix socket has no
+            # reset, so there nginx takes the close as the end of a body without Content-Length
+            # (tests/reliability/test_bad_apps.py shows both).
+            with contextlib.suppress(OSError):
+                sock = socket.socket(fileno=exchange.fd)
+                sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+                )
+                sock.detach()
+            return
+        log.error("%s (%s): answering 500", what, where, exc_info=traceback)
+        exchange.status = "500 Internal Server Error"
+        payload = error_response(exchange.protocol, exchange.status, "Internal Server Error")
+        exchange.head_sent = True
+        send_all(exchange.fd, payload, self.timeout)
+        exchange.sent += len(payload)
+
+    def _check_fds(self, exc: BaseException | None) -> None:
+        # An app that leaks descriptors fails with EMFILE on every request from then on; only a
+        # fresh process recovers. Look through the chain: the app may have wrapped the OSError.
+        for _ in range(8):
+            if exc is None:
+                return
+            if isinstance(exc, OSError) and exc.errno == errno.EMFILE:
+                if self.on_out_of_fds is not None:
+                    self.on_out_of_fds()
+                return
+            exc = exc.__cause__ or exc.__context__
+
+    def _send_file(self, exchange: Exchange, wrapper: FileWrapper) -> None:
+        filelike = wrapper.filelike
+        try:
+            file_fd = filelike.fileno()
+            st = os.fstat(file_fd)
+            regular = stat.S_ISREG(st.st_mode)
+        except (AttributeError, OSError, ValueError):
+            regular = False
+        if not regular:
+            for chunk in wrapper:
+                if chunk:
+                    exchange.send(chunk)
+            return
+        offset = filelike.tell() if hasattr(filelike, "tell") else 0
+        count = max(st.st_size - offset, 0)
+        exchange.send(b"")  # the head
+        exchange.sent += send_file(exchange.fd, file_fd, offset, count, self.timeout)
+
+    def _drain(self, fd: int, remaining: int) -> None:
+        """The app left body bytes unread: end our side first, then read them away.
+
+        Closing with unread data makes the kernel send a reset, and nginx then answers 502 even
+        though the response was complete (uWSGI's behaviour for an early 401 to a large POST).
+        """
+        with contextlib.suppress(OSError):
+            sock = socket.socket(fileno=fd)
+            try:
+                sock.shutdown(socket.SHUT_WR)
+            finally:
+                sock.detach()
+        budget = min(remaining, DRAIN_CAP)
+        with contextlib.suppress(ClientDisconnected):
+            while budget > 0:
+                budget -= len(recv(fd, min(budget, 262144), self.timeout))
+        if remaining > DRAIN_CAP:
+            log.info(
+                "left %d unread body bytes after draining %d", remaining - DRAIN_CAP, DRAIN_CAP
+            )

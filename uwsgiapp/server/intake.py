@@ -1,0 +1,338 @@
+"""Reading the request: one connection's packet head (and small body) off its fd, never waiting.
+
+:class:`Handler` is built once per worker (everything that can be precomputed is). The worker
+loop calls :meth:`Handler.begin` per accepted fd: the whole head almost always arrives in the
+first read (nginx writes it at once) and goes straight to :func:`protocol.parse_packet`; a
+request not fully there yet comes back as a :class:`Pending` that the loop parks, and resumes
+with :meth:`Handler.resume` once the fd is readable (a :class:`protocol.Decoder` collects its
+head). Once the request is in, :class:`~uwsgiapp.server.exchange.Responder` runs the exchange.
+Nothing here raises: every failure becomes one log line and, where a response can still be
+sent, the right status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+from protocol import (
+    MODIFIER_PING,
+    NEED_DATA,
+    Decoder,
+    Limits,
+    ProtocolError,
+    Request,
+    build_pong,
+    parse_packet,
+)
+from uwsgiapp.server.exchange import Responder, error_response
+from uwsgiapp.server.io import closed_early, read_now, readable, send_all
+from uwsgiapp.server.logtext import escape_log_text
+from uwsgiapp.wsgi.contract import AccessLogger, WSGIApp
+from uwsgiapp.wsgi.environ import EnvironBuilder, EnvironSettings, build_environ
+from uwsgiapp.wsgi.input import ClientDisconnected
+from uwsgiapp.wsgi.response import FileWrapper
+
+log = logging.getLogger("uwsgiapp.error")
+
+#: What to change when a request exceeds a codec limit (``PacketTooLarge.limit``): nginx then
+#: answers 502, and the log line is all the user sees.
+LIMIT_FIXES = {
+    "buffer_size": "; raise --buffer-size (uWSGI's buffer-size, at most 65535): nginx sends "
+    "every request header in this block, so large cookies need it (nginx's own limit for "
+    "them is large_client_header_buffers)",
+}
+
+PONG = build_pong()
+#: Seconds a just-accepted connection with nothing to read yet is waited for before parking.
+FIRST_BYTES_WAIT = 0.005
+#: Bodies up to this size are read whole before the app is called, without holding the worker
+#: while a slow client sends them (larger ones stream to the app as it reads).
+PREREAD = 65536
+
+
+class Pending:
+    """A connection whose request has not fully arrived, parked until its fd is readable.
+
+    While the head is incomplete ``decoder`` holds it; then ``head`` is (modifier1, environ) and
+    ``body`` the part of a small body received so far, ``need`` its full length.
+    """
+
+    __slots__ = ("body", "deadline", "decoder", "fd", "head", "need", "peer")
+
+    def __init__(self, fd: int, peer: str, deadline: float) -> None:
+        self.fd = fd
+        self.peer = peer
+        #: Monotonic time after which the client has been silent for ``--socket-timeout``.
+        self.deadline = deadline
+        self.decoder: Decoder | None = None
+        self.head: tuple[int, dict[str, Any]] = (0, {})
+        self.body = b""
+        self.need = 0
+
+
+class Handler:
+    """Serves requests for one worker: reads each request, then hands it to the Responder."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        limits: Limits,
+        settings: EnvironSettings,
+        socket_timeout: float,
+        access_log: AccessLogger | None = None,
+    ) -> None:
+        self.limits = limits
+        self.mount = settings.mount
+        self.timeout = socket_timeout
+        self.template = settings.template()
+        if settings.file_wrapper is None:
+            # Ours, so that the Responder can recognise it and use sendfile.
+            self.template["wsgi.file_wrapper"] = FileWrapper
+        self.environ = EnvironBuilder(self.template, limits, self.mount)
+        # Bound once: parse_packet takes it as an argument on every request.
+        self._build = self.environ.build
+        # One read normally takes the whole head plus the start of the body.
+        self.read_size = max(16384, limits.buffer_size + 4)
+        self.preread = PREREAD
+        self.responder = Responder(
+            app,
+            limit_post=settings.limit_post,
+            socket_timeout=socket_timeout,
+            access_log=access_log,
+        )
+        self.serve = self.responder.serve
+
+    @property
+    def app(self) -> WSGIApp:
+        """The WSGI application the Responder calls."""
+        return self.responder.app
+
+    @app.setter
+    def app(self, app: WSGIApp) -> None:
+        self.responder.app = app
+
+    @property
+    def on_out_of_fds(self) -> Callable[[], None] | None:
+        """Called when the app fails for want of file descriptors (the worker recycles)."""
+        return self.responder.on_out_of_fds
+
+    @on_out_of_fds.setter
+    def on_out_of_fds(self, callback: Callable[[], None] | None) -> None:
+        self.responder.on_out_of_fds = callback
+
+    # -- the worker loop's entry points --------------------------------------------------------
+
+    def begin(self, fd: int, peer: str) -> Pending | None:
+        """Start serving a just-accepted ``fd``.
+
+        Returns None when the connection was served (or refused) and closed, or a
+        :class:`Pending` when its request has not fully arrived: the caller waits until ``fd`` is
+        readable and calls :meth:`resume`, or :meth:`expire` once ``pending.deadline`` passed.
+        """
+        try:
+            os.set_blocking(fd, False)
+            try:
+                data = os.read(fd, self.read_size)
+            except BlockingIOError:
+                # Accepted between nginx's connect and its write: the bytes are a moment away.
+                # Waiting that moment here keeps a worker at one connection from nginx at a
+                # time (a kill -9 then loses one request, not a parked one as well).
+                data = None
+                if readable(fd, FIRST_BYTES_WAIT):
+                    data = os.read(fd, self.read_size)
+            if data:
+                # Fast path: the whole head arrived in one read (almost always, from nginx).
+                found = parse_packet(data, self.limits, self._build)
+                if found is not NEED_DATA:
+                    modifier1, _, environ, end = found
+                    return self._head_done(fd, peer, modifier1, environ, data[end:])
+            if data == b"":
+                log.debug("client %s closed the connection without a request", peer)
+            else:
+                pending = Pending(fd, peer, time.monotonic() + self.timeout)
+                pending.decoder = Decoder(self.limits)
+                if data:
+                    pending.decoder.receive_data(data)
+                return pending
+        except BaseException as exc:
+            self._failed(fd, peer, exc)
+            return None
+        self._close(fd)
+        return None
+
+    def resume(self, pending: Pending) -> Pending | None:
+        """Read what a parked client sent since; serve the request once it is all there."""
+        fd = pending.fd
+        peer = pending.peer
+        try:
+            chunk = read_now(fd, self.read_size)
+            if chunk is None:
+                return pending
+            pending.deadline = time.monotonic() + self.timeout
+            if pending.decoder is not None:
+                return self._resume_head(pending, chunk)
+            if not chunk:
+                raise closed_early()
+            pending.body += chunk
+            if len(pending.body) < pending.need:
+                return pending
+            self._body_done(fd, peer, pending.head[1], pending.body)
+        except BaseException as exc:
+            self._failed(fd, peer, exc)
+        return None
+
+    def expire(self, pending: Pending) -> None:
+        """A parked client sent nothing for ``--socket-timeout``: log one line and close."""
+        decoder = pending.decoder
+        what = "its request head" if decoder is not None else "its body"
+        got = decoder.buffered if decoder is not None else len(pending.body)
+        log.info(
+            "client %s stalled: %s incomplete, read timed out after %g s (%d bytes in); closing",
+            pending.peer,
+            what,
+            self.timeout,
+            got,
+        )
+        if decoder is None:
+            # The head was fine: say why, as nginx would (best effort, never waits).
+            protocol = pending.head[1].get("SERVER_PROTOCOL", "")
+            with contextlib.suppress(OSError):
+                os.write(pending.fd, error_response(protocol, "408 Request Timeout", "timeout"))
+        self._close(pending.fd)
+
+    def shed(self, pending: Pending) -> None:
+        """Close a connection that cannot be parked (the worker has too many), at once.
+
+        A 503 once its head is in (best effort, never waits); the worker counts and logs these.
+        """
+        if pending.decoder is None:
+            protocol = pending.head[1].get("SERVER_PROTOCOL", "")
+            with contextlib.suppress(OSError):
+                os.write(pending.fd, error_response(protocol, "503 Service Unavailable", "busy"))
+        self._close(pending.fd)
+
+    # -- waiting in place (tests, tools) --------------------------------------------------------
+
+    def handle(self, fd: int, peer: str) -> None:
+        """Serve the connection on ``fd`` to the end, waiting for a slow client in place.
+
+        Never raises (but BaseException). The worker loop uses :meth:`begin` / :meth:`resume`
+        instead, so that a client still sending its request does not hold the worker.
+        """
+        pending = self.begin(fd, peer)
+        if pending is not None:
+            self.finish(pending)
+
+    def finish(self, pending: Pending) -> None:
+        """Serve a parked connection to the end, waiting for its client in place."""
+        current: Pending | None = pending
+        while current is not None:
+            if not readable(current.fd, max(current.deadline - time.monotonic(), 0.0)):
+                self.expire(current)
+                return
+            current = self.resume(current)
+
+    # -- steps ---------------------------------------------------------------------------------
+
+    def _resume_head(self, pending: Pending, chunk: bytes) -> Pending | None:
+        """Feed a parked head's decoder; once the head is complete, go on as :meth:`begin`."""
+        decoder = pending.decoder
+        assert decoder is not None
+        if not chunk:
+            if not decoder.buffered:
+                log.debug("client %s closed the connection without a request", pending.peer)
+                self._close(pending.fd)
+                return None
+            decoder.eof()  # raises: closed mid-packet
+        decoder.receive_data(chunk)
+        event = decoder.next_event()
+        if event is NEED_DATA:
+            return pending
+        pending.decoder = None
+        if isinstance(event, Request):
+            environ = build_environ(dict(event.vars), event.modifier1, self.template, self.mount)
+            return self._head_done(
+                pending.fd, pending.peer, event.modifier1, environ, decoder.trailing_data
+            )
+        return self._head_done(pending.fd, pending.peer, MODIFIER_PING, {}, b"")
+
+    def _head_done(
+        self, fd: int, peer: str, modifier1: int, environ: dict[str, Any], rest: bytes
+    ) -> Pending | None:
+        """The head is parsed: answer a ping, wait for a small body, or serve the request."""
+        if modifier1 == MODIFIER_PING:
+            send_all(fd, PONG, self.timeout)  # the app is never called for a ping
+        else:
+            length_var = environ.get("CONTENT_LENGTH")
+            if (
+                length_var
+                and len(length_var) <= 7
+                and length_var.isascii()
+                and length_var.isdigit()
+                and len(rest) < int(length_var) <= self.preread
+            ):
+                # A small body that has not fully arrived: read on while it comes, rather than
+                # let a slow client hold the worker while the app reads.
+                need = int(length_var)
+                rest = self._read_available(fd, rest, need)
+                if len(rest) < need:
+                    pending = Pending(fd, peer, time.monotonic() + self.timeout)
+                    pending.head = (modifier1, environ)
+                    pending.body = rest
+                    pending.need = need
+                    return pending
+            self.serve(fd, peer, environ, rest)
+        # Not contextlib.suppress: this runs for every request, and that costs ~1 µs more.
+        try:  # noqa: SIM105
+            os.close(fd)
+        except OSError:
+            pass
+        return None
+
+    def _body_done(self, fd: int, peer: str, environ: dict[str, Any], body: bytes) -> None:
+        """A parked small body is all in: serve the request (no more waiting) and close."""
+        self.serve(fd, peer, environ, body)
+        self._close(fd)
+
+    def _read_available(self, fd: int, data: bytes, need: int) -> bytes:
+        """Append what the kernel already holds, up to ``need`` bytes in all (never waits)."""
+        while len(data) < need:
+            chunk = read_now(fd, need - len(data))
+            if chunk is None:
+                break
+            if not chunk:
+                raise closed_early()
+            data += chunk
+        return data
+
+    def _failed(self, fd: int, peer: str, exc: BaseException) -> None:
+        """One log line for what ended a connection, then close it (BaseException re-raised)."""
+        try:
+            if isinstance(exc, ProtocolError):
+                log.warning(
+                    "invalid uwsgi packet from %s: %s%s",
+                    peer,
+                    escape_log_text(str(exc)),
+                    LIMIT_FIXES.get(getattr(exc, "limit", ""), ""),
+                )
+            elif isinstance(exc, ClientDisconnected):
+                log.info("client %s: %s", peer, escape_log_text(str(exc)))
+            elif isinstance(exc, OSError):
+                log.info("client %s: connection error: %s", peer, escape_log_text(str(exc)))
+            elif isinstance(exc, Exception):
+                log.error("internal error serving %s", peer, exc_info=exc)
+            else:
+                raise exc
+        finally:
+            self._close(fd)
+
+    @staticmethod
+    def _close(fd: int) -> None:
+        with contextlib.suppress(OSError):
+            os.close(fd)
