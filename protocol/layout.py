@@ -15,6 +15,9 @@ exactly as the generic parser would.
 
 from __future__ import annotations
 
+import itertools
+import linecache
+import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
@@ -26,6 +29,9 @@ MAX_LAYOUT_KEY_BYTES = 8192
 #: What :meth:`Layout.run` returns for a block it does not match in full: the number of vars
 #: that matched, the offset after them, and their values (to resume the generic parser with).
 Partial = tuple[int, int, tuple[str, ...]]
+
+#: Numbers the generated sources: each layout's code has a file name of its own.
+_serial = itertools.count(1)
 
 
 class Layout:
@@ -97,7 +103,21 @@ def _compile(
         if key in stored:
             emit(f"    d[{key!r}] = v{i}")
     emit("    return d")
+    source = "\n".join(lines) + "\n"
+    # No key in the name: keys come from the wire, and the name is printed in tracebacks.
+    filename = f"<uwsgi var layout {next(_serial)} ({len(keys)} keys)>"
     namespace: dict[str, Any] = {"PROTOTYPE": prototype}
-    exec(compile("\n".join(lines), "<uwsgi var layout>", "exec"), namespace)
+    exec(compile(source, filename, "exec"), namespace)
     run: Callable[[bytes | bytearray, str], dict[str, Any] | Partial] = namespace["run"]
+    _register_source(filename, source, run)
     return run
+
+
+def _register_source(filename: str, source: str, owner: Callable[..., Any]) -> None:
+    """Let tracebacks, pdb and inspect show generated code (as attrs does for its methods).
+
+    A ``None`` mtime keeps ``linecache.checkcache`` from dropping the entry (there is no file to
+    compare with); it is dropped when the function it belongs to is collected.
+    """
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    weakref.finalize(owner, linecache.cache.pop, filename, None)

@@ -7,7 +7,11 @@ or the same construct error, as the generic parser.
 
 from __future__ import annotations
 
+import gc
+import inspect
+import linecache
 import struct
+import traceback
 from typing import Any
 
 import pytest
@@ -193,3 +197,30 @@ def test_lengths_read_little_endian() -> None:
     block = hand_block([("K", value), ("L", "")])
     assert struct.unpack_from("<H", block, 3)[0] == 300
     assert Layout(["K", "L"]).run(block, block.decode("latin-1")) == {"K": value, "L": ""}
+
+
+# --- generated source, visible to tracebacks and debuggers ---------------------------------------
+
+
+def test_a_traceback_through_a_layout_shows_its_source_line() -> None:
+    layout = Layout(["QUERY_STRING", "REQUEST_METHOD"])
+    try:
+        layout.run(None, "")  # type: ignore[arg-type]  # fails on the layout's first line
+    except TypeError as exc:
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+    else:
+        pytest.fail("a layout ran on None")
+    assert frame.filename.startswith("<uwsgi var layout ")
+    assert frame.line == r"if b[0:14] != b'\x0c\x00QUERY_STRING': return 0, 0, ()"
+    assert "return d" in inspect.getsource(layout.run)
+
+
+def test_each_layout_has_its_own_source_and_drops_it_when_collected() -> None:
+    first, second = Layout(["A"]), Layout(["B"])
+    assert first.run.__code__.co_filename != second.run.__code__.co_filename
+    assert "b'\\x01\\x00A'" in "".join(linecache.getlines(first.run.__code__.co_filename))
+    name = second.run.__code__.co_filename
+    assert "b'\\x01\\x00B'" in "".join(linecache.getlines(name))
+    del second
+    gc.collect()
+    assert name not in linecache.cache
