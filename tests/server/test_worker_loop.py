@@ -1,0 +1,341 @@
+"""Worker.run in this process: a real unix listener, clients on threads, no master, no nginx.
+
+The loop runs in a thread (signal handlers can only be installed in the main thread, so the
+tests give it a wake-up pipe of their own and call its signal handlers directly, as the kernel
+would). Each test ends the loop through the worker's own stop conditions: max-requests, a
+recycle callback, the TERM/HUP flags, a vanished master.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from protocol import Limits, build_request
+from uwsgiapp.server import worker as worker_module
+from uwsgiapp.server.intake import Handler
+from uwsgiapp.server.listeners import Listener
+from uwsgiapp.server.worker import Worker
+from uwsgiapp.wsgi.environ import EnvironSettings
+
+#: Upper bound for anything a test waits on: a broken loop fails the test, never hangs it.
+GUARD = 10.0
+REQUEST = build_request(
+    {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "SERVER_PROTOCOL": "HTTP/1.1"}, b""
+)
+
+
+def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    start_response("200 OK", [("Content-Length", "2")])
+    return [b"ok"]
+
+
+class Hooks:
+    """Records what the worker reports around each connection."""
+
+    def __init__(self) -> None:
+        self.begun = 0
+        self.ended: list[int] = []
+
+    def begin(self) -> None:
+        self.begun += 1
+
+    def end(self, requests: int) -> None:
+        self.ended.append(requests)
+
+
+@pytest.fixture
+def listener(tmp_path: Path) -> Iterator[Listener]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    path = str(tmp_path / "w.sock")
+    sock.bind(path)
+    sock.listen(64)
+    try:
+        yield Listener(sock=sock, spec=path)
+    finally:
+        sock.close()
+
+
+def make_worker(
+    listener: Listener, *, timeout: float = GUARD / 2, application: Any = app, **kwargs: Any
+) -> Worker:
+    handler = Handler(
+        application,
+        limits=Limits(),
+        settings=EnvironSettings(),
+        socket_timeout=timeout,
+        access_log=None,
+    )
+    worker = Worker(handler, [listener], **kwargs)
+    # What install_signals would do, minus the signal dispositions (main thread only).
+    worker._wake_r, worker._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    return worker
+
+
+class Running:
+    """``worker.run()`` on a thread; ``stop()`` waits for it and closes the wake-up pipe."""
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.error: list[BaseException] = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.worker.run()
+        except BaseException as exc:
+            self.error.append(exc)
+
+    def signal(self, handler: Callable[[int, Any], None], signum: int) -> None:
+        """Deliver a signal as the kernel would: run the handler, then write the wake-up fd."""
+        handler(signum, None)
+        os.write(self.worker._wake_w, b"\0")
+
+    def join(self) -> None:
+        self.thread.join(GUARD)
+        assert not self.thread.is_alive(), "Worker.run() did not return"
+        os.close(self.worker._wake_r)
+        os.close(self.worker._wake_w)
+
+
+def connect(listener: Listener, data: bytes = REQUEST) -> socket.socket:
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.settimeout(GUARD)
+    client.connect(listener.spec)
+    if data:
+        client.sendall(data)
+    return client
+
+
+def answer(client: socket.socket) -> bytes:
+    parts = []
+    while data := client.recv(65536):
+        parts.append(data)
+    client.close()
+    return b"".join(parts)
+
+
+def from_the_queue(listener: Listener) -> bytes:
+    """Accept one queued connection as another worker would; what its client sent."""
+    listener.sock.settimeout(GUARD)
+    conn, _ = listener.sock.accept()
+    with conn:
+        conn.settimeout(GUARD)
+        return conn.recv(len(REQUEST) + 1)
+
+
+def wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + GUARD
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_serves_requests_until_max_requests_then_returns(listener: Listener) -> None:
+    hooks = Hooks()
+    worker = make_worker(listener, max_requests=5, hooks=hooks)
+    running = Running(worker)
+    for _ in range(5):
+        assert answer(connect(listener)) == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    running.join()
+    assert not running.error
+    assert worker.requests == 5 and not worker.alive
+    assert hooks.begun == 5 and hooks.ended == [1, 2, 3, 4, 5]
+
+
+def test_recycling_leaves_the_rest_of_the_queue_to_other_workers(listener: Listener) -> None:
+    clients = [connect(listener) for _ in range(5)]  # all queued before the loop starts
+    worker = make_worker(listener, max_requests=3)
+    Running(worker).join()
+    assert worker.requests == 3
+    answers = [answer(c) for c in clients[:3]]
+    assert all(a.endswith(b"ok") for a in answers)
+    # The other two are still in the listen queue, untouched: another worker accepts them.
+    assert [from_the_queue(listener) for _ in clients[3:]] == [REQUEST, REQUEST]
+
+
+def test_should_recycle_stops_after_the_request_it_says_so(listener: Listener) -> None:
+    asked: list[int] = []
+    worker = make_worker(listener)
+    worker.should_recycle = lambda: asked.append(worker.requests) or len(asked) >= 2
+    running = Running(worker)
+    assert answer(connect(listener)).endswith(b"ok")
+    assert answer(connect(listener)).endswith(b"ok")
+    running.join()
+    assert asked == [1, 2] and worker.requests == 2
+
+
+@pytest.fixture
+def signals() -> Iterator[None]:
+    """Restore the dispositions and wake-up fd that ``Worker.install_signals`` replaces."""
+    names = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1)
+    saved = {signum: signal.getsignal(signum) for signum in (*names, signal.SIGCHLD)}
+    wakeup = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(wakeup)
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(wakeup)
+        for signum, handler in saved.items():
+            signal.signal(signum, handler)
+
+
+def run_in_main_thread(worker: Worker, client: Callable[[], None]) -> list[BaseException]:
+    """``worker.run()`` here, with its real signal handlers, while ``client`` runs on a thread.
+
+    Returns what the client raised (an assertion failing there fails the test).
+    """
+    errors: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            client()
+        except BaseException as exc:
+            errors.append(exc)
+            os.kill(os.getpid(), signal.SIGINT)  # don't leave the loop waiting
+
+    thread = threading.Thread(target=drive, daemon=True)
+    os.close(worker._wake_r)
+    os.close(worker._wake_w)
+    worker._wake_r = worker._wake_w = -1  # run() installs the real handlers
+    thread.start()
+    try:
+        worker.run()
+    finally:
+        thread.join(GUARD)
+        signal.set_wakeup_fd(-1)
+        os.close(worker._wake_r)
+        os.close(worker._wake_w)
+    assert not thread.is_alive()
+    return errors
+
+
+def wait_parked(worker: Worker, count: int = 1) -> None:
+    wait_for(lambda: len(worker.parked) >= count)
+
+
+@pytest.mark.usefixtures("signals")
+def test_term_serves_what_already_waits_then_returns(listener: Listener) -> None:
+    queued: list[socket.socket] = []
+    term_sent = threading.Event()
+
+    def slow_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        term_sent.wait(GUARD)  # TERM arrives while this request is in the app
+        return app(environ, start_response)
+
+    worker = make_worker(listener, application=slow_app)
+
+    def client() -> None:
+        first = connect(listener)
+        time.sleep(0.05)  # accepted and in the app
+        queued.extend(connect(listener) for _ in range(2))
+        os.kill(os.getpid(), signal.SIGTERM)
+        term_sent.set()
+        assert answer(first).endswith(b"ok")
+
+    assert run_in_main_thread(worker, client) == []
+    assert [answer(c)[-2:] for c in queued] == [b"ok", b"ok"]
+    assert worker.requests == 3
+
+
+@pytest.mark.usefixtures("signals")
+def test_hup_returns_without_serving_the_queue(listener: Listener) -> None:
+    worker = make_worker(listener)
+
+    def client() -> None:
+        assert answer(connect(listener)).endswith(b"ok")
+        os.kill(os.getpid(), signal.SIGHUP)
+
+    assert run_in_main_thread(worker, client) == []
+    connect(listener)  # a reloading worker accepts nothing more
+    assert from_the_queue(listener) == REQUEST
+    assert worker.requests == 1
+
+
+@pytest.mark.usefixtures("signals")
+def test_quick_stop_abandons_parked_connections(listener: Listener) -> None:
+    worker = make_worker(listener)
+    slow: list[socket.socket] = []
+
+    def client() -> None:
+        slow.append(connect(listener, REQUEST[:6]))  # half a head: parked
+        wait_parked(worker)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(SystemExit):
+        run_in_main_thread(worker, client)
+    assert answer(slow[0]) == b"" and not worker.parked
+
+
+def test_a_slow_client_is_parked_while_others_are_served(listener: Listener) -> None:
+    worker = make_worker(listener, max_requests=3)
+    running = Running(worker)
+    slow = connect(listener, REQUEST[:6])
+    assert answer(connect(listener)).endswith(b"ok")
+    assert answer(connect(listener)).endswith(b"ok")
+    wait_for(lambda: worker.requests == 2)
+    assert len(worker.parked) == 1
+    slow.sendall(REQUEST[6:])
+    assert answer(slow).endswith(b"ok")
+    running.join()
+    assert worker.requests == 3 and not worker.parked
+
+
+def test_a_stopping_worker_finishes_parked_requests_first(listener: Listener) -> None:
+    worker = make_worker(listener)
+    running = Running(worker)
+    slow = connect(listener, REQUEST[:6])
+    wait_parked(worker)
+    running.signal(worker._on_reload, signal.SIGHUP)
+    time.sleep(0.05)
+    assert running.thread.is_alive()  # still waiting for the parked client
+    slow.sendall(REQUEST[6:])
+    assert answer(slow).endswith(b"ok")
+    running.join()
+    assert worker.requests == 1
+
+
+def test_a_silent_parked_client_is_closed_after_the_timeout(listener: Listener) -> None:
+    worker = make_worker(listener, timeout=0.2, max_requests=1)
+    running = Running(worker)
+    started = time.monotonic()
+    slow = connect(listener, REQUEST[:6])
+    assert answer(slow) == b""
+    assert 0.15 < time.monotonic() - started < GUARD
+    assert not worker.parked
+    running.signal(worker._on_reload, signal.SIGHUP)
+    running.join()
+    assert worker.requests == 0
+
+
+def test_past_the_parking_cap_a_new_slow_client_is_closed(
+    listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker_module, "MAX_PARKED", 2)
+    worker = make_worker(listener)
+    running = Running(worker)
+    parked = [connect(listener, REQUEST[:6]) for _ in range(2)]
+    wait_parked(worker, 2)
+    assert answer(connect(listener, REQUEST[:6])) == b""  # shed at once, no 503 without a head
+    for client in parked:
+        client.sendall(REQUEST[6:])
+        assert answer(client).endswith(b"ok")
+    running.signal(worker._on_reload, signal.SIGHUP)
+    running.join()
+    assert worker.requests == 2
+
+
+def test_a_vanished_master_stops_the_worker(listener: Listener) -> None:
+    worker = make_worker(listener, master_pid=os.getppid() + 1_000_000)
+    running = Running(worker)
+    running.join()  # the first idle wait notices the parent is not the master
+    assert worker.requests == 0 and not worker.alive
