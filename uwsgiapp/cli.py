@@ -309,13 +309,21 @@ def resolve_serve_config(
 ) -> Resolved:
     """Resolve the Config for ``serve`` from parsed ``args``, ``environ``, and the files they
     name. Raises ConfigError."""
-    from uwsgiapp.configload import Raw, env_layer, option_specs, resolve, toml_layer
-    from uwsgiapp.uwsgiini import ini_layer
+    from uwsgiapp.configload import (
+        DEFAULT_SOURCE,
+        Raw,
+        env_layer,
+        option_specs,
+        resolve,
+        toml_layer,
+    )
+    from uwsgiapp.uwsgiini import IniResult, check_http_only, ini_layer
 
     env = os.environ if environ is None else environ
     warnings: list[str] = []
     layers = []
     ini_env: list[tuple[str, str, str]] = []
+    ini = IniResult()
     if args.ini:
         ini = ini_layer(args.ini, environ=env)
         layers.append(ini.layer)
@@ -332,7 +340,9 @@ def resolve_serve_config(
     if args.app_positional:
         cli["app"] = Raw(args.app_positional, "command line APP")
     layers.append(cli)
-    return resolve(layers, env=ini_env, warnings=warnings)
+    resolved = resolve(layers, env=ini_env, warnings=warnings)
+    check_http_only(ini, resolved.sources["socket"], DEFAULT_SOURCE)
+    return resolved
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from typing import Any, Final, Literal
 from uwsgiapp.config import Config, ConfigError, option_fields
 
 __all__ = [
+    "DEFAULT_SOURCE",
     "ENV_PREFIX",
     "FALSE_WORDS",
     "MAX_TOML_KEY_PARTS",
@@ -47,6 +48,7 @@ __all__ = [
 ]
 
 ENV_PREFIX = "UWSGIAPP_"
+#: The source of a value no layer set.
 DEFAULT_SOURCE = "default"
 
 Kind = Literal["bool", "int", "float", "str", "list"]

@@ -45,12 +45,14 @@ from uwsgiapp.configload import Layer, Raw, parse_bool
 
 __all__ = [
     "DEFAULT_SECTION",
+    "HTTP_KEYS",
     "MAGIC_VARIABLES",
     "MAX_EXPANDED_SIZE",
     "MAX_PLACEHOLDER_DEPTH",
     "SIMPLE_KEYS",
     "ExpansionError",
     "IniResult",
+    "check_http_only",
     "expand",
     "ini_layer",
     "parse_ini",
@@ -125,6 +127,8 @@ _ADVICE: Mapping[str, str] = {
     "or use 'uwsgiapp dev' for local HTTP",
     "http": "uwsgiapp speaks only the uwsgi protocol: put nginx (uwsgi_pass) in front",
     "https": "terminate TLS in nginx",
+    "https-socket": "terminate TLS in nginx",
+    "http11-socket": "uwsgiapp speaks only the uwsgi protocol: put nginx (uwsgi_pass) in front",
     "threads": "workers handle one request at a time; raise processes/workers instead",
     "home": "run uwsgiapp from that virtualenv instead",
     "virtualenv": "run uwsgiapp from that virtualenv instead",
@@ -424,6 +428,30 @@ class IniResult:
     env: list[tuple[str, str, str]] = field(default_factory=list)
     """``(name, value, source)`` from ``env = NAME=VALUE`` keys."""
     warnings: list[str] = field(default_factory=list)
+    http: list[tuple[str, str, str]] = field(default_factory=list)
+    """``(key, value, source)`` of the HTTP listeners asked for (``http = :8000``…): with no
+    uwsgi socket from any source, serving must refuse to start (see :func:`check_http_only`)."""
+
+
+#: uWSGI keys that make uWSGI itself serve HTTP.
+HTTP_KEYS: Final = frozenset({"http", "https", "http-socket", "https-socket", "http11-socket"})
+
+
+def check_http_only(result: IniResult, socket_source: str, default_source: str) -> None:
+    """Raise :class:`ConfigError` when the ini asks for HTTP and no source (ini ``socket``,
+    ``--socket``, ``UWSGIAPP_SOCKET``, ``--config``) names a uwsgi socket: uwsgiapp would
+    otherwise start on the default uwsgi socket where the user expects an HTTP server."""
+    if not result.http or socket_source != default_source:
+        return
+    key, value, source = result.http[0]
+    raise ConfigError(
+        "ini",
+        f"'{key} = {value}' asks for an HTTP server, but uwsgiapp speaks only nginx's uwsgi"
+        " protocol. Put nginx in front (uwsgi_pass) and give uwsgiapp a uwsgi socket"
+        " ('socket = 127.0.0.1:3031' in the ini, or --socket), or run 'uwsgiapp dev APP'"
+        " for local HTTP",
+        source,
+    )
 
 
 def ini_layer(arg: str, *, environ: Mapping[str, str] | None = None) -> IniResult:
@@ -469,6 +497,8 @@ def ini_layer(arg: str, *, environ: Mapping[str, str] | None = None) -> IniResul
                 continue  # a placeholder (project = shop, for %(project))
             advice = _ADVICE.get(key, "")
             warn(f"'{key}' is not supported, ignored" + (f" ({advice})" if advice else ""))
+            if key in HTTP_KEYS:
+                result.http.append((key, entry.value, f"{where} {key} (line {entry.line})"))
             continue
         source = f"{where} {key} (line {entry.line})"
         try:

@@ -259,6 +259,42 @@ def test_log_format_on_the_command_line(tmp_path: Path) -> None:
     )
 
 
+@pytest.mark.parametrize("key", ["http", "http-socket", "https"])
+def test_http_only_ini_refuses_to_start(tmp_path: Path, key: str) -> None:
+    """It used to warn, then serve the uwsgi protocol on 127.0.0.1:3031 where the user
+    expected HTTP on :8000."""
+    (tmp_path / "app.ini").write_text(f"[uwsgi]\nmodule = app:app\n{key} = :8000\nmaster = 1\n")
+    r = run_cli("serve", "--ini", "app.ini", cwd=tmp_path)
+    assert r.returncode == EXIT_USAGE, r.stderr
+    assert r.stderr.decode() == (
+        f"uwsgiapp serve: error: --ini (from ini app.ini [uwsgi] {key} (line 3)): '{key} = :8000'"
+        " asks for an HTTP server, but uwsgiapp speaks only nginx's uwsgi protocol. Put nginx"
+        " in front (uwsgi_pass) and give uwsgiapp a uwsgi socket ('socket = 127.0.0.1:3031' in"
+        " the ini, or --socket), or run 'uwsgiapp dev APP' for local HTTP\n"
+    )
+    assert r.stdout == b""
+
+
+@pytest.mark.parametrize(
+    ("ini_socket", "args", "env"),
+    [
+        ("socket = 127.0.0.1:3031\n", [], {}),
+        ("", ["--socket", "127.0.0.1:3031"], {}),
+        ("", [], {"UWSGIAPP_SOCKET": "127.0.0.1:3031"}),
+    ],
+    ids=["ini", "cli", "env"],
+)
+def test_http_beside_a_uwsgi_socket_is_a_warning(
+    tmp_path: Path, ini_socket: str, args: list[str], env: dict[str, str]
+) -> None:
+    (tmp_path / "app.ini").write_text(
+        f"[uwsgi]\nmodule = app:app\nhttp-socket = :8000\n{ini_socket}"
+    )
+    r = run_cli("serve", "--ini", "app.ini", "--print-config", *args, env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert b"'http-socket' is not supported, ignored (uwsgiapp speaks only" in r.stderr
+
+
 def test_env_and_placeholders(tmp_path: Path) -> None:
     body = "\n".join(
         [
