@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from typing import Final
 
 import protocol
+from uwsgiapp import addresses
+from uwsgiapp.addresses import AddressError, SocketAddress
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_SIZE",
@@ -98,49 +100,29 @@ def format_size(size: int) -> str:
     return f"{size} byte{'' if size == 1 else 's'}"
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Address:
-    """Where a uwsgi server listens: a unix socket ``path`` or a TCP ``host`` and ``port``."""
-
-    path: str = ""
-    host: str = ""
-    port: int = 0
-
-    @property
-    def is_unix(self) -> bool:
-        """Whether this is a unix socket path."""
-        return bool(self.path)
-
-    def __str__(self) -> str:
-        if self.path:
-            return self.path.replace("\0", "@", 1) if self.path.startswith("\0") else self.path
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+#: Where a uwsgi server listens (the server's own socket address type).
+Address = SocketAddress
 
 
 def parse_address(text: str) -> Address:
-    """Parse ``host:port``, ``[v6]:port``, ``:port`` (loopback), ``unix:PATH``, ``@abstract`` or a
-    unix socket path (anything without a colon, or containing a ``/``)."""
-    text = text.strip()
-    if not text:
-        raise ValueError("empty socket address")
-    if text.startswith("unix:"):
-        text = text[5:]
-        if not text:
-            raise ValueError("empty unix socket path")
-        return Address(path=text)
-    if text.startswith("@"):
-        return Address(path="\0" + text[1:])
-    if "/" in text or ":" not in text:
-        return Address(path=text)
-    if text.startswith("["):
-        host, sep, port_text = text[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"bad IPv6 address {text!r} (expected [addr]:port)")
-    else:
-        host, _, port_text = text.rpartition(":")
-    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ValueError(f"bad port in {text!r}")
-    return Address(host=host or "127.0.0.1", port=int(port_text))
+    """Parse where to connect: ``host:port``, ``[v6]:port``, ``:port`` (loopback), ``unix:PATH``,
+    ``@abstract`` or a unix socket path (the grammar of :mod:`uwsgiapp.addresses`).
+
+    :class:`ValueError` (an :class:`~uwsgiapp.addresses.AddressError`) for anything else,
+    including a URL and the server-only ``fd://N``, with a message that says what is wanted.
+    """
+    address = addresses.parse_address(text)
+    if address.is_fd:
+        raise AddressError(
+            f"{text.strip()!r} is an inherited socket for 'serve'; connect to a unix socket "
+            "path or host:port"
+        )
+    if address.is_tcp:
+        if address.port == 0:
+            raise AddressError(f"bad socket {text.strip()!r}: cannot connect to port 0")
+        if not address.host:
+            return Address(host="127.0.0.1", port=address.port)
+    return address
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -206,11 +206,14 @@ def test_request_timeout(fake_uwsgi: FakeServers) -> None:
         (["request", "{sock}", "-H", "nocolon"], EXIT_USAGE, b"bad header"),
         (["request", "{sock}", "--var", "novalue"], EXIT_USAGE, b"bad var"),
         (["request", "{sock}", "-d", "@{missing}"], EXIT_USAGE, b"cannot read"),
-        (["request", "host:http"], EXIT_USAGE, b"bad port"),
+        (["request", "host:http"], EXIT_USAGE, b"invalid port 'http'"),
         (["request"], EXIT_USAGE, b"required: SOCKET"),
         (["ping", "127.0.0.1:{port}"], EXIT_CONNECT, b"cannot connect"),
         (["ping", "{missing}"], EXIT_CONNECT, b"No such file"),
         (["ping", "{sock}", "--timeout", "-1"], EXIT_USAGE, b"bad --timeout -1"),
+        (["ping", "http://localhost:8000/"], EXIT_USAGE, b"is a URL, not a socket address"),
+        (["request", "https://example.com/x"], EXIT_USAGE, b"is a URL, not a socket address"),
+        (["request", "fd://3"], EXIT_USAGE, b"is an inherited socket for 'serve'"),
     ],
 )
 def test_client_errors(

@@ -15,6 +15,8 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from uwsgiapp.addresses import AddressError, SocketAddress, parse_address
+
 log = logging.getLogger("uwsgiapp.error")
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -122,48 +124,47 @@ def queued_connections(sock: socket.socket) -> int | None:
     return int(_TCP_INFO.unpack_from(info)[4])
 
 
-def parse_tcp(spec: str) -> tuple[str, int] | None:
-    """``host:port`` / ``[v6]:port`` / ``:port`` → (host, port); None if ``spec`` is a path."""
-    if spec.startswith("["):
-        host, sep, port = spec[1:].partition("]:")
-        if not sep:
-            raise ListenerError(f"socket {spec!r}: expected [ipv6]:port")
-    else:
-        if "/" in spec or ":" not in spec:
-            return None
-        host, _, port = spec.rpartition(":")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ListenerError(f"socket {spec!r}: invalid port {port!r}")
-    return host or "0.0.0.0", int(port)
+def _parse(spec: str) -> SocketAddress:
+    """The address ``spec`` names (the grammar shared with the client, :mod:`uwsgiapp.addresses`);
+    :class:`ListenerError` for one the server cannot listen on."""
+    try:
+        address = parse_address(spec)
+    except AddressError as exc:
+        raise ListenerError(str(exc)) from None
+    if address.is_abstract:
+        # No file to remove: a graceful stop could not turn new connections away.
+        raise ListenerError(
+            f"socket {spec!r}: abstract unix sockets (@name) are for 'request'/'ping' only; "
+            "listen on a unix socket path (its mode and group say who may connect)"
+        )
+    return address
 
 
 def bind(spec: str, *, backlog: int, chmod: int, allow: AllowList) -> Listener:
-    """Bind and listen on one socket spec."""
-    if spec.startswith("fd://"):
-        num = spec[5:]
-        if not num.isdigit():
-            raise ListenerError(f"socket {spec!r}: expected fd://N")
+    """Bind and listen on one socket spec (a unix path, ``unix:PATH``, ``host:port``,
+    ``[v6]:port``, ``:port`` for every interface, or ``fd://N``)."""
+    address = _parse(spec)
+    if address.fd is not None:
         try:
-            sock = socket.socket(fileno=int(num))
+            sock = socket.socket(fileno=address.fd)
         except OSError as exc:
             raise ListenerError(f"socket {spec!r}: not an open socket ({exc})") from None
         sock.listen(backlog)
         tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
         return Listener(sock, spec, allow=allow if tcp else None)
-    tcp_addr = parse_tcp(spec)
-    if tcp_addr is not None:
-        host, port = tcp_addr
+    if address.is_tcp:
+        host = address.host or "0.0.0.0"
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         sock = socket.socket(family, socket.SOCK_STREAM)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
+            sock.bind((host, address.port))
             sock.listen(backlog)
         except OSError as exc:
             sock.close()
             raise ListenerError(f"socket {spec!r}: cannot bind: {exc.strerror or exc}") from None
         return Listener(sock, spec, allow=allow)
-    return _bind_unix(spec, backlog, chmod)
+    return _bind_unix(address.path, backlog, chmod)
 
 
 def _bind_unix(path: str, backlog: int, chmod: int) -> Listener:

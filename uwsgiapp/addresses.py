@@ -1,0 +1,116 @@
+"""Socket addresses as users write them, for the server's ``--socket`` and the client commands.
+
+One grammar for both sides (uWSGI's, plus a few unambiguous prefixes)::
+
+    /run/app.sock  app.sock     a unix socket path (anything with a "/" or without a ":")
+    unix:PATH                   a unix socket path, even one with a ":" in it
+    @NAME                       a Linux abstract unix socket (no file)
+    HOST:PORT  [V6]:PORT        TCP
+    :PORT                       TCP, host left to the side (server: every interface;
+                                client: loopback)
+    fd://N                      an inherited, already listening socket (server only)
+
+A URL (``http://…``) is refused with a message that says what is wanted instead: a uwsgi
+socket is where nginx's ``uwsgi_pass`` points, not an HTTP address.
+
+Pure: parsing touches no socket and imports nothing of the server.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Final
+
+__all__ = ["AddressError", "SocketAddress", "parse_address"]
+
+
+class AddressError(ValueError):
+    """A socket address that does not parse; the message says what was expected."""
+
+
+#: ``scheme://`` at the start: a URL, not a socket address (``fd://`` aside).
+_URL: Final = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+
+_EXPECTED: Final = (
+    "a uwsgi socket address is a unix socket path (/run/app.sock, unix:PATH, @abstract), "
+    "host:port or [v6]:port: where nginx's uwsgi_pass points"
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SocketAddress:
+    """A parsed socket address: exactly one of ``path``, ``port`` (with ``host``) or ``fd``.
+
+    ``path`` is a unix socket path; an abstract name starts with ``"\\0"``. ``host`` is ""
+    for ``:PORT`` (each side chooses its default). ``fd`` is an inherited descriptor.
+    """
+
+    path: str = ""
+    host: str = ""
+    port: int = 0
+    fd: int | None = None
+
+    @property
+    def is_unix(self) -> bool:
+        """A unix socket: a file path or an abstract name."""
+        return bool(self.path)
+
+    @property
+    def is_abstract(self) -> bool:
+        """A Linux abstract unix socket (no file on disk, no permissions)."""
+        return self.path.startswith("\0")
+
+    @property
+    def is_fd(self) -> bool:
+        """An inherited descriptor (``fd://N``)."""
+        return self.fd is not None
+
+    @property
+    def is_tcp(self) -> bool:
+        """A TCP address."""
+        return not self.path and self.fd is None
+
+    def __str__(self) -> str:
+        if self.fd is not None:
+            return f"fd://{self.fd}"
+        if self.path:
+            return "@" + self.path[1:] if self.is_abstract else self.path
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def parse_address(text: str) -> SocketAddress:
+    """Parse one socket address (see the module docstring); :class:`AddressError` if bad.
+
+    Ports are 0..65535 here: whether 0 makes sense (a server may bind it, a client cannot
+    connect to it) is for the caller to say.
+    """
+    spec = text.strip()
+    if not spec:
+        raise AddressError(f"empty socket address: {_EXPECTED}")
+    if spec.startswith("fd://"):
+        number = spec[5:]
+        if not number.isdigit():
+            raise AddressError(f"bad socket {text!r}: expected fd://N (a descriptor number)")
+        return SocketAddress(fd=int(number))
+    if spec.startswith("unix:"):
+        if not spec[5:]:
+            raise AddressError(f"bad socket {text!r}: empty unix socket path after 'unix:'")
+        return SocketAddress(path=spec[5:])
+    if _URL.match(spec):
+        raise AddressError(f"{text!r} is a URL, not a socket address: {_EXPECTED}")
+    if spec.startswith("@"):
+        if len(spec) == 1:
+            raise AddressError(f"bad socket {text!r}: empty abstract socket name after '@'")
+        return SocketAddress(path="\0" + spec[1:])
+    if spec.startswith("["):
+        host, sep, port = spec[1:].partition("]:")
+        if not sep or not host:
+            raise AddressError(f"bad socket {text!r}: expected [ipv6]:port")
+    elif "/" in spec or ":" not in spec:
+        return SocketAddress(path=spec)
+    else:
+        host, _, port = spec.rpartition(":")
+    if not port.isdigit() or int(port) > 65535:
+        raise AddressError(f"bad socket {text!r}: invalid port {port!r} (expected 0..65535)")
+    return SocketAddress(host=host, port=int(port))
