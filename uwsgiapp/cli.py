@@ -20,7 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
 from uwsgiapp import __version__
@@ -33,6 +33,7 @@ EXIT_SERVER_ERROR = 1
 EXIT_USAGE = 2
 EXIT_CONNECT = 3
 EXIT_BAD_RESPONSE = 4
+EXIT_WRITE = 7
 
 PROG = "uwsgiapp"
 
@@ -65,7 +66,8 @@ def _add_request(sub: argparse._SubParsersAction[_Parser]) -> None:
             "exit status: 0 response with status < 500, 1 status >= 500, 2 usage error, "
             "3 cannot connect, 4 no valid HTTP response (garbage, truncated, closed early), "
             "5 no complete response within --max-time, "
-            "6 response larger than --max-response-size"
+            "6 response larger than --max-response-size, 7 cannot write the output "
+            "(quietly when its reader stopped, as with | head)"
         ),
     )
     p.add_argument("socket", metavar="SOCKET", help="unix socket path, host:port or [v6]:port")
@@ -165,7 +167,7 @@ def _cmd_request(args: argparse.Namespace) -> int:
             headers.append(("Content-Type", "application/x-www-form-urlencoded"))
     method = args.method or ("POST" if body is not None else "GET")
     try:
-        response = client.request(
+        with client.stream_request(
             address,
             args.path,
             method=method,
@@ -176,7 +178,9 @@ def _cmd_request(args: argparse.Namespace) -> int:
             extra=extra,
             timeout=args.timeout,
             max_size=max_size,
-        )
+        ) as stream:
+            response = stream.response
+            _copy_out(stream, response.head if args.include else b"")
     except client.ConnectError as exc:
         return _fail("request", str(exc), EXIT_CONNECT)
     except client.ResponseTimeout as exc:
@@ -187,11 +191,10 @@ def _cmd_request(args: argparse.Namespace) -> int:
         return _fail("request", str(exc), EXIT_BAD_RESPONSE)
     except client.ClientError as exc:
         return _fail("request", str(exc), EXIT_USAGE)
-    out = sys.stdout.buffer
-    if args.include:
-        out.write(response.head)
-    out.write(response.body)
-    out.flush()
+    except BrokenPipeError:
+        return _output_closed()
+    except OSError as exc:  # only the output's: the client turns the socket's into ClientError
+        return _fail("request", f"cannot write the response: {exc.strerror or exc}", EXIT_WRITE)
     if response.status >= 500:
         print(
             f"{PROG} request: server answered {response.status} {response.reason}",
@@ -199,6 +202,26 @@ def _cmd_request(args: argparse.Namespace) -> int:
         )
         return EXIT_SERVER_ERROR
     return EXIT_OK
+
+
+def _copy_out(chunks: Iterable[bytes], head: bytes) -> None:
+    """Write ``head``, then each chunk of the body as it arrives (not the whole at the end)."""
+    out = sys.stdout.buffer
+    if head:
+        out.write(head)
+        out.flush()
+    for chunk in chunks:
+        out.write(chunk)
+        out.flush()
+
+
+def _output_closed() -> int:
+    """Our reader stopped reading (``uwsgiapp request ... | head``): end quietly, as curl -s."""
+    # Python flushes stdout once more at exit and would print a second BrokenPipeError.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return EXIT_WRITE
 
 
 def _add_ping(sub: argparse._SubParsersAction[_Parser]) -> None:

@@ -2,21 +2,24 @@
 
 Used by ``uwsgiapp request`` and ``uwsgiapp ping`` (debugging and health checks) and by tests.
 It builds the vars the way nginx does (``PATH_INFO`` decoded, ``CONTENT_LENGTH`` set, headers as
-``HTTP_*``), sends one packet and reads the raw HTTP response until the server closes.
+``HTTP_*``), sends one packet and reads the raw HTTP response until the server closes: whole
+(:func:`request`), or the head first and then the body as it arrives (:func:`stream_request`).
 
 Both are bounded, whatever the server does: ``timeout`` is one overall deadline for connecting,
 sending and reading (a server trickling a byte at a time cannot extend it), and ``max_size``
-caps the bytes kept in memory (a server that never stops sending cannot exhaust it).
+caps the bytes received (a server that never stops sending cannot go on for ever, nor exhaust
+the memory of a caller that keeps the whole response).
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import re
 import socket
 import time
 import urllib.parse
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -33,6 +36,7 @@ __all__ = [
     "ConnectError",
     "Response",
     "ResponseError",
+    "ResponseStream",
     "ResponseTimeout",
     "ResponseTooLarge",
     "build_vars",
@@ -42,7 +46,9 @@ __all__ = [
     "parse_response",
     "parse_size",
     "ping",
+    "receive",
     "request",
+    "stream_request",
 ]
 
 
@@ -143,17 +149,15 @@ class Response:
         return next((v for k, v in self.headers if k.lower() == lower), default)
 
 
-def parse_response(raw: bytes) -> Response:
-    """Split a raw response into status, headers and body; :class:`ResponseError` if not HTTP."""
-    if not raw:
-        raise ResponseError("the server closed the connection without answering")
-    end = raw.find(b"\r\n\r\n")
-    sep = 4
-    if end < 0:
-        end, sep = raw.find(b"\n\n"), 2
-    if end < 0:
-        raise ResponseError(f"incomplete response head ({len(raw)} bytes): {raw[:80]!r}")
-    head, body = raw[: end + sep], raw[end + sep :]
+def _head_length(raw: bytes) -> int:
+    """Where the head ends in ``raw`` (after its first blank line, CRLF or bare LF); -1 if it
+    has not ended yet."""
+    ends = [i + len(sep) for sep in (b"\r\n\r\n", b"\n\n") if (i := raw.find(sep)) >= 0]
+    return min(ends, default=-1)
+
+
+def _parse_head(head: bytes) -> Response:
+    """The status line and headers of a complete head; :class:`ResponseError` if not HTTP."""
     lines = head.decode("latin-1").splitlines()
     parts = lines[0].split(" ", 2)
     if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
@@ -166,18 +170,41 @@ def parse_response(raw: bytes) -> Response:
         if not colon:
             raise ResponseError(f"malformed header line: {line[:80]!r}")
         headers.append((name.strip(), value.strip()))
-    response = Response(
+    return Response(
         status=int(parts[1]),
         reason=parts[2] if len(parts) > 2 else "",
         protocol=parts[0],
         headers=tuple(headers),
         head=head,
-        body=body,
     )
+
+
+def _content_length(response: Response) -> int | None:
     length = response.header("Content-Length")
-    if length is not None and length.isdigit() and len(body) < int(length):
-        raise ResponseError(f"truncated body: got {len(body)} of {length} bytes")
-    return response
+    return int(length) if length is not None and length.isdigit() else None
+
+
+def _check_complete(response: Response, body_size: int) -> None:
+    length = _content_length(response)
+    if length is not None and body_size < length:
+        raise ResponseError(f"truncated body: got {body_size} of {length} bytes")
+
+
+def _no_head(raw: bytes) -> ResponseError:
+    """What to say when the server closed before its head ended."""
+    if not raw:
+        return ResponseError("the server closed the connection without answering")
+    return ResponseError(f"incomplete response head ({len(raw)} bytes): {raw[:80]!r}")
+
+
+def parse_response(raw: bytes) -> Response:
+    """Split a raw response into status, headers and body; :class:`ResponseError` if not HTTP."""
+    end = _head_length(raw)
+    if end < 0:
+        raise _no_head(raw)
+    response = _parse_head(raw[:end])
+    _check_complete(response, len(raw) - end)
+    return dataclasses.replace(response, body=raw[end:])
 
 
 def build_vars(
@@ -289,6 +316,57 @@ def _connect(address: Address, deadline: _Deadline) -> socket.socket:
     return sock
 
 
+def receive(
+    address: Address,
+    packet: bytes,
+    *,
+    timeout: float = 10.0,
+    limit: int = 0,
+    max_size: int = DEFAULT_MAX_RESPONSE_SIZE,
+) -> Generator[bytes, None, None]:
+    """Connect, send ``packet``, half-close, and yield what the server sends as it arrives,
+    until it closes (or ``limit`` bytes when > 0). Closing the generator drops the connection.
+
+    ``timeout`` is the deadline for all of it, from the connect to the last byte
+    (:class:`ResponseTimeout` once it passes, however steadily the server trickles, and
+    however slowly the caller consumes). More than ``max_size`` bytes received raises
+    :class:`ResponseTooLarge` (0: no cap); what was yielded before stays within the cap.
+    """
+    deadline = _Deadline(timeout)
+    received = 0
+    with _connect(address, deadline) as sock:
+        try:
+            deadline.apply(sock)
+            sock.sendall(packet)  # the timeout bounds the whole sendall, not each send
+            # The server may already have answered and closed.
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_WR)
+            while not limit or received < limit:
+                want = 65536
+                if max_size:
+                    want = min(want, max_size + 1 - received)  # one past the cap tells
+                deadline.apply(sock)
+                chunk = sock.recv(want)
+                if not chunk:
+                    break
+                received += len(chunk)
+                if max_size and received > max_size:
+                    raise ResponseTooLarge(
+                        f"the response from {address} is larger than {format_size(max_size)}"
+                        f" (stopped reading after {received} bytes)",
+                        limit=max_size,
+                    )
+                yield chunk
+        except TimeoutError:
+            raise ResponseTimeout(
+                f"no complete answer from {address} within {timeout:g}s ({received} bytes received)"
+            ) from None
+        except OSError as exc:
+            if not received:
+                raise ResponseError(f"connection to {address} failed: {exc}") from None
+            # A reset after the answer (unread data) still leaves a usable response.
+
+
 def exchange(
     address: Address,
     packet: bytes,
@@ -297,47 +375,113 @@ def exchange(
     limit: int = 0,
     max_size: int = DEFAULT_MAX_RESPONSE_SIZE,
 ) -> bytes:
-    """Connect, send ``packet``, half-close, and read until the server closes (or ``limit``
-    bytes when > 0).
+    """Everything :func:`receive` yields, joined (the same deadline and cap)."""
+    return b"".join(receive(address, packet, timeout=timeout, limit=limit, max_size=max_size))
 
-    ``timeout`` is the deadline for all of it, from the connect to the last byte
-    (:class:`ResponseTimeout` once it passes, however steadily the server trickles). More than
-    ``max_size`` bytes received raises :class:`ResponseTooLarge` (0: no cap).
+
+class ResponseStream:
+    """A response whose head has arrived: :attr:`response` (status and headers, no body), and
+    the body as it arrives when iterated, under the request's deadline and size cap.
+
+    Iterating raises :class:`ResponseError` at the end of a body shorter than its
+    Content-Length (and what :func:`receive` raises on the way). Use it in a ``with`` block,
+    or :meth:`close` it, to drop the connection without reading the rest.
     """
-    deadline = _Deadline(timeout)
-    with _connect(address, deadline) as sock:
-        received = bytearray()
-        try:
-            deadline.apply(sock)
-            sock.sendall(packet)  # the timeout bounds the whole sendall, not each send
-            # The server may already have answered and closed.
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_WR)
-            while not limit or len(received) < limit:
-                want = 65536
-                if max_size:
-                    want = min(want, max_size + 1 - len(received))  # one past the cap tells
-                deadline.apply(sock)
-                chunk = sock.recv(want)
-                if not chunk:
-                    break
-                received += chunk
-                if max_size and len(received) > max_size:
-                    raise ResponseTooLarge(
-                        f"the response from {address} is larger than {format_size(max_size)}"
-                        f" (stopped reading after {len(received)} bytes)",
-                        limit=max_size,
-                    )
-        except TimeoutError:
-            raise ResponseTimeout(
-                f"no complete answer from {address} within {timeout:g}s"
-                f" ({len(received)} bytes received)"
-            ) from None
-        except OSError as exc:
-            if not received:
-                raise ResponseError(f"connection to {address} failed: {exc}") from None
-            # A reset after the answer (unread data) still leaves a usable response.
-        return bytes(received)
+
+    def __init__(self, response: Response, first: bytes, rest: Generator[bytes, None, None]):
+        self.response = response
+        self._first = first
+        self._rest = rest
+
+    def __iter__(self) -> Iterator[bytes]:
+        size = len(self._first)
+        if self._first:
+            yield self._first
+        for chunk in self._rest:
+            size += len(chunk)
+            yield chunk
+        _check_complete(self.response, size)
+
+    def close(self) -> None:
+        """Drop the connection (nothing more is read)."""
+        self._rest.close()
+
+    def __enter__(self) -> ResponseStream:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _build_packet(
+    address: Address,
+    path: str,
+    *,
+    method: str,
+    headers: Sequence[tuple[str, str]],
+    body: bytes | None,
+    modifier1: int,
+    modifier2: int,
+    extra: Sequence[tuple[str, str]],
+) -> bytes:
+    pairs = build_vars(
+        path, method=method, headers=headers, body=body, address=address, extra=extra
+    )
+    try:
+        return protocol.build_request(pairs, body or b"", modifier1, modifier2)
+    except protocol.EncodeError as exc:
+        raise ClientError(f"cannot encode the request: {exc}") from None
+
+
+def stream_request(
+    address: Address,
+    path: str = "/",
+    *,
+    method: str = "GET",
+    headers: Sequence[tuple[str, str]] = (),
+    body: bytes | None = None,
+    modifier1: int = 0,
+    modifier2: int = 0,
+    extra: Sequence[tuple[str, str]] = (),
+    timeout: float = 10.0,
+    max_size: int = DEFAULT_MAX_RESPONSE_SIZE,
+) -> ResponseStream:
+    """Send one request and return as soon as the response's head has arrived; the body is
+    read as the returned :class:`ResponseStream` is iterated (raises :class:`ClientError`).
+
+    ``timeout`` and ``max_size`` bound the whole exchange, body included (see
+    :func:`receive`); a Content-Length over ``max_size`` is refused before any body is read.
+    """
+    packet = _build_packet(
+        address,
+        path,
+        method=method,
+        headers=headers,
+        body=body,
+        modifier1=modifier1,
+        modifier2=modifier2,
+        extra=extra,
+    )
+    chunks = receive(address, packet, timeout=timeout, max_size=max_size)
+    try:
+        raw = b""
+        while (end := _head_length(raw)) < 0:
+            chunk = next(chunks, b"")
+            if not chunk:
+                raise _no_head(raw)
+            raw += chunk
+        response = _parse_head(raw[:end])
+        length = _content_length(response)
+        if max_size and length is not None and end + length > max_size:
+            raise ResponseTooLarge(
+                f"the response from {address} is larger than {format_size(max_size)}"
+                f" (Content-Length: {length})",
+                limit=max_size,
+            )
+    except BaseException:
+        chunks.close()
+        raise
+    return ResponseStream(response, raw[end:], chunks)
 
 
 def request(
@@ -353,19 +497,25 @@ def request(
     timeout: float = 10.0,
     max_size: int = DEFAULT_MAX_RESPONSE_SIZE,
 ) -> Response:
-    """Send one request and parse the answer (raises :class:`ClientError`).
+    """Send one request and read the whole answer (raises :class:`ClientError`).
 
     ``timeout`` is the overall deadline in seconds and ``max_size`` the cap on the whole
-    response in bytes (see :func:`exchange`).
+    response in bytes (see :func:`receive`).
     """
-    pairs = build_vars(
-        path, method=method, headers=headers, body=body, address=address, extra=extra
-    )
-    try:
-        packet = protocol.build_request(pairs, body or b"", modifier1, modifier2)
-    except protocol.EncodeError as exc:
-        raise ClientError(f"cannot encode the request: {exc}") from None
-    return parse_response(exchange(address, packet, timeout=timeout, max_size=max_size))
+    with stream_request(
+        address,
+        path,
+        method=method,
+        headers=headers,
+        body=body,
+        modifier1=modifier1,
+        modifier2=modifier2,
+        extra=extra,
+        timeout=timeout,
+        max_size=max_size,
+    ) as stream:
+        content = b"".join(stream)
+    return dataclasses.replace(stream.response, body=content)
 
 
 @dataclass(frozen=True, slots=True)

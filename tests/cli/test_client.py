@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import select
+import shlex
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +20,13 @@ import pytest
 from cli.cli_testkit import FakeServers, free_port, run_cli
 
 import protocol
-from uwsgiapp.cli import EXIT_BAD_RESPONSE, EXIT_CONNECT, EXIT_SERVER_ERROR, EXIT_USAGE
+from uwsgiapp.cli import (
+    EXIT_BAD_RESPONSE,
+    EXIT_CONNECT,
+    EXIT_SERVER_ERROR,
+    EXIT_USAGE,
+    EXIT_WRITE,
+)
 from uwsgiapp.client import (
     DEFAULT_MAX_RESPONSE_SIZE,
     EXIT_TIMEOUT,
@@ -28,6 +40,8 @@ from uwsgiapp.client import (
     parse_address,
     parse_response,
     parse_size,
+    request,
+    stream_request,
 )
 
 
@@ -346,7 +360,8 @@ def trickle(tmp_path: Path) -> Iterator[_Hostile]:
 def test_request_gives_up_on_an_endless_response(flood: _Hostile, which: str) -> None:
     r = run_cli("request", getattr(flood, which), "/", "--max-response-size", "1M", timeout=60)
     assert r.returncode == EXIT_TOO_LARGE, r.stderr
-    assert r.stdout == b""
+    # The body is streamed out as it comes: what came before the cap was printed, no more.
+    assert set(r.stdout) <= {ord("x")} and len(r.stdout) <= 1024 * 1024
     message = r.stderr.decode()
     assert message.startswith("uwsgiapp request: error: the response from ")
     assert "is larger than 1 MiB (stopped reading after 1048577 bytes)" in message
@@ -446,3 +461,153 @@ def test_parse_size(text: str, size: int) -> None:
 def test_parse_size_refuses(text: str) -> None:
     with pytest.raises(ValueError, match="bad size"):
         parse_size(text)
+
+
+# -- streaming: the body goes out as it arrives; a closed pipe ends quietly --------------------
+
+
+class _Held:
+    """A unix socket server that answers with a head and a first part of the body, then holds
+    the connection until ``release`` is set, then sends the rest and closes."""
+
+    def __init__(self, path: str, first: bytes, rest: bytes, head: bytes) -> None:
+        self.release = threading.Event()
+        self.listener = socket.socket(socket.AF_UNIX)
+        self.listener.bind(path)
+        self.listener.listen()
+        self.thread = threading.Thread(target=self._serve, args=(head, first, rest), daemon=True)
+        self.thread.start()
+
+    def _serve(self, head: bytes, first: bytes, rest: bytes) -> None:
+        conn, _ = self.listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(head + first)
+            if self.release.wait(60):
+                with contextlib.suppress(OSError):
+                    conn.sendall(rest)
+
+    def close(self) -> None:
+        self.release.set()
+        self.thread.join(10)
+        self.listener.close()
+
+
+def _cli_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "uwsgiapp", *args]
+
+
+def _cli_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("UWSGIAPP_")}
+
+
+def _read_until(stream: Any, want: bytes, deadline: float) -> bytes:
+    """Read a pipe until ``want`` has come (or fail at ``deadline``), without blocking past it."""
+    got = b""
+    end = time.monotonic() + deadline
+    while want not in got:
+        left = end - time.monotonic()
+        assert left > 0, f"only {got!r} within {deadline}s"
+        ready, _, _ = select.select([stream], [], [], left)
+        if ready:
+            chunk = os.read(stream.fileno(), 65536)
+            assert chunk, f"closed after {got!r}"
+            got += chunk
+    return got
+
+
+def test_request_streams_the_body_as_it_arrives(tmp_path: Path) -> None:
+    path = str(tmp_path / "held.sock")
+    server = _Held(path, b"first part\n", b"second part\n", b"HTTP/1.1 200 OK\r\n\r\n")
+    try:
+        proc = subprocess.Popen(
+            _cli_command("request", path, "/", "-i"),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=_cli_env(),
+        )
+        try:
+            # The server still holds the connection open: only streaming can show this now.
+            got = _read_until(proc.stdout, b"first part\n", 30)
+            assert got == b"HTTP/1.1 200 OK\r\n\r\nfirst part\n"
+            server.release.set()
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert (proc.returncode, got + out, err) == (
+            0,
+            b"HTTP/1.1 200 OK\r\n\r\nfirst part\nsecond part\n",
+            b"",
+        )
+    finally:
+        server.close()
+
+
+def test_request_refuses_a_content_length_over_the_cap_before_the_body(tmp_path: Path) -> None:
+    path = str(tmp_path / "big.sock")
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 5000000\r\n\r\n"
+    server = _Held(path, b"y" * 1000, b"", head)
+    try:
+        r = run_cli("request", path, "/", "--max-response-size", "1M")
+    finally:
+        server.close()
+    assert r.returncode == EXIT_TOO_LARGE, r.stderr
+    assert r.stdout == b""  # nothing of a body known to be too large
+    assert b"is larger than 1 MiB (Content-Length: 5000000)" in r.stderr
+
+
+def test_request_truncated_body_is_an_error_after_what_came(tmp_path: Path) -> None:
+    path = str(tmp_path / "short.sock")
+    server = _Held(path, b"only this", b"", b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+    server.release.set()
+    try:
+        r = run_cli("request", path, "/")
+    finally:
+        server.close()
+    assert (r.returncode, r.stdout) == (EXIT_BAD_RESPONSE, b"only this")
+    assert b"truncated body: got 9 of 100 bytes" in r.stderr
+
+
+@pytest.mark.parametrize("which", ["unix_path", "tcp"])
+def test_request_into_head_ends_quietly(flood: _Hostile, which: str) -> None:
+    """``uwsgiapp request ... | head -c 100``: head stops reading after 100 bytes; the command
+    ends without a BrokenPipeError traceback, with the write-error status."""
+    address = getattr(flood, which)
+    script = (
+        f"{shlex.join(_cli_command('request', address, '/'))} | head -c 100; "
+        'echo "status=${PIPESTATUS[0]}" >&2'
+    )
+    r = subprocess.run(
+        ["bash", "-c", script], capture_output=True, env=_cli_env(), timeout=60, check=False
+    )
+    assert r.stdout == b"x" * 100
+    assert r.stderr == f"status={EXIT_WRITE}\n".encode()
+
+
+def test_request_output_errors_are_one_line(fake_uwsgi: FakeServers) -> None:
+    """A full disk (here /dev/full) is said in one line, with the write-error status."""
+    with open("/dev/full", "wb") as full:
+        r = subprocess.run(
+            _cli_command("request", fake_uwsgi.unix, "/"),
+            stdout=full,
+            stderr=subprocess.PIPE,
+            env=_cli_env(),
+            timeout=30,
+            check=False,
+        )
+    assert r.returncode == EXIT_WRITE
+    assert (
+        r.stderr == b"uwsgiapp request: error: cannot write the response: No space left on device\n"
+    )
+
+
+def test_stream_request_in_process(fake_uwsgi: FakeServers) -> None:
+    address = parse_address(fake_uwsgi.tcp)
+    with stream_request(address, "/s?a=1") as stream:
+        assert stream.response.status == 200 and stream.response.body == b""
+        body = b"".join(stream)
+    assert _echo(body)["vars"]["QUERY_STRING"] == "a=1"
+    whole = request(address, "/s?a=1")
+    assert whole.body == body and whole.head == stream.response.head
