@@ -36,6 +36,10 @@ from protocol.schema import HEADER_SIZE, HEADER_STRUCT, MAX_BLOCK, TooManyVars, 
 
 V = TypeVar("V")
 
+# Bound once: CPython compiles ``imported_name.method()`` as an attribute load (it takes an
+# imported name for a module), which would create a bound method on every packet.
+_unpack_header = HEADER_STRUCT.unpack_from
+
 _HTTP_STARTS = (
     b"GET ",
     b"POST",
@@ -90,7 +94,7 @@ def parse_packet(
     """
     if len(data) < HEADER_SIZE:
         return NEED_DATA
-    modifier1, datasize, modifier2 = HEADER_STRUCT.unpack_from(data)
+    modifier1, datasize, modifier2 = _unpack_header(data)
     if datasize > limits.buffer_size or modifier1 not in SUPPORTED_MODIFIERS:
         _refuse(data, modifier1, datasize, limits)
     end = HEADER_SIZE + datasize
