@@ -21,7 +21,7 @@ import argparse
 import os
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from uwsgiapp import __version__
 
@@ -39,11 +39,19 @@ PROG = "uwsgiapp"
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with our exit code for usage errors and no traceback."""
+    """argparse with our exit code for usage errors and no traceback; an argument a command
+    does not know is an error in that command's usage (argparse would hand it up to the
+    top-level parser, which printed the top-level usage for a mistyped ``serve`` option)."""
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        namespace, extras = super().parse_known_args(*args, **kwargs)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
 
 
 def _fail(command: str, message: str, code: int) -> int:
