@@ -40,6 +40,12 @@ class Config:
     app: str = _opt("", "the WSGI app: module:attr, module:factory(), or path/to/file.py:attr")
     chdir: str = _opt("", "change to this directory before loading the app")
     pythonpath: tuple[str, ...] = _opt((), "extra directories put first on sys.path")
+    env: tuple[str, ...] = _opt(
+        (),
+        "set NAME=VALUE in the environment before the app is loaded (repeatable; a list from a "
+        "higher-precedence source replaces a lower one's)",
+        kind="pairs",
+    )
     socket: tuple[str, ...] = _opt(
         ("127.0.0.1:3031",),
         "where to listen: a unix socket path, host:port, [v6]:port, or fd://N (inherited)",
@@ -102,11 +108,19 @@ class Config:
             AllowList.parse(self.uwsgi_allow_from)
         except ValueError as exc:
             raise ConfigError("uwsgi_allow_from", str(exc)) from None
+        for item in self.env:
+            name, eq, _ = item.partition("=")
+            if not eq or not name or "\0" in item:
+                raise ConfigError("env", f"expected NAME=VALUE, got {item!r}")
         if self.mount and (not self.mount.startswith("/") or self.mount.endswith("/")):
             raise ConfigError(
                 "mount", f"must start with '/' and not end with '/', got {self.mount!r}"
             )
         return self
+
+    def env_vars(self) -> dict[str, str]:
+        """:attr:`env` as a mapping (a NAME given twice: the later value)."""
+        return {name: value for name, _, value in (item.partition("=") for item in self.env)}
 
 
 def make_config(**values: Any) -> Config:

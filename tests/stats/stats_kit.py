@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from uwsgiapp.stats.model import (
+    DURATION_BOUNDS,
     AppStats,
     CoreStats,
     Histogram,
@@ -55,7 +56,9 @@ def worker(wid: int, requests: int, *, status: str = "idle", **kw: object) -> Wo
         "tx": requests * 120,
         "avg_rt": 1500,
         "statuses": StatusCounts(c2xx=requests - c4 - c5, c4xx=c4, c5xx=c5),
-        "durations": durations(*([0.0015] * requests)),
+        "durations": Histogram(
+            counts=(requests,) + (0,) * len(DURATION_BOUNDS), sum=requests * 0.0015
+        ),
         "cores": (
             CoreStats(
                 id=0,

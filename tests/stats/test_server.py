@@ -1,0 +1,348 @@
+"""The stats listener on real sockets: answers, HTTP routing, and that no client can hold up
+the loop that drives it (silent, slow, garbage, huge, a thousand at once)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import resource
+import select
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+from stats_kit import read_all, running, sample, server_stats, short_dir, worker
+
+from uwsgiapp.server.listeners import AllowList
+from uwsgiapp.stats.document import render_json
+from uwsgiapp.stats.model import ServerStats
+from uwsgiapp.stats.server import StatsServer
+
+# Generous: a poll that does its work and returns takes well under a millisecond here; these
+# bounds only catch a loop that waited on a client.
+PROMPT = 0.5
+
+
+@pytest.fixture
+def sockdir() -> Iterator[str]:
+    path = short_dir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _connect(address: str | tuple[str, int]) -> socket.socket:
+    family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.settimeout(5)
+    sock.connect(address)
+    return sock
+
+
+def _timed_poll(server: StatsServer, timeout: float = 0.0) -> float:
+    start = time.monotonic()
+    server.poll(timeout)
+    return time.monotonic() - start
+
+
+def _recv_all(sock: socket.socket) -> bytes:
+    chunks = []
+    while data := sock.recv(65536):
+        chunks.append(data)
+    return b"".join(chunks)
+
+
+def _pump(server: StatsServer, until: float) -> None:
+    """Poll like a master loop until ``until`` (monotonic), each poll prompt."""
+    while time.monotonic() < until:
+        assert _timed_poll(server, 0.02) < PROMPT
+
+
+def test_plain_unix_writes_the_document_and_closes(sockdir: str) -> None:
+    path = os.path.join(sockdir, "stats.sock")
+    with running(StatsServer(path, snapshot=sample)) as server:
+        raw = read_all(server.address)
+        assert raw == render_json(sample())
+        assert json.loads(raw)["workers"][1]["requests"] == 567
+        assert os.stat(path).st_mode & 0o777 == 0o660
+    assert not os.path.exists(path)  # removed on close
+
+
+def test_plain_tcp_loopback() -> None:
+    with running(StatsServer("127.0.0.1:0", snapshot=sample)) as server:
+        address = server.address
+        assert isinstance(address, tuple) and address[1] > 0
+        assert json.loads(read_all(address))["pid"] == 4000
+
+
+def test_tcp_peer_outside_the_allow_list_is_closed_unanswered() -> None:
+    server = StatsServer("127.0.0.1:0", AllowList.parse(["10.9.8.7"]), snapshot=sample)
+    with running(server):
+        assert read_all(server.address) == b""
+    assert server.rejected == 1 and server.served == 0
+
+
+def test_a_snapshot_per_poll_shared_by_the_connections_it_accepts() -> None:
+    calls = []
+
+    def snap() -> ServerStats:
+        calls.append(1)
+        return server_stats(worker(1, len(calls)))
+
+    server = StatsServer("127.0.0.1:0", snapshot=snap)
+    try:
+        seen = []
+        for _ in range(2):
+            sock = _connect(server.address)
+            server.poll(1)
+            seen.append(json.loads(_recv_all(sock))["workers"][0]["requests"])
+            sock.close()
+        assert seen == [1, 2]
+        # a burst accepted by one poll costs one snapshot, not one per connection
+        burst = [_connect(server.address) for _ in range(5)]
+        server.poll(1)
+        assert {json.loads(_recv_all(s))["workers"][0]["requests"] for s in burst} == {3}
+        for sock in burst:
+            sock.close()
+        server.poll(0)
+        assert len(calls) == 3
+    finally:
+        server.close()
+
+
+def test_a_failing_snapshot_closes_the_client_and_the_server_lives_on() -> None:
+    state = {"fail": True}
+
+    def snap() -> ServerStats:
+        if state["fail"]:
+            raise RuntimeError("boom")
+        return sample()
+
+    server = StatsServer("127.0.0.1:0", snapshot=snap)
+    try:
+        sock = _connect(server.address)
+        server.poll(1)
+        assert _recv_all(sock) == b""
+        sock.close()
+        state["fail"] = False
+        sock = _connect(server.address)
+        server.poll(1)
+        assert json.loads(_recv_all(sock))["version"] == "0.1.0"
+        sock.close()
+    finally:
+        server.close()
+
+
+def test_http_routes_json_and_metrics(sockdir: str) -> None:
+    path = os.path.join(sockdir, "h.sock")
+    with running(StatsServer(path, http=True, snapshot=sample)):
+        raw = read_all(path, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 200 OK\r\n")
+        assert b"Content-Type: application/json" in head
+        assert json.loads(body) == json.loads(render_json(sample()))
+
+        raw = read_all(path, b"GET /metrics?x=1 HTTP/1.0\r\n\r\n")
+        head, _, body = raw.partition(b"\r\n\r\n")
+        assert b"Content-Type: text/plain; version=0.0.4" in head
+        names = {f.name for f in text_string_to_metric_families(body.decode())}
+        assert "uwsgiapp_requests" in names
+
+        raw = read_all(path, b"HEAD /metrics HTTP/1.0\r\n\r\n")
+        assert raw.startswith(b"HTTP/1.0 200 OK") and raw.endswith(b"\r\n\r\n")
+
+        # anything else that is a request line gets the document, as uWSGI does
+        raw = read_all(path, b"GET /whatever HTTP/1.1\r\n\r\n")
+        assert json.loads(raw.partition(b"\r\n\r\n")[2])["pid"] == 4000
+
+
+def test_http_headers_sent_after_the_answer_are_drained_not_reset() -> None:
+    with running(StatsServer("127.0.0.1:0", http=True, snapshot=sample)) as server:
+        sock = _connect(server.address)
+        sock.sendall(b"GET / HTTP/1.1\r\n")
+        time.sleep(0.2)  # the answer is written before the headers arrive
+        sock.sendall(b"Host: x\r\nUser-Agent: test\r\n" + b"X-Pad: y\r\n" * 200 + b"\r\n")
+        raw = _recv_all(sock)  # a reset would raise ConnectionResetError here
+        sock.close()
+        assert json.loads(raw.partition(b"\r\n\r\n")[2])["pid"] == 4000
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n",  # a TLS hello
+        b"hello there\n",
+        b"GET\r\n",
+        b"get / HTTP/1.1\r\n",
+        b"GET /" + b"a" * 10_000 + b" HTTP/1.1\r\n",  # over the request-line cap
+        b"X" * 100_000,  # huge, no newline at all
+    ],
+)
+def test_http_garbage_and_huge_requests_get_400_or_close(request_bytes: bytes) -> None:
+    with running(StatsServer("127.0.0.1:0", http=True, snapshot=sample)) as server:
+        sock = _connect(server.address)
+        try:
+            sock.sendall(request_bytes)
+            raw = _recv_all(sock)
+        except (ConnectionResetError, BrokenPipeError):
+            raw = b""
+        finally:
+            sock.close()
+        assert raw == b"" or raw.startswith(b"HTTP/1.0 400 Bad Request\r\n")
+        assert (
+            json.loads(
+                read_all(server.address, b"GET / HTTP/1.0\r\n\r\n").partition(b"\r\n\r\n")[2]
+            )["pid"]
+            == 4000
+        )
+
+
+def test_silent_http_client_is_dropped_after_the_timeout_without_blocking() -> None:
+    server = StatsServer("127.0.0.1:0", http=True, snapshot=sample, timeout=0.3)
+    try:
+        silent = _connect(server.address)
+        assert _timed_poll(server) < PROMPT  # accepts it, waits for nothing
+        assert server.clients == 1
+        # meanwhile another client is answered
+        other = _connect(server.address)
+        other.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        _pump(server, time.monotonic() + 0.1)
+        assert _recv_all(other).startswith(b"HTTP/1.0 200 OK")
+        other.close()
+        timeout = server.next_timeout()
+        assert timeout is not None and timeout <= 0.3
+        _pump(server, time.monotonic() + 0.5)
+        assert server.clients == 0 and server.dropped == 1
+        assert silent.recv(10) == b""  # we closed it
+        silent.close()
+    finally:
+        server.close()
+
+
+def test_slow_reader_never_blocks_and_is_dropped_on_time() -> None:
+    # ~3 MB of JSON: far more than the socket buffers take without the peer reading.
+    big = server_stats(*(worker(i, i) for i in range(1, 3001)))
+    server = StatsServer("127.0.0.1:0", snapshot=lambda: big, timeout=0.5)
+    try:
+        slow = socket.socket()
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(server.address)
+        assert _timed_poll(server) < PROMPT
+        assert server.clients == 1  # its answer is only partly written
+        slow.recv(1000)  # reads a little, then nothing more
+        # a normal client is served in full while the slow one hangs on
+        fast = _connect(server.address)
+        fast.setblocking(False)
+        received = bytearray()
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline:
+            assert _timed_poll(server, 0.01) < PROMPT
+            try:
+                data = fast.recv(1 << 20)
+            except BlockingIOError:
+                continue
+            if not data:
+                break
+            received += data
+        assert json.loads(received)["workers"][-1]["requests"] == 3000
+        fast.close()
+        _pump(server, time.monotonic() + 0.7)
+        assert server.clients == 0 and server.dropped == 1
+        slow.close()
+    finally:
+        server.close()
+
+
+def test_a_thousand_connections_are_answered_or_closed_and_the_loop_stays_prompt() -> None:
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        pytest.skip(f"needs 1200 file descriptors, the limit is {soft}")
+    server = StatsServer(
+        "127.0.0.1:0", http=True, snapshot=sample, timeout=0.5, max_clients=64, backlog=1024
+    )
+    clients: list[socket.socket] = []
+    try:
+        slowest = 0.0
+        for i in range(1000):
+            sock = socket.socket()
+            sock.setblocking(False)
+            sock.connect_ex(server.address)
+            clients.append(sock)
+            if i % 50 == 49:
+                slowest = max(slowest, _timed_poll(server))
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            slowest = max(slowest, _timed_poll(server, 0.02))
+        assert slowest < PROMPT
+        assert server.clients == 0  # every silent one dropped on time, the rest at accept
+        assert server.rejected + server.dropped == 1000
+        assert server.rejected >= 1000 - 64 * 3  # the cap held
+        for sock in clients:  # each was closed by us: EOF or reset, never left open
+            sock.setblocking(True)
+            sock.settimeout(2)
+            with contextlib.suppress(ConnectionResetError):
+                assert sock.recv(10) == b""
+        assert (
+            json.loads(
+                read_all_polled(server, b"GET / HTTP/1.0\r\n\r\n").partition(b"\r\n\r\n")[2]
+            )["pid"]
+            == 4000
+        )
+    finally:
+        for sock in clients:
+            sock.close()
+        server.close()
+
+
+def read_all_polled(server: StatsServer, request: bytes) -> bytes:
+    """One request against a server polled from this thread."""
+    sock = socket.socket()
+    sock.connect(server.address)
+    sock.sendall(request)
+    sock.setblocking(False)
+    out = bytearray()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        server.poll(0.01)
+        try:
+            data = sock.recv(65536)
+        except BlockingIOError:
+            continue
+        if not data:
+            break
+        out += data
+    sock.close()
+    return bytes(out)
+
+
+def test_plain_mode_ignores_what_the_client_sends() -> None:
+    with running(StatsServer("127.0.0.1:0", snapshot=sample)) as server:
+        raw = read_all(server.address, b"GET /metrics HTTP/1.0\r\n\r\n")
+        assert json.loads(raw)["pid"] == 4000
+
+
+def test_fileno_is_readable_when_there_is_work() -> None:
+    server = StatsServer("127.0.0.1:0", snapshot=sample)
+    try:
+        fd = server.fileno()
+        assert select.select([fd], [], [], 0)[0] == []
+        sock = _connect(server.address)
+        assert select.select([fd], [], [], 2)[0] == [fd]
+        server.on_readable()
+        assert json.loads(_recv_all(sock))["pid"] == 4000
+        sock.close()
+        server.on_readable()
+        assert server.next_timeout() is None
+    finally:
+        server.close()
+
+
+def test_unix_socket_on_a_busy_path_is_refused(sockdir: str) -> None:
+    from uwsgiapp.server.listeners import ListenerError
+
+    path = os.path.join(sockdir, "s.sock")
+    with StatsServer(path, snapshot=sample), pytest.raises(ListenerError):
+        StatsServer(path, snapshot=sample)

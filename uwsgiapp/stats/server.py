@@ -1,0 +1,351 @@
+"""The stats listener: uWSGI's stats server, driven from the master's loop, never blocking it.
+
+Plain mode (``--stats``), as uWSGI: accept, write the JSON document, close; nothing is read.
+HTTP mode (``--stats-http``): read the request line, answer ``GET /metrics`` with the Prometheus
+text and anything else with the JSON document, HTTP/1.0, then close.
+
+Every socket is non-blocking and every client has a deadline: one that sends nothing, reads
+slowly or never closes is dropped when its time is up, and at most ``max_clients`` are open at
+once (more are closed at accept). The master either calls :meth:`StatsServer.poll` with a small
+timeout from its loop, or adds :meth:`StatsServer.fileno` (an epoll fd, readable when there is
+work) to what it waits on, calls :meth:`StatsServer.on_readable` when it is readable, and caps
+its own wait with :meth:`StatsServer.next_timeout` so deadlines are kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import selectors
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+
+from uwsgiapp.server.listeners import AllowList, Listener, bind
+from uwsgiapp.stats.document import http_response, render_json
+from uwsgiapp.stats.model import ServerStats
+from uwsgiapp.stats.prometheus import CONTENT_TYPE, render_metrics
+
+log = logging.getLogger("uwsgiapp.error")
+
+#: The longest request line HTTP mode reads; more without a newline is answered 400.
+MAX_REQUEST_LINE = 4096
+#: Bytes read and thrown away after the answer (request headers) before giving up and closing.
+MAX_DRAIN = 64 * 1024
+
+_REQUEST_LINE = re.compile(rb"([A-Z]{1,16}) (\S{1,4096})(?: HTTP/\d\.\d)?\r?")
+_READ, _WRITE, _LINGER = 0, 1, 2
+
+
+@dataclass(slots=True, eq=False)
+class _Client:
+    sock: socket.socket
+    deadline: float
+    state: int = _READ
+    inbuf: bytearray = field(default_factory=bytearray)
+    out: bytes = b""
+    sent: int = 0
+    drained: int = 0
+    events: int = 0
+
+
+class _Renders:
+    """What one :meth:`StatsServer.poll` call serves: one snapshot, each rendering at most once."""
+
+    __slots__ = ("_cache", "_failed", "_snapshot", "_stats", "minified")
+
+    def __init__(self, snapshot: Callable[[], ServerStats], minified: bool) -> None:
+        self._snapshot = snapshot
+        self._stats: ServerStats | None = None
+        self._failed = False
+        self._cache: dict[str, bytes] = {}
+        self.minified = minified
+
+    def _get_stats(self) -> ServerStats | None:
+        if self._stats is None and not self._failed:
+            try:
+                self._stats = self._snapshot()
+            except Exception:
+                log.exception("stats: taking the snapshot failed")
+                self._failed = True
+        return self._stats
+
+    def get(self, kind: str) -> bytes | None:
+        """``json`` or ``metrics``; None when the snapshot cannot be taken."""
+        if kind not in self._cache:
+            stats = self._get_stats()
+            if stats is None:
+                return None
+            if kind == "json":
+                self._cache[kind] = render_json(stats, minified=self.minified)
+            else:
+                self._cache[kind] = render_metrics(stats)
+        return self._cache[kind]
+
+
+class StatsServer:
+    """A stats listener on ``spec`` (unix path, ``host:port``, ``[v6]:port``).
+
+    TCP peers must pass ``allow`` (default: loopback only). ``snapshot`` is called at most once
+    per :meth:`poll` that has a client to answer: the connections one poll accepts share it, so
+    a flood of connections costs one snapshot per poll, not one per connection. ``timeout``
+    bounds each client's whole life (reading the request, writing the answer); ``linger`` how
+    long we wait for the peer to close after the answer, so that unread request bytes never
+    turn our close into a reset.
+    """
+
+    def __init__(
+        self,
+        spec: str,
+        allow: AllowList | None = None,
+        http: bool = False,
+        *,
+        snapshot: Callable[[], ServerStats],
+        minified: bool = False,
+        max_clients: int = 64,
+        timeout: float = 3.0,
+        linger: float = 1.0,
+        max_accepts: int = 256,
+        backlog: int = 128,
+        chmod: int = 0o660,
+    ) -> None:
+        if allow is None:
+            allow = AllowList.parse(["127.0.0.1", "::1"])
+        self.http = http
+        self.snapshot = snapshot
+        self.minified = minified
+        self.max_clients = max_clients
+        self.timeout = timeout
+        self.linger = linger
+        self.max_accepts = max_accepts
+        #: Counters, for logs and tests: answers completed, clients dropped on a deadline or an
+        #: error, connections closed at accept (over the cap or not allowed).
+        self.served = 0
+        self.dropped = 0
+        self.rejected = 0
+        self.listener: Listener = bind(spec, backlog=backlog, chmod=chmod, allow=allow)
+        self.listener.sock.setblocking(False)
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(self.listener.sock, selectors.EVENT_READ, None)
+        self._clients: dict[int, _Client] = {}
+
+    # --- what the master calls ---------------------------------------------------------
+
+    @property
+    def address(self) -> str | tuple[str, int]:
+        """Where we listen: the unix path, or (host, port) with the port actually bound."""
+        name = self.listener.sock.getsockname()
+        if isinstance(name, str):
+            return name
+        return (str(name[0]), int(name[1]))
+
+    @property
+    def clients(self) -> int:
+        """Connections open now."""
+        return len(self._clients)
+
+    def fileno(self) -> int:
+        """A descriptor readable whenever :meth:`on_readable` has work (the epoll fd on Linux;
+        elsewhere the listening socket, and then the master should simply :meth:`poll`)."""
+        selector_fileno = getattr(self._sel, "fileno", None)
+        if selector_fileno is not None:
+            return int(selector_fileno())
+        return self.listener.sock.fileno()
+
+    def next_timeout(self) -> float | None:
+        """Seconds until the next client deadline (0 if one has passed); None with no client."""
+        if not self._clients:
+            return None
+        first = min(c.deadline for c in self._clients.values())
+        return max(0.0, first - time.monotonic())
+
+    def on_readable(self) -> None:
+        """Do whatever is ready now, without waiting."""
+        self.poll(0.0)
+
+    def poll(self, timeout: float = 0.0) -> None:
+        """Wait at most ``timeout`` seconds for activity, handle it, drop expired clients."""
+        deadline_wait = self.next_timeout()
+        wait = max(0.0, timeout)
+        if deadline_wait is not None:
+            wait = min(wait, deadline_wait)
+        try:
+            ready = self._sel.select(wait)
+        except InterruptedError:
+            ready = []
+        renders = _Renders(self.snapshot, self.minified)
+        for key, mask in ready:
+            if key.data is None:
+                self._accept(renders)
+            else:
+                client: _Client = key.data
+                if self._clients.get(client.sock.fileno()) is client:
+                    self._service(client, mask, renders)
+        self._expire(time.monotonic())
+
+    def close(self) -> None:
+        """Close every client and the listener (its unix socket file is removed)."""
+        for client in list(self._clients.values()):
+            self._drop(client, counted=False)
+        with contextlib.suppress(KeyError, ValueError):
+            self._sel.unregister(self.listener.sock)
+        self._sel.close()
+        self.listener.close()
+
+    def __enter__(self) -> StatsServer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # --- connections ---------------------------------------------------------------------
+
+    def _accept(self, renders: _Renders) -> None:
+        for _ in range(self.max_accepts):
+            try:
+                conn, peer = self.listener.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # EMFILE and friends: try again on the next poll
+                log.warning("stats: accept failed: %s", exc)
+                return
+            allow = self.listener.allow
+            if allow is not None and self.listener.is_tcp and not allow.allows(str(peer[0])):
+                self.rejected += 1
+                conn.close()
+                continue
+            if len(self._clients) >= self.max_clients:
+                self.rejected += 1
+                conn.close()
+                continue
+            conn.setblocking(False)
+            client = _Client(conn, time.monotonic() + self.timeout)
+            self._clients[conn.fileno()] = client
+            if self.http:
+                self._watch(client, selectors.EVENT_READ)
+            else:
+                self._answer(client, renders.get("json"))
+
+    def _service(self, client: _Client, mask: int, renders: _Renders) -> None:
+        if client.state == _READ:
+            self._read_request(client, renders)
+        elif client.state == _WRITE:
+            self._write(client)
+        else:
+            self._drain(client)
+
+    def _watch(self, client: _Client, events: int) -> None:
+        if client.events == events:
+            return
+        if client.events:
+            self._sel.modify(client.sock, events, client)
+        else:
+            self._sel.register(client.sock, events, client)
+        client.events = events
+
+    def _answer(self, client: _Client, payload: bytes | None) -> None:
+        if payload is None:  # the snapshot failed: already logged
+            self._drop(client)
+            return
+        client.state = _WRITE
+        client.out = payload
+        self._write(client)
+
+    def _write(self, client: _Client) -> None:
+        view = memoryview(client.out)
+        while client.sent < len(view):
+            try:
+                client.sent += client.sock.send(view[client.sent :])
+            except (BlockingIOError, InterruptedError):
+                self._watch(client, selectors.EVENT_WRITE)
+                return
+            except OSError:
+                self._drop(client)
+                return
+        self.served += 1
+        client.state = _LINGER
+        client.deadline = min(client.deadline, time.monotonic() + self.linger)
+        with contextlib.suppress(OSError):
+            client.sock.shutdown(socket.SHUT_WR)
+        self._drain(client)
+
+    def _drain(self, client: _Client) -> None:
+        """After the answer: read and discard until the peer closes (then close quietly)."""
+        while True:
+            try:
+                data = client.sock.recv(16384)
+            except (BlockingIOError, InterruptedError):
+                self._watch(client, selectors.EVENT_READ)
+                return
+            except OSError:
+                data = b""
+            client.drained += len(data)
+            if not data or client.drained > MAX_DRAIN:
+                self._drop(client, counted=False)
+                return
+
+    def _read_request(self, client: _Client, renders: _Renders) -> None:
+        eof = False
+        while b"\n" not in client.inbuf and len(client.inbuf) <= MAX_REQUEST_LINE:
+            try:
+                data = client.sock.recv(MAX_REQUEST_LINE + 2 - len(client.inbuf))
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                self._drop(client)
+                return
+            if not data:
+                eof = True
+                break
+            client.inbuf += data
+        line, newline, _ = bytes(client.inbuf).partition(b"\n")
+        if not newline and len(client.inbuf) <= MAX_REQUEST_LINE and not eof:
+            return  # wait for the rest of the line (or the deadline)
+        if not newline and eof and not client.inbuf:
+            self._drop(client)  # connected and left without a word
+            return
+        self._answer(client, self._route(line if newline else None, renders))
+
+    def _route(self, line: bytes | None, renders: _Renders) -> bytes | None:
+        """The answer to a request line (None: over the length cap or cut short by EOF)."""
+        match = None if line is None else _REQUEST_LINE.fullmatch(line)
+        if match is None:
+            return http_response(
+                b"bad request\n", content_type="text/plain", status="400 Bad Request"
+            )
+        method, target = match.group(1), match.group(2)
+        path = target.split(b"?", 1)[0]
+        kind, ctype = (
+            ("metrics", CONTENT_TYPE) if path == b"/metrics" else ("json", "application/json")
+        )
+        body = renders.get(kind)
+        if body is None:
+            return http_response(
+                b"stats unavailable\n",
+                content_type="text/plain",
+                status="500 Internal Server Error",
+            )
+        return http_response(body, content_type=ctype, head_only=method == b"HEAD")
+
+    def _expire(self, now: float) -> None:
+        for client in [c for c in self._clients.values() if c.deadline <= now]:
+            # Past the linger time the answer is out: not a failure.
+            self._drop(client, counted=client.state != _LINGER)
+
+    def _drop(self, client: _Client, counted: bool = True) -> None:
+        if counted:
+            self.dropped += 1
+        self._clients.pop(client.sock.fileno(), None)
+        if client.events:
+            with contextlib.suppress(KeyError, ValueError):
+                self._sel.unregister(client.sock)
+            client.events = 0
+        client.sock.close()
