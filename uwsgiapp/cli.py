@@ -316,7 +316,13 @@ def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="print the resolved configuration and where each value came from, then exit",
     )
     group = p.add_argument_group("options (each also settable by env var and config files)")
-    metavars = {"int": "N", "float": "SECONDS", "str": "VALUE", "list": "VALUE"}
+    metavars = {
+        "int": "N",
+        "float": "SECONDS",
+        "str": "VALUE",
+        "list": "VALUE",
+        "pairs": "NAME=VALUE",
+    }
     for spec in option_specs():
         default = format_value(spec, spec.default)
         text = f"{spec.help} [default: {default}; env: {spec.env}]".replace("%", "%%")
@@ -325,7 +331,7 @@ def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
             group.add_argument(
                 flag, dest=spec.name, action=argparse.BooleanOptionalAction, help=text
             )
-        elif spec.kind == "list":
+        elif spec.kind in ("list", "pairs"):
             group.add_argument(
                 flag, dest=spec.name, action="append", metavar=metavars[spec.kind], help=text
             )
@@ -353,12 +359,10 @@ def resolve_serve_config(
     env = os.environ if environ is None else environ
     warnings: list[str] = []
     layers = []
-    ini_env: list[tuple[str, str, str]] = []
     ini = IniResult()
     if args.ini:
         ini = ini_layer(args.ini, environ=env)
         layers.append(ini.layer)
-        ini_env = ini.env
         warnings.extend(ini.warnings)
     if args.config:
         layers.append(toml_layer(args.config))
@@ -371,7 +375,7 @@ def resolve_serve_config(
     if args.app_positional:
         cli["app"] = Raw(args.app_positional, "command line APP")
     layers.append(cli)
-    resolved = resolve(layers, env=ini_env, warnings=warnings)
+    resolved = resolve(layers, warnings=warnings)
     check_http_only(ini, resolved.sources["socket"], DEFAULT_SOURCE)
     return resolved
 
@@ -396,8 +400,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             "or module / wsgi-file in the --ini file",
             EXIT_USAGE,
         )
-    for name, value, _source in resolved.env:
-        os.environ[name] = value
+    # The app is loaded after this, in this process (or in workers forked from it).
+    os.environ.update(resolved.config.env_vars())
     try:
         from uwsgiapp.supervisor import serve
     except ImportError as exc:

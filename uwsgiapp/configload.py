@@ -19,7 +19,7 @@ import math
 import os
 import re
 import typing
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
@@ -51,7 +51,7 @@ ENV_PREFIX = "UWSGIAPP_"
 #: The source of a value no layer set.
 DEFAULT_SOURCE = "default"
 
-Kind = Literal["bool", "int", "float", "str", "list"]
+Kind = Literal["bool", "int", "float", "str", "list", "pairs"]
 _KINDS: dict[Any, Kind] = {
     bool: "bool",
     int: "int",
@@ -92,7 +92,7 @@ def _build_specs() -> dict[str, OptionSpec]:
     hints = typing.get_type_hints(Config)
     specs: dict[str, OptionSpec] = {}
     for f in option_fields():
-        kind = _KINDS.get(hints[f.name])
+        kind = f.metadata.get("kind") or _KINDS.get(hints[f.name])
         if kind is None:  # pragma: no cover - guards future Config fields
             raise TypeError(f"Config.{f.name}: no converter for type {hints[f.name]!r}")
         specs[f.name] = OptionSpec(
@@ -150,6 +150,21 @@ def parse_bool(text: str) -> bool | None:
     return None
 
 
+def _convert_pairs(value: Any, bad: Callable[[str], ConfigError]) -> tuple[str, ...]:
+    """``NAME=VALUE`` items, never split on commas (values hold them): a string (one item per
+    line: the environment variable), a list (repeated flags, ini keys), or a TOML table."""
+    if isinstance(value, str):
+        return tuple(line for line in value.splitlines() if line.strip())
+    if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    if isinstance(value, dict) and all(
+        isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool))
+        for v in value.values()
+    ):
+        return tuple(f"{name}={v}" for name, v in value.items())
+    raise bad('a table of NAME = "value" (or NAME=VALUE strings)')
+
+
 def convert(spec: OptionSpec, value: Any, source: str) -> Any:
     """Convert a raw value from ``source`` to the field's type, or raise ConfigError."""
 
@@ -185,6 +200,8 @@ def convert(spec: OptionSpec, value: Any, source: str) -> Any:
         if number is None or not math.isfinite(number):
             raise bad("a number")
         return number
+    if spec.kind == "pairs":
+        return _convert_pairs(value, bad)
     if spec.kind == "list":
         if isinstance(value, str):
             value = [value]
@@ -372,9 +389,6 @@ class Resolved:
 
     config: Config
     sources: Mapping[str, str]
-    env: tuple[tuple[str, str, str], ...] = ()
-    """``(name, value, source)``: environment variables to set before loading the app (from a
-    uWSGI ini's ``env`` key)."""
     warnings: tuple[str, ...] = field(default=())
 
 
@@ -385,15 +399,9 @@ def _error_message(exc: ConfigError) -> str:
     return str(exc).split(": ", 1)[-1]
 
 
-def resolve(
-    layers: Sequence[Layer],
-    *,
-    env: Sequence[tuple[str, str, str]] = (),
-    warnings: Sequence[str] = (),
-) -> Resolved:
+def resolve(layers: Sequence[Layer], *, warnings: Sequence[str] = ()) -> Resolved:
     """Merge ``layers`` (lowest precedence first), convert, build and validate the Config.
 
-    ``env`` holds ``(name, value, source)`` environment settings carried along for the caller.
     Raises :class:`ConfigError` naming the option and the source of the offending value.
     """
     values: dict[str, Any] = {}
@@ -409,12 +417,7 @@ def resolve(
     except ConfigError as exc:
         source = sources.get(exc.option, "")
         raise ConfigError(exc.option, _error_message(exc), source) from None
-    return Resolved(
-        config=config,
-        sources=sources,
-        env=tuple(env),
-        warnings=tuple(warnings),
-    )
+    return Resolved(config=config, sources=sources, warnings=tuple(warnings))
 
 
 def format_value(spec: OptionSpec, value: Any) -> str:
@@ -425,9 +428,16 @@ def format_value(spec: OptionSpec, value: Any) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return repr(value)
+    if spec.kind == "pairs":
+        pairs = (item.partition("=") for item in value)
+        return "{" + ", ".join(f"{_toml_key(k)} = {json.dumps(v)}" for k, _, v in pairs) + "}"
     if isinstance(value, tuple):
         return "[" + ", ".join(json.dumps(v) for v in value) + "]"
     return json.dumps(value)
+
+
+def _toml_key(name: str) -> str:
+    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)
 
 
 def format_config(resolved: Resolved) -> str:
@@ -440,6 +450,4 @@ def format_config(resolved: Resolved) -> str:
     width = max(len(text) for text, _ in rows)
     for text, name in rows:
         lines.append(f"{text.ljust(width)}  # {resolved.sources[name]}")
-    for key, value, source in resolved.env:
-        lines.append(f"# environment: {key}={value}  ({source})")
     return "\n".join(lines) + "\n"

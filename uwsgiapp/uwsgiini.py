@@ -19,8 +19,9 @@ never dropped silently (and its value is not expanded: ``log-format`` holds uWSG
 A ``%(name)`` or ``%x`` with no value is a :class:`ConfigError` naming it (uWSGI would leave it
 or make it empty, and the option would fail later on a value the user never wrote).
 
-Repeated keys are kept (``socket``, ``pythonpath``, ``env`` may appear many times); for single
-valued options the last one wins, as in uWSGI.
+Repeated keys are kept (``socket``, ``pythonpath``, ``env`` may appear many times; ``env`` fills
+the ``env`` option, ``--env`` on the command line); for single valued options the last one
+wins, as in uWSGI.
 
 Expansion is bounded: a value may not grow past :data:`MAX_EXPANDED_SIZE` characters and
 placeholders may nest :data:`MAX_PLACEHOLDER_DEPTH` deep; a placeholder that refers back to
@@ -96,9 +97,10 @@ SIMPLE_KEYS: Mapping[str, str] = {
     "socket-timeout": "socket_timeout",
     "z": "socket_timeout",
     "logto": "error_log_file",
+    "env": "env",
 }
 #: Config fields that accept several values (repeated keys accumulate).
-_MULTI = frozenset({"pythonpath", "socket"})
+_MULTI = frozenset({"pythonpath", "socket", "env"})
 #: Keys that build the app spec, the mount, the environment, or define placeholders.
 _APP_KEYS = frozenset({"module", "wsgi", "w", "wsgi-file", "file", "callable", "mount"})
 #: Boolean keys whose true value is what uwsgiapp always does: accepted without a word.
@@ -117,7 +119,7 @@ _ALWAYS_ON: Mapping[str, str] = {
 _PLUGIN_KEYS = frozenset({"plugins", "plugin", "plugins-list"})
 #: Keys whose values are read (and so expanded); any other key is ignored with a warning.
 _USED_KEYS = frozenset(
-    {*SIMPLE_KEYS, *_APP_KEYS, *_ALWAYS_ON, *_PLUGIN_KEYS, "env", "disable-logging", "L"}
+    {*SIMPLE_KEYS, *_APP_KEYS, *_ALWAYS_ON, *_PLUGIN_KEYS, "disable-logging", "L"}
 )
 #: Plugins that mean "Python WSGI": loading them is implicit.
 _PYTHON_PLUGINS = frozenset({"python", "python3", "python2", "python3.x"})
@@ -422,11 +424,9 @@ def _truthy(value: str) -> bool | None:
 
 @dataclass(slots=True)
 class IniResult:
-    """What an ini section contributes: a config layer, environment settings, warnings."""
+    """What an ini section contributes: a config layer, warnings, HTTP listeners asked for."""
 
     layer: Layer = field(default_factory=dict)
-    env: list[tuple[str, str, str]] = field(default_factory=list)
-    """``(name, value, source)`` from ``env = NAME=VALUE`` keys."""
     warnings: list[str] = field(default_factory=list)
     http: list[tuple[str, str, str]] = field(default_factory=list)
     """``(key, value, source)`` of the HTTP listeners asked for (``http = :8000``…): with no
@@ -563,11 +563,6 @@ class _Mapper:
         elif key in _APP_KEYS:
             canonical = {"wsgi": "module", "w": "module", "file": "wsgi-file"}.get(key, key)
             self.app[canonical] = (value, line, key)
-        elif key == "env":
-            name, eq, env_value = value.partition("=")
-            if not eq or not name.strip():
-                raise ConfigError("ini", f"env must be NAME=VALUE, got {value!r}", source)
-            self.result.env.append((name.strip(), env_value, source))
         elif key in ("disable-logging", "L"):
             flag = _truthy(value)
             if flag is None:

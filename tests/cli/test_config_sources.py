@@ -15,7 +15,7 @@ import pytest
 from cli.cli_testkit import run_cli
 
 from uwsgiapp.cli import EXIT_USAGE, build_parser, resolve_serve_config
-from uwsgiapp.config import Config, ConfigError
+from uwsgiapp.config import Config, ConfigError, make_config
 from uwsgiapp.configload import (
     MAX_TOML_KEY_PARTS,
     MAX_TOML_NESTING,
@@ -58,6 +58,10 @@ def spec(name: str) -> Any:
         ("chmod-socket", "0o600", 0o600),
         ("chmod-socket", 660, 0o660),
         ("chmod-socket", 0o666, 0o666),
+        ("env", "A=1", ("A=1",)),
+        ("env", "A=1\nB=x,y\n", ("A=1", "B=x,y")),  # never split on commas
+        ("env", ["A=1,2", "B="], ("A=1,2", "B=")),
+        ("env", {"A": "1", "B_2": 2}, ("A=1", "B_2=2")),  # a TOML table
     ],
 )
 def test_convert(option: str, raw: Any, expected: Any) -> None:
@@ -80,6 +84,8 @@ def test_convert(option: str, raw: Any, expected: Any) -> None:
         ("chmod-socket", "rw-rw----"),
         ("chmod-socket", "999"),
         ("chmod-socket", 990),
+        ("env", {"DEBUG": True}),
+        ("env", 5),
     ],
 )
 def test_convert_refuses(option: str, raw: Any) -> None:
@@ -181,6 +187,58 @@ def test_toml_errors(tmp_path: Path, name: str, text: str, message: str) -> None
     path.write_text(text)
     with pytest.raises(ConfigError, match=re.escape(message)):
         resolve([toml_layer(str(path))])
+
+
+@pytest.mark.parametrize("item", ["NOEQUALS", "=value", "A\x00B=1", "A=\x00"])
+def test_env_items_are_validated(item: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        resolve([{"env": Raw([item], "command line --env")}])
+    assert str(info.value).startswith("--env (from command line --env): expected NAME=VALUE")
+
+
+def test_env_from_every_source(tmp_path: Path) -> None:
+    """--env (repeatable), an env table in TOML, UWSGIAPP_ENV (one per line), ini env keys;
+    the highest source's list replaces the lower ones', as for every list option."""
+    (tmp_path / "u.ini").write_text("[uwsgi]\nenv = A=ini\nenv = B=x,y=z\n")
+    (tmp_path / "top.toml").write_text('[env]\nA = "toml"\nPORT = 8000\n')
+    (tmp_path / "tool.toml").write_text('[uwsgiapp]\nworkers = 2\n[uwsgiapp.env]\nA = "t"\n')
+
+    def env_of(argv: list[str], environ: dict[str, str] | None = None) -> tuple[str, ...]:
+        args = build_parser().parse_args(["serve", "app:app", *argv])
+        return resolve_serve_config(args, environ or {}).config.env
+
+    assert env_of(["--ini", str(tmp_path / "u.ini")]) == ("A=ini", "B=x,y=z")
+    assert env_of(["--config", str(tmp_path / "top.toml")]) == ("A=toml", "PORT=8000")
+    assert env_of(["--config", str(tmp_path / "tool.toml")]) == ("A=t",)
+    assert env_of([], {"UWSGIAPP_ENV": "A=env\nB=2"}) == ("A=env", "B=2")
+    assert env_of(["--env", "A=1,2", "--env", "B=", "--ini", str(tmp_path / "u.ini")]) == (
+        "A=1,2",
+        "B=",
+    )
+    c = make_config(env=("A=1", "B=x=y", "A=2"))
+    assert c.env_vars() == {"A": "2", "B": "x=y"}
+
+
+def test_env_round_trips_through_print_config(tmp_path: Path) -> None:
+    """The ini's env used to be printed as comments, lost by --print-config > app.toml."""
+    (tmp_path / "app.ini").write_text(
+        "[uwsgi]\nmodule = app:app\nenv = DJANGO_SETTINGS_MODULE=site.settings\n"
+        'env = HOSTS=a,b\nenv = MSG=say "hi"=ok\nenv = my.var=1\n'
+    )
+    r = run_cli("serve", "--ini", "app.ini", "--print-config", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    assert (
+        'env = {DJANGO_SETTINGS_MODULE = "site.settings", HOSTS = "a,b",'
+        ' MSG = "say \\"hi\\"=ok", "my.var" = "1"}'
+    ) in out
+    (tmp_path / "app.toml").write_text(out)
+    r2 = run_cli("serve", "--config", "app.toml", "--print-config", cwd=tmp_path)
+    assert r2.returncode == 0, r2.stderr
+    strip = re.compile(r"\s+#.*$", re.M)
+    assert strip.sub("", r2.stdout.decode()) == strip.sub("", out)
+    r3 = run_cli("serve", "--config", "app.toml", "--env", "X=1", "--print-config", cwd=tmp_path)
+    assert 'env = {X = "1"}' in r3.stdout.decode()
 
 
 def test_validate_error_names_the_source() -> None:

@@ -44,7 +44,8 @@ def load(
     arg = str(path) if section == "uwsgi" else f"{path}:{section}"
     result = ini_layer(arg, environ=environ or {})
     config = resolve([result.layer]).config
-    return config, result.warnings, [(k, v) for k, v, _ in result.env]
+    pairs = [item.partition("=") for item in config.env]
+    return config, result.warnings, [(name, value) for name, _, value in pairs]
 
 
 # (ini lines, {field: expected value}) — one row per uWSGI key we map.
@@ -84,6 +85,7 @@ KEYS: list[tuple[str, dict[str, Any]]] = [
     ("disable-logging = true", {"access_log": "off"}),
     ("disable-logging = false", {"access_log": "uwsgi"}),
     ("logto = /var/log/app.log", {"error_log_file": "/var/log/app.log"}),
+    ("env = A=1\nenv = B=x,y", {"env": ("A=1", "B=x,y")}),
     ("mount = /app=myapp:app\nmanage-script-name = true", {"mount": "/app", "app": "myapp:app"}),
     ("mount = /blog=blog.py", {"mount": "/blog", "app": "blog.py:application"}),
     ("mount = /=main:app", {"mount": "", "app": "main:app"}),
@@ -339,7 +341,8 @@ def test_parse_ini_keeps_repeats_and_verbatim_values() -> None:
     ("body", "message"),
     [
         ("processes = many", "--workers (from ini"),
-        ("env = NOEQUALS", "env must be NAME=VALUE"),
+        ("env = NOEQUALS", "--env (from ini"),
+        ("env = =value", "expected NAME=VALUE, got '=value'"),
         ("mount = app", "expected /point=app"),
         ("buffer-size = 100000", "--buffer-size (from ini"),
     ],

@@ -158,11 +158,14 @@ def test_serve_tcp_with_env_and_flags(short_dir: Path, start_serve: Start) -> No
     from cli.cli_testkit import free_port
 
     address = f"127.0.0.1:{free_port()}"
-    proc = start_serve("wsgi:app", "--socket", address, "--workers", "1")
+    proc = start_serve(
+        "wsgi:app", "--socket", address, "--workers", "1", "--env", "GREETING=hello, world"
+    )
     wait_for_pong(address, proc)
     r = run_cli("request", address, "/hello?name=bo")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["name"] == "bo"
+    assert json.loads(r.stdout)["greeting"] == "hello, world"  # --env reached the app
 
 
 def test_serve_app_that_cannot_load(short_dir: Path) -> None:
