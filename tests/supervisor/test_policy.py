@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import signal
 
-from uwsgiapp.supervisor.policy import (
+from uwsgiapp.exitcodes import ServeExit, WorkerExit
+from uwsgiapp.supervisor.actions import (
     BOOT_FAILURE_LIMIT,
-    EXIT_APP_LOAD,
-    EXIT_BOOT_LOOP,
     QUICK_GRACE,
     RETIRE,
     Halt,
-    Policy,
+    Mode,
     Reimport,
+    ReloadKind,
     Signal,
     Spawn,
     StopAccepting,
+    WorkerState,
 )
+from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.status import STATE_BOOTING, STATE_READY, WorkerStatus
 
 
@@ -132,7 +134,7 @@ def test_hup_twice_quickly_spawns_each_generation_once() -> None:
 
 
 def test_reload_with_reimport_asks_the_master_first() -> None:
-    sim = started(reimport_on_reload=True)
+    sim = started(reload_kind=ReloadKind.REIMPORT)
     actions = sim.policy.on_signal("HUP", sim.now)
     kinds = [type(a) for a in actions]
     assert kinds.index(Reimport) < kinds.index(Spawn)
@@ -143,10 +145,10 @@ def test_reload_whose_new_workers_cannot_load_keeps_old_ones() -> None:
     old = sim.pids()
     sim.run(sim.policy.on_signal("HUP", sim.now))
     new = sim.pids(1)
-    actions = sim.run(sim.policy.on_exit(min(new), EXIT_APP_LOAD, None, sim.now))
+    actions = sim.run(sim.policy.on_exit(min(new), WorkerExit.APP_LOAD, None, sim.now))
     assert not any(isinstance(a, Halt) for a in actions)
     assert (max(new), signal.SIGKILL) in signals_sent(actions)
-    assert sim.policy.generation == 0 and sim.policy.mode == "running"
+    assert sim.policy.generation == 0 and sim.policy.mode is Mode.RUNNING
     assert old <= sim.pids()
 
 
@@ -192,8 +194,8 @@ def test_ttin_ttou() -> None:
 def test_app_load_failure_halts_instead_of_fork_loop() -> None:
     sim = Sim(Policy(workers=2))
     sim.run(sim.policy.start())
-    actions = sim.policy.on_exit(min(sim.pids()), EXIT_APP_LOAD, None, sim.now)
-    assert Halt(EXIT_APP_LOAD) in actions
+    actions = sim.policy.on_exit(min(sim.pids()), WorkerExit.APP_LOAD, None, sim.now)
+    assert Halt(ServeExit.APP_LOAD) in actions
     assert not [a for a in actions if isinstance(a, Spawn)]
 
 
@@ -203,7 +205,7 @@ def test_workers_dying_during_boot_halt_after_limit() -> None:
     actions: list[object] = []
     for _ in range(BOOT_FAILURE_LIMIT):
         actions = sim.run(sim.policy.on_exit(min(sim.pids()), 1, None, sim.now))
-    assert Halt(EXIT_BOOT_LOOP) in actions
+    assert Halt(ServeExit.BOOT_LOOP) in actions
 
 
 def test_harakiri_dumps_then_kills_and_replaces() -> None:
@@ -308,7 +310,7 @@ def test_a_previous_workers_ready_slot_does_not_make_a_booting_one_ready() -> No
         pid = min(sim.pids())
         stale = WorkerStatus(pid - 1, STATE_READY, 0.0, 7)
         actions = sim.run(sim.policy.on_exit(pid, 1, None, sim.now, lambda wid, s=stale: s))
-    assert Halt(EXIT_BOOT_LOOP) in actions
+    assert Halt(ServeExit.BOOT_LOOP) in actions
 
 
 def test_workers_crashing_during_boot_with_their_slot_read_still_halt() -> None:
@@ -317,7 +319,7 @@ def test_workers_crashing_during_boot_with_their_slot_read_still_halt() -> None:
     actions: list[object] = []
     for _ in range(BOOT_FAILURE_LIMIT):
         actions = sim.run(sim.exit(min(sim.pids()), 1))
-    assert Halt(EXIT_BOOT_LOOP) in actions
+    assert Halt(ServeExit.BOOT_LOOP) in actions
 
 
 # -- a stop reaches every worker (issue 14, item 4) ---------------------------------------------
@@ -326,9 +328,9 @@ def test_workers_crashing_during_boot_with_their_slot_read_still_halt() -> None:
 def assert_stopped_cleanly(sim: Sim, deadline: float) -> None:
     """Every worker is stopping, to be killed at ``deadline``; once they exit, Halt(0)."""
     policy = sim.policy
-    assert policy.mode == "stopping" and not policy.pending
+    assert policy.mode is Mode.STOPPING and not policy.pending
     for rec in policy.records.values():
-        assert rec.state == "stopping"
+        assert rec.state is WorkerState.STOPPING
         assert rec.deadline == deadline
     assert sim.pids(), "nothing to stop: the test is wrong"
     actions: list[object] = []
@@ -379,7 +381,7 @@ def test_quick_stop_in_the_same_batch_as_a_hup_forks_nothing() -> None:
 
 
 def test_reimport_decided_before_a_term_of_the_same_batch_is_dropped() -> None:
-    sim = started(reimport_on_reload=True)
+    sim = started(reload_kind=ReloadKind.REIMPORT)
     batch = sim.policy.on_signal("HUP", sim.now) + sim.policy.on_signal("TERM", sim.now)
     sim.run(batch)
     assert Reimport() in batch and Reimport() in sim.skipped
@@ -468,12 +470,12 @@ def test_each_hup_retires_the_older_workers_still_booting_and_keeps_the_serving_
     for _ in range(50):  # lazy apps: no new generation is ready before the next HUP
         sim.run(sim.policy.on_signal("HUP", sim.now))
         sim.tick()
-        live = [r for r in sim.policy.records.values() if r.state != "stopping"]
+        live = [r for r in sim.policy.records.values() if r.state is not WorkerState.STOPPING]
         assert len(live) == 4 and serving <= {r.pid for r in live}
         # 2 serving, 2 booting, 2 just retired: never more slots than that.
         assert max(r.wid for r in sim.policy.records.values()) < 6
         # Retired workers leave (a booting one dies of the HUP at once).
-        for rec in [r for r in sim.policy.records.values() if r.state == "stopping"]:
+        for rec in [r for r in sim.policy.records.values() if r.state is WorkerState.STOPPING]:
             sim.run(sim.exit(rec.pid, None, signal.SIGHUP))
     sim.make_all_ready()
     assert signals_sent(sim.tick()) == {(pid, RETIRE) for pid in serving}
@@ -527,12 +529,12 @@ def test_a_failed_reload_after_a_quick_second_hup_keeps_the_serving_workers() ->
     sim.run(sim.policy.on_signal("HUP", sim.now))
     sim.tick()
     sim.run(sim.policy.on_signal("HUP", sim.now))
-    for rec in [r for r in sim.policy.records.values() if r.state == "stopping"]:
+    for rec in [r for r in sim.policy.records.values() if r.state is WorkerState.STOPPING]:
         sim.run(sim.exit(rec.pid, None, signal.SIGHUP))
-    actions = sim.run(sim.exit(min(sim.pids(2)), EXIT_APP_LOAD))
+    actions = sim.run(sim.exit(min(sim.pids(2)), WorkerExit.APP_LOAD))
     assert not [a for a in actions if isinstance(a, (Spawn, Halt))]
     assert (max(sim.pids(2)), signal.SIGKILL) in signals_sent(actions)
-    assert sim.policy.mode == "running" and sim.policy.generation == 1
+    assert sim.policy.mode is Mode.RUNNING and sim.policy.generation == 1
     assert serving == sim.pids(1)  # counted as current: no more spawns, none left behind
     sim.make_all_ready()
     assert not [a for a in sim.tick() if isinstance(a, (Spawn, Signal))]
@@ -544,9 +546,9 @@ def test_a_failed_reload_keeps_at_most_the_desired_number_of_serving_workers() -
     sim.ready.add(min(sim.pids(1)))  # one gen 1 worker is up
     sim.tick()
     sim.run(sim.policy.on_signal("HUP", sim.now))  # keeps 2 serving: gen 1's and a gen 0 one
-    for rec in [r for r in sim.policy.records.values() if r.state == "stopping"]:
+    for rec in [r for r in sim.policy.records.values() if r.state is WorkerState.STOPPING]:
         sim.run(sim.exit(rec.pid, None, signal.SIGHUP))
-    actions = sim.run(sim.exit(min(sim.pids(2)), EXIT_APP_LOAD))
+    actions = sim.run(sim.exit(min(sim.pids(2)), WorkerExit.APP_LOAD))
     assert not [a for a in actions if isinstance(a, (Spawn, Halt))]
-    live = [r for r in sim.policy.records.values() if r.state != "stopping"]
+    live = [r for r in sim.policy.records.values() if r.state is not WorkerState.STOPPING]
     assert len(live) == 2 and {r.generation for r in live} == {1}

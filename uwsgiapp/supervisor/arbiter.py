@@ -23,29 +23,25 @@ from collections.abc import Callable
 from types import FrameType
 
 from uwsgiapp.config import Config
+from uwsgiapp.exitcodes import ServeExit, WorkerExit
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.server.connection import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import arm_fault_dumps, reopen_logs
 from uwsgiapp.server.worker import Worker
-from uwsgiapp.supervisor import policy as P
+from uwsgiapp.supervisor import actions as A
+from uwsgiapp.supervisor.policy import Policy
+from uwsgiapp.supervisor.reload import reimport
 from uwsgiapp.supervisor.status import StatusTable
+from uwsgiapp.supervisor.titles import master_title, set_title, worker_title
 
 log = logging.getLogger("uwsgiapp.error")
 
-MASTER_SIGNALS = ("HUP", "TERM", "INT", "QUIT", "TTIN", "TTOU", "USR1", "CHLD")
+#: What the master handles: the policy's table, and CHLD (which only wakes the loop to reap).
+MASTER_SIGNALS = (*Policy.SIGNAL_HANDLERS, "CHLD")
 _MASTER_SIGNUMS = frozenset(getattr(signal, f"SIG{name}") for name in MASTER_SIGNALS)
 TICK = 0.1
 PR_SET_PDEATHSIG = 1
-
-
-def set_title(title: str) -> None:
-    """Set the process title when setproctitle is installed."""
-    try:
-        from setproctitle import setproctitle
-    except ImportError:
-        return
-    setproctitle(title)
 
 
 def _die_with_parent() -> None:
@@ -78,6 +74,13 @@ def _harakiri_dump(signum: int, frame: FrameType | None) -> None:
     log.error("harakiri: worker %d stuck in %s; its stack:\n%s", os.getpid(), where, stack.rstrip())
 
 
+def reload_kind(config: Config, *, preloaded: bool) -> A.ReloadKind:
+    """What a HUP does about the code, from the options."""
+    if not preloaded:
+        return A.ReloadKind.LAZY
+    return A.ReloadKind.REIMPORT if config.reload_preloaded else A.ReloadKind.RECYCLE
+
+
 class Arbiter:
     """Master of ``config.workers`` worker processes sharing ``listeners``."""
 
@@ -93,11 +96,11 @@ class Arbiter:
         self.app = app
         self.build_handler = build_handler
         self.table = StatusTable(max(64, config.workers * 4))
-        self.policy = P.Policy(
+        self.policy = Policy(
             workers=config.workers,
             graceful_timeout=config.graceful_timeout,
             harakiri=config.harakiri,
-            reimport_on_reload=app is not None and config.reload_preloaded,
+            reload_kind=reload_kind(config, preloaded=app is not None),
             reload_on_rss_mb=config.reload_on_rss,
             slots=self.table.capacity,
         )
@@ -120,7 +123,7 @@ class Arbiter:
 
     def run(self) -> int:
         """Run until stopped; returns the exit code."""
-        set_title(f"uwsgiapp master [{self.config.app}]")
+        set_title(*master_title(self.config.app))
         self._install_signals()
         log.info("master %d: starting %d workers", self.pid, self.config.workers)
         code = self._execute(self.policy.start())
@@ -131,7 +134,7 @@ class Arbiter:
                 while os.read(self._wake_r, 4096):
                     pass
             now = time.monotonic()
-            actions: list[P.Action] = []
+            actions: list[A.Action] = []
             for pid, exit_code, signum in self._reap():
                 actions += self.policy.on_exit(pid, exit_code, signum, now, self.table.read)
             while self.signals:
@@ -156,31 +159,32 @@ class Arbiter:
                 done.append((pid, os.waitstatus_to_exitcode(status), None))
         return done
 
-    def _execute(self, actions: list[P.Action]) -> int | None:
+    def _execute(self, actions: list[A.Action]) -> ServeExit | None:
         for action in actions:
             if not self.policy.wanted(action):  # overtaken by a later event of the batch
                 continue
-            if isinstance(action, P.Spawn):
-                self._spawn(action.wid, action.generation)
-            elif isinstance(action, P.Signal):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(action.pid, action.signum)
-            elif isinstance(action, P.Log):
-                getattr(log, action.level)("%s", action.message)
-            elif isinstance(action, P.Reimport):
-                self._reimport()
-            elif isinstance(action, P.StopAccepting):
-                for listener in self.listeners:
-                    if listener.path:
-                        listener.close_path()
-            elif isinstance(action, P.ReopenLogs):
-                try:
-                    reopen_logs()
-                except OSError as exc:  # e.g. a dropped master may not create the new file
-                    sys.stderr.write(f"uwsgiapp: USR1: cannot reopen the log files: {exc}\n")
-            elif isinstance(action, P.Halt):
-                self._halt()
-                return action.code
+            match action:
+                case A.Spawn(wid, generation):
+                    self._spawn(wid, generation)
+                case A.Signal(pid, signum):
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signum)
+                case A.Log(level, message):
+                    log.log(level, "%s", message)
+                case A.Reimport():
+                    self._reimport()
+                case A.StopAccepting():
+                    for listener in self.listeners:
+                        if listener.path:
+                            listener.close_path()
+                case A.ReopenLogs():
+                    try:
+                        reopen_logs()
+                    except OSError as exc:  # e.g. a dropped master may not create the new file
+                        sys.stderr.write(f"uwsgiapp: USR1: cannot reopen the log files: {exc}\n")
+                case A.Halt(code):
+                    self._halt()
+                    return code
         return None
 
     def _halt(self) -> None:
@@ -195,18 +199,10 @@ class Arbiter:
             time.sleep(0.01)
 
     def _reimport(self) -> None:
-        """HUP with --reload-preloaded: import the app afresh; keep the old one if that fails."""
-        fresh = [m for m in sys.modules if m not in self._modules_before_app]
-        saved = {name: sys.modules.pop(name) for name in fresh}
-        try:
-            self.app = load_app(
-                self.config.app, chdir=self.config.chdir, pythonpath=self.config.pythonpath
-            )
-        except AppImportError as exc:
-            sys.modules.update(saved)
-            log.error("reload: cannot re-import the app, keeping the old code: %s", exc)
-        else:
-            log.info("reload: app re-imported")
+        """HUP with a preloaded app: import it afresh; keep the old one if that fails."""
+        app = reimport(self.config, self._modules_before_app)
+        if app is not None:
+            self.app = app
 
     # -- worker -------------------------------------------------------------------------------
 
@@ -228,7 +224,7 @@ class Arbiter:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             self.policy.spawned(wid, generation, pid, time.monotonic())
             return
-        code = 1
+        code: int = WorkerExit.CRASHED
         try:
             code = self._worker_main(wid, mask)
         except SystemExit as exc:
@@ -257,7 +253,7 @@ class Arbiter:
         signal.signal(signal.SIGUSR1, lambda s, f: reopen_logs())
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         _die_with_parent()
-        set_title(f"uwsgiapp worker {wid + 1} [{self.config.app}]")
+        set_title(*worker_title(wid + 1, self.config.app))
         app = self.app
         if app is None:  # lazy-apps: import here, after fork
             try:
@@ -266,7 +262,7 @@ class Arbiter:
                 )
             except AppImportError as exc:
                 log.error("worker %d cannot load the app: %s", wid + 1, exc)
-                return P.EXIT_APP_LOAD
+                return WorkerExit.APP_LOAD
         slot = self.table.hooks(wid, os.getpid())
         max_requests = self.config.max_requests
         if max_requests and self.config.max_requests_jitter:

@@ -1,274 +1,125 @@
 """What the master should do next: pure decisions, no processes, no clocks, no signals.
 
 The arbiter feeds events in (a signal arrived, a child exited, time passed with these worker
-statuses) and executes the actions that come out. Tests drive this class directly.
+statuses) and executes the actions that come out. Tests drive this class directly. The
+vocabulary (states, actions, the worker record) is in :mod:`~uwsgiapp.supervisor.actions`, the
+state and its bookkeeping in :mod:`~uwsgiapp.supervisor.roster`.
 """
 
 from __future__ import annotations
 
 import signal
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from typing import ClassVar
 
+from uwsgiapp.exitcodes import ServeExit, WorkerExit
+from uwsgiapp.supervisor.actions import (
+    BOOT_FAILURE_LIMIT,
+    DUMP_GRACE,
+    RETIRE,
+    Action,
+    Halt,
+    Log,
+    LogLevel,
+    Mode,
+    Reimport,
+    ReloadKind,
+    ReopenLogs,
+    Signal,
+    StopAccepting,
+    WorkerRecord,
+    describe_exit,
+)
+from uwsgiapp.supervisor.roster import BOOTING, HARAKIRI, READY, TOLD, Roster
 from uwsgiapp.supervisor.status import WorkerStatus
 
-#: Exit code a worker uses when it cannot load the app (lazy-apps): stop, don't fork in a loop.
-EXIT_APP_LOAD = 4
-#: Exit code of a worker that left on purpose: recycled (max-requests, EMFILE), stopped, retired.
-EXIT_CLEAN = 0
-#: The master's exit code when workers keep dying before they become ready.
-EXIT_BOOT_LOOP = 5
-#: Consecutive workers that may die during boot before the master gives up.
-BOOT_FAILURE_LIMIT = 5
-#: Seconds between the harakiri stack dump and the kill; and the quick-stop grace.
-DUMP_GRACE = 1.0
-QUICK_GRACE = 2.0
-#: What a worker retired while the others keep serving gets: finish the current request, leave.
-RETIRE = signal.SIGHUP
+#: The old names of the codes (kept importable; the enums in :mod:`uwsgiapp.exitcodes` rule).
+EXIT_APP_LOAD = WorkerExit.APP_LOAD
+EXIT_CLEAN = WorkerExit.CLEAN
+EXIT_BOOT_LOOP = ServeExit.BOOT_LOOP
 
-BOOTING, READY, STOPPING, HARAKIRI = "booting", "ready", "stopping", "harakiri"
+_RELOAD_SAYS = {
+    ReloadKind.REIMPORT: "re-importing the app in the master for the new workers",
+    ReloadKind.LAZY: "the new workers import the app (--lazy-apps)",
+    ReloadKind.RECYCLE: "new workers with the code already loaded (--no-reload-preloaded)",
+}
 
-
-@dataclass(frozen=True, slots=True)
-class Spawn:
-    """Fork a worker into status slot ``wid`` for ``generation``."""
-
-    wid: int
-    generation: int
-
-
-@dataclass(frozen=True, slots=True)
-class Signal:
-    """Send ``signum`` to worker ``pid``."""
-
-    pid: int
-    signum: int
-
-
-@dataclass(frozen=True, slots=True)
-class Log:
-    """A line for the error log."""
-
-    level: str  # "info" | "warning" | "error"
-    message: str
-
-
-@dataclass(frozen=True, slots=True)
-class Halt:
-    """Stop the master with ``code`` (killing any worker still alive)."""
-
-    code: int
-
-
-@dataclass(frozen=True, slots=True)
-class Reimport:
-    """Re-import the preloaded app in the master before forking new workers."""
-
-
-@dataclass(frozen=True, slots=True)
-class StopAccepting:
-    """Remove unix socket files so no new connection can arrive (the backlog still drains)."""
-
-
-@dataclass(frozen=True, slots=True)
-class ReopenLogs:
-    """Reopen the master's log files."""
-
-
-Action = Spawn | Signal | Log | Halt | Reimport | StopAccepting | ReopenLogs
-
-
-@dataclass(slots=True)
-class WorkerRecord:
-    """The master's view of one worker process."""
-
-    wid: int
-    pid: int
-    generation: int
-    started: float
-    state: str = BOOTING
-    deadline: float = 0.0  # when to SIGKILL (stopping / harakiri)
-
-
-def describe_exit(code: int | None, signum: int | None) -> str:
-    """'exited with code 3' / 'killed by signal 9 (SIGKILL)'."""
-    if signum is not None:
-        try:
-            name = signal.Signals(signum).name
-        except ValueError:
-            name = "?"
-        return f"killed by signal {signum} ({name})"
-    return f"exited with code {code}"
+_SignalHandler = Callable[["Policy", float], list[Action]]
 
 
 @dataclass
-class Policy:
-    """The supervisor's decisions. Times are seconds (``now`` monotonic, ``wall`` epoch)."""
+class Policy(Roster):
+    """The supervisor's decisions on events. Times are seconds (``now`` monotonic, ``wall``
+    epoch)."""
 
-    workers: int
-    graceful_timeout: float = 30.0
-    harakiri: float = 0.0
-    reimport_on_reload: bool = False
-    reload_on_rss_mb: int = 0
-    #: Status slots (worker ids) there are; 0: unbounded. A reload needs twice ``desired``.
-    slots: int = 0
-    desired: int = 0
-    generation: int = 0
-    mode: str = "running"  # running | reloading | stopping
-    #: Once stopping: what every worker gets (TERM graceful, INT quick), late ones included.
-    stop_signal: int = signal.SIGTERM
-    records: dict[int, WorkerRecord] = field(default_factory=dict)
-    boot_failures: int = 0
-    halted: bool = False
-    #: Spawns asked for but not yet reported by :meth:`spawned` (wid → generation).
-    pending: dict[int, int] = field(default_factory=dict)
-    #: Every slot is taken (by workers still stopping): spawning waits for one to exit.
-    slots_full: bool = False
+    #: Signal name → its handler while not stopping (filled below the class).
+    SIGNAL_HANDLERS: ClassVar[dict[str, _SignalHandler]] = {}
 
-    def __post_init__(self) -> None:
-        self.desired = self.workers
-
-    # -- bookkeeping ------------------------------------------------------------------------
-
-    def _free_wid(self) -> int | None:
-        used = {rec.wid for rec in self.records.values()} | set(self.pending)
-        wid = 0
-        while wid in used:
-            wid += 1
-        return None if self.slots and wid >= self.slots else wid
-
-    def _counted(self) -> list[WorkerRecord]:
-        return [
-            r
-            for r in self.records.values()
-            if r.generation == self.generation and r.state in (BOOTING, READY)
-        ]
-
-    def _pending_now(self) -> int:
-        return sum(1 for gen in self.pending.values() if gen == self.generation)
-
-    def _fill(self) -> list[Action]:
-        """Spawn current-generation workers up to ``desired``."""
-        if self.mode == "stopping" or self.halted:
-            return []
-        actions: list[Action] = []
-        for _ in range(self.desired - len(self._counted()) - self._pending_now()):
-            wid = self._free_wid()
-            if wid is None:  # asked again at each tick, as stopping workers free their slots
-                if not self.slots_full:
-                    self.slots_full = True
-                    actions.append(
-                        Log(
-                            "warning",
-                            f"all {self.slots} worker slots are taken (by workers still "
-                            "stopping): new workers start as those exit",
-                        )
-                    )
-                return actions
-            self.pending[wid] = self.generation
-            actions.append(Spawn(wid, self.generation))
-        self.slots_full = False
-        return actions
-
-    def _stop(self, rec: WorkerRecord, now: float, signum: int = signal.SIGTERM) -> Signal:
-        """Tell one worker to stop; it is killed if still alive after the grace period.
-
-        TERM (the whole server stops) makes a worker also serve what waits in the backlog, as
-        nobody else will. A worker retired while others keep serving (reload, TTOU, RSS) gets
-        :data:`RETIRE` instead: it finishes its current request only, since under sustained
-        load the shared backlog never runs empty and draining it would last until the kill.
-        """
-        graceful = signum in (signal.SIGTERM, RETIRE)
-        deadline = now + (self.graceful_timeout if graceful else QUICK_GRACE)
-        if rec.state in (STOPPING, HARAKIRI):  # already told: a new stop never delays the kill
-            deadline = min(deadline, rec.deadline)
-        else:
-            rec.state = STOPPING
-        rec.deadline = deadline
-        return Signal(rec.pid, signum)
-
-    def _note_ready(self, rec: WorkerRecord, st: WorkerStatus) -> None:
-        """The worker's own slot says it has loaded the app and accepts: it booted."""
-        if rec.state == BOOTING and st.ready_for(rec.pid):
-            rec.state = READY
-            self.boot_failures = 0
-
-    def wanted(self, action: Action) -> bool:
-        """The arbiter is about to carry out ``action``: is it still wanted?
-
-        The arbiter carries out a whole batch of events' actions at once. A :class:`Spawn` or
-        :class:`Reimport` decided before a TERM of the same batch (a worker died, a HUP) is
-        dropped here instead of forking a worker that nobody would stop; so is a spawn
-        superseded by a later HUP or TTOU of the batch.
-        """
-        if isinstance(action, Spawn):
-            return (
-                not self.halted
-                and self.mode != "stopping"
-                and self.pending.get(action.wid) == action.generation
-            )
-        if isinstance(action, Reimport):
-            return not self.halted and self.mode != "stopping"
-        return True
-
-    def spawned(self, wid: int, generation: int, pid: int, now: float) -> None:
-        """The arbiter forked ``pid`` for a :class:`Spawn`."""
-        self.pending.pop(wid, None)
-        self.records[pid] = WorkerRecord(wid, pid, generation, now)
-
-    def spawn_failed(self, wid: int) -> None:
-        """The arbiter could not fork for a :class:`Spawn` (it will be asked again)."""
-        self.pending.pop(wid, None)
-
-    def start(self) -> list[Action]:
-        """The first workers."""
-        return self._fill()
-
-    # -- events -----------------------------------------------------------------------------
+    # -- signals ----------------------------------------------------------------------------
 
     def on_signal(self, name: str, now: float) -> list[Action]:
         """A signal reached the master (by name: 'HUP', 'TERM', ...)."""
-        if self.halted:
+        if self.halted or name == "CHLD":
             return []
-        if name == "CHLD":
-            return []
-        if name == "USR1":
-            reopen: list[Action] = [ReopenLogs()]
-            return reopen + [Signal(r.pid, signal.SIGUSR1) for r in self.records.values()]
-        if self.mode == "stopping":
+        if name == "USR1":  # also while stopping: the logs move whatever the master does
+            return self.handle_usr1(now)
+        if self.mode is Mode.STOPPING:
             if name in ("INT", "QUIT"):  # a second, impatient stop
                 return [self._stop(r, now, signal.SIGINT) for r in self.records.values()]
-            return [Log("info", f"already stopping; SIG{name} ignored")]
-        if name == "TERM":
-            actions: list[Action] = [
-                Log("info", "SIGTERM: graceful stop (finishing in-flight and queued requests)"),
-                StopAccepting(),
-            ]
-            return actions + self._begin_stop(signal.SIGTERM, now)
-        if name in ("INT", "QUIT"):
-            actions = [Log("info", f"SIG{name}: quick stop")]
-            return actions + self._begin_stop(signal.SIGINT, now)
-        if name == "HUP":
-            self.generation += 1
-            self.mode = "reloading"
-            # Spawns of the older generation not forked yet would only be retired at hand-over.
-            self.pending.clear()
-            actions = [Log("info", f"SIGHUP: graceful reload (generation {self.generation})")]
-            actions += self._retire_superseded(now)
-            if self.reimport_on_reload:
-                actions.append(Reimport())
-            return actions + self._fill()
-        if name == "TTIN":
-            if self.slots and self.desired >= self.slots // 2:
-                return [Log("warning", f"SIGTTIN: already at the most workers ({self.desired})")]
-            self.desired += 1
-            return [Log("info", f"SIGTTIN: workers {self.desired}"), *self._fill()]
-        if name == "TTOU":
-            if self.desired <= 1:
-                return [Log("info", "SIGTTOU: already at one worker")]
-            self.desired -= 1
-            return [Log("info", f"SIGTTOU: workers {self.desired}"), *self._trim(now)]
-        return []
+            return [Log(LogLevel.INFO, f"already stopping; SIG{name} ignored")]
+        handler = self.SIGNAL_HANDLERS.get(name)
+        return handler(self, now) if handler is not None else []
+
+    def handle_usr1(self, now: float) -> list[Action]:
+        """Reopen the logs, the master's and every worker's."""
+        reopen: list[Action] = [ReopenLogs()]
+        return reopen + [Signal(r.pid, signal.SIGUSR1) for r in self.records.values()]
+
+    def handle_term(self, now: float) -> list[Action]:
+        """Graceful stop: no new connections; workers finish what is in flight and queued."""
+        actions: list[Action] = [
+            Log(LogLevel.INFO, "SIGTERM: graceful stop (finishing in-flight and queued requests)"),
+            StopAccepting(),
+        ]
+        return actions + self._begin_stop(signal.SIGTERM, now)
+
+    def handle_int(self, now: float) -> list[Action]:
+        """Quick stop (INT and QUIT)."""
+        return [Log(LogLevel.INFO, "SIGINT: quick stop"), *self._begin_stop(signal.SIGINT, now)]
+
+    def handle_quit(self, now: float) -> list[Action]:
+        """Quick stop (INT and QUIT)."""
+        return [Log(LogLevel.INFO, "SIGQUIT: quick stop"), *self._begin_stop(signal.SIGINT, now)]
+
+    def handle_hup(self, now: float) -> list[Action]:
+        """Graceful reload: a new generation of workers, the old one stops once it is ready."""
+        self.generation += 1
+        self.mode = Mode.RELOADING
+        # Spawns of the older generation not forked yet would only be retired at hand-over.
+        self.pending.clear()
+        says = _RELOAD_SAYS[self.reload_kind]
+        actions: list[Action] = [
+            Log(LogLevel.INFO, f"SIGHUP: graceful reload (generation {self.generation}): {says}")
+        ]
+        actions += self._retire_superseded(now)
+        if self.reload_kind is ReloadKind.REIMPORT:
+            actions.append(Reimport())
+        return actions + self._fill()
+
+    def handle_ttin(self, now: float) -> list[Action]:
+        """One worker more (up to half the slots: a reload needs the other half)."""
+        if self.slots and self.desired >= self.slots // 2:
+            return [Log(LogLevel.WARNING, f"SIGTTIN: already at the most workers ({self.desired})")]
+        self.desired += 1
+        return [Log(LogLevel.INFO, f"SIGTTIN: workers {self.desired}"), *self._fill()]
+
+    def handle_ttou(self, now: float) -> list[Action]:
+        """One worker less (at least one)."""
+        if self.desired <= 1:
+            return [Log(LogLevel.INFO, "SIGTTOU: already at one worker")]
+        self.desired -= 1
+        return [Log(LogLevel.INFO, f"SIGTTOU: workers {self.desired}"), *self._trim(now)]
 
     def _retire_superseded(self, now: float) -> list[Action]:
         """HUP: of the older workers, keep at most ``desired`` serving until the hand-over.
@@ -276,36 +127,16 @@ class Policy:
         Those still booting (an earlier reload's, a replacement's) would only be retired at
         the hand-over: left running, a burst of HUPs piles up a generation of them per signal.
         """
-        older = [r for r in self.records.values() if r.state in (BOOTING, READY)]
+        older = [r for r in self.records.values() if r.state.alive_for_work]
         serving = sorted(
-            (r for r in older if r.state == READY),
+            (r for r in older if r.state is READY),
             key=lambda r: (r.generation, r.started),
             reverse=True,
         )
         keep = {r.pid for r in serving[: self.desired]}
         return [self._stop(r, now, RETIRE) for r in older if r.pid not in keep]
 
-    def _begin_stop(self, signum: int, now: float) -> list[Action]:
-        """Stop the server: nothing is spawned any more, every worker gets ``signum``."""
-        self.mode = "stopping"
-        self.stop_signal = signum
-        self.pending.clear()  # decided earlier in this batch: see :meth:`wanted`
-        return [self._stop(r, now, signum) for r in self.records.values()] + self._maybe_done()
-
-    def _trim(self, now: float) -> list[Action]:
-        """Down to ``desired`` current workers: drop unforked spawns first, then the newest."""
-        actions: list[Action] = []
-        excess = len(self._counted()) + self._pending_now() - self.desired
-        for wid in sorted(w for w, g in self.pending.items() if g == self.generation):
-            if excess <= 0:
-                break
-            del self.pending[wid]
-            excess -= 1
-        counted = sorted(self._counted(), key=lambda r: r.started)
-        while excess > 0 and counted:
-            actions.append(self._stop(counted.pop(), now, RETIRE))
-            excess -= 1
-        return actions
+    # -- exits ------------------------------------------------------------------------------
 
     def on_exit(
         self,
@@ -326,35 +157,38 @@ class Policy:
         if status is not None:
             self._note_ready(rec, status(rec.wid))
         how = describe_exit(code, signum)
-        label = f"worker {rec.wid + 1} (pid {pid})"
-        if self.mode == "stopping":
-            return [Log("info", f"{label} {how}"), *self._maybe_done()]
-        if rec.state in (STOPPING, HARAKIRI):
-            return [Log("info", f"{label} {how}"), *self._fill()]
-        if code == EXIT_APP_LOAD:
-            if self.mode == "reloading" and rec.generation == self.generation:
-                return self._abort_reload(now, f"{label} cannot load the app")
-            self.halted = True
-            return [
-                Log("error", f"{label} could not load the app: stopping (no fork loop)"),
-                Halt(EXIT_APP_LOAD),
-            ]
-        clean = code == EXIT_CLEAN and signum is None
-        level = "info" if clean else "error"
-        actions: list[Action] = [Log(level, f"{label} {how}; starting a new one")]
-        if rec.state == BOOTING and not clean:  # leaving on purpose is not failing to start
+        if self.mode is Mode.STOPPING:
+            return [Log(LogLevel.INFO, f"{rec.label} {how}"), *self._maybe_done()]
+        if rec.state in TOLD:
+            return [Log(LogLevel.INFO, f"{rec.label} {how}"), *self._fill()]
+        if code == WorkerExit.APP_LOAD:
+            return self._app_load_failed(rec, now)
+        clean = code == WorkerExit.CLEAN and signum is None
+        level = LogLevel.INFO if clean else LogLevel.ERROR
+        actions: list[Action] = [Log(level, f"{rec.label} {how}; starting a new one")]
+        if rec.state is BOOTING and not clean:  # leaving on purpose is not failing to start
             self.boot_failures += 1
             if self.boot_failures >= BOOT_FAILURE_LIMIT:
                 self.halted = True
                 return [
                     Log(
-                        "error",
+                        LogLevel.ERROR,
                         f"{self.boot_failures} workers in a row died while starting "
-                        f"(last: {label} {how}); stopping",
+                        f"(last: {rec.label} {how}); stopping",
                     ),
-                    Halt(EXIT_BOOT_LOOP),
+                    Halt(ServeExit.BOOT_LOOP),
                 ]
         return actions + self._fill()
+
+    def _app_load_failed(self, rec: WorkerRecord, now: float) -> list[Action]:
+        """A (lazy-apps) worker could not import the app: a reload fails, a start stops."""
+        if self.mode is Mode.RELOADING and rec.generation == self.generation:
+            return self._abort_reload(now, f"{rec.label} cannot load the app")
+        self.halted = True
+        return [
+            Log(LogLevel.ERROR, f"{rec.label} could not load the app: stopping (no fork loop)"),
+            Halt(ServeExit.APP_LOAD),
+        ]
 
     def _abort_reload(self, now: float, why: str) -> list[Action]:
         """The new generation cannot load the app: back to the workers that serve.
@@ -363,23 +197,21 @@ class Policy:
         still booting); they all become the current one, so that none is forked anew (with
         lazy-apps it would import the same broken code) and none lingers uncounted.
         """
-        actions: list[Action] = [Log("error", f"reload failed ({why}): keeping the old workers")]
+        actions: list[Action] = [
+            Log(LogLevel.ERROR, f"reload failed ({why}): keeping the old workers")
+        ]
         for rec in list(self.records.values()):
             if rec.generation == self.generation:
                 actions.append(self._stop(rec, now, signal.SIGKILL))
         self.pending = {w: g for w, g in self.pending.items() if g != self.generation}
         self.generation -= 1
         for rec in self.records.values():
-            if rec.state in (BOOTING, READY):
+            if rec.state.alive_for_work:
                 rec.generation = self.generation
-        self.mode = "running"
+        self.mode = Mode.RUNNING
         return actions + self._trim(now) + self._fill()
 
-    def _maybe_done(self) -> list[Action]:
-        if self.mode == "stopping" and not self.records and not self.halted:
-            self.halted = True
-            return [Log("info", "all workers stopped"), Halt(0)]
-        return []
+    # -- time -------------------------------------------------------------------------------
 
     def on_tick(
         self,
@@ -393,69 +225,84 @@ class Policy:
             return []
         actions: list[Action] = []
         for rec in list(self.records.values()):
-            st = status(rec.wid)
-            self._note_ready(rec, st)
-            if self.mode == "stopping" and rec.state not in (STOPPING, HARAKIRI):
-                # Cannot happen through wanted(); should a worker appear anyway, it is told too.
-                actions.append(self._stop(rec, now, self.stop_signal))
-                continue
-            if rec.state in (STOPPING, HARAKIRI):
-                if now >= rec.deadline:
-                    what = "harakiri" if rec.state == HARAKIRI else "stop"
-                    actions.append(
-                        Log(
-                            "warning",
-                            f"worker {rec.wid + 1} (pid {rec.pid}): "
-                            f"{what} deadline passed, killing it",
-                        )
-                    )
-                    actions.append(Signal(rec.pid, signal.SIGKILL))
-                    rec.deadline = now + 3600  # once
-                continue
-            if rec.state != READY:
-                continue
-            if self.harakiri and st.request_start and wall - st.request_start > self.harakiri:
-                rec.state = HARAKIRI
-                rec.deadline = now + DUMP_GRACE
-                actions.append(
-                    Log(
-                        "error",
-                        f"HARAKIRI: worker {rec.wid + 1} (pid {rec.pid}) stuck in one request "
-                        f"for {wall - st.request_start:.1f}s (limit {self.harakiri:g}s): "
-                        "dumping its stack, then killing it",
-                    )
-                )
-                actions.append(Signal(rec.pid, signal.SIGUSR2))
-                continue
-            if self.reload_on_rss_mb and rss_mb is not None:
-                rss = rss_mb(rec.pid)
-                if rss > self.reload_on_rss_mb:
-                    actions.append(
-                        Log(
-                            "info",
-                            f"worker {rec.wid + 1} (pid {rec.pid}) RSS "
-                            f"{rss:.0f} MB > {self.reload_on_rss_mb} MB: recycling",
-                        )
-                    )
-                    actions.append(self._stop(rec, now, RETIRE))
-        if self.mode == "reloading":
-            new = self._counted()
-            if (
-                len(new) >= self.desired
-                and not self._pending_now()
-                and all(r.state == READY for r in new)
-            ):
-                old = [
-                    r
-                    for r in self.records.values()
-                    if r.generation != self.generation and r.state in (BOOTING, READY)
-                ]
-                actions.append(
-                    Log(
-                        "info",
-                        f"reload: {len(new)} new workers ready, stopping {len(old)} old ones",
-                    )
-                )
-                actions += [self._stop(r, now, RETIRE) for r in old]
-                self.mode = "running"
+            actions += self._tick_worker(rec, status(rec.wid), now, wall, rss_mb)
+        if self.mode is Mode.RELOADING:
+            actions += self._hand_over(now)
         return actions + self._fill()
+
+    def _tick_worker(
+        self,
+        rec: WorkerRecord,
+        st: WorkerStatus,
+        now: float,
+        wall: float,
+        rss_mb: Callable[[int], float] | None,
+    ) -> list[Action]:
+        """One worker at a tick: readiness, kill deadline, harakiri, RSS recycling."""
+        self._note_ready(rec, st)
+        if self.mode is Mode.STOPPING and rec.state not in TOLD:
+            # Cannot happen through wanted(); should a worker appear anyway, it is told too.
+            return [self._stop(rec, now, self.stop_signal)]
+        if rec.state in TOLD:
+            if now < rec.deadline:
+                return []
+            what = "harakiri" if rec.state is HARAKIRI else "stop"
+            rec.deadline = now + 3600  # once
+            return [
+                Log(LogLevel.WARNING, f"{rec.label}: {what} deadline passed, killing it"),
+                Signal(rec.pid, signal.SIGKILL),
+            ]
+        if rec.state is not READY:
+            return []
+        if self.harakiri and st.request_start and wall - st.request_start > self.harakiri:
+            rec.state = HARAKIRI
+            rec.deadline = now + DUMP_GRACE
+            return [
+                Log(
+                    LogLevel.ERROR,
+                    f"HARAKIRI: {rec.label} stuck in one request "
+                    f"for {wall - st.request_start:.1f}s (limit {self.harakiri:g}s): "
+                    "dumping its stack, then killing it",
+                ),
+                Signal(rec.pid, signal.SIGUSR2),
+            ]
+        if self.reload_on_rss_mb and rss_mb is not None:
+            rss = rss_mb(rec.pid)
+            if rss > self.reload_on_rss_mb:
+                return [
+                    Log(
+                        LogLevel.INFO,
+                        f"{rec.label} RSS {rss:.0f} MB > {self.reload_on_rss_mb} MB: recycling",
+                    ),
+                    self._stop(rec, now, RETIRE),
+                ]
+        return []
+
+    def _hand_over(self, now: float) -> list[Action]:
+        """Reloading: once every new worker is ready, the older ones are retired."""
+        new = self._counted()
+        if len(new) < self.desired or self._pending_now() or any(r.state is not READY for r in new):
+            return []
+        old = [
+            r
+            for r in self.records.values()
+            if r.generation != self.generation and r.state.alive_for_work
+        ]
+        self.mode = Mode.RUNNING
+        return [
+            Log(
+                LogLevel.INFO, f"reload: {len(new)} new workers ready, stopping {len(old)} old ones"
+            ),
+            *(self._stop(r, now, RETIRE) for r in old),
+        ]
+
+
+Policy.SIGNAL_HANDLERS.update(
+    HUP=Policy.handle_hup,
+    TERM=Policy.handle_term,
+    INT=Policy.handle_int,
+    QUIT=Policy.handle_quit,
+    TTIN=Policy.handle_ttin,
+    TTOU=Policy.handle_ttou,
+    USR1=Policy.handle_usr1,
+)

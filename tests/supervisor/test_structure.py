@@ -1,0 +1,101 @@
+"""The supervisor's shape: the pure policy loads without the server; one table of exit codes;
+signals dispatch by table; a re-import's error is one line."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+
+import pytest
+
+from uwsgiapp.exitcodes import COMMAND_EXIT_CODES, ClientExit, ServeExit, WorkerExit, help_text
+from uwsgiapp.supervisor import arbiter
+from uwsgiapp.supervisor.actions import Log, LogLevel
+from uwsgiapp.supervisor.policy import Policy
+from uwsgiapp.supervisor.reload import app_modules, one_line
+
+
+def _modules_after(statement: str) -> set[str]:
+    code = f"import sys\n{statement}\nprint('\\n'.join(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(out.stdout.split())
+
+
+@pytest.mark.parametrize(
+    "statement",
+    ["import uwsgiapp.supervisor.policy", "import uwsgiapp.supervisor"],
+)
+def test_the_policy_imports_without_the_server(statement: str) -> None:
+    loaded = _modules_after(statement)
+    assert "uwsgiapp.supervisor.policy" in loaded or statement.endswith("supervisor")
+    assert not {m for m in loaded if m.startswith(("uwsgiapp.server", "uwsgiapp.supervisor.boot"))}
+
+
+def test_serve_stays_importable_from_the_package() -> None:
+    from uwsgiapp.supervisor import EXIT_APP_LOAD, EXIT_BIND, EXIT_BOOT_LOOP, serve
+    from uwsgiapp.supervisor.boot import serve as boot_serve
+
+    assert serve is boot_serve
+    assert (EXIT_BIND, EXIT_APP_LOAD, EXIT_BOOT_LOOP) == (3, 4, 5)
+
+
+def test_each_number_has_one_meaning_per_table() -> None:
+    for table in (ServeExit, ClientExit, WorkerExit):
+        assert len({int(code) for code in table}) == len(table)
+        assert all(code.description for code in table)
+    assert set(COMMAND_EXIT_CODES) == {"serve", "request", "ping"}
+    # The codes shared by every command mean the same.
+    assert (ServeExit.OK, ServeExit.USAGE) == (ClientExit.OK, ClientExit.USAGE) == (0, 2)
+    # The master reports a lazy worker's failed import with the same number.
+    assert WorkerExit.APP_LOAD == ServeExit.APP_LOAD
+
+
+def test_help_text_lists_every_code_of_the_command() -> None:
+    text = help_text(ServeExit)
+    assert text.startswith("exit status: 0 ")
+    assert "4 the app cannot be imported" in text and "3 cannot start" in text
+    ping = help_text(ClientExit, only="ping")
+    assert "5 " not in ping and "1 " not in ping and "3 cannot connect" in ping
+    request = help_text(ClientExit, only="request")
+    assert "5 no complete response within --max-time" in request
+
+
+def test_every_signal_the_master_catches_has_a_handler() -> None:
+    assert set(arbiter.MASTER_SIGNALS) == {*Policy.SIGNAL_HANDLERS, "CHLD"}
+    for name in arbiter.MASTER_SIGNALS:
+        assert isinstance(getattr(signal, f"SIG{name}"), signal.Signals)
+    policy = Policy(workers=1)
+    assert policy.on_signal("WINCH", 0.0) == []  # not in the table: nothing to do
+
+
+def test_log_actions_carry_logging_levels() -> None:
+    actions = Policy(workers=1).on_signal("TTOU", 0.0)
+    assert actions == [Log(LogLevel.INFO, "SIGTTOU: already at one worker")]
+    assert actions[0].level == 20  # logging.INFO, passed as is to Logger.log
+
+
+def test_a_reimport_error_is_one_line_naming_the_file_and_line() -> None:
+    message = (
+        "error while importing module 'preapp' for app 'preapp:app':\n"
+        "Traceback (most recent call last):\n"
+        '  File "/srv/app/preapp.py", line 9\n'
+        "    def broken(:\n"
+        "               ^\n"
+        "SyntaxError: invalid syntax\n"
+    )
+    assert one_line(message) == (
+        "error while importing module 'preapp' for app 'preapp:app': "
+        "SyntaxError: invalid syntax (/srv/app/preapp.py, line 9)"
+    )
+    assert one_line("No module named 'x'") == "No module named 'x'"
+
+
+def test_a_reimport_keeps_extension_modules_and_our_own() -> None:
+    before = {"sys", "os"}
+    candidates = ["sys", "os", "_decimal", "json", "uwsgiapp.web", "uwsgiapp.supervisor.reload"]
+    import _decimal  # noqa: F401 - an extension module with a shared library file
+    import json  # noqa: F401
+
+    assert getattr(sys.modules["_decimal"], "__file__", "").endswith(".so")
+    assert app_modules(candidates, before) == ["json"]

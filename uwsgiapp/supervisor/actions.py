@@ -1,0 +1,135 @@
+"""The supervisor's vocabulary: worker and master states, the actions the policy asks the arbiter
+to carry out, and the master's record of one worker. Values only; no decisions, no processes.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+from dataclasses import dataclass
+from enum import Enum, IntEnum
+
+from uwsgiapp.exitcodes import ServeExit
+
+#: Consecutive workers that may die during boot before the master gives up.
+BOOT_FAILURE_LIMIT = 5
+#: Seconds between the harakiri stack dump and the kill; and the quick-stop grace.
+DUMP_GRACE = 1.0
+QUICK_GRACE = 2.0
+#: What a worker retired while the others keep serving gets: finish the current request, leave.
+RETIRE = signal.SIGHUP
+
+
+class WorkerState(str, Enum):
+    """Where one worker is, as the master sees it (a ``str`` so logs and tests read it)."""
+
+    BOOTING = "booting"  # forked; its slot does not say ready yet
+    READY = "ready"  # loaded the app and accepts
+    STOPPING = "stopping"  # told to stop; killed at ``deadline``
+    HARAKIRI = "harakiri"  # stuck in a request: stack dump asked, killed at ``deadline``
+
+    @property
+    def alive_for_work(self) -> bool:
+        """Booting or ready: counts towards the workers serving (not told to go)."""
+        return self in (WorkerState.BOOTING, WorkerState.READY)
+
+
+class Mode(str, Enum):
+    """What the master as a whole is doing."""
+
+    RUNNING = "running"
+    RELOADING = "reloading"  # a HUP's new generation is booting; the old one serves
+    STOPPING = "stopping"  # TERM/INT/QUIT: nothing is spawned any more
+
+
+class ReloadKind(str, Enum):
+    """What a HUP does about the app's code."""
+
+    REIMPORT = "reimport"  # the master re-imports it; new workers fork from the new code
+    LAZY = "lazy"  # each new worker imports it (--lazy-apps)
+    RECYCLE = "recycle"  # new processes, forked from the code already loaded
+
+
+class LogLevel(IntEnum):
+    """The error log levels the policy uses (their :mod:`logging` numbers)."""
+
+    INFO = logging.INFO
+    WARNING = logging.WARNING
+    ERROR = logging.ERROR
+
+
+@dataclass(frozen=True, slots=True)
+class Spawn:
+    """Fork a worker into status slot ``wid`` for ``generation``."""
+
+    wid: int
+    generation: int
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """Send ``signum`` to worker ``pid``."""
+
+    pid: int
+    signum: int
+
+
+@dataclass(frozen=True, slots=True)
+class Log:
+    """A line for the error log."""
+
+    level: LogLevel
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Halt:
+    """Stop the master with ``code`` (killing any worker still alive)."""
+
+    code: ServeExit
+
+
+@dataclass(frozen=True, slots=True)
+class Reimport:
+    """Re-import the preloaded app in the master before forking new workers."""
+
+
+@dataclass(frozen=True, slots=True)
+class StopAccepting:
+    """Remove unix socket files so no new connection can arrive (the backlog still drains)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReopenLogs:
+    """Reopen the master's log files."""
+
+
+Action = Spawn | Signal | Log | Halt | Reimport | StopAccepting | ReopenLogs
+
+
+@dataclass(slots=True)
+class WorkerRecord:
+    """The master's view of one worker process."""
+
+    wid: int
+    pid: int
+    generation: int
+    started: float
+    state: WorkerState = WorkerState.BOOTING
+    deadline: float = 0.0  # when to SIGKILL (stopping / harakiri)
+
+    @property
+    def label(self) -> str:
+        """How log lines name it: 'worker 2 (pid 1234)' (ids count from 1 for people)."""
+        return f"worker {self.wid + 1} (pid {self.pid})"
+
+
+def describe_exit(code: int | None, signum: int | None) -> str:
+    """'exited with code 3' / 'killed by signal 9 (SIGKILL)'."""
+    if signum is not None:
+        try:
+            name = signal.Signals(signum).name
+        except ValueError:
+            name = "?"
+        return f"killed by signal {signum} ({name})"
+    return f"exited with code {code}"

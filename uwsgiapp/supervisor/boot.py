@@ -1,0 +1,216 @@
+"""``uwsgiapp serve``: bind the sockets, load the app, run the master and its workers.
+
+Order of start-up: logging → resolve ``--uid/--gid`` → bind (as the starting user, e.g. root
+for a privileged path) → pidfile → drop to ``--uid/--gid`` (master and workers: the unix
+sockets and log files are chowned to them first; a warning names any file the dropped master
+will not be able to remove at exit) → load the app (unless ``--lazy-apps``) → fork workers.
+A stop signal before the master loop runs unwinds through the same clean-up as a normal exit.
+Exit codes: :class:`uwsgiapp.exitcodes.ServeExit`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import grp
+import logging
+import os
+import pwd
+import signal
+import stat
+import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from protocol import Limits
+from uwsgiapp.config import Config
+from uwsgiapp.exitcodes import ServeExit
+from uwsgiapp.importer import AppImportError, WSGIApp, load_app
+from uwsgiapp.server import safefiles
+from uwsgiapp.server.connection import Handler
+from uwsgiapp.server.listeners import Listener, ListenerError, bind_all
+from uwsgiapp.server.logs import make_access_log, setup_error_log
+from uwsgiapp.supervisor import privileges
+from uwsgiapp.supervisor.arbiter import Arbiter
+from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
+from uwsgiapp.wsgi.environ import EnvironSettings
+
+log = logging.getLogger("uwsgiapp.error")
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+
+__all__ = ["bind", "build_handler", "serve"]
+
+
+def build_handler(app: WSGIApp, config: Config) -> Handler:
+    """The per-worker request handler for ``app`` under ``config``."""
+    return Handler(
+        app,
+        limits=Limits(buffer_size=config.buffer_size),
+        settings=EnvironSettings(mount=config.mount, limit_post=config.limit_post),
+        socket_timeout=config.socket_timeout,
+        access_log=make_access_log(config.access_log, config.access_log_file),
+    )
+
+
+def bind(config: Config) -> list[Listener]:
+    """Bind every configured socket."""
+    return bind_all(
+        config.socket,
+        backlog=config.listen,
+        chmod=config.chmod_socket,
+        allow_from=config.uwsgi_allow_from,
+    )
+
+
+def _warn_unremovable(ids: Ids, paths: list[str]) -> None:
+    """Say at start-up which files the dropped master will not be able to remove at exit."""
+    for path in paths:
+        if not privileges.stays_removable(path, ids):
+            log.warning(
+                "%s: after --uid/--gid the master cannot write its directory, so it cannot "
+                "remove this file on TERM or at exit (a stale socket file is replaced at the "
+                "next start); put it in a directory the user owns (e.g. /run/app)",
+                path,
+            )
+
+
+def _who_may_connect(listener: Listener) -> str:
+    """For a unix socket: its owner, group and mode, and the rule nginx's user must meet."""
+    if not listener.path:
+        return ""
+    try:
+        st = os.lstat(listener.path)
+    except OSError:
+        return ""
+    owner, group = _name(pwd.getpwuid, st.st_uid), _name(grp.getgrgid, st.st_gid)
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o006 == 0o006:
+        rule = "anyone on this machine may connect"
+    else:
+        rule = (
+            f"nginx's user must be {owner} or in group {group} (or set --chmod-socket, "
+            "or --uid/--gid)"
+        )
+    return f" (owner {owner}, group {group}, mode {mode:04o}: {rule})"
+
+
+def _name(lookup: Callable[[int], Any], number: int) -> str:
+    try:
+        return str(lookup(number)[0])
+    except KeyError:
+        return str(number)
+
+
+def _log_files(config: Config) -> list[str]:
+    """Log files the dropped processes write, to be created and handed over before the drop.
+
+    Workers open the access log after fork, i.e. after the drop, and USR1 reopens both logs.
+    """
+    paths = [config.error_log_file]
+    if config.access_log != "off":
+        paths.append(config.access_log_file)
+    return [path for path in paths if path not in ("", "-")]
+
+
+def _report_leftovers(listeners: list[Listener], pidfile: str) -> None:
+    for listener in listeners:
+        if listener.path and listener.inode is not None:
+            with contextlib.suppress(OSError):
+                st = os.lstat(listener.path)
+                if (st.st_dev, st.st_ino) == listener.inode:
+                    log.warning("could not remove socket file %s", listener.path)
+    if pidfile and safefiles.holds_pid(pidfile, os.getpid()):
+        log.warning("could not remove pidfile %s", pidfile)
+
+
+class _StopDuringStart(KeyboardInterrupt):
+    """TERM/INT/QUIT before the master loop runs; a KeyboardInterrupt so that it passes
+    through the app importer (which turns other exceptions into an import error)."""
+
+
+def _stop_during_start(signum: int, frame: FrameType | None) -> None:
+    raise _StopDuringStart(signal.Signals(signum).name)
+
+
+def serve(config: Config) -> int:
+    """Run ``uwsgiapp serve`` with ``config``; returns the process exit code."""
+    # Until the arbiter installs its handlers (after a possibly slow app import), a stop signal
+    # must still unwind through the clean-up below instead of killing us with files left.
+    previous = {s: signal.signal(s, _stop_during_start) for s in STOP_SIGNALS}
+    try:
+        return _serve(config)
+    except _StopDuringStart as exc:
+        log.info("%s during start-up: stopped", exc)
+        return 0
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _serve(config: Config) -> int:
+    try:
+        setup_error_log(config.error_log_file)
+    except OSError as exc:
+        print(f"uwsgiapp: --error-log-file: {exc}", file=sys.stderr)
+        return ServeExit.START_FAILED
+    try:  # before binding: a bad name must not leave a socket behind
+        ids = privileges.resolve(config.uid, config.gid)
+    except PrivilegeError as exc:
+        log.error("%s", exc)
+        return ServeExit.START_FAILED
+    try:
+        listeners = bind(config)
+    except ListenerError as exc:
+        log.error("%s", exc)
+        return ServeExit.START_FAILED
+    pidfile = config.pidfile
+    pidfile_written = False
+    try:
+        if pidfile:
+            try:
+                safefiles.write_pidfile(pidfile, os.getpid())
+            except OSError as exc:
+                log.error("--pidfile: cannot write %s: %s", pidfile, exc)
+                return ServeExit.START_FAILED
+            pidfile_written = True
+        if ids.wanted and not _drop(ids, listeners, config):
+            return ServeExit.START_FAILED
+        for listener in listeners:
+            log.info("listening on %s%s", listener.spec, _who_may_connect(listener))
+        return _load_and_run(config, listeners)
+    finally:
+        for listener in listeners:
+            listener.close()
+        if pidfile_written:
+            safefiles.remove_pidfile(pidfile, os.getpid())
+        _report_leftovers(listeners, pidfile if pidfile_written else "")
+
+
+def _drop(ids: Ids, listeners: list[Listener], config: Config) -> bool:
+    """Hand the sockets and log files to ``ids`` and become them; False (logged) if not."""
+    sockets = [(lis.path, lis.inode) for lis in listeners if lis.path]
+    try:
+        privileges.drop(ids, sockets, _log_files(config))
+    except (PrivilegeError, OSError) as exc:
+        log.error("cannot drop privileges: %s", exc)
+        return False
+    log.info("running as uid %d gid %d", os.getuid(), os.getgid())
+    paths = [path for path, _ in sockets]
+    _warn_unremovable(ids, [*paths, config.pidfile] if config.pidfile else paths)
+    return True
+
+
+def _load_and_run(config: Config, listeners: list[Listener]) -> int:
+    """Load the app (unless lazy-apps) and run the master until it stops."""
+    before = set(sys.modules)
+    app: WSGIApp | None = None
+    if not config.lazy_apps:
+        try:
+            app = load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
+        except AppImportError as exc:
+            log.error("cannot load app %r: %s", config.app, exc)
+            return ServeExit.APP_LOAD
+    arbiter = Arbiter(config, listeners, app, build_handler)
+    arbiter.remember_modules(before)
+    return arbiter.run()

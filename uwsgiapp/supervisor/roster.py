@@ -1,0 +1,185 @@
+"""The master's state and the bookkeeping the supervisor's decisions share: which workers
+exist and in which state, which spawns are pending, which status slots are free, how a worker
+is told to stop. Pure: no processes, no clocks. :mod:`~uwsgiapp.supervisor.policy` decides.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+
+from uwsgiapp.exitcodes import ServeExit
+from uwsgiapp.supervisor.actions import (
+    QUICK_GRACE,
+    RETIRE,
+    Action,
+    Halt,
+    Log,
+    LogLevel,
+    Mode,
+    Reimport,
+    ReloadKind,
+    Signal,
+    Spawn,
+    WorkerRecord,
+    WorkerState,
+)
+from uwsgiapp.supervisor.status import WorkerStatus
+
+BOOTING, READY, STOPPING, HARAKIRI = WorkerState
+#: States of a worker already told to go.
+TOLD = (STOPPING, HARAKIRI)
+
+
+@dataclass
+class Roster:
+    """The master's state: its workers, those asked for, the mode; and the bookkeeping every
+    decision shares. Times are seconds (``now`` monotonic)."""
+
+    workers: int
+    graceful_timeout: float = 30.0
+    harakiri: float = 0.0
+    #: What a HUP does about the code (the arbiter carries out a REIMPORT).
+    reload_kind: ReloadKind = ReloadKind.RECYCLE
+    reload_on_rss_mb: int = 0
+    #: Status slots (worker ids) there are; 0: unbounded. A reload needs twice ``desired``.
+    slots: int = 0
+    desired: int = 0
+    generation: int = 0
+    mode: Mode = Mode.RUNNING
+    #: Once stopping: what every worker gets (TERM graceful, INT quick), late ones included.
+    stop_signal: int = signal.SIGTERM
+    records: dict[int, WorkerRecord] = field(default_factory=dict)
+    boot_failures: int = 0
+    halted: bool = False
+    #: Spawns asked for but not yet reported by :meth:`spawned` (wid → generation).
+    pending: dict[int, int] = field(default_factory=dict)
+    #: Every slot is taken (by workers still stopping): spawning waits for one to exit.
+    slots_full: bool = False
+
+    def __post_init__(self) -> None:
+        self.desired = self.workers
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def _free_wid(self) -> int | None:
+        used = {rec.wid for rec in self.records.values()} | set(self.pending)
+        wid = 0
+        while wid in used:
+            wid += 1
+        return None if self.slots and wid >= self.slots else wid
+
+    def _counted(self) -> list[WorkerRecord]:
+        return [
+            r
+            for r in self.records.values()
+            if r.generation == self.generation and r.state.alive_for_work
+        ]
+
+    def _pending_now(self) -> int:
+        return sum(1 for gen in self.pending.values() if gen == self.generation)
+
+    def _fill(self) -> list[Action]:
+        """Spawn current-generation workers up to ``desired``."""
+        if self.mode is Mode.STOPPING or self.halted:
+            return []
+        actions: list[Action] = []
+        for _ in range(self.desired - len(self._counted()) - self._pending_now()):
+            wid = self._free_wid()
+            if wid is None:  # asked again at each tick, as stopping workers free their slots
+                if not self.slots_full:
+                    self.slots_full = True
+                    actions.append(
+                        Log(
+                            LogLevel.WARNING,
+                            f"all {self.slots} worker slots are taken (by workers still "
+                            "stopping): new workers start as those exit",
+                        )
+                    )
+                return actions
+            self.pending[wid] = self.generation
+            actions.append(Spawn(wid, self.generation))
+        self.slots_full = False
+        return actions
+
+    def _stop(self, rec: WorkerRecord, now: float, signum: int = signal.SIGTERM) -> Signal:
+        """Tell one worker to stop; it is killed if still alive after the grace period.
+
+        TERM (the whole server stops) makes a worker also serve what waits in the backlog, as
+        nobody else will. A worker retired while others keep serving (reload, TTOU, RSS) gets
+        :data:`RETIRE` instead: it finishes its current request only, since under sustained
+        load the shared backlog never runs empty and draining it would last until the kill.
+        """
+        graceful = signum in (signal.SIGTERM, RETIRE)
+        deadline = now + (self.graceful_timeout if graceful else QUICK_GRACE)
+        if rec.state in TOLD:  # already told: a new stop never delays the kill
+            deadline = min(deadline, rec.deadline)
+        else:
+            rec.state = STOPPING
+        rec.deadline = deadline
+        return Signal(rec.pid, signum)
+
+    def _note_ready(self, rec: WorkerRecord, st: WorkerStatus) -> None:
+        """The worker's own slot says it has loaded the app and accepts: it booted."""
+        if rec.state is BOOTING and st.ready_for(rec.pid):
+            rec.state = READY
+            self.boot_failures = 0
+
+    def wanted(self, action: Action) -> bool:
+        """The arbiter is about to carry out ``action``: is it still wanted?
+
+        The arbiter carries out a whole batch of events' actions at once. A :class:`Spawn` or
+        :class:`Reimport` decided before a TERM of the same batch (a worker died, a HUP) is
+        dropped here instead of forking a worker that nobody would stop; so is a spawn
+        superseded by a later HUP or TTOU of the batch.
+        """
+        if isinstance(action, Spawn):
+            return (
+                not self.halted
+                and self.mode is not Mode.STOPPING
+                and self.pending.get(action.wid) == action.generation
+            )
+        if isinstance(action, Reimport):
+            return not self.halted and self.mode is not Mode.STOPPING
+        return True
+
+    def spawned(self, wid: int, generation: int, pid: int, now: float) -> None:
+        """The arbiter forked ``pid`` for a :class:`Spawn`."""
+        self.pending.pop(wid, None)
+        self.records[pid] = WorkerRecord(wid, pid, generation, now)
+
+    def spawn_failed(self, wid: int) -> None:
+        """The arbiter could not fork for a :class:`Spawn` (it will be asked again)."""
+        self.pending.pop(wid, None)
+
+    def start(self) -> list[Action]:
+        """The first workers."""
+        return self._fill()
+
+    def _begin_stop(self, signum: int, now: float) -> list[Action]:
+        """Stop the server: nothing is spawned any more, every worker gets ``signum``."""
+        self.mode = Mode.STOPPING
+        self.stop_signal = signum
+        self.pending.clear()  # decided earlier in this batch: see :meth:`wanted`
+        return [self._stop(r, now, signum) for r in self.records.values()] + self._maybe_done()
+
+    def _trim(self, now: float) -> list[Action]:
+        """Down to ``desired`` current workers: drop unforked spawns first, then the newest."""
+        actions: list[Action] = []
+        excess = len(self._counted()) + self._pending_now() - self.desired
+        for wid in sorted(w for w, g in self.pending.items() if g == self.generation):
+            if excess <= 0:
+                break
+            del self.pending[wid]
+            excess -= 1
+        counted = sorted(self._counted(), key=lambda r: r.started)
+        while excess > 0 and counted:
+            actions.append(self._stop(counted.pop(), now, RETIRE))
+            excess -= 1
+        return actions
+
+    def _maybe_done(self) -> list[Action]:
+        if self.mode is Mode.STOPPING and not self.records and not self.halted:
+            self.halted = True
+            return [Log(LogLevel.INFO, "all workers stopped"), Halt(ServeExit.OK)]
+        return []
