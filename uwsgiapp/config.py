@@ -65,7 +65,10 @@ class Config:
     workers: int = _opt(1, "number of worker processes")
     lazy_apps: bool = _opt(False, "load the app in each worker after fork, not once in the master")
     reload_preloaded: bool = _opt(
-        False, "on HUP, re-import a preloaded app (fork-safe code only: master re-imports)"
+        True,
+        "on HUP, re-import the preloaded app in the master so the new workers run new code "
+        "(on an import error the old code keeps serving); --no-reload-preloaded: HUP only "
+        "recycles the workers, with the code already loaded",
     )
     harakiri: float = _opt(0.0, "kill a worker stuck in one request this many seconds (0 = off)")
     graceful_timeout: float = _opt(30.0, "seconds to finish in-flight requests on stop/reload")

@@ -1,5 +1,6 @@
 """The supervisor's operational features with real processes: dropped privileges, orphaned
-workers, RSS recycling, re-importing a preloaded app on HUP."""
+workers, RSS recycling, re-importing a preloaded app on HUP (by default; see also
+test_reload_code.py)."""
 
 from __future__ import annotations
 
@@ -267,14 +268,14 @@ def _answers(nginx: Nginx, expected: bytes, times: int = 6) -> bool:
     return all(nginx.request("GET", "/")[2] == expected for _ in range(times))
 
 
-def test_hup_with_reload_preloaded_reimports_and_survives_a_broken_module(
+def test_hup_reimports_by_default_and_survives_a_broken_module(
     tmp_path: Path, nginx_available: None
 ) -> None:
     appdir = tmp_path / "app"
     appdir.mkdir()
     module = appdir / "preapp.py"
     module.write_text(PRELOADED_APP.format(version="v1"))
-    options = {"workers": 2, "reload_preloaded": True, "pythonpath": [str(appdir)]}
+    options = {"workers": 2, "pythonpath": [str(appdir)]}
     with stack(tmp_path, "preapp:app", **options) as (server, nginx):
         assert _answers(nginx, b"v1")
         with Load(nginx.port, lambda n: "/", clients=4) as load:
@@ -297,25 +298,34 @@ def test_hup_with_reload_preloaded_reimports_and_survives_a_broken_module(
     assert errors == []
     assert set(result.bodies) == {"v1", "v2-new"}
     log = server.log()
-    assert "SyntaxError" in log and "keeping the old code" in log
+    assert log.count("SIGHUP: graceful reload") == 2
+    assert log.count("re-importing the app in the master") == 2
     assert log.count("reload: app re-imported") == 1
+    # The failure is one line that names the error and where it is; no traceback follows.
+    (failure,) = [line for line in log.splitlines() if "SyntaxError" in line]
+    assert "cannot re-import the app, keeping the old code" in failure
+    assert f"{module}, line 8" in failure
+    assert "Traceback" not in log and "def broken" not in log
 
 
-def test_hup_without_reload_preloaded_keeps_the_preloaded_code(
+def test_hup_with_no_reload_preloaded_only_recycles_the_workers(
     tmp_path: Path, nginx_available: None
 ) -> None:
     appdir = tmp_path / "app"
     appdir.mkdir()
     module = appdir / "preapp.py"
     module.write_text(PRELOADED_APP.format(version="v1"))
-    with stack(tmp_path, "preapp:app", workers=2, pythonpath=[str(appdir)]) as (server, nginx):
+    options = {"workers": 2, "reload_preloaded": False, "pythonpath": [str(appdir)]}
+    with stack(tmp_path, "preapp:app", **options) as (server, nginx):
         wait_until(lambda: len(children(server.pid)) == 2, 10, "2 workers")
         old = children(server.pid)
         module.write_text(PRELOADED_APP.format(version="v2-new"))
         server.signal(signal.SIGHUP)
         wait_until(lambda: not children(server.pid) & old, 10, "the old workers to be replaced")
         assert _answers(nginx, b"v1")  # new workers, forked from the master's old code
-    assert "re-import" not in server.log()
+    log = server.log()
+    assert "re-import" not in log
+    assert "SIGHUP: graceful reload (generation 1): new workers with the code already loaded" in log
 
 
 def test_term_while_the_app_imports_stops_cleanly(tmp_path: Path) -> None:

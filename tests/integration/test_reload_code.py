@@ -1,0 +1,69 @@
+"""HUP loads new code by default: the master re-imports the app and every module of it, the
+new workers fork from that; with --lazy-apps each new worker imports it. Real processes,
+real signals, a real nginx in front."""
+
+from __future__ import annotations
+
+import re
+import signal
+from pathlib import Path
+
+import pytest
+from support.procs import Nginx, stack, wait_until
+
+pytestmark = pytest.mark.nginx
+
+APP = """
+from helpers import answer
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [answer().encode()]
+"""
+HELPER = """
+def answer():
+    return {version!r}
+"""
+
+
+def _answers(nginx: Nginx, expected: bytes, times: int = 6) -> bool:
+    """Several requests in a row (so every worker is asked) all answer ``expected``."""
+    return all(nginx.request("GET", "/")[2] == expected for _ in range(times))
+
+
+def _app_dir(tmp_path: Path, version: str) -> Path:
+    appdir = tmp_path / "app"
+    appdir.mkdir()
+    (appdir / "reapp.py").write_text(APP)
+    (appdir / "helpers.py").write_text(HELPER.format(version=version))
+    return appdir
+
+
+def test_hup_reimports_the_modules_the_app_imports(tmp_path: Path, nginx_available: None) -> None:
+    appdir = _app_dir(tmp_path, "v1")
+    with stack(tmp_path, "reapp:app", workers=2, pythonpath=[str(appdir)]) as (server, nginx):
+        assert _answers(nginx, b"v1")
+        # Only the helper changes (another length: a same-size rewrite in the same second
+        # could reuse the .pyc); the app module itself is the same file.
+        (appdir / "helpers.py").write_text(HELPER.format(version="v2-helper"))
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "new workers ready" in server.log(), 10, "the reload")
+        wait_until(lambda: _answers(nginx, b"v2-helper"), 10, "the new helper to answer")
+    log = server.log()
+    assert "SIGHUP: graceful reload (generation 1): re-importing the app in the master" in log
+    match = re.search(r"reload: app re-imported \((\d+) modules\) in ([0-9.]+) s", log)
+    assert match, log
+    assert int(match[1]) >= 2  # reapp and helpers
+
+
+def test_hup_with_lazy_apps_says_the_workers_import(tmp_path: Path, nginx_available: None) -> None:
+    appdir = _app_dir(tmp_path, "v1")
+    options = {"workers": 2, "lazy_apps": True, "pythonpath": [str(appdir)]}
+    with stack(tmp_path, "reapp:app", **options) as (server, nginx):
+        assert _answers(nginx, b"v1")
+        (appdir / "helpers.py").write_text(HELPER.format(version="v2-lazy"))
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: _answers(nginx, b"v2-lazy"), 10, "the new code to answer")
+    log = server.log()
+    assert "graceful reload (generation 1): the new workers import the app (--lazy-apps)" in log
+    assert "re-import" not in log
