@@ -506,6 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_dev(sub)
     _add_request(sub)
     _add_ping(sub)
+    from uwsgiapp.stats.top import add_parser as _add_top  # `top`: declared with its handler
+
+    _add_top(sub)
     return parser
 
 
