@@ -20,13 +20,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Iterable, Sequence
+from typing import Any, NoReturn
 
 from uwsgiapp import __version__
-
-if TYPE_CHECKING:
-    from uwsgiapp.configload import Resolved
 
 EXIT_OK = 0
 EXIT_SERVER_ERROR = 1
@@ -278,7 +275,7 @@ def _cmd_ping(args: argparse.Namespace) -> int:
 
 
 def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
-    from uwsgiapp.configload import format_value, option_specs
+    from uwsgiapp.config.configload import format_value, option_specs
 
     p = sub.add_parser(
         "serve",
@@ -341,48 +338,10 @@ def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.set_defaults(handler=_cmd_serve)
 
 
-def resolve_serve_config(
-    args: argparse.Namespace, environ: Mapping[str, str] | None = None
-) -> Resolved:
-    """Resolve the Config for ``serve`` from parsed ``args``, ``environ``, and the files they
-    name. Raises ConfigError."""
-    from uwsgiapp.configload import (
-        DEFAULT_SOURCE,
-        Raw,
-        env_layer,
-        option_specs,
-        resolve,
-        toml_layer,
-    )
-    from uwsgiapp.uwsgiini import IniResult, check_http_only, ini_layer
-
-    env = os.environ if environ is None else environ
-    warnings: list[str] = []
-    layers = []
-    ini = IniResult()
-    if args.ini:
-        ini = ini_layer(args.ini, environ=env)
-        layers.append(ini.layer)
-        warnings.extend(ini.warnings)
-    if args.config:
-        layers.append(toml_layer(args.config))
-    layers.append(env_layer(env, warnings))
-    cli: dict[str, Raw] = {}
-    for spec in option_specs():
-        value = getattr(args, spec.name, None)
-        if value is not None:
-            cli[spec.name] = Raw(value, f"command line --{spec.option}")
-    if args.app_positional:
-        cli["app"] = Raw(args.app_positional, "command line APP")
-    layers.append(cli)
-    resolved = resolve(layers, warnings=warnings)
-    check_http_only(ini, resolved.sources["socket"], DEFAULT_SOURCE)
-    return resolved
-
-
 def _cmd_serve(args: argparse.Namespace) -> int:
     from uwsgiapp.config import ConfigError
-    from uwsgiapp.configload import format_config
+    from uwsgiapp.config.configload import format_config
+    from uwsgiapp.config.serve import resolve_serve_config
 
     try:
         resolved = resolve_serve_config(args)

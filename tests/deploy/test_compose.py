@@ -29,8 +29,9 @@ from deploy.deploy_testkit import (
     load_yaml,
 )
 
-from uwsgiapp.cli import build_parser, resolve_serve_config
+from uwsgiapp.cli import build_parser
 from uwsgiapp.config import Config
+from uwsgiapp.config.serve import resolve_serve_config
 
 
 @pytest.fixture(scope="module")

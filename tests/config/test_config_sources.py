@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 from cli.cli_testkit import run_cli
 
-from uwsgiapp.cli import EXIT_USAGE, build_parser, resolve_serve_config
+from uwsgiapp.cli import EXIT_USAGE, build_parser
 from uwsgiapp.config import Config, ConfigError, make_config
-from uwsgiapp.configload import (
+from uwsgiapp.config.configload import (
     MAX_TOML_KEY_PARTS,
     MAX_TOML_NESTING,
     Raw,
@@ -27,6 +27,7 @@ from uwsgiapp.configload import (
     spec_for,
     toml_layer,
 )
+from uwsgiapp.config.serve import resolve_serve_config
 
 
 def spec(name: str) -> Any:

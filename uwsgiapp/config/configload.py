@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from uwsgiapp.config import Config, ConfigError, option_fields
+from uwsgiapp.config.model import Config, ConfigError, option_fields
 
 __all__ = [
     "DEFAULT_SOURCE",

@@ -16,8 +16,8 @@ from cli.cli_testkit import run_cli
 
 from uwsgiapp.cli import EXIT_USAGE
 from uwsgiapp.config import ConfigError
-from uwsgiapp.configload import FALSE_WORDS, TRUE_WORDS, convert, resolve, spec_for
-from uwsgiapp.uwsgiini import (
+from uwsgiapp.config.configload import FALSE_WORDS, TRUE_WORDS, convert, resolve, spec_for
+from uwsgiapp.config.uwsgiini import (
     MAX_EXPANDED_SIZE,
     MAX_PLACEHOLDER_DEPTH,
     SIMPLE_KEYS,

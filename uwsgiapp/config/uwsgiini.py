@@ -41,8 +41,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from uwsgiapp.config import ConfigError
-from uwsgiapp.configload import Layer, Raw, parse_bool
+from uwsgiapp.config.configload import Layer, Raw, parse_bool
+from uwsgiapp.config.model import ConfigError
 
 __all__ = [
     "DEFAULT_SECTION",

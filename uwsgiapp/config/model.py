@@ -1,7 +1,7 @@
 """One typed, frozen configuration for ``uwsgiapp serve``, validated once.
 
 CLI flags, ``UWSGIAPP_<OPTION>`` environment variables, ``--config`` TOML files and ``--ini``
-uWSGI files only *fill* it (see :mod:`uwsgiapp.cli`); everything downstream reads a
+uWSGI files only *fill* it (see :mod:`uwsgiapp.config.serve`); everything downstream reads a
 :class:`Config`. Each field's metadata carries its help text; the option name is the field name
 with ``_`` → ``-`` (``buffer_size`` → ``--buffer-size`` / ``UWSGIAPP_BUFFER_SIZE``).
 """

@@ -1,0 +1,51 @@
+"""The Config for ``uwsgiapp serve``: its parsed arguments, the environment, and the files they
+name, merged by precedence (command line > environment > ``--config`` > ``--ini`` > defaults)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+
+from uwsgiapp.config.configload import (
+    DEFAULT_SOURCE,
+    Layer,
+    Raw,
+    Resolved,
+    env_layer,
+    option_specs,
+    resolve,
+    toml_layer,
+)
+from uwsgiapp.config.uwsgiini import IniResult, check_http_only, ini_layer
+
+__all__ = ["resolve_serve_config"]
+
+
+def resolve_serve_config(
+    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+) -> Resolved:
+    """Resolve the Config for ``serve`` from parsed ``args``, ``environ``, and the files they
+    name. Raises ConfigError."""
+    env = os.environ if environ is None else environ
+    warnings: list[str] = []
+    layers: list[Layer] = []
+    ini = IniResult()
+    if args.ini:
+        ini = ini_layer(args.ini, environ=env)
+        layers.append(ini.layer)
+        warnings.extend(ini.warnings)
+    if args.config:
+        layers.append(toml_layer(args.config))
+    layers.append(env_layer(env, warnings))
+    cli: Layer = {}
+    for spec in option_specs():
+        value = getattr(args, spec.name, None)
+        if value is not None:
+            cli[spec.name] = Raw(value, f"command line --{spec.option}")
+    if args.app_positional:
+        cli["app"] = Raw(args.app_positional, "command line APP")
+    layers.append(cli)
+    resolved = resolve(layers, warnings=warnings)
+    check_http_only(ini, resolved.sources["socket"], DEFAULT_SOURCE)
+    return resolved
