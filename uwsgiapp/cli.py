@@ -3,34 +3,47 @@
 Commands: ``serve`` (production, the prefork supervisor), ``dev`` (werkzeug dev server),
 ``request`` and ``ping`` (a uwsgi client for debugging and health checks).
 
-Exit codes shared by all commands:
-
-* 0 — success
-* 1 — ``request`` got an HTTP status >= 500
-* 2 — usage or configuration error (bad flag, bad option value; ``dev``: app cannot be loaded)
-* 3 — ``request``/``ping``: could not connect
-* 4 — ``request``/``ping``: connected but no valid answer (timeout, not HTTP, not a pong)
-
-Once its configuration is valid, ``serve`` returns whatever the supervisor returns (which has
-its own codes for "cannot bind" and "app failed to load").
+Exit codes come from the tables in :mod:`uwsgiapp.exitcodes`, as does every help text's
+"exit status" part; ``dev`` uses serve's (listed below, from the same tables).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
+import textwrap
 from collections.abc import Iterable, Sequence
 from typing import Any, NoReturn
 
 from uwsgiapp import __version__
+from uwsgiapp.exitcodes import COMMAND_EXIT_CODES, ClientExit, ServeExit, help_text
 
-EXIT_OK = 0
-EXIT_SERVER_ERROR = 1
-EXIT_USAGE = 2
-EXIT_CONNECT = 3
-EXIT_BAD_RESPONSE = 4
-EXIT_WRITE = 7
+# The client commands' codes under their old names (``serve`` and ``dev`` use ServeExit).
+EXIT_OK = ClientExit.OK
+EXIT_SERVER_ERROR = ClientExit.SERVER_ERROR
+EXIT_USAGE = ClientExit.USAGE  # also ServeExit.USAGE: argparse's errors, for every command
+EXIT_CONNECT = ClientExit.CONNECT
+EXIT_BAD_RESPONSE = ClientExit.BAD_RESPONSE
+EXIT_TIMEOUT = ClientExit.TIMEOUT
+EXIT_TOO_LARGE = ClientExit.TOO_LARGE
+EXIT_WRITE = ClientExit.WRITE_ERROR
+
+
+def _exit_codes_doc() -> str:
+    """The module docstring's list of exit codes, one section per table."""
+    sections = []
+    for table in dict.fromkeys(COMMAND_EXIT_CODES.values()):
+        names = [name for name, codes in COMMAND_EXIT_CODES.items() if codes is table]
+        if table is ServeExit:
+            names.append("dev")
+        lines = [f"* {code.value} — {code.description}" for code in table]
+        sections.append(f"Exit codes of ``{'``, ``'.join(names)}``:\n\n" + "\n".join(lines))
+    return "\n\n".join(sections) + "\n"
+
+
+__doc__ = f"{__doc__}\n{_exit_codes_doc()}"
 
 PROG = "uwsgiapp"
 
@@ -51,6 +64,11 @@ class _Parser(argparse.ArgumentParser):
         return namespace, extras
 
 
+def _wrap(text: str) -> str:
+    """``text`` wrapped for a raw (unwrapped) help epilog."""
+    return textwrap.fill(text, width=min(shutil.get_terminal_size().columns, 100) - 2)
+
+
 def _fail(command: str, message: str, code: int) -> int:
     print(f"{PROG} {command}: error: {message}", file=sys.stderr)
     return code
@@ -67,15 +85,14 @@ def _add_request(sub: argparse._SubParsersAction[_Parser]) -> None:
             "Send one request over the uwsgi protocol straight to a server socket (what nginx's "
             "uwsgi_pass would send) and print the response body (-i: with status and headers)."
         ),
-        epilog=(
-            "exit status: 0 response with status < 500, 1 status >= 500, 2 usage error, "
-            "3 cannot connect, 4 no valid HTTP response (garbage, truncated, closed early), "
-            "5 no complete response within --max-time, "
-            "6 response larger than --max-response-size, 7 cannot write the output "
-            "(quietly when its reader stopped, as with | head)"
-        ),
+        epilog=help_text(ClientExit, only="request"),
     )
-    p.add_argument("socket", metavar="SOCKET", help="unix socket path, host:port or [v6]:port")
+    p.add_argument(
+        "socket",
+        metavar="SOCKET",
+        help="the uwsgi socket (not a URL): unix socket path, unix:PATH, @abstract, host:port"
+        " or [v6]:port",
+    )
     p.add_argument("path", metavar="PATH", nargs="?", default="/", help="target, e.g. /a?b=1")
     p.add_argument(
         "-X", "--request", dest="method", metavar="METHOD", help="default GET (POST with -d)"
@@ -189,9 +206,9 @@ def _cmd_request(args: argparse.Namespace) -> int:
     except client.ConnectError as exc:
         return _fail("request", str(exc), EXIT_CONNECT)
     except client.ResponseTimeout as exc:
-        return _fail("request", f"{exc}; --max-time allows longer", client.EXIT_TIMEOUT)
+        return _fail("request", f"{exc}; --max-time allows longer", EXIT_TIMEOUT)
     except client.ResponseTooLarge as exc:
-        return _fail("request", f"{exc}; --max-response-size allows more", client.EXIT_TOO_LARGE)
+        return _fail("request", f"{exc}; --max-response-size allows more", EXIT_TOO_LARGE)
     except client.ResponseError as exc:
         return _fail("request", str(exc), EXIT_BAD_RESPONSE)
     except client.ClientError as exc:
@@ -237,9 +254,14 @@ def _add_ping(sub: argparse._SubParsersAction[_Parser]) -> None:
             "Send a uwsgi ping (modifier1 100) and wait for the pong (64 00 00 01): a health "
             "check for Docker and load balancers."
         ),
-        epilog="exit status: 0 pong, 2 usage error, 3 cannot connect, 4 no pong or timeout",
+        epilog=help_text(ClientExit, only="ping"),
     )
-    p.add_argument("socket", metavar="SOCKET", help="unix socket path, host:port or [v6]:port")
+    p.add_argument(
+        "socket",
+        metavar="SOCKET",
+        help="the uwsgi socket (not a URL): unix socket path, unix:PATH, @abstract, host:port"
+        " or [v6]:port",
+    )
     p.add_argument(
         "--timeout",
         type=float,
@@ -286,11 +308,12 @@ def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
             "(top-level keys, [uwsgiapp], or [tool.uwsgiapp] in pyproject.toml) or a uWSGI "
             "--ini file. Precedence: command line > environment > --config > --ini > defaults."
         ),
-        epilog=(
+        epilog=_wrap(
             "Lists take repeated flags or comma-separated values; booleans take --x / --no-x "
-            "(true/false, yes/no, on/off, 1/0 in env and files); modes are octal (660). "
-            "Exit status 2: bad option value or app that cannot be loaded."
-        ),
+            "(true/false, yes/no, on/off, 1/0 in env and files); modes are octal (660)."
+        )
+        + "\n\n"
+        + _wrap(help_text(ServeExit)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
@@ -346,25 +369,25 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     try:
         resolved = resolve_serve_config(args)
     except ConfigError as exc:
-        return _fail("serve", str(exc), EXIT_USAGE)
+        return _fail("serve", str(exc), ServeExit.USAGE)
     for warning in resolved.warnings:
         print(f"{PROG} serve: warning: {warning}", file=sys.stderr)
     if args.print_config:
         sys.stdout.write(format_config(resolved))
-        return EXIT_OK
+        return ServeExit.OK
     if not resolved.config.app:
         return _fail(
             "serve",
             "no app given: pass APP (module:attr), --app, UWSGIAPP_APP, a config file, "
             "or module / wsgi-file in the --ini file",
-            EXIT_USAGE,
+            ServeExit.USAGE,
         )
     # The app is loaded after this, in this process (or in workers forked from it).
     os.environ.update(resolved.config.env_vars())
     try:
         from uwsgiapp.supervisor import serve
     except ImportError as exc:
-        return _fail("serve", f"the server is not available: {exc}", EXIT_SERVER_ERROR)
+        return _fail("serve", f"the server is not available: {exc}", ServeExit.INTERNAL)
     code: int = serve(resolved.config)
     return code
 
@@ -440,10 +463,14 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     )
     try:
         return run_dev(options)
-    except (DevServerError, AppImportError) as exc:
-        return _fail("dev", str(exc), EXIT_USAGE)
+    except DevServerError as exc:
+        return _fail("dev", str(exc), ServeExit.USAGE)
+    except AppImportError as exc:  # only with --no-reload: the reloader shows it in the page
+        return _fail("dev", str(exc), ServeExit.APP_LOAD)
     except OSError as exc:
-        return _fail("dev", f"cannot serve on {args.host}:{args.port}: {exc}", EXIT_USAGE)
+        return _fail(
+            "dev", f"cannot serve on {args.host}:{args.port}: {exc}", ServeExit.START_FAILED
+        )
 
 
 # --- entry point --------------------------------------------------------------------------

@@ -29,8 +29,6 @@ from uwsgiapp.addresses import AddressError, SocketAddress
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_SIZE",
-    "EXIT_TIMEOUT",
-    "EXIT_TOO_LARGE",
     "Address",
     "ClientError",
     "ConnectError",
@@ -76,13 +74,8 @@ class ResponseTooLarge(ResponseError):
         self.limit = limit
 
 
-#: The default cap on a whole response (status line, headers and body) kept in memory.
+#: The default cap on a whole response received (status line, headers and body).
 DEFAULT_MAX_RESPONSE_SIZE: Final = 64 * 1024 * 1024
-
-#: ``uwsgiapp request``'s exit status when the deadline passed (curl's --max-time gives 28).
-EXIT_TIMEOUT: Final = 5
-#: ``uwsgiapp request``'s exit status when the response exceeded the cap (curl's 63).
-EXIT_TOO_LARGE: Final = 6
 
 _SIZE: Final = re.compile(r"\s*([0-9]+)\s*(?:([KMG])(?:I?B)?|B)?\s*", re.IGNORECASE)
 _SIZE_UNITS: Final = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}

@@ -24,13 +24,13 @@ from uwsgiapp.cli import (
     EXIT_BAD_RESPONSE,
     EXIT_CONNECT,
     EXIT_SERVER_ERROR,
+    EXIT_TIMEOUT,
+    EXIT_TOO_LARGE,
     EXIT_USAGE,
     EXIT_WRITE,
 )
 from uwsgiapp.client import (
     DEFAULT_MAX_RESPONSE_SIZE,
-    EXIT_TIMEOUT,
-    EXIT_TOO_LARGE,
     Address,
     ResponseError,
     ResponseTimeout,

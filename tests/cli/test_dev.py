@@ -25,6 +25,7 @@ from uwsgiapp.devserver import (
     enable_debug,
     is_loopback,
 )
+from uwsgiapp.exitcodes import ServeExit
 
 APP = """\
 def app(environ, start_response):
@@ -262,7 +263,7 @@ def test_dev_no_reload_import_error_exits(tmp_path: Path) -> None:
     r = run_cli(
         "dev", "missing_mod_xyz:app", "--no-reload", "--port", "0", cwd=tmp_path, timeout=DEADLINE
     )
-    assert r.returncode == 2
+    assert r.returncode == ServeExit.APP_LOAD == 4  # as serve, and as the help says
     assert b"No module named 'missing_mod_xyz'" in r.stderr
     assert b"Traceback (most recent call last)" not in r.stderr.split(b"\n")[0]
 

@@ -1,0 +1,83 @@
+"""One table of exit codes (uwsgiapp.exitcodes): the code returns them and the help texts and
+the module docstring say them, all from the same table."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cli.cli_testkit import run_cli
+
+import uwsgiapp.cli
+from uwsgiapp.exitcodes import ClientExit, ServeExit
+
+
+def _flat(text: bytes | str) -> str:
+    """Help text with its line wrapping undone."""
+    if isinstance(text, bytes):
+        text = text.decode()
+    return re.sub(r"\s+", " ", text)
+
+
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="uwa-exit-"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_every_exit_constant_comes_from_the_table() -> None:
+    constants = {k: v for k, v in vars(uwsgiapp.cli).items() if k.startswith("EXIT_")}
+    assert constants and all(isinstance(v, ClientExit) for v in constants.values())
+    assert not any(k.startswith("EXIT_") for k in vars(__import__("uwsgiapp.client").client))
+
+
+@pytest.mark.parametrize(
+    ("command", "codes"),
+    [
+        ("serve", list(ServeExit)),
+        ("request", list(ClientExit)),
+        ("ping", [c for c in ClientExit if not c.description.startswith("request:")]),
+    ],
+)
+def test_help_lists_each_code_as_the_table_says(command: str, codes: list[ClientExit]) -> None:
+    r = run_cli(command, "--help", env={"COLUMNS": "80"})
+    assert r.returncode == 0
+    text = _flat(r.stdout)
+    for code in codes:
+        description = code.description.removeprefix(f"{command}: ")
+        assert f" {code.value} {_flat(description)}" in text, (code, text)
+    if command == "ping":
+        assert " 5 " not in text.partition("exit status:")[2]
+
+
+def test_serve_help_no_longer_says_an_app_that_cannot_load_exits_2() -> None:
+    text = _flat(run_cli("serve", "--help").stdout)
+    assert "app that cannot be loaded" not in text
+    assert f"{ServeExit.APP_LOAD.value} the app cannot be imported" in text
+
+
+def test_the_module_docstring_lists_every_code() -> None:
+    doc = uwsgiapp.cli.__doc__ or ""
+    for table in (ServeExit, ClientExit):
+        for code in table:
+            assert f"* {code.value} — {code.description}" in doc
+
+
+def test_serve_an_app_that_cannot_load_exits_as_the_help_says(short_dir: Path) -> None:
+    sock = str(short_dir / "x.sock")
+    r = run_cli("serve", "no_such_module_xyz:app", "--socket", sock, cwd=short_dir, timeout=60)
+    assert r.returncode == ServeExit.APP_LOAD == 4
+    help_text = _flat(run_cli("serve", "--help").stdout)
+    assert f"{r.returncode} the app cannot be imported" in help_text
+
+
+def test_serve_usage_errors_exit_2(short_dir: Path) -> None:
+    r = run_cli("serve", "app:app", "--workers", "zero", cwd=short_dir)
+    assert r.returncode == ServeExit.USAGE == 2
+    r = run_cli("serve", cwd=short_dir)
+    assert r.returncode == ServeExit.USAGE and b"no app given" in r.stderr
