@@ -155,7 +155,12 @@ class Tmux:
             "LANG": "C.UTF-8",
         }
         shell = " ".join(f"{k}={_quote(v)}" for k, v in env.items())
-        line = f"env -i {shell} " + " ".join(_quote(c) for c in command)
+        # The pane outlives the command, so a crash leaves its traceback and status on screen.
+        line = (
+            f"env -i {shell} "
+            + " ".join(_quote(c) for c in command)
+            + '; echo "[exited $?]"; sleep 600'
+        )
         self._tmux("new-session", "-d", "-s", name, "-x", str(width), "-y", str(height), line)
 
     def _tmux(self, *args: str) -> str:

@@ -195,6 +195,9 @@ def rates(previous: Sample | None, current: Sample) -> dict[int, float]:
     return out
 
 
+#: Index of the column titles in :func:`render`'s lines.
+TITLE_LINE = 4
+
 COLUMNS = (
     ("WID", 4),
     ("PID", 8),
@@ -227,7 +230,8 @@ def _row(w: dict[str, Any], rate: float | None) -> str:
 
 
 def render(previous: Sample | None, current: Sample, source: str) -> list[str]:
-    """The screen as plain lines: two header lines, a blank, the column titles, one per worker."""
+    """The screen as plain lines: three header lines, a blank, the column titles (line
+    :data:`TITLE_LINE`), one line per worker."""
     doc = current.doc
     workers = [w for w in doc.get("workers", []) if isinstance(w, dict)]
     per_worker = rates(previous, current)
@@ -241,7 +245,7 @@ def render(previous: Sample | None, current: Sample, source: str) -> list[str]:
         f"uwsgiapp top - {source} - version {doc.get('version', '?')} - "
         f"master pid {_int(doc, 'pid')} - {clock}",
         f"workers: {len(workers)} ({state_text}) - requests: "
-        f"{sum(_int(w, 'requests') for w in workers)} - req/s: {total_rate} - "
+        f"{sum(_int(w, 'requests') for w in workers)} - req/s: {total_rate}",
         f"exceptions: {sum(_int(w, 'exceptions') for w in workers)} - "
         f"harakiri: {sum(_int(w, 'harakiri_count') for w in workers)} - "
         f"tx: {human_size(sum(_int(w, 'tx') for w in workers))} - "
@@ -260,8 +264,8 @@ def _draw(screen: curses.window, lines: list[str]) -> None:
     screen.erase()
     height, width = screen.getmaxyx()
     for y, line in enumerate(lines[:height]):
-        attr = curses.A_REVERSE if y == 3 else curses.A_NORMAL
-        if y > 3 and " busy " in line:
+        attr = curses.A_REVERSE if y == TITLE_LINE else curses.A_NORMAL
+        if y > TITLE_LINE and " busy " in line:
             attr = curses.A_BOLD
         # A line that does not fit a tiny window raises: drawing what fits is enough.
         with contextlib.suppress(curses.error):

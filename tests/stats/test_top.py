@@ -1,0 +1,166 @@
+"""``uwsgiapp top``: addresses, rates, ``--once`` against a real StatsServer (unix, TCP, HTTP),
+errors, and the live view under tmux."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+from collections.abc import Iterator
+
+import pytest
+from stats_kit import PYTHON, ROOT, Tmux, running, sample, server_stats, short_dir, spec_of, worker
+
+from uwsgiapp.stats.model import ServerStats
+from uwsgiapp.stats.server import StatsServer
+from uwsgiapp.stats.top import Sample, parse_source, rates, render
+
+
+def top(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PYTHON, "-m", "uwsgiapp", "top", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "PYTHONPATH": ROOT},
+    )
+
+
+@pytest.fixture
+def sockdir() -> Iterator[str]:
+    path = short_dir()
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("/run/stats.sock", {"path": "/run/stats.sock"}),
+        ("stats.sock", {"path": "stats.sock"}),
+        ("unix:rel/s.sock", {"path": "rel/s.sock"}),
+        ("@abstract", {"path": "\0abstract"}),
+        ("127.0.0.1:9191", {"host": "127.0.0.1", "port": 9191}),
+        (":9191", {"host": "127.0.0.1", "port": 9191}),
+        ("[::1]:9191", {"host": "::1", "port": 9191}),
+        ("http://127.0.0.1:9191", {"host": "127.0.0.1", "port": 9191, "http_path": "/"}),
+        ("http://localhost/x", {"host": "localhost", "port": 80, "http_path": "/x"}),
+    ],
+)
+def test_parse_source(text: str, expected: dict[str, object]) -> None:
+    source = parse_source(text)
+    for key, value in expected.items():
+        assert getattr(source, key) == value
+
+
+@pytest.mark.parametrize("text", ["", "https://x:1", "host:99999", "host:port", "[::1]9"])
+def test_parse_source_rejects(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse_source(text)
+
+
+def test_rates_from_deltas_never_negative() -> None:
+    from uwsgiapp.stats.document import build_document
+
+    before = Sample(10.0, build_document(server_stats(worker(1, 100), worker(2, 50))))
+    after = Sample(12.0, build_document(server_stats(worker(1, 160), worker(2, 10))))
+    assert rates(before, after) == {1: 30.0, 2: 0.0}  # worker 2 respawned: counter restarted
+    assert rates(None, after) == {}
+    lines = render(before, after, "x")
+    assert "req/s: 30.0" in lines[1]
+
+
+def _row_for(text: str, wid: int, pid: int, requests: int) -> bool:
+    pattern = rf"^\s*{wid}\s+{pid}\s+\w+\s+{requests}\s"
+    return re.search(pattern, text, re.MULTILINE) is not None
+
+
+def _assert_rows(out: str, stats: ServerStats) -> None:
+    for w in stats.workers:
+        assert _row_for(out, w.id, w.pid, w.requests), out
+    assert f"requests: {stats.requests}" in out
+    assert "master pid 4000" in out
+
+
+def test_once_over_unix_tcp_and_http(sockdir: str) -> None:
+    stats = sample()
+    path = os.path.join(sockdir, "s.sock")
+    with running(StatsServer(path, snapshot=sample)):
+        result = top(path, "--once")
+    assert result.returncode == 0, result.stderr
+    assert "\x1b" not in result.stdout  # plain text, no escape codes
+    _assert_rows(result.stdout, stats)
+    assert re.search(r"^\s*2\s+4002\s+busy\s", result.stdout, re.MULTILINE)
+    assert "21.0M" in result.stdout  # worker 1's RSS
+    assert "1.5" in result.stdout  # avg_rt 1500 µs in ms
+
+    with running(StatsServer("127.0.0.1:0", snapshot=sample)) as server:
+        result = top(spec_of(server.address), "--once")
+    assert result.returncode == 0, result.stderr
+    _assert_rows(result.stdout, stats)
+
+    with running(StatsServer("127.0.0.1:0", http=True, snapshot=sample)) as server:
+        result = top(f"http://{spec_of(server.address)}", "--once")
+    assert result.returncode == 0, result.stderr
+    _assert_rows(result.stdout, stats)
+
+
+def test_errors_have_their_exit_codes(sockdir: str) -> None:
+    assert top(os.path.join(sockdir, "none.sock"), "--once").returncode == 3
+    assert top("ftp://x", "--once").returncode == 2
+    assert top("x.sock", "--once", "--interval", "0").returncode == 2
+    # a server that answers something else than a stats document
+    listener = socket.socket(socket.AF_UNIX)
+    path = os.path.join(sockdir, "junk.sock")
+    listener.bind(path)
+    listener.listen()
+
+    def answer_junk() -> None:
+        conn, _ = listener.accept()
+        conn.sendall(b"hello, not json")
+        conn.close()
+
+    thread = threading.Thread(target=answer_junk, daemon=True)
+    thread.start()
+    result = top(path, "--once")
+    thread.join(5)
+    listener.close()
+    assert result.returncode == 4
+    assert "not a JSON stats document" in result.stderr
+
+
+def test_live_view_under_tmux_shows_rows_and_rates(sockdir: str) -> None:
+    counts = {"n": 1000}
+
+    def snap() -> ServerStats:
+        counts["n"] += 50  # 50 requests per read
+        return server_stats(worker(1, counts["n"]), worker(2, 7, status="busy"))
+
+    path = os.path.join(sockdir, "s.sock")
+    session = f"uwa-top-{os.getpid()}"
+    with running(StatsServer(path, snapshot=snap)):
+        tmux = Tmux(
+            session,
+            [PYTHON, "-m", "uwsgiapp", "top", path, "--interval", "0.3"],
+            width=120,
+            height=30,
+        )
+        try:
+            screen = tmux.wait_for(
+                lambda s: (
+                    "REQ/S" in s
+                    and re.search(r"^\s*1\s+4001\s+idle\s+1\d{3}\s+\d", s, re.M) is not None
+                    and re.search(r"^\s*2\s+4002\s+busy\s+7\s", s, re.M) is not None
+                    and re.search(r"req/s: [1-9]", s) is not None
+                )
+            )
+            assert "REQ/S" in screen, screen
+            assert re.search(r"^\s*2\s+4002\s+busy\s+7\s", screen, re.M), screen
+            assert re.search(r"req/s: [1-9]", screen), screen  # rate from deltas
+            tmux.send_keys("q")
+            assert "[exited 0]" in tmux.wait_for(lambda s: "[exited" in s), tmux.capture()
+        finally:
+            tmux.kill()
