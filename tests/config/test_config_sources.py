@@ -17,17 +17,15 @@ from cli.cli_testkit import run_cli
 from uwsgiapp.cli import EXIT_USAGE, build_parser
 from uwsgiapp.config import Config, ConfigError, make_config
 from uwsgiapp.config.configload import (
-    MAX_TOML_KEY_PARTS,
-    MAX_TOML_NESTING,
     Raw,
     convert,
     env_layer,
     option_specs,
     resolve,
     spec_for,
-    toml_layer,
 )
 from uwsgiapp.config.serve import resolve_serve_config
+from uwsgiapp.config.tomlfile import MAX_TOML_KEY_PARTS, MAX_TOML_NESTING, toml_layer
 
 
 def spec(name: str) -> Any:

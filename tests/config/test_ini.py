@@ -17,16 +17,13 @@ from cli.cli_testkit import run_cli
 from uwsgiapp.cli import EXIT_USAGE
 from uwsgiapp.config import ConfigError
 from uwsgiapp.config.configload import FALSE_WORDS, TRUE_WORDS, convert, resolve, spec_for
-from uwsgiapp.config.uwsgiini import (
+from uwsgiapp.config.iniexpand import (
     MAX_EXPANDED_SIZE,
     MAX_PLACEHOLDER_DEPTH,
-    SIMPLE_KEYS,
     ExpansionError,
     expand,
-    ini_layer,
-    parse_ini,
-    split_ini_arg,
 )
+from uwsgiapp.config.uwsgiini import SIMPLE_KEYS, ini_layer, parse_ini, split_ini_arg
 
 Loaded = tuple[Any, list[str], list[tuple[str, str]]]
 

@@ -15,8 +15,8 @@ from uwsgiapp.config.configload import (
     env_layer,
     option_specs,
     resolve,
-    toml_layer,
 )
+from uwsgiapp.config.tomlfile import toml_layer
 from uwsgiapp.config.uwsgiini import IniResult, check_http_only, ini_layer
 
 __all__ = ["resolve_serve_config"]

@@ -1,0 +1,276 @@
+"""Expanding uWSGI ini values: ``$(ENV)``, magic variables (``%d``, ``%k``…) and ``%(name)``
+placeholders (the rules are listed in :mod:`uwsgiapp.config.uwsgiini`).
+
+Expansion is bounded: a value may not grow past :data:`MAX_EXPANDED_SIZE` characters and
+placeholders may nest :data:`MAX_PLACEHOLDER_DEPTH` deep; a placeholder that refers back to
+itself, or a value past either bound (``x = %(x)%(x)`` would double forever), is a
+:class:`ConfigError` naming the key and its line, never an endless or exponential expansion.
+"""
+
+from __future__ import annotations
+
+import grp
+import os
+import pwd
+import re
+import socket
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import Final
+
+from uwsgiapp.config.model import ConfigError
+
+__all__ = [
+    "DEFAULT_SECTION",
+    "MAGIC_RE",
+    "MAGIC_VARIABLES",
+    "MAX_EXPANDED_SIZE",
+    "MAX_PLACEHOLDER_DEPTH",
+    "ExpansionError",
+    "Placeholders",
+    "expand",
+]
+
+#: The section read when ``--ini`` names none.
+DEFAULT_SECTION: Final = "uwsgi"
+#: The longest a value may become once expanded (characters); longer raw values are kept as is.
+MAX_EXPANDED_SIZE: Final = 64 * 1024
+#: How deep ``%(a)`` → ``%(b)`` → … may nest.
+MAX_PLACEHOLDER_DEPTH: Final = 16
+
+
+#: ``%(name)`` (group 1) or ``%x`` (group 2).
+MAGIC_RE: Final = re.compile(r"%\(([^)]*)\)|%(.)")
+_ENV_REF = re.compile(r"\$\(([^)]*)\)")
+
+
+class ExpansionError(ValueError):
+    """A value cannot be expanded: too large, or it names a placeholder or magic variable that
+    has no value. The message follows "the value of 'key' …"."""
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)  # as uWSGI: the number when the id has no name
+
+
+def _group_name(gid: int) -> str:
+    try:
+        return grp.getgrgid(gid).gr_name
+    except KeyError:
+        return str(gid)
+
+
+def _magic_table(path: str, section: str) -> dict[str, Callable[[], str]]:
+    """uWSGI's magic variables, each computed when first met. Upper-case forms (``%D``…)
+    mean "of the first non-template file" in uWSGI; uwsgiapp reads one file, so they are
+    the lower-case ones."""
+    full = os.path.abspath(path)
+    directory = os.path.dirname(full)
+    name = os.path.basename(full)
+    stem, ext = os.path.splitext(name)
+    parts = [part for part in directory.split("/") if part]
+    as_given = path if section == DEFAULT_SECTION else f"{path}:{section}"
+    started = time.time()
+    table: dict[str, Callable[[], str]] = {
+        "d": lambda: directory.rstrip("/") + "/",
+        "p": lambda: full,
+        "s": lambda: name,
+        "n": lambda: stem,
+        "e": lambda: ext.lstrip("."),
+        "c": lambda: os.path.basename(directory),
+        "x": lambda: section,
+        "o": lambda: as_given,
+        "v": os.getcwd,
+        "h": socket.gethostname,
+        "k": lambda: str(os.cpu_count() or 1),
+        "u": lambda: str(os.getuid()),
+        "U": lambda: _user_name(os.getuid()),
+        "g": lambda: str(os.getgid()),
+        "G": lambda: _group_name(os.getgid()),
+        "t": lambda: str(int(started)),
+        "T": lambda: str(int(started * 1_000_000)),
+        "[": lambda: "\033",
+        "%": lambda: "%",
+    }
+    for letter in "dpsnecxo":
+        table[letter.upper()] = table[letter]
+    for index in range(10):  # %0..%9: the directory's path components ("" past the last)
+        table[str(index)] = _constant(parts[index] if index < len(parts) else "")
+    return table
+
+
+def _constant(value: str) -> Callable[[], str]:
+    return lambda: value
+
+
+#: What users write for a magic variable as if it were a named placeholder, and the letter.
+_MAGIC_BY_NAME: Mapping[str, str] = {
+    "cores": "k",
+    "cpus": "k",
+    "cpu_count": "k",
+    "hostname": "h",
+    "host": "h",
+    "uid": "u",
+    "gid": "g",
+    "user": "U",
+    "username": "U",
+    "group": "G",
+    "cwd": "v",
+    "pwd": "v",
+    "dir": "d",
+    "name": "n",
+    "file": "s",
+    "path": "p",
+}
+#: The magic variables, for error messages.
+MAGIC_VARIABLES: Final = "%d %p %s %n %e %c %x %o %v %h %k %u %U %g %G %t %T %0..%9 %%"
+
+
+def _unknown_placeholder(name: str, section: str) -> str:
+    env_name = "UWSGI_" + name.upper().replace("-", "_")
+    message = (
+        f"uses %({name}), which is not defined (no '{name} =' or 'set-placeholder = {name}=…'"
+        f" in [{section}], no {env_name} in the environment)"
+    )
+    letter = _MAGIC_BY_NAME.get(name.lower())
+    if letter is not None:
+        message += f"; uWSGI's magic variable for it is %{letter}"
+    return message
+
+
+def expand(
+    value: str,
+    *,
+    path: str,
+    section: str = DEFAULT_SECTION,
+    placeholders: Mapping[str, str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    warn: Callable[[str], None] | None = None,
+    max_size: int = MAX_EXPANDED_SIZE,
+) -> str:
+    """Expand ``$(ENV)``, ``%x`` magic and ``%(placeholder)`` in one value (see module doc).
+
+    Raises :class:`ExpansionError` as soon as the result would grow past ``max_size``
+    characters (before building it), and for a ``%(name)`` or ``%x`` that has no value (uWSGI
+    would leave it, or expand it to nothing, and the option would fail later on a value the
+    user never wrote).
+    """
+    env = os.environ if environ is None else environ
+    places = placeholders or {}
+    table = _magic_table(path, section)
+
+    def note(message: str) -> None:
+        if warn is not None:
+            warn(message)
+
+    def env_ref(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name not in env:
+            note(f"$({name}) is not set in the environment; expanded to ''")
+        return env.get(name, "")
+
+    def magic(match: re.Match[str]) -> str:
+        name, letter = match.group(1), match.group(2)
+        if name is not None:
+            if name in places:
+                return places[name]
+            env_name = "UWSGI_" + name.upper().replace("-", "_")
+            if env_name in env:
+                return env[env_name]
+            raise ExpansionError(_unknown_placeholder(name, section))
+        if letter in table:
+            return table[letter]()
+        raise ExpansionError(
+            f"uses %{letter}, which is not a magic variable uwsgiapp knows"
+            f" ({MAGIC_VARIABLES}; write %% for a literal %)"
+        )
+
+    expanded = _bounded(_ENV_REF, env_ref, value, max_size)
+    return _bounded(MAGIC_RE, magic, expanded, max_size)
+
+
+def _bounded(
+    pattern: re.Pattern[str],
+    replace: Callable[[re.Match[str]], str],
+    text: str,
+    max_size: int,
+) -> str:
+    """``pattern.sub(replace, text)``, raising :class:`ExpansionError` as soon as the result
+    would be longer than ``max_size`` (before it is built)."""
+    grown = 0
+
+    def checked(match: re.Match[str]) -> str:
+        nonlocal grown
+        replacement = replace(match)
+        grown += len(replacement) - (match.end() - match.start())
+        if grown > 0 and len(text) + grown > max_size:
+            raise ExpansionError(f"expands to more than {max_size} characters")
+        return replacement
+
+    return pattern.sub(checked, text)
+
+
+class Placeholders(Mapping[str, str]):
+    """The section's placeholders, each expanded on first use (then remembered).
+
+    Expanding one may expand others; a name met again on the way is a loop, and the chain may
+    not get deeper than :data:`MAX_PLACEHOLDER_DEPTH`: both raise :class:`ConfigError` naming
+    the definition's key and line.
+    """
+
+    def __init__(
+        self,
+        raw: Mapping[str, tuple[str, str]],
+        expand_one: Callable[[str, Mapping[str, str]], str],
+    ) -> None:
+        self._raw = raw  # name → (raw value, "key (line N)" of its definition)
+        self._expand_one = expand_one
+        self._done: dict[str, str] = {}
+        self._chain: list[str] = []
+
+    def __getitem__(self, name: str) -> str:
+        done = self._done.get(name)
+        if done is not None:
+            return done
+        raw, defined_at = self._raw[name]
+        chain = self._chain
+        if name in chain:
+            loop = chain[chain.index(name) :]
+            if len(loop) == 1:
+                message = f"placeholder %({name}) refers to itself"
+            else:
+                path = " -> ".join(f"%({n})" for n in [*loop, name])
+                message = f"placeholder %({name}) refers back to itself: {path}"
+            raise ConfigError("ini", message, defined_at)
+        if len(chain) > MAX_PLACEHOLDER_DEPTH:  # links between placeholders, not the key
+            raise ConfigError(
+                "ini",
+                f"placeholders nest more than {MAX_PLACEHOLDER_DEPTH} deep"
+                f" ({' -> '.join(f'%({n})' for n in [*chain, name])})",
+                defined_at,
+            )
+        chain.append(name)
+        try:
+            value = self._expand_one(raw, self)
+        except ExpansionError as exc:
+            raise ConfigError("ini", f"placeholder %({name}) {exc}", defined_at) from None
+        finally:
+            chain.pop()
+        self._done[name] = value
+        return value
+
+    def expand_value(self, raw: str) -> str:
+        """Expand one key's value with these placeholders."""
+        return self._expand_one(raw, self)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)

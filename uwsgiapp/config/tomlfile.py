@@ -1,0 +1,148 @@
+"""A ``--config`` TOML file as a config layer: a ``[tool.uwsgiapp]`` table (pyproject.toml),
+an ``[uwsgiapp]`` table, or the top-level keys; an ``env`` table sets environment variables.
+
+The file is checked before :mod:`tomllib` sees it: nesting deeper than
+:data:`MAX_TOML_NESTING` or a dotted key longer than :data:`MAX_TOML_KEY_PARTS` is a
+:class:`~uwsgiapp.config.ConfigError` naming the key and line, not a RecursionError or
+gigabytes of memory.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Final
+
+from uwsgiapp.config.configload import Layer, Raw, option_specs, spec_for, suggest
+from uwsgiapp.config.model import ConfigError
+
+__all__ = ["MAX_TOML_KEY_PARTS", "MAX_TOML_NESTING", "toml_layer"]
+
+#: How deep arrays and inline tables may nest in a TOML file (tomllib recurses on each level,
+#: so a file nested thousands deep would end in RecursionError).
+MAX_TOML_NESTING: Final = 32
+#: How many parts one dotted key (``a.b.c = 1``, ``[a.b.c]``) may have (tomllib's memory grows
+#: with the square of it: 100k parts would take tens of GB).
+MAX_TOML_KEY_PARTS: Final = 32
+
+# What starts a string or a comment, and where each ends (an unterminated one runs to the end
+# of the line or file: tomllib reports it). Multi-line strings may end with up to two extra
+# quotes, which belong to the content.
+_TOML_OPENERS: Final = re.compile(r"\"\"\"|'''|[\"'#]")
+_TOML_CLOSERS: Final = {
+    '"""': re.compile(r'(?:[^"\\]|\\.|"(?!""))*(?:"""(?:""|")?|\Z)', re.DOTALL),
+    "'''": re.compile(r"(?:[^']|'(?!''))*(?:'''(?:''|')?|\Z)"),
+    '"': re.compile(r'(?:[^"\\\n]|\\.)*"?'),
+    "'": re.compile(r"[^'\n]*'?"),
+    "#": re.compile(r"[^\n]*"),
+}
+_TOML_NESTING_CHARS: Final = re.compile(r"[\[\]{}=\n]")
+_TOML_DOTTED_KEY: Final = re.compile(
+    rf'(?:[A-Za-z0-9_-]+|"")(?:[ \t]*\.[ \t]*(?:[A-Za-z0-9_-]+|"")){{{MAX_TOML_KEY_PARTS},}}'
+)
+
+
+def _toml_skeleton(text: str) -> str:
+    """``text`` with every string replaced by ``""`` (its newlines kept after it, so line
+    numbers stay right) and comments removed: what is left is structure."""
+    parts: list[str] = []
+    pos = 0
+    while (opener := _TOML_OPENERS.search(text, pos)) is not None:
+        parts.append(text[pos : opener.start()])
+        token = opener.group()
+        end = _TOML_CLOSERS[token].match(text, opener.end())
+        pos = end.end() if end is not None else len(text)
+        if token != "#":
+            parts.append('""' + "\n" * text.count("\n", opener.start(), pos))
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
+def _check_toml_nesting(text: str, source: str) -> None:
+    """Refuse TOML nested past :data:`MAX_TOML_NESTING` or with a dotted key longer than
+    :data:`MAX_TOML_KEY_PARTS`, naming the key and line, before tomllib sees it."""
+    skeleton = _toml_skeleton(text)
+    depth = 0
+    line = 1
+    statement = 0
+    key: tuple[str, int] | None = None  # the top-level key being assigned, and its line
+    for match in _TOML_NESTING_CHARS.finditer(skeleton):
+        char = match.group()
+        if char == "\n":
+            line += 1
+            if depth == 0:
+                statement, key = match.end(), None
+        elif char == "=":
+            if depth == 0 and key is None:
+                key = (skeleton[statement : match.start()].strip(), line)
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_TOML_NESTING:
+                what = f"the value of {key[0]!r} (line {key[1]})" if key else f"line {line}"
+                raise ConfigError(
+                    "config",
+                    f"{what} nests arrays or tables more than {MAX_TOML_NESTING} deep",
+                    source,
+                )
+        else:
+            depth = max(depth - 1, 0)
+    dotted = _TOML_DOTTED_KEY.search(skeleton)
+    if dotted is not None:
+        line = skeleton.count("\n", 0, dotted.start()) + 1
+        raise ConfigError(
+            "config",
+            f"the dotted key on line {line} ({dotted.group()[:30]}…) has more than"
+            f" {MAX_TOML_KEY_PARTS} parts",
+            source,
+        )
+
+
+def _load_toml(path: str) -> dict[str, Any]:
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        raise ConfigError(
+            "config", "reading TOML needs Python 3.11 or newer", f"config file {path}"
+        ) from None
+    source = f"config file {path}"
+    try:
+        with open(path, "rb") as fh:
+            text = fh.read().decode("utf-8")
+    except OSError as exc:
+        raise ConfigError("config", f"cannot read {path}: {exc.strerror}", "command line") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("config", f"invalid TOML: not UTF-8 text ({exc})", source) from None
+    _check_toml_nesting(text, source)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("config", f"invalid TOML: {exc}", source) from None
+
+
+def toml_layer(path: str) -> Layer:
+    """Options from a TOML file: a ``[tool.uwsgiapp]`` table (pyproject.toml), else an
+    ``[uwsgiapp]`` table, else the top-level keys. Unknown keys are errors."""
+    data = _load_toml(path)
+    source = f"config file {path}"
+    tool = data.get("tool")
+    table: Any
+    if isinstance(tool, dict) and "uwsgiapp" in tool:
+        table, where = tool["uwsgiapp"], "[tool.uwsgiapp]"
+    elif os.path.basename(path) == "pyproject.toml":
+        raise ConfigError("config", "pyproject.toml has no [tool.uwsgiapp] table", source)
+    elif isinstance(data.get("uwsgiapp"), dict):
+        table, where = data["uwsgiapp"], "[uwsgiapp]"
+    else:
+        table, where = data, "top level"
+    if not isinstance(table, dict):
+        raise ConfigError("config", f"{where} must be a table", source)
+    layer: Layer = {}
+    options = [s.option for s in option_specs()]
+    for key, value in table.items():
+        spec = spec_for(key)
+        if spec is None:
+            raise ConfigError(
+                "config", f"unknown option {key!r} in {where}{suggest(key, options)}", source
+            )
+        layer[spec.name] = Raw(value, source)
+    return layer
