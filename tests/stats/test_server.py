@@ -346,3 +346,21 @@ def test_unix_socket_on_a_busy_path_is_refused(sockdir: str) -> None:
     path = os.path.join(sockdir, "s.sock")
     with StatsServer(path, snapshot=sample), pytest.raises(ListenerError):
         StatsServer(path, snapshot=sample)
+
+
+def test_close_after_fork_leaves_the_masters_socket(sockdir: str) -> None:
+    path = os.path.join(sockdir, "s.sock")
+    server = StatsServer(path, snapshot=sample)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the "worker"
+            server.close_after_fork()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        assert os.path.exists(path)
+        sock = _connect(path)
+        server.poll(1)
+        assert json.loads(_recv_all(sock))["pid"] == 4000
+        sock.close()
+    finally:
+        server.close()

@@ -195,6 +195,15 @@ class StatsServer:
         self._sel.close()
         self.listener.close()
 
+    def close_after_fork(self) -> None:
+        """In a forked worker: close the inherited descriptors, leave the socket file (it is
+        the master's) and the master's clients alone."""
+        for client in self._clients.values():
+            client.sock.close()
+        self._clients.clear()
+        self._sel.close()
+        self.listener.close(unlink=False)
+
     def __enter__(self) -> StatsServer:
         return self
 
