@@ -194,11 +194,14 @@ class Tmux:
         self._tmux("send-keys", "-t", self.name, *keys)
 
     def kill(self) -> None:
-        """Stop our tmux server (and the command in it)."""
+        """Stop our tmux server (and the command in it) and remove its socket file."""
         with contextlib.suppress(subprocess.SubprocessError):
             subprocess.run(
                 ["tmux", "-L", self.name, "kill-server"], capture_output=True, timeout=10
             )
+        tmpdir = os.environ.get("TMUX_TMPDIR", "/tmp")
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(tmpdir, f"tmux-{os.getuid()}", self.name))
 
 
 def _quote(text: str) -> str:
