@@ -7,7 +7,7 @@ same worker pids afterwards.
 What the code does, and so what is asserted: a vars block over ``--buffer-size`` or over 512
 vars is refused by the codec (``protocol/decoder.py``): one WARNING "invalid uwsgi packet ...",
 the connection closed without an answer (nginx then answers 502), as uWSGI does. A bad
-CONTENT_LENGTH is refused before the app (``uwsgiapp/server/connection.py``): 400 for anything
+CONTENT_LENGTH is refused before the app (``uwsgiapp/server/intake.py``): 400 for anything
 but digits, 413 over ``--limit-post`` (the body drained, so nginx gets the 413, not a reset).
 A body shorter than promised makes the app's read raise ClientDisconnected (an OSError) after
 ``--socket-timeout``.

@@ -9,7 +9,6 @@
 - :mod:`~uwsgiapp.server.io`: non-blocking fd reads and writes with a timeout.
 - :mod:`~uwsgiapp.server.logs`, :mod:`~uwsgiapp.server.logtext`: error and access logs.
 - :mod:`~uwsgiapp.server.safefiles`: opening files as root without following links.
-- :mod:`~uwsgiapp.server.connection`: older import names only.
 
 Importing this package imports none of them.
 """

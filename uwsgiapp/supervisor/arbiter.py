@@ -25,7 +25,7 @@ from types import FrameType
 from uwsgiapp.config import Config
 from uwsgiapp.exitcodes import ServeExit, WorkerExit
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
-from uwsgiapp.server.connection import Handler
+from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import arm_fault_dumps, reopen_logs
 from uwsgiapp.server.worker import Worker

@@ -27,7 +27,7 @@ from uwsgiapp.config import Config
 from uwsgiapp.exitcodes import ServeExit
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.server import safefiles
-from uwsgiapp.server.connection import Handler
+from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener, ListenerError, bind_all
 from uwsgiapp.server.logs import make_access_log, setup_error_log
 from uwsgiapp.supervisor import privileges
