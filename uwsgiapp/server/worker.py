@@ -27,7 +27,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Protocol
 
-from uwsgiapp.server.intake import Handler, Pending
+from uwsgiapp.server.intake import FIRST_BYTES_WAIT, Handler, Pending
 from uwsgiapp.server.listeners import Listener, queued_connections
 from uwsgiapp.server.logs import reopen_logs
 
@@ -292,6 +292,8 @@ class Worker:
         assert self._epoll is not None
         self.parked[pending.fd] = pending
         self._epoll.register(pending.fd, select.EPOLLIN)
+        if len(self.parked) == PARKED_BATCH:
+            self.handler.first_bytes_wait = 0.0
         if pending.deadline < self._next_expiry:
             self._next_expiry = pending.deadline
 
@@ -300,6 +302,8 @@ class Worker:
         del self.parked[pending.fd]
         with contextlib.suppress(OSError):
             self._epoll.unregister(pending.fd)
+        if len(self.parked) == PARKED_BATCH - 1:
+            self.handler.first_bytes_wait = FIRST_BYTES_WAIT
 
     def _wait(self, timeout: float) -> None:
         """Sleep in epoll up to ``timeout``: signals, parked clients' data, a new connection."""
