@@ -5,7 +5,7 @@
 
 Every contender turns the same 590-byte packet (header + 19 vars, as nginx 1.22 sent it) into
 ``{str: str}``; each is checked against the others before timing. "learnt" is the parser a worker
-compiles for a key sequence it keeps seeing (:mod:`protocol.layout`). The figure is the best of
+compiles for a key sequence it keeps seeing (:mod:`uwsgiproto.layout`). The figure is the best of
 several repeats (the least disturbed run), in µs per decode. The target: the fast path within 2x
 of a plain struct loop.
 """
@@ -22,13 +22,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 try:
-    import protocol  # noqa: F401  (installed, e.g. in .venv)
+    import uwsgiproto  # noqa: F401  (installed, e.g. in .venv)
 except ImportError:  # run from a checkout without installing
-    sys.path.insert(0, str(ROOT))
+    sys.path[:0] = [str(ROOT), str(ROOT / "protocol")]
 
-from protocol import Decoder, Request, decode  # noqa: E402
-from protocol.layout import Layout  # noqa: E402
-from protocol.schema import PACKET, REFERENCE_PACKET, join_pairs, parse_var_block  # noqa: E402
+from uwsgiproto import Decoder, Request, decode  # noqa: E402
+from uwsgiproto.layout import Layout  # noqa: E402
+from uwsgiproto.schema import PACKET, REFERENCE_PACKET, join_pairs, parse_var_block  # noqa: E402
 
 CAPTURE = ROOT / "tests" / "corpus" / "valid" / "nginx_get_hello.bin"
 TARGET_RATIO = 2.0

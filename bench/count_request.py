@@ -38,10 +38,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import profile_worker
 import run as bench
 
-from protocol import build_request, parse_vars
 from uwsgiapp.config import make_config
 from uwsgiapp.importer import load_app
 from uwsgiapp.supervisor import build_handler
+from uwsgiproto import build_request, parse_vars
 
 CAPTURE = bench.ROOT / "tests" / "corpus" / "valid" / "nginx_get_hello.bin"
 #: CPython's allocator entry points (release builds route PyMem_* and PyObject_* here).

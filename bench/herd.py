@@ -59,9 +59,9 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "protocol")]
 
-from protocol import build_request  # noqa: E402
+from uwsgiproto import build_request  # noqa: E402
 
 CONTENDERS = ("uwsgiapp", "accept", "epoll", "epoll-excl")
 BODY = b"Hello World!"
@@ -169,7 +169,9 @@ def start_uwsgiapp(path: str, workers: int, log: Path) -> Running:
     """``uwsgiapp serve`` with the hello app; waits until all its workers run."""
     env = {
         **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONPATH": os.pathsep.join(
+            [str(ROOT), str(ROOT / "protocol"), os.environ.get("PYTHONPATH", "")]
+        ),
     }
     with open(log, "ab") as out:
         proc = subprocess.Popen(

@@ -390,7 +390,8 @@ def run_one(v: Variant, env: Env, conns: int, duration: int) -> dict[str, Any]:
     if can_connect(f"127.0.0.1:{nginx_port}"):
         raise RuntimeError(f"port {nginx_port} is already taken by another process")
     srv = ngx = None
-    pyenv = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), str(APPS)])}
+    pythonpath = [str(ROOT), str(ROOT / "protocol"), str(APPS)]
+    pyenv = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath)}
     try:
         srv = start(server_command(v, env, bind, access_log), server_log, env=pyenv, cwd=APPS)
         wait_for(lambda: srv.poll() is not None or can_connect(upstream_addr), 30, f"{tag} socket")

@@ -13,7 +13,10 @@ from support.procs import SHORT_TMPDIRS, Nginx, Server, nginx_binary, stack
 # Every process the tests start (``python -m uwsgiapp``, scripts) runs this checkout's code, even
 # when the venv's editable install points at another work tree.
 ROOT = str(Path(__file__).resolve().parents[1])
-os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (ROOT, os.environ.get("PYTHONPATH", "")) if p)
+# The codec's import package (uwsgiproto) lives in protocol/.
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    p for p in (ROOT, os.path.join(ROOT, "protocol"), os.environ.get("PYTHONPATH", "")) if p
+)
 
 
 @pytest.fixture(scope="session")

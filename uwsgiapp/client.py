@@ -23,7 +23,7 @@ from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Final
 
-import protocol
+import uwsgiproto
 from uwsgiapp import addresses
 from uwsgiapp.addresses import AddressError, SocketAddress
 
@@ -421,8 +421,8 @@ def _build_packet(
         path, method=method, headers=headers, body=body, address=address, extra=extra
     )
     try:
-        return protocol.build_request(pairs, body or b"", modifier1, modifier2)
-    except protocol.EncodeError as exc:
+        return uwsgiproto.build_request(pairs, body or b"", modifier1, modifier2)
+    except uwsgiproto.EncodeError as exc:
         raise ClientError(f"cannot encode the request: {exc}") from None
 
 
@@ -522,9 +522,9 @@ class PingResult:
 def ping(address: Address, *, timeout: float = 3.0) -> PingResult:
     """Send a modifier1 100 ping; return on the pong ``64 00 00 01``, else raise."""
     start = time.monotonic()
-    answer = exchange(address, protocol.build_ping(), timeout=timeout, limit=4)
+    answer = exchange(address, uwsgiproto.build_ping(), timeout=timeout, limit=4)
     elapsed = time.monotonic() - start
-    if answer != protocol.build_pong():
+    if answer != uwsgiproto.build_pong():
         got = answer.hex(" ") if answer else "nothing (connection closed)"
         raise ResponseError(f"expected pong 64 00 00 01 from {address}, got {got}")
     return PingResult(elapsed, answer)

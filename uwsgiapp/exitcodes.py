@@ -57,8 +57,9 @@ class ClientExit(_Described):
     BAD_RESPONSE = 4, "no valid answer (not HTTP, truncated, closed early; ping: no pong in time)"
     TIMEOUT = 5, "request: no complete response within --max-time"
     TOO_LARGE = 6, "request: the response is larger than --max-response-size"
-    WRITE_ERROR = 7, (
-        "request: the body cannot be written out (quietly when its reader stopped, as | head)"
+    WRITE_ERROR = (
+        7,
+        ("request: the body cannot be written out (quietly when its reader stopped, as | head)"),
     )
 
 

@@ -8,7 +8,7 @@ from types import ModuleType
 import pytest
 from support.scripts import load_script
 
-from protocol import Decoder, Request
+from uwsgiproto import Decoder, Request
 
 # Names are given once, then referred to by id alone; 'N marks a recursion level.
 PROFILE = """\

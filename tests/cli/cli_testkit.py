@@ -1,5 +1,5 @@
 """Helpers for the command line tests: running ``uwsgiapp`` as a user would, and a tiny uwsgi
-server (a thread decoding with :class:`protocol.Decoder`) that stands in for the real one."""
+server (a thread decoding with :class:`uwsgiproto.Decoder`) that stands in for the real one."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import protocol
+import uwsgiproto
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -48,18 +48,18 @@ class Handler(socketserver.BaseRequestHandler):
     def handle(self) -> None:
         sock: socket.socket = self.request
         sock.settimeout(5)
-        decoder = protocol.Decoder()
-        event: object = protocol.NEED_DATA
-        while event is protocol.NEED_DATA:
+        decoder = uwsgiproto.Decoder()
+        event: object = uwsgiproto.NEED_DATA
+        while event is uwsgiproto.NEED_DATA:
             chunk = sock.recv(65536)
             if not chunk:
                 return
             decoder.receive_data(chunk)
             event = decoder.next_event()
-        if isinstance(event, protocol.Ping):
-            sock.sendall(protocol.build_pong())
+        if isinstance(event, uwsgiproto.Ping):
+            sock.sendall(uwsgiproto.build_pong())
             return
-        assert isinstance(event, protocol.Request)
+        assert isinstance(event, uwsgiproto.Request)
         body = decoder.trailing_data
         length = int(event.vars.get("CONTENT_LENGTH") or 0)
         while len(body) < length:

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from cli.cli_testkit import FakeServers, free_port, run_cli
 
-import protocol
+import uwsgiproto
 from uwsgiapp.cli import (
     EXIT_BAD_RESPONSE,
     EXIT_CONNECT,
@@ -398,7 +398,7 @@ def test_timeout_is_the_same_deadline(trickle: _Hostile) -> None:
 
 def test_exchange_deadline_and_cap_in_process(flood: _Hostile, trickle: _Hostile) -> None:
     """The library bounds time and memory too, for any caller (not only the command)."""
-    packet = protocol.build_request(build_vars("/"))
+    packet = uwsgiproto.build_request(build_vars("/"))
     start = time.monotonic()
     with pytest.raises(ResponseTimeout, match=r"within 0.3s \(\d+ bytes received\)"):
         exchange(parse_address(trickle.tcp), packet, timeout=0.3)

@@ -11,7 +11,7 @@ The seed directories are only read: new inputs go to ``tests/fuzz/corpus_out/`` 
 
 Every input is checked for:
 
-* nothing but :class:`protocol.ProtocolError` escaping the decoder;
+* nothing but :class:`uwsgiproto.ProtocolError` escaping the decoder;
 * the same outcome fed whole and in chunks (the chunk size is derived from the input);
 * the fast var block and fast packet schema agreeing with the reference schema;
 * a decoded request re-encoding to a packet that decodes to the same request.
@@ -32,7 +32,7 @@ if __name__ == "__main__":
     # Coverage feedback from the codec and construct only: instrument_all() would take ~17 s
     # instrumenting every loaded module before the first execution.
     _instrumented: contextlib.AbstractContextManager[Any] = atheris.instrument_imports(
-        include=["protocol", "construct"]
+        include=["uwsgiproto", "construct"]
     )
 else:
     _instrumented = contextlib.nullcontext()
@@ -40,7 +40,7 @@ else:
 with _instrumented:
     from construct import ConstructError
 
-    from protocol import (
+    from uwsgiproto import (
         NEED_DATA,
         Decoder,
         Limits,
@@ -50,7 +50,7 @@ with _instrumented:
         build_request,
         decode,
     )
-    from protocol.schema import (
+    from uwsgiproto.schema import (
         PACKET,
         REFERENCE_PACKET,
         REFERENCE_VAR_BLOCK,

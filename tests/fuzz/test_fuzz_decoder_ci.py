@@ -16,8 +16,8 @@ from pathlib import Path
 import fuzz_decoder
 import pytest
 
-from protocol import Decoder, Request, build_request, decode
-from protocol.schema import parse_var_block
+from uwsgiproto import Decoder, Request, build_request, decode
+from uwsgiproto.schema import parse_var_block
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 SEEDS = sorted(p.read_bytes() for p in (CORPUS / "valid").iterdir() if p.suffix == ".bin") + sorted(

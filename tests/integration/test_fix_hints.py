@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from support.procs import Server, stack, wait_until
 
-from protocol import Decoder, Limits, PacketTooLarge, build_request
+from uwsgiproto import Decoder, Limits, PacketTooLarge, build_request
 
 
 def test_the_codec_names_the_limit_that_was_exceeded() -> None:

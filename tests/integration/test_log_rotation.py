@@ -9,11 +9,11 @@ from pathlib import Path
 
 from support.procs import Server, uwsgi_exchange, wait_until, worker_pids
 
-import protocol
+import uwsgiproto
 
 
 def _sleep_request(server: Server, seconds: float) -> bytes:
-    packet = protocol.build_request(
+    packet = uwsgiproto.build_request(
         {
             "REQUEST_METHOD": "GET",
             "PATH_INFO": "/sleep",

@@ -11,7 +11,7 @@ import sys
 import pytest
 from support.procs import Nginx, Server
 
-import protocol
+import uwsgiproto
 
 pytestmark = pytest.mark.nginx
 
@@ -148,7 +148,7 @@ def test_early_401_without_reading_large_body_never_502(worker_stack: Stack) -> 
 
 def test_uwsgi_magic_vars_ignored(worker_stack: Stack) -> None:
     server, _ = worker_stack
-    packet = protocol.build_request(
+    packet = uwsgiproto.build_request(
         {
             "REQUEST_METHOD": "GET",
             "PATH_INFO": "/echo",

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from support.procs import Server
 
-import protocol
+import uwsgiproto
 
 REQUEST = {
     "REQUEST_METHOD": "POST",
@@ -37,7 +37,7 @@ def _read_all(s: socket.socket) -> bytes:
 
 
 def test_held_connections_do_not_hold_the_only_worker(tmp_path: Path) -> None:
-    packet = protocol.build_request(REQUEST) + bytes(1000)
+    packet = uwsgiproto.build_request(REQUEST) + bytes(1000)
     server = Server(tmp_path, "nginx_app:app", workers=1, socket_timeout=2).start()
     held: list[socket.socket] = []
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from support.procs import LogCursor, Server, uwsgi_exchange, wait_for_workers, worker_pids
 
-import protocol
+import uwsgiproto
 from uwsgiapp.server.worker import MAX_PARKED
 
 SOCKET_TIMEOUT = 2.0
@@ -39,9 +39,9 @@ REQUEST = {
     "SERVER_PORT": "80",
     "SERVER_PROTOCOL": "HTTP/1.1",
 }
-PACKET = protocol.build_request(REQUEST)
+PACKET = uwsgiproto.build_request(REQUEST)
 #: A whole head and half of its small body (read before the app is called).
-HALF_BODY = protocol.build_request(
+HALF_BODY = uwsgiproto.build_request(
     {**REQUEST, "REQUEST_METHOD": "POST", "CONTENT_LENGTH": "1000"}, bytes(500)
 )
 

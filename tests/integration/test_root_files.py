@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from support.procs import Server, short_tmpdir, uwsgi_exchange, wait_until
 
-import protocol
+import uwsgiproto
 
 pytestmark = pytest.mark.nginx
 
@@ -66,7 +66,7 @@ def _server(tmp_path: Path, user: str, **options: object) -> Server:
 
 
 def _get(server: Server, path: str) -> bytes:
-    packet = protocol.build_request(
+    packet = uwsgiproto.build_request(
         {"REQUEST_METHOD": "GET", "PATH_INFO": path, "SERVER_PROTOCOL": "HTTP/1.1"}
     )
     return uwsgi_exchange(server.socket, packet, timeout=10).data

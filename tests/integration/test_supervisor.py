@@ -15,7 +15,7 @@ import pytest
 from support.load import Load
 from support.procs import Server, stack, uwsgi_exchange, wait_for_workers, wait_until
 
-import protocol
+import uwsgiproto
 
 pytestmark = pytest.mark.nginx
 
@@ -92,7 +92,7 @@ def test_term_completes_every_queued_request_and_exits_zero(
     server = Server(tmp_path, "nginx_app:app", workers=2).start()
     try:
         wait_until(lambda: len(children(server.pid)) == 2, 10, "2 workers")
-        packet = protocol.build_request(
+        packet = uwsgiproto.build_request(
             {
                 "REQUEST_METHOD": "GET",
                 "PATH_INFO": "/sleep",
@@ -182,7 +182,7 @@ def test_max_requests_recycles_workers_without_failures(
 
 def raw_get(path: str = "/", query: str = "") -> bytes:
     """A uwsgi request packet, as nginx would send it."""
-    return protocol.build_request(
+    return uwsgiproto.build_request(
         {
             "REQUEST_METHOD": "GET",
             "PATH_INFO": path,

@@ -18,7 +18,7 @@ import pytest
 from support.load import Load
 from support.procs import Nginx, Server, free_port, short_tmpdir, stack, wait_until
 
-import protocol
+import uwsgiproto
 
 pytestmark = pytest.mark.nginx
 
@@ -49,7 +49,7 @@ def alive(pid: int) -> bool:
 
 def uwsgi_get(path: str, query: str = "") -> bytes:
     """A uwsgi request packet, as nginx would send it."""
-    return protocol.build_request(
+    return uwsgiproto.build_request(
         {
             "REQUEST_METHOD": "GET",
             "PATH_INFO": path,

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from protocol import NEED_DATA, Decoder, Limits, Ping, ProtocolError, Request
+from uwsgiproto import NEED_DATA, Decoder, Limits, Ping, ProtocolError, Request
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 MANIFEST = CORPUS / "manifest.json"

@@ -12,8 +12,8 @@ import struct
 import pytest
 from codec_testkit import CORPUS, Case, chunkings, expand, load_cases, replay
 
-import protocol
-from protocol import NEED_DATA, Decoder, Ping, ProtocolError, Request
+import uwsgiproto
+from uwsgiproto import NEED_DATA, Decoder, Ping, ProtocolError, Request
 
 CASES = load_cases()
 REPLAYS = [
@@ -105,10 +105,10 @@ def test_decode_whole_agrees_with_the_decoder(case: Case) -> None:
     limits = case.make_limits()
     if "error" in case.expect:
         with pytest.raises(ProtocolError) as info:
-            protocol.decode(case.data, limits)
+            uwsgiproto.decode(case.data, limits)
         assert type(info.value).__name__ == case.expect["error"]
         return
-    event, body = protocol.decode(case.data, limits)
+    event, body = uwsgiproto.decode(case.data, limits)
     _check_event(case, event)
     assert body == case.expect["body"].encode("latin-1")
 

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 from codec_testkit import CORPUS
 
-import protocol
-from protocol import (
+import uwsgiapp
+import uwsgiproto
+from uwsgiproto import (
     NEED_DATA,
     PAUSED,
     Decoder,
@@ -34,7 +35,7 @@ from protocol import (
     generic_vars,
     parse_packet,
 )
-from protocol.schema import HEADER_STRUCT
+from uwsgiproto.schema import HEADER_STRUCT
 
 
 def hand_var(key: bytes, value: bytes) -> bytes:
@@ -325,23 +326,23 @@ def test_parse_packet_refuses_on_the_header_alone() -> None:
 
 
 def test_the_package_uses_only_the_codecs_public_names() -> None:
-    # One codec path: the server and the WSGI layer import from ``protocol`` itself, never its
+    # One codec path: the server and the WSGI layer import from ``uwsgiproto`` itself, never its
     # modules, so what they call is what the codec exports (and its tests cover).
-    root = Path(protocol.__file__).resolve().parent.parent / "uwsgiapp"
+    root = Path(uwsgiapp.__file__).resolve().parent
     for path in root.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.ImportFrom) and node.module and not node.level:
-                assert not node.module.startswith("protocol."), f"{path.name}: {node.module}"
+                assert not node.module.startswith("uwsgiproto."), f"{path.name}: {node.module}"
             if isinstance(node, ast.Import):
                 for alias in node.names:
-                    assert not alias.name.startswith("protocol."), f"{path.name}: {alias.name}"
+                    assert not alias.name.startswith("uwsgiproto."), f"{path.name}: {alias.name}"
 
 
 FORBIDDEN = {"socket", "selectors", "asyncio", "ssl", "os", "io", "logging", "uwsgiapp"}
 
 
 @pytest.mark.parametrize(
-    "path", sorted(Path(protocol.__file__).parent.glob("*.py")), ids=lambda p: p.name
+    "path", sorted(Path(uwsgiproto.__file__).parent.glob("*.py")), ids=lambda p: p.name
 )
 def test_protocol_imports_no_io(path: Path) -> None:
     tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -358,7 +359,7 @@ def test_protocol_imports_no_io(path: Path) -> None:
 def test_fast_schema_builds_hand_built_bytes() -> None:
     # Regression: VarBlock._build passed length -1 to construct's stream_write, so building
     # through VAR_BLOCK / PACKET always raised StreamError.
-    from protocol.schema import PACKET, VAR_BLOCK
+    from uwsgiproto.schema import PACKET, VAR_BLOCK
 
     pairs = [(b"A", b"1"), (b"HTTP_X", b"")]
     block = b"".join(hand_var(k, v) for k, v in pairs)

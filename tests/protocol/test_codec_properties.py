@@ -15,7 +15,7 @@ from construct import ConstructError
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from protocol import (
+from uwsgiproto import (
     NEED_DATA,
     Decoder,
     EncodeError,
@@ -27,7 +27,7 @@ from protocol import (
     build_request,
     decode,
 )
-from protocol.schema import (
+from uwsgiproto.schema import (
     HEADER,
     HEADER_STRUCT,
     PACKET,

@@ -1,4 +1,4 @@
-"""protocol.layout: a compiled layout, finished by resume_var_block, parses as parse_var_block.
+"""uwsgiproto.layout: a compiled layout, finished by resume_var_block, parses as parse_var_block.
 
 The property tests draw a layout and blocks near it (its own keys with any values, a prefix of
 them followed by other vars, then cut, padded, overwritten or spliced) and require the same dict,
@@ -20,8 +20,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_codec_properties import KEYS, VALUES, budget, hand_block
 
-from protocol.layout import MAX_LAYOUT_VARS, Layout, Partial
-from protocol.schema import MAX_BLOCK, TooManyVars, parse_var_block, resume_var_block
+from uwsgiproto.layout import MAX_LAYOUT_VARS, Layout, Partial
+from uwsgiproto.schema import MAX_BLOCK, TooManyVars, parse_var_block, resume_var_block
 
 NGINX_GET = (
     b"\x0c\x00QUERY_STRING\x03\x00x=1\x0e\x00REQUEST_METHOD\x03\x00GET"

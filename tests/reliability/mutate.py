@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from protocol import Limits, ProtocolError, Request, build_request, decode
-from protocol.schema import MAX_BLOCK
+from uwsgiproto import Limits, ProtocolError, Request, build_request, decode
+from uwsgiproto.schema import MAX_BLOCK
 
 CORPUS = Path(__file__).resolve().parents[1] / "corpus"
 

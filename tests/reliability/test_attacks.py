@@ -35,7 +35,7 @@ from support.procs import (
     worker_pids,
 )
 
-from protocol import build_request
+from uwsgiproto import build_request
 
 pytestmark = pytest.mark.nginx
 

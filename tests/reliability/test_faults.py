@@ -21,7 +21,7 @@ from reliability.conftest import Report, sized
 from support.load import Load, LoadResult
 from support.procs import Nginx, Server, stack, wait_until, worker_pids
 
-import protocol
+import uwsgiproto
 
 pytestmark = pytest.mark.nginx
 
@@ -317,7 +317,7 @@ def test_hup_while_a_slow_client_is_mid_request_under_load(
         "over 2 s; a ready listening socket it no longer accepts from must not wake it); the new "
         "worker serves the load: 0 failed requests",
     )
-    packet = protocol.build_request(
+    packet = uwsgiproto.build_request(
         {
             "REQUEST_METHOD": "GET",
             "PATH_INFO": "/pid",

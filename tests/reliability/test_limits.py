@@ -5,7 +5,7 @@ line naming the limit, no traceback, the app not called when the request is refu
 same worker pids afterwards.
 
 What the code does, and so what is asserted: a vars block over ``--buffer-size`` or over 512
-vars is refused by the codec (``protocol/decoder.py``): one WARNING "invalid uwsgi packet ...",
+vars is refused by the codec (``uwsgiproto/decoder.py``): one WARNING "invalid uwsgi packet ...",
 the connection closed without an answer (nginx then answers 502), as uWSGI does. A bad
 CONTENT_LENGTH is refused before the app (``uwsgiapp/server/intake.py``): 400 for anything
 but digits, 413 over ``--limit-post`` (the body drained, so nginx gets the 413, not a reset).
@@ -37,7 +37,7 @@ from support.procs import (
     worker_pids,
 )
 
-from protocol import build_request
+from uwsgiproto import build_request
 
 SOCKET_TIMEOUT = 2.0
 LIMIT_POST = 1000

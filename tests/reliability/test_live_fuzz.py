@@ -43,7 +43,7 @@ from support.procs import (
     worker_pids,
 )
 
-from protocol import Limits, Request, build_pong, build_request, decode
+from uwsgiproto import Limits, Request, build_pong, build_request, decode
 
 SOCKET_TIMEOUT = 2.0
 #: Generous: a connection still open this long after our last byte counts as a hang.

@@ -30,7 +30,7 @@ from support.procs import (
     worker_pids,
 )
 
-from protocol import build_request
+from uwsgiproto import build_request
 
 SOCKET_TIMEOUT = 2.0
 HELD = 100

@@ -18,9 +18,9 @@ from typing import Any
 
 import pytest
 
-from protocol import Limits, build_request
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.wsgi.environ import EnvironSettings
+from uwsgiproto import Limits, build_request
 
 PONG = b"\x64\x00\x00\x01"
 #: Upper bound for anything a test waits on: a broken handler fails the test, never hangs it.

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from support.procs import LogCursor, Server, free_port, wait_until
 
-import protocol
+import uwsgiproto
 from uwsgiapp.server.listeners import AllowList
 
 
@@ -66,7 +66,7 @@ def test_a_bad_entry_stops_serve_naming_the_option(tmp_path: Path) -> None:
 
 
 def _exchange(port: int, source: str) -> bytes:
-    packet = protocol.build_request(
+    packet = uwsgiproto.build_request(
         {"REQUEST_METHOD": "GET", "PATH_INFO": "/pid", "SERVER_PROTOCOL": "HTTP/1.1"}
     )
     with socket.socket() as sock:

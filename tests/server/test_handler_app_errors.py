@@ -24,8 +24,8 @@ from handler_kit import (
     run,
 )
 
-from protocol import build_request
 from uwsgiapp.server.logs import ERROR_FORMAT
+from uwsgiproto import build_request
 
 # wsgiref.validate only *warns* about some contract breaches: make them fail the request.
 pytestmark = pytest.mark.filterwarnings("error::wsgiref.validate.WSGIWarning")

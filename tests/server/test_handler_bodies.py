@@ -32,10 +32,10 @@ from handler_kit import (
     run,
 )
 
-from protocol import build_request
 from uwsgiapp.server import exchange
 from uwsgiapp.server.intake import PREREAD, Pending
 from uwsgiapp.wsgi.input import ClientDisconnected
+from uwsgiproto import build_request
 
 # wsgiref.validate only *warns* about some contract breaches: make them fail the request.
 pytestmark = pytest.mark.filterwarnings("error::wsgiref.validate.WSGIWarning")

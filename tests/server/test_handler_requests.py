@@ -29,11 +29,11 @@ from handler_kit import (
     run,
 )
 
-from protocol import Limits, build_header, build_ping, build_request
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.wsgi.environ import EnvironSettings
 from uwsgiapp.wsgi.input import EMPTY_INPUT
 from uwsgiapp.wsgi.response import FileWrapper
+from uwsgiproto import Limits, build_header, build_ping, build_request
 
 # wsgiref.validate only *warns* about some contract breaches: make them fail the request.
 pytestmark = pytest.mark.filterwarnings("error::wsgiref.validate.WSGIWarning")

@@ -19,12 +19,12 @@ from typing import Any
 
 import pytest
 
-from protocol import Limits, build_request
 from uwsgiapp.server import worker as worker_module
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.worker import Worker
 from uwsgiapp.wsgi.environ import EnvironSettings
+from uwsgiproto import Limits, build_request
 
 #: Upper bound for anything a test waits on: a broken loop fails the test, never hangs it.
 GUARD = 10.0

@@ -43,7 +43,7 @@ def test_logger_is_named_after_the_app(caplog: pytest.LogCaptureFixture) -> None
 def test_web_imports_only_werkzeug_and_stdlib() -> None:
     code = (
         "import sys, uwsgiapp.web\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'protocol', 'construct', "
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'uwsgiproto', 'construct', "
         "'flask'} or (m.startswith('uwsgiapp.') and not m.startswith('uwsgiapp.web')))\n"
         "print(','.join(bad))\n"
     )

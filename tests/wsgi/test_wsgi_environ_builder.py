@@ -15,9 +15,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.procs import UWSGI_PARAMS
 
-from protocol import Limits, ProtocolError, parse_vars
-from protocol.layout import MAX_LAYOUT_VARS
-from protocol.schema import build_var_block
 from uwsgiapp.wsgi.environ import (
     LEARN_AFTER,
     MAX_LAYOUTS,
@@ -25,6 +22,9 @@ from uwsgiapp.wsgi.environ import (
     EnvironSettings,
     build_environ,
 )
+from uwsgiproto import Limits, ProtocolError, parse_vars
+from uwsgiproto.layout import MAX_LAYOUT_VARS
+from uwsgiproto.schema import build_var_block
 
 GET_HELLO = Path(__file__).resolve().parents[1] / "corpus" / "valid" / "nginx_get_hello.bin"
 

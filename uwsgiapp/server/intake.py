@@ -2,9 +2,9 @@
 
 :class:`Handler` is built once per worker (everything that can be precomputed is). The worker
 loop calls :meth:`Handler.begin` per accepted fd: the whole head almost always arrives in the
-first read (nginx writes it at once) and goes straight to :func:`protocol.parse_packet`; a
+first read (nginx writes it at once) and goes straight to :func:`uwsgiproto.parse_packet`; a
 request not fully there yet comes back as a :class:`Pending` that the loop parks, and resumes
-with :meth:`Handler.resume` once the fd is readable (a :class:`protocol.Decoder` collects its
+with :meth:`Handler.resume` once the fd is readable (a :class:`uwsgiproto.Decoder` collects its
 head). Once the request is in, :class:`~uwsgiapp.server.exchange.Responder` runs the exchange.
 Nothing here raises: every failure becomes one log line and, where a response can still be
 sent, the right status.
@@ -19,7 +19,14 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from protocol import (
+from uwsgiapp.server.exchange import Responder, error_response
+from uwsgiapp.server.io import closed_early, read_now, readable, send_all
+from uwsgiapp.server.logtext import escape_log_text
+from uwsgiapp.wsgi.contract import AccessLogger, WSGIApp
+from uwsgiapp.wsgi.environ import EnvironBuilder, EnvironSettings, build_environ
+from uwsgiapp.wsgi.input import ClientDisconnected
+from uwsgiapp.wsgi.response import FileWrapper
+from uwsgiproto import (
     MODIFIER_PING,
     NEED_DATA,
     Decoder,
@@ -29,13 +36,6 @@ from protocol import (
     build_pong,
     parse_packet,
 )
-from uwsgiapp.server.exchange import Responder, error_response
-from uwsgiapp.server.io import closed_early, read_now, readable, send_all
-from uwsgiapp.server.logtext import escape_log_text
-from uwsgiapp.wsgi.contract import AccessLogger, WSGIApp
-from uwsgiapp.wsgi.environ import EnvironBuilder, EnvironSettings, build_environ
-from uwsgiapp.wsgi.input import ClientDisconnected
-from uwsgiapp.wsgi.response import FileWrapper
 
 log = logging.getLogger("uwsgiapp.error")
 

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
-from protocol import Limits
 from uwsgiapp.config import Config
 from uwsgiapp.exitcodes import ServeExit
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
@@ -34,6 +33,7 @@ from uwsgiapp.supervisor import privileges
 from uwsgiapp.supervisor.arbiter import Arbiter
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
 from uwsgiapp.wsgi.environ import EnvironSettings
+from uwsgiproto import Limits
 
 log = logging.getLogger("uwsgiapp.error")
 

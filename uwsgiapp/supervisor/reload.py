@@ -18,9 +18,9 @@ import sys
 import time
 from collections.abc import Iterable
 
-from protocol import Limits
 from uwsgiapp.config import Config
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
+from uwsgiproto import Limits
 
 log = logging.getLogger("uwsgiapp.error")
 

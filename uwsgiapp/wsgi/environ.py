@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
-from protocol import (
+from uwsgiproto import (
     MAX_LAYOUT_KEY_BYTES,
     MAX_LAYOUT_VARS,
     MODIFIER_WSGI_STRIP,
@@ -126,7 +126,7 @@ def _finish(environ: dict[str, Any], script_name: str) -> dict[str, Any]:
     return environ
 
 
-#: A key sequence seen this many times gets a compiled :class:`~protocol.layout.Layout`.
+#: A key sequence seen this many times gets a compiled :class:`~uwsgiproto.layout.Layout`.
 LEARN_AFTER = 8
 #: Layouts per worker; past this, new key sequences take the generic parser.
 MAX_LAYOUTS = 16
@@ -140,7 +140,7 @@ class EnvironBuilder:
     """``build_environ(parse_vars(block), ...)`` for one worker, learning the key sequences it sees.
 
     A sequence of keys seen :data:`LEARN_AFTER` times is compiled into a
-    :class:`~protocol.layout.Layout` that produces the finished environ in one pass: vars nginx
+    :class:`~uwsgiproto.layout.Layout` that produces the finished environ in one pass: vars nginx
     sends but PEP 3333 forbids are skipped, the template and missing required keys are already
     in its prototype. The last layout used is tried first; a block that leaves it halfway is
     finished by the generic parser, so a miss costs little more than no layout at all.
@@ -157,7 +157,7 @@ class EnvironBuilder:
     def build(self, block: bytes | bytearray, modifier1: int) -> dict[str, Any]:
         """The environ for one request's var block; a bad block raises a ProtocolError.
 
-        The var-block parser the server gives :func:`protocol.parse_packet`.
+        The var-block parser the server gives :func:`uwsgiproto.parse_packet`.
         """
         text = block.decode("latin-1")
         layout = self._active

@@ -6,10 +6,10 @@ one of them a :class:`Layout` parses a block without the generic loop: each key 
 bytes where it must be, each value is one slice, and the result is a copy of a prepared dict in
 which every key already exists (no key is sliced or hashed, the dict is never resized). For the
 real nginx GET capture it takes about a quarter less time than
-:func:`~protocol.schema.parse_var_block` (``bench/bench_codec.py``).
+:func:`~uwsgiproto.schema.parse_var_block` (``bench/bench_codec.py``).
 
 A block that does not follow the layout is not an error here: :meth:`Layout.run` says how far
-it matched, and :func:`~protocol.schema.resume_var_block` parses the rest (or reports the error)
+it matched, and :func:`~uwsgiproto.schema.resume_var_block` parses the rest (or reports the error)
 exactly as the generic parser would.
 """
 

@@ -21,8 +21,8 @@ from typing import NoReturn, TypeVar
 
 from construct import ConstructError
 
-from protocol.errors import MalformedPacket, PacketTooLarge, ProtocolError, UnsupportedModifier
-from protocol.events import (
+from uwsgiproto.errors import MalformedPacket, PacketTooLarge, ProtocolError, UnsupportedModifier
+from uwsgiproto.events import (
     MODIFIER_PING,
     NEED_DATA,
     PAUSED,
@@ -32,7 +32,7 @@ from protocol.events import (
     _NeedData,
     _Paused,
 )
-from protocol.schema import HEADER_SIZE, HEADER_STRUCT, MAX_BLOCK, TooManyVars, resume_var_block
+from uwsgiproto.schema import HEADER_SIZE, HEADER_STRUCT, MAX_BLOCK, TooManyVars, resume_var_block
 
 V = TypeVar("V")
 
@@ -126,9 +126,9 @@ def parse_vars(block: bytes | bytearray, limits: Limits = DEFAULT_LIMITS) -> dic
 def resume_vars(
     block: bytes | bytearray, text: str, pos: int, out: dict[str, str], limits: Limits
 ) -> tuple[dict[str, str], int]:
-    """:func:`~protocol.schema.resume_var_block` with every failure a :class:`ProtocolError`.
+    """:func:`~uwsgiproto.schema.resume_var_block` with every failure a :class:`ProtocolError`.
 
-    For the rest of a block after a :class:`~protocol.layout.Layout` matched its start.
+    For the rest of a block after a :class:`~uwsgiproto.layout.Layout` matched its start.
     """
     try:
         return resume_var_block(block, text, pos, out, limits.max_vars)

@@ -16,7 +16,7 @@ class _NeedData(enum.Enum):
 
 
 NEED_DATA: Final = _NeedData.NEED_DATA
-"""Returned by :meth:`protocol.Decoder.next_event` until a whole packet head has arrived."""
+"""Returned by :meth:`uwsgiproto.Decoder.next_event` until a whole packet head has arrived."""
 
 
 class _Paused(enum.Enum):
@@ -27,7 +27,7 @@ class _Paused(enum.Enum):
 
 
 PAUSED: Final = _Paused.PAUSED
-"""Returned by :meth:`protocol.Decoder.next_event` once its event was returned (as h11 does):
+"""Returned by :meth:`uwsgiproto.Decoder.next_event` once its event was returned (as h11 does):
 one packet per connection, and what follows it is the body, not another packet."""
 
 #: modifier1 values: plain WSGI, WSGI with SCRIPT_NAME stripped from PATH_INFO, ping.
@@ -61,7 +61,7 @@ class Request:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Ping:
-    """A modifier1 100 packet: answer with :func:`protocol.build_pong`, never call the app."""
+    """A modifier1 100 packet: answer with :func:`uwsgiproto.build_pong`, never call the app."""
 
     modifier2: int = 0
 

@@ -26,7 +26,7 @@ class MalformedPacket(ProtocolError):
 class PacketTooLarge(ProtocolError):
     """The vars block is larger than the configured ``buffer_size`` or holds too many vars.
 
-    ``limit`` names the :class:`~protocol.decoder.Limits` field that was exceeded
+    ``limit`` names the :class:`~uwsgiproto.decoder.Limits` field that was exceeded
     (``"buffer_size"`` or ``"max_vars"``), so a server can say which of its settings to raise.
     """
 

@@ -10,9 +10,9 @@ from collections.abc import Iterable, Mapping
 
 from construct import ConstructError
 
-from protocol.errors import EncodeError
-from protocol.events import MODIFIER_PING
-from protocol.schema import HEADER_STRUCT, MAX_BLOCK, build_var_block
+from uwsgiproto.errors import EncodeError
+from uwsgiproto.events import MODIFIER_PING
+from uwsgiproto.schema import HEADER_STRUCT, MAX_BLOCK, build_var_block
 
 
 def build_header(modifier1: int, datasize: int, modifier2: int = 0) -> bytes:

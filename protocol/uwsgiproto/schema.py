@@ -9,8 +9,8 @@ Two declarations of the same wire format live here:
   :class:`VarBlock`, a ``Construct`` subclass whose ``_parse``/``_build`` are one tight loop with
   every check of the reference kept. Property tests prove both agree on every input.
 
-Errors raised here are construct errors; :mod:`protocol.decoder` turns them into
-:class:`~protocol.errors.ProtocolError` at one boundary.
+Errors raised here are construct errors; :mod:`uwsgiproto.decoder` turns them into
+:class:`~uwsgiproto.errors.ProtocolError` at one boundary.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ whole head in one read. Var blocks: :func:`parse_vars` (generic), :class:`Layout
 parser for one repeated key sequence) and :func:`resume_vars` (finishes a block a layout left).
 """
 
-from protocol.decoder import (
+from uwsgiproto.decoder import (
     DEFAULT_LIMITS,
     Decoder,
     Limits,
@@ -18,15 +18,15 @@ from protocol.decoder import (
     parse_vars,
     resume_vars,
 )
-from protocol.encoder import build_header, build_ping, build_pong, build_request
-from protocol.errors import (
+from uwsgiproto.encoder import build_header, build_ping, build_pong, build_request
+from uwsgiproto.errors import (
     EncodeError,
     MalformedPacket,
     PacketTooLarge,
     ProtocolError,
     UnsupportedModifier,
 )
-from protocol.events import (
+from uwsgiproto.events import (
     MODIFIER_PING,
     MODIFIER_WSGI,
     MODIFIER_WSGI_STRIP,
@@ -36,8 +36,8 @@ from protocol.events import (
     Ping,
     Request,
 )
-from protocol.layout import MAX_LAYOUT_KEY_BYTES, MAX_LAYOUT_VARS, Layout, Partial
-from protocol.schema import HEADER_SIZE, MAX_BLOCK
+from uwsgiproto.layout import MAX_LAYOUT_KEY_BYTES, MAX_LAYOUT_VARS, Layout, Partial
+from uwsgiproto.schema import HEADER_SIZE, MAX_BLOCK
 
 __all__ = [
     "DEFAULT_LIMITS",
