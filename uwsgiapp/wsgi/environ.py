@@ -1,6 +1,6 @@
 """Build the PEP 3333 environ from a uwsgi request's vars (a pure function, called per request).
 
-Facts it respects (see DESIGN.md): nginx sends ``HTTP_CONTENT_TYPE``/``HTTP_CONTENT_LENGTH``
+Facts it respects: nginx sends ``HTTP_CONTENT_TYPE``/``HTTP_CONTENT_LENGTH``
 besides the real ones (PEP 3333 forbids them: dropped), ``CONTENT_LENGTH`` is ``''`` when there is
 no body, ``UWSGI_*`` "magic" vars are never honoured (dropped), ``SCRIPT_NAME`` is ``''`` unless the
 app is mounted (``--mount``) or the packet has modifier1 30, and then only a real prefix of
