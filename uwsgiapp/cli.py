@@ -14,13 +14,15 @@ import os
 import shutil
 import sys
 import textwrap
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from uwsgiapp import __version__
+from uwsgiapp.clientcli import add_ping_parser, add_request_parser
 from uwsgiapp.exitcodes import COMMAND_EXIT_CODES, ClientExit, ServeExit, help_text
 
-# The client commands' codes under their old names (``serve`` and ``dev`` use ServeExit).
+# The client commands' codes under their old names (``serve`` and ``dev`` use ServeExit; the
+# commands themselves, in uwsgiapp.clientcli, use ClientExit).
 EXIT_OK = ClientExit.OK
 EXIT_SERVER_ERROR = ClientExit.SERVER_ERROR
 EXIT_USAGE = ClientExit.USAGE  # also ServeExit.USAGE: argparse's errors, for every command
@@ -74,231 +76,10 @@ def _fail(command: str, message: str, code: int) -> int:
     return code
 
 
-# --- request / ping -----------------------------------------------------------------------
-
-
-def _add_request(sub: argparse._SubParsersAction[_Parser]) -> None:
-    p = sub.add_parser(
-        "request",
-        help="send one uwsgi request to a socket and print the response",
-        description=(
-            "Send one request over the uwsgi protocol straight to a server socket (what nginx's "
-            "uwsgi_pass would send) and print the response body (-i: with status and headers)."
-        ),
-        epilog=help_text(ClientExit, only="request"),
-    )
-    p.add_argument(
-        "socket",
-        metavar="SOCKET",
-        help="the uwsgi socket (not a URL): unix socket path, unix:PATH, @abstract, host:port"
-        " or [v6]:port",
-    )
-    p.add_argument("path", metavar="PATH", nargs="?", default="/", help="target, e.g. /a?b=1")
-    p.add_argument(
-        "-X", "--request", dest="method", metavar="METHOD", help="default GET (POST with -d)"
-    )
-    p.add_argument(
-        "-H",
-        "--header",
-        dest="headers",
-        metavar="'NAME: VALUE'",
-        action="append",
-        default=[],
-        help="request header (repeatable); sent as HTTP_NAME, Content-Type as CONTENT_TYPE",
-    )
-    p.add_argument(
-        "-d", "--data", metavar="DATA", help="request body; @FILE reads a file, @- stdin"
-    )
-    p.add_argument(
-        "--var",
-        dest="vars",
-        metavar="KEY=VALUE",
-        action="append",
-        default=[],
-        help="set or override a raw uwsgi var (repeatable), e.g. --var HTTPS=on",
-    )
-    p.add_argument("--modifier1", type=int, default=0, metavar="N", help="default 0 (WSGI)")
-    p.add_argument("--modifier2", type=int, default=0, metavar="N", help="default 0")
-    p.add_argument("-i", "--include", action="store_true", help="print the status line and headers")
-    p.add_argument(
-        "-m",
-        "--max-time",
-        "--timeout",
-        dest="timeout",
-        type=float,
-        default=10.0,
-        metavar="S",
-        help="overall deadline in seconds for connecting, sending and reading the whole response,"
-        " however slowly the server sends it (default 10)",
-    )
-    p.add_argument(
-        "--max-response-size",
-        "--max-filesize",
-        dest="max_size",
-        default="64M",
-        metavar="SIZE",
-        help="give up on a response (status line, headers and body) larger than SIZE bytes;"
-        " K, M, G suffixes (default 64M)",
-    )
-    p.set_defaults(handler=_cmd_request)
-
-
-def _read_data(spec: str) -> bytes:
-    if spec == "@-":
-        return sys.stdin.buffer.read()
-    if spec.startswith("@"):
-        with open(spec[1:], "rb") as fh:
-            return fh.read()
-    return spec.encode("utf-8")
-
-
-def _cmd_request(args: argparse.Namespace) -> int:
-    from uwsgiapp import client
-
-    try:
-        address = client.parse_address(args.socket)
-    except ValueError as exc:
-        return _fail("request", str(exc), EXIT_USAGE)
-    if not 0 < args.timeout < float("inf"):
-        return _fail(
-            "request", f"bad --max-time {args.timeout:g} (expected seconds > 0)", EXIT_USAGE
-        )
-    try:
-        max_size = client.parse_size(args.max_size)
-    except ValueError as exc:
-        return _fail("request", f"--max-response-size: {exc}", EXIT_USAGE)
-    headers: list[tuple[str, str]] = []
-    for text in args.headers:
-        name, colon, value = text.partition(":")
-        if not colon or not name.strip():
-            return _fail("request", f"bad header {text!r} (expected 'Name: value')", EXIT_USAGE)
-        headers.append((name.strip(), value.strip()))
-    extra: list[tuple[str, str]] = []
-    for text in args.vars:
-        key, eq, value = text.partition("=")
-        if not eq or not key:
-            return _fail("request", f"bad var {text!r} (expected KEY=VALUE)", EXIT_USAGE)
-        extra.append((key, value))
-    body: bytes | None = None
-    if args.data is not None:
-        try:
-            body = _read_data(args.data)
-        except OSError as exc:
-            return _fail("request", f"cannot read {args.data[1:]!r}: {exc.strerror}", EXIT_USAGE)
-        if not any(k.lower() == "content-type" for k, _ in headers):
-            headers.append(("Content-Type", "application/x-www-form-urlencoded"))
-    method = args.method or ("POST" if body is not None else "GET")
-    try:
-        with client.stream_request(
-            address,
-            args.path,
-            method=method,
-            headers=headers,
-            body=body,
-            modifier1=args.modifier1,
-            modifier2=args.modifier2,
-            extra=extra,
-            timeout=args.timeout,
-            max_size=max_size,
-        ) as stream:
-            response = stream.response
-            _copy_out(stream, response.head if args.include else b"")
-    except client.ConnectError as exc:
-        return _fail("request", str(exc), EXIT_CONNECT)
-    except client.ResponseTimeout as exc:
-        return _fail("request", f"{exc}; --max-time allows longer", EXIT_TIMEOUT)
-    except client.ResponseTooLarge as exc:
-        return _fail("request", f"{exc}; --max-response-size allows more", EXIT_TOO_LARGE)
-    except client.ResponseError as exc:
-        return _fail("request", str(exc), EXIT_BAD_RESPONSE)
-    except client.ClientError as exc:
-        return _fail("request", str(exc), EXIT_USAGE)
-    except BrokenPipeError:
-        return _output_closed()
-    except OSError as exc:  # only the output's: the client turns the socket's into ClientError
-        return _fail("request", f"cannot write the response: {exc.strerror or exc}", EXIT_WRITE)
-    if response.status >= 500:
-        print(
-            f"{PROG} request: server answered {response.status} {response.reason}",
-            file=sys.stderr,
-        )
-        return EXIT_SERVER_ERROR
-    return EXIT_OK
-
-
-def _copy_out(chunks: Iterable[bytes], head: bytes) -> None:
-    """Write ``head``, then each chunk of the body as it arrives (not the whole at the end)."""
-    out = sys.stdout.buffer
-    if head:
-        out.write(head)
-        out.flush()
-    for chunk in chunks:
-        out.write(chunk)
-        out.flush()
-
-
-def _output_closed() -> int:
-    """Our reader stopped reading (``uwsgiapp request ... | head``): end quietly, as curl -s."""
-    # Python flushes stdout once more at exit and would print a second BrokenPipeError.
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
-    return EXIT_WRITE
-
-
-def _add_ping(sub: argparse._SubParsersAction[_Parser]) -> None:
-    p = sub.add_parser(
-        "ping",
-        help="uwsgi ping (modifier1 100): exit 0 if the server answers pong",
-        description=(
-            "Send a uwsgi ping (modifier1 100) and wait for the pong (64 00 00 01): a health "
-            "check for Docker and load balancers."
-        ),
-        epilog=help_text(ClientExit, only="ping"),
-    )
-    p.add_argument(
-        "socket",
-        metavar="SOCKET",
-        help="the uwsgi socket (not a URL): unix socket path, unix:PATH, @abstract, host:port"
-        " or [v6]:port",
-    )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=3.0,
-        metavar="S",
-        help="overall deadline in seconds, connect included (default 3)",
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="print nothing on success")
-    p.set_defaults(handler=_cmd_ping)
-
-
-def _cmd_ping(args: argparse.Namespace) -> int:
-    from uwsgiapp import client
-
-    try:
-        address = client.parse_address(args.socket)
-    except ValueError as exc:
-        return _fail("ping", str(exc), EXIT_USAGE)
-    if not 0 < args.timeout < float("inf"):
-        return _fail("ping", f"bad --timeout {args.timeout:g} (expected seconds > 0)", EXIT_USAGE)
-    try:
-        result = client.ping(address, timeout=args.timeout)
-    except client.ConnectError as exc:
-        return _fail("ping", str(exc), EXIT_CONNECT)
-    except client.ClientError as exc:
-        return _fail("ping", str(exc), EXIT_BAD_RESPONSE)
-    if not args.quiet:
-        print(f"pong from {address} in {result.seconds * 1000:.1f} ms")
-    return EXIT_OK
-
-
 # --- serve ---------------------------------------------------------------------------------
 
 
 def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
-    from uwsgiapp.config.configload import format_value, option_specs
-
     p = sub.add_parser(
         "serve",
         help="serve the app over the uwsgi protocol (production, behind nginx)",
@@ -335,6 +116,15 @@ def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
         action="store_true",
         help="print the resolved configuration and where each value came from, then exit",
     )
+    _add_config_options(p)
+    p.set_defaults(handler=_cmd_serve)
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    """One flag per configuration option, declared by :mod:`uwsgiapp.config` (bool, list, pairs,
+    octal mode or plain value); unset flags stay None, so other sources can fill them."""
+    from uwsgiapp.config.configload import format_value, option_specs
+
     group = p.add_argument_group("options (each also settable by env var and config files)")
     metavars = {
         "int": "N",
@@ -358,7 +148,6 @@ def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
         else:
             metavar = "MODE" if spec.octal else metavars[spec.kind]
             group.add_argument(flag, dest=spec.name, metavar=metavar, help=text)
-    p.set_defaults(handler=_cmd_serve)
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
@@ -490,8 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_serve(sub)
     _add_dev(sub)
-    _add_request(sub)
-    _add_ping(sub)
+    add_request_parser(sub)
+    add_ping_parser(sub)
     from uwsgiapp.stats.top import add_parser as _add_top  # `top`: declared with its handler
 
     _add_top(sub)
