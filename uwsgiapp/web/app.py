@@ -14,186 +14,36 @@ and hook loops are skipped when no hooks are registered.
 
 from __future__ import annotations
 
-import logging
-import os
-import sys
 import typing as t
 from collections.abc import Iterator
-from functools import cached_property
 from urllib.parse import quote as _url_quote
 
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException, InternalServerError
-from werkzeug.routing import Map, MapAdapter, RequestRedirect, Rule
+from werkzeug.routing import MapAdapter, RequestRedirect
 from werkzeug.serving import run_simple
 from werkzeug.test import Client, EnvironBuilder
 from werkzeug.wrappers import Response as _WResponse
 
-from .blueprints import Blueprint
-from .config import DEFAULT_CONFIG, Config
-from .ctx import AppContext, AppGlobals, RequestContext
+from .appbase import AppBase, UrlRule
+from .ctx import AppContext, RequestContext
 from .globals import _cv_request
-from .helpers import dumps, send_from_directory
-from .scaffold import ErrorHandler, Scaffold
-from .sessions import SessionInterface
-from .wrappers import Request, Response
+from .helpers import dumps
+from .wrappers import Response
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
 __all__ = ["App", "UrlRule"]
 
-_MAX_CACHED_ADAPTERS: t.Final = 128
 
-
-class UrlRule(Rule):
-    """A werkzeug rule that also records whether the app answers OPTIONS for it."""
-
-    provide_automatic_options: bool = False
-
-
-class App(Scaffold):
+class App(AppBase):
     """A WSGI application: ``app = App(__name__)``, then ``@app.route("/")`` views.
 
     Usable with any WSGI server, ``app.run()`` for werkzeug's development server, or
-    ``app.test_client()`` in tests.
+    ``app.test_client()`` in tests. Settings, route registration, URL adapters and the error
+    handler lookup are in :class:`~uwsgiapp.web.appbase.AppBase`; this class handles requests.
     """
-
-    request_class: type[Request] = Request
-    response_class: type[Response] = Response
-    url_rule_class: type[UrlRule] = UrlRule
-    app_globals_class: type[AppGlobals] = AppGlobals
-    session_interface: SessionInterface = SessionInterface()
-
-    def __init__(
-        self,
-        import_name: str,
-        static_url_path: str | None = None,
-        static_folder: str | None = "static",
-        root_path: str | None = None,
-    ) -> None:
-        super().__init__(import_name, root_path)
-        self.config = Config(DEFAULT_CONFIG)
-        self.view_functions: dict[str, t.Callable[..., t.Any]] = {}
-        self.url_map = Map()
-        self.blueprints: dict[str, Blueprint] = {}
-        self._adapters: dict[tuple[t.Any, ...], MapAdapter] = {}
-        self._got_first_request = False
-        self.static_folder = (
-            os.path.join(self.root_path, static_folder) if static_folder is not None else None
-        )
-        if self.static_folder is not None and os.path.isdir(self.static_folder):
-            if static_url_path is None:
-                static_url_path = "/" + os.path.basename(self.static_folder.rstrip(os.sep))
-            self.add_url_rule(
-                f"{static_url_path.rstrip('/')}/<path:filename>",
-                endpoint="static",
-                view_func=self.send_static_file,
-            )
-
-    # -- settings -------------------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        """The app's name: its import name, or the script's name when run as ``__main__``."""
-        if self.import_name == "__main__":
-            filename: str | None = getattr(sys.modules["__main__"], "__file__", None)
-            if filename:
-                return os.path.splitext(os.path.basename(filename))[0]
-        return self.import_name
-
-    @property
-    def debug(self) -> bool:
-        """Debug mode (``config["DEBUG"]``): unhandled errors propagate to the debugger."""
-        return bool(self.config["DEBUG"])
-
-    @debug.setter
-    def debug(self, value: bool) -> None:
-        self.config["DEBUG"] = value
-
-    @property
-    def testing(self) -> bool:
-        """Testing mode (``config["TESTING"]``): unhandled errors propagate to the test."""
-        return bool(self.config["TESTING"])
-
-    @testing.setter
-    def testing(self, value: bool) -> None:
-        self.config["TESTING"] = value
-
-    @property
-    def secret_key(self) -> str | bytes | None:
-        """The key that signs session cookies (``config["SECRET_KEY"]``)."""
-        return t.cast("str | bytes | None", self.config["SECRET_KEY"])
-
-    @secret_key.setter
-    def secret_key(self, value: str | bytes | None) -> None:
-        self.config["SECRET_KEY"] = value
-
-    @cached_property
-    def logger(self) -> logging.Logger:
-        """The logger named after the app; gets a stderr handler if logging is unconfigured."""
-        logger = logging.getLogger(self.name)
-        if self.debug and not logger.level:
-            logger.setLevel(logging.DEBUG)
-        if not logger.hasHandlers():
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(
-                logging.Formatter("[%(asctime)s] %(levelname)s in %(module)s: %(message)s")
-            )
-            logger.addHandler(handler)
-        return logger
-
-    # -- setup ----------------------------------------------------------------------------
-
-    def _check_setup(self, method: str) -> None:
-        if self._got_first_request:
-            raise RuntimeError(
-                f"App.{method}() was called after the app handled its first request. Register"
-                " every route, hook, error handler and blueprint before serving requests."
-            )
-
-    def add_url_rule(
-        self,
-        rule: str,
-        endpoint: str | None = None,
-        view_func: t.Callable[..., t.Any] | None = None,
-        provide_automatic_options: bool | None = None,
-        **options: t.Any,
-    ) -> None:
-        """Map the URL rule ``rule`` to ``endpoint`` and ``view_func`` (see :meth:`route`)."""
-        self._check_setup("add_url_rule")
-        if endpoint is None:
-            if view_func is None:
-                raise TypeError("add_url_rule() needs an endpoint or a view function.")
-            endpoint = view_func.__name__
-        methods = options.pop("methods", None)
-        if methods is None:
-            methods = getattr(view_func, "methods", None) or ("GET",)
-        if isinstance(methods, str):
-            raise TypeError("'methods' must be a list of strings, e.g. methods=['POST'].")
-        method_set = {m.upper() for m in methods}
-        if provide_automatic_options is None:
-            provide_automatic_options = getattr(view_func, "provide_automatic_options", None)
-        if provide_automatic_options is None:
-            provide_automatic_options = "OPTIONS" not in method_set
-        if provide_automatic_options:
-            method_set.add("OPTIONS")
-        rule_obj = self.url_rule_class(rule, methods=method_set, endpoint=endpoint, **options)
-        rule_obj.provide_automatic_options = provide_automatic_options
-        self.url_map.add(rule_obj)
-        if view_func is not None:
-            existing = self.view_functions.get(endpoint)
-            if existing is not None and existing is not view_func:
-                raise ValueError(
-                    f"Endpoint {endpoint!r} is already mapped to {existing.__qualname__}; give"
-                    " the new view a different endpoint name."
-                )
-            self.view_functions[endpoint] = view_func
-
-    def register_blueprint(self, blueprint: Blueprint, **options: t.Any) -> None:
-        """Add ``blueprint``'s routes, hooks and handlers; options: ``url_prefix``, ``name``."""
-        self._check_setup("register_blueprint")
-        blueprint.register(self, options)
 
     # -- WSGI entry and the pipeline ------------------------------------------------------
 
@@ -380,24 +230,6 @@ class App(Scaffold):
 
     # -- errors ---------------------------------------------------------------------------
 
-    def _find_error_handler(self, e: BaseException, blueprint: str | None) -> ErrorHandler | None:
-        spec = self.error_handler_spec
-        if not spec:
-            return None
-        code = e.code if isinstance(e, HTTPException) else None
-        keys = (blueprint, None) if blueprint is not None else (None,)
-        mro = type(e).__mro__
-        for c in (code, None) if code is not None else (None,):
-            for key in keys:
-                by_class = spec.get(key, {}).get(c)
-                if not by_class:
-                    continue
-                for cls in mro:
-                    handler = by_class.get(cls)
-                    if handler is not None:
-                        return handler
-        return None
-
     def handle_http_exception(self, e: HTTPException) -> t.Any:
         """A registered handler's result for ``e``, or ``e`` itself (it renders as a page).
 
@@ -448,43 +280,6 @@ class App(Scaffold):
 
     # -- URLs -----------------------------------------------------------------------------
 
-    def create_url_adapter(self, environ: WSGIEnvironment | None) -> MapAdapter:
-        """A URL adapter for ``environ``; outside a request one from ``SERVER_NAME``."""
-        if environ is not None:
-            return self.url_map.bind_to_environ(environ)
-        server_name = self.config["SERVER_NAME"]
-        if server_name is None:
-            raise RuntimeError(
-                "Unable to build URLs outside a request without SERVER_NAME configured: set"
-                " app.config['SERVER_NAME'] (and APPLICATION_ROOT, PREFERRED_URL_SCHEME) or"
-                " use app.test_request_context()."
-            )
-        return self.url_map.bind(
-            server_name,
-            script_name=self.config["APPLICATION_ROOT"],
-            url_scheme=self.config["PREFERRED_URL_SCHEME"],
-        )
-
-    def _adapter_for(self, environ: WSGIEnvironment) -> MapAdapter:
-        # An adapter depends only on these; the path and query are passed to match() per call.
-        key = (
-            environ.get("HTTP_HOST"),
-            environ.get("SERVER_NAME"),
-            environ.get("SERVER_PORT"),
-            environ.get("SCRIPT_NAME"),
-            environ.get("wsgi.url_scheme"),
-            environ.get("REQUEST_METHOD"),
-        )
-        adapter = self._adapters.get(key)
-        if adapter is None:
-            adapter = self.create_url_adapter(environ)
-            if "HTTP_UPGRADE" not in environ:
-                # Host is client-controlled: bound the cache rather than trusting it.
-                if len(self._adapters) >= _MAX_CACHED_ADAPTERS:
-                    self._adapters.clear()
-                self._adapters[key] = adapter
-        return adapter
-
     def url_for(
         self,
         endpoint: str,
@@ -516,14 +311,6 @@ class App(Scaffold):
         if _anchor is not None:
             rv = f"{rv}#{_url_quote(_anchor, safe='%!#$&()*+,/:;=?@')}"
         return rv
-
-    # -- static files ---------------------------------------------------------------------
-
-    def send_static_file(self, filename: str) -> Response:
-        """The view behind the ``static`` endpoint: a file from :attr:`static_folder`."""
-        if self.static_folder is None:
-            raise RuntimeError("This app has no static folder.")
-        return send_from_directory(self.static_folder, filename)
 
     # -- contexts, testing, serving -------------------------------------------------------
 

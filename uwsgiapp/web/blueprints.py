@@ -7,7 +7,7 @@ import typing as t
 from .scaffold import F, Scaffold
 
 if t.TYPE_CHECKING:
-    from .app import App
+    from .appbase import AppBase
 
 __all__ = ["Blueprint"]
 
@@ -76,7 +76,7 @@ class Blueprint(Scaffold):
 
         return decorator
 
-    def register(self, app: App, options: t.Mapping[str, t.Any]) -> None:
+    def register(self, app: AppBase, options: t.Mapping[str, t.Any]) -> None:
         """Add this blueprint's rules, hooks and handlers to ``app``."""
         name: str = options.get("name", self.name)
         url_prefix: str | None = options.get("url_prefix", self.url_prefix)
