@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 from uwsgiapp.server.logtext import escape_log_text
@@ -153,6 +154,15 @@ def make_access_log(fmt: str, target: str = "-") -> AccessLogger | None:
     """
     if fmt == "off":
         return None
+    emit = _line_writer(_access_handler(target))
+    if fmt == "json":
+        return _json_access_log(emit, _PID)
+    return _uwsgi_access_log(emit, _PID)
+
+
+def _access_handler(target: str) -> logging.StreamHandler[Any]:
+    """The ``uwsgiapp.access`` logger's one handler, for ``target`` ('-' = stdout); the
+    handlers it had before are closed."""
     logger = logging.getLogger("uwsgiapp.access")
     for old in list(logger.handlers):
         logger.removeHandler(old)
@@ -162,8 +172,11 @@ def make_access_log(fmt: str, target: str = "-") -> AccessLogger | None:
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
     logger.propagate = False
-    pid = _PID
+    return handler
 
+
+def _line_writer(handler: logging.StreamHandler[Any]) -> Callable[[str], None]:
+    """A function writing one line to ``handler``'s stream (see :func:`make_access_log`)."""
     # The stream's fd, written to directly: one syscall per line without the text and buffer
     # layers. Looked up again whenever the stream changes (USR1 reopens the file).
     fd_of: Any = None
@@ -192,29 +205,36 @@ def make_access_log(fmt: str, target: str = "-") -> AccessLogger | None:
         except (OSError, ValueError):
             handler.handleError(logging.makeLogRecord({"msg": line}))
 
-    if fmt == "json":
-        iso = _Clock("%Y-%m-%dT%H:%M:%S%z")
+    return emit
 
-        def access_json(environ: dict[str, Any], status: str, sent: int, seconds: float) -> None:
-            emit(
-                json.dumps(
-                    {
-                        "time": iso.now(),
-                        "pid": pid.value,
-                        "remote_addr": environ.get("REMOTE_ADDR", ""),
-                        "method": environ.get("REQUEST_METHOD", ""),
-                        "uri": environ.get("REQUEST_URI", environ.get("PATH_INFO", "")),
-                        "protocol": environ.get("SERVER_PROTOCOL", ""),
-                        "status": int(status[:3]) if status[:3].isdigit() else 0,
-                        "bytes": sent,
-                        "duration_ms": round(seconds * 1000, 3),
-                    }
-                )
-                + "\n"
+
+def _json_access_log(emit: Callable[[str], None], pid: _Pid) -> AccessLogger:
+    """The 'json' access logger: one JSON object a line."""
+    iso = _Clock("%Y-%m-%dT%H:%M:%S%z")
+
+    def access_json(environ: dict[str, Any], status: str, sent: int, seconds: float) -> None:
+        emit(
+            json.dumps(
+                {
+                    "time": iso.now(),
+                    "pid": pid.value,
+                    "remote_addr": environ.get("REMOTE_ADDR", ""),
+                    "method": environ.get("REQUEST_METHOD", ""),
+                    "uri": environ.get("REQUEST_URI", environ.get("PATH_INFO", "")),
+                    "protocol": environ.get("SERVER_PROTOCOL", ""),
+                    "status": int(status[:3]) if status[:3].isdigit() else 0,
+                    "bytes": sent,
+                    "duration_ms": round(seconds * 1000, 3),
+                }
             )
+            + "\n"
+        )
 
-        return access_json
+    return access_json
 
+
+def _uwsgi_access_log(emit: Callable[[str], None], pid: _Pid) -> AccessLogger:
+    """The 'uwsgi' access logger: uWSGI's default line."""
     clock = _Clock("%a %b %d %H:%M:%S %Y")
 
     def access_uwsgi(environ: dict[str, Any], status: str, sent: int, seconds: float) -> None:
