@@ -242,24 +242,34 @@ class Worker:
             self._after_request()
 
     def _hold(self, pending: Pending) -> None:
-        """Park a connection still sending its request (past the cap, close it at once).
+        """Park a connection still sending its request; past the cap, close one at once.
 
         A resumed connection always finds room: it was unparked just before. Only a new one can
         be refused; waiting for it here would hold the worker and every parked connection.
+        A new one that has sent nothing yet (nginx connects, then writes: its bytes are a moment
+        away) takes the place of the parked one that has been silent longest, so that a flood
+        of idle connections cannot shut out the next real request; one that has sent part of a
+        request is closed itself.
         """
         if len(self.parked) < MAX_PARKED:
             self._park(pending)
+            return
+        victim = _longest_silent(self.parked) if _silent(pending) else None
+        if victim is not None:
+            self._unpark(victim)
+            self.handler.shed(victim)
+            self._park(pending)
         else:
             self.handler.shed(pending)
-            self._shed += 1
-            if time.monotonic() >= self._shed_log_at:
-                self._log_shed()
+        self._shed += 1
+        if time.monotonic() >= self._shed_log_at:
+            self._log_shed()
 
     def _log_shed(self) -> None:
         """One line for the connections closed because parking was full since the last one."""
         log.warning(
             "worker %d: parking is full (%d connections still sending their request): "
-            "closed %d new %s at once",
+            "closed %d %s at once (silent the longest, or new with a partial request)",
             os.getpid(),
             MAX_PARKED,
             self._shed,
@@ -347,3 +357,23 @@ class Worker:
             elif deadline < soonest:
                 soonest = deadline
         self._next_expiry = soonest
+
+
+#: Parked connections looked at for one that never sent a byte (the oldest come first).
+SILENT_SCAN = 64
+
+
+def _silent(pending: Pending) -> bool:
+    """Nothing of the request has arrived yet."""
+    return pending.decoder is not None and pending.decoder.buffered == 0
+
+
+def _longest_silent(parked: dict[int, Pending]) -> Pending | None:
+    """The parked connection parked first among those that never sent a byte (dicts keep
+    insertion order, and a connection that sends something is parked anew at the end)."""
+    for count, pending in enumerate(parked.values()):
+        if count >= SILENT_SCAN:
+            break
+        if _silent(pending):
+            return pending
+    return None
