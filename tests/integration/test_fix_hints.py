@@ -14,6 +14,8 @@ from support.procs import Server, stack, wait_until
 
 from uwsgiproto import Decoder, Limits, PacketTooLarge, build_request
 
+pytestmark = pytest.mark.nginx
+
 
 def test_the_codec_names_the_limit_that_was_exceeded() -> None:
     packet = build_request({"HTTP_COOKIE": "x" * 5000})

@@ -39,6 +39,8 @@ from support.procs import (
 
 from uwsgiproto import build_request
 
+pytestmark = pytest.mark.nginx
+
 SOCKET_TIMEOUT = 2.0
 LIMIT_POST = 1000
 TIMEOUT = SOCKET_TIMEOUT + 8  # a client-side bound that only a hang reaches

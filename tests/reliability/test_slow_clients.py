@@ -32,6 +32,8 @@ from support.procs import (
 
 from uwsgiproto import build_request
 
+pytestmark = pytest.mark.nginx
+
 SOCKET_TIMEOUT = 2.0
 HELD = 100
 #: Requests sent by other clients while the 100 are held (in parallel).
