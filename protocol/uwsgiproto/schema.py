@@ -16,13 +16,12 @@ Errors raised here are construct errors; :mod:`uwsgiproto.decoder` turns them in
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from construct import (
     Check,
     Construct,
-    ExplicitError,
     FixedSized,
     GreedyRange,
     Int8ul,
@@ -37,8 +36,16 @@ from construct import (
     this,
 )
 
+# The var block's loops live in their own module (compiled in a compiled build: this one, with its
+# Construct subclass, stays interpreted); their names are this module's too.
+from uwsgiproto.varblock import MAX_BLOCK as MAX_BLOCK
+from uwsgiproto.varblock import build_var_block as build_var_block
+from uwsgiproto.varblock import join_pairs as join_pairs
+from uwsgiproto.varblock import parse_var_block as parse_var_block
+from uwsgiproto.varblock import resume_var_block as resume_var_block
+from uwsgiproto.varerrors import TooManyVars as TooManyVars
+
 HEADER_SIZE = 4
-MAX_BLOCK = 0xFFFF
 
 #: modifier1 (u8), datasize (u16le, vars block only — the body is not counted), modifier2 (u8).
 HEADER = Struct(
@@ -69,132 +76,13 @@ REFERENCE_PACKET = Struct(
     "block" / FixedSized(this.datasize, REFERENCE_VAR_BLOCK),
 )
 
-_JOIN = {"HTTP_COOKIE": "; "}
-
-
-def join_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Fold (key, value) pairs into a dict, joining repeated keys as nginx < 1.23 sends them.
-
-    Repeated headers become ``"a, b"`` (RFC 9110 list syntax); cookies become ``"a; b"``.
-    """
-    out: dict[str, str] = {}
-    for key, value in pairs:
-        if key in out:
-            out[key] = out[key] + _JOIN.get(key, ", ") + value
-        else:
-            out[key] = value
-    return out
-
-
-class TooManyVars(ExplicitError):  # type: ignore[misc]
-    """More vars on the wire than allowed (repeated keys count once per occurrence)."""
-
-
-def parse_var_block(block: bytes | bytearray, max_vars: int = MAX_BLOCK) -> dict[str, str]:
-    """Parse a whole var block into a dict; the fast path behind :class:`VarBlock`.
-
-    ``max_vars`` bounds the vars *on the wire*: a repeated key folds into one dict entry but still
-    counts, so repeats cannot slip past the limit. Raises :class:`construct.ExplicitError` naming
-    the offset of the first problem (:class:`TooManyVars` for the limit).
-    """
-    return resume_var_block(block, block.decode("latin-1"), 0, {}, max_vars)[0]
-
-
-def resume_var_block(
-    block: bytes | bytearray, text: str, pos: int, out: dict[str, str], max_vars: int
-) -> tuple[dict[str, str], int]:
-    """Parse the vars of ``block`` from offset ``pos`` on, into ``out``; return it and the count.
-
-    ``text`` is ``block.decode("latin-1")``. ``out`` holds the vars before ``pos``, one entry
-    each (offset 0 and an empty dict parse the whole block). The count is of vars on the wire,
-    repeats included. Errors as for :func:`parse_var_block`.
-    """
-    # The common case in one loop with no test inside it: every check is made once at the end
-    # (a repeated key makes the dict smaller than the count, an empty key leaves a "" entry, an
-    # overrun leaves pos past the end or raises IndexError). Anything odd is parsed again, from
-    # the start, by the careful loop, which joins repeats and names the offset of the problem.
-    # latin-1 maps byte i to code point i, so offsets in ``text`` equal offsets in ``block``.
-    end = len(block)
-    count = len(out)
-    try:
-        while pos < end:
-            kstart = pos + 2
-            vlpos = kstart + (block[pos] | block[pos + 1] << 8)
-            vstart = vlpos + 2
-            vend = vstart + (block[vlpos] | block[vlpos + 1] << 8)
-            out[text[kstart:vlpos]] = text[vstart:vend]
-            pos = vend
-            count += 1
-    except IndexError:
-        return _parse_var_block_checked(block, text, max_vars)
-    if pos != end or count != len(out) or count > max_vars or "" in out:
-        return _parse_var_block_checked(block, text, max_vars)
-    return out, count
-
-
-def _parse_var_block_checked(
-    block: bytes | bytearray, text: str, max_vars: int
-) -> tuple[dict[str, str], int]:
-    """:func:`resume_var_block` for blocks with repeated keys or errors: checks as it goes."""
-    # Length bytes past the end raise IndexError (caught once, outside the loop); a value slice
-    # past the end is caught by the final ``pos != end``.
-    end = len(block)
-    pos = 0
-    out: dict[str, str] = {}
-    repeats = 0
-    try:
-        while pos < end:
-            klen = block[pos] | (block[pos + 1] << 8)
-            if not klen:
-                raise ExplicitError(f"empty key at offset {pos}")
-            vlpos = pos + 2 + klen
-            vstart = vlpos + 2
-            vend = vstart + (block[vlpos] | (block[vlpos + 1] << 8))
-            key = text[pos + 2 : vlpos]
-            if key in out:
-                # The rare path pays for the count, so the common one stays a bare dict store;
-                # checking here also stops a block of repeats before it is all joined.
-                repeats += 1
-                if len(out) + repeats > max_vars:
-                    raise TooManyVars(f"too many vars: {len(out) + repeats}+ (max {max_vars})")
-                out[key] = out[key] + _JOIN.get(key, ", ") + text[vstart:vend]
-            else:
-                out[key] = text[vstart:vend]
-            pos = vend
-    except IndexError:
-        raise ExplicitError(f"var at offset {pos} overruns the block ({end} bytes)") from None
-    if pos != end:
-        raise ExplicitError(f"last value overruns the block by {pos - end} bytes")
-    if len(out) + repeats > max_vars:
-        raise TooManyVars(f"too many vars: {len(out) + repeats} (max {max_vars})")
-    return out, len(out) + repeats
-
-
-def build_var_block(pairs: Iterable[tuple[str, str]]) -> bytes:
-    """Encode (key, value) pairs as a var block; refuses what a u16 length cannot hold."""
-    parts: list[bytes] = []
-    total = 0
-    for key, value in pairs:
-        kb = key.encode("latin-1")
-        vb = value.encode("latin-1")
-        if not kb:
-            raise ExplicitError("empty key")
-        if len(kb) > MAX_BLOCK:
-            raise ExplicitError(f"key {key[:40]!r}... is {len(kb)} bytes (max {MAX_BLOCK})")
-        if len(vb) > MAX_BLOCK:
-            raise ExplicitError(f"value of {key!r} is {len(vb)} bytes (max {MAX_BLOCK})")
-        parts.append(len(kb).to_bytes(2, "little") + kb + len(vb).to_bytes(2, "little") + vb)
-        total += 4 + len(kb) + len(vb)
-        if total > MAX_BLOCK:
-            raise ExplicitError(f"var block would be {total}+ bytes (max {MAX_BLOCK})")
-    return b"".join(parts)
-
 
 class VarBlock(Construct):  # type: ignore[misc]
     """The var block as one construct: parses to ``dict[str, str]``, builds from a mapping or pairs.
 
     Same wire format and checks as :data:`REFERENCE_VAR_BLOCK`, in one loop instead of a
-    GreedyRange of Structs. Use inside ``FixedSized`` (it consumes the whole stream it is given).
+    GreedyRange of Structs (the loop is :mod:`uwsgiproto.varblock`'s). Use inside ``FixedSized``
+    (it consumes the whole stream it is given).
     """
 
     def _parse(self, stream: Any, context: Any, path: str) -> dict[str, str]:
