@@ -11,14 +11,12 @@ import os
 import select
 from collections.abc import Callable
 
-from uwsgiapp.wsgi.input import ClientDisconnected
+# Defined apart (uwsgiapp.wsgi.errors) so that this module compiles with mypyc.
+from uwsgiapp.wsgi.errors import ClientDisconnected as ClientDisconnected
+from uwsgiapp.wsgi.errors import ClientTimeout as ClientTimeout
 
 POLLIN = select.POLLIN
 POLLOUT = select.POLLOUT
-
-
-class ClientTimeout(ClientDisconnected):
-    """The client stalled past the socket timeout (it may still be connected)."""
 
 
 def wait(fd: int, events: int, timeout: float) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 
+# Defined apart (uwsgiapp.wsgi.errors) so that this module compiles with mypyc.
+from uwsgiapp.wsgi.errors import ClientDisconnected as ClientDisconnected
+
 #: Reads from the connection: returns 1..n bytes; raises :class:`ClientDisconnected` on EOF,
 #: timeout or a socket error.
 Reader = Callable[[int], bytes]
@@ -12,14 +15,6 @@ CHUNK = 65536
 #: The most one read asks of the connection: a read buffer is allocated at the size asked for,
 #: so ``read(n)`` with a hostile CONTENT_LENGTH (no limit-post) must not ask for ``n`` at once.
 MAX_PULL = 16 * CHUNK
-
-
-class ClientDisconnected(OSError):
-    """The client (nginx) went away or stalled past ``--socket-timeout`` mid-body.
-
-    An ``OSError`` so apps that already handle I/O errors handle it; the server logs it as one
-    line, never as an app traceback.
-    """
 
 
 class InputStream:
