@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: test lint run bench bench-quick fuzz reliability clean
+.PHONY: test test-pure test-compiled lint run bench bench-quick fuzz reliability clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -13,14 +13,38 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 lint: $(VENV)/.installed
-	$(PY) -m ruff check protocol uwsgiapp tests bench scripts
-	$(PY) -m ruff format --check protocol uwsgiapp tests bench scripts
+	$(PY) -m ruff check protocol uwsgiapp tests bench scripts build_backend setup.py
+	$(PY) -m ruff format --check protocol uwsgiapp tests bench scripts build_backend setup.py
 	$(PY) -m mypy
 
-test: $(VENV)/.installed
+# The suite runs twice: against the sources (the editable install, pure Python) and against a
+# compiled build (mypyc) installed in its own venv. PYTEST_ARGS is passed to both runs.
+test: test-pure test-compiled
+
+test-pure: $(VENV)/.installed
 	./scripts/ensure-nginx.sh
 	$(MAKE) lint
-	$(PY) -m pytest -q
+	UWSGIAPP_TESTS_EXPECT_BUILD=pure $(PY) -m pytest -q $(PYTEST_ARGS)
+
+# The compiled build: `UWSGIAPP_COMPILE=1 pip install .` (compile or fail, not editable) in
+# $(COMPILED_VENV), rebuilt when a source changes. Its run skips what does not depend on the
+# build: the Docker tests (the image builds its own compiled wheel) and the packaging tests.
+COMPILED_VENV ?= .venv-compiled
+CPY := $(COMPILED_VENV)/bin/python
+COMPILED_SOURCES := pyproject.toml setup.py build_backend/uwsgiapp_build.py \
+	$(shell find uwsgiapp protocol -name '*.py' 2>/dev/null)
+
+$(COMPILED_VENV)/.installed: $(COMPILED_SOURCES)
+	[ -x $(CPY) ] || $(PYTHON) -m venv $(COMPILED_VENV)
+	[ -f $(COMPILED_VENV)/.deps ] || { $(CPY) -m pip install -q --upgrade pip && \
+		UWSGIAPP_COMPILE=0 $(CPY) -m pip install -q '.[test]' && touch $(COMPILED_VENV)/.deps; }
+	UWSGIAPP_COMPILE=1 nice -n 10 $(CPY) -m pip install -q --force-reinstall --no-deps .
+	touch $@
+
+test-compiled: $(COMPILED_VENV)/.installed
+	./scripts/ensure-nginx.sh
+	UWSGIAPP_TESTS_USE_INSTALLED=1 UWSGIAPP_TESTS_EXPECT_BUILD=compiled PYTHONSAFEPATH=1 \
+		$(CPY) -m pytest -q -m "not docker and not packaging" $(PYTEST_ARGS)
 
 # The local stack: nginx in front of `uwsgiapp serve --workers 2` running the example app, on
 # loopback, built from the same files as docker-compose.yml (scripts/stack.py). Ctrl-C stops it.
@@ -44,7 +68,7 @@ reliability: $(VENV)/.installed
 	$(PY) scripts/reliability.py $(RELIABILITY_ARGS)
 
 clean:
-	rm -rf $(VENV) *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(COMPILED_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
 # Benchmarks (bench/run.py): wrk -> nginx -> {uwsgiapp, uWSGI, gunicorn}; writes bench/RESULTS.md
 # and bench/results.png. The anchors live in their own venv so the test venv stays small.

@@ -10,13 +10,25 @@ from pathlib import Path
 import pytest
 from support.procs import SHORT_TMPDIRS, Nginx, Server, nginx_binary, stack
 
-# Every process the tests start (``python -m uwsgiapp``, scripts) runs this checkout's code, even
-# when the venv's editable install points at another work tree.
 ROOT = str(Path(__file__).resolve().parents[1])
-# The codec's import package (uwsgiproto) lives in protocol/.
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    p for p in (ROOT, os.path.join(ROOT, "protocol"), os.environ.get("PYTHONPATH", "")) if p
-)
+#: Set (to 1) by ``make test-compiled``: the tests, and every process they start, run the package
+#: installed in the venv (a compiled build), not the checkout's sources.
+INSTALLED = os.environ.get("UWSGIAPP_TESTS_USE_INSTALLED") == "1"
+
+if INSTALLED:
+    # ``python -m`` would put the working directory (often this checkout) first on sys.path.
+    os.environ["PYTHONSAFEPATH"] = "1"
+    for _package, _source in (("uwsgiapp", "uwsgiapp"), ("uwsgiproto", "protocol/uwsgiproto")):
+        _where = Path(__import__(_package).__file__ or "").resolve().parent
+        if _where == Path(ROOT, _source):
+            raise RuntimeError(f"UWSGIAPP_TESTS_USE_INSTALLED=1, yet {_package} is from {_where}")
+else:
+    # Every process the tests start (``python -m uwsgiapp``, scripts) runs this checkout's code,
+    # even when the venv's editable install points at another work tree. The codec's import
+    # package (uwsgiproto) lives in protocol/.
+    os.environ["PYTHONPATH"] = os.pathsep.join(
+        p for p in (ROOT, os.path.join(ROOT, "protocol"), os.environ.get("PYTHONPATH", "")) if p
+    )
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from uwsgiapp import __version__
+from uwsgiapp.buildinfo import VersionAction
 from uwsgiapp.clientcli import add_ping_parser, add_request_parser
 from uwsgiapp.exitcodes import COMMAND_EXIT_CODES, ClientExit, ServeExit, help_text
 
@@ -275,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
             "lists every configuration option with its default and environment variable."
         ),
     )
-    parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+    parser.add_argument("--version", action=VersionAction)  # says which build runs, too
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     _add_serve(sub)
     _add_dev(sub)

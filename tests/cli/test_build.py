@@ -1,0 +1,172 @@
+"""Compiled and pure-Python builds: what ``--version`` says, what the build backend chooses.
+
+``make test`` runs the suite twice, with ``UWSGIAPP_TESTS_EXPECT_BUILD`` telling which build is
+installed: ``pure`` (the sources) and ``compiled`` (``UWSGIAPP_COMPILE=1 pip install .``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+from cli.cli_testkit import REPO, run_cli
+from support.scripts import load_script
+
+from uwsgiapp import __version__
+from uwsgiapp.buildinfo import COMPILED_MODULES
+
+EXPECTED = os.environ.get("UWSGIAPP_TESTS_EXPECT_BUILD", "")
+
+
+def runs_compiled(module: ModuleType) -> bool:
+    """Told by the module itself: a C extension, whose functions are builtins, not Python's."""
+    own = module.__name__
+    functions = [v for v in vars(module).values() if getattr(v, "__module__", "") == own]
+    native = [f for f in functions if type(f).__name__ == "builtin_function_or_method"]
+    python = [f for f in functions if type(f).__name__ == "function"]
+    compiled = Path(module.__file__ or "").suffix == ".so"
+    assert not (python if compiled else native), (module.__file__, python or native)
+    return compiled
+
+
+def test_version_names_the_build() -> None:
+    compiled = [name for name in COMPILED_MODULES if runs_compiled(importlib.import_module(name))]
+    if not compiled:
+        build = "pure Python"
+    elif len(compiled) == len(COMPILED_MODULES):
+        build = "compiled: " + ", ".join(compiled)
+    else:
+        build = "partly compiled: " + ", ".join(compiled)
+    r = run_cli("--version")
+    assert (r.returncode, r.stdout.decode().strip()) == (0, f"uwsgiapp {__version__} ({build})")
+    if EXPECTED == "compiled":
+        assert compiled == list(COMPILED_MODULES)
+    elif EXPECTED == "pure":
+        assert compiled == []
+
+
+@pytest.mark.skipif(EXPECTED != "compiled", reason="the compiled build is not the one installed")
+def test_compiled_build_is_the_installed_one() -> None:
+    """The compiled pass runs the venv's package, never the checkout's sources."""
+    import uwsgiapp
+    import uwsgiproto
+
+    for package in (uwsgiapp, uwsgiproto):
+        assert not Path(package.__file__ or "").resolve().is_relative_to(REPO / "uwsgiapp")
+        assert "site-packages" in Path(package.__file__ or "").parts
+    # The construct shells stay interpreted; the loops they call are compiled.
+    schema = importlib.import_module("uwsgiproto.schema")
+    assert Path(schema.__file__ or "").suffix == ".py"
+    assert type(schema.parse_var_block).__name__ == "builtin_function_or_method"
+
+
+# --- the build backend's choice ------------------------------------------------------------
+
+
+@pytest.fixture
+def backend(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    monkeypatch.delenv("UWSGIAPP_COMPILE", raising=False)
+    return load_script("build_backend/uwsgiapp_build.py")
+
+
+@pytest.mark.parametrize(
+    ("value", "editable", "expected"),
+    [
+        ("0", False, (False, False)),
+        ("0", True, (False, False)),
+        ("1", False, (True, True)),
+        ("1", True, (True, True)),
+        (None, True, (False, False)),  # editable installs stay pure unless forced
+    ],
+)
+def test_plan_follows_the_environment(
+    backend: ModuleType,
+    monkeypatch: pytest.MonkeyPatch,
+    value: str | None,
+    editable: bool,
+    expected: tuple[bool, bool],
+) -> None:
+    if value is not None:
+        monkeypatch.setenv("UWSGIAPP_COMPILE", value)
+    assert backend.plan(editable)[:2] == expected
+
+
+def test_plan_without_a_compiler_is_pure(
+    backend: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CC", "false")
+    compile_, required, why = backend.plan(False)
+    assert (compile_, required) == (False, False)
+    assert "no working C compiler" in why
+    assert backend._mypy(False) == []  # mypy is not even installed for the build
+
+
+def test_plan_refuses_an_unknown_value(
+    backend: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UWSGIAPP_COMPILE", "maybe")
+    with pytest.raises(SystemExit, match="UWSGIAPP_COMPILE='maybe'"):
+        backend.plan(False)
+
+
+# --- real builds, from a copy of the sources -------------------------------------------------
+
+SOURCES = (
+    "pyproject.toml",
+    "setup.py",
+    "MANIFEST.in",
+    "README.md",
+    "build_backend",
+    "uwsgiapp",
+    "protocol",
+)
+
+
+def build_wheel(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``pip wheel --no-deps`` of a copy of the checkout (the checkout's build/ stays untouched)."""
+    tree = tmp_path / "src"
+    for name in SOURCES:
+        source = REPO / name
+        if source.is_dir():
+            skip = shutil.ignore_patterns("__pycache__", "*.so")
+            shutil.copytree(source, tree / name, ignore=skip)
+        else:
+            tree.mkdir(exist_ok=True)
+            shutil.copy2(source, tree / name)
+    dist = str(tmp_path / "dist")
+    return subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", dist, "."],
+        cwd=tree,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+@pytest.mark.packaging
+@pytest.mark.slow
+def test_no_compiler_builds_a_pure_wheel(tmp_path: Path) -> None:
+    """Unset ``UWSGIAPP_COMPILE`` never fails for lack of a compiler: it builds pure Python."""
+    r = build_wheel(tmp_path, CC="false", UWSGIAPP_COMPILE="")
+    assert r.returncode == 0, r.stderr
+    (wheel,) = (tmp_path / "dist").glob("uwsgiapp-*.whl")
+    assert wheel.name.endswith("-py3-none-any.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "uwsgiproto/varblock.py" in names and not [n for n in names if n.endswith(".so")]
+
+
+@pytest.mark.packaging
+@pytest.mark.slow
+def test_forced_compile_without_a_compiler_fails(tmp_path: Path) -> None:
+    r = build_wheel(tmp_path, CC="false", UWSGIAPP_COMPILE="1")
+    assert r.returncode != 0
+    assert not list((tmp_path / "dist").glob("*.whl"))

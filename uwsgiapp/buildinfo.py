@@ -1,0 +1,85 @@
+"""Which build runs: the hot path compiled by mypyc, or pure Python.
+
+:data:`COMPILED_MODULES` is the one list of what a compiled build compiles: setup.py reads it as a
+literal (without importing the package), and ``uwsgiapp --version`` checks each module that is
+actually imported. Modules left out stay interpreted in every build, each for a reason:
+``uwsgiproto.schema`` and ``uwsgiproto.varerrors`` subclass construct's classes (a compiled class
+cannot subclass an interpreted one), ``uwsgiproto.errors`` and the rest are off the hot path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.machinery
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+from typing import Any, NoReturn
+
+from uwsgiapp import __version__
+
+#: Compiled by mypyc in a compiled build, in dependency order (a plain tuple of str literals:
+#: setup.py reads it with ast.literal_eval).
+COMPILED_MODULES = (
+    "uwsgiproto.varblock",
+    "uwsgiproto.events",
+    "uwsgiproto.decoder",
+    "uwsgiproto.layout",
+    "uwsgiapp.wsgi.input",
+    "uwsgiapp.wsgi.environ",
+    "uwsgiapp.wsgi.response",
+    "uwsgiapp.server.io",
+    "uwsgiapp.server.exchange",
+    "uwsgiapp.server.intake",
+    "uwsgiapp.server.worker",
+)
+
+
+def is_compiled(module: ModuleType) -> bool:
+    """Whether ``module`` was loaded from a C extension (a mypyc-compiled module is one)."""
+    return (getattr(module, "__file__", None) or "").endswith(
+        tuple(importlib.machinery.EXTENSION_SUFFIXES)
+    )
+
+
+def compiled_modules() -> list[str]:
+    """The modules of :data:`COMPILED_MODULES` that run compiled in this process."""
+    return [name for name in COMPILED_MODULES if is_compiled(importlib.import_module(name))]
+
+
+def build_description() -> str:
+    """``"compiled: a, b, …"``, ``"partly compiled: …"`` or ``"pure Python"``."""
+    names = compiled_modules()
+    if not names:
+        return "pure Python"
+    what = "compiled" if len(names) == len(COMPILED_MODULES) else "partly compiled"
+    return f"{what}: {', '.join(names)}"
+
+
+def version_line(prog: str = "uwsgiapp") -> str:
+    """``uwsgiapp 0.1.0 (compiled: uwsgiproto.varblock, …)`` or ``… (pure Python)``."""
+    return f"{prog} {__version__} ({build_description()})"
+
+
+class VersionAction(argparse.Action):
+    """``--version``: the version and the build, on stdout; the modules are imported only then."""
+
+    def __init__(
+        self,
+        option_strings: Sequence[str],
+        dest: str = argparse.SUPPRESS,
+        default: Any = argparse.SUPPRESS,
+        help: str = "show the version and the build (compiled modules or pure Python), and exit",
+    ) -> None:
+        super().__init__(option_strings, dest=dest, default=default, nargs=0, help=help)
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: str | Sequence[Any] | None,
+        option_string: str | None = None,
+    ) -> NoReturn:
+        sys.stdout.write(version_line(parser.prog) + "\n")
+        parser.exit()
