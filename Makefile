@@ -24,7 +24,7 @@ test: test-pure test-compiled
 test-pure: $(VENV)/.installed
 	./scripts/ensure-nginx.sh
 	$(MAKE) lint
-	UWSGIAPP_TESTS_EXPECT_BUILD=pure $(PY) -m pytest -q $(PYTEST_ARGS)
+	PYTEST_UWSGIAPP_BUILD=pure $(PY) -m pytest -q $(PYTEST_ARGS)
 
 # The compiled build: `UWSGIAPP_COMPILE=1 pip install .` (compile or fail, not editable) in
 # $(COMPILED_VENV), rebuilt when a source changes. Its run skips what does not depend on the
@@ -43,7 +43,7 @@ $(COMPILED_VENV)/.installed: $(COMPILED_SOURCES)
 
 test-compiled: $(COMPILED_VENV)/.installed
 	./scripts/ensure-nginx.sh
-	UWSGIAPP_TESTS_USE_INSTALLED=1 UWSGIAPP_TESTS_EXPECT_BUILD=compiled PYTHONSAFEPATH=1 \
+	PYTEST_UWSGIAPP_INSTALLED=1 PYTEST_UWSGIAPP_BUILD=compiled PYTHONSAFEPATH=1 \
 		$(CPY) -m pytest -q -m "not docker and not packaging" $(PYTEST_ARGS)
 
 # The local stack: nginx in front of `uwsgiapp serve --workers 2` running the example app, on

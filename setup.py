@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import os
+import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -83,9 +84,18 @@ class OptionalBuildExt(build_ext):
                     os.remove(output)
 
 
+def forget_earlier_builds() -> None:
+    """Empty build/lib*: files of an earlier build (an extension no longer compiled, or any of
+    them before a pure build) would otherwise be copied into this wheel."""
+    for stale in (HERE / "build").glob("lib*"):
+        shutil.rmtree(stale, ignore_errors=True)
+
+
 def main() -> None:
     commands = set(sys.argv[1:])
     ext_modules: list[Any] = []
+    if commands & BUILDS:
+        forget_earlier_builds()
     if commands & (BUILDS | EDITABLE):
         compile_, required, why = plan(editable=bool(commands & EDITABLE))
         say(f"{'compiling the hot path with mypyc' if compile_ else 'pure Python'}: {why}")

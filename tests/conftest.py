@@ -13,7 +13,7 @@ from support.procs import SHORT_TMPDIRS, Nginx, Server, nginx_binary, stack
 ROOT = str(Path(__file__).resolve().parents[1])
 #: Set (to 1) by ``make test-compiled``: the tests, and every process they start, run the package
 #: installed in the venv (a compiled build), not the checkout's sources.
-INSTALLED = os.environ.get("UWSGIAPP_TESTS_USE_INSTALLED") == "1"
+INSTALLED = os.environ.get("PYTEST_UWSGIAPP_INSTALLED") == "1"
 
 if INSTALLED:
     # ``python -m`` would put the working directory (often this checkout) first on sys.path.
@@ -21,7 +21,7 @@ if INSTALLED:
     for _package, _source in (("uwsgiapp", "uwsgiapp"), ("uwsgiproto", "protocol/uwsgiproto")):
         _where = Path(__import__(_package).__file__ or "").resolve().parent
         if _where == Path(ROOT, _source):
-            raise RuntimeError(f"UWSGIAPP_TESTS_USE_INSTALLED=1, yet {_package} is from {_where}")
+            raise RuntimeError(f"PYTEST_UWSGIAPP_INSTALLED=1, yet {_package} is from {_where}")
 else:
     # Every process the tests start (``python -m uwsgiapp``, scripts) runs this checkout's code,
     # even when the venv's editable install points at another work tree. The codec's import

@@ -1,6 +1,6 @@
 """Compiled and pure-Python builds: what ``--version`` says, what the build backend chooses.
 
-``make test`` runs the suite twice, with ``UWSGIAPP_TESTS_EXPECT_BUILD`` telling which build is
+``make test`` runs the suite twice, with ``PYTEST_UWSGIAPP_BUILD`` telling which build is
 installed: ``pure`` (the sources) and ``compiled`` (``UWSGIAPP_COMPILE=1 pip install .``).
 """
 
@@ -22,7 +22,7 @@ from support.scripts import load_script
 from uwsgiapp import __version__
 from uwsgiapp.buildinfo import COMPILED_MODULES
 
-EXPECTED = os.environ.get("UWSGIAPP_TESTS_EXPECT_BUILD", "")
+EXPECTED = os.environ.get("PYTEST_UWSGIAPP_BUILD", "")
 
 
 def runs_compiled(module: ModuleType) -> bool:
