@@ -168,7 +168,10 @@ def test_dockerfile() -> None:
     by_name: dict[str, list[str]] = {}
     for name, rest in instructions:
         by_name.setdefault(name, []).append(rest.strip())
-    assert re.fullmatch(r"python:3\.\d+-slim", by_name["FROM"][0])
+    # Two stages of one base: a build stage compiles the wheel (mypyc), the final one installs it.
+    build, final = by_name["FROM"]
+    m = re.fullmatch(r"(python:3\.\d+-slim) AS build", build)
+    assert m and final == m.group(1)
     user = by_name["USER"][-1]
     assert user not in ("root", "0")
     assert by_name["STOPSIGNAL"] == ["SIGTERM"]
@@ -185,10 +188,15 @@ def test_dockerfile() -> None:
     assert config.socket == ("0.0.0.0:3031",)
     assert "127.0.0.1" in config.uwsgi_allow_from
     for copy in by_name["COPY"]:
+        if copy.startswith("--from=build "):
+            continue
         for source in shlex.split(copy)[:-1]:
             assert (ROOT / source).exists(), source
-    # Pure Python: nothing in the image build needs a compiler.
-    assert "gcc" not in text and "build-essential" not in text
+    # The compiler is in the build stage only; that stage compiles or fails (never a pure image).
+    final_stage = text[text.index(f"FROM {final}\n") :]
+    assert "gcc" in text and "gcc" not in final_stage and "build-essential" not in text
+    assert "UWSGIAPP_COMPILE=1 pip wheel" in text
+    assert "COPY --from=build /wheels /wheels" in final_stage
     ignored = (ROOT / ".dockerignore").read_text().split()
     for path in (".git", ".venv", "run", "tests"):
         assert path in ignored

@@ -137,6 +137,13 @@ def test_up_healthy_and_serving_the_example(stack: Compose) -> None:
     assert b"No page at <code>/no/such/page</code>" in body
 
 
+def test_the_image_runs_the_compiled_build(stack: Compose) -> None:
+    """The Dockerfile's build stage compiles the hot path; the app container runs that build."""
+    (app,) = stack.containers("app")
+    version = run(["docker", "exec", app, "uwsgiapp", "--version"]).stdout
+    assert "(compiled: uwsgiproto.varblock, " in version, version
+
+
 def test_logs_app_holds_the_error_log(stack: Compose) -> None:
     logs = stack("logs", "--no-color", "app")
     assert "[INFO] listening on 0.0.0.0:3031" in logs
