@@ -19,7 +19,10 @@ from live_kit import accepting, document, metrics, top_once, total, wait_doc, ws
 
 from tests.support.procs import free_port, nginx_binary, stack
 
-pytestmark = pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed")
+pytestmark = [
+    pytest.mark.nginx,
+    pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed"),
+]
 
 OK, MISSING, BOOM = 12, 5, 3
 
