@@ -41,6 +41,7 @@ import run as bench
 from uwsgiapp.config import make_config
 from uwsgiapp.importer import load_app
 from uwsgiapp.supervisor import build_handler
+from uwsgiapp.supervisor.status import StatusTable, count_requests
 from uwsgiproto import build_request, parse_vars
 
 CAPTURE = bench.ROOT / "tests" / "corpus" / "valid" / "nginx_get_hello.bin"
@@ -81,12 +82,14 @@ def packet() -> bytes:
     return build_request(variables)
 
 
-def inner(app: str, mode: str, requests: int) -> None:
+def inner(app: str, mode: str, requests: int, stats: bool) -> None:
     """The callgrind subject: warm up, then serve ``requests`` (mode real) or only close them."""
     config = make_config(
         app=f"{bench.APP_MODULES[app]}:app", socket=("unused.sock",), access_log="off"
     )
     handler = build_handler(load_app(config.app, pythonpath=(str(bench.APPS),)), config)
+    if stats:  # as a worker of 'serve --stats' is wired
+        count_requests(handler, StatusTable(1).hooks(0, os.getpid()))
     data = packet()
 
     def serve(count: int, real: bool) -> None:
@@ -107,7 +110,7 @@ def inner(app: str, mode: str, requests: int) -> None:
     serve(requests, mode == "real")
 
 
-def callgrind(app: str, mode: str, requests: int) -> tuple[int, dict[str, int]]:
+def callgrind(app: str, mode: str, requests: int, stats: bool) -> tuple[int, dict[str, int]]:
     """(instructions, calls by function) of one inner run under callgrind."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
@@ -123,6 +126,7 @@ def callgrind(app: str, mode: str, requests: int) -> tuple[int, dict[str, int]]:
             str(requests),
             "--app",
             app,
+            *(["--stats"] if stats else []),
         ]
         done = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if done.returncode != 0 or not out.exists():
@@ -161,12 +165,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seconds", type=int, default=3, help="wrk seconds under strace")
     ap.add_argument("--conns", type=int, default=32)
     ap.add_argument("--requests", type=int, default=2000, help="requests under callgrind")
+    ap.add_argument(
+        "--stats", action="store_true", help="count requests as a worker of 'serve --stats'"
+    )
     ap.add_argument("--inner", choices=("real", "null"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.inner:
-        inner(args.app, args.inner, args.requests)
+        inner(args.app, args.inner, args.requests, args.stats)
         return 0
-    print(f"app {args.app}, access log off")
+    print(f"app {args.app}, access log off, stats {'on' if args.stats else 'off'}")
     if args.only in ("", "syscalls"):
         requests, syscalls = count_syscalls(args.app, args.seconds, args.conns)
         print(f"\nsyscalls per request (strace -c on the worker, {requests} requests via nginx):")
@@ -181,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         results: dict[str, tuple[int, dict[str, int]]] = {}
         runs = [
             threading.Thread(
-                target=lambda m=mode: results.__setitem__(m, callgrind(args.app, m, args.requests))
+                target=lambda m=mode: results.__setitem__(
+                    m, callgrind(args.app, m, args.requests, args.stats)
+                )
             )
             for mode in ("real", "null")
         ]

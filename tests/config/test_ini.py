@@ -86,6 +86,11 @@ KEYS: list[tuple[str, dict[str, Any]]] = [
     ("mount = /app=myapp:app\nmanage-script-name = true", {"mount": "/app", "app": "myapp:app"}),
     ("mount = /blog=blog.py", {"mount": "/blog", "app": "blog.py:application"}),
     ("mount = /=main:app", {"mount": "", "app": "main:app"}),
+    ("stats = 127.0.0.1:9191", {"stats": "127.0.0.1:9191", "stats_http": False}),
+    (
+        "stats-server = /run/stats.sock\nstats-http = true\nstats-minified = true",
+        {"stats": "/run/stats.sock", "stats_http": True, "stats_minified": True},
+    ),
     # Keys whose true value is what uwsgiapp always does: accepted, no warning.
     ("master = true\nvacuum = true\ndie-on-term = true\nenable-threads = true", {}),
     ("plugins = python3", {}),
@@ -130,7 +135,7 @@ def test_env_key(tmp_path: Path) -> None:
     [
         ("threads = 2", "'threads' is not supported, ignored (workers handle one request"),
         ("http-socket = :8080", "'http-socket' is not supported"),
-        ("stats = 127.0.0.1:9191", "'stats' is not supported"),
+        ("stats-push = statsd:127.0.0.1:8125", "'stats-push' is not supported"),
         ("home = /venv", "run uwsgiapp from that virtualenv"),
         ("frobnicate = 1", "'frobnicate' is not supported, ignored"),
         ("master = false", "'master = false' cannot be honoured"),

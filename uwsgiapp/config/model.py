@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from uwsgiapp.server.listeners import AllowList
+from uwsgiapp.addresses import AddressError, AllowList, parse_address
 
 ACCESS_LOG_FORMATS = ("off", "uwsgi", "json")
 
@@ -78,6 +78,15 @@ class Config:
     uid: str = _opt("", "drop to this user (name or id) after binding")
     gid: str = _opt("", "drop to this group (name or id) after binding")
     pidfile: str = _opt("", "write the master's pid to this file")
+    stats: str = _opt(
+        "",
+        "serve uWSGI's stats JSON here (a unix socket path or host:port; TCP peers must pass "
+        "--uwsgi-allow-from, loopback by default); read it with 'uwsgiapp top' or uwsgitop",
+    )
+    stats_http: bool = _opt(
+        False, "the stats address speaks HTTP: GET / is the JSON, GET /metrics Prometheus text"
+    )
+    stats_minified: bool = _opt(False, "write the stats JSON on one line")
 
     def validate(self) -> Config:
         """Check every value; raise :class:`ConfigError` naming the first bad option."""
@@ -115,11 +124,29 @@ class Config:
             name, eq, _ = item.partition("=")
             if not eq or not name or "\0" in item:
                 raise ConfigError("env", f"expected NAME=VALUE, got {item!r}")
+        self._validate_stats()
         if self.mount and (not self.mount.startswith("/") or self.mount.endswith("/")):
             raise ConfigError(
                 "mount", f"must start with '/' and not end with '/', got {self.mount!r}"
             )
         return self
+
+    def _validate_stats(self) -> None:
+        if not self.stats:
+            if self.stats_http or self.stats_minified:
+                which = "stats_http" if self.stats_http else "stats_minified"
+                raise ConfigError(which, "needs --stats ADDR")
+            return
+        try:
+            address = parse_address(self.stats)
+        except AddressError as exc:
+            raise ConfigError("stats", str(exc)) from None
+        if address.is_abstract or address.is_fd:
+            raise ConfigError(
+                "stats", f"expected a unix socket path or host:port, got {self.stats!r}"
+            )
+        if self.stats in self.socket:
+            raise ConfigError("stats", f"{self.stats!r} is also a --socket")
 
     def env_vars(self) -> dict[str, str]:
         """:attr:`env` as a mapping (a NAME given twice: the later value)."""

@@ -87,6 +87,10 @@ SIMPLE_KEYS: Mapping[str, str] = {
     "z": "socket_timeout",
     "logto": "error_log_file",
     "env": "env",
+    "stats": "stats",
+    "stats-server": "stats",
+    "stats-http": "stats_http",
+    "stats-minified": "stats_minified",
 }
 #: Config fields that accept several values (repeated keys accumulate).
 _MULTI = frozenset({"pythonpath", "socket", "env"})
@@ -125,7 +129,6 @@ _ADVICE: Mapping[str, str] = {
     "virtualenv": "run uwsgiapp from that virtualenv instead",
     "venv": "run uwsgiapp from that virtualenv instead",
     "daemonize": "run uwsgiapp under systemd, Docker or another supervisor",
-    "stats": "not available",
     "log-format": "uwsgiapp's access log has fixed formats: --access-log uwsgi or json",
     "logformat": "uwsgiapp's access log has fixed formats: --access-log uwsgi or json",
     "py-autoreload": "use 'uwsgiapp dev' for reloading on code changes",

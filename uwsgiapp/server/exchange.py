@@ -124,6 +124,8 @@ class Responder:
         #: Called when the app fails for want of file descriptors (EMFILE): only a fresh process
         #: recovers from a leak, so the worker recycles itself.
         self.on_out_of_fds: Callable[[], None] | None = None
+        #: Called when the app raised or answered badly (``--stats`` counts these exceptions).
+        self.on_app_error: Callable[[], None] | None = None
 
     def serve(self, fd: int, peer: str, environ: dict[str, Any], rest: bytes) -> None:
         """Run one request whose head is in ``environ``; ``rest``: the body bytes already read.
@@ -238,6 +240,8 @@ class Responder:
         where = escape_log_text(f"{environ.get('REQUEST_METHOD')} {uri}")
         what = escape_log_text(what)
         self._check_fds(sys.exc_info()[1])
+        if self.on_app_error is not None:
+            self.on_app_error()
         if exchange.head_sent:
             log.error(
                 "%s after the response head was sent (%s): cutting the connection",

@@ -28,11 +28,15 @@ from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import arm_fault_dumps, reopen_logs
+from uwsgiapp.server.sockdiag import SockDiag
 from uwsgiapp.server.worker import Worker
+from uwsgiapp.stats.model import ServerStats, SocketStats
+from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import actions as A
+from uwsgiapp.supervisor import observe
 from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.reload import reimport
-from uwsgiapp.supervisor.status import StatusTable
+from uwsgiapp.supervisor.status import StatusTable, count_requests
 from uwsgiapp.supervisor.titles import master_title, set_title, worker_title
 
 log = logging.getLogger("uwsgiapp.error")
@@ -41,6 +45,8 @@ log = logging.getLogger("uwsgiapp.error")
 MASTER_SIGNALS = (*Policy.SIGNAL_HANDLERS, "CHLD")
 _MASTER_SIGNUMS = frozenset(getattr(signal, f"SIG{name}") for name in MASTER_SIGNALS)
 TICK = 0.1
+#: Seconds between two looks at the listen queues (for listen_queue_errors), with --stats.
+QUEUE_CHECK = 1.0
 PR_SET_PDEATHSIG = 1
 
 
@@ -58,6 +64,13 @@ def rss_mb(pid: int) -> float:
     except (OSError, ValueError, IndexError):
         return 0.0
     return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+
+
+def _cwd() -> str:
+    try:
+        return os.getcwd()
+    except OSError:
+        return ""
 
 
 def _harakiri_dump(signum: int, frame: FrameType | None) -> None:
@@ -90,6 +103,7 @@ class Arbiter:
         listeners: list[Listener],
         app: WSGIApp | None,
         build_handler: Callable[[WSGIApp, Config], Handler],
+        stats: StatsServer | None = None,
     ) -> None:
         self.config = config
         self.listeners = listeners
@@ -109,6 +123,12 @@ class Arbiter:
         self._wake_r = -1
         self._wake_w = -1
         self._modules_before_app: set[str] = set()
+        self.observer = observe.Observer()
+        self.stats = stats
+        self._sockdiag = SockDiag()
+        self._next_queue_check = 0.0
+        if stats is not None:
+            stats.snapshot = self.snapshot
 
     # -- master -------------------------------------------------------------------------------
 
@@ -127,13 +147,17 @@ class Arbiter:
         self._install_signals()
         log.info("master %d: starting %d workers", self.pid, self.config.workers)
         code = self._execute(self.policy.start())
+        stats = self.stats
+        waits = [self._wake_r] if stats is None else [self._wake_r, stats.fileno()]
         while code is None:
             with contextlib.suppress(InterruptedError):
-                select.select([self._wake_r], [], [], TICK)
+                select.select(waits, [], [], TICK)
             with contextlib.suppress(OSError):
                 while os.read(self._wake_r, 4096):
                     pass
             now = time.monotonic()
+            if stats is not None:
+                self._serve_stats(stats, now)
             actions: list[A.Action] = []
             for pid, exit_code, signum in self._reap():
                 actions += self.policy.on_exit(pid, exit_code, signum, now, self.table.read)
@@ -143,6 +167,41 @@ class Arbiter:
             actions += self.policy.on_tick(now, time.time(), self.table.read, rss)
             code = self._execute(actions)
         return code
+
+    def _serve_stats(self, stats: StatsServer, now: float) -> None:
+        """Answer what the stats clients are owed (never waits); look at the queues now and
+        then. A failure here is logged and never stops the master."""
+        try:
+            stats.poll(0.0)
+            if now >= self._next_queue_check:
+                self._next_queue_check = now + QUEUE_CHECK
+                self.observer.check_queues(self._socket_stats())
+        except Exception:
+            log.exception("stats: serving a client failed")
+
+    def _socket_stats(self) -> tuple[SocketStats, ...]:
+        return observe.socket_stats(
+            ((lis.spec, lis.sock) for lis in self.listeners),
+            self.config.listen,
+            self._sockdiag.queue,
+        )
+
+    def snapshot(self) -> ServerStats:
+        """The server's numbers now (what the stats server serves)."""
+        return observe.snapshot(
+            observe.Inputs(
+                pid=self.pid,
+                records=list(self.policy.records.values()),
+                status=self.table.read,
+                counters=self.table.counters,
+                observer=self.observer,
+                harakiris=self.policy.harakiris,
+                sockets=self._socket_stats(),
+                uid=os.getuid(),
+                gid=os.getgid(),
+                cwd=_cwd(),
+            )
+        )
 
     def _reap(self) -> list[tuple[int, int | None, int | None]]:
         done: list[tuple[int, int | None, int | None]] = []
@@ -208,6 +267,7 @@ class Arbiter:
 
     def _spawn(self, wid: int, generation: int) -> None:
         self.table.reset(wid, 0)
+        self.observer.spawned(wid, time.time(), self.table.counters(wid).requests)
         # The master's signals stay blocked across fork until the child has reset them: a stop
         # sent to a worker just forked would otherwise run the master's handler in the child,
         # be queued there, and be dropped with the master's queue (then the worker serves on
@@ -245,6 +305,9 @@ class Arbiter:
         signal.set_wakeup_fd(-1)
         os.close(self._wake_r)
         os.close(self._wake_w)
+        if self.stats is not None:
+            self.stats.close_after_fork()
+        self._sockdiag.close()
         self.signals.clear()
         for signum in _MASTER_SIGNUMS:
             signal.signal(signum, signal.SIG_DFL)
@@ -267,8 +330,11 @@ class Arbiter:
         max_requests = self.config.max_requests
         if max_requests and self.config.max_requests_jitter:
             max_requests += random.randint(0, self.config.max_requests_jitter)
+        handler = self.build_handler(app, self.config)
+        if self.stats is not None:
+            count_requests(handler, slot)
         worker = Worker(
-            self.build_handler(app, self.config),
+            handler,
             self.listeners,
             max_requests=max_requests,
             hooks=slot,

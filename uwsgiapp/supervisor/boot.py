@@ -22,6 +22,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from uwsgiapp.addresses import AllowList
 from uwsgiapp.config import Config
 from uwsgiapp.exitcodes import ServeExit
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
@@ -29,6 +30,7 @@ from uwsgiapp.server import safefiles
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener, ListenerError, bind_all
 from uwsgiapp.server.logs import make_access_log, setup_error_log
+from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import privileges
 from uwsgiapp.supervisor.arbiter import Arbiter
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
@@ -61,6 +63,24 @@ def bind(config: Config) -> list[Listener]:
         chmod=config.chmod_socket,
         allow_from=config.uwsgi_allow_from,
     )
+
+
+def bind_stats(config: Config) -> StatsServer | None:
+    """The ``--stats`` listener (bound with the uwsgi sockets, before any drop), or None."""
+    if not config.stats:
+        return None
+    return StatsServer(
+        config.stats,
+        AllowList.parse(config.uwsgi_allow_from),
+        http=config.stats_http,
+        snapshot=_no_snapshot_yet,
+        minified=config.stats_minified,
+        chmod=config.chmod_socket,
+    )
+
+
+def _no_snapshot_yet() -> Any:
+    raise RuntimeError("the master is not running yet")
 
 
 def _warn_unremovable(ids: Ids, paths: list[str]) -> None:
@@ -164,6 +184,24 @@ def _serve(config: Config) -> int:
     except ListenerError as exc:
         log.error("%s", exc)
         return ServeExit.START_FAILED
+    try:
+        stats = bind_stats(config)
+    except ListenerError as exc:
+        for listener in listeners:
+            listener.close()
+        log.error("--stats: %s", exc)
+        return ServeExit.START_FAILED
+    try:
+        return _with_listeners(config, ids, listeners, stats)
+    finally:
+        if stats is not None:
+            stats.close()
+
+
+def _with_listeners(
+    config: Config, ids: Ids, listeners: list[Listener], stats: StatsServer | None
+) -> int:
+    """Pidfile, privilege drop, app load and the master's run, with the sockets bound."""
     pidfile = config.pidfile
     pidfile_written = False
     try:
@@ -174,11 +212,13 @@ def _serve(config: Config) -> int:
                 log.error("--pidfile: cannot write %s: %s", pidfile, exc)
                 return ServeExit.START_FAILED
             pidfile_written = True
-        if ids.wanted and not _drop(ids, listeners, config):
+        owned = listeners if stats is None else [*listeners, stats.listener]
+        if ids.wanted and not _drop(ids, owned, config):
             return ServeExit.START_FAILED
-        for listener in listeners:
-            log.info("listening on %s%s", listener.spec, _who_may_connect(listener))
-        return _load_and_run(config, listeners)
+        for listener in owned:
+            what = "stats" if stats is not None and listener is stats.listener else "listening"
+            log.info("%s on %s%s", what, listener.spec, _who_may_connect(listener))
+        return _load_and_run(config, listeners, stats)
     finally:
         for listener in listeners:
             listener.close()
@@ -201,7 +241,7 @@ def _drop(ids: Ids, listeners: list[Listener], config: Config) -> bool:
     return True
 
 
-def _load_and_run(config: Config, listeners: list[Listener]) -> int:
+def _load_and_run(config: Config, listeners: list[Listener], stats: StatsServer | None) -> int:
     """Load the app (unless lazy-apps) and run the master until it stops."""
     before = set(sys.modules)
     app: WSGIApp | None = None
@@ -211,6 +251,6 @@ def _load_and_run(config: Config, listeners: list[Listener]) -> int:
         except AppImportError as exc:
             log.error("cannot load app %r: %s", config.app, exc)
             return ServeExit.APP_LOAD
-    arbiter = Arbiter(config, listeners, app, build_handler)
+    arbiter = Arbiter(config, listeners, app, build_handler, stats)
     arbiter.remember_modules(before)
     return arbiter.run()

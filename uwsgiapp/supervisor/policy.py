@@ -257,6 +257,7 @@ class Policy(Roster):
         if self.harakiri and st.request_start and wall - st.request_start > self.harakiri:
             rec.state = HARAKIRI
             rec.deadline = now + DUMP_GRACE
+            self.harakiris[rec.wid] = self.harakiris.get(rec.wid, 0) + 1
             return [
                 Log(
                     LogLevel.ERROR,

@@ -56,6 +56,8 @@ class Roster:
     pending: dict[int, int] = field(default_factory=dict)
     #: Every slot is taken (by workers still stopping): spawning waits for one to exit.
     slots_full: bool = False
+    #: Harakiri kills by worker id (slot), for the stats.
+    harakiris: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.desired = self.workers

@@ -1,25 +1,53 @@
 """Per-worker status in shared memory: what the master reads for readiness, harakiri, stats.
 
 One fixed-size slot per worker id in an anonymous shared mmap created by the master before
-forking. A worker writes only its own slot: two ``pack_into`` calls per request.
+forking. A worker writes only its own slot: two ``pack_into`` calls per request for readiness
+and harakiri, and, with ``--stats`` only, three counter increments (no lock, no syscall)
+through a ``memoryview`` of 64-bit cells (aligned 8-byte stores, which a reader never sees torn).
+
+Layout of a slot (:data:`SLOT_SIZE` bytes): the header (pid, state, request start, requests
+since this process started), then the counters from :data:`HEADER_SIZE`: bytes sent, exceptions,
+a matrix of requests by (status class, duration bucket), and the seconds spent serving as a
+double. One matrix cell per request rather than a request count, a class count and a bucket
+count: a third of the increments, and the master adds rows and columns up. The counters are not
+reset when a new process takes the slot: they count for the worker id across respawns.
 """
 
 from __future__ import annotations
 
+import bisect
 import mmap
 import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from uwsgiapp.stats.model import DURATION_BOUNDS
+from uwsgiapp.wsgi.contract import AccessLogger
+
+if TYPE_CHECKING:  # the policy imports this module without loading the server
+    from uwsgiapp.server.intake import Handler
 
 #: pid, state, request start (epoch seconds, 0 = idle), requests served.
 SLOT = struct.Struct("<iidQ")
-SLOT_SIZE = 32
+HEADER_SIZE = 32
 _BUSY = struct.Struct("<d")  # just the start time, at offset 8
 _DONE = struct.Struct("<dQ")  # start time 0 + requests, at offset 8
 
 STATE_FREE = 0
 STATE_BOOTING = 1
 STATE_READY = 2
+
+# Counter cells (u64 each, from HEADER_SIZE); then the running time, a double.
+TX, EXCEPTIONS, MATRIX = 0, 1, 2
+#: Matrix rows: no status line (the client left) or an odd one, then 1xx..5xx.
+CLASSES = 6
+BUCKETS = len(DURATION_BOUNDS) + 1
+RUNNING = MATRIX + CLASSES * BUCKETS
+_CELLS = struct.Struct(f"<{RUNNING}Qd")
+SLOT_SIZE = 640
+assert HEADER_SIZE + _CELLS.size <= SLOT_SIZE
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +68,51 @@ class WorkerStatus:
         return self.state == STATE_READY and self.pid == pid
 
 
+@dataclass(frozen=True, slots=True)
+class SlotCounters:
+    """A slot's counters as the master reads them (since the worker id's first spawn)."""
+
+    tx: int
+    exceptions: int
+    #: Seconds spent serving requests.
+    running: float
+    #: Requests by (status class, duration bucket): rows none-or-odd, 1xx..5xx; columns the
+    #: buckets of :data:`~uwsgiapp.stats.model.DURATION_BOUNDS` and +Inf.
+    matrix: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def from_cells(cls, cells: tuple[float, ...]) -> SlotCounters:
+        """From the raw cell values, in layout order."""
+        flat = [int(v) for v in cells[MATRIX:RUNNING]]
+        rows = tuple(tuple(flat[i : i + BUCKETS]) for i in range(0, len(flat), BUCKETS))
+        return cls(
+            tx=int(cells[TX]),
+            exceptions=int(cells[EXCEPTIONS]),
+            running=float(cells[RUNNING]),
+            matrix=rows,
+        )
+
+    @property
+    def requests(self) -> int:
+        """Requests counted (every response, whatever its status)."""
+        return sum(map(sum, self.matrix))
+
+    @property
+    def classes(self) -> tuple[int, ...]:
+        """Requests by status class: (none or odd, 1xx, 2xx, 3xx, 4xx, 5xx)."""
+        return tuple(sum(row) for row in self.matrix)
+
+    @property
+    def histogram(self) -> tuple[int, ...]:
+        """Requests by duration bucket (per bucket, not cumulative)."""
+        return tuple(sum(col) for col in zip(*self.matrix, strict=True))
+
+    @property
+    def running_time(self) -> int:
+        """Microseconds spent serving requests."""
+        return int(self.running * 1e6)
+
+
 class StatusTable:
     """``capacity`` worker slots in shared memory."""
 
@@ -48,12 +121,18 @@ class StatusTable:
         self._mem = mmap.mmap(-1, capacity * SLOT_SIZE)
 
     def reset(self, slot: int, pid: int) -> None:
-        """Master: a worker is being started in ``slot``."""
+        """Master: a worker is being started in ``slot`` (its counters carry on)."""
         SLOT.pack_into(self._mem, slot * SLOT_SIZE, pid, STATE_BOOTING, 0.0, 0)
 
     def read(self, slot: int) -> WorkerStatus:
         """Master: the slot's current values."""
         return WorkerStatus(*SLOT.unpack_from(self._mem, slot * SLOT_SIZE))
+
+    def counters(self, slot: int) -> SlotCounters:
+        """Master: the slot's counters."""
+        return SlotCounters.from_cells(
+            _CELLS.unpack_from(self._mem, slot * SLOT_SIZE + HEADER_SIZE)
+        )
 
     def hooks(self, slot: int, pid: int) -> SlotWriter:
         """Worker: the writer for its own slot."""
@@ -81,3 +160,50 @@ class SlotWriter:
     def end(self, requests: int) -> None:
         """The request is done; ``requests`` served in total."""
         _DONE.pack_into(self._mem, self._offset + 8, 0.0, requests)
+
+    def cells(self) -> memoryview:
+        """This slot's counter cells as 64-bit unsigned integers (without the running time)."""
+        start = self._offset + HEADER_SIZE
+        return memoryview(self._mem)[start : start + RUNNING * 8].cast("Q")
+
+    def recorder(self, chained: AccessLogger | None = None) -> AccessLogger:
+        """The per-request callback (the Responder's access-log point) that counts a request:
+        its (status class, duration bucket) cell, bytes sent, seconds. ``chained``: the access
+        logger to call too."""
+        cells = self.cells()
+        start = self._offset + HEADER_SIZE + RUNNING * 8
+        running = memoryview(self._mem)[start : start + 8].cast("d")
+        rows = {str(digit): MATRIX + digit * BUCKETS for digit in range(1, CLASSES)}.get
+        bucket = bisect.bisect_left
+        bounds = DURATION_BOUNDS
+
+        def record(environ: dict[str, Any], status: str, sent: int, seconds: float) -> None:
+            cells[rows(status[:1], MATRIX) + bucket(bounds, seconds)] += 1
+            cells[TX] += sent
+            running[0] += seconds
+
+        if chained is None:
+            return record
+
+        def record_and_log(environ: dict[str, Any], status: str, sent: int, seconds: float) -> None:
+            record(environ, status, sent, seconds)
+            chained(environ, status, sent, seconds)
+
+        return record_and_log
+
+    def exception_counter(self) -> Callable[[], None]:
+        """What the Responder calls when the app raised or answered badly (a 500 or a cut)."""
+        cells = self.cells()
+
+        def count() -> None:
+            cells[EXCEPTIONS] += 1
+
+        return count
+
+
+def count_requests(handler: Handler, slot: SlotWriter) -> None:
+    """``--stats``: make ``handler`` count each request in ``slot`` (chosen once, at worker
+    start; without it the handler's path is exactly as before)."""
+    responder = handler.responder
+    responder.access_log = slot.recorder(responder.access_log)
+    responder.on_app_error = slot.exception_counter()

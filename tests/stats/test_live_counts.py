@@ -1,0 +1,142 @@
+"""Through real nginx, 2 workers, ``--stats`` in HTTP mode: after exactly N requests (200, 404,
+500, one harakiri, one kill -9), the JSON, the Prometheus text and ``uwsgiapp top --once``
+agree with each other and with what was sent; a busy worker and a waiting listen queue show.
+
+A request killed by harakiri is not counted (the worker never finished it), as in uWSGI.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from live_kit import accepting, document, metrics, top_once, total, wait_doc, wsum
+
+from tests.support.procs import free_port, nginx_binary, stack
+
+pytestmark = [
+    pytest.mark.nginx,
+    pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed"),
+]
+
+OK, MISSING, BOOM = 12, 5, 3
+
+
+def test_json_prometheus_and_top_agree_with_what_was_sent(tmp_path: Path) -> None:
+    port = free_port()
+    address = ("127.0.0.1", port)
+    options = {"workers": 2, "harakiri": 1, "stats": f"127.0.0.1:{port}", "stats_http": True}
+    with stack(tmp_path, "stats_app:app", **options) as (_server, nginx):
+        wait_doc(lambda: document(address), lambda d: accepting(d) == 2, 15)
+        for path, count, status in (
+            ("/ok", OK, 200),
+            ("/missing", MISSING, 404),
+            ("/boom", BOOM, 500),
+        ):
+            for _ in range(count):
+                assert nginx.request("GET", path)[0] == status
+        assert nginx.request("GET", "/sleep?5")[0] == 502  # harakiri
+        doc = wait_doc(lambda: document(address), lambda d: accepting(d) == 2, 15)
+        victim = next(w for w in doc["workers"] if w["accepting"])
+        os.kill(victim["pid"], signal.SIGKILL)
+        n = OK + MISSING + BOOM
+        doc = wait_doc(
+            lambda: document(address),
+            lambda d: accepting(d) == 2 and wsum(d, "respawn_count") == 4,
+            15,
+        )
+        assert wsum(doc, "requests") == n
+        assert wsum(doc, "exceptions") == BOOM
+        assert wsum(doc, "harakiri_count") == 1
+        # Every slot that ever had a process is a row; the harakiri victim's and the killed
+        # worker's counts stay in the sums (their slot reused, or shown "cheap" with pid 0).
+        assert all(w["pid"] != victim["pid"] for w in doc["workers"])
+        live = [w for w in doc["workers"] if w["pid"]]
+        assert len(live) == 2 and all(w["status"] == "idle" for w in live)
+        assert all(
+            w["status"] == "cheap" and not w["accepting"] for w in doc["workers"] if not w["pid"]
+        )
+        classes = {
+            k: sum(w["uwsgiapp"]["statuses"][k] for w in doc["workers"])
+            for k in ("2xx", "4xx", "5xx")
+        }
+        assert classes == {"2xx": OK, "4xx": MISSING, "5xx": BOOM}
+        assert wsum(doc, "tx") > 0 and all(w["rss"] > 0 and w["vsz"] >= w["rss"] for w in live)
+
+        m = metrics(address)
+        assert total(m, "uwsgiapp_requests_total") == n
+        for cls, count in (("2xx", OK), ("4xx", MISSING), ("5xx", BOOM)):
+            assert total(m, "uwsgiapp_requests_total", status=cls) == count
+        assert total(m, "uwsgiapp_request_duration_seconds_count") == n
+        assert total(m, "uwsgiapp_worker_exceptions_total") == BOOM
+        assert total(m, "uwsgiapp_worker_harakiri_total") == 1
+        assert total(m, "uwsgiapp_worker_spawns_total") == 4
+        assert total(m, "uwsgiapp_workers", state="idle") == 2
+        assert total(m, "uwsgiapp_workers") == len(doc["workers"])
+
+        out = top_once(f"http://127.0.0.1:{port}/")
+        assert f"requests: {n} " in out and f"exceptions: {BOOM} " in out, out
+        assert "harakiri: 1 " in out and "2 idle" in out, out
+        rows = [
+            line.split()
+            for line in out.splitlines()
+            if re.match(r"^\s+\d+\s+\d+\s+(idle|busy|cheap)", line)
+        ]
+        assert sorted(int(r[3]) for r in rows) == sorted(w["requests"] for w in doc["workers"]), out
+        assert sum(int(r[-2]) for r in rows) == 4 and sum(int(r[-1]) for r in rows) == 1, out
+
+
+def test_busy_worker_and_listen_queue(tmp_path: Path) -> None:
+    port = free_port()
+    address = ("127.0.0.1", port)
+    options = {"workers": 2, "stats": f"127.0.0.1:{port}", "stats_http": True}
+    with stack(tmp_path, "stats_app:app", **options) as (server, nginx):
+        wait_doc(lambda: document(address), lambda d: accepting(d) == 2, 15)
+        results: list[int] = []
+        sleepers = [
+            threading.Thread(target=lambda: results.append(nginx.request("GET", "/sleep?2.5")[0]))
+            for _ in range(2)
+        ]
+        for t in sleepers:
+            t.start()
+        held: list[socket.socket] = []
+        try:
+            doc = wait_doc(
+                lambda: document(address),
+                lambda d: all(w["status"] == "busy" for w in d["workers"]),
+                5,
+            )
+            assert all(w["cores"][0]["in_request"] == 1 for w in doc["workers"])
+            m = metrics(address)
+            assert total(m, "uwsgiapp_worker_busy") == 2
+            assert total(m, "uwsgiapp_workers", state="busy") == 2
+            assert "workers: 2 (2 busy)" in top_once(f"http://127.0.0.1:{port}/")
+            # Both workers busy: connections wait in the uwsgi socket's accept queue.
+            for _ in range(3):
+                c = socket.socket(socket.AF_UNIX)
+                c.connect(server.socket)
+                held.append(c)
+            doc = document(address)
+            assert doc["listen_queue"] == 3 and doc["sockets"][0]["queue"] == 3, doc
+            assert total(metrics(address), "uwsgiapp_listen_queue") == 3
+            assert "listen queue: 3 " in top_once(f"http://127.0.0.1:{port}/")
+        finally:
+            for t in sleepers:
+                t.join(15)
+        assert results == [200, 200]
+        try:
+            wait_doc(
+                lambda: document(address),
+                lambda d: (
+                    d["listen_queue"] == 0 and all(w["status"] == "idle" for w in d["workers"])
+                ),
+                10,
+            )
+        finally:
+            for c in held:
+                c.close()
