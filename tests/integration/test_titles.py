@@ -21,7 +21,16 @@ def cmdline(pid: int) -> str:
 def test_master_and_workers_show_their_role_in_ps(tmp_path: Path) -> None:
     server = Server(tmp_path, "supervisor_app:app", workers=2).start()
     try:
-        wait_until(lambda: len(children(server.pid)) == 2, 10, "2 workers")
+        expected = [
+            "uwsgiapp worker 1 [supervisor_app:app]",
+            "uwsgiapp worker 2 [supervisor_app:app]",
+        ]
+
+        def titled() -> bool:  # a worker sets its title just after fork: wait for it
+            pids = children(server.pid)
+            return len(pids) == 2 and sorted(cmdline(pid) for pid in pids) == expected
+
+        wait_until(titled, 20, "2 workers with their titles")
         master = cmdline(server.pid)
         workers = sorted(cmdline(pid) for pid in children(server.pid))
     finally:
