@@ -88,11 +88,15 @@ def inner(app: str, mode: str, requests: int, stats: bool) -> None:
         app=f"{bench.APP_MODULES[app]}:app", socket=("unused.sock",), access_log="off"
     )
     handler = build_handler(load_app(config.app, pythonpath=(str(bench.APPS),)), config)
+    # The status hooks the worker loop calls around each connection, as in 'serve'.
+    hooks = StatusTable(1).hooks(0, os.getpid())
     if stats:  # as a worker of 'serve --stats' is wired
-        count_requests(handler, StatusTable(1).hooks(0, os.getpid()))
+        hooks = count_requests(handler, hooks)
     data = packet()
+    served = 0
 
     def serve(count: int, real: bool) -> None:
+        nonlocal served
         for _ in range(0, count, BATCH):
             pairs = []
             for _ in range(BATCH):
@@ -101,7 +105,10 @@ def inner(app: str, mode: str, requests: int, stats: bool) -> None:
                 pairs.append((client, server.detach()))
             for client, fd in pairs:
                 if real:
+                    hooks.begin()
                     handler.begin(fd, "count")
+                    served += 1
+                    hooks.end(served)
                 else:
                     os.close(fd)
                 client.close()
@@ -128,7 +135,9 @@ def callgrind(app: str, mode: str, requests: int, stats: bool) -> tuple[int, dic
             app,
             *(["--stats"] if stats else []),
         ]
-        done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        # A fixed hash seed: str hashes, and with them dict probes, are the same in every run.
+        env = {**os.environ, "PYTHONHASHSEED": os.environ.get("COUNT_SEED", "0")}
+        done = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
         if done.returncode != 0 or not out.exists():
             sys.exit(f"callgrind run failed:\n{done.stderr[-2000:]}")
         return parse_callgrind(out.read_text())

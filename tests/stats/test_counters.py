@@ -3,6 +3,7 @@ accept-queue lengths the master reads from the kernel."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import tempfile
@@ -10,58 +11,109 @@ from pathlib import Path
 
 import pytest
 
+from uwsgiapp.server.exchange import Exchange
 from uwsgiapp.server.sockdiag import SockDiag, parse_reply
 from uwsgiapp.stats.model import DURATION_BOUNDS, SocketStats
+from uwsgiapp.supervisor import status as status_module
 from uwsgiapp.supervisor.actions import WorkerRecord, WorkerState
 from uwsgiapp.supervisor.observe import Inputs, Observer, snapshot, socket_stats
 from uwsgiapp.supervisor.policy import Policy
-from uwsgiapp.supervisor.status import SLOT_SIZE, StatusTable, count_requests
+from uwsgiapp.supervisor.status import SLOT_SIZE, CountingSlotWriter, StatusTable, count_requests
 
 
-def test_recorder_counts_classes_bytes_time_and_buckets() -> None:
+class FakeResponder:
+    """What the counting hooks read: the Responder's ``last`` exchange."""
+
+    def __init__(self) -> None:
+        self.last: Exchange | None = None
+
+
+def served(
+    writer: CountingSlotWriter,
+    responder: FakeResponder,
+    status: str | None,
+    sent: int,
+    seconds: float,
+    monkeypatch: pytest.MonkeyPatch,
+    requests: int = 1,
+) -> None:
+    """One request through the hooks as the worker loop runs them, lasting ``seconds``."""
+    clock = itertools.chain((1000.0, 1000.0 + seconds), itertools.repeat(2000.0))
+    monkeypatch.setattr(status_module, "_clock", lambda: next(clock))
+    writer.begin()
+    exchange = Exchange(-1, "HTTP/1.1", 1.0)
+    exchange.status, exchange.sent = status, sent
+    responder.last = exchange
+    writer.end(requests)
+
+
+def counting(table: StatusTable, slot: int, pid: int) -> tuple[CountingSlotWriter, FakeResponder]:
+    responder = FakeResponder()
+    base = table.hooks(slot, pid)
+    return CountingSlotWriter(base._mem, base._offset, pid, responder), responder  # type: ignore[arg-type]
+
+
+def test_hooks_count_classes_bytes_time_and_buckets(monkeypatch: pytest.MonkeyPatch) -> None:
     table = StatusTable(2)
-    record = table.hooks(1, 42).recorder()
-    record({}, "200 OK", 100, 0.001)
-    record({}, "201 Created", 50, 0.003)
-    record({}, "404 Not Found", 10, 0.02)
-    record({}, "500 Internal Server Error", 5, 3.0)
-    record({}, "-", 0, 0.5)  # the client left before a status line
+    writer, responder = counting(table, 1, 42)
+    cases = [
+        ("200 OK", 100, 0.001),
+        ("201 Created", 50, 0.003),
+        ("404 Not Found", 10, 0.02),
+        ("500 Internal Server Error", 5, 3.0),
+        (None, 0, 0.5),  # the client left before a status line
+        ("999 Odd", 0, 0.004),
+        ("", 0, 0.004),
+    ]
+    for n, (status, sent, seconds) in enumerate(cases, 1):
+        served(writer, responder, status, sent, seconds, monkeypatch, n)
+        assert responder.last is None and table.read(1).request_start == 0.0
+        assert table.read(1).requests == n
     c = table.counters(1)
-    assert c.requests == 5
-    assert c.classes == (1, 0, 2, 0, 1, 1)
+    assert c.requests == 7
+    assert c.classes == (3, 0, 2, 0, 1, 1)
     assert c.tx == 165
-    assert c.running_time == pytest.approx(3_524_000, abs=2)
+    assert c.running_time == pytest.approx(3_532_000, abs=2)
     expected = [0] * (len(DURATION_BOUNDS) + 1)
-    for seconds in (0.001, 0.003, 0.02, 3.0, 0.5):
+    for _, _, seconds in cases:
         expected[sum(1 for b in DURATION_BOUNDS if b < seconds)] += 1
     assert list(c.histogram) == expected
     assert table.counters(0).requests == 0  # the neighbour's slot is untouched
 
 
-def test_counters_survive_a_new_process_in_the_slot_and_readiness_still_works() -> None:
+def test_a_step_without_a_response_counts_nothing_and_a_clock_step_back_counts_zero(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     table = StatusTable(1)
-    table.hooks(0, 10).recorder()({}, "200 OK", 1, 0.0)
+    writer, responder = counting(table, 0, 7)
+    writer.begin()
+    writer.end(0)  # a parked connection, a ping, a packet refused before the app
+    assert table.counters(0).requests == 0 and table.read(0).request_start == 0.0
+    served(writer, responder, "200 OK", 1, -30.0, monkeypatch)
+    c = table.counters(0)
+    assert c.requests == 1 and c.running == 0.0 and c.histogram[0] == 1
+
+
+def test_counters_survive_a_new_process_in_the_slot_and_readiness_still_works(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    table = StatusTable(1)
+    writer, responder = counting(table, 0, 10)
+    served(writer, responder, "200 OK", 7, 0.2, monkeypatch)
+    writer.count_exception()
     table.reset(0, 11)
-    writer = table.hooks(0, 11)
     assert not table.read(0).ready_for(11)
+    writer, responder = counting(table, 0, 11)  # the next process carries the totals on
     writer.ready()
     writer.begin()
     assert table.read(0).request_start > 0
-    writer.end(1)
+    writer.end(0)
+    served(writer, responder, "302 Found", 3, 0.3, monkeypatch, 1)
     assert table.read(0).ready_for(11) and table.read(0).requests == 1
-    assert table.counters(0).requests == 1
-    assert SLOT_SIZE % 64 == 0
-
-
-def test_exception_counter_and_chained_access_log() -> None:
-    table = StatusTable(1)
-    seen: list[str] = []
-    record = table.hooks(0, 1).recorder(lambda env, status, sent, sec: seen.append(status))
-    record({}, "302 Found", 3, 0.0)
-    table.hooks(0, 1).exception_counter()()
-    assert seen == ["302 Found"]
     c = table.counters(0)
-    assert c.exceptions == 1 and c.classes[3] == 1
+    assert (c.requests, c.tx, c.exceptions, c.classes[2], c.classes[3]) == (2, 10, 1, 1, 1)
+    assert c.running == pytest.approx(0.5)
+    assert SLOT_SIZE % 64 == 0
 
 
 def test_count_requests_wires_the_responder_through_a_real_request() -> None:
@@ -77,43 +129,50 @@ def test_count_requests_wires_the_responder_through_a_real_request() -> None:
 
     handler = build_handler(app, make_config(app="x:y"))
     table = StatusTable(1)
-    count_requests(handler, table.hooks(0, os.getpid()))
-    for path in ("/", "/boom"):
-        client, server = socket.socketpair()
-        client.sendall(
-            build_request(
-                {"REQUEST_METHOD": "GET", "PATH_INFO": path, "SERVER_PROTOCOL": "HTTP/1.1"}
-            )
+    hooks = count_requests(handler, table.hooks(0, os.getpid()))
+    packets = [
+        build_request({"REQUEST_METHOD": "GET", "PATH_INFO": p, "SERVER_PROTOCOL": "HTTP/1.1"})
+        for p in ("/", "/boom")
+    ]
+    # Refused before the app (a 400 for a bad CONTENT_LENGTH), then a ping: counted, not counted.
+    packets.append(
+        build_request(
+            {"REQUEST_METHOD": "POST", "SERVER_PROTOCOL": "HTTP/1.1", "CONTENT_LENGTH": "x1"}
         )
+    )
+    packets.append(build_request({}, modifier1=100))
+    for n, packet in enumerate(packets, 1):
+        client, server = socket.socketpair()
+        client.sendall(packet)
+        hooks.begin()
         handler.handle(server.detach(), "test")
-        reply = client.recv(65536)
+        hooks.end(n)
+        assert client.recv(65536)
         client.close()
-        assert reply.startswith(b"HTTP/1.1 404" if path == "/" else b"HTTP/1.1 500")
     c = table.counters(0)
-    assert (c.requests, c.exceptions, c.classes[4], c.classes[5]) == (2, 1, 1, 1)
-    assert c.tx > 0
+    assert (c.requests, c.exceptions, c.classes[4], c.classes[5]) == (3, 1, 2, 1)
+    assert c.tx > 0 and table.read(0).requests == 4
 
 
-def test_snapshot_is_built_from_slots_history_and_sockets() -> None:
+def test_snapshot_is_built_from_slots_history_and_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
     table = StatusTable(4)
     observer = Observer()
     observer.spawned(0, 1000.0, 0)
     table.reset(0, 100)
-    rec = table.hooks(0, 100).recorder()
+    writer, responder = counting(table, 0, 100)
     for _ in range(3):
-        rec({}, "200 OK", 10, 0.002)
+        served(writer, responder, "200 OK", 10, 0.002, monkeypatch)
     # worker id 0 respawned: 3 requests carried over, 2 since
     observer.spawned(0, 2000.0, table.counters(0).requests)
     table.reset(0, 101)
-    writer = table.hooks(0, 101)
+    writer, responder = counting(table, 0, 101)
     writer.ready()
-    rec = writer.recorder()
-    rec({}, "200 OK", 10, 0.002)
-    rec({}, "500 Internal Server Error", 10, 0.002)
+    served(writer, responder, "200 OK", 10, 0.002, monkeypatch)
+    served(writer, responder, "500 Internal Server Error", 10, 0.002, monkeypatch)
     writer.begin()
     observer.spawned(1, 2500.0, 0)
     observer.spawned(2, 2600.0, 0)  # its process is gone: a "cheap" row keeps its counts
-    table.hooks(2, 103).recorder()({}, "404 Not Found", 1, 0.0)
+    served(*counting(table, 2, 103), "404 Not Found", 1, 0.0, monkeypatch)
     records = [
         WorkerRecord(0, 101, 0, 0.0, WorkerState.READY),
         WorkerRecord(1, 102, 0, 0.0, WorkerState.BOOTING),

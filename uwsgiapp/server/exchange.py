@@ -126,6 +126,9 @@ class Responder:
         self.on_out_of_fds: Callable[[], None] | None = None
         #: Called when the app raised or answered badly (``--stats`` counts these exceptions).
         self.on_app_error: Callable[[], None] | None = None
+        #: The last request's exchange (its status and bytes sent): ``--stats`` counts it from
+        #: the worker's end-of-request hook, without a call of its own here.
+        self.last: Exchange | None = None
 
     def serve(self, fd: int, peer: str, environ: dict[str, Any], rest: bytes) -> None:
         """Run one request whose head is in ``environ``; ``rest``: the body bytes already read.
@@ -153,7 +156,7 @@ class Responder:
         environ["wsgi.input"] = stream
         access_log = self.access_log
         started = time.perf_counter() if access_log is not None else 0.0
-        exchange = Exchange(fd, protocol, self.timeout)
+        self.last = exchange = Exchange(fd, protocol, self.timeout)
         try:
             self._run_app(exchange, environ, peer)
         finally:
@@ -172,9 +175,14 @@ class Responder:
         """Answer a request refused before the app (bad CONTENT_LENGTH) and drain its body."""
         started = time.perf_counter()
         log.warning("refused request from %s: %s", peer, escape_log_text(exc.reason))
-        payload = error_response(environ["SERVER_PROTOCOL"], exc.status, exc.reason)
+        protocol = environ["SERVER_PROTOCOL"]
+        payload = error_response(protocol, exc.status, exc.reason)
+        self.last = refused = Exchange(fd, protocol, self.timeout)
+        refused.status = exc.status
+        refused.head_sent = True
         try:
             send_all(fd, payload, self.timeout)
+            refused.sent = len(payload)
             length_var = environ.get("CONTENT_LENGTH") or ""
             if exc.status[:3] == "413" and len(length_var) <= 18:
                 # Too large, but well-formed: read it away as for any unread body, so nginx

@@ -332,7 +332,7 @@ class Arbiter:
             max_requests += random.randint(0, self.config.max_requests_jitter)
         handler = self.build_handler(app, self.config)
         if self.stats is not None:
-            count_requests(handler, slot)
+            slot = count_requests(handler, slot)
         worker = Worker(
             handler,
             self.listeners,

@@ -1,16 +1,18 @@
 """Per-worker status in shared memory: what the master reads for readiness, harakiri, stats.
 
 One fixed-size slot per worker id in an anonymous shared mmap created by the master before
-forking. A worker writes only its own slot: two ``pack_into`` calls per request for readiness
-and harakiri, and, with ``--stats`` only, three counter increments (no lock, no syscall)
-through a ``memoryview`` of 64-bit cells (aligned 8-byte stores, which a reader never sees torn).
+forking. A worker writes only its own slot, no lock, no syscall: ``pack_into`` calls from its
+request hooks, :meth:`SlotWriter.begin` (the request start, for harakiri) and
+:meth:`SlotWriter.end` (idle again, requests served).
 
-Layout of a slot (:data:`SLOT_SIZE` bytes): the header (pid, state, request start, requests
-since this process started), then the counters from :data:`HEADER_SIZE`: bytes sent, exceptions,
-a matrix of requests by (status class, duration bucket), and the seconds spent serving as a
-double. One matrix cell per request rather than a request count, a class count and a bucket
-count: a third of the increments, and the master adds rows and columns up. The counters are not
-reset when a new process takes the slot: they count for the worker id across respawns.
+Layout of a slot (:data:`SLOT_SIZE` bytes): pid, state, request start, requests since this
+process started; then the counters, which only a worker of ``serve --stats`` writes
+(:class:`CountingSlotWriter`): bytes sent and seconds spent serving (right after the request
+count, so that ``end`` writes all four in its one ``pack_into``), exceptions, and a matrix of
+requests by (status class, duration bucket). One matrix cell per request rather than a request
+count, a class count and a bucket count: the master adds rows and columns up. Aligned 8-byte
+stores, which a reader never sees torn. The counters are not reset when a new process takes the
+slot: they count for the worker id across respawns.
 """
 
 from __future__ import annotations
@@ -19,35 +21,47 @@ import bisect
 import mmap
 import struct
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from uwsgiapp.stats.model import DURATION_BOUNDS
-from uwsgiapp.wsgi.contract import AccessLogger
 
 if TYPE_CHECKING:  # the policy imports this module without loading the server
+    from uwsgiapp.server.exchange import Responder
     from uwsgiapp.server.intake import Handler
 
 #: pid, state, request start (epoch seconds, 0 = idle), requests served.
 SLOT = struct.Struct("<iidQ")
-HEADER_SIZE = 32
 _BUSY = struct.Struct("<d")  # just the start time, at offset 8
 _DONE = struct.Struct("<dQ")  # start time 0 + requests, at offset 8
+#: ``--stats``: start time 0, requests, then bytes sent, seconds serving and the fast cell.
+_DONE_COUNTED = struct.Struct("<dQQdQ")
 
 STATE_FREE = 0
 STATE_BOOTING = 1
 STATE_READY = 2
 
-# Counter cells (u64 each, from HEADER_SIZE); then the running time, a double.
-TX, EXCEPTIONS, MATRIX = 0, 1, 2
 #: Matrix rows: no status line (the client left) or an odd one, then 1xx..5xx.
 CLASSES = 6
 BUCKETS = len(DURATION_BOUNDS) + 1
-RUNNING = MATRIX + CLASSES * BUCKETS
-_CELLS = struct.Struct(f"<{RUNNING}Qd")
+#: The matrix cell most requests of a fast app land in (2xx, first duration bucket): kept with
+#: the totals, outside the matrix, so that ``end`` writes it in its ``pack_into``.
+FAST_CELL = 2 * BUCKETS
+#: The counters, from offset :data:`COUNTERS`: tx, running (a double), the fast cell,
+#: exceptions, the matrix (whose own FAST_CELL stays 0).
+COUNTERS = SLOT.size
+_COUNTERS = struct.Struct(f"<QdQQ{CLASSES * BUCKETS}Q")
+_EXCEPTIONS = COUNTERS + 24
+_MATRIX = COUNTERS + 32
 SLOT_SIZE = 640
-assert HEADER_SIZE + _CELLS.size <= SLOT_SIZE
+assert COUNTERS + _COUNTERS.size <= SLOT_SIZE
+
+#: The clock of the request start (the master's harakiri compares it with its own time.time()).
+_clock = time.time
+#: Status lines seen with a 2xx code (a set lookup is cheaper than reading the first digit).
+_OK: set[str] = set()
+_OK_KEPT = 256
+_FIRST_BOUND = DURATION_BOUNDS[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,15 +96,11 @@ class SlotCounters:
 
     @classmethod
     def from_cells(cls, cells: tuple[float, ...]) -> SlotCounters:
-        """From the raw cell values, in layout order."""
-        flat = [int(v) for v in cells[MATRIX:RUNNING]]
+        """From the raw values, in layout order (tx, running, fast cell, exceptions, matrix)."""
+        flat = [int(v) for v in cells[4:]]
+        flat[FAST_CELL] += int(cells[2])
         rows = tuple(tuple(flat[i : i + BUCKETS]) for i in range(0, len(flat), BUCKETS))
-        return cls(
-            tx=int(cells[TX]),
-            exceptions=int(cells[EXCEPTIONS]),
-            running=float(cells[RUNNING]),
-            matrix=rows,
-        )
+        return cls(tx=int(cells[0]), exceptions=int(cells[3]), running=float(cells[1]), matrix=rows)
 
     @property
     def requests(self) -> int:
@@ -131,7 +141,7 @@ class StatusTable:
     def counters(self, slot: int) -> SlotCounters:
         """Master: the slot's counters."""
         return SlotCounters.from_cells(
-            _CELLS.unpack_from(self._mem, slot * SLOT_SIZE + HEADER_SIZE)
+            _COUNTERS.unpack_from(self._mem, slot * SLOT_SIZE + COUNTERS)
         )
 
     def hooks(self, slot: int, pid: int) -> SlotWriter:
@@ -142,12 +152,13 @@ class StatusTable:
 class SlotWriter:
     """Worker side of a slot; its ``begin``/``end`` are the worker loop's request hooks."""
 
-    __slots__ = ("_mem", "_offset", "_pid")
+    __slots__ = ("_at", "_mem", "_offset", "_pid")
 
     def __init__(self, mem: mmap.mmap, offset: int, pid: int) -> None:
         self._mem = mem
         self._offset = offset
         self._pid = pid
+        self._at = offset + 8  # where begin and end write
 
     def ready(self) -> None:
         """The app is loaded and the worker is about to accept."""
@@ -155,55 +166,88 @@ class SlotWriter:
 
     def begin(self) -> None:
         """A request started now."""
-        _BUSY.pack_into(self._mem, self._offset + 8, time.time())
+        _BUSY.pack_into(self._mem, self._at, _clock())
 
     def end(self, requests: int) -> None:
         """The request is done; ``requests`` served in total."""
-        _DONE.pack_into(self._mem, self._offset + 8, 0.0, requests)
-
-    def cells(self) -> memoryview:
-        """This slot's counter cells as 64-bit unsigned integers (without the running time)."""
-        start = self._offset + HEADER_SIZE
-        return memoryview(self._mem)[start : start + RUNNING * 8].cast("Q")
-
-    def recorder(self, chained: AccessLogger | None = None) -> AccessLogger:
-        """The per-request callback (the Responder's access-log point) that counts a request:
-        its (status class, duration bucket) cell, bytes sent, seconds. ``chained``: the access
-        logger to call too."""
-        cells = self.cells()
-        start = self._offset + HEADER_SIZE + RUNNING * 8
-        running = memoryview(self._mem)[start : start + 8].cast("d")
-        rows = {str(digit): MATRIX + digit * BUCKETS for digit in range(1, CLASSES)}.get
-        bucket = bisect.bisect_left
-        bounds = DURATION_BOUNDS
-
-        def record(environ: dict[str, Any], status: str, sent: int, seconds: float) -> None:
-            cells[rows(status[:1], MATRIX) + bucket(bounds, seconds)] += 1
-            cells[TX] += sent
-            running[0] += seconds
-
-        if chained is None:
-            return record
-
-        def record_and_log(environ: dict[str, Any], status: str, sent: int, seconds: float) -> None:
-            record(environ, status, sent, seconds)
-            chained(environ, status, sent, seconds)
-
-        return record_and_log
-
-    def exception_counter(self) -> Callable[[], None]:
-        """What the Responder calls when the app raised or answered badly (a 500 or a cut)."""
-        cells = self.cells()
-
-        def count() -> None:
-            cells[EXCEPTIONS] += 1
-
-        return count
+        _DONE.pack_into(self._mem, self._at, 0.0, requests)
 
 
-def count_requests(handler: Handler, slot: SlotWriter) -> None:
-    """``--stats``: make ``handler`` count each request in ``slot`` (chosen once, at worker
-    start; without it the handler's path is exactly as before)."""
+class CountingSlotWriter(SlotWriter):
+    """``--stats``: the hooks also count each response the Responder sent since ``begin``.
+
+    ``end`` takes it from the Responder's ``last`` (None: a step that parked a connection, a
+    ping, a packet refused before the app) and counts it from what ``begin`` and the exchange
+    already hold: the duration from ``begin``'s clock reading, the status class, the bytes.
+    The totals and the fast cell go out with ``end``'s one ``pack_into``; any other cell is one
+    8-byte store of a count kept in a local list (a read-modify-write of the mmap costs more).
+    """
+
+    __slots__ = ("_cells", "_fast", "_matrix", "_responder", "_running", "_start", "_tx")
+
+    def __init__(self, mem: mmap.mmap, offset: int, pid: int, responder: Responder) -> None:
+        super().__init__(mem, offset, pid)
+        self._responder = responder
+        responder.last = None
+        self._start = 0.0
+        # The totals of the previous processes of this worker id carry on.
+        tx, running, fast, _, *matrix = _COUNTERS.unpack_from(mem, offset + COUNTERS)
+        self._tx: int = tx
+        self._running: float = running
+        self._fast: int = fast
+        self._matrix: list[int] = matrix
+        self._cells = memoryview(mem)[offset + _MATRIX : offset + SLOT_SIZE].cast("Q")
+
+    def begin(self) -> None:
+        """A request started now (kept for its duration too)."""
+        self._start = now = _clock()
+        _BUSY.pack_into(self._mem, self._at, now)
+
+    def end(self, requests: int) -> None:
+        """Idle again; the response sent since :meth:`begin`, if any, is counted."""
+        responder = self._responder
+        exchange = responder.last
+        if exchange is None:
+            _DONE.pack_into(self._mem, self._at, 0.0, requests)
+            return
+        responder.last = None
+        elapsed = _clock() - self._start
+        if 0.0 <= elapsed <= _FIRST_BOUND and exchange.status in _OK:
+            self._fast = fast = self._fast + 1
+        else:
+            elapsed = max(elapsed, 0.0)  # the wall clock may step back
+            fast = self._count_cell(exchange.status, elapsed)
+        self._tx = tx = self._tx + exchange.sent
+        self._running = running = self._running + elapsed
+        _DONE_COUNTED.pack_into(self._mem, self._at, 0.0, requests, tx, running, fast)
+
+    def _count_cell(self, status: str | None, elapsed: float) -> int:
+        """Count a request the fast path did not take; returns the fast cell's count."""
+        digit = status[:1] if status else ""
+        row = int(digit) * BUCKETS if digit in ("1", "2", "3", "4", "5") else 0
+        if row == FAST_CELL and status is not None and len(_OK) < _OK_KEPT:
+            _OK.add(status)
+        cell = row
+        if elapsed > _FIRST_BOUND:
+            cell += bisect.bisect_left(DURATION_BOUNDS, elapsed)
+        if cell == FAST_CELL:
+            self._fast += 1
+        else:
+            self._matrix[cell] = count = self._matrix[cell] + 1
+            self._cells[cell] = count
+        return self._fast
+
+    def count_exception(self) -> None:
+        """The app raised or answered badly (a 500 or a cut): the Responder's ``on_app_error``."""
+        offset = self._offset + _EXCEPTIONS
+        (count,) = struct.unpack_from("<Q", self._mem, offset)
+        struct.pack_into("<Q", self._mem, offset, count + 1)
+
+
+def count_requests(handler: Handler, slot: SlotWriter) -> CountingSlotWriter:
+    """``--stats``: the hooks for ``slot`` that count ``handler``'s requests (chosen once, at
+    worker start; without them the worker's path is exactly as before)."""
     responder = handler.responder
-    responder.access_log = slot.recorder(responder.access_log)
-    responder.on_app_error = slot.exception_counter()
+    counting = CountingSlotWriter(slot._mem, slot._offset, slot._pid, responder)
+    responder.on_app_error = counting.count_exception
+    return counting
