@@ -82,7 +82,7 @@ def packet() -> bytes:
     return build_request(variables)
 
 
-def inner(app: str, mode: str, requests: int, stats: bool) -> None:
+def inner(app: str, mode: str, requests: int, stats: bool = False) -> None:
     """The callgrind subject: warm up, then serve ``requests`` (mode real) or only close them."""
     config = make_config(
         app=f"{bench.APP_MODULES[app]}:app", socket=("unused.sock",), access_log="off"

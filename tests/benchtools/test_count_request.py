@@ -78,3 +78,7 @@ def test_the_inner_run_serves_every_request(
     answers.clear()
     tool.inner("hello", "null", tool.BATCH)
     assert sum(a.startswith(b"HTTP/1.1 200") for a in answers) == tool.WARM_UP
+    answers.clear()
+    tool.inner("hello", "real", tool.BATCH, stats=True)  # as a worker of 'serve --stats'
+    assert len(answers) == tool.WARM_UP + tool.BATCH
+    assert all(a.startswith(b"HTTP/1.1 200 OK") for a in answers)
