@@ -774,6 +774,12 @@ def write_report(
         lines += ["", f"## `{cmd}`", "", "```", text, "```"]
     lines += [
         "",
+        "## Stats on vs off (issue 18)",
+        "",
+        "See [STATS.md](STATS.md) (not rewritten by `bench/run.py`).",
+    ]
+    lines += [
+        "",
         "## Commands",
         "",
         *(f"- {v.name}: `{shlex.join(shorten(display_command(v, env)))}`" for v in variants),
