@@ -13,16 +13,19 @@ One grammar for both sides (uWSGI's, plus a few unambiguous prefixes)::
 A URL (``http://…``) is refused with a message that says what is wanted instead: a uwsgi
 socket is where nginx's ``uwsgi_pass`` points, not an HTTP address.
 
-Pure: parsing touches no socket and imports nothing of the server.
+Also the TCP allow-list (:class:`AllowList`), which the server, the stats listener and the
+config's validation share. Pure: parsing touches no socket and imports nothing of the server.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["AddressError", "SocketAddress", "parse_address"]
+__all__ = ["AddressError", "AllowList", "SocketAddress", "parse_address"]
 
 
 class AddressError(ValueError):
@@ -114,3 +117,51 @@ def parse_address(text: str) -> SocketAddress:
     if not port.isdigit() or int(port) > 65535:
         raise AddressError(f"bad socket {text!r}: invalid port {port!r} (expected 0..65535)")
     return SocketAddress(host=host, port=int(port))
+
+
+#: An IP network of the allow-list.
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class AllowList:
+    """Peers allowed on a TCP socket: exact addresses (fast set lookup) and networks."""
+
+    exact: frozenset[str] = frozenset()
+    networks: tuple[Network, ...] = ()
+    any: bool = False
+
+    @classmethod
+    def parse(cls, entries: Iterable[str]) -> AllowList:
+        """Parse ``'127.0.0.1'``, ``'10.0.0.0/8'``, ``'::1'`` or ``'*'`` (anyone)."""
+        exact: set[str] = set()
+        networks: list[Network] = []
+        for raw in entries:
+            entry = raw.strip()
+            if entry == "*":
+                return cls(any=True)
+            try:
+                if "/" in entry:
+                    networks.append(ipaddress.ip_network(entry, strict=False))
+                else:
+                    addr = ipaddress.ip_address(entry)
+                    # accept() gives "::ffff:10.0.0.1", and allows() compares its IPv4 part.
+                    mapped = getattr(addr, "ipv4_mapped", None)
+                    exact.add(str(mapped or addr))
+            except ValueError as exc:
+                raise ValueError(f"invalid address or network {entry!r}: {exc}") from None
+        return cls(frozenset(exact), tuple(networks))
+
+    def allows(self, host: str) -> bool:
+        """True when ``host`` (an IP string from accept) may talk to us."""
+        if self.any or host in self.exact:
+            return True
+        if host.startswith("::ffff:"):
+            return self.allows(host[7:])
+        if not self.networks:
+            return False
+        try:
+            addr = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        return any(addr in net for net in self.networks)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from uwsgiapp import client
-from uwsgiapp.addresses import AddressError, SocketAddress, parse_address
-from uwsgiapp.server.listeners import AllowList, ListenerError, bind
+from uwsgiapp.addresses import AddressError, AllowList, SocketAddress, parse_address
+from uwsgiapp.server.listeners import ListenerError, bind
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ import pytest
 from support.procs import LogCursor, Server, free_port, wait_until
 
 import uwsgiproto
-from uwsgiapp.server.listeners import AllowList
+from uwsgiapp.addresses import AllowList
 
 
 @pytest.mark.parametrize(

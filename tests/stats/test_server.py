@@ -17,7 +17,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from stats_kit import read_all, running, sample, server_stats, short_dir, worker
 
-from uwsgiapp.server.listeners import AllowList
+from uwsgiapp.addresses import AllowList
 from uwsgiapp.stats.document import render_json
 from uwsgiapp.stats.model import ServerStats
 from uwsgiapp.stats.server import StatsServer

@@ -12,8 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from uwsgiapp.addresses import AddressError, parse_address
-from uwsgiapp.server.listeners import AllowList
+from uwsgiapp.addresses import AddressError, AllowList, parse_address
 
 ACCESS_LOG_FORMATS = ("off", "uwsgi", "json")
 #: The most request threads a worker may have (each is a "core" in the worker's status slot).

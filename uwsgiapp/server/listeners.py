@@ -6,7 +6,6 @@ Binding happens once, in the process that owns the sockets (the master); workers
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import logging
 import os
 import socket
@@ -15,59 +14,13 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from uwsgiapp.addresses import AddressError, SocketAddress, parse_address
+from uwsgiapp.addresses import AddressError, AllowList, SocketAddress, parse_address
 
 log = logging.getLogger("uwsgiapp.error")
-
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 class ListenerError(Exception):
     """A socket spec that cannot be bound; the message names the spec."""
-
-
-@dataclass(frozen=True, slots=True)
-class AllowList:
-    """Peers allowed on a TCP socket: exact addresses (fast set lookup) and networks."""
-
-    exact: frozenset[str] = frozenset()
-    networks: tuple[Network, ...] = ()
-    any: bool = False
-
-    @classmethod
-    def parse(cls, entries: Iterable[str]) -> AllowList:
-        """Parse ``'127.0.0.1'``, ``'10.0.0.0/8'``, ``'::1'`` or ``'*'`` (anyone)."""
-        exact: set[str] = set()
-        networks: list[Network] = []
-        for raw in entries:
-            entry = raw.strip()
-            if entry == "*":
-                return cls(any=True)
-            try:
-                if "/" in entry:
-                    networks.append(ipaddress.ip_network(entry, strict=False))
-                else:
-                    addr = ipaddress.ip_address(entry)
-                    # accept() gives "::ffff:10.0.0.1", and allows() compares its IPv4 part.
-                    mapped = getattr(addr, "ipv4_mapped", None)
-                    exact.add(str(mapped or addr))
-            except ValueError as exc:
-                raise ValueError(f"invalid address or network {entry!r}: {exc}") from None
-        return cls(frozenset(exact), tuple(networks))
-
-    def allows(self, host: str) -> bool:
-        """True when ``host`` (an IP string from accept) may talk to us."""
-        if self.any or host in self.exact:
-            return True
-        if host.startswith("::ffff:"):
-            return self.allows(host[7:])
-        if not self.networks:
-            return False
-        try:
-            addr = ipaddress.ip_address(host.split("%", 1)[0])
-        except ValueError:
-            return False
-        return any(addr in net for net in self.networks)
 
 
 @dataclass(slots=True)

@@ -24,7 +24,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from uwsgiapp.server.listeners import AllowList, Listener, bind
+from uwsgiapp.addresses import AllowList
+from uwsgiapp.server.listeners import Listener, bind
 from uwsgiapp.stats.document import http_response, render_json
 from uwsgiapp.stats.model import ServerStats
 from uwsgiapp.stats.prometheus import CONTENT_TYPE, render_metrics

@@ -22,12 +22,13 @@ from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
+from uwsgiapp.addresses import AllowList
 from uwsgiapp.config import Config
 from uwsgiapp.exitcodes import ServeExit
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.server import safefiles
 from uwsgiapp.server.intake import Handler
-from uwsgiapp.server.listeners import AllowList, Listener, ListenerError, bind_all
+from uwsgiapp.server.listeners import Listener, ListenerError, bind_all
 from uwsgiapp.server.logs import make_access_log, setup_error_log
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import privileges
