@@ -1,11 +1,10 @@
-"""``--threads N`` with real nginx, real forks and real threads: concurrency, isolation of each
-request's environ and input, harakiri on one thread, HUP and TERM under threaded load."""
+"""``--threads N`` with real nginx, real forks and real threads: concurrency, harakiri on one
+thread, HUP and TERM under threaded load (each request's own environ and input:
+tests/reliability/test_threads_isolation.py)."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import random
 import re
 import signal
 import threading
@@ -13,7 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.load import Call, Load
+from support.load import Load
 from support.procs import http_request, stack, wait_for_workers, wait_until
 
 pytestmark = pytest.mark.nginx
@@ -52,88 +51,6 @@ def test_16_slow_requests_on_2_workers_of_8_threads_take_one_request_time(
     assert len({(s["pid"], s["thread"]) for s in served}) == 16
     assert len({s["pid"] for s in served}) == 2
     assert all(s["multithread"] for s in served)
-
-
-def isolation_mix(seed: int, count: int) -> list[Call]:
-    """POSTs of random bodies (empty to 200 KiB: parked, preread and streamed) with a tag header
-    and query; the expected answer of each is computed here, from what was sent."""
-    rng = random.Random(seed)
-    calls = []
-    for n in range(count):
-        size = rng.choice([0, 1, rng.randrange(2, 4096), rng.randrange(4096, 70000), 200_000])
-        body = rng.randbytes(size)
-        tag = f"t{n}-{rng.getrandbits(32):08x}"
-        calls.append(Call("POST", f"/echo?n={n}&tag={tag}", body, expect=None))
-    return calls
-
-
-def check_echo(call: Call, body: bytes) -> str:
-    """'' if ``body`` is the echo of ``call``'s own request, else what is wrong."""
-    answer = json.loads(body)
-    query = call.path.split("?", 1)[1]
-    expected = {
-        "tag": query.rsplit("tag=", 1)[1],
-        "query": query,
-        "sha256": hashlib.sha256(call.body or b"").hexdigest(),
-        "length": len(call.body or b""),
-    }
-    got = {key: answer[key] for key in expected}
-    return "" if got == expected else f"{call.path}: got {got}"
-
-
-def run_isolation(port: int, calls: list[Call], clients: int) -> tuple[int, list[str]]:
-    """Send ``calls`` from ``clients`` threads, each with its X-Tag header; (ok, failures)."""
-    import http.client
-
-    failures: list[str] = []
-    ok = 0
-    lock = threading.Lock()
-    queue = list(reversed(calls))
-
-    def client() -> None:
-        nonlocal ok
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        while True:
-            with lock:
-                if not queue:
-                    break
-                call = queue.pop()
-            tag = call.path.rsplit("tag=", 1)[1]
-            try:
-                conn.request("POST", call.path, body=call.body, headers={"X-Tag": tag})
-                resp = conn.getresponse()
-                body = resp.read()
-                wrong = f"HTTP {resp.status}" if resp.status != 200 else check_echo(call, body)
-            except (OSError, http.client.HTTPException) as exc:
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-                wrong = f"{call.path}: {exc!r}"
-            with lock:
-                if wrong:
-                    failures.append(wrong)
-                else:
-                    ok += 1
-        conn.close()
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(300)
-    return ok, failures
-
-
-def test_concurrent_posts_each_get_their_own_environ_and_input_back(
-    tmp_path: Path, nginx_available: None
-) -> None:
-    calls = isolation_mix(seed=19, count=1500)
-    with stack(tmp_path, "threads_app:app", workers=2, threads=8) as (server, nginx):
-        wait_for_workers(server, 2)
-        ok, failures = run_isolation(nginx.port, calls, clients=24)
-        errors = nginx.upstream_errors()
-    assert failures == [], failures[:5]
-    assert ok == len(calls)
-    assert errors == []
 
 
 def test_harakiri_on_one_thread_names_its_frame_while_seven_others_serve(
