@@ -261,6 +261,8 @@ def test_validate_error_names_the_source() -> None:
         (["--ini", "missing.ini"], {}, b"cannot read missing.ini"),
         (["--mount", "app/"], {}, b"--mount (from command line --mount): must start with '/'"),
         (["--access-log", "loud"], {}, b"must be one of off, uwsgi, json"),
+        (["--threads", "0"], {}, b"--threads (from command line --threads): must be >= 1"),
+        ([], {"UWSGIAPP_THREADS": "257"}, b"--threads (from env UWSGIAPP_THREADS): must be <= 256"),
     ],
 )  # fmt: skip
 def test_bad_values_exit_2(

@@ -65,6 +65,8 @@ KEYS: list[tuple[str, dict[str, Any]]] = [
     ("chmod-socket =", {"chmod_socket": 0o666}),
     ("processes = 4", {"workers": 4}),
     ("workers = 3", {"workers": 3}),
+    ("threads = 8", {"threads": 8}),
+    ("processes = 4\nthreads = 2\nenable-threads = true", {"workers": 4, "threads": 2}),
     ("harakiri = 30", {"harakiri": 30.0}),
     ("max-requests = 1000", {"max_requests": 1000}),
     ("max-requests-delta = 50", {"max_requests_jitter": 50}),
@@ -133,7 +135,6 @@ def test_env_key(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "fragment"),
     [
-        ("threads = 2", "'threads' is not supported, ignored (workers handle one request"),
         ("http-socket = :8080", "'http-socket' is not supported"),
         ("stats-push = statsd:127.0.0.1:8125", "'stats-push' is not supported"),
         ("home = /venv", "run uwsgiapp from that virtualenv"),
@@ -154,7 +155,7 @@ def test_warnings(tmp_path: Path, body: str, fragment: str) -> None:
 
 
 def test_warn_once_per_key(tmp_path: Path) -> None:
-    _, warnings, _ = load(tmp_path, "threads = 2\nthreads = 4\nthreads = 8")
+    _, warnings, _ = load(tmp_path, "frobnicate = 2\nfrobnicate = 4\nfrobnicate = 8")
     assert len(warnings) == 1
 
 

@@ -15,6 +15,8 @@ from typing import Any
 from uwsgiapp.addresses import AddressError, AllowList, parse_address
 
 ACCESS_LOG_FORMATS = ("off", "uwsgi", "json")
+#: The most request threads a worker may have (each is a "core" in the worker's status slot).
+MAX_THREADS = 256
 
 
 class ConfigError(ValueError):
@@ -63,6 +65,11 @@ class Config:
     access_log_file: str = _opt("-", "where access lines go ('-' = stdout)")
     error_log_file: str = _opt("-", "where the error log goes ('-' = stderr)")
     workers: int = _opt(1, "number of worker processes")
+    threads: int = _opt(
+        1,
+        "request threads per worker (uWSGI's threads, gunicorn's gthread): each worker serves "
+        f"up to this many requests at once (1..{MAX_THREADS}); the app must be thread-safe",
+    )
     lazy_apps: bool = _opt(False, "load the app in each worker after fork, not once in the master")
     reload_preloaded: bool = _opt(
         True,
@@ -92,9 +99,11 @@ class Config:
         """Check every value; raise :class:`ConfigError` naming the first bad option."""
         if not self.socket:
             raise ConfigError("socket", "at least one socket is required")
-        for name, low in (("listen", 1), ("workers", 1), ("buffer_size", 1)):
+        for name, low in (("listen", 1), ("workers", 1), ("threads", 1), ("buffer_size", 1)):
             if getattr(self, name) < low:
                 raise ConfigError(name, f"must be >= {low}, got {getattr(self, name)}")
+        if self.threads > MAX_THREADS:
+            raise ConfigError("threads", f"must be <= {MAX_THREADS}, got {self.threads}")
         if self.buffer_size > 65535:
             raise ConfigError("buffer_size", f"must be <= 65535, got {self.buffer_size}")
         if not 0 <= self.chmod_socket <= 0o777:

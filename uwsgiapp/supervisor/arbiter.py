@@ -29,6 +29,7 @@ from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import arm_fault_dumps, reopen_logs
 from uwsgiapp.server.sockdiag import SockDiag
+from uwsgiapp.server.threaded import ThreadedWorker
 from uwsgiapp.server.worker import Worker
 from uwsgiapp.stats.model import ServerStats, SocketStats
 from uwsgiapp.stats.server import StatsServer
@@ -36,7 +37,12 @@ from uwsgiapp.supervisor import actions as A
 from uwsgiapp.supervisor import observe
 from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.reload import reimport
-from uwsgiapp.supervisor.status import StatusTable, count_requests
+from uwsgiapp.supervisor.status import (
+    SlotWriter,
+    StatusTable,
+    count_requests,
+    count_thread_requests,
+)
 from uwsgiapp.supervisor.titles import master_title, set_title, worker_title
 
 log = logging.getLogger("uwsgiapp.error")
@@ -109,7 +115,7 @@ class Arbiter:
         self.listeners = listeners
         self.app = app
         self.build_handler = build_handler
-        self.table = StatusTable(max(64, config.workers * 4))
+        self.table = StatusTable(max(64, config.workers * 4), cores=config.threads)
         self.policy = Policy(
             workers=config.workers,
             graceful_timeout=config.graceful_timeout,
@@ -331,17 +337,10 @@ class Arbiter:
         if max_requests and self.config.max_requests_jitter:
             max_requests += random.randint(0, self.config.max_requests_jitter)
         handler = self.build_handler(app, self.config)
-        if self.stats is not None:
-            slot = count_requests(handler, slot)
-        worker = Worker(
-            handler,
-            self.listeners,
-            max_requests=max_requests,
-            hooks=slot,
-            master_pid=self.pid,
-        )
+        worker = self._make_worker(handler, wid, slot, max_requests)
         worker.install_signals()
-        signal.signal(signal.SIGUSR2, _harakiri_dump)
+        dump = worker.dump_stuck if isinstance(worker, ThreadedWorker) else _harakiri_dump
+        signal.signal(signal.SIGUSR2, dump)
         # A segfault in a C extension leaves the Python stack in the log. For USR2 (harakiri),
         # the C-level dump works even when the worker is stuck outside Python bytecode;
         # chaining lets the Python handler above add the request line and source lines.
@@ -349,6 +348,28 @@ class Arbiter:
         slot.ready()
         worker.run()
         return 0
+
+    def _make_worker(
+        self, handler: Handler, wid: int, slot: SlotWriter, max_requests: int
+    ) -> Worker | ThreadedWorker:
+        """The worker loop: one thread (the request path as it always was), or ``--threads``."""
+        threads = self.config.threads
+        counting = self.stats is not None
+        if threads == 1:
+            hooks = count_requests(handler, slot) if counting else slot
+            return Worker(
+                handler, self.listeners, max_requests=max_requests, hooks=hooks, master_pid=self.pid
+            )
+        if counting:
+            count_thread_requests(handler, slot)
+        return ThreadedWorker(
+            handler,
+            self.listeners,
+            threads=threads,
+            max_requests=max_requests,
+            cores=[self.table.core(wid, i) for i in range(threads)],
+            master_pid=self.pid,
+        )
 
     def remember_modules(self, before: set[str]) -> None:
         """The modules loaded before the app (what a reload must not re-import)."""

@@ -49,7 +49,9 @@ def build_handler(app: WSGIApp, config: Config) -> Handler:
     return Handler(
         app,
         limits=Limits(buffer_size=config.buffer_size),
-        settings=EnvironSettings(mount=config.mount, limit_post=config.limit_post),
+        settings=EnvironSettings(
+            mount=config.mount, limit_post=config.limit_post, multithread=config.threads > 1
+        ),
         socket_timeout=config.socket_timeout,
         access_log=make_access_log(config.access_log, config.access_log_file),
     )

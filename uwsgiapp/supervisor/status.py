@@ -13,6 +13,13 @@ requests by (status class, duration bucket). One matrix cell per request rather 
 count, a class count and a bucket count: the master adds rows and columns up. Aligned 8-byte
 stores, which a reader never sees torn. The counters are not reset when a new process takes the
 slot: they count for the worker id across respawns.
+
+With ``--threads N`` (N > 1) a slot also has N "cores" after its :data:`SLOT_SIZE` bytes
+(uWSGI's ``cores``): each request thread writes its own request start and count there
+(:class:`CoreWriter`), and the master reads the oldest start as the worker's (harakiri) and the
+sum as its requests. With ``--stats``, threads count their responses at the Responder's
+access-log point under the worker's lock (:class:`ThreadCounter`). With one thread there are
+no cores and the header is written as before.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ import mmap
 import struct
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from uwsgiapp.stats.model import DURATION_BOUNDS
 
@@ -55,6 +62,10 @@ _EXCEPTIONS = COUNTERS + 24
 _MATRIX = COUNTERS + 32
 SLOT_SIZE = 640
 assert COUNTERS + _COUNTERS.size <= SLOT_SIZE
+#: One request thread's core, from SLOT_SIZE: request start (0 = idle), requests served.
+CORE = struct.Struct("<dQ")
+#: The totals :class:`ThreadCounter` writes at :data:`COUNTERS`: tx, running, the fast cell.
+_TOTALS = struct.Struct("<QdQ")
 
 #: The clock of the request start (the master's harakiri compares it with its own time.time()).
 _clock = time.time
@@ -124,29 +135,80 @@ class SlotCounters:
 
 
 class StatusTable:
-    """``capacity`` worker slots in shared memory."""
+    """``capacity`` worker slots in shared memory; ``cores``: request threads per worker."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, cores: int = 1) -> None:
         self.capacity = capacity
-        self._mem = mmap.mmap(-1, capacity * SLOT_SIZE)
+        self.cores = cores
+        self.slot_size = SLOT_SIZE if cores == 1 else SLOT_SIZE + cores * CORE.size
+        self._mem = mmap.mmap(-1, capacity * self.slot_size)
+        self._all_cores = struct.Struct("<" + "dQ" * cores)
 
     def reset(self, slot: int, pid: int) -> None:
         """Master: a worker is being started in ``slot`` (its counters carry on)."""
-        SLOT.pack_into(self._mem, slot * SLOT_SIZE, pid, STATE_BOOTING, 0.0, 0)
+        offset = slot * self.slot_size
+        SLOT.pack_into(self._mem, offset, pid, STATE_BOOTING, 0.0, 0)
+        if self.cores > 1:
+            self._mem[offset + SLOT_SIZE : offset + self.slot_size] = bytes(self.cores * CORE.size)
 
     def read(self, slot: int) -> WorkerStatus:
-        """Master: the slot's current values."""
-        return WorkerStatus(*SLOT.unpack_from(self._mem, slot * SLOT_SIZE))
+        """Master: the slot's current values (with cores: the oldest request, all requests)."""
+        status = WorkerStatus(*SLOT.unpack_from(self._mem, slot * self.slot_size))
+        if self.cores == 1:
+            return status
+        cores = self.read_cores(slot)
+        starts = [start for start, _ in cores if start]
+        return WorkerStatus(
+            status.pid, status.state, min(starts, default=0.0), sum(n for _, n in cores)
+        )
+
+    def read_cores(self, slot: int) -> list[tuple[float, int]]:
+        """Master: each core's (request start or 0, requests served)."""
+        if self.cores == 1:
+            status = self.read(slot)
+            return [(status.request_start, status.requests)]
+        flat = self._all_cores.unpack_from(self._mem, slot * self.slot_size + SLOT_SIZE)
+        return [(flat[i], int(flat[i + 1])) for i in range(0, len(flat), 2)]
 
     def counters(self, slot: int) -> SlotCounters:
         """Master: the slot's counters."""
         return SlotCounters.from_cells(
-            _COUNTERS.unpack_from(self._mem, slot * SLOT_SIZE + COUNTERS)
+            _COUNTERS.unpack_from(self._mem, slot * self.slot_size + COUNTERS)
         )
 
     def hooks(self, slot: int, pid: int) -> SlotWriter:
         """Worker: the writer for its own slot."""
-        return SlotWriter(self._mem, slot * SLOT_SIZE, pid)
+        return SlotWriter(self._mem, slot * self.slot_size, pid)
+
+    def core(self, slot: int, core: int) -> CoreWriter:
+        """Worker: the writer for request thread ``core`` (0-based) of its own slot."""
+        assert 0 <= core < self.cores
+        return CoreWriter(self._mem, slot * self.slot_size + SLOT_SIZE + core * CORE.size)
+
+
+class CoreWriter:
+    """One request thread's hooks: its request start and count in its core of the slot.
+
+    ``started`` keeps the start in this process too, for the harakiri dump to find the stuck
+    thread (0 while idle).
+    """
+
+    __slots__ = ("_mem", "_offset", "started")
+
+    def __init__(self, mem: mmap.mmap, offset: int) -> None:
+        self._mem = mem
+        self._offset = offset
+        self.started = 0.0
+
+    def begin(self) -> None:
+        """A request started now on this thread."""
+        self.started = now = time.time()
+        _BUSY.pack_into(self._mem, self._offset, now)
+
+    def end(self, requests: int) -> None:
+        """The thread's request is done; ``requests`` served by this thread."""
+        self.started = 0.0
+        _DONE.pack_into(self._mem, self._offset, 0.0, requests)
 
 
 class SlotWriter:
@@ -242,6 +304,45 @@ class CountingSlotWriter(SlotWriter):
         offset = self._offset + _EXCEPTIONS
         (count,) = struct.unpack_from("<Q", self._mem, offset)
         struct.pack_into("<Q", self._mem, offset, count + 1)
+
+
+class ThreadCounter(CountingSlotWriter):
+    """``--stats`` with ``--threads``: counts each response at the Responder's access-log point,
+    which the threaded worker calls under its lock (the threads share one Responder, so its
+    ``last`` cannot say whose response it was)."""
+
+    __slots__ = ()
+
+    def record(self, environ: dict[str, Any], status: str, sent: int, seconds: float) -> None:
+        """The access-log hook: count one response."""
+        elapsed = max(seconds, 0.0)
+        if elapsed <= _FIRST_BOUND and status in _OK:
+            self._fast += 1
+        else:
+            self._count_cell(status, elapsed)
+        self._tx += sent
+        self._running += elapsed
+        _TOTALS.pack_into(self._mem, self._offset + COUNTERS, self._tx, self._running, self._fast)
+
+
+def count_thread_requests(handler: Handler, slot: SlotWriter) -> ThreadCounter:
+    """``--stats`` with ``--threads``: count ``handler``'s responses at its access-log point
+    (before the threaded worker wraps that point in its lock)."""
+    responder = handler.responder
+    counter = ThreadCounter(slot._mem, slot._offset, slot._pid, responder)
+    record = counter.record
+    chained = responder.access_log
+    if chained is None:
+        responder.access_log = record
+    else:
+
+        def record_and_log(environ: dict[str, Any], status: str, sent: int, seconds: float) -> None:
+            record(environ, status, sent, seconds)
+            chained(environ, status, sent, seconds)
+
+        responder.access_log = record_and_log
+    responder.on_app_error = counter.count_exception
+    return counter
 
 
 def count_requests(handler: Handler, slot: SlotWriter) -> CountingSlotWriter:

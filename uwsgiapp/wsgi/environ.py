@@ -54,6 +54,7 @@ class EnvironSettings:
     errors: IO[str] | None = None
     file_wrapper: Callable[..., Any] | None = None
     multiprocess: bool = True
+    multithread: bool = False
 
     def template(self) -> dict[str, Any]:
         """The keys every request shares; copied into each environ."""
@@ -62,7 +63,7 @@ class EnvironSettings:
             "wsgi.version": (1, 0),
             "wsgi.url_scheme": "http",
             "wsgi.errors": self.errors if self.errors is not None else sys.stderr,
-            "wsgi.multithread": False,
+            "wsgi.multithread": self.multithread,
             "wsgi.multiprocess": self.multiprocess,
             "wsgi.run_once": False,
             "wsgi.input_terminated": True,

@@ -1,0 +1,112 @@
+"""``--threads N`` with real nginx, real forks and real threads: concurrency, harakiri on one
+thread, HUP and TERM under threaded load (each request's own environ and input:
+tests/reliability/test_threads_isolation.py)."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from support.load import Load
+from support.procs import http_request, stack, wait_for_workers, wait_until
+
+pytestmark = pytest.mark.nginx
+
+
+def _concurrently(port: int, paths: list[str]) -> tuple[float, list[tuple[int, bytes]]]:
+    """Send every path at once (a thread each); (seconds until the last answer, answers)."""
+    answers: list[tuple[int, bytes]] = []
+    lock = threading.Lock()
+
+    def one(path: str) -> None:
+        status, _, body = http_request(port, "GET", path, timeout=30)
+        with lock:
+            answers.append((status, body))
+
+    threads = [threading.Thread(target=one, args=(path,)) for path in paths]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(40)
+    return time.monotonic() - started, answers
+
+
+def test_16_slow_requests_on_2_workers_of_8_threads_take_one_request_time(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    with stack(tmp_path, "threads_app:app", workers=2, threads=8) as (server, nginx):
+        wait_for_workers(server, 2)
+        _concurrently(nginx.port, ["/sleep?0.01"] * 16)  # warm: every thread has started
+        seconds, answers = _concurrently(nginx.port, ["/sleep?1"] * 16)
+    assert [status for status, _ in answers] == [200] * 16
+    served = [json.loads(body) for _, body in answers]
+    # One at a time per thread would take 2 s on 8 threads; 16 threads take one request's time.
+    assert seconds < 1.8, seconds
+    assert len({(s["pid"], s["thread"]) for s in served}) == 16
+    assert len({s["pid"] for s in served}) == 2
+    assert all(s["multithread"] for s in served)
+
+
+def test_harakiri_on_one_thread_names_its_frame_while_seven_others_serve(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    with stack(tmp_path, "threads_app:app", workers=1, threads=8, harakiri=2) as (server, nginx):
+        wait_for_workers(server, 1)
+        stuck: list[int] = []
+        blocker = threading.Thread(
+            target=lambda: stuck.append(http_request(nginx.port, "GET", "/stuck?60")[0])
+        )
+        blocker.start()
+        with Load(nginx.port, lambda n: "/sleep?0.1", clients=7, timeout=30) as load:
+            wait_until(lambda: "HARAKIRI" in server.log(), 10, "the harakiri")
+            wait_until(lambda: "exited" in server.log() or "killed" in server.log(), 10, "kill")
+            load.wait_for(load.result.total + 50, 20)
+        blocker.join(30)
+        log = server.log()
+    assert stuck == [502]
+    # The other threads' requests finished: the worker stopped accepting at the dump.
+    assert load.result.failures == [], load.result.failures[:5]
+    assert load.result.ok > 50
+    match = re.search(r"harakiri: worker \d+ thread (\d+) stuck in GET /stuck\?60 for", log)
+    assert match, log
+    own = log[match.start() :].split("harakiri: worker", 2)[1]
+    assert "in stuck_here" in own and "time.sleep(seconds)" in own, own
+    assert "(also busy) in GET /sleep?0.1" in log or "no request" not in log
+
+
+@pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
+def test_hup_and_term_under_threaded_load_fail_nothing(
+    tmp_path: Path, nginx_available: None, sig: signal.Signals
+) -> None:
+    with stack(tmp_path, "threads_app:app", workers=2, threads=4) as (server, nginx):
+        wait_for_workers(server, 2)
+        paths = ["/sleep?0.2", "/sleep?0.01", "/", "/sleep?0.05"]
+        with Load(nginx.port, lambda n: paths[n % 4], clients=16, timeout=30) as load:
+            load.wait_for(200, 20)
+            if sig == signal.SIGHUP:
+                for _ in range(3):
+                    server.signal(sig)
+                    time.sleep(1.5)
+                load.wait_for(load.result.total + 200, 20)
+            else:
+                # TERM: every request nginx passed on finishes; later ones find no socket.
+                server.signal(sig)
+                assert server.wait(30) == 0
+        result = load.result
+        errors = nginx.upstream_errors()
+        log = server.log()
+    if sig == signal.SIGHUP:
+        assert result.failures == [], result.failures[:5]
+        assert errors == []
+    else:
+        # After TERM the socket is gone: nginx answers 502 without reaching us ("connect()
+        # failed"); no request that reached a worker may fail.
+        reached = [e for e in errors if "connect() to" not in e]
+        assert reached == [], reached[:5]
+    assert "Traceback" not in log

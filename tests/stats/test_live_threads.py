@@ -1,0 +1,54 @@
+"""``--stats`` with ``--threads``: the threads share one Responder, so they count at its
+access-log point under the worker's lock; the JSON and Prometheus text still add up."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from live_kit import accepting, document, metrics, total, wait_doc, wsum
+
+from tests.support.procs import free_port, nginx_binary, stack
+
+pytestmark = [
+    pytest.mark.nginx,
+    pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed"),
+]
+
+
+def test_threaded_workers_count_every_response(tmp_path: Path) -> None:
+    port = free_port()
+    address = ("127.0.0.1", port)
+    options = {"workers": 2, "threads": 4, "stats": f"127.0.0.1:{port}", "stats_http": True}
+    sent = {"/ok": 40, "/missing": 12, "/boom": 4}
+    expect = {"/ok": 200, "/missing": 404, "/boom": 500}
+    failures: list[str] = []
+    with stack(tmp_path, "stats_app:app", **options) as (_server, nginx):
+        wait_doc(lambda: document(address), lambda d: accepting(d) == 2, 15)
+
+        def client(path: str, count: int) -> None:
+            for _ in range(count):
+                status = nginx.request("GET", path)[0]
+                if status != expect[path]:
+                    failures.append(f"{path}: {status}")
+
+        # Concurrent clients, so that threads of one worker count at the same time.
+        threads = [
+            threading.Thread(target=client, args=(path, count // 4))
+            for path, count in sent.items()
+            for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        n = sum(sent.values())
+        doc = wait_doc(lambda: document(address), lambda d: wsum(d, "requests") >= n, 15)
+        families = metrics(address)
+    assert failures == []
+    assert wsum(doc, "requests") == n
+    assert wsum(doc, "exceptions") == sent["/boom"]
+    assert total(families, "uwsgiapp_requests_total", status="2xx") == sent["/ok"]
+    assert total(families, "uwsgiapp_requests_total", status="4xx") == sent["/missing"]
+    assert total(families, "uwsgiapp_requests_total", status="5xx") == sent["/boom"]

@@ -1,0 +1,292 @@
+"""``--threads N``: a worker whose N request threads each run the worker loop (uWSGI's design).
+
+Each request thread is a :class:`~uwsgiapp.server.worker.Worker` loop of its own (its own epoll
+on the shared listeners with ``EPOLLEXCLUSIVE``, its own parked connections, its own status
+core): a thread accepts only while it is idle, so a worker never takes more connections than
+it has free threads and the rest wait in the kernel's backlog for any idle thread of any
+worker. There is no hand-off between threads: the thread that accepts a connection reads and
+serves it, which costs nothing per request beyond the GIL (bench/THREADS.md has the numbers
+against an acceptor feeding a pool).
+
+The main thread serves nothing: it takes the signals (Python runs handlers only there), tells
+the threads to stop (a flag and a byte on each thread's wake-up pipe), watches the master, and
+returns once every thread has finished its request, its parked connections and, on TERM, its
+share of the backlog. A thread that stops on its own (max-requests, out of descriptors) stops
+the others too: the worker is recycled as a whole, after every thread's request.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import logging
+import os
+import select
+import signal
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import Any, Protocol
+
+from uwsgiapp.server.intake import Handler
+from uwsgiapp.server.listeners import Listener
+from uwsgiapp.server.logs import reopen_logs
+from uwsgiapp.server.worker import IDLE_TICK, Worker
+
+log = logging.getLogger("uwsgiapp.error")
+
+
+class CoreHooks(Protocol):
+    """A request thread's status hooks; ``started`` is its request's start (0 when idle)."""
+
+    started: float
+
+    def begin(self) -> None:
+        """A request started on this thread."""
+
+    def end(self, requests: int) -> None:
+        """This thread's request is done; ``requests`` served by the thread."""
+
+
+class LocalCore:
+    """:class:`CoreHooks` without a status slot (tests, tools): only remembers the start."""
+
+    __slots__ = ("started",)
+
+    def __init__(self) -> None:
+        self.started = 0.0
+
+    def begin(self) -> None:
+        self.started = time.time()
+
+    def end(self, requests: int) -> None:
+        self.started = 0.0
+
+
+class _ThreadLoop(Worker):
+    """One request thread's loop: a Worker that reports to its :class:`ThreadedWorker`."""
+
+    def __init__(
+        self, owner: ThreadedWorker, index: int, listeners: list[Listener], core: CoreHooks
+    ) -> None:
+        super().__init__(owner.handler, listeners, max_requests=owner.max_requests, hooks=core)
+        self.owner = owner
+        self.index = index
+        self.core = core
+        self.ident: int | None = None
+        # Its own wake-up pipe (so run() installs no signal handlers: those are the main's).
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def run_thread(self) -> None:
+        self.ident = threading.get_ident()
+        try:
+            self.run()
+        except BaseException:
+            log.exception("worker %d: request thread %d failed", os.getpid(), self.index + 1)
+        finally:
+            self.owner.thread_ended()
+
+    def _after_request(self) -> None:
+        # max-requests counts the worker's requests, whichever thread served them.
+        if self.max_requests and next(self.owner.served) >= self.max_requests:
+            self.alive = False
+            self.owner.recycle(f"served {self.max_requests} requests (max-requests)")
+
+    def wake(self) -> None:
+        with contextlib.suppress(OSError):
+            os.write(self._wake_w, b"!")
+
+    def close(self) -> None:
+        for fd in (self._wake_r, self._wake_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _serialized(call: Callable[..., None], lock: threading.Lock) -> Callable[..., None]:
+    def serialized(*args: Any) -> None:
+        with lock:
+            call(*args)
+
+    return serialized
+
+
+class ThreadedWorker:
+    """Serve ``listeners`` on ``threads`` request threads until told to stop.
+
+    ``cores``: each thread's status hooks (one per thread); without them each thread gets a
+    :class:`LocalCore`.
+    """
+
+    def __init__(
+        self,
+        handler: Handler,
+        listeners: list[Listener],
+        *,
+        threads: int,
+        max_requests: int = 0,
+        cores: Sequence[CoreHooks] | None = None,
+        master_pid: int = 0,
+    ) -> None:
+        self.handler = handler
+        self.max_requests = max_requests
+        self.master_pid = master_pid
+        #: The worker's requests so far (next() on it is atomic: no lock on the request path).
+        self.served = itertools.count(1)
+        self.alive = True
+        self.drain_backlog = False
+        self._told = (True, False)
+        self._wake_r = -1
+        self._wake_w = -1
+        hooks = list(cores) if cores is not None else [LocalCore() for _ in range(threads)]
+        assert len(hooks) == threads
+        self.loops = [_ThreadLoop(self, i, listeners, hooks[i]) for i in range(threads)]
+        handler.on_out_of_fds = self._out_of_fds  # after the loops: each one set its own
+        # The per-request callbacks shared by the threads: the stats counters are
+        # read-modify-write, and the access log's line writer keeps state.
+        responder = handler.responder
+        lock = threading.Lock()
+        if responder.access_log is not None:
+            responder.access_log = _serialized(responder.access_log, lock)
+        if responder.on_app_error is not None:
+            responder.on_app_error = _serialized(responder.on_app_error, lock)
+
+    # -- signals (main thread; handlers only set flags) ---------------------------------------
+
+    def _on_graceful(self, signum: int, frame: FrameType | None) -> None:
+        self.alive = False
+        self.drain_backlog = True
+
+    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
+        self.alive = False
+
+    def _on_quick(self, signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    def install_signals(self) -> None:
+        """Worker signal dispositions (after fork), as :meth:`Worker.install_signals`."""
+        signal.signal(signal.SIGTERM, self._on_graceful)
+        signal.signal(signal.SIGHUP, self._on_reload)
+        signal.signal(signal.SIGINT, self._on_quick)
+        signal.signal(signal.SIGQUIT, self._on_quick)
+        signal.signal(signal.SIGUSR1, lambda s, f: reopen_logs())
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+
+    # -- called from request threads ----------------------------------------------------------
+
+    def recycle(self, why: str) -> None:
+        """Stop the worker after every thread's request (a thread hit a recycling limit)."""
+        if self.alive:
+            self.alive = False
+            log.info("worker %d: %s, recycling", os.getpid(), why)
+        self._wake()
+
+    def thread_ended(self) -> None:
+        self._wake()
+
+    def _out_of_fds(self) -> None:
+        log.error(
+            "worker %d: the app ran out of file descriptors (EMFILE); recycling after this request",
+            os.getpid(),
+        )
+        self.recycle("out of file descriptors")
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            if self._wake_w >= 0:
+                os.write(self._wake_w, b"!")
+
+    # -- the main thread ----------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Start the request threads; pass stops on to them; return when all have ended."""
+        if self._wake_r < 0:
+            self.install_signals()
+        threads = [
+            threading.Thread(target=loop.run_thread, name=f"request-{loop.index + 1}", daemon=True)
+            for loop in self.loops
+        ]
+        for thread in threads:
+            thread.start()
+        next_parent_check = 0.0
+        try:
+            while any(thread.is_alive() for thread in threads):
+                with contextlib.suppress(InterruptedError):
+                    select.select([self._wake_r], [], [], IDLE_TICK)
+                with contextlib.suppress(OSError):
+                    while os.read(self._wake_r, 512):
+                        pass
+                if self.alive and not all(thread.is_alive() for thread in threads):
+                    self.recycle("a request thread stopped")
+                now = time.monotonic()
+                if self.master_pid and now >= next_parent_check:
+                    next_parent_check = now + IDLE_TICK
+                    if os.getppid() != self.master_pid:
+                        log.error(
+                            "worker %d: master %d is gone, exiting", os.getpid(), self.master_pid
+                        )
+                        self.alive = False
+                        self.drain_backlog = False
+                self._tell_threads()
+            for thread in threads:
+                thread.join()
+        finally:
+            for loop in self.loops:
+                loop.close()
+
+    def _tell_threads(self) -> None:
+        """Pass a change of ``alive`` / ``drain_backlog`` on to every thread, once."""
+        state = (self.alive, self.drain_backlog)
+        if state == self._told:
+            return
+        self._told = state
+        for loop in self.loops:
+            # drain first: a loop that saw alive false without it would just leave.
+            loop.drain_backlog = self.drain_backlog
+            loop.alive = self.alive
+            loop.wake()
+
+    # -- harakiri -----------------------------------------------------------------------------
+
+    def dump_stuck(self, signum: int, frame: FrameType | None) -> None:
+        """USR2 (harakiri): log the stack of the thread whose request is the oldest, with its
+        request line, then the stacks of the other busy threads; stop accepting, so that the
+        other threads' requests can finish before the master's kill."""
+        self.alive = False
+        frames = sys._current_frames()
+        now = time.time()
+        busy = sorted(
+            (loop.core.started, loop.index, loop.ident) for loop in self.loops if loop.core.started
+        )
+        if not busy:
+            log.error("harakiri: worker %d: no request thread is busy", os.getpid())
+            return
+        for rank, (started, index, ident) in enumerate(busy):
+            stuck = frames.get(ident) if ident is not None else None
+            where = request_line(stuck)
+            stack = "".join(traceback.format_stack(stuck)) if stuck else "(no frame)\n"
+            log.error(
+                "harakiri: worker %d thread %d %s %s for %.1fs; its stack:\n%s",
+                os.getpid(),
+                index + 1,
+                "stuck in" if rank == 0 else "(also busy) in",
+                where,
+                now - started,
+                stack.rstrip(),
+            )
+
+
+def request_line(frame: FrameType | None) -> str:
+    """The request a thread's stack is serving (``METHOD URI``), from the outermost environ."""
+    where = "unknown request"
+    while frame is not None:
+        environ = frame.f_locals.get("environ")
+        if isinstance(environ, dict) and "REQUEST_METHOD" in environ:
+            uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
+            where = f"{environ['REQUEST_METHOD']} {uri}"
+        frame = frame.f_back
+    return where
