@@ -48,6 +48,12 @@ def test_threaded_workers_count_every_response(tmp_path: Path) -> None:
         families = metrics(address)
     assert failures == []
     assert wsum(doc, "requests") == n
+    # One core per request thread (uWSGI's cores), each with its own count.
+    assert all(len(w["cores"]) == 4 for w in doc["workers"])
+    # A core counts the connections its thread took, so also the start-up probes that
+    # connected and closed without a request.
+    assert n <= sum(c["requests"] for w in doc["workers"] for c in w["cores"]) <= n + 3
+    assert sum(1 for w in doc["workers"] for c in w["cores"] if c["requests"]) >= 2
     assert wsum(doc, "exceptions") == sent["/boom"]
     assert total(families, "uwsgiapp_requests_total", status="2xx") == sent["/ok"]
     assert total(families, "uwsgiapp_requests_total", status="4xx") == sent["/missing"]

@@ -203,6 +203,7 @@ class Arbiter:
                 observer=self.observer,
                 harakiris=self.policy.harakiris,
                 sockets=self._socket_stats(),
+                cores=self.table.read_cores if self.config.threads > 1 else None,
                 uid=os.getuid(),
                 gid=os.getgid(),
                 cwd=_cwd(),

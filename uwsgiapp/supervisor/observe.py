@@ -94,10 +94,28 @@ def _worker(
     history: SlotHistory,
     harakiris: int,
     mem: tuple[int, int],
+    threads: list[tuple[float, int]] | None = None,
 ) -> WorkerStats:
-    """One row: a live process (``rec``), or a slot whose last process is gone (``cheap``)."""
+    """One row: a live process (``rec``), or a slot whose last process is gone (``cheap``).
+
+    ``threads``: its request threads' cores (``--threads``); else the worker is its one core.
+    """
     busy = rec is not None and bool(st.request_start) and st.pid == rec.pid
     requests = c.requests
+    if threads is None:
+        cores: tuple[CoreStats, ...] = (
+            CoreStats(
+                id=0,
+                requests=requests,
+                in_request=busy,
+                request_start=int(st.request_start) if busy else 0,
+            ),
+        )
+    else:
+        cores = tuple(
+            CoreStats(id=i, requests=n, in_request=bool(start), request_start=int(start))
+            for i, (start, n) in enumerate(threads)
+        )
     classes = c.classes
     return WorkerStats(
         id=wid + 1,
@@ -117,14 +135,7 @@ def _worker(
         avg_rt=c.running_time // requests if requests else 0,
         statuses=StatusCounts(c2xx=classes[2], c3xx=classes[3], c4xx=classes[4], c5xx=classes[5]),
         durations=Histogram(bounds=DURATION_BOUNDS, counts=c.histogram, sum=c.running),
-        cores=(
-            CoreStats(
-                id=0,
-                requests=requests,
-                in_request=busy,
-                request_start=int(st.request_start) if busy else 0,
-            ),
-        ),
+        cores=cores,
     )
 
 
@@ -140,6 +151,8 @@ class Inputs:
     harakiris: dict[int, int]
     sockets: tuple[SocketStats, ...]
     memory: Callable[[int], tuple[int, int]] = memory
+    #: ``--threads``: each request thread's (request start or 0, requests) of a slot.
+    cores: Callable[[int], list[tuple[float, int]]] | None = None
     uid: int = 0
     gid: int = 0
     cwd: str = ""
@@ -164,6 +177,7 @@ def snapshot(inputs: Inputs) -> ServerStats:
             history.get(wid, SlotHistory()),
             inputs.harakiris.get(wid, 0),
             inputs.memory(live[wid].pid) if wid in live else (0, 0),
+            inputs.cores(wid) if inputs.cores is not None and wid in live else None,
         )
         for wid in sorted(set(live) | set(history))
     )
