@@ -22,7 +22,6 @@ import itertools
 import logging
 import os
 import select
-import signal
 import sys
 import threading
 import time
@@ -33,8 +32,7 @@ from typing import Any, Protocol
 
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
-from uwsgiapp.server.logs import reopen_logs
-from uwsgiapp.server.worker import IDLE_TICK, Worker
+from uwsgiapp.server.worker import IDLE_TICK, StopSignals, Worker
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -113,7 +111,7 @@ def _serialized(call: Callable[..., None], lock: threading.Lock) -> Callable[...
     return serialized
 
 
-class ThreadedWorker:
+class ThreadedWorker(StopSignals):
     """Serve ``listeners`` on ``threads`` request threads until told to stop.
 
     ``cores``: each thread's status hooks (one per thread); without them each thread gets a
@@ -152,29 +150,6 @@ class ThreadedWorker:
             responder.access_log = _serialized(responder.access_log, lock)
         if responder.on_app_error is not None:
             responder.on_app_error = _serialized(responder.on_app_error, lock)
-
-    # -- signals (main thread; handlers only set flags) ---------------------------------------
-
-    def _on_graceful(self, signum: int, frame: FrameType | None) -> None:
-        self.alive = False
-        self.drain_backlog = True
-
-    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
-        self.alive = False
-
-    def _on_quick(self, signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(0)
-
-    def install_signals(self) -> None:
-        """Worker signal dispositions (after fork), as :meth:`Worker.install_signals`."""
-        signal.signal(signal.SIGTERM, self._on_graceful)
-        signal.signal(signal.SIGHUP, self._on_reload)
-        signal.signal(signal.SIGINT, self._on_quick)
-        signal.signal(signal.SIGQUIT, self._on_quick)
-        signal.signal(signal.SIGUSR1, lambda s, f: reopen_logs())
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
 
     # -- called from request threads ----------------------------------------------------------
 

@@ -53,7 +53,41 @@ class RequestHooks(Protocol):
         """The connection is closed; ``requests`` served so far."""
 
 
-class Worker:
+class StopSignals:
+    """A worker process's signal handlers (after fork: the master's must not run here). They
+    only set flags, which the loop reads between requests; shared by :class:`Worker` and the
+    threaded worker's main thread."""
+
+    alive: bool
+    drain_backlog: bool
+    _wake_r: int
+    _wake_w: int
+
+    def _on_graceful(self, signum: int, frame: FrameType | None) -> None:
+        # TERM: finish the current request and what already waits in the backlog, then exit.
+        self.alive = False
+        self.drain_backlog = True
+
+    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
+        # The master reloads by starting new workers first; we just finish and leave.
+        self.alive = False
+
+    def _on_quick(self, signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    def install_signals(self) -> None:
+        """Worker signal dispositions (after fork: the master's handlers must not run here)."""
+        signal.signal(signal.SIGTERM, self._on_graceful)
+        signal.signal(signal.SIGHUP, self._on_reload)
+        signal.signal(signal.SIGINT, self._on_quick)
+        signal.signal(signal.SIGQUIT, self._on_quick)
+        signal.signal(signal.SIGUSR1, lambda s, f: reopen_logs())
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+
+
+class Worker(StopSignals):
     """Serve connections from ``listeners`` until told to stop."""
 
     def __init__(
@@ -86,31 +120,6 @@ class Worker:
         self._shed = 0
         self._shed_log_at = 0.0
         self._next_parent_check = 0.0
-
-    # -- signals (handlers only set flags) ----------------------------------------------------
-
-    def _on_graceful(self, signum: int, frame: FrameType | None) -> None:
-        # TERM: finish the current request and what already waits in the backlog, then exit.
-        self.alive = False
-        self.drain_backlog = True
-
-    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
-        # The master reloads by starting new workers first; we just finish and leave.
-        self.alive = False
-
-    def _on_quick(self, signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(0)
-
-    def install_signals(self) -> None:
-        """Worker signal dispositions (after fork: the master's handlers must not run here)."""
-        signal.signal(signal.SIGTERM, self._on_graceful)
-        signal.signal(signal.SIGHUP, self._on_reload)
-        signal.signal(signal.SIGINT, self._on_quick)
-        signal.signal(signal.SIGQUIT, self._on_quick)
-        signal.signal(signal.SIGUSR1, lambda s, f: reopen_logs())
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
 
     # -- loop ---------------------------------------------------------------------------------
 
