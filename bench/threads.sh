@@ -6,10 +6,12 @@
 # UWSGIAPP: the uwsgiapp command to bench (default: the one beside this checkout's python).
 set -eu
 HERE=$(cd "$(dirname "$0")" && pwd)
-ANCHOR=${ANCHOR:-/work/shared/tools/anchor-bench}
+# ANCHOR: the anchor-bench yardstick (shared/tools/anchor-bench beside the project); its venv
+# (BENCH_VENV) holds uWSGI and gunicorn, made by its setup.sh under its default BENCH_HOME.
+ANCHOR=${ANCHOR:-$HERE/../../shared/tools/anchor-bench}
 UWSGIAPP=${UWSGIAPP:-$HERE/../.venv/bin/uwsgiapp}
 export BENCH_HOME=${BENCH_HOME:-/tmp/uwsgiapp-threads-bench}
-export BENCH_VENV=${BENCH_VENV:-/tmp/anchor-bench/venv}
+export BENCH_VENV=${BENCH_VENV:-${ANCHOR_HOME:-/tmp/anchor-bench}/venv}
 export BENCH_NGINX_PORT=${BENCH_NGINX_PORT:-18391}
 APPS=$HERE/apps
 RUN=$BENCH_HOME/run/bench

@@ -25,6 +25,7 @@ from uwsgiproto import build_request
 
 HERE = Path(__file__).resolve().parent
 APPS = HERE / "apps"
+#: The anchor-bench venv with uWSGI and gunicorn (its setup.sh's default place).
 VENV = Path(os.environ.get("BENCH_VENV", "/tmp/anchor-bench/venv"))
 OURS = Path(sys.executable).parent / "uwsgiapp"
 COMMANDS = {
