@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import socket
 import socketserver
 import subprocess
@@ -24,10 +25,20 @@ def run_cli(
     env: dict[str, str] | None = None,
     input: bytes | None = None,
     timeout: float = 30,
+    memory_cap: int | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run ``python -m uwsgiapp ARGS`` the way a user types it; UWSGIAPP_* vars are cleared."""
+    """Run ``python -m uwsgiapp ARGS`` the way a user types it; UWSGIAPP_* vars are cleared.
+
+    ``memory_cap``: the child's address space in bytes, as a container limit would set it (an
+    unbounded expansion must fail in the test, not take the machine's memory first).
+    """
     base = {k: v for k, v in os.environ.items() if not k.startswith("UWSGIAPP_")}
     base.update(env or {})
+
+    def cap() -> None:
+        assert memory_cap is not None
+        resource.setrlimit(resource.RLIMIT_AS, (memory_cap, memory_cap))
+
     return subprocess.run(
         [sys.executable, "-m", "uwsgiapp", *args],
         cwd=cwd,
@@ -36,6 +47,7 @@ def run_cli(
         capture_output=True,
         timeout=timeout,
         check=False,
+        preexec_fn=cap if memory_cap is not None else None,
     )
 
 

@@ -3,9 +3,7 @@ bad values naming option and source, --print-config, --help, --version."""
 
 from __future__ import annotations
 
-import os
 import re
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -326,7 +324,6 @@ def test_console_script(tmp_path: Path) -> None:
     """The installed ``uwsgiapp`` script behaves like ``python -m uwsgiapp``."""
     import shutil
     import subprocess
-    import sys
 
     script = Path(sys.executable).parent / "uwsgiapp"
     exe = str(script) if script.exists() else shutil.which("uwsgiapp")
@@ -346,22 +343,8 @@ def test_serve_without_app(tmp_path: Path) -> None:
 
 
 def run_cli_capped(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    """``run_cli`` with the address space capped at 1 GiB, as a container limit would: tomllib
-    needs memory quadratic in a dotted key's length, and the test must not take the machine's."""
-
-    def cap() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UWSGIAPP_")}
-    return subprocess.run(
-        [sys.executable, "-m", "uwsgiapp", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        timeout=60,
-        check=False,
-        preexec_fn=cap,
-    )
+    """``run_cli`` with the address space capped at 1 GiB."""
+    return run_cli(*args, cwd=cwd, timeout=60, memory_cap=1 << 30)
 
 
 DEEP = 100_000

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-import resource
 import socket
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -359,22 +357,8 @@ def test_bad_values_name_the_ini_line(tmp_path: Path, body: str, message: str) -
 
 
 def run_cli_capped(*args: str, cwd: Path) -> subprocess.CompletedProcess[bytes]:
-    """``run_cli`` with the address space capped at 1 GiB, as a container limit would: an
-    unbounded expansion must fail in the test, not take the machine's memory first."""
-
-    def cap() -> None:
-        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
-
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UWSGIAPP_")}
-    return subprocess.run(
-        [sys.executable, "-m", "uwsgiapp", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        timeout=60,
-        check=False,
-        preexec_fn=cap,
-    )
+    """``run_cli`` with the address space capped at 1 GiB."""
+    return run_cli(*args, cwd=cwd, timeout=60, memory_cap=1 << 30)
 
 
 def test_placeholder_bomb_is_a_config_error_on_the_command_line(tmp_path: Path) -> None:
