@@ -14,12 +14,18 @@ The real cap (512) is cheap enough: ~600 unix connections, well under the usual 
 from __future__ import annotations
 
 import re
-import selectors
 import socket
 import time
 from pathlib import Path
 
-from support.procs import LogCursor, Server, uwsgi_exchange, wait_for_workers, worker_pids
+from support.procs import (
+    LogCursor,
+    Server,
+    closed_after,
+    uwsgi_exchange,
+    wait_for_workers,
+    worker_pids,
+)
 
 import uwsgiproto
 from uwsgiapp.server.worker import MAX_PARKED
@@ -51,36 +57,6 @@ HALF_BODY = uwsgiproto.build_request(
 def slow_start(i: int) -> bytes:
     """What slow client ``i`` sends before it stops: nothing, half a head, or half a body."""
     return b"" if i % 8 == 0 else HALF_BODY if i % 4 == 2 else PACKET[:7]
-
-
-def closed_after(
-    socks: list[socket.socket], sent_at: list[float], until: float
-) -> tuple[list[float], list[bytes]]:
-    """Seconds from each socket's last byte to its close by the server (inf: still open), and
-    what the server sent it."""
-    closed = [float("inf")] * len(socks)
-    received = [b""] * len(socks)
-    selector = selectors.DefaultSelector()
-    for i, sock in enumerate(socks):
-        sock.setblocking(False)
-        selector.register(sock, selectors.EVENT_READ, i)
-    try:
-        while selector.get_map() and time.monotonic() < until:
-            for key, _ in selector.select(timeout=max(0.0, until - time.monotonic())):
-                i = key.data
-                try:
-                    data = socks[i].recv(65536)
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError:
-                    data = b""
-                received[i] += data
-                if not data:
-                    closed[i] = time.monotonic() - sent_at[i]
-                    selector.unregister(socks[i])
-    finally:
-        selector.close()
-    return closed, received
 
 
 def test_past_the_cap_slow_connections_are_closed_and_parked_ones_expire_on_time(

@@ -10,7 +10,6 @@ server, and everyone else's requests go through.
 from __future__ import annotations
 
 import json
-import selectors
 import socket
 import threading
 import time
@@ -23,6 +22,7 @@ from reliability.conftest import Report, sized
 from support.procs import (
     LogCursor,
     Server,
+    closed_after,
     http_request,
     stack,
     uwsgi_exchange,
@@ -86,31 +86,6 @@ def in_parallel(count: int, one: Callable[[int], str]) -> list[tuple[str, float]
     return results
 
 
-def wait_closed(socks: list[socket.socket], sent_at: list[float], until: float) -> list[float]:
-    """Seconds from each socket's last byte sent to its close by the server (inf if open)."""
-    closed = [float("inf")] * len(socks)
-    selector = selectors.DefaultSelector()
-    for i, sock in enumerate(socks):
-        sock.setblocking(False)
-        selector.register(sock, selectors.EVENT_READ, i)
-    try:
-        while selector.get_map() and time.monotonic() < until:
-            for key, _ in selector.select(timeout=max(0.0, until - time.monotonic())):
-                i = key.data
-                try:
-                    data = socks[i].recv(65536)
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError:
-                    data = b""
-                if not data:  # a reset or EOF: closed by the server
-                    closed[i] = time.monotonic() - sent_at[i]
-                    selector.unregister(socks[i])
-    finally:
-        selector.close()
-    return closed
-
-
 def summary(values: list[float]) -> dict[str, Any]:
     done = sorted(v for v in values if v != float("inf"))
     return {
@@ -166,7 +141,7 @@ def test_held_uwsgi_connections_do_not_block_others(tmp_path: Path, report: Repo
             target=lambda: results.append(in_parallel(OTHERS, other)), daemon=True
         )
         others_thread.start()
-        closed = wait_closed(held, sent_at, sent_at[-1] + CLOSE_AFTER[1])
+        closed, _ = closed_after(held, sent_at, sent_at[-1] + CLOSE_AFTER[1])
         others_thread.join()
         others = results[0]
         lines = cursor.new_lines()
@@ -252,7 +227,7 @@ def test_slow_http_clients_are_nginx_buffering(
             assert lines == []
             # nginx still holds them open (its client timeouts are 60 s).
             assert (
-                wait_closed(held, [time.monotonic()] * HELD, time.monotonic() + 0.2)
+                closed_after(held, [time.monotonic()] * HELD, time.monotonic() + 0.2)[0]
                 == [float("inf")] * HELD
             )
             assert worker_pids(server.pid) == workers

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import selectors
 import shutil
 import signal
 import socket
@@ -393,3 +394,33 @@ def wait_for_workers(server: Server, count: int, timeout: float = 10) -> set[int
         f"{count} workers",
     )
     return worker_pids(server.pid)
+
+
+def closed_after(
+    socks: list[socket.socket], sent_at: list[float], until: float
+) -> tuple[list[float], list[bytes]]:
+    """Seconds from each socket's last byte to its close by the server (inf: still open), and
+    what the server sent it."""
+    closed = [float("inf")] * len(socks)
+    received = [b""] * len(socks)
+    selector = selectors.DefaultSelector()
+    for i, sock in enumerate(socks):
+        sock.setblocking(False)
+        selector.register(sock, selectors.EVENT_READ, i)
+    try:
+        while selector.get_map() and time.monotonic() < until:
+            for key, _ in selector.select(timeout=max(0.0, until - time.monotonic())):
+                i = key.data
+                try:
+                    data = socks[i].recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    data = b""
+                received[i] += data
+                if not data:
+                    closed[i] = time.monotonic() - sent_at[i]
+                    selector.unregister(socks[i])
+    finally:
+        selector.close()
+    return closed, received
