@@ -59,6 +59,10 @@ def _unchanged(victim: Path) -> None:
     assert victim.read_text() == "root secret\n"
 
 
+def _text(path: Path) -> str:
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
 def _server(tmp_path: Path, user: str, **options: object) -> Server:
     server = Server(tmp_path / "server", "supervisor_app:app", **options)
     server.options.update(uid=user)
@@ -134,6 +138,9 @@ def test_logs_are_handed_over_and_usr1_never_follows_a_planted_link(
         access_log_file=str(access_log),
     ).start()
     try:
+        # The socket accepts (queues) before the master drops privileges and hands the logs
+        # over, so the files are checked once the error log says it runs as the app user.
+        wait_until(lambda: "running as uid" in _text(error_log), 10, "the privilege drop")
         for path in (error_log, access_log):
             st = path.lstat()
             assert stat.S_ISREG(st.st_mode) and (st.st_uid, st.st_gid) == (uid, gid)
@@ -165,7 +172,8 @@ def test_the_pidfile_replaces_a_planted_link_and_is_removed_at_exit(
     pidfile.symlink_to(victim)
     server = _server(tmp_path, app_user[0], pidfile=str(pidfile)).start()
     try:
-        assert not pidfile.is_symlink()
+        # Written after the socket is bound, so it may lag the socket by a moment.
+        wait_until(lambda: not pidfile.is_symlink(), 10, "the pidfile")
         assert pidfile.read_text() == f"{server.pid}\n"
         _unchanged(victim)
         server.signal(signal.SIGTERM)
