@@ -93,6 +93,7 @@ KEYS: list[tuple[str, dict[str, Any]]] = [
     ),
     # Keys whose true value is what uwsgiapp always does: accepted, no warning.
     ("master = true\nvacuum = true\ndie-on-term = true\nenable-threads = true", {}),
+    ("auto-procname = true", {"request_titles": False}),
     ("plugins = python3", {}),
 ]
 

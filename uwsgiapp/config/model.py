@@ -85,6 +85,11 @@ class Config:
     uid: str = _opt("", "drop to this user (name or id) after binding")
     gid: str = _opt("", "drop to this group (name or id) after binding")
     pidfile: str = _opt("", "write the master's pid to this file")
+    request_titles: bool = _opt(
+        False,
+        "show each worker's request in its process title ('busy GET /path', or 'idle'); costs "
+        "two title changes per request, and ps shows the paths to every local user",
+    )
     stats: str = _opt(
         "",
         "serve uWSGI's stats JSON here (a unix socket path or host:port; TCP peers must pass "

@@ -110,6 +110,8 @@ _ALWAYS_ON: Mapping[str, str] = {
     "single-interpreter": "uwsgiapp always has one interpreter per process",
     "strict": "uwsgiapp reports every unknown key",
     "thunder-lock": "uwsgiapp serializes accept() its own way",
+    "auto-procname": "uwsgiapp always names its processes (master, worker N; "
+    "--request-titles adds each worker's request)",
 }
 _PLUGIN_KEYS = frozenset({"plugins", "plugin", "plugins-list"})
 #: Keys whose values are read (and so expanded); any other key is ignored with a warning.

@@ -40,7 +40,9 @@ log = logging.getLogger("uwsgiapp.error")
 class CoreHooks(Protocol):
     """A request thread's status hooks; ``started`` is its request's start (0 when idle)."""
 
-    started: float
+    @property
+    def started(self) -> float:
+        """When this thread's request started (0 while idle)."""
 
     def begin(self) -> None:
         """A request started on this thread."""

@@ -30,7 +30,7 @@ from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import arm_fault_dumps, reopen_logs
 from uwsgiapp.server.sockdiag import SockDiag
 from uwsgiapp.server.threaded import ThreadedWorker
-from uwsgiapp.server.worker import Worker
+from uwsgiapp.server.worker import RequestHooks, Worker
 from uwsgiapp.stats.model import ServerStats, SocketStats
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import actions as A
@@ -43,7 +43,13 @@ from uwsgiapp.supervisor.status import (
     count_requests,
     count_thread_requests,
 )
-from uwsgiapp.supervisor.titles import master_title, set_title, worker_title
+from uwsgiapp.supervisor.titles import (
+    RequestTitles,
+    master_title,
+    request_titles_available,
+    set_title,
+    worker_title,
+)
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -60,16 +66,6 @@ def _die_with_parent() -> None:
     """Ask Linux to TERM this worker if the master dies (belt and braces with the idle check)."""
     with contextlib.suppress(Exception):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
-def rss_mb(pid: int) -> float:
-    """Resident set size of ``pid`` in MB (0 if it is gone)."""
-    try:
-        with open(f"/proc/{pid}/statm") as f:
-            pages = int(f.read().split()[1])
-    except (OSError, ValueError, IndexError):
-        return 0.0
-    return pages * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
 
 
 def _cwd() -> str:
@@ -169,7 +165,7 @@ class Arbiter:
                 actions += self.policy.on_exit(pid, exit_code, signum, now, self.table.read)
             while self.signals:
                 actions += self.policy.on_signal(self.signals.popleft(), now)
-            rss = rss_mb if self.config.reload_on_rss else None
+            rss = observe.rss_mb if self.config.reload_on_rss else None
             actions += self.policy.on_tick(now, time.time(), self.table.read, rss)
             code = self._execute(actions)
         return code
@@ -323,7 +319,8 @@ class Arbiter:
         signal.signal(signal.SIGUSR1, lambda s, f: reopen_logs())
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         _die_with_parent()
-        set_title(*worker_title(wid + 1, self.config.app))
+        title, comm = worker_title(wid + 1, self.config.app)
+        set_title(title, comm)
         app = self.app
         if app is None:  # lazy-apps: import here, after fork
             try:
@@ -337,8 +334,12 @@ class Arbiter:
         max_requests = self.config.max_requests
         if max_requests and self.config.max_requests_jitter:
             max_requests += random.randint(0, self.config.max_requests_jitter)
+        titles = None
+        if self.config.request_titles and request_titles_available():
+            titles = RequestTitles(title, self.config.threads)
+            app = titles.wrap(app)
         handler = self.build_handler(app, self.config)
-        worker = self._make_worker(handler, wid, slot, max_requests)
+        worker = self._make_worker(handler, wid, slot, max_requests, titles)
         worker.install_signals()
         dump = worker.dump_stuck if isinstance(worker, ThreadedWorker) else _harakiri_dump
         signal.signal(signal.SIGUSR2, dump)
@@ -351,13 +352,20 @@ class Arbiter:
         return 0
 
     def _make_worker(
-        self, handler: Handler, wid: int, slot: SlotWriter, max_requests: int
+        self,
+        handler: Handler,
+        wid: int,
+        slot: SlotWriter,
+        max_requests: int,
+        titles: RequestTitles | None,
     ) -> Worker | ThreadedWorker:
         """The worker loop: one thread (the request path as it always was), or ``--threads``."""
         threads = self.config.threads
         counting = self.stats is not None
         if threads == 1:
-            hooks = count_requests(handler, slot) if counting else slot
+            hooks: RequestHooks = count_requests(handler, slot) if counting else slot
+            if titles is not None:
+                hooks = titles.hooks(hooks)
             return Worker(
                 handler, self.listeners, max_requests=max_requests, hooks=hooks, master_pid=self.pid
             )
@@ -368,7 +376,10 @@ class Arbiter:
             self.listeners,
             threads=threads,
             max_requests=max_requests,
-            cores=[self.table.core(wid, i) for i in range(threads)],
+            cores=[
+                titles.hooks(core) if titles is not None else core
+                for core in (self.table.core(wid, i) for i in range(threads))
+            ],
             master_pid=self.pid,
         )
 

@@ -31,7 +31,7 @@ from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener, ListenerError, bind_all
 from uwsgiapp.server.logs import make_access_log, setup_error_log
 from uwsgiapp.stats.server import StatsServer
-from uwsgiapp.supervisor import privileges
+from uwsgiapp.supervisor import privileges, titles
 from uwsgiapp.supervisor.arbiter import Arbiter
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
 from uwsgiapp.wsgi.environ import EnvironSettings
@@ -253,6 +253,8 @@ def _load_and_run(config: Config, listeners: list[Listener], stats: StatsServer 
         except AppImportError as exc:
             log.error("cannot load app %r: %s", config.app, exc)
             return ServeExit.APP_LOAD
+    if config.request_titles and not titles.request_titles_available():
+        log.warning("--request-titles: setproctitle cannot be imported; titles stay as they are")
     arbiter = Arbiter(config, listeners, app, build_handler, stats)
     arbiter.remember_modules(before)
     return arbiter.run()

@@ -74,6 +74,11 @@ def memory(pid: int) -> tuple[int, int]:
         return 0, 0
 
 
+def rss_mb(pid: int) -> float:
+    """Resident set size of ``pid`` in MB (0 if it is gone): ``--reload-on-rss``'s measure."""
+    return memory(pid)[0] / (1024 * 1024)
+
+
 def socket_stats(
     listeners: Iterable[tuple[str, socket.socket]],
     backlog: int,
