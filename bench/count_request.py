@@ -40,10 +40,8 @@ import run as bench
 
 from uwsgiapp.config import make_config
 from uwsgiapp.importer import load_app
-from uwsgiapp.server.worker import RequestHooks
 from uwsgiapp.supervisor import build_handler
 from uwsgiapp.supervisor.status import StatusTable, count_requests
-from uwsgiapp.supervisor.titles import RequestTitles
 from uwsgiproto import build_request, parse_vars
 
 CAPTURE = bench.ROOT / "tests" / "corpus" / "valid" / "nginx_get_hello.bin"
@@ -84,22 +82,16 @@ def packet() -> bytes:
     return build_request(variables)
 
 
-def inner(app: str, mode: str, requests: int, stats: bool = False, titles: bool = False) -> None:
+def inner(app: str, mode: str, requests: int, stats: bool = False) -> None:
     """The callgrind subject: warm up, then serve ``requests`` (mode real) or only close them."""
     config = make_config(
         app=f"{bench.APP_MODULES[app]}:app", socket=("unused.sock",), access_log="off"
     )
-    wsgi_app = load_app(config.app, pythonpath=(str(bench.APPS),))
-    shown = RequestTitles("uwsgiapp worker 1 [bench]") if titles else None
-    if shown is not None:  # as a worker of 'serve --request-titles' is wired
-        wsgi_app = shown.wrap(wsgi_app)
-    handler = build_handler(wsgi_app, config)
+    handler = build_handler(load_app(config.app, pythonpath=(str(bench.APPS),)), config)
     # The status hooks the worker loop calls around each connection, as in 'serve'.
-    slot = StatusTable(1).hooks(0, os.getpid())
-    # as a worker of 'serve --stats' is wired
-    hooks: RequestHooks = count_requests(handler, slot) if stats else slot
-    if shown is not None:
-        hooks = shown.hooks(hooks)
+    hooks = StatusTable(1).hooks(0, os.getpid())
+    if stats:  # as a worker of 'serve --stats' is wired
+        hooks = count_requests(handler, hooks)
     data = packet()
     served = 0
 
@@ -125,9 +117,7 @@ def inner(app: str, mode: str, requests: int, stats: bool = False, titles: bool 
     serve(requests, mode == "real")
 
 
-def callgrind(
-    app: str, mode: str, requests: int, stats: bool, titles: bool = False
-) -> tuple[int, dict[str, int]]:
+def callgrind(app: str, mode: str, requests: int, stats: bool) -> tuple[int, dict[str, int]]:
     """(instructions, calls by function) of one inner run under callgrind."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
@@ -144,7 +134,6 @@ def callgrind(
             "--app",
             app,
             *(["--stats"] if stats else []),
-            *(["--request-titles"] if titles else []),
         ]
         # A fixed hash seed: str hashes, and with them dict probes, are the same in every run.
         env = {**os.environ, "PYTHONHASHSEED": os.environ.get("COUNT_SEED", "0")}
@@ -188,20 +177,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--stats", action="store_true", help="count requests as a worker of 'serve --stats'"
     )
-    ap.add_argument(
-        "--request-titles",
-        action="store_true",
-        help="show each request in the title, as a worker of 'serve --request-titles'",
-    )
     ap.add_argument("--inner", choices=("real", "null"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.inner:
-        inner(args.app, args.inner, args.requests, args.stats, args.request_titles)
+        inner(args.app, args.inner, args.requests, args.stats)
         return 0
-    print(
-        f"app {args.app}, access log off, stats {'on' if args.stats else 'off'}, "
-        f"request titles {'on' if args.request_titles else 'off'}"
-    )
+    print(f"app {args.app}, access log off, stats {'on' if args.stats else 'off'}")
     if args.only in ("", "syscalls"):
         requests, syscalls = count_syscalls(args.app, args.seconds, args.conns)
         print(f"\nsyscalls per request (strace -c on the worker, {requests} requests via nginx):")
@@ -217,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = [
             threading.Thread(
                 target=lambda m=mode: results.__setitem__(
-                    m, callgrind(args.app, m, args.requests, args.stats, args.request_titles)
+                    m, callgrind(args.app, m, args.requests, args.stats)
                 )
             )
             for mode in ("real", "null")

@@ -1,11 +1,13 @@
-"""``--request-titles``: the title text for a request, and busy/idle across threads."""
+"""``--request-titles``: the title text for a request, and the sampler across threads."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any
 
-from uwsgiapp.supervisor.titles import REQUEST_SHOWN, RequestTitles, TitledHooks, shown_request
+from uwsgiapp.server.inflight import request_environ, request_line
+from uwsgiapp.supervisor.titles import REQUEST_SHOWN, RequestTitles, shown_request
 
 
 def _environ(path: str, **more: str) -> dict[str, Any]:
@@ -23,61 +25,82 @@ def test_a_long_path_is_cut_with_dots() -> None:
     assert len(text) == REQUEST_SHOWN and text.endswith("...") and text.startswith("POST /ppp")
 
 
-class _Hooks:
-    def __init__(self) -> None:
-        self.calls: list[str] = []
+class _InRequest:
+    """A thread that sits inside a (fake) WSGI call until released."""
 
-    def begin(self) -> None:
-        self.calls.append("begin")
+    def __init__(self, path: str) -> None:
+        self.entered = threading.Event()
+        self.leave = threading.Event()
+        self.thread = threading.Thread(target=self._serve, args=(_environ(path),))
+        self.thread.start()
+        assert self.entered.wait(5)
 
-    def end(self, requests: int) -> None:
-        self.calls.append(f"end {requests}")
+    def _serve(self, environ: dict[str, Any]) -> None:
+        self._app(environ)
+
+    def _app(self, environ: dict[str, Any]) -> None:
+        self.entered.set()
+        self.leave.wait(5)
+
+    def finish(self) -> None:
+        self.leave.set()
+        self.thread.join(5)
 
 
-def test_one_thread_busy_then_idle_through_the_app_and_hooks() -> None:
+def test_one_thread_busy_then_idle() -> None:
     shown: list[str] = []
     titles = RequestTitles("w 1", setter=shown.append)
-    inner = _Hooks()
-    hooks = titles.hooks(inner)
-    app = titles.wrap(lambda environ, start_response: [b"ok"])
-    hooks.begin()
-    assert list(app(_environ("/x"), lambda *a: None)) == [b"ok"]
-    hooks.end(1)
-    hooks.begin()  # a connection that ended without a request (a ping): no title change
-    hooks.end(1)
-    assert inner.calls == ["begin", "end 1", "begin", "end 1"]
-    assert shown == ["w 1 idle", "w 1 busy POST /x", "w 1 idle"]
+    assert titles.sample() == "w 1 idle"
+    request = _InRequest("/x")
+    try:
+        assert titles.sample() == "w 1 busy POST /x"
+        assert titles.sample() == "w 1 busy POST /x"
+    finally:
+        request.finish()
+    assert titles.sample() == "w 1 idle"
+    assert shown == ["w 1 idle", "w 1 busy POST /x", "w 1 idle"]  # only the changes
 
 
-def test_threads_count_busy_and_name_the_latest_request() -> None:
+def test_threads_are_counted() -> None:
+    titles = RequestTitles("w 2", threads=4, setter=lambda text: None)
+    first = _InRequest("/a")
+    second = _InRequest("/b")
+    try:
+        assert titles.sample() in ("w 2 busy 2/4 POST /a", "w 2 busy 2/4 POST /b")
+        first.finish()
+        assert titles.sample() == "w 2 busy 1/4 POST /b"
+    finally:
+        first.finish()
+        second.finish()
+    assert titles.sample() == "w 2 idle"
+
+
+def test_the_sampling_thread_shows_a_request_and_stops() -> None:
     shown: list[str] = []
-    titles = RequestTitles("w 2", threads=4, setter=shown.append)
-    entered = threading.Barrier(2)
-    leave = threading.Event()
-    both_in = threading.Event()
-
-    def request(path: str) -> None:
-        hooks = titles.hooks(_Hooks())
-        titles.show(_environ(path))
-        entered.wait(5)
-        both_in.set()
-        leave.wait(5)
-        hooks.end(1)
-
-    threads = [threading.Thread(target=request, args=(p,)) for p in ("/a", "/b")]
-    for thread in threads:
-        thread.start()
-    assert both_in.wait(5)
-    assert shown[1].startswith("w 2 busy 1/4 POST /") and shown[2].startswith("w 2 busy 2/4 POST")
-    leave.set()
-    for thread in threads:
+    changed = threading.Event()
+    titles = RequestTitles("w 3", setter=lambda text: (shown.append(text), changed.set()))
+    thread = titles.start(interval=0.01)
+    assert shown == ["w 3 idle"]
+    changed.clear()
+    request = _InRequest("/slow")
+    try:
+        assert changed.wait(5)
+        assert shown[-1] == "w 3 busy POST /slow"
+    finally:
+        request.finish()
+        titles.stop()
         thread.join(5)
-    assert shown[3:] == ["w 2 busy 1/4", "w 2 idle"]
+    assert not thread.is_alive()
 
 
-def test_titled_hooks_pass_the_cores_start_through() -> None:
-    class Core(_Hooks):
-        started = 12.5
+def test_the_outermost_environ_is_the_request() -> None:
+    def app(environ: dict[str, Any]) -> Any:
+        return sys._getframe()
 
-    assert TitledHooks(Core(), lambda: None).started == 12.5
-    assert TitledHooks(_Hooks(), lambda: None).started == 0.0
+    def serve(environ: dict[str, Any]) -> Any:
+        return app({"REQUEST_METHOD": "GET", "PATH_INFO": "/app-copy"})
+
+    frame = serve(_environ("/outer", REQUEST_URI="/outer?token=s3cret"))
+    assert request_environ(frame) is not None
+    assert request_line(frame) == "POST /outer?token=s3cret"
+    assert request_environ(None) is None and request_line(None) == "unknown request"

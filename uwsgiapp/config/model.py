@@ -87,8 +87,9 @@ class Config:
     pidfile: str = _opt("", "write the master's pid to this file")
     request_titles: bool = _opt(
         False,
-        "show each worker's request in its process title ('busy GET /path', or 'idle'); costs "
-        "two title changes per request, and ps shows the paths to every local user",
+        "show what each worker is doing in its process title ('busy GET /path', or 'idle'), "
+        "looked at twice a second by a thread of the worker; ps shows the paths to every "
+        "local user",
     )
     stats: str = _opt(
         "",

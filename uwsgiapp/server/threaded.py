@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, Protocol
 
+from uwsgiapp.server.inflight import request_line
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.worker import IDLE_TICK, StopSignals, Worker
@@ -40,9 +41,7 @@ log = logging.getLogger("uwsgiapp.error")
 class CoreHooks(Protocol):
     """A request thread's status hooks; ``started`` is its request's start (0 when idle)."""
 
-    @property
-    def started(self) -> float:
-        """When this thread's request started (0 while idle)."""
+    started: float
 
     def begin(self) -> None:
         """A request started on this thread."""
@@ -255,15 +254,3 @@ class ThreadedWorker(StopSignals):
                 now - started,
                 stack.rstrip(),
             )
-
-
-def request_line(frame: FrameType | None) -> str:
-    """The request a thread's stack is serving (``METHOD URI``), from the outermost environ."""
-    where = "unknown request"
-    while frame is not None:
-        environ = frame.f_locals.get("environ")
-        if isinstance(environ, dict) and "REQUEST_METHOD" in environ:
-            uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
-            where = f"{environ['REQUEST_METHOD']} {uri}"
-        frame = frame.f_back
-    return where

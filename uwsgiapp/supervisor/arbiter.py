@@ -25,12 +25,13 @@ from types import FrameType
 from uwsgiapp.config import Config
 from uwsgiapp.exitcodes import ServeExit, WorkerExit
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
+from uwsgiapp.server.inflight import request_line
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import arm_fault_dumps, reopen_logs
 from uwsgiapp.server.sockdiag import SockDiag
 from uwsgiapp.server.threaded import ThreadedWorker
-from uwsgiapp.server.worker import RequestHooks, Worker
+from uwsgiapp.server.worker import Worker
 from uwsgiapp.stats.model import ServerStats, SocketStats
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import actions as A
@@ -77,16 +78,13 @@ def _cwd() -> str:
 
 def _harakiri_dump(signum: int, frame: FrameType | None) -> None:
     """USR2 in a worker: log the Python stack of the stuck request, with the request line."""
-    where = "unknown request"
-    probe = frame
-    while probe is not None:
-        environ = probe.f_locals.get("environ")
-        if isinstance(environ, dict) and "REQUEST_METHOD" in environ:
-            uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
-            where = f"{environ['REQUEST_METHOD']} {uri}"
-        probe = probe.f_back
     stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no frame)\n"
-    log.error("harakiri: worker %d stuck in %s; its stack:\n%s", os.getpid(), where, stack.rstrip())
+    log.error(
+        "harakiri: worker %d stuck in %s; its stack:\n%s",
+        os.getpid(),
+        request_line(frame),
+        stack.rstrip(),
+    )
 
 
 def reload_kind(config: Config, *, preloaded: bool) -> A.ReloadKind:
@@ -334,12 +332,8 @@ class Arbiter:
         max_requests = self.config.max_requests
         if max_requests and self.config.max_requests_jitter:
             max_requests += random.randint(0, self.config.max_requests_jitter)
-        titles = None
-        if self.config.request_titles and request_titles_available():
-            titles = RequestTitles(title, self.config.threads)
-            app = titles.wrap(app)
         handler = self.build_handler(app, self.config)
-        worker = self._make_worker(handler, wid, slot, max_requests, titles)
+        worker = self._make_worker(handler, wid, slot, max_requests)
         worker.install_signals()
         dump = worker.dump_stuck if isinstance(worker, ThreadedWorker) else _harakiri_dump
         signal.signal(signal.SIGUSR2, dump)
@@ -348,24 +342,19 @@ class Arbiter:
         # chaining lets the Python handler above add the request line and source lines.
         arm_fault_dumps((signal.SIGUSR2,))
         slot.ready()
+        if self.config.request_titles and request_titles_available():
+            RequestTitles(title, self.config.threads).start()
         worker.run()
         return 0
 
     def _make_worker(
-        self,
-        handler: Handler,
-        wid: int,
-        slot: SlotWriter,
-        max_requests: int,
-        titles: RequestTitles | None,
+        self, handler: Handler, wid: int, slot: SlotWriter, max_requests: int
     ) -> Worker | ThreadedWorker:
         """The worker loop: one thread (the request path as it always was), or ``--threads``."""
         threads = self.config.threads
         counting = self.stats is not None
         if threads == 1:
-            hooks: RequestHooks = count_requests(handler, slot) if counting else slot
-            if titles is not None:
-                hooks = titles.hooks(hooks)
+            hooks = count_requests(handler, slot) if counting else slot
             return Worker(
                 handler, self.listeners, max_requests=max_requests, hooks=hooks, master_pid=self.pid
             )
@@ -376,10 +365,7 @@ class Arbiter:
             self.listeners,
             threads=threads,
             max_requests=max_requests,
-            cores=[
-                titles.hooks(core) if titles is not None else core
-                for core in (self.table.core(wid, i) for i in range(threads))
-            ],
+            cores=[self.table.core(wid, i) for i in range(threads)],
             master_pid=self.pid,
         )
 

@@ -5,29 +5,29 @@ rewrites the whole command line. Where it cannot be imported (installed with ``-
 PyPy without a compiler), Linux still gets a short name through ``prctl(PR_SET_NAME)``: that
 is ``/proc/PID/comm``, what ``top`` and ``ps -o comm`` show, at most 15 bytes.
 
-``--request-titles`` (off by default: two title changes cost ~4% of a hello-world request)
-adds ``idle`` or ``busy METHOD /path`` to each worker's title, as it happens.
+``--request-titles`` adds ``idle`` or ``busy METHOD /path`` to each worker's title, sampled
+twice a second by a thread of the worker (see :class:`RequestTitles`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import sys
 import threading
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
+from uwsgiapp.server.inflight import request_environ
 from uwsgiapp.server.logtext import escape_log_text
-from uwsgiapp.wsgi.contract import StartResponse, WSGIApp
-
-if TYPE_CHECKING:
-    from uwsgiapp.server.worker import RequestHooks
 
 PR_SET_NAME = 15
 #: The kernel keeps 15 bytes of a thread name (16 with the terminating NUL).
 COMM_MAX = 15
 #: Characters of ``METHOD /path`` a busy title keeps (the rest becomes ``...``).
 REQUEST_SHOWN = 80
+#: Seconds between two looks at what a worker's threads are doing (``--request-titles``).
+SAMPLE_INTERVAL = 0.5
 
 
 def _prctl_name(name: str) -> None:
@@ -82,10 +82,12 @@ def shown_request(environ: dict[str, Any]) -> str:
 class RequestTitles:
     """``--request-titles`` in one worker: its title says ``idle``, or ``busy`` and the request.
 
-    :meth:`wrap` shows a request when the app is called (where its environ is known);
-    :meth:`hooks` wraps a thread's status hooks so that its request's end shows idle again.
-    With ``threads`` > 1 the title counts the busy threads and names the latest request.
-    ``setter``: what changes the title (``setproctitle`` unless given).
+    A daemon thread looks at the worker's stacks every :data:`SAMPLE_INTERVAL` seconds
+    (:func:`~uwsgiapp.server.inflight.request_environ`, as the harakiri dump does) and changes
+    the title when what it would show changed: the request path pays nothing, and requests
+    shorter than the interval seldom show. With ``threads`` > 1 the title counts the busy
+    threads and names one of their requests. ``setter``: what changes the title
+    (``setproctitle`` unless given).
     """
 
     def __init__(
@@ -96,68 +98,43 @@ class RequestTitles:
         self._set = setter
         self._base = base
         self._threads = threads
-        self._busy = 0
-        self._lock = threading.Lock()
-        self._mine = threading.local()  # whether this thread's request is counted in _busy
-        self._set(f"{base} idle")
+        self._shown = ""
+        self._stop = threading.Event()
 
-    def title(self, busy: int, request: str = "") -> str:
-        """The title for ``busy`` threads in a request (``request``: the latest one shown)."""
-        if not busy:
+    def title(self, requests: list[dict[str, Any]]) -> str:
+        """The title while ``requests`` (their environs) are in progress."""
+        if not requests:
             return f"{self._base} idle"
-        count = f" {busy}/{self._threads}" if self._threads > 1 else ""
-        return f"{self._base} busy{count} {request}".rstrip()
+        count = f" {len(requests)}/{self._threads}" if self._threads > 1 else ""
+        return f"{self._base} busy{count} {shown_request(requests[0])}"
 
-    def wrap(self, app: WSGIApp) -> WSGIApp:
-        """``app``, showing each request in the title before it runs."""
-        show = self.show
+    def sample(self) -> str:
+        """Look at the other threads' stacks once; show (and return) the title they make."""
+        me = threading.get_ident()
+        requests = [
+            environ
+            for ident, frame in sys._current_frames().items()
+            if ident != me and (environ := request_environ(frame)) is not None
+        ]
+        text = self.title(requests)
+        if text != self._shown:
+            self._shown = text
+            self._set(text)
+        return text
 
-        def titled(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-            show(environ)
-            return app(environ, start_response)
+    def start(self, interval: float = SAMPLE_INTERVAL) -> threading.Thread:
+        """Show the idle title now and sample every ``interval`` seconds until :meth:`stop`."""
+        self.sample()
 
-        return titled
+        def run() -> None:
+            while not self._stop.wait(interval):
+                with contextlib.suppress(Exception):  # a title is never worth a worker
+                    self.sample()
 
-    def show(self, environ: dict[str, Any]) -> None:
-        """The calling thread is now in the request ``environ``."""
-        request = shown_request(environ)
-        with self._lock:
-            if not getattr(self._mine, "busy", False):
-                self._mine.busy = True
-                self._busy += 1
-            self._set(self.title(self._busy, request))
+        thread = threading.Thread(target=run, name="uwsgiapp-titles", daemon=True)
+        thread.start()
+        return thread
 
-    def done(self) -> None:
-        """The calling thread's connection ended (idle again, if it was in a request)."""
-        if getattr(self._mine, "busy", False):
-            with self._lock:
-                self._mine.busy = False
-                self._busy -= 1
-                self._set(self.title(self._busy))
-
-    def hooks(self, inner: RequestHooks) -> TitledHooks:
-        """``inner`` (a thread's status hooks), also showing idle at each request's end."""
-        return TitledHooks(inner, self.done)
-
-
-class TitledHooks:
-    """Status hooks that call ``done`` after the inner ``end`` (see :class:`RequestTitles`)."""
-
-    __slots__ = ("_done", "_end", "begin", "inner")
-
-    def __init__(self, inner: RequestHooks, done: Callable[[], None]) -> None:
-        self.inner = inner
-        self.begin = inner.begin
-        self._end = inner.end
-        self._done = done
-
-    @property
-    def started(self) -> float:
-        """The inner hooks' request start (threaded workers' cores keep one)."""
-        started: float = getattr(self.inner, "started", 0.0)
-        return started
-
-    def end(self, requests: int) -> None:
-        """The inner ``end``, then idle again in the title."""
-        self._end(requests)
-        self._done()
+    def stop(self) -> None:
+        """End the sampling thread (at its next wake-up)."""
+        self._stop.set()
