@@ -38,7 +38,9 @@ class Layout:
     """A parser for var blocks holding exactly ``keys``, in that order, each once.
 
     ``store``: the keys whose values go into the result (default: all). ``base``: entries every
-    result starts with (constants); its keys must not be stored ones.
+    result starts with (constants); its keys must not be stored ones. ``looped``: parse with one
+    loop over the keys (:class:`_Runner`) rather than generated straight-line code; the default
+    is the loop in a compiled build, where it is the faster of the two, and the code otherwise.
     """
 
     __slots__ = ("base", "keys", "run", "store")
@@ -49,6 +51,7 @@ class Layout:
         *,
         store: Collection[str] | None = None,
         base: Mapping[str, Any] | None = None,
+        looped: bool | None = None,
     ) -> None:
         keys = tuple(keys)
         if not keys or len(keys) > MAX_LAYOUT_VARS:
@@ -70,9 +73,65 @@ class Layout:
         self.base = base
         #: ``run(block, text)``: the result dict when the block is exactly this layout, else a
         #: :data:`Partial`. ``text`` is ``block.decode("latin-1")``.
-        self.run: Callable[[bytes | bytearray, str], dict[str, Any] | Partial] = _compile(
-            keys, encoded, stored, dict.fromkeys(stored) | base
-        )
+        prototype = dict.fromkeys(stored) | base
+        self.run: Callable[[bytes | bytearray, str], dict[str, Any] | Partial]
+        if COMPILED if looped is None else looped:
+            self.run = _Runner(keys, encoded, stored, prototype).run
+        else:
+            self.run = _compile(keys, encoded, stored, prototype)
+
+
+#: Whether this module was compiled by mypyc: then a loop over the keys (native code) beats
+#: straight-line generated Python, which mypyc cannot compile (exec'd at run time).
+COMPILED = not __file__.endswith(".py")
+
+
+class _Runner:
+    """A layout's ``run`` as one loop over its keys: what a compiled build uses.
+
+    The same results as the code :func:`_compile` generates, key for key.
+    """
+
+    __slots__ = ("markers", "prototype", "slots", "stored")
+
+    def __init__(
+        self,
+        keys: tuple[str, ...],
+        encoded: list[bytes],
+        stored: tuple[str, ...],
+        prototype: dict[str, Any],
+    ) -> None:
+        self.markers = tuple(len(raw).to_bytes(2, "little") + raw for raw in encoded)
+        self.stored = stored
+        #: For each stored key, the index of its value among all the values.
+        self.slots = tuple(keys.index(key) for key in stored)
+        self.prototype = prototype
+
+    def run(self, b: bytes | bytearray, t: str) -> dict[str, Any] | Partial:
+        """The result dict when ``b`` is exactly this layout, else a :data:`Partial`."""
+        # Compiled, indexing and slicing are native for a `bytes` argument only.
+        return self._match(b if isinstance(b, bytes) else bytes(b), t)
+
+    def _match(self, b: bytes, t: str) -> dict[str, Any] | Partial:
+        end = len(b)
+        values: list[str] = []
+        q = 0
+        for marker in self.markers:
+            n = len(marker)
+            if b[q : q + n] != marker:  # compiled, a slice beats startswith (a method call)
+                return len(values), q, tuple(values)
+            p = q + n + 2
+            if p > end:  # a length past the end: let the generic parser say where
+                return 0, 0, ()
+            q = p + (b[p - 2] | b[p - 1] << 8)
+            values.append(t[p:q])
+        if q != end:
+            return len(values), q, tuple(values)
+        d = self.prototype.copy()
+        slots = self.slots
+        for i, key in enumerate(self.stored):
+            d[key] = values[slots[i]]
+        return d
 
 
 def _compile(

@@ -29,6 +29,10 @@ NGINX_GET = (
 )
 
 
+#: Both ways a layout runs: generated straight-line code, and the loop a compiled build uses.
+RUNS = pytest.mark.parametrize("looped", [False, True], ids=["generated", "looped"])
+
+
 def finish(layout: Layout, block: bytes | bytearray, max_vars: int = MAX_BLOCK) -> dict[str, Any]:
     """What a caller does: the layout's dict, or the generic parser from where it stopped."""
     text = block.decode("latin-1")
@@ -81,29 +85,34 @@ def layout_and_block(draw: st.DrawFn) -> tuple[list[str], bytes]:
     return keys, block
 
 
+@RUNS
 @budget(600)
 @given(case=layout_and_block(), bytearray_input=st.booleans())
 def test_layout_then_resume_equals_generic_parse(
-    case: tuple[list[str], bytes], bytearray_input: bool
+    case: tuple[list[str], bytes], bytearray_input: bool, looped: bool
 ) -> None:
     keys, block = case
-    layout = Layout(keys)
+    layout = Layout(keys, looped=looped)
     data = bytearray(block) if bytearray_input else block
     assert outcome(finish, layout, data) == outcome(parse_var_block, block)
 
 
+@RUNS
 @budget(300)
 @given(keys=LAYOUT_KEYS, data=st.data())
-def test_a_block_of_the_layout_matches_in_full(keys: list[str], data: st.DataObject) -> None:
+def test_a_block_of_the_layout_matches_in_full(
+    keys: list[str], data: st.DataObject, looped: bool
+) -> None:
     pairs = [(key, data.draw(VALUES)) for key in keys]
-    result = Layout(keys).run(hand_block(pairs), hand_block(pairs).decode("latin-1"))
+    result = Layout(keys, looped=looped).run(hand_block(pairs), hand_block(pairs).decode("latin-1"))
     assert result == dict(pairs)
 
 
+@RUNS
 @budget(200)
 @given(keys=LAYOUT_KEYS, extra=st.integers(0, 3), data=st.data())
 def test_the_limit_on_vars_still_holds_after_a_full_match(
-    keys: list[str], extra: int, data: st.DataObject
+    keys: list[str], extra: int, data: st.DataObject, looped: bool
 ) -> None:
     # The layout matches all its keys, more vars follow: the count goes on from the layout's.
     pairs = [(key, data.draw(VALUES)) for key in keys]
@@ -111,28 +120,33 @@ def test_the_limit_on_vars_still_holds_after_a_full_match(
     block = hand_block(pairs)
     max_vars = len(keys) + data.draw(st.integers(0, 3))
     expected = outcome(parse_var_block, block, max_vars)
-    assert outcome(finish, Layout(keys), block, max_vars) == expected
+    assert outcome(finish, Layout(keys, looped=looped), block, max_vars) == expected
     assert expected[0] == ("ok" if len(pairs) <= max_vars else "too many")
 
 
-def test_partial_says_where_the_block_left_the_layout() -> None:
-    layout = Layout(["QUERY_STRING", "REQUEST_METHOD", "HTTP_HOST"])
+@RUNS
+def test_partial_says_where_the_block_left_the_layout(looped: bool) -> None:
+    layout = Layout(["QUERY_STRING", "REQUEST_METHOD", "HTTP_HOST"], looped=looped)
     result = layout.run(NGINX_GET, NGINX_GET.decode("latin-1"))
     assert result == (2, NGINX_GET.index(b"\x0b\x00REQUEST_URI"), ("x=1", "GET"))
-    assert Layout(["PATH_INFO"]).run(NGINX_GET, NGINX_GET.decode("latin-1")) == (0, 0, ())
+    other = Layout(["PATH_INFO"], looped=looped)
+    assert other.run(NGINX_GET, NGINX_GET.decode("latin-1")) == (0, 0, ())
 
 
-def test_more_vars_after_the_layout_are_a_partial_at_the_end_of_it() -> None:
-    layout = Layout(["QUERY_STRING", "REQUEST_METHOD"])
+@RUNS
+def test_more_vars_after_the_layout_are_a_partial_at_the_end_of_it(looped: bool) -> None:
+    layout = Layout(["QUERY_STRING", "REQUEST_METHOD"], looped=looped)
     result: dict[str, Any] | Partial = layout.run(NGINX_GET, NGINX_GET.decode("latin-1"))
     assert result == (2, NGINX_GET.index(b"\x0b\x00REQUEST_URI"), ("x=1", "GET"))
     assert finish(layout, NGINX_GET) == parse_var_block(NGINX_GET)
 
 
-def test_store_and_base_shape_the_result() -> None:
+@RUNS
+def test_store_and_base_shape_the_result(looped: bool) -> None:
     keys = ["QUERY_STRING", "REQUEST_METHOD", "REQUEST_URI", "PATH_INFO"]
     marker = object()
-    layout = Layout(keys, store={"REQUEST_METHOD", "PATH_INFO"}, base={"extra": marker})
+    store = {"REQUEST_METHOD", "PATH_INFO"}
+    layout = Layout(keys, store=store, base={"extra": marker}, looped=looped)
     text = NGINX_GET.decode("latin-1")
     first = layout.run(NGINX_GET, text)
     assert first == {"REQUEST_METHOD": "GET", "PATH_INFO": "/hello", "extra": marker}
@@ -164,11 +178,12 @@ def test_store_and_base_shape_the_result() -> None:
         "x" * 300,
     ],
 )
-def test_any_latin1_key_is_only_data_in_the_generated_code(key: str) -> None:
+@RUNS
+def test_any_latin1_key_is_only_data_in_the_generated_code(key: str, looped: bool) -> None:
     keys = ["A", key, "B"]
     pairs = [("A", "1"), (key, key), ("B", "\\'")]
     block = hand_block(pairs)
-    assert Layout(keys).run(block, block.decode("latin-1")) == dict(pairs)
+    assert Layout(keys, looped=looped).run(block, block.decode("latin-1")) == dict(pairs)
 
 
 @pytest.mark.parametrize(
@@ -192,18 +207,20 @@ def test_non_latin1_key_is_refused() -> None:
         Layout(["\u20ac"])
 
 
-def test_lengths_read_little_endian() -> None:
+@RUNS
+def test_lengths_read_little_endian(looped: bool) -> None:
     value = "v" * 300  # a length over 255 uses the high byte
     block = hand_block([("K", value), ("L", "")])
     assert struct.unpack_from("<H", block, 3)[0] == 300
-    assert Layout(["K", "L"]).run(block, block.decode("latin-1")) == {"K": value, "L": ""}
+    layout = Layout(["K", "L"], looped=looped)
+    assert layout.run(block, block.decode("latin-1")) == {"K": value, "L": ""}
 
 
 # --- generated source, visible to tracebacks and debuggers ---------------------------------------
 
 
 def test_a_traceback_through_a_layout_shows_its_source_line() -> None:
-    layout = Layout(["QUERY_STRING", "REQUEST_METHOD"])
+    layout = Layout(["QUERY_STRING", "REQUEST_METHOD"], looped=False)
     try:
         layout.run(None, "")  # type: ignore[arg-type]  # fails on the layout's first line
     except TypeError as exc:
@@ -216,7 +233,7 @@ def test_a_traceback_through_a_layout_shows_its_source_line() -> None:
 
 
 def test_each_layout_has_its_own_source_and_drops_it_when_collected() -> None:
-    first, second = Layout(["A"]), Layout(["B"])
+    first, second = Layout(["A"], looped=False), Layout(["B"], looped=False)
     assert first.run.__code__.co_filename != second.run.__code__.co_filename
     assert "b'\\x01\\x00A'" in "".join(linecache.getlines(first.run.__code__.co_filename))
     name = second.run.__code__.co_filename
