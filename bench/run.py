@@ -124,6 +124,7 @@ class Env:
     """Where things are for this run."""
 
     python: str  # interpreter that runs uwsgiapp
+    installed: bool = False  # uwsgiapp as installed in that interpreter (else these sources)
     anchor_bin: Path  # bin/ of the venv holding uwsgi and gunicorn
     run_dir: Path  # sockets, nginx config and temp dirs (short path: unix socket names)
     out_dir: Path  # logs, raw results
@@ -390,7 +391,7 @@ def run_one(v: Variant, env: Env, conns: int, duration: int) -> dict[str, Any]:
     if can_connect(f"127.0.0.1:{nginx_port}"):
         raise RuntimeError(f"port {nginx_port} is already taken by another process")
     srv = ngx = None
-    pythonpath = [str(ROOT), str(ROOT / "protocol"), str(APPS)]
+    pythonpath = [str(APPS)] if env.installed else [str(ROOT), str(ROOT / "protocol"), str(APPS)]
     pyenv = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath)}
     try:
         srv = start(server_command(v, env, bind, access_log), server_log, env=pyenv, cwd=APPS)
@@ -593,7 +594,12 @@ def machine_info(env: Env) -> dict[str, str]:
         "memory": mem,
         "kernel": platform.release(),
         "python (uwsgiapp)": sh([env.python, "-V"]),
-        "uwsgiapp": sh(["git", "-C", str(ROOT), "describe", "--always", "--dirty"]),
+        "uwsgiapp": sh(["git", "-C", str(ROOT), "describe", "--always", "--dirty"])
+        + (
+            f", installed build: {sh([env.python, '-P', '-m', 'uwsgiapp', '--version'])}"
+            if env.installed
+            else ", from the sources (pure Python)"
+        ),
         "nginx": sh(["nginx", "-v"]).replace("nginx version: ", ""),
         "wrk": sh(["wrk", "-v"]).split(" Copyright")[0],
         "uWSGI": sh([str(env.anchor_bin / "uwsgi"), "--version"]),
@@ -838,6 +844,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--conns", type=int, default=32, help="wrk connections (default 32)")
     ap.add_argument("--only", default=None, help="regex on variant names")
     ap.add_argument("--anchor-venv", default=None, help="venv with uwsgi, gunicorn, flask")
+    ap.add_argument(
+        "--uwsgiapp-python",
+        default=None,
+        help="run the uwsgiapp installed in this interpreter (e.g. the compiled build's venv) "
+        "instead of these sources",
+    )
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     ap.add_argument("--no-extras", action="store_true", help="skip the micro-benches and profile")
     ap.add_argument("--list", action="store_true", help="list the variants and exit")
@@ -856,7 +868,10 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now()
     load = {"loadavg at start": loadavg(), "idle-machine busy % at start": background_busy()}
     with run_dir() as rd:
-        env = Env(sys.executable, anchor_bin, rd, out_dir)
+        if args.uwsgiapp_python:
+            env = Env(args.uwsgiapp_python, anchor_bin, rd, out_dir, installed=True)
+        else:
+            env = Env(sys.executable, anchor_bin, rd, out_dir)
         if args.list:
             for v in variants:
                 print(

@@ -11,9 +11,11 @@ test pass found (``make test-compiled``):
   a compiled class cannot be subclassed from Python);
 * ``uwsgiapp.wsgi.response``: checks what the app passes to ``start_response``; compiled, its
   annotations turn a bad status or header into a bare ``TypeError`` before the check can say so;
-* ``uwsgiapp.server.*``, ``uwsgiapp.wsgi.input``: compiled, they failed in the suite (a TCP peer
-  address typed ``str`` but a tuple at run time, large sends, apps yielding non-bytes): their
-  annotations must first say what really flows through them;
+* ``uwsgiapp.server.worker`` (and so ``threaded``, whose loop subclasses it): an interpreted
+  class cannot subclass a compiled one; the other ``uwsgiapp.server`` modules and
+  ``uwsgiapp.wsgi.input`` are not compiled yet. ``exchange`` and ``io`` are: what the app hands
+  over is typed ``Any`` there (a compiled build checks annotations on entry, and the response
+  checks must be the ones that speak), and a TCP peer is typed as what it is (a tuple);
 * the rest is off the hot path.
 """
 
@@ -36,6 +38,8 @@ COMPILED_MODULES = (
     "uwsgiproto.events",
     "uwsgiproto.layout",
     "uwsgiapp.wsgi.environ",
+    "uwsgiapp.server.io",
+    "uwsgiapp.server.exchange",
 )
 
 

@@ -31,6 +31,9 @@ log = logging.getLogger("uwsgiapp.error")
 #: Unread body bytes we are willing to read and discard so nginx never sees a reset.
 DRAIN_CAP = 16 * 1024 * 1024
 
+#: Who sent a request, for log lines: a unix listener's address, or a TCP (host, port) tuple.
+Peer = object
+
 _PROTOCOLS = frozenset({"HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/3.0"})
 
 
@@ -59,15 +62,17 @@ class Exchange:
         self.fd = fd
         self.protocol = protocol
         self.timeout = timeout
-        self.status: str | None = None
-        self.headers: list[tuple[str, str]] = []
+        # What the app passed (checked when the head is rendered): Any, so that a compiled
+        # build stores it as it came and render_head can say what is wrong with it.
+        self.status: Any = None
+        self.headers: Any = []
         self.head_sent = False
         self.sent = 0
         #: The response was cut after its head: the connection must end in a reset, not drain.
         self.aborted = False
 
     def start_response(
-        self, status: str, headers: list[tuple[str, str]], exc_info: ExcInfo | None = None
+        self, status: Any, headers: Any, exc_info: ExcInfo | None = None
     ) -> Callable[[bytes], None]:
         """PEP 3333 ``start_response``: records the head; re-raises ``exc_info`` once sent."""
         if exc_info is not None:
@@ -82,7 +87,7 @@ class Exchange:
         self.headers = headers
         return self.write
 
-    def send(self, data: bytes) -> None:
+    def send(self, data: Any) -> None:
         """Send body bytes, preceded by the head the first time."""
         if type(data) is not bytes:
             if not isinstance(data, (bytes, bytearray, memoryview)):
@@ -101,7 +106,7 @@ class Exchange:
         send_all(self.fd, data, self.timeout)
         self.sent += len(data)
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Any) -> None:
         """PEP 3333's legacy ``write()`` callable."""
         self.send(data)
 
@@ -130,7 +135,7 @@ class Responder:
         #: the worker's end-of-request hook, without a call of its own here.
         self.last: Exchange | None = None
 
-    def serve(self, fd: int, peer: str, environ: dict[str, Any], rest: bytes) -> None:
+    def serve(self, fd: int, peer: Peer, environ: dict[str, Any], rest: bytes) -> None:
         """Run one request whose head is in ``environ``; ``rest``: the body bytes already read.
 
         Returns once the response is sent and an unread body drained; the caller closes ``fd``.
@@ -170,7 +175,7 @@ class Responder:
                 )
 
     def _refuse(
-        self, fd: int, peer: str, environ: dict[str, Any], exc: BadRequest, rest: bytes
+        self, fd: int, peer: Peer, environ: dict[str, Any], exc: BadRequest, rest: bytes
     ) -> None:
         """Answer a request refused before the app (bad CONTENT_LENGTH) and drain its body."""
         started = time.perf_counter()
@@ -192,9 +197,10 @@ class Responder:
             if self.access_log is not None:
                 self.access_log(environ, exc.status, len(payload), time.perf_counter() - started)
 
-    def _run_app(self, exchange: Exchange, environ: dict[str, Any], peer: str) -> None:
+    def _run_app(self, exchange: Exchange, environ: dict[str, Any], peer: Peer) -> None:
         try:
-            result = self.app(environ, exchange.start_response)
+            # Any: the app's chunks are checked by Exchange.send, not by a compiled build.
+            result: Any = self.app(environ, exchange.start_response)
         except ClientDisconnected as exc:
             log.info(
                 "client %s went away while the app read its body: %s",

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from uwsgiapp.server.exchange import Responder, error_response
+from uwsgiapp.server.exchange import Peer, Responder, error_response
 from uwsgiapp.server.io import closed_early, read_now, readable, send_all
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.wsgi.contract import AccessLogger, WSGIApp
@@ -66,7 +66,7 @@ class Pending:
 
     __slots__ = ("body", "deadline", "decoder", "fd", "head", "need", "peer")
 
-    def __init__(self, fd: int, peer: str, deadline: float) -> None:
+    def __init__(self, fd: int, peer: Peer, deadline: float) -> None:
         self.fd = fd
         self.peer = peer
         #: Monotonic time after which the client has been silent for ``--socket-timeout``.
@@ -131,7 +131,7 @@ class Handler:
 
     # -- the worker loop's entry points --------------------------------------------------------
 
-    def begin(self, fd: int, peer: str) -> Pending | None:
+    def begin(self, fd: int, peer: Peer) -> Pending | None:
         """Start serving a just-accepted ``fd``.
 
         Returns None when the connection was served (or refused) and closed, or a
@@ -223,7 +223,7 @@ class Handler:
 
     # -- waiting in place (tests, tools) --------------------------------------------------------
 
-    def handle(self, fd: int, peer: str) -> None:
+    def handle(self, fd: int, peer: Peer) -> None:
         """Serve the connection on ``fd`` to the end, waiting for a slow client in place.
 
         Never raises (but BaseException). The worker loop uses :meth:`begin` / :meth:`resume`
@@ -267,7 +267,7 @@ class Handler:
         return self._head_done(pending.fd, pending.peer, MODIFIER_PING, {}, b"")
 
     def _head_done(
-        self, fd: int, peer: str, modifier1: int, environ: dict[str, Any], rest: bytes
+        self, fd: int, peer: Peer, modifier1: int, environ: dict[str, Any], rest: bytes
     ) -> Pending | None:
         """The head is parsed: answer a ping, wait for a small body, or serve the request."""
         if modifier1 == MODIFIER_PING:
@@ -299,7 +299,7 @@ class Handler:
             pass
         return None
 
-    def _body_done(self, fd: int, peer: str, environ: dict[str, Any], body: bytes) -> None:
+    def _body_done(self, fd: int, peer: Peer, environ: dict[str, Any], body: bytes) -> None:
         """A parked small body is all in: serve the request (no more waiting) and close."""
         self.responder.serve(fd, peer, environ, body)
         self._close(fd)
@@ -315,7 +315,7 @@ class Handler:
             data += chunk
         return data
 
-    def _failed(self, fd: int, peer: str, exc: BaseException) -> None:
+    def _failed(self, fd: int, peer: Peer, exc: BaseException) -> None:
         """One log line for what ended a connection, then close it (BaseException re-raised)."""
         try:
             if isinstance(exc, ProtocolError):

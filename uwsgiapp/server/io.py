@@ -77,13 +77,14 @@ def send_all(fd: int, data: bytes | memoryview, timeout: float) -> None:
         sent = 0
     except OSError as exc:
         raise ClientDisconnected(exc.errno, f"client connection error: {exc.strerror}") from None
-    if sent == len(data):
+    total = len(data)
+    if sent == total:
         return
-    view = memoryview(data)[sent:]
-    while view:
+    view = memoryview(data)
+    while sent < total:
         wait(fd, POLLOUT, timeout)
         try:
-            view = view[os.write(fd, view) :]
+            sent += os.write(fd, view[sent:])
         except BlockingIOError:
             continue
         except OSError as exc:
