@@ -124,10 +124,10 @@ class Env:
     """Where things are for this run."""
 
     python: str  # interpreter that runs uwsgiapp
-    installed: bool = False  # uwsgiapp as installed in that interpreter (else these sources)
     anchor_bin: Path  # bin/ of the venv holding uwsgi and gunicorn
     run_dir: Path  # sockets, nginx config and temp dirs (short path: unix socket names)
     out_dir: Path  # logs, raw results
+    installed: bool = False  # uwsgiapp as installed in that interpreter (else these sources)
 
 
 def free_port() -> int:

@@ -89,10 +89,12 @@ COMPILED = not __file__.endswith(".py")
 class _Runner:
     """A layout's ``run`` as one loop over its keys: what a compiled build uses.
 
-    The same results as the code :func:`_compile` generates, key for key.
+    The same dict as the code :func:`_compile` generates for a block of the layout; for any
+    other block, the partial ``(0, 0, ())``: the generic parser starts again from the top (the
+    values are stored as they are found, so those before a mismatch are not kept).
     """
 
-    __slots__ = ("markers", "prototype", "slots", "stored")
+    __slots__ = ("prototype", "steps")
 
     def __init__(
         self,
@@ -101,36 +103,35 @@ class _Runner:
         stored: tuple[str, ...],
         prototype: dict[str, Any],
     ) -> None:
-        self.markers = tuple(len(raw).to_bytes(2, "little") + raw for raw in encoded)
-        self.stored = stored
-        #: For each stored key, the index of its value among all the values.
-        self.slots = tuple(keys.index(key) for key in stored)
+        #: Per key: its marker on the wire (length and name), and its name in the result ("" for
+        #: a key whose value is not stored).
+        self.steps: tuple[tuple[bytes, str], ...] = tuple(
+            (len(raw).to_bytes(2, "little") + raw, key if key in stored else "")
+            for key, raw in zip(keys, encoded, strict=True)
+        )
         self.prototype = prototype
 
     def run(self, b: bytes | bytearray, t: str) -> dict[str, Any] | Partial:
-        """The result dict when ``b`` is exactly this layout, else a :data:`Partial`."""
+        """The result dict when ``b`` is exactly this layout, else ``(0, 0, ())``."""
         # Compiled, indexing and slicing are native for a `bytes` argument only.
         return self._match(b if isinstance(b, bytes) else bytes(b), t)
 
     def _match(self, b: bytes, t: str) -> dict[str, Any] | Partial:
         end = len(b)
-        values: list[str] = []
+        d = self.prototype.copy()
         q = 0
-        for marker in self.markers:
+        for marker, name in self.steps:
             n = len(marker)
             if b[q : q + n] != marker:  # compiled, a slice beats startswith (a method call)
-                return len(values), q, tuple(values)
+                return 0, 0, ()
             p = q + n + 2
-            if p > end:  # a length past the end: let the generic parser say where
+            if p > end:
                 return 0, 0, ()
             q = p + (b[p - 2] | b[p - 1] << 8)
-            values.append(t[p:q])
+            if name:
+                d[name] = t[p:q]
         if q != end:
-            return len(values), q, tuple(values)
-        d = self.prototype.copy()
-        slots = self.slots
-        for i, key in enumerate(self.stored):
-            d[key] = values[slots[i]]
+            return 0, 0, ()
         return d
 
 

@@ -128,7 +128,9 @@ def test_the_limit_on_vars_still_holds_after_a_full_match(
 def test_partial_says_where_the_block_left_the_layout(looped: bool) -> None:
     layout = Layout(["QUERY_STRING", "REQUEST_METHOD", "HTTP_HOST"], looped=looped)
     result = layout.run(NGINX_GET, NGINX_GET.decode("latin-1"))
-    assert result == (2, NGINX_GET.index(b"\x0b\x00REQUEST_URI"), ("x=1", "GET"))
+    # The loop keeps no values from before a mismatch: the generic parser starts afresh.
+    partial = (2, NGINX_GET.index(b"\x0b\x00REQUEST_URI"), ("x=1", "GET"))
+    assert result == ((0, 0, ()) if looped else partial)
     other = Layout(["PATH_INFO"], looped=looped)
     assert other.run(NGINX_GET, NGINX_GET.decode("latin-1")) == (0, 0, ())
 
@@ -137,7 +139,8 @@ def test_partial_says_where_the_block_left_the_layout(looped: bool) -> None:
 def test_more_vars_after_the_layout_are_a_partial_at_the_end_of_it(looped: bool) -> None:
     layout = Layout(["QUERY_STRING", "REQUEST_METHOD"], looped=looped)
     result: dict[str, Any] | Partial = layout.run(NGINX_GET, NGINX_GET.decode("latin-1"))
-    assert result == (2, NGINX_GET.index(b"\x0b\x00REQUEST_URI"), ("x=1", "GET"))
+    partial = (2, NGINX_GET.index(b"\x0b\x00REQUEST_URI"), ("x=1", "GET"))
+    assert result == ((0, 0, ()) if looped else partial)
     assert finish(layout, NGINX_GET) == parse_var_block(NGINX_GET)
 
 
@@ -160,7 +163,8 @@ def test_store_and_base_shape_the_result(looped: bool) -> None:
     # A cut block: a partial at the offset the last value claims to end at (past the end, which
     # the generic parser reports), carrying every value, stored or not.
     values = ("x=1", "GET", "/hello?x=1", "/he")
-    assert layout.run(NGINX_GET[:-3], text[:-3]) == (4, len(NGINX_GET), values)
+    partial = (4, len(NGINX_GET), values)
+    assert layout.run(NGINX_GET[:-3], text[:-3]) == ((0, 0, ()) if looped else partial)
 
 
 @pytest.mark.parametrize(

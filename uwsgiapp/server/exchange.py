@@ -238,7 +238,8 @@ class Responder:
         except Exception:
             self._app_failed(exchange, environ, "app raised while iterating its response")
         finally:
-            close = getattr(result, "close", None)
+            # A list has no close(): getattr would build and drop an AttributeError per request.
+            close = None if type(result) is list else getattr(result, "close", None)
             if close is not None:
                 try:
                     close()
