@@ -8,14 +8,16 @@ test pass found (``make test-compiled``):
 * ``uwsgiproto.schema``, ``uwsgiproto.varerrors``: subclass construct's classes (a compiled class
   cannot subclass an interpreted one; it crashed on import);
 * ``uwsgiproto.decoder``: :class:`~uwsgiproto.Decoder` is public and subclassed (the fuzz tests do;
-  a compiled class cannot be subclassed from Python);
+  a compiled class cannot be subclassed from Python); the function it runs,
+  :func:`~uwsgiproto.parse_packet`, lives in ``uwsgiproto.packet`` and is compiled;
+  ``uwsgiproto.limits`` holds :class:`~uwsgiproto.Limits`, a public dataclass;
 * ``uwsgiapp.wsgi.response``: checks what the app passes to ``start_response``; compiled, its
   annotations turn a bad status or header into a bare ``TypeError`` before the check can say so;
 * ``uwsgiapp.server.worker`` (and so ``threaded``, whose loop subclasses it): an interpreted
   class cannot subclass a compiled one; the other ``uwsgiapp.server`` modules and
-  ``uwsgiapp.wsgi.input`` are not compiled yet. ``exchange`` and ``io`` are: what the app hands
-  over is typed ``Any`` there (a compiled build checks annotations on entry, and the response
-  checks must be the ones that speak), and a TCP peer is typed as what it is (a tuple);
+  ``uwsgiapp.wsgi.input`` are not compiled yet. ``exchange``, ``io`` and ``intake`` are: what
+  the app hands over is typed ``Any`` there (a compiled build checks annotations on entry, and
+  the response checks must be the ones that speak), and a TCP peer is typed as what it is;
 * the rest is off the hot path.
 """
 
@@ -37,9 +39,11 @@ COMPILED_MODULES = (
     "uwsgiproto.varblock",
     "uwsgiproto.events",
     "uwsgiproto.layout",
+    "uwsgiproto.packet",
     "uwsgiapp.wsgi.environ",
     "uwsgiapp.server.io",
     "uwsgiapp.server.exchange",
+    "uwsgiapp.server.intake",
 )
 
 

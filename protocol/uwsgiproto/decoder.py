@@ -16,104 +16,14 @@ write) calls it on that read directly, with its own var-block parser, and skips 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import NoReturn, TypeVar
 
 from construct import ConstructError
 
-from uwsgiproto.errors import MalformedPacket, PacketTooLarge, ProtocolError, UnsupportedModifier
-from uwsgiproto.events import (
-    MODIFIER_PING,
-    NEED_DATA,
-    PAUSED,
-    SUPPORTED_MODIFIERS,
-    Ping,
-    Request,
-    _NeedData,
-    _Paused,
-)
-from uwsgiproto.schema import HEADER_SIZE, HEADER_STRUCT, MAX_BLOCK, TooManyVars, resume_var_block
-
-V = TypeVar("V")
-
-# Bound once: CPython compiles ``imported_name.method()`` as an attribute load (it takes an
-# imported name for a module), which would create a bound method on every packet.
-_unpack_header = HEADER_STRUCT.unpack_from
-
-_HTTP_STARTS = (
-    b"GET ",
-    b"POST",
-    b"PUT ",
-    b"HEAD",
-    b"DELE",
-    b"OPTI",
-    b"PATC",
-    b"CONN",
-    b"TRAC",
-    b"PRI ",
-)
-_TLS_START = b"\x16\x03"
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Limits:
-    """What a packet may hold. ``buffer_size`` bounds the vars block as uWSGI's option does."""
-
-    buffer_size: int = 4096
-    max_vars: int = 512
-
-    def __post_init__(self) -> None:
-        if not 1 <= self.buffer_size <= MAX_BLOCK:
-            raise ValueError(f"buffer_size must be in 1..{MAX_BLOCK}, got {self.buffer_size}")
-        if self.max_vars < 1:
-            raise ValueError(f"max_vars must be >= 1, got {self.max_vars}")
-
-
-DEFAULT_LIMITS = Limits()
-
-
-def _hint(head: bytes | bytearray) -> str:
-    """Explain bytes that are plainly some other protocol."""
-    if head.startswith(_HTTP_STARTS):
-        return " (this looks like HTTP sent to a uwsgi socket: use uwsgi_pass, not proxy_pass)"
-    if head.startswith(_TLS_START):
-        return " (this looks like TLS sent to a uwsgi socket)"
-    return ""
-
-
-def parse_packet(
-    data: bytes | bytearray, limits: Limits, parse_block: Callable[[bytes | bytearray, int], V]
-) -> tuple[int, int, V, int] | _NeedData:
-    """The packet head at the start of ``data``: the codec's one entry for reading a request.
-
-    Returns ``NEED_DATA`` until the header and the whole var block are in ``data``, then
-    ``(modifier1, modifier2, parse_block(var_block, modifier1), end)``: the body starts at
-    ``data[end:]``. Raises :class:`ProtocolError` as soon as the 4 header bytes break the
-    limits. ``parse_block`` turns the var block into vars (:func:`generic_vars` gives the
-    generic one); it must raise only ProtocolError for a bad block, as :func:`resume_vars` does.
-    """
-    if len(data) < HEADER_SIZE:
-        return NEED_DATA
-    modifier1, datasize, modifier2 = _unpack_header(data)
-    if datasize > limits.buffer_size or modifier1 not in SUPPORTED_MODIFIERS:
-        _refuse(data, modifier1, datasize, limits)
-    end = HEADER_SIZE + datasize
-    if len(data) < end:
-        return NEED_DATA
-    return modifier1, modifier2, parse_block(data[HEADER_SIZE:end], modifier1), end
-
-
-def _refuse(header: bytes | bytearray, modifier1: int, datasize: int, limits: Limits) -> NoReturn:
-    """Raise the error for a header over the limits or with a modifier1 we do not serve."""
-    if datasize > limits.buffer_size:
-        other = _hint(header)
-        raise PacketTooLarge(
-            f"invalid request block size: {datasize} (max {limits.buffer_size})" + other,
-            limit="" if other else "buffer_size",
-        )
-    raise UnsupportedModifier(
-        f"unsupported modifier1 {modifier1} (supported: 0, 30, 100)" + _hint(header)
-    )
+from uwsgiproto.errors import MalformedPacket, PacketTooLarge, ProtocolError
+from uwsgiproto.events import MODIFIER_PING, NEED_DATA, PAUSED, Ping, Request, _NeedData, _Paused
+from uwsgiproto.limits import DEFAULT_LIMITS, Limits
+from uwsgiproto.packet import _hint, parse_packet
+from uwsgiproto.schema import TooManyVars, resume_var_block
 
 
 def parse_vars(block: bytes | bytearray, limits: Limits = DEFAULT_LIMITS) -> dict[str, str]:
