@@ -85,10 +85,14 @@ define bench_setup
 		touch $(BENCH_VENV)/.installed; }
 endef
 
-bench:
-	$(bench_setup)
-	$(BENCH_VENV)/bin/python bench/run.py $(BENCH_ARGS)
+# The benches run the compiled build (what `pip install` with a compiler and the Docker image
+# give); `make bench BENCH_BUILD=` benches the pure-Python sources instead.
+BENCH_BUILD ?= --uwsgiapp-python $(abspath $(CPY))
 
-bench-quick:
+bench: $(COMPILED_VENV)/.installed
 	$(bench_setup)
-	$(BENCH_VENV)/bin/python bench/run.py --quick $(BENCH_ARGS)
+	$(BENCH_VENV)/bin/python bench/run.py $(BENCH_BUILD) $(BENCH_ARGS)
+
+bench-quick: $(COMPILED_VENV)/.installed
+	$(bench_setup)
+	$(BENCH_VENV)/bin/python bench/run.py --quick $(BENCH_BUILD) $(BENCH_ARGS)

@@ -11,8 +11,6 @@ test pass found (``make test-compiled``):
   a compiled class cannot be subclassed from Python); the function it runs,
   :func:`~uwsgiproto.parse_packet`, lives in ``uwsgiproto.packet`` and is compiled;
   ``uwsgiproto.limits`` holds :class:`~uwsgiproto.Limits`, a public dataclass;
-* ``uwsgiapp.wsgi.response``: checks what the app passes to ``start_response``; compiled, its
-  annotations turn a bad status or header into a bare ``TypeError`` before the check can say so;
 * ``uwsgiapp.server.worker`` (and so ``threaded``, whose loop subclasses it): an interpreted
   class cannot subclass a compiled one; the other ``uwsgiapp.server`` modules and
   ``uwsgiapp.wsgi.input`` are not compiled yet. ``exchange``, ``io`` and ``intake`` are: what
@@ -41,9 +39,11 @@ COMPILED_MODULES = (
     "uwsgiproto.layout",
     "uwsgiproto.packet",
     "uwsgiapp.wsgi.environ",
+    "uwsgiapp.wsgi.response",
     "uwsgiapp.server.io",
     "uwsgiapp.server.exchange",
     "uwsgiapp.server.intake",
+    "uwsgiapp.supervisor.status",
 )
 
 

@@ -8,10 +8,11 @@ import os
 import socket
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from uwsgiapp.server.exchange import Exchange
+from uwsgiapp.server.exchange import Exchange, Responder
 from uwsgiapp.server.sockdiag import SockDiag, parse_reply
 from uwsgiapp.stats.model import DURATION_BOUNDS, SocketStats
 from uwsgiapp.supervisor import status as status_module
@@ -21,16 +22,13 @@ from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.status import SLOT_SIZE, CountingSlotWriter, StatusTable, count_requests
 
 
-class FakeResponder:
-    """What the counting hooks read: the Responder's ``last`` exchange."""
-
-    def __init__(self) -> None:
-        self.last: Exchange | None = None
+def _never_called(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    raise AssertionError("the counters only read the Responder's last exchange")
 
 
 def served(
     writer: CountingSlotWriter,
-    responder: FakeResponder,
+    responder: Responder,
     status: str | None,
     sent: int,
     seconds: float,
@@ -47,10 +45,10 @@ def served(
     writer.end(requests)
 
 
-def counting(table: StatusTable, slot: int, pid: int) -> tuple[CountingSlotWriter, FakeResponder]:
-    responder = FakeResponder()
+def counting(table: StatusTable, slot: int, pid: int) -> tuple[CountingSlotWriter, Responder]:
+    responder = Responder(_never_called, limit_post=0, socket_timeout=1.0)
     base = table.hooks(slot, pid)
-    return CountingSlotWriter(base._mem, base._offset, pid, responder), responder  # type: ignore[arg-type]
+    return CountingSlotWriter(base._mem, base._offset, pid, responder), responder
 
 
 def test_hooks_count_classes_bytes_time_and_buckets(monkeypatch: pytest.MonkeyPatch) -> None:

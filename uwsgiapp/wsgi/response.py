@@ -20,7 +20,7 @@ _HEADS: dict[tuple[Any, ...], bytes] = {}
 HEAD_CACHE_SIZE = 256
 
 
-def render_head(protocol: str, status: str, headers: list[tuple[str, str]]) -> bytes:
+def render_head(protocol: str, status: Any, headers: Any) -> bytes:
     """Render and check the response head; raise :class:`HeaderError` rather than send a bad one.
 
     Checks: status is ``"NNN reason"``; headers a list of 2-tuples of ``str``; no CR or LF anywhere
@@ -44,7 +44,9 @@ def render_head(protocol: str, status: str, headers: list[tuple[str, str]]) -> b
     return _render_head(protocol, status, headers)
 
 
-def _render_head(protocol: str, status: str, headers: list[tuple[str, str]]) -> bytes:
+def _render_head(protocol: str, status: Any, headers: Any) -> bytes:
+    # status and headers are what the app passed: Any, so that a compiled build lets these
+    # checks name what is wrong instead of failing on the annotations first.
     if (
         type(status) is not str
         or len(status) < 4
