@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
@@ -37,6 +38,11 @@ def _grow(environ: dict[str, Any], start_response: StartResponse) -> Iterable[by
     return [b"grew %d pid %d" % (megabytes, os.getpid())]
 
 
+def _gc(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", PLAIN)
+    return [b"frozen %d tracked %d" % (gc.get_freeze_count(), len(gc.get_objects()))]
+
+
 def _sleep(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     time.sleep(float(environ["QUERY_STRING"] or "0.2"))
     start_response("200 OK", PLAIN)
@@ -52,6 +58,7 @@ ROUTES: dict[str, Callable[[dict[str, Any], StartResponse], Iterable[bytes]]] = 
     "ids": _ids,
     "grow": _grow,
     "sleep": _sleep,
+    "gc": _gc,
 }
 
 

