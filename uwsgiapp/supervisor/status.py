@@ -29,7 +29,7 @@ import mmap
 import struct
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from uwsgiapp.stats.model import DURATION_BOUNDS
 
@@ -38,11 +38,11 @@ if TYPE_CHECKING:  # the policy imports this module without loading the server
     from uwsgiapp.server.intake import Handler
 
 #: pid, state, request start (epoch seconds, 0 = idle), requests served.
-SLOT = struct.Struct("<iidQ")
-_BUSY = struct.Struct("<d")  # just the start time, at offset 8
-_DONE = struct.Struct("<dQ")  # start time 0 + requests, at offset 8
+SLOT: Final = struct.Struct("<iidQ")
+_BUSY: Final = struct.Struct("<d")  # just the start time, at offset 8
+_DONE: Final = struct.Struct("<dQ")  # start time 0 + requests, at offset 8
 #: ``--stats``: start time 0, requests, then bytes sent, seconds serving and the fast cell.
-_DONE_COUNTED = struct.Struct("<dQQdQ")
+_DONE_COUNTED: Final = struct.Struct("<dQQdQ")
 
 STATE_FREE = 0
 STATE_BOOTING = 1
@@ -63,16 +63,16 @@ _MATRIX = COUNTERS + 32
 SLOT_SIZE = 640
 assert COUNTERS + _COUNTERS.size <= SLOT_SIZE
 #: One request thread's core, from SLOT_SIZE: request start (0 = idle), requests served.
-CORE = struct.Struct("<dQ")
+CORE: Final = struct.Struct("<dQ")
 #: The totals :class:`ThreadCounter` writes at :data:`COUNTERS`: tx, running, the fast cell.
-_TOTALS = struct.Struct("<QdQ")
+_TOTALS: Final = struct.Struct("<QdQ")
 
 #: The clock of the request start (the master's harakiri compares it with its own time.time()).
 _clock = time.time
 #: Status lines seen with a 2xx code (a set lookup is cheaper than reading the first digit).
-_OK: set[str] = set()
-_OK_KEPT = 256
-_FIRST_BOUND = DURATION_BOUNDS[0]
+_OK: Final[set[str]] = set()
+_OK_KEPT: Final = 256
+_FIRST_BOUND: Final = DURATION_BOUNDS[0]
 
 
 @dataclass(frozen=True, slots=True)
