@@ -5,7 +5,7 @@ build; :class:`~uwsgiproto.Decoder` runs it on what it buffered, a server on its
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NoReturn, TypeVar
+from typing import Final, NoReturn, TypeVar
 
 from uwsgiproto.errors import PacketTooLarge, UnsupportedModifier
 from uwsgiproto.events import NEED_DATA, SUPPORTED_MODIFIERS, _NeedData
@@ -16,9 +16,9 @@ V = TypeVar("V")
 
 # Bound once: CPython compiles ``imported_name.method()`` as an attribute load (it takes an
 # imported name for a module), which would create a bound method on every packet.
-_unpack_header = HEADER_STRUCT.unpack_from
+_unpack_header: Final = HEADER_STRUCT.unpack_from
 
-_HTTP_STARTS = (
+_HTTP_STARTS: Final = (
     b"GET ",
     b"POST",
     b"PUT ",
@@ -30,7 +30,7 @@ _HTTP_STARTS = (
     b"TRAC",
     b"PRI ",
 )
-_TLS_START = b"\x16\x03"
+_TLS_START: Final = b"\x16\x03"
 
 
 def _hint(head: bytes | bytearray) -> str:

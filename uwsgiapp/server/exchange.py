@@ -17,7 +17,7 @@ import stat
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from uwsgiapp.server.io import reader, recv, send_all, send_file
 from uwsgiapp.server.logtext import escape_log_text
@@ -34,7 +34,7 @@ DRAIN_CAP = 16 * 1024 * 1024
 #: Who sent a request, for log lines: a unix listener's address, or a TCP (host, port) tuple.
 Peer = object
 
-_PROTOCOLS = frozenset({"HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/3.0"})
+_PROTOCOLS: Final = frozenset({"HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/3.0"})
 
 
 class AppError(Exception):

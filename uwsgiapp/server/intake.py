@@ -17,7 +17,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from uwsgiapp.server.exchange import Peer, Responder, error_response
 from uwsgiapp.server.io import closed_early, read_now, readable, send_all
@@ -47,14 +47,14 @@ LIMIT_FIXES = {
     "them is large_client_header_buffers)",
 }
 
-PONG = build_pong()
+PONG: Final = build_pong()
 #: Seconds a just-accepted connection with nothing to read yet is waited for before parking.
 #: Not while many are parked already: under a flood of silent connections, the wait for each
 #: one would hold the worker (1,100 of them cost 2.8 s of every worker's time).
-FIRST_BYTES_WAIT = 0.005
+FIRST_BYTES_WAIT: Final = 0.005
 #: Bodies up to this size are read whole before the app is called, without holding the worker
 #: while a slow client sends them (larger ones stream to the app as it reads).
-PREREAD = 65536
+PREREAD: Final = 65536
 
 
 class Pending:

@@ -10,13 +10,14 @@ from __future__ import annotations
 import os
 import select
 from collections.abc import Callable
+from typing import Final
 
 # Defined apart (uwsgiapp.wsgi.errors) so that this module compiles with mypyc.
 from uwsgiapp.wsgi.errors import ClientDisconnected as ClientDisconnected
 from uwsgiapp.wsgi.errors import ClientTimeout as ClientTimeout
 
-POLLIN = select.POLLIN
-POLLOUT = select.POLLOUT
+POLLIN: Final = select.POLLIN
+POLLOUT: Final = select.POLLOUT
 
 
 def wait(fd: int, events: int, timeout: float) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any, cast
+from typing import IO, Any, Final, cast
 
 from uwsgiproto import (
     MAX_LAYOUT_KEY_BYTES,
@@ -25,7 +25,7 @@ from uwsgiproto import (
 )
 
 #: Keys PEP 3333 requires; filled with defaults when a (non-nginx) client leaves them out.
-REQUIRED_DEFAULTS: dict[str, str] = {
+REQUIRED_DEFAULTS: Final[dict[str, str]] = {
     "REQUEST_METHOD": "GET",
     "PATH_INFO": "",
     "QUERY_STRING": "",
@@ -33,7 +33,7 @@ REQUIRED_DEFAULTS: dict[str, str] = {
     "SERVER_PORT": "80",
     "SERVER_PROTOCOL": "HTTP/1.0",
 }
-_REQUIRED_KEYS = frozenset(REQUIRED_DEFAULTS)
+_REQUIRED_KEYS: Final = frozenset(REQUIRED_DEFAULTS)
 
 
 class BadRequest(Exception):
@@ -128,13 +128,13 @@ def _finish(environ: dict[str, Any], script_name: str) -> dict[str, Any]:
 
 
 #: A key sequence seen this many times gets a compiled :class:`~uwsgiproto.layout.Layout`.
-LEARN_AFTER = 8
+LEARN_AFTER: Final = 8
 #: Layouts per worker; past this, new key sequences take the generic parser.
-MAX_LAYOUTS = 16
+MAX_LAYOUTS: Final = 16
 #: Key sequences counted before the counts are reset. With the size limits of a layout, this
 #: bounds what varied (or hostile) traffic can make a worker hold to about 2 MB.
-MAX_COUNTED = 256
-_DROPPED = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
+MAX_COUNTED: Final = 256
+_DROPPED: Final = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
 
 
 class EnvironBuilder:

@@ -7,7 +7,7 @@ The head is ``<SERVER_PROTOCOL> <status>\\r\\n``, headers, blank line — raw HT
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import IO, Any
+from typing import IO, Any, Final
 
 
 class HeaderError(ValueError):
@@ -16,8 +16,8 @@ class HeaderError(ValueError):
 
 #: Heads already rendered and checked, by (protocol, status, *headers): most apps send the same
 #: few heads again and again. Bounded: emptied when full.
-_HEADS: dict[tuple[Any, ...], bytes] = {}
-HEAD_CACHE_SIZE = 256
+_HEADS: Final[dict[tuple[Any, ...], bytes]] = {}
+HEAD_CACHE_SIZE: Final = 256
 
 
 def render_head(protocol: str, status: Any, headers: Any) -> bytes:
