@@ -41,6 +41,8 @@ COMPILED_MODULES = (
     "uwsgiapp.wsgi.environ",
     "uwsgiapp.wsgi.response",
     "uwsgiapp.server.io",
+    "uwsgiapp.server.logtext",
+    "uwsgiapp.server.accesslog",
     "uwsgiapp.server.exchange",
     "uwsgiapp.server.intake",
     "uwsgiapp.supervisor.status",

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import faulthandler
-import json
 import logging
 import os
 import sys
-import time
-from collections.abc import Callable
 from typing import Any
 
-from uwsgiapp.server.logtext import escape_log_text
+from uwsgiapp.server.accesslog import PID, json_access_log, line_writer, uwsgi_access_log
 from uwsgiapp.server.safefiles import open_append
 from uwsgiapp.wsgi.contract import AccessLogger
 
@@ -110,40 +107,6 @@ def arm_fault_dumps(signals: tuple[int, ...] | None = None) -> None:
         logging.getLogger("uwsgiapp.error").warning("no stack dumps on fatal signals: %s", exc)
 
 
-class _Clock:
-    """Formatted wall-clock time, recomputed once a second rather than per request."""
-
-    __slots__ = ("_fmt", "_second", "_text")
-
-    def __init__(self, fmt: str) -> None:
-        self._fmt = fmt
-        self._second = -1
-        self._text = ""
-
-    def now(self) -> str:
-        second = int(time.time())
-        if second != self._second:
-            self._second = second
-            self._text = time.strftime(self._fmt, time.localtime(second))
-        return self._text
-
-
-class _Pid:
-    """This process's id, kept up to date across fork (getpid is a syscall in glibc)."""
-
-    __slots__ = ("value",)
-
-    def __init__(self) -> None:
-        self.value = os.getpid()
-        os.register_at_fork(after_in_child=self._forked)
-
-    def _forked(self) -> None:
-        self.value = os.getpid()
-
-
-_PID = _Pid()
-
-
 def make_access_log(fmt: str, target: str = "-") -> AccessLogger | None:
     """An access logger for ``fmt`` ('off' → None, 'uwsgi' → uWSGI-like lines, 'json').
 
@@ -154,10 +117,10 @@ def make_access_log(fmt: str, target: str = "-") -> AccessLogger | None:
     """
     if fmt == "off":
         return None
-    emit = _line_writer(_access_handler(target))
+    emit = line_writer(_access_handler(target))
     if fmt == "json":
-        return _json_access_log(emit, _PID)
-    return _uwsgi_access_log(emit, _PID)
+        return json_access_log(emit, PID)
+    return uwsgi_access_log(emit, PID)
 
 
 def _access_handler(target: str) -> logging.StreamHandler[Any]:
@@ -173,78 +136,3 @@ def _access_handler(target: str) -> logging.StreamHandler[Any]:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     return handler
-
-
-def _line_writer(handler: logging.StreamHandler[Any]) -> Callable[[str], None]:
-    """A function writing one line to ``handler``'s stream (see :func:`make_access_log`)."""
-    # The stream's fd, written to directly: one syscall per line without the text and buffer
-    # layers. Looked up again whenever the stream changes (USR1 reopens the file).
-    fd_of: Any = None
-    fd = -1
-
-    def emit(line: str) -> None:
-        nonlocal fd_of, fd
-        stream = handler.stream
-        try:
-            if stream is not fd_of:
-                stream.flush()  # what was written through the stream goes first
-                fd_of = stream
-                try:
-                    fd = stream.fileno()
-                except (OSError, ValueError):  # no real fd (a captured or in-memory stream)
-                    fd = -1
-            if fd < 0:
-                stream.write(line)
-                stream.flush()
-                return
-            # latin-1: the environ's strings are the request's bytes decoded as latin-1, so
-            # this writes exactly the bytes nginx sent (as uWSGI does).
-            data = line.encode("latin-1", "backslashreplace")
-            while data:
-                data = data[os.write(fd, data) :]
-        except (OSError, ValueError):
-            handler.handleError(logging.makeLogRecord({"msg": line}))
-
-    return emit
-
-
-def _json_access_log(emit: Callable[[str], None], pid: _Pid) -> AccessLogger:
-    """The 'json' access logger: one JSON object a line."""
-    iso = _Clock("%Y-%m-%dT%H:%M:%S%z")
-
-    def access_json(environ: dict[str, Any], status: str, sent: int, seconds: float) -> None:
-        emit(
-            json.dumps(
-                {
-                    "time": iso.now(),
-                    "pid": pid.value,
-                    "remote_addr": environ.get("REMOTE_ADDR", ""),
-                    "method": environ.get("REQUEST_METHOD", ""),
-                    "uri": environ.get("REQUEST_URI", environ.get("PATH_INFO", "")),
-                    "protocol": environ.get("SERVER_PROTOCOL", ""),
-                    "status": int(status[:3]) if status[:3].isdigit() else 0,
-                    "bytes": sent,
-                    "duration_ms": round(seconds * 1000, 3),
-                }
-            )
-            + "\n"
-        )
-
-    return access_json
-
-
-def _uwsgi_access_log(emit: Callable[[str], None], pid: _Pid) -> AccessLogger:
-    """The 'uwsgi' access logger: uWSGI's default line."""
-    clock = _Clock("%a %b %d %H:%M:%S %Y")
-
-    def access_uwsgi(environ: dict[str, Any], status: str, sent: int, seconds: float) -> None:
-        get = environ.get
-        line = (
-            f"[pid: {pid.value}] {get('REMOTE_ADDR', '-')} [{clock.now()}] "
-            f"{get('REQUEST_METHOD', '-')} {get('REQUEST_URI') or get('PATH_INFO', '')} "
-            f"=> generated {sent} bytes in {int(seconds * 1000)} msecs "
-            f"({get('SERVER_PROTOCOL', '-')} {status[:3]})"
-        )
-        emit(escape_log_text(line) + "\n")  # one check for the whole line
-
-    return access_uwsgi
