@@ -776,6 +776,9 @@ def write_report(
             "",
             "## Where the time goes in one uwsgiapp worker",
             "",
+            "The pure-Python sources (cProfile does not see compiled functions); what the "
+            "compiled build runs instead is counted in [SPEED.md](SPEED.md).",
+            "",
             f"`{profile[0]}`",
             "",
             "```",
