@@ -593,8 +593,9 @@ def machine_info(env: Env) -> dict[str, str]:
     with contextlib.suppress(OSError), open("/proc/meminfo") as f:
         mem = f"{int(f.readline().split()[1]) // 1024} MB"
     anchor_py = str(env.anchor_bin / "python")
-    pkgs = "import importlib.metadata as m; print(' '.join(n + ' ' + m.version(n) for n in "
-    pkgs += "('gunicorn', 'flask', 'werkzeug', 'construct')))"
+    pkgs = "import importlib.metadata as m\nfor n in ('gunicorn', 'flask', 'werkzeug'):\n"
+    pkgs += "    try: print(n, m.version(n), end=' ')\n"
+    pkgs += "    except m.PackageNotFoundError: print(n, 'missing', end=' ')\n"
     return {
         "cpu": f"{cpu} x {os.cpu_count()}",
         "memory": mem,
@@ -719,7 +720,9 @@ def write_report(
     info = machine_info(env)
     took = (datetime.datetime.now() - started).seconds
     cmdline = (
-        "python bench/run.py " + shlex.join(sys.argv[1:]) if sys.argv[1:] else "python bench/run.py"
+        "python bench/run.py " + shlex.join(_local_paths_out(sys.argv[1:]))
+        if sys.argv[1:]
+        else "python bench/run.py"
     )
     lines = [
         "# Benchmark results",
@@ -814,6 +817,17 @@ def write_report(
 
 def display_command(v: Variant, env: Env) -> list[str]:
     return server_command(v, env, "<socket>", Path("<log>"))
+
+
+def _local_paths_out(args: list[str]) -> list[str]:
+    """Arguments for the report: paths inside the repository relative, others as <path>."""
+    out = []
+    for arg in args:
+        if arg.startswith("/"):
+            path = Path(arg)
+            arg = str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else "<path>"
+        out.append(arg)
+    return out
 
 
 def shorten(cmd: list[str]) -> list[str]:
