@@ -344,9 +344,11 @@ class Arbiter:
         arm_fault_dumps((signal.SIGUSR2,))
         # What exists now (the app, its imports, ours) lives as long as the worker: out of the
         # cyclic GC's sight, its collections no longer walk it (Flask: -0.7 µs a request) and
-        # do not write to the pages this process shares with the master. The O(1) list splice
-        # that is gc.freeze(), after one last collection of the import's garbage.
-        gc.collect()
+        # do not write to the pages this process shares with the master. gc.freeze() is an
+        # O(1) list splice; a collection first only for a lazy-apps import (the objects are
+        # this process's own: collecting the master's would write to every shared page).
+        if self.app is None:
+            gc.collect()
         gc.freeze()
         slot.ready()
         if self.config.request_titles and request_titles_available():
