@@ -208,12 +208,14 @@ def _with_listeners(
     pidfile_written = False
     try:
         if pidfile:
+            # Set first: a stop signal that lands just after the write (start-up stops unwind
+            # as an exception) must still remove it. Removal checks that it holds our pid.
+            pidfile_written = True
             try:
                 safefiles.write_pidfile(pidfile, os.getpid())
             except OSError as exc:
                 log.error("--pidfile: cannot write %s: %s", pidfile, exc)
                 return ServeExit.START_FAILED
-            pidfile_written = True
         owned = listeners if stats is None else [*listeners, stats.listener]
         if ids.wanted and not _drop(ids, owned, config):
             return ServeExit.START_FAILED
