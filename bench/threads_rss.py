@@ -10,7 +10,6 @@ VmRSS is read from /proc and the server is stopped by its process group.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -19,8 +18,10 @@ import threading
 import time
 from pathlib import Path
 
+from run import stop
 from threads_handoff import cpu_model
 
+from uwsgiapp.supervisor.observe import rss_mb
 from uwsgiproto import build_request
 
 HERE = Path(__file__).resolve().parent
@@ -51,13 +52,6 @@ def one(path: str) -> None:
             pass
 
 
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def measure(command: str, sock: str) -> list[float]:
     proc = subprocess.Popen(
         command.format(sock=sock).split(),
@@ -79,12 +73,7 @@ def measure(command: str, sock: str) -> list[float]:
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
         return sorted(rss_mb(int(pid)) for pid in children)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+        stop(proc, timeout=15)
 
 
 def main() -> None:
