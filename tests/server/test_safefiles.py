@@ -16,6 +16,7 @@ from support.scripts import load_script
 
 from uwsgiapp.server import safefiles
 from uwsgiapp.server.logs import make_access_log, reopen_logs, setup_error_log
+from uwsgiapp.server.accesslog import encode_line
 from uwsgiapp.server.logtext import escape_log_text
 
 
@@ -171,6 +172,22 @@ def test_chown_socket_refuses_a_path_that_is_no_longer_our_socket(
 )
 def test_escape_log_text(text: str, expected: str) -> None:
     assert escape_log_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "/plain?x=1",
+        "/a\r\nGET /forged",
+        "/\x1b[31mred",
+        "/tab\there\x00\x7f",
+        "/caf\xc3\xa9\xa0\x85\xad",  # not controls to us, though str.isprintable says no
+        "",
+    ],
+)
+def test_an_access_line_is_escaped_as_escape_log_text_does(text: str) -> None:
+    # The access log checks the encoded bytes, not the text: both must agree.
+    assert encode_line(text + "\n") == (escape_log_text(text) + "\n").encode("latin-1")
 
 
 def test_access_log_lines_cannot_be_forged(tmp_path: Path) -> None:

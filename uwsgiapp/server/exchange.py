@@ -34,6 +34,8 @@ DRAIN_CAP = 16 * 1024 * 1024
 #: Who sent a request, for log lines: a unix listener's address, or a TCP (host, port) tuple.
 Peer = object
 
+#: Bound once: compiled, ``time.perf_counter()`` would look the name up in the module each time.
+_perf_counter: Final = time.perf_counter
 _PROTOCOLS: Final = frozenset({"HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/3.0"})
 
 
@@ -160,7 +162,7 @@ class Responder:
                 stream = InputStream(reader(fd, self.timeout), rest, length)
         environ["wsgi.input"] = stream
         access_log = self.access_log
-        started = time.perf_counter() if access_log is not None else 0.0
+        started = _perf_counter() if access_log is not None else 0.0
         self.last = exchange = Exchange(fd, protocol, self.timeout)
         try:
             self._run_app(exchange, environ, peer)
@@ -171,14 +173,14 @@ class Responder:
                 self._drain(fd, stream.remaining)
             if access_log is not None:
                 access_log(
-                    environ, exchange.status or "-", exchange.sent, time.perf_counter() - started
+                    environ, exchange.status or "-", exchange.sent, _perf_counter() - started
                 )
 
     def _refuse(
         self, fd: int, peer: Peer, environ: dict[str, Any], exc: BadRequest, rest: bytes
     ) -> None:
         """Answer a request refused before the app (bad CONTENT_LENGTH) and drain its body."""
-        started = time.perf_counter()
+        started = _perf_counter()
         log.warning("refused request from %s: %s", peer, escape_log_text(exc.reason))
         protocol = environ["SERVER_PROTOCOL"]
         payload = error_response(protocol, exc.status, exc.reason)
@@ -195,7 +197,7 @@ class Responder:
                 self._drain(fd, int(length_var) - len(rest))
         finally:
             if self.access_log is not None:
-                self.access_log(environ, exc.status, len(payload), time.perf_counter() - started)
+                self.access_log(environ, exc.status, len(payload), _perf_counter() - started)
 
     def _run_app(self, exchange: Exchange, environ: dict[str, Any], peer: Peer) -> None:
         try:

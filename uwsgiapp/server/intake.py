@@ -39,6 +39,12 @@ from uwsgiproto import (
 
 log = logging.getLogger("uwsgiapp.error")
 
+# Bound once (``Final``): compiled, ``os.read(...)`` looks ``read`` up in the module on every
+# call, which costs as much again as the call itself.
+_set_blocking: Final = os.set_blocking
+_read: Final = os.read
+_close_fd: Final = os.close
+
 #: What to change when a request exceeds a codec limit (``PacketTooLarge.limit``): nginx then
 #: answers 502, and the log line is all the user sees.
 LIMIT_FIXES = {
@@ -139,9 +145,9 @@ class Handler:
         readable and calls :meth:`resume`, or :meth:`expire` once ``pending.deadline`` passed.
         """
         try:
-            os.set_blocking(fd, False)
+            _set_blocking(fd, False)
             try:
-                data = os.read(fd, self.read_size)
+                data = _read(fd, self.read_size)
             except BlockingIOError:
                 # Accepted between nginx's connect and its write: the bytes are a moment away.
                 # Waiting that moment here keeps a worker at one connection from nginx at a
@@ -149,7 +155,7 @@ class Handler:
                 data = None
                 wait = self.first_bytes_wait
                 if wait and readable(fd, wait):
-                    data = os.read(fd, self.read_size)
+                    data = _read(fd, self.read_size)
             if data:
                 # Fast path: the whole head arrived in one read (almost always, from nginx).
                 found = parse_packet(data, self.limits, self._build)
@@ -339,4 +345,4 @@ class Handler:
     @staticmethod
     def _close(fd: int) -> None:
         with contextlib.suppress(OSError):
-            os.close(fd)
+            _close_fd(fd)

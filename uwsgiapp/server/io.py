@@ -16,6 +16,11 @@ from typing import Final
 from uwsgiapp.wsgi.errors import ClientDisconnected as ClientDisconnected
 from uwsgiapp.wsgi.errors import ClientTimeout as ClientTimeout
 
+# Bound once (``Final``): compiled, ``os.write(...)`` looks ``write`` up in the module on every
+# call.
+_read: Final = os.read
+_write: Final = os.write
+
 POLLIN: Final = select.POLLIN
 POLLOUT: Final = select.POLLOUT
 
@@ -40,7 +45,7 @@ def read_now(fd: int, size: int) -> bytes | None:
     """Read what is there, never waiting: None if nothing yet, b"" at EOF (ClientDisconnected
     on a socket error)."""
     try:
-        return os.read(fd, size)
+        return _read(fd, size)
     except BlockingIOError:
         return None
     except OSError as exc:
@@ -73,7 +78,7 @@ def reader(fd: int, timeout: float) -> Callable[[int], bytes]:
 def send_all(fd: int, data: bytes | memoryview, timeout: float) -> None:
     """Write all of ``data``; raise ClientDisconnected on timeout or a broken connection."""
     try:
-        sent = os.write(fd, data)
+        sent = _write(fd, data)
     except BlockingIOError:
         sent = 0
     except OSError as exc:
@@ -85,7 +90,7 @@ def send_all(fd: int, data: bytes | memoryview, timeout: float) -> None:
     while sent < total:
         wait(fd, POLLOUT, timeout)
         try:
-            sent += os.write(fd, view[sent:])
+            sent += _write(fd, view[sent:])
         except BlockingIOError:
             continue
         except OSError as exc:

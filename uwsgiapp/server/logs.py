@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Any
 
-from uwsgiapp.server.accesslog import PID, json_access_log, line_writer, uwsgi_access_log
+from uwsgiapp.server.accesslog import PID, LineWriter, json_access_log, uwsgi_access_log
 from uwsgiapp.server.safefiles import open_append
 from uwsgiapp.wsgi.contract import AccessLogger
 
@@ -117,10 +117,10 @@ def make_access_log(fmt: str, target: str = "-") -> AccessLogger | None:
     """
     if fmt == "off":
         return None
-    emit = line_writer(_access_handler(target))
+    writer = LineWriter(_access_handler(target))
     if fmt == "json":
-        return json_access_log(emit, PID)
-    return uwsgi_access_log(emit, PID)
+        return json_access_log(writer, PID)
+    return uwsgi_access_log(writer, PID)
 
 
 def _access_handler(target: str) -> logging.StreamHandler[Any]:
