@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import profile_worker
 import run as bench
 
-from uwsgiapp.config import make_config
+from uwsgiapp.config import Config, make_config
 from uwsgiapp.importer import load_app
 from uwsgiapp.supervisor import build_handler
 from uwsgiapp.supervisor.status import StatusTable, count_requests
@@ -82,11 +82,20 @@ def packet() -> bytes:
     return build_request(variables)
 
 
-def inner(app: str, mode: str, requests: int, stats: bool = False) -> None:
+def inner(app: str, mode: str, requests: int, stats: bool = False, log: bool = False) -> None:
     """The callgrind subject: warm up, then serve ``requests`` (mode real) or only close them."""
-    config = make_config(
-        app=f"{bench.APP_MODULES[app]}:app", socket=("unused.sock",), access_log="off"
-    )
+    with tempfile.TemporaryDirectory() as tmp:
+        config = make_config(
+            app=f"{bench.APP_MODULES[app]}:app",
+            socket=("unused.sock",),
+            # as the bench's -log variants: uWSGI's line format, to a file
+            access_log="uwsgi" if log else "off",
+            access_log_file=str(Path(tmp) / "access.log"),
+        )
+        _serve_counted(config, mode, requests, stats)
+
+
+def _serve_counted(config: Config, mode: str, requests: int, stats: bool) -> None:
     handler = build_handler(load_app(config.app, pythonpath=(str(bench.APPS),)), config)
     # The status hooks the worker loop calls around each connection, as in 'serve'.
     hooks = StatusTable(1).hooks(0, os.getpid())
@@ -117,7 +126,9 @@ def inner(app: str, mode: str, requests: int, stats: bool = False) -> None:
     serve(requests, mode == "real")
 
 
-def callgrind(app: str, mode: str, requests: int, stats: bool) -> tuple[int, dict[str, int]]:
+def callgrind(
+    app: str, mode: str, requests: int, stats: bool, log: bool
+) -> tuple[int, dict[str, int]]:
     """(instructions, calls by function) of one inner run under callgrind."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "callgrind.out"
@@ -134,6 +145,7 @@ def callgrind(app: str, mode: str, requests: int, stats: bool) -> tuple[int, dic
             "--app",
             app,
             *(["--stats"] if stats else []),
+            *(["--access-log"] if log else []),
         ]
         # A fixed hash seed: str hashes, and with them dict probes, are the same in every run.
         env = {**os.environ, "PYTHONHASHSEED": os.environ.get("COUNT_SEED", "0")}
@@ -177,12 +189,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--stats", action="store_true", help="count requests as a worker of 'serve --stats'"
     )
+    ap.add_argument(
+        "--access-log",
+        action="store_true",
+        help="with the access log on (uWSGI's format, to a file, as the bench's -log variants)",
+    )
     ap.add_argument("--inner", choices=("real", "null"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.inner:
-        inner(args.app, args.inner, args.requests, args.stats)
+        inner(args.app, args.inner, args.requests, args.stats, args.access_log)
         return 0
-    print(f"app {args.app}, access log off, stats {'on' if args.stats else 'off'}")
+    log = "on (to a file)" if args.access_log else "off"
+    print(f"app {args.app}, access log {log}, stats {'on' if args.stats else 'off'}")
     if args.only in ("", "syscalls"):
         requests, syscalls = count_syscalls(args.app, args.seconds, args.conns)
         print(f"\nsyscalls per request (strace -c on the worker, {requests} requests via nginx):")
@@ -198,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         runs = [
             threading.Thread(
                 target=lambda m=mode: results.__setitem__(
-                    m, callgrind(args.app, m, args.requests, args.stats)
+                    m, callgrind(args.app, m, args.requests, args.stats, args.access_log)
                 )
             )
             for mode in ("real", "null")

@@ -199,6 +199,7 @@ class Proc:
     pgrp: int
     ticks: int  # utime + stime + cutime + cstime (reaped children's time lands in cutime/cstime)
     rss_kb: int
+    sys_ticks: int = 0  # stime + cstime: the kernel's part of ticks
 
 
 def proc_table() -> dict[int, Proc]:
@@ -215,7 +216,10 @@ def proc_table() -> dict[int, Proc]:
         fields = raw[raw.rindex(")") + 2 :].split()
         pid = int(entry)
         ticks = sum(int(x) for x in fields[11:15])
-        table[pid] = Proc(pid, int(fields[1]), int(fields[2]), ticks, int(fields[21]) * PAGE_KB)
+        sys_ticks = int(fields[12]) + int(fields[14])
+        table[pid] = Proc(
+            pid, int(fields[1]), int(fields[2]), ticks, int(fields[21]) * PAGE_KB, sys_ticks
+        )
     return table
 
 
@@ -238,6 +242,11 @@ def process_tree(root: int, table: dict[int, Proc] | None = None) -> list[Proc]:
 
 def tree_cpu_seconds(root: int) -> float:
     return sum(p.ticks for p in process_tree(root)) / CLK_TCK
+
+
+def tree_sys_seconds(root: int) -> float:
+    """The kernel's part of :func:`tree_cpu_seconds` (system time)."""
+    return sum(p.sys_ticks for p in process_tree(root)) / CLK_TCK
 
 
 def worker_rss_kb(root: int) -> tuple[list[int], int]:
@@ -422,11 +431,13 @@ def run_one(v: Variant, env: Env, conns: int, duration: int) -> dict[str, Any]:
         time.sleep(0.2)
         rss0, _ = worker_rss_kb(srv.pid)
         s0, n0 = tree_cpu_seconds(srv.pid), tree_cpu_seconds(ngx.pid)
+        k0 = tree_sys_seconds(srv.pid)
         w0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         m0, t0 = machine_busy(), time.monotonic()
         out = wrk(url, conns, duration)
         m1, wall = machine_busy(), time.monotonic() - t0
         s1, n1 = tree_cpu_seconds(srv.pid), tree_cpu_seconds(ngx.pid)
+        k1 = tree_sys_seconds(srv.pid)
         w1 = resource.getrusage(resource.RUSAGE_CHILDREN)
         rss1, nprocs = worker_rss_kb(srv.pid)
         if ngx.poll() is not None or srv.poll() is not None:
@@ -444,6 +455,7 @@ def run_one(v: Variant, env: Env, conns: int, duration: int) -> dict[str, Any]:
         total, idle = m1[0] - m0[0], m1[1] - m0[1]
         r.update(
             server_us=(s1 - s0) * per_req,
+            server_sys_us=(k1 - k0) * per_req,
             nginx_us=(n1 - n0) * per_req,
             wrk_us=wrk_cpu * per_req,
             busy_pct=100.0 * (total - idle) / total if total else None,
@@ -479,7 +491,16 @@ def summarize(results: dict[str, list[dict[str, Any]]]) -> dict[str, dict[str, A
         ok = [r for r in rows if "error" not in r]
         s: dict[str, Any] = {"runs": len(ok), "failed": len(rows) - len(ok)}
         if ok:
-            for key in ("rps", "p50_ms", "p99_ms", "server_us", "nginx_us", "wrk_us", "busy_pct"):
+            for key in (
+                "rps",
+                "p50_ms",
+                "p99_ms",
+                "server_us",
+                "server_sys_us",
+                "nginx_us",
+                "wrk_us",
+                "busy_pct",
+            ):
                 s[key] = med(ok, key)
             s["rps_min"] = min(r["rps"] for r in ok)
             s["rps_max"] = max(r["rps"] for r in ok)
@@ -621,19 +642,20 @@ def fmt(x: float | None, spec: str) -> str:
 def results_table(variants: list[Variant], summary: dict[str, dict[str, Any]]) -> list[str]:
     lines = [
         "| variant | procs | req/s | min..max | p50 ms | p99 ms | errors "
-        "| server µs/req | nginx µs/req | RSS/worker MB |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+        "| server µs/req | of it system | nginx µs/req | RSS/worker MB |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
     for v in variants:
         s = summary[v.name]
         if not s["runs"]:
-            lines.append(f"| {v.name} | | FAILED: {s.get('error', '')} | | | | | | | |")
+            lines.append(f"| {v.name} | | FAILED: {s.get('error', '')} | | | | | | | | |")
             continue
         failed = f" ({s['failed']} runs failed)" if s["failed"] else ""
         lines.append(
             f"| {v.name} | {s['procs']} | {s['rps']:.0f} | {s['rps_min']:.0f}..{s['rps_max']:.0f} "
             f"| {fmt(s['p50_ms'], '.2f')} | {fmt(s['p99_ms'], '.2f')} | {s['errors']}{failed} "
-            f"| **{s['server_us']:.1f}** | {s['nginx_us']:.1f} | {s['rss_worker_mb']:.1f} |"
+            f"| **{s['server_us']:.1f}** | {fmt(s.get('server_sys_us'), '.1f')} "
+            f"| {s['nginx_us']:.1f} | {s['rss_worker_mb']:.1f} |"
         )
     return lines
 
@@ -749,7 +771,9 @@ def write_report(
         "with `--protocol uwsgi`. "
         "**server µs/req** is the CPU time of the server's whole process tree (master + workers, "
         "from /proc) divided by requests: on 2 cores nginx and wrk saturate the machine near 40k "
-        "req/s, so this is the figure that separates fast servers. procs = processes in the tree.",
+        "req/s, so this is the figure that separates fast servers; **of it system** is the "
+        "kernel's part of it (system time: the syscalls, the socket and file work). "
+        "procs = processes in the tree.",
         "",
         "![req/s and server CPU per request](results.png)",
         "",
@@ -901,7 +925,10 @@ def main(argv: list[str] | None = None) -> int:
     load = {"loadavg at start": loadavg(), "idle-machine busy % at start": background_busy()}
     with run_dir() as rd:
         if args.uwsgiapp_python:
-            env = Env(args.uwsgiapp_python, anchor_bin, rd, out_dir, installed=True)
+            # absolute (servers start in the apps' directory), not resolved (a venv's python
+            # is a link, and the venv is what the link's path names)
+            python = os.path.abspath(args.uwsgiapp_python)
+            env = Env(python, anchor_bin, rd, out_dir, installed=True)
         else:
             env = Env(sys.executable, anchor_bin, rd, out_dir)
         if args.list:
@@ -924,7 +951,8 @@ def main(argv: list[str] | None = None) -> int:
                     r = run_one(v, env, args.conns, args.duration)
                     line = (
                         f"{r['rps']:8.0f} req/s  p50 {r['p50_ms']:.2f}  p99 {r['p99_ms']:.2f} ms  "
-                        f"server {r['server_us']:5.1f} µs/req  nginx {r['nginx_us']:4.1f}  "
+                        f"server {r['server_us']:5.1f} µs/req (sys {r['server_sys_us']:4.1f})  "
+                        f"nginx {r['nginx_us']:4.1f}  "
                         f"rss/worker {r['rss_worker_kb'] / 1024:5.1f} MB  procs {r['procs']}  "
                         f"errors {r['non2xx'] + r['sock_errors']}  busy {r['busy_pct']:.0f}%"
                     )

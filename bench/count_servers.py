@@ -1,0 +1,161 @@
+"""Count the user-space instructions one request costs a whole server, uwsgiapp against uWSGI.
+
+    python bench/count_servers.py                          # hello, 2000 requests
+    python bench/count_servers.py --app flask --access-log
+    python bench/count_servers.py --uwsgiapp-python .venv-compiled/bin/python --anchor-venv V
+
+Each server runs as the benchmark starts it (``bench/run.py``'s command: a master and one
+worker on a unix socket) under valgrind's callgrind, every process of it counted. A client in
+this process sends the real nginx GET capture (path ``/``) over a fresh connection per request,
+one at a time, and reads each response to its end. Each server runs twice, with a warm-up and
+then ``--base`` or ``--base + --requests`` requests, and is stopped with SIGTERM to its master
+(every process writes its counts as it exits); the difference between the two runs' totals,
+divided by ``--requests``, is the cost of one request: start-up, warm-up and exit cancel out.
+
+Instructions are counted, not timed: the figure does not move with the machine's load or its
+CPU model (an AMD and an Intel host run the same instructions, at their own speed), which a
+side-by-side timing cannot promise. What it leaves out is the kernel's work: both servers make
+the same five syscalls a request (bench/SPEED.md), so that part is alike but not counted here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import run as bench
+
+CAPTURE = bench.ROOT / "tests" / "corpus" / "valid" / "nginx_get_hello.bin"
+SERVERS = ("uwsgiapp", "uwsgi")
+#: Requests before the counted ones, in both runs: uwsgiapp learns the key layout in these.
+WARM_UP = 50
+#: Seconds a server gets to start, or to exit and write its counts, under valgrind.
+SLOW = 180.0
+
+
+def packet() -> bytes:
+    """The nginx GET capture with its path rewritten to ``/`` (what the benchmark apps serve)."""
+    sys.path.insert(0, str(bench.ROOT / "protocol"))
+    from uwsgiproto import build_request, parse_vars
+
+    variables = parse_vars(CAPTURE.read_bytes()[4:])
+    variables["PATH_INFO"] = variables["REQUEST_URI"] = "/"
+    return build_request(variables)
+
+
+def request(path: Path, data: bytes) -> bytes:
+    """One request over a new connection; the whole response (the server closes)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(SLOW)
+        s.connect(str(path))
+        s.sendall(data)
+        chunks = []
+        while chunk := s.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def callgrind_total(path: Path) -> int:
+    """The instruction total a callgrind output file reports."""
+    for line in path.read_text(errors="replace").splitlines():
+        if line.startswith(("summary:", "totals:")):
+            return int(line.split()[1])
+    raise RuntimeError(f"no total in {path.name}")
+
+
+def counted_run(variant: bench.Variant, env: bench.Env, requests: int) -> int:
+    """Instructions of every process of one server run that served ``WARM_UP + requests``."""
+    with tempfile.TemporaryDirectory(prefix="count-", dir=env.run_dir) as tmp:
+        out = Path(tmp)
+        sock = out / "server.sock"
+        cmd = bench.server_command(variant, env, str(sock), out / "access.log")
+        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p", *cmd]
+        pythonpath = [str(bench.APPS)]
+        if not env.installed:
+            pythonpath += [str(bench.ROOT), str(bench.ROOT / "protocol")]
+        # A fixed hash seed: str hashes, and with them dict probes, are alike in both runs.
+        pyenv = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath), "PYTHONHASHSEED": "0"}
+        srv = bench.start(cmd, out / "server.log", env=pyenv, cwd=bench.APPS)
+        try:
+            bench.wait_for(
+                lambda: srv.poll() is not None or bench.can_connect(f"unix:{sock}"),
+                SLOW,
+                f"{variant.name} under valgrind",
+            )
+            if srv.poll() is not None:
+                raise RuntimeError(f"{variant.name} exited: {(out / 'server.log').read_text()}")
+            data = packet()
+            for _ in range(WARM_UP + requests):
+                answer = request(sock, data)
+                if not answer.startswith(b"HTTP/1.1 200"):
+                    raise RuntimeError(f"{variant.name} answered {answer[:80]!r}")
+            os.kill(srv.pid, signal.SIGTERM)  # the master only: it stops its workers itself
+            srv.wait(SLOW)
+            time.sleep(1.0)  # a worker that outlives its master by a moment writes last
+        finally:
+            bench.stop(srv)
+        files = sorted(out.glob("cg.*"))
+        if not files:
+            raise RuntimeError(f"{variant.name}: callgrind wrote nothing")
+        return sum(callgrind_total(f) for f in files)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    ap.add_argument("--app", choices=sorted(bench.APP_MODULES), default="hello")
+    ap.add_argument("--requests", type=int, default=2000, help="the counted requests")
+    ap.add_argument("--base", type=int, default=200, help="requests of the shorter run")
+    ap.add_argument("--access-log", action="store_true", help="both servers log each request")
+    ap.add_argument("--anchor-venv", type=Path, help="venv with uwsgi (as for bench/run.py)")
+    ap.add_argument(
+        "--uwsgiapp-python", help="count the uwsgiapp installed in this interpreter's venv"
+    )
+    args = ap.parse_args(argv)
+    if shutil.which("valgrind") is None:
+        sys.exit("valgrind is not installed")
+    anchor_bin = args.anchor_venv / "bin" if args.anchor_venv else bench.default_anchor_bin()
+    if not (anchor_bin / "uwsgi").exists():
+        sys.exit(f"no uwsgi in {anchor_bin}: pass --anchor-venv (bench/run.py's anchors)")
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        "unknown CPU",
+    )
+    log = "on (to a file)" if args.access_log else "off"
+    print(f"app {args.app}, access log {log}, 1 worker, unix socket; CPU {model}")
+    per_request: dict[str, float] = {}
+    with bench.run_dir() as rd:
+        if args.uwsgiapp_python:
+            python = os.path.abspath(args.uwsgiapp_python)
+            env = bench.Env(python, anchor_bin, rd, rd, installed=True)
+        else:
+            env = bench.Env(sys.executable, anchor_bin, rd, rd)
+        for server in SERVERS:
+            # uwsgiapp.web runs on uwsgiapp only: its yardstick is uWSGI with the Flask app
+            app = "flask" if server != "uwsgiapp" and args.app == "web" else args.app
+            variant = bench.Variant(server, app, 1, "unix", args.access_log)
+            short = counted_run(variant, env, args.base)
+            long = counted_run(variant, env, args.base + args.requests)
+            per_request[server] = (long - short) / args.requests
+            print(f"  {server:9s} {per_request[server]:9.0f} instructions a request ({app})")
+    print(
+        f"  uwsgiapp / uWSGI: {per_request['uwsgiapp'] / per_request['uwsgi']:.2f} "
+        f"(user space, every process of each server, {args.requests} requests)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
