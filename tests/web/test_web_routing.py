@@ -82,40 +82,83 @@ def app() -> App:
     return app
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "status", "body"),
-    [
-        ("GET", "/", 200, b"index"),
-        ("GET", "/user/ada", 200, b"user ada"),
-        ("GET", "/user/%C3%A9t%C3%A9", 200, "user été".encode()),
-        ("GET", "/post/41", 200, b"post 42"),
-        ("GET", "/post/x", 404, None),
-        ("GET", "/price/1.5", 200, b"price 3.0"),
-        ("GET", "/path/a/b/c.txt", 200, b"path a/b/c.txt"),
-        ("GET", "/id/12345678-1234-5678-1234-567812345678", 200, b"uuid " + b"12345678" * 4),
-        ("GET", "/id/nope", 404, None),
-        ("GET", "/projects/", 200, b"projects"),
-        ("GET", "/about", 200, b"about"),
-        ("GET", "/about/", 404, None),
-        ("GET", "/nowhere", 404, None),
-        ("GET", "/form", 200, b"form GET"),
-        ("POST", "/form", 200, b"form POST"),
-        ("PUT", "/form", 405, None),
-        ("GET", "/item", 200, b"get item"),
-        ("POST", "/item", 200, b"post item"),
-        ("PUT", "/item", 200, b"put item"),
-        ("DELETE", "/item", 200, b"delete item"),
-        ("PATCH", "/item", 200, b"patch item"),
-        ("GET", "/named", 200, b"/named"),
-        ("GET", "/added/1", 200, b"added 1"),
-        ("GET", "/added-ep/2", 200, b"added 2"),
-    ],
-)
+REQUEST_TABLE = [
+    ("GET", "/", 200, b"index"),
+    ("GET", "/user/ada", 200, b"user ada"),
+    ("GET", "/user/%C3%A9t%C3%A9", 200, "user été".encode()),
+    ("GET", "/post/41", 200, b"post 42"),
+    ("GET", "/post/x", 404, None),
+    ("GET", "/price/1.5", 200, b"price 3.0"),
+    ("GET", "/path/a/b/c.txt", 200, b"path a/b/c.txt"),
+    ("GET", "/id/12345678-1234-5678-1234-567812345678", 200, b"uuid " + b"12345678" * 4),
+    ("GET", "/id/nope", 404, None),
+    ("GET", "/projects/", 200, b"projects"),
+    ("GET", "/about", 200, b"about"),
+    ("GET", "/about/", 404, None),
+    ("GET", "/nowhere", 404, None),
+    ("GET", "/form", 200, b"form GET"),
+    ("POST", "/form", 200, b"form POST"),
+    ("PUT", "/form", 405, None),
+    ("GET", "/item", 200, b"get item"),
+    ("POST", "/item", 200, b"post item"),
+    ("PUT", "/item", 200, b"put item"),
+    ("DELETE", "/item", 200, b"delete item"),
+    ("PATCH", "/item", 200, b"patch item"),
+    ("GET", "/named", 200, b"/named"),
+    ("GET", "/added/1", 200, b"added 1"),
+    ("GET", "/added-ep/2", 200, b"added 2"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "status", "body"), REQUEST_TABLE)
 def test_request_table(app: App, method: str, path: str, status: int, body: bytes | None) -> None:
     response = app.test_client().open(path, method=method)
     assert response.status_code == status
     if body is not None:
         assert response.data == body
+
+
+def test_the_table_answers_alike_when_each_match_comes_from_the_cache(app: App) -> None:
+    # One app, the whole table three times, interleaved: the second and third answers of a
+    # route without arguments come from the app's cache of matches (keyed by method too).
+    client = app.test_client()
+    for _ in range(3):
+        for method, path, status, body in REQUEST_TABLE:
+            response = client.open(path, method=method)
+            assert response.status_code == status, (method, path)
+            if body is not None:
+                assert response.data == body, (method, path)
+    assert client.get("/projects?page=3").headers["Location"].endswith("/projects/?page=3")
+
+
+def test_cached_matches_are_bounded_and_hand_each_request_its_own_view_args() -> None:
+    app = App(__name__)
+    seen: list[dict[str, t.Any]] = []
+
+    @app.route("/page")
+    def page() -> str:
+        view_args = t.cast("dict[str, t.Any]", request.view_args)
+        seen.append(dict(view_args))
+        view_args["n"] = 99  # the request's own dict: the next request must not see it
+        return "page"
+
+    @app.route("/paged", defaults={"n": 1})  # defaults are arguments: never cached
+    def paged(n: int) -> str:
+        return f"paged {n}"
+
+    @app.route("/<name>")
+    def named(name: str) -> str:
+        return name
+
+    client = app.test_client()
+    assert [client.get("/page").data for _ in range(3)] == [b"page"] * 3
+    assert seen == [{}] * 3
+    assert [client.get("/paged").data for _ in range(2)] == [b"paged 1"] * 2
+    # Paths a client picks (404s, converter routes) are never kept: memory stays bounded.
+    for i in range(300):
+        client.get(f"/n{i}")
+        client.get(f"/missing/{i}")
+    assert len(app._matches) == 1
 
 
 def test_missing_trailing_slash_redirects_permanently_keeping_the_query(app: App) -> None:

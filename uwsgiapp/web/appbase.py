@@ -28,6 +28,8 @@ if t.TYPE_CHECKING:
 __all__ = ["AppBase", "UrlRule"]
 
 _MAX_CACHED_ADAPTERS: t.Final = 128
+#: Most (adapter, path, method) results of routes without arguments an app keeps.
+_MAX_CACHED_MATCHES: t.Final = 1024
 
 
 class UrlRule(Rule):
@@ -58,6 +60,7 @@ class AppBase(Scaffold):
         self.url_map = Map()
         self.blueprints: dict[str, Blueprint] = {}
         self._adapters: dict[tuple[t.Any, ...], MapAdapter] = {}
+        self._matches: dict[tuple[MapAdapter, str, str], UrlRule] = {}
         self._got_first_request = False
         self.static_folder = (
             os.path.join(self.root_path, static_folder) if static_folder is not None else None
@@ -231,8 +234,38 @@ class AppBase(Scaffold):
                 # Host is client-controlled: bound the cache rather than trusting it.
                 if len(self._adapters) >= _MAX_CACHED_ADAPTERS:
                     self._adapters.clear()
+                    self._matches.clear()  # they hold the adapters: let them go too
                 self._adapters[key] = adapter
         return adapter
+
+    def _match_url(
+        self, adapter: MapAdapter, environ: WSGIEnvironment, path: str, query: str
+    ) -> tuple[UrlRule, dict[str, t.Any]]:
+        """``adapter.match(path, method, return_rule=True, query_args=query)`` for the adapter
+        :meth:`_adapter_for` gave for ``environ``, remembered for rules without arguments
+        (werkzeug counts a rule's defaults as arguments): matching is most of the cost of a
+        simple view.
+
+        Only results are kept, never a routing error or redirect (those depend on the query
+        string, and a 404 path is the client's choice); a rule without arguments matches one
+        path, so the cache holds a few entries per route. A rule added to the map later (by
+        ``url_map.add``; ``add_url_rule`` refuses) could not take a kept path over: werkzeug
+        tries a path's static parts before converters, and the rules of one path in the order
+        they were added.
+        """
+        method = environ["REQUEST_METHOD"]
+        key = (adapter, path, method)
+        hit = self._matches.get(key)
+        if hit is not None:
+            return hit, {}  # a new dict: a request may change its view_args
+        matched, args = adapter.match(path, method, return_rule=True, query_args=query)
+        rule = t.cast(UrlRule, matched)
+        # An upgrade request's adapter is not cached (see _adapter_for): nor is its match.
+        if not rule.arguments and "HTTP_UPGRADE" not in environ:
+            if len(self._matches) >= _MAX_CACHED_MATCHES:
+                self._matches.clear()
+            self._matches[key] = rule
+        return rule, t.cast("dict[str, t.Any]", args)  # werkzeug's is a dict
 
     # -- static files ---------------------------------------------------------------------
 

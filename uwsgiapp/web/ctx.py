@@ -164,9 +164,7 @@ class RequestContext(AppContext):
             query = environ.get("QUERY_STRING") or ""
             if query and not query.isascii():
                 query = query.encode("latin-1").decode(errors="replace")
-            self.url_rule, self.view_args = adapter.match(  # type: ignore[assignment]
-                path, environ["REQUEST_METHOD"], return_rule=True, query_args=query
-            )
+            self.url_rule, self.view_args = app._match_url(adapter, environ, path, query)
         except HTTPException as e:
             self.routing_exception = e
         if self._request is not None:
