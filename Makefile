@@ -91,7 +91,7 @@ BENCH_BUILD ?= --uwsgiapp-python $(abspath $(CPY))
 
 bench: $(COMPILED_VENV)/.installed
 	$(bench_setup)
-	$(BENCH_VENV)/bin/python bench/run.py $(BENCH_BUILD) $(BENCH_ARGS)
+	$(BENCH_VENV)/bin/python bench/run.py --counts $(BENCH_BUILD) $(BENCH_ARGS)
 
 bench-quick: $(COMPILED_VENV)/.installed
 	$(bench_setup)

@@ -5,7 +5,9 @@
     python bench/count_servers.py --uwsgiapp-python .venv-compiled/bin/python --anchor-venv V
 
 Each server runs as the benchmark starts it (``bench/run.py``'s command: a master and one
-worker on a unix socket) under valgrind's callgrind, every process of it counted. A client in
+worker on a unix socket) under valgrind's callgrind, every process of it counted; the worker's
+count is the figure (the master's is shown apart: it does its periodic work meanwhile, which
+grows with the time a request takes under valgrind, some 50 times its real time). A client in
 this process sends the real nginx GET capture (path ``/``) over a fresh connection per request,
 one at a time, and reads each response to its end. Each server runs twice, with a warm-up and
 then ``--base`` or ``--base + --requests`` requests, and is stopped with SIGTERM to its master
@@ -72,8 +74,11 @@ def callgrind_total(path: Path) -> int:
     raise RuntimeError(f"no total in {path.name}")
 
 
-def counted_run(variant: bench.Variant, env: bench.Env, requests: int) -> int:
-    """Instructions of every process of one server run that served ``WARM_UP + requests``."""
+def counted_run(
+    variant: bench.Variant, env: bench.Env, requests: int, keep: Path | None = None
+) -> tuple[int, int]:
+    """Instructions of (the master, the workers) of one server run that served
+    ``WARM_UP + requests``."""
     with tempfile.TemporaryDirectory(prefix="count-", dir=env.run_dir) as tmp:
         out = Path(tmp)
         sock = out / "server.sock"
@@ -103,10 +108,15 @@ def counted_run(variant: bench.Variant, env: bench.Env, requests: int) -> int:
             time.sleep(1.0)  # a worker that outlives its master by a moment writes last
         finally:
             bench.stop(srv)
-        files = sorted(out.glob("cg.*"))
-        if not files:
-            raise RuntimeError(f"{variant.name}: callgrind wrote nothing")
-        return sum(callgrind_total(f) for f in files)
+        if keep is not None:  # for callgrind_annotate
+            for f in out.glob("cg.*"):
+                role = "master" if f.name == f"cg.{srv.pid}" else "worker"
+                shutil.copy(f, keep / f"{variant.name}.{requests}.{role}.{f.name[3:]}.callgrind")
+        master = out / f"cg.{srv.pid}"
+        workers = [f for f in out.glob("cg.*") if f != master]
+        if not master.exists() or not workers:
+            raise RuntimeError(f"{variant.name}: callgrind wrote no counts for its processes")
+        return callgrind_total(master), sum(callgrind_total(f) for f in workers)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -115,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", type=int, default=2000, help="the counted requests")
     ap.add_argument("--base", type=int, default=200, help="requests of the shorter run")
     ap.add_argument("--access-log", action="store_true", help="both servers log each request")
+    ap.add_argument("--keep", type=Path, help="copy the callgrind profiles into this directory")
     ap.add_argument("--anchor-venv", type=Path, help="venv with uwsgi (as for bench/run.py)")
     ap.add_argument(
         "--uwsgiapp-python", help="count the uwsgiapp installed in this interpreter's venv"
@@ -136,6 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     log = "on (to a file)" if args.access_log else "off"
     print(f"app {args.app}, access log {log}, 1 worker, unix socket; CPU {model}")
     per_request: dict[str, float] = {}
+    print(
+        "  instructions a request: worker (master: what it did meanwhile, which grows with the "
+        "time valgrind takes, not with the requests)"
+    )
     with bench.run_dir() as rd:
         if args.uwsgiapp_python:
             python = os.path.abspath(args.uwsgiapp_python)
@@ -146,13 +161,14 @@ def main(argv: list[str] | None = None) -> int:
             # uwsgiapp.web runs on uwsgiapp only: its yardstick is uWSGI with the Flask app
             app = "flask" if server != "uwsgiapp" and args.app == "web" else args.app
             variant = bench.Variant(server, app, 1, "unix", args.access_log)
-            short = counted_run(variant, env, args.base)
-            long = counted_run(variant, env, args.base + args.requests)
-            per_request[server] = (long - short) / args.requests
-            print(f"  {server:9s} {per_request[server]:9.0f} instructions a request ({app})")
+            short = counted_run(variant, env, args.base, args.keep)
+            long = counted_run(variant, env, args.base + args.requests, args.keep)
+            per_request[server] = (long[1] - short[1]) / args.requests
+            master = (long[0] - short[0]) / args.requests
+            print(f"  {server:9s} {per_request[server]:9.0f} (master {master:6.0f})  {app}")
     print(
         f"  uwsgiapp / uWSGI: {per_request['uwsgiapp'] / per_request['uwsgi']:.2f} "
-        f"(user space, every process of each server, {args.requests} requests)"
+        f"(user space, the worker, {args.requests} requests)"
     )
     return 0
 

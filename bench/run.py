@@ -715,6 +715,28 @@ def micro_benches(python: str, quick: bool) -> list[tuple[str, str]]:
     return out
 
 
+def count_sections(env: Env) -> list[tuple[str, str]]:
+    """``bench/count_servers.py`` for the apps of the targets: instructions a request, counted."""
+    out = []
+    for extra in ([], ["--access-log"], ["--app", "flask"], ["--app", "web"]):
+        cmd = [sys.executable, str(BENCH / "count_servers.py"), *extra]
+        cmd += ["--anchor-venv", str(env.anchor_bin.parent)]
+        if env.installed:
+            cmd += ["--uwsgiapp-python", env.python]
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=ROOT)
+            text = done.stdout.rstrip() + (
+                f"\n(exit {done.returncode}) {done.stderr[-800:]}" if done.returncode else ""
+            )
+        except subprocess.TimeoutExpired:
+            text = "timed out"
+        shown = ["python", "bench/count_servers.py", *extra]
+        if env.installed:
+            shown += ["--uwsgiapp-python", "<the compiled build's python>"]
+        out.append((shlex.join(shown), text))
+    return out
+
+
 def profile_section(python: str, quick: bool) -> tuple[str, str] | None:
     script = BENCH / "profile_worker.py"
     if not script.exists():
@@ -908,6 +930,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--no-write", action="store_true", help="print only; leave RESULTS.md alone")
     ap.add_argument("--no-extras", action="store_true", help="skip the micro-benches and profile")
+    ap.add_argument(
+        "--counts",
+        action="store_true",
+        help="also count instructions a request against uWSGI (bench/count_servers.py, valgrind;"
+        " after the timed runs, some minutes)",
+    )
     ap.add_argument("--list", action="store_true", help="list the variants and exit")
     args = ap.parse_args(argv)
     args.rounds = args.rounds or 3
@@ -977,6 +1005,8 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_extras:
             profile = profile_section(sys.executable, args.quick)
             extras = micro_benches(sys.executable, args.quick)
+        if args.counts:
+            extras = count_sections(env) + extras
         note = chart(variants, summary, BENCH / "results.png")
         if note:
             print(note)
