@@ -35,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as bench
+from count_request import ALLOCATORS, parse_callgrind
 
 CAPTURE = bench.ROOT / "tests" / "corpus" / "valid" / "nginx_get_hello.bin"
 SERVERS = ("uwsgiapp", "uwsgi")
@@ -66,19 +67,19 @@ def request(path: Path, data: bytes) -> bytes:
     return b"".join(chunks)
 
 
-def callgrind_total(path: Path) -> int:
-    """The instruction total a callgrind output file reports."""
-    for line in path.read_text(errors="replace").splitlines():
-        if line.startswith(("summary:", "totals:")):
-            return int(line.split()[1])
-    raise RuntimeError(f"no total in {path.name}")
+def callgrind_counts(path: Path) -> tuple[int, int]:
+    """(instructions, calls into CPython's object allocator) of a callgrind output file."""
+    total, calls = parse_callgrind(path.read_text(errors="replace"))
+    if not total:
+        raise RuntimeError(f"no total in {path.name}")
+    return total, sum(calls.get(name, 0) for name in ALLOCATORS)
 
 
 def counted_run(
     variant: bench.Variant, env: bench.Env, requests: int, keep: Path | None = None
-) -> tuple[int, int]:
-    """Instructions of (the master, the workers) of one server run that served
-    ``WARM_UP + requests``."""
+) -> tuple[int, int, int]:
+    """Instructions of the master, instructions of the workers and the workers' allocations,
+    in one server run that served ``WARM_UP + requests``."""
     with tempfile.TemporaryDirectory(prefix="count-", dir=env.run_dir) as tmp:
         out = Path(tmp)
         sock = out / "server.sock"
@@ -116,7 +117,12 @@ def counted_run(
         workers = [f for f in out.glob("cg.*") if f != master]
         if not master.exists() or not workers:
             raise RuntimeError(f"{variant.name}: callgrind wrote no counts for its processes")
-        return callgrind_total(master), sum(callgrind_total(f) for f in workers)
+        counts = [callgrind_counts(f) for f in workers]
+        return (
+            callgrind_counts(master)[0],
+            sum(ir for ir, _ in counts),
+            sum(allocs for _, allocs in counts),
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -148,8 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"app {args.app}, access log {log}, 1 worker, unix socket; CPU {model}")
     per_request: dict[str, float] = {}
     print(
-        "  instructions a request: worker (master: what it did meanwhile, which grows with the "
-        "time valgrind takes, not with the requests)"
+        "  a request in the worker: instructions, allocations (calls into CPython's object "
+        "allocator); the master's instructions meanwhile grow with the time valgrind takes"
     )
     with bench.run_dir() as rd:
         if args.uwsgiapp_python:
@@ -165,7 +171,11 @@ def main(argv: list[str] | None = None) -> int:
             long = counted_run(variant, env, args.base + args.requests, args.keep)
             per_request[server] = (long[1] - short[1]) / args.requests
             master = (long[0] - short[0]) / args.requests
-            print(f"  {server:9s} {per_request[server]:9.0f} (master {master:6.0f})  {app}")
+            allocs = (long[2] - short[2]) / args.requests
+            print(
+                f"  {server:9s} {per_request[server]:9.0f} instructions {allocs:7.1f} allocations"
+                f"  (master {master:6.0f})  {app}"
+            )
     print(
         f"  uwsgiapp / uWSGI: {per_request['uwsgiapp'] / per_request['uwsgi']:.2f} "
         f"(user space, the worker, {args.requests} requests)"

@@ -732,7 +732,7 @@ def count_sections(env: Env) -> list[tuple[str, str]]:
             text = "timed out"
         shown = ["python", "bench/count_servers.py", *extra]
         if env.installed:
-            shown += ["--uwsgiapp-python", "<the compiled build's python>"]
+            shown += ["--uwsgiapp-python", ".venv-compiled/bin/python"]
         out.append((shlex.join(shown), text))
     return out
 
