@@ -15,8 +15,8 @@ import pytest
 from support.scripts import load_script
 
 from uwsgiapp.server import safefiles
-from uwsgiapp.server.logs import make_access_log, reopen_logs, setup_error_log
 from uwsgiapp.server.accesslog import encode_line
+from uwsgiapp.server.logs import make_access_log, reopen_logs, setup_error_log
 from uwsgiapp.server.logtext import escape_log_text
 
 
