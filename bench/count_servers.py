@@ -76,14 +76,20 @@ def callgrind_counts(path: Path) -> tuple[int, int]:
 
 
 def counted_run(
-    variant: bench.Variant, env: bench.Env, requests: int, keep: Path | None = None
+    variant: bench.Variant,
+    env: bench.Env,
+    requests: int,
+    keep: Path | None = None,
+    stats: bool = False,
 ) -> tuple[int, int, int]:
     """Instructions of the master, instructions of the workers and the workers' allocations,
-    in one server run that served ``WARM_UP + requests``."""
+    in one server run that served ``WARM_UP + requests`` (``stats``: serving stats as well)."""
     with tempfile.TemporaryDirectory(prefix="count-", dir=env.run_dir) as tmp:
         out = Path(tmp)
         sock = out / "server.sock"
         cmd = bench.server_command(variant, env, str(sock), out / "access.log")
+        if stats:  # the same option in both servers
+            cmd += ["--stats", str(out / "stats.sock")]
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p", *cmd]
         pythonpath = [str(bench.APPS)]
         if not env.installed:
@@ -132,6 +138,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--base", type=int, default=200, help="requests of the shorter run")
     ap.add_argument("--access-log", action="store_true", help="both servers log each request")
     ap.add_argument("--keep", type=Path, help="copy the callgrind profiles into this directory")
+    ap.add_argument(
+        "--stats", action="store_true", help="both servers serve their stats (--stats <socket>)"
+    )
     ap.add_argument("--anchor-venv", type=Path, help="venv with uwsgi (as for bench/run.py)")
     ap.add_argument(
         "--uwsgiapp-python", help="count the uwsgiapp installed in this interpreter's venv"
@@ -151,7 +160,8 @@ def main(argv: list[str] | None = None) -> int:
         "unknown CPU",
     )
     log = "on (to a file)" if args.access_log else "off"
-    print(f"app {args.app}, access log {log}, 1 worker, unix socket; CPU {model}")
+    stats = ", stats served" if args.stats else ""
+    print(f"app {args.app}, access log {log}{stats}, 1 worker, unix socket; CPU {model}")
     per_request: dict[str, float] = {}
     print(
         "  a request in the worker: instructions, allocations (calls into CPython's object "
@@ -167,8 +177,8 @@ def main(argv: list[str] | None = None) -> int:
             # uwsgiapp.web runs on uwsgiapp only: its yardstick is uWSGI with the Flask app
             app = "flask" if server != "uwsgiapp" and args.app == "web" else args.app
             variant = bench.Variant(server, app, 1, "unix", args.access_log)
-            short = counted_run(variant, env, args.base, args.keep)
-            long = counted_run(variant, env, args.base + args.requests, args.keep)
+            short = counted_run(variant, env, args.base, args.keep, args.stats)
+            long = counted_run(variant, env, args.base + args.requests, args.keep, args.stats)
             per_request[server] = (long[1] - short[1]) / args.requests
             master = (long[0] - short[0]) / args.requests
             allocs = (long[2] - short[2]) / args.requests

@@ -224,8 +224,13 @@ def test_links_planted_by_the_app_user_are_never_followed_as_root(
         server.start(wait=False)
         try:
             if option == "pidfile":
-                wait_until(lambda s=server: os.path.exists(s.socket), 15, "the socket")
-                assert not link.is_symlink()
+                # The socket is bound before the pidfile is written: wait for the file itself
+                # (a server that followed the link would leave it a link until the timeout).
+                wait_until(
+                    lambda p=link: not p.is_symlink() and p.read_text().strip().isdigit(),
+                    15,
+                    "the pidfile written in place of the link",
+                )
                 server.signal(signal.SIGTERM)
             outcomes[option] = server.wait(15)
         finally:
