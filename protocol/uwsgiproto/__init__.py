@@ -36,7 +36,13 @@ from uwsgiproto.events import (
     Ping,
     Request,
 )
-from uwsgiproto.layout import MAX_LAYOUT_KEY_BYTES, MAX_LAYOUT_VARS, Layout, Partial
+from uwsgiproto.layout import (
+    MAX_LAYOUT_KEY_BYTES,
+    MAX_LAYOUT_VARS,
+    Layout,
+    Partial,
+    key_signature,
+)
 from uwsgiproto.schema import HEADER_SIZE, MAX_BLOCK
 
 __all__ = [
@@ -68,6 +74,7 @@ __all__ = [
     "build_request",
     "decode",
     "generic_vars",
+    "key_signature",
     "parse_packet",
     "parse_vars",
     "resume_vars",

@@ -19,7 +19,10 @@ import itertools
 import linecache
 import weakref
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:  # mypyc's machine integer; only an annotation, so no import at run time
+    from mypy_extensions import i64
 
 #: Most keys a layout is compiled for (its code grows with the square of this: one exit per key).
 MAX_LAYOUT_VARS = 64
@@ -32,6 +35,38 @@ Partial = tuple[int, int, tuple[str, ...]]
 
 #: Numbers the generated sources: each layout's code has a file name of its own.
 _serial = itertools.count(1)
+
+#: Keeps a signature under 2**40, so that times the multiplier it stays within 64 bits.
+_SIGNATURE_MASK: Final = (1 << 40) - 1
+
+
+def key_signature(b: bytes | bytearray) -> int:
+    """A number that is the same for every block with the same sequence of keys (-1 for a block
+    that does not split into whole vars), found without making a single object.
+
+    It hashes each key's length, its last byte and its sixth (the first after ``HTTP_``), so
+    blocks with other keys may share it: it only picks which :class:`Layout` to try, and the
+    layout's own match decides.
+    """
+    data = b if isinstance(b, bytes) else bytes(b)
+    # i64: compiled, machine integers (a Python int is a tagged value checked at every step).
+    end: i64 = len(data)
+    q: i64 = 0
+    h: i64 = 0
+    while q < end:
+        if q + 2 > end:
+            return -1
+        n: i64 = data[q] | data[q + 1] << 8
+        q += 2
+        mark: i64 = n << 16
+        if n and q + n <= end:
+            mark = mark | data[q + n - 1] << 8 | data[q + 5 if n > 5 else q + n - 1]
+        h = (h * 1000003 + mark) & _SIGNATURE_MASK
+        q += n
+        if q + 2 > end:
+            return -1
+        q += 2 + (data[q] | data[q + 1] << 8)
+    return h if q == end else -1
 
 
 class Layout:

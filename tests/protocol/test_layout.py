@@ -20,7 +20,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_codec_properties import KEYS, VALUES, budget, hand_block
 
-from uwsgiproto.layout import MAX_LAYOUT_VARS, Layout, Partial
+from uwsgiproto.layout import MAX_LAYOUT_VARS, Layout, Partial, key_signature
 from uwsgiproto.schema import MAX_BLOCK, TooManyVars, parse_var_block, resume_var_block
 
 NGINX_GET = (
@@ -245,3 +245,29 @@ def test_each_layout_has_its_own_source_and_drops_it_when_collected() -> None:
     del second
     gc.collect()
     assert name not in linecache.cache
+
+
+@given(st.lists(st.tuples(KEYS, VALUES), max_size=12), st.lists(VALUES, min_size=12, max_size=12))
+def test_a_key_signature_depends_on_the_keys_only(
+    pairs: list[tuple[str, str]], other_values: list[str]
+) -> None:
+    block = hand_block(pairs)
+    same_keys = hand_block([(k, v) for (k, _), v in zip(pairs, other_values, strict=False)])
+    assert key_signature(block) == key_signature(same_keys) == key_signature(bytearray(block))
+    assert key_signature(block) >= 0
+    if block:
+        # A block cut short is no sequence of whole vars.
+        assert key_signature(block[:-1]) == -1
+
+
+def test_a_key_signature_tells_the_usual_sequences_apart() -> None:
+    base = [("REQUEST_METHOD", "GET"), ("PATH_INFO", "/"), ("HTTP_HOST", "h")]
+    blocks = [
+        hand_block(base),
+        hand_block([*base, ("HTTP_COOKIE", "c")]),
+        hand_block([*base, ("HTTP_ACCEPT", "*/*")]),
+        hand_block(list(reversed(base))),
+        hand_block(base[:2]),
+    ]
+    assert len({key_signature(b) for b in blocks}) == len(blocks)
+    assert key_signature(b"\x05\x00ab") == -1  # a key running past the end

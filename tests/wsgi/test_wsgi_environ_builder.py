@@ -22,7 +22,7 @@ from uwsgiapp.wsgi.environ import (
     EnvironSettings,
     build_environ,
 )
-from uwsgiproto import Limits, ProtocolError, parse_vars
+from uwsgiproto import Limits, ProtocolError, key_signature, parse_vars
 from uwsgiproto.layout import MAX_LAYOUT_VARS
 from uwsgiproto.schema import build_var_block
 
@@ -112,6 +112,23 @@ def test_a_real_nginx_packet_is_learnt_and_then_parsed_by_its_layout() -> None:
     assert first == expected
     first["PATH_INFO"] = "changed"
     assert builder.build(block, 0) == expected, "every environ is a fresh dict"
+
+
+def test_two_shapes_taking_turns_each_find_their_layout_by_signature() -> None:
+    # Browsers and API clients send other headers: a worker sees key sequences take turns.
+    a = GET_HELLO.read_bytes()[4:]
+    b = build_var_block([*parse_vars(a).items(), ("HTTP_COOKIE", "s=1")])
+    template = EnvironSettings().template()
+    builder = EnvironBuilder(template, Limits())
+    for _ in range(LEARN_AFTER):
+        builder.build(a, 0)
+        builder.build(b, 0)
+    assert len(builder._layouts) == 2
+    for block in (a, b, a, a, b, b, a):
+        assert builder.build(block, 0) == build_environ(parse_vars(block), 0, template, "", True)
+        active = builder._active
+        assert active is not None and active.keys == tuple(parse_vars(block))
+        assert builder._by_signature[key_signature(block)] is active
 
 
 def test_repeated_keys_are_never_learnt() -> None:

@@ -21,6 +21,7 @@ from uwsgiproto import (
     Layout,
     Limits,
     Partial,
+    key_signature,
     resume_vars,
 )
 
@@ -153,6 +154,8 @@ class EnvironBuilder:
         self.mount = mount
         self._active: Layout | None = None
         self._layouts: dict[tuple[str, ...], Layout] = {}
+        #: The learnt layouts by :func:`~uwsgiproto.key_signature` of their key sequence.
+        self._by_signature: dict[int, Layout] = {}
         self._counts: dict[tuple[str, ...], int] = {}
 
     def build(self, block: bytes | bytearray, modifier1: int) -> dict[str, Any]:
@@ -169,14 +172,22 @@ class EnvironBuilder:
             if type(result) is dict:
                 # modifier1 30 takes SCRIPT_NAME from the vars, but no layout holds that key.
                 return _finish(result, self.mount)
+            # Another key sequence (clients send different headers, and take turns): the layout
+            # learnt for it, if any, picked by its signature without parsing the block.
+            other = self._by_signature.get(key_signature(block))
+            if other is not None and other is not layout:
+                found = other.run(block, text)
+                if type(found) is dict:
+                    self._active = other
+                    return _finish(found, self.mount)
             _, pos, values = cast(Partial, result)
             variables = dict(zip(layout.keys[: len(values)], values, strict=True))
         variables, count = resume_vars(block, text, pos, variables, self.limits)
         if count == len(variables):  # no repeated key: the sequence can be learnt
-            self._learn(tuple(variables))
+            self._learn(tuple(variables), block)
         return build_environ(variables, modifier1, self.template, self.mount, "UWSGI_" in text)
 
-    def _learn(self, keys: tuple[str, ...]) -> None:
+    def _learn(self, keys: tuple[str, ...], block: bytes | bytearray) -> None:
         layout = self._layouts.get(keys)
         if layout is None:
             if not 0 < len(keys) <= MAX_LAYOUT_VARS or sum(map(len, keys)) > MAX_LAYOUT_KEY_BYTES:
@@ -194,6 +205,7 @@ class EnvironBuilder:
             if layout is None:
                 return
             self._layouts[keys] = layout
+            self._by_signature[key_signature(block)] = layout
         self._active = layout
 
     def _compile(self, keys: tuple[str, ...]) -> Layout | None:
