@@ -37,6 +37,7 @@ from uwsgiproto.events import (
     Request,
 )
 from uwsgiproto.layout import (
+    FAST_KEY_SIGNATURE,
     MAX_LAYOUT_KEY_BYTES,
     MAX_LAYOUT_VARS,
     Layout,
@@ -47,6 +48,7 @@ from uwsgiproto.schema import HEADER_SIZE, MAX_BLOCK
 
 __all__ = [
     "DEFAULT_LIMITS",
+    "FAST_KEY_SIGNATURE",
     "HEADER_SIZE",
     "MAX_BLOCK",
     "MAX_LAYOUT_KEY_BYTES",

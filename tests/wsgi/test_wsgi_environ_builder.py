@@ -114,7 +114,7 @@ def test_a_real_nginx_packet_is_learnt_and_then_parsed_by_its_layout() -> None:
     assert builder.build(block, 0) == expected, "every environ is a fresh dict"
 
 
-def test_two_shapes_taking_turns_each_find_their_layout_by_signature() -> None:
+def test_two_shapes_taking_turns_each_get_their_own_layout() -> None:
     # Browsers and API clients send other headers: a worker sees key sequences take turns.
     a = GET_HELLO.read_bytes()[4:]
     b = build_var_block([*parse_vars(a).items(), ("HTTP_COOKIE", "s=1")])

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Final, cast
 
 from uwsgiproto import (
+    FAST_KEY_SIGNATURE,
     MAX_LAYOUT_KEY_BYTES,
     MAX_LAYOUT_VARS,
     MODIFIER_WSGI_STRIP,
@@ -136,6 +137,9 @@ MAX_LAYOUTS: Final = 16
 #: bounds what varied (or hostile) traffic can make a worker hold to about 2 MB.
 MAX_COUNTED: Final = 256
 _DROPPED: Final = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
+#: Whether a block that misses the active layout looks its own up by key_signature: compiled,
+#: the signature takes 0.2 µs; as Python it costs more than resuming from where the miss was.
+_BY_SIGNATURE: Final = FAST_KEY_SIGNATURE
 
 
 class EnvironBuilder:
@@ -174,7 +178,7 @@ class EnvironBuilder:
                 return _finish(result, self.mount)
             # Another key sequence (clients send different headers, and take turns): the layout
             # learnt for it, if any, picked by its signature without parsing the block.
-            other = self._by_signature.get(key_signature(block))
+            other = self._by_signature.get(key_signature(block)) if _BY_SIGNATURE else None
             if other is not None and other is not layout:
                 found = other.run(block, text)
                 if type(found) is dict:
