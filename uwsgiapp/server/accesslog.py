@@ -12,7 +12,7 @@ import os
 import time
 from typing import Any, Final
 
-from uwsgiapp.server.logtext import escape_log_text
+from uwsgiapp.server.logtext import CONTROL_CODES, escape_log_text
 from uwsgiapp.wsgi.contract import AccessLogger
 
 
@@ -53,10 +53,10 @@ class Pid:
 PID = Pid()
 
 
-#: A translation table that changes the bytes a line must not carry (C0 controls but the
-#: newline, and DEL; see :mod:`uwsgiapp.server.logtext`) and keeps every other byte.
+#: A translation table that changes the bytes a line must not carry (the controls of
+#: :mod:`uwsgiapp.server.logtext` but the newline that ends it) and keeps every other byte.
 _MARK_CONTROLS: Final = bytes(
-    0x80 if (byte < 0x20 and byte != 0x0A) or byte == 0x7F else byte for byte in range(256)
+    0x80 if byte in CONTROL_CODES and byte != 0x0A else byte for byte in range(256)
 )
 #: Bound once: compiled, ``os.write(...)`` would look the name up in the module on every call.
 _write: Final = os.write

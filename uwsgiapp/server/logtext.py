@@ -9,9 +9,14 @@ log as the same bytes.
 
 from __future__ import annotations
 
-__all__ = ["escape_log_text"]
+from typing import Final
 
-_ESCAPES = {code: f"\\x{code:02X}" for code in (*range(0x20), 0x7F)}
+__all__ = ["CONTROL_CODES", "escape_log_text"]
+
+#: The code points a log line must not carry as they are: the C0 controls and DEL.
+CONTROL_CODES: Final = (*range(0x20), 0x7F)
+
+_ESCAPES = {code: f"\\x{code:02X}" for code in CONTROL_CODES}
 
 
 def escape_log_text(text: str) -> str:
