@@ -35,24 +35,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as bench
-from count_request import ALLOCATORS, parse_callgrind
+from count_request import ALLOCATORS, packet, parse_callgrind
+from threads_handoff import cpu_model
 
-CAPTURE = bench.ROOT / "tests" / "corpus" / "valid" / "nginx_get_hello.bin"
 SERVERS = ("uwsgiapp", "uwsgi")
 #: Requests before the counted ones, in both runs: uwsgiapp learns the key layout in these.
 WARM_UP = 50
 #: Seconds a server gets to start, or to exit and write its counts, under valgrind.
 SLOW = 180.0
-
-
-def packet() -> bytes:
-    """The nginx GET capture with its path rewritten to ``/`` (what the benchmark apps serve)."""
-    sys.path.insert(0, str(bench.ROOT / "protocol"))
-    from uwsgiproto import build_request, parse_vars
-
-    variables = parse_vars(CAPTURE.read_bytes()[4:])
-    variables["PATH_INFO"] = variables["REQUEST_URI"] = "/"
-    return build_request(variables)
 
 
 def request(path: Path, data: bytes) -> bytes:
@@ -91,11 +81,8 @@ def counted_run(
         if stats:  # the same option in both servers
             cmd += ["--stats", str(out / "stats.sock")]
         cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p", *cmd]
-        pythonpath = [str(bench.APPS)]
-        if not env.installed:
-            pythonpath += [str(bench.ROOT), str(bench.ROOT / "protocol")]
         # A fixed hash seed: str hashes, and with them dict probes, are alike in both runs.
-        pyenv = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath), "PYTHONHASHSEED": "0"}
+        pyenv = {**bench.server_environ(env), "PYTHONHASHSEED": "0"}
         srv = bench.start(cmd, out / "server.log", env=pyenv, cwd=bench.APPS)
         try:
             bench.wait_for(
@@ -151,14 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     anchor_bin = args.anchor_venv / "bin" if args.anchor_venv else bench.default_anchor_bin()
     if not (anchor_bin / "uwsgi").exists():
         sys.exit(f"no uwsgi in {anchor_bin}: pass --anchor-venv (bench/run.py's anchors)")
-    model = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        "unknown CPU",
-    )
+    model = cpu_model()
     log = "on (to a file)" if args.access_log else "off"
     stats = ", stats served" if args.stats else ""
     print(f"app {args.app}, access log {log}{stats}, 1 worker, unix socket; CPU {model}")
@@ -168,11 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         "allocator); the master's instructions meanwhile grow with the time valgrind takes"
     )
     with bench.run_dir() as rd:
-        if args.uwsgiapp_python:
-            python = os.path.abspath(args.uwsgiapp_python)
-            env = bench.Env(python, anchor_bin, rd, rd, installed=True)
-        else:
-            env = bench.Env(sys.executable, anchor_bin, rd, rd)
+        env = bench.make_env(args.uwsgiapp_python, anchor_bin, rd, rd)
         for server in SERVERS:
             # uwsgiapp.web runs on uwsgiapp only: its yardstick is uWSGI with the Flask app
             app = "flask" if server != "uwsgiapp" and args.app == "web" else args.app

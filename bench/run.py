@@ -164,6 +164,23 @@ def server_command(v: Variant, env: Env, bind: str, access_log: Path) -> list[st
     raise ValueError(v.server)
 
 
+def server_environ(env: Env) -> dict[str, str]:
+    """The environment a server of this run starts with: the apps (and, unless an installed
+    build is benched, these sources) on its path."""
+    pythonpath = [str(APPS)] if env.installed else [str(ROOT), str(ROOT / "protocol"), str(APPS)]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath)}
+
+
+def make_env(uwsgiapp_python: str | None, anchor_bin: Path, run_dir: Path, out_dir: Path) -> Env:
+    """The run's :class:`Env`: ``uwsgiapp_python`` (an installed build) or these sources."""
+    if not uwsgiapp_python:
+        return Env(sys.executable, anchor_bin, run_dir, out_dir)
+    # absolute (servers start in the apps' directory), not resolved (a venv's python is a
+    # link, and the venv is what the link's path names)
+    python = os.path.abspath(uwsgiapp_python)
+    return Env(python, anchor_bin, run_dir, out_dir, installed=True)
+
+
 def nginx_conf(env: Env, port: int, upstream: str) -> str:
     user = "user root;\n" if os.geteuid() == 0 else ""
     tmp = env.run_dir / "tmp"
@@ -400,10 +417,10 @@ def run_one(v: Variant, env: Env, conns: int, duration: int) -> dict[str, Any]:
     if can_connect(f"127.0.0.1:{nginx_port}"):
         raise RuntimeError(f"port {nginx_port} is already taken by another process")
     srv = ngx = None
-    pythonpath = [str(APPS)] if env.installed else [str(ROOT), str(ROOT / "protocol"), str(APPS)]
-    pyenv = {**os.environ, "PYTHONPATH": os.pathsep.join(pythonpath)}
     try:
-        srv = start(server_command(v, env, bind, access_log), server_log, env=pyenv, cwd=APPS)
+        srv = start(
+            server_command(v, env, bind, access_log), server_log, env=server_environ(env), cwd=APPS
+        )
         wait_for(lambda: srv.poll() is not None or can_connect(upstream_addr), 30, f"{tag} socket")
         if srv.poll() is not None:
             raise RuntimeError(f"server exited with {srv.returncode}; see {server_log}")
@@ -689,6 +706,12 @@ def chart(variants: list[Variant], summary: dict[str, dict[str, Any]], path: Pat
     return ""
 
 
+def output_text(done: subprocess.CompletedProcess[str]) -> str:
+    """What a report shows of a finished command: its output, and its error when it failed."""
+    failed = f"\n(exit {done.returncode}) {done.stderr[-800:]}" if done.returncode else ""
+    return done.stdout.rstrip() + failed
+
+
 def micro_benches(python: str, quick: bool) -> list[tuple[str, str]]:
     out = []
     runs = {
@@ -705,9 +728,7 @@ def micro_benches(python: str, quick: bool) -> list[tuple[str, str]]:
             if done.returncode != 0 and extra and "unrecognized arguments" in done.stderr:
                 cmd = [python, str(path)]
                 done = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
-            text = done.stdout.rstrip() + (
-                f"\n(exit {done.returncode}) {done.stderr[-800:]}" if done.returncode else ""
-            )
+            text = output_text(done)
         except subprocess.TimeoutExpired:
             text = "timed out"
         rel = [Path(cmd[1]).relative_to(ROOT).as_posix(), *cmd[2:]]
@@ -725,9 +746,7 @@ def count_sections(env: Env) -> list[tuple[str, str]]:
             cmd += ["--uwsgiapp-python", env.python]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, cwd=ROOT)
-            text = done.stdout.rstrip() + (
-                f"\n(exit {done.returncode}) {done.stderr[-800:]}" if done.returncode else ""
-            )
+            text = output_text(done)
         except subprocess.TimeoutExpired:
             text = "timed out"
         shown = ["python", "bench/count_servers.py", *extra]
@@ -952,13 +971,7 @@ def main(argv: list[str] | None = None) -> int:
     started = datetime.datetime.now()
     load = {"loadavg at start": loadavg(), "idle-machine busy % at start": background_busy()}
     with run_dir() as rd:
-        if args.uwsgiapp_python:
-            # absolute (servers start in the apps' directory), not resolved (a venv's python
-            # is a link, and the venv is what the link's path names)
-            python = os.path.abspath(args.uwsgiapp_python)
-            env = Env(python, anchor_bin, rd, out_dir, installed=True)
-        else:
-            env = Env(sys.executable, anchor_bin, rd, out_dir)
+        env = make_env(args.uwsgiapp_python, anchor_bin, rd, out_dir)
         if args.list:
             for v in variants:
                 print(
