@@ -103,6 +103,7 @@ def counted_run(
         finally:
             bench.stop(srv)
         if keep is not None:  # for callgrind_annotate
+            keep.mkdir(parents=True, exist_ok=True)
             for f in out.glob("cg.*"):
                 role = "master" if f.name == f"cg.{srv.pid}" else "worker"
                 shutil.copy(f, keep / f"{variant.name}.{requests}.{role}.{f.name[3:]}.callgrind")
