@@ -1,14 +1,14 @@
 """Per-worker status in shared memory: what the master reads for readiness, harakiri, stats.
 
 One fixed-size slot per worker id in an anonymous shared mmap created by the master before
-forking. A worker writes only its own slot, no lock, no syscall: ``pack_into`` calls from its
-request hooks, :meth:`SlotWriter.begin` (the request start, for harakiri) and
-:meth:`SlotWriter.end` (idle again, requests served).
+forking. A worker writes only its own slot, no lock, no syscall: 8-byte stores through
+memoryviews of the slot from its request hooks, :meth:`SlotWriter.begin` (the request start, for
+harakiri) and :meth:`SlotWriter.end` (idle again, requests served).
 
 Layout of a slot (:data:`SLOT_SIZE` bytes): pid, state, request start, requests since this
 process started; then the counters, which only a worker of ``serve --stats`` writes
 (:class:`CountingSlotWriter`): bytes sent and seconds spent serving (right after the request
-count, so that ``end`` writes all four in its one ``pack_into``), exceptions, and a matrix of
+count, in the words ``end`` stores to anyway), exceptions, and a matrix of
 requests by (status class, duration bucket). One matrix cell per request rather than a request
 count, a class count and a bucket count: the master adds rows and columns up. Aligned 8-byte
 stores, which a reader never sees torn. The counters are not reset when a new process takes the
@@ -37,12 +37,16 @@ if TYPE_CHECKING:  # the policy imports this module without loading the server
     from uwsgiapp.server.exchange import Responder
     from uwsgiapp.server.intake import Handler
 
-#: pid, state, request start (epoch seconds, 0 = idle), requests served.
-SLOT: Final = struct.Struct("<iidQ")
-_BUSY: Final = struct.Struct("<d")  # just the start time, at offset 8
-_DONE: Final = struct.Struct("<dQ")  # start time 0 + requests, at offset 8
-#: ``--stats``: start time 0, requests, then bytes sent, seconds serving and the fast cell.
-_DONE_COUNTED: Final = struct.Struct("<dQQdQ")
+#: pid, state, request start (epoch seconds, 0 = idle), requests served. Native byte order
+#: ("="), as the memoryviews the hooks store through (the table never leaves this machine).
+SLOT: Final = struct.Struct("=iidQ")
+#: Where the hooks store, in 8-byte words from the slot's start: the request start (a double),
+#: the requests served, then (``--stats``) bytes sent, seconds serving (a double), the fast cell.
+_START: Final = 1
+_REQUESTS: Final = 2
+_TX: Final = 3
+_RUNNING: Final = 4
+_FAST: Final = 5
 
 STATE_FREE = 0
 STATE_BOOTING = 1
@@ -52,20 +56,20 @@ STATE_READY = 2
 CLASSES = 6
 BUCKETS = len(DURATION_BOUNDS) + 1
 #: The matrix cell most requests of a fast app land in (2xx, first duration bucket): kept with
-#: the totals, outside the matrix, so that ``end`` writes it in its ``pack_into``.
+#: the totals, outside the matrix, so that ``end`` stores it with them.
 FAST_CELL = 2 * BUCKETS
 #: The counters, from offset :data:`COUNTERS`: tx, running (a double), the fast cell,
 #: exceptions, the matrix (whose own FAST_CELL stays 0).
 COUNTERS = SLOT.size
-_COUNTERS = struct.Struct(f"<QdQQ{CLASSES * BUCKETS}Q")
+_COUNTERS = struct.Struct(f"=QdQQ{CLASSES * BUCKETS}Q")
 _EXCEPTIONS = COUNTERS + 24
 _MATRIX = COUNTERS + 32
 SLOT_SIZE = 640
 assert COUNTERS + _COUNTERS.size <= SLOT_SIZE
 #: One request thread's core, from SLOT_SIZE: request start (0 = idle), requests served.
-CORE: Final = struct.Struct("<dQ")
+CORE: Final = struct.Struct("=dQ")
 #: The totals :class:`ThreadCounter` writes at :data:`COUNTERS`: tx, running, the fast cell.
-_TOTALS: Final = struct.Struct("<QdQ")
+_TOTALS: Final = struct.Struct("=QdQ")
 
 #: The clock of the request start (the master's harakiri compares it with its own time.time()).
 _clock = time.time
@@ -142,7 +146,7 @@ class StatusTable:
         self.cores = cores
         self.slot_size = SLOT_SIZE if cores == 1 else SLOT_SIZE + cores * CORE.size
         self._mem = mmap.mmap(-1, capacity * self.slot_size)
-        self._all_cores = struct.Struct("<" + "dQ" * cores)
+        self._all_cores = struct.Struct("=" + "dQ" * cores)
 
     def reset(self, slot: int, pid: int) -> None:
         """Master: a worker is being started in ``slot`` (its counters carry on)."""
@@ -186,6 +190,13 @@ class StatusTable:
         return CoreWriter(self._mem, slot * self.slot_size + SLOT_SIZE + core * CORE.size)
 
 
+def _words(mem: mmap.mmap, offset: int, size: int) -> tuple[memoryview[float], memoryview[int]]:
+    """The 8-byte words of ``mem[offset : offset + size]``, seen as doubles and as unsigned
+    ints: a store through either is one aligned 8-byte write, never seen torn by a reader."""
+    words = memoryview(mem)[offset : offset + size]
+    return words.cast("d"), words.cast("Q")
+
+
 class CoreWriter:
     """One request thread's hooks: its request start and count in its core of the slot.
 
@@ -193,34 +204,35 @@ class CoreWriter:
     thread (0 while idle).
     """
 
-    __slots__ = ("_mem", "_offset", "started")
+    __slots__ = ("_d", "_q", "started")
 
     def __init__(self, mem: mmap.mmap, offset: int) -> None:
-        self._mem = mem
-        self._offset = offset
+        self._d, self._q = _words(mem, offset, CORE.size)
         self.started = 0.0
 
     def begin(self) -> None:
         """A request started now on this thread."""
         self.started = now = time.time()
-        _BUSY.pack_into(self._mem, self._offset, now)
+        self._d[0] = now
 
     def end(self, requests: int) -> None:
         """The thread's request is done; ``requests`` served by this thread."""
         self.started = 0.0
-        _DONE.pack_into(self._mem, self._offset, 0.0, requests)
+        self._d[0] = 0.0
+        self._q[1] = requests
 
 
 class SlotWriter:
     """Worker side of a slot; its ``begin``/``end`` are the worker loop's request hooks."""
 
-    __slots__ = ("_at", "_mem", "_offset", "_pid")
+    __slots__ = ("_d", "_mem", "_offset", "_pid", "_q")
 
     def __init__(self, mem: mmap.mmap, offset: int, pid: int) -> None:
         self._mem = mem
         self._offset = offset
         self._pid = pid
-        self._at = offset + 8  # where begin and end write
+        # One 8-byte store each (a struct's pack_into costs a method call and a buffer export).
+        self._d, self._q = _words(mem, offset, COUNTERS + 24)
 
     def ready(self) -> None:
         """The app is loaded and the worker is about to accept."""
@@ -228,11 +240,12 @@ class SlotWriter:
 
     def begin(self) -> None:
         """A request started now."""
-        _BUSY.pack_into(self._mem, self._at, _clock())
+        self._d[_START] = _clock()
 
     def end(self, requests: int) -> None:
         """The request is done; ``requests`` served in total."""
-        _DONE.pack_into(self._mem, self._at, 0.0, requests)
+        self._d[_START] = 0.0
+        self._q[_REQUESTS] = requests
 
 
 class CountingSlotWriter(SlotWriter):
@@ -241,8 +254,8 @@ class CountingSlotWriter(SlotWriter):
     ``end`` takes it from the Responder's ``last`` (None: a step that parked a connection, a
     ping, a packet refused before the app) and counts it from what ``begin`` and the exchange
     already hold: the duration from ``begin``'s clock reading, the status class, the bytes.
-    The totals and the fast cell go out with ``end``'s one ``pack_into``; any other cell is one
-    8-byte store of a count kept in a local list (a read-modify-write of the mmap costs more).
+    The totals and the fast cell are stored by ``end`` with the request count; any other cell is
+    one 8-byte store of a count kept in a local list (a read-modify-write of the mmap costs more).
     """
 
     __slots__ = ("_cells", "_fast", "_matrix", "_responder", "_running", "_start", "_tx")
@@ -263,14 +276,15 @@ class CountingSlotWriter(SlotWriter):
     def begin(self) -> None:
         """A request started now (kept for its duration too)."""
         self._start = now = _clock()
-        _BUSY.pack_into(self._mem, self._at, now)
+        self._d[_START] = now
 
     def end(self, requests: int) -> None:
         """Idle again; the response sent since :meth:`begin`, if any, is counted."""
         responder = self._responder
         exchange = responder.last
         if exchange is None:
-            _DONE.pack_into(self._mem, self._at, 0.0, requests)
+            self._d[_START] = 0.0
+            self._q[_REQUESTS] = requests
             return
         responder.last = None
         elapsed = _clock() - self._start
@@ -281,7 +295,12 @@ class CountingSlotWriter(SlotWriter):
             fast = self._count_cell(exchange.status, elapsed)
         self._tx = tx = self._tx + exchange.sent
         self._running = running = self._running + elapsed
-        _DONE_COUNTED.pack_into(self._mem, self._at, 0.0, requests, tx, running, fast)
+        d, q = self._d, self._q
+        d[_START] = 0.0
+        q[_REQUESTS] = requests
+        q[_TX] = tx
+        d[_RUNNING] = running
+        q[_FAST] = fast
 
     def _count_cell(self, status: str | None, elapsed: float) -> int:
         """Count a request the fast path did not take; returns the fast cell's count."""
@@ -302,8 +321,8 @@ class CountingSlotWriter(SlotWriter):
     def count_exception(self) -> None:
         """The app raised or answered badly (a 500 or a cut): the Responder's ``on_app_error``."""
         offset = self._offset + _EXCEPTIONS
-        (count,) = struct.unpack_from("<Q", self._mem, offset)
-        struct.pack_into("<Q", self._mem, offset, count + 1)
+        (count,) = struct.unpack_from("=Q", self._mem, offset)
+        struct.pack_into("=Q", self._mem, offset, count + 1)
 
 
 class ThreadCounter(CountingSlotWriter):
