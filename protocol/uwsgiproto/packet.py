@@ -8,15 +8,17 @@ from collections.abc import Callable
 from typing import Final, NoReturn, TypeVar
 
 from uwsgiproto.errors import PacketTooLarge, UnsupportedModifier
-from uwsgiproto.events import NEED_DATA, SUPPORTED_MODIFIERS, _NeedData
+from uwsgiproto.events import MODIFIER_WSGI, NEED_DATA, SUPPORTED_MODIFIERS, _NeedData
 from uwsgiproto.limits import Limits
 from uwsgiproto.schema import HEADER_SIZE, HEADER_STRUCT
 
 V = TypeVar("V")
 
-# Bound once: CPython compiles ``imported_name.method()`` as an attribute load (it takes an
-# imported name for a module), which would create a bound method on every packet.
-_unpack_header: Final = HEADER_STRUCT.unpack_from
+# The header is read byte by byte below (compiled, indexing ``bytes`` is native; a struct's
+# ``unpack_from`` is a method call, a buffer export and a tuple): the declaration must say so.
+if HEADER_STRUCT.format != "<BHB" or HEADER_SIZE != 4:
+    raise ImportError(f"parse_packet reads the header as <BHB; HEADER is {HEADER_STRUCT.format}")
+_HEADER_SIZE: Final = 4
 
 _HTTP_STARTS: Final = (
     b"GET ",
@@ -53,15 +55,22 @@ def parse_packet(
     limits. ``parse_block`` turns the var block into vars (:func:`generic_vars` gives the
     generic one); it must raise only ProtocolError for a bad block, as :func:`resume_vars` does.
     """
-    if len(data) < HEADER_SIZE:
+    size = len(data)
+    if size < _HEADER_SIZE:
         return NEED_DATA
-    modifier1, datasize, modifier2 = _unpack_header(data)
-    if datasize > limits.buffer_size or modifier1 not in SUPPORTED_MODIFIERS:
-        _refuse(data, modifier1, datasize, limits)
-    end = HEADER_SIZE + datasize
-    if len(data) < end:
+    head = data if isinstance(data, bytes) else bytes(data[:_HEADER_SIZE])
+    modifier1 = head[0]
+    datasize = head[1] | head[2] << 8
+    if datasize > limits.buffer_size or (
+        modifier1 != MODIFIER_WSGI and modifier1 not in SUPPORTED_MODIFIERS
+    ):
+        _refuse(head, modifier1, datasize, limits)
+    end = _HEADER_SIZE + datasize
+    if size < end:
         return NEED_DATA
-    return modifier1, modifier2, parse_block(data[HEADER_SIZE:end], modifier1), end
+    # The same slice twice: compiled, the one where ``data`` is known to be bytes is native.
+    block = data[_HEADER_SIZE:end] if isinstance(data, bytes) else data[_HEADER_SIZE:end]  # noqa: RUF034
+    return modifier1, head[3], parse_block(block, modifier1), end
 
 
 def _refuse(header: bytes | bytearray, modifier1: int, datasize: int, limits: Limits) -> NoReturn:
