@@ -73,6 +73,13 @@ class Exchange:
         #: The response was cut after its head: the connection must end in a reset, not drain.
         self.aborted = False
 
+    def __call__(
+        self, status: Any, headers: Any, exc_info: ExcInfo | None = None
+    ) -> Callable[[bytes], None]:
+        """The exchange is the ``start_response`` the app gets: a bound method would be one
+        more object (and attribute lookup) per request."""
+        return self.start_response(status, headers, exc_info)
+
     def start_response(
         self, status: Any, headers: Any, exc_info: ExcInfo | None = None
     ) -> Callable[[bytes], None]:
@@ -152,6 +159,7 @@ class Responder:
             return
         length_var = environ.get("CONTENT_LENGTH")
         stream = EMPTY_INPUT
+        has_body = False  # EMPTY_INPUT is interpreted: its attributes cost a lookup compiled
         if length_var:
             try:
                 length = parse_content_length(length_var, self.limit_post)
@@ -160,6 +168,7 @@ class Responder:
                 return
             if length:
                 stream = InputStream(reader(fd, self.timeout), rest, length)
+                has_body = True
         environ["wsgi.input"] = stream
         access_log = self.access_log
         started = _perf_counter() if access_log is not None else 0.0
@@ -169,7 +178,7 @@ class Responder:
         finally:
             # Not after a cut (the reset is the point) nor after the body already failed (a
             # stalled client would cost a second timeout).
-            if stream.remaining > 0 and not stream.broken and not exchange.aborted:
+            if has_body and stream.remaining > 0 and not stream.broken and not exchange.aborted:
                 self._drain(fd, stream.remaining)
             if access_log is not None:
                 access_log(
@@ -202,7 +211,7 @@ class Responder:
     def _run_app(self, exchange: Exchange, environ: dict[str, Any], peer: Peer) -> None:
         try:
             # Any: the app's chunks are checked by Exchange.send, not by a compiled build.
-            result: Any = self.app(environ, exchange.start_response)
+            result: Any = self.app(environ, exchange)
         except ClientDisconnected as exc:
             log.info(
                 "client %s went away while the app read its body: %s",
