@@ -38,6 +38,7 @@ from uwsgiproto.events import (
 )
 from uwsgiproto.layout import (
     FAST_KEY_SIGNATURE,
+    MAX_KNOWN_VALUE,
     MAX_LAYOUT_KEY_BYTES,
     MAX_LAYOUT_VARS,
     Layout,
@@ -51,6 +52,7 @@ __all__ = [
     "FAST_KEY_SIGNATURE",
     "HEADER_SIZE",
     "MAX_BLOCK",
+    "MAX_KNOWN_VALUE",
     "MAX_LAYOUT_KEY_BYTES",
     "MAX_LAYOUT_VARS",
     "MODIFIER_PING",

@@ -28,6 +28,10 @@ if TYPE_CHECKING:  # mypyc's machine integer; only an annotation, so no import a
 MAX_LAYOUT_VARS = 64
 #: Most bytes of keys in one layout.
 MAX_LAYOUT_KEY_BYTES = 8192
+#: Most characters of a known value (see :class:`Layout`'s ``known``).
+MAX_KNOWN_VALUE = 128
+#: Blocks with another value for a known key before the layout stops expecting that value.
+KNOWN_MISSES = 256
 
 #: What :meth:`Layout.run` returns for a block it does not match in full: the number of vars
 #: that matched, the offset after them, and their values (to resume the generic parser with).
@@ -76,9 +80,16 @@ class Layout:
     result starts with (constants); its keys must not be stored ones. ``looped``: parse with one
     loop over the keys (:class:`_Runner`) rather than generated straight-line code; the default
     is the loop in a compiled build, where it is the faster of the two, and the code otherwise.
+
+    ``known``: values that stored keys are expected to carry (nginx sends the same
+    ``SERVER_NAME``, ``DOCUMENT_ROOT``, ``HTTP_HOST``... on every request to a location). The
+    loop compares such a var whole, key and value, with one slice, and the result keeps the
+    value already in its prototype: no key check, no new string, no store. A block with another
+    value is parsed as usual; after :data:`KNOWN_MISSES` of them the value is no longer expected.
+    Only values of up to :data:`MAX_KNOWN_VALUE` latin-1 characters are kept.
     """
 
-    __slots__ = ("base", "keys", "run", "store")
+    __slots__ = ("base", "keys", "known", "run", "store")
 
     def __init__(
         self,
@@ -87,6 +98,7 @@ class Layout:
         store: Collection[str] | None = None,
         base: Mapping[str, Any] | None = None,
         looped: bool | None = None,
+        known: Mapping[str, str] | None = None,
     ) -> None:
         keys = tuple(keys)
         if not keys or len(keys) > MAX_LAYOUT_VARS:
@@ -106,12 +118,20 @@ class Layout:
         self.store = stored
         #: The constant entries of every result.
         self.base = base
+        #: The values expected for stored keys (the eligible part of ``known``).
+        self.known = {
+            key: value
+            for key, value in (known or {}).items()
+            if key in stored and len(value) <= MAX_KNOWN_VALUE and value.isascii()
+        }
         #: ``run(block, text)``: the result dict when the block is exactly this layout, else a
         #: :data:`Partial`. ``text`` is ``block.decode("latin-1")``.
-        prototype = dict.fromkeys(stored) | base
+        # Known values are in the prototype: a var that matches its known value whole is not
+        # stored again (the generated code stores every value, so it ignores them).
+        prototype = dict.fromkeys(stored) | base | self.known
         self.run: Callable[[bytes | bytearray, str], dict[str, Any] | Partial]
         if COMPILED if looped is None else looped:
-            self.run = _Runner(keys, encoded, stored, prototype).run
+            self.run = _Runner(keys, encoded, stored, prototype, self.known).run
         else:
             self.run = _compile(keys, encoded, stored, prototype)
 
@@ -132,7 +152,7 @@ class _Runner:
     values are stored as they are found, so those before a mismatch are not kept).
     """
 
-    __slots__ = ("prototype", "steps")
+    __slots__ = ("misses", "prototype", "steps")
 
     def __init__(
         self,
@@ -140,14 +160,19 @@ class _Runner:
         encoded: list[bytes],
         stored: tuple[str, ...],
         prototype: dict[str, Any],
+        known: Mapping[str, str],
     ) -> None:
-        #: Per key: its marker on the wire (length and name), and its name in the result ("" for
-        #: a key whose value is not stored).
-        self.steps: tuple[tuple[bytes, str], ...] = tuple(
-            (len(raw).to_bytes(2, "little") + raw, key if key in stored else "")
+        #: Per key: its marker on the wire (length and name); its name in the result ("" for a
+        #: key whose value is not stored); the whole var (marker, value length, value) when its
+        #: value is known, else b"".
+        self.steps: tuple[tuple[bytes, str, bytes], ...] = tuple(
+            (marker, key if key in stored else "", _whole(marker, known.get(key)))
             for key, raw in zip(keys, encoded, strict=True)
+            for marker in (len(raw).to_bytes(2, "little") + raw,)
         )
         self.prototype = prototype
+        #: Blocks that carried another value, by known key.
+        self.misses: dict[str, int] = {}
 
     def run(self, b: bytes | bytearray, t: str) -> dict[str, Any] | Partial:
         """The result dict when ``b`` is exactly this layout, else ``(0, 0, ())``."""
@@ -158,7 +183,13 @@ class _Runner:
         end = len(b)
         d = self.prototype.copy()
         q = 0
-        for marker, name in self.steps:
+        for marker, name, whole in self.steps:
+            if whole:
+                n = len(whole)
+                if b[q : q + n] == whole:  # key and value as expected: the prototype has it
+                    q += n
+                    continue
+                self._missed(name)
             n = len(marker)
             if b[q : q + n] != marker:  # compiled, a slice beats startswith (a method call)
                 return 0, 0, ()
@@ -171,6 +202,24 @@ class _Runner:
         if q != end:
             return 0, 0, ()
         return d
+
+    def _missed(self, name: str) -> None:
+        """A block carried another value for known key ``name`` (or another key there)."""
+        count = self.misses.get(name, 0) + 1
+        self.misses[name] = count
+        if count >= KNOWN_MISSES:  # not so constant after all: compare the key alone
+            # The loop in _match goes on over the tuple it started with.
+            self.steps = tuple(
+                (marker, key, b"" if key == name else whole) for marker, key, whole in self.steps
+            )
+
+
+def _whole(marker: bytes, value: str | None) -> bytes:
+    """A var as it is on the wire (marker, value length, value); b"" for no known value."""
+    if value is None:
+        return b""
+    raw = value.encode("latin-1")
+    return marker + len(raw).to_bytes(2, "little") + raw
 
 
 def _compile(

@@ -20,7 +20,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_codec_properties import KEYS, VALUES, budget, hand_block
 
-from uwsgiproto.layout import MAX_LAYOUT_VARS, Layout, Partial, key_signature
+from uwsgiproto.layout import (
+    KNOWN_MISSES,
+    MAX_KNOWN_VALUE,
+    MAX_LAYOUT_VARS,
+    Layout,
+    Partial,
+    key_signature,
+)
 from uwsgiproto.schema import MAX_BLOCK, TooManyVars, parse_var_block, resume_var_block
 
 NGINX_GET = (
@@ -188,6 +195,66 @@ def test_any_latin1_key_is_only_data_in_the_generated_code(key: str, looped: boo
     pairs = [("A", "1"), (key, key), ("B", "\\'")]
     block = hand_block(pairs)
     assert Layout(keys, looped=looped).run(block, block.decode("latin-1")) == dict(pairs)
+
+
+# --- known values ----------------------------------------------------------------------------
+
+ASCII_VALUES = st.text(st.characters(min_codepoint=0, max_codepoint=127), max_size=8)
+
+
+@RUNS
+@budget(300)
+@given(case=layout_and_block(), data=st.data())
+def test_known_values_change_nothing_but_the_work(
+    case: tuple[list[str], bytes], data: st.DataObject, looped: bool
+) -> None:
+    keys, near = case
+    known = {k: data.draw(ASCII_VALUES) for k in keys if data.draw(st.booleans())}
+    expecting = Layout(keys, known=known, looped=looped)
+    plain = Layout(keys, looped=looped)
+    # Blocks of the layout carrying the known values or others, and blocks near it.
+    same = hand_block(
+        [
+            (k, known[k] if k in known and data.draw(st.booleans()) else data.draw(VALUES))
+            for k in keys
+        ]
+    )
+    for block in (same, near, same):
+        assert outcome(finish, expecting, block) == outcome(finish, plain, block)
+
+
+def test_a_known_value_is_the_prototype_s_own_string() -> None:
+    keys = ["QUERY_STRING", "REQUEST_METHOD", "REQUEST_URI", "PATH_INFO"]
+    layout = Layout(keys, known={"REQUEST_METHOD": "GET", "PATH_INFO": "/x"}, looped=True)
+    assert layout.known == {"REQUEST_METHOD": "GET", "PATH_INFO": "/x"}
+    result = layout.run(NGINX_GET, NGINX_GET.decode("latin-1"))
+    assert result == {
+        "QUERY_STRING": "x=1",
+        "REQUEST_METHOD": "GET",
+        "REQUEST_URI": "/hello?x=1",
+        "PATH_INFO": "/hello",
+    }
+    assert isinstance(result, dict) and result["REQUEST_METHOD"] is layout.known["REQUEST_METHOD"]
+
+
+def test_long_non_ascii_and_unstored_values_are_not_known() -> None:
+    layout = Layout(
+        ["A", "B", "C", "D"],
+        store={"A", "B", "C"},
+        known={"A": "x" * (MAX_KNOWN_VALUE + 1), "B": "\xe9", "C": "ok", "D": "d", "E": "e"},
+    )
+    assert layout.known == {"C": "ok"}
+
+
+def test_a_value_that_keeps_changing_is_no_longer_expected() -> None:
+    layout = Layout(["A", "B"], known={"A": "same", "B": "old"}, looped=True)
+    runner = layout.run.__self__  # type: ignore[attr-defined]
+    for i in range(KNOWN_MISSES + 3):
+        block = hand_block([("A", "same"), ("B", f"new{i}")])
+        assert layout.run(block, block.decode("latin-1")) == {"A": "same", "B": f"new{i}"}
+    wholes = {name: whole for _, name, whole in runner.steps}
+    assert wholes["B"] == b"" and wholes["A"] == hand_block([("A", "same")])
+    assert runner.misses == {"B": KNOWN_MISSES}  # counted until dropped, then never compared
 
 
 @pytest.mark.parametrize(

@@ -131,6 +131,29 @@ def test_two_shapes_taking_turns_each_get_their_own_layout() -> None:
         assert builder._by_signature[key_signature(block)] is active
 
 
+def test_a_layout_expects_the_values_every_learning_block_carried() -> None:
+    # REMOTE_PORT differs per connection; the rest of this nginx capture is the same each time.
+    pairs = list(parse_vars(GET_HELLO.read_bytes()[4:]).items())
+    template = EnvironSettings().template()
+    builder = EnvironBuilder(template, Limits())
+
+    def block(port: int, method: str = "GET") -> bytes:
+        return build_var_block(
+            (k, str(port) if k == "REMOTE_PORT" else method if k == "REQUEST_METHOD" else v)
+            for k, v in pairs
+        )
+
+    for port in range(LEARN_AFTER):
+        builder.build(block(40000 + port), 0)
+    layout = builder._active
+    assert layout is not None
+    constant = {k: v for k, v in pairs if k in layout.store and k != "REMOTE_PORT"}
+    assert layout.known == constant
+    # Known or not, each value is the block's own.
+    for other in (block(50000), block(50001, "POST"), block(50002)):
+        assert builder.build(other, 0) == build_environ(parse_vars(other), 0, template, "", True)
+
+
 def test_repeated_keys_are_never_learnt() -> None:
     block = build_var_block([("PATH_INFO", "/"), ("HTTP_X", "a"), ("HTTP_X", "b")])
     builder = EnvironBuilder(EnvironSettings().template(), Limits())

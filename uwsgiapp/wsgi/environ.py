@@ -16,6 +16,7 @@ from typing import IO, Any, Final, cast
 
 from uwsgiproto import (
     FAST_KEY_SIGNATURE,
+    MAX_KNOWN_VALUE,
     MAX_LAYOUT_KEY_BYTES,
     MAX_LAYOUT_VARS,
     MODIFIER_WSGI_STRIP,
@@ -134,7 +135,8 @@ LEARN_AFTER: Final = 8
 #: Layouts per worker; past this, new key sequences take the generic parser.
 MAX_LAYOUTS: Final = 16
 #: Key sequences counted before the counts are reset. With the size limits of a layout, this
-#: bounds what varied (or hostile) traffic can make a worker hold to about 2 MB.
+#: bounds what varied (or hostile) traffic can make a worker hold to about 6 MB (measured: 255
+#: sequences of 64 vars, each with values of MAX_KNOWN_VALUE characters and the longest keys).
 MAX_COUNTED: Final = 256
 _DROPPED: Final = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
 #: Whether a block that misses the active layout looks its own up by key_signature: compiled,
@@ -160,7 +162,9 @@ class EnvironBuilder:
         self._layouts: dict[tuple[str, ...], Layout] = {}
         #: The learnt layouts by :func:`~uwsgiproto.key_signature` of their key sequence.
         self._by_signature: dict[int, Layout] = {}
-        self._counts: dict[tuple[str, ...], int] = {}
+        #: Per key sequence not learnt yet: the blocks seen, and the (short) values that every
+        #: one of them carried (the layout expects those: its ``known``).
+        self._counts: dict[tuple[str, ...], tuple[int, dict[str, str]]] = {}
 
     def build(self, block: bytes | bytearray, modifier1: int) -> dict[str, Any]:
         """The environ for one request's var block; a bad block raises a ProtocolError.
@@ -188,32 +192,41 @@ class EnvironBuilder:
             variables = dict(zip(layout.keys[: len(values)], values, strict=True))
         variables, count = resume_vars(block, text, pos, variables, self.limits)
         if count == len(variables):  # no repeated key: the sequence can be learnt
-            self._learn(tuple(variables), block)
+            self._learn(tuple(variables), block, variables)
         return build_environ(variables, modifier1, self.template, self.mount, "UWSGI_" in text)
 
-    def _learn(self, keys: tuple[str, ...], block: bytes | bytearray) -> None:
+    def _learn(
+        self, keys: tuple[str, ...], block: bytes | bytearray, variables: dict[str, str]
+    ) -> None:
         layout = self._layouts.get(keys)
         if layout is None:
             if not 0 < len(keys) <= MAX_LAYOUT_VARS or sum(map(len, keys)) > MAX_LAYOUT_KEY_BYTES:
                 return
-            seen = self._counts.get(keys, 0) + 1
+            counted = self._counts.get(keys)
+            if counted is None:
+                seen = 1
+                same = {k: v for k, v in variables.items() if len(v) <= MAX_KNOWN_VALUE}
+            else:
+                seen = counted[0] + 1
+                same = {k: v for k, v in counted[1].items() if variables[k] == v}
             if seen < LEARN_AFTER:
                 if len(self._counts) >= MAX_COUNTED:
                     self._counts.clear()
-                self._counts[keys] = seen
+                self._counts[keys] = (seen, same)
                 return
             self._counts.pop(keys, None)
             if len(self._layouts) >= MAX_LAYOUTS:
                 return
-            layout = self._compile(keys)
+            layout = self._compile(keys, same)
             if layout is None:
                 return
             self._layouts[keys] = layout
             self._by_signature[key_signature(block)] = layout
         self._active = layout
 
-    def _compile(self, keys: tuple[str, ...]) -> Layout | None:
-        """A layout giving what build_environ gives for these keys (None if there can't be one)."""
+    def _compile(self, keys: tuple[str, ...], known: dict[str, str]) -> Layout | None:
+        """A layout giving what build_environ gives for these keys (None if there can't be one);
+        ``known``: the values every block of the sequence carried while it was counted."""
         template = self.template
         if len(keys) > self.limits.max_vars or not template.keys().isdisjoint(keys):
             return None
@@ -221,7 +234,7 @@ class EnvironBuilder:
         base.update((k, v) for k, v in REQUIRED_DEFAULTS.items() if k not in keys)
         store = [k for k in keys if k not in _DROPPED and not k.startswith("UWSGI_")]
         try:
-            return Layout(keys, store=store, base=base)
+            return Layout(keys, store=store, base=base, known=known)
         except ValueError:  # over the size limits
             return None
 
