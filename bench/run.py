@@ -538,6 +538,19 @@ class Target:
     value: float | None
     limit: float
     higher_is_better: bool
+    #: The same ratio within each round (both variants ran back to back there): its spread is
+    #: this machine's noise on the figure, which the ratio of medians alone does not show.
+    rounds: list[float] = dataclasses.field(default_factory=list)
+
+    @property
+    def spread(self) -> str:
+        """``median (min..max) of N rounds`` of the ratio within each round, or "-"."""
+        if not self.rounds:
+            return "-"
+        return (
+            f"{statistics.median(self.rounds):.2f} ({min(self.rounds):.2f}.."
+            f"{max(self.rounds):.2f}) of {len(self.rounds)}"
+        )
 
     @property
     def verdict(self) -> str:
@@ -547,7 +560,19 @@ class Target:
         return "**holds**" if ok else "**missed**"
 
 
-def targets(summary: dict[str, dict[str, Any]]) -> list[Target]:
+def round_ratios(results: dict[str, list[dict[str, Any]]], a: str, b: str, key: str) -> list[float]:
+    """``a``'s ``key`` over ``b``'s in each round where both ran (rounds are interleaved: the
+    n-th row of every variant is from round n)."""
+    return [
+        ra[key] / rb[key]
+        for ra, rb in zip(results.get(a, []), results.get(b, []), strict=False)
+        if ra.get(key) is not None and rb.get(key)
+    ]
+
+
+def targets(
+    summary: dict[str, dict[str, Any]], results: dict[str, list[dict[str, Any]]] | None = None
+) -> list[Target]:
     def get(name: str, key: str) -> float | None:
         val = summary.get(name, {}).get(key)
         return float(val) if val is not None else None
@@ -556,41 +581,56 @@ def targets(summary: dict[str, dict[str, Any]]) -> list[Target]:
         x, y = get(a, key), get(b, key)
         return x / y if x is not None and y else None
 
+    def each(a: str, b: str, key: str) -> list[float]:
+        return round_ratios(results or {}, a, b, key)
+
     def diff(a: str, b: str, key: str) -> float | None:
         x, y = get(a, key), get(b, key)
         return x - y if x is not None and y is not None else None
 
     ours, uw, gu = "uwsgiapp-hello-1w-unix", "uwsgi-hello-1w-unix", "gunicorn-hello-1w-unix"
     flask_u = "uwsgi-flask-1w-unix"
-    return [
-        Target("hello 1w unix: server CPU/req vs uWSGI", ratio(ours, uw, "server_us"), 1.0, False),
-        Target("hello 1w unix: req/s vs uWSGI", ratio(ours, uw, "rps"), 1.0, True),
-        Target(
-            "hello 1w unix: req/s vs gunicorn --protocol uwsgi", ratio(ours, gu, "rps"), 3.5, True
-        ),
-        Target(
+    ratios = [
+        ("hello 1w unix: server CPU/req vs uWSGI", ours, uw, "server_us", 1.0, False),
+        ("hello 1w unix: req/s vs uWSGI", ours, uw, "rps", 1.0, True),
+        ("hello 1w unix: req/s vs gunicorn --protocol uwsgi", ours, gu, "rps", 3.5, True),
+        (
             "hello 2w unix: req/s vs uWSGI 2 processes",
-            ratio("uwsgiapp-hello-2w-unix", "uwsgi-hello-2w-unix", "rps"),
+            "uwsgiapp-hello-2w-unix",
+            "uwsgi-hello-2w-unix",
+            "rps",
             1.0,
             True,
         ),
-        Target(
+        (
             "Flask 1w unix: server CPU/req vs uWSGI+Flask",
-            ratio("uwsgiapp-flask-1w-unix", flask_u, "server_us"),
+            "uwsgiapp-flask-1w-unix",
+            flask_u,
+            "server_us",
             1.0,
             False,
         ),
-        Target(
+        (
             "uwsgiapp.web 1w unix: server CPU/req vs uWSGI+Flask",
-            ratio("uwsgiapp-web-1w-unix", flask_u, "server_us"),
+            "uwsgiapp-web-1w-unix",
+            flask_u,
+            "server_us",
             0.35,
             False,
         ),
-        Target(
+        (
             "hello 1w unix, access log on: server CPU/req vs uWSGI with its request log",
-            ratio("uwsgiapp-hello-1w-unix-log", "uwsgi-hello-1w-unix-log", "server_us"),
+            "uwsgiapp-hello-1w-unix-log",
+            "uwsgi-hello-1w-unix-log",
+            "server_us",
             1.1,
             False,
+        ),
+    ]
+    return [
+        *(
+            Target(text, ratio(a, b, key), limit, higher, each(a, b, key))
+            for text, a, b, key, limit, higher in ratios
         ),
         Target("hello: RSS/worker minus uWSGI's (MB)", diff(ours, uw, "rss_worker_mb"), 10, False),
         Target(
@@ -774,12 +814,13 @@ def write_report(
     args: argparse.Namespace,
     env: Env,
     variants: list[Variant],
-    summary: dict[str, dict[str, Any]],
+    results: dict[str, list[dict[str, Any]]],
     started: datetime.datetime,
     extras: list[tuple[str, str]],
     profile: tuple[str, str] | None,
     load: dict[str, Any],
 ) -> None:
+    summary = summarize(results)
     info = machine_info(env)
     took = (datetime.datetime.now() - started).seconds
     cmdline = (
@@ -824,12 +865,14 @@ def write_report(
         "",
         "## Targets (issue 20; memory and leak targets from issue 8)",
         "",
-        "| target | measured | limit | verdict |",
-        "|---|--:|--:|---|",
+        "| target | measured | limit | verdict | the ratio within each round: median (range) |",
+        "|---|--:|--:|---|--:|",
     ]
-    for t in targets(summary):
+    for t in targets(summary, results):
         sign = "≥" if t.higher_is_better else "≤"
-        lines.append(f"| {t.text} | {fmt(t.value, '.2f')} | {sign} {t.limit:g} | {t.verdict} |")
+        lines.append(
+            f"| {t.text} | {fmt(t.value, '.2f')} | {sign} {t.limit:g} | {t.verdict} | {t.spread} |"
+        )
     for server in ("uwsgiapp", "uwsgi"):
         off = summary.get(f"{server}-hello-1w-unix", {}).get("server_us")
         on = summary.get(f"{server}-hello-1w-unix-log", {}).get("server_us")
@@ -1009,8 +1052,11 @@ def main(argv: list[str] | None = None) -> int:
         raw = {"args": vars(args), "results": results, "summary": summary}
         (out_dir / f"results-{stamp}.json").write_text(json.dumps(raw, indent=1))
         print("\n".join(["", *results_table(variants, summary), ""]))
-        for t in targets(summary):
-            print(f"{t.text:55s} {fmt(t.value, '.2f'):>7s}  limit {t.limit:g}  {t.verdict}")
+        for t in targets(summary, results):
+            print(
+                f"{t.text:55s} {fmt(t.value, '.2f'):>7s}  limit {t.limit:g}  {t.verdict}"
+                f"  (each round: {t.spread})"
+            )
         if args.no_write:
             return 0
         extras: list[tuple[str, str]] = []
@@ -1023,7 +1069,7 @@ def main(argv: list[str] | None = None) -> int:
         note = chart(variants, summary, BENCH / "results.png")
         if note:
             print(note)
-        write_report(args, env, variants, summary, started, extras, profile, load)
+        write_report(args, env, variants, results, started, extras, profile, load)
         print(f"wrote {BENCH / 'RESULTS.md'} and {BENCH / 'results.png'}; raw: {out_dir}")
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 from types import ModuleType
 
@@ -10,10 +11,16 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def load_script(relative: str) -> ModuleType:
-    """Import ``ROOT/relative`` (e.g. ``"bench/bench_codec.py"``) under its file name."""
+    """Import ``ROOT/relative`` (e.g. ``"bench/bench_codec.py"``) as ``script_<file name>``.
+
+    Registered in ``sys.modules`` (dataclasses look their module up there while the script runs),
+    under a name no real module has.
+    """
     path = ROOT / relative
-    spec = importlib.util.spec_from_file_location(path.stem, path)
+    name = f"script_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
