@@ -86,7 +86,7 @@ class Layout:
     loop compares such a var whole, key and value, with one slice, and the result keeps the
     value already in its prototype: no key check, no new string, no store. A block with another
     value is parsed as usual; after :data:`KNOWN_MISSES` of them the value is no longer expected.
-    Only values of up to :data:`MAX_KNOWN_VALUE` latin-1 characters are kept.
+    Only ASCII values of up to :data:`MAX_KNOWN_VALUE` characters are kept.
     """
 
     __slots__ = ("base", "keys", "known", "run", "store")
@@ -189,10 +189,11 @@ class _Runner:
                 if b[q : q + n] == whole:  # key and value as expected: the prototype has it
                     q += n
                     continue
-                self._missed(name)
             n = len(marker)
             if b[q : q + n] != marker:  # compiled, a slice beats startswith (a method call)
                 return 0, 0, ()
+            if whole:  # the key, with another value (another key sequence is no miss)
+                self._missed(name)
             p = q + n + 2
             if p > end:
                 return 0, 0, ()
@@ -204,7 +205,7 @@ class _Runner:
         return d
 
     def _missed(self, name: str) -> None:
-        """A block carried another value for known key ``name`` (or another key there)."""
+        """A block carried another value for known key ``name``."""
         count = self.misses.get(name, 0) + 1
         self.misses[name] = count
         if count >= KNOWN_MISSES:  # not so constant after all: compare the key alone
