@@ -66,10 +66,9 @@ _EXCEPTIONS = COUNTERS + 24
 _MATRIX = COUNTERS + 32
 SLOT_SIZE = 640
 assert COUNTERS + _COUNTERS.size <= SLOT_SIZE
+assert _TX * 8 == COUNTERS  # the totals' words are the counters' first three
 #: One request thread's core, from SLOT_SIZE: request start (0 = idle), requests served.
 CORE: Final = struct.Struct("=dQ")
-#: The totals :class:`ThreadCounter` writes at :data:`COUNTERS`: tx, running, the fast cell.
-_TOTALS: Final = struct.Struct("=QdQ")
 
 #: The clock of the request start (the master's harakiri compares it with its own time.time()).
 _clock = time.time
@@ -289,21 +288,24 @@ class CountingSlotWriter(SlotWriter):
         responder.last = None
         elapsed = _clock() - self._start
         if 0.0 <= elapsed <= _FIRST_BOUND and exchange.status in _OK:
-            self._fast = fast = self._fast + 1
+            self._fast += 1
         else:
             elapsed = max(elapsed, 0.0)  # the wall clock may step back
-            fast = self._count_cell(exchange.status, elapsed)
-        self._tx = tx = self._tx + exchange.sent
-        self._running = running = self._running + elapsed
-        d, q = self._d, self._q
-        d[_START] = 0.0
-        q[_REQUESTS] = requests
-        q[_TX] = tx
-        d[_RUNNING] = running
-        q[_FAST] = fast
+            self._count_cell(exchange.status, elapsed)
+        self._tx += exchange.sent
+        self._running += elapsed
+        self._d[_START] = 0.0
+        self._q[_REQUESTS] = requests
+        self._store_totals()
 
-    def _count_cell(self, status: str | None, elapsed: float) -> int:
-        """Count a request the fast path did not take; returns the fast cell's count."""
+    def _store_totals(self) -> None:
+        """Bytes sent, seconds serving and the fast cell, to the slot (one 8-byte store each)."""
+        self._q[_TX] = self._tx
+        self._d[_RUNNING] = self._running
+        self._q[_FAST] = self._fast
+
+    def _count_cell(self, status: str | None, elapsed: float) -> None:
+        """Count a request the fast path did not take."""
         digit = status[:1] if status else ""
         row = int(digit) * BUCKETS if digit in ("1", "2", "3", "4", "5") else 0
         if row == FAST_CELL and status is not None and len(_OK) < _OK_KEPT:
@@ -316,7 +318,6 @@ class CountingSlotWriter(SlotWriter):
         else:
             self._matrix[cell] = count = self._matrix[cell] + 1
             self._cells[cell] = count
-        return self._fast
 
     def count_exception(self) -> None:
         """The app raised or answered badly (a 500 or a cut): the Responder's ``on_app_error``."""
@@ -341,7 +342,7 @@ class ThreadCounter(CountingSlotWriter):
             self._count_cell(status, elapsed)
         self._tx += sent
         self._running += elapsed
-        _TOTALS.pack_into(self._mem, self._offset + COUNTERS, self._tx, self._running, self._fast)
+        self._store_totals()
 
 
 def count_thread_requests(handler: Handler, slot: SlotWriter) -> ThreadCounter:
