@@ -43,6 +43,7 @@ from uwsgiproto.layout import (
     MAX_LAYOUT_VARS,
     Layout,
     Partial,
+    can_be_known,
     key_signature,
 )
 from uwsgiproto.schema import HEADER_SIZE, MAX_BLOCK
@@ -76,6 +77,7 @@ __all__ = [
     "build_ping",
     "build_pong",
     "build_request",
+    "can_be_known",
     "decode",
     "generic_vars",
     "key_signature",

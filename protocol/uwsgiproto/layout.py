@@ -44,6 +44,12 @@ _serial = itertools.count(1)
 _SIGNATURE_MASK: Final = (1 << 40) - 1
 
 
+def can_be_known(value: str) -> bool:
+    """Whether a layout may expect ``value`` (:class:`Layout`'s ``known``): ASCII, at most
+    :data:`MAX_KNOWN_VALUE` characters."""
+    return len(value) <= MAX_KNOWN_VALUE and value.isascii()
+
+
 def key_signature(b: bytes | bytearray) -> int:
     """A number that is the same for every block with the same sequence of keys (-1 for a block
     that does not split into whole vars), found without making a single object.
@@ -122,7 +128,7 @@ class Layout:
         self.known = {
             key: value
             for key, value in (known or {}).items()
-            if key in stored and len(value) <= MAX_KNOWN_VALUE and value.isascii()
+            if key in stored and can_be_known(value)
         }
         #: ``run(block, text)``: the result dict when the block is exactly this layout, else a
         #: :data:`Partial`. ``text`` is ``block.decode("latin-1")``.

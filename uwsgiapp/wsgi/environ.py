@@ -16,13 +16,13 @@ from typing import IO, Any, Final, cast
 
 from uwsgiproto import (
     FAST_KEY_SIGNATURE,
-    MAX_KNOWN_VALUE,
     MAX_LAYOUT_KEY_BYTES,
     MAX_LAYOUT_VARS,
     MODIFIER_WSGI_STRIP,
     Layout,
     Limits,
     Partial,
+    can_be_known,
     key_signature,
     resume_vars,
 )
@@ -136,7 +136,8 @@ LEARN_AFTER: Final = 8
 MAX_LAYOUTS: Final = 16
 #: Key sequences counted before the counts are reset. With the size limits of a layout, this
 #: bounds what varied (or hostile) traffic can make a worker hold to about 6 MB (measured: 255
-#: sequences of 64 vars, each with values of MAX_KNOWN_VALUE characters and the longest keys).
+#: sequences of 64 vars, each with values of uwsgiproto.MAX_KNOWN_VALUE characters and the
+#: longest keys).
 MAX_COUNTED: Final = 256
 _DROPPED: Final = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
 #: Whether a block that misses the active layout looks its own up by key_signature: compiled,
@@ -205,7 +206,7 @@ class EnvironBuilder:
             counted = self._counts.get(keys)
             if counted is None:
                 seen = 1
-                same = {k: v for k, v in variables.items() if len(v) <= MAX_KNOWN_VALUE}
+                same = {k: v for k, v in variables.items() if can_be_known(v)}
             else:
                 seen = counted[0] + 1
                 same = {k: v for k, v in counted[1].items() if variables[k] == v}
