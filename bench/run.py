@@ -814,13 +814,13 @@ def write_report(
     args: argparse.Namespace,
     env: Env,
     variants: list[Variant],
+    summary: dict[str, dict[str, Any]],
     results: dict[str, list[dict[str, Any]]],
     started: datetime.datetime,
     extras: list[tuple[str, str]],
     profile: tuple[str, str] | None,
     load: dict[str, Any],
 ) -> None:
-    summary = summarize(results)
     info = machine_info(env)
     took = (datetime.datetime.now() - started).seconds
     cmdline = (
@@ -1069,7 +1069,7 @@ def main(argv: list[str] | None = None) -> int:
         note = chart(variants, summary, BENCH / "results.png")
         if note:
             print(note)
-        write_report(args, env, variants, results, started, extras, profile, load)
+        write_report(args, env, variants, summary, results, started, extras, profile, load)
         print(f"wrote {BENCH / 'RESULTS.md'} and {BENCH / 'results.png'}; raw: {out_dir}")
     return 0
 
