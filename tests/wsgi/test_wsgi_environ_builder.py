@@ -125,7 +125,7 @@ def test_two_shapes_taking_turns_each_get_their_own_layout() -> None:
         builder.build(b, 0)
     assert len(builder._layouts) == 2
     for block in (a, b, a, a, b, b, a):
-        assert builder.build(block, 0) == build_environ(parse_vars(block), 0, template, "", True)
+        assert builder.build(block, 0) == reference(block, 0, template, "", Limits())
         active = builder._active
         assert active is not None and active.keys == tuple(parse_vars(block))
         assert builder._by_signature[key_signature(block)] is active
@@ -151,7 +151,7 @@ def test_a_layout_expects_the_values_every_learning_block_carried() -> None:
     assert layout.known == constant
     # Known or not, each value is the block's own.
     for other in (block(50000), block(50001, "POST"), block(50002)):
-        assert builder.build(other, 0) == build_environ(parse_vars(other), 0, template, "", True)
+        assert builder.build(other, 0) == reference(other, 0, template, "", Limits())
 
 
 def test_repeated_keys_are_never_learnt() -> None:
