@@ -18,11 +18,18 @@ Instructions are counted, not timed: the figure does not move with the machine's
 CPU model (an AMD and an Intel host run the same instructions, at their own speed), which a
 side-by-side timing cannot promise. What it leaves out is the kernel's work: both servers make
 the same five syscalls a request (bench/SPEED.md), so that part is alike but not counted here.
+
+``--simulate`` also runs valgrind's cache and branch simulators and prints, per request, the
+misses of a simulated L1 and last-level cache and the mispredicted branches: the part of the
+user time that instructions do not show (a request that runs half the instructions but touches
+as much code misses the instruction cache as often). They are a model of the host's caches, as
+valgrind reads their sizes, with the kernel's work between requests left out.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
 import shutil
 import signal
@@ -57,6 +64,19 @@ def request(path: Path, data: bytes) -> bytes:
     return b"".join(chunks)
 
 
+def callgrind_events(text: str) -> dict[str, int]:
+    """Every event's total in a callgrind profile (``Ir``; with the cache and branch simulators
+    also ``D1mr``, ``Bcm``...), by the names of its ``events:`` line."""
+    names: list[str] = []
+    for line in text.splitlines():
+        if line.startswith("events:"):
+            names = line.split()[1:]
+        elif line.startswith("summary:") or line.startswith("totals:"):
+            values = [int(v) for v in line.split()[1:]]
+            return dict(zip(names, values + [0] * (len(names) - len(values)), strict=True))
+    return {}
+
+
 def callgrind_counts(path: Path) -> tuple[int, int]:
     """(instructions, calls into CPython's object allocator) of a callgrind output file."""
     total, calls = parse_callgrind(path.read_text(errors="replace"))
@@ -71,16 +91,19 @@ def counted_run(
     requests: int,
     keep: Path | None = None,
     stats: bool = False,
-) -> tuple[int, int, int]:
-    """Instructions of the master, instructions of the workers and the workers' allocations,
-    in one server run that served ``WARM_UP + requests`` (``stats``: serving stats as well)."""
+    simulate: bool = False,
+) -> tuple[int, int, int, dict[str, int]]:
+    """Instructions of the master, instructions of the workers, the workers' allocations and
+    all the workers' events, in one server run that served ``WARM_UP + requests``
+    (``stats``: serving stats as well; ``simulate``: valgrind's cache and branch simulators on)."""
     with tempfile.TemporaryDirectory(prefix="count-", dir=env.run_dir) as tmp:
         out = Path(tmp)
         sock = out / "server.sock"
         cmd = bench.server_command(variant, env, str(sock), out / "access.log")
         if stats:  # the same option in both servers
             cmd += ["--stats", str(out / "stats.sock")]
-        cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={out}/cg.%p", *cmd]
+        sim = ["--cache-sim=yes", "--branch-sim=yes"] if simulate else []
+        cmd = ["valgrind", "--tool=callgrind", *sim, f"--callgrind-out-file={out}/cg.%p", *cmd]
         # A fixed hash seed: str hashes, and with them dict probes, are alike in both runs.
         pyenv = {**bench.server_environ(env), "PYTHONHASHSEED": "0"}
         srv = bench.start(cmd, out / "server.log", env=pyenv, cwd=bench.APPS)
@@ -112,10 +135,14 @@ def counted_run(
         if not master.exists() or not workers:
             raise RuntimeError(f"{variant.name}: callgrind wrote no counts for its processes")
         counts = [callgrind_counts(f) for f in workers]
+        events: collections.Counter[str] = collections.Counter()
+        for f in workers:
+            events.update(callgrind_events(f.read_text(errors="replace")))
         return (
             callgrind_counts(master)[0],
             sum(ir for ir, _ in counts),
             sum(allocs for _, allocs in counts),
+            dict(events),
         )
 
 
@@ -128,6 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--keep", type=Path, help="copy the callgrind profiles into this directory")
     ap.add_argument(
         "--stats", action="store_true", help="both servers serve their stats (--stats <socket>)"
+    )
+    ap.add_argument(
+        "--simulate",
+        action="store_true",
+        help="also valgrind's cache and branch simulators: misses and mispredictions a request",
     )
     ap.add_argument("--anchor-venv", type=Path, help="venv with uwsgi (as for bench/run.py)")
     ap.add_argument(
@@ -144,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     stats = ", stats served" if args.stats else ""
     print(f"app {args.app}, access log {log}{stats}, 1 worker, unix socket; CPU {model}")
     per_request: dict[str, float] = {}
+    simulated: dict[str, dict[str, float]] = {}
     print(
         "  a request in the worker: instructions, allocations (calls into CPython's object "
         "allocator); the master's instructions meanwhile grow with the time valgrind takes"
@@ -154,8 +187,13 @@ def main(argv: list[str] | None = None) -> int:
             # uwsgiapp.web runs on uwsgiapp only: its yardstick is uWSGI with the Flask app
             app = "flask" if server != "uwsgiapp" and args.app == "web" else args.app
             variant = bench.Variant(server, app, 1, "unix", args.access_log)
-            short = counted_run(variant, env, args.base, args.keep, args.stats)
-            long = counted_run(variant, env, args.base + args.requests, args.keep, args.stats)
+            short = counted_run(variant, env, args.base, args.keep, args.stats, args.simulate)
+            long = counted_run(
+                variant, env, args.base + args.requests, args.keep, args.stats, args.simulate
+            )
+            simulated[server] = {
+                name: (n - short[3].get(name, 0)) / args.requests for name, n in long[3].items()
+            }
             per_request[server] = (long[1] - short[1]) / args.requests
             master = (long[0] - short[0]) / args.requests
             allocs = (long[2] - short[2]) / args.requests
@@ -167,7 +205,35 @@ def main(argv: list[str] | None = None) -> int:
         f"  uwsgiapp / uWSGI: {per_request['uwsgiapp'] / per_request['uwsgi']:.2f} "
         f"(user space, the worker, {args.requests} requests)"
     )
+    if args.simulate:
+        print_simulated(simulated)
     return 0
+
+
+#: The simulators' events, as valgrind names them (its default caches: the host's L1 and last
+#: level, read from CPUID) and as this script prints them.
+SIMULATED = {
+    "I1mr": "L1 instruction misses",
+    "D1mr": "L1 data read misses",
+    "D1mw": "L1 data write misses",
+    "ILmr": "last-level instruction misses",
+    "DLmr": "last-level data read misses",
+    "DLmw": "last-level data write misses",
+    "Bc": "conditional branches",
+    "Bcm": "conditional mispredicted",
+    "Bi": "indirect branches",
+    "Bim": "indirect mispredicted",
+}
+
+
+def print_simulated(simulated: dict[str, dict[str, float]]) -> None:
+    """The simulated misses and mispredictions of a request in each server's worker."""
+    print("  simulated (valgrind's caches and branch predictor, not the CPU's), a request:")
+    print(f"  {'':32s}" + "".join(f"{server:>10s}" for server in SERVERS) + "     ratio")
+    for name, label in SIMULATED.items():
+        row = [simulated[server].get(name, 0.0) for server in SERVERS]
+        ratio = f"{row[0] / row[1]:10.2f}" if row[1] else f"{'-':>10s}"
+        print(f"  {label:32s}" + "".join(f"{v:10.1f}" for v in row) + ratio)
 
 
 if __name__ == "__main__":
