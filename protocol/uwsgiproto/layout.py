@@ -150,15 +150,27 @@ COMPILED = not __file__.endswith(".py")
 FAST_KEY_SIGNATURE = COMPILED
 
 
+#: A layout's var: its marker on the wire (length and name), its name in the result ("" for a key
+#: whose value is not stored), the whole var (marker, value length, value) when its value is
+#: known, else b"".
+_Var = tuple[bytes, str, bytes]
+#: Consecutive vars, and the known ones joined as on the wire (b"" if they have no known value).
+_Run = tuple[bytes, tuple[_Var, ...]]
+
+
 class _Runner:
     """A layout's ``run`` as one loop over its keys: what a compiled build uses.
 
     The same dict as the code :func:`_compile` generates for a block of the layout; for any
     other block, the partial ``(0, 0, ())``: the generic parser starts again from the top (the
     values are stored as they are found, so those before a mismatch are not kept).
+
+    Consecutive vars with known values are compared as one run: nginx sends most of them one
+    after the other (its params, then the client's fixed headers), so a request takes a few
+    slices and compares instead of one per var.
     """
 
-    __slots__ = ("misses", "prototype", "steps")
+    __slots__ = ("misses", "prototype", "steps", "vars")
 
     def __init__(
         self,
@@ -168,14 +180,14 @@ class _Runner:
         prototype: dict[str, Any],
         known: Mapping[str, str],
     ) -> None:
-        #: Per key: its marker on the wire (length and name); its name in the result ("" for a
-        #: key whose value is not stored); the whole var (marker, value length, value) when its
-        #: value is known, else b"".
-        self.steps: tuple[tuple[bytes, str, bytes], ...] = tuple(
+        #: The keys' vars, in wire order.
+        self.vars: tuple[_Var, ...] = tuple(
             (marker, key if key in stored else "", _whole(marker, known.get(key)))
             for key, raw in zip(keys, encoded, strict=True)
             for marker in (len(raw).to_bytes(2, "little") + raw,)
         )
+        #: What the loop walks: the vars cut into runs.
+        self.steps = _runs(self.vars)
         self.prototype = prototype
         #: Blocks that carried another value, by known key.
         self.misses: dict[str, int] = {}
@@ -189,23 +201,27 @@ class _Runner:
         end = len(b)
         d = self.prototype.copy()
         q = 0
-        for marker, name, whole in self.steps:
-            if whole:
+        for run, part in self.steps:
+            n = len(run)  # compiled, a length is native where a truth test is a call
+            if n and b[q : q + n] == run:  # keys and values as expected: the prototype has them
+                q += n
+                continue
+            for marker, name, whole in part:
                 n = len(whole)
-                if b[q : q + n] == whole:  # key and value as expected: the prototype has it
+                if n and b[q : q + n] == whole:
                     q += n
                     continue
-            n = len(marker)
-            if b[q : q + n] != marker:  # compiled, a slice beats startswith (a method call)
-                return 0, 0, ()
-            if whole:  # the key, with another value (another key sequence is no miss)
-                self._missed(name)
-            p = q + n + 2
-            if p > end:
-                return 0, 0, ()
-            q = p + (b[p - 2] | b[p - 1] << 8)
-            if name:
-                d[name] = t[p:q]
+                n = len(marker)
+                if b[q : q + n] != marker:  # compiled, a slice beats startswith (a method call)
+                    return 0, 0, ()
+                if len(whole):  # the key, with another value (another key sequence is no miss)
+                    self._missed(name)
+                p = q + n + 2
+                if p > end:
+                    return 0, 0, ()
+                q = p + (b[p - 2] | b[p - 1] << 8)
+                if name:
+                    d[name] = t[p:q]
         if q != end:
             return 0, 0, ()
         return d
@@ -215,10 +231,22 @@ class _Runner:
         count = self.misses.get(name, 0) + 1
         self.misses[name] = count
         if count >= KNOWN_MISSES:  # not so constant after all: compare the key alone
-            # The loop in _match goes on over the tuple it started with.
-            self.steps = tuple(
-                (marker, key, b"" if key == name else whole) for marker, key, whole in self.steps
+            self.vars = tuple(
+                (marker, key, b"" if key == name else whole) for marker, key, whole in self.vars
             )
+            # The loop in _match goes on over the tuple it started with.
+            self.steps = _runs(self.vars)
+
+
+def _runs(flat: tuple[_Var, ...]) -> tuple[_Run, ...]:
+    """A layout's vars cut into runs of consecutive vars that all have a known value or none
+    has, each with the known vars joined as on the wire (b"" for the others)."""
+    return tuple(
+        (b"".join(whole for _, _, whole in part), part)
+        for part in (
+            tuple(group) for _, group in itertools.groupby(flat, key=lambda var: bool(var[2]))
+        )
+    )
 
 
 def _whole(marker: bytes, value: str | None) -> bytes:

@@ -252,9 +252,36 @@ def test_a_value_that_keeps_changing_is_no_longer_expected() -> None:
     for i in range(KNOWN_MISSES + 3):
         block = hand_block([("A", "same"), ("B", f"new{i}")])
         assert layout.run(block, block.decode("latin-1")) == {"A": "same", "B": f"new{i}"}
-    wholes = {name: whole for _, name, whole in runner.steps}
+    wholes = {name: whole for _, name, whole in runner.vars}
     assert wholes["B"] == b"" and wholes["A"] == hand_block([("A", "same")])
     assert runner.misses == {"B": KNOWN_MISSES}  # counted until dropped, then never compared
+
+
+def test_consecutive_known_vars_are_compared_as_one_run() -> None:
+    layout = Layout(["A", "B", "C", "D"], known={"A": "1", "B": "2", "D": "4"}, looped=True)
+    runner = layout.run.__self__  # type: ignore[attr-defined]
+    a, b, c, d = runner.vars
+    assert runner.steps == (
+        (hand_block([("A", "1"), ("B", "2")]), (a, b)),
+        (b"", (c,)),
+        (hand_block([("D", "4")]), (d,)),
+    )
+    # B differs inside the run: the run's vars are then looked at one by one.
+    block = hand_block([("A", "1"), ("B", "x"), ("C", "3"), ("D", "4")])
+    assert layout.run(block, block.decode("latin-1")) == {"A": "1", "B": "x", "C": "3", "D": "4"}
+    assert runner.misses == {"B": 1}
+    for i in range(KNOWN_MISSES):
+        block = hand_block([("A", "1"), ("B", f"x{i}"), ("C", "3"), ("D", "4")])
+        assert layout.run(block, block.decode("latin-1"))["B"] == f"x{i}"  # type: ignore[index]
+    # B no longer expected: the run is cut where it was, and the others stay known.
+    b_unknown = (b[0], "B", b"")
+    assert runner.steps == (
+        (hand_block([("A", "1")]), (a,)),
+        (b"", (b_unknown, c)),
+        (hand_block([("D", "4")]), (d,)),
+    )
+    block = hand_block([("A", "1"), ("B", "y"), ("C", "z"), ("D", "4")])
+    assert layout.run(block, block.decode("latin-1")) == {"A": "1", "B": "y", "C": "z", "D": "4"}
 
 
 def test_a_block_of_another_key_sequence_is_no_miss() -> None:
@@ -266,7 +293,7 @@ def test_a_block_of_another_key_sequence_is_no_miss() -> None:
     for _ in range(KNOWN_MISSES + 1):
         assert layout.run(other, other.decode("latin-1")) == (0, 0, ())
     assert runner.misses == {}
-    assert all(whole for _, _, whole in runner.steps)
+    assert all(whole for _, _, whole in runner.vars)
 
 
 @pytest.mark.parametrize(
