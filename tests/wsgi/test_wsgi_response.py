@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import sys
+import threading
 from typing import Any
 
 import pytest
@@ -248,3 +250,55 @@ def test_head_cache_returns_the_same_bytes_and_still_refuses_bad_heads() -> None
     for i in range(response.HEAD_CACHE_SIZE + 10):
         render_head("HTTP/1.1", "200 OK", [("Content-Length", str(i))])
     assert len(response._HEADS) <= response.HEAD_CACHE_SIZE
+
+
+def test_the_last_head_is_compared_with_a_copy_of_its_headers() -> None:
+    # An app may hand over its own list, then change it for the next response.
+    headers = [("Content-Type", "text/plain")]
+    assert render_head("HTTP/1.1", "200 OK", headers).endswith(b"text/plain\r\n\r\n")
+    headers.append(("X-A", "1"))
+    assert render_head("HTTP/1.1", "200 OK", headers).endswith(b"X-A: 1\r\n\r\n")
+    headers[1] = ("X-A", "2")
+    assert render_head("HTTP/1.1", "200 OK", headers).endswith(b"X-A: 2\r\n\r\n")
+    assert render_head("HTTP/1.1", "404 Not Found", headers).startswith(b"HTTP/1.1 404 ")
+    assert render_head("HTTP/1.0", "404 Not Found", headers).startswith(b"HTTP/1.0 404 ")
+
+
+def test_a_bad_head_right_after_the_same_good_one_is_still_refused() -> None:
+    good = [("Content-Type", "text/plain"), ("X-A", "1")]
+    render_head("HTTP/1.1", "200 OK", good)
+    with pytest.raises(HeaderError):
+        render_head("HTTP/1.1", "200 OK", [("Content-Type", "text/plain"), ["X-A", "1"]])  # type: ignore[list-item]
+    render_head("HTTP/1.1", "200 OK", good)
+    with pytest.raises(HeaderError):
+        render_head("HTTP/1.1", b"200 OK", good)
+
+
+def test_threads_rendering_other_heads_each_get_their_own() -> None:
+    # Two heads that differ in the status alone, in turns: a thread that saw one head's status
+    # beside the other's bytes would send the wrong one.
+    headers = [("Content-Type", "text/plain")]
+    expected = {
+        status: f"HTTP/1.1 {status}\r\nContent-Type: text/plain\r\n\r\n".encode()
+        for status in ("200 OK", "404 Not Found")
+    }
+    wrong: list[tuple[str, bytes]] = []
+
+    def render(n: int) -> None:
+        for i in range(3000):
+            status = "200 OK" if (i + n) % 2 else "404 Not Found"
+            head = render_head("HTTP/1.1", status, list(headers))
+            if head != expected[status]:
+                wrong.append((status, head))
+
+    threads = [threading.Thread(target=render, args=(n,)) for n in range(4)]
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads take turns as often as they can
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        sys.setswitchinterval(interval)
+    assert wrong == []

@@ -20,6 +20,23 @@ _HEADS: Final[dict[tuple[Any, ...], bytes]] = {}
 HEAD_CACHE_SIZE: Final = 256
 
 
+class _Rendered:
+    """A head and what it was rendered from (``headers``: a copy of the app's list)."""
+
+    __slots__ = ("head", "headers", "protocol", "status")
+
+    def __init__(self, protocol: str, status: Any, headers: list[Any], head: bytes) -> None:
+        self.protocol = protocol
+        self.status = status
+        self.headers = headers
+        self.head = head
+
+
+#: The head rendered or found last, in a list of one: replaced whole, so that threads never see
+#: one head's status with another's headers.
+_LAST: Final = [_Rendered("", None, [], b"")]
+
+
 def render_head(protocol: str, status: Any, headers: Any) -> bytes:
     """Render and check the response head; raise :class:`HeaderError` rather than send a bad one.
 
@@ -27,19 +44,25 @@ def render_head(protocol: str, status: Any, headers: Any) -> bytes:
     but the line ends (counted once over the joined head, cheaper than per header); latin-1 only.
     """
     if type(headers) is list:
+        # The same head as last time (an app sends few): comparing costs less than the cache's
+        # key. Only heads that passed the checks are kept, so one that equals them is good too.
+        last = _LAST[0]
+        if headers == last.headers and status == last.status and protocol == last.protocol:
+            return last.head
         try:
             key = (protocol, status, *headers)
             head = _HEADS.get(key)
         except TypeError:  # an unhashable header item: let the checks below name it
             key = ()
             head = None
-        if head is not None:
-            return head
-        head = _render_head(protocol, status, headers)  # checks: exact str only, so a str
-        if key:  # subclass that compares equal can never be remembered
-            if len(_HEADS) >= HEAD_CACHE_SIZE:
-                _HEADS.clear()
-            _HEADS[key] = head
+        if head is None:
+            head = _render_head(protocol, status, headers)  # checks: exact str only, so a str
+            if key:  # subclass that compares equal can never be remembered
+                if len(_HEADS) >= HEAD_CACHE_SIZE:
+                    _HEADS.clear()
+                _HEADS[key] = head
+        if key:
+            _LAST[0] = _Rendered(protocol, status, list(headers), head)
         return head
     return _render_head(protocol, status, headers)
 
