@@ -95,7 +95,7 @@ class Layout:
     Only ASCII values of up to :data:`MAX_KNOWN_VALUE` characters are kept.
     """
 
-    __slots__ = ("base", "keys", "known", "run", "store")
+    __slots__ = ("base", "keys", "known", "run", "runner", "store")
 
     def __init__(
         self,
@@ -136,8 +136,12 @@ class Layout:
         # stored again (the generated code stores every value, so it ignores them).
         prototype = dict.fromkeys(stored) | base | self.known
         self.run: Callable[[bytes | bytearray, str], dict[str, Any] | Partial]
+        #: The loop that is ``run`` (None where ``run`` is generated code): compiled, a call to
+        #: ``runner.run`` is native where one through the ``run`` attribute is generic.
+        self.runner: _Runner | None = None
         if COMPILED if looped is None else looped:
-            self.run = _Runner(keys, encoded, stored, prototype, self.known).run
+            self.runner = _Runner(keys, encoded, stored, prototype, self.known)
+            self.run = self.runner.run
         else:
             self.run = _compile(keys, encoded, stored, prototype)
 

@@ -248,7 +248,8 @@ def test_long_non_ascii_and_unstored_values_are_not_known() -> None:
 
 def test_a_value_that_keeps_changing_is_no_longer_expected() -> None:
     layout = Layout(["A", "B"], known={"A": "same", "B": "old"}, looped=True)
-    runner = layout.run.__self__  # type: ignore[attr-defined]
+    runner = layout.runner
+    assert runner is not None
     for i in range(KNOWN_MISSES + 3):
         block = hand_block([("A", "same"), ("B", f"new{i}")])
         assert layout.run(block, block.decode("latin-1")) == {"A": "same", "B": f"new{i}"}
@@ -259,7 +260,8 @@ def test_a_value_that_keeps_changing_is_no_longer_expected() -> None:
 
 def test_consecutive_known_vars_are_compared_as_one_run() -> None:
     layout = Layout(["A", "B", "C", "D"], known={"A": "1", "B": "2", "D": "4"}, looped=True)
-    runner = layout.run.__self__  # type: ignore[attr-defined]
+    runner = layout.runner
+    assert runner is not None
     a, b, c, d = runner.vars
     assert runner.steps == (
         (hand_block([("A", "1"), ("B", "2")]), (a, b)),
@@ -288,7 +290,8 @@ def test_a_block_of_another_key_sequence_is_no_miss() -> None:
     # Clients with other headers take turns with this layout's: their blocks leave it where
     # their keys differ, which says nothing about the values it expects.
     layout = Layout(["A", "B"], known={"A": "same", "B": "old"}, looped=True)
-    runner = layout.run.__self__  # type: ignore[attr-defined]
+    runner = layout.runner
+    assert runner is not None
     other = hand_block([("A", "same"), ("C", "old")])
     for _ in range(KNOWN_MISSES + 1):
         assert layout.run(other, other.decode("latin-1")) == (0, 0, ())

@@ -177,7 +177,8 @@ class EnvironBuilder:
         variables: dict[str, str] = {}
         pos = 0
         if layout is not None:
-            result = layout.run(block, text)
+            runner = layout.runner  # compiled, its run is a native call (see Layout.runner)
+            result = layout.run(block, text) if runner is None else runner.run(block, text)
             if type(result) is dict:
                 # modifier1 30 takes SCRIPT_NAME from the vars, but no layout holds that key.
                 return _finish(result, self.mount)
@@ -185,7 +186,8 @@ class EnvironBuilder:
             # learnt for it, if any, picked by its signature without parsing the block.
             other = self._by_signature.get(key_signature(block)) if _BY_SIGNATURE else None
             if other is not None and other is not layout:
-                found = other.run(block, text)
+                runner = other.runner
+                found = other.run(block, text) if runner is None else runner.run(block, text)
                 if type(found) is dict:
                     self._active = other
                     return _finish(found, self.mount)
