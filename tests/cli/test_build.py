@@ -67,6 +67,43 @@ def test_compiled_build_is_the_installed_one() -> None:
     assert type(schema.parse_var_block).__name__ == "builtin_function_or_method"
 
 
+def test_a_compiled_build_refuses_the_source_codec_instead_of_crashing() -> None:
+    # The checkout's protocol/ first on sys.path: the pure build runs with it; the compiled one
+    # would segfault on the first request (seen), so importing it must fail and say why.
+    import uwsgiapp
+
+    env = {"PYTHONPATH": str(REPO / "protocol"), "PYTHONSAFEPATH": "1"}
+    r = run_cli("--version", cwd=REPO / "tests", env=env)
+    if EXPECTED == "compiled" or runs_compiled(importlib.import_module("uwsgiapp.server.intake")):
+        assert r.returncode == 1
+        err = r.stderr.decode()
+        assert "ImportError: uwsgiapp in " in err and "is a compiled build" in err
+        assert f"Take {REPO / 'protocol'} off sys.path" in err
+    else:
+        assert (r.returncode, r.stdout.decode()) == (0, f"uwsgiapp {__version__} (pure Python)\n")
+        assert Path(uwsgiapp.__file__ or "").parent == REPO / "uwsgiapp"
+
+
+def test_protocol_mismatch_is_a_compiled_package_beside_a_source_codec(tmp_path: Path) -> None:
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    from uwsgiapp import protocol_mismatch
+
+    compiled_app, pure_app = tmp_path / "a" / "uwsgiapp", tmp_path / "b" / "uwsgiapp"
+    compiled_codec, source_codec = tmp_path / "c" / "uwsgiproto", tmp_path / "d" / "uwsgiproto"
+    for d in (compiled_app / "server", pure_app / "server", compiled_codec, source_codec):
+        d.mkdir(parents=True)
+    (compiled_app / "server" / f"intake{EXTENSION_SUFFIXES[0]}").touch()
+    (pure_app / "server" / "intake.py").touch()
+    (compiled_codec / f"layout{EXTENSION_SUFFIXES[-1]}").touch()
+    (source_codec / "layout.py").touch()
+    assert protocol_mismatch(str(compiled_app), str(compiled_codec)) is None
+    assert protocol_mismatch(str(pure_app), str(source_codec)) is None
+    assert protocol_mismatch(str(pure_app), str(compiled_codec)) is None
+    message = protocol_mismatch(str(compiled_app), str(source_codec))
+    assert message is not None and str(source_codec) in message and "UWSGIAPP_COMPILE=0" in message
+
+
 # --- the build backend's choice ------------------------------------------------------------
 
 
