@@ -84,7 +84,8 @@ def _reject(environ: dict[str, Any], start_response: StartResponse) -> Iterable[
 
 
 def _boom(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-    raise RuntimeError("boom from the app")
+    # Quotes the request, as app errors often do: the error log must keep it on its line.
+    raise RuntimeError(f"boom from the app: {environ['PATH_INFO']}")
 
 
 def _sleep(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

@@ -133,6 +133,18 @@ def test_app_exception_is_500_and_logged(worker_stack: Stack) -> None:
     assert nginx.request("GET", "/")[2] == b"Hello World!"
 
 
+def test_an_app_exception_quoting_the_request_cannot_forge_log_lines(worker_stack: Stack) -> None:
+    # nginx decodes %0D%0A into PATH_INFO; the app's exception text carries it into the log.
+    server, nginx = worker_stack
+    forged = "2026-01-01 00:00:00,000 [1] [ERROR] forged"
+    status, _, _ = nginx.request("GET", "/boom/x%0D%0A" + forged.replace(" ", "%20") + "%1B[31m")
+    assert status == 500
+    log = server.log()
+    assert "RuntimeError: boom from the app: /boom/x\\x0D\\x0A" + forged + "\\x1B[31m" in log
+    assert not any(line.startswith(forged) for line in log.splitlines())
+    assert "\x1b" not in log
+
+
 def test_early_401_without_reading_large_body_never_502(worker_stack: Stack) -> None:
     """uWSGI answers 502 here (it closes with unread data: a reset). 0 failures in 200 tries."""
     _, nginx = worker_stack

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import io
 import json
 import logging
@@ -9,8 +10,9 @@ import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -141,3 +143,84 @@ def test_a_stream_without_a_file_still_gets_the_lines(monkeypatch: pytest.Monkey
     assert len(lines) == 2
     assert lines[0].endswith("(HTTP/1.1 200)")
     assert lines[1].endswith("(HTTP/1.1 204)")
+
+
+FORGED = "2026-01-01 00:00:00,000 [1] [ERROR] forged"
+
+
+def _logged_traceback(raise_it: Callable[[], None]) -> str:
+    """What the error log's formatter writes for ``logger.exception`` of what ``raise_it``
+    raises."""
+    from uwsgiapp.server.logs import ERROR_FORMAT, ErrorFormatter
+
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(ErrorFormatter(ERROR_FORMAT))
+    logger = logging.getLogger("test.error.formatter")
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        raise_it()
+    except Exception:
+        logger.exception("the app failed")
+    finally:
+        logger.removeHandler(handler)
+    text = out.getvalue()
+    assert text.splitlines()[0].endswith("[ERROR] the app failed")
+    assert not any(line.lstrip(" |").startswith(FORGED) for line in text.splitlines()), text
+    assert "\x1b" not in text and "\r" not in text
+    return text
+
+
+def test_traceback_texts_are_escaped_in_every_chained_exception() -> None:
+    def raise_it() -> None:
+        try:
+            try:
+                raise KeyError("first")
+            except KeyError:
+                raise ValueError(f"bad path /x\r\n{FORGED} (context)") from None
+        except ValueError as exc:
+            try:
+                raise OSError(f"io\x1b[31m\n{FORGED} (during)") from exc
+            except OSError:
+                raise RuntimeError(f"outer\n{FORGED} (outer)")  # noqa: B904
+
+    text = _logged_traceback(raise_it)
+    assert f"ValueError: bad path /x\\x0D\\x0A{FORGED} (context)" in text
+    assert f"OSError: io\\x1B[31m\\x0A{FORGED} (during)" in text
+    assert f"RuntimeError: outer\\x0A{FORGED} (outer)" in text
+    assert "KeyError" not in text  # `from None` is still honoured
+    # the chain is all there, in order
+    assert text.index("ValueError") < text.index("direct cause") < text.index("OSError")
+    assert text.index("OSError") < text.index("During handling") < text.index("RuntimeError")
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="exception groups and notes are 3.11's")
+def test_traceback_texts_are_escaped_in_groups_and_notes() -> None:
+    group_type: Any = getattr(builtins, "ExceptionGroup")  # noqa: B009  (3.11+)
+
+    def raise_it() -> None:
+        inner = ValueError(f"inner\n{FORGED} (inner)")
+        inner.add_note(f"note\n{FORGED} (note)")
+        raise group_type("group\x1b[31m", [inner, OSError(f"io\n{FORGED} (io)")])
+
+    text = _logged_traceback(raise_it)
+    for where in ("inner", "note", "io"):
+        assert f"\\x0A{FORGED} ({where})" in text, where
+    assert "group\\x1B[31m (2 sub-exceptions)" in text
+
+
+def test_a_traceback_another_formatter_cached_is_escaped_all_the_same() -> None:
+    from uwsgiapp.server.logs import ERROR_FORMAT, ErrorFormatter
+
+    try:
+        raise ValueError(f"bad\n{FORGED}")
+    except ValueError:
+        record = logging.makeLogRecord(
+            {"msg": "failed", "levelname": "ERROR", "exc_info": sys.exc_info()}
+        )
+    plain = logging.Formatter().format(record)  # caches the raw traceback in record.exc_text
+    assert f"\n{FORGED}" in plain
+    ours = ErrorFormatter(ERROR_FORMAT).format(record)
+    assert f"ValueError: bad\\x0A{FORGED}" in ours and f"\n{FORGED}" not in ours
+    assert record.exc_text is not None and f"\n{FORGED}" in record.exc_text  # left as it was
