@@ -4,8 +4,9 @@ Imports construct and the standard library only; never touches a socket.
 
 Reading a request: :class:`Decoder` (``receive_data`` / ``next_event``) for bytes in any
 chunking; :func:`parse_packet`, the entry the Decoder itself runs on, for a server that has the
-whole head in one read. Var blocks: :func:`parse_vars` (generic), :class:`Layout` (a compiled
-parser for one repeated key sequence) and :func:`resume_vars` (finishes a block a layout left).
+whole head in one read (its first half, :func:`packet_end`, for one that parses the block
+itself). Var blocks: :func:`parse_vars` (generic), :class:`Layout` (a compiled parser for one
+repeated key sequence) and :func:`resume_vars` (finishes a block a layout left).
 """
 
 from uwsgiproto.decoder import (
@@ -46,9 +47,11 @@ from uwsgiproto.layout import (
     can_be_known,
     key_signature,
 )
+from uwsgiproto.packet import BLOCK_START, packet_end
 from uwsgiproto.schema import HEADER_SIZE, MAX_BLOCK
 
 __all__ = [
+    "BLOCK_START",
     "DEFAULT_LIMITS",
     "FAST_KEY_SIGNATURE",
     "HEADER_SIZE",
@@ -81,6 +84,7 @@ __all__ = [
     "decode",
     "generic_vars",
     "key_signature",
+    "packet_end",
     "parse_packet",
     "parse_vars",
     "resume_vars",

@@ -16,6 +16,7 @@ from codec_testkit import CORPUS
 import uwsgiapp
 import uwsgiproto
 from uwsgiproto import (
+    BLOCK_START,
     NEED_DATA,
     PAUSED,
     Decoder,
@@ -33,6 +34,7 @@ from uwsgiproto import (
     build_request,
     decode,
     generic_vars,
+    packet_end,
     parse_packet,
 )
 from uwsgiproto.schema import HEADER_STRUCT
@@ -320,6 +322,24 @@ def test_parse_packet_refuses_on_the_header_alone() -> None:
         parse_packet(b"\x00\xff\xff\x00", Limits(), generic_vars(Limits()))
     with pytest.raises(UnsupportedModifier, match="modifier1 7"):
         parse_packet(b"\x07\x00\x00\x00", Limits(), generic_vars(Limits()))
+
+
+@pytest.mark.parametrize("kind", [bytes, bytearray])
+def test_packet_end_is_where_parse_packet_ends(kind: type[bytes] | type[bytearray]) -> None:
+    data = kind(hand_packet([(b"CONTENT_LENGTH", b"3"), (b"A", b"b")], b"xyz", 30, 2))
+    limits = Limits()
+    for cut in range(len(data) - 3):
+        assert packet_end(data[:cut], limits.buffer_size) == -1
+    end = packet_end(data, limits.buffer_size)
+    found = parse_packet(data, limits, lambda block, m1: (bytes(block), m1))
+    assert found == (30, 2, (bytes(data[BLOCK_START:end]), 30), end) and data[end:] == b"xyz"
+    assert packet_end(data, end - BLOCK_START) == end  # a block of exactly buffer_size is fine
+    with pytest.raises(PacketTooLarge, match=f"size: {end - BLOCK_START} \\(max {end - 5}\\)"):
+        packet_end(data, end - BLOCK_START - 1)
+    with pytest.raises(PacketTooLarge, match="uwsgi_pass, not proxy_pass"):
+        packet_end(kind(b"GET / HTTP/1.1\r\n"), limits.buffer_size)
+    with pytest.raises(UnsupportedModifier, match="modifier1 7"):
+        packet_end(kind(b"\x07\x00\x00\x00"), limits.buffer_size)
 
 
 # --- layering --------------------------------------------------------------------------------

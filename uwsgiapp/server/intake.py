@@ -2,7 +2,7 @@
 
 :class:`Handler` is built once per worker (everything that can be precomputed is). The worker
 loop calls :meth:`Handler.begin` per accepted fd: the whole head almost always arrives in the
-first read (nginx writes it at once) and goes straight to :func:`uwsgiproto.parse_packet`; a
+first read (nginx writes it at once) and goes straight to :func:`uwsgiproto.packet_end`; a
 request not fully there yet comes back as a :class:`Pending` that the loop parks, and resumes
 with :meth:`Handler.resume` once the fd is readable (a :class:`uwsgiproto.Decoder` collects its
 head). Once the request is in, :class:`~uwsgiapp.server.exchange.Responder` runs the exchange.
@@ -27,6 +27,7 @@ from uwsgiapp.wsgi.environ import EnvironBuilder, EnvironSettings, build_environ
 from uwsgiapp.wsgi.input import ClientDisconnected
 from uwsgiapp.wsgi.response import FileWrapper
 from uwsgiproto import (
+    BLOCK_START,
     MODIFIER_PING,
     NEED_DATA,
     Decoder,
@@ -34,7 +35,7 @@ from uwsgiproto import (
     ProtocolError,
     Request,
     build_pong,
-    parse_packet,
+    packet_end,
 )
 
 log = logging.getLogger("uwsgiapp.error")
@@ -103,8 +104,7 @@ class Handler:
             # Ours, so that the Responder can recognise it and use sendfile.
             self.template["wsgi.file_wrapper"] = FileWrapper
         self.environ = EnvironBuilder(self.template, limits, self.mount)
-        # Bound once: parse_packet takes it as an argument on every request.
-        self._build = self.environ.build
+        self._buffer_size = limits.buffer_size
         # One read normally takes the whole head plus the start of the body.
         self.read_size = max(16384, limits.buffer_size + 4)
         self.preread = PREREAD
@@ -158,9 +158,11 @@ class Handler:
                     data = _read(fd, self.read_size)
             if data:
                 # Fast path: the whole head arrived in one read (almost always, from nginx).
-                found = parse_packet(data, self.limits, self._build)
-                if found is not NEED_DATA:
-                    modifier1, _, environ, end = found
+                # parse_packet's two halves, each a native call compiled (see packet_end).
+                end = packet_end(data, self._buffer_size)
+                if end >= 0:
+                    modifier1 = data[0]
+                    environ = self.environ.build(data[BLOCK_START:end], modifier1)
                     return self._head_done(fd, peer, modifier1, environ, data[end:])
             if data == b"":
                 log.debug("client %s closed the connection without a request", peer)
