@@ -150,8 +150,13 @@ class Responder:
         Returns once the response is sent and an unread body drained; the caller closes ``fd``.
         Raises ClientDisconnected/OSError when the client goes away mid-answer.
         """
-        protocol = environ["SERVER_PROTOCOL"]
-        if protocol not in _PROTOCOLS and ("\n" in protocol or "\r" in protocol):
+        protocol: str = environ["SERVER_PROTOCOL"]  # the builder's str (or its default)
+        # HTTP/1.1 first: compiled, a str compare, where the set's is a call.
+        if (
+            protocol != "HTTP/1.1"
+            and protocol not in _PROTOCOLS
+            and ("\n" in protocol or "\r" in protocol)
+        ):
             # The client's own line ending in our status line: refuse it here, or the app is
             # called and then blamed (an ERROR) for a head we cannot render.
             reason = "invalid SERVER_PROTOCOL: contains CR or LF"

@@ -47,7 +47,12 @@ def render_head(protocol: str, status: Any, headers: Any) -> bytes:
         # The same head as last time (an app sends few): comparing costs less than the cache's
         # key. Only heads that passed the checks are kept, so one that equals them is good too.
         last = _LAST[0]
-        if headers == last.headers and status == last.status and protocol == last.protocol:
+        # ``is`` first: an app's status is often the same constant object every time.
+        if (
+            (status is last.status or status == last.status)
+            and protocol == last.protocol
+            and headers == last.headers
+        ):
             return last.head
         try:
             key = (protocol, status, *headers)
