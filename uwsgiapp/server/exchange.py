@@ -165,7 +165,7 @@ class Responder:
         length_var = environ.get("CONTENT_LENGTH")
         stream = EMPTY_INPUT
         has_body = False  # EMPTY_INPUT is interpreted: its attributes cost a lookup compiled
-        if length_var:
+        if isinstance(length_var, str) and length_var:  # compiled, a length, not a call
             try:
                 length = parse_content_length(length_var, self.limit_post)
             except BadRequest as exc:

@@ -283,7 +283,8 @@ class Handler:
         else:
             length_var = environ.get("CONTENT_LENGTH")
             if (
-                length_var
+                isinstance(length_var, str)  # compiled, its truth is then a length, not a call
+                and length_var
                 and len(length_var) <= 7
                 and length_var.isascii()
                 and length_var.isdigit()

@@ -124,8 +124,12 @@ def _finish(environ: dict[str, Any], script_name: str) -> dict[str, Any]:
         environ["SCRIPT_NAME"], environ["PATH_INFO"] = strip_script_name(
             script_name, environ["PATH_INFO"]
         )
+    # Typed as str (what the vars are) so that compiled, each test is a native compare.
+    scheme = environ.get("REQUEST_SCHEME")
     https = environ.get("HTTPS")  # nginx sends "" for plain http: no lower() call then
-    if environ.get("REQUEST_SCHEME") == "https" or (https and https.lower() in ("on", "1")):
+    if (isinstance(scheme, str) and scheme == "https") or (
+        isinstance(https, str) and https and https.lower() in ("on", "1")
+    ):
         environ["wsgi.url_scheme"] = "https"
     return environ
 
