@@ -339,3 +339,86 @@ def test_a_vanished_master_stops_the_worker(listener: Listener) -> None:
     running = Running(worker)
     running.join()  # the first idle wait notices the parent is not the master
     assert worker.requests == 0 and not worker.alive
+
+
+class CountingSocket(socket.socket):
+    """A listening socket that counts the worker's accepts and those that found nothing."""
+
+    accepts = 0
+    empty = 0
+
+    def _accept(self) -> tuple[int, Any]:
+        self.accepts += 1
+        try:
+            return super()._accept()  # type: ignore[misc, no-any-return]
+        except BlockingIOError:
+            self.empty += 1
+            raise
+
+
+def counting_listener(path: Path) -> Listener:
+    sock = CountingSocket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(path))
+    sock.listen(64)
+    return Listener(sock=sock, spec=str(path))
+
+
+@pytest.mark.parametrize(
+    ("stopped_early", "listener_ready", "burst"),
+    [(False, False, False), (False, True, False), (True, False, False), (True, True, True)],
+)
+def test_accept_burst_only_when_another_connection_waited_at_once(
+    stopped_early: bool, listener_ready: bool, burst: bool
+) -> None:
+    assert worker_module.accept_burst(stopped_early, listener_ready) is burst
+
+
+def test_one_client_at_a_time_costs_no_empty_accepts(tmp_path: Path) -> None:
+    # Light load: an accept that finds the queue empty costs the kernel ~20 times an epoll
+    # check, so the worker takes one connection and asks epoll, instead of accepting again.
+    listener = counting_listener(tmp_path / "w.sock")
+    assert isinstance(listener.sock, CountingSocket)
+    with listener.sock:
+        requests = 20
+        worker = make_worker(listener, max_requests=requests)
+        running = Running(worker)
+        for _ in range(requests):
+            assert answer(connect(listener)).endswith(b"ok")
+        running.join()
+        assert not running.error and worker.requests == requests
+        # A client can connect between the answer and the check: then a run of accepts ends
+        # with one that finds nothing. Accepting until EAGAIN each time made one per request.
+        assert listener.sock.empty <= requests // 4
+        assert listener.sock.accepts - listener.sock.empty == requests
+
+
+def test_a_queue_is_served_in_one_run_of_accepts(tmp_path: Path) -> None:
+    listener = counting_listener(tmp_path / "w.sock")
+    assert isinstance(listener.sock, CountingSocket)
+    with listener.sock:
+        clients = [connect(listener) for _ in range(6)]  # queued before the loop starts
+        worker = make_worker(listener, max_requests=8)
+        running = Running(worker)
+        assert all(answer(c).endswith(b"ok") for c in clients)
+        wait_for(lambda: worker.requests == 6)
+        # The queue is empty now: the run of accepts ended with one that found nothing, the
+        # loop sleeps in epoll (no further accepts) until the next client.
+        assert listener.sock.accepts == 7 and listener.sock.empty == 1
+        for _ in range(2):
+            assert answer(connect(listener)).endswith(b"ok")
+        running.join()
+        assert worker.requests == 8 and listener.sock.accepts - listener.sock.empty == 8
+
+
+def test_an_idle_listener_is_not_accepted_from(tmp_path: Path) -> None:
+    busy = counting_listener(tmp_path / "busy.sock")
+    idle = counting_listener(tmp_path / "idle.sock")
+    assert isinstance(busy.sock, CountingSocket) and isinstance(idle.sock, CountingSocket)
+    with busy.sock, idle.sock:
+        worker = make_worker(busy, max_requests=10)
+        worker.listeners.append(idle)
+        running = Running(worker)
+        for _ in range(10):
+            assert answer(connect(busy)).endswith(b"ok")
+        running.join()
+        assert worker.requests == 10 and idle.sock.accepts == 0

@@ -68,6 +68,10 @@ class LocalCore:
 class _ThreadLoop(Worker):
     """One request thread's loop: a Worker that reports to its :class:`ThreadedWorker`."""
 
+    # Each look at epoll lets the other threads take the GIL: a hand-off per request costs
+    # more than the accept that finds the queue empty (bench/THREADS.md).
+    one_first = False
+
     def __init__(
         self, owner: ThreadedWorker, index: int, listeners: list[Listener], core: CoreHooks
     ) -> None:
