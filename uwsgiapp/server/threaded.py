@@ -33,7 +33,8 @@ from typing import Any, Protocol
 from uwsgiapp.server.inflight import request_line
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
-from uwsgiapp.server.worker import IDLE_TICK, StopSignals, Worker
+from uwsgiapp.server.stopsignals import StopSignals
+from uwsgiapp.server.worker import IDLE_TICK, Worker
 
 log = logging.getLogger("uwsgiapp.error")
 

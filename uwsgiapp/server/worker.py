@@ -23,15 +23,13 @@ import logging
 import math
 import os
 import select
-import signal
 import time
 from collections.abc import Callable
-from types import FrameType
 from typing import Protocol
 
 from uwsgiapp.server.intake import FIRST_BYTES_WAIT, Handler, Pending
 from uwsgiapp.server.listeners import Listener, queued_connections
-from uwsgiapp.server.logs import reopen_logs
+from uwsgiapp.server.stopsignals import StopSignals
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -53,40 +51,6 @@ class RequestHooks(Protocol):
 
     def end(self, requests: int) -> None:
         """The connection is closed; ``requests`` served so far."""
-
-
-class StopSignals:
-    """A worker process's signal handlers (after fork: the master's must not run here). They
-    only set flags, which the loop reads between requests; shared by :class:`Worker` and the
-    threaded worker's main thread."""
-
-    alive: bool
-    drain_backlog: bool
-    _wake_r: int
-    _wake_w: int
-
-    def _on_graceful(self, signum: int, frame: FrameType | None) -> None:
-        # TERM: finish the current request and what already waits in the backlog, then exit.
-        self.alive = False
-        self.drain_backlog = True
-
-    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
-        # The master reloads by starting new workers first; we just finish and leave.
-        self.alive = False
-
-    def _on_quick(self, signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(0)
-
-    def install_signals(self) -> None:
-        """Worker signal dispositions (after fork: the master's handlers must not run here)."""
-        signal.signal(signal.SIGTERM, self._on_graceful)
-        signal.signal(signal.SIGHUP, self._on_reload)
-        signal.signal(signal.SIGINT, self._on_quick)
-        signal.signal(signal.SIGQUIT, self._on_quick)
-        signal.signal(signal.SIGUSR1, lambda s, f: reopen_logs())
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
 
 
 class Worker(StopSignals):
@@ -215,19 +179,7 @@ class Worker(StopSignals):
             except BlockingIOError:
                 break
             except OSError as exc:
-                if exc.errno == errno.EMFILE:
-                    # Our own descriptors are used up (the app leaks them): retrying can't help
-                    # and would spin. A fresh worker starts clean; the connection waits for it.
-                    log.error(
-                        "worker %d: accept() on %s failed: %s; recycling this worker",
-                        os.getpid(),
-                        listener.spec,
-                        exc,
-                    )
-                    self.alive = False
-                    break
-                log.error("accept() on %s failed: %s", listener.spec, exc)
-                time.sleep(0.1)
+                self._accept_failed(listener, exc)
                 break
             served += 1
             if allow is not None and not allow.allows(addr[0]):
@@ -251,6 +203,22 @@ class Worker(StopSignals):
             if pending is None and check_recycle:
                 self._after_request()
         return False
+
+    def _accept_failed(self, listener: Listener, exc: OSError) -> None:
+        """``accept`` failed other than for an empty queue: log it, recycle when out of fds."""
+        if exc.errno == errno.EMFILE:
+            # Our own descriptors are used up (the app leaks them): retrying can't help and
+            # would spin. A fresh worker starts clean; the connection waits for it.
+            log.error(
+                "worker %d: accept() on %s failed: %s; recycling this worker",
+                os.getpid(),
+                listener.spec,
+                exc,
+            )
+            self.alive = False
+            return
+        log.error("accept() on %s failed: %s", listener.spec, exc)
+        time.sleep(0.1)
 
     def _step(self, call: Callable[..., Pending | None], *args: object) -> None:
         """Run one step of a connection (begin or resume) inside the status hooks."""

@@ -1,0 +1,45 @@
+"""A worker process's signal handlers: they only set flags, which its loop reads between
+requests (shared by :class:`~uwsgiapp.server.worker.Worker` and the threaded worker's main
+thread)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from types import FrameType
+
+from uwsgiapp.server.logs import reopen_logs
+
+
+class StopSignals:
+    """A worker process's signal handlers (after fork: the master's must not run here). They
+    only set flags, which the loop reads between requests; shared by :class:`Worker` and the
+    threaded worker's main thread."""
+
+    alive: bool
+    drain_backlog: bool
+    _wake_r: int
+    _wake_w: int
+
+    def _on_graceful(self, signum: int, frame: FrameType | None) -> None:
+        # TERM: finish the current request and what already waits in the backlog, then exit.
+        self.alive = False
+        self.drain_backlog = True
+
+    def _on_reload(self, signum: int, frame: FrameType | None) -> None:
+        # The master reloads by starting new workers first; we just finish and leave.
+        self.alive = False
+
+    def _on_quick(self, signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)
+
+    def install_signals(self) -> None:
+        """Worker signal dispositions (after fork: the master's handlers must not run here)."""
+        signal.signal(signal.SIGTERM, self._on_graceful)
+        signal.signal(signal.SIGHUP, self._on_reload)
+        signal.signal(signal.SIGINT, self._on_quick)
+        signal.signal(signal.SIGQUIT, self._on_quick)
+        signal.signal(signal.SIGUSR1, lambda s, f: reopen_logs())
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
