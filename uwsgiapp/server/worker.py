@@ -109,8 +109,7 @@ class Worker(StopSignals):
             epoll.register(listener.sock.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
         epoll.register(self._wake_r, select.EPOLLIN)
         listening = True
-        by_fd = {listener.sock.fileno(): listener for listener in self.listeners}
-        self._by_fd = by_fd
+        self._by_fd = {listener.sock.fileno(): listener for listener in self.listeners}
         # What the last epoll wait found ready, and whether to accept more than one from it.
         ready: list[Listener] = []
         burst = False
