@@ -181,8 +181,9 @@ def test_uid_gid_socket_in_a_root_owned_dir_is_left_with_a_warning(tmp_path: Pat
     sockdir = _socket_dir(None, 0o755)  # root's: the dropped master cannot unlink in it
     sock = os.path.join(sockdir, "app.sock")
     pidfile = os.path.join(sockdir, "app.pid")
+    stats = os.path.join(sockdir, "stats.sock")
     server = Server(tmp_path / "one", "supervisor_app:app", socket=sock, pidfile=pidfile)
-    server.options.update(uid=user, gid=group)
+    server.options.update(uid=user, gid=group, stats=stats)
     server.start()
     try:
         with socket.socket(socket.AF_UNIX) as client:
@@ -198,9 +199,11 @@ def test_uid_gid_socket_in_a_root_owned_dir_is_left_with_a_warning(tmp_path: Pat
     assert f"{sock}: after --uid/--gid the master cannot write its directory" in log
     assert f"{pidfile}: after --uid/--gid the master cannot write its directory" in log
     assert f"could not remove socket file {sock}" in log
+    assert f"could not remove socket file {stats}" in log
     assert f"could not remove pidfile {pidfile}" in log
-    assert os.path.exists(sock)
+    assert os.path.exists(sock) and os.path.exists(stats)
     os.unlink(pidfile)
+    os.unlink(stats)
     # The next start replaces the stale file.
     again = Server(tmp_path / "two", "supervisor_app:app", socket=sock).start()
     try:

@@ -198,6 +198,7 @@ def _serve(config: Config) -> int:
     finally:
         if stats is not None:
             stats.close()
+            _report_leftovers([stats.listener], "")
 
 
 def _with_listeners(
