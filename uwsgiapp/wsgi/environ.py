@@ -118,6 +118,13 @@ def build_environ(
     return _finish(environ, script_name)
 
 
+def _run(layout: Layout, block: bytes | bytearray, text: str) -> dict[str, Any] | Partial:
+    """``layout`` run on a block: compiled, its runner's ``run`` is a native call, where one
+    through the ``run`` attribute is generic (see :attr:`~uwsgiproto.layout.Layout.runner`)."""
+    runner = layout.runner
+    return layout.run(block, text) if runner is None else runner.run(block, text)
+
+
 def _finish(environ: dict[str, Any], script_name: str) -> dict[str, Any]:
     # The part of build_environ that depends on values, not on which keys came.
     if script_name:
@@ -183,8 +190,7 @@ class EnvironBuilder:
         variables: dict[str, str] = {}
         pos = 0
         if layout is not None:
-            runner = layout.runner  # compiled, its run is a native call (see Layout.runner)
-            result = layout.run(block, text) if runner is None else runner.run(block, text)
+            result = _run(layout, block, text)
             if type(result) is dict:
                 # modifier1 30 takes SCRIPT_NAME from the vars, but no layout holds that key.
                 return _finish(result, self.mount)
@@ -192,8 +198,7 @@ class EnvironBuilder:
             # learnt for it, if any, picked by its signature without parsing the block.
             other = self._by_signature.get(key_signature(block)) if _BY_SIGNATURE else None
             if other is not None and other is not layout:
-                runner = other.runner
-                found = other.run(block, text) if runner is None else runner.run(block, text)
+                found = _run(other, block, text)
                 if type(found) is dict:
                     self._active = other
                     return _finish(found, self.mount)
