@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from uwsgiapp.server import decisions
 from uwsgiapp.server import worker as worker_module
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
@@ -370,7 +371,7 @@ def counting_listener(path: Path) -> Listener:
 def test_accept_burst_only_when_another_connection_waited_at_once(
     stopped_early: bool, listener_ready: bool, burst: bool
 ) -> None:
-    assert worker_module.accept_burst(stopped_early, listener_ready) is burst
+    assert decisions.accept_burst(stopped_early, listener_ready) is burst
 
 
 def test_one_client_at_a_time_costs_no_empty_accepts(tmp_path: Path) -> None:
@@ -422,3 +423,39 @@ def test_an_idle_listener_is_not_accepted_from(tmp_path: Path) -> None:
             assert answer(connect(busy)).endswith(b"ok")
         running.join()
         assert worker.requests == 10 and idle.sock.accepts == 0
+
+
+@pytest.mark.parametrize(("graceful", "drain"), [(30.0, 5.0), (10.0, 5.0), (4.0, 2.0), (0.5, 0.25)])
+def test_the_term_drain_is_bounded_by_half_the_graceful_timeout(
+    graceful: float, drain: float
+) -> None:
+    assert decisions.drain_limit(graceful) == drain
+
+
+@pytest.mark.usefixtures("signals")
+def test_term_drains_the_queue_then_closes_the_listener_at_once(listener: Listener) -> None:
+    # Not only what was queued at TERM: what queues while the worker finishes its request
+    # too. Then its copy of the socket is closed (in a real server no other process holds
+    # one any more, and the next connect is refused).
+    queued: list[socket.socket] = []
+    term_sent = threading.Event()
+
+    def slow_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        term_sent.wait(GUARD)
+        time.sleep(0.1)  # connections queue behind the request in hand
+        return app(environ, start_response)
+
+    worker = make_worker(listener, application=slow_app)
+
+    def client() -> None:
+        first = connect(listener)
+        time.sleep(0.05)  # accepted and in the app
+        os.kill(os.getpid(), signal.SIGTERM)
+        term_sent.set()
+        queued.extend(connect(listener) for _ in range(3))  # after TERM
+        assert answer(first).endswith(b"ok")
+
+    assert run_in_main_thread(worker, client) == []
+    assert [answer(c)[-2:] for c in queued] == [b"ok"] * 3
+    assert worker.requests == 4
+    assert listener.sock.fileno() == -1

@@ -84,7 +84,13 @@ class Nginx:
     """
 
     def __init__(
-        self, workdir: Path, upstream: str, *, read_timeout: int = 60, user: str = ""
+        self,
+        workdir: Path,
+        upstream: str,
+        *,
+        read_timeout: int = 60,
+        user: str = "",
+        more_upstreams: tuple[str, ...] = (),
     ) -> None:
         self.workdir = workdir
         self.port = free_port()
@@ -100,6 +106,9 @@ class Nginx:
             f"{kind}_temp_path {workdir}/{kind};"
             for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
         )
+        # ``more_upstreams``: further servers; nginx's default `uwsgi_next_upstream error
+        # timeout` passes a request on to the next one when it could not be sent.
+        servers = " ".join(f"server {u};" for u in (upstream, *more_upstreams))
         self.conf = workdir / "nginx.conf"
         self.error_log = workdir / "nginx-error.log"
         self.conf.write_text(
@@ -113,7 +122,7 @@ events {{ worker_connections 1024; }}
 http {{
   access_log off;
   {temps}
-  upstream app {{ server {upstream}; }}
+  upstream app {{ {servers} }}
   server {{
     listen 127.0.0.1:{self.port};
     client_max_body_size 64m;

@@ -2,7 +2,8 @@
 
 - :mod:`~uwsgiapp.server.listeners`: binding unix/TCP/inherited sockets, the TCP allow-list.
 - :mod:`~uwsgiapp.server.worker`: the worker loop (accept, park slow clients, stop and recycle);
-  :mod:`~uwsgiapp.server.stopsignals`: its signal handlers.
+  :mod:`~uwsgiapp.server.stopsignals`: its signal handlers; :mod:`~uwsgiapp.server.decisions`:
+  its decisions, as pure functions.
 - :mod:`~uwsgiapp.server.intake`: reading a request (:class:`~uwsgiapp.server.intake.Handler`):
   the packet head through the codec, a small body, parking what has not fully arrived.
 - :mod:`~uwsgiapp.server.exchange`: running it: the app call, the response, sendfile, the

@@ -60,12 +60,7 @@ _TCP_INFO = struct.Struct("<8xIIIII")
 
 
 def queued_connections(sock: socket.socket) -> int | None:
-    """How many connections wait in a TCP listener's accept queue; None if unknown (unix).
-
-    A graceful stop serves this many more and no more: a TCP listener cannot refuse new
-    connections while it stays open, so under sustained load "until the queue is empty"
-    would never end.
-    """
+    """How many connections wait in a TCP listener's accept queue; None if unknown (unix)."""
     if sock.family not in (socket.AF_INET, socket.AF_INET6) or not hasattr(socket, "TCP_INFO"):
         return None
     try:

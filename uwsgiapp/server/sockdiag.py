@@ -105,7 +105,9 @@ class SockDiag:
         return parse_reply(reply, inode)
 
     def queue(self, sock: socket.socket) -> int | None:
-        """Accept-queue length of a TCP or unix listener; None if unknown."""
+        """Accept-queue length of a TCP or unix listener; None if unknown (or closed)."""
+        if sock.fileno() < 0:
+            return None
         if sock.family == socket.AF_UNIX:
             return self.unix_queue(sock)
         return queued_connections(sock)

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, Protocol
 
+from uwsgiapp.server.decisions import DRAIN_SECONDS
 from uwsgiapp.server.inflight import request_line
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
@@ -72,11 +73,20 @@ class _ThreadLoop(Worker):
     # Each look at epoll lets the other threads take the GIL: a hand-off per request costs
     # more than the accept that finds the queue empty (bench/THREADS.md).
     one_first = False
+    # The listening sockets are shared by the threads: one that closes them after its drain
+    # would pull them from under the others. The process closes them as it exits.
+    lets_go_of_listeners = False
 
     def __init__(
         self, owner: ThreadedWorker, index: int, listeners: list[Listener], core: CoreHooks
     ) -> None:
-        super().__init__(owner.handler, listeners, max_requests=owner.max_requests, hooks=core)
+        super().__init__(
+            owner.handler,
+            listeners,
+            max_requests=owner.max_requests,
+            hooks=core,
+            drain_seconds=owner.drain_seconds,
+        )
         self.owner = owner
         self.index = index
         self.core = core
@@ -133,9 +143,11 @@ class ThreadedWorker(StopSignals):
         max_requests: int = 0,
         cores: Sequence[CoreHooks] | None = None,
         master_pid: int = 0,
+        drain_seconds: float = DRAIN_SECONDS,
     ) -> None:
         self.handler = handler
         self.max_requests = max_requests
+        self.drain_seconds = drain_seconds
         self.master_pid = master_pid
         #: The worker's requests so far (next() on it is atomic: no lock on the request path).
         self.served = itertools.count(1)

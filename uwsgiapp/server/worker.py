@@ -4,8 +4,9 @@ Listening sockets are non-blocking and shared by every worker. An idle worker sl
 ``epoll`` (``EPOLLEXCLUSIVE``, so a new connection wakes one idle worker, not all) together with
 the signal wake-up pipe. Woken, it accepts one connection, serves it, and asks epoll again
 without sleeping; only while connections keep waiting does it accept them in a row, until the
-queue is empty (:func:`accept_burst`: an accept that finds nothing costs far more than the
-check). Signal handlers only set flags; the loop acts on them between requests.
+queue is empty (:func:`~uwsgiapp.server.decisions.accept_burst`: an accept that finds nothing
+costs far more than the check). Signal handlers only set flags; the loop acts on them between
+requests.
 
 A connection whose request (head, or a body of up to ``PREREAD`` bytes) has not fully arrived
 does not hold the worker: it is parked in the same epoll and served once the rest is there, or
@@ -27,8 +28,9 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from uwsgiapp.server.decisions import DRAIN_SECONDS, accept_burst, longest_silent, silent
 from uwsgiapp.server.intake import FIRST_BYTES_WAIT, Handler, Pending
-from uwsgiapp.server.listeners import Listener, queued_connections
+from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.stopsignals import StopSignals
 
 log = logging.getLogger("uwsgiapp.error")
@@ -57,8 +59,10 @@ class Worker(StopSignals):
     """Serve connections from ``listeners`` until told to stop."""
 
     #: Woken by epoll, accept one connection and look again before accepting more
-    #: (:func:`accept_burst`); False: accept until the queue is empty.
+    #: (:func:`~uwsgiapp.server.decisions.accept_burst`); False: accept until the queue is empty.
     one_first = True
+    #: After the TERM drain, close this process's listening sockets (see :meth:`_drain`).
+    lets_go_of_listeners = True
 
     def __init__(
         self,
@@ -69,6 +73,7 @@ class Worker(StopSignals):
         hooks: RequestHooks | None = None,
         master_pid: int = 0,
         should_recycle: Callable[[], bool] | None = None,
+        drain_seconds: float = DRAIN_SECONDS,
     ) -> None:
         self.handler = handler
         handler.on_out_of_fds = self._out_of_fds
@@ -77,6 +82,7 @@ class Worker(StopSignals):
         self.hooks = hooks
         self.master_pid = master_pid
         self.should_recycle = should_recycle
+        self.drain_seconds = drain_seconds
         self.alive = True
         self.drain_backlog = False
         self.requests = 0
@@ -84,6 +90,7 @@ class Worker(StopSignals):
         self._wake_w = -1
         self._epoll: select.epoll | None = None
         self._by_fd: dict[int, Listener] = {}
+        self._listening = False
         self.parked: dict[int, Pending] = {}
         #: No parked deadline is earlier than this (a lower bound: deadlines only move later).
         self._next_expiry = math.inf
@@ -108,7 +115,7 @@ class Worker(StopSignals):
             listener.sock.setblocking(False)
             epoll.register(listener.sock.fileno(), select.EPOLLIN | select.EPOLLEXCLUSIVE)
         epoll.register(self._wake_r, select.EPOLLIN)
-        listening = True
+        self._listening = True
         self._by_fd = {listener.sock.fileno(): listener for listener in self.listeners}
         # What the last epoll wait found ready, and whether to accept more than one from it.
         ready: list[Listener] = []
@@ -121,19 +128,11 @@ class Worker(StopSignals):
                         more = self._accept_batch(listener, burst=burst) or more
                 elif self.drain_backlog:
                     self.drain_backlog = False
-                    for listener in self.listeners:
-                        self._accept_batch(
-                            listener, draining=True, limit=queued_connections(listener.sock)
-                        )
+                    self._drain()
                 if not (self.alive or self.drain_backlog or self.parked):
                     break
-                if listening and not self.alive:
-                    # Done accepting, parked requests still to finish: a listener left in epoll
-                    # would end every wait at once while connections queue for other workers.
-                    listening = False
-                    for listener in self.listeners:
-                        with contextlib.suppress(OSError):
-                            epoll.unregister(listener.sock.fileno())
+                if self._listening and not self.alive:
+                    self._stop_listening()
                 # Stopped with more possibly queued: only look (signals, parked data, another
                 # connection); else sleep until one of them comes.
                 ready = self._wait(0.0 if more else IDLE_TICK)
@@ -152,16 +151,16 @@ class Worker(StopSignals):
         self,
         listener: Listener,
         draining: bool = False,
-        limit: int | None = None,
+        until: float = 0.0,
         *,
         burst: bool = True,
     ) -> bool:
         """Serve connections from one listener until its queue is empty (or we must stop).
 
         With connections parked, stop after ``PARKED_BATCH`` so that they are looked at too.
-        ``limit``: when draining, serve at most this many (what was queued when we started: a
-        TCP listener stays open, so under load its queue is never empty). ``burst=False``: serve
-        one connection, then stop (see :func:`accept_burst`). Returns True when it stopped with
+        ``until``: when draining, the monotonic time to stop at even if connections keep coming.
+        ``burst=False``: serve one connection, then stop (see
+        :func:`~uwsgiapp.server.decisions.accept_burst`). Returns True when it stopped with
         connections possibly still queued, False when accept() found none.
         """
         accept = listener.sock._accept  # type: ignore[attr-defined]  # raw (fd, addr): no socket object
@@ -170,7 +169,7 @@ class Worker(StopSignals):
         hooks = self.hooks
         check_recycle = bool(self.max_requests) or self.should_recycle is not None
         served = 0
-        while self.alive or (draining and (limit is None or served < limit)):
+        while self.alive or (draining and time.monotonic() < until):
             if served and not draining and (not burst or (self.parked and served >= PARKED_BATCH)):
                 return True
             try:
@@ -202,6 +201,37 @@ class Worker(StopSignals):
             if pending is None and check_recycle:
                 self._after_request()
         return False
+
+    def _drain(self) -> None:
+        """TERM: serve what waits in the listen queues until each is empty, then (a process
+        worker) close its listening sockets.
+
+        Until empty, not a count taken at TERM: nginx goes on connecting until the listener is
+        closed in every process, and a connection still queued then is reset after nginx sent
+        its request: a 502 that nginx does not retry for a POST. Once closed everywhere (the
+        master closes its copies at TERM), a connect is refused and nginx tries another
+        server. The window left is between the accept that finds the queue empty and the
+        close. Under a load that never lets a queue empty, ``drain_seconds`` ends the drain.
+        """
+        until = time.monotonic() + self.drain_seconds
+        closing = self.lets_go_of_listeners
+        if closing:
+            self._stop_listening()  # before the close: epoll would keep a shared socket
+            self._by_fd = {}
+        for listener in self.listeners:
+            self._accept_batch(listener, draining=True, until=until)
+            if closing:  # at once: what queues from now on is refused, not reset
+                listener.close(unlink=False)  # the socket file is the master's
+
+    def _stop_listening(self) -> None:
+        """Take the listeners out of epoll: done accepting, parked requests may remain (a
+        listener left in would end every wait at once while connections queue for others)."""
+        if not self._listening or self._epoll is None:
+            return
+        self._listening = False
+        for listener in self.listeners:
+            with contextlib.suppress(OSError, ValueError):
+                self._epoll.unregister(listener.sock.fileno())
 
     def _accept_failed(self, listener: Listener, exc: OSError) -> None:
         """``accept`` failed other than for an empty queue: log it, recycle when out of fds."""
@@ -247,7 +277,7 @@ class Worker(StopSignals):
         if len(self.parked) < MAX_PARKED:
             self._park(pending)
             return
-        victim = _longest_silent(self.parked) if _silent(pending) else None
+        victim = longest_silent(self.parked) if silent(pending) else None
         if victim is not None:
             self._unpark(victim)
             self.handler.shed(victim)
@@ -360,37 +390,3 @@ class Worker(StopSignals):
             elif deadline < soonest:
                 soonest = deadline
         self._next_expiry = soonest
-
-
-def accept_burst(stopped_early: bool, listener_ready: bool) -> bool:
-    """Whether the next accepts go on until the queue is empty (True), or take one connection
-    and then look again with epoll (False).
-
-    An ``accept`` that finds the queue empty is dear: Linux makes and frees a socket file for
-    it (about 4 µs of kernel time, 25 times an epoll check) and Python raises for it. So a
-    worker woken by epoll takes one connection, then asks epoll (without sleeping) whether
-    another waits: under light load that check is all it pays, as with uWSGI. Only when one
-    does (``stopped_early`` and ``listener_ready``: connections are arriving faster than they
-    are served) does it accept until EAGAIN, where one failed call ends a long run.
-    """
-    return stopped_early and listener_ready
-
-
-#: Parked connections looked at for one that never sent a byte (the oldest come first).
-SILENT_SCAN = 64
-
-
-def _silent(pending: Pending) -> bool:
-    """Nothing of the request has arrived yet."""
-    return pending.decoder is not None and pending.decoder.buffered == 0
-
-
-def _longest_silent(parked: dict[int, Pending]) -> Pending | None:
-    """The parked connection parked first among those that never sent a byte (dicts keep
-    insertion order, and a connection that sends something is parked anew at the end)."""
-    for count, pending in enumerate(parked.values()):
-        if count >= SILENT_SCAN:
-            break
-        if _silent(pending):
-            return pending
-    return None

@@ -96,7 +96,8 @@ class Reimport:
 
 @dataclass(frozen=True, slots=True)
 class StopAccepting:
-    """Remove unix socket files so no new connection can arrive (the backlog still drains)."""
+    """Close the master's listening sockets and remove the unix socket files: once the workers
+    have drained the queues and closed theirs, a new connection is refused."""
 
 
 @dataclass(frozen=True, slots=True)

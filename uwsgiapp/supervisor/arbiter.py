@@ -26,6 +26,7 @@ from types import FrameType
 from uwsgiapp.config import Config
 from uwsgiapp.exitcodes import ServeExit, WorkerExit
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
+from uwsgiapp.server.decisions import drain_limit
 from uwsgiapp.server.inflight import request_line
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
@@ -235,9 +236,10 @@ class Arbiter:
                 case A.Reimport():
                     self._reimport()
                 case A.StopAccepting():
+                    # The master never accepts: its copies of the sockets only kept them
+                    # open (connections queuing there to be reset) after the workers' drain.
                     for listener in self.listeners:
-                        if listener.path:
-                            listener.close_path()
+                        listener.close()
                 case A.ReopenLogs():
                     try:
                         reopen_logs()
@@ -365,7 +367,12 @@ class Arbiter:
         if threads == 1:
             hooks = count_requests(handler, slot) if counting else slot
             return Worker(
-                handler, self.listeners, max_requests=max_requests, hooks=hooks, master_pid=self.pid
+                handler,
+                self.listeners,
+                max_requests=max_requests,
+                hooks=hooks,
+                master_pid=self.pid,
+                drain_seconds=drain_limit(self.config.graceful_timeout),
             )
         if counting:
             count_thread_requests(handler, slot)
@@ -376,6 +383,7 @@ class Arbiter:
             max_requests=max_requests,
             cores=[self.table.core(wid, i) for i in range(threads)],
             master_pid=self.pid,
+            drain_seconds=drain_limit(self.config.graceful_timeout),
         )
 
     def remember_modules(self, before: set[str]) -> None:
