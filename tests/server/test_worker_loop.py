@@ -8,6 +8,7 @@ recycle callback, the TERM/HUP flags, a vanished master.
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -459,3 +460,19 @@ def test_term_drains_the_queue_then_closes_the_listener_at_once(listener: Listen
     assert [answer(c)[-2:] for c in queued] == [b"ok"] * 3
     assert worker.requests == 4
     assert listener.sock.fileno() == -1
+
+
+def test_a_second_term_drains_nothing_more_and_logs_nothing(
+    listener: Listener, caplog: pytest.LogCaptureFixture
+) -> None:
+    # systemd's default stop signals every process of the unit, and the master tells its
+    # workers too: a worker may get TERM again after it closed its listeners.
+    worker = make_worker(listener)
+    worker.alive = False
+    listener.sock.setblocking(False)  # as run() makes it
+    worker._drain()
+    assert listener.sock.fileno() == -1
+    worker._drain()
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    os.close(worker._wake_r)
+    os.close(worker._wake_w)

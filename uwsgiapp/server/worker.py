@@ -219,6 +219,8 @@ class Worker(StopSignals):
             self._stop_listening()  # before the close: epoll would keep a shared socket
             self._by_fd = {}
         for listener in self.listeners:
+            if listener.sock.fileno() < 0:  # a second TERM (systemd signals every process too)
+                continue
             self._accept_batch(listener, draining=True, until=until)
             if closing:  # at once: what queues from now on is refused, not reset
                 listener.close(unlink=False)  # the socket file is the master's
