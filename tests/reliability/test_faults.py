@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from reliability.conftest import Report, sized
 from support.load import Load, LoadResult
-from support.procs import Nginx, Server, stack, wait_until, worker_pids
+from support.procs import Nginx, Server, never_reached_server, stack, wait_until, worker_pids
 
 import uwsgiproto
 
@@ -59,11 +59,6 @@ def nginx_lines(nginx: Nginx) -> dict[str, str]:
         if match:
             lines[match.group(1)] = line
     return lines
-
-
-def never_reached_server(line: str) -> bool:
-    """nginx could not connect: the request never reached the server."""
-    return "while connecting to upstream" in line
 
 
 @pytest.mark.parametrize("workers", sized([3], [2, 4]))

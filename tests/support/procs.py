@@ -181,6 +181,12 @@ http {{
         return http_request(self.port, method, path, body, headers, timeout)
 
 
+def never_reached_server(line: str) -> bool:
+    """An nginx error line about a connect that failed: the request never reached the server
+    (nginx passes such a request on to its next server, a POST too)."""
+    return "while connecting to upstream" in line
+
+
 def http_request(
     port: int,
     method: str,
