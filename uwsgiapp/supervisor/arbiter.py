@@ -364,6 +364,7 @@ class Arbiter:
         """The worker loop: one thread (the request path as it always was), or ``--threads``."""
         threads = self.config.threads
         counting = self.stats is not None
+        drain = drain_limit(self.config.graceful_timeout)
         if threads == 1:
             hooks = count_requests(handler, slot) if counting else slot
             return Worker(
@@ -372,7 +373,7 @@ class Arbiter:
                 max_requests=max_requests,
                 hooks=hooks,
                 master_pid=self.pid,
-                drain_seconds=drain_limit(self.config.graceful_timeout),
+                drain_seconds=drain,
             )
         if counting:
             count_thread_requests(handler, slot)
@@ -383,7 +384,7 @@ class Arbiter:
             max_requests=max_requests,
             cores=[self.table.core(wid, i) for i in range(threads)],
             master_pid=self.pid,
-            drain_seconds=drain_limit(self.config.graceful_timeout),
+            drain_seconds=drain,
         )
 
     def remember_modules(self, before: set[str]) -> None:
