@@ -1,6 +1,4 @@
-"""A worker process's signal handlers: they only set flags, which its loop reads between
-requests (shared by :class:`~uwsgiapp.server.worker.Worker` and the threaded worker's main
-thread)."""
+"""A worker process's signal handlers (:class:`StopSignals`)."""
 
 from __future__ import annotations
 
