@@ -358,6 +358,34 @@ class CountingSocket(socket.socket):
             raise
 
 
+class SleepsAfter:
+    """Records how many requests a worker had served each time it went to sleep in epoll.
+
+    Wraps the instance's ``_wait``: a wait with a timeout is the idle sleep; the look without
+    one (after a request) has been made by then, so a client that connects only after this
+    sleep began meets the worker as a light load does, whatever the machine's timing.
+    """
+
+    def __init__(self, worker: Worker) -> None:
+        self.worker = worker
+        self.counts: set[int] = set()
+        self.changed = threading.Condition()
+        self._wait = worker._wait
+        worker._wait = self.wait  # type: ignore[method-assign]
+
+    def wait(self, timeout: float) -> list[Listener]:
+        if timeout > 0:
+            with self.changed:
+                self.counts.add(self.worker.requests)
+                self.changed.notify_all()
+        return self._wait(timeout)
+
+    def until(self, served: int) -> None:
+        """Return once the worker has gone to sleep after serving ``served`` requests."""
+        with self.changed:
+            assert self.changed.wait_for(lambda: served in self.counts, GUARD), "timed out"
+
+
 def counting_listener(path: Path) -> Listener:
     sock = CountingSocket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(str(path))
@@ -383,15 +411,16 @@ def test_one_client_at_a_time_costs_no_empty_accepts(tmp_path: Path) -> None:
     with listener.sock:
         requests = 20
         worker = make_worker(listener, max_requests=requests)
+        sleeps = SleepsAfter(worker)
         running = Running(worker)
-        for _ in range(requests):
+        for served in range(requests):
+            sleeps.until(served)
             assert answer(connect(listener)).endswith(b"ok")
         running.join()
         assert not running.error and worker.requests == requests
-        # A client can connect between the answer and the check: then a run of accepts ends
-        # with one that finds nothing. Accepting until EAGAIN each time made one per request.
-        assert listener.sock.empty <= requests // 4
-        assert listener.sock.accepts - listener.sock.empty == requests
+        # Accepting until EAGAIN made one accept that found nothing per request.
+        assert listener.sock.empty == 0
+        assert listener.sock.accepts == requests
 
 
 def test_a_queue_is_served_in_one_run_of_accepts(tmp_path: Path) -> None:
@@ -400,9 +429,10 @@ def test_a_queue_is_served_in_one_run_of_accepts(tmp_path: Path) -> None:
     with listener.sock:
         clients = [connect(listener) for _ in range(6)]  # queued before the loop starts
         worker = make_worker(listener, max_requests=8)
+        sleeps = SleepsAfter(worker)
         running = Running(worker)
         assert all(answer(c).endswith(b"ok") for c in clients)
-        wait_for(lambda: worker.requests == 6)
+        sleeps.until(6)
         # The queue is empty now: the run of accepts ended with one that found nothing, the
         # loop sleeps in epoll (no further accepts) until the next client.
         assert listener.sock.accepts == 7 and listener.sock.empty == 1
