@@ -98,8 +98,12 @@ def test_busy_worker_and_listen_queue(tmp_path: Path) -> None:
     with stack(tmp_path, "stats_app:app", **options) as (server, nginx):
         wait_doc(lambda: document(address), lambda d: accepting(d) == 2, 15)
         results: list[int] = []
+        # Busy until the checks are done, however slow the machine (not for a fixed time).
+        gate = tmp_path / "open"
         sleepers = [
-            threading.Thread(target=lambda: results.append(nginx.request("GET", "/sleep?2.5")[0]))
+            threading.Thread(
+                target=lambda: results.append(nginx.request("GET", f"/gate?{gate}")[0])
+            )
             for _ in range(2)
         ]
         for t in sleepers:
@@ -126,6 +130,7 @@ def test_busy_worker_and_listen_queue(tmp_path: Path) -> None:
             assert total(metrics(address), "uwsgiapp_listen_queue") == 3
             assert "listen queue: 3 " in top_once(f"http://127.0.0.1:{port}/")
         finally:
+            gate.touch()
             for t in sleepers:
                 t.join(15)
         assert results == [200, 200]

@@ -225,12 +225,19 @@ def test_silent_http_client_is_dropped_after_the_timeout_without_blocking() -> N
 def test_slow_reader_never_blocks_and_is_dropped_on_time() -> None:
     # ~3 MB of JSON: far more than the socket buffers take without the peer reading.
     big = server_stats(*(worker(i, i) for i in range(1, 3001)))
-    server = StatsServer("127.0.0.1:0", snapshot=lambda: big, timeout=0.5)
+    # A poll that renders the document takes as long as rendering it (0.2 s on a busy
+    # machine here): "prompt" is that plus the usual bound; blocked on the slow reader it
+    # would take the client's whole life, which is longer.
+    start = time.monotonic()
+    render_json(big)
+    prompt = PROMPT + 2 * (time.monotonic() - start)
+    life = 3 * prompt
+    server = StatsServer("127.0.0.1:0", snapshot=lambda: big, timeout=life)
     try:
         slow = socket.socket()
         slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         slow.connect(server.address)
-        assert _timed_poll(server) < PROMPT
+        assert _timed_poll(server) < prompt
         assert server.clients == 1  # its answer is only partly written
         slow.recv(1000)  # reads a little, then nothing more
         # a normal client is served in full while the slow one hangs on
@@ -239,7 +246,7 @@ def test_slow_reader_never_blocks_and_is_dropped_on_time() -> None:
         received = bytearray()
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline:
-            assert _timed_poll(server, 0.01) < PROMPT
+            assert _timed_poll(server, 0.01) < prompt
             try:
                 data = fast.recv(1 << 20)
             except BlockingIOError:
@@ -249,7 +256,7 @@ def test_slow_reader_never_blocks_and_is_dropped_on_time() -> None:
             received += data
         assert json.loads(received)["workers"][-1]["requests"] == 3000
         fast.close()
-        _pump(server, time.monotonic() + 0.7)
+        _pump(server, time.monotonic() + life + 0.2)
         assert server.clients == 0 and server.dropped == 1
         slow.close()
     finally:
