@@ -41,6 +41,8 @@ def test_held_connections_do_not_hold_the_only_worker(tmp_path: Path) -> None:
     server = Server(tmp_path, "nginx_app:app", workers=1, socket_timeout=2).start()
     held: list[socket.socket] = []
     try:
+        with _connect(server.socket, packet) as s:  # the worker serves: its start-up is over
+            assert _read_all(s).startswith(b"HTTP/1.1 200 OK")
         for i in range(40):  # half a head, or a whole head and half a body
             cut = 7 if i % 2 else len(packet) - 500
             held.append(_connect(server.socket, packet[:cut]))

@@ -13,7 +13,9 @@ The real cap (512) is cheap enough: ~600 unix connections, well under the usual 
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import socket
 import time
 from pathlib import Path
@@ -68,12 +70,21 @@ def test_past_the_cap_slow_connections_are_closed_and_parked_ones_expire_on_time
         workers = wait_for_workers(server, 1)
         cursor = LogCursor(server.log_path)
         sent_at: list[float] = []
-        for i in range(MAX_PARKED + EXTRA):
-            sock = socket.socket(socket.AF_UNIX)
-            sock.connect(server.socket)
-            sock.sendall(slow_start(i))
-            sent_at.append(time.monotonic())
-            held.append(sock)
+        # The worker is stopped while they queue (well under the backlog): each is accepted
+        # with its bytes already in, as the test means. Accepted between a client's connect
+        # and its send on a busy machine, a partial sender past the cap looked silent and
+        # took a parked one's place instead of being closed.
+        (worker,) = workers
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            for i in range(MAX_PARKED + EXTRA):
+                sock = socket.socket(socket.AF_UNIX)
+                sock.connect(server.socket)
+                sock.sendall(slow_start(i))
+                sent_at.append(time.monotonic())
+                held.append(sock)
+        finally:
+            os.kill(worker, signal.SIGCONT)
 
         # A complete request queued behind all of them is served at once.
         started = time.monotonic()

@@ -145,6 +145,9 @@ def wait_for(condition: Callable[[], bool]) -> None:
 def test_serves_requests_until_max_requests_then_returns(listener: Listener) -> None:
     hooks = Hooks()
     worker = make_worker(listener, max_requests=5, hooks=hooks)
+    # Each request is read in place, never parked (which would add a begin/end pair), however
+    # long this thread is held up between its connect and its send.
+    worker.handler.first_bytes_wait = GUARD
     running = Running(worker)
     for _ in range(5):
         assert answer(connect(listener)) == b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
@@ -469,21 +472,20 @@ def test_term_drains_the_queue_then_closes_the_listener_at_once(listener: Listen
     # too. Then its copy of the socket is closed (in a real server no other process holds
     # one any more, and the next connect is refused).
     queued: list[socket.socket] = []
-    term_sent = threading.Event()
+    all_queued = threading.Event()
 
     def slow_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        term_sent.wait(GUARD)
-        time.sleep(0.1)  # connections queue behind the request in hand
+        all_queued.wait(GUARD)  # connections queue behind the request in hand
         return app(environ, start_response)
 
     worker = make_worker(listener, application=slow_app)
 
     def client() -> None:
         first = connect(listener)
-        time.sleep(0.05)  # accepted and in the app
+        time.sleep(0.05)  # accepted and in the app (or queued: then drained first)
         os.kill(os.getpid(), signal.SIGTERM)
-        term_sent.set()
         queued.extend(connect(listener) for _ in range(3))  # after TERM
+        all_queued.set()
         assert answer(first).endswith(b"ok")
 
     assert run_in_main_thread(worker, client) == []
