@@ -13,7 +13,14 @@ from pathlib import Path
 
 import pytest
 from support.load import Load
-from support.procs import Server, stack, uwsgi_exchange, wait_for_workers, wait_until
+from support.procs import (
+    Server,
+    stack,
+    uwsgi_exchange,
+    wait_for_serving,
+    wait_for_workers,
+    wait_until,
+)
 
 import uwsgiproto
 
@@ -91,7 +98,7 @@ def test_term_completes_every_queued_request_and_exits_zero(
 ) -> None:
     server = Server(tmp_path, "nginx_app:app", workers=2).start()
     try:
-        wait_until(lambda: len(children(server.pid)) == 2, 10, "2 workers")
+        wait_for_serving(server, 2)  # a worker still starting would be ended by the TERM
         packet = uwsgiproto.build_request(
             {
                 "REQUEST_METHOD": "GET",
@@ -404,8 +411,9 @@ def test_a_burst_of_hups_with_lazy_apps_keeps_the_workers_bounded(tmp_path: Path
     assert alive and "Traceback" not in log, log[-3000:]
     assert most <= 12, most  # 2 serving, 2 importing, retired ones on their way out
     assert answer.data.startswith(b"HTTP/1.1 200 OK")
-    # (Two HUPs pending at the same time are one: the kernel does not queue standard signals.)
-    assert log.count("SIGHUP: graceful reload") >= 20
+    # (Two HUPs pending at the same time are one: the kernel does not queue standard signals,
+    # and a busy master's loop turn can outlast the 30 ms between two.)
+    assert log.count("SIGHUP: graceful reload") >= 10
 
 
 VERSIONED_SLOW_APP = """

@@ -24,6 +24,7 @@ from support.procs import (
     short_tmpdir,
     stack,
     uwsgi_exchange,
+    wait_for_serving,
     wait_until,
 )
 
@@ -81,8 +82,8 @@ def test_workers_exit_when_the_master_is_killed(tmp_path: Path) -> None:
     server = Server(tmp_path, "supervisor_app:app", workers=3).start()
     workers: set[int] = set()
     try:
-        wait_until(lambda: len(children(server.pid)) == 3, 10, "3 workers")
-        workers = children(server.pid)
+        # Started: one still starting has no handlers yet and the parent-death TERM ends it.
+        workers = wait_for_serving(server, 3)
         with socket.socket(socket.AF_UNIX) as busy:  # one worker is in a request meanwhile
             busy.settimeout(10)
             busy.connect(server.socket)

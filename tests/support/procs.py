@@ -402,11 +402,42 @@ class LogCursor:
 
 
 def wait_for_workers(server: Server, count: int, timeout: float = 10) -> set[int]:
-    """Wait until the master has ``count`` workers and has logged starting them; their pids."""
+    """Wait until the master has forked ``count`` workers (still starting, maybe); their pids."""
     wait_until(
         lambda: len(worker_pids(server.pid)) == count and "workers" in server.log(),
         timeout,
         f"{count} workers",
+    )
+    return worker_pids(server.pid)
+
+
+def catches_term(pid: int) -> bool:
+    """Whether ``pid`` handles SIGTERM itself (``SigCgt`` in /proc) with it unblocked: a worker
+    has installed its signals, i.e. finished starting; before, a TERM ends it at once. (Just
+    after fork it still has the master's handlers, but with the signals blocked.)"""
+    masks: dict[str, int] = {}
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name in ("SigCgt", "SigBlk"):
+                    masks[name] = int(value, 16)
+    except OSError:
+        return False
+    bit = 1 << (signal.SIGTERM - 1)
+    return bool(masks.get("SigCgt", 0) & bit) and not masks.get("SigBlk", 0) & bit
+
+
+def wait_for_serving(server: Server, count: int, timeout: float = 10) -> set[int]:
+    """Wait until the master has ``count`` workers and each has finished starting; their pids.
+
+    (:func:`wait_for_workers` waits for the forks only: a stop sent then may find a worker
+    that has not yet installed its handlers, which it ends at once.)
+    """
+    wait_until(
+        lambda: len(pids := worker_pids(server.pid)) == count and all(map(catches_term, pids)),
+        timeout,
+        f"{count} workers serving",
     )
     return worker_pids(server.pid)
 
