@@ -23,9 +23,11 @@ def _who(environ: dict[str, Any]) -> dict[str, Any]:
 
 
 def _sleep(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    # CLOCK_MONOTONIC is one clock for every process: the test compares them across workers.
+    began = time.monotonic()
     time.sleep(float(environ["QUERY_STRING"] or "0.05"))
     start_response("200 OK", [("Content-Type", "application/json")])
-    return [json.dumps(_who(environ)).encode()]
+    return [json.dumps({**_who(environ), "began": began, "ended": time.monotonic()}).encode()]
 
 
 def _echo(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
