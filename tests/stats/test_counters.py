@@ -7,6 +7,7 @@ import itertools
 import os
 import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +236,11 @@ def test_sockdiag_reads_unix_and_tcp_accept_queues() -> None:
                 c.connect(path)
                 clients.append(c)
             clients.append(socket.create_connection(tcp.getsockname()))
+            # The listener takes the handshake's last ACK in a softirq, maybe just after
+            # connect() returned; a unix connect queues before it returns.
+            deadline = time.monotonic() + 5
+            while diag.queue(tcp) != 1 and time.monotonic() < deadline:
+                time.sleep(0.01)
             assert diag.queue(lis) == 3 and diag.queue(tcp) == 1
             stats = socket_stats([("u", lis), ("t", tcp)], 8, diag.queue)
             assert [s.queue for s in stats] == [3, 1]
