@@ -201,10 +201,15 @@ class LoadResult:
         )
 
 
+#: What the POST loads send (the example app's /api/echo answers it back): nginx passes a POST
+#: to another replica only if it could not send it, so each one reset after it was sent fails.
+POST_BODY = b'{"order": 1, "items": ["a", "b"]}'
+
+
 class Load:
-    """Keep-alive GETs from ``threads`` threads against 127.0.0.1:``port`` until stopped (or
-    ``max_seconds``/``max_requests``, whichever comes first). Every non-2xx response and every
-    socket error counts as a failure."""
+    """Keep-alive requests (GETs, or ``body`` POSTed as JSON) from ``threads`` threads against
+    127.0.0.1:``port`` until stopped (or ``max_seconds``/``max_requests``, whichever comes
+    first). Every non-2xx response and every socket error counts as a failure."""
 
     def __init__(
         self,
@@ -214,8 +219,10 @@ class Load:
         max_seconds: float = 120,
         max_requests: int = 200_000,
         timeout: float = 30,
+        body: bytes | None = None,
     ) -> None:
         self.port, self.path, self.timeout = port, path, timeout
+        self.body = body
         self.max_seconds, self.max_requests = max_seconds, max_requests
         self.result = LoadResult()
         self._lock = threading.Lock()
@@ -243,7 +250,11 @@ class Load:
             if conn is None:
                 conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
             try:
-                conn.request("GET", self.path)
+                if self.body is None:
+                    conn.request("GET", self.path)
+                else:
+                    headers = {"Content-Type": "application/json"}
+                    conn.request("POST", self.path, body=self.body, headers=headers)
                 resp = conn.getresponse()
                 resp.read()
                 more = self._record(resp.status, None)

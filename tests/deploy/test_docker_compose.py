@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 from deploy.docker_kit import (
     FIGURES,
+    POST_BODY,
     ROOT,
     DockerError,
     Load,
@@ -186,15 +187,20 @@ def test_scale_up_every_replica_answers_within_10_s(stack: Compose) -> None:
 def test_stopping_one_of_three_under_load_fails_nothing(stack: Compose) -> None:
     replicas = stack.containers("app")
     assert len(replicas) == 3
-    with Load(stack.port, threads=4) as load:
+    with (
+        Load(stack.port, threads=4) as load,
+        Load(stack.port, "/api/echo", threads=2, body=POST_BODY) as posts,
+    ):
         time.sleep(1.5)
         # What `compose stop` does to each container: TERM, then KILL after the grace period.
         run(["docker", "stop", "--time", str(int(GRACE)), replicas[1]], timeout=GRACE + 20)
         time.sleep(2.5)
     result = load.result
     FIGURES["compose: stop 1 of 3 replicas under load"] = result.summary()
-    assert result.requests > 100
+    FIGURES["compose: stop 1 of 3 replicas, POSTs meanwhile"] = posts.result.summary()
+    assert result.requests > 100 and posts.result.requests > 50
     assert result.failed == 0, result.summary()
+    assert posts.result.failed == 0, posts.result.summary()
     # Back to three for the next test.
     run(["docker", "start", replicas[1]])
     wait_until("three healthy replicas", lambda: health(replicas) == ["healthy"] * 3, 60)
@@ -202,15 +208,20 @@ def test_stopping_one_of_three_under_load_fails_nothing(stack: Compose) -> None:
 
 def test_scale_down_to_one_under_load_fails_nothing(stack: Compose) -> None:
     assert len(stack.containers("app")) == 3
-    with Load(stack.port, threads=4) as load:
+    with (
+        Load(stack.port, threads=4) as load,
+        Load(stack.port, "/api/echo", threads=2, body=POST_BODY) as posts,
+    ):
         time.sleep(1.5)
         stack("up", "-d", "--scale", "app=1", timeout=GRACE + 60)
         time.sleep(2.5)
     result = load.result
     FIGURES["compose: scale 3 -> 1 under load"] = result.summary()
+    FIGURES["compose: scale 3 -> 1, POSTs meanwhile"] = posts.result.summary()
     assert len(stack.containers("app")) == 1
-    assert result.requests > 100
+    assert result.requests > 100 and posts.result.requests > 50
     assert result.failed == 0, result.summary()
+    assert posts.result.failed == 0, posts.result.summary()
 
 
 def _local_stack_rate(tmp_path: Path, seconds: float) -> str:

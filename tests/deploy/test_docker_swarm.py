@@ -21,6 +21,7 @@ import pytest
 from deploy.deploy_testkit import ROOT, STACK_FILE
 from deploy.docker_kit import (
     FIGURES,
+    POST_BODY,
     DockerError,
     Load,
     access_log_upstreams,
@@ -176,7 +177,10 @@ def test_every_replica_serves(stack: Stack) -> None:
 
 def test_rolling_update_under_load_fails_nothing(stack: Stack) -> None:
     before = set(stack.containers("app"))
-    with Load(stack.port, threads=4, max_seconds=300) as load:
+    with (
+        Load(stack.port, threads=4, max_seconds=300) as load,
+        Load(stack.port, "/api/echo", threads=2, max_seconds=300, body=POST_BODY) as posts,
+    ):
         time.sleep(2)
         started = time.monotonic()
         run(
@@ -190,10 +194,12 @@ def test_rolling_update_under_load_fails_nothing(stack: Stack) -> None:
     FIGURES["swarm rolling update (start-first, 3 replicas) under load"] = (
         f"update {took:.1f} s; {result.summary()}"
     )
+    FIGURES["swarm rolling update, POSTs meanwhile"] = posts.result.summary()
     spec = json.loads(run(["docker", "service", "inspect", stack.service("app")]).stdout)[0]
     assert spec.get("UpdateStatus", {}).get("State") == "completed", spec.get("UpdateStatus")
-    assert result.requests > 100
+    assert result.requests > 100 and posts.result.requests > 50
     assert result.failed == 0, result.summary()
+    assert posts.result.failed == 0, posts.result.summary()
 
     # Every task was replaced, and nginx now sends requests to the new ones (and only them).
     after = stack.containers("app")
