@@ -10,6 +10,7 @@ from uwsgiapp.supervisor.actions import (
     QUICK_GRACE,
     RETIRE,
     Halt,
+    Log,
     Mode,
     Reimport,
     ReloadKind,
@@ -197,6 +198,45 @@ def test_app_load_failure_halts_instead_of_fork_loop() -> None:
     actions = sim.policy.on_exit(min(sim.pids()), WorkerExit.APP_LOAD, None, sim.now)
     assert Halt(ServeExit.APP_LOAD) in actions
     assert not [a for a in actions if isinstance(a, Spawn)]
+
+
+def spawns(actions: list[object]) -> list[Spawn]:
+    return [a for a in actions if isinstance(a, Spawn)]
+
+
+def test_after_start_a_replacement_that_cannot_load_the_app_is_tried_again_later() -> None:
+    # lazy-apps: new code on disk that does not import must not take down the workers that
+    # loaded the old (a recycle, a crash or a harakiri forks a replacement that imports).
+    sim = started(workers=2)
+    actions = sim.run(sim.exit(min(sim.pids()), WorkerExit.APP_LOAD))
+    assert not [a for a in actions if isinstance(a, (Spawn, Halt, Signal))]
+    logs = [a.message for a in actions if isinstance(a, Log)]
+    assert any("1 worker serves on" in m and "trying again in 1 s" in m for m in logs), logs
+    assert not spawns(sim.tick(0.9))
+    assert len(spawns(sim.tick(0.2))) == 1
+    # It fails again: the wait doubles, up to the most; the one serving is never touched.
+    waits = []
+    for _ in range(6):
+        actions = sim.run(sim.exit(max(sim.pids()), WorkerExit.APP_LOAD))
+        assert not [a for a in actions if isinstance(a, (Halt, Signal))]
+        waits.append(sim.policy.load_retry)
+        for _ in range(40):
+            if spawns(sim.tick(0.5)):
+                break
+    assert waits == [2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
+    # Fixed on disk: the replacement loads it, and the next failure waits 1 s again.
+    sim.make_all_ready()
+    sim.tick()
+    assert sim.policy.load_retry == 0.0 and len(sim.pids()) == 2
+    sim.run(sim.exit(max(sim.pids()), WorkerExit.APP_LOAD))
+    assert sim.policy.load_retry == 1.0
+
+
+def test_a_load_failure_with_no_worker_serving_stops_the_server() -> None:
+    sim = started(workers=1)
+    sim.run(sim.exit(min(sim.pids()), WorkerExit.CLEAN))  # recycled; its replacement boots
+    actions = sim.exit(max(sim.pids()), WorkerExit.APP_LOAD)
+    assert Halt(ServeExit.APP_LOAD) in actions and not spawns(actions)
 
 
 def test_workers_dying_during_boot_halt_after_limit() -> None:

@@ -429,7 +429,8 @@ def catches_term(pid: int) -> bool:
 
 
 def wait_for_serving(server: Server, count: int, timeout: float = 10) -> set[int]:
-    """Wait until the master has ``count`` workers and each has finished starting; their pids.
+    """Wait until the master has ``count`` workers, each with its own signal handlers (its
+    app loaded: a TERM now stops it gracefully); their pids.
 
     (:func:`wait_for_workers` waits for the forks only: a stop sent then may find a worker
     that has not yet installed its handlers, which it ends at once.)

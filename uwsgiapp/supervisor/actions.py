@@ -13,6 +13,9 @@ from uwsgiapp.exitcodes import ServeExit
 
 #: Consecutive workers that may die during boot before the master gives up.
 BOOT_FAILURE_LIMIT = 5
+#: A worker could not load the app while others serve: seconds before the next try, doubling
+#: up to the second value (back to the first once a worker loads it).
+LOAD_RETRY = (1.0, 10.0)
 #: Seconds between the harakiri stack dump and the kill; and the quick-stop grace.
 DUMP_GRACE = 1.0
 QUICK_GRACE = 2.0

@@ -17,6 +17,7 @@ from uwsgiapp.exitcodes import ServeExit, WorkerExit
 from uwsgiapp.supervisor.actions import (
     BOOT_FAILURE_LIMIT,
     DUMP_GRACE,
+    LOAD_RETRY,
     RETIRE,
     Action,
     Halt,
@@ -154,8 +155,9 @@ class Policy(Roster):
         rec = self.records.pop(pid, None)
         if rec is None:
             return []
-        if status is not None:
-            self._note_ready(rec, status(rec.wid))
+        if status is not None:  # the others too: whether any serves decides a load failure
+            for r in (rec, *self.records.values()):
+                self._note_ready(r, status(r.wid))
         how = describe_exit(code, signum)
         if self.mode is Mode.STOPPING:
             return [Log(LogLevel.INFO, f"{rec.label} {how}"), *self._maybe_done()]
@@ -181,13 +183,33 @@ class Policy(Roster):
         return actions + self._fill()
 
     def _app_load_failed(self, rec: WorkerRecord, now: float) -> list[Action]:
-        """A (lazy-apps) worker could not import the app: a reload fails, a start stops."""
+        """A (lazy-apps) worker could not import the app: a reload fails; a replacement is
+        tried again later while other workers serve (new code on disk must not take down the
+        ones that loaded the old); with none serving, the server stops."""
         if self.mode is Mode.RELOADING and rec.generation == self.generation:
             return self._abort_reload(now, f"{rec.label} cannot load the app")
-        self.halted = True
+        serving = sum(1 for r in self.records.values() if r.state is READY)
+        if not serving:
+            self.halted = True
+            return [
+                Log(
+                    LogLevel.ERROR,
+                    f"{rec.label} could not load the app and no worker serves: "
+                    "stopping (no fork loop)",
+                ),
+                Halt(ServeExit.APP_LOAD),
+            ]
+        first, most = LOAD_RETRY
+        self.load_retry = min(self.load_retry * 2, most) if self.load_retry else first
+        self.spawns_held = True
+        self.respawn_at = now + self.load_retry
         return [
-            Log(LogLevel.ERROR, f"{rec.label} could not load the app: stopping (no fork loop)"),
-            Halt(ServeExit.APP_LOAD),
+            Log(
+                LogLevel.ERROR,
+                f"{rec.label} could not load the app; {serving} "
+                f"{'worker serves' if serving == 1 else 'workers serve'} on with the code "
+                f"loaded before; trying again in {self.load_retry:g} s",
+            )
         ]
 
     def _abort_reload(self, now: float, why: str) -> list[Action]:
@@ -223,6 +245,8 @@ class Policy(Roster):
         """Time passed: readiness, reload hand-over, harakiri, recycling, stop deadlines."""
         if self.halted:
             return []
+        if self.spawns_held and now >= self.respawn_at:
+            self.spawns_held = False
         actions: list[Action] = []
         for rec in list(self.records.values()):
             actions += self._tick_worker(rec, status(rec.wid), now, wall, rss_mb)

@@ -58,6 +58,11 @@ class Roster:
     slots_full: bool = False
     #: Harakiri kills by worker id (slot), for the stats.
     harakiris: dict[int, int] = field(default_factory=dict)
+    #: A worker could not load the app while others serve: no spawn before ``respawn_at``
+    #: (monotonic); ``load_retry`` is the wait that was chosen (0: no failure since a boot).
+    spawns_held: bool = False
+    respawn_at: float = 0.0
+    load_retry: float = 0.0
 
     def __post_init__(self) -> None:
         self.desired = self.workers
@@ -83,7 +88,7 @@ class Roster:
 
     def _fill(self) -> list[Action]:
         """Spawn current-generation workers up to ``desired``."""
-        if self.mode is Mode.STOPPING or self.halted:
+        if self.mode is Mode.STOPPING or self.halted or self.spawns_held:
             return []
         actions: list[Action] = []
         for _ in range(self.desired - len(self._counted()) - self._pending_now()):
@@ -126,6 +131,7 @@ class Roster:
         if rec.state is BOOTING and st.ready_for(rec.pid):
             rec.state = READY
             self.boot_failures = 0
+            self.load_retry = 0.0
 
     def wanted(self, action: Action) -> bool:
         """The arbiter is about to carry out ``action``: is it still wanted?
