@@ -19,6 +19,7 @@ from __future__ import annotations
 import ast
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 import traceback
@@ -34,6 +35,8 @@ __all__ = ["DEFAULT_ATTRS", "AppImportError", "AppSpec", "WSGIApp", "load_app", 
 
 #: Attributes tried, in order, when the spec names only a module or file.
 DEFAULT_ATTRS = ("app", "application")
+#: Factory names named in the hint when neither default attribute exists (Flask's convention).
+FACTORY_NAMES = ("create_app", "make_app")
 
 
 class AppImportError(Exception):
@@ -228,9 +231,11 @@ def _resolve(module: ModuleType, parsed: AppSpec, spec: str) -> Any:
         for attr in DEFAULT_ATTRS:
             if hasattr(module, attr):
                 return getattr(module, attr)
+        factories = [name for name in FACTORY_NAMES if callable(getattr(module, name, None))]
+        hint = f"{where}:{factories[0]}()" if factories else f"{where}:my_app"
         raise AppImportError(
             f"{where!r} has no attribute {' or '.join(map(repr, DEFAULT_ATTRS))}: "
-            f"name the app, e.g. {where}:my_app",
+            f"name the app, e.g. {hint}",
             spec=spec,
             kind="missing-attribute",
         )
@@ -286,4 +291,25 @@ def load_app(spec: str, *, chdir: str = "", pythonpath: Sequence[str] = ()) -> W
             spec=spec,
             kind="not-callable",
         )
+    if not parsed.call and _is_factory(app):
+        raise AppImportError(
+            f"app {spec!r} is a function that cannot take (environ, start_response): it looks "
+            f"like an app factory; call it: '{spec}()'",
+            spec=spec,
+            kind="not-callable",
+        )
     return app  # type: ignore[no-any-return]
+
+
+def _is_factory(obj: Any) -> bool:
+    """A plain function whose signature refuses two positional arguments (``create_app()``,
+    ``create_app(config=None)``): what a WSGI server would call with two and fail each request."""
+    if not inspect.isfunction(obj):
+        return False
+    try:
+        inspect.signature(obj).bind(None, None)
+    except TypeError:
+        return True
+    except ValueError:  # no signature to read
+        return False
+    return False

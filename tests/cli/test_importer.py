@@ -210,6 +210,8 @@ def test_syntax_error_in_file(pkgdir: tuple[Path, str]) -> None:
         (":not_callable", "not-callable", "not callable"),
         (":not_callable()", "not-callable", "cannot be a factory"),
         (":make(1, 2, 3)", "factory-failed", "TypeError"),
+        # A factory named without its call would fail each request with a TypeError.
+        (":make", "not-callable", r"looks like an app factory; call it: '\w+:make\(\)'"),
     ],
 )
 def test_attribute_errors(pkgdir: tuple[Path, str], attr: str, kind: str, text: str) -> None:
@@ -225,6 +227,19 @@ def test_no_default_attribute(pkgdir: tuple[Path, str]) -> None:
     write(root / f"{name}.py", "wsgi = 1\n")
     with pytest.raises(AppImportError, match="has no attribute 'app' or 'application'"):
         load_app(name)
+
+
+def test_no_default_attribute_names_a_flask_style_factory(pkgdir: tuple[Path, str]) -> None:
+    root, name = pkgdir
+    write(root / f"{name}.py", "def create_app(config=None):\n    pass\n")
+    with pytest.raises(AppImportError, match=rf"e\.g\. {name}:create_app\(\)"):
+        load_app(name)
+
+
+def test_a_wsgi_function_is_not_taken_for_a_factory(pkgdir: tuple[Path, str]) -> None:
+    root, name = pkgdir
+    write(root / f"{name}.py", "def app(environ, start_response, *rest):\n    return [b'f']\n")
+    assert call(load_app(f"{name}:app")) == b"f"
 
 
 def test_bad_chdir(pkgdir: tuple[Path, str]) -> None:
