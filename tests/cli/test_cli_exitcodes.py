@@ -3,6 +3,7 @@ the module docstring say them, all from the same table."""
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import tempfile
@@ -81,3 +82,17 @@ def test_serve_usage_errors_exit_2(short_dir: Path) -> None:
     assert r.returncode == ServeExit.USAGE == 2
     r = run_cli("serve", cwd=short_dir)
     assert r.returncode == ServeExit.USAGE and b"no app given" in r.stderr
+
+
+def test_an_access_log_file_that_cannot_be_opened_stops_the_start_in_one_line(
+    short_dir: Path,
+) -> None:
+    # Workers open it after fork: unchecked, each died while starting, and the master stopped
+    # with code 5 after five of them and 150 lines of tracebacks.
+    sock = str(short_dir / "x.sock")
+    target = str(short_dir / "missing" / "access.log")
+    r = run_cli("serve", "a:app", "--socket", sock, "--access-log-file", target, cwd=short_dir)
+    assert r.returncode == ServeExit.START_FAILED == 3
+    err = r.stderr.decode()
+    assert f"--access-log-file: cannot open {target}: No such file or directory" in err, err
+    assert "Traceback" not in err and not os.path.exists(sock)

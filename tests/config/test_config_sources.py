@@ -429,3 +429,22 @@ def test_toml_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
         b"uwsgiapp serve: error: --config (from config file latin1.toml): invalid TOML: not UTF-8"
     )
     assert r.stderr.count(b"\n") == 1 and b"Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ", "fmt", "source"),
+    [
+        (["--access-log-file", "a.log"], {}, "uwsgi", "implied by command line --access-log-file"),
+        ([], {"UWSGIAPP_ACCESS_LOG_FILE": "a.log"}, "uwsgi", "implied by env"),
+        (["--access-log-file", "a.log", "--access-log", "json"], {}, "json", "command line"),
+        (["--access-log-file", "a.log", "--access-log", "off"], {}, "off", "command line"),
+        (["--access-log-file", "-"], {}, "off", "default"),
+    ],
+)
+def test_an_access_log_file_turns_the_access_log_on_unless_a_format_is_chosen(
+    argv: list[str], environ: dict[str, str], fmt: str, source: str
+) -> None:
+    # gunicorn's --access-logfile does; a file that stays empty would help nobody.
+    resolved = resolve_serve_config(build_parser().parse_args(["serve", "a:app", *argv]), environ)
+    assert resolved.config.access_log == fmt
+    assert resolved.sources["access_log"].startswith(source)

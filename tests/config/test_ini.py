@@ -346,7 +346,7 @@ def test_parse_ini_keeps_repeats_and_verbatim_values() -> None:
         ("env = NOEQUALS", "--env (from ini"),
         ("env = =value", "expected NAME=VALUE, got '=value'"),
         ("mount = app", "expected /point=app"),
-        ("buffer-size = 100000", "--buffer-size (from ini"),
+        ("buffer-size = 0", "--buffer-size (from ini"),
     ],
 )
 def test_bad_values_name_the_ini_line(tmp_path: Path, body: str, message: str) -> None:
@@ -433,3 +433,18 @@ def test_expansion_within_the_bounds_still_works(tmp_path: Path) -> None:
     assert expand("%(a)%(a)", path="x.ini", placeholders={"a": "b" * 10}, max_size=20) == "b" * 20
     with pytest.raises(ExpansionError, match="more than 19 characters"):
         expand("%(a)%(a)", path="x.ini", placeholders={"a": "b" * 10}, max_size=19)
+
+
+def test_a_buffer_size_over_64k_is_capped_as_uwsgi_does(tmp_path: Path) -> None:
+    # Common in real ini files (65536): uWSGI caps it, so starting must not fail on it.
+    config, warnings, _ = load(tmp_path, "buffer-size = 65536")
+    assert config.buffer_size == 65535
+    assert any("'buffer-size = 65536' is read as 65535" in w for w in warnings), warnings
+
+
+def test_logto_takes_the_request_lines_too(tmp_path: Path) -> None:
+    config, _, _ = load(tmp_path, f"logto = {tmp_path}/app.log")
+    assert config.error_log_file == config.access_log_file == f"{tmp_path}/app.log"
+    assert config.access_log == "uwsgi"  # uWSGI logs requests unless told not to
+    config, _, _ = load(tmp_path, f"logto = {tmp_path}/app.log\ndisable-logging = true")
+    assert config.access_log == "off"

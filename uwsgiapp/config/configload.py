@@ -268,6 +268,15 @@ def _error_message(exc: ConfigError) -> str:
     return str(exc).split(": ", 1)[-1]
 
 
+def _imply_access_log(values: dict[str, Any], sources: dict[str, str]) -> None:
+    """A file for the access log, with no format chosen anywhere, turns the log on (uwsgi
+    lines), as gunicorn's --access-logfile does: naming a file that stays empty helps nobody."""
+    target = values.get("access_log_file", "-")
+    if sources["access_log"] == DEFAULT_SOURCE and target not in ("", "-"):
+        values["access_log"] = "uwsgi"
+        sources["access_log"] = f"implied by {sources['access_log_file']}"
+
+
 def resolve(layers: Sequence[Layer], *, warnings: Sequence[str] = ()) -> Resolved:
     """Merge ``layers`` (lowest precedence first), convert, build and validate the Config.
 
@@ -280,6 +289,7 @@ def resolve(layers: Sequence[Layer], *, warnings: Sequence[str] = ()) -> Resolve
             spec = _SPECS[name]
             values[name] = convert(spec, raw.value, raw.source)
             sources[name] = raw.source
+    _imply_access_log(values, sources)
     config = Config(**values)
     try:
         config.validate()

@@ -93,6 +93,8 @@ SIMPLE_KEYS: Mapping[str, str] = {
     "stats-http": "stats_http",
     "stats-minified": "stats_minified",
 }
+#: The largest buffer-size (a uwsgi packet's size field is 16 bits); uWSGI caps larger ones.
+MAX_BUFFER: Final = 65535
 #: Config fields that accept several values (repeated keys accumulate).
 _MULTI = frozenset({"pythonpath", "socket", "env"})
 #: Keys that build the app spec, the mount, the environment, or define placeholders.
@@ -322,6 +324,13 @@ class _Mapper:
             name = SIMPLE_KEYS[key]
             if name == "chmod_socket" and not value.strip():
                 value = "666"  # a bare chmod-socket means 666 in uWSGI
+            if name == "buffer_size" and value.strip().isdigit() and int(value) > MAX_BUFFER:
+                self.warn(
+                    f"'{key} = {value}' is read as {MAX_BUFFER} (the most; uWSGI caps it too)"
+                )
+                value = str(MAX_BUFFER)
+            if name == "error_log_file":  # uWSGI's logto takes the request lines too
+                layer["access_log_file"] = Raw(value, source)
             if name in _MULTI:
                 self._multi.setdefault(name, []).append(value)
                 layer[name] = Raw(list(self._multi[name]), source)

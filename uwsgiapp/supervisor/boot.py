@@ -176,6 +176,15 @@ def _serve(config: Config) -> int:
     except OSError as exc:
         print(f"uwsgiapp: --error-log-file: {exc}", file=sys.stderr)
         return ServeExit.START_FAILED
+    access = config.access_log_file
+    if config.access_log != "off" and access not in ("", "-"):
+        # Workers open it after fork: a path they cannot open must stop the start here, with
+        # one line, not end every worker while it starts (a boot loop).
+        try:
+            os.close(safefiles.open_append(access))
+        except OSError as exc:
+            log.error("--access-log-file: cannot open %s: %s", access, exc.strerror or exc)
+            return ServeExit.START_FAILED
     try:  # before binding: a bad name must not leave a socket behind
         ids = privileges.resolve(config.uid, config.gid)
     except PrivilegeError as exc:
