@@ -19,6 +19,7 @@ from typing import Any, NoReturn
 
 from uwsgiapp.buildinfo import VersionAction
 from uwsgiapp.clientcli import add_ping_parser, add_request_parser
+from uwsgiapp.clihints import unrecognized_message
 from uwsgiapp.exitcodes import COMMAND_EXIT_CODES, ClientExit, ServeExit, help_text
 
 # The client commands' codes under their old names (``serve`` and ``dev`` use ServeExit; the
@@ -53,7 +54,13 @@ PROG = "uwsgiapp"
 class _Parser(argparse.ArgumentParser):
     """argparse with our exit code for usage errors and no traceback; an argument a command
     does not know is an error in that command's usage (argparse would hand it up to the
-    top-level parser, which printed the top-level usage for a mistyped ``serve`` option)."""
+    top-level parser, which printed the top-level usage for a mistyped ``serve`` option),
+    with a hint for gunicorn's and uWSGI's names and for typos. No abbreviations: ``--worker``
+    silently meaning ``--workers`` hides a typo, and ``--reload`` was "ambiguous"."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
@@ -62,7 +69,7 @@ class _Parser(argparse.ArgumentParser):
     def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
         namespace, extras = super().parse_known_args(*args, **kwargs)
         if extras:
-            self.error(f"unrecognized arguments: {' '.join(extras)}")
+            self.error(unrecognized_message(extras, self._option_string_actions))
         return namespace, extras
 
 

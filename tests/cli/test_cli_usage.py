@@ -12,7 +12,11 @@ from uwsgiapp.cli import EXIT_USAGE
     ("args", "command", "error"),
     [
         (["serve", "app:app", "--wokers", "4"], "serve", "unrecognized arguments: --wokers 4"),
-        (["serve", "--max-request", "5"], "serve", "ambiguous option: --max-request could"),
+        (
+            ["serve", "--max-request", "5"],
+            "serve",
+            "unrecognized arguments: --max-request\n  --max-request: did you mean --max-requests?",
+        ),
         (["request", "/x.sock", "/", "--bogus"], "request", "unrecognized arguments: --bogus"),
         (["ping", "/x.sock", "--quite"], "ping", "unrecognized arguments: --quite"),
         (["dev", "app:app", "--prot", "5001"], "dev", "unrecognized arguments: --prot 5001"),

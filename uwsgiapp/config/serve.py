@@ -38,6 +38,11 @@ def resolve_serve_config(
     if args.config:
         layers.append(toml_layer(args.config))
     layers.append(env_layer(env, warnings))
+    if env.get("GUNICORN_CMD_ARGS"):
+        warnings.append(
+            "GUNICORN_CMD_ARGS is set but not read: uwsgiapp reads UWSGIAPP_* variables "
+            "('uwsgiapp serve --help' lists each option's)"
+        )
     cli: Layer = {}
     for spec in option_specs():
         value = getattr(args, spec.name, None)

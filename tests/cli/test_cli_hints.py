@@ -1,0 +1,52 @@
+"""Unknown options get a hint: gunicorn's and uWSGI's names for ours, the nearest for a typo;
+and no abbreviation stands for an option (``--worker`` is a typo, not ``--workers``)."""
+
+from __future__ import annotations
+
+import pytest
+from cli.cli_testkit import run_cli
+
+from uwsgiapp.cli import EXIT_USAGE, build_parser
+from uwsgiapp.clihints import hint_for
+
+
+@pytest.mark.parametrize(
+    ("argv", "hint"),
+    [
+        (["serve", "a:app", "--bind", "127.0.0.1:8000"], "--bind: use --socket HOST:PORT"),
+        (["serve", "a:app", "-w", "4"], "-w: use --workers N"),
+        (["serve", "a:app", "--timeout=30"], "is --harakiri SECONDS here"),
+        (["serve", "a:app", "--preload"], "loaded in the master by default already"),
+        (["serve", "a:app", "--reload"], "'uwsgiapp dev APP' reloads on code changes"),
+        (["serve", "a:app", "--processes", "4"], "--processes: use --workers N"),
+        (["serve", "a:app", "--workrs", "2"], "--workrs: did you mean --workers?"),
+        (["serve", "a:app", "--worker", "2"], "--worker: did you mean --workers?"),
+        (["dev", "a:app", "--bind", "0:80"], "--bind: use --host HOST --port PORT"),
+    ],
+)
+def test_an_unknown_option_gets_a_hint(argv: list[str], hint: str) -> None:
+    r = run_cli(*argv)
+    err = r.stderr.decode()
+    assert r.returncode == EXIT_USAGE
+    assert "unrecognized arguments" in err and hint in err, err
+
+
+def test_no_abbreviation_stands_for_an_option() -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "a:app", "--max-req", "5"])
+    args = build_parser().parse_args(["serve", "a:app", "--max-requests", "5"])
+    assert args.max_requests == "5"  # converted with the other sources
+
+
+def test_no_hint_for_what_resembles_nothing() -> None:
+    assert hint_for("--zzzzzz", ["--workers", "--socket"]) == ""
+    assert hint_for("positional", ["--workers"]) == ""
+
+
+def test_gunicorn_cmd_args_is_said_to_be_ignored() -> None:
+    from uwsgiapp.config.serve import resolve_serve_config
+
+    args = build_parser().parse_args(["serve", "a:app"])
+    resolved = resolve_serve_config(args, {"GUNICORN_CMD_ARGS": "--workers 4"})
+    assert any("GUNICORN_CMD_ARGS is set but not read" in w for w in resolved.warnings)
+    assert resolved.config.workers != 4

@@ -1,0 +1,76 @@
+"""What to say about a command-line option we do not have: gunicorn's and uWSGI's names for
+ours, and the nearest of our own names for a typo.
+
+Users arrive with another server's habits; "unrecognized arguments: --bind" alone sends them
+to the documentation for what one line can tell.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable, Mapping, Sequence
+
+__all__ = ["FOREIGN_OPTIONS", "hint_for", "unrecognized_message"]
+
+_SOCKET = "use --socket HOST:PORT (or a unix socket path)"
+_WORKER_CLASS = "use --threads N for request threads (there are no other worker classes)"
+
+#: Options of gunicorn (g) and uWSGI's command line (u) → what to use here.
+FOREIGN_OPTIONS: Mapping[str, str] = {
+    "--bind": _SOCKET,
+    "-b": _SOCKET,
+    "--http": "uwsgiapp speaks only nginx's uwsgi protocol: put nginx in front, "
+    "or run 'uwsgiapp dev APP' for local HTTP",
+    "-w": "use --workers N",
+    "--processes": "use --workers N",
+    "--timeout": "gunicorn's --timeout (kill a stuck worker) is --harakiri SECONDS here",
+    "-t": "gunicorn's --timeout (kill a stuck worker) is --harakiri SECONDS here",
+    "--access-logfile": "use --access-log-file PATH (it turns the access log on)",
+    "--error-logfile": "use --error-log-file PATH",
+    "--log-file": "use --error-log-file PATH",
+    "--logto": "use --error-log-file PATH (and --access-log-file for the request lines)",
+    "--preload": "the app is loaded in the master by default already (--lazy-apps loads it "
+    "in each worker instead)",
+    "--reload": "'uwsgiapp dev APP' reloads on code changes; SIGHUP reloads a running server",
+    "--py-autoreload": "'uwsgiapp dev APP' reloads on code changes",
+    "-c": "use --config FILE.toml ('uwsgiapp serve ... --print-config' writes one)",
+    "-k": _WORKER_CLASS,
+    "--worker-class": _WORKER_CLASS,
+    "--module": "give the app as the APP argument (module:callable)",
+    "--wsgi-file": "give the app as the APP argument (path/to/file.py:callable)",
+    "--master": "uwsgiapp always runs a master process",
+    "--pid": "use --pidfile PATH",
+    "--user": "use --uid USER",
+    "-u": "use --uid USER",
+    "--group": "use --gid GROUP",
+    "-g": "use --gid GROUP",
+    "--daemon": "run it under systemd, Docker or another supervisor",
+    "-D": "run it under systemd, Docker or another supervisor",
+    "--daemonize": "run it under systemd, Docker or another supervisor",
+}
+
+
+def hint_for(arg: str, ours: Iterable[str]) -> str:
+    """What to tell about the unknown ``arg`` (``--name`` or ``--name=value``): another
+    server's name for one of our options, or the nearest of ``ours``; "" for neither."""
+    name = arg.partition("=")[0]
+    known = set(ours)
+    if not name.startswith("-"):
+        return ""
+    if name in ("--bind", "-b") and "--host" in known:  # `dev`: an HTTP server of its own
+        return f"{name}: use --host HOST --port PORT"
+    if name in FOREIGN_OPTIONS:
+        return f"{name}: {FOREIGN_OPTIONS[name]}"
+    if name.startswith("--"):
+        close = difflib.get_close_matches(name, [o for o in known if o.startswith("--")], n=1)
+        if close:
+            return f"{name}: did you mean {close[0]}?"
+    return ""
+
+
+def unrecognized_message(extras: Sequence[str], ours: Iterable[str]) -> str:
+    """argparse's "unrecognized arguments" line, with a hint for each unknown option."""
+    known = list(ours)
+    hints = [h for h in (hint_for(arg, known) for arg in extras) if h]
+    message = f"unrecognized arguments: {' '.join(extras)}"
+    return message + "".join(f"\n  {h}" for h in hints)
