@@ -128,6 +128,23 @@ def test_magic_uwsgi_vars_are_dropped(key: str) -> None:
     assert not [k for k in e if k.startswith("UWSGI_")]
 
 
+@pytest.mark.parametrize(
+    ("value", "extra", "scheme"),
+    [
+        ("https", {}, "https"),  # uwsgi_param UWSGI_SCHEME $http_x_forwarded_proto
+        ("http", {"HTTPS": "on", "REQUEST_SCHEME": "https"}, "http"),  # it rules, as in uWSGI
+        ("ftp", {}, "http"),  # anything else is not a scheme for the app
+        ("", {"HTTPS": "on"}, "https"),
+    ],
+)
+def test_uwsgi_scheme_sets_the_url_scheme_then_is_dropped(
+    value: str, extra: dict[str, str], scheme: str
+) -> None:
+    e = env({**NGINX_GET, **extra, "UWSGI_SCHEME": value})
+    assert e["wsgi.url_scheme"] == scheme
+    assert "UWSGI_SCHEME" not in e
+
+
 def test_only_the_uwsgi_prefix_is_magic() -> None:
     e = env({**NGINX_GET, "HTTP_X_UWSGI_THING": "1", "uwsgi_lower": "2"})
     assert e["HTTP_X_UWSGI_THING"] == "1"

@@ -34,6 +34,7 @@ SPECIAL_KEYS = [
     "HTTP_CONTENT_TYPE",
     "HTTP_CONTENT_LENGTH",
     "UWSGI_SCRIPT",
+    "UWSGI_SCHEME",
     "SCRIPT_NAME",
     "wsgi.url_scheme",
     "HTTP_COOKIE",

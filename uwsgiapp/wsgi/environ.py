@@ -2,7 +2,8 @@
 
 Facts it respects: nginx sends ``HTTP_CONTENT_TYPE``/``HTTP_CONTENT_LENGTH``
 besides the real ones (PEP 3333 forbids them: dropped), ``CONTENT_LENGTH`` is ``''`` when there is
-no body, ``UWSGI_*`` "magic" vars are never honoured (dropped), ``SCRIPT_NAME`` is ``''`` unless the
+no body, ``UWSGI_*`` "magic" vars are never honoured (dropped; but ``UWSGI_SCHEME`` ``http`` or
+``https`` sets ``wsgi.url_scheme``, as in uWSGI), ``SCRIPT_NAME`` is ``''`` unless the
 app is mounted (``--mount``) or the packet has modifier1 30, and then only a real prefix of
 ``PATH_INFO`` is stripped.
 """
@@ -37,6 +38,8 @@ REQUIRED_DEFAULTS: Final[dict[str, str]] = {
     "SERVER_PROTOCOL": "HTTP/1.0",
 }
 _REQUIRED_KEYS: Final = frozenset(REQUIRED_DEFAULTS)
+#: The one uWSGI "magic" var read: it sets ``wsgi.url_scheme`` (then it is dropped).
+SCHEME_VAR: Final = "UWSGI_SCHEME"
 
 
 class BadRequest(Exception):
@@ -109,8 +112,8 @@ def build_environ(
     environ.update(template)
     environ.pop("HTTP_CONTENT_TYPE", None)
     environ.pop("HTTP_CONTENT_LENGTH", None)
-    if has_magic:
-        for key in [k for k in environ if k.startswith("UWSGI_")]:
+    if has_magic:  # UWSGI_SCHEME is read (then dropped) in _finish
+        for key in [k for k in environ if k.startswith("UWSGI_") and k != SCHEME_VAR]:
             del environ[key]
     if not environ.keys() >= _REQUIRED_KEYS:
         for key, value in REQUIRED_DEFAULTS.items():
@@ -131,6 +134,13 @@ def _finish(environ: dict[str, Any], script_name: str) -> dict[str, Any]:
         environ["SCRIPT_NAME"], environ["PATH_INFO"] = strip_script_name(
             script_name, environ["PATH_INFO"]
         )
+    # uWSGI's UWSGI_SCHEME (uwsgi_param UWSGI_SCHEME $http_x_forwarded_proto, behind a TLS
+    # proxy) rules when it says http or https; the only UWSGI_* var honoured, then dropped.
+    if SCHEME_VAR in environ:  # a native test when compiled; pop() is a method call
+        forced = environ.pop(SCHEME_VAR)
+        if isinstance(forced, str) and forced in ("http", "https"):
+            environ["wsgi.url_scheme"] = forced
+            return environ
     # Typed as str (what the vars are) so that compiled, each test is a native compare.
     scheme = environ.get("REQUEST_SCHEME")
     https = environ.get("HTTPS")  # nginx sends "" for plain http: no lower() call then
@@ -246,7 +256,9 @@ class EnvironBuilder:
             return None
         base = dict(template)
         base.update((k, v) for k, v in REQUIRED_DEFAULTS.items() if k not in keys)
-        store = [k for k in keys if k not in _DROPPED and not k.startswith("UWSGI_")]
+        store = [
+            k for k in keys if k not in _DROPPED and (k == SCHEME_VAR or not k.startswith("UWSGI_"))
+        ]
         try:
             return Layout(keys, store=store, base=base, known=known)
         except ValueError:  # over the size limits
