@@ -40,10 +40,14 @@ class ServeExit(_Described):
         3,
         (
             "cannot start: a socket cannot be bound, --uid/--gid cannot be used, "
-            "or the error log or the pidfile cannot be written"
+            "or the error log, the access log or the pidfile cannot be written"
         ),
     )
-    APP_LOAD = 4, "the app cannot be imported (in the master, or in a --lazy-apps worker)"
+    APP_LOAD = (
+        4,
+        "the app cannot be imported (at start; with --lazy-apps, also when a worker cannot "
+        "and none is left serving)",
+    )
     BOOT_LOOP = 5, "workers kept dying while starting (5 in a row): stopped instead of looping"
 
 
@@ -68,7 +72,11 @@ class WorkerExit(_Described):
 
     CLEAN = 0, "left on purpose: recycled (max-requests, EMFILE), stopped or retired"
     CRASHED = 1, "an unexpected exception ended the worker (its traceback is logged)"
-    APP_LOAD = 4, "a --lazy-apps worker cannot import the app: the master stops, no fork loop"
+    APP_LOAD = (
+        4,
+        "a --lazy-apps worker cannot import the app: the master tries again later while "
+        "others serve, else stops (no fork loop)",
+    )
 
 
 #: Any of the program's exit codes (each enum is an ``int``).
