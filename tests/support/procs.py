@@ -404,7 +404,7 @@ class LogCursor:
 def wait_for_workers(server: Server, count: int, timeout: float = 10) -> set[int]:
     """Wait until the master has forked ``count`` workers (still starting, maybe); their pids."""
     wait_until(
-        lambda: len(worker_pids(server.pid)) == count and "workers" in server.log(),
+        lambda: len(worker_pids(server.pid)) == count and "starting" in server.log(),
         timeout,
         f"{count} workers",
     )

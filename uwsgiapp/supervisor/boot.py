@@ -97,10 +97,12 @@ def _warn_unremovable(ids: Ids, paths: list[str]) -> None:
             )
 
 
-def _who_may_connect(listener: Listener) -> str:
-    """For a unix socket: its owner, group and mode, and the rule nginx's user must meet."""
+def _who_may_connect(listener: Listener, client: str = "nginx's user") -> str:
+    """Who may connect: for a unix socket its owner, group and mode, and the rule ``client``
+    must meet; for TCP the address actually bound (``:3031`` is every interface) and the
+    peers allowed."""
     if not listener.path:
-        return ""
+        return _tcp_peers(listener)
     try:
         st = os.lstat(listener.path)
     except OSError:
@@ -111,10 +113,24 @@ def _who_may_connect(listener: Listener) -> str:
         rule = "anyone on this machine may connect"
     else:
         rule = (
-            f"nginx's user must be {owner} or in group {group} (or set --chmod-socket, "
-            "or --uid/--gid)"
+            f"{client} must be {owner} or in group {group} (or set --chmod-socket, or --uid/--gid)"
         )
     return f" (owner {owner}, group {group}, mode {mode:04o}: {rule})"
+
+
+def _tcp_peers(listener: Listener) -> str:
+    try:
+        host, port = listener.sock.getsockname()[:2]
+    except (OSError, ValueError, TypeError):
+        return ""
+    bound = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    said = [] if bound == listener.spec else [f"bound to {bound}"]
+    allow = listener.allow
+    if allow is not None:
+        allowed = [*sorted(allow.exact), *map(str, allow.networks)]
+        peers = "any" if allow.any else ", ".join(allowed) or "none"
+        said.append(f"peers allowed: {peers} (--uwsgi-allow-from)")
+    return f" ({'; '.join(said)})" if said else ""
 
 
 def _name(lookup: Callable[[int], Any], number: int) -> str:
@@ -230,8 +246,10 @@ def _with_listeners(
         if ids.wanted and not _drop(ids, owned, config):
             return ServeExit.START_FAILED
         for listener in owned:
-            what = "stats" if stats is not None and listener is stats.listener else "listening"
-            log.info("%s on %s%s", what, listener.spec, _who_may_connect(listener))
+            if stats is not None and listener is stats.listener:
+                log.info("stats on %s%s", listener.spec, _who_may_connect(listener, "a reader"))
+            else:
+                log.info("listening on %s%s", listener.spec, _who_may_connect(listener))
         return _load_and_run(config, listeners, stats)
     finally:
         for listener in listeners:
