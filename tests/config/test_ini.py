@@ -79,6 +79,8 @@ KEYS: list[tuple[str, dict[str, Any]]] = [
     ("gid = 33", {"gid": "33"}),
     ("pidfile = /run/app.pid", {"pidfile": "/run/app.pid"}),
     ("socket-timeout = 4", {"socket_timeout": 4.0}),
+    ("reload-mercy = 20", {"graceful_timeout": 20.0}),
+    ("worker-reload-mercy = 25", {"graceful_timeout": 25.0}),
     ("disable-logging = true", {"access_log": "off"}),
     ("disable-logging = false", {"access_log": "uwsgi"}),
     ("logto = /var/log/app.log", {"error_log_file": "/var/log/app.log"}),
@@ -448,3 +450,27 @@ def test_logto_takes_the_request_lines_too(tmp_path: Path) -> None:
     assert config.access_log == "uwsgi"  # uWSGI logs requests unless told not to
     config, _, _ = load(tmp_path, f"logto = {tmp_path}/app.log\ndisable-logging = true")
     assert config.access_log == "off"
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        ("touch-reload = /srv/app/reload", "send SIGHUP to the master"),
+        ("static-map = /static=/srv/static", "serve static files from nginx"),
+        ("max-worker-lifetime = 3600", "--max-requests or --reload-on-rss"),
+    ],
+)
+def test_common_unsupported_keys_say_what_to_do_instead(
+    tmp_path: Path, body: str, says: str
+) -> None:
+    _, warnings, _ = load(tmp_path, body)
+    key = body.split()[0]
+    assert any(f"'{key}' is not supported, ignored" in w and says in w for w in warnings), warnings
+
+
+@pytest.mark.parametrize("key", ["harakiri-verbose", "log-reopen", "ignore-sigpipe"])
+def test_keys_that_describe_what_uwsgiapp_does_anyway_pass_quietly(
+    tmp_path: Path, key: str
+) -> None:
+    _, warnings, _ = load(tmp_path, f"{key} = true")
+    assert warnings == []

@@ -2,8 +2,10 @@
 
 The common keys map onto :class:`~uwsgiapp.config.Config` options; keys whose behaviour is ours
 anyway (``master``, ``vacuum``…) are accepted; every other key is reported once as a warning,
-never dropped silently (and its value is not expanded: ``log-format`` holds uWSGI's own
-``%(status)``-style variables). The values of the keys we read are expanded as uWSGI does:
+never dropped silently, with advice where there is some (the tables are in
+:mod:`uwsgiapp.config.inikeys`; the value of such a key is not expanded: ``log-format`` holds
+uWSGI's own ``%(status)``-style variables). The values of the keys we read are expanded as
+uWSGI does:
 
 * ``$(NAME)`` — the environment variable NAME (empty, with a warning, when unset);
 * uWSGI's magic variables: ``%d`` directory of the ini file (absolute, with a trailing slash),
@@ -33,7 +35,6 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
 
 from uwsgiapp.config.configload import Layer, Raw, parse_bool
 from uwsgiapp.config.iniexpand import (
@@ -42,6 +43,17 @@ from uwsgiapp.config.iniexpand import (
     ExpansionError,
     Placeholders,
     expand,
+)
+from uwsgiapp.config.inikeys import (
+    ADVICE,
+    ALWAYS_ON,
+    APP_KEYS,
+    HTTP_KEYS,
+    MAX_BUFFER,
+    MULTI,
+    PYTHON_PLUGINS,
+    SIMPLE_KEYS,
+    USED_KEYS,
 )
 from uwsgiapp.config.model import ConfigError
 
@@ -54,93 +66,6 @@ __all__ = [
     "parse_ini",
     "split_ini_arg",
 ]
-
-#: uWSGI key → Config field, for keys whose value carries over unchanged.
-SIMPLE_KEYS: Mapping[str, str] = {
-    "chdir": "chdir",
-    "pythonpath": "pythonpath",
-    "python-path": "pythonpath",
-    "pp": "pythonpath",
-    "socket": "socket",
-    "uwsgi-socket": "socket",
-    "s": "socket",
-    "chmod-socket": "chmod_socket",
-    "chmod": "chmod_socket",
-    "processes": "workers",
-    "workers": "workers",
-    "p": "workers",
-    "threads": "threads",
-    "harakiri": "harakiri",
-    "max-requests": "max_requests",
-    "max-requests-delta": "max_requests_jitter",
-    "reload-on-rss": "reload_on_rss",
-    "buffer-size": "buffer_size",
-    "b": "buffer_size",
-    "limit-post": "limit_post",
-    "listen": "listen",
-    "l": "listen",
-    "lazy-apps": "lazy_apps",
-    "lazy": "lazy_apps",
-    "uid": "uid",
-    "gid": "gid",
-    "pidfile": "pidfile",
-    "socket-timeout": "socket_timeout",
-    "z": "socket_timeout",
-    "logto": "error_log_file",
-    "env": "env",
-    "stats": "stats",
-    "stats-server": "stats",
-    "stats-http": "stats_http",
-    "stats-minified": "stats_minified",
-}
-#: The largest buffer-size (a uwsgi packet's size field is 16 bits); uWSGI caps larger ones.
-MAX_BUFFER: Final = 65535
-#: Config fields that accept several values (repeated keys accumulate).
-_MULTI = frozenset({"pythonpath", "socket", "env"})
-#: Keys that build the app spec, the mount, the environment, or define placeholders.
-_APP_KEYS = frozenset({"module", "wsgi", "w", "wsgi-file", "file", "callable", "mount"})
-#: Boolean keys whose true value is what uwsgiapp always does: accepted without a word.
-#: A false value cannot be honoured and gets a warning (the text says what happens instead).
-_ALWAYS_ON: Mapping[str, str] = {
-    "master": "uwsgiapp always runs a master process",
-    "vacuum": "uwsgiapp always removes the unix sockets and pidfile it created",
-    "die-on-term": "SIGTERM always stops gracefully in uwsgiapp",
-    "manage-script-name": "uwsgiapp always strips the mount point into SCRIPT_NAME",
-    "need-app": "uwsgiapp always refuses to start without an app",
-    "enable-threads": "threads started by the app always run in uwsgiapp (and --threads "
-    "runs request threads)",
-    "single-interpreter": "uwsgiapp always has one interpreter per process",
-    "strict": "uwsgiapp reports every unknown key",
-    "thunder-lock": "uwsgiapp serializes accept() its own way",
-    "auto-procname": "uwsgiapp always names its processes (master, worker N; "
-    "--request-titles adds each worker's request)",
-}
-_PLUGIN_KEYS = frozenset({"plugins", "plugin", "plugins-list"})
-#: Keys whose values are read (and so expanded); any other key is ignored with a warning.
-_USED_KEYS = frozenset(
-    {*SIMPLE_KEYS, *_APP_KEYS, *_ALWAYS_ON, *_PLUGIN_KEYS, "disable-logging", "L"}
-)
-#: Plugins that mean "Python WSGI": loading them is implicit.
-_PYTHON_PLUGINS = frozenset({"python", "python3", "python2", "python3.x"})
-#: Advice for unsupported keys users commonly have.
-_ADVICE: Mapping[str, str] = {
-    "http-socket": "uwsgiapp speaks only the uwsgi protocol: put nginx (uwsgi_pass) in front, "
-    "or use 'uwsgiapp dev' for local HTTP",
-    "http": "uwsgiapp speaks only the uwsgi protocol: put nginx (uwsgi_pass) in front",
-    "https": "terminate TLS in nginx",
-    "https-socket": "terminate TLS in nginx",
-    "http11-socket": "uwsgiapp speaks only the uwsgi protocol: put nginx (uwsgi_pass) in front",
-    "home": "run uwsgiapp from that virtualenv instead",
-    "virtualenv": "run uwsgiapp from that virtualenv instead",
-    "venv": "run uwsgiapp from that virtualenv instead",
-    "daemonize": "run uwsgiapp under systemd, Docker or another supervisor",
-    "log-format": "uwsgiapp's access log has fixed formats: --access-log uwsgi or json",
-    "logformat": "uwsgiapp's access log has fixed formats: --access-log uwsgi or json",
-    "py-autoreload": "use 'uwsgiapp dev' for reloading on code changes",
-    "cheaper": "uwsgiapp runs a fixed number of workers (TTIN/TTOU signals change it)",
-    "ini": "nested ini files are not read; merge them into one",
-    "include": "nested ini files are not read; merge them into one",
-}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -202,10 +127,6 @@ class IniResult:
     uwsgi socket from any source, serving must refuse to start (see :func:`check_http_only`)."""
 
 
-#: uWSGI keys that make uWSGI itself serve HTTP.
-HTTP_KEYS: Final = frozenset({"http", "https", "http-socket", "https-socket", "http11-socket"})
-
-
 def check_http_only(result: IniResult, socket_source: str, default_source: str) -> None:
     """Raise :class:`ConfigError` when the ini asks for HTTP and no source (ini ``socket``,
     ``--socket``, ``UWSGIAPP_SOCKET``, ``--config``) names a uwsgi socket: uwsgiapp would
@@ -259,12 +180,12 @@ def ini_layer(arg: str, *, environ: Mapping[str, str] | None = None) -> IniResul
         key = entry.key
         if key in ("set-placeholder", "set-ph"):
             continue  # expanded where a %(...) uses it
-        if key not in _USED_KEYS:
+        if key not in USED_KEYS:
             # Not expanded: uWSGI features we do not have may hold their own %(...) syntax
             # (log-format's %(status)…), which must not be mistaken for placeholders.
-            if key in referenced and key not in _ADVICE:
+            if key in referenced and key not in ADVICE:
                 continue  # a placeholder (project = shop, for %(project))
-            advice = _ADVICE.get(key, "")
+            advice = ADVICE.get(key, "")
             warn(f"'{key}' is not supported, ignored" + (f" ({advice})" if advice else ""))
             if key in HTTP_KEYS:
                 result.http.append((key, entry.value, f"{where} {key} (line {entry.line})"))
@@ -331,12 +252,12 @@ class _Mapper:
                 value = str(MAX_BUFFER)
             if name == "error_log_file":  # uWSGI's logto takes the request lines too
                 layer["access_log_file"] = Raw(value, source)
-            if name in _MULTI:
+            if name in MULTI:
                 self._multi.setdefault(name, []).append(value)
                 layer[name] = Raw(list(self._multi[name]), source)
             else:
                 layer[name] = Raw(value, source)
-        elif key in _APP_KEYS:
+        elif key in APP_KEYS:
             canonical = {"wsgi": "module", "w": "module", "file": "wsgi-file"}.get(key, key)
             self.app[canonical] = (value, line, key)
         elif key in ("disable-logging", "L"):
@@ -344,11 +265,11 @@ class _Mapper:
             if flag is None:
                 raise ConfigError("access_log", f"expected a boolean, got {value!r}", source)
             layer["access_log"] = Raw("off" if flag else "uwsgi", source)
-        elif key in _ALWAYS_ON:
+        elif key in ALWAYS_ON:
             if _truthy(value) is False:
-                self.warn(f"'{key} = {value}' cannot be honoured: {_ALWAYS_ON[key]}")
+                self.warn(f"'{key} = {value}' cannot be honoured: {ALWAYS_ON[key]}")
         else:  # plugins
-            others = [p for p in re.split(r"[,\s]+", value) if p and p not in _PYTHON_PLUGINS]
+            others = [p for p in re.split(r"[,\s]+", value) if p and p not in PYTHON_PLUGINS]
             if others:
                 self.warn(f"plugins {', '.join(others)} are not supported, ignored")
 

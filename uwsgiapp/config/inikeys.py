@@ -1,0 +1,116 @@
+"""The uWSGI ini keys :mod:`uwsgiapp.config.uwsgiini` knows: those mapped onto our options,
+those whose behaviour is ours anyway, and what to say about the ones we do not have."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+__all__ = ["HTTP_KEYS", "MAX_BUFFER", "SIMPLE_KEYS"]
+
+#: uWSGI key → Config field, for keys whose value carries over unchanged.
+SIMPLE_KEYS: Mapping[str, str] = {
+    "chdir": "chdir",
+    "pythonpath": "pythonpath",
+    "python-path": "pythonpath",
+    "pp": "pythonpath",
+    "socket": "socket",
+    "uwsgi-socket": "socket",
+    "s": "socket",
+    "chmod-socket": "chmod_socket",
+    "chmod": "chmod_socket",
+    "processes": "workers",
+    "workers": "workers",
+    "p": "workers",
+    "threads": "threads",
+    "harakiri": "harakiri",
+    "max-requests": "max_requests",
+    "max-requests-delta": "max_requests_jitter",
+    "reload-on-rss": "reload_on_rss",
+    "buffer-size": "buffer_size",
+    "b": "buffer_size",
+    "limit-post": "limit_post",
+    "listen": "listen",
+    "l": "listen",
+    "lazy-apps": "lazy_apps",
+    "lazy": "lazy_apps",
+    "uid": "uid",
+    "gid": "gid",
+    "pidfile": "pidfile",
+    "socket-timeout": "socket_timeout",
+    "reload-mercy": "graceful_timeout",
+    "worker-reload-mercy": "graceful_timeout",
+    "z": "socket_timeout",
+    "logto": "error_log_file",
+    "env": "env",
+    "stats": "stats",
+    "stats-server": "stats",
+    "stats-http": "stats_http",
+    "stats-minified": "stats_minified",
+}
+#: The largest buffer-size (a uwsgi packet's size field is 16 bits); uWSGI caps larger ones.
+MAX_BUFFER: Final = 65535
+#: Config fields that accept several values (repeated keys accumulate).
+MULTI = frozenset({"pythonpath", "socket", "env"})
+#: Keys that build the app spec, the mount, the environment, or define placeholders.
+APP_KEYS = frozenset({"module", "wsgi", "w", "wsgi-file", "file", "callable", "mount"})
+#: Boolean keys whose true value is what uwsgiapp always does: accepted without a word.
+#: A false value cannot be honoured and gets a warning (the text says what happens instead).
+ALWAYS_ON: Mapping[str, str] = {
+    "master": "uwsgiapp always runs a master process",
+    "vacuum": "uwsgiapp always removes the unix sockets and pidfile it created",
+    "die-on-term": "SIGTERM always stops gracefully in uwsgiapp",
+    "manage-script-name": "uwsgiapp always strips the mount point into SCRIPT_NAME",
+    "need-app": "uwsgiapp always refuses to start without an app",
+    "enable-threads": "threads started by the app always run in uwsgiapp (and --threads "
+    "runs request threads)",
+    "single-interpreter": "uwsgiapp always has one interpreter per process",
+    "strict": "uwsgiapp reports every unknown key",
+    "thunder-lock": "uwsgiapp serializes accept() its own way",
+    "auto-procname": "uwsgiapp always names its processes (master, worker N; "
+    "--request-titles adds each worker's request)",
+    "harakiri-verbose": "uwsgiapp's harakiri always logs the request and its Python stack",
+    "log-reopen": "SIGUSR1 always reopens uwsgiapp's logs",
+    "ignore-sigpipe": "a client gone never ends a uwsgiapp process (Python ignores SIGPIPE)",
+}
+PLUGIN_KEYS = frozenset({"plugins", "plugin", "plugins-list"})
+#: Keys whose values are read (and so expanded); any other key is ignored with a warning.
+USED_KEYS = frozenset({*SIMPLE_KEYS, *APP_KEYS, *ALWAYS_ON, *PLUGIN_KEYS, "disable-logging", "L"})
+#: Plugins that mean "Python WSGI": loading them is implicit.
+PYTHON_PLUGINS = frozenset({"python", "python3", "python2", "python3.x"})
+_HUP = "send SIGHUP to the master (its pid in --pidfile) to reload, e.g. from the deploy script"
+_STATIC = "serve static files from nginx: location /static/ { alias /path/; }"
+#: Advice for unsupported keys users commonly have.
+ADVICE: Mapping[str, str] = {
+    "http-socket": "uwsgiapp speaks only the uwsgi protocol: put nginx (uwsgi_pass) in front, "
+    "or use 'uwsgiapp dev' for local HTTP",
+    "http": "uwsgiapp speaks only the uwsgi protocol: put nginx (uwsgi_pass) in front",
+    "https": "terminate TLS in nginx",
+    "https-socket": "terminate TLS in nginx",
+    "http11-socket": "uwsgiapp speaks only the uwsgi protocol: put nginx (uwsgi_pass) in front",
+    "home": "run uwsgiapp from that virtualenv instead",
+    "virtualenv": "run uwsgiapp from that virtualenv instead",
+    "venv": "run uwsgiapp from that virtualenv instead",
+    "daemonize": "run uwsgiapp under systemd, Docker or another supervisor",
+    "log-format": "uwsgiapp's access log has fixed formats: --access-log uwsgi or json",
+    "logformat": "uwsgiapp's access log has fixed formats: --access-log uwsgi or json",
+    "py-autoreload": "use 'uwsgiapp dev' for reloading on code changes",
+    "cheaper": "uwsgiapp runs a fixed number of workers (TTIN/TTOU signals change it)",
+    "ini": "nested ini files are not read; merge them into one",
+    "include": "nested ini files are not read; merge them into one",
+    "touch-reload": _HUP,
+    "touch-chain-reload": _HUP,
+    "touch-workers-reload": _HUP,
+    "static-map": _STATIC,
+    "static-map2": _STATIC,
+    "check-static": _STATIC,
+    "static-expires": _STATIC,
+    "max-worker-lifetime": "no such limit here; --max-requests or --reload-on-rss recycle workers",
+    "memory-report": "--stats shows each worker's RSS ('uwsgiapp top')",
+    "post-buffering": "nginx buffers request bodies (client_body_buffer_size); the app reads "
+    "the body as it comes",
+}
+
+
+#: uWSGI keys that make uWSGI itself serve HTTP.
+HTTP_KEYS: Final = frozenset({"http", "https", "http-socket", "https-socket", "http11-socket"})
