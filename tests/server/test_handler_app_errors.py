@@ -205,7 +205,9 @@ def test_close_called_once_on_success() -> None:
     assert response.closed == 1
 
 
-def test_close_called_when_the_client_is_gone(logs: Logs) -> None:
+@pytest.mark.parametrize(("method", "level"), [("GET", logging.INFO), ("HEAD", logging.DEBUG)])
+def test_close_called_when_the_client_is_gone(logs: Logs, method: str, level: int) -> None:
+    # nginx closes a HEAD's connection once it has the head: expected, so not at INFO.
     response = Tracked([bytes(1 << 20)] * 8)
 
     def app(environ: Environ, start_response: StartResponse) -> Tracked:
@@ -214,13 +216,14 @@ def test_close_called_when_the_client_is_gone(logs: Logs) -> None:
 
     client, server = socket.socketpair()
     fd = server.detach()
-    client.sendall(packet())
+    client.sendall(packet(method, "/big?x=1"))
     client.close()
     make_handler(app).handle(fd, "test")
     assert response.closed == 1
     assert response.yielded < 8
-    (record,) = problems(logs, logging.INFO)
-    one_line(record)
+    (record,) = problems(logs, logging.DEBUG)
+    assert record.levelno == level
+    assert one_line(record).endswith(f"({method} /big?x=1)")
 
 
 def test_close_raising_is_logged(logs: Logs) -> None:

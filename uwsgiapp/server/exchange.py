@@ -248,7 +248,7 @@ class Responder:
             if not exchange.head_sent:
                 exchange.send(b"")
         except ClientDisconnected as exc:
-            log.info("client %s: %s", peer, escape_log_text(str(exc)))
+            _log_gone(peer, environ, exc)
         except (AppError, HeaderError) as exc:
             self._app_failed(exchange, environ, f"bad response ({exc})", traceback=False)
         except Exception:
@@ -349,3 +349,20 @@ class Responder:
             log.info(
                 "left %d unread body bytes after draining %d", remaining - DRAIN_CAP, DRAIN_CAP
             )
+
+
+def _log_gone(peer: Peer, environ: dict[str, Any], exc: ClientDisconnected) -> None:
+    """A client gone while its response was written: one line naming the request. For HEAD,
+    nginx closes as soon as it has the head (it needs no body): expected, so debug only."""
+    method = environ.get("REQUEST_METHOD", "")
+    level = logging.DEBUG if method == "HEAD" else logging.INFO
+    if log.isEnabledFor(level):
+        uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
+        log.log(
+            level,
+            "client %s: %s (%s %s)",
+            peer,
+            escape_log_text(str(exc)),
+            escape_log_text(str(method)),
+            escape_log_text(str(uri)),
+        )
