@@ -299,12 +299,15 @@ def test_hup_reimports_by_default_and_survives_a_broken_module(
             wait_until(lambda: "new workers ready" in server.log(), 10, "the 1st reload")
             wait_until(lambda: _answers(nginx, b"v2-new"), 10, "the new code to answer")
             load.wait_for(load.result.total + 100, 20)
+            serving = wait_for_serving(server, 2)
             module.write_text(PRELOADED_APP.format(version="v3") + "def broken(:\n")
             server.signal(signal.SIGHUP)
             wait_until(lambda: "cannot re-import the app" in server.log(), 10, "the import error")
-            wait_until(lambda: server.log().count("new workers ready") == 2, 10, "the 2nd reload")
+            # The reload is off: the workers serving v2 go on (new ones would run v2 again).
+            wait_until(lambda: "reload failed" in server.log(), 10, "the reload called off")
             assert _answers(nginx, b"v2-new")
             load.wait_for(load.result.total + 100, 20)
+            assert children(server.pid) == serving
         result = load.result
         errors = nginx.upstream_errors()
     assert result.failures == [], result.failures[:10]
@@ -314,6 +317,8 @@ def test_hup_reimports_by_default_and_survives_a_broken_module(
     assert log.count("SIGHUP: graceful reload") == 2
     assert log.count("re-importing the app in the master") == 2
     assert log.count("reload: app re-imported") == 1
+    assert log.count("new workers ready") == 1
+    assert "reload failed (the app cannot be re-imported): keeping the old workers" in log
     # The failure is one line that names the error and where it is; no traceback follows.
     (failure,) = [line for line in log.splitlines() if "SyntaxError" in line]
     assert "cannot re-import the app, keeping the old code" in failure

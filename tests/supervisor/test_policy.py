@@ -592,3 +592,21 @@ def test_a_failed_reload_keeps_at_most_the_desired_number_of_serving_workers() -
     assert not [a for a in actions if isinstance(a, (Spawn, Halt))]
     live = [r for r in sim.policy.records.values() if r.state is not WorkerState.STOPPING]
     assert len(live) == 2 and {r.generation for r in live} == {1}
+
+
+def test_a_failed_reimport_calls_the_reload_off_and_keeps_the_serving_workers() -> None:
+    # HUP re-imports the app in the master; when that fails, new workers would only run the
+    # old code again: nothing is forked, nothing is retired.
+    sim = started(workers=2, reload_kind=ReloadKind.REIMPORT)
+    serving = sim.pids()
+    hup = sim.policy.on_signal("HUP", sim.now)
+    assert Reimport() in hup
+    batch = hup[: hup.index(Reimport()) + 1]
+    batch += sim.policy.reimport_failed(sim.now) + hup[len(batch) :]
+    actions = sim.run(batch)
+    assert not [a for a in actions if isinstance(a, Spawn) and sim.policy.wanted(a)]
+    assert sim.forked[-1] in serving and not signals_sent(actions)
+    assert sim.policy.mode is Mode.RUNNING and sim.policy.generation == 0
+    assert not [a for a in sim.tick() if isinstance(a, (Spawn, Signal))]
+    assert sim.pids() == serving
+    assert sim.policy.reimport_failed(sim.now) == []  # not reloading: nothing to call off

@@ -235,7 +235,10 @@ class Arbiter:
                 case A.Log(level, message):
                     log.log(level, "%s", message)
                 case A.Reimport():
-                    self._reimport()
+                    if not self._reimport():
+                        code = self._execute(self.policy.reimport_failed(time.monotonic()))
+                        if code is not None:
+                            return code
                 case A.StopAccepting():
                     # The master never accepts: its copies of the sockets only kept them
                     # open (connections queuing there to be reset) after the workers' drain.
@@ -262,11 +265,13 @@ class Arbiter:
                 self.policy.records.pop(pid, None)
             time.sleep(0.01)
 
-    def _reimport(self) -> None:
-        """HUP with a preloaded app: import it afresh; keep the old one if that fails."""
+    def _reimport(self) -> bool:
+        """HUP with a preloaded app: import it afresh; keep the old one if that fails (False)."""
         app = reimport(self.config, self._modules_before_app)
-        if app is not None:
-            self.app = app
+        if app is None:
+            return False
+        self.app = app
+        return True
 
     # -- worker -------------------------------------------------------------------------------
 

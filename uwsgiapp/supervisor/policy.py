@@ -212,6 +212,13 @@ class Policy(Roster):
             )
         ]
 
+    def reimport_failed(self, now: float) -> list[Action]:
+        """The master could not re-import the app for a HUP (it logged why): the reload is
+        off, the workers serving the old code go on (new ones would only run it again)."""
+        if self.mode is not Mode.RELOADING:
+            return []
+        return self._abort_reload(now, "the app cannot be re-imported")
+
     def _abort_reload(self, now: float, why: str) -> list[Action]:
         """The new generation cannot load the app: back to the workers that serve.
 
