@@ -448,3 +448,10 @@ def test_an_access_log_file_turns_the_access_log_on_unless_a_format_is_chosen(
     resolved = resolve_serve_config(build_parser().parse_args(["serve", "a:app", *argv]), environ)
     assert resolved.config.access_log == fmt
     assert resolved.sources["access_log"].startswith(source)
+
+
+def test_a_malformed_app_spec_is_a_config_error_before_any_socket() -> None:
+    # Found at the import before: after the sockets were bound, with the import's exit code.
+    args = build_parser().parse_args(["serve", "fact:bad("])
+    with pytest.raises(ConfigError, match=r"--app \(from command line APP\): invalid app spec"):
+        resolve_serve_config(args, {})

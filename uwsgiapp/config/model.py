@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from uwsgiapp.addresses import AddressError, AllowList, parse_address
+from uwsgiapp.importer import AppImportError, parse_spec
 
 ACCESS_LOG_FORMATS = ("off", "uwsgi", "json")
 #: The most request threads a worker may have (each is a "core" in the worker's status slot).
@@ -140,6 +141,11 @@ class Config:
             if not eq or not name or "\0" in item:
                 raise ConfigError("env", f"expected NAME=VALUE, got {item!r}")
         self._validate_stats()
+        if self.app:
+            try:  # the spec's form now, before any socket is bound (the import comes later)
+                parse_spec(self.app)
+            except AppImportError as exc:
+                raise ConfigError("app", str(exc)) from None
         if self.mount and (not self.mount.startswith("/") or self.mount.endswith("/")):
             raise ConfigError(
                 "mount", f"must start with '/' and not end with '/', got {self.mount!r}"
