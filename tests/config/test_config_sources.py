@@ -455,3 +455,10 @@ def test_a_malformed_app_spec_is_a_config_error_before_any_socket() -> None:
     args = build_parser().parse_args(["serve", "fact:bad("])
     with pytest.raises(ConfigError, match=r"--app \(from command line APP\): invalid app spec"):
         resolve_serve_config(args, {})
+
+
+def test_a_socket_that_looks_like_a_port_gets_a_warning() -> None:
+    args = build_parser().parse_args(["serve", "a:app", "--socket", "18560"])
+    resolved = resolve_serve_config(args, {})
+    assert resolved.config.socket == ("18560",)  # still what was asked: a file of that name
+    assert any("for TCP write 127.0.0.1:18560" in w for w in resolved.warnings)
