@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import replace
 from collections.abc import Mapping
+from dataclasses import replace
 
 from uwsgiapp.config.configload import (
     DEFAULT_SOURCE,
