@@ -93,7 +93,7 @@ def test_refused_requests_are_access_logged() -> None:
         access_log=lambda env, status, sent, secs: lines.append((status, sent)),
     )
     out = run(handler, packet("POST", "/up", b"x" * 11))
-    assert lines == [("413 Request Entity Too Large", len(out.raw))]
+    assert lines == [("413 Request Entity Too Large", len(out.body))]
 
 
 # -- request bodies ------------------------------------------------------------------------------

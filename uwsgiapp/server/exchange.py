@@ -43,6 +43,11 @@ class AppError(Exception):
     """The app broke the WSGI contract (bad status/headers, non-bytes body, write before start)."""
 
 
+def _head_size(response: bytes) -> int:
+    """The length of a whole response's head (through the blank line)."""
+    return response.find(b"\r\n\r\n") + 4
+
+
 def error_response(protocol: str, status: str, text: str) -> bytes:
     """A complete plain-text response (head and body) for an error we answer ourselves."""
     # SERVER_PROTOCOL is the client's (nginx sends a sane one; a raw uwsgi client may not): the
@@ -58,7 +63,17 @@ def error_response(protocol: str, status: str, text: str) -> bytes:
 class Exchange:
     """Per-request response state: ``start_response``, ``write`` and what has been sent."""
 
-    __slots__ = ("aborted", "fd", "head_sent", "headers", "protocol", "sent", "status", "timeout")
+    __slots__ = (
+        "aborted",
+        "fd",
+        "head_sent",
+        "head_size",
+        "headers",
+        "protocol",
+        "sent",
+        "status",
+        "timeout",
+    )
 
     def __init__(self, fd: int, protocol: str, timeout: float) -> None:
         self.fd = fd
@@ -69,6 +84,8 @@ class Exchange:
         self.status: Any = None
         self.headers: Any = []
         self.head_sent = False
+        #: ``sent`` counts the head too (the stats' tx); the access log counts the body only.
+        self.head_size = 0
         self.sent = 0
         #: The response was cut after its head: the connection must end in a reset, not drain.
         self.aborted = False
@@ -107,6 +124,7 @@ class Exchange:
                 raise AppError("response body sent before start_response()")
             head = render_head(self.protocol, self.status, self.headers)
             self.head_sent = True
+            self.head_size = len(head)
             if len(data) > 65536:  # don't copy a big body just to save one write
                 send_all(self.fd, head, self.timeout)
                 self.sent += len(head)
@@ -187,7 +205,10 @@ class Responder:
                 self._drain(fd, stream.remaining)
             if access_log is not None:
                 access_log(
-                    environ, exchange.status or "-", exchange.sent, _perf_counter() - started
+                    environ,
+                    exchange.status or "-",
+                    exchange.sent - exchange.head_size,
+                    _perf_counter() - started,
                 )
 
     def _refuse(
@@ -211,7 +232,8 @@ class Responder:
                 self._drain(fd, int(length_var) - len(rest))
         finally:
             if self.access_log is not None:
-                self.access_log(environ, exc.status, len(payload), _perf_counter() - started)
+                body = len(payload) - _head_size(payload)
+                self.access_log(environ, exc.status, body, _perf_counter() - started)
 
     def _run_app(self, exchange: Exchange, environ: dict[str, Any], peer: Peer) -> None:
         try:
@@ -296,6 +318,7 @@ class Responder:
         exchange.status = "500 Internal Server Error"
         payload = error_response(exchange.protocol, exchange.status, "Internal Server Error")
         exchange.head_sent = True
+        exchange.head_size = _head_size(payload)
         send_all(exchange.fd, payload, self.timeout)
         exchange.sent += len(payload)
 
