@@ -447,18 +447,24 @@ def _serving(server: Server) -> set[bytes]:
     return set(answers)
 
 
+def _lazy_versioned(tmp_path: Path) -> tuple[Server, Path]:
+    """A --lazy-apps server of 2 workers (not started) for VERSIONED_SLOW_APP v1, and the
+    module's file (a deploy rewrites it)."""
+    appdir = tmp_path / "app"
+    appdir.mkdir()
+    module = appdir / "versioned.py"
+    module.write_text(VERSIONED_SLOW_APP.format(version="v1"))
+    server = Server(tmp_path, "versioned:app", workers=2, lazy_apps=True, pythonpath=[str(appdir)])
+    return server, module
+
+
 def test_hup_hup_with_broken_code_keeps_the_serving_workers(tmp_path: Path) -> None:
     # The 2nd HUP comes while the 1st reload's workers still import; the 2nd reload's cannot
     # load the app. The workers serving v1 must be the ones kept, counted as the current set:
     # not joined by others forked anew (which would import the broken code), not lingering
     # beside the 1st reload's.
-    appdir = tmp_path / "app"
-    appdir.mkdir()
-    module = appdir / "hupapp.py"
-    module.write_text(VERSIONED_SLOW_APP.format(version="v1"))
-    server = Server(
-        tmp_path, "hupapp:app", workers=2, lazy_apps=True, pythonpath=[str(appdir)]
-    ).start(timeout=20)
+    server, module = _lazy_versioned(tmp_path)
+    server.start(timeout=20)
     try:
         serving = wait_for_workers(server, 2)
         expected = {b"v1 %d" % pid for pid in serving}
@@ -480,3 +486,32 @@ def test_hup_hup_with_broken_code_keeps_the_serving_workers(tmp_path: Path) -> N
     assert alive, log[-3000:]
     assert workers == serving, log[-3000:]
     assert answers == {b"v1"}
+
+
+def test_a_lazy_replacement_that_cannot_load_the_app_leaves_the_others_serving(
+    tmp_path: Path,
+) -> None:
+    # --lazy-apps: a replacement that cannot import the code now on disk (a deploy half
+    # written) must not take down the workers that loaded the old; the master tries again
+    # later and, once the code imports, is back to every worker.
+    server, module = _lazy_versioned(tmp_path)
+    server.start(timeout=20)
+    try:
+        first = wait_for_serving(server, 2, timeout=15)
+        both = {b"v1 %d" % pid for pid in first}
+        wait_until(lambda: _serving(server) == both, 15, "both workers serving v1")
+        module.write_text("raise RuntimeError('half a deploy')\n")
+        victim, survivor = sorted(first)
+        os.kill(victim, signal.SIGKILL)  # a crash, a harakiri, a recycle: a replacement imports
+        wait_until(lambda: "trying again in 1 s" in server.log(), 10, "the failed replacement")
+        assert _get(server) == b"v1 %d" % survivor
+        assert server.proc is not None and server.proc.poll() is None
+        module.write_text(VERSIONED_SLOW_APP.format(version="v2"))  # the deploy completes
+        # The next try imports it (a worker past its start-up has loaded the app).
+        pids = wait_for_serving(server, 2, timeout=20)
+    finally:
+        server.stop()
+    log = server.log()
+    assert survivor in pids and victim not in pids, log[-2000:]
+    assert "could not load the app; 1 worker serves on" in log
+    assert "stopping (no fork loop)" not in log
