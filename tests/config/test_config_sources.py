@@ -462,3 +462,18 @@ def test_a_socket_that_looks_like_a_port_gets_a_warning() -> None:
     resolved = resolve_serve_config(args, {})
     assert resolved.config.socket == ("18560",)  # still what was asked: a file of that name
     assert any("for TCP write 127.0.0.1:18560" in w for w in resolved.warnings)
+
+
+@pytest.mark.parametrize(
+    ("word", "said"),
+    [
+        ("timeout", "is --harakiri SECONDS here"),  # the nearest name, socket-timeout, misleads
+        ("UWSGIAPP_TIMEOUT", "is --harakiri SECONDS here"),
+        ("bind", "use --socket HOST:PORT"),
+        ("wokers", "did you mean workers?"),
+    ],
+)
+def test_config_and_env_suggestions_know_gunicorns_names(word: str, said: str) -> None:
+    from uwsgiapp.config.configload import suggest
+
+    assert said in suggest(word, ["workers", "socket", "socket-timeout", "harakiri"])

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
+from uwsgiapp.clihints import FOREIGN_OPTIONS
 from uwsgiapp.config.model import Config, ConfigError, option_fields
 
 __all__ = [
@@ -228,7 +229,12 @@ Layer = dict[str, Raw]
 
 
 def suggest(word: str, choices: Iterable[str]) -> str:
-    """`` (did you mean X?)`` for the closest of ``choices``, or nothing."""
+    """`` (did you mean X?)`` for the closest of ``choices``, or nothing; for gunicorn's or
+    uWSGI's name of one of our options (``timeout``, ``UWSGIAPP_BIND``), what to use instead
+    (the nearest name would mislead: gunicorn's ``timeout`` is our ``harakiri``)."""
+    option = "--" + word.removeprefix(ENV_PREFIX).lower().replace("_", "-")
+    if option in FOREIGN_OPTIONS:
+        return f" ({FOREIGN_OPTIONS[option]})"
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]}?)" if close else ""
 
