@@ -26,6 +26,7 @@ from support.procs import (
     closed_after,
     uwsgi_exchange,
     wait_for_workers,
+    wait_until,
     worker_pids,
 )
 
@@ -68,21 +69,31 @@ def test_past_the_cap_slow_connections_are_closed_and_parked_ones_expire_on_time
     held: list[socket.socket] = []
     try:
         workers = wait_for_workers(server, 1)
+        (worker,) = workers
         cursor = LogCursor(server.log_path)
         sent_at: list[float] = []
-        # The worker is stopped while they queue (well under the backlog): each is accepted
-        # with its bytes already in, as the test means. Accepted between a client's connect
-        # and its send on a busy machine, a partial sender past the cap looked silent and
-        # took a parked one's place instead of being closed.
-        (worker,) = workers
+
+        def open_slow(i: int) -> None:
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(server.socket)
+            sock.sendall(slow_start(i))
+            sent_at.append(time.monotonic())
+            held.append(sock)
+
+        assert uwsgi_exchange(server.socket, PACKET, timeout=10).data  # in its loop now
+        fds = f"/proc/{worker}/fd"
+        base = len(os.listdir(fds))
+        for i in range(MAX_PARKED):
+            open_slow(i)
+        wait_until(lambda: len(os.listdir(fds)) >= base + MAX_PARKED, 10, "all parked")
+        # The worker is stopped while those past the cap queue: each is accepted with its
+        # bytes already in, as the test means. Accepted between a client's connect and its
+        # send on a busy machine, a partial sender looked silent and took a parked one's
+        # place instead of being closed.
         os.kill(worker, signal.SIGSTOP)
         try:
-            for i in range(MAX_PARKED + EXTRA):
-                sock = socket.socket(socket.AF_UNIX)
-                sock.connect(server.socket)
-                sock.sendall(slow_start(i))
-                sent_at.append(time.monotonic())
-                held.append(sock)
+            for i in range(MAX_PARKED, MAX_PARKED + EXTRA):
+                open_slow(i)
         finally:
             os.kill(worker, signal.SIGCONT)
 
