@@ -15,7 +15,7 @@ __all__ = ["FOREIGN_OPTIONS", "hint_for", "unrecognized_message"]
 _SOCKET = "use --socket HOST:PORT (or a unix socket path)"
 _WORKER_CLASS = "use --threads N for request threads (there are no other worker classes)"
 
-#: Options of gunicorn (g) and uWSGI's command line (u) → what to use here.
+#: Options of gunicorn's and uWSGI's command lines → what to use here.
 FOREIGN_OPTIONS: Mapping[str, str] = {
     "--bind": _SOCKET,
     "-b": _SOCKET,

@@ -6,7 +6,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-__all__ = ["HTTP_KEYS", "MAX_BUFFER", "SIMPLE_KEYS"]
+__all__ = [
+    "ADVICE",
+    "ALWAYS_ON",
+    "APP_KEYS",
+    "HTTP_KEYS",
+    "MAX_BUFFER",
+    "MULTI",
+    "PLUGIN_KEYS",
+    "PYTHON_PLUGINS",
+    "SIMPLE_KEYS",
+    "USED_KEYS",
+]
 
 #: uWSGI key → Config field, for keys whose value carries over unchanged.
 SIMPLE_KEYS: Mapping[str, str] = {
@@ -73,6 +84,7 @@ ALWAYS_ON: Mapping[str, str] = {
     "log-reopen": "SIGUSR1 always reopens uwsgiapp's logs",
     "ignore-sigpipe": "a client gone never ends a uwsgiapp process (Python ignores SIGPIPE)",
 }
+#: Keys that load uWSGI plugins (Python's are implicit; others are reported).
 PLUGIN_KEYS = frozenset({"plugins", "plugin", "plugins-list"})
 #: Keys whose values are read (and so expanded); any other key is ignored with a warning.
 USED_KEYS = frozenset({*SIMPLE_KEYS, *APP_KEYS, *ALWAYS_ON, *PLUGIN_KEYS, "disable-logging", "L"})
