@@ -145,10 +145,13 @@ def _log_files(config: Config) -> list[str]:
 
     Workers open the access log after fork, i.e. after the drop, and USR1 reopens both logs.
     """
-    paths = [config.error_log_file]
-    if config.access_log != "off":
-        paths.append(config.access_log_file)
+    paths = [config.error_log_file, _access_log_file(config)]
     return [path for path in paths if path not in ("", "-")]
+
+
+def _access_log_file(config: Config) -> str:
+    """The access log's file; "-" when it goes to stdout or is off."""
+    return config.access_log_file if config.access_log != "off" else "-"
 
 
 def _report_leftovers(listeners: list[Listener], pidfile: str) -> None:
@@ -192,8 +195,8 @@ def _serve(config: Config) -> int:
     except OSError as exc:
         print(f"uwsgiapp: --error-log-file: {exc}", file=sys.stderr)
         return ServeExit.START_FAILED
-    access = config.access_log_file
-    if config.access_log != "off" and access not in ("", "-"):
+    access = _access_log_file(config)
+    if access not in ("", "-"):
         # Workers open it after fork: a path they cannot open must stop the start here, with
         # one line, not end every worker while it starts (a boot loop).
         try:
