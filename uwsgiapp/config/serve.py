@@ -54,17 +54,10 @@ def resolve_serve_config(
     layers.append(cli)
     resolved = resolve(layers, warnings=warnings)
     check_http_only(ini, resolved.sources["socket"], DEFAULT_SOURCE)
-    ports = [spec for spec in resolved.config.socket if spec.isdigit()]
-    if ports:
-        resolved = replace(
-            resolved,
-            warnings=(
-                *resolved.warnings,
-                *(
-                    f"--socket {spec} is a unix socket file named {spec!r} in the working "
-                    f"directory; for TCP write 127.0.0.1:{spec} (or :{spec}, every interface)"
-                    for spec in ports
-                ),
-            ),
-        )
-    return resolved
+    ports = [
+        f"--socket {spec} is a unix socket file named {spec!r} in the working directory; for "
+        f"TCP write 127.0.0.1:{spec} (or :{spec}, every interface)"
+        for spec in resolved.config.socket
+        if spec.isdigit()
+    ]
+    return replace(resolved, warnings=(*resolved.warnings, *ports)) if ports else resolved
