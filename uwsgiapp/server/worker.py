@@ -131,8 +131,8 @@ class Worker(StopSignals):
                     self._drain()
                 if not (self.alive or self.drain_backlog or self.parked):
                     break
-                if self._listening and not self.alive:
-                    self._stop_listening()
+                if not self.alive:
+                    self._stop_listening()  # once: it knows whether it still listens
                 # Stopped with more possibly queued: only look (signals, parked data, another
                 # connection); else sleep until one of them comes.
                 ready = self._wait(0.0 if more else IDLE_TICK)
