@@ -67,11 +67,11 @@ def per_block(shapes: list[bytes], number: int, repeat: int) -> float:
     # expected by then, as in a worker that has served a while.
     for _ in range(LEARN_AFTER + 1 + KNOWN_MISSES // len(shapes) + 1):
         for block in shapes:
-            builder.build(block, 0)
+            builder.build(block)
 
     def turns() -> None:
         for block in shapes:
-            builder.build(block, 0)
+            builder.build(block)
 
     best = min(timeit.repeat(turns, number=number, repeat=repeat))
     return best / (number * len(shapes)) * 1e6

@@ -34,6 +34,16 @@ def test_get_with_query_string(worker_stack: Stack) -> None:
     assert info["scheme"] == "http"
 
 
+@pytest.mark.parametrize("prefix", ["/sub-rewrite", "/sub-strip"])
+def test_a_prefix_nginx_names_in_script_name(worker_stack: Stack, prefix: str) -> None:
+    # `rewrite` + `uwsgi_param SCRIPT_NAME` (modifier1 0), or SCRIPT_NAME + modifier1 30.
+    _, nginx = worker_stack
+    status, _, body = nginx.request("GET", f"{prefix}/echo/a?x=1")
+    assert status == 200
+    info = _json(body)
+    assert (info["script_name"], info["path"]) == (prefix, "/echo/a")
+
+
 def test_unicode_path_reaches_app_as_latin1_of_utf8(worker_stack: Stack) -> None:
     _, nginx = worker_stack
     status, _, body = nginx.request("GET", "/echo/caf%C3%A9/%E2%82%AC")

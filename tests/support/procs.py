@@ -131,6 +131,19 @@ http {{
       uwsgi_read_timeout {read_timeout}s;
       uwsgi_pass app;
     }}
+    # The two ways nginx mounts an app under a prefix: rewrite it away, or have it stripped.
+    location /sub-rewrite/ {{
+      rewrite ^/sub-rewrite(/.*)$ $1 break;
+      {UWSGI_PARAMS}
+      uwsgi_param SCRIPT_NAME /sub-rewrite;
+      uwsgi_pass app;
+    }}
+    location /sub-strip/ {{
+      {UWSGI_PARAMS}
+      uwsgi_param SCRIPT_NAME /sub-strip;
+      uwsgi_modifier1 30;
+      uwsgi_pass app;
+    }}
   }}
 }}
 """

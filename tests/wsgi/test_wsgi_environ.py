@@ -39,7 +39,6 @@ NGINX_GET: dict[str, str] = {
 
 def env(
     variables: dict[str, str] | None = None,
-    modifier1: int = 0,
     *,
     mount: str = "",
     settings: EnvironSettings | None = None,
@@ -47,7 +46,7 @@ def env(
 ) -> dict[str, Any]:
     template = (settings or EnvironSettings()).template()
     return build_environ(
-        dict(NGINX_GET if variables is None else variables), modifier1, template, mount, has_magic
+        dict(NGINX_GET if variables is None else variables), template, mount, has_magic
     )
 
 
@@ -87,9 +86,9 @@ def test_settings_are_frozen() -> None:
 def test_each_environ_is_a_fresh_dict_and_the_template_is_untouched() -> None:
     template = EnvironSettings().template()
     before = dict(template)
-    a = build_environ(dict(NGINX_GET), 0, template)
+    a = build_environ(dict(NGINX_GET), template)
     a["wsgi.url_scheme"] = "https"
-    b = build_environ(dict(NGINX_GET), 0, template)
+    b = build_environ(dict(NGINX_GET), template)
     assert b["wsgi.url_scheme"] == "http"
     assert template == before
 
@@ -204,10 +203,25 @@ def test_url_scheme(extra: dict[str, str], scheme: str) -> None:
 # -- SCRIPT_NAME -------------------------------------------------------------------------------
 
 
-def test_script_name_sent_with_modifier_0_is_ignored() -> None:
-    e = env({**NGINX_GET, "SCRIPT_NAME": "/hello", "PATH_INFO": "/hello/x"})
-    assert e["SCRIPT_NAME"] == ""
-    assert e["PATH_INFO"] == "/hello/x"
+@pytest.mark.parametrize(
+    ("sent", "path", "expected"),
+    [
+        # nginx sends the full path: the prefix comes off PATH_INFO.
+        ("/app", "/app/x", ("/app", "/x")),
+        ("/app/", "/app/x", ("/app", "/x")),
+        ("/app", "/app", ("/app", "")),
+        # nginx rewrote the prefix away (`rewrite ^/app(/.*)$ $1 break;`): both kept, as uWSGI.
+        ("/app", "/x", ("/app", "/x")),
+        ("/app", "/apple", ("/app", "/apple")),
+        # "/" names no prefix.
+        ("/", "/x", ("", "/x")),
+    ],
+)
+def test_script_name_from_nginx_is_honoured(
+    sent: str, path: str, expected: tuple[str, str]
+) -> None:
+    e = env({**NGINX_GET, "SCRIPT_NAME": sent, "PATH_INFO": path})
+    assert (e["SCRIPT_NAME"], e["PATH_INFO"]) == expected
 
 
 @pytest.mark.parametrize(
@@ -231,23 +245,15 @@ def test_strip_script_name(script: str, path: str, expected: tuple[str, str]) ->
     assert strip_script_name(script, path) == expected
 
 
-@pytest.mark.parametrize(
-    ("path", "script", "rest"),
-    [("/app/x", "/app", "/x"), ("/app", "/app", ""), ("/apple", "", "/apple")],
-)
-def test_modifier_30_strips_a_real_prefix(path: str, script: str, rest: str) -> None:
-    e = env({**NGINX_GET, "SCRIPT_NAME": "/app", "PATH_INFO": path}, 30)
-    assert (e["SCRIPT_NAME"], e["PATH_INFO"]) == (script, rest)
-
-
-def test_modifier_30_without_script_name_changes_nothing() -> None:
-    e = env(dict(NGINX_GET), 30)
-    assert (e["SCRIPT_NAME"], e["PATH_INFO"]) == ("", "/hello")
-
-
-def test_modifier_30_without_script_name_falls_back_to_mount() -> None:
-    e = env({**NGINX_GET, "PATH_INFO": "/app/x"}, 30, mount="/app")
+def test_an_empty_script_name_from_nginx_falls_back_to_mount() -> None:
+    e = env({**NGINX_GET, "SCRIPT_NAME": "", "PATH_INFO": "/app/x"}, mount="/app")
     assert (e["SCRIPT_NAME"], e["PATH_INFO"]) == ("/app", "/x")
+
+
+def test_nginx_script_name_rules_over_mount() -> None:
+    # The location's uwsgi_param is the more specific of the two.
+    e = env({**NGINX_GET, "SCRIPT_NAME": "/b", "PATH_INFO": "/b/x"}, mount="/a")
+    assert (e["SCRIPT_NAME"], e["PATH_INFO"]) == ("/b", "/x")
 
 
 @pytest.mark.parametrize(
@@ -255,7 +261,7 @@ def test_modifier_30_without_script_name_falls_back_to_mount() -> None:
     [("/app/x", "/app", "/x"), ("/app", "/app", ""), ("/apple", "", "/apple"), ("/", "", "/")],
 )
 def test_mount_strips_a_real_prefix(path: str, script: str, rest: str) -> None:
-    e = env({**NGINX_GET, "PATH_INFO": path, "SCRIPT_NAME": "/ignored"}, mount="/app")
+    e = env({**NGINX_GET, "PATH_INFO": path}, mount="/app")
     assert (e["SCRIPT_NAME"], e["PATH_INFO"]) == (script, rest)
 
 

@@ -47,18 +47,16 @@ VALUES = st.one_of(
 )
 
 
-def reference(
-    block: bytes, modifier1: int, template: dict[str, Any], mount: str, limits: Limits
-) -> Any:
+def reference(block: bytes, template: dict[str, Any], mount: str, limits: Limits) -> Any:
     try:
-        return build_environ(parse_vars(block, limits), modifier1, template, mount, True)
+        return build_environ(parse_vars(block, limits), template, mount, True)
     except ProtocolError as exc:
         return type(exc)
 
 
-def built(builder: EnvironBuilder, block: bytes, modifier1: int) -> Any:
+def built(builder: EnvironBuilder, block: bytes) -> Any:
     try:
-        return builder.build(block, modifier1)
+        return builder.build(block)
     except ProtocolError as exc:
         return type(exc)
 
@@ -76,14 +74,12 @@ def sequences(draw: st.DrawFn) -> list[str]:
     shapes=st.lists(sequences(), min_size=1, max_size=3),
     picks=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 9)), min_size=1, max_size=40),
     mount=st.sampled_from(["", "/app"]),
-    modifier1=st.sampled_from([0, 30]),
     data=st.data(),
 )
 def test_builder_equals_build_environ_on_any_stream(
     shapes: list[list[str]],
     picks: list[tuple[int, int]],
     mount: str,
-    modifier1: int,
     data: st.DataObject,
 ) -> None:
     template = EnvironSettings().template()
@@ -96,23 +92,23 @@ def test_builder_equals_build_environ_on_any_stream(
         for _ in range(LEARN_AFTER + 1 if how < 3 else 1):
             if how == 9 and block:
                 block = block[: data.draw(st.integers(0, len(block) - 1))]
-            expected = reference(block, modifier1, template, mount, limits)
-            assert built(builder, block, modifier1) == expected
+            expected = reference(block, template, mount, limits)
+            assert built(builder, block) == expected
 
 
 def test_a_real_nginx_packet_is_learnt_and_then_parsed_by_its_layout() -> None:
     block = GET_HELLO.read_bytes()[4:]
     template = EnvironSettings().template()
     builder = EnvironBuilder(template, Limits())
-    expected = build_environ(parse_vars(block), 0, template, "", True)
+    expected = build_environ(parse_vars(block), template, "", True)
     for _ in range(LEARN_AFTER):
         assert builder._active is None
-        assert builder.build(block, 0) == expected
+        assert builder.build(block) == expected
     assert builder._active is not None
-    first = builder.build(block, 0)
+    first = builder.build(block)
     assert first == expected
     first["PATH_INFO"] = "changed"
-    assert builder.build(block, 0) == expected, "every environ is a fresh dict"
+    assert builder.build(block) == expected, "every environ is a fresh dict"
 
 
 def test_two_shapes_taking_turns_each_get_their_own_layout() -> None:
@@ -122,11 +118,11 @@ def test_two_shapes_taking_turns_each_get_their_own_layout() -> None:
     template = EnvironSettings().template()
     builder = EnvironBuilder(template, Limits())
     for _ in range(LEARN_AFTER):
-        builder.build(a, 0)
-        builder.build(b, 0)
+        builder.build(a)
+        builder.build(b)
     assert len(builder._layouts) == 2
     for block in (a, b, a, a, b, b, a):
-        assert builder.build(block, 0) == reference(block, 0, template, "", Limits())
+        assert builder.build(block) == reference(block, template, "", Limits())
         active = builder._active
         assert active is not None and active.keys == tuple(parse_vars(block))
         assert builder._by_signature[key_signature(block)] is active
@@ -145,21 +141,21 @@ def test_a_layout_expects_the_values_every_learning_block_carried() -> None:
         )
 
     for port in range(LEARN_AFTER):
-        builder.build(block(40000 + port), 0)
+        builder.build(block(40000 + port))
     layout = builder._active
     assert layout is not None
     constant = {k: v for k, v in pairs if k in layout.store and k != "REMOTE_PORT"}
     assert layout.known == constant
     # Known or not, each value is the block's own.
     for other in (block(50000), block(50001, "POST"), block(50002)):
-        assert builder.build(other, 0) == reference(other, 0, template, "", Limits())
+        assert builder.build(other) == reference(other, template, "", Limits())
 
 
 def test_repeated_keys_are_never_learnt() -> None:
     block = build_var_block([("PATH_INFO", "/"), ("HTTP_X", "a"), ("HTTP_X", "b")])
     builder = EnvironBuilder(EnvironSettings().template(), Limits())
     for _ in range(3 * LEARN_AFTER):
-        assert builder.build(block, 0)["HTTP_X"] == "a, b"
+        assert builder.build(block)["HTTP_X"] == "a, b"
     assert builder._active is None
     assert not builder._layouts
 
@@ -168,7 +164,7 @@ def test_keys_of_the_template_are_never_learnt() -> None:
     block = build_var_block([("PATH_INFO", "/app/x"), ("SCRIPT_NAME", "/app")])
     builder = EnvironBuilder(EnvironSettings().template(), Limits())
     for _ in range(3 * LEARN_AFTER):
-        environ = builder.build(block, 30)
+        environ = builder.build(block)
         assert (environ["SCRIPT_NAME"], environ["PATH_INFO"]) == ("/app", "/x")
     assert not builder._layouts
 
@@ -178,7 +174,7 @@ def test_the_number_of_layouts_is_bounded() -> None:
     for n in range(MAX_LAYOUTS + 5):
         block = build_var_block([("PATH_INFO", "/"), (f"HTTP_X_{n}", "v")])
         for _ in range(LEARN_AFTER):
-            assert builder.build(block, 0)[f"HTTP_X_{n}"] == "v"
+            assert builder.build(block)[f"HTTP_X_{n}"] == "v"
     assert len(builder._layouts) == MAX_LAYOUTS
 
 
@@ -187,7 +183,7 @@ def test_a_layout_is_never_wider_than_max_vars(max_vars: int) -> None:
     block = build_var_block([("PATH_INFO", "/"), ("HTTP_X", "v")])
     builder = EnvironBuilder(EnvironSettings().template(), Limits(max_vars=max_vars))
     for _ in range(2 * LEARN_AFTER):
-        result = built(builder, block, 0)
+        result = built(builder, block)
         if max_vars == 1:
             assert result is not dict and issubclass(result, ProtocolError)
         else:
@@ -200,7 +196,7 @@ def test_sequences_too_big_for_a_layout_are_not_even_counted() -> None:
     wide = build_var_block([(f"HTTP_X_{n}", "v") for n in range(MAX_LAYOUT_VARS + 1)])
     long_keys = build_var_block([("K" * 5000, "v"), ("L" * 5000, "v")])
     for _ in range(2 * LEARN_AFTER):
-        assert builder.build(wide, 0)["HTTP_X_0"] == "v"
-        assert builder.build(long_keys, 0)["K" * 5000] == "v"
+        assert builder.build(wide)["HTTP_X_0"] == "v"
+        assert builder.build(long_keys)["K" * 5000] == "v"
     assert not builder._counts
     assert not builder._layouts

@@ -162,7 +162,7 @@ class Handler:
                 end = packet_end(data, self._buffer_size)
                 if end >= 0:
                     modifier1 = data[0]
-                    environ = self.environ.build(data[BLOCK_START:end], modifier1)
+                    environ = self.environ.build(data[BLOCK_START:end])
                     return self._head_done(fd, peer, modifier1, environ, data[end:])
             if data == b"":
                 log.debug("client %s closed the connection without a request", peer)
@@ -268,7 +268,7 @@ class Handler:
             return pending
         pending.decoder = None
         if isinstance(event, Request):
-            environ = build_environ(dict(event.vars), event.modifier1, self.template, self.mount)
+            environ = build_environ(dict(event.vars), self.template, self.mount)
             return self._head_done(
                 pending.fd, pending.peer, event.modifier1, environ, decoder.trailing_data
             )

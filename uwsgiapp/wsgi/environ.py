@@ -3,9 +3,10 @@
 Facts it respects: nginx sends ``HTTP_CONTENT_TYPE``/``HTTP_CONTENT_LENGTH``
 besides the real ones (PEP 3333 forbids them: dropped), ``CONTENT_LENGTH`` is ``''`` when there is
 no body, ``UWSGI_*`` "magic" vars are never honoured (dropped; but ``UWSGI_SCHEME`` ``http`` or
-``https`` sets ``wsgi.url_scheme``, as in uWSGI), ``SCRIPT_NAME`` is ``''`` unless the
-app is mounted (``--mount``) or the packet has modifier1 30, and then only a real prefix of
-``PATH_INFO`` is stripped.
+``https`` sets ``wsgi.url_scheme``, as in uWSGI). ``SCRIPT_NAME`` is the one nginx sends
+(``uwsgi_param SCRIPT_NAME /app``), else the mount point (``--mount``), else ``''``; only a real
+prefix of ``PATH_INFO`` is stripped from it. modifier1 0 and 30 are treated alike (uWSGI's 30 strips
+nothing on Python 3; its ``manage-script-name`` strips as this does).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from uwsgiproto import (
     FAST_KEY_SIGNATURE,
     MAX_LAYOUT_KEY_BYTES,
     MAX_LAYOUT_VARS,
-    MODIFIER_WSGI_STRIP,
     Layout,
     Limits,
     Partial,
@@ -77,10 +77,12 @@ class EnvironSettings:
         }
 
 
-def strip_script_name(script_name: str, path_info: str) -> tuple[str, str]:
+def strip_script_name(script_name: str, path_info: str, sent: bool = False) -> tuple[str, str]:
     """Split ``path_info`` under ``script_name`` only when it is a real path prefix.
 
-    ``("/app", "/app/x")`` → ``("/app", "/x")``; ``("/app", "/apple")`` → ``("", "/apple")``.
+    ``("/app", "/app/x")`` → ``("/app", "/x")``; ``("/app", "/apple")`` → ``("", "/apple")``, or
+    ``("/app", "/apple")`` when ``sent``: nginx named the prefix and has already taken it off
+    ``PATH_INFO`` (a ``rewrite``), so both are kept as they came, as uWSGI keeps them.
     """
     script_name = script_name.rstrip("/")
     if not script_name:
@@ -89,12 +91,11 @@ def strip_script_name(script_name: str, path_info: str) -> tuple[str, str]:
         return script_name, ""
     if path_info.startswith(script_name) and path_info[len(script_name)] == "/":
         return script_name, path_info[len(script_name) :]
-    return "", path_info
+    return (script_name if sent else ""), path_info
 
 
 def build_environ(
     variables: dict[str, str],
-    modifier1: int,
     template: dict[str, Any],
     mount: str = "",
     has_magic: bool = True,
@@ -105,10 +106,7 @@ def build_environ(
     (a substring test on the raw block is cheaper than scanning keys).
     """
     environ: dict[str, Any] = variables
-    # modifier1 30: nginx names the prefix in SCRIPT_NAME (uwsgi_param); without one, --mount.
-    script_name = mount
-    if modifier1 == MODIFIER_WSGI_STRIP:
-        script_name = environ.get("SCRIPT_NAME") or mount
+    sent = environ.get("SCRIPT_NAME")  # nginx's uwsgi_param SCRIPT_NAME, if any
     environ.update(template)
     environ.pop("HTTP_CONTENT_TYPE", None)
     environ.pop("HTTP_CONTENT_LENGTH", None)
@@ -118,7 +116,12 @@ def build_environ(
     if not environ.keys() >= _REQUIRED_KEYS:
         for key, value in REQUIRED_DEFAULTS.items():
             environ.setdefault(key, value)
-    return _finish(environ, script_name)
+    if sent and sent.rstrip("/"):
+        environ["SCRIPT_NAME"], environ["PATH_INFO"] = strip_script_name(
+            sent, environ["PATH_INFO"], sent=True
+        )
+        return _finish(environ, "")
+    return _finish(environ, mount)
 
 
 def _run(layout: Layout, block: bytes | bytearray, text: str) -> dict[str, Any] | Partial:
@@ -188,7 +191,7 @@ class EnvironBuilder:
         #: one of them carried (the layout expects those: its ``known``).
         self._counts: dict[tuple[str, ...], tuple[int, dict[str, str]]] = {}
 
-    def build(self, block: bytes | bytearray, modifier1: int) -> dict[str, Any]:
+    def build(self, block: bytes | bytearray) -> dict[str, Any]:
         """The environ for one request's var block; a bad block raises a ProtocolError.
 
         The var-block parser the server gives :func:`uwsgiproto.parse_packet`.
@@ -202,7 +205,7 @@ class EnvironBuilder:
         if layout is not None:
             result = _run(layout, block, text)
             if type(result) is dict:
-                # modifier1 30 takes SCRIPT_NAME from the vars, but no layout holds that key.
+                # A block that sends SCRIPT_NAME has none: the template holds that key.
                 return _finish(result, self.mount)
             # Another key sequence (clients send different headers, and take turns): the layout
             # learnt for it, if any, picked by its signature without parsing the block.
@@ -217,7 +220,7 @@ class EnvironBuilder:
         variables, count = resume_vars(block, text, pos, variables, self.limits)
         if count == len(variables):  # no repeated key: the sequence can be learnt
             self._learn(tuple(variables), block, variables)
-        return build_environ(variables, modifier1, self.template, self.mount, "UWSGI_" in text)
+        return build_environ(variables, self.template, self.mount, "UWSGI_" in text)
 
     def _learn(
         self, keys: tuple[str, ...], block: bytes | bytearray, variables: dict[str, str]
