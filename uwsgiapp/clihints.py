@@ -39,6 +39,11 @@ FOREIGN_OPTIONS: Mapping[str, str] = {
     "--module": "give the app as the APP argument (module:callable)",
     "--wsgi-file": "give the app as the APP argument (path/to/file.py:callable)",
     "--master": "uwsgiapp always runs a master process",
+    "--die-on-term": "SIGTERM always stops uwsgiapp gracefully",
+    "--vacuum": "uwsgiapp always removes the unix sockets and pidfile it created",
+    "--enable-threads": "threads always work; --threads N gives each worker request threads",
+    "--worker-connections": "for gunicorn's async workers; here use --threads N (or more "
+    "--workers) to serve more requests at once",
     "--pid": "use --pidfile PATH",
     "--user": "use --uid USER",
     "-u": "use --uid USER",

@@ -22,6 +22,9 @@ from uwsgiapp.clihints import hint_for
         (["serve", "a:app", "--workrs", "2"], "--workrs: did you mean --workers?"),
         (["serve", "a:app", "--worker", "2"], "--worker: did you mean --workers?"),
         (["dev", "a:app", "--bind", "0:80"], "--bind: use --host HOST --port PORT"),
+        (["serve", "a:app", "--die-on-term"], "SIGTERM always stops uwsgiapp gracefully"),
+        (["serve", "a:app", "--vacuum"], "always removes the unix sockets and pidfile"),
+        (["serve", "a:app", "--worker-connections", "10"], "gunicorn's async workers"),
     ],
 )
 def test_an_unknown_option_gets_a_hint(argv: list[str], hint: str) -> None:

@@ -261,6 +261,7 @@ def test_validate_error_names_the_source() -> None:
         (["--access-log", "loud"], {}, b"must be one of off, uwsgi, json"),
         (["--threads", "0"], {}, b"--threads (from command line --threads): must be >= 1"),
         ([], {"UWSGIAPP_THREADS": "257"}, b"--threads (from env UWSGIAPP_THREADS): must be <= 256"),
+        (["--capture-output"], {}, b"--capture-output (from command line --capture-output): needs"),
     ],
 )  # fmt: skip
 def test_bad_values_exit_2(

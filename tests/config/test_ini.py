@@ -14,7 +14,14 @@ from cli.cli_testkit import run_cli
 
 from uwsgiapp.cli import EXIT_USAGE
 from uwsgiapp.config import ConfigError
-from uwsgiapp.config.configload import FALSE_WORDS, TRUE_WORDS, convert, resolve, spec_for
+from uwsgiapp.config.configload import (
+    FALSE_WORDS,
+    TRUE_WORDS,
+    Raw,
+    convert,
+    resolve,
+    spec_for,
+)
 from uwsgiapp.config.iniexpand import (
     MAX_EXPANDED_SIZE,
     MAX_PLACEHOLDER_DEPTH,
@@ -83,7 +90,7 @@ KEYS: list[tuple[str, dict[str, Any]]] = [
     ("worker-reload-mercy = 25", {"graceful_timeout": 25.0}),
     ("disable-logging = true", {"access_log": "off"}),
     ("disable-logging = false", {"access_log": "uwsgi"}),
-    ("logto = /var/log/app.log", {"error_log_file": "/var/log/app.log"}),
+    ("logto = /var/log/app.log", {"error_log_file": "/var/log/app.log", "capture_output": True}),
     ("env = A=1\nenv = B=x,y", {"env": ("A=1", "B=x,y")}),
     ("mount = /app=myapp:app\nmanage-script-name = true", {"mount": "/app", "app": "myapp:app"}),
     ("mount = /blog=blog.py", {"mount": "/blog", "app": "blog.py:application"}),
@@ -444,12 +451,29 @@ def test_a_buffer_size_over_64k_is_capped_as_uwsgi_does(tmp_path: Path) -> None:
     assert any("'buffer-size = 65536' is read as 65535" in w for w in warnings), warnings
 
 
-def test_logto_takes_the_request_lines_too(tmp_path: Path) -> None:
+def test_logto_takes_the_request_lines_and_the_output_too(tmp_path: Path) -> None:
     config, _, _ = load(tmp_path, f"logto = {tmp_path}/app.log")
     assert config.error_log_file == config.access_log_file == f"{tmp_path}/app.log"
     assert config.access_log == "uwsgi"  # uWSGI logs requests unless told not to
+    assert config.capture_output  # and its logto takes the process's stdout and stderr
     config, _, _ = load(tmp_path, f"logto = {tmp_path}/app.log\ndisable-logging = true")
     assert config.access_log == "off"
+    assert config.capture_output
+
+
+def test_an_ini_logs_requests_unless_told_not_to(tmp_path: Path) -> None:
+    # uWSGI's default, with or without logto; --access-log off (a higher layer) still rules.
+    config, _, _ = load(tmp_path, "processes = 2")
+    assert (config.access_log, config.access_log_file, config.capture_output) == (
+        "uwsgi",
+        "-",
+        False,
+    )
+    config, _, _ = load(tmp_path, "processes = 2\ndisable-logging = true")
+    assert config.access_log == "off"
+    (tmp_path / "plain.ini").write_text("[uwsgi]\nprocesses = 2\n")
+    layers = [ini_layer(str(tmp_path / "plain.ini")).layer, {"access_log": Raw("off", "cli")}]
+    assert resolve(layers).config.access_log == "off"
 
 
 @pytest.mark.parametrize(

@@ -80,3 +80,71 @@ def test_usr1_moves_every_worker_and_the_master_to_the_new_files(tmp_path: Path)
     # The master's lines after the reopen (stopping) went to the new error log.
     assert "all workers stopped" in error_log.read_text()
     assert "all workers stopped" not in (tmp_path / "error.log.1").read_text()
+
+
+CHATTY_APP = """\
+import logging, os, sys
+
+logging.basicConfig(level=logging.INFO)  # the console handler: stderr, as Django's
+
+
+def app(environ, start_response):
+    tag = environ["QUERY_STRING"]
+    print(f"printed {tag}")  # stdout
+    sys.stderr.write(f"to stderr {tag}\\n")
+    os.write(2, f"fd 2 {tag}\\n".encode())  # what C code would write
+    logging.getLogger("app").error("logged %s", tag)
+    if tag.startswith("boom"):
+        raise RuntimeError(f"kaboom {tag}")
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+
+def _get(server: Server, tag: str) -> bytes:
+    packet = uwsgiproto.build_request(
+        {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/",
+            "QUERY_STRING": tag,
+            "REQUEST_URI": "/",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+        }
+    )
+    return uwsgi_exchange(server.socket, packet, timeout=15).data
+
+
+def test_capture_output_sends_what_the_app_prints_to_the_error_log(tmp_path: Path) -> None:
+    (tmp_path / "chatty.py").write_text(CHATTY_APP)
+    error_log = tmp_path / "error.log"
+    server = Server(
+        tmp_path / "server",
+        "chatty:app",
+        pythonpath=[str(tmp_path)],
+        error_log_file=str(error_log),
+        capture_output=True,
+    ).start()
+    try:
+        assert _get(server, "one").startswith(b"HTTP/1.1 200")
+        assert _get(server, "boom1").startswith(b"HTTP/1.1 500")
+        expected = ["printed one", "to stderr one", "fd 2 one", "logged one", "kaboom boom1"]
+        wait_until(lambda: all(s in error_log.read_text() for s in expected), 10, "the lines")
+        # After logrotate's move and USR1, the output follows the new file.
+        error_log.rename(tmp_path / "error.log.1")
+        server.signal(signal.SIGUSR1)
+        wait_until(error_log.exists, 10, "the new error log")
+
+        def reopened() -> bool:
+            _get(server, "two")
+            return "printed two" in error_log.read_text()
+
+        wait_until(reopened, 10, "the app's output in the new file")
+        assert "fd 2 two" in error_log.read_text()
+        server.signal(signal.SIGTERM)
+        assert server.wait(15) == 0
+    finally:
+        server.stop()
+    old = (tmp_path / "error.log.1").read_text()
+    assert "printed one" in old and "printed two" not in old
+    # Nothing of it on the terminal (the server's own stdout/stderr).
+    assert "printed one" not in server.log()

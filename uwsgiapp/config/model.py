@@ -65,6 +65,11 @@ class Config:
     access_log: str = _opt("off", "access log format: off, uwsgi or json")
     access_log_file: str = _opt("-", "where access lines go ('-' = stdout)")
     error_log_file: str = _opt("-", "where the error log goes ('-' = stderr)")
+    capture_output: bool = _opt(
+        False,
+        "send the app's stdout and stderr (prints, tracebacks, its console logging) to "
+        "--error-log-file too, as gunicorn's --capture-output; an ini's logto does it, as uWSGI's",
+    )
     workers: int = _opt(1, "number of worker processes")
     threads: int = _opt(
         1,
@@ -125,6 +130,10 @@ class Config:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
+        if self.capture_output and self.error_log_file in ("", "-"):
+            raise ConfigError(
+                "capture_output", "needs --error-log-file (without one, output stays on stderr)"
+            )
         if self.socket_timeout <= 0:
             raise ConfigError("socket_timeout", f"must be > 0, got {self.socket_timeout}")
         if self.access_log not in ACCESS_LOG_FORMATS:

@@ -197,6 +197,8 @@ def ini_layer(arg: str, *, environ: Mapping[str, str] | None = None) -> IniResul
             raise ConfigError("ini", f"the value of {key!r} {exc}", source) from None
         mapper.apply(key, value, entry.line, source)
     _map_app(mapper.app, result.layer, where, warn)
+    if "access_log" not in result.layer:  # uWSGI logs every request unless told not to
+        result.layer["access_log"] = Raw("uwsgi", f"{where} (uWSGI's default; disable-logging)")
     return result
 
 
@@ -250,8 +252,9 @@ class _Mapper:
                     f"'{key} = {value}' is read as {MAX_BUFFER} (the most; uWSGI caps it too)"
                 )
                 value = str(MAX_BUFFER)
-            if name == "error_log_file":  # uWSGI's logto takes the request lines too
+            if name == "error_log_file":  # uWSGI's logto takes the request lines and stderr too
                 layer["access_log_file"] = Raw(value, source)
+                layer["capture_output"] = Raw(True, source)
             if name in MULTI:
                 self._multi.setdefault(name, []).append(value)
                 layer[name] = Raw(list(self._multi[name]), source)

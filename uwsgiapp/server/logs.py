@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import faulthandler
 import logging
 import os
@@ -108,11 +109,19 @@ def reopen_logs() -> None:
                     logging.getLogger("uwsgiapp.error").error(
                         "cannot reopen log file, still writing to the old one: %s", failed
                     )
+    if _CAPTURE:
+        _capture(error_stream())
     arm_fault_dumps()  # faulthandler must not keep writing to the closed file's fd
 
 
-def setup_error_log(target: str = "-", level: int = logging.INFO) -> None:
-    """Send the ``uwsgiapp`` loggers to ``target`` ('-' = stderr), one line per event."""
+#: Whether stdout and stderr (fds 1 and 2) follow the error log's file (``--capture-output``).
+_CAPTURE = False
+
+
+def setup_error_log(target: str = "-", level: int = logging.INFO, capture: bool = False) -> None:
+    """Send the ``uwsgiapp`` loggers to ``target`` ('-' = stderr), one line per event;
+    ``capture``: the process's stdout and stderr go to that file too (and follow it at USR1)."""
+    global _CAPTURE
     logger = logging.getLogger("uwsgiapp")
     for old in list(logger.handlers):
         logger.removeHandler(old)
@@ -122,6 +131,22 @@ def setup_error_log(target: str = "-", level: int = logging.INFO) -> None:
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False
+    _CAPTURE = capture and isinstance(handler, logging.FileHandler)
+    if _CAPTURE:
+        with contextlib.suppress(AttributeError, ValueError):
+            # Whole lines as they are printed, not a block at exit (stderr already is).
+            sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        _capture(handler.stream)
+
+
+def _capture(stream: Any) -> None:
+    """Point fds 1 and 2 at ``stream``'s file: what the app prints, and what C code and
+    tracebacks write to the descriptors directly, land in the error log."""
+    for std in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, OSError, ValueError):
+            std.flush()
+    for fd in (1, 2):
+        os.dup2(stream.fileno(), fd)
 
 
 def error_stream() -> Any:

@@ -191,7 +191,7 @@ def serve(config: Config) -> int:
 
 def _serve(config: Config) -> int:
     try:
-        setup_error_log(config.error_log_file)
+        setup_error_log(config.error_log_file, capture=config.capture_output)
     except OSError as exc:
         print(f"uwsgiapp: --error-log-file: {exc}", file=sys.stderr)
         return ServeExit.START_FAILED
