@@ -356,6 +356,7 @@ def test_parse_ini_keeps_repeats_and_verbatim_values() -> None:
         ("env = =value", "expected NAME=VALUE, got '=value'"),
         ("mount = app", "expected /point=app"),
         ("buffer-size = 0", "--buffer-size (from ini"),
+        ("processes = %(%k * 2)", "arithmetic in placeholders is not supported"),
     ],
 )
 def test_bad_values_name_the_ini_line(tmp_path: Path, body: str, message: str) -> None:
@@ -482,6 +483,8 @@ def test_an_ini_logs_requests_unless_told_not_to(tmp_path: Path) -> None:
         ("touch-reload = /srv/app/reload", "send SIGHUP to the master"),
         ("static-map = /static=/srv/static", "serve static files from nginx"),
         ("max-worker-lifetime = 3600", "--max-requests or --reload-on-rss"),
+        # Its strftime value is not expanded: %Y is no magic variable, and it must not stop us.
+        ("log-date = %Y-%m-%d %H:%M:%S", "already start with the date and time"),
     ],
 )
 def test_common_unsupported_keys_say_what_to_do_instead(

@@ -130,6 +130,9 @@ MAGIC_VARIABLES: Final = "%d %p %s %n %e %c %x %o %v %h %k %u %U %g %G %t %T %0.
 
 
 def _unknown_placeholder(name: str, section: str) -> str:
+    if any(op in name for op in "+-*/") and ("%" in name or " " in name):
+        # uWSGI's %(%k * 2): arithmetic in a placeholder
+        return f"uses %({name}): arithmetic in placeholders is not supported; write the number"
     env_name = "UWSGI_" + name.upper().replace("-", "_")
     message = (
         f"uses %({name}), which is not defined (no '{name} =' or 'set-placeholder = {name}=…'"

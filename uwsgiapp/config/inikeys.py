@@ -94,6 +94,7 @@ _HUP = "send SIGHUP to the master (its pid in --pidfile) to reload, e.g. from th
 _STATIC = "serve static files from nginx: location /static/ { alias /path/; }"
 #: Advice for unsupported keys users commonly have.
 ADVICE: Mapping[str, str] = {
+    "log-date": "error log lines already start with the date and time",
     "http-socket": "uwsgiapp speaks only the uwsgi protocol: put nginx (uwsgi_pass) in front, "
     "or use 'uwsgiapp dev' for local HTTP",
     "http": "uwsgiapp speaks only the uwsgi protocol: put nginx (uwsgi_pass) in front",
