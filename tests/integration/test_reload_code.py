@@ -47,7 +47,7 @@ def test_hup_reimports_the_modules_the_app_imports(tmp_path: Path, nginx_availab
         # could reuse the .pyc); the app module itself is the same file.
         (appdir / "helpers.py").write_text(HELPER.format(version="v2-helper"))
         server.signal(signal.SIGHUP)
-        wait_until(lambda: "new workers ready" in server.log(), 10, "the reload")
+        wait_until(lambda: "ready, stopping" in server.log(), 10, "the reload")
         wait_until(lambda: _answers(nginx, b"v2-helper"), 10, "the new helper to answer")
     log = server.log()
     assert "SIGHUP: graceful reload (generation 1): re-importing the app in the master" in log

@@ -401,7 +401,7 @@ def test_a_burst_of_hups_with_lazy_apps_keeps_the_workers_bounded(tmp_path: Path
             server.signal(signal.SIGHUP)
             time.sleep(0.03)
             most = max(most, len(children(server.pid)))
-        wait_until(lambda: "new workers ready" in server.log(), 15, "the last reload's hand-over")
+        wait_until(lambda: "ready, stopping" in server.log(), 15, "the last reload's hand-over")
         wait_until(lambda: len(children(server.pid)) == 2, 10, "2 workers")
         answer = uwsgi_exchange(server.socket, raw_get(), timeout=10)
         alive = server.proc is not None and server.proc.poll() is None

@@ -296,7 +296,7 @@ def test_hup_reimports_by_default_and_survives_a_broken_module(
             # Another length too: a same-size rewrite in the same second could reuse the .pyc.
             module.write_text(PRELOADED_APP.format(version="v2-new"))
             server.signal(signal.SIGHUP)
-            wait_until(lambda: "new workers ready" in server.log(), 10, "the 1st reload")
+            wait_until(lambda: "ready, stopping" in server.log(), 10, "the 1st reload")
             wait_until(lambda: _answers(nginx, b"v2-new"), 10, "the new code to answer")
             load.wait_for(load.result.total + 100, 20)
             serving = wait_for_serving(server, 2)
@@ -317,7 +317,7 @@ def test_hup_reimports_by_default_and_survives_a_broken_module(
     assert log.count("SIGHUP: graceful reload") == 2
     assert log.count("re-importing the app in the master") == 2
     assert log.count("reload: app re-imported") == 1
-    assert log.count("new workers ready") == 1
+    assert log.count("ready, stopping") == 1
     assert "reload failed (the app cannot be re-imported): keeping the old workers" in log
     # The failure is one line that names the error and where it is; no traceback follows.
     (failure,) = [line for line in log.splitlines() if "SyntaxError" in line]

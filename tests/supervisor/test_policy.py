@@ -105,8 +105,20 @@ def test_dead_worker_is_respawned_in_its_slot() -> None:
     actions = sim.run(sim.policy.on_exit(victim, None, signal.SIGKILL, sim.now))
     spawns = [a for a in actions if isinstance(a, Spawn)]
     assert len(spawns) == 1 and spawns[0].wid == 0
-    assert "killed by signal 9 (SIGKILL)" in str(actions[0])
+    assert "killed by signal 9 (SIGKILL); starting a new one" in str(actions[0])
     assert len(sim.pids()) == 2
+
+
+def test_a_worker_told_to_stop_says_whether_one_replaces_it() -> None:
+    sim = started(workers=2)
+    actions = sim.run(sim.policy.on_signal("TTOU", sim.now))  # one fewer: no replacement
+    (gone,) = [pid for pid, _ in signals_sent(actions)]
+    said = sim.run(sim.policy.on_exit(gone, 0, None, sim.now))[0]
+    assert isinstance(said, Log) and said.message.endswith("exited with code 0"), said
+    sim.run(sim.policy.on_signal("HUP", sim.now))
+    sim.make_all_ready()
+    handover = [a.message for a in sim.tick() if isinstance(a, Log)]
+    assert "reload: 1 new worker ready, stopping 1 old worker" in handover, handover
 
 
 def test_hup_spawns_new_generation_then_stops_old_once_ready() -> None:
@@ -256,6 +268,7 @@ def test_harakiri_dumps_then_kills_and_replaces() -> None:
     actions = sim.tick(1.5)
     assert (pid, signal.SIGUSR2) in signals_sent(actions)
     assert len(sim.pids()) == 2  # replacement spawned at once
+    assert "a new worker takes its place" in str(actions[0])
     assert (pid, signal.SIGKILL) in signals_sent(sim.tick(1.1))
     assert not signals_sent(sim.tick(1.1))  # killed once
 

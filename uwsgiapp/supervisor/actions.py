@@ -137,3 +137,8 @@ def describe_exit(code: int | None, signum: int | None) -> str:
             name = "?"
         return f"killed by signal {signum} ({name})"
     return f"exited with code {code}"
+
+
+def workers(count: int, kind: str = "") -> str:
+    """'1 worker', '2 new workers'."""
+    return f"{count} {kind + ' ' if kind else ''}worker{'' if count == 1 else 's'}"

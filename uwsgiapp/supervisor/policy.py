@@ -28,9 +28,11 @@ from uwsgiapp.supervisor.actions import (
     ReloadKind,
     ReopenLogs,
     Signal,
+    Spawn,
     StopAccepting,
     WorkerRecord,
     describe_exit,
+    workers,
 )
 from uwsgiapp.supervisor.roster import BOOTING, HARAKIRI, READY, TOLD, Roster
 from uwsgiapp.supervisor.status import WorkerStatus
@@ -162,7 +164,9 @@ class Policy(Roster):
         if self.mode is Mode.STOPPING:
             return [Log(LogLevel.INFO, f"{rec.label} {how}"), *self._maybe_done()]
         if rec.state in TOLD:
-            return [Log(LogLevel.INFO, f"{rec.label} {how}"), *self._fill()]
+            filled = self._fill()
+            then = "; starting a new one" if any(isinstance(a, Spawn) for a in filled) else ""
+            return [Log(LogLevel.INFO, f"{rec.label} {how}{then}"), *filled]
         if code == WorkerExit.APP_LOAD:
             return self._app_load_failed(rec, now)
         clean = code == WorkerExit.CLEAN and signum is None
@@ -294,7 +298,7 @@ class Policy(Roster):
                     LogLevel.ERROR,
                     f"HARAKIRI: {rec.label} stuck in one request "
                     f"for {wall - st.request_start:.1f}s (limit {self.harakiri:g}s): "
-                    "dumping its stack, then killing it",
+                    "dumping its stack, then killing it; a new worker takes its place",
                 ),
                 Signal(rec.pid, signal.SIGUSR2),
             ]
@@ -323,7 +327,8 @@ class Policy(Roster):
         self.mode = Mode.RUNNING
         return [
             Log(
-                LogLevel.INFO, f"reload: {len(new)} new workers ready, stopping {len(old)} old ones"
+                LogLevel.INFO,
+                f"reload: {workers(len(new), 'new')} ready, stopping {workers(len(old), 'old')}",
             ),
             *(self._stop(r, now, RETIRE) for r in old),
         ]
