@@ -223,7 +223,9 @@ def test_close_called_when_the_client_is_gone(logs: Logs, method: str, level: in
     assert response.yielded < 8
     (record,) = problems(logs, logging.DEBUG)
     assert record.levelno == level
-    assert one_line(record).endswith(f"({method} /big?x=1)")
+    line = one_line(record)
+    assert line.endswith(f"({method} /big?x=1)")
+    assert line.startswith("client 127.0.0.1 via test: ")  # nginx's REMOTE_ADDR, then the peer
 
 
 def test_close_raising_is_logged(logs: Logs) -> None:

@@ -381,10 +381,13 @@ def _log_gone(peer: Peer, environ: dict[str, Any], exc: ClientDisconnected) -> N
     level = logging.DEBUG if method == "HEAD" else logging.INFO
     if log.isEnabledFor(level):
         uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
+        # The browser's address (nginx's REMOTE_ADDR), and the connection it came over (a
+        # unix socket's is only its path).
+        remote = environ.get("REMOTE_ADDR")
         log.log(
             level,
             "client %s: %s (%s %s)",
-            peer,
+            f"{escape_log_text(str(remote))} via {peer}" if remote else peer,
             escape_log_text(str(exc)),
             escape_log_text(str(method)),
             escape_log_text(str(uri)),
