@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import threading
@@ -150,6 +151,10 @@ def test_harakiri_dumps_the_stuck_stack_and_replaces_the_worker(
     assert "GET /sleep?30" in log
     assert "time.sleep(seconds)" in log  # the sleeping line, from the Python stack
     assert "in _sleep" in log
+    # The Python stack starts at the app: the server's outer frames are counted, not shown
+    # (the C-level dump before it, `line N in f` without a comma, still has them all).
+    assert re.search(r'\(\d+ frames of the server above\)\n  File "(?!.*uwsgiapp/)', log), log
+    assert not re.search(r'uwsgiapp/server/worker\.py", line \d+, in ', log), log
 
 
 @pytest.mark.parametrize("lazy", [False, True])

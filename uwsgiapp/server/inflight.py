@@ -6,10 +6,17 @@ stack's frames: the server's own frames hold one while a request runs, and so do
 
 from __future__ import annotations
 
+import os
+import traceback
 from types import FrameType
 from typing import Any
 
-__all__ = ["request_environ", "request_line"]
+__all__ = ["app_stack", "request_environ", "request_line"]
+
+#: The package's directory; its frames but those of the framework (uwsgiapp.web) are the
+#: server's, not the app's.
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_FRAMEWORK = os.path.join(_PACKAGE, "web") + os.sep
 
 
 def request_environ(frame: FrameType | None) -> dict[str, Any] | None:
@@ -30,3 +37,20 @@ def request_line(frame: FrameType | None) -> str:
         return "unknown request"
     uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
     return f"{environ['REQUEST_METHOD']} {uri}"
+
+
+def app_stack(frame: FrameType | None) -> str:
+    """``frame``'s stack as a log shows it, without the server's own outer frames (the
+    interpreter's start, the CLI, the worker loop): the app's call and what it called."""
+    if frame is None:
+        return "(no frame)"
+    frames = traceback.extract_stack(frame)
+    skipped = 0
+    for summary in frames[:-1]:
+        name = summary.filename
+        server = name.startswith(_PACKAGE + os.sep) and not name.startswith(_FRAMEWORK)
+        if not (server or name.startswith("<frozen ")):
+            break
+        skipped += 1
+    shown = "".join(traceback.format_list(frames[skipped:])).rstrip()
+    return f"({skipped} frames of the server above)\n{shown}" if skipped else shown

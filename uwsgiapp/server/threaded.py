@@ -25,13 +25,12 @@ import select
 import sys
 import threading
 import time
-import traceback
 from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, Protocol
 
 from uwsgiapp.server.decisions import DRAIN_SECONDS
-from uwsgiapp.server.inflight import request_line
+from uwsgiapp.server.inflight import app_stack, request_line
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.stopsignals import StopSignals
@@ -261,7 +260,6 @@ class ThreadedWorker(StopSignals):
         for rank, (started, index, ident) in enumerate(busy):
             stuck = frames.get(ident) if ident is not None else None
             where = request_line(stuck)
-            stack = "".join(traceback.format_stack(stuck)) if stuck else "(no frame)\n"
             log.error(
                 "harakiri: worker %d thread %d %s %s for %.1fs; its stack:\n%s",
                 os.getpid(),
@@ -269,5 +267,5 @@ class ThreadedWorker(StopSignals):
                 "stuck in" if rank == 0 else "(also busy) in",
                 where,
                 now - started,
-                stack.rstrip(),
+                app_stack(stuck),
             )

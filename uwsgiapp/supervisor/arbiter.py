@@ -19,7 +19,6 @@ import select
 import signal
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from types import FrameType
 
@@ -27,7 +26,7 @@ from uwsgiapp.config import Config
 from uwsgiapp.exitcodes import ServeExit, WorkerExit
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.server.decisions import drain_limit
-from uwsgiapp.server.inflight import request_line
+from uwsgiapp.server.inflight import app_stack, request_line
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import arm_fault_dumps, reopen_logs
@@ -80,12 +79,11 @@ def _cwd() -> str:
 
 def _harakiri_dump(signum: int, frame: FrameType | None) -> None:
     """USR2 in a worker: log the Python stack of the stuck request, with the request line."""
-    stack = "".join(traceback.format_stack(frame)) if frame is not None else "(no frame)\n"
     log.error(
         "harakiri: worker %d stuck in %s; its stack:\n%s",
         os.getpid(),
         request_line(frame),
-        stack.rstrip(),
+        app_stack(frame),
     )
 
 
