@@ -446,3 +446,19 @@ def test_a_worker_freezes_what_it_starts_with(tmp_path: Path, lazy: bool) -> Non
     frozen, tracked = (int(n) for n in reply.split(b"\r\n\r\n", 1)[1].split()[1::2])
     assert frozen > 5000, reply  # the stdlib, the server, the app
     assert tracked < frozen, reply
+
+
+def test_usr2_is_logged_and_ignored_not_the_masters_end(tmp_path: Path) -> None:
+    # gunicorn's binary upgrade (often a systemd ExecReload): its default action killed us.
+    server = Server(tmp_path, "supervisor_app:app", workers=1).start()
+    try:
+        wait_until(lambda: len(children(server.pid)) == 1, 10, "the worker")
+        server.signal(signal.SIGUSR2)
+        wait_until(lambda: "SIGUSR2 ignored" in server.log(), 10, "the warning")
+        assert alive(server.pid)
+        answer = uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10).data
+        assert answer.startswith(b"HTTP/1.1 200"), answer
+        server.signal(signal.SIGTERM)
+        assert server.wait(15) == 0
+    finally:
+        server.stop()

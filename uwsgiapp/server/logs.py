@@ -61,7 +61,8 @@ def _escape_exception_texts(report: traceback.TracebackException, seen: set[int]
         report._str = escape_log_text(text)  # type: ignore[attr-defined]
     notes = getattr(report, "__notes__", None)
     if isinstance(notes, list):
-        report.__notes__ = [escape_log_text(str(note)) for note in notes]
+        # Through the instance dict: Python 3.10's TracebackException declares no __notes__.
+        vars(report)["__notes__"] = [escape_log_text(str(note)) for note in notes]
     linked = [report.__cause__, report.__context__, *(getattr(report, "exceptions", None) or ())]
     for other in linked:
         if other is not None:

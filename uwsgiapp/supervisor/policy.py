@@ -79,6 +79,17 @@ class Policy(Roster):
         reopen: list[Action] = [ReopenLogs()]
         return reopen + [Signal(r.pid, signal.SIGUSR1) for r in self.records.values()]
 
+    def handle_usr2(self, now: float) -> list[Action]:
+        """Not ours (gunicorn upgrades its binary on it, uWSGI prints its status), but its
+        default action would end the master without a word: said and ignored."""
+        return [
+            Log(
+                LogLevel.WARNING,
+                "SIGUSR2 ignored: uwsgiapp has no binary upgrade (gunicorn's USR2); HUP reloads "
+                "the workers with new code, --stats shows their status",
+            )
+        ]
+
     def handle_term(self, now: float) -> list[Action]:
         """Graceful stop: no new connections; workers finish what is in flight and queued."""
         actions: list[Action] = [
@@ -342,4 +353,5 @@ Policy.SIGNAL_HANDLERS.update(
     TTIN=Policy.handle_ttin,
     TTOU=Policy.handle_ttou,
     USR1=Policy.handle_usr1,
+    USR2=Policy.handle_usr2,
 )
