@@ -18,6 +18,8 @@ from uwsgiapp.importer import AppImportError, parse_spec
 ACCESS_LOG_FORMATS = ("off", "uwsgi", "json")
 #: The most request threads a worker may have (each is a "core" in the worker's status slot).
 MAX_THREADS = 256
+#: More worker processes than this is a typo (a 0 too many), not a plan: refused before forking.
+MAX_WORKERS = 1024
 
 
 class ConfigError(ValueError):
@@ -70,7 +72,7 @@ class Config:
         "send the app's stdout and stderr (prints, tracebacks, its console logging) to "
         "--error-log-file too, as gunicorn's --capture-output; an ini's logto does it, as uWSGI's",
     )
-    workers: int = _opt(1, "number of worker processes")
+    workers: int = _opt(1, f"number of worker processes (1..{MAX_WORKERS})")
     threads: int = _opt(
         1,
         "request threads per worker (uWSGI's threads, gunicorn's gthread): each worker serves "
@@ -114,6 +116,8 @@ class Config:
         for name, low in (("listen", 1), ("workers", 1), ("threads", 1), ("buffer_size", 1)):
             if getattr(self, name) < low:
                 raise ConfigError(name, f"must be >= {low}, got {getattr(self, name)}")
+        if self.workers > MAX_WORKERS:
+            raise ConfigError("workers", f"must be <= {MAX_WORKERS}, got {self.workers}")
         if self.threads > MAX_THREADS:
             raise ConfigError("threads", f"must be <= {MAX_THREADS}, got {self.threads}")
         if self.buffer_size > 65535:

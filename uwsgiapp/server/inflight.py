@@ -6,12 +6,15 @@ stack's frames: the server's own frames hold one while a request runs, and so do
 
 from __future__ import annotations
 
+import logging
 import os
 import traceback
 from types import FrameType
 from typing import Any
 
-__all__ = ["app_stack", "request_environ", "request_line"]
+__all__ = ["app_stack", "dump_stuck_request", "request_environ", "request_line"]
+
+log = logging.getLogger("uwsgiapp.error")
 
 #: The package's directory; its frames but those of the framework (uwsgiapp.web) are the
 #: server's, not the app's.
@@ -54,3 +57,14 @@ def app_stack(frame: FrameType | None) -> str:
         skipped += 1
     shown = "".join(traceback.format_list(frames[skipped:])).rstrip()
     return f"({skipped} frames of the server above)\n{shown}" if skipped else shown
+
+
+def dump_stuck_request(signum: int, frame: FrameType | None) -> None:
+    """USR2 in a worker (harakiri): log the Python stack of the stuck request, with its
+    request line."""
+    log.error(
+        "harakiri: worker %d stuck in %s; its stack:\n%s",
+        os.getpid(),
+        request_line(frame),
+        app_stack(frame),
+    )

@@ -26,7 +26,7 @@ from uwsgiapp.config import Config
 from uwsgiapp.exitcodes import ServeExit, WorkerExit
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.server.decisions import drain_limit
-from uwsgiapp.server.inflight import app_stack, request_line
+from uwsgiapp.server.inflight import dump_stuck_request
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import arm_fault_dumps, reopen_logs
@@ -75,16 +75,6 @@ def _cwd() -> str:
         return os.getcwd()
     except OSError:
         return ""
-
-
-def _harakiri_dump(signum: int, frame: FrameType | None) -> None:
-    """USR2 in a worker: log the Python stack of the stuck request, with the request line."""
-    log.error(
-        "harakiri: worker %d stuck in %s; its stack:\n%s",
-        os.getpid(),
-        request_line(frame),
-        app_stack(frame),
-    )
 
 
 def reload_kind(config: Config, *, preloaded: bool) -> A.ReloadKind:
@@ -161,12 +151,17 @@ class Arbiter:
             actions: list[A.Action] = []
             for pid, exit_code, signum in self._reap():
                 actions += self.policy.on_exit(pid, exit_code, signum, now, self.table.read)
-            while self.signals:
-                actions += self.policy.on_signal(self.signals.popleft(), now)
+            actions += self._signal_actions(now)
             rss = observe.rss_mb if self.config.reload_on_rss else None
             actions += self.policy.on_tick(now, time.time(), self.table.read, rss)
             code = self._execute(actions)
         return code
+
+    def _signal_actions(self, now: float) -> list[A.Action]:
+        actions: list[A.Action] = []
+        while self.signals:
+            actions += self.policy.on_signal(self.signals.popleft(), now)
+        return actions
 
     def _serve_stats(self, stats: StatsServer, now: float) -> None:
         """Answer what the stats clients are owed (never waits); look at the queues now and
@@ -225,6 +220,12 @@ class Arbiter:
                 continue
             match action:
                 case A.Spawn(wid, generation):
+                    if self.signals:  # a TERM amid many forks is not kept waiting for them all
+                        code = self._execute(self._signal_actions(time.monotonic()))
+                        if code is not None:
+                            return code
+                        if not self.policy.wanted(action):
+                            continue
                     self._spawn(wid, generation)
                 case A.Signal(pid, signum):
                     with contextlib.suppress(ProcessLookupError):
@@ -341,7 +342,7 @@ class Arbiter:
         handler = self.build_handler(app, self.config)
         worker = self._make_worker(handler, wid, slot, max_requests)
         worker.install_signals()
-        dump = worker.dump_stuck if isinstance(worker, ThreadedWorker) else _harakiri_dump
+        dump = worker.dump_stuck if isinstance(worker, ThreadedWorker) else dump_stuck_request
         signal.signal(signal.SIGUSR2, dump)
         # A segfault in a C extension leaves the Python stack in the log. For USR2 (harakiri),
         # the C-level dump works even when the worker is stuck outside Python bytecode;
