@@ -462,3 +462,26 @@ def test_usr2_is_logged_and_ignored_not_the_masters_end(tmp_path: Path) -> None:
         assert server.wait(15) == 0
     finally:
         server.stop()
+
+
+def test_a_second_server_on_a_running_servers_pidfile_is_refused(tmp_path: Path) -> None:
+    # Overwritten, then removed at the second one's stop, it would be lost to the first.
+    pidfile = tmp_path / "app.pid"
+    first = Server(tmp_path / "a", "supervisor_app:app", pidfile=str(pidfile)).start()
+    try:
+        wait_until(lambda: pidfile.exists(), 10, "the pidfile")
+        second = Server(tmp_path / "b", "supervisor_app:app", pidfile=str(pidfile))
+        second.start(wait=False)
+        assert second.wait(15) == 3, second.log()
+        assert f"names pid {first.pid}, a uwsgiapp that is running" in second.log()
+        assert pidfile.read_text() == f"{first.pid}\n"
+        assert not os.path.exists(second.socket), "refused before binding"
+    finally:
+        first.stop()
+    # A stale one (its process gone, or the pid now someone else's) is simply replaced.
+    pidfile.write_text(f"{os.getpid()}\n")  # alive, but pytest, not a uwsgiapp
+    third = Server(tmp_path / "c", "supervisor_app:app", pidfile=str(pidfile)).start()
+    try:
+        wait_until(lambda: pidfile.read_text() == f"{third.pid}\n", 10, "the new pidfile")
+    finally:
+        third.stop()

@@ -110,19 +110,24 @@ def write_pidfile(path: str, pid: int) -> None:
         raise
 
 
-def holds_pid(path: str, pid: int) -> bool:
-    """Is ``path`` (not followed) a regular file that holds ``pid``?"""
+def read_pid(path: str) -> int | None:
+    """The pid ``path`` (not followed) holds, if it is a regular file holding one."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
-        return False
+        return None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return False
-        held = os.read(fd, 64)
+            return None
+        held = os.read(fd, 64).strip()
     finally:
         os.close(fd)
-    return held.strip() == str(pid).encode()
+    return int(held) if held.isdigit() and 0 < len(held) < 12 else None
+
+
+def holds_pid(path: str, pid: int) -> bool:
+    """Is ``path`` (not followed) a regular file that holds ``pid``?"""
+    return read_pid(path) == pid
 
 
 def remove_pidfile(path: str, pid: int) -> bool:

@@ -154,6 +154,22 @@ def _access_log_file(config: Config) -> str:
     return config.access_log_file if config.access_log != "off" else "-"
 
 
+def _server_in_pidfile(path: str) -> int | None:
+    """The pid in ``path`` if it is another uwsgiapp's, alive (a stale file's pid may have
+    been reused by anything: that is not ours to refuse on)."""
+    pid = safefiles.read_pid(path) if path else None
+    if pid is None or pid == os.getpid():
+        return None
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+    except OSError:
+        return None
+    # Its title once running; `uwsgiapp serve` or `python -m uwsgiapp serve` while it starts.
+    started = any(a == b"uwsgiapp" or a.endswith(b"/uwsgiapp") for a in args) and b"serve" in args
+    return pid if args[0].startswith(b"uwsgiapp master") or started else None
+
+
 def _report_leftovers(listeners: list[Listener], pidfile: str) -> None:
     for listener in listeners:
         if listener.path and listener.inode is not None:
@@ -204,6 +220,15 @@ def _serve(config: Config) -> int:
         except OSError as exc:
             log.error("--access-log-file: cannot open %s: %s", access, exc.strerror or exc)
             return ServeExit.START_FAILED
+    running = _server_in_pidfile(config.pidfile)
+    if running is not None:  # overwritten, then removed at our stop, it would be lost to it
+        log.error(
+            "--pidfile: %s names pid %d, a uwsgiapp that is running: stop it first, or give "
+            "this server a pidfile of its own",
+            config.pidfile,
+            running,
+        )
+        return ServeExit.START_FAILED
     try:  # before binding: a bad name must not leave a socket behind
         ids = privileges.resolve(config.uid, config.gid)
     except PrivilegeError as exc:
