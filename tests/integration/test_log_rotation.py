@@ -79,6 +79,7 @@ def test_usr1_moves_every_worker_and_the_master_to_the_new_files(tmp_path: Path)
         server.stop()
     # The master's lines after the reopen (stopping) went to the new error log.
     assert "all workers stopped" in error_log.read_text()
+    assert "USR1: log files reopened" in error_log.read_text()
     assert "all workers stopped" not in (tmp_path / "error.log.1").read_text()
 
 

@@ -211,3 +211,34 @@ def test_the_default_socket_mode_is_0660(tmp_path: Path) -> None:
             probe.connect(server.socket)
     finally:
         server.stop()
+
+
+def test_start_up_warns_of_root_and_of_log_dirs_the_user_cannot_write(
+    tmp_path: Path, app_user: tuple[str, int, int], app_dir: Path
+) -> None:
+    # As root without --uid: said once. A log in a root-owned directory, with --uid: USR1
+    # after logrotate's move could not make the new file; said at start-up, not at 3 a.m.
+    tmp_path.chmod(0o755)
+    as_root = Server(tmp_path / "root", "supervisor_app:app").start()
+    try:
+        wait_until(lambda: "starting 1 worker" in as_root.log(), 10, "the start")
+        assert "running as root: so does the app" in as_root.log()
+    finally:
+        as_root.stop()
+    root_dir = tmp_path / "logs"
+    root_dir.mkdir(mode=0o755)
+    server = _server(
+        tmp_path,
+        app_user[0],
+        error_log_file=str(root_dir / "error.log"),
+        access_log_file=str(app_dir / "access.log"),
+    ).start()
+    try:
+        log = root_dir / "error.log"
+        wait_until(lambda: "starting 1 worker" in _text(log), 10, "the start")
+        text = _text(log)
+        assert f"{log}: after --uid/--gid no new file can be made in its directory" in text
+        assert "access.log: after" not in text  # the user's own directory is fine
+        assert "running as root" not in text
+    finally:
+        server.stop()

@@ -84,12 +84,14 @@ def _handler(target: str, default: Any) -> logging.StreamHandler[Any]:
     return SafeFileHandler(target)
 
 
-def reopen_logs() -> None:
-    """USR1: reopen every file handler of our loggers (after logrotate moved the files).
+def reopen_logs() -> bool:
+    """USR1: reopen every file handler of our loggers (after logrotate moved the files);
+    False if one could not be (it was logged).
 
     The new file is opened before the old one is closed: a path that is refused (a link
     planted in its place) leaves the handler writing to the old file, with one error line.
     """
+    reopened = True
     for name in ("uwsgiapp.error", "uwsgiapp.access", "uwsgiapp"):
         for handler in logging.getLogger(name).handlers:
             if isinstance(handler, logging.FileHandler):
@@ -107,12 +109,14 @@ def reopen_logs() -> None:
                 finally:
                     handler.release()
                 if failed is not None:
+                    reopened = False
                     logging.getLogger("uwsgiapp.error").error(
                         "cannot reopen log file, still writing to the old one: %s", failed
                     )
     if _CAPTURE:
         _capture(error_stream())
     arm_fault_dumps()  # faulthandler must not keep writing to the closed file's fd
+    return reopened
 
 
 #: Whether stdout and stderr (fds 1 and 2) follow the error log's file (``--capture-output``).

@@ -244,7 +244,8 @@ class Arbiter:
                         listener.close()
                 case A.ReopenLogs():
                     try:
-                        reopen_logs()
+                        if reopen_logs():
+                            log.info("USR1: log files reopened (the workers' too)")
                     except OSError as exc:  # e.g. a dropped master may not create the new file
                         sys.stderr.write(f"uwsgiapp: USR1: cannot reopen the log files: {exc}\n")
                 case A.Halt(code):

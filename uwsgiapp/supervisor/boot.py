@@ -85,16 +85,24 @@ def _no_snapshot_yet() -> Any:
     raise RuntimeError("the master is not running yet")
 
 
-def _warn_unremovable(ids: Ids, paths: list[str]) -> None:
-    """Say at start-up which files the dropped master will not be able to remove at exit."""
-    for path in paths:
-        if not privileges.stays_removable(path, ids):
-            log.warning(
-                "%s: after --uid/--gid the master cannot write its directory, so it cannot "
-                "remove this file on TERM or at exit (a stale socket file is replaced at the "
-                "next start); put it in a directory the user owns (e.g. /run/app)",
-                path,
-            )
+def _drop_warnings(ids: Ids, removed: list[str], logs: list[str]) -> list[str]:
+    """What start-up says about files the dropped processes cannot handle: ``removed`` ones
+    the master will not be able to remove at exit, ``logs`` whose directory USR1 cannot make
+    a new file in. Asked before the drop, while every directory can still be looked at."""
+    said = [
+        f"{path}: after --uid/--gid the master cannot write its directory, so it cannot remove "
+        "this file on TERM or at exit (a stale one is replaced at the next start); put it in a "
+        "directory the user owns (e.g. /run/app)"
+        for path in removed
+        if not privileges.stays_removable(path, ids)
+    ]
+    return said + [
+        f"{path}: after --uid/--gid no new file can be made in its directory, so after "
+        "logrotate moves it, USR1 keeps writing the old one; have logrotate make the new file "
+        "('create 0640 USER GROUP') or use 'copytruncate'"
+        for path in logs
+        if not privileges.stays_removable(path, ids)
+    ]
 
 
 def _who_may_connect(listener: Listener, client: str = "nginx's user") -> str:
@@ -273,6 +281,10 @@ def _with_listeners(
         owned = listeners if stats is None else [*listeners, stats.listener]
         if ids.wanted and not _drop(ids, owned, config):
             return ServeExit.START_FAILED
+        if os.geteuid() == 0:
+            log.warning(
+                "running as root: so does the app; --uid/--gid drop to a user after binding"
+            )
         for listener in owned:
             if stats is not None and listener is stats.listener:
                 log.info("stats on %s%s", listener.spec, _who_may_connect(listener, "a reader"))
@@ -290,14 +302,16 @@ def _with_listeners(
 def _drop(ids: Ids, listeners: list[Listener], config: Config) -> bool:
     """Hand the sockets and log files to ``ids`` and become them; False (logged) if not."""
     sockets = [(lis.path, lis.inode) for lis in listeners if lis.path]
+    removed = [path for path, _ in sockets] + ([config.pidfile] if config.pidfile else [])
+    warnings = _drop_warnings(ids, removed, _log_files(config))
     try:
         privileges.drop(ids, sockets, _log_files(config))
     except (PrivilegeError, OSError) as exc:
         log.error("cannot drop privileges: %s", exc)
         return False
     log.info("running as uid %d gid %d", os.getuid(), os.getgid())
-    paths = [path for path, _ in sockets]
-    _warn_unremovable(ids, [*paths, config.pidfile] if config.pidfile else paths)
+    for warning in warnings:
+        log.warning("%s", warning)
     return True
 
 
