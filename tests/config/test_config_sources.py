@@ -464,6 +464,10 @@ def test_a_socket_that_looks_like_a_port_gets_a_warning() -> None:
     resolved = resolve_serve_config(args, {})
     assert resolved.config.socket == ("18560",)  # still what was asked: a file of that name
     assert any("for TCP write 127.0.0.1:18560" in w for w in resolved.warnings)
+    # The same for the stats address (`--stats 9191 --stats-http` for Prometheus).
+    args = build_parser().parse_args(["serve", "a:app", "--stats", "9191"])
+    (said,) = resolve_serve_config(args, {}).warnings
+    assert said.startswith("--stats 9191 is a unix socket file named '9191'"), said
 
 
 @pytest.mark.parametrize(

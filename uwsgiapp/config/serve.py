@@ -54,10 +54,11 @@ def resolve_serve_config(
     layers.append(cli)
     resolved = resolve(layers, warnings=warnings)
     check_http_only(ini, resolved.sources["socket"], DEFAULT_SOURCE)
+    config = resolved.config
     ports = [
-        f"--socket {spec} is a unix socket file named {spec!r} in the working directory; for "
+        f"--{option} {spec} is a unix socket file named {spec!r} in the working directory; for "
         f"TCP write 127.0.0.1:{spec} (or :{spec}, every interface)"
-        for spec in resolved.config.socket
+        for option, spec in [*(("socket", s) for s in config.socket), ("stats", config.stats)]
         if spec.isdigit()
     ]
     return replace(resolved, warnings=(*resolved.warnings, *ports)) if ports else resolved
