@@ -44,6 +44,13 @@ FOREIGN_OPTIONS: Mapping[str, str] = {
     "--enable-threads": "threads always work; --threads N gives each worker request threads",
     "--worker-connections": "for gunicorn's async workers; here use --threads N (or more "
     "--workers) to serve more requests at once",
+    "--touch-reload": "send SIGHUP to the master to reload (e.g. from the deploy script)",
+    "--statsd-host": "there is no statsd: --stats ADDR --stats-http serves /metrics for Prometheus",
+    "--max-worker-lifetime": "use --max-requests N or --reload-on-rss MB to recycle workers",
+    "--reload-mercy": "use --graceful-timeout SECONDS",
+    "--worker-reload-mercy": "use --graceful-timeout SECONDS",
+    "--log-level": "the error log shows INFO and above; there is no level option",
+    "--disable-logging": "the access log is off by default (--access-log uwsgi turns it on)",
     "--pid": "use --pidfile PATH",
     "--user": "use --uid USER",
     "-u": "use --uid USER",

@@ -25,6 +25,9 @@ from uwsgiapp.clihints import hint_for
         (["serve", "a:app", "--die-on-term"], "SIGTERM always stops uwsgiapp gracefully"),
         (["serve", "a:app", "--vacuum"], "always removes the unix sockets and pidfile"),
         (["serve", "a:app", "--worker-connections", "10"], "gunicorn's async workers"),
+        (["serve", "a:app", "--touch-reload", "x"], "send SIGHUP to the master"),
+        (["serve", "a:app", "--statsd-host", "x:8125"], "serves /metrics for Prometheus"),
+        (["serve", "a:app", "--max-worker-lifetime", "60"], "--max-requests N or --reload-on"),
     ],
 )
 def test_an_unknown_option_gets_a_hint(argv: list[str], hint: str) -> None:

@@ -104,8 +104,13 @@ def test_once_over_unix_tcp_and_http(sockdir: str) -> None:
 
     with running(StatsServer("127.0.0.1:0", http=True, snapshot=sample)) as server:
         result = top(f"http://{spec_of(server.address)}", "--once")
-    assert result.returncode == 0, result.stderr
-    _assert_rows(result.stdout, stats)
+        assert result.returncode == 0, result.stderr
+        _assert_rows(result.stdout, stats)
+        # Without http://, the HTTP server waits for a request: the timeout says what to give.
+        address = spec_of(server.address)
+        plain = top(address, "--once")
+    assert plain.returncode == 4
+    assert f"(with --stats-http, give http://{address}/)" in plain.stderr
 
 
 def test_errors_have_their_exit_codes(sockdir: str) -> None:

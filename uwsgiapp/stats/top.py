@@ -92,18 +92,18 @@ def parse_source(text: str) -> Source:
     return Source(text=text, host=host, port=port)
 
 
-def _read_until_close(sock: socket.socket, deadline: float) -> bytes:
+def _read_until_close(sock: socket.socket, deadline: float, hint: str = "") -> bytes:
     chunks: list[bytes] = []
     size = 0
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
-            raise FetchError("timed out reading the stats", EXIT_BAD_RESPONSE)
+            raise FetchError("timed out reading the stats" + hint, EXIT_BAD_RESPONSE)
         sock.settimeout(left)
         try:
             data = sock.recv(65536)
         except TimeoutError:
-            raise FetchError("timed out reading the stats", EXIT_BAD_RESPONSE) from None
+            raise FetchError("timed out reading the stats" + hint, EXIT_BAD_RESPONSE) from None
         except OSError as exc:
             raise FetchError(f"reading the stats failed: {exc}", EXIT_BAD_RESPONSE) from None
         if not data:
@@ -133,6 +133,9 @@ def _connect(source: Source, timeout: float) -> socket.socket:
 def fetch(source: Source, timeout: float = 3.0) -> dict[str, Any]:
     """Read one stats document (one connection, as uWSGI serves it)."""
     deadline = time.monotonic() + timeout
+    # A stats server in HTTP mode waits for a request that a plain read never sends.
+    plain_tcp = source.host and not source.http
+    hint = f" (with --stats-http, give http://{source.text}/)" if plain_tcp else ""
     with _connect(source, timeout) as sock:
         if source.http:
             request = f"GET {source.http_path} HTTP/1.0\r\nHost: {source.host}\r\n\r\n"
@@ -140,7 +143,7 @@ def fetch(source: Source, timeout: float = 3.0) -> dict[str, Any]:
                 sock.sendall(request.encode("latin-1"))
             except OSError as exc:
                 raise FetchError(f"sending the request failed: {exc}", EXIT_BAD_RESPONSE) from None
-        raw = _read_until_close(sock, deadline)
+        raw = _read_until_close(sock, deadline, hint)
     if source.http:
         head, sep, raw = raw.partition(b"\r\n\r\n")
         status = head.split(b"\r\n", 1)[0].split(b" ", 2)
@@ -150,7 +153,9 @@ def fetch(source: Source, timeout: float = 3.0) -> dict[str, Any]:
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        raise FetchError("the answer is not a JSON stats document", EXIT_BAD_RESPONSE) from None
+        raise FetchError(
+            "the answer is not a JSON stats document" + hint, EXIT_BAD_RESPONSE
+        ) from None
     if not isinstance(doc, dict) or not isinstance(doc.get("workers", []), list):
         raise FetchError("the answer is not a stats document", EXIT_BAD_RESPONSE)
     return doc
