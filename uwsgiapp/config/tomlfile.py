@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from typing import Any, Final
 
 from uwsgiapp.config.configload import Layer, Raw, option_specs, spec_for, suggest
@@ -98,12 +99,10 @@ def _check_toml_nesting(text: str, source: str) -> None:
 
 
 def _load_toml(path: str) -> dict[str, Any]:
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-        raise ConfigError(
-            "config", "reading TOML needs Python 3.11 or newer", f"config file {path}"
-        ) from None
+    else:  # the same parser, as a package (a dependency on Python 3.10)
+        import tomli as tomllib
     source = f"config file {path}"
     try:
         with open(path, "rb") as fh:
