@@ -52,7 +52,8 @@ def app_stack(frame: FrameType | None) -> str:
     for summary in frames[:-1]:
         name = summary.filename
         server = name.startswith(_PACKAGE + os.sep) and not name.startswith(_FRAMEWORK)
-        if not (server or name.startswith("<frozen ")):
+        # `python -m`: runpy's frames (a file before Python 3.11, frozen since)
+        if not (server or name.startswith("<frozen ") or os.path.basename(name) == "runpy.py"):
             break
         skipped += 1
     shown = "".join(traceback.format_list(frames[skipped:])).rstrip()
