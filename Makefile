@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: test test-pure test-compiled lint run bench bench-quick fuzz reliability clean
+.PHONY: test test-pure test-compiled test-versions lint run bench bench-quick fuzz reliability clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,8 +18,9 @@ lint: $(VENV)/.installed
 	$(PY) -m mypy
 
 # The suite runs twice: against the sources (the editable install, pure Python) and against a
-# compiled build (mypyc) installed in its own venv. PYTEST_ARGS is passed to both runs.
-test: test-pure test-compiled
+# compiled build (mypyc) installed in its own venv; then a part of it on the other Pythons the
+# machine has (test-versions). PYTEST_ARGS is passed to every run.
+test: test-pure test-compiled test-versions
 
 test-pure: $(VENV)/.installed
 	./scripts/ensure-nginx.sh
@@ -46,6 +47,24 @@ test-compiled: $(COMPILED_VENV)/.installed
 	PYTEST_UWSGIAPP_INSTALLED=1 PYTEST_UWSGIAPP_BUILD=compiled PYTHONSAFEPATH=1 \
 		$(CPY) -m pytest -q -m "not docker and not packaging" $(PYTEST_ARGS)
 
+# The Pythons at the ends of what the package supports (requires-python): for each one this
+# machine has (scripts/other-pythons.sh), a compiled build in its own venv runs the part of the
+# suite that depends on the Python version most (codec, environ, handler, config, CLI, the
+# supervisor's decisions, real servers' logs and signals): about 3 minutes a version on a fresh
+# machine. A version the machine lacks is said and skipped.
+OTHER_VERSIONS ?= 3.10 3.13
+VERSION_TESTS ?= tests/protocol tests/wsgi tests/server tests/config tests/cli tests/supervisor \
+	tests/integration/test_log_rotation.py
+test-versions:
+	./scripts/ensure-nginx.sh
+	for py in $$(./scripts/other-pythons.sh $(OTHER_VERSIONS)); do \
+		venv=.venv-$$(basename $$py); \
+		$(MAKE) --no-print-directory $$venv/.installed COMPILED_VENV=$$venv PYTHON=$$py && \
+		(cd tests && PYTEST_UWSGIAPP_INSTALLED=1 PYTEST_UWSGIAPP_BUILD=compiled \
+			../$$venv/bin/python -m pytest -q -m "not docker and not packaging" \
+			$(addprefix ../,$(VERSION_TESTS)) $(PYTEST_ARGS)) || exit 1; \
+	done
+
 # The local stack: nginx in front of `uwsgiapp serve --workers 2` running the example app, on
 # loopback, built from the same files as docker-compose.yml (scripts/stack.py). Ctrl-C stops it.
 PORT ?= 8080
@@ -68,7 +87,7 @@ reliability: $(VENV)/.installed
 	$(PY) scripts/reliability.py $(RELIABILITY_ARGS)
 
 clean:
-	rm -rf $(VENV) $(COMPILED_VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(COMPILED_VENV) .venv-python3.* build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 
 # Benchmarks (bench/run.py): wrk -> nginx -> {uwsgiapp, uWSGI, gunicorn}; writes bench/RESULTS.md
 # and bench/results.png. The anchors live in their own venv so the test venv stays small.
