@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 from types import FrameType
 
+from uwsgiapp.server.inflight import request_environ, request_line
 from uwsgiapp.server.logs import reopen_logs
+from uwsgiapp.server.logtext import escape_log_text
 
 
 class StopSignals:
@@ -29,6 +32,12 @@ class StopSignals:
         self.alive = False
 
     def _on_quick(self, signum: int, frame: FrameType | None) -> None:
+        if request_environ(frame) is not None:  # say what is cut (the exit code is 0 all the same)
+            logging.getLogger("uwsgiapp.error").warning(
+                "%s: quick stop, cutting %s",
+                signal.Signals(signum).name,
+                escape_log_text(request_line(frame)),
+            )
         raise SystemExit(0)
 
     def install_signals(self) -> None:
