@@ -89,6 +89,9 @@ def test_template_directives() -> None:
     assert directives("uwsgi_next_upstream") == ["error timeout"]
     assert directives("uwsgi_next_upstream_tries") == ["0"]
     assert directives("uwsgi_next_upstream_timeout") == ["10s"]
+    # A replica gone from Docker but still in nginx's DNS cache answers nothing: each
+    # connection that picks it waits this long (2 s stalled the whole site at a scale-down).
+    assert directives("uwsgi_connect_timeout") == ["250ms"]
     assert "non_idempotent" not in TEMPLATE.read_text().replace("`non_idempotent`", "")
     # The standard params are inline: nothing depends on the distribution's uwsgi_params.
     assert not directives("include")
