@@ -22,6 +22,7 @@ from deploy.deploy_testkit import ROOT, STACK_FILE
 from deploy.docker_kit import (
     FIGURES,
     POST_BODY,
+    REQUIRED_ENV,
     DockerError,
     Load,
     access_log_upstreams,
@@ -73,6 +74,16 @@ def swarm(docker_compose: list[str]) -> Iterator[Swarm]:
             pytest.fail("this engine is a swarm worker: deploy/stack.yml needs a manager")
         made = Swarm(made_here=False, gwbridge_made_here=False)
     elif state == "inactive":
+        # Leaving a swarm detaches the engine's running standalone containers from their
+        # networks (moby/moby#38900): on a machine that runs other containers (a developer's
+        # Compose projects), the swarm this test would make and leave is not ours to risk.
+        others = run(["docker", "ps", "-q"]).stdout.split()
+        if others and os.environ.get(REQUIRED_ENV) != "1":
+            pytest.skip(
+                f"{len(others)} containers run on this engine, and leaving the swarm this test "
+                f"makes would detach them from their networks (moby#38900); {REQUIRED_ENV}=1 "
+                "runs it anyway"
+            )
         gwbridge = network_exists("docker_gwbridge")
         started = time.monotonic()
         # On loopback: nothing listens for other nodes.
