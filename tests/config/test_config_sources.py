@@ -459,6 +459,17 @@ def test_a_malformed_app_spec_is_a_config_error_before_any_socket() -> None:
         resolve_serve_config(args, {})
 
 
+def test_an_env_variable_the_command_line_overrides_gets_a_warning() -> None:
+    # UWSGIAPP_WORKERS in a compose override, beside a command that says --workers 2.
+    args = build_parser().parse_args(["serve", "a:app", "--workers", "2", "--harakiri", "30"])
+    env = {"UWSGIAPP_WORKERS": "4", "UWSGIAPP_HARAKIRI": "30", "UWSGIAPP_LISTEN": "64"}
+    resolved = resolve_serve_config(args, env)
+    assert resolved.config.workers == 2 and resolved.config.listen == 64
+    assert resolved.warnings == (
+        "env UWSGIAPP_WORKERS=4 is overridden by command line --workers 2",
+    )  # the same value twice (harakiri) is no news
+
+
 def test_a_socket_that_looks_like_a_port_gets_a_warning() -> None:
     args = build_parser().parse_args(["serve", "a:app", "--socket", "18560"])
     resolved = resolve_serve_config(args, {})

@@ -38,7 +38,8 @@ def resolve_serve_config(
         warnings.extend(ini.warnings)
     if args.config:
         layers.append(toml_layer(args.config))
-    layers.append(env_layer(env, warnings))
+    environment = env_layer(env, warnings)
+    layers.append(environment)
     if env.get("GUNICORN_CMD_ARGS"):
         warnings.append(
             "GUNICORN_CMD_ARGS is set but not read: uwsgiapp reads UWSGIAPP_* variables "
@@ -52,6 +53,14 @@ def resolve_serve_config(
     if args.app_positional:
         cli["app"] = Raw(args.app_positional, "command line APP")
     layers.append(cli)
+    # A variable set in a compose override beside a command that names the same option: the
+    # command line wins, which is easy to miss.
+    warnings.extend(
+        f"{environment[name].source}={environment[name].value} is overridden by "
+        f"{cli[name].source} {cli[name].value}"
+        for name in sorted(environment.keys() & cli.keys())
+        if str(environment[name].value) != str(cli[name].value)
+    )
     resolved = resolve(layers, warnings=warnings)
     check_http_only(ini, resolved.sources["socket"], DEFAULT_SOURCE)
     config = resolved.config
