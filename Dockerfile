@@ -39,8 +39,9 @@ RUN pip install /wheels/*.whl && rm -rf /wheels
 
 COPY examples ./examples
 
-# Never run the app as root.
-RUN useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin app
+# Never run the app as root. A home of its own: libraries write caches under ~ (not --system:
+# uid 10001 is past the system range, and useradd warns about it).
+RUN useradd --uid 10001 --create-home --shell /usr/sbin/nologin app
 USER app
 
 EXPOSE 3031
