@@ -148,7 +148,8 @@ def _capture(stream: Any) -> None:
     """Point fds 1 and 2 at ``stream``'s file: what the app prints, and what C code and
     tracebacks write to the descriptors directly, land in the error log."""
     for std in (sys.stdout, sys.stderr):
-        with contextlib.suppress(AttributeError, OSError, ValueError):
+        # RuntimeError: a worker reopens from its USR1 handler, maybe amid a print's flush.
+        with contextlib.suppress(AttributeError, OSError, RuntimeError, ValueError):
             std.flush()
     for fd in (1, 2):
         os.dup2(stream.fileno(), fd)

@@ -139,6 +139,6 @@ def describe_exit(code: int | None, signum: int | None) -> str:
     return f"exited with code {code}"
 
 
-def workers(count: int, kind: str = "") -> str:
+def count_workers(count: int, kind: str = "") -> str:
     """'1 worker', '2 new workers'."""
     return f"{count} {kind + ' ' if kind else ''}worker{'' if count == 1 else 's'}"

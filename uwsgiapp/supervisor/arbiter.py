@@ -135,7 +135,7 @@ class Arbiter:
         """Run until stopped; returns the exit code."""
         set_title(*master_title(self.config.app))
         self._install_signals()
-        log.info("master %d: starting %s", self.pid, A.workers(self.config.workers))
+        log.info("master %d: starting %s", self.pid, A.count_workers(self.config.workers))
         code = self._execute(self.policy.start())
         stats = self.stats
         waits = [self._wake_r] if stats is None else [self._wake_r, stats.fileno()]

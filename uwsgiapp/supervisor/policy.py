@@ -31,8 +31,8 @@ from uwsgiapp.supervisor.actions import (
     Spawn,
     StopAccepting,
     WorkerRecord,
+    count_workers,
     describe_exit,
-    workers,
 )
 from uwsgiapp.supervisor.roster import BOOTING, HARAKIRI, READY, TOLD, Roster
 from uwsgiapp.supervisor.status import WorkerStatus
@@ -339,7 +339,8 @@ class Policy(Roster):
         return [
             Log(
                 LogLevel.INFO,
-                f"reload: {workers(len(new), 'new')} ready, stopping {workers(len(old), 'old')}",
+                f"reload: {count_workers(len(new), 'new')} ready, "
+                f"stopping {count_workers(len(old), 'old')}",
             ),
             *(self._stop(r, now, RETIRE) for r in old),
         ]
