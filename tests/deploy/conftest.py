@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterator
 
 import pytest
 from deploy.docker_kit import (
@@ -42,9 +43,9 @@ def docker_compose() -> list[str]:
 
 
 @pytest.fixture(scope="session")
-def docker_images(docker_compose: list[str]) -> None:
+def docker_images(docker_compose: list[str]) -> Iterator[None]:
     """The base images (stand-ins from offline.sh where no registry has them) and the app
-    image, built once for the session."""
+    image, built once for the session (and removed after it)."""
     started = time.monotonic()
     result = run([str(OFFLINE_SCRIPT), *BASE_IMAGES], timeout=900)
     took = time.monotonic() - started
@@ -55,8 +56,12 @@ def docker_images(docker_compose: list[str]) -> None:
         else f"{took:.1f} s (present: nothing to build)"
     )
     started = time.monotonic()
-    run([*docker_compose, "build", "app"], timeout=600)
-    FIGURES[f"app image ({APP_IMAGE}, compose build)"] = f"{time.monotonic() - started:.1f} s"
+    try:
+        run([*docker_compose, "build", "app"], timeout=600, env={"APP_IMAGE": APP_IMAGE})
+        FIGURES[f"app image ({APP_IMAGE}, compose build)"] = f"{time.monotonic() - started:.1f} s"
+        yield
+    finally:
+        run(["docker", "image", "rm", APP_IMAGE], check=False)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

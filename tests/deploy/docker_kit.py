@@ -25,7 +25,9 @@ from deploy.deploy_testkit import ROOT
 OFFLINE_SCRIPT = ROOT / "deploy" / "images" / "offline.sh"
 #: The base images docker-compose.yml and the Dockerfile use, by their exact names.
 BASE_IMAGES = ("python:3.12-slim", "nginx:1.27-alpine")
-APP_IMAGE = "uwsgiapp-example"
+#: The app image the tests build (APP_IMAGE in the compose and stack files): a name of their own,
+#: removed at the end, so that a developer's `uwsgiapp-example` is never overwritten.
+APP_IMAGE = f"uwsgiapp-test-{os.getpid()}"
 
 #: Set by .ci/run once it has an engine: then a missing engine fails the tests, never skips.
 REQUIRED_ENV = "UWSGIAPP_DOCKER_REQUIRED"

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 from deploy.docker_kit import (
+    APP_IMAGE,
     FIGURES,
     POST_BODY,
     RESETS_PER_STOP,
@@ -90,7 +91,12 @@ class Compose:
 def stack(docker_compose: list[str], docker_images: None) -> Iterator[Compose]:
     port = free_port()
     project = f"uwsgiapp-test-{os.getpid()}-{secrets.token_hex(3)}"
-    env = {"NGINX_BIND": "127.0.0.1", "NGINX_PORT": str(port), "WORKERS": "2"}
+    env = {
+        "NGINX_BIND": "127.0.0.1",
+        "NGINX_PORT": str(port),
+        "WORKERS": "2",
+        "APP_IMAGE": APP_IMAGE,
+    }
     compose = Compose(docker_compose, project, port, env)
     try:
         started = time.monotonic()

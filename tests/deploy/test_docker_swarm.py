@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import pytest
 from deploy.deploy_testkit import ROOT, STACK_FILE
 from deploy.docker_kit import (
+    APP_IMAGE,
     FIGURES,
     POST_BODY,
     REQUIRED_ENV,
@@ -130,7 +131,7 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(swarm: Swarm, docker_images: None) -> Iterator[Stack]:
     deployed = Stack(f"uwsgiapp-t{os.getpid()}{secrets.token_hex(2)}", free_port())
-    env = {"NGINX_PORT": str(deployed.port), "APP_REPLICAS": str(REPLICAS)}
+    env = {"NGINX_PORT": str(deployed.port), "APP_REPLICAS": str(REPLICAS), "APP_IMAGE": APP_IMAGE}
     try:
         started = time.monotonic()
         run(["docker", "stack", "deploy", "-c", str(STACK_FILE), deployed.name], env=env)
