@@ -23,6 +23,11 @@ COPY protocol ./protocol
 COPY uwsgiapp ./uwsgiapp
 # UWSGIAPP_COMPILE=1: compile or fail the build (never a pure image by accident).
 RUN UWSGIAPP_COMPILE=1 pip wheel --no-deps --wheel-dir /wheels .
+# The builder without BuildKit keeps this stage as an untagged image (about 600 MB): a label,
+# last so the compile stays cached, lets whoever built it remove it
+# (`docker image prune --filter label=uwsgiapp.build-stage=NAME`; the tests do).
+ARG BUILD_STAGE_LABEL=""
+LABEL uwsgiapp.build-stage="${BUILD_STAGE_LABEL}"
 
 FROM python:3.12-slim
 

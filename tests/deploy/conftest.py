@@ -57,11 +57,18 @@ def docker_images(docker_compose: list[str]) -> Iterator[None]:
     )
     started = time.monotonic()
     try:
-        run([*docker_compose, "build", "app"], timeout=600, env={"APP_IMAGE": APP_IMAGE})
+        run(
+            [*docker_compose, "build", "--build-arg", f"BUILD_STAGE_LABEL={APP_IMAGE}", "app"],
+            timeout=600,
+            env={"APP_IMAGE": APP_IMAGE},
+        )
         FIGURES[f"app image ({APP_IMAGE}, compose build)"] = f"{time.monotonic() - started:.1f} s"
         yield
     finally:
         run(["docker", "image", "rm", APP_IMAGE], check=False)
+        # The build stage's untagged image (the builder without BuildKit keeps it).
+        label = f"label=uwsgiapp.build-stage={APP_IMAGE}"
+        run(["docker", "image", "prune", "--force", "--filter", label], check=False)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
