@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import pwd
 import stat
+from pathlib import Path
 
 import pytest
 
-from uwsgiapp.supervisor.privileges import Ids, PrivilegeError, removable_by, resolve
+from uwsgiapp.supervisor.boot import _drop_warnings
+from uwsgiapp.supervisor.privileges import (
+    Ids,
+    PrivilegeError,
+    can_create_after,
+    can_create_in,
+    removable_by,
+    resolve,
+    stays_removable,
+)
 
 APP, OTHER, ROOT = 1000, 2000, 0
 DIR = stat.S_IFDIR
@@ -36,6 +47,53 @@ def test_removable_by(
 
 def test_root_can_remove_anything() -> None:
     assert removable_by(DIR | 0o500, APP, APP, OTHER, ROOT, {ROOT})
+
+
+@pytest.mark.parametrize(
+    ("mode", "dir_uid", "dir_gid", "gids", "expected"),
+    [
+        (0o1777, ROOT, ROOT, {APP}, True),  # /tmp: the sticky bit does not stop a new file
+        (0o755, ROOT, ROOT, {APP}, False),  # /var/log as root made it
+        (0o775, ROOT, 4, {APP, 4}, True),  # Debian's /var/log: group adm, user in it
+        (0o300, APP, APP, {APP}, True),  # write + search, nothing else
+        (0o600, APP, APP, {APP}, False),  # write without search
+    ],
+)
+def test_can_create_in(
+    mode: int, dir_uid: int, dir_gid: int, gids: set[int], expected: bool
+) -> None:
+    assert can_create_in(DIR | mode, dir_uid, dir_gid, APP, gids) is expected
+
+
+def test_a_sticky_directory_warns_of_the_pidfile_only(tmp_path: Path) -> None:
+    # Asked before the drop, a socket in /tmp still belongs to whoever runs us, but the drop
+    # hands it to the new user, so the master can remove it; the pidfile stays ours, so it
+    # cannot. A log there can be made anew: the sticky bit only guards removal.
+    sticky = tmp_path / "sticky"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    sock, pid, log = (sticky / name for name in ("app.sock", "app.pid", "error.log"))
+    for path in (sock, pid, log):
+        path.write_text("")
+    stranger = next(n for n in range(40000, 50000) if not _has_user(n) and n != os.geteuid())
+    ids = Ids(uid=stranger, gid=stranger)
+    assert stays_removable(str(sock), ids, handed_over=True)
+    assert not stays_removable(str(sock), ids)
+    assert can_create_after(str(log), ids)
+    said = _drop_warnings(ids, [str(sock)], str(pid), [str(log)])
+    assert len(said) == 1 and said[0].startswith(f"{pid}: after --uid/--gid the master cannot")
+
+
+def test_a_directory_only_its_owner_writes_warns_of_all(tmp_path: Path) -> None:
+    private = tmp_path / "private"
+    private.mkdir(mode=0o755)
+    sock, pid, log = (private / name for name in ("app.sock", "app.pid", "error.log"))
+    for path in (sock, pid, log):
+        path.write_text("")
+    stranger = next(n for n in range(40000, 50000) if not _has_user(n) and n != os.geteuid())
+    said = _drop_warnings(Ids(uid=stranger, gid=stranger), [str(sock)], str(pid), [str(log)])
+    assert [line.split(":")[0] for line in said] == [str(sock), str(pid), str(log)]
+    assert "no new file can be made" in said[2]
 
 
 def test_resolve_names_numbers_and_defaults() -> None:

@@ -85,23 +85,25 @@ def _no_snapshot_yet() -> Any:
     raise RuntimeError("the master is not running yet")
 
 
-def _drop_warnings(ids: Ids, removed: list[str], logs: list[str]) -> list[str]:
-    """What start-up says about files the dropped processes cannot handle: ``removed`` ones
-    the master will not be able to remove at exit, ``logs`` whose directory USR1 cannot make
-    a new file in. Asked before the drop, while every directory can still be looked at."""
+def _drop_warnings(ids: Ids, sockets: list[str], pidfile: str, logs: list[str]) -> list[str]:
+    """What start-up says about files the dropped processes cannot handle: ``sockets`` (handed
+    to the user by the drop) and the ``pidfile`` (kept as it is) that the master will not be
+    able to remove at exit, ``logs`` whose directory USR1 cannot make a new file in. Asked
+    before the drop, while every directory can still be looked at."""
+    removed = [(path, True) for path in sockets] + ([(pidfile, False)] if pidfile else [])
     said = [
         f"{path}: after --uid/--gid the master cannot write its directory, so it cannot remove "
         "this file on TERM or at exit (a stale one is replaced at the next start); put it in a "
         "directory the user owns (e.g. /run/app)"
-        for path in removed
-        if not privileges.stays_removable(path, ids)
+        for path, handed_over in removed
+        if not privileges.stays_removable(path, ids, handed_over=handed_over)
     ]
     return said + [
         f"{path}: after --uid/--gid no new file can be made in its directory, so after "
         "logrotate moves it, USR1 keeps writing the old one; have logrotate make the new file "
         "('create 0640 USER GROUP') or use 'copytruncate'"
         for path in logs
-        if not privileges.stays_removable(path, ids)
+        if not privileges.can_create_after(path, ids)
     ]
 
 
@@ -302,8 +304,9 @@ def _with_listeners(
 def _drop(ids: Ids, listeners: list[Listener], config: Config) -> bool:
     """Hand the sockets and log files to ``ids`` and become them; False (logged) if not."""
     sockets = [(lis.path, lis.inode) for lis in listeners if lis.path]
-    removed = [path for path, _ in sockets] + ([config.pidfile] if config.pidfile else [])
-    warnings = _drop_warnings(ids, removed, _log_files(config))
+    warnings = _drop_warnings(
+        ids, [path for path, _ in sockets], config.pidfile, _log_files(config)
+    )
     try:
         privileges.drop(ids, sockets, _log_files(config))
     except (PrivilegeError, OSError) as exc:

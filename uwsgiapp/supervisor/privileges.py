@@ -16,7 +16,16 @@ from dataclasses import dataclass
 
 from uwsgiapp.server import safefiles
 
-__all__ = ["Ids", "PrivilegeError", "drop", "removable_by", "resolve", "stays_removable"]
+__all__ = [
+    "Ids",
+    "PrivilegeError",
+    "can_create_after",
+    "can_create_in",
+    "drop",
+    "removable_by",
+    "resolve",
+    "stays_removable",
+]
 
 
 class PrivilegeError(Exception):
@@ -63,14 +72,11 @@ def resolve(uid: str, gid: str) -> Ids:
     return Ids(uid=new_uid, gid=new_gid, user=user)
 
 
-def removable_by(
-    dir_mode: int, dir_uid: int, dir_gid: int, file_uid: int, uid: int, gids: set[int]
-) -> bool:
-    """Can ``uid`` (in groups ``gids``) unlink a file owned by ``file_uid`` from that directory?
+def can_create_in(dir_mode: int, dir_uid: int, dir_gid: int, uid: int, gids: set[int]) -> bool:
+    """Can ``uid`` (in groups ``gids``) make a new file in that directory?
 
-    Needs write and search permission on the directory (owner, else group, else other bits:
-    the first class that matches decides, as in the kernel) and, in a sticky directory such as
-    /tmp, to own the file or the directory. Root can always.
+    Needs write and search permission on it: the owner bits, else the group bits, else the
+    other bits (the first class that matches decides, as in the kernel). Root can always.
     """
     if uid == 0:
         return True
@@ -80,24 +86,56 @@ def removable_by(
         bits = (dir_mode >> 3) & 0o7
     else:
         bits = dir_mode & 0o7
-    if bits & 0o3 != 0o3:  # write + search
+    return bits & 0o3 == 0o3  # write + search
+
+
+def removable_by(
+    dir_mode: int, dir_uid: int, dir_gid: int, file_uid: int, uid: int, gids: set[int]
+) -> bool:
+    """Can ``uid`` (in groups ``gids``) unlink a file owned by ``file_uid`` from that directory?
+
+    What :func:`can_create_in` needs and, in a sticky directory such as /tmp, to own the file
+    or the directory. Root can always.
+    """
+    if not can_create_in(dir_mode, dir_uid, dir_gid, uid, gids):
         return False
-    return not (dir_mode & stat.S_ISVTX) or uid in (file_uid, dir_uid)
+    return uid == 0 or not (dir_mode & stat.S_ISVTX) or uid in (file_uid, dir_uid)
 
 
-def stays_removable(path: str, ids: Ids) -> bool:
-    """Will the process still be able to remove ``path`` after dropping to ``ids``?"""
+def _after(ids: Ids) -> tuple[int, set[int]]:
+    """The uid and the groups the process has once it became ``ids``."""
     uid = ids.uid if ids.uid >= 0 else os.geteuid()
     gid = ids.gid if ids.gid >= 0 else os.getegid()
     gids = {gid}
     if ids.user:
         gids |= set(os.getgrouplist(ids.user, gid))
+    return uid, gids
+
+
+def stays_removable(path: str, ids: Ids, *, handed_over: bool = False) -> bool:
+    """Will the process still be able to remove ``path`` after dropping to ``ids``?
+
+    ``handed_over``: :func:`drop` gives the file to the new user first (a socket), so in a
+    sticky directory it counts as theirs; asked before the drop, the file is still root's.
+    """
+    uid, gids = _after(ids)
     try:
         st = os.lstat(path)
         parent = os.stat(os.path.dirname(os.path.abspath(path)))
     except OSError:
         return True  # nothing there to remove
-    return removable_by(parent.st_mode, parent.st_uid, parent.st_gid, st.st_uid, uid, gids)
+    owner = uid if handed_over else st.st_uid
+    return removable_by(parent.st_mode, parent.st_uid, parent.st_gid, owner, uid, gids)
+
+
+def can_create_after(path: str, ids: Ids) -> bool:
+    """Can the process make ``path`` anew (after logrotate moved it) once it became ``ids``?"""
+    uid, gids = _after(ids)
+    try:
+        parent = os.stat(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return True  # no directory to judge; opening the file said what was wrong
+    return can_create_in(parent.st_mode, parent.st_uid, parent.st_gid, uid, gids)
 
 
 def drop(ids: Ids, sockets: list[tuple[str, tuple[int, int] | None]], files: list[str]) -> None:
