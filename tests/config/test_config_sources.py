@@ -470,6 +470,32 @@ def test_an_env_variable_the_command_line_overrides_gets_a_warning() -> None:
     )  # the same value twice (harakiri) is no news
 
 
+@pytest.mark.parametrize(
+    ("argv", "env", "said"),
+    [
+        (["--socket", "a.sock"], {"UWSGIAPP_SOCKET": "a.sock"}, None),
+        (["--lazy-apps"], {"UWSGIAPP_LAZY_APPS": "1"}, None),
+        (["--no-lazy-apps"], {"UWSGIAPP_LAZY_APPS": "false"}, None),
+        (
+            ["--socket", "a.sock", "--socket", ":3031"],
+            {"UWSGIAPP_SOCKET": "b.sock"},
+            "env UWSGIAPP_SOCKET=b.sock is overridden by command line --socket a.sock "
+            "--socket :3031",
+        ),
+        (
+            ["--no-lazy-apps"],
+            {"UWSGIAPP_LAZY_APPS": "yes"},
+            "env UWSGIAPP_LAZY_APPS=yes is overridden by command line --no-lazy-apps",
+        ),
+    ],
+)
+def test_the_override_warning_compares_values_not_spellings(
+    argv: list[str], env: dict[str, str], said: str | None
+) -> None:
+    args = build_parser().parse_args(["serve", "a:app", *argv])
+    assert resolve_serve_config(args, env).warnings == ((said,) if said else ())
+
+
 def test_a_socket_that_looks_like_a_port_gets_a_warning() -> None:
     args = build_parser().parse_args(["serve", "a:app", "--socket", "18560"])
     resolved = resolve_serve_config(args, {})

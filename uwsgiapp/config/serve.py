@@ -11,12 +11,15 @@ from dataclasses import replace
 from uwsgiapp.config.configload import (
     DEFAULT_SOURCE,
     Layer,
+    OptionSpec,
     Raw,
     Resolved,
+    convert,
     env_layer,
     option_specs,
     resolve,
 )
+from uwsgiapp.config.model import ConfigError
 from uwsgiapp.config.tomlfile import toml_layer
 from uwsgiapp.config.uwsgiini import IniResult, check_http_only, ini_layer
 
@@ -46,7 +49,8 @@ def resolve_serve_config(
             "('uwsgiapp serve --help' lists each option's)"
         )
     cli: Layer = {}
-    for spec in option_specs():
+    specs = {spec.name: spec for spec in option_specs()}
+    for spec in specs.values():
         value = getattr(args, spec.name, None)
         if value is not None:
             cli[spec.name] = Raw(value, f"command line --{spec.option}")
@@ -56,10 +60,9 @@ def resolve_serve_config(
     # A variable set in a compose override beside a command that names the same option: the
     # command line wins, which is easy to miss.
     warnings.extend(
-        f"{environment[name].source}={environment[name].value} is overridden by "
-        f"{cli[name].source} {cli[name].value}"
+        said
         for name in sorted(environment.keys() & cli.keys())
-        if str(environment[name].value) != str(cli[name].value)
+        if (said := _overridden(specs[name], environment[name], cli[name]))
     )
     resolved = resolve(layers, warnings=warnings)
     check_http_only(ini, resolved.sources["socket"], DEFAULT_SOURCE)
@@ -71,3 +74,20 @@ def resolve_serve_config(
         if spec.isdigit()
     ]
     return replace(resolved, warnings=(*resolved.warnings, *ports)) if ports else resolved
+
+
+def _overridden(spec: OptionSpec, env: Raw, cli: Raw) -> str:
+    """The warning for a variable the command line overrides with another value, or ""."""
+    try:
+        if convert(spec, env.value, env.source) == convert(spec, cli.value, cli.source):
+            return ""  # UWSGIAPP_LAZY_APPS=1 beside --lazy-apps is no news
+    except ConfigError:
+        pass  # resolve() names the bad value
+    if spec.kind == "bool":
+        said = f"command line --{'' if cli.value else 'no-'}{spec.option}"
+    elif spec.kind in ("list", "pairs"):
+        said = " ".join(f"--{spec.option} {value}" for value in cli.value)
+        said = f"command line {said}"
+    else:
+        said = f"{cli.source} {cli.value}"
+    return f"{env.source}={env.value} is overridden by {said}"
