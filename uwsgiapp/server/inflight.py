@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import traceback
 from types import FrameType
 from typing import Any
@@ -48,12 +49,15 @@ def app_stack(frame: FrameType | None) -> str:
     if frame is None:
         return "(no frame)"
     frames = traceback.extract_stack(frame)
+    # The command that started us: pip's bin/uwsgiapp script (`python -m` runs a file of ours).
+    script = getattr(sys.modules.get("__main__"), "__file__", None) or "<no script>"
     skipped = 0
     for summary in frames[:-1]:
         name = summary.filename
         server = name.startswith(_PACKAGE + os.sep) and not name.startswith(_FRAMEWORK)
         # `python -m`: runpy's frames (a file before Python 3.11, frozen since)
-        if not (server or name.startswith("<frozen ") or os.path.basename(name) == "runpy.py"):
+        started = name.startswith("<frozen ") or os.path.basename(name) == "runpy.py"
+        if not (server or started or name == script):
             break
         skipped += 1
     shown = "".join(traceback.format_list(frames[skipped:])).rstrip()

@@ -1,0 +1,57 @@
+"""The harakiri's Python stack: shown from the app's call, whatever started the server."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+
+def _run(tmp_path: Path, entry: str) -> str:
+    (tmp_path / "myapp.py").write_text(
+        textwrap.dedent(
+            """
+            import sys
+            from uwsgiapp.server.inflight import app_stack
+
+            def view():
+                print(app_stack(sys._getframe()))
+            """
+        )
+    )
+    script = tmp_path / "uwsgiapp-entry"
+    script.write_text(textwrap.dedent(entry))
+    done = subprocess.run(
+        [sys.executable, script.name], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_a_console_script_is_the_servers_frame_not_the_apps(tmp_path: Path) -> None:
+    # pip's bin/uwsgiapp is the outermost frame under the `uwsgiapp` command: counted with the
+    # server's frames, so the stack shown starts at the app.
+    out = _run(
+        tmp_path,
+        """
+        import os, sys
+        sys.path.insert(0, ".")
+        import myapp
+        os.chdir("/")  # --chdir; the script was named relative to where it started
+        def main():
+            myapp.view()
+        main()
+        """,
+    )
+    assert out.startswith("(2 frames of the server above)\n"), out
+    assert "uwsgiapp-entry" not in out and 'myapp.py", line 6, in view' in out
+
+
+def test_the_app_frames_are_shown_when_nothing_of_the_server_is_above(tmp_path: Path) -> None:
+    out = _run(
+        tmp_path,
+        "import sys; sys.modules['__main__'].__file__ = 'elsewhere'; sys.path.insert(0, '.')\n"
+        "import myapp; myapp.view()\n",
+    )
+    assert not out.startswith("(") and "uwsgiapp-entry" in out and "in view" in out
