@@ -460,6 +460,15 @@ def test_logto_takes_the_request_lines_and_the_output_too(tmp_path: Path) -> Non
     config, _, _ = load(tmp_path, f"logto = {tmp_path}/app.log\ndisable-logging = true")
     assert config.access_log == "off"
     assert config.capture_output
+    # The command line sends the error log back to stderr: the implied capture goes with it
+    # (it would need a file); asked for in its own right, it is still an error that says so.
+    (tmp_path / "logto.ini").write_text(f"[uwsgi]\nlogto = {tmp_path}/app.log\n")
+    ini = ini_layer(str(tmp_path / "logto.ini")).layer
+    back = {"error_log_file": Raw("-", "command line --error-log-file")}
+    config = resolve([ini, back]).config
+    assert (config.error_log_file, config.capture_output) == ("-", False)
+    with pytest.raises(ConfigError, match=r"--capture-output .*: needs --error-log-file"):
+        resolve([ini, {**back, "capture_output": Raw(True, "command line --capture-output")}])
 
 
 def test_an_ini_logs_requests_unless_told_not_to(tmp_path: Path) -> None:

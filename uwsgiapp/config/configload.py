@@ -30,6 +30,7 @@ __all__ = [
     "DEFAULT_SOURCE",
     "ENV_PREFIX",
     "FALSE_WORDS",
+    "IMPLIED_BY",
     "TRUE_WORDS",
     "Layer",
     "OptionSpec",
@@ -49,6 +50,8 @@ __all__ = [
 ENV_PREFIX = "UWSGIAPP_"
 #: The source of a value no layer set.
 DEFAULT_SOURCE = "default"
+#: How the source of a value one option implies for another begins.
+IMPLIED_BY = "implied by "
 
 Kind = Literal["bool", "int", "float", "str", "list", "pairs"]
 _KINDS: dict[Any, Kind] = {
@@ -280,7 +283,16 @@ def _imply_access_log(values: dict[str, Any], sources: dict[str, str]) -> None:
     target = values.get("access_log_file", "-")
     if sources["access_log"] == DEFAULT_SOURCE and target not in ("", "-"):
         values["access_log"] = "uwsgi"
-        sources["access_log"] = f"implied by {sources['access_log_file']}"
+        sources["access_log"] = f"{IMPLIED_BY}{sources['access_log_file']}"
+
+
+def _drop_implied_capture(values: dict[str, Any], sources: dict[str, str]) -> None:
+    """An ini's logto implies capture_output; a higher layer that sends the error log back to
+    stderr (``--error-log-file -``) takes the implication with it, rather than failing."""
+    implied = sources["capture_output"].startswith(IMPLIED_BY)
+    if implied and values.get("error_log_file", "-") in ("", "-"):
+        values["capture_output"] = False
+        sources["capture_output"] = DEFAULT_SOURCE
 
 
 def resolve(layers: Sequence[Layer], *, warnings: Sequence[str] = ()) -> Resolved:
@@ -296,6 +308,7 @@ def resolve(layers: Sequence[Layer], *, warnings: Sequence[str] = ()) -> Resolve
             values[name] = convert(spec, raw.value, raw.source)
             sources[name] = raw.source
     _imply_access_log(values, sources)
+    _drop_implied_capture(values, sources)
     config = Config(**values)
     try:
         config.validate()

@@ -36,7 +36,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from uwsgiapp.config.configload import Layer, Raw, parse_bool
+from uwsgiapp.config.configload import IMPLIED_BY, Layer, Raw, parse_bool
 from uwsgiapp.config.iniexpand import (
     DEFAULT_SECTION,
     MAGIC_RE,
@@ -254,7 +254,7 @@ class _Mapper:
                 value = str(MAX_BUFFER)
             if name == "error_log_file":  # uWSGI's logto takes the request lines and stderr too
                 layer["access_log_file"] = Raw(value, source)
-                layer["capture_output"] = Raw(True, source)
+                layer["capture_output"] = Raw(True, f"{IMPLIED_BY}{source}")
             if name in MULTI:
                 self._multi.setdefault(name, []).append(value)
                 layer[name] = Raw(list(self._multi[name]), source)
