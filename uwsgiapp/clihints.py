@@ -40,7 +40,8 @@ FOREIGN_OPTIONS: Mapping[str, str] = {
     "--wsgi-file": "give the app as the APP argument (path/to/file.py:callable)",
     "--master": "uwsgiapp always runs a master process",
     "--die-on-term": "SIGTERM always stops uwsgiapp gracefully",
-    "--vacuum": "uwsgiapp always removes the unix sockets and pidfile it created",
+    "--vacuum": "uwsgiapp removes the unix sockets and pidfile it created at exit "
+    "(where the user it runs as can write their directory)",
     "--enable-threads": "threads always work; --threads N gives each worker request threads",
     "--worker-connections": "for gunicorn's async workers; here use --threads N (or more "
     "--workers) to serve more requests at once",
