@@ -44,7 +44,12 @@ def _gc(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
 
 
 def _sleep(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-    time.sleep(float(environ["QUERY_STRING"] or "0.2"))
+    """``/sleep?SECONDS``; ``/sleep?SECONDS&PATH`` first writes PATH, for a test to wait on."""
+    seconds, _, marker = environ["QUERY_STRING"].partition("&")
+    if marker:
+        with open(marker, "w") as file:
+            file.write(str(os.getpid()))
+    time.sleep(float(seconds or "0.2"))
     start_response("200 OK", PLAIN)
     return [b"slept pid %d" % os.getpid()]
 

@@ -24,6 +24,7 @@ from support.procs import (
     short_tmpdir,
     stack,
     uwsgi_exchange,
+    uwsgi_get,
     wait_for_serving,
     wait_until,
 )
@@ -55,20 +56,6 @@ def alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def uwsgi_get(path: str, query: str = "") -> bytes:
-    """A uwsgi request packet, as nginx would send it."""
-    return uwsgiproto.build_request(
-        {
-            "REQUEST_METHOD": "GET",
-            "PATH_INFO": path,
-            "QUERY_STRING": query,
-            "SERVER_NAME": "t",
-            "SERVER_PORT": "80",
-            "SERVER_PROTOCOL": "HTTP/1.1",
-        }
-    )
 
 
 def read_all(sock: socket.socket) -> bytes:
@@ -485,23 +472,3 @@ def test_a_second_server_on_a_running_servers_pidfile_is_refused(tmp_path: Path)
         wait_until(lambda: pidfile.read_text() == f"{third.pid}\n", 10, "the new pidfile")
     finally:
         third.stop()
-
-
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGQUIT])
-def test_a_quick_stop_says_which_request_it_cuts(tmp_path: Path, signum: int) -> None:
-    server = Server(tmp_path, "supervisor_app:app", workers=1).start()
-    try:
-        (worker,) = wait_for_serving(server, 1)
-        client = socket.socket(socket.AF_UNIX)
-        client.connect(server.socket)
-        client.sendall(uwsgi_get("/sleep", "30"))
-        wchan = Path(f"/proc/{worker}/wchan")
-        wait_until(lambda: "sleep" in wchan.read_text(), 10, "the request in the app's sleep")
-        server.signal(signum)
-        assert server.wait(15) == 0
-        client.close()
-    finally:
-        server.stop()
-    log = server.log()
-    assert f"{signal.Signals(signum).name}: quick stop" in log  # the master's
-    assert "SIGINT: quick stop, cutting GET /sleep" in log  # the worker's, told with INT

@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import uwsgiproto
+
 APPS_DIR = Path(__file__).resolve().parents[1] / "apps"
 
 UWSGI_PARAMS = """
@@ -351,6 +353,20 @@ class RawResult:
         self.end = end
         #: From our last byte sent (or the failed send) to the end of the connection.
         self.seconds = seconds
+
+
+def uwsgi_get(path: str, query: str = "") -> bytes:
+    """A uwsgi GET request packet, as nginx would send it."""
+    return uwsgiproto.build_request(
+        {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "SERVER_NAME": "t",
+            "SERVER_PORT": "80",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+        }
+    )
 
 
 def uwsgi_exchange(

@@ -1,0 +1,32 @@
+"""INT and QUIT: the quick stop, and what it says about the requests it cuts."""
+
+from __future__ import annotations
+
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+from support.procs import Server, uwsgi_get, wait_for_serving, wait_until
+
+pytestmark = pytest.mark.nginx
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGQUIT])
+def test_a_quick_stop_says_which_request_it_cuts(tmp_path: Path, signum: int) -> None:
+    server = Server(tmp_path, "supervisor_app:app", workers=1).start()
+    try:
+        wait_for_serving(server, 1)
+        client = socket.socket(socket.AF_UNIX)
+        client.connect(server.socket)
+        marker = tmp_path / "in-the-app"
+        client.sendall(uwsgi_get("/sleep", f"30&{marker}"))
+        wait_until(marker.exists, 10, "the request in the app's sleep")
+        server.signal(signum)
+        assert server.wait(15) == 0
+        client.close()
+    finally:
+        server.stop()
+    log = server.log()
+    assert f"{signal.Signals(signum).name}: quick stop" in log  # the master's
+    assert "SIGINT: quick stop, cutting GET /sleep" in log  # the worker's, told with INT
