@@ -12,9 +12,13 @@ from support.procs import Server, uwsgi_get, wait_for_serving, wait_until
 pytestmark = pytest.mark.nginx
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGQUIT])
-def test_a_quick_stop_says_which_request_it_cuts(tmp_path: Path, signum: int) -> None:
-    server = Server(tmp_path, "supervisor_app:app", workers=1).start()
+@pytest.mark.parametrize(
+    ("signum", "threads"),
+    [(signal.SIGINT, 1), (signal.SIGQUIT, 1), (signal.SIGINT, 2)],
+    ids=["INT", "QUIT", "INT-threads"],
+)
+def test_a_quick_stop_says_which_request_it_cuts(tmp_path: Path, signum: int, threads: int) -> None:
+    server = Server(tmp_path, "supervisor_app:app", workers=1, threads=threads).start()
     try:
         wait_for_serving(server, 1)
         client = socket.socket(socket.AF_UNIX)

@@ -13,7 +13,13 @@ import traceback
 from types import FrameType
 from typing import Any
 
-__all__ = ["app_stack", "dump_stuck_request", "request_environ", "request_line"]
+__all__ = [
+    "app_stack",
+    "dump_stuck_request",
+    "request_environ",
+    "request_line",
+    "requests_in_flight",
+]
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -41,6 +47,13 @@ def request_line(frame: FrameType | None) -> str:
         return "unknown request"
     uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
     return f"{environ['REQUEST_METHOD']} {uri}"
+
+
+def requests_in_flight() -> list[str]:
+    """The request line of every thread's request in progress (``--threads``: the main thread
+    only waits for connections; the requests are in the others)."""
+    frames = sys._current_frames()
+    return [request_line(frame) for _, frame in sorted(frames.items()) if request_environ(frame)]
 
 
 def app_stack(frame: FrameType | None) -> str:
