@@ -34,3 +34,27 @@ def test_a_quick_stop_says_which_request_it_cuts(tmp_path: Path, signum: int, th
     log = server.log()
     assert f"{signal.Signals(signum).name}: quick stop" in log  # the master's
     assert "SIGINT: quick stop, cutting GET /sleep" in log  # the worker's, told with INT
+
+
+def test_a_request_still_running_at_the_graceful_deadline_is_cut_and_named(
+    tmp_path: Path,
+) -> None:
+    # TERM waits --graceful-timeout for the request; then SIGINT (the worker names the request
+    # it cuts, the app's finally blocks run), and only then, if need be, SIGKILL.
+    server = Server(tmp_path, "supervisor_app:app", workers=1, graceful_timeout=1).start()
+    try:
+        wait_for_serving(server, 1)
+        client = socket.socket(socket.AF_UNIX)
+        client.connect(server.socket)
+        marker = tmp_path / "in-the-app"
+        client.sendall(uwsgi_get("/sleep", f"30&{marker}"))
+        wait_until(marker.exists, 10, "the request in the app's sleep")
+        server.signal(signal.SIGTERM)
+        assert server.wait(15) == 0
+        client.close()
+    finally:
+        server.stop()
+    log = server.log()
+    assert "stop deadline passed in one request" in log
+    assert "SIGINT: quick stop, cutting GET /sleep" in log
+    assert "killing it" in log and "SIGKILL" not in log.split("cutting GET /sleep", 1)[1]

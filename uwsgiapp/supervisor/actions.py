@@ -16,7 +16,8 @@ BOOT_FAILURE_LIMIT = 5
 #: A worker could not load the app while others serve: seconds before the next try, doubling
 #: up to the second value (back to the first once a worker loads it).
 LOAD_RETRY = (1.0, 10.0)
-#: Seconds between the harakiri stack dump and the kill; and the quick-stop grace.
+#: Seconds between the harakiri stack dump and the kill; and the quick-stop grace (also what
+#: a worker still in a request at its graceful deadline gets after SIGINT, before SIGKILL).
 DUMP_GRACE = 1.0
 QUICK_GRACE = 2.0
 #: What a worker retired while the others keep serving gets: finish the current request, leave.
@@ -121,6 +122,8 @@ class WorkerRecord:
     started: float
     state: WorkerState = WorkerState.BOOTING
     deadline: float = 0.0  # when to SIGKILL (stopping / harakiri)
+    #: Told to cut its request (a quick stop): at the deadline, nothing is left but SIGKILL.
+    cut: bool = False
 
     @property
     def label(self) -> str:

@@ -18,6 +18,7 @@ from uwsgiapp.supervisor.actions import (
     BOOT_FAILURE_LIMIT,
     DUMP_GRACE,
     LOAD_RETRY,
+    QUICK_GRACE,
     RETIRE,
     Action,
     Halt,
@@ -34,7 +35,7 @@ from uwsgiapp.supervisor.actions import (
     count_workers,
     describe_exit,
 )
-from uwsgiapp.supervisor.roster import BOOTING, HARAKIRI, READY, TOLD, Roster
+from uwsgiapp.supervisor.roster import BOOTING, HARAKIRI, READY, STOPPING, TOLD, Roster
 from uwsgiapp.supervisor.status import WorkerStatus
 
 #: The old names of the codes (kept importable; the enums in :mod:`uwsgiapp.exitcodes` rule).
@@ -292,6 +293,20 @@ class Policy(Roster):
         if rec.state in TOLD:
             if now < rec.deadline:
                 return []
+            if rec.state is STOPPING and not rec.cut and st.pid == rec.pid and st.request_start:
+                # Still in a request at the graceful deadline: a quick stop first, so that the
+                # worker logs the request it cuts and the app's finally blocks run.
+                rec.cut = True
+                rec.deadline = now + QUICK_GRACE
+                return [
+                    Log(
+                        LogLevel.WARNING,
+                        f"{rec.label}: stop deadline passed in one request "
+                        f"({wall - st.request_start:.1f}s in it): cutting it (SIGINT), "
+                        f"killing it in {QUICK_GRACE:g}s if it stays",
+                    ),
+                    Signal(rec.pid, signal.SIGINT),
+                ]
             what = "harakiri" if rec.state is HARAKIRI else "stop"
             rec.deadline = now + 3600  # once
             return [

@@ -124,6 +124,7 @@ class Roster:
         else:
             rec.state = STOPPING
         rec.deadline = deadline
+        rec.cut = rec.cut or not graceful
         return Signal(rec.pid, signum)
 
     def _note_ready(self, rec: WorkerRecord, st: WorkerStatus) -> None:

@@ -1,0 +1,64 @@
+"""The stop deadline: what a worker still busy when it passes gets (the policy, driven directly)."""
+
+from __future__ import annotations
+
+import signal
+
+from supervisor.policy_sim import signals_sent, started
+
+from uwsgiapp.supervisor.actions import QUICK_GRACE, Log
+
+
+def test_a_worker_in_a_request_at_its_graceful_deadline_is_cut_then_killed() -> None:
+    # SIGINT first: the worker logs the request it cuts and the app's finally blocks run;
+    # SIGKILL only if it is still there QUICK_GRACE later.
+    sim = started(workers=1, graceful_timeout=5)
+    (pid,) = sim.pids()
+    sim.busy_since[pid] = 1000.0 + sim.now
+    sim.run(sim.policy.on_signal("TERM", sim.now))
+    cut = sim.tick(5.0)
+    assert signals_sent(cut) == {(pid, signal.SIGINT)}
+    (said,) = [a.message for a in cut if isinstance(a, Log)]
+    assert said.startswith(f"worker 1 (pid {pid}): stop deadline passed in one request (5.")
+    assert not signals_sent(sim.tick(QUICK_GRACE - 0.5))
+    assert signals_sent(sim.tick(0.6)) == {(pid, signal.SIGKILL)}
+    assert not signals_sent(sim.tick(10.0))  # once
+
+
+def test_an_idle_worker_at_its_deadline_is_killed_at_once() -> None:
+    # Not in a request (stuck in an exit hook, say): a SIGINT would tell nothing.
+    sim = started(workers=1, graceful_timeout=5)
+    (pid,) = sim.pids()
+    sim.run(sim.policy.on_signal("TERM", sim.now))
+    assert signals_sent(sim.tick(5.1)) == {(pid, signal.SIGKILL)}
+
+
+def test_a_quick_stop_is_not_cut_twice() -> None:
+    # INT already cut the request: its deadline leaves only SIGKILL; so does a TERM after it.
+    sim = started(workers=1, graceful_timeout=30)
+    (pid,) = sim.pids()
+    sim.busy_since[pid] = 1000.0 + sim.now
+    sim.run(sim.policy.on_signal("INT", sim.now))
+    sim.run(sim.policy.on_signal("TERM", sim.now))
+    assert signals_sent(sim.tick(QUICK_GRACE + 0.1)) == {(pid, signal.SIGKILL)}
+
+
+def test_a_retired_worker_busy_at_its_deadline_is_cut_too() -> None:
+    # HUP: the old generation finishes its requests within --graceful-timeout, as at a stop.
+    sim = started(workers=1, graceful_timeout=5)
+    (old,) = sim.pids()
+    sim.busy_since[old] = 1000.0 + sim.now
+    sim.run(sim.policy.on_signal("HUP", sim.now))
+    sim.make_all_ready()
+    assert (old, signal.SIGHUP) in signals_sent(sim.tick())
+    assert (old, signal.SIGINT) in signals_sent(sim.tick(5.0))
+    assert (old, signal.SIGKILL) in signals_sent(sim.tick(QUICK_GRACE))
+
+
+def test_a_harakiri_is_killed_at_its_deadline_not_cut() -> None:
+    # The harakiri already dumped the stack (USR2): the next step is the kill.
+    sim = started(workers=1, harakiri=3, graceful_timeout=30)
+    (pid,) = sim.pids()
+    sim.busy_since[pid] = 1000.0 + sim.now
+    assert (pid, signal.SIGUSR2) in signals_sent(sim.tick(3.5))
+    assert signals_sent(sim.tick(1.1)) == {(pid, signal.SIGKILL)}
