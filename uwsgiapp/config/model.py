@@ -43,7 +43,11 @@ class Config:
     :func:`make_config`)."""
 
     app: str = _opt("", "the WSGI app: module:attr, module:factory(), or path/to/file.py:attr")
-    chdir: str = _opt("", "change to this directory before loading the app")
+    chdir: str = _opt(
+        "",
+        "change to this directory first (relative socket, pidfile and log paths are taken "
+        "from it) and load the app there",
+    )
     pythonpath: tuple[str, ...] = _opt((), "extra directories put first on sys.path")
     env: tuple[str, ...] = _opt(
         (),

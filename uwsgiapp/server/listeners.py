@@ -149,7 +149,8 @@ def _bind_unix(path: str, backlog: int, chmod: int) -> Listener:
         sock.close()
         raise ListenerError(f"socket {path!r}: replaced by something else right after bind")
     sock.listen(backlog)
-    return Listener(sock, path, path=path, inode=(st.st_dev, st.st_ino))
+    # Removed at exit by its absolute name: the master may have moved to --chdir since.
+    return Listener(sock, path, path=os.path.abspath(path), inode=(st.st_dev, st.st_ino))
 
 
 def bind_all(

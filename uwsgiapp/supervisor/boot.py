@@ -19,6 +19,7 @@ import signal
 import stat
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from types import FrameType
 from typing import Any
 
@@ -216,6 +217,19 @@ def serve(config: Config) -> int:
 
 
 def _serve(config: Config) -> int:
+    if config.chdir:
+        # First, as gunicorn does (uWSGI binds its sockets there too): every relative path
+        # (socket, pidfile, logs) is taken from it. Kept as written, made absolute, so that a
+        # HUP's re-import enters it again: a deploy's `current` symlink then moves the app.
+        chdir = os.path.abspath(config.chdir)
+        try:
+            os.chdir(chdir)
+        except OSError as exc:
+            print(
+                f"uwsgiapp: --chdir: cannot enter {chdir}: {exc.strerror or exc}", file=sys.stderr
+            )
+            return ServeExit.START_FAILED
+        config = replace(config, chdir=chdir)
     try:
         setup_error_log(config.error_log_file, capture=config.capture_output)
     except OSError as exc:
@@ -268,7 +282,8 @@ def _with_listeners(
     config: Config, ids: Ids, listeners: list[Listener], stats: StatsServer | None
 ) -> int:
     """Pidfile, privilege drop, app load and the master's run, with the sockets bound."""
-    pidfile = config.pidfile
+    # Written, and removed at exit, by its absolute name: the app's --chdir comes in between.
+    pidfile = os.path.abspath(config.pidfile) if config.pidfile else ""
     pidfile_written = False
     try:
         if pidfile:

@@ -1,0 +1,79 @@
+"""--chdir is entered first: relative paths are taken from it, and a HUP enters it again (a
+deploy's `current` symlink moves the app). Real processes, real signals."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from support.procs import (
+    Server,
+    short_tmpdir,
+    uwsgi_exchange,
+    uwsgi_get,
+    wait_for_serving,
+    wait_until,
+)
+
+APP = """
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [{version!r}]
+"""
+
+
+def _answer(sock: str) -> bytes:
+    return uwsgi_exchange(sock, uwsgi_get("/"), timeout=10).data.rpartition(b"\r\n\r\n")[2]
+
+
+def test_relative_socket_pidfile_and_log_live_in_the_chdir_and_are_removed(
+    tmp_path: Path,
+) -> None:
+    # The DigitalOcean layout: `chdir = /home/u/proj`, `socket = proj.sock`, nginx pointed at
+    # /home/u/proj/proj.sock; started from elsewhere (systemd starts in /).
+    start = Path(short_tmpdir())
+    proj = start / "proj"
+    proj.mkdir()
+    (proj / "relapp.py").write_text(APP.format(version=b"here"))
+    server = Server(
+        start,
+        "relapp:app",
+        socket="proj.sock",
+        chdir="proj",
+        pidfile="proj.pid",
+        error_log_file="proj.log",
+    )
+    server.start(wait=False)
+    try:
+        wait_until(lambda: (proj / "proj.pid").exists(), 15, "the pidfile in the chdir")
+        wait_for_serving(server, 1)
+        assert _answer(str(proj / "proj.sock")) == b"here"
+        assert not (start / "proj.sock").exists() and (proj / "proj.log").exists()
+        server.signal(signal.SIGTERM)
+        assert server.wait(15) == 0
+    finally:
+        server.stop()
+    log = (proj / "proj.log").read_text()
+    assert "could not remove" not in log, log
+    assert not (proj / "proj.sock").exists() and not (proj / "proj.pid").exists()
+
+
+def test_hup_enters_the_chdir_again_so_a_deploy_symlink_moves_the_app(tmp_path: Path) -> None:
+    releases = tmp_path / "releases"
+    for version in ("r1", "r2"):
+        (releases / version).mkdir(parents=True)
+        (releases / version / "relapp.py").write_text(APP.format(version=version.encode()))
+    current = tmp_path / "current"
+    current.symlink_to(releases / "r1")
+    server = Server(tmp_path, "relapp:app", chdir="current", workers=1).start()
+    try:
+        wait_for_serving(server, 1)
+        assert _answer(server.socket) == b"r1"
+        swap = tmp_path / "current.new"
+        swap.symlink_to(releases / "r2")
+        swap.replace(current)  # the atomic switch deploy tools make
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: _answer(server.socket) == b"r2", 15, "the new release to answer")
+    finally:
+        server.stop()
+    assert "cannot re-import" not in server.log()
