@@ -6,6 +6,7 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+from cli.cli_testkit import run_cli
 from support.procs import (
     Server,
     short_tmpdir,
@@ -77,3 +78,12 @@ def test_hup_enters_the_chdir_again_so_a_deploy_symlink_moves_the_app(tmp_path: 
     finally:
         server.stop()
     assert "cannot re-import" not in server.log()
+
+
+def test_a_chdir_that_cannot_be_entered_stops_the_start_naming_the_option(
+    tmp_path: Path,
+) -> None:
+    done = run_cli("serve", "x:app", "--chdir", "missing", "--socket", "a.sock", cwd=tmp_path)
+    assert done.returncode == 3
+    assert f"--chdir: cannot enter {tmp_path}/missing: No such file" in done.stderr.decode()
+    assert not (tmp_path / "a.sock").exists()
