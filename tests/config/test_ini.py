@@ -466,7 +466,12 @@ def test_logto_takes_the_request_lines_and_the_output_too(tmp_path: Path) -> Non
     ini = ini_layer(str(tmp_path / "logto.ini")).layer
     back = {"error_log_file": Raw("-", "command line --error-log-file")}
     config = resolve([ini, back]).config
-    assert (config.error_log_file, config.capture_output) == ("-", False)
+    assert (config.error_log_file, config.capture_output, config.access_log_file) == (
+        "-",
+        False,
+        "-",
+    )
+    assert config.access_log == "uwsgi"  # still on, as the ini asks: on stdout
     with pytest.raises(ConfigError, match=r"--capture-output .*: needs --error-log-file"):
         resolve([ini, {**back, "capture_output": Raw(True, "command line --capture-output")}])
 

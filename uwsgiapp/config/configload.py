@@ -283,16 +283,18 @@ def _imply_access_log(values: dict[str, Any], sources: dict[str, str]) -> None:
     target = values.get("access_log_file", "-")
     if sources["access_log"] == DEFAULT_SOURCE and target not in ("", "-"):
         values["access_log"] = "uwsgi"
-        sources["access_log"] = f"{IMPLIED_BY}{sources['access_log_file']}"
+        sources["access_log"] = f"{IMPLIED_BY}{sources['access_log_file'].removeprefix(IMPLIED_BY)}"
 
 
-def _drop_implied_capture(values: dict[str, Any], sources: dict[str, str]) -> None:
-    """An ini's logto implies capture_output; a higher layer that sends the error log back to
-    stderr (``--error-log-file -``) takes the implication with it, rather than failing."""
-    implied = sources["capture_output"].startswith(IMPLIED_BY)
-    if implied and values.get("error_log_file", "-") in ("", "-"):
-        values["capture_output"] = False
-        sources["capture_output"] = DEFAULT_SOURCE
+def _drop_implied_by_logto(values: dict[str, Any], sources: dict[str, str]) -> None:
+    """An ini's logto implies capture_output and the access log's file; a higher layer that
+    sends the error log back to stderr (``--error-log-file -``) takes both with it."""
+    if values.get("error_log_file", "-") not in ("", "-"):
+        return
+    for name, default in (("capture_output", False), ("access_log_file", "-")):
+        if sources[name].startswith(IMPLIED_BY):
+            values[name] = default
+            sources[name] = DEFAULT_SOURCE
 
 
 def resolve(layers: Sequence[Layer], *, warnings: Sequence[str] = ()) -> Resolved:
@@ -307,8 +309,8 @@ def resolve(layers: Sequence[Layer], *, warnings: Sequence[str] = ()) -> Resolve
             spec = _SPECS[name]
             values[name] = convert(spec, raw.value, raw.source)
             sources[name] = raw.source
+    _drop_implied_by_logto(values, sources)
     _imply_access_log(values, sources)
-    _drop_implied_capture(values, sources)
     config = Config(**values)
     try:
         config.validate()

@@ -253,7 +253,7 @@ class _Mapper:
                 )
                 value = str(MAX_BUFFER)
             if name == "error_log_file":  # uWSGI's logto takes the request lines and stderr too
-                layer["access_log_file"] = Raw(value, source)
+                layer["access_log_file"] = Raw(value, f"{IMPLIED_BY}{source}")
                 layer["capture_output"] = Raw(True, f"{IMPLIED_BY}{source}")
             if name in MULTI:
                 self._multi.setdefault(name, []).append(value)
