@@ -35,10 +35,9 @@ def test_a_console_script_is_the_servers_frame_not_the_apps(tmp_path: Path) -> N
     out = _run(
         tmp_path,
         """
-        import os, sys
+        import sys
         sys.path.insert(0, ".")
         import myapp
-        os.chdir("/")  # --chdir; the script was named relative to where it started
         def main():
             myapp.view()
         main()
@@ -55,3 +54,44 @@ def test_the_app_frames_are_shown_when_nothing_of_the_server_is_above(tmp_path: 
         "import myapp; myapp.view()\n",
     )
     assert not out.startswith("(") and "uwsgiapp-entry" in out and "in view" in out
+
+
+def test_a_request_threads_start_is_the_servers_too(tmp_path: Path) -> None:
+    out = _run(
+        tmp_path,
+        """
+        import sys, threading
+        sys.modules["__main__"].__file__ = "elsewhere"
+        sys.path.insert(0, ".")
+        import myapp
+        thread = threading.Thread(target=myapp.view)
+        thread.start()
+        thread.join()
+        """,
+    )
+    # threading's _bootstrap, _bootstrap_inner and run
+    assert out.startswith("(3 frames of the server above)\n"), out
+    assert 'myapp.py", line 6, in view' in out
+
+
+def test_an_app_in_the_script_that_started_the_server_is_shown(tmp_path: Path) -> None:
+    # `python myserver.py`, which runs uwsgiapp with app "myserver:app": below the server's
+    # frames, that file is the app's.
+    out = _run(
+        tmp_path,
+        """
+        import sys, threading
+        from uwsgiapp.server.inflight import app_stack
+        from uwsgiapp.server.threaded import _serialized  # a server frame that calls back
+
+        def inner():
+            print(app_stack(sys._getframe()))
+
+        def app_in_the_script():
+            inner()
+
+        _serialized(app_in_the_script, threading.Lock())()
+        """,
+    )
+    assert out.startswith("(2 frames of the server above)\n"), out
+    assert "in app_in_the_script" in out

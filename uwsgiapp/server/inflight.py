@@ -18,7 +18,6 @@ __all__ = [
     "dump_stuck_request",
     "request_environ",
     "request_line",
-    "requests_in_flight",
 ]
 
 log = logging.getLogger("uwsgiapp.error")
@@ -49,13 +48,6 @@ def request_line(frame: FrameType | None) -> str:
     return f"{environ['REQUEST_METHOD']} {uri}"
 
 
-def requests_in_flight() -> list[str]:
-    """The request line of every thread's request in progress (``--threads``: the main thread
-    only waits for connections; the requests are in the others)."""
-    frames = sys._current_frames()
-    return [request_line(frame) for _, frame in sorted(frames.items()) if request_environ(frame)]
-
-
 def app_stack(frame: FrameType | None) -> str:
     """``frame``'s stack as a log shows it, without the server's own outer frames (the
     interpreter's start, the CLI, the worker loop): the app's call and what it called."""
@@ -65,13 +57,21 @@ def app_stack(frame: FrameType | None) -> str:
     # The command that started us: pip's bin/uwsgiapp script (`python -m` runs a file of ours).
     script = getattr(sys.modules.get("__main__"), "__file__", None) or "<no script>"
     skipped = 0
+    in_server = False
     for summary in frames[:-1]:
         name = summary.filename
         server = name.startswith(_PACKAGE + os.sep) and not name.startswith(_FRAMEWORK)
-        # `python -m`: runpy's frames (a file before Python 3.11, frozen since)
-        started = name.startswith("<frozen ") or os.path.basename(name) == "runpy.py"
-        if not (server or started or name == script):
+        # Before the server's first frame, what started the process or the thread: that
+        # script, runpy for `python -m` (a file before Python 3.11, frozen since), threading
+        # for a request thread. After it, the same file is the app's (an app in that script).
+        starting = not in_server and (
+            name == script
+            or name.startswith("<frozen ")
+            or os.path.basename(name) in ("runpy.py", "threading.py")
+        )
+        if not (server or starting):
             break
+        in_server = in_server or server
         skipped += 1
     shown = "".join(traceback.format_list(frames[skipped:])).rstrip()
     return f"({skipped} frames of the server above)\n{shown}" if skipped else shown

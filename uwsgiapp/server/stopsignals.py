@@ -7,7 +7,7 @@ import os
 import signal
 from types import FrameType
 
-from uwsgiapp.server.inflight import requests_in_flight
+from uwsgiapp.server.inflight import request_environ, request_line
 from uwsgiapp.server.logs import reopen_logs
 from uwsgiapp.server.logtext import escape_log_text
 
@@ -32,11 +32,15 @@ class StopSignals:
         self.alive = False
 
     def _on_quick(self, signum: int, frame: FrameType | None) -> None:
-        for line in requests_in_flight():  # say what is cut (the exit code is 0 all the same)
+        for line in self.requests_cut(frame):  # say what is cut (exit code 0 all the same)
             logging.getLogger("uwsgiapp.error").warning(
                 "%s: quick stop, cutting %s", signal.Signals(signum).name, escape_log_text(line)
             )
         raise SystemExit(0)
+
+    def requests_cut(self, frame: FrameType | None) -> list[str]:
+        """The requests a quick stop cuts: the one the interrupted ``frame`` serves, if any."""
+        return [] if request_environ(frame) is None else [request_line(frame)]
 
     def install_signals(self) -> None:
         """Worker signal dispositions (after fork: the master's handlers must not run here)."""

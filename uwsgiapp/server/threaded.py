@@ -242,6 +242,22 @@ class ThreadedWorker(StopSignals):
             loop.alive = self.alive
             loop.wake()
 
+    def requests_cut(self, frame: FrameType | None) -> list[str]:
+        """The busy request threads' requests, oldest first (this main thread serves none)."""
+        frames = sys._current_frames()
+        return [
+            f"{request_line(frames.get(ident))} (thread {index + 1})"
+            for _, index, ident in self._busy()
+            if ident is not None
+        ]
+
+    def _busy(self) -> list[tuple[float, int, int | None]]:
+        """(request start, thread index, thread ident) of the busy request threads, oldest
+        first."""
+        return sorted(
+            (loop.core.started, loop.index, loop.ident) for loop in self.loops if loop.core.started
+        )
+
     # -- harakiri -----------------------------------------------------------------------------
 
     def dump_stuck(self, signum: int, frame: FrameType | None) -> None:
@@ -251,9 +267,7 @@ class ThreadedWorker(StopSignals):
         self.alive = False
         frames = sys._current_frames()
         now = time.time()
-        busy = sorted(
-            (loop.core.started, loop.index, loop.ident) for loop in self.loops if loop.core.started
-        )
+        busy = self._busy()
         if not busy:
             log.error("harakiri: worker %d: no request thread is busy", os.getpid())
             return
