@@ -10,6 +10,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping, Sequence
 
+from uwsgiapp.config.inikeys import ALWAYS_ON
+
 __all__ = ["FOREIGN_OPTIONS", "hint_for", "unrecognized_message"]
 
 _SOCKET = "use --socket HOST:PORT (or a unix socket path)"
@@ -38,10 +40,9 @@ FOREIGN_OPTIONS: Mapping[str, str] = {
     "--worker-class": _WORKER_CLASS,
     "--module": "give the app as the APP argument (module:callable)",
     "--wsgi-file": "give the app as the APP argument (path/to/file.py:callable)",
-    "--master": "uwsgiapp always runs a master process",
-    "--die-on-term": "SIGTERM always stops uwsgiapp gracefully",
-    "--vacuum": "uwsgiapp removes the unix sockets and pidfile it created at exit "
-    "(where the user it runs as can write their directory)",
+    "--master": ALWAYS_ON["master"],
+    "--die-on-term": ALWAYS_ON["die-on-term"],
+    "--vacuum": ALWAYS_ON["vacuum"],
     "--enable-threads": "threads always work; --threads N gives each worker request threads",
     "--worker-connections": "for gunicorn's async workers; here use --threads N (or more "
     "--workers) to serve more requests at once",

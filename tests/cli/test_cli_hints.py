@@ -22,8 +22,11 @@ from uwsgiapp.clihints import hint_for
         (["serve", "a:app", "--workrs", "2"], "--workrs: did you mean --workers?"),
         (["serve", "a:app", "--worker", "2"], "--worker: did you mean --workers?"),
         (["dev", "a:app", "--bind", "0:80"], "--bind: use --host HOST --port PORT"),
-        (["serve", "a:app", "--die-on-term"], "SIGTERM always stops uwsgiapp gracefully"),
-        (["serve", "a:app", "--vacuum"], "removes the unix sockets and pidfile it created at exit"),
+        (["serve", "a:app", "--die-on-term"], "SIGTERM always stops gracefully in uwsgiapp"),
+        (
+            ["serve", "a:app", "--vacuum"],
+            "removes the unix sockets and pidfile it created at exit (start-up warns",
+        ),
         (["serve", "a:app", "--worker-connections", "10"], "gunicorn's async workers"),
         (["serve", "a:app", "--touch-reload", "x"], "send SIGHUP to the master"),
         (["serve", "a:app", "--statsd-host", "x:8125"], "serves /metrics for Prometheus"),

@@ -69,8 +69,8 @@ APP_KEYS = frozenset({"module", "wsgi", "w", "wsgi-file", "file", "callable", "m
 #: A false value cannot be honoured and gets a warning (the text says what happens instead).
 ALWAYS_ON: Mapping[str, str] = {
     "master": "uwsgiapp always runs a master process",
-    "vacuum": "uwsgiapp removes the unix sockets and pidfile it created at exit "
-    "(where the user it runs as can write their directory)",
+    "vacuum": "uwsgiapp removes the unix sockets and pidfile it created at exit (start-up "
+    "warns if the user it runs as will not be able to)",
     "die-on-term": "SIGTERM always stops gracefully in uwsgiapp",
     "manage-script-name": "uwsgiapp always strips the mount point into SCRIPT_NAME",
     "need-app": "uwsgiapp always refuses to start without an app",

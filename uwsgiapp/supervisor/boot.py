@@ -93,9 +93,14 @@ def _drop_warnings(ids: Ids, sockets: list[str], pidfile: str, logs: list[str]) 
     before the drop, while every directory can still be looked at."""
     removed = [(path, True) for path in sockets] + ([(pidfile, False)] if pidfile else [])
     said = [
-        f"{path}: after --uid/--gid the master cannot write its directory, so it cannot remove "
-        "this file on TERM or at exit (a stale one is replaced at the next start); put it in a "
-        "directory the user owns (e.g. /run/app)"
+        f"{path}: after --uid/--gid the master "
+        + (
+            "does not own this file in a sticky directory (such as /tmp)"
+            if privileges.can_create_after(path, ids)
+            else "cannot write its directory"
+        )
+        + ", so it cannot remove it on TERM or at exit (a stale one is replaced at the next "
+        "start); put it in a directory the user owns (e.g. /run/app)"
         for path, handed_over in removed
         if not privileges.stays_removable(path, ids, handed_over=handed_over)
     ]
