@@ -487,6 +487,12 @@ def test_an_env_variable_the_command_line_overrides_gets_a_warning() -> None:
             {"UWSGIAPP_LAZY_APPS": "yes"},
             "env UWSGIAPP_LAZY_APPS=yes is overridden by command line --no-lazy-apps",
         ),
+        (
+            ["--env", "GREETING=hello world"],
+            {"UWSGIAPP_ENV": "GREETING=hi"},
+            "env UWSGIAPP_ENV=GREETING=hi is overridden by command line --env "
+            "'GREETING=hello world'",
+        ),
     ],
 )
 def test_the_override_warning_compares_values_not_spellings(

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 from collections.abc import Mapping
 from dataclasses import replace
 
 from uwsgiapp.config.configload import (
     DEFAULT_SOURCE,
     Layer,
-    OptionSpec,
     Raw,
     Resolved,
     convert,
     env_layer,
     option_specs,
     resolve,
+    spec_for,
 )
 from uwsgiapp.config.model import ConfigError
 from uwsgiapp.config.tomlfile import toml_layer
@@ -49,8 +50,7 @@ def resolve_serve_config(
             "('uwsgiapp serve --help' lists each option's)"
         )
     cli: Layer = {}
-    specs = {spec.name: spec for spec in option_specs()}
-    for spec in specs.values():
+    for spec in option_specs():
         value = getattr(args, spec.name, None)
         if value is not None:
             cli[spec.name] = Raw(value, f"command line --{spec.option}")
@@ -62,7 +62,7 @@ def resolve_serve_config(
     warnings.extend(
         said
         for name in sorted(environment.keys() & cli.keys())
-        if (said := _overridden(specs[name], environment[name], cli[name]))
+        if (said := _overridden(name, environment[name], cli[name]))
     )
     resolved = resolve(layers, warnings=warnings)
     check_http_only(ini, resolved.sources["socket"], DEFAULT_SOURCE)
@@ -76,18 +76,22 @@ def resolve_serve_config(
     return replace(resolved, warnings=(*resolved.warnings, *ports)) if ports else resolved
 
 
-def _overridden(spec: OptionSpec, env: Raw, cli: Raw) -> str:
+def _overridden(name: str, env: Raw, cli: Raw) -> str:
     """The warning for a variable the command line overrides with another value, or ""."""
+    spec = spec_for(name)
+    assert spec is not None
     try:
         if convert(spec, env.value, env.source) == convert(spec, cli.value, cli.source):
             return ""  # UWSGIAPP_LAZY_APPS=1 beside --lazy-apps is no news
     except ConfigError:
         pass  # resolve() names the bad value
-    if spec.kind == "bool":
-        said = f"command line --{'' if cli.value else 'no-'}{spec.option}"
-    elif spec.kind in ("list", "pairs"):
-        said = " ".join(f"--{spec.option} {value}" for value in cli.value)
-        said = f"command line {said}"
+    flag = f"--{spec.option}"
+    if name == "app":
+        argv = [str(cli.value)]  # the positional APP
+    elif spec.kind == "bool":
+        argv = [flag if cli.value else f"--no-{spec.option}"]
+    elif isinstance(cli.value, list):
+        argv = [part for value in cli.value for part in (flag, str(value))]
     else:
-        said = f"{cli.source} {cli.value}"
-    return f"{env.source}={env.value} is overridden by {said}"
+        argv = [flag, str(cli.value)]
+    return f"{env.source}={env.value} is overridden by command line {shlex.join(argv)}"
