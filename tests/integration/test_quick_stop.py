@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import socket
@@ -61,3 +62,31 @@ def test_a_request_still_running_at_the_graceful_deadline_is_cut_and_named(
     assert "stop deadline passed in one request" in log
     assert "SIGINT: quick stop, cutting GET /sleep" in log
     assert "killing it" in log and "SIGKILL" not in log.split("cutting GET /sleep", 1)[1]
+
+
+def test_ctrl_c_to_the_whole_group_is_one_stop_not_deaths_to_replace(tmp_path: Path) -> None:
+    # A terminal's Ctrl-C sends SIGINT to every process of the group: the workers may be gone
+    # before the master reads its own SIGINT. Made certain here: the master is held (SIGSTOP)
+    # until both are zombies and its SIGINT waits too.
+    server = Server(tmp_path, "supervisor_app:app", workers=2).start()
+    try:
+        workers = wait_for_serving(server, 2)
+        server.signal(signal.SIGSTOP)
+        try:
+            for pid in workers:
+                os.kill(pid, signal.SIGINT)
+            wait_until(lambda: all(_zombie(pid) for pid in workers), 10, "the workers' exits")
+            server.signal(signal.SIGINT)
+        finally:
+            server.signal(signal.SIGCONT)
+        assert server.wait(15) == 0
+    finally:
+        server.stop()
+    log = server.log()
+    assert "SIGINT: quick stop" in log and "all workers stopped" in log
+    assert "starting a new one" not in log, log
+
+
+def _zombie(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rpartition(")")[2].split()[0] == "Z"
