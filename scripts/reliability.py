@@ -131,6 +131,14 @@ ROOT_PATHS: list[tuple[str, str, str]] = [
         "tests/integration/test_supervisor_ops.py::"
         "test_uid_gid_socket_in_a_root_owned_dir_is_left_with_a_warning",
     ),
+    (
+        "the working directory (`--chdir`), entered before anything is opened or bound",
+        "`chdir` to the configured path made absolute (the operator's own setting; a HUP "
+        "enters it again); relative socket, pidfile and log paths are taken from it and opened "
+        "as above",
+        "tests/integration/test_chdir.py::"
+        "test_relative_socket_pidfile_and_log_live_in_the_chdir_and_are_removed",
+    ),
 ]
 
 
