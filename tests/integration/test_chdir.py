@@ -55,6 +55,7 @@ def test_relative_socket_pidfile_and_log_live_in_the_chdir_and_are_removed(
     finally:
         server.stop()
     log = (proj / "proj.log").read_text()
+    assert f"listening on {proj}/proj.sock (owner" in log  # the path for nginx's uwsgi_pass
     assert "could not remove" not in log, log
     assert not (proj / "proj.sock").exists() and not (proj / "proj.pid").exists()
 

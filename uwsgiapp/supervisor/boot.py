@@ -113,6 +113,12 @@ def _drop_warnings(ids: Ids, sockets: list[str], pidfile: str, logs: list[str]) 
     ]
 
 
+def _where(listener: Listener) -> str:
+    """A listener as the log names it: a unix socket by its absolute path (what nginx's
+    uwsgi_pass needs; a relative one is taken from --chdir), TCP as given."""
+    return listener.path or listener.spec
+
+
 def _who_may_connect(listener: Listener, client: str = "nginx's user") -> str:
     """Who may connect: for a unix socket its owner, group and mode, and the rule ``client``
     must meet; for TCP the address actually bound (``:3031`` is every interface) and the
@@ -309,9 +315,9 @@ def _with_listeners(
             )
         for listener in owned:
             if stats is not None and listener is stats.listener:
-                log.info("stats on %s%s", listener.spec, _who_may_connect(listener, "a reader"))
+                log.info("stats on %s%s", _where(listener), _who_may_connect(listener, "a reader"))
             else:
-                log.info("listening on %s%s", listener.spec, _who_may_connect(listener))
+                log.info("listening on %s%s", _where(listener), _who_may_connect(listener))
         return _load_and_run(config, listeners, stats)
     finally:
         for listener in listeners:
