@@ -19,17 +19,22 @@ MAX_BLOCK = 0xFFFF
 _JOIN = {"HTTP_COOKIE": "; "}
 
 
-def join_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
-    """Fold (key, value) pairs into a dict, joining repeated keys as nginx < 1.23 sends them.
+def fold_repeat(key: str, first: str, then: str) -> str:
+    """The value of ``key`` sent again: a header a client sent twice (nginx < 1.23 sends each
+    as a var) is joined, ``"a, b"`` (RFC 9110 lists) or ``"a; b"`` for cookies; anything else
+    comes from nginx's config (a ``uwsgi_param`` after ``include uwsgi_params``, HTTP_HOST
+    too: nginx refuses a second Host header) and the last one wins, as in uWSGI."""
+    if key.startswith("HTTP_") and key != "HTTP_HOST":
+        return first + _JOIN.get(key, ", ") + then
+    return then
 
-    Repeated headers become ``"a, b"`` (RFC 9110 list syntax); cookies become ``"a; b"``.
-    """
+
+def join_pairs(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """Fold (key, value) pairs into a dict as the decoder does: repeated keys by
+    :func:`fold_repeat`."""
     out: dict[str, str] = {}
     for key, value in pairs:
-        if key in out:
-            out[key] = out[key] + _JOIN.get(key, ", ") + value
-        else:
-            out[key] = value
+        out[key] = fold_repeat(key, out[key], value) if key in out else value
     return out
 
 
@@ -100,7 +105,7 @@ def _parse_var_block_checked(
                 repeats += 1
                 if len(out) + repeats > max_vars:
                     raise TooManyVars(f"too many vars: {len(out) + repeats}+ (max {max_vars})")
-                out[key] = out[key] + _JOIN.get(key, ", ") + text[vstart:vend]
+                out[key] = fold_repeat(key, out[key], text[vstart:vend])
             else:
                 out[key] = text[vstart:vend]
             pos = vend

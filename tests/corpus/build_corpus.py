@@ -107,7 +107,7 @@ INVALID: dict[str, bytes] = {
     "trailing_byte.bin": header(0, 8, 0) + var(b"A", b"bc") + b"\x00",
     "half_length_field.bin": header(0, 1, 0) + b"\x05",
     "too_many_vars.bin": _too_many_vars(),
-    # One key repeated 600 times: joined into one entry, but 600 vars on the wire.
+    # One key repeated 600 times: folded into one entry, but 600 vars on the wire.
     "too_many_repeats.bin": packet([(b"A", b"")] * 600),
     # The peer closes after 10 of the 100 announced bytes.
     "truncated.bin": header(0, 100, 0) + var(b"AB", b"cdef"),

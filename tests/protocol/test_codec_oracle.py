@@ -238,9 +238,9 @@ def test_buffer_size_bound_is_inclusive() -> None:
 
 
 def test_max_vars_counts_vars_on_the_wire() -> None:
-    three = hand_packet([(b"A", b"1"), (b"B", b"2"), (b"A", b"3")])
+    three = hand_packet([(b"HTTP_A", b"1"), (b"B", b"2"), (b"HTTP_A", b"3")])
     assert decode(three, Limits(max_vars=3))[0] == Request(
-        modifier1=0, vars={"A": "1, 3", "B": "2"}
+        modifier1=0, vars={"HTTP_A": "1, 3", "B": "2"}
     )
     with pytest.raises(PacketTooLarge, match="too many vars"):
         decode(three, Limits(max_vars=2))

@@ -53,7 +53,7 @@ def budget(n: int) -> settings:
 LATIN1 = st.characters(min_codepoint=0, max_codepoint=255)
 # Keys from a small pool as well as free text, so repeated keys (and HTTP_COOKIE) are common.
 KEYS = st.one_of(
-    st.sampled_from(["HTTP_COOKIE", "HTTP_ACCEPT", "PATH_INFO", "A", "\u00e9"]),
+    st.sampled_from(["HTTP_COOKIE", "HTTP_ACCEPT", "HTTP_HOST", "PATH_INFO", "A", "\u00e9"]),
     st.text(LATIN1, min_size=1, max_size=12),
 )
 VALUES = st.text(LATIN1, max_size=24)
@@ -63,11 +63,17 @@ BYTE = st.integers(0, 255)
 
 
 def fold(pairs: list[tuple[str, str]]) -> dict[str, str]:
-    """The joining rule, written again here: ", " between repeats, "; " for cookies."""
+    """The rule for repeats, written again here: headers (HTTP_*, but Host) are joined with
+    ", ", cookies with "; "; any other key keeps its last value."""
     out: dict[str, list[str]] = {}
     for key, value in pairs:
         out.setdefault(key, []).append(value)
-    return {k: ("; " if k == "HTTP_COOKIE" else ", ").join(v) for k, v in out.items()}
+    return {
+        k: ("; " if k == "HTTP_COOKIE" else ", ").join(v)
+        if k.startswith("HTTP_") and k != "HTTP_HOST"
+        else v[-1]
+        for k, v in out.items()
+    }
 
 
 def hand_block(pairs: list[tuple[str, str]]) -> bytes:

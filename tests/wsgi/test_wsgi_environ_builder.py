@@ -160,6 +160,33 @@ def test_repeated_keys_are_never_learnt() -> None:
     assert not builder._layouts
 
 
+def test_a_param_sent_again_by_the_config_is_replaced_a_header_sent_twice_is_joined() -> None:
+    # `include uwsgi_params;` then `uwsgi_param REMOTE_ADDR $http_x_real_ip;` (and HTTP_HOST,
+    # REQUEST_SCHEME): nginx sends both; the app must see the second, as under uWSGI. A header
+    # the client sent twice (nginx < 1.23 sends each) is one list.
+    block = build_var_block(
+        [
+            ("PATH_INFO", "/"),
+            ("REMOTE_ADDR", "127.0.0.1"),
+            ("HTTP_HOST", "shop.example.com"),
+            ("REQUEST_SCHEME", "http"),
+            ("HTTP_X_FORWARDED_FOR", "10.0.0.1"),
+            ("HTTP_COOKIE", "a=1"),
+            ("REMOTE_ADDR", "203.0.113.7"),
+            ("HTTP_HOST", "shop.example.com:8443"),
+            ("REQUEST_SCHEME", "https"),
+            ("HTTP_X_FORWARDED_FOR", "10.0.0.2"),
+            ("HTTP_COOKIE", "b=2"),
+        ]
+    )
+    environ = EnvironBuilder(EnvironSettings().template(), Limits()).build(block)
+    assert environ["REMOTE_ADDR"] == "203.0.113.7"
+    assert environ["HTTP_HOST"] == "shop.example.com:8443"
+    assert (environ["REQUEST_SCHEME"], environ["wsgi.url_scheme"]) == ("https", "https")
+    assert environ["HTTP_X_FORWARDED_FOR"] == "10.0.0.1, 10.0.0.2"
+    assert environ["HTTP_COOKIE"] == "a=1; b=2"
+
+
 def test_keys_of_the_template_are_never_learnt() -> None:
     block = build_var_block([("PATH_INFO", "/app/x"), ("SCRIPT_NAME", "/app")])
     builder = EnvironBuilder(EnvironSettings().template(), Limits())
