@@ -27,6 +27,7 @@ def _echo(environ: dict[str, Any], start_response: StartResponse) -> Iterable[by
         "body_len": len(body),
         "body_sha256": hashlib.sha256(body).hexdigest(),
         "scheme": environ["wsgi.url_scheme"],
+        "remote_addr": environ.get("REMOTE_ADDR", ""),
         "headers": {k: v for k, v in environ.items() if k.startswith("HTTP_")},
         "has_uwsgi_magic": any(k.startswith("UWSGI_") for k in environ),
     }

@@ -44,6 +44,23 @@ def test_a_prefix_nginx_names_in_script_name(worker_stack: Stack, prefix: str) -
     assert (info["script_name"], info["path"]) == (prefix, "/echo/a")
 
 
+def test_a_param_given_again_after_the_include_replaces_it(worker_stack: Stack) -> None:
+    # The uWSGI habit: `include uwsgi_params;` then `uwsgi_param HTTP_HOST $http_host;` (the
+    # port kept), `REMOTE_ADDR $http_x_real_ip`, `REQUEST_SCHEME https`: nginx sends both.
+    _, nginx = worker_stack
+    status, _, body = nginx.request(
+        "GET",
+        "/override/echo",
+        headers={"Host": "shop.example.com:8443", "X-Real-IP": "203.0.113.7"},
+    )
+    assert status == 200
+    info = _json(body)
+    headers = info["headers"]
+    assert isinstance(headers, dict)
+    assert headers["HTTP_HOST"] == "shop.example.com:8443"
+    assert (info["remote_addr"], info["scheme"]) == ("203.0.113.7", "https")
+
+
 def test_unicode_path_reaches_app_as_latin1_of_utf8(worker_stack: Stack) -> None:
     _, nginx = worker_stack
     status, _, body = nginx.request("GET", "/echo/caf%C3%A9/%E2%82%AC")

@@ -146,6 +146,16 @@ http {{
       uwsgi_modifier1 30;
       uwsgi_pass app;
     }}
+    # Debian's uwsgi_params sends HTTP_HOST $host; params given again after the include.
+    location /override/ {{
+      rewrite ^/override(/.*)$ $1 break;
+      {UWSGI_PARAMS}
+      uwsgi_param HTTP_HOST $host;
+      uwsgi_param HTTP_HOST $http_host;
+      uwsgi_param REMOTE_ADDR $http_x_real_ip;
+      uwsgi_param REQUEST_SCHEME https;
+      uwsgi_pass app;
+    }}
   }}
 }}
 """
