@@ -80,8 +80,10 @@ def _live(factory: pytest.TempPathFactory, name: str, **options: Any) -> Iterato
 
 @pytest.fixture(scope="module")
 def default(tmp_path_factory: pytest.TempPathFactory, nginx_available: None) -> Iterator[Live]:
-    """Default buffer-size (4096), limit-post 1000, two workers."""
-    yield from _live(tmp_path_factory, "default", workers=2, limit_post=LIMIT_POST)
+    """uWSGI's default buffer-size (4096), limit-post 1000, two workers."""
+    yield from _live(
+        tmp_path_factory, "default", workers=2, limit_post=LIMIT_POST, buffer_size=4096
+    )
 
 
 @pytest.fixture(scope="module")

@@ -64,7 +64,11 @@ class Config:
         ("127.0.0.1", "::1"), "peers allowed on TCP sockets (IPs or CIDR networks; '*' = any)"
     )
     listen: int = _opt(1024, "listen backlog")
-    buffer_size: int = _opt(4096, "max size of a request's vars block, bytes (max 65535)")
+    buffer_size: int = _opt(
+        65535,
+        "max size of a request's vars block (every header nginx passes), bytes; 65535 is the "
+        "most (uWSGI's default, 4096, fails long URLs and cookies with 502)",
+    )
     limit_post: int = _opt(0, "max request body size in bytes (0 = no limit)")
     socket_timeout: float = _opt(10.0, "seconds a read from or write to a client may block")
     mount: str = _opt("", "SCRIPT_NAME prefix the app is mounted at (stripped from PATH_INFO)")
