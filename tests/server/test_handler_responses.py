@@ -364,6 +364,18 @@ def test_file_wrapper_sends_from_the_current_position(
     assert sendfile_calls
 
 
+def test_file_wrapper_sends_no_more_than_the_apps_content_length(
+    tmp_path: Path, sendfile_calls: list[int]
+) -> None:
+    # A slice of a file: seek to it, say its length (PEP 3333: the server stops there).
+    path = tmp_path / "f.txt"
+    path.write_bytes(b"0123456789" * 100)
+    headers = [("Content-Type", "text/plain"), ("Content-Length", "7")]
+    out = run(make_handler(file_app(opener(path, 903), headers)), packet())
+    assert out.raw.endswith(b"\r\n\r\n3456789"), out.raw[-40:]  # nothing after the slice
+    assert sendfile_calls == [7]
+
+
 def test_file_wrapper_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "empty"
     path.write_bytes(b"")

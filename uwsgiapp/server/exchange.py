@@ -349,6 +349,9 @@ class Responder:
             return
         offset = filelike.tell() if hasattr(filelike, "tell") else 0
         count = max(st.st_size - offset, 0)
+        declared = _declared_length(exchange.headers)
+        if declared is not None and declared < count:
+            count = declared  # PEP 3333: no more than the app's Content-Length (a slice)
         exchange.send(b"")  # the head
         exchange.sent += send_file(exchange.fd, file_fd, offset, count, self.timeout)
 
@@ -372,6 +375,15 @@ class Responder:
             log.info(
                 "left %d unread body bytes after draining %d", remaining - DRAIN_CAP, DRAIN_CAP
             )
+
+
+def _declared_length(headers: Any) -> int | None:
+    """The app's Content-Length, if it set a valid one."""
+    for name, value in headers or ():
+        if name.lower() == "content-length":
+            text = str(value).strip()
+            return int(text) if text.isdigit() else None
+    return None
 
 
 def _log_gone(peer: Peer, environ: dict[str, Any], exc: ClientDisconnected) -> None:
