@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import socket
 import subprocess
@@ -59,6 +60,27 @@ def test_a_param_given_again_after_the_include_replaces_it(worker_stack: Stack) 
     assert isinstance(headers, dict)
     assert headers["HTTP_HOST"] == "shop.example.com:8443"
     assert (info["remote_addr"], info["scheme"]) == ("203.0.113.7", "https")
+
+
+def test_a_chunked_upload_arrives_with_its_length_and_no_transfer_encoding(
+    worker_stack: Stack,
+) -> None:
+    # nginx de-chunks it for uwsgi_pass and sets CONTENT_LENGTH, yet passes the client's
+    # Transfer-Encoding on: werkzeug's request.content_length would then be None.
+    _, nginx = worker_stack
+    payload = b"0123456789" * 1000
+    conn = http.client.HTTPConnection("127.0.0.1", nginx.port, timeout=30)
+    try:
+        conn.request("POST", "/echo", body=iter([payload[:4000], payload[4000:]]))
+        response = conn.getresponse()
+        status, body = response.status, response.read()
+    finally:
+        conn.close()
+    assert status == 200
+    info = _json(body)
+    assert (info["content_length"], info["body_len"]) == ("10000", 10000)
+    headers = info["headers"]
+    assert isinstance(headers, dict) and "HTTP_TRANSFER_ENCODING" not in headers
 
 
 def test_unicode_path_reaches_app_as_latin1_of_utf8(worker_stack: Stack) -> None:

@@ -1,12 +1,14 @@
 """Build the PEP 3333 environ from a uwsgi request's vars (a pure function, called per request).
 
-Facts it respects: nginx sends ``HTTP_CONTENT_TYPE``/``HTTP_CONTENT_LENGTH``
-besides the real ones (PEP 3333 forbids them: dropped), ``CONTENT_LENGTH`` is ``''`` when there is
-no body, ``UWSGI_*`` "magic" vars are never honoured (dropped; but ``UWSGI_SCHEME`` ``http`` or
-``https`` sets ``wsgi.url_scheme``, as in uWSGI). ``SCRIPT_NAME`` is the one nginx sends
-(``uwsgi_param SCRIPT_NAME /app``), else the mount point (``--mount``), else ``''``; only a real
-prefix of ``PATH_INFO`` is stripped from it. modifier1 0 and 30 are treated alike (uWSGI's 30 strips
-nothing on Python 3; its ``manage-script-name`` strips as this does).
+Facts it respects: nginx sends ``HTTP_CONTENT_TYPE``/``HTTP_CONTENT_LENGTH`` besides the real
+ones (PEP 3333 forbids them: dropped), and a chunked upload de-chunked with its ``CONTENT_LENGTH``
+but still ``HTTP_TRANSFER_ENCODING: chunked`` (dropped: werkzeug would ignore the length);
+``CONTENT_LENGTH`` is ``''`` when there is no body; ``UWSGI_*`` "magic" vars are never honoured
+(dropped; but ``UWSGI_SCHEME`` ``http`` or ``https`` sets ``wsgi.url_scheme``, as in uWSGI).
+``SCRIPT_NAME`` is the one nginx sends (``uwsgi_param SCRIPT_NAME /app``), else the mount point
+(``--mount``), else ``''``; only a real prefix of ``PATH_INFO`` is stripped from it. modifier1 0
+and 30 are treated alike (uWSGI's 30 strips nothing on Python 3; its ``manage-script-name``
+strips as this does).
 """
 
 from __future__ import annotations
@@ -110,6 +112,7 @@ def build_environ(
     environ.update(template)
     environ.pop("HTTP_CONTENT_TYPE", None)
     environ.pop("HTTP_CONTENT_LENGTH", None)
+    environ.pop("HTTP_TRANSFER_ENCODING", None)
     if has_magic:  # UWSGI_SCHEME is read (then dropped) in _finish
         for key in [k for k in environ if k.startswith("UWSGI_") and k != SCHEME_VAR]:
             del environ[key]
@@ -163,7 +166,7 @@ MAX_LAYOUTS: Final = 16
 #: sequences of 64 vars, each with values of uwsgiproto.MAX_KNOWN_VALUE characters and the
 #: longest keys).
 MAX_COUNTED: Final = 256
-_DROPPED: Final = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH"})
+_DROPPED: Final = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING"})
 #: Whether a block that misses the active layout looks its own up by key_signature: compiled,
 #: the signature takes 0.2 µs; as Python it costs more than resuming from where the miss was.
 _BY_SIGNATURE: Final = FAST_KEY_SIGNATURE
