@@ -281,6 +281,12 @@ def _with_callable(spec: str, callable_name: str) -> str:
     return spec if ":" in spec else f"{spec}:{callable_name}"
 
 
+def _as_path(file: str) -> str:
+    """A wsgi-file value as a path the app spec cannot read as a module (``site.wsgi`` would
+    be module ``site``'s submodule ``wsgi``)."""
+    return file if "/" in file or file.endswith(".py") else f"./{file}"
+
+
 def _map_app(
     app: dict[str, tuple[str, int, str]],
     layer: Layer,
@@ -304,7 +310,7 @@ def _map_app(
     elif "module" in app:
         spec, keys = app["module"][0], ["module"]
     elif "wsgi-file" in app:
-        spec, keys = app["wsgi-file"][0], ["wsgi-file"]
+        spec, keys = _as_path(app["wsgi-file"][0]), ["wsgi-file"]
     elif "callable" in app:
         warn("'callable' without module or wsgi-file is ignored")
         return
