@@ -21,6 +21,11 @@ uWSGI does:
 A ``%(name)`` or ``%x`` with no value is a :class:`ConfigError` naming it (uWSGI would leave it
 or make it empty, and the option would fail later on a value the user never wrote).
 
+uWSGI has no inline comments: in ``harakiri = 20 # respawn`` uWSGI reads the number (atoi)
+and ignores the rest, and a flag is on unless its value is a false word, so for number and
+flag keys the text from a blank followed by ``#`` or ``;`` is dropped, with a warning; a string
+(``socket``, ``pidfile``, ``env``…) keeps it, as in uWSGI, with a warning naming the line.
+
 Repeated keys are kept (``socket``, ``pythonpath``, ``env`` may appear many times; ``env`` fills
 the ``env`` option, ``--env`` on the command line); for single valued options the last one
 wins, as in uWSGI.
@@ -36,7 +41,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from uwsgiapp.config.configload import IMPLIED_BY, Layer, Raw, parse_bool
+from uwsgiapp.config.configload import IMPLIED_BY, Layer, Raw, parse_bool, spec_for
 from uwsgiapp.config.iniexpand import (
     DEFAULT_SECTION,
     MAGIC_RE,
@@ -176,6 +181,7 @@ def ini_layer(arg: str, *, environ: Mapping[str, str] | None = None) -> IniResul
     )
     referenced = {m.group(1) for e in entries for m in MAGIC_RE.finditer(e.value) if m.group(1)}
     mapper = _Mapper(result, where, warn)
+    commented: set[str] = set()
     for entry in entries:
         key = entry.key
         if key in ("set-placeholder", "set-ph"):
@@ -191,8 +197,11 @@ def ini_layer(arg: str, *, environ: Mapping[str, str] | None = None) -> IniResul
                 result.http.append((key, entry.value, f"{where} {key} (line {entry.line})"))
             continue
         source = f"{where} {key} (line {entry.line})"
+        raw = _inline_comment(key, entry.value, entry.line, warn if key not in commented else None)
+        if _COMMENT.search(entry.value):
+            commented.add(key)  # one warning per key
         try:
-            value = placeholders.expand_value(entry.value)
+            value = placeholders.expand_value(raw)
         except ExpansionError as exc:
             raise ConfigError("ini", f"the value of {key!r} {exc}", source) from None
         mapper.apply(key, value, entry.line, source)
@@ -200,6 +209,38 @@ def ini_layer(arg: str, *, environ: Mapping[str, str] | None = None) -> IniResul
     if "access_log" not in result.layer:  # uWSGI logs every request unless told not to
         result.layer["access_log"] = Raw("uwsgi", f"{where} (uWSGI's default; disable-logging)")
     return result
+
+
+_COMMENT = re.compile(r"\s+[#;].*$")
+
+
+def _numeric_or_flag(key: str) -> bool:
+    """Whether uWSGI reads ``key``'s value as a number (atoi) or a flag: then text after the
+    number or word changes nothing in uWSGI."""
+    if key in SIMPLE_KEYS:
+        spec = spec_for(SIMPLE_KEYS[key])
+        return spec is not None and (spec.kind in ("int", "float", "bool") or spec.octal)
+    return key in ALWAYS_ON or key in ("disable-logging", "L")
+
+
+def _inline_comment(key: str, raw: str, line: int, warn: Callable[[str], None] | None) -> str:
+    """``raw`` without what looks like a trailing comment (``20 # respawn``) where uWSGI
+    would ignore it anyway; elsewhere ``raw`` as is (uWSGI keeps it), with a warning."""
+    comment = _COMMENT.search(raw)
+    if comment is None:
+        return raw
+    if _numeric_or_flag(key):
+        kept = raw[: comment.start()]
+        if warn is not None:
+            warn(f"'{key} = {raw}' (line {line}): uWSGI has no inline comments: read as {kept}")
+        return kept
+    if warn is not None:
+        warn(
+            f"'{key} = {raw}' (line {line}) contains what looks like a comment, but uWSGI has"
+            " no inline comments: the whole text is the value, as in uWSGI; put the comment on"
+            " a line of its own"
+        )
+    return raw
 
 
 class _Warner:
