@@ -162,9 +162,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from uwsgiapp.config.configload import format_config
     from uwsgiapp.config.serve import resolve_serve_config
 
+    found: list[str] = []
     try:
-        resolved = resolve_serve_config(args)
+        resolved = resolve_serve_config(args, warnings=found)
     except ConfigError as exc:
+        for warning in found:  # often the cause: "$(X) is not set" before "got ''"
+            print(f"{PROG} serve: warning: {warning}", file=sys.stderr)
         return _fail("serve", str(exc), ServeExit.USAGE)
     for warning in resolved.warnings:
         print(f"{PROG} serve: warning: {warning}", file=sys.stderr)

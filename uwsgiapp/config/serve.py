@@ -28,18 +28,25 @@ __all__ = ["resolve_serve_config"]
 
 
 def resolve_serve_config(
-    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+    args: argparse.Namespace,
+    environ: Mapping[str, str] | None = None,
+    *,
+    warnings: list[str] | None = None,
 ) -> Resolved:
     """Resolve the Config for ``serve`` from parsed ``args``, ``environ``, and the files they
-    name. Raises ConfigError."""
+    name. Raises ConfigError.
+
+    ``warnings``, when given, receives each warning as it is found: when a ConfigError
+    follows, the caller can still show what led to it (``$(UWSGI_WORKERS) is not set`` before
+    "expected an integer, got ''").
+    """
     env = os.environ if environ is None else environ
-    warnings: list[str] = []
+    warnings = [] if warnings is None else warnings
     layers: list[Layer] = []
     ini = IniResult()
     if args.ini:
-        ini = ini_layer(args.ini, environ=env)
+        ini = ini_layer(args.ini, environ=env, warnings=warnings)
         layers.append(ini.layer)
-        warnings.extend(ini.warnings)
     if args.config:
         layers.append(toml_layer(args.config))
     environment = env_layer(env, warnings)

@@ -149,11 +149,18 @@ def check_http_only(result: IniResult, socket_source: str, default_source: str) 
     )
 
 
-def ini_layer(arg: str, *, environ: Mapping[str, str] | None = None) -> IniResult:
+def ini_layer(
+    arg: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    warnings: list[str] | None = None,
+) -> IniResult:
     """Read ``--ini`` ``arg`` (``file.ini`` or ``file.ini:section``) into an :class:`IniResult`.
 
     Raises :class:`ConfigError` (option ``ini``) when the file or section cannot be read or a
-    key cannot be mapped (e.g. a malformed ``env`` or ``mount``).
+    key cannot be mapped (e.g. a malformed ``env`` or ``mount``). ``warnings``, when given, is
+    the list the result's warnings are appended to as they are found, so that a caller still
+    has them when an error follows.
     """
     path, section = split_ini_arg(arg)
     try:
@@ -170,7 +177,7 @@ def ini_layer(arg: str, *, environ: Mapping[str, str] | None = None) -> IniResul
             "ini", f"{path} has no [{section}] section (sections: {found})", "command line"
         )
 
-    result = IniResult()
+    result = IniResult(warnings=[] if warnings is None else warnings)
     where = f"ini {path} [{section}]"
     warn = _Warner(where, result.warnings)
     placeholders = Placeholders(
