@@ -138,6 +138,9 @@ def check_http_only(result: IniResult, socket_source: str, default_source: str) 
     otherwise start on the default uwsgi socket where the user expects an HTTP server."""
     if not result.http or socket_source != default_source:
         return
+    # The error says what the warnings on the HTTP keys say: they are not shown beside it.
+    said = tuple(f": '{key}' is not supported" for key, _, _ in result.http)
+    result.warnings[:] = [w for w in result.warnings if not any(s in w for s in said)]
     key, value, source = result.http[0]
     raise ConfigError(
         "ini",
