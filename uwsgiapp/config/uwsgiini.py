@@ -21,6 +21,9 @@ uWSGI does:
 A ``%(name)`` or ``%x`` with no value is a :class:`ConfigError` naming it (uWSGI would leave it
 or make it empty, and the option would fail later on a value the user never wrote).
 
+``if-env``/``if-exists``/… ``endif`` and ``for`` … ``endfor`` blocks are resolved first, as
+uWSGI resolves them (:mod:`uwsgiapp.config.inilogic`).
+
 uWSGI has no inline comments: in ``harakiri = 20 # respawn`` uWSGI reads the number (atoi)
 and ignores the rest, and a flag is on unless its value is a false word, so for number and
 flag keys the text from a blank followed by ``#`` or ``;`` is dropped, with a warning; a string
@@ -60,6 +63,7 @@ from uwsgiapp.config.inikeys import (
     SIMPLE_KEYS,
     USED_KEYS,
 )
+from uwsgiapp.config.inilogic import IniEntry, apply_logic
 from uwsgiapp.config.model import ConfigError
 
 __all__ = [
@@ -71,15 +75,6 @@ __all__ = [
     "parse_ini",
     "split_ini_arg",
 ]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IniEntry:
-    """One ``key = value`` line of the chosen section (value not yet expanded)."""
-
-    key: str
-    value: str
-    line: int
 
 
 def split_ini_arg(arg: str) -> tuple[str, str]:
@@ -183,6 +178,15 @@ def ini_layer(
     result = IniResult(warnings=[] if warnings is None else warnings)
     where = f"ini {path} [{section}]"
     warn = _Warner(where, result.warnings)
+    entries = apply_logic(
+        entries,
+        expand_test=lambda raw: expand(
+            raw, path=path, section=section, placeholders={}, environ=environ, warn=warn
+        ),
+        environ=os.environ if environ is None else environ,
+        warn=warn,
+        where=where,
+    )
     placeholders = Placeholders(
         _placeholder_definitions(entries, where),
         lambda raw, places: expand(
