@@ -22,7 +22,7 @@ from uwsgiapp.config.configload import (
 )
 from uwsgiapp.config.model import ConfigError
 from uwsgiapp.config.tomlfile import toml_layer
-from uwsgiapp.config.uwsgiini import IniResult, check_http_only, ini_layer
+from uwsgiapp.config.uwsgiini import SIMPLE_KEYS, IniResult, check_http_only, ini_layer
 
 __all__ = ["resolve_serve_config"]
 
@@ -51,6 +51,8 @@ def resolve_serve_config(
         layers.append(toml_layer(args.config))
     environment = env_layer(env, warnings)
     layers.append(environment)
+    if said := _uwsgi_variables(env):
+        warnings.append(said)
     if env.get("GUNICORN_CMD_ARGS"):
         warnings.append(
             "GUNICORN_CMD_ARGS is set but not read: uwsgiapp reads UWSGIAPP_* variables "
@@ -81,6 +83,43 @@ def resolve_serve_config(
         if spec.isdigit()
     ]
     return replace(resolved, warnings=(*resolved.warnings, *ports)) if ports else resolved
+
+
+#: UWSGI_* variables uWSGI sets for itself (its emperor, reloads) and does not read as options.
+_UWSGI_OWN = frozenset(
+    {
+        "UWSGI_RELOADS",
+        "UWSGI_VASSALS_DIR",
+        "UWSGI_EMPEROR_FD",
+        "UWSGI_BROODLORD_NUM",
+        "UWSGI_EMPEROR_FD_CONFIG",
+        "UWSGI_EMPEROR_PROXY",
+        "UWSGI_JAIL_PID",
+        "UWSGI_ORIGINAL_PROC_NAME",
+    }
+)
+
+
+def _uwsgi_variables(env: Mapping[str, str]) -> str:
+    """The warning for ``UWSGI_*`` variables, which uWSGI reads as options (images built for
+    uWSGI set UWSGI_INI, UWSGI_PROCESSES, UWSGI_CHEAPER…), or ""."""
+    names = sorted(k for k in env if k.startswith("UWSGI_") and k not in _UWSGI_OWN)
+    if not names:
+        return ""
+    ours = []
+    for name in names:
+        key = name.removeprefix("UWSGI_").lower().replace("_", "-")
+        spec = spec_for(SIMPLE_KEYS[key]) if key in SIMPLE_KEYS else None
+        if key == "ini":
+            ours.append(f"{name}: --ini FILE")
+        elif spec is not None:
+            ours.append(f"{name}: {spec.env}")
+    return (
+        f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} set but not read: uWSGI"
+        " takes each UWSGI_* variable as an option, uwsgiapp does not (an --ini file may"
+        " still use them as %(name) placeholders). Use --ini FILE and UWSGIAPP_* variables"
+        + (f" ({'; '.join(ours)})" if ours else " ('uwsgiapp serve --help' lists each option's)")
+    )
 
 
 def _overridden(name: str, env: Raw, cli: Raw) -> str:
