@@ -36,3 +36,17 @@ def test_relative_wsgi_file_without_py_suffix_loads(
     config = resolve([ini_layer(str(ini), environ={}).layer]).config
     app = load_app(config.app, chdir=config.chdir)
     assert b"".join(app({}, lambda *a: None)) == b"ok"
+
+
+def test_module_and_wsgi_file_both_given(tmp_path: Path) -> None:
+    """ckan's official ini has both; uWSGI serves the module's app."""
+    ini = tmp_path / "ckan.ini"
+    ini.write_text("[uwsgi]\nwsgi-file = /etc/ckan/wsgi.py\nmodule = ckan.config.middleware\n")
+    result = ini_layer(str(ini), environ={})
+    assert resolve([result.layer]).config.app == "ckan.config.middleware:application"
+    assert result.warnings == [
+        f"ini {ini} [uwsgi]: both 'module = ckan.config.middleware' (line 3) and 'wsgi-file ="
+        " /etc/ckan/wsgi.py' (line 2) are given: uwsgiapp serves one app, the module's, and"
+        " ignores wsgi-file (uWSGI too loads the module first and skips the file's app, whose"
+        " mount point is taken); remove the one you do not mean"
+    ]

@@ -364,6 +364,14 @@ def _map_app(
             warn("both mount and module/wsgi-file given: uwsgiapp serves one app, the mounted one")
     elif "module" in app:
         spec, keys = app["module"][0], ["module"]
+        if "wsgi-file" in app:
+            (module, m_line, m_key), (file, f_line, f_key) = app["module"], app["wsgi-file"]
+            warn(
+                f"both '{m_key} = {module}' (line {m_line}) and '{f_key} = {file}' (line"
+                f" {f_line}) are given: uwsgiapp serves one app, the module's, and ignores"
+                f" {f_key} (uWSGI too loads the module first and skips the file's app, whose"
+                " mount point is taken); remove the one you do not mean"
+            )
     elif "wsgi-file" in app:
         spec, keys = _as_path(app["wsgi-file"][0]), ["wsgi-file"]
     elif "callable" in app:
