@@ -56,6 +56,7 @@ from uwsgiapp.config.inikeys import (
     ADVICE,
     ALWAYS_ON,
     APP_KEYS,
+    FIXED_VALUES,
     HTTP_KEYS,
     MAX_BUFFER,
     MULTI,
@@ -323,6 +324,10 @@ class _Mapper:
             if flag is None:
                 raise ConfigError("access_log", f"expected a boolean, got {value!r}", source)
             layer["access_log"] = Raw("off" if flag else "uwsgi", source)
+        elif key in FIXED_VALUES:
+            expected, why = FIXED_VALUES[key]
+            if value.strip().lower() != expected:
+                self.warn(f"'{key} = {value}' cannot be honoured: {why}")
         elif key in ALWAYS_ON:
             if _truthy(value) is False:
                 self.warn(f"'{key} = {value}' cannot be honoured: {ALWAYS_ON[key]}")
