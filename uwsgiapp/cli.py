@@ -115,6 +115,7 @@ def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     p.add_argument(
         "--ini",
+        action=_OnlyOnce,
         metavar="FILE.ini[:SECTION]",
         help="read options from a uWSGI ini file (section default: uwsgi)",
     )
@@ -125,6 +126,26 @@ def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
     )
     _add_config_options(p)
     p.set_defaults(handler=_cmd_serve)
+
+
+class _OnlyOnce(argparse.Action):
+    """A file option given twice is a usage error: argparse would keep the last one silently,
+    where uWSGI reads both ``--ini`` files."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        before = getattr(namespace, self.dest, None)
+        if before is not None:
+            parser.error(
+                f"{option_string} is given twice ({before}, then {values}): uwsgiapp reads one"
+                " ini file; merge the options into one file"
+            )
+        setattr(namespace, self.dest, values)
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
@@ -162,9 +183,12 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from uwsgiapp.config.configload import format_config
     from uwsgiapp.config.serve import resolve_serve_config
 
+    found: list[str] = []
     try:
-        resolved = resolve_serve_config(args)
+        resolved = resolve_serve_config(args, warnings=found)
     except ConfigError as exc:
+        for warning in found:  # often the cause: "$(X) is not set" before "got ''"
+            print(f"{PROG} serve: warning: {warning}", file=sys.stderr)
         return _fail("serve", str(exc), ServeExit.USAGE)
     for warning in resolved.warnings:
         print(f"{PROG} serve: warning: {warning}", file=sys.stderr)

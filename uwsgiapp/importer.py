@@ -7,6 +7,8 @@ Accepted specs::
     module:factory()          # called; literal arguments only: module:make('x', debug=True)
     path/to/file.py           # a file, loaded as a module (its directory goes first on sys.path)
     path/to/file.py:attr
+    ./site.wsgi               # any file named with a '/' is read as Python source (uWSGI's
+                              # wsgi-file: indico.wsgi, keystone-wsgi-public)
 
 The attribute part is parsed with :mod:`ast` and only names, attribute access and one call with
 literal arguments are accepted; nothing is ever evaluated. Every failure raises
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.machinery
 import importlib.util
 import inspect
 import os
@@ -25,7 +28,7 @@ import sys
 import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from types import ModuleType
+from types import CodeType, ModuleType
 from typing import Any
 
 # The one definition of a WSGI app's type; re-exported here for the callers of load_app.
@@ -59,7 +62,7 @@ class AppSpec:
     module: str = ""
     """Dotted module name (empty when ``path`` is set)."""
     path: str = ""
-    """A ``.py`` file to load instead of a module."""
+    """A file to load instead of a module (``.py``, or any name given with a ``/``)."""
     attrs: tuple[str, ...] = ()
     """Attribute chain, e.g. ``("app", "wsgi_app")``; empty = try :data:`DEFAULT_ATTRS`."""
     call: bool = False
@@ -189,6 +192,15 @@ def _import_module(name: str, spec: str) -> ModuleType:
         ) from None
 
 
+class _AnyFileLoader(importlib.machinery.SourceFileLoader):
+    """Loads a file of any name as Python source, compiling it each time: its bytecode cache
+    name would be derived from a suffix it may not have (``site.wsgi`` would share
+    ``site.py``'s)."""
+
+    def get_code(self, fullname: str) -> CodeType:
+        return self.source_to_code(self.get_data(self.path), self.path)
+
+
 def _load_file(path: str, spec: str) -> ModuleType:
     full = os.path.abspath(path)
     if not os.path.isfile(full):
@@ -201,7 +213,10 @@ def _load_file(path: str, spec: str) -> ModuleType:
     existing = sys.modules.get(name)
     if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") == full:
         return existing
-    module_spec = importlib.util.spec_from_file_location(name, full)
+    # uWSGI's wsgi-file loads any file as Python (indico.wsgi, keystone-wsgi-public); only a
+    # .py file gets the usual loader and its bytecode cache.
+    loader = None if full.endswith(".py") else _AnyFileLoader(name, full)
+    module_spec = importlib.util.spec_from_file_location(name, full, loader=loader)
     if module_spec is None or module_spec.loader is None:
         raise AppImportError(f"cannot load {full} as Python", spec=spec, kind="import-failed")
     directory = os.path.dirname(full)

@@ -254,3 +254,21 @@ def test_one_wsgi_app_type() -> None:
 
     assert uwsgiapp.importer.WSGIApp is uwsgiapp.wsgi.contract.WSGIApp
     assert "StartResponse" not in vars(uwsgiapp.importer)
+
+
+@pytest.mark.parametrize("filename", ["site.wsgi", "keystone-wsgi-public"])
+def test_file_of_any_name_loads_as_python(pkgdir: tuple[Path, str], filename: str) -> None:
+    """uWSGI's wsgi-file takes any file (indico.wsgi, keystone-wsgi-public), not only .py."""
+    root, _ = pkgdir
+    write(root / filename, "def application(environ, start_response):\n    return [b'w']\n")
+    assert call(load_app(f"./{filename}")) == b"w"
+    assert call(load_app(f"{root / filename}:application")) == b"w"
+    assert not (root / "__pycache__").exists()  # no cache named after a guessed suffix
+
+
+def test_file_of_any_name_shadowing_a_py_file_runs_its_own_code(pkgdir: tuple[Path, str]) -> None:
+    root, _ = pkgdir
+    write(root / "proj.py", "def application(environ, start_response):\n    return [b'py']\n")
+    assert call(load_app("./proj.py")) == b"py"
+    write(root / "proj.wsgi", "def application(environ, start_response):\n    return [b'w']\n")
+    assert call(load_app("./proj.wsgi")) == b"w"

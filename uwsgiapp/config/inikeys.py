@@ -10,6 +10,7 @@ __all__ = [
     "ADVICE",
     "ALWAYS_ON",
     "APP_KEYS",
+    "FIXED_VALUES",
     "HTTP_KEYS",
     "MAX_BUFFER",
     "MULTI",
@@ -84,11 +85,25 @@ ALWAYS_ON: Mapping[str, str] = {
     "harakiri-verbose": "uwsgiapp's harakiri always logs the request and its Python stack",
     "log-reopen": "SIGUSR1 always reopens uwsgiapp's logs",
     "ignore-sigpipe": "a client gone never ends a uwsgiapp process (Python ignores SIGPIPE)",
+    "ignore-write-errors": "a client gone mid-response is one info line in uwsgiapp's log, "
+    "not an error",
+    "disable-write-exception": "a client gone mid-response never raises an exception into "
+    "the app in uwsgiapp",
+}
+#: Keys with the one value uwsgiapp has: accepted without a word; another value gets a
+#: warning saying why it cannot be honoured.
+FIXED_VALUES: Mapping[str, tuple[str, str]] = {
+    "protocol": (
+        "uwsgi",
+        "uwsgiapp speaks only nginx's uwsgi protocol: put nginx (uwsgi_pass) in front",
+    ),
 }
 #: Keys that load uWSGI plugins (Python's are implicit; others are reported).
 PLUGIN_KEYS = frozenset({"plugins", "plugin", "plugins-list"})
 #: Keys whose values are read (and so expanded); any other key is ignored with a warning.
-USED_KEYS = frozenset({*SIMPLE_KEYS, *APP_KEYS, *ALWAYS_ON, *PLUGIN_KEYS, "disable-logging", "L"})
+USED_KEYS = frozenset(
+    {*SIMPLE_KEYS, *APP_KEYS, *ALWAYS_ON, *FIXED_VALUES, *PLUGIN_KEYS, "disable-logging", "L"}
+)
 #: Plugins that mean "Python WSGI": loading them is implicit.
 PYTHON_PLUGINS = frozenset({"python", "python3", "python2", "python3.x"})
 _HUP = "send SIGHUP to the master (its pid in --pidfile) to reload, e.g. from the deploy script"
@@ -110,8 +125,14 @@ ADVICE: Mapping[str, str] = {
     "logformat": "uwsgiapp's access log has fixed formats: --access-log uwsgi or json",
     "py-autoreload": "use 'uwsgiapp dev' for reloading on code changes",
     "cheaper": "uwsgiapp runs a fixed number of workers (TTIN/TTOU signals change it)",
-    "ini": "nested ini files are not read; merge them into one",
-    "include": "nested ini files are not read; merge them into one",
+    "ini": "uwsgiapp reads only the --ini file's section: the keys of the file or section "
+    "named here (ini = :other for [other] of this file) are NOT applied; copy them into this "
+    "section",
+    "include": "the included file's keys are NOT applied: copy them into this section",
+    "chown-socket": "uwsgiapp does not chown its unix socket to other ids: it stays owned by "
+    "the user that binds it (the --uid/--gid user when started as root), so nginx may get "
+    "'Permission denied' connecting to it. Set uid/gid (gid: a group nginx's user is in, e.g. "
+    "www-data) with chmod-socket = 660, or chmod-socket = 666",
     "touch-reload": _HUP,
     "touch-chain-reload": _HUP,
     "touch-workers-reload": _HUP,

@@ -22,28 +22,37 @@ from uwsgiapp.config.configload import (
 )
 from uwsgiapp.config.model import ConfigError
 from uwsgiapp.config.tomlfile import toml_layer
-from uwsgiapp.config.uwsgiini import IniResult, check_http_only, ini_layer
+from uwsgiapp.config.uwsgiini import SIMPLE_KEYS, IniResult, check_http_only, ini_layer
 
 __all__ = ["resolve_serve_config"]
 
 
 def resolve_serve_config(
-    args: argparse.Namespace, environ: Mapping[str, str] | None = None
+    args: argparse.Namespace,
+    environ: Mapping[str, str] | None = None,
+    *,
+    warnings: list[str] | None = None,
 ) -> Resolved:
     """Resolve the Config for ``serve`` from parsed ``args``, ``environ``, and the files they
-    name. Raises ConfigError."""
+    name. Raises ConfigError.
+
+    ``warnings``, when given, receives each warning as it is found: when a ConfigError
+    follows, the caller can still show what led to it (``$(UWSGI_WORKERS) is not set`` before
+    "expected an integer, got ''").
+    """
     env = os.environ if environ is None else environ
-    warnings: list[str] = []
+    warnings = [] if warnings is None else warnings
     layers: list[Layer] = []
     ini = IniResult()
     if args.ini:
-        ini = ini_layer(args.ini, environ=env)
+        ini = ini_layer(args.ini, environ=env, warnings=warnings)
         layers.append(ini.layer)
-        warnings.extend(ini.warnings)
     if args.config:
         layers.append(toml_layer(args.config))
     environment = env_layer(env, warnings)
     layers.append(environment)
+    if said := _uwsgi_variables(env):
+        warnings.append(said)
     if env.get("GUNICORN_CMD_ARGS"):
         warnings.append(
             "GUNICORN_CMD_ARGS is set but not read: uwsgiapp reads UWSGIAPP_* variables "
@@ -74,6 +83,43 @@ def resolve_serve_config(
         if spec.isdigit()
     ]
     return replace(resolved, warnings=(*resolved.warnings, *ports)) if ports else resolved
+
+
+#: UWSGI_* variables uWSGI sets for itself (its emperor, reloads) and does not read as options.
+_UWSGI_OWN = frozenset(
+    {
+        "UWSGI_RELOADS",
+        "UWSGI_VASSALS_DIR",
+        "UWSGI_EMPEROR_FD",
+        "UWSGI_BROODLORD_NUM",
+        "UWSGI_EMPEROR_FD_CONFIG",
+        "UWSGI_EMPEROR_PROXY",
+        "UWSGI_JAIL_PID",
+        "UWSGI_ORIGINAL_PROC_NAME",
+    }
+)
+
+
+def _uwsgi_variables(env: Mapping[str, str]) -> str:
+    """The warning for ``UWSGI_*`` variables, which uWSGI reads as options (images built for
+    uWSGI set UWSGI_INI, UWSGI_PROCESSES, UWSGI_CHEAPER…), or ""."""
+    names = sorted(k for k in env if k.startswith("UWSGI_") and k not in _UWSGI_OWN)
+    if not names:
+        return ""
+    ours = []
+    for name in names:
+        key = name.removeprefix("UWSGI_").lower().replace("_", "-")
+        spec = spec_for(SIMPLE_KEYS[key]) if key in SIMPLE_KEYS else None
+        if key == "ini":
+            ours.append(f"{name}: --ini FILE")
+        elif spec is not None:
+            ours.append(f"{name}: {spec.env}")
+    return (
+        f"{', '.join(names)} {'is' if len(names) == 1 else 'are'} set but not read: uWSGI"
+        " takes each UWSGI_* variable as an option, uwsgiapp does not (an --ini file may"
+        " still use them as %(name) placeholders). Use --ini FILE and UWSGIAPP_* variables"
+        + (f" ({'; '.join(ours)})" if ours else " ('uwsgiapp serve --help' lists each option's)")
+    )
 
 
 def _overridden(name: str, env: Raw, cli: Raw) -> str:

@@ -21,6 +21,14 @@ uWSGI does:
 A ``%(name)`` or ``%x`` with no value is a :class:`ConfigError` naming it (uWSGI would leave it
 or make it empty, and the option would fail later on a value the user never wrote).
 
+``if-env``/``if-exists``/… ``endif`` and ``for`` … ``endfor`` blocks are resolved first, as
+uWSGI resolves them (:mod:`uwsgiapp.config.inilogic`).
+
+uWSGI has no inline comments: in ``harakiri = 20 # respawn`` uWSGI reads the number (atoi)
+and ignores the rest, and a flag is on unless its value is a false word, so for number and
+flag keys the text from a blank followed by ``#`` or ``;`` is dropped, with a warning; a string
+(``socket``, ``pidfile``, ``env``…) keeps it, as in uWSGI, with a warning naming the line.
+
 Repeated keys are kept (``socket``, ``pythonpath``, ``env`` may appear many times; ``env`` fills
 the ``env`` option, ``--env`` on the command line); for single valued options the last one
 wins, as in uWSGI.
@@ -36,7 +44,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from uwsgiapp.config.configload import IMPLIED_BY, Layer, Raw, parse_bool
+from uwsgiapp.config.configload import IMPLIED_BY, Layer, Raw, parse_bool, spec_for
 from uwsgiapp.config.iniexpand import (
     DEFAULT_SECTION,
     MAGIC_RE,
@@ -48,6 +56,7 @@ from uwsgiapp.config.inikeys import (
     ADVICE,
     ALWAYS_ON,
     APP_KEYS,
+    FIXED_VALUES,
     HTTP_KEYS,
     MAX_BUFFER,
     MULTI,
@@ -55,6 +64,7 @@ from uwsgiapp.config.inikeys import (
     SIMPLE_KEYS,
     USED_KEYS,
 )
+from uwsgiapp.config.inilogic import IniEntry, apply_logic
 from uwsgiapp.config.model import ConfigError
 
 __all__ = [
@@ -66,15 +76,6 @@ __all__ = [
     "parse_ini",
     "split_ini_arg",
 ]
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class IniEntry:
-    """One ``key = value`` line of the chosen section (value not yet expanded)."""
-
-    key: str
-    value: str
-    line: int
 
 
 def split_ini_arg(arg: str) -> tuple[str, str]:
@@ -133,6 +134,9 @@ def check_http_only(result: IniResult, socket_source: str, default_source: str) 
     otherwise start on the default uwsgi socket where the user expects an HTTP server."""
     if not result.http or socket_source != default_source:
         return
+    # The error says what the warnings on the HTTP keys say: they are not shown beside it.
+    said = tuple(f": '{key}' is not supported" for key, _, _ in result.http)
+    result.warnings[:] = [w for w in result.warnings if not any(s in w for s in said)]
     key, value, source = result.http[0]
     raise ConfigError(
         "ini",
@@ -144,11 +148,18 @@ def check_http_only(result: IniResult, socket_source: str, default_source: str) 
     )
 
 
-def ini_layer(arg: str, *, environ: Mapping[str, str] | None = None) -> IniResult:
+def ini_layer(
+    arg: str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    warnings: list[str] | None = None,
+) -> IniResult:
     """Read ``--ini`` ``arg`` (``file.ini`` or ``file.ini:section``) into an :class:`IniResult`.
 
     Raises :class:`ConfigError` (option ``ini``) when the file or section cannot be read or a
-    key cannot be mapped (e.g. a malformed ``env`` or ``mount``).
+    key cannot be mapped (e.g. a malformed ``env`` or ``mount``). ``warnings``, when given, is
+    the list the result's warnings are appended to as they are found, so that a caller still
+    has them when an error follows.
     """
     path, section = split_ini_arg(arg)
     try:
@@ -165,9 +176,18 @@ def ini_layer(arg: str, *, environ: Mapping[str, str] | None = None) -> IniResul
             "ini", f"{path} has no [{section}] section (sections: {found})", "command line"
         )
 
-    result = IniResult()
+    result = IniResult(warnings=[] if warnings is None else warnings)
     where = f"ini {path} [{section}]"
     warn = _Warner(where, result.warnings)
+    entries = apply_logic(
+        entries,
+        expand_test=lambda raw: expand(
+            raw, path=path, section=section, placeholders={}, environ=environ, warn=warn
+        ),
+        environ=os.environ if environ is None else environ,
+        warn=warn,
+        where=where,
+    )
     placeholders = Placeholders(
         _placeholder_definitions(entries, where),
         lambda raw, places: expand(
@@ -176,6 +196,7 @@ def ini_layer(arg: str, *, environ: Mapping[str, str] | None = None) -> IniResul
     )
     referenced = {m.group(1) for e in entries for m in MAGIC_RE.finditer(e.value) if m.group(1)}
     mapper = _Mapper(result, where, warn)
+    commented: set[str] = set()
     for entry in entries:
         key = entry.key
         if key in ("set-placeholder", "set-ph"):
@@ -191,8 +212,11 @@ def ini_layer(arg: str, *, environ: Mapping[str, str] | None = None) -> IniResul
                 result.http.append((key, entry.value, f"{where} {key} (line {entry.line})"))
             continue
         source = f"{where} {key} (line {entry.line})"
+        raw = _inline_comment(key, entry.value, entry.line, warn if key not in commented else None)
+        if _COMMENT.search(entry.value):
+            commented.add(key)  # one warning per key
         try:
-            value = placeholders.expand_value(entry.value)
+            value = placeholders.expand_value(raw)
         except ExpansionError as exc:
             raise ConfigError("ini", f"the value of {key!r} {exc}", source) from None
         mapper.apply(key, value, entry.line, source)
@@ -200,6 +224,38 @@ def ini_layer(arg: str, *, environ: Mapping[str, str] | None = None) -> IniResul
     if "access_log" not in result.layer:  # uWSGI logs every request unless told not to
         result.layer["access_log"] = Raw("uwsgi", f"{where} (uWSGI's default; disable-logging)")
     return result
+
+
+_COMMENT = re.compile(r"\s+[#;].*$")
+
+
+def _numeric_or_flag(key: str) -> bool:
+    """Whether uWSGI reads ``key``'s value as a number (atoi) or a flag: then text after the
+    number or word changes nothing in uWSGI."""
+    if key in SIMPLE_KEYS:
+        spec = spec_for(SIMPLE_KEYS[key])
+        return spec is not None and (spec.kind in ("int", "float", "bool") or spec.octal)
+    return key in ALWAYS_ON or key in ("disable-logging", "L")
+
+
+def _inline_comment(key: str, raw: str, line: int, warn: Callable[[str], None] | None) -> str:
+    """``raw`` without what looks like a trailing comment (``20 # respawn``) where uWSGI
+    would ignore it anyway; elsewhere ``raw`` as is (uWSGI keeps it), with a warning."""
+    comment = _COMMENT.search(raw)
+    if comment is None:
+        return raw
+    if _numeric_or_flag(key):
+        kept = raw[: comment.start()]
+        if warn is not None:
+            warn(f"'{key} = {raw}' (line {line}): uWSGI has no inline comments: read as {kept}")
+        return kept
+    if warn is not None:
+        warn(
+            f"'{key} = {raw}' (line {line}) contains what looks like a comment, but uWSGI has"
+            " no inline comments: the whole text is the value, as in uWSGI; put the comment on"
+            " a line of its own"
+        )
+    return raw
 
 
 class _Warner:
@@ -268,6 +324,10 @@ class _Mapper:
             if flag is None:
                 raise ConfigError("access_log", f"expected a boolean, got {value!r}", source)
             layer["access_log"] = Raw("off" if flag else "uwsgi", source)
+        elif key in FIXED_VALUES:
+            expected, why = FIXED_VALUES[key]
+            if value.strip().lower() != expected:
+                self.warn(f"'{key} = {value}' cannot be honoured: {why}")
         elif key in ALWAYS_ON:
             if _truthy(value) is False:
                 self.warn(f"'{key} = {value}' cannot be honoured: {ALWAYS_ON[key]}")
@@ -279,6 +339,12 @@ class _Mapper:
 
 def _with_callable(spec: str, callable_name: str) -> str:
     return spec if ":" in spec else f"{spec}:{callable_name}"
+
+
+def _as_path(file: str) -> str:
+    """A wsgi-file value as a path the app spec cannot read as a module (``site.wsgi`` would
+    be module ``site``'s submodule ``wsgi``)."""
+    return file if "/" in file or file.endswith(".py") else f"./{file}"
 
 
 def _map_app(
@@ -303,8 +369,16 @@ def _map_app(
             warn("both mount and module/wsgi-file given: uwsgiapp serves one app, the mounted one")
     elif "module" in app:
         spec, keys = app["module"][0], ["module"]
+        if "wsgi-file" in app:
+            (module, m_line, m_key), (file, f_line, f_key) = app["module"], app["wsgi-file"]
+            warn(
+                f"both '{m_key} = {module}' (line {m_line}) and '{f_key} = {file}' (line"
+                f" {f_line}) are given: uwsgiapp serves one app, the module's, and ignores"
+                f" {f_key} (uWSGI too loads the module first and skips the file's app, whose"
+                " mount point is taken); remove the one you do not mean"
+            )
     elif "wsgi-file" in app:
-        spec, keys = app["wsgi-file"][0], ["wsgi-file"]
+        spec, keys = _as_path(app["wsgi-file"][0]), ["wsgi-file"]
     elif "callable" in app:
         warn("'callable' without module or wsgi-file is ignored")
         return
