@@ -46,12 +46,12 @@ from dataclasses import dataclass, field
 
 from uwsgiapp.config.configload import IMPLIED_BY, Layer, Raw, parse_bool, spec_for
 from uwsgiapp.config.iniexpand import (
-    DEFAULT_SECTION,
     MAGIC_RE,
     ExpansionError,
     Placeholders,
     expand,
 )
+from uwsgiapp.config.inifile import parse_ini, read_section, split_ini_arg
 from uwsgiapp.config.inikeys import (
     ADVICE,
     ALWAYS_ON,
@@ -76,40 +76,6 @@ __all__ = [
     "parse_ini",
     "split_ini_arg",
 ]
-
-
-def split_ini_arg(arg: str) -> tuple[str, str]:
-    """``app.ini:section`` → ``("app.ini", "section")``; no section → the default ``uwsgi``."""
-    path, sep, section = arg.rpartition(":")
-    if sep and path and section and "/" not in section and os.sep not in section:
-        return path, section
-    return arg, DEFAULT_SECTION
-
-
-def parse_ini(text: str, section: str) -> tuple[list[IniEntry], list[str]]:
-    """The entries of ``[section]`` in order (repeats kept), and the names of all sections.
-
-    uWSGI's ini dialect: ``#`` or ``;`` starts a comment line, values are taken verbatim (no
-    inline comments, no quotes removed), a key without ``=`` is a boolean flag set to true.
-    """
-    entries: list[IniEntry] = []
-    sections: list[str] = []
-    current: str | None = None
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.strip()
-        if not line or line[0] in "#;":
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            current = line[1:-1].strip()
-            sections.append(current)
-            continue
-        if current != section:
-            continue
-        key, eq, value = line.partition("=")
-        entries.append(
-            IniEntry(key=key.strip(), value=value.strip() if eq else "true", line=number)
-        )
-    return entries, sections
 
 
 def _truthy(value: str) -> bool | None:
@@ -162,20 +128,7 @@ def ini_layer(
     has them when an error follows.
     """
     path, section = split_ini_arg(arg)
-    try:
-        with open(path, encoding="utf-8") as fh:
-            text = fh.read()
-    except OSError as exc:
-        raise ConfigError("ini", f"cannot read {path}: {exc.strerror}", "command line") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError("ini", f"{path} is not UTF-8 text: {exc}", "command line") from None
-    entries, sections = parse_ini(text, section)
-    if section not in sections:
-        found = ", ".join(f"[{s}]" for s in sections) or "none"
-        raise ConfigError(
-            "ini", f"{path} has no [{section}] section (sections: {found})", "command line"
-        )
-
+    entries = read_section(path, section)
     result = IniResult(warnings=[] if warnings is None else warnings)
     where = f"ini {path} [{section}]"
     warn = _Warner(where, result.warnings)
@@ -204,12 +157,8 @@ def ini_layer(
         if key not in USED_KEYS:
             # Not expanded: uWSGI features we do not have may hold their own %(...) syntax
             # (log-format's %(status)…), which must not be mistaken for placeholders.
-            if key in referenced and key not in ADVICE:
-                continue  # a placeholder (project = shop, for %(project))
-            advice = ADVICE.get(key, "")
-            warn(f"'{key}' is not supported, ignored" + (f" ({advice})" if advice else ""))
-            if key in HTTP_KEYS:
-                result.http.append((key, entry.value, f"{where} {key} (line {entry.line})"))
+            if key not in referenced or key in ADVICE:  # else a placeholder (project = shop)
+                _unsupported(entry, result, where, warn)
             continue
         source = f"{where} {key} (line {entry.line})"
         raw = _inline_comment(key, entry.value, entry.line, warn if key not in commented else None)
@@ -224,6 +173,17 @@ def ini_layer(
     if "access_log" not in result.layer:  # uWSGI logs every request unless told not to
         result.layer["access_log"] = Raw("uwsgi", f"{where} (uWSGI's default; disable-logging)")
     return result
+
+
+def _unsupported(
+    entry: IniEntry, result: IniResult, where: str, warn: Callable[[str], None]
+) -> None:
+    """A key uwsgiapp does not take: said once (with advice where there is some); an HTTP
+    key is also kept for the refusal of an HTTP-only ini."""
+    advice = ADVICE.get(entry.key, "")
+    warn(f"'{entry.key}' is not supported, ignored" + (f" ({advice})" if advice else ""))
+    if entry.key in HTTP_KEYS:
+        result.http.append((entry.key, entry.value, f"{where} {entry.key} (line {entry.line})"))
 
 
 _COMMENT = re.compile(r"\s+[#;].*$")

@@ -24,7 +24,7 @@ from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.wsgi.contract import AccessLogger, ExcInfo, WSGIApp
 from uwsgiapp.wsgi.environ import BadRequest, parse_content_length
 from uwsgiapp.wsgi.input import EMPTY_INPUT, ClientDisconnected, InputStream
-from uwsgiapp.wsgi.response import FileWrapper, HeaderError, render_head
+from uwsgiapp.wsgi.response import FileWrapper, HeaderError, declared_length, render_head
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -349,7 +349,7 @@ class Responder:
             return
         offset = filelike.tell() if hasattr(filelike, "tell") else 0
         count = max(st.st_size - offset, 0)
-        declared = _declared_length(exchange.headers)
+        declared = declared_length(exchange.headers)
         if declared is not None and declared < count:
             count = declared  # PEP 3333: no more than the app's Content-Length (a slice)
         exchange.send(b"")  # the head
@@ -375,15 +375,6 @@ class Responder:
             log.info(
                 "left %d unread body bytes after draining %d", remaining - DRAIN_CAP, DRAIN_CAP
             )
-
-
-def _declared_length(headers: Any) -> int | None:
-    """The app's Content-Length, if it set a valid one."""
-    for name, value in headers or ():
-        if name.lower() == "content-length":
-            text = str(value).strip()
-            return int(text) if text.isdigit() else None
-    return None
 
 
 def _log_gone(peer: Peer, environ: dict[str, Any], exc: ClientDisconnected) -> None:

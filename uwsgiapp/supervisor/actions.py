@@ -22,6 +22,8 @@ DUMP_GRACE = 1.0
 QUICK_GRACE = 2.0
 #: What a worker retired while the others keep serving gets: finish the current request, leave.
 RETIRE = signal.SIGHUP
+#: The signals that stop the master, by name (as its queue holds them).
+STOPS = frozenset({"TERM", "INT", "QUIT"})
 
 
 class WorkerState(str, Enum):

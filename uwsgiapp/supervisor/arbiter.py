@@ -55,8 +55,6 @@ from uwsgiapp.supervisor.titles import (
 
 log = logging.getLogger("uwsgiapp.error")
 
-#: The signals that stop the master (by name, as the queue holds them).
-STOPS = frozenset({"TERM", "INT", "QUIT"})
 #: What the master handles: the policy's table, and CHLD (which only wakes the loop to reap).
 MASTER_SIGNALS = (*Policy.SIGNAL_HANDLERS, "CHLD")
 _MASTER_SIGNUMS = frozenset(getattr(signal, f"SIG{name}") for name in MASTER_SIGNALS)
@@ -151,9 +149,8 @@ class Arbiter:
             if stats is not None:
                 self._serve_stats(stats, now)
             actions: list[A.Action] = []
-            if any(name in STOPS for name in self.signals):
-                # Ctrl-C reaches the whole process group: the workers' exits that came with
-                # it are the stop's, not deaths to replace (nor to log as such).
+            if any(name in A.STOPS for name in self.signals):
+                # Ctrl-C reaches the whole group: the workers' exits with it are the stop's.
                 actions += self._signal_actions(now)
             for pid, exit_code, signum in self._reap():
                 actions += self.policy.on_exit(pid, exit_code, signum, now, self.table.read)

@@ -291,28 +291,7 @@ class Policy(Roster):
             # Cannot happen through wanted(); should a worker appear anyway, it is told too.
             return [self._stop(rec, now, self.stop_signal)]
         if rec.state in TOLD:
-            if now < rec.deadline:
-                return []
-            if rec.state is STOPPING and not rec.cut and st.pid == rec.pid and st.request_start:
-                # Still in a request at the graceful deadline: a quick stop first, so that the
-                # worker logs the request it cuts and the app's finally blocks run.
-                rec.cut = True
-                rec.deadline = now + QUICK_GRACE
-                return [
-                    Log(
-                        LogLevel.WARNING,
-                        f"{rec.label}: stop deadline passed in one request "
-                        f"({wall - st.request_start:.1f}s in it): cutting it (SIGINT), "
-                        f"killing it in {QUICK_GRACE:g}s if it stays",
-                    ),
-                    Signal(rec.pid, signal.SIGINT),
-                ]
-            what = "harakiri" if rec.state is HARAKIRI else "stop"
-            rec.deadline = now + 3600  # once
-            return [
-                Log(LogLevel.WARNING, f"{rec.label}: {what} deadline passed, killing it"),
-                Signal(rec.pid, signal.SIGKILL),
-            ]
+            return [] if now < rec.deadline else self._deadline_passed(rec, st, now, wall)
         if rec.state is not READY:
             return []
         if self.harakiri and st.request_start and wall - st.request_start > self.harakiri:
@@ -339,6 +318,31 @@ class Policy(Roster):
                     self._stop(rec, now, RETIRE),
                 ]
         return []
+
+    def _deadline_passed(
+        self, rec: WorkerRecord, st: WorkerStatus, now: float, wall: float
+    ) -> list[Action]:
+        """A worker told to go is still there at its deadline: SIGKILL; but one still in a
+        request after a graceful stop gets a quick stop first, so that it logs the request it
+        cuts and the app's finally blocks run."""
+        if rec.state is STOPPING and not rec.cut and st.pid == rec.pid and st.request_start:
+            rec.cut = True
+            rec.deadline = now + QUICK_GRACE
+            return [
+                Log(
+                    LogLevel.WARNING,
+                    f"{rec.label}: stop deadline passed in one request "
+                    f"({wall - st.request_start:.1f}s in it): cutting it (SIGINT), "
+                    f"killing it in {QUICK_GRACE:g}s if it stays",
+                ),
+                Signal(rec.pid, signal.SIGINT),
+            ]
+        what = "harakiri" if rec.state is HARAKIRI else "stop"
+        rec.deadline = now + 3600  # once
+        return [
+            Log(LogLevel.WARNING, f"{rec.label}: {what} deadline passed, killing it"),
+            Signal(rec.pid, signal.SIGKILL),
+        ]
 
     def _hand_over(self, now: float) -> list[Action]:
         """Reloading: once every new worker is ready, the older ones are retired."""

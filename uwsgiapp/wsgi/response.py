@@ -129,3 +129,13 @@ class FileWrapper:
         close = getattr(self.filelike, "close", None)
         if close is not None:
             close()
+
+
+def declared_length(headers: Any) -> int | None:
+    """The Content-Length among the app's ``headers``, if it set a valid one (PEP 3333: the
+    server sends no more than that)."""
+    for name, value in headers or ():
+        if name.lower() == "content-length":
+            text = str(value).strip()
+            return int(text) if text.isdigit() else None
+    return None

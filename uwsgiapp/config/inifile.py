@@ -1,0 +1,64 @@
+"""Reading a uWSGI ini file: the ``--ini`` argument's file and section, and the section's
+entries in order, in uWSGI's dialect (what they mean is :mod:`uwsgiapp.config.uwsgiini`'s)."""
+
+from __future__ import annotations
+
+import os
+
+from uwsgiapp.config.iniexpand import DEFAULT_SECTION
+from uwsgiapp.config.inilogic import IniEntry
+from uwsgiapp.config.model import ConfigError
+
+__all__ = ["parse_ini", "read_section", "split_ini_arg"]
+
+
+def split_ini_arg(arg: str) -> tuple[str, str]:
+    """``app.ini:section`` → ``("app.ini", "section")``; no section → the default ``uwsgi``."""
+    path, sep, section = arg.rpartition(":")
+    if sep and path and section and "/" not in section and os.sep not in section:
+        return path, section
+    return arg, DEFAULT_SECTION
+
+
+def parse_ini(text: str, section: str) -> tuple[list[IniEntry], list[str]]:
+    """The entries of ``[section]`` in order (repeats kept), and the names of all sections.
+
+    uWSGI's ini dialect: ``#`` or ``;`` starts a comment line, values are taken verbatim (no
+    inline comments, no quotes removed), a key without ``=`` is a boolean flag set to true.
+    """
+    entries: list[IniEntry] = []
+    sections: list[str] = []
+    current: str | None = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            current = line[1:-1].strip()
+            sections.append(current)
+            continue
+        if current != section:
+            continue
+        key, eq, value = line.partition("=")
+        entries.append(
+            IniEntry(key=key.strip(), value=value.strip() if eq else "true", line=number)
+        )
+    return entries, sections
+
+
+def read_section(path: str, section: str) -> list[IniEntry]:
+    """The entries of ``[section]`` in the ini file ``path``; ConfigError if unreadable."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            text = fh.read()
+    except OSError as exc:
+        raise ConfigError("ini", f"cannot read {path}: {exc.strerror}", "command line") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError("ini", f"{path} is not UTF-8 text: {exc}", "command line") from None
+    entries, sections = parse_ini(text, section)
+    if section not in sections:
+        found = ", ".join(f"[{s}]" for s in sections) or "none"
+        raise ConfigError(
+            "ini", f"{path} has no [{section}] section (sections: {found})", "command line"
+        )
+    return entries
