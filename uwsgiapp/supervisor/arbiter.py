@@ -71,10 +71,9 @@ def _die_with_parent() -> None:
 
 
 def _cwd() -> str:
-    try:
+    with contextlib.suppress(OSError):
         return os.getcwd()
-    except OSError:
-        return ""
+    return ""
 
 
 def reload_kind(config: Config, *, preloaded: bool) -> A.ReloadKind:
@@ -149,8 +148,9 @@ class Arbiter:
             if stats is not None:
                 self._serve_stats(stats, now)
             actions: list[A.Action] = []
-            if any(name in A.STOPS for name in self.signals):
-                # Ctrl-C reaches the whole group: the workers' exits with it are the stop's.
+            # Ctrl-C reaches the whole group: the workers' exits with it are the stop's. (One C
+            # call: a handler appending to the deque amid a Python loop over it would break it.)
+            if not A.STOPS.isdisjoint(self.signals):
                 actions += self._signal_actions(now)
             for pid, exit_code, signum in self._reap():
                 actions += self.policy.on_exit(pid, exit_code, signum, now, self.table.read)
