@@ -22,12 +22,7 @@ pytestmark = pytest.mark.nginx
 def test_a_quick_stop_says_which_request_it_cuts(tmp_path: Path, signum: int, threads: int) -> None:
     server = Server(tmp_path, "supervisor_app:app", workers=1, threads=threads).start()
     try:
-        wait_for_serving(server, 1)
-        client = socket.socket(socket.AF_UNIX)
-        client.connect(server.socket)
-        marker = tmp_path / "in-the-app"
-        client.sendall(uwsgi_get("/sleep", f"30&{marker}"))
-        wait_until(marker.exists, 10, "the request in the app's sleep")
+        client = _sleeping_request(server, tmp_path)
         server.signal(signum)
         assert server.wait(15) == 0
         client.close()
@@ -47,12 +42,7 @@ def test_a_request_still_running_at_the_graceful_deadline_is_cut_and_named(
     # it cuts, the app's finally blocks run), and only then, if need be, SIGKILL.
     server = Server(tmp_path, "supervisor_app:app", workers=1, graceful_timeout=1).start()
     try:
-        wait_for_serving(server, 1)
-        client = socket.socket(socket.AF_UNIX)
-        client.connect(server.socket)
-        marker = tmp_path / "in-the-app"
-        client.sendall(uwsgi_get("/sleep", f"30&{marker}"))
-        wait_until(marker.exists, 10, "the request in the app's sleep")
+        client = _sleeping_request(server, tmp_path)
         server.signal(signal.SIGTERM)
         assert server.wait(15) == 0
         client.close()
@@ -90,3 +80,14 @@ def test_ctrl_c_to_the_whole_group_is_one_stop_not_deaths_to_replace(tmp_path: P
 def _zombie(pid: int) -> bool:
     stat = Path(f"/proc/{pid}/stat").read_text()
     return stat.rpartition(")")[2].split()[0] == "Z"
+
+
+def _sleeping_request(server: Server, tmp_path: Path) -> socket.socket:
+    """A request the app is sleeping in (for 30 s): its client connection."""
+    wait_for_serving(server, 1)
+    client = socket.socket(socket.AF_UNIX)
+    client.connect(server.socket)
+    marker = tmp_path / "in-the-app"
+    client.sendall(uwsgi_get("/sleep", f"30&{marker}"))
+    wait_until(marker.exists, 10, "the request in the app's sleep")
+    return client

@@ -18,6 +18,7 @@ from support.procs import (
     Server,
     stack,
     uwsgi_exchange,
+    uwsgi_get,
     wait_for_serving,
     wait_for_workers,
     wait_until,
@@ -192,20 +193,6 @@ def test_max_requests_recycles_workers_without_failures(
 # -- issue 14: max-requests recycling under load, TERM right after HUP or a worker's death ----
 
 
-def raw_get(path: str = "/", query: str = "") -> bytes:
-    """A uwsgi request packet, as nginx would send it."""
-    return uwsgiproto.build_request(
-        {
-            "REQUEST_METHOD": "GET",
-            "PATH_INFO": path,
-            "QUERY_STRING": query,
-            "SERVER_NAME": "t",
-            "SERVER_PORT": "80",
-            "SERVER_PROTOCOL": "HTTP/1.1",
-        }
-    )
-
-
 def processes_in(directory: Path) -> set[int]:
     """Live processes whose working directory is ``directory``: a server's master and workers
     (they run in the test's workdir; matched by cwd since setproctitle renames workers)."""
@@ -240,7 +227,7 @@ def test_max_requests_under_concurrent_raw_clients_keeps_serving(tmp_path: Path)
     # A worker can serve its whole quota before a master tick saw it ready; its clean exit
     # used to count as a boot failure, and five in a row stopped the master with code 5.
     server = Server(tmp_path, "supervisor_app:app", workers=2, max_requests=10).start()
-    packet = raw_get()
+    packet = uwsgi_get("/")
     answers: list[bytes] = []
     stop = threading.Event()
     lock = threading.Lock()
@@ -382,7 +369,7 @@ def test_usr1_while_lazy_workers_import_does_not_kill_them(tmp_path: Path) -> No
         booting = wait_for_workers(server, 2)
         server.signal(signal.SIGUSR1)
         wait_until(lambda: server._ready(), 15, "the workers to load the app")
-        answer = uwsgi_exchange(server.socket, raw_get(), timeout=10)
+        answer = uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10)
         workers = children(server.pid)
     finally:
         server.stop()
@@ -408,7 +395,7 @@ def test_a_burst_of_hups_with_lazy_apps_keeps_the_workers_bounded(tmp_path: Path
             most = max(most, len(children(server.pid)))
         wait_until(lambda: "ready, stopping" in server.log(), 15, "the last reload's hand-over")
         wait_until(lambda: len(children(server.pid)) == 2, 10, "2 workers")
-        answer = uwsgi_exchange(server.socket, raw_get(), timeout=10)
+        answer = uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10)
         alive = server.proc is not None and server.proc.poll() is None
     finally:
         server.stop()
@@ -435,7 +422,7 @@ def app(environ, start_response):
 
 
 def _get(server: Server, path: str = "/") -> bytes:
-    data = uwsgi_exchange(server.socket, raw_get(path), timeout=10).data
+    data = uwsgi_exchange(server.socket, uwsgi_get(path), timeout=10).data
     return data.split(b"\r\n\r\n", 1)[-1]
 
 
