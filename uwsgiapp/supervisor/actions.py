@@ -111,7 +111,14 @@ class ReopenLogs:
     """Reopen the master's log files."""
 
 
-Action = Spawn | Signal | Log | Halt | Reimport | StopAccepting | ReopenLogs
+@dataclass(frozen=True, slots=True)
+class Notify:
+    """Tell the service manager (systemd's ``Type=notify``): ``READY=1``, ``STOPPING=1``…"""
+
+    state: str
+
+
+Action = Spawn | Signal | Log | Halt | Reimport | StopAccepting | ReopenLogs | Notify
 
 
 @dataclass(slots=True)

@@ -38,7 +38,8 @@ from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import actions as A
 from uwsgiapp.supervisor import observe
 from uwsgiapp.supervisor.policy import Policy
-from uwsgiapp.supervisor.reload import reimport
+from uwsgiapp.supervisor.reload import reimport, reload_kind
+from uwsgiapp.supervisor.sdnotify import Notifier
 from uwsgiapp.supervisor.status import (
     SlotWriter,
     StatusTable,
@@ -76,13 +77,6 @@ def _cwd() -> str:
     return ""
 
 
-def reload_kind(config: Config, *, preloaded: bool) -> A.ReloadKind:
-    """What a HUP does about the code, from the options."""
-    if not preloaded:
-        return A.ReloadKind.LAZY
-    return A.ReloadKind.REIMPORT if config.reload_preloaded else A.ReloadKind.RECYCLE
-
-
 class Arbiter:
     """Master of ``config.workers`` worker processes sharing ``listeners``."""
 
@@ -93,6 +87,7 @@ class Arbiter:
         app: WSGIApp | None,
         build_handler: Callable[[WSGIApp, Config], Handler],
         stats: StatsServer | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.config = config
         self.listeners = listeners
@@ -114,6 +109,7 @@ class Arbiter:
         self._modules_before_app: set[str] = set()
         self.observer = observe.Observer()
         self.stats = stats
+        self.notifier = notifier or Notifier(None)
         self._sockdiag = SockDiag()
         self._next_queue_check = 0.0
         if stats is not None:
@@ -251,6 +247,8 @@ class Arbiter:
                             log.info("USR1: log files reopened (the workers' too)")
                     except OSError as exc:  # e.g. a dropped master may not create the new file
                         sys.stderr.write(f"uwsgiapp: USR1: cannot reopen the log files: {exc}\n")
+                case A.Notify(state):
+                    self.notifier.send(state)
                 case A.Halt(code):
                     self._halt()
                     return code
@@ -320,6 +318,7 @@ class Arbiter:
         if self.stats is not None:
             self.stats.close_after_fork()
         self._sockdiag.close()
+        self.notifier.close()
         self.signals.clear()
         for signum in _MASTER_SIGNUMS:
             signal.signal(signum, signal.SIG_DFL)

@@ -35,6 +35,7 @@ from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import privileges, titles
 from uwsgiapp.supervisor.arbiter import Arbiter
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
+from uwsgiapp.supervisor.sdnotify import Notifier
 from uwsgiapp.wsgi.environ import EnvironSettings
 from uwsgiproto import Limits
 
@@ -307,6 +308,7 @@ def _with_listeners(
                 log.error("--pidfile: cannot write %s: %s", pidfile, exc)
                 return ServeExit.START_FAILED
         owned = listeners if stats is None else [*listeners, stats.listener]
+        notifier = Notifier(os.environ.get("NOTIFY_SOCKET"))  # before the drop: see sdnotify
         if ids.wanted and not _drop(ids, owned, config):
             return ServeExit.START_FAILED
         if os.geteuid() == 0:
@@ -318,7 +320,7 @@ def _with_listeners(
                 log.info("stats on %s%s", _where(listener), _who_may_connect(listener, "a reader"))
             else:
                 log.info("listening on %s%s", _where(listener), _who_may_connect(listener))
-        return _load_and_run(config, listeners, stats)
+        return _load_and_run(config, listeners, stats, notifier)
     finally:
         for listener in listeners:
             listener.close()
@@ -344,7 +346,9 @@ def _drop(ids: Ids, listeners: list[Listener], config: Config) -> bool:
     return True
 
 
-def _load_and_run(config: Config, listeners: list[Listener], stats: StatsServer | None) -> int:
+def _load_and_run(
+    config: Config, listeners: list[Listener], stats: StatsServer | None, notifier: Notifier
+) -> int:
     """Load the app (unless lazy-apps) and run the master until it stops."""
     before = set(sys.modules)
     app: WSGIApp | None = None
@@ -356,6 +360,6 @@ def _load_and_run(config: Config, listeners: list[Listener], stats: StatsServer 
             return ServeExit.APP_LOAD
     if config.request_titles and not titles.request_titles_available():
         log.warning("--request-titles: setproctitle cannot be imported; titles stay as they are")
-    arbiter = Arbiter(config, listeners, app, build_handler, stats)
+    arbiter = Arbiter(config, listeners, app, build_handler, stats, notifier)
     arbiter.remember_modules(before)
     return arbiter.run()

@@ -25,6 +25,7 @@ from uwsgiapp.supervisor.actions import (
     Log,
     LogLevel,
     Mode,
+    Notify,
     Reimport,
     ReloadKind,
     ReopenLogs,
@@ -275,7 +276,17 @@ class Policy(Roster):
             actions += self._tick_worker(rec, status(rec.wid), now, wall, rss_mb)
         if self.mode is Mode.RELOADING:
             actions += self._hand_over(now)
-        return actions + self._fill()
+        return actions + self._fill() + self._say_ready()
+
+    def _say_ready(self) -> list[Action]:
+        """READY=1 for the service manager, once: when the first workers all serve."""
+        serving = self._counted()
+        if self.ready_said or self.mode is not Mode.RUNNING or len(serving) < self.desired:
+            return []
+        if any(r.state is not READY for r in serving):
+            return []
+        self.ready_said = True
+        return [Notify(f"READY=1\nSTATUS=serving with {count_workers(len(serving))}")]
 
     def _tick_worker(
         self,

@@ -20,6 +20,7 @@ from collections.abc import Iterable
 
 from uwsgiapp.config import Config
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
+from uwsgiapp.supervisor.actions import ReloadKind
 from uwsgiproto import Limits
 
 log = logging.getLogger("uwsgiapp.error")
@@ -78,3 +79,10 @@ def reimport(config: Config, before: set[str]) -> WSGIApp | None:
         time.monotonic() - started,
     )
     return app
+
+
+def reload_kind(config: Config, *, preloaded: bool) -> ReloadKind:
+    """What a HUP does about the code, from the options."""
+    if not preloaded:
+        return ReloadKind.LAZY
+    return ReloadKind.REIMPORT if config.reload_preloaded else ReloadKind.RECYCLE

@@ -17,6 +17,7 @@ from uwsgiapp.supervisor.actions import (
     Log,
     LogLevel,
     Mode,
+    Notify,
     Reimport,
     ReloadKind,
     Signal,
@@ -63,6 +64,8 @@ class Roster:
     spawns_held: bool = False
     respawn_at: float = 0.0
     load_retry: float = 0.0
+    #: READY=1 went to the service manager (once, when the first workers all served).
+    ready_said: bool = False
 
     def __post_init__(self) -> None:
         self.desired = self.workers
@@ -170,7 +173,8 @@ class Roster:
         self.mode = Mode.STOPPING
         self.stop_signal = signum
         self.pending.clear()  # decided earlier in this batch: see :meth:`wanted`
-        return [self._stop(r, now, signum) for r in self.records.values()] + self._maybe_done()
+        told = [self._stop(r, now, signum) for r in self.records.values()]
+        return [Notify("STOPPING=1"), *told, *self._maybe_done()]
 
     def _trim(self, now: float) -> list[Action]:
         """Down to ``desired`` current workers: drop unforked spawns first, then the newest."""

@@ -1,0 +1,81 @@
+"""systemd's Type=notify: READY=1 once the first workers serve, STOPPING=1 at a stop. The
+policy driven directly, then a real server sending to a real datagram socket."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from pathlib import Path
+
+import pytest
+from supervisor.policy_sim import Sim, started
+from support.procs import Server, short_tmpdir
+
+from uwsgiapp.supervisor.actions import Notify, Signal
+from uwsgiapp.supervisor.policy import Policy
+from uwsgiapp.supervisor.sdnotify import notify_address
+
+
+def notes(actions: list[object]) -> list[str]:
+    return [a.state for a in actions if isinstance(a, Notify)]
+
+
+def test_ready_is_said_once_when_every_first_worker_serves() -> None:
+    sim = started(workers=2)  # forked, made ready, one tick: READY=1 went then
+    assert sim.policy.ready_said
+    sim.run(sim.policy.on_signal("HUP", sim.now))  # a reload is no new start
+    sim.make_all_ready()
+    assert not [n for _ in range(5) for n in notes(sim.tick())]
+
+
+def test_ready_waits_for_the_last_worker() -> None:
+    sim = Sim(Policy(workers=2))
+    sim.run(sim.policy.start())
+    first, second = sorted(sim.policy.records)
+    sim.ready.add(first)
+    assert not notes(sim.tick())
+    sim.ready.add(second)
+    assert notes(sim.tick()) == ["READY=1\nSTATUS=serving with 2 workers"]
+    assert not notes(sim.tick())
+
+
+def test_a_stop_says_stopping_first() -> None:
+    sim = started(workers=1)
+    actions = sim.run(sim.policy.on_signal("TERM", sim.now))
+    assert notes(actions) == ["STOPPING=1"]
+    first_signal = next(i for i, a in enumerate(actions) if isinstance(a, Signal))
+    assert isinstance(actions[first_signal - 1], Notify)  # before the workers are told
+
+
+@pytest.mark.parametrize(
+    ("value", "address"),
+    [
+        ("/run/systemd/notify", "/run/systemd/notify"),
+        ("@/org/freedesktop/systemd1/notify/1", "\0/org/freedesktop/systemd1/notify/1"),
+        ("", None),
+        (None, None),
+        ("vsock:2:1234", None),
+    ],
+)
+def test_notify_address(value: str | None, address: str | None) -> None:
+    assert notify_address(value) == address
+
+
+def test_a_real_server_says_ready_then_stopping(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = os.path.join(short_tmpdir(), "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(path)
+        manager.settimeout(20)
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        server = Server(tmp_path, "supervisor_app:app", workers=2).start()
+        try:
+            ready = manager.recv(4096).decode()
+            assert ready == f"READY=1\nSTATUS=serving with 2 workers\nMAINPID={server.pid}"
+            server.signal(signal.SIGTERM)
+            assert manager.recv(4096) == b"STOPPING=1"
+            assert server.wait(15) == 0
+        finally:
+            server.stop()

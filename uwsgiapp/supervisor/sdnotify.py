@@ -1,0 +1,67 @@
+"""systemd's notify protocol, for ``Type=notify`` units (uWSGI's packaged units use it).
+
+Under such a unit systemd sets ``NOTIFY_SOCKET`` and waits for ``READY=1`` before it counts the
+service as started (and starts what is ordered after it); without one it kills the service at
+``TimeoutStartSec``. The master sends ``READY=1`` once its first workers all serve, and
+``STOPPING=1`` when it begins to stop. The socket is connected at start-up, before
+``--uid/--gid`` (permission to send is checked then); nothing happens without the variable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+
+__all__ = ["Notifier", "notify_address"]
+
+log = logging.getLogger("uwsgiapp.error")
+
+
+def notify_address(value: str | None) -> str | None:
+    """The address ``NOTIFY_SOCKET`` names: a path, or ``@name`` for an abstract socket
+    (None: unset, or a kind this does not speak, such as ``vsock:``)."""
+    if not value:
+        return None
+    if value.startswith("@"):
+        return "\0" + value[1:]
+    return value if value.startswith("/") else None
+
+
+class Notifier:
+    """A datagram socket connected to the service manager's, or nothing."""
+
+    def __init__(self, value: str | None) -> None:
+        self._sock: socket.socket | None = None
+        address = notify_address(value)
+        if address is None:
+            if value:
+                log.warning("NOTIFY_SOCKET=%s: not a unix socket address; not notifying", value)
+            return
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+        try:
+            sock.connect(address)
+        except OSError as exc:
+            sock.close()
+            log.warning("NOTIFY_SOCKET=%s: cannot connect (%s); not notifying", value, exc)
+            return
+        self._sock = sock
+
+    def send(self, state: str) -> None:
+        """Send ``state`` (``READY=1`` also says the master's pid, ``MAINPID``)."""
+        if self._sock is None:
+            return
+        if state.startswith("READY=1"):
+            state += f"\nMAINPID={os.getpid()}"
+        try:
+            self._sock.send(state.encode())
+        except OSError as exc:
+            log.warning("NOTIFY_SOCKET: cannot send %s: %s", state.split("\n", 1)[0], exc)
+
+    def close(self) -> None:
+        """Close the socket (a forked worker has no use for it)."""
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
+            self._sock = None
