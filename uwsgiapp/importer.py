@@ -207,12 +207,18 @@ def _load_file(path: str, spec: str) -> ModuleType:
         raise AppImportError(
             f"No module named {path!r}: file not found ({full})", spec=spec, kind="missing-module"
         )
-    name = os.path.splitext(os.path.basename(full))[0]
-    if not name.isidentifier():
-        name = "uwsgiapp_file_" + "".join(c if c.isalnum() else "_" for c in name)
+    stem, suffix = os.path.splitext(os.path.basename(full))
+    name = stem
     existing = sys.modules.get(name)
     if existing is not None and os.path.abspath(getattr(existing, "__file__", "") or "") == full:
         return existing
+    if suffix != ".py" or not name.isidentifier() or existing is not None:
+        # A name of its own, as uWSGI gives one: yourapplication.wsgi usually imports the
+        # package yourapplication, and site.wsgi must not stand in for the standard library's.
+        name = "uwsgi_file_" + "".join(c if c.isalnum() else "_" for c in full)
+        existing = sys.modules.get(name)
+        if existing is not None:
+            return existing
     # uWSGI's wsgi-file loads any file as Python (indico.wsgi, keystone-wsgi-public); only a
     # .py file gets the usual loader and its bytecode cache.
     loader = None if full.endswith(".py") else _AnyFileLoader(name, full)

@@ -272,3 +272,25 @@ def test_file_of_any_name_shadowing_a_py_file_runs_its_own_code(pkgdir: tuple[Pa
     assert call(load_app("./proj.py")) == b"py"
     write(root / "proj.wsgi", "def application(environ, start_response):\n    return [b'w']\n")
     assert call(load_app("./proj.wsgi")) == b"w"
+
+
+def test_a_wsgi_file_named_after_its_package_imports_the_package(pkgdir: tuple[Path, str]) -> None:
+    # Flask's mod_wsgi recipe: yourapplication.wsgi does `from yourapplication import app`.
+    root, name = pkgdir
+    package = root / f"{name}_shop"
+    package.mkdir()
+    write(
+        package / "__init__.py",
+        "def app(environ, start_response):\n    return [b'pkg']\n",
+    )
+    write(root / f"{name}_shop.wsgi", f"from {name}_shop import app as application\n")
+    assert call(load_app(f"./{name}_shop.wsgi")) == b"pkg"
+    assert sys.modules[f"{name}_shop"].__file__ == str(package / "__init__.py")
+
+
+def test_a_wsgi_file_never_stands_in_for_a_standard_module(pkgdir: tuple[Path, str]) -> None:
+    root, _ = pkgdir
+    site = sys.modules["site"]
+    write(root / "site.wsgi", "def application(environ, start_response):\n    return [b's']\n")
+    assert call(load_app("./site.wsgi")) == b"s"
+    assert sys.modules["site"] is site
