@@ -308,7 +308,9 @@ def _with_listeners(
                 log.error("--pidfile: cannot write %s: %s", pidfile, exc)
                 return ServeExit.START_FAILED
         owned = listeners if stats is None else [*listeners, stats.listener]
-        notifier = Notifier(os.environ.get("NOTIFY_SOCKET"))  # before the drop: see sdnotify
+        # Before the drop (see sdnotify); taken out of the environment, so that the app's
+        # processes cannot speak for the service (as libsystemd's unset_environment).
+        notifier = Notifier(os.environ.pop("NOTIFY_SOCKET", None))
         if ids.wanted and not _drop(ids, owned, config):
             return ServeExit.START_FAILED
         if os.geteuid() == 0:

@@ -279,14 +279,15 @@ class Policy(Roster):
         return actions + self._fill() + self._say_ready()
 
     def _say_ready(self) -> list[Action]:
-        """READY=1 for the service manager, once: when the first workers all serve."""
-        serving = self._counted()
-        if self.ready_said or self.mode is not Mode.RUNNING or len(serving) < self.desired:
-            return []
-        if any(r.state is not READY for r in serving):
+        """READY=1 for the service manager, once: when the first worker serves (as gunicorn's
+        and uWSGI's masters say it early; waiting for all of them could wait forever for one
+        that keeps failing, and systemd would then kill the service)."""
+        if self.ready_said or not self.served or self.mode is Mode.STOPPING:
             return []
         self.ready_said = True
-        return [Notify(f"READY=1\nSTATUS=serving with {count_workers(len(serving))}")]
+        serving = sum(1 for r in self._counted() if r.state is READY)
+        status = f"{serving} of {count_workers(self.desired)} serving"
+        return [Notify(f"READY=1\nSTATUS={status}")]
 
     def _tick_worker(
         self,

@@ -64,7 +64,9 @@ class Roster:
     spawns_held: bool = False
     respawn_at: float = 0.0
     load_retry: float = 0.0
-    #: READY=1 went to the service manager (once, when the first workers all served).
+    #: A worker said it serves (its app loaded), at least once; and READY=1 went to the
+    #: service manager (once, after that).
+    served: bool = False
     ready_said: bool = False
 
     def __post_init__(self) -> None:
@@ -134,6 +136,7 @@ class Roster:
         """The worker's own slot says it has loaded the app and accepts: it booted."""
         if rec.state is BOOTING and st.ready_for(rec.pid):
             rec.state = READY
+            self.served = True
             self.boot_failures = 0
             self.load_retry = 0.0
 

@@ -2,7 +2,7 @@
 
 Under such a unit systemd sets ``NOTIFY_SOCKET`` and waits for ``READY=1`` before it counts the
 service as started (and starts what is ordered after it); without one it kills the service at
-``TimeoutStartSec``. The master sends ``READY=1`` once its first workers all serve, and
+``TimeoutStartSec``. The master sends ``READY=1`` once its first worker serves, and
 ``STOPPING=1`` when it begins to stop. The socket is connected at start-up, before
 ``--uid/--gid`` (permission to send is checked then); nothing happens without the variable.
 """
@@ -55,7 +55,7 @@ class Notifier:
         if state.startswith("READY=1"):
             state += f"\nMAINPID={os.getpid()}"
         try:
-            self._sock.send(state.encode())
+            self._sock.send(state.encode(), socket.MSG_DONTWAIT)  # never hold the master
         except OSError as exc:
             log.warning("NOTIFY_SOCKET: cannot send %s: %s", state.split("\n", 1)[0], exc)
 
