@@ -62,6 +62,9 @@ CASES: list[tuple[str, list[str]]] = [
         ["A=1"],
     ),
     ("if-env = $(UNSET_TOO)\nenv = A=1\nendif =", []),  # expands to '': no such variable
+    ("if-not-env = UNSET\nenv = A=%(_)\nendif =", ["A=UNSET"]),  # %(_): the name tested
+    # An option whose value uses a placeholder: compared as written (no traceback).
+    ("base = /srv\nchdir = %(base)/x\nif-opt = chdir\nenv = A=1\nendif =", ["A=1"]),
 ]
 
 

@@ -26,6 +26,7 @@ opened inside another is a :class:`ConfigError` naming both lines.
 from __future__ import annotations
 
 import glob
+import itertools
 import os
 import re
 import socket
@@ -179,10 +180,10 @@ def _if(
             current = environ.get(name)
         else:  # uWSGI looks at the first value set so far
             first = next((e.value for e in applied if e.key == name), None)
-            current = None if first is None else expand_test(first)
+            current = None if first is None else _expanded_or_raw(first, expand_test)
         matches = current is not None and (not eq or current == wanted)
-        if negated:
-            return None if matches else (current,)
+        if negated:  # unset: %(_) is the name tested, as in uWSGI
+            return None if matches else (name if current is None else current,)
         return (current,) if matches else None
     if kind == "reload":
         if not negated:
@@ -212,6 +213,15 @@ def _if(
     return (test,) if holds != negated else None
 
 
+def _expanded_or_raw(value: str, expand_test: Callable[[str], str]) -> str:
+    """An option's value as ``if-opt`` compares it: expanded where it can be (a placeholder
+    it uses is not known yet at that point), else as written."""
+    try:
+        return expand_test(value)
+    except ExpansionError:
+        return value
+
+
 def _for(key: str, test: str, entry: IniEntry, warn: Callable[[str], None]) -> list[str | None]:
     """The words a ``for*`` block repeats its lines with."""
     if key == "for":
@@ -225,7 +235,8 @@ def _for(key: str, test: str, entry: IniEntry, warn: Callable[[str], None]) -> l
         return [p + "/" if os.path.isdir(p) and not p.endswith("/") else p for p in found] or [test]
     try:
         with open(test, encoding="utf-8", errors="surrogateescape") as fh:
-            return [line.rstrip("\r\n") for line in fh]
+            lines = itertools.islice(fh, MAX_LOGIC_ENTRIES + 1)  # not all of /dev/zero
+            return [line.rstrip("\r\n") for line in lines]
     except OSError as exc:
         warn(f"'{key} = {test}' (line {entry.line}): cannot read it ({exc.strerror}): no lines")
         return []

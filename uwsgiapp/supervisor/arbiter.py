@@ -144,11 +144,12 @@ class Arbiter:
             if stats is not None:
                 self._serve_stats(stats, now)
             actions: list[A.Action] = []
+            exits = self._reap()
             # Ctrl-C reaches the whole group: the workers' exits with it are the stop's. (One C
             # call: a handler appending to the deque amid a Python loop over it would break it.)
             if not A.STOPS.isdisjoint(self.signals):
                 actions += self._signal_actions(now)
-            for pid, exit_code, signum in self._reap():
+            for pid, exit_code, signum in exits:
                 actions += self.policy.on_exit(pid, exit_code, signum, now, self.table.read)
             actions += self._signal_actions(now)
             rss = observe.rss_mb if self.config.reload_on_rss else None

@@ -137,5 +137,5 @@ def declared_length(headers: Any) -> int | None:
     for name, value in headers or ():
         if name.lower() == "content-length":
             text = str(value).strip()
-            return int(text) if text.isdigit() else None
+            return int(text) if text.isascii() and text.isdigit() else None
     return None
