@@ -6,7 +6,7 @@ import signal
 
 from supervisor.policy_sim import signals_sent, started
 
-from uwsgiapp.supervisor.actions import QUICK_GRACE, Log
+from uwsgiapp.supervisor.actions import QUICK_GRACE, Log, Signal
 
 
 def test_a_worker_in_a_request_at_its_graceful_deadline_is_cut_then_killed() -> None:
@@ -62,3 +62,14 @@ def test_a_harakiri_is_killed_at_its_deadline_not_cut() -> None:
     sim.busy_since[pid] = 1000.0 + sim.now
     assert (pid, signal.SIGUSR2) in signals_sent(sim.tick(3.5))
     assert signals_sent(sim.tick(1.1)) == {(pid, signal.SIGKILL)}
+
+
+def test_a_signal_to_a_worker_reaped_in_the_same_batch_is_not_sent() -> None:
+    # Ctrl-C: the master takes its INT before the exits it reaped with it; the SIGINT decided
+    # for a worker already reaped must not go out (its pid may be reused by then).
+    sim = started(workers=2)
+    first, second = sorted(sim.pids())
+    actions = sim.policy.on_signal("INT", sim.now)
+    sim.policy.on_exit(first, 0, None, sim.now)
+    told = [a for a in actions if isinstance(a, Signal) and sim.policy.wanted(a)]
+    assert [(a.pid, a.signum) for a in told] == [(second, signal.SIGINT)]

@@ -146,7 +146,8 @@ class Roster:
         The arbiter carries out a whole batch of events' actions at once. A :class:`Spawn` or
         :class:`Reimport` decided before a TERM of the same batch (a worker died, a HUP) is
         dropped here instead of forking a worker that nobody would stop; so is a spawn
-        superseded by a later HUP or TTOU of the batch.
+        superseded by a later HUP or TTOU of the batch. A signal to a worker reaped since it
+        was decided is dropped too.
         """
         if isinstance(action, Spawn):
             return (
@@ -156,6 +157,8 @@ class Roster:
             )
         if isinstance(action, Reimport):
             return not self.halted and self.mode is not Mode.STOPPING
+        if isinstance(action, Signal):  # reaped meanwhile: its pid may be another process's
+            return action.pid in self.records
         return True
 
     def spawned(self, wid: int, generation: int, pid: int, now: float) -> None:
