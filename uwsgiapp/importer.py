@@ -221,7 +221,7 @@ def _load_file(path: str, spec: str) -> ModuleType:
             return existing
     # uWSGI's wsgi-file loads any file as Python (indico.wsgi, keystone-wsgi-public); only a
     # .py file gets the usual loader and its bytecode cache.
-    loader = None if full.endswith(".py") else _AnyFileLoader(name, full)
+    loader = None if suffix == ".py" else _AnyFileLoader(name, full)
     module_spec = importlib.util.spec_from_file_location(name, full, loader=loader)
     if module_spec is None or module_spec.loader is None:
         raise AppImportError(f"cannot load {full} as Python", spec=spec, kind="import-failed")

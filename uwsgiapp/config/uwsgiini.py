@@ -149,7 +149,7 @@ def ini_layer(
     )
     referenced = {m.group(1) for e in entries for m in MAGIC_RE.finditer(e.value) if m.group(1)}
     mapper = _Mapper(result, where, warn)
-    commented: set[str] = set()
+    commented: set[str] = set()  # keys already warned of (one warning per key)
     for entry in entries:
         key = entry.key
         if key in ("set-placeholder", "set-ph"):
@@ -161,9 +161,7 @@ def ini_layer(
                 _unsupported(entry, result, where, warn)
             continue
         source = f"{where} {key} (line {entry.line})"
-        raw = _inline_comment(key, entry.value, entry.line, warn if key not in commented else None)
-        if _COMMENT.search(entry.value):
-            commented.add(key)  # one warning per key
+        raw = _inline_comment(key, entry.value, entry.line, warn, commented)
         try:
             value = placeholders.expand_value(raw)
         except ExpansionError as exc:
@@ -198,18 +196,23 @@ def _numeric_or_flag(key: str) -> bool:
     return key in ALWAYS_ON or key in ("disable-logging", "L")
 
 
-def _inline_comment(key: str, raw: str, line: int, warn: Callable[[str], None] | None) -> str:
+def _inline_comment(
+    key: str, raw: str, line: int, warn: Callable[[str], None], warned: set[str]
+) -> str:
     """``raw`` without what looks like a trailing comment (``20 # respawn``) where uWSGI
-    would ignore it anyway; elsewhere ``raw`` as is (uWSGI keeps it), with a warning."""
+    would ignore it anyway; elsewhere ``raw`` as is (uWSGI keeps it). Either is said once per
+    key (``warned`` holds the keys said)."""
     comment = _COMMENT.search(raw)
     if comment is None:
         return raw
+    first = key not in warned
+    warned.add(key)
     if _numeric_or_flag(key):
         kept = raw[: comment.start()]
-        if warn is not None:
+        if first:
             warn(f"'{key} = {raw}' (line {line}): uWSGI has no inline comments: read as {kept}")
         return kept
-    if warn is not None:
+    if first:
         warn(
             f"'{key} = {raw}' (line {line}) contains what looks like a comment, but uWSGI has"
             " no inline comments: the whole text is the value, as in uWSGI; put the comment on"

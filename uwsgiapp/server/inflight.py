@@ -13,12 +13,7 @@ import traceback
 from types import FrameType
 from typing import Any
 
-__all__ = [
-    "app_stack",
-    "dump_stuck_request",
-    "request_environ",
-    "request_line",
-]
+__all__ = ["app_stack", "dump_stuck_request", "request_environ", "request_line"]
 
 log = logging.getLogger("uwsgiapp.error")
 

@@ -22,8 +22,9 @@ DUMP_GRACE = 1.0
 QUICK_GRACE = 2.0
 #: What a worker retired while the others keep serving gets: finish the current request, leave.
 RETIRE = signal.SIGHUP
-#: The signals that stop the master, by name (as its queue holds them).
-STOPS = frozenset({"TERM", "INT", "QUIT"})
+#: The signals that stop the master; by name, as its queue holds them.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+STOPS = frozenset(signum.name.removeprefix("SIG") for signum in STOP_SIGNALS)
 
 
 class WorkerState(str, Enum):

@@ -33,6 +33,7 @@ from uwsgiapp.server.listeners import Listener, ListenerError, bind_all
 from uwsgiapp.server.logs import make_access_log, setup_error_log
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import privileges, titles
+from uwsgiapp.supervisor.actions import STOP_SIGNALS
 from uwsgiapp.supervisor.arbiter import Arbiter
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
 from uwsgiapp.supervisor.sdnotify import Notifier
@@ -40,8 +41,6 @@ from uwsgiapp.wsgi.environ import EnvironSettings
 from uwsgiproto import Limits
 
 log = logging.getLogger("uwsgiapp.error")
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 
 __all__ = ["bind", "build_handler", "serve"]
 

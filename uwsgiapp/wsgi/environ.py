@@ -96,6 +96,11 @@ def strip_script_name(script_name: str, path_info: str, sent: bool = False) -> t
     return (script_name if sent else ""), path_info
 
 
+#: Vars nginx sends that the environ must not hold (the generic path drops them; a learnt
+#: layout skips them).
+_DROPPED: Final = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING"})
+
+
 def build_environ(
     variables: dict[str, str],
     template: dict[str, Any],
@@ -110,9 +115,8 @@ def build_environ(
     environ: dict[str, Any] = variables
     sent = environ.get("SCRIPT_NAME")  # nginx's uwsgi_param SCRIPT_NAME, if any
     environ.update(template)
-    environ.pop("HTTP_CONTENT_TYPE", None)
-    environ.pop("HTTP_CONTENT_LENGTH", None)
-    environ.pop("HTTP_TRANSFER_ENCODING", None)
+    for key in _DROPPED:
+        environ.pop(key, None)
     if has_magic:  # UWSGI_SCHEME is read (then dropped) in _finish
         for key in [k for k in environ if k.startswith("UWSGI_") and k != SCHEME_VAR]:
             del environ[key]
@@ -166,7 +170,6 @@ MAX_LAYOUTS: Final = 16
 #: sequences of 64 vars, each with values of uwsgiproto.MAX_KNOWN_VALUE characters and the
 #: longest keys).
 MAX_COUNTED: Final = 256
-_DROPPED: Final = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING"})
 #: Whether a block that misses the active layout looks its own up by key_signature: compiled,
 #: the signature takes 0.2 µs; as Python it costs more than resuming from where the miss was.
 _BY_SIGNATURE: Final = FAST_KEY_SIGNATURE
