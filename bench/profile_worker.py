@@ -26,7 +26,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -39,12 +39,23 @@ from uwsgiapp.server.worker import Worker
 from uwsgiapp.supervisor import bind, build_handler
 
 
-def drive(worker: Worker, url: str, conns: int, seconds: int, profiler: cProfile.Profile | None):
-    """Serve until a wrk run of ``seconds`` ends; return (requests, CPU seconds, wrk output)."""
+def drive(
+    worker: Worker,
+    url: str,
+    conns: int,
+    seconds: int,
+    profiler: cProfile.Profile | None,
+    client: Callable[[str, int, int], str] = bench.wrk,
+) -> tuple[int, float, str]:
+    """Serve until a ``client`` run (wrk) of ``seconds`` ends; return (requests, CPU s, output).
+
+    Each phase is one run of the worker's loop, so the worker must keep its listeners when a
+    run ends (``lets_go_of_listeners`` off, see :func:`live_worker`).
+    """
     out: list[str] = []
 
     def load() -> None:
-        out.append(bench.wrk(url, conns, seconds))
+        out.append(client(url, conns, seconds))
         os.kill(os.getpid(), signal.SIGTERM)  # the worker's graceful stop: loop ends, run returns
 
     worker.alive, worker.drain_backlog = True, False
@@ -80,6 +91,7 @@ def live_worker(app: str = "hello", access_log: str = "off") -> Iterator[tuple[W
         listeners = bind(config)
         wsgi_app = load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
         worker = Worker(build_handler(wsgi_app, config), listeners)
+        worker.lets_go_of_listeners = False  # served again by the next phase
         out_dir = rd / "out"
         out_dir.mkdir()
         env = bench.Env(sys.executable, Path(sys.executable).parent, rd, out_dir)

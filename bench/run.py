@@ -746,10 +746,16 @@ def chart(variants: list[Variant], summary: dict[str, dict[str, Any]], path: Pat
     return ""
 
 
+#: Commands of the report's sections that failed; main() names them again at the end.
+FAILED_SECTIONS: list[str] = []
+
+
 def output_text(done: subprocess.CompletedProcess[str]) -> str:
     """What a report shows of a finished command: its output, and its error when it failed."""
-    failed = f"\n(exit {done.returncode}) {done.stderr[-800:]}" if done.returncode else ""
-    return done.stdout.rstrip() + failed
+    if not done.returncode:
+        return done.stdout.rstrip()
+    FAILED_SECTIONS.append(shlex.join(_local_paths_out([str(a) for a in done.args])))
+    return done.stdout.rstrip() + f"\n(exit {done.returncode}) {done.stderr[-2000:]}"
 
 
 def micro_benches(python: str, quick: bool) -> list[tuple[str, str]]:
@@ -804,7 +810,7 @@ def profile_section(python: str, quick: bool) -> tuple[str, str] | None:
     cmd = [python, str(script), *args]
     try:
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=180, cwd=ROOT)
-        text = done.stdout.rstrip() or done.stderr[-2000:]
+        text = output_text(done)
     except subprocess.TimeoutExpired:
         text = "timed out"
     return f"python bench/profile_worker.py {shlex.join(args)}", text
@@ -1071,7 +1077,9 @@ def main(argv: list[str] | None = None) -> int:
             print(note)
         write_report(args, env, variants, summary, results, started, extras, profile, load)
         print(f"wrote {BENCH / 'RESULTS.md'} and {BENCH / 'results.png'}; raw: {out_dir}")
-    return 0
+        for failed in FAILED_SECTIONS:
+            print(f"WARNING: {failed} failed; RESULTS.md shows its error", file=sys.stderr)
+    return 1 if FAILED_SECTIONS else 0
 
 
 if __name__ == "__main__":
