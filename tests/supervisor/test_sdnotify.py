@@ -1,4 +1,5 @@
-"""systemd's Type=notify: READY=1 once the first workers serve, STOPPING=1 at a stop. The
+"""systemd's Type=notify: READY=1 once the first workers serve, RELOADING=1 and READY=1 around a
+reload (Type=notify-reload), STOPPING=1 at a stop. The
 policy driven directly, then a real server sending to a real datagram socket."""
 
 from __future__ import annotations
@@ -6,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -21,11 +23,24 @@ def notes(actions: list[object]) -> list[str]:
     return [a.state for a in actions if isinstance(a, Notify)]
 
 
-def test_ready_is_said_once_when_every_first_worker_serves() -> None:
+def test_a_reload_says_reloading_then_ready_once_the_new_workers_serve() -> None:
+    # Type=notify-reload: systemd sends the HUP and waits for RELOADING=1, then READY=1.
     sim = started(workers=2)  # forked, made ready, one tick: READY=1 went then
     assert sim.policy.ready_said
-    sim.run(sim.policy.on_signal("HUP", sim.now))  # a reload is no new start
+    actions = sim.run(sim.policy.on_signal("HUP", sim.now))
+    assert notes(actions) == ["RELOADING=1\nSTATUS=reloading"]
+    assert not notes(sim.tick())  # the new workers boot
     sim.make_all_ready()
+    said = [n for _ in range(5) for n in notes(sim.tick())]
+    assert said == ["READY=1\nSTATUS=reloaded: 2 workers serving"]
+
+
+def test_a_failed_reload_says_ready_too() -> None:
+    # Without it systemd would wait for the reload's end until its timeout, then fail it.
+    sim = started(workers=2)
+    sim.run(sim.policy.on_signal("HUP", sim.now))
+    actions = sim.run(sim.policy.reimport_failed(sim.now))
+    assert notes(actions) == ["READY=1\nSTATUS=reload failed: the old workers serve"]
     assert not [n for _ in range(5) for n in notes(sim.tick())]
 
 
@@ -73,7 +88,7 @@ def test_notify_address(value: str | None, address: str | None) -> None:
     assert notify_address(value) == address
 
 
-def test_a_real_server_says_ready_then_stopping(
+def test_a_real_server_says_ready_reloading_ready_then_stopping(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = os.path.join(short_tmpdir(), "notify")
@@ -86,6 +101,13 @@ def test_a_real_server_says_ready_then_stopping(
             ready = manager.recv(4096).decode()
             assert ready.startswith("READY=1\nSTATUS=") and " of 2 workers serving" in ready
             assert ready.endswith(f"\nMAINPID={server.pid}")
+            server.signal(signal.SIGHUP)
+            reloading = manager.recv(4096).decode().split("\n")
+            assert reloading[:2] == ["RELOADING=1", "STATUS=reloading"]
+            began = int(reloading[2].removeprefix("MONOTONIC_USEC="))
+            assert 0 < time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000 - began < 20_000_000
+            ready = manager.recv(4096).decode()
+            assert ready.startswith("READY=1\nSTATUS=reloaded: 2 workers serving\nMAINPID=")
             server.signal(signal.SIGTERM)
             assert manager.recv(4096) == b"STOPPING=1"
             assert server.wait(15) == 0

@@ -116,7 +116,8 @@ class Policy(Roster):
         self.pending.clear()
         says = _RELOAD_SAYS[self.reload_kind]
         actions: list[Action] = [
-            Log(LogLevel.INFO, f"SIGHUP: graceful reload (generation {self.generation}): {says}")
+            Log(LogLevel.INFO, f"SIGHUP: graceful reload (generation {self.generation}): {says}"),
+            Notify("RELOADING=1\nSTATUS=reloading"),  # Type=notify-reload waits for it
         ]
         actions += self._retire_superseded(now)
         if self.reload_kind is ReloadKind.REIMPORT:
@@ -255,7 +256,12 @@ class Policy(Roster):
             if rec.state.alive_for_work:
                 rec.generation = self.generation
         self.mode = Mode.RUNNING
-        return actions + self._trim(now) + self._fill()
+        return (
+            actions
+            + self._ready("reload failed: the old workers serve")
+            + self._trim(now)
+            + self._fill()
+        )
 
     # -- time -------------------------------------------------------------------------------
 
@@ -284,9 +290,12 @@ class Policy(Roster):
         that keeps failing, and systemd would then kill the service)."""
         if self.ready_said or not self.served or self.mode is Mode.STOPPING:
             return []
-        self.ready_said = True
         serving = sum(1 for r in self._counted() if r.state is READY)
-        status = f"{serving} of {count_workers(self.desired)} serving"
+        return self._ready(f"{serving} of {count_workers(self.desired)} serving")
+
+    def _ready(self, status: str) -> list[Action]:
+        """READY=1: started, or (after RELOADING=1) a reload is over, done or failed."""
+        self.ready_said = True
         return [Notify(f"READY=1\nSTATUS={status}")]
 
     def _tick_worker(
@@ -373,6 +382,7 @@ class Policy(Roster):
                 f"reload: {count_workers(len(new), 'new')} ready, "
                 f"stopping {count_workers(len(old), 'old')}",
             ),
+            *self._ready(f"reloaded: {count_workers(len(new))} serving"),
             *(self._stop(r, now, RETIRE) for r in old),
         ]
 

@@ -3,7 +3,9 @@
 Under such a unit systemd sets ``NOTIFY_SOCKET`` and waits for ``READY=1`` before it counts the
 service as started (and starts what is ordered after it); without one it kills the service at
 ``TimeoutStartSec``. The master sends ``READY=1`` once its first worker serves, and
-``STOPPING=1`` when it begins to stop. The socket is connected at start-up, before
+``STOPPING=1`` when it begins to stop. A HUP sends ``RELOADING=1`` and, once the new workers
+serve (or the reload failed and the old ones go on), ``READY=1`` again: what
+``Type=notify-reload`` units wait for. The socket is connected at start-up, before
 ``--uid/--gid`` (permission to send is checked then); nothing happens without the variable.
 """
 
@@ -13,6 +15,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 
 __all__ = ["Notifier", "notify_address"]
 
@@ -54,6 +57,8 @@ class Notifier:
             return
         if state.startswith("READY=1"):
             state += f"\nMAINPID={os.getpid()}"
+        elif state.startswith("RELOADING=1"):  # systemd needs the time the reload began
+            state += f"\nMONOTONIC_USEC={time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000}"
         try:
             self._sock.send(state.encode(), socket.MSG_DONTWAIT)  # never hold the master
         except OSError as exc:
