@@ -74,7 +74,10 @@ class EnvironSettings:
             "wsgi.multithread": self.multithread,
             "wsgi.multiprocess": self.multiprocess,
             "wsgi.run_once": False,
-            "wsgi.input_terminated": True,
+            # No "wsgi.input_terminated" (uWSGI sets none either), though the stream ends at
+            # CONTENT_LENGTH: werkzeug then reads it through its LimitedStream, which turns a
+            # client gone mid-body (our OSError) into its 400, where Flask would log a
+            # traceback and answer 500.
             "wsgi.file_wrapper": self.file_wrapper,
         }
 
