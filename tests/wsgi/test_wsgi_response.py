@@ -59,9 +59,36 @@ def test_good_status(status: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("status", "sent"),
+    [
+        ("200", "200 OK"),
+        ("404", "404 Not Found"),
+        ("299", "299 "),
+        ("500", "500 Internal Server Error"),
+    ],
+)
+def test_a_bare_code_gets_its_reason(status: str, sent: str) -> None:
+    # PEP 3333 asks for a reason; uWSGI and gunicorn accept the bare code, and apps send it.
+    assert render_head("HTTP/1.1", status, []) == f"HTTP/1.1 {sent}\r\n\r\n".encode()
+
+
+@pytest.mark.parametrize("name", ["X Bad", "X-Bad:", "", "X-B\u00e9", "(x)", "X\tBad", "a/b"])
+def test_a_header_name_must_be_a_token(name: str) -> None:
+    # nginx answers 502 for a space in a name, and sends "X-Bad: : v" for a colon.
+    with pytest.raises(HeaderError, match="is not an HTTP token"):
+        render_head("HTTP/1.1", "200 OK", [(name, "v")])
+
+
+def test_token_names_pass() -> None:
+    name = "X-Custom_Header.1!#$%&'*+^`|~"
+    assert render_head("HTTP/1.1", "200 OK", [(name, "v")]).endswith(f"{name}: v\r\n\r\n".encode())
+
+
+@pytest.mark.parametrize(
     "status",
     [
-        "200",
+        "2000",
+        "20",
         "OK",
         "",
         "20 OK",

@@ -6,13 +6,20 @@ The head is ``<SERVER_PROTOCOL> <status>\\r\\n``, headers, blank line — raw HT
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from http import HTTPStatus
 from typing import IO, Any, Final
 
 
 class HeaderError(ValueError):
     """A status or header the server refuses to send (bad type, CR/LF, non-latin-1)."""
 
+
+#: The standard reason phrase of each code, for an app that sends a bare "200" (as uWSGI adds).
+_REASONS: Final = {int(s): s.phrase for s in HTTPStatus}
+#: A header name: an HTTP token (RFC 9110). A space or colon in one breaks the response in nginx.
+_TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 
 #: Heads already rendered and checked, by (protocol, status, *headers): most apps send the same
 #: few heads again and again. Bounded: emptied when full.
@@ -40,7 +47,8 @@ _LAST: Final = [_Rendered("", None, [], b"")]
 def render_head(protocol: str, status: Any, headers: Any) -> bytes:
     """Render and check the response head; raise :class:`HeaderError` rather than send a bad one.
 
-    Checks: status is ``"NNN reason"``; headers a list of 2-tuples of ``str``; no CR or LF anywhere
+    Checks: status is ``"NNN reason"`` (a bare ``"NNN"`` gets its standard reason); headers a list
+    of 2-tuples of ``str`` whose names are HTTP tokens; no CR or LF anywhere
     but the line ends (counted once over the joined head, cheaper than per header); latin-1 only.
     """
     if type(headers) is list:
@@ -75,6 +83,9 @@ def render_head(protocol: str, status: Any, headers: Any) -> bytes:
 def _render_head(protocol: str, status: Any, headers: Any) -> bytes:
     # status and headers are what the app passed: Any, so that a compiled build lets these
     # checks name what is wrong instead of failing on the annotations first.
+    if type(status) is str and len(status) == 3 and status.isdigit() and status.isascii():
+        # PEP 3333 wants a reason; uWSGI and gunicorn send a bare code, and apps rely on it.
+        status = f"{status} {_REASONS.get(int(status), '')}"
     if (
         type(status) is not str
         or len(status) < 4
@@ -100,6 +111,11 @@ def _render_head(protocol: str, status: Any, headers: Any) -> bytes:
         bad = next((h for h in headers if any(c in h[0] + h[1] for c in "\r\n")), None)
         what = f"header {bad!r}" if bad else f"status {status!r}"
         raise HeaderError(f"{what} contains CR or LF")
+    for name, _ in headers:
+        if not _TOKEN.fullmatch(name):
+            raise HeaderError(
+                f"header name {name!r} is not an HTTP token (letters, digits, !#$%&'*+-.^_`|~)"
+            )
     try:
         return head.encode("latin-1")
     except UnicodeEncodeError as exc:
