@@ -47,15 +47,23 @@ COPY examples ./examples
 # Never run the app as root. A home of its own: libraries write caches under ~ (not --system:
 # uid 10001 is past the system range, and useradd warns about it).
 RUN useradd --uid 10001 --create-home --shell /usr/sbin/nologin app
-USER app
+# By number: Kubernetes' runAsNonRoot cannot check a user name.
+USER 10001:10001
 
 EXPOSE 3031
 # TERM = graceful stop (finish in-flight requests, then exit); Docker sends it on `stop`.
 STOPSIGNAL SIGTERM
+# The health check asks the master's stats server (loopback only), which answers whatever the
+# workers are doing: healthy while one worker accepts, busy or idle. (A `uwsgiapp ping` is
+# answered by a worker, so it times out when all are busy, and Swarm would replace a replica
+# that is only saturated.) Set in the environment, so that any command run in this image,
+# your own app's included, has it; `curl 127.0.0.1:9191/metrics` inside is Prometheus text.
+ENV UWSGIAPP_STATS=127.0.0.1:9191 \
+    UWSGIAPP_STATS_HTTP=1
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-    CMD ["uwsgiapp", "ping", "--quiet", "127.0.0.1:3031"]
+    CMD ["python", "-I", "-m", "uwsgiapp.stats.health"]
 
 # Logs: the error log goes to stderr and the access log (if enabled) to stdout, which is
 # where `docker logs` looks. docker-compose.yml overrides this command with its own flags.
 CMD ["uwsgiapp", "serve", "examples/app.py:app", "--socket", "0.0.0.0:3031", \
-     "--uwsgi-allow-from", "127.0.0.1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16"]
+     "--uwsgi-allow-from", "127.0.0.1,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,100.64.0.0/10"]

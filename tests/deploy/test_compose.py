@@ -32,6 +32,7 @@ from deploy.deploy_testkit import (
 from uwsgiapp.cli import build_parser
 from uwsgiapp.config import Config
 from uwsgiapp.config.serve import resolve_serve_config
+from uwsgiapp.stats.health import stats_source
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +100,9 @@ def test_app_service(compose: dict[str, Any]) -> None:
     assert app["build"] == "."
     assert app["expose"] == ["3031"]
     assert "ports" not in app, "the uwsgi port must never be published"
-    assert app["healthcheck"]["test"] == ["CMD", "uwsgiapp", "ping", "--quiet", "127.0.0.1:3031"]
+    # The master answers the check (the stats server the image's environment sets): a worker
+    # would answer a ping only after the requests queued for it.
+    assert app["healthcheck"]["test"] == ["CMD", "python", "-I", "-m", "uwsgiapp.stats.health"]
     # Longer than the app's graceful timeout, so Docker's KILL does not cut a graceful stop.
     grace = int(app["stop_grace_period"].rstrip("s"))
     argv = [load_stack().interpolate(a, {}) for a in app["command"]]
@@ -115,8 +118,9 @@ def test_app_command_resolves_to_a_valid_config(compose: dict[str, Any]) -> None
     assert config.socket == ("0.0.0.0:3031",)
     assert config.workers == 2  # ${WORKERS:-2}
     assert config.buffer_size == 65535
-    # The healthcheck pings from loopback: loopback must be allowed, and '*' is not needed.
-    assert "127.0.0.1" in config.uwsgi_allow_from
+    # Peers: loopback, the private ranges and the pod networks' shared range; never '*'.
+    for peer in ("127.0.0.1", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10"):
+        assert peer in config.uwsgi_allow_from
     assert "*" not in config.uwsgi_allow_from
     raw = compose["services"]["app"]["command"]
     assert serve_config([stack.interpolate(a, {"WORKERS": "5"}) for a in raw]).workers == 5
@@ -173,16 +177,25 @@ def test_dockerfile() -> None:
     m = re.fullmatch(r"(python:3\.\d+-slim) AS build", build)
     assert m and final == m.group(1)
     user = by_name["USER"][-1]
-    assert user not in ("root", "0")
+    # A number (Kubernetes' runAsNonRoot cannot check a name), not root's.
+    assert re.fullmatch(r"[1-9][0-9]*(:[1-9][0-9]*)?", user), user
     assert by_name["STOPSIGNAL"] == ["SIGTERM"]
     assert by_name["EXPOSE"] == ["3031"]
     healthcheck = by_name["HEALTHCHECK"][0]
     assert json.loads(healthcheck.split("CMD", 1)[1]) == [
-        "uwsgiapp",
-        "ping",
-        "--quiet",
-        "127.0.0.1:3031",
+        "python",
+        "-I",
+        "-m",
+        "uwsgiapp.stats.health",
     ]
+    # What the check reads is the server's own setting: a stats server on loopback, HTTP.
+    env = dict(pair.split("=", 1) for pair in shlex.split(by_name["ENV"][-1]))
+    config = resolve_serve_config(
+        build_parser().parse_args(["serve", "app:app"]), environ=env
+    ).config
+    assert config.stats == "127.0.0.1:9191" and config.stats_http
+    source = stats_source("", env)
+    assert (source.host, source.port, source.http_path) == ("127.0.0.1", 9191, "/")
     cmd = json.loads(by_name["CMD"][0])
     config = serve_config(cmd)
     assert config.socket == ("0.0.0.0:3031",)

@@ -6,6 +6,7 @@ two loopback source addresses (127.0.0.1 and 127.0.0.2 are both this machine).
 
 from __future__ import annotations
 
+import re
 import socket
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from support.procs import LogCursor, Server, free_port, wait_until
 
 import uwsgiproto
 from uwsgiapp.addresses import AllowList
+from uwsgiapp.server.throttle import Throttle
 
 
 @pytest.mark.parametrize(
@@ -98,6 +100,45 @@ def test_a_refused_peer_gets_nothing_and_one_log_line(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert "refused connection from 127.0.0.2" not in server.log()
+
+
+def test_a_flood_of_refused_peers_is_one_line_then_a_count(tmp_path: Path) -> None:
+    # A pod network outside the list sends every request here: one line each would flood
+    # the log at the request rate.
+    port = free_port()
+    server = Server(tmp_path, "supervisor_app:app", socket=f"127.0.0.1:{port}")
+    server.options["uwsgi_allow_from"] = ["127.0.0.2"]
+    server.start()
+    try:
+        for _ in range(21):
+            assert _exchange(port, "127.0.0.1") == b""
+        assert _exchange(port, "127.0.0.2").startswith(b"HTTP/1.1 200")
+    finally:
+        server.stop()  # the worker tells what it counted as it exits
+    refused = [line for line in server.log().splitlines() if "refused" in line]
+    assert len(refused) == 2, refused
+    where = f"on 127.0.0.1:{port}"
+    assert refused[0].endswith(
+        f"refused connection from 127.0.0.1 {where}: not in uwsgi-allow-from"
+    )
+    # The first may be Server.start's own connection (it waits for the socket to accept).
+    more = re.search(
+        rf"refused (\d+) more connections {where} \(the last from 127\.0\.0\.1\)", refused[1]
+    )
+    assert more and 20 <= int(more.group(1)) <= 21, refused[1]
+
+
+def test_the_throttle_logs_the_first_at_once_then_counts() -> None:
+    said: list[tuple[int, str]] = []
+    throttle: Throttle[str] = Throttle(0.2, lambda n, last: said.append((n, last)))
+    throttle.add("a")
+    throttle.add("b")
+    throttle.add("c")
+    assert said == [(1, "a")] and not throttle.due()
+    wait_until(throttle.due, 2, "the interval to pass")
+    throttle.flush()
+    throttle.flush()  # nothing counted since: no line
+    assert said == [(1, "a"), (2, "c")]
 
 
 def test_the_default_allows_loopback_only(tmp_path: Path) -> None:

@@ -32,6 +32,7 @@ from uwsgiapp.server.decisions import DRAIN_SECONDS, accept_burst, longest_silen
 from uwsgiapp.server.intake import FIRST_BYTES_WAIT, Handler, Pending
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.stopsignals import StopSignals
+from uwsgiapp.server.throttle import Throttle, refused_peers
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -95,8 +96,8 @@ class Worker(StopSignals):
         #: No parked deadline is earlier than this (a lower bound: deadlines only move later).
         self._next_expiry = math.inf
         #: Connections closed because parking was full, not logged yet; when the next line may go.
-        self._shed = 0
-        self._shed_log_at = 0.0
+        self._shed: Throttle[None] = Throttle(SHED_LOG_INTERVAL, _log_shed)
+        self._refused = refused_peers()
         self._next_parent_check = 0.0
 
     # -- loop ---------------------------------------------------------------------------------
@@ -138,8 +139,8 @@ class Worker(StopSignals):
                 ready = self._wait(0.0 if more else IDLE_TICK)
                 burst = not self.one_first or accept_burst(more, bool(ready))
         finally:
-            if self._shed:
-                self._log_shed()
+            self._shed.flush()
+            self._refused.flush()
             for fd in self.parked:  # only on a quick stop: abandon them
                 with contextlib.suppress(OSError):
                     os.close(fd)
@@ -181,11 +182,7 @@ class Worker(StopSignals):
                 break
             served += 1
             if allow is not None and not allow.allows(addr[0]):
-                log.warning(
-                    "refused connection from %s on %s: not in uwsgi-allow-from",
-                    addr[0],
-                    listener.spec,
-                )
+                self._refused.add((addr[0], listener.spec))
                 os.close(fd)
                 continue
             # _step, inlined: this is the per-request path.
@@ -286,22 +283,7 @@ class Worker(StopSignals):
             self._park(pending)
         else:
             self.handler.shed(pending)
-        self._shed += 1
-        if time.monotonic() >= self._shed_log_at:
-            self._log_shed()
-
-    def _log_shed(self) -> None:
-        """One line for the connections closed because parking was full since the last one."""
-        log.warning(
-            "worker %d: parking is full (%d connections still sending their request): "
-            "closed %d %s at once (silent the longest, or new with a partial request)",
-            os.getpid(),
-            MAX_PARKED,
-            self._shed,
-            "connection" if self._shed == 1 else "connections",
-        )
-        self._shed = 0
-        self._shed_log_at = time.monotonic() + SHED_LOG_INTERVAL
+        self._shed.add(None)
 
     def _after_request(self) -> None:
         if self.max_requests and self.requests >= self.max_requests:
@@ -366,8 +348,9 @@ class Worker(StopSignals):
                 ready.append(listener)
         if parked and time.monotonic() >= self._next_expiry:
             self._expire_parked()
-        if self._shed and time.monotonic() >= self._shed_log_at:
-            self._log_shed()
+        for throttle in (self._shed, self._refused):
+            if throttle.due():
+                throttle.flush()
         if self.master_pid and time.monotonic() >= self._next_parent_check:
             # At most once per tick: getppid is a syscall, and a busy worker wakes often.
             self._next_parent_check = time.monotonic() + IDLE_TICK
@@ -392,3 +375,14 @@ class Worker(StopSignals):
             elif deadline < soonest:
                 soonest = deadline
         self._next_expiry = soonest
+
+
+def _log_shed(count: int, _: None) -> None:
+    log.warning(
+        "worker %d: parking is full (%d connections still sending their request): "
+        "closed %d %s at once (silent the longest, or new with a partial request)",
+        os.getpid(),
+        MAX_PARKED,
+        count,
+        "connection" if count == 1 else "connections",
+    )

@@ -11,6 +11,7 @@ where no uWSGI tool looks.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from uwsgiapp.stats.model import AppStats, CoreStats, ServerStats, SocketStats, WorkerStats
@@ -138,3 +139,27 @@ def http_response(
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode("ascii")
     return head if head_only else head + body
+
+
+def health_verdict(workers: Iterable[tuple[bool, bool]], master_pid: object) -> tuple[bool, str]:
+    """(healthy, one line) from each worker's (accepting, busy): healthy while one accepts.
+
+    A busy worker counts: a saturated server is alive, and an orchestrator that replaced it
+    would only move its load onto the others.
+    """
+    accepting = [busy for ok, busy in workers if ok]
+    line = f"{len(accepting)} workers accept ({sum(accepting)} busy); master pid {master_pid}"
+    return bool(accepting), ("healthy: " if accepting else "unhealthy: ") + line
+
+
+def health_response(stats: ServerStats, *, head_only: bool = False) -> bytes:
+    """``GET /health`` of ``--stats-http``: 200 while a worker accepts, else 503."""
+    healthy, line = health_verdict(
+        ((w.accepting, w.status == "busy") for w in stats.workers), stats.pid
+    )
+    return http_response(
+        (line + "\n").encode(),
+        content_type="text/plain",
+        head_only=head_only,
+        status="200 OK" if healthy else "503 Service Unavailable",
+    )

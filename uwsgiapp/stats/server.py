@@ -2,7 +2,8 @@
 
 Plain mode (``--stats``), as uWSGI: accept, write the JSON document, close; nothing is read.
 HTTP mode (``--stats-http``): read the request line, answer ``GET /metrics`` with the Prometheus
-text and anything else with the JSON document, HTTP/1.0, then close.
+text, ``GET /health`` with 200 while a worker accepts (503 when none does: a probe's check) and
+anything else with the JSON document, HTTP/1.0, then close.
 
 Every socket is non-blocking and every client has a deadline: one that sends nothing, reads
 slowly or never closes is dropped when its time is up, and at most ``max_clients`` are open at
@@ -26,7 +27,7 @@ from types import TracebackType
 
 from uwsgiapp.addresses import AllowList
 from uwsgiapp.server.listeners import Listener, bind
-from uwsgiapp.stats.document import http_response, render_json
+from uwsgiapp.stats.document import health_response, http_response, render_json
 from uwsgiapp.stats.model import ServerStats
 from uwsgiapp.stats.prometheus import CONTENT_TYPE, render_metrics
 
@@ -39,6 +40,12 @@ MAX_DRAIN = 64 * 1024
 
 _REQUEST_LINE = re.compile(rb"([A-Z]{1,16}) (\S{1,4096})(?: HTTP/\d\.\d)?\r?")
 _READ, _WRITE, _LINGER = 0, 1, 2
+
+
+#: The answer when the snapshot cannot be taken (the master logged why).
+_UNAVAILABLE = http_response(
+    b"stats unavailable\n", content_type="text/plain", status="500 Internal Server Error"
+)
 
 
 @dataclass(slots=True, eq=False)
@@ -65,7 +72,8 @@ class _Renders:
         self._cache: dict[str, bytes] = {}
         self.minified = minified
 
-    def _get_stats(self) -> ServerStats | None:
+    def stats(self) -> ServerStats | None:
+        """The snapshot (taken at the first call); None when it cannot be taken."""
         if self._stats is None and not self._failed:
             try:
                 self._stats = self._snapshot()
@@ -77,7 +85,7 @@ class _Renders:
     def get(self, kind: str) -> bytes | None:
         """``json`` or ``metrics``; None when the snapshot cannot be taken."""
         if kind not in self._cache:
-            stats = self._get_stats()
+            stats = self.stats()
             if stats is None:
                 return None
             if kind == "json":
@@ -333,17 +341,17 @@ class StatsServer:
             )
         method, target = match.group(1), match.group(2)
         path = target.split(b"?", 1)[0]
+        head_only = method == b"HEAD"
+        if path == b"/health":
+            stats = renders.stats()
+            return _UNAVAILABLE if stats is None else health_response(stats, head_only=head_only)
         kind, ctype = (
             ("metrics", CONTENT_TYPE) if path == b"/metrics" else ("json", "application/json")
         )
         body = renders.get(kind)
         if body is None:
-            return http_response(
-                b"stats unavailable\n",
-                content_type="text/plain",
-                status="500 Internal Server Error",
-            )
-        return http_response(body, content_type=ctype, head_only=method == b"HEAD")
+            return _UNAVAILABLE
+        return http_response(body, content_type=ctype, head_only=head_only)
 
     def _expire(self, now: float) -> None:
         for client in [c for c in self._clients.values() if c.deadline <= now]:

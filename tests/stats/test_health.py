@@ -1,0 +1,184 @@
+"""The container health check asks the master (the stats server), not a worker.
+
+``python -m uwsgiapp.stats.health`` and ``GET /health`` of ``--stats-http``: healthy while a
+worker accepts, busy or not. A ``uwsgiapp ping`` is answered by a worker: with every worker
+busy it times out, and an orchestrator would replace a replica that is only saturated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from live_kit import accepting, wait_doc
+from stats_kit import read_all, running, sample, short_dir
+
+from tests.support.procs import Server
+from uwsgiapp.client import parse_address, request
+from uwsgiapp.stats.document import health_verdict
+from uwsgiapp.stats.health import EXIT_UNHEALTHY, stats_source
+from uwsgiapp.stats.server import StatsServer
+from uwsgiapp.stats.top import fetch, parse_source
+
+
+def health(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "uwsgiapp.stats.health", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+
+
+def occupy(server: Server, seconds: int) -> threading.Thread:
+    """A thread that will keep one worker busy for ``seconds`` (not started)."""
+    args = (parse_address(server.socket), f"/sleep?{seconds}")
+    return threading.Thread(target=request, args=args, daemon=True)
+
+
+def test_the_verdict_counts_busy_workers_as_alive() -> None:
+    assert health_verdict([(True, True), (False, False)], 7) == (
+        True,
+        "healthy: 1 workers accept (1 busy); master pid 7",
+    )
+    assert health_verdict([(False, False)], 7)[0] is False
+    assert health_verdict([], 7) == (False, "unhealthy: 0 workers accept (0 busy); master pid 7")
+
+
+@pytest.mark.parametrize(
+    ("address", "env", "http", "want"),
+    [
+        ("", {"UWSGIAPP_STATS": "127.0.0.1:9191"}, False, ("127.0.0.1", 9191, "", "")),
+        (
+            "",
+            {"UWSGIAPP_STATS": " :9191 ", "UWSGIAPP_STATS_HTTP": "True"},
+            False,
+            ("127.0.0.1", 9191, "", "/"),
+        ),
+        (
+            "",
+            {"UWSGIAPP_STATS": "/run/s.sock", "UWSGIAPP_STATS_HTTP": "yes"},
+            False,
+            ("", 0, "/run/s.sock", "/"),
+        ),
+        (
+            "",
+            {"UWSGIAPP_STATS": "127.0.0.1:9191", "UWSGIAPP_STATS_HTTP": "off"},
+            False,
+            ("127.0.0.1", 9191, "", ""),
+        ),
+        ("@st", {"UWSGIAPP_STATS": "127.0.0.1:9191"}, True, ("", 0, "\0st", "/")),
+        ("http://[::1]:9/x", {}, False, ("::1", 9, "", "/x")),
+    ],
+)
+def test_the_address_follows_the_servers_environment(
+    address: str, env: dict[str, str], http: bool, want: tuple[str, int, str, str]
+) -> None:
+    source = stats_source(address, env, http)
+    assert (source.host, source.port, source.path, source.http_path) == want
+
+
+def test_get_health_is_200_while_a_worker_accepts_503_when_none_does() -> None:
+    stopped = dataclasses.replace(
+        sample(), workers=tuple(dataclasses.replace(w, accepting=False) for w in sample().workers)
+    )
+    with running(StatsServer("127.0.0.1:0", http=True, snapshot=sample)) as up:
+        raw = read_all(up.address, b"GET /health HTTP/1.0\r\n\r\n")
+        assert raw.startswith(b"HTTP/1.0 200 OK\r\n")
+        assert raw.endswith(b"\r\n\r\nhealthy: 3 workers accept (1 busy); master pid 4000\n")
+        head = read_all(up.address, b"HEAD /health?probe=1 HTTP/1.1\r\n\r\n")
+        assert head.startswith(b"HTTP/1.0 200 OK\r\n") and head.endswith(b"\r\n\r\n")
+    with running(StatsServer("127.0.0.1:0", http=True, snapshot=lambda: stopped)) as down:
+        raw = read_all(down.address, b"GET /health HTTP/1.0\r\n\r\n")
+        assert raw.startswith(b"HTTP/1.0 503 Service Unavailable\r\n")
+        assert raw.endswith(b"unhealthy: 0 workers accept (0 busy); master pid 4000\n")
+
+
+def test_nothing_to_ask_is_a_usage_error_and_no_answer_is_exit_3() -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UWSGIAPP_")}
+    done = health(env=env)
+    assert done.returncode == 2 and "UWSGIAPP_STATS is not set" in done.stderr
+    sockdir = short_dir()
+    try:
+        done = health(os.path.join(sockdir, "nobody.sock"), env=env)
+    finally:
+        shutil.rmtree(sockdir, ignore_errors=True)
+    assert done.returncode == 3 and "cannot connect" in done.stderr
+
+
+@pytest.mark.parametrize("http", [False, True])
+def test_a_saturated_server_is_healthy_where_a_ping_times_out(tmp_path: Path, http: bool) -> None:
+    sockdir = short_dir()
+    stats = os.path.join(sockdir, "stats.sock")
+    source = stats_source(stats, {}, http)
+    server = Server(tmp_path, "stats_app:app", workers=1, stats=stats, stats_http=http)
+    busy = threading.Thread(
+        target=request, args=(parse_address(server.socket), "/sleep?6"), daemon=True
+    )
+    try:
+        server.start()
+        wait_doc(lambda: fetch(source), accepting, 15)
+        busy.start()
+        wait_doc(lambda: fetch(source), lambda d: d["workers"][0]["status"] == "busy", 5)
+        ping = subprocess.run(
+            [sys.executable, "-m", "uwsgiapp", "ping", "--timeout", "1", server.socket],
+            capture_output=True,
+            timeout=30,
+        )
+        env = {**os.environ, "UWSGIAPP_STATS": stats, "UWSGIAPP_STATS_HTTP": str(http)}
+        done = health(env=env)
+        assert ping.returncode != 0  # the one worker is busy: nobody answers the ping
+        assert done.returncode == 0, done.stderr
+        assert done.stdout == f"healthy: 1 workers accept (1 busy); master pid {server.pid}\n"
+    finally:
+        if busy.is_alive():
+            busy.join(30)
+        server.stop()
+        shutil.rmtree(sockdir, ignore_errors=True)
+
+
+def test_no_worker_accepting_is_exit_1(tmp_path: Path) -> None:
+    # The one worker is busy when TERM comes: it finishes its request but no longer accepts.
+    sockdir = short_dir()
+    stats = os.path.join(sockdir, "stats.sock")
+    server = Server(tmp_path, "stats_app:app", workers=1, stats=stats, graceful_timeout=20)
+    busy = threading.Thread(
+        target=request, args=(parse_address(server.socket), "/sleep?4"), daemon=True
+    )
+    try:
+        server.start()
+        wait_doc(lambda: fetch(parse_source(stats)), accepting, 15)
+        busy.start()
+        wait_doc(
+            lambda: fetch(parse_source(stats)), lambda d: d["workers"][0]["status"] == "busy", 5
+        )
+        server.signal(signal.SIGTERM)
+        done = wait_health(stats, lambda d: d.returncode != 0)
+        assert done.returncode == EXIT_UNHEALTHY, done.stderr
+        assert done.stdout.startswith("unhealthy: 0 workers accept")
+    finally:
+        if busy.is_alive():
+            busy.join(30)
+        server.stop()
+        shutil.rmtree(sockdir, ignore_errors=True)
+
+
+def wait_health(
+    address: str, check: Callable[[subprocess.CompletedProcess[str]], bool]
+) -> subprocess.CompletedProcess[str]:
+    deadline = time.monotonic() + 10
+    while True:
+        done = health(address)
+        if check(done) or time.monotonic() > deadline:
+            return done
+        time.sleep(0.1)

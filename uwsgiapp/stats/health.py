@@ -1,0 +1,74 @@
+"""A container health check that asks the master: ``python -m uwsgiapp.stats.health [ADDR]``.
+
+Healthy (exit 0) while the stats server at ADDR answers and at least one worker has loaded the
+app and accepts, idle or busy; exit 1 when no worker accepts, 3 when nothing answers, 4 when the
+answer is not a stats document. ADDR defaults to ``$UWSGIAPP_STATS``, and HTTP is spoken when
+``$UWSGIAPP_STATS_HTTP`` is on (or with ``--http``, or an ``http://`` ADDR): the check follows
+the server's own configuration.
+
+Why not ``uwsgiapp ping``: a worker answers the ping, after the requests queued before it, so
+on a saturated server the ping times out and an orchestrator replaces a replica that is only
+busy. The stats server is the master's and answers whatever the workers are doing. uWSGI's
+stats server works too (its document has the same ``accepting`` field). The check runs every
+few seconds: it imports only the standard library's socket, json and argparse.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping, Sequence
+
+from uwsgiapp.stats.document import health_verdict
+from uwsgiapp.stats.top import EXIT_USAGE, FetchError, Source, fetch, parse_source
+
+__all__ = ["EXIT_UNHEALTHY", "main", "stats_source"]
+
+#: No worker accepts (none has loaded the app, or all are stopping).
+EXIT_UNHEALTHY = 1
+
+_TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
+
+
+def stats_source(address: str, environ: Mapping[str, str], http: bool = False) -> Source:
+    """Where to ask: ``address`` or else ``$UWSGIAPP_STATS``, over HTTP when ``http`` or
+    ``$UWSGIAPP_STATS_HTTP`` says so (ValueError: none given, or not an address)."""
+    address = address or environ.get("UWSGIAPP_STATS", "").strip()
+    if not address:
+        raise ValueError("no ADDR given and UWSGIAPP_STATS is not set")
+    source = parse_source(address)
+    http = http or environ.get("UWSGIAPP_STATS_HTTP", "").strip().lower() in _TRUE
+    return dataclasses.replace(source, http_path="/") if http and not source.http else source
+
+
+def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
+    """Run the check; print one line; return the exit status."""
+    parser = argparse.ArgumentParser(
+        prog="python -m uwsgiapp.stats.health",
+        description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
+        epilog="exit status: 0 healthy, 1 no worker accepts, 2 usage, 3 cannot connect, "
+        "4 no valid stats document",
+    )
+    parser.add_argument("address", nargs="?", default="", metavar="ADDR")
+    parser.add_argument("--http", action="store_true", help="the stats server speaks HTTP")
+    parser.add_argument("--timeout", type=float, default=2.0, metavar="S")
+    args = parser.parse_args(argv)
+    try:
+        doc = fetch(stats_source(args.address, environ, args.http), timeout=args.timeout)
+    except ValueError as exc:
+        print(f"health: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except FetchError as exc:
+        print(f"health: error: {exc}", file=sys.stderr)
+        return exc.code
+    workers = [w for w in doc.get("workers", []) if isinstance(w, Mapping)]
+    pairs = ((bool(w.get("accepting")), w.get("status") == "busy") for w in workers)
+    healthy, line = health_verdict(pairs, doc.get("pid", "?"))
+    print(line)
+    return 0 if healthy else EXIT_UNHEALTHY
+
+
+if __name__ == "__main__":
+    sys.exit(main())
