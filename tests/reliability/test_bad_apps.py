@@ -237,7 +237,10 @@ def test_app_that_kills_its_worker_gets_502_and_a_replacement(
             assert after != pid
             assert len(new) == 1, new
             assert new[0][0] == "ERROR"
-            assert f"(pid {pid}) {how}; starting a new one" in new[0][1]
+            assert (
+                f"(pid {pid}) {how} (it was in a request, which got no answer); starting"
+                in (new[0][1])
+            )
             if route == "segfault":  # faulthandler: the Python stack that crashed, no traceback
                 dump = server.log()[mark:]
                 assert "Fatal Python error: Segmentation fault" in dump

@@ -38,8 +38,23 @@ def test_dead_worker_is_respawned_in_its_slot() -> None:
     actions = sim.run(sim.policy.on_exit(victim, None, signal.SIGKILL, sim.now))
     spawns = [a for a in actions if isinstance(a, Spawn)]
     assert len(spawns) == 1 and spawns[0].wid == 0
-    assert "killed by signal 9 (SIGKILL); starting a new one" in str(actions[0])
+    assert (
+        "killed by signal 9 (SIGKILL), not sent by uwsgiapp: most likely the OOM killer; "
+        "starting a new one"
+    ) in str(actions[0])
     assert len(sim.pids()) == 2
+
+
+def test_a_death_in_a_request_says_so() -> None:
+    # The request the kernel's OOM killer (or a crash) cut got no answer: nginx said 502.
+    sim = started()
+    victim, other = sorted(sim.pids())
+    sim.busy_since[victim] = 1000.0
+    said = sim.run(sim.policy.on_exit(victim, None, signal.SIGSEGV, sim.now, sim.status))[0]
+    assert str(said).count("killed by signal 11 (SIGSEGV) (it was in a request, which got no ")
+    sim.busy_since[other] = 1000.0
+    said = sim.run(sim.policy.on_exit(other, 0, None, sim.now, sim.status))[0]
+    assert isinstance(said, Log) and said.message.endswith("exited with code 0; starting a new one")
 
 
 def test_a_worker_told_to_stop_says_whether_one_replaces_it() -> None:

@@ -152,6 +152,14 @@ def describe_exit(code: int | None, signum: int | None) -> str:
     return f"exited with code {code}"
 
 
+def unexpected_death(signum: int | None, in_request: bool) -> str:
+    """What a worker's death nobody asked for suggests: a SIGKILL the master did not send is
+    most likely the kernel's OOM killer (in a container, only the worker dies: the container
+    is not marked OOMKilled, so this line is the only trace)."""
+    hint = ", not sent by uwsgiapp: most likely the OOM killer" if signum == signal.SIGKILL else ""
+    return hint + (" (it was in a request, which got no answer)" if in_request else "")
+
+
 def count_workers(count: int, kind: str = "") -> str:
     """'1 worker', '2 new workers'."""
     return f"{count} {kind + ' ' if kind else ''}worker{'' if count == 1 else 's'}"

@@ -35,14 +35,10 @@ from uwsgiapp.supervisor.actions import (
     WorkerRecord,
     count_workers,
     describe_exit,
+    unexpected_death,
 )
 from uwsgiapp.supervisor.roster import BOOTING, HARAKIRI, READY, STOPPING, TOLD, Roster
 from uwsgiapp.supervisor.status import WorkerStatus
-
-#: The old names of the codes (kept importable; the enums in :mod:`uwsgiapp.exitcodes` rule).
-EXIT_APP_LOAD = WorkerExit.APP_LOAD
-EXIT_CLEAN = WorkerExit.CLEAN
-EXIT_BOOT_LOOP = ServeExit.BOOT_LOOP
 
 _RELOAD_SAYS = {
     ReloadKind.REIMPORT: "re-importing the app in the master for the new workers",
@@ -171,9 +167,11 @@ class Policy(Roster):
         rec = self.records.pop(pid, None)
         if rec is None:
             return []
+        busy = False
         if status is not None:  # the others too: whether any serves decides a load failure
             for r in (rec, *self.records.values()):
                 self._note_ready(r, status(r.wid))
+            busy = status(rec.wid).pid == pid and bool(status(rec.wid).request_start)
         how = describe_exit(code, signum)
         if self.mode is Mode.STOPPING:
             return [Log(LogLevel.INFO, f"{rec.label} {how}"), *self._maybe_done()]
@@ -185,6 +183,7 @@ class Policy(Roster):
             return self._app_load_failed(rec, now)
         clean = code == WorkerExit.CLEAN and signum is None
         level = LogLevel.INFO if clean else LogLevel.ERROR
+        how += "" if clean else unexpected_death(signum, busy)
         actions: list[Action] = [Log(level, f"{rec.label} {how}; starting a new one")]
         if rec.state is BOOTING and not clean:  # leaving on purpose is not failing to start
             self.boot_failures += 1
