@@ -143,7 +143,8 @@ ADVICE: Mapping[str, str] = {
     "max-worker-lifetime": "no such limit here; --max-requests or --reload-on-rss recycle workers",
     "memory-report": "--stats shows each worker's RSS ('uwsgiapp top')",
     "post-buffering": "nginx buffers request bodies (client_body_buffer_size); the app reads "
-    "the body as it comes",
+    "the body as it comes, once: wsgi.input cannot seek(0) to read it again (keep a copy: "
+    "Flask's request.get_data() caches it)",
 }
 
 

@@ -7,7 +7,6 @@ The head is ``<SERVER_PROTOCOL> <status>\\r\\n``, headers, blank line — raw HT
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from http import HTTPStatus
 from typing import IO, Any, Final
 
@@ -124,7 +123,12 @@ def _render_head(protocol: str, status: Any, headers: Any) -> bytes:
 
 class FileWrapper:
     """``wsgi.file_wrapper``: iterates a file in blocks; the server sends real files with
-    ``os.sendfile`` instead of iterating."""
+    ``os.sendfile`` instead of iterating.
+
+    Its own iterator, seekable when the file is: werkzeug answers a ``Range`` request by
+    seeking it (else it would read and drop every byte before the range, the whole file for
+    its last kilobyte).
+    """
 
     __slots__ = ("blksize", "filelike")
 
@@ -132,13 +136,29 @@ class FileWrapper:
         self.filelike = filelike
         self.blksize = blksize
 
-    def __iter__(self) -> Iterator[bytes]:
-        read = self.filelike.read
-        while True:
-            block = read(self.blksize)
-            if not block:
-                return
-            yield block
+    def __iter__(self) -> FileWrapper:
+        return self
+
+    def __next__(self) -> bytes:
+        block: bytes = self.filelike.read(self.blksize)
+        if not block:
+            raise StopIteration
+        return block
+
+    def seekable(self) -> bool:
+        """Whether the wrapped file can seek."""
+        seekable = getattr(self.filelike, "seekable", None)
+        return bool(seekable()) if seekable is not None else False
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Seek the wrapped file."""
+        position: int = self.filelike.seek(offset, whence)
+        return position
+
+    def tell(self) -> int:
+        """The wrapped file's position."""
+        position: int = self.filelike.tell()
+        return position
 
     def close(self) -> None:
         """Close the wrapped file, as PEP 3333 asks."""
