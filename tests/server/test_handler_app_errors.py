@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -241,3 +242,18 @@ def test_close_raising_is_logged(logs: Logs) -> None:
     assert out.body == b"fine"
     (record,) = problems(logs)
     assert "close" in record.getMessage()
+
+
+def test_a_write_timeout_after_the_head_over_tcp_is_a_reset(logs: Logs) -> None:
+    # nginx stopped reading (its client is slow, uwsgi_buffering off): at --socket-timeout the
+    # rest is given up, and a clean close would let nginx pass the cut body on as complete.
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])  # no Content-Length
+        for _ in range(400):
+            yield b"x" * 65536
+
+    out = run(make_handler(app, timeout=0.3), packet(), pair=tcp_pair(), read_after_handle=True)
+    assert out.status == 200
+    assert out.reset
+    (record,) = problems(logs, logging.INFO)
+    assert "write timed out after 0.3s" in one_line(record)

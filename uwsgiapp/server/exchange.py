@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from uwsgiapp.server.io import reader, recv, send_all, send_file
+from uwsgiapp.server.io import ClientTimeout, reader, recv, send_all, send_file
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.wsgi.contract import AccessLogger, ExcInfo, WSGIApp
 from uwsgiapp.wsgi.environ import BadRequest, parse_content_length
@@ -271,6 +271,8 @@ class Responder:
                 exchange.send(b"")
         except ClientDisconnected as exc:
             _log_gone(peer, environ, exc)
+            if isinstance(exc, ClientTimeout) and exchange.head_sent:
+                _cut(exchange)  # nginx stopped reading, but is there: the rest is not coming
         except (AppError, HeaderError) as exc:
             self._app_failed(exchange, environ, f"bad response ({exc})", traceback=False)
         except Exception:
@@ -302,17 +304,7 @@ class Responder:
                 where,
                 exc_info=traceback,
             )
-            exchange.aborted = True
-            # A reset, not a clean close: nginx then reports an upstream error instead of
-            # passing a silently truncated body on as complete. TCP only: a unix socket has no
-            # reset, so there nginx takes the close as the end of a body without Content-Length
-            # (tests/reliability/test_bad_apps.py shows both).
-            with contextlib.suppress(OSError):
-                sock = socket.socket(fileno=exchange.fd)
-                sock.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
-                )
-                sock.detach()
+            _cut(exchange)
             return
         log.error("%s (%s): answering 500", what, where, exc_info=traceback)
         exchange.status = "500 Internal Server Error"
@@ -375,6 +367,17 @@ class Responder:
             log.info(
                 "left %d unread body bytes after draining %d", remaining - DRAIN_CAP, DRAIN_CAP
             )
+
+
+def _cut(exchange: Exchange) -> None:
+    """End a response short of its end with a reset, not a clean close: nginx then reports an
+    upstream error and cuts the client off instead of passing the truncated body on as whole.
+    TCP only: a unix socket has no reset (tests/reliability/test_bad_apps.py shows both)."""
+    exchange.aborted = True
+    with contextlib.suppress(OSError):
+        sock = socket.socket(fileno=exchange.fd)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.detach()
 
 
 def _log_gone(peer: Peer, environ: dict[str, Any], exc: ClientDisconnected) -> None:
