@@ -1,6 +1,6 @@
 """``python -m uwsgiapp``: the same command line as the ``uwsgiapp`` script."""
 
-from uwsgiapp.cli import main
+from uwsgiapp.entry import main
 
 if __name__ == "__main__":
     raise SystemExit(main())

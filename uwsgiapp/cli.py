@@ -20,6 +20,7 @@ from typing import Any, NoReturn
 from uwsgiapp.buildinfo import VersionAction
 from uwsgiapp.clientcli import add_ping_parser, add_request_parser
 from uwsgiapp.clihints import unrecognized_message
+from uwsgiapp.entry import restore_defaults
 from uwsgiapp.exitcodes import COMMAND_EXIT_CODES, ClientExit, ServeExit, help_text
 
 # The client commands' codes under their old names (``serve`` and ``dev`` use ServeExit; the
@@ -325,6 +326,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    if args.command != "serve":  # serve handles the stop signals from its first line
+        restore_defaults()
     try:
         code: int = args.handler(args)
     except KeyboardInterrupt:

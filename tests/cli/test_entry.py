@@ -1,0 +1,75 @@
+"""The command handles stop signals from its first instant (uwsgiapp/entry.py).
+
+As PID 1 in a container the kernel drops a signal that has no handler: a TERM that came while
+the command was still importing was lost, and ``docker stop`` waited out its timeout. Here a TERM
+is sent while ``uwsgiapp.cli`` is being imported: with the entry's handler the command exits
+143 at once; without one the process would be killed by the signal (as PID 1: ignored).
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+TERM_DURING_IMPORT = textwrap.dedent(
+    """
+    import builtins, os, signal, sys, time
+    sys.argv = ["uwsgiapp", *sys.argv[1:]]
+    real_import = builtins.__import__
+
+    def term_then_import(name, *args, **kwargs):
+        if name == "uwsgiapp.cli":
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # a handler's SystemExit cuts this short
+        return real_import(name, *args, **kwargs)
+
+    builtins.__import__ = term_then_import
+    from uwsgiapp.entry import main
+    sys.exit(main())
+    """
+)
+
+
+@pytest.mark.parametrize("command", [["serve", "app:app"], ["--version"]])
+def test_a_term_while_importing_ends_the_command(command: list[str]) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", TERM_DURING_IMPORT, *command],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 128 + signal.SIGTERM, (done.returncode, done.stderr[-500:])
+
+
+PROBE = textwrap.dedent(
+    """
+    import argparse, signal, sys
+
+    def fake(args):
+        term, intr = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+        print(term == signal.SIG_DFL, intr is signal.default_int_handler)
+        return 0
+
+    parse = argparse.ArgumentParser.parse_args
+
+    def parse_then_fake(self, *args, **kwargs):
+        namespace = parse(self, *args, **kwargs)
+        namespace.handler = fake
+        return namespace
+
+    argparse.ArgumentParser.parse_args = parse_then_fake
+    from uwsgiapp.entry import main
+    sys.argv = ["uwsgiapp", "ping", "127.0.0.1:1"]
+    sys.exit(main())
+    """
+)
+
+
+def test_commands_other_than_serve_get_the_default_handlers_back() -> None:
+    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.split() == ["True", "True"]
