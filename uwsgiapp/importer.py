@@ -23,6 +23,7 @@ import importlib
 import importlib.machinery
 import importlib.util
 import inspect
+import logging
 import os
 import sys
 import traceback
@@ -32,6 +33,7 @@ from types import CodeType, ModuleType
 from typing import Any
 
 # The one definition of a WSGI app's type; re-exported here for the callers of load_app.
+from uwsgiapp.server.logs import reclaim_loggers
 from uwsgiapp.wsgi.contract import WSGIApp
 
 __all__ = ["DEFAULT_ATTRS", "AppImportError", "AppSpec", "WSGIApp", "load_app", "parse_spec"]
@@ -318,6 +320,13 @@ def load_app(spec: str, *, chdir: str = "", pythonpath: Sequence[str] = ()) -> W
             f"like an app factory; call it: '{spec}()'",
             spec=spec,
             kind="not-callable",
+        )
+    reclaimed = reclaim_loggers()
+    if reclaimed:
+        logging.getLogger("uwsgiapp.error").warning(
+            "the app's logging configuration disabled %s (disable_existing_loggers): enabled "
+            "again; set 'disable_existing_loggers': False in it to keep them",
+            ", ".join(reclaimed),
         )
     return app  # type: ignore[no-any-return]
 

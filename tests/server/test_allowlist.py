@@ -139,6 +139,13 @@ def test_the_throttle_logs_the_first_at_once_then_counts() -> None:
     throttle.flush()
     throttle.flush()  # nothing counted since: no line
     assert said == [(1, "a"), (2, "c")]
+    # A detail of None is a detail too (the shed-connections line has none).
+    nones: list[int] = []
+    plain: Throttle[None] = Throttle(10.0, lambda n, _: nones.append(n))
+    plain.add(None)
+    plain.add(None)
+    plain.flush()
+    assert nones == [1, 1]
 
 
 def test_the_default_allows_loopback_only(tmp_path: Path) -> None:

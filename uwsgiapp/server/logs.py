@@ -137,20 +137,40 @@ def setup_error_log(target: str = "-", level: int = logging.INFO, capture: bool 
     logger.setLevel(level)
     logger.propagate = False
     _CAPTURE = capture and isinstance(handler, logging.FileHandler)
+    with contextlib.suppress(AttributeError, ValueError):
+        # What the app prints, line by line as uWSGI writes it, not a block at the worker's
+        # exit (a pipe or file is block-buffered; stderr already is line-buffered).
+        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
     if _CAPTURE:
-        with contextlib.suppress(AttributeError, ValueError):
-            # Whole lines as they are printed, not a block at exit (stderr already is).
-            sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
         _capture(handler.stream)
+
+
+def flush_std() -> None:
+    """Write out what sys.stdout and sys.stderr hold (before a fork, an fd change, an exit)."""
+    for std in (sys.stdout, sys.stderr):
+        # RuntimeError: a worker reopens from its USR1 handler, maybe amid a print's flush.
+        with contextlib.suppress(AttributeError, OSError, RuntimeError, ValueError):
+            std.flush()
+
+
+def reclaim_loggers() -> list[str]:
+    """Enable the ``uwsgiapp`` loggers again where the app's logging configuration disabled
+    them (``dictConfig`` and ``fileConfig`` disable every logger they do not name unless told
+    ``disable_existing_loggers: False``; Django's ``LOGGING`` does it): HARAKIRI lines, worker
+    exits and reload results would vanish. Returns the names enabled again."""
+    names = []
+    for name, logger in list(logging.root.manager.loggerDict.items()):
+        ours = name == "uwsgiapp" or name.startswith("uwsgiapp.")
+        if ours and isinstance(logger, logging.Logger) and logger.disabled:
+            logger.disabled = False
+            names.append(name)
+    return sorted(names)
 
 
 def _capture(stream: Any) -> None:
     """Point fds 1 and 2 at ``stream``'s file: what the app prints, and what C code and
     tracebacks write to the descriptors directly, land in the error log."""
-    for std in (sys.stdout, sys.stderr):
-        # RuntimeError: a worker reopens from its USR1 handler, maybe amid a print's flush.
-        with contextlib.suppress(AttributeError, OSError, RuntimeError, ValueError):
-            std.flush()
+    flush_std()
     for fd in (1, 2):
         os.dup2(stream.fileno(), fd)
 

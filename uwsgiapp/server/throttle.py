@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Generic, TypeVar, cast
 
 __all__ = ["REFUSED_LOG_INTERVAL", "Throttle", "refused_peers"]
 
@@ -46,8 +46,8 @@ class Throttle(Generic[T]):
 
     def flush(self) -> None:
         """Log what was counted (if anything), now."""
-        if self.count and self._detail is not None:
-            self._emit(self.count, self._detail)
+        if self.count:  # then add() has set the detail (which may be None itself)
+            self._emit(self.count, cast(T, self._detail))
         self.count = 0
         self._next_at = time.monotonic() + self.interval
 

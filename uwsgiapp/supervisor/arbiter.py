@@ -29,7 +29,7 @@ from uwsgiapp.server.decisions import drain_limit
 from uwsgiapp.server.inflight import dump_stuck_request
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
-from uwsgiapp.server.logs import arm_fault_dumps, reopen_logs
+from uwsgiapp.server.logs import arm_fault_dumps, flush_std, reopen_logs
 from uwsgiapp.server.sockdiag import SockDiag
 from uwsgiapp.server.threaded import ThreadedWorker
 from uwsgiapp.server.worker import Worker
@@ -53,6 +53,7 @@ from uwsgiapp.supervisor.titles import (
     set_title,
     worker_title,
 )
+from uwsgiapp.supervisor.workerexit import leave
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -284,6 +285,7 @@ class Arbiter:
         # be queued there, and be dropped with the master's queue (then the worker serves on
         # until the kill deadline). Blocked, it stays pending and acts on the new disposition.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, _MASTER_SIGNUMS)
+        flush_std()  # else each worker would write the master's buffered lines again
         try:
             pid = os.fork()
         except OSError as exc:
@@ -303,13 +305,7 @@ class Arbiter:
         except BaseException:
             log.exception("worker %d crashed", wid + 1)
         finally:
-            for handler in logging.getLogger("uwsgiapp").handlers:
-                with contextlib.suppress(Exception):
-                    handler.flush()
-            with contextlib.suppress(Exception):
-                sys.stdout.flush()
-                sys.stderr.flush()
-            os._exit(code)
+            leave(code, finish=code == 0)
 
     def _worker_main(self, wid: int, mask: set[int | signal.Signals]) -> int:
         """Everything after fork, in the worker (``mask``: the signal mask to restore)."""

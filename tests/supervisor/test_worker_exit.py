@@ -1,0 +1,98 @@
+"""What a worker runs at its end, and what the app's import in the master must not break.
+
+- atexit handlers and queued thread-pool work run in each worker that ends as asked (a stop,
+  max-requests), as under uWSGI and gunicorn (sentry-sdk flushes its events there).
+- A print at import appears once (the master flushes before it forks), a print in a request at
+  once (stdout is line-buffered).
+- A dictConfig at import (Django's LOGGING) does not silence uwsgiapp's own log.
+"""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+from support.procs import LogCursor, Server, wait_until
+
+from uwsgiapp.client import parse_address, request
+
+
+def get(server: Server, path: str) -> bytes:
+    return request(parse_address(server.socket), path).body
+
+
+def events(path: Path) -> list[tuple[str, int]]:
+    if not path.exists():
+        return []
+    return [(a.rsplit(" ", 1)[0], int(a.rsplit(" ", 1)[1])) for a in path.read_text().splitlines()]
+
+
+@pytest.fixture
+def lifecycle(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
+    monkeypatch.setenv("LIFECYCLE_EVENTS", str(tmp_path / "events.log"))
+    return tmp_path / "events.log"
+
+
+def test_atexit_and_queued_work_run_in_workers_that_end_as_asked(
+    tmp_path: Path, lifecycle: Path
+) -> None:
+    server = Server(tmp_path, "lifecycle_app:app", workers=1).start()
+    try:
+        first = int(get(server, "/task"))
+        server.signal(signal.SIGHUP)  # a reload retires it
+        wait_until(lambda: ("atexit", first) in events(lifecycle), 10, "the first worker's exit")
+        # The pool's task (0.5 s) was done before the atexit handlers ran, as at a normal exit.
+        mine = [name for name, pid in events(lifecycle) if pid == first]
+        assert mine == ["task done", "atexit"]
+        wait_until(lambda: int(get(server, "/")) != first, 10, "the new worker")
+        second = int(get(server, "/"))
+    finally:
+        server.stop()
+    assert ("atexit", second) in events(lifecycle)  # a stop (TERM)
+    assert ("atexit", server.pid) in events(lifecycle)  # the master's own exit runs them too
+
+
+def test_a_worker_that_dies_runs_no_exit_work(tmp_path: Path, lifecycle: Path) -> None:
+    server = Server(tmp_path, "lifecycle_app:app", workers=1).start()
+    try:
+        with pytest.raises(Exception):  # noqa: B017 - the worker is gone before answering
+            get(server, "/exit")
+        wait_until(lambda: "exited with code 3" in server.log(), 10, "the crash")
+    finally:
+        server.stop()
+    assert [name for name, _ in events(lifecycle)].count("atexit") == 2  # master, new worker
+
+
+def test_prints_appear_once_and_at_once(tmp_path: Path, lifecycle: Path) -> None:
+    server = Server(tmp_path, "lifecycle_app:app", workers=3).start()
+    try:
+        pid = int(get(server, "/print"))
+        wait_until(lambda: f"PRINTED IN A REQUEST {pid}" in server.log(), 10, "the request's print")
+    finally:
+        server.stop()
+    assert server.log().count("PRINTED AT IMPORT") == 1, server.log()
+
+
+def test_the_apps_dictconfig_does_not_silence_the_servers_log(
+    tmp_path: Path, lifecycle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LIFECYCLE_DICTCONFIG", "1")
+    server = Server(tmp_path, "lifecycle_app:app", workers=1).start()
+    cursor = LogCursor(server.log_path)
+    try:
+        pid = int(get(server, "/"))
+        with pytest.raises(Exception):  # noqa: B017
+            get(server, "/exit")
+        wait_until(
+            lambda: any(f"(pid {pid}) exited with code 3" in line for line in cursor.new_lines()),
+            10,
+            "the crash line",
+        )
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "reload:" in server.log(), 10, "the reload lines")
+    finally:
+        server.stop()
+    log = server.log()
+    assert "the app's logging configuration disabled uwsgiapp" in log
