@@ -1,5 +1,5 @@
-"""HUP loads new code by default: the master re-imports the app and every module of it, the
-new workers fork from that; with --lazy-apps each new worker imports it. Real processes,
+"""HUP loads new code by default: the master re-imports the app and its own modules (libraries
+stay as loaded), the new workers fork from that; with --lazy-apps each new worker imports it. Real processes,
 real signals, a real nginx in front."""
 
 from __future__ import annotations
@@ -67,3 +67,34 @@ def test_hup_with_lazy_apps_says_the_workers_import(tmp_path: Path, nginx_availa
     log = server.log()
     assert "graceful reload (generation 1): the new workers import the app (--lazy-apps)" in log
     assert "re-import" not in log
+
+
+ZONE_APP = """
+import zoneinfo
+from helpers import answer
+
+def app(environ, start_response):
+    try:
+        zoneinfo.ZoneInfo("Nowhere/Never")
+        caught = "no error"
+    except zoneinfo.ZoneInfoNotFoundError:  # raised by the C part, _zoneinfo
+        caught = "caught"
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{answer()} {caught}".encode()]
+"""
+
+
+def test_hup_keeps_libraries_with_c_parts_whole(tmp_path: Path, nginx_available: None) -> None:
+    # zoneinfo (first imported by the app) raises through its extension module: re-imported
+    # beside the kept _zoneinfo, its new exception class no longer matched what was raised,
+    # and every request was a 500 after a reload (SQLAlchemy and numpy broke the same way).
+    appdir = _app_dir(tmp_path, "v1")
+    (appdir / "reapp.py").write_text(ZONE_APP)
+    with stack(tmp_path, "reapp:app", workers=1, pythonpath=[str(appdir)]) as (server, nginx):
+        assert _answers(nginx, b"v1 caught", 2)
+        (appdir / "helpers.py").write_text(HELPER.format(version="v2-zone"))
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "ready, stopping" in server.log(), 10, "the reload")
+        wait_until(lambda: _answers(nginx, b"v2-zone caught", 2), 10, "the new code")
+    match = re.search(r"reload: app re-imported \((\d+) modules\)", server.log())
+    assert match and int(match[1]) == 2, server.log()  # reapp and helpers; zoneinfo stays

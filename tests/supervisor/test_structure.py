@@ -3,9 +3,12 @@ signals dispatch by table; a re-import's error is one line."""
 
 from __future__ import annotations
 
+import json
+import os
 import signal
 import subprocess
 import sys
+import types
 
 import pytest
 
@@ -13,7 +16,7 @@ from uwsgiapp.exitcodes import COMMAND_EXIT_CODES, ClientExit, ServeExit, Worker
 from uwsgiapp.supervisor import arbiter
 from uwsgiapp.supervisor.actions import Log, LogLevel
 from uwsgiapp.supervisor.policy import Policy
-from uwsgiapp.supervisor.reload import app_modules, one_line
+from uwsgiapp.supervisor.reload import app_modules, library_dirs, one_line
 
 
 def _modules_after(statement: str) -> set[str]:
@@ -93,9 +96,30 @@ def test_a_reimport_error_is_one_line_naming_the_file_and_line() -> None:
 
 def test_a_reimport_keeps_extension_modules_and_our_own() -> None:
     before = {"sys", "os"}
-    candidates = ["sys", "os", "_decimal", "json", "uwsgiapp.web", "uwsgiapp.supervisor.reload"]
+    candidates = ["sys", "os", "_decimal", "uwsgiapp.web", "uwsgiapp.supervisor.reload"]
     import _decimal  # noqa: F401 - an extension module with a shared library file
-    import json  # noqa: F401
 
     assert getattr(sys.modules["_decimal"], "__file__", "").endswith(".so")
-    assert app_modules(candidates, before) == ["json"]
+    assert app_modules(candidates, before) == []
+
+
+def test_a_reimport_takes_the_apps_own_modules_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The standard library and installed packages stay: a second copy of SQLAlchemy, zoneinfo
+    # or numpy beside the C parts they keep breaks them (and stays alive in the master).
+    # So does a package with an extension module loaded, wherever it lives.
+    fake = {
+        "views": "/srv/app/views.py",
+        "shop": "/srv/app/shop/__init__.py",
+        "shop.models": "/srv/app/shop/models.py",
+        "fastpkg": "/srv/app/fastpkg/__init__.py",
+        "fastpkg._speedups": "/srv/app/fastpkg/_speedups.cpython-311-x86_64-linux-gnu.so",
+        "sqlalchemy_like": "/venv/lib/python3.11/site-packages/sqlalchemy_like/__init__.py",
+        "zoneinfo_like": "/usr/lib/python3.11/zoneinfo_like/__init__.py",
+    }
+    for name, path in fake.items():
+        module = types.ModuleType(name)
+        module.__file__ = path
+        monkeypatch.setitem(sys.modules, name, module)
+    libraries = ("/venv/lib/python3.11/site-packages/", "/usr/lib/python3.11/")
+    assert app_modules(list(fake), set(), libraries) == ["views", "shop", "shop.models"]
+    assert json.__file__ and os.path.realpath(json.__file__).startswith(library_dirs())

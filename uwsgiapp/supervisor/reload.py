@@ -1,10 +1,17 @@
 """HUP's re-import of a preloaded app in the master, so that the new workers run new code.
 
-The modules the app brought in (those imported after the master's own) are taken out of
-``sys.modules`` and the app is imported afresh; the new workers are forked from it. When the
-new code does not import, the old modules go back and the old app keeps serving: one log line
-says why. Kept loaded, never re-imported: extension modules (a shared library cannot be
-loaded twice into one process; some refuse a second initialisation) and uwsgiapp's own.
+The app's own modules (those it brought in after the master's own, from outside the standard
+library and the installed packages) are taken out of ``sys.modules`` and the app is imported
+afresh; the new workers are forked from it. When the new code does not import, the old modules
+go back and the old app keeps serving: one log line says why. Kept loaded, never re-imported:
+
+- the standard library and the installed packages (site-packages): a second copy of a library
+  beside the C parts it keeps (SQLAlchemy's, ``_zoneinfo``, numpy's) breaks it, and each copy
+  stays alive in the master. A library upgrade takes a restart, or ``--lazy-apps``;
+- any package of which an extension module is loaded, for the same reason (a shared library
+  cannot be loaded twice into one process), and extension modules themselves;
+- uwsgiapp's own.
+
 The master loop waits while this runs: as long as the app's import takes (logged).
 """
 
@@ -13,8 +20,11 @@ from __future__ import annotations
 import importlib
 import importlib.machinery
 import logging
+import os
 import re
+import site
 import sys
+import sysconfig
 import time
 from collections.abc import Iterable
 
@@ -31,19 +41,43 @@ _OURS = frozenset({__name__.partition(".")[0], Limits.__module__.partition(".")[
 _FILE_LINE = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)')
 
 
-def app_modules(loaded: Iterable[str], before: set[str]) -> list[str]:
+def library_dirs() -> tuple[str, ...]:
+    """Where the standard library and the installed packages are (with a trailing slash)."""
+    paths = sysconfig.get_paths()
+    found = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths}
+    found.update(site.getsitepackages() if hasattr(site, "getsitepackages") else ())
+    found.add(site.getusersitepackages())
+    return tuple(os.path.join(os.path.realpath(p), "") for p in found if p)
+
+
+def _where(module: object) -> str:
+    """The file a module was loaded from, or a namespace package's first directory ('')."""
+    path = getattr(module, "__file__", None)
+    if not isinstance(path, str):
+        paths = list(getattr(module, "__path__", None) or ())
+        path = paths[0] if paths and isinstance(paths[0], str) else ""
+    return os.path.realpath(path) if path else ""
+
+
+def app_modules(
+    loaded: Iterable[str], before: set[str], libraries: tuple[str, ...] | None = None
+) -> list[str]:
     """The names in ``loaded`` (``sys.modules``) to import afresh: not there ``before`` the
-    app, not an extension module, not uwsgiapp's own."""
-    fresh = []
+    app, not uwsgiapp's own, not in ``libraries`` (:func:`library_dirs`), and not of a
+    top-level package with an extension module loaded."""
+    libraries = library_dirs() if libraries is None else libraries
+    candidates: list[tuple[str, str]] = []
+    native: set[str] = set()
     for name in loaded:
-        if name in before or name.partition(".")[0] in _OURS:
+        top = name.partition(".")[0]
+        if name in before or top in _OURS:
             continue
-        module = sys.modules.get(name)
-        path = getattr(module, "__file__", None) or ""
-        if isinstance(path, str) and path.endswith(_EXTENSIONS):
-            continue
-        fresh.append(name)
-    return fresh
+        where = _where(sys.modules.get(name))
+        if where.endswith(_EXTENSIONS):
+            native.add(top)
+        elif not where.startswith(libraries):
+            candidates.append((name, top))
+    return [name for name, top in candidates if top not in native]
 
 
 def one_line(message: str) -> str:
@@ -78,6 +112,12 @@ def reimport(config: Config, before: set[str]) -> WSGIApp | None:
         len(saved),
         time.monotonic() - started,
     )
+    if not saved:
+        log.warning(
+            "reload: the app's code is all in the standard library or installed packages, "
+            "which a HUP does not re-import: the new workers run the same code (restart, or "
+            "--lazy-apps, to load an upgraded package)"
+        )
     return app
 
 
