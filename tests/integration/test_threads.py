@@ -79,6 +79,32 @@ def test_harakiri_on_one_thread_names_its_frame_while_seven_others_serve(
     assert "(also busy) in GET /sleep?0.1" in log or "no request" not in log
 
 
+def test_after_a_harakiri_the_other_threads_long_requests_finish(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    # The worker accepts no more once it dumped its stack (a new one serves meanwhile); its
+    # other threads' requests get until --harakiri more seconds before the kill. One second
+    # (a single thread's grace) cut a 5.5 s request with a 502.
+    with stack(tmp_path, "threads_app:app", workers=1, threads=4, harakiri=4) as (server, nginx):
+        wait_for_workers(server, 1)
+        answers: dict[str, int] = {}
+
+        def ask(path: str) -> None:
+            answers[path] = http_request(nginx.port, "GET", path, timeout=30)[0]
+
+        stuck = threading.Thread(target=ask, args=("/stuck?60",))
+        stuck.start()
+        time.sleep(1)
+        other = threading.Thread(target=ask, args=("/sleep?5.5",))
+        other.start()
+        wait_until(lambda: "HARAKIRI" in server.log(), 10, "the harakiri")
+        other.join(30)
+        stuck.join(30)
+        log = server.log()
+    assert answers == {"/stuck?60": 502, "/sleep?5.5": 200}, log
+    assert "then killing it (in 4s)" in log
+
+
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
 def test_hup_and_term_under_threaded_load_fail_nothing(
     tmp_path: Path, nginx_available: None, sig: signal.Signals

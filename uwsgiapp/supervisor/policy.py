@@ -16,7 +16,6 @@ from typing import ClassVar
 from uwsgiapp.exitcodes import ServeExit, WorkerExit
 from uwsgiapp.supervisor.actions import (
     BOOT_FAILURE_LIMIT,
-    DUMP_GRACE,
     LOAD_RETRY,
     QUICK_GRACE,
     RETIRE,
@@ -316,14 +315,15 @@ class Policy(Roster):
             return []
         if self.harakiri and st.request_start and wall - st.request_start > self.harakiri:
             rec.state = HARAKIRI
-            rec.deadline = now + DUMP_GRACE
+            rec.deadline = now + self.harakiri_grace
             self.harakiris[rec.wid] = self.harakiris.get(rec.wid, 0) + 1
             return [
                 Log(
                     LogLevel.ERROR,
                     f"HARAKIRI: {rec.label} stuck in one request "
                     f"for {wall - st.request_start:.1f}s (limit {self.harakiri:g}s): "
-                    "dumping its stack, then killing it; a new worker takes its place",
+                    f"dumping its stack, then killing it (in {self.harakiri_grace:g}s); a new "
+                    "worker takes its place",
                 ),
                 Signal(rec.pid, signal.SIGUSR2),
             ]
