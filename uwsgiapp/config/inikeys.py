@@ -78,7 +78,8 @@ ALWAYS_ON: Mapping[str, str] = {
     "enable-threads": "threads started by the app always run in uwsgiapp (and --threads "
     "runs request threads)",
     "single-interpreter": "uwsgiapp always has one interpreter per process",
-    "strict": "uwsgiapp reports every unknown key",
+    "strict": "uwsgiapp warns of every key it does not support (and refuses them under "
+    "strict = true)",
     "thunder-lock": "uwsgiapp serializes accept() its own way",
     "auto-procname": "uwsgiapp always names its processes (master, worker N; "
     "--request-titles adds each worker's request)",

@@ -92,6 +92,8 @@ class IniResult:
     http: list[tuple[str, str, str]] = field(default_factory=list)
     """``(key, value, source)`` of the HTTP listeners asked for (``http = :8000``…): with no
     uwsgi socket from any source, serving must refuse to start (see :func:`check_http_only`)."""
+    unsupported: list[str] = field(default_factory=list)
+    """``key (line N)`` of each key uwsgiapp does not take (fatal under ``strict``)."""
 
 
 def check_http_only(result: IniResult, socket_source: str, default_source: str) -> None:
@@ -168,9 +170,23 @@ def ini_layer(
             raise ConfigError("ini", f"the value of {key!r} {exc}", source) from None
         mapper.apply(key, value, entry.line, source)
     _map_app(mapper.app, result.layer, where, warn)
+    _check_strict(entries, result, where)
     if "access_log" not in result.layer:  # uWSGI logs every request unless told not to
         result.layer["access_log"] = Raw("uwsgi", f"{where} (uWSGI's default; disable-logging)")
     return result
+
+
+def _check_strict(entries: list[IniEntry], result: IniResult, where: str) -> None:
+    """uWSGI's ``strict`` refuses to start on an option it does not know; so does this, on
+    the keys it would ignore (a mule or cron job that silently never runs)."""
+    strict = [e for e in entries if e.key == "strict"]
+    if strict and _truthy(strict[-1].value) and result.unsupported:
+        raise ConfigError(
+            "ini",
+            f"'strict' is set and uwsgiapp does not support {', '.join(result.unsupported)}: "
+            "remove them, or 'strict', to start with them ignored",
+            f"{where} strict (line {strict[-1].line})",
+        )
 
 
 def _unsupported(
@@ -180,6 +196,7 @@ def _unsupported(
     key is also kept for the refusal of an HTTP-only ini."""
     advice = ADVICE.get(entry.key, "")
     warn(f"'{entry.key}' is not supported, ignored" + (f" ({advice})" if advice else ""))
+    result.unsupported.append(f"{entry.key} (line {entry.line})")
     if entry.key in HTTP_KEYS:
         result.http.append((entry.key, entry.value, f"{where} {entry.key} (line {entry.line})"))
 
