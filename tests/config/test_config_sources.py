@@ -118,6 +118,11 @@ PRECEDENCE = [
     ({"toml": "3", "cli": "5"}, 5, "command line --workers"),
     ({"ini": "2", "env": "4"}, 4, "env UWSGIAPP_WORKERS"),
     ({"env": "4", "cli": "5"}, 5, "command line --workers"),
+    # gunicorn's WEB_CONCURRENCY (PaaS buildpacks set it) is the default, under every source.
+    ({"web": "6"}, 6, "env WEB_CONCURRENCY"),
+    ({"web": "6", "ini": "2"}, 2, "ini"),
+    ({"web": "6", "env": "4"}, 4, "env UWSGIAPP_WORKERS"),
+    ({"web": " ", "ini": "2"}, 2, "ini"),
 ]
 
 
@@ -133,6 +138,8 @@ def test_precedence(tmp_path: Path, where: dict[str, str], expected: int, source
     if "cli" in where:
         argv += ["--workers", where["cli"]]
     environ = {"UWSGIAPP_WORKERS": where["env"]} if "env" in where else {}
+    if "web" in where:
+        environ["WEB_CONCURRENCY"] = where["web"]
     resolved = resolve_serve_config(build_parser().parse_args(argv), environ)
     assert resolved.config.workers == expected
     assert resolved.sources["workers"].startswith(source)

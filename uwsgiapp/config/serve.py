@@ -43,6 +43,8 @@ def resolve_serve_config(
     env = os.environ if environ is None else environ
     warnings = [] if warnings is None else warnings
     layers: list[Layer] = []
+    if env.get("WEB_CONCURRENCY", "").strip():  # gunicorn's (PaaS buildpacks set it): the default
+        layers.append({"workers": Raw(env["WEB_CONCURRENCY"].strip(), "env WEB_CONCURRENCY")})
     ini = IniResult()
     if args.ini:
         ini = ini_layer(args.ini, environ=env, warnings=warnings)
