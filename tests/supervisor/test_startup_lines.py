@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
+from support.procs import Server, wait_until
 
-from uwsgiapp.server.listeners import bind_all
+from uwsgiapp.server.listeners import bind_all, somaxconn_cap
 from uwsgiapp.supervisor.boot import _who_may_connect
 
 
@@ -27,3 +29,24 @@ def test_a_tcp_socket_says_where_it_is_bound_and_who_may_connect(
         assert re.search(said, _who_may_connect(listener)), _who_may_connect(listener)
     finally:
         listener.close()
+
+
+def test_somaxconn_cap(tmp_path: Path) -> None:
+    proc = tmp_path / "somaxconn"
+    proc.write_text("4096\n")
+    assert somaxconn_cap(5000, str(proc)) == 4096
+    assert somaxconn_cap(4096, str(proc)) is None
+    assert somaxconn_cap(5000, str(tmp_path / "missing")) is None
+
+
+def test_a_listen_queue_over_somaxconn_is_said(tmp_path: Path) -> None:
+    # uWSGI refuses to start; the server works, with the kernel's shorter queue: one warning.
+    cap = somaxconn_cap(1 << 30)
+    if cap is None:
+        pytest.skip("net.core.somaxconn cannot be read here")
+    server = Server(tmp_path, "supervisor_app:app", workers=1, listen=cap + 1).start()
+    try:
+        wait_until(lambda: "listening on" in server.log(), 10, "the listening line")
+    finally:
+        server.stop()
+    assert f"--listen {cap + 1} is over net.core.somaxconn ({cap})" in server.log()

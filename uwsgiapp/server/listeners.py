@@ -153,6 +153,17 @@ def _bind_unix(path: str, backlog: int, chmod: int) -> Listener:
     return Listener(sock, path, path=os.path.abspath(path), inode=(st.st_dev, st.st_ino))
 
 
+def somaxconn_cap(backlog: int, proc: str = "/proc/sys/net/core/somaxconn") -> int | None:
+    """The kernel's cap on every listen queue (``net.core.somaxconn``, per network namespace)
+    when ``backlog`` is over it, else None (also when it cannot be read)."""
+    try:
+        with open(proc) as f:
+            cap = int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+    return cap if backlog > cap else None
+
+
 def bind_all(
     specs: Iterable[str], *, backlog: int, chmod: int, allow_from: Iterable[str]
 ) -> list[Listener]:

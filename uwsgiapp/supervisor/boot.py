@@ -29,7 +29,7 @@ from uwsgiapp.exitcodes import ServeExit
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.server import safefiles
 from uwsgiapp.server.intake import Handler
-from uwsgiapp.server.listeners import Listener, ListenerError, bind_all
+from uwsgiapp.server.listeners import Listener, ListenerError, bind_all, somaxconn_cap
 from uwsgiapp.server.logs import make_access_log, setup_error_log
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import privileges, titles
@@ -192,6 +192,21 @@ def _server_in_pidfile(path: str) -> int | None:
     return pid if args[0].startswith(b"uwsgiapp master") or started else None
 
 
+def _startup_warnings(config: Config) -> None:
+    if os.geteuid() == 0:
+        log.warning("running as root: so does the app; --uid/--gid drop to a user after binding")
+    cap = somaxconn_cap(config.listen)
+    if cap is not None:  # uWSGI refuses to start; the server works, with a shorter queue
+        log.warning(
+            "--listen %d is over net.core.somaxconn (%d): the kernel keeps each listen queue at "
+            "%d; raise it (sysctl net.core.somaxconn=%d; a container: docker run --sysctl)",
+            config.listen,
+            cap,
+            cap,
+            config.listen,
+        )
+
+
 def _report_leftovers(listeners: list[Listener], pidfile: str) -> None:
     for listener in listeners:
         if listener.path and listener.inode is not None:
@@ -312,10 +327,7 @@ def _with_listeners(
         notifier = Notifier(os.environ.pop("NOTIFY_SOCKET", None))
         if ids.wanted and not _drop(ids, owned, config):
             return ServeExit.START_FAILED
-        if os.geteuid() == 0:
-            log.warning(
-                "running as root: so does the app; --uid/--gid drop to a user after binding"
-            )
+        _startup_warnings(config)
         for listener in owned:
             if stats is not None and listener is stats.listener:
                 log.info("stats on %s%s", _where(listener), _who_may_connect(listener, "a reader"))
