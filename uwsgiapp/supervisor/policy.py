@@ -333,7 +333,8 @@ class Policy(Roster):
                 return [
                     Log(
                         LogLevel.INFO,
-                        f"{rec.label} RSS {rss:.0f} MB > {self.reload_on_rss_mb} MB: recycling",
+                        f"{rec.label} RSS {rss:.1f} MB, over --reload-on-rss "
+                        f"{self.reload_on_rss_mb} MB: recycling",
                     ),
                     self._stop(rec, now, RETIRE),
                 ]
