@@ -218,7 +218,7 @@ class Responder:
         started = _perf_counter()
         log.warning("refused request from %s: %s", peer, escape_log_text(exc.reason))
         protocol = environ["SERVER_PROTOCOL"]
-        payload = error_response(protocol, exc.status, exc.reason)
+        payload = error_response(protocol, exc.status, exc.status[4:])  # details: the log only
         self.last = refused = Exchange(fd, protocol, self.timeout)
         refused.status = exc.status
         refused.head_sent = True
