@@ -16,6 +16,7 @@ from uwsgiapp.addresses import AddressError, AllowList, parse_address
 from uwsgiapp.importer import AppImportError, parse_spec
 
 ACCESS_LOG_FORMATS = ("off", "uwsgi", "json")
+ERROR_LOG_FORMATS = ("text", "json")
 #: The most request threads a worker may have (each is a "core" in the worker's status slot).
 MAX_THREADS = 256
 #: More worker processes than this is a typo (a 0 too many), not a plan: refused before forking.
@@ -75,6 +76,11 @@ class Config:
     access_log: str = _opt("off", "access log format: off, uwsgi or json")
     access_log_file: str = _opt("-", "where access lines go ('-' = stdout)")
     error_log_file: str = _opt("-", "where the error log goes ('-' = stderr)")
+    error_log_format: str = _opt(
+        "text",
+        "error log format: text, or json (one object a line, a traceback or stack dump inside "
+        "its record: what log collectors need to keep a multi-line message whole)",
+    )
     capture_output: bool = _opt(
         False,
         "send the app's stdout and stderr (prints, tracebacks, its console logging) to "
@@ -148,6 +154,11 @@ class Config:
             )
         if self.socket_timeout <= 0:
             raise ConfigError("socket_timeout", f"must be > 0, got {self.socket_timeout}")
+        if self.error_log_format not in ERROR_LOG_FORMATS:
+            raise ConfigError(
+                "error_log_format",
+                f"must be one of {', '.join(ERROR_LOG_FORMATS)}, got {self.error_log_format!r}",
+            )
         if self.access_log not in ACCESS_LOG_FORMATS:
             raise ConfigError(
                 "access_log",

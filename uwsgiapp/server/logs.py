@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import datetime
 import faulthandler
+import json
 import logging
 import os
 import sys
@@ -49,6 +51,26 @@ class ErrorFormatter(logging.Formatter):
         report = traceback.TracebackException.from_exception(ei[1])
         _escape_exception_texts(report, set())
         return "".join(report.format()).rstrip("\n")
+
+
+class JsonErrorFormatter(ErrorFormatter):
+    """``--error-log-format json``: one object a line (time with its UTC offset, level, pid,
+    logger, message, and a ``traceback`` when there is one), so that a collector that splits
+    on newlines keeps a traceback or a harakiri's stack dump in its record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
+        when = datetime.datetime.fromtimestamp(record.created).astimezone()
+        line: dict[str, Any] = {
+            "time": when.isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "pid": record.process,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info and record.exc_info[1] is not None:
+            line["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
 
 
 def _escape_exception_texts(report: traceback.TracebackException, seen: set[int]) -> None:
@@ -123,16 +145,19 @@ def reopen_logs() -> bool:
 _CAPTURE = False
 
 
-def setup_error_log(target: str = "-", level: int = logging.INFO, capture: bool = False) -> None:
-    """Send the ``uwsgiapp`` loggers to ``target`` ('-' = stderr), one line per event;
-    ``capture``: the process's stdout and stderr go to that file too (and follow it at USR1)."""
+def setup_error_log(
+    target: str = "-", level: int = logging.INFO, capture: bool = False, fmt: str = "text"
+) -> None:
+    """Send the ``uwsgiapp`` loggers to ``target`` ('-' = stderr), one line per event (``fmt``
+    text or json); ``capture``: the process's stdout and stderr go to that file too (and follow
+    it at USR1)."""
     global _CAPTURE
     logger = logging.getLogger("uwsgiapp")
     for old in list(logger.handlers):
         logger.removeHandler(old)
         old.close()
     handler = _handler(target, sys.stderr)
-    handler.setFormatter(ErrorFormatter(ERROR_FORMAT))
+    handler.setFormatter(JsonErrorFormatter() if fmt == "json" else ErrorFormatter(ERROR_FORMAT))
     logger.addHandler(handler)
     logger.setLevel(level)
     logger.propagate = False

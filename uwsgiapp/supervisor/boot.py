@@ -242,6 +242,19 @@ def serve(config: Config) -> int:
             signal.signal(signum, handler)
 
 
+def _access_log_opens(config: Config) -> bool:
+    """Workers open the access log after fork: a path they cannot open must stop the start
+    here, with one line, not end every worker while it starts (a boot loop)."""
+    access = _access_log_file(config)
+    if access not in ("", "-"):
+        try:
+            os.close(safefiles.open_append(access))
+        except OSError as exc:
+            log.error("--access-log-file: cannot open %s: %s", access, exc.strerror or exc)
+            return False
+    return True
+
+
 def _serve(config: Config) -> int:
     if config.chdir:
         # First, as gunicorn does (uWSGI binds its sockets there too): every relative path
@@ -257,19 +270,14 @@ def _serve(config: Config) -> int:
             return ServeExit.START_FAILED
         config = replace(config, chdir=chdir)
     try:
-        setup_error_log(config.error_log_file, capture=config.capture_output)
+        setup_error_log(
+            config.error_log_file, capture=config.capture_output, fmt=config.error_log_format
+        )
     except OSError as exc:
         print(f"uwsgiapp: --error-log-file: {exc}", file=sys.stderr)
         return ServeExit.START_FAILED
-    access = _access_log_file(config)
-    if access not in ("", "-"):
-        # Workers open it after fork: a path they cannot open must stop the start here, with
-        # one line, not end every worker while it starts (a boot loop).
-        try:
-            os.close(safefiles.open_append(access))
-        except OSError as exc:
-            log.error("--access-log-file: cannot open %s: %s", access, exc.strerror or exc)
-            return ServeExit.START_FAILED
+    if not _access_log_opens(config):
+        return ServeExit.START_FAILED
     running = _server_in_pidfile(config.pidfile)
     if running is not None:  # overwritten, then removed at our stop, it would be lost to it
         log.error(
