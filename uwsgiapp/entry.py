@@ -4,7 +4,8 @@ A stop signal (TERM, INT, QUIT) ends the command from its first instant, before 
 imported. As PID 1 in a container the kernel drops a signal its target has no handler for, so
 a ``docker stop`` soon after ``docker run`` would otherwise wait out its whole timeout and end
 in a SIGKILL. ``serve`` takes these signals over with its own start-up handler, which cleans up
-what it made; the other commands get Python's defaults back (:func:`restore_defaults`).
+what it made; the other commands get back what the signals did before (:func:`restore_defaults`);
+a signal the command was started with ignored (a shell's background job) stays ignored.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from types import FrameType
 __all__ = ["main", "restore_defaults"]
 
 _STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+#: What each stop signal did before :func:`main` (given back by :func:`restore_defaults`).
+_BEFORE: dict[int, object] = {}
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
@@ -22,17 +25,19 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 
 def restore_defaults() -> None:
-    """Give the stop signals Python's usual handling back, where :func:`main` set its own."""
+    """Give the stop signals back what they did before :func:`main` set its own."""
     for signum in _STOPS:
         if signal.getsignal(signum) is _stop:
-            default = signal.default_int_handler if signum == signal.SIGINT else signal.SIG_DFL
-            signal.signal(signum, default)
+            signal.signal(signum, _BEFORE[signum])  # type: ignore[arg-type]
 
 
 def main() -> int:
     """Run the ``uwsgiapp`` command line; return the exit code."""
     for signum in _STOPS:
-        signal.signal(signum, _stop)
+        before = signal.getsignal(signum)
+        if before is not signal.SIG_IGN:  # a background job's ignored INT stays ignored
+            _BEFORE[signum] = before
+            signal.signal(signum, _stop)
     from uwsgiapp.cli import main as run
 
     return run()

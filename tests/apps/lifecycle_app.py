@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import logging.config
 import os
+import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -43,12 +44,19 @@ def _late_task() -> None:
     event("task done")
 
 
+def _forever() -> None:
+    while True:
+        time.sleep(0.2)
+
+
 def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     path = environ.get("PATH_INFO", "")
     if path == "/exit":
         os._exit(3)
     if path == "/task":  # work queued to a pool: done before the worker is gone
         POOL.submit(_late_task)
+    if path == "/forever":  # a non-daemon thread that never ends
+        threading.Thread(target=_forever, daemon=False).start()
     if path == "/print":
         print(f"PRINTED IN A REQUEST {os.getpid()}")
     start_response("200 OK", [("Content-Type", "text/plain")])

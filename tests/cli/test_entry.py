@@ -73,3 +73,25 @@ def test_commands_other_than_serve_get_the_default_handlers_back() -> None:
     done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr[-500:]
     assert done.stdout.split() == ["True", "True"]
+
+
+def test_a_stop_signal_started_ignored_stays_ignored() -> None:
+    # A shell starts a background job (`uwsgiapp request ... &`) with INT and QUIT ignored:
+    # Ctrl-C at the terminal must not end it.
+    def ignore_int() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    probe = PROBE.replace(
+        "print(term == signal.SIG_DFL, intr is signal.default_int_handler)",
+        "print(term == signal.SIG_DFL, intr == signal.SIG_IGN)",
+    )
+    assert probe != PROBE
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        preexec_fn=ignore_int,
+    )
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.split() == ["True", "True"]

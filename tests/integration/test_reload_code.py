@@ -1,5 +1,6 @@
-"""HUP loads new code by default: the master re-imports the app and its own modules (libraries
-stay as loaded), the new workers fork from that; with --lazy-apps each new worker imports it.
+"""HUP loads new code by default: the master re-imports the app and the modules it brought in
+(the standard library and packages with C parts stay), the new workers fork from that; with
+--lazy-apps each new worker imports it.
 Real processes, real signals, a real nginx in front."""
 
 from __future__ import annotations

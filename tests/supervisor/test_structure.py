@@ -103,23 +103,35 @@ def test_a_reimport_keeps_extension_modules_and_our_own() -> None:
     assert app_modules(candidates, before) == []
 
 
-def test_a_reimport_takes_the_apps_own_modules_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The standard library and installed packages stay: a second copy of SQLAlchemy, zoneinfo
-    # or numpy beside the C parts they keep breaks them (and stays alive in the master).
-    # So does a package with an extension module loaded, wherever it lives.
+def test_a_reimport_keeps_the_stdlib_and_packages_with_c_parts(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A second copy of a package's Python beside the C parts it keeps breaks it (SQLAlchemy,
+    # numpy; stdlib zoneinfo): those stay. Pure packages, installed ones too, are imported
+    # afresh: their registries (prometheus_client, Django's settings) must start empty.
+    site_packages = "/venv/lib/python3.11/site-packages"
     fake = {
         "views": "/srv/app/views.py",
         "shop": "/srv/app/shop/__init__.py",
         "shop.models": "/srv/app/shop/models.py",
         "fastpkg": "/srv/app/fastpkg/__init__.py",
         "fastpkg._speedups": "/srv/app/fastpkg/_speedups.cpython-311-x86_64-linux-gnu.so",
-        "sqlalchemy_like": "/venv/lib/python3.11/site-packages/sqlalchemy_like/__init__.py",
+        "sqlalchemy_like": f"{site_packages}/sqlalchemy_like/__init__.py",
+        "sqlalchemy_like.orm": f"{site_packages}/sqlalchemy_like/orm.py",
+        "sqlalchemy_like._cy": f"{site_packages}/sqlalchemy_like/_cy.cpython-311.so",
+        "prometheus_like": f"{site_packages}/prometheus_like/__init__.py",
         "zoneinfo_like": "/usr/lib/python3.11/zoneinfo_like/__init__.py",
     }
     for name, path in fake.items():
         module = types.ModuleType(name)
         module.__file__ = path
         monkeypatch.setitem(sys.modules, name, module)
-    libraries = ("/venv/lib/python3.11/site-packages/", "/usr/lib/python3.11/")
-    assert app_modules(list(fake), set(), libraries) == ["views", "shop", "shop.models"]
+    stdlib = ("/usr/lib/python3.11/", "/venv/lib/python3.11/")  # a venv's platstdlib
+    installed = (f"{site_packages}/",)
+    assert app_modules(list(fake), set(), stdlib, installed) == [
+        "views",
+        "shop",
+        "shop.models",
+        "prometheus_like",
+    ]
     assert json.__file__ and os.path.realpath(json.__file__).startswith(library_dirs())

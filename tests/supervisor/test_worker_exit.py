@@ -10,12 +10,14 @@
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import pytest
 from support.procs import LogCursor, Server, wait_until
 
 from uwsgiapp.client import parse_address, request
+from uwsgiapp.supervisor.workerexit import EXIT_WORK_SECONDS
 
 
 def get(server: Server, path: str) -> bytes:
@@ -96,3 +98,36 @@ def test_the_apps_dictconfig_does_not_silence_the_servers_log(
         server.stop()
     log = server.log()
     assert "the app's logging configuration disabled uwsgiapp" in log
+
+
+def test_a_thread_that_never_ends_keeps_a_leaving_worker_5_s_at_most(
+    tmp_path: Path, lifecycle: Path
+) -> None:
+    # A worker leaving on its own (here: a reload) has no kill deadline from the master:
+    # joining a thread that never ends must not keep it, and its slot, forever.
+    server = Server(tmp_path, "lifecycle_app:app", workers=1).start()
+    try:
+        first = int(get(server, "/forever"))
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: int(get(server, "/")) != first, 10, "the new worker")
+        wait_until(
+            lambda: f"worker {first}: its exit work" in server.log(), EXIT_WORK_SECONDS + 5, "it"
+        )
+        wait_until(lambda: f"(pid {first}) exited with code 0" in server.log(), 5, "its exit")
+        assert ("atexit", first) not in events(lifecycle)  # still joining the thread
+    finally:
+        server.stop()
+
+
+def test_a_quick_stop_does_not_wait_for_the_apps_threads(tmp_path: Path, lifecycle: Path) -> None:
+    server = Server(tmp_path, "lifecycle_app:app", workers=1).start()
+    try:
+        pid = int(get(server, "/forever"))
+        started = time.monotonic()
+        server.signal(signal.SIGINT)
+        assert server.wait(10) == 0
+        assert time.monotonic() - started < EXIT_WORK_SECONDS - 1
+    finally:
+        server.stop()
+    assert f"worker {pid}: its exit work" not in server.log()
+    assert ("atexit", pid) not in events(lifecycle)  # a quick stop runs no exit work

@@ -348,9 +348,10 @@ class Worker(StopSignals):
                 ready.append(listener)
         if parked and time.monotonic() >= self._next_expiry:
             self._expire_parked()
-        for throttle in (self._shed, self._refused):
-            if throttle.due():
-                throttle.flush()
+        if self._shed.count or self._refused.count:  # attributes: this runs every request
+            for throttle in (self._shed, self._refused):
+                if throttle.due():
+                    throttle.flush()
         if self.master_pid and time.monotonic() >= self._next_parent_check:
             # At most once per tick: getppid is a syscall, and a busy worker wakes often.
             self._next_parent_check = time.monotonic() + IDLE_TICK

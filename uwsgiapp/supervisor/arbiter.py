@@ -299,14 +299,16 @@ class Arbiter:
             self.policy.spawned(wid, generation, pid, time.monotonic())
             return
         code: int = WorkerExit.CRASHED
+        finish = False  # the exit work: only when the loop ended as asked (no quick stop)
         try:
             code = self._worker_main(wid, mask)
+            finish = code == 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
             log.exception("worker %d crashed", wid + 1)
         finally:
-            leave(code, finish=code == 0)
+            leave(code, finish=finish)
 
     def _worker_main(self, wid: int, mask: set[int | signal.Signals]) -> int:
         """Everything after fork, in the worker (``mask``: the signal mask to restore)."""

@@ -1,18 +1,20 @@
 """HUP's re-import of a preloaded app in the master, so that the new workers run new code.
 
-The app's own modules (those it brought in after the master's own, from outside the standard
-library and the installed packages) are taken out of ``sys.modules`` and the app is imported
-afresh; the new workers are forked from it. When the new code does not import, the old modules
-go back and the old app keeps serving: one log line says why. Kept loaded, never re-imported:
+The modules the app brought in (those imported after the master's own) are taken out of
+``sys.modules`` and the app is imported afresh; the new workers are forked from it. When the
+new code does not import, the old modules go back and the old app keeps serving: one log line
+says why. Kept loaded, never re-imported:
 
-- the standard library and the installed packages (site-packages): a second copy of a library
-  beside the C parts it keeps (SQLAlchemy's, ``_zoneinfo``, numpy's) breaks it, and each copy
-  stays alive in the master. A library upgrade takes a restart, or ``--lazy-apps``;
-- any package of which an extension module is loaded, for the same reason (a shared library
-  cannot be loaded twice into one process), and extension modules themselves;
+- any package of which an extension module is loaded, and extension modules themselves: a
+  shared library cannot be loaded twice into one process, and a second copy of the package's
+  Python beside the C parts it keeps breaks it (SQLAlchemy's ORM, numpy);
+- the standard library (``zoneinfo`` raises its exceptions from ``_zoneinfo``: re-imported,
+  its ``except`` clauses no longer matched); it does not change between two HUPs;
 - uwsgiapp's own.
 
-The master loop waits while this runs: as long as the app's import takes (logged).
+Pure-Python packages, installed or not, are imported afresh with the app: a library that
+keeps the app's registrations (Django's settings, prometheus_client's registry) must start
+empty for the new code. The master loop waits while this runs: as long as the import takes.
 """
 
 from __future__ import annotations
@@ -42,9 +44,16 @@ _FILE_LINE = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)')
 
 
 def library_dirs() -> tuple[str, ...]:
-    """Where the standard library and the installed packages are (with a trailing slash)."""
+    """Where the standard library is (with a trailing slash)."""
     paths = sysconfig.get_paths()
-    found = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths}
+    found = {paths[key] for key in ("stdlib", "platstdlib") if key in paths}
+    return tuple(os.path.join(os.path.realpath(p), "") for p in found if p)
+
+
+def site_dirs() -> tuple[str, ...]:
+    """Where installed packages are (inside the standard library's directory in a venv)."""
+    paths = sysconfig.get_paths()
+    found = {paths[key] for key in ("purelib", "platlib") if key in paths}
     found.update(site.getsitepackages() if hasattr(site, "getsitepackages") else ())
     found.add(site.getusersitepackages())
     return tuple(os.path.join(os.path.realpath(p), "") for p in found if p)
@@ -60,12 +69,16 @@ def _where(module: object) -> str:
 
 
 def app_modules(
-    loaded: Iterable[str], before: set[str], libraries: tuple[str, ...] | None = None
+    loaded: Iterable[str],
+    before: set[str],
+    stdlib: tuple[str, ...] | None = None,
+    installed: tuple[str, ...] | None = None,
 ) -> list[str]:
     """The names in ``loaded`` (``sys.modules``) to import afresh: not there ``before`` the
-    app, not uwsgiapp's own, not in ``libraries`` (:func:`library_dirs`), and not of a
-    top-level package with an extension module loaded."""
-    libraries = library_dirs() if libraries is None else libraries
+    app, not uwsgiapp's own, not of the standard library (``stdlib`` but not ``installed``
+    directories), and not of a top-level package with an extension module loaded."""
+    stdlib = library_dirs() if stdlib is None else stdlib
+    installed = site_dirs() if installed is None else installed
     candidates: list[tuple[str, str]] = []
     native: set[str] = set()
     for name in loaded:
@@ -75,7 +88,7 @@ def app_modules(
         where = _where(sys.modules.get(name))
         if where.endswith(_EXTENSIONS):
             native.add(top)
-        elif not where.startswith(libraries):
+        elif not where.startswith(stdlib) or where.startswith(installed):
             candidates.append((name, top))
     return [name for name, top in candidates if top not in native]
 
@@ -112,12 +125,6 @@ def reimport(config: Config, before: set[str]) -> WSGIApp | None:
         len(saved),
         time.monotonic() - started,
     )
-    if not saved:
-        log.warning(
-            "reload: the app's code is all in the standard library or installed packages, "
-            "which a HUP does not re-import: the new workers run the same code (restart, or "
-            "--lazy-apps, to load an upgraded package)"
-        )
     return app
 
 

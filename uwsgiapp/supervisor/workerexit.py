@@ -1,11 +1,14 @@
 """How a forked worker ends: always ``os._exit``, after what a normal exit would run.
 
 ``os._exit``, because the worker runs inside the master's call stack: unwinding it would run
-the master's ``finally`` blocks (which remove the socket file and the pidfile). Before it, when
-the worker's loop ended as it was asked to (max-requests, a reload, TERM, RSS recycling), what
-Python runs at a normal exit: non-daemon threads are joined (``concurrent.futures``' queued
-work), then the ``atexit`` handlers (sentry-sdk's flush, ``logging.shutdown``), in the worker
-too, as uWSGI and gunicorn run them. A handler that hangs is cut by the master's kill deadline.
+the master's ``finally`` blocks (which remove the socket file and the pidfile while the master
+still serves). Before it, when the worker's loop ended as it was asked to (max-requests, a
+reload, TERM, RSS recycling; not a quick stop, not a crash), what Python runs at a normal exit:
+non-daemon threads are joined (``concurrent.futures``' queued work), then the ``atexit``
+handlers run (sentry-sdk's flush, ``logging.shutdown``), as uWSGI and gunicorn run them in a
+worker. That work is bounded by :data:`EXIT_WORK_SECONDS` (a thread that never ends must not
+keep a worker that nobody will kill: one that leaves on its own has no kill deadline), and no
+stop signal can interrupt it into unwinding the master's stack.
 """
 
 from __future__ import annotations
@@ -14,26 +17,58 @@ import atexit
 import contextlib
 import logging
 import os
+import signal
 import threading
+import time
 from typing import NoReturn
 
 from uwsgiapp.server.logs import flush_std
 
-__all__ = ["leave"]
+__all__ = ["EXIT_WORK_SECONDS", "leave"]
 
 log = logging.getLogger("uwsgiapp.error")
+
+#: The longest the exit work (joining the app's threads, its atexit handlers) may take.
+EXIT_WORK_SECONDS = 5
+
+#: Held off while the worker leaves: a second Ctrl-C must not raise SystemExit mid-way.
+_HELD = {signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1}
+
+
+def _watchdog(code: int) -> None:
+    """A daemon thread (never joined): ends the process when the exit work runs over. A
+    thread, not SIGALRM: a process-directed signal may go to one of the app's threads and
+    leave the main thread waiting on its join."""
+    time.sleep(EXIT_WORK_SECONDS)
+    log.warning(
+        "worker %d: its exit work (the app's threads, atexit handlers) still runs after %d s: "
+        "leaving without it",
+        os.getpid(),
+        EXIT_WORK_SECONDS,
+    )
+    _end(code)
+
+
+def _end(code: int) -> NoReturn:
+    try:
+        for handler in logging.getLogger("uwsgiapp").handlers:
+            with contextlib.suppress(Exception):
+                handler.flush()
+        flush_std()
+    finally:
+        os._exit(code)
 
 
 def leave(code: int, *, finish: bool) -> NoReturn:
     """End this worker with exit ``code``; ``finish``: run the exit work first."""
-    if finish:
-        try:
-            threading._shutdown()  # type: ignore[attr-defined]  # joins non-daemon threads
-        except Exception:
-            log.exception("worker %d: joining the app's threads at exit failed", os.getpid())
-        atexit._run_exitfuncs()  # prints a failing handler's traceback itself, goes on
-    for handler in logging.getLogger("uwsgiapp").handlers:
-        with contextlib.suppress(Exception):
-            handler.flush()
-    flush_std()
-    os._exit(code)
+    try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+        if finish:
+            threading.Thread(target=_watchdog, args=(code,), daemon=True).start()
+            try:
+                threading._shutdown()  # type: ignore[attr-defined]  # joins non-daemon threads
+            except Exception:
+                log.exception("worker %d: joining the app's threads at exit failed", os.getpid())
+            atexit._run_exitfuncs()  # prints a failing handler's traceback itself, goes on
+    finally:
+        _end(code)

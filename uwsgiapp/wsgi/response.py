@@ -19,6 +19,9 @@ class HeaderError(ValueError):
 _REASONS: Final = {int(s): s.phrase for s in HTTPStatus}
 #: A header name: an HTTP token (RFC 9110). A space or colon in one breaks the response in nginx.
 _TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: Names already found to be tokens: a head whose values change (Content-Length, Set-Cookie)
+#: misses the head cache every request, and its few names are then a set lookup each.
+_GOOD_NAMES: Final[set[str]] = set()
 
 #: Heads already rendered and checked, by (protocol, status, *headers): most apps send the same
 #: few heads again and again. Bounded: emptied when full.
@@ -111,10 +114,14 @@ def _render_head(protocol: str, status: Any, headers: Any) -> bytes:
         what = f"header {bad!r}" if bad else f"status {status!r}"
         raise HeaderError(f"{what} contains CR or LF")
     for name, _ in headers:
-        if not _TOKEN.fullmatch(name):
-            raise HeaderError(
-                f"header name {name!r} is not an HTTP token (letters, digits, !#$%&'*+-.^_`|~)"
-            )
+        if name not in _GOOD_NAMES:
+            if not _TOKEN.fullmatch(name):
+                raise HeaderError(
+                    f"header name {name!r} is not an HTTP token (letters, digits, !#$%&'*+-.^_`|~)"
+                )
+            if len(_GOOD_NAMES) >= HEAD_CACHE_SIZE:
+                _GOOD_NAMES.clear()
+            _GOOD_NAMES.add(name)
     try:
         return head.encode("latin-1")
     except UnicodeEncodeError as exc:
