@@ -10,6 +10,7 @@ Exit codes come from the tables in :mod:`uwsgiapp.exitcodes`, as does every help
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import shutil
 import sys
@@ -179,6 +180,17 @@ def _add_config_options(p: argparse.ArgumentParser) -> None:
             group.add_argument(flag, dest=spec.name, metavar=metavar, help=text)
 
 
+def _warn(warning: str, fmt: str) -> None:
+    """A start-up warning, printed before the error log exists: as its records will be."""
+    if fmt != "json":
+        print(f"{PROG} serve: warning: {warning}", file=sys.stderr)
+        return
+    from uwsgiapp.server.logs import JsonErrorFormatter
+
+    fields = {"name": "uwsgiapp.config", "levelname": "WARNING", "levelno": 30, "msg": warning}
+    print(JsonErrorFormatter().format(logging.makeLogRecord(fields)), file=sys.stderr)
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from uwsgiapp.config import ConfigError
     from uwsgiapp.config.configload import format_config
@@ -192,7 +204,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             print(f"{PROG} serve: warning: {warning}", file=sys.stderr)
         return _fail("serve", str(exc), ServeExit.USAGE)
     for warning in resolved.warnings:
-        print(f"{PROG} serve: warning: {warning}", file=sys.stderr)
+        _warn(warning, resolved.config.error_log_format)
     if args.print_config:
         sys.stdout.write(format_config(resolved))
         return ServeExit.OK

@@ -41,7 +41,10 @@ def test_a_bad_format_names_the_option() -> None:
         make_config(app="a:b", error_log_format="yaml")
 
 
-def test_a_live_servers_error_log_is_json_lines(tmp_path: Path) -> None:
+def test_a_live_servers_error_log_is_json_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UWSGIAPP_NO_SUCH_OPTION", "1")  # a start-up warning, before the log
     server = Server(tmp_path, "bad_apps:app", workers=1, error_log_format="json").start()
     try:
         response = request(parse_address(server.socket), "/raise")
@@ -51,6 +54,7 @@ def test_a_live_servers_error_log_is_json_lines(tmp_path: Path) -> None:
         server.stop()
     records = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
     assert any(r["message"].startswith("listening on") for r in records)
+    assert any("UWSGIAPP_NO_SUCH_OPTION" in r["message"] for r in records)
     (raised,) = [r for r in records if "traceback" in r]
     assert "app raised (GET /raise)" in raised["message"]
     assert "bad_apps.py" in raised["traceback"]
