@@ -40,6 +40,10 @@ def _watchdog(code: int) -> None:
     thread, not SIGALRM: a process-directed signal may go to one of the app's threads and
     leave the main thread waiting on its join."""
     time.sleep(EXIT_WORK_SECONDS)
+    # The line below takes the log's lock, which the stuck exit work may hold: a last resort.
+    last = threading.Timer(1.0, os._exit, args=(code,))
+    last.daemon = True
+    last.start()
     log.warning(
         "worker %d: its exit work (the app's threads, atexit handlers) still runs after %d s: "
         "leaving without it",
