@@ -32,8 +32,9 @@ from dataclasses import dataclass, field
 from types import CodeType, ModuleType
 from typing import Any
 
-# The one definition of a WSGI app's type; re-exported here for the callers of load_app.
 from uwsgiapp.server.logs import reclaim_loggers
+
+# The one definition of a WSGI app's type; re-exported here for the callers of load_app.
 from uwsgiapp.wsgi.contract import WSGIApp
 
 __all__ = ["DEFAULT_ATTRS", "AppImportError", "AppSpec", "WSGIApp", "load_app", "parse_spec"]
