@@ -13,9 +13,11 @@ from __future__ import annotations
 import signal
 from types import FrameType
 
-__all__ = ["main", "restore_defaults"]
+__all__ = ["STOP_SIGNALS", "main", "restore_defaults"]
 
-_STOPS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+#: The signals that stop a command, and the master (uwsgiapp.supervisor.actions takes them here:
+#: this module must import nothing more).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 #: What each stop signal did before :func:`main` (given back by :func:`restore_defaults`).
 _BEFORE: dict[int, object] = {}
 
@@ -26,14 +28,14 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 def restore_defaults() -> None:
     """Give the stop signals back what they did before :func:`main` set its own."""
-    for signum in _STOPS:
+    for signum in STOP_SIGNALS:
         if signal.getsignal(signum) is _stop:
             signal.signal(signum, _BEFORE[signum])  # type: ignore[arg-type]
 
 
 def main() -> int:
     """Run the ``uwsgiapp`` command line; return the exit code."""
-    for signum in _STOPS:
+    for signum in STOP_SIGNALS:
         before = signal.getsignal(signum)
         if before is not signal.SIG_IGN:  # a background job's ignored INT stays ignored
             _BEFORE[signum] = before

@@ -25,6 +25,8 @@ from stats_kit import read_all, running, sample, short_dir
 
 from tests.support.procs import Server
 from uwsgiapp.client import ClientError, parse_address, request
+from uwsgiapp.config.configload import TRUE_WORDS
+from uwsgiapp.stats import health as health_module
 from uwsgiapp.stats.document import health_verdict
 from uwsgiapp.stats.health import EXIT_UNHEALTHY, stats_source
 from uwsgiapp.stats.server import StatsServer
@@ -186,3 +188,7 @@ def wait_health(
         if check(done) or time.monotonic() > deadline:
             return done
         time.sleep(0.1)
+
+
+def test_the_check_reads_a_boolean_as_the_server_does() -> None:
+    assert health_module._TRUE == TRUE_WORDS

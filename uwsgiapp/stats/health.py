@@ -10,7 +10,8 @@ Why not ``uwsgiapp ping``: a worker answers the ping, after the requests queued 
 on a saturated server the ping times out and an orchestrator replaces a replica that is only
 busy. The stats server is the master's and answers whatever the workers are doing. uWSGI's
 stats server works too (its document has the same ``accepting`` field). The check runs every
-few seconds: it imports only the standard library's socket, json and argparse.
+few seconds: it imports the stats client and document, not the server or its configuration
+(about 0.06 s a run; ``uwsgiapp ping`` takes 0.13 s).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ __all__ = ["EXIT_UNHEALTHY", "main", "stats_source"]
 #: No worker accepts (none has loaded the app, or all are stopping).
 EXIT_UNHEALTHY = 1
 
+#: uwsgiapp.config.configload.TRUE_WORDS (a test keeps them equal): importing the config
+#: would double the check's cost.
 _TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
 
 

@@ -9,6 +9,7 @@ import signal
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 
+from uwsgiapp.entry import STOP_SIGNALS
 from uwsgiapp.exitcodes import ServeExit
 
 #: Consecutive workers that may die during boot before the master gives up.
@@ -22,8 +23,8 @@ DUMP_GRACE = 1.0
 QUICK_GRACE = 2.0
 #: What a worker retired while the others keep serving gets: finish the current request, leave.
 RETIRE = signal.SIGHUP
-#: The signals that stop the master; by name, as its queue holds them.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+#: The signals that stop the master (STOP_SIGNALS, from uwsgiapp.entry); by name, as its queue
+#: holds them.
 STOPS = frozenset(signum.name.removeprefix("SIG") for signum in STOP_SIGNALS)
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 from uwsgiapp.addresses import AllowList
 from uwsgiapp.config import Config
+from uwsgiapp.entry import STOP_SIGNALS
 from uwsgiapp.exitcodes import ServeExit
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.server import safefiles
@@ -33,7 +34,6 @@ from uwsgiapp.server.listeners import Listener, ListenerError, bind_all, somaxco
 from uwsgiapp.server.logs import make_access_log, setup_error_log
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import privileges, titles
-from uwsgiapp.supervisor.actions import STOP_SIGNALS
 from uwsgiapp.supervisor.arbiter import Arbiter
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
 from uwsgiapp.supervisor.sdnotify import Notifier

@@ -170,7 +170,7 @@ class Policy(Roster):
         if status is not None:  # the others too: whether any serves decides a load failure
             for r in (rec, *self.records.values()):
                 self._note_ready(r, status(r.wid))
-            busy = status(rec.wid).pid == pid and bool(status(rec.wid).request_start)
+            busy = (own := status(rec.wid)).pid == pid and bool(own.request_start)
         how = describe_exit(code, signum)
         if self.mode is Mode.STOPPING:
             return [Log(LogLevel.INFO, f"{rec.label} {how}"), *self._maybe_done()]
