@@ -13,11 +13,10 @@ from __future__ import annotations
 import signal
 from types import FrameType
 
-__all__ = ["STOP_SIGNALS", "main", "restore_defaults"]
+from uwsgiapp.stopsignals import STOP_SIGNALS
 
-#: The signals that stop a command, and the master (uwsgiapp.supervisor.actions takes them here:
-#: this module must import nothing more).
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+__all__ = ["main", "restore_defaults"]
+
 #: What each stop signal did before :func:`main` (given back by :func:`restore_defaults`).
 _BEFORE: dict[int, object] = {}
 

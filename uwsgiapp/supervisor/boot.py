@@ -25,7 +25,6 @@ from typing import Any
 
 from uwsgiapp.addresses import AllowList
 from uwsgiapp.config import Config
-from uwsgiapp.entry import STOP_SIGNALS
 from uwsgiapp.exitcodes import ServeExit
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.server import safefiles
@@ -33,6 +32,7 @@ from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener, ListenerError, bind_all, somaxconn_cap
 from uwsgiapp.server.logs import make_access_log, setup_error_log
 from uwsgiapp.stats.server import StatsServer
+from uwsgiapp.stopsignals import STOP_SIGNALS
 from uwsgiapp.supervisor import privileges, titles
 from uwsgiapp.supervisor.arbiter import Arbiter
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
