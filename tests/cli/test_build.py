@@ -207,6 +207,9 @@ def test_forced_compile_without_a_compiler_fails(tmp_path: Path) -> None:
     r = build_wheel(tmp_path, CC="false", UWSGIAPP_COMPILE="1")
     assert r.returncode != 0
     assert not list((tmp_path / "dist").glob("*.whl"))
+    # It failed where the C compiler ran (mypyc's check passed): any earlier failure, a type
+    # error in the build environment, would make this test pass for the wrong reason.
+    assert "['false', " in r.stderr + r.stdout, r.stderr[-3000:]
 
 
 @pytest.mark.packaging
