@@ -165,6 +165,39 @@ def test_logs_are_handed_over_and_usr1_never_follows_a_planted_link(
     wait_until(lambda: "/pid?after" in (app_dir / "access.log.1").read_text(), 5, "the access line")
 
 
+def test_workers_started_after_logrotate_moved_the_access_log_write_to_the_masters_file(
+    tmp_path: Path, app_user: tuple[str, int, int]
+) -> None:
+    # The log directory is root's: after logrotate's move (without `create`) the dropped user
+    # cannot make the file again. Workers started then (here: max-requests recycling) write to
+    # the file the master holds; opening it by path, each one died at start, and after five
+    # the whole server stopped.
+    tmp_path.chmod(0o755)
+    logs = tmp_path / "logs"
+    logs.mkdir(mode=0o755)
+    access_log = logs / "access.log"
+    server = _server(
+        tmp_path,
+        app_user[0],
+        access_log="uwsgi",
+        access_log_file=str(access_log),
+        max_requests=2,
+    ).start()
+    try:
+        assert _get(server, "/pid?before").startswith(b"HTTP/1.1 200")
+        access_log.rename(logs / "access.log.1")
+        for n in range(8):
+            assert _get(server, f"/pid?after{n}").startswith(b"HTTP/1.1 200"), server.log()
+        assert server.proc.poll() is None
+        assert "crashed" not in server.log()
+        assert "served 2 requests (max-requests), recycling" in server.log()
+    finally:
+        server.stop()
+    assert not access_log.exists()
+    moved = (logs / "access.log.1").read_text()
+    assert all(f"/pid?after{n}" in moved for n in range(8)), moved
+
+
 def test_the_pidfile_replaces_a_planted_link_and_is_removed_at_exit(
     tmp_path: Path, app_user: tuple[str, int, int], app_dir: Path, victim: Path
 ) -> None:

@@ -245,17 +245,26 @@ def make_access_log(fmt: str, target: str = "-") -> AccessLogger | None:
     """
     if fmt == "off":
         return None
-    writer = LineWriter(_access_handler(target))
+    writer = LineWriter(access_handler(target))
     if fmt == "json":
         return json_access_log(writer, PID)
     return uwsgi_access_log(writer, PID)
 
 
-def _access_handler(target: str) -> logging.StreamHandler[Any]:
-    """The ``uwsgiapp.access`` logger's one handler, for ``target`` ('-' = stdout); the
-    handlers it had before are closed."""
+def access_handler(target: str) -> logging.StreamHandler[Any]:
+    """The ``uwsgiapp.access`` logger's one handler, for ``target`` ('-' = stdout).
+
+    A handler it already has for the same file is kept: the master opens the access log
+    before it forks (and before a ``--uid`` drop), so a worker writes to the file the master
+    holds, as uWSGI's workers do. A worker that opened it by path would fail to start once
+    logrotate had moved the file out of a directory the dropped user cannot write. Other
+    handlers are closed.
+    """
     logger = logging.getLogger("uwsgiapp.access")
+    path = os.path.abspath(target) if target not in ("", "-") else ""
     for old in list(logger.handlers):
+        if isinstance(old, SafeFileHandler) and path == old.baseFilename and old.stream:
+            return old
         logger.removeHandler(old)
         old.close()
     handler = _handler(target, sys.stdout)

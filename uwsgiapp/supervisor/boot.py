@@ -30,7 +30,7 @@ from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.server import safefiles
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener, ListenerError, bind_all, somaxconn_cap
-from uwsgiapp.server.logs import make_access_log, setup_error_log
+from uwsgiapp.server.logs import access_handler, make_access_log, setup_error_log
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.stopsignals import STOP_SIGNALS
 from uwsgiapp.supervisor import privileges, titles
@@ -165,7 +165,7 @@ def _name(lookup: Callable[[int], Any], number: int) -> str:
 def _log_files(config: Config) -> list[str]:
     """Log files the dropped processes write, to be created and handed over before the drop.
 
-    Workers open the access log after fork, i.e. after the drop, and USR1 reopens both logs.
+    The master holds both open (the workers write to its files) and USR1 reopens them.
     """
     paths = [config.error_log_file, _access_log_file(config)]
     return [path for path in paths if path not in ("", "-")]
@@ -243,12 +243,13 @@ def serve(config: Config) -> int:
 
 
 def _access_log_opens(config: Config) -> bool:
-    """Workers open the access log after fork: a path they cannot open must stop the start
-    here, with one line, not end every worker while it starts (a boot loop)."""
+    """The master opens the access log file, before the drop: the workers write to the file it
+    holds (:func:`~uwsgiapp.server.logs.access_handler`). A path it cannot open stops the start
+    here, with one line."""
     access = _access_log_file(config)
     if access not in ("", "-"):
         try:
-            os.close(safefiles.open_append(access))
+            access_handler(access)
         except OSError as exc:
             log.error("--access-log-file: cannot open %s: %s", access, exc.strerror or exc)
             return False
