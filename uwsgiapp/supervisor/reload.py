@@ -110,7 +110,15 @@ def one_line(message: str) -> str:
 def reimport(config: Config, before: set[str]) -> WSGIApp | None:
     """Import the app afresh; None (the old modules restored, one line logged) if it fails."""
     started = time.monotonic()
-    saved = {name: sys.modules.pop(name) for name in app_modules(list(sys.modules), before)}
+    try:
+        # sysconfig may import its data module only now, which a dropped user may not be
+        # able to read (a Python under /root): any failure here calls the reload off, as a
+        # failed import does, instead of ending the master.
+        doomed = app_modules(list(sys.modules), before)
+    except Exception as exc:
+        log.error("reload: cannot re-import the app, keeping the old code: %r", exc)
+        return None
+    saved = {name: sys.modules.pop(name) for name in doomed}
     importlib.invalidate_caches()  # new files since the first import are found
     try:
         app = load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
