@@ -82,13 +82,19 @@ def test_serve_usage_errors_exit_2(short_dir: Path) -> None:
     assert r.returncode == ServeExit.USAGE == 2
     r = run_cli("serve", cwd=short_dir)
     assert r.returncode == ServeExit.USAGE and b"no app given" in r.stderr
+    # A socket that cannot be an address is a bad value too (it was 3, "cannot start", once
+    # the bind tried it), and --print-config refuses it.
+    for extra in ((), ("--print-config",)):
+        r = run_cli("serve", "app:app", "--socket", "127.0.0.1:99999", *extra, cwd=short_dir)
+        assert r.returncode == ServeExit.USAGE, r.stderr
+        assert b"--socket (from command line --socket): bad socket" in r.stderr
 
 
 def test_an_access_log_file_that_cannot_be_opened_stops_the_start_in_one_line(
     short_dir: Path,
 ) -> None:
-    # Workers open it after fork: unchecked, each died while starting, and the master stopped
-    # with code 5 after five of them and 150 lines of tracebacks.
+    # Unchecked, each worker died while starting, and the master stopped with code 5 after
+    # five of them and 150 lines of tracebacks (the master opens it now, for the workers).
     sock = str(short_dir / "x.sock")
     target = str(short_dir / "missing" / "access.log")
     r = run_cli("serve", "a:app", "--socket", sock, "--access-log-file", target, cwd=short_dir)

@@ -419,12 +419,12 @@ def test_toml_strings_and_comments_do_not_count_as_nesting(tmp_path: Path) -> No
             "floats = [" + ", ".join(["1.5"] * 100) + "]",
             "[tool.uwsgiapp]",
             "workers = 3",
-            "socket = ['[a].sock', \"{b}.sock\"]  # ]]]]",
+            "socket = ['run/[a].sock', \"{b}.sock\"]  # ]]]]",
         ]
     )
     (tmp_path / "pyproject.toml").write_text(text + "\n")
     c = resolve([toml_layer(str(tmp_path / "pyproject.toml"))]).config
-    assert (c.workers, c.socket) == (3, ("[a].sock", "{b}.sock"))
+    assert (c.workers, c.socket) == (3, ("run/[a].sock", "{b}.sock"))
     (tmp_path / "over.toml").write_text(f"x = {'[' * (bound + 1)}{']' * (bound + 1)}\n")
     with pytest.raises(ConfigError, match=f"nests arrays or tables more than {bound} deep"):
         toml_layer(str(tmp_path / "over.toml"))
