@@ -184,8 +184,15 @@ def test_toml_tables(tmp_path: Path, name: str, text: str, table: str) -> None:
         ("pyproject.toml", "[project]\nname = 'x'\n", "no [tool.uwsgiapp] table"),
         ("u.toml", "workers = '2x'\n", "--workers (from config file"),
         ("u.toml", "workers = 0\n", "--workers (from config file"),
+        # Beside the table that holds the options, an option (or [env]) was ignored unsaid.
+        ("u.toml", "threads = 4\n[uwsgiapp]\nworkers = 2\n",
+         "'threads' is outside [uwsgiapp], which holds the options when the file has one: "
+         "move it to [uwsgiapp]"),
+        ("u.toml", "[uwsgiapp]\nworkers = 2\n[env]\nY = '2'\n",
+         "'env' is outside [uwsgiapp], which holds the options when the file has one: "
+         "move it to [uwsgiapp.env]"),
     ],
-)
+)  # fmt: skip
 def test_toml_errors(tmp_path: Path, name: str, text: str, message: str) -> None:
     path = tmp_path / name
     path.write_text(text)
@@ -228,6 +235,8 @@ def test_env_round_trips_through_print_config(tmp_path: Path) -> None:
     (tmp_path / "app.ini").write_text(
         "[uwsgi]\nmodule = app:app\nenv = DJANGO_SETTINGS_MODULE=site.settings\n"
         'env = HOSTS=a,b\nenv = MSG=say "hi"=ok\nenv = my.var=1\n'
+        # Set twice (uWSGI: the last wins): printed once, or the file is invalid TOML.
+        "env = HOSTS=old\nenv = HOSTS=a,b\n"
     )
     r = run_cli("serve", "--ini", "app.ini", "--print-config", cwd=tmp_path)
     assert r.returncode == 0, r.stderr

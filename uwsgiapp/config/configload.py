@@ -329,8 +329,10 @@ def format_value(spec: OptionSpec, value: Any) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if spec.kind == "pairs":
-        pairs = (item.partition("=") for item in value)
-        return "{" + ", ".join(f"{_toml_key(k)} = {json.dumps(v)}" for k, _, v in pairs) + "}"
+        # The last of a name wins, as when they are set in order (an ini may set one twice);
+        # a TOML table cannot hold a key twice.
+        pairs = dict(item.split("=", 1) for item in value)
+        return "{" + ", ".join(f"{_toml_key(k)} = {json.dumps(v)}" for k, v in pairs.items()) + "}"
     if isinstance(value, tuple):
         return "[" + ", ".join(json.dumps(v) for v in value) + "]"
     return json.dumps(value)

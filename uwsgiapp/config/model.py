@@ -53,7 +53,7 @@ class Config:
     env: tuple[str, ...] = _opt(
         (),
         "set NAME=VALUE in the environment before the app is loaded (repeatable; a list from a "
-        "higher-precedence source replaces a lower one's)",
+        "higher-precedence source replaces a lower one's; the env var takes one a line)",
         kind="pairs",
     )
     socket: tuple[str, ...] = _opt(
@@ -86,7 +86,10 @@ class Config:
         "send the app's stdout and stderr (prints, tracebacks, its console logging) to "
         "--error-log-file too, as gunicorn's --capture-output; an ini's logto does it, as uWSGI's",
     )
-    workers: int = _opt(1, f"number of worker processes (1..{MAX_WORKERS})")
+    workers: int = _opt(
+        1,
+        f"number of worker processes (1..{MAX_WORKERS}); WEB_CONCURRENCY, if set, is the default",
+    )
     threads: int = _opt(
         1,
         "request threads per worker (uWSGI's threads, gunicorn's gthread): each worker serves "

@@ -135,6 +135,18 @@ def toml_layer(path: str) -> Layer:
         table, where = data, "top level"
     if not isinstance(table, dict):
         raise ConfigError("config", f"{where} must be a table", source)
+    if where != "top level" and os.path.basename(path) != "pyproject.toml":
+        # Outside the table they would be ignored without a word (an [env] table beside
+        # [uwsgiapp], say); other tables of a shared file are not options and stay allowed.
+        for key in data:
+            if key not in ("uwsgiapp", "tool") and spec_for(key) is not None:
+                inside = f"{where[:-1]}.{key}]" if isinstance(data[key], dict) else where
+                raise ConfigError(
+                    "config",
+                    f"{key!r} is outside {where}, which holds the options when the file has "
+                    f"one: move it to {inside}",
+                    source,
+                )
     layer: Layer = {}
     options = [s.option for s in option_specs()]
     for key, value in table.items():
