@@ -20,6 +20,8 @@ class Sim:
         self.next_pid = 100
         self.ready: set[int] = set()
         self.busy_since: dict[int, float] = {}
+        #: Requests each worker has served (what its slot counts); 100 unless set.
+        self.served: dict[int, int] = {}
         self.now = 0.0
         self.forked: list[int] = []
         self.skipped: list[object] = []
@@ -48,7 +50,7 @@ class Sim:
         if pid is None:
             return WorkerStatus(0, 0, 0.0, 0)
         state = STATE_READY if pid in self.ready else STATE_BOOTING
-        return WorkerStatus(pid, state, self.busy_since.get(pid, 0.0), 0)
+        return WorkerStatus(pid, state, self.busy_since.get(pid, 0.0), self.served.get(pid, 100))
 
     def tick(self, dt: float = 0.1) -> list[object]:
         self.now += dt

@@ -13,6 +13,7 @@ from uwsgiapp.supervisor.actions import (
     RETIRE,
     Halt,
     Log,
+    LogLevel,
     Mode,
     Reimport,
     ReloadKind,
@@ -229,6 +230,31 @@ def test_reload_on_rss_recycles_gracefully() -> None:
     actions = sim.run(sim.policy.on_tick(1.0, 1001.0, sim.status, lambda p: 150.0))
     assert (pid, RETIRE) in signals_sent(actions)
     assert len(sim.pids()) == 2
+
+
+def test_reload_on_rss_leaves_a_fresh_worker_and_says_when_the_limit_is_too_low() -> None:
+    # A worker over the limit before any request would only be replaced by one like it: the
+    # master forked ten a second. Recycled after a few requests, the limit is said to be low.
+    sim = Sim(Policy(workers=1, reload_on_rss_mb=10))
+    sim.run(sim.policy.start())
+    sim.make_all_ready()
+    pid = next(iter(sim.pids()))
+    sim.served[pid] = 0
+    assert not signals_sent(sim.run(sim.policy.on_tick(1.0, 1001.0, sim.status, lambda p: 20.0)))
+    sim.served[pid] = 3
+    actions = sim.run(sim.policy.on_tick(2.0, 1002.0, sim.status, lambda p: 20.0))
+    assert (pid, RETIRE) in signals_sent(actions)
+    warning, info = (a for a in actions if isinstance(a, Log))
+    assert warning.level is LogLevel.WARNING
+    assert "--reload-on-rss 10 MB is near what a fresh worker uses" in warning.message
+    assert "after 3 requests" in warning.message
+    assert info.message.endswith("RSS 20.0 MB, over --reload-on-rss 10 MB: recycling")
+    sim.make_all_ready()
+    (new,) = sim.pids() - {pid}
+    sim.served[new] = 2
+    again = sim.run(sim.policy.on_tick(3.0, 1003.0, sim.status, lambda p: 20.0 * (p == new)))
+    assert (new, RETIRE) in signals_sent(again)
+    assert [a.level for a in again if isinstance(a, Log)] == [LogLevel.INFO]  # said once
 
 
 def test_only_a_full_stop_drains_the_backlog_retired_workers_just_leave() -> None:

@@ -128,13 +128,7 @@ class Config:
 
     def validate(self) -> Config:
         """Check every value; raise :class:`ConfigError` naming the first bad option."""
-        if not self.socket:
-            raise ConfigError("socket", "at least one socket is required")
-        for address in self.socket:
-            try:  # its form now (exit 2, and --print-config refuses it), not when it is bound
-                parse_address(address)
-            except AddressError as exc:
-                raise ConfigError("socket", str(exc)) from None
+        self._validate_sockets()
         for name, low in (("listen", 1), ("workers", 1), ("threads", 1), ("buffer_size", 1)):
             if getattr(self, name) < low:
                 raise ConfigError(name, f"must be >= {low}, got {getattr(self, name)}")
@@ -191,6 +185,15 @@ class Config:
                 "mount", f"must start with '/' and not end with '/', got {self.mount!r}"
             )
         return self
+
+    def _validate_sockets(self) -> None:
+        if not self.socket:
+            raise ConfigError("socket", "at least one socket is required")
+        for address in self.socket:
+            try:  # its form now (exit 2, and --print-config refuses it), not when it is bound
+                parse_address(address)
+            except AddressError as exc:
+                raise ConfigError("socket", str(exc)) from None
 
     def _validate_stats(self) -> None:
         if not self.stats:

@@ -328,16 +328,7 @@ class Policy(Roster):
                 Signal(rec.pid, signal.SIGUSR2),
             ]
         if self.reload_on_rss_mb and rss_mb is not None:
-            rss = rss_mb(rec.pid)
-            if rss > self.reload_on_rss_mb:
-                return [
-                    Log(
-                        LogLevel.INFO,
-                        f"{rec.label} RSS {rss:.1f} MB, over --reload-on-rss "
-                        f"{self.reload_on_rss_mb} MB: recycling",
-                    ),
-                    self._stop(rec, now, RETIRE),
-                ]
+            return self._over_rss(rec, st, rss_mb(rec.pid), now)
         return []
 
     def _deadline_passed(

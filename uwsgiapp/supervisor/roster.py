@@ -29,6 +29,8 @@ from uwsgiapp.supervisor.actions import (
 from uwsgiapp.supervisor.status import WorkerStatus
 
 BOOTING, READY, STOPPING, HARAKIRI = WorkerState
+#: A worker recycled by --reload-on-rss after fewer requests than this: the limit is too low.
+FEW_REQUESTS = 10
 #: States of a worker already told to go.
 TOLD = (STOPPING, HARAKIRI)
 
@@ -66,6 +68,8 @@ class Roster:
     #: A worker could not load the app while others serve: no spawn before ``respawn_at``
     #: (monotonic); ``load_retry`` is the wait that was chosen (0: no failure since a boot).
     spawns_held: bool = False
+    #: --reload-on-rss recycled a worker that had served only a few requests (said once).
+    rss_warned: bool = False
     respawn_at: float = 0.0
     load_retry: float = 0.0
     #: A worker said it serves (its app loaded), at least once; and READY=1 went to the
@@ -117,6 +121,35 @@ class Roster:
             actions.append(Spawn(wid, self.generation))
         self.slots_full = False
         return actions
+
+    def _over_rss(
+        self, rec: WorkerRecord, st: WorkerStatus, rss: float, now: float
+    ) -> list[Action]:
+        """``--reload-on-rss``: recycle a worker over the limit once it has served a request
+        (uWSGI checks after each one). A fresh worker over it is left alone: its replacement
+        would be no smaller, and the master forked ten workers a second."""
+        if rss <= self.reload_on_rss_mb or st.requests == 0:
+            return []
+        actions: list[Action] = []
+        if st.requests < FEW_REQUESTS and not self.rss_warned:
+            self.rss_warned = True
+            actions.append(
+                Log(
+                    LogLevel.WARNING,
+                    f"--reload-on-rss {self.reload_on_rss_mb} MB is near what a fresh worker "
+                    f"uses: {rec.label} got over it after {st.requests} requests. Raise it, or "
+                    "workers are recycled after every few requests",
+                )
+            )
+        return [
+            *actions,
+            Log(
+                LogLevel.INFO,
+                f"{rec.label} RSS {rss:.1f} MB, over --reload-on-rss "
+                f"{self.reload_on_rss_mb} MB: recycling",
+            ),
+            self._stop(rec, now, RETIRE),
+        ]
 
     def _stop(self, rec: WorkerRecord, now: float, signum: int = signal.SIGTERM) -> Signal:
         """Tell one worker to stop; it is killed if still alive after the grace period.
