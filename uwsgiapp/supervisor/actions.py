@@ -157,7 +157,9 @@ def unexpected_death(signum: int | None, in_request: bool) -> str:
     """What a worker's death nobody asked for suggests: a SIGKILL the master did not send is
     most likely the kernel's OOM killer (in a container, only the worker dies: the container
     is not marked OOMKilled, so this line is the only trace)."""
-    hint = ", not sent by uwsgiapp: most likely the OOM killer" if signum == signal.SIGKILL else ""
+    hint = ""
+    if signum == signal.SIGKILL:
+        hint = ", not sent by uwsgiapp: the OOM killer (dmesg says), or a kill -9"
     return hint + (" (it was in a request, which got no answer)" if in_request else "")
 
 
