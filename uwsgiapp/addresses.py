@@ -152,6 +152,11 @@ class AllowList:
                 raise ValueError(f"invalid address or network {entry!r}: {exc}") from None
         return cls(frozenset(exact), tuple(networks))
 
+    @property
+    def loopback_only(self) -> bool:
+        """Only this machine's own addresses may connect (the default)."""
+        return not self.any and not self.networks and self.exact <= {"127.0.0.1", "::1"}
+
     def allows(self, host: str) -> bool:
         """True when ``host`` (an IP string from accept) may talk to us."""
         if self.any or host in self.exact:

@@ -9,7 +9,7 @@ import pytest
 from support.procs import Server, wait_until
 
 from uwsgiapp.server.listeners import bind_all, somaxconn_cap
-from uwsgiapp.supervisor.boot import _who_may_connect
+from uwsgiapp.supervisor.listening import loopback_only_on_every_interface, who_may_connect
 
 
 @pytest.mark.parametrize(
@@ -26,7 +26,28 @@ def test_a_tcp_socket_says_where_it_is_bound_and_who_may_connect(
 ) -> None:
     (listener,) = bind_all([spec], backlog=8, chmod=0o660, allow_from=allow)
     try:
-        assert re.search(said, _who_may_connect(listener)), _who_may_connect(listener)
+        assert re.search(said, who_may_connect(listener)), who_may_connect(listener)
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    ("spec", "allow", "closed"),
+    [
+        # A container's `socket = :8080`: nginx in another container is refused, say so.
+        (":0", ["127.0.0.1", "::1"], True),
+        ("0.0.0.0:0", ["127.0.0.1"], True),
+        (":0", ["10.0.0.0/8"], False),
+        (":0", ["*"], False),
+        ("127.0.0.1:0", ["127.0.0.1"], False),
+    ],
+)
+def test_a_wildcard_bind_that_only_loopback_may_use_is_told(
+    spec: str, allow: list[str], closed: bool
+) -> None:
+    (listener,) = bind_all([spec], backlog=8, chmod=0o660, allow_from=allow)
+    try:
+        assert loopback_only_on_every_interface(listener) is closed
     finally:
         listener.close()
 

@@ -11,14 +11,10 @@ Exit codes: :class:`uwsgiapp.exitcodes.ServeExit`.
 from __future__ import annotations
 
 import contextlib
-import grp
 import logging
 import os
-import pwd
 import signal
-import stat
 import sys
-from collections.abc import Callable
 from dataclasses import replace
 from types import FrameType
 from typing import Any
@@ -35,6 +31,7 @@ from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.stopsignals import STOP_SIGNALS
 from uwsgiapp.supervisor import privileges, titles
 from uwsgiapp.supervisor.arbiter import Arbiter
+from uwsgiapp.supervisor.listening import say_listening
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
 from uwsgiapp.supervisor.sdnotify import Notifier
 from uwsgiapp.wsgi.environ import EnvironSettings
@@ -111,55 +108,6 @@ def _drop_warnings(ids: Ids, sockets: list[str], pidfile: str, logs: list[str]) 
         for path in logs
         if not privileges.can_create_after(path, ids)
     ]
-
-
-def _where(listener: Listener) -> str:
-    """A listener as the log names it: a unix socket by its absolute path (what nginx's
-    uwsgi_pass needs; a relative one is taken from --chdir), TCP as given."""
-    return listener.path or listener.spec
-
-
-def _who_may_connect(listener: Listener, client: str = "nginx's user") -> str:
-    """Who may connect: for a unix socket its owner, group and mode, and the rule ``client``
-    must meet; for TCP the address actually bound (``:3031`` is every interface) and the
-    peers allowed."""
-    if not listener.path:
-        return _tcp_peers(listener)
-    try:
-        st = os.lstat(listener.path)
-    except OSError:
-        return ""
-    owner, group = _name(pwd.getpwuid, st.st_uid), _name(grp.getgrgid, st.st_gid)
-    mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o006 == 0o006:
-        rule = "anyone on this machine may connect"
-    else:
-        rule = (
-            f"{client} must be {owner} or in group {group} (or set --chmod-socket, or --uid/--gid)"
-        )
-    return f" (owner {owner}, group {group}, mode {mode:04o}: {rule})"
-
-
-def _tcp_peers(listener: Listener) -> str:
-    try:
-        host, port = listener.sock.getsockname()[:2]
-    except (OSError, ValueError, TypeError):
-        return ""
-    bound = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    said = [] if bound == listener.spec else [f"bound to {bound}"]
-    allow = listener.allow
-    if allow is not None:
-        allowed = [*sorted(allow.exact), *map(str, allow.networks)]
-        peers = "any" if allow.any else ", ".join(allowed) or "none"
-        said.append(f"peers allowed: {peers} (--uwsgi-allow-from)")
-    return f" ({'; '.join(said)})" if said else ""
-
-
-def _name(lookup: Callable[[int], Any], number: int) -> str:
-    try:
-        return str(lookup(number)[0])
-    except KeyError:
-        return str(number)
 
 
 def _log_files(config: Config) -> list[str]:
@@ -337,11 +285,7 @@ def _with_listeners(
         if ids.wanted and not _drop(ids, owned, config):
             return ServeExit.START_FAILED
         _startup_warnings(config)
-        for listener in owned:
-            if stats is not None and listener is stats.listener:
-                log.info("stats on %s%s", _where(listener), _who_may_connect(listener, "a reader"))
-            else:
-                log.info("listening on %s%s", _where(listener), _who_may_connect(listener))
+        say_listening(listeners, stats.listener if stats is not None else None)
         return _load_and_run(config, listeners, stats, notifier)
     finally:
         for listener in listeners:

@@ -1,0 +1,89 @@
+"""What start-up says about each socket: where it listens and who may connect."""
+
+from __future__ import annotations
+
+import grp
+import logging
+import os
+import pwd
+import stat
+from collections.abc import Callable
+from typing import Any
+
+from uwsgiapp.server.listeners import Listener
+
+__all__ = ["loopback_only_on_every_interface", "say_listening", "where", "who_may_connect"]
+
+log = logging.getLogger("uwsgiapp.error")
+
+
+def say_listening(listeners: list[Listener], stats: Listener | None) -> None:
+    """One line a socket (and the stats server's); a warning for a wildcard TCP bind that
+    only loopback peers may use."""
+    for listener in listeners:
+        log.info("listening on %s%s", where(listener), who_may_connect(listener))
+        if loopback_only_on_every_interface(listener):
+            log.warning(
+                "%s listens on every interface but lets only loopback peers in: nginx in "
+                "another container or host is refused (a 502); set --uwsgi-allow-from "
+                "(uwsgi-allow-from in an ini) to its network",
+                listener.spec,
+            )
+    if stats is not None:
+        log.info("stats on %s%s", where(stats), who_may_connect(stats, "a reader"))
+
+
+def where(listener: Listener) -> str:
+    """A listener as the log names it: a unix socket by its absolute path (what nginx's
+    uwsgi_pass needs; a relative one is taken from --chdir), TCP as given."""
+    return listener.path or listener.spec
+
+
+def who_may_connect(listener: Listener, client: str = "nginx's user") -> str:
+    """Who may connect: for a unix socket its owner, group and mode, and the rule ``client``
+    must meet; for TCP the address actually bound (``:3031`` is every interface) and the
+    peers allowed."""
+    if not listener.path:
+        return _tcp_peers(listener)
+    try:
+        st = os.lstat(listener.path)
+    except OSError:
+        return ""
+    owner, group = _name(pwd.getpwuid, st.st_uid), _name(grp.getgrgid, st.st_gid)
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o006 == 0o006:
+        rule = "anyone on this machine may connect"
+    else:
+        rule = (
+            f"{client} must be {owner} or in group {group} (or set --chmod-socket, or --uid/--gid)"
+        )
+    return f" (owner {owner}, group {group}, mode {mode:04o}: {rule})"
+
+
+def _tcp_peers(listener: Listener) -> str:
+    try:
+        host, port = listener.sock.getsockname()[:2]
+    except (OSError, ValueError, TypeError):
+        return ""
+    bound = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    said = [] if bound == listener.spec else [f"bound to {bound}"]
+    allow = listener.allow
+    if allow is not None:
+        allowed = [*sorted(allow.exact), *map(str, allow.networks)]
+        peers = "any" if allow.any else ", ".join(allowed) or "none"
+        said.append(f"peers allowed: {peers} (--uwsgi-allow-from)")
+    return f" ({'; '.join(said)})" if said else ""
+
+
+def loopback_only_on_every_interface(listener: Listener) -> bool:
+    """A wildcard bind (``:3031``, a container's port) that the default allow-list closes."""
+    if listener.allow is None or not listener.is_tcp:
+        return False
+    return listener.sock.getsockname()[0] in ("0.0.0.0", "::") and listener.allow.loopback_only
+
+
+def _name(lookup: Callable[[int], Any], number: int) -> str:
+    try:
+        return str(lookup(number)[0])
+    except KeyError:
+        return str(number)
