@@ -3,6 +3,8 @@ and no abbreviation stands for an option (``--worker`` is a typo, not ``--worker
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from cli.cli_testkit import run_cli
 
@@ -59,3 +61,17 @@ def test_gunicorn_cmd_args_is_said_to_be_ignored() -> None:
     resolved = resolve_serve_config(args, {"GUNICORN_CMD_ARGS": "--workers 4"})
     assert any("GUNICORN_CMD_ARGS is set but not read" in w for w in resolved.warnings)
     assert resolved.config.workers != 4
+
+
+def test_uwsgi_variables_the_ini_reads_are_not_said_to_be_unread(tmp_path: Path) -> None:
+    # Dispatcharr's ini: processes = $(UWSGI_WORKERS). It is read; UWSGI_CHEAPER is not.
+    from uwsgiapp.config.serve import resolve_serve_config
+
+    ini = tmp_path / "app.ini"
+    ini.write_text("[uwsgi]\nmodule = app:app\nprocesses = $(UWSGI_WORKERS)\nx = %(y)\n")
+    args = build_parser().parse_args(["serve", "--ini", str(ini)])
+    env = {"UWSGI_WORKERS": "2", "UWSGI_CHEAPER": "1", "UWSGI_Y": "z"}
+    resolved = resolve_serve_config(args, env)
+    assert resolved.config.workers == 2
+    (said,) = [w for w in resolved.warnings if "is set but not read" in w]
+    assert said.startswith("UWSGI_CHEAPER is set but not read")

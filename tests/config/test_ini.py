@@ -91,6 +91,36 @@ KEYS: list[tuple[str, dict[str, Any]]] = [
     ("disable-logging = true", {"access_log": "off"}),
     ("disable-logging = false", {"access_log": "uwsgi"}),
     ("logto = /var/log/app.log", {"error_log_file": "/var/log/app.log", "capture_output": True}),
+    ("logto2 = /var/log/app.log", {"error_log_file": "/var/log/app.log", "capture_output": True}),
+    ("pidfile2 = /run/app.pid", {"pidfile": "/run/app.pid"}),
+    ("safe-pidfile = /run/app.pid", {"pidfile": "/run/app.pid"}),
+    ("safe-pidfile2 = /run/app.pid", {"pidfile": "/run/app.pid"}),
+    # uWSGI's file loggers: the error log's and the request lines' files.
+    (
+        "logger = file:/var/log/e.log",
+        {"error_log_file": "/var/log/e.log", "access_log_file": "/var/log/e.log"},
+    ),
+    (
+        "req-logger = file:/var/log/r.log\nlogger = file:/var/log/e.log",
+        {"error_log_file": "/var/log/e.log", "access_log_file": "/var/log/r.log"},
+    ),
+    (
+        "logger = file:/var/log/e.log\nreq-logger = file:/var/log/r.log",
+        {"error_log_file": "/var/log/e.log", "access_log_file": "/var/log/r.log"},
+    ),
+    # uwsgiapp's own options, for what uWSGI has no key (nginx in another container).
+    (
+        "uwsgi-allow-from = 10.0.0.0/8, 127.0.0.1\ngraceful-timeout = 7",
+        {"uwsgi_allow_from": ("10.0.0.0/8", "127.0.0.1"), "graceful_timeout": 7.0},
+    ),
+    # uWSGI's placeholder arithmetic (integers; / truncates)
+    (
+        "base = 3\nprocesses = %(base * 2)\nthreads = %(7 / 2)\nlisten = %(20 - base)",
+        {"workers": 6, "threads": 3, "listen": 17},
+    ),
+    # Idioms for what uwsgiapp always does, and keys it always honours: no warning.
+    ("hook-master-start = unix_signal:15   gracefully_kill_them_all", {}),
+    ("no-orphans = true\nclose-on-exec = true\nlog-master = true", {}),
     ("env = A=1\nenv = B=x,y", {"env": ("A=1", "B=x,y")}),
     ("mount = /app=myapp:app\nmanage-script-name = true", {"mount": "/app", "app": "myapp:app"}),
     ("mount = /blog=blog.py", {"mount": "/blog", "app": "blog.py:application"}),
@@ -356,7 +386,8 @@ def test_parse_ini_keeps_repeats_and_verbatim_values() -> None:
         ("env = =value", "expected NAME=VALUE, got '=value'"),
         ("mount = app", "expected /point=app"),
         ("buffer-size = 0", "--buffer-size (from ini"),
-        ("processes = %(%k * 2)", "arithmetic in placeholders is not supported"),
+        ("processes = %(%h * 2)", "uses %(%h * 2): '%h' is"),
+        ("processes = %(%k / 0)", "uses %(%k / 0): division by zero"),
     ],
 )
 def test_bad_values_name_the_ini_line(tmp_path: Path, body: str, message: str) -> None:

@@ -37,8 +37,22 @@ def test_what_uwsgiapp_always_does_is_accepted_silently(tmp_path: Path, body: st
         ("chown-socket = www-data:www-data", "nginx may get 'Permission denied'"),
         ("chown-socket = www-data", "Set uid/gid (gid: a group nginx's user is in"),
         ("chown-socket = www-data", "or chmod-socket = 666"),
-        ("ini = :base", "the keys of the file or section named here (ini = :other for [other]"),
-        ("ini = :base", "are NOT applied; copy them into this section"),
+        ("ini = other.ini", "follows 'ini = :section' (a section of the same file) but no"),
+        ("ini = other.ini", "are NOT applied; copy them into this section"),
+        # Background jobs and hooks: the web part works, so a bare line went unnoticed.
+        ("attach-daemon = ./manage.py sendalerts", "THIS WILL NOT RUN: uwsgiapp runs no"),
+        ("smart-attach-daemon = /tmp/x.pid x", "a separate container or compose service"),
+        ("unique-cron = -15 -1 -1 -1 -1 ./manage.py x", "systemd unit or timer"),
+        ("hook-pre-app = exec:./manage.py migrate", "before 'uwsgiapp serve' in the entrypoint"),
+        ("exec-pre-app = ./manage.py migrate", "THIS WILL NOT RUN: uwsgiapp runs no hooks"),
+        ("hook-master-start = unix_signal:1 reload", "THIS WILL NOT RUN: uwsgiapp runs no hooks"),
+        ("gevent = 400", "no async loop engine here"),
+        ("log-5xx = true", "every request or none"),
+        ("logger = syslog:app", "only 'logger = file:PATH' is taken"),
+        ("umask = 027", "UMask= in systemd"),
+        # Typos: the nearest key uwsgiapp knows (uWSGI says nothing about either).
+        ("process = 2", "'process' is not supported, ignored (did you mean 'processes'?)"),
+        ("vaccum = true", "(did you mean 'vacuum'?)"),
     ],
 )
 def test_what_cannot_be_honoured_says_so(tmp_path: Path, body: str, said: str) -> None:
@@ -68,3 +82,46 @@ def test_without_strict_or_unknown_keys_it_starts(tmp_path: Path, strict: str) -
     extra = "" if "processes" in strict else "\nmule = jobs.py"
     path.write_text(f"[uwsgi]\nmodule = app:app\n{strict}{extra}\n")
     ini_layer(str(path), environ={})
+
+
+def test_ini_colon_section_is_followed_where_it_stands(tmp_path: Path) -> None:
+    # SEED's docker/uwsgi.ini: the app is in [base]; uWSGI reads it, uwsgiapp said "no app".
+    path = tmp_path / "site.ini"
+    path.write_text(
+        "[uwsgi]\nprocesses = 2\nini = :base\nsocket = /tmp/s.sock\n"
+        "[base]\nmodule = config.wsgi:application\nprocesses = 4\nsocket = /tmp/b.sock\n"
+        "ini = :more\n[more]\nthreads = 8\n"
+    )
+    result = ini_layer(str(path), environ={})
+    layer = {name: raw.value for name, raw in result.layer.items()}
+    assert layer["app"] == "config.wsgi:application"
+    assert layer["workers"] == "4"  # [base]'s, after the 2 before it
+    assert layer["socket"] == ["/tmp/b.sock", "/tmp/s.sock"]
+    assert "threads" not in layer  # one level: [base]'s own ini is not followed, and said
+    (said,) = [w.partition("]: ")[2] for w in result.warnings]
+    assert said.startswith("'ini' is not supported, ignored (uwsgiapp follows 'ini = :section'")
+    path.write_text("[uwsgi]\nmodule = app:app\nini = :nowhere\n")
+    with pytest.raises(ConfigError) as caught:
+        ini_layer(str(path), environ={})
+    assert "has no [nowhere] section" in str(caught.value)
+    assert "ini (line 3)" in str(caught.value)
+
+
+def test_a_key_used_as_a_placeholder_is_still_applied_or_reported(tmp_path: Path) -> None:
+    # olympia's ini: safe-pidfile is an option and also %(safe-pidfile) in another key; it was
+    # dropped without a word. A variable that only if-opt tests is not reported.
+    path = tmp_path / "site.ini"
+    path.write_text(
+        "[uwsgi]\nmodule = app:app\nbase = /srv\nrunning-ci = true\n"
+        "if-not-opt = running-ci=false\n"
+        "safe-pidfile = %(base)/app.pid\n"
+        "attach-daemon = touch %(safe-pidfile) %(daemon)\n"
+        "daemon = x\n"
+        "threads = %(n + 1)\nn = 1\n"
+        "endif =\n"
+    )
+    result = ini_layer(str(path), environ={})
+    assert result.layer["pidfile"].value == "/srv/app.pid"
+    assert result.layer["threads"].value == "2"
+    said = [w.partition("]: ")[2].split(" (")[0] for w in result.warnings]
+    assert said == ["'attach-daemon' is not supported, ignored"]

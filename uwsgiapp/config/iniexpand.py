@@ -28,7 +28,9 @@ __all__ = [
     "MAX_PLACEHOLDER_DEPTH",
     "ExpansionError",
     "Placeholders",
+    "environ_names",
     "expand",
+    "referenced_names",
 ]
 
 #: The section read when ``--ini`` names none.
@@ -129,10 +131,57 @@ _MAGIC_BY_NAME: Mapping[str, str] = {
 MAGIC_VARIABLES: Final = "%d %p %s %n %e %c %x %o %v %h %k %u %U %g %G %t %T %0..%9 %%"
 
 
+#: uWSGI's placeholder arithmetic: two operands and an operator, separated by blanks.
+_ARITHMETIC = re.compile(r"\s*(\S+)\s+([-+*/])\s+(\S+)\s*")
+
+
+def _arithmetic(name: str, operand: Callable[[str], str]) -> str | None:
+    """``%(a + b)`` as uWSGI computes it (integers; ``/`` truncates), or None if ``name`` is
+    not arithmetic. ``operand`` gives an operand's text (a magic variable, a placeholder, or
+    the number itself)."""
+    match = _ARITHMETIC.fullmatch(name)
+    if match is None:
+        return None
+    left, op, right = match.groups()
+    values: list[int] = []
+    for text in (left, right):
+        value = operand(text).strip()
+        try:
+            values.append(int(value))
+        except ValueError:
+            raise ExpansionError(f"uses %({name}): {text!r} is {value!r}, not an integer") from None
+    a, b = values
+    if op == "/" and b == 0:
+        raise ExpansionError(f"uses %({name}): division by zero")
+    if op == "/":
+        return str(int(a / b))  # C's division, as uWSGI's
+    return str(a + b if op == "+" else a - b if op == "-" else a * b)
+
+
+def environ_names(value: str) -> set[str]:
+    """The environment variables ``value`` reads: each ``$(NAME)``."""
+    return {match.group(1) for match in _ENV_REF.finditer(value)}
+
+
+def referenced_names(value: str) -> set[str]:
+    """The placeholder names ``value`` uses: each ``%(name)``, and the operands of a
+    ``%(a + b)`` that are not numbers or magic variables."""
+    names: set[str] = set()
+    for match in MAGIC_RE.finditer(value):
+        name = match.group(1)
+        if not name:
+            continue
+        arithmetic = _ARITHMETIC.fullmatch(name)
+        if arithmetic is None:
+            names.add(name)
+            continue
+        for operand in arithmetic.group(1, 3):
+            if not operand.startswith("%") and not operand.lstrip("-").isdigit():
+                names.add(operand)
+    return names
+
+
 def _unknown_placeholder(name: str, section: str) -> str:
-    if any(op in name for op in "+-*/") and ("%" in name or " " in name):
-        # uWSGI's %(%k * 2): arithmetic in a placeholder
-        return f"uses %({name}): arithmetic in placeholders is not supported; write the number"
     env_name = "UWSGI_" + name.upper().replace("-", "_")
     message = (
         f"uses %({name}), which is not defined (no '{name} =' or 'set-placeholder = {name}=…'"
@@ -183,6 +232,9 @@ def expand(
             env_name = "UWSGI_" + name.upper().replace("-", "_")
             if env_name in env:
                 return env[env_name]
+            computed = _arithmetic(name, operand)
+            if computed is not None:
+                return computed
             raise ExpansionError(_unknown_placeholder(name, section))
         if letter in table:
             return table[letter]()
@@ -190,6 +242,11 @@ def expand(
             f"uses %{letter}, which is not a magic variable uwsgiapp knows"
             f" ({MAGIC_VARIABLES}; write %% for a literal %)"
         )
+
+    def operand(text: str) -> str:
+        if text.startswith("%"):
+            return MAGIC_RE.sub(magic, text)
+        return places.get(text, text)
 
     expanded = _bounded(_ENV_REF, env_ref, value, max_size)
     return _bounded(MAGIC_RE, magic, expanded, max_size)

@@ -9,7 +9,7 @@ from uwsgiapp.config.iniexpand import DEFAULT_SECTION
 from uwsgiapp.config.inilogic import IniEntry
 from uwsgiapp.config.model import ConfigError
 
-__all__ = ["parse_ini", "read_section", "split_ini_arg"]
+__all__ = ["include_sections", "parse_ini", "read_section", "split_ini_arg"]
 
 
 def split_ini_arg(arg: str) -> tuple[str, str]:
@@ -62,3 +62,20 @@ def read_section(path: str, section: str) -> list[IniEntry]:
             "ini", f"{path} has no [{section}] section (sections: {found})", "command line"
         )
     return entries
+
+
+def include_sections(path: str, entries: list[IniEntry], where: str) -> list[IniEntry]:
+    """``entries`` with each ``ini = :other`` (a section of the same file) replaced by that
+    section's entries, where it stands, as uWSGI reads it. One level: an ``ini`` inside the
+    section followed, or one naming another file, is kept (and reported as unsupported)."""
+    out: list[IniEntry] = []
+    for entry in entries:
+        name = entry.value.strip()[1:]
+        if entry.key != "ini" or not entry.value.strip().startswith(":") or not name:
+            out.append(entry)
+            continue
+        try:
+            out.extend(read_section(path, name))
+        except ConfigError as exc:
+            raise ConfigError("ini", exc.message, f"{where} ini (line {entry.line})") from None
+    return out

@@ -8,10 +8,13 @@ from typing import Final
 
 __all__ = [
     "ADVICE",
+    "ADVICE_PREFIXES",
     "ALWAYS_ON",
     "APP_KEYS",
     "FIXED_VALUES",
     "HTTP_KEYS",
+    "IDIOMS",
+    "LOGGER_KEYS",
     "MAX_BUFFER",
     "MULTI",
     "PLUGIN_KEYS",
@@ -49,11 +52,17 @@ SIMPLE_KEYS: Mapping[str, str] = {
     "uid": "uid",
     "gid": "gid",
     "pidfile": "pidfile",
+    # Written after the privileges drop (pidfile2) or atomically (safe-): uwsgiapp's one
+    # pidfile is both (replaced by a rename, and never followed as root).
+    "pidfile2": "pidfile",
+    "safe-pidfile": "pidfile",
+    "safe-pidfile2": "pidfile",
     "socket-timeout": "socket_timeout",
     "reload-mercy": "graceful_timeout",
     "worker-reload-mercy": "graceful_timeout",
     "z": "socket_timeout",
     "logto": "error_log_file",
+    "logto2": "error_log_file",  # opened after the drop: uwsgiapp hands its logs over anyway
     "env": "env",
     "stats": "stats",
     "stats-server": "stats",
@@ -90,7 +99,19 @@ ALWAYS_ON: Mapping[str, str] = {
     "not an error",
     "disable-write-exception": "a client gone mid-response never raises an exception into "
     "the app in uwsgiapp",
+    "no-orphans": "a uwsgiapp worker whose master is gone finishes its request and exits",
+    "close-on-exec": "uwsgiapp's sockets and files are not inherited by programs the app runs "
+    "(Python opens them non-inheritable)",
+    "log-master": "uwsgiapp's master writes the log lines itself",
 }
+#: A key whose value here is an idiom for what uwsgiapp always does: accepted without a word
+#: (with another value the key is unsupported).
+IDIOMS: Mapping[str, str] = {
+    # Docker images' "graceful stop on TERM" (uWSGI 2.0 reloads on TERM without it)
+    "hook-master-start": "unix_signal:15 gracefully_kill_them_all",
+}
+#: uWSGI's loggers that uwsgiapp has, in their ``file:PATH`` form: key → option.
+LOGGER_KEYS: Mapping[str, str] = {"logger": "error_log_file", "req-logger": "access_log_file"}
 #: Keys with the one value uwsgiapp has: accepted without a word; another value gets a
 #: warning saying why it cannot be honoured.
 FIXED_VALUES: Mapping[str, tuple[str, str]] = {
@@ -103,12 +124,39 @@ FIXED_VALUES: Mapping[str, tuple[str, str]] = {
 PLUGIN_KEYS = frozenset({"plugins", "plugin", "plugins-list"})
 #: Keys whose values are read (and so expanded); any other key is ignored with a warning.
 USED_KEYS = frozenset(
-    {*SIMPLE_KEYS, *APP_KEYS, *ALWAYS_ON, *FIXED_VALUES, *PLUGIN_KEYS, "disable-logging", "L"}
+    {
+        *SIMPLE_KEYS,
+        *APP_KEYS,
+        *ALWAYS_ON,
+        *FIXED_VALUES,
+        *PLUGIN_KEYS,
+        *LOGGER_KEYS,
+        "disable-logging",
+        "L",
+    }
 )
 #: Plugins that mean "Python WSGI": loading them is implicit.
 PYTHON_PLUGINS = frozenset({"python", "python3", "python2", "python3.x"})
 _HUP = "send SIGHUP to the master (its pid in --pidfile) to reload, e.g. from the deploy script"
 _STATIC = "serve static files from nginx: location /static/ { alias /path/; }"
+_REQUEST_LOG = (
+    "uwsgiapp logs every request or none (disable-logging); nginx's access_log with if= can "
+    "keep only the failed or slow ones"
+)
+_LOOP = (
+    "no async loop engine here: each worker serves one request at a time, or --threads N at "
+    "once (the app must then be thread-safe); size --workers x --threads for the concurrent "
+    "requests you need"
+)
+_OWN_PROCESS = (
+    "THIS WILL NOT RUN: uwsgiapp runs no background jobs; run it as its own process (a "
+    "systemd unit or timer, a supervisord program, a separate container or compose service)"
+)
+_BEFORE_START = (
+    "THIS WILL NOT RUN: uwsgiapp runs no hooks; run the command before 'uwsgiapp serve' in "
+    "the entrypoint (e.g. manage.py migrate), or use os.register_at_fork in the app for "
+    "per-worker set-up"
+)
 #: Advice for unsupported keys users commonly have.
 ADVICE: Mapping[str, str] = {
     "log-date": "error log lines already start with the date and time",
@@ -126,9 +174,9 @@ ADVICE: Mapping[str, str] = {
     "logformat": "uwsgiapp's access log has fixed formats: --access-log uwsgi or json",
     "py-autoreload": "use 'uwsgiapp dev' for reloading on code changes",
     "cheaper": "uwsgiapp runs a fixed number of workers (TTIN/TTOU signals change it)",
-    "ini": "uwsgiapp reads only the --ini file's section: the keys of the file or section "
-    "named here (ini = :other for [other] of this file) are NOT applied; copy them into this "
-    "section",
+    "ini": "uwsgiapp follows 'ini = :section' (a section of the same file) but no other "
+    "file, and no 'ini' inside the section it follows: the keys named here are NOT applied; "
+    "copy them into this section",
     "include": "the included file's keys are NOT applied: copy them into this section",
     "chown-socket": "uwsgiapp does not chown its unix socket to other ids: it stays owned by "
     "the user that binds it (the --uid/--gid user when started as root), so nginx may get "
@@ -146,6 +194,54 @@ ADVICE: Mapping[str, str] = {
     "post-buffering": "nginx buffers request bodies (client_body_buffer_size); the app reads "
     "the body as it comes, once: wsgi.input cannot seek(0) to read it again (keep a copy: "
     "Flask's request.get_data() caches it)",
+    "cheaper-initial": "uwsgiapp runs a fixed number of workers (TTIN/TTOU signals change it)",
+    "reload-on-as": "--reload-on-rss recycles a worker by its resident memory",
+    "evil-reload-on-rss": "--reload-on-rss recycles a worker by its resident memory (the "
+    "master checks it ten times a second)",
+    "evil-reload-on-as": "--reload-on-rss recycles a worker by its resident memory",
+    "fs-reload": _HUP,
+    "master-fifo": "uwsgiapp's master takes signals: HUP reload, TERM stop, TTIN/TTOU workers, "
+    "USR1 reopen logs",
+    "show-config": "uwsgiapp serve --print-config shows every value and where it came from",
+    "http-timeout": "set it in nginx (uwsgi_read_timeout)",
+    "http-keepalive": "nginx keeps the client connections alive",
+    "max-fd": "raise the open-files limit where uwsgiapp starts (LimitNOFILE= in systemd, "
+    "ulimit -n, docker --ulimit nofile)",
+    "import": "import the module from your WSGI module instead",
+    "procname-prefix-spaced": "uwsgiapp names its processes uwsgiapp master / worker N",
+    "procname-prefix": "uwsgiapp names its processes uwsgiapp master / worker N",
+    "umask": "set it where uwsgiapp starts (UMask= in systemd, umask in the entrypoint)",
+    "log-4xx": _REQUEST_LOG,
+    "log-5xx": _REQUEST_LOG,
+    "log-slow": _REQUEST_LOG,
+    "log-big": _REQUEST_LOG,
+    "log-sendfile": _REQUEST_LOG,
+    "log-ioerror": _REQUEST_LOG,
+    "logger": "only 'logger = file:PATH' is taken (the error log's file): for syslog or a "
+    "socket, run under systemd/journald or have a collector read the file",
+    "req-logger": "only 'req-logger = file:PATH' is taken (the access log's file)",
+    "gevent": _LOOP,
+    "async": _LOOP,
+    "ugreen": _LOOP,
+    "greenlet": _LOOP,
+    "asyncio": _LOOP,
+    "gevent-early-monkey-patch": _LOOP,
+    "gevent-monkey-patch": _LOOP,
+    "offload-threads": "nginx sends files and slow clients' bytes (uwsgiapp's workers never "
+    "wait on a slow client: nginx buffers the response)",
+}
+#: Advice for families of keys, by the start of their name (when ADVICE has not the key).
+ADVICE_PREFIXES: Mapping[str, str] = {
+    "attach-": _OWN_PROCESS,
+    "smart-attach-": _OWN_PROCESS,
+    "cron": _OWN_PROCESS,
+    "unique-cron": _OWN_PROCESS,
+    "legion-cron": _OWN_PROCESS,
+    "mule": _OWN_PROCESS,
+    "spooler": _OWN_PROCESS,
+    "hook-": _BEFORE_START,
+    "exec-": _BEFORE_START,
+    "call-": _BEFORE_START,
 }
 
 

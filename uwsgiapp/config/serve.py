@@ -53,7 +53,7 @@ def resolve_serve_config(
         layers.append(toml_layer(args.config))
     environment = env_layer(env, warnings)
     layers.append(environment)
-    if said := _uwsgi_variables(env):
+    if said := _uwsgi_variables(env, ini.environ_read):
         warnings.append(said)
     if env.get("GUNICORN_CMD_ARGS"):
         warnings.append(
@@ -102,10 +102,13 @@ _UWSGI_OWN = frozenset(
 )
 
 
-def _uwsgi_variables(env: Mapping[str, str]) -> str:
+def _uwsgi_variables(env: Mapping[str, str], read: set[str]) -> str:
     """The warning for ``UWSGI_*`` variables, which uWSGI reads as options (images built for
-    uWSGI set UWSGI_INI, UWSGI_PROCESSES, UWSGI_CHEAPER…), or ""."""
-    names = sorted(k for k in env if k.startswith("UWSGI_") and k not in _UWSGI_OWN)
+    uWSGI set UWSGI_INI, UWSGI_PROCESSES, UWSGI_CHEAPER…), or "". The ini's own ``read``
+    ones (``$(UWSGI_WORKERS)``) are not said."""
+    names = sorted(
+        k for k in env if k.startswith("UWSGI_") and k not in _UWSGI_OWN and k not in read
+    )
     if not names:
         return ""
     ours = []

@@ -39,32 +39,32 @@ or loop is a :class:`ConfigError` naming the key and its line.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from uwsgiapp.config.configload import IMPLIED_BY, Layer, Raw, parse_bool, spec_for
+from uwsgiapp.config.configload import Layer, Raw, spec_for
 from uwsgiapp.config.iniexpand import (
-    MAGIC_RE,
     ExpansionError,
     Placeholders,
+    environ_names,
     expand,
+    referenced_names,
 )
-from uwsgiapp.config.inifile import parse_ini, read_section, split_ini_arg
+from uwsgiapp.config.inifile import include_sections, parse_ini, read_section, split_ini_arg
 from uwsgiapp.config.inikeys import (
     ADVICE,
+    ADVICE_PREFIXES,
     ALWAYS_ON,
-    APP_KEYS,
-    FIXED_VALUES,
     HTTP_KEYS,
-    MAX_BUFFER,
-    MULTI,
-    PYTHON_PLUGINS,
+    IDIOMS,
     SIMPLE_KEYS,
     USED_KEYS,
 )
 from uwsgiapp.config.inilogic import IniEntry, apply_logic
+from uwsgiapp.config.inimap import OWN_KEYS, Mapper, map_app, truthy
 from uwsgiapp.config.model import ConfigError
 
 __all__ = [
@@ -78,11 +78,6 @@ __all__ = [
 ]
 
 
-def _truthy(value: str) -> bool | None:
-    """A boolean key's value; empty (``master =``) means true, as a bare key does."""
-    return True if not value.strip() else parse_bool(value)
-
-
 @dataclass(slots=True)
 class IniResult:
     """What an ini section contributes: a config layer, warnings, HTTP listeners asked for."""
@@ -94,6 +89,9 @@ class IniResult:
     uwsgi socket from any source, serving must refuse to start (see :func:`check_http_only`)."""
     unsupported: list[str] = field(default_factory=list)
     """``key (line N)`` of each key uwsgiapp does not take (fatal under ``strict``)."""
+    environ_read: set[str] = field(default_factory=set)
+    """The environment variables the section reads: ``$(NAME)``, and ``UWSGI_NAME`` for a
+    ``%(name)`` (no ``UWSGI_*`` warning for those: they are read)."""
 
 
 def check_http_only(result: IniResult, socket_source: str, default_source: str) -> None:
@@ -130,10 +128,12 @@ def ini_layer(
     has them when an error follows.
     """
     path, section = split_ini_arg(arg)
-    entries = read_section(path, section)
     result = IniResult(warnings=[] if warnings is None else warnings)
     where = f"ini {path} [{section}]"
+    entries = include_sections(path, read_section(path, section), where)
     warn = _Warner(where, result.warnings)
+    referenced = _variables(entries)
+    result.environ_read = _environ_read(entries, referenced)
     entries = apply_logic(
         entries,
         expand_test=lambda raw: expand(
@@ -149,17 +149,16 @@ def ini_layer(
             raw, path=path, section=section, placeholders=places, environ=environ, warn=warn
         ),
     )
-    referenced = {m.group(1) for e in entries for m in MAGIC_RE.finditer(e.value) if m.group(1)}
-    mapper = _Mapper(result, where, warn)
+    mapper = Mapper(result.layer, where, warn)
     commented: set[str] = set()  # keys already warned of (one warning per key)
     for entry in entries:
         key = entry.key
-        if key in ("set-placeholder", "set-ph"):
-            continue  # expanded where a %(...) uses it
-        if key not in USED_KEYS:
+        if key in ("set-placeholder", "set-ph") or IDIOMS.get(key) == " ".join(entry.value.split()):
+            continue  # a placeholder is expanded where a %(...) uses it; an idiom is ours
+        if key not in USED_KEYS and key not in OWN_KEYS:
             # Not expanded: uWSGI features we do not have may hold their own %(...) syntax
             # (log-format's %(status)…), which must not be mistaken for placeholders.
-            if key not in referenced or key in ADVICE:  # else a placeholder (project = shop)
+            if key not in referenced or _advice(key):  # else a placeholder (project = shop)
                 _unsupported(entry, result, where, warn)
             continue
         source = f"{where} {key} (line {entry.line})"
@@ -168,19 +167,38 @@ def ini_layer(
             value = placeholders.expand_value(raw)
         except ExpansionError as exc:
             raise ConfigError("ini", f"the value of {key!r} {exc}", source) from None
-        mapper.apply(key, value, entry.line, source)
-    _map_app(mapper.app, result.layer, where, warn)
+        if not mapper.apply(key, value, entry.line, source):
+            _unsupported(entry, result, where, warn)
+    map_app(mapper.app, result.layer, where, warn)
     _check_strict(entries, result, where)
     if "access_log" not in result.layer:  # uWSGI logs every request unless told not to
         result.layer["access_log"] = Raw("uwsgi", f"{where} (uWSGI's default; disable-logging)")
     return result
 
 
+_OPT_TESTS = frozenset({"if-opt", "if-not-opt"})
+
+
+def _variables(entries: list[IniEntry]) -> set[str]:
+    """Keys other keys use as variables: by ``%(name)`` (an arithmetic's operands too), and
+    the options ``if-opt`` tests (uWSGI takes any key as a variable, without a word)."""
+    used = {name for e in entries for name in referenced_names(e.value)}
+    tested = (e.value.partition("=")[0].strip() for e in entries if e.key in _OPT_TESTS)
+    return used | set(tested)
+
+
+def _environ_read(entries: list[IniEntry], variables: set[str]) -> set[str]:
+    """What the section reads of the environment: ``$(NAME)``, and ``UWSGI_NAME`` for each
+    ``%(name)`` (the fallback of a placeholder no key defines)."""
+    read = {name for e in entries for name in environ_names(e.value)}
+    return read | {"UWSGI_" + n.upper().replace("-", "_") for n in variables}
+
+
 def _check_strict(entries: list[IniEntry], result: IniResult, where: str) -> None:
     """uWSGI's ``strict`` refuses to start on an option it does not know; so does this, on
     the keys it would ignore (a mule or cron job that silently never runs)."""
     strict = [e for e in entries if e.key == "strict"]
-    if strict and _truthy(strict[-1].value) and result.unsupported:
+    if strict and truthy(strict[-1].value) and result.unsupported:
         raise ConfigError(
             "ini",
             f"'strict' is set and uwsgiapp does not support {', '.join(result.unsupported)}: "
@@ -192,13 +210,27 @@ def _check_strict(entries: list[IniEntry], result: IniResult, where: str) -> Non
 def _unsupported(
     entry: IniEntry, result: IniResult, where: str, warn: Callable[[str], None]
 ) -> None:
-    """A key uwsgiapp does not take: said once (with advice where there is some); an HTTP
-    key is also kept for the refusal of an HTTP-only ini."""
-    advice = ADVICE.get(entry.key, "")
+    """A key uwsgiapp does not take: said once (with advice where there is some, else the
+    key it may be a typo of); an HTTP key is also kept for the refusal of an HTTP-only ini."""
+    advice = _advice(entry.key)
+    if not advice:
+        near = difflib.get_close_matches(entry.key, _KNOWN, n=1, cutoff=0.8)
+        advice = f"did you mean '{near[0]}'?" if near else ""
     warn(f"'{entry.key}' is not supported, ignored" + (f" ({advice})" if advice else ""))
     result.unsupported.append(f"{entry.key} (line {entry.line})")
     if entry.key in HTTP_KEYS:
         result.http.append((entry.key, entry.value, f"{where} {entry.key} (line {entry.line})"))
+
+
+#: The keys a typo may be meant for.
+_KNOWN = sorted(USED_KEYS | OWN_KEYS | ADVICE.keys())
+
+
+def _advice(key: str) -> str:
+    """What to do instead of ``key`` ('' when there is nothing to say)."""
+    if key in ADVICE:
+        return ADVICE[key]
+    return next((a for start, a in ADVICE_PREFIXES.items() if key.startswith(start)), "")
 
 
 _COMMENT = re.compile(r"\s+[#;].*$")
@@ -265,108 +297,3 @@ def _placeholder_definitions(entries: list[IniEntry], where: str) -> dict[str, t
         else:
             raw[entry.key] = (entry.value, f"{where} {entry.key} (line {entry.line})")
     return raw
-
-
-class _Mapper:
-    """Turns the used keys' expanded values into the config layer."""
-
-    def __init__(self, result: IniResult, where: str, warn: Callable[[str], None]) -> None:
-        self.result = result
-        self.where = where
-        self.warn = warn
-        self.app: dict[str, tuple[str, int, str]] = {}  # module / wsgi-file / callable / mount
-        self._multi: dict[str, list[str]] = {}
-
-    def apply(self, key: str, value: str, line: int, source: str) -> None:
-        layer = self.result.layer
-        if key in SIMPLE_KEYS:
-            name = SIMPLE_KEYS[key]
-            if name == "chmod_socket" and not value.strip():
-                value = "666"  # a bare chmod-socket means 666 in uWSGI
-            if name == "buffer_size" and value.strip().isdigit() and int(value) > MAX_BUFFER:
-                self.warn(
-                    f"'{key} = {value}' is read as {MAX_BUFFER} (the most; uWSGI caps it too)"
-                )
-                value = str(MAX_BUFFER)
-            if name == "error_log_file":  # uWSGI's logto takes the request lines and stderr too
-                layer["access_log_file"] = Raw(value, f"{IMPLIED_BY}{source}")
-                layer["capture_output"] = Raw(True, f"{IMPLIED_BY}{source}")
-            if name in MULTI:
-                self._multi.setdefault(name, []).append(value)
-                layer[name] = Raw(list(self._multi[name]), source)
-            else:
-                layer[name] = Raw(value, source)
-        elif key in APP_KEYS:
-            canonical = {"wsgi": "module", "w": "module", "file": "wsgi-file"}.get(key, key)
-            self.app[canonical] = (value, line, key)
-        elif key in ("disable-logging", "L"):
-            flag = _truthy(value)
-            if flag is None:
-                raise ConfigError("access_log", f"expected a boolean, got {value!r}", source)
-            layer["access_log"] = Raw("off" if flag else "uwsgi", source)
-        elif key in FIXED_VALUES:
-            expected, why = FIXED_VALUES[key]
-            if value.strip().lower() != expected:
-                self.warn(f"'{key} = {value}' cannot be honoured: {why}")
-        elif key in ALWAYS_ON:
-            if _truthy(value) is False:
-                self.warn(f"'{key} = {value}' cannot be honoured: {ALWAYS_ON[key]}")
-        else:  # plugins
-            others = [p for p in re.split(r"[,\s]+", value) if p and p not in PYTHON_PLUGINS]
-            if others:
-                self.warn(f"plugins {', '.join(others)} are not supported, ignored")
-
-
-def _with_callable(spec: str, callable_name: str) -> str:
-    return spec if ":" in spec else f"{spec}:{callable_name}"
-
-
-def _as_path(file: str) -> str:
-    """A wsgi-file value as a path the app spec cannot read as a module (``site.wsgi`` would
-    be module ``site``'s submodule ``wsgi``)."""
-    return file if "/" in file or file.endswith(".py") else f"./{file}"
-
-
-def _map_app(
-    app: dict[str, tuple[str, int, str]],
-    layer: Layer,
-    where: str,
-    warn: Callable[[str], None],
-) -> None:
-    """Turn module / wsgi-file / callable / mount into our ``app`` and ``mount`` options."""
-    callable_name = app["callable"][0] if "callable" in app else "application"
-    spec = ""
-    keys: list[str] = []
-    if "mount" in app:
-        value, line, _ = app["mount"]
-        point, eq, target = value.partition("=")
-        if not eq or not point.startswith("/") or not target:
-            raise ConfigError("mount", f"expected /point=app, got {value!r}", f"{where} mount")
-        layer["mount"] = Raw(point.rstrip("/") or "", f"{where} mount (line {line})")
-        spec, keys = target, ["mount"]
-        other = app.get("module", app.get("wsgi-file", ("", 0, "")))[0]
-        if other and _with_callable(other, callable_name) != _with_callable(target, callable_name):
-            warn("both mount and module/wsgi-file given: uwsgiapp serves one app, the mounted one")
-    elif "module" in app:
-        spec, keys = app["module"][0], ["module"]
-        if "wsgi-file" in app:
-            (module, m_line, m_key), (file, f_line, f_key) = app["module"], app["wsgi-file"]
-            warn(
-                f"both '{m_key} = {module}' (line {m_line}) and '{f_key} = {file}' (line"
-                f" {f_line}) are given: uwsgiapp serves one app, the module's, and ignores"
-                f" {f_key} (uWSGI too loads the module first and skips the file's app, whose"
-                " mount point is taken); remove the one you do not mean"
-            )
-    elif "wsgi-file" in app:
-        spec, keys = _as_path(app["wsgi-file"][0]), ["wsgi-file"]
-    elif "callable" in app:
-        warn("'callable' without module or wsgi-file is ignored")
-        return
-    else:
-        return
-    if ":" not in spec:
-        spec = f"{spec}:{callable_name}"
-        if "callable" in app:
-            keys.append("callable")
-    lines = [app[k][1] for k in keys]
-    layer["app"] = Raw(spec, f"{where} {'+'.join(keys)} (line {', '.join(map(str, lines))})")
