@@ -31,6 +31,10 @@ LABEL uwsgiapp.build-stage="${BUILD_STAGE_LABEL}"
 
 FROM python:3.12-slim
 
+LABEL org.opencontainers.image.title="uwsgiapp-example" \
+      org.opencontainers.image.description="uwsgiapp (nginx's uwsgi protocol, pure Python, compiled hot path) serving its example app" \
+      org.opencontainers.image.licenses="MIT"
+
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
@@ -45,8 +49,12 @@ RUN pip install /wheels/*.whl && rm -rf /wheels
 COPY examples ./examples
 
 # Never run the app as root. A home of its own: libraries write caches under ~ (not --system:
-# uid 10001 is past the system range, and useradd warns about it).
-RUN useradd --uid 10001 --create-home --shell /usr/sbin/nologin app
+# uid 10001 is past the system range, and useradd warns about it). Run under another uid
+# (OpenShift gives an arbitrary one, with group 0), HOME still names it and group 0 may write
+# it, as OpenShift's image guidelines ask.
+RUN useradd --uid 10001 --create-home --shell /usr/sbin/nologin app \
+    && chgrp 0 /home/app && chmod g=u /home/app
+ENV HOME=/home/app
 # By number: Kubernetes' runAsNonRoot cannot check a user name.
 USER 10001:10001
 

@@ -179,6 +179,10 @@ def test_dockerfile() -> None:
     user = by_name["USER"][-1]
     # A number (Kubernetes' runAsNonRoot cannot check a name), not root's.
     assert re.fullmatch(r"[1-9][0-9]*(:[1-9][0-9]*)?", user), user
+    # Under an arbitrary uid (OpenShift), HOME is still a directory group 0 may write.
+    assert "HOME=/home/app" in by_name["ENV"]
+    assert any("chgrp 0 /home/app && chmod g=u /home/app" in run for run in by_name["RUN"])
+    assert 'org.opencontainers.image.licenses="MIT"' in " ".join(by_name["LABEL"])
     assert by_name["STOPSIGNAL"] == ["SIGTERM"]
     assert by_name["EXPOSE"] == ["3031"]
     healthcheck = by_name["HEALTHCHECK"][0]

@@ -154,6 +154,15 @@ def test_the_image_runs_the_compiled_build(stack: Compose) -> None:
     assert "(compiled: uwsgiproto.varblock, " in version, version
 
 
+def test_an_arbitrary_uid_has_a_home_it_may_write(docker_images: None) -> None:
+    """OpenShift runs an image as an arbitrary uid with group 0: HOME must still be a
+    directory it may write (libraries keep caches there); it was / before."""
+    probe = 'echo "$HOME"; touch "$HOME/probe" && id -u'
+    argv = ["docker", "run", "--rm", "--user", "123456:0", APP_IMAGE, "sh", "-c", probe]
+    home, uid = run(argv, timeout=60).stdout.split()
+    assert (home, uid) == ("/home/app", "123456")
+
+
 def test_logs_app_holds_the_error_log(stack: Compose) -> None:
     logs = stack("logs", "--no-color", "app")
     assert "[INFO] listening on 0.0.0.0:3031" in logs
