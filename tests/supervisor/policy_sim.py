@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from uwsgiapp.supervisor.actions import Signal, Spawn
 from uwsgiapp.supervisor.policy import Policy
-from uwsgiapp.supervisor.status import STATE_BOOTING, STATE_READY, WorkerStatus
+from uwsgiapp.supervisor.status import STATE_BOOTING, STATE_LEAVING, STATE_READY, WorkerStatus
 
 
 class Sim:
@@ -20,6 +20,8 @@ class Sim:
         self.next_pid = 100
         self.ready: set[int] = set()
         self.busy_since: dict[int, float] = {}
+        #: Workers whose slot says they are leaving on their own (max-requests).
+        self.leaving: set[int] = set()
         #: Requests each worker has served (what its slot counts); 100 unless set.
         self.served: dict[int, int] = {}
         self.now = 0.0
@@ -50,6 +52,7 @@ class Sim:
         if pid is None:
             return WorkerStatus(0, 0, 0.0, 0)
         state = STATE_READY if pid in self.ready else STATE_BOOTING
+        state = STATE_LEAVING if pid in self.leaving else state
         return WorkerStatus(pid, state, self.busy_since.get(pid, 0.0), self.served.get(pid, 100))
 
     def tick(self, dt: float = 0.1) -> list[object]:

@@ -223,6 +223,29 @@ def test_harakiri_dumps_then_kills_and_replaces() -> None:
     assert not signals_sent(sim.tick(1.1))  # killed once
 
 
+def test_a_worker_leaving_on_its_own_is_replaced_at_once() -> None:
+    # max-requests: its slot says it is leaving before its exit work (up to 5 s); the next
+    # worker starts at the next tick, not at its exit, which then starts nobody.
+    sim = started(workers=2)
+    pid = min(sim.pids())
+    sim.leaving.add(pid)
+    spawns = [a for a in sim.tick() if isinstance(a, Spawn)]
+    assert len(spawns) == 1
+    assert sim.policy.records[pid].state is WorkerState.STOPPING
+    actions = sim.exit(pid, 0)
+    assert not [a for a in actions if isinstance(a, Spawn)]
+    assert [str(a) for a in actions if isinstance(a, Log)] == [
+        str(Log(LogLevel.INFO, f"worker 1 (pid {pid}) exited with code 0"))
+    ]
+    # Leaving before any tick saw it ready: it booted (not a failure to start).
+    fresh = Sim(Policy(workers=1))
+    fresh.run(fresh.policy.start())
+    (new,) = fresh.pids()
+    fresh.leaving.add(new)
+    assert any(isinstance(a, Spawn) for a in fresh.exit(new, 0))
+    assert fresh.policy.boot_failures == 0
+
+
 def test_reload_on_rss_recycles_gracefully() -> None:
     sim = Sim(Policy(workers=1, reload_on_rss_mb=100))
     sim.run(sim.policy.start())

@@ -119,6 +119,28 @@ def test_a_thread_that_never_ends_keeps_a_leaving_worker_5_s_at_most(
         server.stop()
 
 
+def test_a_worker_leaving_on_its_own_is_replaced_before_its_exit_work_ends(
+    tmp_path: Path, lifecycle: Path
+) -> None:
+    # max-requests: the worker stops accepting, then joins the app's threads (here one that
+    # never ends: EXIT_WORK_SECONDS). Its slot says it is leaving, so the master starts the
+    # next worker at once; the requests meanwhile waited in the backlog for those seconds.
+    server = Server(tmp_path, "lifecycle_app:app", workers=1, max_requests=3).start()
+    try:
+        first = int(get(server, "/forever"))
+        for _ in range(3):  # within its max-requests (start-up's own probe may have been one)
+            second = int(get(server, "/"))
+            leaving = f"(pid {first}) exited" not in server.log()
+            if second != first:
+                break
+        assert second != first
+        assert leaving, "the next worker served only once the first one had exited"
+        wait_until(lambda: f"(pid {first}) exited with code 0" in server.log(), 15, "its exit")
+        assert f"(pid {first}) exited with code 0; starting a new one" not in server.log()
+    finally:
+        server.stop()
+
+
 def test_a_quick_stop_does_not_wait_for_the_apps_threads(tmp_path: Path, lifecycle: Path) -> None:
     server = Server(tmp_path, "lifecycle_app:app", workers=1).start()
     try:

@@ -363,6 +363,7 @@ class Arbiter:
         if self.config.request_titles and request_titles_available():
             RequestTitles(title, self.config.threads).start()
         worker.run()
+        slot.leaving()  # the master starts a replacement while this one does its exit work
         return 0
 
     def _make_worker(

@@ -169,7 +169,7 @@ class Policy(Roster):
         busy = False
         if status is not None:  # the others too: whether any serves decides a load failure
             for r in (rec, *self.records.values()):
-                self._note_ready(r, status(r.wid))
+                self._note_slot(r, status(r.wid), now)
             busy = (own := status(rec.wid)).pid == pid and bool(own.request_start)
         how = describe_exit(code, signum)
         if self.mode is Mode.STOPPING:
@@ -305,7 +305,7 @@ class Policy(Roster):
         rss_mb: Callable[[int], float] | None,
     ) -> list[Action]:
         """One worker at a tick: readiness, kill deadline, harakiri, RSS recycling."""
-        self._note_ready(rec, st)
+        self._note_slot(rec, st, now)
         if self.mode is Mode.STOPPING and rec.state not in TOLD:
             # Cannot happen through wanted(); should a worker appear anyway, it is told too.
             return [self._stop(rec, now, self.stop_signal)]

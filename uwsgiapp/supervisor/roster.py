@@ -169,13 +169,19 @@ class Roster:
         rec.cut = rec.cut or not graceful
         return Signal(rec.pid, signum)
 
-    def _note_ready(self, rec: WorkerRecord, st: WorkerStatus) -> None:
-        """The worker's own slot says it has loaded the app and accepts: it booted."""
+    def _note_slot(self, rec: WorkerRecord, st: WorkerStatus, now: float) -> None:
+        """What the worker's own slot says: it loaded the app and accepts (it booted); or it
+        stopped accepting on its own (max-requests) and is doing its exit work (the app's
+        threads and atexit, up to a few seconds): counted out now, so that its replacement
+        starts at once instead of after that exit."""
         if rec.state is BOOTING and st.ready_for(rec.pid):
             rec.state = READY
             self.served = True
             self.boot_failures = 0
             self.load_retry = 0.0
+        if rec.state is READY and st.leaving_for(rec.pid):
+            rec.state = STOPPING
+            rec.deadline = now + self.graceful_timeout
 
     def wanted(self, action: Action) -> bool:
         """The arbiter is about to carry out ``action``: is it still wanted?

@@ -51,6 +51,10 @@ _FAST: Final = 5
 STATE_FREE = 0
 STATE_BOOTING = 1
 STATE_READY = 2
+#: The worker stopped accepting on its own (max-requests, out of descriptors) and is on its way
+#: out (the app's exit work may take a few seconds): the master starts its replacement now.
+STATE_LEAVING = 3
+_STATE = struct.Struct("=i")  # the state word alone, after the pid
 
 #: Matrix rows: no status line (the client left) or an odd one, then 1xx..5xx.
 CLASSES = 6
@@ -88,12 +92,17 @@ class WorkerStatus:
     requests: int
 
     def ready_for(self, pid: int) -> bool:
-        """Worker ``pid`` wrote that it loaded the app and accepts (:meth:`SlotWriter.ready`).
+        """Worker ``pid`` wrote that it loaded the app and accepts (:meth:`SlotWriter.ready`),
+        or did until it began to leave (:meth:`SlotWriter.leaving`).
 
         The pid check: a slot is reused by the next worker of that id, and a stale READY from
         the previous one must not count for a worker that is still booting.
         """
-        return self.state == STATE_READY and self.pid == pid
+        return self.state in (STATE_READY, STATE_LEAVING) and self.pid == pid
+
+    def leaving_for(self, pid: int) -> bool:
+        """Worker ``pid`` no longer accepts and is on its way out (:meth:`SlotWriter.leaving`)."""
+        return self.state == STATE_LEAVING and self.pid == pid
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +245,10 @@ class SlotWriter:
     def ready(self) -> None:
         """The app is loaded and the worker is about to accept."""
         SLOT.pack_into(self._mem, self._offset, self._pid, STATE_READY, 0.0, 0)
+
+    def leaving(self) -> None:
+        """The worker has stopped accepting for good (its exit work comes next)."""
+        _STATE.pack_into(self._mem, self._offset + 4, STATE_LEAVING)
 
     def begin(self) -> None:
         """A request started now."""
