@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.procs import Server, short_tmpdir, uwsgi_exchange, wait_until
+from support.procs import APPS_DIR, Server, short_tmpdir, uwsgi_exchange, wait_until
 
 import uwsgiproto
 
@@ -165,23 +165,48 @@ def test_logs_are_handed_over_and_usr1_never_follows_a_planted_link(
     wait_until(lambda: "/pid?after" in (app_dir / "access.log.1").read_text(), 5, "the access line")
 
 
+#: What ``logging.config.dictConfig`` and ``fileConfig`` do first (Django's set-up runs one at
+#: import): every handler in the process is flushed and closed. (logging.config itself may not
+#: be importable by the dropped user where Python lives under /root.)
+RESET_LOGGING_APP = """
+import logging
+logging._handlers.clear()
+logging.shutdown(logging._handlerList[:])
+del logging._handlerList[:]
+import os
+os.chdir("/")  # and a relative log path must not be looked for elsewhere
+from supervisor_app import app
+"""
+
+
+@pytest.mark.parametrize(
+    ("app", "lazy"),
+    [("supervisor_app:app", False), ("reset_logging:app", False), ("reset_logging:app", True)],
+)
 def test_workers_started_after_logrotate_moved_the_access_log_write_to_the_masters_file(
-    tmp_path: Path, app_user: tuple[str, int, int]
+    tmp_path: Path, app_user: tuple[str, int, int], app: str, lazy: bool
 ) -> None:
     # The log directory is root's: after logrotate's move (without `create`) the dropped user
     # cannot make the file again. Workers started then (here: max-requests recycling) write to
     # the file the master holds; opening it by path, each one died at start, and after five
-    # the whole server stopped.
-    tmp_path.chmod(0o755)
-    logs = tmp_path / "logs"
+    # the whole server stopped. An app that resets logging at import closed the master's
+    # handler (so workers opened the file by path again).
+    base = Path(short_tmpdir())  # root's, readable by the user (--chdir, the app's file)
+    base.chmod(0o755)
+    logs = base / "logs"
     logs.mkdir(mode=0o755)
     access_log = logs / "access.log"
-    server = _server(
-        tmp_path,
-        app_user[0],
+    (base / "reset_logging.py").write_text(RESET_LOGGING_APP)
+    server = Server(
+        tmp_path / "server",
+        app,
+        uid=app_user[0],
+        chdir=str(base),
         access_log="uwsgi",
-        access_log_file=str(access_log),
+        access_log_file="logs/access.log",
         max_requests=2,
+        lazy_apps=lazy,
+        pythonpath=[str(APPS_DIR), str(base)],
     ).start()
     try:
         assert _get(server, "/pid?before").startswith(b"HTTP/1.1 200")

@@ -100,6 +100,21 @@ class SafeFileHandler(logging.FileHandler):
         return os.fdopen(fd, "a", encoding=self.encoding or "utf-8", errors=self.errors)
 
 
+class AccessFileHandler(SafeFileHandler):
+    """The access log's file. The master opens it and the workers write to it; ``logging``'s
+    shutdown, which an app's ``dictConfig`` or ``fileConfig`` runs on every handler (Django's
+    set-up does), must not close it: a worker would then open the file by path as the dropped
+    user, which fails once logrotate moved it out of a directory that user cannot write.
+    Only :meth:`close_for_good` closes it."""
+
+    def close(self) -> None:
+        """Kept open (see the class)."""
+
+    def close_for_good(self) -> None:
+        """Close the file (the handler is being replaced)."""
+        super().close()
+
+
 def _handler(target: str, default: Any) -> logging.StreamHandler[Any]:
     if target in ("", "-"):
         return logging.StreamHandler(default)
@@ -263,11 +278,12 @@ def access_handler(target: str) -> logging.StreamHandler[Any]:
     logger = logging.getLogger("uwsgiapp.access")
     path = os.path.abspath(target) if target not in ("", "-") else ""
     for old in list(logger.handlers):
-        if isinstance(old, SafeFileHandler) and path == old.baseFilename and old.stream:
+        if isinstance(old, AccessFileHandler) and path == old.baseFilename and old.stream:
             return old
         logger.removeHandler(old)
-        old.close()
-    handler = _handler(target, sys.stdout)
+        (old.close_for_good if isinstance(old, AccessFileHandler) else old.close)()
+    handler: logging.StreamHandler[Any]
+    handler = AccessFileHandler(path) if path else logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

@@ -110,6 +110,10 @@ def _drop_warnings(ids: Ids, sockets: list[str], pidfile: str, logs: list[str]) 
     ]
 
 
+def _absolute(path: str) -> str:
+    return path if path in ("", "-") else os.path.abspath(path)
+
+
 def _log_files(config: Config) -> list[str]:
     """Log files the dropped processes write, to be created and handed over before the drop.
 
@@ -218,6 +222,13 @@ def _serve(config: Config) -> int:
             )
             return ServeExit.START_FAILED
         config = replace(config, chdir=chdir)
+    # Log files by absolute path: an app that changes directory at import must not make a
+    # worker (or USR1's reopen) look for them elsewhere.
+    config = replace(
+        config,
+        error_log_file=_absolute(config.error_log_file),
+        access_log_file=_absolute(config.access_log_file),
+    )
     try:
         setup_error_log(
             config.error_log_file, capture=config.capture_output, fmt=config.error_log_format
