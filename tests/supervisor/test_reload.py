@@ -28,3 +28,15 @@ def test_a_failure_before_the_import_calls_the_reload_off(
     (line,) = [r.getMessage() for r in caplog.records if r.name == "uwsgiapp.error"]
     assert line.startswith("reload: cannot re-import the app, keeping the old code: ")
     assert "_sysconfigdata" in line
+
+
+def test_where_the_library_is_is_asked_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Asked before a --uid drop, answered from then on: the dropped user may not be able to
+    # import sysconfig's data module (every HUP was called off under Python 3.13).
+    expected = (reload.library_dirs(), reload.site_dirs())
+
+    def unreadable() -> dict[str, str]:
+        raise ModuleNotFoundError("No module named '_sysconfigdata__linux_x86_64-linux-gnu'")
+
+    monkeypatch.setattr(reload.sysconfig, "get_paths", unreadable)
+    assert (reload.library_dirs(), reload.site_dirs()) == expected

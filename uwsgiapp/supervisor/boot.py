@@ -33,6 +33,7 @@ from uwsgiapp.supervisor import privileges, titles
 from uwsgiapp.supervisor.arbiter import Arbiter
 from uwsgiapp.supervisor.listening import say_listening
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
+from uwsgiapp.supervisor.reload import library_dirs, site_dirs
 from uwsgiapp.supervisor.sdnotify import Notifier
 from uwsgiapp.wsgi.environ import EnvironSettings
 from uwsgiproto import Limits
@@ -293,6 +294,9 @@ def _with_listeners(
         # Before the drop (see sdnotify); taken out of the environment, so that the app's
         # processes cannot speak for the service (as libsystemd's unset_environment).
         notifier = Notifier(os.environ.pop("NOTIFY_SOCKET", None))
+        if ids.wanted:  # what a HUP's re-import asks of sysconfig, while it can be read
+            library_dirs()
+            site_dirs()
         if ids.wanted and not _drop(ids, owned, config):
             return ServeExit.START_FAILED
         _startup_warnings(config)

@@ -19,6 +19,7 @@ empty for the new code. The master loop waits while this runs: as long as the im
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.machinery
 import logging
@@ -43,13 +44,17 @@ _OURS = frozenset({__name__.partition(".")[0], Limits.__module__.partition(".")[
 _FILE_LINE = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)')
 
 
+@functools.cache
 def library_dirs() -> tuple[str, ...]:
-    """Where the standard library is (with a trailing slash)."""
+    """Where the standard library is (with a trailing slash). Asked once, before a ``--uid``
+    drop (:func:`uwsgiapp.supervisor.boot`): sysconfig imports its data module on first use,
+    which the dropped user may not be able to read (a Python under /root)."""
     paths = sysconfig.get_paths()
     found = {paths[key] for key in ("stdlib", "platstdlib") if key in paths}
     return tuple(os.path.join(os.path.realpath(p), "") for p in found if p)
 
 
+@functools.cache
 def site_dirs() -> tuple[str, ...]:
     """Where installed packages are (inside the standard library's directory in a venv)."""
     paths = sysconfig.get_paths()
