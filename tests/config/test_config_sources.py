@@ -165,6 +165,9 @@ def test_cli_flags_by_type() -> None:
     [
         ("u.toml", "workers = 7\nlazy-apps = true\nsocket = ['x.sock']\n", "top level"),
         ("u.toml", "other = 1\n[uwsgiapp]\nworkers = 7\nlazy_apps = true\nsocket = 'x.sock'\n", ""),
+        # A shared file's own tables may be named like an option (an app's [app] settings).
+        ("u.toml", "[app]\nname = 'shop'\n[stats]\nx = 1\n[uwsgiapp]\nworkers = 7\n"
+         "lazy_apps = true\nsocket = 'x.sock'\n", ""),
         ("pyproject.toml", "[project]\nname='x'\n[tool.uwsgiapp]\nworkers = 7\n"
          "lazy-apps = true\nsocket = ['x.sock']\n", ""),
     ],
@@ -191,6 +194,8 @@ def test_toml_tables(tmp_path: Path, name: str, text: str, table: str) -> None:
         ("u.toml", "[uwsgiapp]\nworkers = 2\n[env]\nY = '2'\n",
          "'env' is outside [uwsgiapp], which holds the options when the file has one: "
          "move it to [uwsgiapp.env]"),
+        ("u.toml", "[uwsgiapp]\nworkers = 2\n[tool.uwsgiapp]\nthreads = 2\n",
+         "[uwsgiapp] is ignored beside [tool.uwsgiapp]: move its keys there"),
     ],
 )  # fmt: skip
 def test_toml_errors(tmp_path: Path, name: str, text: str, message: str) -> None:

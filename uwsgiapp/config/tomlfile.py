@@ -136,17 +136,7 @@ def toml_layer(path: str) -> Layer:
     if not isinstance(table, dict):
         raise ConfigError("config", f"{where} must be a table", source)
     if where != "top level" and os.path.basename(path) != "pyproject.toml":
-        # Outside the table they would be ignored without a word (an [env] table beside
-        # [uwsgiapp], say); other tables of a shared file are not options and stay allowed.
-        for key in data:
-            if key not in ("uwsgiapp", "tool") and spec_for(key) is not None:
-                inside = f"{where[:-1]}.{key}]" if isinstance(data[key], dict) else where
-                raise ConfigError(
-                    "config",
-                    f"{key!r} is outside {where}, which holds the options when the file has "
-                    f"one: move it to {inside}",
-                    source,
-                )
+        _check_outside(data, where, source)
     layer: Layer = {}
     options = [s.option for s in option_specs()]
     for key, value in table.items():
@@ -157,3 +147,26 @@ def toml_layer(path: str) -> Layer:
             )
         layer[spec.name] = Raw(value, source)
     return layer
+
+
+def _check_outside(data: dict[str, Any], where: str, source: str) -> None:
+    """Options beside the table that holds them would be ignored without a word: a key with
+    an option's name and a value it could take (an ``[env]`` table; not an app's own
+    ``[app]`` table), or an ``[uwsgiapp]`` table beside ``[tool.uwsgiapp]``."""
+    for key, value in data.items():
+        if key == "uwsgiapp" and where == "[tool.uwsgiapp]":
+            raise ConfigError(
+                "config", f"[uwsgiapp] is ignored beside {where}: move its keys there", source
+            )
+        if key in ("uwsgiapp", "tool") or (spec := spec_for(key)) is None:
+            continue
+        elif isinstance(value, dict) and spec.kind != "pairs":
+            continue  # a table of the app's own, named like an option
+        else:
+            inside = f"{where[:-1]}.{key}]" if isinstance(value, dict) else where
+        raise ConfigError(
+            "config",
+            f"{key!r} is outside {where}, which holds the options when the file has one: "
+            f"move it to {inside}",
+            source,
+        )
