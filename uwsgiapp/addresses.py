@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["AddressError", "AllowList", "SocketAddress", "parse_address"]
+__all__ = ["AddressError", "AllowList", "SocketAddress", "parse_address", "server_address"]
 
 
 class AddressError(ValueError):
@@ -117,6 +117,18 @@ def parse_address(text: str) -> SocketAddress:
     if not port.isdigit() or int(port) > 65535:
         raise AddressError(f"bad socket {text!r}: invalid port {port!r} (expected 0..65535)")
     return SocketAddress(host=host, port=int(port))
+
+
+def server_address(text: str) -> SocketAddress:
+    """:func:`parse_address` for a socket the server listens on: an abstract unix socket is
+    refused (no file to remove: a graceful stop could not turn new connections away)."""
+    address = parse_address(text)
+    if address.is_abstract:
+        raise AddressError(
+            f"socket {text!r}: abstract unix sockets (@name) are for 'request'/'ping' only; "
+            "listen on a unix socket path (its mode and group say who may connect)"
+        )
+    return address
 
 
 #: An IP network of the allow-list.

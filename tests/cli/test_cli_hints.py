@@ -68,10 +68,14 @@ def test_uwsgi_variables_the_ini_reads_are_not_said_to_be_unread(tmp_path: Path)
     from uwsgiapp.config.serve import resolve_serve_config
 
     ini = tmp_path / "app.ini"
-    ini.write_text("[uwsgi]\nmodule = app:app\nprocesses = $(UWSGI_WORKERS)\nx = %(y)\n")
+    ini.write_text(
+        "[uwsgi]\nmodule = app:app\nprocesses = $(UWSGI_WORKERS)\nx = %(y)\n"
+        "max-requests = 5\nharakiri = %(max-requests)\n"
+    )
     args = build_parser().parse_args(["serve", "--ini", str(ini)])
-    env = {"UWSGI_WORKERS": "2", "UWSGI_CHEAPER": "1", "UWSGI_Y": "z"}
+    # UWSGI_MAX_REQUESTS is not read: the section defines max-requests itself.
+    env = {"UWSGI_WORKERS": "2", "UWSGI_CHEAPER": "1", "UWSGI_Y": "z", "UWSGI_MAX_REQUESTS": "9"}
     resolved = resolve_serve_config(args, env)
     assert resolved.config.workers == 2
-    (said,) = [w for w in resolved.warnings if "is set but not read" in w]
-    assert said.startswith("UWSGI_CHEAPER is set but not read")
+    (said,) = [w for w in resolved.warnings if "set but not read" in w]
+    assert said.startswith("UWSGI_CHEAPER, UWSGI_MAX_REQUESTS are set but not read")

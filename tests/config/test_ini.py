@@ -118,6 +118,22 @@ KEYS: list[tuple[str, dict[str, Any]]] = [
         "base = 3\nprocesses = %(base * 2)\nthreads = %(7 / 2)\nlisten = %(20 - base)",
         {"workers": 6, "threads": 3, "listen": 17},
     ),
+    # uWSGI's file logger's key=value form (its rotation options are warned of, below).
+    (
+        "logger = file:logfile=/var/log/e.log\nreq-logger = file:logfile=/var/log/r.log",
+        {"error_log_file": "/var/log/e.log", "access_log_file": "/var/log/r.log"},
+    ),
+    # Our own options, as uWSGI reads keys: a later logto does not override what the section
+    # set itself, a list accumulates, an empty flag is true, a number may carry a comment.
+    (
+        "access-log-file = /var/log/r.log\ncapture-output = false\nlogto = /var/log/e.log",
+        {"access_log_file": "/var/log/r.log", "capture_output": False},
+    ),
+    (
+        "uwsgi-allow-from = 10.0.0.0/8\nuwsgi-allow-from = 192.168.0.0/16, 127.0.0.1",
+        {"uwsgi_allow_from": ("10.0.0.0/8", "192.168.0.0/16", "127.0.0.1")},
+    ),
+    ("request-titles =", {"request_titles": True}),
     # Idioms for what uwsgiapp always does, and keys it always honours: no warning.
     ("hook-master-start = unix_signal:15   gracefully_kill_them_all", {}),
     ("no-orphans = true\nclose-on-exec = true\nlog-master = true", {}),
@@ -546,3 +562,11 @@ def test_keys_that_describe_what_uwsgiapp_does_anyway_pass_quietly(
 ) -> None:
     _, warnings, _ = load(tmp_path, f"{key} = true")
     assert warnings == []
+
+
+def test_an_arithmetic_operand_falls_back_to_the_environment(tmp_path: Path) -> None:
+    # As %(name) does: a name no key defines is UWSGI_NAME's value.
+    config, _, _ = load(tmp_path, "processes = %(workers * 2)", environ={"UWSGI_WORKERS": "3"})
+    assert config.workers == 6
+    with pytest.raises(ConfigError, match=re.escape("uses %(workers), which is not defined")):
+        load(tmp_path, "processes = %(workers * 2)")

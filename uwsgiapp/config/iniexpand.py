@@ -214,39 +214,38 @@ def expand(
     places = placeholders or {}
     table = _magic_table(path, section)
 
-    def note(message: str) -> None:
-        if warn is not None:
-            warn(message)
-
     def env_ref(match: re.Match[str]) -> str:
         name = match.group(1)
-        if name not in env:
-            note(f"$({name}) is not set in the environment; expanded to ''")
+        if name not in env and warn is not None:
+            warn(f"$({name}) is not set in the environment; expanded to ''")
         return env.get(name, "")
+
+    def named(name: str) -> str:  # a placeholder, else UWSGI_NAME, else arithmetic
+        if name in places:
+            return places[name]
+        env_name = "UWSGI_" + name.upper().replace("-", "_")
+        if env_name in env:
+            return env[env_name]
+        computed = _arithmetic(name, operand)
+        if computed is not None:
+            return computed
+        raise ExpansionError(_unknown_placeholder(name, section))
+
+    def operand(text: str) -> str:  # a magic variable, a number, or a name (as in %(name))
+        if text.startswith("%"):
+            return MAGIC_RE.sub(magic, text)
+        return text if text.lstrip("-").isdigit() else named(text)
 
     def magic(match: re.Match[str]) -> str:
         name, letter = match.group(1), match.group(2)
         if name is not None:
-            if name in places:
-                return places[name]
-            env_name = "UWSGI_" + name.upper().replace("-", "_")
-            if env_name in env:
-                return env[env_name]
-            computed = _arithmetic(name, operand)
-            if computed is not None:
-                return computed
-            raise ExpansionError(_unknown_placeholder(name, section))
+            return named(name)
         if letter in table:
             return table[letter]()
         raise ExpansionError(
             f"uses %{letter}, which is not a magic variable uwsgiapp knows"
             f" ({MAGIC_VARIABLES}; write %% for a literal %)"
         )
-
-    def operand(text: str) -> str:
-        if text.startswith("%"):
-            return MAGIC_RE.sub(magic, text)
-        return places.get(text, text)
 
     expanded = _bounded(_ENV_REF, env_ref, value, max_size)
     return _bounded(MAGIC_RE, magic, expanded, max_size)

@@ -4,6 +4,7 @@ entries in order, in uWSGI's dialect (what they mean is :mod:`uwsgiapp.config.uw
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from uwsgiapp.config.iniexpand import DEFAULT_SECTION
 from uwsgiapp.config.inilogic import IniEntry
@@ -64,18 +65,26 @@ def read_section(path: str, section: str) -> list[IniEntry]:
     return entries
 
 
-def include_sections(path: str, entries: list[IniEntry], where: str) -> list[IniEntry]:
-    """``entries`` with each ``ini = :other`` (a section of the same file) replaced by that
-    section's entries, where it stands, as uWSGI reads it. One level: an ``ini`` inside the
-    section followed, or one naming another file, is kept (and reported as unsupported)."""
+def include_sections(
+    path: str, section: str, entries: list[IniEntry], warn: Callable[[str], None]
+) -> list[IniEntry]:
+    """``entries`` (of ``[section]``) with each ``ini = :other`` (a section of the same file)
+    replaced by that section's entries, where it stands, as uWSGI reads it. One level: an
+    ``ini`` inside the section followed, or one naming another file, is kept (and reported as
+    unsupported). A section already read, or missing, is skipped with a warning (uWSGI warns
+    of a missing one too)."""
     out: list[IniEntry] = []
+    read = {section}
     for entry in entries:
         name = entry.value.strip()[1:]
         if entry.key != "ini" or not entry.value.strip().startswith(":") or not name:
             out.append(entry)
-            continue
-        try:
-            out.extend(read_section(path, name))
-        except ConfigError as exc:
-            raise ConfigError("ini", exc.message, f"{where} ini (line {entry.line})") from None
+        elif name in read:
+            warn(f"'ini = :{name}' (line {entry.line}): [{name}] is already read; skipped")
+        else:
+            try:
+                out.extend(read_section(path, name))
+            except ConfigError as exc:
+                warn(f"'ini = :{name}' (line {entry.line}) skipped: {exc.message}")
+            read.add(name)
     return out

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-from uwsgiapp.config.configload import IMPLIED_BY, Layer, Raw, option_specs, parse_bool
+from uwsgiapp.config.configload import IMPLIED_BY, Layer, Raw, option_specs, parse_bool, spec_for
 from uwsgiapp.config.inikeys import (
     ALWAYS_ON,
     APP_KEYS,
@@ -42,7 +42,7 @@ class Mapper:
         self.warn = warn
         self.app: dict[str, tuple[str, int, str]] = {}  # module / wsgi-file / callable / mount
         self._multi: dict[str, list[str]] = {}
-        self._request_log = False  # req-logger named the access log's file
+        self._explicit: set[str] = set()  # options a key of the section set (not implied)
 
     def apply(self, key: str, value: str, line: int, source: str) -> bool:
         """Map one key; False if its value is a form uwsgiapp does not take (then it is
@@ -52,11 +52,12 @@ class Mapper:
             self._simple(key, SIMPLE_KEYS[key], value, source)
         elif key in LOGGER_KEYS:
             # logger = file:PATH / req-logger = file:PATH (unnamed); other loggers are not ours
-            if not value.startswith("file:") or not value[5:].strip():
+            path = self._log_file(key, value) if value.startswith("file:") else ""
+            if not path:
                 return False
-            self._simple(key, LOGGER_KEYS[key], value[5:].strip(), source)
+            self._simple(key, LOGGER_KEYS[key], path, source)
         elif key in OWN_KEYS:
-            layer[key.replace("-", "_")] = Raw(value, source)
+            self._own(key, value, source)
         elif key in APP_KEYS:
             canonical = {"wsgi": "module", "w": "module", "file": "wsgi-file"}.get(key, key)
             self.app[canonical] = (value, line, key)
@@ -78,6 +79,21 @@ class Mapper:
                 self.warn(f"plugins {', '.join(others)} are not supported, ignored")
         return True
 
+    def _log_file(self, key: str, value: str) -> str:
+        """The file of uWSGI's ``file:PATH`` or ``file:logfile=PATH,maxsize=N,...`` logger
+        ('' if there is none)."""
+        arg = value[5:].strip()
+        if "=" not in arg:
+            return arg
+        options = dict(item.partition("=")[::2] for item in arg.split(","))
+        others = sorted(k.strip() for k in options if k.strip() != "logfile")
+        if others:
+            self.warn(
+                f"'{key} = {value}': {', '.join(others)} not honoured (uwsgiapp does not rotate "
+                "its logs: logrotate, then SIGUSR1 to reopen them)"
+            )
+        return options.get("logfile", "").strip()
+
     def _simple(self, key: str, name: str, value: str, source: str) -> None:
         layer = self.layer
         if name == "chmod_socket" and not value.strip():
@@ -85,17 +101,32 @@ class Mapper:
         if name == "buffer_size" and value.strip().isdigit() and int(value) > MAX_BUFFER:
             self.warn(f"'{key} = {value}' is read as {MAX_BUFFER} (the most; uWSGI caps it too)")
             value = str(MAX_BUFFER)
-        if name == "access_log_file":  # req-logger: the request lines' own file
-            self._request_log = True
         if name == "error_log_file":  # uWSGI's logto takes stderr too, and the request lines
-            if not self._request_log:  # unless req-logger gave them a file of their own
-                layer["access_log_file"] = Raw(value, f"{IMPLIED_BY}{source}")
-            layer["capture_output"] = Raw(True, f"{IMPLIED_BY}{source}")
-        if name in MULTI:
-            self._multi.setdefault(name, []).append(value)
-            layer[name] = Raw(list(self._multi[name]), source)
+            # unless a key of the section said otherwise (req-logger, access-log-file …)
+            for implied, what in (("access_log_file", value), ("capture_output", True)):
+                if implied not in self._explicit:
+                    layer[implied] = Raw(what, f"{IMPLIED_BY}{source}")
+        self._set(name, value, source, multi=name in MULTI)
+
+    def _own(self, key: str, value: str, source: str) -> None:
+        """One of uwsgiapp's own options, read as uWSGI reads its keys: a flag is true when
+        empty, a list accumulates over repeated keys."""
+        spec = spec_for(key)
+        assert spec is not None
+        if spec.kind == "bool":
+            flag = truthy(value)
+            if flag is None:
+                raise ConfigError(spec.name, f"expected a boolean, got {value!r}", source)
+            self._set(spec.name, flag, source)
         else:
-            layer[name] = Raw(value, source)
+            self._set(spec.name, value, source, multi=spec.kind == "list")
+
+    def _set(self, name: str, value: object, source: str, *, multi: bool = False) -> None:
+        self._explicit.add(name)
+        if multi:
+            self._multi.setdefault(name, []).append(str(value))
+            value = list(self._multi[name])
+        self.layer[name] = Raw(value, source)
 
 
 def _with_callable(spec: str, callable_name: str) -> str:

@@ -12,7 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from uwsgiapp.addresses import AddressError, AllowList, parse_address
+from uwsgiapp.addresses import AddressError, AllowList, parse_address, server_address
 from uwsgiapp.importer import AppImportError, parse_spec
 
 ACCESS_LOG_FORMATS = ("off", "uwsgi", "json")
@@ -191,7 +191,7 @@ class Config:
             raise ConfigError("socket", "at least one socket is required")
         for address in self.socket:
             try:  # its form now (exit 2, and --print-config refuses it), not when it is bound
-                parse_address(address)
+                server_address(address)
             except AddressError as exc:
                 raise ConfigError("socket", str(exc)) from None
 

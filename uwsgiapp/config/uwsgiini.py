@@ -130,10 +130,10 @@ def ini_layer(
     path, section = split_ini_arg(arg)
     result = IniResult(warnings=[] if warnings is None else warnings)
     where = f"ini {path} [{section}]"
-    entries = include_sections(path, read_section(path, section), where)
     warn = _Warner(where, result.warnings)
+    entries = include_sections(path, section, read_section(path, section), warn)
     referenced = _variables(entries)
-    result.environ_read = _environ_read(entries, referenced)
+    result.environ_read = _environ_read(entries)
     entries = apply_logic(
         entries,
         expand_test=lambda raw: expand(
@@ -187,11 +187,13 @@ def _variables(entries: list[IniEntry]) -> set[str]:
     return used | set(tested)
 
 
-def _environ_read(entries: list[IniEntry], variables: set[str]) -> set[str]:
+def _environ_read(entries: list[IniEntry]) -> set[str]:
     """What the section reads of the environment: ``$(NAME)``, and ``UWSGI_NAME`` for each
-    ``%(name)`` (the fallback of a placeholder no key defines)."""
+    ``%(name)`` that no key of the section defines (the placeholder's fallback)."""
     read = {name for e in entries for name in environ_names(e.value)}
-    return read | {"UWSGI_" + n.upper().replace("-", "_") for n in variables}
+    used = {name for e in entries for name in referenced_names(e.value)}
+    defined = set(_placeholder_definitions(entries, ""))
+    return read | {"UWSGI_" + n.upper().replace("-", "_") for n in used - defined}
 
 
 def _check_strict(entries: list[IniEntry], result: IniResult, where: str) -> None:
@@ -213,7 +215,7 @@ def _unsupported(
     """A key uwsgiapp does not take: said once (with advice where there is some, else the
     key it may be a typo of); an HTTP key is also kept for the refusal of an HTTP-only ini."""
     advice = _advice(entry.key)
-    if not advice:
+    if not advice:  # a typo of a key we take (not of one we only advise about)
         near = difflib.get_close_matches(entry.key, _KNOWN, n=1, cutoff=0.8)
         advice = f"did you mean '{near[0]}'?" if near else ""
     warn(f"'{entry.key}' is not supported, ignored" + (f" ({advice})" if advice else ""))
@@ -223,7 +225,7 @@ def _unsupported(
 
 
 #: The keys a typo may be meant for.
-_KNOWN = sorted(USED_KEYS | OWN_KEYS | ADVICE.keys())
+_KNOWN = sorted(USED_KEYS | OWN_KEYS)
 
 
 def _advice(key: str) -> str:
@@ -239,8 +241,8 @@ _COMMENT = re.compile(r"\s+[#;].*$")
 def _numeric_or_flag(key: str) -> bool:
     """Whether uWSGI reads ``key``'s value as a number (atoi) or a flag: then text after the
     number or word changes nothing in uWSGI."""
-    if key in SIMPLE_KEYS:
-        spec = spec_for(SIMPLE_KEYS[key])
+    if key in SIMPLE_KEYS or key in OWN_KEYS:
+        spec = spec_for(SIMPLE_KEYS.get(key, key))
         return spec is not None and (spec.kind in ("int", "float", "bool") or spec.octal)
     return key in ALWAYS_ON or key in ("disable-logging", "L")
 

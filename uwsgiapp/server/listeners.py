@@ -14,7 +14,7 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from uwsgiapp.addresses import AddressError, AllowList, SocketAddress, parse_address
+from uwsgiapp.addresses import AddressError, AllowList, SocketAddress, server_address
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -76,16 +76,9 @@ def _parse(spec: str) -> SocketAddress:
     """The address ``spec`` names (the grammar shared with the client, :mod:`uwsgiapp.addresses`);
     :class:`ListenerError` for one the server cannot listen on."""
     try:
-        address = parse_address(spec)
+        return server_address(spec)
     except AddressError as exc:
         raise ListenerError(str(exc)) from None
-    if address.is_abstract:
-        # No file to remove: a graceful stop could not turn new connections away.
-        raise ListenerError(
-            f"socket {spec!r}: abstract unix sockets (@name) are for 'request'/'ping' only; "
-            "listen on a unix socket path (its mode and group say who may connect)"
-        )
-    return address
 
 
 def bind(spec: str, *, backlog: int, chmod: int, allow: AllowList) -> Listener:

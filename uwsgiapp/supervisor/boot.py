@@ -209,11 +209,16 @@ def _access_log_opens(config: Config) -> bool:
     return True
 
 
-def _serve(config: Config) -> int:
+def _enter_chdir(config: Config) -> Config | None:
+    """Enter ``--chdir`` first, as gunicorn does (uWSGI binds its sockets there too): every
+    relative path (socket, pidfile, logs) is taken from it; None if it cannot be entered.
+
+    The directory is kept as written, made absolute, so that a HUP's re-import enters it
+    again (a deploy's ``current`` symlink then moves the app). The log files are made
+    absolute too: an app that changes directory at import must not make a worker (or USR1's
+    reopen) look for them elsewhere.
+    """
     if config.chdir:
-        # First, as gunicorn does (uWSGI binds its sockets there too): every relative path
-        # (socket, pidfile, logs) is taken from it. Kept as written, made absolute, so that a
-        # HUP's re-import enters it again: a deploy's `current` symlink then moves the app.
         chdir = os.path.abspath(config.chdir)
         try:
             os.chdir(chdir)
@@ -221,15 +226,20 @@ def _serve(config: Config) -> int:
             print(
                 f"uwsgiapp: --chdir: cannot enter {chdir}: {exc.strerror or exc}", file=sys.stderr
             )
-            return ServeExit.START_FAILED
+            return None
         config = replace(config, chdir=chdir)
-    # Log files by absolute path: an app that changes directory at import must not make a
-    # worker (or USR1's reopen) look for them elsewhere.
-    config = replace(
+    return replace(
         config,
         error_log_file=_absolute(config.error_log_file),
         access_log_file=_absolute(config.access_log_file),
     )
+
+
+def _serve(config: Config) -> int:
+    entered = _enter_chdir(config)
+    if entered is None:
+        return ServeExit.START_FAILED
+    config = entered
     try:
         setup_error_log(
             config.error_log_file, capture=config.capture_output, fmt=config.error_log_format
