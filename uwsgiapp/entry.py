@@ -13,7 +13,7 @@ from __future__ import annotations
 import signal
 from types import FrameType
 
-from uwsgiapp.stopsignals import STOP_SIGNALS
+from uwsgiapp.termsignals import STOP_SIGNALS
 
 __all__ = ["main", "restore_defaults"]
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from enum import Enum, IntEnum
 
 from uwsgiapp.exitcodes import ServeExit
-from uwsgiapp.stopsignals import STOP_SIGNALS
+from uwsgiapp.termsignals import STOP_SIGNALS
 
 #: Consecutive workers that may die during boot before the master gives up.
 BOOT_FAILURE_LIMIT = 5
@@ -23,7 +23,7 @@ DUMP_GRACE = 1.0
 QUICK_GRACE = 2.0
 #: What a worker retired while the others keep serving gets: finish the current request, leave.
 RETIRE = signal.SIGHUP
-#: The signals that stop the master (uwsgiapp.stopsignals.STOP_SIGNALS); by name, as its queue
+#: The signals that stop the master (uwsgiapp.termsignals.STOP_SIGNALS); by name, as its queue
 #: holds them.
 STOPS = frozenset(signum.name.removeprefix("SIG") for signum in STOP_SIGNALS)
 

@@ -28,13 +28,13 @@ from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener, ListenerError, bind_all, somaxconn_cap
 from uwsgiapp.server.logs import access_handler, make_access_log, setup_error_log
 from uwsgiapp.stats.server import StatsServer
-from uwsgiapp.stopsignals import STOP_SIGNALS
 from uwsgiapp.supervisor import privileges, titles
 from uwsgiapp.supervisor.arbiter import Arbiter
 from uwsgiapp.supervisor.listening import say_listening
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
 from uwsgiapp.supervisor.reload import library_dirs, site_dirs
 from uwsgiapp.supervisor.sdnotify import Notifier
+from uwsgiapp.termsignals import STOP_SIGNALS
 from uwsgiapp.wsgi.environ import EnvironSettings
 from uwsgiproto import Limits
 
