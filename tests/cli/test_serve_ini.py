@@ -62,3 +62,19 @@ def test_ini_given_twice_is_a_usage_error(tmp_path: Path) -> None:
         "uwsgiapp serve: error: --ini is given twice (a.ini, then b.ini): uwsgiapp reads one"
         " ini file" in r.stderr.decode()
     )
+
+
+def test_an_ini_without_a_socket_says_the_default_is_used(tmp_path: Path) -> None:
+    # uWSGI refuses to start without one; the socket may be in a base image's other ini.
+    from uwsgiapp.cli import build_parser
+    from uwsgiapp.config.serve import resolve_serve_config
+
+    (tmp_path / "app.ini").write_text("[uwsgi]\nmodule = app:app\n")
+    for argv, said in (([], True), (["--socket", "/tmp/x.sock"], False)):
+        args = build_parser().parse_args(["serve", "--ini", str(tmp_path / "app.ini"), *argv])
+        warnings = resolve_serve_config(args, {}).warnings
+        found = [w for w in warnings if w.startswith("no socket in the ini nor anywhere else")]
+        assert found == (
+            ["no socket in the ini nor anywhere else: listening on the default 127.0.0.1:3031 "
+             "(uWSGI would not start; set socket in the ini, or --socket)"] if said else []
+        )  # fmt: skip

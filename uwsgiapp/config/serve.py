@@ -84,6 +84,13 @@ def resolve_serve_config(
         for option, spec in [*(("socket", s) for s in config.socket), ("stats", config.stats)]
         if spec.isdigit()
     ]
+    quiet = getattr(args, "print_config", False)  # the printed config says "default" itself
+    if args.ini and not quiet and resolved.sources["socket"] == DEFAULT_SOURCE:
+        ports.append(  # uWSGI refuses to start without one; the socket may be nginx's guess
+            f"no socket in the ini nor anywhere else: listening on the default "
+            f"{', '.join(config.socket)} (uWSGI would not start; set socket in the ini, or "
+            "--socket)"
+        )
     return replace(resolved, warnings=(*resolved.warnings, *ports)) if ports else resolved
 
 
