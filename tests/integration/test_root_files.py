@@ -190,12 +190,13 @@ def test_workers_started_after_logrotate_moved_the_access_log_write_to_the_maste
     # cannot make the file again. Workers started then (here: max-requests recycling) write to
     # the file the master holds; opening it by path, each one died at start, and after five
     # the whole server stopped. An app that resets logging at import closed the master's
-    # handler (so workers opened the file by path again).
+    # handler (so workers opened the file by path again), and the error log's too (a worker's
+    # lines were lost, "--- Logging error ---" on stderr instead).
     base = Path(short_tmpdir())  # root's, readable by the user (--chdir, the app's file)
     base.chmod(0o755)
     logs = base / "logs"
     logs.mkdir(mode=0o755)
-    access_log = logs / "access.log"
+    access_log, error_log = logs / "access.log", logs / "error.log"
     (base / "reset_logging.py").write_text(RESET_LOGGING_APP)
     server = Server(
         tmp_path / "server",
@@ -204,6 +205,7 @@ def test_workers_started_after_logrotate_moved_the_access_log_write_to_the_maste
         chdir=str(base),
         access_log="uwsgi",
         access_log_file="logs/access.log",
+        error_log_file="logs/error.log",
         max_requests=2,
         lazy_apps=lazy,
         pythonpath=[str(APPS_DIR), str(base)],
@@ -211,16 +213,19 @@ def test_workers_started_after_logrotate_moved_the_access_log_write_to_the_maste
     try:
         assert _get(server, "/pid?before").startswith(b"HTTP/1.1 200")
         access_log.rename(logs / "access.log.1")
+        error_log.rename(logs / "error.log.1")
         for n in range(8):
-            assert _get(server, f"/pid?after{n}").startswith(b"HTTP/1.1 200"), server.log()
+            answer = _get(server, f"/pid?after{n}")
+            assert answer.startswith(b"HTTP/1.1 200"), _text(logs / "error.log.1")
         assert server.proc.poll() is None
-        assert "crashed" not in server.log()
-        assert "served 2 requests (max-requests), recycling" in server.log()
     finally:
         server.stop()
-    assert not access_log.exists()
+    assert not access_log.exists() and not error_log.exists()
     moved = (logs / "access.log.1").read_text()
     assert all(f"/pid?after{n}" in moved for n in range(8)), moved
+    errors = (logs / "error.log.1").read_text()
+    assert "crashed" not in errors and "Logging error" not in server.log()
+    assert errors.count("served 2 requests (max-requests), recycling") >= 4, errors
 
 
 def test_the_pidfile_replaces_a_planted_link_and_is_removed_at_exit(

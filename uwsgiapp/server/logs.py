@@ -100,12 +100,12 @@ class SafeFileHandler(logging.FileHandler):
         return os.fdopen(fd, "a", encoding=self.encoding or "utf-8", errors=self.errors)
 
 
-class AccessFileHandler(SafeFileHandler):
-    """The access log's file. The master opens it and the workers write to it; ``logging``'s
-    shutdown, which an app's ``dictConfig`` or ``fileConfig`` runs on every handler (Django's
-    set-up does), must not close it: a worker would then open the file by path as the dropped
-    user, which fails once logrotate moved it out of a directory that user cannot write.
-    Only :meth:`close_for_good` closes it."""
+class KeptFileHandler(SafeFileHandler):
+    """A log file of ours (the error log, the access log). The master opens it and the workers
+    write to it; ``logging``'s shutdown, which an app's ``dictConfig`` or ``fileConfig`` runs
+    on every handler (Django's set-up does), must not close it: the process would then open
+    the file again by path as the dropped user, which fails once logrotate moved it out of a
+    directory that user cannot write. Only :meth:`close_for_good` closes it."""
 
     def close(self) -> None:
         """Kept open (see the class)."""
@@ -118,7 +118,11 @@ class AccessFileHandler(SafeFileHandler):
 def _handler(target: str, default: Any) -> logging.StreamHandler[Any]:
     if target in ("", "-"):
         return logging.StreamHandler(default)
-    return SafeFileHandler(target)
+    return KeptFileHandler(os.path.abspath(target))
+
+
+def _close(handler: logging.Handler) -> None:
+    (handler.close_for_good if isinstance(handler, KeptFileHandler) else handler.close)()
 
 
 def reopen_logs() -> bool:
@@ -170,7 +174,7 @@ def setup_error_log(
     logger = logging.getLogger("uwsgiapp")
     for old in list(logger.handlers):
         logger.removeHandler(old)
-        old.close()
+        _close(old)
     handler = _handler(target, sys.stderr)
     handler.setFormatter(JsonErrorFormatter() if fmt == "json" else ErrorFormatter(ERROR_FORMAT))
     logger.addHandler(handler)
@@ -278,12 +282,11 @@ def access_handler(target: str) -> logging.StreamHandler[Any]:
     logger = logging.getLogger("uwsgiapp.access")
     path = os.path.abspath(target) if target not in ("", "-") else ""
     for old in list(logger.handlers):
-        if isinstance(old, AccessFileHandler) and path == old.baseFilename and old.stream:
+        if isinstance(old, KeptFileHandler) and path == old.baseFilename and old.stream:
             return old
         logger.removeHandler(old)
-        (old.close_for_good if isinstance(old, AccessFileHandler) else old.close)()
-    handler: logging.StreamHandler[Any]
-    handler = AccessFileHandler(path) if path else logging.StreamHandler(sys.stdout)
+        _close(old)
+    handler = _handler(target, sys.stdout)
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
