@@ -77,8 +77,14 @@ def resolve_serve_config(
     )
     resolved = resolve(layers, warnings=warnings)
     check_http_only(ini, resolved.sources["socket"], DEFAULT_SOURCE)
+    more = _socket_warnings(args, resolved)
+    return replace(resolved, warnings=(*resolved.warnings, *more)) if more else resolved
+
+
+def _socket_warnings(args: argparse.Namespace, resolved: Resolved) -> list[str]:
+    """A bare port where a unix socket's path goes; an ini that names no socket at all."""
     config = resolved.config
-    ports = [
+    said = [
         f"--{option} {spec} is a unix socket file named {spec!r} in the working directory; for "
         f"TCP write 127.0.0.1:{spec} (or :{spec}, every interface)"
         for option, spec in [*(("socket", s) for s in config.socket), ("stats", config.stats)]
@@ -86,12 +92,12 @@ def resolve_serve_config(
     ]
     quiet = getattr(args, "print_config", False)  # the printed config says "default" itself
     if args.ini and not quiet and resolved.sources["socket"] == DEFAULT_SOURCE:
-        ports.append(  # uWSGI refuses to start without one; the socket may be nginx's guess
+        said.append(  # uWSGI refuses to start without one; it may be in a base image's ini
             f"no socket in the ini nor anywhere else: listening on the default "
             f"{', '.join(config.socket)} (uWSGI would not start; set socket in the ini, or "
             "--socket)"
         )
-    return replace(resolved, warnings=(*resolved.warnings, *ports)) if ports else resolved
+    return said
 
 
 #: UWSGI_* variables uWSGI sets for itself (its emperor, reloads) and does not read as options.
