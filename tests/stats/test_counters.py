@@ -205,6 +205,45 @@ def test_snapshot_is_built_from_slots_history_and_sockets(monkeypatch: pytest.Mo
     assert observer.listen_queue_errors == 1
 
 
+def test_a_number_of_several_slots_is_one_row_with_their_sums(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Worker 1 ran in slot 0, then (a reload) in slot 2 while the old process still exits:
+    # one row, the serving process's, with both slots' counters; worker 2 in slot 1.
+    table = StatusTable(4)
+    observer = Observer()
+    for wid, pid, wall, count in ((0, 100, 1000.0, 3), (1, 101, 1000.0, 1), (2, 102, 2000.0, 2)):
+        observer.spawned(wid, wall, 0)
+        table.reset(wid, pid)
+        writer, responder = counting(table, wid, pid)
+        writer.ready()
+        for _ in range(count):
+            served(writer, responder, "200 OK", 10, 0.002, monkeypatch)
+    records = [
+        WorkerRecord(0, 100, 0, 0.0, WorkerState.STOPPING, number=1),
+        WorkerRecord(1, 101, 1, 1.0, WorkerState.READY, number=2),
+        WorkerRecord(2, 102, 1, 2.0, WorkerState.READY, number=1),
+    ]
+    stats = snapshot(
+        Inputs(
+            pid=7,
+            records=records,
+            status=table.read,
+            counters=table.counters,
+            observer=observer,
+            harakiris={0: 1},
+            sockets=(),
+            memory=lambda pid: (pid, pid),
+            numbers={0: 1, 1: 2, 2: 1},
+        )
+    )
+    w1, w2 = stats.workers
+    assert (w1.id, w1.pid, w1.requests, w1.delta_requests, w1.tx) == (1, 102, 5, 2, 50)
+    assert (w1.respawn_count, w1.last_spawn, w1.harakiri_count, w1.accepting) == (2, 2000, 1, True)
+    assert (w2.id, w2.pid, w2.requests, w2.respawn_count) == (2, 101, 1, 1)
+    assert stats.requests == 6
+
+
 def test_policy_counts_harakiri_kills_by_worker_id() -> None:
     from uwsgiapp.supervisor.status import WorkerStatus
 

@@ -53,14 +53,13 @@ def test_json_prometheus_and_top_agree_with_what_was_sent(tmp_path: Path) -> Non
         assert wsum(doc, "requests") == n
         assert wsum(doc, "exceptions") == BOOM
         assert wsum(doc, "harakiri_count") == 1
-        # Every slot that ever had a process is a row; the harakiri victim's and the killed
-        # worker's counts stay in the sums (their slot reused, or shown "cheap" with pid 0).
+        # Workers 1 and 2, as uWSGI shows them: each replacement (of the harakiri victim, of
+        # the killed one) took the number it replaced, and its predecessors' counts with it
+        # (they were rows of their own, "cheap" with pid 0, for good).
         assert all(w["pid"] != victim["pid"] for w in doc["workers"])
+        assert [w["id"] for w in doc["workers"]] == [1, 2]
         live = [w for w in doc["workers"] if w["pid"]]
         assert len(live) == 2 and all(w["status"] == "idle" for w in live)
-        assert all(
-            w["status"] == "cheap" and not w["accepting"] for w in doc["workers"] if not w["pid"]
-        )
         classes = {
             k: sum(w["uwsgiapp"]["statuses"][k] for w in doc["workers"])
             for k in ("2xx", "4xx", "5xx")
@@ -145,3 +144,42 @@ def test_busy_worker_and_listen_queue(tmp_path: Path) -> None:
         finally:
             for c in held:
                 c.close()
+
+
+def test_reloads_and_recycling_keep_workers_1_to_n_and_counters_growing(tmp_path: Path) -> None:
+    # A HUP starts the new workers while the old ones serve; max-requests starts a replacement
+    # while the old one still exits. Either way the stats show workers 1..N (a uwsgi exporter
+    # counted 4 workers for 2, half of them "cheap" and not accepting, after one deploy), and
+    # each worker's counters only grow (Prometheus' rate()).
+    port = free_port()
+    address = ("127.0.0.1", port)
+    options = {
+        "workers": 2,
+        "max_requests": 5,
+        "stats": f"127.0.0.1:{port}",
+        "stats_http": True,
+    }
+    with stack(tmp_path, "stats_app:app", **options) as (server, nginx):
+        wait_doc(lambda: document(address), lambda d: accepting(d) == 2, 15)
+        before: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        sent = 0
+        for step in range(3):
+            for _ in range(12):  # some workers reach max-requests and are replaced
+                assert nginx.request("GET", "/ok")[0] == 200
+                sent += 1
+            if step < 2:
+                server.signal(signal.SIGHUP)
+            doc = wait_doc(lambda: document(address), lambda d: accepting(d) == 2, 15)
+            assert [w["id"] for w in doc["workers"]] == [1, 2], doc["workers"]
+            assert all(w["pid"] and w["status"] != "cheap" for w in doc["workers"])
+            m = metrics(address)
+            counters = {
+                k: v
+                for k, v in m.items()
+                if k[0] in ("uwsgiapp_requests_total", "uwsgiapp_worker_spawns_total")
+            }
+            assert all(v >= before.get(k, 0) for k, v in counters.items()), (before, counters)
+            before = counters
+            assert total(m, "uwsgiapp_requests_total") == sent
+            assert total(m, "uwsgiapp_workers") == 2
+        assert wsum(doc, "requests") == sent

@@ -84,6 +84,38 @@ def test_hup_spawns_new_generation_then_stops_old_once_ready() -> None:
     assert stopped == {(pid, RETIRE) for pid in old}
 
 
+def numbers(sim: Sim, generation: int | None = None) -> list[int]:
+    return sorted(sim.policy.records[pid].number for pid in sim.pids(generation))
+
+
+def test_workers_keep_their_numbers_1_to_n_whatever_replaces_them() -> None:
+    # uWSGI's ids 1..N: a reload's new workers, a death's, a harakiri's and a leaving worker's
+    # replacement take the numbers they replace, though they run in other status slots (the
+    # old processes may still be there). A slot counts for one number for good.
+    sim = started(workers=2, harakiri=1.0)
+    assert numbers(sim) == [1, 2]
+    sim.run(sim.policy.on_signal("HUP", sim.now))
+    assert numbers(sim, 1) == [1, 2] and numbers(sim, 0) == [1, 2]
+    sim.make_all_ready()
+    for pid in list(sim.pids(0)):
+        sim.tick()
+        sim.run(sim.exit(pid, 0))
+    assert numbers(sim) == [1, 2]
+    one = next(p for p in sim.pids() if sim.policy.records[p].number == 1)
+    sim.run(sim.exit(one, None, signal.SIGKILL))  # a death: number 1 comes back
+    assert numbers(sim) == [1, 2]
+    two = next(p for p in sim.pids() if sim.policy.records[p].number == 2)
+    sim.make_all_ready()
+    sim.leaving.add(two)  # max-requests: the replacement starts while it still exits
+    sim.tick()
+    assert numbers(sim) == [1, 2, 2]
+    sim.run(sim.policy.on_signal("TTIN", sim.now))
+    assert numbers(sim) == [1, 2, 2, 3]
+    slots = sim.policy.slot_numbers
+    assert all(slots[sim.policy.records[p].wid] == sim.policy.records[p].number for p in sim.pids())
+    assert len(set(slots.values())) == 3  # each number's slots count for it alone
+
+
 def test_hup_twice_quickly_spawns_each_generation_once() -> None:
     sim = started()
     first = sim.run(sim.policy.on_signal("HUP", sim.now))

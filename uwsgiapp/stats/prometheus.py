@@ -1,9 +1,9 @@
 """The snapshot in Prometheus' text exposition format (version 0.0.4), names prefixed
 ``uwsgiapp_``.
 
-Per-worker series carry a ``worker`` label (the slot id, stable across respawns). A respawned
-worker starts its counters again from what the master carried over or from zero; Prometheus
-treats a decrease as a counter reset, so ``rate()`` stays right either way.
+Per-worker series carry a ``worker`` label: the worker number, 1..N, which a replacement
+takes over (a reload, a crash, a recycle), with the number's counters, so that a series' counters
+only grow and reloads add no series.
 """
 
 from __future__ import annotations

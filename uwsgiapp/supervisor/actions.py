@@ -135,11 +135,13 @@ class WorkerRecord:
     deadline: float = 0.0  # when to SIGKILL (stopping / harakiri)
     #: Told to cut its request (a quick stop): at the deadline, nothing is left but SIGKILL.
     cut: bool = False
+    #: Its worker number, 1..N (0: not given, the slot's then).
+    number: int = 0
 
     @property
     def label(self) -> str:
-        """How log lines name it: 'worker 2 (pid 1234)' (ids count from 1 for people)."""
-        return f"worker {self.wid + 1} (pid {self.pid})"
+        """How log lines name it: 'worker 2 (pid 1234)', by its number."""
+        return f"worker {self.number or self.wid + 1} (pid {self.pid})"
 
 
 def describe_exit(code: int | None, signum: int | None) -> str:

@@ -193,6 +193,7 @@ class Arbiter:
                 counters=self.table.counters,
                 observer=self.observer,
                 harakiris=self.policy.harakiris,
+                numbers=self.policy.slot_numbers,
                 sockets=self._socket_stats(),
                 cores=self.table.read_cores if self.config.threads > 1 else None,
                 uid=os.getuid(),
@@ -306,7 +307,7 @@ class Arbiter:
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:
-            log.exception("worker %d crashed", wid + 1)
+            log.exception("worker %d crashed", self.policy.number(wid))
         finally:
             leave(code, finish=finish)
 
@@ -327,7 +328,7 @@ class Arbiter:
         signal.signal(signal.SIGUSR1, lambda s, f: reopen_logs())
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         _die_with_parent()
-        title, comm = worker_title(wid + 1, self.config.app)
+        title, comm = worker_title(self.policy.number(wid), self.config.app)
         set_title(title, comm)
         app = self.app
         if app is None:  # lazy-apps: import here, after fork
@@ -336,7 +337,7 @@ class Arbiter:
                     self.config.app, chdir=self.config.chdir, pythonpath=self.config.pythonpath
                 )
             except AppImportError as exc:
-                log.error("worker %d cannot load the app: %s", wid + 1, exc)
+                log.error("worker %d cannot load the app: %s", self.policy.number(wid), exc)
                 return WorkerExit.APP_LOAD
         slot = self.table.hooks(wid, os.getpid())
         max_requests = self.config.max_requests
@@ -347,15 +348,14 @@ class Arbiter:
         worker.install_signals()
         dump = worker.dump_stuck if isinstance(worker, ThreadedWorker) else dump_stuck_request
         signal.signal(signal.SIGUSR2, dump)
-        # A segfault in a C extension leaves the Python stack in the log. For USR2 (harakiri),
-        # the C-level dump works even when the worker is stuck outside Python bytecode;
-        # chaining lets the Python handler above add the request line and source lines.
+        # A C extension's segfault leaves the Python stack in the log; for USR2 (harakiri) the C
+        # dump works even outside Python bytecode, chained to the handler above (request line).
         arm_fault_dumps((signal.SIGUSR2,))
         # What exists now (the app, its imports, ours) lives as long as the worker: out of the
-        # cyclic GC's sight, its collections no longer walk it (Flask: -0.7 µs a request) and
-        # do not write to the pages this process shares with the master. gc.freeze() is an
-        # O(1) list splice; a collection first only for a lazy-apps import (the objects are
-        # this process's own: collecting the master's would write to every shared page).
+        # cyclic GC's sight, its collections no longer walk it (Flask: -0.7 µs a request) nor
+        # write to the pages shared with the master. gc.freeze() is an O(1) list splice; a
+        # collection first only for a lazy-apps import (the objects are this process's own:
+        # collecting the master's would write to every shared page).
         if self.app is None:
             gc.collect()
         gc.freeze()

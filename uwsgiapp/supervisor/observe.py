@@ -2,10 +2,13 @@
 /proc) and :func:`snapshot`, a pure function from those and the status table to a
 :class:`~uwsgiapp.stats.model.ServerStats`.
 
-Worker ids in the stats are the slot ids counted from 1, as in the master's log lines. Counters
-are per slot: a worker respawned in the same slot carries on from its predecessor's counts
-(``requests``), and ``delta_requests`` counts from its own spawn. ``avg_rt`` is
-``running_time // requests`` (the mean over the slot's life), not uWSGI's
+Worker ids in the stats are the worker numbers 1..N, as in the master's log lines and uWSGI's
+stats: a replacement (after a crash, a harakiri, max-requests, a reload) takes the number of the
+worker it replaces, though it may run in another status slot (the old process may still be
+exiting). A number's counters are the sums of its slots' (a slot counts for one number for
+good), so they carry on across its processes and only grow, as uWSGI's per-id counters do;
+``delta_requests`` counts from the current process's spawn. ``avg_rt`` is
+``running_time // requests`` (the mean over the number's life), not uWSGI's
 ``(avg_rt + rt) // 2`` running blend, which would cost the worker a read and a write per
 request and weighs the last few requests only.
 """
@@ -14,7 +17,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
 from uwsgiapp import __version__
@@ -91,8 +94,48 @@ def socket_stats(
     )
 
 
+def _rank(rec: WorkerRecord) -> tuple[bool, int, float]:
+    return (rec.state is WorkerState.READY, rec.generation, rec.started)
+
+
+def _row(number: int, wids: list[int], rec: WorkerRecord | None, inputs: Inputs) -> WorkerStats:
+    """The row of worker ``number``: its slots' counters summed, its live process's state."""
+    wid = rec.wid if rec is not None else wids[-1]
+    history = inputs.observer.history
+    own = history.get(wid, SlotHistory())
+    return _worker(
+        number,
+        rec,
+        inputs.status(wid),
+        _sum_counters([inputs.counters(w) for w in wids]),
+        SlotHistory(
+            respawn_count=sum(history[w].respawn_count for w in wids if w in history),
+            last_spawn=own.last_spawn,
+            base_requests=own.base_requests
+            + sum(inputs.counters(w).requests for w in wids if w != wid),
+        ),
+        sum(inputs.harakiris.get(w, 0) for w in wids),
+        inputs.memory(rec.pid) if rec is not None else (0, 0),
+        inputs.cores(wid) if inputs.cores is not None and rec is not None else None,
+    )
+
+
+def _sum_counters(counters: list[SlotCounters]) -> SlotCounters:
+    if len(counters) == 1:
+        return counters[0]
+    return SlotCounters(
+        tx=sum(c.tx for c in counters),
+        exceptions=sum(c.exceptions for c in counters),
+        running=sum(c.running for c in counters),
+        matrix=tuple(
+            tuple(map(sum, zip(*rows, strict=True)))
+            for rows in zip(*(c.matrix for c in counters), strict=True)
+        ),
+    )
+
+
 def _worker(
-    wid: int,
+    number: int,
     rec: WorkerRecord | None,
     st: WorkerStatus,
     c: SlotCounters,
@@ -101,7 +144,7 @@ def _worker(
     mem: tuple[int, int],
     threads: list[tuple[float, int]] | None = None,
 ) -> WorkerStats:
-    """One row: a live process (``rec``), or a slot whose last process is gone (``cheap``).
+    """One row: a live process (``rec``), or a number with no process now (``cheap``).
 
     ``threads``: its request threads' cores (``--threads``); else the worker is its one core.
     """
@@ -123,7 +166,7 @@ def _worker(
         )
     classes = c.classes
     return WorkerStats(
-        id=wid + 1,
+        id=number,
         pid=0 if rec is None else rec.pid,
         accepting=rec is not None and rec.state is WorkerState.READY,
         requests=requests,
@@ -158,33 +201,31 @@ class Inputs:
     memory: Callable[[int], tuple[int, int]] = memory
     #: ``--threads``: each request thread's (request start or 0, requests) of a slot.
     cores: Callable[[int], list[tuple[float, int]]] | None = None
+    #: Slot → worker number (the roster's); a slot not in it counts for number slot + 1.
+    numbers: Mapping[int, int] = field(default_factory=dict)
     uid: int = 0
     gid: int = 0
     cwd: str = ""
 
 
 def snapshot(inputs: Inputs) -> ServerStats:
-    """The server's numbers now: a row per worker id that ever had a process, by id.
+    """The server's numbers now: a row per worker number that ever had a process, by number.
 
-    A slot whose process is gone and not replaced in that slot (a harakiri or a reload puts
-    the replacement in another slot while the old process still exits) stays as a ``cheap``
-    row with pid 0, as uWSGI shows a worker that is not running: its counts stay in the sums.
-    Live processes of one slot (never two at once) come first.
+    A number's row shows its live process (the one serving, if a leaving one still exits), with
+    the counters of all the number's slots summed. A number with no process now (a worker
+    died, its replacement not forked yet; or fewer workers since TTOU) shows as ``cheap`` with
+    pid 0, as uWSGI shows a worker that is not running: its counts stay in the sums.
     """
-    live = {rec.wid: rec for rec in inputs.records}
-    history = inputs.observer.history
+    slots: dict[int, list[int]] = {}
+    for wid in sorted(set(inputs.observer.history) | {r.wid for r in inputs.records}):
+        slots.setdefault(inputs.numbers.get(wid, wid + 1), []).append(wid)
+    live: dict[int, WorkerRecord] = {}
+    for rec in inputs.records:  # the one that serves, or the newest of a number
+        number = inputs.numbers.get(rec.wid, rec.wid + 1)
+        if number not in live or _rank(rec) > _rank(live[number]):
+            live[number] = rec
     workers = tuple(
-        _worker(
-            wid,
-            live.get(wid),
-            inputs.status(wid),
-            inputs.counters(wid),
-            history.get(wid, SlotHistory()),
-            inputs.harakiris.get(wid, 0),
-            inputs.memory(live[wid].pid) if wid in live else (0, 0),
-            inputs.cores(wid) if inputs.cores is not None and wid in live else None,
-        )
-        for wid in sorted(set(live) | set(history))
+        _row(number, slots[number], live.get(number), inputs) for number in sorted(slots)
     )
     queue = max((s.queue for s in inputs.sockets), default=0)
     return ServerStats(

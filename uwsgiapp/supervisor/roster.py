@@ -49,8 +49,12 @@ class Roster:
     #: What a HUP does about the code (the arbiter carries out a REIMPORT).
     reload_kind: ReloadKind = ReloadKind.RECYCLE
     reload_on_rss_mb: int = 0
-    #: Status slots (worker ids) there are; 0: unbounded. A reload needs twice ``desired``.
+    #: Status slots there are; 0: unbounded. A reload needs twice ``desired``.
     slots: int = 0
+    #: The worker number (1..N, what logs, titles and the stats call a worker) each slot that
+    #: was ever used counts for: fixed once given, so that a number's counters (the sum of its
+    #: slots') only grow. A replacement takes the number of the worker it replaces.
+    slot_numbers: dict[int, int] = field(default_factory=dict)
     desired: int = 0
     generation: int = 0
     mode: Mode = Mode.RUNNING
@@ -82,10 +86,28 @@ class Roster:
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def _free_wid(self) -> int | None:
+    def number(self, wid: int) -> int:
+        """The worker number slot ``wid`` counts for (1..N)."""
+        return self.slot_numbers.get(wid, wid + 1)
+
+    def _free_number(self) -> int:
+        """The lowest number no current-generation worker holds (one that is leaving, or of
+        an older generation, hands its number on)."""
+        held = {self.number(r.wid) for r in self._counted()}
+        held.update(self.number(w) for w, g in self.pending.items() if g == self.generation)
+        number = 1
+        while number in held:
+            number += 1
+        return number
+
+    def _free_wid(self, number: int) -> int | None:
+        """A free slot for ``number``: one that counts for it already, else one never used."""
         used = {rec.wid for rec in self.records.values()} | set(self.pending)
+        for wid, n in sorted(self.slot_numbers.items()):
+            if n == number and wid not in used:
+                return wid
         wid = 0
-        while wid in used:
+        while wid in used or wid in self.slot_numbers:
             wid += 1
         return None if self.slots and wid >= self.slots else wid
 
@@ -105,7 +127,8 @@ class Roster:
             return []
         actions: list[Action] = []
         for _ in range(self.desired - len(self._counted()) - self._pending_now()):
-            wid = self._free_wid()
+            number = self._free_number()
+            wid = self._free_wid(number)
             if wid is None:  # asked again at each tick, as stopping workers free their slots
                 if not self.slots_full:
                     self.slots_full = True
@@ -117,6 +140,7 @@ class Roster:
                         )
                     )
                 return actions
+            self.slot_numbers[wid] = number
             self.pending[wid] = self.generation
             actions.append(Spawn(wid, self.generation))
         self.slots_full = False
@@ -207,7 +231,7 @@ class Roster:
     def spawned(self, wid: int, generation: int, pid: int, now: float) -> None:
         """The arbiter forked ``pid`` for a :class:`Spawn`."""
         self.pending.pop(wid, None)
-        self.records[pid] = WorkerRecord(wid, pid, generation, now)
+        self.records[pid] = WorkerRecord(wid, pid, generation, now, number=self.number(wid))
 
     def spawn_failed(self, wid: int) -> None:
         """The arbiter could not fork for a :class:`Spawn` (it will be asked again)."""
