@@ -40,7 +40,7 @@ def _both_workers_serve(server: Server) -> None:
 
 
 def _pids(path: Path) -> set[int]:
-    return {int(p) for p in re.findall(r"^\[pid: (\d+)\]", path.read_text(), re.M)}
+    return {int(p) for p in re.findall(r"^\[pid: (\d+)\|", path.read_text(), re.M)}
 
 
 def test_usr1_moves_every_worker_and_the_master_to_the_new_files(tmp_path: Path) -> None:

@@ -65,8 +65,10 @@ def test_web_g_request_and_session_are_per_request_across_threads(
 
 
 ACCESS_LINE = re.compile(
-    r"\[pid: \d+\] 127\.0\.0\.1 \[[^\]]+\] GET /(sleep\?0\.0\d|)"
-    r" => generated \d+ bytes in \d+ msecs \(HTTP/1\.[01] 200\)"
+    r"\[pid: \d+\|app: 0\|req: \d+/\d+\] 127\.0\.0\.1 \(\) \{\d+ vars in \d+ bytes\} "
+    r"\[[^\]]+\] GET /(sleep\?0\.0\d|)"
+    r" => generated \d+ bytes in \d+ msecs \(HTTP/1\.[01] 200\) \d+ headers in \d+ bytes"
+    r" \(1 switches on core 0\)"
 )
 
 

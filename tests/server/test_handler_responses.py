@@ -437,18 +437,26 @@ def test_client_that_never_reads_times_out(logs: Logs) -> None:
     assert "timed out" in one_line(record)
 
 
+def body_of(response: Any) -> tuple[str, int, int]:
+    """What the access log takes of a response: status, body bytes, headers."""
+    return (response.status, response.sent - response.head_size, len(response.headers))
+
+
 def test_access_log(logs: Logs) -> None:
     lines: list[tuple[str, str, int, float]] = []
-    handler = make_handler(
-        validator(hello),
-        access_log=lambda env, status, sent, secs: lines.append(
-            (env["PATH_INFO"], status, sent, secs)
-        ),
-    )
+    heads: list[tuple[int, int]] = []
+
+    def log(env: Environ, response: Any, secs: float) -> None:
+        lines.append((env["PATH_INFO"], response.status, response.sent - response.head_size, secs))
+        heads.append((response.head_size, len(response.headers)))
+
+    handler = make_handler(validator(hello), access_log=log)
     out = run(handler, packet(uri="/logged"))
     ((path, status, sent, seconds),) = lines
-    # The body only, as uWSGI's "generated N bytes" and nginx's $body_bytes_sent.
+    # The body only, as uWSGI's "generated N bytes" and nginx's $body_bytes_sent; the head's
+    # bytes and headers apart, as uWSGI's "N headers in N bytes".
     assert (path, status, sent) == ("/logged", "200 OK", len(out.body))
+    assert heads == [(len(out.raw) - len(out.body), 2)]
     assert 0 < len(out.body) < len(out.raw)
     assert 0 <= seconds < GUARD
 
@@ -459,11 +467,9 @@ def test_access_log_after_an_app_error() -> None:
     def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
         raise RuntimeError
 
-    handler = make_handler(
-        app, access_log=lambda env, status, sent, secs: lines.append((status, sent))
-    )
+    handler = make_handler(app, access_log=lambda env, r, secs: lines.append(body_of(r)))
     out = run(handler, packet())
-    assert lines == [("500 Internal Server Error", len(out.body))]
+    assert lines == [("500 Internal Server Error", len(out.body), 2)]
 
 
 def test_no_warnings_from_the_validator_on_the_common_path() -> None:

@@ -10,6 +10,7 @@ import socket
 import stat
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from support.scripts import load_script
@@ -200,7 +201,7 @@ def test_access_log_lines_cannot_be_forged(tmp_path: Path) -> None:
         "REQUEST_URI": '/x HTTP/1.1" 200\n[pid: 1] 10.0.0.1 forged',
         "SERVER_PROTOCOL": "HTTP/1.1\r",
     }
-    access(environ, "200 OK", 5, 0.001)
+    access(environ, SimpleNamespace(status="200 OK", sent=5, head_size=0, headers=[]), 0.001)
     lines = path.read_bytes().split(b"\n")
     assert len(lines) == 2 and lines[1] == b"", lines
     assert b"\\x0A[pid: 1] 10.0.0.1 forged" in lines[0]

@@ -21,7 +21,8 @@ _time: Final = time.time
 
 
 class Clock:
-    """Formatted wall-clock time, recomputed once a second rather than per request."""
+    """Formatted wall-clock time of a second, recomputed when the second changes rather than
+    per request."""
 
     __slots__ = ("_fmt", "_second", "_text")
 
@@ -30,8 +31,8 @@ class Clock:
         self._second = -1
         self._text = ""
 
-    def now(self) -> str:
-        second = int(_time())
+    def at(self, second: int) -> str:
+        """The time ``second`` (epoch) as the format says."""
         if second != self._second:
             self._second = second
             self._text = time.strftime(self._fmt, time.localtime(second))
@@ -117,20 +118,27 @@ def encode_line(text: str) -> bytes:
 
 
 def json_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
-    """The 'json' access logger: one JSON object a line."""
-    iso = Clock("%Y-%m-%dT%H:%M:%S%z")
+    """The 'json' access logger: one JSON object a line; ``time`` is when the request
+    started, RFC 3339 with milliseconds (``2026-12-04T21:57:33.048+00:00``)."""
+    iso = Clock("%Y-%m-%dT%H:%M:%S")
+    zone = Clock("%z")
 
-    def access_json(environ: dict[str, Any], status: str, sent: int, seconds: float) -> None:
+    def access_json(environ: dict[str, Any], response: Any, seconds: float) -> None:
+        start = _time() - seconds
+        second = int(start)
+        offset = zone.at(second)
+        status: str = response.status or "-"
         line = json.dumps(  # ASCII, controls escaped: json.dumps escapes them itself
             {
-                "time": iso.now(),
+                "time": f"{iso.at(second)}.{int((start - second) * 1000):03d}"
+                f"{offset[:3]}:{offset[3:]}",
                 "pid": pid.value,
                 "remote_addr": environ.get("REMOTE_ADDR", ""),
                 "method": environ.get("REQUEST_METHOD", ""),
                 "uri": environ.get("REQUEST_URI", environ.get("PATH_INFO", "")),
                 "protocol": environ.get("SERVER_PROTOCOL", ""),
                 "status": int(status[:3]) if status[:3].isdigit() else 0,
-                "bytes": sent,
+                "bytes": response.sent - response.head_size,
                 "duration_ms": round(seconds * 1000, 3),
             }
         )
@@ -140,17 +148,42 @@ def json_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
 
 
 def uwsgi_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
-    """The 'uwsgi' access logger: uWSGI's default line."""
-    clock = Clock("%a %b %d %H:%M:%S %Y")
+    """The 'uwsgi' access logger: uWSGI's default line, field for field, so that what parses
+    uWSGI's log parses this one::
 
-    def access_uwsgi(environ: dict[str, Any], status: str, sent: int, seconds: float) -> None:
+        [pid: 12|app: 0|req: 5/5] 127.0.0.1 () {28 vars in 302 bytes} [Fri Dec  4 21:55:56 2026]
+        GET /slow => generated 5 bytes in 300 msecs (HTTP/1.1 200) 1 headers in 45 bytes
+        (1 switches on core 0)
+
+    (one line). ``req`` counts this worker's requests (uWSGI: the app's, then all workers');
+    the vars and their bytes are the environ's CGI variables, as nginx sent them; the time is
+    when the request started.
+    """
+    clock = Clock("%a %b %e %H:%M:%S %Y")
+    served = 0
+
+    def access_uwsgi(environ: dict[str, Any], response: Any, seconds: float) -> None:
+        nonlocal served
+        served += 1
+        count = 0
+        size = 0
+        for key, value in environ.items():
+            if "." not in key and isinstance(value, str):  # not wsgi.* nor the server's
+                count += 1
+                size += len(key) + len(value) + 4
+        status: str = response.status or "0"  # none sent (the client left): uWSGI's 0
+        head: int = response.head_size
         # environ.get, not a bound alias: compiled, each call is a direct dict lookup
         line = (
-            f"[pid: {pid.text}] {environ.get('REMOTE_ADDR', '-')} [{clock.now()}] "
+            f"[pid: {pid.text}|app: 0|req: {served}/{served}] "
+            f"{environ.get('REMOTE_ADDR', '-')} ({environ.get('REMOTE_USER', '')}) "
+            f"{{{count} vars in {size} bytes}} [{clock.at(int(_time() - seconds))}] "
             f"{environ.get('REQUEST_METHOD', '-')} "
-            f"{environ.get('REQUEST_URI') or environ.get('PATH_INFO', '')} "
-            f"=> generated {sent} bytes in {int(seconds * 1000)} msecs "
-            f"({environ.get('SERVER_PROTOCOL', '-')} {status[:3]})"
+            f"{environ.get('REQUEST_URI') or environ.get('PATH_INFO') or '-'} "
+            f"=> generated {response.sent - head} bytes in {int(seconds * 1000)} msecs "
+            f"({environ.get('SERVER_PROTOCOL', '-')} {status[:3]}) "
+            f"{len(response.headers) if head else 0} headers in {head} bytes "
+            "(1 switches on core 0)"
         )
         writer.write(encode_line(line))
 

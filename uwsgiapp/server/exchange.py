@@ -48,6 +48,10 @@ def _head_size(response: bytes) -> int:
     return response.find(b"\r\n\r\n") + 4
 
 
+#: The headers of :func:`error_response` (what the access log counts).
+_ERROR_HEADERS: Final = [("Content-Type", "text/plain"), ("Content-Length", "")]
+
+
 def error_response(protocol: str, status: str, text: str) -> bytes:
     """A complete plain-text response (head and body) for an error we answer ourselves."""
     # SERVER_PROTOCOL is the client's (nginx sends a sane one; a raw uwsgi client may not): the
@@ -204,12 +208,7 @@ class Responder:
             if has_body and stream.remaining > 0 and not stream.broken and not exchange.aborted:
                 self._drain(fd, stream.remaining)
             if access_log is not None:
-                access_log(
-                    environ,
-                    exchange.status or "-",
-                    exchange.sent - exchange.head_size,
-                    _perf_counter() - started,
-                )
+                access_log(environ, exchange, _perf_counter() - started)
 
     def _refuse(
         self, fd: int, peer: Peer, environ: dict[str, Any], exc: BadRequest, rest: bytes
@@ -232,8 +231,8 @@ class Responder:
                 self._drain(fd, int(length_var) - len(rest))
         finally:
             if self.access_log is not None:
-                body = len(payload) - _head_size(payload)
-                self.access_log(environ, exc.status, body, _perf_counter() - started)
+                refused.head_size, refused.headers = _head_size(payload), _ERROR_HEADERS
+                self.access_log(environ, refused, _perf_counter() - started)
 
     def _run_app(self, exchange: Exchange, environ: dict[str, Any], peer: Peer) -> None:
         try:
@@ -310,7 +309,7 @@ class Responder:
         exchange.status = "500 Internal Server Error"
         payload = error_response(exchange.protocol, exchange.status, "Internal Server Error")
         exchange.head_sent = True
-        exchange.head_size = _head_size(payload)
+        exchange.head_size, exchange.headers = _head_size(payload), _ERROR_HEADERS
         send_all(exchange.fd, payload, self.timeout)
         exchange.sent += len(payload)
 

@@ -346,14 +346,15 @@ class ThreadCounter(CountingSlotWriter):
 
     __slots__ = ()
 
-    def record(self, environ: dict[str, Any], status: str, sent: int, seconds: float) -> None:
-        """The access-log hook: count one response."""
+    def record(self, environ: dict[str, Any], response: Any, seconds: float) -> None:
+        """The access-log hook: count one response (its head too, as the other counters)."""
         elapsed = max(seconds, 0.0)
+        status: str = response.status or "-"
         if elapsed <= _FIRST_BOUND and status in _OK:
             self._fast += 1
         else:
             self._count_cell(status, elapsed)
-        self._tx += sent
+        self._tx += response.sent
         self._running += elapsed
         self._store_totals()
 
@@ -369,9 +370,9 @@ def count_thread_requests(handler: Handler, slot: SlotWriter) -> ThreadCounter:
         responder.access_log = record
     else:
 
-        def record_and_log(environ: dict[str, Any], status: str, sent: int, seconds: float) -> None:
-            record(environ, status, sent, seconds)
-            chained(environ, status, sent, seconds)
+        def record_and_log(environ: dict[str, Any], response: Any, seconds: float) -> None:
+            record(environ, response, seconds)
+            chained(environ, response, seconds)
 
         responder.access_log = record_and_log
     responder.on_app_error = counter.count_exception

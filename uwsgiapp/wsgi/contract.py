@@ -15,7 +15,9 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 #: What ``sys.exc_info()`` gives while an exception is handled (``start_response``'s third arg).
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
-#: Called after each request when the access log is on: (environ, status, bytes sent, seconds).
-AccessLogger = Callable[[dict[str, Any], str, int, float], None]
+#: Called after each request when the access log is on: (environ, response, seconds), the
+#: response being the exchange's state: ``status`` (str, or None if none was sent), ``sent``
+#: (bytes, head and body), ``head_size`` (the head's bytes) and ``headers`` (the app's list).
+AccessLogger = Callable[[dict[str, Any], Any, float], None]
 
 __all__ = ["AccessLogger", "ExcInfo", "StartResponse", "WSGIApp"]
