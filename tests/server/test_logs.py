@@ -269,3 +269,24 @@ def test_a_traceback_another_formatter_cached_is_escaped_all_the_same() -> None:
     ours = ErrorFormatter(ERROR_FORMAT).format(record)
     assert f"ValueError: bad\\x0A{FORGED}" in ours and f"\n{FORGED}" not in ours
     assert record.exc_text is not None and f"\n{FORGED}" in record.exc_text  # left as it was
+
+
+def test_usr1_reopens_the_apps_own_log_files_too(tmp_path: Path) -> None:
+    # Django's LOGGING writes files of its own: after logrotate's move, USR1 must move them
+    # too (gunicorn's USR1 reopens every file handler), or the app keeps writing the old one.
+    path = tmp_path / "django.log"
+    logger = logging.getLogger("test.app.own.files")
+    handler = logging.FileHandler(path)
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        logger.warning("before")
+        path.rename(tmp_path / "django.log.1")
+        assert reopen_logs()
+        logger.warning("after")
+        handler.flush()
+    finally:
+        logger.removeHandler(handler)
+        handler.close()
+    assert (tmp_path / "django.log.1").read_text() == "before\n"
+    assert path.read_text() == "after\n"

@@ -125,35 +125,45 @@ def _close(handler: logging.Handler) -> None:
     (handler.close_for_good if isinstance(handler, KeptFileHandler) else handler.close)()
 
 
+def _open_file_handlers() -> list[logging.FileHandler]:
+    """Every open file handler of every logger, once each: ours, and the app's (Django's
+    ``LOGGING`` files), as gunicorn's USR1 reopens them all."""
+    loggers = [logging.getLogger(), *logging.root.manager.loggerDict.values()]
+    found: dict[int, logging.FileHandler] = {}
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):  # a PlaceHolder has none
+            if isinstance(handler, logging.FileHandler) and handler.stream is not None:
+                found[id(handler)] = handler
+    return list(found.values())
+
+
 def reopen_logs() -> bool:
-    """USR1: reopen every file handler of our loggers (after logrotate moved the files);
-    False if one could not be (it was logged).
+    """USR1: reopen every log file (after logrotate moved them), ours and the app's logging
+    handlers'; False if one could not be (it was logged).
 
     The new file is opened before the old one is closed: a path that is refused (a link
     planted in its place) leaves the handler writing to the old file, with one error line.
     """
     reopened = True
-    for name in ("uwsgiapp.error", "uwsgiapp.access", "uwsgiapp"):
-        for handler in logging.getLogger(name).handlers:
-            if isinstance(handler, logging.FileHandler):
-                handler.acquire()
-                try:
-                    try:
-                        stream = handler._open()
-                    except OSError as exc:
-                        failed: OSError | None = exc
-                    else:
-                        failed = None
-                        old, handler.stream = handler.stream, stream
-                        if old is not None:
-                            old.close()
-                finally:
-                    handler.release()
-                if failed is not None:
-                    reopened = False
-                    logging.getLogger("uwsgiapp.error").error(
-                        "cannot reopen log file, still writing to the old one: %s", failed
-                    )
+    for handler in _open_file_handlers():
+        handler.acquire()
+        try:
+            try:
+                stream = handler._open()
+            except OSError as exc:
+                failed: OSError | None = exc
+            else:
+                failed = None
+                old, handler.stream = handler.stream, stream
+                if old is not None:
+                    old.close()
+        finally:
+            handler.release()
+        if failed is not None:
+            reopened = False
+            logging.getLogger("uwsgiapp.error").error(
+                "cannot reopen log file, still writing to the old one: %s", failed
+            )
     if _CAPTURE:
         _capture(error_stream())
     arm_fault_dumps()  # faulthandler must not keep writing to the closed file's fd
