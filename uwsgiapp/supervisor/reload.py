@@ -20,6 +20,7 @@ empty for the new code. The master loop waits while this runs: as long as the im
 from __future__ import annotations
 
 import functools
+import gc
 import importlib
 import importlib.machinery
 import logging
@@ -123,6 +124,7 @@ def reimport(config: Config, before: set[str]) -> WSGIApp | None:
     except Exception as exc:
         log.error("reload: cannot re-import the app, keeping the old code: %r", exc)
         return None
+    rss_before = _rss_mb()
     saved = {name: sys.modules.pop(name) for name in doomed}
     importlib.invalidate_caches()  # new files since the first import are found
     try:
@@ -133,12 +135,32 @@ def reimport(config: Config, before: set[str]) -> WSGIApp | None:
         sys.modules.update(saved)
         log.error("reload: cannot re-import the app, keeping the old code: %s", one_line(str(exc)))
         return None
+    took = time.monotonic() - started
+    saved.clear()
+    gc.collect()  # what of the old code nothing holds any more
+    grown = _rss_mb() - rss_before
     log.info(
-        "reload: app re-imported (%d modules) in %.2f s",
-        len(saved),
-        time.monotonic() - started,
+        "reload: app re-imported (%d modules) in %.2f s%s",
+        len(doomed),
+        took,
+        f"; the master kept {grown:.0f} MB of the old code (what it started at import, or "
+        "what holds it; each HUP adds as much: --lazy-apps reloads without it)"
+        if grown >= _GROWTH_SAID_MB
+        else "",
     )
     return app
+
+
+#: A master that grew more than this (MB) at a re-import says so: the old code is still held.
+_GROWTH_SAID_MB = 4.0
+
+
+def _rss_mb() -> float:
+    try:
+        with open("/proc/self/statm", "rb") as statm:
+            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def reload_kind(config: Config, *, preloaded: bool) -> ReloadKind:
