@@ -15,7 +15,7 @@ import pytest
 
 from uwsgiapp.server.exchange import Exchange, Responder
 from uwsgiapp.server.sockdiag import SockDiag, parse_reply
-from uwsgiapp.stats.model import DURATION_BOUNDS, SocketStats
+from uwsgiapp.stats.model import DURATION_BOUNDS, AppStats, SocketStats
 from uwsgiapp.supervisor import status as status_module
 from uwsgiapp.supervisor.actions import WorkerRecord, WorkerState
 from uwsgiapp.supervisor.observe import Inputs, Observer, snapshot, socket_stats
@@ -199,7 +199,7 @@ def test_snapshot_is_built_from_slots_history_and_sockets(monkeypatch: pytest.Mo
     assert (w1.id, w1.status, w1.accepting, w1.respawn_count) == (2, "idle", False, 1)
     w2 = stats.workers[2]
     assert (w2.id, w2.pid, w2.status, w2.accepting, w2.requests) == (3, 0, "cheap", False, 1)
-    assert (w2.rss, w2.delta_requests, w2.statuses.c4xx) == (0, 0, 1)
+    assert (w2.rss, w2.delta_requests, w2.statuses.c4xx, w2.apps) == (0, 0, 1, ())
     assert stats.listen_queue == 5 and stats.load == 5 and stats.requests == 6
     observer.check_queues((SocketStats(name="a", queue=8, max_queue=8), *sockets))
     assert observer.listen_queue_errors == 1
@@ -242,6 +242,8 @@ def test_a_number_of_several_slots_is_one_row_with_their_sums(
     assert (w1.respawn_count, w1.last_spawn, w1.harakiri_count, w1.accepting) == (2, 2000, 1, True)
     assert (w2.id, w2.pid, w2.requests, w2.respawn_count) == (2, 101, 1, 1)
     assert stats.requests == 6
+    # The one app, as uWSGI lists it (a uwsgi exporter's app series come from here).
+    assert w1.apps == (AppStats(requests=5, exceptions=0),)
 
 
 def test_policy_counts_harakiri_kills_by_worker_id() -> None:

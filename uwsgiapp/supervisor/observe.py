@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from uwsgiapp import __version__
 from uwsgiapp.stats.model import (
     DURATION_BOUNDS,
+    AppStats,
     CoreStats,
     Histogram,
     ServerStats,
@@ -184,6 +185,8 @@ def _worker(
         statuses=StatusCounts(c2xx=classes[2], c3xx=classes[3], c4xx=classes[4], c5xx=classes[5]),
         durations=Histogram(bounds=DURATION_BOUNDS, counts=c.histogram, sum=c.running),
         cores=cores,
+        # The one app, as uWSGI lists it (exporters read the app series from here).
+        apps=() if rec is None else (AppStats(requests=requests, exceptions=c.exceptions),),
     )
 
 
