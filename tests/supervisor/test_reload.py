@@ -49,7 +49,7 @@ def test_a_master_that_keeps_the_old_code_says_so(
     # A Django project: +14 MB in the master (and every worker forked after) at each HUP.
     (tmp_path / "grows_app.py").write_text("def app(environ, start_response):\n    return []\n")
     sizes = iter([100.0, 112.0])
-    monkeypatch.setattr(reload, "_rss_mb", lambda: next(sizes))
+    monkeypatch.setattr(reload, "rss_mb", lambda pid: next(sizes))
     monkeypatch.syspath_prepend(str(tmp_path))
     before = set(sys.modules)
     config = make_config(app="grows_app:app", pythonpath=(str(tmp_path),))

@@ -35,6 +35,7 @@ from collections.abc import Iterable
 from uwsgiapp.config import Config
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.supervisor.actions import ReloadKind
+from uwsgiapp.supervisor.observe import rss_mb
 from uwsgiproto import Limits
 
 log = logging.getLogger("uwsgiapp.error")
@@ -124,7 +125,7 @@ def reimport(config: Config, before: set[str]) -> WSGIApp | None:
     except Exception as exc:
         log.error("reload: cannot re-import the app, keeping the old code: %r", exc)
         return None
-    rss_before = _rss_mb()
+    rss_before = rss_mb(os.getpid())
     saved = {name: sys.modules.pop(name) for name in doomed}
     importlib.invalidate_caches()  # new files since the first import are found
     try:
@@ -138,7 +139,7 @@ def reimport(config: Config, before: set[str]) -> WSGIApp | None:
     took = time.monotonic() - started
     saved.clear()
     gc.collect()  # what of the old code nothing holds any more
-    grown = _rss_mb() - rss_before
+    grown = rss_mb(os.getpid()) - rss_before
     log.info(
         "reload: app re-imported (%d modules) in %.2f s%s",
         len(doomed),
@@ -153,14 +154,6 @@ def reimport(config: Config, before: set[str]) -> WSGIApp | None:
 
 #: A master that grew more than this (MB) at a re-import says so: the old code is still held.
 _GROWTH_SAID_MB = 4.0
-
-
-def _rss_mb() -> float:
-    try:
-        with open("/proc/self/statm", "rb") as statm:
-            return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / (1024 * 1024)
-    except (OSError, ValueError, IndexError):
-        return 0.0
 
 
 def reload_kind(config: Config, *, preloaded: bool) -> ReloadKind:
