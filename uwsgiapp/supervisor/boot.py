@@ -304,9 +304,6 @@ def _with_listeners(
         # Before the drop (see sdnotify); taken out of the environment, so that the app's
         # processes cannot speak for the service (as libsystemd's unset_environment).
         notifier = Notifier(os.environ.pop("NOTIFY_SOCKET", None))
-        if ids.wanted:  # what a HUP's re-import asks of sysconfig, while it can be read
-            library_dirs()
-            site_dirs()
         if ids.wanted and not _drop(ids, owned, config):
             return ServeExit.START_FAILED
         _startup_warnings(config)
@@ -323,11 +320,12 @@ def _with_listeners(
 def _drop(ids: Ids, listeners: list[Listener], config: Config) -> bool:
     """Hand the sockets and log files to ``ids`` and become them; False (logged) if not."""
     sockets = [(lis.path, lis.inode) for lis in listeners if lis.path]
-    warnings = _drop_warnings(
-        ids, [path for path, _ in sockets], config.pidfile, _log_files(config)
-    )
+    logs = _log_files(config)
+    warnings = _drop_warnings(ids, [path for path, _ in sockets], config.pidfile, logs)
+    library_dirs()  # what a HUP's re-import asks of sysconfig, while it can be read
+    site_dirs()
     try:
-        privileges.drop(ids, sockets, _log_files(config))
+        privileges.drop(ids, sockets, logs)
     except (PrivilegeError, OSError) as exc:
         log.error("cannot drop privileges: %s", exc)
         return False
