@@ -153,6 +153,27 @@ def test_count_requests_wires_the_responder_through_a_real_request() -> None:
     assert c.tx > 0 and table.read(0).requests == 4
 
 
+def table_inputs(
+    table: StatusTable,
+    observer: Observer,
+    records: list[WorkerRecord],
+    sockets: tuple[SocketStats, ...] = (),
+    **more: Any,
+) -> Inputs:
+    """A snapshot's inputs read from ``table``, as the arbiter gives them (worker 1 had a
+    harakiri)."""
+    return Inputs(
+        pid=7,
+        records=records,
+        status=table.read,
+        counters=table.counters,
+        observer=observer,
+        harakiris={0: 1},
+        sockets=sockets,
+        **more,
+    )
+
+
 def test_snapshot_is_built_from_slots_history_and_sockets(monkeypatch: pytest.MonkeyPatch) -> None:
     table = StatusTable(4)
     observer = Observer()
@@ -178,16 +199,7 @@ def test_snapshot_is_built_from_slots_history_and_sockets(monkeypatch: pytest.Mo
     ]
     sockets = (SocketStats(name="a", queue=2, max_queue=8), SocketStats(name="b", queue=5))
     stats = snapshot(
-        Inputs(
-            pid=7,
-            records=records,
-            status=table.read,
-            counters=table.counters,
-            observer=observer,
-            harakiris={0: 1},
-            sockets=sockets,
-            memory=lambda pid: (pid * 4096, pid * 8192),
-        )
+        table_inputs(table, observer, records, sockets, memory=lambda pid: (pid * 4096, pid * 8192))
     )
     w0, w1 = stats.workers[:2]
     assert (w0.id, w0.pid, w0.requests, w0.delta_requests) == (1, 101, 5, 2)
@@ -225,16 +237,8 @@ def test_a_number_of_several_slots_is_one_row_with_their_sums(
         WorkerRecord(2, 102, 1, 2.0, WorkerState.READY, number=1),
     ]
     stats = snapshot(
-        Inputs(
-            pid=7,
-            records=records,
-            status=table.read,
-            counters=table.counters,
-            observer=observer,
-            harakiris={0: 1},
-            sockets=(),
-            memory=lambda pid: (pid, pid),
-            numbers={0: 1, 1: 2, 2: 1},
+        table_inputs(
+            table, observer, records, memory=lambda pid: (pid, pid), numbers={0: 1, 1: 2, 2: 1}
         )
     )
     w1, w2 = stats.workers
