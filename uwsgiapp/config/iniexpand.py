@@ -30,6 +30,7 @@ __all__ = [
     "Placeholders",
     "environ_names",
     "expand",
+    "placeholder_env",
     "referenced_names",
 ]
 
@@ -158,6 +159,15 @@ def _arithmetic(name: str, operand: Callable[[str], str]) -> str | None:
     return str(a + b if op == "+" else a - b if op == "-" else a * b)
 
 
+def placeholder_env(name: str) -> str:
+    """The environment variable a ``%(name)`` no key defines falls back to (``UWSGI_NAME``)."""
+    return "UWSGI_" + name.upper().replace("-", "_")
+
+
+def _is_number(text: str) -> bool:
+    return text.lstrip("-").isdigit()
+
+
 def environ_names(value: str) -> set[str]:
     """The environment variables ``value`` reads: each ``$(NAME)``."""
     return {match.group(1) for match in _ENV_REF.finditer(value)}
@@ -176,13 +186,13 @@ def referenced_names(value: str) -> set[str]:
             names.add(name)
             continue
         for operand in arithmetic.group(1, 3):
-            if not operand.startswith("%") and not operand.lstrip("-").isdigit():
+            if not operand.startswith("%") and not _is_number(operand):
                 names.add(operand)
     return names
 
 
 def _unknown_placeholder(name: str, section: str) -> str:
-    env_name = "UWSGI_" + name.upper().replace("-", "_")
+    env_name = placeholder_env(name)
     message = (
         f"uses %({name}), which is not defined (no '{name} =' or 'set-placeholder = {name}=…'"
         f" in [{section}], no {env_name} in the environment)"
@@ -223,7 +233,7 @@ def expand(
     def named(name: str) -> str:  # a placeholder, else UWSGI_NAME, else arithmetic
         if name in places:
             return places[name]
-        env_name = "UWSGI_" + name.upper().replace("-", "_")
+        env_name = placeholder_env(name)
         if env_name in env:
             return env[env_name]
         computed = _arithmetic(name, operand)
@@ -234,7 +244,7 @@ def expand(
     def operand(text: str) -> str:  # a magic variable, a number, or a name (as in %(name))
         if text.startswith("%"):
             return MAGIC_RE.sub(magic, text)
-        return text if text.lstrip("-").isdigit() else named(text)
+        return text if _is_number(text) else named(text)
 
     def magic(match: re.Match[str]) -> str:
         name, letter = match.group(1), match.group(2)

@@ -160,10 +160,9 @@ def _check_outside(data: dict[str, Any], where: str, source: str) -> None:
             )
         if key in ("uwsgiapp", "tool") or (spec := spec_for(key)) is None:
             continue
-        elif isinstance(value, dict) and spec.kind != "pairs":
+        if isinstance(value, dict) and spec.kind != "pairs":
             continue  # a table of the app's own, named like an option
-        else:
-            inside = f"{where[:-1]}.{key}]" if isinstance(value, dict) else where
+        inside = f"{where[:-1]}.{key}]" if isinstance(value, dict) else where
         raise ConfigError(
             "config",
             f"{key!r} is outside {where}, which holds the options when the file has one: "

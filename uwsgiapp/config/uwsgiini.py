@@ -51,6 +51,7 @@ from uwsgiapp.config.iniexpand import (
     Placeholders,
     environ_names,
     expand,
+    placeholder_env,
     referenced_names,
 )
 from uwsgiapp.config.inifile import include_sections, parse_ini, read_section, split_ini_arg
@@ -193,7 +194,7 @@ def _environ_read(entries: list[IniEntry]) -> set[str]:
     read = {name for e in entries for name in environ_names(e.value)}
     used = {name for e in entries for name in referenced_names(e.value)}
     defined = set(_placeholder_definitions(entries, ""))
-    return read | {"UWSGI_" + n.upper().replace("-", "_") for n in used - defined}
+    return read | {placeholder_env(n) for n in used - defined}
 
 
 def _check_strict(entries: list[IniEntry], result: IniResult, where: str) -> None:
