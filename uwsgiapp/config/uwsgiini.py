@@ -133,8 +133,7 @@ def ini_layer(
     where = f"ini {path} [{section}]"
     warn = _Warner(where, result.warnings)
     entries = include_sections(path, section, read_section(path, section), warn)
-    referenced = _variables(entries)
-    result.environ_read = _environ_read(entries)
+    referenced, result.environ_read = _variables(entries)
     entries = apply_logic(
         entries,
         expand_test=lambda raw: expand(
@@ -180,21 +179,16 @@ def ini_layer(
 _OPT_TESTS = frozenset({"if-opt", "if-not-opt"})
 
 
-def _variables(entries: list[IniEntry]) -> set[str]:
-    """Keys other keys use as variables: by ``%(name)`` (an arithmetic's operands too), and
-    the options ``if-opt`` tests (uWSGI takes any key as a variable, without a word)."""
+def _variables(entries: list[IniEntry]) -> tuple[set[str], set[str]]:
+    """What the section's keys read: the keys used as variables (by ``%(name)``, an
+    arithmetic's operands too, and the options ``if-opt`` tests: uWSGI takes any key as a
+    variable, without a word); and the environment variables (``$(NAME)``, and ``UWSGI_NAME``
+    for a ``%(name)`` no key of the section defines: the placeholder's fallback)."""
     used = {name for e in entries for name in referenced_names(e.value)}
-    tested = (e.value.partition("=")[0].strip() for e in entries if e.key in _OPT_TESTS)
-    return used | set(tested)
-
-
-def _environ_read(entries: list[IniEntry]) -> set[str]:
-    """What the section reads of the environment: ``$(NAME)``, and ``UWSGI_NAME`` for each
-    ``%(name)`` that no key of the section defines (the placeholder's fallback)."""
-    read = {name for e in entries for name in environ_names(e.value)}
-    used = {name for e in entries for name in referenced_names(e.value)}
+    tested = {e.value.partition("=")[0].strip() for e in entries if e.key in _OPT_TESTS}
     defined = set(_placeholder_definitions(entries, ""))
-    return read | {placeholder_env(n) for n in used - defined}
+    read = {name for e in entries for name in environ_names(e.value)}
+    return used | tested, read | {placeholder_env(n) for n in used - defined}
 
 
 def _check_strict(entries: list[IniEntry], result: IniResult, where: str) -> None:
