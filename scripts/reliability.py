@@ -84,6 +84,14 @@ ROOT_PATHS: list[tuple[str, str, str]] = [
         "tests/integration/test_root_files.py::test_a_log_linked_to_a_missing_root_path_is_not_created",
     ),
     (
+        "a link on the way to a log or the pidfile (`logs -> /etc` in the app user's directory)",
+        "the directories are opened one at a time with `O_PATH|O_NOFOLLOW`; a link among them "
+        "is followed only in a directory only root can write, or if root owns it in a sticky one",
+        "tests/integration/test_root_files.py::"
+        "test_a_link_the_app_user_planted_on_the_way_stops_start_up; "
+        "tests/server/test_safefiles.py::test_as_root_a_sticky_directory_follows_only_roots_own_links",
+    ),
+    (
         "a log path hard-linked to a root file",
         "refused as root when the file has more than one link",
         "tests/integration/test_root_files.py::test_a_hard_link_to_a_root_file_is_refused",
@@ -103,7 +111,8 @@ ROOT_PATHS: list[tuple[str, str, str]] = [
     ),
     (
         "pidfile (`--pidfile`) write",
-        "a `mkstemp` file beside it, renamed over the path (a link is replaced, not followed)",
+        "a new file beside it (`O_EXCL|O_NOFOLLOW`), renamed over the path "
+        "(a link is replaced, not followed)",
         "tests/integration/test_root_files.py::"
         "test_the_pidfile_replaces_a_planted_link_and_is_removed_at_exit",
     ),

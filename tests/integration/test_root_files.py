@@ -109,6 +109,26 @@ def test_a_log_linked_to_a_missing_root_path_is_not_created(
     assert not (cron / "x").exists()
 
 
+@pytest.mark.parametrize("option", ["error_log_file", "access_log_file", "pidfile"])
+def test_a_link_the_app_user_planted_on_the_way_stops_start_up(
+    tmp_path: Path, app_user: tuple[str, int, int], app_dir: Path, option: str
+) -> None:
+    # `logs` was the app user's directory; it became `logs -> /etc` while the server was down.
+    etc = tmp_path / "etc"
+    etc.mkdir(mode=0o755)
+    (app_dir / "logs").symlink_to(etc)
+    path = app_dir / "logs" / "app.x"
+    server = _server(tmp_path, app_user[0], **{option: str(path), "access_log": "uwsgi"})
+    server.start(wait=False)
+    try:
+        code = server.wait(15)
+    finally:
+        server.stop()
+    assert code == 3, server.log()
+    assert f"{path}: 'logs' on the way is a symbolic link" in server.log()
+    assert list(etc.iterdir()) == []
+
+
 def test_a_hard_link_to_a_root_file_is_refused(
     tmp_path: Path, app_user: tuple[str, int, int], app_dir: Path, victim: Path
 ) -> None:

@@ -161,6 +161,125 @@ def test_chown_socket_refuses_a_path_that_is_no_longer_our_socket(
         sock.close()
 
 
+NOBODY = 65534
+
+
+@pytest.fixture
+def as_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the links root may follow: needs root")
+
+
+@pytest.fixture
+def elsewhere(tmp_path: Path) -> Path:
+    """A directory of root's that a planted link could point into."""
+    path = tmp_path / "etc"
+    path.mkdir(mode=0o755)
+    return path
+
+
+def _user_dir(tmp_path: Path, name: str, mode: int = 0o755, owner: int = NOBODY) -> Path:
+    path = tmp_path / name
+    path.mkdir()
+    os.chown(path, owner, owner)
+    path.chmod(mode)
+    return path
+
+
+@pytest.mark.usefixtures("as_root")
+def test_as_root_a_link_on_the_way_in_the_app_users_directory_is_refused(
+    tmp_path: Path, elsewhere: Path
+) -> None:
+    # The app user owns its log directory; it swaps a subdirectory for `logs -> /etc`.
+    app = _user_dir(tmp_path, "app")
+    (app / "logs").symlink_to(elsewhere)
+    path = str(app / "logs" / "app.log")
+    with pytest.raises(safefiles.UnsafeFileError, match=rf"{path}: 'logs' on the way is a symb"):
+        safefiles.open_append(path)
+    with pytest.raises(safefiles.UnsafeFileError):
+        safefiles.chown_file(path, 0, 0)
+    with pytest.raises(safefiles.UnsafeFileError):
+        safefiles.write_pidfile(str(app / "logs" / "app.pid"), 4242)
+    (elsewhere / "app.pid").write_text("4242\n")
+    assert safefiles.read_pid(str(app / "logs" / "app.pid")) is None
+    assert not safefiles.remove_pidfile(str(app / "logs" / "app.pid"), 4242)
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["app.pid"]
+    # A link further up, relative, or a chain: the same.
+    (app / "up").symlink_to("logs")
+    with pytest.raises(safefiles.UnsafeFileError, match="'up' on the way"):
+        safefiles.open_append(str(app / "up" / "x.log"))
+    assert sorted(p.name for p in elsewhere.iterdir()) == ["app.pid"]
+
+
+@pytest.mark.usefixtures("as_root")
+def test_as_root_links_only_root_could_have_made_are_followed(
+    tmp_path: Path, elsewhere: Path
+) -> None:
+    # /var/log -> /data/log made by the admin: a directory only root can write.
+    tmp_path.chmod(0o755)
+    (tmp_path / "abs").symlink_to(elsewhere)
+    (tmp_path / "rel").symlink_to("etc")
+    (tmp_path / "chain").symlink_to("abs")
+    for via in ("abs", "rel", "chain", "rel/../etc"):
+        fd = safefiles.open_append(str(tmp_path / via / f"{via.replace('/', '_')}.log"))
+        os.close(fd)
+    assert sorted(p.name for p in elsewhere.iterdir()) == [
+        "abs.log",
+        "chain.log",
+        "rel.log",
+        "rel_.._etc.log",
+    ]
+    safefiles.write_pidfile(str(tmp_path / "rel" / "app.pid"), 4242)
+    assert safefiles.read_pid(str(tmp_path / "abs" / "app.pid")) == 4242
+    assert safefiles.remove_pidfile(str(tmp_path / "chain" / "app.pid"), 4242)
+    assert not (elsewhere / "app.pid").exists()
+
+
+@pytest.mark.usefixtures("as_root")
+def test_as_root_a_sticky_directory_follows_only_roots_own_links(
+    tmp_path: Path, elsewhere: Path
+) -> None:
+    # /tmp: anyone may add a link, nobody but its owner (or root) may replace it.
+    shared = _user_dir(tmp_path, "tmp", 0o1777, owner=0)
+    (shared / "roots").symlink_to(elsewhere)
+    (shared / "theirs").symlink_to(elsewhere)
+    os.chown(shared / "theirs", NOBODY, NOBODY, follow_symlinks=False)
+    os.close(safefiles.open_append(str(shared / "roots" / "a.log")))
+    with pytest.raises(safefiles.UnsafeFileError, match="'theirs' on the way"):
+        safefiles.open_append(str(shared / "theirs" / "b.log"))
+    # Writable by a group, not sticky: even root's own link could have been swapped.
+    group = _user_dir(tmp_path, "group", 0o775, owner=0)
+    (group / "link").symlink_to(elsewhere)
+    with pytest.raises(safefiles.UnsafeFileError, match="'link' on the way"):
+        safefiles.open_append(str(group / "link" / "c.log"))
+    assert [p.name for p in elsewhere.iterdir()] == ["a.log"]
+
+
+def test_the_walk_names_the_whole_path_when_it_fails(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("")
+    (tmp_path / "loop1").symlink_to("loop2")
+    (tmp_path / "loop2").symlink_to("loop1")
+    tmp_path.chmod(0o755)
+    for path, error in (
+        (tmp_path / "missing" / "x.log", FileNotFoundError),
+        (tmp_path / "file" / "x.log", NotADirectoryError),
+        (tmp_path / "loop1" / "x.log", OSError),
+    ):
+        with pytest.raises(error, match=str(path)):
+            safefiles.open_append(str(path))
+
+
+def test_not_root_a_link_on_the_way_is_followed(
+    tmp_path: Path, elsewhere: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A user who is not root cannot be made to write where it could not anyway.
+    app = _user_dir(tmp_path, "app", 0o777, owner=os.geteuid())
+    (app / "logs").symlink_to(elsewhere)
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    os.close(safefiles.open_append(str(app / "logs" / "x.log")))
+    assert (elsewhere / "x.log").exists()
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [

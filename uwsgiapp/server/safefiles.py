@@ -7,6 +7,10 @@ follows the path as root would then open, truncate or chown the target. So every
 acts on a file descriptor opened with ``O_NOFOLLOW``, checks what it got, and changes ownership
 through the descriptor (``fchown``) or without following (``lchown`` after an inode check);
 the pidfile is written beside its path and renamed over it.
+
+The directories on the way are walked one at a time (:func:`_parent`): as root, a symbolic link
+on the way is followed only where nobody but root could have made it, so ``logs -> /etc`` planted
+in the app user's directory cannot send ``logs/app.log`` into ``/etc``.
 """
 
 from __future__ import annotations
@@ -14,8 +18,9 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import secrets
 import stat
-import tempfile
+from collections.abc import Iterator
 
 __all__ = [
     "UnsafeFileError",
@@ -39,6 +44,69 @@ def _refuse(path: str, why: str) -> UnsafeFileError:
     return UnsafeFileError(f"{path}: {why}; refusing to use it")
 
 
+_DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
+_MAX_LINKS = 40  # as the kernel's path walk
+
+
+def _may_follow(dir_fd: int, name: str) -> bool:
+    """May root follow the link ``name`` in the directory ``dir_fd``: could only root have made it?
+
+    A directory only root can write holds only root's links; in a sticky one (``/tmp``) nobody
+    else can replace a link root owns.
+    """
+    st = os.fstat(dir_fd)
+    if st.st_uid != 0:
+        return False
+    if not st.st_mode & 0o022:
+        return True
+    return bool(st.st_mode & stat.S_ISVTX) and os.lstat(name, dir_fd=dir_fd).st_uid == 0
+
+
+def _parent(path: str) -> tuple[int, str]:
+    """An ``O_PATH`` fd of the directory that holds ``path``, and the name ``path`` has in it.
+
+    The directories are opened one by one from ``/`` (or the working directory) without
+    following links; as root a link is followed by reading it only where :func:`_may_follow`
+    allows, otherwise :class:`UnsafeFileError`. The caller closes the fd.
+    """
+    head, name = os.path.split(path)
+    todo = [part for part in head.split("/") if part not in ("", ".")]
+    root = os.geteuid() == 0
+    fd = os.open("/" if path.startswith("/") else ".", _DIR_FLAGS)
+    links = 0
+    try:
+        while todo:
+            part = todo.pop(0)
+            try:
+                nxt = os.open(part, _DIR_FLAGS | os.O_NOFOLLOW, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno != errno.ENOTDIR or not stat.S_ISLNK(
+                    os.lstat(part, dir_fd=fd).st_mode
+                ):
+                    raise type(exc)(exc.errno, exc.strerror, path) from None
+                if root and not _may_follow(fd, part):
+                    raise _refuse(
+                        path,
+                        f"{part!r} on the way is a symbolic link that "
+                        "someone other than root could have made",
+                    ) from None
+                links += 1
+                if links > _MAX_LINKS:
+                    raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path) from None
+                target = os.readlink(part, dir_fd=fd)
+                todo[:0] = [p for p in target.split("/") if p not in ("", ".")]
+                if target.startswith("/"):
+                    nxt = os.open("/", _DIR_FLAGS)
+                else:
+                    continue
+            os.close(fd)
+            fd = nxt
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, name
+
+
 def _check_regular(fd: int, path: str) -> None:
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
@@ -48,19 +116,30 @@ def _check_regular(fd: int, path: str) -> None:
         raise _refuse(path, f"has {st.st_nlink} hard links")
 
 
+@contextlib.contextmanager
+def _in_parent(path: str) -> Iterator[tuple[int, str]]:
+    fd, name = _parent(path)
+    try:
+        yield fd, name
+    finally:
+        os.close(fd)
+
+
 def open_append(path: str, mode: int = 0o644) -> int:
     """Open ``path`` for appending (created with ``mode`` if missing); returns the fd.
 
-    Raises :class:`UnsafeFileError` (naming the path) for a symlink, a non-regular file (a
-    FIFO would block the open, so ``O_NONBLOCK`` is used and dropped afterwards), or, as root,
-    a file with more than one hard link.
+    Raises :class:`UnsafeFileError` (naming the path) for a symlink, a link on the way that
+    someone other than root could have made (as root), a non-regular file (a FIFO would block
+    the open, so ``O_NONBLOCK`` is used and dropped afterwards), or, as root, a file with more
+    than one hard link.
     """
-    try:
-        fd = os.open(path, _APPEND_FLAGS | os.O_NONBLOCK, mode)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:  # the last component is a symlink
-            raise _refuse(path, "is a symbolic link") from None
-        raise
+    with _in_parent(path) as (parent, name):
+        try:
+            fd = os.open(name, _APPEND_FLAGS | os.O_NONBLOCK, mode, dir_fd=parent)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:  # the last component is a symlink
+                raise _refuse(path, "is a symbolic link") from None
+            raise type(exc)(exc.errno, exc.strerror, path) from None
     try:
         _check_regular(fd, path)
         os.set_blocking(fd, True)
@@ -85,35 +164,38 @@ def chown_socket(path: str, inode: tuple[int, int] | None, uid: int, gid: int) -
     A socket's fd cannot change its file's owner, so this checks the path's inode without
     following it and then changes the owner of the link itself if something swapped it since.
     """
-    st = os.lstat(path)
-    if not stat.S_ISSOCK(st.st_mode) or (inode is not None and (st.st_dev, st.st_ino) != inode):
-        raise _refuse(path, "is no longer the socket we bound")
-    os.chown(path, uid, gid, follow_symlinks=False)
+    with _in_parent(path) as (parent, name):
+        st = os.lstat(name, dir_fd=parent)
+        if not stat.S_ISSOCK(st.st_mode) or (inode is not None and (st.st_dev, st.st_ino) != inode):
+            raise _refuse(path, "is no longer the socket we bound")
+        os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
 
 
 def write_pidfile(path: str, pid: int) -> None:
     """Write ``pid`` to ``path``: a new file beside it, renamed over it (a link is replaced,
     never followed)."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".pid-", dir=directory)
-    try:
-        os.write(fd, f"{pid}\n".encode())
-        os.fchmod(fd, 0o644)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-    except BaseException:
-        if fd >= 0:
+    with _in_parent(path) as (parent, name):
+        tmp = f".pid-{secrets.token_hex(6)}"
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        fd = os.open(tmp, flags, 0o644, dir_fd=parent)
+        try:
+            os.write(fd, f"{pid}\n".encode())
+            os.fchmod(fd, 0o644)
             os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+            fd = -1
+            os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            if fd >= 0:
+                os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=parent)
+            raise
 
 
-def read_pid(path: str) -> int | None:
-    """The pid ``path`` (not followed) holds, if it is a regular file holding one."""
+def _read_pid(parent: int, name: str) -> int | None:
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(name, flags, dir_fd=parent)
     except OSError:
         return None
     try:
@@ -123,6 +205,15 @@ def read_pid(path: str) -> int | None:
     finally:
         os.close(fd)
     return int(held) if held.isdigit() and 0 < len(held) < 12 else None
+
+
+def read_pid(path: str) -> int | None:
+    """The pid ``path`` (not followed) holds, if it is a regular file holding one."""
+    try:
+        with _in_parent(path) as (parent, name):
+            return _read_pid(parent, name)
+    except OSError:
+        return None
 
 
 def holds_pid(path: str, pid: int) -> bool:
@@ -135,10 +226,11 @@ def remove_pidfile(path: str, pid: int) -> bool:
 
     Another server started on the same pidfile since (ours was replaced) keeps its file.
     """
-    if not holds_pid(path, pid):
-        return False
     try:
-        os.unlink(path)
+        with _in_parent(path) as (parent, name):
+            if _read_pid(parent, name) != pid:
+                return False
+            os.unlink(name, dir_fd=parent)
     except OSError:
         return False
     return True
