@@ -174,3 +174,58 @@ def test_serve_app_that_cannot_load(short_dir: Path) -> None:
     )
     assert r.returncode != 0
     assert b"No module named 'no_such_module_xyz'" in r.stdout + r.stderr
+
+
+def _serve_until_one_request(short_dir: Path, *args: str) -> tuple[str, str]:
+    """Start ``serve`` with ``args``, send one request, stop it: its stdout and stderr."""
+    (short_dir / "wsgi.py").write_text(FLASK_APP)
+    sock = str(short_dir / "app.sock")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uwsgiapp", "serve", *args],
+        cwd=short_dir,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_pong(sock, proc)
+        assert run_cli("request", sock, "/hello?name=cy").returncode == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, (out, err)
+    return out.decode(), err.decode()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("--error-log-file", "/dev/stdout", "--access-log-file", "/dev/stderr"),
+        ("--ini", "container.ini"),
+    ],
+)
+def test_logs_to_dev_stdout_and_stderr_as_containers_write_them(
+    short_dir: Path, args: tuple[str, ...]
+) -> None:
+    # Docker set-ups name the streams (`logto = /dev/stdout`): links into /proc, which the
+    # log files' no-links rule refused (exit 3) before. They are the process's own streams.
+    (short_dir / "container.ini").write_text(
+        "[uwsgi]\nmodule = wsgi:app\nsocket = app.sock\nlogto = /dev/stdout\n"
+        "req-logger = file:/dev/stderr\n"
+    )
+    out, err = _serve_until_one_request(short_dir, "wsgi:app", "--socket", "app.sock", *args)
+    assert "listening on" in out and "listening on" not in err
+    assert "GET /hello?name=cy => generated" in err and "=> generated" not in out
+
+
+def test_an_access_log_to_dev_null_is_written_to_and_left_as_it_is(short_dir: Path) -> None:
+    before = os.stat("/dev/null")
+    out, err = _serve_until_one_request(
+        short_dir, "wsgi:app", "--socket", "app.sock", "--access-log-file", "/dev/null"
+    )
+    assert "=> generated" not in out + err
+    after = os.stat("/dev/null")
+    assert (after.st_mode, after.st_uid, after.st_gid) == (
+        before.st_mode,
+        before.st_uid,
+        before.st_gid,
+    )

@@ -462,6 +462,7 @@ def test_toml_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
         (["--access-log-file", "a.log", "--access-log", "json"], {}, "json", "command line"),
         (["--access-log-file", "a.log", "--access-log", "off"], {}, "off", "command line"),
         (["--access-log-file", "-"], {}, "off", "default"),
+        (["--access-log-file", "/dev/stderr"], {}, "uwsgi", "implied by command line"),
     ],
 )
 def test_an_access_log_file_turns_the_access_log_on_unless_a_format_is_chosen(

@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
@@ -253,6 +254,28 @@ def test_as_root_a_sticky_directory_follows_only_roots_own_links(
     with pytest.raises(safefiles.UnsafeFileError, match="'link' on the way"):
         safefiles.open_append(str(group / "link" / "c.log"))
     assert [p.name for p in elsewhere.iterdir()] == ["a.log"]
+
+
+def test_a_character_device_is_taken_and_never_handed_over() -> None:
+    # --access-log-file /dev/null: only root makes device nodes, so nobody planted it.
+    before = os.stat("/dev/null")
+    os.close(safefiles.open_append("/dev/null"))
+    if os.geteuid() == 0:
+        safefiles.chown_file("/dev/null", NOBODY, NOBODY)
+    after = os.stat("/dev/null")
+    assert (after.st_uid, after.st_gid, after.st_mode) == (
+        before.st_uid, before.st_gid, before.st_mode
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("target", "stream"), [("/dev/stdout", "stdout"), ("/dev/stderr", "stderr"), ("-", "stderr")]
+)
+def test_dev_stdout_and_stderr_are_the_processs_streams(target: str, stream: str) -> None:
+    setup_error_log(target)
+    (handler,) = logging.getLogger("uwsgiapp").handlers
+    assert isinstance(handler, logging.StreamHandler)
+    assert handler.stream is getattr(sys, stream)
 
 
 def test_the_walk_names_the_whole_path_when_it_fails(tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ from typing import Any, Final, Literal
 
 from uwsgiapp.clihints import FOREIGN_OPTIONS
 from uwsgiapp.config.model import Config, ConfigError, option_fields
+from uwsgiapp.logtargets import is_stream
 
 __all__ = [
     "DEFAULT_SOURCE",
@@ -278,8 +279,9 @@ def _error_message(exc: ConfigError) -> str:
 
 
 def _imply_access_log(values: dict[str, Any], sources: dict[str, str]) -> None:
-    """A file for the access log, with no format chosen anywhere, turns the log on (uwsgi
-    lines), as gunicorn's --access-logfile does: naming a file that stays empty helps nobody."""
+    """A file for the access log (/dev/stdout too, not the default ``-``), with no format
+    chosen anywhere, turns the log on (uwsgi lines), as gunicorn's --access-logfile does:
+    naming a file that stays empty helps nobody."""
     target = values.get("access_log_file", "-")
     if sources["access_log"] == DEFAULT_SOURCE and target not in ("", "-"):
         values["access_log"] = "uwsgi"
@@ -289,7 +291,7 @@ def _imply_access_log(values: dict[str, Any], sources: dict[str, str]) -> None:
 def _drop_implied_by_logto(values: dict[str, Any], sources: dict[str, str]) -> None:
     """An ini's logto implies capture_output and the access log's file; a higher layer that
     sends the error log back to stderr (``--error-log-file -``) takes both with it."""
-    if values.get("error_log_file", "-") not in ("", "-"):
+    if not is_stream(values.get("error_log_file", "-")):
         return
     for name, default in (("capture_output", False), ("access_log_file", "-")):
         if sources[name].startswith(IMPLIED_BY):

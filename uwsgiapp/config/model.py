@@ -14,6 +14,7 @@ from typing import Any
 
 from uwsgiapp.addresses import AddressError, AllowList, parse_address, server_address
 from uwsgiapp.importer import AppImportError, parse_spec
+from uwsgiapp.logtargets import is_stream
 
 ACCESS_LOG_FORMATS = ("off", "uwsgi", "json")
 ERROR_LOG_FORMATS = ("text", "json")
@@ -150,7 +151,7 @@ class Config:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
-        if self.capture_output and self.error_log_file in ("", "-"):
+        if self.capture_output and is_stream(self.error_log_file):
             raise ConfigError(
                 "capture_output", "needs --error-log-file (without one, output stays on stderr)"
             )

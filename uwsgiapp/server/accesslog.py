@@ -156,8 +156,9 @@ def uwsgi_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
         (1 switches on core 0)
 
     (one line). ``req`` counts this worker's requests (uWSGI: the app's, then all workers');
-    the vars and their bytes are the environ's CGI variables, as nginx sent them; the time is
-    when the request started.
+    the vars and their bytes are the environ's CGI variables, as nginx sent them (uWSGI counts
+    a name and its value as two: 14 variables are "28 vars"); the time is when the request
+    started.
     """
     clock = Clock("%a %b %e %H:%M:%S %Y")
     served = 0
@@ -169,7 +170,7 @@ def uwsgi_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
         size = 0
         for key, value in environ.items():
             if "." not in key and isinstance(value, str):  # not wsgi.* nor the server's
-                count += 1
+                count += 2  # uWSGI counts a variable's name and value apart
                 size += len(key) + len(value) + 4
         status: str = response.status or "0"  # none sent (the client left): uWSGI's 0
         head: int = response.head_size

@@ -13,6 +13,7 @@ import traceback
 from types import TracebackType
 from typing import Any
 
+from uwsgiapp.logtargets import is_stream, stream_for
 from uwsgiapp.server.accesslog import PID, LineWriter, json_access_log, uwsgi_access_log
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.safefiles import open_append
@@ -116,8 +117,8 @@ class KeptFileHandler(SafeFileHandler):
 
 
 def _handler(target: str, default: Any) -> logging.StreamHandler[Any]:
-    if target in ("", "-"):
-        return logging.StreamHandler(default)
+    if is_stream(target):
+        return logging.StreamHandler(stream_for(target, default))
     return KeptFileHandler(os.path.abspath(target))
 
 
@@ -290,7 +291,7 @@ def access_handler(target: str) -> logging.StreamHandler[Any]:
     handlers are closed.
     """
     logger = logging.getLogger("uwsgiapp.access")
-    path = os.path.abspath(target) if target not in ("", "-") else ""
+    path = "" if is_stream(target) else os.path.abspath(target)
     for old in list(logger.handlers):
         if isinstance(old, KeptFileHandler) and path == old.baseFilename and old.stream:
             return old

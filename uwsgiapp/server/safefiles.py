@@ -109,6 +109,8 @@ def _parent(path: str) -> tuple[int, str]:
 
 def _check_regular(fd: int, path: str) -> None:
     st = os.fstat(fd)
+    if stat.S_ISCHR(st.st_mode):
+        return  # /dev/null: only root makes device nodes, so nobody planted it
     if not stat.S_ISREG(st.st_mode):
         raise _refuse(path, "not a regular file")
     if st.st_nlink > 1 and os.geteuid() == 0:
@@ -129,9 +131,9 @@ def open_append(path: str, mode: int = 0o644) -> int:
     """Open ``path`` for appending (created with ``mode`` if missing); returns the fd.
 
     Raises :class:`UnsafeFileError` (naming the path) for a symlink, a link on the way that
-    someone other than root could have made (as root), a non-regular file (a FIFO would block
-    the open, so ``O_NONBLOCK`` is used and dropped afterwards), or, as root, a file with more
-    than one hard link.
+    someone other than root could have made (as root), what is neither a regular file nor a
+    character device (a FIFO would block the open, so ``O_NONBLOCK`` is used and dropped
+    afterwards), or, as root, a file with more than one hard link.
     """
     with _in_parent(path) as (parent, name):
         try:
@@ -150,10 +152,12 @@ def open_append(path: str, mode: int = 0o644) -> int:
 
 
 def chown_file(path: str, uid: int, gid: int) -> None:
-    """Create ``path`` if missing and give it to ``uid``/``gid`` through its fd."""
+    """Create ``path`` if missing and give it to ``uid``/``gid`` through its fd (a device such
+    as /dev/null stays root's)."""
     fd = open_append(path)
     try:
-        os.fchown(fd, uid, gid)
+        if stat.S_ISREG(os.fstat(fd).st_mode):
+            os.fchown(fd, uid, gid)
     finally:
         os.close(fd)
 

@@ -23,6 +23,7 @@ from uwsgiapp.addresses import AllowList
 from uwsgiapp.config import Config
 from uwsgiapp.exitcodes import ServeExit
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
+from uwsgiapp.logtargets import is_stream
 from uwsgiapp.server import safefiles
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener, ListenerError, bind_all, somaxconn_cap
@@ -112,16 +113,17 @@ def _drop_warnings(ids: Ids, sockets: list[str], pidfile: str, logs: list[str]) 
 
 
 def _absolute(path: str) -> str:
-    return path if path in ("", "-") else os.path.abspath(path)
+    return path if is_stream(path) else os.path.abspath(path)
 
 
 def _log_files(config: Config) -> list[str]:
     """Log files the dropped processes write, to be created and handed over before the drop.
 
-    The master holds both open (the workers write to its files) and USR1 reopens them.
+    The master holds both open (the workers write to its files) and USR1 reopens them; the
+    process's own streams and devices (/dev/null) are not handed over.
     """
     paths = [config.error_log_file, _access_log_file(config)]
-    return [path for path in paths if path not in ("", "-")]
+    return [path for path in paths if not is_stream(path) and not path.startswith("/dev/")]
 
 
 def _access_log_file(config: Config) -> str:
@@ -200,7 +202,7 @@ def _access_log_opens(config: Config) -> bool:
     holds (:func:`~uwsgiapp.server.logs.access_handler`). A path it cannot open stops the start
     here, with one line."""
     access = _access_log_file(config)
-    if access not in ("", "-"):
+    if not is_stream(access):
         try:
             access_handler(access)
         except OSError as exc:

@@ -1,0 +1,29 @@
+"""Log targets that name the process's own output rather than a file.
+
+``-`` (or empty) is the log's usual stream (stderr for the error log, stdout for the access
+log); ``/dev/stdout`` and ``/dev/stderr``, as Docker set-ups and uWSGI ini files write them
+(``logto = /dev/stdout``), name that stream directly. They are links into ``/proc``: opened as
+files, they would be refused as links (see :mod:`uwsgiapp.server.safefiles`), and a worker
+reopening them at USR1 would gain nothing. A leaf module: the configuration and the servers
+both ask it.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+__all__ = ["is_stream", "stream_for"]
+
+_NAMED = {"/dev/stdout": "stdout", "/dev/stderr": "stderr"}
+
+
+def is_stream(target: str) -> bool:
+    """Is the log ``target`` a stream of the process (``-``, empty, /dev/stdout, /dev/stderr)?"""
+    return target in ("", "-") or target in _NAMED
+
+
+def stream_for(target: str, default: TextIO) -> TextIO:
+    """The stream ``target`` names: ``default`` for ``-``; ``target`` must be a stream."""
+    name = _NAMED.get(target)
+    return default if name is None else getattr(sys, name)
