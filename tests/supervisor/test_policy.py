@@ -45,6 +45,8 @@ def test_dead_worker_is_respawned_in_its_slot() -> None:
         "starting a new one"
     ) in str(actions[0])
     assert len(sim.pids()) == 2
+    # The arbiter logs the new process under the same number: "worker 1 (pid N) started".
+    assert sim.policy.spawned(0, 0, 4242, sim.now) == "worker 1 (pid 4242)"
 
 
 def test_a_death_in_a_request_says_so() -> None:

@@ -62,6 +62,7 @@ def test_a_worker_that_dies_runs_no_exit_work(tmp_path: Path, lifecycle: Path) -
         with pytest.raises(Exception):  # noqa: B017 - the worker is gone before answering
             get(server, "/exit")
         wait_until(lambda: "exited with code 3" in server.log(), 10, "the crash")
+        get(server, "/")  # the new worker serves: a stop while it booted would skip its atexit
     finally:
         server.stop()
     assert [name for name, _ in events(lifecycle)].count("atexit") == 2  # master, new worker
@@ -137,6 +138,9 @@ def test_a_worker_leaving_on_its_own_is_replaced_before_its_exit_work_ends(
         assert leaving, "the next worker served only once the first one had exited"
         wait_until(lambda: f"(pid {first}) exited with code 0" in server.log(), 15, "its exit")
         assert f"(pid {first}) exited with code 0; starting a new one" not in server.log()
+        # The replacement is named with its own pid under the same number.
+        assert f"worker 1 (pid {first}) started" in server.log()
+        assert f"worker 1 (pid {second}) started" in server.log()
     finally:
         server.stop()
 

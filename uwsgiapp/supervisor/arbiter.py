@@ -297,7 +297,7 @@ class Arbiter:
             return
         if pid:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            self.policy.spawned(wid, generation, pid, time.monotonic())
+            log.info("%s started", self.policy.spawned(wid, generation, pid, time.monotonic()))
             return
         code: int = WorkerExit.CRASHED
         finish = False  # the exit work: only when the loop ended as asked (no quick stop)

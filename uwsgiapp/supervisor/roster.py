@@ -228,10 +228,13 @@ class Roster:
             return action.pid in self.records
         return True
 
-    def spawned(self, wid: int, generation: int, pid: int, now: float) -> None:
-        """The arbiter forked ``pid`` for a :class:`Spawn`."""
+    def spawned(self, wid: int, generation: int, pid: int, now: float) -> str:
+        """The arbiter forked ``pid`` for a :class:`Spawn`; what the log calls it now
+        ('worker 2 (pid 1235)': the new pid of a number, as uWSGI's "Respawned" line)."""
         self.pending.pop(wid, None)
-        self.records[pid] = WorkerRecord(wid, pid, generation, now, number=self.number(wid))
+        record = WorkerRecord(wid, pid, generation, now, number=self.number(wid))
+        self.records[pid] = record
+        return record.label
 
     def spawn_failed(self, wid: int) -> None:
         """The arbiter could not fork for a :class:`Spawn` (it will be asked again)."""
