@@ -103,6 +103,18 @@ def test_a_reimport_keeps_extension_modules_and_our_own() -> None:
     assert app_modules(candidates, before) == []
 
 
+def test_a_reimport_leaves_a_second_name_of_a_module_loaded_before(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # multiprocessing names __main__ __mp_main__ too: taken out, it was "still held" by
+    # __main__ at the first HUP (and gone from sys.modules after it).
+    main = types.ModuleType("__main__")
+    main.__file__ = "/srv/app/run.py"
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    monkeypatch.setitem(sys.modules, "__mp_main__", main)
+    assert app_modules(["__mp_main__"], {"__main__"}, ("/usr/lib/",), ()) == []
+
+
 def test_a_reimport_keeps_the_stdlib_and_packages_with_c_parts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -271,11 +271,11 @@ class Arbiter:
 
     def _reimport(self) -> bool:
         """HUP with a preloaded app: import it afresh; keep the old one if that fails (False)."""
-        app = reimport(self.config, self._modules_before_app)
-        if app is None:
-            return False
+        return reimport(self.config, self._modules_before_app, self._install_app) is not None
+
+    def _install_app(self, app: WSGIApp) -> None:
+        """The re-imported app replaces the old one, before the old code is collected."""
         self.app = app
-        return True
 
     # -- worker -------------------------------------------------------------------------------
 

@@ -353,4 +353,5 @@ def _load_and_run(
         log.warning("--request-titles: setproctitle cannot be imported; titles stay as they are")
     arbiter = Arbiter(config, listeners, app, build_handler, stats, notifier)
     arbiter.remember_modules(before)
+    del app  # the arbiter holds it; this frame's would keep the first code past every HUP
     return arbiter.run()

@@ -15,6 +15,10 @@ says why. Kept loaded, never re-imported:
 Pure-Python packages, installed or not, are imported afresh with the app: a library that
 keeps the app's registrations (Django's settings, prometheus_client's registry) must start
 empty for the new code. The master loop waits while this runs: as long as the import takes.
+
+The old modules must then be freed, or the master (and every worker forked after) keeps each
+generation of the code: :func:`release_old_code` drops what the standard library holds of
+them, and the reload's log line says how many old modules something still holds.
 """
 
 from __future__ import annotations
@@ -30,12 +34,14 @@ import site
 import sys
 import sysconfig
 import time
-from collections.abc import Iterable
+import types
+import typing
+import weakref
+from collections.abc import Callable, Iterable
 
 from uwsgiapp.config import Config
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.supervisor.actions import ReloadKind
-from uwsgiapp.supervisor.observe import rss_mb
 from uwsgiproto import Limits
 
 log = logging.getLogger("uwsgiapp.error")
@@ -83,16 +89,19 @@ def app_modules(
 ) -> list[str]:
     """The names in ``loaded`` (``sys.modules``) to import afresh: not there ``before`` the
     app, not uwsgiapp's own, not of the standard library (``stdlib`` but not ``installed``
-    directories), and not of a top-level package with an extension module loaded."""
+    directories), not of a top-level package with an extension module loaded, and not a second
+    name of a module loaded before (multiprocessing's ``__mp_main__`` is ``__main__``)."""
     stdlib = library_dirs() if stdlib is None else stdlib
     installed = site_dirs() if installed is None else installed
+    earlier = {id(sys.modules[name]) for name in before if name in sys.modules}
     candidates: list[tuple[str, str]] = []
     native: set[str] = set()
     for name in loaded:
         top = name.partition(".")[0]
-        if name in before or top in _OURS:
+        module = sys.modules.get(name)
+        if name in before or top in _OURS or id(module) in earlier:
             continue
-        where = _where(sys.modules.get(name))
+        where = _where(module)
         if where.endswith(_EXTENSIONS):
             native.add(top)
         elif not where.startswith(stdlib) or where.startswith(installed):
@@ -114,8 +123,14 @@ def one_line(message: str) -> str:
     return f"{lines[0].rstrip(':')}: {lines[-1].strip()}{where}"
 
 
-def reimport(config: Config, before: set[str]) -> WSGIApp | None:
-    """Import the app afresh; None (the old modules restored, one line logged) if it fails."""
+def reimport(
+    config: Config, before: set[str], install: Callable[[WSGIApp], None] | None = None
+) -> WSGIApp | None:
+    """Import the app afresh; None (the old modules restored, one line logged) if it fails.
+
+    ``install`` puts the new app where the caller kept the old one before the old code is
+    collected (the caller's reference would otherwise keep it until the next HUP).
+    """
     started = time.monotonic()
     try:
         # sysconfig may import its data module only now, which a dropped user may not be
@@ -125,7 +140,6 @@ def reimport(config: Config, before: set[str]) -> WSGIApp | None:
     except Exception as exc:
         log.error("reload: cannot re-import the app, keeping the old code: %r", exc)
         return None
-    rss_before = rss_mb(os.getpid())
     saved = {name: sys.modules.pop(name) for name in doomed}
     importlib.invalidate_caches()  # new files since the first import are found
     try:
@@ -137,23 +151,73 @@ def reimport(config: Config, before: set[str]) -> WSGIApp | None:
         log.error("reload: cannot re-import the app, keeping the old code: %s", one_line(str(exc)))
         return None
     took = time.monotonic() - started
+    if install is not None:
+        install(app)
+    modules = [m for m in saved.values() if issubclass(type(m), types.ModuleType)]
+    marks = [_mark(module) for module in modules]
+    release_old_code(modules)
+    del modules
     saved.clear()
     gc.collect()  # what of the old code nothing holds any more
-    grown = rss_mb(os.getpid()) - rss_before
+    held = sum(1 for mark in marks if mark() is not None)
     log.info(
         "reload: app re-imported (%d modules) in %.2f s%s",
         len(doomed),
         took,
-        f"; the master kept {grown:.0f} MB of the old code (what it started at import, or "
-        "what holds it; each HUP adds as much: --lazy-apps reloads without it)"
-        if grown >= _GROWTH_SAID_MB
+        f"; {held} of the old modules are still held (by a registration of the old code the "
+        "master cannot undo: each HUP keeps as much; --lazy-apps reloads without it)"
+        if held
         else "",
     )
     return app
 
 
-#: A master that grew more than this (MB) at a re-import says so: the old code is still held.
-_GROWTH_SAID_MB = 4.0
+class _Mark:
+    """Put in an old module's globals: alive while anything holds them (a function of the
+    module does, though the module object itself may be gone)."""
+
+    __slots__ = ("__weakref__",)
+
+
+def _mark(module: types.ModuleType) -> weakref.ref[_Mark]:
+    mark = _Mark()
+    module.__dict__["__uwsgiapp_replaced__"] = mark
+    return weakref.ref(mark)
+
+
+def _old_function(func: object, old_globals: set[int]) -> bool:
+    """Was ``func`` (a function, a bound method, a partial of one) defined in an old module?"""
+    # type() only: isinstance or getattr on an old object may set up a lazy object (Django's
+    # LazyObject), which would import the new code into the old one.
+    while type(func) is functools.partial:
+        func = func.func
+    if type(func) is types.MethodType:
+        func = func.__func__
+    return type(func) is types.FunctionType and id(func.__globals__) in old_globals
+
+
+def release_old_code(old_modules: Iterable[types.ModuleType]) -> int:
+    """Drop what the standard library holds of the replaced ``old_modules``, so that the
+    collector can free them; returns how many finalizers were detached.
+
+    - ``weakref.finalize`` keeps each finalizer's callback, in a registry that lives as long
+      as the process, until its object dies. Django's ``Signal.connect`` registers one per
+      receiver, a bound method of the signal: through it the old module's globals, and so the
+      whole old Django with its receivers, which then never die. The finalizers whose
+      callback is old code are detached: they would only tidy up the old objects.
+    - ``typing``'s caches (``Optional[X]``, ``List[X]``: 128 per function) keep the classes of
+      the annotations evaluated at import (Flask's, werkzeug's): cleared, as ``typing``
+      itself allows; they fill again on use.
+    """
+    old_globals = {id(module.__dict__) for module in old_modules}
+    detached = 0
+    registry = getattr(weakref.finalize, "_registry", {})
+    for finalizer, info in list(registry.items()):
+        if _old_function(getattr(info, "func", None), old_globals) and finalizer.detach():
+            detached += 1
+    for clear in getattr(typing, "_cleanups", ()):
+        clear()
+    return detached
 
 
 def reload_kind(config: Config, *, preloaded: bool) -> ReloadKind:
