@@ -338,3 +338,16 @@ def test_bad_request_reason_is_short() -> None:
     with pytest.raises(BadRequest) as info:
         parse_content_length("x" * 10000)
     assert len(info.value.reason) < 200
+
+
+@pytest.mark.parametrize(("workers", "threads"), [(1, 1), (2, 1), (1, 4), (3, 2)])
+def test_multiprocess_and_multithread_say_what_the_server_runs(workers: int, threads: int) -> None:
+    # uWSGI and gunicorn say multiprocess only with more than one worker; werkzeug's
+    # interactive debugger refuses to run when it is true.
+    from uwsgiapp.config import make_config
+    from uwsgiapp.supervisor.boot import build_handler
+
+    config = make_config(app="x:y", workers=workers, threads=threads)
+    template = build_handler(lambda e, s: [], config).template
+    assert template["wsgi.multiprocess"] is (workers > 1)
+    assert template["wsgi.multithread"] is (threads > 1)

@@ -157,8 +157,9 @@ def uwsgi_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
 
     (one line). ``req`` counts this worker's requests (uWSGI: the app's, then all workers');
     the vars and their bytes are the environ's CGI variables, as nginx sent them (uWSGI counts
-    a name and its value as two: 14 variables are "28 vars"); the time is when the request
-    started.
+    a name and its value as two: 14 variables are "28 vars"; a repeated header, merged, or a
+    ``PATH_INFO`` a mount shortened counts as the environ has it); the time is when the
+    request started.
     """
     clock = Clock("%a %b %e %H:%M:%S %Y")
     served = 0
@@ -169,7 +170,9 @@ def uwsgi_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
         count = 0
         size = 0
         for key, value in environ.items():
-            if "." not in key and isinstance(value, str):  # not wsgi.* nor the server's
+            # Not wsgi.* nor the server's, nor the empty SCRIPT_NAME the environ adds where
+            # nginx sends none: the packet's variables, as uWSGI counts them.
+            if "." not in key and isinstance(value, str) and (value or key != "SCRIPT_NAME"):
                 count += 2  # uWSGI counts a variable's name and value apart
                 size += len(key) + len(value) + 4
         status: str = response.status or "0"  # none sent (the client left): uWSGI's 0

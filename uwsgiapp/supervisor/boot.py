@@ -50,7 +50,11 @@ def build_handler(app: WSGIApp, config: Config) -> Handler:
         app,
         limits=Limits(buffer_size=config.buffer_size),
         settings=EnvironSettings(
-            mount=config.mount, limit_post=config.limit_post, multithread=config.threads > 1
+            mount=config.mount,
+            limit_post=config.limit_post,
+            # As uWSGI and gunicorn say (werkzeug's debugger refuses to run multiprocess).
+            multiprocess=config.workers > 1,
+            multithread=config.threads > 1,
         ),
         socket_timeout=config.socket_timeout,
         access_log=make_access_log(config.access_log, config.access_log_file),
