@@ -54,6 +54,23 @@ def _sleep(environ: dict[str, Any], start_response: StartResponse) -> Iterable[b
     return [b"slept pid %d" % os.getpid()]
 
 
+def _poll(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """``/poll?SECONDS&PATH``: writes PATH, waits in short sleeps (as a loop polling a queue
+    does), and whatever ends the wait, appends "finally" to PATH on the way out."""
+    seconds, _, marker = environ["QUERY_STRING"].partition("&")
+    with open(marker, "w") as file:
+        file.write(str(os.getpid()))
+    try:
+        end = time.monotonic() + float(seconds)
+        while time.monotonic() < end:
+            time.sleep(0.05)
+    finally:
+        with open(marker, "a") as file:
+            file.write(" finally")
+    start_response("200 OK", PLAIN)
+    return [b"polled"]
+
+
 def _pid(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     start_response("200 OK", PLAIN)
     return [b"pid %d" % os.getpid()]
@@ -63,6 +80,7 @@ ROUTES: dict[str, Callable[[dict[str, Any], StartResponse], Iterable[bytes]]] = 
     "ids": _ids,
     "grow": _grow,
     "sleep": _sleep,
+    "poll": _poll,
     "gc": _gc,
 }
 

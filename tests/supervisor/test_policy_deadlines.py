@@ -19,7 +19,9 @@ def test_a_worker_in_a_request_at_its_graceful_deadline_is_cut_then_killed() -> 
     cut = sim.tick(5.0)
     assert signals_sent(cut) == {(pid, signal.SIGINT)}
     (said,) = [a.message for a in cut if isinstance(a, Log)]
-    assert said.startswith(f"worker 1 (pid {pid}): stop deadline passed in one request (5.")
+    assert said.startswith(
+        f"worker 1 (pid {pid}): stop deadline passed in a request (the oldest 5."
+    )
     assert not signals_sent(sim.tick(QUICK_GRACE - 0.5))
     assert signals_sent(sim.tick(0.6)) == {(pid, signal.SIGKILL)}
     assert not signals_sent(sim.tick(10.0))  # once

@@ -38,6 +38,21 @@ from uwsgiapp.server.worker import IDLE_TICK, Worker
 
 log = logging.getLogger("uwsgiapp.error")
 
+#: How long a quick stop waits for the request threads it cut to unwind (the master's SIGKILL
+#: comes QUICK_GRACE, 2 s, after its SIGINT).
+UNWIND_SECONDS = 1.5
+
+
+class RequestCut(SystemExit):
+    """Raised in a request thread by a quick stop, so that the app's finally blocks run."""
+
+
+def _raise_in(ident: int) -> None:
+    """Raise :class:`RequestCut` in thread ``ident`` when it next runs Python code."""
+    import ctypes  # only on a quick stop
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(RequestCut))
+
 
 class CoreHooks(Protocol):
     """A request thread's status hooks; ``started`` is its request's start (0 when idle)."""
@@ -97,6 +112,8 @@ class _ThreadLoop(Worker):
         self.ident = threading.get_ident()
         try:
             self.run()
+        except RequestCut:
+            pass  # the quick stop logged the request
         except BaseException:
             log.exception("worker %d: request thread %d failed", os.getpid(), self.index + 1)
         finally:
@@ -154,6 +171,7 @@ class ThreadedWorker(StopSignals):
         self.drain_backlog = False
         self._told = (True, False)
         self._wake_r = -1
+        self._threads: list[threading.Thread] = []
         self._wake_w = -1
         hooks = list(cores) if cores is not None else [LocalCore() for _ in range(threads)]
         assert len(hooks) == threads
@@ -198,7 +216,7 @@ class ThreadedWorker(StopSignals):
         """Start the request threads; pass stops on to them; return when all have ended."""
         if self._wake_r < 0:
             self.install_signals()
-        threads = [
+        threads = self._threads = [
             threading.Thread(target=loop.run_thread, name=f"request-{loop.index + 1}", daemon=True)
             for loop in self.loops
         ]
@@ -250,6 +268,19 @@ class ThreadedWorker(StopSignals):
             for _, index, ident in self._busy()
             if ident is not None
         ]
+
+    def unwind_requests(self) -> None:
+        """A quick stop cuts the busy threads' requests: each gets :class:`RequestCut` when it
+        next runs Python code, so that the app's finally blocks run, as in a worker without
+        threads (one blocked in a C call, a long sleep or a socket read, is not woken: the
+        master's SIGKILL ends it). Waits for them at most :data:`UNWIND_SECONDS`."""
+        busy = {ident for _, _, ident in self._busy() if ident is not None}
+        for ident in busy:
+            _raise_in(ident)
+        deadline = time.monotonic() + UNWIND_SECONDS
+        for thread in self._threads:
+            if thread.ident in busy:
+                thread.join(max(0.0, deadline - time.monotonic()))
 
     def _busy(self) -> list[tuple[float, int, int | None]]:
         """(request start, thread index, thread ident) of the busy request threads, oldest

@@ -343,8 +343,8 @@ class Policy(Roster):
             return [
                 Log(
                     LogLevel.WARNING,
-                    f"{rec.label}: stop deadline passed in one request "
-                    f"({wall - st.request_start:.1f}s in it): cutting it (SIGINT), "
+                    f"{rec.label}: stop deadline passed in a request "
+                    f"(the oldest {wall - st.request_start:.1f}s in): cutting it (SIGINT), "
                     f"killing it in {QUICK_GRACE:g}s if it stays",
                 ),
                 Signal(rec.pid, signal.SIGINT),
