@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -229,3 +230,56 @@ def test_an_access_log_to_dev_null_is_written_to_and_left_as_it_is(short_dir: Pa
         before.st_uid,
         before.st_gid,
     )
+
+
+#: What systemd does for a socket unit: the listening socket at fd 3, LISTEN_FDS and this
+#: process's LISTEN_PID in the environment, then exec the service (same pid).
+SYSTEMD_EXEC = """
+import os, sys
+fd = int(sys.argv[1])
+os.dup2(fd, 3)
+os.close(fd)
+os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()), LISTEN_FDNAMES="app.socket")
+os.execv(sys.executable, [sys.executable, "-m", "uwsgiapp", "serve", *sys.argv[2:]])
+"""
+
+ENV_APP = """
+import os
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    seen = [name for name in ("LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES") if name in os.environ]
+    return [repr(seen).encode()]
+"""
+
+
+def test_a_socket_systemd_passed_is_served_and_left_to_systemd(short_dir: Path) -> None:
+    # A .socket unit holds the socket while the service restarts: nginx's connections wait
+    # in its backlog instead of failing. uwsgiapp takes it with no --socket (as gunicorn and
+    # uWSGI do), hides LISTEN_* from the app, and leaves the file to systemd at exit.
+    (short_dir / "envapp.py").write_text(ENV_APP)
+    path = str(short_dir / "app.sock")
+    held = socket.socket(socket.AF_UNIX)
+    held.bind(path)
+    held.listen(16)
+    try:
+        for _ in range(2):  # a restart: the same socket, served again
+            proc = subprocess.Popen(
+                [sys.executable, "-c", SYSTEMD_EXEC, str(held.fileno()), "envapp:app"],
+                cwd=short_dir,
+                pass_fds=(held.fileno(),),
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+            try:
+                wait_for_pong(path, proc)
+                r = run_cli("request", path, "/")
+                assert r.returncode == 0 and r.stdout == b"[]", r
+            finally:
+                proc.send_signal(signal.SIGTERM)
+                out = proc.communicate(timeout=15)[0].decode()
+            assert proc.returncode == 0, out
+            assert f"listening on fd://3 ({path})" in out, out
+            assert os.path.exists(path)  # systemd's, not removed
+    finally:
+        held.close()

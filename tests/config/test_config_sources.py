@@ -548,3 +548,29 @@ def test_config_and_env_suggestions_know_gunicorns_names(word: str, said: str) -
     from uwsgiapp.config.configload import suggest
 
     assert said in suggest(word, ["workers", "socket", "socket-timeout", "harakiri"])
+
+
+def _serve(argv: list[str], environ: dict[str, str]) -> Any:
+    return resolve_serve_config(build_parser().parse_args(["serve", "a:app", *argv]), environ)
+
+
+def test_sockets_systemd_passed_are_used_unless_one_is_named() -> None:
+    # systemd socket activation (as gunicorn and uWSGI take it): LISTEN_FDS sockets from fd 3,
+    # for this pid only; a socket named anywhere wins, and the passed ones are said unused.
+    import os
+
+    ours = {"LISTEN_PID": str(os.getpid()), "LISTEN_FDS": "2"}
+    resolved = _serve([], ours)
+    assert resolved.config.socket == ("fd://3", "fd://4")
+    assert resolved.sources["socket"] == "systemd socket activation (LISTEN_FDS=2)"
+    assert resolved.warnings == ()
+    assert _serve([], {**ours, "LISTEN_PID": "1"}).config.socket == ("127.0.0.1:3031",)
+    assert _serve([], {**ours, "LISTEN_FDS": "x"}).config.socket == ("127.0.0.1:3031",)
+    named = _serve(["--socket", "/run/app.sock"], ours)
+    assert named.config.socket == ("/run/app.sock",)
+    (said,) = named.warnings
+    assert said == (
+        "systemd passed 2 socket(s) (LISTEN_FDS), but command line --socket names the sockets: "
+        "fd://3, fd://4 stay unused (name them, fd://3, or name no socket)"
+    )
+    assert _serve(["--socket", "fd://3", "--socket", "fd://4"], ours).warnings == ()

@@ -24,7 +24,21 @@ from uwsgiapp.config.model import ConfigError
 from uwsgiapp.config.tomlfile import toml_layer
 from uwsgiapp.config.uwsgiini import SIMPLE_KEYS, IniResult, check_http_only, ini_layer
 
-__all__ = ["resolve_serve_config"]
+__all__ = ["SYSTEMD_SOURCE", "resolve_serve_config", "systemd_sockets"]
+
+#: The source the sockets systemd passed (socket activation) are said to come from.
+SYSTEMD_SOURCE = "systemd socket activation"
+
+
+def systemd_sockets(env: Mapping[str, str], pid: int | None = None) -> list[str]:
+    """The sockets systemd passed this process (``LISTEN_PID`` is ours, ``LISTEN_FDS`` of them
+    from fd 3), as ``fd://N`` specs; none if it passed none, or passed them to another pid."""
+    count = env.get("LISTEN_FDS", "")
+    if env.get("LISTEN_PID", "") != str(os.getpid() if pid is None else pid):
+        return []
+    if not count.isdigit() or not 0 < int(count) <= 64:
+        return []
+    return [f"fd://{3 + n}" for n in range(int(count))]
 
 
 def resolve_serve_config(
@@ -42,9 +56,8 @@ def resolve_serve_config(
     """
     env = os.environ if environ is None else environ
     warnings = [] if warnings is None else warnings
-    layers: list[Layer] = []
-    if env.get("WEB_CONCURRENCY", "").strip():  # gunicorn's (PaaS buildpacks set it): the default
-        layers.append({"workers": Raw(env["WEB_CONCURRENCY"].strip(), "env WEB_CONCURRENCY")})
+    activated = systemd_sockets(env)
+    layers = _platform_layers(env, activated)
     ini = IniResult()
     if args.ini:
         ini = ini_layer(args.ini, environ=env, warnings=warnings)
@@ -78,7 +91,26 @@ def resolve_serve_config(
     resolved = resolve(layers, warnings=warnings)
     check_http_only(ini, resolved.sources["socket"], DEFAULT_SOURCE)
     more = _socket_warnings(args, resolved)
+    unused = sorted(set(activated) - set(resolved.config.socket))
+    if unused:
+        more.append(
+            f"systemd passed {len(activated)} socket(s) (LISTEN_FDS), but "
+            f"{resolved.sources['socket']} names the sockets: {', '.join(unused)} stay unused "
+            "(name them, fd://3, or name no socket)"
+        )
     return replace(resolved, warnings=(*resolved.warnings, *more)) if more else resolved
+
+
+def _platform_layers(env: Mapping[str, str], activated: list[str]) -> list[Layer]:
+    """Defaults the platform sets: the sockets systemd passed (socket activation), used unless
+    a socket is named anywhere; gunicorn's WEB_CONCURRENCY (PaaS buildpacks set it)."""
+    layers: list[Layer] = []
+    if activated:
+        source = f"{SYSTEMD_SOURCE} (LISTEN_FDS={len(activated)})"
+        layers.append({"socket": Raw(activated, source)})
+    if env.get("WEB_CONCURRENCY", "").strip():
+        layers.append({"workers": Raw(env["WEB_CONCURRENCY"].strip(), "env WEB_CONCURRENCY")})
+    return layers
 
 
 def _socket_warnings(args: argparse.Namespace, resolved: Resolved) -> list[str]:

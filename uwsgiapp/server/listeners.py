@@ -90,6 +90,10 @@ def bind(spec: str, *, backlog: int, chmod: int, allow: AllowList) -> Listener:
             sock = socket.socket(fileno=address.fd)
         except OSError as exc:
             raise ListenerError(f"socket {spec!r}: not an open socket ({exc})") from None
+        if sock.type != socket.SOCK_STREAM:
+            sock.detach()
+            raise ListenerError(f"socket {spec!r}: not a stream socket")
+        sock.set_inheritable(False)  # passed to us (systemd): not on to what the app runs
         sock.listen(backlog)
         tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
         return Listener(sock, spec, allow=allow if tcp else None)

@@ -310,6 +310,8 @@ def _with_listeners(
         # Before the drop (see sdnotify); taken out of the environment, so that the app's
         # processes cannot speak for the service (as libsystemd's unset_environment).
         notifier = Notifier(os.environ.pop("NOTIFY_SOCKET", None))
+        for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+            os.environ.pop(name, None)  # the sockets are ours now (sd_listen_fds's unset)
         if ids.wanted and not _drop(ids, owned, config):
             return ServeExit.START_FAILED
         _startup_warnings(config)

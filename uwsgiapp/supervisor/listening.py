@@ -35,18 +35,32 @@ def say_listening(listeners: list[Listener], stats: Listener | None) -> None:
 
 def where(listener: Listener) -> str:
     """A listener as the log names it: a unix socket by its absolute path (what nginx's
-    uwsgi_pass needs; a relative one is taken from --chdir), TCP as given."""
-    return listener.path or listener.spec
+    uwsgi_pass needs; a relative one is taken from --chdir), TCP as given; an inherited one
+    (``fd://N``) with the path it was bound to."""
+    if listener.path or listener.is_tcp:
+        return listener.path or listener.spec
+    return f"{listener.spec} ({_unix_name(listener) or 'unnamed unix socket'})"
+
+
+def _unix_name(listener: Listener) -> str:
+    """The path of a unix socket: ours, or the one an inherited socket was bound to."""
+    if listener.path:
+        return listener.path
+    try:
+        name = listener.sock.getsockname()
+    except OSError:
+        return ""
+    return name if isinstance(name, str) and name.startswith("/") else ""
 
 
 def who_may_connect(listener: Listener, client: str = "nginx's user") -> str:
     """Who may connect: for a unix socket its owner, group and mode, and the rule ``client``
     must meet; for TCP the address actually bound (``:3031`` is every interface) and the
     peers allowed."""
-    if not listener.path:
+    if listener.is_tcp:
         return _tcp_peers(listener)
     try:
-        st = os.lstat(listener.path)
+        st = os.lstat(_unix_name(listener))
     except OSError:
         return ""
     owner, group = _name(pwd.getpwuid, st.st_uid), _name(grp.getgrgid, st.st_gid)
