@@ -105,3 +105,41 @@ def test_hup_keeps_libraries_with_c_parts_whole(tmp_path: Path, nginx_available:
         wait_until(lambda: _answers(nginx, b"v2-zone caught", 2), 10, "the new code")
     match = re.search(r"reload: app re-imported \((\d+) modules\)", server.log())
     assert match and int(match[1]) == 2, server.log()  # reapp and helpers; zoneinfo stays
+
+
+THREAD_APP = """
+import threading
+import time
+
+threading.Thread(target=time.sleep, args=(3600,), name="cache-refresher", daemon=True).start()
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(sorted(t.name for t in threading.enumerate())).encode()]
+"""
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_threads_started_at_import_in_the_master_are_named(
+    tmp_path: Path, nginx_available: None, lazy: bool
+) -> None:
+    # A gunicorn user's app (no --preload there) starts a thread at import: preloaded, it runs
+    # in the master only, and the workers serve without it. Said at start-up and at each HUP.
+    appdir = tmp_path / "app"
+    appdir.mkdir()
+    (appdir / "threadapp.py").write_text(THREAD_APP)
+    options = {"workers": 1, "lazy_apps": lazy, "pythonpath": [str(appdir)]}
+    with stack(tmp_path, "threadapp:app", **options) as (server, nginx):
+        seen = nginx.request("GET", "/")[2]
+        assert (b"cache-refresher" in seen) is lazy, seen
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "ready, stopping" in server.log(), 10, "the reload")
+    said = [
+        line.split("[WARNING] ", 1)[1] for line in server.log().splitlines() if "thread in" in line
+    ]
+    expected = (
+        "started 1 thread in the master (cache-refresher): they do not run in the workers, "
+        "which are forked without them; start them in each worker (--lazy-apps, or at the "
+        "first request)"
+    )
+    assert said == ([] if lazy else [f"the app's import {expected}", f"the re-import {expected}"])

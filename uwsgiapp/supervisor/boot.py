@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 from dataclasses import replace
 from types import FrameType
 from typing import Any
@@ -33,7 +34,7 @@ from uwsgiapp.supervisor import privileges, titles
 from uwsgiapp.supervisor.arbiter import Arbiter
 from uwsgiapp.supervisor.listening import say_listening
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
-from uwsgiapp.supervisor.reload import library_dirs, site_dirs
+from uwsgiapp.supervisor.reload import library_dirs, say_import_threads, site_dirs
 from uwsgiapp.supervisor.sdnotify import Notifier
 from uwsgiapp.termsignals import STOP_SIGNALS
 from uwsgiapp.wsgi.environ import EnvironSettings
@@ -350,11 +351,13 @@ def _load_and_run(
     before = set(sys.modules)
     app: WSGIApp | None = None
     if not config.lazy_apps:
+        threads = threading.enumerate()
         try:
             app = load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
         except AppImportError as exc:
             log.error("cannot load app %r: %s", config.app, exc)
             return ServeExit.APP_LOAD
+        say_import_threads(threads, "the app's import")
     if config.request_titles and not titles.request_titles_available():
         log.warning("--request-titles: setproctitle cannot be imported; titles stay as they are")
     arbiter = Arbiter(config, listeners, app, build_handler, stats, notifier)

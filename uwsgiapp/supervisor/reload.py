@@ -33,6 +33,7 @@ import re
 import site
 import sys
 import sysconfig
+import threading
 import time
 import types
 import typing
@@ -123,6 +124,24 @@ def one_line(message: str) -> str:
     return f"{lines[0].rstrip(':')}: {lines[-1].strip()}{where}"
 
 
+def say_import_threads(before: Iterable[threading.Thread], what: str) -> None:
+    """Warn of the threads ``what`` (an import of the app in the master) started: a worker is
+    forked without them (a fork copies only the thread that forks), so a cache refresher or a
+    metrics pusher started at import silently never runs where requests are served."""
+    known = set(before)
+    started = [thread.name for thread in threading.enumerate() if thread not in known]
+    if started:
+        log.warning(
+            "%s started %d thread%s in the master (%s): they do not run in the workers, which "
+            "are forked without them; start them in each worker (--lazy-apps, or at the first "
+            "request)",
+            what,
+            len(started),
+            "" if len(started) == 1 else "s",
+            ", ".join(started[:5]) + (", ..." if len(started) > 5 else ""),
+        )
+
+
 def reimport(
     config: Config, before: set[str], install: Callable[[WSGIApp], None] | None = None
 ) -> WSGIApp | None:
@@ -142,6 +161,7 @@ def reimport(
         return None
     saved = {name: sys.modules.pop(name) for name in doomed}
     importlib.invalidate_caches()  # new files since the first import are found
+    threads = threading.enumerate()
     try:
         app = load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
     except AppImportError as exc:
@@ -151,6 +171,7 @@ def reimport(
         log.error("reload: cannot re-import the app, keeping the old code: %s", one_line(str(exc)))
         return None
     took = time.monotonic() - started
+    say_import_threads(threads, "the re-import")
     if install is not None:
         install(app)
     modules = [m for m in saved.values() if issubclass(type(m), types.ModuleType)]
