@@ -55,9 +55,10 @@ def _sleep(environ: dict[str, Any], start_response: StartResponse) -> Iterable[b
 
 
 def _poll(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-    """``/poll?SECONDS&PATH``: writes PATH, waits in short sleeps (as a loop polling a queue
-    does), and whatever ends the wait, appends "finally" to PATH on the way out."""
-    seconds, _, marker = environ["QUERY_STRING"].partition("&")
+    """``/poll?SECONDS&PATH[&CLEANUP]``: writes PATH, waits in short sleeps (as a loop polling
+    a queue does), and whatever ends the wait, appends "finally" to PATH on the way out, after
+    CLEANUP seconds of clean-up in short steps."""
+    seconds, marker, cleanup = [*environ["QUERY_STRING"].split("&"), "0"][:3]
     with open(marker, "w") as file:
         file.write(str(os.getpid()))
     try:
@@ -65,6 +66,9 @@ def _poll(environ: dict[str, Any], start_response: StartResponse) -> Iterable[by
         while time.monotonic() < end:
             time.sleep(0.05)
     finally:
+        end = time.monotonic() + float(cleanup)
+        while time.monotonic() < end:
+            time.sleep(0.05)
         with open(marker, "a") as file:
             file.write(" finally")
     start_response("200 OK", PLAIN)

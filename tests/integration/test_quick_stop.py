@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,53 @@ def test_a_cut_request_runs_its_finally_blocks_with_threads_too(
     log = server.log()
     assert log.count("SIGINT: quick stop, cutting GET /poll") == len(markers), log
     assert "request thread" not in log and "Traceback" not in log, log
+
+
+def _poll(server: Server, query: str) -> socket.socket:
+    client = socket.socket(socket.AF_UNIX)
+    client.connect(server.socket)
+    client.sendall(uwsgi_get("/poll", query))
+    return client
+
+
+def test_a_second_int_does_not_cut_the_clean_up_the_first_lets_run(tmp_path: Path) -> None:
+    # A terminal's Ctrl-C reaches the worker, and the master passes its own on: two INTs.
+    server = Server(tmp_path, "supervisor_app:app", workers=1, threads=2).start()
+    marker = tmp_path / "poll"
+    try:
+        (worker,) = wait_for_serving(server, 1)
+        client = _poll(server, f"30&{marker}&0.5")
+        wait_until(marker.exists, 10, "the request in the app")
+        os.kill(worker, signal.SIGINT)
+        time.sleep(0.1)  # in its half-second clean-up
+        os.kill(worker, signal.SIGINT)
+        wait_until(lambda: marker.read_text().endswith(" finally"), 10, "the whole clean-up")
+        client.close()
+    finally:
+        server.stop()
+    assert server.log().count("SIGINT: quick stop, cutting GET /poll") == 1
+
+
+def test_a_threaded_worker_that_stops_quickly_takes_no_new_request(tmp_path: Path) -> None:
+    # While its busy threads unwind, the idle ones accepted: that request was cut at the exit,
+    # without a word. It waits in the backlog for the next worker now.
+    server = Server(tmp_path, "supervisor_app:app", workers=1, threads=3).start()
+    first, second = tmp_path / "first", tmp_path / "second"
+    try:
+        (worker,) = wait_for_serving(server, 1)
+        busy = _poll(server, f"30&{first}&0.5")
+        wait_until(first.exists, 10, "the first request in the app")
+        os.kill(worker, signal.SIGINT)  # as the master's cut at the graceful deadline
+        time.sleep(0.03)
+        late = _poll(server, f"0&{second}")
+        late.settimeout(15)
+        assert late.recv(100).startswith(b"HTTP/1.1 200"), server.log()
+        assert second.read_text() != str(worker) + " finally"  # another worker served it
+        busy.close()
+        late.close()
+    finally:
+        server.stop()
+    assert first.read_text() == f"{worker} finally"
 
 
 def test_ctrl_c_to_the_whole_group_is_one_stop_not_deaths_to_replace(tmp_path: Path) -> None:

@@ -138,8 +138,8 @@ def test_threads_started_at_import_in_the_master_are_named(
         line.split("[WARNING] ", 1)[1] for line in server.log().splitlines() if "thread in" in line
     ]
     expected = (
-        "started 1 thread in the master (cache-refresher): they do not run in the workers, "
-        "which are forked without them; start them in each worker (--lazy-apps, or at the "
-        "first request)"
+        "started 1 thread in the master (cache-refresher): the workers are forked without them; "
+        "unless their library starts them again after a fork (sentry-sdk's do), start them in "
+        "each worker (--lazy-apps, or at the first request)"
     )
     assert said == ([] if lazy else [f"the app's import {expected}", f"the re-import {expected}"])

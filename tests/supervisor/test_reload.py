@@ -146,3 +146,25 @@ def test_old_code_something_still_holds_is_said(
     import atexit
 
     atexit._clear()  # type: ignore[attr-defined]  # the test's own registrations
+
+
+def test_only_the_old_codes_method_finalizers_are_let_go_of(tmp_path: Path) -> None:
+    # A method's (Django's signals) only tidies the old objects; a plain function's may
+    # release a resource (a scratch directory) at exit, as it would have: it is kept.
+    import types
+
+    module = types.ModuleType("old_code")
+    exec(
+        "import weakref\n"
+        "class Signal:\n"
+        "    def _remove(self): pass\n"
+        "def cleanup(path): pass\n"
+        "class Thing: pass\n"
+        "signal, thing, other = Signal(), Thing(), Thing()\n"
+        "by_method = weakref.finalize(thing, signal._remove)\n"
+        "by_function = weakref.finalize(other, cleanup, 'scratch')\n",
+        module.__dict__,
+    )
+    assert reload.release_old_code([module]) == 1
+    assert not module.by_method.alive and module.by_function.alive
+    module.by_function.detach()

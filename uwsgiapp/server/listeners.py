@@ -94,7 +94,14 @@ def bind(spec: str, *, backlog: int, chmod: int, allow: AllowList) -> Listener:
             sock.detach()
             raise ListenerError(f"socket {spec!r}: not a stream socket")
         sock.set_inheritable(False)  # passed to us (systemd): not on to what the app runs
-        sock.listen(backlog)
+        try:
+            sock.listen(backlog)
+        except OSError as exc:
+            sock.detach()
+            raise ListenerError(
+                f"socket {spec!r}: cannot listen on it ({exc.strerror or exc}): a connection, "
+                "not a listening socket? (systemd: Accept=no)"
+            ) from None
         tcp = sock.family in (socket.AF_INET, socket.AF_INET6)
         return Listener(sock, spec, allow=allow if tcp else None)
     if address.is_tcp:

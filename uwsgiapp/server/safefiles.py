@@ -87,8 +87,8 @@ def _parent(path: str) -> tuple[int, str]:
                 if root and not _may_follow(fd, part):
                     raise _refuse(
                         path,
-                        f"{part!r} on the way is a symbolic link that "
-                        "someone other than root could have made",
+                        f"{part!r} on the way is a symbolic link that someone other than root "
+                        "could have made (in a directory others may write: name the real path)",
                     ) from None
                 links += 1
                 if links > _MAX_LINKS:

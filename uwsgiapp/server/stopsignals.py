@@ -21,6 +21,7 @@ class StopSignals:
     drain_backlog: bool
     _wake_r: int
     _wake_w: int
+    _quick_stopping = False
 
     def _on_graceful(self, signum: int, frame: FrameType | None) -> None:
         # TERM: finish the current request and what already waits in the backlog, then exit.
@@ -32,6 +33,11 @@ class StopSignals:
         self.alive = False
 
     def _on_quick(self, signum: int, frame: FrameType | None) -> None:
+        # Once: a terminal's Ctrl-C reaches the worker and the master, which passes it on; a
+        # second INT must not cut the finally blocks the first one lets run (SIGKILL stays).
+        if self._quick_stopping:
+            return
+        self._quick_stopping = True
         for line in self.requests_cut(frame):  # say what is cut (exit code 0 all the same)
             logging.getLogger("uwsgiapp.error").warning(
                 "%s: quick stop, cutting %s", signal.Signals(signum).name, escape_log_text(line)

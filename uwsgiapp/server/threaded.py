@@ -48,9 +48,12 @@ class RequestCut(SystemExit):
 
 
 def _raise_in(ident: int) -> None:
-    """Raise :class:`RequestCut` in thread ``ident`` when it next runs Python code."""
-    import ctypes  # only on a quick stop
-
+    """Raise :class:`RequestCut` in thread ``ident`` when it next runs Python code (nothing
+    where Python was built without ctypes)."""
+    try:
+        import ctypes  # only on a quick stop
+    except ImportError:
+        return
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(RequestCut))
 
 
@@ -274,6 +277,9 @@ class ThreadedWorker(StopSignals):
         next runs Python code, so that the app's finally blocks run, as in a worker without
         threads (one blocked in a C call, a long sleep or a socket read, is not woken: the
         master's SIGKILL ends it). Waits for them at most :data:`UNWIND_SECONDS`."""
+        self.alive = False  # the idle threads take no new request while the busy ones unwind
+        self.drain_backlog = False  # (the backlog is the next worker's)
+        self._tell_threads()
         busy = {ident for _, _, ident in self._busy() if ident is not None}
         for ident in busy:
             _raise_in(ident)

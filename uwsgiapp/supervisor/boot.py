@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import signal
+import stat
 import sys
 import threading
 from dataclasses import replace
@@ -22,6 +23,7 @@ from typing import Any
 
 from uwsgiapp.addresses import AllowList
 from uwsgiapp.config import Config
+from uwsgiapp.config.serve import systemd_sockets
 from uwsgiapp.exitcodes import ServeExit
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.logtargets import is_stream
@@ -128,7 +130,14 @@ def _log_files(config: Config) -> list[str]:
     process's own streams and devices (/dev/null) are not handed over.
     """
     paths = [config.error_log_file, _access_log_file(config)]
-    return [path for path in paths if not is_stream(path) and not path.startswith("/dev/")]
+    return [path for path in paths if not is_stream(path) and not _is_device(path)]
+
+
+def _is_device(path: str) -> bool:
+    try:
+        return stat.S_ISCHR(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _access_log_file(config: Config) -> str:
@@ -311,6 +320,9 @@ def _with_listeners(
         # Before the drop (see sdnotify); taken out of the environment, so that the app's
         # processes cannot speak for the service (as libsystemd's unset_environment).
         notifier = Notifier(os.environ.pop("NOTIFY_SOCKET", None))
+        for spec in set(systemd_sockets(os.environ)) - set(config.socket):
+            with contextlib.suppress(OSError):  # unused: not passed on to what the app execs
+                os.set_inheritable(int(spec.removeprefix("fd://")), False)
         for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
             os.environ.pop(name, None)  # the sockets are ours now (sd_listen_fds's unset)
         if ids.wanted and not _drop(ids, owned, config):

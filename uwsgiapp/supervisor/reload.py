@@ -132,9 +132,9 @@ def say_import_threads(before: Iterable[threading.Thread], what: str) -> None:
     started = [thread.name for thread in threading.enumerate() if thread not in known]
     if started:
         log.warning(
-            "%s started %d thread%s in the master (%s): they do not run in the workers, which "
-            "are forked without them; start them in each worker (--lazy-apps, or at the first "
-            "request)",
+            "%s started %d thread%s in the master (%s): the workers are forked without them; "
+            "unless their library starts them again after a fork (sentry-sdk's do), start them "
+            "in each worker (--lazy-apps, or at the first request)",
             what,
             len(started),
             "" if len(started) == 1 else "s",
@@ -175,8 +175,12 @@ def reimport(
     if install is not None:
         install(app)
     modules = [m for m in saved.values() if issubclass(type(m), types.ModuleType)]
-    marks = [_mark(module) for module in modules]
-    release_old_code(modules)
+    marks = []
+    try:
+        marks = [_mark(module) for module in modules]
+        release_old_code(modules)
+    except Exception as exc:  # the registries are the stdlib's private ones: never fatal
+        log.warning("reload: could not let go of the old code: %r", exc)
     del modules
     saved.clear()
     gc.collect()  # what of the old code nothing holds any more
@@ -206,14 +210,15 @@ def _mark(module: types.ModuleType) -> weakref.ref[_Mark]:
     return weakref.ref(mark)
 
 
-def _old_function(func: object, old_globals: set[int]) -> bool:
-    """Was ``func`` (a function, a bound method, a partial of one) defined in an old module?"""
+def _old_method(func: object, old_globals: set[int]) -> bool:
+    """Is ``func`` a bound method (or a partial of one) defined in an old module?"""
     # type() only: isinstance or getattr on an old object may set up a lazy object (Django's
     # LazyObject), which would import the new code into the old one.
     while type(func) is functools.partial:
         func = func.func
-    if type(func) is types.MethodType:
-        func = func.__func__
+    if type(func) is not types.MethodType:
+        return False
+    func = func.__func__
     return type(func) is types.FunctionType and id(func.__globals__) in old_globals
 
 
@@ -225,7 +230,10 @@ def release_old_code(old_modules: Iterable[types.ModuleType]) -> int:
       as the process, until its object dies. Django's ``Signal.connect`` registers one per
       receiver, a bound method of the signal: through it the old module's globals, and so the
       whole old Django with its receivers, which then never die. The finalizers whose
-      callback is old code are detached: they would only tidy up the old objects.
+      callback is a method of old code are detached: they only tidy up the old objects'
+      bookkeeping. A plain function's (``weakref.finalize(obj, shutil.rmtree, path)``, or
+      the app's own cleanup function) is kept, to run at exit as it would have: what it
+      holds stays, and the reload's log line counts it.
     - ``typing``'s caches (``Optional[X]``, ``List[X]``: 128 per function) keep the classes of
       the annotations evaluated at import (Flask's, werkzeug's): cleared, as ``typing``
       itself allows; they fill again on use.
@@ -234,7 +242,7 @@ def release_old_code(old_modules: Iterable[types.ModuleType]) -> int:
     detached = 0
     registry = getattr(weakref.finalize, "_registry", {})
     for finalizer, info in list(registry.items()):
-        if _old_function(getattr(info, "func", None), old_globals) and finalizer.detach():
+        if _old_method(getattr(info, "func", None), old_globals) and finalizer.detach():
             detached += 1
     for clear in getattr(typing, "_cleanups", ()):
         clear()
