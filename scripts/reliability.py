@@ -92,6 +92,14 @@ ROOT_PATHS: list[tuple[str, str, str]] = [
         "tests/server/test_safefiles.py::test_as_root_a_sticky_directory_follows_only_roots_own_links",
     ),
     (
+        "`--chdir` through a link the app user planted, with relative log, pidfile and socket "
+        "paths",
+        "relative paths are joined to `--chdir` as written (not to the directory it led to), "
+        "so the link is walked and refused as any other",
+        "tests/integration/test_root_files.py::"
+        "test_a_chdir_through_a_planted_link_does_not_carry_root_there",
+    ),
+    (
         "a log path hard-linked to a root file",
         "refused as root when the file has more than one link",
         "tests/integration/test_root_files.py::test_a_hard_link_to_a_root_file_is_refused",

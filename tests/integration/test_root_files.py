@@ -129,6 +129,36 @@ def test_a_link_the_app_user_planted_on_the_way_stops_start_up(
     assert list(etc.iterdir()) == []
 
 
+def test_a_chdir_through_a_planted_link_does_not_carry_root_there(
+    tmp_path: Path, app_user: tuple[str, int, int], app_dir: Path
+) -> None:
+    # --chdir /home/app/proj, and the app user made proj a link to a root directory: root
+    # entered it and opened the relative log and pidfile there, without any race (an existing
+    # root file named like the log was handed to the app user).
+    etc = tmp_path / "etc"
+    etc.mkdir(mode=0o755)
+    (etc / "app.log").write_text("root's\n")
+    (etc / "app.log").chmod(0o600)
+    (app_dir / "proj").symlink_to(etc)
+    server = _server(
+        tmp_path,
+        app_user[0],
+        chdir=str(app_dir / "proj"),
+        error_log_file="app.log",
+        pidfile="app.pid",
+    )
+    server.start(wait=False)
+    try:
+        code = server.wait(15)
+    finally:
+        server.stop()
+    assert code == 3, server.log()
+    assert "'proj' on the way is a symbolic link" in server.log()
+    st = (etc / "app.log").stat()
+    assert (st.st_uid, (etc / "app.log").read_text()) == (0, "root's\n")
+    assert sorted(p.name for p in etc.iterdir()) == ["app.log"]
+
+
 def test_a_hard_link_to_a_root_file_is_refused(
     tmp_path: Path, app_user: tuple[str, int, int], app_dir: Path, victim: Path
 ) -> None:

@@ -21,7 +21,7 @@ from dataclasses import replace
 from types import FrameType
 from typing import Any
 
-from uwsgiapp.addresses import AllowList
+from uwsgiapp.addresses import AllowList, server_address
 from uwsgiapp.config import Config
 from uwsgiapp.config.serve import systemd_sockets
 from uwsgiapp.exitcodes import ServeExit
@@ -119,8 +119,19 @@ def _drop_warnings(ids: Ids, sockets: list[str], pidfile: str, logs: list[str]) 
     ]
 
 
-def _absolute(path: str) -> str:
-    return path if is_stream(path) else os.path.abspath(path)
+def _anchored(path: str, base: str) -> str:
+    """``path`` as root opens it: an absolute one as it is; a relative one joined to ``base``,
+    ``--chdir`` as written, not the directory it led to (``os.path.abspath`` after the chdir):
+    a link on the way, which the app user may have planted, is then checked as any other is
+    (:mod:`uwsgiapp.server.safefiles`)."""
+    return path if not path or is_stream(path) or os.path.isabs(path) else os.path.join(base, path)
+
+
+def _anchored_socket(spec: str, base: str) -> str:
+    address = server_address(spec)
+    if address.path and not address.path.startswith("\0") and not os.path.isabs(address.path):
+        return os.path.join(base, address.path)
+    return spec
 
 
 def _log_files(config: Config) -> list[str]:
@@ -234,8 +245,9 @@ def _enter_chdir(config: Config) -> Config | None:
     absolute too: an app that changes directory at import must not make a worker (or USR1's
     reopen) look for them elsewhere.
     """
+    base = os.getcwd()
     if config.chdir:
-        chdir = os.path.abspath(config.chdir)
+        base = chdir = os.path.abspath(config.chdir)
         try:
             os.chdir(chdir)
         except OSError as exc:
@@ -246,8 +258,11 @@ def _enter_chdir(config: Config) -> Config | None:
         config = replace(config, chdir=chdir)
     return replace(
         config,
-        error_log_file=_absolute(config.error_log_file),
-        access_log_file=_absolute(config.access_log_file),
+        error_log_file=_anchored(config.error_log_file, base),
+        access_log_file=_anchored(config.access_log_file, base),
+        pidfile=_anchored(config.pidfile, base),
+        socket=tuple(_anchored_socket(spec, base) for spec in config.socket),
+        stats=_anchored_socket(config.stats, base) if config.stats else "",
     )
 
 
@@ -303,8 +318,7 @@ def _with_listeners(
     config: Config, ids: Ids, listeners: list[Listener], stats: StatsServer | None
 ) -> int:
     """Pidfile, privilege drop, app load and the master's run, with the sockets bound."""
-    # Written, and removed at exit, by its absolute name: the app's --chdir comes in between.
-    pidfile = os.path.abspath(config.pidfile) if config.pidfile else ""
+    pidfile = config.pidfile  # absolute (_enter_chdir): the app's import may change directory
     pidfile_written = False
     try:
         if pidfile:
