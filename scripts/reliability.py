@@ -131,13 +131,14 @@ ROOT_PATHS: list[tuple[str, str, str]] = [
     ),
     (
         "unix socket bind and mode",
-        "created by `bind()` with its final mode under the umask; no `chmod(path)`; "
-        "`lstat` checks it is a socket",
+        "the directories on the way walked as for the logs; created by `bind()` through the "
+        "walked directory (`/proc/self/fd/N/name`) with its final mode under the umask; no "
+        "`chmod(path)`; `lstat` checks it is a socket",
         "tests/integration/test_root_files.py::test_the_default_socket_mode_is_0660",
     ),
     (
         "unix socket hand-over to `--uid/--gid`",
-        "`lchown` after `lstat` shows the inode we bound",
+        "opened `O_PATH|O_NOFOLLOW`, checked to be the inode we bound, changed through that fd",
         "tests/server/test_safefiles.py::"
         "test_chown_socket_refuses_a_path_that_is_no_longer_our_socket",
     ),

@@ -360,3 +360,36 @@ def test_the_root_paths_table_names_tests_that_exist() -> None:
             path, _, name = ref.partition("::")
             source = (root / path).read_text()
             assert not name or f"def {name}(" in source, ref
+
+
+@pytest.mark.usefixtures("as_root")
+def test_as_root_a_socket_is_bound_and_handed_over_only_through_the_walked_directory(
+    tmp_path: Path, elsewhere: Path
+) -> None:
+    # --socket /run/app/sub/app.sock, and the app user made sub a link to a root directory:
+    # root removed a "stale" socket there and bound its own (and with a race, any file).
+    from uwsgiapp.addresses import AllowList
+    from uwsgiapp.server.listeners import ListenerError, bind
+
+    app = _user_dir(tmp_path, "app")
+    (app / "sub").symlink_to(elsewhere)
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(elsewhere / "app.sock"))
+    stale.close()  # a socket file nobody listens on: what start-up would remove
+    allow = AllowList.parse(["127.0.0.1"])
+    with pytest.raises(ListenerError, match="'sub' on the way is a symbolic link"):
+        bind(str(app / "sub" / "app.sock"), backlog=8, chmod=0o660, allow=allow)
+    assert [p.name for p in elsewhere.iterdir()] == ["app.sock"]
+    # Through a real directory: bound, named by its path, handed over through its inode.
+    (app / "run").mkdir()
+    listener = bind(str(app / "run" / "app.sock"), backlog=8, chmod=0o660, allow=allow)
+    try:
+        assert listener.path == str(app / "run" / "app.sock")
+        safefiles.chown_socket(listener.path, listener.inode, NOBODY, NOBODY)
+        st = os.lstat(listener.path)
+        assert stat.S_ISSOCK(st.st_mode) and (st.st_uid, st.st_gid) == (NOBODY, NOBODY)
+        with socket.socket(socket.AF_UNIX) as client:
+            client.connect(listener.path)
+    finally:
+        listener.close()
+    assert not (app / "run" / "app.sock").exists()

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from uwsgiapp.addresses import AddressError, AllowList, SocketAddress, server_address
+from uwsgiapp.server.safefiles import UnsafeFileError, in_parent, pinned_path
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -120,8 +121,23 @@ def bind(spec: str, *, backlog: int, chmod: int, allow: AllowList) -> Listener:
 
 
 def _bind_unix(path: str, backlog: int, chmod: int) -> Listener:
+    """Bind a unix socket file at ``path``, replacing a stale one. The directories on the way
+    are walked (:func:`~uwsgiapp.server.safefiles.in_parent`: as root, a link the app user
+    planted is refused), and the file is reached through the walked directory, so that a link
+    swapped in on the way meanwhile cannot send the removal or the bind elsewhere."""
     try:
-        st = os.lstat(path)
+        with in_parent(path) as (parent, name):
+            return _bind_in(path, parent, name, backlog, chmod)
+    except UnsafeFileError as exc:
+        raise ListenerError(f"socket {path!r}: {exc}") from None
+    except FileNotFoundError as exc:
+        raise ListenerError(f"socket {path!r}: cannot bind: {exc.strerror or exc}") from None
+
+
+def _bind_in(path: str, parent: int, name: str, backlog: int, chmod: int) -> Listener:
+    here = pinned_path(parent, name) or path
+    try:
+        st = os.lstat(name, dir_fd=parent)
     except FileNotFoundError:
         pass
     else:
@@ -129,9 +145,9 @@ def _bind_unix(path: str, backlog: int, chmod: int) -> Listener:
             raise ListenerError(f"socket {path!r}: exists and is not a socket; not replacing it")
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
-            probe.connect(path)
+            probe.connect(here)
         except OSError:
-            os.unlink(path)  # stale: nobody listens there
+            os.unlink(name, dir_fd=parent)  # stale: nobody listens there
             log.info("removed stale socket file %s", path)
         else:
             raise ListenerError(f"socket {path!r}: another server is listening on it")
@@ -142,8 +158,8 @@ def _bind_unix(path: str, backlog: int, chmod: int) -> Listener:
     # ``chmod``, so no chmod(path) follows (it would follow a link swapped in meanwhile).
     old_umask = os.umask(0o777 & ~chmod)
     try:
-        sock.bind(path)
-        st = os.lstat(path)
+        sock.bind(here)
+        st = os.lstat(name, dir_fd=parent)
     except OSError as exc:
         sock.close()
         raise ListenerError(f"socket {path!r}: cannot bind: {exc.strerror or exc}") from None

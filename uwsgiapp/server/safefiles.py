@@ -27,7 +27,9 @@ __all__ = [
     "chown_file",
     "chown_socket",
     "holds_pid",
+    "in_parent",
     "open_append",
+    "pinned_path",
     "remove_pidfile",
     "write_pidfile",
 ]
@@ -119,7 +121,9 @@ def _check_regular(fd: int, path: str) -> None:
 
 
 @contextlib.contextmanager
-def _in_parent(path: str) -> Iterator[tuple[int, str]]:
+def in_parent(path: str) -> Iterator[tuple[int, str]]:
+    """The walked directory that holds ``path`` (an ``O_PATH`` fd, see :func:`_parent`) and
+    the name ``path`` has in it, for the ``with`` block."""
     fd, name = _parent(path)
     try:
         yield fd, name
@@ -135,7 +139,7 @@ def open_append(path: str, mode: int = 0o644) -> int:
     character device (a FIFO would block the open, so ``O_NONBLOCK`` is used and dropped
     afterwards), or, as root, a file with more than one hard link.
     """
-    with _in_parent(path) as (parent, name):
+    with in_parent(path) as (parent, name):
         try:
             fd = os.open(name, _APPEND_FLAGS | os.O_NONBLOCK, mode, dir_fd=parent)
         except OSError as exc:
@@ -162,23 +166,43 @@ def chown_file(path: str, uid: int, gid: int) -> None:
         os.close(fd)
 
 
+def pinned_path(dir_fd: int, name: str) -> str:
+    """A path to ``name`` in the directory ``dir_fd`` that the kernel resolves through the fd
+    (``/proc/self/fd/N/name``), so that a link swapped in on the way since the walk does not
+    count; "" where /proc is not mounted or the path would not fit a unix socket address."""
+    pinned = f"/proc/self/fd/{dir_fd}/{name}"
+    if len(pinned.encode()) > 107 or not os.path.isdir(f"/proc/self/fd/{dir_fd}"):
+        return ""
+    return pinned
+
+
 def chown_socket(path: str, inode: tuple[int, int] | None, uid: int, gid: int) -> None:
     """Give our unix socket file to ``uid``/``gid``, if ``path`` is still the socket we bound.
 
-    A socket's fd cannot change its file's owner, so this checks the path's inode without
-    following it and then changes the owner of the link itself if something swapped it since.
+    A socket's fd cannot change its file's owner: the file is opened ``O_PATH`` (without
+    following a link), checked to be the inode we bound, and changed through that fd, so that
+    a hard link swapped in after the check is never the one changed.
     """
-    with _in_parent(path) as (parent, name):
-        st = os.lstat(name, dir_fd=parent)
-        if not stat.S_ISSOCK(st.st_mode) or (inode is not None and (st.st_dev, st.st_ino) != inode):
-            raise _refuse(path, "is no longer the socket we bound")
-        os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
+    with in_parent(path) as (parent, name):
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=parent)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISSOCK(st.st_mode) or (
+                inode is not None and (st.st_dev, st.st_ino) != inode
+            ):
+                raise _refuse(path, "is no longer the socket we bound")
+            if os.path.exists(f"/proc/self/fd/{fd}"):
+                os.chown(f"/proc/self/fd/{fd}", uid, gid)  # the fd's inode, whatever the name
+            else:
+                os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
+        finally:
+            os.close(fd)
 
 
 def write_pidfile(path: str, pid: int) -> None:
     """Write ``pid`` to ``path``: a new file beside it, renamed over it (a link is replaced,
     never followed)."""
-    with _in_parent(path) as (parent, name):
+    with in_parent(path) as (parent, name):
         tmp = f".pid-{secrets.token_hex(6)}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(tmp, flags, 0o644, dir_fd=parent)
@@ -214,7 +238,7 @@ def _read_pid(parent: int, name: str) -> int | None:
 def read_pid(path: str) -> int | None:
     """The pid ``path`` (not followed) holds, if it is a regular file holding one."""
     try:
-        with _in_parent(path) as (parent, name):
+        with in_parent(path) as (parent, name):
             return _read_pid(parent, name)
     except OSError:
         return None
@@ -231,7 +255,7 @@ def remove_pidfile(path: str, pid: int) -> bool:
     Another server started on the same pidfile since (ours was replaced) keeps its file.
     """
     try:
-        with _in_parent(path) as (parent, name):
+        with in_parent(path) as (parent, name):
             if _read_pid(parent, name) != pid:
                 return False
             os.unlink(name, dir_fd=parent)
