@@ -242,7 +242,7 @@ class StatsServer:
                 self.rejected += 1
                 conn.close()
                 continue
-            if len(self._clients) >= self.max_clients:
+            if len(self._clients) >= self.max_clients and not self._make_room():
                 self.rejected += 1
                 conn.close()
                 continue
@@ -359,6 +359,17 @@ class StatsServer:
         for client in [c for c in self._clients.values() if c.deadline <= now]:
             # Past the linger time the answer is out: not a failure.
             self._drop(client, counted=client.state != _LINGER)
+
+    def _make_room(self) -> bool:
+        """At the cap, drop the client that has waited longest without a whole request: 64
+        connections that send nothing (or a byte a second) held every slot, and each health
+        check was refused. A real client sends its request at once and is answered within a
+        poll or two."""
+        idle = [client for client in self._clients.values() if client.state == _READ]
+        if not idle:
+            return False
+        self._drop(min(idle, key=lambda client: client.deadline))
+        return True
 
     def _drop(self, client: _Client, counted: bool = True) -> None:
         if counted:
