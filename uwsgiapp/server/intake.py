@@ -22,6 +22,7 @@ from typing import Any, Final
 from uwsgiapp.server.exchange import Peer, Responder, error_response
 from uwsgiapp.server.io import closed_early, read_now, readable, send_all
 from uwsgiapp.server.logtext import escape_log_text
+from uwsgiapp.server.throttle import invalid_packets
 from uwsgiapp.wsgi.contract import AccessLogger, WSGIApp
 from uwsgiapp.wsgi.environ import EnvironBuilder, EnvironSettings, build_environ
 from uwsgiapp.wsgi.input import ClientDisconnected
@@ -108,6 +109,8 @@ class Handler:
         # One read normally takes the whole head plus the start of the body.
         self.read_size = max(16384, limits.buffer_size + 4)
         self.preread = PREREAD
+        #: The lines about invalid packets: a flood of them is told in one line a window.
+        self.invalid = invalid_packets()
         #: Set to 0 by the worker while many connections are parked (see FIRST_BYTES_WAIT).
         self.first_bytes_wait = FIRST_BYTES_WAIT
         self.responder = Responder(
@@ -328,12 +331,13 @@ class Handler:
         """One log line for what ended a connection, then close it (BaseException re-raised)."""
         try:
             if isinstance(exc, ProtocolError):
-                log.warning(
-                    "invalid uwsgi packet from %s: %s%s",
-                    peer,
-                    escape_log_text(str(exc)),
-                    LIMIT_FIXES.get(getattr(exc, "limit", ""), ""),
-                )
+                said = f"from {peer}: {escape_log_text(str(exc))}"
+                if self.invalid.allow(said):
+                    log.warning(
+                        "invalid uwsgi packet %s%s",
+                        said,
+                        LIMIT_FIXES.get(getattr(exc, "limit", ""), ""),
+                    )
             elif isinstance(exc, ClientDisconnected):
                 log.info("client %s: %s", peer, escape_log_text(str(exc)))
             elif isinstance(exc, OSError):

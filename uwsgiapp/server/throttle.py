@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar, cast
 
-__all__ = ["REFUSED_LOG_INTERVAL", "Throttle", "refused_peers"]
+__all__ = ["REFUSED_LOG_INTERVAL", "Burst", "Throttle", "invalid_packets", "refused_peers"]
 
 T = TypeVar("T")
 
@@ -70,3 +70,65 @@ def refused_peers(interval: float = REFUSED_LOG_INTERVAL) -> Throttle[tuple[str,
         )
 
     return Throttle(interval, emit)
+
+
+#: Invalid packets logged one by one in a window of INVALID_LOG_WINDOW seconds; past that, the
+#: rest of the window is one line.
+INVALID_LOG_BURST = 20
+INVALID_LOG_WINDOW = 10.0
+
+
+class Burst:
+    """Lets ``burst`` lines through per ``window`` seconds; past that, counts the events and
+    ``summary(count, last detail)`` tells them in one line once the window ends (at the next
+    event, or when the caller's loop asks :meth:`due`)."""
+
+    __slots__ = ("_ends", "_last", "_said", "burst", "count", "summary", "window")
+
+    def __init__(self, burst: int, window: float, summary: Callable[[int, str], None]) -> None:
+        self.burst = burst
+        self.window = window
+        self.summary = summary
+        self.count = 0  # held back in this window
+        self._said = 0
+        self._ends = 0.0
+        self._last = ""
+
+    def allow(self, detail: str) -> bool:
+        """May this event's line go out now? If not, it is counted (``detail`` kept)."""
+        now = time.monotonic()
+        if now >= self._ends:
+            self.flush()
+            self._ends = now + self.window
+            self._said = 0
+        if self._said < self.burst:
+            self._said += 1
+            return True
+        self.count += 1
+        self._last = detail
+        return False
+
+    def due(self) -> bool:
+        """Held-back events whose window has ended (the caller's loop asks)."""
+        return bool(self.count) and time.monotonic() >= self._ends
+
+    def flush(self) -> None:
+        """Tell the held-back events, now."""
+        if self.count:
+            self.summary(self.count, self._last)
+        self.count = 0
+
+
+def invalid_packets() -> Burst:
+    """The lines about invalid uwsgi packets: one each, up to a burst; then one line a window
+    (a local client sending garbage in a loop wrote 21 MB of log in 12 s)."""
+
+    def summary(count: int, last: str) -> None:
+        log.warning(
+            "%d more invalid uwsgi packets in %g s, not logged one by one (the last: %s)",
+            count,
+            INVALID_LOG_WINDOW,
+            last,
+        )
+
+    return Burst(INVALID_LOG_BURST, INVALID_LOG_WINDOW, summary)

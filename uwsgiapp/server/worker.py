@@ -355,6 +355,8 @@ class Worker(StopSignals):
         if self.master_pid and time.monotonic() >= self._next_parent_check:
             # At most once per tick: getppid is a syscall, and a busy worker wakes often.
             self._next_parent_check = time.monotonic() + IDLE_TICK
+            if self.handler.invalid.due():
+                self.handler.invalid.flush()
             if os.getppid() != self.master_pid:
                 log.error("worker %d: master %d is gone, exiting", os.getpid(), self.master_pid)
                 self.alive = False

@@ -1,0 +1,49 @@
+"""A flood of invalid packets from a local client: one line each up to a burst, then one line
+a window (it wrote 21 MB of log in 12 s)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+import pytest
+
+from uwsgiapp.server import throttle
+from uwsgiapp.server.intake import Handler
+from uwsgiapp.wsgi.environ import EnvironSettings
+from uwsgiproto import Limits
+
+
+def _handler() -> Handler:
+    return Handler(lambda e, s: [], limits=Limits(), settings=EnvironSettings(), socket_timeout=1.0)
+
+
+def _send_garbage(handler: Handler, times: int) -> None:
+    for _ in range(times):
+        ours, theirs = socket.socketpair()
+        theirs.sendall(b"\x00\xff\xff\x00" + b"x" * 40)  # says 65535 bytes of vars: overruns
+        theirs.shutdown(socket.SHUT_WR)
+        assert handler.begin(os.dup(ours.fileno()), "client") is None
+        ours.close()
+        theirs.close()
+
+
+def test_invalid_packets_are_logged_one_by_one_up_to_a_burst_then_counted(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    handler = _handler()
+    with caplog.at_level(logging.WARNING, logger="uwsgiapp.error"):
+        _send_garbage(handler, throttle.INVALID_LOG_BURST + 30)
+        lines = [r.getMessage() for r in caplog.records]
+        assert len(lines) == throttle.INVALID_LOG_BURST
+        assert all(line.startswith("invalid uwsgi packet from client: ") for line in lines)
+        assert handler.invalid.count == 30 and not handler.invalid.due()
+        # The window ends: the rest is one line (the worker's tick, or the next packet, says it).
+        monkeypatch.setattr(throttle.time, "monotonic", lambda: 1e12)
+        assert handler.invalid.due()
+        caplog.clear()
+        _send_garbage(handler, 1)
+    said = [r.getMessage() for r in caplog.records]
+    assert said[0].startswith("30 more invalid uwsgi packets in 10 s, not logged one by one")
+    assert said[1].startswith("invalid uwsgi packet from client: ")  # a new window's first
