@@ -72,7 +72,9 @@ def test_harakiri_on_one_thread_names_its_frame_while_seven_others_serve(
     # The other threads' requests finished: the worker stopped accepting at the dump.
     assert load.result.failures == [], load.result.failures[:5]
     assert load.result.ok > 50
-    match = re.search(r"harakiri: worker \d+ thread (\d+) stuck in GET /stuck\?60 for", log)
+    match = re.search(
+        r"harakiri: worker 1 \(pid \d+\) thread (\d+) stuck in GET /stuck\?60 for", log
+    )
     assert match, log
     own = log[match.start() :].split("harakiri: worker", 2)[1]
     assert "in stuck_here" in own and "time.sleep(seconds)" in own, own

@@ -336,7 +336,7 @@ def test_app_leaking_fds_runs_out_in_the_app_and_the_worker_is_recycled(
     noticed = [
         (int(m.group(1)), m.group(3))
         for m in re.finditer(
-            r"\[(\d+)\] \[ERROR\] worker \d+: (.*?)(accept\(\)|the app ran out)", log
+            r"\[(\d+)\] \[ERROR\] worker \d+ \(pid \d+\): (.*?)(accept\(\)|the app ran out)", log
         )
     ]
     app_errors = log.count("app raised (GET /leak-fd): answering 500")

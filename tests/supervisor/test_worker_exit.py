@@ -112,7 +112,7 @@ def test_a_thread_that_never_ends_keeps_a_leaving_worker_5_s_at_most(
         server.signal(signal.SIGHUP)
         wait_until(lambda: int(get(server, "/")) != first, 10, "the new worker")
         wait_until(
-            lambda: f"worker {first}: its exit work" in server.log(), EXIT_WORK_SECONDS + 5, "it"
+            lambda: f"(pid {first}): its exit work" in server.log(), EXIT_WORK_SECONDS + 5, "it"
         )
         wait_until(lambda: f"(pid {first}) exited with code 0" in server.log(), 5, "its exit")
         assert ("atexit", first) not in events(lifecycle)  # still joining the thread
@@ -155,5 +155,5 @@ def test_a_quick_stop_does_not_wait_for_the_apps_threads(tmp_path: Path, lifecyc
         assert time.monotonic() - started < EXIT_WORK_SECONDS - 1
     finally:
         server.stop()
-    assert f"worker {pid}: its exit work" not in server.log()
+    assert f"(pid {pid}): its exit work" not in server.log()
     assert ("atexit", pid) not in events(lifecycle)  # a quick stop runs no exit work

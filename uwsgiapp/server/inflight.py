@@ -72,12 +72,26 @@ def app_stack(frame: FrameType | None) -> str:
     return f"({skipped} frames of the server above)\n{shown}" if skipped else shown
 
 
+_NUMBER = 0
+
+
+def set_worker_number(number: int) -> None:
+    """This process is worker ``number`` (1..N, the master's numbering): set after fork."""
+    global _NUMBER
+    _NUMBER = number
+
+
+def worker_label() -> str:
+    """How a worker's own log lines name it, as the master's do: 'worker 2 (pid 1235)'."""
+    return f"worker {_NUMBER} (pid {os.getpid()})" if _NUMBER else f"worker (pid {os.getpid()})"
+
+
 def dump_stuck_request(signum: int, frame: FrameType | None) -> None:
     """USR2 in a worker (harakiri): log the Python stack of the stuck request, with its
     request line."""
     log.error(
-        "harakiri: worker %d stuck in %s; its stack:\n%s",
-        os.getpid(),
+        "harakiri: %s stuck in %s; its stack:\n%s",
+        worker_label(),
         request_line(frame),
         app_stack(frame),
     )

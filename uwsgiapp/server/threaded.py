@@ -30,7 +30,7 @@ from types import FrameType
 from typing import Any, Protocol
 
 from uwsgiapp.server.decisions import DRAIN_SECONDS
-from uwsgiapp.server.inflight import app_stack, request_line
+from uwsgiapp.server.inflight import app_stack, request_line, worker_label
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.stopsignals import StopSignals
@@ -118,7 +118,7 @@ class _ThreadLoop(Worker):
         except RequestCut:
             pass  # the quick stop logged the request
         except BaseException:
-            log.exception("worker %d: request thread %d failed", os.getpid(), self.index + 1)
+            log.exception("%s: request thread %d failed", worker_label(), self.index + 1)
         finally:
             self.owner.thread_ended()
 
@@ -195,7 +195,7 @@ class ThreadedWorker(StopSignals):
         """Stop the worker after every thread's request (a thread hit a recycling limit)."""
         if self.alive:
             self.alive = False
-            log.info("worker %d: %s, recycling", os.getpid(), why)
+            log.info("%s: %s, recycling", worker_label(), why)
         self._wake()
 
     def thread_ended(self) -> None:
@@ -203,8 +203,8 @@ class ThreadedWorker(StopSignals):
 
     def _out_of_fds(self) -> None:
         log.error(
-            "worker %d: the app ran out of file descriptors (EMFILE); recycling after this request",
-            os.getpid(),
+            "%s: the app ran out of file descriptors (EMFILE); recycling after this request",
+            worker_label(),
         )
         self.recycle("out of file descriptors")
 
@@ -239,9 +239,7 @@ class ThreadedWorker(StopSignals):
                 if self.master_pid and now >= next_parent_check:
                     next_parent_check = now + IDLE_TICK
                     if os.getppid() != self.master_pid:
-                        log.error(
-                            "worker %d: master %d is gone, exiting", os.getpid(), self.master_pid
-                        )
+                        log.error("%s: master %d is gone, exiting", worker_label(), self.master_pid)
                         self.alive = False
                         self.drain_backlog = False
                 self._tell_threads()
@@ -306,14 +304,14 @@ class ThreadedWorker(StopSignals):
         now = time.time()
         busy = self._busy()
         if not busy:
-            log.error("harakiri: worker %d: no request thread is busy", os.getpid())
+            log.error("harakiri: %s: no request thread is busy", worker_label())
             return
         for rank, (started, index, ident) in enumerate(busy):
             stuck = frames.get(ident) if ident is not None else None
             where = request_line(stuck)
             log.error(
-                "harakiri: worker %d thread %d %s %s for %.1fs; its stack:\n%s",
-                os.getpid(),
+                "harakiri: %s thread %d %s %s for %.1fs; its stack:\n%s",
+                worker_label(),
                 index + 1,
                 "stuck in" if rank == 0 else "(also busy) in",
                 where,

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from uwsgiapp.server.decisions import DRAIN_SECONDS, accept_burst, longest_silent, silent
+from uwsgiapp.server.inflight import worker_label
 from uwsgiapp.server.intake import FIRST_BYTES_WAIT, Handler, Pending
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.stopsignals import StopSignals
@@ -238,8 +239,8 @@ class Worker(StopSignals):
             # Our own descriptors are used up (the app leaks them): retrying can't help and
             # would spin. A fresh worker starts clean; the connection waits for it.
             log.error(
-                "worker %d: accept() on %s failed: %s; recycling this worker",
-                os.getpid(),
+                "%s: accept() on %s failed: %s; recycling this worker",
+                worker_label(),
                 listener.spec,
                 exc,
             )
@@ -289,8 +290,8 @@ class Worker(StopSignals):
         if self.max_requests and self.requests >= self.max_requests:
             if self.alive:
                 log.info(
-                    "worker %d: served %d requests (max-requests), recycling",
-                    os.getpid(),
+                    "%s: served %d requests (max-requests), recycling",
+                    worker_label(),
                     self.requests,
                 )
             self.alive = False
@@ -300,8 +301,8 @@ class Worker(StopSignals):
     def _out_of_fds(self) -> None:
         # The handler's callback (not a per-request check): the app failed with EMFILE.
         log.error(
-            "worker %d: the app ran out of file descriptors (EMFILE); recycling after this request",
-            os.getpid(),
+            "%s: the app ran out of file descriptors (EMFILE); recycling after this request",
+            worker_label(),
         )
         self.alive = False
 
@@ -358,7 +359,7 @@ class Worker(StopSignals):
             if self.handler.invalid.due():
                 self.handler.invalid.flush()
             if os.getppid() != self.master_pid:
-                log.error("worker %d: master %d is gone, exiting", os.getpid(), self.master_pid)
+                log.error("%s: master %d is gone, exiting", worker_label(), self.master_pid)
                 self.alive = False
                 self.drain_backlog = False
         return ready
@@ -382,9 +383,9 @@ class Worker(StopSignals):
 
 def _log_shed(count: int, _: None) -> None:
     log.warning(
-        "worker %d: parking is full (%d connections still sending their request): "
+        "%s: parking is full (%d connections still sending their request): "
         "closed %d %s at once (silent the longest, or new with a partial request)",
-        os.getpid(),
+        worker_label(),
         MAX_PARKED,
         count,
         "connection" if count == 1 else "connections",

@@ -26,7 +26,7 @@ from uwsgiapp.config import Config
 from uwsgiapp.exitcodes import ServeExit, WorkerExit
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.server.decisions import drain_limit
-from uwsgiapp.server.inflight import dump_stuck_request
+from uwsgiapp.server.inflight import dump_stuck_request, set_worker_number
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import arm_fault_dumps, flush_std, reopen_logs
@@ -323,11 +323,11 @@ class Arbiter:
         self.signals.clear()
         for signum in _MASTER_SIGNUMS:
             signal.signal(signum, signal.SIG_DFL)
-        # Until the worker's own handlers: a stop ends a booting worker at once; USR1 (which
-        # the master forwards to every worker) must not kill one that is still importing.
+        # Until its own handlers: a stop ends a booting worker; USR1 must not kill an importing one.
         signal.signal(signal.SIGUSR1, lambda s, f: reopen_logs())
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         _die_with_parent()
+        set_worker_number(self.policy.number(wid))
         title, comm = worker_title(self.policy.number(wid), self.config.app)
         set_title(title, comm)
         app = self.app

@@ -22,6 +22,7 @@ import threading
 import time
 from typing import NoReturn
 
+from uwsgiapp.server.inflight import worker_label
 from uwsgiapp.server.logs import flush_std
 
 __all__ = ["EXIT_WORK_SECONDS", "leave"]
@@ -45,9 +46,9 @@ def _watchdog(code: int) -> None:
     last.daemon = True
     last.start()
     log.warning(
-        "worker %d: its exit work (the app's threads, atexit handlers) still runs after %d s: "
+        "%s: its exit work (the app's threads, atexit handlers) still runs after %d s: "
         "leaving without it",
-        os.getpid(),
+        worker_label(),
         EXIT_WORK_SECONDS,
     )
     _end(code)
@@ -72,7 +73,7 @@ def leave(code: int, *, finish: bool) -> NoReturn:
             try:
                 threading._shutdown()  # type: ignore[attr-defined]  # joins non-daemon threads
             except Exception:
-                log.exception("worker %d: joining the app's threads at exit failed", os.getpid())
+                log.exception("%s: joining the app's threads at exit failed", worker_label())
             atexit._run_exitfuncs()  # prints a failing handler's traceback itself, goes on
     finally:
         _end(code)
