@@ -66,8 +66,16 @@ STOPSIGNAL SIGTERM
 # answered by a worker, so it times out when all are busy, and Swarm would replace a replica
 # that is only saturated.) Set in the environment, so that any command run in this image,
 # your own app's included, has it; `curl 127.0.0.1:9191/metrics` inside is Prometheus text.
+# Also: a worker stuck in one request for 30 s is killed and replaced (gunicorn's default
+# timeout): the health check stays healthy while a worker accepts, so without it a container
+# whose workers all hang (a deadlock, an endless loop) would be healthy for ever. A request
+# still running 8 s after `docker stop` is cut and logged (its finally blocks run) before
+# Docker's KILL at 10 s, which nobody would log. Both are defaults: UWSGIAPP_HARAKIRI=0, or
+# a longer --graceful-timeout with `docker stop -t`, change them (compose sets its own).
 ENV UWSGIAPP_STATS=127.0.0.1:9191 \
-    UWSGIAPP_STATS_HTTP=1
+    UWSGIAPP_STATS_HTTP=1 \
+    UWSGIAPP_HARAKIRI=30 \
+    UWSGIAPP_GRACEFUL_TIMEOUT=8
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-I", "-m", "uwsgiapp.stats.health"]
 

@@ -198,6 +198,9 @@ def test_dockerfile() -> None:
         build_parser().parse_args(["serve", "app:app"]), environ=env
     ).config
     assert config.stats == "127.0.0.1:9191" and config.stats_http
+    # A hung container is not healthy for ever; a request cut at `docker stop` is logged
+    # before Docker's KILL at its default 10 s.
+    assert config.harakiri == 30 and config.graceful_timeout == 8
     source = stats_source("", env)
     assert (source.host, source.port, source.http_path) == ("127.0.0.1", 9191, "/")
     cmd = json.loads(by_name["CMD"][0])
