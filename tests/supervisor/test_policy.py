@@ -40,7 +40,8 @@ def test_dead_worker_is_respawned_in_its_slot() -> None:
     spawns = [a for a in actions if isinstance(a, Spawn)]
     assert len(spawns) == 1 and spawns[0].wid == 0
     assert (
-        "killed by signal 9 (SIGKILL), not sent by uwsgiapp: the OOM killer (dmesg says), or a "
+        "killed by signal 9 (SIGKILL), not sent by uwsgiapp: the OOM killer (dmesg says; in a "
+        "container, the oom_kill count of its cgroup's memory.events), or a "
         "kill -9; "
         "starting a new one"
     ) in str(actions[0])

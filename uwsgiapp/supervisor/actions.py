@@ -161,7 +161,10 @@ def unexpected_death(signum: int | None, in_request: bool) -> str:
     is not marked OOMKilled, so this line is the only trace)."""
     hint = ""
     if signum == signal.SIGKILL:
-        hint = ", not sent by uwsgiapp: the OOM killer (dmesg says), or a kill -9"
+        hint = (
+            ", not sent by uwsgiapp: the OOM killer (dmesg says; in a container, the oom_kill "
+            "count of its cgroup's memory.events), or a kill -9"
+        )
     return hint + (" (it was in a request, which got no answer)" if in_request else "")
 
 
