@@ -69,6 +69,17 @@ def _server(tmp_path: Path, user: str, **options: object) -> Server:
     return server
 
 
+def _refused_start(server: Server) -> str:
+    """Start ``server``, which must stop at start-up with exit 3: its log."""
+    server.start(wait=False)
+    try:
+        code = server.wait(15)
+    finally:
+        server.stop()
+    assert code == 3, server.log()
+    return server.log()
+
+
 def _get(server: Server, path: str) -> bytes:
     packet = uwsgiproto.build_request(
         {"REQUEST_METHOD": "GET", "PATH_INFO": path, "SERVER_PROTOCOL": "HTTP/1.1"}
@@ -83,12 +94,7 @@ def test_a_log_linked_to_a_root_file_stops_start_up(
     link = app_dir / "app.log"
     link.symlink_to(victim)
     server = _server(tmp_path, app_user[0], **{option: str(link), "access_log": "uwsgi"})
-    server.start(wait=False)
-    try:
-        code = server.wait(15)
-    finally:
-        server.stop()
-    assert code == 3, server.log()
+    _refused_start(server)
     assert f"{link}: is a symbolic link; refusing to use it" in server.log()
     assert link.is_symlink()
     _unchanged(victim)
@@ -101,11 +107,7 @@ def test_a_log_linked_to_a_missing_root_path_is_not_created(
     cron.mkdir()
     (app_dir / "error.log").symlink_to(cron / "x")
     server = _server(tmp_path, app_user[0], error_log_file=str(app_dir / "error.log"))
-    server.start(wait=False)
-    try:
-        assert server.wait(15) == 3, server.log()
-    finally:
-        server.stop()
+    _refused_start(server)
     assert not (cron / "x").exists()
 
 
@@ -119,12 +121,7 @@ def test_a_link_the_app_user_planted_on_the_way_stops_start_up(
     (app_dir / "logs").symlink_to(etc)
     path = app_dir / "logs" / "app.x"
     server = _server(tmp_path, app_user[0], **{option: str(path), "access_log": "uwsgi"})
-    server.start(wait=False)
-    try:
-        code = server.wait(15)
-    finally:
-        server.stop()
-    assert code == 3, server.log()
+    _refused_start(server)
     assert f"{path}: 'logs' on the way is a symbolic link" in server.log()
     assert list(etc.iterdir()) == []
 
@@ -147,12 +144,7 @@ def test_a_chdir_through_a_planted_link_does_not_carry_root_there(
         error_log_file="app.log",
         pidfile="app.pid",
     )
-    server.start(wait=False)
-    try:
-        code = server.wait(15)
-    finally:
-        server.stop()
-    assert code == 3, server.log()
+    _refused_start(server)
     assert "'proj' on the way is a symbolic link" in server.log()
     st = (etc / "app.log").stat()
     assert (st.st_uid, (etc / "app.log").read_text()) == (0, "root's\n")
@@ -165,11 +157,7 @@ def test_a_hard_link_to_a_root_file_is_refused(
     # Where fs.protected_hardlinks is off, the app user could make this link itself.
     os.link(victim, app_dir / "error.log")
     server = _server(tmp_path, app_user[0], error_log_file=str(app_dir / "error.log"))
-    server.start(wait=False)
-    try:
-        assert server.wait(15) == 3, server.log()
-    finally:
-        server.stop()
+    _refused_start(server)
     assert "has 2 hard links" in server.log()
     _unchanged(victim)
 
