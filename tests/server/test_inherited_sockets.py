@@ -1,9 +1,11 @@
-"""Sockets passed in (``fd://N``, systemd's socket activation): what start-up takes."""
+"""Sockets passed in (``fd://N``, systemd's socket activation), and unix socket paths that cannot
+be bound: what start-up takes, and the one line it says otherwise."""
 
 from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +44,11 @@ def test_a_connection_or_a_datagram_socket_is_refused_with_one_line() -> None:
     finally:
         for sock in (left, right, datagram):
             sock.close()
+
+
+def test_a_socket_path_through_a_file_is_refused_with_one_line(tmp_path: Path) -> None:
+    # A path the walk cannot follow (a file where a directory should be): one start-up line,
+    # not a traceback.
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ListenerError, match="cannot bind: Not a directory"):
+        bind(str(tmp_path / "file" / "app.sock"), backlog=8, chmod=0o660, allow=ALLOW)

@@ -130,7 +130,7 @@ def _bind_unix(path: str, backlog: int, chmod: int) -> Listener:
             return _bind_in(path, parent, name, backlog, chmod)
     except UnsafeFileError as exc:
         raise ListenerError(f"socket {path!r}: {exc}") from None
-    except FileNotFoundError as exc:
+    except OSError as exc:  # a directory on the way missing, not searchable, not a directory
         raise ListenerError(f"socket {path!r}: cannot bind: {exc.strerror or exc}") from None
 
 
