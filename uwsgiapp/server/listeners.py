@@ -35,6 +35,19 @@ class Listener:
     inode: tuple[int, int] | None = field(default=None)
 
     @property
+    def unix_name(self) -> str:
+        """The path of a unix socket: the one we bound (the kernel's name for it may be the
+        ``/proc/self/fd`` one it was bound through), or the one an inherited socket was bound
+        to; "" for TCP, an abstract or an unnamed socket."""
+        if self.path:
+            return self.path
+        try:
+            name = self.sock.getsockname()
+        except OSError:
+            return ""
+        return name if isinstance(name, str) and name.startswith("/") else ""
+
+    @property
     def is_tcp(self) -> bool:
         """A TCP socket (peers checked against the allow-list)."""
         return self.sock.family in (socket.AF_INET, socket.AF_INET6)

@@ -166,14 +166,20 @@ def chown_file(path: str, uid: int, gid: int) -> None:
         os.close(fd)
 
 
+def _through_proc(fd: int) -> str:
+    """``/proc/self/fd/N``, which the kernel resolves to ``fd``'s own file whatever its name
+    now is; "" where /proc is not mounted."""
+    path = f"/proc/self/fd/{fd}"
+    return path if os.path.exists(path) else ""
+
+
 def pinned_path(dir_fd: int, name: str) -> str:
     """A path to ``name`` in the directory ``dir_fd`` that the kernel resolves through the fd
     (``/proc/self/fd/N/name``), so that a link swapped in on the way since the walk does not
     count; "" where /proc is not mounted or the path would not fit a unix socket address."""
-    pinned = f"/proc/self/fd/{dir_fd}/{name}"
-    if len(pinned.encode()) > 107 or not os.path.isdir(f"/proc/self/fd/{dir_fd}"):
-        return ""
-    return pinned
+    directory = _through_proc(dir_fd)
+    pinned = f"{directory}/{name}"
+    return pinned if directory and len(pinned.encode()) <= 107 else ""
 
 
 def chown_socket(path: str, inode: tuple[int, int] | None, uid: int, gid: int) -> None:
@@ -191,8 +197,9 @@ def chown_socket(path: str, inode: tuple[int, int] | None, uid: int, gid: int) -
                 inode is not None and (st.st_dev, st.st_ino) != inode
             ):
                 raise _refuse(path, "is no longer the socket we bound")
-            if os.path.exists(f"/proc/self/fd/{fd}"):
-                os.chown(f"/proc/self/fd/{fd}", uid, gid)  # the fd's inode, whatever the name
+            pinned = _through_proc(fd)
+            if pinned:
+                os.chown(pinned, uid, gid)  # the fd's inode, whatever the name
             else:
                 os.chown(name, uid, gid, dir_fd=parent, follow_symlinks=False)
         finally:

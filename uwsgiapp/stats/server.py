@@ -146,8 +146,8 @@ class StatsServer:
     @property
     def address(self) -> str | tuple[str, int]:
         """Where we listen: the unix path, or (host, port) with the port actually bound."""
-        if self.listener.path:
-            return self.listener.path  # (the kernel's name for it may be the /proc one bound)
+        if self.listener.unix_name:
+            return self.listener.unix_name
         name = self.listener.sock.getsockname()
         if isinstance(name, str):
             return name

@@ -39,18 +39,7 @@ def where(listener: Listener) -> str:
     (``fd://N``) with the path it was bound to."""
     if listener.path or listener.is_tcp:
         return listener.path or listener.spec
-    return f"{listener.spec} ({_unix_name(listener) or 'unnamed unix socket'})"
-
-
-def _unix_name(listener: Listener) -> str:
-    """The path of a unix socket: ours, or the one an inherited socket was bound to."""
-    if listener.path:
-        return listener.path
-    try:
-        name = listener.sock.getsockname()
-    except OSError:
-        return ""
-    return name if isinstance(name, str) and name.startswith("/") else ""
+    return f"{listener.spec} ({listener.unix_name or 'unnamed unix socket'})"
 
 
 def who_may_connect(listener: Listener, client: str = "nginx's user") -> str:
@@ -60,7 +49,7 @@ def who_may_connect(listener: Listener, client: str = "nginx's user") -> str:
     if listener.is_tcp:
         return _tcp_peers(listener)
     try:
-        st = os.lstat(_unix_name(listener))
+        st = os.lstat(listener.unix_name)
     except OSError:
         return ""
     owner, group = _name(pwd.getpwuid, st.st_uid), _name(grp.getgrgid, st.st_gid)
