@@ -46,7 +46,6 @@ FOREIGN_OPTIONS: Mapping[str, str] = {
     "--enable-threads": "threads always work; --threads N gives each worker request threads",
     "--worker-connections": "for gunicorn's async workers; here use --threads N (or more "
     "--workers) to serve more requests at once",
-    "--touch-reload": "send SIGHUP to the master to reload (e.g. from the deploy script)",
     "--statsd-host": "there is no statsd: --stats ADDR --stats-http serves /metrics for Prometheus",
     "--max-worker-lifetime": "use --max-requests N or --reload-on-rss MB to recycle workers",
     "--reload-mercy": "use --graceful-timeout SECONDS",

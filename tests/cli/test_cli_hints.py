@@ -30,7 +30,6 @@ from uwsgiapp.clihints import hint_for
             "removes the unix sockets and pidfile it created at exit (start-up warns",
         ),
         (["serve", "a:app", "--worker-connections", "10"], "gunicorn's async workers"),
-        (["serve", "a:app", "--touch-reload", "x"], "send SIGHUP to the master"),
         (["serve", "a:app", "--statsd-host", "x:8125"], "serves /metrics for Prometheus"),
         (["serve", "a:app", "--max-worker-lifetime", "60"], "--max-requests N or --reload-on"),
     ],

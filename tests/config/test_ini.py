@@ -134,6 +134,10 @@ KEYS: list[tuple[str, dict[str, Any]]] = [
         {"uwsgi_allow_from": ("10.0.0.0/8", "192.168.0.0/16", "127.0.0.1")},
     ),
     ("request-titles =", {"request_titles": True}),
+    (
+        "touch-reload = /srv/app/reload\ntouch-chain-reload = /srv/app/wsgi.py",
+        {"touch_reload": ("/srv/app/reload", "/srv/app/wsgi.py")},
+    ),
     # Idioms for what uwsgiapp always does, and keys it always honours: no warning.
     ("hook-master-start = unix_signal:15   gracefully_kill_them_all", {}),
     ("no-orphans = true\nclose-on-exec = true\nlog-master = true", {}),
@@ -541,7 +545,7 @@ def test_an_ini_logs_requests_unless_told_not_to(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("body", "says"),
     [
-        ("touch-reload = /srv/app/reload", "send SIGHUP to the master"),
+        ("touch-workers-reload = /srv/app/reload", "send SIGHUP to the master"),
         ("static-map = /static=/srv/static", "serve static files from nginx"),
         ("max-worker-lifetime = 3600", "--max-requests or --reload-on-rss"),
         # Its strftime value is not expanded: %Y is no magic variable, and it must not stop us.

@@ -143,3 +143,25 @@ def test_threads_started_at_import_in_the_master_are_named(
         "each worker (--lazy-apps, or at the first request)"
     )
     assert said == ([] if lazy else [f"the app's import {expected}", f"the re-import {expected}"])
+
+
+def test_touch_reload_reloads_with_the_new_code_and_only_while_running(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    appdir = _app_dir(tmp_path, "v1")
+    flag = tmp_path / "reload.flag"  # missing at start: its creation reloads (uWSGI's way)
+    options = {"workers": 2, "pythonpath": [str(appdir)], "touch_reload": [str(flag)]}
+    with stack(tmp_path, "reapp:app", **options) as (server, nginx):
+        assert _answers(nginx, b"v1")
+        assert f"--touch-reload: {flag} does not exist (yet)" in server.log()
+        (appdir / "helpers.py").write_text(HELPER.format(version="v2-touched"))
+        flag.write_text("")
+        wait_until(lambda: _answers(nginx, b"v2-touched"), 10, "the touched reload's code")
+        wait_until(lambda: "ready, stopping" in server.log(), 10, "the old workers to stop")
+        (appdir / "helpers.py").write_text(HELPER.format(version="v3-touched-again"))
+        flag.touch()
+        wait_until(lambda: server.log().count("ready, stopping") == 2, 10, "the second reload")
+        assert _answers(nginx, b"v3-touched-again")
+    log = server.log()
+    assert log.count(f"--touch-reload: {flag} changed: graceful reload") == 2, log
+    assert log.count("SIGHUP: graceful reload") == 2, log

@@ -68,11 +68,15 @@ SIMPLE_KEYS: Mapping[str, str] = {
     "stats-server": "stats",
     "stats-http": "stats_http",
     "stats-minified": "stats_minified",
+    "touch-reload": "touch_reload",
+    # uWSGI's chain reload replaces the workers one at a time so that some always serve: a
+    # HUP here starts the new workers before the old ones stop, which serves the same end.
+    "touch-chain-reload": "touch_reload",
 }
 #: The largest buffer-size (a uwsgi packet's size field is 16 bits); uWSGI caps larger ones.
 MAX_BUFFER: Final = 65535
 #: Config fields that accept several values (repeated keys accumulate).
-MULTI = frozenset({"pythonpath", "socket", "env"})
+MULTI = frozenset({"pythonpath", "socket", "env", "touch_reload"})
 #: Keys that build the app spec, the mount, the environment, or define placeholders.
 APP_KEYS = frozenset({"module", "wsgi", "w", "wsgi-file", "file", "callable", "mount"})
 #: Boolean keys whose true value is what uwsgiapp always does: accepted without a word.
@@ -182,8 +186,6 @@ ADVICE: Mapping[str, str] = {
     "the user that binds it (the --uid/--gid user when started as root), so nginx may get "
     "'Permission denied' connecting to it. Set uid/gid (gid: a group nginx's user is in, e.g. "
     "www-data) with chmod-socket = 660, or chmod-socket = 666",
-    "touch-reload": _HUP,
-    "touch-chain-reload": _HUP,
     "touch-workers-reload": _HUP,
     "static-map": _STATIC,
     "static-map2": _STATIC,

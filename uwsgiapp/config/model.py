@@ -111,6 +111,11 @@ class Config:
     uid: str = _opt("", "drop to this user (name or id) after binding")
     gid: str = _opt("", "drop to this group (name or id) after binding")
     pidfile: str = _opt("", "write the master's pid to this file")
+    touch_reload: tuple[str, ...] = _opt(
+        (),
+        "files whose change (touched, replaced, created, removed) reloads gracefully, as HUP "
+        "(uWSGI's touch-reload); looked at once a second",
+    )
     request_titles: bool = _opt(
         False,
         "show what each worker is doing in its process title ('busy GET /path', or 'idle'), "

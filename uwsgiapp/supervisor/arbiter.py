@@ -53,7 +53,8 @@ from uwsgiapp.supervisor.titles import (
     set_title,
     worker_title,
 )
-from uwsgiapp.supervisor.workerexit import leave
+from uwsgiapp.supervisor.touch import TouchWatch
+from uwsgiapp.supervisor.workerexit import leave, reap
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -114,6 +115,7 @@ class Arbiter:
         self.notifier = notifier or Notifier(None)
         self._sockdiag = SockDiag()
         self._next_queue_check = 0.0
+        self.touch = TouchWatch(config.touch_reload) if config.touch_reload else None
         if stats is not None:
             stats.snapshot = self.snapshot
 
@@ -145,8 +147,10 @@ class Arbiter:
             now = time.monotonic()
             if stats is not None:
                 self._serve_stats(stats, now)
+            if self.touch and self.policy.mode is A.Mode.RUNNING and self.touch.due(now):
+                self.signals.append("HUP")  # as if sent: the same reload, the same lines
             actions: list[A.Action] = []
-            exits = self._reap()
+            exits = reap()
             # Ctrl-C reaches the whole group: the workers' exits with it are the stop's. (One C
             # call: a handler appending to the deque amid a Python loop over it would break it.)
             if not A.STOPS.isdisjoint(self.signals):
@@ -202,21 +206,6 @@ class Arbiter:
             )
         )
 
-    def _reap(self) -> list[tuple[int, int | None, int | None]]:
-        done: list[tuple[int, int | None, int | None]] = []
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            if os.WIFSIGNALED(status):
-                done.append((pid, None, os.WTERMSIG(status)))
-            else:
-                done.append((pid, os.waitstatus_to_exitcode(status), None))
-        return done
-
     def _execute(self, actions: list[A.Action]) -> ServeExit | None:
         for action in actions:
             if not self.policy.wanted(action):  # overtaken by a later event of the batch
@@ -265,7 +254,7 @@ class Arbiter:
                 os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 5
         while self.policy.records and time.monotonic() < deadline:
-            for pid, _, _ in self._reap():
+            for pid, _, _ in reap():
                 self.policy.records.pop(pid, None)
             time.sleep(0.01)
 

@@ -261,6 +261,7 @@ def _enter_chdir(config: Config) -> Config | None:
         error_log_file=_anchored(config.error_log_file, base),
         access_log_file=_anchored(config.access_log_file, base),
         pidfile=_anchored(config.pidfile, base),
+        touch_reload=tuple(_anchored(path, base) for path in config.touch_reload),
         socket=tuple(_anchored_socket(spec, base) for spec in config.socket),
         stats=_anchored_socket(config.stats, base) if config.stats else "",
     )

@@ -9,6 +9,8 @@ handlers run (sentry-sdk's flush, ``logging.shutdown``), as uWSGI and gunicorn r
 worker. That work is bounded by :data:`EXIT_WORK_SECONDS` (a thread that never ends must not
 keep a worker that nobody will kill: one that leaves on its own has no kill deadline), and no
 stop signal can interrupt it into unwinding the master's stack.
+
+The master's side is :func:`reap`: the exits of its children, collected without waiting.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import NoReturn
 from uwsgiapp.server.inflight import worker_label
 from uwsgiapp.server.logs import flush_std
 
-__all__ = ["EXIT_WORK_SECONDS", "leave"]
+__all__ = ["EXIT_WORK_SECONDS", "leave", "reap"]
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -77,3 +79,20 @@ def leave(code: int, *, finish: bool) -> NoReturn:
             atexit._run_exitfuncs()  # prints a failing handler's traceback itself, goes on
     finally:
         _end(code)
+
+
+def reap() -> list[tuple[int, int | None, int | None]]:
+    """The children that ended, without waiting: (pid, exit code or None, signal or None)."""
+    done: list[tuple[int, int | None, int | None]] = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            break
+        if pid == 0:
+            break
+        if os.WIFSIGNALED(status):
+            done.append((pid, None, os.WTERMSIG(status)))
+        else:
+            done.append((pid, os.waitstatus_to_exitcode(status), None))
+    return done
