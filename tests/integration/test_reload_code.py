@@ -153,7 +153,7 @@ def test_touch_reload_reloads_with_the_new_code_and_only_while_running(
     options = {"workers": 2, "pythonpath": [str(appdir)], "touch_reload": [str(flag)]}
     with stack(tmp_path, "reapp:app", **options) as (server, nginx):
         assert _answers(nginx, b"v1")
-        assert f"--touch-reload: {flag} does not exist (yet)" in server.log()
+        assert f"--touch-reload: {flag}: No such file or directory: its appearance" in server.log()
         (appdir / "helpers.py").write_text(HELPER.format(version="v2-touched"))
         flag.write_text("")
         wait_until(lambda: _answers(nginx, b"v2-touched"), 10, "the touched reload's code")

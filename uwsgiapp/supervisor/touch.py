@@ -4,7 +4,8 @@ The master looks at each file once a second, while it is neither reloading nor s
 change made during a reload is seen when it is over). A change is anything :func:`stamp`
 tells apart: the file touched (its modification time), replaced (another inode: a deploy's
 ``mv``, or a symlink such as ``current`` moved to another release), created or removed. A
-file missing at start-up is said once, then its creation reloads, as in uWSGI. Only
+file missing at start-up (or out of the master's sight) is said once, then its creation
+reloads, as in uWSGI. Only
 ``stat`` is used (the file is never opened), as the user the master runs as.
 """
 
@@ -31,6 +32,14 @@ def stamp(path: str) -> Stamp:
     return (st.st_dev, st.st_ino, st.st_mtime_ns)
 
 
+def _why(path: str) -> str:
+    try:
+        os.stat(path)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return "it appeared meanwhile"
+
+
 class TouchWatch:
     """The ``--touch-reload`` files and the state each had when last looked at."""
 
@@ -40,7 +49,7 @@ class TouchWatch:
         self._next = 0.0
         for path, seen in self._seen.items():
             if seen is None:
-                log.warning("--touch-reload: %s does not exist (yet): creating it reloads", path)
+                log.warning("--touch-reload: %s: %s: its appearance reloads", path, _why(path))
 
     def changed(self) -> list[str]:
         """The files that changed since the last look (their new state is kept)."""
