@@ -15,7 +15,7 @@ import pytest
 
 from uwsgiapp.server.exchange import Exchange, Responder
 from uwsgiapp.server.sockdiag import SockDiag, parse_reply
-from uwsgiapp.stats.model import DURATION_BOUNDS, AppStats, SocketStats
+from uwsgiapp.stats.model import DURATION_BOUNDS, AppStats, ServerStats, SocketStats, WorkerStats
 from uwsgiapp.supervisor import status as status_module
 from uwsgiapp.supervisor.actions import WorkerRecord, WorkerState
 from uwsgiapp.supervisor.observe import Inputs, Observer, snapshot, socket_stats
@@ -322,3 +322,28 @@ def test_sockdiag_parse_reply_rejects_errors_and_other_inodes() -> None:
     assert parse_reply(b"", 1) is None
     error = (20).to_bytes(4, "little") + (2).to_bytes(2, "little") + bytes(14)
     assert parse_reply(error, 1) is None
+
+
+def test_avg_rt_is_the_mean_of_the_requests_since_the_previous_read() -> None:
+    def read(observer: Observer, *workers: tuple[int, int, int]) -> list[int]:
+        stats = ServerStats(
+            version="x",
+            pid=1,
+            uid=0,
+            gid=0,
+            cwd="/",
+            workers=tuple(
+                WorkerStats(id=i, pid=i, requests=n, running_time=t, avg_rt=t // n if n else 0)
+                for i, n, t in workers
+            ),
+        )
+        return [w.avg_rt for w in observer.recent(stats).workers]
+
+    observer = Observer()
+    # The first read: the lifetime mean (a week of 1 ms requests).
+    assert read(observer, (1, 1000, 1_000_000), (2, 0, 0)) == [1000, 0]
+    # Ten slow ones since: 1 s each, which the lifetime mean (10 ms) would hide.
+    assert read(observer, (1, 1010, 11_000_000), (2, 2, 300)) == [1_000_000, 150]
+    # Nothing served since: the last value stays, as uWSGI's does.
+    assert read(observer, (1, 1010, 11_000_000), (2, 2, 300)) == [1_000_000, 150]
+    assert read(observer, (1, 1012, 11_000_100), (2, 2, 300)) == [50, 150]

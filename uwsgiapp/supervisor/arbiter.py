@@ -189,6 +189,9 @@ class Arbiter:
 
     def snapshot(self) -> ServerStats:
         """The server's numbers now (what the stats server serves)."""
+        return self.observer.recent(self._snapshot())
+
+    def _snapshot(self) -> ServerStats:
         return observe.snapshot(
             observe.Inputs(
                 pid=self.pid,

@@ -7,10 +7,11 @@ stats: a replacement (after a crash, a harakiri, max-requests, a reload) takes t
 worker it replaces, though it may run in another status slot (the old process may still be
 exiting). A number's counters are the sums of its slots' (a slot counts for one number for
 good), so they carry on across its processes and only grow, as uWSGI's per-id counters do;
-``delta_requests`` counts from the current process's spawn. ``avg_rt`` is
-``running_time // requests`` (the mean over the number's life), not uWSGI's
-``(avg_rt + rt) // 2`` running blend, which would cost the worker a read and a write per
-request and weighs the last few requests only.
+``delta_requests`` counts from the current process's spawn. ``avg_rt`` is the mean time of
+the requests served since the previous stats read (:meth:`Observer.recent`), what uwsgitop's
+AVG column, read each second, wants: uWSGI's ``(avg_rt + rt) // 2`` running blend would
+cost the worker a read and a write per request, and weighs the last two or three requests only;
+the mean over the number's life would hide today's slowness behind last week's requests.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from uwsgiapp import __version__
 from uwsgiapp.stats.model import (
@@ -55,6 +56,8 @@ class Observer:
 
     history: dict[int, SlotHistory] = field(default_factory=dict)
     listen_queue_errors: int = 0
+    #: Worker number → (requests, running_time, avg_rt) at the previous stats read.
+    last_read: dict[int, tuple[int, int, int]] = field(default_factory=dict)
 
     def spawned(self, wid: int, wall: float, requests: int) -> None:
         """A process is being started in slot ``wid`` whose counter says ``requests``."""
@@ -62,6 +65,21 @@ class Observer:
         h.respawn_count += 1
         h.last_spawn = int(wall)
         h.base_requests = requests
+
+    def recent(self, stats: ServerStats) -> ServerStats:
+        """``stats`` with each worker's ``avg_rt`` the mean of the requests it served since
+        the previous read: the previous value while it served none, the lifetime mean at the
+        first read."""
+        workers = []
+        for w in stats.workers:
+            avg = w.avg_rt
+            before = self.last_read.get(w.id)
+            if before is not None:
+                served = w.requests - before[0]
+                avg = max(0, w.running_time - before[1]) // served if served > 0 else before[2]
+            self.last_read[w.id] = (w.requests, w.running_time, avg)
+            workers.append(replace(w, avg_rt=avg))
+        return replace(stats, workers=tuple(workers))
 
     def check_queues(self, queues: Iterable[SocketStats]) -> None:
         """One look at the listen queues: a queue at its backlog is a listen-queue error."""
