@@ -6,6 +6,9 @@ import importlib.machinery
 import importlib.util
 import os
 
+from uwsgiapp.hooks import postfork
+
+__all__ = ["__version__", "postfork"]
 __version__ = "0.1.0"
 
 

@@ -280,6 +280,7 @@ def _add_dev(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 def _cmd_dev(args: argparse.Namespace) -> int:
     from uwsgiapp.devserver import DevOptions, DevServerError, run_dev
+    from uwsgiapp.hooks import PostforkError
     from uwsgiapp.importer import AppImportError
 
     options = DevOptions(
@@ -298,7 +299,7 @@ def _cmd_dev(args: argparse.Namespace) -> int:
         return run_dev(options)
     except DevServerError as exc:
         return _fail("dev", str(exc), ServeExit.USAGE)
-    except AppImportError as exc:  # only with --no-reload: the reloader shows it in the page
+    except (AppImportError, PostforkError) as exc:  # only --no-reload: else shown in the page
         return _fail("dev", str(exc), ServeExit.APP_LOAD)
     except OSError as exc:
         return _fail(

@@ -14,10 +14,12 @@ import os
 import re
 import socket
 import sys
+import traceback
 from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from uwsgiapp.hooks import PostforkError, run_postfork
 from uwsgiapp.importer import AppImportError, load_app, parse_spec
 from uwsgiapp.wsgi.contract import StartResponse, WSGIApp
 
@@ -177,7 +179,10 @@ def run_dev(options: DevOptions) -> int:
     else:
         try:
             app = load_app(options.app, chdir=chdir, pythonpath=pythonpath)
-        except AppImportError as exc:
+            run_postfork()  # as in each worker of 'serve': the app's per-process set-up
+        except (AppImportError, PostforkError) as exc:
+            if isinstance(exc, PostforkError) and exc.__cause__ is not None:
+                traceback.print_exception(exc.__cause__, file=sys.stderr)
             if not options.reload:
                 raise
             print(f"uwsgiapp dev: error: {exc}", file=sys.stderr, flush=True)

@@ -268,6 +268,40 @@ def test_dev_no_reload_import_error_exits(tmp_path: Path) -> None:
     assert b"Traceback (most recent call last)" not in r.stderr.split(b"\n")[0]
 
 
+POSTFORK_APP = """\
+import os
+from uwsgiapp import postfork
+
+ready = []
+
+@postfork
+def connect():
+    if os.environ.get("DB") == "down":
+        raise ConnectionError("db down")
+    ready.append(os.getpid())
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"ready in {ready}".encode()]
+"""
+
+
+def test_dev_runs_the_postfork_functions_once_before_serving(
+    tmp_path: Path, start_dev: StartDev
+) -> None:
+    (tmp_path / "pf.py").write_text(POSTFORK_APP)
+    server = start_dev("pf:app", "--no-debugger")
+    status, body = server.wait_for(b"ready in [")
+    assert status == 200 and body.count(b",") == 0 and body != b"ready in []", body
+    env = {**os.environ, "DB": "down"}
+    r = run_cli(
+        "dev", "pf:app", "--no-reload", "--port", "0", cwd=tmp_path, timeout=DEADLINE, env=env
+    )
+    assert r.returncode == ServeExit.APP_LOAD
+    assert b"postfork function pf.connect raised ConnectionError('db down')" in r.stderr
+    assert b"raise ConnectionError" in r.stderr  # the traceback, to find the line
+
+
 @pytest.mark.parametrize(
     "args",
     [

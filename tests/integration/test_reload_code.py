@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from support.procs import Nginx, stack, wait_until
+from support.procs import Nginx, Server, stack, wait_until
 
 pytestmark = pytest.mark.nginx
 
@@ -165,3 +165,63 @@ def test_touch_reload_reloads_with_the_new_code_and_only_while_running(
     log = server.log()
     assert log.count(f"--touch-reload: {flag} changed: graceful reload") == 2, log
     assert log.count("SIGHUP: graceful reload") == 2, log
+
+
+POSTFORK_APP = """
+import os
+from uwsgiapp import postfork
+from helpers import answer
+
+@postfork
+def open_pool():
+    with open(os.environ["MARKS"], "a") as f:
+        f.write(f"{os.getpid()} {answer()}\\n")
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [answer().encode()]
+"""
+
+
+def _reload_to(server: Server, nginx: Nginx, appdir: Path, version: str) -> None:
+    """Change the helper, HUP, and wait until every worker answers with it."""
+    (appdir / "helpers.py").write_text(HELPER.format(version=version))
+    reloads = server.log().count("ready, stopping")
+    server.signal(signal.SIGHUP)
+    wait_until(lambda: server.log().count("ready, stopping") > reloads, 10, "the reload")
+    wait_until(lambda: _answers(nginx, version.encode()), 10, "the new code")
+
+
+def test_postfork_runs_once_in_each_worker_across_reloads(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    # os.register_at_fork, which the README advised, cannot be undone: after two HUPs each
+    # new worker ran the set-up of all three generations of the code.
+    appdir = _app_dir(tmp_path, "v1")
+    (appdir / "reapp.py").write_text(POSTFORK_APP)
+    marks = tmp_path / "marks"
+    options = {"workers": 2, "pythonpath": [str(appdir)], "env": [f"MARKS={marks}"]}
+    with stack(tmp_path, "reapp:app", **options) as (server, nginx):
+        for version in ("v2", "v3"):
+            _reload_to(server, nginx, appdir, version)
+    lines = [line.split() for line in marks.read_text().splitlines()]
+    assert sorted(version for _, version in lines) == ["v1", "v1", "v2", "v2", "v3", "v3"]
+    assert len({pid for pid, _ in lines}) == 6  # each worker ran it once
+
+
+def test_a_failing_postfork_stops_the_start_with_the_apps_exit_code(tmp_path: Path) -> None:
+    app = tmp_path / "pfail.py"
+    app.write_text(
+        "from uwsgiapp import postfork\n\n"
+        "@postfork\ndef connect():\n    raise ConnectionError('db down')\n\n"
+        "def app(environ, start_response):\n    return []\n"
+    )
+    server = Server(tmp_path / "server", "pfail:app", workers=2, pythonpath=[str(tmp_path)])
+    server.start(wait=False)
+    try:
+        assert server.wait(15) == 4  # as an app that cannot be imported
+    finally:
+        server.stop()
+    log = server.log()
+    assert "postfork function pfail.connect raised ConnectionError('db down')" in log, log
+    assert "Traceback" in log and "raise ConnectionError('db down')" in log, log

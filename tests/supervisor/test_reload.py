@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from uwsgiapp import hooks
 from uwsgiapp.config import Config, make_config
 from uwsgiapp.importer import load_app
 from uwsgiapp.supervisor import reload
@@ -168,3 +169,77 @@ def test_only_the_old_codes_method_finalizers_are_let_go_of(tmp_path: Path) -> N
     assert reload.release_old_code([module]) == 1
     assert not module.by_method.alive and module.by_function.alive
     module.by_function.detach()
+
+
+POSTFORK_APP = """
+from uwsgiapp import postfork
+
+@postfork
+def open_pool():
+    pass
+
+def app(environ, start_response):
+    return []
+"""
+
+
+@pytest.fixture
+def postforks() -> Iterator[None]:
+    """The registry of postfork functions as it was, after the test."""
+    saved = hooks.registered()
+    hooks.restore([])
+    yield
+    hooks.restore(saved)
+
+
+def _postfork_modules() -> list[str]:
+    return [func.__module__ for func in hooks.registered()]
+
+
+def test_a_hup_keeps_only_the_new_codes_postfork_function(
+    preloaded: Callable[..., Any], postforks: None
+) -> None:
+    # os.register_at_fork cannot be undone: after two HUPs each worker ran three pools' set-up.
+    held, config, before = preloaded("postfork_app", POSTFORK_APP)
+    first = hooks.registered()
+    assert _postfork_modules() == ["postfork_app"]
+    for _ in range(2):
+        assert reload.reimport(config, before, lambda app: held.update(app=app)) is not None
+    (kept,) = hooks.registered()
+    assert kept is sys.modules["postfork_app"].open_pool and kept is not first[0]
+
+
+def test_a_failed_reimport_keeps_the_old_postfork_and_none_of_the_failed_one(
+    preloaded: Callable[..., Any], postforks: None, tmp_path: Path
+) -> None:
+    held, config, before = preloaded("postfork_fail", POSTFORK_APP)
+    first = hooks.registered()
+    # The new code registers its function, then fails further down its import.
+    (tmp_path / "postfork_fail.py").write_text(POSTFORK_APP + "\nraise RuntimeError('half')\n")
+    assert reload.reimport(config, before, lambda app: held.update(app=app)) is None
+    assert hooks.registered() == first
+
+
+def test_postfork_functions_run_in_order_and_a_failure_names_the_function(
+    postforks: None,
+) -> None:
+    calls: list[str] = []
+
+    @hooks.postfork
+    def first() -> None:
+        calls.append("first")
+
+    hooks.postfork(lambda: calls.append("second"))
+    hooks.run_postfork()
+    assert calls == ["first", "second"]
+
+    @hooks.postfork
+    def broken() -> None:
+        raise ConnectionError("db down")
+
+    with pytest.raises(hooks.PostforkError) as info:
+        hooks.run_postfork()
+    assert str(info.value) == (
+        f"postfork function {__name__}.{broken.__qualname__} raised ConnectionError('db down')"
+    )
+    assert isinstance(info.value.__cause__, ConnectionError)

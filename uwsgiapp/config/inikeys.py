@@ -158,8 +158,8 @@ _OWN_PROCESS = (
 )
 _BEFORE_START = (
     "THIS WILL NOT RUN: uwsgiapp runs no hooks; run the command before 'uwsgiapp serve' in "
-    "the entrypoint (e.g. manage.py migrate), or use os.register_at_fork in the app for "
-    "per-worker set-up"
+    "the entrypoint (e.g. manage.py migrate), or decorate a function of the app with "
+    "uwsgiapp.postfork for per-worker set-up"
 )
 #: Advice for unsupported keys users commonly have.
 ADVICE: Mapping[str, str] = {

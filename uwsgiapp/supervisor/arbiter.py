@@ -24,6 +24,7 @@ from types import FrameType
 
 from uwsgiapp.config import Config
 from uwsgiapp.exitcodes import ServeExit, WorkerExit
+from uwsgiapp.hooks import PostforkError, run_postfork
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.server.decisions import drain_limit
 from uwsgiapp.server.inflight import dump_stuck_request, set_worker_number
@@ -331,6 +332,11 @@ class Arbiter:
             except AppImportError as exc:
                 log.error("worker %d cannot load the app: %s", self.policy.number(wid), exc)
                 return WorkerExit.APP_LOAD
+        try:
+            run_postfork()
+        except PostforkError as exc:
+            log.error("worker %d: %s", self.policy.number(wid), exc, exc_info=exc.__cause__)
+            return WorkerExit.APP_LOAD
         slot = self.table.hooks(wid, os.getpid())
         max_requests = self.config.max_requests
         if max_requests and self.config.max_requests_jitter:

@@ -40,6 +40,7 @@ import typing
 import weakref
 from collections.abc import Callable, Iterable
 
+from uwsgiapp import hooks
 from uwsgiapp.config import Config
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.supervisor.actions import ReloadKind
@@ -162,9 +163,11 @@ def reimport(
     saved = {name: sys.modules.pop(name) for name in doomed}
     importlib.invalidate_caches()  # new files since the first import are found
     threads = threading.enumerate()
+    postforks = hooks.registered()
     try:
         app = load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
     except AppImportError as exc:
+        hooks.restore(postforks)  # what the failed import registered goes with it
         for name in app_modules(list(sys.modules), before):
             del sys.modules[name]  # what the failed import loaded must not mix with the old
         sys.modules.update(saved)
@@ -210,16 +213,25 @@ def _mark(module: types.ModuleType) -> weakref.ref[_Mark]:
     return weakref.ref(mark)
 
 
-def _old_method(func: object, old_globals: set[int]) -> bool:
-    """Is ``func`` a bound method (or a partial of one) defined in an old module?"""
+def _unwrapped(func: object) -> object:
     # type() only: isinstance or getattr on an old object may set up a lazy object (Django's
     # LazyObject), which would import the new code into the old one.
     while type(func) is functools.partial:
         func = func.func
-    if type(func) is not types.MethodType:
-        return False
-    func = func.__func__
+    return func
+
+
+def _old_code(func: object, old_globals: set[int]) -> bool:
+    """Is ``func`` a function or a bound method (or a partial of one) of an old module?"""
+    func = _unwrapped(func)
+    if type(func) is types.MethodType:
+        func = func.__func__
     return type(func) is types.FunctionType and id(func.__globals__) in old_globals
+
+
+def _old_method(func: object, old_globals: set[int]) -> bool:
+    """Is ``func`` a bound method (or a partial of one) defined in an old module?"""
+    return type(_unwrapped(func)) is types.MethodType and _old_code(func, old_globals)
 
 
 def release_old_code(old_modules: Iterable[types.ModuleType]) -> int:
@@ -237,8 +249,11 @@ def release_old_code(old_modules: Iterable[types.ModuleType]) -> int:
     - ``typing``'s caches (``Optional[X]``, ``List[X]``: 128 per function) keep the classes of
       the annotations evaluated at import (Flask's, werkzeug's): cleared, as ``typing``
       itself allows; they fill again on use.
+    - The old code's :func:`uwsgiapp.hooks.postfork` functions: dropped (the new code
+      registered its own), or each worker would run every reload's.
     """
     old_globals = {id(module.__dict__) for module in old_modules}
+    hooks.forget(lambda func: _old_code(func, old_globals))  # ours: first, it cannot fail
     detached = 0
     registry = getattr(weakref.finalize, "_registry", {})
     for finalizer, info in list(registry.items()):
