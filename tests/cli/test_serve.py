@@ -18,6 +18,8 @@ from pathlib import Path
 import pytest
 from cli.cli_testkit import run_cli
 
+from uwsgiapp.exitcodes import ServeExit
+
 FLASK_APP = """\
 import os
 from flask import Flask, request
@@ -283,3 +285,29 @@ def test_a_socket_systemd_passed_is_served_and_left_to_systemd(short_dir: Path) 
             assert os.path.exists(path)  # systemd's, not removed
     finally:
         held.close()
+
+
+@pytest.mark.parametrize("capture", [False, True], ids=["plain", "capture-output"])
+def test_a_failed_start_is_said_on_stderr_when_the_error_log_is_a_file(
+    short_dir: Path, capture: bool
+) -> None:
+    # gunicorn says it on the terminal too; with the log in a file, ours said nothing there.
+    (short_dir / "ok.py").write_text("def app(environ, start_response):\n    return []\n")
+    log = short_dir / "error.log"
+    sock = short_dir / "missing-dir" / "app.sock"
+    args = ["serve", "ok:app", "--socket", str(sock), "--error-log-file", str(log)]
+    r = run_cli(*args, *(["--capture-output"] if capture else []), cwd=short_dir)
+    assert r.returncode == ServeExit.START_FAILED
+    err = r.stderr.decode()
+    assert f"uwsgiapp: stopped with exit code 3; the error log is {log}" in err, err
+    said = f"socket '{sock}': cannot bind: No such file or directory"
+    assert f"uwsgiapp: {said}\n" in err and said in log.read_text(), err
+
+
+def test_a_clean_stop_says_nothing_on_stderr_when_the_error_log_is_a_file(
+    short_dir: Path,
+) -> None:
+    _, err = _serve_until_one_request(
+        short_dir, "wsgi:app", "--socket", "app.sock", "--error-log-file", "error.log"
+    )
+    assert err == "", err

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from uwsgiapp.supervisor.boot import _drop_warnings
 from uwsgiapp.supervisor.privileges import (
     Ids,
     PrivilegeError,
     can_create_after,
     can_create_in,
+    drop_warnings,
     removable_by,
     resolve,
     stays_removable,
@@ -80,7 +80,7 @@ def test_a_sticky_directory_warns_of_the_pidfile_only(tmp_path: Path) -> None:
     assert stays_removable(str(sock), ids, handed_over=True)
     assert not stays_removable(str(sock), ids)
     assert can_create_after(str(log), ids)
-    said = _drop_warnings(ids, [str(sock)], str(pid), [str(log)])
+    said = drop_warnings(ids, [str(sock)], str(pid), [str(log)])
     assert said == [
         f"{pid}: after --uid/--gid the master does not own this file in a sticky directory "
         "(such as /tmp), so it cannot remove it on TERM or at exit (a stale one is replaced at "
@@ -95,7 +95,7 @@ def test_a_directory_only_its_owner_writes_warns_of_all(tmp_path: Path) -> None:
     for path in (sock, pid, log):
         path.write_text("")
     stranger = next(n for n in range(40000, 50000) if not _has_user(n) and n != os.geteuid())
-    said = _drop_warnings(Ids(uid=stranger, gid=stranger), [str(sock)], str(pid), [str(log)])
+    said = drop_warnings(Ids(uid=stranger, gid=stranger), [str(sock)], str(pid), [str(log)])
     assert [line.split(":")[0] for line in said] == [str(sock), str(pid), str(log)]
     assert "the master cannot write its directory, so it cannot remove it" in said[0]
     assert "no new file can be made" in said[2]

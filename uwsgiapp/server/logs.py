@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime
 import faulthandler
@@ -303,3 +304,25 @@ def access_handler(target: str) -> logging.StreamHandler[Any]:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     return handler
+
+
+class ErrorTail(logging.Handler):
+    """Keeps the last few error lines (their message only) of the logger it is put on: what a
+    start-up that failed says on the terminal when the error log goes to a file (gunicorn
+    prints its start-up errors there too; the file alone left the terminal silent)."""
+
+    def __init__(self, keep: int = 3) -> None:
+        super().__init__(logging.ERROR)
+        self.lines: collections.deque[str] = collections.deque(maxlen=keep)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with contextlib.suppress(Exception):
+            self.lines.append(record.getMessage().splitlines()[0])
+
+    def tell(self, fd: int, code: int, where: str) -> None:
+        """Write the kept lines to ``fd`` (a copy of the terminal's stderr), saying that the
+        server stopped with exit ``code`` and where the whole log is."""
+        text = "".join(f"uwsgiapp: {line}\n" for line in self.lines)
+        text += f"uwsgiapp: stopped with exit code {code}; the error log is {where}\n"
+        with contextlib.suppress(OSError):
+            os.write(fd, text.encode(errors="replace"))

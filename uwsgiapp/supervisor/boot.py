@@ -30,7 +30,7 @@ from uwsgiapp.logtargets import is_stream
 from uwsgiapp.server import safefiles
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener, ListenerError, bind_all, somaxconn_cap
-from uwsgiapp.server.logs import access_handler, make_access_log, setup_error_log
+from uwsgiapp.server.logs import ErrorTail, access_handler, make_access_log, setup_error_log
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import privileges, titles
 from uwsgiapp.supervisor.arbiter import Arbiter
@@ -90,33 +90,6 @@ def bind_stats(config: Config) -> StatsServer | None:
 
 def _no_snapshot_yet() -> Any:
     raise RuntimeError("the master is not running yet")
-
-
-def _drop_warnings(ids: Ids, sockets: list[str], pidfile: str, logs: list[str]) -> list[str]:
-    """What start-up says about files the dropped processes cannot handle: ``sockets`` (handed
-    to the user by the drop) and the ``pidfile`` (kept as it is) that the master will not be
-    able to remove at exit, ``logs`` whose directory USR1 cannot make a new file in. Asked
-    before the drop, while every directory can still be looked at."""
-    removed = [(path, True) for path in sockets] + ([(pidfile, False)] if pidfile else [])
-    said = [
-        f"{path}: after --uid/--gid the master "
-        + (
-            "does not own this file in a sticky directory (such as /tmp)"
-            if privileges.can_create_after(path, ids)
-            else "cannot write its directory"
-        )
-        + ", so it cannot remove it on TERM or at exit (a stale one is replaced at the next "
-        "start); put it in a directory the user owns (e.g. /run/app)"
-        for path, handed_over in removed
-        if not privileges.stays_removable(path, ids, handed_over=handed_over)
-    ]
-    return said + [
-        f"{path}: after --uid/--gid no new file can be made in its directory, so after "
-        "logrotate moves it, USR1 keeps writing the old one; have logrotate make the new file "
-        "('create 0640 USER GROUP') or use 'copytruncate'"
-        for path in logs
-        if not privileges.can_create_after(path, ids)
-    ]
 
 
 def _anchored(path: str, base: str) -> str:
@@ -212,14 +185,25 @@ def serve(config: Config) -> int:
     # Until the arbiter installs its handlers (after a possibly slow app import), a stop signal
     # must still unwind through the clean-up below instead of killing us with files left.
     previous = {s: signal.signal(s, _stop_during_start) for s in STOP_SIGNALS}
+    # With the error log in a file, why the server stopped is said on stderr too (a copy of
+    # it made now: --capture-output points fd 2 at the file).
+    terminal = -1 if is_stream(config.error_log_file) else os.dup(2)
+    tail = ErrorTail()
+    log.addHandler(tail)
     try:
-        return _serve(config)
+        code = _serve(config)
     except _StopDuringStart as exc:
         log.info("%s during start-up: stopped", exc)
-        return 0
+        code = 0
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        log.removeHandler(tail)
+    if terminal >= 0:
+        if code:
+            tail.tell(terminal, code, config.error_log_file)
+        os.close(terminal)
+    return code
 
 
 def _access_log_opens(config: Config) -> bool:
@@ -357,7 +341,7 @@ def _drop(ids: Ids, listeners: list[Listener], config: Config) -> bool:
     """Hand the sockets and log files to ``ids`` and become them; False (logged) if not."""
     sockets = [(lis.path, lis.inode) for lis in listeners if lis.path]
     logs = _log_files(config)
-    warnings = _drop_warnings(ids, [path for path, _ in sockets], config.pidfile, logs)
+    warnings = privileges.drop_warnings(ids, [path for path, _ in sockets], config.pidfile, logs)
     library_dirs()  # what a HUP's re-import asks of sysconfig, while it can be read
     site_dirs()
     try:

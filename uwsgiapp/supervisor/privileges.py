@@ -22,6 +22,7 @@ __all__ = [
     "can_create_after",
     "can_create_in",
     "drop",
+    "drop_warnings",
     "removable_by",
     "resolve",
     "stays_removable",
@@ -163,3 +164,30 @@ def drop(ids: Ids, sockets: list[tuple[str, tuple[int, int] | None]], files: lis
         os.setgid(ids.gid)
     if ids.uid >= 0:
         os.setuid(ids.uid)
+
+
+def drop_warnings(ids: Ids, sockets: list[str], pidfile: str, logs: list[str]) -> list[str]:
+    """What start-up says about files the dropped processes cannot handle: ``sockets`` (handed
+    to the user by the drop) and the ``pidfile`` (kept as it is) that the master will not be
+    able to remove at exit, ``logs`` whose directory USR1 cannot make a new file in. Asked
+    before the drop, while every directory can still be looked at."""
+    removed = [(path, True) for path in sockets] + ([(pidfile, False)] if pidfile else [])
+    said = [
+        f"{path}: after --uid/--gid the master "
+        + (
+            "does not own this file in a sticky directory (such as /tmp)"
+            if can_create_after(path, ids)
+            else "cannot write its directory"
+        )
+        + ", so it cannot remove it on TERM or at exit (a stale one is replaced at the next "
+        "start); put it in a directory the user owns (e.g. /run/app)"
+        for path, handed_over in removed
+        if not stays_removable(path, ids, handed_over=handed_over)
+    ]
+    return said + [
+        f"{path}: after --uid/--gid no new file can be made in its directory, so after "
+        "logrotate moves it, USR1 keeps writing the old one; have logrotate make the new file "
+        "('create 0640 USER GROUP') or use 'copytruncate'"
+        for path in logs
+        if not can_create_after(path, ids)
+    ]
