@@ -66,6 +66,15 @@ def _stream(environ: dict[str, Any], start_response: StartResponse) -> Iterator[
         yield b"%04d" % i + b"s" * 1019 + b"\n"
 
 
+@route("slow-stream")
+def _slow_stream(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+    # A stream that takes 10 s: long enough for a stop's deadline to cut it.
+    start_response("200 OK", PLAIN)
+    for i in range(50):
+        yield b"%04d\n" % i
+        time.sleep(0.2)
+
+
 @route("file")
 def _file(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     # This module's source through wsgi.file_wrapper (sendfile): the server must close it.

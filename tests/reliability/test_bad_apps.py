@@ -10,7 +10,9 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import signal
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -382,3 +384,28 @@ def test_fds_exhausted_outside_a_request_make_accept_recycle_the_worker(
         assert "recycling this worker" in errors[0]
     report.add(rounds=rounds, recycled=rounds)
     assert nginx.upstream_errors() == []
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_stream_cut_at_the_stop_deadline_shows_as_cut_over_tcp(
+    tmp_path: Path, nginx_available: None, threads: int
+) -> None:
+    # The deadline's SIGINT ended the request with a clean close: nginx then passed a fraction
+    # of the stream on as a whole 200 (only an app's own exception reset the connection).
+    tcp = f"127.0.0.1:{free_port()}"
+    options = {"socket": tcp, "graceful_timeout": 1, "threads": threads}
+    with stack(tmp_path, APP, workers=1, **options) as (server, nginx):
+        result: list[tuple[int, bytes, str]] = []
+        fetcher = threading.Thread(
+            target=lambda: result.append(fetch(nginx.port, "GET", "/slow-stream"))
+        )
+        fetcher.start()
+        time.sleep(1.0)  # a few chunks are out
+        server.signal(signal.SIGTERM)
+        fetcher.join(20)
+        errors = nginx.upstream_errors()
+    ((status, body, ended),) = result
+    assert status == 200 and len(body) < 50 * 5, body  # nginx may have held what came
+    assert "quick stop, cutting GET /slow-stream" in server.log()
+    assert ended.startswith("cut"), (ended, body)
+    assert len(errors) == 1 and "GET /slow-stream" in errors[0], errors

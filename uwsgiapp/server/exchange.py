@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from uwsgiapp.server.io import ClientTimeout, reader, recv, send_all, send_file
+from uwsgiapp.server.inflight import log_client_gone
+from uwsgiapp.server.io import ClientTimeout, reader, recv, reset_on_close, send_all, send_file
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.wsgi.contract import AccessLogger, ExcInfo, WSGIApp
 from uwsgiapp.wsgi.environ import BadRequest, parse_content_length
@@ -248,6 +249,10 @@ class Responder:
         except Exception:
             self._app_failed(exchange, environ, "app raised")
             return
+        except BaseException:  # the app's own SystemExit, or a stop's (below)
+            if exchange.head_sent:
+                _cut(exchange)
+            raise
         try:
             if type(result) is list and len(result) == 1 and exchange.status is not None:
                 exchange.send(result[0])
@@ -269,13 +274,17 @@ class Responder:
             if not exchange.head_sent:
                 exchange.send(b"")
         except ClientDisconnected as exc:
-            _log_gone(peer, environ, exc)
+            log_client_gone(peer, environ, exc)
             if isinstance(exc, ClientTimeout) and exchange.head_sent:
                 _cut(exchange)  # nginx stopped reading, but is there: the rest is not coming
         except (AppError, HeaderError) as exc:
             self._app_failed(exchange, environ, f"bad response ({exc})", traceback=False)
         except Exception:
             self._app_failed(exchange, environ, "app raised while iterating its response")
+        except BaseException:  # a quick stop's SystemExit, a request thread's RequestCut:
+            if exchange.head_sent:  # a clean close would pass the cut stream on as whole
+                _cut(exchange)
+            raise
         finally:
             # A list has no close(): getattr would build and drop an AttributeError per request.
             close = None if type(result) is list else getattr(result, "close", None)
@@ -373,27 +382,4 @@ def _cut(exchange: Exchange) -> None:
     upstream error and cuts the client off instead of passing the truncated body on as whole.
     TCP only: a unix socket has no reset (tests/reliability/test_bad_apps.py shows both)."""
     exchange.aborted = True
-    with contextlib.suppress(OSError):
-        sock = socket.socket(fileno=exchange.fd)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
-        sock.detach()
-
-
-def _log_gone(peer: Peer, environ: dict[str, Any], exc: ClientDisconnected) -> None:
-    """A client gone while its response was written: one line naming the request. For HEAD,
-    nginx closes as soon as it has the head (it needs no body): expected, so debug only."""
-    method = environ.get("REQUEST_METHOD", "")
-    level = logging.DEBUG if method == "HEAD" else logging.INFO
-    if log.isEnabledFor(level):
-        uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
-        # The browser's address (nginx's REMOTE_ADDR), and the connection it came over (a
-        # unix socket's is only its path).
-        remote = environ.get("REMOTE_ADDR")
-        log.log(
-            level,
-            "client %s: %s (%s %s)",
-            f"{escape_log_text(str(remote))} via {peer}" if remote else peer,
-            escape_log_text(str(exc)),
-            escape_log_text(str(method)),
-            escape_log_text(str(uri)),
-        )
+    reset_on_close(exchange.fd)

@@ -2,6 +2,7 @@
 
 The harakiri dumps and ``--request-titles`` look for the ``environ`` of a WSGI call among a
 stack's frames: the server's own frames hold one while a request runs, and so does the app's.
+:func:`log_client_gone` is the line naming a request whose client went away mid-answer.
 """
 
 from __future__ import annotations
@@ -13,7 +14,16 @@ import traceback
 from types import FrameType
 from typing import Any
 
-__all__ = ["app_stack", "dump_stuck_request", "request_environ", "request_line"]
+from uwsgiapp.server.logtext import escape_log_text
+from uwsgiapp.wsgi.errors import ClientDisconnected
+
+__all__ = [
+    "app_stack",
+    "dump_stuck_request",
+    "log_client_gone",
+    "request_environ",
+    "request_line",
+]
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -95,3 +105,23 @@ def dump_stuck_request(signum: int, frame: FrameType | None) -> None:
         request_line(frame),
         app_stack(frame),
     )
+
+
+def log_client_gone(peer: object, environ: dict[str, Any], exc: ClientDisconnected) -> None:
+    """A client gone while its response was written: one line naming the request. For HEAD,
+    nginx closes as soon as it has the head (it needs no body): expected, so debug only."""
+    method = environ.get("REQUEST_METHOD", "")
+    level = logging.DEBUG if method == "HEAD" else logging.INFO
+    if log.isEnabledFor(level):
+        uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
+        # The browser's address (nginx's REMOTE_ADDR), and the connection it came over (a
+        # unix socket's is only its path).
+        remote = environ.get("REMOTE_ADDR")
+        log.log(
+            level,
+            "client %s: %s (%s %s)",
+            f"{escape_log_text(str(remote))} via {peer}" if remote else peer,
+            escape_log_text(str(exc)),
+            escape_log_text(str(method)),
+            escape_log_text(str(uri)),
+        )
