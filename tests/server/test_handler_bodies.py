@@ -242,8 +242,8 @@ def test_drain_stops_at_the_cap(monkeypatch: pytest.MonkeyPatch, logs: Logs) -> 
     out = run(make_handler(validator(hello)), packet("POST", "/upload", body))
     assert out.body == b"Hello, World!"
     assert out.write_error is not None or out.reset  # past the cap, the rest is refused
-    (record,) = problems(logs, logging.INFO)
-    assert "unread" in one_line(record)
+    (record,) = problems(logs, logging.WARNING)
+    assert "unread" in one_line(record) and "client_max_body_size" in one_line(record)
 
 
 def test_client_closing_mid_body(logs: Logs) -> None:

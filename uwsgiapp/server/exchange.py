@@ -372,8 +372,12 @@ class Responder:
             while budget > 0:
                 budget -= len(recv(fd, min(budget, 262144), self.timeout))
         if remaining > DRAIN_CAP:
-            log.info(
-                "left %d unread body bytes after draining %d", remaining - DRAIN_CAP, DRAIN_CAP
+            log.warning(
+                "left %d unread body bytes after draining %d: over TCP the close resets them, "
+                "and nginx may answer 502 for the response (refuse large bodies in nginx with "
+                "client_max_body_size, or read them in the app)",
+                remaining - DRAIN_CAP,
+                DRAIN_CAP,
             )
 
 
