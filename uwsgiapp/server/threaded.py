@@ -120,7 +120,7 @@ class _ThreadLoop(Worker):
         except BaseException:
             log.exception("%s: request thread %d failed", worker_label(), self.index + 1)
         finally:
-            self.owner.thread_ended()
+            self.owner.thread_ended(self.index)
 
     def _after_request(self) -> None:
         # max-requests counts the worker's requests, whichever thread served them.
@@ -176,6 +176,8 @@ class ThreadedWorker(StopSignals):
         self._wake_r = -1
         self._threads: list[threading.Thread] = []
         self._wake_w = -1
+        #: The request threads whose loop has ended (by index; list.append is atomic).
+        self._ended: list[int] = []
         hooks = list(cores) if cores is not None else [LocalCore() for _ in range(threads)]
         assert len(hooks) == threads
         self.loops = [_ThreadLoop(self, i, listeners, hooks[i]) for i in range(threads)]
@@ -198,7 +200,9 @@ class ThreadedWorker(StopSignals):
             log.info("%s: %s, recycling", worker_label(), why)
         self._wake()
 
-    def thread_ended(self) -> None:
+    def thread_ended(self, index: int) -> None:
+        """Request thread ``index`` is about to end (its loop returned or failed)."""
+        self._ended.append(index)
         self._wake()
 
     def _out_of_fds(self) -> None:
@@ -227,13 +231,15 @@ class ThreadedWorker(StopSignals):
             thread.start()
         next_parent_check = 0.0
         try:
-            while any(thread.is_alive() for thread in threads):
+            # Counted as each says it ends, not is_alive(): a thread that woke us is still
+            # alive for a moment, and the wake-up it sent would be spent (a second's wait).
+            while len(self._ended) < len(threads):
                 with contextlib.suppress(InterruptedError):
                     select.select([self._wake_r], [], [], IDLE_TICK)
                 with contextlib.suppress(OSError):
                     while os.read(self._wake_r, 512):
                         pass
-                if self.alive and not all(thread.is_alive() for thread in threads):
+                if self.alive and self._ended:
                     self.recycle("a request thread stopped")
                 now = time.monotonic()
                 if self.master_pid and now >= next_parent_check:
