@@ -508,3 +508,27 @@ def test_a_second_term_drains_nothing_more_and_logs_nothing(
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
     os.close(worker._wake_r)
     os.close(worker._wake_w)
+
+
+def test_a_stop_that_comes_with_a_connections_wake_up_serves_that_connection(
+    listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # epoll's EPOLLEXCLUSIVE wakes one worker per connection: one that stops (a HUP, a
+    # request thread's max-requests) in the same wait and leaves it queued strands it until
+    # another connection wakes another worker (at light load, the next request).
+    worker = make_worker(listener)
+    client = connect(listener)
+    real_wait = worker._wait
+
+    def stop_during_the_wait(timeout: float) -> list[Listener]:
+        ready = real_wait(timeout)
+        if ready:  # the connection's wake-up, and the stop, in one wait
+            worker.alive = False
+        return ready
+
+    monkeypatch.setattr(worker, "_wait", stop_during_the_wait)
+    Running(worker).join()
+    assert answer(client).endswith(b"ok")
+    assert worker.requests == 1
+    connect(listener)  # a later one is left to the other workers
+    assert from_the_queue(listener) == REQUEST

@@ -131,6 +131,12 @@ class Worker(StopSignals):
                 elif self.drain_backlog:
                     self.drain_backlog = False
                     self._drain()
+                else:
+                    # Stopped with a connection's wake-up in hand: EPOLLEXCLUSIVE woke only
+                    # us, and the connection would wait in the queue until the next one wakes
+                    # another worker (a second at light load). Serve it, as our last.
+                    for listener in ready:
+                        self._accept_batch(listener, last=True)
                 if not (self.alive or self.drain_backlog or self.parked):
                     break
                 if not self.alive:
@@ -156,13 +162,15 @@ class Worker(StopSignals):
         until: float = 0.0,
         *,
         burst: bool = True,
+        last: bool = False,
     ) -> bool:
         """Serve connections from one listener until its queue is empty (or we must stop).
 
         With connections parked, stop after ``PARKED_BATCH`` so that they are looked at too.
         ``until``: when draining, the monotonic time to stop at even if connections keep coming.
         ``burst=False``: serve one connection, then stop (see
-        :func:`~uwsgiapp.server.decisions.accept_burst`). Returns True when it stopped with
+        :func:`~uwsgiapp.server.decisions.accept_burst`); ``last``: one connection though
+        the worker is stopping. Returns True when it stopped with
         connections possibly still queued, False when accept() found none.
         """
         accept = listener.sock._accept  # type: ignore[attr-defined]  # raw (fd, addr): no socket object
@@ -171,7 +179,7 @@ class Worker(StopSignals):
         hooks = self.hooks
         check_recycle = bool(self.max_requests) or self.should_recycle is not None
         served = 0
-        while self.alive or (draining and time.monotonic() < until):
+        while self.alive or (draining and time.monotonic() < until) or (last and not served):
             if served and not draining and (not burst or (self.parked and served >= PARKED_BATCH)):
                 return True
             try:
