@@ -461,7 +461,8 @@ def test_toml_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
         ([], {"UWSGIAPP_ACCESS_LOG_FILE": "a.log"}, "uwsgi", "implied by env"),
         (["--access-log-file", "a.log", "--access-log", "json"], {}, "json", "command line"),
         (["--access-log-file", "a.log", "--access-log", "off"], {}, "off", "command line"),
-        (["--access-log-file", "-"], {}, "off", "default"),
+        # gunicorn's --access-logfile - (its most common setting in containers): stdout, on.
+        (["--access-log-file", "-"], {}, "uwsgi", "implied by command line --access-log-file"),
         (["--access-log-file", "/dev/stderr"], {}, "uwsgi", "implied by command line"),
     ],
 )

@@ -279,11 +279,12 @@ def _error_message(exc: ConfigError) -> str:
 
 
 def _imply_access_log(values: dict[str, Any], sources: dict[str, str]) -> None:
-    """A file for the access log (/dev/stdout too, not the default ``-``), with no format
-    chosen anywhere, turns the log on (uwsgi lines), as gunicorn's --access-logfile does:
-    naming a file that stays empty helps nobody."""
+    """A file for the access log named anywhere (``-`` and /dev/stdout too: gunicorn's
+    ``--access-logfile -``), with no format chosen anywhere, turns the log on (uwsgi lines),
+    as gunicorn's --access-logfile does: naming a file that stays empty helps nobody."""
     target = values.get("access_log_file", "-")
-    if sources["access_log"] == DEFAULT_SOURCE and target not in ("", "-"):
+    named = sources["access_log_file"] != DEFAULT_SOURCE
+    if sources["access_log"] == DEFAULT_SOURCE and named and target != "":
         values["access_log"] = "uwsgi"
         sources["access_log"] = f"{IMPLIED_BY}{sources['access_log_file'].removeprefix(IMPLIED_BY)}"
 
