@@ -10,12 +10,24 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping, Sequence
 
-from uwsgiapp.config.inikeys import ALWAYS_ON
+from uwsgiapp.config.inikeys import ADVICE, ALWAYS_ON
 
 __all__ = ["FOREIGN_OPTIONS", "hint_for", "unrecognized_message"]
 
 _SOCKET = "use --socket HOST:PORT (or a unix socket path)"
 _WORKER_CLASS = "use --threads N for request threads (there are no other worker classes)"
+_PROXY = (
+    "REMOTE_ADDR is the client's address nginx sends (uwsgi_param REMOTE_ADDR $remote_addr); "
+    "X-Forwarded-* headers reach the app as HTTP_X_FORWARDED_*, not trusted by the server: "
+    "trust them in the app (werkzeug's ProxyFix), or have nginx send HTTPS on "
+    "(uwsgi_param HTTPS on) for wsgi.url_scheme https"
+)
+_LIMIT = "use --buffer-size N (the largest request head nginx may send: URL and headers)"
+_LOG_CONFIG = (
+    "configure the app's logging in the app (logging.config.dictConfig at import); the "
+    "server's own lines go to --error-log-file"
+)
+_TLS = "terminate TLS in nginx"
 
 #: Options of gunicorn's and uWSGI's command lines → what to use here.
 FOREIGN_OPTIONS: Mapping[str, str] = {
@@ -60,6 +72,34 @@ FOREIGN_OPTIONS: Mapping[str, str] = {
     "--daemon": "run it under systemd, Docker or another supervisor",
     "-D": "run it under systemd, Docker or another supervisor",
     "--daemonize": "run it under systemd, Docker or another supervisor",
+    "--forwarded-allow-ips": _PROXY,
+    "--secure-scheme-headers": _PROXY,
+    "--proxy-protocol": "nginx passes the client's address as REMOTE_ADDR (uwsgi_param)",
+    "--proxy-allow-from": "nginx passes the client's address as REMOTE_ADDR (uwsgi_param)",
+    "-e": "use --env NAME=VALUE",
+    "--umask": ADVICE["umask"],
+    "--keep-alive": "nginx keeps the clients' connections alive; each uwsgi connection "
+    "carries one request",
+    "--name": ADVICE["procname-prefix"],
+    "--reuse-port": "the master binds each socket once for every worker",
+    "--log-syslog": "no syslog here: under systemd the error log on stderr goes to the "
+    "journal; or have a collector read --error-log-file",
+    "--backlog": "use --listen N",
+    "--limit-request-line": _LIMIT,
+    "--limit-request-fields": _LIMIT,
+    "--limit-request-field_size": _LIMIT,
+    "--log-config": _LOG_CONFIG,
+    "--logconfig-dict": _LOG_CONFIG,
+    "--log-config-dict": _LOG_CONFIG,
+    "--log-config-json": _LOG_CONFIG,
+    "--worker-tmp-dir": "nothing to set: workers report to the master in shared memory",
+    "--certfile": _TLS,
+    "--keyfile": _TLS,
+    "--ca-certs": _TLS,
+    "--paste": "give the WSGI callable as APP (module:callable); for a PasteDeploy ini, call "
+    "paste.deploy.loadapp in a small module and name that",
+    "--check-config": "use --print-config (it validates the options, prints them and exits)",
+    "--access-logformat": ADVICE["log-format"],
 }
 
 
@@ -85,5 +125,11 @@ def unrecognized_message(extras: Sequence[str], ours: Iterable[str]) -> str:
     """argparse's "unrecognized arguments" line, with a hint for each unknown option."""
     known = list(ours)
     hints = [h for h in (hint_for(arg, known) for arg in extras) if h]
+    stray = [arg for arg in extras if not arg.startswith("-")]
+    if stray and len(stray) < len(extras):  # `--bind 0:80 app:app`: 0:80 became the APP
+        hints.append(
+            f"{stray[-1]}: the value of an unknown option before it was taken as the APP "
+            "argument; fix the options above and this is the APP again"
+        )
     message = f"unrecognized arguments: {' '.join(extras)}"
     return message + "".join(f"\n  {h}" for h in hints)

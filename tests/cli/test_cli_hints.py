@@ -32,6 +32,16 @@ from uwsgiapp.clihints import hint_for
         (["serve", "a:app", "--worker-connections", "10"], "gunicorn's async workers"),
         (["serve", "a:app", "--statsd-host", "x:8125"], "serves /metrics for Prometheus"),
         (["serve", "a:app", "--max-worker-lifetime", "60"], "--max-requests N or --reload-on"),
+        # gunicorn's, whose nearest name of ours misled ("--backlog: did you mean --access-log?")
+        (["serve", "a:app", "--backlog", "64"], "--backlog: use --listen N"),
+        (["serve", "a:app", "--forwarded-allow-ips", "*"], "trust them in the app"),
+        (["serve", "a:app", "--limit-request-line", "8190"], "use --buffer-size N"),
+        (["serve", "a:app", "--log-config", "l.ini"], "logging.config.dictConfig"),
+        (["serve", "a:app", "--certfile", "c.pem"], "terminate TLS in nginx"),
+        (["serve", "a:app", "--check-config"], "use --print-config"),
+        (["serve", "a:app", "-e", "A=1"], "-e: use --env NAME=VALUE"),
+        (["serve", "a:app", "--umask", "007"], "UMask= in systemd"),
+        (["serve", "a:app", "--access-logformat", "%(h)s"], "fixed formats"),
     ],
 )
 def test_an_unknown_option_gets_a_hint(argv: list[str], hint: str) -> None:
@@ -39,6 +49,13 @@ def test_an_unknown_option_gets_a_hint(argv: list[str], hint: str) -> None:
     err = r.stderr.decode()
     assert r.returncode == EXIT_USAGE
     assert "unrecognized arguments" in err and hint in err, err
+
+
+def test_an_unknown_options_value_taken_as_the_app_is_said() -> None:
+    r = run_cli("serve", "--bind", "127.0.0.1:8000", "myapp:app")
+    err = r.stderr.decode()
+    assert "unrecognized arguments: --bind myapp:app" in err, err
+    assert "myapp:app: the value of an unknown option before it was taken as the APP" in err
 
 
 def test_no_abbreviation_stands_for_an_option() -> None:
