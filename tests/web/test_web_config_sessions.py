@@ -10,6 +10,7 @@ from datetime import timedelta
 from http.cookies import SimpleCookie
 
 import pytest
+from werkzeug.utils import ImportStringError
 
 from uwsgiapp.web import App, session
 from uwsgiapp.web.config import Config
@@ -35,6 +36,28 @@ def test_config_from_object_and_namespace() -> None:
     config.from_object(Settings)
     assert config == {"MAIL_HOST": "mx", "MAIL_PORT": 25}
     assert config.get_namespace("MAIL_") == {"host": "mx", "port": 25}
+
+
+class ProductionSettings:
+    """Loaded by its import path in the test below (the Flask idiom)."""
+
+    DATABASE_URL = "postgres://db/prod"
+    lower = "not copied"
+
+
+@pytest.mark.parametrize("separator", [".", ":"])
+def test_config_from_object_imports_a_dotted_path(separator: str) -> None:
+    config = Config()
+    config.from_object(f"{__name__}{separator}ProductionSettings")
+    assert config == {"DATABASE_URL": "postgres://db/prod"}
+    config.from_object("json")  # a module by name: its upper-case attributes (none here)
+    assert config == {"DATABASE_URL": "postgres://db/prod"}
+
+
+@pytest.mark.parametrize("name", ["no_such_module_here.Config", f"{__name__}.NoSuchClass"])
+def test_config_from_object_with_a_bad_import_path_raises(name: str) -> None:
+    with pytest.raises(ImportStringError, match=name.rpartition(".")[2]):
+        Config().from_object(name)
 
 
 def test_config_from_prefixed_env(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -7,6 +7,8 @@ import os
 import typing as t
 from datetime import timedelta
 
+from werkzeug.utils import import_string
+
 __all__ = ["DEFAULT_CONFIG", "Config"]
 
 #: Settings every app starts with; anything upper-case can be added.
@@ -44,8 +46,15 @@ class Config(dict[str, t.Any]):
                 self[key] = value
         return True
 
-    def from_object(self, obj: object) -> None:
-        """Copy the upper-case attributes of ``obj`` (a module or class) in."""
+    def from_object(self, obj: object | str) -> None:
+        """Copy the upper-case attributes of ``obj`` (a module or class) in.
+
+        A string is an import path, ``"pkg.settings"`` or ``"pkg.settings.Production"`` (also
+        ``"pkg.settings:Production"``), imported first; one that does not import raises
+        :class:`werkzeug.utils.ImportStringError`.
+        """
+        if isinstance(obj, str):
+            obj = import_string(obj)
         for key in dir(obj):
             if key.isupper():
                 self[key] = getattr(obj, key)
