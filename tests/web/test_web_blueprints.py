@@ -174,3 +174,40 @@ def test_names_with_dots_are_rejected() -> None:
     bp = Blueprint("ok", __name__)
     with pytest.raises(ValueError):
         bp.add_url_rule("/", "x.y", lambda: "")
+
+
+def _late_setups(bp: Blueprint) -> dict[str, t.Callable[[], object]]:
+    """Each way of adding to a blueprint, done once more (after it was registered)."""
+
+    def view() -> str:
+        return "late"
+
+    def hook(*args: object) -> None:
+        return None
+
+    return {
+        "route": lambda: bp.route("/late")(view),
+        "get": lambda: bp.get("/late")(view),
+        "add_url_rule": lambda: bp.add_url_rule("/late", "late", view),
+        "before_request": lambda: bp.before_request(hook),
+        "after_request": lambda: bp.after_request(hook),
+        "teardown_request": lambda: bp.teardown_request(hook),
+        "errorhandler": lambda: bp.errorhandler(404)(hook),
+        "before_app_request": lambda: bp.before_app_request(hook),
+        "after_app_request": lambda: bp.after_app_request(hook),
+        "teardown_app_request": lambda: bp.teardown_app_request(hook),
+        "app_errorhandler": lambda: bp.app_errorhandler(500)(hook),
+    }
+
+
+@pytest.mark.parametrize("setup", sorted(_late_setups(Blueprint("x", __name__))))
+def test_setup_after_registration_fails_loudly(setup: str) -> None:
+    # The circular-import mistake: the package registers the blueprint, then imports the
+    # module that adds its routes. Silently dropping them gave 404s; Flask refuses too.
+    app = App(__name__)
+    api = Blueprint("api", __name__, url_prefix="/api")
+    api.add_url_rule("/early", "early", lambda: "early")
+    app.register_blueprint(api)
+    with pytest.raises(RuntimeError, match=r"blueprint 'api' after it was registered"):
+        _late_setups(api)[setup]()
+    assert app.test_client().get("/api/early").data == b"early"

@@ -33,9 +33,23 @@ class Blueprint(Scaffold):
         self.name = name
         self.url_prefix = url_prefix
         self._hook_key = name
+        #: Set by the first registration: later setup would not reach the app.
+        self._registered = False
         self._routes: list[
             tuple[str, str | None, t.Callable[..., t.Any] | None, bool | None, dict[str, t.Any]]
         ] = []
+
+    def _check_setup(self, method: str) -> None:
+        # Registration copies the routes, hooks and handlers into the app once, so a later
+        # addition would be silently lost (typically a routes module imported after the
+        # blueprint was registered): refuse it, as Flask does.
+        if self._registered:
+            raise RuntimeError(
+                f"Blueprint.{method}() was called on the blueprint {self.name!r} after it was"
+                " registered on an app, so it would not take effect. Define the blueprint's"
+                " routes, hooks and error handlers (import the modules that do) before"
+                " app.register_blueprint()."
+            )
 
     def add_url_rule(
         self,
@@ -46,6 +60,7 @@ class Blueprint(Scaffold):
         **options: t.Any,
     ) -> None:
         """Record a rule; it is added to the app, prefixed, when the blueprint is registered."""
+        self._check_setup("add_url_rule")
         if endpoint is not None and "." in endpoint:
             raise ValueError(f"Endpoint {endpoint!r} may not contain a dot.")
         if view_func is not None and "." in getattr(view_func, "__name__", ""):
@@ -54,21 +69,25 @@ class Blueprint(Scaffold):
 
     def before_app_request(self, f: F) -> F:
         """Like :meth:`before_request`, for every request of the app."""
+        self._check_setup("before_app_request")
         self.before_request_funcs.setdefault(None, []).append(f)
         return f
 
     def after_app_request(self, f: F) -> F:
         """Like :meth:`after_request`, for every request of the app."""
+        self._check_setup("after_app_request")
         self.after_request_funcs.setdefault(None, []).append(f)
         return f
 
     def teardown_app_request(self, f: F) -> F:
         """Like :meth:`teardown_request`, for every request of the app."""
+        self._check_setup("teardown_app_request")
         self.teardown_request_funcs.setdefault(None, []).append(f)
         return f
 
     def app_errorhandler(self, code_or_exception: type[BaseException] | int) -> t.Callable[[F], F]:
         """Like :meth:`errorhandler`, for errors anywhere in the app."""
+        self._check_setup("app_errorhandler")
 
         def decorator(f: F) -> F:
             self._register_error_handler(None, code_or_exception, f)
@@ -83,6 +102,7 @@ class Blueprint(Scaffold):
         if name in app.blueprints:
             raise ValueError(f"A blueprint named {name!r} is already registered.")
         app.blueprints[name] = self
+        self._registered = True
         for rule, endpoint, view_func, automatic_options, rule_options in self._routes:
             if url_prefix is not None:
                 rule = "/".join((url_prefix.rstrip("/"), rule.lstrip("/"))) if rule else url_prefix
