@@ -137,6 +137,70 @@ def test_untouched_session_sets_no_cookie() -> None:
     assert "Set-Cookie" not in client.get("/get").headers  # read only: no rewrite
 
 
+_SESSION_OPERATIONS: dict[str, t.Callable[[t.Any], object]] = {
+    "setitem": lambda s: s.__setitem__("a", 1),
+    "setitem same value": lambda s: s.__setitem__("user", "ann"),
+    "delitem present": lambda s: s.__delitem__("user"),
+    "delitem missing": lambda s: s.__delitem__("nope"),
+    "pop present": lambda s: s.pop("user"),
+    "pop present with default": lambda s: s.pop("user", None),
+    "pop missing with default": lambda s: s.pop("nope", None),
+    "pop missing": lambda s: s.pop("nope"),
+    "setdefault present": lambda s: s.setdefault("user", "bob"),
+    "setdefault missing": lambda s: s.setdefault("nope", "x"),
+    "setdefault missing no default": lambda s: s.setdefault("nope"),
+    "update": lambda s: s.update(a=1),
+    "update nothing": lambda s: s.update(),
+    "ior": lambda s: s.__ior__({"a": 1}),
+    "clear": lambda s: s.clear(),
+    "popitem": lambda s: s.popitem(),
+    "get": lambda s: s.get("user"),
+    "getitem": lambda s: s["user"],
+    "permanent read": lambda s: s.permanent,
+    "permanent set": lambda s: setattr(s, "permanent", True),
+}
+
+
+@pytest.mark.parametrize("start", [{}, {"user": "ann"}], ids=["empty", "logged-in"])
+@pytest.mark.parametrize("operation", sorted(_SESSION_OPERATIONS))
+def test_session_marks_itself_modified_exactly_as_flasks(
+    operation: str, start: dict[str, t.Any]
+) -> None:
+    from flask.sessions import SecureCookieSession as FlaskSession
+
+    from uwsgiapp.web.sessions import SecureCookieSession
+
+    outcomes = []
+    for session_class in (FlaskSession, SecureCookieSession):
+        data = session_class(start)
+        try:
+            _SESSION_OPERATIONS[operation](data)
+            error = None
+        except KeyError:
+            error = "KeyError"
+        outcomes.append((data.modified, error, dict(data)))
+    assert outcomes[1] == outcomes[0]
+
+
+def test_one_time_message_pop_sets_no_cookie() -> None:
+    app = session_app()
+
+    @app.route("/page")
+    def page() -> str:
+        return f"message={session.pop('message', None)}"
+
+    @app.route("/default")
+    def default() -> str:
+        return str(session.setdefault("value", "other"))
+
+    client = app.test_client()
+    assert "Set-Cookie" not in client.get("/page").headers  # anonymous: no deleting cookie
+    client.get("/set/ann")
+    for path in ("/page", "/default"):
+        assert "Set-Cookie" not in client.get(path).headers, path
+    assert client.get("/get").json["value"] == "ann"
+
+
 def test_clearing_the_session_deletes_the_cookie() -> None:
     client = session_app().test_client()
     client.get("/set/x")

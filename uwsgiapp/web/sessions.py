@@ -46,38 +46,55 @@ class SessionMixin(dict[str, t.Any]):
     def permanent(self, value: bool) -> None:
         self["_permanent"] = bool(value)
 
+    # Flask's semantics (werkzeug's CallbackDict): a change marks the session modified once it
+    # succeeded, and pop/setdefault only when they removed or inserted a key, so that the
+    # usual ``session.pop("message", None)`` on each page does not rewrite the cookie.
+
     def __setitem__(self, key: str, value: t.Any) -> None:
-        self.modified = True
         super().__setitem__(key, value)
+        self.modified = True
 
     def __delitem__(self, key: str) -> None:
-        self.modified = True
         super().__delitem__(key)
+        self.modified = True
 
     def clear(self) -> None:
         """Remove every key."""
-        self.modified = True
         super().clear()
+        self.modified = True
 
     def pop(self, key: str, *default: t.Any) -> t.Any:
-        """Remove and return ``key``."""
-        self.modified = True
-        return super().pop(key, *default)
+        """Remove and return ``key`` (``default`` if given and missing)."""
+        found = key in self
+        value = super().pop(key, *default)
+        if found:
+            self.modified = True
+        return value
 
     def popitem(self) -> tuple[str, t.Any]:
         """Remove and return the last item."""
+        item = super().popitem()
         self.modified = True
-        return super().popitem()
+        return item
 
     def setdefault(self, key: str, default: t.Any = None) -> t.Any:
         """``session[key]``, first set to ``default`` if missing."""
-        self.modified = True
-        return super().setdefault(key, default)
+        missing = key not in self
+        value = super().setdefault(key, default)
+        if missing:
+            self.modified = True
+        return value
 
     def update(self, *args: t.Any, **kwargs: t.Any) -> None:
         """Update from a mapping or pairs, as ``dict.update``."""
-        self.modified = True
         super().update(*args, **kwargs)
+        self.modified = True
+
+    def __ior__(self, other: t.Any) -> t.Self:  # type: ignore[override,misc]
+        # dict's own |= does not go through update()
+        super().update(other)
+        self.modified = True
+        return self
 
 
 class SecureCookieSession(SessionMixin):
@@ -90,7 +107,7 @@ class NullSession(SessionMixin):
     def _fail(self, *args: t.Any, **kwargs: t.Any) -> t.NoReturn:
         raise RuntimeError(_NO_SECRET)
 
-    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _fail
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _fail
 
 
 def _b64encode(data: bytes) -> str:
