@@ -6,10 +6,12 @@ import base64
 import json
 import time
 import typing as t
-from datetime import timedelta
+import uuid
+from datetime import datetime, timedelta, timezone
 from http.cookies import SimpleCookie
 
 import pytest
+from markupsafe import Markup
 from werkzeug.utils import ImportStringError
 
 from uwsgiapp.web import App, session
@@ -201,6 +203,80 @@ def test_one_time_message_pop_sets_no_cookie() -> None:
     assert client.get("/get").json["value"] == "ann"
 
 
+_KEPT_VALUES: dict[str, t.Any] = {
+    "tuple": (1, "two", (3.0, None)),
+    "bytes": b"\x00\xffbin",
+    "naive datetime": datetime(2024, 1, 2, 3, 4, 5, 678901),
+    "aware datetime": datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=2))),
+    "uuid": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+    "markup": Markup("<b>bold</b>"),
+    "dict of them": {"at": datetime(2020, 5, 6), "ids": [uuid.UUID(int=1), (b"x",)]},
+    "dict with a tag-like key": {" t": [1, 2]},
+    "dict with a tag-like key, nested": {"a": {" di": {" u": "x"}}},
+    "plain": {"list": [1, 2.5, "s", True, None], "empty": {}},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_KEPT_VALUES))
+def test_session_keeps_the_types_flask_keeps(kind: str) -> None:
+    value = _KEPT_VALUES[kind]
+    app = session_app()
+
+    @app.route("/store")
+    def store() -> str:
+        session["v"] = value
+        return "stored"
+
+    @app.route("/load")
+    def load() -> str:
+        return str(_typed(session["v"]) == _typed(value))
+
+    client = app.test_client()
+    assert client.get("/store").status_code == 200
+    assert client.get("/load").text == "True"
+
+
+def _typed(value: t.Any) -> t.Any:
+    """``value`` with the type of every part beside it, so that (1,) != [1] and 1 != 1.0."""
+    if isinstance(value, dict):
+        return {key: _typed(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return (type(value), [_typed(item) for item in value])
+    return (type(value), value)
+
+
+def test_session_cookie_of_plain_values_is_plain_json() -> None:
+    # Cookies written before other types were supported must read the same, and vice versa.
+    from uwsgiapp.web import tagjson
+
+    data = {"user": "ann", "cart": [1, 2], "prefs": {"a": None}}
+    assert json.loads(tagjson.dumps(data)) == data
+    assert tagjson.loads(json.dumps(data)) == data
+
+
+def test_session_value_of_another_type_is_one_clear_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = session_app()
+
+    @app.route("/store")
+    def store() -> str:
+        session["cart"] = {"items": [1, {2, 3}]}
+        return "stored"
+
+    client = app.test_client()
+    response = client.get("/store")
+    assert response.status_code == 500 and "Set-Cookie" not in response.headers
+    errors = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert len(errors) == 1, [r.getMessage() for r in errors]  # not again for the 500
+    assert errors[0].exc_info is not None
+    message = str(errors[0].exc_info[1])
+    assert "session['cart']['items'][1] is a builtins.set" in message
+    app.testing = True
+    with pytest.raises(TypeError, match=r"session\['cart'\]\['items'\]\[1\]"):
+        client.get("/store")
+
+
 def test_clearing_the_session_deletes_the_cookie() -> None:
     client = session_app().test_client()
     client.get("/set/x")
@@ -297,3 +373,14 @@ def test_session_cookie_settings_are_honoured() -> None:
     header = app.test_client().get("/set/x").headers["Set-Cookie"]
     assert header.startswith("sid=")
     assert "Secure" in header and "SameSite=Lax" in header and "Path=/app" in header
+
+
+@pytest.mark.parametrize(
+    "text",
+    ['{" u": 5}', '{" dt": 5}', '{" dt": "not a date"}', '{" b": "!!"}', '{" t": 5}', '{" di": 1}'],
+)
+def test_malformed_tagged_session_json_is_a_value_error(text: str) -> None:
+    from uwsgiapp.web import tagjson
+
+    with pytest.raises(ValueError):
+        tagjson.loads(text)

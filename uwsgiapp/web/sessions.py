@@ -1,5 +1,7 @@
 """Signed cookie sessions: JSON in the cookie, HMAC-SHA256 over it, stdlib only.
 
+The JSON is :mod:`uwsgiapp.web.tagjson`'s: plain JSON plus tuple, bytes, datetime, UUID and Markup.
+
 Cookie value: ``b64(json) "." b64(issued-at) "." b64(hmac)``, URL-safe base64 without padding.
 The MAC key is derived from ``SECRET_KEY`` and a salt, so the raw secret never signs anything
 an attacker can see. A bad signature, a malformed value or an expired timestamp yields a new,
@@ -12,10 +14,11 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import time
 import typing as t
 from datetime import datetime, timedelta, timezone
+
+from . import tagjson
 
 if t.TYPE_CHECKING:
     from .app import App
@@ -135,8 +138,11 @@ class SessionInterface:
         return hmac.new(secret, self.salt, hashlib.sha256).digest()
 
     def sign(self, key: bytes, data: t.Mapping[str, t.Any], now: float | None = None) -> str:
-        """The cookie value for ``data`` (JSON-serialisable), signed with ``key``."""
-        payload = _b64encode(json.dumps(data, separators=(",", ":"), sort_keys=True).encode())
+        """The cookie value for ``data``, signed with ``key``.
+
+        ``TypeError`` (naming the key) for a value :mod:`~uwsgiapp.web.tagjson` cannot store.
+        """
+        payload = _b64encode(tagjson.dumps(data).encode())
         issued = int(time.time() if now is None else now)
         message = f"{payload}.{_b64encode(issued.to_bytes(8, 'big'))}"
         mac = hmac.new(key, message.encode("ascii"), hashlib.sha256).digest()
@@ -153,7 +159,7 @@ class SessionInterface:
             issued = int.from_bytes(_b64decode(issued_text), "big")
             if max_age is not None and time.time() - issued > max_age:
                 return None
-            data = json.loads(_b64decode(payload))
+            data = tagjson.loads(_b64decode(payload))
         except (ValueError, UnicodeError, binascii.Error):
             return None
         return data if isinstance(data, dict) else None
@@ -200,4 +206,10 @@ class SessionInterface:
         if session.permanent:
             lifetime: timedelta = config["PERMANENT_SESSION_LIFETIME"]
             expires = datetime.now(timezone.utc) + lifetime
-        response.set_cookie(name, self.sign(key, session), expires=expires, **options)
+        try:
+            value = self.sign(key, session)
+        except TypeError:
+            # The error response is saved again: unmarked, it is not refused (and logged) twice.
+            session.modified = False
+            raise
+        response.set_cookie(name, value, expires=expires, **options)
