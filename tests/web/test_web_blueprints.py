@@ -211,3 +211,50 @@ def test_setup_after_registration_fails_loudly(setup: str) -> None:
     with pytest.raises(RuntimeError, match=r"blueprint 'api' after it was registered"):
         _late_setups(api)[setup]()
     assert app.test_client().get("/api/early").data == b"early"
+
+
+def test_blueprint_registered_twice_runs_its_app_wide_hooks_once() -> None:
+    # API versioning: one blueprint at /v1 and, renamed, at /v2 (Flask adds app-wide hooks on
+    # the first registration only).
+    calls: list[str] = []
+    app = App(__name__)
+    auth = Blueprint("auth", __name__)
+
+    @auth.before_app_request
+    def load_user() -> None:
+        calls.append("app-wide before")
+
+    @auth.after_app_request
+    def stamp(response: Response) -> Response:
+        response.headers.add("X-Stamp", "1")
+        return response
+
+    @auth.teardown_app_request
+    def app_teardown(exc: BaseException | None) -> None:
+        calls.append("app-wide teardown")
+
+    @auth.before_request
+    def scoped() -> None:
+        calls.append(f"scoped before {request.blueprint}")
+
+    @auth.route("/me")
+    def me() -> str:
+        return "me"
+
+    @app.route("/")
+    def index() -> str:
+        return "index"
+
+    app.register_blueprint(auth, url_prefix="/v1")
+    app.register_blueprint(auth, url_prefix="/v2", name="auth_v2")
+    client = app.test_client()
+    expected = {
+        "/": [],
+        "/v1/me": ["scoped before auth"],
+        "/v2/me": ["scoped before auth_v2"],
+    }
+    for path, scoped_calls in expected.items():
+        calls.clear()
+        response = client.get(path)
+        assert response.headers.getlist("X-Stamp") == ["1"], path
+        assert calls == ["app-wide before", *scoped_calls, "app-wide teardown"], path

@@ -101,6 +101,9 @@ class Blueprint(Scaffold):
         url_prefix: str | None = options.get("url_prefix", self.url_prefix)
         if name in app.blueprints:
             raise ValueError(f"A blueprint named {name!r} is already registered.")
+        # App-wide hooks and handlers are added by the first registration only (as Flask's
+        # record_once): a blueprint mounted twice must not run them twice per request.
+        first = not any(bp is self for bp in app.blueprints.values())
         app.blueprints[name] = self
         self._registered = True
         for rule, endpoint, view_func, automatic_options, rule_options in self._routes:
@@ -123,9 +126,11 @@ class Blueprint(Scaffold):
             (self.teardown_request_funcs, app.teardown_request_funcs),
         ):
             for key, funcs in own.items():
-                if funcs:
+                if funcs and (key is not None or first):
                     merged.setdefault(target(key), []).extend(funcs)  # type: ignore[arg-type]
         for key, by_code in self.error_handler_spec.items():
+            if key is None and not first:
+                continue
             for code, by_class in by_code.items():
                 app.error_handler_spec.setdefault(target(key), {}).setdefault(code, {}).update(
                     by_class
