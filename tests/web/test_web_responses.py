@@ -298,6 +298,23 @@ def test_static_folder_is_served(tmp_path: Path) -> None:
         assert url_for("static", filename="style.css") == "/static/style.css"
 
 
+def test_static_url_builds_without_a_static_folder(tmp_path: Path) -> None:
+    # nginx serves /static/ from elsewhere, or a build step creates the folder after import.
+    app = App(__name__, root_path=str(tmp_path))
+    custom = App(__name__, root_path=str(tmp_path), static_folder="assets", static_url_path="/s")
+    none = App(__name__, root_path=str(tmp_path), static_folder=None)
+    with app.test_request_context():
+        assert url_for("static", filename="app.css") == "/static/app.css"
+    with custom.test_request_context():
+        assert url_for("static", filename="app.css") == "/s/app.css"
+    assert "static" not in none.view_functions
+    client = app.test_client()
+    assert client.get("/static/app.css").status_code == 404
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "app.css").write_text("late")
+    assert client.get("/static/app.css").data == b"late"
+
+
 def test_json_is_indented_in_debug_mode() -> None:
     app = App(__name__)
     app.debug = True

@@ -65,7 +65,9 @@ class AppBase(Scaffold):
         self.static_folder = (
             os.path.join(self.root_path, static_folder) if static_folder is not None else None
         )
-        if self.static_folder is not None and os.path.isdir(self.static_folder):
+        # Whether or not the folder exists yet (nginx may serve /static/ from elsewhere, or a
+        # build step create it later), as in Flask: url_for("static", ...) must build.
+        if self.static_folder is not None:
             if static_url_path is None:
                 static_url_path = "/" + os.path.basename(self.static_folder.rstrip(os.sep))
             self.add_url_rule(
