@@ -292,6 +292,45 @@ def test_permanent_session_has_an_expiry() -> None:
     assert _cookie(response)["session"]["expires"]
 
 
+@pytest.mark.parametrize("path", ["/get", "/plain"], ids=["session read", "session unused"])
+def test_permanent_session_is_refreshed_by_each_request(
+    path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # SESSION_REFRESH_EACH_REQUEST (Flask's default): a user active every day stays logged in
+    # past PERMANENT_SESSION_LIFETIME after login, on any page.
+    now = [1_700_000_000.0]
+    monkeypatch.setattr(time, "time", lambda: now[0])
+    client = session_app().test_client()
+    client.get("/permanent")
+    for _ in range(3):
+        now[0] += timedelta(days=20).total_seconds()
+        response = client.get(path)
+        assert _cookie(response)["session"]["expires"], "refreshed with a new expiry"
+    assert client.get("/get").json["new"] is False  # 60 days after login, 20 after the last
+
+
+@pytest.mark.parametrize(
+    ("setup", "path"),
+    [
+        pytest.param({"SESSION_REFRESH_EACH_REQUEST": False}, "/permanent", id="setting off"),
+        pytest.param({}, "/set/x", id="not permanent"),
+    ],
+)
+def test_session_is_not_refreshed_unless_permanent_and_on(
+    setup: dict[str, t.Any], path: str
+) -> None:
+    app = session_app()
+    app.config.update(setup)
+    client = app.test_client()
+    client.get(path)
+    for read in ("/get", "/plain"):
+        assert "Set-Cookie" not in client.get(read).headers, read
+    fresh = session_app().test_client()
+    fresh.set_cookie("other", "1")
+    response = fresh.get("/plain")  # a cookie, but no session: nothing to refresh
+    assert "Set-Cookie" not in response.headers and "Cookie" not in response.vary
+
+
 def _forge(client: t.Any, value: str) -> None:
     client.set_cookie("session", value)
 

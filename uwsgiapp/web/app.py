@@ -201,8 +201,11 @@ class App(AppBase):
             for key in (blueprint, None) if blueprint is not None else (None,):
                 for f in reversed(funcs.get(key, ())):
                     response = f(response)
-        if ctx._session is not None:
-            self.session_interface.save_session(self, ctx._session, response)
+        session = ctx._session
+        if session is None and "HTTP_COOKIE" in ctx.environ:
+            session = self.session_interface.session_to_refresh(self, ctx.request)
+        if session is not None:
+            self.session_interface.save_session(self, session, response)
         return response
 
     def do_teardown_request(self, exc: BaseException | None = None) -> None:

@@ -24,6 +24,7 @@ DEFAULT_CONFIG: t.Final[t.Mapping[str, t.Any]] = {
     "SESSION_COOKIE_SECURE": False,
     "SESSION_COOKIE_SAMESITE": None,
     "PERMANENT_SESSION_LIFETIME": timedelta(days=31),
+    "SESSION_REFRESH_EACH_REQUEST": True,
     "SERVER_NAME": None,
     "APPLICATION_ROOT": "/",
     "PREFERRED_URL_SCHEME": "http",

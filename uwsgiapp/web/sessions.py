@@ -179,6 +179,24 @@ class SessionInterface:
         session.new = True
         return session
 
+    def should_set_cookie(self, app: App, session: SessionMixin) -> bool:
+        """Whether to send the (non-empty) session's cookie: it changed, or it is permanent
+        and ``SESSION_REFRESH_EACH_REQUEST`` (default true) extends its life by each request."""
+        if session.modified:
+            return True
+        return session.permanent and bool(app.config["SESSION_REFRESH_EACH_REQUEST"])
+
+    def session_to_refresh(self, app: App, request: Request) -> SessionMixin | None:
+        """For a request whose code did not use the session: the session to save anyway, a
+        permanent one when ``SESSION_REFRESH_EACH_REQUEST`` is on, so that a user active on
+        any page stays logged in; else ``None``."""
+        if not app.config["SESSION_REFRESH_EACH_REQUEST"]:
+            return None
+        if app.config["SESSION_COOKIE_NAME"] not in request.cookies:
+            return None
+        session = self.open_session(app, request)
+        return session if session and session.permanent else None
+
     def save_session(self, app: App, session: SessionMixin, response: Response) -> None:
         """Write, refresh or delete the session cookie on ``response`` as needed."""
         if isinstance(session, NullSession):
@@ -198,7 +216,7 @@ class SessionInterface:
             if session.modified:
                 response.delete_cookie(name, **options)
             return
-        if not session.modified:
+        if not self.should_set_cookie(app, session):
             return
         key = self._key(app)
         assert key is not None  # a real session is only opened with a secret
