@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import subprocess
+import sys
 import threading
 import typing as t
 import weakref
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from werkzeug.test import EnvironBuilder
@@ -378,3 +381,55 @@ def test_request_is_freed_when_an_error_propagates() -> None:
             app(environ, lambda status, headers, exc_info=None: None)  # type: ignore[arg-type,func-returns-value]
         del environ
         assert refs and refs[0]() is None
+
+
+_G_USES = """
+from uwsgiapp.web import App, g
+
+app = App(__name__)
+
+
+@app.before_request
+def load_user() -> None:
+    g.user = "ann"
+    g.start = 1.5
+
+
+@app.route("/")
+def index() -> str:
+    del g.start
+    user: str = g.user
+    return f"{user} {g.get('user')} {'user' in g} {g.pop('user', None)}"
+"""
+
+
+def test_g_attributes_type_check_under_mypy_strict(tmp_path: Path) -> None:
+    # Flask's g passes mypy --strict for any attribute; every g.x was an attr-defined error.
+    source = tmp_path / "uses_g.py"
+    source.write_text(_G_USES)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            str(source),
+        ],
+        cwd=Path(__file__).resolve().parents[2],  # finds this checkout's uwsgiapp
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_g_attributes_at_run_time() -> None:
+    app = App(__name__)
+    with app.app_context():
+        g.user = "ann"
+        assert g.user == "ann" and "user" in g
+        del g.user
+        with pytest.raises(AttributeError, match="user"):
+            g.user  # noqa: B018

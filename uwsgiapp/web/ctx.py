@@ -35,6 +35,16 @@ _AfterFunc = t.Callable[[t.Any], t.Any]
 class AppGlobals:
     """``g``: a plain namespace that lives as long as the application context."""
 
+    # Any attribute may be set and read, and type checkers must allow that (``g.user = ...``
+    # under mypy --strict): typed here, plain object behaviour at run time.
+    if t.TYPE_CHECKING:
+
+        def __getattr__(self, name: str) -> t.Any: ...
+
+        def __setattr__(self, name: str, value: t.Any) -> None: ...
+
+        def __delattr__(self, name: str) -> None: ...
+
     def get(self, name: str, default: t.Any = None) -> t.Any:
         """The attribute ``name``, or ``default``."""
         return self.__dict__.get(name, default)
