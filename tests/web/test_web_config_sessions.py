@@ -76,9 +76,18 @@ def test_config_from_prefixed_env(monkeypatch: pytest.MonkeyPatch) -> None:
     assert app.config["DEBUG"] is True and app.debug is True
     assert app.config["DB"] == {"HOST": "db.local", "POOL": [1, 2]}
     assert "THING" not in app.config
-    monkeypatch.setenv("UWSGIAPP_TESTING", "1")
-    app.config.from_prefixed_env()
-    assert app.config["TESTING"] == 1
+
+
+def test_config_from_prefixed_env_default_is_flasks_not_the_servers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # UWSGIAPP_* are the server's options (serve reads them): not the app's settings.
+    monkeypatch.setenv("FLASK_SECRET_KEY", "ported")
+    monkeypatch.setenv("UWSGIAPP_WORKERS", "4")
+    monkeypatch.setenv("UWSGIAPP_HARAKIRI", "30")
+    config = Config()
+    config.from_prefixed_env()
+    assert config == {"SECRET_KEY": "ported"}
 
 
 def session_app(secret: str | None = "top secret") -> App:

@@ -61,9 +61,13 @@ class Config(dict[str, t.Any]):
                 self[key] = getattr(obj, key)
 
     def from_prefixed_env(
-        self, prefix: str = "UWSGIAPP", *, loads: t.Callable[[str], t.Any] = json.loads
+        self, prefix: str = "FLASK", *, loads: t.Callable[[str], t.Any] = json.loads
     ) -> bool:
         """Load every ``{prefix}_KEY`` environment variable as ``KEY``. Always returns ``True``.
+
+        The default prefix is Flask's, so a ported app reads the variables its deployment
+        already sets; it is never ``UWSGIAPP``, whose variables are the server's own options
+        (``UWSGIAPP_WORKERS`` is not app config). Pass the app's own prefix to change it.
 
         Values go through ``loads`` (JSON by default, so ``42``/``true`` become int/bool) and
         stay strings when that fails. ``{prefix}_A__B`` sets ``config["A"]["B"]``, creating the
