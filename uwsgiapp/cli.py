@@ -10,6 +10,7 @@ Exit codes come from the tables in :mod:`uwsgiapp.exitcodes`, as does every help
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import shutil
@@ -237,11 +238,13 @@ def _add_dev(sub: argparse._SubParsersAction[_Parser]) -> None:
     p = sub.add_parser(
         "dev",
         help="run the app with werkzeug's development server (reloader + debugger)",
-        description=(
+        description=_wrap(
             "Serve APP over plain HTTP with werkzeug's development server: code is reloaded "
             "when a file changes and errors open the interactive debugger. For local work "
             "only; use 'uwsgiapp serve' behind nginx in production."
         ),
+        epilog=_wrap(help_text(ServeExit)),  # serve's codes: 3 = the port is taken, 2 = bad APP
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("app", metavar="APP", help="module:attr, module:factory(), or file.py:attr")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
@@ -302,8 +305,13 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     except (AppImportError, PostforkError) as exc:  # only --no-reload: else shown in the page
         return _fail("dev", str(exc), ServeExit.APP_LOAD)
     except OSError as exc:
+        hint = ""
+        if exc.errno == errno.EADDRINUSE:
+            hint = " (another program listens there: stop it, or pick another --port)"
         return _fail(
-            "dev", f"cannot serve on {args.host}:{args.port}: {exc}", ServeExit.START_FAILED
+            "dev",
+            f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}{hint}",
+            ServeExit.START_FAILED,
         )
 
 

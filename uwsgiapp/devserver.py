@@ -23,7 +23,14 @@ from uwsgiapp.hooks import PostforkError, run_postfork
 from uwsgiapp.importer import AppImportError, load_app, parse_spec
 from uwsgiapp.wsgi.contract import StartResponse, WSGIApp
 
-__all__ = ["DevOptions", "DevServerError", "enable_debug", "is_loopback", "run_dev"]
+__all__ = [
+    "DevOptions",
+    "DevServerError",
+    "check_bind",
+    "enable_debug",
+    "is_loopback",
+    "run_dev",
+]
 
 
 class DevServerError(Exception):
@@ -66,7 +73,10 @@ def is_loopback(host: str) -> bool:
 
 def check_options(options: DevOptions) -> None:
     """Refuse unsafe or impossible options before anything is started."""
-    parse_spec(options.app)  # a malformed spec fails now, not in the reloader's child
+    try:  # a malformed spec fails now, not in the reloader's child; a bad option, as in serve
+        parse_spec(options.app)
+    except AppImportError as exc:
+        raise DevServerError(str(exc)) from None
     if not 0 <= options.port <= 65535:
         raise DevServerError(f"--port must be in 0..65535, got {options.port}")
     if options.debugger and not options.allow_remote_debugger and not is_loopback(options.host):
@@ -75,6 +85,22 @@ def check_options(options: DevOptions) -> None:
             "reach it can run code on this machine. Use a loopback host, --no-debugger, or "
             "--allow-remote-debugger if you really mean it"
         )
+
+
+def check_bind(host: str, port: int) -> None:
+    """Raise ``OSError`` if werkzeug could not listen on ``host:port`` (e.g. the port is in use).
+
+    werkzeug says so itself but then exits 1 ("internal error" in our exit codes), so the
+    address is tried first, the way werkzeug binds it, and released at once.
+    """
+    from werkzeug.serving import get_sockaddr, select_address_family
+
+    if port == 0 or host.startswith("unix://"):
+        return  # any free port will do; a unix socket's leftover file werkzeug replaces
+    family = select_address_family(host, port)
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug's server
+        probe.bind(get_sockaddr(host, port, family))
 
 
 def _app_source(spec: str) -> str:
@@ -168,6 +194,8 @@ def run_dev(options: DevOptions) -> int:
     from werkzeug.serving import is_running_from_reloader, run_simple
 
     check_options(options)
+    if not is_running_from_reloader():  # the reloader's child serves the socket it inherits
+        check_bind(options.host, options.port)
     _plain_logs_unless_terminal()
     extra = [os.path.abspath(p) for p in options.extra_files]
     chdir = os.path.abspath(options.chdir) if options.chdir else ""

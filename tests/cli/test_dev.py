@@ -6,6 +6,7 @@ import http.client
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -335,3 +336,35 @@ def test_check_options() -> None:
 )  # fmt: skip
 def test_is_loopback(host: str, expected: bool) -> None:
     assert is_loopback(host) is expected
+
+
+@pytest.mark.parametrize("reload", [True, False], ids=["reload", "no-reload"])
+def test_dev_port_in_use_exits_3_with_a_clear_message(tmp_path: Path, reload: bool) -> None:
+    # werkzeug says so too, but exits 1 ("internal error"); the table says 3 (cannot start).
+    (tmp_path / "imported.py").write_text(
+        "import sys\nprint('APP IMPORTED', file=sys.stderr)\n" + APP.format(text="x")
+    )
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        args = ["imported:app", "--port", port, *([] if reload else ["--no-reload"])]
+        r = run_cli("dev", *args, cwd=tmp_path, timeout=DEADLINE)
+    assert r.returncode == ServeExit.START_FAILED == 3, r.stderr
+    assert f"cannot serve on 127.0.0.1:{port}: Address already in use".encode() in r.stderr
+    assert b"pick another --port" in r.stderr
+    assert b"APP IMPORTED" not in r.stderr  # refused before the app is imported
+    help_text = b" ".join(run_cli("dev", "--help").stdout.split())
+    assert (
+        b"exit status: 0 " in help_text
+        and b" 3 cannot start: a socket cannot be bound" in help_text
+    )
+
+
+@pytest.mark.parametrize("spec", ["pkg:create_app(", ":app", "pkg:"])
+def test_dev_malformed_app_spec_is_a_usage_error_as_in_serve(tmp_path: Path, spec: str) -> None:
+    r = run_cli("dev", spec, "--port", "0", cwd=tmp_path, timeout=DEADLINE)
+    assert r.returncode == ServeExit.USAGE == 2, r.stderr
+    assert b"invalid app spec" in r.stderr
+    serve = run_cli("serve", spec, "--socket", str(tmp_path / "s.sock"), cwd=tmp_path)
+    assert serve.returncode == r.returncode
