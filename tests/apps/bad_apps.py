@@ -294,6 +294,17 @@ def _block_forever(environ: dict[str, Any], start_response: StartResponse) -> It
     return [b"unreachable"]
 
 
+def _chunks_then_block() -> Iterator[bytes]:
+    yield b"first\n"
+    threading.Event().wait()  # blocked in the response, in a frame with no environ
+
+
+@route("stream-forever")
+def _stream_forever(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+    start_response("200 OK", PLAIN)
+    return _chunks_then_block()
+
+
 @route("spin-forever")
 def _spin_forever(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     n = 0

@@ -281,6 +281,19 @@ def test_harakiri_replaces_a_worker_blocked_forever(
             assert f"(pid {pid}) killed by signal 9 (SIGKILL)" in log
 
 
+def test_harakiri_names_a_request_stuck_in_its_streamed_response(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    # The compiled build iterates the response with no Python frame between the worker loop
+    # and the app's generator: the line said "stuck in unknown request" (the image's build).
+    with stack(tmp_path, APP, workers=1, harakiri=1) as (server, nginx):
+        fetch(nginx.port, "GET", "/stream-forever")
+        wait_until(lambda: "killed by signal 9" in server.log(), 10, "the kill")
+    log = server.log()
+    assert "stuck in GET /stream-forever; its stack" in log, log
+    assert "in _chunks_then_block" in log
+
+
 class LimitedServer(Server):
     """``uwsgiapp serve`` with a low RLIMIT_NOFILE (set just before exec, like prlimit)."""
 

@@ -7,6 +7,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 
 def _run(tmp_path: Path, entry: str) -> str:
     (tmp_path / "myapp.py").write_text(
@@ -95,3 +97,17 @@ def test_an_app_in_the_script_that_started_the_server_is_shown(tmp_path: Path) -
     )
     assert out.startswith("(2 frames of the server above)\n"), out
     assert "in app_in_the_script" in out
+
+
+def test_a_request_no_frame_holds_is_asked_of_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A compiled build iterates a streamed response with no Python frame between the worker
+    # loop and the app's generator: only the worker knows the request.
+    from uwsgiapp.server import inflight
+
+    frame = sys._getframe()  # this test's frame: no environ in it or its callers
+    assert inflight.request_line(frame) == "unknown request"
+    serving = {"REQUEST_METHOD": "GET", "REQUEST_URI": "/events?since=5"}
+    monkeypatch.setattr(inflight, "_current", lambda: serving)
+    assert inflight.request_line(frame) == "GET /events?since=5"
+    monkeypatch.setattr(inflight, "_current", lambda: None)  # between requests
+    assert inflight.request_line(frame) == "unknown request"

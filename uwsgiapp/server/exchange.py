@@ -166,6 +166,11 @@ class Responder:
         #: The last request's exchange (its status and bytes sent): ``--stats`` counts it from
         #: the worker's end-of-request hook, without a call of its own here.
         self.last: Exchange | None = None
+        #: The environ of the request being served, else None: what a harakiri's or a stop's
+        #: log line names when no frame of the stack holds it (a compiled build iterates a
+        #: streamed response without a Python frame). One thread's: a request thread's is in
+        #: its stack only.
+        self.current: dict[str, Any] | None = None
 
     def serve(self, fd: int, peer: Peer, environ: dict[str, Any], rest: bytes) -> None:
         """Run one request whose head is in ``environ``; ``rest``: the body bytes already read.
@@ -201,9 +206,11 @@ class Responder:
         access_log = self.access_log
         started = _perf_counter() if access_log is not None else 0.0
         self.last = exchange = Exchange(fd, protocol, self.timeout)
+        self.current = environ
         try:
             self._run_app(exchange, environ, peer)
         finally:
+            self.current = None
             # Not after a cut (the reset is the point) nor after the body already failed (a
             # stalled client would cost a second timeout).
             if has_body and stream.remaining > 0 and not stream.broken and not exchange.aborted:

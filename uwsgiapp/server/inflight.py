@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -23,6 +24,7 @@ __all__ = [
     "log_client_gone",
     "request_environ",
     "request_line",
+    "set_request_source",
 ]
 
 log = logging.getLogger("uwsgiapp.error")
@@ -33,14 +35,29 @@ _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _FRAMEWORK = os.path.join(_PACKAGE, "web") + os.sep
 
 
+#: Where a one-thread worker's request is when its stack does not show it (set after fork).
+_current: Callable[[], dict[str, Any] | None] | None = None
+
+
+def set_request_source(current: Callable[[], dict[str, Any] | None]) -> None:
+    """``current()`` gives this process's request environ when no frame holds one: a compiled
+    build iterates a streamed response with no Python frame between the worker loop and the
+    app's generator. Only for a worker of one thread (a request thread's is in its stack)."""
+    global _current
+    _current = current
+
+
 def request_environ(frame: FrameType | None) -> dict[str, Any] | None:
-    """The outermost WSGI environ among ``frame`` and its callers (None: not in a request)."""
+    """The outermost WSGI environ among ``frame`` and its callers, else the one the worker
+    says it serves (None: not in a request)."""
     found = None
     while frame is not None:
         environ = frame.f_locals.get("environ")
         if isinstance(environ, dict) and "REQUEST_METHOD" in environ:
             found = environ
         frame = frame.f_back
+    if found is None and _current is not None:
+        found = _current()
     return found
 
 

@@ -27,7 +27,7 @@ from uwsgiapp.exitcodes import ServeExit, WorkerExit
 from uwsgiapp.hooks import PostforkError, run_postfork
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.server.decisions import drain_limit
-from uwsgiapp.server.inflight import dump_stuck_request, set_worker_number
+from uwsgiapp.server.inflight import dump_stuck_request, set_request_source, set_worker_number
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import arm_fault_dumps, flush_std, reopen_logs
@@ -372,6 +372,7 @@ class Arbiter:
         counting = self.stats is not None
         drain = drain_limit(self.config.graceful_timeout)
         if threads == 1:
+            set_request_source(lambda: handler.responder.current)
             hooks = count_requests(handler, slot) if counting else slot
             return Worker(
                 handler,
