@@ -192,13 +192,24 @@ def _reload_to(server: Server, nginx: Nginx, appdir: Path, version: str) -> None
     wait_until(lambda: _answers(nginx, version.encode()), 10, "the new code")
 
 
+AT_FORK_APP = (
+    POSTFORK_APP.replace("from uwsgiapp import postfork\n", "").replace(
+        "@postfork\ndef open_pool():", "def open_pool():"
+    )
+    + "\nos.register_at_fork(after_in_child=open_pool)\n"
+    + "import atexit\natexit.register(print, 'bye')\n"
+)
+
+
+@pytest.mark.parametrize("source", [POSTFORK_APP, AT_FORK_APP], ids=["postfork", "at-fork"])
 def test_postfork_runs_once_in_each_worker_across_reloads(
-    tmp_path: Path, nginx_available: None
+    tmp_path: Path, nginx_available: None, source: str
 ) -> None:
     # os.register_at_fork, which the README advised, cannot be undone: after two HUPs each
-    # new worker ran the set-up of all three generations of the code.
+    # new worker ran the set-up of all three generations of the code (and each exit
+    # function registered at import ran three times at every exit).
     appdir = _app_dir(tmp_path, "v1")
-    (appdir / "reapp.py").write_text(POSTFORK_APP)
+    (appdir / "reapp.py").write_text(source)
     marks = tmp_path / "marks"
     options = {"workers": 2, "pythonpath": [str(appdir)], "env": [f"MARKS={marks}"]}
     with stack(tmp_path, "reapp:app", **options) as (server, nginx):
@@ -207,6 +218,8 @@ def test_postfork_runs_once_in_each_worker_across_reloads(
     lines = [line.split() for line in marks.read_text().splitlines()]
     assert sorted(version for _, version in lines) == ["v1", "v1", "v2", "v2", "v3", "v3"]
     assert len({pid for pid, _ in lines}) == 6  # each worker ran it once
+    log = server.log()
+    assert "still held" not in log, log  # the old code's registrations were let go of
 
 
 def test_a_failing_postfork_stops_the_start_with_the_apps_exit_code(tmp_path: Path) -> None:

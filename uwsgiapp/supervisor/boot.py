@@ -25,7 +25,7 @@ from uwsgiapp.addresses import AllowList, server_address
 from uwsgiapp.config import Config
 from uwsgiapp.config.serve import systemd_sockets
 from uwsgiapp.exitcodes import ServeExit
-from uwsgiapp.importer import AppImportError, WSGIApp, load_app
+from uwsgiapp.importer import AppImportError, WSGIApp
 from uwsgiapp.logtargets import is_stream
 from uwsgiapp.server import safefiles
 from uwsgiapp.server.intake import Handler
@@ -36,7 +36,7 @@ from uwsgiapp.supervisor import privileges, titles
 from uwsgiapp.supervisor.arbiter import Arbiter
 from uwsgiapp.supervisor.listening import say_listening
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
-from uwsgiapp.supervisor.reload import library_dirs, say_import_threads, site_dirs
+from uwsgiapp.supervisor.reload import first_import, library_dirs, say_import_threads, site_dirs
 from uwsgiapp.supervisor.sdnotify import Notifier
 from uwsgiapp.termsignals import STOP_SIGNALS
 from uwsgiapp.wsgi.environ import EnvironSettings
@@ -364,7 +364,7 @@ def _load_and_run(
     if not config.lazy_apps:
         threads = threading.enumerate()
         try:
-            app = load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
+            app = first_import(config)
         except AppImportError as exc:
             log.error("cannot load app %r: %s", config.app, exc)
             return ServeExit.APP_LOAD

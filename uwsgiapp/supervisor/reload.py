@@ -19,6 +19,8 @@ empty for the new code. The master loop waits while this runs: as long as the im
 The old modules must then be freed, or the master (and every worker forked after) keeps each
 generation of the code: :func:`release_old_code` drops what the standard library holds of
 them, and the reload's log line says how many old modules something still holds.
+What the old code's import registered with ``atexit`` and ``os.register_at_fork`` is undone
+(:mod:`~uwsgiapp.supervisor.registrations`): it would run again in every worker forked after.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from uwsgiapp import hooks
 from uwsgiapp.config import Config
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.supervisor.actions import ReloadKind
+from uwsgiapp.supervisor.registrations import Registrations
 from uwsgiproto import Limits
 
 log = logging.getLogger("uwsgiapp.error")
@@ -143,6 +146,29 @@ def say_import_threads(before: Iterable[threading.Thread], what: str) -> None:
         )
 
 
+#: What the current code's import registered with atexit and os.register_at_fork.
+_registered = Registrations()
+
+
+def _import_recorded(config: Config) -> tuple[WSGIApp, Registrations]:
+    new = Registrations()
+    try:
+        with new.recording():
+            app = load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
+    except BaseException:
+        new.undo()  # a half import's registrations go with it
+        raise
+    return app, new
+
+
+def first_import(config: Config) -> WSGIApp:
+    """The master's first import of the app, what it registers with atexit and
+    os.register_at_fork remembered for the first HUP to undo."""
+    global _registered
+    app, _registered = _import_recorded(config)
+    return app
+
+
 def reimport(
     config: Config, before: set[str], install: Callable[[WSGIApp], None] | None = None
 ) -> WSGIApp | None:
@@ -165,7 +191,7 @@ def reimport(
     threads = threading.enumerate()
     postforks = hooks.registered()
     try:
-        app = load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
+        app, registered = _import_recorded(config)
     except AppImportError as exc:
         hooks.restore(postforks)  # what the failed import registered goes with it
         for name in app_modules(list(sys.modules), before):
@@ -174,9 +200,13 @@ def reimport(
         log.error("reload: cannot re-import the app, keeping the old code: %s", one_line(str(exc)))
         return None
     took = time.monotonic() - started
+    del postforks  # it holds the old code's postfork functions
     say_import_threads(threads, "the re-import")
     if install is not None:
         install(app)
+    global _registered
+    _registered.undo()  # the old code's exit functions and fork hooks
+    _registered = registered
     modules = [m for m in saved.values() if issubclass(type(m), types.ModuleType)]
     marks = []
     try:
