@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import weakref
 from collections.abc import Callable, Iterator
@@ -243,3 +244,22 @@ def test_postfork_functions_run_in_order_and_a_failure_names_the_function(
         f"postfork function {__name__}.{broken.__qualname__} raised ConnectionError('db down')"
     )
     assert isinstance(info.value.__cause__, ConnectionError)
+
+
+def test_a_failed_reimport_leaves_no_fork_hook_behind(
+    preloaded: Callable[..., Any], tmp_path: Path
+) -> None:
+    # The half-imported code's os.register_at_fork hook stayed: every later worker ran it.
+    mark = tmp_path / "forked"
+    held, config, before = preloaded("half_app", POSTFORK_APP)
+    (tmp_path / "half_app.py").write_text(
+        "import os\n"
+        f"os.register_at_fork(after_in_child=lambda: open({str(mark)!r}, 'a').write('x'))\n"
+        "raise RuntimeError('half written')\n"
+    )
+    assert reload.reimport(config, before, lambda app: held.update(app=app)) is None
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0)  # the fork hooks ran (or not) before this
+    os.waitpid(pid, 0)
+    assert not mark.exists()

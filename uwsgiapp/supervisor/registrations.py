@@ -70,13 +70,19 @@ class Registrations:
             atexit.register = real_register
             os.register_at_fork = real_at_fork
 
-    def undo(self) -> int:
-        """Take the exit functions out and silence the fork hooks; how many there were."""
+    def undo(self, replaced: Callable[[object], bool]) -> int:
+        """Take out the exit functions and silence the fork hooks for which ``replaced`` is
+        true (the replaced code's: a module of the standard library imported for the first
+        time by the app keeps its own); how many. The record is emptied."""
+        count = 0
         for func in self.exit_functions:
-            atexit.unregister(func)
+            if replaced(func):
+                atexit.unregister(func)
+                count += 1
         for guard in self.fork_hooks:
-            guard.hook = None
-        count = len(self.exit_functions) + len(self.fork_hooks)
+            if replaced(guard.hook):
+                guard.hook = None
+                count += 1
         self.exit_functions.clear()
         self.fork_hooks.clear()
         return count

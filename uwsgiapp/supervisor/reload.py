@@ -150,23 +150,15 @@ def say_import_threads(before: Iterable[threading.Thread], what: str) -> None:
 _registered = Registrations()
 
 
-def _import_recorded(config: Config) -> tuple[WSGIApp, Registrations]:
-    new = Registrations()
-    try:
-        with new.recording():
-            app = load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
-    except BaseException:
-        new.undo()  # a half import's registrations go with it
-        raise
-    return app, new
+def _import_recorded(config: Config, registered: Registrations) -> WSGIApp:
+    with registered.recording():
+        return load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
 
 
 def first_import(config: Config) -> WSGIApp:
     """The master's first import of the app, what it registers with atexit and
     os.register_at_fork remembered for the first HUP to undo."""
-    global _registered
-    app, _registered = _import_recorded(config)
-    return app
+    return _import_recorded(config, _registered)
 
 
 def reimport(
@@ -190,13 +182,12 @@ def reimport(
     importlib.invalidate_caches()  # new files since the first import are found
     threads = threading.enumerate()
     postforks = hooks.registered()
+    registered = Registrations()
     try:
-        app, registered = _import_recorded(config)
+        app = _import_recorded(config, registered)
     except AppImportError as exc:
         hooks.restore(postforks)  # what the failed import registered goes with it
-        for name in app_modules(list(sys.modules), before):
-            del sys.modules[name]  # what the failed import loaded must not mix with the old
-        sys.modules.update(saved)
+        _call_off(before, saved, registered)
         log.error("reload: cannot re-import the app, keeping the old code: %s", one_line(str(exc)))
         return None
     took = time.monotonic() - started
@@ -204,10 +195,8 @@ def reimport(
     say_import_threads(threads, "the re-import")
     if install is not None:
         install(app)
-    global _registered
-    _registered.undo()  # the old code's exit functions and fork hooks
-    _registered = registered
     modules = [m for m in saved.values() if issubclass(type(m), types.ModuleType)]
+    _swap_registrations(registered, modules)
     marks = []
     try:
         marks = [_mark(module) for module in modules]
@@ -228,6 +217,28 @@ def reimport(
         else "",
     )
     return app
+
+
+def _call_off(
+    before: set[str], saved: dict[str, types.ModuleType], registered: Registrations
+) -> None:
+    """A failed re-import: what it loaded and registered goes, the old modules come back."""
+    for name in app_modules(list(sys.modules), before):
+        del sys.modules[name]  # what the failed import loaded must not mix with the old
+    # Its code (the module that failed is already out of sys.modules): what no module left
+    # loaded defines; a library module of the stdlib it imported first keeps its own.
+    modules = list(sys.modules.values())
+    loaded = {id(m.__dict__) for m in modules if issubclass(type(m), types.ModuleType)}
+    registered.undo(lambda func: (found := _globals_of(func)) is not None and found not in loaded)
+    sys.modules.update(saved)
+
+
+def _swap_registrations(registered: Registrations, old_modules: list[types.ModuleType]) -> None:
+    """The old code's exit functions and fork hooks out; the new import's are the current."""
+    global _registered
+    old_globals = {id(module.__dict__) for module in old_modules}
+    _registered.undo(lambda func: _old_code(func, old_globals))
+    _registered = registered
 
 
 class _Mark:
@@ -251,12 +262,18 @@ def _unwrapped(func: object) -> object:
     return func
 
 
-def _old_code(func: object, old_globals: set[int]) -> bool:
-    """Is ``func`` a function or a bound method (or a partial of one) of an old module?"""
+def _globals_of(func: object) -> int | None:
+    """The id of the globals of ``func`` (a function or a bound method, or a partial of one);
+    None for anything else (a builtin's method)."""
     func = _unwrapped(func)
     if type(func) is types.MethodType:
         func = func.__func__
-    return type(func) is types.FunctionType and id(func.__globals__) in old_globals
+    return id(func.__globals__) if type(func) is types.FunctionType else None
+
+
+def _old_code(func: object, old_globals: set[int]) -> bool:
+    """Is ``func`` a function or a bound method (or a partial of one) of an old module?"""
+    return _globals_of(func) in old_globals
 
 
 def _old_method(func: object, old_globals: set[int]) -> bool:
