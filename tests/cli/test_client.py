@@ -8,6 +8,7 @@ import os
 import select
 import shlex
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -32,6 +33,7 @@ from uwsgiapp.cli import (
 from uwsgiapp.client import (
     DEFAULT_MAX_RESPONSE_SIZE,
     Address,
+    ResponseCut,
     ResponseError,
     ResponseTimeout,
     ResponseTooLarge,
@@ -568,6 +570,71 @@ def test_request_truncated_body_is_an_error_after_what_came(tmp_path: Path) -> N
         server.close()
     assert (r.returncode, r.stdout) == (EXIT_BAD_RESPONSE, b"only this")
     assert b"truncated body: got 9 of 100 bytes" in r.stderr
+
+
+class _Resetting:
+    """A loopback TCP server that reads one request, sends ``answer`` and resets the
+    connection (SO_LINGER 0), as ``serve`` cuts a response it cannot finish."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, args=(answer,), daemon=True)
+        self.thread.start()
+
+    def _serve(self, answer: bytes) -> None:
+        self.listener.settimeout(30)
+        conn, _ = self.listener.accept()
+        with conn:
+            conn.settimeout(5)
+            conn.recv(65536)
+            conn.sendall(answer)
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+    def close(self) -> None:
+        self.thread.join(10)
+        self.listener.close()
+
+
+@pytest.mark.parametrize(
+    ("answer", "body"),
+    [
+        (b"HTTP/1.1 200 OK\r\n\r\n", b"first-chunk"),  # no length: only the reset shows
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n", b"first-chunk"),
+        (b"HTTP/1.1 200 OK\r\n", b""),  # within the head
+    ],
+)
+def test_request_reset_is_a_truncated_answer(answer: bytes, body: bytes) -> None:
+    server = _Resetting(answer + body)
+    try:
+        r = run_cli("request", server.address, "/raise")
+    finally:
+        server.close()
+    assert (r.returncode, r.stdout) == (EXIT_BAD_RESPONSE, body), r.stderr
+    said = f"uwsgiapp request: error: connection reset after {len(answer + body)} bytes\n"
+    assert r.stderr == said.encode()
+
+
+def test_request_reset_after_the_whole_body_is_no_error() -> None:
+    """A server that answers without reading the whole request resets as it closes; a body
+    that has all come (its Content-Length) is whole nonetheless."""
+    server = _Resetting(b"HTTP/1.1 401 No\r\nContent-Length: 5\r\n\r\nnope!")
+    try:
+        r = run_cli("request", server.address, "/", "-d", "a=1")
+    finally:
+        server.close()
+    assert (r.returncode, r.stdout, r.stderr) == (0, b"nope!", b"")
+
+
+def test_reset_in_process() -> None:
+    server = _Resetting(b"HTTP/1.1 200 OK\r\n\r\nabc")
+    packet = uwsgiproto.build_request(build_vars("/"))
+    try:
+        with pytest.raises(ResponseCut, match="connection reset after 22 bytes") as info:
+            exchange(parse_address(server.address), packet)
+    finally:
+        server.close()
+    assert info.value.received == 22
 
 
 @pytest.mark.parametrize("which", ["unix_path", "tcp"])

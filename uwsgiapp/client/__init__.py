@@ -27,7 +27,14 @@ from dataclasses import dataclass, field
 import uwsgiproto
 
 from .build import build_packet, build_vars
-from .errors import ClientError, ConnectError, ResponseError, ResponseTimeout, ResponseTooLarge
+from .errors import (
+    ClientError,
+    ConnectError,
+    ResponseCut,
+    ResponseError,
+    ResponseTimeout,
+    ResponseTooLarge,
+)
 from .response import Response, ResponseStream, parse_response, read_head
 from .transport import (
     DEFAULT_MAX_RESPONSE_SIZE,
@@ -45,6 +52,7 @@ __all__ = [
     "ClientError",
     "ConnectError",
     "Response",
+    "ResponseCut",
     "ResponseError",
     "ResponseStream",
     "ResponseTimeout",

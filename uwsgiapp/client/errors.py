@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["ClientError", "ConnectError", "ResponseError", "ResponseTimeout", "ResponseTooLarge"]
+__all__ = [
+    "ClientError",
+    "ConnectError",
+    "ResponseCut",
+    "ResponseError",
+    "ResponseTimeout",
+    "ResponseTooLarge",
+]
 
 
 class ClientError(Exception):
@@ -27,3 +34,11 @@ class ResponseTooLarge(ResponseError):
     def __init__(self, message: str, *, limit: int) -> None:
         super().__init__(message)
         self.limit = limit
+
+
+class ResponseCut(ResponseError):
+    """The connection failed (a reset) after the server had sent ``received`` bytes."""
+
+    def __init__(self, message: str, *, received: int) -> None:
+        super().__init__(message)
+        self.received = received

@@ -8,7 +8,7 @@ import dataclasses
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
-from .errors import ResponseError, ResponseTooLarge
+from .errors import ResponseCut, ResponseError, ResponseTooLarge
 from .transport import Address, format_size
 
 __all__ = ["Response", "ResponseStream", "parse_response", "read_head"]
@@ -95,7 +95,8 @@ class ResponseStream:
     the body as it arrives when iterated, under the request's deadline and size cap.
 
     Iterating raises :class:`ResponseError` at the end of a body shorter than its
-    Content-Length (and what :func:`receive` raises on the way). Use it in a ``with`` block,
+    Content-Length, and what :func:`receive` raises on the way (but not a reset once the
+    body has all come). Use it in a ``with`` block,
     or :meth:`close` it, to drop the connection without reading the rest.
     """
 
@@ -108,9 +109,18 @@ class ResponseStream:
         size = len(self._first)
         if self._first:
             yield self._first
-        for chunk in self._rest:
-            size += len(chunk)
-            yield chunk
+        try:
+            for chunk in self._rest:
+                size += len(chunk)
+                yield chunk
+        except ResponseCut:
+            # A reset once the whole body has come (its Content-Length) cut nothing: a server
+            # that answers without reading all of the request (an early 401 or 413) resets
+            # the connection when it closes. Without a length, nothing says the body had
+            # ended: that reset is how the server cuts a response it cannot finish.
+            length = _content_length(self.response)
+            if length is None or size < length:
+                raise
         _check_complete(self.response, size)
 
     def close(self) -> None:

@@ -17,7 +17,7 @@ from typing import Final
 from uwsgiapp import addresses
 from uwsgiapp.addresses import AddressError, SocketAddress
 
-from .errors import ConnectError, ResponseError, ResponseTimeout, ResponseTooLarge
+from .errors import ConnectError, ResponseCut, ResponseError, ResponseTimeout, ResponseTooLarge
 
 __all__ = [
     "DEFAULT_MAX_RESPONSE_SIZE",
@@ -131,6 +131,8 @@ def receive(
     (:class:`ResponseTimeout` once it passes, however steadily the server trickles, and
     however slowly the caller consumes). More than ``max_size`` bytes received raises
     :class:`ResponseTooLarge` (0: no cap); what was yielded before stays within the cap.
+    A reset (or another socket error) once some bytes have come raises :class:`ResponseCut`:
+    a server cuts a response it cannot finish that way.
     """
     deadline = _Deadline(timeout)
     received = 0
@@ -164,7 +166,16 @@ def receive(
         except OSError as exc:
             if not received:
                 raise ResponseError(f"connection to {address} failed: {exc}") from None
-            # A reset after the answer (unread data) still leaves a usable response.
+            # Whether what came is nonetheless whole is for the reader of the answer to say.
+            raise _cut(exc, received) from None
+
+
+def _cut(exc: OSError, received: int) -> ResponseCut:
+    """The error for a connection that failed after ``received`` bytes had arrived."""
+    if isinstance(exc, ConnectionResetError):
+        return ResponseCut(f"connection reset after {received} bytes", received=received)
+    why = exc.strerror or str(exc)
+    return ResponseCut(f"connection failed after {received} bytes: {why}", received=received)
 
 
 def exchange(
