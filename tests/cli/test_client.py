@@ -572,6 +572,41 @@ def test_request_truncated_body_is_an_error_after_what_came(tmp_path: Path) -> N
     assert b"truncated body: got 9 of 100 bytes" in r.stderr
 
 
+@pytest.mark.parametrize(
+    ("method", "status", "length"),
+    [
+        ("HEAD", "200 OK", 200 * 1024 * 1024),  # the GET's length, over the default cap
+        ("HEAD", "200 OK", 5),
+        ("GET", "304 Not Modified", 200 * 1024 * 1024),
+        ("GET", "204 No Content", 5),
+    ],
+)
+def test_request_reads_no_body_where_http_has_none(
+    tmp_path: Path, method: str, status: str, length: int
+) -> None:
+    """As nginx: the head alone, not the body the server sends after it (nor waiting for it),
+    and no size cap from a Content-Length that is not this answer's."""
+    path = str(tmp_path / "head.sock")
+    head = f"HTTP/1.1 {status}\r\nContent-Length: {length}\r\n\r\n".encode()
+    server = _Held(path, b"hello", b"more body", head)
+    try:
+        r = run_cli("request", "-X", method, "-i", path, "/big")
+    finally:
+        server.close()
+    assert (r.returncode, r.stdout, r.stderr) == (0, head, b"")
+
+
+def test_head_in_process(tmp_path: Path) -> None:
+    path = str(tmp_path / "head.sock")
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n"
+    server = _Held(path, b"hello", b"", head)
+    try:
+        response = request(parse_address(path), method="HEAD")
+    finally:
+        server.close()
+    assert (response.head, response.body) == (head, b"")
+
+
 class _Resetting:
     """A loopback TCP server that reads one request, sends ``answer`` and resets the
     connection (SO_LINGER 0), as ``serve`` cuts a response it cannot finish."""

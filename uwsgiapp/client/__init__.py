@@ -88,6 +88,7 @@ def stream_request(
 
     ``timeout`` and ``max_size`` bound the whole exchange, body included (see
     :func:`receive`); a Content-Length over ``max_size`` is refused before any body is read.
+    A response that has no body (to HEAD; a 204, a 304) ends with its head, whatever follows.
     """
     packet = build_packet(
         address,
@@ -101,11 +102,11 @@ def stream_request(
     )
     chunks = receive(address, packet, timeout=timeout, max_size=max_size)
     try:
-        response, first = read_head(chunks, address, max_size)
+        response, first = read_head(chunks, address, max_size, method=method)
     except BaseException:
         chunks.close()
         raise
-    return ResponseStream(response, first, chunks)
+    return ResponseStream(response, first, chunks, method=method)
 
 
 def request(

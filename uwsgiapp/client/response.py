@@ -67,6 +67,16 @@ def _content_length(response: Response) -> int | None:
     return int(length) if length is not None and length.isdigit() else None
 
 
+#: Statuses whose response ends with its head, whatever its Content-Length says.
+_NO_BODY_STATUSES = frozenset({204, 304})
+
+
+def _has_body(response: Response, method: str) -> bool:
+    """Whether ``response`` to a ``method`` request has a body (HTTP's rule, and nginx's):
+    an answer to HEAD has none (its Content-Length is the GET's), nor has a 204 or a 304."""
+    return method.upper() != "HEAD" and response.status not in _NO_BODY_STATUSES
+
+
 def _check_complete(response: Response, body_size: int) -> None:
     length = _content_length(response)
     if length is not None and body_size < length:
@@ -96,16 +106,28 @@ class ResponseStream:
 
     Iterating raises :class:`ResponseError` at the end of a body shorter than its
     Content-Length, and what :func:`receive` raises on the way (but not a reset once the
-    body has all come). Use it in a ``with`` block,
+    body has all come). A response that has no body (the answer to a HEAD ``method``, a 204
+    or a 304) yields nothing, whatever the server sent after its head. Use it in a ``with`` block,
     or :meth:`close` it, to drop the connection without reading the rest.
     """
 
-    def __init__(self, response: Response, first: bytes, rest: Generator[bytes, None, None]):
+    def __init__(
+        self,
+        response: Response,
+        first: bytes,
+        rest: Generator[bytes, None, None],
+        *,
+        method: str = "GET",
+    ):
         self.response = response
         self._first = first
         self._rest = rest
+        self._method = method
 
     def __iter__(self) -> Iterator[bytes]:
+        if not _has_body(self.response, self._method):
+            self.close()  # what follows the head is no part of the answer (nginx drops it)
+            return
         size = len(self._first)
         if self._first:
             yield self._first
@@ -135,11 +157,12 @@ class ResponseStream:
 
 
 def read_head(
-    chunks: Generator[bytes, None, None], address: Address, max_size: int
+    chunks: Generator[bytes, None, None], address: Address, max_size: int, *, method: str = "GET"
 ) -> tuple[Response, bytes]:
     """Read ``chunks`` (from :func:`~uwsgiapp.client.transport.receive`) until the head has
     ended; the parsed head and the body's first bytes. A Content-Length over ``max_size`` is
-    refused (:class:`ResponseTooLarge`) before any body is read."""
+    refused (:class:`ResponseTooLarge`) before any body is read, unless the response has no
+    body (the answer to a HEAD ``method``, a 204 or a 304)."""
     raw = b""
     while (end := _head_length(raw)) < 0:
         chunk = next(chunks, b"")
@@ -148,7 +171,7 @@ def read_head(
         raw += chunk
     response = _parse_head(raw[:end])
     length = _content_length(response)
-    if max_size and length is not None and end + length > max_size:
+    if max_size and length is not None and end + length > max_size and _has_body(response, method):
         raise ResponseTooLarge(
             f"the response from {address} is larger than {format_size(max_size)}"
             f" (Content-Length: {length})",
