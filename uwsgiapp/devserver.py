@@ -26,6 +26,7 @@ from uwsgiapp.wsgi.contract import StartResponse, WSGIApp
 __all__ = [
     "DevOptions",
     "DevServerError",
+    "bounded_input",
     "check_bind",
     "enable_debug",
     "is_loopback",
@@ -114,6 +115,28 @@ def _app_source(spec: str) -> str:
         return ""
     origin = found.origin if found is not None else None
     return origin if origin and os.path.isfile(origin) else ""
+
+
+def bounded_input(app: WSGIApp) -> WSGIApp:
+    """``app`` with a ``wsgi.input`` that ends at ``CONTENT_LENGTH``, as under ``serve``.
+
+    werkzeug's server hands the app the connection itself for a body with a Content-Length
+    (it bounds only chunked bodies, which it marks ``wsgi.input_terminated``): a plain WSGI
+    app's ``read()``, or ``read(n)`` past the body, would wait for bytes the client never
+    sends. No Content-Length is an empty body, as under ``serve``.
+    """
+    from werkzeug.wsgi import LimitedStream
+
+    def bounded(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if not environ.get("wsgi.input_terminated"):
+            try:
+                length = max(int(environ.get("CONTENT_LENGTH") or 0), 0)
+            except ValueError:
+                length = 0
+            environ["wsgi.input"] = LimitedStream(environ["wsgi.input"], length)
+        return app(environ, start_response)
+
+    return bounded
 
 
 def _error_app(message: str) -> WSGIApp:
@@ -225,7 +248,7 @@ def run_dev(options: DevOptions) -> int:
     run_simple(
         options.host,
         options.port,
-        app,
+        bounded_input(app),
         use_reloader=options.reload,
         use_debugger=options.debugger,
         use_evalex=options.debugger,

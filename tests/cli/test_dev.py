@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import io
 import os
 import re
 import signal
@@ -13,8 +14,9 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cli.cli_testkit import run_cli
@@ -22,6 +24,7 @@ from cli.cli_testkit import run_cli
 from uwsgiapp.devserver import (
     DevOptions,
     DevServerError,
+    bounded_input,
     check_options,
     enable_debug,
     is_loopback,
@@ -176,6 +179,62 @@ def test_dev_serves_and_reloads(tmp_path: Path, start_dev: StartDev) -> None:
     assert f"* Running on {server.url()}".encode() in out
     assert b"Debugger is active" in out
     assert b"\x1b[" not in out, out  # werkzeug's colours only on a terminal
+
+
+READ_APP = """\
+def app(environ, start_response):
+    stream, how = environ["wsgi.input"], environ["QUERY_STRING"]
+    if how == "all":
+        body = stream.read()
+    elif how == "past":  # more than was sent: the body, at once
+        body = stream.read(int(environ.get("CONTENT_LENGTH") or 0) + 1000)
+    else:  # small reads until b""
+        body = b"".join(iter(lambda: stream.read(7000), b""))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"%d:%s" % (len(body), body[-5:])]
+"""
+
+
+def _post(
+    url: str, query: str, body: bytes | Iterable[bytes] | None, chunked: bool = False
+) -> tuple[int, bytes]:
+    """``body`` sent with a Content-Length (or chunked); a server that waits for more than
+    was sent fails the test at the timeout."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=20)
+    try:
+        method = "GET" if body is None else "POST"
+        conn.request(method, f"/?{query}", body=body, encode_chunked=chunked)
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def test_dev_wsgi_input_ends_with_the_body(tmp_path: Path, start_dev: StartDev) -> None:
+    """A plain WSGI app reads ``wsgi.input`` to its end in dev as under serve (werkzeug's
+    server gives it the connection itself; read() would wait for the client to close)."""
+    (tmp_path / "reader.py").write_text(READ_APP)
+    server = start_dev("reader:app")
+    url = server.url()
+    body = b"x" * 199_995 + b"-end!"
+    for how in ("all", "past", "steps"):
+        assert _post(url, how, body) == (200, b"200000:-end!"), how
+    assert _post(url, "all", None) == (200, b"0:")
+    assert _post(url, "all", iter([b"chunked", b"-end!"]), chunked=True) == (200, b"12:-end!")
+
+
+def test_bounded_input_in_process() -> None:
+    def app(environ: dict[str, Any], start_response: object) -> list[bytes]:
+        return [environ["wsgi.input"].read()]
+
+    def run(environ: dict[str, Any]) -> bytes:
+        environ["wsgi.input"] = io.BytesIO(b"body+more")
+        return b"".join(bounded_input(app)(environ, print))
+
+    assert run({"CONTENT_LENGTH": "4"}) == b"body"
+    assert run({}) == run({"CONTENT_LENGTH": "x"}) == b""
+    assert run({"CONTENT_LENGTH": "4", "wsgi.input_terminated": True}) == b"body+more"
 
 
 FLASK_APP = """\
