@@ -8,6 +8,7 @@ recycle callback, the TERM/HUP flags, a vanished master.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -532,3 +533,54 @@ def test_a_stop_that_comes_with_a_connections_wake_up_serves_that_connection(
     assert worker.requests == 1
     connect(listener)  # a later one is left to the other workers
     assert from_the_queue(listener) == REQUEST
+
+
+def test_a_worker_says_it_leaves_as_it_stops_accepting_not_after_its_parked_requests(
+    listener: Listener,
+) -> None:
+    # The master starts the replacement on that word: out of fds with 150 parked idle
+    # connections, nothing accepted for --socket-timeout while the old worker waited them out.
+    said: list[int] = []
+    worker = make_worker(listener, max_requests=1)
+    worker.on_leaving = lambda: said.append(len(worker.parked))
+    running = Running(worker)
+    slow = connect(listener, REQUEST[:6])
+    wait_parked(worker)
+    assert answer(connect(listener)).endswith(b"ok")  # the one request max-requests allows
+    wait_for(lambda: bool(said))
+    assert said == [1] and running.thread.is_alive()  # the parked one is still to be served
+    slow.sendall(REQUEST[6:])
+    assert answer(slow).endswith(b"ok")
+    running.join()
+    assert said == [1]  # once
+
+
+class _ClosedByTheApp(socket.socket):
+    """A listening socket whose descriptor the app closed in this worker (the master and the
+    other workers still hold it, so epoll still says it is ready)."""
+
+    def _accept(self) -> tuple[int, Any]:
+        raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+
+
+def test_a_listening_socket_the_app_closed_recycles_the_worker(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # It logged the failed accept ten times a second for ever, and served nothing again.
+    sock = _ClosedByTheApp(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(tmp_path / "w.sock"))
+    sock.listen(8)
+    listener = Listener(sock=sock, spec=str(tmp_path / "w.sock"))
+    worker = make_worker(listener)
+    said: list[str] = []
+    worker.on_leaving = lambda: said.append("leaving")
+    client = connect(listener)
+    with caplog.at_level(logging.ERROR, "uwsgiapp.error"):
+        Running(worker).join()
+    assert said == ["leaving"]
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line.endswith(
+        "[Errno 9] Bad file descriptor; recycling this worker (did the app close it?)"
+    )
+    client.close()
+    sock.close()

@@ -4,6 +4,8 @@ how long a stopping worker drains its listen queues, which parked connection giv
 
 from __future__ import annotations
 
+import errno
+
 from uwsgiapp.server.intake import Pending
 
 #: Longest TERM drain of the listen queues (:func:`drain_limit`): under a load that never lets
@@ -48,4 +50,19 @@ def longest_silent(parked: dict[int, Pending]) -> Pending | None:
             break
         if silent(pending):
             return pending
+    return None
+
+
+def accept_error_recycles(code: int | None) -> str | None:
+    """Whether an ``accept`` that failed with errno ``code`` must recycle the worker (no
+    retry in this process can get past it): what the log line adds (maybe ""), else None.
+
+    Out of descriptors (the app leaks them), or the listening socket's descriptor closed or
+    replaced by the app: a fresh worker starts with the master's socket. Anything else (a
+    client that gave up, the system out of memory or files) is retried.
+    """
+    if code == errno.EMFILE:
+        return ""
+    if code in (errno.EBADF, errno.ENOTSOCK, errno.EINVAL):
+        return " (did the app close it?)"
     return None

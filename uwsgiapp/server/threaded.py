@@ -163,8 +163,11 @@ class ThreadedWorker(StopSignals):
         cores: Sequence[CoreHooks] | None = None,
         master_pid: int = 0,
         drain_seconds: float = DRAIN_SECONDS,
+        on_leaving: Callable[[], None] | None = None,
     ) -> None:
         self.handler = handler
+        #: Called once when it stops accepting (see Worker.on_leaving).
+        self.on_leaving = on_leaving
         self.max_requests = max_requests
         self.drain_seconds = drain_seconds
         self.master_pid = master_pid
@@ -261,6 +264,9 @@ class ThreadedWorker(StopSignals):
         if state == self._told:
             return
         self._told = state
+        if not self.alive and self.on_leaving is not None:
+            self.on_leaving()
+            self.on_leaving = None
         for loop in self.loops:
             # drain first: a loop that saw alive false without it would just leave.
             loop.drain_backlog = self.drain_backlog

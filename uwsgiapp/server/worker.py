@@ -19,7 +19,6 @@ the parked ones are still served and expired on time however many come.
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import math
 import os
@@ -28,6 +27,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from uwsgiapp.server import decisions
 from uwsgiapp.server.decisions import DRAIN_SECONDS, accept_burst, longest_silent, silent
 from uwsgiapp.server.inflight import worker_label
 from uwsgiapp.server.intake import FIRST_BYTES_WAIT, Handler, Pending
@@ -76,8 +76,11 @@ class Worker(StopSignals):
         master_pid: int = 0,
         should_recycle: Callable[[], bool] | None = None,
         drain_seconds: float = DRAIN_SECONDS,
+        on_leaving: Callable[[], None] | None = None,
     ) -> None:
         self.handler = handler
+        #: Called as it stops accepting: its replacement starts then, not after the parked
+        self.on_leaving = on_leaving  # requests it still finishes (up to --socket-timeout)
         handler.on_out_of_fds = self._out_of_fds
         self.listeners = listeners
         self.max_requests = max_requests
@@ -137,10 +140,10 @@ class Worker(StopSignals):
                     # another worker (a second at light load). Serve it, as our last.
                     for listener in ready:
                         self._accept_batch(listener, last=True)
-                if not (self.alive or self.drain_backlog or self.parked):
-                    break
                 if not self.alive:
                     self._stop_listening()  # once: it knows whether it still listens
+                if not (self.alive or self.drain_backlog or self.parked):
+                    break
                 # Stopped with more possibly queued: only look (signals, parked data, another
                 # connection); else sleep until one of them comes.
                 ready = self._wait(0.0 if more else IDLE_TICK)
@@ -240,22 +243,19 @@ class Worker(StopSignals):
         for listener in self.listeners:
             with contextlib.suppress(OSError, ValueError):
                 self._epoll.unregister(listener.sock.fileno())
+        if self.on_leaving is not None:
+            self.on_leaving()
 
     def _accept_failed(self, listener: Listener, exc: OSError) -> None:
-        """``accept`` failed other than for an empty queue: log it, recycle when out of fds."""
-        if exc.errno == errno.EMFILE:
-            # Our own descriptors are used up (the app leaks them): retrying can't help and
-            # would spin. A fresh worker starts clean; the connection waits for it.
-            log.error(
-                "%s: accept() on %s failed: %s; recycling this worker",
-                worker_label(),
-                listener.spec,
-                exc,
-            )
-            self.alive = False
-            return
-        log.error("accept() on %s failed: %s", listener.spec, exc)
-        time.sleep(0.1)
+        """``accept`` failed other than for an empty queue: log it; recycle when retrying
+        cannot help this process."""
+        why = decisions.accept_error_recycles(exc.errno)  # retrying may spin for ever
+        then = "retrying" if why is None else f"recycling this worker{why}"
+        log.error("%s: accept() on %s failed: %s; %s", worker_label(), listener.spec, exc, then)
+        if why is None:
+            time.sleep(0.1)
+        else:
+            self.alive = False  # the connection waits for the fresh worker
 
     def _step(self, call: Callable[..., Pending | None], *args: object) -> None:
         """Run one step of a connection (begin or resume) inside the status hooks."""

@@ -228,8 +228,8 @@ class Arbiter:
                         os.kill(pid, signum)
                 case A.Log(level, message):
                     log.log(level, "%s", message)
-                case A.Reimport():
-                    if not self._reimport():
+                case A.Reimport():  # keeps the old app if the new code fails to import
+                    if reimport(self.config, self._modules_before_app, self._install_app) is None:
                         code = self._execute(self.policy.reimport_failed(time.monotonic()))
                         if code is not None:
                             return code
@@ -261,10 +261,6 @@ class Arbiter:
             for pid, _, _ in reap():
                 self.policy.records.pop(pid, None)
             time.sleep(0.01)
-
-    def _reimport(self) -> bool:
-        """HUP with a preloaded app: import it afresh; keep the old one if that fails (False)."""
-        return reimport(self.config, self._modules_before_app, self._install_app) is not None
 
     def _install_app(self, app: WSGIApp) -> None:
         """The re-imported app replaces the old one, before the old code is collected."""
@@ -381,6 +377,7 @@ class Arbiter:
                 hooks=hooks,
                 master_pid=self.pid,
                 drain_seconds=drain,
+                on_leaving=slot.leaving,
             )
         if counting:
             count_thread_requests(handler, slot)
@@ -392,6 +389,7 @@ class Arbiter:
             cores=[self.table.core(wid, i) for i in range(threads)],
             master_pid=self.pid,
             drain_seconds=drain,
+            on_leaving=slot.leaving,
         )
 
     def remember_modules(self, before: set[str]) -> None:
