@@ -32,7 +32,7 @@ from handler_kit import (
     run,
 )
 
-from uwsgiapp.server import exchange
+from uwsgiapp.server import transfer
 from uwsgiapp.server.intake import PREREAD, Pending
 from uwsgiapp.wsgi.input import ClientDisconnected
 from uwsgiproto import build_request
@@ -237,7 +237,7 @@ def test_app_reading_part_of_the_body_gets_the_rest_drained() -> None:
 
 
 def test_drain_stops_at_the_cap(monkeypatch: pytest.MonkeyPatch, logs: Logs) -> None:
-    monkeypatch.setattr(exchange, "DRAIN_CAP", 65536)
+    monkeypatch.setattr(transfer, "DRAIN_CAP", 65536)
     body = bytes(1 << 20)
     out = run(make_handler(validator(hello)), packet("POST", "/upload", body))
     assert out.body == b"Hello, World!"

@@ -353,6 +353,23 @@ def test_file_wrapper_real_file_uses_sendfile(tmp_path: Path, sendfile_calls: li
     assert opened[0].closed  # FileWrapper.close() closed the file
 
 
+@pytest.mark.parametrize("module", ["gzip", "bz2", "lzma"])
+def test_file_wrapper_of_a_decompressing_reader_sends_what_it_reads(
+    tmp_path: Path, sendfile_calls: list[int], module: str
+) -> None:
+    # gzip.open's reader has the compressed file's fileno: sendfile sent the compressed bytes.
+    import importlib
+
+    compressor = importlib.import_module(module)
+    data = b"plain text, many times over\n" * 5000
+    path = tmp_path / f"data.{module}"
+    with compressor.open(path, "wb") as f:
+        f.write(data)
+    out = run(make_handler(file_app(lambda: compressor.open(path, "rb"))), packet())
+    assert out.status == 200 and out.body == data
+    assert sendfile_calls == []
+
+
 def test_file_wrapper_sends_from_the_current_position(
     tmp_path: Path, sendfile_calls: list[int]
 ) -> None:

@@ -8,29 +8,23 @@ the end of the response. :class:`Exchange` is one request's response state (``st
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
-import os
-import socket
-import stat
 import sys
 import time
 from collections.abc import Callable
 from typing import Any, Final
 
 from uwsgiapp.server.inflight import log_client_gone
-from uwsgiapp.server.io import ClientTimeout, reader, recv, reset_on_close, send_all, send_file
+from uwsgiapp.server.io import ClientTimeout, reader, reset_on_close, send_all
 from uwsgiapp.server.logtext import escape_log_text
+from uwsgiapp.server.transfer import drain, send_wrapped_file
 from uwsgiapp.wsgi.contract import AccessLogger, ExcInfo, WSGIApp
 from uwsgiapp.wsgi.environ import BadRequest, parse_content_length
 from uwsgiapp.wsgi.input import EMPTY_INPUT, ClientDisconnected, InputStream
-from uwsgiapp.wsgi.response import FileWrapper, HeaderError, declared_length, render_head
+from uwsgiapp.wsgi.response import FileWrapper, HeaderError, render_head
 
 log = logging.getLogger("uwsgiapp.error")
-
-#: Unread body bytes we are willing to read and discard so nginx never sees a reset.
-DRAIN_CAP = 16 * 1024 * 1024
 
 #: Who sent a request, for log lines: a unix listener's address, or a TCP (host, port) tuple.
 Peer = object
@@ -214,7 +208,7 @@ class Responder:
             # Not after a cut (the reset is the point) nor after the body already failed (a
             # stalled client would cost a second timeout).
             if has_body and stream.remaining > 0 and not stream.broken and not exchange.aborted:
-                self._drain(fd, stream.remaining)
+                drain(fd, stream.remaining, self.timeout)
             if access_log is not None:
                 access_log(environ, exchange, _perf_counter() - started)
 
@@ -236,7 +230,7 @@ class Responder:
             if exc.status[:3] == "413" and len(length_var) <= 18:
                 # Too large, but well-formed: read it away as for any unread body, so nginx
                 # gets the 413 and not a reset (a 502).
-                self._drain(fd, int(length_var) - len(rest))
+                drain(fd, int(length_var) - len(rest), self.timeout)
         finally:
             if self.access_log is not None:
                 refused.head_size, refused.headers = _head_size(payload), _ERROR_HEADERS
@@ -264,7 +258,7 @@ class Responder:
             if type(result) is list and len(result) == 1 and exchange.status is not None:
                 exchange.send(result[0])
             elif type(result) is FileWrapper:
-                self._send_file(exchange, result)
+                send_wrapped_file(exchange, result, self.timeout)
             else:
                 try:
                     chunks = iter(result)
@@ -340,52 +334,6 @@ class Responder:
                     self.on_out_of_fds()
                 return
             exc = exc.__cause__ or exc.__context__
-
-    def _send_file(self, exchange: Exchange, wrapper: FileWrapper) -> None:
-        filelike = wrapper.filelike
-        try:
-            file_fd = filelike.fileno()
-            st = os.fstat(file_fd)
-            regular = stat.S_ISREG(st.st_mode)
-        except (AttributeError, OSError, ValueError):
-            regular = False
-        if not regular:
-            for chunk in wrapper:
-                if chunk:
-                    exchange.send(chunk)
-            return
-        offset = filelike.tell() if hasattr(filelike, "tell") else 0
-        count = max(st.st_size - offset, 0)
-        declared = declared_length(exchange.headers)
-        if declared is not None and declared < count:
-            count = declared  # PEP 3333: no more than the app's Content-Length (a slice)
-        exchange.send(b"")  # the head
-        exchange.sent += send_file(exchange.fd, file_fd, offset, count, self.timeout)
-
-    def _drain(self, fd: int, remaining: int) -> None:
-        """The app left body bytes unread: end our side first, then read them away.
-
-        Closing with unread data makes the kernel send a reset, and nginx then answers 502 even
-        though the response was complete (uWSGI's behaviour for an early 401 to a large POST).
-        """
-        with contextlib.suppress(OSError):
-            sock = socket.socket(fileno=fd)
-            try:
-                sock.shutdown(socket.SHUT_WR)
-            finally:
-                sock.detach()
-        budget = min(remaining, DRAIN_CAP)
-        with contextlib.suppress(ClientDisconnected):
-            while budget > 0:
-                budget -= len(recv(fd, min(budget, 262144), self.timeout))
-        if remaining > DRAIN_CAP:
-            log.warning(
-                "left %d unread body bytes after draining %d: over TCP the close resets them, "
-                "and nginx may answer 502 for the response (refuse large bodies in nginx with "
-                "client_max_body_size, or read them in the app)",
-                remaining - DRAIN_CAP,
-                DRAIN_CAP,
-            )
 
 
 def _cut(exchange: Exchange) -> None:

@@ -1,0 +1,86 @@
+"""Moving body bytes in bulk, off the common request path: a ``wsgi.file_wrapper`` response
+sent with ``sendfile``, and the unread rest of a request body read away.
+
+Interpreted even in the compiled build: neither runs for a plain request, and each is a few
+system calls whatever its size.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+import socket
+import stat
+from typing import TYPE_CHECKING
+
+from uwsgiapp.server.io import recv, send_file
+from uwsgiapp.wsgi.input import ClientDisconnected
+from uwsgiapp.wsgi.response import FileWrapper, declared_length
+
+if TYPE_CHECKING:
+    from uwsgiapp.server.exchange import Exchange
+
+__all__ = ["DRAIN_CAP", "drain", "send_wrapped_file"]
+
+log = logging.getLogger("uwsgiapp.error")
+
+#: Unread body bytes we are willing to read and discard so nginx never sees a reset.
+DRAIN_CAP = 16 * 1024 * 1024
+#: File objects whose reads are their file's bytes (tempfile's wrappers: their ``file``).
+_PLAIN_FILES = (io.FileIO, io.BufferedReader, io.BufferedRandom, io.TextIOWrapper)
+
+
+def send_wrapped_file(exchange: Exchange, wrapper: FileWrapper, timeout: float) -> None:
+    """Send a ``wsgi.file_wrapper`` response: a regular file with ``sendfile`` from its
+    position (no more than the app's Content-Length), anything else by iterating it."""
+    filelike = wrapper.filelike
+    try:
+        # Only a reader that gives the file's bytes as they are: gzip.open's (bz2, lzma)
+        # has the compressed file's fileno, and sendfile sent the compressed bytes.
+        plain = isinstance(getattr(filelike, "file", filelike), _PLAIN_FILES)
+        file_fd = filelike.fileno()
+        st = os.fstat(file_fd)
+        regular = plain and stat.S_ISREG(st.st_mode)
+    except (AttributeError, OSError, ValueError):
+        regular = False
+    if not regular:
+        for chunk in wrapper:
+            if chunk:
+                exchange.send(chunk)
+        return
+    offset = filelike.tell() if hasattr(filelike, "tell") else 0
+    count = max(st.st_size - offset, 0)
+    declared = declared_length(exchange.headers)
+    if declared is not None and declared < count:
+        count = declared  # PEP 3333: no more than the app's Content-Length (a slice)
+    exchange.send(b"")  # the head
+    exchange.sent += send_file(exchange.fd, file_fd, offset, count, timeout)
+
+
+def drain(fd: int, remaining: int, timeout: float) -> None:
+    """The app left ``remaining`` body bytes unread: end our side first, then read them away
+    (at most :data:`DRAIN_CAP`).
+
+    Closing with unread data makes the kernel send a reset, and nginx then answers 502 even
+    though the response was complete (uWSGI's behaviour for an early 401 to a large POST).
+    """
+    with contextlib.suppress(OSError):
+        sock = socket.socket(fileno=fd)
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        finally:
+            sock.detach()
+    budget = min(remaining, DRAIN_CAP)
+    with contextlib.suppress(ClientDisconnected):
+        while budget > 0:
+            budget -= len(recv(fd, min(budget, 262144), timeout))
+    if remaining > DRAIN_CAP:
+        log.warning(
+            "left %d unread body bytes after draining %d: over TCP the close resets them, "
+            "and nginx may answer 502 for the response (refuse large bodies in nginx with "
+            "client_max_body_size, or read them in the app)",
+            remaining - DRAIN_CAP,
+            DRAIN_CAP,
+        )
