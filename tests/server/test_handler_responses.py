@@ -454,6 +454,24 @@ def test_client_that_never_reads_times_out(logs: Logs) -> None:
     assert "timed out" in one_line(record)
 
 
+def test_a_client_that_never_reads_a_write_callable_response_is_named_as_such(
+    logs: Logs,
+) -> None:
+    # write() raised in the app's call: it was logged as gone "while the app read its body"
+    # (a GET without one), naming no request, and the connection was not cut.
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        write = start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        for _ in range(64):
+            write(bytes(1 << 16))
+        return []
+
+    out = run(make_handler(app, timeout=0.3), packet(uri="/export"), read_after_handle=True)
+    assert len(out.raw) < 64 << 16
+    (record,) = problems(logs, logging.INFO)
+    line = one_line(record)
+    assert "timed out" in line and "(GET /export)" in line and "read its body" not in line
+
+
 def body_of(response: Any) -> tuple[str, int, int]:
     """What the access log takes of a response: status, body bytes, headers."""
     return (response.status, response.sent - response.head_size, len(response.headers))

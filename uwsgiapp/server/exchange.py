@@ -212,6 +212,14 @@ class Responder:
             if access_log is not None:
                 access_log(environ, exchange, _perf_counter() - started)
 
+    def cut_current(self) -> None:
+        """A harakiri: the request being served dies with its worker; once its head is out,
+        its close is made a reset (the kill alone ends it cleanly over TCP, and nginx would
+        pass a truncated stream on as whole)."""
+        last = self.last
+        if self.current is not None and last is not None and last.head_sent:
+            _cut(last)
+
     def _refuse(
         self, fd: int, peer: Peer, environ: dict[str, Any], exc: BadRequest, rest: bytes
     ) -> None:
@@ -241,6 +249,9 @@ class Responder:
             # Any: the app's chunks are checked by Exchange.send, not by a compiled build.
             result: Any = self.app(environ, exchange)
         except ClientDisconnected as exc:
+            if exchange.head_sent:  # in write(): the response's client, as for an iterable's
+                self._gone_mid_response(exchange, environ, peer, exc)
+                return
             log.info(
                 "client %s went away while the app read its body: %s",
                 peer,
@@ -275,9 +286,7 @@ class Responder:
             if not exchange.head_sent:
                 exchange.send(b"")
         except ClientDisconnected as exc:
-            log_client_gone(peer, environ, exc)
-            if isinstance(exc, ClientTimeout) and exchange.head_sent:
-                _cut(exchange)  # nginx stopped reading, but is there: the rest is not coming
+            self._gone_mid_response(exchange, environ, peer, exc)
         except (AppError, HeaderError) as exc:
             self._app_failed(exchange, environ, f"bad response ({exc})", traceback=False)
         except Exception:
@@ -294,6 +303,13 @@ class Responder:
                     close()
                 except Exception:
                     log.exception("app's response close() raised")
+
+    def _gone_mid_response(
+        self, exchange: Exchange, environ: dict[str, Any], peer: Peer, exc: ClientDisconnected
+    ) -> None:
+        log_client_gone(peer, environ, exc)
+        if isinstance(exc, ClientTimeout) and exchange.head_sent:
+            _cut(exchange)  # nginx stopped reading, but is there: the rest is not coming
 
     def _app_failed(
         self, exchange: Exchange, environ: dict[str, Any], what: str, *, traceback: bool = True
