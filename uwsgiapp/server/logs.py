@@ -18,9 +18,13 @@ from uwsgiapp.logtargets import is_stream, stream_for
 from uwsgiapp.server.accesslog import PID, LineWriter, json_access_log, uwsgi_access_log
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.safefiles import open_append
+from uwsgiapp.server.throttle import Throttle
 from uwsgiapp.wsgi.contract import AccessLogger
 
 ERROR_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
+
+#: Seconds between two lines on stderr about a log that cannot be written (a full disk).
+WRITE_FAILURE_INTERVAL = 60.0
 
 
 class ErrorFormatter(logging.Formatter):
@@ -93,6 +97,49 @@ def _escape_exception_texts(report: traceback.TracebackException, seen: set[int]
             _escape_exception_texts(other, seen)
 
 
+class QuietFailures(logging.Handler):
+    """A handler of ours (the error log's, the access log's) whose failed writes are told on
+    stderr once, then as one line with a count at most every ``WRITE_FAILURE_INTERVAL``
+    seconds: ``logging``'s own ``handleError`` printed a 47-line traceback per record, which on
+    a full disk turned every request into 2.6 KB of stderr (the journal, under systemd).
+
+    Other failures (a record that cannot be formatted: a bug at its call site) keep
+    ``logging``'s traceback. ``logging.raiseExceptions`` is left alone: it is the app's too.
+    """
+
+    #: What the lines on stderr call this log (set by the code that builds the handler).
+    what = "a log"
+    _failures: Throttle[OSError] | None = None
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        """An ``OSError`` (the write failed) is counted and told as the class says."""
+        failure = sys.exc_info()[1]
+        if not isinstance(failure, OSError):
+            super().handleError(record)
+            return
+        if self._failures is None:
+            self._failures = Throttle(WRITE_FAILURE_INTERVAL, self._tell)
+        self._failures.add(failure)
+
+    def _tell(self, count: int, failure: OSError) -> None:
+        stream = getattr(self, "stream", None)
+        name = getattr(self, "baseFilename", None) or getattr(stream, "name", "")
+        where = f"the {self.what} ({name})" if name else f"the {self.what}"
+        if count == 1:
+            text = f"cannot write to {where}: {failure}; dropping its lines"
+            text += f" (a count every {WRITE_FAILURE_INTERVAL:g} s while it fails)"
+        else:
+            text = f"{count} more lines of {where} dropped, the last for: {failure}"
+        # fd 2 itself, not sys.stderr: the app may have pointed sys.stderr at logging, or at
+        # the failing file (then this line is lost too, quietly).
+        with contextlib.suppress(OSError):
+            os.write(2, f"uwsgiapp[{os.getpid()}]: {text}\n".encode(errors="replace"))
+
+
+class QuietStreamHandler(QuietFailures, logging.StreamHandler):  # type: ignore[type-arg]
+    """stderr or stdout as a log of ours (see :class:`QuietFailures`)."""
+
+
 class SafeFileHandler(logging.FileHandler):
     """A log file opened without following links (see :mod:`uwsgiapp.server.safefiles`), at
     start-up and at every reopen: the master may be root and the directory the app user's."""
@@ -102,7 +149,7 @@ class SafeFileHandler(logging.FileHandler):
         return os.fdopen(fd, "a", encoding=self.encoding or "utf-8", errors=self.errors)
 
 
-class KeptFileHandler(SafeFileHandler):
+class KeptFileHandler(QuietFailures, SafeFileHandler):
     """A log file of ours (the error log, the access log). The master opens it and the workers
     write to it; ``logging``'s shutdown, which an app's ``dictConfig`` or ``fileConfig`` runs
     on every handler (Django's set-up does), must not close it: the process would then open
@@ -113,14 +160,20 @@ class KeptFileHandler(SafeFileHandler):
         """Kept open (see the class)."""
 
     def close_for_good(self) -> None:
-        """Close the file (the handler is being replaced)."""
-        super().close()
+        """Close the file (the handler is being replaced), even if what it holds cannot be
+        written (a full disk)."""
+        with contextlib.suppress(OSError):
+            super().close()
 
 
-def _handler(target: str, default: Any) -> logging.StreamHandler[Any]:
+def _handler(target: str, default: Any, what: str) -> logging.StreamHandler[Any]:
+    handler: QuietStreamHandler | KeptFileHandler
     if is_stream(target):
-        return logging.StreamHandler(stream_for(target, default))
-    return KeptFileHandler(os.path.abspath(target))
+        handler = QuietStreamHandler(stream_for(target, default))
+    else:
+        handler = KeptFileHandler(os.path.abspath(target))
+    handler.what = what
+    return handler
 
 
 def _close(handler: logging.Handler) -> None:
@@ -158,7 +211,9 @@ def reopen_logs() -> bool:
                 failed = None
                 old, handler.stream = handler.stream, stream
                 if old is not None:
-                    old.close()
+                    # Closed even when this raises: the lines a full disk refused are lost.
+                    with contextlib.suppress(OSError):
+                        old.close()
         finally:
             handler.release()
         if failed is not None:
@@ -187,7 +242,7 @@ def setup_error_log(
     for old in list(logger.handlers):
         logger.removeHandler(old)
         _close(old)
-    handler = _handler(target, sys.stderr)
+    handler = _handler(target, sys.stderr, "error log")
     handler.setFormatter(JsonErrorFormatter() if fmt == "json" else ErrorFormatter(ERROR_FORMAT))
     logger.addHandler(handler)
     logger.setLevel(level)
@@ -298,7 +353,7 @@ def access_handler(target: str) -> logging.StreamHandler[Any]:
             return old
         logger.removeHandler(old)
         _close(old)
-    handler = _handler(target, sys.stdout)
+    handler = _handler(target, sys.stdout, "access log")
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

@@ -1,0 +1,134 @@
+"""A log of ours that cannot be written (a full disk: /dev/full) is told on stderr once, then as
+a count now and then; not ``logging``'s 47-line traceback per record (26 MB of stderr for 10k
+requests, a flood into the journal under systemd)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+import types
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import pytest
+
+from uwsgiapp.server import logs, throttle
+from uwsgiapp.server.logs import KeptFileHandler, make_access_log, reopen_logs, setup_error_log
+
+RECORDS = 1000
+
+pytestmark = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
+
+
+@dataclass
+class Resp:
+    """What the access log reads of a response."""
+
+    status: str | None = "200 OK"
+    sent: int = 5
+    head_size: int = 0
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+@pytest.fixture(autouse=True)
+def _restore_loggers() -> Iterator[None]:
+    loggers = [logging.getLogger(name) for name in ("uwsgiapp", "uwsgiapp.access")]
+    saved = [(logger.level, logger.propagate, list(logger.handlers)) for logger in loggers]
+    yield
+    for logger, (level, propagate, handlers) in zip(loggers, saved, strict=True):
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+            if isinstance(handler, KeptFileHandler):
+                handler.close_for_good()
+        for handler in handlers:
+            logger.addHandler(handler)
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The throttle's monotonic clock, moved by the test."""
+    now = [1000.0]
+    monkeypatch.setattr(throttle, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    return now
+
+
+def _lines(text: str) -> list[str]:
+    return text.splitlines()
+
+
+def test_error_log_on_a_full_disk_is_told_once(capfd: pytest.CaptureFixture[str]) -> None:
+    setup_error_log("/dev/full")
+    for number in range(RECORDS):
+        logging.getLogger("uwsgiapp.error").warning("line %d", number)
+    err = capfd.readouterr().err
+    assert "Logging error" not in err
+    [line] = _lines(err)
+    assert "cannot write to the error log (/dev/full)" in line
+    assert "No space left on device" in line
+
+
+def test_access_log_on_a_full_disk_is_told_once(capfd: pytest.CaptureFixture[str]) -> None:
+    access = make_access_log("uwsgi", "/dev/full")
+    assert access is not None
+    for _ in range(RECORDS):
+        access({"REQUEST_METHOD": "GET", "REQUEST_URI": "/"}, Resp(), 0.001)
+    err = capfd.readouterr().err
+    assert "Logging error" not in err
+    [line] = _lines(err)
+    assert "cannot write to the access log (/dev/full)" in line
+
+
+def test_the_dropped_lines_are_counted_once_an_interval(
+    capfd: pytest.CaptureFixture[str], clock: list[float]
+) -> None:
+    setup_error_log("/dev/full")
+    log = logging.getLogger("uwsgiapp.error")
+    log.warning("first")
+    for _ in range(41):
+        log.warning("dropped")
+    assert len(_lines(capfd.readouterr().err)) == 1
+    clock[0] += logs.WRITE_FAILURE_INTERVAL
+    log.warning("the 43rd")
+    [line] = _lines(capfd.readouterr().err)
+    assert "42 more lines of the error log (/dev/full) dropped" in line
+
+
+def test_a_failing_stderr_is_told_once_too(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    full = open("/dev/full", "w", encoding="utf-8")  # noqa: SIM115 (closed below)
+    monkeypatch.setattr(sys, "stderr", full)
+    try:
+        setup_error_log("-")
+        for number in range(RECORDS):
+            logging.getLogger("uwsgiapp.error").warning("line %d", number)
+    finally:
+        monkeypatch.undo()
+        with contextlib.suppress(OSError):  # what it holds cannot be written either
+            full.close()
+    [line] = _lines(capfd.readouterr().err)
+    assert "cannot write to the error log (/dev/full)" in line
+
+
+def test_a_record_that_cannot_be_formatted_keeps_loggings_traceback(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    # Not a write failure: a bug at the call site, which logging's traceback points at.
+    setup_error_log("-")
+    logging.getLogger("uwsgiapp.error").warning("%d", "not a number")
+    assert "--- Logging error ---" in capfd.readouterr().err
+
+
+def test_usr1_on_a_full_disk_reopens_without_raising(capfd: pytest.CaptureFixture[str]) -> None:
+    # Closing the old file flushes the lines it holds, which fails: USR1 raised that from the
+    # worker's signal handler, into whatever the worker was running.
+    setup_error_log("/dev/full")
+    make_access_log("uwsgi", "/dev/full")
+    logging.getLogger("uwsgiapp.error").warning("held in the buffer")
+    assert reopen_logs()
+    setup_error_log("-")  # the handler on /dev/full is closed for good
+    assert len(_lines(capfd.readouterr().err)) == 1
