@@ -11,7 +11,14 @@ import time
 from collections.abc import Callable
 from typing import Generic, TypeVar, cast
 
-__all__ = ["REFUSED_LOG_INTERVAL", "Burst", "Throttle", "invalid_packets", "refused_peers"]
+__all__ = [
+    "REFUSED_LOG_INTERVAL",
+    "Burst",
+    "Throttle",
+    "accept_failures",
+    "invalid_packets",
+    "refused_peers",
+]
 
 T = TypeVar("T")
 
@@ -66,6 +73,28 @@ def refused_peers(interval: float = REFUSED_LOG_INTERVAL) -> Throttle[tuple[str,
             count,
             spec,
             peer,
+            interval,
+        )
+
+    return Throttle(interval, emit)
+
+
+def accept_failures(
+    where: str, pause: float, interval: float = REFUSED_LOG_INTERVAL
+) -> Throttle[OSError]:
+    """The lines about ``accept`` failing on ``where`` (out of file descriptors, most often),
+    after each of which the listener rests ``pause`` seconds: the first failure at once, then
+    a count at most every ``interval`` seconds."""
+
+    def emit(count: int, last: OSError) -> None:
+        if count == 1:
+            log.warning("%s: accept failed: %s; not accepting for %g s", where, last, pause)
+            return
+        log.warning(
+            "%s: accept failed %d more times (the last: %s); one line per %g s",
+            where,
+            count,
+            last,
             interval,
         )
 

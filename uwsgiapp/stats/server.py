@@ -27,6 +27,7 @@ from types import TracebackType
 
 from uwsgiapp.addresses import AllowList
 from uwsgiapp.server.listeners import Listener, bind
+from uwsgiapp.server.throttle import accept_failures
 from uwsgiapp.stats.document import health_response, http_response, render_json
 from uwsgiapp.stats.model import ServerStats
 from uwsgiapp.stats.prometheus import CONTENT_TYPE, render_metrics
@@ -40,6 +41,9 @@ MAX_DRAIN = 64 * 1024
 
 _REQUEST_LINE = re.compile(rb"([A-Z]{1,16}) (\S{1,4096})(?: HTTP/\d\.\d)?\r?")
 _READ, _WRITE, _LINGER = 0, 1, 2
+#: Seconds the listener is left out of the selector after ``accept`` failed (EMFILE), or until
+#: a client is closed: still readable, it would end every wait of the master's loop at once.
+ACCEPT_PAUSE = 1.0
 
 
 #: The answer when the snapshot cannot be taken (the master logged why).
@@ -140,6 +144,8 @@ class StatsServer:
         self._sel = selectors.DefaultSelector()
         self._sel.register(self.listener.sock, selectors.EVENT_READ, None)
         self._clients: dict[int, _Client] = {}
+        self._resume_at: float | None = None  # when the listener is out of the selector
+        self._accept_failures = accept_failures("stats", ACCEPT_PAUSE)
 
     # --- what the master calls ---------------------------------------------------------
 
@@ -167,11 +173,12 @@ class StatsServer:
         return self.listener.sock.fileno()
 
     def next_timeout(self) -> float | None:
-        """Seconds until the next client deadline (0 if one has passed); None with no client."""
-        if not self._clients:
-            return None
-        first = min(c.deadline for c in self._clients.values())
-        return max(0.0, first - time.monotonic())
+        """Seconds until the next client deadline or the end of a pause in accepting (0 if
+        passed); None with neither."""
+        times = [c.deadline for c in self._clients.values()]
+        if self._resume_at is not None:
+            times.append(self._resume_at)
+        return max(0.0, min(times) - time.monotonic()) if times else None
 
     def on_readable(self) -> None:
         """Do whatever is ready now, without waiting."""
@@ -179,6 +186,11 @@ class StatsServer:
 
     def poll(self, timeout: float = 0.0) -> None:
         """Wait at most ``timeout`` seconds for activity, handle it, drop expired clients."""
+        if self._resume_at is not None and time.monotonic() >= self._resume_at:
+            self._resume_at = None  # accept again
+            self._sel.register(self.listener.sock, selectors.EVENT_READ, None)
+        if self._accept_failures.due():
+            self._accept_failures.flush()
         deadline_wait = self.next_timeout()
         wait = max(0.0, timeout)
         if deadline_wait is not None:
@@ -234,8 +246,11 @@ class StatsServer:
                 conn, peer = self.listener.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError as exc:  # EMFILE and friends: try again on the next poll
-                log.warning("stats: accept failed: %s", exc)
+            except OSError as exc:  # EMFILE and friends: the listener rests (see ACCEPT_PAUSE)
+                self._accept_failures.add(exc)
+                self._resume_at = time.monotonic() + ACCEPT_PAUSE
+                with contextlib.suppress(KeyError, ValueError):
+                    self._sel.unregister(self.listener.sock)
                 return
             allow = self.listener.allow
             if allow is not None and self.listener.is_tcp and not allow.allows(str(peer[0])):
@@ -380,3 +395,5 @@ class StatsServer:
                 self._sel.unregister(client.sock)
             client.events = 0
         client.sock.close()
+        if self._resume_at is not None:  # a descriptor is free: accept at the next poll
+            self._resume_at = 0.0
