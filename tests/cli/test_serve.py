@@ -311,3 +311,18 @@ def test_a_clean_stop_says_nothing_on_stderr_when_the_error_log_is_a_file(
         short_dir, "wsgi:app", "--socket", "app.sock", "--error-log-file", "error.log"
     )
     assert err == "", err
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["preloaded", "lazy-apps"])
+def test_a_crash_while_importing_the_app_leaves_its_stack(short_dir: Path, lazy: bool) -> None:
+    # A C extension that segfaults at import (one built for another ABI): the master died
+    # without a line (preloaded), the workers with no stack (--lazy-apps).
+    (short_dir / "crashing.py").write_text(
+        "import ctypes\n\ndef load_extension():\n    ctypes.string_at(0)\n\nload_extension()\n"
+    )
+    args = ["serve", "crashing:app", "--socket", str(short_dir / "s.sock")]
+    r = run_cli(*args, *(["--lazy-apps"] if lazy else []), cwd=short_dir, timeout=60)
+    err = r.stderr.decode()
+    assert r.returncode != 0
+    assert "Fatal Python error: Segmentation fault" in err, err
+    assert 'crashing.py", line 4 in load_extension' in err, err

@@ -30,7 +30,13 @@ from uwsgiapp.logtargets import is_stream
 from uwsgiapp.server import safefiles
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener, ListenerError, bind_all, somaxconn_cap
-from uwsgiapp.server.logs import ErrorTail, access_handler, make_access_log, setup_error_log
+from uwsgiapp.server.logs import (
+    ErrorTail,
+    access_handler,
+    arm_fault_dumps,
+    make_access_log,
+    setup_error_log,
+)
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import privileges, titles
 from uwsgiapp.supervisor.arbiter import Arbiter
@@ -361,6 +367,7 @@ def _load_and_run(
     """Load the app (unless lazy-apps) and run the master until it stops."""
     before = set(sys.modules)
     app: WSGIApp | None = None
+    arm_fault_dumps(())  # a C extension that crashes at import leaves its Python stack
     if not config.lazy_apps:
         threads = threading.enumerate()
         try:
