@@ -656,3 +656,27 @@ def test_a_failed_reimport_calls_the_reload_off_and_keeps_the_serving_workers() 
     assert not [a for a in sim.tick() if isinstance(a, (Spawn, Signal))]
     assert sim.pids() == serving
     assert sim.policy.reimport_failed(sim.now) == []  # not reloading: nothing to call off
+
+
+def test_new_workers_that_keep_crashing_as_they_load_leave_the_serving_ones_serving() -> None:
+    # --lazy-apps and new code that segfaults at import: after a HUP (or one worker's death)
+    # the master stopped after five crashes, killing the old workers that served.
+    sim = started()
+    old = sim.pids()
+    sim.run(sim.policy.on_signal("HUP", sim.now))
+    actions: list[object] = []
+    for _ in range(BOOT_FAILURE_LIMIT):
+        crashed = min(sim.pids(1))
+        actions = sim.run(sim.policy.on_exit(crashed, None, signal.SIGSEGV, sim.now))
+    assert not any(isinstance(a, Halt) for a in actions)
+    assert sim.policy.mode is Mode.RUNNING and sim.policy.generation == 0  # called off
+    assert old <= sim.pids()
+    # Without a reload: one serving, its peer's replacement keeps crashing: tried again later.
+    sim = started()
+    serving, victim = sorted(sim.pids())
+    sim.run(sim.policy.on_exit(victim, None, signal.SIGKILL, sim.now))
+    for _ in range(BOOT_FAILURE_LIMIT):
+        crashed = max(sim.pids() - {serving})
+        actions = sim.run(sim.policy.on_exit(crashed, None, signal.SIGSEGV, sim.now))
+    assert not any(isinstance(a, Halt) for a in actions)
+    assert "trying again in 1 s" in str(actions) and serving in sim.pids()

@@ -186,6 +186,11 @@ class Policy(Roster):
         actions: list[Action] = [Log(level, f"{rec.label} {how}; starting a new one")]
         if rec.state is BOOTING and not clean:  # leaving on purpose is not failing to start
             self.boot_failures += 1
+            if self.boot_failures >= BOOT_FAILURE_LIMIT and any(
+                r.state is READY for r in self.records.values()
+            ):  # new code that crashes as it loads (--lazy-apps): as one that cannot import
+                self.boot_failures = 0
+                return [actions[0], *self._app_load_failed(rec, now)]
             if self.boot_failures >= BOOT_FAILURE_LIMIT:
                 self.halted = True
                 return [
