@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import faulthandler
 import logging
 import os
 import signal
 from types import FrameType
 
 from uwsgiapp.server.inflight import request_environ, request_line
+from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import reopen_logs
 from uwsgiapp.server.logtext import escape_log_text
 
@@ -19,6 +22,7 @@ class StopSignals:
 
     alive: bool
     drain_backlog: bool
+    listeners: list[Listener]
     _wake_r: int
     _wake_w: int
     _quick_stopping = False
@@ -62,3 +66,19 @@ class StopSignals:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        os.register_at_fork(after_in_child=self._forked_by_the_app)
+
+    def _forked_by_the_app(self) -> None:
+        """In a process the app forks from this worker (multiprocessing, os.fork): the
+        worker's handlers are not its own (``Process.terminate()`` did nothing: TERM set a flag
+        no loop reads), and nor are the listening sockets (an orphan kept the port, and the
+        next start could not bind it)."""
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1):
+            signal.signal(signum, signal.SIG_DFL)
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        with contextlib.suppress(RuntimeError):
+            faulthandler.unregister(signal.SIGUSR2)  # the harakiri dump
+        signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+        for listener in self.listeners:
+            listener.sock.close()

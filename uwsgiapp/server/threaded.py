@@ -166,6 +166,7 @@ class ThreadedWorker(StopSignals):
         on_leaving: Callable[[], None] | None = None,
     ) -> None:
         self.handler = handler
+        self.listeners = listeners
         #: Called once when it stops accepting (see Worker.on_leaving).
         self.on_leaving = on_leaving
         self.max_requests = max_requests

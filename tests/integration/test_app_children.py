@@ -1,0 +1,67 @@
+"""What a process the app forks from a worker inherits: not the worker's signal handlers, not
+its listening sockets. A real server behind a real nginx; the app forks with multiprocessing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from support.procs import free_port, stack
+
+pytestmark = pytest.mark.nginx
+
+APP = """
+import multiprocessing
+import os
+import socket
+import time
+
+
+def listening_fds():
+    found = 0
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            s = socket.socket(fileno=int(name))
+        except OSError:
+            continue
+        try:
+            found += s.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+        except OSError:
+            pass
+        finally:
+            s.detach()
+    return found
+
+
+def job(queue):
+    queue.put(listening_fds())
+    time.sleep(30)
+
+
+def app(environ, start_response):
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=job, args=(queue,))
+    child.start()
+    held = queue.get(timeout=10)
+    child.terminate()
+    child.join(10)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{child.exitcode} {held} {listening_fds()}".encode()]
+"""
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_process_the_app_forks_can_be_terminated_and_holds_no_listener(
+    tmp_path: Path, nginx_available: None, threads: int
+) -> None:
+    # terminate() did nothing (the worker's TERM handler only set a flag), and the orphan
+    # kept the TCP port: the next start could not bind it.
+    (tmp_path / "forking.py").write_text(APP)
+    options = {"socket": f"127.0.0.1:{free_port()}", "threads": threads}
+    with stack(tmp_path, "forking:app", pythonpath=[str(tmp_path)], **options) as (_, nginx):
+        status, _, body = nginx.request("GET", "/")
+    assert status == 200
+    exitcode, child_listeners, worker_listeners = body.decode().split()
+    assert exitcode == "-15"  # ended by the SIGTERM terminate() sends
+    assert (child_listeners, worker_listeners) == ("0", "1")
