@@ -224,8 +224,9 @@ def test_app_that_kills_its_worker_gets_502_and_a_replacement(
     report(
         "bad app ends its own worker: sys.exit(3), os._exit(7), a segfault",
         "nginx answers 502 for that request; the master logs one line naming the worker, pid "
-        "and exit code or signal and starts a new worker, which serves the next request; no "
-        "traceback; a segfault leaves the Python stack of the crash in the error log",
+        "and exit code or signal and starts a new worker, which serves the next request; "
+        "sys.exit is said with its traceback before (the exit code alone did not say where); "
+        "a segfault leaves the Python stack of the crash in the error log",
     )
     with stack(tmp_path, APP, workers=1) as (server, nginx):
         for route, how in CRASHES.items():
@@ -240,6 +241,10 @@ def test_app_that_kills_its_worker_gets_502_and_a_replacement(
             report.add(**{f"{route}_status": status, f"{route}_replaced": after != pid})
             assert status == 502
             assert after != pid
+            if route == "sys-exit":
+                said = new.pop(0)[1]
+                assert "the app raised SystemExit(3) (sys.exit) in GET /sys-exit" in said
+                assert "Traceback" in said and "sys.exit(3)" in said
             assert len(new) == 1, new
             assert new[0][0] == "ERROR"
             assert (
@@ -251,7 +256,7 @@ def test_app_that_kills_its_worker_gets_502_and_a_replacement(
                 assert "Fatal Python error: Segmentation fault" in dump
                 assert re.search(r'File ".*bad_apps\.py", line \d+ in _segfault', dump), dump
                 report.add(segfault_stack_logged=True)
-        assert "Traceback" not in server.log()
+        assert server.log().count("Traceback") == 1  # sys.exit's
 
 
 def test_harakiri_replaces_a_worker_blocked_forever(

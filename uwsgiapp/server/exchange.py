@@ -261,9 +261,8 @@ class Responder:
         except Exception:
             self._app_failed(exchange, environ, "app raised")
             return
-        except BaseException:  # the app's own SystemExit, or a stop's (below)
-            if exchange.head_sent:
-                _cut(exchange)
+        except BaseException as exc:  # the app's own SystemExit, or a stop's (below)
+            _unwinding(exchange, environ, exc)
             raise
         try:
             if type(result) is list and len(result) == 1 and exchange.status is not None:
@@ -291,9 +290,8 @@ class Responder:
             self._app_failed(exchange, environ, f"bad response ({exc})", traceback=False)
         except Exception:
             self._app_failed(exchange, environ, "app raised while iterating its response")
-        except BaseException:  # a quick stop's SystemExit, a request thread's RequestCut:
-            if exchange.head_sent:  # a clean close would pass the cut stream on as whole
-                _cut(exchange)
+        except BaseException as exc:  # a quick stop's, a request thread's RequestCut
+            _unwinding(exchange, environ, exc)
             raise
         finally:
             # A list has no close(): getattr would build and drop an AttributeError per request.
@@ -350,6 +348,22 @@ class Responder:
                     self.on_out_of_fds()
                 return
             exc = exc.__cause__ or exc.__context__
+
+
+def _unwinding(exchange: Exchange, environ: dict[str, Any], exc: BaseException) -> None:
+    """The request ends in an exception the worker does not survive: said if the app raised
+    SystemExit itself (the master only sees an exit code); once its head is out, the
+    connection ends in a reset (a clean close would pass the cut stream on as whole)."""
+    if type(exc) is SystemExit:
+        uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO")
+        log.error(
+            "the app raised SystemExit(%r) (sys.exit) in %s: this worker exits",
+            exc.code,
+            escape_log_text(f"{environ.get('REQUEST_METHOD')} {uri}"),
+            exc_info=exc,
+        )
+    if exchange.head_sent:
+        _cut(exchange)
 
 
 def _cut(exchange: Exchange) -> None:

@@ -13,6 +13,7 @@ from uwsgiapp.server.inflight import request_environ, request_line
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import reopen_logs
 from uwsgiapp.server.logtext import escape_log_text
+from uwsgiapp.wsgi.errors import QuickStop
 
 
 class StopSignals:
@@ -47,7 +48,7 @@ class StopSignals:
                 "%s: quick stop, cutting %s", signal.Signals(signum).name, escape_log_text(line)
             )
         self.unwind_requests()
-        raise SystemExit(0)  # in the request this handler interrupted: its finally blocks run
+        raise QuickStop(0)  # in the request this handler interrupted: its finally blocks run
 
     def unwind_requests(self) -> None:
         """Before a quick stop's exit: end the requests other threads serve (none here)."""

@@ -22,3 +22,10 @@ class ClientTimeout(ClientDisconnected):
     """The client stalled past the socket timeout (it may still be connected)."""
 
     __module__ = "uwsgiapp.server.io"
+
+
+class QuickStop(SystemExit):
+    """A worker's quick stop (INT, QUIT, a stop's deadline) unwinding the request it cuts: a
+    ``SystemExit`` of its own, told apart from one the app raises (``sys.exit()``)."""
+
+    __module__ = "uwsgiapp.server.stopsignals"
