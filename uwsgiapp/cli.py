@@ -192,6 +192,19 @@ def _warn(warning: str, fmt: str) -> None:
     print(JsonErrorFormatter().format(logging.makeLogRecord(fields)), file=sys.stderr)
 
 
+def _files_from_here(args: argparse.Namespace) -> argparse.Namespace:
+    """``args`` with its --config and --ini files made absolute from the current directory."""
+    again = argparse.Namespace(**vars(args))
+    if again.config:
+        again.config = os.path.abspath(again.config)
+    if again.ini:
+        from uwsgiapp.config.inifile import split_ini_arg
+
+        path, section = split_ini_arg(again.ini)
+        again.ini = f"{os.path.abspath(path)}:{section}"
+    return again
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from uwsgiapp.config import ConfigError
     from uwsgiapp.config.configload import format_config
@@ -216,12 +229,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             "or module / wsgi-file in the --ini file",
             ServeExit.USAGE,
         )
+    environ = dict(os.environ)  # what a HUP reads the options from again, with the files
     # The app is loaded after this, in this process (or in workers forked from it).
     os.environ.update(resolved.config.env_vars())
     try:
-        from uwsgiapp.supervisor import serve
+        from uwsgiapp.supervisor import options, serve
     except ImportError as exc:
         return _fail("serve", f"the server is not available: {exc}", ServeExit.INTERNAL)
+    again = _files_from_here(args)  # a HUP reads them after the master entered --chdir
+    options.watch(resolved.config, lambda: resolve_serve_config(again, environ=environ).config)
     code: int = serve(resolved.config)
     return code
 

@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from support.procs import Nginx, Server, stack, wait_until
+from support.procs import Nginx, Server, stack, wait_until, worker_pids
 
 pytestmark = pytest.mark.nginx
 
@@ -238,3 +238,34 @@ def test_a_failing_postfork_stops_the_start_with_the_apps_exit_code(tmp_path: Pa
     log = server.log()
     assert "postfork function pfail.connect raised ConnectionError('db down')" in log, log
     assert "Traceback" in log and "raise ConnectionError('db down')" in log, log
+
+
+ENV_APP = """
+import os
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [os.environ.get("APP_ENV", "-").encode()]
+"""
+
+
+def test_hup_reads_the_config_file_again(tmp_path: Path, nginx_available: None) -> None:
+    # uWSGI re-reads its ini on HUP, gunicorn its config: ours kept every option as at start.
+    appdir = tmp_path / "app"
+    appdir.mkdir()
+    (appdir / "envapp.py").write_text(ENV_APP)
+    config = tmp_path / "uwsgiapp.toml"
+    config.write_text('workers = 1\nharakiri = 0\n[env]\nAPP_ENV = "prod"\n')
+    options = {"pythonpath": [str(appdir)], "config": str(config)}
+    with stack(tmp_path, "envapp:app", **options) as (server, nginx):
+        assert _answers(nginx, b"prod")
+        assert len(worker_pids(server.pid)) == 1
+        config.write_text('workers = 3\nharakiri = 30\n[env]\nAPP_ENV = "staging"\n')
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "ready, stopping" in server.log(), 10, "the reload")
+        wait_until(lambda: len(worker_pids(server.pid)) == 3, 10, "three workers")
+        assert _answers(nginx, b"staging")
+    log = server.log()
+    assert "HUP: --env read again: 1 set, 0 removed" in log
+    assert "HUP: --workers read again: 3" in log
+    assert "HUP: --harakiri changed since the start: a restart applies it" in log

@@ -37,7 +37,7 @@ from uwsgiapp.server.worker import Worker
 from uwsgiapp.stats.model import ServerStats, SocketStats
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import actions as A
-from uwsgiapp.supervisor import observe
+from uwsgiapp.supervisor import observe, options
 from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.reload import reimport, reload_kind
 from uwsgiapp.supervisor.sdnotify import Notifier
@@ -55,7 +55,7 @@ from uwsgiapp.supervisor.titles import (
     worker_title,
 )
 from uwsgiapp.supervisor.touch import TouchWatch
-from uwsgiapp.supervisor.workerexit import leave, reap
+from uwsgiapp.supervisor.workerexit import kill_all, leave, reap
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -167,8 +167,18 @@ class Arbiter:
     def _signal_actions(self, now: float) -> list[A.Action]:
         actions: list[A.Action] = []
         while self.signals:
-            actions += self.policy.on_signal(self.signals.popleft(), now)
+            name = self.signals.popleft()
+            if name == "HUP" and self.policy.mode is not A.Mode.STOPPING:
+                actions += self._options_again()
+            actions += self.policy.on_signal(name, now)
         return actions
+
+    def _options_again(self) -> list[A.Action]:
+        """A HUP reads the options again (:mod:`~uwsgiapp.supervisor.options`)."""
+        workers, said = options.on_hup(most_workers=self.table.capacity // 2)
+        if workers is not None:
+            self.policy.desired = workers  # the reload's new workers: this many
+        return [A.Log(A.LogLevel.INFO, line) for line in said]
 
     def _serve_stats(self, stats: StatsServer, now: float) -> None:
         """Answer what the stats clients are owed (never waits); look at the queues now and
@@ -247,20 +257,9 @@ class Arbiter:
                 case A.Notify(state):
                     self.notifier.send(state)
                 case A.Halt(code):
-                    self._halt()
+                    kill_all(self.policy.records)
                     return code
         return None
-
-    def _halt(self) -> None:
-        """Kill whatever is still alive (after the policy gave up on it) and reap it."""
-        for pid in list(self.policy.records):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-        deadline = time.monotonic() + 5
-        while self.policy.records and time.monotonic() < deadline:
-            for pid, _, _ in reap():
-                self.policy.records.pop(pid, None)
-            time.sleep(0.01)
 
     def _install_app(self, app: WSGIApp) -> None:
         """The re-imported app replaces the old one, before the old code is collected."""

@@ -22,12 +22,12 @@ import os
 import signal
 import threading
 import time
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from uwsgiapp.server.inflight import worker_label
 from uwsgiapp.server.logs import flush_std
 
-__all__ = ["EXIT_WORK_SECONDS", "leave", "reap"]
+__all__ = ["EXIT_WORK_SECONDS", "kill_all", "leave", "reap"]
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -96,3 +96,16 @@ def reap() -> list[tuple[int, int | None, int | None]]:
         else:
             done.append((pid, os.waitstatus_to_exitcode(status), None))
     return done
+
+
+def kill_all(records: dict[int, Any]) -> None:
+    """Kill the children in ``records`` (by pid; the policy gave up on them) and reap them,
+    taking each out of ``records``; 5 s at most."""
+    for pid in list(records):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 5
+    while records and time.monotonic() < deadline:
+        for pid, _, _ in reap():
+            records.pop(pid, None)
+        time.sleep(0.01)

@@ -1,0 +1,73 @@
+"""A HUP reads the options again: what changed, what a reload applies (--env, --workers)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from uwsgiapp.config import make_config
+from uwsgiapp.supervisor import options
+
+
+@pytest.fixture
+def watched(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
+    """``options.watch`` fed from a list the test fills (the last item is read)."""
+    monkeypatch.setattr(options, "_current", None)
+    monkeypatch.setattr(options, "_reread", None)
+    monkeypatch.delenv("OPT_A", raising=False)
+    monkeypatch.delenv("OPT_B", raising=False)
+    states: list[object] = []
+
+    def reread() -> object:
+        state = states[-1]
+        if isinstance(state, Exception):
+            raise state
+        return state
+
+    started = make_config(app="a:app", env=("OPT_A=1", "OPT_B=2"), workers=2)
+    os.environ.update(started.env_vars())  # as the command line did at start
+    options.watch(started, reread)  # type: ignore[arg-type]
+    yield states
+    os.environ.pop("OPT_A", None)
+    os.environ.pop("OPT_B", None)
+
+
+def test_env_and_workers_apply_the_rest_is_said(watched: list[object]) -> None:
+    watched.append(
+        make_config(app="a:app", env=("OPT_A=10",), workers=3, harakiri=5.0, max_requests=9)
+    )
+    workers, said = options.on_hup(most_workers=32)
+    assert workers == 3
+    assert os.environ["OPT_A"] == "10" and "OPT_B" not in os.environ
+    assert said == [
+        "HUP: --env read again: 1 set, 1 removed",
+        "HUP: --harakiri, --max-requests changed since the start: a restart applies it (a "
+        "reload applies --env and --workers only)",
+        "HUP: --workers read again: 3",
+    ]
+    # Read again, unchanged: the live ones are applied; the others are said until a restart.
+    assert options.on_hup(most_workers=32) == (None, [said[1]])
+
+
+def test_nothing_changed_says_nothing(watched: list[object]) -> None:
+    watched.append(make_config(app="a:app", env=("OPT_B=2", "OPT_A=1"), workers=2))
+    assert options.on_hup(most_workers=32) == (None, [])
+    assert (os.environ["OPT_A"], os.environ["OPT_B"]) == ("1", "2")
+
+
+def test_options_that_cannot_be_read_again_keep_the_running_ones(watched: list[object]) -> None:
+    watched.append(OSError("[Errno 2] No such file or directory: 'uwsgiapp.toml'"))
+    workers, said = options.on_hup(most_workers=32)
+    assert workers is None and os.environ["OPT_A"] == "1"
+    assert said == [
+        "HUP: cannot read the options again ([Errno 2] No such file or directory: "
+        "'uwsgiapp.toml'): keeping those read before"
+    ]
+
+
+def test_more_workers_than_the_start_allows_are_capped(watched: list[object]) -> None:
+    watched.append(make_config(app="a:app", env=("OPT_A=1", "OPT_B=2"), workers=100))
+    workers, said = options.on_hup(most_workers=32)
+    assert workers == 32 and said[-1] == "HUP: --workers 100 is more than this start allows"

@@ -1,0 +1,81 @@
+"""A ``HUP`` reads the options again (command line, environment, ``--config``, ``--ini``), as
+uWSGI (which re-reads its ini) and gunicorn (its config file) do: ``--env`` and ``--workers``
+take effect with the reload; any other option that changed needs a restart, which one line
+says (before, the reload kept every option as read at start without a word).
+
+The command line gives the way to read them (:func:`watch`); the master asks at each ``HUP``
+(:func:`on_hup`). Decisions are :func:`changed` and :func:`env_changes`, pure functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable, Mapping
+
+from uwsgiapp.config import Config
+
+__all__ = ["LIVE", "changed", "env_changes", "on_hup", "watch"]
+
+#: The options a reload applies; the others are read at start only.
+LIVE = ("env", "workers")
+
+_current: Config | None = None
+_reread: Callable[[], Config] | None = None
+
+
+def watch(started_with: Config, reread: Callable[[], Config]) -> None:
+    """The options the server started with, and how to read them again."""
+    global _current, _reread
+    _current, _reread = started_with, reread
+
+
+def changed(old: Config, new: Config) -> list[str]:
+    """The options whose value differs, by field name, in the order of :class:`Config`."""
+    return [
+        f.name for f in dataclasses.fields(Config) if getattr(old, f.name) != getattr(new, f.name)
+    ]
+
+
+def env_changes(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """What to set and what to remove in the environment for ``--env`` going from ``old`` to
+    ``new`` (a variable dropped from ``--env`` is removed: it was ours)."""
+    to_set = {name: value for name, value in new.items() if old.get(name) != value}
+    return to_set, [name for name in old if name not in new]
+
+
+def on_hup(most_workers: int) -> tuple[int | None, list[str]]:
+    """Read the options again: apply ``--env`` to this process's environment (the re-import,
+    and the workers forked after, read it); return the new ``--workers`` (None if unchanged;
+    at most ``most_workers``, what the status table holds) and what to log."""
+    global _current
+    if _current is None or _reread is None:
+        return None, []
+    try:
+        new = _reread()
+    except Exception as exc:  # a bad value (ConfigError), a file gone or unreadable now
+        return None, [f"HUP: cannot read the options again ({exc}): keeping those read before"]
+    names = changed(_current, new)
+    said = []
+    if "env" in names:
+        to_set, to_remove = env_changes(_current.env_vars(), new.env_vars())
+        os.environ.update(to_set)
+        for name in to_remove:
+            os.environ.pop(name, None)
+        if to_set or to_remove:  # not for the same variables in another order
+            said.append(f"HUP: --env read again: {len(to_set)} set, {len(to_remove)} removed")
+    rest = [name for name in names if name not in LIVE]
+    if rest:
+        options = ", ".join("--" + name.replace("_", "-") for name in rest)
+        said.append(
+            f"HUP: {options} changed since the start: a restart applies it (a reload applies "
+            "--env and --workers only)"
+        )
+    workers = min(new.workers, most_workers) if "workers" in names else None
+    if workers is not None:
+        said.append(f"HUP: --workers read again: {workers}")
+        if workers < new.workers:  # the table was sized at start (4 slots a worker)
+            said.append(f"HUP: --workers {new.workers} is more than this start allows")
+    # What runs now: the live options new, the others as they were.
+    _current = dataclasses.replace(new, **{name: getattr(_current, name) for name in rest})
+    return workers, said
