@@ -9,17 +9,18 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 
 import pytest
 from server import test_worker_loop as loop_tests
-from server.test_worker_loop import GUARD, answer, app, connect
+from server.test_worker_loop import GUARD, answer, app, connect, wait_for
 
 from uwsgiapp.server import threaded
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.threaded import ThreadedWorker
 from uwsgiapp.wsgi.environ import EnvironSettings
-from uwsgiproto import Limits
+from uwsgiproto import Limits, build_request
 
 listener = loop_tests.listener  # the same fixture: a real unix listener
 
@@ -50,5 +51,42 @@ def test_a_recycle_ends_the_worker_though_its_threads_linger_after_saying_so(
         runner.join(GUARD)
         assert not runner.is_alive(), "ThreadedWorker.run() did not return"
     finally:
+        os.close(worker._wake_r)
+        os.close(worker._wake_w)
+
+
+def test_a_recycle_says_it_leaves_only_once_no_thread_serves(listener: Listener) -> None:
+    # Said while a sibling thread served, the master gave that request --graceful-timeout and
+    # cut it: a long request died because another thread reached max-requests.
+    release = threading.Event()
+
+    def app(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        if environ["PATH_INFO"] == "/slow":
+            release.wait(GUARD)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    handler = Handler(
+        app, limits=Limits(), settings=EnvironSettings(), socket_timeout=GUARD, access_log=None
+    )
+    said: list[bool] = []
+    worker = ThreadedWorker(
+        handler, [listener], threads=2, max_requests=1, on_leaving=lambda: said.append(True)
+    )
+    worker._wake_r, worker._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    runner = threading.Thread(target=worker.run, daemon=True)
+    runner.start()
+    try:
+        slow = connect(listener, build_request({"REQUEST_METHOD": "GET", "PATH_INFO": "/slow"}))
+        wait_for(lambda: bool(worker._busy()))
+        assert answer(connect(listener)).endswith(b"ok")  # the first done: max-requests
+        wait_for(lambda: worker._told == (False, False))  # the main thread acted on it
+        assert said == []  # /slow is still being served
+        release.set()
+        assert answer(slow).endswith(b"ok")
+        runner.join(GUARD)
+        assert not runner.is_alive()
+    finally:
+        release.set()
         os.close(worker._wake_r)
         os.close(worker._wake_w)

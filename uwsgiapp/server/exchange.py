@@ -212,14 +212,6 @@ class Responder:
             if access_log is not None:
                 access_log(environ, exchange, _perf_counter() - started)
 
-    def cut_current(self) -> None:
-        """A harakiri: the request being served dies with its worker; once its head is out,
-        its close is made a reset (the kill alone ends it cleanly over TCP, and nginx would
-        pass a truncated stream on as whole)."""
-        last = self.last
-        if self.current is not None and last is not None and last.head_sent:
-            _cut(last)
-
     def _refuse(
         self, fd: int, peer: Peer, environ: dict[str, Any], exc: BadRequest, rest: bytes
     ) -> None:

@@ -37,19 +37,14 @@ _FRAMEWORK = os.path.join(_PACKAGE, "web") + os.sep
 
 #: Where a one-thread worker's request is when its stack does not show it (set after fork).
 _current: Callable[[], dict[str, Any] | None] | None = None
-#: What makes that request's connection end in a reset when the worker is killed.
-_cut_current: Callable[[], None] | None = None
 
 
-def set_request_source(
-    current: Callable[[], dict[str, Any] | None], cut: Callable[[], None] | None = None
-) -> None:
+def set_request_source(current: Callable[[], dict[str, Any] | None]) -> None:
     """``current()`` gives this process's request environ when no frame holds one: a compiled
     build iterates a streamed response with no Python frame between the worker loop and the
-    app's generator. Only for a worker of one thread (a request thread's is in its stack).
-    ``cut()``: called by a harakiri's dump, before the kill."""
-    global _current, _cut_current
-    _current, _cut_current = current, cut
+    app's generator. Only for a worker of one thread (a request thread's is in its stack)."""
+    global _current
+    _current = current
 
 
 def request_environ(frame: FrameType | None) -> dict[str, Any] | None:
@@ -127,8 +122,6 @@ def dump_stuck_request(signum: int, frame: FrameType | None) -> None:
         request_line(frame),
         app_stack(frame),
     )
-    if _cut_current is not None:
-        _cut_current()
 
 
 def log_client_gone(peer: object, environ: dict[str, Any], exc: ClientDisconnected) -> None:

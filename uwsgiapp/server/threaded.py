@@ -253,11 +253,20 @@ class ThreadedWorker(StopSignals):
                         self.alive = False
                         self.drain_backlog = False
                 self._tell_threads()
+                self._say_leaving()
             for thread in threads:
                 thread.join()
         finally:
             for loop in self.loops:
                 loop.close()
+
+    def _say_leaving(self) -> None:
+        """Stopped accepting and no thread in a request (parked clients aside): the master
+        may start the replacement now. Not while one serves: the master would give that
+        request a deadline (--graceful-timeout) a recycle must not set."""
+        if not self.alive and self.on_leaving is not None and not self._busy():
+            self.on_leaving()
+            self.on_leaving = None
 
     def _tell_threads(self) -> None:
         """Pass a change of ``alive`` / ``drain_backlog`` on to every thread, once."""
@@ -265,9 +274,6 @@ class ThreadedWorker(StopSignals):
         if state == self._told:
             return
         self._told = state
-        if not self.alive and self.on_leaving is not None:
-            self.on_leaving()
-            self.on_leaving = None
         for loop in self.loops:
             # drain first: a loop that saw alive false without it would just leave.
             loop.drain_backlog = self.drain_backlog

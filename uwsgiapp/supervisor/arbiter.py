@@ -367,7 +367,7 @@ class Arbiter:
         counting = self.stats is not None
         drain = drain_limit(self.config.graceful_timeout)
         if threads == 1:
-            set_request_source(lambda: handler.responder.current, handler.responder.cut_current)
+            set_request_source(lambda: handler.responder.current)
             hooks = count_requests(handler, slot) if counting else slot
             return Worker(
                 handler,
