@@ -11,13 +11,15 @@ function once, not one for each reload since the start.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import TypeVar
 
 __all__ = ["PostforkError", "postfork", "run_postfork"]
 
 _F = TypeVar("_F", bound=Callable[[], object])
-_registered: list[Callable[[], object]] = []
+#: Each function with the module that decorated it (the id of its globals).
+_registered: list[tuple[Callable[[], object], int]] = []
 
 
 class PostforkError(Exception):
@@ -32,14 +34,14 @@ def postfork(func: _F) -> _F:
     A function that raises stops its worker from starting, as an app that cannot be imported
     does: at start-up the server stops, in a ``HUP`` the reload is called off.
     """
-    _registered.append(func)
+    _registered.append((func, id(sys._getframe(1).f_globals)))
     return func
 
 
 def run_postfork() -> None:
     """Call the :func:`postfork` functions; raise :class:`PostforkError` at the first that
     raises."""
-    for func in list(_registered):
+    for func, _ in list(_registered):
         try:
             func()
         except Exception as exc:
@@ -48,19 +50,26 @@ def run_postfork() -> None:
             raise PostforkError(f"postfork function {where}.{name} raised {exc!r}") from exc
 
 
-def registered() -> list[Callable[[], object]]:
-    """A copy of the functions registered so far (to :func:`restore` after a failed import)."""
+def registered() -> list[tuple[Callable[[], object], int]]:
+    """A copy of the registrations so far (to :func:`restore` after a failed import)."""
     return list(_registered)
 
 
-def restore(functions: list[Callable[[], object]]) -> None:
-    """Make ``functions`` the registered ones again."""
-    _registered[:] = functions
+def functions() -> list[Callable[[], object]]:
+    """The functions registered, in order."""
+    return [func for func, _ in _registered]
 
 
-def forget(old: Callable[[Callable[[], object]], bool]) -> int:
-    """Drop the functions for which ``old`` is true (the replaced code's); how many."""
-    kept = [func for func in _registered if not old(func)]
+def restore(saved: list[tuple[Callable[[], object], int]]) -> None:
+    """Make ``saved`` (from :func:`registered`) the registrations again."""
+    _registered[:] = saved
+
+
+def forget(replaced: Callable[[int], bool]) -> int:
+    """Drop the functions decorated in a module for which ``replaced(id of its globals)`` is
+    true (the replaced code's, whatever the function is: a library's bound method too); how
+    many."""
+    kept = [(func, caller) for func, caller in _registered if not replaced(caller)]
     dropped = len(_registered) - len(kept)
     _registered[:] = kept
     return dropped

@@ -22,7 +22,7 @@ def test_the_exit_functions_an_import_registered_are_taken_out() -> None:
         "    def bye(): print('old code exits')\n"
         "with new.recording():\n"
         "    atexit.register(print, 'new code exits')\n"
-        "print(old.undo(lambda func: True), atexit.register is not None)\n"
+        "print(old.undo(lambda caller: True), atexit.register is not None)\n"
     )
     out = subprocess.run(
         [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=30
@@ -37,10 +37,10 @@ def test_a_fork_hook_runs_until_its_code_is_replaced() -> None:
     with reg.recording():
         os.register_at_fork(after_in_child=lambda: calls.append("child"), before=None)
     assert os.register_at_fork is real  # put back after the import
-    (guard,) = reg.fork_hooks
+    ((guard, _),) = reg.fork_hooks
     guard()
     assert calls == ["child"]
-    reg.undo(lambda func: True)
+    reg.undo(lambda caller: True)
     guard()  # what os.fork would call in a worker forked after the HUP
     assert calls == ["child"] and guard.hook is None  # and the old code is let go of
 
@@ -55,14 +55,26 @@ def test_registrations_os_refuses_are_refused_as_before() -> None:
     assert reg.fork_hooks == []
 
 
-def test_only_the_replaced_codes_registrations_are_undone() -> None:
-    # A module of the standard library first imported by the app (concurrent.futures' fork
-    # hooks, logging's exit function) is never re-imported: its registrations must stay.
+def test_what_the_replaced_code_registered_is_undone_whatever_it_registered() -> None:
+    # A library's bound method registered by the app (engine.dispose) stayed for good: it was
+    # judged by the function's module, not by the code that registered it.
     calls: list[str] = []
     reg = Registrations()
+    library = {"os": os}  # a module of the standard library, imported by the app's import
     with reg.recording():
-        os.register_at_fork(after_in_child=lambda: calls.append("app"))
-        os.register_at_fork(after_in_child=calls.clear)  # a builtin's method: not the app's
-    app_hook, library_hook = reg.fork_hooks
-    assert reg.undo(lambda func: func is app_hook.hook) == 1
+        os.register_at_fork(after_in_child=calls.clear)  # the app's, a builtin's method
+        exec("os.register_at_fork(after_in_child=lambda: None)", library)
+    (app_hook, app_caller), (library_hook, library_caller) = reg.fork_hooks
+    assert app_caller == id(globals()) and library_caller == id(library)
+    assert reg.undo(lambda caller: caller == id(globals())) == 1
     assert app_hook.hook is None and library_hook.hook is not None
+
+
+def test_a_wrapper_kept_past_the_import_registers_unrecorded() -> None:
+    # `from atexit import register` at import kept the wrapper: later calls were recorded
+    # into a record never undone again, which grew.
+    reg = Registrations()
+    with reg.recording():
+        kept_at_fork = os.register_at_fork
+    kept_at_fork(after_in_child=lambda: None)
+    assert reg.fork_hooks == []

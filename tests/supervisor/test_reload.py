@@ -194,7 +194,7 @@ def postforks() -> Iterator[None]:
 
 
 def _postfork_modules() -> list[str]:
-    return [func.__module__ for func in hooks.registered()]
+    return [func.__module__ for func in hooks.functions()]
 
 
 def test_a_hup_keeps_only_the_new_codes_postfork_function(
@@ -202,11 +202,11 @@ def test_a_hup_keeps_only_the_new_codes_postfork_function(
 ) -> None:
     # os.register_at_fork cannot be undone: after two HUPs each worker ran three pools' set-up.
     held, config, before = preloaded("postfork_app", POSTFORK_APP)
-    first = hooks.registered()
+    first = hooks.functions()
     assert _postfork_modules() == ["postfork_app"]
     for _ in range(2):
         assert reload.reimport(config, before, lambda app: held.update(app=app)) is not None
-    (kept,) = hooks.registered()
+    (kept,) = hooks.functions()
     assert kept is sys.modules["postfork_app"].open_pool and kept is not first[0]
 
 
@@ -263,3 +263,16 @@ def test_a_failed_reimport_leaves_no_fork_hook_behind(
         os._exit(0)  # the fork hooks ran (or not) before this
     os.waitpid(pid, 0)
     assert not mark.exists()
+
+
+def test_a_hup_drops_a_library_method_the_old_code_registered(
+    preloaded: Callable[..., Any], postforks: None
+) -> None:
+    # postfork(engine.dispose): a method of a class from a package never re-imported (it has C
+    # parts, or is the stdlib's) stayed registered at each HUP, and its old engine alive.
+    source = "import random\nfrom uwsgiapp import postfork\nr = random.Random()\npostfork(r.seed)\n"
+    held, config, before = preloaded("library_hook_app", source + "def app(e, s):\n    return []\n")
+    for _ in range(3):
+        assert reload.reimport(config, before, lambda app: held.update(app=app)) is not None
+    (kept,) = hooks.functions()
+    assert kept.__self__ is sys.modules["library_hook_app"].r  # type: ignore[attr-defined]

@@ -229,7 +229,7 @@ def _call_off(
     # loaded defines; a library module of the stdlib it imported first keeps its own.
     modules = list(sys.modules.values())
     loaded = {id(m.__dict__) for m in modules if issubclass(type(m), types.ModuleType)}
-    registered.undo(lambda func: (found := _globals_of(func)) is not None and found not in loaded)
+    registered.undo(lambda caller: caller not in loaded)
     sys.modules.update(saved)
 
 
@@ -237,7 +237,7 @@ def _swap_registrations(registered: Registrations, old_modules: list[types.Modul
     """The old code's exit functions and fork hooks out; the new import's are the current."""
     global _registered
     old_globals = {id(module.__dict__) for module in old_modules}
-    _registered.undo(lambda func: _old_code(func, old_globals))
+    _registered.undo(lambda caller: caller in old_globals)
     _registered = registered
 
 
@@ -254,31 +254,16 @@ def _mark(module: types.ModuleType) -> weakref.ref[_Mark]:
     return weakref.ref(mark)
 
 
-def _unwrapped(func: object) -> object:
+def _old_method(func: object, old_globals: set[int]) -> bool:
+    """Is ``func`` a bound method (or a partial of one) defined in an old module?"""
     # type() only: isinstance or getattr on an old object may set up a lazy object (Django's
     # LazyObject), which would import the new code into the old one.
     while type(func) is functools.partial:
         func = func.func
-    return func
-
-
-def _globals_of(func: object) -> int | None:
-    """The id of the globals of ``func`` (a function or a bound method, or a partial of one);
-    None for anything else (a builtin's method)."""
-    func = _unwrapped(func)
-    if type(func) is types.MethodType:
-        func = func.__func__
-    return id(func.__globals__) if type(func) is types.FunctionType else None
-
-
-def _old_code(func: object, old_globals: set[int]) -> bool:
-    """Is ``func`` a function or a bound method (or a partial of one) of an old module?"""
-    return _globals_of(func) in old_globals
-
-
-def _old_method(func: object, old_globals: set[int]) -> bool:
-    """Is ``func`` a bound method (or a partial of one) defined in an old module?"""
-    return type(_unwrapped(func)) is types.MethodType and _old_code(func, old_globals)
+    if type(func) is not types.MethodType:
+        return False
+    func = func.__func__
+    return type(func) is types.FunctionType and id(func.__globals__) in old_globals
 
 
 def release_old_code(old_modules: Iterable[types.ModuleType]) -> int:
@@ -300,7 +285,7 @@ def release_old_code(old_modules: Iterable[types.ModuleType]) -> int:
       registered its own), or each worker would run every reload's.
     """
     old_globals = {id(module.__dict__) for module in old_modules}
-    hooks.forget(lambda func: _old_code(func, old_globals))  # ours: first, it cannot fail
+    hooks.forget(lambda caller: caller in old_globals)  # ours: first, it cannot fail
     detached = 0
     registry = getattr(weakref.finalize, "_registry", {})
     for finalizer, info in list(registry.items()):
