@@ -237,7 +237,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         return _fail("serve", f"the server is not available: {exc}", ServeExit.INTERNAL)
     again = _files_from_here(args)  # a HUP reads them after the master entered --chdir
-    options.watch(resolved.config, lambda: resolve_serve_config(again, environ=environ).config)
+    reread = lambda: resolve_serve_config(again, environ=environ).config  # noqa: E731
+    options.watch(resolved.config, reread, environ)
     code: int = serve(resolved.config)
     return code
 

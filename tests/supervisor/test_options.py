@@ -28,7 +28,7 @@ def watched(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[object]]:
 
     started = make_config(app="a:app", env=("OPT_A=1", "OPT_B=2"), workers=2)
     os.environ.update(started.env_vars())  # as the command line did at start
-    options.watch(started, reread)  # type: ignore[arg-type]
+    options.watch(started, reread, {"OPT_B": "from the start"})  # type: ignore[arg-type]
     yield states
     os.environ.pop("OPT_A", None)
     os.environ.pop("OPT_B", None)
@@ -40,7 +40,8 @@ def test_env_and_workers_apply_the_rest_is_said(watched: list[object]) -> None:
     )
     workers, said = options.on_hup(most_workers=32)
     assert workers == 3
-    assert os.environ["OPT_A"] == "10" and "OPT_B" not in os.environ
+    # OPT_B dropped from --env: back to the value it had before --env set it.
+    assert os.environ["OPT_A"] == "10" and os.environ["OPT_B"] == "from the start"
     assert said == [
         "HUP: --env read again: 1 set, 1 removed",
         "HUP: --harakiri, --max-requests changed since the start: a restart applies it (a "
@@ -71,3 +72,14 @@ def test_more_workers_than_the_start_allows_are_capped(watched: list[object]) ->
     watched.append(make_config(app="a:app", env=("OPT_A=1", "OPT_B=2"), workers=100))
     workers, said = options.on_hup(most_workers=32)
     assert workers == 32 and said[-1] == "HUP: --workers 100 is more than this start allows"
+
+
+def test_a_reload_called_off_takes_its_options_back(watched: list[object]) -> None:
+    # The new code did not import: the old serves on, with the environment and the workers
+    # it had (the next HUP then says the change again).
+    watched.append(make_config(app="a:app", env=("OPT_A=10",), workers=3))
+    assert options.on_hup(most_workers=32)[0] == 3
+    assert options.rollback() == 2
+    assert (os.environ["OPT_A"], os.environ["OPT_B"]) == ("1", "2")
+    assert options.rollback() is None  # once
+    assert options.on_hup(most_workers=32)[0] == 3

@@ -240,6 +240,8 @@ class Arbiter:
                     log.log(level, "%s", message)
                 case A.Reimport():  # keeps the old app if the new code fails to import
                     if reimport(self.config, self._modules_before_app, self._install_app) is None:
+                        if (workers := options.rollback()) is not None:
+                            self.policy.desired = workers
                         code = self._execute(self.policy.reimport_failed(time.monotonic()))
                         if code is not None:
                             return code

@@ -22,12 +22,17 @@ LIVE = ("env", "workers")
 
 _current: Config | None = None
 _reread: Callable[[], Config] | None = None
+#: The environment before --env was applied at start: what a variable dropped from it gets.
+_environ: Mapping[str, str] = {}
+#: What the last HUP changed, for :func:`rollback`: the options, and the variables it set.
+_undo: tuple[Config, dict[str, str | None]] | None = None
 
 
-def watch(started_with: Config, reread: Callable[[], Config]) -> None:
-    """The options the server started with, and how to read them again."""
-    global _current, _reread
-    _current, _reread = started_with, reread
+def watch(started_with: Config, reread: Callable[[], Config], environ: Mapping[str, str]) -> None:
+    """The options the server started with, how to read them again, and the environment
+    before ``--env`` was applied."""
+    global _current, _reread, _environ
+    _current, _reread, _environ = started_with, reread, environ
 
 
 def changed(old: Config, new: Config) -> list[str]:
@@ -55,13 +60,15 @@ def on_hup(most_workers: int) -> tuple[int | None, list[str]]:
         new = _reread()
     except Exception as exc:  # a bad value (ConfigError), a file gone or unreadable now
         return None, [f"HUP: cannot read the options again ({exc}): keeping those read before"]
+    global _undo
     names = changed(_current, new)
     said = []
+    _undo = (_current, {})
     if "env" in names:
         to_set, to_remove = env_changes(_current.env_vars(), new.env_vars())
-        os.environ.update(to_set)
-        for name in to_remove:
-            os.environ.pop(name, None)
+        _undo[1].update((name, os.environ.get(name)) for name in (*to_set, *to_remove))
+        # A variable dropped from --env gets the value it had before (or none).
+        _set_environ({**to_set, **{name: _environ.get(name) for name in to_remove}})
         if to_set or to_remove:  # not for the same variables in another order
             said.append(f"HUP: --env read again: {len(to_set)} set, {len(to_remove)} removed")
     rest = [name for name in names if name not in LIVE]
@@ -79,3 +86,25 @@ def on_hup(most_workers: int) -> tuple[int | None, list[str]]:
     # What runs now: the live options new, the others as they were.
     _current = dataclasses.replace(new, **{name: getattr(_current, name) for name in rest})
     return workers, said
+
+
+def rollback() -> int | None:
+    """The reload the last HUP started was called off (the new code did not import): its
+    environment and options go back; the ``--workers`` it had, or None if unchanged."""
+    global _current, _undo
+    if _undo is None or _current is None:
+        return None
+    previous, environ = _undo
+    _undo = None
+    _set_environ(environ)
+    workers = previous.workers if previous.workers != _current.workers else None
+    _current = previous
+    return workers
+
+
+def _set_environ(values: Mapping[str, str | None]) -> None:
+    for name, value in values.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
