@@ -669,6 +669,7 @@ def test_new_workers_that_keep_crashing_as_they_load_leave_the_serving_ones_serv
         crashed = min(sim.pids(1))
         actions = sim.run(sim.policy.on_exit(crashed, None, signal.SIGSEGV, sim.now))
     assert not any(isinstance(a, Halt) for a in actions)
+    assert f"was the {BOOT_FAILURE_LIMIT}th in a row to die while starting" in str(actions)
     assert sim.policy.mode is Mode.RUNNING and sim.policy.generation == 0  # called off
     assert old <= sim.pids()
     # Without a reload: one serving, its peer's replacement keeps crashing: tried again later.

@@ -190,7 +190,8 @@ class Policy(Roster):
                 r.state is READY for r in self.records.values()
             ):  # new code that crashes as it loads (--lazy-apps): as one that cannot import
                 self.boot_failures = 0
-                return [actions[0], *self._app_load_failed(rec, now)]
+                what = f"was the {BOOT_FAILURE_LIMIT}th in a row to die while starting"
+                return [actions[0], *self._app_load_failed(rec, now, what)]
             if self.boot_failures >= BOOT_FAILURE_LIMIT:
                 self.halted = True
                 return [
@@ -203,20 +204,22 @@ class Policy(Roster):
                 ]
         return actions + self._fill()
 
-    def _app_load_failed(self, rec: WorkerRecord, now: float) -> list[Action]:
+    def _app_load_failed(
+        self, rec: WorkerRecord, now: float, what: str = "could not load the app"
+    ) -> list[Action]:
         """A (lazy-apps) worker could not import the app: a reload fails; a replacement is
         tried again later while other workers serve (new code on disk must not take down the
         ones that loaded the old); with none serving, the server stops."""
         if self.mode is Mode.RELOADING and rec.generation == self.generation:
-            return self._abort_reload(now, f"{rec.label} cannot load the app")
+            why = "cannot load the app" if what.startswith("could not") else what
+            return self._abort_reload(now, f"{rec.label} {why}")
         serving = sum(1 for r in self.records.values() if r.state is READY)
         if not serving:
             self.halted = True
             return [
                 Log(
                     LogLevel.ERROR,
-                    f"{rec.label} could not load the app and no worker serves: "
-                    "stopping (no fork loop)",
+                    f"{rec.label} {what} and no worker serves: stopping (no fork loop)",
                 ),
                 Halt(ServeExit.APP_LOAD),
             ]
@@ -227,7 +230,7 @@ class Policy(Roster):
         return [
             Log(
                 LogLevel.ERROR,
-                f"{rec.label} could not load the app; {serving} "
+                f"{rec.label} {what}; {serving} "
                 f"{'worker serves' if serving == 1 else 'workers serve'} on with the code "
                 f"loaded before; trying again in {self.load_retry:g} s",
             )
