@@ -50,19 +50,9 @@ def run_postfork() -> None:
             raise PostforkError(f"postfork function {where}.{name} raised {exc!r}") from exc
 
 
-def registered() -> list[tuple[Callable[[], object], int]]:
-    """A copy of the registrations so far (to :func:`restore` after a failed import)."""
-    return list(_registered)
-
-
 def functions() -> list[Callable[[], object]]:
     """The functions registered, in order."""
     return [func for func, _ in _registered]
-
-
-def restore(saved: list[tuple[Callable[[], object], int]]) -> None:
-    """Make ``saved`` (from :func:`registered`) the registrations again."""
-    _registered[:] = saved
 
 
 def forget(replaced: Callable[[int], bool]) -> int:

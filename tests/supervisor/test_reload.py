@@ -185,12 +185,9 @@ def app(environ, start_response):
 
 
 @pytest.fixture
-def postforks() -> Iterator[None]:
-    """The registry of postfork functions as it was, after the test."""
-    saved = hooks.registered()
-    hooks.restore([])
-    yield
-    hooks.restore(saved)
+def postforks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty registry of postfork functions for the test, the real one after it."""
+    monkeypatch.setattr(hooks, "_registered", [])
 
 
 def _postfork_modules() -> list[str]:
@@ -214,11 +211,11 @@ def test_a_failed_reimport_keeps_the_old_postfork_and_none_of_the_failed_one(
     preloaded: Callable[..., Any], postforks: None, tmp_path: Path
 ) -> None:
     held, config, before = preloaded("postfork_fail", POSTFORK_APP)
-    first = hooks.registered()
+    first = hooks.functions()
     # The new code registers its function, then fails further down its import.
     (tmp_path / "postfork_fail.py").write_text(POSTFORK_APP + "\nraise RuntimeError('half')\n")
     assert reload.reimport(config, before, lambda app: held.update(app=app)) is None
-    assert hooks.registered() == first
+    assert hooks.functions() == first
 
 
 def test_postfork_functions_run_in_order_and_a_failure_names_the_function(

@@ -181,22 +181,22 @@ def reimport(
     saved = {name: sys.modules.pop(name) for name in doomed}
     importlib.invalidate_caches()  # new files since the first import are found
     threads = threading.enumerate()
-    postforks = hooks.registered()
     registered = Registrations()
     try:
         app = _import_recorded(config, registered)
     except AppImportError as exc:
-        hooks.restore(postforks)  # what the failed import registered goes with it
         _call_off(before, saved, registered)
         log.error("reload: cannot re-import the app, keeping the old code: %s", one_line(str(exc)))
         return None
     took = time.monotonic() - started
-    del postforks  # it holds the old code's postfork functions
     say_import_threads(threads, "the re-import")
     if install is not None:
         install(app)
     modules = [m for m in saved.values() if issubclass(type(m), types.ModuleType)]
-    _swap_registrations(registered, modules)
+    global _registered
+    old_globals = {id(module.__dict__) for module in modules}
+    _undo_registrations(_registered, lambda caller: caller in old_globals)
+    _registered = registered
     marks = []
     try:
         marks = [_mark(module) for module in modules]
@@ -225,20 +225,19 @@ def _call_off(
     """A failed re-import: what it loaded and registered goes, the old modules come back."""
     for name in app_modules(list(sys.modules), before):
         del sys.modules[name]  # what the failed import loaded must not mix with the old
-    # Its code (the module that failed is already out of sys.modules): what no module left
-    # loaded defines; a library module of the stdlib it imported first keeps its own.
+    sys.modules.update(saved)
+    # Its code (the module that failed is already out of sys.modules): what no module loaded
+    # now registered; the old code and a module of the stdlib it imported first keep theirs.
     modules = list(sys.modules.values())
     loaded = {id(m.__dict__) for m in modules if issubclass(type(m), types.ModuleType)}
-    registered.undo(lambda caller: caller not in loaded)
-    sys.modules.update(saved)
+    _undo_registrations(registered, lambda caller: caller not in loaded)
 
 
-def _swap_registrations(registered: Registrations, old_modules: list[types.ModuleType]) -> None:
-    """The old code's exit functions and fork hooks out; the new import's are the current."""
-    global _registered
-    old_globals = {id(module.__dict__) for module in old_modules}
-    _registered.undo(lambda caller: caller in old_globals)
-    _registered = registered
+def _undo_registrations(registered: Registrations, replaced: Callable[[int], bool]) -> None:
+    """Take out what the modules ``replaced`` says (by the id of their globals) registered:
+    the postfork functions, and the exit functions and fork hooks of ``registered``."""
+    hooks.forget(replaced)
+    registered.undo(replaced)
 
 
 class _Mark:
@@ -281,11 +280,11 @@ def release_old_code(old_modules: Iterable[types.ModuleType]) -> int:
     - ``typing``'s caches (``Optional[X]``, ``List[X]``: 128 per function) keep the classes of
       the annotations evaluated at import (Flask's, werkzeug's): cleared, as ``typing``
       itself allows; they fill again on use.
-    - The old code's :func:`uwsgiapp.hooks.postfork` functions: dropped (the new code
-      registered its own), or each worker would run every reload's.
+
+    (The old code's postfork functions, exit functions and fork hooks are taken out before:
+    :func:`reimport`.)
     """
     old_globals = {id(module.__dict__) for module in old_modules}
-    hooks.forget(lambda caller: caller in old_globals)  # ours: first, it cannot fail
     detached = 0
     registry = getattr(weakref.finalize, "_registry", {})
     for finalizer, info in list(registry.items()):
