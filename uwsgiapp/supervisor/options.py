@@ -53,24 +53,21 @@ def on_hup(most_workers: int) -> tuple[int | None, list[str]]:
     """Read the options again: apply ``--env`` to this process's environment (the re-import,
     and the workers forked after, read it); return the new ``--workers`` (None if unchanged;
     at most ``most_workers``, what the status table holds) and what to log."""
-    global _current
+    global _current, _undo
     if _current is None or _reread is None:
         return None, []
     try:
         new = _reread()
     except Exception as exc:  # a bad value (ConfigError), a file gone or unreadable now
         return None, [f"HUP: cannot read the options again ({exc}): keeping those read before"]
-    global _undo
     names = changed(_current, new)
     said = []
-    _undo = (_current, {})
-    if "env" in names:
-        to_set, to_remove = env_changes(_current.env_vars(), new.env_vars())
-        _undo[1].update((name, os.environ.get(name)) for name in (*to_set, *to_remove))
+    to_set, to_remove = env_changes(_current.env_vars(), new.env_vars())
+    _undo = (_current, {name: os.environ.get(name) for name in (*to_set, *to_remove)})
+    if to_set or to_remove:  # not for the same variables in another order
         # A variable dropped from --env gets the value it had before (or none).
         _set_environ({**to_set, **{name: _environ.get(name) for name in to_remove}})
-        if to_set or to_remove:  # not for the same variables in another order
-            said.append(f"HUP: --env read again: {len(to_set)} set, {len(to_remove)} removed")
+        said.append(f"HUP: --env read again: {len(to_set)} set, {len(to_remove)} removed")
     rest = [name for name in names if name not in LIVE]
     if rest:
         options = ", ".join("--" + name.replace("_", "-") for name in rest)
