@@ -415,8 +415,10 @@ def test_term_on_one_of_two_tcp_servers_does_not_reset_posts_nginx_sent_it(
     sent = [e for e in errors if not never_reached_server(e)]  # those were retried
     reset = [e for e in sent if "reset" in e or "prematurely" in e]
     assert len(reset) <= 2 and len(load.result.failures) <= 2, (reset, load.result.failures)
-    # The test means something: nginx met the stopped server's closed socket and went on.
-    assert any("Connection refused" in e for e in errors), errors[:5]
+    # The test means something: nginx met the stopped server and went on. Most often that is
+    # its closed socket ("Connection refused"); after one of the allowed resets nginx counts the
+    # server failed (max_fails 1) and sends it nothing more for fail_timeout, so no refusal follows.
+    assert any(f"uwsgi://{servers[0].upstream}" in e for e in errors), errors[:5]
 
 
 @pytest.mark.parametrize("lazy", [False, True], ids=["preloaded", "lazy-apps"])
