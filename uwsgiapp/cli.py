@@ -211,8 +211,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     from uwsgiapp.config.serve import resolve_serve_config
 
     found: list[str] = []
+    fixed: dict[str, str] = {}  # %t, %v, ... as at the start, for a HUP's reading
     try:
-        resolved = resolve_serve_config(args, warnings=found)
+        resolved = resolve_serve_config(args, warnings=found, fixed=fixed)
     except ConfigError as exc:
         for warning in found:  # often the cause: "$(X) is not set" before "got ''"
             print(f"{PROG} serve: warning: {warning}", file=sys.stderr)
@@ -237,7 +238,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ImportError as exc:
         return _fail("serve", f"the server is not available: {exc}", ServeExit.INTERNAL)
     again = _files_from_here(args)  # a HUP reads them after the master entered --chdir
-    reread = lambda: resolve_serve_config(again, environ=environ).config  # noqa: E731
+    reread = lambda: resolve_serve_config(again, environ=environ, fixed=fixed).config  # noqa: E731
     options.watch(resolved.config, reread, environ)
     code: int = serve(resolved.config)
     return code

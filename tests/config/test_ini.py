@@ -257,6 +257,32 @@ def test_more_magic_variables(tmp_path: Path) -> None:
     assert expand("%t", path=full).isdigit()
 
 
+def test_start_time_magic_variables_stand_for_the_start_at_a_hup(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A HUP reads the ini again after --chdir, by its absolute path, and later: %t %T %v %o
+    keep what they stood for at the start, or every HUP would name options as changed."""
+    from uwsgiapp.config import iniexpand
+
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app.ini").write_text(
+        "[uwsgi]\nmodule = app:app\nchdir = %v/app\nenv = T=%t\nenv = US=%T\nenv = O=%o\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    fixed: dict[str, str] = {}
+    first = ini_layer("app.ini", environ={}, fixed=fixed).layer
+    monkeypatch.chdir(tmp_path / "app")  # as the master did
+    later = iniexpand.time.time() + 100
+    monkeypatch.setattr(iniexpand.time, "time", lambda: later)
+    again = ini_layer(str(tmp_path / "app.ini"), environ={}, fixed=fixed).layer
+    assert {k: v.value for k, v in again.items()} == {k: v.value for k, v in first.items()}
+    assert first["chdir"].value == f"{tmp_path}/app" and "O=app.ini" in first["env"].value
+    # Without what was kept, each of them reads differently.
+    fresh = ini_layer(str(tmp_path / "app.ini"), environ={}).layer
+    assert fresh["chdir"].value == f"{tmp_path}/app/app"
+    assert fresh["env"].value != first["env"].value
+
+
 def test_placeholders_of_ignored_keys_are_not_expanded(tmp_path: Path) -> None:
     """log-format holds uWSGI's own %(status)-style variables: one warning, naming what we
     have instead, not one per variable."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -269,3 +270,25 @@ def test_hup_reads_the_config_file_again(tmp_path: Path, nginx_available: None) 
     assert "HUP: --env read again: 1 set, 0 removed" in log
     assert "HUP: --workers read again: 3" in log
     assert "HUP: --harakiri changed since the start: a restart applies it" in log
+
+
+def test_hup_reads_an_ini_with_start_time_variables_as_unchanged(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    # A HUP reads the ini again from --chdir's directory, by its absolute path, later: %v, %o
+    # and %t must still stand for the start's, or each HUP named --chdir and --env as changed.
+    home = tmp_path / "server"  # the server's working directory (stack's)
+    (home / "app").mkdir(parents=True)
+    (home / "app" / "envapp.py").write_text(ENV_APP)
+    (home / "app.ini").write_text("[uwsgi]\nchdir = %v/app\nprocesses = 1\nenv = APP_ENV=%o-%t\n")
+    with stack(tmp_path, "envapp:app", ini="app.ini", pythonpath=[str(home / "app")]) as (
+        server,
+        nginx,
+    ):
+        started = nginx.request("GET", "/")[2]
+        assert started.startswith(b"app.ini-"), started
+        time.sleep(1.1)  # %t counts seconds
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "ready, stopping" in server.log(), 10, "the reload")
+        assert _answers(nginx, started)
+    assert "changed since the start" not in server.log(), server.log()

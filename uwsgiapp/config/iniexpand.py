@@ -15,7 +15,7 @@ import pwd
 import re
 import socket
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Final
 
 from uwsgiapp.config.model import ConfigError
@@ -66,10 +66,15 @@ def _group_name(gid: int) -> str:
         return str(gid)
 
 
-def _magic_table(path: str, section: str) -> dict[str, Callable[[], str]]:
+def _magic_table(
+    path: str, section: str, fixed: MutableMapping[str, str] | None
+) -> dict[str, Callable[[], str]]:
     """uWSGI's magic variables, each computed when first met. Upper-case forms (``%D``…)
     mean "of the first non-template file" in uWSGI; uwsgiapp reads one file, so they are
-    the lower-case ones."""
+    the lower-case ones. ``fixed`` keeps what the start time (``%t %T``), the working
+    directory (``%v``) and the file's name as given (``%o``) were the first time: a HUP
+    reads the file again after ``--chdir``, by its absolute path and later, and these must
+    stand for the start's, or every HUP would see options changed."""
     full = os.path.abspath(path)
     directory = os.path.dirname(full)
     name = os.path.basename(full)
@@ -98,6 +103,9 @@ def _magic_table(path: str, section: str) -> dict[str, Callable[[], str]]:
         "[": lambda: "\033",
         "%": lambda: "%",
     }
+    if fixed is not None:
+        for letter in "tTvo":
+            table[letter] = _kept(fixed, letter, table[letter])
     for letter in "dpsnecxo":
         table[letter.upper()] = table[letter]
     for index in range(10):  # %0..%9: the directory's path components ("" past the last)
@@ -107,6 +115,17 @@ def _magic_table(path: str, section: str) -> dict[str, Callable[[], str]]:
 
 def _constant(value: str) -> Callable[[], str]:
     return lambda: value
+
+
+def _kept(
+    fixed: MutableMapping[str, str], letter: str, now: Callable[[], str]
+) -> Callable[[], str]:
+    def value() -> str:
+        if letter not in fixed:
+            fixed[letter] = now()
+        return fixed[letter]
+
+    return value
 
 
 #: What users write for a magic variable as if it were a named placeholder, and the letter.
@@ -212,8 +231,11 @@ def expand(
     environ: Mapping[str, str] | None = None,
     warn: Callable[[str], None] | None = None,
     max_size: int = MAX_EXPANDED_SIZE,
+    fixed: MutableMapping[str, str] | None = None,
 ) -> str:
     """Expand ``$(ENV)``, ``%x`` magic and ``%(placeholder)`` in one value (see module doc).
+
+    ``fixed``, when given, keeps the start-time variables from one call to the next.
 
     Raises :class:`ExpansionError` as soon as the result would grow past ``max_size``
     characters (before building it), and for a ``%(name)`` or ``%x`` that has no value (uWSGI
@@ -222,7 +244,7 @@ def expand(
     """
     env = os.environ if environ is None else environ
     places = placeholders or {}
-    table = _magic_table(path, section)
+    table = _magic_table(path, section, fixed)
 
     def env_ref(match: re.Match[str]) -> str:
         name = match.group(1)

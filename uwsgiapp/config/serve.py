@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from dataclasses import replace
 
 from uwsgiapp.config.configload import (
@@ -46,13 +46,15 @@ def resolve_serve_config(
     environ: Mapping[str, str] | None = None,
     *,
     warnings: list[str] | None = None,
+    fixed: MutableMapping[str, str] | None = None,
 ) -> Resolved:
     """Resolve the Config for ``serve`` from parsed ``args``, ``environ``, and the files they
     name. Raises ConfigError.
 
     ``warnings``, when given, receives each warning as it is found: when a ConfigError
     follows, the caller can still show what led to it (``$(UWSGI_WORKERS) is not set`` before
-    "expected an integer, got ''").
+    "expected an integer, got ''"). ``fixed``: what the ini's start-time magic variables
+    stood for, kept from one resolution to the next (a HUP's).
     """
     env = os.environ if environ is None else environ
     warnings = [] if warnings is None else warnings
@@ -60,7 +62,7 @@ def resolve_serve_config(
     layers = _platform_layers(env, activated)
     ini = IniResult()
     if args.ini:
-        ini = ini_layer(args.ini, environ=env, warnings=warnings)
+        ini = ini_layer(args.ini, environ=env, warnings=warnings, fixed=fixed)
         layers.append(ini.layer)
     if args.config:
         layers.append(toml_layer(args.config))

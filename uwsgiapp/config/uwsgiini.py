@@ -42,8 +42,9 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
+from functools import partial
 
 from uwsgiapp.config.configload import Layer, Raw, spec_for
 from uwsgiapp.config.iniexpand import (
@@ -120,13 +121,15 @@ def ini_layer(
     *,
     environ: Mapping[str, str] | None = None,
     warnings: list[str] | None = None,
+    fixed: MutableMapping[str, str] | None = None,
 ) -> IniResult:
     """Read ``--ini`` ``arg`` (``file.ini`` or ``file.ini:section``) into an :class:`IniResult`.
 
     Raises :class:`ConfigError` (option ``ini``) when the file or section cannot be read or a
     key cannot be mapped (e.g. a malformed ``env`` or ``mount``). ``warnings``, when given, is
     the list the result's warnings are appended to as they are found, so that a caller still
-    has them when an error follows.
+    has them when an error follows. ``fixed``: the start-time magic variables, kept between
+    readings (:func:`~uwsgiapp.config.iniexpand.expand`).
     """
     path, section = split_ini_arg(arg)
     result = IniResult(warnings=[] if warnings is None else warnings)
@@ -134,20 +137,17 @@ def ini_layer(
     warn = _Warner(where, result.warnings)
     entries = include_sections(path, section, read_section(path, section), warn)
     referenced, result.environ_read = _variables(entries)
+    expand_in = partial(expand, path=path, section=section, environ=environ, warn=warn, fixed=fixed)
     entries = apply_logic(
         entries,
-        expand_test=lambda raw: expand(
-            raw, path=path, section=section, placeholders={}, environ=environ, warn=warn
-        ),
+        expand_test=partial(expand_in, placeholders={}),
         environ=os.environ if environ is None else environ,
         warn=warn,
         where=where,
     )
     placeholders = Placeholders(
         _placeholder_definitions(entries, where),
-        lambda raw, places: expand(
-            raw, path=path, section=section, placeholders=places, environ=environ, warn=warn
-        ),
+        lambda raw, places: expand_in(raw, placeholders=places),
     )
     mapper = Mapper(result.layer, where, warn)
     commented: set[str] = set()  # keys already warned of (one warning per key)
