@@ -313,6 +313,39 @@ def test_a_clean_stop_says_nothing_on_stderr_when_the_error_log_is_a_file(
     assert "stopped with exit code" not in err and "the error log is" not in err, err
 
 
+def test_workers_do_not_hold_the_terminal_the_master_keeps_for_a_failed_start(
+    short_dir: Path,
+) -> None:
+    # The master keeps a copy of the terminal's stderr to say a failed start there; workers
+    # (and what the app forks) inherited it, holding a reader's pipe open past the master.
+    from support.procs import worker_pids
+
+    (short_dir / "wsgi.py").write_text(FLASK_APP)
+    args = ["--socket", "app.sock", "--error-log-file", "error.log", "--capture-output"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uwsgiapp", "serve", "wsgi:app", "--workers", "2", *args],
+        cwd=short_dir,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_pong(str(short_dir / "app.sock"), proc)
+        terminal = os.readlink(f"/proc/self/fd/{proc.stderr.fileno()}")  # type: ignore[union-attr]
+        held = {
+            pid: [
+                os.readlink(f"/proc/{pid}/fd/{fd}")
+                for fd in os.listdir(f"/proc/{pid}/fd")
+                if os.path.exists(f"/proc/{pid}/fd/{fd}")
+            ]
+            for pid in (proc.pid, *worker_pids(proc.pid))
+        }
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=15)
+    assert len(held) == 3 and terminal in held.pop(proc.pid)
+    assert all(terminal not in links for links in held.values()), (terminal, held)
+
+
 @pytest.mark.parametrize("lazy", [False, True], ids=["preloaded", "lazy-apps"])
 def test_a_crash_while_importing_the_app_leaves_its_stack(short_dir: Path, lazy: bool) -> None:
     # A C extension that segfaults at import (one built for another ABI): the master died

@@ -193,8 +193,7 @@ def serve(config: Config) -> int:
     previous = {s: signal.signal(s, _stop_during_start) for s in STOP_SIGNALS}
     # With the error log in a file, why the server stopped is said on stderr too (a copy of
     # it made now: --capture-output points fd 2 at the file).
-    terminal = -1 if is_stream(config.error_log_file) else os.dup(2)
-    tail = ErrorTail()
+    tail = ErrorTail(-1 if is_stream(config.error_log_file) else os.dup(2))
     log.addHandler(tail)
     try:
         code = _serve(config)
@@ -205,10 +204,9 @@ def serve(config: Config) -> int:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         log.removeHandler(tail)
-    if terminal >= 0:
-        if code:
-            tail.tell(terminal, code, config.error_log_file)
-        os.close(terminal)
+    if code and tail.terminal >= 0:
+        tail.tell(code, config.error_log_file)
+    tail.drop_terminal()
     return code
 
 
