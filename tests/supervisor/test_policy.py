@@ -62,6 +62,22 @@ def test_a_death_in_a_request_says_so() -> None:
     assert isinstance(said, Log) and said.message.endswith("exited with code 0; starting a new one")
 
 
+def test_a_threaded_death_says_how_many_requests_it_cut() -> None:
+    # With --threads each request thread marks its own core: the count is the busy cores.
+    from uwsgiapp.supervisor.status import StatusTable
+
+    table = StatusTable(4, cores=3)
+    table.reset(1, 777)
+    table.core(1, 0).begin()
+    table.core(1, 2).begin()
+    assert table.read(1).in_requests == 2 and table.read(0).in_requests == 0
+    sim = started()
+    victim = min(sim.pids())
+    busy = WorkerStatus(victim, STATE_READY, 1000.0, 9, busy_cores=3)
+    said = sim.run(sim.policy.on_exit(victim, None, signal.SIGSEGV, sim.now, lambda wid: busy))
+    assert "(SIGSEGV) (it was in 3 requests, which got no answer); starting" in str(said[0])
+
+
 def test_a_worker_told_to_stop_says_whether_one_replaces_it() -> None:
     sim = started(workers=2)
     actions = sim.run(sim.policy.on_signal("TTOU", sim.now))  # one fewer: no replacement

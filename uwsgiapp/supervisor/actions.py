@@ -155,7 +155,7 @@ def describe_exit(code: int | None, signum: int | None) -> str:
     return f"exited with code {code}"
 
 
-def unexpected_death(signum: int | None, in_request: bool) -> str:
+def unexpected_death(signum: int | None, in_requests: int) -> str:
     """What a worker's death nobody asked for suggests: a SIGKILL the master did not send is
     most likely the kernel's OOM killer (in a container, only the worker dies: the container
     is not marked OOMKilled, so this line is the only trace)."""
@@ -165,7 +165,9 @@ def unexpected_death(signum: int | None, in_request: bool) -> str:
             ", not sent by uwsgiapp: the OOM killer (dmesg says; in a container, the oom_kill "
             "count of its cgroup's memory.events), or a kill -9"
         )
-    return hint + (" (it was in a request, which got no answer)" if in_request else "")
+    if in_requests > 1:
+        return f"{hint} (it was in {in_requests} requests, which got no answer)"
+    return hint + (" (it was in a request, which got no answer)" if in_requests else "")
 
 
 def count_workers(count: int, kind: str = "") -> str:

@@ -166,11 +166,12 @@ class Policy(Roster):
         rec = self.records.pop(pid, None)
         if rec is None:
             return []
-        busy = False
+        cut = 0  # the requests it was in
         if status is not None:  # the others too: whether any serves decides a load failure
             for r in (rec, *self.records.values()):
                 self._note_slot(r, status(r.wid), now)
-            busy = (own := status(rec.wid)).pid == pid and bool(own.request_start)
+            own = status(rec.wid)
+            cut = own.in_requests if own.pid == pid else 0
         how = describe_exit(code, signum)
         if self.mode is Mode.STOPPING:
             return [Log(LogLevel.INFO, f"{rec.label} {how}"), *self._maybe_done()]
@@ -182,7 +183,7 @@ class Policy(Roster):
             return self._app_load_failed(rec, now)
         clean = code == WorkerExit.CLEAN and signum is None
         level = LogLevel.INFO if clean else LogLevel.ERROR
-        how += "" if clean else unexpected_death(signum, busy)
+        how += "" if clean else unexpected_death(signum, cut)
         actions: list[Action] = [Log(level, f"{rec.label} {how}; starting a new one")]
         if rec.state is BOOTING and not clean:  # leaving on purpose is not failing to start
             self.boot_failures += 1

@@ -90,6 +90,12 @@ class WorkerStatus:
     state: int
     request_start: float
     requests: int
+    busy_cores: int = 0  # with --threads: the request threads in a request
+
+    @property
+    def in_requests(self) -> int:
+        """The requests it is in: its busy request threads, else 0 or 1."""
+        return self.busy_cores or int(self.request_start != 0.0)
 
     def ready_for(self, pid: int) -> bool:
         """Worker ``pid`` wrote that it loaded the app and accepts (:meth:`SlotWriter.ready`),
@@ -171,7 +177,11 @@ class StatusTable:
         cores = self.read_cores(slot)
         starts = [start for start, _ in cores if start]
         return WorkerStatus(
-            status.pid, status.state, min(starts, default=0.0), sum(n for _, n in cores)
+            status.pid,
+            status.state,
+            min(starts, default=0.0),
+            sum(n for _, n in cores),
+            len(starts),
         )
 
     def read_cores(self, slot: int) -> list[tuple[float, int]]:
