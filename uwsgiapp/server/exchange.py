@@ -174,14 +174,10 @@ class Responder:
         """
         protocol: str = environ["SERVER_PROTOCOL"]  # the builder's str (or its default)
         # HTTP/1.1 first: compiled, a str compare, where the set's is a call.
-        if (
-            protocol != "HTTP/1.1"
-            and protocol not in _PROTOCOLS
-            and ("\n" in protocol or "\r" in protocol)
-        ):
-            # The client's own line ending in our status line: refuse it here, or the app is
-            # called and then blamed (an ERROR) for a head we cannot render.
-            reason = "invalid SERVER_PROTOCOL: contains CR or LF"
+        if protocol != "HTTP/1.1" and protocol not in _PROTOCOLS and not protocol.isprintable():
+            # The client's own line ending (or NUL...) in our status line: refuse it here, or
+            # the app is called and then blamed (an ERROR) for a head we cannot render.
+            reason = "invalid SERVER_PROTOCOL: contains a control character"
             self._refuse(fd, peer, environ, BadRequest("400 Bad Request", reason), rest)
             return
         length_var = environ.get("CONTENT_LENGTH")

@@ -12,13 +12,18 @@ from typing import IO, Any, Final
 
 
 class HeaderError(ValueError):
-    """A status or header the server refuses to send (bad type, CR/LF, non-latin-1)."""
+    """A status or header the server refuses to send (bad type, a control character,
+    non-latin-1)."""
 
 
 #: The standard reason phrase of each code, for an app that sends a bare "200" (as uWSGI adds).
 _REASONS: Final = {int(s): s.phrase for s in HTTPStatus}
 #: A header name: an HTTP token (RFC 9110). A space or colon in one breaks the response in nginx.
 _TOKEN: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+#: The control characters a status or a header value may not hold (RFC 9110 allows HTAB;
+#: CR and LF are counted apart): nginx passes a NUL in the status on to the browser, and answers
+#: 502 for one in a value while the access log says 200.
+_CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 #: Names already found to be tokens: a head whose values change (Content-Length, Set-Cookie)
 #: misses the head cache every request, and its few names are then a set lookup each.
 _GOOD_NAMES: Final[set[str]] = set()
@@ -51,7 +56,8 @@ def render_head(protocol: str, status: Any, headers: Any) -> bytes:
 
     Checks: status is ``"NNN reason"`` (a bare ``"NNN"`` gets its standard reason); headers a list
     of 2-tuples of ``str`` whose names are HTTP tokens; no CR or LF anywhere
-    but the line ends (counted once over the joined head, cheaper than per header); latin-1 only.
+    but the line ends (counted once over the joined head, cheaper than per header), no other
+    control character but HTAB; latin-1 only.
     """
     if type(headers) is list:
         # The same head as last time (an app sends few): comparing costs less than the cache's
@@ -113,6 +119,11 @@ def _render_head(protocol: str, status: Any, headers: Any) -> bytes:
         bad = next((h for h in headers if any(c in h[0] + h[1] for c in "\r\n")), None)
         what = f"header {bad!r}" if bad else f"status {status!r}"
         raise HeaderError(f"{what} contains CR or LF")
+    control = _CONTROL.search(head)
+    if control is not None:
+        bad = next((h for h in headers if _CONTROL.search(h[0] + h[1])), None)
+        what = f"header {bad!r}" if bad else f"status {status!r}"
+        raise HeaderError(f"{what} contains the control character {control.group()!r}")
     for name, _ in headers:
         if name not in _GOOD_NAMES:
             if not _TOKEN.fullmatch(name):
