@@ -116,12 +116,14 @@ IDIOMS: Mapping[str, str] = {
 }
 #: uWSGI's loggers that uwsgiapp has, in their ``file:PATH`` form: key → option.
 LOGGER_KEYS: Mapping[str, str] = {"logger": "error_log_file", "req-logger": "access_log_file"}
-#: Keys with the one value uwsgiapp has: accepted without a word; another value gets a
-#: warning saying why it cannot be honoured.
+#: Keys with the one value uwsgiapp has: accepted without a word; another value stops the
+#: start, saying why it cannot be honoured (``protocol = http``: the sockets would speak uwsgi
+#: where the ini's clients speak HTTP, and every request would fail).
 FIXED_VALUES: Mapping[str, tuple[str, str]] = {
     "protocol": (
         "uwsgi",
-        "uwsgiapp speaks only nginx's uwsgi protocol: put nginx (uwsgi_pass) in front",
+        "uwsgiapp speaks only nginx's uwsgi protocol: put nginx (uwsgi_pass) in front and "
+        "remove the line, or run 'uwsgiapp dev APP' for local HTTP",
     ),
 }
 #: Keys that load uWSGI plugins (Python's are implicit; others are reported).

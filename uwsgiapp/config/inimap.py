@@ -68,8 +68,8 @@ class Mapper:
             layer["access_log"] = Raw("off" if flag else "uwsgi", source)
         elif key in FIXED_VALUES:
             expected, why = FIXED_VALUES[key]
-            if value.strip().lower() != expected:
-                self.warn(f"'{key} = {value}' cannot be honoured: {why}")
+            if value.strip().lower() != expected:  # every request would fail: no start
+                raise ConfigError("ini", f"'{key} = {value}' cannot be honoured: {why}", source)
         elif key in ALWAYS_ON:
             if truthy(value) is False:
                 self.warn(f"'{key} = {value}' cannot be honoured: {ALWAYS_ON[key]}")
