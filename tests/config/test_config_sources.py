@@ -575,3 +575,30 @@ def test_sockets_systemd_passed_are_used_unless_one_is_named() -> None:
         "fd://3, fd://4 stay unused (name them, fd://3, or name no socket)"
     )
     assert _serve(["--socket", "fd://3", "--socket", "fd://4"], ours).warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("argv", "environ"),
+    [
+        (["serve", "--mount", "/yourapplication=flaskapp:app"], {}),
+        (["serve", "--mount", "/yourapplication/=flaskapp:app", "flaskapp:app"], {}),
+        (["serve"], {"UWSGIAPP_MOUNT": "/yourapplication=flaskapp:app"}),
+    ],
+)
+def test_uwsgi_mount_form_names_the_point_and_the_app(
+    argv: list[str], environ: dict[str, str]
+) -> None:
+    # uWSGI's --mount /point=app (Flask's uWSGI page): the whole text was taken as the prefix.
+    config = resolve_serve_config(build_parser().parse_args(argv), environ).config
+    assert (config.mount, config.app) == ("/yourapplication", "flaskapp:app")
+
+
+def test_uwsgi_mount_form_with_a_file_and_a_different_app() -> None:
+    parse = build_parser().parse_args
+    config = resolve_serve_config(parse(["serve", "--mount", "/x=app.py"]), {}).config
+    assert (config.mount, config.app) == ("/x", "app.py:application")  # uWSGI's callable
+    with pytest.raises(ConfigError) as caught:
+        resolve_serve_config(parse(["serve", "--mount", "/x=a:app", "b:app"]), {})
+    assert "'/x=a:app' names the app 'a:app', and command line APP names 'b:app'" in str(
+        caught.value
+    )

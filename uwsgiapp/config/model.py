@@ -186,9 +186,13 @@ class Config:
                 parse_spec(self.app)
             except AppImportError as exc:
                 raise ConfigError("app", str(exc)) from None
-        if self.mount and (not self.mount.startswith("/") or self.mount.endswith("/")):
+        if self.mount and (
+            not self.mount.startswith("/") or self.mount.endswith("/") or "=" in self.mount
+        ):
             raise ConfigError(
-                "mount", f"must start with '/' and not end with '/', got {self.mount!r}"
+                "mount",
+                f"must start with '/' and not end with '/' (a '/point=app' names the app only"
+                f" on the command line, in UWSGIAPP_MOUNT and in an ini), got {self.mount!r}",
             )
         return self
 

@@ -82,6 +82,8 @@ def resolve_serve_config(
             cli[spec.name] = Raw(value, f"command line --{spec.option}")
     if args.app_positional:
         cli["app"] = Raw(args.app_positional, "command line APP")
+    for layer in (environment, cli):
+        _mount_with_app(layer)
     layers.append(cli)
     # A variable set in a compose override beside a command that names the same option: the
     # command line wins, which is easy to miss.
@@ -193,3 +195,28 @@ def _overridden(name: str, env: Raw, cli: Raw) -> str:
     else:
         argv = [flag, str(cli.value)]
     return f"{env.source}={env.value} is overridden by command line {shlex.join(argv)}"
+
+
+def _mount_with_app(layer: Layer) -> None:
+    """uWSGI's ``--mount /point=app`` (Flask's uWSGI page writes it so): the point is our
+    ``mount`` and the app our ``app``, unless the same source names another app. A ``=`` in a
+    mount point is never meant: it was taken whole as the SCRIPT_NAME prefix."""
+    mount = layer.get("mount")
+    if mount is None or not isinstance(mount.value, str) or "=" not in mount.value:
+        return
+    point, _, target = mount.value.partition("=")
+    if not point.startswith("/") or not target:
+        raise ConfigError(
+            "mount", f"expected /point or /point=app, got {mount.value!r}", mount.source
+        )
+    target = target if ":" in target else f"{target}:application"  # uWSGI's default callable
+    app = layer.get("app")
+    if app is not None and app.value != target:
+        raise ConfigError(
+            "mount",
+            f"{mount.value!r} names the app {target!r}, and {app.source} names {app.value!r}: "
+            "give the app once",
+            mount.source,
+        )
+    layer["mount"] = Raw(point.rstrip("/"), mount.source)
+    layer["app"] = Raw(target, mount.source)
