@@ -35,8 +35,22 @@ FOREIGN_OPTIONS: Mapping[str, str] = {
     "-b": _SOCKET,
     "--http": "uwsgiapp speaks only nginx's uwsgi protocol: put nginx in front, "
     "or run 'uwsgiapp dev APP' for local HTTP",
-    "-w": "use --workers N",
+    "-w": "gunicorn's -w N is --workers N; uWSGI's -w MODULE (--wsgi) is the APP argument "
+    "(module:callable)",
+    "-p": "uWSGI's -p N is --workers N; gunicorn's -p FILE is --pidfile FILE",
     "--processes": "use --workers N",
+    "-s": _SOCKET,
+    "--wsgi": "give the app as the APP argument (module:callable)",
+    "--callable": "give the app as the APP argument: module:callable or path/to/file.py:callable",
+    "--manage-script-name": "nothing to set: a SCRIPT_NAME nginx sends is stripped from "
+    "PATH_INFO; without nginx's help, --mount /prefix",
+    "--stop": "send the master TERM for a graceful stop: kill -TERM $(cat PIDFILE) (INT or QUIT "
+    "stop at once)",
+    "--http-socket": "uwsgiapp speaks only nginx's uwsgi protocol: put nginx in front, "
+    "or run 'uwsgiapp dev APP' for local HTTP",
+    "--home": "run the uwsgiapp installed in that virtualenv (VENV/bin/uwsgiapp)",
+    "-H": "run the uwsgiapp installed in that virtualenv (VENV/bin/uwsgiapp)",
+    "--virtualenv": "run the uwsgiapp installed in that virtualenv (VENV/bin/uwsgiapp)",
     "--timeout": "gunicorn's --timeout (kill a stuck worker) is --harakiri SECONDS here",
     "-t": "gunicorn's --timeout (kill a stuck worker) is --harakiri SECONDS here",
     "--access-logfile": "use --access-log-file PATH (it turns the access log on)",

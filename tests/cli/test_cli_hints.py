@@ -16,7 +16,15 @@ from uwsgiapp.clihints import hint_for
     ("argv", "hint"),
     [
         (["serve", "a:app", "--bind", "127.0.0.1:8000"], "--bind: use --socket HOST:PORT"),
-        (["serve", "a:app", "-w", "4"], "-w: use --workers N"),
+        (["serve", "a:app", "-w", "4"], "-w: gunicorn's -w N is --workers N"),
+        # uWSGI's quick start, `uwsgi -s /tmp/app.sock -w myapp:app`: -w was "use --workers N".
+        (["serve", "-s", "/tmp/a.sock", "-w", "a:app"], "uWSGI's -w MODULE (--wsgi) is the APP"),
+        (["serve", "-s", "/tmp/a.sock", "-w", "a:app"], "-s: use --socket HOST:PORT"),
+        (["serve", "-p", "4", "a:app"], "uWSGI's -p N is --workers N"),
+        (["serve", "a.py", "--callable", "app"], "--callable: give the app as the APP argument"),
+        (["serve", "a:app", "--manage-script-name"], "a SCRIPT_NAME nginx sends is stripped"),
+        (["serve", "--stop", "/tmp/a.pid"], "--stop: send the master TERM"),  # was: --stats?
+        (["serve", "a:app", "--home", "/venv"], "VENV/bin/uwsgiapp"),
         (["serve", "a:app", "--timeout=30"], "is --harakiri SECONDS here"),
         (["serve", "a:app", "--preload"], "loaded in the master by default already"),
         (["serve", "a:app", "--reload"], "'uwsgiapp dev APP' reloads on code changes"),
