@@ -114,27 +114,33 @@ class Exchange:
 
     def send(self, data: Any) -> None:
         """Send body bytes, preceded by the head the first time."""
-        if type(data) is not bytes:
-            if not isinstance(data, (bytes, bytearray, memoryview)):
-                raise AppError(f"response body must be bytes, got {type(data).__name__}")
-            data = bytes(data)
+        # Typed ``bytes`` (an exact one either way): compiled, ``head + body`` and ``len`` are
+        # then native, where on ``Any`` they went through the number protocol and buffer exports.
+        body: bytes = data if type(data) is bytes else _body_bytes(data)
         if not self.head_sent:
             if self.status is None:
                 raise AppError("response body sent before start_response()")
             head = render_head(self.protocol, self.status, self.headers)
             self.head_sent = True
             self.head_size = len(head)
-            if len(data) > 65536:  # don't copy a big body just to save one write
+            if len(body) > 65536:  # don't copy a big body just to save one write
                 send_all(self.fd, head, self.timeout)
                 self.sent += len(head)
             else:
-                data = head + data
-        send_all(self.fd, data, self.timeout)
-        self.sent += len(data)
+                body = head + body
+        send_all(self.fd, body, self.timeout)
+        self.sent += len(body)
 
     def write(self, data: Any) -> None:
         """PEP 3333's legacy ``write()`` callable."""
         self.send(data)
+
+
+def _body_bytes(data: Any) -> bytes:
+    """A body item other than exact ``bytes``, as ``bytes``; AppError for a non-bytes one."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise AppError(f"response body must be bytes, got {type(data).__name__}")
+    return bytes(data)
 
 
 class Responder:
