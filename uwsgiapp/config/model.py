@@ -181,6 +181,10 @@ class Config:
             if not eq or not name or "\0" in item:
                 raise ConfigError("env", f"expected NAME=VALUE, got {item!r}")
         self._validate_stats()
+        self._validate_app()
+        return self
+
+    def _validate_app(self) -> None:
         if self.app:
             try:  # the spec's form now, before any socket is bound (the import comes later)
                 parse_spec(self.app)
@@ -194,7 +198,6 @@ class Config:
                 f"must start with '/' and not end with '/' (a '/point=app' names the app only"
                 f" on the command line, in UWSGIAPP_MOUNT and in an ini), got {self.mount!r}",
             )
-        return self
 
     def _validate_sockets(self) -> None:
         if not self.socket:

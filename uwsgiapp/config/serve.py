@@ -75,15 +75,8 @@ def resolve_serve_config(
             "GUNICORN_CMD_ARGS is set but not read: uwsgiapp reads UWSGIAPP_* variables "
             "('uwsgiapp serve --help' lists each option's)"
         )
-    cli: Layer = {}
-    for spec in option_specs():
-        value = getattr(args, spec.name, None)
-        if value is not None:
-            cli[spec.name] = Raw(value, f"command line --{spec.option}")
-    if args.app_positional:
-        cli["app"] = Raw(args.app_positional, "command line APP")
-    for layer in (environment, cli):
-        _mount_with_app(layer)
+    _mount_with_app(environment)
+    cli = _cli_layer(args)
     layers.append(cli)
     # A variable set in a compose override beside a command that names the same option: the
     # command line wins, which is easy to miss.
@@ -195,6 +188,19 @@ def _overridden(name: str, env: Raw, cli: Raw) -> str:
     else:
         argv = [flag, str(cli.value)]
     return f"{env.source}={env.value} is overridden by command line {shlex.join(argv)}"
+
+
+def _cli_layer(args: argparse.Namespace) -> Layer:
+    """The options the command line gives."""
+    cli: Layer = {}
+    for spec in option_specs():
+        value = getattr(args, spec.name, None)
+        if value is not None:
+            cli[spec.name] = Raw(value, f"command line --{spec.option}")
+    if args.app_positional:
+        cli["app"] = Raw(args.app_positional, "command line APP")
+    _mount_with_app(cli)
+    return cli
 
 
 def _mount_with_app(layer: Layer) -> None:
