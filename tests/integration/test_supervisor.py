@@ -507,3 +507,35 @@ def test_a_lazy_replacement_that_cannot_load_the_app_leaves_the_others_serving(
     assert survivor in pids and victim not in pids, log[-2000:]
     assert "could not load the app; 1 worker serves on" in log
     assert "stopping (no fork loop)" not in log
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_lazy_worker_at_max_requests_serves_on_while_replacements_cannot_load(
+    tmp_path: Path, threads: int
+) -> None:
+    # --lazy-apps + --max-requests + code on disk that does not import: the worker left serving
+    # the old code went on recycling at its max-requests, and as the last one it stopped the
+    # server (exit 4). It now serves on until a replacement loads, then recycles.
+    server, module = _lazy_versioned(tmp_path)
+    server.options.update(max_requests=5, threads=threads)
+    server.start(timeout=20)
+    try:
+        first = wait_for_serving(server, 2, timeout=15)
+        module.write_text("raise RuntimeError('half a deploy')\n")
+        victim, survivor = sorted(first)
+        os.kill(victim, signal.SIGKILL)
+        wait_until(lambda: "trying again in 1 s" in server.log(), 10, "the failed replacement")
+        answers = {_get(server) for _ in range(12)}  # more than its max-requests
+        assert server.proc is not None and server.proc.poll() is None
+        module.write_text(VERSIONED_SLOW_APP.format(version="v2"))  # the deploy completes
+        # A replacement loads v2 (the retry's back-off: up to a few seconds); the hold is let
+        # go, and the survivor recycles after its next request.
+        wait_until(lambda: _get(server).startswith(b"v2"), 30, "a worker serving v2")
+        wait_until(lambda: not _get(server) or survivor not in children(server.pid), 10, "recycle")
+        later = {_get(server).split()[0] for _ in range(4)}
+    finally:
+        server.stop()
+    log = server.log()
+    assert answers == {b"v1 %d" % survivor}, log[-2000:]
+    assert "but new workers cannot load the app: serving on until one can" in log, log[-2000:]
+    assert later == {b"v2"} and "stopping (no fork loop)" not in log

@@ -237,10 +237,13 @@ def test_after_start_a_replacement_that_cannot_load_the_app_is_tried_again_later
             if spawns(sim.tick(0.5)):
                 break
     assert waits == [2.0, 4.0, 8.0, 10.0, 10.0, 10.0]
+    # All the while, the worker serving holds its max-requests recycle (it would be the last).
+    assert sim.policy.recycles_held
     # Fixed on disk: the replacement loads it, and the next failure waits 1 s again.
     sim.make_all_ready()
     sim.tick()
     assert sim.policy.load_retry == 0.0 and len(sim.pids()) == 2
+    assert not sim.policy.recycles_held
     sim.run(sim.exit(max(sim.pids()), WorkerExit.APP_LOAD))
     assert sim.policy.load_retry == 1.0
 

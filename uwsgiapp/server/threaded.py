@@ -33,6 +33,7 @@ from uwsgiapp.server.decisions import DRAIN_SECONDS
 from uwsgiapp.server.inflight import app_stack, request_line, worker_label
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
+from uwsgiapp.server.recyclehold import RecycleHold
 from uwsgiapp.server.stopsignals import StopSignals
 from uwsgiapp.server.worker import IDLE_TICK, Worker
 
@@ -103,6 +104,7 @@ class _ThreadLoop(Worker):
             max_requests=owner.max_requests,
             hooks=core,
             drain_seconds=owner.drain_seconds,
+            recycle_hold=owner.recycle_hold,
         )
         self.owner = owner
         self.index = index
@@ -124,7 +126,11 @@ class _ThreadLoop(Worker):
 
     def _after_request(self) -> None:
         # max-requests counts the worker's requests, whichever thread served them.
-        if self.max_requests and next(self.owner.served) >= self.max_requests:
+        if (
+            self.max_requests
+            and (served := next(self.owner.served)) >= self.max_requests
+            and (self.recycle_hold is None or not self.recycle_hold.holds(served))
+        ):
             self.alive = False
             self.owner.recycle(f"served {self.max_requests} requests (max-requests)")
 
@@ -164,9 +170,11 @@ class ThreadedWorker(StopSignals):
         master_pid: int = 0,
         drain_seconds: float = DRAIN_SECONDS,
         on_leaving: Callable[[], None] | None = None,
+        recycle_hold: RecycleHold | None = None,
     ) -> None:
         self.handler = handler
         self.listeners = listeners
+        self.recycle_hold = recycle_hold
         #: Called once when it stops accepting (see Worker.on_leaving).
         self.on_leaving = on_leaving
         self.max_requests = max_requests

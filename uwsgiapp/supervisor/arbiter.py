@@ -31,6 +31,7 @@ from uwsgiapp.server.inflight import dump_stuck_request, set_request_source, set
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import arm_fault_dumps, flush_std, reopen_logs
+from uwsgiapp.server.recyclehold import RecycleHold
 from uwsgiapp.server.sockdiag import SockDiag
 from uwsgiapp.server.threaded import ThreadedWorker
 from uwsgiapp.server.worker import Worker
@@ -110,10 +111,12 @@ class Arbiter:
         self.pid = os.getpid()
         self._wake_r = -1
         self._wake_w = -1
-        self._modules_before_app: set[str] = set()
+        #: The modules loaded before the app (what a reload must not re-import): boot's.
+        self.modules_before_app: set[str] = set()
         self.observer = observe.Observer()
         self.stats = stats
         self.notifier = notifier or Notifier(None)
+        self.recycle_hold = RecycleHold()  # before any fork: shared with every worker
         self._sockdiag = SockDiag()
         self._next_queue_check = 0.0
         self.touch = TouchWatch(config.touch_reload) if config.touch_reload else None
@@ -162,6 +165,7 @@ class Arbiter:
             rss = observe.rss_mb if self.config.reload_on_rss else None
             actions += self.policy.on_tick(now, time.time(), self.table.read, rss)
             code = self._execute(actions)
+            self.recycle_hold.set(self.policy.recycles_held)
         return code
 
     def _signal_actions(self, now: float) -> list[A.Action]:
@@ -239,7 +243,7 @@ class Arbiter:
                 case A.Log(level, message):
                     log.log(level, "%s", message)
                 case A.Reimport():  # keeps the old app if the new code fails to import
-                    if reimport(self.config, self._modules_before_app, self._install_app) is None:
+                    if reimport(self.config, self.modules_before_app, self._install_app) is None:
                         if (workers := options.rollback()) is not None:
                             self.policy.desired = workers
                         code = self._execute(self.policy.reimport_failed(time.monotonic()))
@@ -379,6 +383,7 @@ class Arbiter:
                 master_pid=self.pid,
                 drain_seconds=drain,
                 on_leaving=slot.leaving,
+                recycle_hold=self.recycle_hold,
             )
         if counting:
             count_thread_requests(handler, slot)
@@ -391,8 +396,5 @@ class Arbiter:
             master_pid=self.pid,
             drain_seconds=drain,
             on_leaving=slot.leaving,
+            recycle_hold=self.recycle_hold,
         )
-
-    def remember_modules(self, before: set[str]) -> None:
-        """The modules loaded before the app (what a reload must not re-import)."""
-        self._modules_before_app = before

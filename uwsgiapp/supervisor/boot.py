@@ -377,6 +377,6 @@ def _load_and_run(
     if config.request_titles and not titles.request_titles_available():
         log.warning("--request-titles: setproctitle cannot be imported; titles stay as they are")
     arbiter = Arbiter(config, listeners, app, build_handler, stats, notifier)
-    arbiter.remember_modules(before)
+    arbiter.modules_before_app = before
     del app  # the arbiter holds it; this frame's would keep the first code past every HUP
     return arbiter.run()

@@ -193,6 +193,12 @@ class Roster:
         rec.cut = rec.cut or not graceful
         return Signal(rec.pid, signum)
 
+    @property
+    def recycles_held(self) -> bool:
+        """A worker could not load the app since the last one did: the workers serving hold
+        their max-requests recycles (:mod:`uwsgiapp.server.recyclehold`)."""
+        return self.load_retry > 0.0
+
     def _note_slot(self, rec: WorkerRecord, st: WorkerStatus, now: float) -> None:
         """What the worker's own slot says: it loaded the app and accepts (it booted); or it
         stopped accepting on its own (max-requests) and is doing its exit work (the app's

@@ -1,0 +1,45 @@
+"""While replacements cannot load the app, a worker at --max-requests serves on."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+
+from uwsgiapp.server.recyclehold import RecycleHold, leaves_at_max_requests
+
+
+def test_a_worker_forked_before_sees_the_masters_hold() -> None:
+    hold = RecycleHold()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker: waits for the master's word, then reads the flag
+        try:
+            os.read(read, 1)
+            os.write(write, b"h" if hold.holds(10) else b"-")
+        finally:
+            os._exit(0)
+    hold.set(True)
+    os.write(write, b"?")
+    os.waitpid(pid, 0)
+    assert os.read(read, 1) == b"h"
+    os.close(read)
+    os.close(write)
+
+
+def test_held_the_worker_serves_on_and_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
+    hold = RecycleHold()
+    with caplog.at_level(logging.INFO, logger="uwsgiapp.error"):
+        hold.set(True)
+        assert [leaves_at_max_requests(hold, n) for n in (100, 101, 102)] == [False] * 3
+        hold.set(False)  # a replacement loaded: it leaves after its next request
+        assert leaves_at_max_requests(hold, 103)
+        assert leaves_at_max_requests(None, 7)
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 3, said
+    assert "served 100 requests (max-requests), but new workers cannot load the app" in said[0]
+    assert said[1:] == [
+        f"{said[1].split(':')[0]}: served 103 requests (max-requests), recycling",
+        f"{said[2].split(':')[0]}: served 7 requests (max-requests), recycling",
+    ]
