@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from uwsgiapp.exitcodes import ClientExit, help_text
+from uwsgiapp.server.logtext import escape_log_text
 
 if TYPE_CHECKING:
     from uwsgiapp.client import Address, Response
@@ -195,7 +196,8 @@ def _cmd_request(args: argparse.Namespace) -> int:
         return _fail("request", message, ClientExit.WRITE_ERROR)
     if response.status >= 500:
         print(
-            f"uwsgiapp request: server answered {response.status} {response.reason}",
+            f"uwsgiapp request: server answered {response.status} "
+            f"{escape_log_text(response.reason)}",
             file=sys.stderr,
         )
         return ClientExit.SERVER_ERROR

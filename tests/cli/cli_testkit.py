@@ -54,7 +54,7 @@ def run_cli(
 class Handler(socketserver.BaseRequestHandler):
     """Answer one uwsgi packet: pong for a ping, else a JSON echo of the vars and body.
 
-    PATH_INFO selects special answers: /status/NNN, /garbage, /silent, /hang.
+    PATH_INFO selects special answers: /status/NNN, /garbage, /silent, /hang, /title.
     """
 
     def handle(self) -> None:
@@ -87,6 +87,9 @@ class Handler(socketserver.BaseRequestHandler):
             return
         if path == "/hang":
             time.sleep(3)
+            return
+        if path == "/title":  # a reason phrase that would set the terminal's title
+            sock.sendall(b"HTTP/1.1 503 \x1b]0;PWNED\x07\r\nContent-Length: 0\r\n\r\n")
             return
         status = int(path.rsplit("/", 1)[1]) if path.startswith("/status/") else 200
         payload = json.dumps(

@@ -197,6 +197,7 @@ def test_request_post_data_and_include(fake_uwsgi: FakeServers, tmp_path: Path) 
     [
         ("/status/404", 0, b""),
         ("/status/503", EXIT_SERVER_ERROR, b"server answered 503"),
+        ("/title", EXIT_SERVER_ERROR, b"server answered 503 \\x1B]0;PWNED\\x07\n"),
         ("/garbage", EXIT_BAD_RESPONSE, b"incomplete response head"),
         ("/silent", EXIT_BAD_RESPONSE, b"closed the connection without answering"),
     ],

@@ -169,3 +169,33 @@ def test_live_view_under_tmux_shows_rows_and_rates(sockdir: str) -> None:
             assert "[exited 0]" in tmux.wait_for(lambda s: "[exited" in s), tmux.capture()
         finally:
             tmux.kill()
+
+
+def test_once_prints_no_control_character_of_the_document(sockdir: str) -> None:
+    # Whoever listens at the address writes the text: a title, a cleared screen and a forged
+    # line reached root's terminal through --once ("plain text" was only ours).
+    import json
+
+    evil = "\x1b]0;PWNED\x07\x1b[2J\r\nFAKE LINE"
+    doc = {"version": evil, "pid": 1, "workers": [{"id": 1, "pid": 2, "status": evil}]}
+    path = os.path.join(sockdir, "fake.sock")
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(path)
+    listener.listen(1)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.sendall(json.dumps(doc).encode())
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        result = top(path, "--once")
+    finally:
+        thread.join(10)
+        listener.close()
+    assert result.returncode == 0, result.stderr
+    assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", result.stdout), repr(result.stdout)
+    assert "\\x1B]0;PWNED\\x07" in result.stdout
+    assert not any(line.startswith("FAKE LINE") for line in result.stdout.splitlines())

@@ -20,6 +20,8 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from uwsgiapp.server.logtext import escape_log_text
+
 if TYPE_CHECKING:
     import curses
 
@@ -316,7 +318,10 @@ def run(address: str, *, interval: float = 1.0, once: bool = False, timeout: flo
         except FetchError as exc:
             print(f"uwsgiapp top: error: {exc}", file=sys.stderr)
             return exc.code
-        print("\n".join(render(None, Sample(time.monotonic(), doc), source.text)))
+        # The document's text is the server's (or whoever listens there): no control character
+        # of it reaches the terminal (a title, a cleared screen, a forged line).
+        lines = render(None, Sample(time.monotonic(), doc), source.text)
+        print("\n".join(escape_log_text(line) for line in lines))
         return EXIT_OK
     import curses
 
