@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import resource
 import select
@@ -12,6 +13,7 @@ import shutil
 import socket
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -78,11 +80,29 @@ def test_plain_tcp_loopback() -> None:
         assert json.loads(read_all(address))["pid"] == 4000
 
 
-def test_tcp_peer_outside_the_allow_list_is_closed_unanswered() -> None:
+def test_tcp_peer_outside_the_allow_list_is_closed_unanswered(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     server = StatsServer("127.0.0.1:0", AllowList.parse(["10.9.8.7"]), snapshot=sample)
-    with running(server):
+    with caplog.at_level(logging.WARNING, logger="uwsgiapp.error"), running(server):
         assert read_all(server.address) == b""
     assert server.rejected == 1 and server.served == 0
+    said = "refused connection from 127.0.0.1 on the stats socket 127.0.0.1:0: not in uwsgi-allow"
+    assert any(said in r.getMessage() for r in caplog.records), caplog.records
+
+
+def test_the_stats_server_takes_loopback_beside_the_uwsgi_allow_list(tmp_path: Path) -> None:
+    # A container's health check reads it from 127.0.0.1, where --uwsgi-allow-from often names
+    # only the network nginx comes from: the container was unhealthy for ever, serving fine.
+    from uwsgiapp.config import make_config
+    from uwsgiapp.supervisor.boot import bind_stats
+
+    config = make_config(app="a:app", stats="127.0.0.1:0", uwsgi_allow_from=("10.0.0.0/8",))
+    server = bind_stats(config)
+    assert server is not None
+    server.snapshot = sample
+    with running(server):
+        assert json.loads(read_all(server.address))["pid"] == 4000
 
 
 def test_a_snapshot_per_poll_shared_by_the_connections_it_accepts() -> None:

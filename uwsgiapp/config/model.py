@@ -124,8 +124,8 @@ class Config:
     )
     stats: str = _opt(
         "",
-        "serve uWSGI's stats JSON here (a unix socket path or host:port; TCP peers must pass "
-        "--uwsgi-allow-from, loopback by default); read it with 'uwsgiapp top' or uwsgitop",
+        "serve uWSGI's stats JSON here (a unix socket path or host:port; TCP peers: loopback "
+        "and --uwsgi-allow-from's); read it with 'uwsgiapp top' or uwsgitop",
     )
     stats_http: bool = _opt(
         False, "the stats address speaks HTTP: GET / is the JSON, GET /metrics Prometheus text"

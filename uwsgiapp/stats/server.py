@@ -27,7 +27,7 @@ from types import TracebackType
 
 from uwsgiapp.addresses import AllowList
 from uwsgiapp.server.listeners import Listener, bind
-from uwsgiapp.server.throttle import accept_failures
+from uwsgiapp.server.throttle import accept_failures, refused_peers
 from uwsgiapp.stats.document import health_response, http_response, render_json
 from uwsgiapp.stats.model import ServerStats
 from uwsgiapp.stats.prometheus import CONTENT_TYPE, render_metrics
@@ -146,6 +146,7 @@ class StatsServer:
         self._clients: dict[int, _Client] = {}
         self._resume_at: float | None = None  # when the listener is out of the selector
         self._accept_failures = accept_failures("stats", ACCEPT_PAUSE)
+        self._refused = refused_peers()
 
     # --- what the master calls ---------------------------------------------------------
 
@@ -189,8 +190,9 @@ class StatsServer:
         if self._resume_at is not None and time.monotonic() >= self._resume_at:
             self._resume_at = None  # accept again
             self._sel.register(self.listener.sock, selectors.EVENT_READ, None)
-        if self._accept_failures.due():
-            self._accept_failures.flush()
+        for throttle in (self._accept_failures, self._refused):
+            if throttle.due():
+                throttle.flush()
         deadline_wait = self.next_timeout()
         wait = max(0.0, timeout)
         if deadline_wait is not None:
@@ -255,6 +257,7 @@ class StatsServer:
             allow = self.listener.allow
             if allow is not None and self.listener.is_tcp and not allow.allows(str(peer[0])):
                 self.rejected += 1
+                self._refused.add((str(peer[0]), f"the stats socket {self.listener.spec}"))
                 conn.close()
                 continue
             if len(self._clients) >= self.max_clients and not self._make_room():

@@ -86,7 +86,9 @@ def bind_stats(config: Config) -> StatsServer | None:
         return None
     return StatsServer(
         config.stats,
-        AllowList.parse(config.uwsgi_allow_from),
+        # Loopback always: a container's health check and uwsgitop read it from inside, where
+        # --uwsgi-allow-from often names only the network nginx comes from.
+        AllowList.parse((*config.uwsgi_allow_from, "127.0.0.1", "::1")),
         http=config.stats_http,
         snapshot=_no_snapshot_yet,
         minified=config.stats_minified,
