@@ -136,9 +136,7 @@ class StatsServer:
         self.max_accepts = max_accepts
         #: Counters, for logs and tests: answers completed, clients dropped on a deadline or an
         #: error, connections closed at accept (over the cap or not allowed).
-        self.served = 0
-        self.dropped = 0
-        self.rejected = 0
+        self.served = self.dropped = self.rejected = 0
         self.listener: Listener = bind(spec, backlog=backlog, chmod=chmod, allow=allow)
         self.listener.sock.setblocking(False)
         self._sel = selectors.DefaultSelector()
