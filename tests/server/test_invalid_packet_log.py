@@ -47,3 +47,36 @@ def test_invalid_packets_are_logged_one_by_one_up_to_a_burst_then_counted(
     said = [r.getMessage() for r in caplog.records]
     assert said[0].startswith("30 more invalid uwsgi packets in 10 s, not logged one by one")
     assert said[1].startswith("invalid uwsgi packet from client: ")  # a new window's first
+
+
+def _promise_and_hang_up(handler: Handler, times: int) -> None:
+    from uwsgiproto import build_request
+
+    head = build_request({"REQUEST_METHOD": "POST", "CONTENT_LENGTH": "10", "PATH_INFO": "/"})
+    for _ in range(times):
+        ours, theirs = socket.socketpair()
+        theirs.sendall(head + b"x")  # 1 of the 10 bytes promised, then gone
+        theirs.close()
+        assert handler.begin(os.dup(ours.fileno()), "client") is None
+        ours.close()
+
+
+def test_connections_that_hang_up_mid_request_are_logged_up_to_a_burst_then_counted(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One local client promising a body and hanging up, in a loop, wrote 2.4 MB of log a
+    # second: one line per connection, where invalid packets were already held to a burst.
+    handler = _handler()
+    with caplog.at_level(logging.INFO, logger="uwsgiapp.error"):
+        _promise_and_hang_up(handler, throttle.INVALID_LOG_BURST + 30)
+        lines = [r.getMessage() for r in caplog.records]
+        assert len(lines) == throttle.INVALID_LOG_BURST, lines[-3:]
+        assert all(line.startswith("client client: ") for line in lines), lines[:2]
+        monkeypatch.setattr(throttle.time, "monotonic", lambda: 1e12)
+        assert handler.gone.due()
+        caplog.clear()
+        handler.gone.flush()
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert said.startswith(
+        "30 more connections gone before their whole request in 10 s, not logged one by one"
+    ), said

@@ -22,7 +22,7 @@ from typing import Any, Final
 from uwsgiapp.server.exchange import Peer, Responder, error_response
 from uwsgiapp.server.io import closed_early, read_now, readable, send_all
 from uwsgiapp.server.logtext import escape_log_text
-from uwsgiapp.server.throttle import invalid_packets
+from uwsgiapp.server.throttle import clients_gone, invalid_packets
 from uwsgiapp.wsgi.contract import AccessLogger, WSGIApp
 from uwsgiapp.wsgi.environ import EnvironBuilder, EnvironSettings, build_environ
 from uwsgiapp.wsgi.input import ClientDisconnected
@@ -111,6 +111,8 @@ class Handler:
         self.preread = PREREAD
         #: The lines about invalid packets: a flood of them is told in one line a window.
         self.invalid = invalid_packets()
+        #: The lines about connections that ended before their request was in: likewise.
+        self.gone = clients_gone()
         #: Set to 0 by the worker while many connections are parked (see FIRST_BYTES_WAIT).
         self.first_bytes_wait = FIRST_BYTES_WAIT
         self.responder = Responder(
@@ -207,13 +209,12 @@ class Handler:
         decoder = pending.decoder
         what = "its request head" if decoder is not None else "its body"
         got = decoder.buffered if decoder is not None else len(pending.body)
-        log.info(
-            "client %s stalled: %s incomplete, read timed out after %g s (%d bytes in); closing",
-            pending.peer,
-            what,
-            self.timeout,
-            got,
+        said = (
+            f"client {pending.peer} stalled: {what} incomplete, read timed out after "
+            f"{self.timeout:g} s ({got} bytes in); closing"
         )
+        if self.gone.allow(said):
+            log.info("%s", said)
         if decoder is None:
             # The head was fine: say why, as nginx would (best effort, never waits).
             protocol = pending.head[1].get("SERVER_PROTOCOL", "")
@@ -338,10 +339,11 @@ class Handler:
                         said,
                         LIMIT_FIXES.get(getattr(exc, "limit", ""), ""),
                     )
-            elif isinstance(exc, ClientDisconnected):
-                log.info("client %s: %s", peer, escape_log_text(str(exc)))
-            elif isinstance(exc, OSError):
-                log.info("client %s: connection error: %s", peer, escape_log_text(str(exc)))
+            elif isinstance(exc, OSError):  # ClientDisconnected too
+                what = "" if isinstance(exc, ClientDisconnected) else "connection error: "
+                said = f"client {peer}: {what}{escape_log_text(str(exc))}"
+                if self.gone.allow(said):
+                    log.info("%s", said)
             elif isinstance(exc, Exception):
                 log.error("internal error serving %s", peer, exc_info=exc)
             else:

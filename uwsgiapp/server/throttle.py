@@ -16,6 +16,7 @@ __all__ = [
     "Burst",
     "Throttle",
     "accept_failures",
+    "clients_gone",
     "invalid_packets",
     "refused_peers",
 ]
@@ -151,11 +152,23 @@ class Burst:
 def invalid_packets() -> Burst:
     """The lines about invalid uwsgi packets: one each, up to a burst; then one line a window
     (a local client sending garbage in a loop wrote 21 MB of log in 12 s)."""
+    return _burst(logging.WARNING, "invalid uwsgi packets")
 
+
+def clients_gone() -> Burst:
+    """The lines about connections that ended before their request was in (the client went
+    away, reset, or stalled past --socket-timeout): as for invalid packets (one local client
+    connecting, promising a body and hanging up wrote 2.4 MB of log a second)."""
+    return _burst(logging.INFO, "connections gone before their whole request")
+
+
+def _burst(level: int, what: str) -> Burst:
     def summary(count: int, last: str) -> None:
-        log.warning(
-            "%d more invalid uwsgi packets in %g s, not logged one by one (the last: %s)",
+        log.log(
+            level,
+            "%d more %s in %g s, not logged one by one (the last: %s)",
             count,
+            what,
             INVALID_LOG_WINDOW,
             last,
         )

@@ -362,8 +362,9 @@ class Worker(StopSignals):
         if self.master_pid and time.monotonic() >= self._next_parent_check:
             # At most once per tick: getppid is a syscall, and a busy worker wakes often.
             self._next_parent_check = time.monotonic() + IDLE_TICK
-            if self.handler.invalid.due():
-                self.handler.invalid.flush()
+            for burst in (self.handler.invalid, self.handler.gone):
+                if burst.due():
+                    burst.flush()
             if os.getppid() != self.master_pid:
                 log.error("%s: master %d is gone, exiting", worker_label(), self.master_pid)
                 self.alive = False
