@@ -36,10 +36,12 @@ from .helpers import (
     url_for,
 )
 from .sessions import NullSession, SecureCookieSession, SessionInterface, SessionMixin
+from .testing import AppClient
 from .wrappers import Request, Response
 
 __all__ = [
     "App",
+    "AppClient",
     "AppContext",
     "AppGlobals",
     "Blueprint",

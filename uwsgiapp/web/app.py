@@ -22,13 +22,14 @@ from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException, InternalServerError
 from werkzeug.routing import MapAdapter, RequestRedirect
 from werkzeug.serving import run_simple
-from werkzeug.test import Client, EnvironBuilder
+from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Response as _WResponse
 
 from .appbase import AppBase, UrlRule
 from .ctx import AppContext, RequestContext
 from .globals import _cv_request
 from .helpers import dumps
+from .testing import PRESERVE_CONTEXT_KEY, AppClient
 from .wrappers import Response
 
 if t.TYPE_CHECKING:
@@ -44,6 +45,9 @@ class App(AppBase):
     ``app.test_client()`` in tests. Settings, route registration, URL adapters and the error
     handler lookup are in :class:`~uwsgiapp.web.appbase.AppBase`; this class handles requests.
     """
+
+    #: What :meth:`test_client` makes.
+    test_client_class: type[AppClient] = AppClient
 
     # -- WSGI entry and the pipeline ------------------------------------------------------
 
@@ -73,6 +77,9 @@ class App(AppBase):
             return response(environ, start_response)
         finally:
             if ctx._tokens:
+                keep = environ.get(PRESERVE_CONTEXT_KEY)
+                if keep is not None:  # the test client's `with client:` (testing.py)
+                    keep(ctx, error)
                 ctx.pop(error)
             # The error's traceback holds this frame: keep no reference back to it, so the
             # request it reaches is freed now, not by the cycle collector.
@@ -337,9 +344,11 @@ class App(AppBase):
         finally:
             builder.close()
 
-    def test_client(self, use_cookies: bool = True) -> Client:
-        """A werkzeug test :class:`~werkzeug.test.Client` calling this app (cookies kept)."""
-        return Client(self, use_cookies=use_cookies)
+    def test_client(self, use_cookies: bool = True, **kwargs: t.Any) -> AppClient:
+        """A test client (:attr:`test_client_class`, werkzeug's ``Client`` with ``with client:``
+        and ``session_transaction()``) calling this app; cookies kept unless ``use_cookies``
+        is false. ``kwargs`` go to the class."""
+        return self.test_client_class(self, use_cookies=use_cookies, **kwargs)
 
     def run(
         self,

@@ -222,12 +222,17 @@ class RequestContext(AppContext):
         _cv_request.reset(tokens[1])
         _cv_app.reset(tokens[0])
 
-    def _release(self) -> None:
+    def _hold(self) -> None:
+        """Defer the teardown past the last :meth:`pop` until the matching :meth:`_release`
+        (a streamed response, or the test client's ``with`` block, still uses the context)."""
+        self._holds += 1
+
+    def _release(self, exc: BaseException | None = None) -> None:
         self._holds -= 1
         if self._holds == 0 and not self._tokens:
             tokens = self._activate()
             try:
-                self._teardown(None)
+                self._teardown(exc)
             finally:
                 self._deactivate(tokens)
 
@@ -329,7 +334,7 @@ def stream_with_context(
     inner = iter(t.cast("t.Iterable[_T]", generator_or_function))
 
     def run() -> t.Iterator[_T]:
-        ctx._holds += 1
+        ctx._hold()
         try:
             yield t.cast(_T, None)  # primed below, so the hold is taken before the view returns
             while True:

@@ -1,0 +1,180 @@
+"""The test client: ``with client:`` keeps the last request's context, ``session_transaction()``."""
+
+from __future__ import annotations
+
+import typing as t
+from collections.abc import Iterator
+
+import pytest
+from werkzeug.test import Client
+
+from uwsgiapp.web import (
+    App,
+    AppClient,
+    NullSession,
+    Response,
+    g,
+    has_request_context,
+    redirect,
+    request,
+    session,
+    stream_with_context,
+)
+
+
+def _app(log: list[t.Any]) -> App:
+    app = App(__name__)
+    app.secret_key = "test key"
+
+    @app.before_request
+    def before() -> None:
+        log.append(("before", request.path))
+
+    @app.teardown_request
+    def teardown(exc: BaseException | None) -> None:
+        log.append(("teardown", request.path, exc))
+
+    @app.route("/a")
+    def a() -> str:
+        g.seen = request.args.get("q")
+        session["n"] = session.get("n", 0) + 1
+        return "a"
+
+    @app.route("/go")
+    def go() -> Response:
+        return redirect("/a?q=redirected")
+
+    @app.route("/fail")
+    def fail() -> str:
+        raise KeyError("boom")
+
+    return app
+
+
+def test_with_client_keeps_the_last_request_context_until_the_block_ends() -> None:
+    log: list[t.Any] = []
+    client = _app(log).test_client()
+    with client:
+        assert client.get("/a?q=1").data == b"a"
+        assert request.path == "/a" and request.args["q"] == "1"
+        assert g.seen == "1" and session["n"] == 1
+        assert log == [("before", "/a")]  # not torn down yet
+        client.get("/a?q=2")  # the first request's context goes now, the second stays
+        assert log == [("before", "/a"), ("teardown", "/a", None), ("before", "/a")]
+        assert request.args["q"] == "2" and g.seen == "2" and session["n"] == 2
+    assert log[-1] == ("teardown", "/a", None) and len(log) == 4
+    assert not has_request_context()
+
+
+def test_without_with_nothing_is_kept() -> None:
+    log: list[t.Any] = []
+    client = _app(log).test_client()
+    client.get("/a")
+    assert not has_request_context()
+    assert log == [("before", "/a"), ("teardown", "/a", None)]
+    with client:
+        pass  # a block with no request pops nothing
+    assert not has_request_context()
+
+
+def test_only_the_last_request_of_a_followed_redirect_is_kept() -> None:
+    log: list[t.Any] = []
+    client = _app(log).test_client()
+    with client:
+        response = client.get("/go", follow_redirects=True)
+        assert response.data == b"a"
+        assert request.path == "/a" and request.args["q"] == "redirected"
+        assert log == [("before", "/go"), ("teardown", "/go", None), ("before", "/a")]
+    assert len(log) == 4
+
+
+def test_a_propagated_error_keeps_the_context_and_reaches_teardown_at_the_end() -> None:
+    log: list[t.Any] = []
+    app = _app(log)
+    app.testing = True
+    client = app.test_client()
+    with client:
+        with pytest.raises(KeyError):
+            client.get("/fail")
+        assert request.path == "/fail"
+        assert log == [("before", "/fail")]
+    assert log[-1][:2] == ("teardown", "/fail") and isinstance(log[-1][2], KeyError)
+
+
+def test_with_client_does_not_nest() -> None:
+    client = _app([]).test_client()
+    with client, pytest.raises(RuntimeError, match="cannot nest"), client:
+        pass
+
+
+def test_a_streamed_response_in_the_block_is_torn_down_once_both_are_done() -> None:
+    log: list[t.Any] = []
+    app = _app(log)
+
+    @app.route("/stream")
+    def stream() -> Response:
+        def body() -> Iterator[str]:
+            yield request.path
+
+        return Response(stream_with_context(body()))
+
+    client = app.test_client()
+    with client:
+        response = client.get("/stream")
+        assert request.path == "/stream"
+    assert log == [("before", "/stream")]  # the body still holds the context
+    assert response.data == b"/stream"
+    response.close()
+    assert log == [("before", "/stream"), ("teardown", "/stream", None)]
+
+
+def test_the_client_is_a_werkzeug_client_and_the_class_can_be_replaced() -> None:
+    class MyClient(AppClient):
+        pass
+
+    app = _app([])
+    assert isinstance(app.test_client(), Client)
+    app.test_client_class = MyClient
+    assert type(app.test_client()) is MyClient
+
+
+def test_session_transaction_reads_the_cookie_and_saves_changes_back() -> None:
+    log: list[t.Any] = []
+    client = _app(log).test_client()
+    with client.session_transaction() as sess:
+        assert sess == {} and sess.new
+        sess["n"] = 10
+        sess["user"] = "ann"
+    assert log == []  # no request hook runs for a transaction
+    client.get("/a")
+    with client.session_transaction() as sess:
+        assert sess == {"n": 11, "user": "ann"}
+        del sess["user"]
+    with client:
+        client.get("/a")
+        assert session == {"n": 12}
+    with client.session_transaction() as sess:
+        sess.clear()  # an emptied session deletes the cookie
+    assert client.get_cookie("session") is None
+
+
+def test_session_transaction_takes_the_request_arguments() -> None:
+    client = _app([]).test_client()
+    with client.session_transaction(base_url="http://other.test/") as sess:
+        sess["where"] = "other"
+    assert client.get_cookie("session", domain="other.test") is not None
+    assert client.get_cookie("session") is None  # not sent to localhost
+    with client.session_transaction(base_url="http://other.test/") as sess:
+        assert sess == {"where": "other"}
+
+
+def test_session_transaction_needs_cookies_and_a_secret_key() -> None:
+    app = _app([])
+    client = app.test_client(use_cookies=False)
+    with pytest.raises(TypeError, match="use_cookies=True"), client.session_transaction():
+        pass
+    app.secret_key = None
+    with app.test_client().session_transaction() as sess:
+        assert isinstance(sess, NullSession)
+        with pytest.raises(RuntimeError, match="no secret key"):
+            sess["x"] = 1

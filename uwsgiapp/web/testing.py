@@ -1,0 +1,137 @@
+"""The test client ``app.test_client()`` returns: werkzeug's ``Client`` that knows our contexts.
+
+Two things a Flask test suite expects beyond werkzeug's client:
+
+- ``with client:`` keeps the request context of the last request pushed after the call, so a
+  test reads ``request``, ``session`` and ``g`` as the view left them; the context is popped,
+  and the ``teardown_request`` hooks run, when the next request starts or the block ends;
+- ``client.session_transaction()`` opens the session the app would open from the client's
+  cookies and, on leaving the block, stores it back into the client's cookie jar.
+"""
+
+from __future__ import annotations
+
+import typing as t
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import TracebackType
+
+from werkzeug.test import Client
+
+from .sessions import NullSession, SessionMixin
+
+if t.TYPE_CHECKING:
+    from _typeshed.wsgi import WSGIEnvironment
+    from werkzeug.datastructures import Headers
+
+    from .app import App
+    from .ctx import RequestContext
+
+__all__ = ["PRESERVE_CONTEXT_KEY", "AppClient"]
+
+#: The environ key under which :meth:`App.wsgi_app` finds the callable that keeps the request
+#: context (with the request's error) instead of tearing it down.
+PRESERVE_CONTEXT_KEY: t.Final = "uwsgiapp.web.preserve_context"
+
+
+class AppClient(Client):
+    """werkzeug's test :class:`~werkzeug.test.Client` plus ``with client:`` and
+    :meth:`session_transaction` (see the module's docstring)."""
+
+    application: App
+
+    def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._preserving = False
+        #: The kept request context and the error its request ended with.
+        self._kept: tuple[RequestContext, BaseException | None] | None = None
+        self._pending: tuple[RequestContext, BaseException | None] | None = None
+
+    def run_wsgi_app(
+        self, environ: WSGIEnvironment, buffered: bool = False
+    ) -> tuple[t.Iterable[bytes], str, Headers]:
+        """Run the app on ``environ``; inside ``with client:`` keep its request context.
+
+        Called once per request (redirects followed included): each request releases the
+        context the previous one kept, so only the last request's stays.
+        """
+        if not self._preserving:
+            return super().run_wsgi_app(environ, buffered)
+        self._release()
+        environ[PRESERVE_CONTEXT_KEY] = self._keep
+        try:
+            return super().run_wsgi_app(environ, buffered)
+        finally:
+            # Also when the view's error propagates (TESTING): the test may look at the request.
+            pending, self._pending = self._pending, None
+            if pending is not None:
+                pending[0].push()
+                self._kept = pending
+
+    def _keep(self, ctx: RequestContext, error: BaseException | None) -> None:
+        ctx._hold()
+        self._pending = (ctx, error)
+
+    def _release(self) -> None:
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            ctx, error = kept
+            try:
+                ctx.pop(error)
+            finally:
+                ctx._release(error)
+
+    def __enter__(self) -> AppClient:
+        if self._preserving:
+            raise RuntimeError("This client is already in a 'with' block: they cannot nest.")
+        self._preserving = True
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._preserving = False
+        self._release()
+
+    @contextmanager
+    def session_transaction(self, *args: t.Any, **kwargs: t.Any) -> Iterator[SessionMixin]:
+        """``with client.session_transaction() as session:``: the session the app would open
+        from this client's cookies, saved back into them when the block ends.
+
+        Arguments go to :meth:`App.test_request_context` (a path, ``base_url`` for another
+        host...): they make the request the session is opened and saved for. No request hook
+        runs. Without a ``SECRET_KEY`` the session is the read-only ``NullSession``.
+        """
+        if self._cookies is None:
+            raise TypeError(
+                "session_transaction() needs the client's cookies: create the client with"
+                " app.test_client(use_cookies=True)."
+            )
+        app = self.application
+        ctx = app.test_request_context(*args, **kwargs)
+        self._add_cookies_to_wsgi(ctx.environ)
+        interface = app.session_interface
+        # The contexts are set (a custom interface may read request or current_app), but this
+        # is no request: no URL matching, no teardown hooks.
+        tokens = ctx._activate()
+        try:
+            session = interface.open_session(app, ctx.request)
+        finally:
+            ctx._deactivate(tokens)
+        yield session
+        if isinstance(session, NullSession):
+            return
+        response = app.response_class()
+        tokens = ctx._activate()
+        try:
+            interface.save_session(app, session, response)
+        finally:
+            ctx._deactivate(tokens)
+            ctx.request.close()
+        request = ctx.request
+        self._update_cookies_from_response(
+            request.host.partition(":")[0], request.path, response.headers.getlist("Set-Cookie")
+        )
