@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import typing as t
 from collections.abc import Iterator
-from urllib.parse import quote as _url_quote
 
 from werkzeug.datastructures import Headers
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -25,7 +24,7 @@ from werkzeug.serving import run_simple
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Response as _WResponse
 
-from .appbase import AppBase, UrlRule
+from .appbase import AppBase, UrlRule, scopes_of
 from .ctx import AppContext, RequestContext
 from .globals import _cv_request
 from .helpers import dumps
@@ -99,12 +98,12 @@ class App(AppBase):
             del rv  # may be the exception, whose traceback holds this frame (a cycle)
 
     def preprocess_request(self) -> t.Any:
-        """Run ``before_request`` hooks (app's, then the blueprint's); return the first non-None."""
+        """Run ``before_request`` hooks (app's, then the blueprints' outermost first); return
+        the first non-None."""
         funcs = self.before_request_funcs
         if not funcs:
             return None
-        blueprint = _blueprint_of(_cv_request.get())
-        for key in (None, blueprint) if blueprint is not None else (None,):
+        for key in scopes_of(_cv_request.get()):
             for f in funcs.get(key, ()):
                 rv = f()
                 if rv is not None:
@@ -204,8 +203,7 @@ class App(AppBase):
                 response = f(response)
         funcs = self.after_request_funcs
         if funcs:
-            blueprint = _blueprint_of(ctx)
-            for key in (blueprint, None) if blueprint is not None else (None,):
+            for key in scopes_of(ctx, inner_first=True):
                 for f in reversed(funcs.get(key, ())):
                     response = f(response)
         session = ctx._session
@@ -216,12 +214,12 @@ class App(AppBase):
         return response
 
     def do_teardown_request(self, exc: BaseException | None = None) -> None:
-        """Run ``teardown_request`` hooks (blueprint's, then app's; each newest first)."""
+        """Run ``teardown_request`` hooks (blueprints' innermost first, then app's; each newest
+        first)."""
         funcs = self.teardown_request_funcs
         if not funcs:
             return
-        blueprint = _blueprint_of(_cv_request.get())
-        for key in (blueprint, None) if blueprint is not None else (None,):
+        for key in scopes_of(_cv_request.get(), inner_first=True):
             for f in reversed(funcs.get(key, ())):
                 f(exc)
 
@@ -247,7 +245,7 @@ class App(AppBase):
         """
         if e.code is None or isinstance(e, RequestRedirect):
             return e
-        handler = self._find_error_handler(e, _blueprint_of(_cv_request.get(None)))
+        handler = self._find_error_handler(e, scopes_of(_cv_request.get(None), inner_first=True))
         if handler is None:
             return e
         return handler(e)
@@ -256,7 +254,7 @@ class App(AppBase):
         """Handle an exception from a hook or view; re-raise it if no handler matches."""
         if isinstance(e, HTTPException):
             return self.handle_http_exception(e)
-        handler = self._find_error_handler(e, _blueprint_of(_cv_request.get(None)))
+        handler = self._find_error_handler(e, scopes_of(_cv_request.get(None), inner_first=True))
         if handler is None:
             try:
                 raise e
@@ -276,7 +274,9 @@ class App(AppBase):
                 del e  # the re-raised traceback holds this frame: no cycle through it
         self.log_exception(e)
         server_error = InternalServerError(original_exception=e)
-        handler = self._find_error_handler(server_error, _blueprint_of(_cv_request.get(None)))
+        handler = self._find_error_handler(
+            server_error, scopes_of(_cv_request.get(None), inner_first=True)
+        )
         rv: t.Any = handler(server_error) if handler is not None else server_error
         return self.finalize_request(rv, from_error_handler=True)
 
@@ -287,40 +287,6 @@ class App(AppBase):
         if ctx is not None:
             where = f" on {ctx.environ.get('PATH_INFO', '')} [{ctx.environ.get('REQUEST_METHOD')}]"
         self.logger.error(f"Exception{where}", exc_info=e)
-
-    # -- URLs -----------------------------------------------------------------------------
-
-    def url_for(
-        self,
-        endpoint: str,
-        *,
-        _anchor: str | None = None,
-        _method: str | None = None,
-        _scheme: str | None = None,
-        _external: bool | None = None,
-        **values: t.Any,
-    ) -> str:
-        """Build a URL for ``endpoint``; see :func:`uwsgiapp.web.url_for`."""
-        ctx = _cv_request.get(None)
-        if ctx is not None:
-            adapter = ctx.adapter or self._adapter_for(ctx.environ)
-            if endpoint[:1] == ".":
-                blueprint = _blueprint_of(ctx)
-                endpoint = f"{blueprint}{endpoint}" if blueprint else endpoint[1:]
-            if _external is None:
-                _external = _scheme is not None
-        else:
-            adapter = self.create_url_adapter(None)
-            if _external is None:
-                _external = True
-        if _scheme is not None and not _external:
-            raise ValueError("url_for(): '_scheme' needs '_external=True'.")
-        rv = adapter.build(
-            endpoint, values, method=_method, url_scheme=_scheme, force_external=_external
-        )
-        if _anchor is not None:
-            rv = f"{rv}#{_url_quote(_anchor, safe='%!#$&()*+,/:;=?@')}"
-        return rv
 
     # -- contexts, testing, serving -------------------------------------------------------
 
@@ -368,15 +334,6 @@ class App(AppBase):
         options.setdefault("use_debugger", self.debug)
         options.setdefault("threaded", True)
         run_simple(host, port, self, **options)
-
-
-def _blueprint_of(ctx: RequestContext | None) -> str | None:
-    if ctx is None or ctx.url_rule is None:
-        return None
-    endpoint: str = ctx.url_rule.endpoint
-    if "." not in endpoint:
-        return None
-    return endpoint.rpartition(".")[0]
 
 
 def _endpoint_name() -> str | None:

@@ -10,13 +10,15 @@ import os
 import sys
 import typing as t
 from functools import cached_property
+from urllib.parse import quote as _url_quote
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, MapAdapter, Rule
 
 from .blueprints import Blueprint
 from .config import DEFAULT_CONFIG, Config
-from .ctx import AppGlobals
+from .ctx import AppGlobals, RequestContext
+from .globals import _cv_request
 from .helpers import send_from_directory
 from .scaffold import ErrorHandler, Scaffold
 from .sessions import SessionInterface
@@ -25,7 +27,7 @@ from .wrappers import Request, Response
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
 
-__all__ = ["AppBase", "UrlRule"]
+__all__ = ["AppBase", "UrlRule", "scopes_of"]
 
 _MAX_CACHED_ADAPTERS: t.Final = 128
 #: Most (adapter, path, method) results of routes without arguments an app keeps.
@@ -33,9 +35,33 @@ _MAX_CACHED_MATCHES: t.Final = 1024
 
 
 class UrlRule(Rule):
-    """A werkzeug rule that also records whether the app answers OPTIONS for it."""
+    """A werkzeug rule that also records whether the app answers OPTIONS for it, and whose
+    hooks apply to its requests."""
 
     provide_automatic_options: bool = False
+    #: The keys of the hooks and handlers for its requests: ``None`` (the app's), then each
+    #: blueprint its endpoint is in, outermost first (``"shop.admin.users"``: ``None``,
+    #: ``"shop"``, ``"shop.admin"``). Set by :meth:`AppBase.add_url_rule`, once.
+    scopes: tuple[str | None, ...] = (None,)
+    #: :attr:`scopes` reversed (after-request and teardown hooks, error handlers).
+    scopes_inner_first: tuple[str | None, ...] = (None,)
+
+
+_APP_SCOPE: t.Final[tuple[str | None, ...]] = (None,)
+
+
+def scopes_of(ctx: RequestContext | None, inner_first: bool = False) -> tuple[str | None, ...]:
+    """The hook keys of the request ``ctx`` (see :attr:`UrlRule.scopes`); only the app's when
+    there is no request or its URL matched no rule."""
+    rule = ctx.url_rule if ctx is not None else None
+    if rule is None:
+        return _APP_SCOPE
+    return rule.scopes_inner_first if inner_first else rule.scopes
+
+
+def _scopes(endpoint: str) -> tuple[str | None, ...]:
+    parts = endpoint.split(".")[:-1]
+    return (None, *(".".join(parts[: i + 1]) for i in range(len(parts))))
 
 
 class AppBase(Scaffold):
@@ -165,6 +191,9 @@ class AppBase(Scaffold):
             method_set.add("OPTIONS")
         rule_obj = self.url_rule_class(rule, methods=method_set, endpoint=endpoint, **options)
         rule_obj.provide_automatic_options = provide_automatic_options
+        if "." in endpoint:
+            rule_obj.scopes = _scopes(endpoint)
+            rule_obj.scopes_inner_first = rule_obj.scopes[::-1]
         self.url_map.add(rule_obj)
         if view_func is not None:
             existing = self.view_functions.get(endpoint)
@@ -182,12 +211,15 @@ class AppBase(Scaffold):
 
     # -- errors ---------------------------------------------------------------------------
 
-    def _find_error_handler(self, e: BaseException, blueprint: str | None) -> ErrorHandler | None:
+    def _find_error_handler(
+        self, e: BaseException, keys: tuple[str | None, ...]
+    ) -> ErrorHandler | None:
+        """The handler for ``e`` among the handlers filed under ``keys``, the first key's
+        first: a code's handler before one for any code, then the nearest class in the MRO."""
         spec = self.error_handler_spec
         if not spec:
             return None
         code = e.code if isinstance(e, HTTPException) else None
-        keys = (blueprint, None) if blueprint is not None else (None,)
         mro = type(e).__mro__
         for c in (code, None) if code is not None else (None,):
             for key in keys:
@@ -201,6 +233,39 @@ class AppBase(Scaffold):
         return None
 
     # -- URLs -----------------------------------------------------------------------------
+
+    def url_for(
+        self,
+        endpoint: str,
+        *,
+        _anchor: str | None = None,
+        _method: str | None = None,
+        _scheme: str | None = None,
+        _external: bool | None = None,
+        **values: t.Any,
+    ) -> str:
+        """Build a URL for ``endpoint``; see :func:`uwsgiapp.web.url_for`."""
+        ctx = _cv_request.get(None)
+        if ctx is not None:
+            adapter = ctx.adapter or self._adapter_for(ctx.environ)
+            if endpoint[:1] == ".":
+                rule = ctx.url_rule
+                blueprint = rule.scopes[-1] if rule is not None else None
+                endpoint = f"{blueprint}{endpoint}" if blueprint else endpoint[1:]
+            if _external is None:
+                _external = _scheme is not None
+        else:
+            adapter = self.create_url_adapter(None)
+            if _external is None:
+                _external = True
+        if _scheme is not None and not _external:
+            raise ValueError("url_for(): '_scheme' needs '_external=True'.")
+        rv = adapter.build(
+            endpoint, values, method=_method, url_scheme=_scheme, force_external=_external
+        )
+        if _anchor is not None:
+            rv = f"{rv}#{_url_quote(_anchor, safe='%!#$&()*+,/:;=?@')}"
+        return rv
 
     def create_url_adapter(self, environ: WSGIEnvironment | None) -> MapAdapter:
         """A URL adapter for ``environ``; outside a request one from ``SERVER_NAME``."""
