@@ -98,12 +98,20 @@ class App(AppBase):
             del rv  # may be the exception, whose traceback holds this frame (a cycle)
 
     def preprocess_request(self) -> t.Any:
-        """Run ``before_request`` hooks (app's, then the blueprints' outermost first); return
-        the first non-None."""
+        """Run the ``url_value_preprocessor`` functions, then the ``before_request`` hooks (each
+        the app's, then the blueprints' outermost first); return the first hook's non-None."""
         funcs = self.before_request_funcs
-        if not funcs:
+        preprocessors = self.url_value_preprocessors
+        if not funcs and not preprocessors:
             return None
-        for key in scopes_of(_cv_request.get()):
+        ctx = _cv_request.get()
+        scopes = scopes_of(ctx)
+        if preprocessors:
+            endpoint = ctx.url_rule.endpoint if ctx.url_rule is not None else None
+            for key in scopes:
+                for preprocess in preprocessors.get(key, ()):
+                    preprocess(endpoint, ctx.view_args)
+        for key in scopes:
             for f in funcs.get(key, ()):
                 rv = f()
                 if rv is not None:

@@ -260,12 +260,22 @@ class AppBase(Scaffold):
                 _external = True
         if _scheme is not None and not _external:
             raise ValueError("url_for(): '_scheme' needs '_external=True'.")
+        if self.url_default_functions:
+            self.inject_url_defaults(endpoint, values)
         rv = adapter.build(
             endpoint, values, method=_method, url_scheme=_scheme, force_external=_external
         )
         if _anchor is not None:
             rv = f"{rv}#{_url_quote(_anchor, safe='%!#$&()*+,/:;=?@')}"
         return rv
+
+    def inject_url_defaults(self, endpoint: str, values: dict[str, t.Any]) -> None:
+        """Let the ``url_defaults`` functions fill ``values`` in: the app's, then those of each
+        blueprint ``endpoint`` is in, outermost first."""
+        funcs = self.url_default_functions
+        for key in _scopes(endpoint):
+            for f in funcs.get(key, ()):
+                f(endpoint, values)
 
     def create_url_adapter(self, environ: WSGIEnvironment | None) -> MapAdapter:
         """A URL adapter for ``environ``; outside a request one from ``SERVER_NAME``."""

@@ -85,6 +85,18 @@ class Blueprint(Scaffold):
         self.teardown_request_funcs.setdefault(None, []).append(f)
         return f
 
+    def app_url_value_preprocessor(self, f: F) -> F:
+        """Like :meth:`url_value_preprocessor`, for every request of the app."""
+        self._check_setup("app_url_value_preprocessor")
+        self.url_value_preprocessors.setdefault(None, []).append(f)
+        return f
+
+    def app_url_defaults(self, f: F) -> F:
+        """Like :meth:`url_defaults`, for every endpoint of the app."""
+        self._check_setup("app_url_defaults")
+        self.url_default_functions.setdefault(None, []).append(f)
+        return f
+
     def app_errorhandler(self, code_or_exception: type[BaseException] | int) -> t.Callable[[F], F]:
         """Like :meth:`errorhandler`, for errors anywhere in the app."""
         self._check_setup("app_errorhandler")
@@ -124,6 +136,8 @@ class Blueprint(Scaffold):
             (self.before_request_funcs, app.before_request_funcs),
             (self.after_request_funcs, app.after_request_funcs),
             (self.teardown_request_funcs, app.teardown_request_funcs),
+            (self.url_value_preprocessors, app.url_value_preprocessors),
+            (self.url_default_functions, app.url_default_functions),
         ):
             for key, funcs in own.items():
                 if funcs and (key is not None or first):

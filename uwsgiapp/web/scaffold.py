@@ -15,6 +15,8 @@ F = t.TypeVar("F", bound=t.Callable[..., t.Any])
 BeforeRequestFunc = t.Callable[[], t.Any]
 AfterRequestFunc = t.Callable[[t.Any], t.Any]
 TeardownFunc = t.Callable[[BaseException | None], t.Any]
+UrlValuePreprocessor = t.Callable[[str | None, dict[str, t.Any] | None], t.Any]
+UrlDefaultFunc = t.Callable[[str, dict[str, t.Any]], t.Any]
 ErrorHandler = t.Callable[[t.Any], t.Any]
 #: blueprint name (None = app-wide) -> status code (None = any) -> exception class -> handler
 ErrorHandlerSpec = dict[str | None, dict[int | None, dict[type[BaseException], ErrorHandler]]]
@@ -75,6 +77,8 @@ class Scaffold:
         self.after_request_funcs: dict[str | None, list[AfterRequestFunc]] = {}
         self.teardown_request_funcs: dict[str | None, list[TeardownFunc]] = {}
         self.error_handler_spec: ErrorHandlerSpec = {}
+        self.url_value_preprocessors: dict[str | None, list[UrlValuePreprocessor]] = {}
+        self.url_default_functions: dict[str | None, list[UrlDefaultFunc]] = {}
 
     def _check_setup(self, method: str) -> None:
         """Raise if it is too late to change the routing or hooks (an App started serving)."""
@@ -151,6 +155,21 @@ class Scaffold:
         """Run ``f(exception_or_None)`` when the request ends, even if it failed."""
         self._check_setup("teardown_request")
         self.teardown_request_funcs.setdefault(self._hook_key, []).append(f)
+        return f
+
+    def url_value_preprocessor(self, f: F) -> F:
+        """Run ``f(endpoint, view_args)`` before the ``before_request`` hooks: it may take
+        values out of ``view_args`` (a language code in every URL, into ``g``) so the view does
+        not get them. ``endpoint`` and ``view_args`` are ``None`` when no URL matched."""
+        self._check_setup("url_value_preprocessor")
+        self.url_value_preprocessors.setdefault(self._hook_key, []).append(f)
+        return f
+
+    def url_defaults(self, f: F) -> F:
+        """Run ``f(endpoint, values)`` in ``url_for`` before the URL is built: it may fill in
+        ``values`` (``values.setdefault("lang_code", g.lang_code)``)."""
+        self._check_setup("url_defaults")
+        self.url_default_functions.setdefault(self._hook_key, []).append(f)
         return f
 
     def errorhandler(self, code_or_exception: type[BaseException] | int) -> t.Callable[[F], F]:
