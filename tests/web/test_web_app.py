@@ -134,3 +134,26 @@ def test_url_adapter_cache_is_bounded_against_spoofed_hosts() -> None:
     for n in range(300):
         assert client.get("/", headers={"Host": f"h{n}.example"}).status_code == 200
     assert 0 < len(app._adapters) <= 128
+
+
+def test_endpoint_decorator_gives_a_rule_added_without_a_view_its_view() -> None:
+    app = App(__name__)
+    app.add_url_rule("/", endpoint="index")
+    app.add_url_rule("/item/<int:n>", endpoint="item")
+
+    @app.endpoint("index")
+    def index() -> str:
+        return "index"
+
+    @app.endpoint("item")
+    def show(n: int) -> str:
+        return f"item {n}"
+
+    assert show(1) == "item 1"  # the function itself is returned
+    with pytest.raises(ValueError, match="'index' is already mapped to"):
+        app.endpoint("index")(lambda: "other")
+    client = app.test_client()
+    assert client.get("/").data == b"index"
+    assert client.get("/item/4").data == b"item 4"
+    with pytest.raises(RuntimeError, match="after the app handled its first request"):
+        app.endpoint("late")(lambda: "late")

@@ -20,7 +20,7 @@ from .config import DEFAULT_CONFIG, Config
 from .ctx import AppGlobals, RequestContext
 from .globals import _cv_request
 from .helpers import send_from_directory
-from .scaffold import ErrorHandler, Scaffold
+from .scaffold import ErrorHandler, F, Scaffold
 from .sessions import SessionInterface
 from .wrappers import Request, Response
 
@@ -196,13 +196,27 @@ class AppBase(Scaffold):
             rule_obj.scopes_inner_first = rule_obj.scopes[::-1]
         self.url_map.add(rule_obj)
         if view_func is not None:
-            existing = self.view_functions.get(endpoint)
-            if existing is not None and existing is not view_func:
-                raise ValueError(
-                    f"Endpoint {endpoint!r} is already mapped to {existing.__qualname__}; give"
-                    " the new view a different endpoint name."
-                )
-            self.view_functions[endpoint] = view_func
+            self._set_view(endpoint, view_func)
+
+    def endpoint(self, endpoint: str) -> t.Callable[[F], F]:
+        """Decorator: make the function the view of ``endpoint``, for a rule added without one
+        (``app.add_url_rule("/", endpoint="index")``)."""
+
+        def decorator(f: F) -> F:
+            self._check_setup("endpoint")
+            self._set_view(endpoint, f)
+            return f
+
+        return decorator
+
+    def _set_view(self, endpoint: str, view_func: t.Callable[..., t.Any]) -> None:
+        existing = self.view_functions.get(endpoint)
+        if existing is not None and existing is not view_func:
+            raise ValueError(
+                f"Endpoint {endpoint!r} is already mapped to {existing.__qualname__}; give"
+                " the new view a different endpoint name."
+            )
+        self.view_functions[endpoint] = view_func
 
     def register_blueprint(self, blueprint: Blueprint, **options: t.Any) -> None:
         """Add ``blueprint``'s routes, hooks and handlers; options: ``url_prefix``, ``name``."""
