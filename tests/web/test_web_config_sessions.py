@@ -9,6 +9,7 @@ import typing as t
 import uuid
 from datetime import datetime, timedelta, timezone
 from http.cookies import SimpleCookie
+from pathlib import Path
 
 import pytest
 from markupsafe import Markup
@@ -432,3 +433,40 @@ def test_malformed_tagged_session_json_is_a_value_error(text: str) -> None:
 
     with pytest.raises(ValueError):
         tagjson.loads(text)
+
+
+def test_config_from_envvar_and_from_pyfile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "settings.py").write_text(
+        "import datetime\nSECRET_KEY = 'from file'\nLIFETIME = datetime.timedelta(hours=1)\n"
+        "lower = 'ignored'\n"
+    )
+    app = App(__name__, root_path=str(tmp_path))
+    monkeypatch.setenv("APP_SETTINGS", "settings.py")  # relative to the app's root_path
+    assert app.config.from_envvar("APP_SETTINGS") is True
+    assert app.secret_key == "from file" and app.config["LIFETIME"] == timedelta(hours=1)
+    assert "lower" not in app.config and "datetime" not in app.config
+    monkeypatch.setenv("APP_SETTINGS", str(tmp_path / "missing.py"))
+    with pytest.raises(FileNotFoundError, match="Unable to load configuration file"):
+        app.config.from_envvar("APP_SETTINGS")
+    assert app.config.from_envvar("APP_SETTINGS", silent=True) is False
+    monkeypatch.delenv("APP_SETTINGS")
+    with pytest.raises(RuntimeError, match="'APP_SETTINGS' is not set"):
+        app.config.from_envvar("APP_SETTINGS")
+    assert app.config.from_envvar("APP_SETTINGS", silent=True) is False
+    (tmp_path / "broken.py").write_text("SECRET_KEY = 1 +\n")
+    with pytest.raises(SyntaxError):
+        app.config.from_pyfile("broken.py", silent=True)  # silent only covers a missing file
+
+
+def test_config_from_file(tmp_path: Path) -> None:
+    (tmp_path / "settings.json").write_text('{"MAIL_PORT": 25, "lower": 1}')
+    (tmp_path / "more.json").write_text('{"MAIL_HOST": "mx"}')
+    config = Config(root_path=str(tmp_path))
+    assert config.from_file("settings.json", load=json.load) is True
+    assert config.from_file(tmp_path / "more.json", load=json.load, text=False) is True
+    assert config == {"MAIL_PORT": 25, "MAIL_HOST": "mx"}
+    assert config.from_file("nope.json", load=json.load, silent=True) is False
+    with pytest.raises(FileNotFoundError):
+        config.from_file("nope.json", load=json.load)

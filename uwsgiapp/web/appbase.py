@@ -81,7 +81,7 @@ class AppBase(Scaffold):
         root_path: str | None = None,
     ) -> None:
         super().__init__(import_name, root_path)
-        self.config = Config(DEFAULT_CONFIG)
+        self.config = Config(DEFAULT_CONFIG, root_path=self.root_path)
         self.view_functions: dict[str, t.Callable[..., t.Any]] = {}
         self.url_map = Map()
         self.blueprints: dict[str, Blueprint] = {}

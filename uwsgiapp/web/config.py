@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import types
 import typing as t
 from datetime import timedelta
 
@@ -34,7 +36,73 @@ DEFAULT_CONFIG: t.Final[t.Mapping[str, t.Any]] = {
 
 
 class Config(dict[str, t.Any]):
-    """The app's settings. Only upper-case keys are taken from mappings and the environment."""
+    """The app's settings. Only upper-case keys are taken from mappings, objects, files and
+    the environment; a relative file name is relative to ``root_path`` (the app's)."""
+
+    def __init__(
+        self, defaults: t.Mapping[str, t.Any] | None = None, root_path: str | None = None
+    ) -> None:
+        super().__init__(defaults or {})
+        self.root_path = root_path
+
+    def from_envvar(self, variable_name: str, silent: bool = False) -> bool:
+        """:meth:`from_pyfile` the file the environment variable ``variable_name`` names.
+
+        An unset or empty variable raises ``RuntimeError``, or returns ``False`` if ``silent``
+        (which also covers a missing file); else returns :meth:`from_pyfile`'s result.
+        """
+        filename = os.environ.get(variable_name)
+        if not filename:
+            if silent:
+                return False
+            raise RuntimeError(
+                f"The environment variable {variable_name!r} is not set (or is empty): set it"
+                " to the path of a configuration file, or pass silent=True to go without."
+            )
+        return self.from_pyfile(filename, silent=silent)
+
+    def from_pyfile(self, filename: str | os.PathLike[str], silent: bool = False) -> bool:
+        """Run the Python file ``filename`` and copy its upper-case names in (as
+        :meth:`from_object` with a module). Returns ``True``; ``False`` if ``silent`` and the
+        file does not exist. The file is code: only load trusted files."""
+        path = self._path(filename)
+        module = types.ModuleType("config")
+        module.__file__ = path
+        try:
+            with open(path, "rb") as f:
+                code = compile(f.read(), path, "exec")
+        except OSError as e:
+            if silent and e.errno in (errno.ENOENT, errno.EISDIR, errno.ENOTDIR):
+                return False
+            e.strerror = f"Unable to load configuration file ({e.strerror})"
+            raise
+        exec(code, module.__dict__)  # the app names this file: it is trusted code, as Flask
+        self.from_object(module)
+        return True
+
+    def from_file(
+        self,
+        filename: str | os.PathLike[str],
+        load: t.Callable[[t.IO[t.Any]], t.Mapping[str, t.Any]],
+        silent: bool = False,
+        text: bool = True,
+    ) -> bool:
+        """Read ``filename`` with ``load`` (``json.load``, ``tomllib.load`` with
+        ``text=False``) and :meth:`from_mapping` the result. Returns ``True``; ``False`` if
+        ``silent`` and the file does not exist."""
+        path = self._path(filename)
+        try:
+            with open(path, "r" if text else "rb") as f:
+                data = load(f)
+        except OSError as e:
+            if silent and e.errno in (errno.ENOENT, errno.EISDIR):
+                return False
+            e.strerror = f"Unable to load configuration file ({e.strerror})"
+            raise
+        return self.from_mapping(data)
+
+    def _path(self, filename: str | os.PathLike[str]) -> str:
+        return os.path.join(self.root_path or "", os.fspath(filename))
 
     def from_mapping(self, mapping: t.Mapping[str, t.Any] | None = None, **kwargs: t.Any) -> bool:
         """Copy the upper-case keys of ``mapping`` and ``kwargs`` in. Always returns ``True``."""
