@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import io
 import subprocess
 import sys
 import threading
@@ -20,6 +21,7 @@ from uwsgiapp.web import (
     Response,
     abort,
     after_this_request,
+    copy_current_request_context,
     current_app,
     g,
     has_app_context,
@@ -433,3 +435,43 @@ def test_g_attributes_at_run_time() -> None:
         del g.user
         with pytest.raises(AttributeError, match="user"):
             g.user  # noqa: B018
+
+
+def test_copy_current_request_context_runs_a_function_in_another_thread() -> None:
+    app = App(__name__)
+    app.secret_key = "k"
+    log: list[t.Any] = []
+
+    @app.teardown_request
+    def teardown(exc: BaseException | None) -> None:
+        log.append(("teardown", threading.current_thread().name, g.get("mark")))
+
+    @app.route("/work", methods=["POST"])
+    def work() -> str:
+        session["user"] = "ann"
+        g.mark = "view"
+
+        @copy_current_request_context
+        def in_thread(n: int) -> str:
+            session["seen"] = n  # the same session object: saved with this response
+            g.mark = "thread"  # a g of the thread's own
+            name = request.files["f"].filename
+            return f"{request.path} {request.args['x']} {session['user']} {name}"
+
+        results: list[str] = []
+        thread = threading.Thread(target=lambda: results.append(in_thread(3)), name="worker")
+        thread.start()
+        thread.join()
+        # The copy's teardown left the request (and its uploaded file) open.
+        return f"{results[0]} {g.mark} {request.files['f'].read().decode()}"
+
+    client = app.test_client()
+    with client:
+        upload = {"f": (io.BytesIO(b"data"), "a.txt")}
+        assert client.post("/work?x=1", data=upload).data == b"/work 1 ann a.txt view data"
+        assert session == {"user": "ann", "seen": 3}
+    assert log == [("teardown", "worker", "thread"), ("teardown", "MainThread", "view")]
+    with client.session_transaction() as sess:
+        assert sess == {"user": "ann", "seen": 3}
+    with pytest.raises(RuntimeError, match="only be used while handling a request"):
+        copy_current_request_context(lambda: None)

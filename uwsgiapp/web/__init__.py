@@ -16,11 +16,10 @@ from werkzeug.exceptions import HTTPException
 from .app import App, UrlRule
 from .blueprints import Blueprint
 from .config import Config
-from .ctx import (
-    AppContext,
-    AppGlobals,
-    RequestContext,
+from .ctx import AppContext, AppGlobals, RequestContext
+from .ctxhelpers import (
     after_this_request,
+    copy_current_request_context,
     has_app_context,
     has_request_context,
     stream_with_context,
@@ -57,6 +56,7 @@ __all__ = [
     "UrlRule",
     "abort",
     "after_this_request",
+    "copy_current_request_context",
     "current_app",
     "g",
     "has_app_context",

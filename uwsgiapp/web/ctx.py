@@ -1,8 +1,11 @@
-"""Application and request contexts: what the context locals point at while code runs."""
+"""Application and request contexts: what the context locals point at while code runs.
+
+The functions views call on them (after_this_request, stream_with_context...) are in
+:mod:`uwsgiapp.web.ctxhelpers`.
+"""
 
 from __future__ import annotations
 
-import functools
 import typing as t
 from contextvars import Token
 
@@ -18,17 +21,8 @@ if t.TYPE_CHECKING:
     from .sessions import SessionMixin
     from .wrappers import Request
 
-__all__ = [
-    "AppContext",
-    "AppGlobals",
-    "RequestContext",
-    "after_this_request",
-    "has_app_context",
-    "has_request_context",
-    "stream_with_context",
-]
+__all__ = ["AppContext", "AppGlobals", "RequestContext"]
 
-_T = t.TypeVar("_T")
 _AfterFunc = t.Callable[[t.Any], t.Any]
 
 
@@ -115,6 +109,7 @@ class RequestContext(AppContext):
         "_holds",
         "_request",
         "_session",
+        "_shared",
         "_tokens",
         "adapter",
         "environ",
@@ -136,6 +131,8 @@ class RequestContext(AppContext):
         self.url_rule: UrlRule | None = None
         self.view_args: dict[str, t.Any] | None = None
         self.routing_exception: HTTPException | None = None
+        #: A :meth:`copy`: its teardown leaves the request (the original's) open.
+        self._shared = False
 
     @property
     def request(self) -> Request:
@@ -200,7 +197,23 @@ class RequestContext(AppContext):
             _cv_request.reset(request_token)
             _cv_app.reset(app_token)
 
+    def copy(self) -> RequestContext:
+        """A context for the same request and session, to push in another thread or greenlet
+        (:func:`copy_current_request_context`). Its ``g`` is the one current where it is
+        pushed, or a new one; popping it runs the teardown hooks but leaves the request open
+        for its original context. The request object is shared: two threads must not read
+        its body at once."""
+        ctx = type(self)(self.app, self.environ, self.request)
+        ctx._session = self.session
+        ctx.adapter, ctx.url_rule = self.adapter, self.url_rule
+        ctx.view_args, ctx.routing_exception = self.view_args, self.routing_exception
+        ctx._shared = True
+        return ctx
+
     def _teardown(self, exc: BaseException | None) -> None:
+        if self._shared:
+            self.app.do_teardown_request(exc)
+            return
         try:
             self.app.do_teardown_request(exc)
         finally:
@@ -271,91 +284,3 @@ def _break_request_cycle(environ: WSGIEnvironment) -> None:
     stored = environ.get("werkzeug.request")
     if stored is not None and getattr(stored, "environ", None) is environ:
         environ["werkzeug.request"] = None
-
-
-def has_request_context() -> bool:
-    """Whether a request context is active (``request`` and ``session`` are usable)."""
-    return _cv_request.get(None) is not None
-
-
-def has_app_context() -> bool:
-    """Whether an application context is active (``current_app`` and ``g`` are usable)."""
-    return _cv_app.get(None) is not None
-
-
-def after_this_request(f: _AfterFunc) -> _AfterFunc:
-    """Run ``f(response)`` after this request's view, before the ``after_request`` hooks."""
-    ctx = _cv_request.get(None)
-    if ctx is None:
-        raise RuntimeError("after_this_request() can only be used while handling a request.")
-    if ctx._after_funcs is None:
-        ctx._after_funcs = []
-    ctx._after_funcs.append(f)
-    return f
-
-
-@t.overload
-def stream_with_context(
-    generator_or_function: t.Iterator[_T] | t.Iterable[_T],
-) -> t.Iterator[_T]: ...
-
-
-@t.overload
-def stream_with_context(
-    generator_or_function: t.Callable[..., t.Iterator[_T]],
-) -> t.Callable[..., t.Iterator[_T]]: ...
-
-
-def stream_with_context(
-    generator_or_function: t.Iterator[_T] | t.Iterable[_T] | t.Callable[..., t.Iterator[_T]],
-) -> t.Iterator[_T] | t.Callable[..., t.Iterator[_T]]:
-    """Keep the current request context alive for a streamed response.
-
-    The server iterates a generator response after the view returned and the context was
-    popped; wrapped with this, every step of the generator runs with ``request``, ``session``,
-    ``g`` and ``current_app`` set again, and teardown waits until the generator is exhausted or
-    closed. Also usable as a decorator on a generator function called inside the view.
-    """
-    if callable(generator_or_function) and not hasattr(generator_or_function, "__next__"):
-        function = generator_or_function
-
-        @functools.wraps(function)
-        def decorated(*args: t.Any, **kwargs: t.Any) -> t.Iterator[_T]:
-            return stream_with_context(function(*args, **kwargs))
-
-        return decorated
-
-    ctx = _cv_request.get(None)
-    if ctx is None:
-        raise RuntimeError(
-            "stream_with_context() can only be used while handling a request: call it in the"
-            " view, not where the response is iterated."
-        )
-    inner = iter(t.cast("t.Iterable[_T]", generator_or_function))
-
-    def run() -> t.Iterator[_T]:
-        ctx._hold()
-        try:
-            yield t.cast(_T, None)  # primed below, so the hold is taken before the view returns
-            while True:
-                tokens = ctx._activate()
-                try:
-                    item = next(inner)
-                except StopIteration:
-                    return
-                finally:
-                    ctx._deactivate(tokens)
-                yield item
-        finally:
-            close = getattr(inner, "close", None)
-            if close is not None:
-                tokens = ctx._activate()
-                try:
-                    close()
-                finally:
-                    ctx._deactivate(tokens)
-            ctx._release()
-
-    wrapped = run()
-    next(wrapped)
-    return wrapped
