@@ -38,6 +38,8 @@ class Blueprint(Scaffold):
         self._routes: list[
             tuple[str, str | None, t.Callable[..., t.Any] | None, bool | None, dict[str, t.Any]]
         ] = []
+        #: Blueprints nested in this one, with their registration options.
+        self._children: list[tuple[Blueprint, dict[str, t.Any]]] = []
 
     def _check_setup(self, method: str) -> None:
         # Registration copies the routes, hooks and handlers into the app once, so a later
@@ -107,9 +109,27 @@ class Blueprint(Scaffold):
 
         return decorator
 
+    def register_blueprint(self, blueprint: Blueprint, **options: t.Any) -> None:
+        """Nest ``blueprint`` in this one; it is registered on the app with this one.
+
+        Its name becomes ``"<this name>.<its name>"`` (so its endpoints are
+        ``"parent.child.view"``), its ``url_prefix`` is appended to this one's, and this
+        blueprint's hooks, URL processors and error handlers also apply to its requests (the
+        nested one's error handlers first). ``options`` are those of
+        :meth:`App.register_blueprint`.
+        """
+        self._check_setup("register_blueprint")
+        if blueprint is self:
+            raise ValueError(f"The blueprint {self.name!r} cannot be registered on itself.")
+        self._children.append((blueprint, options))
+
     def register(self, app: AppBase, options: t.Mapping[str, t.Any]) -> None:
-        """Add this blueprint's rules, hooks and handlers to ``app``."""
-        name: str = options.get("name", self.name)
+        """Add this blueprint's rules, hooks and handlers to ``app``, then its nested ones'.
+
+        ``options``: ``name`` and ``url_prefix`` override the blueprint's own; ``name_prefix``
+        is the dotted name of the blueprint this one is nested in.
+        """
+        name = ".".join(filter(None, (options.get("name_prefix"), options.get("name", self.name))))
         url_prefix: str | None = options.get("url_prefix", self.url_prefix)
         if name in app.blueprints:
             raise ValueError(f"A blueprint named {name!r} is already registered.")
@@ -120,7 +140,7 @@ class Blueprint(Scaffold):
         self._registered = True
         for rule, endpoint, view_func, automatic_options, rule_options in self._routes:
             if url_prefix is not None:
-                rule = "/".join((url_prefix.rstrip("/"), rule.lstrip("/"))) if rule else url_prefix
+                rule = _join(url_prefix, rule) if rule else url_prefix
             if endpoint is None:
                 if view_func is None:
                     raise TypeError(f"Rule {rule!r} has neither an endpoint nor a view function.")
@@ -128,6 +148,18 @@ class Blueprint(Scaffold):
             app.add_url_rule(
                 rule, f"{name}.{endpoint}", view_func, automatic_options, **rule_options
             )
+        self._merge_hooks(app, name, first)
+        for child, child_options in self._children:
+            child_prefix = child_options.get("url_prefix", child.url_prefix)
+            if url_prefix is not None:
+                child_prefix = (
+                    url_prefix if child_prefix is None else _join(url_prefix, child_prefix)
+                )
+            child.register(app, {**child_options, "url_prefix": child_prefix, "name_prefix": name})
+
+    def _merge_hooks(self, app: AppBase, name: str, first: bool) -> None:
+        """File this blueprint's hooks and handlers in the app's under ``name`` (its own) or
+        ``None`` (app-wide, only from the ``first`` registration)."""
 
         def target(key: str | None) -> str | None:
             return None if key is None else name
@@ -149,3 +181,7 @@ class Blueprint(Scaffold):
                 app.error_handler_spec.setdefault(target(key), {}).setdefault(code, {}).update(
                     by_class
                 )
+
+
+def _join(prefix: str, rule: str) -> str:
+    return "/".join((prefix.rstrip("/"), rule.lstrip("/")))

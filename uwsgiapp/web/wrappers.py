@@ -65,11 +65,22 @@ class Request(_WRequest):
 
     @property
     def blueprint(self) -> str | None:
-        """The name of the blueprint that owns the matched endpoint, or ``None``."""
+        """The (dotted, if nested) name of the blueprint that owns the matched endpoint, or
+        ``None``."""
         endpoint = self.endpoint
         if endpoint is not None and "." in endpoint:
             return endpoint.rpartition(".")[0]
         return None
+
+    @property
+    def blueprints(self) -> list[str]:
+        """The blueprint of the matched endpoint and those it is nested in, innermost first
+        (``["shop.admin", "shop"]``); empty if none."""
+        name = self.blueprint
+        if name is None:
+            return []
+        parts = name.split(".")
+        return [".".join(parts[:i]) for i in range(len(parts), 0, -1)]
 
 
 class Response(_WResponse):
