@@ -1,11 +1,18 @@
-"""Signed cookie sessions: JSON in the cookie, HMAC-SHA256 over it, stdlib only.
+"""Signed cookie sessions, in the cookie format of Flask's default session interface, with the
+standard library only: a user moving between Flask and uwsgiapp.web (same ``SECRET_KEY``) stays
+logged in, and the two can share a login on one domain.
 
-The JSON is :mod:`uwsgiapp.web.tagjson`'s: plain JSON plus tuple, bytes, datetime, UUID and Markup.
+The JSON is :mod:`uwsgiapp.web.tagjson`'s: plain JSON plus tuple, bytes, datetime, UUID and
+Markup, tagged as Flask tags them. The cookie value is what itsdangerous'
+``URLSafeTimedSerializer`` makes for Flask (salt ``cookie-session``, HMAC key derivation, SHA-1):
+``payload "." b64(issued-at) "." b64(hmac)``, URL-safe base64 without padding, where the payload
+is ``b64(json)``, or ``"." b64(zlib(json))`` when that is shorter. The MAC key is derived from
+``SECRET_KEY`` and the salt, so the raw secret never signs anything an attacker can see. A bad
+signature, a malformed value or an expired timestamp yields a new, empty session: the client
+learns nothing beyond "not logged in".
 
-Cookie value: ``b64(json) "." b64(issued-at) "." b64(hmac)``, URL-safe base64 without padding.
-The MAC key is derived from ``SECRET_KEY`` and a salt, so the raw secret never signs anything
-an attacker can see. A bad signature, a malformed value or an expired timestamp yields a new,
-empty session: the client learns nothing beyond "not logged in".
+Cookies of the format uwsgiapp.web used before (HMAC-SHA256, its own salt) are still read, and
+re-sent in this one, so an upgrade logs nobody out.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import hashlib
 import hmac
 import time
 import typing as t
+import zlib
 from datetime import datetime, timedelta, timezone
 
 from . import tagjson
@@ -124,32 +132,59 @@ def _b64decode(text: str) -> bytes:
 class SessionInterface:
     """Opens and saves sessions as signed cookies; replace ``app.session_interface`` to change."""
 
-    #: Salt mixed into the MAC key so the key is specific to session cookies.
-    salt: bytes = b"uwsgiapp.web.session"
+    #: Salt mixed into the MAC key so the key is specific to session cookies (Flask's).
+    salt: bytes = b"cookie-session"
+    #: The salt of the format uwsgiapp.web wrote before it wrote Flask's (read only).
+    legacy_salt: bytes = b"uwsgiapp.web.session"
     session_class: type[SecureCookieSession] = SecureCookieSession
     null_session_class: type[NullSession] = NullSession
 
-    def _key(self, app: App) -> bytes | None:
+    def _key(self, app: App, salt: bytes | None = None) -> bytes | None:
         secret = app.config["SECRET_KEY"]
         if not secret:
             return None
         if isinstance(secret, str):
             secret = secret.encode()
-        return hmac.new(secret, self.salt, hashlib.sha256).digest()
+        if salt is None:
+            return hmac.new(secret, self.salt, hashlib.sha1).digest()
+        return hmac.new(secret, salt, hashlib.sha256).digest()  # the legacy format's
 
     def sign(self, key: bytes, data: t.Mapping[str, t.Any], now: float | None = None) -> str:
-        """The cookie value for ``data``, signed with ``key``.
+        """The cookie value for ``data``, signed with ``key`` (:meth:`_key`), as Flask's.
 
         ``TypeError`` (naming the key) for a value :mod:`~uwsgiapp.web.tagjson` cannot store.
         """
-        payload = _b64encode(tagjson.dumps(data).encode())
+        text = tagjson.dumps(data).encode()
+        packed = zlib.compress(text)
+        payload = f".{_b64encode(packed)}" if len(packed) < len(text) - 1 else _b64encode(text)
         issued = int(time.time() if now is None else now)
-        message = f"{payload}.{_b64encode(issued.to_bytes(8, 'big'))}"
-        mac = hmac.new(key, message.encode("ascii"), hashlib.sha256).digest()
+        stamp = _b64encode(issued.to_bytes((issued.bit_length() + 7) // 8 or 1, "big"))
+        message = f"{payload}.{stamp}"
+        mac = hmac.new(key, message.encode("ascii"), hashlib.sha1).digest()
         return f"{message}.{_b64encode(mac)}"
 
     def unsign(self, key: bytes, value: str, max_age: float | None) -> dict[str, t.Any] | None:
-        """The data in a cookie value, or ``None`` if it is forged, malformed or too old."""
+        """The data in a cookie value, or ``None`` if it is forged, malformed or too old (or
+        dated in the future)."""
+        try:
+            message, _, mac_text = value.rpartition(".")
+            expected = hmac.new(key, message.encode("ascii"), hashlib.sha1).digest()
+            if not hmac.compare_digest(expected, _b64decode(mac_text)):
+                return None
+            payload, _, issued_text = message.rpartition(".")
+            age = time.time() - int.from_bytes(_b64decode(issued_text), "big")
+            if max_age is not None and not 0 <= age <= max_age:
+                return None
+            if payload[:1] == ".":  # only decompressed once the signature is known good
+                data = tagjson.loads(zlib.decompress(_b64decode(payload[1:])))
+            else:
+                data = tagjson.loads(_b64decode(payload))
+        except (ValueError, UnicodeError, binascii.Error, zlib.error):
+            return None
+        return data if isinstance(data, dict) else None
+
+    def _unsign_legacy(self, key: bytes, value: str, max_age: float) -> dict[str, t.Any] | None:
+        """The data in a cookie of the format uwsgiapp.web wrote before Flask's, or ``None``."""
         try:
             message, _, mac_text = value.rpartition(".")
             expected = hmac.new(key, message.encode("ascii"), hashlib.sha256).digest()
@@ -157,7 +192,7 @@ class SessionInterface:
                 return None
             payload, _, issued_text = message.partition(".")
             issued = int.from_bytes(_b64decode(issued_text), "big")
-            if max_age is not None and time.time() - issued > max_age:
+            if time.time() - issued > max_age:
                 return None
             data = tagjson.loads(_b64decode(payload))
         except (ValueError, UnicodeError, binascii.Error):
@@ -175,6 +210,12 @@ class SessionInterface:
             data = self.unsign(key, value, lifetime.total_seconds())
             if data is not None:
                 return self.session_class(data)
+            legacy_key = t.cast(bytes, self._key(app, self.legacy_salt))
+            data = self._unsign_legacy(legacy_key, value, lifetime.total_seconds())
+            if data is not None:
+                session = self.session_class(data)
+                session.modified = True  # re-sent in Flask's format
+                return session
         session = self.session_class()
         session.new = True
         return session

@@ -7,13 +7,18 @@ comes back as the same type::
     (1, 2)                  -> {" t": [1, 2]}
     b"\\x00"                 -> {" b": "AA=="}
     UUID(...)               -> {" u": "<32 hex digits>"}
-    datetime(...)           -> {" dt": "<isoformat>"}    (naive or aware, microseconds kept)
+    datetime(..., tzinfo=timezone.utc), whole seconds
+                            -> {" d": "<HTTP date>"}      (as Flask writes it)
+    any other datetime      -> {" dt": "<isoformat>"}     (naive or aware, microseconds kept)
     Markup("<b>")           -> {" m": "<b>"}
-    {" t": 1} (a user dict) -> {" di": {" t": 1}}        (so it is not read as a tag)
+    {" t": 1} (a user dict) -> {" di": {" t__": 1}}      (so it is not read as a tag)
 
-Session data without these types is plain JSON, as before they were supported, so existing
-cookies read the same. Any other type is refused when the session is saved, with the path to
-the value (``session['cart'][2]``) in the message.
+These are the tags of Flask's session serializer (``flask.json.tag``), so Flask's session data
+reads here and ours in Flask; only ``" dt"`` is ours, for a datetime Flask's tag would change
+(to UTC, to the second): Flask reads it as that one-key dict. ``" di"`` without the ``"__"``
+(as uwsgiapp.web wrote it before) still reads. Session data without these types is plain
+JSON. Any other type is refused when the session is saved, with the path to the value
+(``session['cart'][2]``) in the message.
 """
 
 from __future__ import annotations
@@ -22,8 +27,10 @@ import base64
 import binascii
 import json
 import typing as t
-from datetime import datetime
+from datetime import datetime, timezone
 from uuid import UUID
+
+from werkzeug.http import http_date, parse_date
 
 __all__ = ["dumps", "loads"]
 
@@ -41,7 +48,8 @@ def _tag(value: t.Any, path: str) -> t.Any:
     if isinstance(value, dict):
         out = {key: _tag(item, f"{path}[{key!r}]") for key, item in value.items()}
         if len(out) == 1 and next(iter(out)) in _DECODERS:
-            return {" di": out}
+            ((key, item),) = out.items()
+            return {" di": {f"{key}__": item}}
         return out
     if isinstance(value, list):
         return [_tag(item, f"{path}[{i}]") for i, item in enumerate(value)]
@@ -52,6 +60,8 @@ def _tag(value: t.Any, path: str) -> t.Any:
     if isinstance(value, UUID):
         return {" u": value.hex}
     if isinstance(value, datetime):
+        if value.tzinfo is timezone.utc and not value.microsecond:
+            return {" d": http_date(value)}
         return {" dt": value.isoformat()}
     raise TypeError(
         f"{path} is a {type(value).__module__}.{type(value).__qualname__}, which a session"
@@ -79,14 +89,29 @@ def _markup(text: str) -> t.Any:
     return Markup(text)
 
 
+def _tag_like_dict(mapping: dict[str, t.Any]) -> dict[str, t.Any]:
+    # Flask appends "__" to the key; uwsgiapp.web wrote it unchanged before it wrote Flask's
+    # (a tag's key never ends with "__", so the two cannot be confused).
+    ((key, item),) = mapping.items()
+    return {key[:-2] if key.endswith("__") else key: _untag(item)}
+
+
+def _http_datetime(text: str) -> datetime:
+    value = parse_date(text)
+    if value is None:
+        raise ValueError(f"not an HTTP date: {text!r}")
+    return value
+
+
 _DECODERS.update(
     {
         " t": lambda items: tuple(_untag(item) for item in items),
         " b": lambda text: base64.b64decode(text, validate=True),
         " u": UUID,
         " dt": datetime.fromisoformat,
+        " d": _http_datetime,
         " m": _markup,
-        " di": lambda mapping: {key: _untag(item) for key, item in mapping.items()},
+        " di": _tag_like_dict,
     }
 )
 

@@ -1,0 +1,182 @@
+"""Session cookies move between Flask (the real one, in the venv) and uwsgiapp.web: an app of
+each with the same SECRET_KEY reads the other's cookie, with the same values and types."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+import typing as t
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import flask
+import pytest
+from markupsafe import Markup
+
+import uwsgiapp.web as web
+from uwsgiapp.web import session
+from uwsgiapp.web.sessions import SessionInterface
+
+SECRET = "shared secret"
+
+#: Values both frameworks store with their type (Flask's tags).
+_SHARED: dict[str, t.Any] = {
+    "plain": {"user": "ann", "ids": [1, 2.5, None, True], "empty": {}},
+    "tuple": (1, "two", (3.0, None)),
+    "bytes": b"\x00\xffbin",
+    "uuid": uuid.UUID("12345678-1234-5678-1234-567812345678"),
+    "markup": Markup("<b>bold</b>"),
+    "utc datetime": datetime(2024, 1, 2, 3, 4, 5, tzinfo=timezone.utc),
+    "dict with a tag-like key": {" t": [1, 2], "nested": {" u": "x"}},
+    "large (compressed)": ["the same words again"] * 200,
+}
+
+
+def _app(module: t.Any, secret: str = SECRET) -> t.Any:
+    app = module.Flask(__name__) if module is flask else module.App(__name__)
+    app.secret_key = secret
+    return app
+
+
+def _cookie_from(module: t.Any, data: dict[str, t.Any], secret: str = SECRET) -> str:
+    """The session cookie an app of ``module`` sets for ``data``."""
+    app = _app(module, secret)
+
+    @app.route("/store")
+    def store() -> str:
+        module.session.update(data)
+        return "stored"
+
+    client = app.test_client()
+    client.get("/store")
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    return str(cookie.value)
+
+
+def _read_by(module: t.Any, value: str) -> str:
+    """The session an app of ``module`` reads from the cookie ``value``, with its types."""
+    app = _app(module)
+
+    @app.route("/load")
+    def load() -> str:
+        return repr(_typed(dict(module.session)))
+
+    client = app.test_client()
+    client.set_cookie("session", value)
+    return str(client.get("/load").text)
+
+
+def _typed(value: t.Any) -> t.Any:
+    """``value`` with the type of every part beside it, so that (1,) != [1] and 1 != 1.0."""
+    if isinstance(value, dict):
+        return {key: _typed(value[key]) for key in sorted(value)}
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, [_typed(item) for item in value])
+    return (type(value).__name__, value)
+
+
+@pytest.mark.parametrize("kind", sorted(_SHARED))
+def test_a_flask_cookie_reads_here_as_in_flask(kind: str) -> None:
+    value = _cookie_from(flask, {"v": _SHARED[kind]})
+    if kind.startswith("large"):
+        assert value.startswith(".")  # Flask compressed it
+    assert _read_by(web, value) == _read_by(flask, value) == repr(_typed({"v": _SHARED[kind]}))
+
+
+@pytest.mark.parametrize("kind", sorted(_SHARED))
+def test_our_cookie_reads_in_flask_as_here(kind: str) -> None:
+    value = _cookie_from(web, {"v": _SHARED[kind]})
+    if kind.startswith("large"):
+        assert value.startswith(".")  # compressed as Flask does
+    assert _read_by(flask, value) == _read_by(web, value) == repr(_typed({"v": _SHARED[kind]}))
+
+
+def test_a_datetime_flask_would_change_is_kept_here_and_readable_there() -> None:
+    # Flask's tag keeps UTC to the second: others keep our own tag (Flask reads it as a dict).
+    naive = datetime(2024, 1, 2, 3, 4, 5, 678901)
+    value = _cookie_from(web, {"at": naive, "user": "ann"})
+    seen = _read_by(flask, value)
+    assert "'user': ('str', 'ann')" in seen and "2024-01-02T03:04:05.678901" in seen
+    assert _read_by(web, value) == repr(_typed({"at": naive, "user": "ann"}))
+
+
+def test_flask_permanent_login_survives_the_switch_and_keeps_being_refreshed() -> None:
+    flask_app, web_app = _app(flask), _app(web)
+
+    @flask_app.route("/login")
+    def login() -> str:
+        flask.session["user"] = "ann"
+        flask.session.permanent = True
+        return "ok"
+
+    flask_client = flask_app.test_client()
+    flask_client.get("/login")
+    cookie = flask_client.get_cookie("session")
+    assert cookie is not None
+
+    @web_app.route("/whoami")
+    def whoami() -> str:
+        return str(session.get("user"))
+
+    client = web_app.test_client()
+    client.set_cookie("session", cookie.value)
+    response = client.get("/whoami")
+    assert response.text == "ann"
+    assert "Expires=" in response.headers["Set-Cookie"]  # refreshed, in Flask's format
+    refreshed = client.get_cookie("session")
+    assert refreshed is not None
+    assert _read_by(flask, refreshed.value) == repr(_typed({"_permanent": True, "user": "ann"}))
+
+
+def test_a_cookie_signed_with_another_key_or_dated_ahead_is_refused() -> None:
+    value = _cookie_from(flask, {"user": "ann"}, secret="another secret")
+    assert _read_by(web, value) == "{}"
+    interface = SessionInterface()
+    key = interface._key(_app(web))
+    assert key is not None
+    ahead = interface.sign(key, {"user": "ann"}, now=time.time() + 3600)
+    assert interface.unsign(key, ahead, 1000) is None
+    assert interface.unsign(key, interface.sign(key, {"user": "ann"}), 1000) == {"user": "ann"}
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def test_a_cookie_of_the_format_before_flasks_still_logs_in_and_is_rewritten() -> None:
+    # Built by hand, as uwsgiapp.web signed sessions before: HMAC-SHA256 with a key derived
+    # from the secret and "uwsgiapp.web.session", an 8-byte issue time.
+    key = hmac.new(SECRET.encode(), b"uwsgiapp.web.session", hashlib.sha256).digest()
+    message = (
+        f"{_b64(json.dumps({'user': 'ann'}).encode())}.{_b64(int(time.time()).to_bytes(8, 'big'))}"
+    )
+    old = f"{message}.{_b64(hmac.new(key, message.encode(), hashlib.sha256).digest())}"
+    web_app = _app(web)
+
+    @web_app.route("/whoami")
+    def whoami() -> str:
+        return str(session.get("user"))
+
+    client = web_app.test_client()
+    client.set_cookie("session", old)
+    assert client.get("/whoami").text == "ann"
+    new = client.get_cookie("session")
+    assert new is not None and new.value != old
+    assert _read_by(flask, new.value) == repr(_typed({"user": "ann"}))
+    assert "Set-Cookie" not in client.get("/whoami").headers  # rewritten once
+    stale = timedelta(days=32).total_seconds()
+    message = f"{message.partition('.')[0]}.{_b64(int(time.time() - stale).to_bytes(8, 'big'))}"
+    expired = f"{message}.{_b64(hmac.new(key, message.encode(), hashlib.sha256).digest())}"
+    client.set_cookie("session", expired)
+    assert client.get("/whoami").text == "None"
+
+
+def test_a_tag_like_key_as_written_before_flasks_format_still_reads() -> None:
+    from uwsgiapp.web import tagjson
+
+    assert tagjson.loads('{"x": {" di": {" t": [1]}}}') == {"x": {" t": [1]}}
+    assert tagjson.loads('{"x": {" di": {" t__": [1]}}}') == {"x": {" t": [1]}}
