@@ -74,7 +74,7 @@ def bad_stack(
 CASES: dict[str, tuple[int, str, bool]] = {
     "raise": (500, "app raised (GET /raise): answering 500", True),
     "raise-after-start": (500, "app raised (GET /raise-after-start): answering 500", True),
-    "raise-in-close": (200, "app's response close() raised", True),
+    "raise-in-close": (200, "app's response close() raised (GET /raise-in-close)", True),
     "start-twice": (500, "start_response() called a second time", True),
     "return-none": (500, "app returned None, not an iterable of bytes", False),
     "return-int": (500, "app returned int, not an iterable of bytes", False),

@@ -238,10 +238,15 @@ def test_close_raising_is_logged(logs: Logs) -> None:
         start_response("200 OK", [("Content-Type", "text/plain")])
         return BadClose([b"fine"])
 
-    out = run(make_handler(app), packet())
+    handler = make_handler(app)
+    counted: list[int] = []
+    handler.responder.on_app_error = lambda: counted.append(1)  # the stats' exceptions count
+    out = run(handler, packet())
     assert out.body == b"fine"
     (record,) = problems(logs)
-    assert "close" in record.getMessage()
+    # Which request's close() it was, and counted as the app's exception as uWSGI counts it.
+    assert record.getMessage() == "app's response close() raised (GET /hello)"
+    assert record.exc_info is not None and counted == [1]
 
 
 def test_a_write_timeout_after_the_head_over_tcp_is_a_reset(logs: Logs) -> None:

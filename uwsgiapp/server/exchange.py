@@ -294,7 +294,7 @@ class Responder:
                 try:
                     close()
                 except Exception:
-                    log.exception("app's response close() raised")
+                    self._close_failed(environ)
 
     def _gone_mid_response(
         self, exchange: Exchange, environ: dict[str, Any], peer: Peer, exc: ClientDisconnected
@@ -303,13 +303,16 @@ class Responder:
         if isinstance(exc, ClientTimeout) and exchange.head_sent:
             _cut(exchange)  # nginx stopped reading, but is there: the rest is not coming
 
+    def _close_failed(self, environ: dict[str, Any]) -> None:
+        """The response's ``close()`` raised (the answer is out): an exception of the app's."""
+        if self.on_app_error is not None:
+            self.on_app_error()
+        log.exception("app's response close() raised (%s)", _where(environ))
+
     def _app_failed(
         self, exchange: Exchange, environ: dict[str, Any], what: str, *, traceback: bool = True
     ) -> None:
-        uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO")
-        # The request's own text (a raw client can put CR/LF or an ANSI escape in it), and the
-        # exception's, which may quote it: escaped, so that each stays on this one line.
-        where = escape_log_text(f"{environ.get('REQUEST_METHOD')} {uri}")
+        where = _where(environ)
         what = escape_log_text(what)
         self._check_fds(sys.exc_info()[1])
         if self.on_app_error is not None:
@@ -358,6 +361,13 @@ def _unwinding(exchange: Exchange, environ: dict[str, Any], exc: BaseException) 
         )
     if exchange.head_sent:
         _cut(exchange)
+
+
+def _where(environ: dict[str, Any]) -> str:
+    """The request's method and URI for a log line: the client's own text (a raw client can put
+    CR/LF or an ANSI escape in it), escaped so that it stays on this one line."""
+    uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO")
+    return escape_log_text(f"{environ.get('REQUEST_METHOD')} {uri}")
 
 
 def _cut(exchange: Exchange) -> None:
