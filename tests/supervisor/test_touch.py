@@ -85,3 +85,19 @@ def test_due_looks_once_an_interval_and_logs_each_change(
         assert watch.due(100.0 + INTERVAL) == ["a", "b"]
     assert "--touch-reload: a changed: graceful reload" in caplog.text
     assert "--touch-reload: b changed: graceful reload" in caplog.text
+
+
+def test_a_file_that_cannot_be_looked_at_is_said_to_never_reload(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Out of the --uid user's reach (EACCES; here a link loop, as tests run as root): "its
+    # appearance reloads" promised a reload that no touch could ever bring.
+    loop = tmp_path / "loop"
+    loop.symlink_to(loop)
+    with caplog.at_level(logging.WARNING, "uwsgiapp.error"):
+        TouchWatch([str(loop)])
+    assert (
+        f"--touch-reload: {loop}: Too many levels of symbolic links: it cannot be looked at as "
+        "the user the master runs as: it will not reload"
+    ) in caplog.text
+    assert "appearance" not in caplog.text

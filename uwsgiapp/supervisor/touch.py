@@ -11,6 +11,7 @@ reloads, as in uWSGI. Only
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from collections.abc import Callable, Sequence
@@ -36,8 +37,12 @@ def _why(path: str) -> str:
     try:
         os.stat(path)
     except OSError as exc:
-        return exc.strerror or str(exc)
-    return "it appeared meanwhile"
+        said = exc.strerror or str(exc)
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            return f"{said}: its appearance reloads"
+        # EACCES above all (the master looks as the --uid user): nothing it can see will change.
+        return f"{said}: it cannot be looked at as the user the master runs as: it will not reload"
+    return "it appeared meanwhile: its next change reloads"
 
 
 class TouchWatch:
@@ -49,7 +54,7 @@ class TouchWatch:
         self._next = 0.0
         for path, seen in self._seen.items():
             if seen is None:
-                log.warning("--touch-reload: %s: %s: its appearance reloads", path, _why(path))
+                log.warning("--touch-reload: %s: %s", path, _why(path))
 
     def changed(self) -> list[str]:
         """The files that changed since the last look (their new state is kept)."""
