@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import threading
 import time
 from typing import Any, Final
 
@@ -18,6 +19,13 @@ from uwsgiapp.wsgi.contract import AccessLogger
 #: Bound once: compiled, ``os.write(...)`` would look the name up in the module on every call.
 _write: Final = os.write
 _time: Final = time.time
+#: The request thread a line's request ran on (``--threads``; uWSGI's "core"): 0 unless set.
+_thread: Final = threading.local()
+
+
+def set_core(index: int) -> None:
+    """This thread serves as core ``index`` (0-based): its access-log lines say so."""
+    _thread.core = index
 
 
 class Clock:
@@ -155,7 +163,8 @@ def uwsgi_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
         GET /slow => generated 5 bytes in 300 msecs (HTTP/1.1 200) 1 headers in 45 bytes
         (1 switches on core 0)
 
-    (one line). ``req`` counts this worker's requests (uWSGI: the app's, then all workers');
+    (one line; the core is the request thread, with ``--threads``). ``req`` counts this
+    worker's requests (uWSGI: the app's, then all workers');
     the vars and their bytes are the environ's CGI variables, as nginx sent them (uWSGI counts
     a name and its value as two: 14 variables are "28 vars"; a repeated header, merged, or a
     ``PATH_INFO`` a mount shortened counts as the environ has it); the time is when the
@@ -187,7 +196,7 @@ def uwsgi_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
             f"=> generated {response.sent - head} bytes in {int(seconds * 1000)} msecs "
             f"({environ.get('SERVER_PROTOCOL', '-')} {status[:3]}) "
             f"{len(response.headers) if head else 0} headers in {head} bytes "
-            "(1 switches on core 0)"
+            f"(1 switches on core {getattr(_thread, 'core', 0)})"
         )
         writer.write(encode_line(line))
 

@@ -29,6 +29,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, Protocol
 
+from uwsgiapp.server.accesslog import set_core
 from uwsgiapp.server.decisions import DRAIN_SECONDS
 from uwsgiapp.server.inflight import app_stack, request_line, worker_label
 from uwsgiapp.server.intake import Handler
@@ -115,6 +116,7 @@ class _ThreadLoop(Worker):
 
     def run_thread(self) -> None:
         self.ident = threading.get_ident()
+        set_core(self.index)
         try:
             self.run()
         except RequestCut:
