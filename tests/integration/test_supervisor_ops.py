@@ -11,6 +11,7 @@ import pwd
 import signal
 import socket
 import stat
+import threading
 import time
 from pathlib import Path
 
@@ -474,3 +475,80 @@ def test_a_second_server_on_a_running_servers_pidfile_is_refused(tmp_path: Path)
         wait_until(lambda: pidfile.read_text() == f"{third.pid}\n", 10, "the new pidfile")
     finally:
         third.stop()
+
+
+def _tcp_exchange(port: int, data: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _fill(port: int, marker: Path, count: int) -> tuple[list[bytes], list[threading.Thread]]:
+    """``count`` requests of 4.5 s in flight on the TCP ``port`` (every request thread busy)."""
+    answers: list[bytes] = []
+
+    def slow() -> None:
+        answers.append(_tcp_exchange(port, uwsgi_get("/sleep", f"4.5&{marker}")))
+
+    threads = [threading.Thread(target=slow) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    wait_until(marker.exists, 10, "a request in the app")
+    time.sleep(0.3)  # the others too
+    return answers, threads
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_stop_with_every_worker_busy_refuses_connections_after_the_drain(
+    tmp_path: Path, threads: int
+) -> None:
+    # Every worker (thread) in a long request at TERM: the sockets stayed open in the workers
+    # until they exited, so later connections queued in a backlog nobody accepted from and
+    # were reset then (nginx: 502, not retried for a POST). After the drain (here 3 s, half of
+    # --graceful-timeout) they are refused: nginx tries another server. (A unix socket's file
+    # is removed at TERM: a connect finds none.)
+    port = free_port()
+    server = Server(
+        tmp_path / "s", "supervisor_app:app", socket=f"127.0.0.1:{port}", threads=threads
+    )
+    server.options.update(graceful_timeout=6, workers=1)
+    server.start()
+    try:
+        answers, clients = _fill(port, tmp_path / "busy", threads)
+        server.signal(signal.SIGTERM)
+        time.sleep(3.8)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        for client in clients:
+            client.join(20)
+        code = server.wait(15)
+    finally:
+        server.stop()
+    assert code == 0 and len(answers) == threads
+    assert all(b" 200 OK" in answer.split(b"\r\n", 1)[0] for answer in answers), answers
+    assert "the sockets refuse new connections now" in server.log()
+
+
+def test_a_term_sent_to_one_busy_worker_leaves_the_sockets_to_the_others(tmp_path: Path) -> None:
+    # A TERM to one worker alone (by hand) is no server stop: the shared sockets stay open.
+    port = free_port()
+    server = Server(tmp_path / "s", "supervisor_app:app", socket=f"127.0.0.1:{port}")
+    server.options.update(graceful_timeout=6, workers=2)
+    server.start()
+    try:
+        time.sleep(1)  # both workers serve
+        marker = tmp_path / "busy"
+        _, clients = _fill(port, marker, 1)
+        os.kill(int(marker.read_text()), signal.SIGTERM)
+        time.sleep(3.8)
+        served = _tcp_exchange(port, uwsgi_get("/pid"))
+        for client in clients:
+            client.join(20)
+    finally:
+        server.stop()
+    assert b"pid " in served
+    assert "refuse new connections" not in server.log()

@@ -7,13 +7,20 @@ import faulthandler
 import logging
 import os
 import signal
+import socket
+import threading
 from types import FrameType
 
-from uwsgiapp.server.inflight import request_environ, request_line
+from uwsgiapp.server.inflight import request_environ, request_line, worker_label
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import reopen_logs
 from uwsgiapp.server.logtext import escape_log_text
+from uwsgiapp.server.masterflags import MasterFlags
 from uwsgiapp.wsgi.errors import QuickStop
+
+#: After the drain's end, the moment a process still holding the sockets shuts them down: the
+#: drain loops of the workers that are free end at that end themselves.
+REFUSE_MARGIN = 0.25
 
 
 class StopSignals:
@@ -24,14 +31,40 @@ class StopSignals:
     alive: bool
     drain_backlog: bool
     listeners: list[Listener]
+    drain_seconds: float
+    master_flags: MasterFlags | None
     _wake_r: int
     _wake_w: int
     _quick_stopping = False
+    _refusal: threading.Timer | None = None
 
     def _on_graceful(self, signum: int, frame: FrameType | None) -> None:
         # TERM: finish the current request and what already waits in the backlog, then exit.
         self.alive = False
         self.drain_backlog = True
+        if self._refusal is None and self.master_flags is not None:
+            self._refusal = threading.Timer(self.drain_seconds + REFUSE_MARGIN, self._refuse_late)
+            self._refusal.daemon = True
+            self._refusal.start()
+
+    def _refuse_late(self) -> None:
+        """The drain is over, and this process still holds the listening sockets: a request
+        outlasts it (every worker busy). If the whole server stops, shut them down for every
+        process, so that a new connection is refused (nginx tries another server, a POST too)
+        rather than queued in a backlog nobody accepts from and reset at the exit."""
+        if self.master_flags is None or not self.master_flags.stopping:
+            return  # a TERM sent to this worker alone: the others serve on from these sockets
+        held = [listener for listener in self.listeners if listener.sock.fileno() >= 0]
+        for listener in held:
+            with contextlib.suppress(OSError):  # closed meanwhile by the loop
+                listener.sock.shutdown(socket.SHUT_RDWR)
+        if held:
+            logging.getLogger("uwsgiapp.error").warning(
+                "%s: still serving %g s after TERM: the sockets refuse new connections now "
+                "(nginx tries another server; what queued meanwhile is reset)",
+                worker_label(),
+                self.drain_seconds,
+            )
 
     def _on_reload(self, signum: int, frame: FrameType | None) -> None:
         # The master reloads by starting new workers first; we just finish and leave.

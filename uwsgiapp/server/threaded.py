@@ -34,7 +34,7 @@ from uwsgiapp.server.decisions import DRAIN_SECONDS
 from uwsgiapp.server.inflight import app_stack, request_line, worker_label
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
-from uwsgiapp.server.recyclehold import RecycleHold
+from uwsgiapp.server.masterflags import MasterFlags
 from uwsgiapp.server.stopsignals import StopSignals
 from uwsgiapp.server.worker import IDLE_TICK, Worker
 
@@ -105,7 +105,7 @@ class _ThreadLoop(Worker):
             max_requests=owner.max_requests,
             hooks=core,
             drain_seconds=owner.drain_seconds,
-            recycle_hold=owner.recycle_hold,
+            master_flags=owner.master_flags,
         )
         self.owner = owner
         self.index = index
@@ -131,7 +131,7 @@ class _ThreadLoop(Worker):
         if (
             self.max_requests
             and (served := next(self.owner.served)) >= self.max_requests
-            and (self.recycle_hold is None or not self.recycle_hold.holds(served))
+            and (self.master_flags is None or not self.master_flags.holds(served))
         ):
             self.alive = False
             self.owner.recycle(f"served {self.max_requests} requests (max-requests)")
@@ -172,11 +172,11 @@ class ThreadedWorker(StopSignals):
         master_pid: int = 0,
         drain_seconds: float = DRAIN_SECONDS,
         on_leaving: Callable[[], None] | None = None,
-        recycle_hold: RecycleHold | None = None,
+        master_flags: MasterFlags | None = None,
     ) -> None:
         self.handler = handler
         self.listeners = listeners
-        self.recycle_hold = recycle_hold
+        self.master_flags = master_flags
         #: Called once when it stops accepting (see Worker.on_leaving).
         self.on_leaving = on_leaving
         self.max_requests = max_requests

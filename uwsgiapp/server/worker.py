@@ -32,7 +32,7 @@ from uwsgiapp.server.decisions import DRAIN_SECONDS, accept_burst, longest_silen
 from uwsgiapp.server.inflight import worker_label
 from uwsgiapp.server.intake import FIRST_BYTES_WAIT, Handler, Pending
 from uwsgiapp.server.listeners import Listener
-from uwsgiapp.server.recyclehold import RecycleHold, leaves_at_max_requests
+from uwsgiapp.server.masterflags import MasterFlags, leaves_at_max_requests
 from uwsgiapp.server.stopsignals import StopSignals
 from uwsgiapp.server.throttle import Throttle, refused_peers
 
@@ -78,10 +78,10 @@ class Worker(StopSignals):
         should_recycle: Callable[[], bool] | None = None,
         drain_seconds: float = DRAIN_SECONDS,
         on_leaving: Callable[[], None] | None = None,
-        recycle_hold: RecycleHold | None = None,
+        master_flags: MasterFlags | None = None,
     ) -> None:
         self.handler = handler
-        self.recycle_hold = recycle_hold
+        self.master_flags = master_flags
         #: Called as it stops accepting: its replacement starts then, not after the parked
         self.on_leaving = on_leaving  # requests it still finishes (up to --socket-timeout)
         handler.on_out_of_fds = self._out_of_fds
@@ -300,7 +300,7 @@ class Worker(StopSignals):
     def _after_request(self) -> None:
         if self.max_requests and self.requests >= self.max_requests:
             if self.alive:
-                self.alive = not leaves_at_max_requests(self.recycle_hold, self.requests)
+                self.alive = not leaves_at_max_requests(self.master_flags, self.requests)
         elif self.should_recycle is not None and self.should_recycle():
             self.alive = False
 

@@ -31,7 +31,7 @@ from uwsgiapp.server.inflight import dump_stuck_request, set_request_source, set
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import arm_fault_dumps, flush_std, reopen_logs
-from uwsgiapp.server.recyclehold import RecycleHold
+from uwsgiapp.server.masterflags import MasterFlags
 from uwsgiapp.server.sockdiag import SockDiag
 from uwsgiapp.server.threaded import ThreadedWorker
 from uwsgiapp.server.worker import Worker
@@ -116,7 +116,7 @@ class Arbiter:
         self.observer = observe.Observer()
         self.stats = stats
         self.notifier = notifier or Notifier(None)
-        self.recycle_hold = RecycleHold()  # before any fork: shared with every worker
+        self.master_flags = MasterFlags()  # before any fork: shared with every worker
         self._sockdiag = SockDiag()
         self._next_queue_check = 0.0
         self.touch = TouchWatch(config.touch_reload) if config.touch_reload else None
@@ -165,7 +165,7 @@ class Arbiter:
             rss = observe.rss_mb if self.config.reload_on_rss else None
             actions += self.policy.on_tick(now, time.time(), self.table.read, rss)
             code = self._execute(actions)
-            self.recycle_hold.set(self.policy.recycles_held)
+            self.master_flags.publish(self.policy.recycles_held, self.policy.stopping)
         return code
 
     def _signal_actions(self, now: float) -> list[A.Action]:
@@ -383,7 +383,7 @@ class Arbiter:
                 master_pid=self.pid,
                 drain_seconds=drain,
                 on_leaving=slot.leaving,
-                recycle_hold=self.recycle_hold,
+                master_flags=self.master_flags,
             )
         if counting:
             count_thread_requests(handler, slot)
@@ -396,5 +396,5 @@ class Arbiter:
             master_pid=self.pid,
             drain_seconds=drain,
             on_leaving=slot.leaving,
-            recycle_hold=self.recycle_hold,
+            master_flags=self.master_flags,
         )

@@ -194,9 +194,15 @@ class Roster:
         return Signal(rec.pid, signum)
 
     @property
+    def stopping(self) -> bool:
+        """The whole server stops: the workers may shut the shared sockets down after their
+        drain (:mod:`uwsgiapp.server.masterflags`)."""
+        return self.mode is Mode.STOPPING
+
+    @property
     def recycles_held(self) -> bool:
         """A worker could not load the app since the last one did: the workers serving hold
-        their max-requests recycles (:mod:`uwsgiapp.server.recyclehold`)."""
+        their max-requests recycles (:mod:`uwsgiapp.server.masterflags`)."""
         return self.load_retry > 0.0
 
     def _note_slot(self, rec: WorkerRecord, st: WorkerStatus, now: float) -> None:

@@ -1,4 +1,5 @@
-"""While replacements cannot load the app, a worker at --max-requests serves on."""
+"""The master's flags: while replacements cannot load the app, a worker at --max-requests
+serves on; a server stop is told apart from a TERM sent to one worker."""
 
 from __future__ import annotations
 
@@ -7,11 +8,11 @@ import os
 
 import pytest
 
-from uwsgiapp.server.recyclehold import RecycleHold, leaves_at_max_requests
+from uwsgiapp.server.masterflags import MasterFlags, leaves_at_max_requests
 
 
 def test_a_worker_forked_before_sees_the_masters_hold() -> None:
-    hold = RecycleHold()
+    hold = MasterFlags()
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the worker: waits for the master's word, then reads the flag
@@ -20,7 +21,7 @@ def test_a_worker_forked_before_sees_the_masters_hold() -> None:
             os.write(write, b"h" if hold.holds(10) else b"-")
         finally:
             os._exit(0)
-    hold.set(True)
+    hold.publish(True, False)
     os.write(write, b"?")
     os.waitpid(pid, 0)
     assert os.read(read, 1) == b"h"
@@ -29,11 +30,11 @@ def test_a_worker_forked_before_sees_the_masters_hold() -> None:
 
 
 def test_held_the_worker_serves_on_and_says_so_once(caplog: pytest.LogCaptureFixture) -> None:
-    hold = RecycleHold()
+    hold = MasterFlags()
     with caplog.at_level(logging.INFO, logger="uwsgiapp.error"):
-        hold.set(True)
+        hold.publish(True, False)
         assert [leaves_at_max_requests(hold, n) for n in (100, 101, 102)] == [False] * 3
-        hold.set(False)  # a replacement loaded: it leaves after its next request
+        hold.publish(False, False)  # a replacement loaded: it leaves after its next request
         assert leaves_at_max_requests(hold, 103)
         assert leaves_at_max_requests(None, 7)
     said = [r.getMessage() for r in caplog.records]

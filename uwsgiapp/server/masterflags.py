@@ -1,0 +1,69 @@
+"""What the master tells every worker at once, in shared memory: held recycles, a server stop.
+
+**Held recycles.** With ``--lazy-apps`` every new worker imports the app, so a deploy whose code
+does not import leaves the master retrying a replacement (with back-off) while the workers that
+loaded the old code serve. Were those to go on leaving at their ``--max-requests``, the last one
+to leave would take the service down (uWSGI and gunicorn stop at the first failure instead).
+While a replacement cannot load, a worker that reaches its max-requests serves on (said once);
+let go, it recycles after its next request. ``--reload-on-rss`` is not held: the memory it
+bounds must not grow on a bad deploy.
+
+**A server stop.** A TERM reaches a worker for a graceful stop of the whole server (a retired
+worker gets HUP), but an operator may TERM one worker by hand: only the master's word says that
+every worker stops, and that the shared listening sockets may be shut down for all.
+"""
+
+from __future__ import annotations
+
+import logging
+import mmap
+
+from uwsgiapp.server.inflight import worker_label
+
+log = logging.getLogger("uwsgiapp.error")
+
+_HOLD = 0
+_STOPPING = 1
+
+
+class MasterFlags:
+    """Flags the master writes and its workers read (made before they are forked)."""
+
+    def __init__(self) -> None:
+        self._flags = mmap.mmap(-1, 2)  # anonymous, shared: the workers see the master's writes
+        self._said = False
+
+    def publish(self, recycles_held: bool, stopping: bool) -> None:
+        """Master: hold the workers' max-requests recycles or let them go; the server stops."""
+        for index, value in ((_HOLD, recycles_held), (_STOPPING, stopping)):
+            if self._flags[index] != value:
+                self._flags[index] = int(value)
+
+    @property
+    def stopping(self) -> bool:
+        """The whole server stops gracefully (the master had a TERM)."""
+        return self._flags[_STOPPING] == 1
+
+    def holds(self, requests: int) -> bool:
+        """Worker at its max-requests, ``requests`` served: whether to serve on."""
+        if not self._flags[_HOLD]:
+            self._said = False
+            return False
+        if not self._said:
+            self._said = True
+            log.warning(
+                "%s: served %d requests (max-requests), but new workers cannot load the app: "
+                "serving on until one can",
+                worker_label(),
+                requests,
+            )
+        return True
+
+
+def leaves_at_max_requests(flags: MasterFlags | None, requests: int) -> bool:
+    """A worker served its max-requests (``requests``): whether it leaves now (said), or
+    serves on while the master ``flags`` hold recycles."""
+    if flags is not None and flags.holds(requests):
+        return False
+    log.info("%s: served %d requests (max-requests), recycling", worker_label(), requests)
+    return True
