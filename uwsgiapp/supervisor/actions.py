@@ -137,6 +137,8 @@ class WorkerRecord:
     cut: bool = False
     #: Its worker number, 1..N (0: not given, the slot's then).
     number: int = 0
+    #: Its RSS (MB) when a tick first saw it before its first request (--reload-on-rss); 0: unseen.
+    fresh_rss: float = 0.0
 
     @property
     def label(self) -> str:

@@ -31,6 +31,8 @@ from uwsgiapp.supervisor.status import WorkerStatus
 BOOTING, READY, STOPPING, HARAKIRI = WorkerState
 #: A worker recycled by --reload-on-rss after fewer requests than this: the limit is too low.
 FEW_REQUESTS = 10
+#: A fresh worker's RSS this share of --reload-on-rss or more is "near" it.
+NEAR_FRESH = 0.75
 #: States of a worker already told to go.
 TOLD = (STOPPING, HARAKIRI)
 
@@ -152,17 +154,23 @@ class Roster:
         """``--reload-on-rss``: recycle a worker over the limit once it has served a request
         (uWSGI checks after each one). A fresh worker over it is left alone: its replacement
         would be no smaller, and the master forked ten workers a second."""
+        if st.requests == 0 and not rec.fresh_rss:
+            rec.fresh_rss = rss
         if rss <= self.reload_on_rss_mb or st.requests == 0:
             return []
         actions: list[Action] = []
-        if st.requests < FEW_REQUESTS and not self.rss_warned:
+        # Said when a worker started near the limit: one that grows fast (a leak) is what the
+        # limit is for (a fresh 26 MB worker over 60 MB in 4 requests drew this line).
+        near = rec.fresh_rss >= NEAR_FRESH * self.reload_on_rss_mb
+        if st.requests < FEW_REQUESTS and near and not self.rss_warned:
             self.rss_warned = True
             actions.append(
                 Log(
                     LogLevel.WARNING,
                     f"--reload-on-rss {self.reload_on_rss_mb} MB is near what a fresh worker "
-                    f"uses: {rec.label} got over it after {st.requests} requests. Raise it, or "
-                    "workers are recycled after every few requests",
+                    f"uses ({rec.fresh_rss:.1f} MB): {rec.label} got over it after "
+                    f"{st.requests} requests. Raise it, or workers are recycled after every "
+                    "few requests",
                 )
             )
         return [
