@@ -41,8 +41,8 @@ def test_dead_worker_is_respawned_in_its_slot() -> None:
     assert len(spawns) == 1 and spawns[0].wid == 0
     assert (
         "killed by signal 9 (SIGKILL), not sent by uwsgiapp: the OOM killer (dmesg says; in a "
-        "container, the oom_kill count of its cgroup's memory.events), or a "
-        "kill -9; "
+        "container, the oom_kill count of its cgroup's memory.events, or memory.oom_control "
+        "with cgroup v1), or a kill -9; "
         "starting a new one"
     ) in str(actions[0])
     assert len(sim.pids()) == 2

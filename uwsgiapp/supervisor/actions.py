@@ -165,7 +165,8 @@ def unexpected_death(signum: int | None, in_requests: int) -> str:
     if signum == signal.SIGKILL:
         hint = (
             ", not sent by uwsgiapp: the OOM killer (dmesg says; in a container, the oom_kill "
-            "count of its cgroup's memory.events), or a kill -9"
+            "count of its cgroup's memory.events, or memory.oom_control with cgroup v1), or a "
+            "kill -9"
         )
     if in_requests > 1:
         return f"{hint} (it was in {in_requests} requests, which got no answer)"
