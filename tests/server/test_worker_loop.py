@@ -584,3 +584,24 @@ def test_a_listening_socket_the_app_closed_recycles_the_worker(
     )
     client.close()
     sock.close()
+
+
+def test_lines_held_back_by_a_flood_are_said_before_the_worker_returns(
+    listener: Listener, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Past the burst, invalid packets and clients gone mid-request are counted for a line at
+    # the window's end: a worker that stopped first took the count with it.
+    from uwsgiapp.server import throttle
+
+    worker = make_worker(listener, max_requests=1)
+    worker.handler.first_bytes_wait = GUARD
+    for _ in range(throttle.INVALID_LOG_BURST + 3):
+        worker.handler.invalid.allow("from client: junk")
+        worker.handler.gone.allow("client x: gone")
+    with caplog.at_level(logging.INFO, logger="uwsgiapp.error"):
+        running = Running(worker)
+        assert answer(connect(listener)).startswith(b"HTTP/1.1 200 OK")
+        running.join()
+    said = [r.getMessage() for r in caplog.records]
+    assert any(m.startswith("3 more invalid uwsgi packets in 10 s") for m in said), said
+    assert any(m.startswith("3 more connections gone before their whole request") for m in said)

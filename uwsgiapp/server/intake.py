@@ -209,12 +209,13 @@ class Handler:
         decoder = pending.decoder
         what = "its request head" if decoder is not None else "its body"
         got = decoder.buffered if decoder is not None else len(pending.body)
-        said = (
-            f"client {pending.peer} stalled: {what} incomplete, read timed out after "
-            f"{self.timeout:g} s ({got} bytes in); closing"
+        log.info(  # one each: parking bounds them (MAX_PARKED per --socket-timeout)
+            "client %s stalled: %s incomplete, read timed out after %g s (%d bytes in); closing",
+            pending.peer,
+            what,
+            self.timeout,
+            got,
         )
-        if self.gone.allow(said):
-            log.info("%s", said)
         if decoder is None:
             # The head was fine: say why, as nginx would (best effort, never waits).
             protocol = pending.head[1].get("SERVER_PROTOCOL", "")

@@ -157,8 +157,8 @@ def invalid_packets() -> Burst:
 
 def clients_gone() -> Burst:
     """The lines about connections that ended before their request was in (the client went
-    away, reset, or stalled past --socket-timeout): as for invalid packets (one local client
-    connecting, promising a body and hanging up wrote 2.4 MB of log a second)."""
+    away or reset): as for invalid packets (one local client connecting, promising a body and
+    hanging up wrote 2.4 MB of log a second)."""
     return _burst(logging.INFO, "connections gone before their whole request")
 
 

@@ -151,9 +151,9 @@ class Worker(StopSignals):
                 # connection); else sleep until one of them comes.
                 ready = self._wait(0.0 if more else IDLE_TICK)
                 burst = not self.one_first or accept_burst(more, bool(ready))
-        finally:
-            self._shed.flush()
-            self._refused.flush()
+        finally:  # what the throttles held back is said before the worker goes
+            for throttle in (self._shed, self._refused, self.handler.invalid, self.handler.gone):
+                throttle.flush()
             for fd in self.parked:  # only on a quick stop: abandon them
                 with contextlib.suppress(OSError):
                     os.close(fd)
