@@ -214,7 +214,7 @@ def test_env_items_are_validated(item: str) -> None:
 
 def test_env_from_every_source(tmp_path: Path) -> None:
     """--env (repeatable), an env table in TOML, UWSGIAPP_ENV (one per line), ini env keys;
-    the highest source's list replaces the lower ones', as for every list option."""
+    the sources add up by name, as uWSGI's do (a higher source's value of a name wins)."""
     (tmp_path / "u.ini").write_text("[uwsgi]\nenv = A=ini\nenv = B=x,y=z\n")
     (tmp_path / "top.toml").write_text('[env]\nA = "toml"\nPORT = 8000\n')
     (tmp_path / "tool.toml").write_text('[uwsgiapp]\nworkers = 2\n[uwsgiapp.env]\nA = "t"\n')
@@ -256,7 +256,7 @@ def test_env_round_trips_through_print_config(tmp_path: Path) -> None:
     strip = re.compile(r"\s+#.*$", re.M)
     assert strip.sub("", r2.stdout.decode()) == strip.sub("", out)
     r3 = run_cli("serve", "--config", "app.toml", "--env", "X=1", "--print-config", cwd=tmp_path)
-    assert 'env = {X = "1"}' in r3.stdout.decode()
+    assert 'HOSTS = "a,b", MSG = "say \\"hi\\"=ok", "my.var" = "1", X = "1"}' in r3.stdout.decode()
 
 
 def test_validate_error_names_the_source() -> None:
@@ -602,3 +602,36 @@ def test_uwsgi_mount_form_with_a_file_and_a_different_app() -> None:
     assert "'/x=a:app' names the app 'a:app', and command line APP names 'b:app'" in str(
         caught.value
     )
+
+
+def test_env_items_of_every_source_add_up_by_name(tmp_path: Path) -> None:
+    """--env or UWSGIAPP_ENV beside an ini kept only their own items: the ini's
+    DJANGO_SETTINGS_MODULE was dropped without a word (uWSGI adds them up)."""
+    ini = tmp_path / "u.ini"
+    ini.write_text("[uwsgi]\nsocket = :3031\nenv = DJANGO_SETTINGS_MODULE=site.prod\nenv = A=ini\n")
+    both = _serve(["--ini", str(ini), "--env", "MYVAR=1"], {"UWSGIAPP_ENV": "A=env\nB=2"})
+    assert both.config.env == ("DJANGO_SETTINGS_MODULE=site.prod", "A=env", "B=2", "MYVAR=1")
+    assert both.sources["env"] == (
+        f"ini {ini} [uwsgi] env (line 4) + env UWSGIAPP_ENV + command line --env"
+    )
+    assert both.warnings == ()  # no name is given two values
+    # The same name from the variable and the command line: the command line's, said.
+    clash = _serve(["--env", "A=cli", "--env", "C=3"], {"UWSGIAPP_ENV": "A=env\nB=2"})
+    assert clash.config.env_vars() == {"A": "cli", "B": "2", "C": "3"}
+    assert clash.warnings == ("env UWSGIAPP_ENV=A=env is overridden by command line --env A=cli",)
+
+
+def test_a_command_line_list_replacing_the_ini_s_is_said(tmp_path: Path) -> None:
+    """uWSGI binds the ini's socket and the command line's; we bind the command line's: said,
+    naming the sockets dropped."""
+    ini = tmp_path / "u.ini"
+    ini.write_text("[uwsgi]\nsocket = 127.0.0.1:21313\nsocket = /run/a.sock\n")
+    resolved = _serve(["--ini", str(ini), "--socket", "127.0.0.1:21314"], {})
+    assert resolved.config.socket == ("127.0.0.1:21314",)
+    (said,) = resolved.warnings
+    assert said.startswith(
+        f"command line --socket replaces ini {ini} [uwsgi] socket (line 3): 127.0.0.1:21313, "
+        "/run/a.sock are not used"
+    ), said
+    kept = _serve(["--ini", str(ini), "--socket", "/run/a.sock", "--socket", "127.0.0.1:21313"], {})
+    assert kept.warnings == ()

@@ -41,6 +41,7 @@ __all__ = [
     "env_layer",
     "format_config",
     "format_value",
+    "merge_pairs",
     "option_specs",
     "parse_bool",
     "resolve",
@@ -300,6 +301,15 @@ def _drop_implied_by_logto(values: dict[str, Any], sources: dict[str, str]) -> N
             sources[name] = DEFAULT_SOURCE
 
 
+def merge_pairs(lower: Sequence[str], higher: Sequence[str]) -> tuple[str, ...]:
+    """``NAME=VALUE`` items of two sources merged by name, as uWSGI adds up ``env`` from its
+    sources: ``higher``'s value of a name wins. An item without ``=`` is kept as it is, for
+    validation to name it."""
+    names = {item.partition("=")[0] for item in higher if "=" in item}
+    kept = [item for item in lower if "=" not in item or item.partition("=")[0] not in names]
+    return (*kept, *higher)
+
+
 def resolve(layers: Sequence[Layer], *, warnings: Sequence[str] = ()) -> Resolved:
     """Merge ``layers`` (lowest precedence first), convert, build and validate the Config.
 
@@ -310,8 +320,13 @@ def resolve(layers: Sequence[Layer], *, warnings: Sequence[str] = ()) -> Resolve
     for layer in layers:
         for name, raw in layer.items():
             spec = _SPECS[name]
-            values[name] = convert(spec, raw.value, raw.source)
-            sources[name] = raw.source
+            value = convert(spec, raw.value, raw.source)
+            if spec.kind == "pairs" and values.get(name):  # uWSGI adds up env items
+                values[name] = merge_pairs(values[name], value)
+                sources[name] = f"{sources[name]} + {raw.source}"
+            else:
+                values[name] = value
+                sources[name] = raw.source
     _drop_implied_by_logto(values, sources)
     _imply_access_log(values, sources)
     config = Config(**values)

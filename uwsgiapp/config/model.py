@@ -53,8 +53,8 @@ class Config:
     pythonpath: tuple[str, ...] = _opt((), "extra directories put first on sys.path")
     env: tuple[str, ...] = _opt(
         (),
-        "set NAME=VALUE in the environment before the app is loaded (repeatable; a list from a "
-        "higher-precedence source replaces a lower one's; the env var takes one a line)",
+        "set NAME=VALUE in the environment before the app is loaded (repeatable; the sources "
+        "add up, a higher-precedence one's value of a NAME wins; the env var takes one a line)",
         kind="pairs",
     )
     socket: tuple[str, ...] = _opt(

@@ -64,8 +64,10 @@ def resolve_serve_config(
     if args.ini:
         ini = ini_layer(args.ini, environ=env, warnings=warnings, fixed=fixed)
         layers.append(ini.layer)
+    files = dict(ini.layer)
     if args.config:
         layers.append(toml_layer(args.config))
+        files.update(layers[-1])
     environment = env_layer(env, warnings)
     layers.append(environment)
     if said := _uwsgi_variables(env, ini.environ_read):
@@ -85,6 +87,7 @@ def resolve_serve_config(
         for name in sorted(environment.keys() & cli.keys())
         if (said := _overridden(name, environment[name], cli[name]))
     )
+    warnings.extend(_lists_replaced(files, cli))
     resolved = resolve(layers, warnings=warnings)
     check_http_only(ini, resolved.sources["socket"], DEFAULT_SOURCE)
     more = _socket_warnings(args, resolved)
@@ -169,10 +172,55 @@ def _uwsgi_variables(env: Mapping[str, str], read: set[str]) -> str:
     )
 
 
+def _lists_replaced(files: Layer, cli: Layer) -> list[str]:
+    """A list option (``socket``, ``pythonpath``…) the command line gives replaces the list
+    of the ``--ini``/``--config`` file, where uWSGI adds them up: said, naming what is lost."""
+    said = []
+    for name in sorted(files.keys() & cli.keys()):
+        spec = spec_for(name)
+        if spec is None or spec.kind != "list":
+            continue
+        file, given = files[name], cli[name]
+        try:
+            kept = convert(spec, given.value, given.source)
+            dropped = [v for v in convert(spec, file.value, file.source) if v not in kept]
+        except ConfigError:
+            continue  # resolve() names the bad value
+        if dropped:
+            said.append(
+                f"{given.source} replaces {file.source}: {', '.join(dropped)} "
+                f"{'is' if len(dropped) == 1 else 'are'} not used (the command line's list wins "
+                f"over a file's; uWSGI would use both: give each with --{spec.option} to keep it)"
+            )
+    return said
+
+
+def _clashing(env: Raw, cli: Raw) -> tuple[Raw, Raw]:
+    """Of two ``NAME=VALUE`` lists (which add up), the items of the names both set to
+    different values."""
+    spec = spec_for("env")
+    assert spec is not None
+
+    def items(raw: Raw) -> dict[str, str]:
+        pairs = convert(spec, raw.value, raw.source)
+        return dict(item.partition("=")[::2] for item in pairs if "=" in item)
+
+    low, high = items(env), items(cli)
+    names = [n for n in low if n in high and low[n] != high[n]]
+    return (
+        Raw("\n".join(f"{n}={low[n]}" for n in names), env.source),
+        Raw([f"{n}={high[n]}" for n in names], cli.source),
+    )
+
+
 def _overridden(name: str, env: Raw, cli: Raw) -> str:
     """The warning for a variable the command line overrides with another value, or ""."""
     spec = spec_for(name)
     assert spec is not None
+    if spec.kind == "pairs":
+        env, cli = _clashing(env, cli)
+        if not env.value:
+            return ""  # the command line's items add to the variable's
     try:
         if convert(spec, env.value, env.source) == convert(spec, cli.value, cli.source):
             return ""  # UWSGIAPP_LAZY_APPS=1 beside --lazy-apps is no news
