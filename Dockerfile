@@ -70,12 +70,15 @@ STOPSIGNAL SIGTERM
 # timeout): the health check stays healthy while a worker accepts, so without it a container
 # whose workers all hang (a deadlock, an endless loop) would be healthy for ever. A request
 # still running 8 s after `docker stop` is cut and logged (its finally blocks run) before
-# Docker's KILL at 10 s, which nobody would log. Both are defaults: UWSGIAPP_HARAKIRI=0, or
-# a longer --graceful-timeout with `docker stop -t`, change them (compose sets its own).
+# Docker's KILL at 10 s, which nobody would log. Both are defaults (UWSGIAPP_DEFAULT_*):
+# they rank below everything else, an --ini or --config file you bring included, so its
+# harakiri = 120 is kept; UWSGIAPP_HARAKIRI=0, or a longer --graceful-timeout with
+# `docker stop -t`, change them too (compose sets its own). The stats address is not a
+# default but what the health check reads: it outranks a file's stats (start-up says so).
 ENV UWSGIAPP_STATS=127.0.0.1:9191 \
     UWSGIAPP_STATS_HTTP=1 \
-    UWSGIAPP_HARAKIRI=30 \
-    UWSGIAPP_GRACEFUL_TIMEOUT=8
+    UWSGIAPP_DEFAULT_HARAKIRI=30 \
+    UWSGIAPP_DEFAULT_GRACEFUL_TIMEOUT=8
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-I", "-m", "uwsgiapp.stats.health"]
 

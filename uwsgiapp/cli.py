@@ -97,7 +97,8 @@ def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
             "Serve APP over nginx's uwsgi protocol with a prefork master. Every option can also "
             "come from a UWSGIAPP_<OPTION> environment variable, a --config TOML file "
             "(top-level keys, [uwsgiapp], or [tool.uwsgiapp] in pyproject.toml) or a uWSGI "
-            "--ini file. Precedence: command line > environment > --config > --ini > defaults."
+            "--ini file. Precedence: command line > environment > --config > --ini > "
+            "UWSGIAPP_DEFAULT_<OPTION> (an image's defaults) > defaults."
         ),
         epilog=_wrap(
             "Lists take repeated flags or comma-separated values; booleans take --x / --no-x "

@@ -17,6 +17,7 @@ from uwsgiapp.config import Config, ConfigError, make_config
 from uwsgiapp.config.configload import (
     Raw,
     convert,
+    default_env_layer,
     env_layer,
     option_specs,
     resolve,
@@ -614,7 +615,10 @@ def test_env_items_of_every_source_add_up_by_name(tmp_path: Path) -> None:
     assert both.sources["env"] == (
         f"ini {ini} [uwsgi] env (line 4) + env UWSGIAPP_ENV + command line --env"
     )
-    assert both.warnings == ()  # no name is given two values
+    # A is given two values: the variable's wins over the file's, said (for A only).
+    (said,) = both.warnings
+    assert said.startswith(f"env UWSGIAPP_ENV=A=env overrides ini {ini} [uwsgi] env (line 4):")
+    assert _serve(["--ini", str(ini)], {"UWSGIAPP_ENV": "B=2"}).warnings == ()
     # The same name from the variable and the command line: the command line's, said.
     clash = _serve(["--env", "A=cli", "--env", "C=3"], {"UWSGIAPP_ENV": "A=env\nB=2"})
     assert clash.config.env_vars() == {"A": "cli", "B": "2", "C": "3"}
@@ -635,3 +639,68 @@ def test_a_command_line_list_replacing_the_ini_s_is_said(tmp_path: Path) -> None
     ), said
     kept = _serve(["--ini", str(ini), "--socket", "/run/a.sock", "--socket", "127.0.0.1:21313"], {})
     assert kept.warnings == ()
+
+
+def test_an_image_s_defaults_rank_below_the_user_s_ini(tmp_path: Path) -> None:
+    """The Docker image's UWSGIAPP_HARAKIRI=30 beat the ini's harakiri = 120 without a word.
+    Its defaults are UWSGIAPP_DEFAULT_* now, below every file; a UWSGIAPP_* variable still
+    outranks a file, said."""
+    ini = tmp_path / "u.ini"
+    ini.write_text("[uwsgi]\nsocket = :3031\nharakiri = 120\n")
+    image = {"UWSGIAPP_DEFAULT_HARAKIRI": "30", "UWSGIAPP_DEFAULT_GRACEFUL_TIMEOUT": "8"}
+    resolved = _serve(["--ini", str(ini)], image)
+    assert (resolved.config.harakiri, resolved.config.graceful_timeout) == (120, 8)
+    assert resolved.sources["graceful_timeout"] == "env UWSGIAPP_DEFAULT_GRACEFUL_TIMEOUT"
+    assert resolved.warnings == ()
+    assert _serve([], image).config.harakiri == 30
+    # Outranked, a default is not used: an invalid one does not stop the start.
+    assert _serve(["--harakiri", "5"], {"UWSGIAPP_DEFAULT_HARAKIRI": "x"}).config.harakiri == 5
+    warnings: list[str] = []
+    default_env_layer({"UWSGIAPP_DEFAULT_WORKRES": "2"}, warnings)
+    assert warnings == [
+        "ignoring unknown environment variable UWSGIAPP_DEFAULT_WORKRES"
+        " (did you mean UWSGIAPP_DEFAULT_WORKERS?)"
+    ]
+    env = _serve(["--ini", str(ini)], {"UWSGIAPP_HARAKIRI": "30"})
+    assert env.config.harakiri == 30
+    assert env.warnings == (
+        f"env UWSGIAPP_HARAKIRI=30 overrides ini {ini} [uwsgi] harakiri (line 3): harakiri = 120.0"
+        " (the environment outranks files: unset UWSGIAPP_HARAKIRI to use the file's value)",
+    )
+
+
+def test_the_stats_variable_over_a_file_or_under_the_command_line_names_the_health_check(
+    tmp_path: Path,
+) -> None:
+    """The image's health check reads UWSGIAPP_STATS only: --stats 127.0.0.1:9292 left the
+    container unhealthy with a warning that did not say why."""
+    env = {"UWSGIAPP_STATS": "127.0.0.1:9191", "UWSGIAPP_STATS_HTTP": "1"}
+    (said,) = _serve(["--stats", "127.0.0.1:9292"], env).warnings
+    assert said == (
+        "env UWSGIAPP_STATS=127.0.0.1:9191 is overridden by command line --stats 127.0.0.1:9292;"
+        " a health check running 'python -m uwsgiapp.stats.health' (the uwsgiapp image's"
+        " HEALTHCHECK) reads UWSGIAPP_STATS, not the command line: set UWSGIAPP_STATS instead"
+    )
+    ini = tmp_path / "u.ini"
+    ini.write_text("[uwsgi]\nsocket = :3031\nstats = /run/app/stats.sock\n")
+    resolved = _serve(["--ini", str(ini)], env)
+    assert resolved.config.stats == "127.0.0.1:9191"
+    (said,) = resolved.warnings
+    assert said.startswith(
+        f"env UWSGIAPP_STATS=127.0.0.1:9191 overrides ini {ini} [uwsgi] stats (line 3):"
+        ' stats = "/run/app/stats.sock"; a health check'
+    ), said
+    assert said.endswith("to keep the file's value, set UWSGIAPP_STATS to it")
+
+
+def test_a_variable_the_command_line_overrides_may_be_invalid() -> None:
+    """UWSGIAPP_WORKERS=abc beside --workers 2 was said to be overridden, then stopped the
+    start for being invalid."""
+    resolved = _serve(["--workers", "2"], {"UWSGIAPP_WORKERS": "abc"})
+    assert resolved.config.workers == 2
+    assert resolved.warnings == (
+        "env UWSGIAPP_WORKERS=abc is overridden by command line --workers 2 (its value is not"
+        " valid either: expected an integer, got 'abc'; ignored)",
+    )
+    with pytest.raises(ConfigError, match="UWSGIAPP_WORKERS"):
+        _serve([], {"UWSGIAPP_WORKERS": "abc"})

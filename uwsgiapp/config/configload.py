@@ -3,7 +3,8 @@ came from.
 
 Sources, lowest to highest precedence::
 
-    defaults < files (--ini, then --config) < UWSGIAPP_<OPTION> env vars < command line
+    defaults < UWSGIAPP_DEFAULT_<OPTION> env vars (an image's defaults)
+             < files (--ini, then --config) < UWSGIAPP_<OPTION> env vars < command line
 
 Every source yields *layers* (the TOML file's in :mod:`uwsgiapp.config.tomlfile`, the ini's in
 :mod:`uwsgiapp.config.uwsgiini`): ``{field name: Raw(value, source)}`` with the value still as the
@@ -28,6 +29,7 @@ from uwsgiapp.config.model import Config, ConfigError, option_fields
 from uwsgiapp.logtargets import is_stream
 
 __all__ = [
+    "DEFAULT_ENV_PREFIX",
     "DEFAULT_SOURCE",
     "ENV_PREFIX",
     "FALSE_WORDS",
@@ -38,6 +40,7 @@ __all__ = [
     "Raw",
     "Resolved",
     "convert",
+    "default_env_layer",
     "env_layer",
     "format_config",
     "format_value",
@@ -50,6 +53,8 @@ __all__ = [
 ]
 
 ENV_PREFIX = "UWSGIAPP_"
+#: ``UWSGIAPP_DEFAULT_<OPTION>``: a default an image or platform sets, below every file.
+DEFAULT_ENV_PREFIX = "UWSGIAPP_DEFAULT_"
 #: The source of a value no layer set.
 DEFAULT_SOURCE = "default"
 #: How the source of a value one option implies for another begins.
@@ -244,13 +249,18 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     return f" (did you mean {close[0]}?)" if close else ""
 
 
-def env_layer(environ: Mapping[str, str], warnings: list[str] | None = None) -> Layer:
+def env_layer(
+    environ: Mapping[str, str], warnings: list[str] | None = None, *, prefix: str = ENV_PREFIX
+) -> Layer:
     """``UWSGIAPP_<OPTION>`` variables; unknown ``UWSGIAPP_*`` names are reported in
-    ``warnings`` (a typo must not silently fall back to the default)."""
+    ``warnings`` (a typo must not silently fall back to the default). With ``prefix``
+    :data:`DEFAULT_ENV_PREFIX`, the ``UWSGIAPP_DEFAULT_<OPTION>`` ones instead."""
     layer: Layer = {}
-    known = {spec.env: spec for spec in _SPECS.values()}
+    known = {prefix + spec.name.upper(): spec for spec in _SPECS.values()}
     for key, value in environ.items():
-        if not key.startswith(ENV_PREFIX):
+        if not key.startswith(prefix) or (
+            prefix == ENV_PREFIX and key.startswith(DEFAULT_ENV_PREFIX)
+        ):
             continue
         spec = known.get(key)
         if spec is not None:
@@ -258,6 +268,12 @@ def env_layer(environ: Mapping[str, str], warnings: list[str] | None = None) -> 
         elif warnings is not None:
             warnings.append(f"ignoring unknown environment variable {key}{suggest(key, known)}")
     return layer
+
+
+def default_env_layer(environ: Mapping[str, str], warnings: list[str] | None = None) -> Layer:
+    """``UWSGIAPP_DEFAULT_<OPTION>`` variables: defaults an image sets (the project's
+    Dockerfile: harakiri, graceful-timeout), ranked below the files a user brings."""
+    return env_layer(environ, warnings, prefix=DEFAULT_ENV_PREFIX)
 
 
 # --- resolution ----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The Config for ``uwsgiapp serve``: its parsed arguments, the environment, and the files they
-name, merged by precedence (command line > environment > ``--config`` > ``--ini`` > defaults)."""
+name, merged by precedence (command line > environment > ``--config`` > ``--ini`` >
+``UWSGIAPP_DEFAULT_*`` variables > defaults)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from dataclasses import replace
 
 from uwsgiapp.config.configload import (
     DEFAULT_SOURCE,
+    IMPLIED_BY,
     Layer,
     Raw,
     Resolved,
     convert,
+    default_env_layer,
     env_layer,
+    format_value,
     option_specs,
     resolve,
     spec_for,
@@ -59,7 +63,8 @@ def resolve_serve_config(
     env = os.environ if environ is None else environ
     warnings = [] if warnings is None else warnings
     activated = systemd_sockets(env)
-    layers = _platform_layers(env, activated)
+    defaults = default_env_layer(env, warnings)
+    layers = [defaults, *_platform_layers(env, activated)]
     ini = IniResult()
     if args.ini:
         ini = ini_layer(args.ini, environ=env, warnings=warnings, fixed=fixed)
@@ -80,14 +85,10 @@ def resolve_serve_config(
     _mount_with_app(environment)
     cli = _cli_layer(args)
     layers.append(cli)
-    # A variable set in a compose override beside a command that names the same option: the
-    # command line wins, which is easy to miss.
-    warnings.extend(
-        said
-        for name in sorted(environment.keys() & cli.keys())
-        if (said := _overridden(name, environment[name], cli[name]))
-    )
-    warnings.extend(_lists_replaced(files, cli))
+    warnings.extend(_overrides(files, environment, cli))
+    for name in [n for n in defaults if any(n in layer for layer in layers[1:])]:
+        if not _adds_up(name):
+            del defaults[name]  # outranked: its value is not used, valid or not
     resolved = resolve(layers, warnings=warnings)
     check_http_only(ini, resolved.sources["socket"], DEFAULT_SOURCE)
     more = _socket_warnings(args, resolved)
@@ -172,6 +173,64 @@ def _uwsgi_variables(env: Mapping[str, str], read: set[str]) -> str:
     )
 
 
+def _overrides(files: Layer, environment: Layer, cli: Layer) -> list[str]:
+    """Warnings for what a higher source overrides: a variable set in a compose override
+    beside a command that names the same option (the command line wins, which is easy to
+    miss); a variable beside a file (an image's environment beside the user's ini); a
+    command-line list beside a file's. A variable the command line overrides is dropped:
+    not used, it must not stop the start for being invalid."""
+    said = []
+    for name in sorted(environment.keys() & cli.keys()):
+        said.append(_overridden(name, environment[name], cli[name]))
+        if not _adds_up(name):
+            del environment[name]
+    said.extend(
+        _env_over_file(name, environment[name], files[name])
+        for name in sorted(environment.keys() & files.keys())
+    )
+    return [*filter(None, said), *_lists_replaced(files, cli)]
+
+
+def _adds_up(name: str) -> bool:
+    """Whether the option's values from several sources add up (``env``) rather than the
+    highest source's replacing the others'."""
+    spec = spec_for(name)
+    return spec is not None and spec.kind == "pairs"
+
+
+def _env_over_file(name: str, env: Raw, file: Raw) -> str:
+    """The warning for a variable that overrides a file's value with another, or ""."""
+    spec = spec_for(name)
+    assert spec is not None
+    if file.source.startswith(IMPLIED_BY) or "(uWSGI's default" in file.source:
+        return ""  # not written in the file
+    if spec.kind == "pairs":
+        env, file = _clashing(env, file)
+        if not env.value:
+            return ""
+    try:
+        ours, theirs = convert(spec, env.value, env.source), convert(spec, file.value, file.source)
+    except ConfigError:
+        return ""  # resolve() names the bad value
+    if ours == theirs:
+        return ""
+    value = env.value.replace("\n", "; ") if isinstance(env.value, str) else env.value
+    why = (
+        f"; a health check running 'python -m uwsgiapp.stats.health' (the uwsgiapp image's)"
+        f" reads {spec.env}: to keep the file's value, set {spec.env} to it"
+        if name in _HEALTH_CHECKED
+        else f" (the environment outranks files: unset {spec.env} to use the file's value)"
+    )
+    return (
+        f"{env.source}={value} overrides {file.source}: "
+        f"{spec.option} = {format_value(spec, theirs)}{why}"
+    )
+
+
+#: Options the health check (uwsgiapp.stats.health) reads from the environment, not the server.
+_HEALTH_CHECKED = frozenset({"stats", "stats_http"})
+
+
 def _lists_replaced(files: Layer, cli: Layer) -> list[str]:
     """A list option (``socket``, ``pythonpath``…) the command line gives replaces the list
     of the ``--ini``/``--config`` file, where uWSGI adds them up: said, naming what is lost."""
@@ -221,11 +280,13 @@ def _overridden(name: str, env: Raw, cli: Raw) -> str:
         env, cli = _clashing(env, cli)
         if not env.value:
             return ""  # the command line's items add to the variable's
+    invalid = ""
     try:
         if convert(spec, env.value, env.source) == convert(spec, cli.value, cli.source):
             return ""  # UWSGIAPP_LAZY_APPS=1 beside --lazy-apps is no news
-    except ConfigError:
-        pass  # resolve() names the bad value
+    except ConfigError as exc:
+        if exc.source == env.source:  # not used: said, not fatal (resolve() names a bad CLI value)
+            invalid = f" (its value is not valid either: {exc.message}; ignored)"
     flag = f"--{spec.option}"
     if name == "app":
         argv = [str(cli.value)]  # the positional APP
@@ -235,7 +296,13 @@ def _overridden(name: str, env: Raw, cli: Raw) -> str:
         argv = [part for value in cli.value for part in (flag, str(value))]
     else:
         argv = [flag, str(cli.value)]
-    return f"{env.source}={env.value} is overridden by command line {shlex.join(argv)}"
+    said = f"{env.source}={env.value} is overridden by command line {shlex.join(argv)}{invalid}"
+    if name in _HEALTH_CHECKED:
+        said += (
+            f"; a health check running 'python -m uwsgiapp.stats.health' (the uwsgiapp image's"
+            f" HEALTHCHECK) reads {spec.env}, not the command line: set {spec.env} instead"
+        )
+    return said
 
 
 def _cli_layer(args: argparse.Namespace) -> Layer:
