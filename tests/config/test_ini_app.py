@@ -50,3 +50,24 @@ def test_module_and_wsgi_file_both_given(tmp_path: Path) -> None:
         " ignores wsgi-file (uWSGI too loads the module first and skips the file's app, whose"
         " mount point is taken); remove the one you do not mean"
     ]
+
+
+def test_two_mount_lines_are_refused_naming_both(tmp_path: Path) -> None:
+    """The second mount line silently replaced the first: a whole app disappeared and its URLs
+    went to the other. uwsgiapp serves one app: refused, naming both lines."""
+    from uwsgiapp.config import ConfigError
+
+    ini = tmp_path / "u.ini"
+    ini.write_text(
+        "[uwsgi]\nsocket = :3031\nmount = /one=envapp.py\nmount = /two=flaskapp.py\n"
+        "callable = app\n"
+    )
+    with pytest.raises(ConfigError) as info:
+        ini_layer(str(ini))
+    said = str(info.value)
+    assert "'mount = /one=envapp.py' (line 3) and 'mount = /two=flaskapp.py' (line 4)" in said
+    assert "serves one app" in said and "(line 4)" in info.value.source
+    # The same line twice is no news.
+    ini.write_text("[uwsgi]\nmount = /one=envapp.py\nmount = /one=envapp.py\n")
+    layer = ini_layer(str(ini)).layer
+    assert (layer["mount"].value, layer["app"].value) == ("/one", "envapp.py:application")

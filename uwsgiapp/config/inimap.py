@@ -60,6 +60,8 @@ class Mapper:
             self._own(key, value, source)
         elif key in APP_KEYS:
             canonical = {"wsgi": "module", "w": "module", "file": "wsgi-file"}.get(key, key)
+            if canonical == "mount" and "mount" in self.app:
+                _one_mount(self.app["mount"], (value, line, key), source)
             self.app[canonical] = (value, line, key)
         elif key in ("disable-logging", "L"):
             flag = truthy(value)
@@ -127,6 +129,22 @@ class Mapper:
             self._multi.setdefault(name, []).append(str(value))
             value = list(self._multi[name])
         self.layer[name] = Raw(value, source)
+
+
+def _one_mount(first: tuple[str, int, str], then: tuple[str, int, str], source: str) -> None:
+    """uWSGI mounts an app on each ``mount`` line; uwsgiapp serves one app: a second line
+    mounting something else is refused (taking the last dropped a whole app, its URLs going
+    to the other one)."""
+    if first[0].strip() == then[0].strip():
+        return
+    raise ConfigError(
+        "mount",
+        f"'mount = {first[0]}' (line {first[1]}) and 'mount = {then[0]}' (line {then[1]}):"
+        " uwsgiapp serves one app at one mount point, uWSGI would mount both. Keep one mount"
+        " line here and serve the other app with another uwsgiapp (its own socket, an nginx"
+        " location per mount point)",
+        source,
+    )
 
 
 def _with_callable(spec: str, callable_name: str) -> str:
