@@ -151,3 +151,52 @@ def test_a_key_used_as_a_placeholder_is_still_applied_or_reported(tmp_path: Path
     assert result.layer["threads"].value == "2"
     said = [w.partition("]: ")[2].split(" (")[0] for w in result.warnings]
     assert said == ["'attach-daemon' is not supported, ignored"]
+
+
+@pytest.mark.parametrize("body", ["strict = false", "strict = no", "strict = false # off"])
+def test_strict_false_is_what_uwsgiapp_does_said_nothing_of(tmp_path: Path, body: str) -> None:
+    """'strict = false' was reported as "cannot be honoured": warn and go on is what it asks."""
+    said = warnings_for(tmp_path, body)
+    assert not [w for w in said if "strict" in w and "comment" not in w], said
+
+
+def test_daemonize_names_the_error_log_file(tmp_path: Path) -> None:
+    """uWSGI's daemonize = FILE logs to FILE; uwsgiapp left it empty (all went to stderr)."""
+    said = warnings_for(tmp_path, "daemonize = /var/log/app.log")
+    assert said == [
+        "'daemonize = /var/log/app.log': uwsgiapp does not daemonize, it stays in the"
+        " foreground (run it under systemd, Docker or another supervisor); /var/log/app.log is"
+        " its log file, as in uWSGI"
+    ]
+    path = tmp_path / "d.ini"
+    path.write_text("[uwsgi]\nmodule = app:app\ndaemonize2 = /var/log/app.log\n")
+    layer = ini_layer(str(path), environ={}).layer
+    assert layer["error_log_file"].value == "/var/log/app.log"
+    assert layer["access_log_file"].value == "/var/log/app.log"  # as logto: request lines too
+    assert layer["capture_output"].value is True
+    # A logto of the section names the log file; daemonize does not replace it.
+    path.write_text("[uwsgi]\nlogto = /var/log/mine.log\ndaemonize = /var/log/app.log\n")
+    result = ini_layer(str(path), environ={})
+    assert result.layer["error_log_file"].value == "/var/log/mine.log"
+    assert result.unsupported == []
+
+
+def test_a_pythonpath_glob_is_expanded_as_uwsgi_does(tmp_path: Path) -> None:
+    """'pythonpath = libs/*' was taken literally: the app could not be imported (exit 4)."""
+    for name in ("pkgb", "pkga"):
+        (tmp_path / "libs" / name).mkdir(parents=True)
+    path = tmp_path / "g.ini"
+    path.write_text(
+        f"[uwsgi]\npythonpath = {tmp_path}/libs/*\nchdir = {tmp_path}\npythonpath = li*/pkg[a]\n"
+        f"pythonpath = {tmp_path}/nothing*\n"
+    )
+    result = ini_layer(str(path), environ={})
+    assert result.layer["pythonpath"].value == [
+        f"{tmp_path}/libs/pkga",
+        f"{tmp_path}/libs/pkgb",
+        "libs/pkga",  # relative: to chdir, where uwsgiapp takes relative paths from
+        f"{tmp_path}/nothing*",
+    ]
+    assert [w.partition("]: ")[2] for w in result.warnings] == [
+        f"'pythonpath = {tmp_path}/nothing*' matches nothing: the pattern is used as it is"
+    ]

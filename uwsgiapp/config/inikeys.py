@@ -91,8 +91,6 @@ ALWAYS_ON: Mapping[str, str] = {
     "enable-threads": "threads started by the app always run in uwsgiapp (and --threads "
     "runs request threads)",
     "single-interpreter": "uwsgiapp always has one interpreter per process",
-    "strict": "uwsgiapp warns of every key it does not support (and refuses them under "
-    "strict = true)",
     "thunder-lock": "uwsgiapp serializes accept() its own way",
     "auto-procname": "uwsgiapp always names its processes (master, worker N; "
     "--request-titles adds each worker's request)",
@@ -126,6 +124,11 @@ FIXED_VALUES: Mapping[str, tuple[str, str]] = {
         "remove the line, or run 'uwsgiapp dev APP' for local HTTP",
     ),
 }
+#: uWSGI daemonizes and logs to the file named; uwsgiapp stays in the foreground, but takes
+#: the file as its error log (uWSGI's ``daemonize = FILE`` implies ``logto = FILE``).
+DAEMONIZE_KEYS = frozenset({"daemonize", "daemonize2"})
+#: Keys read as a whole elsewhere (``strict``: both values are honoured, see uwsgiini).
+MODE_KEYS = frozenset({"strict"})
 #: Keys that load uWSGI plugins (Python's are implicit; others are reported).
 PLUGIN_KEYS = frozenset({"plugins", "plugin", "plugins-list"})
 #: Keys whose values are read (and so expanded); any other key is ignored with a warning.
@@ -137,6 +140,8 @@ USED_KEYS = frozenset(
         *FIXED_VALUES,
         *PLUGIN_KEYS,
         *LOGGER_KEYS,
+        *DAEMONIZE_KEYS,
+        *MODE_KEYS,
         "disable-logging",
         "L",
     }
@@ -175,7 +180,6 @@ ADVICE: Mapping[str, str] = {
     "home": "run uwsgiapp from that virtualenv instead",
     "virtualenv": "run uwsgiapp from that virtualenv instead",
     "venv": "run uwsgiapp from that virtualenv instead",
-    "daemonize": "run uwsgiapp under systemd, Docker or another supervisor",
     "log-format": "uwsgiapp's access log has fixed formats: --access-log uwsgi or json",
     "logformat": "uwsgiapp's access log has fixed formats: --access-log uwsgi or json",
     "py-autoreload": "use 'uwsgiapp dev' for reloading on code changes",

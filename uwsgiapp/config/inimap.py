@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import glob
 import re
 from collections.abc import Callable
 
@@ -11,9 +12,11 @@ from uwsgiapp.config.configload import IMPLIED_BY, Layer, Raw, option_specs, par
 from uwsgiapp.config.inikeys import (
     ALWAYS_ON,
     APP_KEYS,
+    DAEMONIZE_KEYS,
     FIXED_VALUES,
     LOGGER_KEYS,
     MAX_BUFFER,
+    MODE_KEYS,
     MULTI,
     PYTHON_PLUGINS,
     SIMPLE_KEYS,
@@ -75,11 +78,40 @@ class Mapper:
         elif key in ALWAYS_ON:
             if truthy(value) is False:
                 self.warn(f"'{key} = {value}' cannot be honoured: {ALWAYS_ON[key]}")
+        elif key in DAEMONIZE_KEYS:
+            self._daemonize(key, value, source)
+        elif key in MODE_KEYS:
+            pass  # strict: true refuses unsupported keys (uwsgiini), false is what we do
         else:  # plugins
             others = [p for p in re.split(r"[,\s]+", value) if p and p not in PYTHON_PLUGINS]
             if others:
                 self.warn(f"plugins {', '.join(others)} are not supported, ignored")
         return True
+
+    def _daemonize(self, key: str, value: str, source: str) -> None:
+        """uWSGI's ``daemonize = FILE`` detaches and logs to FILE: we stay in the foreground,
+        but log there (unless a ``logto`` of the section names the log file)."""
+        logto = "error_log_file" in self._explicit
+        target = "" if logto or not value.strip() else value.strip()
+        self.warn(
+            f"'{key} = {value}': uwsgiapp does not daemonize, it stays in the foreground (run it"
+            " under systemd, Docker or another supervisor)"
+            + (f"; {target} is its log file, as in uWSGI" if target else "")
+            + ("; the log file is logto's" if logto else "")
+        )
+        if target:
+            self._simple(key, "error_log_file", target, source)
+
+    def _pythonpath(self, key: str, value: str) -> list[str]:
+        """uWSGI expands a glob in ``pythonpath`` (sorted; no match: the pattern as is)."""
+        if not glob.has_magic(value):
+            return [value]
+        chdir = self.layer.get("chdir")
+        root = str(chdir.value) if chdir is not None and not value.startswith("/") else None
+        found = sorted(glob.glob(value, root_dir=root))
+        if not found:
+            self.warn(f"'{key} = {value}' matches nothing: the pattern is used as it is")
+        return found or [value]
 
     def _log_file(self, key: str, value: str) -> str:
         """The file of uWSGI's ``file:PATH`` or ``file:logfile=PATH,maxsize=N,...`` logger
@@ -103,6 +135,10 @@ class Mapper:
         if name == "buffer_size" and value.strip().isdigit() and int(value) > MAX_BUFFER:
             self.warn(f"'{key} = {value}' is read as {MAX_BUFFER} (the most; uWSGI caps it too)")
             value = str(MAX_BUFFER)
+        if name == "pythonpath":
+            for path in self._pythonpath(key, value):
+                self._set(name, path, source, multi=True)
+            return
         if name == "error_log_file":  # uWSGI's logto takes stderr too, and the request lines
             # unless a key of the section said otherwise (req-logger, access-log-file …)
             for implied, what in (("access_log_file", value), ("capture_output", True)):

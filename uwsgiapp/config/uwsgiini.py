@@ -239,7 +239,7 @@ def _numeric_or_flag(key: str) -> bool:
     if key in SIMPLE_KEYS or key in OWN_KEYS:
         spec = spec_for(SIMPLE_KEYS.get(key, key))
         return spec is not None and (spec.kind in ("int", "float", "bool") or spec.octal)
-    return key in ALWAYS_ON or key in ("disable-logging", "L")
+    return key in ALWAYS_ON or key in ("disable-logging", "L", "strict")
 
 
 def _inline_comment(
