@@ -148,6 +148,30 @@ def _inner_traceback(exc: BaseException) -> str:
     return "".join(tbe.format()).rstrip()
 
 
+#: uWSGI's own modules, which exist only inside uWSGI: what to use instead.
+_UWSGI_MODULES = {
+    "uwsgidecorators": "for @postfork use 'from uwsgiapp import postfork'; its other decorators"
+    " (@timer, @cron, @spool, @mulefunc…) have no counterpart: run those jobs as a process of"
+    " their own",
+    "uwsgi": "guard its uses (try: import uwsgi / except ImportError), and for"
+    " uwsgi.register_postfork use 'from uwsgiapp import postfork'",
+}
+
+
+def _import_failure(what: str, spec: str, exc: BaseException) -> AppImportError:
+    """The error for an import that raised: its traceback, and for uWSGI's own modules
+    (``uwsgidecorators``, ``uwsgi``) what uwsgiapp has instead."""
+    message = f"error while importing {what} for app {spec!r}:\n{_inner_traceback(exc)}"
+    missing = (exc.name or "") if isinstance(exc, ModuleNotFoundError) else ""
+    top = missing.partition(".")[0]
+    if top in _UWSGI_MODULES:
+        message += (
+            f"\n{top!r} is uWSGI's own module (it exists only inside uWSGI): uwsgiapp has none;"
+            f" {_UWSGI_MODULES[top]} (README: 'Coming from uWSGI or gunicorn')"
+        )
+    return AppImportError(message, spec=spec, kind="import-failed")
+
+
 def _prepare_path(chdir: str, pythonpath: Sequence[str]) -> None:
     """chdir, then put the pythonpath entries and the working directory first on sys.path."""
     if chdir:
@@ -180,19 +204,11 @@ def _import_module(name: str, spec: str) -> ModuleType:
                 spec=spec,
                 kind="missing-module",
             ) from None
-        raise AppImportError(
-            f"error while importing module {name!r} for app {spec!r}:\n{_inner_traceback(exc)}",
-            spec=spec,
-            kind="import-failed",
-        ) from None
+        raise _import_failure(f"module {name!r}", spec, exc) from None
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             raise
-        raise AppImportError(
-            f"error while importing module {name!r} for app {spec!r}:\n{_inner_traceback(exc)}",
-            spec=spec,
-            kind="import-failed",
-        ) from None
+        raise _import_failure(f"module {name!r}", spec, exc) from None
 
 
 class _AnyFileLoader(importlib.machinery.SourceFileLoader):
@@ -241,11 +257,7 @@ def _load_file(path: str, spec: str) -> ModuleType:
         sys.modules.pop(name, None)
         if isinstance(exc, KeyboardInterrupt):
             raise
-        raise AppImportError(
-            f"error while importing file {path!r} for app {spec!r}:\n{_inner_traceback(exc)}",
-            spec=spec,
-            kind="import-failed",
-        ) from None
+        raise _import_failure(f"file {path!r}", spec, exc) from None
     return module
 
 

@@ -294,3 +294,31 @@ def test_a_wsgi_file_never_stands_in_for_a_standard_module(pkgdir: tuple[Path, s
     write(root / "site.wsgi", "def application(environ, start_response):\n    return [b's']\n")
     assert call(load_app("./site.wsgi")) == b"s"
     assert sys.modules["site"] is site
+
+
+@pytest.mark.parametrize(
+    ("line", "module", "said"),
+    [
+        (
+            "from uwsgidecorators import postfork",
+            "uwsgidecorators",
+            "from uwsgiapp import postfork",
+        ),
+        ("import uwsgi", "uwsgi", "guard its uses"),
+    ],
+)
+def test_uwsgi_s_own_modules_name_what_to_use_instead(
+    pkgdir: tuple[Path, str], line: str, module: str, said: str
+) -> None:
+    """An app importing uwsgidecorators (the @postfork idiom) failed with a bare
+    ModuleNotFoundError: no pointer to uwsgiapp.postfork."""
+    root, name = pkgdir
+    write(root / f"deco_{name}.py", f"{line}\napplication = None\n")
+    with pytest.raises(AppImportError) as info:
+        load_app(f"deco_{name}:application")
+    text = str(info.value)
+    assert f"No module named {module!r}" in text
+    assert f"{module!r} is uWSGI's own module" in text and said in text
+    # From a file (wsgi-file) too.
+    with pytest.raises(AppImportError, match="uwsgiapp has none"):
+        load_app(str(root / f"deco_{name}.py"))
