@@ -14,6 +14,7 @@ from urllib.parse import quote as _url_quote
 
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, MapAdapter, Rule
+from werkzeug.wsgi import get_host
 
 from .blueprints import Blueprint
 from .config import DEFAULT_CONFIG, Config
@@ -309,6 +310,12 @@ class AppBase(Scaffold):
         )
 
     def _adapter_for(self, environ: WSGIEnvironment) -> MapAdapter:
+        trusted = self.config["TRUSTED_HOSTS"]
+        if trusted is not None:
+            # Checked on each request, before the cache: a SecurityError (400) for a Host not
+            # in the list, so that no URL is ever built on it (routing errors become 400s,
+            # and url_for in an error handler fails rather than name the attacker's host).
+            get_host(environ, trusted)
         # An adapter depends only on these; the path and query are passed to match() per call.
         key = (
             environ.get("HTTP_HOST"),

@@ -141,9 +141,13 @@ class RequestContext(AppContext):
         if req is None:
             req = self._request = self.app.request_class(self.environ)
             self._bind_routing(req)
-            max_length = self.app.config["MAX_CONTENT_LENGTH"]
+            config = self.app.config
+            max_length = config["MAX_CONTENT_LENGTH"]
             if max_length is not None:
                 req.max_content_length = max_length
+            trusted = config["TRUSTED_HOSTS"]
+            if trusted is not None:  # request.host, .url, .host_url: SecurityError (400) too
+                req.trusted_hosts = trusted
         return req
 
     @property

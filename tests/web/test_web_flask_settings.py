@@ -1,0 +1,112 @@
+"""Flask 3.1's security settings, honoured the same way: each test builds its app once on Flask
+(the real one, in the venv) and once on uwsgiapp.web, and expects the same answers.
+
+``TRUSTED_HOSTS`` (a 400 for any other Host, so that ``url_for(_external=True)`` never names
+the attacker's host), ``MAX_FORM_PARTS`` and ``MAX_FORM_MEMORY_SIZE`` (a 413),
+``SESSION_COOKIE_PARTITIONED`` (and the Secure it implies), ``SECRET_KEY_FALLBACKS`` (key
+rotation that logs nobody out).
+"""
+
+from __future__ import annotations
+
+import typing as t
+
+import flask
+import pytest
+
+import uwsgiapp.web as web
+
+FRAMEWORKS = pytest.mark.parametrize("fw", [flask, web], ids=["flask", "uwsgiapp.web"])
+
+
+def _app(fw: t.Any, **config: t.Any) -> t.Any:
+    app = fw.Flask(__name__) if fw is flask else fw.App(__name__)
+    app.config.update(config)
+    return app
+
+
+# -- TRUSTED_HOSTS ----------------------------------------------------------------------------
+
+
+def _host_app(fw: t.Any, **config: t.Any) -> t.Any:
+    app = _app(fw, **config)
+
+    @app.route("/reset")
+    def reset() -> str:
+        return fw.url_for("user", _external=True)
+
+    @app.route("/u")
+    def user() -> str:
+        return f"host {fw.request.host}"
+
+    return app
+
+
+@FRAMEWORKS
+@pytest.mark.parametrize(
+    ("host", "status", "body"),
+    [
+        ("good.example", 200, b"http://good.example/u"),
+        ("good.example:8080", 200, b"http://good.example:8080/u"),
+        ("www.sub.example", 200, b"http://www.sub.example/u"),
+        ("evil.example", 400, None),
+        ("good.example.evil.example", 400, None),
+        ("sub.example.evil", 400, None),
+    ],
+)
+def test_trusted_hosts_refuse_any_other_host(
+    fw: t.Any, host: str, status: int, body: bytes | None
+) -> None:
+    app = _host_app(fw, TRUSTED_HOSTS=["good.example", ".sub.example"])
+    response = app.test_client().get("/reset", headers={"Host": host})
+    assert response.status_code == status
+    if body is not None:
+        assert response.data == body
+    else:
+        assert b"http://" not in response.data  # no URL was built on the host
+
+
+@FRAMEWORKS
+def test_untrusted_host_reaches_the_400_handler_and_never_the_view(fw: t.Any) -> None:
+    app = _host_app(fw, TRUSTED_HOSTS=["good.example"])
+    seen: list[str] = []
+
+    @app.errorhandler(400)
+    def bad_request(e: t.Any) -> tuple[str, int]:
+        seen.append(type(e).__name__)
+        return "refused", 400
+
+    client = app.test_client()
+    assert client.get("/reset", headers={"Host": "evil.example"}).data == b"refused"
+    assert client.get("/u", headers={"Host": "evil.example"}).data == b"refused"
+    assert seen == ["SecurityError", "SecurityError"]
+    # A trusted host after an untrusted one: nothing of the refusal was kept.
+    assert client.get("/u", headers={"Host": "good.example"}).data == b"host good.example"
+
+
+@FRAMEWORKS
+def test_without_trusted_hosts_any_host_is_served(fw: t.Any) -> None:
+    app = _host_app(fw)
+    response = app.test_client().get("/reset", headers={"Host": "any.example"})
+    assert response.data == b"http://any.example/u"
+
+
+@FRAMEWORKS
+def test_trusted_hosts_set_after_a_first_request_still_apply(fw: t.Any) -> None:
+    app = _host_app(fw)
+    client = app.test_client()
+    assert client.get("/reset", headers={"Host": "evil.example"}).status_code == 200
+    app.config["TRUSTED_HOSTS"] = ["good.example"]
+    assert client.get("/reset", headers={"Host": "evil.example"}).status_code == 400
+
+
+@FRAMEWORKS
+def test_request_host_is_checked_in_a_test_request_context(fw: t.Any) -> None:
+    app = _host_app(fw, TRUSTED_HOSTS=["good.example"])
+    with app.test_request_context("/u", headers={"Host": "good.example"}):
+        assert fw.request.host == "good.example"
+    with app.test_request_context("/u", headers={"Host": "evil.example"}):
+        with pytest.raises(Exception) as caught:
+            _ = fw.request.host
+        assert type(caught.value).__name__ == "SecurityError"
+        assert getattr(caught.value, "code", None) == 400
