@@ -110,3 +110,76 @@ def test_request_host_is_checked_in_a_test_request_context(fw: t.Any) -> None:
             _ = fw.request.host
         assert type(caught.value).__name__ == "SecurityError"
         assert getattr(caught.value, "code", None) == 400
+
+
+# -- MAX_FORM_PARTS, MAX_FORM_MEMORY_SIZE -----------------------------------------------------
+
+
+def _multipart(*fields: tuple[str, bytes]) -> bytes:
+    parts = [
+        b'--B\r\nContent-Disposition: form-data; name="%s"\r\n\r\n%s\r\n' % (name.encode(), value)
+        for name, value in fields
+    ]
+    return b"".join(parts) + b"--B--\r\n"
+
+
+def _form_app(fw: t.Any, **config: t.Any) -> t.Any:
+    app = _app(fw, **config)
+
+    @app.route("/f", methods=["POST"])
+    def form() -> dict[str, int]:
+        if "per_view" in fw.request.args:
+            fw.request.max_form_parts = 2
+        return {"fields": len(fw.request.form)}
+
+    return app
+
+
+_TEN_PARTS = _multipart(*((f"k{i}", b"v") for i in range(10)))
+_BIG_FIELD = _multipart(("k", b"v" * 5000))
+
+
+@FRAMEWORKS
+@pytest.mark.parametrize(
+    ("config", "body", "status"),
+    [
+        ({"MAX_FORM_PARTS": 5}, _TEN_PARTS, 413),
+        ({"MAX_FORM_PARTS": 20}, _TEN_PARTS, 200),
+        ({"MAX_FORM_PARTS": None}, _multipart(*((f"k{i}", b"v") for i in range(1500))), 200),
+        ({}, _multipart(*((f"k{i}", b"v") for i in range(1500))), 413),  # default 1,000
+        ({"MAX_FORM_MEMORY_SIZE": 1000}, _BIG_FIELD, 413),
+        ({"MAX_FORM_MEMORY_SIZE": 10_000}, _BIG_FIELD, 200),
+        ({"MAX_FORM_MEMORY_SIZE": None}, _multipart(("k", b"v" * 600_000)), 200),
+        ({}, _multipart(("k", b"v" * 600_000)), 413),  # default 500,000
+    ],
+)
+def test_multipart_form_limits(
+    fw: t.Any, config: dict[str, t.Any], body: bytes, status: int
+) -> None:
+    app = _form_app(fw, **config)
+    response = app.test_client().post(
+        "/f", data=body, content_type="multipart/form-data; boundary=B"
+    )
+    assert response.status_code == status
+
+
+@FRAMEWORKS
+def test_urlencoded_forms_are_bounded_by_max_content_length_only(fw: t.Any) -> None:
+    # werkzeug reads a urlencoded body whole, so the two form limits do not apply to it (in
+    # Flask either): MAX_CONTENT_LENGTH is what bounds it.
+    app = _form_app(fw, MAX_FORM_PARTS=5, MAX_FORM_MEMORY_SIZE=1000)
+    client = app.test_client()
+    kind = "application/x-www-form-urlencoded"
+    many, big = "&".join(f"a{i}=1" for i in range(10)), "a=" + "x" * 2000
+    assert client.post("/f", data=many, content_type=kind).get_json() == {"fields": 10}
+    assert client.post("/f", data=big, content_type=kind).status_code == 200
+    app.config["MAX_CONTENT_LENGTH"] = 1000
+    assert client.post("/f", data=big, content_type=kind).status_code == 413
+
+
+@FRAMEWORKS
+def test_a_view_can_set_a_tighter_limit_for_its_request(fw: t.Any) -> None:
+    client = _form_app(fw, MAX_FORM_PARTS=20).test_client()
+    kind = "multipart/form-data; boundary=B"
+    assert client.post("/f", data=_TEN_PARTS, content_type=kind).status_code == 200
+    assert client.post("/f?per_view", data=_TEN_PARTS, content_type=kind).status_code == 413

@@ -32,6 +32,8 @@ DEFAULT_CONFIG: t.Final[t.Mapping[str, t.Any]] = {
     "APPLICATION_ROOT": "/",
     "PREFERRED_URL_SCHEME": "http",
     "MAX_CONTENT_LENGTH": None,
+    "MAX_FORM_MEMORY_SIZE": 500_000,
+    "MAX_FORM_PARTS": 1_000,
     "JSON_SORT_KEYS": True,
 }
 

@@ -145,6 +145,9 @@ class RequestContext(AppContext):
             max_length = config["MAX_CONTENT_LENGTH"]
             if max_length is not None:
                 req.max_content_length = max_length
+            # A multipart body's limits (a 413 past them); a view may set tighter ones.
+            req.max_form_memory_size = config["MAX_FORM_MEMORY_SIZE"]
+            req.max_form_parts = config["MAX_FORM_PARTS"]
             trusted = config["TRUSTED_HOSTS"]
             if trusted is not None:  # request.host, .url, .host_url: SecurityError (400) too
                 req.trusted_hosts = trusted
