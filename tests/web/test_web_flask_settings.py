@@ -183,3 +183,51 @@ def test_a_view_can_set_a_tighter_limit_for_its_request(fw: t.Any) -> None:
     kind = "multipart/form-data; boundary=B"
     assert client.post("/f", data=_TEN_PARTS, content_type=kind).status_code == 200
     assert client.post("/f?per_view", data=_TEN_PARTS, content_type=kind).status_code == 413
+
+
+# -- SESSION_COOKIE_PARTITIONED ---------------------------------------------------------------
+
+
+def _session_app(fw: t.Any, **config: t.Any) -> t.Any:
+    app = _app(fw, **config)
+
+    @app.route("/set")
+    def set_value() -> str:
+        fw.session["user"] = fw.request.args.get("user", "ann")
+        return "set"
+
+    @app.route("/me")
+    def me() -> dict[str, t.Any]:
+        return {"user": fw.session.get("user")}
+
+    @app.route("/out")
+    def log_out() -> str:
+        fw.session.clear()
+        return "out"
+
+    return app
+
+
+def _attributes(set_cookie: str) -> list[str]:
+    return sorted(part.strip() for part in set_cookie.split(";")[1:])
+
+
+@FRAMEWORKS
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"SESSION_COOKIE_PARTITIONED": True}, ["HttpOnly", "Partitioned", "Path=/", "Secure"]),
+        (
+            {"SESSION_COOKIE_PARTITIONED": True, "SESSION_COOKIE_SAMESITE": "None"},
+            ["HttpOnly", "Partitioned", "Path=/", "SameSite=None", "Secure"],
+        ),
+        ({}, ["HttpOnly", "Path=/"]),
+    ],
+)
+def test_partitioned_session_cookie(
+    fw: t.Any, config: dict[str, t.Any], expected: list[str]
+) -> None:
+    client = _session_app(fw, SECRET_KEY="k", **config).test_client()
+    assert _attributes(client.get("/set").headers["Set-Cookie"]) == expected
+    deleted = client.get("/out").headers["Set-Cookie"]  # deleting one says it too
+    assert ("Partitioned" in deleted) is ("SESSION_COOKIE_PARTITIONED" in config)

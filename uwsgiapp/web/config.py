@@ -26,6 +26,7 @@ DEFAULT_CONFIG: t.Final[t.Mapping[str, t.Any]] = {
     "SESSION_COOKIE_HTTPONLY": True,
     "SESSION_COOKIE_SECURE": False,
     "SESSION_COOKIE_SAMESITE": None,
+    "SESSION_COOKIE_PARTITIONED": False,
     "PERMANENT_SESSION_LIFETIME": timedelta(days=31),
     "SESSION_REFRESH_EACH_REQUEST": True,
     "SERVER_NAME": None,

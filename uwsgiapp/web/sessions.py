@@ -250,6 +250,8 @@ class SessionInterface:
             "secure": config["SESSION_COOKIE_SECURE"],
             "httponly": config["SESSION_COOKIE_HTTPONLY"],
             "samesite": config["SESSION_COOKIE_SAMESITE"],
+            # CHIPS: a cookie kept per top-level site; werkzeug adds the Secure it requires.
+            "partitioned": config["SESSION_COOKIE_PARTITIONED"],
         }
         # The body may depend on the cookie, so shared caches must key on it.
         response.vary.add("Cookie")
