@@ -175,6 +175,39 @@ def test_a_cookie_of_the_format_before_flasks_still_logs_in_and_is_rewritten() -
     assert client.get("/whoami").text == "None"
 
 
+def test_a_cookie_of_the_format_before_flasks_reads_with_a_fallback_key_too() -> None:
+    key = hmac.new(b"old", b"uwsgiapp.web.session", hashlib.sha256).digest()
+    payload = _b64(json.dumps({"user": "ann"}).encode())
+    message = f"{payload}.{_b64(int(time.time()).to_bytes(8, 'big'))}"
+    old = f"{message}.{_b64(hmac.new(key, message.encode(), hashlib.sha256).digest())}"
+    web_app = _app(web, secret="new")
+    web_app.config["SECRET_KEY_FALLBACKS"] = ["old"]
+
+    @web_app.route("/whoami")
+    def whoami() -> str:
+        return str(session.get("user"))
+
+    client = web_app.test_client()
+    client.set_cookie("session", old)
+    assert client.get("/whoami").text == "ann"
+    new = client.get_cookie("session")  # re-sent in Flask's format, with the current key
+    assert new is not None and new.value != old
+    assert _read_by(flask, new.value) == "{}"  # _read_by's app has the shared secret
+    assert _read_by_with(new.value, "new") == repr({"user": "ann"})
+
+
+def _read_by_with(value: str, secret: str) -> str:
+    app = _app(flask, secret)
+
+    @app.route("/read")
+    def read() -> str:
+        return repr(dict(flask.session))
+
+    client = app.test_client()
+    client.set_cookie("session", value)
+    return client.get("/read").text
+
+
 def test_a_tag_like_key_as_written_before_flasks_format_still_reads() -> None:
     from uwsgiapp.web import tagjson
 

@@ -231,3 +231,55 @@ def test_partitioned_session_cookie(
     assert _attributes(client.get("/set").headers["Set-Cookie"]) == expected
     deleted = client.get("/out").headers["Set-Cookie"]  # deleting one says it too
     assert ("Partitioned" in deleted) is ("SESSION_COOKIE_PARTITIONED" in config)
+
+
+# -- SECRET_KEY_FALLBACKS ---------------------------------------------------------------------
+
+
+def _login(fw: t.Any, secret: str, user: str = "ann") -> str:
+    """The session cookie an app of ``fw`` signed with ``secret`` for ``user``."""
+    client = _session_app(fw, SECRET_KEY=secret).test_client()
+    client.get(f"/set?user={user}")
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    return str(cookie.value)
+
+
+def _reader(fw: t.Any, value: str, **config: t.Any) -> t.Any:
+    client = _session_app(fw, **config).test_client()
+    client.set_cookie("session", value)
+    return client
+
+
+@FRAMEWORKS
+@pytest.mark.parametrize("signer", [flask, web], ids=["signed by flask", "signed by uwsgiapp.web"])
+def test_a_rotated_key_keeps_sessions_signed_with_a_fallback(fw: t.Any, signer: t.Any) -> None:
+    value = _login(signer, "old")
+    rotated = {"SECRET_KEY": "new", "SECRET_KEY_FALLBACKS": ["older", "old"]}
+    client = _reader(fw, value, **rotated)
+    response = client.get("/me")
+    assert response.get_json() == {"user": "ann"}
+    assert "Set-Cookie" not in response.headers  # only read: re-signed when next written
+    assert _reader(fw, value, SECRET_KEY="new").get("/me").get_json() == {"user": None}
+
+    client.get("/set?user=bob")  # written again: signed with the current key
+    cookie = client.get_cookie("session")
+    assert cookie is not None
+    for app_fw in (flask, web):
+        assert _reader(app_fw, cookie.value, SECRET_KEY="new").get("/me").get_json() == {
+            "user": "bob"
+        }
+        assert _reader(app_fw, cookie.value, SECRET_KEY="old").get("/me").get_json() == {
+            "user": None
+        }
+
+
+@FRAMEWORKS
+def test_fallbacks_take_bytes_and_sign_nothing_without_a_secret_key(fw: t.Any) -> None:
+    value = _login(fw, "old")
+    client = _reader(fw, value, SECRET_KEY="new", SECRET_KEY_FALLBACKS=[b"old"])
+    assert client.get("/me").get_json() == {"user": "ann"}
+    # No SECRET_KEY: no session at all, whatever the fallbacks (a null session).
+    client = _reader(fw, value, SECRET_KEY=None, SECRET_KEY_FALLBACKS=["old"])
+    assert client.get("/me").get_json() == {"user": None}
+    assert client.get("/set").status_code == 500

@@ -19,6 +19,7 @@ DEFAULT_CONFIG: t.Final[t.Mapping[str, t.Any]] = {
     "TESTING": False,
     "PROPAGATE_EXCEPTIONS": None,
     "SECRET_KEY": None,
+    "SECRET_KEY_FALLBACKS": None,
     "TRUSTED_HOSTS": None,
     "SESSION_COOKIE_NAME": "session",
     "SESSION_COOKIE_DOMAIN": None,

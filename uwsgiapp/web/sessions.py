@@ -139,15 +139,24 @@ class SessionInterface:
     session_class: type[SecureCookieSession] = SecureCookieSession
     null_session_class: type[NullSession] = NullSession
 
-    def _key(self, app: App, salt: bytes | None = None) -> bytes | None:
+    def _secrets(self, app: App) -> list[bytes]:
+        """``SECRET_KEY`` then each of ``SECRET_KEY_FALLBACKS`` (Flask 3.1's key rotation: older
+        keys whose cookies still read); none without a ``SECRET_KEY``, whatever the fallbacks."""
         secret = app.config["SECRET_KEY"]
         if not secret:
-            return None
-        if isinstance(secret, str):
-            secret = secret.encode()
+            return []
+        fallbacks = app.config.get("SECRET_KEY_FALLBACKS") or ()
+        return [k.encode() if isinstance(k, str) else bytes(k) for k in (secret, *fallbacks)]
+
+    def _derive(self, secret: bytes, salt: bytes | None = None) -> bytes:
         if salt is None:
             return hmac.new(secret, self.salt, hashlib.sha1).digest()
         return hmac.new(secret, salt, hashlib.sha256).digest()  # the legacy format's
+
+    def _key(self, app: App, salt: bytes | None = None) -> bytes | None:
+        """The MAC key that signs new cookies (from ``SECRET_KEY``), or ``None`` without one."""
+        secrets = self._secrets(app)
+        return self._derive(secrets[0], salt) if secrets else None
 
     def sign(self, key: bytes, data: t.Mapping[str, t.Any], now: float | None = None) -> str:
         """The cookie value for ``data``, signed with ``key`` (:meth:`_key`), as Flask's.
@@ -201,21 +210,26 @@ class SessionInterface:
 
     def open_session(self, app: App, request: Request) -> SessionMixin:
         """The session carried by ``request``'s cookie, or a new empty one."""
-        key = self._key(app)
-        if key is None:
+        secrets = self._secrets(app)
+        if not secrets:
             return self.null_session_class()
         value = request.cookies.get(app.config["SESSION_COOKIE_NAME"])
         if value:
             lifetime: timedelta = app.config["PERMANENT_SESSION_LIFETIME"]
-            data = self.unsign(key, value, lifetime.total_seconds())
-            if data is not None:
-                return self.session_class(data)
-            legacy_key = t.cast(bytes, self._key(app, self.legacy_salt))
-            data = self._unsign_legacy(legacy_key, value, lifetime.total_seconds())
-            if data is not None:
-                session = self.session_class(data)
-                session.modified = True  # re-sent in Flask's format
-                return session
+            max_age = lifetime.total_seconds()
+            # The current key, then the fallbacks. As in Flask, a cookie read with a fallback
+            # is signed with the current key when it is next written, not at once.
+            for secret in secrets:
+                data = self.unsign(self._derive(secret), value, max_age)
+                if data is not None:
+                    return self.session_class(data)
+            for secret in secrets:
+                legacy_key = self._derive(secret, self.legacy_salt)
+                data = self._unsign_legacy(legacy_key, value, max_age)
+                if data is not None:
+                    session = self.session_class(data)
+                    session.modified = True  # re-sent in Flask's format
+                    return session
         session = self.session_class()
         session.new = True
         return session
