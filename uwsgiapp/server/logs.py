@@ -243,6 +243,7 @@ def setup_error_log(
         logger.removeHandler(old)
         _close(old)
     handler = _handler(target, sys.stderr, "error log")
+    handler.set_name("uwsgiapp.error_log")  # uwsgiapp.web's default handler finds it by it
     handler.setFormatter(JsonErrorFormatter() if fmt == "json" else ErrorFormatter(ERROR_FORMAT))
     logger.addHandler(handler)
     logger.setLevel(level)

@@ -16,6 +16,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Map, MapAdapter, Rule
 from werkzeug.wsgi import get_host
 
+from .applog import create_logger
 from .blueprints import Blueprint
 from .config import DEFAULT_CONFIG, Config
 from .ctx import AppGlobals, RequestContext
@@ -143,17 +144,10 @@ class AppBase(Scaffold):
 
     @cached_property
     def logger(self) -> logging.Logger:
-        """The logger named after the app; gets a stderr handler if logging is unconfigured."""
-        logger = logging.getLogger(self.name)
-        if self.debug and not logger.level:
-            logger.setLevel(logging.DEBUG)
-        if not logger.hasHandlers():
-            handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(
-                logging.Formatter("[%(asctime)s] %(levelname)s in %(module)s: %(message)s")
-            )
-            logger.addHandler(handler)
-        return logger
+        """The logger named after the app. If logging is unconfigured it gets a handler that
+        writes to stderr, or to the error log of the ``uwsgiapp serve`` running the app, in that
+        log's format (:mod:`uwsgiapp.web.applog`)."""
+        return create_logger(self.name, self.debug)
 
     # -- setup ----------------------------------------------------------------------------
 
