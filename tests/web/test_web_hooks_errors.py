@@ -189,6 +189,22 @@ def test_unhandled_exception_is_logged_and_becomes_500(caplog: pytest.LogCapture
     assert len(torn_down) == 1 and isinstance(torn_down[0], ValueError)
 
 
+def test_an_exception_on_a_path_with_a_line_break_is_logged_on_one_line(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # nginx decodes %0A in PATH_INFO: the client's path must not forge a line of the log.
+    app = App(__name__)
+
+    @app.before_request
+    def fails() -> None:
+        raise ValueError("any path")
+
+    with caplog.at_level(logging.ERROR, logger=app.name):
+        app.test_client().get("/x%0A2026-12-05 [ERROR] forged")
+    (record,) = caplog.records
+    assert record.getMessage() == "Exception on /x\\x0a2026-12-05 [ERROR] forged [GET]"
+
+
 def test_500_handler_gets_the_original_exception() -> None:
     app = App(__name__)
     app.logger.disabled = True

@@ -37,6 +37,10 @@ if t.TYPE_CHECKING:
 __all__ = ["App", "UrlRule"]
 
 
+#: C0 controls and DEL as ``\xNN``, for client text in a log line.
+_CONTROL_ESCAPES: t.Final = {code: f"\\x{code:02x}" for code in (*range(32), 127)}
+
+
 class App(AppBase):
     """A WSGI application: ``app = App(__name__)``, then ``@app.route("/")`` views.
 
@@ -293,8 +297,10 @@ class App(AppBase):
         ctx = _cv_request.get(None)
         where = ""
         if ctx is not None:
-            where = f" on {ctx.environ.get('PATH_INFO', '')} [{ctx.environ.get('REQUEST_METHOD')}]"
-        self.logger.error(f"Exception{where}", exc_info=e)
+            # The client's path (nginx decodes %0A): escaped, or it could forge log lines.
+            path = str(ctx.environ.get("PATH_INFO", "")).translate(_CONTROL_ESCAPES)
+            where = f" on {path} [{ctx.environ.get('REQUEST_METHOD')}]"
+        self.logger.error("Exception%s", where, exc_info=e)
 
     # -- contexts, testing, serving -------------------------------------------------------
 
