@@ -529,9 +529,21 @@ def test_a_lazy_worker_at_max_requests_serves_on_while_replacements_cannot_load(
         assert server.proc is not None and server.proc.poll() is None
         module.write_text(VERSIONED_SLOW_APP.format(version="v2"))  # the deploy completes
         # A replacement loads v2 (the retry's back-off: up to a few seconds); the hold is let
-        # go, and the survivor recycles after its next request.
+        # go, and the survivor recycles after its next request: slow ones, as many at once as
+        # both workers have threads, so that it gets one.
         wait_until(lambda: _get(server).startswith(b"v2"), 30, "a worker serving v2")
-        wait_until(lambda: not _get(server) or survivor not in children(server.pid), 10, "recycle")
+
+        def recycled() -> bool:
+            slow = [
+                threading.Thread(target=_get, args=(server, "/slow")) for _ in range(2 * threads)
+            ]
+            for t in slow:
+                t.start()
+            for t in slow:
+                t.join(15)
+            return survivor not in children(server.pid)
+
+        wait_until(recycled, 20, "the survivor to recycle")
         later = {_get(server).split()[0] for _ in range(4)}
     finally:
         server.stop()
