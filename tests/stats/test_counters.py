@@ -248,6 +248,16 @@ def test_a_number_of_several_slots_is_one_row_with_their_sums(
     assert stats.requests == 6
     # The one app, as uWSGI lists it (a uwsgi exporter's app series come from here).
     assert w1.apps == (AppStats(requests=5, exceptions=0),)
+    assert w1.status == "idle"
+    # The leaving process of number 1 (a reload's old worker) is still in a request: the row
+    # says busy (its requests in flight were nowhere in the stats).
+    table.hooks(0, 100).begin()
+    again = snapshot(
+        table_inputs(
+            table, observer, records, memory=lambda pid: (pid, pid), numbers={0: 1, 1: 2, 2: 1}
+        )
+    )
+    assert [(w.id, w.pid, w.status) for w in again.workers] == [(1, 102, "busy"), (2, 101, "idle")]
 
 
 def test_policy_counts_harakiri_kills_by_worker_id() -> None:

@@ -117,8 +117,11 @@ def _rank(rec: WorkerRecord) -> tuple[bool, int, float]:
     return (rec.state is WorkerState.READY, rec.generation, rec.started)
 
 
-def _row(number: int, wids: list[int], rec: WorkerRecord | None, inputs: Inputs) -> WorkerStats:
-    """The row of worker ``number``: its slots' counters summed, its live process's state."""
+def _row(
+    number: int, wids: list[int], rec: WorkerRecord | None, inputs: Inputs, leaving_busy: bool
+) -> WorkerStats:
+    """The row of worker ``number``: its slots' counters summed, its live process's state
+    (busy too while a leaving process of the number is in a request)."""
     wid = rec.wid if rec is not None else wids[-1]
     history = inputs.observer.history
     own = history.get(wid, SlotHistory())
@@ -136,6 +139,7 @@ def _row(number: int, wids: list[int], rec: WorkerRecord | None, inputs: Inputs)
         sum(inputs.harakiris.get(w, 0) for w in wids),
         inputs.memory(rec.pid) if rec is not None else (0, 0),
         inputs.cores(wid) if inputs.cores is not None and rec is not None else None,
+        leaving_busy,
     )
 
 
@@ -162,6 +166,7 @@ def _worker(
     harakiris: int,
     mem: tuple[int, int],
     threads: list[tuple[float, int]] | None = None,
+    leaving_busy: bool = False,
 ) -> WorkerStats:
     """One row: a live process (``rec``), or a number with no process now (``cheap``).
 
@@ -192,7 +197,7 @@ def _worker(
         delta_requests=0 if rec is None else max(0, requests - history.base_requests),
         exceptions=c.exceptions,
         harakiri_count=harakiris,
-        status="cheap" if rec is None else "busy" if busy else "idle",
+        status="cheap" if rec is None else "busy" if busy or leaving_busy else "idle",
         rss=mem[0],
         vsz=mem[1],
         running_time=c.running_time,
@@ -241,12 +246,23 @@ def snapshot(inputs: Inputs) -> ServerStats:
     for wid in sorted(set(inputs.observer.history) | {r.wid for r in inputs.records}):
         slots.setdefault(inputs.numbers.get(wid, wid + 1), []).append(wid)
     live: dict[int, WorkerRecord] = {}
-    for rec in inputs.records:  # the one that serves, or the newest of a number
+    records = list(inputs.records)
+    for rec in records:  # the one that serves, or the newest of a number
         number = inputs.numbers.get(rec.wid, rec.wid + 1)
         if number not in live or _rank(rec) > _rank(live[number]):
             live[number] = rec
+    # A number's leaving process (a reload's old worker, a harakiri's in its grace) still in a
+    # request: the row says busy, or its requests in flight were nowhere in the stats.
+    serving_on = {
+        inputs.numbers.get(r.wid, r.wid + 1)
+        for r in records
+        if r is not live.get(inputs.numbers.get(r.wid, r.wid + 1))
+        and (st := inputs.status(r.wid)).pid == r.pid
+        and st.in_requests
+    }
     workers = tuple(
-        _row(number, slots[number], live.get(number), inputs) for number in sorted(slots)
+        _row(number, slots[number], live.get(number), inputs, number in serving_on)
+        for number in sorted(slots)
     )
     queue = max((s.queue for s in inputs.sockets), default=0)
     return ServerStats(
