@@ -178,3 +178,23 @@ def test_session_transaction_needs_cookies_and_a_secret_key() -> None:
         assert isinstance(sess, NullSession)
         with pytest.raises(RuntimeError, match="no secret key"):
             sess["x"] = 1
+
+
+def test_a_client_cannot_keep_a_request_context_through_the_environ() -> None:
+    # The test client's hook was an environ key, which any uwsgi client can send: a string
+    # there raised before the context was popped, and every later request saw its g.
+    app = App(__name__)
+
+    @app.before_request
+    def who() -> None:
+        if "user" in request.args:
+            g.user = request.args["user"]
+
+    @app.route("/")
+    def index() -> str:
+        return str(g.get("user"))
+
+    client = app.test_client()
+    hostile = {"uwsgiapp.web.preserve_context": "x", "uwsgiapp.web.preserve": "x"}
+    assert client.get("/?user=alice", environ_base=hostile).text == "alice"
+    assert [client.get("/").text for _ in range(3)] == ["None"] * 3

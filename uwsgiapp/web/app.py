@@ -28,7 +28,7 @@ from .appbase import AppBase, UrlRule, scopes_of
 from .ctx import AppContext, RequestContext
 from .globals import _cv_request
 from .helpers import dumps
-from .testing import PRESERVE_CONTEXT_KEY, AppClient
+from .testing import AppClient, preserving
 from .wrappers import Response
 
 if t.TYPE_CHECKING:
@@ -80,10 +80,12 @@ class App(AppBase):
             return response(environ, start_response)
         finally:
             if ctx._tokens:
-                keep = environ.get(PRESERVE_CONTEXT_KEY)
-                if keep is not None:  # the test client's `with client:` (testing.py)
-                    keep(ctx, error)
-                ctx.pop(error)
+                keep = preserving()
+                try:
+                    if keep is not None:  # the test client's `with client:` (testing.py)
+                        keep(ctx, error)
+                finally:
+                    ctx.pop(error)
             # The error's traceback holds this frame: keep no reference back to it, so the
             # request it reaches is freed now, not by the cycle collector.
             error = None

@@ -12,8 +12,9 @@ Two things a Flask test suite expects beyond werkzeug's client:
 from __future__ import annotations
 
 import typing as t
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from types import TracebackType
 
 from werkzeug.test import Client
@@ -27,11 +28,19 @@ if t.TYPE_CHECKING:
     from .app import App
     from .ctx import RequestContext
 
-__all__ = ["PRESERVE_CONTEXT_KEY", "AppClient"]
+__all__ = ["AppClient", "preserving"]
 
-#: The environ key under which :meth:`App.wsgi_app` finds the callable that keeps the request
-#: context (with the request's error) instead of tearing it down.
-PRESERVE_CONTEXT_KEY: t.Final = "uwsgiapp.web.preserve_context"
+#: The callable that keeps the request context (with the request's error) instead of tearing it
+#: down, while the test client runs the app in ``with client:``. A context variable, never an
+#: environ key: a uwsgi client can send any key, and a string there broke every later request.
+_PRESERVE: ContextVar[Callable[[RequestContext, BaseException | None], None] | None] = ContextVar(
+    "uwsgiapp.web.preserve", default=None
+)
+
+
+def preserving() -> Callable[[RequestContext, BaseException | None], None] | None:
+    """What :meth:`App.wsgi_app` hands its request context to (the test client's ``with``)."""
+    return _PRESERVE.get()
 
 
 class AppClient(Client):
@@ -58,10 +67,11 @@ class AppClient(Client):
         if not self._preserving:
             return super().run_wsgi_app(environ, buffered)
         self._release()
-        environ[PRESERVE_CONTEXT_KEY] = self._keep
+        token = _PRESERVE.set(self._keep)
         try:
             return super().run_wsgi_app(environ, buffered)
         finally:
+            _PRESERVE.reset(token)
             # Also when the view's error propagates (TESTING): the test may look at the request.
             pending, self._pending = self._pending, None
             if pending is not None:
