@@ -37,6 +37,7 @@ SPECIAL_KEYS = [
     "UWSGI_SCHEME",
     "SCRIPT_NAME",
     "wsgi.url_scheme",
+    "werkzeug.debug.preserve_context",
     "HTTP_COOKIE",
     "HTTP_HOST",
     "HTTP_X_A",
@@ -109,6 +110,19 @@ def test_a_real_nginx_packet_is_learnt_and_then_parsed_by_its_layout() -> None:
     assert first == expected
     first["PATH_INFO"] = "changed"
     assert builder.build(block) == expected, "every environ is a fresh dict"
+
+
+def test_a_clients_dotted_key_never_reaches_the_environ() -> None:
+    # werkzeug.debug.preserve_context from a raw uwsgi client made every Flask request a 500;
+    # nginx sends no dotted key: the server's and the app's namespace (gunicorn drops them too).
+    template = EnvironSettings().template()
+    builder = EnvironBuilder(template, Limits())
+    variables = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "werkzeug.debug.preserve_context": "x"}
+    block = build_var_block({**variables, "uwsgi.node": "y"}.items())
+    for _ in range(LEARN_AFTER + 2):  # the generic parser, then the learnt layout
+        environ = builder.build(block)
+        assert not {k for k in environ if "." in k} - template.keys(), environ
+    assert builder._active is not None
 
 
 def test_two_shapes_taking_turns_each_get_their_own_layout() -> None:

@@ -117,6 +117,10 @@ def build_environ(
     """
     environ: dict[str, Any] = variables
     sent = environ.get("SCRIPT_NAME")  # nginx's uwsgi_param SCRIPT_NAME, if any
+    # A dotted key (wsgi.*, werkzeug.*...) is the server's or the app's, never a client's (nginx
+    # sends none; a raw client's broke every Flask request): gone, as in gunicorn.
+    for key in [k for k in environ if "." in k]:
+        del environ[key]
     environ.update(template)
     for key in _DROPPED:
         environ.pop(key, None)
@@ -269,7 +273,11 @@ class EnvironBuilder:
         base = dict(template)
         base.update((k, v) for k, v in REQUIRED_DEFAULTS.items() if k not in keys)
         store = [
-            k for k in keys if k not in _DROPPED and (k == SCHEME_VAR or not k.startswith("UWSGI_"))
+            k
+            for k in keys
+            if k not in _DROPPED
+            and "." not in k
+            and (k == SCHEME_VAR or not k.startswith("UWSGI_"))
         ]
         try:
             return Layout(keys, store=store, base=base, known=known)
