@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 import pytest
 
+from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.masterflags import MasterFlags, leaves_at_max_requests
 
 
@@ -44,3 +46,32 @@ def test_held_the_worker_serves_on_and_says_so_once(caplog: pytest.LogCaptureFix
         f"{said[1].split(':')[0]}: served 103 requests (max-requests), recycling",
         f"{said[2].split(':')[0]}: served 7 requests (max-requests), recycling",
     ]
+
+
+def _tcp_listener(spec: str) -> Listener:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    return Listener(sock, spec.format(port=sock.getsockname()[1]))
+
+
+def test_the_drain_end_shuts_down_only_the_servers_own_tcp_sockets() -> None:
+    # A socket systemd passed in (fd://N) is systemd's too: shut down, its copy died with it
+    # and the next start inherited a dead socket.
+    from uwsgiapp.server.stopsignals import StopSignals
+
+    ours, passed = _tcp_listener("127.0.0.1:{port}"), _tcp_listener("fd://3")
+    flags = MasterFlags()
+    stopping = StopSignals()
+    stopping.listeners, stopping.master_flags, stopping.drain_seconds = [ours, passed], flags, 0.0
+    try:
+        stopping._refuse_late(0.0)  # no server stop: a TERM to this worker alone
+        flags.publish(False, True)
+        socket.create_connection(ours.sock.getsockname(), timeout=5).close()
+        stopping._refuse_late(0.0)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(ours.sock.getsockname(), timeout=5)
+        socket.create_connection(passed.sock.getsockname(), timeout=5).close()
+    finally:
+        ours.close()
+        passed.close()

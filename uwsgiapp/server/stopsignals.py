@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import faulthandler
 import logging
 import os
 import signal
 import socket
-import threading
+import time
 from types import FrameType
 
 from uwsgiapp.server.inflight import request_environ, request_line, worker_label
@@ -36,25 +37,35 @@ class StopSignals:
     _wake_r: int
     _wake_w: int
     _quick_stopping = False
-    _refusal: threading.Timer | None = None
+    _refusal_armed = False
 
     def _on_graceful(self, signum: int, frame: FrameType | None) -> None:
         # TERM: finish the current request and what already waits in the backlog, then exit.
         self.alive = False
         self.drain_backlog = True
-        if self._refusal is None and self.master_flags is not None:
-            self._refusal = threading.Timer(self.drain_seconds + REFUSE_MARGIN, self._refuse_late)
-            self._refusal.daemon = True
-            self._refusal.start()
+        if not self._refusal_armed and self.master_flags is not None:
+            self._refusal_armed = True
+            # A bare thread: threading's would take its module lock, which the code this
+            # handler interrupted may hold (a deadlock until SIGKILL).
+            _thread.start_new_thread(self._refuse_late, (self.drain_seconds + REFUSE_MARGIN,))
 
-    def _refuse_late(self) -> None:
-        """The drain is over, and this process still holds the listening sockets: a request
-        outlasts it (every worker busy). If the whole server stops, shut them down for every
-        process, so that a new connection is refused (nginx tries another server, a POST too)
-        rather than queued in a backlog nobody accepts from and reset at the exit."""
+    def _refuse_late(self, after: float) -> None:
+        """``after`` seconds from TERM, the drain is over; if this process still holds the
+        listening sockets, a request outlasts it (every worker busy). If the whole server stops,
+        shut them down for every process, so that a new connection is refused (nginx tries
+        another server, a POST too) rather than queued in a backlog nobody accepts from and
+        reset at the exit. Not a socket passed in (systemd's ``fd://``: its copy would die
+        too), nor a unix one (its file is gone at TERM: a connect finds none)."""
+        time.sleep(after)
         if self.master_flags is None or not self.master_flags.stopping:
             return  # a TERM sent to this worker alone: the others serve on from these sockets
-        held = [listener for listener in self.listeners if listener.sock.fileno() >= 0]
+        held = [
+            listener
+            for listener in self.listeners
+            if listener.is_tcp
+            and not listener.spec.startswith("fd://")
+            and listener.sock.fileno() >= 0
+        ]
         for listener in held:
             with contextlib.suppress(OSError):  # closed meanwhile by the loop
                 listener.sock.shutdown(socket.SHUT_RDWR)
