@@ -283,3 +283,30 @@ def test_fallbacks_take_bytes_and_sign_nothing_without_a_secret_key(fw: t.Any) -
     client = _reader(fw, value, SECRET_KEY=None, SECRET_KEY_FALLBACKS=["old"])
     assert client.get("/me").get_json() == {"user": None}
     assert client.get("/set").status_code == 500
+
+
+def test_a_session_is_written_where_set_cookie_has_no_partitioned_argument(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # werkzeug 3.0 (which the package allows) has no partitioned= in set_cookie: passing it
+    # always made every response that writes a session a 500 there.
+    import inspect
+
+    real = web.Response.set_cookie
+
+    def set_cookie_3_0(self: t.Any, key: str, value: str = "", **options: t.Any) -> None:
+        assert "partitioned" not in options, options
+        real(self, key, value, **options)
+
+    monkeypatch.setattr(web.Response, "set_cookie", set_cookie_3_0)
+    app = web.App(__name__)
+    app.secret_key = "k"
+
+    @app.route("/")
+    def index() -> str:
+        web.session["n"] = 1
+        return "ok"
+
+    response = app.test_client().get("/")
+    assert response.status_code == 200 and "session=" in response.headers["Set-Cookie"]
+    assert "partitioned" in inspect.signature(real).parameters  # the werkzeug installed here

@@ -264,9 +264,11 @@ class SessionInterface:
             "secure": config["SESSION_COOKIE_SECURE"],
             "httponly": config["SESSION_COOKIE_HTTPONLY"],
             "samesite": config["SESSION_COOKIE_SAMESITE"],
-            # CHIPS: a cookie kept per top-level site; werkzeug adds the Secure it requires.
-            "partitioned": config["SESSION_COOKIE_PARTITIONED"],
         }
+        if config["SESSION_COOKIE_PARTITIONED"]:
+            # CHIPS: a cookie kept per top-level site; werkzeug adds the Secure it requires.
+            # Only when asked: werkzeug 3.0 (which the package allows) has no such argument.
+            options["partitioned"] = True
         # The body may depend on the cookie, so shared caches must key on it.
         response.vary.add("Cookie")
         if not session:
