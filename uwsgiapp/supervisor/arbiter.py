@@ -20,7 +20,6 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from types import FrameType
 
 from uwsgiapp.config import Config
 from uwsgiapp.exitcodes import ServeExit, WorkerExit
@@ -39,6 +38,7 @@ from uwsgiapp.stats.model import ServerStats, SocketStats
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import actions as A
 from uwsgiapp.supervisor import observe, options
+from uwsgiapp.supervisor.mastersignals import MASTER_SIGNALS, MASTER_SIGNUMS, MasterSignals
 from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.reload import reimport, reload_kind
 from uwsgiapp.supervisor.sdnotify import Notifier
@@ -60,9 +60,7 @@ from uwsgiapp.supervisor.workerexit import kill_all, leave, reap
 
 log = logging.getLogger("uwsgiapp.error")
 
-#: What the master handles: the policy's table, and CHLD (which only wakes the loop to reap).
-MASTER_SIGNALS = (*Policy.SIGNAL_HANDLERS, "CHLD")
-_MASTER_SIGNUMS = frozenset(getattr(signal, f"SIG{name}") for name in MASTER_SIGNALS)
+__all__ = ["MASTER_SIGNALS", "Arbiter"]
 TICK = 0.1
 #: Seconds between two looks at the listen queues (for listen_queue_errors), with --stats.
 QUEUE_CHECK = 1.0
@@ -109,8 +107,7 @@ class Arbiter:
         )
         self.signals: collections.deque[str] = collections.deque()
         self.pid = os.getpid()
-        self._wake_r = -1
-        self._wake_w = -1
+        self.handlers = MasterSignals(self.signals)
         #: The modules loaded before the app (what a reload must not re-import): boot's.
         self.modules_before_app: set[str] = set()
         self.observer = observe.Observer()
@@ -125,28 +122,20 @@ class Arbiter:
 
     # -- master -------------------------------------------------------------------------------
 
-    def _enqueue(self, signum: int, frame: FrameType | None) -> None:
-        self.signals.append(signal.Signals(signum).name[3:])
-
-    def _install_signals(self) -> None:
-        self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        for name in MASTER_SIGNALS:
-            signal.signal(getattr(signal, f"SIG{name}"), self._enqueue)
-
     def run(self) -> int:
         """Run until stopped; returns the exit code."""
         set_title(*master_title(self.config.app))
-        self._install_signals()
+        self.handlers.install()
         log.info("master %d: starting %s", self.pid, A.count_workers(self.config.workers))
         code = self._execute(self.policy.start())
         stats = self.stats
-        waits = [self._wake_r] if stats is None else [self._wake_r, stats.fileno()]
+        wake = self.handlers.wake_r
+        waits = [wake] if stats is None else [wake, stats.fileno()]
         while code is None:
             with contextlib.suppress(InterruptedError):
                 select.select(waits, [], [], TICK)
             with contextlib.suppress(OSError):
-                while os.read(self._wake_r, 4096):
+                while os.read(wake, 4096):
                     pass
             now = time.monotonic()
             if stats is not None:
@@ -243,12 +232,9 @@ class Arbiter:
                 case A.Log(level, message):
                     log.log(level, "%s", message)
                 case A.Reimport():  # keeps the old app if the new code fails to import
-                    if reimport(self.config, self.modules_before_app, self._install_app) is None:
-                        if (workers := options.rollback()) is not None:
-                            self.policy.desired = workers
-                        code = self._execute(self.policy.reimport_failed(time.monotonic()))
-                        if code is not None:
-                            return code
+                    code = self._reimport()
+                    if code is not None:
+                        return code
                 case A.StopAccepting():
                     # The master never accepts: its copies of the sockets only kept them
                     # open (connections queuing there to be reset) after the workers' drain.
@@ -267,6 +253,19 @@ class Arbiter:
                     return code
         return None
 
+    def _reimport(self) -> ServeExit | None:
+        """A HUP's re-import; called off (the old code and workers stay) if the new code does
+        not import, or by a stop signal, which is then carried out at once."""
+        config, before = self.config, self.modules_before_app
+        if reimport(config, before, self._install_app, self.handlers) is not None:
+            return None
+        if (workers := options.rollback()) is not None:
+            self.policy.desired = workers
+        now = time.monotonic()
+        if not A.STOPS.isdisjoint(self.signals):  # the stop that called it off
+            return self._execute(self._signal_actions(now))
+        return self._execute(self.policy.reimport_failed(now))
+
     def _install_app(self, app: WSGIApp) -> None:
         """The re-imported app replaces the old one, before the old code is collected."""
         self.app = app
@@ -280,7 +279,7 @@ class Arbiter:
         # sent to a worker just forked would otherwise run the master's handler in the child,
         # be queued there, and be dropped with the master's queue (then the worker serves on
         # until the kill deadline). Blocked, it stays pending and acts on the new disposition.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _MASTER_SIGNUMS)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNUMS)
         flush_std()  # else each worker would write the master's buffered lines again
         try:
             pid = os.fork()
@@ -308,14 +307,14 @@ class Arbiter:
     def _worker_main(self, wid: int, mask: set[int | signal.Signals]) -> int:
         """Everything after fork, in the worker (``mask``: the signal mask to restore)."""
         signal.set_wakeup_fd(-1)
-        os.close(self._wake_r)
-        os.close(self._wake_w)
+        os.close(self.handlers.wake_r)
+        os.close(self.handlers.wake_w)
         if self.stats is not None:
             self.stats.close_after_fork()
         self._sockdiag.close()
         self.notifier.close()
         self.signals.clear()
-        for signum in _MASTER_SIGNUMS:
+        for signum in MASTER_SIGNUMS:
             signal.signal(signum, signal.SIG_DFL)
         # Until its own handlers: a stop ends a booting worker; USR1 must not kill an importing one.
         signal.signal(signal.SIGUSR1, lambda s, f: reopen_logs())

@@ -14,7 +14,9 @@ says why. Kept loaded, never re-imported:
 
 Pure-Python packages, installed or not, are imported afresh with the app: a library that
 keeps the app's registrations (Django's settings, prometheus_client's registry) must start
-empty for the new code. The master loop waits while this runs: as long as the import takes.
+empty for the new code. The master loop waits while this runs: as long as the import takes;
+a stop signal calls the import off at once, as a failure does
+(:mod:`~uwsgiapp.supervisor.mastersignals`).
 
 The old modules must then be freed, or the master (and every worker forked after) keeps each
 generation of the code: :func:`release_old_code` drops what the standard library holds of
@@ -25,6 +27,7 @@ What the old code's import registered with ``atexit`` and ``os.register_at_fork`
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gc
 import importlib
@@ -46,6 +49,7 @@ from uwsgiapp import hooks
 from uwsgiapp.config import Config
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.supervisor.actions import ReloadKind
+from uwsgiapp.supervisor.mastersignals import MasterSignals, StopDuringReimport
 from uwsgiapp.supervisor.registrations import Registrations
 from uwsgiproto import Limits
 
@@ -162,12 +166,17 @@ def first_import(config: Config) -> WSGIApp:
 
 
 def reimport(
-    config: Config, before: set[str], install: Callable[[WSGIApp], None] | None = None
+    config: Config,
+    before: set[str],
+    install: Callable[[WSGIApp], None] | None = None,
+    signals: MasterSignals | None = None,
 ) -> WSGIApp | None:
-    """Import the app afresh; None (the old modules restored, one line logged) if it fails.
+    """Import the app afresh; None (the old modules restored, one line logged) if it fails
+    or a stop signal calls it off.
 
     ``install`` puts the new app where the caller kept the old one before the old code is
     collected (the caller's reference would otherwise keep it until the next HUP).
+    ``signals``: the master's handlers, through which a stop interrupts the import.
     """
     started = time.monotonic()
     try:
@@ -183,15 +192,41 @@ def reimport(
     threads = threading.enumerate()
     registered = Registrations()
     try:
-        app = _import_recorded(config, registered)
+        app = _import_under(config, registered, signals)
     except AppImportError as exc:
         _call_off(before, saved, registered)
         log.error("reload: cannot re-import the app, keeping the old code: %s", one_line(str(exc)))
+        return None
+    except StopDuringReimport as stop:
+        _call_off(before, saved, registered)
+        log.warning(
+            "reload: SIG%s during the re-import of the app: called off after %.2f s, the old "
+            "code stays; stopping",
+            stop.args[0],
+            time.monotonic() - started,
+        )
         return None
     took = time.monotonic() - started
     say_import_threads(threads, "the re-import")
     if install is not None:
         install(app)
+    held = _let_go(saved, registered)
+    log.info(
+        "reload: app re-imported (%d modules) in %.2f s%s",
+        len(doomed),
+        took,
+        f"; {held} of the old modules are still held (by a registration of the old code the "
+        "master cannot undo: each HUP keeps as much; --lazy-apps reloads without it)"
+        if held
+        else "",
+    )
+    return app
+
+
+def _let_go(saved: dict[str, types.ModuleType], registered: Registrations) -> int:
+    """The old modules (``saved``, emptied) are replaced, what the new code's import
+    ``registered`` is now the one to undo: free the old code; how many old modules something
+    still holds."""
     modules = [m for m in saved.values() if issubclass(type(m), types.ModuleType)]
     global _registered
     old_globals = {id(module.__dict__) for module in modules}
@@ -206,17 +241,15 @@ def reimport(
     del modules
     saved.clear()
     gc.collect()  # what of the old code nothing holds any more
-    held = sum(1 for mark in marks if mark() is not None)
-    log.info(
-        "reload: app re-imported (%d modules) in %.2f s%s",
-        len(doomed),
-        took,
-        f"; {held} of the old modules are still held (by a registration of the old code the "
-        "master cannot undo: each HUP keeps as much; --lazy-apps reloads without it)"
-        if held
-        else "",
-    )
-    return app
+    return sum(1 for mark in marks if mark() is not None)
+
+
+def _import_under(
+    config: Config, registered: Registrations, signals: MasterSignals | None
+) -> WSGIApp:
+    """The import, which a stop signal interrupts."""
+    with signals.stops_interrupt() if signals is not None else contextlib.nullcontext():
+        return _import_recorded(config, registered)
 
 
 def _call_off(

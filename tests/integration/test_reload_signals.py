@@ -1,0 +1,66 @@
+"""The master's signals around a HUP's re-import of the app (in the master, the default):
+a stop during the import is not kept waiting for it. Real processes, real signals."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+from support.procs import Server, wait_for_serving, wait_until
+
+SLOW_APP = """
+import os
+import time
+
+FLAG = os.environ["SLOW_FLAG"]
+if os.path.exists(FLAG):  # the deploy's import is slow (a warm-up, a remote config)
+    open(FLAG + ".importing", "w").close()
+    time.sleep(60)
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGQUIT], ids=["TERM", "QUIT"])
+def test_a_stop_during_the_reimport_calls_it_off_and_stops(
+    tmp_path: Path, signum: signal.Signals
+) -> None:
+    # Docker's stop during a 20 s re-import was acted on only after it: Docker's KILL came
+    # first (exit 137, nothing logged).
+    (tmp_path / "slowapp.py").write_text(SLOW_APP)
+    flag = tmp_path / "slow.flag"
+    options = {"workers": 2, "pythonpath": [str(tmp_path)], "env": [f"SLOW_FLAG={flag}"]}
+    server = Server(tmp_path / "server", "slowapp:app", **options).start()
+    try:
+        old = wait_for_serving(server, 2)
+        flag.write_text("")
+        server.signal(signal.SIGHUP)
+        wait_until((tmp_path / "slow.flag.importing").exists, 10, "the re-import to start")
+        sent = time.monotonic()
+        server.signal(signum)
+        try:
+            code = server.wait(10)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"the {signum.name} waited for the import:\n{server.log()}")
+        took = time.monotonic() - sent
+    finally:
+        server.stop()
+    log = server.log()
+    assert code == 0, log
+    assert took < 5, log
+    name = signum.name
+    said = [line for line in log.splitlines() if "during the re-import" in line]
+    assert len(said) == 1, log
+    assert f"reload: {name} during the re-import of the app: called off after" in said[0]
+    assert said[0].endswith("the old code stays; stopping"), said[0]
+    stop = "SIGTERM: graceful stop" if name == "SIGTERM" else f"{name}: quick stop"
+    assert stop in log, log
+    assert "re-imported" not in log and "reload failed" not in log, log
+    for pid in old:  # the old workers were stopped as asked, not killed at a deadline
+        assert f"(pid {pid})" in log, log
+    assert "killing" not in log, log

@@ -1,0 +1,67 @@
+"""The master's signal handlers: they queue the signal's name for the loop, and wake it.
+
+A stop (TERM, INT, QUIT) during a HUP's re-import of the app, which runs in the master's one
+thread (the loop waits for it, for as long as the import takes), must not wait for it: a
+container manager kills what has not stopped in 10 s. While
+:meth:`MasterSignals.stops_interrupt` is on, a stop is queued as always and
+:class:`StopDuringReimport` is raised where the import is; the re-import is called off as a
+failed one is, and the loop then stops as asked.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import os
+import signal
+from collections.abc import Iterator
+from types import FrameType
+
+from uwsgiapp.supervisor.policy import Policy
+from uwsgiapp.termsignals import STOP_SIGNALS
+
+#: What the master handles: the policy's table, and CHLD (which only wakes the loop to reap).
+MASTER_SIGNALS = (*Policy.SIGNAL_HANDLERS, "CHLD")
+MASTER_SIGNUMS = frozenset(getattr(signal, f"SIG{name}") for name in MASTER_SIGNALS)
+_STOPS = frozenset(signum.name.removeprefix("SIG") for signum in STOP_SIGNALS)
+
+
+class StopDuringReimport(KeyboardInterrupt):
+    """A stop signal (its name: 'TERM') arrived during a re-import; a KeyboardInterrupt so that
+    it passes through the app importer (which turns other exceptions into an import error)
+    and the app's ``except Exception``."""
+
+
+class MasterSignals:
+    """The master's handlers, feeding ``queue`` (signal names) and the wake-up pipe."""
+
+    def __init__(self, queue: collections.deque[str]) -> None:
+        self.queue = queue
+        self.wake_r = -1
+        self.wake_w = -1
+        self._interrupting = False
+
+    def handle(self, signum: int, frame: FrameType | None) -> None:
+        """The handler of every master signal: queue its name (a stop during a re-import also
+        interrupts the import, once)."""
+        name = signal.Signals(signum).name[3:]
+        self.queue.append(name)
+        if self._interrupting and name in _STOPS:
+            self._interrupting = False  # the import unwinds once; a second stop is queued
+            raise StopDuringReimport(name)
+
+    def install(self) -> None:
+        """The wake-up pipe and the handlers (once, as the master starts)."""
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        for signum in MASTER_SIGNUMS:
+            signal.signal(signum, self.handle)
+
+    @contextlib.contextmanager
+    def stops_interrupt(self) -> Iterator[None]:
+        """While in it, a stop signal raises :class:`StopDuringReimport` (once)."""
+        self._interrupting = True
+        try:
+            yield
+        finally:
+            self._interrupting = False
