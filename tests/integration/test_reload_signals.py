@@ -1,5 +1,6 @@
 """The master's signals around a HUP's re-import of the app (in the master, the default):
-a stop during the import is not kept waiting for it. Real processes, real signals."""
+a stop during the import is not kept waiting for it, and the handlers an app sets at import
+do not replace the master's. Real processes, real signals."""
 
 from __future__ import annotations
 
@@ -64,3 +65,50 @@ def test_a_stop_during_the_reimport_calls_it_off_and_stops(
     for pid in old:  # the old workers were stopped as asked, not killed at a deadline
         assert f"(pid {pid})" in log, log
     assert "killing" not in log, log
+
+
+SIGNAL_APP = """
+import os
+import signal
+
+def _clean_up(signum, frame):  # the app's own: it does not stop the master
+    with open(os.environ["MARKS"], "a") as f:
+        f.write(f"the app's handler ran in {os.getpid()}\\n")
+
+signal.signal(signal.SIGTERM, _clean_up)
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # a library that does not want zombies
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+
+def test_the_master_takes_its_signals_back_after_a_reimport(tmp_path: Path) -> None:
+    # At start-up the master sets its handlers after the import; a HUP's re-import left the
+    # app's in place, and every later TERM ran the app's handler: stopped only by a KILL.
+    (tmp_path / "sigapp.py").write_text(SIGNAL_APP)
+    marks = tmp_path / "marks"
+    options = {"workers": 1, "pythonpath": [str(tmp_path)], "env": [f"MARKS={marks}"]}
+    server = Server(tmp_path / "server", "sigapp:app", **options).start()
+    try:
+        (old,) = wait_for_serving(server, 1)
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "ready, stopping" in server.log(), 10, "the reload")
+        # Reaped and said (with SIGCHLD ignored the kernel would reap it, unseen)
+        wait_until(lambda: f"(pid {old}) exited" in server.log(), 10, "the old worker's exit")
+        server.signal(signal.SIGTERM)
+        try:
+            code = server.wait(10)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"TERM did not stop the master:\n{server.log()}")
+    finally:
+        server.stop()
+    log = server.log()
+    assert code == 0, log
+    assert not marks.exists(), marks.read_text()
+    said = [line for line in log.splitlines() if "set its own handler" in line]
+    assert len(said) == 1, log  # at the re-import; at start-up the master's come after it
+    expected = "reload: the app's import set its own handler for SIGTERM, SIGCHLD: the master's"
+    assert expected in said[0], said
+    assert "SIGTERM: graceful stop" in log and "all workers stopped" in log, log

@@ -1,11 +1,16 @@
 """The master's signal handlers: they queue the signal's name for the loop, and wake it.
 
-A stop (TERM, INT, QUIT) during a HUP's re-import of the app, which runs in the master's one
-thread (the loop waits for it, for as long as the import takes), must not wait for it: a
-container manager kills what has not stopped in 10 s. While
-:meth:`MasterSignals.stops_interrupt` is on, a stop is queued as always and
-:class:`StopDuringReimport` is raised where the import is; the re-import is called off as a
-failed one is, and the loop then stops as asked.
+Two moments need more than that, both around a HUP's re-import of the app, which runs in the
+master's one thread (the loop waits for it, for as long as the import takes):
+
+- a stop (TERM, INT, QUIT) during the import must not wait for it: a container manager kills
+  what has not stopped in 10 s. While :meth:`MasterSignals.stops_interrupt` is on, a stop is
+  queued as always and :class:`StopDuringReimport` is raised where the import is; the
+  re-import is called off as a failed one is, and the loop then stops as asked;
+- the app's import may install its own handlers (its SIGTERM clean-up, a library's SIGCHLD):
+  at start-up the master installs its own after the import, but a re-import would leave the
+  app's in place, and a TERM then ran the app's handler instead of stopping.
+  :meth:`MasterSignals.reclaim` puts the master's back and names the signals taken.
 """
 
 from __future__ import annotations
@@ -56,6 +61,19 @@ class MasterSignals:
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         for signum in MASTER_SIGNUMS:
             signal.signal(signum, self.handle)
+
+    def reclaim(self) -> list[str]:
+        """Put the master's handlers back where something (the app's import) replaced them;
+        the names of those signals ('SIGTERM'), in :data:`MASTER_SIGNALS` order."""
+        taken = []
+        for name in MASTER_SIGNALS:
+            signum = getattr(signal, f"SIG{name}")
+            if signal.getsignal(signum) != self.handle:  # a bound method: equal, not the same
+                signal.signal(signum, self.handle)
+                taken.append(f"SIG{name}")
+        # An event loop made at import (asyncio's add_signal_handler) takes the wake-up fd.
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        return taken
 
     @contextlib.contextmanager
     def stops_interrupt(self) -> Iterator[None]:

@@ -15,8 +15,9 @@ says why. Kept loaded, never re-imported:
 Pure-Python packages, installed or not, are imported afresh with the app: a library that
 keeps the app's registrations (Django's settings, prometheus_client's registry) must start
 empty for the new code. The master loop waits while this runs: as long as the import takes;
-a stop signal calls the import off at once, as a failure does
-(:mod:`~uwsgiapp.supervisor.mastersignals`).
+a stop signal calls the import off at once, as a failure does, and the master's signal handlers
+are put back after it (the app's import may have set its own):
+:mod:`~uwsgiapp.supervisor.mastersignals`.
 
 The old modules must then be freed, or the master (and every worker forked after) keeps each
 generation of the code: :func:`release_old_code` drops what the standard library holds of
@@ -176,7 +177,8 @@ def reimport(
 
     ``install`` puts the new app where the caller kept the old one before the old code is
     collected (the caller's reference would otherwise keep it until the next HUP).
-    ``signals``: the master's handlers, through which a stop interrupts the import.
+    ``signals``: the master's handlers, which a stop then interrupts the import through, and
+    which are put back after it.
     """
     started = time.monotonic()
     try:
@@ -247,9 +249,20 @@ def _let_go(saved: dict[str, types.ModuleType], registered: Registrations) -> in
 def _import_under(
     config: Config, registered: Registrations, signals: MasterSignals | None
 ) -> WSGIApp:
-    """The import, which a stop signal interrupts."""
-    with signals.stops_interrupt() if signals is not None else contextlib.nullcontext():
-        return _import_recorded(config, registered)
+    """The import, which a stop signal interrupts; then the master's handlers are put back
+    wherever it set its own."""
+    try:
+        with signals.stops_interrupt() if signals is not None else contextlib.nullcontext():
+            return _import_recorded(config, registered)
+    finally:
+        taken = signals.reclaim() if signals is not None else []
+        if taken:
+            log.warning(
+                "reload: the app's import set its own handler for %s: the master's is put "
+                "back (the master stops, reloads and reaps on its signals; the app's handler "
+                "runs neither there nor in the workers, which set their own)",
+                ", ".join(taken),
+            )
 
 
 def _call_off(
