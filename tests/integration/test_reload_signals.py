@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
-from support.procs import Server, wait_for_serving, wait_until
+from support.procs import Server, short_tmpdir, wait_for_serving, wait_until
 
 SLOW_APP = """
 import os
@@ -19,7 +20,7 @@ import time
 FLAG = os.environ["SLOW_FLAG"]
 if os.path.exists(FLAG):  # the deploy's import is slow (a warm-up, a remote config)
     open(FLAG + ".importing", "w").close()
-    time.sleep(60)
+    time.sleep(float(open(FLAG).read() or 60))
 
 def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
@@ -65,6 +66,32 @@ def test_a_stop_during_the_reimport_calls_it_off_and_stops(
     for pid in old:  # the old workers were stopped as asked, not killed at a deadline
         assert f"(pid {pid})" in log, log
     assert "killing" not in log, log
+
+
+def test_the_stats_server_answers_during_the_reimport(tmp_path: Path) -> None:
+    # The health check (which asks the stats server) timed out during a long re-import: the
+    # container turned unhealthy (Swarm replaced it) during a reload that was going fine.
+    (tmp_path / "slowapp.py").write_text(SLOW_APP)
+    flag = tmp_path / "slow.flag"
+    stats = f"{short_tmpdir()}/stats.sock"
+    options = {"workers": 2, "pythonpath": [str(tmp_path)], "env": [f"SLOW_FLAG={flag}"]}
+    server = Server(tmp_path / "server", "slowapp:app", stats=stats, **options).start()
+    health = [sys.executable, "-m", "uwsgiapp.stats.health", stats]
+    try:
+        # Healthy first: a HUP retires the workers the master has not yet seen ready.
+        wait_until(lambda: subprocess.run(health, timeout=30).returncode == 0, 15, "healthy")
+        flag.write_text("5")  # seconds
+        server.signal(signal.SIGHUP)
+        wait_until((tmp_path / "slow.flag.importing").exists, 10, "the re-import to start")
+        asked = subprocess.run(health, capture_output=True, text=True, timeout=30)
+        importing = "re-imported" not in server.log()
+        wait_until(lambda: "ready, stopping" in server.log(), 20, "the reload")
+    finally:
+        server.stop()
+    assert importing, server.log()  # the check was answered during the import
+    assert asked.returncode == 0, asked.stderr
+    assert asked.stdout.startswith("healthy: 2 workers accept"), asked.stdout
+    assert "thread" not in server.log(), server.log()  # not named as the import's own
 
 
 SIGNAL_APP = """

@@ -13,7 +13,7 @@ import types
 import pytest
 
 from uwsgiapp.exitcodes import COMMAND_EXIT_CODES, ClientExit, ServeExit, WorkerExit, help_text
-from uwsgiapp.supervisor import arbiter
+from uwsgiapp.supervisor import mastersignals
 from uwsgiapp.supervisor.actions import Log, LogLevel
 from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.reload import app_modules, library_dirs, one_line
@@ -65,8 +65,8 @@ def test_help_text_lists_every_code_of_the_command() -> None:
 
 
 def test_every_signal_the_master_catches_has_a_handler() -> None:
-    assert set(arbiter.MASTER_SIGNALS) == {*Policy.SIGNAL_HANDLERS, "CHLD"}
-    for name in arbiter.MASTER_SIGNALS:
+    assert set(mastersignals.MASTER_SIGNALS) == {*Policy.SIGNAL_HANDLERS, "CHLD"}
+    for name in mastersignals.MASTER_SIGNALS:
         assert isinstance(getattr(signal, f"SIG{name}"), signal.Signals)
     policy = Policy(workers=1)
     assert policy.on_signal("WINCH", 0.0) == []  # not in the table: nothing to do

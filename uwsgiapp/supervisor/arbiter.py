@@ -38,7 +38,8 @@ from uwsgiapp.stats.model import ServerStats, SocketStats
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import actions as A
 from uwsgiapp.supervisor import observe, options
-from uwsgiapp.supervisor.mastersignals import MASTER_SIGNALS, MASTER_SIGNUMS, MasterSignals
+from uwsgiapp.supervisor.mastersignals import MASTER_SIGNUMS, MasterSignals
+from uwsgiapp.supervisor.meanwhile import stats_served
 from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.reload import reimport, reload_kind
 from uwsgiapp.supervisor.sdnotify import Notifier
@@ -60,7 +61,6 @@ from uwsgiapp.supervisor.workerexit import kill_all, leave, reap
 
 log = logging.getLogger("uwsgiapp.error")
 
-__all__ = ["MASTER_SIGNALS", "Arbiter"]
 TICK = 0.1
 #: Seconds between two looks at the listen queues (for listen_queue_errors), with --stats.
 QUEUE_CHECK = 1.0
@@ -256,8 +256,9 @@ class Arbiter:
     def _reimport(self) -> ServeExit | None:
         """A HUP's re-import; called off (the old code and workers stay) if the new code does
         not import, or by a stop signal, which is then carried out at once."""
-        config, before = self.config, self.modules_before_app
-        if reimport(config, before, self._install_app, self.handlers) is not None:
+        with stats_served(self.stats):  # the loop that serves it waits for the import
+            app = reimport(self.config, self.modules_before_app, self._install_app, self.handlers)
+        if app is not None:
             return None
         if (workers := options.rollback()) is not None:
             self.policy.desired = workers

@@ -1,0 +1,61 @@
+"""The stats server answers while the master's loop waits for a HUP's re-import of the app.
+
+The import runs in the master's one thread, for as long as the app takes (a warm-up, a remote
+config: 20 s is seen); the loop that serves the stats server waits for it, and a container's
+health check, which asks the stats server, then failed: Docker marked a container unhealthy
+(Swarm replaced it) during a reload that was going fine, with the old workers serving.
+
+So, for the import's duration only, a thread serves the stats server. It is safe because:
+
+- the main thread does not touch what the thread does: the stats server (its listener, clients
+  and selector) is served by the loop only, which waits; the snapshot reads the policy's
+  records, the status table and the observer, which only the loop changes;
+- the thread is started before the import and joined before :func:`reimport` returns, so that
+  no worker is forked while it runs (a fork copies only the thread that forks: a worker
+  forked mid-answer would hold the selector's state), and it is not among the threads that
+  the import started (which the reload names);
+- signals are handled in the main thread only: a stop during the import still calls it off
+  (:mod:`~uwsgiapp.supervisor.mastersignals`), and the join waits at most one poll.
+
+The queue checks (listen_queue_errors) stay with the loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterator
+
+from uwsgiapp.stats.server import StatsServer
+
+log = logging.getLogger("uwsgiapp.error")
+
+#: Seconds the thread waits for a stats client at a time: how long the join may wait.
+POLL = 0.05
+THREAD_NAME = "uwsgiapp-stats-during-reimport"
+
+
+@contextlib.contextmanager
+def stats_served(stats: StatsServer | None) -> Iterator[None]:
+    """While in it (the loop waiting for an import), a thread serves ``stats``."""
+    if stats is None:
+        yield
+        return
+    done = threading.Event()
+    thread = threading.Thread(target=_serve, args=(stats, done), name=THREAD_NAME, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join()
+
+
+def _serve(stats: StatsServer, done: threading.Event) -> None:
+    while not done.is_set():
+        try:
+            stats.poll(POLL)
+        except Exception:  # as the loop's: logged, never the end of the stats server
+            log.exception("stats: serving a client failed")
+            done.wait(POLL)
