@@ -517,15 +517,33 @@ def test_a_lazy_worker_at_max_requests_serves_on_while_replacements_cannot_load(
     # the old code went on recycling at its max-requests, and as the last one it stopped the
     # server (exit 4). It now serves on until a replacement loads, then recycles.
     server, module = _lazy_versioned(tmp_path)
-    server.options.update(max_requests=5, threads=threads)
+    server.options.update(max_requests=8, threads=threads)
     server.start(timeout=20)
+
+    def slow_at_once() -> set[bytes]:  # as many as both workers have threads: each gets some
+        answers: list[bytes] = []
+        slow = [
+            threading.Thread(target=lambda: answers.append(_get(server, "/slow")))
+            for _ in range(2 * threads)
+        ]
+        for t in slow:
+            t.start()
+        for t in slow:
+            t.join(15)
+        return set(answers)
+
     try:
         first = wait_for_serving(server, 2, timeout=15)
+        # Both have answered, so both told the master they serve (their handlers, which
+        # wait_for_serving looks for, come a moment before): the master then counts them.
+        both = {b"v1 %d" % pid for pid in first}
+        wait_until(lambda: slow_at_once() == both, 15, "both workers serving v1")
+        time.sleep(0.3)  # the master's tick has seen them ready
         module.write_text("raise RuntimeError('half a deploy')\n")
         victim, survivor = sorted(first)
         os.kill(victim, signal.SIGKILL)
         wait_until(lambda: "trying again in 1 s" in server.log(), 10, "the failed replacement")
-        answers = {_get(server) for _ in range(12)}  # more than its max-requests
+        answers = {_get(server) for _ in range(12)}  # past its max-requests
         assert server.proc is not None and server.proc.poll() is None
         module.write_text(VERSIONED_SLOW_APP.format(version="v2"))  # the deploy completes
         # A replacement loads v2 (the retry's back-off: up to a few seconds); the hold is let
@@ -534,13 +552,7 @@ def test_a_lazy_worker_at_max_requests_serves_on_while_replacements_cannot_load(
         wait_until(lambda: _get(server).startswith(b"v2"), 30, "a worker serving v2")
 
         def recycled() -> bool:
-            slow = [
-                threading.Thread(target=_get, args=(server, "/slow")) for _ in range(2 * threads)
-            ]
-            for t in slow:
-                t.start()
-            for t in slow:
-                t.join(15)
+            slow_at_once()
             return survivor not in children(server.pid)
 
         wait_until(recycled, 20, "the survivor to recycle")
