@@ -93,7 +93,7 @@ class _ThreadLoop(Worker):
     # more than the accept that finds the queue empty (bench/THREADS.md).
     one_first = False
     # The listening sockets are shared by the threads: one that closes them after its drain
-    # would pull them from under the others. The process closes them as it exits.
+    # would pull them from under the others. The main thread closes them once all have ended.
     lets_go_of_listeners = False
 
     def __init__(
@@ -264,6 +264,10 @@ class ThreadedWorker(StopSignals):
                         self.drain_backlog = False
                 self._tell_threads()
                 self._say_leaving()
+            # Every thread is done with the sockets (a TERM: each drained the queue): close
+            # this process's copies now, not at its exit, or what queues meanwhile is reset.
+            for listener in self.listeners:
+                listener.close(unlink=False)
             for thread in threads:
                 thread.join()
         finally:
