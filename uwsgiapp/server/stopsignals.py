@@ -12,7 +12,12 @@ import socket
 import time
 from types import FrameType
 
-from uwsgiapp.server.inflight import request_environ, request_line, worker_label
+from uwsgiapp.server.inflight import (
+    dump_stuck_request,
+    request_environ,
+    request_line,
+    worker_label,
+)
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import reopen_logs
 from uwsgiapp.server.logtext import escape_log_text
@@ -76,6 +81,13 @@ class StopSignals:
                 worker_label(),
                 self.drain_seconds,
             )
+
+    def dump_stuck(self, signum: int, frame: FrameType | None) -> None:
+        """USR2 (harakiri): log the stuck request's stack; and take no new request, for the
+        master kills this process after its grace: one let in once the stuck one ended would
+        be killed with it (a 502 for a request within its time, the log naming another)."""
+        dump_stuck_request(signum, frame)
+        self.alive = False
 
     def _on_reload(self, signum: int, frame: FrameType | None) -> None:
         # The master reloads by starting new workers first; we just finish and leave.

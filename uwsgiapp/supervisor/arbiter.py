@@ -26,7 +26,7 @@ from uwsgiapp.exitcodes import ServeExit, WorkerExit
 from uwsgiapp.hooks import PostforkError, run_postfork
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.server.decisions import drain_limit
-from uwsgiapp.server.inflight import dump_stuck_request, set_request_source, set_worker_number
+from uwsgiapp.server.inflight import set_request_source, set_worker_number
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import arm_fault_dumps, flush_std, reopen_logs
@@ -345,8 +345,7 @@ class Arbiter:
         handler = self.build_handler(app, self.config)
         worker = self._make_worker(handler, wid, slot, max_requests)
         worker.install_signals()
-        dump = worker.dump_stuck if isinstance(worker, ThreadedWorker) else dump_stuck_request
-        signal.signal(signal.SIGUSR2, dump)
+        signal.signal(signal.SIGUSR2, worker.dump_stuck)
         # A C extension's segfault leaves the Python stack in the log; for USR2 (harakiri) the C
         # dump works even outside Python bytecode, chained to the handler above (request line).
         arm_fault_dumps((signal.SIGUSR2,))
