@@ -76,10 +76,11 @@ class StopSignals:
                 listener.sock.shutdown(socket.SHUT_RDWR)
         if held:
             logging.getLogger("uwsgiapp.error").warning(
-                "%s: still serving %g s after TERM: the sockets refuse new connections now "
-                "(nginx tries another server; what queued meanwhile is reset)",
+                "%s: still in a request when the drain ended (%g s after TERM): the sockets "
+                "refuse new connections now (nginx tries another server; what queued meanwhile "
+                "is reset)",
                 worker_label(),
-                self.drain_seconds,
+                self.drain_seconds + REFUSE_MARGIN,
             )
 
     def dump_stuck(self, signum: int, frame: FrameType | None) -> None:
