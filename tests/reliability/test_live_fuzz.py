@@ -498,6 +498,9 @@ def _disconnect_mid_body(
     """Send the head and half the body of a POST to ``route``; once the app is reading (its
     report says ``marker``), disconnect ``how`` ("close" or "half-close"). Returns what the
     server answered and the log lines it wrote for this connection."""
+    # The master logs a worker's start after the fork that wait_for_workers saw: a line that
+    # came late was taken for this connection's.
+    wait_until(lambda: ") started" in server.log(), 5, "the worker's start-up line")
     cursor = LogCursor(server.log_path)
     before = len(_entries(app_report))
     sock = socket.socket(socket.AF_UNIX)
