@@ -352,11 +352,10 @@ def _unwinding(exchange: Exchange, environ: dict[str, Any], exc: BaseException) 
     SystemExit itself (the master only sees an exit code); once its head is out, the
     connection ends in a reset (a clean close would pass the cut stream on as whole)."""
     if type(exc) is SystemExit:
-        uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO")
         log.error(
             "the app raised SystemExit(%r) (sys.exit) in %s: this worker exits",
             exc.code,
-            escape_log_text(f"{environ.get('REQUEST_METHOD')} {uri}"),
+            _where(environ),
             exc_info=exc,
         )
     if exchange.head_sent:
