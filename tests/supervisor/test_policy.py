@@ -154,6 +154,11 @@ def test_reload_with_reimport_asks_the_master_first() -> None:
     assert kinds.index(Reimport) < kinds.index(Spawn)
 
 
+def kept(sim: Sim, generation: int) -> set[int]:
+    """The workers of ``generation`` not ended as a failed reload's."""
+    return {p for p in sim.pids(generation) if not sim.policy.records[p].failed_reload}
+
+
 def test_reload_whose_new_workers_cannot_load_keeps_old_ones() -> None:
     sim = started()
     old = sim.pids()
@@ -162,8 +167,14 @@ def test_reload_whose_new_workers_cannot_load_keeps_old_ones() -> None:
     actions = sim.run(sim.policy.on_exit(min(new), WorkerExit.APP_LOAD, None, sim.now))
     assert not any(isinstance(a, Halt) for a in actions)
     assert (max(new), signal.SIGKILL) in signals_sent(actions)
-    assert sim.policy.generation == 0 and sim.policy.mode is Mode.RUNNING
-    assert old <= sim.pids()
+    assert sim.policy.mode is Mode.RUNNING
+    # The serving workers are now the current generation, which keeps the failed one's
+    # number: the next reload's is new in the log, not the failed one's again.
+    assert old == kept(sim, 1)
+    killed = sim.run(sim.policy.on_exit(max(new), None, signal.SIGKILL, sim.now))
+    assert f"(pid {max(new)}, of the failed reload) killed by signal 9" in str(killed)
+    again = sim.run(sim.policy.on_signal("HUP", sim.now))
+    assert "graceful reload (generation 2)" in str(again)
 
 
 def test_term_stops_gracefully_then_kills_after_timeout_then_halts_zero() -> None:
@@ -654,8 +665,8 @@ def test_a_failed_reload_after_a_quick_second_hup_keeps_the_serving_workers() ->
     actions = sim.run(sim.exit(min(sim.pids(2)), WorkerExit.APP_LOAD))
     assert not [a for a in actions if isinstance(a, (Spawn, Halt))]
     assert (max(sim.pids(2)), signal.SIGKILL) in signals_sent(actions)
-    assert sim.policy.mode is Mode.RUNNING and sim.policy.generation == 1
-    assert serving == sim.pids(1)  # counted as current: no more spawns, none left behind
+    assert sim.policy.mode is Mode.RUNNING and sim.policy.generation == 2
+    assert serving == kept(sim, 2)  # counted as current: no more spawns, none left behind
     sim.make_all_ready()
     assert not [a for a in sim.tick() if isinstance(a, (Spawn, Signal))]
 
@@ -671,7 +682,7 @@ def test_a_failed_reload_keeps_at_most_the_desired_number_of_serving_workers() -
     actions = sim.run(sim.exit(min(sim.pids(2)), WorkerExit.APP_LOAD))
     assert not [a for a in actions if isinstance(a, (Spawn, Halt))]
     live = [r for r in sim.policy.records.values() if r.state is not WorkerState.STOPPING]
-    assert len(live) == 2 and {r.generation for r in live} == {1}
+    assert len(live) == 2 and {r.generation for r in live} == {2}
 
 
 def test_a_failed_reimport_calls_the_reload_off_and_keeps_the_serving_workers() -> None:
@@ -686,7 +697,7 @@ def test_a_failed_reimport_calls_the_reload_off_and_keeps_the_serving_workers() 
     actions = sim.run(batch)
     assert not [a for a in actions if isinstance(a, Spawn) and sim.policy.wanted(a)]
     assert sim.forked[-1] in serving and not signals_sent(actions)
-    assert sim.policy.mode is Mode.RUNNING and sim.policy.generation == 0
+    assert sim.policy.mode is Mode.RUNNING and sim.policy.generation == 1
     assert not [a for a in sim.tick() if isinstance(a, (Spawn, Signal))]
     assert sim.pids() == serving
     assert sim.policy.reimport_failed(sim.now) == []  # not reloading: nothing to call off
@@ -704,7 +715,7 @@ def test_new_workers_that_keep_crashing_as_they_load_leave_the_serving_ones_serv
         actions = sim.run(sim.policy.on_exit(crashed, None, signal.SIGSEGV, sim.now))
     assert not any(isinstance(a, Halt) for a in actions)
     assert f"was the {BOOT_FAILURE_LIMIT}th in a row to die while starting" in str(actions)
-    assert sim.policy.mode is Mode.RUNNING and sim.policy.generation == 0  # called off
+    assert sim.policy.mode is Mode.RUNNING and sim.policy.generation == 1  # called off
     assert old <= sim.pids()
     # Without a reload: one serving, its peer's replacement keeps crashing: tried again later.
     sim = started()

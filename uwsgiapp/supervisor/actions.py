@@ -139,11 +139,15 @@ class WorkerRecord:
     number: int = 0
     #: Its RSS (MB) when a tick first saw it before its first request (--reload-on-rss); 0: unseen.
     fresh_rss: float = 0.0
+    #: Forked for a reload that failed (ended at once): its number is a serving worker's too.
+    failed_reload: bool = False
 
     @property
     def label(self) -> str:
-        """How log lines name it: 'worker 2 (pid 1234)', by its number."""
-        return f"worker {self.number or self.wid + 1} (pid {self.pid})"
+        """How log lines name it: 'worker 2 (pid 1234)', by its number ('worker 2 (pid 1236,
+        of the failed reload)' for one of a failed reload's new workers)."""
+        whose = ", of the failed reload" if self.failed_reload else ""
+        return f"worker {self.number or self.wid + 1} (pid {self.pid}{whose})"
 
 
 def describe_exit(code: int | None, signum: int | None) -> str:

@@ -256,9 +256,10 @@ class Policy(Roster):
         ]
         for rec in list(self.records.values()):
             if rec.generation == self.generation:
+                rec.failed_reload = True
                 actions.append(self._stop(rec, now, signal.SIGKILL))
         self.pending = {w: g for w, g in self.pending.items() if g != self.generation}
-        self.generation -= 1
+        # The number stays the failed reload's: the next HUP's is new in the log.
         for rec in self.records.values():
             if rec.state.alive_for_work:
                 rec.generation = self.generation
