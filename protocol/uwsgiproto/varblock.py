@@ -9,6 +9,7 @@ compiled class cannot subclass construct's); errors are construct's :class:`Expl
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Final
 
 from construct import ExplicitError
 
@@ -18,13 +19,31 @@ MAX_BLOCK = 0xFFFF
 
 _JOIN = {"HTTP_COOKIE": "; "}
 
+#: Headers an nginx config sets with ``uwsgi_param`` (a proxy's single values; nginx refuses a
+#: second Host header): given twice, by a shared snippet and a site's override, the last wins.
+LAST_WINS: Final = frozenset(
+    {
+        "HTTP_HOST",
+        "HTTP_X_FORWARDED_PROTO",
+        "HTTP_X_FORWARDED_HOST",
+        "HTTP_X_FORWARDED_PORT",
+        "HTTP_X_FORWARDED_PREFIX",
+        "HTTP_X_FORWARDED_SSL",
+        "HTTP_X_FORWARDED_SCHEME",
+        "HTTP_X_SCHEME",
+        "HTTP_X_REAL_IP",
+    }
+)
+
 
 def fold_repeat(key: str, first: str, then: str) -> str:
-    """The value of ``key`` sent again: a header a client sent twice (nginx < 1.23 sends each
-    as a var) is joined, ``"a, b"`` (RFC 9110 lists) or ``"a; b"`` for cookies; anything else
-    comes from nginx's config (a ``uwsgi_param`` after ``include uwsgi_params``, HTTP_HOST
-    too: nginx refuses a second Host header) and the last one wins, as in uWSGI."""
-    if key.startswith("HTTP_") and key != "HTTP_HOST":
+    """The value of ``key`` sent again: a header a client sent twice (nginx sends each line as
+    a var) is joined, ``"a, b"`` (RFC 9110 lists) or ``"a; b"`` for cookies; anything else
+    comes from nginx's config (a ``uwsgi_param`` after ``include uwsgi_params``) and the last
+    one wins, as in uWSGI; so do the headers a config sets (:data:`LAST_WINS`), whose client
+    lines nginx drops where it sets them: a joined ``"http, https"`` read from the left (Django's
+    ``SECURE_PROXY_SSL_HEADER``) would undo the override."""
+    if key.startswith("HTTP_") and key not in LAST_WINS:
         return first + _JOIN.get(key, ", ") + then
     return then
 

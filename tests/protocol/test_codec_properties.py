@@ -53,7 +53,17 @@ def budget(n: int) -> settings:
 LATIN1 = st.characters(min_codepoint=0, max_codepoint=255)
 # Keys from a small pool as well as free text, so repeated keys (and HTTP_COOKIE) are common.
 KEYS = st.one_of(
-    st.sampled_from(["HTTP_COOKIE", "HTTP_ACCEPT", "HTTP_HOST", "PATH_INFO", "A", "\u00e9"]),
+    st.sampled_from(
+        [
+            "HTTP_COOKIE",
+            "HTTP_ACCEPT",
+            "HTTP_HOST",
+            "HTTP_X_FORWARDED_PROTO",
+            "PATH_INFO",
+            "A",
+            "\u00e9",
+        ]
+    ),
     st.text(LATIN1, min_size=1, max_size=12),
 )
 VALUES = st.text(LATIN1, max_size=24)
@@ -62,15 +72,21 @@ MODIFIER1 = st.sampled_from([0, 30])
 BYTE = st.integers(0, 255)
 
 
+CONFIG_SET = {"HTTP_HOST", "HTTP_X_FORWARDED_PROTO", "HTTP_X_FORWARDED_HOST", "HTTP_X_REAL_IP"}
+CONFIG_SET |= {"HTTP_X_FORWARDED_" + k for k in ("PORT", "PREFIX", "SSL", "SCHEME")}
+CONFIG_SET.add("HTTP_X_SCHEME")
+
+
 def fold(pairs: list[tuple[str, str]]) -> dict[str, str]:
-    """The rule for repeats, written again here: headers (HTTP_*, but Host) are joined with
-    ", ", cookies with "; "; any other key keeps its last value."""
+    """The rule for repeats, written again here: headers (HTTP_*, but Host and the proxy
+    headers a config sets) are joined with ", ", cookies with "; "; any other key keeps its
+    last value."""
     out: dict[str, list[str]] = {}
     for key, value in pairs:
         out.setdefault(key, []).append(value)
     return {
         k: ("; " if k == "HTTP_COOKIE" else ", ").join(v)
-        if k.startswith("HTTP_") and k != "HTTP_HOST"
+        if k.startswith("HTTP_") and k not in CONFIG_SET
         else v[-1]
         for k, v in out.items()
     }

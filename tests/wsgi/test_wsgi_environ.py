@@ -225,6 +225,27 @@ def test_script_name_from_nginx_is_honoured(
 
 
 @pytest.mark.parametrize(
+    ("uri", "path", "expected"),
+    [
+        # The client asked for /app/app/x; nginx took /app off (a rewrite, or a regex
+        # location's PATH_INFO $1): what is left is the app's path, though it starts with /app.
+        ("/app/app/x?q=1", "/app/x", ("/app", "/app/x")),
+        ("/app/app", "/app", ("/app", "/app")),
+        ("/app/%61pp/x", "/app/x", ("/app", "/app/x")),  # REQUEST_URI is as the client sent it
+        # nginx sent the whole path: the prefix comes off.
+        ("/app/x", "/app/x", ("/app", "/x")),
+        ("/app/%78", "/app/x", ("/app", "/x")),
+        ("/app//x", "/app/x", ("/app", "/x")),  # nginx merged the slashes: still the whole path
+    ],
+)
+def test_a_prefix_nginx_took_off_is_not_taken_off_again(
+    uri: str, path: str, expected: tuple[str, str]
+) -> None:
+    e = env({**NGINX_GET, "SCRIPT_NAME": "/app", "PATH_INFO": path, "REQUEST_URI": uri})
+    assert (e["SCRIPT_NAME"], e["PATH_INFO"]) == expected
+
+
+@pytest.mark.parametrize(
     ("script", "path", "expected"),
     [
         ("/app", "/app/x", ("/app", "/x")),

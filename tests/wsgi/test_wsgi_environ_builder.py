@@ -184,11 +184,13 @@ def test_a_param_sent_again_by_the_config_is_replaced_a_header_sent_twice_is_joi
             ("REMOTE_ADDR", "127.0.0.1"),
             ("HTTP_HOST", "shop.example.com"),
             ("REQUEST_SCHEME", "http"),
+            ("HTTP_X_FORWARDED_PROTO", "http"),
             ("HTTP_X_FORWARDED_FOR", "10.0.0.1"),
             ("HTTP_COOKIE", "a=1"),
             ("REMOTE_ADDR", "203.0.113.7"),
             ("HTTP_HOST", "shop.example.com:8443"),
             ("REQUEST_SCHEME", "https"),
+            ("HTTP_X_FORWARDED_PROTO", "https"),  # a site's override of a shared snippet's
             ("HTTP_X_FORWARDED_FOR", "10.0.0.2"),
             ("HTTP_COOKIE", "b=2"),
         ]
@@ -197,6 +199,7 @@ def test_a_param_sent_again_by_the_config_is_replaced_a_header_sent_twice_is_joi
     assert environ["REMOTE_ADDR"] == "203.0.113.7"
     assert environ["HTTP_HOST"] == "shop.example.com:8443"
     assert (environ["REQUEST_SCHEME"], environ["wsgi.url_scheme"]) == ("https", "https")
+    assert environ["HTTP_X_FORWARDED_PROTO"] == "https"
     assert environ["HTTP_X_FORWARDED_FOR"] == "10.0.0.1, 10.0.0.2"
     assert environ["HTTP_COOKIE"] == "a=1; b=2"
 

@@ -17,6 +17,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any, Final, cast
+from urllib.parse import unquote_to_bytes
 
 from uwsgiproto import (
     FAST_KEY_SIGNATURE,
@@ -99,6 +100,19 @@ def strip_script_name(script_name: str, path_info: str, sent: bool = False) -> t
     return (script_name if sent else ""), path_info
 
 
+def _taken_off(script_name: str, path_info: str, request_uri: object) -> bool:
+    """Has nginx already taken ``script_name`` off ``path_info`` (a ``rewrite``, or a regex
+    location's ``uwsgi_param PATH_INFO $1``), though what is left starts with it again
+    (``/app/app/x`` rewritten to ``/app/x``)? The client's ``REQUEST_URI`` then is the two
+    together; where it is not (or not sent), ``path_info`` is still the whole path."""
+    if not isinstance(request_uri, str) or not path_info.startswith(script_name):
+        return False
+    path = request_uri.partition("?")[0]
+    if "%" in path:  # PATH_INFO comes decoded, as nginx's $document_uri
+        path = unquote_to_bytes(path).decode("latin-1")
+    return path == script_name + path_info
+
+
 #: Vars nginx sends that the environ must not hold (the generic path drops them; a learnt
 #: layout skips them).
 _DROPPED: Final = frozenset({"HTTP_CONTENT_TYPE", "HTTP_CONTENT_LENGTH", "HTTP_TRANSFER_ENCODING"})
@@ -131,9 +145,13 @@ def build_environ(
         for key, value in REQUIRED_DEFAULTS.items():
             environ.setdefault(key, value)
     if sent and sent.rstrip("/"):
-        environ["SCRIPT_NAME"], environ["PATH_INFO"] = strip_script_name(
-            sent, environ["PATH_INFO"], sent=True
-        )
+        path_info = environ["PATH_INFO"]
+        if _taken_off(sent.rstrip("/"), path_info, environ.get("REQUEST_URI")):
+            environ["SCRIPT_NAME"] = sent.rstrip("/")
+        else:
+            environ["SCRIPT_NAME"], environ["PATH_INFO"] = strip_script_name(
+                sent, path_info, sent=True
+            )
         return _finish(environ, "")
     return _finish(environ, mount)
 
