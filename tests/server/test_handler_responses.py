@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import socket
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -494,6 +495,25 @@ def test_access_log(logs: Logs) -> None:
     assert heads == [(len(out.raw) - len(out.body), 2)]
     assert 0 < len(out.body) < len(out.raw)
     assert 0 <= seconds < GUARD
+
+
+@pytest.mark.parametrize("size", [5, 70_000], ids=["with-the-head", "after-the-head"])
+def test_access_log_when_nginx_left_before_the_answer(size: int) -> None:
+    # uwsgi_read_timeout shorter than the app: nothing reached nginx, and the log says so
+    # (uWSGI: "generated 0 bytes ... in 0 bytes"); it said -45, the head counted unsent.
+    lines: list[tuple[str, int, int]] = []
+    client, server = socket.socketpair()
+    client.sendall(packet(uri="/slow"))
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        client.close()  # nginx gave up
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"x" * size]
+
+    handler = make_handler(app, access_log=lambda env, r, secs: lines.append(body_of(r)))
+    handler.handle(server.detach(), "test")
+    ((status, body, _),) = lines
+    assert (status, body) == ("200 OK", 0)
 
 
 def test_access_log_after_an_app_error() -> None:

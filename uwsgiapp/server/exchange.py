@@ -122,12 +122,16 @@ class Exchange:
                 raise AppError("response body sent before start_response()")
             head = render_head(self.protocol, self.status, self.headers)
             self.head_sent = True
-            self.head_size = len(head)
             if len(body) > 65536:  # don't copy a big body just to save one write
                 send_all(self.fd, head, self.timeout)
                 self.sent += len(head)
+                self.head_size = len(head)
             else:
-                body = head + body
+                # Counted once written: nginx gone, the access log says 0 bytes, not -45.
+                send_all(self.fd, head + body, self.timeout)
+                self.sent += len(head) + len(body)
+                self.head_size = len(head)
+                return
         send_all(self.fd, body, self.timeout)
         self.sent += len(body)
 
