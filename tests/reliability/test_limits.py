@@ -242,7 +242,7 @@ def test_max_vars(big: Live, watch_big: Watch, report: Report) -> None:
     assert status_of(result) == 200
     result = uwsgi_exchange(big.server.socket, many(513), timeout=TIMEOUT)
     assert status_of(result) == 0
-    watch_big.one_line("WARNING", "invalid uwsgi packet", "513")
+    watch_big.one_line("WARNING", "invalid uwsgi packet", "513", "raise --max-vars")
     # Through nginx: 600 headers are 600+ vars.
     headers = {f"X-N{i:03d}": "v" for i in range(600)}
     status, _, _ = big.nginx.request("GET", "/many-nginx", headers=headers)
@@ -252,6 +252,17 @@ def test_max_vars(big: Live, watch_big: Watch, report: Report) -> None:
     status, _, _ = big.nginx.request("GET", "/many-nginx", headers=headers)
     assert status == 200
     report.add(vars_512="200", vars_513="closed", nginx_600_headers=502, nginx_400_headers=200)
+
+
+def test_max_vars_raised(tmp_path_factory: pytest.TempPathFactory, nginx_available: None) -> None:
+    # 600 request headers (gunicorn serves them; uWSGI with its max-vars raised): --max-vars.
+    for live in _live(tmp_path_factory, "many-vars", workers=1, max_vars=1000):
+        headers = {f"X-N{i:03d}": "v" for i in range(600)}
+        status, _, payload = live.nginx.request("GET", "/many-nginx", headers=headers)
+        assert status == 200 and json.loads(payload)["path"] == "/many-nginx"
+        over = request("/too-many", **{f"K{i:04d}": "" for i in range(1000)})
+        assert status_of(uwsgi_exchange(live.server.socket, over, timeout=TIMEOUT)) == 0
+        assert "too many vars: 1008 (max 1000)" in live.server.log()
 
 
 # -- CONTENT_LENGTH ----------------------------------------------------------------------------

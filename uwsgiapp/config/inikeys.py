@@ -44,6 +44,7 @@ SIMPLE_KEYS: Mapping[str, str] = {
     "reload-on-rss": "reload_on_rss",
     "buffer-size": "buffer_size",
     "b": "buffer_size",
+    "max-vars": "max_vars",
     "limit-post": "limit_post",
     "listen": "listen",
     "l": "listen",

@@ -22,6 +22,8 @@ ERROR_LOG_FORMATS = ("text", "json")
 MAX_THREADS = 256
 #: More worker processes than this is a typo (a 0 too many), not a plan: refused before forking.
 MAX_WORKERS = 1024
+#: A var is at least 5 bytes (two lengths and a one-byte name): a 65535-byte block holds fewer.
+MAX_VARS = 13107
 
 
 class ConfigError(ValueError):
@@ -70,6 +72,11 @@ class Config:
         65535,
         "max size of a request's vars block (every header nginx passes), bytes; 65535 is the "
         "most (uWSGI's default, 4096, fails long URLs and cookies with 502)",
+    )
+    max_vars: int = _opt(
+        512,
+        "max vars in a request's block: nginx sends one per param and per request header "
+        "(uWSGI's max-vars)",
     )
     limit_post: int = _opt(0, "max request body size in bytes (0 = no limit)")
     socket_timeout: float = _opt(10.0, "seconds a read from or write to a client may block")
@@ -135,7 +142,13 @@ class Config:
     def validate(self) -> Config:
         """Check every value; raise :class:`ConfigError` naming the first bad option."""
         self._validate_sockets()
-        for name, low in (("listen", 1), ("workers", 1), ("threads", 1), ("buffer_size", 1)):
+        for name, low in (
+            ("listen", 1),
+            ("workers", 1),
+            ("threads", 1),
+            ("buffer_size", 1),
+            ("max_vars", 1),
+        ):
             if getattr(self, name) < low:
                 raise ConfigError(name, f"must be >= {low}, got {getattr(self, name)}")
         if self.workers > MAX_WORKERS:
@@ -144,6 +157,8 @@ class Config:
             raise ConfigError("threads", f"must be <= {MAX_THREADS}, got {self.threads}")
         if self.buffer_size > 65535:
             raise ConfigError("buffer_size", f"must be <= 65535, got {self.buffer_size}")
+        if self.max_vars > MAX_VARS:  # more than a 65535-byte block can hold
+            raise ConfigError("max_vars", f"must be <= {MAX_VARS}, got {self.max_vars}")
         if not 0 <= self.chmod_socket <= 0o777:
             raise ConfigError("chmod_socket", f"must be a mode 0..0o777, got {self.chmod_socket:o}")
         for name in (

@@ -53,6 +53,8 @@ LIMIT_FIXES = {
     "buffer_size": "; raise --buffer-size (uWSGI's buffer-size, at most 65535): nginx sends "
     "every request header in this block, so large cookies need it (nginx's own limit for "
     "them is large_client_header_buffers)",
+    "max_vars": "; raise --max-vars (uWSGI's max-vars): nginx sends a var for each of its "
+    "params and each request header",
 }
 
 PONG: Final = build_pong()

@@ -57,7 +57,7 @@ def build_handler(app: WSGIApp, config: Config) -> Handler:
     """The per-worker request handler for ``app`` under ``config``."""
     return Handler(
         app,
-        limits=Limits(buffer_size=config.buffer_size),
+        limits=Limits(buffer_size=config.buffer_size, max_vars=config.max_vars),
         settings=EnvironSettings(
             mount=config.mount,
             limit_post=config.limit_post,
