@@ -9,7 +9,11 @@ import pytest
 from support.procs import Server, wait_until
 
 from uwsgiapp.server.listeners import bind_all, somaxconn_cap
-from uwsgiapp.supervisor.listening import loopback_only_on_every_interface, who_may_connect
+from uwsgiapp.supervisor.listening import (
+    loopback_only_on_every_interface,
+    unix_rule,
+    who_may_connect,
+)
 
 
 @pytest.mark.parametrize(
@@ -29,6 +33,23 @@ def test_a_tcp_socket_says_where_it_is_bound_and_who_may_connect(
         assert re.search(said, who_may_connect(listener)), who_may_connect(listener)
     finally:
         listener.close()
+
+
+@pytest.mark.parametrize(
+    ("mode", "rule"),
+    [
+        (0o660, "nginx's user must be www or in group web (or set"),
+        (0o666, "anyone on this machine may connect"),
+        (0o662, "anyone on this machine may connect"),  # connecting takes write only
+        (0o600, "nginx's user must be www (or set"),  # the group cannot write: not it
+        (0o640, "nginx's user must be www (or set"),
+        (0o460, "nginx's user must be in group web, and not www (or set"),
+        (0o400, "only root may connect (or set"),
+        (0o000, "only root may connect (or set"),
+    ],
+)
+def test_a_unix_socket_says_who_may_connect_by_its_write_bits(mode: int, rule: str) -> None:
+    assert unix_rule(mode, "www", "web", "nginx's user").startswith(rule)
 
 
 @pytest.mark.parametrize(

@@ -54,13 +54,26 @@ def who_may_connect(listener: Listener, client: str = "nginx's user") -> str:
         return ""
     owner, group = _name(pwd.getpwuid, st.st_uid), _name(grp.getgrgid, st.st_gid)
     mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o006 == 0o006:
-        rule = "anyone on this machine may connect"
+    return (
+        f" (owner {owner}, group {group}, mode {mode:04o}: {unix_rule(mode, owner, group, client)})"
+    )
+
+
+def unix_rule(mode: int, owner: str, group: str, client: str) -> str:
+    """Who may connect to a unix socket of ``mode``: connecting takes write permission, and
+    the owner's bits apply to the owner even where the group's would allow it."""
+    if mode & 0o002:
+        return "anyone on this machine may connect"
+    by_owner, by_group = mode & 0o200, mode & 0o020
+    if by_owner and by_group:
+        who = f"{client} must be {owner} or in group {group}"
+    elif by_owner:
+        who = f"{client} must be {owner}"
+    elif by_group:
+        who = f"{client} must be in group {group}, and not {owner}"
     else:
-        rule = (
-            f"{client} must be {owner} or in group {group} (or set --chmod-socket, or --uid/--gid)"
-        )
-    return f" (owner {owner}, group {group}, mode {mode:04o}: {rule})"
+        who = "only root may connect"
+    return f"{who} (or set --chmod-socket, or --uid/--gid)"
 
 
 def _tcp_peers(listener: Listener) -> str:
