@@ -400,7 +400,18 @@ def test_body_shorter_than_promised(
     answer, small_s = _stall(default.server, request("/short-small", CONTENT_LENGTH="100") + b"x")
     assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
     assert window[0] <= small_s <= window[1]
-    watch_default.one_line("INFO", "stalled", "its body incomplete", "(1 bytes in)")
+    watch_default.one_line(
+        "INFO",
+        "stalled",
+        "its body incomplete",
+        "after 2 s (POST /short-small: 1 of 100 bytes in); closing",
+    )
+    # None of it: nginx's `uwsgi_pass_request_body off` with CONTENT_LENGTH still passed.
+    answer, _ = _stall(default.server, request("/no-body", CONTENT_LENGTH="100"))
+    assert answer.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    watch_default.one_line(
+        "INFO", "(POST /no-body: 0 of 100 bytes in): nginx sent none of it", "body off"
+    )
     # ... and when the client closes instead: at once, one line, the app not called.
     result = uwsgi_exchange(
         default.server.socket, request("/short-eof", CONTENT_LENGTH="100") + b"x", timeout=TIMEOUT

@@ -311,12 +311,12 @@ class Responder:
         """The response's ``close()`` raised (the answer is out): an exception of the app's."""
         if self.on_app_error is not None:
             self.on_app_error()
-        log.exception("app's response close() raised (%s)", _where(environ))
+        log.exception("app's response close() raised (%s)", request_text(environ))
 
     def _app_failed(
         self, exchange: Exchange, environ: dict[str, Any], what: str, *, traceback: bool = True
     ) -> None:
-        where = _where(environ)
+        where = request_text(environ)
         what = escape_log_text(what)
         self._check_fds(sys.exc_info()[1])
         if self.on_app_error is not None:
@@ -359,14 +359,14 @@ def _unwinding(exchange: Exchange, environ: dict[str, Any], exc: BaseException) 
         log.error(
             "the app raised SystemExit(%r) (sys.exit) in %s: this worker exits",
             exc.code,
-            _where(environ),
+            request_text(environ),
             exc_info=exc,
         )
     if exchange.head_sent:
         _cut(exchange)
 
 
-def _where(environ: dict[str, Any]) -> str:
+def request_text(environ: dict[str, Any]) -> str:
     """The request's method and URI for a log line: the client's own text (a raw client can put
     CR/LF or an ANSI escape in it), escaped so that it stays on this one line."""
     uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO")

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from uwsgiapp.server.exchange import Peer, Responder, error_response
+from uwsgiapp.server.exchange import Peer, Responder, error_response, request_text
 from uwsgiapp.server.io import closed_early, read_now, readable, send_all
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.throttle import clients_gone, invalid_packets
@@ -85,6 +85,18 @@ class Pending:
         self.head: tuple[int, dict[str, Any]] = (0, {})
         self.body = b""
         self.need = 0
+
+
+def _body_stall(pending: Pending) -> str:
+    """What a log line says of a request whose body did not come: the request, and for none
+    of it nginx's directive that sends the length without the body."""
+    where = f"({request_text(pending.head[1])}: {len(pending.body)} of {pending.need} bytes in)"
+    if pending.body:
+        return where
+    return (
+        f"{where}: nginx sent none of it; with `uwsgi_pass_request_body off`, also leave "
+        'CONTENT_LENGTH out (`uwsgi_param CONTENT_LENGTH "";`)'
+    )
 
 
 class Handler:
@@ -209,14 +221,12 @@ class Handler:
     def expire(self, pending: Pending) -> None:
         """A parked client sent nothing for ``--socket-timeout``: log one line and close."""
         decoder = pending.decoder
-        what = "its request head" if decoder is not None else "its body"
-        got = decoder.buffered if decoder is not None else len(pending.body)
         log.info(  # one each: parking bounds them (MAX_PARKED per --socket-timeout)
-            "client %s stalled: %s incomplete, read timed out after %g s (%d bytes in); closing",
+            "client %s stalled: %s incomplete, read timed out after %g s %s; closing",
             pending.peer,
-            what,
+            "its request head" if decoder is not None else "its body",
             self.timeout,
-            got,
+            f"({decoder.buffered} bytes in)" if decoder is not None else _body_stall(pending),
         )
         if decoder is None:
             # The head was fine: say why, as nginx would (best effort, never waits).
