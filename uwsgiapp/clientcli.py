@@ -138,6 +138,8 @@ def _parse_request(args: argparse.Namespace) -> _Request:
 
     if not 0 < args.timeout < float("inf"):
         raise _Usage(f"bad --max-time {args.timeout:g} (expected seconds > 0)")
+    if args.modifier1 == 100:  # answered by a 4-byte pong, not an HTTP response
+        raise _Usage(f"--modifier1 100 is a ping: use `uwsgiapp ping {args.socket}`")
     try:
         max_size = client.parse_size(args.max_size)
     except ValueError as exc:

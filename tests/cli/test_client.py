@@ -222,6 +222,11 @@ def test_request_timeout(fake_uwsgi: FakeServers) -> None:
         (["request", "{missing}"], EXIT_CONNECT, b"No such file or directory"),
         (["request", "{sock}", "-H", "nocolon"], EXIT_USAGE, b"bad header"),
         (["request", "{sock}", "--var", "novalue"], EXIT_USAGE, b"bad var"),
+        (
+            ["request", "{sock}", "--modifier1", "100"],
+            EXIT_USAGE,
+            b"is a ping: use `uwsgiapp ping ",
+        ),
         (["request", "{sock}", "-d", "@{missing}"], EXIT_USAGE, b"cannot read"),
         (["request", "host:http"], EXIT_USAGE, b"invalid port 'http'"),
         (["request"], EXIT_USAGE, b"required: SOCKET"),

@@ -137,6 +137,23 @@ def test_errors_have_their_exit_codes(sockdir: str) -> None:
     assert "not a JSON stats document" in result.stderr
 
 
+@pytest.mark.parametrize("kind", ["unix", "tcp"])
+def test_a_silent_socket_may_be_the_uwsgi_one(sockdir: str, kind: str) -> None:
+    # `uwsgiapp top` given the uwsgi socket (which waits for a request, as a stats server in
+    # HTTP mode does): the line names both, and how to tell.
+    listener = socket.socket(socket.AF_UNIX if kind == "unix" else socket.AF_INET)
+    listener.bind(os.path.join(sockdir, "uwsgi.sock") if kind == "unix" else ("127.0.0.1", 0))
+    listener.listen()
+    address = listener.getsockname()
+    spec = address if kind == "unix" else f"127.0.0.1:{address[1]}"
+    with listener:
+        result = top(spec, "--once")
+    assert result.returncode == 4
+    assert "timed out reading the stats" in result.stderr
+    assert f"`uwsgiapp ping {spec}` answers on a uwsgi socket" in result.stderr
+    assert ("give http://" in result.stderr) is (kind == "tcp")
+
+
 def test_live_view_under_tmux_shows_rows_and_rates(sockdir: str) -> None:
     counts = {"n": 1000}
 

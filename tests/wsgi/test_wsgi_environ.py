@@ -131,6 +131,7 @@ def test_magic_uwsgi_vars_are_dropped(key: str) -> None:
     ("value", "extra", "scheme"),
     [
         ("https", {}, "https"),  # uwsgi_param UWSGI_SCHEME $http_x_forwarded_proto
+        ("HTTPS", {}, "https"),  # a load balancer that upper-cases it
         ("http", {"HTTPS": "on", "REQUEST_SCHEME": "https"}, "http"),  # it rules, as in uWSGI
         ("ftp", {}, "http"),  # anything else is not a scheme for the app
         ("", {"HTTPS": "on"}, "https"),

@@ -132,6 +132,18 @@ def _connect(source: Source, timeout: float) -> socket.socket:
         raise FetchError(f"cannot connect to {source.text}: {exc}", EXIT_CONNECT) from None
 
 
+def _silence_hint(source: Source, hint: str) -> str:
+    """What a stats read that got nothing may have reached instead: a stats server in HTTP
+    mode (``hint``), or the server's uwsgi socket, which waits for a request too."""
+    if source.http:
+        return hint
+    also = "; or this is a uwsgi socket" if hint else " (is this a uwsgi socket?"
+    return (
+        f"{hint[:-1] if hint else ''}{also}: give --stats's address "
+        f"(`uwsgiapp ping {source.text}` answers on a uwsgi socket))"
+    )
+
+
 def fetch(source: Source, timeout: float = 3.0) -> dict[str, Any]:
     """Read one stats document (one connection, as uWSGI serves it)."""
     deadline = time.monotonic() + timeout
@@ -145,7 +157,7 @@ def fetch(source: Source, timeout: float = 3.0) -> dict[str, Any]:
                 sock.sendall(request.encode("latin-1"))
             except OSError as exc:
                 raise FetchError(f"sending the request failed: {exc}", EXIT_BAD_RESPONSE) from None
-        raw = _read_until_close(sock, deadline, hint)
+        raw = _read_until_close(sock, deadline, _silence_hint(source, hint))
     if source.http:
         head, sep, raw = raw.partition(b"\r\n\r\n")
         status = head.split(b"\r\n", 1)[0].split(b" ", 2)

@@ -173,8 +173,8 @@ def _finish(environ: dict[str, Any], script_name: str) -> dict[str, Any]:
     # proxy) rules when it says http or https; the only UWSGI_* var honoured, then dropped.
     if SCHEME_VAR in environ:  # a native test when compiled; pop() is a method call
         forced = environ.pop(SCHEME_VAR)
-        if isinstance(forced, str) and forced in ("http", "https"):
-            environ["wsgi.url_scheme"] = forced
+        if isinstance(forced, str) and forced.lower() in ("http", "https"):
+            environ["wsgi.url_scheme"] = forced.lower()  # a balancer's "HTTPS" too
             return environ
     # Typed as str (what the vars are) so that compiled, each test is a native compare.
     scheme = environ.get("REQUEST_SCHEME")
