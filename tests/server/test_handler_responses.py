@@ -298,6 +298,87 @@ def test_bodyless_responses(method: str, status: str, headers: list[tuple[str, s
     assert out.headers == headers  # nothing added: no Content-Length, no Transfer-Encoding
 
 
+# -- the body against the head (PEP 3333's Content-Length, RFC 9110's bodiless statuses) ---------
+
+
+def test_a_body_longer_than_its_content_length_is_cut_there_and_its_iteration_stopped(
+    logs: Logs,
+) -> None:
+    # gunicorn stops there too; uWSGI sent all 20 bytes, and nginx logged its own warning.
+    response = Tracked([b"0123456789", b"abcdefghij", b"never asked for"])
+
+    def app(environ: Environ, start_response: StartResponse) -> Tracked:
+        start_response("200 OK", [("Content-Length", "15")])
+        return response
+
+    out = run(make_handler(app), packet(uri="/cl-long"))
+    assert out.body == b"0123456789abcde" and not out.reset
+    assert response.closed == 1 and response.yielded == 2
+    (record,) = problems(logs)
+    assert "more body than its head allows (GET /cl-long)" in one_line(record)
+
+    def one_item(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"abc"]  # the path a hello world takes
+
+    assert run(make_handler(one_item), packet()).body == b"ab"
+
+
+def test_a_body_shorter_than_its_content_length_is_said(logs: Logs) -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "100")])
+        return [] if environ["REQUEST_METHOD"] == "HEAD" else [b"0123456789"]
+
+    assert run(make_handler(app), packet(uri="/cl-short")).body == b"0123456789"
+    (record,) = problems(logs)
+    assert record.levelno == logging.ERROR
+    assert "90 bytes fewer than its Content-Length (GET /cl-short)" in one_line(record)
+    logs.clear()
+    run(make_handler(app), packet("HEAD", "/cl-short"))  # a HEAD's is the GET's length
+    assert problems(logs) == []
+
+
+@pytest.mark.parametrize("status", ["204 No Content", "304 Not Modified", "103 Early Hints"])
+def test_no_body_follows_a_bodiless_status(status: str, logs: Logs) -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response(status, [("Content-Type", "text/plain")])
+        return [b"body-on-", status[:3].encode()]
+
+    out = run(make_handler(app), packet())
+    assert out.status_line == f"HTTP/1.1 {status}" and out.body == b""
+    (record,) = problems(logs)
+    assert "more body than its head allows" in one_line(record)
+
+
+@pytest.mark.parametrize(
+    ("headers", "said"),
+    [
+        ([("Content-Length", "abc")], "invalid Content-Length 'abc'"),
+        ([("Content-Length", "-1")], "invalid Content-Length '-1'"),
+        ([("Content-Length", "5"), ("content-length", "6")], "two Content-Lengths, 5 and 6"),
+    ],
+)
+def test_a_content_length_nginx_would_refuse_is_500(
+    headers: list[tuple[str, str]], said: str, logs: Logs
+) -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", headers)
+        return [b"hello"]
+
+    out = run(make_handler(app), packet())
+    assert out.status == 500
+    (record,) = problems(logs)
+    assert said in one_line(record)
+
+
+def test_the_same_content_length_twice_is_one() -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "5"), ("Content-Length", " 5")])
+        return [b"hello"]
+
+    assert run(make_handler(app), packet()).body == b"hello"
+
+
 # -- wsgi.file_wrapper ---------------------------------------------------------------------------
 
 
@@ -383,7 +464,7 @@ def test_file_wrapper_sends_from_the_current_position(
 
 
 def test_file_wrapper_sends_no_more_than_the_apps_content_length(
-    tmp_path: Path, sendfile_calls: list[int]
+    tmp_path: Path, sendfile_calls: list[int], logs: Logs
 ) -> None:
     # A slice of a file: seek to it, say its length (PEP 3333: the server stops there).
     path = tmp_path / "f.txt"
@@ -392,6 +473,11 @@ def test_file_wrapper_sends_no_more_than_the_apps_content_length(
     out = run(make_handler(file_app(opener(path, 903), headers)), packet())
     assert out.raw.endswith(b"\r\n\r\n3456789"), out.raw[-40:]  # nothing after the slice
     assert sendfile_calls == [7]
+    # The same slice of a file that sendfile cannot send (iterated): cut there, no warning.
+    data = io.BytesIO(path.read_bytes()[903:])
+    logs.clear()
+    out = run(make_handler(file_app(lambda: data, headers)), packet())
+    assert out.body == b"3456789" and problems(logs) == []
 
 
 def test_file_wrapper_empty_file(tmp_path: Path) -> None:

@@ -15,14 +15,14 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from uwsgiapp.server.inflight import log_client_gone
+from uwsgiapp.server.inflight import log_client_gone, request_text, say_body_length
 from uwsgiapp.server.io import ClientTimeout, reader, reset_on_close, send_all
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.transfer import drain, send_wrapped_file
 from uwsgiapp.wsgi.contract import AccessLogger, ExcInfo, WSGIApp
 from uwsgiapp.wsgi.environ import BadRequest, parse_content_length
 from uwsgiapp.wsgi.input import EMPTY_INPUT, ClientDisconnected, InputStream
-from uwsgiapp.wsgi.response import FileWrapper, HeaderError, render_head
+from uwsgiapp.wsgi.response import FileWrapper, HeaderError, render
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -68,7 +68,9 @@ class Exchange:
         "head_sent",
         "head_size",
         "headers",
+        "overrun",
         "protocol",
+        "room",
         "sent",
         "status",
         "timeout",
@@ -88,6 +90,10 @@ class Exchange:
         self.sent = 0
         #: The response was cut after its head: the connection must end in a reset, not drain.
         self.aborted = False
+        #: Body bytes the head still allows (its Content-Length; -1: any), and whether the app
+        #: sent more (dropped: PEP 3333, the server sends no more than that).
+        self.room = -1
+        self.overrun = False
 
     def __call__(
         self, status: Any, headers: Any, exc_info: ExcInfo | None = None
@@ -117,11 +123,21 @@ class Exchange:
         # Typed ``bytes`` (an exact one either way): compiled, ``head + body`` and ``len`` are
         # then native, where on ``Any`` they went through the number protocol and buffer exports.
         body: bytes = data if type(data) is bytes else _body_bytes(data)
+        head = b""
         if not self.head_sent:
             if self.status is None:
                 raise AppError("response body sent before start_response()")
-            head = render_head(self.protocol, self.status, self.headers)
+            rendered = render(self.protocol, self.status, self.headers)
+            head = rendered.head
             self.head_sent = True
+            self.room = rendered.length
+        room = self.room
+        if room >= 0:
+            if len(body) > room:
+                body = body[:room]
+                self.overrun = True
+            self.room = room - len(body)
+        if head:
             if len(body) > 65536:  # don't copy a big body just to save one write
                 send_all(self.fd, head, self.timeout)
                 self.sent += len(head)
@@ -268,20 +284,11 @@ class Responder:
             elif type(result) is FileWrapper:
                 send_wrapped_file(exchange, result, self.timeout)
             else:
-                try:
-                    chunks = iter(result)
-                except TypeError:
-                    if hasattr(type(result), "__iter__"):
-                        raise  # the app's own __iter__ failed: its traceback matters
-                    what = "None" if result is None else type(result).__name__
-                    raise AppError(f"app returned {what}, not an iterable of bytes") from None
-                for chunk in chunks:
-                    if chunk:
-                        exchange.send(chunk)
-                    elif type(chunk) is not bytes:
-                        exchange.send(chunk)  # "" or None: refused there, never skipped
+                _send_iterable(exchange, result)
             if not exchange.head_sent:
                 exchange.send(b"")
+            if exchange.room > 0 or exchange.overrun:
+                say_body_length(environ, exchange.overrun, exchange.room)
         except ClientDisconnected as exc:
             self._gone_mid_response(exchange, environ, peer, exc)
         except (AppError, HeaderError) as exc:
@@ -351,6 +358,24 @@ class Responder:
             exc = exc.__cause__ or exc.__context__
 
 
+def _send_iterable(exchange: Exchange, result: Any) -> None:
+    """Send the chunks of a response that is neither a list of one nor a file wrapper."""
+    try:
+        chunks = iter(result)
+    except TypeError:
+        if hasattr(type(result), "__iter__"):
+            raise  # the app's own __iter__ failed: its traceback matters
+        what = "None" if result is None else type(result).__name__
+        raise AppError(f"app returned {what}, not an iterable of bytes") from None
+    for chunk in chunks:
+        if chunk:
+            exchange.send(chunk)
+            if exchange.overrun:
+                break  # PEP 3333: stop iterating once the length is sent
+        elif type(chunk) is not bytes:
+            exchange.send(chunk)  # "" or None: refused there, never skipped
+
+
 def _unwinding(exchange: Exchange, environ: dict[str, Any], exc: BaseException) -> None:
     """The request ends in an exception the worker does not survive: said if the app raised
     SystemExit itself (the master only sees an exit code); once its head is out, the
@@ -364,13 +389,6 @@ def _unwinding(exchange: Exchange, environ: dict[str, Any], exc: BaseException) 
         )
     if exchange.head_sent:
         _cut(exchange)
-
-
-def request_text(environ: dict[str, Any]) -> str:
-    """The request's method and URI for a log line: the client's own text (a raw client can put
-    CR/LF or an ANSI escape in it), escaped so that it stays on this one line."""
-    uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO")
-    return escape_log_text(f"{environ.get('REQUEST_METHOD')} {uri}")
 
 
 def _cut(exchange: Exchange) -> None:

@@ -24,6 +24,8 @@ __all__ = [
     "log_client_gone",
     "request_environ",
     "request_line",
+    "request_text",
+    "say_body_length",
     "set_request_source",
 ]
 
@@ -141,4 +143,29 @@ def log_client_gone(peer: object, environ: dict[str, Any], exc: ClientDisconnect
             escape_log_text(str(exc)),
             escape_log_text(str(method)),
             escape_log_text(str(uri)),
+        )
+
+
+def request_text(environ: dict[str, Any]) -> str:
+    """The request's method and URI for a log line: the client's own text (a raw client can put
+    CR/LF or an ANSI escape in it), escaped so that it stays on this one line."""
+    uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO")
+    return escape_log_text(f"{environ.get('REQUEST_METHOD')} {uri}")
+
+
+def say_body_length(environ: dict[str, Any], overrun: bool, short: int) -> None:
+    """The body did not match what the app's head allows: more (``overrun``) was dropped and
+    its iteration stopped; ``short`` bytes fewer than its Content-Length leave nginx to cut the
+    client short (not for a HEAD, whose Content-Length is the GET's)."""
+    if overrun:
+        log.warning(
+            "app sent more body than its head allows (%s): the rest not sent, as PEP 3333 "
+            "asks (its Content-Length, or none after a 1xx, 204 or 304)",
+            request_text(environ),
+        )
+    elif environ.get("REQUEST_METHOD") != "HEAD":
+        log.error(
+            "app sent %d bytes fewer than its Content-Length (%s): nginx cuts the client short",
+            short,
+            request_text(environ),
         )

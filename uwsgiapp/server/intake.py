@@ -19,7 +19,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from uwsgiapp.server.exchange import Peer, Responder, error_response, request_text
+from uwsgiapp.server.exchange import Peer, Responder, error_response
+from uwsgiapp.server.inflight import request_text
 from uwsgiapp.server.io import closed_early, read_now, readable, send_all
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.throttle import clients_gone, invalid_packets

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from uwsgiapp.server.io import recv, send_file
 from uwsgiapp.wsgi.input import ClientDisconnected
-from uwsgiapp.wsgi.response import FileWrapper, declared_length
+from uwsgiapp.wsgi.response import FileWrapper
 
 if TYPE_CHECKING:
     from uwsgiapp.server.exchange import Exchange
@@ -45,18 +45,25 @@ def send_wrapped_file(exchange: Exchange, wrapper: FileWrapper, timeout: float) 
         regular = plain and stat.S_ISREG(st.st_mode)
     except (AttributeError, OSError, ValueError):
         regular = False
+    # A file longer than the app's Content-Length is sent as a slice of it (PEP 3333: no
+    # more than that), not as a mistake of the app's.
     if not regular:
         for chunk in wrapper:
             if chunk:
                 exchange.send(chunk)
+                if exchange.overrun:
+                    exchange.overrun = False
+                    break
         return
     offset = filelike.tell() if hasattr(filelike, "tell") else 0
     count = max(st.st_size - offset, 0)
-    declared = declared_length(exchange.headers)
-    if declared is not None and declared < count:
-        count = declared  # PEP 3333: no more than the app's Content-Length (a slice)
     exchange.send(b"")  # the head
-    exchange.sent += send_file(exchange.fd, file_fd, offset, count, timeout)
+    if 0 <= exchange.room < count:
+        count = exchange.room
+    sent = send_file(exchange.fd, file_fd, offset, count, timeout)
+    exchange.sent += sent
+    if exchange.room >= 0:
+        exchange.room -= sent
 
 
 def drain(fd: int, remaining: int, timeout: float) -> None:

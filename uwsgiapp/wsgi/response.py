@@ -28,36 +28,46 @@ _CONTROL: Final = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 #: misses the head cache every request, and its few names are then a set lookup each.
 _GOOD_NAMES: Final[set[str]] = set()
 
-#: Heads already rendered and checked, by (protocol, status, *headers): most apps send the same
-#: few heads again and again. Bounded: emptied when full.
-_HEADS: Final[dict[tuple[Any, ...], bytes]] = {}
-HEAD_CACHE_SIZE: Final = 256
 
+class Rendered:
+    """A head, what it was rendered from (``headers``: a copy of the app's list) and the body
+    it allows: ``length`` bytes (its Content-Length; 0 for a 1xx, 204 or 304), -1 for any."""
 
-class _Rendered:
-    """A head and what it was rendered from (``headers``: a copy of the app's list)."""
+    __slots__ = ("head", "headers", "length", "protocol", "status")
 
-    __slots__ = ("head", "headers", "protocol", "status")
-
-    def __init__(self, protocol: str, status: Any, headers: list[Any], head: bytes) -> None:
+    def __init__(
+        self, protocol: str, status: Any, headers: list[Any], head: bytes, length: int
+    ) -> None:
         self.protocol = protocol
         self.status = status
         self.headers = headers
         self.head = head
+        self.length = length
+
+
+#: Heads already rendered and checked, by (protocol, status, *headers): most apps send the same
+#: few heads again and again. Bounded: emptied when full.
+_HEADS: Final[dict[tuple[Any, ...], Rendered]] = {}
+HEAD_CACHE_SIZE: Final = 256
 
 
 #: The head rendered or found last, in a list of one: replaced whole, so that threads never see
 #: one head's status with another's headers.
-_LAST: Final = [_Rendered("", None, [], b"")]
+_LAST: Final = [Rendered("", None, [], b"", -1)]
 
 
 def render_head(protocol: str, status: Any, headers: Any) -> bytes:
+    """The checked response head (:func:`render`)."""
+    return render(protocol, status, headers).head
+
+
+def render(protocol: str, status: Any, headers: Any) -> Rendered:
     """Render and check the response head; raise :class:`HeaderError` rather than send a bad one.
 
     Checks: status is ``"NNN reason"`` (a bare ``"NNN"`` gets its standard reason); headers a list
     of 2-tuples of ``str`` whose names are HTTP tokens; no CR or LF anywhere
     but the line ends (counted once over the joined head, cheaper than per header), no other
-    control character but HTAB; latin-1 only.
+    control character but HTAB; latin-1 only; one Content-Length, of digits.
     """
     if type(headers) is list:
         # The same head as last time (an app sends few): comparing costs less than the cache's
@@ -69,23 +79,42 @@ def render_head(protocol: str, status: Any, headers: Any) -> bytes:
             and protocol == last.protocol
             and headers == last.headers
         ):
-            return last.head
+            return last
         try:
             key = (protocol, status, *headers)
-            head = _HEADS.get(key)
+            found = _HEADS.get(key)
         except TypeError:  # an unhashable header item: let the checks below name it
             key = ()
-            head = None
-        if head is None:
+            found = None
+        if found is None:
             head = _render_head(protocol, status, headers)  # checks: exact str only, so a str
+            found = Rendered(protocol, status, list(headers), head, _body_allowed(status, headers))
             if key:  # subclass that compares equal can never be remembered
                 if len(_HEADS) >= HEAD_CACHE_SIZE:
                     _HEADS.clear()
-                _HEADS[key] = head
-        if key:
-            _LAST[0] = _Rendered(protocol, status, list(headers), head)
-        return head
-    return _render_head(protocol, status, headers)
+                _HEADS[key] = found
+                _LAST[0] = found
+        else:
+            _LAST[0] = found
+        return found
+    head = _render_head(protocol, status, headers)
+    return Rendered(protocol, status, [], head, _body_allowed(status, headers))
+
+
+def _body_allowed(status: str, headers: list[tuple[str, str]]) -> int:
+    """The body bytes a checked head allows: none after a 1xx, 204 or 304 (RFC 9110), its
+    Content-Length (PEP 3333: no more), else -1 (any). A Content-Length that is not digits, or
+    two that differ, is refused (nginx would answer 502 for it, and log only its own line)."""
+    length = -1
+    for name, value in headers:
+        if len(name) == 14 and name.lower() == "content-length":
+            text = value.strip()
+            if not (text.isascii() and text.isdigit() and len(text) < 19):
+                raise HeaderError(f"invalid Content-Length {value!r:.40}: must be digits")
+            if length not in (-1, int(text)):
+                raise HeaderError(f"two Content-Lengths, {length} and {int(text)}")
+            length = int(text)
+    return 0 if status[0] == "1" or status[:3] in ("204", "304") else length
 
 
 def _render_head(protocol: str, status: Any, headers: Any) -> bytes:
@@ -183,13 +212,3 @@ class FileWrapper:
         close = getattr(self.filelike, "close", None)
         if close is not None:
             close()
-
-
-def declared_length(headers: Any) -> int | None:
-    """The Content-Length among the app's ``headers``, if it set a valid one (PEP 3333: the
-    server sends no more than that)."""
-    for name, value in headers or ():
-        if name.lower() == "content-length":
-            text = str(value).strip()
-            return int(text) if text.isascii() and text.isdigit() else None
-    return None
