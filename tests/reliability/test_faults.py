@@ -249,9 +249,9 @@ def test_chaos_kill_hup_ttin_ttou_under_load(
         "or reset, never a refused connect); the worker count converges to the asked-for one; "
         "no traceback",
     )
-    desired = 3
+    desired = workers = 3
     ops = {"kill": 0, "hup": 0, "ttin": 0, "ttou": 0}
-    with stack(tmp_path, APP, workers=desired) as (server, nginx):
+    with stack(tmp_path, APP, workers=workers) as (server, nginx):
         wait_until(lambda: len(worker_pids(server.pid)) == desired, 10, f"{desired} workers")
         with Load(nginx.port, mixed_path, clients=8) as load:
             load.wait_for(200, 20)
@@ -266,6 +266,7 @@ def test_chaos_kill_hup_ttin_ttou_under_load(
                         continue
                 elif op == "hup":
                     server.signal(signal.SIGHUP)
+                    desired = workers  # a reload goes back to --workers
                 elif op == "ttin" and desired < 5:
                     server.signal(signal.SIGTTIN)
                     desired += 1

@@ -58,6 +58,16 @@ def test_nothing_changed_says_nothing(watched: list[object]) -> None:
     assert (os.environ["OPT_A"], os.environ["OPT_B"]) == ("1", "2")
 
 
+def test_a_reload_goes_back_to_the_workers_option_after_ttin_or_ttou(watched: list[object]) -> None:
+    # gunicorn's HUP does: TTIN is a bump for now, a deploy's reload starts from --workers.
+    watched.append(make_config(app="a:app", env=("OPT_B=2", "OPT_A=1"), workers=2))
+    assert options.on_hup(32, running=5) == (
+        2,
+        ["HUP: back to --workers 2 (TTIN/TTOU had made it 5)"],
+    )
+    assert options.on_hup(32, running=2) == (None, [])
+
+
 def test_options_that_cannot_be_read_again_keep_the_running_ones(watched: list[object]) -> None:
     watched.append(OSError("[Errno 2] No such file or directory: 'uwsgiapp.toml'"))
     workers, said = options.on_hup(most_workers=32)

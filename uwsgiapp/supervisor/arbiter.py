@@ -168,7 +168,7 @@ class Arbiter:
 
     def _options_again(self) -> list[A.Action]:
         """A HUP reads the options again (:mod:`~uwsgiapp.supervisor.options`)."""
-        workers, said = options.on_hup(most_workers=self.table.capacity // 2)
+        workers, said = options.on_hup(self.table.capacity // 2, self.policy.desired)
         if workers is not None:
             self.policy.desired = workers  # the reload's new workers: this many
         return [A.Log(A.LogLevel.INFO, line) for line in said]

@@ -49,10 +49,12 @@ def env_changes(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[dict[st
     return to_set, [name for name in old if name not in new]
 
 
-def on_hup(most_workers: int) -> tuple[int | None, list[str]]:
+def on_hup(most_workers: int, running: int = 0) -> tuple[int | None, list[str]]:
     """Read the options again: apply ``--env`` to this process's environment (the re-import,
     and the workers forked after, read it); return the new ``--workers`` (None if unchanged;
-    at most ``most_workers``, what the status table holds) and what to log."""
+    at most ``most_workers``, what the status table holds) and what to log. ``running``: the
+    workers wanted now; where TTIN/TTOU changed it, the reload goes back to ``--workers``, as
+    gunicorn's does."""
     global _current, _undo
     if _current is None or _reread is None:
         return None, []
@@ -80,6 +82,9 @@ def on_hup(most_workers: int) -> tuple[int | None, list[str]]:
         said.append(f"HUP: --workers read again: {workers}")
         if workers < new.workers:  # the table was sized at start (4 slots a worker)
             said.append(f"HUP: --workers {new.workers} is more than this start allows")
+    elif running and running != min(new.workers, most_workers):
+        workers = min(new.workers, most_workers)
+        said.append(f"HUP: back to --workers {workers} (TTIN/TTOU had made it {running})")
     # What runs now: the live options new, the others as they were.
     _current = dataclasses.replace(new, **{name: getattr(_current, name) for name in rest})
     return workers, said
