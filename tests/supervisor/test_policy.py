@@ -560,6 +560,15 @@ def test_a_second_stop_never_delays_the_kill() -> None:
     assert late == {(pid, signal.SIGKILL) for pid in sim.pids()}
 
 
+def test_int_during_a_graceful_stop_cuts_and_says_so() -> None:
+    # TERM, then an impatient Ctrl-C: the log read as if the graceful stop had simply ended.
+    sim = started(graceful_timeout=30)
+    sim.run(sim.policy.on_signal("TERM", sim.now))
+    actions = sim.run(sim.policy.on_signal("INT", sim.now))
+    assert "SIGINT while stopping: quick stop" in str(actions)
+    assert {(pid, signal.SIGINT) for pid in sim.pids()} <= signals_sent(actions)
+
+
 def test_term_during_harakiri_keeps_the_harakiri_kill_deadline() -> None:
     sim = started(workers=1, harakiri=3, graceful_timeout=30)
     (pid,) = sim.pids()

@@ -92,3 +92,15 @@ def test_a_listen_queue_over_somaxconn_is_said(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert f"--listen {cap + 1} is over net.core.somaxconn ({cap})" in server.log()
+
+
+def test_an_access_log_file_with_the_access_log_off_is_said(tmp_path: Path) -> None:
+    # A file alone turns the log on (uwsgi format); with it turned off, the file is never made.
+    path = tmp_path / "access.log"
+    options = {"access_log": "off", "access_log_file": str(path)}
+    server = Server(tmp_path, "supervisor_app:app", workers=1, **options).start()
+    try:
+        wait_until(lambda: "listening on" in server.log(), 10, "the listening line")
+    finally:
+        server.stop()
+    assert f"--access-log-file {path} is not written: --access-log is off" in server.log()

@@ -156,6 +156,11 @@ def _server_in_pidfile(path: str) -> int | None:
 def _startup_warnings(config: Config) -> None:
     if os.geteuid() == 0:
         log.warning("running as root: so does the app; --uid/--gid drop to a user after binding")
+    if config.access_log == "off" and config.access_log_file != "-":
+        log.warning(
+            "--access-log-file %s is not written: --access-log is off (give it uwsgi or json)",
+            config.access_log_file,
+        )
     cap = somaxconn_cap(config.listen)
     if cap is not None:  # uWSGI refuses to start; the server works, with a shorter queue
         log.warning(

@@ -50,8 +50,7 @@ _SignalHandler = Callable[["Policy", float], list[Action]]
 
 @dataclass
 class Policy(Roster):
-    """The supervisor's decisions on events. Times are seconds (``now`` monotonic, ``wall``
-    epoch)."""
+    """The supervisor's decisions on events (seconds: ``now`` monotonic, ``wall`` epoch)."""
 
     #: Signal name → its handler while not stopping (filled below the class).
     SIGNAL_HANDLERS: ClassVar[dict[str, _SignalHandler]] = {}
@@ -66,7 +65,8 @@ class Policy(Roster):
             return self.handle_usr1(now)
         if self.mode is Mode.STOPPING:
             if name in ("INT", "QUIT"):  # a second, impatient stop
-                return [self._stop(r, now, signal.SIGINT) for r in self.records.values()]
+                said = Log(LogLevel.INFO, f"SIG{name} while stopping: quick stop")
+                return [said, *(self._stop(r, now, signal.SIGINT) for r in self.records.values())]
             return [Log(LogLevel.INFO, f"already stopping; SIG{name} ignored")]
         handler = self.SIGNAL_HANDLERS.get(name)
         return handler(self, now) if handler is not None else []
