@@ -17,13 +17,16 @@ import shutil
 import sys
 import textwrap
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from uwsgiapp.buildinfo import VersionAction
 from uwsgiapp.clientcli import add_ping_parser, add_request_parser
 from uwsgiapp.clihints import unrecognized_message
 from uwsgiapp.entry import restore_defaults
 from uwsgiapp.exitcodes import COMMAND_EXIT_CODES, ClientExit, ServeExit, help_text
+
+if TYPE_CHECKING:
+    from uwsgiapp.config import Config
 
 # The client commands' codes under their old names (``serve`` and ``dev`` use ServeExit; the
 # commands themselves, in uwsgiapp.clientcli, use ClientExit).
@@ -127,6 +130,12 @@ def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--print-config",
         action="store_true",
         help="print the resolved configuration and where each value came from, then exit",
+    )
+    p.add_argument(
+        "--check-config",
+        action="store_true",
+        help="check the options and import the app as a worker would (--chdir, --pythonpath, "
+        "--env; as this user), binding nothing; exit 0 if it loads, 4 if not (gunicorn's)",
     )
     _add_config_options(p)
     p.set_defaults(handler=_cmd_serve)
@@ -234,6 +243,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     environ = dict(os.environ)  # what a HUP reads the options from again, with the files
     # The app is loaded after this, in this process (or in workers forked from it).
     os.environ.update(resolved.config.env_vars())
+    if args.check_config:
+        return _check_app(resolved.config)
     try:
         from uwsgiapp.supervisor import options, serve
     except ImportError as exc:
@@ -243,6 +254,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     options.watch(resolved.config, reread, environ)
     code: int = serve(resolved.config)
     return code
+
+
+def _check_app(config: Config) -> int:
+    """``--check-config``: the app imported here, as a worker would, and nothing served."""
+    from uwsgiapp.importer import AppImportError, load_app
+
+    try:
+        load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
+    except AppImportError as exc:
+        return _fail("serve", f"--check-config: {exc}", ServeExit.APP_LOAD)
+    print(f"{PROG} serve: the options are valid and {config.app} loads")
+    return ServeExit.OK
 
 
 # --- dev -----------------------------------------------------------------------------------

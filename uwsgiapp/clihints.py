@@ -112,7 +112,6 @@ FOREIGN_OPTIONS: Mapping[str, str] = {
     "--ca-certs": _TLS,
     "--paste": "give the WSGI callable as APP (module:callable); for a PasteDeploy ini, call "
     "paste.deploy.loadapp in a small module and name that",
-    "--check-config": "use --print-config (it validates the options, prints them and exits)",
     "--access-logformat": ADVICE["log-format"],
 }
 

@@ -33,7 +33,7 @@ class _Described(IntEnum):
 class ServeExit(_Described):
     """``uwsgiapp serve``: how the server ended (also the master's exit status)."""
 
-    OK = 0, "stopped on TERM, INT or QUIT (or --print-config printed)"
+    OK = 0, "stopped on TERM, INT or QUIT (or --print-config printed, or --check-config passed)"
     INTERNAL = 1, "internal error (the server cannot be imported, or an unexpected exception)"
     USAGE = 2, "bad option or configuration value (the message names it)"
     START_FAILED = (
@@ -45,8 +45,8 @@ class ServeExit(_Described):
     )
     APP_LOAD = (
         4,
-        "the app cannot be imported (at start; with --lazy-apps, also when a worker cannot "
-        "and none is left serving)",
+        "the app cannot be imported (at start, or by --check-config; with --lazy-apps, also "
+        "when a worker cannot and none is left serving)",
     )
     BOOT_LOOP = 5, "workers kept dying while starting (5 in a row): stopped instead of looping"
 

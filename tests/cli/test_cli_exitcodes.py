@@ -102,3 +102,24 @@ def test_an_access_log_file_that_cannot_be_opened_stops_the_start_in_one_line(
     err = r.stderr.decode()
     assert f"--access-log-file: cannot open {target}: No such file or directory" in err, err
     assert "Traceback" not in err and not os.path.exists(sock)
+
+
+def test_check_config_imports_the_app_and_binds_nothing(tmp_path: Path) -> None:
+    # gunicorn's --check-config as a deploy gate: a broken app must fail it (--print-config
+    # never imports the app).
+    (tmp_path / "good.py").write_text(
+        "import os\nSEEN = os.environ['FROM_ENV']\ndef app(environ, start_response):\n"
+        "    return []\n"
+    )
+    (tmp_path / "broken.py").write_text("import no_such_module_here\napp = None\n")
+    sock = tmp_path / "never.sock"
+    common = ["--chdir", str(tmp_path), "--env", "FROM_ENV=1", "--socket", str(sock)]
+    ok = run_cli("serve", "good:app", "--check-config", *common)
+    assert ok.returncode == ServeExit.OK, ok.stderr
+    assert b"the options are valid and good:app loads" in ok.stdout
+    bad = run_cli("serve", "broken:app", "--check-config", *common)
+    assert bad.returncode == ServeExit.APP_LOAD
+    assert b"--check-config:" in bad.stderr and b"no_such_module_here" in bad.stderr
+    assert not sock.exists()
+    usage = run_cli("serve", "good:app", "--check-config", "--workers", "0")
+    assert usage.returncode == ServeExit.USAGE

@@ -46,7 +46,6 @@ from uwsgiapp.clihints import hint_for
         (["serve", "a:app", "--limit-request-line", "8190"], "use --buffer-size N"),
         (["serve", "a:app", "--log-config", "l.ini"], "logging.config.dictConfig"),
         (["serve", "a:app", "--certfile", "c.pem"], "terminate TLS in nginx"),
-        (["serve", "a:app", "--check-config"], "use --print-config"),
         (["serve", "a:app", "-e", "A=1"], "-e: use --env NAME=VALUE"),
         (["serve", "a:app", "--umask", "007"], "UMask= in systemd"),
         (["serve", "a:app", "--access-logformat", "%(h)s"], "fixed formats"),
