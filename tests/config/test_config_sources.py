@@ -185,6 +185,9 @@ def test_toml_tables(tmp_path: Path, name: str, text: str, table: str) -> None:
     [
         ("u.toml", "workrs = 2\n", "unknown option 'workrs' in top level (did you mean workers?)"),
         ("u.toml", "workers = \n", "invalid TOML"),
+        # gunicorn's config is Python (it starts with imports and hook functions).
+        ("gunicorn.conf.py", "import multiprocessing\nworkers = 2\n",
+         "gunicorn.conf.py is Python (gunicorn's config?): give its settings as options"),
         ("pyproject.toml", "[project]\nname = 'x'\n", "no [tool.uwsgiapp] table"),
         ("u.toml", "workers = '2x'\n", "--workers (from config file"),
         ("u.toml", "workers = 0\n", "--workers (from config file"),

@@ -104,6 +104,14 @@ def _load_toml(path: str) -> dict[str, Any]:
     else:  # the same parser, as a package (a dependency on Python 3.10)
         import tomli as tomllib
     source = f"config file {path}"
+    if path.endswith(".py"):  # gunicorn.conf.py, whose first line TOML cannot parse
+        raise ConfigError(
+            "config",
+            f"reads TOML, and {path} is Python (gunicorn's config?): give its settings as "
+            "options (serve --help) or in a TOML file (--print-config writes one); the README "
+            "says where gunicorn's hooks go (post_fork: @uwsgiapp.postfork)",
+            "command line",
+        )
     try:
         with open(path, "rb") as fh:
             text = fh.read().decode("utf-8")
