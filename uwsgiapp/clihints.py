@@ -76,7 +76,6 @@ FOREIGN_OPTIONS: Mapping[str, str] = {
     "--max-worker-lifetime": "use --max-requests N or --reload-on-rss MB to recycle workers",
     "--reload-mercy": "use --graceful-timeout SECONDS",
     "--worker-reload-mercy": "use --graceful-timeout SECONDS",
-    "--log-level": "the error log shows INFO and above; there is no level option",
     "--disable-logging": "the access log is off by default (--access-log uwsgi turns it on)",
     "--pid": "use --pidfile PATH",
     "--user": "use --uid USER",

@@ -104,3 +104,15 @@ def test_an_access_log_file_with_the_access_log_off_is_said(tmp_path: Path) -> N
     finally:
         server.stop()
     assert f"--access-log-file {path} is not written: --access-log is off" in server.log()
+
+
+def test_log_level_warning_keeps_the_info_lines_out(tmp_path: Path) -> None:
+    # gunicorn's --log-level warning: the start, stop and worker lines go, warnings stay.
+    if somaxconn_cap(1 << 30) is None:
+        pytest.skip("net.core.somaxconn cannot be read here: no warning to see")
+    server = Server(tmp_path, "supervisor_app:app", workers=1, log_level="warning", listen=1 << 30)
+    server.start()
+    server.stop()
+    log = server.log()
+    assert "[WARNING] --listen" in log
+    assert "[INFO]" not in log and "listening on" not in log

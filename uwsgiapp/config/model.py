@@ -18,6 +18,7 @@ from uwsgiapp.logtargets import is_stream
 
 ACCESS_LOG_FORMATS = ("off", "uwsgi", "json")
 ERROR_LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 #: The most request threads a worker may have (each is a "core" in the worker's status slot).
 MAX_THREADS = 256
 #: More worker processes than this is a typo (a 0 too many), not a plan: refused before forking.
@@ -88,6 +89,11 @@ class Config:
         "text",
         "error log format: text, or json (one object a line, a traceback or stack dump inside "
         "its record: what log collectors need to keep a multi-line message whole)",
+    )
+    log_level: str = _opt(
+        "info",
+        "the error log's least level: debug, info, warning, error or critical (gunicorn's "
+        "--log-level; warning keeps the start, stop and worker lines out)",
     )
     capture_output: bool = _opt(
         False,
@@ -177,16 +183,14 @@ class Config:
             )
         if self.socket_timeout <= 0:
             raise ConfigError("socket_timeout", f"must be > 0, got {self.socket_timeout}")
-        if self.error_log_format not in ERROR_LOG_FORMATS:
-            raise ConfigError(
-                "error_log_format",
-                f"must be one of {', '.join(ERROR_LOG_FORMATS)}, got {self.error_log_format!r}",
-            )
-        if self.access_log not in ACCESS_LOG_FORMATS:
-            raise ConfigError(
-                "access_log",
-                f"must be one of {', '.join(ACCESS_LOG_FORMATS)}, got {self.access_log!r}",
-            )
+        for name, choices in (
+            ("log_level", LOG_LEVELS),
+            ("error_log_format", ERROR_LOG_FORMATS),
+            ("access_log", ACCESS_LOG_FORMATS),
+        ):
+            if getattr(self, name) not in choices:
+                got = getattr(self, name)
+                raise ConfigError(name, f"must be one of {', '.join(choices)}, got {got!r}")
         try:
             AllowList.parse(self.uwsgi_allow_from)
         except ValueError as exc:

@@ -269,7 +269,10 @@ def _serve(config: Config) -> int:
     config = entered
     try:
         setup_error_log(
-            config.error_log_file, capture=config.capture_output, fmt=config.error_log_format
+            config.error_log_file,
+            level=logging.getLevelName(config.log_level.upper()),
+            capture=config.capture_output,
+            fmt=config.error_log_format,
         )
     except OSError as exc:
         print(f"uwsgiapp: --error-log-file: {exc}", file=sys.stderr)
