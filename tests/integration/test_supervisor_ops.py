@@ -478,6 +478,7 @@ def test_a_second_server_on_a_running_servers_pidfile_is_refused(tmp_path: Path)
         wait_until(lambda: pidfile.read_text() == f"{third.pid}\n", 10, "the new pidfile")
     finally:
         third.stop()
+    assert f"named pid {os.getpid()}, no uwsgiapp running (a stale file): replaced" in third.log()
 
 
 def _tcp_exchange(port: int, data: bytes) -> bytes:

@@ -147,10 +147,13 @@ def _server_in_pidfile(path: str) -> int | None:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
             args = f.read().split(b"\0")
     except OSError:
-        return None
+        args = [b""]
     # Its title once running; `uwsgiapp serve` or `python -m uwsgiapp serve` while it starts.
     started = any(a == b"uwsgiapp" or a.endswith(b"/uwsgiapp") for a in args) and b"serve" in args
-    return pid if args[0].startswith(b"uwsgiapp master") or started else None
+    if args[0].startswith(b"uwsgiapp master") or started:
+        return pid
+    log.info("--pidfile: %s named pid %d, no uwsgiapp running (a stale file): replaced", path, pid)
+    return None
 
 
 def _startup_warnings(config: Config) -> None:
