@@ -285,7 +285,11 @@ def _add_dev(sub: argparse._SubParsersAction[_Parser]) -> None:
             "when a file changes and errors open the interactive debugger. For local work "
             "only; use 'uwsgiapp serve' behind nginx in production."
         ),
-        epilog=_wrap(help_text(ServeExit)),  # serve's codes: 3 = the port is taken, 2 = bad APP
+        epilog=_wrap(
+            f"exit status: {ServeExit.OK.value} stopped (Ctrl-C), {ServeExit.USAGE.value} bad "
+            f"option or APP, {ServeExit.START_FAILED.value} the address cannot be bound, "
+            f"{ServeExit.APP_LOAD.value} the app cannot be imported (serve's codes)"
+        ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("app", metavar="APP", help="module:attr, module:factory(), or file.py:attr")

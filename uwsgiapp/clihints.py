@@ -23,6 +23,10 @@ _PROXY = (
     "(uwsgi_param HTTPS on) for wsgi.url_scheme https"
 )
 _LIMIT = "use --buffer-size N (the largest request head nginx may send: URL and headers)"
+_TIMEOUT = (
+    "gunicorn's --timeout (kill a stuck worker) is --harakiri SECONDS here, off unless set "
+    "(gunicorn's is 30 s by default; the Docker image sets 30)"
+)
 _LOG_CONFIG = (
     "configure the app's logging in the app (logging.config.dictConfig at import); the "
     "server's own lines go to --error-log-file"
@@ -51,8 +55,8 @@ FOREIGN_OPTIONS: Mapping[str, str] = {
     "--home": "run the uwsgiapp installed in that virtualenv (VENV/bin/uwsgiapp)",
     "-H": "run the uwsgiapp installed in that virtualenv (VENV/bin/uwsgiapp)",
     "--virtualenv": "run the uwsgiapp installed in that virtualenv (VENV/bin/uwsgiapp)",
-    "--timeout": "gunicorn's --timeout (kill a stuck worker) is --harakiri SECONDS here",
-    "-t": "gunicorn's --timeout (kill a stuck worker) is --harakiri SECONDS here",
+    "--timeout": _TIMEOUT,
+    "-t": _TIMEOUT,
     "--access-logfile": "use --access-log-file PATH (it turns the access log on)",
     "--error-logfile": "use --error-log-file PATH",
     "--log-file": "use --error-log-file PATH",
