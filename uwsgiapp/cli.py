@@ -23,7 +23,7 @@ from uwsgiapp.buildinfo import VersionAction
 from uwsgiapp.clientcli import add_ping_parser, add_request_parser
 from uwsgiapp.clihints import unrecognized_message
 from uwsgiapp.entry import restore_defaults
-from uwsgiapp.exitcodes import COMMAND_EXIT_CODES, ClientExit, ServeExit, help_text
+from uwsgiapp.exitcodes import COMMAND_EXIT_CODES, DEV_EXIT_TEXT, ClientExit, ServeExit, help_text
 
 if TYPE_CHECKING:
     from uwsgiapp.config import Config
@@ -285,11 +285,7 @@ def _add_dev(sub: argparse._SubParsersAction[_Parser]) -> None:
             "when a file changes and errors open the interactive debugger. For local work "
             "only; use 'uwsgiapp serve' behind nginx in production."
         ),
-        epilog=_wrap(
-            f"exit status: {ServeExit.OK.value} stopped (Ctrl-C), {ServeExit.USAGE.value} bad "
-            f"option or APP, {ServeExit.START_FAILED.value} the address cannot be bound, "
-            f"{ServeExit.APP_LOAD.value} the app cannot be imported (serve's codes)"
-        ),
+        epilog=_wrap(DEV_EXIT_TEXT),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("app", metavar="APP", help="module:attr, module:factory(), or file.py:attr")

@@ -90,6 +90,14 @@ COMMAND_EXIT_CODES: dict[str, type[ServeExit] | type[ClientExit]] = {
 }
 
 
+#: ``uwsgiapp dev``'s: serve's codes, those it can end with.
+DEV_EXIT_TEXT = (
+    f"exit status: {ServeExit.OK.value} stopped (Ctrl-C), {ServeExit.USAGE.value} bad option or "
+    f"APP, {ServeExit.START_FAILED.value} the address cannot be bound, "
+    f"{ServeExit.APP_LOAD.value} the app cannot be imported (serve's codes)"
+)
+
+
 def help_text(codes: type[ServeExit] | type[ClientExit], *, only: str = "") -> str:
     """``exit status: 0 ..., 2 ...`` for a command's help epilog.
 
