@@ -354,6 +354,29 @@ def test_term_while_the_app_imports_stops_cleanly(tmp_path: Path) -> None:
     assert not os.path.exists(server.socket) and not pidfile.exists()
 
 
+def test_other_signals_while_the_app_imports_wait_for_the_master(tmp_path: Path) -> None:
+    # logrotate's `kill -USR1 $(cat pidfile)` as a slow app loads: the default action of USR1
+    # (HUP, USR2) ended the master without a word, TTIN/TTOU's froze it with its socket open.
+    (tmp_path / "slowimport.py").write_text(
+        "import time\ntime.sleep(2)\ndef app(environ, start_response):\n"
+        "    start_response('200 OK', [])\n    return [b'up']\n"
+    )
+    server = Server(tmp_path, "slowimport:app", pythonpath=[str(tmp_path)], workers=1)
+    server.start(wait=False)
+    try:
+        wait_until(lambda: "listening on" in server.log(), 10, "the socket to be bound")
+        for signum in (signal.SIGUSR1, signal.SIGHUP, signal.SIGUSR2, signal.SIGTTIN):
+            server.signal(signum)
+        wait_until(lambda: len(children(server.pid)) == 2, 15, "TTIN's second worker")
+        answer = uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10).data
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(b"up"), answer
+        log = server.log()
+        assert "SIGHUP during start-up: ignored" in log and "graceful reload" not in log
+        assert "USR1: log files reopened" in log and "SIGUSR2 ignored" in log
+    finally:
+        server.stop()
+
+
 def test_term_on_a_tcp_socket_under_sustained_load_stops_without_killing(
     tmp_path: Path, nginx_available: None
 ) -> None:

@@ -41,6 +41,7 @@ from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import privileges, titles
 from uwsgiapp.supervisor.arbiter import Arbiter
 from uwsgiapp.supervisor.listening import say_listening
+from uwsgiapp.supervisor.mastersignals import EARLY_SIGNUMS, keep_for_later
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
 from uwsgiapp.supervisor.reload import first_import, library_dirs, say_import_threads, site_dirs
 from uwsgiapp.supervisor.sdnotify import Notifier
@@ -201,6 +202,7 @@ def serve(config: Config) -> int:
     # Until the arbiter installs its handlers (after a possibly slow app import), a stop signal
     # must still unwind through the clean-up below instead of killing us with files left.
     previous = {s: signal.signal(s, _stop_during_start) for s in STOP_SIGNALS}
+    previous.update((s, signal.signal(s, keep_for_later)) for s in EARLY_SIGNUMS)
     # With the error log in a file, why the server stopped is said on stderr too (a copy of
     # it made now: --capture-output points fd 2 at the file).
     tail = ErrorTail(-1 if is_stream(config.error_log_file) else os.dup(2))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import logging
 import os
 import signal
 from collections.abc import Iterator
@@ -29,6 +30,17 @@ from uwsgiapp.termsignals import STOP_SIGNALS
 MASTER_SIGNALS = (*Policy.SIGNAL_HANDLERS, "CHLD")
 MASTER_SIGNUMS = frozenset(getattr(signal, f"SIG{name}") for name in MASTER_SIGNALS)
 _STOPS = frozenset(signum.name.removeprefix("SIG") for signum in STOP_SIGNALS)
+#: The others, whose default action ends (HUP, USR1, USR2) or freezes (TTIN, TTOU) a process:
+#: before the master's handlers exist (start-up, the app's import), they are kept for its loop.
+EARLY_SIGNUMS = sorted(MASTER_SIGNUMS - {signal.SIGCHLD, *STOP_SIGNALS})
+_early: list[str] = []
+
+log = logging.getLogger("uwsgiapp.error")
+
+
+def keep_for_later(signum: int, frame: FrameType | None) -> None:
+    """Start-up's handler of :data:`EARLY_SIGNUMS` (logrotate's USR1 as the app loads)."""
+    _early.append(signal.Signals(signum).name[3:])
 
 
 class StopDuringReimport(KeyboardInterrupt):
@@ -61,6 +73,12 @@ class MasterSignals:
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         for signum in MASTER_SIGNUMS:
             signal.signal(signum, self.handle)
+        for name in _early:  # a HUP's new code is what start-up just loaded: nothing to do
+            if name == "HUP":
+                log.info("SIGHUP during start-up: ignored (the code loaded is the current one)")
+            else:
+                self.queue.append(name)
+        _early.clear()
 
     def reclaim(self) -> list[str]:
         """Put the master's handlers back where something (the app's import) replaced them;
