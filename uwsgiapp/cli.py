@@ -69,6 +69,8 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
+        if message.startswith("argument COMMAND: invalid choice"):  # `uwsgiapp app:app`
+            message += "\n  the command comes first: uwsgiapp serve APP [options] (gunicorn APP)"
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 

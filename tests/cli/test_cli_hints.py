@@ -102,3 +102,9 @@ def test_uwsgi_variables_the_ini_reads_are_not_said_to_be_unread(tmp_path: Path)
     assert resolved.config.workers == 2
     (said,) = [w for w in resolved.warnings if "set but not read" in w]
     assert said.startswith("UWSGI_CHEAPER, UWSGI_MAX_REQUESTS are set but not read")
+
+
+def test_an_app_given_without_a_command_says_the_command_comes_first() -> None:
+    r = run_cli("app:app")  # gunicorn's way of starting
+    assert r.returncode == EXIT_USAGE
+    assert "the command comes first: uwsgiapp serve APP [options]" in r.stderr.decode()
