@@ -48,6 +48,9 @@ def test_what_uwsgiapp_always_does_is_accepted_silently(tmp_path: Path, body: st
         ("gevent = 400", "no async loop engine here"),
         ("log-5xx = true", "every request or none"),
         ("logger = syslog:app", "only 'logger = file:PATH' is taken"),
+        ("touch-logreopen = /tmp/x", "postrotate send SIGUSR1 to the master"),
+        ("log-maxsize = 1000000", "does not rotate its logs itself (they grow): rotate with"),
+        ("log-encoder = json", "--error-log-format json"),
         ("umask = 027", "UMask= in systemd"),
         ("logger = file:logfile=/tmp/x.log,maxsize=20", "maxsize not honoured (uwsgiapp does"),
         # Typos: the nearest key uwsgiapp knows (uWSGI says nothing about either).

@@ -83,6 +83,35 @@ def test_usr1_moves_every_worker_and_the_master_to_the_new_files(tmp_path: Path)
     assert "all workers stopped" not in (tmp_path / "error.log.1").read_text()
 
 
+def test_a_hups_reload_writes_to_moved_logs_anew(tmp_path: Path) -> None:
+    # uWSGI's log-reopen: logrotate's postrotate sends HUP (the ini's key was taken without a
+    # word, and the master and the new workers went on writing the moved file).
+    access_log = tmp_path / "access.log"
+    error_log = tmp_path / "error.log"
+    server = Server(
+        tmp_path / "server",
+        "supervisor_app:app",
+        workers=1,
+        access_log="uwsgi",
+        access_log_file=str(access_log),
+        error_log_file=str(error_log),
+    ).start()
+    try:
+        old = worker_pids(server.pid)
+        access_log.rename(tmp_path / "access.log.1")
+        error_log.rename(tmp_path / "error.log.1")
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: len(worker_pids(server.pid) - old) == 1, 10, "the new worker")
+        wait_until(lambda: not old & worker_pids(server.pid), 10, "the old worker gone")
+        _both_workers_serve(server)
+        (new,) = worker_pids(server.pid)
+        wait_until(lambda: _pids(access_log) == {new}, 10, "the new worker's line")
+    finally:
+        server.stop()
+    assert "HUP: log files reopened (the new workers write to them)" in error_log.read_text()
+    assert "reload: 1 new worker ready" in error_log.read_text()
+
+
 CHATTY_APP = """\
 import logging, os, sys
 

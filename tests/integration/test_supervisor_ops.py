@@ -377,6 +377,26 @@ def test_other_signals_while_the_app_imports_wait_for_the_master(tmp_path: Path)
         server.stop()
 
 
+def test_a_crash_loop_is_respawned_slower_and_said(tmp_path: Path) -> None:
+    # Every worker dies a moment after it serves: forks (and their dumps) were not bounded.
+    (tmp_path / "latecrash.py").write_text(
+        "import os, threading\nfrom uwsgiapp import postfork\n\n@postfork\ndef doom():\n"
+        "    threading.Timer(0.1, lambda: os._exit(9)).start()\n\n"
+        "def app(environ, start_response):\n    return []\n"
+    )
+    server = Server(tmp_path, "latecrash:app", pythonpath=[str(tmp_path)], workers=2)
+    server.start()
+    try:
+        wait_until(lambda: "(a crash loop)" in server.log(), 10, "the crash loop's line")
+        time.sleep(3)
+        started = server.log().count(") started")
+    finally:
+        server.stop()
+    # 2 workers, each dying 0.1 s after its start: some 60 forks in 3 s without the hold.
+    assert started < 20, started
+    assert "serving workers died in the last second (a crash loop): new workers in" in server.log()
+
+
 def test_term_on_a_tcp_socket_under_sustained_load_stops_without_killing(
     tmp_path: Path, nginx_available: None
 ) -> None:

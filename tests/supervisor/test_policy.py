@@ -415,6 +415,32 @@ def test_crash_after_the_worker_said_ready_is_not_a_boot_failure() -> None:
         sim.ready.add(pid)
         actions = sim.run(sim.exit(pid, None, signal.SIGKILL))
         assert not [a for a in actions if isinstance(a, Halt)]
+        sim.tick(0.6)  # two a second: not yet a crash loop
+
+
+def test_a_crash_loop_of_serving_workers_holds_their_respawns_and_says_so() -> None:
+    # A postfork timer's os._exit, or a request that segfaults under load: 15 forks a second
+    # for ever (uWSGI sleeps: "worker respawning too fast"), 10 MB of dumps a minute.
+    sim = started(workers=2)
+    said: list[object] = []
+    for _ in range(7):  # more than twice the workers, and two, in a second
+        pid = min(sim.pids())
+        sim.ready.add(pid)
+        said += sim.run(sim.exit(pid, None, signal.SIGSEGV))
+    assert "7 serving workers died in the last second (a crash loop): new workers in 1 s" in str(
+        said
+    )
+    assert "; new workers are held" in str(said[-2:])
+    held = len(sim.pids())
+    assert not [a for a in sim.tick(0.5) if isinstance(a, Spawn)] and len(sim.pids()) == held
+    sim.tick(0.6)
+    assert len(sim.pids()) == 2  # then as many as asked for
+    for _ in range(7):  # again: the hold doubles
+        pid = min(sim.pids())
+        sim.ready.add(pid)
+        said = sim.run(sim.exit(pid, None, signal.SIGSEGV))
+        sim.tick(0.01)
+    assert "new workers in 2 s" in str(said)
 
 
 def test_readiness_seen_at_exit_resets_the_boot_failure_count() -> None:

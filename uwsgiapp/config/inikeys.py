@@ -96,7 +96,7 @@ ALWAYS_ON: Mapping[str, str] = {
     "auto-procname": "uwsgiapp always names its processes (master, worker N; "
     "--request-titles adds each worker's request)",
     "harakiri-verbose": "uwsgiapp's harakiri always logs the request and its Python stack",
-    "log-reopen": "SIGUSR1 always reopens uwsgiapp's logs",
+    "log-reopen": "SIGUSR1 always reopens uwsgiapp's logs, and so does a HUP's reload",
     "ignore-sigpipe": "a client gone never ends a uwsgiapp process (Python ignores SIGPIPE)",
     "ignore-write-errors": "a client gone mid-response is one info line in uwsgiapp's log, "
     "not an error",
@@ -169,6 +169,10 @@ _BEFORE_START = (
     "the entrypoint (e.g. manage.py migrate), or decorate a function of the app with "
     "uwsgiapp.postfork for per-worker set-up"
 )
+_ROTATE = (
+    "rotate with logrotate and have its postrotate send SIGUSR1 to the master (kill -USR1 "
+    "$(cat PIDFILE)), which reopens every log file"
+)
 #: Advice for unsupported keys users commonly have.
 ADVICE: Mapping[str, str] = {
     "log-date": "error log lines already start with the date and time",
@@ -229,6 +233,10 @@ ADVICE: Mapping[str, str] = {
     "logger": "only 'logger = file:PATH' is taken (the error log's file): for syslog or a "
     "socket, run under systemd/journald or have a collector read the file",
     "req-logger": "only 'req-logger = file:PATH' is taken (the access log's file)",
+    "touch-logreopen": _ROTATE,
+    "log-maxsize": "uwsgiapp does not rotate its logs itself (they grow): " + _ROTATE,
+    "log-backupname": "uwsgiapp does not rotate its logs itself (they grow): " + _ROTATE,
+    "log-encoder": "--error-log-format json writes one JSON object a line; no other encoder",
     "gevent": _LOOP,
     "async": _LOOP,
     "ugreen": _LOOP,

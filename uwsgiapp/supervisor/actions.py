@@ -17,6 +17,10 @@ BOOT_FAILURE_LIMIT = 5
 #: A worker could not load the app while others serve: seconds before the next try, doubling
 #: up to the second value (back to the first once a worker loads it).
 LOAD_RETRY = (1.0, 10.0)
+#: A crash loop (more serving workers dying unasked in a second than 2 a worker, and 2): spawns
+#: wait this long, doubling up to the second value while it lasts (uWSGI's "respawning too
+#: fast"); back to the first after the third value's seconds without one.
+CRASH_HOLD = (1.0, 8.0, 30.0)
 #: Seconds between the harakiri stack dump and the kill; and the quick-stop grace (also what
 #: a worker still in a request at its graceful deadline gets after SIGINT, before SIGKILL).
 DUMP_GRACE = 1.0
@@ -110,7 +114,10 @@ class StopAccepting:
 
 @dataclass(frozen=True, slots=True)
 class ReopenLogs:
-    """Reopen the master's log files."""
+    """Reopen the master's log files (on ``why``: USR1, or a HUP, whose new workers then write
+    to the new files, as uWSGI's ``log-reopen``)."""
+
+    why: str = "USR1: log files reopened (the workers' too)"
 
 
 @dataclass(frozen=True, slots=True)

@@ -240,10 +240,10 @@ class Arbiter:
                     # open (connections queuing there to be reset) after the workers' drain.
                     for listener in self.listeners:
                         listener.close()
-                case A.ReopenLogs():
+                case A.ReopenLogs(why):
                     try:
                         if reopen_logs():
-                            log.info("USR1: log files reopened (the workers' too)")
+                            log.info("%s", why)
                     except OSError as exc:  # e.g. a dropped master may not create the new file
                         sys.stderr.write(f"uwsgiapp: USR1: cannot reopen the log files: {exc}\n")
                 case A.Notify(state):

@@ -113,6 +113,7 @@ class Policy(Roster):
         actions: list[Action] = [
             Log(LogLevel.INFO, f"SIGHUP: graceful reload (generation {self.generation}): {says}"),
             Notify("RELOADING=1\nSTATUS=reloading"),  # Type=notify-reload waits for it
+            ReopenLogs("HUP: log files reopened (the new workers write to them)"),
         ]
         actions += self._retire_superseded(now)
         if self.reload_kind is ReloadKind.REIMPORT:
@@ -184,7 +185,9 @@ class Policy(Roster):
         clean = code == WorkerExit.CLEAN and signum is None
         level = LogLevel.INFO if clean else LogLevel.ERROR
         how += "" if clean else unexpected_death(signum, cut)
-        actions: list[Action] = [Log(level, f"{rec.label} {how}; starting a new one")]
+        crash = self._crashed(now) if rec.state is READY and not clean else []
+        then = "; starting a new one" if not self.spawns_held else "; new workers are held"
+        actions: list[Action] = [Log(level, f"{rec.label} {how}{then}"), *crash]
         if rec.state is BOOTING and not clean:  # leaving on purpose is not failing to start
             self.boot_failures += 1
             if self.boot_failures >= BOOT_FAILURE_LIMIT and any(
@@ -388,13 +391,5 @@ class Policy(Roster):
         ]
 
 
-Policy.SIGNAL_HANDLERS.update(
-    HUP=Policy.handle_hup,
-    TERM=Policy.handle_term,
-    INT=Policy.handle_int,
-    QUIT=Policy.handle_quit,
-    TTIN=Policy.handle_ttin,
-    TTOU=Policy.handle_ttou,
-    USR1=Policy.handle_usr1,
-    USR2=Policy.handle_usr2,
-)
+_NAMES = ("HUP", "TERM", "INT", "QUIT", "TTIN", "TTOU", "USR1", "USR2")
+Policy.SIGNAL_HANDLERS.update({name: getattr(Policy, f"handle_{name.lower()}") for name in _NAMES})

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from uwsgiapp.exitcodes import ServeExit
 from uwsgiapp.supervisor.actions import (
+    CRASH_HOLD,
     DUMP_GRACE,
     QUICK_GRACE,
     RETIRE,
@@ -82,6 +83,11 @@ class Roster:
     #: service manager (once, after that).
     served: bool = False
     ready_said: bool = False
+    #: When serving workers died unasked, in the last second; the crash loop's spawn hold
+    #: (seconds, 0: none) and when it was last set.
+    crashes: list[float] = field(default_factory=list)
+    crash_hold: float = 0.0
+    crash_held_at: float = 0.0
 
     def __post_init__(self) -> None:
         self.desired = self.workers
@@ -226,6 +232,29 @@ class Roster:
         if rec.state is READY and st.leaving_for(rec.pid):
             rec.state = STOPPING
             rec.deadline = now + self.graceful_timeout
+
+    def _crashed(self, now: float) -> list[Action]:
+        """A serving worker died unasked (a segfault, ``os._exit``, an OOM kill): more of those
+        in a second than twice the workers and two is a crash loop, whose respawns are then
+        held (one line each time), so that its forks and their dumps do not flood the machine
+        and the log. (Each worker dying once at the same moment, as an OOM kill does, is not.)"""
+        self.crashes = [t for t in self.crashes if now - t < 1.0] + [now]
+        if len(self.crashes) <= 2 * self.desired + 2:
+            return []
+        first, most, quiet = CRASH_HOLD
+        back = self.crash_hold and now - self.crash_held_at < quiet
+        self.crash_hold = min(self.crash_hold * 2, most) if back else first
+        self.crash_held_at = now
+        self.spawns_held = True
+        self.respawn_at = max(self.respawn_at, now + self.crash_hold)
+        died, self.crashes = len(self.crashes), []
+        return [
+            Log(
+                LogLevel.ERROR,
+                f"{died} serving workers died in the last second (a crash loop): new workers "
+                f"in {self.crash_hold:g} s, those left serve meanwhile",
+            )
+        ]
 
     def wanted(self, action: Action) -> bool:
         """The arbiter is about to carry out ``action``: is it still wanted?
