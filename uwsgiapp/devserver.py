@@ -118,14 +118,19 @@ def _app_source(spec: str) -> str:
 
 
 def bounded_input(app: WSGIApp) -> WSGIApp:
-    """``app`` with a ``wsgi.input`` that ends at ``CONTENT_LENGTH``, as under ``serve``.
+    """``app`` with a ``wsgi.input`` that ends at ``CONTENT_LENGTH``, and its heads checked,
+    as under ``serve``.
 
     werkzeug's server hands the app the connection itself for a body with a Content-Length
     (it bounds only chunked bodies, which it marks ``wsgi.input_terminated``): a plain WSGI
     app's ``read()``, or ``read(n)`` past the body, would wait for bytes the client never
-    sends. No Content-Length is an empty body, as under ``serve``.
+    sends. No Content-Length is an empty body, as under ``serve``. A head ``serve`` refuses
+    (CR or LF in a header, not latin-1, a bad Content-Length) raises here, where the debugger
+    shows it: werkzeug sent a CR/LF header on to the browser, and hung on a non-latin-1 one.
     """
     from werkzeug.wsgi import LimitedStream
+
+    from uwsgiapp.wsgi.response import render
 
     def bounded(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if not environ.get("wsgi.input_terminated"):
@@ -134,7 +139,12 @@ def bounded_input(app: WSGIApp) -> WSGIApp:
             except ValueError:
                 length = 0
             environ["wsgi.input"] = LimitedStream(environ["wsgi.input"], length)
-        return app(environ, start_response)
+
+        def checked(status: Any, headers: Any, exc_info: Any = None) -> Any:
+            render("HTTP/1.1", status, headers)  # HeaderError, as serve answers 500 for it
+            return start_response(status, headers, exc_info)
+
+        return app(environ, checked)
 
     return bounded
 

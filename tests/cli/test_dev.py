@@ -30,6 +30,7 @@ from uwsgiapp.devserver import (
     is_loopback,
 )
 from uwsgiapp.exitcodes import ServeExit
+from uwsgiapp.wsgi.response import HeaderError
 
 APP = """\
 def app(environ, start_response):
@@ -235,6 +236,35 @@ def test_bounded_input_in_process() -> None:
     assert run({"CONTENT_LENGTH": "4"}) == b"body"
     assert run({}) == run({"CONTENT_LENGTH": "x"}) == b""
     assert run({"CONTENT_LENGTH": "4", "wsgi.input_terminated": True}) == b"body+more"
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("X-Bad", "a\r\nSet-Cookie: pwn=1")],
+        [("X-Name", "caf\u00e9 \u20ac")],
+        [("Content-Length", "x")],
+    ],
+    ids=["crlf", "not-latin-1", "content-length"],
+)
+def test_dev_refuses_the_heads_serve_refuses(headers: list[tuple[str, str]]) -> None:
+    # werkzeug sent a CR/LF header on to the browser and hung on a non-latin-1 one: under
+    # serve each is a 500 and a line; dev raises where its debugger shows it.
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", headers)
+        return [b"x"]
+
+    sent: list[object] = []
+    with pytest.raises(HeaderError):
+        bounded_input(app)({"wsgi.input": io.BytesIO()}, lambda *a: sent.append(a))
+    assert sent == []
+    environ = {"wsgi.input": io.BytesIO()}
+    assert bounded_input(hello_app)(environ, lambda *a: sent.append(a)) == [b"up"] and sent
+
+
+def hello_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"up"]
 
 
 FLASK_APP = """\
