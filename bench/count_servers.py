@@ -92,10 +92,12 @@ def counted_run(
     keep: Path | None = None,
     stats: bool = False,
     simulate: bool = False,
+    tool_args: tuple[str, ...] = (),
 ) -> tuple[int, int, int, dict[str, int]]:
     """Instructions of the master, instructions of the workers, the workers' allocations and
     all the workers' events, in one server run that served ``WARM_UP + requests``
-    (``stats``: serving stats as well; ``simulate``: valgrind's cache and branch simulators on)."""
+    (``stats``: serving stats as well; ``simulate``: valgrind's cache and branch simulators on;
+    ``tool_args``: more callgrind options, e.g. ``--dump-instr=yes`` for bench/footprint.py)."""
     with tempfile.TemporaryDirectory(prefix="count-", dir=env.run_dir) as tmp:
         out = Path(tmp)
         sock = out / "server.sock"
@@ -103,7 +105,14 @@ def counted_run(
         if stats:  # the same option in both servers
             cmd += ["--stats", str(out / "stats.sock")]
         sim = ["--cache-sim=yes", "--branch-sim=yes"] if simulate else []
-        cmd = ["valgrind", "--tool=callgrind", *sim, f"--callgrind-out-file={out}/cg.%p", *cmd]
+        cmd = [
+            "valgrind",
+            "--tool=callgrind",
+            *sim,
+            *tool_args,
+            f"--callgrind-out-file={out}/cg.%p",
+            *cmd,
+        ]
         # A fixed hash seed: str hashes, and with them dict probes, are alike in both runs.
         pyenv = {**bench.server_environ(env), "PYTHONHASHSEED": "0"}
         srv = bench.start(cmd, out / "server.log", env=pyenv, cwd=bench.APPS)
