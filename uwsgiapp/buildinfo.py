@@ -45,6 +45,7 @@ COMPILED_MODULES = (
     "uwsgiapp.server.accesslog",
     "uwsgiapp.server.exchange",
     "uwsgiapp.server.intake",
+    "uwsgiapp.server.burst",
     "uwsgiapp.supervisor.status",
 )
 

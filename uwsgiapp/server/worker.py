@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from uwsgiapp.server import decisions
+from uwsgiapp.server.burst import PARKED_BATCH, accept_run
 from uwsgiapp.server.decisions import DRAIN_SECONDS, accept_burst, longest_silent, silent
 from uwsgiapp.server.inflight import worker_label
 from uwsgiapp.server.intake import FIRST_BYTES_WAIT, Handler, Pending
@@ -44,8 +45,6 @@ IDLE_TICK = 1.0
 MAX_PARKED = 512
 #: Seconds between two log lines about connections closed because parking was full.
 SHED_LOG_INTERVAL = 1.0
-#: Connections accepted in a row before parked ones are looked at again.
-PARKED_BATCH = 16
 
 
 class RequestHooks(Protocol):
@@ -179,40 +178,8 @@ class Worker(StopSignals):
         the worker is stopping. Returns True when it stopped with
         connections possibly still queued, False when accept() found none.
         """
-        accept = listener.sock._accept  # type: ignore[attr-defined]  # raw (fd, addr): no socket object
-        allow = listener.allow
-        begin = self.handler.begin
-        hooks = self.hooks
-        check_recycle = bool(self.max_requests) or self.should_recycle is not None
-        served = 0
-        while self.alive or (draining and time.monotonic() < until) or (last and not served):
-            if served and not draining and (not burst or (self.parked and served >= PARKED_BATCH)):
-                return True
-            try:
-                fd, addr = accept()
-            except BlockingIOError:
-                break
-            except OSError as exc:
-                self._accept_failed(listener, exc)
-                break
-            served += 1
-            if allow is not None and not allow.allows(addr[0]):
-                self._refused.add((addr[0], listener.spec))
-                os.close(fd)
-                continue
-            # _step, inlined: this is the per-request path.
-            if hooks is not None:
-                hooks.begin()
-            pending = begin(fd, addr or listener.spec)
-            if pending is None:
-                self.requests += 1
-            else:
-                self._hold(pending)
-            if hooks is not None:
-                hooks.end(self.requests)
-            if pending is None and check_recycle:
-                self._after_request()
-        return False
+        # The loop itself is compiled in a compiled build (uwsgiapp.server.burst).
+        return accept_run(self, listener, draining, until, burst, last)
 
     def _drain(self) -> None:
         """TERM: serve what waits in the listen queues until each is empty, then (a process
