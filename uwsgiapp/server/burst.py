@@ -38,6 +38,9 @@ def accept_run(
     handler: Handler = worker.handler
     hooks = worker.hooks
     check_recycle = bool(worker.max_requests) or worker.should_recycle is not None
+    # The worker's count, kept here as a native int (one store a request, no read or add of
+    # the attribute): only this loop counts while it runs.
+    requests: int = worker.requests
     served = 0
     while worker.alive or (draining and _monotonic() < until) or (last and not served):
         if served and not draining and (not burst or (worker.parked and served >= PARKED_BATCH)):
@@ -59,11 +62,12 @@ def accept_run(
             hooks.begin()
         pending = handler.begin(fd, addr or listener.spec)
         if pending is None:
-            worker.requests += 1
+            requests += 1
+            worker.requests = requests
         else:
             worker._hold(pending)
         if hooks is not None:
-            hooks.end(worker.requests)
+            hooks.end(requests)
         if pending is None and check_recycle:
             worker._after_request()
     return False
