@@ -10,10 +10,11 @@ both ask it.
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import TextIO
+from typing import Any, TextIO
 
-__all__ = ["is_stream", "stream_for"]
+__all__ = ["is_stream", "moved", "stream_for"]
 
 _NAMED = {"/dev/stdout": "stdout", "/dev/stderr": "stderr"}
 
@@ -27,3 +28,13 @@ def stream_for(target: str, default: TextIO) -> TextIO:
     """The stream ``target`` names: ``default`` for ``-``; ``target`` must be a stream."""
     name = _NAMED.get(target)
     return default if name is None else getattr(sys, name)
+
+
+def moved(path: str, stream: Any) -> bool:
+    """Is the file open as ``stream`` no longer the one at ``path`` (logrotate moved it; gone,
+    or not to be told: True)?"""
+    try:
+        now, held = os.stat(path), os.fstat(stream.fileno())
+    except (OSError, ValueError, AttributeError):
+        return True
+    return (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino)

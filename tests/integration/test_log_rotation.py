@@ -108,8 +108,39 @@ def test_a_hups_reload_writes_to_moved_logs_anew(tmp_path: Path) -> None:
         wait_until(lambda: _pids(access_log) == {new}, 10, "the new worker's line")
     finally:
         server.stop()
-    assert "HUP: log files reopened (the new workers write to them)" in error_log.read_text()
+    assert (
+        "HUP: log files moved away reopened (the new workers write to them)"
+        in error_log.read_text()
+    )
     assert "reload: 1 new worker ready" in error_log.read_text()
+
+
+def test_a_hup_leaves_the_apps_own_log_files_that_did_not_move(tmp_path: Path) -> None:
+    # A HUP reopens what logrotate moved; reopening an app's FileHandler(mode="w") that did
+    # not move emptied it at every reload.
+    log_path = tmp_path / "app-own.log"
+    (tmp_path / "ownlog.py").write_text(
+        "import logging\n"
+        f"handler = logging.FileHandler({str(log_path)!r}, mode='w')\n"
+        "logger = logging.getLogger('ownlog')\nlogger.addHandler(handler)\n"
+        "logger.warning('imported')\n\n"
+        "def app(environ, start_response):\n    start_response('200 OK', [])\n    return []\n"
+    )
+    server = Server(
+        tmp_path / "server",
+        "ownlog:app",
+        pythonpath=[str(tmp_path)],
+        reload_preloaded=False,  # no re-import, which would empty it itself
+        workers=1,
+    ).start()
+    try:
+        old = worker_pids(server.pid)
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: not old & worker_pids(server.pid), 10, "the old worker gone")
+    finally:
+        server.stop()
+    assert log_path.read_text() == "imported\n"
+    assert "log files moved away reopened" not in server.log()
 
 
 CHATTY_APP = """\

@@ -602,6 +602,24 @@ def test_access_log_when_nginx_left_before_the_answer(size: int) -> None:
     assert (status, body) == ("200 OK", 0)
 
 
+@pytest.mark.parametrize("how", ["app-raised", "refused"])
+def test_access_log_of_an_error_answer_nginx_left_before(how: str) -> None:
+    # The 500 for an app that raised, the 400 for a bad CONTENT_LENGTH: not written either.
+    lines: list[tuple[str, int, int]] = []
+    client, server = socket.socketpair()
+    extra = {"CONTENT_LENGTH": "abc"} if how == "refused" else {}
+    client.sendall(packet(uri="/gone", **extra))
+    client.close()
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        raise RuntimeError("after nginx left")
+
+    handler = make_handler(app, access_log=lambda env, r, secs: lines.append(body_of(r)))
+    handler.handle(server.detach(), "test")
+    ((status, body, _),) = lines
+    assert status[:3] in ("500", "400") and body == 0
+
+
 def test_access_log_after_an_app_error() -> None:
     lines: list[tuple[str, int]] = []
 

@@ -255,7 +255,8 @@ class Responder:
                 drain(fd, int(length_var) - len(rest), self.timeout)
         finally:
             if self.access_log is not None:
-                refused.head_size, refused.headers = _head_size(payload), _ERROR_HEADERS
+                refused.headers = _ERROR_HEADERS
+                refused.head_size = _head_size(payload) if refused.sent else 0  # written?
                 self.access_log(environ, refused, _perf_counter() - started)
 
     def _run_app(self, exchange: Exchange, environ: dict[str, Any], peer: Peer) -> None:
@@ -341,9 +342,10 @@ class Responder:
         exchange.status = "500 Internal Server Error"
         payload = error_response(exchange.protocol, exchange.status, "Internal Server Error")
         exchange.head_sent = True
-        exchange.head_size, exchange.headers = _head_size(payload), _ERROR_HEADERS
+        exchange.headers = _ERROR_HEADERS
         send_all(exchange.fd, payload, self.timeout)
         exchange.sent += len(payload)
+        exchange.head_size = _head_size(payload)  # once written (nginx may be gone)
 
     def _check_fds(self, exc: BaseException | None) -> None:
         # An app that leaks descriptors fails with EMFILE on every request from then on; only a

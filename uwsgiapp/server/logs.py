@@ -14,7 +14,7 @@ import traceback
 from types import TracebackType
 from typing import Any
 
-from uwsgiapp.logtargets import is_stream, stream_for
+from uwsgiapp.logtargets import is_stream, moved, stream_for
 from uwsgiapp.server.accesslog import PID, LineWriter, json_access_log, uwsgi_access_log
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.safefiles import open_append
@@ -192,15 +192,16 @@ def _open_file_handlers() -> list[logging.FileHandler]:
     return list(found.values())
 
 
-def reopen_logs() -> bool:
+def reopen_logs(moved_only: bool = False) -> bool:
     """USR1: reopen every log file (after logrotate moved them), ours and the app's logging
-    handlers'; False if one could not be (it was logged).
-
-    The new file is opened before the old one is closed: a path that is refused (a link
-    planted in its place) leaves the handler writing to the old file, with one error line.
-    """
-    reopened = True
-    for handler in _open_file_handlers():
+    handlers' (a HUP: those moved only, or an app's of mode "w" is emptied); False if one could
+    not be (logged), or none had moved. The new file is opened before the old one is closed: a
+    path refused (a link planted there) leaves the handler writing to the old file."""
+    handlers = _open_file_handlers()
+    if moved_only:
+        handlers = [h for h in handlers if moved(h.baseFilename, h.stream)]
+    reopened = bool(handlers) or not moved_only
+    for handler in handlers:
         handler.acquire()
         try:
             try:

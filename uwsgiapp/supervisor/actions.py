@@ -115,9 +115,10 @@ class StopAccepting:
 @dataclass(frozen=True, slots=True)
 class ReopenLogs:
     """Reopen the master's log files (on ``why``: USR1, or a HUP, whose new workers then write
-    to the new files, as uWSGI's ``log-reopen``)."""
+    to the new files, as uWSGI's ``log-reopen``: those moved only, ``moved_only``)."""
 
     why: str = "USR1: log files reopened (the workers' too)"
+    moved_only: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -240,12 +240,13 @@ class Arbiter:
                     # open (connections queuing there to be reset) after the workers' drain.
                     for listener in self.listeners:
                         listener.close()
-                case A.ReopenLogs(why):
+                case A.ReopenLogs(why, moved_only):
                     try:
-                        if reopen_logs():
+                        if reopen_logs(moved_only):
                             log.info("%s", why)
                     except OSError as exc:  # e.g. a dropped master may not create the new file
-                        sys.stderr.write(f"uwsgiapp: USR1: cannot reopen the log files: {exc}\n")
+                        sig = why.partition(":")[0]
+                        sys.stderr.write(f"uwsgiapp: {sig}: cannot reopen the log files: {exc}\n")
                 case A.Notify(state):
                     self.notifier.send(state)
                 case A.Halt(code):

@@ -113,7 +113,7 @@ class Policy(Roster):
         actions: list[Action] = [
             Log(LogLevel.INFO, f"SIGHUP: graceful reload (generation {self.generation}): {says}"),
             Notify("RELOADING=1\nSTATUS=reloading"),  # Type=notify-reload waits for it
-            ReopenLogs("HUP: log files reopened (the new workers write to them)"),
+            ReopenLogs("HUP: log files moved away reopened (the new workers write to them)", True),
         ]
         actions += self._retire_superseded(now)
         if self.reload_kind is ReloadKind.REIMPORT:
