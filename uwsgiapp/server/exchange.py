@@ -247,7 +247,7 @@ class Responder:
         refused.head_sent = True
         try:
             send_all(fd, payload, self.timeout)
-            refused.sent = len(payload)
+            refused.sent, refused.head_size = len(payload), _head_size(payload)  # once written
             length_var = environ.get("CONTENT_LENGTH") or ""
             if exc.status[:3] == "413" and len(length_var) <= 18:
                 # Too large, but well-formed: read it away as for any unread body, so nginx
@@ -256,7 +256,6 @@ class Responder:
         finally:
             if self.access_log is not None:
                 refused.headers = _ERROR_HEADERS
-                refused.head_size = _head_size(payload) if refused.sent else 0  # written?
                 self.access_log(environ, refused, _perf_counter() - started)
 
     def _run_app(self, exchange: Exchange, environ: dict[str, Any], peer: Peer) -> None:
