@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from uwsgiapp.buildinfo import VersionAction
 from uwsgiapp.clientcli import add_ping_parser, add_request_parser
-from uwsgiapp.clihints import unrecognized_message
+from uwsgiapp.clihints import command_hint, unrecognized_message
 from uwsgiapp.entry import restore_defaults
 from uwsgiapp.exitcodes import COMMAND_EXIT_CODES, DEV_EXIT_TEXT, ClientExit, ServeExit, help_text
 
@@ -69,8 +69,7 @@ class _Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        if message.startswith("argument COMMAND: invalid choice"):  # `uwsgiapp app:app`
-            message += "\n  the command comes first: uwsgiapp serve APP [options] (gunicorn APP)"
+        message += command_hint(message)
         self.print_usage(sys.stderr)
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
@@ -259,15 +258,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _check_app(config: Config) -> int:
-    """``--check-config``: the app imported here, as a worker would, and nothing served."""
-    from uwsgiapp.importer import AppImportError, load_app
+    """``--check-config`` (:mod:`uwsgiapp.supervisor.check`)."""
+    from uwsgiapp.supervisor.check import check_app
 
-    try:
-        load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
-    except AppImportError as exc:
-        return _fail("serve", f"--check-config: {exc}", ServeExit.APP_LOAD)
-    print(f"{PROG} serve: the options are valid and {config.app} loads")
-    return ServeExit.OK
+    code, said = check_app(config)
+    if code:
+        return _fail("serve", said, code)
+    print(f"{PROG} serve: {said}")
+    return code
 
 
 # --- dev -----------------------------------------------------------------------------------

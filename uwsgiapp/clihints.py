@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from uwsgiapp.config.inikeys import ADVICE, ALWAYS_ON
 
-__all__ = ["FOREIGN_OPTIONS", "hint_for", "unrecognized_message"]
+__all__ = ["FOREIGN_OPTIONS", "command_hint", "hint_for", "unrecognized_message"]
 
 _SOCKET = "use --socket HOST:PORT (or a unix socket path)"
 _WORKER_CLASS = "use --threads N for request threads (there are no other worker classes)"
@@ -149,3 +149,14 @@ def unrecognized_message(extras: Sequence[str], ours: Iterable[str]) -> str:
         )
     message = f"unrecognized arguments: {' '.join(extras)}"
     return message + "".join(f"\n  {h}" for h in hints)
+
+
+def command_hint(message: str) -> str:
+    """What to add to argparse's line about an unknown command: for an APP given first
+    (``uwsgiapp app:app``, gunicorn's order), that the command comes first; for a typo,
+    nothing (the choices are in the line)."""
+    prefix = "argument COMMAND: invalid choice: '"
+    given = message[len(prefix) :].partition("'")[0] if message.startswith(prefix) else ""
+    if ":" in given or given.endswith(".py"):
+        return "\n  the command comes first: uwsgiapp serve APP [options] (gunicorn APP)"
+    return ""

@@ -4,6 +4,7 @@ the module docstring say them, all from the same table."""
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shutil
 import tempfile
@@ -123,3 +124,21 @@ def test_check_config_imports_the_app_and_binds_nothing(tmp_path: Path) -> None:
     assert not sock.exists()
     usage = run_cli("serve", "good:app", "--check-config", "--workers", "0")
     assert usage.returncode == ServeExit.USAGE
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="imports as --uid only when started as root")
+def test_check_config_imports_as_the_uid_user(short_dir: Path) -> None:
+    # As root, the import ran as root: the files it made (a log, a SQLite file) were root's,
+    # where the real workers, as --uid, then could not write.
+    short_dir.chmod(0o755)
+    (short_dir / "whoami.py").write_text(
+        "import os\nprint('IMPORTED AS', os.getuid())\ndef app(environ, start_response):\n"
+        "    return []\n"
+    )
+    ok = run_cli(
+        "serve", "whoami:app", "--check-config", "--chdir", str(short_dir), "--uid", "nobody"
+    )
+    assert ok.returncode == ServeExit.OK, ok.stderr
+    assert f"IMPORTED AS {pwd.getpwnam('nobody').pw_uid}".encode() in ok.stdout
+    bad = run_cli("serve", "whoami:app", "--check-config", "--uid", "no-such-user-here")
+    assert bad.returncode == ServeExit.START_FAILED and b"no-such-user-here" in bad.stderr

@@ -108,3 +108,8 @@ def test_an_app_given_without_a_command_says_the_command_comes_first() -> None:
     r = run_cli("app:app")  # gunicorn's way of starting
     assert r.returncode == EXIT_USAGE
     assert "the command comes first: uwsgiapp serve APP [options]" in r.stderr.decode()
+
+
+def test_a_mistyped_command_gets_no_app_hint() -> None:
+    err = run_cli("serv", "app:app").stderr.decode()
+    assert "invalid choice: 'serv'" in err and "the command comes first" not in err

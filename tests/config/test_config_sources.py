@@ -707,3 +707,10 @@ def test_a_variable_the_command_line_overrides_may_be_invalid() -> None:
     )
     with pytest.raises(ConfigError, match="UWSGIAPP_WORKERS"):
         _serve([], {"UWSGIAPP_WORKERS": "abc"})
+
+
+def test_log_level_is_taken_in_any_case() -> None:
+    # gunicorn takes --log-level WARNING; the levels are logging's names.
+    assert make_config(app="a:app", log_level="WARNING").log_level == "WARNING"
+    with pytest.raises(ConfigError, match="must be one of debug, info, warning"):
+        make_config(app="a:app", log_level="loud")

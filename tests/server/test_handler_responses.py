@@ -34,6 +34,8 @@ from handler_kit import (
     run,
 )
 
+from uwsgiapp.server import inflight
+from uwsgiapp.server.throttle import INVALID_LOG_BURST, Burst, body_mismatches
 from uwsgiapp.wsgi.input import InputStream
 
 # wsgiref.validate only *warns* about some contract breaches: make them fail the request.
@@ -301,6 +303,29 @@ def test_bodyless_responses(method: str, status: str, headers: list[tuple[str, s
 # -- the body against the head (PEP 3333's Content-Length, RFC 9110's bodiless statuses) ---------
 
 
+@pytest.fixture(autouse=True)
+def body_lines(monkeypatch: pytest.MonkeyPatch) -> Burst:
+    """A fresh burst of body-mismatch lines for each test (the worker's is per process)."""
+    fresh = body_mismatches()
+    monkeypatch.setattr(inflight, "BODY_LINES", fresh)
+    return fresh
+
+
+def test_a_body_that_does_not_fit_its_head_is_said_a_burst_at_a_time(
+    logs: Logs, body_lines: Burst
+) -> None:
+    # `return jsonify(x), 204` on a busy route: a line per request flooded the log.
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response("204 No Content", [])
+        return [b"{}"]
+
+    for _ in range(INVALID_LOG_BURST + 5):
+        assert run(make_handler(app), packet(uri="/nothing")).body == b""
+    assert len(problems(logs)) == INVALID_LOG_BURST
+    body_lines.flush()  # as the worker does in its loop, and before it exits
+    assert "5 more responses whose body did not fit their head" in one_line(problems(logs)[-1])
+
+
 def test_a_body_longer_than_its_content_length_is_cut_there_and_its_iteration_stopped(
     logs: Logs,
 ) -> None:
@@ -371,12 +396,14 @@ def test_a_content_length_nginx_would_refuse_is_500(
     assert said in one_line(record)
 
 
-def test_the_same_content_length_twice_is_one() -> None:
+def test_the_same_content_length_twice_is_500_too(logs: Logs) -> None:
+    # nginx from 1.23 answers 502 for a second Content-Length, even the same value.
     def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
         start_response("200 OK", [("Content-Length", "5"), ("Content-Length", " 5")])
         return [b"hello"]
 
-    assert run(make_handler(app), packet()).body == b"hello"
+    assert run(make_handler(app), packet()).status == 500
+    assert "two Content-Lengths, 5 and 5" in one_line(problems(logs)[0])
 
 
 # -- wsgi.file_wrapper ---------------------------------------------------------------------------

@@ -233,6 +233,11 @@ def test_script_name_from_nginx_is_honoured(
         ("/app/app/x?q=1", "/app/x", ("/app", "/app/x")),
         ("/app/app", "/app", ("/app", "/app")),
         ("/app/%61pp/x", "/app/x", ("/app", "/app/x")),  # REQUEST_URI is as the client sent it
+        # ... however the client spells it: nginx's $uri is decoded and normalised (a deny on
+        # /app/admin, the app's /admin, must not be passed by /app//app/admin).
+        ("/app//app/admin", "/app/admin", ("/app", "/app/admin")),
+        ("/app/y/../app/x", "/app/x", ("/app", "/app/x")),
+        ("/app/./app/x", "/app/x", ("/app", "/app/x")),
         # nginx sent the whole path: the prefix comes off.
         ("/app/x", "/app/x", ("/app", "/x")),
         ("/app/%78", "/app/x", ("/app", "/x")),

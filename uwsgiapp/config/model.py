@@ -188,8 +188,8 @@ class Config:
             ("error_log_format", ERROR_LOG_FORMATS),
             ("access_log", ACCESS_LOG_FORMATS),
         ):
-            if getattr(self, name) not in choices:
-                got = getattr(self, name)
+            got = getattr(self, name)
+            if (got.lower() if name == "log_level" else got) not in choices:  # gunicorn's WARNING
                 raise ConfigError(name, f"must be one of {', '.join(choices)}, got {got!r}")
         try:
             AllowList.parse(self.uwsgi_allow_from)

@@ -16,6 +16,7 @@ from types import FrameType
 from typing import Any
 
 from uwsgiapp.server.logtext import escape_log_text
+from uwsgiapp.server.throttle import body_mismatches
 from uwsgiapp.wsgi.errors import ClientDisconnected
 
 __all__ = [
@@ -153,10 +154,16 @@ def request_text(environ: dict[str, Any]) -> str:
     return escape_log_text(f"{environ.get('REQUEST_METHOD')} {uri}")
 
 
+#: What :func:`say_body_length` says, a burst at a time (the worker flushes it).
+BODY_LINES = body_mismatches()
+
+
 def say_body_length(environ: dict[str, Any], overrun: bool, short: int) -> None:
     """The body did not match what the app's head allows: more (``overrun``) was dropped and
     its iteration stopped; ``short`` bytes fewer than its Content-Length leave nginx to cut the
     client short (not for a HEAD, whose Content-Length is the GET's)."""
+    if not BODY_LINES.allow(request_text(environ)):
+        return
     if overrun:
         log.warning(
             "app sent more body than its head allows (%s): the rest not sent, as PEP 3333 "

@@ -16,6 +16,7 @@ __all__ = [
     "Burst",
     "Throttle",
     "accept_failures",
+    "body_mismatches",
     "clients_gone",
     "invalid_packets",
     "refused_peers",
@@ -160,6 +161,12 @@ def clients_gone() -> Burst:
     away or reset): as for invalid packets (one local client connecting, promising a body and
     hanging up wrote 2.4 MB of log a second)."""
     return _burst(logging.INFO, "connections gone before their whole request")
+
+
+def body_mismatches() -> Burst:
+    """The lines about responses whose body did not fit their head (a body after a 204, the
+    app's own mistake on every request of a route): as for invalid packets."""
+    return _burst(logging.WARNING, "responses whose body did not fit their head")
 
 
 def _burst(level: int, what: str) -> Burst:

@@ -137,7 +137,7 @@ def _silence_hint(source: Source, hint: str) -> str:
     mode (``hint``), or the server's uwsgi socket, which waits for a request too."""
     if source.http:
         return hint
-    also = "; or this is a uwsgi socket" if hint else " (is this a uwsgi socket?"
+    also = "; or this is a uwsgi socket" if hint else " (is this a uwsgi socket? then"
     return (
         f"{hint[:-1] if hint else ''}{also}: give --stats's address "
         f"(`uwsgiapp ping {source.text}` answers on a uwsgi socket))"

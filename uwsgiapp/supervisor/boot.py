@@ -41,7 +41,7 @@ from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import privileges, titles
 from uwsgiapp.supervisor.arbiter import Arbiter
 from uwsgiapp.supervisor.listening import say_listening
-from uwsgiapp.supervisor.mastersignals import EARLY_SIGNUMS, keep_for_later
+from uwsgiapp.supervisor.mastersignals import EARLY_SIGNUMS, forget_early, keep_for_later
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
 from uwsgiapp.supervisor.reload import first_import, library_dirs, say_import_threads, site_dirs
 from uwsgiapp.supervisor.sdnotify import Notifier
@@ -153,7 +153,7 @@ def _server_in_pidfile(path: str) -> int | None:
     started = any(a == b"uwsgiapp" or a.endswith(b"/uwsgiapp") for a in args) and b"serve" in args
     if args[0].startswith(b"uwsgiapp master") or started:
         return pid
-    log.info("--pidfile: %s named pid %d, no uwsgiapp running (a stale file): replaced", path, pid)
+    log.info("--pidfile: %s names pid %d, not a running uwsgiapp (a stale file)", path, pid)
     return None
 
 
@@ -201,8 +201,8 @@ def serve(config: Config) -> int:
     """Run ``uwsgiapp serve`` with ``config``; returns the process exit code."""
     # Until the arbiter installs its handlers (after a possibly slow app import), a stop signal
     # must still unwind through the clean-up below instead of killing us with files left.
-    previous = {s: signal.signal(s, _stop_during_start) for s in STOP_SIGNALS}
-    previous.update((s, signal.signal(s, keep_for_later)) for s in EARLY_SIGNUMS)
+    previous = {s: signal.signal(s, keep_for_later) for s in EARLY_SIGNUMS}
+    previous.update((s, signal.signal(s, _stop_during_start)) for s in STOP_SIGNALS)
     # With the error log in a file, why the server stopped is said on stderr too (a copy of
     # it made now: --capture-output points fd 2 at the file).
     tail = ErrorTail(-1 if is_stream(config.error_log_file) else os.dup(2))
@@ -215,6 +215,7 @@ def serve(config: Config) -> int:
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        forget_early()
         log.removeHandler(tail)
     if code and tail.terminal >= 0:
         tail.tell(code, config.error_log_file)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import logging
 import os
 import signal
 from collections.abc import Iterator
@@ -35,12 +34,16 @@ _STOPS = frozenset(signum.name.removeprefix("SIG") for signum in STOP_SIGNALS)
 EARLY_SIGNUMS = sorted(MASTER_SIGNUMS - {signal.SIGCHLD, *STOP_SIGNALS})
 _early: list[str] = []
 
-log = logging.getLogger("uwsgiapp.error")
-
 
 def keep_for_later(signum: int, frame: FrameType | None) -> None:
     """Start-up's handler of :data:`EARLY_SIGNUMS` (logrotate's USR1 as the app loads)."""
     _early.append(signal.Signals(signum).name[3:])
+
+
+def forget_early() -> None:
+    """Start-up ended before the master's loop: what was kept for it goes (an in-process second
+    start must not carry it out)."""
+    _early.clear()
 
 
 class StopDuringReimport(KeyboardInterrupt):
@@ -73,11 +76,8 @@ class MasterSignals:
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         for signum in MASTER_SIGNUMS:
             signal.signal(signum, self.handle)
-        for name in _early:  # a HUP's new code is what start-up just loaded: nothing to do
-            if name == "HUP":
-                log.info("SIGHUP during start-up: ignored (the code loaded is the current one)")
-            else:
-                self.queue.append(name)
+        # A HUP too: the import may have read the code a deploy was replacing meanwhile.
+        self.queue.extend(_early)
         _early.clear()
 
     def reclaim(self) -> list[str]:

@@ -230,7 +230,7 @@ class Policy(Roster):
         first, most = LOAD_RETRY
         self.load_retry = min(self.load_retry * 2, most) if self.load_retry else first
         self.spawns_held = True
-        self.respawn_at = now + self.load_retry
+        self.respawn_at = max(self.respawn_at, now + self.load_retry)  # a crash hold's too
         return [
             Log(
                 LogLevel.ERROR,

@@ -107,10 +107,28 @@ def _taken_off(script_name: str, path_info: str, request_uri: object) -> bool:
     together; where it is not (or not sent), ``path_info`` is still the whole path."""
     if not isinstance(request_uri, str) or not path_info.startswith(script_name):
         return False
-    path = request_uri.partition("?")[0]
-    if "%" in path:  # PATH_INFO comes decoded, as nginx's $document_uri
+    return _as_nginx_has_it(request_uri.partition("?")[0]) == script_name + path_info
+
+
+def _as_nginx_has_it(path: str) -> str:
+    """A request's path as nginx makes ``$uri`` of it (decoded, ``//`` merged, ``.`` and ``..``
+    resolved): so that ``/app//app/x`` or ``/app/y/../app/x`` is told as ``/app/app/x`` is."""
+    if "%" in path:
         path = unquote_to_bytes(path).decode("latin-1")
-    return path == script_name + path_info
+    parts = path.split("/")
+    kept: list[str] = []
+    for part in parts[1:-1]:
+        if part == "..":
+            if kept:
+                kept.pop()
+        elif part not in ("", "."):
+            kept.append(part)
+    last = parts[-1] if len(parts) > 1 else ""
+    if last == "..":
+        if kept:
+            kept.pop()
+        last = ""
+    return "/" + "/".join([*kept, "" if last == "." else last])
 
 
 #: Vars nginx sends that the environ must not hold (the generic path drops them; a learnt
