@@ -13,7 +13,17 @@ from pathlib import Path
 
 import pytest
 from support.load import Load
-from support.procs import http_request, stack, wait_for_workers, wait_until
+from support.procs import (
+    Server,
+    http_request,
+    stack,
+    uwsgi_exchange,
+    uwsgi_get,
+    wait_for_workers,
+    wait_until,
+)
+
+from uwsgiapp.server.throttle import INVALID_LOG_BURST, INVALID_LOG_WINDOW
 
 pytestmark = pytest.mark.nginx
 
@@ -137,3 +147,27 @@ def test_hup_and_term_under_threaded_load_fail_nothing(
         reached = [e for e in errors if "connect() to" not in e]
         assert reached == [], reached[:5]
     assert "Traceback" not in log
+
+
+def test_held_back_body_lines_are_counted_at_the_windows_end(tmp_path: Path) -> None:
+    # With --threads, the request threads leave the throttled lines' count to the main thread:
+    # it was said only at the next such response or at the worker's exit, minutes later.
+    (tmp_path / "overrun.py").write_text(
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [('Content-Length', '5')])\n"
+        "    return [b'0123456789abcdef']\n"
+    )
+    server = Server(tmp_path, "overrun:app", pythonpath=[str(tmp_path)], workers=1, threads=2)
+    server.start()
+    try:
+        for _ in range(INVALID_LOG_BURST + 3):
+            assert uwsgi_exchange(server.socket, uwsgi_get("/over"), timeout=10).data.endswith(
+                b"\r\n\r\n01234"
+            )
+        wait_until(
+            lambda: "3 more responses whose body did not fit their head" in server.log(),
+            INVALID_LOG_WINDOW + 5,
+            "the window's count",
+        )
+    finally:
+        server.stop()

@@ -162,6 +162,8 @@ def say_body_length(environ: dict[str, Any], overrun: bool, short: int) -> None:
     """The body did not match what the app's head allows: more (``overrun``) was dropped and
     its iteration stopped; ``short`` bytes fewer than its Content-Length leave nginx to cut the
     client short (not for a HEAD, whose Content-Length is the GET's)."""
+    if not overrun and environ.get("REQUEST_METHOD") == "HEAD":
+        return  # its Content-Length is the GET's: not a mistake, nor counted as one
     if not BODY_LINES.allow(request_text(environ)):
         return
     if overrun:
@@ -170,7 +172,7 @@ def say_body_length(environ: dict[str, Any], overrun: bool, short: int) -> None:
             "asks (its Content-Length, or none after a 1xx, 204 or 304)",
             request_text(environ),
         )
-    elif environ.get("REQUEST_METHOD") != "HEAD":
+    else:
         log.error(
             "app sent %d bytes fewer than its Content-Length (%s): nginx cuts the client short",
             short,

@@ -144,10 +144,10 @@ class Burst:
         return bool(self.count) and time.monotonic() >= self._ends
 
     def flush(self) -> None:
-        """Tell the held-back events, now."""
-        if self.count:
-            self.summary(self.count, self._last)
-        self.count = 0
+        """Tell the held-back events, now (taken first: request threads flush it too)."""
+        count, self.count = self.count, 0
+        if count:
+            self.summary(count, self._last)
 
 
 def invalid_packets() -> Burst:

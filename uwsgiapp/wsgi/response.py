@@ -103,15 +103,16 @@ def render(protocol: str, status: Any, headers: Any) -> Rendered:
 
 def _body_allowed(status: str, headers: list[tuple[str, str]]) -> int:
     """The body bytes a checked head allows: none after a 1xx, 204 or 304 (RFC 9110), its
-    Content-Length (PEP 3333: no more), else -1 (any). A Content-Length that is not digits, or
-    a second one, is refused (nginx would answer 502 for it, and log only its own line)."""
+    Content-Length (PEP 3333: no more), else -1 (any). One that is not digits bounds nothing
+    and goes as given, as uWSGI and gunicorn send it (nginx 1.22 serves it; 1.23 on answers
+    502); the same one twice too. Two that differ are refused: which one frames the body?"""
     length = -1
     for name, value in headers:
         if len(name) == 14 and name.lower() == "content-length":
             text = value.strip()
             if not (text.isascii() and text.isdigit() and len(text) < 19):
-                raise HeaderError(f"invalid Content-Length {value!r:.40}: must be digits")
-            if length != -1:  # nginx (1.23 on) answers 502 for a second one, even the same
+                continue
+            if length not in (-1, int(text)):
                 raise HeaderError(f"two Content-Lengths, {length} and {int(text)}")
             length = int(text)
     return 0 if status[0] == "1" or status[:3] in ("204", "304") else length
