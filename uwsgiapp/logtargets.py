@@ -5,16 +5,17 @@ log); ``/dev/stdout`` and ``/dev/stderr``, as Docker set-ups and uWSGI ini files
 (``logto = /dev/stdout``), name that stream directly. They are links into ``/proc``: opened as
 files, they would be refused as links (see :mod:`uwsgiapp.server.safefiles`), and a worker
 reopening them at USR1 would gain nothing. A leaf module: the configuration and the servers
-both ask it.
+both ask it; the log files a USR1 or HUP reopens are found here too.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any, TextIO
 
-__all__ = ["is_stream", "moved", "stream_for"]
+__all__ = ["is_stream", "moved", "open_file_handlers", "stream_for"]
 
 _NAMED = {"/dev/stdout": "stdout", "/dev/stderr": "stderr"}
 
@@ -38,3 +39,20 @@ def moved(path: str, stream: Any) -> bool:
     except (OSError, ValueError, AttributeError):
         return True
     return (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino)
+
+
+def open_file_handlers(moved_only: bool) -> list[logging.FileHandler]:
+    """Every open file handler of every logger, once each: ours, and the app's (Django's
+    ``LOGGING`` files), as gunicorn's USR1 reopens them all; those whose file moved only if
+    ``moved_only``, and for one of mode "w" (a reopen would empty its file)."""
+    loggers = [logging.getLogger(), *logging.root.manager.loggerDict.values()]
+    found: dict[int, logging.FileHandler] = {}
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):  # a PlaceHolder has none
+            if isinstance(handler, logging.FileHandler) and handler.stream is not None:
+                found[id(handler)] = handler
+    return [
+        h
+        for h in found.values()
+        if not (moved_only or "w" in h.mode) or moved(h.baseFilename, h.stream)
+    ]

@@ -443,6 +443,18 @@ def test_a_crash_loop_of_serving_workers_holds_their_respawns_and_says_so() -> N
     assert "new workers in 2 s" in str(said)
 
 
+def test_a_hup_during_a_crash_hold_starts_the_new_workers_at_once() -> None:
+    # A fixed deploy's HUP waited out the hold (an 8 s outage after the fix).
+    sim = started(workers=1)
+    for _ in range(5):
+        pid = min(sim.pids())
+        sim.ready.add(pid)
+        said = sim.run(sim.exit(pid, None, signal.SIGSEGV))
+    assert "(or at a HUP), none serving meanwhile" in str(said) and not sim.pids()
+    hup = sim.run(sim.policy.on_signal("HUP", sim.now))
+    assert [a for a in hup if isinstance(a, Spawn)] and len(sim.pids()) == 1
+
+
 def test_readiness_seen_at_exit_resets_the_boot_failure_count() -> None:
     sim = Sim(Policy(workers=1))
     sim.run(sim.policy.start())

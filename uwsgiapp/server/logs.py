@@ -14,7 +14,7 @@ import traceback
 from types import TracebackType
 from typing import Any
 
-from uwsgiapp.logtargets import is_stream, moved, stream_for
+from uwsgiapp.logtargets import is_stream, open_file_handlers, stream_for
 from uwsgiapp.server.accesslog import PID, LineWriter, json_access_log, uwsgi_access_log
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.safefiles import open_append
@@ -180,26 +180,12 @@ def _close(handler: logging.Handler) -> None:
     (handler.close_for_good if isinstance(handler, KeptFileHandler) else handler.close)()
 
 
-def _open_file_handlers() -> list[logging.FileHandler]:
-    """Every open file handler of every logger, once each: ours, and the app's (Django's
-    ``LOGGING`` files), as gunicorn's USR1 reopens them all."""
-    loggers = [logging.getLogger(), *logging.root.manager.loggerDict.values()]
-    found: dict[int, logging.FileHandler] = {}
-    for logger in loggers:
-        for handler in getattr(logger, "handlers", ()):  # a PlaceHolder has none
-            if isinstance(handler, logging.FileHandler) and handler.stream is not None:
-                found[id(handler)] = handler
-    return list(found.values())
-
-
 def reopen_logs(moved_only: bool = False) -> bool:
     """USR1: reopen every log file (after logrotate moved them), ours and the app's logging
     handlers' (a HUP: those moved only, or an app's of mode "w" is emptied); False if one could
     not be (logged), or none had moved. The new file is opened before the old one is closed: a
     path refused (a link planted there) leaves the handler writing to the old file."""
-    handlers = _open_file_handlers()
-    if moved_only:
-        handlers = [h for h in handlers if moved(h.baseFilename, h.stream)]
+    handlers = open_file_handlers(moved_only)
     reopened = bool(handlers) or not moved_only
     for handler in handlers:
         handler.acquire()

@@ -118,6 +118,8 @@ class Policy(Roster):
         actions += self._retire_superseded(now)
         if self.reload_kind is ReloadKind.REIMPORT:
             actions.append(Reimport())
+        # The operator's new code: tried now, not after a crash loop's or a failed load's hold.
+        self.spawns_held, self.crash_hold = False, 0.0
         return actions + self._fill()
 
     def handle_ttin(self, now: float) -> list[Action]:

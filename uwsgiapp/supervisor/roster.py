@@ -26,6 +26,7 @@ from uwsgiapp.supervisor.actions import (
     Spawn,
     WorkerRecord,
     WorkerState,
+    count_workers,
 )
 from uwsgiapp.supervisor.status import WorkerStatus
 
@@ -248,11 +249,15 @@ class Roster:
         self.spawns_held = True
         self.respawn_at = max(self.respawn_at, now + self.crash_hold)
         died, self.crashes = len(self.crashes), []
+        left = sum(1 for r in self.records.values() if r.state is READY)
         return [
             Log(
                 LogLevel.ERROR,
                 f"{died} serving workers died in the last second (a crash loop): new workers "
-                f"in {self.crash_hold:g} s, those left serve meanwhile",
+                f"in {self.crash_hold:g} s (or at a HUP), "
+                + (
+                    f"{count_workers(left)} serving meanwhile" if left else "none serving meanwhile"
+                ),
             )
         ]
 
