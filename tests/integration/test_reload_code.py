@@ -292,3 +292,49 @@ def test_hup_reads_an_ini_with_start_time_variables_as_unchanged(
         wait_until(lambda: "ready, stopping" in server.log(), 10, "the reload")
         assert _answers(nginx, started)
     assert "changed since the start" not in server.log(), server.log()
+
+
+OWN_HANDLER_APP = """
+import logging, os
+
+log = logging.getLogger("ownlines")
+log.setLevel(logging.INFO)
+log.addHandler(logging.FileHandler(os.environ["OWN_LOG"]))
+{broken}
+
+def app(environ, start_response):
+    log.info("served %s", environ["PATH_INFO"])
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+
+def test_a_handler_the_app_adds_at_import_is_not_added_again_by_each_hup(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    # logging keeps its loggers across the re-import: each HUP added one more handler, and a
+    # request wrote its line once per reload (uWSGI, which execs anew, writes it once).
+    appdir = tmp_path / "app"
+    appdir.mkdir()
+    own_log = tmp_path / "own.log"
+    (appdir / "ownapp.py").write_text(OWN_HANDLER_APP.format(broken=""))
+    options = {"workers": 1, "pythonpath": [str(appdir)], "env": [f"OWN_LOG={own_log}"]}
+    with stack(tmp_path, "ownapp:app", **options) as (server, nginx):
+        for reloads in (1, 2):
+            server.signal(signal.SIGHUP)
+            wait_until(lambda n=reloads: server.log().count("ready, stopping") == n, 10, "a reload")
+        # New code that cannot import: its handler goes, the old code's stays on.
+        (appdir / "ownapp.py").write_text(OWN_HANDLER_APP.format(broken="import no_such_mod"))
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "reload failed" in server.log(), 10, "the failed reload")
+        server.signal(signal.SIGHUP)  # still broken: the workers that serve keep theirs
+        wait_until(lambda: server.log().count("reload failed") == 2, 10, "the second one")
+        assert nginx.request("GET", "/once")[2] == b"ok"
+        # Fixed: the handler the old code had (put back after each failure) goes once more.
+        (appdir / "ownapp.py").write_text(OWN_HANDLER_APP.format(broken="# fixed"))
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: server.log().count("ready, stopping") == 3, 10, "the fixed reload")
+        assert nginx.request("GET", "/after")[2] == b"ok"
+        wait_until(lambda: "/after" in own_log.read_text(), 5, "the request's line")
+    lines = own_log.read_text()
+    assert lines.count("served /once") == 1 and lines.count("served /after") == 1, lines

@@ -7,18 +7,25 @@ after N reloads), and its exit functions once more at every exit. While the app 
 both registration functions are wrapped: an exit function is remembered (and
 ``atexit.unregister`` takes it out later); a fork hook is registered through a guard that
 calls it only while its code is the current one, and lets go of it when it is replaced.
+
+So is ``logging.Logger.addHandler``: a handler the app's module adds at import
+(``getLogger(__name__).addHandler(FileHandler(...))``) stays on its logger, which ``logging``
+keeps across the re-import: each HUP added one more, and each line was written once more per
+reload. The old code's are taken off before the re-import (:meth:`Registrations.detach`), and
+closed once the new code imported, or put back if it does not.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["Registrations"]
+__all__ = ["Registrations", "attach", "close_handlers"]
 
 _Hook = Callable[[], object]
 
@@ -47,6 +54,7 @@ class Registrations:
     def __init__(self) -> None:
         self.exit_functions: list[tuple[Callable[..., Any], int]] = []
         self.fork_hooks: list[tuple[_Guard, int]] = []
+        self.handlers: list[tuple[logging.Logger, logging.Handler, int]] = []
         self._open = False
 
     @contextlib.contextmanager
@@ -72,8 +80,16 @@ class Registrations:
             self.fork_hooks.extend((guard, caller) for guard in guarded.values())
             real_at_fork(**guarded)
 
+        real_add = logging.Logger.addHandler
+
+        def add_handler(logger: logging.Logger, handler: logging.Handler) -> None:
+            if self._open and handler not in logger.handlers:
+                self.handlers.append((logger, handler, _caller()))
+            real_add(logger, handler)
+
         atexit.register = register  # type: ignore[assignment]
         os.register_at_fork = register_at_fork
+        logging.Logger.addHandler = add_handler  # type: ignore[method-assign,assignment]
         self._open = True
         try:
             yield
@@ -81,6 +97,19 @@ class Registrations:
             self._open = False
             atexit.register = real_register
             os.register_at_fork = real_at_fork
+            logging.Logger.addHandler = real_add  # type: ignore[method-assign]
+
+    def detach(
+        self, replaced: Callable[[int], bool]
+    ) -> list[tuple[logging.Logger, logging.Handler]]:
+        """Take off their loggers the handlers a module ``replaced`` says added (by the id of
+        its globals); those taken off, for :func:`close_handlers` or :func:`attach`."""
+        taken = []
+        for logger, handler, caller in self.handlers:
+            if replaced(caller) and handler in logger.handlers:
+                logger.removeHandler(handler)
+                taken.append((logger, handler))
+        return taken
 
     def undo(self, replaced: Callable[[int], bool]) -> int:
         """Take out the exit functions and silence the fork hooks registered by a module for
@@ -97,6 +126,19 @@ class Registrations:
         self.exit_functions.clear()
         self.fork_hooks.clear()
         return count
+
+
+def attach(taken: list[tuple[logging.Logger, logging.Handler]]) -> None:
+    """Put back the handlers :meth:`Registrations.detach` took off (the re-import failed)."""
+    for logger, handler in taken:
+        logger.addHandler(handler)
+
+
+def close_handlers(taken: list[tuple[logging.Logger, logging.Handler]]) -> None:
+    """Close the handlers the old code added (the new code has its own now)."""
+    for _, handler in taken:
+        with contextlib.suppress(Exception):  # the app's handler: its failure is not ours
+            handler.close()
 
 
 def _caller() -> int:

@@ -51,7 +51,7 @@ from uwsgiapp.config import Config
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.supervisor.actions import ReloadKind
 from uwsgiapp.supervisor.mastersignals import MasterSignals, StopDuringReimport
-from uwsgiapp.supervisor.registrations import Registrations
+from uwsgiapp.supervisor.registrations import Registrations, attach, close_handlers
 from uwsgiproto import Limits
 
 log = logging.getLogger("uwsgiapp.error")
@@ -193,14 +193,16 @@ def reimport(
     importlib.invalidate_caches()  # new files since the first import are found
     threads = threading.enumerate()
     registered = Registrations()
+    old = {id(m.__dict__) for m in saved.values() if issubclass(type(m), types.ModuleType)}
+    taken = _registered.detach(lambda caller: caller in old)  # its import adds its own anew
     try:
         app = _import_under(config, registered, signals)
     except AppImportError as exc:
-        _call_off(before, saved, registered)
+        _call_off(before, saved, registered, taken)
         log.error("reload: cannot re-import the app, keeping the old code: %s", one_line(str(exc)))
         return None
     except StopDuringReimport as stop:
-        _call_off(before, saved, registered)
+        _call_off(before, saved, registered, taken)
         log.warning(
             "reload: SIG%s during the re-import of the app: called off after %.2f s, the old "
             "code stays; stopping",
@@ -213,6 +215,7 @@ def reimport(
     if install is not None:
         install(app)
     held = _let_go(saved, registered)
+    close_handlers(taken)
     log.info(
         "reload: app re-imported (%d modules) in %.2f s%s",
         len(doomed),
@@ -266,9 +269,13 @@ def _import_under(
 
 
 def _call_off(
-    before: set[str], saved: dict[str, types.ModuleType], registered: Registrations
+    before: set[str],
+    saved: dict[str, types.ModuleType],
+    registered: Registrations,
+    taken: list[tuple[logging.Logger, logging.Handler]],
 ) -> None:
-    """A failed re-import: what it loaded and registered goes, the old modules come back."""
+    """A failed re-import: what it loaded and registered goes, the old modules (and the log
+    handlers they added, ``taken``) come back."""
     for name in app_modules(list(sys.modules), before):
         del sys.modules[name]  # what the failed import loaded must not mix with the old
     sys.modules.update(saved)
@@ -277,6 +284,8 @@ def _call_off(
     modules = list(sys.modules.values())
     loaded = {id(m.__dict__) for m in modules if issubclass(type(m), types.ModuleType)}
     _undo_registrations(registered, lambda caller: caller not in loaded)
+    close_handlers(registered.detach(lambda caller: caller not in loaded))
+    attach(taken)
 
 
 def _undo_registrations(registered: Registrations, replaced: Callable[[int], bool]) -> None:
