@@ -136,7 +136,8 @@ def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
         "--check-config",
         action="store_true",
         help="check the options and import the app as a worker would (--chdir, --pythonpath, "
-        "--env; as this user), binding nothing; exit 0 if it loads, 4 if not (gunicorn's)",
+        "--env; as the --uid user when root), binding nothing; exit 0 if it loads, 4 if not, 2 "
+        "for a bad option, 3 for --uid/--gid (gunicorn's)",
     )
     _add_config_options(p)
     p.set_defaults(handler=_cmd_serve)
