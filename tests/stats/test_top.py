@@ -110,7 +110,7 @@ def test_once_over_unix_tcp_and_http(sockdir: str) -> None:
         address = spec_of(server.address)
         plain = top(address, "--once")
     assert plain.returncode == 4
-    assert f"(with --stats-http, give http://{address}/)" in plain.stderr
+    assert f"(with --stats-http, give http://{address}/" in plain.stderr
 
 
 def test_errors_have_their_exit_codes(sockdir: str) -> None:
