@@ -164,17 +164,18 @@ def say_body_length(environ: dict[str, Any], overrun: bool, short: int) -> None:
     client short (not for a HEAD, whose Content-Length is the GET's)."""
     if not overrun and environ.get("REQUEST_METHOD") == "HEAD":
         return  # its Content-Length is the GET's: not a mistake, nor counted as one
-    if not BODY_LINES.allow(request_text(environ)):
+    where = request_text(environ)
+    if not BODY_LINES.allow(where):
         return
     if overrun:
         log.warning(
             "app sent more body than its head allows (%s): the rest not sent, as PEP 3333 "
             "asks (its Content-Length, or none after a 1xx, 204 or 304)",
-            request_text(environ),
+            where,
         )
     else:
         log.error(
             "app sent %d bytes fewer than its Content-Length (%s): nginx cuts the client short",
             short,
-            request_text(environ),
+            where,
         )

@@ -115,20 +115,17 @@ def _as_nginx_has_it(path: str) -> str:
     resolved): so that ``/app//app/x`` or ``/app/y/../app/x`` is told as ``/app/app/x`` is."""
     if "%" in path:
         path = unquote_to_bytes(path).decode("latin-1")
-    parts = path.split("/")
+    parts = path.split("/")[1:]
     kept: list[str] = []
-    for part in parts[1:-1]:
+    for part in parts:
         if part == "..":
             if kept:
                 kept.pop()
         elif part not in ("", "."):
             kept.append(part)
-    last = parts[-1] if len(parts) > 1 else ""
-    if last == "..":
-        if kept:
-            kept.pop()
-        last = ""
-    return "/" + "/".join([*kept, "" if last == "." else last])
+    # A path that ends in a directory ("/", "/.", "/..") keeps its trailing slash.
+    trailing = bool(kept) and (not parts or parts[-1] in ("", ".", ".."))
+    return "/" + "/".join(kept) + ("/" if trailing else "")
 
 
 #: Vars nginx sends that the environ must not hold (the generic path drops them; a learnt
@@ -162,13 +159,14 @@ def build_environ(
     if not environ.keys() >= _REQUIRED_KEYS:
         for key, value in REQUIRED_DEFAULTS.items():
             environ.setdefault(key, value)
-    if sent and sent.rstrip("/"):
+    prefix = sent.rstrip("/") if sent else ""
+    if prefix:
         path_info = environ["PATH_INFO"]
-        if _taken_off(sent.rstrip("/"), path_info, environ.get("REQUEST_URI")):
-            environ["SCRIPT_NAME"] = sent.rstrip("/")
+        if _taken_off(prefix, path_info, environ.get("REQUEST_URI")):
+            environ["SCRIPT_NAME"] = prefix
         else:
             environ["SCRIPT_NAME"], environ["PATH_INFO"] = strip_script_name(
-                sent, path_info, sent=True
+                prefix, path_info, sent=True
             )
         return _finish(environ, "")
     return _finish(environ, mount)

@@ -67,7 +67,7 @@ def render(protocol: str, status: Any, headers: Any) -> Rendered:
     Checks: status is ``"NNN reason"`` (a bare ``"NNN"`` gets its standard reason); headers a list
     of 2-tuples of ``str`` whose names are HTTP tokens; no CR or LF anywhere
     but the line ends (counted once over the joined head, cheaper than per header), no other
-    control character but HTAB; latin-1 only; one Content-Length, of digits.
+    control character but HTAB; latin-1 only; no two Content-Lengths that differ.
     """
     if type(headers) is list:
         # The same head as last time (an app sends few): comparing costs less than the cache's
