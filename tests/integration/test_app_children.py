@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from support.procs import free_port, stack
+from support.procs import free_port, stack, wait_until
 
 pytestmark = pytest.mark.nginx
 
@@ -65,3 +65,36 @@ def test_a_process_the_app_forks_can_be_terminated_and_holds_no_listener(
     exitcode, child_listeners, worker_listeners = body.decode().split()
     assert exitcode == "-15"  # ended by the SIGTERM terminate() sends
     assert (child_listeners, worker_listeners) == ("0", "1")
+
+
+CRASHING = """
+import ctypes
+import multiprocessing
+
+
+def _crash_in_child():
+    ctypes.string_at(0)
+
+
+def app(environ, start_response):
+    child = multiprocessing.get_context("fork").Process(target=_crash_in_child)
+    child.start()
+    child.join(10)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"{child.pid} {child.exitcode}".encode()]
+"""
+
+
+def test_a_crash_in_a_process_the_app_forks_is_dumped_to_the_log_at_once(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    # The worker's own dump file (which the master logs when the worker exits) is not the
+    # child's: its dump waited for the worker's end, under the worker's pid.
+    (tmp_path / "crashing.py").write_text(CRASHING)
+    with stack(tmp_path, "crashing:app", pythonpath=[str(tmp_path)]) as (server, nginx):
+        status, _, body = nginx.request("GET", "/")
+        assert status == 200
+        _, exitcode = body.decode().split()
+        assert exitcode == "-11"
+        wait_until(lambda: "in _crash_in_child" in server.log(), 10, "the child's dump")
+        assert "when it got its signal" not in server.log()

@@ -285,22 +285,28 @@ def error_stream() -> Any:
 
 #: User signals that dump every thread's stack (see :func:`arm_fault_dumps`); None: not armed.
 _DUMP_SIGNALS: tuple[int, ...] | None = None
+#: Where the dumps go when not to the error log: a worker's own file, which the master logs.
+_DUMP_FD: int | None = None
 
 
-def arm_fault_dumps(signals: tuple[int, ...] | None = None) -> None:
-    """Dump the Python stack of every thread to the error log on a fatal signal (SIGSEGV,
-    SIGFPE, SIGABRT, SIGBUS, SIGILL) and on each of ``signals`` (chained to their handlers).
+def arm_fault_dumps(signals: tuple[int, ...] | None = None, fd: int | None = None) -> None:
+    """Dump the Python stack of every thread on a fatal signal (SIGSEGV, SIGFPE, SIGABRT,
+    SIGBUS, SIGILL) and on each of ``signals`` (chained to their handlers): to the file ``fd``
+    if given, else to the error log.
 
-    Called again after the logs are reopened (with no argument: the same signals), because
-    faulthandler keeps the fd it was given and the old log file's fd may be reused by a socket.
+    Called again after the logs are reopened (with no argument: the same signals and file),
+    because faulthandler keeps the fd it was given and the old log file's fd may be reused by
+    a socket.
     """
-    global _DUMP_SIGNALS
+    global _DUMP_SIGNALS, _DUMP_FD
     if signals is None:
         if _DUMP_SIGNALS is None:
             return
         signals = _DUMP_SIGNALS
+    else:
+        _DUMP_FD = fd
     _DUMP_SIGNALS = signals
-    stream = error_stream()
+    stream = error_stream() if _DUMP_FD is None else _DUMP_FD
     try:
         faulthandler.enable(file=stream, all_threads=True)
         for signum in signals:

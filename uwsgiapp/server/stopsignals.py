@@ -19,7 +19,7 @@ from uwsgiapp.server.inflight import (
     worker_label,
 )
 from uwsgiapp.server.listeners import Listener
-from uwsgiapp.server.logs import reopen_logs
+from uwsgiapp.server.logs import arm_fault_dumps, reopen_logs
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.masterflags import MasterFlags
 from uwsgiapp.wsgi.errors import QuickStop
@@ -138,5 +138,6 @@ class StopSignals:
         with contextlib.suppress(RuntimeError):
             faulthandler.unregister(signal.SIGUSR2)  # the harakiri dump
         signal.signal(signal.SIGUSR2, signal.SIG_DFL)
+        arm_fault_dumps(())  # a crash's dump to the log, not to the worker's file
         for listener in self.listeners:
             listener.sock.close()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import ctypes
 import gc
 import logging
 import os
@@ -38,6 +37,7 @@ from uwsgiapp.stats.model import ServerStats, SocketStats
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import actions as A
 from uwsgiapp.supervisor import observe, options
+from uwsgiapp.supervisor.dumps import DumpFiles
 from uwsgiapp.supervisor.mastersignals import MASTER_SIGNUMS, MasterSignals
 from uwsgiapp.supervisor.meanwhile import stats_served
 from uwsgiapp.supervisor.policy import Policy
@@ -57,20 +57,13 @@ from uwsgiapp.supervisor.titles import (
     worker_title,
 )
 from uwsgiapp.supervisor.touch import TouchWatch
-from uwsgiapp.supervisor.workerexit import kill_all, leave, reap
+from uwsgiapp.supervisor.workerexit import die_with_parent, kill_all, leave, reap
 
 log = logging.getLogger("uwsgiapp.error")
 
 TICK = 0.1
 #: Seconds between two looks at the listen queues (for listen_queue_errors), with --stats.
 QUEUE_CHECK = 1.0
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Ask Linux to TERM this worker if the master dies (belt and braces with the idle check)."""
-    with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _cwd() -> str:
@@ -115,6 +108,7 @@ class Arbiter:
         self.notifier = notifier or Notifier(None)
         self.master_flags = MasterFlags()  # before any fork: shared with every worker
         self._sockdiag = SockDiag()
+        self.dumps = DumpFiles()
         self._next_queue_check = 0.0
         self.touch = TouchWatch(config.touch_reload) if config.touch_reload else None
         if stats is not None:
@@ -150,6 +144,7 @@ class Arbiter:
                 actions += self._signal_actions(now)
             for pid, exit_code, signum in exits:
                 actions += self.policy.on_exit(pid, exit_code, signum, now, self.table.read)
+                self.dumps.exited(pid)
             actions += self._signal_actions(now)
             rss = observe.rss_mb if self.config.reload_on_rss else None
             actions += self.policy.on_tick(now, time.time(), self.table.read, rss)
@@ -283,21 +278,24 @@ class Arbiter:
         # until the kill deadline). Blocked, it stays pending and acts on the new disposition.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNUMS)
         flush_std()  # else each worker would write the master's buffered lines again
+        dump_fd = self.dumps.open()
         try:
             pid = os.fork()
         except OSError as exc:
+            self.dumps.forked(0, dump_fd)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             log.error("cannot fork a worker: %s", exc)
             self.policy.spawn_failed(wid)
             return
         if pid:
+            self.dumps.forked(pid, dump_fd)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             log.info("%s started", self.policy.spawned(wid, generation, pid, time.monotonic()))
             return
         code: int = WorkerExit.CRASHED
         finish = False  # the exit work: only when the loop ended as asked (no quick stop)
         try:
-            code = self._worker_main(wid, mask)
+            code = self._worker_main(wid, mask, dump_fd)
             finish = code == 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
@@ -306,8 +304,9 @@ class Arbiter:
         finally:
             leave(code, finish=finish)
 
-    def _worker_main(self, wid: int, mask: set[int | signal.Signals]) -> int:
-        """Everything after fork, in the worker (``mask``: the signal mask to restore)."""
+    def _worker_main(self, wid: int, mask: set[int | signal.Signals], dump: int | None) -> int:
+        """Everything after fork, in the worker (``mask``: the signal mask to restore;
+        ``dump``: its file for faulthandler, :mod:`~uwsgiapp.supervisor.dumps`)."""
         signal.set_wakeup_fd(-1)
         os.close(self.handlers.wake_r)
         os.close(self.handlers.wake_w)
@@ -315,13 +314,14 @@ class Arbiter:
             self.stats.close_after_fork()
         self._sockdiag.close()
         self.notifier.close()
+        self.dumps.in_worker()
         self.signals.clear()
         for signum in MASTER_SIGNUMS:
             signal.signal(signum, signal.SIG_DFL)
         # Until its own handlers: a stop ends a booting worker; USR1 must not kill an importing one.
         signal.signal(signal.SIGUSR1, lambda s, f: reopen_logs())
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        _die_with_parent()
+        die_with_parent()
         set_worker_number(self.policy.number(wid))
         title, comm = worker_title(self.policy.number(wid), self.config.app)
         set_title(title, comm)
@@ -349,7 +349,7 @@ class Arbiter:
         signal.signal(signal.SIGUSR2, worker.dump_stuck)
         # A C extension's segfault leaves the Python stack in the log; for USR2 (harakiri) the C
         # dump works even outside Python bytecode, chained to the handler above (request line).
-        arm_fault_dumps((signal.SIGUSR2,))
+        arm_fault_dumps((signal.SIGUSR2,), dump)
         # What exists now (the app, its imports, ours) lives as long as the worker: out of the
         # cyclic GC's sight, its collections no longer walk it (Flask: -0.7 µs a request) nor
         # write to the pages shared with the master. gc.freeze() is an O(1) list splice; a

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -27,7 +28,16 @@ from typing import Any, NoReturn
 from uwsgiapp.server.inflight import worker_label
 from uwsgiapp.server.logs import flush_std
 
-__all__ = ["EXIT_WORK_SECONDS", "kill_all", "leave", "reap"]
+__all__ = ["EXIT_WORK_SECONDS", "die_with_parent", "kill_all", "leave", "reap"]
+
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent() -> None:
+    """Ask Linux to TERM this worker if the master dies (belt and braces with the idle check)."""
+    with contextlib.suppress(Exception):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+
 
 log = logging.getLogger("uwsgiapp.error")
 

@@ -1,0 +1,93 @@
+"""A worker's stack dump (faulthandler, at a harakiri or a segfault) comes out of the master as
+one log record, whole, while other threads and workers keep writing to the same log.
+
+faulthandler writes a dump a few bytes at a time from its signal handler; written straight into
+the shared log, the lines other writers wrote meanwhile landed inside the dump's lines.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+from pathlib import Path
+
+import pytest
+from support.procs import stack, wait_until
+
+pytestmark = pytest.mark.nginx
+
+APP = textwrap.dedent(
+    """
+    import ctypes, os, sys, threading, time
+
+    CHATTER = "chatter " * 8 + "\\n"
+
+    def chatter():
+        while True:  # another writer to the same log, a line per write
+            os.write(2, CHATTER.encode())
+            time.sleep(0.0005)
+
+    threading.Thread(target=chatter, daemon=True).start()
+
+    def _stuck_forever():
+        threading.Event().wait()
+
+    def _segfault():
+        ctypes.string_at(0)
+
+    def app(environ, start_response):
+        path = environ["PATH_INFO"]
+        if path == "/stuck":
+            _stuck_forever()
+        if path == "/segfault":
+            _segfault()
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(os.getpid()).encode()]
+    """
+)
+
+#: The master's record that holds a dump, up to the next record.
+DUMP = re.compile(
+    r"\[ERROR\] the stacks of the worker with pid (\d+) when it got its signal "
+    r"\(faulthandler\):\n((?:.*\n)*?)(?=\d{4}-\d\d-\d\d |\Z)"
+)
+#: The lines faulthandler writes.
+DUMP_LINE = re.compile(
+    r'^(Fatal Python error: .*|(Current thread|Thread) 0x[0-9a-f]+ .*:|  File ".*", line \d+ in '
+    r"\S+|  <no Python frame>|Extension modules: .*|Stack \(most recent call first\):|)$"
+)
+
+
+@pytest.mark.parametrize(
+    ("route", "frame", "kill"),
+    [("stuck", "_stuck_forever", "signal 9 (SIGKILL)"), ("segfault", "_segfault", "signal 11")],
+)
+def test_a_dump_is_one_whole_record_amid_other_writers(
+    tmp_path: Path, nginx_available: None, route: str, frame: str, kill: str
+) -> None:
+    (tmp_path / "chatty_app.py").write_text(APP)
+    with stack(
+        tmp_path,
+        "chatty_app:app",
+        workers=2,
+        harakiri=1,
+        lazy_apps=True,  # the writing thread in each worker
+        pythonpath=[str(tmp_path)],
+    ) as (server, nginx):
+        status, _, _ = nginx.request("GET", f"/{route}")
+        assert status == 502
+        wait_until(lambda: DUMP.search(server.log()) is not None, 15, "the dump's record")
+        log = server.log()
+    found = DUMP.search(log)
+    assert found is not None
+    pid, dump = found.group(1), found.group(2)
+    assert f"(pid {pid}) killed by {kill}" in log
+    lines = dump.rstrip("\n").split("\n")
+    assert [line for line in lines if not DUMP_LINE.match(line)] == []
+    assert any(f"in {frame}" in line for line in lines), dump
+    # Nothing of the dump outside its record, and no other writer's line cut by it.
+    # (faulthandler's "line N in f"; the Python traceback of a harakiri has "line N, in f".)
+    written = re.compile(rf'", line \d+ in {frame}\n')
+    assert len(written.findall(log)) == len(written.findall(dump)) == 1
+    chatter = "chatter " * 8
+    assert all(line == chatter for line in log.split("\n") if "chatter chatter" in line)

@@ -1,0 +1,77 @@
+"""The master's dump files (:mod:`uwsgiapp.supervisor.dumps`), without a worker: what a file
+held comes out as one record, escaped, and every file is closed once."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+import pytest
+
+from uwsgiapp.supervisor.dumps import MAX_DUMP, DumpFiles, dump_text
+
+pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="no memfd_create")
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def test_the_text_is_escaped_line_by_line_without_trailing_blank_lines() -> None:
+    data = b'Thread 0x1 (most recent call first):\n  File "a\x1bb.py", line 3 in f\xff\n\n\n'
+    assert dump_text(data) == (
+        'Thread 0x1 (most recent call first):\n  File "a\\x1Bb.py", line 3 in f\\xff'
+    )
+
+
+def test_a_dump_is_logged_once_as_one_record_and_its_file_closed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    dumps = DumpFiles()
+    fd = dumps.open()
+    assert fd is not None
+    dumps.forked(4321, fd)
+    os.write(fd, b"Fatal Python error: Segmentation fault\n\n")
+    os.write(fd, b'Current thread 0x2 (most recent call first):\n  File "x.py", line 1 in g\n')
+    with caplog.at_level(logging.ERROR, logger="uwsgiapp.error"):
+        dumps.exited(4321)
+        dumps.exited(4321)  # reaped once; a second call finds nothing
+    assert [r.getMessage() for r in caplog.records] == [
+        "the stacks of the worker with pid 4321 when it got its signal (faulthandler):\n"
+        "Fatal Python error: Segmentation fault\n\n"
+        'Current thread 0x2 (most recent call first):\n  File "x.py", line 1 in g'
+    ]
+    assert not _is_open(fd)
+
+
+def test_no_dump_no_record_and_a_huge_one_is_cut(caplog: pytest.LogCaptureFixture) -> None:
+    dumps = DumpFiles()
+    quiet, huge = dumps.open(), dumps.open()
+    assert quiet is not None and huge is not None
+    dumps.forked(1, quiet)
+    dumps.forked(2, huge)
+    os.write(huge, b"x" * (MAX_DUMP + 10))
+    with caplog.at_level(logging.ERROR, logger="uwsgiapp.error"):
+        dumps.exited(1)
+        dumps.exited(2)
+    assert len(caplog.records) == 1
+    assert caplog.records[0].getMessage().endswith("\n" + "x" * MAX_DUMP)
+    assert not _is_open(quiet) and not _is_open(huge)
+
+
+def test_a_failed_fork_closes_its_file_and_a_worker_closes_its_siblings() -> None:
+    dumps = DumpFiles()
+    failed, sibling, own = dumps.open(), dumps.open(), dumps.open()
+    assert failed is not None and sibling is not None and own is not None
+    dumps.forked(0, failed)
+    assert not _is_open(failed)
+    dumps.forked(99, sibling)
+    dumps.in_worker()  # as in the worker forked with ``own``: not yet recorded as anyone's
+    assert not _is_open(sibling)
+    assert _is_open(own)
+    dumps.exited(99)  # nothing left to read or close
+    os.close(own)

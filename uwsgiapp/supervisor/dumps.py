@@ -1,0 +1,83 @@
+"""Each worker's stack dumps (faulthandler: a segfault, a harakiri's USR2) go to a file of its
+own, which the master reads once the worker has exited and logs as one record.
+
+faulthandler writes a dump piece by piece, a ``write`` for each part of each line, from a
+signal handler: written straight into the log that the master and the other workers write
+to as well, their lines were spliced into the middle of the dump's. An anonymous memory file
+(``memfd_create``) made by the master before the fork is inherited by the worker; nothing is
+named on disk, and where there is none (not Linux) the dumps go to the error log as before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+from uwsgiapp.server.logtext import escape_log_text
+
+log = logging.getLogger("uwsgiapp.error")
+
+#: The most of a dump that is logged (faulthandler writes at most 100 frames of 100 threads).
+MAX_DUMP = 256 * 1024
+
+
+def dump_text(data: bytes) -> str:
+    """What a dump file held, as the log shows it: control characters escaped line by line,
+    trailing blank lines dropped."""
+    lines = data.decode("ascii", "backslashreplace").rstrip().splitlines()
+    return "\n".join(escape_log_text(line) for line in lines)
+
+
+class DumpFiles:
+    """The master's dump file of each live worker, by pid."""
+
+    def __init__(self) -> None:
+        self._by_pid: dict[int, int] = {}
+
+    def open(self) -> int | None:
+        """A new worker's file, made before the fork; None where there can be none."""
+        create = getattr(os, "memfd_create", None)
+        if create is None:
+            return None
+        try:
+            fd: int = create("uwsgiapp-dump")
+        except OSError as exc:  # out of fds or memory: the dump goes to the log, spliced
+            log.warning("no dump file for a new worker: %s", exc)
+            return None
+        return fd
+
+    def forked(self, pid: int, fd: int | None) -> None:
+        """In the master: ``fd`` is worker ``pid``'s (or the fork failed: ``pid`` 0)."""
+        if fd is None:
+            return
+        if pid:
+            self._by_pid[pid] = fd
+        else:
+            os.close(fd)
+
+    def in_worker(self) -> None:
+        """In a new worker: its siblings' files are not its own."""
+        for fd in self._by_pid.values():
+            os.close(fd)
+        self._by_pid.clear()
+
+    def exited(self, pid: int) -> None:
+        """Worker ``pid`` was reaped: log what it dumped, if anything, and drop its file."""
+        fd = self._by_pid.pop(pid, None)
+        if fd is None:
+            return
+        try:
+            data = os.pread(fd, MAX_DUMP, 0)
+        except OSError as exc:
+            data = b""
+            log.warning("cannot read the dump file of the worker with pid %d: %s", pid, exc)
+        finally:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if data.strip():
+            log.error(
+                "the stacks of the worker with pid %d when it got its signal (faulthandler):\n%s",
+                pid,
+                dump_text(data),
+            )
