@@ -75,3 +75,22 @@ def test_a_failed_fork_closes_its_file_and_a_worker_closes_its_siblings() -> Non
     assert _is_open(own)
     dumps.exited(99)  # nothing left to read or close
     os.close(own)
+
+
+def test_a_refused_memfd_is_said_once_and_not_asked_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    calls = []
+
+    def refused(name: str) -> int:
+        calls.append(name)
+        raise PermissionError(1, "Operation not permitted")
+
+    dumps = DumpFiles()
+    dumps._create = refused  # a seccomp filter that refuses memfd_create
+    with caplog.at_level(logging.WARNING, logger="uwsgiapp.error"):
+        assert dumps.open() is None
+        assert dumps.open() is None
+    assert len(calls) == 1
+    assert len(caplog.records) == 1
+    assert "its stack dumps go to the log" in caplog.records[0].getMessage()

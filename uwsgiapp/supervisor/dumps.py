@@ -11,6 +11,7 @@ named on disk, and where there is none (not Linux) the dumps go to the error log
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 
@@ -34,16 +35,19 @@ class DumpFiles:
 
     def __init__(self) -> None:
         self._by_pid: dict[int, int] = {}
+        self._create = getattr(os, "memfd_create", None)
 
     def open(self) -> int | None:
         """A new worker's file, made before the fork; None where there can be none."""
-        create = getattr(os, "memfd_create", None)
-        if create is None:
+        if self._create is None:
             return None
         try:
-            fd: int = create("uwsgiapp-dump")
-        except OSError as exc:  # out of fds or memory: the dump goes to the log, spliced
-            log.warning("no dump file for a new worker: %s", exc)
+            fd: int = self._create("uwsgiapp-dump")
+        except OSError as exc:
+            # Out of fds (said each time: it may pass) or refused (a seccomp filter: said once).
+            if exc.errno in (errno.ENOSYS, errno.EPERM, errno.EACCES):
+                self._create = None
+            log.warning("no dump file for a new worker, its stack dumps go to the log: %s", exc)
             return None
         return fd
 
