@@ -260,6 +260,33 @@ def test_a_number_of_several_slots_is_one_row_with_their_sums(
     assert [(w.id, w.pid, w.status) for w in again.workers] == [(1, 102, "busy"), (2, 101, "idle")]
 
 
+def test_thread_cores_carry_their_counts_on_across_the_numbers_processes() -> None:
+    # --threads 2: worker 1 ran in slot 0 (3 + 1 requests), was recycled there (1 more on core
+    # 0), then reloaded into slot 2 (1 on core 1, one in a request on core 0). As uWSGI's
+    # cores, and as the worker's own count does, each core's count carries on.
+    table = StatusTable(4, cores=2)
+    observer = Observer()
+
+    def start(wid: int, pid: int, served: tuple[int, int]) -> None:
+        observer.spawned(wid, 1000.0, 0, table.reset(wid, pid))
+        for core, count in enumerate(served):
+            for n in range(1, count + 1):
+                table.core(wid, core).end(n)
+
+    start(0, 100, (3, 1))
+    start(0, 101, (1, 0))
+    start(2, 102, (0, 1))
+    table.core(2, 0).begin()
+    records = [WorkerRecord(2, 102, 1, 2.0, WorkerState.READY, number=1)]
+    stats = snapshot(
+        table_inputs(table, observer, records, cores=table.read_cores, numbers={0: 1, 2: 1})
+    )
+    (w1,) = stats.workers
+    assert [(c.requests, c.in_request) for c in w1.cores] == [(4, True), (2, False)]
+    assert observer.history[0].core_requests == (3, 1)
+    assert table.read(0).requests == 1  # a process's own count (--reload-on-rss reads it)
+
+
 def test_policy_counts_harakiri_kills_by_worker_id() -> None:
     from uwsgiapp.supervisor.status import WorkerStatus
 

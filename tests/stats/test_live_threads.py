@@ -58,3 +58,21 @@ def test_threaded_workers_count_every_response(tmp_path: Path) -> None:
     assert total(families, "uwsgiapp_requests_total", status="2xx") == sent["/ok"]
     assert total(families, "uwsgiapp_requests_total", status="4xx") == sent["/missing"]
     assert total(families, "uwsgiapp_requests_total", status="5xx") == sent["/boom"]
+
+
+def test_thread_cores_count_on_across_recycles(tmp_path: Path) -> None:
+    # A worker recycled by --max-requests: its requests carry on in the stats, and so must its
+    # cores' (as uWSGI's), or the cores of the document add up to the last process's only.
+    port = free_port()
+    address = ("127.0.0.1", port)
+    options = {"threads": 2, "max_requests": 10, "stats": f"127.0.0.1:{port}", "stats_http": True}
+    n = 25
+    with stack(tmp_path, "stats_app:app", **options) as (_server, nginx):
+        wait_doc(lambda: document(address), lambda d: accepting(d) == 1, 15)
+        statuses = [nginx.request("GET", "/ok")[0] for _ in range(n)]
+        doc = wait_doc(lambda: document(address), lambda d: wsum(d, "requests") >= n, 15)
+    assert statuses == [200] * n
+    (worker,) = doc["workers"]
+    assert worker["requests"] == n and worker["respawn_count"] >= 3
+    # A core also counts the connections its thread took without a request (start-up probes).
+    assert n <= sum(c["requests"] for c in worker["cores"]) <= n + 3, worker["cores"]

@@ -270,8 +270,8 @@ class Arbiter:
     # -- worker -------------------------------------------------------------------------------
 
     def _spawn(self, wid: int, generation: int) -> None:
-        self.table.reset(wid, 0)
-        self.observer.spawned(wid, time.time(), self.table.counters(wid).requests)
+        cores = self.table.reset(wid, 0)
+        self.observer.spawned(wid, time.time(), self.table.counters(wid).requests, cores)
         # The master's signals stay blocked across fork until the child has reset them: a stop
         # sent to a worker just forked would otherwise run the master's handler in the child,
         # be queued there, and be dropped with the master's queue (then the worker serves on

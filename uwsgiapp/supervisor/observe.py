@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
 from uwsgiapp import __version__
@@ -48,6 +48,9 @@ class SlotHistory:
     last_spawn: int = 0
     #: The slot's request counter when the current process was spawned.
     base_requests: int = 0
+    #: ``--threads``: each core's requests served by the slot's previous processes (a core
+    #: counts from 0 in each process; the stats carry its count on, as uWSGI's).
+    core_requests: tuple[int, ...] = ()
 
 
 @dataclass
@@ -59,12 +62,14 @@ class Observer:
     #: Worker number → (requests, running_time, avg_rt) at the previous stats read.
     last_read: dict[int, tuple[int, int, int]] = field(default_factory=dict)
 
-    def spawned(self, wid: int, wall: float, requests: int) -> None:
-        """A process is being started in slot ``wid`` whose counter says ``requests``."""
+    def spawned(self, wid: int, wall: float, requests: int, cores: Sequence[int] = ()) -> None:
+        """A process is being started in slot ``wid`` whose counter says ``requests``;
+        ``cores``: the requests of each of the slot's cores (``--threads``) before its reset."""
         h = self.history.setdefault(wid, SlotHistory())
         h.respawn_count += 1
         h.last_spawn = int(wall)
         h.base_requests = requests
+        h.core_requests = add_counts(h.core_requests, cores)
 
     def recent(self, stats: ServerStats) -> ServerStats:
         """``stats`` with each worker's ``avg_rt`` the mean of the requests it served since
@@ -84,6 +89,12 @@ class Observer:
     def check_queues(self, queues: Iterable[SocketStats]) -> None:
         """One look at the listen queues: a queue at its backlog is a listen-queue error."""
         self.listen_queue_errors += sum(1 for q in queues if q.max_queue and q.queue >= q.max_queue)
+
+
+def add_counts(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
+    """``a`` and ``b`` added index by index (the shorter one read as zeros)."""
+    longer, shorter = (a, b) if len(a) >= len(b) else (b, a)
+    return tuple(n + (shorter[i] if i < len(shorter) else 0) for i, n in enumerate(longer))
 
 
 def memory(pid: int) -> tuple[int, int]:
@@ -138,9 +149,21 @@ def _row(
         ),
         sum(inputs.harakiris.get(w, 0) for w in wids),
         inputs.memory(rec.pid) if rec is not None else (0, 0),
-        inputs.cores(wid) if inputs.cores is not None and rec is not None else None,
+        _cores(wid, wids, inputs) if rec is not None else None,
         leaving_busy,
     )
+
+
+def _cores(wid: int, wids: list[int], inputs: Inputs) -> list[tuple[float, int]] | None:
+    """``--threads``: slot ``wid``'s cores (its process's request starts), each with the
+    requests of that core in all the number's slots and their previous processes."""
+    if inputs.cores is None:
+        return None
+    counts: tuple[int, ...] = ()
+    for w in wids:
+        past = inputs.observer.history.get(w, SlotHistory()).core_requests
+        counts = add_counts(counts, add_counts(past, [n for _, n in inputs.cores(w)]))
+    return [(start, counts[i]) for i, (start, _) in enumerate(inputs.cores(wid))]
 
 
 def _sum_counters(counters: list[SlotCounters]) -> SlotCounters:

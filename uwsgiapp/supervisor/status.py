@@ -162,12 +162,14 @@ class StatusTable:
         self._mem = mmap.mmap(-1, capacity * self.slot_size)
         self._all_cores = struct.Struct("=" + "dQ" * cores)
 
-    def reset(self, slot: int, pid: int) -> None:
-        """Master: a worker is being started in ``slot`` (its counters carry on)."""
+    def reset(self, slot: int, pid: int) -> list[int]:
+        """Master: a worker starts in ``slot`` (counters carry on); the core counts it zeroes."""
         offset = slot * self.slot_size
+        before = [n for _, n in self.read_cores(slot)] if self.cores > 1 else []
         SLOT.pack_into(self._mem, offset, pid, STATE_BOOTING, 0.0, 0)
         if self.cores > 1:
             self._mem[offset + SLOT_SIZE : offset + self.slot_size] = bytes(self.cores * CORE.size)
+        return before
 
     def read(self, slot: int) -> WorkerStatus:
         """Master: the slot's current values (with cores: the oldest request, all requests)."""
