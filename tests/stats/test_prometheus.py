@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 from stats_kit import durations, sample, server_stats, worker
 
-from uwsgiapp.stats.model import DURATION_BOUNDS, SocketStats
+from uwsgiapp.stats.model import DURATION_BOUNDS, CoreStats, SocketStats
 from uwsgiapp.stats.prometheus import CONTENT_TYPE, render_metrics
 
 
@@ -94,10 +94,31 @@ def test_worker_states_and_gauges() -> None:
             "uwsgiapp_worker_busy_seconds_total": w.running_time / 1e6,
             "uwsgiapp_worker_avg_response_seconds": w.avg_rt / 1e6,
             "uwsgiapp_worker_pid": w.pid,
+            "uwsgiapp_worker_busy_threads": int(w.status == "busy"),
+            "uwsgiapp_worker_threads": 1,
         }
         for name, expected in checks.items():
             family = name.removesuffix("_total")
             assert _value(families[family][1], name, worker=wid) == pytest.approx(expected)
+
+
+def test_a_threaded_workers_busy_threads_and_its_threads() -> None:
+    # With --threads, "busy" says one request at least: how many of its threads serve is what
+    # tells a saturated worker from one with room.
+    cores = tuple(
+        CoreStats(id=i, requests=5, in_request=i != 2, request_start=1_700_000_100 if i != 2 else 0)
+        for i in range(4)
+    )
+    families = _families(server_stats(worker(1, 20, status="busy", cores=cores)))
+    assert (
+        _value(
+            families["uwsgiapp_worker_busy_threads"][1], "uwsgiapp_worker_busy_threads", worker="1"
+        )
+        == 3
+    )
+    assert (
+        _value(families["uwsgiapp_worker_threads"][1], "uwsgiapp_worker_threads", worker="1") == 4
+    )
 
 
 def test_listen_queue_and_sockets() -> None:

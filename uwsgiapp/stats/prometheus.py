@@ -147,6 +147,18 @@ def _workers(out: _Writer, stats: ServerStats) -> None:
             "1 while the worker serves a request.",
             lambda w: int(w.status == "busy"),
         ),
+        (
+            "busy_threads",
+            "gauge",
+            "The worker's request threads (--threads) serving a request now.",
+            lambda w: sum(c.in_request for c in w.cores),
+        ),
+        (
+            "threads",
+            "gauge",
+            "The worker's request threads (--threads; uWSGI's cores).",
+            lambda w: len(w.cores),
+        ),
         ("pid", "gauge", "The worker's process id.", lambda w: w.pid),
         ("exceptions_total", "counter", "Requests that raised in the app.", lambda w: w.exceptions),
         (
