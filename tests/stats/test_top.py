@@ -14,7 +14,8 @@ from collections.abc import Iterator
 import pytest
 from stats_kit import PYTHON, ROOT, Tmux, running, sample, server_stats, short_dir, spec_of, worker
 
-from uwsgiapp.stats.model import ServerStats
+from uwsgiapp.stats.document import build_document
+from uwsgiapp.stats.model import CoreStats, ServerStats
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.stats.top import Sample, parse_source, rates, render
 
@@ -216,3 +217,15 @@ def test_once_prints_no_control_character_of_the_document(sockdir: str) -> None:
     assert not re.search(r"[\x00-\x08\x0b-\x1f\x7f]", result.stdout), repr(result.stdout)
     assert "\\x1B]0;PWNED\\x07" in result.stdout
     assert not any(line.startswith("FAKE LINE") for line in result.stdout.splitlines())
+
+
+def test_a_threaded_workers_state_counts_its_busy_threads() -> None:
+    # "busy" with one request in flight or all of them: the busy threads of all tell which.
+    cores = tuple(
+        CoreStats(id=i, requests=5, in_request=i < 3, request_start=1_700_000_100 if i < 3 else 0)
+        for i in range(4)
+    )
+    doc = build_document(server_stats(worker(1, 20, status="busy", cores=cores), worker(2, 7)))
+    lines = render(None, Sample(0.0, doc), "test")
+    assert re.search(r"^\s*1\s+4001\s+busy 3/4\s+20\s", "\n".join(lines), re.M), lines
+    assert re.search(r"^\s*2\s+4002\s+idle\s+7\s", "\n".join(lines), re.M), lines

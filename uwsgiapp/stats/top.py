@@ -220,7 +220,7 @@ TITLE_LINE = 4
 COLUMNS = (
     ("WID", 4),
     ("PID", 8),
-    ("STATE", 6),
+    ("STATE", 10),
     ("REQ", 10),
     ("REQ/S", 8),
     ("AVG ms", 9),
@@ -231,12 +231,22 @@ COLUMNS = (
 )
 
 
-def _row(w: dict[str, Any], rate: float | None) -> str:
+def _state(w: dict[str, Any]) -> str:
+    """The worker's status; with ``--threads`` (several cores), and its busy threads of all
+    (``busy 3/4``), as its process title says."""
     status = w.get("status", "?")
+    text = status if isinstance(status, str) else "?"
+    cores = [c for c in w.get("cores", ()) if isinstance(c, dict)]
+    if len(cores) > 1:
+        text += f" {sum(1 for c in cores if c.get('in_request'))}/{len(cores)}"
+    return text
+
+
+def _row(w: dict[str, Any], rate: float | None) -> str:
     cells = (
         str(_int(w, "id")),
         str(_int(w, "pid")),
-        status if isinstance(status, str) else "?",
+        _state(w),
         str(_int(w, "requests")),
         "-" if rate is None else f"{rate:.1f}",
         f"{_int(w, 'avg_rt') / 1000:.1f}",
