@@ -20,7 +20,8 @@ APP = textwrap.dedent(
     """
     import ctypes, os, sys, threading, time
 
-    CHATTER = "chatter " * 8 + "\\n"
+    # As a log entry starts, so that the test can tell where the dump's record ends.
+    CHATTER = "2026-01-01 00:00:00,000 [0] [INFO] " + "chatter " * 8 + "\\n"
 
     def chatter():
         while True:  # another writer to the same log, a line per write
@@ -48,8 +49,8 @@ APP = textwrap.dedent(
 
 #: The master's record that holds a dump, up to the next record.
 DUMP = re.compile(
-    r"\[ERROR\] the stacks of the worker with pid (\d+) when it got its signal "
-    r"\(faulthandler\):\n((?:.*\n)*?)(?=\d{4}-\d\d-\d\d |\Z)"
+    r"\[ERROR\] the stacks of the worker with pid (\d+) when it got its signal at "
+    r"\d\d:\d\d:\d\d,\d{3} \(faulthandler\):\n((?:.*\n)*?)(?=\d{4}-\d\d-\d\d |\Z)"
 )
 #: The lines faulthandler writes.
 DUMP_LINE = re.compile(
@@ -89,5 +90,5 @@ def test_a_dump_is_one_whole_record_amid_other_writers(
     # (faulthandler's "line N in f"; the Python traceback of a harakiri has "line N, in f".)
     written = re.compile(rf'", line \d+ in {frame}\n')
     assert len(written.findall(log)) == len(written.findall(dump)) == 1
-    chatter = "chatter " * 8
+    chatter = "2026-01-01 00:00:00,000 [0] [INFO] " + "chatter " * 8
     assert all(line == chatter for line in log.split("\n") if "chatter chatter" in line)

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 import pytest
 
-from uwsgiapp.supervisor.dumps import MAX_DUMP, DumpFiles, dump_text
+from uwsgiapp.supervisor.dumps import MAX_DUMP, DumpFiles, clock_time, dump_text
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="no memfd_create")
 
@@ -37,15 +38,22 @@ def test_a_dump_is_logged_once_as_one_record_and_its_file_closed(
     dumps.forked(4321, fd)
     os.write(fd, b"Fatal Python error: Segmentation fault\n\n")
     os.write(fd, b'Current thread 0x2 (most recent call first):\n  File "x.py", line 1 in g\n')
+    written = os.fstat(fd).st_mtime
     with caplog.at_level(logging.ERROR, logger="uwsgiapp.error"):
         dumps.exited(4321)
         dumps.exited(4321)  # reaped once; a second call finds nothing
     assert [r.getMessage() for r in caplog.records] == [
-        "the stacks of the worker with pid 4321 when it got its signal (faulthandler):\n"
+        "the stacks of the worker with pid 4321 when it got its signal at "
+        f"{clock_time(written)} (faulthandler):\n"
         "Fatal Python error: Segmentation fault\n\n"
         'Current thread 0x2 (most recent call first):\n  File "x.py", line 1 in g'
     ]
     assert not _is_open(fd)
+
+
+def test_the_clock_time_has_the_logs_milliseconds() -> None:
+    assert re.fullmatch(r"\d\d:\d\d:\d\d,\d{3}", clock_time(1_700_000_000.0456))
+    assert clock_time(1_700_000_000.0456).endswith(",045")
 
 
 def test_no_dump_no_record_and_a_huge_one_is_cut(caplog: pytest.LogCaptureFixture) -> None:

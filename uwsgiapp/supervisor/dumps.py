@@ -14,6 +14,7 @@ import contextlib
 import errno
 import logging
 import os
+import time
 
 from uwsgiapp.server.logtext import escape_log_text
 
@@ -73,6 +74,7 @@ class DumpFiles:
             return
         try:
             data = os.pread(fd, MAX_DUMP, 0)
+            written = os.fstat(fd).st_mtime  # the dump's own time: a harakiri's is the kill's
         except OSError as exc:
             data = b""
             log.warning("cannot read the dump file of the worker with pid %d: %s", pid, exc)
@@ -81,7 +83,14 @@ class DumpFiles:
                 os.close(fd)
         if data.strip():
             log.error(
-                "the stacks of the worker with pid %d when it got its signal (faulthandler):\n%s",
+                "the stacks of the worker with pid %d when it got its signal at %s "
+                "(faulthandler):\n%s",
                 pid,
+                clock_time(written),
                 dump_text(data),
             )
+
+
+def clock_time(when: float) -> str:
+    """``when`` (epoch seconds) as the local time of day with milliseconds, as the log's."""
+    return time.strftime("%H:%M:%S", time.localtime(when)) + f",{int(when % 1 * 1000):03d}"
