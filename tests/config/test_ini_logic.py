@@ -128,6 +128,19 @@ def test_for_glob_and_for_readline(tmp_path: Path) -> None:
     ]
 
 
+def test_for_readline_over_a_dotenv_file_skips_its_blank_and_comment_lines(
+    tmp_path: Path,
+) -> None:
+    # The idiom of Django templates: a .env file shared with docker compose, read line by
+    # line into env. uWSGI hands every line to putenv, which sets nothing for a blank line
+    # or a comment, and starts; each such line stopped uwsgiapp's start ("expected NAME=VALUE").
+    (tmp_path / ".env").write_text("# settings\nDJANGO_SETTINGS_MODULE=site.settings\n\nA=1\n")
+    env, warnings = load(tmp_path, "for-readline = %d.env\nenv = %(_)\nendfor =")
+    assert list(env) == ["DJANGO_SETTINGS_MODULE=site.settings", "A=1"]
+    assert any("'env = # settings' (line 4) sets nothing: ignored" in w for w in warnings)
+    assert any("'env = ' (line 4) sets nothing: ignored" in w for w in warnings)
+
+
 def test_nested_blocks_are_refused(tmp_path: Path) -> None:
     body = "if-env = SET\nenv = A=1\nif-exists = /\nenv = B=1\nendif =\nendif ="
     with pytest.raises(ConfigError) as info:

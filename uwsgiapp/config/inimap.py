@@ -31,6 +31,13 @@ __all__ = ["OWN_KEYS", "Mapper", "map_app", "truthy"]
 OWN_KEYS = frozenset(spec.option for spec in option_specs()) - USED_KEYS
 
 
+def _blank_or_comment(value: str) -> bool:
+    """Whether an ``env`` value is a blank or comment line, which uWSGI hands to putenv (it
+    sets nothing) and starts all the same; any other value without ``=`` stays an error."""
+    text = value.strip()
+    return not text or text[0] in "#;"
+
+
 def truthy(value: str) -> bool | None:
     """A boolean key's value; empty (``master =``) means true, as a bare key does."""
     return True if not value.strip() else parse_bool(value)
@@ -51,7 +58,12 @@ class Mapper:
         """Map one key; False if its value is a form uwsgiapp does not take (then it is
         reported as unsupported)."""
         layer = self.layer
-        if key in SIMPLE_KEYS:
+        if SIMPLE_KEYS.get(key) == "env" and _blank_or_comment(value):
+            self.warn(
+                f"'{key} = {value}' (line {line}) sets nothing: ignored, as uWSGI's putenv"
+                " ignores it (a for-readline over a .env file reads its blank and comment lines)"
+            )
+        elif key in SIMPLE_KEYS:
             self._simple(key, SIMPLE_KEYS[key], value, source)
         elif key in LOGGER_KEYS:
             # logger = file:PATH / req-logger = file:PATH (unnamed); other loggers are not ours
