@@ -404,6 +404,16 @@ def test_env_and_placeholders(tmp_path: Path) -> None:
     assert warnings == []  # base and project are placeholders, referenced with %(...)
 
 
+def test_a_repeated_key_as_a_placeholder_is_its_first_value(tmp_path: Path) -> None:
+    # uWSGI 2.0.31 serves this from /srv/a with 2 threads: %(key) is the first value a key
+    # has (the option itself takes the last); uwsgiapp took the last, /srv/b and 3.
+    body = "base = /srv/a\nbase = /srv/b\nchdir = %(base)\nprocesses = 2\nprocesses = 3\n"
+    body += "threads = %(processes)\nset-ph = dir=/x\nset-ph = dir=/y\npidfile = %(dir)/p"
+    config, _, _ = load(tmp_path, body)
+    assert (config.chdir, config.workers, config.threads) == ("/srv/a", 3, 2)
+    assert config.pidfile == "/x/p"
+
+
 def test_sections(tmp_path: Path) -> None:
     path = tmp_path / "multi.ini"
     path.write_text("[uwsgi]\nprocesses = 2\n\n[staging]\nprocesses = 8\n# c\n; c\n")

@@ -16,7 +16,8 @@ uWSGI does:
   group names, ``%t``/``%T`` unix time in seconds/microseconds, ``%%`` a literal ``%``
   (upper-case ``%D``, ``%P``… are the lower-case ones: there are no templates here);
 * ``%(name)`` — the value of another key of the section (uWSGI "placeholders", including
-  ``set-placeholder = name=value``), else the environment variable ``UWSGI_NAME``.
+  ``set-placeholder = name=value``; a repeated key's first value, as in uWSGI), else the
+  environment variable ``UWSGI_NAME``.
 
 A ``%(name)`` or ``%x`` with no value is a :class:`ConfigError` naming it (uWSGI would leave it
 or make it empty, and the option would fail later on a value the user never wrote).
@@ -282,15 +283,16 @@ class _Warner:
 
 
 def _placeholder_definitions(entries: list[IniEntry], where: str) -> dict[str, tuple[str, str]]:
-    """Every key's last raw value (uWSGI lets any key be referenced as %(key)), plus the
-    ``set-placeholder`` entries: name → (raw value, where it is defined)."""
+    """Every key's first raw value (uWSGI lets any key be referenced as %(key), and takes
+    the first value a repeated key has, though the option takes the last), and the
+    ``set-placeholder`` entries among them: name → (raw value, where it is defined)."""
     raw: dict[str, tuple[str, str]] = {}
     for entry in entries:
         if entry.key in ("set-placeholder", "set-ph"):
             name, eq, value = entry.value.partition("=")
             if eq:
                 defined_at = f"{where} {entry.key} {name.strip()} (line {entry.line})"
-                raw[name.strip()] = (value.strip(), defined_at)
+                raw.setdefault(name.strip(), (value.strip(), defined_at))
         else:
-            raw[entry.key] = (entry.value, f"{where} {entry.key} (line {entry.line})")
+            raw.setdefault(entry.key, (entry.value, f"{where} {entry.key} (line {entry.line})"))
     return raw
