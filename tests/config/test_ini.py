@@ -414,6 +414,19 @@ def test_a_repeated_key_as_a_placeholder_is_its_first_value(tmp_path: Path) -> N
     assert config.pidfile == "/x/p"
 
 
+def test_a_file_reference_is_the_file_text(tmp_path: Path) -> None:
+    # uWSGI 2.0.31 puts the file's text in place of @(path), less its last newline; uwsgiapp
+    # passed '@(...)' on as the value: the app's SECRET_KEY was the path, without a word.
+    (tmp_path / "secret").write_text("s3%cr3t\n")
+    (tmp_path / "n").write_text("3")
+    body = "env = SECRET_KEY=@(%dsecret)\nprocesses = @($(DIR)/n)\nenv = B=[@(%dn)]"
+    config, _, env = load(tmp_path, body, environ={"DIR": str(tmp_path)})
+    assert env == [("SECRET_KEY", "s3%cr3t"), ("B", "[3]")]  # the text is not expanded
+    assert config.workers == 3
+    with pytest.raises(ConfigError, match=re.escape("uses @(/nonexistent/x), which cannot")):
+        load(tmp_path, "env = A=@(/nonexistent/x)")
+
+
 def test_sections(tmp_path: Path) -> None:
     path = tmp_path / "multi.ini"
     path.write_text("[uwsgi]\nprocesses = 2\n\n[staging]\nprocesses = 8\n# c\n; c\n")

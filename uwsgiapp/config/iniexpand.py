@@ -1,5 +1,5 @@
-"""Expanding uWSGI ini values: ``$(ENV)``, magic variables (``%d``, ``%k``…) and ``%(name)``
-placeholders (the rules are listed in :mod:`uwsgiapp.config.uwsgiini`).
+"""Expanding uWSGI ini values: ``$(ENV)``, magic variables (``%d``, ``%k``…), ``%(name)``
+placeholders and ``@(file)`` contents (the rules are listed in :mod:`uwsgiapp.config.uwsgiini`).
 
 Expansion is bounded: a value may not grow past :data:`MAX_EXPANDED_SIZE` characters and
 placeholders may nest :data:`MAX_PLACEHOLDER_DEPTH` deep; a placeholder that refers back to
@@ -16,6 +16,7 @@ import re
 import socket
 import time
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from functools import partial
 from typing import Final
 
 from uwsgiapp.config.model import ConfigError
@@ -45,6 +46,7 @@ MAX_PLACEHOLDER_DEPTH: Final = 16
 #: ``%(name)`` (group 1) or ``%x`` (group 2).
 MAGIC_RE: Final = re.compile(r"%\(([^)]*)\)|%(.)")
 _ENV_REF = re.compile(r"\$\(([^)]*)\)")
+_FILE_REF = re.compile(r"@\(([^)]*)\)")
 
 
 class ExpansionError(ValueError):
@@ -233,14 +235,14 @@ def expand(
     max_size: int = MAX_EXPANDED_SIZE,
     fixed: MutableMapping[str, str] | None = None,
 ) -> str:
-    """Expand ``$(ENV)``, ``%x`` magic and ``%(placeholder)`` in one value (see module doc).
+    """Expand ``$(ENV)``, ``%x``, ``%(name)`` and ``@(file)`` in one value (see module doc).
 
     ``fixed``, when given, keeps the start-time variables from one call to the next.
 
     Raises :class:`ExpansionError` as soon as the result would grow past ``max_size``
     characters (before building it), and for a ``%(name)`` or ``%x`` that has no value (uWSGI
     would leave it, or expand it to nothing, and the option would fail later on a value the
-    user never wrote).
+    user never wrote), or an ``@(file)`` that cannot be read.
     """
     env = os.environ if environ is None else environ
     places = placeholders or {}
@@ -280,7 +282,20 @@ def expand(
         )
 
     expanded = _bounded(_ENV_REF, env_ref, value, max_size)
-    return _bounded(MAGIC_RE, magic, expanded, max_size)
+    expanded = _bounded(MAGIC_RE, magic, expanded, max_size)  # before: a file's text stays
+    return _bounded(_FILE_REF, partial(_file_text, max_size=max_size), expanded, max_size)
+
+
+def _file_text(match: re.Match[str], *, max_size: int) -> str:
+    """``@(path)``: the file's text without its last newline, as uWSGI reads it (a secret
+    from a file, ``env = SECRET_KEY=@(/run/secrets/key)``)."""
+    path = match.group(1)
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            text = fh.read(max_size + 2)
+    except OSError as exc:
+        raise ExpansionError(f"uses @({path}), which cannot be read ({exc.strerror})") from None
+    return text[:-1] if text.endswith(("\n", "\r")) else text
 
 
 def _bounded(

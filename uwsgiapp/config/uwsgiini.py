@@ -17,7 +17,9 @@ uWSGI does:
   (upper-case ``%D``, ``%P``… are the lower-case ones: there are no templates here);
 * ``%(name)`` — the value of another key of the section (uWSGI "placeholders", including
   ``set-placeholder = name=value``; a repeated key's first value, as in uWSGI), else the
-  environment variable ``UWSGI_NAME``.
+  environment variable ``UWSGI_NAME``;
+* ``@(path)`` — the file's text without its last newline (a file that cannot be read is a
+  :class:`ConfigError`, as it stops uWSGI).
 
 A ``%(name)`` or ``%x`` with no value is a :class:`ConfigError` naming it (uWSGI would leave it
 or make it empty, and the option would fail later on a value the user never wrote).
