@@ -601,6 +601,12 @@ def test_an_ini_logs_requests_unless_told_not_to(tmp_path: Path) -> None:
         ("max-worker-lifetime = 3600", "--max-requests or --reload-on-rss"),
         # Its strftime value is not expanded: %Y is no magic variable, and it must not stop us.
         ("log-date = %Y-%m-%d %H:%M:%S", "already start with the date and time"),
+        # the tiangolo/uwsgi-nginx image's cheaper = 2 beside processes = 16, Bloomberg's 8 and
+        # 128: uWSGI runs 2 (or 8) unless loaded, uwsgiapp the 16 (or 128); it said only "a
+        # fixed number of workers"
+        ("cheaper = 2\nprocesses = 16", "processes' all the time"),
+        ("cheaper-initial = 16", "set processes to the number to run"),
+        ("cheaper-algo = busyness", "processes' number of workers runs all the time"),
     ],
 )
 def test_common_unsupported_keys_say_what_to_do_instead(

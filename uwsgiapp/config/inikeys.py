@@ -169,6 +169,11 @@ _BEFORE_START = (
     "the entrypoint (e.g. manage.py migrate), or decorate a function of the app with "
     "uwsgiapp.postfork for per-worker set-up"
 )
+_CHEAPER = (
+    "uwsgiapp runs a fixed number of workers, processes' all the time (under cheaper, uWSGI's "
+    "most, where it starts with cheaper-initial or cheaper): set processes to the number to "
+    "run (TTIN/TTOU signals change it while it runs)"
+)
 _ROTATE = (
     "rotate with logrotate and have its postrotate send SIGUSR1 to the master (kill -USR1 "
     "$(cat PIDFILE)), which reopens every log file"
@@ -188,7 +193,6 @@ ADVICE: Mapping[str, str] = {
     "log-format": "uwsgiapp's access log has fixed formats: --access-log uwsgi or json",
     "logformat": "uwsgiapp's access log has fixed formats: --access-log uwsgi or json",
     "py-autoreload": "use 'uwsgiapp dev' for reloading on code changes",
-    "cheaper": "uwsgiapp runs a fixed number of workers (TTIN/TTOU signals change it)",
     "ini": "uwsgiapp follows 'ini = :section' (a section of the same file) but no other "
     "file, and no 'ini' inside the section it follows: the keys named here are NOT applied; "
     "copy them into this section",
@@ -207,7 +211,6 @@ ADVICE: Mapping[str, str] = {
     "post-buffering": "nginx buffers request bodies (client_body_buffer_size); the app reads "
     "the body as it comes, once: wsgi.input cannot seek(0) to read it again (keep a copy: "
     "Flask's request.get_data() caches it)",
-    "cheaper-initial": "uwsgiapp runs a fixed number of workers (TTIN/TTOU signals change it)",
     "reload-on-as": "--reload-on-rss recycles a worker by its resident memory",
     "evil-reload-on-rss": "--reload-on-rss recycles a worker by its resident memory (the "
     "master checks it ten times a second)",
@@ -244,11 +247,15 @@ ADVICE: Mapping[str, str] = {
     "asyncio": _LOOP,
     "gevent-early-monkey-patch": _LOOP,
     "gevent-monkey-patch": _LOOP,
+    "cheaper": _CHEAPER,
+    "cheaper-initial": _CHEAPER,
     "offload-threads": "nginx sends files and slow clients' bytes (uwsgiapp's workers never "
     "wait on a slow client: nginx buffers the response)",
 }
 #: Advice for families of keys, by the start of their name (when ADVICE has not the key).
 ADVICE_PREFIXES: Mapping[str, str] = {
+    "cheaper-": "a setting of uWSGI's adaptive worker count, which uwsgiapp has not: processes' "
+    "number of workers runs all the time",
     "attach-": _OWN_PROCESS,
     "smart-attach-": _OWN_PROCESS,
     "cron": _OWN_PROCESS,
