@@ -32,6 +32,11 @@ _LOG_CONFIG = (
     "server's own lines go to --error-log-file"
 )
 _TLS = "terminate TLS in nginx"
+_SET = (
+    "uWSGI's --set KEY=VALUE: give our option itself (processes=4 is --workers 4; 'uwsgiapp "
+    "serve --help' lists them, each also a UWSGIAPP_* variable); a %(KEY) placeholder the ini "
+    "reads but does not define comes from the environment variable UWSGI_KEY"
+)
 
 #: Options of gunicorn's and uWSGI's command lines → what to use here.
 FOREIGN_OPTIONS: Mapping[str, str] = {
@@ -116,6 +121,10 @@ FOREIGN_OPTIONS: Mapping[str, str] = {
     "--paste": "give the WSGI callable as APP (module:callable); for a PasteDeploy ini, call "
     "paste.deploy.loadapp in a small module and name that",
     "--access-logformat": ADVICE["log-format"],
+    "--set": _SET,
+    "-S": _SET,
+    "--set-placeholder": _SET,
+    "--set-ph": _SET,
 }
 
 

@@ -49,6 +49,9 @@ from uwsgiapp.clihints import hint_for
         (["serve", "a:app", "-e", "A=1"], "-e: use --env NAME=VALUE"),
         (["serve", "a:app", "--umask", "007"], "UMask= in systemd"),
         (["serve", "a:app", "--access-logformat", "%(h)s"], "fixed formats"),
+        # `uwsgi --ini app.ini --set processes=8` was "--set: did you mean --socket?"
+        (["serve", "--ini", "a.ini", "--set", "processes=8"], "processes=4 is --workers 4"),
+        (["serve", "--ini", "a.ini", "--set-ph", "base=/srv"], "the environment variable UWSGI"),
     ],
 )
 def test_an_unknown_option_gets_a_hint(argv: list[str], hint: str) -> None:
