@@ -436,6 +436,14 @@ def test_sections(tmp_path: Path) -> None:
         ini_layer(f"{path}:prod", environ={})
 
 
+def test_a_byte_order_mark_does_not_hide_the_first_section(tmp_path: Path) -> None:
+    # Saved by a Windows editor: "has no [uwsgi] section (sections: none)" for a file that
+    # shows [uwsgi] on its first line (uWSGI cannot find it either).
+    path = tmp_path / "bom.ini"
+    path.write_bytes(b"\xef\xbb\xbf[uwsgi]\r\nprocesses = 3\r\n")
+    assert resolve([ini_layer(str(path), environ={}).layer]).config.workers == 3
+
+
 def test_split_ini_arg() -> None:
     assert split_ini_arg("app.ini") == ("app.ini", "uwsgi")
     assert split_ini_arg("app.ini:dev") == ("app.ini", "dev")

@@ -49,8 +49,8 @@ def parse_ini(text: str, section: str) -> tuple[list[IniEntry], list[str]]:
 
 def read_section(path: str, section: str) -> list[IniEntry]:
     """The entries of ``[section]`` in the ini file ``path``; ConfigError if unreadable."""
-    try:
-        with open(path, encoding="utf-8") as fh:
+    try:  # -sig: a byte-order mark (Windows editors write one) hid the first [section]
+        with open(path, encoding="utf-8-sig") as fh:
             text = fh.read()
     except OSError as exc:
         raise ConfigError("ini", f"cannot read {path}: {exc.strerror}", "command line") from None
