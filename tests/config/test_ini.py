@@ -615,6 +615,9 @@ def test_an_ini_logs_requests_unless_told_not_to(tmp_path: Path) -> None:
         ("cheaper = 2\nprocesses = 16", "processes' all the time"),
         ("cheaper-initial = 16", "set processes to the number to run"),
         ("cheaper-algo = busyness", "processes' number of workers runs all the time"),
+        ("mule-reload-mercy = 300", "runs no mules: a reload has none to wait for"),  # not jobs
+        ("logdate = true", "already start with the date and time"),
+        ("procname = %(project)-http-%n\nproject = x", "names its processes"),
     ],
 )
 def test_common_unsupported_keys_say_what_to_do_instead(

@@ -181,6 +181,9 @@ _ROTATE = (
 #: Advice for unsupported keys users commonly have.
 ADVICE: Mapping[str, str] = {
     "log-date": "error log lines already start with the date and time",
+    "logdate": "error log lines already start with the date and time",
+    # a timeout, not a job: "THIS WILL NOT RUN" (the mule prefix's) alarmed for nothing
+    "mule-reload-mercy": "uwsgiapp runs no mules: a reload has none to wait for",
     "http-socket": "uwsgiapp speaks only the uwsgi protocol: put nginx (uwsgi_pass) in front, "
     "or use 'uwsgiapp dev' for local HTTP",
     "http": "uwsgiapp speaks only the uwsgi protocol: put nginx (uwsgi_pass) in front",
@@ -226,6 +229,9 @@ ADVICE: Mapping[str, str] = {
     "import": "import the module from your WSGI module instead",
     "procname-prefix-spaced": "uwsgiapp names its processes uwsgiapp master / worker N",
     "procname-prefix": "uwsgiapp names its processes uwsgiapp master / worker N",
+    "procname": "uwsgiapp names its processes uwsgiapp master / worker N",
+    "procname-master": "uwsgiapp names its processes uwsgiapp master / worker N",
+    "procname-append": "uwsgiapp names its processes uwsgiapp master / worker N",
     "umask": "set it where uwsgiapp starts (UMask= in systemd, umask in the entrypoint)",
     "log-4xx": _REQUEST_LOG,
     "log-5xx": _REQUEST_LOG,
