@@ -444,6 +444,17 @@ def test_a_byte_order_mark_does_not_hide_the_first_section(tmp_path: Path) -> No
     assert resolve([ini_layer(str(path), environ={}).layer]).config.workers == 3
 
 
+def test_only_the_lines_read_must_be_utf8(tmp_path: Path) -> None:
+    # uWSGI reads bytes: a Latin-1 comment (or another section) does not matter to it, and it
+    # stopped uwsgiapp's start ("is not UTF-8 text: ... position 11").
+    path = tmp_path / "latin1.ini"
+    path.write_bytes(b"[uwsgi]\n# r\xe9pertoire\nprocesses = 3\n[other]\nx = \xe9\n")
+    assert resolve([ini_layer(str(path), environ={}).layer]).config.workers == 3
+    path.write_bytes(b"[uwsgi]\nprocesses = 3\nchdir = /srv/r\xe9pertoire\n")
+    with pytest.raises(ConfigError, match=re.escape("line 3 (chdir) is not UTF-8 text: save")):
+        ini_layer(str(path), environ={})
+
+
 def test_split_ini_arg() -> None:
     assert split_ini_arg("app.ini") == ("app.ini", "uwsgi")
     assert split_ini_arg("app.ini:dev") == ("app.ini", "dev")

@@ -50,19 +50,32 @@ def parse_ini(text: str, section: str) -> tuple[list[IniEntry], list[str]]:
 def read_section(path: str, section: str) -> list[IniEntry]:
     """The entries of ``[section]`` in the ini file ``path``; ConfigError if unreadable."""
     try:  # -sig: a byte-order mark (Windows editors write one) hid the first [section]
-        with open(path, encoding="utf-8-sig") as fh:
+        with open(path, encoding="utf-8-sig", errors="surrogateescape") as fh:
             text = fh.read()
     except OSError as exc:
         raise ConfigError("ini", f"cannot read {path}: {exc.strerror}", "command line") from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError("ini", f"{path} is not UTF-8 text: {exc}", "command line") from None
     entries, sections = parse_ini(text, section)
+    # Only what is read must be UTF-8: uWSGI reads bytes, and an old file's Latin-1 comment
+    # (# répertoire) stopped the start.
+    bad = next((e for e in entries if _not_utf8(e.key + e.value)), None)
+    if bad is not None:
+        raise ConfigError(
+            "ini",
+            f"{path} line {bad.line} ({bad.key}) is not UTF-8 text: save the file as UTF-8"
+            " (iconv -f latin1 -t utf-8)",
+            "command line",
+        )
     if section not in sections:
         found = ", ".join(f"[{s}]" for s in sections) or "none"
         raise ConfigError(
             "ini", f"{path} has no [{section}] section (sections: {found})", "command line"
         )
     return entries
+
+
+def _not_utf8(text: str) -> bool:
+    """Whether ``text`` holds bytes that were not UTF-8 (decoded with surrogateescape)."""
+    return any("\udc80" <= char <= "\udcff" for char in text)
 
 
 def include_sections(
