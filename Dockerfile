@@ -69,8 +69,10 @@ STOPSIGNAL SIGTERM
 # Also: a worker stuck in one request for 30 s is killed and replaced (gunicorn's default
 # timeout): the health check stays healthy while a worker accepts, so without it a container
 # whose workers all hang (a deadlock, an endless loop) would be healthy for ever. A request
-# still running 8 s after `docker stop` is cut and logged (its finally blocks run) before
-# Docker's KILL at 10 s, which nobody would log. Both are defaults (UWSGIAPP_DEFAULT_*):
+# still running 7 s after `docker stop` is cut and logged (its finally blocks run); a worker
+# that does not end then is killed by the master 2 s later, which logs it and exits 0, all
+# before Docker's KILL at 10 s (at 8 s, the master's kill came at 10 s too, Docker's won:
+# exit code 137 and no line about it). Both are defaults (UWSGIAPP_DEFAULT_*):
 # they rank below everything else, an --ini or --config file you bring included, so its
 # harakiri = 120 is kept; UWSGIAPP_HARAKIRI=0, or a longer --graceful-timeout with
 # `docker stop -t`, change them too (compose sets its own). The stats address is not a
@@ -78,7 +80,7 @@ STOPSIGNAL SIGTERM
 ENV UWSGIAPP_STATS=127.0.0.1:9191 \
     UWSGIAPP_STATS_HTTP=1 \
     UWSGIAPP_DEFAULT_HARAKIRI=30 \
-    UWSGIAPP_DEFAULT_GRACEFUL_TIMEOUT=8
+    UWSGIAPP_DEFAULT_GRACEFUL_TIMEOUT=7
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-I", "-m", "uwsgiapp.stats.health"]
 
