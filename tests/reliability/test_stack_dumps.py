@@ -12,7 +12,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from support.procs import stack, wait_until
+from support.procs import Server, stack, wait_until
 
 pytestmark = pytest.mark.nginx
 
@@ -92,3 +92,29 @@ def test_a_dump_is_one_whole_record_amid_other_writers(
     assert len(written.findall(log)) == len(written.findall(dump)) == 1
     chatter = "2026-01-01 00:00:00,000 [0] [INFO] " + "chatter " * 8
     assert all(line == chatter for line in log.split("\n") if "chatter chatter" in line)
+
+
+def test_workers_crashing_as_they_start_dump_into_records(tmp_path: Path) -> None:
+    # --lazy-apps: each worker imports the app after the fork, and crashes there; the dumps
+    # of two workers crashing at once, and the master's lines, were spliced together.
+    (tmp_path / "crash_at_import.py").write_text("import ctypes\nctypes.string_at(0)\n")
+    server = Server(
+        tmp_path / "server",
+        "crash_at_import:app",
+        workers=2,
+        lazy_apps=True,
+        pythonpath=[str(tmp_path)],
+    ).start(wait=False)
+    try:
+        code = server.wait(30)  # the master stops once workers keep dying as they start
+    finally:
+        server.stop()
+    log = server.log()
+    assert code != 0 and "died while starting" in log, log
+    dumps = [found.group(2) for found in DUMP.finditer(log)]
+    assert dumps, log
+    for dump in dumps:
+        assert [line for line in dump.rstrip("\n").split("\n") if not DUMP_LINE.match(line)] == []
+    # Every line faulthandler wrote is inside a record.
+    outside = DUMP.sub("", log)
+    assert "Fatal Python error" not in outside and 'File "' not in outside, outside

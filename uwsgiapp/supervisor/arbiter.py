@@ -314,7 +314,7 @@ class Arbiter:
             self.stats.close_after_fork()
         self._sockdiag.close()
         self.notifier.close()
-        self.dumps.in_worker()
+        self.dumps.in_worker(dump)
         self.signals.clear()
         for signum in MASTER_SIGNUMS:
             signal.signal(signum, signal.SIG_DFL)

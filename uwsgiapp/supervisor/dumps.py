@@ -16,6 +16,7 @@ import logging
 import os
 import time
 
+from uwsgiapp.server.logs import arm_fault_dumps
 from uwsgiapp.server.logtext import escape_log_text
 
 log = logging.getLogger("uwsgiapp.error")
@@ -61,11 +62,15 @@ class DumpFiles:
         else:
             os.close(fd)
 
-    def in_worker(self) -> None:
-        """In a new worker: its siblings' files are not its own."""
+    def in_worker(self, own: int | None = None) -> None:
+        """In a new worker: its siblings' files are not its own, and a crash dumps to ``own``
+        from here on, before the worker serves too (a --lazy-apps import, a postfork function):
+        the dumps of workers crashing as they start were written into the shared log."""
         for fd in self._by_pid.values():
             os.close(fd)
         self._by_pid.clear()
+        if own is not None:
+            arm_fault_dumps((), own)
 
     def exited(self, pid: int) -> None:
         """Worker ``pid`` was reaped: log what it dumped, if anything, and drop its file."""
