@@ -20,13 +20,16 @@ from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.stats.top import Sample, parse_source, rates, render
 
 
-def top(*args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+def top(
+    *args: str, timeout: float = 20, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("UWSGIAPP_STATS")}
     return subprocess.run(
         [PYTHON, "-m", "uwsgiapp", "top", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "PYTHONPATH": ROOT},
+        env={**environ, "PYTHONPATH": ROOT, **(env or {})},
     )
 
 
@@ -112,6 +115,18 @@ def test_once_over_unix_tcp_and_http(sockdir: str) -> None:
         plain = top(address, "--once")
     assert plain.returncode == 4
     assert f"(with --stats-http, give http://{address}/" in plain.stderr
+
+
+def test_without_addr_the_servers_own_setting_is_read() -> None:
+    # What the uwsgiapp image sets for its health check; `docker exec CONTAINER uwsgiapp top`.
+    with running(StatsServer("127.0.0.1:0", http=True, snapshot=sample)) as server:
+        env = {"UWSGIAPP_STATS": spec_of(server.address), "UWSGIAPP_STATS_HTTP": "1"}
+        result = top("--once", env=env)
+    assert result.returncode == 0, result.stderr
+    _assert_rows(result.stdout, sample())
+    nothing = top("--once")
+    assert nothing.returncode == 2
+    assert "no ADDR given and UWSGIAPP_STATS is not set" in nothing.stderr
 
 
 def test_errors_have_their_exit_codes(sockdir: str) -> None:

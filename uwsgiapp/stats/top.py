@@ -1,9 +1,10 @@
-"""``uwsgiapp top ADDR``: a live terminal view of a stats server, ours or uWSGI's.
+"""``uwsgiapp top [ADDR]``: a live terminal view of a stats server, ours or uWSGI's.
 
 It reads the stats JSON document by field name only (the fields uWSGI 2.0 writes), so it works
 against ``uwsgi --stats`` as well as ``uwsgiapp serve --stats``: a unix socket path (or
 ``unix:PATH``, ``@abstract``), ``host:port`` / ``[v6]:port``, or an ``http://`` URL for a stats
-server in HTTP mode. ``--once`` prints one plain-text snapshot (no escape codes) and exits;
+server in HTTP mode; without ADDR, the server's own setting (``$UWSGIAPP_STATS``, read as the
+health check reads it). ``--once`` prints one plain-text snapshot (no escape codes) and exits;
 otherwise a curses view refreshes every ``--interval`` seconds until ``q``.
 
 Exit status: 0 ok, 2 usage error, 3 cannot connect, 4 no valid stats document.
@@ -14,9 +15,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import socket
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -324,10 +327,17 @@ def _live(screen: curses.window, source: Source, interval: float, timeout: float
             return EXIT_OK
 
 
-def run(address: str, *, interval: float = 1.0, once: bool = False, timeout: float = 3.0) -> int:
+def run(
+    address: str,
+    *,
+    interval: float = 1.0,
+    once: bool = False,
+    timeout: float = 3.0,
+    environ: Mapping[str, str] = os.environ,
+) -> int:
     """The ``top`` command: returns its exit status."""
     try:
-        source = parse_source(address)
+        source = parse_source(address) if address else _configured_source(environ)
     except ValueError as exc:
         print(f"uwsgiapp top: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -351,6 +361,16 @@ def run(address: str, *, interval: float = 1.0, once: bool = False, timeout: flo
     return code
 
 
+def _configured_source(environ: Mapping[str, str]) -> Source:
+    """No ADDR: where the server in this environment serves its stats (``$UWSGIAPP_STATS``,
+    over HTTP when ``$UWSGIAPP_STATS_HTTP`` is on), as the health check finds it: the uwsgiapp
+    image sets both, and ``docker exec CONTAINER uwsgiapp top`` said only that ADDR was
+    missing (given the address, it timed out: the server speaks HTTP there)."""
+    from uwsgiapp.stats.health import stats_source  # health imports this module
+
+    return stats_source("", environ)
+
+
 def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
     """Declare ``uwsgiapp top`` on the command line's sub-command parser."""
     p = sub.add_parser(
@@ -365,8 +385,12 @@ def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument(
         "address",
+        nargs="?",
+        default="",
         metavar="ADDR",
-        help="stats socket: unix path, host:port, [v6]:port, @abstract, or http://host:port/",
+        help="stats socket: unix path, host:port, [v6]:port, @abstract, or http://host:port/ "
+        "(default: $UWSGIAPP_STATS, over HTTP when $UWSGIAPP_STATS_HTTP is on, as the "
+        "uwsgiapp image sets them)",
     )
     p.add_argument(
         "--interval", type=float, default=1.0, metavar="S", help="refresh every S seconds (1)"
