@@ -19,7 +19,6 @@ import os
 import socket
 import sys
 import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -327,17 +326,10 @@ def _live(screen: curses.window, source: Source, interval: float, timeout: float
             return EXIT_OK
 
 
-def run(
-    address: str,
-    *,
-    interval: float = 1.0,
-    once: bool = False,
-    timeout: float = 3.0,
-    environ: Mapping[str, str] = os.environ,
-) -> int:
+def run(address: str, *, interval: float = 1.0, once: bool = False, timeout: float = 3.0) -> int:
     """The ``top`` command: returns its exit status."""
     try:
-        source = parse_source(address) if address else _configured_source(environ)
+        source = parse_source(address) if address else _configured_source()
     except ValueError as exc:
         print(f"uwsgiapp top: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -361,14 +353,12 @@ def run(
     return code
 
 
-def _configured_source(environ: Mapping[str, str]) -> Source:
-    """No ADDR: where the server in this environment serves its stats (``$UWSGIAPP_STATS``,
-    over HTTP when ``$UWSGIAPP_STATS_HTTP`` is on), as the health check finds it: the uwsgiapp
-    image sets both, and ``docker exec CONTAINER uwsgiapp top`` said only that ADDR was
-    missing (given the address, it timed out: the server speaks HTTP there)."""
+def _configured_source() -> Source:
+    """No ADDR: the server's own stats setting, found as the health check finds it (the
+    uwsgiapp image sets it: ``docker exec CONTAINER uwsgiapp top``)."""
     from uwsgiapp.stats.health import stats_source  # health imports this module
 
-    return stats_source("", environ)
+    return stats_source("", os.environ)
 
 
 def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
