@@ -149,6 +149,8 @@ class WorkerRecord:
     fresh_rss: float = 0.0
     #: Forked for a reload that failed (ended at once): its number is a serving worker's too.
     failed_reload: bool = False
+    #: Its slow start was logged (:data:`~uwsgiapp.supervisor.roster.SLOW_BOOT`).
+    boot_said: bool = False
 
     @property
     def label(self) -> str:

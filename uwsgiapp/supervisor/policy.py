@@ -327,7 +327,7 @@ class Policy(Roster):
         if rec.state in TOLD:
             return [] if now < rec.deadline else self._deadline_passed(rec, st, now, wall)
         if rec.state is not READY:
-            return []
+            return self._slow_boot(rec, now)
         if self.harakiri and st.request_start and wall - st.request_start > self.harakiri:
             rec.state = HARAKIRI
             rec.deadline = now + self.harakiri_grace

@@ -37,6 +37,8 @@ FEW_REQUESTS = 10
 NEAR_FRESH = 0.75
 #: States of a worker already told to go.
 TOLD = (STOPPING, HARAKIRI)
+#: Seconds a worker may take to start (import, postfork functions) before a line says so.
+SLOW_BOOT = 30.0
 
 
 @dataclass
@@ -233,6 +235,23 @@ class Roster:
         if rec.state is READY and st.leaving_for(rec.pid):
             rec.state = STOPPING
             rec.deadline = now + self.graceful_timeout
+
+    def _slow_boot(self, rec: WorkerRecord, now: float) -> list[Action]:
+        """A worker still starting after :data:`SLOW_BOOT` seconds: said once (a postfork
+        connect without a timeout hung a reload, which waits for it, without a word; at start
+        nothing served, and nothing said why)."""
+        if rec.state is not BOOTING or rec.boot_said or now - rec.started < SLOW_BOOT:
+            return []
+        rec.boot_said = True
+        waits = "the reload waits for it, the old workers serve meanwhile"
+        return [
+            Log(
+                LogLevel.WARNING,
+                f"{rec.label} is still starting after {SLOW_BOOT:g} s (the app's import with "
+                f"--lazy-apps, or a postfork function: a connect without a timeout?); "
+                f"{waits if self.mode is Mode.RELOADING else 'it serves nothing until then'}",
+            )
+        ]
 
     def _crashed(self, now: float) -> list[Action]:
         """A serving worker died unasked (a segfault, ``os._exit``, an OOM kill): more of those
