@@ -17,10 +17,11 @@ __all__ = ["FOREIGN_OPTIONS", "command_hint", "hint_for", "unrecognized_message"
 _SOCKET = "use --socket HOST:PORT (or a unix socket path)"
 _WORKER_CLASS = "use --threads N for request threads (there are no other worker classes)"
 _PROXY = (
-    "REMOTE_ADDR is the client's address nginx sends (uwsgi_param REMOTE_ADDR $remote_addr); "
-    "X-Forwarded-* headers reach the app as HTTP_X_FORWARDED_*, not trusted by the server: "
-    "trust them in the app (werkzeug's ProxyFix), or have nginx send HTTPS on "
-    "(uwsgi_param HTTPS on) for wsgi.url_scheme https"
+    "REMOTE_ADDR is already the client's address (uwsgi_params: REMOTE_ADDR $remote_addr), "
+    "and HTTPS/REQUEST_SCHEME set wsgi.url_scheme; X-Forwarded-* reach the app as the client "
+    "sent them (uwsgi_params passes every header): an app that trusts one (ProxyFix, Django's "
+    "SECURE_PROXY_SSL_HEADER or USE_X_FORWARDED_HOST) needs nginx to set it, each "
+    "'proxy_set_header X-Forwarded-For V;' becoming 'uwsgi_param HTTP_X_FORWARDED_FOR V;'"
 )
 _LIMIT = "use --buffer-size N (the largest request head nginx may send: URL and headers)"
 _TIMEOUT = (
@@ -32,6 +33,30 @@ _LOG_CONFIG = (
     "server's own lines go to --error-log-file"
 )
 _TLS = "terminate TLS in nginx"
+_NO_HTTP = "nginx parses HTTP and passes uwsgiapp the request as uwsgi vars: nothing to set"
+_NO_ASGI = "uwsgiapp serves WSGI apps only"
+_SYSLOG = (
+    "no syslog here: under systemd the error log on stderr goes to the journal; or have a "
+    "collector read --error-log-file"
+)
+_STATSD = "there is no statsd: --stats ADDR --stats-http serves /metrics for Prometheus"
+_CONTROL = (
+    "there is no control socket: signal the master (HUP reload, TTIN/TTOU one worker more or "
+    "less, TERM stop) and read --stats ADDR ('uwsgiapp top ADDR')"
+)
+_DIRTY = (
+    "there are no dirty workers: run long blocking jobs in a process of their own (a systemd "
+    "unit, a compose service)"
+)
+_PASTE = (
+    "give the WSGI callable as APP (module:callable); for a PasteDeploy ini, call "
+    "paste.deploy.loadapp in a small module and name that"
+)
+_RELOAD = (
+    "'uwsgiapp dev APP' reloads on code changes; --touch-reload FILE reloads when FILE changes"
+)
+_UMASK = ADVICE["umask"]
+_NAME = ADVICE["procname-prefix"]
 _SET = (
     "uWSGI's --set KEY=VALUE: give our option itself (processes=4 is --workers 4; 'uwsgiapp "
     "serve --help' lists them, each also a UWSGIAPP_* variable); a %(KEY) placeholder the ini "
@@ -81,7 +106,7 @@ FOREIGN_OPTIONS: Mapping[str, str] = {
     "--enable-threads": "threads always work; --threads N gives each worker request threads",
     "--worker-connections": "for gunicorn's async workers; here use --threads N (or more "
     "--workers) to serve more requests at once",
-    "--statsd-host": "there is no statsd: --stats ADDR --stats-http serves /metrics for Prometheus",
+    "--statsd-host": _STATSD,
     "--max-worker-lifetime": "use --max-requests N or --reload-on-rss MB to recycle workers",
     "--reload-mercy": "use --graceful-timeout SECONDS",
     "--worker-reload-mercy": "use --graceful-timeout SECONDS",
@@ -99,13 +124,12 @@ FOREIGN_OPTIONS: Mapping[str, str] = {
     "--proxy-protocol": "nginx passes the client's address as REMOTE_ADDR (uwsgi_param)",
     "--proxy-allow-from": "nginx passes the client's address as REMOTE_ADDR (uwsgi_param)",
     "-e": "use --env NAME=VALUE",
-    "--umask": ADVICE["umask"],
+    "--umask": _UMASK,
     "--keep-alive": "nginx keeps the clients' connections alive; each uwsgi connection "
     "carries one request",
-    "--name": ADVICE["procname-prefix"],
+    "--name": _NAME,
     "--reuse-port": "the master binds each socket once for every worker",
-    "--log-syslog": "no syslog here: under systemd the error log on stderr goes to the "
-    "journal; or have a collector read --error-log-file",
+    "--log-syslog": _SYSLOG,
     "--backlog": "use --listen N",
     "--limit-request-line": _LIMIT,
     "--limit-request-fields": _LIMIT,
@@ -118,9 +142,66 @@ FOREIGN_OPTIONS: Mapping[str, str] = {
     "--certfile": _TLS,
     "--keyfile": _TLS,
     "--ca-certs": _TLS,
-    "--paste": "give the WSGI callable as APP (module:callable); for a PasteDeploy ini, call "
-    "paste.deploy.loadapp in a small module and name that",
+    "--paste": _PASTE,
     "--access-logformat": ADVICE["log-format"],
+    "--protocol": "uwsgiapp speaks only nginx's uwsgi protocol (gunicorn's --protocol uwsgi): "
+    "nothing to set",
+    "--root-path": "the prefix is SCRIPT_NAME: uwsgi_param SCRIPT_NAME /prefix in nginx, or "
+    "--mount /prefix",
+    "--forwarder-headers": "SCRIPT_NAME and REMOTE_USER come from nginx as uwsgi vars "
+    "(uwsgi_param SCRIPT_NAME /prefix), not from headers",
+    "--header-map": _NO_HTTP,
+    "--strip-header-spaces": _NO_HTTP,
+    "--http-parser": _NO_HTTP,
+    "--casefold-http-method": _NO_HTTP,
+    "--permit-obsolete-folding": _NO_HTTP,
+    "--permit-unconventional-http-method": _NO_HTTP,
+    "--permit-unconventional-http-version": _NO_HTTP,
+    "--http-protocols": "nginx speaks HTTP/2 and HTTP/3 to clients; uwsgiapp speaks uwsgi",
+    "--http2-cleartext": "nginx speaks HTTP/2 to clients; uwsgiapp speaks uwsgi",
+    "--http2-max-concurrent-streams": _NO_HTTP,
+    "--http2-initial-window-size": _NO_HTTP,
+    "--http2-max-frame-size": _NO_HTTP,
+    "--http2-max-header-list-size": _NO_HTTP,
+    "--no-sendfile": "nothing to set: a wsgi.file_wrapper response is sent with sendfile",
+    "--cert-reqs": _TLS,
+    "--ciphers": _TLS,
+    "--ssl-version": _TLS,
+    "--do-handshake-on-connect": _TLS,
+    "--suppress-ragged-eofs": _TLS,
+    "--log-syslog-to": _SYSLOG,
+    "--log-syslog-prefix": _SYSLOG,
+    "--log-syslog-facility": _SYSLOG,
+    "--disable-redirect-access-to-syslog": _SYSLOG,
+    "--statsd-prefix": _STATSD,
+    "--dogstatsd-tags": _STATSD,
+    "--enable-backlog-metric": "--stats ADDR reports the listen queue (listen_queue; "
+    "--stats-http's /metrics)",
+    "--control-socket": _CONTROL,
+    "--no-control-socket": _CONTROL,
+    "--control-socket-mode": _CONTROL,
+    "--dirty-app": _DIRTY,
+    "--dirty-workers": _DIRTY,
+    "--dirty-threads": _DIRTY,
+    "--dirty-timeout": _DIRTY,
+    "--dirty-graceful-timeout": _DIRTY,
+    "--asgi-loop": _NO_ASGI,
+    "--asgi-lifespan": _NO_ASGI,
+    "--asgi-disconnect-grace-period": _NO_ASGI,
+    "--websocket-max-message-size": _NO_ASGI + " (no WebSockets)",
+    "--reload-engine": _RELOAD,
+    "--reload-extra-file": _RELOAD,
+    "--paster": _PASTE,
+    "--paste-global": _PASTE,
+    "--logger-class": _LOG_CONFIG,
+    "--initgroups": "nothing to set: --uid gives the processes the user's supplementary groups",
+    "-R": "nothing to set: the app's stdout and stderr stay the process's own (--capture-output "
+    "sends them to --error-log-file)",
+    "--enable-stdio-inheritance": "nothing to set: the app's stdout and stderr stay the "
+    "process's own (--capture-output sends them to --error-log-file)",
+    "--spew": "no tracing option: 'uwsgiapp dev APP' runs the app under werkzeug's debugger",
+    "-m": _UMASK,
+    "-n": _NAME,
     "--set": _SET,
     "-S": _SET,
     "--set-placeholder": _SET,

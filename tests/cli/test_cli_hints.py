@@ -42,7 +42,10 @@ from uwsgiapp.clihints import hint_for
         (["serve", "a:app", "--max-worker-lifetime", "60"], "--max-requests N or --reload-on"),
         # gunicorn's, whose nearest name of ours misled ("--backlog: did you mean --access-log?")
         (["serve", "a:app", "--backlog", "64"], "--backlog: use --listen N"),
-        (["serve", "a:app", "--forwarded-allow-ips", "*"], "trust them in the app"),
+        # It said "trust them in the app (werkzeug's ProxyFix)": with uwsgi_params alone, the
+        # client's own X-Forwarded-For then became REMOTE_ADDR.
+        (["serve", "a:app", "--forwarded-allow-ips", "*"], "uwsgi_param HTTP_X_FORWARDED_FOR"),
+        (["serve", "a:app", "--root-path", "/api"], "uwsgi_param SCRIPT_NAME /prefix"),
         (["serve", "a:app", "--limit-request-line", "8190"], "use --buffer-size N"),
         (["serve", "a:app", "--log-config", "l.ini"], "logging.config.dictConfig"),
         (["serve", "a:app", "--certfile", "c.pem"], "terminate TLS in nginx"),
@@ -66,6 +69,42 @@ def test_an_unknown_options_value_taken_as_the_app_is_said() -> None:
     err = r.stderr.decode()
     assert "unrecognized arguments: --bind myapp:app" in err, err
     assert "myapp:app: the value of an unknown option before it was taken as the APP" in err
+
+
+#: gunicorn 27's command-line options (its KNOWN_SETTINGS' ``cli``) that are not ours.
+_GUNICORN_ONLY = (
+    "--access-logfile --access-logformat --asgi-disconnect-grace-period --asgi-lifespan "
+    "--asgi-loop --backlog --bind --ca-certs --casefold-http-method --cert-reqs --certfile "
+    "--ciphers --control-socket --control-socket-mode --daemon --dirty-app "
+    "--dirty-graceful-timeout --dirty-threads --dirty-timeout --dirty-workers "
+    "--disable-redirect-access-to-syslog --do-handshake-on-connect --dogstatsd-tags "
+    "--enable-backlog-metric --enable-stdio-inheritance --error-logfile --forwarded-allow-ips "
+    "--forwarder-headers --group --header-map --http-parser --http-protocols --http2-cleartext "
+    "--http2-initial-window-size --http2-max-concurrent-streams --http2-max-frame-size "
+    "--http2-max-header-list-size --initgroups --keep-alive --keyfile "
+    "--limit-request-field_size --limit-request-fields --limit-request-line --log-config "
+    "--log-config-json --log-file --log-syslog --log-syslog-facility --log-syslog-prefix "
+    "--log-syslog-to --logger-class --name --no-control-socket --no-sendfile --paste "
+    "--paste-global --paster --permit-obsolete-folding --permit-unconventional-http-method "
+    "--permit-unconventional-http-version --pid --preload --protocol --proxy-allow-from "
+    "--proxy-protocol --reload --reload-engine --reload-extra-file --reuse-port --root-path "
+    "--spew --ssl-version --statsd-host --statsd-prefix --strip-header-spaces "
+    "--suppress-ragged-eofs --timeout --umask --user --websocket-max-message-size "
+    "--worker-class --worker-connections --worker-tmp-dir -D -R -b -c -e -g -k -m -n -p -t -u -w"
+)
+GUNICORN_ONLY = _GUNICORN_ONLY.split()
+
+
+def test_every_gunicorn_option_gets_a_hint_of_its_own() -> None:
+    # The nearest name of ours misled: --root-path (the prefix) "did you mean --pythonpath?",
+    # --reload-engine "--reload-preloaded?", --ciphers "--chdir?", --no-sendfile "--pidfile?";
+    # --protocol (gunicorn's --protocol uwsgi), -m (its umask) and -n got nothing.
+    serve = build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    ours = list(serve._option_string_actions)
+    assert not set(GUNICORN_ONLY) & set(ours)
+    missing = {o: hint_for(o, ours) for o in GUNICORN_ONLY}
+    missing = {o: h for o, h in missing.items() if not h or "did you mean" in h}
+    assert not missing
 
 
 def test_no_abbreviation_stands_for_an_option() -> None:
