@@ -128,6 +128,26 @@ def test_gunicorn_cmd_args_is_said_to_be_ignored() -> None:
     assert resolved.config.workers != 4
 
 
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        ([], "SCRIPT_NAME=/api is set in the environment but not read"),
+        ([], "use --mount /api, or have nginx send it (uwsgi_param SCRIPT_NAME /api;)"),
+        (["--mount", "/api"], ""),  # what gunicorn made of it: nothing to say
+        (["--mount", "/v2"], "SCRIPT_NAME=/api is set"),
+    ],
+)
+def test_gunicorns_script_name_variable_is_said_to_be_unread(argv: list[str], said: str) -> None:
+    # SCRIPT_NAME=/api gunicorn app:app mounts the app under /api; uwsgiapp answered 404 to
+    # /api/x, and the app's links lost their prefix, without a word.
+    from uwsgiapp.config.serve import resolve_serve_config
+
+    args = build_parser().parse_args(["serve", "a:app", *argv])
+    resolved = resolve_serve_config(args, {"SCRIPT_NAME": "/api"})
+    warnings = [w for w in resolved.warnings if "SCRIPT_NAME" in w]
+    assert any(said in w for w in warnings) if said else not warnings, warnings
+
+
 def test_uwsgi_variables_the_ini_reads_are_not_said_to_be_unread(tmp_path: Path) -> None:
     # Dispatcharr's ini: processes = $(UWSGI_WORKERS). It is read; UWSGI_CHEAPER is not.
     from uwsgiapp.config.serve import resolve_serve_config
