@@ -425,6 +425,13 @@ def test_a_file_reference_is_the_file_text(tmp_path: Path) -> None:
     assert config.workers == 3
     with pytest.raises(ConfigError, match=re.escape("uses @(/nonexistent/x), which cannot")):
         load(tmp_path, "env = A=@(/nonexistent/x)")
+    # The bytes as they are (uWSGI strips one byte, the last newline); a source that is not a
+    # file is named, not "No such file or directory".
+    (tmp_path / "crlf").write_bytes(b"a\r\nb\r\n")
+    _, _, env = load(tmp_path, "env = C=@(%dcrlf)")
+    assert env == [("C", "a\r\nb\r")]
+    with pytest.raises(ConfigError, match=re.escape("uWSGI's exec:// source is not read here")):
+        load(tmp_path, "env = A=@(exec://cat /etc/hostname)")
 
 
 def test_sections(tmp_path: Path) -> None:
@@ -452,6 +459,10 @@ def test_only_the_lines_read_must_be_utf8(tmp_path: Path) -> None:
     assert resolve([ini_layer(str(path), environ={}).layer]).config.workers == 3
     path.write_bytes(b"[uwsgi]\nprocesses = 3\nchdir = /srv/r\xe9pertoire\n")
     with pytest.raises(ConfigError, match=re.escape("line 3 (chdir) is not UTF-8 text: save")):
+        ini_layer(str(path), environ={})
+    # In a section it includes too: the section's keys were dropped with a warning.
+    path.write_bytes(b"[uwsgi]\nini = :base\nprocesses = 2\n[base]\nchdir = /srv/r\xe9p\n")
+    with pytest.raises(ConfigError, match=re.escape("line 5 (chdir) is not UTF-8 text: save")):
         ini_layer(str(path), environ={})
 
 

@@ -141,6 +141,17 @@ def test_for_readline_over_a_dotenv_file_skips_its_blank_and_comment_lines(
     assert any("'env = ' (line 4) sets nothing: ignored" in w for w in warnings)
 
 
+def test_a_read_lines_percent_signs_are_its_own_text(tmp_path: Path) -> None:
+    # uWSGI expands %x only as it reads the ini: a .env line keeps its % (a password's %c was
+    # the hostname's, and a comment's "100% done" stopped the start); %(name) still expands.
+    (tmp_path / ".env").write_text("PASSWORD=ab%cd\nB=x%%y\n# 100% done\nC=%(tag)\n")
+    body = (
+        "tag = t1\nfor-readline = %d.env\nenv = %(_)\nendfor =\nfor = 5%% 6%%\nenv = W=%(_)\nendfor ="
+    )
+    env, _ = load(tmp_path, body)
+    assert list(env) == ["PASSWORD=ab%cd", "B=x%%y", "C=t1", "W=5%", "W=6%"]
+
+
 def test_nested_blocks_are_refused(tmp_path: Path) -> None:
     body = "if-env = SET\nenv = A=1\nif-exists = /\nenv = B=1\nendif =\nendif ="
     with pytest.raises(ConfigError) as info:

@@ -290,8 +290,14 @@ def _file_text(match: re.Match[str], *, max_size: int) -> str:
     """``@(path)``: the file's text without its last newline, as uWSGI reads it (a secret
     from a file, ``env = SECRET_KEY=@(/run/secrets/key)``)."""
     path = match.group(1)
+    scheme, sep, _ = path.partition("://")
+    if sep and scheme.isalpha():
+        raise ExpansionError(
+            f"uses @({path}): uWSGI's {scheme}:// source is not read here (only a file's "
+            "path); put the value in a file, or in the environment and use $(NAME)"
+        )
     try:
-        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
             text = fh.read(max_size + 2)
     except OSError as exc:
         raise ExpansionError(f"uses @({path}), which cannot be read ({exc.strerror})") from None

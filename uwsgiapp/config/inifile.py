@@ -59,7 +59,7 @@ def read_section(path: str, section: str) -> list[IniEntry]:
     # (# répertoire) stopped the start.
     bad = next((e for e in entries if _not_utf8(e.key + e.value)), None)
     if bad is not None:
-        raise ConfigError(
+        raise NotUtf8(
             "ini",
             f"{path} line {bad.line} ({bad.key}) is not UTF-8 text: save the file as UTF-8"
             " (iconv -f latin1 -t utf-8)",
@@ -71,6 +71,10 @@ def read_section(path: str, section: str) -> list[IniEntry]:
             "ini", f"{path} has no [{section}] section (sections: {found})", "command line"
         )
     return entries
+
+
+class NotUtf8(ConfigError):
+    """A line read is not UTF-8: it stops the start, in an included section too."""
 
 
 def _not_utf8(text: str) -> bool:
@@ -97,6 +101,8 @@ def include_sections(
         else:
             try:
                 out.extend(read_section(path, name))
+            except NotUtf8:
+                raise
             except ConfigError as exc:
                 warn(f"'ini = :{name}' (line {entry.line}) skipped: {exc.message}")
             read.add(name)

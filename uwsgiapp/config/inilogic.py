@@ -134,7 +134,7 @@ def apply_logic(
             out.append(entry)
         elif block.words is not None:
             for word in block.words:
-                value = entry.value if word is None else entry.value.replace("%(_)", word)
+                value = entry.value if word is None else entry.value.replace("%(_)", _as_text(word))
                 out.append(replace(entry, value=value))
             if len(out) > MAX_LOGIC_ENTRIES:
                 raise ConfigError(
@@ -220,6 +220,14 @@ def _expanded_or_raw(value: str, expand_test: Callable[[str], str]) -> str:
         return expand_test(value)
     except ExpansionError:
         return value
+
+
+def _as_text(word: str) -> str:
+    """A ``%(_)`` word as the value's own text: each ``%`` that opens no ``%(name)`` doubled,
+    so that the value's expansion gives it back as it was. uWSGI expands ``%x`` only as it
+    reads the file: a .env line read by ``for-readline`` (``PASSWORD=ab%cd``) kept its ``%c``,
+    and a comment's ``100% done`` stopped the start here."""
+    return re.sub(r"%(?!\()", "%%", word)
 
 
 def _for(key: str, test: str, entry: IniEntry, warn: Callable[[str], None]) -> list[str | None]:
