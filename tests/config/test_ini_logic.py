@@ -146,7 +146,8 @@ def test_a_read_lines_percent_signs_are_its_own_text(tmp_path: Path) -> None:
     # the hostname's, and a comment's "100% done" stopped the start); %(name) still expands.
     (tmp_path / ".env").write_text("PASSWORD=ab%cd\nB=x%%y\n# 100% done\nC=%(tag)\n")
     body = (
-        "tag = t1\nfor-readline = %d.env\nenv = %(_)\nendfor =\nfor = 5%% 6%%\nenv = W=%(_)\nendfor ="
+        "tag = t1\nfor-readline = %d.env\nenv = %(_)\nendfor =\n"
+        "for = 5%% 6%%\nenv = W=%(_)\nendfor ="
     )
     env, _ = load(tmp_path, body)
     assert list(env) == ["PASSWORD=ab%cd", "B=x%%y", "C=t1", "W=5%", "W=6%"]

@@ -77,7 +77,9 @@ def test_a_dump_is_one_whole_record_amid_other_writers(
     ) as (server, nginx):
         status, _, _ = nginx.request("GET", f"/{route}")
         assert status == 502
-        wait_until(lambda: DUMP.search(server.log()) is not None, 15, "the dump's record")
+        # The record is logged at the reap, the exit's line by the actions after it.
+        done = re.compile(r"(?s)the stacks of the worker with pid (\d+) .*\(pid \1\) killed by")
+        wait_until(lambda: done.search(server.log()) is not None, 15, "the dump and the exit")
         log = server.log()
     found = DUMP.search(log)
     assert found is not None

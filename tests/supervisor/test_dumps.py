@@ -6,10 +6,15 @@ from __future__ import annotations
 import logging
 import os
 import re
+import signal
+import time
+from pathlib import Path
 
 import pytest
 
 from uwsgiapp.supervisor.dumps import MAX_DUMP, DumpFiles, clock_time, dump_text
+from uwsgiapp.supervisor.oomkills import OomKills
+from uwsgiapp.supervisor.workerexit import kill_all
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="no memfd_create")
 
@@ -67,7 +72,11 @@ def test_no_dump_no_record_and_a_huge_one_is_cut(caplog: pytest.LogCaptureFixtur
         dumps.exited(1)
         dumps.exited(2)
     assert len(caplog.records) == 1
-    assert caplog.records[0].getMessage().endswith("\n" + "x" * MAX_DUMP)
+    assert (
+        caplog.records[0]
+        .getMessage()
+        .endswith("\n" + "x" * MAX_DUMP + "\n(the rest cut: the first 256 KiB)")
+    )
     assert not _is_open(quiet) and not _is_open(huge)
 
 
@@ -102,3 +111,61 @@ def test_a_refused_memfd_is_said_once_and_not_asked_again(
     assert len(calls) == 1
     assert len(caplog.records) == 1
     assert "its stack dumps go to the log" in caplog.records[0].getMessage()
+
+
+def test_the_halts_kill_all_logs_what_its_reaped_workers_dumped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A halt (workers dying as they start) reaps the rest itself: a sibling that had crashed
+    # meanwhile lost its dump (it never reached the loop's reap).
+    dumps = DumpFiles()
+    pids: dict[int, object] = {}
+    for crash in (True, False):
+        fd = dumps.open()
+        assert fd is not None
+        pid = os.fork()
+        if pid == 0:  # the worker: dump into its file, then die; or wait to be killed
+            if crash:
+                os.write(fd, b"Current thread 0x1 (most recent call first):\n")
+                os.write(fd, b'  File "w.py", line 2 in boot\n')
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(30)
+            os._exit(0)
+        dumps.forked(pid, fd)
+        pids[pid] = None
+    crashed, waiting = pids
+    seen: list[tuple[int, int | None]] = []
+
+    def reaped(pid: int, signum: int | None) -> None:
+        seen.append((pid, signum))
+        dumps.exited(pid, signum)
+
+    with caplog.at_level(logging.ERROR, logger="uwsgiapp.error"):
+        kill_all(pids, reaped)
+    assert pids == {}
+    assert sorted(seen) == sorted([(crashed, signal.SIGTERM), (waiting, signal.SIGKILL)])
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1 and said[0].startswith(f"the stacks of the worker with pid {crashed} ")
+    assert said[0].endswith('File "w.py", line 2 in boot')
+
+
+def test_a_sigkill_its_memory_cgroup_counted_is_named_the_oom_killers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    events = tmp_path / "cg" / "memory.events"
+    events.parent.mkdir()
+    events.write_text("oom 0\noom_kill 4\n")
+    (tmp_path / "cg" / "memory.max").write_text("104857600\n")
+    (tmp_path / "proc").write_text("0::/\n")
+    dumps = DumpFiles()
+    dumps.oom = OomKills(str(tmp_path / "proc"), str(tmp_path / "cg"))
+    with caplog.at_level(logging.ERROR, logger="uwsgiapp.error"):
+        dumps.exited(7, signal.SIGKILL)  # not the OOM killer's: the count did not rise
+        events.write_text("oom 1\noom_kill 5\n")
+        dumps.exited(8, signal.SIGSEGV)  # not a SIGKILL: not looked at
+        dumps.exited(9, signal.SIGKILL)
+    assert [r.getMessage() for r in caplog.records] == [
+        "the worker with pid 9 was killed by the kernel's OOM killer: its memory cgroup "
+        "counts 1 OOM kill more (its limit is 100 MB)"
+    ]

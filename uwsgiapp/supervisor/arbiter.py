@@ -144,7 +144,7 @@ class Arbiter:
                 actions += self._signal_actions(now)
             for pid, exit_code, signum in exits:
                 actions += self.policy.on_exit(pid, exit_code, signum, now, self.table.read)
-                self.dumps.exited(pid)
+                self.dumps.exited(pid, signum)
             actions += self._signal_actions(now)
             rss = observe.rss_mb if self.config.reload_on_rss else None
             actions += self.policy.on_tick(now, time.time(), self.table.read, rss)
@@ -245,7 +245,7 @@ class Arbiter:
                 case A.Notify(state):
                     self.notifier.send(state)
                 case A.Halt(code):
-                    kill_all(self.policy.records)
+                    kill_all(self.policy.records, self.dumps.exited)
                     return code
         return None
 

@@ -14,10 +14,12 @@ import contextlib
 import errno
 import logging
 import os
+import signal
 import time
 
 from uwsgiapp.server.logs import arm_fault_dumps
 from uwsgiapp.server.logtext import escape_log_text
+from uwsgiapp.supervisor.oomkills import OomKills
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -37,6 +39,8 @@ class DumpFiles:
 
     def __init__(self) -> None:
         self._by_pid: dict[int, int] = {}
+        #: The memory cgroup's OOM kills, counted from now (read once, and at a SIGKILL).
+        self.oom = OomKills()
         self._create = getattr(os, "memfd_create", None)
 
     def open(self) -> int | None:
@@ -71,15 +75,22 @@ class DumpFiles:
         self._by_pid.clear()
         if own is not None:
             arm_fault_dumps((), own)
+            # A process the app forks meanwhile (its import, a postfork function) dumps its
+            # own crash to the log, not into this file (logged at the worker's end, as its).
+            os.register_at_fork(after_in_child=_dumps_to_the_log)
 
-    def exited(self, pid: int) -> None:
-        """Worker ``pid`` was reaped: log what it dumped, if anything, and drop its file."""
+    def exited(self, pid: int, signum: int | None = None) -> None:
+        """Worker ``pid`` was reaped (``signum``: the signal that ended it): log what it
+        dumped, if anything, and drop its file; and say so when a SIGKILL was the OOM killer's
+        (its memory cgroup counted one more), which the exit line can only guess."""
+        if signum == signal.SIGKILL and (oom := self.oom.rose()) is not None:
+            log.error("the worker with pid %d was killed by %s", pid, oom)
         fd = self._by_pid.pop(pid, None)
         if fd is None:
             return
         try:
             data = os.pread(fd, MAX_DUMP, 0)
-            written = os.fstat(fd).st_mtime  # the dump's own time: a harakiri's is the kill's
+            written = os.fstat(fd).st_mtime  # when it was dumped: a harakiri's is logged later
         except OSError as exc:
             data = b""
             log.warning("cannot read the dump file of the worker with pid %d: %s", pid, exc)
@@ -89,11 +100,18 @@ class DumpFiles:
         if data.strip():
             log.error(
                 "the stacks of the worker with pid %d when it got its signal at %s "
-                "(faulthandler):\n%s",
+                "(faulthandler):\n%s%s",
                 pid,
                 clock_time(written),
                 dump_text(data),
+                f"\n(the rest cut: the first {MAX_DUMP // 1024} KiB)"
+                if len(data) == MAX_DUMP
+                else "",
             )
+
+
+def _dumps_to_the_log() -> None:
+    arm_fault_dumps(())
 
 
 def clock_time(when: float) -> str:

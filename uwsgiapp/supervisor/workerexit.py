@@ -23,6 +23,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, NoReturn
 
 from uwsgiapp.server.inflight import worker_label
@@ -108,14 +109,18 @@ def reap() -> list[tuple[int, int | None, int | None]]:
     return done
 
 
-def kill_all(records: dict[int, Any]) -> None:
+def kill_all(
+    records: dict[int, Any], reaped: Callable[[int, int | None], None] | None = None
+) -> None:
     """Kill the children in ``records`` (by pid; the policy gave up on them) and reap them,
-    taking each out of ``records``; 5 s at most."""
+    taking each out of ``records`` (``reaped``: told each pid and its signal); 5 s at most."""
     for pid in list(records):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 5
     while records and time.monotonic() < deadline:
-        for pid, _, _ in reap():
+        for pid, _, signum in reap():
             records.pop(pid, None)
+            if reaped is not None:
+                reaped(pid, signum)
         time.sleep(0.01)

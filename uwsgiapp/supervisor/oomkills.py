@@ -1,0 +1,97 @@
+"""Whether a worker's SIGKILL was the kernel's OOM killer: its cgroup counts OOM kills.
+
+In a container (or a systemd service) with a memory limit, the kernel kills the process that
+went over it, a worker, with SIGKILL, and says so only in the kernel log, which a container
+cannot read. The cgroup's own count tells it for sure: ``oom_kill`` in ``memory.events``
+(cgroup v2) or in ``memory.oom_control`` (v1). The master reads it at start and again when a
+worker dies by a SIGKILL it did not send; a count that rose names the OOM killer and the limit.
+Only read, never written; absent (no cgroup, or another layout), nothing is said.
+"""
+
+from __future__ import annotations
+
+import os
+
+#: Where the cgroup file systems are mounted.
+CGROUP_ROOT = "/sys/fs/cgroup"
+
+
+def cgroup_dirs(proc_cgroup: str, root: str = CGROUP_ROOT) -> list[tuple[str, str, str]]:
+    """The memory cgroup's (directory, events file, limit file) to try, from the text of
+    ``/proc/self/cgroup``: this process's own path first, then the mount's top (in a container
+    with its own cgroup namespace, or cgroup v1's docker path, the top is its cgroup)."""
+    found: list[tuple[str, str, str]] = []
+    for line in proc_cgroup.splitlines():
+        _, _, rest = line.partition(":")
+        controllers, _, path = rest.partition(":")
+        path = path.strip().lstrip("/")
+        if controllers == "":  # v2: one unified hierarchy
+            for base in (os.path.join(root, path), root):
+                found.append((base, "memory.events", "memory.max"))
+        elif "memory" in controllers.split(","):
+            for base in (os.path.join(root, "memory", path), os.path.join(root, "memory")):
+                found.append((base, "memory.oom_control", "memory.limit_in_bytes"))
+    return list(dict.fromkeys(found))
+
+
+def parse_oom_kills(text: str) -> int | None:
+    """The ``oom_kill N`` line of a memory.events / memory.oom_control text."""
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name == "oom_kill" and value.strip().isdigit():
+            return int(value)
+    return None
+
+
+def limit_text(raw: str) -> str:
+    """A limit file's value for a log line: 'max' and v1's huge 'no limit' → ''."""
+    raw = raw.strip()
+    if not raw.isdigit() or int(raw) >= 1 << 60:
+        return ""
+    return f"{int(raw) / (1024 * 1024):.0f} MB"
+
+
+class OomKills:
+    """The cgroup's OOM kill count, read at start and on each unexplained SIGKILL."""
+
+    def __init__(self, proc_cgroup: str = "/proc/self/cgroup", root: str = CGROUP_ROOT) -> None:
+        self._files: tuple[str, str] | None = None
+        try:
+            with open(proc_cgroup, encoding="ascii", errors="replace") as fh:
+                candidates = cgroup_dirs(fh.read(), root)
+        except OSError:
+            candidates = []
+        for base, events, limit in candidates:
+            count = _read_count(os.path.join(base, events))
+            if count is not None:
+                self._files = (os.path.join(base, events), os.path.join(base, limit))
+                self.count = count
+                return
+        self.count = 0
+
+    def rose(self) -> str | None:
+        """None if the count did not rise since the last look; else what to say of it (the
+        kills counted, and the memory limit where one is set)."""
+        if self._files is None:
+            return None
+        count = _read_count(self._files[0])
+        if count is None or count <= self.count:
+            return None
+        more, self.count = count - self.count, count
+        try:
+            with open(self._files[1], encoding="ascii") as fh:
+                limit = limit_text(fh.read())
+        except OSError:
+            limit = ""
+        return (
+            f"the kernel's OOM killer: its memory cgroup counts {more} OOM kill"
+            f"{'' if more == 1 else 's'} more{f' (its limit is {limit})' if limit else ''}"
+        )
+
+
+def _read_count(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii", errors="replace") as fh:
+            return parse_oom_kills(fh.read())
+    except OSError:
+        return None
