@@ -234,8 +234,8 @@ def unrecognized_message(extras: Sequence[str], ours: Iterable[str]) -> str:
     stray = [arg for arg in extras if not arg.startswith("-")]
     if stray and len(stray) < len(extras):  # `--bind 0:80 app:app`: 0:80 became the APP
         hints.append(
-            f"{stray[-1]}: the value of an unknown option before it was taken as the APP "
-            "argument; fix the options above and this is the APP again"
+            f"{stray[-1]}: not the APP, because the value of an unknown option before it was "
+            "taken as the APP argument; fix the options above and this is the APP again"
         )
     message = f"unrecognized arguments: {' '.join(extras)}"
     return message + "".join(f"\n  {h}" for h in hints)

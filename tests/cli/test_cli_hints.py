@@ -68,7 +68,7 @@ def test_an_unknown_options_value_taken_as_the_app_is_said() -> None:
     r = run_cli("serve", "--bind", "127.0.0.1:8000", "myapp:app")
     err = r.stderr.decode()
     assert "unrecognized arguments: --bind myapp:app" in err, err
-    assert "myapp:app: the value of an unknown option before it was taken as the APP" in err
+    assert "myapp:app: not the APP, because the value of an unknown option before it" in err
 
 
 #: gunicorn 27's command-line options (its KNOWN_SETTINGS' ``cli``) that are not ours.
@@ -123,9 +123,14 @@ def test_gunicorn_cmd_args_is_said_to_be_ignored() -> None:
     from uwsgiapp.config.serve import resolve_serve_config
 
     args = build_parser().parse_args(["serve", "a:app"])
-    resolved = resolve_serve_config(args, {"GUNICORN_CMD_ARGS": "--workers 4"})
-    assert any("GUNICORN_CMD_ARGS is set but not read" in w for w in resolved.warnings)
+    value = "--workers 4 --timeout=60 -k gthread --threads=8 '--chdir' /srv/app"
+    resolved = resolve_serve_config(args, {"GUNICORN_CMD_ARGS": value})
+    (said,) = [w for w in resolved.warnings if "GUNICORN_CMD_ARGS is set but not read" in w]
     assert resolved.config.workers != 4
+    # Each of its options is named with what it is here: none is dropped without a word.
+    assert "; --workers is UWSGIAPP_WORKERS=4; --timeout: gunicorn's --timeout" in said
+    assert "; -k: use --threads N" in said
+    assert "; --threads is UWSGIAPP_THREADS=8; --chdir is UWSGIAPP_CHDIR=/srv/app" in said
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import shlex
 from collections.abc import Mapping, MutableMapping
 from dataclasses import replace
 
+from uwsgiapp.clihints import hint_for
 from uwsgiapp.config.configload import (
     DEFAULT_SOURCE,
     IMPLIED_BY,
@@ -78,10 +79,7 @@ def resolve_serve_config(
     if said := _uwsgi_variables(env, ini.environ_read):
         warnings.append(said)
     if env.get("GUNICORN_CMD_ARGS"):
-        warnings.append(
-            "GUNICORN_CMD_ARGS is set but not read: uwsgiapp reads UWSGIAPP_* variables "
-            "('uwsgiapp serve --help' lists each option's)"
-        )
+        warnings.append(gunicorn_args_warning(env["GUNICORN_CMD_ARGS"]))
     _mount_with_app(environment)
     cli = _cli_layer(args)
     layers.append(cli)
@@ -100,6 +98,29 @@ def resolve_serve_config(
             "(name them, fd://3, or name no socket)"
         )
     return replace(resolved, warnings=(*resolved.warnings, *more)) if more else resolved
+
+
+def gunicorn_args_warning(value: str) -> str:
+    """GUNICORN_CMD_ARGS is not read: what each of its options is here (``--workers 4`` is
+    ``UWSGIAPP_WORKERS=4``; gunicorn's own, the command line's hint), so that none is lost
+    without a word."""
+    try:
+        words = shlex.split(value)
+    except ValueError:
+        words = value.split()
+    said: list[str] = []
+    for i, word in enumerate(words):
+        name, eq, given = word.partition("=")
+        spec = spec_for(name[2:]) if name.startswith("--") else None
+        if spec is not None:
+            nxt = words[i + 1] if i + 1 < len(words) and not words[i + 1].startswith("-") else ""
+            said.append(f"{name} is {spec.env}={given if eq else nxt or '1'}")
+        elif hint := hint_for(word, ()):
+            said.append(hint)
+    return (
+        "GUNICORN_CMD_ARGS is set but not read: uwsgiapp reads UWSGIAPP_* variables "
+        "('uwsgiapp serve --help' lists each option's)" + "".join(f"; {s}" for s in said)
+    )
 
 
 def _platform_layers(env: Mapping[str, str], activated: list[str]) -> list[Layer]:
