@@ -26,7 +26,8 @@ _PROXY = (
 _LIMIT = "use --buffer-size N (the largest request head nginx may send: URL and headers)"
 _TIMEOUT = (
     "gunicorn's --timeout (kill a stuck worker) is --harakiri SECONDS here, off unless set "
-    "(gunicorn's is 30 s by default; the Docker image sets 30)"
+    "(gunicorn's is 30 s by default; the Docker image sets 30); it cuts any request over "
+    "it, with --threads too, where gthread's --timeout only watches the worker's heartbeat"
 )
 _LOG_CONFIG = (
     "configure the app's logging in the app (logging.config.dictConfig at import); the "
