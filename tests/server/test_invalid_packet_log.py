@@ -9,7 +9,7 @@ import socket
 
 import pytest
 
-from uwsgiapp.server import throttle
+from uwsgiapp.server import inflight, throttle
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.wsgi.environ import EnvironSettings
 from uwsgiproto import Limits
@@ -79,4 +79,40 @@ def test_connections_that_hang_up_mid_request_are_logged_up_to_a_burst_then_coun
     (said,) = [r.getMessage() for r in caplog.records]
     assert said.startswith(
         "30 more connections gone before their whole request in 10 s, not logged one by one"
+    ), said
+
+
+def _refused_request(handler: Handler, times: int) -> None:
+    from uwsgiproto import build_request
+
+    head = build_request({"REQUEST_METHOD": "POST", "CONTENT_LENGTH": "-5", "PATH_INFO": "/"})
+    for _ in range(times):
+        ours, theirs = socket.socketpair()
+        theirs.sendall(head + b"hello")
+        theirs.shutdown(socket.SHUT_WR)
+        assert handler.begin(os.dup(ours.fileno()), "client") is None
+        assert theirs.recv(100).startswith(b"HTTP/1.0 400 ")  # no SERVER_PROTOCOL sent
+        ours.close()
+        theirs.close()
+
+
+def test_requests_refused_before_the_app_are_logged_up_to_a_burst_then_counted(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A local client sending a bad CONTENT_LENGTH in a loop wrote a line a millisecond, where
+    # invalid packets were held to a burst.
+    monkeypatch.setattr(inflight, "REFUSED_LINES", throttle.refused_requests())
+    handler = _handler()
+    with caplog.at_level(logging.WARNING, logger="uwsgiapp.error"):
+        _refused_request(handler, throttle.INVALID_LOG_BURST + 30)
+        lines = [r.getMessage() for r in caplog.records]
+        assert len(lines) == throttle.INVALID_LOG_BURST, lines[-3:]
+        assert all(line.startswith("refused request from client: ") for line in lines), lines[:2]
+        monkeypatch.setattr(throttle.time, "monotonic", lambda: 1e12)
+        assert inflight.REFUSED_LINES.due()
+        caplog.clear()
+        inflight.REFUSED_LINES.flush()
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert said.startswith(
+        "30 more requests refused before the app in 10 s, not logged one by one"
     ), said

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from uwsgiapp.server.inflight import log_client_gone, request_text, say_body_length
+from uwsgiapp.server.inflight import log_client_gone, request_text, say_body_length, say_refused
 from uwsgiapp.server.io import ClientTimeout, reader, reset_on_close, send_all
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.transfer import drain, send_wrapped_file
@@ -239,7 +239,7 @@ class Responder:
     ) -> None:
         """Answer a request refused before the app (bad CONTENT_LENGTH) and drain its body."""
         started = _perf_counter()
-        log.warning("refused request from %s: %s", peer, escape_log_text(exc.reason))
+        say_refused(peer, exc.reason)
         protocol = environ["SERVER_PROTOCOL"]
         payload = error_response(protocol, exc.status, exc.status[4:])  # details: the log only
         self.last = refused = Exchange(fd, protocol, self.timeout)

@@ -16,7 +16,7 @@ from types import FrameType
 from typing import Any
 
 from uwsgiapp.server.logtext import escape_log_text
-from uwsgiapp.server.throttle import body_mismatches
+from uwsgiapp.server.throttle import body_mismatches, refused_requests
 from uwsgiapp.wsgi.errors import ClientDisconnected
 
 __all__ = [
@@ -27,6 +27,7 @@ __all__ = [
     "request_line",
     "request_text",
     "say_body_length",
+    "say_refused",
     "set_request_source",
 ]
 
@@ -156,6 +157,8 @@ def request_text(environ: dict[str, Any]) -> str:
 
 #: What :func:`say_body_length` says, a burst at a time (the worker flushes it).
 BODY_LINES = body_mismatches()
+#: What :func:`say_refused` says, likewise.
+REFUSED_LINES = refused_requests()
 
 
 def say_body_length(environ: dict[str, Any], overrun: bool, short: int) -> None:
@@ -179,3 +182,11 @@ def say_body_length(environ: dict[str, Any], overrun: bool, short: int) -> None:
             short,
             where,
         )
+
+
+def say_refused(peer: object, reason: str) -> None:
+    """A request was refused before the app (its 400 or 413 is sent by the caller): one line,
+    up to a burst a window (:data:`REFUSED_LINES`)."""
+    said = f"from {peer}: {escape_log_text(reason)}"
+    if REFUSED_LINES.allow(said):
+        log.warning("refused request %s", said)

@@ -31,7 +31,13 @@ from typing import Any, Protocol
 
 from uwsgiapp.server.accesslog import set_core
 from uwsgiapp.server.decisions import DRAIN_SECONDS
-from uwsgiapp.server.inflight import BODY_LINES, app_stack, request_line, worker_label
+from uwsgiapp.server.inflight import (
+    BODY_LINES,
+    REFUSED_LINES,
+    app_stack,
+    request_line,
+    worker_label,
+)
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.masterflags import MasterFlags
@@ -259,7 +265,12 @@ class ThreadedWorker(StopSignals):
                 if self.master_pid and now >= next_parent_check:
                     next_parent_check = now + IDLE_TICK
                     # The threads' loops leave these to this one (a window's count is due).
-                    for burst in (self.handler.invalid, self.handler.gone, BODY_LINES):
+                    for burst in (
+                        self.handler.invalid,
+                        self.handler.gone,
+                        BODY_LINES,
+                        REFUSED_LINES,
+                    ):
                         if burst.due():
                             burst.flush()
                     if os.getppid() != self.master_pid:

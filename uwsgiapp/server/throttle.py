@@ -20,6 +20,7 @@ __all__ = [
     "clients_gone",
     "invalid_packets",
     "refused_peers",
+    "refused_requests",
 ]
 
 T = TypeVar("T")
@@ -167,6 +168,13 @@ def body_mismatches() -> Burst:
     """The lines about responses whose body did not fit their head (a body after a 204, the
     app's own mistake on every request of a route): as for invalid packets."""
     return _burst(logging.WARNING, "responses whose body did not fit their head")
+
+
+def refused_requests() -> Burst:
+    """The lines about requests refused before the app (a CONTENT_LENGTH that is not digits,
+    or over --limit-post; a control character in SERVER_PROTOCOL): as for invalid packets (one
+    local client sending such a request in a loop wrote a line a millisecond)."""
+    return _burst(logging.WARNING, "requests refused before the app")
 
 
 def _burst(level: int, what: str) -> Burst:

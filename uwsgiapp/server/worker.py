@@ -30,7 +30,7 @@ from typing import Protocol
 from uwsgiapp.server import decisions
 from uwsgiapp.server.burst import PARKED_BATCH, accept_run
 from uwsgiapp.server.decisions import DRAIN_SECONDS, accept_burst, longest_silent, silent
-from uwsgiapp.server.inflight import BODY_LINES, worker_label
+from uwsgiapp.server.inflight import BODY_LINES, REFUSED_LINES, worker_label
 from uwsgiapp.server.intake import FIRST_BYTES_WAIT, Handler, Pending
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.masterflags import MasterFlags, leaves_at_max_requests
@@ -154,6 +154,7 @@ class Worker(StopSignals):
             for throttle in (self._shed, self._refused, self.handler.invalid, self.handler.gone):
                 throttle.flush()
             BODY_LINES.flush()
+            REFUSED_LINES.flush()
             for fd in self.parked:  # only on a quick stop: abandon them
                 with contextlib.suppress(OSError):
                     os.close(fd)
@@ -330,7 +331,7 @@ class Worker(StopSignals):
         if self.master_pid and time.monotonic() >= self._next_parent_check:
             # At most once per tick: getppid is a syscall, and a busy worker wakes often.
             self._next_parent_check = time.monotonic() + IDLE_TICK
-            for burst in (self.handler.invalid, self.handler.gone, BODY_LINES):
+            for burst in (self.handler.invalid, self.handler.gone, BODY_LINES, REFUSED_LINES):
                 if burst.due():
                     burst.flush()
             if os.getppid() != self.master_pid:
