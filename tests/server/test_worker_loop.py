@@ -340,6 +340,32 @@ def test_past_the_parking_cap_a_new_slow_client_is_closed(
     assert worker.requests == 2
 
 
+def test_past_the_parking_cap_a_new_connection_displaces_the_client_heard_from_least_recently(
+    listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Clients trickling their requests held every place, and nginx's next request (connect,
+    # then write) was closed at once: a 502, though the README says it takes a silent one's.
+    monkeypatch.setattr(worker_module, "MAX_PARKED", 2)
+    worker = make_worker(listener)
+    running = Running(worker)
+    first = connect(listener, REQUEST[:5])
+    wait_parked(worker, 1)
+    quiet = connect(listener, REQUEST[:5])
+    wait_parked(worker, 2)
+    first.sendall(REQUEST[5:6])  # still incomplete, but heard from after the other one
+    wait_for(lambda: [p.decoder and p.decoder.buffered for p in worker.parked.values()] == [5, 6])
+    nginx = connect(listener, b"")
+    quiet.settimeout(GUARD / 4)  # the worker's own timeout (GUARD / 2) would close it too
+    assert answer(quiet) == b""  # closed for the new one (no 503 without a head)
+    nginx.sendall(REQUEST)
+    assert answer(nginx).endswith(b"ok")
+    first.sendall(REQUEST[6:])
+    assert answer(first).endswith(b"ok")
+    running.signal(worker._on_reload, signal.SIGHUP)
+    running.join()
+    assert worker.requests == 2
+
+
 def test_a_vanished_master_stops_the_worker(listener: Listener) -> None:
     worker = make_worker(listener, master_pid=os.getppid() + 1_000_000)
     running = Running(worker)

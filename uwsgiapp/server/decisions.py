@@ -43,14 +43,17 @@ def silent(pending: Pending) -> bool:
 
 
 def longest_silent(parked: dict[int, Pending]) -> Pending | None:
-    """The parked connection parked first among those that never sent a byte (dicts keep
-    insertion order, and a connection that sends something is parked anew at the end)."""
+    """The parked connection a new one that has sent nothing yet takes the place of: the one
+    parked first among those that never sent a byte; if the oldest hold none, the one heard
+    from least recently (dicts keep insertion order, and a connection that sends something is
+    parked anew at the end). Clients that trickle their requests a byte at a time must not hold
+    every place either: then each new connection, nginx's next request too, was closed."""
     for count, pending in enumerate(parked.values()):
         if count >= SILENT_SCAN:
             break
         if silent(pending):
             return pending
-    return None
+    return next(iter(parked.values()), None)
 
 
 def accept_error_recycles(code: int | None) -> str | None:

@@ -251,8 +251,8 @@ class Worker(StopSignals):
         be refused; waiting for it here would hold the worker and every parked connection.
         A new one that has sent nothing yet (nginx connects, then writes: its bytes are a moment
         away) takes the place of the parked one that has been silent longest, so that a flood
-        of idle connections cannot shut out the next real request; one that has sent part of a
-        request is closed itself.
+        of idle or trickling connections cannot shut out the next real request; one that has
+        sent part of a request is closed itself.
         """
         if len(self.parked) < MAX_PARKED:
             self._park(pending)
