@@ -413,3 +413,32 @@ def test_silent_connections_at_the_cap_make_room_for_a_real_request() -> None:
         for sock in idle:
             sock.close()
         server.close()
+
+
+def test_answered_connections_that_never_close_make_room_for_the_next_reader(
+    sockdir: str,
+) -> None:
+    # Plain JSON is written on connect: 64 connections that read nothing and never close
+    # lingered a second each, and only clients still reading their request could make room,
+    # so 140 such connections a second kept every health check and uwsgitop refused.
+    path = os.path.join(sockdir, "stats.sock")
+    server = StatsServer(path, snapshot=sample, timeout=30, linger=30, max_clients=64)
+    held: list[socket.socket] = []
+    try:
+        for _ in range(64):
+            held.append(socket.socket(socket.AF_UNIX))
+            held[-1].connect(path)
+            _timed_poll(server)
+        assert server.clients == 64
+        for _ in range(3):
+            reader = socket.socket(socket.AF_UNIX)
+            reader.connect(path)
+            reader.settimeout(5)
+            _pump(server, time.monotonic() + 0.1)
+            assert json.loads(_recv_all(reader))["workers"], "no document for a real reader"
+            reader.close()
+        assert server.clients <= 64 and server.rejected == 0
+    finally:
+        for sock in held:
+            sock.close()
+        server.close()

@@ -191,10 +191,8 @@ class StatsServer:
         for throttle in (self._accept_failures, self._refused):
             if throttle.due():
                 throttle.flush()
-        deadline_wait = self.next_timeout()
-        wait = max(0.0, timeout)
-        if deadline_wait is not None:
-            wait = min(wait, deadline_wait)
+        deadline_wait, wait = self.next_timeout(), max(0.0, timeout)
+        wait = wait if deadline_wait is None else min(wait, deadline_wait)
         try:
             ready = self._sel.select(wait)
         except InterruptedError:
@@ -377,15 +375,16 @@ class StatsServer:
             self._drop(client, counted=client.state != _LINGER)
 
     def _make_room(self) -> bool:
-        """At the cap, drop the client that has waited longest without a whole request: 64
-        connections that send nothing (or a byte a second) held every slot, and each health
-        check was refused. A real client sends its request at once and is answered within a
-        poll or two."""
-        idle = [client for client in self._clients.values() if client.state == _READ]
-        if not idle:
-            return False
-        self._drop(min(idle, key=lambda client: client.deadline))
-        return True
+        """At the cap, drop a client already answered (it only waits for its peer's close),
+        else the one that has waited longest without a whole request: 64 connections that send
+        nothing (or a byte a second), or read nothing and never close, held every slot, and each
+        health check was refused. A real client sends its request at once: a poll or two."""
+        for state in (_LINGER, _READ):
+            waiting = [client for client in self._clients.values() if client.state == state]
+            if waiting:
+                self._drop(min(waiting, key=lambda c: c.deadline), counted=state == _READ)
+                return True
+        return False
 
     def _drop(self, client: _Client, counted: bool = True) -> None:
         if counted:
