@@ -56,6 +56,23 @@ def longest_silent(parked: dict[int, Pending]) -> Pending | None:
     return next(iter(parked.values()), None)
 
 
+#: Descriptors kept free of parked connections (at least; a quarter of the limit if more): the
+#: app's files and sockets, the listeners, logs and pipes.
+FD_RESERVE = 128
+
+
+def parking_cap(most: int, fd_limit: int, loops: int = 1) -> int:
+    """Connections one accept loop parks at most: ``most``, or fewer where the open-files
+    limit (``fd_limit``, RLIMIT_NOFILE's soft value; < 0 for none) shared by ``loops`` loops
+    (``--threads``) would run out first. Parked clients that used every descriptor made
+    ``accept`` fail with EMFILE, which recycles the worker as if the app leaked them (and the
+    app could open nothing): 4 threads parking 512 each under the usual 1024."""
+    if fd_limit < 0:
+        return most
+    spare = fd_limit - max(FD_RESERVE, fd_limit // 4)
+    return max(1, min(most, spare // max(1, loops)))
+
+
 def accept_error_recycles(code: int | None) -> str | None:
     """Whether an ``accept`` that failed with errno ``code`` must recycle the worker (no
     retry in this process can get past it): what the log line adds (maybe ""), else None.

@@ -103,7 +103,12 @@ class _ThreadLoop(Worker):
     lets_go_of_listeners = False
 
     def __init__(
-        self, owner: ThreadedWorker, index: int, listeners: list[Listener], core: CoreHooks
+        self,
+        owner: ThreadedWorker,
+        index: int,
+        listeners: list[Listener],
+        core: CoreHooks,
+        loops: int = 1,
     ) -> None:
         super().__init__(
             owner.handler,
@@ -112,6 +117,7 @@ class _ThreadLoop(Worker):
             hooks=core,
             drain_seconds=owner.drain_seconds,
             master_flags=owner.master_flags,
+            loops=loops,
         )
         self.owner = owner
         self.index = index
@@ -200,7 +206,7 @@ class ThreadedWorker(StopSignals):
         self._ended: list[int] = []
         hooks = list(cores) if cores is not None else [LocalCore() for _ in range(threads)]
         assert len(hooks) == threads
-        self.loops = [_ThreadLoop(self, i, listeners, hooks[i]) for i in range(threads)]
+        self.loops = [_ThreadLoop(self, i, listeners, hooks[i], threads) for i in range(threads)]
         handler.on_out_of_fds = self._out_of_fds  # after the loops: each one set its own
         # The per-request callbacks shared by the threads: the stats counters are
         # read-modify-write, and the access log's line writer keeps state.

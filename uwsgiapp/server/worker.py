@@ -22,6 +22,7 @@ import contextlib
 import logging
 import math
 import os
+import resource
 import select
 import time
 from collections.abc import Callable
@@ -41,7 +42,8 @@ log = logging.getLogger("uwsgiapp.error")
 
 #: How often an idle worker wakes to check that its master is alive (seconds).
 IDLE_TICK = 1.0
-#: Parked connections per worker; past this, a new slow client is closed at once.
+#: Parked connections per worker (per request thread: fewer where the open-files limit would
+#: run out first, see decisions.parking_cap); past this, a new slow client is closed at once.
 MAX_PARKED = 512
 #: Seconds between two log lines about connections closed because parking was full.
 SHED_LOG_INTERVAL = 1.0
@@ -78,9 +80,13 @@ class Worker(StopSignals):
         drain_seconds: float = DRAIN_SECONDS,
         on_leaving: Callable[[], None] | None = None,
         master_flags: MasterFlags | None = None,
+        loops: int = 1,
     ) -> None:
         self.handler = handler
         self.master_flags = master_flags
+        #: Parked connections at most (``loops``: the worker's accept loops, one per thread).
+        fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        self.max_parked = decisions.parking_cap(MAX_PARKED, fd_limit, loops)
         #: Called as it stops accepting: its replacement starts then, not after the parked
         self.on_leaving = on_leaving  # requests it still finishes (up to --socket-timeout)
         handler.on_out_of_fds = self._out_of_fds
@@ -102,7 +108,7 @@ class Worker(StopSignals):
         #: No parked deadline is earlier than this (a lower bound: deadlines only move later).
         self._next_expiry = math.inf
         #: Connections closed because parking was full, not logged yet; when the next line may go.
-        self._shed: Throttle[None] = Throttle(SHED_LOG_INTERVAL, _log_shed)
+        self._shed: Throttle[int] = Throttle(SHED_LOG_INTERVAL, _log_shed)
         self._refused = refused_peers()
         self._next_parent_check = 0.0
 
@@ -254,7 +260,7 @@ class Worker(StopSignals):
         of idle or trickling connections cannot shut out the next real request; one that has
         sent part of a request is closed itself.
         """
-        if len(self.parked) < MAX_PARKED:
+        if len(self.parked) < self.max_parked:
             self._park(pending)
             return
         victim = longest_silent(self.parked) if silent(pending) else None
@@ -264,7 +270,7 @@ class Worker(StopSignals):
             self._park(pending)
         else:
             self.handler.shed(pending)
-        self._shed.add(None)
+        self._shed.add(self.max_parked)
 
     def _after_request(self) -> None:
         if self.max_requests and self.requests >= self.max_requests:
@@ -357,12 +363,12 @@ class Worker(StopSignals):
         self._next_expiry = soonest
 
 
-def _log_shed(count: int, _: None) -> None:
+def _log_shed(count: int, cap: int) -> None:
     log.warning(
         "%s: parking is full (%d connections still sending their request): "
         "closed %d %s at once (silent the longest, or new with a partial request)",
         worker_label(),
-        MAX_PARKED,
+        cap,
         count,
         "connection" if count == 1 else "connections",
     )

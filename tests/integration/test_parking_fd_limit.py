@@ -1,0 +1,78 @@
+"""Parked connections never use up a worker's open-files limit: a real ``uwsgiapp serve
+--threads 2`` under a low ``RLIMIT_NOFILE``, flooded with connections that send nothing.
+
+Each request thread parked up to ``MAX_PARKED`` (512) connections: under the usual soft limit of
+1024, four threads ran out of descriptors first, ``accept`` failed with EMFILE, and the worker
+recycled itself as if the app leaked them (an ERROR line each time, a fresh worker flooded in
+turn, a request behind them answered seconds late). The cap now leaves descriptors free.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import resource
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+from support.procs import LogCursor, Server, uwsgi_exchange, wait_for_workers, worker_pids
+
+import uwsgiproto
+from uwsgiapp.server.decisions import parking_cap
+from uwsgiapp.server.worker import MAX_PARKED
+
+FD_LIMIT = 256
+THREADS = 2
+#: Idle connections: more than the descriptors the worker has.
+IDLE = 2 * FD_LIMIT
+SOCKET_TIMEOUT = 3.0
+PACKET = uwsgiproto.build_request(
+    {"REQUEST_METHOD": "GET", "PATH_INFO": "/echo", "SERVER_PROTOCOL": "HTTP/1.1"}
+)
+
+
+@contextlib.contextmanager
+def soft_fd_limit(soft: int) -> Iterator[None]:
+    """The open-files limit a process started in the block inherits (ours is put back)."""
+    before = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (soft, before[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, before)
+
+
+def test_parking_caps_leave_descriptors_free_under_a_low_open_files_limit(
+    tmp_path: Path,
+) -> None:
+    assert parking_cap(MAX_PARKED, 1024, 4) * 4 < 1024 - 128
+    assert parking_cap(MAX_PARKED, 1024, 1) == MAX_PARKED  # the usual case is as before
+    server = Server(
+        tmp_path, "nginx_app:app", workers=1, threads=THREADS, socket_timeout=SOCKET_TIMEOUT
+    )
+    with soft_fd_limit(FD_LIMIT):
+        server.start()
+    idle: list[socket.socket] = []
+    try:
+        workers = wait_for_workers(server, 1)
+        cursor = LogCursor(server.log_path)
+        for _ in range(IDLE):
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(server.socket)
+            idle.append(sock)
+        time.sleep(0.5)
+        started = time.monotonic()
+        result = uwsgi_exchange(server.socket, PACKET, timeout=SOCKET_TIMEOUT + 5)
+        answered = time.monotonic() - started
+        assert result.data.startswith(b"HTTP/1.1 200 OK"), (result.end, result.data[:200])
+        assert answered < 1.0, f"answered after {answered:.2f} s"
+        time.sleep(0.3)
+        lines = cursor.new_lines()
+        assert worker_pids(server.pid) == workers, lines[-5:]
+    finally:
+        for sock in idle:
+            sock.close()
+        server.stop()
+    assert not [line for line in lines if "Too many open files" in line], lines[-5:]
+    assert any("parking is full" in line for line in lines), lines[-5:]
