@@ -34,3 +34,13 @@ def logs(caplog: pytest.LogCaptureFixture) -> Iterator[Logs]:
         logger.removeHandler(caplog.handler)
         logger.setLevel(saved[0])
         logger.propagate = saved[1]
+
+
+@pytest.fixture(autouse=True)
+def fresh_line_bursts(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test starts with the process-wide line bursts unspent (20 lines a window): a run
+    of earlier tests' refusals or body mismatches must not silence the one a test expects."""
+    from uwsgiapp.server import inflight, throttle
+
+    monkeypatch.setattr(inflight, "BODY_LINES", throttle.body_mismatches())
+    monkeypatch.setattr(inflight, "REFUSED_LINES", throttle.refused_requests())
