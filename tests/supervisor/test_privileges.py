@@ -65,10 +65,11 @@ def test_can_create_in(
     assert can_create_in(DIR | mode, dir_uid, dir_gid, APP, gids) is expected
 
 
-def test_a_sticky_directory_warns_of_the_pidfile_only(tmp_path: Path) -> None:
+def test_a_sticky_directory_warns_of_nothing(tmp_path: Path) -> None:
     # Asked before the drop, a socket in /tmp still belongs to whoever runs us, but the drop
     # hands it to the new user, so the master can remove it; the pidfile stays ours, so it
-    # cannot. A log there can be made anew: the sticky bit only guards removal.
+    # cannot, and nor can the user replace it (stale at exit: the next start replaces it). A
+    # log there can be made anew: the sticky bit only guards removal.
     sticky = tmp_path / "sticky"
     sticky.mkdir()
     sticky.chmod(0o1777)
@@ -80,11 +81,23 @@ def test_a_sticky_directory_warns_of_the_pidfile_only(tmp_path: Path) -> None:
     assert stays_removable(str(sock), ids, handed_over=True)
     assert not stays_removable(str(sock), ids)
     assert can_create_after(str(log), ids)
-    said = drop_warnings(ids, [str(sock)], str(pid), [str(log)])
+    assert drop_warnings(ids, [str(sock)], str(pid), [str(log)]) == []
+
+
+def test_a_pidfile_the_apps_user_could_replace_is_said(tmp_path: Path) -> None:
+    # In a directory the user may write, it can put another pid in the pidfile, and root's
+    # `kill $(cat PIDFILE)` (logrotate's postrotate) then signals that process.
+    stranger = next(n for n in range(40000, 50000) if not _has_user(n) and n != os.geteuid())
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, stranger, stranger)
+    pid = theirs / "app.pid"
+    pid.write_text("1\n")
+    said = drop_warnings(Ids(uid=stranger, gid=stranger), [], str(pid), [])
     assert said == [
-        f"{pid}: after --uid/--gid the master does not own this file in a sticky directory "
-        "(such as /tmp), so it cannot remove it on TERM or at exit (a stale one is replaced at "
-        "the next start); put it in a directory the user owns (e.g. /run/app)"
+        f"{pid}: after --uid/--gid the app's user may replace this pidfile (it can write its "
+        f"directory), and a root 'kill $(cat {pid})', such as logrotate's, would then signal "
+        "the process it names; put it in a directory only root can write (e.g. /run)"
     ]
 
 
@@ -96,9 +109,10 @@ def test_a_directory_only_its_owner_writes_warns_of_all(tmp_path: Path) -> None:
         path.write_text("")
     stranger = next(n for n in range(40000, 50000) if not _has_user(n) and n != os.geteuid())
     said = drop_warnings(Ids(uid=stranger, gid=stranger), [str(sock)], str(pid), [str(log)])
-    assert [line.split(":")[0] for line in said] == [str(sock), str(pid), str(log)]
+    # The pidfile: the user can neither remove nor replace it (it stays, stale, at exit).
+    assert [line.split(":")[0] for line in said] == [str(sock), str(log)]
     assert "the master cannot write its directory, so it cannot remove it" in said[0]
-    assert "no new file can be made" in said[2]
+    assert "no new file can be made" in said[1]
 
 
 def test_resolve_names_numbers_and_defaults() -> None:

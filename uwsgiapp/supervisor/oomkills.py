@@ -57,8 +57,7 @@ class OomKills:
     def __init__(self, proc_cgroup: str = "/proc/self/cgroup", root: str = CGROUP_ROOT) -> None:
         self._files: tuple[str, str] | None = None
         try:
-            with open(proc_cgroup, encoding="ascii", errors="replace") as fh:
-                candidates = cgroup_dirs(fh.read(), root)
+            candidates = cgroup_dirs(_read_text(proc_cgroup), root)
         except OSError:
             candidates = []
         for base, events, limit in candidates:
@@ -79,8 +78,7 @@ class OomKills:
             return None
         more, self.count = count - self.count, count
         try:
-            with open(self._files[1], encoding="ascii") as fh:
-                limit = limit_text(fh.read())
+            limit = limit_text(_read_text(self._files[1]))
         except OSError:
             limit = ""
         return (
@@ -91,7 +89,13 @@ class OomKills:
 
 def _read_count(path: str) -> int | None:
     try:
-        with open(path, encoding="ascii", errors="replace") as fh:
-            return parse_oom_kills(fh.read())
+        return parse_oom_kills(_read_text(path))
     except OSError:
         return None
+
+
+def _read_text(path: str) -> str:
+    # Bytes, decoded as UTF-8: after --uid the stdlib may be out of the user's reach (a Python
+    # under /root), and a text file's "ascii" codec would be a first import then (LookupError).
+    with open(path, "rb") as fh:
+        return fh.read(65536).decode("utf-8", "replace")

@@ -168,10 +168,11 @@ def drop(ids: Ids, sockets: list[tuple[str, tuple[int, int] | None]], files: lis
 
 def drop_warnings(ids: Ids, sockets: list[str], pidfile: str, logs: list[str]) -> list[str]:
     """What start-up says about files the dropped processes cannot handle: ``sockets`` (handed
-    to the user by the drop) and the ``pidfile`` (kept as it is) that the master will not be
-    able to remove at exit, ``logs`` whose directory USR1 cannot make a new file in. Asked
-    before the drop, while every directory can still be looked at."""
-    removed = [(path, True) for path in sockets] + ([(pidfile, False)] if pidfile else [])
+    to the user by the drop) that the master will not be able to remove at exit, a ``pidfile``
+    (kept root's) that the user could replace, ``logs`` whose directory USR1 cannot make a new
+    file in. Asked before the drop, while every directory can still be looked at. (A pidfile
+    the master cannot remove stays, stale: the next start replaces it.)"""
+    removed = [(path, True) for path in sockets]
     said = [
         f"{path}: after --uid/--gid the master "
         + (
@@ -184,6 +185,13 @@ def drop_warnings(ids: Ids, sockets: list[str], pidfile: str, logs: list[str]) -
         for path, handed_over in removed
         if not stays_removable(path, ids, handed_over=handed_over)
     ]
+    if pidfile and os.path.lexists(pidfile) and stays_removable(pidfile, ids):
+        said.append(
+            f"{pidfile}: after --uid/--gid the app's user may replace this pidfile (it can "
+            f"write its directory), and a root 'kill $(cat {pidfile})', such as logrotate's, "
+            "would then signal the process it names; put it in a directory only root can "
+            "write (e.g. /run)"
+        )
     return said + [
         f"{path}: after --uid/--gid no new file can be made in its directory, so after "
         "logrotate moves it, USR1 keeps writing the old one; have logrotate make the new file "
