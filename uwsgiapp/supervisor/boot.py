@@ -21,7 +21,7 @@ from dataclasses import replace
 from types import FrameType
 from typing import Any
 
-from uwsgiapp.addresses import AllowList, server_address
+from uwsgiapp.addresses import AllowList
 from uwsgiapp.config import Config
 from uwsgiapp.config.serve import systemd_sockets
 from uwsgiapp.exitcodes import ServeExit
@@ -44,6 +44,7 @@ from uwsgiapp.supervisor.listening import say_listening
 from uwsgiapp.supervisor.mastersignals import EARLY_SIGNUMS, forget_early, keep_for_later
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
 from uwsgiapp.supervisor.reload import first_import, library_dirs, say_import_threads, site_dirs
+from uwsgiapp.supervisor.rootpaths import access_log_file, anchored
 from uwsgiapp.supervisor.sdnotify import Notifier
 from uwsgiapp.termsignals import STOP_SIGNALS
 from uwsgiapp.wsgi.environ import EnvironSettings
@@ -101,28 +102,13 @@ def _no_snapshot_yet() -> Any:
     raise RuntimeError("the master is not running yet")
 
 
-def _anchored(path: str, base: str) -> str:
-    """``path`` as root opens it: an absolute one as it is; a relative one joined to ``base``,
-    ``--chdir`` as written, not the directory it led to (``os.path.abspath`` after the chdir):
-    a link on the way, which the app user may have planted, is then checked as any other is
-    (:mod:`uwsgiapp.server.safefiles`)."""
-    return path if not path or is_stream(path) or os.path.isabs(path) else os.path.join(base, path)
-
-
-def _anchored_socket(spec: str, base: str) -> str:
-    address = server_address(spec)
-    if address.path and not address.path.startswith("\0") and not os.path.isabs(address.path):
-        return os.path.join(base, address.path)
-    return spec
-
-
 def _log_files(config: Config) -> list[str]:
     """Log files the dropped processes write, to be created and handed over before the drop.
 
     The master holds both open (the workers write to its files) and USR1 reopens them; the
     process's own streams and devices (/dev/null) are not handed over.
     """
-    paths = [config.error_log_file, _access_log_file(config)]
+    paths = [config.error_log_file, access_log_file(config)]
     return [path for path in paths if not is_stream(path) and not _is_device(path)]
 
 
@@ -131,11 +117,6 @@ def _is_device(path: str) -> bool:
         return stat.S_ISCHR(os.stat(path).st_mode)
     except OSError:
         return False
-
-
-def _access_log_file(config: Config) -> str:
-    """The access log's file; "-" when it goes to stdout or is off."""
-    return config.access_log_file if config.access_log != "off" else "-"
 
 
 def _server_in_pidfile(path: str) -> int | None:
@@ -227,7 +208,7 @@ def _access_log_opens(config: Config) -> bool:
     """The master opens the access log file, before the drop: the workers write to the file it
     holds (:func:`~uwsgiapp.server.logs.access_handler`). A path it cannot open stops the start
     here, with one line."""
-    access = _access_log_file(config)
+    access = access_log_file(config)
     if not is_stream(access):
         try:
             access_handler(access)
@@ -257,15 +238,7 @@ def _enter_chdir(config: Config) -> Config | None:
             )
             return None
         config = replace(config, chdir=chdir)
-    return replace(
-        config,
-        error_log_file=_anchored(config.error_log_file, base),
-        access_log_file=_anchored(config.access_log_file, base),
-        pidfile=_anchored(config.pidfile, base),
-        touch_reload=tuple(_anchored(path, base) for path in config.touch_reload),
-        socket=tuple(_anchored_socket(spec, base) for spec in config.socket),
-        stats=_anchored_socket(config.stats, base) if config.stats else "",
-    )
+    return anchored(config, base)
 
 
 def _serve(config: Config) -> int:
