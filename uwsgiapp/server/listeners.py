@@ -147,6 +147,12 @@ def _bind_unix(path: str, backlog: int, chmod: int) -> Listener:
         raise ListenerError(f"socket {path!r}: cannot bind: {exc.strerror or exc}") from None
 
 
+def in_the_way(st: os.stat_result) -> str | None:
+    """Why what ``lstat`` found at a unix socket's path stops the bind, or None: only a socket
+    (a stale one, removed if nobody listens) is replaced."""
+    return None if stat.S_ISSOCK(st.st_mode) else "exists and is not a socket; not replacing it"
+
+
 def _bind_in(path: str, parent: int, name: str, backlog: int, chmod: int) -> Listener:
     here = pinned_path(parent, name) or path
     try:
@@ -154,8 +160,9 @@ def _bind_in(path: str, parent: int, name: str, backlog: int, chmod: int) -> Lis
     except FileNotFoundError:
         pass
     else:
-        if not stat.S_ISSOCK(st.st_mode):
-            raise ListenerError(f"socket {path!r}: exists and is not a socket; not replacing it")
+        why = in_the_way(st)
+        if why is not None:
+            raise ListenerError(f"socket {path!r}: {why}")
         probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             probe.connect(here)

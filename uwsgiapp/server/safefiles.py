@@ -26,10 +26,12 @@ __all__ = [
     "UnsafeFileError",
     "chown_file",
     "chown_socket",
+    "file_refusal",
     "holds_pid",
     "in_parent",
     "open_append",
     "pinned_path",
+    "refused",
     "remove_pidfile",
     "write_pidfile",
 ]
@@ -43,7 +45,12 @@ _APPEND_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CL
 
 
 def _refuse(path: str, why: str) -> UnsafeFileError:
-    return UnsafeFileError(f"{path}: {why}; refusing to use it")
+    return UnsafeFileError(refused(path, why))
+
+
+def refused(path: str, why: str) -> str:
+    """What is said of ``path``, refused for ``why`` (the text of :class:`UnsafeFileError`)."""
+    return f"{path}: {why}; refusing to use it"
 
 
 _DIR_FLAGS = os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC
@@ -109,15 +116,25 @@ def _parent(path: str) -> tuple[int, str]:
     return fd, name
 
 
-def _check_regular(fd: int, path: str) -> None:
-    st = os.fstat(fd)
+def file_refusal(st: os.stat_result, root: bool) -> str | None:
+    """Why a log file found as ``st`` (``lstat``, or ``fstat`` of its ``O_NOFOLLOW`` open) is
+    not used (``root``: as root), or None: the rules of :func:`open_append`, without the open."""
+    if stat.S_ISLNK(st.st_mode):
+        return "is a symbolic link"
     if stat.S_ISCHR(st.st_mode):
-        return  # /dev/null: only root makes device nodes, so nobody planted it
+        return None  # /dev/null: only root makes device nodes, so nobody planted it
     if not stat.S_ISREG(st.st_mode):
-        raise _refuse(path, "not a regular file")
-    if st.st_nlink > 1 and os.geteuid() == 0:
+        return "not a regular file"
+    if st.st_nlink > 1 and root:
         # A hard link planted in a directory the app user can write: O_NOFOLLOW does not see it.
-        raise _refuse(path, f"has {st.st_nlink} hard links")
+        return f"has {st.st_nlink} hard links"
+    return None
+
+
+def _check_regular(fd: int, path: str) -> None:
+    why = file_refusal(os.fstat(fd), os.geteuid() == 0)
+    if why is not None:
+        raise _refuse(path, why)
 
 
 @contextlib.contextmanager
