@@ -135,9 +135,9 @@ def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
     p.add_argument(
         "--check-config",
         action="store_true",
-        help="check the options and import the app as a worker would (--chdir, --pythonpath, "
-        "--env; as the --uid user when root), binding nothing; exit 0 if it loads, 4 if not, 2 "
-        "for a bad option, 3 for --uid/--gid (gunicorn's)",
+        help="check the options, the logs, sockets and pidfile (read-only, as start-up would) and "
+        "import the app as a worker would (--chdir, --pythonpath, --env; as the --uid user when "
+        "root); exit 0 if it loads, 4 if not, 2 for a bad option, 3 for a path or --uid/--gid",
     )
     _add_config_options(p)
     p.set_defaults(handler=_cmd_serve)

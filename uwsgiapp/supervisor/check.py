@@ -1,22 +1,135 @@
-"""``serve --check-config``: the app imported as a worker would import it, nothing served.
+"""``serve --check-config``: the paths start-up would use, looked at as it would look at them,
+and the app imported as a worker would import it; nothing served.
 
-gunicorn's deploy gate. As a worker: as the ``--uid``/``--gid`` user when started as root (an
-import as root would leave root's files where the workers must write: a log, a SQLite file, a
-cache), in ``--chdir``, with ``--pythonpath`` and the ``--env`` the caller has applied.
+gunicorn's deploy gate. First the log files, the unix sockets (``--socket``, ``--stats``) and
+the pidfile, as the starting user (root, with ``--uid``) and anchored to ``--chdir`` as start-up
+anchors them (:mod:`~uwsgiapp.supervisor.rootpaths`): the directories on the way are walked by
+:func:`~uwsgiapp.server.safefiles.in_parent` (as root, a link the app user could have planted
+is refused) and the last name is ``lstat``-ed, read-only: nothing is created, opened for
+writing, chowned or removed. :func:`refusals` then applies start-up's rules to what was found
+(:func:`~uwsgiapp.server.safefiles.file_refusal` for a log,
+:func:`~uwsgiapp.server.listeners.in_the_way` for a socket; a pidfile is renamed over its path,
+which only a directory refuses). What only the write itself can tell is not known here: whether
+the file can be created or written (a read-only or full filesystem, or, not as root, the
+permissions). Neither is a server still running on the socket or named by the pidfile, which
+stops a start: the gate runs while the old server still serves.
+
+Then the import, as a worker: as the ``--uid``/``--gid`` user when started as root (an import
+as root would leave root's files where the workers must write: a log, a SQLite file, a cache),
+in ``--chdir``, with ``--pythonpath`` and the ``--env`` the caller has applied.
 """
 
 from __future__ import annotations
 
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from uwsgiapp.addresses import AddressError, server_address
 from uwsgiapp.config import Config
 from uwsgiapp.exitcodes import ServeExit
 from uwsgiapp.importer import AppImportError, load_app
+from uwsgiapp.logtargets import is_stream
+from uwsgiapp.server import safefiles
+from uwsgiapp.server.listeners import in_the_way
 from uwsgiapp.supervisor import privileges
+from uwsgiapp.supervisor.rootpaths import access_log_file, anchored
 
-__all__ = ["check_app"]
+__all__ = ["Seen", "check_app", "check_paths", "look", "refusals"]
+
+_LOGS = ("--error-log-file", "--access-log-file")
+_SOCKETS = ("--socket", "--stats")
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """What the read-only walk found at one path start-up would use."""
+
+    #: The option naming it: ``--error-log-file``, ``--access-log-file``, ``--socket``,
+    #: ``--stats`` or ``--pidfile``.
+    option: str
+    path: str
+    #: ``lstat`` of its last name; None where nothing is there (start-up creates it).
+    st: os.stat_result | None = None
+    #: The walk to it failed: :class:`~uwsgiapp.server.safefiles.UnsafeFileError` for a link on
+    #: the way that root must not follow, another ``OSError`` for a missing directory.
+    error: OSError | None = None
+
+
+def _leaf_refusal(option: str, path: str, st: os.stat_result, root: bool) -> str | None:
+    if option in _LOGS:
+        why = safefiles.file_refusal(st, root)
+        return None if why is None else safefiles.refused(path, why)
+    if option in _SOCKETS:
+        why = in_the_way(st)
+        return None if why is None else f"{path}: {why}"
+    if stat.S_ISDIR(st.st_mode):  # the pidfile: any other file, a link too, is replaced
+        return f"{path}: is a directory, which the pidfile written beside it cannot replace"
+    return None
+
+
+def refusals(seen: Iterable[Seen], root: bool) -> list[str]:
+    """Why start-up would stop (exit 3) on each of the paths ``seen`` (``root``: started as
+    root), one line each, naming the option and the path; empty if it would use them all."""
+    said = []
+    for one in seen:
+        if isinstance(one.error, safefiles.UnsafeFileError):
+            why: str | None = str(one.error)
+        elif one.error is not None:
+            why = f"{one.path}: {one.error.strerror or one.error}"
+        else:
+            why = None if one.st is None else _leaf_refusal(one.option, one.path, one.st, root)
+        if why is not None:
+            said.append(f"{one.option}: {why}")
+    return said
+
+
+def look(option: str, path: str) -> Seen:
+    """Walk to ``path`` as start-up would (:func:`~uwsgiapp.server.safefiles.in_parent`) and
+    ``lstat`` its last name; opens nothing but the directories on the way (``O_PATH``)."""
+    try:
+        with safefiles.in_parent(path) as (parent, name):
+            try:
+                return Seen(option, path, os.lstat(name, dir_fd=parent))
+            except FileNotFoundError:
+                return Seen(option, path)
+    except OSError as exc:
+        return Seen(option, path, error=exc)
+
+
+def _unix_path(spec: str) -> str:
+    try:
+        address = server_address(spec)
+    except AddressError:
+        return ""  # refused with the options already
+    return address.path if address.path and address.fd is None else ""
+
+
+def _paths(config: Config) -> list[tuple[str, str]]:
+    """(option, path) for every path start-up opens, binds or writes, in its order."""
+    logs = zip(_LOGS, (config.error_log_file, access_log_file(config)), strict=True)
+    found = [(option, path) for option, path in logs if not is_stream(path)]
+    found += [("--socket", path) for path in map(_unix_path, config.socket) if path]
+    stats = _unix_path(config.stats) if config.stats else ""
+    found += [("--stats", stats)] if stats else []
+    return found + ([("--pidfile", config.pidfile)] if config.pidfile else [])
+
+
+def check_paths(config: Config) -> list[str]:
+    """Why start-up would stop on one of ``config``'s paths, looked at read-only as the current
+    user (see the module); empty if none."""
+    base = os.path.abspath(config.chdir) if config.chdir else os.getcwd()
+    seen = [look(option, path) for option, path in _paths(anchored(config, base))]
+    return refusals(seen, os.geteuid() == 0)
 
 
 def check_app(config: Config) -> tuple[ServeExit, str]:
-    """Load ``config.app`` as a worker would: the exit code and what to say."""
+    """Check ``config``'s paths, then load ``config.app`` as a worker would: the exit code and
+    what to say."""
+    refused = check_paths(config)
+    if refused:
+        return ServeExit.START_FAILED, "\n".join(f"--check-config: {why}" for why in refused)
     try:
         privileges.drop(privileges.resolve(config.uid, config.gid), [], [])
     except (privileges.PrivilegeError, OSError) as exc:

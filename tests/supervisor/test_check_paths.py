@@ -1,0 +1,84 @@
+"""``serve --check-config``'s decision on the paths start-up would use
+(:func:`uwsgiapp.supervisor.check.refusals`), from what a read-only walk found: the rules of
+start-up itself (a log as :func:`uwsgiapp.server.safefiles.open_append` takes it, a socket path
+as the bind does, a pidfile as it is renamed over), without touching a file."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+
+import pytest
+
+from uwsgiapp.server.safefiles import UnsafeFileError
+from uwsgiapp.supervisor.check import Seen, refusals
+
+
+def _st(mode: int, nlink: int = 1) -> os.stat_result:
+    return os.stat_result((mode, 1, 1, nlink, 0, 0, 0, 0, 0, 0))
+
+
+LINK, FILE, DIR = _st(stat.S_IFLNK | 0o777), _st(stat.S_IFREG | 0o644), _st(stat.S_IFDIR | 0o755)
+SOCK, FIFO, NULL = _st(stat.S_IFSOCK | 0o660), _st(stat.S_IFIFO | 0o644), _st(stat.S_IFCHR | 0o666)
+
+
+@pytest.mark.parametrize("option", ["--error-log-file", "--access-log-file"])
+@pytest.mark.parametrize(
+    ("st", "root", "why"),
+    [
+        (LINK, True, "/l/x.log: is a symbolic link; refusing to use it"),
+        (LINK, False, "/l/x.log: is a symbolic link; refusing to use it"),
+        (DIR, True, "/l/x.log: not a regular file; refusing to use it"),
+        (FIFO, True, "/l/x.log: not a regular file; refusing to use it"),
+        (SOCK, True, "/l/x.log: not a regular file; refusing to use it"),
+        (
+            _st(stat.S_IFREG | 0o600, nlink=2),
+            True,
+            "/l/x.log: has 2 hard links; refusing to use it",
+        ),
+        (_st(stat.S_IFREG | 0o600, nlink=2), False, None),  # not root: its own files
+        (FILE, True, None),
+        (NULL, True, None),  # /dev/null: only root makes device nodes
+        (None, True, None),  # missing: start-up creates it
+    ],
+)
+def test_a_log_is_refused_as_start_up_would_refuse_it(
+    option: str, st: os.stat_result | None, root: bool, why: str | None
+) -> None:
+    said = refusals([Seen(option, "/l/x.log", st)], root)
+    assert said == ([] if why is None else [f"{option}: {why}"])
+
+
+@pytest.mark.parametrize("option", ["--socket", "--stats"])
+def test_a_socket_path_must_be_missing_or_a_socket(option: str) -> None:
+    for st in (FILE, LINK, DIR, FIFO):
+        assert refusals([Seen(option, "/r/a.sock", st)], True) == [
+            f"{option}: /r/a.sock: exists and is not a socket; not replacing it"
+        ]
+    assert refusals([Seen(option, "/r/a.sock", SOCK), Seen(option, "/r/b.sock")], True) == []
+
+
+def test_a_pidfile_is_renamed_over_anything_but_a_directory() -> None:
+    # A link is replaced, never followed (as the start does: write_pidfile).
+    for st in (LINK, FILE, FIFO, None):
+        assert refusals([Seen("--pidfile", "/r/app.pid", st)], True) == []
+    assert refusals([Seen("--pidfile", "/r/app.pid", DIR)], True) == [
+        "--pidfile: /r/app.pid: is a directory, which the pidfile written beside it cannot replace"
+    ]
+
+
+def test_a_refused_walk_is_said_with_its_option_and_every_path_is_said() -> None:
+    on_the_way = UnsafeFileError("/a/etc/x.log: 'etc' on the way is a symbolic link; refusing")
+    missing = FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), "/a/gone/x.sock")
+    seen = [
+        Seen("--error-log-file", "/a/etc/x.log", error=on_the_way),
+        Seen("--access-log-file", "/a/ok.log", FILE),
+        Seen("--socket", "/a/gone/x.sock", error=missing),
+        Seen("--pidfile", "/a/etc/p.pid", error=on_the_way),
+    ]
+    assert refusals(seen, True) == [
+        "--error-log-file: /a/etc/x.log: 'etc' on the way is a symbolic link; refusing",
+        "--socket: /a/gone/x.sock: No such file or directory",
+        "--pidfile: /a/etc/x.log: 'etc' on the way is a symbolic link; refusing",
+    ]
