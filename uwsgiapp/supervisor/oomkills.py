@@ -4,7 +4,7 @@ In a container (or a systemd service) with a memory limit, the kernel kills the 
 went over it, a worker, with SIGKILL, and says so only in the kernel log, which a container
 cannot read. The cgroup's own count tells it for sure: ``oom_kill`` in ``memory.events``
 (cgroup v2) or in ``memory.oom_control`` (v1). The master reads it at start and again when a
-worker dies by a SIGKILL it did not send; a count that rose names the OOM killer and the limit.
+worker dies by a SIGKILL; a count that rose names the OOM killer and the limit.
 Only read, never written; absent (no cgroup, or another layout), nothing is said.
 """
 
