@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable, Mapping, Sequence
 
-from uwsgiapp.config.inikeys import ADVICE, ALWAYS_ON
+from uwsgiapp.config.inikeys import ADVICE, ADVICE_PREFIXES, ALWAYS_ON
 
 __all__ = ["FOREIGN_OPTIONS", "command_hint", "hint_for", "unrecognized_message"]
 
@@ -57,7 +57,7 @@ _RELOAD = (
     "'uwsgiapp dev APP' reloads on code changes; --touch-reload FILE reloads when FILE changes"
 )
 _UMASK = ADVICE["umask"]
-_NAME = ADVICE["procname-prefix"]
+_NAME = ADVICE_PREFIXES["procname"]
 _SET = (
     "uWSGI's --set KEY=VALUE: give our option itself (processes=4 is --workers 4; 'uwsgiapp "
     "serve --help' lists them, each also a UWSGIAPP_* variable); a %(KEY) placeholder the ini "

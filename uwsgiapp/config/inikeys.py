@@ -174,14 +174,15 @@ _CHEAPER = (
     "most, where it starts with cheaper-initial or cheaper): set processes to the number to "
     "run (TTIN/TTOU signals change it while it runs)"
 )
+_DATED = "error log lines already start with the date and time"
 _ROTATE = (
     "rotate with logrotate and have its postrotate send SIGUSR1 to the master (kill -USR1 "
     "$(cat PIDFILE)), which reopens every log file"
 )
 #: Advice for unsupported keys users commonly have.
 ADVICE: Mapping[str, str] = {
-    "log-date": "error log lines already start with the date and time",
-    "logdate": "error log lines already start with the date and time",
+    "log-date": _DATED,
+    "logdate": _DATED,
     # a timeout, not a job: "THIS WILL NOT RUN" (the mule prefix's) alarmed for nothing
     "mule-reload-mercy": "uwsgiapp runs no mules: a reload has none to wait for",
     "http-socket": "uwsgiapp speaks only the uwsgi protocol: put nginx (uwsgi_pass) in front, "
@@ -227,11 +228,6 @@ ADVICE: Mapping[str, str] = {
     "max-fd": "raise the open-files limit where uwsgiapp starts (LimitNOFILE= in systemd, "
     "ulimit -n, docker --ulimit nofile)",
     "import": "import the module from your WSGI module instead",
-    "procname-prefix-spaced": "uwsgiapp names its processes uwsgiapp master / worker N",
-    "procname-prefix": "uwsgiapp names its processes uwsgiapp master / worker N",
-    "procname": "uwsgiapp names its processes uwsgiapp master / worker N",
-    "procname-master": "uwsgiapp names its processes uwsgiapp master / worker N",
-    "procname-append": "uwsgiapp names its processes uwsgiapp master / worker N",
     "umask": "set it where uwsgiapp starts (UMask= in systemd, umask in the entrypoint)",
     "log-4xx": _REQUEST_LOG,
     "log-5xx": _REQUEST_LOG,
@@ -260,6 +256,8 @@ ADVICE: Mapping[str, str] = {
 }
 #: Advice for families of keys, by the start of their name (when ADVICE has not the key).
 ADVICE_PREFIXES: Mapping[str, str] = {
+    # procname, -prefix, -prefix-spaced, -master, -append
+    "procname": "uwsgiapp names its processes uwsgiapp master / worker N",
     "cheaper-": "a setting of uWSGI's adaptive worker count, which uwsgiapp has not: processes' "
     "number of workers runs all the time",
     "attach-": _OWN_PROCESS,
