@@ -56,6 +56,10 @@ _PASTE = (
 _RELOAD = (
     "'uwsgiapp dev APP' reloads on code changes; --touch-reload FILE reloads when FILE changes"
 )
+_STDIO = (
+    "nothing to set: the app's stdout and stderr stay the process's own (--capture-output "
+    "sends them to --error-log-file)"
+)
 _UMASK = ADVICE["umask"]
 _NAME = ADVICE_PREFIXES["procname"]
 _SET = (
@@ -196,10 +200,8 @@ FOREIGN_OPTIONS: Mapping[str, str] = {
     "--paste-global": _PASTE,
     "--logger-class": _LOG_CONFIG,
     "--initgroups": "nothing to set: --uid gives the processes the user's supplementary groups",
-    "-R": "nothing to set: the app's stdout and stderr stay the process's own (--capture-output "
-    "sends them to --error-log-file)",
-    "--enable-stdio-inheritance": "nothing to set: the app's stdout and stderr stay the "
-    "process's own (--capture-output sends them to --error-log-file)",
+    "-R": _STDIO,
+    "--enable-stdio-inheritance": _STDIO,
     "--spew": "no tracing option: 'uwsgiapp dev APP' runs the app under werkzeug's debugger",
     "-m": _UMASK,
     "-n": _NAME,

@@ -6,11 +6,13 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from collections.abc import Callable
 
 import pytest
 
 from uwsgiapp.server import inflight, throttle
 from uwsgiapp.server.intake import Handler
+from uwsgiapp.server.throttle import Burst
 from uwsgiapp.wsgi.environ import EnvironSettings
 from uwsgiproto import Limits
 
@@ -67,19 +69,36 @@ def test_connections_that_hang_up_mid_request_are_logged_up_to_a_burst_then_coun
     # One local client promising a body and hanging up, in a loop, wrote 2.4 MB of log a
     # second: one line per connection, where invalid packets were already held to a burst.
     handler = _handler()
-    with caplog.at_level(logging.INFO, logger="uwsgiapp.error"):
-        _promise_and_hang_up(handler, throttle.INVALID_LOG_BURST + 30)
+    _burst_then_counted(
+        caplog,
+        monkeypatch,
+        (logging.INFO, lambda n: _promise_and_hang_up(handler, n), handler.gone),
+        "client client: ",
+        "30 more connections gone before their whole request in 10 s, not logged one by one",
+    )
+
+
+def _burst_then_counted(
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+    run: tuple[int, Callable[[int], None], Burst],
+    line: str,
+    count_line: str,
+) -> None:
+    """``run``'s (level, send N, its burst) sends 30 past the burst: the burst's lines, each
+    starting with ``line``, then at the window's end one starting with ``count_line``."""
+    level, send, burst = run
+    with caplog.at_level(level, logger="uwsgiapp.error"):
+        send(throttle.INVALID_LOG_BURST + 30)
         lines = [r.getMessage() for r in caplog.records]
         assert len(lines) == throttle.INVALID_LOG_BURST, lines[-3:]
-        assert all(line.startswith("client client: ") for line in lines), lines[:2]
+        assert all(said.startswith(line) for said in lines), lines[:2]
         monkeypatch.setattr(throttle.time, "monotonic", lambda: 1e12)
-        assert handler.gone.due()
+        assert burst.due()
         caplog.clear()
-        handler.gone.flush()
+        burst.flush()
     (said,) = [r.getMessage() for r in caplog.records]
-    assert said.startswith(
-        "30 more connections gone before their whole request in 10 s, not logged one by one"
-    ), said
+    assert said.startswith(count_line), said
 
 
 def _refused_request(handler: Handler, times: int) -> None:
@@ -101,18 +120,12 @@ def test_requests_refused_before_the_app_are_logged_up_to_a_burst_then_counted(
 ) -> None:
     # A local client sending a bad CONTENT_LENGTH in a loop wrote a line a millisecond, where
     # invalid packets were held to a burst.
-    monkeypatch.setattr(inflight, "REFUSED_LINES", throttle.refused_requests())
+    # (inflight.REFUSED_LINES is a fresh burst: the conftest's fixture)
     handler = _handler()
-    with caplog.at_level(logging.WARNING, logger="uwsgiapp.error"):
-        _refused_request(handler, throttle.INVALID_LOG_BURST + 30)
-        lines = [r.getMessage() for r in caplog.records]
-        assert len(lines) == throttle.INVALID_LOG_BURST, lines[-3:]
-        assert all(line.startswith("refused request from client: ") for line in lines), lines[:2]
-        monkeypatch.setattr(throttle.time, "monotonic", lambda: 1e12)
-        assert inflight.REFUSED_LINES.due()
-        caplog.clear()
-        inflight.REFUSED_LINES.flush()
-    (said,) = [r.getMessage() for r in caplog.records]
-    assert said.startswith(
-        "30 more requests refused before the app in 10 s, not logged one by one"
-    ), said
+    _burst_then_counted(
+        caplog,
+        monkeypatch,
+        (logging.WARNING, lambda n: _refused_request(handler, n), inflight.REFUSED_LINES),
+        "refused request from client: ",
+        "30 more requests refused before the app in 10 s, not logged one by one",
+    )

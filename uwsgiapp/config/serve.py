@@ -176,10 +176,11 @@ def script_name_warning(env: Mapping[str, str], mount: str) -> list[str]:
     prefix = env.get("SCRIPT_NAME", "").strip()
     if not prefix or prefix.rstrip("/") == mount:
         return []
+    mount_as = prefix.rstrip("/") or "/PREFIX"
     return [
         f"SCRIPT_NAME={prefix} is set in the environment but not read (gunicorn takes it as the "
-        f"app's prefix): use --mount {prefix.rstrip('/') or '/PREFIX'}, or have nginx send it "
-        f"(uwsgi_param SCRIPT_NAME {prefix.rstrip('/') or '/PREFIX'};)"
+        f"app's prefix): use --mount {mount_as}, or have nginx send it "
+        f"(uwsgi_param SCRIPT_NAME {mount_as};)"
     ]
 
 

@@ -16,6 +16,7 @@ the mean over the number's life would hide today's slowness behind last week's r
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -93,8 +94,7 @@ class Observer:
 
 def add_counts(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
     """``a`` and ``b`` added index by index (the shorter one read as zeros)."""
-    longer, shorter = (a, b) if len(a) >= len(b) else (b, a)
-    return tuple(n + (shorter[i] if i < len(shorter) else 0) for i, n in enumerate(longer))
+    return tuple(x + y for x, y in itertools.zip_longest(a, b, fillvalue=0))
 
 
 def memory(pid: int) -> tuple[int, int]:
