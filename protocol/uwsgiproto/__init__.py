@@ -45,6 +45,7 @@ from uwsgiproto.layout import (
     Layout,
     Partial,
     can_be_known,
+    count_vars,
     key_signature,
 )
 from uwsgiproto.packet import BLOCK_START, packet_end
@@ -81,6 +82,7 @@ __all__ = [
     "build_pong",
     "build_request",
     "can_be_known",
+    "count_vars",
     "decode",
     "generic_vars",
     "key_signature",

@@ -22,7 +22,7 @@ from construct import ConstructError
 from uwsgiproto.errors import MalformedPacket, PacketTooLarge, ProtocolError
 from uwsgiproto.events import MODIFIER_PING, NEED_DATA, PAUSED, Ping, Request, _NeedData, _Paused
 from uwsgiproto.limits import DEFAULT_LIMITS, Limits
-from uwsgiproto.packet import _hint, parse_packet
+from uwsgiproto.packet import BLOCK_START, _hint, parse_packet
 from uwsgiproto.schema import TooManyVars, resume_var_block
 
 
@@ -56,7 +56,7 @@ def generic_vars(limits: Limits) -> Callable[[bytes | bytearray, int], dict[str,
 class Decoder:
     """Decode one uwsgi packet head from bytes received in any chunking."""
 
-    __slots__ = ("_buf", "_done", "_event", "_parse", "limits")
+    __slots__ = ("_block", "_buf", "_done", "_event", "_parse", "limits")
 
     def __init__(self, limits: Limits = DEFAULT_LIMITS) -> None:
         self.limits = limits
@@ -64,6 +64,7 @@ class Decoder:
         self._buf = bytearray()
         self._event: Request | Ping | None = None
         self._done = False
+        self._block = b""
 
     def receive_data(self, data: bytes) -> None:
         """Append bytes from the peer (an empty ``data`` is not EOF here; see :meth:`eof`)."""
@@ -79,6 +80,11 @@ class Decoder:
         """After the event: the body bytes that arrived with the head (may be empty)."""
         return bytes(self._buf) if self._done else b""
 
+    @property
+    def var_block(self) -> bytes:
+        """After the event: the packet's var block as it arrived (empty before)."""
+        return self._block
+
     def next_event(self) -> Request | Ping | _NeedData | _Paused:
         """The packet's event once complete, else ``NEED_DATA``; ``PAUSED`` after the event.
 
@@ -91,6 +97,7 @@ class Decoder:
         if found is NEED_DATA:
             return NEED_DATA
         modifier1, modifier2, variables, end = found
+        self._block = bytes(buf[BLOCK_START:end])
         del buf[:end]
         self._done = True
         event: Request | Ping

@@ -79,6 +79,25 @@ def key_signature(b: bytes | bytearray) -> int:
     return h if q == end else -1
 
 
+def count_vars(b: bytes | bytearray) -> int:
+    """How many vars (key and value pairs) a well-formed var block holds: a walk over its
+    length fields, no object made (the access log's count, as uWSGI prints it).
+
+    The block must have parsed; a short tail is not counted.
+    """
+    data = b if isinstance(b, bytes) else bytes(b)
+    end: i64 = len(data)
+    q: i64 = 0
+    count: i64 = 0
+    while q + 2 <= end:
+        q += 2 + (data[q] | data[q + 1] << 8)
+        if q + 2 > end:
+            break
+        q += 2 + (data[q] | data[q + 1] << 8)
+        count += 1
+    return count
+
+
 class Layout:
     """A parser for var blocks holding exactly ``keys``, in that order, each once.
 

@@ -258,11 +258,12 @@ def test_decoder_holds_the_body_and_serves_one_packet() -> None:
     assert decoder.next_event() is NEED_DATA
     decoder.receive_data(data[:3])
     assert decoder.next_event() is NEED_DATA
-    assert decoder.trailing_data == b""
+    assert decoder.trailing_data == decoder.var_block == b""
     decoder.receive_data(data[3:])
     event = decoder.next_event()
     assert event == Request(modifier1=0, vars={"CONTENT_LENGTH": "10"})
     assert decoder.trailing_data == b"0123"
+    assert decoder.var_block == data[4:-4]  # the block as it came, for the access log
     decoder.receive_data(b"456789")
     assert decoder.trailing_data == b"0123456789"
     assert decoder.buffered == 10

@@ -26,6 +26,7 @@ from uwsgiproto.layout import (
     MAX_LAYOUT_VARS,
     Layout,
     Partial,
+    count_vars,
     key_signature,
 )
 from uwsgiproto.schema import MAX_BLOCK, TooManyVars, parse_var_block, resume_var_block
@@ -367,6 +368,13 @@ def test_a_key_signature_depends_on_the_keys_only(
     if block:
         # A block cut short is no sequence of whole vars.
         assert key_signature(block[:-1]) == -1
+
+
+@given(st.lists(st.tuples(KEYS, VALUES), max_size=40))
+def test_count_vars_counts_each_key_and_value_pair(pairs: list[tuple[str, str]]) -> None:
+    # Repeated keys and empty values included: the packet's count, not the environ's.
+    block = hand_block(pairs + pairs[:2] + [("EMPTY", "")])
+    assert count_vars(block) == count_vars(bytearray(block)) == len(pairs) + min(len(pairs), 2) + 1
 
 
 def test_a_key_signature_tells_the_usual_sequences_apart() -> None:

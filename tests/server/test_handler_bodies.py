@@ -90,7 +90,7 @@ def test_refused_requests_are_access_logged() -> None:
     handler = make_handler(
         never_called,
         limit_post=10,
-        access_log=lambda env, r, secs: lines.append((r.status, r.sent - r.head_size)),
+        access_log=lambda env, r, secs, block: lines.append((r.status, r.sent - r.head_size)),
     )
     out = run(handler, packet("POST", "/up", b"x" * 11))
     assert lines == [("413 Request Entity Too Large", len(out.body))]

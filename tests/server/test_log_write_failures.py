@@ -75,7 +75,7 @@ def test_access_log_on_a_full_disk_is_told_once(capfd: pytest.CaptureFixture[str
     access = make_access_log("uwsgi", "/dev/full")
     assert access is not None
     for _ in range(RECORDS):
-        access({"REQUEST_METHOD": "GET", "REQUEST_URI": "/"}, Resp(), 0.001)
+        access({"REQUEST_METHOD": "GET", "REQUEST_URI": "/"}, Resp(), 0.001, b"")
     err = capfd.readouterr().err
     assert "Logging error" not in err
     [line] = _lines(err)

@@ -343,7 +343,8 @@ def test_access_log_lines_cannot_be_forged(tmp_path: Path) -> None:
         "REQUEST_URI": '/x HTTP/1.1" 200\n[pid: 1] 10.0.0.1 forged',
         "SERVER_PROTOCOL": "HTTP/1.1\r",
     }
-    access(environ, SimpleNamespace(status="200 OK", sent=5, head_size=0, headers=[]), 0.001)
+    done = SimpleNamespace(status="200 OK", sent=5, head_size=0, headers=[])
+    access(environ, done, 0.001, b"")
     lines = path.read_bytes().split(b"\n")
     assert len(lines) == 2 and lines[1] == b"", lines
     assert b"\\x0A[pid: 1] 10.0.0.1 forged" in lines[0]

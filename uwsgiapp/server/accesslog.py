@@ -15,6 +15,7 @@ from typing import Any, Final
 
 from uwsgiapp.server.logtext import CONTROL_CODES, escape_log_text
 from uwsgiapp.wsgi.contract import AccessLogger
+from uwsgiproto import count_vars
 
 #: Bound once: compiled, ``os.write(...)`` would look the name up in the module on every call.
 _write: Final = os.write
@@ -133,7 +134,7 @@ def json_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
     iso = Clock("%Y-%m-%dT%H:%M:%S")
     zone = Clock("%z")
 
-    def access_json(environ: dict[str, Any], response: Any, seconds: float) -> None:
+    def access_json(environ: dict[str, Any], response: Any, seconds: float, block: bytes) -> None:
         start = _time() - seconds
         second = int(start)
         offset = zone.at(second)
@@ -167,32 +168,23 @@ def uwsgi_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
 
     (one line; the core is the request thread, with ``--threads``). ``req`` counts this
     worker's requests (uWSGI: the app's, then all workers');
-    the vars and their bytes are the environ's CGI variables, as nginx sent them (uWSGI counts
-    a name and its value as two: 14 variables are "28 vars"; a repeated header, merged, or a
-    ``PATH_INFO`` a mount shortened counts as the environ has it); the time is when the
-    request started.
+    the vars and their bytes are the packet's var block, as nginx sent it (uWSGI counts a name
+    and its value as two: 14 variables are "28 vars"); the time is when the request started.
     """
     clock = Clock("%a %b %e %H:%M:%S %Y")
     served = 0
 
-    def access_uwsgi(environ: dict[str, Any], response: Any, seconds: float) -> None:
+    def access_uwsgi(environ: dict[str, Any], response: Any, seconds: float, block: bytes) -> None:
         nonlocal served
         served += 1
-        count = 0
-        size = 0
-        for key, value in environ.items():
-            # Not wsgi.* nor the server's, nor the empty SCRIPT_NAME the environ adds where
-            # nginx sends none: the packet's variables, as uWSGI counts them.
-            if "." not in key and isinstance(value, str) and (value or key != "SCRIPT_NAME"):
-                count += 2  # uWSGI counts a variable's name and value apart
-                size += len(key) + len(value) + 4
         status: str = response.status or "0"  # none sent (the client left): uWSGI's 0
         head: int = response.head_size
         # environ.get, not a bound alias: compiled, each call is a direct dict lookup
         line = (
             f"[pid: {pid.text}|app: 0|req: {served}/{served}] "
             f"{environ.get('REMOTE_ADDR', '-')} ({environ.get('REMOTE_USER', '')}) "
-            f"{{{count} vars in {size} bytes}} [{clock.at(int(_time() - seconds))}] "
+            f"{{{count_vars(block) * 2} vars in {len(block)} bytes}} "
+            f"[{clock.at(int(_time() - seconds))}] "
             f"{environ.get('REQUEST_METHOD', '-')} "
             f"{environ.get('REQUEST_URI') or environ.get('PATH_INFO') or '-'} "
             f"=> generated {response.sent - head} bytes in {int(seconds * 1000)} msecs "

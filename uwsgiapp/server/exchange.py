@@ -22,7 +22,15 @@ from uwsgiapp.server.transfer import drain, send_wrapped_file
 from uwsgiapp.wsgi.contract import AccessLogger, ExcInfo, WSGIApp
 from uwsgiapp.wsgi.environ import BadRequest, parse_content_length
 from uwsgiapp.wsgi.input import EMPTY_INPUT, ClientDisconnected, InputStream
-from uwsgiapp.wsgi.response import FileWrapper, HeaderError, render
+from uwsgiapp.wsgi.response import (
+    ERROR_HEADERS,
+    HTTP_VERSIONS,
+    FileWrapper,
+    HeaderError,
+    error_response,
+    render,
+    whole_head_size,
+)
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -31,32 +39,10 @@ Peer = object
 
 #: Bound once: compiled, ``time.perf_counter()`` would look the name up in the module each time.
 _perf_counter: Final = time.perf_counter
-_PROTOCOLS: Final = frozenset({"HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/3.0"})
 
 
 class AppError(Exception):
     """The app broke the WSGI contract (bad status/headers, non-bytes body, write before start)."""
-
-
-def _head_size(response: bytes) -> int:
-    """The length of a whole response's head (through the blank line)."""
-    return response.find(b"\r\n\r\n") + 4
-
-
-#: The headers of :func:`error_response` (what the access log counts).
-_ERROR_HEADERS: Final = [("Content-Type", "text/plain"), ("Content-Length", "")]
-
-
-def error_response(protocol: str, status: str, text: str) -> bytes:
-    """A complete plain-text response (head and body) for an error we answer ourselves."""
-    # SERVER_PROTOCOL is the client's (nginx sends a sane one; a raw uwsgi client may not): the
-    # normal path refuses CR/LF in it through render_head, and this path must not echo them.
-    if protocol not in _PROTOCOLS:
-        protocol = "HTTP/1.0"
-    body = text.encode("latin-1", "replace") + b"\n"
-    return (
-        f"{protocol} {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode("latin-1") + body
 
 
 class Exchange:
@@ -192,19 +178,22 @@ class Responder:
         #: its stack only.
         self.current: dict[str, Any] | None = None
 
-    def serve(self, fd: int, peer: Peer, environ: dict[str, Any], rest: bytes) -> None:
-        """Run one request whose head is in ``environ``; ``rest``: the body bytes already read.
+    def serve(
+        self, fd: int, peer: Peer, environ: dict[str, Any], rest: bytes, block: bytes
+    ) -> None:
+        """Run one request whose head is in ``environ``; ``rest``: the body bytes already read;
+        ``block``: its var block (for the access log).
 
         Returns once the response is sent and an unread body drained; the caller closes ``fd``.
         Raises ClientDisconnected/OSError when the client goes away mid-answer.
         """
         protocol: str = environ["SERVER_PROTOCOL"]  # the builder's str (or its default)
         # HTTP/1.1 first: compiled, a str compare, where the set's is a call.
-        if protocol != "HTTP/1.1" and protocol not in _PROTOCOLS and not protocol.isprintable():
+        if protocol != "HTTP/1.1" and protocol not in HTTP_VERSIONS and not protocol.isprintable():
             # The client's own line ending (or NUL...) in our status line: refuse it here, or
             # the app is called and then blamed (an ERROR) for a head we cannot render.
             reason = "invalid SERVER_PROTOCOL: contains a control character"
-            self._refuse(fd, peer, environ, BadRequest("400 Bad Request", reason), rest)
+            self._refuse(fd, peer, environ, BadRequest("400 Bad Request", reason), rest, block)
             return
         length_var = environ.get("CONTENT_LENGTH")
         stream = EMPTY_INPUT
@@ -213,7 +202,7 @@ class Responder:
             try:
                 length = parse_content_length(length_var, self.limit_post)
             except BadRequest as exc:
-                self._refuse(fd, peer, environ, exc, rest)
+                self._refuse(fd, peer, environ, exc, rest, block)
                 return
             if length:
                 stream = InputStream(reader(fd, self.timeout), rest, length)
@@ -232,10 +221,16 @@ class Responder:
             if has_body and stream.remaining > 0 and not stream.broken and not exchange.aborted:
                 drain(fd, stream.remaining, self.timeout)
             if access_log is not None:
-                access_log(environ, exchange, _perf_counter() - started)
+                access_log(environ, exchange, _perf_counter() - started, block)
 
     def _refuse(
-        self, fd: int, peer: Peer, environ: dict[str, Any], exc: BadRequest, rest: bytes
+        self,
+        fd: int,
+        peer: Peer,
+        environ: dict[str, Any],
+        exc: BadRequest,
+        rest: bytes,
+        block: bytes,
     ) -> None:
         """Answer a request refused before the app (bad CONTENT_LENGTH) and drain its body."""
         started = _perf_counter()
@@ -247,7 +242,7 @@ class Responder:
         refused.head_sent = True
         try:
             send_all(fd, payload, self.timeout)
-            refused.sent, refused.head_size = len(payload), _head_size(payload)  # once written
+            refused.sent, refused.head_size = len(payload), whole_head_size(payload)  # once written
             length_var = environ.get("CONTENT_LENGTH") or ""
             if exc.status[:3] == "413" and len(length_var) <= 18:
                 # Too large, but well-formed: read it away as for any unread body, so nginx
@@ -255,8 +250,8 @@ class Responder:
                 drain(fd, int(length_var) - len(rest), self.timeout)
         finally:
             if self.access_log is not None:
-                refused.headers = _ERROR_HEADERS
-                self.access_log(environ, refused, _perf_counter() - started)
+                refused.headers = ERROR_HEADERS
+                self.access_log(environ, refused, _perf_counter() - started, block)
 
     def _run_app(self, exchange: Exchange, environ: dict[str, Any], peer: Peer) -> None:
         try:
@@ -341,10 +336,10 @@ class Responder:
         exchange.status = "500 Internal Server Error"
         payload = error_response(exchange.protocol, exchange.status, "Internal Server Error")
         exchange.head_sent = True
-        exchange.headers = _ERROR_HEADERS
+        exchange.headers = ERROR_HEADERS
         send_all(exchange.fd, payload, self.timeout)
         exchange.sent += len(payload)
-        exchange.head_size = _head_size(payload)  # once written (nginx may be gone)
+        exchange.head_size = whole_head_size(payload)  # once written (nginx may be gone)
 
     def _check_fds(self, exc: BaseException | None) -> None:
         # An app that leaks descriptors fails with EMFILE on every request from then on; only a

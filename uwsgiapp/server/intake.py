@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from uwsgiapp.server.exchange import Peer, Responder, error_response
+from uwsgiapp.server.exchange import Peer, Responder
 from uwsgiapp.server.inflight import request_text
 from uwsgiapp.server.io import closed_early, read_now, readable, send_all
 from uwsgiapp.server.logtext import escape_log_text
@@ -27,7 +27,7 @@ from uwsgiapp.server.throttle import clients_gone, invalid_packets
 from uwsgiapp.wsgi.contract import AccessLogger, WSGIApp
 from uwsgiapp.wsgi.environ import EnvironBuilder, EnvironSettings, build_environ
 from uwsgiapp.wsgi.input import ClientDisconnected
-from uwsgiapp.wsgi.response import FileWrapper
+from uwsgiapp.wsgi.response import FileWrapper, error_response
 from uwsgiproto import (
     BLOCK_START,
     MODIFIER_PING,
@@ -71,7 +71,7 @@ PREREAD: Final = 65536
 class Pending:
     """A connection whose request has not fully arrived, parked until its fd is readable.
 
-    While the head is incomplete ``decoder`` holds it; then ``head`` is (modifier1, environ) and
+    While the head is incomplete ``decoder`` holds it; then ``head`` is (var block, environ) and
     ``body`` the part of a small body received so far, ``need`` its full length.
     """
 
@@ -83,7 +83,7 @@ class Pending:
         #: Monotonic time after which the client has been silent for ``--socket-timeout``.
         self.deadline = deadline
         self.decoder: Decoder | None = None
-        self.head: tuple[int, dict[str, Any]] = (0, {})
+        self.head: tuple[bytes, dict[str, Any]] = (b"", {})
         self.body = b""
         self.need = 0
 
@@ -181,9 +181,9 @@ class Handler:
                 # parse_packet's two halves, each a native call compiled (see packet_end).
                 end = packet_end(data, self._buffer_size)
                 if end >= 0:
-                    modifier1 = data[0]
-                    environ = self.environ.build(data[BLOCK_START:end])
-                    return self._head_done(fd, peer, modifier1, environ, data[end:])
+                    block = data[BLOCK_START:end]
+                    environ = self.environ.build(block)
+                    return self._head_done(fd, peer, data[0], environ, data[end:], block)
             if data == b"":
                 log.debug("client %s closed the connection without a request", peer)
             else:
@@ -214,7 +214,7 @@ class Handler:
             pending.body += chunk
             if len(pending.body) < pending.need:
                 return pending
-            self._body_done(fd, peer, pending.head[1], pending.body)
+            self._body_done(fd, peer, pending.head, pending.body)
         except BaseException as exc:
             self._failed(fd, peer, exc)
         return None
@@ -288,12 +288,23 @@ class Handler:
         if isinstance(event, Request):
             environ = build_environ(dict(event.vars), self.template, self.mount)
             return self._head_done(
-                pending.fd, pending.peer, event.modifier1, environ, decoder.trailing_data
+                pending.fd,
+                pending.peer,
+                event.modifier1,
+                environ,
+                decoder.trailing_data,
+                decoder.var_block,
             )
-        return self._head_done(pending.fd, pending.peer, MODIFIER_PING, {}, b"")
+        return self._head_done(pending.fd, pending.peer, MODIFIER_PING, {}, b"", b"")
 
     def _head_done(
-        self, fd: int, peer: Peer, modifier1: int, environ: dict[str, Any], rest: bytes
+        self,
+        fd: int,
+        peer: Peer,
+        modifier1: int,
+        environ: dict[str, Any],
+        rest: bytes,
+        block: bytes,
     ) -> Pending | None:
         """The head is parsed: answer a ping, wait for a small body, or serve the request."""
         if modifier1 == MODIFIER_PING:
@@ -314,11 +325,11 @@ class Handler:
                 rest = self._read_available(fd, rest, need)
                 if len(rest) < need:
                     pending = Pending(fd, peer, time.monotonic() + self.timeout)
-                    pending.head = (modifier1, environ)
+                    pending.head = (block, environ)
                     pending.body = rest
                     pending.need = need
                     return pending
-            self.responder.serve(fd, peer, environ, rest)
+            self.responder.serve(fd, peer, environ, rest, block)
         # Not contextlib.suppress: this runs for every request, and that costs ~1 µs more.
         try:  # noqa: SIM105
             _close_fd(fd)
@@ -326,9 +337,11 @@ class Handler:
             pass
         return None
 
-    def _body_done(self, fd: int, peer: Peer, environ: dict[str, Any], body: bytes) -> None:
+    def _body_done(
+        self, fd: int, peer: Peer, head: tuple[bytes, dict[str, Any]], body: bytes
+    ) -> None:
         """A parked small body is all in: serve the request (no more waiting) and close."""
-        self.responder.serve(fd, peer, environ, body)
+        self.responder.serve(fd, peer, head[1], body, head[0])
         self._close(fd)
 
     def _read_available(self, fd: int, data: bytes, need: int) -> bytes:

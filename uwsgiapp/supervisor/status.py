@@ -358,7 +358,7 @@ class ThreadCounter(CountingSlotWriter):
 
     __slots__ = ()
 
-    def record(self, environ: dict[str, Any], response: Any, seconds: float) -> None:
+    def record(self, environ: dict[str, Any], response: Any, seconds: float, block: bytes) -> None:
         """The access-log hook: count one response (its head too, as the other counters)."""
         elapsed = max(seconds, 0.0)
         status: str = response.status or "-"
@@ -382,9 +382,9 @@ def count_thread_requests(handler: Handler, slot: SlotWriter) -> ThreadCounter:
         responder.access_log = record
     else:
 
-        def record_and_log(environ: dict[str, Any], response: Any, seconds: float) -> None:
-            record(environ, response, seconds)
-            chained(environ, response, seconds)
+        def record_and_log(*request: Any) -> None:  # the access log's arguments
+            record(*request)
+            chained(*request)
 
         responder.access_log = record_and_log
     responder.on_app_error = counter.count_exception

@@ -15,9 +15,11 @@ StartResponse = Callable[..., Any]
 WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 #: What ``sys.exc_info()`` gives while an exception is handled (``start_response``'s third arg).
 ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
-#: Called after each request when the access log is on: (environ, response, seconds), the
-#: response being the exchange's state: ``status`` (str, or None if none was sent), ``sent``
-#: (bytes, head and body), ``head_size`` (the head's bytes) and ``headers`` (the app's list).
-AccessLogger = Callable[[dict[str, Any], Any, float], None]
+#: Called after each request when the access log is on: (environ, response, seconds, block),
+#: the response being the exchange's state: ``status`` (str, or None if none was sent), ``sent``
+#: (bytes, head and body), ``head_size`` (the head's bytes) and ``headers`` (the app's list);
+#: ``block`` the request's var block as it arrived (the packet's, whatever the app did to the
+#: environ).
+AccessLogger = Callable[[dict[str, Any], Any, float, bytes], None]
 
 __all__ = ["AccessLogger", "ExcInfo", "StartResponse", "WSGIApp"]

@@ -169,6 +169,29 @@ def _render_head(protocol: str, status: Any, headers: Any) -> bytes:
         raise HeaderError(f"status or header is not latin-1: {exc}") from None
 
 
+#: The HTTP versions a status line may name as they come (another is answered as HTTP/1.0).
+HTTP_VERSIONS: Final = frozenset({"HTTP/1.0", "HTTP/1.1", "HTTP/2.0", "HTTP/3.0"})
+#: The headers of :func:`error_response` (what the access log counts).
+ERROR_HEADERS: Final = [("Content-Type", "text/plain"), ("Content-Length", "")]
+
+
+def error_response(protocol: str, status: str, text: str) -> bytes:
+    """A complete plain-text response (head and body) for an error the server answers itself."""
+    # SERVER_PROTOCOL is the client's (nginx sends a sane one; a raw uwsgi client may not): the
+    # normal path refuses CR/LF in it through render_head, and this path must not echo them.
+    if protocol not in HTTP_VERSIONS:
+        protocol = "HTTP/1.0"
+    body = text.encode("latin-1", "replace") + b"\n"
+    return (
+        f"{protocol} {status}\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode("latin-1") + body
+
+
+def whole_head_size(response: bytes) -> int:
+    """The length of a whole response's head (through the blank line)."""
+    return response.find(b"\r\n\r\n") + 4
+
+
 class FileWrapper:
     """``wsgi.file_wrapper``: iterates a file in blocks; the server sends real files with
     ``os.sendfile`` instead of iterating.
