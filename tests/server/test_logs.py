@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from handler_kit import CORPUS, hello, make_handler, run
 
 from uwsgiapp.server.logs import make_access_log, reopen_logs
 from uwsgiproto import build_request
@@ -299,3 +300,22 @@ def test_usr1_reopens_the_apps_own_log_files_too(tmp_path: Path) -> None:
         handler.close()
     assert (tmp_path / "django.log.1").read_text() == "before\n"
     assert path.read_text() == "after\n"
+
+
+@pytest.mark.parametrize(
+    ("capture", "uwsgi_logged"),
+    [
+        ("nginx_get_hello.bin", "{38 vars in 586 bytes}"),
+        ("nginx_post_json.bin", "{42 vars in 669 bytes}"),
+    ],
+)
+def test_the_vars_are_counted_as_uwsgi_counts_them(
+    tmp_path: Path, capture: str, uwsgi_logged: str
+) -> None:
+    # What uWSGI 2.0.31 logged for these real nginx packets: the packet's vars, the header
+    # copies nginx adds (HTTP_CONTENT_TYPE, HTTP_CONTENT_LENGTH) included, though the environ
+    # drops them (PEP 3333).
+    path = tmp_path / "access.log"
+    access = make_access_log("uwsgi", str(path))
+    run(make_handler(hello, access_log=access), (CORPUS / "valid" / capture).read_bytes())
+    assert uwsgi_logged in path.read_text()
