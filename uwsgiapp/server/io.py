@@ -102,21 +102,28 @@ def send_all(fd: int, data: bytes | memoryview, timeout: float) -> None:
 
 
 def send_file(fd: int, file_fd: int, offset: int, count: int, timeout: float) -> int:
-    """``os.sendfile`` ``count`` bytes from ``offset``; returns bytes sent (less only at EOF)."""
+    """``os.sendfile`` ``count`` bytes from ``offset``; returns bytes sent (less only at EOF).
+
+    A ClientDisconnected it raises says in ``written`` how many went before the client left.
+    """
     sent = 0
-    while sent < count:
-        try:
-            n = os.sendfile(fd, file_fd, offset + sent, count - sent)
-        except BlockingIOError:
-            wait(fd, POLLOUT, timeout)
-            continue
-        except OSError as exc:
-            raise ClientDisconnected(
-                exc.errno, f"client connection error: {exc.strerror}"
-            ) from None
-        if n == 0:
-            break
-        sent += n
+    try:
+        while sent < count:
+            try:
+                n = os.sendfile(fd, file_fd, offset + sent, count - sent)
+            except BlockingIOError:
+                wait(fd, POLLOUT, timeout)
+                continue
+            except OSError as exc:
+                raise ClientDisconnected(
+                    exc.errno, f"client connection error: {exc.strerror}"
+                ) from None
+            if n == 0:
+                break
+            sent += n
+    except ClientDisconnected as exc:
+        exc.written = sent
+        raise
     return sent
 
 

@@ -60,7 +60,12 @@ def send_wrapped_file(exchange: Exchange, wrapper: FileWrapper, timeout: float) 
     exchange.send(b"")  # the head
     if 0 <= exchange.room < count:
         count = exchange.room
-    sent = send_file(exchange.fd, file_fd, offset, count, timeout)
+    try:
+        sent = send_file(exchange.fd, file_fd, offset, count, timeout)
+    except ClientDisconnected as exc:
+        # What went before the client left: the access log said 0 bytes for a cut download.
+        exchange.sent += exc.written
+        raise
     exchange.sent += sent
     if exchange.room >= 0:
         exchange.room -= sent

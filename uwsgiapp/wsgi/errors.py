@@ -17,6 +17,10 @@ class ClientDisconnected(OSError):
 
     __module__ = "uwsgiapp.wsgi.input"
 
+    #: Bytes the failed call had written before it failed (set by ``send_file``, as
+    #: ``BlockingIOError.characters_written``): what the access log and the stats count.
+    written = 0
+
 
 class ClientTimeout(ClientDisconnected):
     """The client stalled past the socket timeout (it may still be connected)."""
