@@ -53,6 +53,17 @@ def _stream(environ: dict[str, Any], start_response: StartResponse) -> Iterator[
         yield block * 1024
 
 
+def _progress(environ: dict[str, Any], start_response: StartResponse) -> Iterator[bytes]:
+    # Reads its body while it streams its answer (a progress line per 64 KiB read): nginx sends
+    # no more of the body once the answer has begun.
+    stream = environ["wsgi.input"]
+    start_response("200 OK", PLAIN)
+    total = 0
+    while chunk := stream.read(65536):
+        total += len(chunk)
+        yield b"%d\n" % total
+
+
 def _write(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     write = start_response("200 OK", PLAIN)
     write(b"written-")
@@ -110,6 +121,7 @@ ROUTES: dict[str, Callable[[dict[str, Any], StartResponse], Iterable[bytes]]] = 
     "echo": _echo,
     "lines": _lines,
     "stream": _stream,
+    "progress": _progress,
     "write": _write,
     "file": _file,
     "status": _status,

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from uwsgiapp.server.inflight import read_after_head
+from uwsgiapp.server.io import ClientDisconnected, ClientTimeout
+
 
 def _run(tmp_path: Path, entry: str) -> str:
     (tmp_path / "myapp.py").write_text(
@@ -111,3 +114,22 @@ def test_a_request_no_frame_holds_is_asked_of_the_worker(monkeypatch: pytest.Mon
     assert inflight.request_line(frame) == "GET /events?since=5"
     monkeypatch.setattr(inflight, "_current", lambda: None)  # between requests
     assert inflight.request_line(frame) == "unknown request"
+
+
+def _timeout(reading: bool) -> ClientTimeout:
+    stalled = ClientTimeout("client stalled")
+    stalled.reading = reading
+    return stalled
+
+
+@pytest.mark.parametrize(
+    ("exc", "head_sent", "expected"),
+    [
+        (_timeout(reading=True), True, True),  # the app read its body after its head
+        (_timeout(reading=True), False, False),  # a client that stalled mid-upload
+        (_timeout(reading=False), True, False),  # nginx not taking the response
+        (ClientDisconnected("closed"), True, False),  # gone: not a timeout
+    ],
+)
+def test_read_after_head(exc: ClientDisconnected, head_sent: bool, expected: bool) -> None:
+    assert read_after_head(exc, head_sent) is expected

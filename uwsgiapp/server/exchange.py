@@ -305,7 +305,7 @@ class Responder:
     def _gone_mid_response(
         self, exchange: Exchange, environ: dict[str, Any], peer: Peer, exc: ClientDisconnected
     ) -> None:
-        log_client_gone(peer, environ, exc)
+        log_client_gone(peer, environ, exc, exchange.head_sent)
         if isinstance(exc, ClientTimeout) and exchange.head_sent:
             _cut(exchange)  # nginx stopped reading, but is there: the rest is not coming
 

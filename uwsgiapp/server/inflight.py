@@ -17,12 +17,13 @@ from typing import Any
 
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.throttle import body_mismatches, refused_requests
-from uwsgiapp.wsgi.errors import ClientDisconnected
+from uwsgiapp.wsgi.errors import ClientDisconnected, ClientTimeout
 
 __all__ = [
     "app_stack",
     "dump_stuck_request",
     "log_client_gone",
+    "read_after_head",
     "request_environ",
     "request_line",
     "request_text",
@@ -128,11 +129,33 @@ def dump_stuck_request(signum: int, frame: FrameType | None) -> None:
     )
 
 
-def log_client_gone(peer: object, environ: dict[str, Any], exc: ClientDisconnected) -> None:
+#: Why a read of the body timed out once the response had begun (:func:`read_after_head`).
+BODY_AFTER_HEAD = (
+    "; the app read its request body after sending the start of its response, and nginx "
+    "sends no more of a request body once a response has begun: read the whole body first"
+)
+
+
+def read_after_head(exc: ClientDisconnected, head_sent: bool) -> bool:
+    """Whether a "client gone" is the app's own doing: its read of ``wsgi.input`` (the only
+    read once the app runs) timed out after the response head went out. nginx stops passing
+    the body on once the head arrives (buffered or not), so a body read then waits for
+    ``--socket-timeout`` and the response is cut, though the client has sent it all."""
+    return head_sent and isinstance(exc, ClientTimeout) and exc.reading
+
+
+def log_client_gone(
+    peer: object, environ: dict[str, Any], exc: ClientDisconnected, head_sent: bool = False
+) -> None:
     """A client gone while its response was written: one line naming the request. For HEAD,
-    nginx closes as soon as it has the head (it needs no body): expected, so debug only."""
+    nginx closes as soon as it has the head (it needs no body): expected, so debug only. A
+    read of the body after the head (:func:`read_after_head`) is the app's mistake: a warning
+    that says so."""
     method = environ.get("REQUEST_METHOD", "")
     level = logging.DEBUG if method == "HEAD" else logging.INFO
+    hint = ""
+    if read_after_head(exc, head_sent):
+        level, hint = logging.WARNING, BODY_AFTER_HEAD
     if log.isEnabledFor(level):
         uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
         # The browser's address (nginx's REMOTE_ADDR), and the connection it came over (a
@@ -140,11 +163,12 @@ def log_client_gone(peer: object, environ: dict[str, Any], exc: ClientDisconnect
         remote = environ.get("REMOTE_ADDR")
         log.log(
             level,
-            "client %s: %s (%s %s)",
+            "client %s: %s (%s %s)%s",
             f"{escape_log_text(str(remote))} via {peer}" if remote else peer,
             escape_log_text(str(exc)),
             escape_log_text(str(method)),
             escape_log_text(str(uri)),
+            hint,
         )
 
 

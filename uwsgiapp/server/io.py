@@ -32,8 +32,11 @@ def wait(fd: int, events: int, timeout: float) -> None:
     poller = select.poll()
     poller.register(fd, events)
     if not poller.poll(timeout * 1000.0):
-        what = "read" if events == POLLIN else "write"
-        raise ClientTimeout(f"client stalled: {what} timed out after {timeout:g}s")
+        reading = events == POLLIN
+        what = "read" if reading else "write"
+        stalled = ClientTimeout(f"client stalled: {what} timed out after {timeout:g}s")
+        stalled.reading = reading
+        raise stalled
 
 
 def readable(fd: int, timeout: float) -> bool:

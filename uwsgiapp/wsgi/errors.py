@@ -27,6 +27,9 @@ class ClientTimeout(ClientDisconnected):
 
     __module__ = "uwsgiapp.server.io"
 
+    #: Whether it was a read (of the request body) that timed out, not a write.
+    reading = False
+
 
 class QuickStop(SystemExit):
     """A worker's quick stop (INT, QUIT, a stop's deadline) unwinding the request it cuts: a
