@@ -214,7 +214,8 @@ ADVICE: Mapping[str, str] = {
     "memory-report": "--stats shows each worker's RSS ('uwsgiapp top')",
     "post-buffering": "nginx buffers request bodies (client_body_buffer_size); the app reads "
     "the body as it comes, once: wsgi.input cannot seek(0) to read it again (keep a copy: "
-    "Flask's request.get_data() caches it)",
+    "Flask's request.get_data() caches it), and before its response starts (nginx sends no "
+    "more of a body once a response head is in)",
     "reload-on-as": "--reload-on-rss recycles a worker by its resident memory",
     "evil-reload-on-rss": "--reload-on-rss recycles a worker by its resident memory (the "
     "master checks it ten times a second)",
