@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from uwsgiapp.server.exchange import Exchange
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.wsgi.environ import EnvironSettings
 from uwsgiproto import Limits, build_request
@@ -61,6 +62,17 @@ def nginx_vars(
         variables["HTTP_CONTENT_LENGTH"] = variables["CONTENT_LENGTH"]
     variables.update(extra)
     return variables
+
+
+def logged_response(
+    status: str | None, sent: int, head_size: int = 0, headers: int = 0
+) -> Exchange:
+    """A finished exchange as the access log reads it: ``sent`` bytes in all (head included),
+    ``headers`` headers of the app's."""
+    done = Exchange(-1, "HTTP/1.1", 1.0)
+    done.status, done.sent, done.head_size = status, sent, head_size
+    done.headers = [("X", "y")] * headers
+    return done
 
 
 def packet(

@@ -10,9 +10,9 @@ import os
 import sys
 import types
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import pytest
+from handler_kit import logged_response
 
 from uwsgiapp.server import logs, throttle
 from uwsgiapp.server.logs import KeptFileHandler, make_access_log, reopen_logs, setup_error_log
@@ -20,16 +20,6 @@ from uwsgiapp.server.logs import KeptFileHandler, make_access_log, reopen_logs, 
 RECORDS = 1000
 
 pytestmark = pytest.mark.skipif(not os.path.exists("/dev/full"), reason="no /dev/full")
-
-
-@dataclass
-class Resp:
-    """What the access log reads of a response."""
-
-    status: str | None = "200 OK"
-    sent: int = 5
-    head_size: int = 0
-    headers: list[tuple[str, str]] = field(default_factory=list)
 
 
 @pytest.fixture(autouse=True)
@@ -75,7 +65,9 @@ def test_access_log_on_a_full_disk_is_told_once(capfd: pytest.CaptureFixture[str
     access = make_access_log("uwsgi", "/dev/full")
     assert access is not None
     for _ in range(RECORDS):
-        access({"REQUEST_METHOD": "GET", "REQUEST_URI": "/"}, Resp(), 0.001, b"")
+        access(
+            {"REQUEST_METHOD": "GET", "REQUEST_URI": "/"}, logged_response("200 OK", 5), 0.001, b""
+        )
     err = capfd.readouterr().err
     assert "Logging error" not in err
     [line] = _lines(err)

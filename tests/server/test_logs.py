@@ -13,29 +13,19 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from handler_kit import CORPUS, hello, make_handler, run
+from handler_kit import CORPUS, hello, logged_response, make_handler, run
 
+from uwsgiapp.server.exchange import Exchange
 from uwsgiapp.server.logs import make_access_log, reopen_logs
 from uwsgiproto import build_request
 
 
-@dataclass
-class Resp:
-    """What the access log reads of a response (an Exchange's attributes)."""
-
-    status: str | None
-    sent: int
-    head_size: int = 0
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-
-def resp(status: str | None, body: int, head: int = 0, headers: int = 0) -> Resp:
-    return Resp(status, body + head, head, [("X", "y")] * headers)
+def resp(status: str | None, body: int, head: int = 0, headers: int = 0) -> Exchange:
+    return logged_response(status, body + head, head, headers)
 
 
 #: uWSGI's default request line, as log parsers written for uWSGI match it (ossobv/vcutil's

@@ -11,9 +11,9 @@ import stat
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
+from handler_kit import logged_response
 from support.scripts import load_script
 
 from uwsgiapp.server import safefiles
@@ -343,8 +343,7 @@ def test_access_log_lines_cannot_be_forged(tmp_path: Path) -> None:
         "REQUEST_URI": '/x HTTP/1.1" 200\n[pid: 1] 10.0.0.1 forged',
         "SERVER_PROTOCOL": "HTTP/1.1\r",
     }
-    done = SimpleNamespace(status="200 OK", sent=5, head_size=0, headers=[])
-    access(environ, done, 0.001, b"")
+    access(environ, logged_response("200 OK", 5), 0.001, b"")
     lines = path.read_bytes().split(b"\n")
     assert len(lines) == 2 and lines[1] == b"", lines
     assert b"\\x0A[pid: 1] 10.0.0.1 forged" in lines[0]

@@ -13,6 +13,7 @@ import threading
 import time
 from typing import Any, Final
 
+from uwsgiapp.server.exchange import Exchange
 from uwsgiapp.server.logtext import CONTROL_CODES, escape_log_text
 from uwsgiapp.wsgi.contract import AccessLogger
 from uwsgiproto import count_vars
@@ -134,7 +135,9 @@ def json_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
     iso = Clock("%Y-%m-%dT%H:%M:%S")
     zone = Clock("%z")
 
-    def access_json(environ: dict[str, Any], response: Any, seconds: float, block: bytes) -> None:
+    def access_json(
+        environ: dict[str, Any], response: Exchange, seconds: float, block: bytes
+    ) -> None:
         start = _time() - seconds
         second = int(start)
         offset = zone.at(second)
@@ -174,7 +177,10 @@ def uwsgi_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
     clock = Clock("%a %b %e %H:%M:%S %Y")
     served = 0
 
-    def access_uwsgi(environ: dict[str, Any], response: Any, seconds: float, block: bytes) -> None:
+    # The response typed Exchange: compiled, its counts are then read from the slots directly.
+    def access_uwsgi(
+        environ: dict[str, Any], response: Exchange, seconds: float, block: bytes
+    ) -> None:
         nonlocal served
         served += 1
         status: str = response.status or "0"  # none sent (the client left): uWSGI's 0
