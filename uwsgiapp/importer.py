@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from types import CodeType, ModuleType
 from typing import Any
 
+from uwsgiapp.pathreach import unreachable_hint
 from uwsgiapp.server.logs import reclaim_loggers
 
 # The one definition of a WSGI app's type; re-exported here for the callers of load_app.
@@ -169,6 +170,8 @@ def _import_failure(what: str, spec: str, exc: BaseException) -> AppImportError:
             f"\n{top!r} is uWSGI's own module (it exists only inside uWSGI): uwsgiapp has none;"
             f" {_UWSGI_MODULES[top]} (README: 'Coming from uWSGI or gunicorn')"
         )
+    elif missing:
+        message += unreachable_hint(sys.path, os.getuid())
     return AppImportError(message, spec=spec, kind="import-failed")
 
 
@@ -200,7 +203,8 @@ def _import_module(name: str, spec: str) -> ModuleType:
         if missing and (name == missing or name.startswith(missing + ".")):
             raise AppImportError(
                 f"No module named {missing!r} (while loading app {spec!r}; "
-                f"sys.path[0] is {sys.path[0]!r}: check --chdir / --pythonpath)",
+                f"sys.path[0] is {sys.path[0]!r}: check --chdir / --pythonpath)"
+                + unreachable_hint(sys.path, os.getuid()),
                 spec=spec,
                 kind="missing-module",
             ) from None

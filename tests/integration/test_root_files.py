@@ -343,3 +343,31 @@ def test_start_up_warns_of_root_and_of_log_dirs_the_user_cannot_write(
         assert "running as root" not in text
     finally:
         server.stop()
+
+
+def test_a_module_out_of_the_app_user_s_reach_is_named_with_the_import_error(
+    tmp_path: Path, app_user: tuple[str, int, int]
+) -> None:
+    # A pyenv Python under /root (0700) gave "No module named 'subprocess'" after --uid, and
+    # nothing said the user could not read the directory: the error now names it.
+    # Not under tmp_path: pytest's base directory is root's alone (0700).
+    base = Path(short_tmpdir())
+    base.chmod(0o755)
+    apps = base / "apps"
+    apps.mkdir(mode=0o755)
+    (apps / "reach_app.py").write_text("import hidden_helper\n\napp = hidden_helper.app\n")
+    hidden = base / "private"
+    hidden.mkdir(mode=0o700)
+    (hidden / "hidden_helper.py").write_text("def app(environ, start_response):\n    pass\n")
+    server = _server(tmp_path, app_user[0], pythonpath=[str(apps), str(hidden)])
+    server.app = "reach_app:app"
+    server.start(wait=False)
+    try:
+        code = server.wait(15)
+    finally:
+        server.stop()
+    log = server.log()
+    assert code == 4, log
+    assert "No module named 'hidden_helper'" in log
+    assert f"(uid {app_user[1]}) cannot read" in log
+    assert str(hidden) in log.split("cannot read", 1)[1]
