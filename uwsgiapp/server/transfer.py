@@ -71,9 +71,9 @@ def send_wrapped_file(exchange: Exchange, wrapper: FileWrapper, timeout: float) 
         exchange.room -= sent
 
 
-def drain(fd: int, remaining: int, timeout: float) -> None:
+def drain(fd: int, remaining: int, timeout: float, limit_post: int = 0) -> None:
     """The app left ``remaining`` body bytes unread: end our side first, then read them away
-    (at most :data:`DRAIN_CAP`).
+    (at most :data:`DRAIN_CAP`, or ``limit_post`` if larger: a body the server accepted).
 
     Closing with unread data makes the kernel send a reset, and nginx then answers 502 even
     though the response was complete (uWSGI's behaviour for an early 401 to a large POST).
@@ -84,15 +84,17 @@ def drain(fd: int, remaining: int, timeout: float) -> None:
             sock.shutdown(socket.SHUT_WR)
         finally:
             sock.detach()
-    budget = min(remaining, DRAIN_CAP)
+    cap = max(DRAIN_CAP, limit_post)
+    budget = min(remaining, cap)
     with contextlib.suppress(ClientDisconnected):
         while budget > 0:
             budget -= len(recv(fd, min(budget, 262144), timeout))
-    if remaining > DRAIN_CAP:
+    if remaining > cap:
         log.warning(
             "left %d unread body bytes after draining %d: over TCP the close resets them, "
             "and nginx may answer 502 for the response (refuse large bodies in nginx with "
-            "client_max_body_size, or read them in the app)",
-            remaining - DRAIN_CAP,
-            DRAIN_CAP,
+            "client_max_body_size and set --limit-post to the same size: unread bodies up "
+            "to it are read away; or read them in the app)",
+            remaining - cap,
+            cap,
         )
