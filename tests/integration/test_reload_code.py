@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 import signal
+import socket
 import time
 from pathlib import Path
 
@@ -142,6 +143,53 @@ def test_threads_started_at_import_in_the_master_are_named(
         "started 1 thread in the master (cache-refresher): the workers are forked without them; "
         "unless their library starts them again after a fork (sentry-sdk's do), start them in "
         "each worker (--lazy-apps, or at the first request)"
+    )
+    assert said == ([] if lazy else [f"the app's import {expected}", f"the re-import {expected}"])
+
+
+CONN_APP = """
+import os
+import socket
+
+# A Django wsgi.py that runs a query at import: the master holds the database connection.
+_db = socket.create_connection(("127.0.0.1", int(os.environ["DB_PORT"])))
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+
+@pytest.mark.parametrize("lazy", [False, True])
+def test_connections_opened_at_import_in_the_master_are_named(
+    tmp_path: Path, nginx_available: None, lazy: bool
+) -> None:
+    # Preloaded, every worker is forked sharing the import's connection, and workers using it
+    # at once got each other's answers (a trial: PostgreSQL with CONN_MAX_AGE, wrong rows
+    # served, then workers hung until harakiri) without a word. Said at start-up and each HUP.
+    appdir = tmp_path / "app"
+    appdir.mkdir()
+    (appdir / "connapp.py").write_text(CONN_APP)
+    with socket.create_server(("127.0.0.1", 0)) as db:
+        port = db.getsockname()[1]
+        options = {
+            "workers": 1,
+            "lazy_apps": lazy,
+            "pythonpath": [str(appdir)],
+            "env": [f"DB_PORT={port}"],
+        }
+        with stack(tmp_path, "connapp:app", **options) as (server, nginx):
+            assert nginx.request("GET", "/")[2] == b"ok"
+            server.signal(signal.SIGHUP)
+            wait_until(lambda: "ready, stopping" in server.log(), 10, "the reload")
+    said = [
+        line.split("[WARNING] ", 1)[1] for line in server.log().splitlines() if "left 1" in line
+    ]
+    expected = (
+        f"left 1 connection open in the master (to 127.0.0.1:{port}): every worker is forked "
+        "sharing it, and workers using one connection at once mix each other's queries and "
+        "answers; close it at the end of the import (Django: django.db.connections.close_all()), "
+        "or open it in each worker (--lazy-apps, or a uwsgiapp.postfork function)"
     )
     assert said == ([] if lazy else [f"the app's import {expected}", f"the re-import {expected}"])
 

@@ -40,10 +40,16 @@ from uwsgiapp.server.logs import (
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import privileges, titles
 from uwsgiapp.supervisor.arbiter import Arbiter
+from uwsgiapp.supervisor.importconns import open_fds
 from uwsgiapp.supervisor.listening import say_listening
 from uwsgiapp.supervisor.mastersignals import EARLY_SIGNUMS, forget_early, keep_for_later
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
-from uwsgiapp.supervisor.reload import first_import, library_dirs, say_import_threads, site_dirs
+from uwsgiapp.supervisor.reload import (
+    first_import,
+    library_dirs,
+    say_import_leftovers,
+    site_dirs,
+)
 from uwsgiapp.supervisor.rootpaths import access_log_file, anchored
 from uwsgiapp.supervisor.sdnotify import Notifier
 from uwsgiapp.termsignals import STOP_SIGNALS
@@ -356,13 +362,13 @@ def _load_and_run(
     app: WSGIApp | None = None
     arm_fault_dumps(())  # a C extension that crashes at import leaves its Python stack
     if not config.lazy_apps:
-        threads = threading.enumerate()
+        threads, fds = threading.enumerate(), open_fds()
         try:
             app = first_import(config)
         except AppImportError as exc:
             log.error("cannot load app %r: %s", config.app, exc)
             return ServeExit.APP_LOAD
-        say_import_threads(threads, "the app's import")
+        say_import_leftovers(threads, fds, "the app's import")
     if config.request_titles and not titles.request_titles_available():
         log.warning("--request-titles: setproctitle cannot be imported; titles stay as they are")
     arbiter = Arbiter(config, listeners, app, build_handler, stats, notifier)

@@ -50,6 +50,7 @@ from uwsgiapp import hooks
 from uwsgiapp.config import Config
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.supervisor.actions import ReloadKind
+from uwsgiapp.supervisor.importconns import open_fds, say_import_connections
 from uwsgiapp.supervisor.mastersignals import MasterSignals, StopDuringReimport
 from uwsgiapp.supervisor.registrations import Registrations, attach, close_handlers
 from uwsgiproto import Limits
@@ -151,6 +152,13 @@ def say_import_threads(before: Iterable[threading.Thread], what: str) -> None:
         )
 
 
+def say_import_leftovers(before: Iterable[threading.Thread], fds: set[int], what: str) -> None:
+    """Warn of the threads ``what`` started and of the connections it left open in the master
+    (``before`` and ``fds``: the threads and the descriptors before it)."""
+    say_import_threads(before, what)
+    say_import_connections(fds, what)
+
+
 #: What the current code's import registered with atexit and os.register_at_fork.
 _registered = Registrations()
 
@@ -191,7 +199,7 @@ def reimport(
         return None
     saved = {name: sys.modules.pop(name) for name in doomed}
     importlib.invalidate_caches()  # new files since the first import are found
-    threads = threading.enumerate()
+    threads, fds = threading.enumerate(), open_fds()
     registered = Registrations()
     old = {id(m.__dict__) for m in saved.values() if issubclass(type(m), types.ModuleType)}
     taken = _registered.detach(lambda caller: caller in old)  # its import adds its own anew
@@ -211,7 +219,7 @@ def reimport(
         )
         return None
     took = time.monotonic() - started
-    say_import_threads(threads, "the re-import")
+    say_import_leftovers(threads, fds, "the re-import")
     if install is not None:
         install(app)
     held = _let_go(saved, registered)

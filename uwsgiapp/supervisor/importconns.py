@@ -1,0 +1,88 @@
+"""The connections an import of the app left open in the master.
+
+A preloaded app that connects at import (a Django ``wsgi.py`` that runs a query, a Redis
+client that pings) hands every forked worker the same socket: workers that use it at once
+interleave their queries on one server session and read each other's answers, or hang (the
+pre-fork shared connection bug). Start-up and each HUP name such connections, as they name the
+threads an import started (:func:`uwsgiapp.supervisor.reload.say_import_threads`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+import stat
+
+__all__ = ["connection_warning", "open_fds", "peer_of", "say_import_connections"]
+
+log = logging.getLogger("uwsgiapp.error")
+
+
+def open_fds() -> set[int]:
+    """The process's open file descriptors (empty where ``/proc/self/fd`` is missing)."""
+    try:
+        listed = {int(name) for name in os.listdir("/proc/self/fd")}
+    except OSError:
+        return set()
+    # The listing's own descriptor, closed by now, is among them: a later listing would
+    # otherwise take the connection that reuses its number for one that was there before.
+    return {fd for fd in listed if _is_open(fd)}
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def peer_of(fd: int) -> str | None:
+    """Where the connected stream socket ``fd`` leads (``host:port``, a unix path), or None
+    for any other descriptor: a file, a listening or unconnected socket, a datagram one (a
+    syslog handler's ``/dev/log``, which forked workers may share)."""
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            return None
+        sock = socket.socket(fileno=fd)
+    except OSError:
+        return None
+    try:
+        if sock.type != socket.SOCK_STREAM:
+            return None
+        peer = sock.getpeername()
+    except OSError:  # not connected (ENOTCONN)
+        return None
+    finally:
+        with contextlib.suppress(OSError):
+            sock.detach()
+    if isinstance(peer, tuple):
+        host, port = peer[0], peer[1]
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    if isinstance(peer, bytes):
+        peer = peer.decode(errors="replace")
+    return peer or "an unnamed unix socket"
+
+
+def connection_warning(what: str, peers: list[str]) -> str:
+    """The warning for the connections ``what`` (an import) left open, or "" for none."""
+    if not peers:
+        return ""
+    shown = ", ".join(peers[:5]) + (", ..." if len(peers) > 5 else "")
+    return (
+        f"{what} left {len(peers)} connection{'' if len(peers) == 1 else 's'} open in the master"
+        f" (to {shown}): every worker is forked sharing it, and workers using one connection at"
+        " once mix each other's queries and answers; close it at the end of the import"
+        " (Django: django.db.connections.close_all()), or open it in each worker (--lazy-apps,"
+        " or a uwsgiapp.postfork function)"
+    )
+
+
+def say_import_connections(before: set[int], what: str) -> None:
+    """Warn of the connected sockets opened since ``before`` (:func:`open_fds`) was taken."""
+    peers = [peer for fd in sorted(open_fds() - before) if (peer := peer_of(fd)) is not None]
+    warning = connection_warning(what, peers)
+    if warning:
+        log.warning("%s", warning)
