@@ -642,6 +642,7 @@ def test_an_ini_logs_requests_unless_told_not_to(tmp_path: Path) -> None:
         ("procname = %(project)-http-%n\nproject = x", "names its processes"),
         # uWSGI spools the body first: read after the head, it never comes from nginx here
         ("post-buffering = 8192", "before its response starts"),
+        ("log-x-forwarded-for = true", "real_ip_header X-Forwarded-For"),  # said nothing more
     ],
 )
 def test_common_unsupported_keys_say_what_to_do_instead(

@@ -212,6 +212,9 @@ ADVICE: Mapping[str, str] = {
     "static-expires": _STATIC,
     "max-worker-lifetime": "no such limit here; --max-requests or --reload-on-rss recycle workers",
     "memory-report": "--stats shows each worker's RSS ('uwsgiapp top')",
+    "log-x-forwarded-for": "the access log prints REMOTE_ADDR, which nginx sets: behind a "
+    "proxy, let nginx take the client's address from it (set_real_ip_from PROXY; "
+    "real_ip_header X-Forwarded-For;)",
     "post-buffering": "nginx buffers request bodies (client_body_buffer_size); the app reads "
     "the body as it comes, once: wsgi.input cannot seek(0) to read it again (keep a copy: "
     "Flask's request.get_data() caches it), and before its response starts (nginx sends no "
