@@ -13,9 +13,10 @@ test pass found (``make test-compiled``):
   ``uwsgiproto.limits`` holds :class:`~uwsgiproto.Limits`, a public dataclass;
 * ``uwsgiapp.server.worker`` (and so ``threaded``, whose loop subclasses it): an interpreted
   class cannot subclass a compiled one; the other ``uwsgiapp.server`` modules and
-  ``uwsgiapp.wsgi.input`` are not compiled yet. ``exchange``, ``io`` and ``intake`` are: what
-  the app hands over is typed ``Any`` there (a compiled build checks annotations on entry, and
-  the response checks must be the ones that speak), and a TCP peer is typed as what it is;
+  ``uwsgiapp.wsgi.input`` are not compiled yet. ``exchange``, ``io``, ``intake`` and ``spool``
+  (whose responder subclasses exchange's) are: what the app hands over is typed ``Any`` there
+  (a compiled build checks annotations on entry, and the response checks must be the ones
+  that speak), and a TCP peer is typed as what it is;
 * the rest is off the hot path.
 """
 
@@ -44,6 +45,7 @@ COMPILED_MODULES = (
     "uwsgiapp.server.logtext",
     "uwsgiapp.server.accesslog",
     "uwsgiapp.server.exchange",
+    "uwsgiapp.server.spool",
     "uwsgiapp.server.intake",
     "uwsgiapp.server.burst",
     "uwsgiapp.supervisor.status",

@@ -205,6 +205,8 @@ def make_handler(
     mount: str = "",
     buffer_size: int = 4096,
     access_log: Any = None,
+    post_buffering: int = 0,
+    spool_dir: str = "",
 ) -> Handler:
     return Handler(
         app,
@@ -212,6 +214,8 @@ def make_handler(
         settings=EnvironSettings(mount=mount, limit_post=limit_post),
         socket_timeout=timeout,
         access_log=access_log,
+        post_buffering=post_buffering,
+        spool_dir=spool_dir,
     )
 
 

@@ -19,10 +19,11 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from uwsgiapp.server.exchange import Peer, Responder
+from uwsgiapp.server.exchange import Peer
 from uwsgiapp.server.inflight import request_text
 from uwsgiapp.server.io import closed_early, read_now, readable, send_all
 from uwsgiapp.server.logtext import escape_log_text
+from uwsgiapp.server.spool import make_responder
 from uwsgiapp.server.throttle import clients_gone, invalid_packets
 from uwsgiapp.wsgi.contract import AccessLogger, WSGIApp
 from uwsgiapp.wsgi.environ import EnvironBuilder, EnvironSettings, build_environ
@@ -111,6 +112,8 @@ class Handler:
         settings: EnvironSettings,
         socket_timeout: float,
         access_log: AccessLogger | None = None,
+        post_buffering: int = 0,
+        spool_dir: str = "",
     ) -> None:
         self.limits = limits
         self.mount = settings.mount
@@ -130,11 +133,13 @@ class Handler:
         self.gone = clients_gone()
         #: Set to 0 by the worker while many connections are parked (see FIRST_BYTES_WAIT).
         self.first_bytes_wait = FIRST_BYTES_WAIT
-        self.responder = Responder(
+        self.responder = make_responder(
             app,
             limit_post=settings.limit_post,
             socket_timeout=socket_timeout,
             access_log=access_log,
+            post_buffering=post_buffering,
+            spool_dir=spool_dir,
         )
 
     @property

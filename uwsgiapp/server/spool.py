@@ -1,0 +1,195 @@
+"""``--post-buffering``: every request body read whole before the app, into a seekable file.
+
+uWSGI's ``post-buffering N``: a body of up to N bytes (or up to 64 KiB, which the worker reads
+before the app anyway) is held in memory, a larger one goes to an unnamed temporary file
+(``O_TMPFILE`` where the filesystem has it, else a name removed at once: nothing is left behind
+when the request ends or the worker dies), in ``--post-buffering-dir``, else ``TMPDIR``, else
+``/tmp`` (uWSGI's places). ``wsgi.input`` is that file: the app may read it twice
+(``seek(0)``), and after its response has begun (nginx sends no more of a body once a response
+head is in). A client that goes away or stalls mid-body never reaches the app: one log line,
+as for a small body.
+
+:class:`SpoolingResponder` is the worker's responder when the option is on, chosen once when
+the worker's :class:`~uwsgiapp.server.intake.Handler` is built: without the option the
+exchange is :class:`~uwsgiapp.server.exchange.Responder`'s, not one step more.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import tempfile
+import time
+from typing import IO, Any, Final
+
+from uwsgiapp.server.exchange import Exchange, Peer, Responder
+from uwsgiapp.server.inflight import request_text
+from uwsgiapp.server.io import ClientDisconnected, ClientTimeout, recv
+from uwsgiapp.wsgi.contract import AccessLogger, WSGIApp
+from uwsgiapp.wsgi.environ import BadRequest, parse_content_length
+from uwsgiapp.wsgi.response import error_response
+
+#: A body up to this size is in memory whatever the limit: the worker has read it whole before
+#: the app already (:data:`uwsgiapp.server.intake.PREREAD`), and a file would only cost.
+IN_MEMORY_ANYWAY: Final = 65536
+#: The most one read from the client asks for (a read buffer is allocated at the size asked).
+MAX_READ: Final = 1 << 20
+
+_perf_counter: Final = time.perf_counter
+
+
+def in_memory(length: int, limit: int) -> bool:
+    """Whether a body of ``length`` bytes is held in memory under ``--post-buffering limit``
+    (up to ``limit`` bytes, or up to :data:`IN_MEMORY_ANYWAY`), rather than spooled to a
+    temporary file."""
+    return length <= limit or length <= IN_MEMORY_ANYWAY
+
+
+def default_spool_dir() -> str:
+    """Where bodies over the limit go without ``--post-buffering-dir``: Python's temporary
+    directory (``TMPDIR``, else ``/tmp``, as uWSGI's)."""
+    return tempfile.gettempdir()
+
+
+def check_spool_dir(configured: str) -> tuple[str, str]:
+    """The spool directory made absolute, and why no temporary file can be made there ('':
+    it can). Tried once at start-up as the workers' user: a directory they cannot write
+    stops the start, not each large upload later."""
+    where = os.path.abspath(configured or default_spool_dir())
+    try:
+        tempfile.TemporaryFile(dir=where).close()
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return where, (
+            f"cannot make a temporary file in {where}: {reason} (name a directory the "
+            "workers' user can write, or set TMPDIR)"
+        )
+    return where, ""
+
+
+def spool_body(
+    fd: int, rest: bytes, length: int, *, limit: int, directory: str, timeout: float
+) -> IO[bytes]:
+    """The whole body of ``length`` bytes (``rest``: what already came with the head), read
+    from ``fd`` with ``timeout`` per read, in memory or a temporary file; rewound.
+
+    Raises :class:`ClientDisconnected` (a :class:`ClientTimeout` for a stall) saying how much
+    of the body came; the file is then closed.
+    """
+    # Closed by the caller at the request's end, or below on a failure.
+    body: IO[bytes] = (
+        io.BytesIO() if in_memory(length, limit) else tempfile.TemporaryFile(dir=directory)  # noqa: SIM115
+    )
+    got = min(len(rest), length)
+    try:
+        body.write(rest[:length] if len(rest) > length else rest)
+        while got < length:
+            chunk = recv(fd, min(length - got, MAX_READ), timeout)
+            body.write(chunk)
+            got += len(chunk)
+        body.seek(0)
+    except ClientDisconnected as exc:
+        body.close()
+        raise retold(exc, f": {got} of {length} bytes of its body in") from None
+    except BaseException:
+        body.close()
+        raise
+    return body
+
+
+def retold(exc: ClientDisconnected, more: str) -> ClientDisconnected:
+    """``exc`` (a stall stays a :class:`ClientTimeout`) with ``more`` after its text."""
+    said = f"{exc}{more}"
+    return ClientTimeout(said) if isinstance(exc, ClientTimeout) else ClientDisconnected(said)
+
+
+class SpoolingResponder(Responder):
+    """A :class:`Responder` that reads each request's whole body before calling the app."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        *,
+        limit_post: int,
+        socket_timeout: float,
+        access_log: AccessLogger | None = None,
+        post_buffering: int,
+        directory: str,
+    ) -> None:
+        super().__init__(
+            app, limit_post=limit_post, socket_timeout=socket_timeout, access_log=access_log
+        )
+        #: Bodies up to this many bytes are held in memory; larger ones go to ``directory``.
+        self.post_buffering = post_buffering
+        self.directory = directory
+
+    def serve(
+        self, fd: int, peer: Peer, environ: dict[str, Any], rest: bytes, block: bytes
+    ) -> None:
+        """As :meth:`Responder.serve`, with ``wsgi.input`` the whole body, read first.
+
+        A request without a body, or one refused before the app (a bad ``SERVER_PROTOCOL``
+        or ``CONTENT_LENGTH``, over ``--limit-post``), is served as without the option: its
+        400 or 413 comes before any of the body is read. Raises ClientDisconnected when the
+        client goes away (or stalls) before the body is in: the app is not called.
+        """
+        protocol: str = environ["SERVER_PROTOCOL"]
+        length = 0
+        if protocol.isprintable():
+            with contextlib.suppress(BadRequest):
+                length = parse_content_length(environ.get("CONTENT_LENGTH"), self.limit_post)
+        if not length:
+            super().serve(fd, peer, environ, rest, block)
+            return
+        access_log = self.access_log
+        started = _perf_counter()
+        try:
+            body = spool_body(
+                fd,
+                rest,
+                length,
+                limit=self.post_buffering,
+                directory=self.directory,
+                timeout=self.timeout,
+            )
+        except ClientDisconnected as exc:
+            if isinstance(exc, ClientTimeout):  # as a parked body's stall: a 408, never waits
+                with contextlib.suppress(OSError):
+                    os.write(fd, error_response(protocol, "408 Request Timeout", "timeout"))
+            raise retold(exc, f" ({request_text(environ)}); the app is not called") from None
+        environ["wsgi.input"] = body
+        self.last = exchange = Exchange(fd, protocol, self.timeout)
+        self.current = environ
+        try:
+            self._run_app(exchange, environ, peer)
+        finally:
+            self.current = None
+            body.close()
+            if access_log is not None:
+                access_log(environ, exchange, _perf_counter() - started, block)
+
+
+def make_responder(
+    app: WSGIApp,
+    *,
+    limit_post: int,
+    socket_timeout: float,
+    access_log: AccessLogger | None,
+    post_buffering: int = 0,
+    spool_dir: str = "",
+) -> Responder:
+    """The worker's responder: a :class:`SpoolingResponder` with ``--post-buffering``, else a
+    plain :class:`Responder` (the choice is made here, once, not per request)."""
+    if not post_buffering:
+        return Responder(
+            app, limit_post=limit_post, socket_timeout=socket_timeout, access_log=access_log
+        )
+    return SpoolingResponder(
+        app,
+        limit_post=limit_post,
+        socket_timeout=socket_timeout,
+        access_log=access_log,
+        post_buffering=post_buffering,
+        directory=spool_dir or default_spool_dir(),
+    )
