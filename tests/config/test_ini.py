@@ -79,6 +79,7 @@ KEYS: list[tuple[str, dict[str, Any]]] = [
     ("buffer-size = 32768", {"buffer_size": 32768}),
     ("max-vars = 2000", {"max_vars": 2000}),
     ("limit-post = 1048576", {"limit_post": 1048576}),
+    ("post-buffering = 8192", {"post_buffering": 8192}),
     ("listen = 128", {"listen": 128}),
     ("lazy-apps = true", {"lazy_apps": True}),
     ("lazy-apps = false", {"lazy_apps": False}),
@@ -640,9 +641,9 @@ def test_an_ini_logs_requests_unless_told_not_to(tmp_path: Path) -> None:
         ("mule-reload-mercy = 300", "runs no mules: a reload has none to wait for"),  # not jobs
         ("logdate = true", "already start with the date and time"),
         ("procname = %(project)-http-%n\nproject = x", "names its processes"),
-        # uWSGI spools the body first: read after the head, it never comes from nginx here
-        ("post-buffering = 8192", "before its response starts"),
         ("log-x-forwarded-for = true", "real_ip_header X-Forwarded-For"),  # said nothing more
+        # uWSGI's read size while it spools a body: ours is our own
+        ("post-buffering-bufsize = 65536", "post-buffering alone says what is held in memory"),
     ],
 )
 def test_common_unsupported_keys_say_what_to_do_instead(

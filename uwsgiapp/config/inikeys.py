@@ -46,6 +46,7 @@ SIMPLE_KEYS: Mapping[str, str] = {
     "b": "buffer_size",
     "max-vars": "max_vars",
     "limit-post": "limit_post",
+    "post-buffering": "post_buffering",
     "listen": "listen",
     "l": "listen",
     "lazy-apps": "lazy_apps",
@@ -215,10 +216,8 @@ ADVICE: Mapping[str, str] = {
     "log-x-forwarded-for": "the access log prints REMOTE_ADDR, which nginx sets: behind a "
     "proxy, let nginx take the client's address from it (set_real_ip_from PROXY; "
     "real_ip_header X-Forwarded-For;)",
-    "post-buffering": "nginx buffers request bodies (client_body_buffer_size); the app reads "
-    "the body as it comes, once: wsgi.input cannot seek(0) to read it again (keep a copy: "
-    "Flask's request.get_data() caches it), and before its response starts (nginx sends no "
-    "more of a body once a response head is in)",
+    "post-buffering-bufsize": "uwsgiapp sizes its own reads of a body (up to 1 MiB each); "
+    "post-buffering alone says what is held in memory",
     "reload-on-as": "--reload-on-rss recycles a worker by its resident memory",
     "evil-reload-on-rss": "--reload-on-rss recycles a worker by its resident memory (the "
     "master checks it ten times a second)",

@@ -25,6 +25,8 @@ MAX_THREADS = 256
 MAX_WORKERS = 1024
 #: A var is at least 5 bytes (two lengths and a one-byte name): a 65535-byte block holds fewer.
 MAX_VARS = 13107
+#: The most ``--post-buffering`` holds in memory per request: more is a typo (a unit too many).
+MAX_POST_BUFFERING = 1 << 30
 
 
 class ConfigError(ValueError):
@@ -80,6 +82,18 @@ class Config:
         "(uWSGI's max-vars)",
     )
     limit_post: int = _opt(0, "max request body size in bytes (0 = no limit)")
+    post_buffering: int = _opt(
+        0,
+        "read every request body whole before the app is called (uWSGI's post-buffering): up "
+        "to this many bytes in memory, a larger body in an unnamed temporary file; wsgi.input "
+        "is then seekable, and may be read after the response has begun (0 = off: bodies "
+        "over 64 KiB stream to the app as it reads, once)",
+    )
+    post_buffering_dir: str = _opt(
+        "",
+        "where --post-buffering puts bodies larger than its size (default: TMPDIR, else /tmp, "
+        "as uWSGI); the files have no name and go when the request ends",
+    )
     socket_timeout: float = _opt(10.0, "seconds a read from or write to a client may block")
     mount: str = _opt("", "SCRIPT_NAME prefix the app is mounted at (stripped from PATH_INFO)")
     access_log: str = _opt("off", "access log format: off, uwsgi or json")
@@ -177,6 +191,7 @@ class Config:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
+        self._validate_post_buffering()
         if self.capture_output and is_stream(self.error_log_file):
             raise ConfigError(
                 "capture_output", "needs --error-log-file (without one, output stays on stderr)"
@@ -217,6 +232,15 @@ class Config:
                 f"must start with '/' and not end with '/' (a '/point=app' names the app only"
                 f" on the command line, in UWSGIAPP_MOUNT and in an ini), got {self.mount!r}",
             )
+
+    def _validate_post_buffering(self) -> None:
+        if not 0 <= self.post_buffering <= MAX_POST_BUFFERING:
+            raise ConfigError(
+                "post_buffering",
+                f"must be 0 (off) .. {MAX_POST_BUFFERING} bytes, got {self.post_buffering}",
+            )
+        if self.post_buffering_dir and not self.post_buffering:
+            raise ConfigError("post_buffering_dir", "needs --post-buffering N")
 
     def _validate_sockets(self) -> None:
         if not self.socket:

@@ -37,6 +37,7 @@ from uwsgiapp.server.logs import (
     make_access_log,
     setup_error_log,
 )
+from uwsgiapp.server.spool import IN_MEMORY_ANYWAY, check_spool_dir
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import privileges, titles
 from uwsgiapp.supervisor.arbiter import Arbiter
@@ -75,6 +76,8 @@ def build_handler(app: WSGIApp, config: Config) -> Handler:
         ),
         socket_timeout=config.socket_timeout,
         access_log=make_access_log(config.access_log, config.access_log_file),
+        post_buffering=config.post_buffering,
+        spool_dir=config.post_buffering_dir,
     )
 
 
@@ -327,6 +330,18 @@ def _with_listeners(
             return ServeExit.START_FAILED
         _startup_warnings(config)
         say_listening(listeners, stats.listener if stats is not None else None)
+        if config.post_buffering:  # as the workers' user, and absolute: the app may chdir
+            spooled, error = check_spool_dir(config.post_buffering_dir)
+            if error:
+                log.error("--post-buffering-dir: %s", error)
+                return ServeExit.START_FAILED
+            config = replace(config, post_buffering_dir=spooled)
+            log.info(
+                "post-buffering: request bodies are read whole before the app, up to %d bytes "
+                "in memory, larger ones in unnamed files in %s",
+                max(config.post_buffering, IN_MEMORY_ANYWAY),
+                spooled,
+            )
         return _load_and_run(config, listeners, stats, notifier)
     finally:
         for listener in listeners:
