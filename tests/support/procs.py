@@ -146,6 +146,13 @@ http {{
       uwsgi_modifier1 30;
       uwsgi_pass app;
     }}
+    # Bodies passed on as they come (uploads with progress, --post-buffering's trials).
+    location /unbuffered/ {{
+      {UWSGI_PARAMS}
+      uwsgi_request_buffering off;
+      uwsgi_read_timeout {read_timeout}s;
+      uwsgi_pass app;
+    }}
     # Debian's uwsgi_params sends HTTP_HOST $host; params given again after the include.
     location /override/ {{
       rewrite ^/override(/.*)$ $1 break;
