@@ -31,3 +31,4 @@ def test_reading_the_body_after_the_head_is_named_in_a_warning(
     (line,) = [line for line in log.splitlines() if "POST /progress" in line]
     assert f"[{logging.getLevelName(logging.WARNING)}]" in line, line
     assert "read timed out" in line and "nginx sends no more of a request body" in line, line
+    assert "or set --post-buffering" in line, line

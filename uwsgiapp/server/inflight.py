@@ -132,7 +132,8 @@ def dump_stuck_request(signum: int, frame: FrameType | None) -> None:
 #: Why a read of the body timed out once the response had begun (:func:`read_after_head`).
 BODY_AFTER_HEAD = (
     "; the app read its request body after sending the start of its response, and nginx "
-    "sends no more of a request body once a response has begun: read the whole body first"
+    "sends no more of a request body once a response has begun: read the whole body first, "
+    "or set --post-buffering (it is then read before the app is called)"
 )
 
 
