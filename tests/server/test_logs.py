@@ -102,8 +102,16 @@ def test_json_format_line(tmp_path: Path) -> None:
     access = make_access_log("json", str(path))
     assert access is not None
     started = time.time() - 1.5
-    access(ENVIRON, resp("404 Not Found", 9, head=40), 1.5, BLOCK)
-    record = json.loads(path.read_text())
+    environ = {**ENVIRON, "HTTP_X_REQUEST_ID": "2eb8b1ee", "HTTP_USER_AGENT": "curl/7.88"}
+    access(environ, resp("404 Not Found", 9, head=40), 1.5, BLOCK)
+    access(ENVIRON, resp("200 OK", 1), 0.1, BLOCK)
+    record, plain = map(json.loads, path.read_text().splitlines())
+    # What joins the line to the app's own and nginx's (gunicorn's %({x-request-id}i)s,
+    # uWSGI's %(var.HTTP_X_REQUEST_ID) and %(wid)): "" where the request has none.
+    assert (record["request_id"], record["user_agent"], record["referer"]) == (
+        "2eb8b1ee", "curl/7.88", ""
+    )  # fmt: skip
+    assert (plain["request_id"], plain["user_agent"], plain["worker"]) == ("", "", 0)
     assert record["status"] == 404
     assert record["uri"] == "/a/b?x=1"
     assert record["bytes"] == 9

@@ -14,6 +14,7 @@ import time
 from typing import Any, Final
 
 from uwsgiapp.server.exchange import Exchange
+from uwsgiapp.server.inflight import worker_number
 from uwsgiapp.server.logtext import CONTROL_CODES, escape_log_text
 from uwsgiapp.wsgi.contract import AccessLogger
 from uwsgiproto import count_vars
@@ -131,7 +132,8 @@ def encode_line(text: str) -> bytes:
 
 def json_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
     """The 'json' access logger: one JSON object a line; ``time`` is when the request
-    started, RFC 3339 with milliseconds (``2026-12-04T21:57:33.048+00:00``)."""
+    started, RFC 3339 with milliseconds (``2026-12-04T21:57:33.048+00:00``); ``worker`` the
+    worker's number (0 outside one), ``request_id`` its ``X-Request-Id`` ("" without)."""
     iso = Clock("%Y-%m-%dT%H:%M:%S")
     zone = Clock("%z")
 
@@ -147,6 +149,7 @@ def json_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
                 "time": f"{iso.at(second)}.{int((start - second) * 1000):03d}"
                 f"{offset[:3]}:{offset[3:]}",
                 "pid": pid.value,
+                "worker": worker_number(),
                 "remote_addr": environ.get("REMOTE_ADDR", ""),
                 "method": environ.get("REQUEST_METHOD", ""),
                 "uri": environ.get("REQUEST_URI", environ.get("PATH_INFO", "")),
@@ -154,6 +157,9 @@ def json_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
                 "status": int(status[:3]) if status[:3].isdigit() else 0,
                 "bytes": response.sent - response.head_size,
                 "duration_ms": round(seconds * 1000, 3),
+                "request_id": environ.get("HTTP_X_REQUEST_ID", ""),
+                "referer": environ.get("HTTP_REFERER", ""),
+                "user_agent": environ.get("HTTP_USER_AGENT", ""),
             }
         )
         writer.write((line + "\n").encode("ascii"))

@@ -113,6 +113,11 @@ def set_worker_number(number: int) -> None:
     _NUMBER = number
 
 
+def worker_number() -> int:
+    """This worker's number (1..N; 0 outside a worker)."""
+    return _NUMBER
+
+
 def worker_label() -> str:
     """How a worker's own log lines name it, as the master's do: 'worker 2 (pid 1235)'."""
     return f"worker {_NUMBER} (pid {os.getpid()})" if _NUMBER else f"worker (pid {os.getpid()})"
@@ -174,10 +179,14 @@ def log_client_gone(
 
 
 def request_text(environ: dict[str, Any]) -> str:
-    """The request's method and URI for a log line: the client's own text (a raw client can put
-    CR/LF or an ANSI escape in it), escaped so that it stays on this one line."""
+    """The request's method and URI for a log line, and its ``X-Request-Id`` if it has one
+    (nginx's ``$request_id``, to find its access line and the app's own lines): the client's
+    own text (a raw client can put CR/LF or an ANSI escape in it), escaped so that it stays on
+    this one line."""
     uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO")
-    return escape_log_text(f"{environ.get('REQUEST_METHOD')} {uri}")
+    request_id = environ.get("HTTP_X_REQUEST_ID")
+    said = f", request id {request_id}" if request_id else ""
+    return escape_log_text(f"{environ.get('REQUEST_METHOD')} {uri}{said}")
 
 
 #: What :func:`say_body_length` says, a burst at a time (the worker flushes it).
