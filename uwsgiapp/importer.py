@@ -155,7 +155,9 @@ _UWSGI_MODULES = {
     " (@timer, @cron, @spool, @mulefunc…) have no counterpart: run those jobs as a process of"
     " their own",
     "uwsgi": "guard its uses (try: import uwsgi / except ImportError), and for"
-    " uwsgi.register_postfork use 'from uwsgiapp import postfork'",
+    " uwsgi.register_postfork use 'from uwsgiapp import postfork'; a library's uWSGI mode has a"
+    " multi-process one (prometheus_flask_exporter: MultiprocessInternalPrometheusMetrics with"
+    " PROMETHEUS_MULTIPROC_DIR, not UWsgiPrometheusMetrics)",
 }
 
 
