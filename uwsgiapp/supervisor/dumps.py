@@ -19,6 +19,7 @@ import time
 
 from uwsgiapp.server.logs import arm_fault_dumps
 from uwsgiapp.server.logtext import escape_log_text
+from uwsgiapp.supervisor.livegauges import forget_live_gauges
 from uwsgiapp.supervisor.oomkills import OomKills
 
 log = logging.getLogger("uwsgiapp.error")
@@ -82,9 +83,11 @@ class DumpFiles:
     def exited(self, pid: int, signum: int | None = None) -> None:
         """Worker ``pid`` was reaped (``signum``: the signal that ended it): log what it
         dumped, if anything, and drop its file; and say so when a SIGKILL was the OOM killer's
-        (its memory cgroup counted one more), which the exit line can only guess."""
+        (its memory cgroup counted one more), which the exit line can only guess. Its
+        prometheus_client live gauges go (:mod:`uwsgiapp.supervisor.livegauges`)."""
         if signum == signal.SIGKILL and (oom := self.oom.rose()) is not None:
             log.error("the worker with pid %d was killed by %s", pid, oom)
+        forget_live_gauges(pid)
         fd = self._by_pid.pop(pid, None)
         if fd is None:
             return
