@@ -103,6 +103,15 @@ def test_a_reimport_keeps_extension_modules_and_our_own() -> None:
     assert app_modules(candidates, before) == []
 
 
+def test_a_reimport_keeps_the_modules_compiled_into_the_interpreter() -> None:
+    # No file says they are the stdlib's (Debian's python3 builds zlib, _csv, _heapq... in):
+    # imported afresh, the old one stayed with the kept module that imported it (symtable).
+    import symtable  # noqa: F401 - imports _symtable, compiled into every CPython
+
+    assert "_symtable" in sys.builtin_module_names
+    assert app_modules(["_symtable"], set(), ("/usr/lib/",), ()) == []
+
+
 def test_a_reimport_leaves_a_second_name_of_a_module_loaded_before(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -9,7 +9,9 @@ says why. Kept loaded, never re-imported:
   shared library cannot be loaded twice into one process, and a second copy of the package's
   Python beside the C parts it keeps breaks it (SQLAlchemy's ORM, numpy);
 - the standard library (``zoneinfo`` raises its exceptions from ``_zoneinfo``: re-imported,
-  its ``except`` clauses no longer matched); it does not change between two HUPs;
+  its ``except`` clauses no longer matched); it does not change between two HUPs. So are the
+  modules compiled into the interpreter, which have no file to tell them by (Debian's
+  ``python3`` builds ``zlib``, ``_csv``, ``_heapq``... in);
 - uwsgiapp's own.
 
 Pure-Python packages, installed or not, are imported afresh with the app: a library that
@@ -58,6 +60,8 @@ from uwsgiproto import Limits
 log = logging.getLogger("uwsgiapp.error")
 
 _EXTENSIONS = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+#: Compiled into the interpreter: of the standard library, though no file says so.
+_BUILT_IN = frozenset(sys.builtin_module_names)
 #: Top-level packages that belong to the server itself (and its codec), not to the app.
 _OURS = frozenset({__name__.partition(".")[0], Limits.__module__.partition(".")[0]})
 _FILE_LINE = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)')
@@ -100,8 +104,13 @@ def app_modules(
 ) -> list[str]:
     """The names in ``loaded`` (``sys.modules``) to import afresh: not there ``before`` the
     app, not uwsgiapp's own, not of the standard library (``stdlib`` but not ``installed``
-    directories), not of a top-level package with an extension module loaded, and not a second
-    name of a module loaded before (multiprocessing's ``__mp_main__`` is ``__main__``)."""
+    directories, or compiled into the interpreter), not of a top-level package with an
+    extension module loaded, and not a second name of a module loaded before
+    (multiprocessing's ``__mp_main__`` is ``__main__``).
+
+    A module compiled in, imported afresh, left the old one to the kept module of the
+    standard library that imported it first (``gzip`` its ``zlib``): held for good, and its
+    exceptions no longer the ones the app's new code catches."""
     stdlib = library_dirs() if stdlib is None else stdlib
     installed = site_dirs() if installed is None else installed
     earlier = {id(sys.modules[name]) for name in before if name in sys.modules}
@@ -110,7 +119,7 @@ def app_modules(
     for name in loaded:
         top = name.partition(".")[0]
         module = sys.modules.get(name)
-        if name in before or top in _OURS or id(module) in earlier:
+        if name in before or top in _OURS or id(module) in earlier or name in _BUILT_IN:
             continue
         where = _where(module)
         if where.endswith(_EXTENSIONS):
