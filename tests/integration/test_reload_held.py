@@ -44,3 +44,78 @@ def test_hup_keeps_the_modules_compiled_into_the_interpreter(
             wait_until(lambda: nginx.request("GET", "/")[2] == b"one _symtable", 10, "new code")
     found = re.findall(r"reload: app re-imported \((\d+) modules\) in [0-9.]+ s(.*)", server.log())
     assert found == [("1", "")] * 2, found  # the app alone; nothing of the old code held
+
+
+#: Registrations in the standard library's registries at import, each a pattern of the docs:
+#: a logging filter on the root logger, the logging cookbook's record factory wrapping the one
+#: it finds, a warnings filter for the app's own category, an import hook.
+REGISTRIES_APP = """
+import logging
+import sys
+import warnings
+
+
+class RequestIdFilter(logging.Filter):
+    def filter(self, record):
+        return True
+
+
+logging.getLogger().addFilter(RequestIdFilter())
+
+_made_by = logging.getLogRecordFactory()
+
+
+def record_factory(*args, **kwargs):
+    record = _made_by(*args, **kwargs)
+    record.wraps = getattr(record, "wraps", 0) + 1
+    return record
+
+
+logging.setLogRecordFactory(record_factory)
+
+
+class AppWarning(UserWarning):
+    def __str__(self):
+        return "app"
+
+
+warnings.filterwarnings("ignore", category=AppWarning)
+
+
+class Finder:
+    def find_spec(self, name, path, target=None):
+        return None
+
+
+sys.meta_path.append(Finder())
+
+
+def app(environ, start_response):
+    counts = (
+        sum(type(f).__name__ == "RequestIdFilter" for f in logging.getLogger().filters),
+        logging.makeLogRecord({}).wraps,
+        sum(getattr(f[2], "__name__", "") == "AppWarning" for f in warnings.filters),
+        sum(type(f).__name__ == "Finder" for f in sys.meta_path),
+    )
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [" ".join(map(str, counts)).encode()]
+"""
+
+
+def test_hup_takes_the_old_codes_registrations_out_of_the_stdlib(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    # Each HUP added one more of each, and the old ones went on working (every log record
+    # went through every generation's factory) and held the old code: "still held" each HUP.
+    appdir = tmp_path / "app"
+    appdir.mkdir()
+    (appdir / "regapp.py").write_text(REGISTRIES_APP)
+    options = {"workers": 1, "pythonpath": [str(appdir)]}
+    with stack(tmp_path, "regapp:app", **options) as (server, nginx):
+        assert nginx.request("GET", "/")[2] == b"1 1 1 1"
+        for reloads in (1, 2):
+            server.signal(signal.SIGHUP)
+            wait_until(lambda n=reloads: server.log().count("ready, stopping") == n, 10, "a reload")
+        assert nginx.request("GET", "/")[2] == b"1 1 1 1"
+    found = re.findall(r"reload: app re-imported \((\d+) modules\) in [0-9.]+ s(.*)", server.log())
+    assert found == [("1", "")] * 2, found

@@ -273,3 +273,34 @@ def test_a_hup_drops_a_library_method_the_old_code_registered(
         assert reload.reimport(config, before, lambda app: held.update(app=app)) is not None
     (kept,) = hooks.functions()
     assert kept.__self__ is sys.modules["library_hook_app"].r  # type: ignore[attr-defined]
+
+
+FILTER_APP = """
+import logging
+
+class RequestIdFilter(logging.Filter):
+    pass
+
+logging.getLogger("filter_app").addFilter(RequestIdFilter())
+
+def app(environ, start_response):
+    return []
+"""
+
+
+def test_a_failed_reimport_puts_the_old_codes_log_filter_back(
+    preloaded: Callable[..., Any], tmp_path: Path
+) -> None:
+    # Taken out before the re-import (each HUP added one more); the failed code's goes, the
+    # old code's comes back: the old workers' code goes on as it was.
+    held, config, before = preloaded("filter_app", FILTER_APP)
+    logger = logging.getLogger("filter_app")
+    first = list(logger.filters)
+    (tmp_path / "filter_app.py").write_text(FILTER_APP + "\nraise RuntimeError('half')\n")
+    assert reload.reimport(config, before, lambda app: held.update(app=app)) is None
+    assert logger.filters == first
+    (tmp_path / "filter_app.py").write_text(FILTER_APP)
+    assert reload.reimport(config, before, lambda app: held.update(app=app)) is not None
+    (kept,) = logger.filters
+    assert type(kept) is sys.modules["filter_app"].RequestIdFilter
+    logger.filters.clear()

@@ -55,6 +55,8 @@ class Registrations:
         self.exit_functions: list[tuple[Callable[..., Any], int]] = []
         self.fork_hooks: list[tuple[_Guard, int]] = []
         self.handlers: list[tuple[logging.Logger, logging.Handler, int]] = []
+        #: The log record factory before the import (the app's may wrap it).
+        self.record_factory: Callable[..., logging.LogRecord] | None = None
         self._open = False
 
     @contextlib.contextmanager
@@ -81,6 +83,7 @@ class Registrations:
             real_at_fork(**guarded)
 
         real_add = logging.Logger.addHandler
+        self.record_factory = logging.getLogRecordFactory()
 
         def add_handler(logger: logging.Logger, handler: logging.Handler) -> None:
             if self._open and handler not in logger.handlers:

@@ -23,7 +23,9 @@ are put back after it (the app's import may have set its own):
 
 The old modules must then be freed, or the master (and every worker forked after) keeps each
 generation of the code: :func:`release_old_code` drops what the standard library holds of
-them, and the reload's log line says how many old modules something still holds.
+them (what the old code put in its registries is taken out before the re-import:
+:mod:`~uwsgiapp.supervisor.leftovers`), and the reload's log line says how many old modules
+something still holds.
 What the old code's import registered with ``atexit`` and ``os.register_at_fork`` is undone
 (:mod:`~uwsgiapp.supervisor.registrations`): it would run again in every worker forked after.
 """
@@ -53,6 +55,7 @@ from uwsgiapp.config import Config
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.supervisor.actions import ReloadKind
 from uwsgiapp.supervisor.importconns import open_fds, say_import_connections
+from uwsgiapp.supervisor.leftovers import Taken, put_back, take_out
 from uwsgiapp.supervisor.mastersignals import MasterSignals, StopDuringReimport
 from uwsgiapp.supervisor.registrations import Registrations, attach, close_handlers
 from uwsgiproto import Limits
@@ -210,8 +213,7 @@ def reimport(
     importlib.invalidate_caches()  # new files since the first import are found
     threads, fds = threading.enumerate(), open_fds()
     registered = Registrations()
-    old = {id(m.__dict__) for m in saved.values() if issubclass(type(m), types.ModuleType)}
-    taken = _registered.detach(lambda caller: caller in old)  # its import adds its own anew
+    taken = _take_old(saved)
     try:
         app = _import_under(config, registered, signals)
     except AppImportError as exc:
@@ -231,8 +233,9 @@ def reimport(
     say_import_leftovers(threads, fds, "the re-import")
     if install is not None:
         install(app)
+    close_handlers(taken[0])
+    del taken  # it holds the old code's objects
     held = _let_go(saved, registered)
-    close_handlers(taken)
     log.info(
         "reload: app re-imported (%d modules) in %.2f s%s",
         len(doomed),
@@ -243,6 +246,17 @@ def reimport(
         else "",
     )
     return app
+
+
+def _take_old(
+    saved: dict[str, types.ModuleType],
+) -> tuple[list[tuple[logging.Logger, logging.Handler]], Taken]:
+    """Before the re-import of the ``saved`` modules: the log handlers the old code added, and
+    what it put in the standard library's registries, taken out (its import adds its own
+    anew)."""
+    old = {id(m.__dict__) for m in saved.values() if issubclass(type(m), types.ModuleType)}
+    handlers = _registered.detach(lambda caller: caller in old)
+    return handlers, take_out(saved, _registered.record_factory)
 
 
 def _let_go(saved: dict[str, types.ModuleType], registered: Registrations) -> int:
@@ -289,12 +303,17 @@ def _call_off(
     before: set[str],
     saved: dict[str, types.ModuleType],
     registered: Registrations,
-    taken: list[tuple[logging.Logger, logging.Handler]],
+    taken: tuple[list[tuple[logging.Logger, logging.Handler]], Taken],
 ) -> None:
     """A failed re-import: what it loaded and registered goes, the old modules (and the log
-    handlers they added, ``taken``) come back."""
-    for name in app_modules(list(sys.modules), before):
+    handlers they added, what the registries held of them: ``taken``) come back."""
+    failed = app_modules(list(sys.modules), before)
+    for name in failed:
         del sys.modules[name]  # what the failed import loaded must not mix with the old
+    # The failed code's (what is of the old modules' names is the failed code's: the old
+    # code's was taken out before), then the old code's back.
+    take_out({*failed, *saved}, registered.record_factory)
+    put_back(taken[1])
     sys.modules.update(saved)
     # Its code (the module that failed is already out of sys.modules): what no module loaded
     # now registered; the old code and a module of the stdlib it imported first keep theirs.
@@ -302,7 +321,7 @@ def _call_off(
     loaded = {id(m.__dict__) for m in modules if issubclass(type(m), types.ModuleType)}
     _undo_registrations(registered, lambda caller: caller not in loaded)
     close_handlers(registered.detach(lambda caller: caller not in loaded))
-    attach(taken)
+    attach(taken[0])
 
 
 def _undo_registrations(registered: Registrations, replaced: Callable[[int], bool]) -> None:
