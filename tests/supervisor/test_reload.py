@@ -142,12 +142,21 @@ def test_old_code_something_still_holds_is_said(
         assert reload.reimport(config, before, lambda app: held.update(app=app)) is not None
         line = _reload_line(caplog)
     assert line.endswith(
-        "; 1 of the old modules are still held (by a registration of the old code the master "
-        "cannot undo: each HUP keeps as much; --lazy-apps reloads without it)"
+        "; 1 of the old modules are still held (held_app: by a registration of the old code "
+        "the master cannot undo, such as codecs.register or sys.addaudithook: each HUP keeps "
+        "as much; --lazy-apps reloads without it)"
     ), line
     import atexit
 
     atexit._clear()  # type: ignore[attr-defined]  # the test's own registrations
+
+
+def test_the_reload_line_names_the_old_modules_still_held() -> None:
+    # It said only how many: which ones (and so whose registration) took a gc session to find.
+    assert reload.held_words([]) == ""
+    words = reload.held_words([f"app.m{i}" for i in range(7, 0, -1)])
+    assert words.startswith("; 7 of the old modules are still held (app.m1, app.m2, app.m3, ")
+    assert "app.m4, app.m5, ...: by a registration" in words
 
 
 def test_only_the_old_codes_method_finalizers_are_let_go_of(tmp_path: Path) -> None:

@@ -18,6 +18,9 @@ An entry is the old code's when its class, or its function, is defined in a modu
 re-import replaces (by name: before the re-import, every module of that name is the old
 one). ``codecs.register`` and ``sys.addaudithook`` cannot be listed or undone: what they
 keep, the reload's log line counts.
+
+Once the new code is imported, :func:`release_old_code` lets go of what the standard library
+holds of the old code in registries that stay (``weakref.finalize``'s, ``typing``'s caches).
 """
 
 from __future__ import annotations
@@ -28,12 +31,14 @@ import functools
 import logging
 import sys
 import types
+import typing
 import warnings
-from collections.abc import Callable, Collection, Iterator
+import weakref
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-__all__ = ["Taken", "of_old_code", "put_back", "take_out"]
+__all__ = ["Taken", "of_old_code", "put_back", "release_old_code", "take_out"]
 
 
 @dataclass
@@ -134,3 +139,46 @@ def _warnings_changed() -> None:
     """warnings caches its filters' verdicts: a change of the list must say so."""
     with contextlib.suppress(AttributeError):  # a private function of warnings
         warnings._filters_mutated()  # type: ignore[attr-defined]
+
+
+def _old_method(func: object, old_globals: set[int]) -> bool:
+    """Is ``func`` a bound method (or a partial of one) defined in an old module?"""
+    # type() only: isinstance or getattr on an old object may set up a lazy object (Django's
+    # LazyObject), which would import the new code into the old one.
+    while type(func) is functools.partial:
+        func = func.func
+    if type(func) is not types.MethodType:
+        return False
+    func = func.__func__
+    return type(func) is types.FunctionType and id(func.__globals__) in old_globals
+
+
+def release_old_code(old_modules: Iterable[types.ModuleType]) -> int:
+    """Drop what the standard library holds of the replaced ``old_modules``, so that the
+    collector can free them; returns how many finalizers were detached.
+
+    - ``weakref.finalize`` keeps each finalizer's callback, in a registry that lives as long
+      as the process, until its object dies. Django's ``Signal.connect`` registers one per
+      receiver, a bound method of the signal: through it the old module's globals, and so the
+      whole old Django with its receivers, which then never die. The finalizers whose
+      callback is a method of old code are detached: they only tidy up the old objects'
+      bookkeeping. A plain function's (``weakref.finalize(obj, shutil.rmtree, path)``, or
+      the app's own cleanup function) is kept, to run at exit as it would have: what it
+      holds stays, and the reload's log line counts it.
+    - ``typing``'s caches (``Optional[X]``, ``List[X]``: 128 per function) keep the classes of
+      the annotations evaluated at import (Flask's, werkzeug's): cleared, as ``typing``
+      itself allows; they fill again on use.
+
+    (The old code's postfork functions, exit functions and fork hooks are taken out before:
+    :func:`uwsgiapp.supervisor.reload.reimport`, and what it put in the registries:
+    :func:`take_out`.)
+    """
+    old_globals = {id(module.__dict__) for module in old_modules}
+    detached = 0
+    registry = getattr(weakref.finalize, "_registry", {})
+    for finalizer, info in list(registry.items()):
+        if _old_method(getattr(info, "func", None), old_globals) and finalizer.detach():
+            detached += 1
+    for clear in getattr(typing, "_cleanups", ()):
+        clear()
+    return detached

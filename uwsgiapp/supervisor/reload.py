@@ -46,7 +46,6 @@ import sysconfig
 import threading
 import time
 import types
-import typing
 import weakref
 from collections.abc import Callable, Iterable
 
@@ -55,7 +54,7 @@ from uwsgiapp.config import Config
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.supervisor.actions import ReloadKind
 from uwsgiapp.supervisor.importconns import open_fds, say_import_connections
-from uwsgiapp.supervisor.leftovers import Taken, put_back, take_out
+from uwsgiapp.supervisor.leftovers import Taken, put_back, release_old_code, take_out
 from uwsgiapp.supervisor.mastersignals import MasterSignals, StopDuringReimport
 from uwsgiapp.supervisor.registrations import Registrations, attach, close_handlers
 from uwsgiproto import Limits
@@ -237,15 +236,21 @@ def reimport(
     del taken  # it holds the old code's objects
     held = _let_go(saved, registered)
     log.info(
-        "reload: app re-imported (%d modules) in %.2f s%s",
-        len(doomed),
-        took,
-        f"; {held} of the old modules are still held (by a registration of the old code the "
-        "master cannot undo: each HUP keeps as much; --lazy-apps reloads without it)"
-        if held
-        else "",
+        "reload: app re-imported (%d modules) in %.2f s%s", len(doomed), took, held_words(held)
     )
     return app
+
+
+def held_words(held: list[str]) -> str:
+    """What the reload's line says of the old modules something still ``held``."""
+    if not held:
+        return ""
+    names = ", ".join(sorted(held)[:5]) + (", ..." if len(held) > 5 else "")
+    return (
+        f"; {len(held)} of the old modules are still held ({names}: by a registration of the "
+        "old code the master cannot undo, such as codecs.register or sys.addaudithook: each "
+        "HUP keeps as much; --lazy-apps reloads without it)"
+    )
 
 
 def _take_old(
@@ -259,10 +264,10 @@ def _take_old(
     return handlers, take_out(saved, _registered.record_factory)
 
 
-def _let_go(saved: dict[str, types.ModuleType], registered: Registrations) -> int:
+def _let_go(saved: dict[str, types.ModuleType], registered: Registrations) -> list[str]:
     """The old modules (``saved``, emptied) are replaced, what the new code's import
-    ``registered`` is now the one to undo: free the old code; how many old modules something
-    still holds."""
+    ``registered`` is now the one to undo: free the old code; the names of the old modules
+    something still holds."""
     modules = [m for m in saved.values() if issubclass(type(m), types.ModuleType)]
     global _registered
     old_globals = {id(module.__dict__) for module in modules}
@@ -270,14 +275,14 @@ def _let_go(saved: dict[str, types.ModuleType], registered: Registrations) -> in
     _registered = registered
     marks = []
     try:
-        marks = [_mark(module) for module in modules]
+        marks = [(module.__name__, _mark(module)) for module in modules]
         release_old_code(modules)
     except Exception as exc:  # the registries are the stdlib's private ones: never fatal
         log.warning("reload: could not let go of the old code: %r", exc)
     del modules
     saved.clear()
     gc.collect()  # what of the old code nothing holds any more
-    return sum(1 for mark in marks if mark() is not None)
+    return [name for name, mark in marks if mark() is not None]
 
 
 def _import_under(
@@ -342,48 +347,6 @@ def _mark(module: types.ModuleType) -> weakref.ref[_Mark]:
     mark = _Mark()
     module.__dict__["__uwsgiapp_replaced__"] = mark
     return weakref.ref(mark)
-
-
-def _old_method(func: object, old_globals: set[int]) -> bool:
-    """Is ``func`` a bound method (or a partial of one) defined in an old module?"""
-    # type() only: isinstance or getattr on an old object may set up a lazy object (Django's
-    # LazyObject), which would import the new code into the old one.
-    while type(func) is functools.partial:
-        func = func.func
-    if type(func) is not types.MethodType:
-        return False
-    func = func.__func__
-    return type(func) is types.FunctionType and id(func.__globals__) in old_globals
-
-
-def release_old_code(old_modules: Iterable[types.ModuleType]) -> int:
-    """Drop what the standard library holds of the replaced ``old_modules``, so that the
-    collector can free them; returns how many finalizers were detached.
-
-    - ``weakref.finalize`` keeps each finalizer's callback, in a registry that lives as long
-      as the process, until its object dies. Django's ``Signal.connect`` registers one per
-      receiver, a bound method of the signal: through it the old module's globals, and so the
-      whole old Django with its receivers, which then never die. The finalizers whose
-      callback is a method of old code are detached: they only tidy up the old objects'
-      bookkeeping. A plain function's (``weakref.finalize(obj, shutil.rmtree, path)``, or
-      the app's own cleanup function) is kept, to run at exit as it would have: what it
-      holds stays, and the reload's log line counts it.
-    - ``typing``'s caches (``Optional[X]``, ``List[X]``: 128 per function) keep the classes of
-      the annotations evaluated at import (Flask's, werkzeug's): cleared, as ``typing``
-      itself allows; they fill again on use.
-
-    (The old code's postfork functions, exit functions and fork hooks are taken out before:
-    :func:`reimport`.)
-    """
-    old_globals = {id(module.__dict__) for module in old_modules}
-    detached = 0
-    registry = getattr(weakref.finalize, "_registry", {})
-    for finalizer, info in list(registry.items()):
-        if _old_method(getattr(info, "func", None), old_globals) and finalizer.detach():
-            detached += 1
-    for clear in getattr(typing, "_cleanups", ()):
-        clear()
-    return detached
 
 
 def reload_kind(config: Config, *, preloaded: bool) -> ReloadKind:
