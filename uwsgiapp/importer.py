@@ -19,6 +19,7 @@ while importing it with the inner traceback, attribute missing, not callable, fa
 from __future__ import annotations
 
 import ast
+import errno
 import importlib
 import importlib.machinery
 import importlib.util
@@ -174,7 +175,18 @@ def _import_failure(what: str, spec: str, exc: BaseException) -> AppImportError:
         )
     elif missing:
         message += unreachable_hint(sys.path, os.getuid())
+    elif isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        message += PORT_TAKEN
     return AppImportError(message, spec=spec, kind="import-failed")
+
+
+#: A server the import starts (a metrics endpoint) found its port taken: at a HUP's re-import,
+#: by the one the old code started, which keeps running in the master.
+PORT_TAKEN = (
+    "\nthe app's import starts a server whose port is taken; at a HUP, by the one the old"
+    " code started at its import, which stays in the master: start it in the workers (a"
+    " uwsgiapp.postfork function), or use --lazy-apps, or --no-reload-preloaded"
+)
 
 
 def _prepare_path(chdir: str, pythonpath: Sequence[str]) -> None:

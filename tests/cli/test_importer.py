@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 import sys
 import textwrap
 import uuid
@@ -294,6 +295,33 @@ def test_a_wsgi_file_never_stands_in_for_a_standard_module(pkgdir: tuple[Path, s
     write(root / "site.wsgi", "def application(environ, start_response):\n    return [b's']\n")
     assert call(load_app("./site.wsgi")) == b"s"
     assert sys.modules["site"] is site
+
+
+def test_a_port_taken_at_import_names_the_old_code_s_server(pkgdir: tuple[Path, str]) -> None:
+    # prometheus_flask_exporter's start_http_server at import: at a HUP the old code's server
+    # still holds the port, and the reload failed with a bare "Address already in use".
+    root, name = pkgdir
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    port = taken.getsockname()[1]
+    write(
+        root / f"metrics_{name}.py",
+        f"""
+        import socket
+        server = socket.socket()
+        server.bind(("127.0.0.1", {port}))
+        application = None
+        """,
+    )
+    try:
+        with pytest.raises(AppImportError) as info:
+            load_app(f"metrics_{name}:application")
+    finally:
+        taken.close()
+    assert "Address already in use" in str(info.value)
+    assert "at a HUP, by the one the old code started" in str(info.value)
+    assert "--lazy-apps" in str(info.value)
 
 
 @pytest.mark.parametrize(

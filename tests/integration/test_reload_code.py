@@ -386,3 +386,38 @@ def test_a_handler_the_app_adds_at_import_is_not_added_again_by_each_hup(
         wait_until(lambda: "/after" in own_log.read_text(), 5, "the request's line")
     lines = own_log.read_text()
     assert lines.count("served /once") == 1 and lines.count("served /after") == 1, lines
+
+
+def test_a_server_started_at_import_names_its_port_when_a_hup_cannot_reimport(
+    tmp_path: Path,
+) -> None:
+    # prometheus_flask_exporter's start_http_server at import (the observe trial): the old
+    # code's server holds the port, the re-import fails, and the line said only "Address
+    # already in use".
+    appdir = tmp_path / "app"
+    appdir.mkdir()
+    (appdir / "portapp.py").write_text(
+        "import socket\n"
+        "metrics = socket.socket()\n"
+        "metrics.bind(('127.0.0.1', 0))\n"  # a fixed port in real life; any port here:
+        "metrics.listen()\n"
+        "import os\n"
+        "PORT = os.environ.setdefault('PORTAPP_PORT', str(metrics.getsockname()[1]))\n"
+        "if metrics.getsockname()[1] != int(PORT):\n"
+        "    metrics.close()\n"
+        "    metrics = socket.socket()\n"
+        "    metrics.bind(('127.0.0.1', int(PORT)))\n"
+        "def app(environ, start_response):\n"
+        "    start_response('200 OK', [])\n"
+        "    return [b'ok']\n"
+    )
+    server = Server(tmp_path / "run", "portapp:app", workers=1, pythonpath=[str(appdir)])
+    server.start()
+    try:
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "reload failed" in server.log(), 15, "the reload to fail")
+    finally:
+        server.stop()
+    (line,) = [ln for ln in server.log().splitlines() if "cannot re-import the app" in ln]
+    assert "Address already in use" in line
+    assert "by the one the old code started at its import" in line and "--lazy-apps" in line

@@ -92,6 +92,19 @@ def test_a_reimport_error_is_one_line_naming_the_file_and_line() -> None:
         "SyntaxError: invalid syntax (/srv/app/preapp.py, line 9)"
     )
     assert one_line("No module named 'x'") == "No module named 'x'"
+    # A hint after the traceback (importer's): the exception still named, the hint after it.
+    hinted = (
+        "error while importing module 'm' for app 'm:app':\n"
+        "Traceback (most recent call last):\n"
+        '  File "/srv/app/m.py", line 3, in <module>\n'
+        "    server.bind(('127.0.0.1', 9100))\n"
+        "OSError: [Errno 98] Address already in use\n"
+        "the app's import starts a server whose port is taken\n"
+    )
+    assert one_line(hinted) == (
+        "error while importing module 'm' for app 'm:app': OSError: [Errno 98] Address already "
+        "in use (/srv/app/m.py, line 3) the app's import starts a server whose port is taken"
+    )
 
 
 def test_a_reimport_keeps_extension_modules_and_our_own() -> None:

@@ -138,11 +138,17 @@ def one_line(message: str) -> str:
     if len(lines) < 2:
         return message.strip()
     where = ""
-    for line in lines[1:]:
+    last = 0  # the traceback's last file line: the exception is the first line after its code
+    for index, line in enumerate(lines[1:], 1):
         match = _FILE_LINE.match(line)
         if match:
             where = f" ({match['file']}, line {match['line']})"
-    return f"{lines[0].rstrip(':')}: {lines[-1].strip()}{where}"
+            last = index
+    exception = next(
+        (i for i in range(last + 1, len(lines)) if not lines[i][:1].isspace()), len(lines) - 1
+    )
+    said = " ".join(line.strip() for line in lines[exception + 1 :])  # the hints after it
+    return f"{lines[0].rstrip(':')}: {lines[exception].strip()}{where}{' ' if said else ''}{said}"
 
 
 def say_import_threads(before: Iterable[threading.Thread], what: str) -> None:
