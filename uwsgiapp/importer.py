@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from types import CodeType, ModuleType
 from typing import Any
 
+from uwsgiapp.freshcode import check_bytecode_caches
 from uwsgiapp.pathreach import unreachable_hint
 from uwsgiapp.server.logs import reclaim_loggers
 
@@ -336,6 +337,7 @@ def load_app(spec: str, *, chdir: str = "", pythonpath: Sequence[str] = ()) -> W
     """
     parsed = parse_spec(spec)
     _prepare_path(chdir, pythonpath)
+    check_bytecode_caches()  # a same-size edit within a second must not run the old code
     module = _load_file(parsed.path, spec) if parsed.path else _import_module(parsed.module, spec)
     app = _resolve(module, parsed, spec)
     if not callable(app):
