@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import signal
 
+import pytest
 from supervisor.policy_sim import Sim, signals_sent, started
 
 from uwsgiapp.exitcodes import ServeExit, WorkerExit
+from uwsgiapp.supervisor import roster
 from uwsgiapp.supervisor.actions import (
     BOOT_FAILURE_LIMIT,
     QUICK_GRACE,
@@ -453,6 +455,36 @@ def test_a_hup_during_a_crash_hold_starts_the_new_workers_at_once() -> None:
     assert "(or at a HUP), none serving meanwhile" in str(said) and not sim.pids()
     hup = sim.run(sim.policy.on_signal("HUP", sim.now))
     assert [a for a in hup if isinstance(a, Spawn)] and len(sim.pids()) == 1
+
+
+def test_a_crash_hold_with_none_serving_starts_one_worker_each_second(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A route that crashes one request in ten: the hold left no worker for up to 8 s, and the
+    # other nine requests waited (p99 8 s) or got 502s. One worker a second serves them.
+    monkeypatch.setattr(roster, "CRASH_HOLD", (4.0, 8.0, 30.0))  # a hold at its longer lengths
+    sim = started(workers=2)
+    for _ in range(7):
+        pid = min(sim.pids())
+        sim.ready.add(pid)
+        said = sim.run(sim.exit(pid, None, signal.SIGSEGV))
+    while sim.pids():  # the rest die too: nothing serves
+        pid = min(sim.pids())
+        sim.ready.add(pid)
+        said += sim.run(sim.exit(pid, None, signal.SIGSEGV))
+    assert "none serving meanwhile, so one is started each second" in str(said)
+    probe = [a for a in sim.tick(0.01) if isinstance(a, Spawn)]
+    assert len(probe) == 1 and len(sim.pids()) == 1  # one, not the two asked for
+    assert not [a for a in sim.tick(0.3) if isinstance(a, Spawn)]  # it is starting
+    (pid,) = sim.pids()
+    sim.ready.add(pid)
+    sim.run(sim.exit(pid, None, signal.SIGSEGV))  # it crashes too
+    assert not [a for a in sim.tick(0.3) if isinstance(a, Spawn)]  # within the second: none
+    assert len([a for a in sim.tick(0.5) if isinstance(a, Spawn)]) == 1
+    (pid,) = sim.pids()
+    sim.ready.add(pid)  # this one serves: no other until the hold ends
+    assert not [a for a in sim.tick(1.5) if isinstance(a, Spawn)]
+    assert len([a for a in sim.tick(2.0) if isinstance(a, Spawn)]) == 1  # the hold's end: both
 
 
 def test_readiness_seen_at_exit_resets_the_boot_failure_count() -> None:

@@ -21,6 +21,9 @@ LOAD_RETRY = (1.0, 10.0)
 #: wait this long, doubling up to the second value while it lasts (uWSGI's "respawning too
 #: fast"); back to the first after the third value's seconds without one.
 CRASH_HOLD = (1.0, 8.0, 30.0)
+#: During a crash hold with no worker serving or starting: one worker is started at most this
+#: often, so that the requests the crash spares are served meanwhile (gunicorn respawns at once).
+CRASH_PROBE_EVERY = 1.0
 #: Seconds between the harakiri stack dump and the kill; and the quick-stop grace (also what
 #: a worker still in a request at its graceful deadline gets after SIGINT, before SIGKILL).
 DUMP_GRACE = 1.0

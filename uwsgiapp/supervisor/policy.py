@@ -295,7 +295,7 @@ class Policy(Roster):
             actions += self._tick_worker(rec, status(rec.wid), now, wall, rss_mb)
         if self.mode is Mode.RELOADING:
             actions += self._hand_over(now)
-        return actions + self._fill() + self._say_ready()
+        return actions + self._fill() + self._probe(now) + self._say_ready()
 
     def _say_ready(self) -> list[Action]:
         """READY=1 for the service manager, once: when the first worker serves (as gunicorn's

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from uwsgiapp.exitcodes import ServeExit
 from uwsgiapp.supervisor.actions import (
     CRASH_HOLD,
+    CRASH_PROBE_EVERY,
     DUMP_GRACE,
     QUICK_GRACE,
     RETIRE,
@@ -91,6 +92,8 @@ class Roster:
     crashes: list[float] = field(default_factory=list)
     crash_hold: float = 0.0
     crash_held_at: float = 0.0
+    #: No worker started by :meth:`_probe` before this (monotonic).
+    probe_at: float = 0.0
 
     def __post_init__(self) -> None:
         self.desired = self.workers
@@ -132,12 +135,14 @@ class Roster:
     def _pending_now(self) -> int:
         return sum(1 for gen in self.pending.values() if gen == self.generation)
 
-    def _fill(self) -> list[Action]:
-        """Spawn current-generation workers up to ``desired``."""
-        if self.mode is Mode.STOPPING or self.halted or self.spawns_held:
+    def _fill(self, most: int | None = None) -> list[Action]:
+        """Spawn current-generation workers up to ``desired`` (held spawns: none), or ``most``
+        of them (held or not)."""
+        if self.mode is Mode.STOPPING or self.halted or (self.spawns_held and most is None):
             return []
         actions: list[Action] = []
-        for _ in range(self.desired - len(self._counted()) - self._pending_now()):
+        missing = self.desired - len(self._counted()) - self._pending_now()
+        for _ in range(missing if most is None else min(most, missing)):
             number = self._free_number()
             wid = self._free_wid(number)
             if wid is None:  # asked again at each tick, as stopping workers free their slots
@@ -253,6 +258,18 @@ class Roster:
             )
         ]
 
+    def _probe(self, now: float) -> list[Action]:
+        """A crash hold that left no worker serving or starting: one worker, at most each
+        :data:`CRASH_PROBE_EVERY` seconds. A route that crashes one request in ten otherwise
+        left nothing to serve the other nine for up to the hold's 8 s (p99 8 s, 502s); the
+        forks stay bounded, as the hold means them to be."""
+        if not (self.spawns_held and self.crash_hold) or now < self.probe_at:
+            return []
+        if self._counted() or self._pending_now():
+            return []
+        self.probe_at = now + CRASH_PROBE_EVERY
+        return self._fill(most=1)
+
     def _crashed(self, now: float) -> list[Action]:
         """A serving worker died unasked (a segfault, ``os._exit``, an OOM kill): more of those
         in a second than twice the workers and two is a crash loop, whose respawns are then
@@ -275,7 +292,9 @@ class Roster:
                 f"{died} serving workers died in the last second (a crash loop): new workers "
                 f"in {self.crash_hold:g} s (or at a HUP), "
                 + (
-                    f"{count_workers(left)} serving meanwhile" if left else "none serving meanwhile"
+                    f"{count_workers(left)} serving meanwhile"
+                    if left
+                    else "none serving meanwhile, so one is started each second"
                 ),
             )
         ]
