@@ -8,11 +8,19 @@ to the documentation for what one line can tell.
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from uwsgiapp.config.inikeys import ADVICE, ADVICE_PREFIXES, ALWAYS_ON
 
-__all__ = ["FOREIGN_OPTIONS", "command_hint", "hint_for", "unrecognized_message"]
+__all__ = [
+    "FOREIGN_OPTIONS",
+    "app_taken_from_option",
+    "command_hint",
+    "hint_for",
+    "unrecognized_message",
+]
 
 _SOCKET = "use --socket HOST:PORT (or a unix socket path)"
 _WORKER_CLASS = "use --threads N for request threads (there are no other worker classes)"
@@ -230,18 +238,36 @@ def hint_for(arg: str, ours: Iterable[str]) -> str:
     return ""
 
 
-def unrecognized_message(extras: Sequence[str], ours: Iterable[str]) -> str:
-    """argparse's "unrecognized arguments" line, with a hint for each unknown option."""
+def unrecognized_message(
+    extras: Sequence[str], ours: Iterable[str], app_was_a_value: bool = False
+) -> str:
+    """argparse's "unrecognized arguments" line, with a hint for each unknown option.
+
+    ``app_was_a_value``: the APP argparse took is the word after an unknown option (see
+    :func:`app_taken_from_option`): the last stray word is then the real APP."""
     known = list(ours)
     hints = [h for h in (hint_for(arg, known) for arg in extras) if h]
     stray = [arg for arg in extras if not arg.startswith("-")]
-    if stray and len(stray) < len(extras):  # `--bind 0:80 app:app`: 0:80 became the APP
+    if stray and app_was_a_value:  # `--bind 0:80 app:app`: 0:80 became the APP
         hints.append(
             f"{stray[-1]}: not the APP, because the value of an unknown option before it was "
             "taken as the APP argument; fix the options above and this is the APP again"
         )
     message = f"unrecognized arguments: {' '.join(extras)}"
     return message + "".join(f"\n  {h}" for h in hints)
+
+
+def app_taken_from_option(args: Sequence[Any], namespace: object, extras: Sequence[str]) -> bool:
+    """Whether the APP argparse parsed into ``namespace`` from ``args`` (``parse_known_args``'s:
+    the argv, or None for ``sys.argv``) is the word right after an unknown option of
+    ``extras`` (that option's value), not an APP the user put there."""
+    argv = list(args[0]) if args and args[0] is not None else sys.argv[1:]
+    app = getattr(namespace, "app_positional", None) or getattr(namespace, "app", None)
+    if not isinstance(app, str) or app not in argv:
+        return False
+    where = argv.index(app)
+    before = argv[where - 1] if where else ""
+    return before.startswith("-") and "=" not in before and before in extras
 
 
 def command_hint(message: str) -> str:

@@ -69,6 +69,10 @@ def test_an_unknown_options_value_taken_as_the_app_is_said() -> None:
     err = r.stderr.decode()
     assert "unrecognized arguments: --bind myapp:app" in err, err
     assert "myapp:app: not the APP, because the value of an unknown option before it" in err
+    # The APP first, an unknown option's value after it: that value is no APP (the soak trial).
+    r = run_cli("serve", "myapp:app", "--processes", "4")
+    err = r.stderr.decode()
+    assert "--processes: use --workers N" in err and "not the APP" not in err, err
 
 
 #: gunicorn 27's command-line options (its KNOWN_SETTINGS' ``cli``) that are not ours.
