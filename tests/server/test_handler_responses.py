@@ -300,6 +300,28 @@ def test_bodyless_responses(method: str, status: str, headers: list[tuple[str, s
     assert out.headers == headers  # nothing added: no Content-Length, no Transfer-Encoding
 
 
+def test_a_head_request_stops_a_streamed_body_once_the_head_is_out() -> None:
+    # A plain WSGI view streaming 1 GB for HEAD went on generating until nginx reset the
+    # connection (2 MB made, the access log said so): nginx sends the client no body anyway.
+    made: list[int] = []
+    closed: list[bool] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "application/octet-stream")])
+        try:
+            for i in range(100):
+                made.append(i)
+                yield b"x" * 65536
+        finally:
+            closed.append(True)
+
+    out = run(make_handler(app), packet("HEAD", "/big"))
+    assert out.status_line == "HTTP/1.1 200 OK"
+    assert len(made) == 1 and closed == [True]
+    run(make_handler(app), packet("GET", "/big"))  # a GET still gets all of it
+    assert len(made) == 101
+
+
 # -- the body against the head (PEP 3333's Content-Length, RFC 9110's bodiless statuses) ---------
 
 

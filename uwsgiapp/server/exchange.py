@@ -279,7 +279,7 @@ class Responder:
             elif type(result) is FileWrapper:
                 send_wrapped_file(exchange, result, self.timeout)
             else:
-                _send_iterable(exchange, result)
+                _send_iterable(exchange, result, environ.get("REQUEST_METHOD") == "HEAD")
             if not exchange.head_sent:
                 exchange.send(b"")
             if exchange.room > 0 or exchange.overrun:
@@ -354,8 +354,10 @@ class Responder:
             exc = exc.__cause__ or exc.__context__
 
 
-def _send_iterable(exchange: Exchange, result: Any) -> None:
-    """Send the chunks of a response that is neither a list of one nor a file wrapper."""
+def _send_iterable(exchange: Exchange, result: Any, head_only: bool) -> None:
+    """Send the chunks of a response that is neither a list of one nor a file wrapper; for a
+    HEAD (``head_only``), stop once the head is out: nginx sends the client no body, and a
+    generator went on making one until nginx closed the connection."""
     try:
         chunks = iter(result)
     except TypeError:
@@ -366,7 +368,7 @@ def _send_iterable(exchange: Exchange, result: Any) -> None:
     for chunk in chunks:
         if chunk:
             exchange.send(chunk)
-            if exchange.overrun:
+            if exchange.overrun or head_only:
                 break  # PEP 3333: stop iterating once the length is sent
         elif type(chunk) is not bytes:
             exchange.send(chunk)  # "" or None: refused there, never skipped
