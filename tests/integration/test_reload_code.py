@@ -5,6 +5,8 @@ Real processes, real signals, a real nginx in front."""
 
 from __future__ import annotations
 
+import json
+import os
 import re
 import signal
 import socket
@@ -12,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.procs import Nginx, Server, stack, wait_until, worker_pids
+from support.procs import APPS_DIR, Nginx, Server, stack, wait_until, worker_pids
 
 pytestmark = pytest.mark.nginx
 
@@ -421,3 +423,50 @@ def test_a_server_started_at_import_names_its_port_when_a_hup_cannot_reimport(
     (line,) = [ln for ln in server.log().splitlines() if "cannot re-import the app" in ln]
     assert "Address already in use" in line
     assert "by the one the old code started at its import" in line and "--lazy-apps" in line
+
+
+def _depths(nginx: Nginx, path: str = "/") -> dict[str, int]:
+    depths: dict[str, int] = json.loads(nginx.request("GET", path)[2])
+    return depths
+
+
+def test_what_a_library_patched_into_the_standard_library_is_patched_once_across_hups(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    # sentry-sdk (an outside trial) wraps logging, threading, sys.excepthook and http.client at
+    # init: re-imported by each HUP beside the standard library that stays, it wrapped its own
+    # old wrappers, and after 3 HUPs one exception was sent 4 times (each old client alive).
+    appdir = tmp_path / "app"
+    appdir.mkdir()
+    source = (APPS_DIR / "patching_app.py").read_text()
+    (appdir / "patchapp.py").write_text(source)
+    events = tmp_path / "events"
+    options = {
+        "workers": 1,
+        "pythonpath": [str(appdir), str(APPS_DIR)],
+        "env": [f"PATCH_EVENTS={events}"],
+    }
+    once = {"callHandlers": 1, "excepthook": 1, "start": 1, "putrequest": 1}
+    with stack(tmp_path, "patchapp:app", **options) as (server, nginx):
+        for reloads in (1, 2, 3):
+            server.signal(signal.SIGHUP)
+            wait_until(lambda n=reloads: server.log().count("ready, stopping") == n, 10, "a HUP")
+        assert _depths(nginx) == once
+        assert _depths(nginx, "/boom") == once
+        wait_until(events.exists, 5, "the event")
+        # New code that fails after its library's init: its patches go, the old code's
+        # come back (a worker forked after the failure has them, once).
+        (appdir / "patchapp.py").write_text(source + "\nimport no_such_module_here\n")
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "reload failed" in server.log(), 10, "the failed reload")
+        (old_worker,) = worker_pids(server.pid)
+        os.kill(old_worker, signal.SIGKILL)
+        wait_until(lambda: worker_pids(server.pid) - {old_worker} != set(), 10, "a new worker")
+        assert _depths(nginx) == once
+        (appdir / "patchapp.py").write_text(source)
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: server.log().count("ready, stopping") == 4, 10, "the fixed reload")
+        assert _depths(nginx) == once
+    assert len(events.read_text().splitlines()) == 1  # one event for one exception
+    log = server.log()
+    assert log.count("reload: app re-imported") == 4 and "still held" not in log, log

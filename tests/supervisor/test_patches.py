@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import logging
 import os
 import sys
 import types
@@ -14,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from uwsgiapp.config import make_config
+from uwsgiapp.supervisor import reload
 from uwsgiapp.supervisor.patches import MISSING, Patches, code_module
 
 #: A library's module, as exec'd source (what its functions' globals say is its name).
@@ -170,3 +173,43 @@ def test_a_module_first_imported_by_the_library_is_noted_right_after_it_runs(
     assert sys.meta_path == meta_path and "exec_module" not in vars(late_std.__loader__)
     patches.undo(lambda name: name == "late_lib")
     assert late_std.Connection().putrequest() == "real"
+
+
+PATCHING_APP = """
+import kept_std
+
+real = kept_std.hook
+
+def hook():
+    return {version!r} + " over " + real()
+
+kept_std.hook = hook
+{more}
+
+def app(environ, start_response):
+    return []
+"""
+
+
+def test_a_hup_patches_a_clean_library_and_a_failed_one_leaves_the_old_patches(
+    kept: types.ModuleType, library: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # sentry-sdk wrapped its previous generation's wrappers at each HUP: after 3, one
+    # exception was sent 4 times. A failed re-import must not leave its own behind either.
+    library("patchme", PATCHING_APP.format(version="v1", more=""))
+    config = make_config(app="patchme:app")
+    before = set(sys.modules)
+    try:
+        reload.first_import(config)
+        assert kept.hook() == "v1 over real"
+        broken = "kept_std.Thing.method = hook\nimport no_such_module_here"
+        library("patchme", PATCHING_APP.format(version="v2", more=broken))
+        with caplog.at_level(logging.ERROR, logger="uwsgiapp.error"):
+            assert reload.reimport(config, before) is None
+        assert kept.hook() == "v1 over real" and kept.Thing().method() == "real"
+        for version in ("v3", "v4"):
+            library("patchme", PATCHING_APP.format(version=version, more=""))
+            assert reload.reimport(config, before) is not None
+            assert kept.hook() == f"{version} over real"
+    finally:
+        reload._patched.undo(lambda name: name == "patchme")

@@ -28,6 +28,9 @@ them (what the old code put in its registries is taken out before the re-import:
 something still holds.
 What the old code's import registered with ``atexit`` and ``os.register_at_fork`` is undone
 (:mod:`~uwsgiapp.supervisor.registrations`): it would run again in every worker forked after.
+What it patched into the modules that stay (sentry-sdk's ``logging.Logger.callHandlers``) is
+put back as it was before the re-import, and again if the re-import fails
+(:mod:`~uwsgiapp.supervisor.patches`): the new code wrapped the old code's wrappers.
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ from uwsgiapp.supervisor.actions import ReloadKind
 from uwsgiapp.supervisor.importconns import open_fds, say_import_connections
 from uwsgiapp.supervisor.leftovers import Taken, put_back, release_old_code, take_out
 from uwsgiapp.supervisor.mastersignals import MasterSignals, StopDuringReimport
+from uwsgiapp.supervisor.patches import Patches
 from uwsgiapp.supervisor.registrations import Registrations, attach, close_handlers
 from uwsgiproto import Limits
 
@@ -178,6 +182,8 @@ def say_import_leftovers(before: Iterable[threading.Thread], fds: set[int], what
 
 #: What the current code's import registered with atexit and os.register_at_fork.
 _registered = Registrations()
+#: What the current code's import patched in the modules a HUP keeps (the standard library).
+_patched = Patches()
 
 
 def _import_recorded(config: Config, registered: Registrations) -> WSGIApp:
@@ -188,7 +194,8 @@ def _import_recorded(config: Config, registered: Registrations) -> WSGIApp:
 def first_import(config: Config) -> WSGIApp:
     """The master's first import of the app, what it registers with atexit and
     os.register_at_fork remembered for the first HUP to undo."""
-    return _import_recorded(config, _registered)
+    with _patched.recording():
+        return _import_recorded(config, _registered)
 
 
 def reimport(
@@ -220,7 +227,7 @@ def reimport(
     registered = Registrations()
     taken = _take_old(saved)
     try:
-        app = _import_under(config, registered, signals)
+        app = _import_under(config, registered, signals, saved.__contains__)
     except AppImportError as exc:
         _call_off(before, saved, registered, taken)
         log.error("reload: cannot re-import the app, keeping the old code: %s", one_line(str(exc)))
@@ -279,6 +286,7 @@ def _let_go(saved: dict[str, types.ModuleType], registered: Registrations) -> li
     old_globals = {id(module.__dict__) for module in modules}
     _undo_registrations(_registered, lambda caller: caller in old_globals)
     _registered = registered
+    _patched.commit()
     marks = []
     try:
         marks = [(module.__name__, _mark(module)) for module in modules]
@@ -292,12 +300,19 @@ def _let_go(saved: dict[str, types.ModuleType], registered: Registrations) -> li
 
 
 def _import_under(
-    config: Config, registered: Registrations, signals: MasterSignals | None
+    config: Config,
+    registered: Registrations,
+    signals: MasterSignals | None,
+    dropped: Callable[[str], bool],
 ) -> WSGIApp:
-    """The import, which a stop signal interrupts; then the master's handlers are put back
-    wherever it set its own."""
+    """The import, which a stop signal interrupts (the old code's patches, of the modules
+    ``dropped`` says, undone first); then the master's handlers are put back wherever it set
+    its own."""
     try:
-        with signals.stops_interrupt() if signals is not None else contextlib.nullcontext():
+        with (
+            _patched.renewing(dropped),  # outside what a stop interrupts: recorded whole
+            signals.stops_interrupt() if signals is not None else contextlib.nullcontext(),
+        ):
             return _import_recorded(config, registered)
     finally:
         taken = signals.reclaim() if signals is not None else []
@@ -333,6 +348,7 @@ def _call_off(
     _undo_registrations(registered, lambda caller: caller not in loaded)
     close_handlers(registered.detach(lambda caller: caller not in loaded))
     attach(taken[0])
+    _patched.call_off(lambda name: name in saved or name not in sys.modules)  # as its code
 
 
 def _undo_registrations(registered: Registrations, replaced: Callable[[int], bool]) -> None:
