@@ -119,3 +119,41 @@ def test_hup_takes_the_old_codes_registrations_out_of_the_stdlib(
         assert nginx.request("GET", "/")[2] == b"1 1 1 1"
     found = re.findall(r"reload: app re-imported \((\d+) modules\) in [0-9.]+ s(.*)", server.log())
     assert found == [("1", "")] * 2, found
+
+
+#: A context variable set at import, holding an object of the app's own class (sentry-sdk keeps
+#: its scopes, hub and client so): the master's context kept each generation's.
+CONTEXT_APP = """
+import contextvars
+
+SCOPE = contextvars.ContextVar("scope")
+
+
+class Scope:
+    def name(self):  # a function: through its globals, the module
+        return "Scope"
+
+
+SCOPE.set(Scope())
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [type(SCOPE.get(None)).__name__.encode()]
+"""
+
+
+def test_hup_lets_go_of_the_old_code_s_context_variables(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    appdir = tmp_path / "app"
+    appdir.mkdir()
+    (appdir / "ctxapp.py").write_text(CONTEXT_APP)
+    with stack(tmp_path, "ctxapp:app", workers=1, pythonpath=[str(appdir)]) as (server, nginx):
+        for reloads in (1, 2):
+            server.signal(signal.SIGHUP)
+            wait_until(lambda n=reloads: server.log().count("ready, stopping") == n, 10, "a reload")
+        # The new code's own variable keeps its value in the workers forked after.
+        wait_until(lambda: nginx.request("GET", "/")[2] == b"Scope", 10, "the new code")
+    found = re.findall(r"reload: app re-imported \((\d+) modules\) in [0-9.]+ s(.*)", server.log())
+    assert found == [("1", "")] * 2, found  # without it: "1 of the old modules are still held"

@@ -26,6 +26,7 @@ holds of the old code in registries that stay (``weakref.finalize``'s, ``typing`
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import copyreg
 import functools
 import logging
@@ -153,6 +154,16 @@ def _old_method(func: object, old_globals: set[int]) -> bool:
     return type(func) is types.FunctionType and id(func.__globals__) in old_globals
 
 
+def _clear_old_context_vars(old_modules: Iterable[types.ModuleType]) -> None:
+    """Set to None, in this thread's context, the variables of ``old_modules`` (module
+    globals that are a ``ContextVar``) that have a value there."""
+    current = contextvars.copy_context()
+    for module in old_modules:
+        for value in list(vars(module).values()):
+            if type(value) is contextvars.ContextVar and value in current:
+                value.set(None)
+
+
 def release_old_code(old_modules: Iterable[types.ModuleType]) -> int:
     """Drop what the standard library holds of the replaced ``old_modules``, so that the
     collector can free them; returns how many finalizers were detached.
@@ -165,6 +176,9 @@ def release_old_code(old_modules: Iterable[types.ModuleType]) -> int:
       bookkeeping. A plain function's (``weakref.finalize(obj, shutil.rmtree, path)``, or
       the app's own cleanup function) is kept, to run at exit as it would have: what it
       holds stays, and the reload's log line counts it.
+    - The master's context keeps the value of each context variable set at import (sentry-sdk
+      keeps its scopes, hub and client in three): the old modules' own variables are set to
+      None there, as nothing reads them any more (the new code has its own).
     - ``typing``'s caches (``Optional[X]``, ``List[X]``: 128 per function) keep the classes of
       the annotations evaluated at import (Flask's, werkzeug's): cleared, as ``typing``
       itself allows; they fill again on use.
@@ -173,7 +187,9 @@ def release_old_code(old_modules: Iterable[types.ModuleType]) -> int:
     :func:`uwsgiapp.supervisor.reload.reimport`, and what it put in the registries:
     :func:`take_out`.)
     """
-    old_globals = {id(module.__dict__) for module in old_modules}
+    modules = list(old_modules)
+    _clear_old_context_vars(modules)
+    old_globals = {id(module.__dict__) for module in modules}
     detached = 0
     registry = getattr(weakref.finalize, "_registry", {})
     for finalizer, info in list(registry.items()):
