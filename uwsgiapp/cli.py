@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from uwsgiapp.buildinfo import VersionAction
 from uwsgiapp.clientcli import add_ping_parser, add_request_parser
-from uwsgiapp.clihints import app_taken_from_option, command_hint, unrecognized_message
+from uwsgiapp.clihints import command_hint, misparsed_app, unrecognized_message
 from uwsgiapp.entry import restore_defaults
 from uwsgiapp.exitcodes import COMMAND_EXIT_CODES, DEV_EXIT_TEXT, ClientExit, ServeExit, help_text
 
@@ -76,8 +76,8 @@ class _Parser(argparse.ArgumentParser):
     def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
         namespace, extras = super().parse_known_args(*args, **kwargs)
         if extras:
-            taken = app_taken_from_option(args, namespace, extras)
-            self.error(unrecognized_message(extras, self._option_string_actions, taken))
+            real_app = misparsed_app(args, namespace, extras)
+            self.error(unrecognized_message(extras, self._option_string_actions, real_app))
         return namespace, extras
 
 

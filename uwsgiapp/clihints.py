@@ -16,9 +16,9 @@ from uwsgiapp.config.inikeys import ADVICE, ADVICE_PREFIXES, ALWAYS_ON
 
 __all__ = [
     "FOREIGN_OPTIONS",
-    "app_taken_from_option",
     "command_hint",
     "hint_for",
+    "misparsed_app",
     "unrecognized_message",
 ]
 
@@ -238,36 +238,48 @@ def hint_for(arg: str, ours: Iterable[str]) -> str:
     return ""
 
 
-def unrecognized_message(
-    extras: Sequence[str], ours: Iterable[str], app_was_a_value: bool = False
-) -> str:
+def unrecognized_message(extras: Sequence[str], ours: Iterable[str], real_app: str = "") -> str:
     """argparse's "unrecognized arguments" line, with a hint for each unknown option.
 
-    ``app_was_a_value``: the APP argparse took is the word after an unknown option (see
-    :func:`app_taken_from_option`): the last stray word is then the real APP."""
+    ``real_app``: the word that is the real APP when argparse took an unknown option's value
+    for it (:func:`misparsed_app`)."""
     known = list(ours)
     hints = [h for h in (hint_for(arg, known) for arg in extras) if h]
-    stray = [arg for arg in extras if not arg.startswith("-")]
-    if stray and app_was_a_value:  # `--bind 0:80 app:app`: 0:80 became the APP
+    if real_app:  # `--bind 0:80 app:app`: 0:80 became the APP
         hints.append(
-            f"{stray[-1]}: not the APP, because the value of an unknown option before it was "
+            f"{real_app}: not the APP, because the value of an unknown option before it was "
             "taken as the APP argument; fix the options above and this is the APP again"
         )
     message = f"unrecognized arguments: {' '.join(extras)}"
     return message + "".join(f"\n  {h}" for h in hints)
 
 
-def app_taken_from_option(args: Sequence[Any], namespace: object, extras: Sequence[str]) -> bool:
-    """Whether the APP argparse parsed into ``namespace`` from ``args`` (``parse_known_args``'s:
-    the argv, or None for ``sys.argv``) is the word right after an unknown option of
-    ``extras`` (that option's value), not an APP the user put there."""
+def _value_of_unknown(argv: Sequence[str], where: int, extras: Sequence[str]) -> bool:
+    """Is ``argv[where]`` the value of the unknown option (of ``extras``) right before it?"""
+    before = argv[where - 1] if where else ""
+    return before.startswith("-") and "=" not in before and before in extras
+
+
+def misparsed_app(args: Sequence[Any], namespace: object, extras: Sequence[str]) -> str:
+    """The real APP ("" for none) when the APP argparse parsed into ``namespace`` from ``args``
+    (``parse_known_args``'s: the argv, or None for ``sys.argv``) is an unknown option's value:
+    the first word left over that is no unknown option's value itself."""
     argv = list(args[0]) if args and args[0] is not None else sys.argv[1:]
     app = getattr(namespace, "app_positional", None) or getattr(namespace, "app", None)
     if not isinstance(app, str) or app not in argv:
-        return False
-    where = argv.index(app)
-    before = argv[where - 1] if where else ""
-    return before.startswith("-") and "=" not in before and before in extras
+        return ""
+    taken = argv.index(app)
+    if not _value_of_unknown(argv, taken, extras):
+        return ""
+    for where in range(taken + 1, len(argv)):
+        word = argv[where]
+        if (
+            not word.startswith("-")
+            and word in extras
+            and not _value_of_unknown(argv, where, extras)
+        ):
+            return word
+    return ""
 
 
 def command_hint(message: str) -> str:

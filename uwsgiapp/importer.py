@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from types import CodeType, ModuleType
 from typing import Any
 
-from uwsgiapp.freshcode import check_bytecode_caches
+from uwsgiapp.freshcode import CheckedSourceLoader, check_bytecode_caches
 from uwsgiapp.pathreach import unreachable_hint
 from uwsgiapp.server.logs import reclaim_loggers
 
@@ -259,7 +259,7 @@ def _load_file(path: str, spec: str) -> ModuleType:
             return existing
     # uWSGI's wsgi-file loads any file as Python (indico.wsgi, keystone-wsgi-public); only a
     # .py file gets the usual loader and its bytecode cache.
-    loader = None if suffix == ".py" else _AnyFileLoader(name, full)
+    loader = CheckedSourceLoader(name, full) if suffix == ".py" else _AnyFileLoader(name, full)
     module_spec = importlib.util.spec_from_file_location(name, full, loader=loader)
     if module_spec is None or module_spec.loader is None:
         raise AppImportError(f"cannot load {full} as Python", spec=spec, kind="import-failed")

@@ -73,6 +73,10 @@ def test_an_unknown_options_value_taken_as_the_app_is_said() -> None:
     r = run_cli("serve", "myapp:app", "--processes", "4")
     err = r.stderr.decode()
     assert "--processes: use --workers N" in err and "not the APP" not in err, err
+    # Another unknown option after the APP: its value is not the one named (the review).
+    r = run_cli("serve", "--bind", "0:80", "myapp:app", "--bind", "0:81")
+    err = r.stderr.decode()
+    assert "myapp:app: not the APP" in err and "0:81: not the APP" not in err, err
 
 
 #: gunicorn 27's command-line options (its KNOWN_SETTINGS' ``cli``) that are not ours.

@@ -64,3 +64,34 @@ def test_hup_serves_a_same_size_rewrite_made_in_the_caches_second(
         server.signal(signal.SIGHUP)
         wait_until(lambda: "ready, stopping" in server.log(), 10, "the reload")
         assert _answers(nginx, b"v2")
+
+
+FILE_APP = """
+VERSION = {version!r}
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [VERSION.encode()]
+"""
+
+
+def test_hup_serves_a_same_size_rewrite_of_an_app_given_as_a_file(
+    tmp_path: Path, nginx_available: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `uwsgiapp serve path/to/app.py:app` (uWSGI's wsgi-file): the entry file was loaded by
+    # the stock loader, its stale cache used, while the modules it imports were checked.
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    appdir = tmp_path / "app"
+    appdir.mkdir()
+    entry = appdir / "fileapp.py"
+    entry.write_text(FILE_APP.format(version="v1"))
+    second = int(time.time()) + 60
+    os.utime(entry, (second + 0.1, second + 0.1))
+    with stack(tmp_path, f"{entry}:app", workers=1) as (server, nginx):
+        assert _answers(nginx, b"v1")
+        assert list((appdir / "__pycache__").glob("fileapp.*.pyc")), "no cache was written"
+        entry.write_text(FILE_APP.format(version="v2"))  # the same size
+        os.utime(entry, (second + 0.5, second + 0.5))
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "ready, stopping" in server.log(), 10, "the reload")
+        assert _answers(nginx, b"v2")

@@ -197,3 +197,27 @@ def test_a_bad_content_length_is_still_400(tmp_path: Path) -> None:
     handler = make_handler(_recording(calls), post_buffering=4096, spool_dir=str(tmp_path))
     out = run(handler, build_request(nginx_vars("POST", "/x", CONTENT_LENGTH="12abc")))
     assert (out.status, calls) == (400, [])
+
+
+def test_a_spool_directory_gone_is_the_server_s_error_said_and_answered(
+    tmp_path: Path, logs: Logs
+) -> None:
+    # The directory removed after start (or a full disk, or no fds left): an INFO line blamed
+    # the client ("connection error"), nothing was answered (a 502) and nothing logged.
+    calls: list[str] = []
+    lines: list[tuple[str, int]] = []
+    gone = tmp_path / "spool"
+    handler = make_handler(
+        _recording(calls),
+        post_buffering=4096,
+        spool_dir=str(gone),
+        access_log=lambda env, r, secs, block: lines.append((r.status, r.sent - r.head_size)),
+    )
+    out = run(handler, packet("POST", "/up", os.urandom(300_000)))
+    assert calls == []
+    assert out.status_line == "HTTP/1.1 500 Internal Server Error"
+    (record,) = problems(logs)
+    assert record.levelno == logging.ERROR
+    line = one_line(record)
+    assert f"cannot hold the body of (POST /up) in {gone}" in line and "No such file" in line
+    assert lines == [("500 Internal Server Error", len(out.body))]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import os
 import tempfile
 import time
@@ -25,10 +26,10 @@ from typing import IO, Any, Final
 
 from uwsgiapp.server.exchange import Exchange, Peer, Responder
 from uwsgiapp.server.inflight import request_text
-from uwsgiapp.server.io import ClientDisconnected, ClientTimeout, recv
+from uwsgiapp.server.io import ClientDisconnected, ClientTimeout, recv, send_all
 from uwsgiapp.wsgi.contract import AccessLogger, WSGIApp
 from uwsgiapp.wsgi.environ import BadRequest, parse_content_length
-from uwsgiapp.wsgi.response import error_response
+from uwsgiapp.wsgi.response import ERROR_HEADERS, error_response, whole_head_size
 
 #: A body up to this size is in memory whatever the limit: the worker has read it whole before
 #: the app already (:data:`uwsgiapp.server.intake.PREREAD`), and a file would only cost.
@@ -37,6 +38,7 @@ IN_MEMORY_ANYWAY: Final = 65536
 MAX_READ: Final = 1 << 20
 
 _perf_counter: Final = time.perf_counter
+log = logging.getLogger("uwsgiapp.error")
 
 
 def in_memory(length: int, limit: int) -> bool:
@@ -144,8 +146,28 @@ class SpoolingResponder(Responder):
             return
         access_log = self.access_log
         started = _perf_counter()
+        self.last = exchange = Exchange(fd, protocol, self.timeout)
+        self.current = environ  # named by a harakiri's or a stop's line while the body comes
+        body: IO[bytes] | None = None
         try:
-            body = spool_body(
+            body = self._spool(fd, rest, length, environ, exchange)
+            if body is not None:
+                environ["wsgi.input"] = body
+                self._run_app(exchange, environ, peer)
+        finally:
+            self.current = None
+            if body is not None:
+                body.close()
+            if access_log is not None and (body is not None or exchange.head_sent):
+                access_log(environ, exchange, _perf_counter() - started, block)
+
+    def _spool(
+        self, fd: int, rest: bytes, length: int, environ: dict[str, Any], exchange: Exchange
+    ) -> IO[bytes] | None:
+        """The whole body (see :func:`spool_body`); None once a failure of the server's own (a
+        full disk, the directory gone, no fds left) is logged and answered with a 500."""
+        try:
+            return spool_body(
                 fd,
                 rest,
                 length,
@@ -156,18 +178,25 @@ class SpoolingResponder(Responder):
         except ClientDisconnected as exc:
             if isinstance(exc, ClientTimeout):  # as a parked body's stall: a 408, never waits
                 with contextlib.suppress(OSError):
-                    os.write(fd, error_response(protocol, "408 Request Timeout", "timeout"))
+                    os.write(
+                        fd, error_response(exchange.protocol, "408 Request Timeout", "timeout")
+                    )
             raise retold(exc, f" ({request_text(environ)}); the app is not called") from None
-        environ["wsgi.input"] = body
-        self.last = exchange = Exchange(fd, protocol, self.timeout)
-        self.current = environ
-        try:
-            self._run_app(exchange, environ, peer)
-        finally:
-            self.current = None
-            body.close()
-            if access_log is not None:
-                access_log(environ, exchange, _perf_counter() - started, block)
+        except OSError as exc:  # not the client's doing: said as the server's, answered
+            log.error(
+                "post-buffering: cannot hold the body of (%s) in %s: %s; answering 500",
+                request_text(environ),
+                self.directory,
+                exc,
+            )
+            self._check_fds(exc)  # out of fds: the worker recycles, as for the app's EMFILE
+            payload = error_response(exchange.protocol, "500 Internal Server Error", "failed")
+            exchange.status = "500 Internal Server Error"
+            exchange.head_sent, exchange.headers = True, ERROR_HEADERS
+            with contextlib.suppress(OSError):
+                send_all(fd, payload, self.timeout)
+                exchange.sent, exchange.head_size = len(payload), whole_head_size(payload)
+            return None
 
 
 def make_responder(

@@ -179,8 +179,8 @@ class Policy(Roster):
         if self.mode is Mode.STOPPING:
             return [Log(LogLevel.INFO, f"{rec.label} {how}"), *self._maybe_done()]
         if rec.state in TOLD:
-            if signum == RETIRE:  # told to leave before its own handler was set: as asked
-                how = "retired while still starting (its SIGHUP ended it)"
+            if signum == RETIRE:  # still starting (no handler yet), or the app reset it: as asked
+                how = "retired (ended by the SIGHUP that told it to leave)"
             filled = self._fill()
             then = "; starting a new one" if any(isinstance(a, Spawn) for a in filled) else ""
             return [Log(LogLevel.INFO, f"{rec.label} {how}{then}"), *filled]
