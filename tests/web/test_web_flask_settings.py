@@ -10,6 +10,7 @@ rotation that logs nobody out).
 from __future__ import annotations
 
 import typing as t
+from datetime import datetime, timedelta, timezone
 
 import flask
 import pytest
@@ -231,6 +232,32 @@ def test_partitioned_session_cookie(
     assert _attributes(client.get("/set").headers["Set-Cookie"]) == expected
     deleted = client.get("/out").headers["Set-Cookie"]  # deleting one says it too
     assert ("Partitioned" in deleted) is ("SESSION_COOKIE_PARTITIONED" in config)
+
+
+# -- PERMANENT_SESSION_LIFETIME -------------------------------------------------------------
+
+
+@FRAMEWORKS
+@pytest.mark.parametrize("lifetime", [3600, 3600.0, timedelta(hours=1)], ids=repr)
+def test_permanent_session_lifetime_may_be_seconds(fw: t.Any, lifetime: t.Any) -> None:
+    # Flask takes a number of seconds, as FLASK_PERMANENT_SESSION_LIFETIME=3600 and
+    # from_prefixed_env() set it: a number made every request carrying a session cookie a 500.
+    app = _session_app(fw, SECRET_KEY="k", PERMANENT_SESSION_LIFETIME=lifetime)
+
+    @app.route("/permanent")
+    def permanent() -> str:
+        fw.session.permanent = True
+        fw.session["user"] = "ann"
+        return "set"
+
+    client = app.test_client()
+    response = client.get("/permanent")
+    assert response.status_code == 200
+    cookie = client.get_cookie("session")
+    assert cookie is not None and cookie.expires is not None
+    left = cookie.expires - datetime.now(timezone.utc)
+    assert timedelta(minutes=58) < left <= timedelta(hours=1)
+    assert client.get("/me").get_json() == {"user": "ann"}
 
 
 # -- SECRET_KEY_FALLBACKS ---------------------------------------------------------------------

@@ -32,12 +32,24 @@ if t.TYPE_CHECKING:
     from .app import App
     from .wrappers import Request, Response
 
-__all__ = ["NullSession", "SecureCookieSession", "SessionInterface", "SessionMixin"]
+__all__ = [
+    "NullSession",
+    "SecureCookieSession",
+    "SessionInterface",
+    "SessionMixin",
+    "session_lifetime",
+]
 
 _NO_SECRET = (
     "The session is unavailable because no secret key was set. Set app.secret_key (or"
     " app.config['SECRET_KEY']) to a long random string, e.g. secrets.token_hex()."
 )
+
+
+def session_lifetime(value: timedelta | float) -> timedelta:
+    """``PERMANENT_SESSION_LIFETIME`` as a timedelta: as in Flask, a number is seconds (what
+    ``from_prefixed_env`` makes of ``FLASK_PERMANENT_SESSION_LIFETIME=3600``)."""
+    return value if isinstance(value, timedelta) else timedelta(seconds=value)
 
 
 class SessionMixin(dict[str, t.Any]):
@@ -215,8 +227,7 @@ class SessionInterface:
             return self.null_session_class()
         value = request.cookies.get(app.config["SESSION_COOKIE_NAME"])
         if value:
-            lifetime: timedelta = app.config["PERMANENT_SESSION_LIFETIME"]
-            max_age = lifetime.total_seconds()
+            max_age = session_lifetime(app.config["PERMANENT_SESSION_LIFETIME"]).total_seconds()
             # The current key, then the fallbacks. As in Flask, a cookie read with a fallback
             # is signed with the current key when it is next written, not at once.
             for secret in secrets:
@@ -281,7 +292,7 @@ class SessionInterface:
         assert key is not None  # a real session is only opened with a secret
         expires: datetime | None = None
         if session.permanent:
-            lifetime: timedelta = config["PERMANENT_SESSION_LIFETIME"]
+            lifetime = session_lifetime(config["PERMANENT_SESSION_LIFETIME"])
             expires = datetime.now(timezone.utc) + lifetime
         try:
             value = self.sign(key, session)
