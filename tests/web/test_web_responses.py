@@ -5,13 +5,16 @@ from __future__ import annotations
 import io
 import typing as t
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
+import flask
 import pytest
 from werkzeug.datastructures import Headers
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Response as WerkzeugResponse
 
+import uwsgiapp.web as web
 from uwsgiapp.web import (
     App,
     Response,
@@ -361,3 +364,55 @@ def test_fast_path_still_rejects_header_injection_in_mimetype() -> None:
     )
     with pytest.raises(ValueError, match="newline"):
         Response("x", mimetype="text/plain\r\nSet-Cookie: evil=1")
+
+
+@pytest.mark.parametrize("framework", ["flask", "uwsgiapp.web"])
+@pytest.mark.parametrize(
+    ("config", "cache_control"),
+    [
+        ({}, "no-cache"),
+        ({"SEND_FILE_MAX_AGE_DEFAULT": 3600}, "public, max-age=3600"),
+        ({"SEND_FILE_MAX_AGE_DEFAULT": timedelta(hours=12)}, "public, max-age=43200"),
+    ],
+    ids=["default", "seconds", "timedelta"],
+)
+def test_send_file_max_age_default_is_honoured_as_in_flask(
+    tmp_path: Path, framework: str, config: dict[str, t.Any], cache_control: str
+) -> None:
+    # SEND_FILE_MAX_AGE_DEFAULT was ignored: every file went out no-cache, whatever the config.
+    fw: t.Any = flask if framework == "flask" else web
+    (tmp_path / "static").mkdir()
+    (tmp_path / "static" / "app.css").write_text("body {}")
+    app = (flask.Flask if fw is flask else fw.App)(__name__, root_path=str(tmp_path))
+    app.config.update(config)
+
+    @app.route("/file")
+    def file() -> t.Any:
+        return fw.send_file("static/app.css")
+
+    @app.route("/dir")
+    def from_dir() -> t.Any:
+        return fw.send_from_directory("static", "app.css")
+
+    @app.route("/own")
+    def own() -> t.Any:
+        return fw.send_file("static/app.css", max_age=60)
+
+    client = app.test_client()
+    for path in ("/file", "/dir", "/static/app.css"):
+        assert client.get(path).headers["Cache-Control"] == cache_control, path
+    assert client.get("/own").headers["Cache-Control"] == "public, max-age=60"
+
+
+def test_get_send_file_max_age_may_be_overridden_per_file(tmp_path: Path) -> None:
+    (tmp_path / "static").mkdir()
+    for name in ("app.css", "index.html"):
+        (tmp_path / "static" / name).write_text("x")
+
+    class CachedAssets(App):
+        def get_send_file_max_age(self, filename: str | None) -> int | None:
+            return 86400 if filename and filename.endswith(".css") else None
+
+    client = CachedAssets(__name__, root_path=str(tmp_path)).test_client()
+    assert client.get("/static/app.css").headers["Cache-Control"] == "public, max-age=86400"
+    assert client.get("/static/index.html").headers["Cache-Control"] == "no-cache"

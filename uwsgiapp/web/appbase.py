@@ -21,7 +21,7 @@ from .blueprints import Blueprint
 from .config import DEFAULT_CONFIG, Config
 from .ctx import AppGlobals, RequestContext
 from .globals import _cv_request
-from .helpers import send_from_directory
+from .helpers import max_age_seconds, send_from_directory
 from .scaffold import ErrorHandler, F, Scaffold
 from .sessions import SessionInterface
 from .wrappers import Request, Response
@@ -360,6 +360,12 @@ class AppBase(Scaffold):
         return rule, t.cast("dict[str, t.Any]", args)  # werkzeug's is a dict
 
     # -- static files ---------------------------------------------------------------------
+
+    def get_send_file_max_age(self, filename: str | None) -> int | None:
+        """Seconds a client may cache a file sent without ``max_age`` (``send_file``, static
+        files): ``SEND_FILE_MAX_AGE_DEFAULT``, seconds or a timedelta; None (the default) sends
+        ``no-cache``, so it is revalidated. As in Flask; override it to vary by file."""
+        return max_age_seconds(self.config["SEND_FILE_MAX_AGE_DEFAULT"])
 
     def send_static_file(self, filename: str) -> Response:
         """The view behind the ``static`` endpoint: a file from :attr:`static_folder`."""

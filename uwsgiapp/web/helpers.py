@@ -8,7 +8,7 @@ import json
 import os
 import typing as t
 import uuid
-from datetime import date
+from datetime import date, timedelta
 
 from werkzeug.exceptions import abort as _abort
 from werkzeug.http import http_date
@@ -29,6 +29,7 @@ __all__ = [
     "dumps",
     "jsonify",
     "make_response",
+    "max_age_seconds",
     "redirect",
     "send_file",
     "send_from_directory",
@@ -128,6 +129,15 @@ def _app() -> App:
     return ctx.app
 
 
+def max_age_seconds(value: timedelta | float | None) -> int | None:
+    """``SEND_FILE_MAX_AGE_DEFAULT`` in whole seconds (it may be a timedelta), or None."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        return int(value.total_seconds())
+    return int(value)
+
+
 def send_file(
     path_or_file: os.PathLike[str] | str | t.IO[bytes],
     mimetype: str | None = None,
@@ -142,6 +152,7 @@ def send_file(
 
     The body goes through the server's ``wsgi.file_wrapper`` when it offers one, conditional
     requests get 304 and ranges get 206. Relative paths are relative to ``app.root_path``.
+    Without ``max_age``, the app's ``get_send_file_max_age`` decides (as in Flask).
     """
     app = _app()
     return t.cast(
@@ -155,7 +166,7 @@ def send_file(
             conditional=conditional,
             etag=etag,
             last_modified=last_modified,
-            max_age=max_age,
+            max_age=app.get_send_file_max_age if max_age is None else max_age,
             response_class=app.response_class,
             _root_path=app.root_path,
         ),
@@ -167,6 +178,8 @@ def send_from_directory(
 ) -> Response:
     """Send ``path`` from inside ``directory``; a path escaping it is a 404."""
     app = _app()
+    if kwargs.get("max_age") is None:
+        kwargs["max_age"] = app.get_send_file_max_age
     return t.cast(
         "Response",
         _send_from_directory(
