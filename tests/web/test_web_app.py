@@ -157,3 +157,12 @@ def test_endpoint_decorator_gives_a_rule_added_without_a_view_its_view() -> None
     assert client.get("/item/4").data == b"item 4"
     with pytest.raises(RuntimeError, match="after the app handled its first request"):
         app.endpoint("late")(lambda: "late")
+
+
+def test_app_extensions_is_a_dict_as_in_flask() -> None:
+    # Extensions-style code (`app.extensions["notes"] = store` in create_app()) crashed with
+    # an AttributeError at start (the web trial).
+    app = App(__name__)
+    app.extensions["notes"] = {"ready": True}
+    assert app.extensions == {"notes": {"ready": True}}
+    assert App(__name__).extensions == {}  # one per app

@@ -87,6 +87,8 @@ class AppBase(Scaffold):
         self.view_functions: dict[str, t.Callable[..., t.Any]] = {}
         self.url_map = Map()
         self.blueprints: dict[str, Blueprint] = {}
+        #: What extensions-style code registers (Flask's ``app.extensions``).
+        self.extensions: dict[str, t.Any] = {}
         self._adapters: dict[tuple[t.Any, ...], MapAdapter] = {}
         self._matches: dict[tuple[MapAdapter, str, str], UrlRule] = {}
         self._got_first_request = False
