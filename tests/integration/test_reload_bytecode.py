@@ -41,31 +41,6 @@ def test_a_cache_written_before_its_source_changed_may_be_stale() -> None:
     assert not may_be_stale(2_000_000_000, 1_500_000_000, 0b11)
 
 
-@pytest.mark.parametrize("lazy", [False, True], ids=["preloaded", "lazy-apps"])
-def test_hup_serves_a_same_size_rewrite_made_in_the_caches_second(
-    tmp_path: Path, nginx_available: None, monkeypatch: pytest.MonkeyPatch, lazy: bool
-) -> None:
-    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)  # caches as in production
-    appdir = tmp_path / "app"
-    appdir.mkdir()
-    (appdir / "reapp.py").write_text(APP)
-    helper = appdir / "helpers.py"
-    helper.write_text(HELPER.format(version="v1"))
-    # The deploy's two writes fall in one second, after the first import wrote its cache: a
-    # second still to come makes it certain however long the start takes.
-    second = int(time.time()) + 60
-    os.utime(helper, (second + 0.1, second + 0.1))
-    options = {"workers": 2, "lazy_apps": lazy, "pythonpath": [str(appdir)]}
-    with stack(tmp_path, "reapp:app", **options) as (server, nginx):
-        assert _answers(nginx, b"v1")
-        assert list((appdir / "__pycache__").glob("helpers.*.pyc")), "no cache was written"
-        helper.write_text(HELPER.format(version="v2"))  # the same size
-        os.utime(helper, (second + 0.5, second + 0.5))
-        server.signal(signal.SIGHUP)
-        wait_until(lambda: "ready, stopping" in server.log(), 10, "the reload")
-        assert _answers(nginx, b"v2")
-
-
 FILE_APP = """
 VERSION = {version!r}
 
@@ -75,23 +50,34 @@ def app(environ, start_response):
 """
 
 
-def test_hup_serves_a_same_size_rewrite_of_an_app_given_as_a_file(
-    tmp_path: Path, nginx_available: None, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("how", ["preloaded", "lazy-apps", "app-file"])
+def test_hup_serves_a_same_size_rewrite_made_in_the_caches_second(
+    tmp_path: Path, nginx_available: None, monkeypatch: pytest.MonkeyPatch, how: str
 ) -> None:
-    # `uwsgiapp serve path/to/app.py:app` (uWSGI's wsgi-file): the entry file was loaded by
-    # the stock loader, its stale cache used, while the modules it imports were checked.
-    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)
+    # "app-file": `uwsgiapp serve path/to/app.py:app` (uWSGI's wsgi-file), whose entry file
+    # was loaded by the stock loader, its stale cache used, while its imports were checked.
+    monkeypatch.delenv("PYTHONDONTWRITEBYTECODE", raising=False)  # caches as in production
     appdir = tmp_path / "app"
     appdir.mkdir()
-    entry = appdir / "fileapp.py"
-    entry.write_text(FILE_APP.format(version="v1"))
+    if how == "app-file":
+        changed, template = appdir / "fileapp.py", FILE_APP
+        spec, options = f"{changed}:app", {"workers": 1}
+    else:
+        (appdir / "reapp.py").write_text(APP)
+        changed, template = appdir / "helpers.py", HELPER
+        spec = "reapp:app"
+        options = {"workers": 2, "lazy_apps": how == "lazy-apps", "pythonpath": [str(appdir)]}
+    changed.write_text(template.format(version="v1"))
+    # The deploy's two writes fall in one second, after the first import wrote its cache: a
+    # second still to come makes it certain however long the start takes.
     second = int(time.time()) + 60
-    os.utime(entry, (second + 0.1, second + 0.1))
-    with stack(tmp_path, f"{entry}:app", workers=1) as (server, nginx):
+    os.utime(changed, (second + 0.1, second + 0.1))
+    with stack(tmp_path, spec, **options) as (server, nginx):
         assert _answers(nginx, b"v1")
-        assert list((appdir / "__pycache__").glob("fileapp.*.pyc")), "no cache was written"
-        entry.write_text(FILE_APP.format(version="v2"))  # the same size
-        os.utime(entry, (second + 0.5, second + 0.5))
+        cached = list((appdir / "__pycache__").glob(f"{changed.stem}.*.pyc"))
+        assert cached, "no cache was written"
+        changed.write_text(template.format(version="v2"))  # the same size
+        os.utime(changed, (second + 0.5, second + 0.5))
         server.signal(signal.SIGHUP)
         wait_until(lambda: "ready, stopping" in server.log(), 10, "the reload")
         assert _answers(nginx, b"v2")

@@ -13,18 +13,11 @@ from pathlib import Path
 import pytest
 
 from uwsgiapp.supervisor.dumps import MAX_DUMP, DumpFiles, clock_time, dump_text
+from uwsgiapp.supervisor.importconns import is_open
 from uwsgiapp.supervisor.oomkills import OomKills
 from uwsgiapp.supervisor.workerexit import kill_all
 
 pytestmark = pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="no memfd_create")
-
-
-def _is_open(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-    except OSError:
-        return False
-    return True
 
 
 def test_the_text_is_escaped_line_by_line_without_trailing_blank_lines() -> None:
@@ -53,7 +46,7 @@ def test_a_dump_is_logged_once_as_one_record_and_its_file_closed(
         "Fatal Python error: Segmentation fault\n\n"
         'Current thread 0x2 (most recent call first):\n  File "x.py", line 1 in g'
     ]
-    assert not _is_open(fd)
+    assert not is_open(fd)
 
 
 def test_the_clock_time_has_the_logs_milliseconds() -> None:
@@ -77,7 +70,7 @@ def test_no_dump_no_record_and_a_huge_one_is_cut(caplog: pytest.LogCaptureFixtur
         .getMessage()
         .endswith("\n" + "x" * MAX_DUMP + "\n(the rest cut: the first 256 KiB)")
     )
-    assert not _is_open(quiet) and not _is_open(huge)
+    assert not is_open(quiet) and not is_open(huge)
 
 
 def test_a_failed_fork_closes_its_file_and_a_worker_closes_its_siblings() -> None:
@@ -85,11 +78,11 @@ def test_a_failed_fork_closes_its_file_and_a_worker_closes_its_siblings() -> Non
     failed, sibling, own = dumps.open(), dumps.open(), dumps.open()
     assert failed is not None and sibling is not None and own is not None
     dumps.forked(0, failed)
-    assert not _is_open(failed)
+    assert not is_open(failed)
     dumps.forked(99, sibling)
     dumps.in_worker()  # as in the worker forked with ``own``: not yet recorded as anyone's
-    assert not _is_open(sibling)
-    assert _is_open(own)
+    assert not is_open(sibling)
+    assert is_open(own)
     dumps.exited(99)  # nothing left to read or close
     os.close(own)
 

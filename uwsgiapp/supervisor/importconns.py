@@ -15,7 +15,7 @@ import os
 import socket
 import stat
 
-__all__ = ["connection_warning", "open_fds", "peer_of", "say_import_connections"]
+__all__ = ["connection_warning", "is_open", "open_fds", "peer_of", "say_import_connections"]
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -28,10 +28,11 @@ def open_fds() -> set[int]:
         return set()
     # The listing's own descriptor, closed by now, is among them: a later listing would
     # otherwise take the connection that reuses its number for one that was there before.
-    return {fd for fd in listed if _is_open(fd)}
+    return {fd for fd in listed if is_open(fd)}
 
 
-def _is_open(fd: int) -> bool:
+def is_open(fd: int) -> bool:
+    """Whether ``fd`` is an open file descriptor of this process."""
     try:
         os.fstat(fd)
     except OSError:
