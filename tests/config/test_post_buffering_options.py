@@ -3,6 +3,7 @@ an ini (uWSGI's ``post-buffering``, now honoured); a bad value stops the start n
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from cli.cli_testkit import run_cli
 from uwsgiapp.config import ConfigError, make_config
 from uwsgiapp.config.model import MAX_POST_BUFFERING
 from uwsgiapp.exitcodes import ServeExit
+from uwsgiapp.server.spool import check_spool_dir
 
 
 @pytest.mark.parametrize(
@@ -107,3 +109,17 @@ def test_a_spool_directory_that_cannot_be_written_stops_the_start(tmp_path: Path
     said = f"--post-buffering-dir: cannot make a temporary file in {missing}: No such file"
     assert said.encode() in r.stderr, r.stderr
     assert not socket.exists()
+
+
+def test_no_writable_temporary_directory_stops_the_start_with_a_message(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A read-only root filesystem with no tmpfs (a locked-down container): Python's
+    # gettempdir() finds no candidate it can write and raises; the start ended in a traceback
+    # (exit 1, "internal error") instead of the option's message (exit 3).
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() caches its answer
+    monkeypatch.setattr(tempfile, "_candidate_tempdir_list", lambda: [str(tmp_path / "ro")])
+    where, error = check_spool_dir("")
+    assert where == ""
+    assert error.startswith("No usable temporary directory found in"), error
+    assert "mount a tmpfs on /tmp" in error

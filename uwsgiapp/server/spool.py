@@ -58,7 +58,15 @@ def check_spool_dir(configured: str) -> tuple[str, str]:
     """The spool directory made absolute, and why no temporary file can be made there ('':
     it can). Tried once at start-up as the workers' user: a directory they cannot write
     stops the start, not each large upload later."""
-    where = os.path.abspath(configured or default_spool_dir())
+    if not configured:
+        try:
+            configured = default_spool_dir()
+        except OSError as exc:  # none of TMPDIR, /tmp, /var/tmp, /usr/tmp, the cwd is writable
+            return "", (
+                f"{exc.strerror or exc} (name a directory the workers' user can write, or set "
+                "TMPDIR; on a read-only root filesystem, mount a tmpfs on /tmp)"
+            )
+    where = os.path.abspath(configured)
     try:
         tempfile.TemporaryFile(dir=where).close()
     except OSError as exc:
