@@ -433,6 +433,21 @@ def test_accept_burst_only_when_another_connection_waited_at_once(
     assert decisions.accept_burst(stopped_early, listener_ready) is burst
 
 
+@pytest.mark.parametrize(
+    ("code", "stopping", "the_stop"),
+    [
+        (errno.EINVAL, True, True),  # the drain's end shut the sockets down
+        (errno.EINVAL, False, False),  # serving: the app made the socket unusable
+        (errno.EBADF, True, False),
+        (errno.EMFILE, True, False),
+    ],
+)
+def test_an_accept_failed_on_sockets_the_stop_shut_down_is_the_stop(
+    code: int, stopping: bool, the_stop: bool
+) -> None:
+    assert decisions.accept_error_is_the_stop(code, stopping) is the_stop
+
+
 def test_one_client_at_a_time_costs_no_empty_accepts(tmp_path: Path) -> None:
     # Light load: an accept that finds the queue empty costs the kernel ~20 times an epoll
     # check, so the worker takes one connection and asks epoll, instead of accepting again.

@@ -86,3 +86,11 @@ def accept_error_recycles(code: int | None) -> str | None:
     if code in (errno.EBADF, errno.ENOTSOCK, errno.EINVAL):
         return " (did the app close it?)"
     return None
+
+
+def accept_error_is_the_stop(code: int | None, server_stopping: bool) -> bool:
+    """Whether an ``accept`` failed with errno ``code`` only because the server's stop shut
+    the listening sockets down (EINVAL once a stopping worker outlasted the drain, see
+    :meth:`~uwsgiapp.server.stopsignals.StopSignals._refuse_late`): the stop, nothing to log
+    or recycle for; the worker just takes no more connections."""
+    return server_stopping and code == errno.EINVAL

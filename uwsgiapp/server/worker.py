@@ -227,6 +227,10 @@ class Worker(StopSignals):
     def _accept_failed(self, listener: Listener, exc: OSError) -> None:
         """``accept`` failed other than for an empty queue: log it; recycle when retrying
         cannot help this process."""
+        flags = self.master_flags
+        stopping = not self.alive and flags is not None and flags.stopping
+        if decisions.accept_error_is_the_stop(exc.errno, stopping):
+            return
         why = decisions.accept_error_recycles(exc.errno)  # retrying may spin for ever
         then = "retrying" if why is None else f"recycling this worker{why}"
         log.error("%s: accept() on %s failed: %s; %s", worker_label(), listener.spec, exc, then)
