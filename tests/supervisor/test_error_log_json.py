@@ -6,7 +6,9 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import re
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -60,3 +62,53 @@ def test_a_live_servers_error_log_is_json_lines(
     assert "bad_apps.py" in raised["traceback"]
     others = [line for line in server.log().splitlines() if not line.startswith("{")]
     assert others == [], others  # nothing of ours outside a record
+
+
+PRINTING_APP = """
+import os, sys
+
+def app(environ, start_response):
+    if environ["PATH_INFO"] == "/raise":
+        raise RuntimeError("boom")
+    for i in range(20):
+        print("app line %d %d" % (os.getpid(), i), "x" * 150, file=sys.stderr)
+        print("app line %d %d" % (os.getpid(), i), "y" * 150)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"printed"]
+"""
+
+
+def test_the_apps_prints_stay_whole_lines_under_pythonunbuffered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # PYTHONUNBUFFERED=1 (the image sets it; most Dockerfiles do) makes a print two writes,
+    # its text and then its newline: between them another worker's line or JSON record got in
+    # (docker logs: "app line ...{"time": ...}" and empty lines, records lost to a parser).
+    monkeypatch.setenv("PYTHONUNBUFFERED", "1")
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "printing_app.py").write_text(PRINTING_APP)
+    server = Server(
+        tmp_path / "s", "printing_app:app", workers=3, error_log_format="json",
+        pythonpath=[str(tmp_path / "app")],
+    ).start()  # fmt: skip
+    address = parse_address(server.socket)
+
+    def client(path: str) -> None:
+        for _ in range(40):
+            request(address, path)
+
+    try:
+        clients = [threading.Thread(target=client, args=(p,)) for p in ["/", "/", "/raise"]]
+        for thread in clients:
+            thread.start()
+        for thread in clients:
+            thread.join(60)
+    finally:
+        server.stop()
+    torn = [
+        line
+        for line in server.log().splitlines()
+        if not (line.startswith("{") and line.endswith("}"))
+        and not re.fullmatch(r"app line \d+ \d+ (x{150}|y{150})", line)
+    ]
+    assert torn == [], torn[:5]

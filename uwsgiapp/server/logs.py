@@ -236,10 +236,13 @@ def setup_error_log(
     logger.setLevel(level)
     logger.propagate = False
     _CAPTURE = capture and isinstance(handler, logging.FileHandler)
-    with contextlib.suppress(AttributeError, ValueError):
-        # What the app prints, line by line as uWSGI writes it, not a block at the worker's
-        # exit (a pipe or file is block-buffered; stderr already is line-buffered).
-        sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+    for std in (sys.stdout, sys.stderr):
+        with contextlib.suppress(AttributeError, ValueError):
+            # What the app prints, line by line as uWSGI writes it, not a block at the worker's
+            # exit (a pipe or file is block-buffered), and each line in one write: with
+            # PYTHONUNBUFFERED (write-through) a print was a write per piece, and the
+            # other workers' lines and records got in between.
+            std.reconfigure(line_buffering=True, write_through=False)  # type: ignore[union-attr]
     if _CAPTURE:
         _capture(handler.stream)
 
