@@ -26,6 +26,7 @@ from typing import Any, Final, Literal
 
 from uwsgiapp.clihints import FOREIGN_OPTIONS
 from uwsgiapp.config.model import Config, ConfigError, option_fields
+from uwsgiapp.config.servicelinks import is_service_link
 from uwsgiapp.logtargets import is_stream
 
 __all__ = [
@@ -253,7 +254,8 @@ def env_layer(
     environ: Mapping[str, str], warnings: list[str] | None = None, *, prefix: str = ENV_PREFIX
 ) -> Layer:
     """``UWSGIAPP_<OPTION>`` variables; unknown ``UWSGIAPP_*`` names are reported in
-    ``warnings`` (a typo must not silently fall back to the default). With ``prefix``
+    ``warnings`` (a typo must not silently fall back to the default), but not those Kubernetes
+    sets for a Service named uwsgiapp (:mod:`~uwsgiapp.config.servicelinks`). With ``prefix``
     :data:`DEFAULT_ENV_PREFIX`, the ``UWSGIAPP_DEFAULT_<OPTION>`` ones instead."""
     layer: Layer = {}
     known = {prefix + spec.name.upper(): spec for spec in _SPECS.values()}
@@ -265,7 +267,7 @@ def env_layer(
         spec = known.get(key)
         if spec is not None:
             layer[spec.name] = Raw(value, f"env {key}")
-        elif warnings is not None:
+        elif warnings is not None and not is_service_link(key, value, prefix):
             warnings.append(f"ignoring unknown environment variable {key}{suggest(key, known)}")
     return layer
 
