@@ -143,8 +143,8 @@ def test_old_code_something_still_holds_is_said(
         line = _reload_line(caplog)
     assert line.endswith(
         "; 1 of the old modules are still held (held_app: by a registration of the old code "
-        "the master cannot undo, such as codecs.register or sys.addaudithook: each HUP keeps "
-        "as much; --lazy-apps reloads without it)"
+        "the master cannot undo, such as codecs.register or sys.addaudithook: kept in the "
+        "master and the workers forked after; --lazy-apps reloads without it)"
     ), line
     import atexit
 

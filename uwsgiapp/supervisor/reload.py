@@ -261,8 +261,8 @@ def held_words(held: list[str]) -> str:
     names = ", ".join(sorted(held)[:5]) + (", ..." if len(held) > 5 else "")
     return (
         f"; {len(held)} of the old modules are still held ({names}: by a registration of the "
-        "old code the master cannot undo, such as codecs.register or sys.addaudithook: each "
-        "HUP keeps as much; --lazy-apps reloads without it)"
+        "old code the master cannot undo, such as codecs.register or sys.addaudithook: kept in "
+        "the master and the workers forked after; --lazy-apps reloads without it)"
     )
 
 
