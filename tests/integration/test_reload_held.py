@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 import pytest
-from support.procs import stack, wait_until
+from support.procs import stack, wait_until, worker_pids
 
 pytestmark = pytest.mark.nginx
 
@@ -157,3 +157,40 @@ def test_hup_lets_go_of_the_old_code_s_context_variables(
         wait_until(lambda: nginx.request("GET", "/")[2] == b"Scope", 10, "the new code")
     found = re.findall(r"reload: app re-imported \((\d+) modules\) in [0-9.]+ s(.*)", server.log())
     assert found == [("1", "")] * 2, found  # without it: "1 of the old modules are still held"
+
+
+#: A uwsgiapp.web app that catches werkzeug's own exception class.
+WEB_APP = """
+from werkzeug.exceptions import NotFound
+
+from uwsgiapp.web import App, abort
+
+app = App(__name__)
+
+
+@app.errorhandler(NotFound)
+def not_found(error):
+    return "ours", 404
+
+
+@app.route("/")
+def index():
+    abort(404)
+"""
+
+
+def test_hup_keeps_what_uwsgiapp_web_uses(tmp_path: Path, nginx_available: None) -> None:
+    # werkzeug came in with the app's import of uwsgiapp.web, so a HUP imported it afresh:
+    # the kept uwsgiapp.web raised the old NotFound, the app's handler caught the new one (a
+    # plain 404 page after the HUP), and 35 old werkzeug modules were held.
+    appdir = tmp_path / "app"
+    appdir.mkdir()
+    (appdir / "webheld.py").write_text(WEB_APP)
+    with stack(tmp_path, "webheld:app", workers=1, pythonpath=[str(appdir)]) as (server, nginx):
+        assert nginx.request("GET", "/")[2] == b"ours"
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "ready, stopping" in server.log(), 10, "the reload")
+        wait_until(lambda: len(worker_pids(server.pid)) == 1, 10, "the old worker's exit")
+        assert nginx.request("GET", "/")[2] == b"ours"
+    found = re.findall(r"reload: app re-imported \((\d+) modules\) in [0-9.]+ s(.*)", server.log())
+    assert found == [("1", "")], found

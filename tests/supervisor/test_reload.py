@@ -15,7 +15,7 @@ import pytest
 from uwsgiapp import hooks
 from uwsgiapp.config import Config, make_config
 from uwsgiapp.importer import load_app
-from uwsgiapp.supervisor import reload
+from uwsgiapp.supervisor import keptmodules, reload
 
 
 def test_a_failure_before_the_import_calls_the_reload_off(
@@ -26,7 +26,7 @@ def test_a_failure_before_the_import_calls_the_reload_off(
     def unreadable() -> tuple[str, ...]:
         raise ModuleNotFoundError("No module named '_sysconfigdata__linux_x86_64-linux-gnu'")
 
-    monkeypatch.setattr(reload, "library_dirs", unreadable)
+    monkeypatch.setattr(keptmodules, "library_dirs", unreadable)
     modules = dict(sys.modules)
     with caplog.at_level(logging.ERROR, logger="uwsgiapp.error"):
         app = reload.reimport(make_config(app="no_such_module_here:app"), set(sys.modules))
@@ -40,13 +40,13 @@ def test_a_failure_before_the_import_calls_the_reload_off(
 def test_where_the_library_is_is_asked_once(monkeypatch: pytest.MonkeyPatch) -> None:
     # Asked before a --uid drop, answered from then on: the dropped user may not be able to
     # import sysconfig's data module (every HUP was called off under Python 3.13).
-    expected = (reload.library_dirs(), reload.site_dirs())
+    expected = (keptmodules.library_dirs(), keptmodules.site_dirs())
 
     def unreadable() -> dict[str, str]:
         raise ModuleNotFoundError("No module named '_sysconfigdata__linux_x86_64-linux-gnu'")
 
-    monkeypatch.setattr(reload.sysconfig, "get_paths", unreadable)
-    assert (reload.library_dirs(), reload.site_dirs()) == expected
+    monkeypatch.setattr(keptmodules.sysconfig, "get_paths", unreadable)
+    assert (keptmodules.library_dirs(), keptmodules.site_dirs()) == expected
 
 
 #: Django's pattern (``Signal.connect``): a finalizer per receiver whose callback is a bound

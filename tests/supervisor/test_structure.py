@@ -15,8 +15,9 @@ import pytest
 from uwsgiapp.exitcodes import COMMAND_EXIT_CODES, ClientExit, ServeExit, WorkerExit, help_text
 from uwsgiapp.supervisor import mastersignals
 from uwsgiapp.supervisor.actions import Log, LogLevel
+from uwsgiapp.supervisor.keptmodules import app_modules, library_dirs
 from uwsgiapp.supervisor.policy import Policy
-from uwsgiapp.supervisor.reload import app_modules, library_dirs, one_line
+from uwsgiapp.supervisor.reload import one_line
 
 
 def _modules_after(statement: str) -> set[str]:

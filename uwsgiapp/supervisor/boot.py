@@ -42,15 +42,11 @@ from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import privileges, titles
 from uwsgiapp.supervisor.arbiter import Arbiter
 from uwsgiapp.supervisor.importconns import open_fds
+from uwsgiapp.supervisor.keptmodules import library_dirs, site_dirs
 from uwsgiapp.supervisor.listening import say_listening
 from uwsgiapp.supervisor.mastersignals import EARLY_SIGNUMS, forget_early, keep_for_later
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
-from uwsgiapp.supervisor.reload import (
-    first_import,
-    library_dirs,
-    say_import_leftovers,
-    site_dirs,
-)
+from uwsgiapp.supervisor.reload import first_import, say_import_leftovers
 from uwsgiapp.supervisor.rootpaths import access_log_file, anchored
 from uwsgiapp.supervisor.sdnotify import Notifier
 from uwsgiapp.termsignals import STOP_SIGNALS

@@ -36,16 +36,12 @@ put back as it was before the re-import, and again if the re-import fails
 from __future__ import annotations
 
 import contextlib
-import functools
 import gc
 import importlib
 import importlib.machinery
 import logging
-import os
 import re
-import site
 import sys
-import sysconfig
 import threading
 import time
 import types
@@ -57,82 +53,15 @@ from uwsgiapp.config import Config
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.supervisor.actions import ReloadKind
 from uwsgiapp.supervisor.importconns import open_fds, say_import_connections
+from uwsgiapp.supervisor.keptmodules import app_modules
 from uwsgiapp.supervisor.leftovers import Taken, put_back, release_old_code, take_out
 from uwsgiapp.supervisor.mastersignals import MasterSignals, StopDuringReimport
 from uwsgiapp.supervisor.patches import Patches
 from uwsgiapp.supervisor.registrations import Registrations, attach, close_handlers
-from uwsgiproto import Limits
 
 log = logging.getLogger("uwsgiapp.error")
 
-_EXTENSIONS = tuple(importlib.machinery.EXTENSION_SUFFIXES)
-#: Compiled into the interpreter: of the standard library, though no file says so.
-_BUILT_IN = frozenset(sys.builtin_module_names)
-#: Top-level packages that belong to the server itself (and its codec), not to the app.
-_OURS = frozenset({__name__.partition(".")[0], Limits.__module__.partition(".")[0]})
 _FILE_LINE = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)')
-
-
-@functools.cache
-def library_dirs() -> tuple[str, ...]:
-    """Where the standard library is (with a trailing slash). Asked once, before a ``--uid``
-    drop (:func:`uwsgiapp.supervisor.boot`): sysconfig imports its data module on first use,
-    which the dropped user may not be able to read (a Python under /root)."""
-    paths = sysconfig.get_paths()
-    found = {paths[key] for key in ("stdlib", "platstdlib") if key in paths}
-    return tuple(os.path.join(os.path.realpath(p), "") for p in found if p)
-
-
-@functools.cache
-def site_dirs() -> tuple[str, ...]:
-    """Where installed packages are (inside the standard library's directory in a venv)."""
-    paths = sysconfig.get_paths()
-    found = {paths[key] for key in ("purelib", "platlib") if key in paths}
-    found.update(site.getsitepackages() if hasattr(site, "getsitepackages") else ())
-    found.add(site.getusersitepackages())
-    return tuple(os.path.join(os.path.realpath(p), "") for p in found if p)
-
-
-def _where(module: object) -> str:
-    """The file a module was loaded from, or a namespace package's first directory ('')."""
-    path = getattr(module, "__file__", None)
-    if not isinstance(path, str):
-        paths = list(getattr(module, "__path__", None) or ())
-        path = paths[0] if paths and isinstance(paths[0], str) else ""
-    return os.path.realpath(path) if path else ""
-
-
-def app_modules(
-    loaded: Iterable[str],
-    before: set[str],
-    stdlib: tuple[str, ...] | None = None,
-    installed: tuple[str, ...] | None = None,
-) -> list[str]:
-    """The names in ``loaded`` (``sys.modules``) to import afresh: not there ``before`` the
-    app, not uwsgiapp's own, not of the standard library (``stdlib`` but not ``installed``
-    directories, or compiled into the interpreter), not of a top-level package with an
-    extension module loaded, and not a second name of a module loaded before
-    (multiprocessing's ``__mp_main__`` is ``__main__``).
-
-    A module compiled in, imported afresh, left the old one to the kept module of the
-    standard library that imported it first (``gzip`` its ``zlib``): held for good, and its
-    exceptions no longer the ones the app's new code catches."""
-    stdlib = library_dirs() if stdlib is None else stdlib
-    installed = site_dirs() if installed is None else installed
-    earlier = {id(sys.modules[name]) for name in before if name in sys.modules}
-    candidates: list[tuple[str, str]] = []
-    native: set[str] = set()
-    for name in loaded:
-        top = name.partition(".")[0]
-        module = sys.modules.get(name)
-        if name in before or top in _OURS or id(module) in earlier or name in _BUILT_IN:
-            continue
-        where = _where(module)
-        if where.endswith(_EXTENSIONS):
-            native.add(top)
-        elif not where.startswith(stdlib) or where.startswith(installed):
-            candidates.append((name, top))
-    return [name for name, top in candidates if top not in native]
 
 
 def one_line(message: str) -> str:

@@ -1,0 +1,124 @@
+"""Which modules a ``HUP``'s re-import takes out of ``sys.modules`` to import afresh, and
+which it keeps (:func:`app_modules`): the standard library, uwsgiapp's own and what they use,
+packages with an extension module loaded.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.machinery
+import os
+import site
+import sys
+import sysconfig
+import types
+from collections.abc import Iterable
+
+from uwsgiproto import Limits
+
+__all__ = ["app_modules", "library_dirs", "site_dirs", "used_by_ours"]
+
+_EXTENSIONS = tuple(importlib.machinery.EXTENSION_SUFFIXES)
+#: Compiled into the interpreter: of the standard library, though no file says so.
+_BUILT_IN = frozenset(sys.builtin_module_names)
+#: Top-level packages that belong to the server itself (and its codec), not to the app.
+_OURS = frozenset({__name__.partition(".")[0], Limits.__module__.partition(".")[0]})
+
+
+@functools.cache
+def library_dirs() -> tuple[str, ...]:
+    """Where the standard library is (with a trailing slash). Asked once, before a ``--uid``
+    drop (:func:`uwsgiapp.supervisor.boot`): sysconfig imports its data module on first use,
+    which the dropped user may not be able to read (a Python under /root)."""
+    paths = sysconfig.get_paths()
+    found = {paths[key] for key in ("stdlib", "platstdlib") if key in paths}
+    return tuple(os.path.join(os.path.realpath(p), "") for p in found if p)
+
+
+@functools.cache
+def site_dirs() -> tuple[str, ...]:
+    """Where installed packages are (inside the standard library's directory in a venv)."""
+    paths = sysconfig.get_paths()
+    found = {paths[key] for key in ("purelib", "platlib") if key in paths}
+    found.update(site.getsitepackages() if hasattr(site, "getsitepackages") else ())
+    found.add(site.getusersitepackages())
+    return tuple(os.path.join(os.path.realpath(p), "") for p in found if p)
+
+
+def _where(module: object) -> str:
+    """The file a module was loaded from, or a namespace package's first directory ('')."""
+    path = getattr(module, "__file__", None)
+    if not isinstance(path, str):
+        paths = list(getattr(module, "__path__", None) or ())
+        path = paths[0] if paths and isinstance(paths[0], str) else ""
+    return os.path.realpath(path) if path else ""
+
+
+def app_modules(
+    loaded: Iterable[str],
+    before: set[str],
+    stdlib: tuple[str, ...] | None = None,
+    installed: tuple[str, ...] | None = None,
+) -> list[str]:
+    """The names in ``loaded`` (``sys.modules``) to import afresh: not there ``before`` the
+    app, not uwsgiapp's own, not of the standard library (``stdlib`` but not ``installed``
+    directories, or compiled into the interpreter), not of a top-level package with an
+    extension module loaded, and not a second name of a module loaded before
+    (multiprocessing's ``__mp_main__`` is ``__main__``).
+
+    A module compiled in, imported afresh, left the old one to the kept module of the
+    standard library that imported it first (``gzip`` its ``zlib``): held for good, and its
+    exceptions no longer the ones the app's new code catches."""
+    stdlib = library_dirs() if stdlib is None else stdlib
+    installed = site_dirs() if installed is None else installed
+    earlier = {id(sys.modules[name]) for name in before if name in sys.modules}
+    candidates: list[tuple[str, str]] = []
+    native: set[str] = set()
+    for name in loaded:
+        top = name.partition(".")[0]
+        module = sys.modules.get(name)
+        if name in before or top in _OURS or id(module) in earlier or name in _BUILT_IN:
+            continue
+        where = _where(module)
+        if where.endswith(_EXTENSIONS):
+            native.add(top)
+        elif not where.startswith(stdlib) or where.startswith(installed):
+            candidates.append((name, top))
+    kept = native | used_by_ours({top for _, top in candidates})
+    return [name for name, top in candidates if top not in kept]
+
+
+def used_by_ours(tops: set[str]) -> set[str]:
+    """Of the top-level packages ``tops``, those uwsgiapp's own modules use (werkzeug, once the
+    app imported ``uwsgiapp.web``), and those these use in turn (markupsafe): kept, as ours are.
+    Imported afresh, they left ``uwsgiapp.web`` with the old copy and the app with a new one:
+    an ``errorhandler(NotFound)`` of the new werkzeug's class never saw the old one's 404."""
+    kept: set[str] = set()
+    scan = set(_OURS)
+    while scan:
+        found: set[str] = set()
+        for name, module in list(sys.modules.items()):
+            if name.partition(".")[0] in scan and isinstance(module, types.ModuleType):
+                found.update(_tops_used(module) & tops)
+        scan = found - kept
+        kept |= found
+    return kept
+
+
+def _tops_used(module: types.ModuleType) -> set[str]:
+    """The top-level packages of what ``module``'s globals are: modules, functions, classes and
+    instances (asked of ``type()`` and dicts only: a proxy, ``uwsgiapp.web.request``, would look
+    for a request)."""
+    used = set()
+    for value in list(vars(module).values()):
+        kind = type(value)
+        if issubclass(kind, types.ModuleType):
+            named = vars(value).get("__name__")
+        elif kind is types.FunctionType or issubclass(kind, type):
+            named = vars(value).get("__module__") if kind is not types.FunctionType else None
+            named = named or getattr(value, "__module__", None)
+        else:
+            named = vars(kind).get("__module__")
+        if isinstance(named, str):
+            used.add(named.partition(".")[0])
+    return used
