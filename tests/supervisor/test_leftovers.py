@@ -3,6 +3,7 @@ re-import and put back if it fails (:mod:`uwsgiapp.supervisor.leftovers`), in-pr
 
 from __future__ import annotations
 
+import contextvars
 import copyreg
 import logging
 import sys
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from uwsgiapp.supervisor import leftovers
 from uwsgiapp.supervisor.leftovers import of_old_code, put_back, take_out
 
 OLD_CODE = """
@@ -117,3 +119,28 @@ def test_whose_an_entry_is_is_asked_without_setting_a_lazy_object_up() -> None:
     assert of_old_code(_Lazy(), {__name__})
     assert of_old_code(lambda: None, {__name__}) and of_old_code(_Lazy, {__name__})
     assert not of_old_code(logging.Filter(), {__name__})
+
+
+def test_old_context_variables_go_back_to_their_default_but_not_a_kept_module_s() -> None:
+    # Cleared after the re-import: a kept module's variable the old code only imported (an
+    # app's `from uwsgiapp.web.globals import ...`) holds the new code's value by then, and
+    # was set to None; a variable with a default got None in place of it.
+    kept = types.ModuleType("kept_ctx_lib")
+    kept.SHARED = contextvars.ContextVar("shared")
+    sys.modules["kept_ctx_lib"] = kept
+    try:
+        old = types.ModuleType("old_app_ctx")
+        old.SHARED = kept.SHARED
+        old.OWN = contextvars.ContextVar("own", default="the default")
+        old.BARE = contextvars.ContextVar("bare")
+
+        def run() -> tuple[object, object, object]:
+            kept.SHARED.set("new code's")
+            old.OWN.set("old scope")
+            old.BARE.set("old scope")
+            leftovers._clear_old_context_vars([old])
+            return kept.SHARED.get(), old.OWN.get(), old.BARE.get()
+
+        assert contextvars.Context().run(run) == ("new code's", "the default", None)
+    finally:
+        del sys.modules["kept_ctx_lib"]

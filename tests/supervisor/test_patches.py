@@ -111,7 +111,7 @@ def method(self):
 kept_std.hook = hook
 kept_std.Thing.method = method
 kept_std.added = hook
-kept_std.flag = True        # not code: left
+kept_std.flag = True        # not code, but beside the code's patches: its guard (undone too)
 kept_std.joined = os.path.join  # the standard library's own code: left
 """
 
@@ -129,12 +129,16 @@ def test_what_an_import_patched_is_put_back_and_applied_again(
         ("kept_std", "hook", "patcher_lib"),
         ("kept_std", "method", "patcher_lib"),
         ("kept_std", "added", "patcher_lib"),
+        ("kept_std", "flag", "patcher_lib"),
     }
     undone = patches.undo(lambda name: name == "patcher_lib")
     assert (kept.hook, kept.Thing.method) == (real_hook, real_method)
-    assert not hasattr(kept, "added") and kept.flag is True and kept.joined is os.path.join
+    # nest_asyncio's `_nest_patched`: a guard left in place kept the new code from patching
+    assert not hasattr(kept, "added") and not hasattr(kept, "flag")
+    assert kept.joined is os.path.join
     patches.redo(undone)  # the re-import failed: the old code's patches again
     assert kept.hook() == kept.Thing().method() == kept.added() == "patched"
+    assert kept.flag is True
 
 
 def test_a_patch_something_replaced_since_is_left(
@@ -146,7 +150,7 @@ def test_a_patch_something_replaced_since_is_left(
         importlib.import_module("patcher_lib")
     kept.hook = later = lambda: "later"
     undone = patches.undo(lambda name: name == "patcher_lib")
-    assert {p.name for p in undone} == {"method", "added"}
+    assert {p.name for p in undone} == {"method", "added", "flag"}
     assert kept.hook is later
 
 
@@ -213,3 +217,67 @@ def test_a_hup_patches_a_clean_library_and_a_failed_one_leaves_the_old_patches(
             assert kept.hook() == f"{version} over real"
     finally:
         reload._patched.undo(lambda name: name == "patchme")
+
+
+KEPT_WRAPPER = """
+import functools, kept_std
+
+real = kept_std.hook
+
+@functools.wraps(real)
+def kept_layer():  # a kept library's instrumentation (New Relic's, initialised once)
+    return 'kept:' + real()
+
+kept_std.hook = kept_layer
+"""
+DROPPED_WRAPPER = """
+import functools, kept_std
+
+inner = kept_std.hook
+
+@functools.wraps(inner)
+def outer():
+    return 'dropped:' + inner()
+
+kept_std.hook = outer
+"""
+
+
+def test_a_kept_library_s_layer_beneath_the_patch_stays(
+    kept: types.ModuleType, library: Callable[..., Any]
+) -> None:
+    # New Relic (kept: C extensions) wraps at init, sentry (re-imported) wraps it again: the
+    # undo put back the original, and New Relic's instrumentation was gone for good.
+    library("kept_lib", KEPT_WRAPPER)
+    library("dropped_lib", DROPPED_WRAPPER)
+    patches = Patches()
+    with patches.recording():
+        importlib.import_module("kept_lib")
+        importlib.import_module("dropped_lib")
+    assert kept.hook() == "dropped:kept:real"
+    patches.undo(lambda name: name == "dropped_lib")
+    assert kept.hook() == "kept:real"
+
+
+def test_a_finder_that_asks_the_others_does_not_recurse_through_ours(
+    library: Callable[..., Any],
+) -> None:
+    # A hand-written post-import hook that asks every other finder (ours among them) for the
+    # same name: a RecursionError stopped the app's start.
+    class Asking:
+        def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+            for finder in list(sys.meta_path):
+                if finder is not self and hasattr(finder, "find_spec"):
+                    spec = finder.find_spec(name, path, target)
+                    if spec is not None:
+                        return spec
+            return None
+
+    library("asked_lib", "VALUE = 1\n")
+    asking = Asking()
+    sys.meta_path.insert(0, asking)
+    try:
+        with Patches().recording():
+            assert importlib.import_module("asked_lib").VALUE == 1
+    finally:
+        sys.meta_path.remove(asking)

@@ -155,13 +155,24 @@ def _old_method(func: object, old_globals: set[int]) -> bool:
 
 
 def _clear_old_context_vars(old_modules: Iterable[types.ModuleType]) -> None:
-    """Set to None, in this thread's context, the variables of ``old_modules`` (module
-    globals that are a ``ContextVar``) that have a value there."""
+    """Set back to its default (None without one), in this thread's context, each variable of
+    ``old_modules`` (module globals that are a ``ContextVar``) that has a value there, but
+    one a loaded module also holds (a kept module's, which the old code only imported:
+    ``uwsgiapp.web``'s, which the new code set again)."""
     current = contextvars.copy_context()
+    loaded: set[int] = set()
+    for module in list(sys.modules.values()):
+        with contextlib.suppress(Exception):  # a lazy module loads as its dict is read
+            space = vars(module) if isinstance(module, types.ModuleType) else {}
+            loaded.update(id(v) for v in space.values() if type(v) is contextvars.ContextVar)
     for module in old_modules:
-        for value in list(vars(module).values()):
-            if type(value) is contextvars.ContextVar and value in current:
-                value.set(None)
+        for var in list(vars(module).values()):
+            if type(var) is contextvars.ContextVar and var in current and id(var) not in loaded:
+                try:
+                    default = contextvars.Context().run(var.get)
+                except LookupError:  # none declared
+                    default = None
+                var.set(default)
 
 
 def release_old_code(old_modules: Iterable[types.ModuleType]) -> int:

@@ -105,10 +105,14 @@ class _Notes:
         self.owners: dict[int, tuple[object, str, dict[str, object]]] = {}
 
     def note(self, module: object) -> None:
-        """Note ``module``'s attributes and those of the classes it defines (once each)."""
+        """Note ``module``'s attributes and those of the classes it defines (once each); a
+        module that cannot be read (a lazy module whose load fails) is skipped."""
         if not issubclass(type(module), types.ModuleType):
             return
-        space = vars(module)
+        try:
+            space = vars(module)
+        except Exception:  # LazyLoader's module loads here, and may fail
+            return
         where = space.get("__name__")
         if type(where) is not str or id(module) in self.owners:
             return
@@ -122,13 +126,23 @@ class _Notes:
         """What was replaced or added since, with code of a module ``kept`` says is not."""
         found = []
         for owner, where, before in self.owners.values():
+            patched: list[Patch] = []
+            other: list[tuple[str, object, object]] = []
             for name, new in list(vars(owner).items()):
                 old = before.get(name, MISSING)
                 if new is old:
                     continue
                 code = code_module(new)
-                if code is not None and not kept(code):
-                    found.append(Patch(owner, name, old, new, code, where))
+                if code is None:
+                    other.append((name, old, new))
+                elif not kept(code):
+                    patched.append(Patch(owner, name, old, new, code, where))
+            found += patched
+            if patched:  # the flags the same code set beside its patches: nest_asyncio's
+                # `_nest_patched` guard, left alone, kept the new code from patching again
+                found += [
+                    Patch(owner, n, old, new, patched[0].code, where) for n, old, new in other
+                ]
         return found
 
 
@@ -139,20 +153,29 @@ class _AfterExec:
     def __init__(self, notes: _Notes) -> None:
         self.notes = notes
         self.loaders: list[object] = []
+        #: The names being looked up: an app's finder that asks the others (ours among them)
+        #: for the same name gets None from us, not a recursion.
+        self.in_progress: set[str] = set()
 
     def find_spec(
         self, name: str, path: Sequence[str] | None, target: types.ModuleType | None = None
     ) -> Any:
         """The spec the other finders give, its loader made to note what it executes."""
-        for finder in list(sys.meta_path):
-            find = getattr(finder, "find_spec", None)
-            if finder is self or find is None:
-                continue
-            spec = find(name, path, target)
-            if spec is not None:
-                self._watch(spec.loader)
-                return spec
-        return None
+        if name in self.in_progress:
+            return None
+        self.in_progress.add(name)
+        try:
+            for finder in list(sys.meta_path):
+                find = getattr(finder, "find_spec", None)
+                if finder is self or find is None:
+                    continue
+                spec = find(name, path, target)
+                if spec is not None:
+                    self._watch(spec.loader)
+                    return spec
+            return None
+        finally:
+            self.in_progress.discard(name)
 
     def _watch(self, loader: object) -> None:
         # An instance's own attribute, taken off after the import: its class and what
@@ -236,7 +259,7 @@ class Patches:
         undone = []
         for patch in reversed(self.patches):
             if dropped(patch.code) and not dropped(patch.where) and patch.current() is patch.new:
-                _set(patch.owner, patch.name, patch.old)
+                _set(patch.owner, patch.name, _beneath(patch, dropped))
                 undone.append(patch)
         return undone
 
@@ -244,6 +267,40 @@ class Patches:
         """Apply again the patches :meth:`undo` took out."""
         for patch in reversed(undone):
             _set(patch.owner, patch.name, patch.new)
+
+
+def _beneath(patch: Patch, dropped: Callable[[str], bool]) -> object:
+    """What to put back for ``patch``: what it wraps, through ``__wrapped__``, down to the first
+    layer that is not the dropped code's (a kept library's own wrapper, New Relic's, stays:
+    its init does not run again), else what was there before the import."""
+    value = patch.new
+    for _ in range(_UNWRAP_DEPTH):
+        if value is patch.old:
+            break
+        code = code_module(value)
+        if code is None:
+            break
+        if not dropped(code):
+            return value
+        inner = _wrapped(value)
+        if inner is None:
+            break
+        value = inner
+    return patch.old
+
+
+def _wrapped(value: object) -> object | None:
+    """What ``value`` says it wraps (``functools.wraps``' ``__wrapped__``, a proxy's), asked of
+    dicts only where it is no class attribute: None for none."""
+    kind = type(value)
+    if kind is types.MethodType:
+        value = value.__func__  # type: ignore[attr-defined]
+        kind = type(value)
+    if kind is types.FunctionType:
+        return vars(value).get("__wrapped__")
+    if any("__wrapped__" in vars(k) for k in kind.__mro__[:-1]):
+        return getattr(value, "__wrapped__", None)
+    return None
 
 
 def _set(owner: object, name: str, value: object) -> None:
