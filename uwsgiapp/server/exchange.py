@@ -141,6 +141,15 @@ class Exchange:
         """PEP 3333's legacy ``write()`` callable."""
         self.send(data)
 
+    def answer_error(self, status: str, text: str) -> None:
+        """Answer ``status`` ourselves, with ``text`` as a plain-text body (nothing of the
+        app's response went out); counted once written (nginx may be gone)."""
+        payload = error_response(self.protocol, status, text)
+        self.status, self.head_sent, self.headers = status, True, ERROR_HEADERS
+        send_all(self.fd, payload, self.timeout)
+        self.sent += len(payload)
+        self.head_size = whole_head_size(payload)
+
 
 def _body_bytes(data: Any) -> bytes:
     """A body item other than exact ``bytes``, as ``bytes``; AppError for a non-bytes one."""
@@ -235,14 +244,9 @@ class Responder:
         """Answer a request refused before the app (bad CONTENT_LENGTH) and drain its body."""
         started = _perf_counter()
         say_refused(peer, exc.reason)
-        protocol = environ["SERVER_PROTOCOL"]
-        payload = error_response(protocol, exc.status, exc.status[4:])  # details: the log only
-        self.last = refused = Exchange(fd, protocol, self.timeout)
-        refused.status = exc.status
-        refused.head_sent = True
+        self.last = refused = Exchange(fd, environ["SERVER_PROTOCOL"], self.timeout)
         try:
-            send_all(fd, payload, self.timeout)
-            refused.sent, refused.head_size = len(payload), whole_head_size(payload)  # once written
+            refused.answer_error(exc.status, exc.status[4:])  # details: the log only
             length_var = environ.get("CONTENT_LENGTH") or ""
             if exc.status[:3] == "413" and len(length_var) <= 18:
                 # Too large, but well-formed: read it away as for any unread body, so nginx
@@ -250,7 +254,6 @@ class Responder:
                 drain(fd, int(length_var) - len(rest), self.timeout)
         finally:
             if self.access_log is not None:
-                refused.headers = ERROR_HEADERS
                 self.access_log(environ, refused, _perf_counter() - started, block)
 
     def _run_app(self, exchange: Exchange, environ: dict[str, Any], peer: Peer) -> None:
@@ -333,13 +336,7 @@ class Responder:
             _cut(exchange)
             return
         log.error("%s (%s): answering 500", what, where, exc_info=traceback)
-        exchange.status = "500 Internal Server Error"
-        payload = error_response(exchange.protocol, exchange.status, "Internal Server Error")
-        exchange.head_sent = True
-        exchange.headers = ERROR_HEADERS
-        send_all(exchange.fd, payload, self.timeout)
-        exchange.sent += len(payload)
-        exchange.head_size = whole_head_size(payload)  # once written (nginx may be gone)
+        exchange.answer_error("500 Internal Server Error", "Internal Server Error")
 
     def _check_fds(self, exc: BaseException | None) -> None:
         # An app that leaks descriptors fails with EMFILE on every request from then on; only a

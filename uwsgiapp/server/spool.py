@@ -26,10 +26,10 @@ from typing import IO, Any, Final
 
 from uwsgiapp.server.exchange import Exchange, Peer, Responder
 from uwsgiapp.server.inflight import request_text
-from uwsgiapp.server.io import ClientDisconnected, ClientTimeout, recv, send_all
+from uwsgiapp.server.io import ClientDisconnected, ClientTimeout, recv
 from uwsgiapp.wsgi.contract import AccessLogger, WSGIApp
 from uwsgiapp.wsgi.environ import BadRequest, parse_content_length
-from uwsgiapp.wsgi.response import ERROR_HEADERS, error_response, whole_head_size
+from uwsgiapp.wsgi.response import error_response
 
 #: A body up to this size is in memory whatever the limit: the worker has read it whole before
 #: the app already (:data:`uwsgiapp.server.intake.PREREAD`), and a file would only cost.
@@ -198,12 +198,8 @@ class SpoolingResponder(Responder):
                 exc,
             )
             self._check_fds(exc)  # out of fds: the worker recycles, as for the app's EMFILE
-            payload = error_response(exchange.protocol, "500 Internal Server Error", "failed")
-            exchange.status = "500 Internal Server Error"
-            exchange.head_sent, exchange.headers = True, ERROR_HEADERS
             with contextlib.suppress(OSError):
-                send_all(fd, payload, self.timeout)
-                exchange.sent, exchange.head_size = len(payload), whole_head_size(payload)
+                exchange.answer_error("500 Internal Server Error", "failed")
             return None
 
 
