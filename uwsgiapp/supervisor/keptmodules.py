@@ -14,6 +14,7 @@ import sysconfig
 import types
 from collections.abc import Iterable
 
+from uwsgiapp.supervisor.patches import code_module
 from uwsgiproto import Limits
 
 __all__ = ["app_modules", "library_dirs", "site_dirs", "used_by_ours"]
@@ -106,19 +107,15 @@ def used_by_ours(tops: set[str]) -> set[str]:
 
 
 def _tops_used(module: types.ModuleType) -> set[str]:
-    """The top-level packages of what ``module``'s globals are: modules, functions, classes and
-    instances (asked of ``type()`` and dicts only: a proxy, ``uwsgiapp.web.request``, would look
-    for a request)."""
+    """The top-level packages of what ``module``'s globals are: modules, and the code or
+    instances :func:`~uwsgiapp.supervisor.patches.code_module` names (it asks ``type()`` and
+    dicts only: a proxy, ``uwsgiapp.web.request``, would look for a request)."""
     used = set()
     for value in list(vars(module).values()):
-        kind = type(value)
-        if issubclass(kind, types.ModuleType):
+        if issubclass(type(value), types.ModuleType):
             named = vars(value).get("__name__")
-        elif kind is types.FunctionType or issubclass(kind, type):
-            named = vars(value).get("__module__") if kind is not types.FunctionType else None
-            named = named or getattr(value, "__module__", None)
         else:
-            named = vars(kind).get("__module__")
+            named = code_module(value)
         if isinstance(named, str):
             used.add(named.partition(".")[0])
     return used
