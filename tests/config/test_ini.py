@@ -68,6 +68,7 @@ KEYS: list[tuple[str, dict[str, Any]]] = [
     ("chmod-socket = 660", {"chmod_socket": 0o660}),
     ("chmod-socket = 0600", {"chmod_socket": 0o600}),
     ("chmod-socket =", {"chmod_socket": 0o666}),
+    ("chown-socket = app:www-data", {"chown_socket": "app:www-data"}),
     ("processes = 4", {"workers": 4}),
     ("workers = 3", {"workers": 3}),
     ("threads = 8", {"threads": 8}),

@@ -33,9 +33,6 @@ def test_what_uwsgiapp_always_does_is_accepted_silently(tmp_path: Path, body: st
     ("body", "said"),
     [
         ("ignore-write-errors = false", "one info line in uwsgiapp's log"),
-        ("chown-socket = www-data:www-data", "nginx may get 'Permission denied'"),
-        ("chown-socket = www-data", "Set uid/gid (gid: a group nginx's user is in"),
-        ("chown-socket = www-data", "or chmod-socket = 666"),
         ("ini = other.ini", "follows 'ini = :section' (a section of the same file) but no"),
         ("ini = other.ini", "are NOT applied; copy them into this section"),
         # Background jobs and hooks: the web part works, so a bare line went unnoticed.

@@ -34,6 +34,7 @@ SIMPLE_KEYS: Mapping[str, str] = {
     "s": "socket",
     "chmod-socket": "chmod_socket",
     "chmod": "chmod_socket",
+    "chown-socket": "chown_socket",
     "processes": "workers",
     "workers": "workers",
     "p": "workers",
@@ -202,10 +203,6 @@ ADVICE: Mapping[str, str] = {
     "file, and no 'ini' inside the section it follows: the keys named here are NOT applied; "
     "copy them into this section",
     "include": "the included file's keys are NOT applied: copy them into this section",
-    "chown-socket": "uwsgiapp does not chown its unix socket to other ids: it stays owned by "
-    "the user that binds it (the --uid/--gid user when started as root), so nginx may get "
-    "'Permission denied' connecting to it. Set uid/gid (gid: a group nginx's user is in, e.g. "
-    "www-data) with chmod-socket = 660, or chmod-socket = 666",
     "touch-workers-reload": _HUP,
     "static-map": _STATIC,
     "static-map2": _STATIC,

@@ -67,6 +67,12 @@ class Config:
         "where to listen: a unix socket path, host:port, [v6]:port, or fd://N (inherited)",
     )
     chmod_socket: int = _opt(0o660, "mode of unix socket files (octal)")
+    chown_socket: str = _opt(
+        "",
+        "give the unix socket files to USER[:GROUP] (names or ids) once bound, e.g. "
+        "app:www-data so that nginx's group may connect (root, or your own user and a group "
+        "you are in)",
+    )
     uwsgi_allow_from: tuple[str, ...] = _opt(
         ("127.0.0.1", "::1"), "peers allowed on TCP sockets (IPs or CIDR networks; '*' = any)"
     )

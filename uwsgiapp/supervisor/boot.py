@@ -45,6 +45,7 @@ from uwsgiapp.supervisor.importconns import open_fds
 from uwsgiapp.supervisor.keptmodules import library_dirs, site_dirs
 from uwsgiapp.supervisor.listening import say_listening
 from uwsgiapp.supervisor.mastersignals import EARLY_SIGNUMS, forget_early, keep_for_later
+from uwsgiapp.supervisor.pidcheck import server_in_pidfile
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
 from uwsgiapp.supervisor.reload import first_import, say_import_leftovers
 from uwsgiapp.supervisor.rootpaths import access_log_file, anchored
@@ -122,25 +123,6 @@ def _is_device(path: str) -> bool:
         return stat.S_ISCHR(os.stat(path).st_mode)
     except OSError:
         return False
-
-
-def _server_in_pidfile(path: str) -> int | None:
-    """The pid in ``path`` if it is another uwsgiapp's, alive (a stale file's pid may have
-    been reused by anything: that is not ours to refuse on)."""
-    pid = safefiles.read_pid(path) if path else None
-    if pid is None or pid == os.getpid():
-        return None
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            args = f.read().split(b"\0")
-    except OSError:
-        args = [b""]
-    # Its title once running; `uwsgiapp serve` or `python -m uwsgiapp serve` while it starts.
-    started = any(a == b"uwsgiapp" or a.endswith(b"/uwsgiapp") for a in args) and b"serve" in args
-    if args[0].startswith(b"uwsgiapp master") or started:
-        return pid
-    log.info("--pidfile: %s names pid %d, not a running uwsgiapp (a stale file)", path, pid)
-    return None
 
 
 def _startup_warnings(config: Config) -> None:
@@ -263,7 +245,7 @@ def _serve(config: Config) -> int:
         return ServeExit.START_FAILED
     if not _access_log_opens(config):
         return ServeExit.START_FAILED
-    running = _server_in_pidfile(config.pidfile)
+    running = server_in_pidfile(config.pidfile)
     if running is not None:  # overwritten, then removed at our stop, it would be lost to it
         log.error(
             "--pidfile: %s names pid %d, a uwsgiapp that is running: stop it first, or give "
@@ -274,6 +256,7 @@ def _serve(config: Config) -> int:
         return ServeExit.START_FAILED
     try:  # before binding: a bad name must not leave a socket behind
         ids = privileges.resolve(config.uid, config.gid)
+        owner = privileges.resolve_owner(config.chown_socket) if config.chown_socket else None
     except PrivilegeError as exc:
         log.error("%s", exc)
         return ServeExit.START_FAILED
@@ -290,7 +273,7 @@ def _serve(config: Config) -> int:
         log.error("--stats: %s", exc)
         return ServeExit.START_FAILED
     try:
-        return _with_listeners(config, ids, listeners, stats)
+        return _with_listeners(config, ids, owner, listeners, stats)
     finally:
         if stats is not None:
             stats.close()
@@ -298,7 +281,11 @@ def _serve(config: Config) -> int:
 
 
 def _with_listeners(
-    config: Config, ids: Ids, listeners: list[Listener], stats: StatsServer | None
+    config: Config,
+    ids: Ids,
+    owner: Ids | None,
+    listeners: list[Listener],
+    stats: StatsServer | None,
 ) -> int:
     """Pidfile, privilege drop, app load and the master's run, with the sockets bound."""
     pidfile = config.pidfile  # absolute (_enter_chdir): the app's import may change directory
@@ -313,7 +300,6 @@ def _with_listeners(
             except OSError as exc:
                 log.error("--pidfile: cannot write %s: %s", pidfile, exc)
                 return ServeExit.START_FAILED
-        owned = listeners if stats is None else [*listeners, stats.listener]
         # Before the drop (see sdnotify); taken out of the environment, so that the app's
         # processes cannot speak for the service (as libsystemd's unset_environment).
         notifier = Notifier(os.environ.pop("NOTIFY_SOCKET", None))
@@ -322,7 +308,7 @@ def _with_listeners(
                 os.set_inheritable(int(spec.removeprefix("fd://")), False)
         for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
             os.environ.pop(name, None)  # the sockets are ours now (sd_listen_fds's unset)
-        if ids.wanted and not _drop(ids, owned, config):
+        if not _hand_over(ids, owner, listeners, stats, config):
             return ServeExit.START_FAILED
         _startup_warnings(config)
         say_listening(listeners, stats.listener if stats is not None else None)
@@ -347,11 +333,35 @@ def _with_listeners(
         _report_leftovers(listeners, pidfile if pidfile_written else "")
 
 
-def _drop(ids: Ids, listeners: list[Listener], config: Config) -> bool:
-    """Hand the sockets and log files to ``ids`` and become them; False (logged) if not."""
-    sockets = [(lis.path, lis.inode) for lis in listeners if lis.path]
+def _hand_over(
+    ids: Ids,
+    owner: Ids | None,
+    listeners: list[Listener],
+    stats: StatsServer | None,
+    config: Config,
+) -> bool:
+    """Give the ``--socket`` files to ``--chown-socket``'s ``owner``; then hand the other unix
+    sockets and the log files to ``ids`` and become them; False (logged) if not."""
+    stats_socket = [] if stats is None else [stats.listener]  # goes to ``ids`` in any case
+    given = [] if owner is None else listeners
+    owned = stats_socket if given else [*listeners, *stats_socket]
+    try:
+        if owner is not None:
+            privileges.hand_sockets(owner, [(lis.path, lis.inode) for lis in given if lis.path])
+    except PrivilegeError as exc:
+        log.error("%s", exc)
+        return False
+    sockets = [(lis.path, lis.inode) for lis in owned if lis.path]
+    if not ids.wanted:
+        return True
     logs = _log_files(config)
-    warnings = privileges.drop_warnings(ids, [path for path, _ in sockets], config.pidfile, logs)
+    warnings = privileges.drop_warnings(
+        ids,
+        [path for path, _ in sockets],
+        config.pidfile,
+        logs,
+        [lis.path for lis in given if lis.path],
+    )
     library_dirs()  # what a HUP's re-import asks of sysconfig, while it can be read
     site_dirs()
     try:

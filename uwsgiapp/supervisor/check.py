@@ -131,6 +131,8 @@ def check_app(config: Config) -> tuple[ServeExit, str]:
     if refused:
         return ServeExit.START_FAILED, "\n".join(f"--check-config: {why}" for why in refused)
     try:
+        if config.chown_socket:
+            privileges.resolve_owner(config.chown_socket)
         privileges.drop(privileges.resolve(config.uid, config.gid), [], [])
     except (privileges.PrivilegeError, OSError) as exc:
         return ServeExit.START_FAILED, f"--check-config: {exc}"

@@ -73,7 +73,7 @@ def unix_rule(mode: int, owner: str, group: str, client: str) -> str:
         who = f"{client} must be in group {group}, and not {owner}"
     else:
         who = "only root may connect"
-    return f"{who} (or set --chmod-socket, or --uid/--gid)"
+    return f"{who} (or set --chmod-socket, --chown-socket, or --uid/--gid)"
 
 
 def _tcp_peers(listener: Listener) -> str:

@@ -12,6 +12,7 @@ import grp
 import os
 import pwd
 import stat
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from uwsgiapp.server import safefiles
@@ -23,8 +24,10 @@ __all__ = [
     "can_create_in",
     "drop",
     "drop_warnings",
+    "hand_sockets",
     "removable_by",
     "resolve",
+    "resolve_owner",
     "stays_removable",
 ]
 
@@ -71,6 +74,35 @@ def resolve(uid: str, gid: str) -> Ids:
         # Without a passwd entry there is no group to default to: staying in root's is wrong.
         raise PrivilegeError(f"--uid: {uid} has no passwd entry; give --gid too")
     return Ids(uid=new_uid, gid=new_gid, user=user)
+
+
+def resolve_owner(spec: str) -> Ids:
+    """``--chown-socket USER[:GROUP]`` (uWSGI's): who the unix socket files are given to. A
+    group left out stays as bound (uWSGI's rule); ``:GROUP`` changes the group alone."""
+    user, _, group = spec.partition(":")
+    uid = gid = -1
+    try:
+        if user:
+            uid = int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
+        if group:
+            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+    except KeyError:
+        missing = f"no such group {group!r}" if uid >= 0 or not user else f"no such user {user!r}"
+        raise PrivilegeError(f"--chown-socket: {missing}") from None
+    if uid < 0 and gid < 0:
+        raise PrivilegeError(f"--chown-socket: {spec!r} names no user or group (USER[:GROUP])")
+    return Ids(uid=uid, gid=gid)
+
+
+def hand_sockets(owner: Ids, sockets: list[tuple[str, tuple[int, int] | None]]) -> None:
+    """Give our unix ``sockets`` (path, inode) to ``owner`` (``--chown-socket``), without
+    following links; a refusal raises :class:`PrivilegeError` naming the option and the file."""
+    for path, inode in sockets:
+        try:
+            safefiles.chown_socket(path, inode, owner.uid, owner.gid)
+        except OSError as exc:
+            why = f"{path}: {exc.strerror}" if exc.strerror else str(exc)
+            raise PrivilegeError(f"--chown-socket: {why}") from None
 
 
 def can_create_in(dir_mode: int, dir_uid: int, dir_gid: int, uid: int, gids: set[int]) -> bool:
@@ -140,8 +172,9 @@ def can_create_after(path: str, ids: Ids) -> bool:
 
 
 def drop(ids: Ids, sockets: list[tuple[str, tuple[int, int] | None]], files: list[str]) -> None:
-    """Become ``ids``; first hand our unix ``sockets`` (path, inode) and the log ``files`` over
-    to the new owner, without following links (see :mod:`uwsgiapp.server.safefiles`).
+    """Become ``ids``; first hand our unix ``sockets`` (path, inode; none when
+    ``--chown-socket`` gave them theirs) and the log ``files`` over to the new owner, without
+    following links (see :mod:`uwsgiapp.server.safefiles`).
 
     Supplementary groups become the user's own (``initgroups``), so a user that is in nginx's
     group keeps it. Not root and already the wanted ids: nothing to do.
@@ -166,13 +199,16 @@ def drop(ids: Ids, sockets: list[tuple[str, tuple[int, int] | None]], files: lis
         os.setuid(ids.uid)
 
 
-def drop_warnings(ids: Ids, sockets: list[str], pidfile: str, logs: list[str]) -> list[str]:
+def drop_warnings(
+    ids: Ids, sockets: list[str], pidfile: str, logs: list[str], given: Iterable[str] = ()
+) -> list[str]:
     """What start-up says about files the dropped processes cannot handle: ``sockets`` (handed
-    to the user by the drop) that the master will not be able to remove at exit, a ``pidfile``
+    to the user by the drop; ``given``: already given to ``--chown-socket``'s owner) that the
+    master will not be able to remove at exit, a ``pidfile``
     (kept root's) that the user could replace, ``logs`` whose directory USR1 cannot make a new
     file in. Asked before the drop, while every directory can still be looked at. (A pidfile
     the master cannot remove stays, stale: the next start replaces it.)"""
-    removed = [(path, True) for path in sockets]
+    removed = [*((path, True) for path in sockets), *((path, False) for path in given)]
     said = [
         f"{path}: after --uid/--gid the master "
         + (

@@ -1,0 +1,31 @@
+"""Start-up's refusal to take over the pidfile of a uwsgiapp that is running."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from uwsgiapp.server import safefiles
+
+log = logging.getLogger("uwsgiapp.error")
+
+__all__ = ["server_in_pidfile"]
+
+
+def server_in_pidfile(path: str) -> int | None:
+    """The pid in ``path`` if it is another uwsgiapp's, alive (a stale file's pid may have
+    been reused by anything: that is not ours to refuse on)."""
+    pid = safefiles.read_pid(path) if path else None
+    if pid is None or pid == os.getpid():
+        return None
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            args = f.read().split(b"\0")
+    except OSError:
+        args = [b""]
+    # Its title once running; `uwsgiapp serve` or `python -m uwsgiapp serve` while it starts.
+    started = any(a == b"uwsgiapp" or a.endswith(b"/uwsgiapp") for a in args) and b"serve" in args
+    if args[0].startswith(b"uwsgiapp master") or started:
+        return pid
+    log.info("--pidfile: %s names pid %d, not a running uwsgiapp (a stale file)", path, pid)
+    return None
