@@ -124,6 +124,15 @@ def test_check_config_imports_the_app_and_binds_nothing(tmp_path: Path) -> None:
     assert not sock.exists()
     usage = run_cli("serve", "good:app", "--check-config", "--workers", "0")
     assert usage.returncode == ServeExit.USAGE
+    # --post-buffering's directory is tried as start-up tries it (one unnamed temp file).
+    missing = tmp_path / "no-such-spool"
+    spool = ["--post-buffering", "8192", "--post-buffering-dir", str(missing)]
+    nowhere = run_cli("serve", "good:app", "--check-config", *common, *spool)
+    assert nowhere.returncode == ServeExit.START_FAILED, nowhere.stderr
+    said = f"--check-config: --post-buffering-dir: cannot make a temporary file in {missing}"
+    assert said.encode() in nowhere.stderr
+    missing.mkdir()
+    assert run_cli("serve", "good:app", "--check-config", *common, *spool).returncode == 0
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="imports as --uid only when started as root")

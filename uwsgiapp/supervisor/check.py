@@ -16,7 +16,8 @@ stops a start: the gate runs while the old server still serves.
 
 Then the import, as a worker: as the ``--uid``/``--gid`` user when started as root (an import
 as root would leave root's files where the workers must write: a log, a SQLite file, a cache),
-in ``--chdir``, with ``--pythonpath`` and the ``--env`` the caller has applied.
+in ``--chdir``, with ``--pythonpath`` and the ``--env`` the caller has applied; then, with
+``--post-buffering``, one unnamed temporary file in its directory, as start-up makes it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from uwsgiapp.importer import AppImportError, load_app
 from uwsgiapp.logtargets import is_stream
 from uwsgiapp.server import safefiles
 from uwsgiapp.server.listeners import in_the_way
+from uwsgiapp.server.spool import check_spool_dir
 from uwsgiapp.supervisor import privileges
 from uwsgiapp.supervisor.rootpaths import access_log_file, anchored
 
@@ -140,4 +142,8 @@ def check_app(config: Config) -> tuple[ServeExit, str]:
         load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
     except AppImportError as exc:
         return ServeExit.APP_LOAD, f"--check-config: {exc}"
+    if config.post_buffering:  # as start-up tries it: one unnamed file, as the workers' user
+        error = check_spool_dir(config.post_buffering_dir)[1]
+        if error:
+            return ServeExit.START_FAILED, f"--check-config: --post-buffering-dir: {error}"
     return ServeExit.OK, f"the options are valid and {config.app} loads"
