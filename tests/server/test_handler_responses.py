@@ -502,6 +502,22 @@ def test_file_wrapper_real_file_uses_sendfile(tmp_path: Path, sendfile_calls: li
     assert opened[0].closed  # FileWrapper.close() closed the file
 
 
+def test_a_head_request_for_a_file_sends_the_head_alone(
+    tmp_path: Path, sendfile_calls: list[int], logs: Logs
+) -> None:
+    # Django's FileResponse leaves a HEAD's body to the server: the whole file went to nginx.
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(1 << 20))
+    headers = [("Content-Type", "application/octet-stream"), ("Content-Length", str(1 << 20))]
+    opened: list[Any] = []
+    out = run(make_handler(file_app(opener(path), headers, opened)), packet("HEAD", "/f"))
+    assert out.status == 200 and out.header("Content-Length") == str(1 << 20)
+    assert out.body == b"" and sendfile_calls == []
+    assert opened[0].closed and problems(logs) == []
+    iterated = run(make_handler(file_app(lambda: io.BytesIO(b"x" * 100))), packet("HEAD", "/f"))
+    assert iterated.status == 200 and iterated.body == b""
+
+
 @pytest.mark.parametrize("module", ["gzip", "bz2", "lzma"])
 def test_file_wrapper_of_a_decompressing_reader_sends_what_it_reads(
     tmp_path: Path, sendfile_calls: list[int], module: str

@@ -280,7 +280,8 @@ class Responder:
             if type(result) is list and len(result) == 1 and exchange.status is not None:
                 exchange.send(result[0])
             elif type(result) is FileWrapper:
-                send_wrapped_file(exchange, result, self.timeout)
+                head_only = environ.get("REQUEST_METHOD") == "HEAD"
+                send_wrapped_file(exchange, result, self.timeout, head_only)
             else:
                 _send_iterable(exchange, result, environ.get("REQUEST_METHOD") == "HEAD")
             if not exchange.head_sent:

@@ -32,9 +32,16 @@ DRAIN_CAP = 16 * 1024 * 1024
 _PLAIN_FILES = (io.FileIO, io.BufferedReader, io.BufferedRandom, io.TextIOWrapper)
 
 
-def send_wrapped_file(exchange: Exchange, wrapper: FileWrapper, timeout: float) -> None:
+def send_wrapped_file(
+    exchange: Exchange, wrapper: FileWrapper, timeout: float, head_only: bool = False
+) -> None:
     """Send a ``wsgi.file_wrapper`` response: a regular file with ``sendfile`` from its
-    position (no more than the app's Content-Length), anything else by iterating it."""
+    position (no more than the app's Content-Length), anything else by iterating it; for a
+    HEAD (``head_only``), the head alone (Django's ``FileResponse`` leaves the body to the
+    server to drop: the whole file went to nginx, which dropped it)."""
+    if head_only:
+        exchange.send(b"")
+        return
     filelike = wrapper.filelike
     try:
         # Only a reader that gives the file's bytes as they are: gzip.open's (bz2, lzma)
