@@ -93,6 +93,19 @@ KEYS: list[tuple[str, dict[str, Any]]] = [
     ("worker-reload-mercy = 25", {"graceful_timeout": 25.0}),
     ("disable-logging = true", {"access_log": "off"}),
     ("disable-logging = false", {"access_log": "uwsgi"}),
+    # uWSGI logs the requests these name in spite of disable-logging, and every one without it.
+    (
+        "disable-logging = true\nlog-4xx = true\nlog-5xx\nlog-slow = 800\nlog-big = 1000000",
+        {
+            "access_log": "uwsgi",
+            "log_4xx": True,
+            "log_5xx": True,
+            "log_slow": 800,
+            "log_big": 1000000,
+        },
+    ),
+    ("log-5xx = true\nlog-slow = 800", {"access_log": "uwsgi", "log_5xx": False, "log_slow": 0}),
+    ("disable-logging = true\nlog-5xx = false\nlog-slow = 0", {"access_log": "off"}),
     ("logto = /var/log/app.log", {"error_log_file": "/var/log/app.log", "capture_output": True}),
     ("logto2 = /var/log/app.log", {"error_log_file": "/var/log/app.log", "capture_output": True}),
     ("pidfile2 = /run/app.pid", {"pidfile": "/run/app.pid"}),

@@ -43,7 +43,7 @@ def test_what_uwsgiapp_always_does_is_accepted_silently(tmp_path: Path, body: st
         ("exec-pre-app = ./manage.py migrate", "THIS WILL NOT RUN: uwsgiapp runs no hooks"),
         ("hook-master-start = unix_signal:1 reload", "THIS WILL NOT RUN: uwsgiapp runs no hooks"),
         ("gevent = 400", "no async loop engine here"),
-        ("log-5xx = true", "every request or none"),
+        ("log-zero = true", "or those of log-4xx, log-5xx, log-slow and log-big"),
         ("logger = syslog:app", "only 'logger = file:PATH' is taken"),
         ("touch-logreopen = /tmp/x", "postrotate send SIGUSR1 to the master"),
         ("log-maxsize = 1000000", "does not rotate its logs itself (they grow): rotate with"),

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from handler_kit import CORPUS, hello, logged_response, make_handler, run
 
+from uwsgiapp.server.accesslog import keep_only
 from uwsgiapp.server.exchange import Exchange
 from uwsgiapp.server.logs import make_access_log, reopen_logs
 from uwsgiproto import build_request
@@ -95,6 +96,32 @@ def test_uwsgi_format_line(tmp_path: Path) -> None:
     m = UWSGI_LINE.fullmatch(second)
     assert m and m[3] == "2" and m[11] == "-" and m[15] == "0" and m[16] == "0", second
     assert (m[7], m[8]) == ("0", "0"), second
+
+
+@pytest.mark.parametrize("fmt", ["uwsgi", "json"])
+def test_the_filters_keep_only_the_requests_they_name(tmp_path: Path, fmt: str) -> None:
+    # uWSGI's disable-logging with log-4xx/log-5xx/log-slow/log-big (Bloomberg's config).
+    path = tmp_path / "access.log"
+    inner = make_access_log(fmt, str(path))
+    assert inner is not None
+    access = keep_only(inner, "5", 0.5, 100_000)
+    answers = [
+        ("200 OK", 10, 0.1, False),
+        ("404 Not Found", 9, 0.1, False),
+        ("503 Service Unavailable", 9, 0.1, True),
+        ("200 OK", 10, 0.5, True),  # slow: at least the threshold
+        ("200 OK", 100_000, 0.1, True),  # big: the body's bytes, not the head's
+        ("200 OK", 99_999, 0.1, False),
+        (None, 0, 0.1, False),  # the client left before any head
+    ]
+    for status, body, seconds, _ in answers:
+        access(ENVIRON, resp(status, body, head=40), seconds, BLOCK)
+    lines = path.read_text().splitlines()
+    kept = [a for a in answers if a[3]]
+    assert len(lines) == len(kept), lines
+    for line, (status, body, _, _) in zip(lines, kept, strict=True):
+        assert str(body) in line and (status or "")[:3] in line
+    assert keep_only(inner, "4", 0.0, 0) is not inner
 
 
 def test_json_format_line(tmp_path: Path) -> None:

@@ -51,6 +51,11 @@ SIMPLE_KEYS: Mapping[str, str] = {
     "listen": "listen",
     "l": "listen",
     "lazy-apps": "lazy_apps",
+    # Kept only under disable-logging, where uWSGI reads them (uwsgiini.request_log_filters).
+    "log-4xx": "log_4xx",
+    "log-5xx": "log_5xx",
+    "log-slow": "log_slow",
+    "log-big": "log_big",
     "lazy": "lazy_apps",
     "uid": "uid",
     "gid": "gid",
@@ -154,8 +159,8 @@ PYTHON_PLUGINS = frozenset({"python", "python3", "python2", "python3.x"})
 _HUP = "send SIGHUP to the master (its pid in --pidfile) to reload, e.g. from the deploy script"
 _STATIC = "serve static files from nginx: location /static/ { alias /path/; }"
 _REQUEST_LOG = (
-    "uwsgiapp logs every request or none (disable-logging); nginx's access_log with if= can "
-    "keep only the failed or slow ones"
+    "uwsgiapp's access log keeps every request, or those of log-4xx, log-5xx, log-slow and "
+    "log-big (under disable-logging); nginx's access_log with if= can keep others"
 )
 _LOOP = (
     "no async loop engine here: each worker serves one request at a time, or --threads N at "
@@ -229,10 +234,7 @@ ADVICE: Mapping[str, str] = {
     "ulimit -n, docker --ulimit nofile)",
     "import": "import the module from your WSGI module instead",
     "umask": "set it where uwsgiapp starts (UMask= in systemd, umask in the entrypoint)",
-    "log-4xx": _REQUEST_LOG,
-    "log-5xx": _REQUEST_LOG,
-    "log-slow": _REQUEST_LOG,
-    "log-big": _REQUEST_LOG,
+    "log-zero": _REQUEST_LOG,
     "log-sendfile": _REQUEST_LOG,
     "log-ioerror": _REQUEST_LOG,
     "logger": "only 'logger = file:PATH' is taken (the error log's file): for syslog or a "

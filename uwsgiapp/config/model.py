@@ -104,6 +104,14 @@ class Config:
     mount: str = _opt("", "SCRIPT_NAME prefix the app is mounted at (stripped from PATH_INFO)")
     access_log: str = _opt("off", "access log format: off, uwsgi or json")
     access_log_file: str = _opt("-", "where access lines go ('-' = stdout)")
+    log_4xx: bool = _opt(
+        False,
+        "log the requests answered 4xx; any of --log-4xx, --log-5xx, --log-slow, --log-big "
+        "makes the access log keep only the requests they name (uWSGI's, with disable-logging)",
+    )
+    log_5xx: bool = _opt(False, "log the requests answered 5xx (see --log-4xx)")
+    log_slow: int = _opt(0, "log the requests that took at least this many ms (0 = off)")
+    log_big: int = _opt(0, "log the responses whose body has at least this many bytes (0 = off)")
     error_log_file: str = _opt("-", "where the error log goes ('-' = stderr)")
     error_log_format: str = _opt(
         "text",
@@ -194,6 +202,8 @@ class Config:
             "reload_on_rss",
             "harakiri",
             "graceful_timeout",
+            "log_slow",
+            "log_big",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")

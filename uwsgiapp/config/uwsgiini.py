@@ -176,7 +176,32 @@ def ini_layer(
     _check_strict(entries, result, where)
     if "access_log" not in result.layer:  # uWSGI logs every request unless told not to
         result.layer["access_log"] = Raw("uwsgi", f"{where} (uWSGI's default; disable-logging)")
+    request_log_filters(result.layer)
     return result
+
+
+#: The request-log keys uWSGI reads only under disable-logging: the requests still logged.
+_FILTERS = ("log_4xx", "log_5xx", "log_slow", "log_big")
+
+
+def request_log_filters(layer: Layer) -> None:
+    """uWSGI's ``log-4xx``, ``log-5xx``, ``log-slow``, ``log-big`` name the requests logged
+    in spite of ``disable-logging``: with it, the access log is on for those alone; without
+    it every request is logged, and the keys change nothing."""
+    named = [name for name in _FILTERS if name in layer]
+    access = layer["access_log"]
+    if any(map(_filters, (layer[name].value for name in named))) and access.value == "off":
+        keys = ", ".join(name.replace("_", "-") for name in named)
+        layer["access_log"] = Raw("uwsgi", f"{access.source} with {keys}")
+    elif named:
+        for name in named:
+            del layer[name]
+
+
+def _filters(value: object) -> bool:
+    """A filter key's value names some requests (``true``, a number over 0)."""
+    text = str(value).strip()
+    return bool(truthy(text)) if not text.isdigit() else int(text) > 0
 
 
 _OPT_TESTS = frozenset({"if-opt", "if-not-opt"})

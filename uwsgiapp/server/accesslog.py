@@ -207,3 +207,22 @@ def uwsgi_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
         writer.write(encode_line(line))
 
     return access_uwsgi
+
+
+def keep_only(inner: AccessLogger, classes: str, slow: float, big: int) -> AccessLogger:
+    """``inner`` for the requests that meet one of the filters (uWSGI's ``log-4xx``,
+    ``log-5xx``, ``log-slow``, ``log-big``): a status whose first digit is in ``classes``,
+    ``slow`` seconds or more, a body of ``big`` bytes or more (0: no such filter)."""
+
+    def access_some(
+        environ: dict[str, Any], response: Exchange, seconds: float, block: bytes
+    ) -> None:
+        status = response.status
+        if (
+            (status and status[0] in classes)
+            or (slow and seconds >= slow)
+            or (big and response.sent - response.head_size >= big)
+        ):
+            inner(environ, response, seconds, block)
+
+    return access_some

@@ -19,28 +19,25 @@ import sys
 import threading
 from dataclasses import replace
 from types import FrameType
-from typing import Any
 
-from uwsgiapp.addresses import AllowList
 from uwsgiapp.config import Config
 from uwsgiapp.config.serve import systemd_sockets
 from uwsgiapp.exitcodes import ServeExit
 from uwsgiapp.importer import AppImportError, WSGIApp
 from uwsgiapp.logtargets import is_stream
 from uwsgiapp.server import safefiles
-from uwsgiapp.server.intake import Handler
-from uwsgiapp.server.listeners import Listener, ListenerError, bind_all, somaxconn_cap
+from uwsgiapp.server.listeners import Listener, ListenerError, somaxconn_cap
 from uwsgiapp.server.logs import (
     ErrorTail,
     access_handler,
     arm_fault_dumps,
-    make_access_log,
     setup_error_log,
 )
 from uwsgiapp.server.spool import IN_MEMORY_ANYWAY, check_spool_dir
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import privileges, titles
 from uwsgiapp.supervisor.arbiter import Arbiter
+from uwsgiapp.supervisor.handlers import bind, bind_stats, build_handler
 from uwsgiapp.supervisor.importconns import open_fds
 from uwsgiapp.supervisor.keptmodules import library_dirs, site_dirs
 from uwsgiapp.supervisor.listening import say_listening
@@ -51,61 +48,10 @@ from uwsgiapp.supervisor.reload import first_import, say_import_leftovers
 from uwsgiapp.supervisor.rootpaths import access_log_file, anchored
 from uwsgiapp.supervisor.sdnotify import Notifier
 from uwsgiapp.termsignals import STOP_SIGNALS
-from uwsgiapp.wsgi.environ import EnvironSettings
-from uwsgiproto import Limits
 
 log = logging.getLogger("uwsgiapp.error")
 
 __all__ = ["bind", "build_handler", "serve"]
-
-
-def build_handler(app: WSGIApp, config: Config) -> Handler:
-    """The per-worker request handler for ``app`` under ``config``."""
-    return Handler(
-        app,
-        limits=Limits(buffer_size=config.buffer_size, max_vars=config.max_vars),
-        settings=EnvironSettings(
-            mount=config.mount,
-            limit_post=config.limit_post,
-            # As uWSGI and gunicorn say (werkzeug's debugger refuses to run multiprocess).
-            multiprocess=config.workers > 1,
-            multithread=config.threads > 1,
-        ),
-        socket_timeout=config.socket_timeout,
-        access_log=make_access_log(config.access_log, config.access_log_file),
-        post_buffering=config.post_buffering,
-        spool_dir=config.post_buffering_dir,
-    )
-
-
-def bind(config: Config) -> list[Listener]:
-    """Bind every configured socket."""
-    return bind_all(
-        config.socket,
-        backlog=config.listen,
-        chmod=config.chmod_socket,
-        allow_from=config.uwsgi_allow_from,
-    )
-
-
-def bind_stats(config: Config) -> StatsServer | None:
-    """The ``--stats`` listener (bound with the uwsgi sockets, before any drop), or None."""
-    if not config.stats:
-        return None
-    return StatsServer(
-        config.stats,
-        # Loopback always: a container's health check and uwsgitop read it from inside, where
-        # --uwsgi-allow-from often names only the network nginx comes from.
-        AllowList.parse((*config.uwsgi_allow_from, "127.0.0.1", "::1")),
-        http=config.stats_http,
-        snapshot=_no_snapshot_yet,
-        minified=config.stats_minified,
-        chmod=config.chmod_socket,
-    )
-
-
-def _no_snapshot_yet() -> Any:
-    raise RuntimeError("the master is not running yet")
 
 
 def _log_files(config: Config) -> list[str]:

@@ -1,0 +1,79 @@
+"""What ``uwsgiapp serve`` builds from its options before the master runs: the sockets, the
+stats server, and each worker's request handler with its access logger."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from uwsgiapp.addresses import AllowList
+from uwsgiapp.config import Config
+from uwsgiapp.importer import WSGIApp
+from uwsgiapp.server.accesslog import keep_only
+from uwsgiapp.server.intake import Handler
+from uwsgiapp.server.listeners import Listener, bind_all
+from uwsgiapp.server.logs import make_access_log
+from uwsgiapp.stats.server import StatsServer
+from uwsgiapp.wsgi.contract import AccessLogger
+from uwsgiapp.wsgi.environ import EnvironSettings
+from uwsgiproto import Limits
+
+__all__ = ["access_log", "bind", "bind_stats", "build_handler"]
+
+
+def build_handler(app: WSGIApp, config: Config) -> Handler:
+    """The per-worker request handler for ``app`` under ``config``."""
+    return Handler(
+        app,
+        limits=Limits(buffer_size=config.buffer_size, max_vars=config.max_vars),
+        settings=EnvironSettings(
+            mount=config.mount,
+            limit_post=config.limit_post,
+            # As uWSGI and gunicorn say (werkzeug's debugger refuses to run multiprocess).
+            multiprocess=config.workers > 1,
+            multithread=config.threads > 1,
+        ),
+        socket_timeout=config.socket_timeout,
+        access_log=access_log(config),
+        post_buffering=config.post_buffering,
+        spool_dir=config.post_buffering_dir,
+    )
+
+
+def access_log(config: Config) -> AccessLogger | None:
+    """The access logger ``config`` asks for; with ``--log-4xx``, ``--log-5xx``,
+    ``--log-slow`` or ``--log-big``, for only the requests they name."""
+    logger = make_access_log(config.access_log, config.access_log_file)
+    classes = "4" * config.log_4xx + "5" * config.log_5xx
+    if logger is None or not (classes or config.log_slow or config.log_big):
+        return logger
+    return keep_only(logger, classes, config.log_slow / 1000, config.log_big)
+
+
+def bind(config: Config) -> list[Listener]:
+    """Bind every configured socket."""
+    return bind_all(
+        config.socket,
+        backlog=config.listen,
+        chmod=config.chmod_socket,
+        allow_from=config.uwsgi_allow_from,
+    )
+
+
+def bind_stats(config: Config) -> StatsServer | None:
+    """The ``--stats`` listener (bound with the uwsgi sockets, before any drop), or None."""
+    if not config.stats:
+        return None
+    return StatsServer(
+        config.stats,
+        # Loopback always: a container's health check and uwsgitop read it from inside, where
+        # --uwsgi-allow-from often names only the network nginx comes from.
+        AllowList.parse((*config.uwsgi_allow_from, "127.0.0.1", "::1")),
+        http=config.stats_http,
+        snapshot=_no_snapshot_yet,
+        minified=config.stats_minified,
+        chmod=config.chmod_socket,
+    )
+
+
+def _no_snapshot_yet() -> Any:
+    raise RuntimeError("the master is not running yet")
