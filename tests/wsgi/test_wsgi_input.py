@@ -347,3 +347,12 @@ def test_empty_input() -> None:
     assert not EMPTY_INPUT.broken
     EMPTY_INPUT.close()
     assert EMPTY_INPUT.read() == b""  # stateless: shared by every request
+
+
+def test_after_end_a_read_gets_the_buffered_bytes_then_raises_without_reading_again() -> None:
+    s, reader = stream(BODY, split=9)
+    s.end()
+    assert s.read(9) == BODY[:9]
+    with pytest.raises(ClientDisconnected, match="after its request ended"):
+        s.read()
+    assert reader.calls == []  # the descriptor may be the next request's by now

@@ -227,8 +227,10 @@ class Responder:
             self.current = None
             # Not after a cut (the reset is the point) nor after the body already failed (a
             # stalled client would cost a second timeout).
-            if has_body and stream.remaining > 0 and not stream.broken and not exchange.aborted:
-                drain(fd, stream.remaining, self.timeout, self.limit_post)
+            if has_body:
+                if stream.remaining > 0 and not stream.broken and not exchange.aborted:
+                    drain(fd, stream.remaining, self.timeout, self.limit_post)
+                stream.end()
             if access_log is not None:
                 access_log(environ, exchange, _perf_counter() - started, block)
 

@@ -148,6 +148,12 @@ class InputStream:
     def close(self) -> None:
         """Nothing to release; the server owns the connection."""
 
+    def end(self) -> None:
+        """The request is over and its connection about to close: a later read (an app's
+        thread) gets what was already buffered, then :class:`ClientDisconnected`, and never
+        reads the descriptor again, which the next request's connection may have by then."""
+        self._reader = _request_ended
+
 
 class _EmptyInput(InputStream):
     """The body of every request without one: stateless, so one instance serves them all."""
@@ -162,6 +168,13 @@ class _EmptyInput(InputStream):
 
     def readline(self, size: int | None = -1) -> bytes:
         return b""
+
+
+def _request_ended(n: int) -> bytes:
+    raise ClientDisconnected(
+        "wsgi.input read after its request ended: read the body before the response is "
+        "done, or use --post-buffering"
+    )
 
 
 def _never_read(n: int) -> bytes:
