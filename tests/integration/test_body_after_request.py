@@ -1,5 +1,6 @@
-"""``wsgi.input`` read by an app's thread after its request ended, behind a real nginx: the
-descriptor it was read from belongs to the next request by then, whose body it must not take."""
+"""``wsgi.input`` and ``write()`` used by an app's thread after its request ended, behind a
+real nginx: the descriptor they used belongs to the next request by then, whose body must not
+be taken nor its response written into."""
 
 from __future__ import annotations
 
@@ -37,3 +38,16 @@ def test_a_thread_reading_the_body_after_the_response_never_takes_the_next_reque
     assert answers["next"] == (200, expected), log[-2000:]
     assert b"foreign" not in late, late
     assert b"wsgi.input read after its request ended" in late, late
+
+
+def test_a_thread_calling_write_after_the_response_never_writes_into_the_next_one(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    with stack(tmp_path, "late_read_app:app", workers=1) as (server, nginx):
+        assert nginx.request("GET", "/write-later")[::2] == (200, b"answered")
+        # Served while the first request's thread wakes up and calls its write().
+        status, _, body = nginx.request("GET", "/slow-hello")
+        late = nginx.request("GET", "/late-result")[2]
+        log = server.log()
+    assert (status, body) == (200, b"hello"), log[-2000:]
+    assert b"write() called after its request ended" in late, late

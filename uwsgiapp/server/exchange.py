@@ -139,6 +139,9 @@ class Exchange:
 
     def write(self, data: Any) -> None:
         """PEP 3333's legacy ``write()`` callable."""
+        if self.fd < 0:
+            # Kept by an app's thread past the request: fd may be another request's by now.
+            raise OSError(errno.EBADF, "write() called after its request ended")
         self.send(data)
 
     def answer_error(self, status: str, text: str) -> None:
@@ -224,6 +227,7 @@ class Responder:
         try:
             self._run_app(exchange, environ, peer)
         finally:
+            exchange.fd = -1  # the app's write() must not reach the next request's connection
             self.current = None
             # Not after a cut (the reset is the point) nor after the body already failed (a
             # stalled client would cost a second timeout).

@@ -163,6 +163,7 @@ class SpoolingResponder(Responder):
                 environ["wsgi.input"] = body
                 self._run_app(exchange, environ, peer)
         finally:
+            exchange.fd = -1  # as in Responder.serve
             self.current = None
             if body is not None:
                 body.close()
