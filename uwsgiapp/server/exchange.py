@@ -139,8 +139,7 @@ class Exchange:
 
     def write(self, data: Any) -> None:
         """PEP 3333's legacy ``write()`` callable."""
-        if self.fd < 0:
-            # Kept by an app's thread past the request: fd may be another request's by now.
+        if self.fd < 0:  # an app's thread past the request: fd may be another request's now
             raise OSError(errno.EBADF, "write() called after its request ended")
         self.send(data)
 
