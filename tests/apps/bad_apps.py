@@ -218,6 +218,7 @@ _header_route("header-colon-name", [("X-Bad:", "v")])
 _header_route("header-not-tuple", [["X-Bad", "list, not tuple"]])
 _header_route("header-bytes", [(b"X-Bad", b"bytes")])
 _header_route("headers-not-list", (("X-Bad", "tuple of tuples"),))
+_header_route("header-5k", [("Content-Type", "text/plain"), ("X-Big", "x" * 5000)])
 
 
 # -- the body ---------------------------------------------------------------------------------

@@ -53,6 +53,21 @@ def test_a_large_cookie_through_nginx_names_buffer_size(
     assert "(max 4096)" in line
 
 
+def test_a_response_head_over_nginx_s_buffer_is_named_once_a_worker(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    # nginx's default uwsgi_buffer_size (a page) answers a 5 KB head with a 502 ("upstream
+    # sent too big header") while our access log said 200: nothing on our side named it.
+    with stack(tmp_path, "bad_apps:app", access_log="uwsgi") as (server, nginx):
+        assert nginx.request("GET", "/header-5k")[0] == 502
+        assert nginx.request("GET", "/header-5k?again")[0] == 502
+        assert nginx.request("GET", "/hello")[0] == 200
+        wait_until(lambda: "GET /hello" in server.log(), 5, "the third access line")
+    said = [x for x in server.log().splitlines() if "over nginx's default uwsgi_buffer_size" in x]
+    assert len(said) == 1, server.log()
+    assert "(GET /header-5k)" in said[0] and "raise it" in said[0], said[0]
+
+
 def test_start_up_says_who_may_open_the_unix_socket(tmp_path: Path) -> None:
     server = Server(tmp_path, "supervisor_app:app").start()
     try:
@@ -65,7 +80,7 @@ def test_start_up_says_who_may_open_the_unix_socket(tmp_path: Path) -> None:
     expected = (
         f"listening on {server.socket} (owner {owner}, group {group}, mode 0660: "
         f"nginx's user must be {owner} or in group {group} (or set --chmod-socket, "
-        "or --uid/--gid))"
+        "--chown-socket, or --uid/--gid))"
     )
     assert line.endswith(expected), line
 

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
+from uwsgiapp.server import inflight
 from uwsgiapp.server.inflight import log_client_gone, request_text, say_body_length, say_refused
 from uwsgiapp.server.io import ClientTimeout, reader, reset_on_close, send_all
 from uwsgiapp.server.logtext import escape_log_text
@@ -124,16 +125,13 @@ class Exchange:
                 self.overrun = True
             self.room = room - len(body)
         if head:
-            if len(body) > 65536:  # don't copy a big body just to save one write
-                send_all(self.fd, head, self.timeout)
-                self.sent += len(head)
-                self.head_size = len(head)
-            else:
-                # Counted once written: nginx gone, the access log says 0 bytes, not -45.
-                send_all(self.fd, head + body, self.timeout)
+            whole = len(body) <= 65536  # don't copy a big body just to save one write
+            send_all(self.fd, head + body if whole else head, self.timeout)
+            self.head_size = len(head)  # once written: nginx gone, the log says 0 bytes, not -45
+            if whole:
                 self.sent += len(head) + len(body)
-                self.head_size = len(head)
                 return
+            self.sent += len(head)
         send_all(self.fd, body, self.timeout)
         self.sent += len(body)
 
@@ -234,6 +232,8 @@ class Responder:
                 if stream.remaining > 0 and not stream.broken and not exchange.aborted:
                     drain(fd, stream.remaining, self.timeout, self.limit_post)
                 stream.end()
+            if exchange.head_size > 4096:  # inflight.NGINX_HEAD_BUFFER, without a lookup
+                inflight.say_big_head(environ, exchange.head_size)
             if access_log is not None:
                 access_log(environ, exchange, _perf_counter() - started, block)
 

@@ -224,3 +224,26 @@ def say_refused(peer: object, reason: str) -> None:
     said = f"from {peer}: {escape_log_text(reason)}"
     if REFUSED_LINES.allow(said):
         log.warning("refused request %s", said)
+
+
+#: nginx's default ``uwsgi_buffer_size``: one memory page (4 KiB on x86-64 and most arm64).
+NGINX_HEAD_BUFFER = 4096
+_BIG_HEAD_SAID: list[bool] = []
+
+
+def say_big_head(environ: dict[str, Any], size: int) -> None:
+    """A response head over nginx's default ``uwsgi_buffer_size``, which answers it with a 502
+    ("upstream sent too big header"), while the access log says 200. Once a worker: behind an
+    nginx whose buffer was raised, such heads are fine, and every one would be said."""
+    if _BIG_HEAD_SAID:
+        return
+    _BIG_HEAD_SAID.append(True)
+    log.warning(
+        "a response head of %d bytes (%s) is over nginx's default uwsgi_buffer_size (%d): "
+        'nginx answers it with 502 "upstream sent too big header" unless its '
+        "uwsgi_buffer_size was raised; make the head smaller (cookies, long headers) or raise "
+        "it (said once per worker)",
+        size,
+        request_text(environ),
+        NGINX_HEAD_BUFFER,
+    )
