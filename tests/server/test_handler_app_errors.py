@@ -242,6 +242,22 @@ def test_close_called_when_the_client_is_gone(logs: Logs, method: str, level: in
     assert line.startswith("client 127.0.0.1 via test: ")  # nginx's REMOTE_ADDR, then the peer
 
 
+def test_the_request_id_is_in_the_client_gone_line(logs: Logs) -> None:
+    # nginx gave up on the request (its uwsgi_read_timeout: a 504) while the app worked: the
+    # line for the response nobody read names nginx's $request_id, to join it to nginx's 504.
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [bytes(1 << 20)] * 8
+
+    client, server = socket.socketpair()
+    fd = server.detach()
+    client.sendall(build_request(nginx_vars("GET", "/slow", HTTP_X_REQUEST_ID="9f2c\x1bx")))
+    client.close()
+    make_handler(app).handle(fd, "test")
+    (record,) = problems(logs, logging.INFO)
+    assert one_line(record).endswith("(GET /slow, request id 9f2c\\x1Bx)"), one_line(record)
+
+
 def test_close_raising_is_logged(logs: Logs) -> None:
     class BadClose(Tracked):
         def close(self) -> None:

@@ -153,7 +153,8 @@ def read_after_head(exc: ClientDisconnected, head_sent: bool) -> bool:
 def log_client_gone(
     peer: object, environ: dict[str, Any], exc: ClientDisconnected, head_sent: bool = False
 ) -> None:
-    """A client gone while its response was written: one line naming the request. For HEAD,
+    """A client gone while its response was written: one line naming the request (and its
+    request id, as :func:`request_text` does: nginx's 504 for it has the same). For HEAD,
     nginx closes as soon as it has the head (it needs no body): expected, so debug only. A
     read of the body after the head (:func:`read_after_head`) is the app's mistake: a warning
     that says so."""
@@ -163,17 +164,15 @@ def log_client_gone(
     if read_after_head(exc, head_sent):
         level, hint = logging.WARNING, BODY_AFTER_HEAD
     if log.isEnabledFor(level):
-        uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
         # The browser's address (nginx's REMOTE_ADDR), and the connection it came over (a
         # unix socket's is only its path).
         remote = environ.get("REMOTE_ADDR")
         log.log(
             level,
-            "client %s: %s (%s %s)%s",
+            "client %s: %s (%s)%s",
             f"{escape_log_text(str(remote))} via {peer}" if remote else peer,
             escape_log_text(str(exc)),
-            escape_log_text(str(method)),
-            escape_log_text(str(uri)),
+            request_text(environ),
             hint,
         )
 
