@@ -102,6 +102,21 @@ def test_an_app_in_the_script_that_started_the_server_is_shown(tmp_path: Path) -
     assert "in app_in_the_script" in out
 
 
+def test_the_stuck_request_line_names_its_request_id(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The harakiri and quick-stop lines name the request nginx answers 502 for: its $request_id
+    # (uwsgi_param HTTP_X_REQUEST_ID) joins the stack to nginx's line; a forged one stays on it.
+    from uwsgiapp.server import inflight
+
+    serving = {
+        "REQUEST_METHOD": "GET",
+        "REQUEST_URI": "/report?\x1b[31m",
+        "HTTP_X_REQUEST_ID": "7c1e\r\nforged",
+    }
+    monkeypatch.setattr(inflight, "_current", lambda: serving)
+    line = inflight.request_line(sys._getframe())
+    assert line == "GET /report?\\x1B[31m, request id 7c1e\\x0D\\x0Aforged", line
+
+
 def test_a_request_no_frame_holds_is_asked_of_the_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     # A compiled build iterates a streamed response with no Python frame between the worker
     # loop and the app's generator: only the worker knows the request.

@@ -67,12 +67,10 @@ def request_environ(frame: FrameType | None) -> dict[str, Any] | None:
 
 
 def request_line(frame: FrameType | None) -> str:
-    """The request a thread's stack is serving (``METHOD URI``), for a log line."""
+    """The request a thread's stack is serving, for a log line (a harakiri's, a quick stop's):
+    as :func:`request_text` says it, with its request id."""
     environ = request_environ(frame)
-    if environ is None:
-        return "unknown request"
-    uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
-    return f"{environ['REQUEST_METHOD']} {uri}"
+    return "unknown request" if environ is None else request_text(environ)
 
 
 def app_stack(frame: FrameType | None) -> str:
@@ -182,7 +180,7 @@ def request_text(environ: dict[str, Any]) -> str:
     (nginx's ``$request_id``, to find its access line and the app's own lines): the client's
     own text (a raw client can put CR/LF or an ANSI escape in it), escaped so that it stays on
     this one line."""
-    uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO")
+    uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
     request_id = environ.get("HTTP_X_REQUEST_ID")
     said = f", request id {request_id}" if request_id else ""
     return escape_log_text(f"{environ.get('REQUEST_METHOD')} {uri}{said}")
