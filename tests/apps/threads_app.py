@@ -59,7 +59,19 @@ def _stuck(environ: dict[str, Any], start_response: StartResponse) -> Iterable[b
     return [b"unstuck"]
 
 
-ROUTES = {"/sleep": _sleep, "/echo": _echo, "/stuck": _stuck}
+def _spin(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    # Stuck in Python code (a runaway loop), not in a C call: a harakiri can cut it there.
+    end = time.monotonic() + float(environ["QUERY_STRING"] or "60")
+    try:
+        while time.monotonic() < end:
+            pass
+    finally:
+        print("spin: finally ran", flush=True)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"spun to the end"]
+
+
+ROUTES = {"/sleep": _sleep, "/echo": _echo, "/stuck": _stuck, "/spin": _spin}
 
 
 def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

@@ -117,6 +117,26 @@ def test_after_a_harakiri_the_other_threads_long_requests_finish(
     assert "then killing it (in 4s)" in log
 
 
+def test_harakiri_cuts_a_thread_stuck_in_python_code_at_once(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    # With threads the stuck worker is killed only after --harakiri more seconds (its other
+    # threads' grace): a request stuck in Python ran on till then, and one that ended in
+    # between was served, though the log had said "killing it". The stuck thread's request is
+    # now cut at the harakiri (its finally blocks run); its worker still leaves.
+    options = {"workers": 1, "threads": 4, "harakiri": 2}
+    with stack(tmp_path, "threads_app:app", **options) as (server, nginx):
+        wait_for_workers(server, 1)
+        started = time.monotonic()
+        status = http_request(nginx.port, "GET", "/spin?7", timeout=30)[0]
+        took = time.monotonic() - started
+        wait_until(lambda: "spin: finally ran" in server.log(), 10, "the app's finally")
+        log = server.log()
+    assert status == 502, log
+    assert took < 4.5, (took, log)  # cut at 2 s (and a tick), not killed at 4 s nor served at 7
+    assert "stuck in GET /spin?7" in log
+
+
 @pytest.mark.parametrize("sig", [signal.SIGHUP, signal.SIGTERM])
 def test_hup_and_term_under_threaded_load_fail_nothing(
     tmp_path: Path, nginx_available: None, sig: signal.Signals

@@ -59,7 +59,7 @@ def _raise_in(ident: int) -> None:
     """Raise :class:`RequestCut` in thread ``ident`` when it next runs Python code (nothing
     where Python was built without ctypes)."""
     try:
-        import ctypes  # only on a quick stop
+        import ctypes  # only on a quick stop or a harakiri
     except ImportError:
         return
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(RequestCut))
@@ -351,8 +351,10 @@ class ThreadedWorker(StopSignals):
 
     def dump_stuck(self, signum: int, frame: FrameType | None) -> None:
         """USR2 (harakiri): log the stack of the thread whose request is the oldest, with its
-        request line, then the stacks of the other busy threads; stop accepting, so that the
-        other threads' requests can finish before the master's kill."""
+        request line, then the stacks of the other busy threads; cut that request (it gets
+        :class:`RequestCut` when it next runs Python code: one in a C call is left to the
+        master's kill); stop accepting, so that the other threads' requests can finish before
+        the master's kill."""
         self.alive = False
         frames = sys._current_frames()
         now = time.time()
@@ -372,3 +374,6 @@ class ThreadedWorker(StopSignals):
                 now - started,
                 app_stack(stuck),
             )
+        oldest = busy[0][2]
+        if oldest is not None:
+            _raise_in(oldest)
