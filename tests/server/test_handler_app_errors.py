@@ -48,6 +48,30 @@ def test_app_raising_before_start_response_is_500(logs: Logs) -> None:
     assert "GET /hello" in record.getMessage()
 
 
+@pytest.mark.parametrize(
+    ("raised", "said"),
+    [
+        (SystemExit(3), "SystemExit(3) (sys.exit)"),
+        (KeyboardInterrupt(), "KeyboardInterrupt"),
+        (GeneratorExit(), "GeneratorExit"),
+    ],
+)
+def test_an_exception_the_worker_does_not_survive_names_the_request(
+    logs: Logs, raised: BaseException, said: str
+) -> None:
+    # The worker ends (as under uWSGI); the log said only "worker 1 crashed" for any but
+    # sys.exit, with no request: what the app raised, where, and in which request.
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        raise raised
+
+    with pytest.raises(AssertionError, match=f"handle\\(\\) raised {type(raised).__name__}"):
+        run(make_handler(app), packet())  # raised on: the worker ends
+    (record,) = problems(logs)
+    assert record.levelno == logging.ERROR
+    assert f"the app raised {said} in GET /hello: this worker exits" in record.getMessage()
+    assert record.exc_info is not None and record.exc_info[1] is raised
+
+
 def test_app_raising_after_start_response_before_body_is_500(logs: Logs) -> None:
     response = Tracked([b"never"], fail_at=0)
 

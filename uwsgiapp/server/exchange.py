@@ -17,11 +17,12 @@ from typing import Any, Final
 
 from uwsgiapp.server import inflight
 from uwsgiapp.server.inflight import log_client_gone, request_text, say_body_length, say_refused
-from uwsgiapp.server.io import ClientTimeout, reader, reset_on_close, send_all
+from uwsgiapp.server.io import ClientTimeout, reader, send_all
 from uwsgiapp.server.logtext import escape_log_text
-from uwsgiapp.server.transfer import drain, send_wrapped_file
+from uwsgiapp.server.transfer import cut, drain, send_wrapped_file, unwinding
 from uwsgiapp.wsgi.contract import AccessLogger, ExcInfo, WSGIApp
 from uwsgiapp.wsgi.environ import BadRequest, parse_content_length
+from uwsgiapp.wsgi.errors import AppError
 from uwsgiapp.wsgi.input import EMPTY_INPUT, ClientDisconnected, InputStream
 from uwsgiapp.wsgi.response import (
     ERROR_HEADERS,
@@ -40,10 +41,6 @@ Peer = object
 
 #: Bound once: compiled, ``time.perf_counter()`` would look the name up in the module each time.
 _perf_counter: Final = time.perf_counter
-
-
-class AppError(Exception):
-    """The app broke the WSGI contract (bad status/headers, non-bytes body, write before start)."""
 
 
 class Exchange:
@@ -279,7 +276,7 @@ class Responder:
             self._app_failed(exchange, environ, "app raised")
             return
         except BaseException as exc:  # the app's own SystemExit, or a stop's (below)
-            _unwinding(exchange, environ, exc)
+            unwinding(exchange, environ, exc)
             raise
         try:
             if type(result) is list and len(result) == 1 and exchange.status is not None:
@@ -300,7 +297,7 @@ class Responder:
         except Exception:
             self._app_failed(exchange, environ, "app raised while iterating its response")
         except BaseException as exc:  # a quick stop's, a request thread's RequestCut
-            _unwinding(exchange, environ, exc)
+            unwinding(exchange, environ, exc)
             raise
         finally:
             # A list has no close(): getattr would build and drop an AttributeError per request.
@@ -316,7 +313,7 @@ class Responder:
     ) -> None:
         log_client_gone(peer, environ, exc, exchange.head_sent)
         if isinstance(exc, ClientTimeout) and exchange.head_sent:
-            _cut(exchange)  # nginx stopped reading, but is there: the rest is not coming
+            cut(exchange)  # nginx stopped reading, but is there: the rest is not coming
 
     def _close_failed(self, environ: dict[str, Any]) -> None:
         """The response's ``close()`` raised (the answer is out): an exception of the app's."""
@@ -339,7 +336,7 @@ class Responder:
                 where,
                 exc_info=traceback,
             )
-            _cut(exchange)
+            cut(exchange)
             return
         log.error("%s (%s): answering 500", what, where, exc_info=traceback)
         exchange.answer_error("500 Internal Server Error", "Internal Server Error")
@@ -375,26 +372,3 @@ def _send_iterable(exchange: Exchange, result: Any, head_only: bool) -> None:
                 break  # PEP 3333: stop iterating once the length is sent
         elif type(chunk) is not bytes:
             exchange.send(chunk)  # "" or None: refused there, never skipped
-
-
-def _unwinding(exchange: Exchange, environ: dict[str, Any], exc: BaseException) -> None:
-    """The request ends in an exception the worker does not survive: said if the app raised
-    SystemExit itself (the master only sees an exit code); once its head is out, the
-    connection ends in a reset (a clean close would pass the cut stream on as whole)."""
-    if type(exc) is SystemExit:
-        log.error(
-            "the app raised SystemExit(%r) (sys.exit) in %s: this worker exits",
-            exc.code,
-            request_text(environ),
-            exc_info=exc,
-        )
-    if exchange.head_sent:
-        _cut(exchange)
-
-
-def _cut(exchange: Exchange) -> None:
-    """End a response short of its end with a reset, not a clean close: nginx then reports an
-    upstream error and cuts the client off instead of passing the truncated body on as whole.
-    TCP only: a unix socket has no reset (tests/reliability/test_bad_apps.py shows both)."""
-    exchange.aborted = True
-    reset_on_close(exchange.fd)

@@ -43,16 +43,13 @@ from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.masterflags import MasterFlags
 from uwsgiapp.server.stopsignals import StopSignals
 from uwsgiapp.server.worker import IDLE_TICK, Worker
+from uwsgiapp.wsgi.errors import RequestCut
 
 log = logging.getLogger("uwsgiapp.error")
 
 #: How long a quick stop waits for the request threads it cut to unwind (the master's SIGKILL
 #: comes QUICK_GRACE, 2 s, after its SIGINT).
 UNWIND_SECONDS = 1.5
-
-
-class RequestCut(SystemExit):
-    """Raised in a request thread by a quick stop, so that the app's finally blocks run."""
 
 
 def _raise_in(ident: int) -> None:

@@ -13,16 +13,18 @@ import logging
 import os
 import socket
 import stat
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from uwsgiapp.server.io import recv, send_file
+from uwsgiapp.server.inflight import request_text
+from uwsgiapp.server.io import recv, reset_on_close, send_file
+from uwsgiapp.wsgi.errors import OUR_STOPS
 from uwsgiapp.wsgi.input import ClientDisconnected
 from uwsgiapp.wsgi.response import FileWrapper
 
 if TYPE_CHECKING:
     from uwsgiapp.server.exchange import Exchange
 
-__all__ = ["DRAIN_CAP", "drain", "send_wrapped_file"]
+__all__ = ["DRAIN_CAP", "cut", "drain", "send_wrapped_file", "unwinding"]
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -105,3 +107,25 @@ def drain(fd: int, remaining: int, timeout: float, limit_post: int = 0) -> None:
             remaining - cap,
             cap,
         )
+
+
+def unwinding(exchange: Exchange, environ: dict[str, Any], exc: BaseException) -> None:
+    """The request ends in an exception the worker does not survive: said if the app raised
+    SystemExit itself (the master only sees an exit code); once its head is out, the
+    connection ends in a reset (a clean close would pass the cut stream on as whole)."""
+    if not isinstance(exc, OUR_STOPS):  # KeyboardInterrupt, GeneratorExit: not only exit()
+        raised = type(exc).__name__
+        if isinstance(exc, SystemExit):
+            raised = f"SystemExit({exc.code!r}) (sys.exit)"
+        what = request_text(environ)
+        log.error("the app raised %s in %s: this worker exits", raised, what, exc_info=exc)
+    if exchange.head_sent:
+        cut(exchange)
+
+
+def cut(exchange: Exchange) -> None:
+    """End a response short of its end with a reset, not a clean close: nginx then reports an
+    upstream error and cuts the client off instead of passing the truncated body on as whole.
+    TCP only: a unix socket has no reset (tests/reliability/test_bad_apps.py shows both)."""
+    exchange.aborted = True
+    reset_on_close(exchange.fd)

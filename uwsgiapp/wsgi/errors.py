@@ -1,8 +1,10 @@
-"""The errors a client's I/O raises to the app: kept out of the modules a compiled build compiles.
+"""The errors a client's I/O raises to the app, and the server's own exceptions: kept out of
+the modules a compiled build compiles.
 
-mypyc cannot compile a subclass of ``OSError``, so these two live in this interpreted module;
-:mod:`uwsgiapp.wsgi.input` and :mod:`uwsgiapp.server.io` re-export them, under which names they
-are documented (and shown: ``__module__`` says so).
+mypyc cannot compile a subclass of ``OSError``, so the client's errors live in this interpreted
+module; :mod:`uwsgiapp.wsgi.input` and :mod:`uwsgiapp.server.io` re-export them, under which
+names they are documented (and shown: ``__module__`` says so). The others are here so that the
+exchange and the request threads can tell them apart without importing each other.
 """
 
 from __future__ import annotations
@@ -36,3 +38,20 @@ class QuickStop(SystemExit):
     ``SystemExit`` of its own, told apart from one the app raises (``sys.exit()``)."""
 
     __module__ = "uwsgiapp.server.stopsignals"
+
+
+class RequestCut(SystemExit):
+    """Raised in a request thread by a quick stop or a harakiri, so that the app's finally
+    blocks run."""
+
+    __module__ = "uwsgiapp.server.threaded"
+
+
+class AppError(Exception):
+    """The app broke the WSGI contract (bad status/headers, non-bytes body, write before start)."""
+
+    __module__ = "uwsgiapp.server.exchange"
+
+
+#: The exceptions the server raises in a request to end it (not the app's own).
+OUR_STOPS = (QuickStop, RequestCut)
