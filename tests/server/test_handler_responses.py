@@ -227,6 +227,79 @@ def test_non_bytes_chunk_after_head_cuts() -> None:
     assert response.closed == 1
 
 
+class ClosingIterator:
+    """An iterator object as werkzeug's (every Flask response): ``__iter__`` returns itself."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks = iter(chunks)
+        self.iter_calls = 0
+        self.closed = 0
+
+    def __iter__(self) -> ClosingIterator:
+        self.iter_calls += 1
+        return self
+
+    def __next__(self) -> bytes:
+        return next(self.chunks)
+
+    def close(self) -> None:
+        self.closed += 1
+
+
+def test_an_iterator_response_is_iterated_once() -> None:
+    # uWSGI and gunicorn call iter() on the response once; each call more is a Python call of
+    # the app's __iter__ per request.
+    response = ClosingIterator([b"Hello ", b"World!"])
+
+    def app(environ: Environ, start_response: StartResponse) -> ClosingIterator:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return response
+
+    out = run(make_handler(app), packet())
+    assert (out.status, out.body) == (200, b"Hello World!")
+    assert (response.iter_calls, response.closed) == (1, 1)
+
+
+@pytest.mark.parametrize("result", [None, 5, object()], ids=["None", "int", "object"])
+def test_a_result_that_is_not_iterable_is_500_in_one_line(result: Any, logs: Logs) -> None:
+    def app(environ: Environ, start_response: StartResponse) -> Any:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return result
+
+    assert run(make_handler(app), packet()).status == 500
+    (record,) = problems(logs)
+    what = "None" if result is None else type(result).__name__
+    assert f"app returned {what}, not an iterable of bytes" in one_line(record)
+
+
+class FailingIter:
+    """The app's own ``__iter__`` raises a TypeError, or its sequence's ``__getitem__`` does."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        raise TypeError("the app's own bug")
+
+
+class FailingSequence:
+    def __getitem__(self, index: int) -> bytes:
+        if index:
+            raise TypeError("the app's own bug")
+        return b"first"
+
+
+@pytest.mark.parametrize("result", [FailingIter(), FailingSequence()], ids=["iter", "getitem"])
+def test_an_apps_own_type_error_while_iterating_keeps_its_traceback(
+    result: Any, logs: Logs
+) -> None:
+    def app(environ: Environ, start_response: StartResponse) -> Any:
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "9")])
+        return result
+
+    run(make_handler(app), packet())
+    (record,) = problems(logs)
+    assert record.exc_info is not None
+    assert "the app's own bug" in str(record.exc_info[1])
+
+
 @pytest.mark.parametrize(
     "headers",
     [

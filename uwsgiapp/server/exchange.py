@@ -358,17 +358,23 @@ def _send_iterable(exchange: Exchange, result: Any, head_only: bool) -> None:
     """Send the chunks of a response that is neither a list of one nor a file wrapper; for a
     HEAD (``head_only``), stop once the head is out: nginx sends the client no body, and a
     generator went on making one until nginx closed the connection."""
+    # One iter(), as in uWSGI: an iter() before the loop had the loop call an iterator's __iter__
+    # again (werkzeug's ClosingIterator, i.e. every Flask response: a Python call per request).
     try:
-        chunks = iter(result)
+        for chunk in result:
+            if chunk:
+                exchange.send(chunk)
+                if exchange.overrun or head_only:
+                    break  # PEP 3333: stop iterating once the length is sent
+            elif type(chunk) is not bytes:
+                exchange.send(chunk)  # "" or None: refused there, never skipped
     except TypeError:
-        if hasattr(type(result), "__iter__"):
-            raise  # the app's own __iter__ failed: its traceback matters
+        if iterable_type(type(result)):
+            raise  # the app's own code raised it (not iter()'s refusal): its traceback matters
         what = "None" if result is None else type(result).__name__
         raise AppError(f"app returned {what}, not an iterable of bytes") from None
-    for chunk in chunks:
-        if chunk:
-            exchange.send(chunk)
-            if exchange.overrun or head_only:
-                break  # PEP 3333: stop iterating once the length is sent
-        elif type(chunk) is not bytes:
-            exchange.send(chunk)  # "" or None: refused there, never skipped
+
+
+def iterable_type(kind: type) -> bool:
+    """Whether ``iter()`` takes a ``kind`` at all (an ``__iter__`` or a ``__getitem__``)."""
+    return hasattr(kind, "__iter__") or hasattr(kind, "__getitem__")
