@@ -473,7 +473,7 @@ def test_a_body_shorter_than_its_content_length_is_said(logs: Logs) -> None:
     assert problems(logs) == []
 
 
-@pytest.mark.parametrize("status", ["204 No Content", "304 Not Modified", "103 Early Hints"])
+@pytest.mark.parametrize("status", ["204 No Content", "304 Not Modified"])
 def test_no_body_follows_a_bodiless_status(status: str, logs: Logs) -> None:
     def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
         start_response(status, [("Content-Type", "text/plain")])
@@ -483,6 +483,19 @@ def test_no_body_follows_a_bodiless_status(status: str, logs: Logs) -> None:
     assert out.status_line == f"HTTP/1.1 {status}" and out.body == b""
     (record,) = problems(logs)
     assert "more body than its head allows" in one_line(record)
+
+
+@pytest.mark.parametrize("status", ["100 Continue", "103 Early Hints", "099 X", "000 X"])
+def test_a_status_under_200_is_500(status: str, logs: Logs) -> None:
+    # Sent as the final status, nginx took a 1xx for an interim head and waited for another:
+    # the client hung until its timeout (curl: "100 0", then "Operation timed out").
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response(status, [("Content-Type", "text/plain")])
+        return [b"never"]
+
+    assert run(make_handler(app), packet()).status == 500
+    said = one_line(problems(logs)[0])
+    assert f"invalid status '{status}': a response's status is 200 or more" in said, said
 
 
 def test_two_content_lengths_that_differ_are_500(logs: Logs) -> None:

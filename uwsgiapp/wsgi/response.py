@@ -131,6 +131,8 @@ def _render_head(protocol: str, status: Any, headers: Any) -> bytes:
         or not (status[:3].isdigit() and status[:3].isascii())
     ):
         raise HeaderError(f"invalid status {status!r}: must be 'NNN reason'")
+    if status[0] in "01":  # nginx takes a 1xx for an interim head and waits for the final one
+        raise HeaderError(f"invalid status {status!r}: a response's status is 200 or more")
     if not isinstance(headers, list):
         raise HeaderError(f"headers must be a list of (name, value) tuples, got {headers!r:.80}")
     parts = [protocol, " ", status, "\r\n"]
