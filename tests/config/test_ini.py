@@ -170,6 +170,36 @@ KEYS: list[tuple[str, dict[str, Any]]] = [
     ("master = true\nvacuum = true\ndie-on-term = true\nenable-threads = true", {}),
     ("auto-procname = true", {"request_titles": False}),
     ("plugins = python3", {}),
+    # The cheaper subsystem: processes is the most (and the busyness plugin is built in).
+    (
+        "processes = 16\ncheaper = 2\ncheaper-initial = 4\ncheaper-step = 2\n"
+        "cheaper-overload = 5\ncheaper-algo = backlog\nplugins = python3,cheaper_busyness",
+        {
+            "workers": 16,
+            "cheaper": 2,
+            "cheaper_initial": 4,
+            "cheaper_step": 2,
+            "cheaper_overload": 5,
+            "cheaper_algo": "backlog",
+        },
+    ),
+    (
+        "processes = 8\ncheaper = 1\ncheaper-algo = busyness\ncheaper-busyness-min = 10\n"
+        "cheaper-busyness-max = 60\ncheaper-busyness-multiplier = 5\n"
+        "cheaper-busyness-penalty = 1\ncheaper-busyness-backlog-alert = 8\n"
+        "cheaper-busyness-backlog-step = 3\ncheaper-busyness-backlog-multiplier = 2\n"
+        "cheaper-busyness-backlog-nonzero = 20",
+        {
+            "cheaper_busyness_min": 10,
+            "cheaper_busyness_max": 60,
+            "cheaper_busyness_multiplier": 5,
+            "cheaper_busyness_penalty": 1,
+            "cheaper_busyness_backlog_alert": 8,
+            "cheaper_busyness_backlog_step": 3,
+            "cheaper_busyness_backlog_multiplier": 2,
+            "cheaper_busyness_backlog_nonzero": 20,
+        },
+    ),
 ]
 
 
@@ -646,12 +676,10 @@ def test_an_ini_logs_requests_unless_told_not_to(tmp_path: Path) -> None:
         ("max-worker-lifetime = 3600", "--max-requests or --reload-on-rss"),
         # Its strftime value is not expanded: %Y is no magic variable, and it must not stop us.
         ("log-date = %Y-%m-%d %H:%M:%S", "already start with the date and time"),
-        # the tiangolo/uwsgi-nginx image's cheaper = 2 beside processes = 16, Bloomberg's 8 and
-        # 128: uWSGI runs 2 (or 8) unless loaded, uwsgiapp the 16 (or 128); it said only "a
-        # fixed number of workers"
-        ("cheaper = 2\nprocesses = 16", "processes' all the time"),
-        ("cheaper-initial = 16", "set processes to the number to run"),
-        ("cheaper-algo = busyness", "processes' number of workers runs all the time"),
+        # The cheaper keys uwsgiapp has not (cheaper itself and its main ones are honoured).
+        ("cheaper-rss-limit-soft = 100000000", "--reload-on-rss recycles a worker"),
+        ("cheaper-idle = 30", "spare2 algorithm, which uwsgiapp has not"),
+        ("cheaper-algo-list = true", "cheaper subsystem that uwsgiapp has not"),
         ("mule-reload-mercy = 300", "runs no mules: a reload has none to wait for"),  # not jobs
         ("logdate = true", "already start with the date and time"),
         ("procname = %(project)-http-%n\nproject = x", "names its processes"),

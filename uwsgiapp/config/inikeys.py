@@ -80,6 +80,25 @@ SIMPLE_KEYS: Mapping[str, str] = {
     # uWSGI's chain reload replaces the workers one at a time so that some always serve: a
     # HUP here starts the new workers before the old ones stop, which serves the same end.
     "touch-chain-reload": "touch_reload",
+    # The cheaper subsystem (adaptive worker count): processes is then the most.
+    **{
+        key: key.replace("-", "_")
+        for key in (
+            "cheaper",
+            "cheaper-initial",
+            "cheaper-step",
+            "cheaper-overload",
+            "cheaper-algo",
+            "cheaper-busyness-min",
+            "cheaper-busyness-max",
+            "cheaper-busyness-multiplier",
+            "cheaper-busyness-penalty",
+            "cheaper-busyness-backlog-alert",
+            "cheaper-busyness-backlog-step",
+            "cheaper-busyness-backlog-multiplier",
+            "cheaper-busyness-backlog-nonzero",
+        )
+    },
 }
 #: The largest buffer-size (a uwsgi packet's size field is 16 bits); uWSGI caps larger ones.
 MAX_BUFFER: Final = 65535
@@ -154,8 +173,9 @@ USED_KEYS = frozenset(
         "L",
     }
 )
-#: Plugins that mean "Python WSGI": loading them is implicit.
-PYTHON_PLUGINS = frozenset({"python", "python3", "python2", "python3.x"})
+#: Plugins that mean "Python WSGI", or what uwsgiapp has built in (the busyness algorithm):
+#: loading them is implicit.
+PYTHON_PLUGINS = frozenset({"python", "python3", "python2", "python3.x", "cheaper_busyness"})
 _HUP = "send SIGHUP to the master (its pid in --pidfile) to reload, e.g. from the deploy script"
 _STATIC = "serve static files from nginx: location /static/ { alias /path/; }"
 _REQUEST_LOG = (
@@ -175,11 +195,6 @@ _BEFORE_START = (
     "THIS WILL NOT RUN: uwsgiapp runs no hooks; run the command before 'uwsgiapp serve' in "
     "the entrypoint (e.g. manage.py migrate), or decorate a function of the app with "
     "uwsgiapp.postfork for per-worker set-up"
-)
-_CHEAPER = (
-    "uwsgiapp runs a fixed number of workers, processes' all the time (under cheaper, uWSGI's "
-    "most, where it starts with cheaper-initial or cheaper): set processes to the number to "
-    "run (TTIN/TTOU signals change it while it runs)"
 )
 _DATED = "error log lines already start with the date and time"
 _ROTATE = (
@@ -251,8 +266,14 @@ ADVICE: Mapping[str, str] = {
     "asyncio": _LOOP,
     "gevent-early-monkey-patch": _LOOP,
     "gevent-monkey-patch": _LOOP,
-    "cheaper": _CHEAPER,
-    "cheaper-initial": _CHEAPER,
+    "cheaper-busyness-verbose": "uwsgiapp logs each worker busyness starts or stops, not "
+    "each cycle's measure",
+    "cheaper-rss-limit-soft": "no memory limit on the cheaper subsystem here: --reload-on-rss "
+    "recycles a worker by its resident memory",
+    "cheaper-rss-limit-hard": "no memory limit on the cheaper subsystem here: --reload-on-rss "
+    "recycles a worker by its resident memory",
+    "cheaper-idle": "a setting of uWSGI's spare2 algorithm, which uwsgiapp has not (spare, "
+    "backlog and busyness are here)",
     "offload-threads": "nginx sends files and slow clients' bytes (uwsgiapp's workers never "
     "wait on a slow client: nginx buffers the response)",
 }
@@ -260,8 +281,9 @@ ADVICE: Mapping[str, str] = {
 ADVICE_PREFIXES: Mapping[str, str] = {
     # procname, -prefix, -prefix-spaced, -master, -append
     "procname": "uwsgiapp names its processes uwsgiapp master / worker N",
-    "cheaper-": "a setting of uWSGI's adaptive worker count, which uwsgiapp has not: processes' "
-    "number of workers runs all the time",
+    "cheaper-": "a setting of uWSGI's cheaper subsystem that uwsgiapp has not (it has cheaper, "
+    "cheaper-initial, -step, -overload, -algo spare, backlog or busyness, and busyness' "
+    "-min, -max, -multiplier, -penalty and -backlog-alert, -step, -multiplier, -nonzero)",
     "attach-": _OWN_PROCESS,
     "smart-attach-": _OWN_PROCESS,
     "cron": _OWN_PROCESS,

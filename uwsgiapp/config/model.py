@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from uwsgiapp.addresses import AddressError, AllowList, parse_address, server_address
+from uwsgiapp.config.cheaperopts import cheaper_problem
 from uwsgiapp.importer import AppImportError, parse_spec
 from uwsgiapp.logtargets import is_stream
 
@@ -137,6 +138,39 @@ class Config:
         "request threads per worker (uWSGI's threads, gunicorn's gthread): each worker serves "
         f"up to this many requests at once (1..{MAX_THREADS}); the app must be thread-safe",
     )
+    cheaper: int = _opt(
+        0,
+        "adapt the worker count to the load (uWSGI's cheaper): run at least this many, at most "
+        "--workers (0 = off: --workers run all the time)",
+    )
+    cheaper_initial: int = _opt(0, "workers at start with --cheaper (0 = --cheaper's number)")
+    cheaper_step: int = _opt(1, "workers --cheaper starts at a time when more are needed")
+    cheaper_overload: int = _opt(
+        3, "seconds --cheaper's algorithm waits or measures (spare: all busy; backlog: queue size)"
+    )
+    cheaper_algo: str = _opt(
+        "spare",
+        "--cheaper's algorithm: spare (more when every worker is busy), backlog (by the listen "
+        "queue) or busyness (by the share of time the workers are busy)",
+    )
+    cheaper_busyness_min: int = _opt(25, "busyness: under this % busy, a worker is stopped")
+    cheaper_busyness_max: int = _opt(50, "busyness: over this % busy, workers are started")
+    cheaper_busyness_multiplier: int = _opt(
+        10, "busyness: a worker is stopped after --cheaper-overload x this many idle seconds"
+    )
+    cheaper_busyness_penalty: int = _opt(
+        2, "busyness: added to the multiplier when workers come back soon after a stop"
+    )
+    cheaper_busyness_backlog_alert: int = _opt(
+        33, "busyness: more connections waiting than this start emergency workers at once"
+    )
+    cheaper_busyness_backlog_step: int = _opt(1, "busyness: emergency workers started at a time")
+    cheaper_busyness_backlog_multiplier: int = _opt(
+        3, "busyness: the multiplier for stopping emergency workers"
+    )
+    cheaper_busyness_backlog_nonzero: int = _opt(
+        60, "busyness: connections waiting this many seconds in a row start an emergency worker"
+    )
     lazy_apps: bool = _opt(False, "load the app in each worker after fork, not once in the master")
     reload_preloaded: bool = _opt(
         True,
@@ -208,6 +242,8 @@ class Config:
             if getattr(self, name) < 0:
                 raise ConfigError(name, f"must be >= 0, got {getattr(self, name)}")
         self._validate_post_buffering()
+        if (bad := cheaper_problem(self, _DEFAULTS)) is not None:
+            raise ConfigError(*bad)
         if self.capture_output and is_stream(self.error_log_file):
             raise ConfigError(
                 "capture_output", "needs --error-log-file (without one, output stays on stderr)"
@@ -287,6 +323,9 @@ class Config:
     def env_vars(self) -> dict[str, str]:
         """:attr:`env` as a mapping (a NAME given twice: the later value)."""
         return {name: value for name, _, value in (item.partition("=") for item in self.env)}
+
+
+_DEFAULTS = Config()
 
 
 def make_config(**values: Any) -> Config:

@@ -37,6 +37,7 @@ from uwsgiapp.stats.model import ServerStats, SocketStats
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import actions as A
 from uwsgiapp.supervisor import observe, options
+from uwsgiapp.supervisor.cheaper import CheaperOptions
 from uwsgiapp.supervisor.dumps import DumpFiles
 from uwsgiapp.supervisor.mastersignals import MASTER_SIGNUMS, MasterSignals
 from uwsgiapp.supervisor.meanwhile import stats_served
@@ -66,12 +67,6 @@ TICK = 0.1
 QUEUE_CHECK = 1.0
 
 
-def _cwd() -> str:
-    with contextlib.suppress(OSError):
-        return os.getcwd()
-    return ""
-
-
 class Arbiter:
     """Master of ``config.workers`` worker processes sharing ``listeners``."""
 
@@ -97,6 +92,7 @@ class Arbiter:
             reload_kind=reload_kind(config, preloaded=app is not None),
             reload_on_rss_mb=config.reload_on_rss,
             slots=self.table.capacity,
+            cheaper=CheaperOptions.from_config(config),
         )
         self.signals: collections.deque[str] = collections.deque()
         self.pid = os.getpid()
@@ -120,7 +116,7 @@ class Arbiter:
         """Run until stopped; returns the exit code."""
         set_title(*master_title(self.config.app))
         self.handlers.install()
-        log.info("master %d: starting %s", self.pid, A.count_workers(self.config.workers))
+        log.info("master %d: starting %s", self.pid, A.count_workers(self.policy.desired))
         code = self._execute(self.policy.start())
         stats = self.stats
         wake = self.handlers.wake_r
@@ -147,7 +143,7 @@ class Arbiter:
                 self.dumps.exited(pid, signum)
             actions += self._signal_actions(now)
             rss = observe.rss_mb if self.config.reload_on_rss else None
-            actions += self.policy.on_tick(now, time.time(), self.table.read, rss)
+            actions += self.policy.on_tick(now, time.time(), self.table.read, rss, self._queue)
             code = self._execute(actions)
             self.master_flags.publish(self.policy.recycles_held, self.policy.stopping)
         return code
@@ -163,9 +159,8 @@ class Arbiter:
 
     def _options_again(self) -> list[A.Action]:
         """A HUP reads the options again (:mod:`~uwsgiapp.supervisor.options`)."""
-        workers, said = options.on_hup(self.table.capacity // 2, self.policy.desired)
-        if workers is not None:
-            self.policy.desired = workers  # the reload's new workers: this many
+        workers, said = options.on_hup(self.table.capacity // 2, self.policy.hup_running())
+        self.policy.hup_workers(workers)  # the reload's new workers: this many
         return [A.Log(A.LogLevel.INFO, line) for line in said]
 
     def _serve_stats(self, stats: StatsServer, now: float) -> None:
@@ -186,6 +181,9 @@ class Arbiter:
             self._sockdiag.queue,
         )
 
+    def _queue(self) -> int:
+        return max((s.queue for s in self._socket_stats()), default=0)
+
     def snapshot(self) -> ServerStats:
         """The server's numbers now (what the stats server serves)."""
         return self.observer.recent(self._snapshot())
@@ -204,7 +202,8 @@ class Arbiter:
                 cores=self.table.read_cores if self.config.threads > 1 else None,
                 uid=os.getuid(),
                 gid=os.getgid(),
-                cwd=_cwd(),
+                cwd=observe.cwd(),
+                listed=self.policy.listed_workers,
             )
         )
 
@@ -256,8 +255,7 @@ class Arbiter:
             app = reimport(self.config, self.modules_before_app, self._install_app, self.handlers)
         if app is not None:
             return None
-        if (workers := options.rollback()) is not None:
-            self.policy.desired = workers
+        self.policy.hup_workers(options.rollback())
         now = time.monotonic()
         if not A.STOPS.isdisjoint(self.signals):  # the stop that called it off
             return self._execute(self._signal_actions(now))

@@ -16,6 +16,7 @@ the mean over the number's life would hide today's slowness behind last week's r
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import socket
@@ -34,8 +35,11 @@ from uwsgiapp.stats.model import (
     WorkerStats,
 )
 from uwsgiapp.supervisor.actions import WorkerRecord, WorkerState
-from uwsgiapp.supervisor.status import SlotCounters, WorkerStatus
+from uwsgiapp.supervisor.status import BUCKETS, CLASSES, SlotCounters, WorkerStatus
 
+#: The slot and counters of a worker number that never ran.
+_NEVER = WorkerStatus(0, 0, 0.0, 0)
+_NO_COUNTS = SlotCounters(0, 0, 0.0, ((0,) * BUCKETS,) * CLASSES)
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -105,6 +109,13 @@ def memory(pid: int) -> tuple[int, int]:
         return int(fields[1]) * _PAGE, int(fields[0]) * _PAGE
     except (OSError, ValueError, IndexError):
         return 0, 0
+
+
+def cwd() -> str:
+    """The master's working directory ("" if it is gone)."""
+    with contextlib.suppress(OSError):
+        return os.getcwd()
+    return ""
 
 
 def rss_mb(pid: int) -> float:
@@ -255,6 +266,9 @@ class Inputs:
     uid: int = 0
     gid: int = 0
     cwd: str = ""
+    #: Worker numbers listed even if none of their processes ever ran (``--cheaper``: up to
+    #: ``--workers``, each ``cheap`` until started, as uWSGI lists them).
+    listed: int = 0
 
 
 def snapshot(inputs: Inputs) -> ServerStats:
@@ -285,7 +299,9 @@ def snapshot(inputs: Inputs) -> ServerStats:
     }
     workers = tuple(
         _row(number, slots[number], live.get(number), inputs, number in serving_on)
-        for number in sorted(slots)
+        if number in slots
+        else _worker(number, None, _NEVER, _NO_COUNTS, SlotHistory(), 0, (0, 0))
+        for number in sorted(slots.keys() | set(range(1, inputs.listed + 1)))
     )
     queue = max((s.queue for s in inputs.sockets), default=0)
     return ServerStats(

@@ -36,7 +36,8 @@ from uwsgiapp.supervisor.actions import (
     describe_exit,
     unexpected_death,
 )
-from uwsgiapp.supervisor.roster import BOOTING, HARAKIRI, READY, STOPPING, TOLD, Roster
+from uwsgiapp.supervisor.roster import BOOTING, HARAKIRI, READY, STOPPING, TOLD
+from uwsgiapp.supervisor.scaling import Scaling
 from uwsgiapp.supervisor.status import WorkerStatus
 
 _RELOAD_SAYS = {
@@ -49,7 +50,7 @@ _SignalHandler = Callable[["Policy", float], list[Action]]
 
 
 @dataclass
-class Policy(Roster):
+class Policy(Scaling):
     """The supervisor's decisions on events (seconds: ``now`` monotonic, ``wall`` epoch)."""
 
     #: Signal name → its handler while not stopping (filled below the class).
@@ -121,20 +122,6 @@ class Policy(Roster):
         # The operator's new code: tried now, not after a crash loop's or a failed load's hold.
         self.spawns_held, self.crash_hold = False, 0.0
         return actions + self._fill()
-
-    def handle_ttin(self, now: float) -> list[Action]:
-        """One worker more (up to half the slots: a reload needs the other half)."""
-        if self.slots and self.desired >= self.slots // 2:
-            return [Log(LogLevel.WARNING, f"SIGTTIN: already at the most workers ({self.desired})")]
-        self.desired += 1
-        return [Log(LogLevel.INFO, f"SIGTTIN: workers {self.desired}"), *self._fill()]
-
-    def handle_ttou(self, now: float) -> list[Action]:
-        """One worker less (at least one)."""
-        if self.desired <= 1:
-            return [Log(LogLevel.INFO, "SIGTTOU: already at one worker")]
-        self.desired -= 1
-        return [Log(LogLevel.INFO, f"SIGTTOU: workers {self.desired}"), *self._trim(now)]
 
     def _retire_superseded(self, now: float) -> list[Action]:
         """HUP: of the older workers, keep at most ``desired`` serving until the hand-over.
@@ -286,8 +273,10 @@ class Policy(Roster):
         wall: float,
         status: Callable[[int], WorkerStatus],
         rss_mb: Callable[[int], float] | None = None,
+        queue: Callable[[], int] | None = None,
     ) -> list[Action]:
-        """Time passed: readiness, reload hand-over, harakiri, recycling, stop deadlines."""
+        """Time passed: readiness, reload hand-over, harakiri, recycling, stop deadlines, the
+        cheaper subsystem (``queue``: the longest listen queue now)."""
         if self.halted:
             return []
         if self.spawns_held and now >= self.respawn_at:
@@ -297,6 +286,7 @@ class Policy(Roster):
             actions += self._tick_worker(rec, status(rec.wid), now, wall, rss_mb)
         if self.mode is Mode.RELOADING:
             actions += self._hand_over(now)
+        actions += self._adapt(now, status, queue)
         return actions + self._fill() + self._probe(now) + self._say_ready()
 
     def _say_ready(self) -> list[Action]:

@@ -1,0 +1,131 @@
+"""The cheaper options from every source, their checks, and Bloomberg's production ini."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from cli.cli_testkit import run_cli
+
+from uwsgiapp.config import ConfigError, make_config
+from uwsgiapp.config.configload import resolve
+from uwsgiapp.config.uwsgiini import ini_layer
+from uwsgiapp.supervisor.cheaper import CheaperOptions
+
+#: "Configuring uWSGI for Production Deployment" (Bloomberg), its cheaper part.
+BLOOMBERG = """[uwsgi]
+module = hello:app
+master = true
+enable-threads = true
+vacuum = true
+single-interpreter = true
+die-on-term = true
+need-app = true
+disable-logging = true
+log-4xx = true
+log-5xx = true
+harakiri = 60
+max-requests = 1000
+max-worker-lifetime = 3600
+reload-on-rss = 2048
+worker-reload-mercy = 60
+cheaper-algo = busyness
+processes = 128
+cheaper = 8
+cheaper-initial = 16
+cheaper-overload = 1
+cheaper-step = 16
+cheaper-busyness-multiplier = 30
+cheaper-busyness-min = 20
+cheaper-busyness-max = 70
+cheaper-busyness-backlog-alert = 16
+cheaper-busyness-backlog-step = 2
+"""
+#: Its cheaper keys alone, with uWSGI's strict: every one is honoured, so it starts.
+CHEAPER_ONLY = (
+    "[uwsgi]\nmodule = hello:app\nstrict = true\n"
+    + BLOOMBERG.split("worker-reload-mercy = 60\n")[1]
+)
+
+
+@pytest.mark.parametrize(
+    ("values", "option", "says"),
+    [
+        ({"workers": 4, "cheaper": 4}, "--cheaper", "must be lower than --workers (4)"),
+        ({"workers": 4, "cheaper": -1}, "--cheaper", "must be >= 0"),
+        ({"workers": 8, "cheaper": 2, "cheaper_initial": 1}, "--cheaper-initial", "between"),
+        ({"workers": 8, "cheaper": 2, "cheaper_initial": 9}, "--cheaper-initial", "between"),
+        ({"workers": 8, "cheaper": 2, "cheaper_algo": "fast"}, "--cheaper-algo", "one of spare"),
+        ({"workers": 8, "cheaper": 2, "cheaper_algo": "spare2"}, "--cheaper-algo", "spare2"),
+        ({"workers": 8, "cheaper": 2, "cheaper_step": 0}, "--cheaper-step", ">= 1"),
+        ({"workers": 8, "cheaper": 2, "cheaper_overload": 0}, "--cheaper-overload", ">= 1"),
+        (
+            {"workers": 8, "cheaper": 2, "cheaper_busyness_min": 60},
+            "--cheaper-busyness-min",
+            "not be over --cheaper-busyness-max (50)",
+        ),
+        (
+            {"workers": 8, "cheaper": 2, "cheaper_busyness_max": 101},
+            "--cheaper-busyness-max",
+            "0..",
+        ),
+        ({"workers": 8, "cheaper_step": 4}, "--cheaper-step", "needs --cheaper N"),
+        ({"workers": 8, "cheaper_algo": "busyness"}, "--cheaper-algo", "needs --cheaper N"),
+    ],
+)
+def test_bad_cheaper_values_name_the_option(
+    values: dict[str, object], option: str, says: str
+) -> None:
+    with pytest.raises(ConfigError) as err:
+        make_config(app="a:b", **values)
+    assert str(err.value).startswith(option + ":") and says in str(err.value)
+
+
+def test_a_bad_value_stops_start_up_with_exit_2_naming_it(tmp_path: Path) -> None:
+    r = run_cli("serve", "hello:app", "--workers", "4", "--cheaper", "4", cwd=tmp_path)
+    assert r.returncode == 2
+    assert b"--cheaper (from command line --cheaper): must be lower than --workers" in r.stderr
+    env = {"UWSGIAPP_CHEAPER": "1", "UWSGIAPP_CHEAPER_ALGO": "nope"}
+    r = run_cli("serve", "hello:app", "--workers", "4", "--check-config", cwd=tmp_path, env=env)
+    assert r.returncode == 2 and b"--cheaper-algo" in r.stderr
+
+
+def test_toml_and_print_config(tmp_path: Path) -> None:
+    (tmp_path / "app.toml").write_text(
+        'app = "hello:app"\nworkers = 6\ncheaper = 2\ncheaper-algo = "backlog"\n'
+    )
+    r = run_cli("serve", "--config", "app.toml", "--print-config", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    out = r.stdout.decode()
+    assert "cheaper = 2" in out and 'cheaper-algo = "backlog"' in out
+
+
+def test_bloombergs_ini_runs_16_of_128_with_its_busyness_settings(tmp_path: Path) -> None:
+    (tmp_path / "uwsgi.ini").write_text(BLOOMBERG)
+    result = ini_layer(str(tmp_path / "uwsgi.ini"), environ={})
+    config = resolve([result.layer]).config
+    said = [w.split("'")[1] for w in result.warnings]
+    assert said == ["log-4xx", "log-5xx", "max-worker-lifetime"], result.warnings
+    opts = CheaperOptions.from_config(config)
+    assert opts is not None
+    assert (opts.minimum, opts.initial, opts.maximum, opts.step, opts.overload) == (
+        8,
+        16,
+        128,
+        16,
+        1,
+    )
+    assert opts.algo == "busyness"
+    assert (opts.busyness_min, opts.busyness_max, opts.multiplier) == (20, 70, 30)
+    assert (opts.backlog_alert, opts.backlog_step) == (16, 2)
+    # strict = true: the keys it honours do not stop the start; those it has not still do.
+    (tmp_path / "strict.ini").write_text(CHEAPER_ONLY)
+    r = run_cli("serve", "--ini", "strict.ini", "--print-config", cwd=tmp_path)
+    assert r.returncode == 0 and b"cheaper-busyness-backlog-step = 2" in r.stdout, r.stderr
+    (tmp_path / "more.ini").write_text(CHEAPER_ONLY + "cheaper-rss-limit-soft = 100\n")
+    r = run_cli("serve", "--ini", "more.ini", "--print-config", cwd=tmp_path)
+    assert r.returncode == 2 and b"cheaper-rss-limit-soft" in r.stderr
+
+
+def test_without_cheaper_there_are_no_cheaper_options() -> None:
+    assert CheaperOptions.from_config(make_config(app="a:b", workers=4)) is None

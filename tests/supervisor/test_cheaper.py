@@ -1,0 +1,309 @@
+"""The cheaper algorithms' decisions (uWSGI's spare, backlog, busyness), from hand-made cycles;
+then the policy applying them, driven as the arbiter would (no processes, no clocks)."""
+
+from __future__ import annotations
+
+import dataclasses
+import signal
+
+import pytest
+from supervisor.policy_sim import Sim
+
+from uwsgiapp.supervisor.actions import RETIRE, Log, Mode, Signal, Spawn
+from uwsgiapp.supervisor.cheaper import (
+    KEEP,
+    Backlog,
+    Busyness,
+    BusyShare,
+    CheaperOptions,
+    Cycle,
+    Spare,
+    Verdict,
+)
+from uwsgiapp.supervisor.observe import Inputs, Observer, snapshot
+from uwsgiapp.supervisor.policy import Policy
+from uwsgiapp.supervisor.status import BUCKETS, CLASSES, SlotCounters, WorkerStatus
+
+OPTS = CheaperOptions(minimum=1, maximum=8, initial=2, step=2, overload=3)
+
+
+def _cycles(algo: Spare | Backlog | Busyness, *cycles: Cycle) -> list[Verdict]:
+    return [algo.decide(c) for c in cycles]
+
+
+# -- spare ------------------------------------------------------------------------------------
+
+
+def test_spare_starts_step_workers_after_overload_cycles_all_busy() -> None:
+    spare = Spare(OPTS)
+    busy = [Cycle(float(t), running=2, idle=0) for t in range(3)]
+    verdicts = _cycles(spare, *busy)
+    assert [v.change for v in verdicts] == [0, 0, 2]
+    assert verdicts[2].why == "every worker busy for 3 s"
+    # The count starts again after a spawn: three more busy cycles for the next step.
+    spare = Spare(OPTS)
+    verdicts = _cycles(spare, *(Cycle(float(t), running=4, idle=0) for t in range(6)))
+    assert [v.change for v in verdicts] == [0, 0, 2, 0, 0, 2]
+
+
+def test_spare_never_goes_past_workers_nor_spawns_while_held() -> None:
+    spare = Spare(OPTS)
+    assert _cycles(spare, *(Cycle(float(t), running=7, idle=0) for t in range(3)))[-1].change == 1
+    spare = Spare(OPTS)
+    assert _cycles(spare, *(Cycle(float(t), running=8, idle=0) for t in range(3)))[-1] == KEEP
+    spare = Spare(OPTS)
+    held = [Cycle(float(t), running=2, idle=0, can_spawn=False) for t in range(5)]
+    assert all(v == KEEP for v in _cycles(spare, *held))
+
+
+def test_spare_stops_one_every_overload_idle_cycles_down_to_cheaper() -> None:
+    spare = Spare(OPTS)
+    verdicts = _cycles(spare, *(Cycle(float(t), running=4, idle=4) for t in range(9)))
+    assert [v.change for v in verdicts] == [0, 0, -1, 0, 0, -1, 0, 0, -1]
+    assert verdicts[2].why == "4 workers idle"
+    at_least = _cycles(Spare(OPTS), *(Cycle(float(t), running=1, idle=1) for t in range(9)))
+    assert all(v == KEEP for v in at_least)
+
+
+def test_spare_one_idle_worker_is_the_stable_state() -> None:
+    spare = Spare(OPTS)
+    assert all(v == KEEP for v in _cycles(spare, *(Cycle(float(t), 6, 1) for t in range(20))))
+
+
+def test_spare_a_busy_cycle_delays_the_stops() -> None:
+    spare = Spare(OPTS)
+    cycles = [Cycle(0, 4, 3), Cycle(1, 4, 3), Cycle(2, 4, 0), Cycle(3, 4, 3), Cycle(4, 4, 3)]
+    # The busy cycle raised the overload count (taken back at the next idle one) and reset
+    # the idle count: the stop comes at the third idle cycle after it, not at the third cycle.
+    assert [v.change for v in _cycles(spare, *cycles)] == [0, 0, 0, 0, 0]
+    assert [v.change for v in _cycles(spare, Cycle(5, 4, 3), Cycle(6, 4, 3))] == [-1, 0]
+
+
+# -- backlog ----------------------------------------------------------------------------------
+
+
+def test_backlog_follows_the_listen_queue_around_overload() -> None:
+    backlog = Backlog(OPTS)
+    assert backlog.decide(Cycle(0, 2, 0, queue=4)) == Verdict(2, "4 connections waiting (over 3)")
+    assert backlog.decide(Cycle(1, 4, 0, queue=3)) == KEEP  # at overload: neither
+    assert backlog.decide(Cycle(2, 4, 0, queue=0)).change == -1  # every cycle, as uWSGI's
+    assert backlog.decide(Cycle(3, 3, 0, queue=2)).change == -1
+    assert backlog.decide(Cycle(4, 1, 0, queue=0)) == KEEP  # at --cheaper
+    assert backlog.decide(Cycle(5, 8, 0, queue=50)) == KEEP  # at --workers
+    assert backlog.decide(Cycle(6, 2, 0, queue=50, can_spawn=False)) == KEEP
+
+
+# -- busyness ---------------------------------------------------------------------------------
+
+BUSY = dataclasses.replace(OPTS, algo="busyness", step=1)
+
+
+def _period(b: Busyness, start: float, share: float, running: int, queue: int = 0) -> Verdict:
+    """One ``overload`` period (3 cycles) at ``share``: the verdict of its last cycle."""
+    verdicts = [b.decide(Cycle(start + t, running, 0, share, queue)) for t in (1, 2, 3)]
+    assert verdicts[:2] == [KEEP, KEEP]
+    return verdicts[2]
+
+
+def test_busyness_starts_a_worker_over_max_and_stops_under_min_after_the_multiplier() -> None:
+    b = Busyness(BUSY, 0.0)
+    more = _period(b, 0.0, 0.8, 2)
+    assert more == Verdict(1, "80% busy over 3 s")
+    # Idle from now: a stop only once 3 s x multiplier 10 have passed since the spawn.
+    stops = [(t, _period(b, t, 0.1, 3)) for t in range(3, 60, 3)]
+    assert [t + 3 for t, v in stops if v.change == -1] == [33]  # the next at 63
+    assert stops[9][1] == Verdict(-1, "10% busy over 3 s")
+
+
+def test_busyness_penalty_for_workers_back_soon_after_a_stop() -> None:
+    b = Busyness(BUSY, 0.0)
+    t = 0.0
+    while (v := _period(b, t, 0.0, 4)).change != -1:  # idle: the first stop at 30 s
+        t += 3
+    assert t + 3 == 30
+    v = _period(b, t + 3, 0.9, 3)  # back within 3 s x 10: the multiplier grows by 2
+    assert v.change == 1 and "multiplier up to 12" in v.why
+    assert b.next_stop == t + 6 + 3 * 12
+
+
+def test_busyness_between_min_and_max_keeps_putting_the_stop_off() -> None:
+    b = Busyness(BUSY, 0.0)
+    assert b.next_stop == 30.0
+    _period(b, 0.0, 0.4, 4)  # 40%: a short spike, the stop moves 3 s later
+    assert b.next_stop == 33.0
+    _period(b, 3.0, 0.4, 4)
+    _period(b, 6.0, 0.4, 4)  # the third in a row: the idle time starts again from now
+    assert b.next_stop == 9.0 + 30.0
+
+
+def test_busyness_backlog_alert_starts_emergency_workers_at_once() -> None:
+    b = Busyness(dataclasses.replace(BUSY, backlog_step=3), 0.0)
+    v = b.decide(Cycle(1.0, 2, 0, 0.2, queue=40))
+    assert v == Verdict(3, "40 connections waiting (over 33)")
+    assert b.emergency == 3
+    assert b.next_stop == 1.0 + 3 * 3  # emergency workers go sooner (backlog multiplier 3)
+    assert b.decide(Cycle(2.0, 8, 0, 1.0, queue=40)) == KEEP  # at --workers
+
+
+def test_busyness_a_queue_that_never_empties_starts_one_after_nonzero_seconds() -> None:
+    b = Busyness(dataclasses.replace(BUSY, overload=1000, backlog_nonzero=5), 0.0)
+    verdicts = [b.decide(Cycle(float(t), 2, 0, 0.3, queue=2)) for t in range(1, 8)]
+    assert [v.change for v in verdicts] == [0, 0, 0, 0, 0, 1, 0]
+    b.decide(Cycle(8.0, 3, 0, 0.3, queue=0))  # emptied: the wait starts again
+    assert b.queued_since is None
+
+
+def test_busy_share_is_a_time_average_of_the_ticks() -> None:
+    share = BusyShare()
+    share.sample(0.0, 1.0)
+    share.sample(0.5, 1.0)
+    share.sample(1.0, 0.0)
+    assert share.take() == pytest.approx(0.5)
+    assert share.take() == 0.0
+
+
+# -- the policy applying them -------------------------------------------------------------------
+
+
+def _cheap(**kw: object) -> Sim:
+    opts = dataclasses.replace(OPTS, maximum=4, step=1, **kw)  # type: ignore[arg-type]
+    sim = Sim(Policy(workers=4, cheaper=opts, slots=16))
+    sim.run(sim.policy.start())
+    sim.make_all_ready()
+    sim.tick()
+    return sim
+
+
+def _seconds(sim: Sim, seconds: float) -> list[object]:
+    actions: list[object] = []
+    for _ in range(round(seconds / 0.1)):
+        actions += sim.tick()
+        sim.make_all_ready()
+    return actions
+
+
+def test_policy_starts_cheaper_initial_and_says_the_range() -> None:
+    sim = Sim(Policy(workers=8, cheaper=dataclasses.replace(OPTS, initial=3)))
+    actions = sim.run(sim.policy.start())
+    assert sum(isinstance(a, Spawn) for a in actions) == 3
+    assert "cheaper spare: 1..8 workers, 3 at start, step 2, every 3 s" in str(actions[0])
+
+
+def test_policy_spare_grows_under_load_and_retires_idle_workers_by_number() -> None:
+    sim = _cheap()
+    for pid in sim.pids():
+        sim.busy_since[pid] = 1.0
+    grown = _seconds(sim, 3.5)
+    assert sum(isinstance(a, Spawn) for a in grown) == 1 and sim.policy.desired == 3
+    assert any("every worker busy for 3 s: 1 more, 3 workers" in str(a) for a in grown)
+    sim.busy_since.clear()
+    stops = [a for a in _seconds(sim, 3.5) if isinstance(a, Signal)]
+    newest = max(sim.policy.records.values(), key=lambda r: r.number)
+    assert [(s.pid, s.signum) for s in stops] == [(newest.pid, RETIRE)]
+    assert sim.policy.desired == 2
+    assert not [a for a in sim.exit(newest.pid, 0) if isinstance(a, Spawn)]  # no replacement
+
+
+def test_policy_cheaper_stop_leaves_busy_workers_alone() -> None:
+    sim = _cheap(algo="backlog", overload=1)
+    sim.run(sim.policy.on_signal("TTIN", sim.now))
+    sim.make_all_ready()
+    for pid in sim.pids():
+        sim.busy_since[pid] = 1.0
+    # The queue is empty (the workers keep up) but none is idle: nobody is stopped.
+    before = sim.policy.desired
+    assert not [a for a in _seconds(sim, 3) if isinstance(a, Signal)]
+    assert sim.policy.desired == before == 2
+    sim.busy_since.clear()  # idle: one stopped a second, down to --cheaper
+    assert len([a for a in _seconds(sim, 3) if isinstance(a, Signal)]) == 1
+
+
+def test_policy_replaces_crashed_and_recycled_workers_at_the_current_count() -> None:
+    sim = _cheap()
+    sim.run(sim.policy.on_signal("TTIN", sim.now))
+    sim.make_all_ready()
+    victim = min(sim.pids())
+    spawns = [a for a in sim.run(sim.exit(victim, None, signal.SIGSEGV)) if isinstance(a, Spawn)]
+    assert len(spawns) == 1 and sim.policy.desired == 3
+
+
+def test_policy_ttin_ttou_stay_between_cheaper_and_workers() -> None:
+    sim = _cheap()
+    for _ in range(5):
+        said = sim.run(sim.policy.on_signal("TTIN", sim.now))
+    assert sim.policy.desired == 4 and "already at the most workers (4)" in str(said)
+    for _ in range(5):
+        said = sim.run(sim.policy.on_signal("TTOU", sim.now))
+    assert sim.policy.desired == 1 and "already at --cheaper 1" in str(said)
+
+
+def test_policy_hup_keeps_the_count_and_takes_a_new_most() -> None:
+    sim = _cheap()
+    sim.run(sim.policy.on_signal("TTIN", sim.now))
+    assert sim.policy.hup_running() == 0  # options.on_hup: no "back to --workers"
+    sim.run(sim.policy.on_signal("HUP", sim.now))
+    assert sim.policy.mode is Mode.RELOADING and sim.policy.desired == 3
+    for pid in sim.pids():
+        sim.busy_since[pid] = 1.0
+    assert not any("cheaper" in str(a) for a in _seconds(sim, 0.5))  # no decision meanwhile
+    sim.policy.hup_workers(2)
+    assert sim.policy.desired == 2 and sim.policy.cheaper is not None
+    assert sim.policy.cheaper.maximum == 2 and sim.policy.listed_workers == 2
+
+
+def test_policy_adds_no_workers_while_spawns_are_held() -> None:
+    sim = _cheap()
+    sim.policy.spawns_held, sim.policy.respawn_at = True, 1e9
+    for pid in sim.pids():
+        sim.busy_since[pid] = 1.0
+    assert not [a for a in _seconds(sim, 5) if isinstance(a, Spawn)]
+    assert sim.policy.desired == 2
+
+
+def test_policy_threads_a_worker_is_busy_when_all_its_threads_are() -> None:
+    opts = dataclasses.replace(OPTS, maximum=4, step=1, threads=4)
+    sim = Sim(Policy(workers=4, cheaper=opts))
+    sim.run(sim.policy.start())
+    sim.make_all_ready()
+    sim.busy_since.update(dict.fromkeys(sim.pids(), 1.0))  # one request each: 1 of 4 threads
+    assert not [a for a in _seconds(sim, 5) if isinstance(a, Spawn)]
+
+
+def test_policy_without_cheaper_keeps_the_old_ttou_and_hup() -> None:
+    sim = Sim(Policy(workers=2))
+    sim.run(sim.policy.start())
+    assert sim.policy.hup_running() == 2 and sim.policy.listed_workers == 0
+    sim.policy.hup_workers(3)
+    assert sim.policy.desired == 3
+
+
+def test_stats_list_every_worker_number_up_to_workers_cheap_ones_with_pid_0() -> None:
+    sim = _cheap()
+    counts = SlotCounters(0, 0, 0.0, ((0,) * BUCKETS,) * CLASSES)
+    stats = snapshot(
+        Inputs(
+            pid=1,
+            records=list(sim.policy.records.values()),
+            status=lambda wid: WorkerStatus(0, 0, 0.0, 0),
+            counters=lambda wid: counts,
+            observer=Observer(),
+            harakiris={},
+            sockets=(),
+            memory=lambda pid: (0, 0),
+            listed=sim.policy.listed_workers,
+        )
+    )
+    assert [(w.id, w.status, w.pid > 0) for w in stats.workers] == [
+        (1, "idle", True),
+        (2, "idle", True),
+        (3, "cheap", False),
+        (4, "cheap", False),
+    ]
+
+
+def test_log_lines_are_info() -> None:
+    sim = _cheap()
+    for pid in sim.pids():
+        sim.busy_since[pid] = 1.0
+    logs = [a for a in _seconds(sim, 3.5) if isinstance(a, Log) and "cheaper" in a.message]
+    assert logs and all(a.level == 20 for a in logs)

@@ -1,0 +1,69 @@
+"""The checks of ``--cheaper`` and its options (uWSGI's cheaper subsystem), kept out of the
+model's :meth:`~uwsgiapp.config.model.Config.validate`: each bad value is an (option, message)
+that it raises as a :class:`~uwsgiapp.config.model.ConfigError`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: The algorithms ``--cheaper-algo`` takes (uWSGI's names).
+ALGOS = ("spare", "backlog", "busyness")
+_NOT_HERE = {
+    "spare2": "uWSGI's spare2 is not implemented: spare, or busyness for a gentler one",
+    "manual": "uWSGI's manual algorithm waits for its master FIFO, which uwsgiapp has not: "
+    "without --cheaper, TTIN/TTOU change --workers by hand",
+}
+#: The least value of each integer option (those of busyness only matter with busyness).
+_LEAST = (
+    ("cheaper_step", 1),
+    ("cheaper_overload", 1),
+    ("cheaper_busyness_min", 0),
+    ("cheaper_busyness_multiplier", 1),
+    ("cheaper_busyness_penalty", 0),
+    ("cheaper_busyness_backlog_alert", 0),
+    ("cheaper_busyness_backlog_step", 1),
+    ("cheaper_busyness_backlog_multiplier", 1),
+    ("cheaper_busyness_backlog_nonzero", 1),
+)
+
+
+def cheaper_problem(config: Any, defaults: Any) -> tuple[str, str] | None:
+    """The first bad cheaper value of ``config`` as (option, message), or None.
+
+    ``defaults``: a Config of default values (a cheaper option changed without ``--cheaper``
+    would do nothing).
+    """
+    names = ("cheaper_initial", "cheaper_algo", *(name for name, _ in _LEAST))
+    if config.cheaper < 0:
+        return "cheaper", f"must be >= 0 (0 = off), got {config.cheaper}"
+    if not config.cheaper:
+        for name in names:
+            if getattr(config, name) != getattr(defaults, name):
+                return name, "needs --cheaper N (without it, --workers run all the time)"
+        return None
+    if config.cheaper >= config.workers:
+        return "cheaper", (
+            f"must be lower than --workers ({config.workers}), as uWSGI requires: --workers "
+            f"is the most workers that run, --cheaper the fewest; got {config.cheaper}"
+        )
+    initial = config.cheaper_initial
+    if initial and not config.cheaper <= initial <= config.workers:
+        return "cheaper_initial", (
+            f"must be between --cheaper ({config.cheaper}) and --workers ({config.workers}) "
+            f"(or 0: --cheaper's), got {initial}"
+        )
+    if config.cheaper_algo not in ALGOS:
+        why = _NOT_HERE.get(config.cheaper_algo, f"must be one of {', '.join(ALGOS)}")
+        return "cheaper_algo", f"{why}; got {config.cheaper_algo!r}"
+    for name, least in _LEAST:
+        if getattr(config, name) < least:
+            return name, f"must be >= {least}, got {getattr(config, name)}"
+    low, high = config.cheaper_busyness_min, config.cheaper_busyness_max
+    if high > 100:
+        return "cheaper_busyness_max", f"must be a percentage, 0..100, got {high}"
+    if low > high:
+        return (
+            "cheaper_busyness_min",
+            f"must not be over --cheaper-busyness-max ({high}), got {low}",
+        )
+    return None

@@ -1,0 +1,168 @@
+"""The worker count: TTIN/TTOU by hand, and the cheaper subsystem (``--cheaper``) between
+``--cheaper`` and ``--workers``. Pure: the algorithms are :mod:`~uwsgiapp.supervisor.cheaper`'s;
+this applies their verdicts to the roster as TTIN/TTOU do (``desired`` and a stop that lets
+the worker finish its requests)."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from uwsgiapp.supervisor.actions import (
+    RETIRE,
+    Action,
+    Log,
+    LogLevel,
+    Mode,
+    WorkerRecord,
+    count_workers,
+)
+from uwsgiapp.supervisor.cheaper import (
+    CYCLE,
+    Algorithm,
+    BusyShare,
+    CheaperOptions,
+    Cycle,
+    Verdict,
+    algorithm,
+)
+from uwsgiapp.supervisor.roster import READY, Roster
+from uwsgiapp.supervisor.status import WorkerStatus
+
+
+@dataclass
+class Scaling(Roster):
+    """The roster with its worker count's controls."""
+
+    #: ``--cheaper``'s options (None: ``--workers`` run all the time).
+    cheaper: CheaperOptions | None = None
+    _algorithm: Algorithm | None = field(default=None, repr=False)
+    _share: BusyShare = field(default_factory=BusyShare, repr=False)
+    _next_cycle: float = 0.0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.cheaper is not None:
+            self.desired = self.cheaper.initial
+
+    @property
+    def listed_workers(self) -> int:
+        """Worker numbers the stats list even with no process (cheaper: up to ``--workers``,
+        as uWSGI lists its cheap workers); 0: only those that ran."""
+        return self.cheaper.maximum if self.cheaper is not None else 0
+
+    def start(self) -> list[Action]:
+        """The first workers (with ``--cheaper``, a line says how their number will change)."""
+        said = [Log(LogLevel.INFO, self.cheaper.describe())] if self.cheaper else []
+        return said + super().start()
+
+    # -- by hand ----------------------------------------------------------------------------
+
+    def handle_ttin(self, now: float) -> list[Action]:
+        """One worker more (up to half the slots: a reload needs the other half; with
+        ``--cheaper``, up to ``--workers``, and the algorithm may change it again)."""
+        most = self.cheaper.maximum if self.cheaper else self.slots // 2
+        if most and self.desired >= most:
+            return [Log(LogLevel.WARNING, f"SIGTTIN: already at the most workers ({self.desired})")]
+        self.desired += 1
+        return [Log(LogLevel.INFO, f"SIGTTIN: workers {self.desired}"), *self._fill()]
+
+    def handle_ttou(self, now: float) -> list[Action]:
+        """One worker less (at least one; with ``--cheaper``, at least that many)."""
+        if self.cheaper and self.desired <= self.cheaper.minimum:
+            return [Log(LogLevel.INFO, f"SIGTTOU: already at --cheaper {self.desired}")]
+        if self.desired <= 1:
+            return [Log(LogLevel.INFO, "SIGTTOU: already at one worker")]
+        self.desired -= 1
+        return [Log(LogLevel.INFO, f"SIGTTOU: workers {self.desired}"), *self._trim(now)]
+
+    def hup_running(self) -> int:
+        """What a HUP compares ``--workers`` with (:func:`~uwsgiapp.supervisor.options.on_hup`):
+        the count TTIN/TTOU changed, which a reload resets; with ``--cheaper``, 0: the reload
+        keeps the count the algorithm reached."""
+        return 0 if self.cheaper else self.desired
+
+    def hup_workers(self, workers: int | None) -> None:
+        """A HUP read ``--workers`` again (None: unchanged); with ``--cheaper`` it is the most."""
+        if workers is None:
+            return
+        if self.cheaper is None:
+            self.desired = workers
+            return
+        self.cheaper = dataclasses.replace(self.cheaper, maximum=workers)
+        self.desired = max(min(self.cheaper.minimum, workers), min(self.desired, workers))
+        self._algorithm = None  # made again with the new bounds
+
+    # -- the cheaper subsystem ---------------------------------------------------------------
+
+    def _adapt(
+        self, now: float, status: Callable[[int], WorkerStatus], queue: Callable[[], int] | None
+    ) -> list[Action]:
+        """A tick: measure how busy the workers are; once a :data:`CYCLE`, decide."""
+        opts = self.cheaper
+        if opts is None or self.halted:
+            return []
+        if self.mode is not Mode.RUNNING:  # a reload's new workers are no measure of load
+            self._share.forget()
+            self._next_cycle = now + CYCLE
+            return []
+        alive = self._counted()
+        loads = [_in_requests(r, status(r.wid)) for r in alive]
+        self._share.sample(now, sum(loads) / (opts.threads * len(alive)) if alive else 0.0)
+        if now < self._next_cycle:
+            return []
+        self._next_cycle = now + CYCLE
+        if self._algorithm is None:
+            self._algorithm = algorithm(opts, now)
+        cycle = Cycle(
+            now,
+            running=self.desired,
+            idle=sum(1 for n in loads if n < opts.threads),
+            busyness=self._share.take(),
+            queue=queue() if queue is not None and opts.algo != "spare" else 0,
+            can_spawn=not self.spawns_held,
+        )
+        return self._apply(self._algorithm.decide(cycle), now, status)
+
+    def _apply(
+        self, verdict: Verdict, now: float, status: Callable[[int], WorkerStatus]
+    ) -> list[Action]:
+        """Carry out a verdict: more workers (the tick's fill starts them), or one stopped."""
+        opts = self.cheaper
+        assert opts is not None
+        said = f"cheaper ({opts.algo}): {verdict.why}"
+        if verdict.change > 0:
+            more = min(verdict.change, opts.maximum - self.desired)
+            if more <= 0:
+                return []
+            self.desired += more
+            return [Log(LogLevel.INFO, f"{said}: {more} more, {count_workers(self.desired)}")]
+        if verdict.change >= 0 or self.desired <= opts.minimum:
+            return []
+        rec = self._least_busy(status)
+        if rec is None:
+            return []
+        self.desired -= 1
+        return [
+            Log(LogLevel.INFO, f"{said}: stopping {rec.label}, {count_workers(self.desired)}"),
+            self._stop(rec, now, RETIRE),
+        ]
+
+    def _least_busy(self, status: Callable[[int], WorkerStatus]) -> WorkerRecord | None:
+        """The worker a cheaper stop takes: a serving one with the fewest requests in flight
+        (with one thread: an idle one, else none), the highest number among them (so the
+        running workers keep the low numbers, as in uWSGI's stats)."""
+        assert self.cheaper is not None
+        threads = self.cheaper.threads
+        candidates = [
+            (n, -r.number, r)
+            for r in self._counted()
+            if r.state is READY and (n := _in_requests(r, status(r.wid))) < threads
+        ]
+        return min(candidates, key=lambda c: c[:2])[2] if candidates else None
+
+
+def _in_requests(rec: WorkerRecord, st: WorkerStatus) -> int:
+    """The requests worker ``rec`` is in now (its slot may still be its predecessor's)."""
+    return st.in_requests if st.pid == rec.pid else 0
