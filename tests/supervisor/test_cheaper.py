@@ -213,9 +213,9 @@ def test_policy_cheaper_stop_leaves_busy_workers_alone() -> None:
     # The queue is empty (the workers keep up) but none is idle: nobody is stopped.
     before = sim.policy.desired
     assert not [a for a in _seconds(sim, 3) if isinstance(a, Signal)]
-    assert sim.policy.desired == before == 2
+    assert sim.policy.desired == before == 3
     sim.busy_since.clear()  # idle: one stopped a second, down to --cheaper
-    assert len([a for a in _seconds(sim, 3) if isinstance(a, Signal)]) == 1
+    assert len([a for a in _seconds(sim, 3) if isinstance(a, Signal)]) == 2
 
 
 def test_policy_replaces_crashed_and_recycled_workers_at_the_current_count() -> None:
@@ -307,3 +307,16 @@ def test_log_lines_are_info() -> None:
         sim.busy_since[pid] = 1.0
     logs = [a for a in _seconds(sim, 3.5) if isinstance(a, Log) and "cheaper" in a.message]
     assert logs and all(a.level == 20 for a in logs)
+
+
+def test_policy_replaces_max_requests_and_harakiri_workers_keeping_the_count() -> None:
+    opts = dataclasses.replace(OPTS, maximum=4, step=1, initial=3)
+    sim = Sim(Policy(workers=4, cheaper=opts, harakiri=5.0))
+    sim.run(sim.policy.start())
+    sim.make_all_ready()
+    sim.tick()
+    first, second, _ = sorted(sim.pids())
+    sim.leaving.add(first)  # --max-requests reached: it stopped accepting
+    sim.busy_since[second] = 1000.0 + sim.now - 6.0  # stuck past --harakiri
+    spawns = [a for a in sim.tick() if isinstance(a, Spawn)]
+    assert len(spawns) == 2 and sim.policy.desired == 3

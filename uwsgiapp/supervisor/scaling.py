@@ -113,8 +113,10 @@ class Scaling(Roster):
         if now < self._next_cycle:
             return []
         self._next_cycle = now + CYCLE
-        if self._algorithm is None:
+        if self._algorithm is None:  # the first cycle starts the clocks; the next decides
             self._algorithm = algorithm(opts, now)
+            self._share.take()
+            return []
         cycle = Cycle(
             now,
             running=self.desired,
