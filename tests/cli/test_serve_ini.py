@@ -47,7 +47,8 @@ def test_uwsgi_variables_are_named_with_ours(tmp_path: Path) -> None:
         "uwsgiapp serve: warning: UWSGI_CHEAPER, UWSGI_INI, UWSGI_PROCESSES are set but not"
         " read: uWSGI takes each UWSGI_* variable as an option, uwsgiapp does not (an --ini"
         " file may still use them as %(name) placeholders). Use --ini FILE and UWSGIAPP_*"
-        " variables (UWSGI_INI: --ini FILE; UWSGI_PROCESSES: UWSGIAPP_WORKERS)"
+        " variables (UWSGI_CHEAPER: UWSGIAPP_CHEAPER; UWSGI_INI: --ini FILE;"
+        " UWSGI_PROCESSES: UWSGIAPP_WORKERS)"
     ]
     assert "workers = 1 " in r.stdout.decode()
 
