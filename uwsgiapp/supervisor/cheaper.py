@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from uwsgiapp.config import Config
 
 #: Seconds between two decisions (uWSGI's master cycle: its algorithms count these).
 CYCLE = 1.0
@@ -43,7 +46,7 @@ class CheaperOptions:
     backlog_nonzero: int = 60
 
     @classmethod
-    def from_config(cls, config: Any) -> CheaperOptions | None:
+    def from_config(cls, config: Config) -> CheaperOptions | None:
         """From a validated :class:`~uwsgiapp.config.Config`; None without ``--cheaper``."""
         if not config.cheaper:
             return None
