@@ -262,15 +262,15 @@ class Config:
             AllowList.parse(self.uwsgi_allow_from)
         except ValueError as exc:
             raise ConfigError("uwsgi_allow_from", str(exc)) from None
-        for item in self.env:
-            name, eq, _ = item.partition("=")
-            if not eq or not name or "\0" in item:
-                raise ConfigError("env", f"expected NAME=VALUE, got {item!r}")
         self._validate_stats()
         self._validate_app()
         return self
 
     def _validate_app(self) -> None:
+        for item in self.env:
+            name, eq, _ = item.partition("=")
+            if not eq or not name or "\0" in item:
+                raise ConfigError("env", f"expected NAME=VALUE, got {item!r}")
         if self.app:
             try:  # the spec's form now, before any socket is bound (the import comes later)
                 parse_spec(self.app)
