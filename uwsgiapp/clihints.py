@@ -120,7 +120,6 @@ FOREIGN_OPTIONS: Mapping[str, str] = {
     "--worker-connections": "for gunicorn's async workers; here use --threads N (or more "
     "--workers) to serve more requests at once",
     "--statsd-host": _STATSD,
-    "--max-worker-lifetime": "use --max-requests N or --reload-on-rss MB to recycle workers",
     "--reload-mercy": "use --graceful-timeout SECONDS",
     "--worker-reload-mercy": "use --graceful-timeout SECONDS",
     "--disable-logging": "the access log is off by default (--access-log uwsgi turns it on)",

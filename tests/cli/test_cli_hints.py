@@ -39,7 +39,6 @@ from uwsgiapp.clihints import hint_for
         ),
         (["serve", "a:app", "--worker-connections", "10"], "gunicorn's async workers"),
         (["serve", "a:app", "--statsd-host", "x:8125"], "serves /metrics for Prometheus"),
-        (["serve", "a:app", "--max-worker-lifetime", "60"], "--max-requests N or --reload-on"),
         # gunicorn's, whose nearest name of ours misled ("--backlog: did you mean --access-log?")
         (["serve", "a:app", "--backlog", "64"], "--backlog: use --listen N"),
         # It said "trust them in the app (werkzeug's ProxyFix)": with uwsgi_params alone, the

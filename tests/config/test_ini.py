@@ -77,6 +77,11 @@ KEYS: list[tuple[str, dict[str, Any]]] = [
     ("max-requests = 1000", {"max_requests": 1000}),
     ("max-requests-delta = 50", {"max_requests_jitter": 50}),
     ("reload-on-rss = 200", {"reload_on_rss": 200}),
+    (
+        "max-worker-lifetime = 3600\nmax-worker-lifetime-delta = 60",
+        {"max_worker_lifetime": 3600.0, "max_worker_lifetime_delta": 60.0},
+    ),
+    ("py-callos-afterfork = true\npy-call-osafterfork = true", {}),  # what os.fork does
     ("buffer-size = 32768", {"buffer_size": 32768}),
     ("max-vars = 2000", {"max_vars": 2000}),
     ("limit-post = 1048576", {"limit_post": 1048576}),
@@ -673,7 +678,6 @@ def test_an_ini_logs_requests_unless_told_not_to(tmp_path: Path) -> None:
     [
         ("touch-workers-reload = /srv/app/reload", "send SIGHUP to the master"),
         ("static-map = /static=/srv/static", "serve static files from nginx"),
-        ("max-worker-lifetime = 3600", "--max-requests or --reload-on-rss"),
         # Its strftime value is not expanded: %Y is no magic variable, and it must not stop us.
         ("log-date = %Y-%m-%d %H:%M:%S", "already start with the date and time"),
         # The cheaper keys uwsgiapp has not (cheaper itself and its main ones are honoured).

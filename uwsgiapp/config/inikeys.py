@@ -43,6 +43,8 @@ SIMPLE_KEYS: Mapping[str, str] = {
     "max-requests": "max_requests",
     "max-requests-delta": "max_requests_jitter",
     "reload-on-rss": "reload_on_rss",
+    "max-worker-lifetime": "max_worker_lifetime",
+    "max-worker-lifetime-delta": "max_worker_lifetime_delta",
     "buffer-size": "buffer_size",
     "b": "buffer_size",
     "max-vars": "max_vars",
@@ -132,6 +134,11 @@ ALWAYS_ON: Mapping[str, str] = {
     "close-on-exec": "uwsgiapp's sockets and files are not inherited by programs the app runs "
     "(Python opens them non-inheritable)",
     "log-master": "uwsgiapp's master writes the log lines itself",
+    "py-call-osafterfork": "uwsgiapp forks with os.fork: the app's os.register_at_fork hooks "
+    "and its signal handlers run in the workers",
+    # The spelling of Bloomberg's much-copied production ini.
+    "py-callos-afterfork": "uwsgiapp forks with os.fork: the app's os.register_at_fork hooks "
+    "and its signal handlers run in the workers",
 }
 #: A key whose value here is an idiom for what uwsgiapp always does: accepted without a word
 #: (with another value the key is unsupported).
@@ -228,7 +235,6 @@ ADVICE: Mapping[str, str] = {
     "static-map2": _STATIC,
     "check-static": _STATIC,
     "static-expires": _STATIC,
-    "max-worker-lifetime": "no such limit here; --max-requests or --reload-on-rss recycle workers",
     "memory-report": "--stats shows each worker's RSS ('uwsgiapp top')",
     "log-x-forwarded-for": "the access log prints REMOTE_ADDR, which nginx sets: behind a "
     "proxy, let nginx take the client's address from it (set_real_ip_from PROXY; "

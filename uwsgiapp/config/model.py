@@ -183,6 +183,14 @@ class Config:
     max_requests: int = _opt(0, "recycle a worker after this many requests (0 = never)")
     max_requests_jitter: int = _opt(0, "add 0..N random requests to max-requests per worker")
     reload_on_rss: int = _opt(0, "recycle a worker whose RSS exceeds this many MB (0 = never)")
+    max_worker_lifetime: float = _opt(
+        0.0,
+        "recycle a worker after it has run this many seconds (0 = never), one at a time, "
+        "after its current request",
+    )
+    max_worker_lifetime_delta: float = _opt(
+        0.0, "add (N - 1) times this many seconds to worker N's --max-worker-lifetime"
+    )
     uid: str = _opt("", "drop to this user (name or id) after binding")
     gid: str = _opt("", "drop to this group (name or id) after binding")
     pidfile: str = _opt("", "write the master's pid to this file")
@@ -234,6 +242,8 @@ class Config:
             "max_requests",
             "max_requests_jitter",
             "reload_on_rss",
+            "max_worker_lifetime",
+            "max_worker_lifetime_delta",
             "harakiri",
             "graceful_timeout",
             "log_slow",

@@ -91,6 +91,8 @@ class Arbiter:
             harakiri_grace=A.DUMP_GRACE if config.threads == 1 else config.harakiri,
             reload_kind=reload_kind(config, preloaded=app is not None),
             reload_on_rss_mb=config.reload_on_rss,
+            max_worker_lifetime=config.max_worker_lifetime,
+            max_worker_lifetime_delta=config.max_worker_lifetime_delta,
             slots=self.table.capacity,
             cheaper=CheaperOptions.from_config(config),
         )

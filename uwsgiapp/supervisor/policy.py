@@ -334,6 +334,8 @@ class Policy(Scaling):
                 ),
                 Signal(rec.pid, signal.SIGUSR2),
             ]
+        if self.max_worker_lifetime and (recycled := self._past_lifetime(rec, now)):
+            return recycled
         if self.reload_on_rss_mb and rss_mb is not None:
             return self._over_rss(rec, st, rss_mb(rec.pid), now)
         return []

@@ -56,6 +56,11 @@ class Roster:
     #: What a HUP does about the code (the arbiter carries out a REIMPORT).
     reload_kind: ReloadKind = ReloadKind.RECYCLE
     reload_on_rss_mb: int = 0
+    #: --max-worker-lifetime (seconds; 0: off): worker N is recycled after it plus (N - 1) times
+    #: --max-worker-lifetime-delta, uWSGI's stagger; and when that last happened (monotonic).
+    max_worker_lifetime: float = 0.0
+    max_worker_lifetime_delta: float = 0.0
+    lifetime_turn: float = -1.0
     #: Status slots there are; 0: unbounded. A reload needs twice ``desired``.
     slots: int = 0
     #: The worker number (1..N, what logs, titles and the stats call a worker) each slot that
@@ -193,6 +198,29 @@ class Roster:
                 LogLevel.INFO,
                 f"{rec.label} RSS {rss:.1f} MB, over --reload-on-rss "
                 f"{self.reload_on_rss_mb} MB: recycling",
+            ),
+            self._stop(rec, now, RETIRE),
+        ]
+
+    def _past_lifetime(self, rec: WorkerRecord, now: float) -> list[Action]:
+        """``--max-worker-lifetime``: recycle a serving worker that has run its lifetime, one
+        at a time (none while another starts: a pool started together would otherwise leave
+        at once), and none while a new worker cannot load the app (it would not come back)."""
+        limit = self.max_worker_lifetime + ((rec.number or rec.wid + 1) - 1) * (
+            self.max_worker_lifetime_delta
+        )
+        age = now - rec.started
+        if age <= limit or self.mode is not Mode.RUNNING or self.recycles_held:
+            return []
+        if now == self.lifetime_turn or self.pending:
+            return []
+        if any(r.state is BOOTING for r in self.records.values()):
+            return []
+        self.lifetime_turn = now
+        return [
+            Log(
+                LogLevel.INFO,
+                f"{rec.label} has run {age:.0f}s, over --max-worker-lifetime {limit:g}s: recycling",
             ),
             self._stop(rec, now, RETIRE),
         ]
