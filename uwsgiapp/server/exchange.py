@@ -16,7 +16,13 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from uwsgiapp.server import inflight
-from uwsgiapp.server.inflight import log_client_gone, request_text, say_body_length, say_refused
+from uwsgiapp.server.inflight import (
+    log_client_gone,
+    request_text,
+    say_app_failed,
+    say_body_length,
+    say_refused,
+)
 from uwsgiapp.server.io import ClientTimeout, reader, send_all
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.transfer import cut, drain, send_wrapped_file, unwinding
@@ -102,8 +108,10 @@ class Exchange:
         self.headers = headers
         return self.write
 
-    def send(self, data: Any) -> None:
-        """Send body bytes, preceded by the head the first time."""
+    def take(self, data: Any) -> tuple[bytes, bytes]:
+        """What the server sends for a body chunk ``data``: the head the first time (b"" after)
+        and the bytes the head still allows (``overrun`` says more were dropped). AppError or
+        HeaderError for what it refuses. ``uwsgiapp dev`` holds its responses to these rules."""
         # Typed ``bytes`` (an exact one either way): compiled, ``head + body`` and ``len`` are
         # then native, where on ``Any`` they went through the number protocol and buffer exports.
         body: bytes = data if type(data) is bytes else _body_bytes(data)
@@ -121,6 +129,11 @@ class Exchange:
                 body = body[:room]
                 self.overrun = True
             self.room = room - len(body)
+        return head, body
+
+    def send(self, data: Any) -> None:
+        """Send body bytes, preceded by the head the first time."""
+        head, body = self.take(data)
         if head:
             whole = len(body) <= 65536  # don't copy a big body just to save one write
             send_all(self.fd, head + body if whole else head, self.timeout)
@@ -324,21 +337,13 @@ class Responder:
     def _app_failed(
         self, exchange: Exchange, environ: dict[str, Any], what: str, *, traceback: bool = True
     ) -> None:
-        where = request_text(environ)
-        what = escape_log_text(what)
         self._check_fds(sys.exc_info()[1])
         if self.on_app_error is not None:
             self.on_app_error()
+        say_app_failed(environ, what, exchange.head_sent, traceback=traceback)
         if exchange.head_sent:
-            log.error(
-                "%s after the response head was sent (%s): cutting the connection",
-                what,
-                where,
-                exc_info=traceback,
-            )
             cut(exchange)
             return
-        log.error("%s (%s): answering 500", what, where, exc_info=traceback)
         exchange.answer_error("500 Internal Server Error", "Internal Server Error")
 
     def _check_fds(self, exc: BaseException | None) -> None:
@@ -371,10 +376,15 @@ def _send_iterable(exchange: Exchange, result: Any, head_only: bool) -> None:
     except TypeError:
         if iterable_type(type(result)):
             raise  # the app's own code raised it (not iter()'s refusal): its traceback matters
-        what = "None" if result is None else type(result).__name__
-        raise AppError(f"app returned {what}, not an iterable of bytes") from None
+        raise not_iterable(result) from None
 
 
 def iterable_type(kind: type) -> bool:
     """Whether ``iter()`` takes a ``kind`` at all (an ``__iter__`` or a ``__getitem__``)."""
     return hasattr(kind, "__iter__") or hasattr(kind, "__getitem__")
+
+
+def not_iterable(result: Any) -> AppError:
+    """The error for an app that returned ``result``, which ``iter()`` refuses."""
+    what = "None" if result is None else type(result).__name__
+    return AppError(f"app returned {what}, not an iterable of bytes")

@@ -27,6 +27,7 @@ __all__ = [
     "request_environ",
     "request_line",
     "request_text",
+    "say_app_failed",
     "say_body_length",
     "say_refused",
     "set_request_source",
@@ -213,6 +214,21 @@ def say_body_length(environ: dict[str, Any], overrun: bool, short: int) -> None:
             short,
             where,
         )
+
+
+def say_app_failed(
+    environ: dict[str, Any], what: str, head_sent: bool, *, traceback: bool = True
+) -> None:
+    """The app raised or answered badly (``what``): one error line naming the request, with
+    the traceback if ``traceback``, and what the server does about it: a 500 while nothing was
+    sent (``head_sent`` false), else the connection cut."""
+    done = "after the response head was sent (%s): cutting the connection"
+    log.error(
+        "%s " + (done if head_sent else "(%s): answering 500"),
+        escape_log_text(what),
+        request_text(environ),
+        exc_info=traceback,
+    )
 
 
 def say_refused(peer: object, reason: str) -> None:
