@@ -117,20 +117,22 @@ def _app_source(spec: str) -> str:
     return origin if origin and os.path.isfile(origin) else ""
 
 
-def bounded_input(app: WSGIApp) -> WSGIApp:
-    """``app`` with a ``wsgi.input`` that ends at ``CONTENT_LENGTH``, and its heads checked,
-    as under ``serve``.
+def bounded_input(app: WSGIApp, *, debugger: bool = True) -> WSGIApp:
+    """``app`` with a ``wsgi.input`` that ends at ``CONTENT_LENGTH``, a ``wsgi.file_wrapper``,
+    and its responses held to serve's rules (:func:`uwsgiapp.devcheck.as_served`).
 
     werkzeug's server hands the app the connection itself for a body with a Content-Length
     (it bounds only chunked bodies, which it marks ``wsgi.input_terminated``): a plain WSGI
     app's ``read()``, or ``read(n)`` past the body, would wait for bytes the client never
-    sends. No Content-Length is an empty body, as under ``serve``. A head ``serve`` refuses
-    (CR or LF in a header, not latin-1, a bad Content-Length) raises here, where the debugger
-    shows it: werkzeug sent a CR/LF header on to the browser, and hung on a non-latin-1 one.
+    sends. No Content-Length is an empty body, as under ``serve``. A response ``serve``
+    refuses raises (where the ``debugger`` shows it), or gets serve's 500 without it.
     """
     from werkzeug.wsgi import LimitedStream
 
-    from uwsgiapp.wsgi.response import render
+    from uwsgiapp.devcheck import as_served
+    from uwsgiapp.wsgi.response import FileWrapper
+
+    served = as_served(app, debugger=debugger)
 
     def bounded(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if not environ.get("wsgi.input_terminated"):
@@ -139,12 +141,8 @@ def bounded_input(app: WSGIApp) -> WSGIApp:
             except ValueError:
                 length = 0
             environ["wsgi.input"] = LimitedStream(environ["wsgi.input"], length)
-
-        def checked(status: Any, headers: Any, exc_info: Any = None) -> Any:
-            render("HTTP/1.1", status, headers)  # HeaderError, as serve answers 500 for it
-            return start_response(status, headers, exc_info)
-
-        return app(environ, checked)
+        environ["wsgi.file_wrapper"] = FileWrapper
+        return served(environ, start_response)
 
     return bounded
 
@@ -212,6 +210,19 @@ def _plain_logs_unless_terminal() -> None:
             logger.addFilter(_StripAnsi())
 
 
+def _error_lines() -> None:
+    """serve's error lines (a response it refuses, a body that does not match its head) on
+    stderr as serve writes them; without a handler, Python's last resort prints them bare."""
+    from uwsgiapp.server.logs import ERROR_FORMAT, ErrorFormatter
+
+    logger = logging.getLogger("uwsgiapp.error")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(ErrorFormatter(ERROR_FORMAT))
+        logger.addHandler(handler)
+        logger.propagate = False
+
+
 def _placeholder_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     # The reloader's watcher process never serves; its children load the real app.
     raise RuntimeError("the reloader process does not serve requests")
@@ -230,6 +241,7 @@ def run_dev(options: DevOptions) -> int:
     if not is_running_from_reloader():  # the reloader's child serves the socket it inherits
         check_bind(options.host, options.port)
     _plain_logs_unless_terminal()
+    _error_lines()
     extra = [os.path.abspath(p) for p in options.extra_files]
     chdir = os.path.abspath(options.chdir) if options.chdir else ""
     pythonpath = [os.path.abspath(p) for p in options.pythonpath]
@@ -258,7 +270,7 @@ def run_dev(options: DevOptions) -> int:
     run_simple(
         options.host,
         options.port,
-        bounded_input(app),
+        bounded_input(app, debugger=options.debugger),
         use_reloader=options.reload,
         use_debugger=options.debugger,
         use_evalex=options.debugger,

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from cli.cli_testkit import run_cli
 
+from uwsgiapp.devcheck import status_of
 from uwsgiapp.devserver import (
     DevOptions,
     DevServerError,
@@ -30,7 +31,7 @@ from uwsgiapp.devserver import (
     is_loopback,
 )
 from uwsgiapp.exitcodes import ServeExit
-from uwsgiapp.wsgi.response import HeaderError
+from uwsgiapp.wsgi.response import HeaderError, render_head
 
 APP = """\
 def app(environ, start_response):
@@ -226,7 +227,8 @@ def test_dev_wsgi_input_ends_with_the_body(tmp_path: Path, start_dev: StartDev) 
 
 
 def test_bounded_input_in_process() -> None:
-    def app(environ: dict[str, Any], start_response: object) -> list[bytes]:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
         return [environ["wsgi.input"].read()]
 
     def run(environ: dict[str, Any]) -> bytes:
@@ -256,15 +258,105 @@ def test_dev_refuses_the_heads_serve_refuses(headers: list[tuple[str, str]]) -> 
 
     sent: list[object] = []
     with pytest.raises(HeaderError):
-        bounded_input(app)({"wsgi.input": io.BytesIO()}, lambda *a: sent.append(a))
+        list(bounded_input(app)({"wsgi.input": io.BytesIO()}, lambda *a: sent.append(a)))
     assert sent == []
     environ = {"wsgi.input": io.BytesIO()}
-    assert bounded_input(hello_app)(environ, lambda *a: sent.append(a)) == [b"up"] and sent
+    assert list(bounded_input(hello_app)(environ, lambda *a: sent.append(a))) == [b"up"] and sent
 
 
 def hello_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"up"]
+
+
+RULE_BREAKER = """\
+import io
+
+def app(environ, start_response):
+    how = environ["PATH_INFO"].strip("/")
+    head = [("Content-Type", "text/plain")]
+    if how == "stream":
+        start_response("200 OK", head + [("Content-Length", "12")])
+        return iter([b"head body!!!"])
+    if how in ("204", "304"):
+        start_response(how + " Nothing", [])
+        return [b"dropped"]
+    if how == "over":
+        start_response("200 OK", head + [("Content-Length", "3")])
+        return [b"0123456789"]
+    if how == "short":
+        start_response("200 OK", head + [("Content-Length", "10")])
+        return [b"012"]
+    if how == "file":
+        start_response("200", head)  # a bare code: serve adds the reason
+        return environ["wsgi.file_wrapper"](io.BytesIO(b"from a file"))
+    if how == "str":
+        start_response("200 OK", head)
+        return ["not bytes"]
+    if how == "twice":
+        start_response("200 OK", head)
+        start_response("200 OK", head)
+    elif how == "crlf":
+        start_response("200 OK", [("X-Bad", "a\\r\\nSet-Cookie: pwn=1")])
+    elif how == "lengths":
+        start_response("200 OK", [("Content-Length", "1"), ("Content-Length", "2")])
+    elif how == "early":
+        start_response("101 Switching", [])
+    return [b"x"]
+"""
+
+
+def _raw(url: str, method: str, path: str) -> bytes:
+    """The whole response as it came: werkzeug closes each connection after its response."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        sock.sendall(f"{method} {path} HTTP/1.1\r\nHost: dev\r\n\r\n".encode())
+        return b"".join(iter(lambda: sock.recv(65536), b""))
+
+
+def test_dev_sends_what_serve_sends(tmp_path: Path, start_dev: StartDev) -> None:
+    """werkzeug sent a body after HEAD, 204 and 304, past its Content-Length, a bare "200"
+    as "200 " and answered 200 then cut for a str body; dev now answers as serve does."""
+    (tmp_path / "rules.py").write_text(RULE_BREAKER)
+    server = start_dev("rules:app", "--no-debugger", "--no-reload")
+    url = server.url()
+    for method, path in [("HEAD", "/stream"), ("GET", "/204"), ("GET", "/304")]:
+        assert _raw(url, method, path).endswith(b"\r\n\r\n"), path  # the head alone
+    assert _raw(url, "GET", "/over").endswith(b"\r\n\r\n012")
+    file = _raw(url, "GET", "/file")
+    assert file.startswith(b"HTTP/1.1 200 OK\r\n") and b"from a file" in file
+    for path in ("/str", "/twice", "/crlf", "/lengths", "/early"):
+        answer = _raw(url, "GET", path)
+        assert answer.startswith(b"HTTP/1.1 500 Internal Server Error\r\n"), (path, answer)
+        assert answer.endswith(b"\r\n\r\nInternal Server Error\n") and b"pwn" not in answer
+    assert _raw(url, "GET", "/short").endswith(b"\r\n\r\n012")
+    server.wait_output(rb"ERROR\] app sent 7 bytes fewer than its Content-Length \(GET /short\)")
+    out = server.stop()
+    for said in [
+        b"app sent more body than its head allows (GET /over)",
+        b"app sent more body than its head allows (GET /204)",
+        b"bad response (response body must be bytes, got str) (GET /str): answering 500",
+        b"bad response (start_response() called a second time without exc_info) (GET /twice)",
+        b"contains CR or LF) (GET /crlf): answering 500",
+        b"bad response (two Content-Lengths, 1 and 2) (GET /lengths)",
+        b"a response's status is 200 or more) (GET /early)",
+    ]:
+        assert said in out, said
+    assert b"Traceback" not in out
+
+
+def test_dev_debugger_shows_what_serve_refuses(tmp_path: Path, start_dev: StartDev) -> None:
+    (tmp_path / "rules.py").write_text(RULE_BREAKER)
+    server = start_dev("rules:app", "--no-reload")
+    status, page = get(server.url() + "/str")
+    assert status == 500 and b'<div class="debugger">' in page
+    assert b"AppError: response body must be bytes, got str" in page
+    assert get(server.url() + "/over") == (200, b"012")
+
+
+def test_status_of_a_rendered_head() -> None:
+    assert status_of(render_head("HTTP/1.1", "204", [("A", "b")])) == "204 No Content"
+    assert status_of(b"HTTP/1.0 599 My Own\r\n\r\n") == "599 My Own"
 
 
 FLASK_APP = """\
