@@ -20,6 +20,8 @@ class Sim:
         self.next_pid = 100
         self.ready: set[int] = set()
         self.busy_since: dict[int, float] = {}
+        #: With --threads: each worker's request threads in a request (its slot's busy cores).
+        self.cores: dict[int, int] = {}
         #: Workers whose slot says they are leaving on their own (max-requests).
         self.leaving: set[int] = set()
         #: Requests each worker has served (what its slot counts); 100 unless set.
@@ -53,7 +55,13 @@ class Sim:
             return WorkerStatus(0, 0, 0.0, 0)
         state = STATE_READY if pid in self.ready else STATE_BOOTING
         state = STATE_LEAVING if pid in self.leaving else state
-        return WorkerStatus(pid, state, self.busy_since.get(pid, 0.0), self.served.get(pid, 100))
+        return WorkerStatus(
+            pid,
+            state,
+            self.busy_since.get(pid, 0.0),
+            self.served.get(pid, 100),
+            self.cores.get(pid, 0),
+        )
 
     def tick(self, dt: float = 0.1) -> list[object]:
         self.now += dt

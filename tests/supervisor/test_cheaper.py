@@ -70,6 +70,16 @@ def test_spare_one_idle_worker_is_the_stable_state() -> None:
     assert all(v == KEEP for v in _cycles(spare, *(Cycle(float(t), 6, 1) for t in range(20))))
 
 
+def test_spare_with_threads_stops_only_for_workers_in_no_request() -> None:
+    # Every worker has a free thread (idle 4) but each is in requests (empty 0): steady.
+    steady = [Cycle(float(t), running=4, idle=4, empty=0) for t in range(20)]
+    assert all(v == KEEP for v in _cycles(Spare(OPTS), *steady))
+    one = [Cycle(float(t), running=4, idle=4, empty=1) for t in range(20)]
+    assert all(v == KEEP for v in _cycles(Spare(OPTS), *one))
+    two = [Cycle(float(t), running=4, idle=4, empty=2) for t in range(3)]
+    assert _cycles(Spare(OPTS), *two)[-1] == Verdict(-1, "2 workers idle")
+
+
 def test_spare_a_busy_cycle_delays_the_stops() -> None:
     spare = Spare(OPTS)
     cycles = [Cycle(0, 4, 3), Cycle(1, 4, 3), Cycle(2, 4, 0), Cycle(3, 4, 3), Cycle(4, 4, 3)]
@@ -260,13 +270,43 @@ def test_policy_adds_no_workers_while_spawns_are_held() -> None:
     assert sim.policy.desired == 2
 
 
-def test_policy_threads_a_worker_is_busy_when_all_its_threads_are() -> None:
-    opts = dataclasses.replace(OPTS, maximum=4, step=1, threads=4)
-    sim = Sim(Policy(workers=4, cheaper=opts))
+def _threaded(threads: int, workers: int, in_flight: list[int]) -> Sim:
+    """``workers`` running (of 8 at most) with ``in_flight[i]`` requests in
+    flight in the i-th lowest-numbered worker."""
+    opts = dataclasses.replace(OPTS, maximum=8, initial=workers, step=1, threads=threads)
+    sim = Sim(Policy(workers=8, cheaper=opts, slots=32))
     sim.run(sim.policy.start())
     sim.make_all_ready()
-    sim.busy_since.update(dict.fromkeys(sim.pids(), 1.0))  # one request each: 1 of 4 threads
+    by_number = sorted(sim.policy.records.values(), key=lambda r: r.number)
+    for rec, n in zip(by_number, in_flight, strict=True):
+        if n:
+            sim.busy_since[rec.pid], sim.cores[rec.pid] = 1.0, n
+    return sim
+
+
+def test_policy_threads_a_worker_is_busy_when_all_its_threads_are() -> None:
+    sim = _threaded(4, 4, [1, 1, 1, 1])  # one request each: 1 of 4 threads
     assert not [a for a in _seconds(sim, 5) if isinstance(a, Spawn)]
+
+
+def test_policy_threads_a_steady_load_neither_stops_nor_starts_workers() -> None:
+    # 4 workers of 8 threads with 7 requests each: no worker is busy (each has a free
+    # thread), none idle: the steady state, where a stop would take a worker's 7 requests.
+    sim = _threaded(8, 4, [7, 7, 7, 7])
+    actions = _seconds(sim, 20)
+    assert not [a for a in actions if isinstance(a, Signal | Spawn)]
+    assert not [a for a in actions if "cheaper" in str(a)]
+    assert sim.policy.desired == 4
+
+
+def test_policy_threads_a_stop_never_takes_a_worker_with_requests_in_flight() -> None:
+    sim = _threaded(4, 4, [0, 1, 0, 2])
+    in_flight = set(sim.busy_since)
+    stops = [a for a in _seconds(sim, 10) if isinstance(a, Signal)]
+    # Two in no request: one of them is the spare; the other (the highest-numbered) goes.
+    assert len(stops) == 1 and stops[0].pid not in in_flight
+    number = {r.pid: r.number for r in sim.policy.records.values()}
+    assert number[stops[0].pid] == 3 and sim.policy.desired == 3
 
 
 def test_policy_without_cheaper_keeps_the_old_ttou_and_hup() -> None:

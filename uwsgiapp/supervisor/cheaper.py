@@ -83,7 +83,8 @@ class Cycle:
     now: float
     #: The workers the master keeps now (started, starting, or about to be).
     running: int
-    #: Of the workers alive, those not busy now (starting ones included: they will take work).
+    #: Of the workers alive, those with a request thread free now (starting ones included:
+    #: they will take work); none: every worker is busy, the overload test.
     idle: int
     #: The share of the workers' request threads in a request since the last cycle, 0..1.
     busyness: float = 0.0
@@ -91,6 +92,14 @@ class Cycle:
     queue: int = 0
     #: False while new workers are held (a crash loop, an app that cannot load).
     can_spawn: bool = True
+    #: Of the workers alive, those in no request now (the ones a stop may take); None: as
+    #: ``idle`` (one thread per worker, where the two are the same).
+    empty: int | None = None
+
+    @property
+    def unoccupied(self) -> int:
+        """The workers in no request now (``empty``, else ``idle``)."""
+        return self.idle if self.empty is None else self.empty
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +130,9 @@ def _more(opts: CheaperOptions, cycle: Cycle, step: int) -> int:
 class Spare:
     """uWSGI's default: every worker busy for ``overload`` cycles → ``step`` more; idle ones →
     one fewer each ``overload`` cycles, but never while exactly one worker is idle (one spare
-    is the stable state)."""
+    is the stable state). With ``--threads``, a worker is busy when every thread is in a
+    request, and idle when none is (a worker with some threads in requests is neither: it is
+    no reason for more workers, and no spare to stop)."""
 
     opts: CheaperOptions
     overloaded: int = 0
@@ -140,11 +151,12 @@ class Spare:
             more = _more(opts, cycle, opts.step)
             why = f"every worker busy for {opts.overload} s"
             return Verdict(more, why) if more else KEEP
-        if self.overloaded or cycle.idle == 1:
+        idle = cycle.unoccupied
+        if self.overloaded or idle <= 1:
             return KEEP
         self.idle_cycles += 1
         if cycle.running > opts.minimum and self.idle_cycles % opts.overload == 0:
-            return Verdict(-1, f"{cycle.idle} workers idle")
+            return Verdict(-1, f"{idle} workers idle")
         return KEEP
 
 

@@ -121,6 +121,7 @@ class Scaling(Roster):
             now,
             running=self.desired,
             idle=sum(1 for n in loads if n < opts.threads),
+            empty=loads.count(0),
             busyness=self._share.take(),
             queue=queue() if queue is not None and opts.algo != "spare" else 0,
             can_spawn=not self.spawns_held,
@@ -152,17 +153,14 @@ class Scaling(Roster):
         ]
 
     def _least_busy(self, status: Callable[[int], WorkerStatus]) -> WorkerRecord | None:
-        """The worker a cheaper stop takes: a serving one with the fewest requests in flight
-        (with one thread: an idle one, else none), the highest number among them (so the
-        running workers keep the low numbers, as in uWSGI's stats)."""
-        assert self.cheaper is not None
-        threads = self.cheaper.threads
-        candidates = [
-            (n, -r.number, r)
-            for r in self._counted()
-            if r.state is READY and (n := _in_requests(r, status(r.wid))) < threads
+        """The worker a cheaper stop takes: a serving one in no request (with ``--threads``, a
+        worker with requests in flight is never taken: it would stop taking work while they
+        run, and the load it carries goes to the others), the highest-numbered (so the running
+        workers keep the low numbers, as in uWSGI's stats); None if every one is in a request."""
+        idle = [
+            r for r in self._counted() if r.state is READY and not _in_requests(r, status(r.wid))
         ]
-        return min(candidates, key=lambda c: c[:2])[2] if candidates else None
+        return max(idle, key=lambda r: r.number) if idle else None
 
 
 def _in_requests(rec: WorkerRecord, st: WorkerStatus) -> int:
