@@ -3,6 +3,8 @@ clocks, no signals."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from uwsgiapp.supervisor.actions import Signal, Spawn
 from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.status import STATE_BOOTING, STATE_LEAVING, STATE_READY, WorkerStatus
@@ -27,6 +29,8 @@ class Sim:
         #: Requests each worker has served (what its slot counts); 100 unless set.
         self.served: dict[int, int] = {}
         self.now = 0.0
+        #: What the arbiter's listen-queue read answers (None: no queue is read).
+        self.queue: Callable[[], int | None] | None = None
         self.forked: list[int] = []
         self.skipped: list[object] = []
         #: The shared status table: each slot holds the last worker forked into it, even after
@@ -65,7 +69,9 @@ class Sim:
 
     def tick(self, dt: float = 0.1) -> list[object]:
         self.now += dt
-        return self.run(self.policy.on_tick(self.now, 1000.0 + self.now, self.status))
+        return self.run(
+            self.policy.on_tick(self.now, 1000.0 + self.now, self.status, None, self.queue)
+        )
 
     def make_all_ready(self) -> None:
         self.ready |= set(self.policy.records)

@@ -20,7 +20,7 @@ from uwsgiapp.supervisor.cheaper import (
     Spare,
     Verdict,
 )
-from uwsgiapp.supervisor.observe import Inputs, Observer, snapshot
+from uwsgiapp.supervisor.observe import Inputs, Observer, longest_queue, snapshot
 from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.status import BUCKETS, CLASSES, SlotCounters, WorkerStatus
 
@@ -103,6 +103,11 @@ def test_backlog_follows_the_listen_queue_around_overload() -> None:
     assert backlog.decide(Cycle(6, 2, 0, queue=50, can_spawn=False)) == KEEP
 
 
+def test_backlog_an_unknown_queue_neither_starts_nor_stops() -> None:
+    backlog = Backlog(OPTS)
+    assert all(backlog.decide(Cycle(float(t), 4, 4, queue=None)) == KEEP for t in range(10))
+
+
 # -- busyness ---------------------------------------------------------------------------------
 
 BUSY = dataclasses.replace(OPTS, algo="busyness", step=1)
@@ -161,6 +166,18 @@ def test_busyness_a_queue_that_never_empties_starts_one_after_nonzero_seconds() 
     assert [v.change for v in verdicts] == [0, 0, 0, 0, 0, 1, 0]
     b.decide(Cycle(8.0, 3, 0, 0.3, queue=0))  # emptied: the wait starts again
     assert b.queued_since is None
+
+
+def test_busyness_an_unknown_queue_raises_no_alert() -> None:
+    b = Busyness(dataclasses.replace(BUSY, overload=1000, backlog_nonzero=2), 0.0)
+    assert all(b.decide(Cycle(float(t), 2, 0, 0.3, queue=None)) == KEEP for t in range(1, 9))
+
+
+def test_longest_queue_is_unknown_when_one_listener_cannot_be_read() -> None:
+    queues = {"a": 3, "b": 5, "c": None}
+    assert longest_queue(["a", "b"], queues.get) == 5  # type: ignore[arg-type]
+    assert longest_queue(["a", "c"], queues.get) is None  # type: ignore[arg-type]
+    assert longest_queue([], queues.get) == 0  # type: ignore[arg-type]
 
 
 def test_busy_share_is_a_time_average_of_the_ticks() -> None:
@@ -225,6 +242,23 @@ def test_policy_cheaper_stop_leaves_busy_workers_alone() -> None:
     assert not [a for a in _seconds(sim, 3) if isinstance(a, Signal)]
     assert sim.policy.desired == before == 3
     sim.busy_since.clear()  # idle: one stopped a second, down to --cheaper
+    assert len([a for a in _seconds(sim, 3) if isinstance(a, Signal)]) == 2
+
+
+def test_policy_backlog_on_an_unreadable_queue_keeps_the_count_and_says_so_once() -> None:
+    sim = _cheap(algo="backlog", overload=1)
+    sim.run(sim.policy.on_signal("TTIN", sim.now))
+    sim.make_all_ready()
+    sim.queue = lambda: None  # no TCP_INFO, no unix_diag
+    actions = _seconds(sim, 10)  # idle workers: an empty queue would stop one a second
+    assert not [a for a in actions if isinstance(a, Signal | Spawn)]
+    warnings = [a for a in actions if isinstance(a, Log) and a.level == 30]
+    assert [a.message for a in warnings] == [
+        "cheaper (backlog): the listen queue cannot be read (no TCP_INFO, or no unix_diag for "
+        "a unix socket): backlog cannot work: it starts and stops no worker"
+    ]
+    assert sim.policy.desired == 3
+    sim.queue = lambda: 0  # readable again: the stops resume
     assert len([a for a in _seconds(sim, 3) if isinstance(a, Signal)]) == 2
 
 

@@ -183,8 +183,8 @@ class Arbiter:
             self._sockdiag.queue,
         )
 
-    def _queue(self) -> int:
-        return max((s.queue for s in self._socket_stats()), default=0)
+    def _queue(self) -> int | None:
+        return observe.longest_queue((lis.sock for lis in self.listeners), self._sockdiag.queue)
 
     def snapshot(self) -> ServerStats:
         """The server's numbers now (what the stats server serves)."""

@@ -88,8 +88,9 @@ class Cycle:
     idle: int
     #: The share of the workers' request threads in a request since the last cycle, 0..1.
     busyness: float = 0.0
-    #: The longest listen queue now (connections waiting for a worker's accept).
-    queue: int = 0
+    #: The longest listen queue now (connections waiting for a worker's accept); None: it
+    #: cannot be read (no TCP_INFO, no unix_diag), which is no reason to start or stop.
+    queue: int | None = 0
     #: False while new workers are held (a crash loop, an app that cannot load).
     can_spawn: bool = True
     #: Of the workers alive, those in no request now (the ones a stop may take); None: as
@@ -163,13 +164,16 @@ class Spare:
 @dataclass
 class Backlog:
     """uWSGI's ``backlog``: more than ``overload`` connections waiting → ``step`` more; fewer
-    than ``overload`` → one fewer, each cycle (no idle time required, as uWSGI's)."""
+    than ``overload`` → one fewer, each cycle (no idle time required, as uWSGI's); a queue
+    that cannot be read changes nothing."""
 
     opts: CheaperOptions
 
     def decide(self, cycle: Cycle) -> Verdict:
         """As uWSGI's ``uwsgi_cheaper_algo_backlog``."""
         opts = self.opts
+        if cycle.queue is None:
+            return KEEP
         if cycle.can_spawn and cycle.queue > opts.overload:
             more = _more(opts, cycle, opts.step)
             why = f"{cycle.queue} connections waiting (over {opts.overload})"
@@ -277,9 +281,12 @@ class Busyness:
         return KEEP
 
     def _alert(self, cycle: Cycle) -> bool:
-        """More connections waiting than ``backlog_alert``, and room for more workers."""
+        """More connections waiting than ``backlog_alert`` (an unknown queue: never), and room
+        for more workers."""
         opts = self.opts
-        return cycle.can_spawn and cycle.queue > opts.backlog_alert and cycle.running < opts.maximum
+        if cycle.queue is None or not cycle.can_spawn:
+            return False
+        return cycle.queue > opts.backlog_alert and cycle.running < opts.maximum
 
     def _emergency(self, cycle: Cycle, why: str) -> Verdict:
         """uWSGI's ``spawn_emergency_worker``."""

@@ -135,6 +135,16 @@ def socket_stats(
     )
 
 
+def longest_queue(
+    socks: Iterable[socket.socket], queue: Callable[[socket.socket], int | None]
+) -> int | None:
+    """The longest accept queue of ``socks`` for the cheaper algorithms; None when one of them
+    cannot be read (the connections waiting there are unknown: not an empty queue)."""
+    queues = [queue(sock) for sock in socks]
+    known = [q for q in queues if q is not None]
+    return max(known, default=0) if len(known) == len(queues) else None
+
+
 def _rank(rec: WorkerRecord) -> tuple[bool, int, float]:
     return (rec.state is WorkerState.READY, rec.generation, rec.started)
 

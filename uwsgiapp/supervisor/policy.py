@@ -273,10 +273,10 @@ class Policy(Scaling):
         wall: float,
         status: Callable[[int], WorkerStatus],
         rss_mb: Callable[[int], float] | None = None,
-        queue: Callable[[], int] | None = None,
+        queue: Callable[[], int | None] | None = None,
     ) -> list[Action]:
         """Time passed: readiness, reload hand-over, harakiri, recycling, stop deadlines, the
-        cheaper subsystem (``queue``: the longest listen queue now)."""
+        cheaper subsystem (``queue``: the longest listen queue now, None if unknown)."""
         if self.halted:
             return []
         if self.spawns_held and now >= self.respawn_at:

@@ -40,6 +40,7 @@ class Scaling(Roster):
     _algorithm: Algorithm | None = field(default=None, repr=False)
     _share: BusyShare = field(default_factory=BusyShare, repr=False)
     _next_cycle: float = 0.0
+    _queue_unknown_said: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -97,7 +98,10 @@ class Scaling(Roster):
     # -- the cheaper subsystem ---------------------------------------------------------------
 
     def _adapt(
-        self, now: float, status: Callable[[int], WorkerStatus], queue: Callable[[], int] | None
+        self,
+        now: float,
+        status: Callable[[int], WorkerStatus],
+        queue: Callable[[], int | None] | None,
     ) -> list[Action]:
         """A tick: measure how busy the workers are; once a :data:`CYCLE`, decide."""
         opts = self.cheaper
@@ -117,16 +121,38 @@ class Scaling(Roster):
             self._algorithm = algorithm(opts, now)
             self._share.take()
             return []
+        waiting, said = self._read_queue(queue)
         cycle = Cycle(
             now,
             running=self.desired,
             idle=sum(1 for n in loads if n < opts.threads),
             empty=loads.count(0),
             busyness=self._share.take(),
-            queue=queue() if queue is not None and opts.algo != "spare" else 0,
+            queue=waiting,
             can_spawn=not self.spawns_held,
         )
-        return self._apply(self._algorithm.decide(cycle), now, status)
+        return said + self._apply(self._algorithm.decide(cycle), now, status)
+
+    def _read_queue(
+        self, queue: Callable[[], int | None] | None
+    ) -> tuple[int | None, list[Action]]:
+        """The longest listen queue for backlog and busyness (spare reads none: 0), None if
+        unknown; the first time it is, a warning says what that means."""
+        opts = self.cheaper
+        assert opts is not None
+        if queue is None or opts.algo == "spare":
+            return 0, []
+        waiting = queue()
+        if waiting is not None or self._queue_unknown_said:
+            return waiting, []
+        self._queue_unknown_said = True
+        what = (
+            "backlog cannot work: it starts and stops no worker"
+            if opts.algo == "backlog"
+            else "its backlog alerts are off"
+        )
+        why = "the listen queue cannot be read (no TCP_INFO, or no unix_diag for a unix socket)"
+        return None, [Log(LogLevel.WARNING, f"cheaper ({opts.algo}): {why}: {what}")]
 
     def _apply(
         self, verdict: Verdict, now: float, status: Callable[[int], WorkerStatus]
