@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from cli.cli_testkit import run_cli
 
-from uwsgiapp.config import ConfigError, make_config
+from uwsgiapp.config import Config, ConfigError, make_config
 from uwsgiapp.config.configload import resolve
 from uwsgiapp.config.uwsgiini import ini_layer
 from uwsgiapp.supervisor.cheaper import CheaperOptions
@@ -131,3 +131,47 @@ def test_bloombergs_ini_runs_16_of_128_with_its_busyness_settings(tmp_path: Path
 
 def test_without_cheaper_there_are_no_cheaper_options() -> None:
     assert CheaperOptions.from_config(make_config(app="a:b", workers=4)) is None
+
+
+def _ini(tmp_path: Path, text: str) -> tuple[Config, list[str]]:
+    """The config an ini alone resolves to, and the warnings said on the way."""
+    (tmp_path / "uwsgi.ini").write_text("[uwsgi]\nmodule = hello:app\nprocesses = 8\n" + text)
+    resolved = resolve([ini_layer(str(tmp_path / "uwsgi.ini"), environ={}).layer])
+    return resolved.config, list(resolved.warnings)
+
+
+def test_an_inis_cheaper_keys_with_cheaper_0_are_ignored_with_a_warning(tmp_path: Path) -> None:
+    # A templated ini turns cheaper off with cheaper = 0 and leaves its other keys in: uWSGI
+    # runs it (cheaper off), and so does uwsgiapp, saying what it ignores.
+    text = "cheaper = 0\ncheaper-algo = busyness\ncheaper-step = 4\ncheaper-initial = 9\n"
+    config, said = _ini(tmp_path, text)
+    assert CheaperOptions.from_config(config) is None
+    assert (config.cheaper_algo, config.cheaper_step, config.cheaper_initial) == ("spare", 1, 0)
+    assert len(said) == 1 and said[0].startswith("cheaper is 0 (off): ignored")
+    assert "cheaper-algo (line 5); " in said[0] and "cheaper-initial (line 7)" in said[0]
+    r = run_cli("serve", "--ini", "uwsgi.ini", "--print-config", cwd=tmp_path)
+    assert r.returncode == 0 and b"warning: cheaper is 0 (off): ignored" in r.stderr
+    assert b'cheaper-algo = "spare"' in r.stdout
+    # The command line, the environment and a TOML file are still refused (exit 2).
+    r = run_cli("serve", "--ini", "uwsgi.ini", "--cheaper-step", "2", cwd=tmp_path)
+    assert r.returncode == 2 and b"--cheaper-step (from command line" in r.stderr
+    env = {"UWSGIAPP_CHEAPER_ALGO": "backlog"}
+    r = run_cli("serve", "--ini", "uwsgi.ini", "--check-config", cwd=tmp_path, env=env)
+    assert r.returncode == 2 and b"--cheaper-algo (from env" in r.stderr
+    (tmp_path / "app.toml").write_text('app = "hello:app"\ncheaper-overload = 2\n')
+    r = run_cli("serve", "--config", "app.toml", "--check-config", cwd=tmp_path)
+    assert r.returncode == 2 and b"--cheaper-overload (from config file" in r.stderr
+
+
+@pytest.mark.parametrize(("initial", "clamped"), [(12, 8), (1, 2)])
+def test_an_inis_cheaper_initial_out_of_range_is_clamped_as_uwsgi_does(
+    tmp_path: Path, initial: int, clamped: int
+) -> None:
+    config, said = _ini(tmp_path, f"cheaper = 2\ncheaper-initial = {initial}\n")
+    assert config.cheaper_initial == clamped
+    assert said == [
+        f"ini {tmp_path / 'uwsgi.ini'} [uwsgi] cheaper-initial (line 5): {initial} is outside "
+        f"cheaper (2)..processes (8): {clamped} workers at start, as uWSGI corrects it"
+    ]
+    with pytest.raises(ConfigError, match="between"):
+        make_config(app="a:b", workers=8, cheaper=2, cheaper_initial=initial)

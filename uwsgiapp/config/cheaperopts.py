@@ -67,3 +67,49 @@ def cheaper_problem(config: Any, defaults: Any) -> tuple[str, str] | None:
             f"must not be over --cheaper-busyness-max ({high}), got {low}",
         )
     return None
+
+
+#: How the source of an ini's value begins (:mod:`~uwsgiapp.config.uwsgiini`'s ``where``).
+INI_SOURCE = "ini "
+#: The keys the cheaper subsystem reads besides ``cheaper`` (uWSGI ignores them while
+#: ``cheaper`` is 0).
+CHEAPER_KEYS = ("cheaper_initial", "cheaper_algo", *(name for name, _ in _LEAST))
+
+
+def ini_leniency(values: dict[str, Any], sources: dict[str, str], defaults: Any) -> list[str]:
+    """uWSGI's reading of an ini's cheaper keys, applied to the merged ``values`` (field name:
+    value) before validation; ``sources`` says where each came from. What the command line,
+    the environment or a TOML file set stays as it is (validation refuses what is wrong).
+
+    - ``cheaper`` 0 (off, a common templated ``cheaper = 0``): the ini's other cheaper keys are
+      ignored, with a warning (uWSGI turns cheaper off when its count is 0);
+    - an ini's ``cheaper-initial`` outside ``cheaper``..``processes`` is clamped, with a
+      warning (as uWSGI does).
+
+    Returns the warnings.
+    """
+    said = []
+
+    def from_ini(name: str) -> bool:
+        return name in values and sources[name].startswith(INI_SOURCE)
+
+    cheaper = values.get("cheaper", defaults.cheaper)
+    if cheaper == 0:
+        ignored = [n for n in CHEAPER_KEYS if from_ini(n) and values[n] != getattr(defaults, n)]
+        for name in ignored:
+            del values[name]
+        if ignored:
+            keys = "; ".join(sources.pop(name) for name in ignored)
+            said.append(f"cheaper is 0 (off): ignored, as uWSGI ignores them: {keys}")
+        return said
+    workers = values.get("workers", defaults.workers)
+    initial = values.get("cheaper_initial", 0)
+    if from_ini("cheaper_initial") and initial and 0 < cheaper < workers:
+        clamped = min(max(initial, cheaper), workers)
+        if clamped != initial:
+            values["cheaper_initial"] = clamped
+            said.append(
+                f"{sources['cheaper_initial']}: {initial} is outside cheaper ({cheaper}).."
+                f"processes ({workers}): {clamped} workers at start, as uWSGI corrects it"
+            )
+    return said

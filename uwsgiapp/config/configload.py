@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from uwsgiapp.clihints import FOREIGN_OPTIONS
+from uwsgiapp.config.cheaperopts import ini_leniency
 from uwsgiapp.config.model import Config, ConfigError, option_fields
 from uwsgiapp.config.servicelinks import is_service_link
 from uwsgiapp.logtargets import is_stream
@@ -58,6 +59,8 @@ ENV_PREFIX = "UWSGIAPP_"
 DEFAULT_ENV_PREFIX = "UWSGIAPP_DEFAULT_"
 #: The source of a value no layer set.
 DEFAULT_SOURCE = "default"
+#: Every option at its default (what an ignored value falls back to).
+_DEFAULT_CONFIG: Final = Config()
 #: How the source of a value one option implies for another begins.
 IMPLIED_BY = "implied by "
 
@@ -347,6 +350,9 @@ def resolve(layers: Sequence[Layer], *, warnings: Sequence[str] = ()) -> Resolve
                 sources[name] = raw.source
     _drop_implied_by_logto(values, sources)
     _imply_access_log(values, sources)
+    warnings = [*warnings, *ini_leniency(values, sources, _DEFAULT_CONFIG)]
+    for name in _SPECS.keys() - sources.keys():  # what ini_leniency ignored
+        sources[name] = DEFAULT_SOURCE
     config = Config(**values)
     try:
         config.validate()
