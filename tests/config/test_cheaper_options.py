@@ -175,3 +175,27 @@ def test_an_inis_cheaper_initial_out_of_range_is_clamped_as_uwsgi_does(
     ]
     with pytest.raises(ConfigError, match="between"):
         make_config(app="a:b", workers=8, cheaper=2, cheaper_initial=initial)
+
+
+def test_an_inis_zero_for_a_busyness_key_is_its_default_as_in_uwsgis_plugin(
+    tmp_path: Path,
+) -> None:
+    keys = (
+        "min",
+        "max",
+        "multiplier",
+        "penalty",
+        "backlog-alert",
+        "backlog-step",
+        "backlog-multiplier",
+        "backlog-nonzero",
+    )
+    zeros = "".join(f"cheaper-busyness-{key} = 0\n" for key in keys)
+    config, said = _ini(tmp_path, "cheaper = 2\ncheaper-algo = busyness\n" + zeros)
+    assert said == []
+    opts = CheaperOptions.from_config(config)
+    assert opts == CheaperOptions(minimum=2, maximum=8, initial=2, algo="busyness")
+    assert (opts.busyness_min, opts.backlog_alert, opts.penalty) == (25, 33, 2)
+    # Elsewhere a 0 stays a 0 (or is refused where it is below the least).
+    literal = make_config(app="a:b", workers=8, cheaper=2, cheaper_busyness_min=0)
+    assert literal.cheaper_busyness_min == 0

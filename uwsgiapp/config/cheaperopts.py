@@ -74,6 +74,17 @@ INI_SOURCE = "ini "
 #: The keys the cheaper subsystem reads besides ``cheaper`` (uWSGI ignores them while
 #: ``cheaper`` is 0).
 CHEAPER_KEYS = ("cheaper_initial", "cheaper_algo", *(name for name, _ in _LEAST))
+#: busyness's keys whose 0 means "the default" in uWSGI's plugin (cheaper_busyness.c's init).
+ZERO_IS_DEFAULT = (
+    "cheaper_busyness_min",
+    "cheaper_busyness_max",
+    "cheaper_busyness_multiplier",
+    "cheaper_busyness_penalty",
+    "cheaper_busyness_backlog_alert",
+    "cheaper_busyness_backlog_step",
+    "cheaper_busyness_backlog_multiplier",
+    "cheaper_busyness_backlog_nonzero",
+)
 
 
 def ini_leniency(values: dict[str, Any], sources: dict[str, str], defaults: Any) -> list[str]:
@@ -84,7 +95,8 @@ def ini_leniency(values: dict[str, Any], sources: dict[str, str], defaults: Any)
     - ``cheaper`` 0 (off, a common templated ``cheaper = 0``): the ini's other cheaper keys are
       ignored, with a warning (uWSGI turns cheaper off when its count is 0);
     - an ini's ``cheaper-initial`` outside ``cheaper``..``processes`` is clamped, with a
-      warning (as uWSGI does).
+      warning (as uWSGI does);
+    - an ini's 0 for a busyness key is that key's default (as uWSGI's plugin reads it).
 
     Returns the warnings.
     """
@@ -102,6 +114,10 @@ def ini_leniency(values: dict[str, Any], sources: dict[str, str], defaults: Any)
             keys = "; ".join(sources.pop(name) for name in ignored)
             said.append(f"cheaper is 0 (off): ignored, as uWSGI ignores them: {keys}")
         return said
+    for name in ZERO_IS_DEFAULT:
+        if from_ini(name) and values[name] == 0:
+            values[name] = getattr(defaults, name)
+            sources[name] += " (0: the default, as uWSGI's busyness reads it)"
     workers = values.get("workers", defaults.workers)
     initial = values.get("cheaper_initial", 0)
     if from_ini("cheaper_initial") and initial and 0 < cheaper < workers:
