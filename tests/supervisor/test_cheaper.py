@@ -295,6 +295,26 @@ def test_policy_hup_keeps_the_count_and_takes_a_new_most() -> None:
     assert sim.policy.cheaper.maximum == 2 and sim.policy.listed_workers == 2
 
 
+def test_policy_after_a_reload_the_algorithm_starts_its_clocks_again() -> None:
+    # busyness: a stop after 3 s of low busyness. A reload whose new workers take 10 s to
+    # start must not count those 10 s: no stop on the first second of samples after it.
+    sim = _cheap(algo="busyness", overload=1, multiplier=3)
+    old = sim.pids()
+    sim.run(sim.policy.on_signal("HUP", sim.now))
+    for _ in range(100):  # the new workers boot for 10 s
+        sim.tick()
+    sim.make_all_ready()
+    assert {a.pid for a in sim.tick() if isinstance(a, Signal)} == old  # the hand-over
+    handed_over = sim.now
+    stops = []
+    for _ in range(60):
+        stops += [(sim.now, a) for a in sim.tick() if isinstance(a, Signal) and a.pid not in old]
+    # The first cycle (within 1.5 s) restarts the clocks; the stop comes 3 s after that (the
+    # clocks that ran through the reload stopped one 1 s after the hand-over).
+    after = [t - handed_over for t, _ in stops]
+    assert len(after) == 1 and 4.0 <= after[0] <= 4.5, after
+
+
 def test_policy_adds_no_workers_while_spawns_are_held() -> None:
     sim = _cheap()
     sim.policy.spawns_held, sim.policy.respawn_at = True, 1e9

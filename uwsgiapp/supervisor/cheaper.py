@@ -121,6 +121,11 @@ class Algorithm(Protocol):
         """What to do about the worker count now."""
         ...
 
+    def restart(self, now: float) -> None:
+        """Its clocks and counts start again at ``now`` (after a reload: the time the new
+        workers took to start measured nothing); what it learnt (busyness' multiplier) stays."""
+        ...
+
 
 def _more(opts: CheaperOptions, cycle: Cycle, step: int) -> int:
     """Workers to start: ``step``, as far as ``--workers`` allows."""
@@ -160,6 +165,10 @@ class Spare:
             return Verdict(-1, f"{idle} workers idle")
         return KEEP
 
+    def restart(self, now: float) -> None:
+        """The busy and idle cycles count from 0."""
+        self.overloaded = self.idle_cycles = 0
+
 
 @dataclass
 class Backlog:
@@ -181,6 +190,9 @@ class Backlog:
         if cycle.queue < opts.overload and cycle.running > opts.minimum:
             return Verdict(-1, f"{cycle.queue} connections waiting (under {opts.overload})")
         return KEEP
+
+    def restart(self, now: float) -> None:
+        """Nothing to restart: backlog looks at each cycle alone."""
 
 
 @dataclass
@@ -210,6 +222,15 @@ class Busyness:
         self.multiplier = self.opts.multiplier
         self.checked = self.started
         self._stop_later(self.started)
+
+    def restart(self, now: float) -> None:
+        """The period, the wait before a stop and the queue's non-empty time start at ``now``
+        (the multiplier and the emergency workers stay)."""
+        self.checked = now
+        self.shares.clear()
+        self.tolerance = 0
+        self.queued_since = None
+        self._stop_later(now)
 
     def _stop_later(self, now: float) -> None:
         multiplier = self.opts.backlog_multiplier if self.emergency else self.multiplier

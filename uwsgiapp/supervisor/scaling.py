@@ -41,6 +41,8 @@ class Scaling(Roster):
     _share: BusyShare = field(default_factory=BusyShare, repr=False)
     _next_cycle: float = 0.0
     _queue_unknown_said: bool = False
+    #: A reload ran since the last cycle: the next one restarts the algorithm's clocks.
+    _paused: bool = False
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -110,6 +112,7 @@ class Scaling(Roster):
         if self.mode is not Mode.RUNNING:  # a reload's new workers are no measure of load
             self._share.forget()
             self._next_cycle = now + CYCLE
+            self._paused = True
             return []
         alive = self._counted()
         loads = [_in_requests(r, status(r.wid)) for r in alive]
@@ -117,8 +120,12 @@ class Scaling(Roster):
         if now < self._next_cycle:
             return []
         self._next_cycle = now + CYCLE
-        if self._algorithm is None:  # the first cycle starts the clocks; the next decides
-            self._algorithm = algorithm(opts, now)
+        if self._algorithm is None or self._paused:  # this cycle starts clocks, the next decides
+            if self._algorithm is None:
+                self._algorithm = algorithm(opts, now)
+            else:  # after a reload
+                self._algorithm.restart(now)
+            self._paused = False
             self._share.take()
             return []
         waiting, said = self._read_queue(queue)
