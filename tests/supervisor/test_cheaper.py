@@ -315,6 +315,28 @@ def test_policy_after_a_reload_the_algorithm_starts_its_clocks_again() -> None:
     assert len(after) == 1 and 4.0 <= after[0] <= 4.5, after
 
 
+def test_policy_hup_with_workers_under_cheaper_lowers_the_fewest_and_says_so() -> None:
+    opts = CheaperOptions(minimum=8, maximum=16, initial=12)
+    sim = Sim(Policy(workers=16, cheaper=opts, slots=64))
+    sim.run(sim.policy.start())
+    said = sim.policy.hup_workers(6)  # processes 16 -> 6, with cheaper 8
+    assert [(a.level, a.message) for a in said if isinstance(a, Log)] == [
+        (
+            30,
+            "HUP: --workers 6 is not above --cheaper 8: the fewest is 5 until --workers is "
+            "above it again",
+        )
+    ]
+    cheaper = sim.policy.cheaper
+    assert cheaper is not None and (cheaper.minimum, cheaper.maximum) == (5, 6)
+    assert sim.policy.desired == 6
+    ttou = sim.run(sim.policy.on_signal("TTOU", sim.now))
+    assert sim.policy.desired == 5 and "SIGTTOU: workers 5" in str(ttou)
+    assert sim.policy.hup_workers(16) == []  # over it again: --cheaper 8 is back
+    assert sim.policy.cheaper is not None and sim.policy.cheaper.minimum == 8
+    assert sim.policy.desired == 8
+
+
 def test_policy_adds_no_workers_while_spawns_are_held() -> None:
     sim = _cheap()
     sim.policy.spawns_held, sim.policy.respawn_at = True, 1e9

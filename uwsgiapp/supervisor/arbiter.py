@@ -162,8 +162,7 @@ class Arbiter:
     def _options_again(self) -> list[A.Action]:
         """A HUP reads the options again (:mod:`~uwsgiapp.supervisor.options`)."""
         workers, said = options.on_hup(self.table.capacity // 2, self.policy.hup_running())
-        self.policy.hup_workers(workers)  # the reload's new workers: this many
-        return [A.Log(A.LogLevel.INFO, line) for line in said]
+        return [A.Log(A.LogLevel.INFO, line) for line in said] + self.policy.hup_workers(workers)
 
     def _serve_stats(self, stats: StatsServer, now: float) -> None:
         """Answer what the stats clients are owed (never waits); look at the queues now and

@@ -38,6 +38,8 @@ class Scaling(Roster):
     #: ``--cheaper``'s options (None: ``--workers`` run all the time).
     cheaper: CheaperOptions | None = None
     _algorithm: Algorithm | None = field(default=None, repr=False)
+    #: ``--cheaper`` as started (a HUP's fewer ``--workers`` may lower the minimum below it).
+    _least: int = 0
     _share: BusyShare = field(default_factory=BusyShare, repr=False)
     _next_cycle: float = 0.0
     _queue_unknown_said: bool = False
@@ -48,6 +50,7 @@ class Scaling(Roster):
         super().__post_init__()
         if self.cheaper is not None:
             self.desired = self.cheaper.initial
+            self._least = self.cheaper.minimum
 
     @property
     def listed_workers(self) -> int:
@@ -86,16 +89,26 @@ class Scaling(Roster):
         keeps the count the algorithm reached."""
         return 0 if self.cheaper else self.desired
 
-    def hup_workers(self, workers: int | None) -> None:
-        """A HUP read ``--workers`` again (None: unchanged); with ``--cheaper`` it is the most."""
+    def hup_workers(self, workers: int | None) -> list[Action]:
+        """A HUP read ``--workers`` again (None: unchanged): the reload's new workers are this
+        many; with ``--cheaper`` it is the most, and a ``--workers`` not above ``--cheaper``
+        lowers the fewest to ``--workers`` - 1 (a line says so) until ``--workers`` is over it
+        again."""
         if workers is None:
-            return
+            return []
         if self.cheaper is None:
             self.desired = workers
-            return
-        self.cheaper = dataclasses.replace(self.cheaper, maximum=workers)
-        self.desired = max(min(self.cheaper.minimum, workers), min(self.desired, workers))
+            return []
+        least = min(self._least, max(1, workers - 1))
+        self.cheaper = dataclasses.replace(self.cheaper, maximum=workers, minimum=least)
+        self.desired = max(least, min(self.desired, workers))
         self._algorithm = None  # made again with the new bounds
+        if least == self._least:
+            return []
+        said = (
+            f"HUP: --workers {workers} is not above --cheaper {self._least}: the fewest is {least}"
+        )
+        return [Log(LogLevel.WARNING, f"{said} until --workers is above it again")]
 
     # -- the cheaper subsystem ---------------------------------------------------------------
 
