@@ -337,6 +337,17 @@ def test_policy_hup_with_workers_under_cheaper_lowers_the_fewest_and_says_so() -
     assert sim.policy.desired == 8
 
 
+def test_policy_a_busyness_stop_with_no_worker_free_is_decided_again_next_cycle() -> None:
+    # 2 workers of 8 threads, one request each: 12% busy, under min, but no worker is free.
+    sim = _threaded(8, 2, [1, 1], algo="busyness", overload=1, multiplier=10)
+    assert not [a for a in _seconds(sim, 15) if isinstance(a, Signal)]
+    last = max(sim.policy.records.values(), key=lambda r: r.number)
+    del sim.busy_since[last.pid], sim.cores[last.pid]  # its request ended: it is free
+    # The stop comes at the next cycle (not after another 10 s: a lost stop was recorded).
+    stops = [a for a in _seconds(sim, 1.5) if isinstance(a, Signal)]
+    assert [a.pid for a in stops] == [last.pid]
+
+
 def test_policy_adds_no_workers_while_spawns_are_held() -> None:
     sim = _cheap()
     sim.policy.spawns_held, sim.policy.respawn_at = True, 1e9
@@ -346,10 +357,11 @@ def test_policy_adds_no_workers_while_spawns_are_held() -> None:
     assert sim.policy.desired == 2
 
 
-def _threaded(threads: int, workers: int, in_flight: list[int]) -> Sim:
-    """``workers`` running (of 8 at most) with ``in_flight[i]`` requests in
-    flight in the i-th lowest-numbered worker."""
+def _threaded(threads: int, workers: int, in_flight: list[int], **kw: object) -> Sim:
+    """``workers`` running (of 8 at most) with ``in_flight[i]`` requests in flight in the
+    i-th lowest-numbered worker; ``kw``: more cheaper options."""
     opts = dataclasses.replace(OPTS, maximum=8, initial=workers, step=1, threads=threads)
+    opts = dataclasses.replace(opts, **kw)  # type: ignore[arg-type]
     sim = Sim(Policy(workers=8, cheaper=opts, slots=32))
     sim.run(sim.policy.start())
     sim.make_all_ready()

@@ -5,6 +5,7 @@ the worker finish its requests)."""
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -151,7 +152,14 @@ class Scaling(Roster):
             queue=waiting,
             can_spawn=not self.spawns_held,
         )
-        return said + self._apply(self._algorithm.decide(cycle), now, status)
+        before = copy.deepcopy(self._algorithm)
+        verdict = self._algorithm.decide(cycle)
+        if verdict.change < 0 and self.desired > opts.minimum and not self._least_busy(status):
+            # Every worker is in a request: no stop now, and the algorithm is as if it had not
+            # decided one (it decides again at the next cycle, as uWSGI's master retries).
+            self._algorithm = before
+            return said
+        return said + self._apply(verdict, now, status)
 
     def _read_queue(
         self, queue: Callable[[], int | None] | None
