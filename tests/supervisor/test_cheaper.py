@@ -193,8 +193,8 @@ def test_busy_share_is_a_time_average_of_the_ticks() -> None:
 
 
 def _cheap(**kw: object) -> Sim:
-    opts = dataclasses.replace(OPTS, maximum=4, step=1, **kw)  # type: ignore[arg-type]
-    sim = Sim(Policy(workers=4, cheaper=opts, slots=16))
+    opts = dataclasses.replace(OPTS, **{"maximum": 4, "step": 1, **kw})  # type: ignore[arg-type]
+    sim = Sim(Policy(workers=opts.maximum, cheaper=opts, slots=4 * opts.maximum))
     sim.run(sim.policy.start())
     sim.make_all_ready()
     sim.tick()
@@ -281,15 +281,40 @@ def test_policy_ttin_ttou_stay_between_cheaper_and_workers() -> None:
     assert sim.policy.desired == 1 and "already at --cheaper 1" in str(said)
 
 
-def test_policy_hup_keeps_the_count_and_takes_a_new_most() -> None:
+def test_policy_hup_starts_at_initial_or_the_busy_workers_plus_step() -> None:
+    sim = _cheap(maximum=8, step=2)
+    for _ in range(5):
+        sim.run(sim.policy.on_signal("TTIN", sim.now))
+    sim.make_all_ready()
+    assert sim.policy.hup_running() == 0  # options.on_hup: no "back to --workers"
+    busy = sorted(sim.pids())[:3]
+    sim.busy_since.update(dict.fromkeys(busy, 1.0))
+    sim.tick()
+    old = sim.pids()
+    said = sim.run(sim.policy.on_signal("HUP", sim.now))  # at 7 running, 3 in a request
+    assert sim.policy.mode is Mode.RELOADING and sim.policy.desired == 5  # 3 + step 2
+    assert "cheaper: the reload starts 5 workers (3 in a request, --cheaper-initial 2)" in str(said)
+    assert len([a for a in said if isinstance(a, Spawn)]) == 5
+    assert not [a for a in said if isinstance(a, Signal) and a.pid in old]  # the old serve on
+    sim.make_all_ready()
+    sim.busy_since.clear()
+    _seconds(sim, 1)
+    assert sim.policy.mode is Mode.RUNNING
+    sim.run(sim.policy.on_signal("HUP", sim.now))  # idle: --cheaper-initial
+    assert sim.policy.desired == 2
+
+
+def test_policy_reloading_decides_nothing_while_the_new_workers_start() -> None:
     sim = _cheap()
     sim.run(sim.policy.on_signal("TTIN", sim.now))
-    assert sim.policy.hup_running() == 0  # options.on_hup: no "back to --workers"
+    sim.make_all_ready()
     sim.run(sim.policy.on_signal("HUP", sim.now))
-    assert sim.policy.mode is Mode.RELOADING and sim.policy.desired == 3
-    for pid in sim.pids():
-        sim.busy_since[pid] = 1.0
-    assert not any("cheaper" in str(a) for a in _seconds(sim, 0.5))  # no decision meanwhile
+    new = sorted(sim.pids(sim.policy.generation))
+    sim.ready |= set(new[:-1])  # one new worker still boots: no hand-over
+    sim.busy_since.update(dict.fromkeys(sim.pids(), 1.0))  # every worker busy
+    actions = [a for _ in range(50) for a in sim.tick()]  # 5 s (spare decides in 3)
+    assert sim.policy.mode is Mode.RELOADING
+    assert not [a for a in actions if "cheaper" in str(a) or isinstance(a, Spawn)]
     sim.policy.hup_workers(2)
     assert sim.policy.desired == 2 and sim.policy.cheaper is not None
     assert sim.policy.cheaper.maximum == 2 and sim.policy.listed_workers == 2

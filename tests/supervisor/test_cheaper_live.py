@@ -82,7 +82,7 @@ def test_workers_rise_under_a_burst_and_fall_back_after(
         wait_until(lambda: _count(server) == 1, 5, "one worker at start")
         with _burst(server.socket) as answers:
             wait_until(lambda: _count(server) >= 3, 12, f"{algo}: more workers under load")
-            if algo == "spare":  # a reload keeps the count the load brought
+            if algo == "spare":  # a reload under load starts the busy workers + step
                 wait_until(lambda: _count(server) == 4, 8, "4 workers")
                 before = worker_pids(server.pid)
                 server.signal(signal.SIGHUP)

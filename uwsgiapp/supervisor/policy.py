@@ -116,7 +116,7 @@ class Policy(Scaling):
             Notify("RELOADING=1\nSTATUS=reloading"),  # Type=notify-reload waits for it
             ReopenLogs("HUP: log files moved away reopened (the new workers write to them)", True),
         ]
-        actions += self._retire_superseded(now)
+        actions += self._retire_superseded(now) + self._reload_count()
         if self.reload_kind is ReloadKind.REIMPORT:
             actions.append(Reimport())
         # The operator's new code: tried now, not after a crash loop's or a failed load's hold.

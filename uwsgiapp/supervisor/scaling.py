@@ -44,6 +44,8 @@ class Scaling(Roster):
     _share: BusyShare = field(default_factory=BusyShare, repr=False)
     _next_cycle: float = 0.0
     _queue_unknown_said: bool = False
+    #: Workers in a request at the last tick that measured (what a reload starts from).
+    _busy: int = 0
     #: A reload ran since the last cycle: the next one restarts the algorithm's clocks.
     _paused: bool = False
 
@@ -87,7 +89,7 @@ class Scaling(Roster):
     def hup_running(self) -> int:
         """What a HUP compares ``--workers`` with (:func:`~uwsgiapp.supervisor.options.on_hup`):
         the count TTIN/TTOU changed, which a reload resets; with ``--cheaper``, 0: the reload
-        keeps the count the algorithm reached."""
+        starts the count :meth:`_reload_count` says."""
         return 0 if self.cheaper else self.desired
 
     def hup_workers(self, workers: int | None) -> list[Action]:
@@ -111,6 +113,21 @@ class Scaling(Roster):
         )
         return [Log(LogLevel.WARNING, f"{said} until --workers is above it again")]
 
+    def _reload_count(self) -> list[Action]:
+        """A HUP with ``--cheaper``: the new generation starts at ``--cheaper-initial``, or at
+        the workers in a request now plus ``--cheaper-step`` if more (uWSGI's reload starts
+        again at cheaper-initial; a reload at a peak that has passed would start as many new
+        workers as the old). The old workers serve until the new ones are ready."""
+        opts = self.cheaper
+        if opts is None:
+            return []
+        count = max(opts.minimum, min(opts.maximum, max(opts.initial, self._busy + opts.step)))
+        if count == self.desired:
+            return []
+        self.desired = count
+        why = f"{self._busy} in a request, --cheaper-initial {opts.initial}"
+        return [Log(LogLevel.INFO, f"cheaper: the reload starts {count_workers(count)} ({why})")]
+
     # -- the cheaper subsystem ---------------------------------------------------------------
 
     def _adapt(
@@ -130,6 +147,7 @@ class Scaling(Roster):
             return []
         alive = self._counted()
         loads = [_in_requests(r, status(r.wid)) for r in alive]
+        self._busy = len(loads) - loads.count(0)
         self._share.sample(now, sum(loads) / (opts.threads * len(alive)) if alive else 0.0)
         if now < self._next_cycle:
             return []
