@@ -430,7 +430,10 @@ def test_policy_without_cheaper_keeps_the_old_ttou_and_hup() -> None:
     assert sim.policy.desired == 3
 
 
-def test_stats_list_every_worker_number_up_to_workers_cheap_ones_with_pid_0() -> None:
+@pytest.mark.parametrize("threads", [1, 4])
+def test_stats_list_every_worker_number_up_to_workers_cheap_ones_with_pid_0(
+    threads: int,
+) -> None:
     sim = _cheap()
     counts = SlotCounters(0, 0, 0.0, ((0,) * BUCKETS,) * CLASSES)
     stats = snapshot(
@@ -443,6 +446,8 @@ def test_stats_list_every_worker_number_up_to_workers_cheap_ones_with_pid_0() ->
             harakiris={},
             sockets=(),
             memory=lambda pid: (0, 0),
+            cores=(lambda wid: [(0.0, 0)] * threads) if threads > 1 else None,
+            threads=threads,
             listed=sim.policy.listed_workers,
         )
     )
@@ -452,6 +457,8 @@ def test_stats_list_every_worker_number_up_to_workers_cheap_ones_with_pid_0() ->
         (3, "cheap", False),
         (4, "cheap", False),
     ]
+    # A number that never ran has --threads cores too, as the others.
+    assert [len(w.cores) for w in stats.workers] == [threads] * 4
 
 
 def test_log_lines_are_info() -> None:

@@ -201,6 +201,7 @@ class Arbiter:
                 numbers=self.policy.slot_numbers,
                 sockets=self._socket_stats(),
                 cores=self.table.read_cores if self.config.threads > 1 else None,
+                threads=self.config.threads,
                 uid=os.getuid(),
                 gid=os.getgid(),
                 cwd=observe.cwd(),

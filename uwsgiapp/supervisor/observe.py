@@ -271,6 +271,8 @@ class Inputs:
     memory: Callable[[int], tuple[int, int]] = memory
     #: ``--threads``: each request thread's (request start or 0, requests) of a slot.
     cores: Callable[[int], list[tuple[float, int]]] | None = None
+    #: ``--threads``: the cores of a row whose number never ran.
+    threads: int = 1
     #: Slot → worker number (the roster's); a slot not in it counts for number slot + 1.
     numbers: Mapping[int, int] = field(default_factory=dict)
     uid: int = 0
@@ -307,10 +309,11 @@ def snapshot(inputs: Inputs) -> ServerStats:
         and (st := inputs.status(r.wid)).pid == r.pid
         and st.in_requests
     }
+    never_cores = [(0.0, 0)] * inputs.threads if inputs.threads > 1 else None
     workers = tuple(
         _row(number, slots[number], live.get(number), inputs, number in serving_on)
         if number in slots
-        else _worker(number, None, _NEVER, _NO_COUNTS, SlotHistory(), 0, (0, 0))
+        else _worker(number, None, _NEVER, _NO_COUNTS, SlotHistory(), 0, (0, 0), never_cores)
         for number in sorted(slots.keys() | set(range(1, inputs.listed + 1)))
     )
     queue = max((s.queue for s in inputs.sockets), default=0)
