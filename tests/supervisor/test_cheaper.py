@@ -231,6 +231,28 @@ def test_policy_spare_grows_under_load_and_retires_idle_workers_by_number() -> N
     assert not [a for a in sim.exit(newest.pid, 0) if isinstance(a, Spawn)]  # no replacement
 
 
+def test_policy_busyness_all_busy_starts_a_step_after_overload_seconds() -> None:
+    sim = _cheap(algo="busyness", overload=2)  # its first cycle ran: it started the clocks
+    sim.busy_since.update(dict.fromkeys(sim.pids(), 1.0))
+    first = [a for _ in range(19) for a in sim.tick()]
+    assert not [a for a in first if "cheaper" in str(a)]  # nothing before 2 s
+    then = _seconds(sim, 1.5)
+    assert any("cheaper (busyness): 100% busy over 2 s: 1 more, 3 workers" in str(a) for a in then)
+    assert len([a for a in then if isinstance(a, Spawn)]) == 1
+
+
+def test_policy_first_cycle_never_decides() -> None:
+    # Busy from the start, overload 1: the first cycle only starts the clocks.
+    opts = dataclasses.replace(OPTS, maximum=4, step=1, overload=1, algo="busyness")
+    sim = Sim(Policy(workers=4, cheaper=opts, slots=16))
+    sim.run(sim.policy.start())
+    sim.make_all_ready()
+    sim.busy_since.update(dict.fromkeys(sim.pids(), 1.0))
+    assert not [a for a in sim.tick() if "cheaper (" in str(a)]  # the first cycle
+    later = [a for a in _seconds(sim, 1.5) if "cheaper (" in str(a)]
+    assert len(later) == 1 and "100% busy over 1 s" in str(later[0])
+
+
 def test_policy_cheaper_stop_leaves_busy_workers_alone() -> None:
     sim = _cheap(algo="backlog", overload=1)
     sim.run(sim.policy.on_signal("TTIN", sim.now))
