@@ -253,6 +253,27 @@ def test_policy_first_cycle_never_decides() -> None:
     assert len(later) == 1 and "100% busy over 1 s" in str(later[0])
 
 
+@pytest.mark.parametrize("algo", ["spare", "busyness"])
+def test_policy_reads_each_slot_once_a_tick(algo: str) -> None:
+    sim = _cheap(algo=algo, overload=1)
+    sim.run(sim.policy.on_signal("TTIN", sim.now))
+    sim.make_all_ready()
+    read = sim.status
+    reads: list[int] = []
+
+    def counted(wid: int) -> WorkerStatus:
+        reads.append(wid)
+        return read(wid)
+
+    sim.status = counted  # type: ignore[method-assign]
+    for _ in range(30):  # 3 s: cycles, a stop of an idle worker among them
+        before = len(reads)
+        records = len(sim.policy.records)
+        sim.tick()
+        sim.make_all_ready()
+        assert len(reads) - before == records
+
+
 def test_policy_cheaper_stop_leaves_busy_workers_alone() -> None:
     sim = _cheap(algo="backlog", overload=1)
     sim.run(sim.policy.on_signal("TTIN", sim.now))
@@ -311,7 +332,7 @@ def test_policy_hup_starts_at_initial_or_the_busy_workers_plus_step() -> None:
     assert sim.policy.hup_running() == 0  # options.on_hup: no "back to --workers"
     busy = sorted(sim.pids())[:3]
     sim.busy_since.update(dict.fromkeys(busy, 1.0))
-    sim.tick()
+    _seconds(sim, 1.2)  # a cycle: spare counts the workers in a request once a second
     old = sim.pids()
     said = sim.run(sim.policy.on_signal("HUP", sim.now))  # at 7 running, 3 in a request
     assert sim.policy.mode is Mode.RELOADING and sim.policy.desired == 5  # 3 + step 2

@@ -136,7 +136,9 @@ class Scaling(Roster):
         status: Callable[[int], WorkerStatus],
         queue: Callable[[], int | None] | None,
     ) -> list[Action]:
-        """A tick: measure how busy the workers are; once a :data:`CYCLE`, decide."""
+        """A tick: measure how busy the workers are; once a :data:`CYCLE`, decide. ``status``
+        is the tick's reads (each slot is read once a tick, by the caller); busyness samples
+        the workers every tick, spare and backlog only once a cycle."""
         opts = self.cheaper
         if opts is None or self.halted:
             return []
@@ -145,11 +147,15 @@ class Scaling(Roster):
             self._next_cycle = now + CYCLE
             self._paused = True
             return []
+        due = now >= self._next_cycle
+        if not due and opts.algo != "busyness":
+            return []
         alive = self._counted()
         loads = [_in_requests(r, status(r.wid)) for r in alive]
         self._busy = len(loads) - loads.count(0)
-        self._share.sample(now, sum(loads) / (opts.threads * len(alive)) if alive else 0.0)
-        if now < self._next_cycle:
+        if opts.algo == "busyness":
+            self._share.sample(now, sum(loads) / (opts.threads * len(alive)) if alive else 0.0)
+        if not due:
             return []
         self._next_cycle = now + CYCLE
         if self._algorithm is None or self._paused:  # this cycle starts clocks, the next decides
@@ -160,6 +166,18 @@ class Scaling(Roster):
             self._paused = False
             self._share.take()
             return []
+        return self._decide(now, loads, status, queue)
+
+    def _decide(
+        self,
+        now: float,
+        loads: list[int],
+        status: Callable[[int], WorkerStatus],
+        queue: Callable[[], int | None] | None,
+    ) -> list[Action]:
+        """A cycle's decision, from ``loads`` (the requests each counted worker is in now)."""
+        opts = self.cheaper
+        assert opts is not None and self._algorithm is not None
         waiting, said = self._read_queue(queue)
         cycle = Cycle(
             now,
