@@ -70,7 +70,18 @@ PROBE = textwrap.dedent(
 
 
 def test_commands_other_than_serve_get_the_default_handlers_back() -> None:
-    done = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, timeout=30)
+    # Started as from a terminal: a run of the suite in the background (nohup, CI's shell) has
+    # INT ignored, which the child would keep (the next test).
+    def as_from_a_terminal() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        preexec_fn=as_from_a_terminal,
+    )
     assert done.returncode == 0, done.stderr[-500:]
     assert done.stdout.split() == ["True", "True"]
 
