@@ -31,7 +31,18 @@ _PROXY = (
     "SECURE_PROXY_SSL_HEADER or USE_X_FORWARDED_HOST) needs nginx to set it, each "
     "'proxy_set_header X-Forwarded-For V;' becoming 'uwsgi_param HTTP_X_FORWARDED_FOR V;'"
 )
-_LIMIT = "use --buffer-size N (the largest request head nginx may send: URL and headers)"
+# gunicorn's limits are per line and per header; --buffer-size bounds the whole head, so
+# giving it gunicorn's 4094 or 8190 refuses (502) the large cookies gunicorn served.
+_LIMIT_SIZE = (
+    "nothing to set: nginx bounds each line and header (large_client_header_buffers) and "
+    "sends them all in one block, which --buffer-size bounds (65535 by default, the most); "
+    "set to gunicorn's per-line size, it refuses with a 502 the requests whose headers add "
+    "up to more (a large cookie)"
+)
+_LIMIT_FIELDS = (
+    "use --max-vars N (512 by default): nginx sends one var per uwsgi_param (about 15) and "
+    "one per header, so add the params to gunicorn's count"
+)
 _TIMEOUT = (
     "gunicorn's --timeout (kill a stuck worker) is --harakiri SECONDS here, off unless set "
     "(gunicorn's is 30 s by default; the Docker image sets 30); it cuts any request over "
@@ -143,9 +154,9 @@ FOREIGN_OPTIONS: Mapping[str, str] = {
     "--reuse-port": "the master binds each socket once for every worker",
     "--log-syslog": _SYSLOG,
     "--backlog": "use --listen N",
-    "--limit-request-line": _LIMIT,
-    "--limit-request-fields": _LIMIT,
-    "--limit-request-field_size": _LIMIT,
+    "--limit-request-line": _LIMIT_SIZE,
+    "--limit-request-fields": _LIMIT_FIELDS,
+    "--limit-request-field_size": _LIMIT_SIZE,
     "--log-config": _LOG_CONFIG,
     "--logconfig-dict": _LOG_CONFIG,
     "--log-config-dict": _LOG_CONFIG,

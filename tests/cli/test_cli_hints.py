@@ -45,7 +45,10 @@ from uwsgiapp.clihints import hint_for
         # client's own X-Forwarded-For then became REMOTE_ADDR.
         (["serve", "a:app", "--forwarded-allow-ips", "*"], "uwsgi_param HTTP_X_FORWARDED_FOR"),
         (["serve", "a:app", "--root-path", "/api"], "uwsgi_param SCRIPT_NAME /prefix"),
-        (["serve", "a:app", "--limit-request-line", "8190"], "use --buffer-size N"),
+        # It said "use --buffer-size N": gunicorn's 4094 there refused (502) large cookies.
+        (["serve", "a:app", "--limit-request-line", "4094"], "nothing to set"),
+        (["serve", "a:app", "--limit-request-field_size", "8190"], "refuses with a 502"),
+        (["serve", "a:app", "--limit-request-fields", "100"], "use --max-vars N"),
         (["serve", "a:app", "--log-config", "l.ini"], "logging.config.dictConfig"),
         (["serve", "a:app", "--certfile", "c.pem"], "terminate TLS in nginx"),
         (["serve", "a:app", "-e", "A=1"], "-e: use --env NAME=VALUE"),
