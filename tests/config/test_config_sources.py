@@ -287,6 +287,8 @@ def test_validate_error_names_the_source() -> None:
         (["--threads", "0"], {}, b"--threads (from command line --threads): must be >= 1"),
         ([], {"UWSGIAPP_THREADS": "257"}, b"--threads (from env UWSGIAPP_THREADS): must be <= 256"),
         (["--capture-output"], {}, b"--capture-output (from command line --capture-output): needs"),
+        # gunicorn's capture_output with errorlog "-": it said "needs --error-log-file", given one.
+        (["--capture-output", "--error-log-file", "-"], {}, b"with '-', the process's own stream"),
         (["--workers", "100000"], {}, b"--workers (from command line --workers): must be <= 1024"),
     ],
 )  # fmt: skip

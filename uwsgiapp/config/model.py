@@ -254,10 +254,7 @@ class Config:
         self._validate_post_buffering()
         if (bad := cheaper_problem(self, _DEFAULTS)) is not None:
             raise ConfigError(*bad)
-        if self.capture_output and is_stream(self.error_log_file):
-            raise ConfigError(
-                "capture_output", "needs --error-log-file (without one, output stays on stderr)"
-            )
+        self._validate_capture_output()
         if self.socket_timeout <= 0:
             raise ConfigError("socket_timeout", f"must be > 0, got {self.socket_timeout}")
         for name, choices in (
@@ -293,6 +290,15 @@ class Config:
                 "mount",
                 f"must start with '/' and not end with '/' (a '/point=app' names the app only"
                 f" on the command line, in UWSGIAPP_MOUNT and in an ini), got {self.mount!r}",
+            )
+
+    def _validate_capture_output(self) -> None:
+        if self.capture_output and is_stream(self.error_log_file):
+            raise ConfigError(
+                "capture_output",
+                f"needs --error-log-file FILE: with {self.error_log_file!r}, the process's own "
+                "stream, the app's output goes there already; drop --capture-output (gunicorn "
+                "ignores it with errorlog '-')",
             )
 
     def _validate_post_buffering(self) -> None:
