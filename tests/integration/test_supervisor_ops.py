@@ -492,6 +492,8 @@ def test_usr2_is_logged_and_ignored_not_the_masters_end(tmp_path: Path) -> None:
         wait_until(lambda: len(children(server.pid)) == 1, 10, "the worker")
         server.signal(signal.SIGUSR2)
         wait_until(lambda: "SIGUSR2 ignored" in server.log(), 10, "the warning")
+        # gunicorn's upgrade script then stops the old master: here the only one (an outage).
+        assert "a TERM or QUIT to this one, as an upgrade script sends next, stops" in server.log()
         assert alive(server.pid)
         answer = uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10).data
         assert answer.startswith(b"HTTP/1.1 200"), answer

@@ -83,8 +83,10 @@ class Policy(Scaling):
         return [
             Log(
                 LogLevel.WARNING,
-                "SIGUSR2 ignored: uwsgiapp has no binary upgrade (gunicorn's USR2); HUP reloads "
-                "the workers with new code, --stats shows their status",
+                "SIGUSR2 ignored: uwsgiapp has no binary upgrade (gunicorn's USR2), so no new "
+                "master starts and a TERM or QUIT to this one, as an upgrade script sends "
+                "next, stops the service; HUP reloads the workers with new code, --stats shows "
+                "their status",
             )
         ]
 
