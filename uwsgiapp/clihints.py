@@ -16,6 +16,7 @@ from uwsgiapp.config.inikeys import ADVICE, ADVICE_PREFIXES, ALWAYS_ON
 
 __all__ = [
     "FOREIGN_OPTIONS",
+    "GUNICORN_SETTINGS",
     "command_hint",
     "hint_for",
     "misparsed_app",
@@ -227,6 +228,27 @@ FOREIGN_OPTIONS: Mapping[str, str] = {
     "-S": _SET,
     "--set-placeholder": _SET,
     "--set-ph": _SET,
+}
+
+
+#: gunicorn.conf.py's setting names that are not its flag's with "_" for "-" (a TOML file
+#: written from one has them; ``accesslog`` was "did you mean access-log?", a format): the flag.
+GUNICORN_SETTINGS: Mapping[str, str] = {
+    "accesslog": "--access-logfile",
+    "errorlog": "--error-logfile",
+    "keepalive": "--keep-alive",
+    "preload_app": "--preload",
+    "access_log_format": "--access-logformat",
+    "proxy_allow_ips": "--proxy-allow-from",
+    "logconfig": "--log-config",
+    "syslog": "--log-syslog",
+    "syslog_addr": "--log-syslog-to",
+    "syslog_prefix": "--log-syslog-prefix",
+    "syslog_facility": "--log-syslog-facility",
+    "proc_name": "--name",
+    "limit_request_field_size": "--limit-request-field_size",
+    "sendfile": "--no-sendfile",
+    "raw_paste_global_conf": "--paste-global",
 }
 
 

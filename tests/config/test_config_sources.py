@@ -548,6 +548,11 @@ def test_a_socket_that_looks_like_a_port_gets_a_warning() -> None:
         ("timeout", "is --harakiri SECONDS here"),  # the nearest name, socket-timeout, misleads
         ("UWSGIAPP_TIMEOUT", "is --harakiri SECONDS here"),
         ("bind", "use --socket HOST:PORT"),
+        # gunicorn.conf.py's names, not its flags': accesslog was "did you mean access-log?"
+        ("accesslog", "use --access-log-file PATH"),
+        ("preload_app", "loaded in the master by default already"),
+        ("keepalive", "each uwsgi connection carries one request"),
+        ("limit_request_field_size", "nothing to set"),
         ("wokers", "did you mean workers?"),
     ],
 )

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from uwsgiapp.clihints import FOREIGN_OPTIONS
+from uwsgiapp.clihints import FOREIGN_OPTIONS, GUNICORN_SETTINGS
 from uwsgiapp.config.cheaperopts import ini_leniency
 from uwsgiapp.config.model import Config, ConfigError, option_fields
 from uwsgiapp.config.servicelinks import is_service_link
@@ -246,7 +246,8 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     """`` (did you mean X?)`` for the closest of ``choices``, or nothing; for gunicorn's or
     uWSGI's name of one of our options (``timeout``, ``UWSGIAPP_BIND``), what to use instead
     (the nearest name would mislead: gunicorn's ``timeout`` is our ``harakiri``)."""
-    option = "--" + word.removeprefix(ENV_PREFIX).lower().replace("_", "-")
+    plain = "--" + word.removeprefix(ENV_PREFIX).lower().replace("_", "-")
+    option = GUNICORN_SETTINGS.get(word, plain)
     if option in FOREIGN_OPTIONS:
         return f" ({FOREIGN_OPTIONS[option]})"
     close = difflib.get_close_matches(word, list(choices), n=1)
