@@ -145,16 +145,18 @@ def toml_layer(path: str) -> Layer:
         raise ConfigError("config", f"{where} must be a table", source)
     if where != "top level" and os.path.basename(path) != "pyproject.toml":
         _check_outside(data, where, source)
-    layer: Layer = {}
     options = [s.option for s in option_specs()]
-    for key, value in table.items():
-        spec = spec_for(key)
-        if spec is None:
-            raise ConfigError(
-                "config", f"unknown option {key!r} in {where}{suggest(key, options)}", source
-            )
-        layer[spec.name] = Raw(value, source)
-    return layer
+    # Each unknown key at once: a file written from gunicorn.conf.py has a dozen of them.
+    unknown = [(repr(key), suggest(key, options)) for key in table if spec_for(key) is None]
+    if len(unknown) == 1:
+        (key, hint), *_ = unknown
+        raise ConfigError("config", f"unknown option {key} in {where}{hint}", source)
+    if unknown:
+        each = "; ".join(key + hint for key, hint in unknown)
+        raise ConfigError("config", f"unknown options in {where}: {each}", source)
+    return {
+        spec.name: Raw(value, source) for key, value in table.items() if (spec := spec_for(key))
+    }
 
 
 def _check_outside(data: dict[str, Any], where: str, source: str) -> None:
