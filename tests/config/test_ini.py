@@ -493,6 +493,14 @@ def test_sections(tmp_path: Path) -> None:
         ini_layer(f"{path}:prod", environ={})
 
 
+def test_a_gunicorn_conf_py_is_named_as_python(tmp_path: Path) -> None:
+    # It said "gunicorn.conf.py has no [uwsgi] section (sections: none)".
+    path = tmp_path / "gunicorn.conf.py"
+    path.write_text("import multiprocessing\nbind = 'unix:/run/app/g.sock'\nworkers = 2\n")
+    with pytest.raises(ConfigError, match=re.escape("gunicorn.conf.py is Python (gunicorn's")):
+        ini_layer(str(path), environ={})
+
+
 def test_a_byte_order_mark_does_not_hide_the_first_section(tmp_path: Path) -> None:
     # Saved by a Windows editor: "has no [uwsgi] section (sections: none)" for a file that
     # shows [uwsgi] on its first line (uWSGI cannot find it either).

@@ -65,6 +65,13 @@ def read_section(path: str, section: str) -> list[IniEntry]:
             " (iconv -f latin1 -t utf-8)",
             "command line",
         )
+    if section not in sections and path.endswith(".py"):  # said: "sections: none"
+        raise ConfigError(
+            "ini",
+            f"reads a uWSGI ini file, and {path} is Python (gunicorn's config?): give its "
+            "settings as options (serve --help) or in a TOML file for --config",
+            "command line",
+        )
     if section not in sections:
         found = ", ".join(f"[{s}]" for s in sections) or "none"
         raise ConfigError(
