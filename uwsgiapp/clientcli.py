@@ -86,6 +86,12 @@ def _add_output_and_limits(p: argparse.ArgumentParser) -> None:
     """``request``'s options about the response: what is printed, how long and how much."""
     p.add_argument("-i", "--include", action="store_true", help="print the status line and headers")
     p.add_argument(
+        "-f",
+        "--fail",
+        action="store_true",
+        help="exit 1 for a status >= 400 too, not only >= 500 (curl -f's rule, for health checks)",
+    )
+    p.add_argument(
         "-m",
         "--max-time",
         "--timeout",
@@ -196,7 +202,7 @@ def _cmd_request(args: argparse.Namespace) -> int:
     except OSError as exc:  # only the output's: the client turns the socket's into ClientError
         message = f"cannot write the response: {exc.strerror or exc}"
         return _fail("request", message, ClientExit.WRITE_ERROR)
-    if response.status >= 500:
+    if response.status >= (400 if args.fail else 500):
         print(
             f"uwsgiapp request: server answered {response.status} "
             f"{escape_log_text(response.reason)}",

@@ -54,8 +54,8 @@ class ServeExit(_Described):
 class ClientExit(_Described):
     """``uwsgiapp request`` and ``uwsgiapp ping``: what became of the request."""
 
-    OK = 0, "a response with status < 500 (ping: a pong)"
-    SERVER_ERROR = 1, "request: the response's status is >= 500"
+    OK = 0, "a response with status < 500, < 400 with --fail (ping: a pong)"
+    SERVER_ERROR = 1, "request: the response's status is >= 500 (>= 400 with --fail)"
     USAGE = 2, "usage error"
     CONNECT = 3, "cannot connect"
     BAD_RESPONSE = 4, "no valid answer (not HTTP, truncated, closed early; ping: no pong in time)"

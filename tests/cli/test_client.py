@@ -209,6 +209,14 @@ def test_request_exit_codes(fake_uwsgi: FakeServers, path: str, code: int, messa
     assert b"Traceback" not in r.stderr
 
 
+def test_request_fail_exits_1_for_a_4xx_as_curl_f(fake_uwsgi: FakeServers) -> None:
+    # A health check written for `curl -f` (a 404 is a failure) passed with `request`.
+    r = run_cli("request", fake_uwsgi.unix, "/status/404", "--fail")
+    assert r.returncode == EXIT_SERVER_ERROR and b"server answered 404" in r.stderr
+    assert run_cli("request", fake_uwsgi.unix, "/status/404", "-f").returncode == 1
+    assert run_cli("request", fake_uwsgi.unix, "/", "-f").returncode == 0
+
+
 def test_request_timeout(fake_uwsgi: FakeServers) -> None:
     r = run_cli("request", fake_uwsgi.unix, "/hang", "--timeout", "0.5")
     assert r.returncode == EXIT_TIMEOUT
