@@ -98,7 +98,38 @@ def test_uwsgi_format_line(tmp_path: Path) -> None:
     assert (m[7], m[8]) == ("0", "0"), second
 
 
-@pytest.mark.parametrize("fmt", ["uwsgi", "json"])
+#: grok's COMBINEDAPACHELOG (what Logstash, Elastic's and GoAccess's COMBINED take from
+#: gunicorn's default access line), written as a regular expression.
+COMBINED = re.compile(
+    r'(\S+) (\S+) (\S+) \[(\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] '
+    r'"(\w+) (\S+) HTTP/(\d\.\d)" (\d{3}) (\d+|-) "((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)"'
+)
+
+
+def test_combined_format_line(tmp_path: Path) -> None:
+    # gunicorn's default access line (Apache's combined): a team's log pipeline parses it.
+    path = tmp_path / "access.log"
+    access = make_access_log("combined", str(path))
+    assert access is not None
+    started = time.time() - 0.25
+    agent = 'curl/8.5 "quoted" \\ back'
+    environ = {**ENVIRON, "HTTP_USER_AGENT": agent, "HTTP_REFERER": "https://a.example/"}
+    access(environ, resp("201 Created", 1234, head=45), 0.25, BLOCK)
+    access({**ENVIRON, "REMOTE_USER": "ann"}, resp(None, 0), 0.0, b"")
+    first, second = path.read_text().splitlines()
+    m = COMBINED.fullmatch(first)
+    assert m, first
+    assert m.groups()[:3] == ("10.0.0.7", "-", "-")
+    when = datetime.datetime.strptime(m[4], "%d/%b/%Y:%H:%M:%S %z")
+    assert abs(when.timestamp() - int(started)) < 1.5
+    assert m.groups()[4:9] == ("POST", "/a/b?x=1", "1.1", "201", "1234")
+    assert (m[10], m[11]) == ("https://a.example/", 'curl/8.5 \\"quoted\\" \\\\ back')
+    m = COMBINED.fullmatch(second)
+    assert m, second
+    assert (m[3], m[8], m[9], m[10], m[11]) == ("ann", "499", "-", "-", "-")
+
+
+@pytest.mark.parametrize("fmt", ["uwsgi", "json", "combined"])
 def test_the_filters_keep_only_the_requests_they_name(tmp_path: Path, fmt: str) -> None:
     # uWSGI's disable-logging with log-4xx/log-5xx/log-slow/log-big (Bloomberg's config).
     path = tmp_path / "access.log"

@@ -17,7 +17,7 @@ from uwsgiapp.config.cheaperopts import cheaper_problem
 from uwsgiapp.importer import AppImportError, parse_spec
 from uwsgiapp.logtargets import is_stream
 
-ACCESS_LOG_FORMATS = ("off", "uwsgi", "json")
+ACCESS_LOG_FORMATS = ("off", "uwsgi", "json", "combined")
 ERROR_LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 #: The most request threads a worker may have (each is a "core" in the worker's status slot).
@@ -103,7 +103,9 @@ class Config:
     )
     socket_timeout: float = _opt(10.0, "seconds a read from or write to a client may block")
     mount: str = _opt("", "SCRIPT_NAME prefix the app is mounted at (stripped from PATH_INFO)")
-    access_log: str = _opt("off", "access log format: off, uwsgi or json")
+    access_log: str = _opt(
+        "off", "access log format: off, uwsgi, json, or combined (Apache's, gunicorn's default)"
+    )
     access_log_file: str = _opt("-", "where access lines go ('-' = stdout)")
     log_4xx: bool = _opt(
         False,

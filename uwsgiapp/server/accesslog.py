@@ -209,6 +209,55 @@ def uwsgi_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
     return access_uwsgi
 
 
+def _quoted(text: str) -> str:
+    """``text`` for a double-quoted field of the combined line: ``\\`` and ``"`` escaped, as
+    Apache escapes them (the line's controls are escaped when it is encoded)."""
+    if "\\" in text or '"' in text:
+        return text.replace("\\", "\\\\").replace('"', '\\"')
+    return text
+
+
+def combined_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
+    """The 'combined' access logger: Apache's combined format, gunicorn's default access line
+    (``%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s"``), which GoAccess's
+    COMBINED and grok's COMBINEDAPACHELOG parse::
+
+        10.0.0.7 - - [04/Dec/2026:21:55:56 +0000] "GET /x?y=1 HTTP/1.1" 200 5 "-" "curl/8.5"
+
+    The time is when the request started; ``-`` for an empty body, user, referer or agent; 499
+    (nginx's "client closed request") where no status went out. (``pid`` is unused.)"""
+    clock = Clock("%d/%b/%Y:%H:%M:%S %z")
+
+    def access_combined(
+        environ: dict[str, Any], response: Exchange, seconds: float, block: bytes
+    ) -> None:
+        status: str = response.status or "499"  # none sent: the client left (nginx's 499)
+        body: int = response.sent - response.head_size
+        request = (
+            f"{environ.get('REQUEST_METHOD', '-')} "
+            f"{environ.get('REQUEST_URI') or environ.get('PATH_INFO') or '-'} "
+            f"{environ.get('SERVER_PROTOCOL', '-')}"
+        )
+        line = (
+            f"{environ.get('REMOTE_ADDR', '-')} - {environ.get('REMOTE_USER') or '-'} "
+            f"[{clock.at(int(_time() - seconds))}] "
+            f'"{_quoted(request)}" {status[:3]} {body or "-"} '
+            f'"{_quoted(environ.get("HTTP_REFERER") or "-")}" '
+            f'"{_quoted(environ.get("HTTP_USER_AGENT") or "-")}"'
+        )
+        writer.write(encode_line(line))
+
+    return access_combined
+
+
+#: The access loggers by ``--access-log`` format.
+LOGGERS: Final = {
+    "uwsgi": uwsgi_access_log,
+    "json": json_access_log,
+    "combined": combined_access_log,
+}
+
+
 def keep_only(inner: AccessLogger, classes: str, slow: float, big: int) -> AccessLogger:
     """``inner`` for the requests that meet one of the filters (uWSGI's ``log-4xx``,
     ``log-5xx``, ``log-slow``, ``log-big``): a status whose first digit is in ``classes``,

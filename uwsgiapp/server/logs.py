@@ -15,7 +15,7 @@ from types import TracebackType
 from typing import Any
 
 from uwsgiapp.logtargets import is_stream, open_file_handlers, stream_for
-from uwsgiapp.server.accesslog import PID, LineWriter, json_access_log, uwsgi_access_log
+from uwsgiapp.server.accesslog import LOGGERS, PID, LineWriter
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.safefiles import open_append
 from uwsgiapp.server.throttle import Throttle
@@ -319,7 +319,8 @@ def arm_fault_dumps(signals: tuple[int, ...] | None = None, fd: int | None = Non
 
 
 def make_access_log(fmt: str, target: str = "-") -> AccessLogger | None:
-    """An access logger for ``fmt`` ('off' → None, 'uwsgi' → uWSGI-like lines, 'json').
+    """An access logger for ``fmt`` ('off' → None, 'uwsgi' → uWSGI-like lines, 'json',
+    'combined' → Apache's, gunicorn's default).
 
     Each line is one ``write`` to the handler's file, without a LogRecord: the ``logging``
     machinery costs several times the request. The handler still belongs to the
@@ -328,10 +329,7 @@ def make_access_log(fmt: str, target: str = "-") -> AccessLogger | None:
     """
     if fmt == "off":
         return None
-    writer = LineWriter(access_handler(target))
-    if fmt == "json":
-        return json_access_log(writer, PID)
-    return uwsgi_access_log(writer, PID)
+    return LOGGERS[fmt](LineWriter(access_handler(target)), PID)
 
 
 def access_handler(target: str) -> logging.StreamHandler[Any]:
