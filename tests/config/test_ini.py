@@ -342,7 +342,7 @@ def test_placeholders_of_ignored_keys_are_not_expanded(tmp_path: Path) -> None:
     assert len(warnings) == 1, warnings
     assert warnings[0].endswith(
         "'log-format' is not supported, ignored"
-        " (uwsgiapp's access log has fixed formats: --access-log uwsgi or json)"
+        " (uwsgiapp's access log has fixed formats: --access-log uwsgi, json or combined)"
     )
 
 
@@ -395,7 +395,7 @@ def test_log_format_on_the_command_line(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stderr.decode() == (
         "uwsgiapp serve: warning: ini app.ini [uwsgi]: 'log-format' is not supported, ignored"
-        " (uwsgiapp's access log has fixed formats: --access-log uwsgi or json)\n"
+        " (uwsgiapp's access log has fixed formats: --access-log uwsgi, json or combined)\n"
     )
 
 

@@ -223,8 +223,8 @@ ADVICE: Mapping[str, str] = {
     "home": "run uwsgiapp from that virtualenv instead",
     "virtualenv": "run uwsgiapp from that virtualenv instead",
     "venv": "run uwsgiapp from that virtualenv instead",
-    "log-format": "uwsgiapp's access log has fixed formats: --access-log uwsgi or json",
-    "logformat": "uwsgiapp's access log has fixed formats: --access-log uwsgi or json",
+    "log-format": "uwsgiapp's access log has fixed formats: --access-log uwsgi, json or combined",
+    "logformat": "uwsgiapp's access log has fixed formats: --access-log uwsgi, json or combined",
     "py-autoreload": "use 'uwsgiapp dev' for reloading on code changes",
     "ini": "uwsgiapp follows 'ini = :section' (a section of the same file) but no other "
     "file, and no 'ini' inside the section it follows: the keys named here are NOT applied; "

@@ -76,7 +76,8 @@ def _startup_warnings(config: Config) -> None:
         log.warning("running as root: so does the app; --uid/--gid drop to a user after binding")
     if config.access_log == "off" and config.access_log_file != "-":
         log.warning(
-            "--access-log-file %s is not written: --access-log is off (give it uwsgi or json)",
+            "--access-log-file %s is not written: --access-log is off (give it uwsgi, json or "
+            "combined)",
             config.access_log_file,
         )
     cap = somaxconn_cap(config.listen)
