@@ -50,6 +50,7 @@ SIMPLE_KEYS: Mapping[str, str] = {
     "listen": "listen",
     "l": "listen",
     "lazy-apps": "lazy_apps",
+    "log-master": "log_master",
     "lazy": "lazy_apps",
     "uid": "uid",
     "gid": "gid",
@@ -106,7 +107,6 @@ ALWAYS_ON: Mapping[str, str] = {
     "no-orphans": "a uwsgiapp worker whose master is gone finishes its request and exits",
     "close-on-exec": "uwsgiapp's sockets and files are not inherited by programs the app runs "
     "(Python opens them non-inheritable)",
-    "log-master": "uwsgiapp's master writes the log lines itself",
 }
 #: A key whose value here is an idiom for what uwsgiapp always does: accepted without a word
 #: (with another value the key is unsupported).

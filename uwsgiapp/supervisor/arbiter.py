@@ -38,6 +38,7 @@ from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import actions as A
 from uwsgiapp.supervisor import observe, options
 from uwsgiapp.supervisor.dumps import DumpFiles
+from uwsgiapp.supervisor.logmaster import LogMaster
 from uwsgiapp.supervisor.mastersignals import MASTER_SIGNUMS, MasterSignals
 from uwsgiapp.supervisor.meanwhile import stats_served
 from uwsgiapp.supervisor.policy import Policy
@@ -64,12 +65,6 @@ log = logging.getLogger("uwsgiapp.error")
 TICK = 0.1
 #: Seconds between two looks at the listen queues (for listen_queue_errors), with --stats.
 QUEUE_CHECK = 1.0
-
-
-def _cwd() -> str:
-    with contextlib.suppress(OSError):
-        return os.getcwd()
-    return ""
 
 
 class Arbiter:
@@ -109,6 +104,7 @@ class Arbiter:
         self.master_flags = MasterFlags()  # before any fork: shared with every worker
         self._sockdiag = SockDiag()
         self.dumps = DumpFiles()
+        self.funnel = LogMaster()  # inert; boot starts one for --log-master
         self._next_queue_check = 0.0
         self.touch = TouchWatch(config.touch_reload) if config.touch_reload else None
         if stats is not None:
@@ -204,7 +200,7 @@ class Arbiter:
                 cores=self.table.read_cores if self.config.threads > 1 else None,
                 uid=os.getuid(),
                 gid=os.getgid(),
-                cwd=_cwd(),
+                cwd=observe.cwd(),
             )
         )
 
@@ -237,7 +233,7 @@ class Arbiter:
                         listener.close()
                 case A.ReopenLogs(why, moved_only):
                     try:
-                        if reopen_logs(moved_only):
+                        if self.funnel.reopen(moved_only) | reopen_logs(moved_only):  # both
                             log.info("%s", why)
                     except OSError as exc:  # e.g. a dropped master may not create the new file
                         sig = why.partition(":")[0]
@@ -280,14 +276,17 @@ class Arbiter:
         flush_std()  # else each worker would write the master's buffered lines again
         dump_fd = self.dumps.open()
         try:
+            self.funnel.before_fork()
             pid = os.fork()
         except OSError as exc:
+            self.funnel.after_fork(0)
             self.dumps.forked(0, dump_fd)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             log.error("cannot fork a worker: %s", exc)
             self.policy.spawn_failed(wid)
             return
         if pid:
+            self.funnel.after_fork(pid)
             self.dumps.forked(pid, dump_fd)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             log.info("%s started", self.policy.spawned(wid, generation, pid, time.monotonic()))

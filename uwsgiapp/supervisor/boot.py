@@ -44,6 +44,7 @@ from uwsgiapp.supervisor.arbiter import Arbiter
 from uwsgiapp.supervisor.importconns import open_fds
 from uwsgiapp.supervisor.keptmodules import library_dirs, site_dirs
 from uwsgiapp.supervisor.listening import say_listening
+from uwsgiapp.supervisor.logmaster import LogMaster
 from uwsgiapp.supervisor.mastersignals import EARLY_SIGNUMS, forget_early, keep_for_later
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
 from uwsgiapp.supervisor.reload import first_import, say_import_leftovers
@@ -385,4 +386,9 @@ def _load_and_run(
     arbiter = Arbiter(config, listeners, app, build_handler, stats, notifier)
     arbiter.modules_before_app = before
     del app  # the arbiter holds it; this frame's would keep the first code past every HUP
-    return arbiter.run()
+    if config.log_master:
+        arbiter.funnel = LogMaster().start()
+    try:
+        return arbiter.run()
+    finally:
+        arbiter.funnel.stop()

@@ -92,6 +92,14 @@ class Observer:
         self.listen_queue_errors += sum(1 for q in queues if q.max_queue and q.queue >= q.max_queue)
 
 
+def cwd() -> str:
+    """The master's working directory, or "" (removed under it)."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return ""
+
+
 def add_counts(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
     """``a`` and ``b`` added index by index (the shorter one read as zeros)."""
     return tuple(x + y for x, y in itertools.zip_longest(a, b, fillvalue=0))

@@ -1,0 +1,52 @@
+"""--log-master's line assembly (pure): what of a worker's bytes is written now, what waits."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from uwsgiapp.supervisor.logmaster import take_lines
+
+
+@pytest.mark.parametrize(
+    ("held", "data", "ready", "rest"),
+    [
+        (b"", b"a\n", b"a\n", b""),
+        (b"", b"a\nb", b"a\n", b"b"),
+        (b"a", b"b", b"", b"ab"),
+        (b"a", b"b\nc\nd", b"ab\nc\n", b"d"),
+        (b"", b"", b"", b""),
+        (b"x", b"\n", b"x\n", b""),
+    ],
+)
+def test_whole_lines_go_and_a_piece_waits_for_its_newline(
+    held: bytes, data: bytes, ready: bytes, rest: bytes
+) -> None:
+    assert take_lines(held, data) == (ready, rest)
+
+
+def test_a_line_over_the_limit_goes_in_pieces_each_ending_a_line() -> None:
+    # 5 + 6 bytes without a newline: two pieces of 4 go, 3 bytes wait.
+    assert take_lines(b"ab\n" + b"x" * 5, b"y" * 6, limit=4) == (b"ab\nxxxx\nxyyy\n", b"yyy")
+    ready, rest = take_lines(b"", b"z" * 11, limit=4)
+    assert (ready, rest) == (b"zzzz\nzzzz\n", b"zzz")
+
+
+def test_a_whole_line_that_came_at_once_is_not_cut() -> None:
+    line = b"j" * 100 + b"\n"
+    assert take_lines(b"", line, limit=10) == (line, b"")
+
+
+def test_lines_fed_in_random_pieces_come_out_whole_and_in_order() -> None:
+    rng = random.Random(7)
+    lines = [bytes([97 + i % 26]) * rng.randint(0, 3000) + b"\n" for i in range(200)]
+    stream = b"".join(lines)
+    out, held, at = [], b"", 0
+    while at < len(stream):
+        step = rng.randint(1, 5000)
+        ready, held = take_lines(held, stream[at : at + step])
+        out.append(ready)
+        at += step
+    assert held == b""
+    assert b"".join(out).splitlines(keepends=True) == lines
