@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from uwsgiapp.supervisor.logmaster import take_lines
+from uwsgiapp.supervisor.logstreams import take_lines
 
 
 @pytest.mark.parametrize(

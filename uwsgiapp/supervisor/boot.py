@@ -387,7 +387,8 @@ def _load_and_run(
     arbiter.modules_before_app = before
     del app  # the arbiter holds it; this frame's would keep the first code past every HUP
     if config.log_master:
-        arbiter.funnel = LogMaster().start()
+        access = access_log_file(config) if config.access_log != "off" else None
+        arbiter.funnel = LogMaster().start(access)
     try:
         return arbiter.run()
     finally:

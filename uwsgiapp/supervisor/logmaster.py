@@ -5,11 +5,11 @@ Without it every worker writes its lines straight into the shared target. A pipe
 workers writing 10 KB JSON records at once had them interleaved, and the collector read two
 broken records. With it, each target the workers write to (the process's stdout and stderr,
 the error log file, the access log file: one *sink* per open file, however many names it has)
-gets a pipe per worker, made before the fork. In the worker the pipe takes the target's place
-(fds 1 and 2 are pointed at it, the log handlers write to it), so that everything written
-there goes through it: our log lines, the app's prints and logging, C code, the programs it
-runs. One thread of the master reads the pipes and writes whole lines to the real targets,
-one ``write`` a batch of lines of one worker, so that no line mixes with another.
+gets pipes per worker, made before the fork: one that takes the place of fds 1 and 2 when they
+are that target (the app's prints and logging, C code, the programs it runs), one for our log
+handlers (the error log's records, the access log's lines), which a worker's threads write a
+record at a time. One thread of the master reads the pipes and writes whole lines to the
+real targets, so that no line mixes with another.
 
 The master's supervision never waits on the target: its own log records are queued for the
 thread in memory (bounded: :data:`MASTER_BACKLOG`); the thread alone blocks on a slow target,
@@ -29,20 +29,25 @@ import os
 import select
 import threading
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 from uwsgiapp.logtargets import FUNNELED, moved
-from uwsgiapp.server.logs import arm_fault_dumps
+from uwsgiapp.server.logs import access_handler, arm_fault_dumps
 from uwsgiapp.server.safefiles import open_append
+from uwsgiapp.supervisor.logstreams import (
+    Channel,
+    LineStream,
+    MasterStream,
+    RecordStream,
+    Sink,
+    take_lines,
+    write_all,
+)
 
-__all__ = ["LINE_LIMIT", "MASTER_BACKLOG", "LogMaster", "take_lines"]
+__all__ = ["MASTER_BACKLOG", "LogMaster"]
 
 log = logging.getLogger("uwsgiapp.error")
 
-#: A line is held at most this long (bytes) waiting for its newline; a longer one is written
-#: in pieces of this size, each ended with a newline (uWSGI's log-master-bufsize cuts it off).
-LINE_LIMIT = 64 * 1024
 #: The most of the master's own lines (bytes) held while the target does not take them;
 #: further lines are dropped and counted.
 MASTER_BACKLOG = 4 * 1024 * 1024
@@ -51,66 +56,9 @@ STOP_WAIT = 5.0
 #: Seconds without data that end the stop's reading (the workers are gone by then).
 QUIET = 0.05
 READ_SIZE = 65536
-_OUR_LOGGERS = ("uwsgiapp", "uwsgiapp.access")
-
-
-def take_lines(held: bytes, data: bytes, limit: int = LINE_LIMIT) -> tuple[bytes, bytes]:
-    """Split ``held + data`` into what may be written now (whole lines; and a line without
-    its newline yet, once it reaches ``limit`` bytes, in pieces of ``limit`` each ended with a
-    newline) and what waits for its newline."""
-    held += data
-    cut = held.rfind(b"\n") + 1
-    ready, rest = held[:cut], held[cut:]
-    if len(rest) < limit:
-        return ready, rest
-    pieces = [ready]
-    while len(rest) >= limit:
-        pieces.append(rest[:limit] + b"\n")
-        rest = rest[limit:]
-    return b"".join(pieces), rest
-
-
-def write_all(fd: int, data: bytes) -> bool:
-    """Write all of ``data`` to ``fd`` (blocking); False if the target refused it."""
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view) :]
-        except OSError:
-            return False
-    return True
-
-
-@dataclass
-class Sink:
-    """One target the workers write to: the master's own descriptor of it (``fd``, reopened
-    onto at USR1 when it is a file at ``path``), and the process's streams that are it."""
-
-    fd: int
-    path: str = ""
-    std: list[int] = field(default_factory=list)
-    failed: bool = False
-
-
-class _MasterStream:
-    """A log handler's stream in the master: each write is queued for the thread."""
-
-    def __init__(self, funnel: LogMaster, sink: int) -> None:
-        self._funnel = funnel
-        self._sink = sink
-        self.name = f"<log-master {funnel.sinks[sink].path or 'stream'}>"
-
-    def write(self, text: str) -> int:
-        """Queue ``text`` for the thread; never blocks."""
-        self._funnel.put(self._sink, text.encode("utf-8", "backslashreplace"))
-        return len(text)
-
-    def flush(self) -> None:
-        """Nothing held here."""
-
-    def fileno(self) -> int:
-        """The target itself (faulthandler in the master, ``--capture-output``'s fds 1, 2)."""
-        return self._funnel.sinks[self._sink].fd
+_ACCESS = "uwsgiapp.access"
+#: A worker's pipes: (sink, for fds 1 and 2?, read end, write end).
+_Pipes = list[tuple[int, bool, int, int]]
 
 
 def _identity(fd: int) -> tuple[int, int] | None:
@@ -127,14 +75,15 @@ class LogMaster:
 
     def __init__(self) -> None:
         self.sinks: list[Sink] = []
-        #: Our log handlers it took over: (handler, its sink, the process stream it wrote to).
-        self._handlers: list[tuple[logging.StreamHandler[Any], int, Any]] = []
+        #: Our log handlers it took over: (handler, its sink, the process stream it wrote to
+        #: or "", whether it is the access log's).
+        self._handlers: list[tuple[logging.StreamHandler[Any], int, Any, bool]] = []
         #: What the main thread hands the thread: (read end, sink) of a new worker's pipes,
-        #: (-1, sink) with the master's own bytes in ``_lines``.
+        #: and the master's own bytes (sink, data).
         self._adds: collections.deque[tuple[int, int]] = collections.deque()
         self._lines: collections.deque[tuple[int, bytes]] = collections.deque()
         self._put = self._done = self._dropped = 0  # each written by one thread only
-        self._pending: list[tuple[int, int]] = []  # the next worker's pipes, one per sink
+        self._pending: _Pipes = []  # the next worker's
         self._reads: dict[int, int] = {}  # the thread's: read end → sink
         self._wake = (-1, -1)
         self._stopping = False
@@ -142,9 +91,12 @@ class LogMaster:
 
     # -- the master's main thread ------------------------------------------------------------
 
-    def start(self) -> LogMaster:
-        """Take over our log handlers and the process's stdout and stderr (each distinct open
-        file once) and start the thread."""
+    def start(self, access: str | None = None) -> LogMaster:
+        """Take over our log handlers (the access log's for ``access``, made now if it is a
+        stream of the process) and the process's stdout and stderr (each distinct open file
+        once), and start the thread."""
+        if access is not None:
+            access_handler(access)
         by_identity: dict[tuple[int, int], int] = {}
 
         def sink_of(fd: int, path: str = "") -> int | None:
@@ -161,7 +113,7 @@ class LogMaster:
         for std in (1, 2):
             if (index := sink_of(std)) is not None:
                 self.sinks[index].std.append(std)
-        for name in _OUR_LOGGERS:
+        for name in ("uwsgiapp", _ACCESS):
             for handler in logging.getLogger(name).handlers:
                 stream = getattr(handler, "stream", None)
                 if not isinstance(handler, logging.StreamHandler) or stream is None:
@@ -170,8 +122,8 @@ class LogMaster:
                 with contextlib.suppress(OSError, ValueError, AttributeError):
                     index = sink_of(stream.fileno(), path)
                     if index is not None:
-                        self._take(handler, index, "" if path else stream)
-        arm_fault_dumps()  # not to the file descriptor closed above
+                        self._take(handler, index, "" if path else stream, name == _ACCESS)
+        arm_fault_dumps()  # not to a descriptor _take closed
         self._wake = os.pipe()
         for fd in self._wake:
             os.set_blocking(fd, False)
@@ -180,18 +132,25 @@ class LogMaster:
         os.register_at_fork(after_in_child=self._in_child)
         return self
 
-    def _take(self, handler: logging.StreamHandler[Any], index: int, std: Any) -> None:
+    def _take(
+        self, handler: logging.StreamHandler[Any], index: int, std: Any, access: bool
+    ) -> None:
         """``handler`` writes through the thread from now on (``std``: the process stream it
         wrote to, else "": its file, which the sink holds now)."""
+        sink = self.sinks[index]
+        sink.ours = True
         handler.acquire()
         try:
-            old, handler.stream = handler.stream, _MasterStream(self, index)
+            old = handler.stream
+            handler.stream = MasterStream(
+                lambda data: self.put(index, data), sink.fd, sink.path or "stream"
+            )
         finally:
             handler.release()
         if not std:
             with contextlib.suppress(OSError):
                 old.close()
-        self._handlers.append((handler, index, std))
+        self._handlers.append((handler, index, std, access))
         FUNNELED.add(handler)
 
     def put(self, sink: int, data: bytes) -> None:
@@ -210,14 +169,16 @@ class LogMaster:
 
     def before_fork(self) -> None:
         """Make the next worker's pipes (OSError: none made, the worker cannot be forked)."""
-        made: list[tuple[int, int]] = []
+        made: _Pipes = []
         try:
-            for _ in self.sinks:
-                made.append(os.pipe())
+            for index, sink in enumerate(self.sinks):
+                for std in (True, False):
+                    if sink.std if std else sink.ours:
+                        made.append((index, std, *os.pipe()))
         except OSError:
-            for pair in made:
-                for fd in pair:
-                    os.close(fd)
+            for _, _, read, write in made:
+                os.close(read)
+                os.close(write)
             raise
         self._pending = made
 
@@ -225,7 +186,7 @@ class LogMaster:
         """In the master, after the fork of worker ``pid`` (0: it failed): its pipes' write
         ends are the worker's alone; the read ends go to the thread."""
         pipes, self._pending = self._pending, []
-        for index, (read, write) in enumerate(pipes):
+        for index, _, read, write in pipes:
             os.close(write)
             if pid:
                 os.set_blocking(read, False)
@@ -236,7 +197,7 @@ class LogMaster:
             self._poke()
 
     def _in_child(self) -> None:
-        """In a new worker (its pipes made): every log line, and fds 1 and 2, go to its
+        """In a new worker (its pipes made): fds 1 and 2 and our log handlers write to its
         pipes. In another process forked here (the app's, as it imports at a HUP), the log
         handlers write to the targets themselves. Either closes the master's descriptors."""
         pipes, self._pending = self._pending, []
@@ -244,28 +205,39 @@ class LogMaster:
             return
         self._thread = None
         theirs = [*self._wake, *self._reads, *(fd for fd, _ in self._adds)]
-        theirs += [read for read, _ in pipes]
+        theirs += [read for _, _, read, _ in pipes]
         if pipes:
             theirs += [sink.fd for sink in self.sinks]
         for fd in theirs:
             with contextlib.suppress(OSError):
                 os.close(fd)
-        writers: dict[int, Any] = {}
-        for index, sink in enumerate(self.sinks):
-            if pipes:
-                for std in sink.std:
-                    os.dup2(pipes[index][1], std)
-            fd = pipes[index][1] if pipes else sink.fd
-            writers[index] = os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace")
-        for handler, index, std in self._handlers:
-            handler.stream = std or writers[index]
-            if not pipes:
+        if pipes:
+            self._to_pipes(pipes)
+        else:
+            direct = {
+                i: os.fdopen(sink.fd, "w", encoding="utf-8") for i, sink in enumerate(self.sinks)
+            }
+            for handler, index, std, _ in self._handlers:
+                handler.stream = std or direct[index]
                 FUNNELED.discard(handler)
         self.sinks, self._handlers = [], []
         self._reads.clear()
         self._adds.clear()
         self._lines.clear()
         arm_fault_dumps()  # off the master's descriptor (a worker's dump file comes after)
+
+    def _to_pipes(self, pipes: _Pipes) -> None:
+        channels: dict[int, Channel] = {}
+        for index, std, _, write in pipes:
+            sink = self.sinks[index]
+            if std:
+                for fd in sink.std:
+                    os.dup2(write, fd)
+                os.close(write)
+            else:
+                channels[index] = Channel(write, sink.std[0] if sink.std else write)
+        for handler, index, _, access in self._handlers:
+            handler.stream = (LineStream if access else RecordStream)(channels[index])
 
     def reopen(self, moved_only: bool) -> bool:
         """USR1 (or, ``moved_only``, a HUP's): open the sinks' files again by path, onto the
@@ -294,7 +266,7 @@ class LogMaster:
         self._poke()
         self._thread.join(STOP_WAIT)
         self._thread = None
-        for handler, index, std in self._handlers:
+        for handler, index, std, _ in self._handlers:
             FUNNELED.discard(handler)
             if std:
                 handler.stream = std
@@ -328,7 +300,7 @@ class LogMaster:
                     quiet_since = None
         for fd, rest in held.items():
             if rest:
-                write_all(self.sinks[self._reads[fd]].fd, rest + b"\n")
+                self._emit(self._reads[fd], rest + b"\n")
 
     def _take_adds(self, poll: select.poll, held: dict[int, bytes]) -> None:
         while self._adds:
@@ -373,12 +345,14 @@ class LogMaster:
         return True
 
     def _emit(self, index: int, data: bytes) -> None:
-        if not data or index >= len(self.sinks):
+        if not data:
             return
         sink = self.sinks[index]
-        if write_all(sink.fd, data) or sink.failed:
-            return
-        sink.failed = True  # said once, until a reopen
-        with contextlib.suppress(OSError):
-            text = f"uwsgiapp: log-master: cannot write to {sink.path or 'a stream'}; dropping"
-            os.write(2, f"{text} its lines\n".encode())
+        try:
+            write_all(sink.fd, data)
+        except OSError as exc:
+            if not sink.failed:  # said once, until a reopen
+                sink.failed = True
+                text = f"uwsgiapp: log-master: cannot write to {sink.path or 'a stream'}: {exc}"
+                with contextlib.suppress(OSError):
+                    os.write(2, f"{text}; dropping its lines\n".encode(errors="replace"))
