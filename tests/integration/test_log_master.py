@@ -6,6 +6,7 @@ the test; the workers write 10-50 KB JSON records (a traceback each) all at once
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -261,3 +262,33 @@ def test_a_reader_that_stopped_reading_does_not_stop_the_respawn(tmp_path: Path)
                 job.result()
     _, bad = piped.split()
     assert len(bad) <= 1, [line[:200] for line in bad]  # the killed worker's last piece
+
+
+def _open_paths(pid: int) -> set[str]:
+    fds = Path(f"/proc/{pid}/fd")
+    paths = set()
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):
+            paths.add(os.readlink(fd))
+    return paths
+
+
+def test_usr1_reopens_the_files_in_the_master_and_workers_hold_none(tmp_path: Path) -> None:
+    error_log, access_log = tmp_path / "error.log", tmp_path / "access.log"
+    options = {"error_log_file": str(error_log), "access_log_file": str(access_log)}
+    with Piped(tmp_path, workers=2, log_master=True, access_log="json", **options) as piped:
+        wait_until(lambda: len(worker_pids(piped.server.pid)) == 2, 10, "2 workers")
+        for pid in worker_pids(piped.server.pid):
+            assert not {str(error_log), str(access_log)} & _open_paths(pid)
+        assert piped.get("/records", _records_query("before", 2, 20_000)).startswith(b"HTTP/1.1")
+        error_log.rename(tmp_path / "error.log.1")
+        access_log.rename(tmp_path / "access.log.1")
+        piped.server.signal(signal.SIGUSR1)
+        wait_until(error_log.exists, 10, "the new error log")
+        assert piped.get("/records", _records_query("after", 2, 20_000)).startswith(b"HTTP/1.1")
+    old, new = (tmp_path / "error.log.1").read_text(), error_log.read_text()
+    assert "rec before 1" in old and "rec after" not in old
+    assert "rec after 1" in new and "all workers stopped" in new
+    assert '"uri": "/records?tag=after' in access_log.read_text()
+    assert '"uri": "/records?tag=before' in (tmp_path / "access.log.1").read_text()
+    assert all(json.loads(line) for line in new.splitlines())

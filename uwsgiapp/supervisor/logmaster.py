@@ -285,19 +285,21 @@ class LogMaster:
         quiet_since: float | None = None
         while True:
             self._take_adds(poll, held)
+            # The workers' pipes first: a worker's last lines, written before it exited, come
+            # before the master's line about its exit.
+            wait = 0 if self._lines else QUIET * 1000 if self._stopping else None
+            for fd, _ in poll.poll(wait):
+                if fd == self._wake[0]:
+                    with contextlib.suppress(OSError):
+                        os.read(fd, 4096)
+                elif self._read(fd, poll, held):
+                    quiet_since = None
             self._write_master(master)
             if self._stopping:
                 now = time.monotonic()
                 quiet_since = quiet_since or now
                 if not self._reads or now - quiet_since > QUIET:
                     break
-            ready = poll.poll(QUIET * 1000 if self._stopping else None)
-            for fd, _ in ready:
-                if fd == self._wake[0]:
-                    with contextlib.suppress(OSError):
-                        os.read(fd, 4096)
-                elif self._read(fd, poll, held):
-                    quiet_since = None
         for fd, rest in held.items():
             if rest:
                 self._emit(self._reads[fd], rest + b"\n")
