@@ -10,10 +10,12 @@ import contextlib
 import json
 import os
 import random
+import select
 import signal
 import socket
 import subprocess
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -58,6 +60,8 @@ class Piped:
         fd, held = self.proc.stdout.fileno(), b""
         while True:
             self.reading.wait()
+            if not select.select([fd], [], [], 0.05)[0]:
+                continue  # reading is looked at again at least every 50 ms
             data = os.read(fd, 65536)
             if not data:
                 break
@@ -245,6 +249,7 @@ def test_a_reader_that_stopped_reading_does_not_stop_the_respawn(tmp_path: Path)
     with Piped(tmp_path, workers=2, log_master=True) as piped:
         wait_until(lambda: len(worker_pids(piped.server.pid)) == 2, 10, "2 workers")
         piped.reading.clear()  # the target pipe fills: the thread blocks, then the workers
+        time.sleep(0.3)  # a read under way ends
         with ThreadPoolExecutor(2) as pool:
             jobs = [
                 pool.submit(piped.get, "/records", _records_query(f"f{i}", 40, 20_000))

@@ -31,6 +31,7 @@ import threading
 import time
 from typing import Any
 
+from uwsgiapp.config import Config
 from uwsgiapp.logtargets import FUNNELED, moved
 from uwsgiapp.server.logs import access_handler, arm_fault_dumps
 from uwsgiapp.server.safefiles import open_append
@@ -43,6 +44,7 @@ from uwsgiapp.supervisor.logstreams import (
     take_lines,
     write_all,
 )
+from uwsgiapp.supervisor.rootpaths import access_log_file
 
 __all__ = ["MASTER_BACKLOG", "LogMaster"]
 
@@ -88,6 +90,20 @@ class LogMaster:
         self._wake = (-1, -1)
         self._stopping = False
         self._thread: threading.Thread | None = None
+
+    @classmethod
+    def serving(cls, config: Config) -> LogMaster:
+        """Started for ``--log-master``, else inert; a context that stops it at its end."""
+        funnel = cls()
+        if config.log_master:
+            funnel.start(None if config.access_log == "off" else access_log_file(config))
+        return funnel
+
+    def __enter__(self) -> LogMaster:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     # -- the master's main thread ------------------------------------------------------------
 

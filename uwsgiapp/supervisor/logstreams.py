@@ -96,6 +96,11 @@ class Channel:
         self.fd = fd
         self.raw = raw
         self.lock = threading.RLock()
+        # A process the app forks from a worker may be copied while a thread holds it.
+        os.register_at_fork(after_in_child=self._new_lock)
+
+    def _new_lock(self) -> None:
+        self.lock = threading.RLock()
 
 
 class RecordStream:
