@@ -87,6 +87,10 @@ class LogMaster:
         self._put = self._done = self._dropped = 0  # each written by one thread only
         self._pending: _Pipes = []  # the next worker's
         self._reads: dict[int, int] = {}  # the thread's: read end → sink
+        #: Read ends at their end, closed by the main thread: closed by the thread, their
+        #: numbers were reused amid a HUP's re-import, which took a new connection for one
+        #: open before it (and did not name it).
+        self._ended: collections.deque[int] = collections.deque()
         self._wake = (-1, -1)
         self._stopping = False
         self._thread: threading.Thread | None = None
@@ -185,6 +189,8 @@ class LogMaster:
 
     def before_fork(self) -> None:
         """Make the next worker's pipes (OSError: none made, the worker cannot be forked)."""
+        while self._ended:
+            os.close(self._ended.popleft())
         made: _Pipes = []
         try:
             for index, sink in enumerate(self.sinks):
@@ -220,7 +226,7 @@ class LogMaster:
         if self._thread is None:
             return
         self._thread = None
-        theirs = [*self._wake, *self._reads, *(fd for fd, _ in self._adds)]
+        theirs = [*self._wake, *self._reads, *self._ended, *(fd for fd, _ in self._adds)]
         theirs += [read for _, _, read, _ in pipes]
         if pipes:
             theirs += [sink.fd for sink in self.sinks]
@@ -356,7 +362,7 @@ class LogMaster:
                 self._emit(index, rest + b"\n")
             poll.unregister(fd)
             del self._reads[fd]
-            os.close(fd)
+            self._ended.append(fd)
             return False
         ready, held[fd] = take_lines(held[fd], data)
         self._emit(index, ready)
