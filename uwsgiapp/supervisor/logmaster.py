@@ -58,6 +58,8 @@ STOP_WAIT = 5.0
 #: Seconds without data that end the stop's reading (the workers are gone by then).
 QUIET = 0.05
 READ_SIZE = 65536
+#: Seconds the thread waits after a wake-up that found lines, for more to come.
+BATCH = 0.001
 _ACCESS = "uwsgiapp.access"
 #: A worker's pipes: (sink, for fds 1 and 2?, read end, write end).
 _Pipes = list[tuple[int, bool, int, int]]
@@ -310,13 +312,20 @@ class LogMaster:
             # The workers' pipes first: a worker's last lines, written before it exited, come
             # before the master's line about its exit.
             wait = 0 if self._lines else QUIET * 1000 if self._stopping else None
+            out: dict[int, list[bytes]] = {}
             for fd, _ in poll.poll(wait):
                 if fd == self._wake[0]:
                     with contextlib.suppress(OSError):
                         os.read(fd, 4096)
-                elif self._read(fd, poll, held):
+                elif self._read(fd, poll, held, out):
                     quiet_since = None
+            for index, parts in out.items():
+                self._emit(index, b"".join(parts))  # whole lines: one write for them all
             self._write_master(master)
+            if out and not self._stopping:
+                # Under load, a wake-up (poll, read, write) a line cost 7 µs: the lines of a
+                # millisecond go out together instead.
+                time.sleep(BATCH)
             if self._stopping:
                 now = time.monotonic()
                 quiet_since = quiet_since or now
@@ -346,9 +355,12 @@ class LogMaster:
             index = self._handlers[0][1] if self._handlers else 0  # the error log's
             self._emit(index, (text + "target took none for a while\n").encode())
 
-    def _read(self, fd: int, poll: select.poll, held: dict[int, bytes]) -> bool:
-        """Read what a worker's pipe holds and write its whole lines; at its end (the worker
-        and what it forked are gone) its last piece too. True if there was data."""
+    def _read(
+        self, fd: int, poll: select.poll, held: dict[int, bytes], out: dict[int, list[bytes]]
+    ) -> bool:
+        """Read what a worker's pipe holds and put its whole lines in ``out`` (by sink); at
+        its end (the worker and what it forked are gone) its last piece too. True if there
+        was data."""
         try:
             data = os.read(fd, READ_SIZE)
         except BlockingIOError:
@@ -359,13 +371,14 @@ class LogMaster:
         if not data:
             rest = held.pop(fd)
             if rest:
-                self._emit(index, rest + b"\n")
+                out.setdefault(index, []).append(rest + b"\n")
             poll.unregister(fd)
             del self._reads[fd]
             self._ended.append(fd)
             return False
         ready, held[fd] = take_lines(held[fd], data)
-        self._emit(index, ready)
+        if ready:
+            out.setdefault(index, []).append(ready)
         return True
 
     def _emit(self, index: int, data: bytes) -> None:
