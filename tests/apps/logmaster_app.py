@@ -41,7 +41,11 @@ def _die(args: dict[str, str]) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
-ROUTES = {"/records": _records, "/piece": _piece, "/die": _die}
+def _sleep(args: dict[str, str]) -> None:
+    time.sleep(float(args.get("seconds", "1")))
+
+
+ROUTES = {"/records": _records, "/piece": _piece, "/die": _die, "/sleep": _sleep}
 
 
 def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

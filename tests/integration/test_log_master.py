@@ -297,3 +297,23 @@ def test_usr1_reopens_the_files_in_the_master_and_workers_hold_none(tmp_path: Pa
     assert '"uri": "/records?tag=after' in access_log.read_text()
     assert '"uri": "/records?tag=before' in (tmp_path / "access.log.1").read_text()
     assert all(json.loads(line) for line in new.splitlines())
+
+
+def test_a_harakiri_s_lines_and_stack_dumps_are_whole_records(tmp_path: Path) -> None:
+    # The worker's Python stack (its USR2 handler, through its pipe) and faulthandler's dump
+    # (the master's record, through its queue), each one JSON line amid other workers' records.
+    with Piped(tmp_path, workers=3, harakiri=1, log_master=True) as piped:
+        with ThreadPoolExecutor(3) as pool:
+            stuck = pool.submit(piped.get, "/sleep", "seconds=30")
+            load = [
+                pool.submit(piped.get, "/records", _records_query(f"b{i}", 30, 20_000, 0.05))
+                for i in range(2)
+            ]
+            assert stuck.result() == b""
+            assert all(job.result().startswith(b"HTTP/1.1 200") for job in load)
+        wait_until(lambda: any("stacks of the worker" in m for m in piped.messages("")), 10, "dump")
+    good, bad = piped.split()
+    assert not bad, [line[:200] for line in bad]
+    said = " ".join(r.get("message", "") for r in good)
+    assert "HARAKIRI" in said and "faulthandler" in said and "_sleep" in said
+    assert len(piped.messages("rec b")) == 60
