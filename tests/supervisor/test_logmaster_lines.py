@@ -1,12 +1,16 @@
-"""--log-master's line assembly (pure): what of a worker's bytes is written now, what waits."""
+"""--log-master's line assembly (pure): what of a worker's bytes is written now, what waits;
+and the pipes a worker gets, made whole or not at all."""
 
 from __future__ import annotations
 
+import errno
+import os
 import random
 
 import pytest
 
-from uwsgiapp.supervisor.logstreams import take_lines
+from uwsgiapp.supervisor.logmaster import LogMaster
+from uwsgiapp.supervisor.logstreams import Sink, take_lines
 
 
 @pytest.mark.parametrize(
@@ -50,3 +54,26 @@ def test_lines_fed_in_random_pieces_come_out_whole_and_in_order() -> None:
         at += step
     assert held == b""
     assert b"".join(out).splitlines(keepends=True) == lines
+
+
+def test_pipes_that_cannot_all_be_made_are_closed_and_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[tuple[int, int]] = []
+    real_pipe = os.pipe
+
+    def pipe() -> tuple[int, int]:
+        if made:
+            raise OSError(errno.EMFILE, "Too many open files")
+        made.append(real_pipe())
+        return made[-1]
+
+    funnel = LogMaster()
+    funnel.sinks = [Sink(fd=-1, std=[1], ours=True)]
+    monkeypatch.setattr(os, "pipe", pipe)
+    with pytest.raises(OSError, match="its --log-master pipes: Too many open files"):
+        funnel.before_fork()
+    for fd in made[0]:
+        with pytest.raises(OSError):
+            os.fstat(fd)  # closed
+    funnel.after_fork(0)  # nothing pending: nothing to close

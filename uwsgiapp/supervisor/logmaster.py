@@ -199,11 +199,12 @@ class LogMaster:
                 for std in (True, False):
                     if sink.std if std else sink.ours:
                         made.append((index, std, *os.pipe()))
-        except OSError:
+        except OSError as exc:
             for _, _, read, write in made:
                 os.close(read)
                 os.close(write)
-            raise
+            # Said as the fork's failure: which descriptors ran out (2 to 4 a worker).
+            raise OSError(exc.errno, f"its --log-master pipes: {exc.strerror}") from exc
         self._pending = made
 
     def after_fork(self, pid: int) -> None:
