@@ -286,6 +286,10 @@ def test_usr1_reopens_the_files_in_the_master_and_workers_hold_none(tmp_path: Pa
         for pid in worker_pids(piped.server.pid):
             assert not {str(error_log), str(access_log)} & _open_paths(pid)
         assert piped.get("/records", _records_query("before", 2, 20_000)).startswith(b"HTTP/1.1")
+        # Written by the master a moment after the answer (what it holds when the file moves
+        # goes to the new one).
+        wait_until(lambda: "rec before 1" in error_log.read_text(), 10, "the records before")
+        wait_until(lambda: "tag=before" in access_log.read_text(), 10, "the access line before")
         error_log.rename(tmp_path / "error.log.1")
         access_log.rename(tmp_path / "access.log.1")
         piped.server.signal(signal.SIGUSR1)

@@ -29,6 +29,7 @@ import os
 import select
 import threading
 import time
+import warnings
 from typing import Any
 
 from uwsgiapp.config import Config
@@ -146,6 +147,9 @@ class LogMaster:
                     if index is not None:
                         self._take(handler, index, "" if path else stream, name == _ACCESS)
         arm_fault_dumps()  # not to a descriptor _take closed
+        # Python 3.12+ warns at a fork of a process with threads: this one's holds nothing a
+        # fork copies (those the app's import started are named at start-up and each HUP).
+        warnings.filterwarnings("ignore", r"This process .* is multi-threaded", DeprecationWarning)
         self._wake = os.pipe()
         for fd in self._wake:
             os.set_blocking(fd, False)
