@@ -6,10 +6,11 @@ from __future__ import annotations
 import errno
 import os
 import random
+from pathlib import Path
 
 import pytest
 
-from uwsgiapp.supervisor.logmaster import LogMaster
+from uwsgiapp.supervisor.logmaster import MASTER_BACKLOG, LogMaster
 from uwsgiapp.supervisor.logstreams import Sink, take_lines
 
 
@@ -77,3 +78,21 @@ def test_pipes_that_cannot_all_be_made_are_closed_and_named(
         with pytest.raises(OSError):
             os.fstat(fd)  # closed
     funnel.after_fork(0)  # nothing pending: nothing to close
+
+
+def test_the_masters_lines_over_its_backlog_are_dropped_and_counted(tmp_path: Path) -> None:
+    target = tmp_path / "log"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    funnel = LogMaster()
+    funnel.sinks = [Sink(fd=fd)]
+    line = b"m" * 1023 + b"\n"
+    for _ in range(MASTER_BACKLOG // len(line) + 10):  # the thread wrote none meanwhile
+        funnel.put(0, line)
+    funnel._write_master({})
+    os.close(fd)
+    lines = target.read_bytes().splitlines()
+    assert set(lines[:-1]) == {line[:-1]} and len(lines) - 1 == MASTER_BACKLOG // len(line) + 1
+    assert lines[-1] == (
+        b"uwsgiapp: log-master: 9 of the master's lines dropped: the log target took none for "
+        b"a while"
+    )

@@ -87,7 +87,8 @@ class LogMaster:
         #: and the master's own bytes (sink, data).
         self._adds: collections.deque[tuple[int, int]] = collections.deque()
         self._lines: collections.deque[tuple[int, bytes]] = collections.deque()
-        self._put = self._done = self._dropped = 0  # each written by one thread only
+        # Bytes queued and written, lines dropped and told: each written by one thread only.
+        self._put = self._done = self._dropped = self._told = 0
         self._pending: _Pipes = []  # the next worker's
         self._reads: dict[int, int] = {}  # the thread's: read end → sink
         #: Read ends at their end, closed by the main thread: closed by the thread, their
@@ -354,8 +355,9 @@ class LogMaster:
             self._done += len(data)
             ready, master[index] = take_lines(master.get(index, b""), data, MASTER_BACKLOG)
             self._emit(index, ready)
-        if self._dropped:
-            dropped, self._dropped = self._dropped, 0  # a race loses a count, not a line
+        if self._dropped > self._told:
+            dropped = self._dropped - self._told
+            self._told += dropped
             text = f"uwsgiapp: log-master: {dropped} of the master's lines dropped: the log "
             index = self._handlers[0][1] if self._handlers else 0  # the error log's
             self._emit(index, (text + "target took none for a while\n").encode())
