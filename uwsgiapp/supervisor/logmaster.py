@@ -42,6 +42,7 @@ from uwsgiapp.supervisor.logstreams import (
     MasterStream,
     RecordStream,
     Sink,
+    identity,
     take_lines,
     write_all,
 )
@@ -64,14 +65,6 @@ BATCH = 0.001
 _ACCESS = "uwsgiapp.access"
 #: A worker's pipes: (sink, for fds 1 and 2?, read end, write end).
 _Pipes = list[tuple[int, bool, int, int]]
-
-
-def _identity(fd: int) -> tuple[int, int] | None:
-    try:
-        st = os.fstat(fd)
-    except OSError:
-        return None
-    return st.st_dev, st.st_ino
 
 
 class LogMaster:
@@ -124,7 +117,7 @@ class LogMaster:
         by_identity: dict[tuple[int, int], int] = {}
 
         def sink_of(fd: int, path: str = "") -> int | None:
-            ident = _identity(fd)
+            ident = identity(fd)
             if ident is None:
                 return None
             if ident not in by_identity:

@@ -17,6 +17,7 @@ __all__ = [
     "MasterStream",
     "RecordStream",
     "Sink",
+    "identity",
     "take_lines",
     "write_all",
 ]
@@ -47,6 +48,15 @@ def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
+
+
+def identity(fd: int) -> tuple[int, int] | None:
+    """The open file ``fd`` is (device, inode), or None (not open)."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 @dataclass
