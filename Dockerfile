@@ -77,10 +77,15 @@ STOPSIGNAL SIGTERM
 # harakiri = 120 is kept; UWSGIAPP_HARAKIRI=0, or a longer --graceful-timeout with
 # `docker stop -t`, change them too (compose sets its own). The stats address is not a
 # default but what the health check reads: it outranks a file's stats (start-up says so).
+# The logs are a pipe (docker logs): with --log-master (a default too) the master writes every
+# line whole (a worker's JSON record with a traceback over 4 KiB is not mixed with another's),
+# and a logging driver that stops reading holds up the workers' log writes, not the master's
+# respawns and harakiri kills.
 ENV UWSGIAPP_STATS=127.0.0.1:9191 \
     UWSGIAPP_STATS_HTTP=1 \
     UWSGIAPP_DEFAULT_HARAKIRI=30 \
-    UWSGIAPP_DEFAULT_GRACEFUL_TIMEOUT=7
+    UWSGIAPP_DEFAULT_GRACEFUL_TIMEOUT=7 \
+    UWSGIAPP_DEFAULT_LOG_MASTER=1
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
     CMD ["python", "-I", "-m", "uwsgiapp.stats.health"]
 

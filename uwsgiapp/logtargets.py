@@ -15,9 +15,12 @@ import os
 import sys
 from typing import Any, TextIO
 
-__all__ = ["is_stream", "moved", "open_file_handlers", "stream_for"]
+__all__ = ["FUNNELED", "is_stream", "moved", "open_file_handlers", "stream_for"]
 
 _NAMED = {"/dev/stdout": "stdout", "/dev/stderr": "stderr"}
+#: Log handlers whose file this process does not write (``--log-master``: the master's thread
+#: holds it and reopens it): a reopen leaves them alone.
+FUNNELED: set[logging.Handler] = set()
 
 
 def is_stream(target: str) -> bool:
@@ -51,6 +54,8 @@ def open_file_handlers(moved_only: bool) -> list[logging.FileHandler]:
         for handler in getattr(logger, "handlers", ()):  # a PlaceHolder has none
             if isinstance(handler, logging.FileHandler) and handler.stream is not None:
                 found[id(handler)] = handler
+    for handler in FUNNELED:
+        found.pop(id(handler), None)
     return [
         h
         for h in found.values()

@@ -161,7 +161,8 @@ KEYS: list[tuple[str, dict[str, Any]]] = [
     ),
     # Idioms for what uwsgiapp always does, and keys it always honours: no warning.
     ("hook-master-start = unix_signal:15   gracefully_kill_them_all", {}),
-    ("no-orphans = true\nclose-on-exec = true\nlog-master = true", {}),
+    ("no-orphans = true\nclose-on-exec = true", {}),
+    ("log-master = true", {"log_master": True}),
     ("env = A=1\nenv = B=x,y", {"env": ("A=1", "B=x,y")}),
     ("mount = /app=myapp:app\nmanage-script-name = true", {"mount": "/app", "app": "myapp:app"}),
     ("mount = /blog=blog.py", {"mount": "/blog", "app": "blog.py:application"}),

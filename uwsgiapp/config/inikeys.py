@@ -58,6 +58,7 @@ SIMPLE_KEYS: Mapping[str, str] = {
     "log-5xx": "log_5xx",
     "log-slow": "log_slow",
     "log-big": "log_big",
+    "log-master": "log_master",
     "lazy": "lazy_apps",
     "uid": "uid",
     "gid": "gid",
@@ -133,7 +134,6 @@ ALWAYS_ON: Mapping[str, str] = {
     "no-orphans": "a uwsgiapp worker whose master is gone finishes its request and exits",
     "close-on-exec": "uwsgiapp's sockets and files are not inherited by programs the app runs "
     "(Python opens them non-inheritable)",
-    "log-master": "uwsgiapp's master writes the log lines itself",
     "py-call-osafterfork": "uwsgiapp forks with os.fork: the app's os.register_at_fork hooks "
     "and its signal handlers run in the workers",
     # The spelling of Bloomberg's much-copied production ini.

@@ -131,6 +131,13 @@ class Config:
         "send the app's stdout and stderr (prints, tracebacks, its console logging) to "
         "--error-log-file too, as gunicorn's --capture-output; an ini's logto does it, as uWSGI's",
     )
+    log_master: bool = _opt(
+        False,
+        "the master alone writes the log lines (uWSGI's log-master): each worker hands its "
+        "error log, access log and stdout/stderr to it through pipes of its own, and a thread "
+        "of the master writes them line by line, so that a line longer than a pipe's 4 KiB "
+        "(a JSON record with a traceback) never mixes with another worker's",
+    )
     workers: int = _opt(
         1,
         f"number of worker processes (1..{MAX_WORKERS}); WEB_CONCURRENCY, if set, is the default",

@@ -14,7 +14,7 @@ import traceback
 from types import TracebackType
 from typing import Any
 
-from uwsgiapp.logtargets import is_stream, open_file_handlers, stream_for
+from uwsgiapp.logtargets import FUNNELED, is_stream, open_file_handlers, stream_for
 from uwsgiapp.server.accesslog import LOGGERS, PID, LineWriter
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.safefiles import open_append
@@ -344,7 +344,9 @@ def access_handler(target: str) -> logging.StreamHandler[Any]:
     logger = logging.getLogger("uwsgiapp.access")
     path = "" if is_stream(target) else os.path.abspath(target)
     for old in list(logger.handlers):
-        if isinstance(old, KeptFileHandler) and path == old.baseFilename and old.stream:
+        kept = isinstance(old, KeptFileHandler) and path == old.baseFilename and old.stream
+        # --log-master's: the master made it for this target, its stream is a worker's pipe.
+        if isinstance(old, logging.StreamHandler) and (kept or old in FUNNELED):
             return old
         logger.removeHandler(old)
         _close(old)

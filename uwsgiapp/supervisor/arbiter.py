@@ -39,6 +39,7 @@ from uwsgiapp.supervisor import actions as A
 from uwsgiapp.supervisor import observe, options
 from uwsgiapp.supervisor.cheaper import CheaperOptions
 from uwsgiapp.supervisor.dumps import DumpFiles
+from uwsgiapp.supervisor.logmaster import LogMaster
 from uwsgiapp.supervisor.mastersignals import MASTER_SIGNUMS, MasterSignals
 from uwsgiapp.supervisor.meanwhile import stats_served
 from uwsgiapp.supervisor.policy import Policy
@@ -107,12 +108,11 @@ class Arbiter:
         self.master_flags = MasterFlags()  # before any fork: shared with every worker
         self._sockdiag = SockDiag()
         self.dumps = DumpFiles()
+        self.funnel = LogMaster()  # inert; boot starts one for --log-master
         self._next_queue_check = 0.0
         self.touch = TouchWatch(config.touch_reload) if config.touch_reload else None
         if stats is not None:
             stats.snapshot = self.snapshot
-
-    # -- master -------------------------------------------------------------------------------
 
     def run(self) -> int:
         """Run until stopped; returns the exit code."""
@@ -232,13 +232,12 @@ class Arbiter:
                     if code is not None:
                         return code
                 case A.StopAccepting():
-                    # The master never accepts: its copies of the sockets only kept them
-                    # open (connections queuing there to be reset) after the workers' drain.
+                    # Its copies only kept the sockets open past the workers' drain (resets).
                     for listener in self.listeners:
                         listener.close()
                 case A.ReopenLogs(why, moved_only):
                     try:
-                        if reopen_logs(moved_only):
+                        if self.funnel.reopen(moved_only) | reopen_logs(moved_only):  # both
                             log.info("%s", why)
                     except OSError as exc:  # e.g. a dropped master may not create the new file
                         sig = why.partition(":")[0]
@@ -267,27 +266,27 @@ class Arbiter:
         """The re-imported app replaces the old one, before the old code is collected."""
         self.app = app
 
-    # -- worker -------------------------------------------------------------------------------
-
     def _spawn(self, wid: int, generation: int) -> None:
         cores = self.table.reset(wid, 0)
         self.observer.spawned(wid, time.time(), self.table.counters(wid).requests, cores)
-        # The master's signals stay blocked across fork until the child has reset them: a stop
-        # sent to a worker just forked would otherwise run the master's handler in the child,
-        # be queued there, and be dropped with the master's queue (then the worker serves on
-        # until the kill deadline). Blocked, it stays pending and acts on the new disposition.
+        # The master's signals stay blocked across fork until the child has reset them: else a
+        # stop sent to a worker just forked ran the master's handler there and was dropped with
+        # its queue (the worker served on till the kill); blocked, it acts on the new handler.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNUMS)
         flush_std()  # else each worker would write the master's buffered lines again
         dump_fd = self.dumps.open()
         try:
+            self.funnel.before_fork()
             pid = os.fork()
         except OSError as exc:
+            self.funnel.after_fork(0)
             self.dumps.forked(0, dump_fd)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             log.error("cannot fork a worker: %s", exc)
             self.policy.spawn_failed(wid)
             return
         if pid:
+            self.funnel.after_fork(pid)
             self.dumps.forked(pid, dump_fd)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             log.info("%s started", self.policy.spawned(wid, generation, pid, time.monotonic()))
@@ -350,11 +349,9 @@ class Arbiter:
         # A C extension's segfault leaves the Python stack in the log; for USR2 (harakiri) the C
         # dump works even outside Python bytecode, chained to the handler above (request line).
         arm_fault_dumps((signal.SIGUSR2,), dump)
-        # What exists now (the app, its imports, ours) lives as long as the worker: out of the
-        # cyclic GC's sight, its collections no longer walk it (Flask: -0.7 µs a request) nor
-        # write to the pages shared with the master. gc.freeze() is an O(1) list splice; a
-        # collection first only for a lazy-apps import (the objects are this process's own:
-        # collecting the master's would write to every shared page).
+        # What exists now lives as long as the worker: frozen (an O(1) splice), the cyclic GC
+        # no longer walks it (Flask: -0.7 µs a request) nor writes to the master's shared pages;
+        # a collection first only after a lazy-apps import (collecting the master's would).
         if self.app is None:
             gc.collect()
         gc.freeze()

@@ -41,6 +41,7 @@ from uwsgiapp.supervisor.handlers import bind, bind_stats, build_handler
 from uwsgiapp.supervisor.importconns import open_fds
 from uwsgiapp.supervisor.keptmodules import library_dirs, site_dirs
 from uwsgiapp.supervisor.listening import say_listening
+from uwsgiapp.supervisor.logmaster import LogMaster
 from uwsgiapp.supervisor.mastersignals import EARLY_SIGNUMS, forget_early, keep_for_later
 from uwsgiapp.supervisor.pidcheck import server_in_pidfile
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
@@ -329,17 +330,23 @@ def _load_and_run(
     before = set(sys.modules)
     app: WSGIApp | None = None
     arm_fault_dumps(())  # a C extension that crashes at import leaves its Python stack
-    if not config.lazy_apps:
-        threads, fds = threading.enumerate(), open_fds()
-        try:
-            app = first_import(config)
-        except AppImportError as exc:
-            log.error("cannot load app %r: %s", config.app, exc)
-            return ServeExit.APP_LOAD
-        say_import_leftovers(threads, fds, "the app's import")
-    if config.request_titles and not titles.request_titles_available():
-        log.warning("--request-titles: setproctitle cannot be imported; titles stay as they are")
-    arbiter = Arbiter(config, listeners, app, build_handler, stats, notifier)
-    arbiter.modules_before_app = before
-    del app  # the arbiter holds it; this frame's would keep the first code past every HUP
-    return arbiter.run()
+    # --log-master's thread starts before the import: a thread keeps the sys.excepthook of
+    # its start, and the app's (sentry-sdk patches it) would hold the old code past a HUP.
+    with LogMaster.serving(config) as funnel:
+        if not config.lazy_apps:
+            threads, fds = threading.enumerate(), open_fds()
+            try:
+                app = first_import(config)
+            except AppImportError as exc:
+                log.error("cannot load app %r: %s", config.app, exc)
+                return ServeExit.APP_LOAD
+            say_import_leftovers(threads, fds, "the app's import")
+        if config.request_titles and not titles.request_titles_available():
+            log.warning(
+                "--request-titles: setproctitle cannot be imported; titles stay as they are"
+            )
+        arbiter = Arbiter(config, listeners, app, build_handler, stats, notifier)
+        arbiter.modules_before_app = before
+        arbiter.funnel = funnel
+        del app  # the arbiter holds it; this frame's would keep the first code past every HUP
+        return arbiter.run()

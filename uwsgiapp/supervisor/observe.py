@@ -16,7 +16,6 @@ the mean over the number's life would hide today's slowness behind last week's r
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
 import socket
@@ -96,6 +95,14 @@ class Observer:
         self.listen_queue_errors += sum(1 for q in queues if q.max_queue and q.queue >= q.max_queue)
 
 
+def cwd() -> str:
+    """The master's working directory, or "" (removed under it)."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return ""
+
+
 def add_counts(a: Sequence[int], b: Sequence[int]) -> tuple[int, ...]:
     """``a`` and ``b`` added index by index (the shorter one read as zeros)."""
     return tuple(x + y for x, y in itertools.zip_longest(a, b, fillvalue=0))
@@ -109,13 +116,6 @@ def memory(pid: int) -> tuple[int, int]:
         return int(fields[1]) * _PAGE, int(fields[0]) * _PAGE
     except (OSError, ValueError, IndexError):
         return 0, 0
-
-
-def cwd() -> str:
-    """The master's working directory ("" if it is gone)."""
-    with contextlib.suppress(OSError):
-        return os.getcwd()
-    return ""
 
 
 def rss_mb(pid: int) -> float:

@@ -1,0 +1,58 @@
+"""The app of the --log-master tests: workers that write long log lines, all at once."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+from urllib.parse import parse_qs
+
+StartResponse = Callable[..., Any]
+#: Under the server's ``uwsgiapp`` logger: its records are the error log's (JSON with a
+#: traceback under --error-log-format json).
+log = logging.getLogger("uwsgiapp.app")
+
+
+def _records(args: dict[str, str]) -> None:
+    """``count`` records of about ``size`` bytes each (the traceback holds them), named
+    ``tag`` and numbered; ``pause`` seconds before each."""
+    for i in range(int(args.get("count", "1"))):
+        time.sleep(float(args.get("pause", "0")))
+        try:
+            raise ValueError("v" * int(args.get("size", "100")))
+        except ValueError:
+            log.exception("rec %s %d", args.get("tag", ""), i)
+
+
+def _piece(args: dict[str, str]) -> None:
+    """One JSON line on fd 1 in three writes, a pause between them."""
+    tag = args.get("tag", "").encode()
+    for part in (b'{"piece": "' + tag, b'", "fill": "' + b"p" * 20000, b'"}\n'):
+        os.write(1, part)
+        time.sleep(0.05)
+
+
+def _die(args: dict[str, str]) -> None:
+    """Half a line on fd 1, then this worker is killed."""
+    os.write(1, b'{"dying": "' + args.get("tag", "").encode())
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _sleep(args: dict[str, str]) -> None:
+    time.sleep(float(args.get("seconds", "1")))
+
+
+ROUTES = {"/records": _records, "/piece": _piece, "/die": _die, "/sleep": _sleep}
+
+
+def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    """Run the route named by PATH_INFO with the query's arguments; answer with the pid."""
+    args = {k: v[-1] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+    route = ROUTES.get(environ.get("PATH_INFO", ""))
+    if route is not None:
+        route(args)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"pid %d" % os.getpid()]

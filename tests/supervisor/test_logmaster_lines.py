@@ -1,0 +1,98 @@
+"""--log-master's line assembly (pure): what of a worker's bytes is written now, what waits;
+and the pipes a worker gets, made whole or not at all."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from uwsgiapp.supervisor.logmaster import MASTER_BACKLOG, LogMaster
+from uwsgiapp.supervisor.logstreams import Sink, take_lines
+
+
+@pytest.mark.parametrize(
+    ("held", "data", "ready", "rest"),
+    [
+        (b"", b"a\n", b"a\n", b""),
+        (b"", b"a\nb", b"a\n", b"b"),
+        (b"a", b"b", b"", b"ab"),
+        (b"a", b"b\nc\nd", b"ab\nc\n", b"d"),
+        (b"", b"", b"", b""),
+        (b"x", b"\n", b"x\n", b""),
+    ],
+)
+def test_whole_lines_go_and_a_piece_waits_for_its_newline(
+    held: bytes, data: bytes, ready: bytes, rest: bytes
+) -> None:
+    assert take_lines(held, data) == (ready, rest)
+
+
+def test_a_line_over_the_limit_goes_in_pieces_each_ending_a_line() -> None:
+    # 5 + 6 bytes without a newline: two pieces of 4 go, 3 bytes wait.
+    assert take_lines(b"ab\n" + b"x" * 5, b"y" * 6, limit=4) == (b"ab\nxxxx\nxyyy\n", b"yyy")
+    ready, rest = take_lines(b"", b"z" * 11, limit=4)
+    assert (ready, rest) == (b"zzzz\nzzzz\n", b"zzz")
+
+
+def test_a_whole_line_that_came_at_once_is_not_cut() -> None:
+    line = b"j" * 100 + b"\n"
+    assert take_lines(b"", line, limit=10) == (line, b"")
+
+
+def test_lines_fed_in_random_pieces_come_out_whole_and_in_order() -> None:
+    rng = random.Random(7)
+    lines = [bytes([97 + i % 26]) * rng.randint(0, 3000) + b"\n" for i in range(200)]
+    stream = b"".join(lines)
+    out, held, at = [], b"", 0
+    while at < len(stream):
+        step = rng.randint(1, 5000)
+        ready, held = take_lines(held, stream[at : at + step])
+        out.append(ready)
+        at += step
+    assert held == b""
+    assert b"".join(out).splitlines(keepends=True) == lines
+
+
+def test_pipes_that_cannot_all_be_made_are_closed_and_named(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    made: list[tuple[int, int]] = []
+    real_pipe = os.pipe
+
+    def pipe() -> tuple[int, int]:
+        if made:
+            raise OSError(errno.EMFILE, "Too many open files")
+        made.append(real_pipe())
+        return made[-1]
+
+    funnel = LogMaster()
+    funnel.sinks = [Sink(fd=-1, std=[1], ours=True)]
+    monkeypatch.setattr(os, "pipe", pipe)
+    with pytest.raises(OSError, match="its --log-master pipes: Too many open files"):
+        funnel.before_fork()
+    for fd in made[0]:
+        with pytest.raises(OSError):
+            os.fstat(fd)  # closed
+    funnel.after_fork(0)  # nothing pending: nothing to close
+
+
+def test_the_masters_lines_over_its_backlog_are_dropped_and_counted(tmp_path: Path) -> None:
+    target = tmp_path / "log"
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    funnel = LogMaster()
+    funnel.sinks = [Sink(fd=fd)]
+    line = b"m" * 1023 + b"\n"
+    for _ in range(MASTER_BACKLOG // len(line) + 10):  # the thread wrote none meanwhile
+        funnel.put(0, line)
+    funnel._write_master({})
+    os.close(fd)
+    lines = target.read_bytes().splitlines()
+    assert set(lines[:-1]) == {line[:-1]} and len(lines) - 1 == MASTER_BACKLOG // len(line) + 1
+    assert lines[-1] == (
+        b"uwsgiapp: log-master: 9 of the master's lines dropped: the log target took none for "
+        b"a while"
+    )

@@ -1,0 +1,160 @@
+"""The pieces of ``--log-master`` (:mod:`~uwsgiapp.supervisor.logmaster`) that hold no
+process state: how a worker's bytes become whole lines, and the streams our log handlers
+write to in the master and in a worker."""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+__all__ = [
+    "LINE_LIMIT",
+    "Channel",
+    "LineStream",
+    "MasterStream",
+    "RecordStream",
+    "Sink",
+    "identity",
+    "take_lines",
+    "write_all",
+]
+
+#: A line is held at most this long (bytes) waiting for its newline; a longer one is written
+#: in pieces of this size, each ended with a newline (uWSGI's log-master-bufsize cuts it off).
+LINE_LIMIT = 64 * 1024
+
+
+def take_lines(held: bytes, data: bytes, limit: int = LINE_LIMIT) -> tuple[bytes, bytes]:
+    """Split ``held + data`` into what may be written now (whole lines; and a line without
+    its newline yet, once it reaches ``limit`` bytes, in pieces of ``limit`` each ended with a
+    newline) and what waits for its newline."""
+    held += data
+    cut = held.rfind(b"\n") + 1
+    ready, rest = held[:cut], held[cut:]
+    if len(rest) < limit:
+        return ready, rest
+    pieces = [ready]
+    while len(rest) >= limit:
+        pieces.append(rest[:limit] + b"\n")
+        rest = rest[limit:]
+    return b"".join(pieces), rest
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd``, blocking as long as it takes (OSError: refused)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def identity(fd: int) -> tuple[int, int] | None:
+    """The open file ``fd`` is (device, inode), or None (not open)."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+@dataclass
+class Sink:
+    """One target the workers write to: the master's own descriptor of it (``fd``, reopened
+    onto at USR1 when it is a file at ``path``), the process's streams that are it (``std``:
+    fds 1, 2), and whether our log handlers write to it (``ours``)."""
+
+    fd: int
+    path: str = ""
+    std: list[int] = field(default_factory=list)
+    ours: bool = False
+    failed: bool = False
+
+
+class MasterStream:
+    """A log handler's stream in the master: each write is handed to ``put`` (the thread's
+    queue), which never blocks; ``fd`` is the target itself (for faulthandler, and
+    ``--capture-output``'s fds 1 and 2 at a reopen)."""
+
+    def __init__(self, put: Callable[[bytes], None], fd: int, name: str) -> None:
+        self._put = put
+        self._fd = fd
+        self.name = f"<log-master {name}>"
+
+    def write(self, text: str) -> int:
+        """Hand ``text`` over."""
+        self._put(text.encode("utf-8", "backslashreplace"))
+        return len(text)
+
+    def flush(self) -> None:
+        """Nothing is held here."""
+
+    def fileno(self) -> int:
+        """The target's descriptor."""
+        return self._fd
+
+
+class Channel:
+    """A worker's pipe for our log records to one sink (``fd``), and the lock its threads
+    take to write one record at a time: a write over 4 KiB to a pipe is not kept whole, and
+    a small one from another thread could land inside it. Reentrant: a signal handler's
+    record (a harakiri's) may come amid a write. ``raw``: the descriptor faulthandler and
+    ``--capture-output`` are given (fd 1 or 2 when they are this sink's)."""
+
+    def __init__(self, fd: int, raw: int) -> None:
+        self.fd = fd
+        self.raw = raw
+        self.lock = threading.RLock()
+        # A process the app forks from a worker may be copied while a thread holds it.
+        os.register_at_fork(after_in_child=self._new_lock)
+
+    def _new_lock(self) -> None:
+        self.lock = threading.RLock()
+
+
+class RecordStream:
+    """A log handler's stream in a worker: what the handler writes of a record is written
+    at its flush in one go, under the channel's lock."""
+
+    encoding = "utf-8"
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+        self._parts: list[str] = []
+        self.name = "<log-master pipe>"
+
+    def write(self, text: str) -> int:
+        """Keep ``text`` for the flush."""
+        self._parts.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        """Write what was kept (OSError: the master is gone)."""
+        if not self._parts:
+            return
+        data = "".join(self._parts).encode(self.encoding, "backslashreplace")
+        self._parts.clear()
+        with self._channel.lock:
+            write_all(self._channel.fd, data)
+
+    def fileno(self) -> int:
+        """The descriptor for faulthandler and ``--capture-output`` (never the records')."""
+        return self._channel.raw
+
+
+class LineStream(RecordStream):
+    """The access log's stream in a worker. Without a descriptor, its line writer (no lock of
+    its own) writes each line through it, decoded as latin-1: encoded back as that, unchanged,
+    and written at once under the lock."""
+
+    def write(self, text: str) -> int:
+        """Write ``text`` (whole lines)."""
+        data = text.encode("latin-1", "backslashreplace")
+        with self._channel.lock:
+            write_all(self._channel.fd, data)
+        return len(text)
+
+    def fileno(self) -> int:
+        """None: see the class."""
+        raise io.UnsupportedOperation("the access log's lines go through the lock")
