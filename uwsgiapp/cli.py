@@ -167,7 +167,8 @@ class _OnlyOnce(argparse.Action):
 def _add_config_options(p: argparse.ArgumentParser) -> None:
     """One flag per configuration option, declared by :mod:`uwsgiapp.config` (bool, list, pairs,
     octal mode or plain value); unset flags stay None, so other sources can fill them."""
-    from uwsgiapp.config.configload import format_value, option_specs
+    from uwsgiapp.config.configload import option_specs
+    from uwsgiapp.config.printconfig import format_value
 
     group = p.add_argument_group("options (each also settable by env var and config files)")
     metavars = {
@@ -220,7 +221,7 @@ def _files_from_here(args: argparse.Namespace) -> argparse.Namespace:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from uwsgiapp.config import ConfigError
-    from uwsgiapp.config.configload import format_config
+    from uwsgiapp.config.printconfig import format_config
     from uwsgiapp.config.serve import resolve_serve_config
 
     found: list[str] = []

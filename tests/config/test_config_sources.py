@@ -474,6 +474,11 @@ def test_toml_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
         # gunicorn's --access-logfile - (its most common setting in containers): stdout, on.
         (["--access-log-file", "-"], {}, "uwsgi", "implied by command line --access-log-file"),
         (["--access-log-file", "/dev/stderr"], {}, "uwsgi", "implied by command line"),
+        # The filters name requests to log: with the log off they logged nothing, unsaid.
+        (["--log-5xx"], {}, "uwsgi", "implied by command line --log-5xx"),
+        ([], {"UWSGIAPP_LOG_SLOW": "800"}, "uwsgi", "implied by env"),
+        (["--log-5xx", "--access-log", "json"], {}, "json", "command line"),
+        (["--log-slow", "0"], {}, "off", "default"),
     ],
 )
 def test_an_access_log_file_turns_the_access_log_on_unless_a_format_is_chosen(

@@ -111,6 +111,8 @@ KEYS: list[tuple[str, dict[str, Any]]] = [
     ),
     ("log-5xx = true\nlog-slow = 800", {"access_log": "uwsgi", "log_5xx": False, "log_slow": 0}),
     ("disable-logging = true\nlog-5xx = false\nlog-slow = 0", {"access_log": "off"}),
+    ("disable-logging = true\nlog-4xx =", {"access_log": "uwsgi", "log_4xx": True}),
+    ("lazy-apps =", {"lazy_apps": True}),  # a flag given no value is set, as in uWSGI
     ("logto = /var/log/app.log", {"error_log_file": "/var/log/app.log", "capture_output": True}),
     ("logto2 = /var/log/app.log", {"error_log_file": "/var/log/app.log", "capture_output": True}),
     ("pidfile2 = /run/app.pid", {"pidfile": "/run/app.pid"}),

@@ -16,9 +16,7 @@ type, builds the Config and validates it once; any bad value raises
 from __future__ import annotations
 
 import difflib
-import json
 import math
-import re
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -44,8 +42,6 @@ __all__ = [
     "convert",
     "default_env_layer",
     "env_layer",
-    "format_config",
-    "format_value",
     "merge_pairs",
     "option_specs",
     "parse_bool",
@@ -310,6 +306,15 @@ def _imply_access_log(values: dict[str, Any], sources: dict[str, str]) -> None:
     if sources["access_log"] == DEFAULT_SOURCE and named and target != "":
         values["access_log"] = "uwsgi"
         sources["access_log"] = f"{IMPLIED_BY}{sources['access_log_file'].removeprefix(IMPLIED_BY)}"
+    # So do --log-4xx, --log-5xx, --log-slow, --log-big: the requests to keep (as under
+    # uWSGI's disable-logging): the log off, they kept nothing, without a word.
+    filters = [name for name in _LOG_FILTERS if values.get(name)]
+    if sources["access_log"] == DEFAULT_SOURCE and filters:
+        values["access_log"] = "uwsgi"
+        sources["access_log"] = f"{IMPLIED_BY}{sources[filters[0]].removeprefix(IMPLIED_BY)}"
+
+
+_LOG_FILTERS = ("log_4xx", "log_5xx", "log_slow", "log_big")
 
 
 def _drop_implied_by_logto(values: dict[str, Any], sources: dict[str, str]) -> None:
@@ -361,38 +366,3 @@ def resolve(layers: Sequence[Layer], *, warnings: Sequence[str] = ()) -> Resolve
         source = sources.get(exc.option, "")
         raise ConfigError(exc.option, _error_message(exc), source) from None
     return Resolved(config=config, sources=sources, warnings=tuple(warnings))
-
-
-def format_value(spec: OptionSpec, value: Any) -> str:
-    """A value in TOML syntax (what ``--config`` reads back)."""
-    if spec.octal:
-        return json.dumps(f"0{value:o}")
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if spec.kind == "pairs":
-        # The last of a name wins, as when they are set in order (an ini may set one twice);
-        # a TOML table cannot hold a key twice.
-        pairs = dict(item.split("=", 1) for item in value)
-        return "{" + ", ".join(f"{_toml_key(k)} = {json.dumps(v)}" for k, v in pairs.items()) + "}"
-    if isinstance(value, tuple):
-        return "[" + ", ".join(json.dumps(v) for v in value) + "]"
-    return json.dumps(value)
-
-
-def _toml_key(name: str) -> str:
-    return name if re.fullmatch(r"[A-Za-z0-9_-]+", name) else json.dumps(name)
-
-
-def format_config(resolved: Resolved) -> str:
-    """The resolved configuration as TOML, each line commented with its source."""
-    lines = ["# uwsgiapp configuration: value  # where it came from (usable with --config)"]
-    rows = [
-        (f"{spec.option} = {format_value(spec, getattr(resolved.config, spec.name))}", spec.name)
-        for spec in _SPECS.values()
-    ]
-    width = max(len(text) for text, _ in rows)
-    for text, name in rows:
-        lines.append(f"{text.ljust(width)}  # {resolved.sources[name]}")
-    return "\n".join(lines) + "\n"

@@ -142,6 +142,9 @@ class Mapper:
 
     def _simple(self, key: str, name: str, value: str, source: str) -> None:
         layer = self.layer
+        spec = spec_for(name)
+        if spec is not None and spec.kind == "bool" and not value.strip():
+            value = "true"  # 'lazy-apps =': a flag given no value is set, as uWSGI reads it
         if name == "chmod_socket" and not value.strip():
             value = "666"  # a bare chmod-socket means 666 in uWSGI
         if name == "buffer_size" and value.strip().isdigit() and int(value) > MAX_BUFFER:

@@ -20,12 +20,12 @@ from uwsgiapp.config.configload import (
     convert,
     default_env_layer,
     env_layer,
-    format_value,
     option_specs,
     resolve,
     spec_for,
 )
 from uwsgiapp.config.model import ConfigError
+from uwsgiapp.config.printconfig import format_value
 from uwsgiapp.config.tomlfile import toml_layer
 from uwsgiapp.config.uwsgiini import SIMPLE_KEYS, IniResult, check_http_only, ini_layer
 

@@ -199,9 +199,10 @@ def request_log_filters(layer: Layer) -> None:
 
 
 def _filters(value: object) -> bool:
-    """A filter key's value names some requests (``true``, a number over 0)."""
+    """A filter key's value names some requests: anything but false or 0 (a bad one is then
+    named by the option's validation; an empty one is true, as uWSGI reads a bare key)."""
     text = str(value).strip()
-    return bool(truthy(text)) if not text.isdigit() else int(text) > 0
+    return truthy(text) is not False and text != "0"
 
 
 _OPT_TESTS = frozenset({"if-opt", "if-not-opt"})
