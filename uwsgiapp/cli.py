@@ -165,8 +165,7 @@ class _OnlyOnce(argparse.Action):
 
 
 def _add_config_options(p: argparse.ArgumentParser) -> None:
-    """One flag per configuration option, declared by :mod:`uwsgiapp.config` (bool, list, pairs,
-    octal mode or plain value); unset flags stay None, so other sources can fill them."""
+    """One flag per option of :mod:`uwsgiapp.config`; unset ones stay None for other sources."""
     from uwsgiapp.config.configload import option_specs
     from uwsgiapp.config.printconfig import format_value
 
