@@ -71,6 +71,7 @@ def logged_response(
     ``headers`` headers of the app's."""
     done = Exchange(-1, "HTTP/1.1", 1.0)
     done.status, done.sent, done.head_size = status, sent, head_size
+    done.head_sent = status is not None  # the status the access log prints is the one sent
     done.headers = [("X", "y")] * headers
     return done
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from handler_kit import CORPUS, hello, logged_response, make_handler, run
+from handler_kit import CORPUS, hello, logged_response, make_handler, packet, run
 
 from uwsgiapp.server.accesslog import keep_only
 from uwsgiapp.server.exchange import Exchange
@@ -101,7 +101,7 @@ def test_uwsgi_format_line(tmp_path: Path) -> None:
 #: grok's COMBINEDAPACHELOG (what Logstash, Elastic's and GoAccess's COMBINED take from
 #: gunicorn's default access line), written as a regular expression.
 COMBINED = re.compile(
-    r'(\S+) (\S+) (\S+) \[(\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] '
+    r"(\S+) (\S+) (\S+) \[(\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d [+-]\d{4})\] "
     r'"(\w+) (\S+) HTTP/(\d\.\d)" (\d{3}) (\d+|-) "((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)"'
 )
 
@@ -127,6 +127,28 @@ def test_combined_format_line(tmp_path: Path) -> None:
     m = COMBINED.fullmatch(second)
     assert m, second
     assert (m[3], m[8], m[9], m[10], m[11]) == ("ann", "499", "-", "-", "-")
+
+
+@pytest.mark.parametrize(
+    ("fmt", "status"), [("uwsgi", "(HTTP/1.1 0)"), ("json", '"status": 0'), ("combined", '" 499 -')]
+)
+def test_a_status_never_sent_is_logged_as_none(tmp_path: Path, fmt: str, status: str) -> None:
+    # The app's start_response is recorded as given (an int here, HTTPStatus too) until the
+    # head goes out: its client left while it read the body, and the logger raised TypeError
+    # on the int ("internal error serving", no access line); a str was logged as sent.
+    path = tmp_path / "access.log"
+    access = make_access_log(fmt, str(path))
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response(200, [("Content-Type", "text/plain")])
+        environ["wsgi.input"].read()  # the client is gone before its body is all in
+        return [b"never"]
+
+    body = b"x" * 200_000  # over what the intake reads with the head
+    whole = packet("POST", "/upload", body)
+    run(make_handler(app, access_log=access, timeout=0.5), whole[:-100_000], shut_wr=True)
+    (line,) = path.read_text().splitlines()
+    assert "/upload" in line and status in line, line
 
 
 @pytest.mark.parametrize("fmt", ["uwsgi", "json", "combined"])

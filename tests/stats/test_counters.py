@@ -30,11 +30,12 @@ def _never_called(environ: dict[str, Any], start_response: Any) -> list[bytes]:
 def served(
     writer: CountingSlotWriter,
     responder: Responder,
-    status: str | None,
+    status: Any,
     sent: int,
     seconds: float,
     monkeypatch: pytest.MonkeyPatch,
     requests: int = 1,
+    head_sent: bool = True,
 ) -> None:
     """One request through the hooks as the worker loop runs them, lasting ``seconds``."""
     clock = itertools.chain((1000.0, 1000.0 + seconds), itertools.repeat(2000.0))
@@ -42,6 +43,7 @@ def served(
     writer.begin()
     exchange = Exchange(-1, "HTTP/1.1", 1.0)
     exchange.status, exchange.sent = status, sent
+    exchange.head_sent = head_sent and status is not None
     responder.last = exchange
     writer.end(requests)
 
@@ -91,6 +93,19 @@ def test_a_step_without_a_response_counts_nothing_and_a_clock_step_back_counts_z
     served(writer, responder, "200 OK", 1, -30.0, monkeypatch)
     c = table.counters(0)
     assert c.requests == 1 and c.running == 0.0 and c.histogram[0] == 1
+
+
+def test_a_status_the_app_gave_but_never_sent_is_counted_in_no_class(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # start_response(200) (an int: HTTPStatus too), then its client left before the head:
+    # the counter read status[:1] of the int (TypeError; compiled, at the str | None call).
+    table = StatusTable(1)
+    writer, responder = counting(table, 0, 10)
+    served(writer, responder, 200, 0, 0.2, monkeypatch, head_sent=False)
+    served(writer, responder, "503 Unavailable", 5, 0.2, monkeypatch, 2)
+    c = table.counters(0)
+    assert (c.requests, c.classes[2], c.classes[5]) == (2, 0, 1)
 
 
 def test_counters_survive_a_new_process_in_the_slot_and_readiness_still_works(
