@@ -825,3 +825,24 @@ def test_input_stream_type() -> None:
 
     run(make_handler(app), packet("POST", "/x", b"abc"))
     assert isinstance(seen[0], InputStream)
+
+
+@pytest.mark.parametrize("post_buffering", [0, 4096])
+def test_a_head_over_nginx_s_default_buffer_is_said_once(
+    logs: Logs, monkeypatch: pytest.MonkeyPatch, post_buffering: int
+) -> None:
+    # nginx answers 502 "upstream sent too big header" under its default uwsgi_buffer_size;
+    # the spooling responder (--post-buffering) said nothing of it: a login POST setting big
+    # cookies is where it happens.
+    monkeypatch.setattr(inflight, "_BIG_HEAD_SAID", [])
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        environ["wsgi.input"].read()
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Set-Cookie", "x" * 5000)])
+        return [b"ok"]
+
+    handler = make_handler(app, post_buffering=post_buffering)
+    for _ in range(2):
+        assert run(handler, packet("POST", "/login", b"u=1" * 3000)).status == 200
+    said = [one_line(r) for r in problems(logs) if "uwsgi_buffer_size" in r.getMessage()]
+    assert len(said) == 1 and "(POST /login)" in said[0], said

@@ -227,8 +227,7 @@ class Responder:
                 stream = InputStream(reader(fd, self.timeout), rest, length)
                 has_body = True
         environ["wsgi.input"] = stream
-        access_log = self.access_log
-        started = _perf_counter() if access_log is not None else 0.0
+        started = _perf_counter() if self.access_log is not None else 0.0
         self.last = exchange = Exchange(fd, protocol, self.timeout)
         self.current = environ
         try:
@@ -237,15 +236,21 @@ class Responder:
             exchange.fd = -1  # the app's write() must not reach the next request's connection
             self.current = None
             # Not after a cut (the reset is the point) nor after the body already failed (a
-            # stalled client would cost a second timeout).
+            # stalled client would cost a second timeout). An app thread's read ends first.
             if has_body:
+                stream.end()
                 if stream.remaining > 0 and not stream.broken and not exchange.aborted:
                     drain(fd, stream.remaining, self.timeout, self.limit_post)
-                stream.end()
-            if exchange.head_size > 4096:  # inflight.NGINX_HEAD_BUFFER, without a lookup
-                inflight.say_big_head(environ, exchange.head_size)
-            if access_log is not None:
-                access_log(environ, exchange, _perf_counter() - started, block)
+            self._end(exchange, environ, started, block)
+
+    def _end(
+        self, exchange: Exchange, environ: dict[str, Any], started: float, block: bytes
+    ) -> None:
+        """A request's last words: a head too big for nginx's default buffer, its access line."""
+        if exchange.head_size > 4096:  # inflight.NGINX_HEAD_BUFFER, without a lookup
+            inflight.say_big_head(environ, exchange.head_size)
+        if self.access_log is not None:
+            self.access_log(environ, exchange, _perf_counter() - started, block)
 
     def _refuse(
         self,

@@ -152,7 +152,6 @@ class SpoolingResponder(Responder):
         if not length:
             super().serve(fd, peer, environ, rest, block)
             return
-        access_log = self.access_log
         started = _perf_counter()
         self.last = exchange = Exchange(fd, protocol, self.timeout)
         self.current = environ  # named by a harakiri's or a stop's line while the body comes
@@ -167,8 +166,8 @@ class SpoolingResponder(Responder):
             self.current = None
             if body is not None:
                 body.close()
-            if access_log is not None and (body is not None or exchange.head_sent):
-                access_log(environ, exchange, _perf_counter() - started, block)
+            if body is not None or exchange.head_sent:
+                self._end(exchange, environ, started, block)
 
     def _spool(
         self, fd: int, rest: bytes, length: int, environ: dict[str, Any], exchange: Exchange
