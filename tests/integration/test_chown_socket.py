@@ -169,3 +169,26 @@ def test_check_config_names_a_user_that_does_not_exist(tmp_path: Path) -> None:
     )
     assert done.returncode == 3, done.stderr
     assert "--chown-socket: no such user 'no-such-user-here'" in done.stderr
+
+
+def test_check_config_refuses_what_only_root_may_give(nobody: pwd.struct_passwd) -> None:
+    # The gate passed '--chown-socket 0' as a plain user; the start then stopped on EPERM.
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child, as a plain user
+        try:
+            os.setgroups([])
+            os.setgid(STRANGER_GID)
+            os.setuid(CLIENT_UID)
+            for spec, said in (("0", "needs root"), (f":{NGINX_GID}", "not in group")):
+                try:
+                    privileges.may_give(privileges.resolve_owner(spec))
+                except privileges.PrivilegeError as exc:
+                    assert said in str(exc), exc
+                else:
+                    os._exit(2)
+            privileges.may_give(privileges.resolve_owner(f"{CLIENT_UID}:{STRANGER_GID}"))
+            os._exit(0)
+        except BaseException:
+            os._exit(1)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0

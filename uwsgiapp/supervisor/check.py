@@ -133,17 +133,18 @@ def check_app(config: Config) -> tuple[ServeExit, str]:
     if refused:
         return ServeExit.START_FAILED, "\n".join(f"--check-config: {why}" for why in refused)
     try:
-        if config.chown_socket:
-            privileges.resolve_owner(config.chown_socket)
+        if config.chown_socket:  # as start-up would chown (before a --uid drop)
+            privileges.may_give(privileges.resolve_owner(config.chown_socket))
         privileges.drop(privileges.resolve(config.uid, config.gid), [], [])
     except (privileges.PrivilegeError, OSError) as exc:
         return ServeExit.START_FAILED, f"--check-config: {exc}"
+    if config.post_buffering:  # as start-up does (before the import): one unnamed file
+        spool = config.post_buffering_dir
+        error = check_spool_dir(os.path.join(config.chdir, spool) if spool else "")[1]
+        if error:
+            return ServeExit.START_FAILED, f"--check-config: --post-buffering-dir: {error}"
     try:
         load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
     except AppImportError as exc:
         return ServeExit.APP_LOAD, f"--check-config: {exc}"
-    if config.post_buffering:  # as start-up tries it: one unnamed file, as the workers' user
-        error = check_spool_dir(config.post_buffering_dir)[1]
-        if error:
-            return ServeExit.START_FAILED, f"--check-config: --post-buffering-dir: {error}"
     return ServeExit.OK, f"the options are valid and {config.app} loads"

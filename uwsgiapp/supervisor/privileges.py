@@ -25,6 +25,7 @@ __all__ = [
     "drop",
     "drop_warnings",
     "hand_sockets",
+    "may_give",
     "removable_by",
     "resolve",
     "resolve_owner",
@@ -92,6 +93,18 @@ def resolve_owner(spec: str) -> Ids:
     if uid < 0 and gid < 0:
         raise PrivilegeError(f"--chown-socket: {spec!r} names no user or group (USER[:GROUP])")
     return Ids(uid=uid, gid=gid)
+
+
+def may_give(owner: Ids) -> None:
+    """Raise :class:`PrivilegeError` if this process cannot give a file to ``owner``
+    (``--chown-socket``, asked by ``--check-config``): not root, only to itself and to a group
+    it is in."""
+    if os.geteuid() == 0:
+        return
+    if owner.uid not in (-1, os.geteuid()):
+        raise PrivilegeError("--chown-socket: giving a file to another user needs root")
+    if owner.gid not in (-1, os.getegid(), *os.getgroups()):
+        raise PrivilegeError(f"--chown-socket: this user is not in group {owner.gid}")
 
 
 def hand_sockets(owner: Ids, sockets: list[tuple[str, tuple[int, int] | None]]) -> None:
