@@ -205,7 +205,7 @@ def say_body_length(environ: dict[str, Any], overrun: bool, short: int) -> None:
     if overrun:
         log.warning(
             "app sent more body than its head allows (%s): the rest not sent, as PEP 3333 "
-            "asks (its Content-Length, or none after a 1xx, 204 or 304)",
+            "asks (its Content-Length, or none after a 204 or 304)",
             where,
         )
     else:

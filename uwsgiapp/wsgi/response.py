@@ -102,7 +102,7 @@ def render(protocol: str, status: Any, headers: Any) -> Rendered:
 
 
 def _body_allowed(status: str, headers: list[tuple[str, str]]) -> int:
-    """The body bytes a checked head allows: none after a 1xx, 204 or 304 (RFC 9110), its
+    """The body bytes a checked head allows: none after a 204 or 304 (RFC 9110), its
     Content-Length (PEP 3333: no more), else -1 (any). One that is not digits bounds nothing
     and goes as given, as uWSGI and gunicorn send it (nginx 1.22 serves it; 1.23 on answers
     502); the same one twice too. Two that differ are refused: which one frames the body?"""
@@ -115,7 +115,7 @@ def _body_allowed(status: str, headers: list[tuple[str, str]]) -> int:
             if length not in (-1, int(text)):
                 raise HeaderError(f"two Content-Lengths, {length} and {int(text)}")
             length = int(text)
-    return 0 if status[0] == "1" or status[:3] in ("204", "304") else length
+    return 0 if status[:3] in ("204", "304") else length  # a 1xx is refused before
 
 
 def _render_head(protocol: str, status: Any, headers: Any) -> bytes:
