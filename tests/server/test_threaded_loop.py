@@ -90,3 +90,22 @@ def test_a_recycle_says_it_leaves_only_once_no_thread_serves(listener: Listener)
         release.set()
         os.close(worker._wake_r)
         os.close(worker._wake_w)
+
+
+@pytest.mark.parametrize(("age", "cut"), [(5.0, True), (1.0, False)])
+def test_a_harakiri_cuts_the_oldest_request_only_if_it_is_past_the_limit(
+    listener: Listener, monkeypatch: pytest.MonkeyPatch, age: float, cut: bool
+) -> None:
+    # The stuck request may end between the master's look and its USR2: the next oldest (a
+    # second old) got the cut and a 502.
+    handler = Handler(
+        app, limits=Limits(), settings=EnvironSettings(), socket_timeout=GUARD, access_log=None
+    )
+    worker = ThreadedWorker(handler, [listener], threads=2, harakiri=3.0)
+    raised: list[int] = []
+    monkeypatch.setattr(threaded, "_raise_in", raised.append)
+    ident = threading.get_ident()
+    monkeypatch.setattr(worker, "_busy", lambda: [(time.time() - age, 0, ident)])
+    worker.dump_stuck(12, None)
+    assert raised == ([ident] if cut else [])
+    assert not worker.alive  # it accepts no more either way: a new worker serves

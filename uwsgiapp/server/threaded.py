@@ -182,8 +182,11 @@ class ThreadedWorker(StopSignals):
         drain_seconds: float = DRAIN_SECONDS,
         on_leaving: Callable[[], None] | None = None,
         master_flags: MasterFlags | None = None,
+        harakiri: float = 0.0,
     ) -> None:
         self.handler = handler
+        #: --harakiri: a request this old when USR2 comes is cut (0: none is).
+        self.harakiri = harakiri
         self.listeners = listeners
         self.master_flags = master_flags
         #: Called once when it stops accepting (see Worker.on_leaving).
@@ -371,6 +374,6 @@ class ThreadedWorker(StopSignals):
                 now - started,
                 app_stack(stuck),
             )
-        oldest = busy[0][2]
-        if oldest is not None:
+        since, _, oldest = busy[0]  # the stuck one, unless it ended since the master looked
+        if oldest is not None and self.harakiri and now - since >= self.harakiri:
             _raise_in(oldest)

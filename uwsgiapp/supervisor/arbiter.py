@@ -394,4 +394,5 @@ class Arbiter:
             drain_seconds=drain,
             on_leaving=slot.leaving,
             master_flags=self.master_flags,
+            harakiri=self.config.harakiri,
         )
