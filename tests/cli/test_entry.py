@@ -69,40 +69,30 @@ PROBE = textwrap.dedent(
 )
 
 
-def test_commands_other_than_serve_get_the_default_handlers_back() -> None:
-    # Started as from a terminal: a run of the suite in the background (nohup, CI's shell) has
-    # INT ignored, which the child would keep (the next test).
-    def as_from_a_terminal() -> None:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
+@pytest.mark.parametrize(
+    ("inherited", "int_is"),
+    [
+        # As from a terminal: commands other than serve get the default handlers back (a run
+        # of the suite in the background, nohup or a CI shell, has INT ignored: set here).
+        (signal.SIG_DFL, "intr is signal.default_int_handler"),
+        # A shell's background job (`uwsgiapp request ... &`) starts with INT and QUIT
+        # ignored: Ctrl-C at the terminal must not end it.
+        (signal.SIG_IGN, "intr == signal.SIG_IGN"),
+    ],
+)
+def test_commands_other_than_serve_keep_the_int_they_started_with(
+    inherited: signal.Handlers, int_is: str
+) -> None:
+    def start_with() -> None:
+        signal.signal(signal.SIGINT, inherited)
 
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        preexec_fn=as_from_a_terminal,
-    )
-    assert done.returncode == 0, done.stderr[-500:]
-    assert done.stdout.split() == ["True", "True"]
-
-
-def test_a_stop_signal_started_ignored_stays_ignored() -> None:
-    # A shell starts a background job (`uwsgiapp request ... &`) with INT and QUIT ignored:
-    # Ctrl-C at the terminal must not end it.
-    def ignore_int() -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    probe = PROBE.replace(
-        "print(term == signal.SIG_DFL, intr is signal.default_int_handler)",
-        "print(term == signal.SIG_DFL, intr == signal.SIG_IGN)",
-    )
-    assert probe != PROBE
+    probe = PROBE.replace("intr is signal.default_int_handler", int_is)
     done = subprocess.run(
         [sys.executable, "-c", probe],
         capture_output=True,
         text=True,
         timeout=30,
-        preexec_fn=ignore_int,
+        preexec_fn=start_with,
     )
     assert done.returncode == 0, done.stderr[-500:]
     assert done.stdout.split() == ["True", "True"]
