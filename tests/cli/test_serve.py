@@ -265,9 +265,11 @@ def test_a_socket_systemd_passed_is_served_and_left_to_systemd(short_dir: Path) 
     held.bind(path)
     held.listen(16)
     try:
-        for _ in range(2):  # a restart: the same socket, served again
+        for restart in (False, True):  # a restart: the same socket, served again
+            # --chown-socket cannot give away a file it did not make: said, not done silently.
+            chown = ["--chown-socket", str(os.getuid())] if restart else []
             proc = subprocess.Popen(
-                [sys.executable, "-c", SYSTEMD_EXEC, str(held.fileno()), "envapp:app"],
+                [sys.executable, "-c", SYSTEMD_EXEC, str(held.fileno()), "envapp:app", *chown],
                 cwd=short_dir,
                 pass_fds=(held.fileno(),),
                 stdout=subprocess.PIPE,
@@ -283,6 +285,8 @@ def test_a_socket_systemd_passed_is_served_and_left_to_systemd(short_dir: Path) 
             assert proc.returncode == 0, out
             assert f"listening on fd://3 ({path})" in out, out
             assert os.path.exists(path)  # systemd's, not removed
+            said = f"--chown-socket: fd://3 ({path}) was passed in, not bound here: not chowned"
+            assert (said in out) == restart, out
     finally:
         held.close()
 

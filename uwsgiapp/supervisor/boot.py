@@ -299,6 +299,14 @@ def _hand_over(
     except PrivilegeError as exc:
         log.error("%s", exc)
         return False
+    for lis in given:
+        if not lis.path and lis.unix_name:  # an inherited one's file is its maker's to chown
+            log.warning(
+                "--chown-socket: %s (%s) was passed in, not bound here: not chowned (systemd: "
+                "SocketUser= and SocketGroup= in the .socket unit)",
+                lis.spec,
+                lis.unix_name,
+            )
     sockets = [(lis.path, lis.inode) for lis in owned if lis.path]
     if not ids.wanted:
         return True
