@@ -83,13 +83,18 @@ def test_past_the_cap_slow_connections_are_closed_and_parked_ones_expire_on_time
         assert uwsgi_exchange(server.socket, PACKET, timeout=10).data  # in its loop now
         fds = f"/proc/{worker}/fd"
         base = len(os.listdir(fds))
-        for i in range(MAX_PARKED):
-            open_slow(i)
-        wait_until(lambda: len(os.listdir(fds)) >= base + MAX_PARKED, 10, "all parked")
-        # The worker is stopped while those past the cap queue: each is accepted with its
+        # The worker is stopped while each batch queues: each connection is accepted with its
         # bytes already in, as the test means. Accepted between a client's connect and its
-        # send on a busy machine, a partial sender looked silent and took a parked one's
-        # place instead of being closed.
+        # send, a partial sender looked silent: past the cap it took a parked one's place
+        # instead of being closed; parked, it was the one a later silent one evicted (closed
+        # at once, where the test expected a silent one to go).
+        os.kill(worker, signal.SIGSTOP)
+        try:
+            for i in range(MAX_PARKED):
+                open_slow(i)
+        finally:
+            os.kill(worker, signal.SIGCONT)
+        wait_until(lambda: len(os.listdir(fds)) >= base + MAX_PARKED, 10, "all parked")
         os.kill(worker, signal.SIGSTOP)
         try:
             for i in range(MAX_PARKED, MAX_PARKED + EXTRA):
