@@ -24,7 +24,7 @@ from typing import Any, Final, Literal
 
 from uwsgiapp.clihints import FOREIGN_OPTIONS, GUNICORN_SETTINGS
 from uwsgiapp.config.cheaperopts import ini_leniency
-from uwsgiapp.config.model import Config, ConfigError, option_fields
+from uwsgiapp.config.model import LOG_FILTERS, Config, ConfigError, option_fields
 from uwsgiapp.config.servicelinks import is_service_link
 from uwsgiapp.logtargets import is_stream
 
@@ -308,13 +308,10 @@ def _imply_access_log(values: dict[str, Any], sources: dict[str, str]) -> None:
         sources["access_log"] = f"{IMPLIED_BY}{sources['access_log_file'].removeprefix(IMPLIED_BY)}"
     # So do --log-4xx, --log-5xx, --log-slow, --log-big: the requests to keep (as under
     # uWSGI's disable-logging): the log off, they kept nothing, without a word.
-    filters = [name for name in _LOG_FILTERS if values.get(name)]
+    filters = [name for name in LOG_FILTERS if values.get(name)]
     if sources["access_log"] == DEFAULT_SOURCE and filters:
         values["access_log"] = "uwsgi"
         sources["access_log"] = f"{IMPLIED_BY}{sources[filters[0]].removeprefix(IMPLIED_BY)}"
-
-
-_LOG_FILTERS = ("log_4xx", "log_5xx", "log_slow", "log_big")
 
 
 def _drop_implied_by_logto(values: dict[str, Any], sources: dict[str, str]) -> None:

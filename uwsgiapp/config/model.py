@@ -18,6 +18,8 @@ from uwsgiapp.importer import AppImportError, parse_spec
 from uwsgiapp.logtargets import is_stream
 
 ACCESS_LOG_FORMATS = ("off", "uwsgi", "json", "combined")
+#: The access log's filters (uWSGI's log-4xx, log-5xx, log-slow, log-big): the requests to keep.
+LOG_FILTERS = ("log_4xx", "log_5xx", "log_slow", "log_big")
 ERROR_LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warning", "error", "critical")
 #: The most request threads a worker may have (each is a "core" in the worker's status slot).

@@ -70,7 +70,7 @@ from uwsgiapp.config.inikeys import (
 )
 from uwsgiapp.config.inilogic import IniEntry, apply_logic
 from uwsgiapp.config.inimap import OWN_KEYS, Mapper, map_app, truthy
-from uwsgiapp.config.model import ConfigError
+from uwsgiapp.config.model import LOG_FILTERS, ConfigError
 
 __all__ = [
     "HTTP_KEYS",
@@ -180,15 +180,11 @@ def ini_layer(
     return result
 
 
-#: The request-log keys uWSGI reads only under disable-logging: the requests still logged.
-_FILTERS = ("log_4xx", "log_5xx", "log_slow", "log_big")
-
-
 def request_log_filters(layer: Layer) -> None:
     """uWSGI's ``log-4xx``, ``log-5xx``, ``log-slow``, ``log-big`` name the requests logged
     in spite of ``disable-logging``: with it, the access log is on for those alone; without
     it every request is logged, and the keys change nothing."""
-    named = [name for name in _FILTERS if name in layer]
+    named = [name for name in LOG_FILTERS if name in layer]
     access = layer["access_log"]
     if any(map(_filters, (layer[name].value for name in named))) and access.value == "off":
         keys = ", ".join(name.replace("_", "-") for name in named)
