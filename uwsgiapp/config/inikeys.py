@@ -109,6 +109,10 @@ MAX_BUFFER: Final = 65535
 MULTI = frozenset({"pythonpath", "socket", "env", "touch_reload"})
 #: Keys that build the app spec, the mount, the environment, or define placeholders.
 APP_KEYS = frozenset({"module", "wsgi", "w", "wsgi-file", "file", "callable", "mount"})
+_FORKS = (
+    "uwsgiapp forks with os.fork: the app's os.register_at_fork hooks and its signal handlers "
+    "run in the workers"
+)
 #: Boolean keys whose true value is what uwsgiapp always does: accepted without a word.
 #: A false value cannot be honoured and gets a warning (the text says what happens instead).
 ALWAYS_ON: Mapping[str, str] = {
@@ -134,11 +138,8 @@ ALWAYS_ON: Mapping[str, str] = {
     "no-orphans": "a uwsgiapp worker whose master is gone finishes its request and exits",
     "close-on-exec": "uwsgiapp's sockets and files are not inherited by programs the app runs "
     "(Python opens them non-inheritable)",
-    "py-call-osafterfork": "uwsgiapp forks with os.fork: the app's os.register_at_fork hooks "
-    "and its signal handlers run in the workers",
-    # The spelling of Bloomberg's much-copied production ini.
-    "py-callos-afterfork": "uwsgiapp forks with os.fork: the app's os.register_at_fork hooks "
-    "and its signal handlers run in the workers",
+    "py-call-osafterfork": _FORKS,
+    "py-callos-afterfork": _FORKS,  # the spelling of Bloomberg's much-copied production ini
 }
 #: A key whose value here is an idiom for what uwsgiapp always does: accepted without a word
 #: (with another value the key is unsupported).

@@ -68,13 +68,18 @@ def resolve(uid: str, gid: str) -> Ids:
             new_uid, new_gid, user = entry.pw_uid, entry.pw_gid, entry.pw_name
     if gid:
         try:
-            new_gid = int(gid) if gid.isdigit() else grp.getgrnam(gid).gr_gid
+            new_gid = _group_id(gid)
         except KeyError:
             raise PrivilegeError(f"--gid: no such group {gid!r}") from None
     if new_uid >= 0 and new_gid < 0:
         # Without a passwd entry there is no group to default to: staying in root's is wrong.
         raise PrivilegeError(f"--uid: {uid} has no passwd entry; give --gid too")
     return Ids(uid=new_uid, gid=new_gid, user=user)
+
+
+def _group_id(name: str) -> int:
+    """A group's id from its name or number (KeyError: no such group)."""
+    return int(name) if name.isdigit() else grp.getgrnam(name).gr_gid
 
 
 def resolve_owner(spec: str) -> Ids:
@@ -86,7 +91,7 @@ def resolve_owner(spec: str) -> Ids:
         if user:
             uid = int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
         if group:
-            gid = int(group) if group.isdigit() else grp.getgrnam(group).gr_gid
+            gid = _group_id(group)
     except KeyError:
         missing = f"no such group {group!r}" if uid >= 0 or not user else f"no such user {user!r}"
         raise PrivilegeError(f"--chown-socket: {missing}") from None
