@@ -143,8 +143,7 @@ def json_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
         start = _time() - seconds
         second = int(start)
         offset = zone.at(second)
-        # The status sent: an app's start_response is only recorded (maybe not a str) until then.
-        status: str = response.status if response.head_sent else "-"
+        status: str = response.sent_status or "-"
         line = json.dumps(  # ASCII, controls escaped: json.dumps escapes them itself
             {
                 "time": f"{iso.at(second)}.{int((start - second) * 1000):03d}"
@@ -190,7 +189,7 @@ def uwsgi_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
     ) -> None:
         nonlocal served
         served += 1
-        status: str = response.status if response.head_sent else "0"  # none sent: uWSGI's 0
+        status: str = response.sent_status or "0"  # none sent: uWSGI's 0
         head: int = response.head_size
         # environ.get, not a bound alias: compiled, each call is a direct dict lookup
         line = (
@@ -232,7 +231,7 @@ def combined_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
     def access_combined(
         environ: dict[str, Any], response: Exchange, seconds: float, block: bytes
     ) -> None:
-        status: str = response.status if response.head_sent else "499"  # none: nginx's 499
+        status: str = response.sent_status or "499"  # none sent: nginx's 499
         body: int = response.sent - response.head_size
         request = (
             f"{environ.get('REQUEST_METHOD', '-')} "
@@ -267,7 +266,7 @@ def keep_only(inner: AccessLogger, classes: str, slow: float, big: int) -> Acces
     def access_some(
         environ: dict[str, Any], response: Exchange, seconds: float, block: bytes
     ) -> None:
-        status: str = response.status if response.head_sent else ""
+        status: str = response.sent_status or ""
         if (
             (status and status[0] in classes)
             or (slow and seconds >= slow)

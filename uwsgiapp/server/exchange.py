@@ -145,6 +145,11 @@ class Exchange:
         send_all(self.fd, body, self.timeout)
         self.sent += len(body)
 
+    @property
+    def sent_status(self) -> str | None:
+        """The status that went out; None before the head (the app's is only recorded)."""
+        return self.status if self.head_sent else None
+
     def write(self, data: Any) -> None:
         """PEP 3333's legacy ``write()`` callable."""
         if self.fd < 0:  # an app's thread past the request: fd may be another request's now

@@ -316,7 +316,7 @@ class CountingSlotWriter(SlotWriter):
             self._fast += 1
         else:
             elapsed = max(elapsed, 0.0)  # the wall clock may step back
-            self._count_cell(exchange.status if exchange.head_sent else None, elapsed)  # sent
+            self._count_cell(exchange.sent_status, elapsed)
         self._tx += exchange.sent
         self._running += elapsed
         self._d[_START] = 0.0
