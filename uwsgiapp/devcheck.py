@@ -92,8 +92,8 @@ class _Response:
                 break
         if not exchange.head_sent:
             self.take(b"")
-        if exchange.room > 0 or exchange.overrun:
-            say_body_length(self.environ, exchange.overrun, exchange.room)
+        if exchange.room != -1 and (exchange.room or exchange.overrun):
+            say_body_length(self.environ, exchange)
 
 
 def as_served(app: WSGIApp, *, debugger: bool) -> WSGIApp:

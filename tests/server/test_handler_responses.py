@@ -509,27 +509,43 @@ def test_two_content_lengths_that_differ_are_500(logs: Logs) -> None:
 
 
 @pytest.mark.parametrize(
-    "headers",
+    ("headers", "said"),
     [
-        [("Content-Length", "5"), ("Content-Length", " 5")],  # a middleware's add()
-        [("Content-Length", "+5")],
-        [("Content-Length", "5, 5")],
-        [("Content-Length", "abc")],
+        ([("Content-Length", "5"), ("Content-Length", " 5")], None),  # a middleware's add()
+        ([("Content-Length", "+5")], "['+5']"),
+        ([("Content-Length", "5, 5")], "['5, 5']"),
+        ([("Content-Length", "abc")], "['abc']"),
     ],
     ids=["same-twice", "plus", "list", "letters"],
 )
 def test_a_content_length_nginx_1_22_serves_goes_as_given(
-    headers: list[tuple[str, str]], logs: Logs
+    headers: list[tuple[str, str]], said: str | None, logs: Logs
 ) -> None:
     # uWSGI and gunicorn send them, and Debian 12's nginx (1.22) serves them: a 500 would be
-    # a regression to a user moving from them (nginx 1.23 on answers 502 itself).
+    # a regression to a user moving from them. nginx 1.23 on answers 502 to one that is not
+    # digits, naming it only in nginx's log: ours says so.
     def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
         start_response("200 OK", headers)
         return [b"hello"]
 
     out = run(make_handler(app), packet())
     assert out.status == 200 and out.body == b"hello" and out.headers == headers
-    assert problems(logs) == []
+    if said is None:
+        assert problems(logs) == []
+    else:
+        (line,) = [one_line(record) for record in problems(logs)]
+        assert f"Content-Length that is not digits ({said}, GET /" in line
+        assert "nginx 1.23 and later answer it with 502" in line
+
+
+def test_a_head_request_with_a_content_length_not_digits_is_said_too(logs: Logs) -> None:
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "n/a")])
+        return []
+
+    out = run(make_handler(app), packet("HEAD"))
+    assert out.status == 200
+    assert "not digits (['n/a'], HEAD /" in one_line(problems(logs)[0])
 
 
 # -- wsgi.file_wrapper ---------------------------------------------------------------------------

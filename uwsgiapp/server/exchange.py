@@ -311,8 +311,8 @@ class Responder:
                 _send_iterable(exchange, result, environ.get("REQUEST_METHOD") == "HEAD")
             if not exchange.head_sent:
                 exchange.send(b"")
-            if exchange.room > 0 or exchange.overrun:
-                say_body_length(environ, exchange.overrun, exchange.room)
+            if exchange.room != -1 and (exchange.room or exchange.overrun):
+                say_body_length(environ, exchange)
         except ClientDisconnected as exc:
             self._gone_mid_response(exchange, environ, peer, exc)
         except (AppError, HeaderError) as exc:

@@ -13,11 +13,15 @@ import sys
 import traceback
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.throttle import body_mismatches, refused_requests
 from uwsgiapp.wsgi.errors import ClientDisconnected, ClientTimeout
+from uwsgiapp.wsgi.response import NOT_DIGITS
+
+if TYPE_CHECKING:
+    from uwsgiapp.server.exchange import Exchange
 
 __all__ = [
     "app_stack",
@@ -193,11 +197,14 @@ BODY_LINES = body_mismatches()
 REFUSED_LINES = refused_requests()
 
 
-def say_body_length(environ: dict[str, Any], overrun: bool, short: int) -> None:
+def say_body_length(environ: dict[str, Any], exchange: Exchange) -> None:
     """The body did not match what the app's head allows: more (``overrun``) was dropped and
-    its iteration stopped; ``short`` bytes fewer than its Content-Length leave nginx to cut the
-    client short (not for a HEAD, whose Content-Length is the GET's)."""
-    if not overrun and environ.get("REQUEST_METHOD") == "HEAD":
+    its iteration stopped; bytes fewer than its Content-Length leave nginx to cut the client
+    short (not for a HEAD, whose Content-Length is the GET's); a Content-Length that is not
+    digits went as given (uWSGI and gunicorn send it too), but nginx 1.23 and later answer it
+    with a 502 whose reason only nginx's own log gives."""
+    overrun, room = exchange.overrun, exchange.room
+    if not overrun and room > 0 and environ.get("REQUEST_METHOD") == "HEAD":
         return  # its Content-Length is the GET's: not a mistake, nor counted as one
     where = request_text(environ)
     if not BODY_LINES.allow(where):
@@ -208,12 +215,25 @@ def say_body_length(environ: dict[str, Any], overrun: bool, short: int) -> None:
             "asks (its Content-Length, or none after a 204 or 304)",
             where,
         )
+    elif room == NOT_DIGITS:
+        log.warning(
+            "app sent a Content-Length that is not digits (%s, %s): sent as given, but nginx "
+            '1.23 and later answer it with 502 ("upstream sent invalid "Content-Length" '
+            'header")',
+            escape_log_text(repr(_content_lengths(exchange.headers))),
+            where,
+        )
     else:
         log.error(
             "app sent %d bytes fewer than its Content-Length (%s): nginx cuts the client short",
-            short,
+            room,
             where,
         )
+
+
+def _content_lengths(headers: Any) -> list[Any]:
+    """The values of ``headers``' Content-Length fields (the head went out: it is well formed)."""
+    return [value for name, value in headers if name.lower() == "content-length"]
 
 
 def say_app_failed(

@@ -31,7 +31,8 @@ _GOOD_NAMES: Final[set[str]] = set()
 
 class Rendered:
     """A head, what it was rendered from (``headers``: a copy of the app's list) and the body
-    it allows: ``length`` bytes (its Content-Length; 0 for a 1xx, 204 or 304), -1 for any."""
+    it allows: ``length`` bytes (its Content-Length; 0 for a 1xx, 204 or 304), -1 for any,
+    :data:`NOT_DIGITS` for any after a Content-Length that is not digits."""
 
     __slots__ = ("head", "headers", "length", "protocol", "status")
 
@@ -43,6 +44,10 @@ class Rendered:
         self.headers = headers
         self.head = head
         self.length = length
+
+
+#: :attr:`Rendered.length` of a head whose Content-Length is not digits: it bounds nothing.
+NOT_DIGITS: Final = -2
 
 
 #: Heads already rendered and checked, by (protocol, status, *headers): most apps send the same
@@ -104,18 +109,23 @@ def render(protocol: str, status: Any, headers: Any) -> Rendered:
 def _body_allowed(status: str, headers: list[tuple[str, str]]) -> int:
     """The body bytes a checked head allows: none after a 204 or 304 (RFC 9110), its
     Content-Length (PEP 3333: no more), else -1 (any). One that is not digits bounds nothing
-    and goes as given, as uWSGI and gunicorn send it (nginx 1.22 serves it; 1.23 on answers
-    502); the same one twice too. Two that differ are refused: which one frames the body?"""
+    (:data:`NOT_DIGITS`, which the server says) and goes as given, as uWSGI and gunicorn send
+    it (nginx 1.22 serves it; 1.23 on answers 502); the same one twice too. Two that differ are
+    refused: which one frames the body?"""
     length = -1
+    odd = False
     for name, value in headers:
         if len(name) == 14 and name.lower() == "content-length":
             text = value.strip()
             if not (text.isascii() and text.isdigit() and len(text) < 19):
+                odd = True
                 continue
             if length not in (-1, int(text)):
                 raise HeaderError(f"two Content-Lengths, {length} and {int(text)}")
             length = int(text)
-    return 0 if status[:3] in ("204", "304") else length  # a 1xx is refused before
+    if status[:3] in ("204", "304"):
+        return 0  # a 1xx is refused before
+    return NOT_DIGITS if odd and length == -1 else length
 
 
 def _render_head(protocol: str, status: Any, headers: Any) -> bytes:
