@@ -121,6 +121,23 @@ def test_a_threaded_workers_busy_threads_and_its_threads() -> None:
     )
 
 
+def test_numbers_cheaper_never_started_have_no_series() -> None:
+    # An ini's processes = 128 with cheaper = 8 listed 128 workers a scrape (228 KB); a number
+    # cheaper stopped keeps its series (its counters come back with it), and every cheap one
+    # is counted in the states.
+    never = worker(3, 0, status="cheap", pid=0, respawn_count=0)
+    stopped = worker(2, 40, status="cheap", pid=0)
+    families = _families(server_stats(worker(1, 20), stopped, never))
+    for name in ("uwsgiapp_worker_pid", "uwsgiapp_worker_rss_bytes"):
+        assert sorted(s.labels["worker"] for s in families[name][1]) == ["1", "2"], name
+    requests = families["uwsgiapp_requests"][1]
+    assert {s.labels["worker"] for s in requests} == {"1", "2"}
+    durations = families["uwsgiapp_request_duration_seconds"][1]
+    assert {s.labels["worker"] for s in durations} == {"1", "2"}
+    states = families["uwsgiapp_workers"][1]
+    assert {s.labels["state"]: s.value for s in states}["cheap"] == 2
+
+
 def test_listen_queue_and_sockets() -> None:
     stats = server_stats(worker(1, 1), listen_queue=7)
     families = _families(stats)

@@ -3,7 +3,9 @@
 
 Per-worker series carry a ``worker`` label: the worker number, 1..N, which a replacement
 takes over (a reload, a crash, a recycle), with the number's counters, so that a series' counters
-only grow and reloads add no series.
+only grow and reloads add no series. A number ``--cheaper`` has never started has no
+per-worker series (an ini's ``processes = 128, cheaper = 8`` would list 128 from the start);
+one it stopped keeps its series, whose counters come back with it.
 """
 
 from __future__ import annotations
@@ -58,10 +60,15 @@ class _Writer:
         return "\n".join(self.lines) + "\n"
 
 
+def _listed(stats: ServerStats) -> list[WorkerStats]:
+    """The workers with series: all but the numbers never started (cheap from the start)."""
+    return [w for w in stats.workers if w.status != "cheap" or w.respawn_count]
+
+
 def _per_worker(
-    stats: ServerStats, name: str, value: Callable[[WorkerStats], float]
+    workers: list[WorkerStats], name: str, value: Callable[[WorkerStats], float]
 ) -> list[Sample]:
-    return [(name, (("worker", str(w.id)),), value(w)) for w in stats.workers]
+    return [(name, (("worker", str(w.id)),), value(w)) for w in workers]
 
 
 def _master(out: _Writer, stats: ServerStats) -> None:
@@ -110,7 +117,7 @@ def _master(out: _Writer, stats: ServerStats) -> None:
 def _requests(out: _Writer, stats: ServerStats) -> None:
     name = "uwsgiapp_requests_total"
     samples: list[Sample] = []
-    for w in stats.workers:
+    for w in _listed(stats):
         wid = str(w.id)
         for cls, n in w.statuses.as_dict().items():
             samples.append((name, (("worker", wid), ("status", cls)), n))
@@ -127,7 +134,7 @@ def _requests(out: _Writer, stats: ServerStats) -> None:
 def _durations(out: _Writer, stats: ServerStats) -> None:
     name = "uwsgiapp_request_duration_seconds"
     samples: list[Sample] = []
-    for w in stats.workers:
+    for w in _listed(stats):
         wid = ("worker", str(w.id))
         h = w.durations
         bounds: list[float] = [*h.bounds, math.inf]
@@ -195,8 +202,9 @@ def _workers(out: _Writer, stats: ServerStats) -> None:
             lambda w: w.avg_rt / 1e6,
         ),
     ]
+    workers = _listed(stats)
     for suffix, kind, help_text, value in families:
-        out.family(p + suffix, kind, help_text, _per_worker(stats, p + suffix, value))
+        out.family(p + suffix, kind, help_text, _per_worker(workers, p + suffix, value))
 
 
 def render_metrics(stats: ServerStats) -> bytes:
