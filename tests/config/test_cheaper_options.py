@@ -199,3 +199,36 @@ def test_an_inis_zero_for_a_busyness_key_is_its_default_as_in_uwsgis_plugin(
     # Elsewhere a 0 stays a 0 (or is refused where it is below the least).
     literal = make_config(app="a:b", workers=8, cheaper=2, cheaper_busyness_min=0)
     assert literal.cheaper_busyness_min == 0
+
+
+@pytest.mark.parametrize(
+    ("text", "low"),
+    [
+        ("cheaper-busyness-max = 20\n", "the default cheaper-busyness-min: 25"),
+        ("cheaper-busyness-min = 0\ncheaper-busyness-max = 20\n", "(0: the default"),
+        ("cheaper-busyness-min = 30\ncheaper-busyness-max = 20\n", "(line 6): 30"),
+    ],
+    ids=["default-min", "zero-min", "min-over"],
+)
+def test_an_inis_busyness_min_over_its_max_is_lowered_to_it_as_uwsgi_acts(
+    tmp_path: Path, text: str, low: str
+) -> None:
+    # uWSGI starts workers above the max before it looks at the min: a min over the max acts
+    # as the max. It ran these inis; the min over the max was refused here.
+    config, said = _ini(tmp_path, "cheaper = 2\ncheaper-algo = busyness\n" + text)
+    opts = CheaperOptions.from_config(config)
+    assert opts is not None and (opts.busyness_min, opts.busyness_max) == (20, 20)
+    assert len(said) == 1 and low in said[0]
+    assert said[0].endswith(
+        "is over cheaper-busyness-max (20): 20, as uWSGI's busyness acts "
+        "(it starts workers above the max before it looks at the min)"
+    )
+    with pytest.raises(ConfigError, match="must not be over"):
+        make_config(app="a:b", workers=8, cheaper=2, cheaper_busyness_max=20)
+
+
+def test_an_inis_cheaper_step_0_is_one_at_a_time_as_in_uwsgi(tmp_path: Path) -> None:
+    config, said = _ini(tmp_path, "cheaper = 2\ncheaper-step = 0\n")
+    assert config.cheaper_step == 1 and said == []
+    with pytest.raises(ConfigError, match=">= 1"):
+        make_config(app="a:b", workers=8, cheaper=2, cheaper_step=0)

@@ -96,7 +96,11 @@ def ini_leniency(values: dict[str, Any], sources: dict[str, str], defaults: Any)
       ignored, with a warning (uWSGI turns cheaper off when its count is 0);
     - an ini's ``cheaper-initial`` outside ``cheaper``..``processes`` is clamped, with a
       warning (as uWSGI does);
-    - an ini's 0 for a busyness key is that key's default (as uWSGI's plugin reads it).
+    - an ini's 0 for a busyness key is that key's default (as uWSGI's plugin reads it), and
+      ``cheaper-step = 0`` is 1 (uWSGI starts one worker at a time then);
+    - an ini's busyness min over its max (``cheaper-busyness-max = 20`` beside the default
+      min of 25) is lowered to the max, with a warning: uWSGI checks the max first, so its
+      min then only acts below the max.
 
     Returns the warnings.
     """
@@ -118,6 +122,10 @@ def ini_leniency(values: dict[str, Any], sources: dict[str, str], defaults: Any)
         if from_ini(name) and values[name] == 0:
             values[name] = getattr(defaults, name)
             sources[name] += " (0: the default, as uWSGI's busyness reads it)"
+    if from_ini("cheaper_step") and values["cheaper_step"] == 0:
+        values["cheaper_step"] = 1
+        sources["cheaper_step"] += " (0: one at a time, as uWSGI starts them)"
+    said += _busyness_bounds(values, sources, defaults, from_ini)
     workers = values.get("workers", defaults.workers)
     initial = values.get("cheaper_initial", 0)
     if from_ini("cheaper_initial") and initial and 0 < cheaper < workers:
@@ -129,3 +137,26 @@ def ini_leniency(values: dict[str, Any], sources: dict[str, str], defaults: Any)
                 f"processes ({workers}): {clamped} workers at start, as uWSGI corrects it"
             )
     return said
+
+
+def _busyness_bounds(
+    values: dict[str, Any], sources: dict[str, str], defaults: Any, from_ini: Any
+) -> list[str]:
+    """An ini's busyness min over its max, lowered to the max (see :func:`ini_leniency`)."""
+    low_name, high_name = "cheaper_busyness_min", "cheaper_busyness_max"
+    if not (from_ini(low_name) or from_ini(high_name)):
+        return []
+    low = values.get(low_name, defaults.cheaper_busyness_min)
+    high = values.get(high_name, defaults.cheaper_busyness_max)
+    if low <= high or high > 100:
+        return []  # in order (or a max over 100: validation says so)
+    if from_ini(low_name):
+        where = sources[low_name]
+    else:
+        where = "the default cheaper-busyness-min"
+        sources[low_name] = f"{sources[high_name]} (the min lowered to it)"
+    values[low_name] = high
+    return [
+        f"{where}: {low} is over cheaper-busyness-max ({high}): {high}, as uWSGI's busyness "
+        "acts (it starts workers above the max before it looks at the min)"
+    ]
