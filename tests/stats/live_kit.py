@@ -11,6 +11,8 @@ from typing import Any
 from prometheus_client.parser import text_string_to_metric_families
 from stats_kit import PYTHON, ROOT, read_all
 
+from uwsgiapp.stats.reader import FetchError
+
 Address = str | tuple[str, int]
 
 
@@ -71,7 +73,7 @@ def wait_doc(
     while time.monotonic() < deadline:
         try:
             doc = read()
-        except (OSError, AssertionError):
+        except (OSError, AssertionError, FetchError):  # the stats socket may not be bound yet
             doc = {}
         if doc and check(doc):
             return doc

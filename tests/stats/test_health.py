@@ -26,11 +26,11 @@ from stats_kit import read_all, running, sample, short_dir
 from tests.support.procs import Server
 from uwsgiapp.client import ClientError, parse_address, request
 from uwsgiapp.config.configload import TRUE_WORDS
-from uwsgiapp.stats import health as health_module
+from uwsgiapp.stats import reader
 from uwsgiapp.stats.document import health_verdict
 from uwsgiapp.stats.health import EXIT_UNHEALTHY, stats_source
+from uwsgiapp.stats.reader import fetch, parse_source
 from uwsgiapp.stats.server import StatsServer
-from uwsgiapp.stats.top import fetch, parse_source
 
 
 def health(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -191,4 +191,4 @@ def wait_health(
 
 
 def test_the_check_reads_a_boolean_as_the_server_does() -> None:
-    assert health_module._TRUE == TRUE_WORDS
+    assert reader._TRUE == TRUE_WORDS

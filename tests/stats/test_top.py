@@ -16,8 +16,9 @@ from stats_kit import PYTHON, ROOT, Tmux, running, sample, server_stats, short_d
 
 from uwsgiapp.stats.document import build_document
 from uwsgiapp.stats.model import CoreStats, ServerStats
+from uwsgiapp.stats.reader import parse_source
 from uwsgiapp.stats.server import StatsServer
-from uwsgiapp.stats.top import Sample, parse_source, rates, render
+from uwsgiapp.stats.top import Sample, rates, render
 
 
 def top(
@@ -115,6 +116,14 @@ def test_once_over_unix_tcp_and_http(sockdir: str) -> None:
         plain = top(address, "--once")
     assert plain.returncode == 4
     assert f"(with --stats-http, give http://{address}/" in plain.stderr
+
+    # A unix socket in HTTP mode has no URL: --http says so (the health check's flag too).
+    with running(StatsServer(path, http=True, snapshot=sample)):
+        result = top(path, "--once", "--http")
+        plain = top(path, "--once", "--timeout", "0.5")
+    assert result.returncode == 0, result.stderr
+    _assert_rows(result.stdout, stats)
+    assert plain.returncode == 4 and "(with --stats-http, add --http;" in plain.stderr
 
 
 def test_without_addr_the_servers_own_setting_is_read() -> None:

@@ -17,33 +17,17 @@ few seconds: it imports the stats client and document, not the server or its con
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from collections.abc import Mapping, Sequence
 
 from uwsgiapp.stats.document import health_verdict
-from uwsgiapp.stats.top import EXIT_USAGE, FetchError, Source, fetch, parse_source
+from uwsgiapp.stats.reader import EXIT_USAGE, FetchError, fetch, stats_source
 
 __all__ = ["EXIT_UNHEALTHY", "main", "stats_source"]
 
 #: No worker accepts (none has loaded the app, or all are stopping).
 EXIT_UNHEALTHY = 1
-
-#: uwsgiapp.config.configload.TRUE_WORDS (a test keeps them equal): importing the config
-#: would double the check's cost.
-_TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
-
-
-def stats_source(address: str, environ: Mapping[str, str], http: bool = False) -> Source:
-    """Where to ask: ``address`` or else ``$UWSGIAPP_STATS``, over HTTP when ``http`` or
-    ``$UWSGIAPP_STATS_HTTP`` says so (ValueError: none given, or not an address)."""
-    address = address or environ.get("UWSGIAPP_STATS", "").strip()
-    if not address:
-        raise ValueError("no ADDR given and UWSGIAPP_STATS is not set")
-    source = parse_source(address)
-    http = http or environ.get("UWSGIAPP_STATS_HTTP", "").strip().lower() in _TRUE
-    return dataclasses.replace(source, http_path="/") if http and not source.http else source
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:

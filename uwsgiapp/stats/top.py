@@ -14,168 +14,24 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import socket
 import sys
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from uwsgiapp.server.logtext import escape_log_text
+from uwsgiapp.stats.reader import (
+    EXIT_OK,
+    EXIT_USAGE,
+    FetchError,
+    Source,
+    fetch,
+    stats_source,
+)
 
 if TYPE_CHECKING:
     import curses
-
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_CONNECT = 3
-EXIT_BAD_RESPONSE = 4
-
-#: A stats document larger than this is refused (uWSGI's are a few KB per worker).
-MAX_DOCUMENT = 64 * 1024 * 1024
-
-
-class FetchError(Exception):
-    """The stats could not be read; ``code`` is the exit status it calls for."""
-
-    def __init__(self, message: str, code: int) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Source:
-    """Where the stats are: a unix socket ``path``, or ``host``/``port`` (``http``: an URL)."""
-
-    text: str
-    path: str = ""
-    host: str = ""
-    port: int = 0
-    http_path: str = ""
-
-    @property
-    def http(self) -> bool:
-        """The server wraps the document in an HTTP response (``--stats-http``)."""
-        return bool(self.http_path)
-
-
-def _host_port(text: str, whole: str) -> tuple[str, int]:
-    if text.startswith("["):
-        host, sep, port = text[1:].partition("]:")
-        if not sep:
-            raise ValueError(f"bad address {whole!r} (expected [v6]:port)")
-    else:
-        host, _, port = text.rpartition(":")
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"bad port in {whole!r}")
-    return host or "127.0.0.1", int(port)
-
-
-def parse_source(text: str) -> Source:
-    """Parse a stats address; ValueError names what is wrong."""
-    text = text.strip()
-    if not text:
-        raise ValueError("empty stats address")
-    if text.startswith("http://"):
-        rest = text[7:]
-        hostport, slash, path = rest.partition("/")
-        if ":" not in hostport.rpartition("]")[2]:
-            hostport += ":80"
-        host, port = _host_port(hostport, text)
-        return Source(text=text, host=host, port=port, http_path=slash + path or "/")
-    if "://" in text:
-        raise ValueError(f"unsupported scheme in {text!r} (use http://, a path or host:port)")
-    if text.startswith("unix:"):
-        return Source(text=text, path=text[5:])
-    if text.startswith("@"):
-        return Source(text=text, path="\0" + text[1:])
-    if "/" in text or ":" not in text:
-        return Source(text=text, path=text)
-    host, port = _host_port(text, text)
-    return Source(text=text, host=host, port=port)
-
-
-def _read_until_close(sock: socket.socket, deadline: float, hint: str = "") -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            raise FetchError("timed out reading the stats" + hint, EXIT_BAD_RESPONSE)
-        sock.settimeout(left)
-        try:
-            data = sock.recv(65536)
-        except TimeoutError:
-            raise FetchError("timed out reading the stats" + hint, EXIT_BAD_RESPONSE) from None
-        except OSError as exc:
-            raise FetchError(f"reading the stats failed: {exc}", EXIT_BAD_RESPONSE) from None
-        if not data:
-            return b"".join(chunks)
-        size += len(data)
-        if size > MAX_DOCUMENT:
-            raise FetchError("stats document too large", EXIT_BAD_RESPONSE)
-        chunks.append(data)
-
-
-def _connect(source: Source, timeout: float) -> socket.socket:
-    try:
-        if source.path:
-            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            sock.settimeout(timeout)
-            try:
-                sock.connect(source.path)
-            except BaseException:
-                sock.close()
-                raise
-            return sock
-        return socket.create_connection((source.host, source.port), timeout=timeout)
-    except OSError as exc:
-        raise FetchError(f"cannot connect to {source.text}: {exc}", EXIT_CONNECT) from None
-
-
-def _silence_hint(source: Source, hint: str) -> str:
-    """What a stats read that got nothing may have reached instead: a stats server in HTTP
-    mode (``hint``), or the server's uwsgi socket, which waits for a request too."""
-    if source.http:
-        return hint
-    also = "; or this is a uwsgi socket" if hint else " (is this a uwsgi socket? then"
-    return (
-        f"{hint[:-1] if hint else ''}{also}: give --stats's address "
-        f"(`uwsgiapp ping {source.text}` answers on a uwsgi socket))"
-    )
-
-
-def fetch(source: Source, timeout: float = 3.0) -> dict[str, Any]:
-    """Read one stats document (one connection, as uWSGI serves it)."""
-    deadline = time.monotonic() + timeout
-    # A stats server in HTTP mode waits for a request that a plain read never sends.
-    plain_tcp = source.host and not source.http
-    hint = f" (with --stats-http, give http://{source.text}/)" if plain_tcp else ""
-    with _connect(source, timeout) as sock:
-        if source.http:
-            request = f"GET {source.http_path} HTTP/1.0\r\nHost: {source.host}\r\n\r\n"
-            try:
-                sock.sendall(request.encode("latin-1"))
-            except OSError as exc:
-                raise FetchError(f"sending the request failed: {exc}", EXIT_BAD_RESPONSE) from None
-        raw = _read_until_close(sock, deadline, _silence_hint(source, hint))
-    if source.http:
-        head, sep, raw = raw.partition(b"\r\n\r\n")
-        status = head.split(b"\r\n", 1)[0].split(b" ", 2)
-        if not sep or len(status) < 2 or status[1] != b"200":
-            line = head.split(b"\r\n", 1)[0][:80].decode("latin-1")
-            raise FetchError(f"not an HTTP 200 answer: {line!r}", EXIT_BAD_RESPONSE)
-    try:
-        doc = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise FetchError(
-            "the answer is not a JSON stats document" + hint, EXIT_BAD_RESPONSE
-        ) from None
-    if not isinstance(doc, dict) or not isinstance(doc.get("workers", []), list):
-        raise FetchError("the answer is not a stats document", EXIT_BAD_RESPONSE)
-    return doc
-
 
 # --- the view -------------------------------------------------------------------------------
 
@@ -326,10 +182,17 @@ def _live(screen: curses.window, source: Source, interval: float, timeout: float
             return EXIT_OK
 
 
-def run(address: str, *, interval: float = 1.0, once: bool = False, timeout: float = 3.0) -> int:
+def run(
+    address: str,
+    *,
+    interval: float = 1.0,
+    once: bool = False,
+    timeout: float = 3.0,
+    http: bool = False,
+) -> int:
     """The ``top`` command: returns its exit status."""
     try:
-        source = parse_source(address) if address else _configured_source()
+        source = _source(address, http)
     except ValueError as exc:
         print(f"uwsgiapp top: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -353,12 +216,11 @@ def run(address: str, *, interval: float = 1.0, once: bool = False, timeout: flo
     return code
 
 
-def _configured_source() -> Source:
-    """No ADDR: the server's own stats setting, found as the health check finds it (the
+def _source(address: str, http: bool) -> Source:
+    """``address`` (over HTTP with ``http``: a unix socket's ``--stats-http`` has no URL), or
+    with none the server's own stats setting, found as the health check finds it (the
     uwsgiapp image sets it: ``docker exec CONTAINER uwsgiapp top``)."""
-    from uwsgiapp.stats.health import stats_source  # health imports this module
-
-    return stats_source("", os.environ)
+    return stats_source(address, {} if address else os.environ, http)
 
 
 def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
@@ -386,6 +248,7 @@ def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
         "--interval", type=float, default=1.0, metavar="S", help="refresh every S seconds (1)"
     )
     p.add_argument("--once", action="store_true", help="print one plain-text snapshot and exit")
+    p.add_argument("--http", action="store_true", help="ADDR speaks HTTP (--stats-http)")
     p.add_argument(
         "--timeout", type=float, default=3.0, metavar="S", help="deadline per read (3 seconds)"
     )
@@ -393,4 +256,6 @@ def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _command(args: argparse.Namespace) -> int:
-    return run(args.address, interval=args.interval, once=args.once, timeout=args.timeout)
+    return run(
+        args.address, interval=args.interval, once=args.once, timeout=args.timeout, http=args.http
+    )
