@@ -9,9 +9,11 @@ import pytest
 from cli.cli_testkit import FakeServers, Handler, TCPServer, UnixServer
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def fake_uwsgi(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeServers]:
-    """A unix and a TCP stand-in uwsgi server for the whole session."""
+    """A unix and a TCP stand-in uwsgi server for a test module (not the session: their
+    threads would outlive it, and the supervisor tests that fork in this process later got
+    Python 3.12's warning that a multi-threaded process forked)."""
     path = str(tmp_path_factory.mktemp("sock") / "fake.sock")
     unix = UnixServer(path, Handler)
     tcp = TCPServer(("127.0.0.1", 0), Handler)
