@@ -148,6 +148,29 @@ def test_precedence(tmp_path: Path, where: dict[str, str], expected: int, source
     assert resolved.sources["listen"] == "default"
 
 
+@pytest.mark.parametrize(
+    ("argv", "web", "said"),
+    [
+        (
+            ["--workers", "2"],
+            "8",
+            "env WEB_CONCURRENCY=8 is not used: command line --workers sets --workers 2",
+        ),
+        (["--workers", "8"], "8", None),  # the same count: no news
+        ([], "8", None),  # the variable is the count
+    ],
+)
+def test_web_concurrency_a_higher_source_outranks_is_said(
+    argv: list[str], web: str, said: str | None
+) -> None:
+    # A compose file pins --workers ${WORKERS:-2}; WEB_CONCURRENCY=8 in its environment, as
+    # for gunicorn, looked as if it did nothing.
+    args = build_parser().parse_args(["serve", "app:app", *argv])
+    resolved = resolve_serve_config(args, {"WEB_CONCURRENCY": web})
+    found = [w for w in resolved.warnings if "WEB_CONCURRENCY" in w]
+    assert found == ([said] if said else [])
+
+
 def test_cli_flags_by_type() -> None:
     args = build_parser().parse_args(
         ["serve", "--app", "m:a", "--socket", "a.sock", "--socket", "b.sock,:3031",

@@ -90,6 +90,7 @@ def resolve_serve_config(
     resolved = resolve(layers, warnings=warnings)
     check_http_only(ini, resolved.sources["socket"], DEFAULT_SOURCE)
     more = [*_socket_warnings(args, resolved), *script_name_warning(env, resolved.config.mount)]
+    more += _web_concurrency_unused(env, resolved)
     unused = sorted(set(activated) - set(resolved.config.socket))
     if unused:
         more.append(
@@ -123,6 +124,9 @@ def gunicorn_args_warning(value: str) -> str:
     )
 
 
+_WEB_CONCURRENCY = "env WEB_CONCURRENCY"
+
+
 def _platform_layers(env: Mapping[str, str], activated: list[str]) -> list[Layer]:
     """Defaults the platform sets: the sockets systemd passed (socket activation), used unless
     a socket is named anywhere; gunicorn's WEB_CONCURRENCY (PaaS buildpacks set it)."""
@@ -131,8 +135,21 @@ def _platform_layers(env: Mapping[str, str], activated: list[str]) -> list[Layer
         source = f"{SYSTEMD_SOURCE} (LISTEN_FDS={len(activated)})"
         layers.append({"socket": Raw(activated, source)})
     if env.get("WEB_CONCURRENCY", "").strip():
-        layers.append({"workers": Raw(env["WEB_CONCURRENCY"].strip(), "env WEB_CONCURRENCY")})
+        layers.append({"workers": Raw(env["WEB_CONCURRENCY"].strip(), _WEB_CONCURRENCY)})
     return layers
+
+
+def _web_concurrency_unused(env: Mapping[str, str], resolved: Resolved) -> list[str]:
+    """gunicorn's ``WEB_CONCURRENCY`` set to another count than a higher source's ``--workers``
+    (a compose file's pinned ``--workers 2`` beside ``WEB_CONCURRENCY=8`` in its environment:
+    it looked as if the variable did nothing)."""
+    value = env.get("WEB_CONCURRENCY", "").strip()
+    source = resolved.sources["workers"]
+    if not value or source == _WEB_CONCURRENCY or value == str(resolved.config.workers):
+        return []
+    return [
+        f"{_WEB_CONCURRENCY}={value} is not used: {source} sets --workers {resolved.config.workers}"
+    ]
 
 
 def _socket_warnings(args: argparse.Namespace, resolved: Resolved) -> list[str]:
