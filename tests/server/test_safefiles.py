@@ -83,7 +83,9 @@ def test_open_append_creates_and_appends(tmp_path: Path) -> None:
         finally:
             os.close(fd)
     assert path.read_bytes() == b"one\ntwo\n"
-    assert stat.S_IMODE(path.stat().st_mode) & 0o022 == 0
+    # Only the owner writes; other users may not read (client addresses, URLs with tokens).
+    assert stat.S_IMODE(path.stat().st_mode) & 0o027 == 0
+    assert stat.S_IMODE(path.stat().st_mode) & 0o600 == 0o600
 
 
 def test_the_error_log_refuses_a_planted_link(tmp_path: Path, victim: Path) -> None:

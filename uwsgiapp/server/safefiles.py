@@ -148,8 +148,10 @@ def in_parent(path: str) -> Iterator[tuple[int, str]]:
         os.close(fd)
 
 
-def open_append(path: str, mode: int = 0o644) -> int:
-    """Open ``path`` for appending (created with ``mode`` if missing); returns the fd.
+def open_append(path: str, mode: int = 0o640) -> int:
+    """Open ``path`` for appending (created with ``mode`` if missing); returns the fd. A log
+    names clients and URLs, query strings with their tokens too: other users may not read a
+    new one (uWSGI's mode; a log reader in the file's group may).
 
     Raises :class:`UnsafeFileError` (naming the path) for a symlink, a link on the way that
     someone other than root could have made (as root), what is neither a regular file nor a
