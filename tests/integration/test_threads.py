@@ -91,6 +91,28 @@ def test_harakiri_on_one_thread_names_its_frame_while_seven_others_serve(
     assert "(also busy) in GET /sleep?0.1" in log or "no request" not in log
 
 
+def test_a_harakiri_writes_a_stack_its_busy_threads_share_once(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    # Threads that wait on one thing (a database gone) have one stack: eight threads wrote it
+    # eight times, ~490 lines for one harakiri.
+    with stack(tmp_path, "threads_app:app", workers=1, threads=4, harakiri=2) as (server, nginx):
+        wait_for_workers(server, 1)
+        answers = _concurrently(nginx.port, ["/stuck?60"] * 4)
+        log = server.log()
+    assert [status for status, _ in answers] == [502] * 4
+    lines = re.findall(r"harakiri: worker 1 \(pid \d+\) thread (\d) (.*)", log)
+    assert len(lines) == 4, log
+    first = lines[0][0]
+    assert lines[0][1].startswith("stuck in GET /stuck?60 for") and lines[0][1].endswith(
+        "its stack:"
+    )
+    for _thread, text in lines[1:]:
+        assert text.startswith("(also busy) in GET /stuck?60 for"), text
+        assert text.endswith(f"its stack is thread {first}'s, above"), text
+    assert log.count("time.sleep(seconds)") == 1, log
+
+
 def test_after_a_harakiri_the_other_threads_long_requests_finish(
     tmp_path: Path, nginx_available: None
 ) -> None:
