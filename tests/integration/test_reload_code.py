@@ -147,14 +147,25 @@ def test_threads_started_at_import_in_the_master_are_named(
         "each worker (--lazy-apps, or at the first request)"
     )
     assert said == ([] if lazy else [f"the app's import {expected}", f"the re-import {expected}"])
+    databases = [
+        line.split("[WARNING] ", 1)[1].split(" open in the master")[0]
+        for line in server.log().splitlines()
+        if "SQLite database" in line
+    ]
+    left = f"left the SQLite database {tmp_path / 'cache.db'}"
+    assert databases == ([] if lazy else [f"the app's import {left}", f"the re-import {left}"])
 
 
 CONN_APP = """
 import os
 import socket
+import sqlite3
 
 # A Django wsgi.py that runs a query at import: the master holds the database connection.
 _db = socket.create_connection(("127.0.0.1", int(os.environ["DB_PORT"])))
+# And a SQLite cache opened at import, which SQLite forbids to carry across a fork.
+_cache = sqlite3.connect(os.environ["DB_FILE"])
+_cache.execute("create table if not exists t (x)")
 
 def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
@@ -178,7 +189,7 @@ def test_connections_opened_at_import_in_the_master_are_named(
             "workers": 1,
             "lazy_apps": lazy,
             "pythonpath": [str(appdir)],
-            "env": [f"DB_PORT={port}"],
+            "env": [f"DB_PORT={port}", f"DB_FILE={tmp_path / 'cache.db'}"],
         }
         with stack(tmp_path, "connapp:app", **options) as (server, nginx):
             assert nginx.request("GET", "/")[2] == b"ok"
@@ -194,6 +205,13 @@ def test_connections_opened_at_import_in_the_master_are_named(
         "or open it in each worker (--lazy-apps, or a uwsgiapp.postfork function)"
     )
     assert said == ([] if lazy else [f"the app's import {expected}", f"the re-import {expected}"])
+    databases = [
+        line.split("[WARNING] ", 1)[1].split(" open in the master")[0]
+        for line in server.log().splitlines()
+        if "SQLite database" in line
+    ]
+    left = f"left the SQLite database {tmp_path / 'cache.db'}"
+    assert databases == ([] if lazy else [f"the app's import {left}", f"the re-import {left}"])
 
 
 def test_touch_reload_reloads_with_the_new_code_and_only_while_running(

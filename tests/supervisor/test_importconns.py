@@ -10,7 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from uwsgiapp.supervisor.importconns import connection_warning, open_fds, peer_of
+from uwsgiapp.supervisor.importconns import (
+    connection_warning,
+    open_fds,
+    peer_of,
+    sqlite_of,
+    sqlite_warning,
+)
 
 
 @pytest.fixture
@@ -72,3 +78,32 @@ def test_the_warning_names_the_peers_and_the_ways_out() -> None:
     assert "django.db.connections.close_all()" in text and "--lazy-apps" in text
     many = connection_warning("x", [f"10.0.0.{i}:5432" for i in range(7)])
     assert "10.0.0.4:5432, ...)" in many and "10.0.0.5" not in many
+
+
+def test_a_sqlite_database_left_open_is_found_by_its_first_bytes(tmp_path: Path) -> None:
+    # SQLite forbids a connection carried across a fork; a plain file (a log) is not one.
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "app.db")
+    db.execute("create table t (x)")
+    db.commit()
+    plain = tmp_path / "app.log"
+    plain.write_text("SQLite format 2 and more text")
+    fd = os.open(plain, os.O_RDONLY)
+    before = open_fds() - {fd}
+    try:
+        found = [path for n in open_fds() - before if (path := sqlite_of(n))]
+        assert found == []  # the connection's file was open before the listing
+        assert sqlite_of(fd) is None
+        second = sqlite3.connect(tmp_path / "app.db")
+        second.execute("select * from t").fetchall()
+        found = [path for n in sorted(open_fds() - before) if (path := sqlite_of(n))]
+        assert found == [str(tmp_path / "app.db")]
+        second.close()
+    finally:
+        db.close()
+        os.close(fd)
+    assert sqlite_warning("x", []) == ""
+    text = sqlite_warning("the app's import", ["/srv/app/db.sqlite3"])
+    assert text.startswith("the app's import left the SQLite database /srv/app/db.sqlite3 open")
+    assert "--lazy-apps" in text and "postfork" in text

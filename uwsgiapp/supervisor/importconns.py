@@ -4,7 +4,9 @@ A preloaded app that connects at import (a Django ``wsgi.py`` that runs a query,
 client that pings) hands every forked worker the same socket: workers that use it at once
 interleave their queries on one server session and read each other's answers, or hang (the
 pre-fork shared connection bug). Start-up and each HUP name such connections, as they name the
-threads an import started (:func:`uwsgiapp.supervisor.reload.say_import_threads`).
+threads an import started (:func:`uwsgiapp.supervisor.reload.say_import_threads`), and the
+SQLite databases it left open (SQLite forbids carrying a connection across a fork: its locks
+are the process's, so workers writing through it corrupt the file).
 """
 
 from __future__ import annotations
@@ -15,7 +17,18 @@ import os
 import socket
 import stat
 
-__all__ = ["connection_warning", "is_open", "open_fds", "peer_of", "say_import_connections"]
+__all__ = [
+    "connection_warning",
+    "is_open",
+    "open_fds",
+    "peer_of",
+    "say_import_connections",
+    "sqlite_of",
+    "sqlite_warning",
+]
+
+#: The first bytes of every SQLite 3 database file.
+SQLITE_MAGIC = b"SQLite format 3\0"
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -81,9 +94,36 @@ def connection_warning(what: str, peers: list[str]) -> str:
     )
 
 
+def sqlite_of(fd: int) -> str | None:
+    """The path of the SQLite database ``fd`` is open on (its first bytes say so; read with
+    ``pread``, which leaves the offset as it was), or None."""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode) or os.pread(fd, 16, 0) != SQLITE_MAGIC:
+            return None
+        return os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:  # write-only, gone, or no /proc
+        return None
+
+
+def sqlite_warning(what: str, paths: list[str]) -> str:
+    """The warning for the SQLite databases ``what`` (an import) left open, or "" for none."""
+    if not paths:
+        return ""
+    return (
+        f"{what} left the SQLite database{'' if len(paths) == 1 else 's'} {', '.join(paths)}"
+        " open in the master: every worker is forked sharing its connection, which SQLite"
+        " forbids (its locks are the process's: workers writing through it corrupt the file);"
+        " close it at the end of the import, or open it in each worker (--lazy-apps, or a"
+        " uwsgiapp.postfork function)"
+    )
+
+
 def say_import_connections(before: set[int], what: str) -> None:
-    """Warn of the connected sockets opened since ``before`` (:func:`open_fds`) was taken."""
-    peers = [peer for fd in sorted(open_fds() - before) if (peer := peer_of(fd)) is not None]
-    warning = connection_warning(what, peers)
-    if warning:
-        log.warning("%s", warning)
+    """Warn of the connected sockets and SQLite databases opened since ``before``
+    (:func:`open_fds`) was taken."""
+    new = sorted(open_fds() - before)
+    peers = [peer for fd in new if (peer := peer_of(fd)) is not None]
+    databases = sorted({path for fd in new if (path := sqlite_of(fd)) is not None})
+    for warning in (connection_warning(what, peers), sqlite_warning(what, databases)):
+        if warning:
+            log.warning("%s", warning)
