@@ -37,7 +37,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import profile_worker
 import run as bench
-
 from uwsgiapp.config import Config, make_config
 from uwsgiapp.importer import load_app
 from uwsgiapp.supervisor import build_handler

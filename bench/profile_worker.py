@@ -32,7 +32,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import run as bench  # bench/run.py: nginx config, process helpers, wrk
-
 from uwsgiapp.config import make_config
 from uwsgiapp.importer import load_app
 from uwsgiapp.server.worker import Worker

@@ -20,7 +20,6 @@ from pathlib import Path
 
 from run import stop
 from threads_handoff import cpu_model
-
 from uwsgiapp.supervisor.observe import rss_mb
 from uwsgiproto import build_request
 

@@ -82,6 +82,10 @@ class WorkerExit(_Described):
 #: Any of the program's exit codes (each enum is an ``int``).
 ExitCode: TypeAlias = ServeExit | ClientExit | WorkerExit
 
+#: A client code's words for ``ping`` where its description is written for ``request`` (ping
+#: has no ``--fail`` and reads no status).
+PING_TEXT: dict[ClientExit, str] = {ClientExit.OK: "a pong"}
+
 #: The table each command's exit status comes from.
 COMMAND_EXIT_CODES: dict[str, type[ServeExit] | type[ClientExit]] = {
     "serve": ServeExit,
@@ -113,5 +117,7 @@ def help_text(codes: type[ServeExit] | type[ClientExit], *, only: str = "") -> s
                 if command != only:
                     continue
                 text = rest
+        if only == "ping" and isinstance(code, ClientExit):
+            text = PING_TEXT.get(code, text)
         parts.append(f"{code.value} {text}")
     return "exit status: " + "; ".join(parts)

@@ -15,7 +15,7 @@ import pytest
 from cli.cli_testkit import run_cli
 
 import uwsgiapp.cli
-from uwsgiapp.exitcodes import ClientExit, ServeExit
+from uwsgiapp.exitcodes import PING_TEXT, ClientExit, ServeExit
 
 
 def _flat(text: bytes | str) -> str:
@@ -51,10 +51,19 @@ def test_help_lists_each_code_as_the_table_says(command: str, codes: list[Client
     assert r.returncode == 0
     text = _flat(r.stdout)
     for code in codes:
-        description = code.description.removeprefix(f"{command}: ")
+        description = PING_TEXT.get(code) if command == "ping" else None
+        description = description or code.description.removeprefix(f"{command}: ")
         assert f" {code.value} {_flat(description)}" in text, (code, text)
     if command == "ping":
         assert " 5 " not in text.partition("exit status:")[2]
+
+
+def test_ping_help_names_no_option_ping_lacks() -> None:
+    """The 0 code's words are request's (--fail): ping has no --fail, its 0 is a pong."""
+    text = _flat(run_cli("ping", "--help", env={"COLUMNS": "80"}).stdout)
+    codes = text.partition("exit status:")[2]
+    assert "--fail" not in codes and "status <" not in codes
+    assert "exit status: 0 a pong;" in text
 
 
 def test_serve_help_no_longer_says_an_app_that_cannot_load_exits_2() -> None:
