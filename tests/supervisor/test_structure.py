@@ -138,6 +138,45 @@ def test_a_reimport_leaves_a_second_name_of_a_module_loaded_before(
     assert app_modules(["__mp_main__"], {"__main__"}, ("/usr/lib/",), ()) == []
 
 
+def test_a_reimport_takes_a_package_by_its_own_extension_modules_not_by_a_second_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # requests puts charset_normalizer's compiled md in sys.modules as
+    # requests.packages.chardet.md too (and urllib3 as requests.packages.urllib3): requests
+    # looked like a package with C parts and stayed, holding the old urllib3, while the new
+    # code's `from urllib3.util.retry import Retry` imported a new one (an outside trial with
+    # OpenTelemetry's OTLP exporter: the HTTPAdapter's retry then raised TypeError). Nor is
+    # a second name of a module that stays (charset_normalizer) taken out as old code.
+    site_packages = "/venv/lib/python3.11/site-packages"
+    fake = {
+        "views": "/srv/app/views.py",
+        "reqlike": f"{site_packages}/reqlike/__init__.py",
+        "reqlike.adapters": f"{site_packages}/reqlike/adapters.py",
+        "urllib3like": f"{site_packages}/urllib3like/__init__.py",
+        "charlike": f"{site_packages}/charlike/__init__.py",
+        "charlike.md": f"{site_packages}/charlike/md.cpython-311-x86_64-linux-gnu.so",
+    }
+    for name, path in fake.items():
+        module = types.ModuleType(name)
+        module.__file__ = path
+        monkeypatch.setitem(sys.modules, name, module)
+    aliases = {
+        "reqlike.packages.charlike": "charlike",
+        "reqlike.packages.charlike.md": "charlike.md",
+        "reqlike.packages.urllib3like": "urllib3like",
+    }
+    for alias, name in aliases.items():
+        monkeypatch.setitem(sys.modules, alias, sys.modules[name])
+    stdlib = ("/usr/lib/python3.11/",)
+    assert app_modules([*fake, *aliases], set(), stdlib, (f"{site_packages}/",)) == [
+        "views",
+        "reqlike",
+        "reqlike.adapters",
+        "urllib3like",
+        "reqlike.packages.urllib3like",
+    ]
+
+
 def test_a_reimport_keeps_the_stdlib_and_packages_with_c_parts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

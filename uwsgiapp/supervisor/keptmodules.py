@@ -64,8 +64,10 @@ def app_modules(
     """The names in ``loaded`` (``sys.modules``) to import afresh: not there ``before`` the
     app, not uwsgiapp's own, not of the standard library (``stdlib`` but not ``installed``
     directories, or compiled into the interpreter), not of a top-level package with an
-    extension module loaded, and not a second name of a module loaded before
-    (multiprocessing's ``__mp_main__`` is ``__main__``).
+    extension module loaded (by the extension's own name), and not a second name of a module
+    loaded before (multiprocessing's ``__mp_main__`` is ``__main__``) or of one that stays
+    (requests' ``requests.packages.chardet`` is charset_normalizer, kept for its C parts:
+    taken as old code, it was counted as "still held").
 
     A module compiled in, imported afresh, left the old one to the kept module of the
     standard library that imported it first (``gzip`` its ``zlib``): held for good, and its
@@ -82,11 +84,25 @@ def app_modules(
             continue
         where = _where(module)
         if where.endswith(_EXTENSIONS):
-            native.add(top)
+            native.add(_own_top(module, top))
         elif not where.startswith(stdlib) or where.startswith(installed):
             candidates.append((name, top))
     kept = native | used_by_ours({top for _, top in candidates})
-    return [name for name, top in candidates if top not in kept]
+    going = {name for name, top in candidates if top not in kept}
+    staying = {id(sys.modules.get(name)) for name in loaded if name not in going}
+    return [
+        name for name, _ in candidates if name in going and id(sys.modules[name]) not in staying
+    ]
+
+
+def _own_top(module: object, top: str) -> str:
+    """The top-level package a module is of by its own name, not by the name it has in
+    ``sys.modules`` (``top``): requests puts charset_normalizer's compiled ``md`` there as
+    ``requests.packages.chardet.md`` too, and requests was kept as a package with C parts,
+    with the old urllib3 it holds, while the new code imported a new one (a ``Retry`` of the
+    new one, given to requests' ``HTTPAdapter``, raised ``TypeError`` at its first retry)."""
+    name = vars(module).get("__name__") if issubclass(type(module), types.ModuleType) else None
+    return name.partition(".")[0] if isinstance(name, str) and name else top
 
 
 def used_by_ours(tops: set[str]) -> set[str]:
