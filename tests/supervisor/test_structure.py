@@ -177,6 +177,20 @@ def test_a_reimport_takes_a_package_by_its_own_extension_modules_not_by_a_second
     ]
 
 
+def test_a_reimport_leaves_the_modules_no_import_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each Cython 3 extension (charset_normalizer's, which requests imports) finds
+    # cython_runtime and _cython_3_x_y in sys.modules, or puts them there, to share its types:
+    # no file, no spec. Taken out, the kept extension still held them ("still held" at the
+    # first HUP of an app using requests), and the next Cython extension made new ones.
+    for name in ("cython_runtime", "_cython_3_1_2"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    app = types.ModuleType("views")
+    app.__file__ = "/srv/app/views.py"
+    monkeypatch.setitem(sys.modules, "views", app)
+    loaded = ["cython_runtime", "_cython_3_1_2", "views"]
+    assert app_modules(loaded, set(), ("/usr/lib/python3.11/",), ()) == ["views"]
+
+
 def test_a_reimport_keeps_the_stdlib_and_packages_with_c_parts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -67,7 +67,8 @@ def app_modules(
     extension module loaded (by the extension's own name), and not a second name of a module
     loaded before (multiprocessing's ``__mp_main__`` is ``__main__``) or of one that stays
     (requests' ``requests.packages.chardet`` is charset_normalizer, kept for its C parts:
-    taken as old code, it was counted as "still held").
+    taken as old code, it was counted as "still held"), nor a top-level module no import
+    made (:func:`_made_by_code`).
 
     A module compiled in, imported afresh, left the old one to the kept module of the
     standard library that imported it first (``gzip`` its ``zlib``): held for good, and its
@@ -83,6 +84,8 @@ def app_modules(
         if name in before or top in _OURS or id(module) in earlier or name in _BUILT_IN:
             continue
         where = _where(module)
+        if not where and _made_by_code(name, module):
+            continue
         if where.endswith(_EXTENSIONS):
             native.add(_own_top(module, top))
         elif not where.startswith(stdlib) or where.startswith(installed):
@@ -93,6 +96,16 @@ def app_modules(
     return [
         name for name, _ in candidates if name in going and id(sys.modules[name]) not in staying
     ]
+
+
+def _made_by_code(name: str, module: object) -> bool:
+    """A top-level module no import made (no spec, no file): Cython's ``cython_runtime`` and
+    ``_cython_3_x_y``, which each Cython extension finds there to share its types. Taken out,
+    the kept extension that made it still held it ("still held" at the first HUP), and the
+    next one imported made another."""
+    if "." in name or not issubclass(type(module), types.ModuleType):
+        return False
+    return vars(module).get("__spec__") is None
 
 
 def _own_top(module: object, top: str) -> str:
