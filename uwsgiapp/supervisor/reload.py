@@ -51,11 +51,13 @@ from collections.abc import Callable, Iterable
 from uwsgiapp import hooks
 from uwsgiapp.config import Config
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
+from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor.actions import ReloadKind
 from uwsgiapp.supervisor.importconns import open_fds, say_import_connections
 from uwsgiapp.supervisor.keptmodules import app_modules
 from uwsgiapp.supervisor.leftovers import Taken, put_back, release_old_code, take_out
 from uwsgiapp.supervisor.mastersignals import MasterSignals, StopDuringReimport
+from uwsgiapp.supervisor.meanwhile import stats_served
 from uwsgiapp.supervisor.patches import Patches
 from uwsgiapp.supervisor.registrations import Registrations, attach, close_handlers
 
@@ -132,6 +134,7 @@ def reimport(
     before: set[str],
     install: Callable[[WSGIApp], None] | None = None,
     signals: MasterSignals | None = None,
+    stats: StatsServer | None = None,
 ) -> WSGIApp | None:
     """Import the app afresh; None (the old modules restored, one line logged) if it fails
     or a stop signal calls it off.
@@ -139,7 +142,10 @@ def reimport(
     ``install`` puts the new app where the caller kept the old one before the old code is
     collected (the caller's reference would otherwise keep it until the next HUP).
     ``signals``: the master's handlers, which a stop then interrupts the import through, and
-    which are put back after it.
+    which are put back after it. ``stats``: served by a thread for the import's duration,
+    started once the old code's patches are out of the standard library (started through
+    sentry-sdk's ``Thread.start``, it ran in the old code's wrapper, which held every old
+    module).
     """
     started = time.monotonic()
     try:
@@ -156,7 +162,7 @@ def reimport(
     registered = Registrations()
     taken = _take_old(saved)
     try:
-        app = _import_under(config, registered, signals, saved.__contains__)
+        app = _import_under(config, registered, signals, saved.__contains__, stats)
     except AppImportError as exc:
         _call_off(before, saved, registered, taken)
         log.error("reload: cannot re-import the app, keeping the old code: %s", one_line(str(exc)))
@@ -233,6 +239,7 @@ def _import_under(
     registered: Registrations,
     signals: MasterSignals | None,
     dropped: Callable[[str], bool],
+    stats: StatsServer | None,
 ) -> WSGIApp:
     """The import, which a stop signal interrupts (the old code's patches, of the modules
     ``dropped`` says, undone first); then the master's handlers are put back wherever it set
@@ -240,6 +247,7 @@ def _import_under(
     try:
         with (
             _patched.renewing(dropped),  # outside what a stop interrupts: recorded whole
+            stats_served(stats),  # the loop that serves it waits for the import
             signals.stops_interrupt() if signals is not None else contextlib.nullcontext(),
         ):
             return _import_recorded(config, registered)
