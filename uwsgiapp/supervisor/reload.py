@@ -54,6 +54,7 @@ from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor.actions import ReloadKind
 from uwsgiapp.supervisor.importconns import open_fds, say_import_connections
+from uwsgiapp.supervisor.importthreads import say_import_threads
 from uwsgiapp.supervisor.keptmodules import app_modules
 from uwsgiapp.supervisor.leftovers import Taken, put_back, release_old_code, take_out
 from uwsgiapp.supervisor.mastersignals import MasterSignals, StopDuringReimport
@@ -86,28 +87,17 @@ def one_line(message: str) -> str:
     return f"{lines[0].rstrip(':')}: {lines[exception].strip()}{where}{' ' if said else ''}{said}"
 
 
-def say_import_threads(before: Iterable[threading.Thread], what: str) -> None:
-    """Warn of the threads ``what`` (an import of the app in the master) started: a worker is
-    forked without them (a fork copies only the thread that forks), so a cache refresher or a
-    metrics pusher started at import silently never runs where requests are served."""
-    known = set(before)
-    started = [thread.name for thread in threading.enumerate() if thread not in known]
-    if started:
-        log.warning(
-            "%s started %d thread%s in the master (%s): the workers are forked without them; "
-            "unless their library starts them again after a fork (sentry-sdk's do), start them "
-            "in each worker (--lazy-apps, or at the first request)",
-            what,
-            len(started),
-            "" if len(started) == 1 else "s",
-            ", ".join(started[:5]) + (", ..." if len(started) > 5 else ""),
-        )
-
-
-def say_import_leftovers(before: Iterable[threading.Thread], fds: set[int], what: str) -> None:
+def say_import_leftovers(
+    before: Iterable[threading.Thread],
+    fds: set[int],
+    what: str,
+    registered: Registrations | None = None,
+) -> None:
     """Warn of the threads ``what`` started and of the connections it left open in the master
-    (``before`` and ``fds``: the threads and the descriptors before it)."""
-    say_import_threads(before, what)
+    (``before`` and ``fds``: the threads and the descriptors before it; ``registered``: what
+    the import registered, the first import's by default)."""
+    hooked = (_registered if registered is None else registered).child_hook_modules
+    say_import_threads(before, what, hooked)
     say_import_connections(fds, what)
 
 
@@ -177,7 +167,7 @@ def reimport(
         )
         return None
     took = time.monotonic() - started
-    say_import_leftovers(threads, fds, "the re-import")
+    say_import_leftovers(threads, fds, "the re-import", registered)
     if install is not None:
         install(app)
     close_handlers(taken[0])
