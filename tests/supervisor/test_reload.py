@@ -151,6 +151,35 @@ def test_old_code_something_still_holds_is_said(
     atexit._clear()  # type: ignore[attr-defined]  # the test's own registrations
 
 
+def test_old_code_a_thread_of_its_import_still_runs_is_said_to_be_held_by_it(
+    preloaded: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # An outside trial (OpenTelemetry's SDK set up at the app's import): the old code's
+    # exporter thread ran on in the master and held 78 old modules, and the line blamed "a
+    # registration ..., such as codecs.register or sys.addaudithook".
+    source = (
+        "import threading\n"
+        "stop = threading.Event()\n"
+        "def export():\n"
+        "    stop.wait()\n"
+        "threading.Thread(target=export, name='Exporter', daemon=True).start()\n"
+    ) + SIGNALS_APP
+    held, config, before = preloaded("thread_app", source)
+    old = sys.modules["thread_app"]
+    try:
+        with caplog.at_level(logging.INFO, logger="uwsgiapp.error"):
+            assert reload.reimport(config, before, lambda app: held.update(app=app)) is not None
+            line = _reload_line(caplog)
+    finally:
+        old.stop.set()
+        sys.modules["thread_app"].stop.set()
+    assert line.endswith(
+        "; 1 of the old modules are still held (thread_app: by the old code's thread Exporter, "
+        "still running in the master: kept there and in the workers forked after; start it in "
+        "a postfork function, or use --lazy-apps)"
+    ), line
+
+
 def test_the_reload_line_names_the_old_modules_still_held() -> None:
     # It said only how many: which ones (and so whose registration) took a gc session to find.
     assert reload.held_words([]) == ""

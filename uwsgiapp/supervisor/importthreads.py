@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import logging
 import threading
+import types
 from collections.abc import Collection, Iterable
 
 from uwsgiapp.supervisor.patches import code_module
 
-__all__ = ["restarted_after_fork", "say_import_threads", "thread_module"]
+__all__ = ["restarted_after_fork", "say_import_threads", "thread_module", "threads_running"]
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -34,6 +35,21 @@ def restarted_after_fork(module: str | None, hook_modules: Collection[str]) -> b
         return False
     top = module.partition(".")[0]
     return any(hooked.partition(".")[0] == top for hooked in hook_modules)
+
+
+def threads_running(mark: str) -> list[str]:
+    """The names of the live threads whose code's module has ``mark`` in its globals (the old
+    modules a HUP's re-import could not free: a thread the old code started at import holds
+    them; the new code's modules of the same names do not have it)."""
+    found = []
+    for thread in threading.enumerate():
+        code = vars(thread).get("_target")
+        code = type(thread).run if code is None else code
+        if type(code) is types.MethodType:
+            code = code.__func__
+        if type(code) is types.FunctionType and mark in code.__globals__:
+            found.append(thread.name)
+    return found
 
 
 def _names(threads: list[str]) -> str:

@@ -54,7 +54,7 @@ from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor.actions import ReloadKind
 from uwsgiapp.supervisor.importconns import open_fds, say_import_connections
-from uwsgiapp.supervisor.importthreads import say_import_threads
+from uwsgiapp.supervisor.importthreads import say_import_threads, threads_running
 from uwsgiapp.supervisor.keptmodules import app_modules
 from uwsgiapp.supervisor.leftovers import Taken, put_back, release_old_code, take_out
 from uwsgiapp.supervisor.mastersignals import MasterSignals, StopDuringReimport
@@ -173,17 +173,24 @@ def reimport(
     close_handlers(taken[0])
     del taken  # it holds the old code's objects
     held = _let_go(saved, registered)
-    log.info(
-        "reload: app re-imported (%d modules) in %.2f s%s", len(doomed), took, held_words(held)
-    )
+    words = held_words(held, threads_running(_MARK))
+    log.info("reload: app re-imported (%d modules) in %.2f s%s", len(doomed), took, words)
     return app
 
 
-def held_words(held: list[str]) -> str:
-    """What the reload's line says of the old modules something still ``held``."""
+def held_words(held: list[str], threads: list[str] | None = None) -> str:
+    """What the reload's line says of the old modules something still ``held``; ``threads``:
+    the names of the threads running their code (started by the old code, they run on)."""
     if not held:
         return ""
     names = ", ".join(sorted(held)[:5]) + (", ..." if len(held) > 5 else "")
+    if threads:
+        return (
+            f"; {len(held)} of the old modules are still held ({names}: by the old code's "
+            f"thread{'s' if len(threads) > 1 else ''} {', '.join(threads[:5])}, still running "
+            "in the master: kept there and in the workers forked after; start it in a postfork "
+            "function, or use --lazy-apps)"
+        )
     return (
         f"; {len(held)} of the old modules are still held ({names}: by a registration of the "
         "old code the master cannot undo, such as codecs.register or sys.addaudithook: kept in "
@@ -285,6 +292,10 @@ def _undo_registrations(registered: Registrations, replaced: Callable[[int], boo
     registered.undo(replaced)
 
 
+#: The name of the :class:`_Mark` in an old module's globals.
+_MARK = "__uwsgiapp_replaced__"
+
+
 class _Mark:
     """Put in an old module's globals: alive while anything holds them (a function of the
     module does, though the module object itself may be gone)."""
@@ -294,7 +305,7 @@ class _Mark:
 
 def _mark(module: types.ModuleType) -> weakref.ref[_Mark]:
     mark = _Mark()
-    module.__dict__["__uwsgiapp_replaced__"] = mark
+    module.__dict__[_MARK] = mark
     return weakref.ref(mark)
 
 
