@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import typing
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -130,6 +131,22 @@ def test_a_hup_frees_the_old_code(
             del new  # the arbiter keeps the app only where install puts it
             assert _reload_line(caplog).endswith(" s")  # nothing said to be held
     assert first() is None  # the first code is gone
+
+
+@pytest.mark.skipif(not hasattr(typing, "_tp_cache"), reason="typing has no _tp_cache here")
+def test_a_cache_the_old_code_made_with_typings_decorator_does_not_hold_it(
+    preloaded: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # typing_extensions (which OpenTelemetry, pydantic... import) caches its special forms
+    # with typing's decorator, which lists each cache's cache_clear in typing._cleanups: the
+    # list kept each old typing_extensions, and every HUP said it was "still held".
+    source = "import typing\n@typing._tp_cache\ndef special(x):\n    return x\n" + SIGNALS_APP
+    held, config, before = preloaded("cache_app", source)
+    first = weakref.ref(sys.modules["cache_app"].special)
+    with caplog.at_level(logging.INFO, logger="uwsgiapp.error"):
+        assert reload.reimport(config, before, lambda app: held.update(app=app)) is not None
+        assert _reload_line(caplog).endswith(" s")  # nothing said to be held
+    assert first() is None
 
 
 def test_old_code_something_still_holds_is_said(
