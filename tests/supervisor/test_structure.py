@@ -191,6 +191,41 @@ def test_a_reimport_leaves_the_modules_no_import_made(monkeypatch: pytest.Monkey
     assert app_modules(loaded, set(), ("/usr/lib/python3.11/",), ()) == ["views"]
 
 
+def test_a_reimport_keeps_what_a_kept_package_uses(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ddtrace-run (an outside trial) loads ddtrace before the app and patches flask as the app
+    # first imports it: flask, imported afresh by a HUP, was not patched again, and no span was
+    # sent after the reload. What a package that stays uses stays with it: one loaded before
+    # the app (and its parts the app's import loaded), one with C parts (pandas' dateutil).
+    site_packages = "/venv/lib/python3.11/site-packages"
+    fake = {
+        "views": "/srv/app/views.py",
+        "tracerlib": f"{site_packages}/tracerlib/__init__.py",
+        "tracerlib.contrib": f"{site_packages}/tracerlib/contrib.py",
+        "weblib": f"{site_packages}/weblib/__init__.py",
+        "weblib.app": f"{site_packages}/weblib/app.py",
+        "templating": f"{site_packages}/templating/__init__.py",
+        "frames": f"{site_packages}/frames/__init__.py",
+        "frames._lib": f"{site_packages}/frames/_lib.cpython-311-x86_64-linux-gnu.so",
+        "dates": f"{site_packages}/dates/__init__.py",
+        "metrics": f"{site_packages}/metrics/__init__.py",
+    }
+    modules = {}
+    for name, path in fake.items():
+        modules[name] = types.ModuleType(name)
+        modules[name].__file__ = path
+        monkeypatch.setitem(sys.modules, name, modules[name])
+    modules["tracerlib.contrib"].weblib = modules["weblib"]  # its integration: import weblib
+    modules["weblib.app"].templating = modules["templating"]  # and what weblib uses in turn
+    modules["frames"].dates = modules["dates"]
+    modules["views"].metrics = modules["metrics"]  # the app's own: imported afresh
+    stdlib = ("/usr/lib/python3.11/",)
+    loaded = [name for name in fake if name != "tracerlib"]
+    assert app_modules(loaded, {"tracerlib"}, stdlib, (f"{site_packages}/",)) == [
+        "views",
+        "metrics",
+    ]
+
+
 def test_a_reimport_keeps_the_stdlib_and_packages_with_c_parts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -12,7 +12,9 @@ says why. Kept loaded, never re-imported:
   its ``except`` clauses no longer matched); it does not change between two HUPs. So are the
   modules compiled into the interpreter, which have no file to tell them by (Debian's
   ``python3`` builds ``zlib``, ``_csv``, ``_heapq``... in);
-- uwsgiapp's own.
+- uwsgiapp's own, any package loaded before the app (what a tracer's launcher loads:
+  ddtrace-run, opentelemetry-instrument), and the pure-Python packages all these use (a
+  tracer that patches flask as it is first imported does not patch a new copy).
 
 Pure-Python packages, installed or not, are imported afresh with the app: a library that
 keeps the app's registrations (Django's settings, prometheus_client's registry) must start
