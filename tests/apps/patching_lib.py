@@ -1,7 +1,8 @@
 """A pure-Python stand-in for what sentry-sdk's ``init`` does to the standard library, for the
 HUP tests (sentry-sdk itself is not a test dependency): its client wraps
 ``logging.Logger.callHandlers`` (a record with an exception becomes an event, appended to a
-file), ``sys.excepthook``, ``threading.Thread.start`` and, in a module of the standard library
+file), ``sys.excepthook``, ``threading.Thread.start`` (each thread's ``run`` then runs in a
+function of its own, as sentry-sdk's does) and, in a module of the standard library
 first imported by this one, ``http.client.HTTPConnection.putrequest``.
 
 Re-imported by a HUP while the standard library stays loaded, each generation wrapped the
@@ -45,9 +46,19 @@ def _wrap(owner: Any, name: str, client: Client) -> None:
     def patched(*args: Any, **kwargs: Any) -> Any:
         if name == "callHandlers" and args[1].exc_info:
             client.capture(args[1].getMessage())
+        if name == "start":  # the thread runs in the client's scope: its code holds it
+            args[0].run = _in_scope(args[0].run, client)
         return real(*args, **kwargs)
 
     setattr(owner, name, patched)
+
+
+def _in_scope(run: Any, client: Client) -> Any:
+    def run_in_scope() -> Any:
+        assert client is not None
+        return run()
+
+    return run_in_scope
 
 
 def init(events: str) -> Client:

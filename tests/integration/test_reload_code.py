@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support.procs import APPS_DIR, Nginx, Server, stack, wait_until, worker_pids
+from support.procs import APPS_DIR, Nginx, Server, short_tmpdir, stack, wait_until, worker_pids
 
 pytestmark = pytest.mark.nginx
 
@@ -450,6 +450,8 @@ def test_what_a_library_patched_into_the_standard_library_is_patched_once_across
     # sentry-sdk (an outside trial) wraps logging, threading, sys.excepthook and http.client at
     # init: re-imported by each HUP beside the standard library that stays, it wrapped its own
     # old wrappers, and after 3 HUPs one exception was sent 4 times (each old client alive).
+    # With --stats, the thread that serves it during a re-import was started through the old
+    # code's Thread.start, and ran in its wrapper: every old module was "still held".
     appdir = tmp_path / "app"
     appdir.mkdir()
     source = (APPS_DIR / "patching_app.py").read_text()
@@ -459,6 +461,7 @@ def test_what_a_library_patched_into_the_standard_library_is_patched_once_across
         "workers": 1,
         "pythonpath": [str(appdir), str(APPS_DIR)],
         "env": [f"PATCH_EVENTS={events}"],
+        "stats": os.path.join(short_tmpdir(), "stats.sock"),
     }
     once = {"callHandlers": 1, "excepthook": 1, "start": 1, "putrequest": 1}
     with stack(tmp_path, "patchapp:app", **options) as (server, nginx):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import typing
 import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -132,6 +133,22 @@ def test_a_hup_frees_the_old_code(
     assert first() is None  # the first code is gone
 
 
+@pytest.mark.skipif(not hasattr(typing, "_tp_cache"), reason="typing has no _tp_cache here")
+def test_a_cache_the_old_code_made_with_typings_decorator_does_not_hold_it(
+    preloaded: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # typing_extensions (which OpenTelemetry, pydantic... import) caches its special forms
+    # with typing's decorator, which lists each cache's cache_clear in typing._cleanups: the
+    # list kept each old typing_extensions, and every HUP said it was "still held".
+    source = "import typing\n@typing._tp_cache\ndef special(x):\n    return x\n" + SIGNALS_APP
+    held, config, before = preloaded("cache_app", source)
+    first = weakref.ref(sys.modules["cache_app"].special)
+    with caplog.at_level(logging.INFO, logger="uwsgiapp.error"):
+        assert reload.reimport(config, before, lambda app: held.update(app=app)) is not None
+        assert _reload_line(caplog).endswith(" s")  # nothing said to be held
+    assert first() is None
+
+
 def test_old_code_something_still_holds_is_said(
     preloaded: Callable[..., Any], caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -149,6 +166,35 @@ def test_old_code_something_still_holds_is_said(
     import atexit
 
     atexit._clear()  # type: ignore[attr-defined]  # the test's own registrations
+
+
+def test_old_code_a_thread_of_its_import_still_runs_is_said_to_be_held_by_it(
+    preloaded: Callable[..., Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    # An outside trial (OpenTelemetry's SDK set up at the app's import): the old code's
+    # exporter thread ran on in the master and held 78 old modules, and the line blamed "a
+    # registration ..., such as codecs.register or sys.addaudithook".
+    source = (
+        "import threading\n"
+        "stop = threading.Event()\n"
+        "def export():\n"
+        "    stop.wait()\n"
+        "threading.Thread(target=export, name='Exporter', daemon=True).start()\n"
+    ) + SIGNALS_APP
+    held, config, before = preloaded("thread_app", source)
+    old = sys.modules["thread_app"]
+    try:
+        with caplog.at_level(logging.INFO, logger="uwsgiapp.error"):
+            assert reload.reimport(config, before, lambda app: held.update(app=app)) is not None
+            line = _reload_line(caplog)
+    finally:
+        old.stop.set()
+        sys.modules["thread_app"].stop.set()
+    assert line.endswith(
+        "; 1 of the old modules are still held (thread_app: by the old code's thread Exporter, "
+        "still running in the master: kept there and in the workers forked after; start it in "
+        "a postfork function, or use --lazy-apps)"
+    ), line
 
 
 def test_the_reload_line_names_the_old_modules_still_held() -> None:

@@ -138,6 +138,94 @@ def test_a_reimport_leaves_a_second_name_of_a_module_loaded_before(
     assert app_modules(["__mp_main__"], {"__main__"}, ("/usr/lib/",), ()) == []
 
 
+def test_a_reimport_takes_a_package_by_its_own_extension_modules_not_by_a_second_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # requests puts charset_normalizer's compiled md in sys.modules as
+    # requests.packages.chardet.md too (and urllib3 as requests.packages.urllib3): requests
+    # looked like a package with C parts and stayed, holding the old urllib3, while the new
+    # code's `from urllib3.util.retry import Retry` imported a new one (an outside trial with
+    # OpenTelemetry's OTLP exporter: the HTTPAdapter's retry then raised TypeError). Nor is
+    # a second name of a module that stays (charset_normalizer) taken out as old code.
+    site_packages = "/venv/lib/python3.11/site-packages"
+    fake = {
+        "views": "/srv/app/views.py",
+        "reqlike": f"{site_packages}/reqlike/__init__.py",
+        "reqlike.adapters": f"{site_packages}/reqlike/adapters.py",
+        "urllib3like": f"{site_packages}/urllib3like/__init__.py",
+        "charlike": f"{site_packages}/charlike/__init__.py",
+        "charlike.md": f"{site_packages}/charlike/md.cpython-311-x86_64-linux-gnu.so",
+    }
+    for name, path in fake.items():
+        module = types.ModuleType(name)
+        module.__file__ = path
+        monkeypatch.setitem(sys.modules, name, module)
+    aliases = {
+        "reqlike.packages.charlike": "charlike",
+        "reqlike.packages.charlike.md": "charlike.md",
+        "reqlike.packages.urllib3like": "urllib3like",
+    }
+    for alias, name in aliases.items():
+        monkeypatch.setitem(sys.modules, alias, sys.modules[name])
+    stdlib = ("/usr/lib/python3.11/",)
+    assert app_modules([*fake, *aliases], set(), stdlib, (f"{site_packages}/",)) == [
+        "views",
+        "reqlike",
+        "reqlike.adapters",
+        "urllib3like",
+        "reqlike.packages.urllib3like",
+    ]
+
+
+def test_a_reimport_leaves_the_modules_no_import_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Each Cython 3 extension (charset_normalizer's, which requests imports) finds
+    # cython_runtime and _cython_3_x_y in sys.modules, or puts them there, to share its types:
+    # no file, no spec. Taken out, the kept extension still held them ("still held" at the
+    # first HUP of an app using requests), and the next Cython extension made new ones.
+    for name in ("cython_runtime", "_cython_3_1_2"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    app = types.ModuleType("views")
+    app.__file__ = "/srv/app/views.py"
+    monkeypatch.setitem(sys.modules, "views", app)
+    loaded = ["cython_runtime", "_cython_3_1_2", "views"]
+    assert app_modules(loaded, set(), ("/usr/lib/python3.11/",), ()) == ["views"]
+
+
+def test_a_reimport_keeps_what_a_kept_package_uses(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ddtrace-run (an outside trial) loads ddtrace before the app and patches flask as the app
+    # first imports it: flask, imported afresh by a HUP, was not patched again, and no span was
+    # sent after the reload. What a package that stays uses stays with it: one loaded before
+    # the app (and its parts the app's import loaded), one with C parts (pandas' dateutil).
+    site_packages = "/venv/lib/python3.11/site-packages"
+    fake = {
+        "views": "/srv/app/views.py",
+        "tracerlib": f"{site_packages}/tracerlib/__init__.py",
+        "tracerlib.contrib": f"{site_packages}/tracerlib/contrib.py",
+        "weblib": f"{site_packages}/weblib/__init__.py",
+        "weblib.app": f"{site_packages}/weblib/app.py",
+        "templating": f"{site_packages}/templating/__init__.py",
+        "frames": f"{site_packages}/frames/__init__.py",
+        "frames._lib": f"{site_packages}/frames/_lib.cpython-311-x86_64-linux-gnu.so",
+        "dates": f"{site_packages}/dates/__init__.py",
+        "metrics": f"{site_packages}/metrics/__init__.py",
+    }
+    modules = {}
+    for name, path in fake.items():
+        modules[name] = types.ModuleType(name)
+        modules[name].__file__ = path
+        monkeypatch.setitem(sys.modules, name, modules[name])
+    modules["tracerlib.contrib"].weblib = modules["weblib"]  # its integration: import weblib
+    modules["weblib.app"].templating = modules["templating"]  # and what weblib uses in turn
+    modules["frames"].dates = modules["dates"]
+    modules["views"].metrics = modules["metrics"]  # the app's own: imported afresh
+    stdlib = ("/usr/lib/python3.11/",)
+    loaded = [name for name in fake if name != "tracerlib"]
+    assert app_modules(loaded, {"tracerlib"}, stdlib, (f"{site_packages}/",)) == [
+        "views",
+        "metrics",
+    ]
+
+
 def test_a_reimport_keeps_the_stdlib_and_packages_with_c_parts(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -41,7 +41,6 @@ from uwsgiapp.supervisor.cheaper import CheaperOptions
 from uwsgiapp.supervisor.dumps import DumpFiles
 from uwsgiapp.supervisor.logmaster import LogMaster
 from uwsgiapp.supervisor.mastersignals import MASTER_SIGNUMS, MasterSignals
-from uwsgiapp.supervisor.meanwhile import stats_served
 from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.reload import reimport, reload_kind
 from uwsgiapp.supervisor.sdnotify import Notifier
@@ -252,8 +251,9 @@ class Arbiter:
     def _reimport(self) -> ServeExit | None:
         """A HUP's re-import; called off (the old code and workers stay) if the new code does
         not import, or by a stop signal, which is then carried out at once."""
-        with stats_served(self.stats):  # the loop that serves it waits for the import
-            app = reimport(self.config, self.modules_before_app, self._install_app, self.handlers)
+        app = reimport(
+            self.config, self.modules_before_app, self._install_app, self.handlers, self.stats
+        )
         if app is not None:
             return None
         self.policy.hup_workers(options.rollback())

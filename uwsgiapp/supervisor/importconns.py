@@ -4,9 +4,9 @@ A preloaded app that connects at import (a Django ``wsgi.py`` that runs a query,
 client that pings) hands every forked worker the same socket: workers that use it at once
 interleave their queries on one server session and read each other's answers, or hang (the
 pre-fork shared connection bug). Start-up and each HUP name such connections, as they name the
-threads an import started (:func:`uwsgiapp.supervisor.reload.say_import_threads`), and the
-SQLite databases it left open (SQLite forbids carrying a connection across a fork: its locks
-are the process's, so workers writing through it corrupt the file).
+threads an import started (:func:`uwsgiapp.supervisor.importthreads.say_import_threads`), and
+the SQLite databases it left open (SQLite forbids carrying a connection across a fork: its
+locks are the process's, so workers writing through it corrupt the file).
 """
 
 from __future__ import annotations

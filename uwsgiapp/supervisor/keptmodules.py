@@ -1,6 +1,7 @@
 """Which modules a ``HUP``'s re-import takes out of ``sys.modules`` to import afresh, and
-which it keeps (:func:`app_modules`): the standard library, uwsgiapp's own and what they use,
-packages with an extension module loaded.
+which it keeps (:func:`app_modules`): the standard library, uwsgiapp's own, packages with an
+extension module loaded, packages loaded before the app (a tracer's launcher's), and what
+these use.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Iterable
 from uwsgiapp.supervisor.patches import code_module
 from uwsgiproto import Limits
 
-__all__ = ["app_modules", "library_dirs", "site_dirs", "used_by_ours"]
+__all__ = ["app_modules", "library_dirs", "site_dirs", "used_by_kept"]
 
 _EXTENSIONS = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 #: Compiled into the interpreter: of the standard library, though no file says so.
@@ -64,8 +65,12 @@ def app_modules(
     """The names in ``loaded`` (``sys.modules``) to import afresh: not there ``before`` the
     app, not uwsgiapp's own, not of the standard library (``stdlib`` but not ``installed``
     directories, or compiled into the interpreter), not of a top-level package with an
-    extension module loaded, and not a second name of a module loaded before
-    (multiprocessing's ``__mp_main__`` is ``__main__``).
+    extension module loaded (by the extension's own name) or loaded in part before the app,
+    nor of one these use (:func:`used_by_kept`), and not a second name of a module
+    loaded before (multiprocessing's ``__mp_main__`` is ``__main__``) or of one that stays
+    (requests' ``requests.packages.chardet`` is charset_normalizer, kept for its C parts:
+    taken as old code, it was counted as "still held"), nor a top-level module no import
+    made (:func:`_made_by_code`).
 
     A module compiled in, imported afresh, left the old one to the kept module of the
     standard library that imported it first (``gzip`` its ``zlib``): held for good, and its
@@ -81,21 +86,63 @@ def app_modules(
         if name in before or top in _OURS or id(module) in earlier or name in _BUILT_IN:
             continue
         where = _where(module)
+        if not where and _made_by_code(name, module):
+            continue
         if where.endswith(_EXTENSIONS):
-            native.add(top)
+            native.add(_own_top(module, top))
         elif not where.startswith(stdlib) or where.startswith(installed):
             candidates.append((name, top))
-    kept = native | used_by_ours({top for _, top in candidates})
-    return [name for name, top in candidates if top not in kept]
+    roots = native | _earlier_packages(before, stdlib, installed)
+    kept = roots | used_by_kept({top for _, top in candidates}, roots)
+    going = {name for name, top in candidates if top not in kept}
+    staying = {id(sys.modules.get(name)) for name in loaded if name not in going}
+    return [
+        name for name, _ in candidates if name in going and id(sys.modules[name]) not in staying
+    ]
 
 
-def used_by_ours(tops: set[str]) -> set[str]:
-    """Of the top-level packages ``tops``, those uwsgiapp's own modules use (werkzeug, once the
-    app imported ``uwsgiapp.web``), and those these use in turn (markupsafe): kept, as ours are.
-    Imported afresh, they left ``uwsgiapp.web`` with the old copy and the app with a new one:
-    an ``errorhandler(NotFound)`` of the new werkzeug's class never saw the old one's 404."""
+def _earlier_packages(
+    before: set[str], stdlib: tuple[str, ...], installed: tuple[str, ...]
+) -> set[str]:
+    """The top-level packages loaded ``before`` the app that are not of the standard library:
+    what a tracer's launcher (ddtrace-run, opentelemetry-instrument) loaded, which stays."""
+    tops = set()
+    for name in before:
+        where = _where(sys.modules.get(name))
+        if where and (not where.startswith(stdlib) or where.startswith(installed)):
+            tops.add(name.partition(".")[0])
+    return tops
+
+
+def _made_by_code(name: str, module: object) -> bool:
+    """A top-level module no import made (no spec, no file): Cython's ``cython_runtime`` and
+    ``_cython_3_x_y``, which each Cython extension finds there to share its types. Taken out,
+    the kept extension that made it still held it ("still held" at the first HUP), and the
+    next one imported made another."""
+    if "." in name or not issubclass(type(module), types.ModuleType):
+        return False
+    return vars(module).get("__spec__") is None
+
+
+def _own_top(module: object, top: str) -> str:
+    """The top-level package a module is of by its own name, not by the name it has in
+    ``sys.modules`` (``top``): requests puts charset_normalizer's compiled ``md`` there as
+    ``requests.packages.chardet.md`` too, and requests was kept as a package with C parts,
+    with the old urllib3 it holds, while the new code imported a new one (a ``Retry`` of the
+    new one, given to requests' ``HTTPAdapter``, raised ``TypeError`` at its first retry)."""
+    name = vars(module).get("__name__") if issubclass(type(module), types.ModuleType) else None
+    return name.partition(".")[0] if isinstance(name, str) and name else top
+
+
+def used_by_kept(tops: set[str], roots: set[str]) -> set[str]:
+    """Of the top-level packages ``tops``, those uwsgiapp's own modules or the kept packages
+    ``roots`` use, and those these use in turn: kept, as they are. Imported afresh,
+    they left the kept code with the old copy and the app with a new one: an
+    ``errorhandler(NotFound)`` of the new werkzeug's class never saw the one ``uwsgiapp.web``
+    raised; a tracer that patches a library as it is first imported (ddtrace-run's, whose
+    integration holds flask) did not patch the new copy, and no span was sent after a HUP."""
     kept: set[str] = set()
-    scan = set(_OURS)
+    scan = set(_OURS) | roots
     while scan:
         found: set[str] = set()
         for name, module in list(sys.modules.items()):

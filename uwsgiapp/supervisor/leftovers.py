@@ -192,7 +192,9 @@ def release_old_code(old_modules: Iterable[types.ModuleType]) -> int:
       None there, as nothing reads them any more (the new code has its own).
     - ``typing``'s caches (``Optional[X]``, ``List[X]``: 128 per function) keep the classes of
       the annotations evaluated at import (Flask's, werkzeug's): cleared, as ``typing``
-      itself allows; they fill again on use.
+      itself allows; they fill again on use. The old code's own caches made with typing's
+      decorator (typing_extensions' ``Concatenate[...]``) are taken out of its list: each
+      HUP kept one more old typing_extensions, "still held".
 
     (The old code's postfork functions, exit functions and fork hooks are taken out before:
     :func:`uwsgiapp.supervisor.reload.reimport`, and what it put in the registries:
@@ -206,6 +208,17 @@ def release_old_code(old_modules: Iterable[types.ModuleType]) -> int:
     for finalizer, info in list(registry.items()):
         if _old_method(getattr(info, "func", None), old_globals) and finalizer.detach():
             detached += 1
-    for clear in getattr(typing, "_cleanups", ()):
+    cleanups = getattr(typing, "_cleanups", None)
+    if type(cleanups) is list:  # a cache of the old code's (typing_extensions') goes with it
+        cleanups[:] = [clear for clear in cleanups if not _old_cache(clear, old_globals)]
+    for clear in cleanups or ():
         clear()
     return detached
+
+
+def _old_cache(clear: object, old_globals: set[int]) -> bool:
+    """Is ``clear`` the ``cache_clear`` of an ``lru_cache`` of a function of an old module?"""
+    if type(clear) is not types.BuiltinMethodType:
+        return False
+    wrapped = getattr(clear.__self__, "__wrapped__", None)
+    return type(wrapped) is types.FunctionType and id(wrapped.__globals__) in old_globals

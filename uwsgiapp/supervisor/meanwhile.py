@@ -13,7 +13,9 @@ So, for the import's duration only, a thread serves the stats server. It is safe
 - the thread is started before the import and joined before :func:`reimport` returns, so that
   no worker is forked while it runs (a fork copies only the thread that forks: a worker
   forked mid-answer would hold the selector's state), and it is not among the threads that
-  the import started (which the reload names);
+  the import started (which the reload names); it is started once the old code's patches are
+  out of the standard library (sentry-sdk's ``Thread.start`` ran it in the old code's wrapper,
+  which then held every old module);
 - signals are handled in the main thread only: a stop during the import still calls it off
   (:mod:`~uwsgiapp.supervisor.mastersignals`), and the join waits at most one poll.
 

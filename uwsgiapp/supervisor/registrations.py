@@ -54,6 +54,8 @@ class Registrations:
     def __init__(self) -> None:
         self.exit_functions: list[tuple[Callable[..., Any], int]] = []
         self.fork_hooks: list[tuple[_Guard, int]] = []
+        #: The names of the modules that registered an ``after_in_child`` fork hook.
+        self.child_hook_modules: set[str] = set()
         self.handlers: list[tuple[logging.Logger, logging.Handler, int]] = []
         #: The log record factory before the import (the app's may wrap it).
         self.record_factory: Callable[..., logging.LogRecord] | None = None
@@ -80,6 +82,8 @@ class Registrations:
             guarded = {when: _Guard(hook) for when, hook in given.items()}
             caller = _caller()
             self.fork_hooks.extend((guard, caller) for guard in guarded.values())
+            if "after_in_child" in given:
+                self.child_hook_modules.add(str(sys._getframe(1).f_globals.get("__name__")))
             real_at_fork(**guarded)
 
         real_add = logging.Logger.addHandler

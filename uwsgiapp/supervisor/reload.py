@@ -12,7 +12,9 @@ says why. Kept loaded, never re-imported:
   its ``except`` clauses no longer matched); it does not change between two HUPs. So are the
   modules compiled into the interpreter, which have no file to tell them by (Debian's
   ``python3`` builds ``zlib``, ``_csv``, ``_heapq``... in);
-- uwsgiapp's own.
+- uwsgiapp's own, any package loaded before the app (what a tracer's launcher loads:
+  ddtrace-run, opentelemetry-instrument), and the pure-Python packages all these use (a
+  tracer that patches flask as it is first imported does not patch a new copy).
 
 Pure-Python packages, installed or not, are imported afresh with the app: a library that
 keeps the app's registrations (Django's settings, prometheus_client's registry) must start
@@ -51,11 +53,14 @@ from collections.abc import Callable, Iterable
 from uwsgiapp import hooks
 from uwsgiapp.config import Config
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
+from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor.actions import ReloadKind
 from uwsgiapp.supervisor.importconns import open_fds, say_import_connections
+from uwsgiapp.supervisor.importthreads import say_import_threads, threads_running
 from uwsgiapp.supervisor.keptmodules import app_modules
 from uwsgiapp.supervisor.leftovers import Taken, put_back, release_old_code, take_out
 from uwsgiapp.supervisor.mastersignals import MasterSignals, StopDuringReimport
+from uwsgiapp.supervisor.meanwhile import stats_served
 from uwsgiapp.supervisor.patches import Patches
 from uwsgiapp.supervisor.registrations import Registrations, attach, close_handlers
 
@@ -84,28 +89,17 @@ def one_line(message: str) -> str:
     return f"{lines[0].rstrip(':')}: {lines[exception].strip()}{where}{' ' if said else ''}{said}"
 
 
-def say_import_threads(before: Iterable[threading.Thread], what: str) -> None:
-    """Warn of the threads ``what`` (an import of the app in the master) started: a worker is
-    forked without them (a fork copies only the thread that forks), so a cache refresher or a
-    metrics pusher started at import silently never runs where requests are served."""
-    known = set(before)
-    started = [thread.name for thread in threading.enumerate() if thread not in known]
-    if started:
-        log.warning(
-            "%s started %d thread%s in the master (%s): the workers are forked without them; "
-            "unless their library starts them again after a fork (sentry-sdk's do), start them "
-            "in each worker (--lazy-apps, or at the first request)",
-            what,
-            len(started),
-            "" if len(started) == 1 else "s",
-            ", ".join(started[:5]) + (", ..." if len(started) > 5 else ""),
-        )
-
-
-def say_import_leftovers(before: Iterable[threading.Thread], fds: set[int], what: str) -> None:
+def say_import_leftovers(
+    before: Iterable[threading.Thread],
+    fds: set[int],
+    what: str,
+    registered: Registrations | None = None,
+) -> None:
     """Warn of the threads ``what`` started and of the connections it left open in the master
-    (``before`` and ``fds``: the threads and the descriptors before it)."""
-    say_import_threads(before, what)
+    (``before`` and ``fds``: the threads and the descriptors before it; ``registered``: what
+    the import registered, the first import's by default)."""
+    hooked = (_registered if registered is None else registered).child_hook_modules
+    say_import_threads(before, what, hooked)
     say_import_connections(fds, what)
 
 
@@ -132,6 +126,7 @@ def reimport(
     before: set[str],
     install: Callable[[WSGIApp], None] | None = None,
     signals: MasterSignals | None = None,
+    stats: StatsServer | None = None,
 ) -> WSGIApp | None:
     """Import the app afresh; None (the old modules restored, one line logged) if it fails
     or a stop signal calls it off.
@@ -139,7 +134,10 @@ def reimport(
     ``install`` puts the new app where the caller kept the old one before the old code is
     collected (the caller's reference would otherwise keep it until the next HUP).
     ``signals``: the master's handlers, which a stop then interrupts the import through, and
-    which are put back after it.
+    which are put back after it. ``stats``: served by a thread for the import's duration,
+    started once the old code's patches are out of the standard library (started through
+    sentry-sdk's ``Thread.start``, it ran in the old code's wrapper, which held every old
+    module).
     """
     started = time.monotonic()
     try:
@@ -156,7 +154,7 @@ def reimport(
     registered = Registrations()
     taken = _take_old(saved)
     try:
-        app = _import_under(config, registered, signals, saved.__contains__)
+        app = _import_under(config, registered, signals, saved.__contains__, stats)
     except AppImportError as exc:
         _call_off(before, saved, registered, taken)
         log.error("reload: cannot re-import the app, keeping the old code: %s", one_line(str(exc)))
@@ -171,23 +169,30 @@ def reimport(
         )
         return None
     took = time.monotonic() - started
-    say_import_leftovers(threads, fds, "the re-import")
+    say_import_leftovers(threads, fds, "the re-import", registered)
     if install is not None:
         install(app)
     close_handlers(taken[0])
     del taken  # it holds the old code's objects
     held = _let_go(saved, registered)
-    log.info(
-        "reload: app re-imported (%d modules) in %.2f s%s", len(doomed), took, held_words(held)
-    )
+    words = held_words(held, threads_running(_MARK))
+    log.info("reload: app re-imported (%d modules) in %.2f s%s", len(doomed), took, words)
     return app
 
 
-def held_words(held: list[str]) -> str:
-    """What the reload's line says of the old modules something still ``held``."""
+def held_words(held: list[str], threads: list[str] | None = None) -> str:
+    """What the reload's line says of the old modules something still ``held``; ``threads``:
+    the names of the threads running their code (started by the old code, they run on)."""
     if not held:
         return ""
     names = ", ".join(sorted(held)[:5]) + (", ..." if len(held) > 5 else "")
+    if threads:
+        return (
+            f"; {len(held)} of the old modules are still held ({names}: by the old code's "
+            f"thread{'s' if len(threads) > 1 else ''} {', '.join(threads[:5])}, still running "
+            "in the master: kept there and in the workers forked after; start it in a postfork "
+            "function, or use --lazy-apps)"
+        )
     return (
         f"; {len(held)} of the old modules are still held ({names}: by a registration of the "
         "old code the master cannot undo, such as codecs.register or sys.addaudithook: kept in "
@@ -233,6 +238,7 @@ def _import_under(
     registered: Registrations,
     signals: MasterSignals | None,
     dropped: Callable[[str], bool],
+    stats: StatsServer | None,
 ) -> WSGIApp:
     """The import, which a stop signal interrupts (the old code's patches, of the modules
     ``dropped`` says, undone first); then the master's handlers are put back wherever it set
@@ -240,6 +246,7 @@ def _import_under(
     try:
         with (
             _patched.renewing(dropped),  # outside what a stop interrupts: recorded whole
+            stats_served(stats),  # the loop that serves it waits for the import
             signals.stops_interrupt() if signals is not None else contextlib.nullcontext(),
         ):
             return _import_recorded(config, registered)
@@ -287,6 +294,10 @@ def _undo_registrations(registered: Registrations, replaced: Callable[[int], boo
     registered.undo(replaced)
 
 
+#: The name of the :class:`_Mark` in an old module's globals.
+_MARK = "__uwsgiapp_replaced__"
+
+
 class _Mark:
     """Put in an old module's globals: alive while anything holds them (a function of the
     module does, though the module object itself may be gone)."""
@@ -296,7 +307,7 @@ class _Mark:
 
 def _mark(module: types.ModuleType) -> weakref.ref[_Mark]:
     mark = _Mark()
-    module.__dict__["__uwsgiapp_replaced__"] = mark
+    module.__dict__[_MARK] = mark
     return weakref.ref(mark)
 
 

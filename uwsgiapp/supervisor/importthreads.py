@@ -1,0 +1,92 @@
+"""The threads an import of the app started in the master, and what the log says of them.
+
+A fork copies only the thread that forks: a thread the app's import started in the master does
+not run in the workers. Some libraries start theirs again in each child, from a hook they
+register with ``os.register_at_fork(after_in_child=...)`` (OpenTelemetry's
+``BatchSpanProcessor``): such a thread is said as started again, not as one to move into the
+workers (the warning had users of a working exporter switch to ``--lazy-apps``). What the
+import registered is recorded by :class:`~uwsgiapp.supervisor.registrations.Registrations`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import types
+from collections.abc import Collection, Iterable
+
+from uwsgiapp.supervisor.patches import code_module
+
+__all__ = ["restarted_after_fork", "say_import_threads", "thread_module", "threads_running"]
+
+log = logging.getLogger("uwsgiapp.error")
+
+
+def thread_module(thread: threading.Thread) -> str | None:
+    """The module whose code ``thread`` runs: its target's, or its class's ``run``'s."""
+    target = vars(thread).get("_target")
+    return code_module(target if target is not None else type(thread).run)
+
+
+def restarted_after_fork(module: str | None, hook_modules: Collection[str]) -> bool:
+    """Whether a thread running ``module``'s code is started again in each worker: a module of
+    the same top-level package registered an after-fork hook (``hook_modules``) at import."""
+    if not module:
+        return False
+    top = module.partition(".")[0]
+    return any(hooked.partition(".")[0] == top for hooked in hook_modules)
+
+
+def threads_running(mark: str) -> list[str]:
+    """The names of the live threads whose code's module has ``mark`` in its globals (the old
+    modules a HUP's re-import could not free: a thread the old code started at import holds
+    them; the new code's modules of the same names do not have it)."""
+    found = []
+    for thread in threading.enumerate():
+        code = vars(thread).get("_target")
+        code = type(thread).run if code is None else code
+        if type(code) is types.MethodType:
+            code = code.__func__
+        if type(code) is types.FunctionType and mark in code.__globals__:
+            found.append(thread.name)
+    return found
+
+
+def _names(threads: list[str]) -> str:
+    return ", ".join(threads[:5]) + (", ..." if len(threads) > 5 else "")
+
+
+def say_import_threads(
+    before: Iterable[threading.Thread], what: str, hook_modules: Collection[str] = ()
+) -> None:
+    """Say which threads ``what`` (an import of the app in the master) started: a worker is
+    forked without them, so a cache refresher or a metrics pusher started at import silently
+    never runs where requests are served (a warning), unless its library starts it again after
+    a fork, from a hook a module of its package registered (``hook_modules``: one line)."""
+    known = set(before)
+    started = [thread for thread in threading.enumerate() if thread not in known]
+    again: list[str] = []
+    lost: list[str] = []
+    for thread in started:
+        restarted = restarted_after_fork(thread_module(thread), hook_modules)
+        (again if restarted else lost).append(thread.name)
+    if again:
+        log.info(
+            "%s started %d thread%s in the master (%s), which %s library starts again in each "
+            "worker after the fork (an os.register_at_fork hook)",
+            what,
+            len(again),
+            "" if len(again) == 1 else "s",
+            _names(again),
+            "its" if len(again) == 1 else "their",
+        )
+    if lost:
+        log.warning(
+            "%s started %d thread%s in the master (%s): the workers are forked without them; "
+            "unless their library starts them again after a fork (sentry-sdk's do), start them "
+            "in each worker (--lazy-apps, or at the first request)",
+            what,
+            len(lost),
+            "" if len(lost) == 1 else "s",
+            _names(lost),
+        )
