@@ -165,6 +165,17 @@ def test_head_request(worker_stack: Stack) -> None:
     assert body == b""
 
 
+def test_an_http_09_request_gets_the_body(worker_stack: Stack) -> None:
+    # "GET /write" alone is HTTP/0.9: nginx 1.22 passes it on (SERVER_PROTOCOL "") and sends
+    # the client the body without a head; the head it read was " 200 OK" and it answered 502.
+    _, nginx = worker_stack
+    with socket.create_connection(("127.0.0.1", nginx.port), timeout=10) as client:
+        client.sendall(b"GET /write\r\n")
+        answer = b"".join(iter(lambda: client.recv(65536), b""))
+    assert answer == b"written-returned"
+    assert nginx.upstream_errors() == []
+
+
 @pytest.mark.parametrize("code", [204, 304])
 def test_bodyless_statuses(worker_stack: Stack, code: int) -> None:
     _, nginx = worker_stack

@@ -98,6 +98,21 @@ def test_status_line_uses_server_protocol() -> None:
     assert out.status_line == "HTTP/1.0 200 OK"
 
 
+def test_an_http_09_request_is_answered_with_an_http_1_0_status_line(logs: Logs) -> None:
+    # nginx passes "GET /x" (HTTP/0.9) on with SERVER_PROTOCOL "": the app sees that, and the
+    # head it gets is one nginx can read (uWSGI's HTTP/1.0), not " 200 OK" and a 502.
+    seen: list[str] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        seen.append(environ["SERVER_PROTOCOL"])
+        return hello(environ, start_response)
+
+    out = run(make_handler(app), packet(SERVER_PROTOCOL=""))
+    assert out.status_line == "HTTP/1.0 200 OK"
+    assert seen == [""]
+    assert problems(logs) == []
+
+
 def test_minimal_packet_gets_defaults() -> None:
     seen: list[Environ] = []
 

@@ -21,6 +21,13 @@ def test_no_headers() -> None:
     assert render_head("HTTP/1.0", "204 No Content", []) == b"HTTP/1.0 204 No Content\r\n\r\n"
 
 
+def test_an_empty_protocol_is_answered_as_http_1_0() -> None:
+    # nginx sends SERVER_PROTOCOL "" for an HTTP/0.9 request ("GET /x" alone): " 200 OK" was
+    # no head to nginx, which answered 502 after the app had run.
+    assert render_head("", "200 OK", []) == b"HTTP/1.0 200 OK\r\n\r\n"
+    assert render_head("", "404", [("X-A", "b")]) == b"HTTP/1.0 404 Not Found\r\nX-A: b\r\n\r\n"
+
+
 def test_headers_kept_in_order_and_repeated() -> None:
     headers = [("Set-Cookie", "a=1"), ("X", "1"), ("Set-Cookie", "b=2")]
     head = render_head("HTTP/1.1", "200 OK", headers)

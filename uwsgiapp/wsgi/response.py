@@ -145,7 +145,9 @@ def _render_head(protocol: str, status: Any, headers: Any) -> bytes:
         raise HeaderError(f"invalid status {status!r}: a response's status is 200 or more")
     if not isinstance(headers, list):
         raise HeaderError(f"headers must be a list of (name, value) tuples, got {headers!r:.80}")
-    parts = [protocol, " ", status, "\r\n"]
+    # nginx's SERVER_PROTOCOL of an HTTP/0.9 request ("GET /x" alone) is empty, and " 200 OK"
+    # is no head to nginx (a 502): HTTP/1.0 there, as uWSGI writes. Only when not cached.
+    parts = [protocol or "HTTP/1.0", " ", status, "\r\n"]
     for item in headers:
         # A tuple, as PEP 3333 (and uWSGI) require: a 2-character str would unpack too.
         if not isinstance(item, tuple) or len(item) != 2:
