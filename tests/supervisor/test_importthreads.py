@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import types
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from uwsgiapp.supervisor.importthreads import (
     say_import_threads,
     thread_module,
 )
+from uwsgiapp.supervisor.keptmodules import site_dirs
 from uwsgiapp.supervisor.registrations import Registrations
 
 # A library that starts its exporter's thread at init and, as OpenTelemetry's
@@ -85,7 +87,9 @@ def test_a_thread_nothing_starts_again_is_warned_of(
     assert line.startswith("the re-import started 1 thread in the master (Exporter-False): ")
 
 
-def test_which_module_a_thread_runs_and_whose_hook_starts_it_again() -> None:
+def test_which_module_a_thread_runs_and_whose_hook_starts_it_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     class Refresher(threading.Thread):
         def run(self) -> None:
             pass
@@ -93,7 +97,39 @@ def test_which_module_a_thread_runs_and_whose_hook_starts_it_again() -> None:
     assert thread_module(Refresher()) == __name__
     assert thread_module(threading.Thread(target=logging.getLogger)) == "logging"
     assert thread_module(threading.Thread()) == "threading"
-    hooked = {"opentelemetry.sdk._shared_internal"}
+    installed = site_dirs()[0]
+    for name, path in {
+        "opentelemetry.sdk.trace.export": f"{installed}opentelemetry/sdk/trace/export.py",
+        "myapp.cache": "/srv/app/myapp/cache.py",
+    }.items():
+        module = types.ModuleType(name)
+        module.__file__ = path
+        monkeypatch.setitem(sys.modules, name, module)
+    hooked = {"opentelemetry.sdk._shared_internal", "myapp.db", "concurrent.futures.thread"}
+    # An installed library's hook in another module of its package (OpenTelemetry's).
     assert restarted_after_fork("opentelemetry.sdk.trace.export", hooked)
     assert not restarted_after_fork("cachelib.refresh", hooked)
     assert not restarted_after_fork(None, hooked)
+    # The app's own: its engine.dispose hook in myapp.db restarts no thread of myapp.cache.
+    assert not restarted_after_fork("myapp.cache", hooked)
+    assert restarted_after_fork("myapp.db", hooked)
+    # The standard library's hook (concurrent.futures resets a lock) restarts no pool thread.
+    assert not restarted_after_fork("concurrent.futures.thread", hooked)
+
+
+def test_a_thread_pool_made_at_import_is_warned_of(caplog: pytest.LogCaptureFixture) -> None:
+    # Its module registers an after-fork hook at first import, which reset a lock only: the
+    # workers' pool has no thread, and its tasks never ran, while the start-up line said the
+    # library starts it again.
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = threading.enumerate()
+    pool = ThreadPoolExecutor(1, thread_name_prefix="pool-at-import")
+    try:
+        pool.submit(int).result()
+        with caplog.at_level(logging.INFO, logger="uwsgiapp.error"):
+            say_import_threads(before, "the app's import", {"concurrent.futures.thread"})
+    finally:
+        pool.shutdown()
+    (record,) = [r for r in caplog.records if "pool-at-import" in r.getMessage()]
+    assert record.levelno == logging.WARNING

@@ -15,7 +15,7 @@ import pytest
 from uwsgiapp.exitcodes import COMMAND_EXIT_CODES, ClientExit, ServeExit, WorkerExit, help_text
 from uwsgiapp.supervisor import mastersignals
 from uwsgiapp.supervisor.actions import Log, LogLevel
-from uwsgiapp.supervisor.keptmodules import app_modules, library_dirs
+from uwsgiapp.supervisor.keptmodules import app_modules, held_by_earlier, library_dirs
 from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.reload import one_line
 
@@ -191,14 +191,20 @@ def test_a_reimport_leaves_the_modules_no_import_made(monkeypatch: pytest.Monkey
     assert app_modules(loaded, set(), ("/usr/lib/python3.11/",), ()) == ["views"]
 
 
-def test_a_reimport_keeps_what_a_kept_package_uses(monkeypatch: pytest.MonkeyPatch) -> None:
-    # ddtrace-run (an outside trial) loads ddtrace before the app and patches flask as the app
-    # first imports it: flask, imported afresh by a HUP, was not patched again, and no span was
-    # sent after the reload. What a package that stays uses stays with it: one loaded before
-    # the app (and its parts the app's import loaded), one with C parts (pandas' dateutil).
+def test_a_reimport_keeps_what_a_package_with_c_parts_uses_and_says_what_a_launcher_holds(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # What a package with C parts uses stays with it (pandas' dateutil). What a module loaded
+    # before the app holds (ddtrace-run's integration holds flask or Django, patched as the app
+    # first imported it) is imported afresh, and said: kept, Django kept its settings and URL
+    # resolver and served the old code after a HUP. The app's own package, partly imported
+    # before the app (a launcher script's `import mypkg.config`), is imported afresh too.
     site_packages = "/venv/lib/python3.11/site-packages"
     fake = {
         "views": "/srv/app/views.py",
+        "mypkg": "/srv/app/mypkg/__init__.py",
+        "mypkg.config": "/srv/app/mypkg/config.py",
+        "mypkg.views": "/srv/app/mypkg/views.py",
         "tracerlib": f"{site_packages}/tracerlib/__init__.py",
         "tracerlib.contrib": f"{site_packages}/tracerlib/contrib.py",
         "weblib": f"{site_packages}/weblib/__init__.py",
@@ -215,15 +221,17 @@ def test_a_reimport_keeps_what_a_kept_package_uses(monkeypatch: pytest.MonkeyPat
         modules[name].__file__ = path
         monkeypatch.setitem(sys.modules, name, modules[name])
     modules["tracerlib.contrib"].weblib = modules["weblib"]  # its integration: import weblib
-    modules["weblib.app"].templating = modules["templating"]  # and what weblib uses in turn
+    modules["weblib.app"].templating = modules["templating"]
+    modules["mypkg.config"].weblib = modules["weblib"]  # the app's own, loaded first
     modules["frames"].dates = modules["dates"]
-    modules["views"].metrics = modules["metrics"]  # the app's own: imported afresh
+    modules["views"].metrics = modules["metrics"]
     stdlib = ("/usr/lib/python3.11/",)
-    loaded = [name for name in fake if name != "tracerlib"]
-    assert app_modules(loaded, {"tracerlib"}, stdlib, (f"{site_packages}/",)) == [
-        "views",
-        "metrics",
-    ]
+    installed = (f"{site_packages}/",)
+    before = {"tracerlib", "tracerlib.contrib", "mypkg", "mypkg.config"}
+    loaded = [name for name in fake if name not in before]
+    going = app_modules(loaded, before, stdlib, installed)
+    assert going == ["views", "mypkg.views", "weblib", "weblib.app", "templating", "metrics"]
+    assert held_by_earlier(before, going, installed) == [("tracerlib", "weblib")]
 
 
 def test_a_reimport_keeps_the_stdlib_and_packages_with_c_parts(

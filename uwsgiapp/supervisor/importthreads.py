@@ -11,10 +11,13 @@ import registered is recorded by :class:`~uwsgiapp.supervisor.registrations.Regi
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import threading
 import types
 from collections.abc import Collection, Iterable
 
+from uwsgiapp.supervisor.keptmodules import site_dirs
 from uwsgiapp.supervisor.patches import code_module
 
 __all__ = ["restarted_after_fork", "say_import_threads", "thread_module", "threads_running"]
@@ -29,12 +32,21 @@ def thread_module(thread: threading.Thread) -> str | None:
 
 
 def restarted_after_fork(module: str | None, hook_modules: Collection[str]) -> bool:
-    """Whether a thread running ``module``'s code is started again in each worker: a module of
-    the same top-level package registered an after-fork hook (``hook_modules``) at import."""
-    if not module:
+    """Whether a thread running ``module``'s code is started again in each worker: that module,
+    or for an installed library a module of its package (OpenTelemetry's thread runs
+    ``opentelemetry.sdk.trace.export``, its hook is ``opentelemetry.sdk._shared_internal``'s),
+    registered an after-fork hook (``hook_modules``) at import. Not a module of the standard
+    library: ``concurrent.futures.thread``'s hook resets its lock, and a pool made at import
+    has no thread in the workers (its tasks wait for ever); nor, for the app's own code,
+    another module of its package (an ``engine.dispose`` hook restarts none of its threads)."""
+    top = (module or "").partition(".")[0]
+    if not module or top in sys.stdlib_module_names:
         return False
-    top = module.partition(".")[0]
-    return any(hooked.partition(".")[0] == top for hooked in hook_modules)
+    if module in hook_modules:
+        return True
+    where = os.path.realpath(str(getattr(sys.modules.get(module), "__file__", None) or "/"))
+    installed = where.startswith(site_dirs())
+    return installed and any(hooked.partition(".")[0] == top for hooked in hook_modules)
 
 
 def threads_running(mark: str) -> list[str]:

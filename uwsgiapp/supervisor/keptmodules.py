@@ -1,7 +1,9 @@
 """Which modules a ``HUP``'s re-import takes out of ``sys.modules`` to import afresh, and
 which it keeps (:func:`app_modules`): the standard library, uwsgiapp's own, packages with an
-extension module loaded, packages loaded before the app (a tracer's launcher's), and what
-these use.
+extension module loaded, and the pure-Python packages these use. What a package loaded before
+the app (a tracer's launcher's) holds of the app's packages is not kept, but said
+(:func:`held_by_earlier`): kept, a framework with process-wide state (Django's settings)
+served the old code after a HUP.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from collections.abc import Iterable
 from uwsgiapp.supervisor.patches import code_module
 from uwsgiproto import Limits
 
-__all__ = ["app_modules", "library_dirs", "site_dirs", "used_by_kept"]
+__all__ = ["app_modules", "held_by_earlier", "library_dirs", "site_dirs", "used_by_kept"]
 
 _EXTENSIONS = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 #: Compiled into the interpreter: of the standard library, though no file says so.
@@ -65,8 +67,8 @@ def app_modules(
     """The names in ``loaded`` (``sys.modules``) to import afresh: not there ``before`` the
     app, not uwsgiapp's own, not of the standard library (``stdlib`` but not ``installed``
     directories, or compiled into the interpreter), not of a top-level package with an
-    extension module loaded (by the extension's own name) or loaded in part before the app,
-    nor of one these use (:func:`used_by_kept`), and not a second name of a module
+    extension module loaded (by the extension's own name), nor of one these use
+    (:func:`used_by_kept`), and not a second name of a module
     loaded before (multiprocessing's ``__mp_main__`` is ``__main__``) or of one that stays
     (requests' ``requests.packages.chardet`` is charset_normalizer, kept for its C parts:
     taken as old code, it was counted as "still held"), nor a top-level module no import
@@ -92,8 +94,7 @@ def app_modules(
             native.add(_own_top(module, top))
         elif not where.startswith(stdlib) or where.startswith(installed):
             candidates.append((name, top))
-    roots = native | _earlier_packages(before, stdlib, installed)
-    kept = roots | used_by_kept({top for _, top in candidates}, roots)
+    kept = native | used_by_kept({top for _, top in candidates}, native)
     going = {name for name, top in candidates if top not in kept}
     staying = {id(sys.modules.get(name)) for name in loaded if name not in going}
     return [
@@ -101,17 +102,30 @@ def app_modules(
     ]
 
 
-def _earlier_packages(
-    before: set[str], stdlib: tuple[str, ...], installed: tuple[str, ...]
-) -> set[str]:
-    """The top-level packages loaded ``before`` the app that are not of the standard library:
-    what a tracer's launcher (ddtrace-run, opentelemetry-instrument) loaded, which stays."""
-    tops = set()
-    for name in before:
-        where = _where(sys.modules.get(name))
-        if where and (not where.startswith(stdlib) or where.startswith(installed)):
-            tops.add(name.partition(".")[0])
-    return tops
+def held_by_earlier(
+    before: set[str], going: Iterable[str], installed: tuple[str, ...] | None = None
+) -> list[tuple[str, str]]:
+    """(installed package loaded ``before`` the app, top-level package of ``going`` it uses):
+    what a tracer's launcher (ddtrace-run) patched as the app first imported it, which the
+    re-import takes afresh without the patches. Not kept for it: a kept Django (which
+    ddtrace's integration holds) kept its settings and URL resolver, and served the old
+    code; nor is a package of the app's own directory one of these (a launcher script that
+    imports the app's config first)."""
+    installed = site_dirs() if installed is None else installed
+    tops = {name.partition(".")[0] for name in going}
+    earlier = {
+        name
+        for name in before
+        if name.partition(".")[0] not in _OURS
+        and _where(sys.modules.get(name)).startswith(installed)
+    }
+    held = set()
+    for name in earlier:
+        module = sys.modules.get(name)
+        if isinstance(module, types.ModuleType):
+            for used in _tops_used(module) & tops:
+                held.add((name.partition(".")[0], used))
+    return sorted(held)
 
 
 def _made_by_code(name: str, module: object) -> bool:
@@ -136,11 +150,10 @@ def _own_top(module: object, top: str) -> str:
 
 def used_by_kept(tops: set[str], roots: set[str]) -> set[str]:
     """Of the top-level packages ``tops``, those uwsgiapp's own modules or the kept packages
-    ``roots`` use, and those these use in turn: kept, as they are. Imported afresh,
-    they left the kept code with the old copy and the app with a new one: an
+    ``roots`` (with C parts) use, and those these use in turn: kept, as they are. Imported
+    afresh, they left the kept code with the old copy and the app with a new one: an
     ``errorhandler(NotFound)`` of the new werkzeug's class never saw the one ``uwsgiapp.web``
-    raised; a tracer that patches a library as it is first imported (ddtrace-run's, whose
-    integration holds flask) did not patch the new copy, and no span was sent after a HUP."""
+    raised."""
     kept: set[str] = set()
     scan = set(_OURS) | roots
     while scan:

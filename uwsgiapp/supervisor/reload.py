@@ -12,9 +12,12 @@ says why. Kept loaded, never re-imported:
   its ``except`` clauses no longer matched); it does not change between two HUPs. So are the
   modules compiled into the interpreter, which have no file to tell them by (Debian's
   ``python3`` builds ``zlib``, ``_csv``, ``_heapq``... in);
-- uwsgiapp's own, any package loaded before the app (what a tracer's launcher loads:
-  ddtrace-run, opentelemetry-instrument), and the pure-Python packages all these use (a
-  tracer that patches flask as it is first imported does not patch a new copy).
+- uwsgiapp's own, the modules loaded before the app (what a tracer's launcher loads:
+  ddtrace-run, opentelemetry-instrument), and the pure-Python packages uwsgiapp's own or the
+  packages with C parts use. What a module loaded before the app holds of the packages the
+  re-import takes out (ddtrace's integration holds flask, which it patched as the app first
+  imported it) is said in a warning, not kept: a kept Django kept its settings and URL
+  resolver, and served the old code.
 
 Pure-Python packages, installed or not, are imported afresh with the app: a library that
 keeps the app's registrations (Django's settings, prometheus_client's registry) must start
@@ -57,7 +60,7 @@ from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor.actions import ReloadKind
 from uwsgiapp.supervisor.importconns import open_fds, say_import_connections
 from uwsgiapp.supervisor.importthreads import say_import_threads, threads_running
-from uwsgiapp.supervisor.keptmodules import app_modules
+from uwsgiapp.supervisor.keptmodules import app_modules, held_by_earlier
 from uwsgiapp.supervisor.leftovers import Taken, put_back, release_old_code, take_out
 from uwsgiapp.supervisor.mastersignals import MasterSignals, StopDuringReimport
 from uwsgiapp.supervisor.meanwhile import stats_served
@@ -145,9 +148,11 @@ def reimport(
         # able to read (a Python under /root): any failure here calls the reload off, as a
         # failed import does, instead of ending the master.
         doomed = app_modules(list(sys.modules), before)
+        launchers = held_by_earlier(before, doomed)
     except Exception as exc:
         log.error("reload: cannot re-import the app, keeping the old code: %r", exc)
         return None
+    _say_launchers(launchers)
     saved = {name: sys.modules.pop(name) for name in doomed}
     importlib.invalidate_caches()  # new files since the first import are found
     threads, fds = threading.enumerate(), open_fds()
@@ -178,6 +183,23 @@ def reimport(
     words = held_words(held, threads_running(_MARK))
     log.info("reload: app re-imported (%d modules) in %.2f s%s", len(doomed), took, words)
     return app
+
+
+def _say_launchers(launchers: list[tuple[str, str]]) -> None:
+    """One warning for each (package loaded before the app, package of the app's it holds
+    that the re-import takes afresh): :func:`~uwsgiapp.supervisor.keptmodules.held_by_earlier`."""
+    for launcher, used in launchers:
+        log.warning(
+            "reload: %s, loaded before the app (as a tracer's launcher loads it), holds %s, "
+            "which the re-import takes afresh: what %s did to the old %s (patches it made as "
+            "the app first imported it) is not done to the new one; with --lazy-apps each "
+            "worker imports the app after %s, as at the first start",
+            launcher,
+            used,
+            launcher,
+            used,
+            launcher,
+        )
 
 
 def held_words(held: list[str], threads: list[str] | None = None) -> str:
