@@ -227,6 +227,31 @@ def test_an_inis_busyness_min_over_its_max_is_lowered_to_it_as_uwsgi_acts(
         make_config(app="a:b", workers=8, cheaper=2, cheaper_busyness_max=20)
 
 
+def test_a_busyness_min_from_elsewhere_beside_an_inis_max_is_not_lowered(tmp_path: Path) -> None:
+    # The ini's reading applies to the ini's values: a min the command line or the
+    # environment gives stays, and validation names it; an ini's max out of range is named.
+    (tmp_path / "uwsgi.ini").write_text(
+        "[uwsgi]\nmodule = hello:app\nprocesses = 8\ncheaper = 2\ncheaper-busyness-max = 20\n"
+    )
+    r = run_cli(
+        "serve",
+        "--ini",
+        "uwsgi.ini",
+        "--cheaper-busyness-min",
+        "30",
+        "--check-config",
+        cwd=tmp_path,
+    )
+    assert r.returncode == 2 and b"--cheaper-busyness-min (from command line" in r.stderr
+    assert b"must not be over --cheaper-busyness-max (20), got 30" in r.stderr
+    (tmp_path / "uwsgi.ini").write_text(
+        "[uwsgi]\nmodule = hello:app\nprocesses = 8\ncheaper = 2\ncheaper-busyness-max = -5\n"
+    )
+    r = run_cli("serve", "--ini", "uwsgi.ini", "--check-config", cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    assert b"--cheaper-busyness-max (from ini" in r.stderr and b"0..100, got -5" in r.stderr
+
+
 def test_an_inis_cheaper_step_0_is_one_at_a_time_as_in_uwsgi(tmp_path: Path) -> None:
     config, said = _ini(tmp_path, "cheaper = 2\ncheaper-step = 0\n")
     assert config.cheaper_step == 1 and said == []

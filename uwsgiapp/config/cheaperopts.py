@@ -59,7 +59,7 @@ def cheaper_problem(config: Any, defaults: Any) -> tuple[str, str] | None:
         if getattr(config, name) < least:
             return name, f"must be >= {least}, got {getattr(config, name)}"
     low, high = config.cheaper_busyness_min, config.cheaper_busyness_max
-    if high > 100:
+    if not 0 <= high <= 100:
         return "cheaper_busyness_max", f"must be a percentage, 0..100, got {high}"
     if low > high:
         return (
@@ -146,10 +146,12 @@ def _busyness_bounds(
     low_name, high_name = "cheaper_busyness_min", "cheaper_busyness_max"
     if not (from_ini(low_name) or from_ini(high_name)):
         return []
+    if low_name in values and not from_ini(low_name):
+        return []  # the command line's, the environment's or a TOML file's: validation's
     low = values.get(low_name, defaults.cheaper_busyness_min)
     high = values.get(high_name, defaults.cheaper_busyness_max)
-    if low <= high or high > 100:
-        return []  # in order (or a max over 100: validation says so)
+    if low <= high or not 0 <= high <= 100:
+        return []  # in order (or a max out of range: validation names it)
     if from_ini(low_name):
         where = sources[low_name]
     else:
