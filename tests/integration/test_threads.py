@@ -207,7 +207,7 @@ def test_held_back_body_lines_are_counted_at_the_windows_end(tmp_path: Path) -> 
                 b"\r\n\r\n01234"
             )
         wait_until(
-            lambda: "3 more responses whose body did not fit their head" in server.log(),
+            lambda: "3 more responses whose body or Content-Length did not fit" in server.log(),
             INVALID_LOG_WINDOW + 5,
             "the window's count",
         )

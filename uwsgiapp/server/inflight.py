@@ -217,7 +217,7 @@ def say_body_length(environ: dict[str, Any], exchange: Exchange) -> None:
         )
     elif room == NOT_DIGITS:
         log.warning(
-            "app sent a Content-Length that is not digits (%s, %s): sent as given, but nginx "
+            "app sent a Content-Length that is not a length (%s, %s): sent as given, but nginx "
             '1.23 and later answer it with 502 ("upstream sent invalid "Content-Length" '
             'header")',
             escape_log_text(repr(_content_lengths(exchange.headers))),

@@ -166,8 +166,9 @@ def clients_gone() -> Burst:
 
 def body_mismatches() -> Burst:
     """The lines about responses whose body did not fit their head (a body after a 204, the
-    app's own mistake on every request of a route): as for invalid packets."""
-    return _burst(logging.WARNING, "responses whose body did not fit their head")
+    app's own mistake on every request of a route), or whose Content-Length is not a length:
+    as for invalid packets."""
+    return _burst(logging.WARNING, "responses whose body or Content-Length did not fit their head")
 
 
 def refused_requests() -> Burst:

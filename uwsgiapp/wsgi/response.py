@@ -108,24 +108,27 @@ def render(protocol: str, status: Any, headers: Any) -> Rendered:
 
 def _body_allowed(status: str, headers: list[tuple[str, str]]) -> int:
     """The body bytes a checked head allows: none after a 204 or 304 (RFC 9110), its
-    Content-Length (PEP 3333: no more), else -1 (any). One that is not digits bounds nothing
-    (:data:`NOT_DIGITS`, which the server says) and goes as given, as uWSGI and gunicorn send
-    it (nginx 1.22 serves it; 1.23 on answers 502); the same one twice too. Two that differ are
-    refused: which one frames the body?"""
+    Content-Length (PEP 3333: no more), else -1 (any). One that is not a length (not digits,
+    or 19 and more of them) bounds nothing (:data:`NOT_DIGITS`, which the server says) and
+    goes as given, as uWSGI and gunicorn send it (nginx 1.22 serves it; 1.23 on answers 502);
+    the same one twice too. Two that differ are refused, one of them not a length too: which
+    one frames the body?"""
     length = -1
-    odd = False
+    odd: str | None = None
     for name, value in headers:
         if len(name) == 14 and name.lower() == "content-length":
             text = value.strip()
             if not (text.isascii() and text.isdigit() and len(text) < 19):
-                odd = True
-                continue
-            if length not in (-1, int(text)):
+                odd = text if odd is None else odd
+            elif length not in (-1, int(text)):
                 raise HeaderError(f"two Content-Lengths, {length} and {int(text)}")
-            length = int(text)
+            else:
+                length = int(text)
+            if odd is not None and length != -1:
+                raise HeaderError(f"two Content-Lengths, {length} and {odd[:40]!r}")
     if status[:3] in ("204", "304"):
         return 0  # a 1xx is refused before
-    return NOT_DIGITS if odd and length == -1 else length
+    return length if odd is None else NOT_DIGITS
 
 
 def _render_head(protocol: str, status: Any, headers: Any) -> bytes:
