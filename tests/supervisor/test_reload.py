@@ -159,9 +159,11 @@ def test_old_code_something_still_holds_is_said(
         assert reload.reimport(config, before, lambda app: held.update(app=app)) is not None
         line = _reload_line(caplog)
     assert line.endswith(
-        "; 1 of the old modules are still held (held_app: by a registration of the old code "
-        "the master cannot undo, such as codecs.register or sys.addaudithook: kept in the "
-        "master and the workers forked after; --lazy-apps reloads without it)"
+        "; 1 of the old modules are still held (held_app: by something the master cannot let "
+        "go of, such as a registration of the old code (codecs.register, sys.addaudithook), a "
+        "module loaded before the app that keeps them (a tracer's), or a standard library "
+        "thread or timer the old code started: kept in the master and the workers forked "
+        "after; --lazy-apps reloads without it)"
     ), line
     import atexit
 
@@ -202,7 +204,7 @@ def test_the_reload_line_names_the_old_modules_still_held() -> None:
     assert reload.held_words([]) == ""
     words = reload.held_words([f"app.m{i}" for i in range(7, 0, -1)])
     assert words.startswith("; 7 of the old modules are still held (app.m1, app.m2, app.m3, ")
-    assert "app.m4, app.m5, ...: by a registration" in words
+    assert "app.m4, app.m5, ...: by something the master" in words
 
 
 def test_only_the_old_codes_method_finalizers_are_let_go_of(tmp_path: Path) -> None:

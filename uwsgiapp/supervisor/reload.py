@@ -216,9 +216,11 @@ def held_words(held: list[str], threads: list[str] | None = None) -> str:
             "function, or use --lazy-apps)"
         )
     return (
-        f"; {len(held)} of the old modules are still held ({names}: by a registration of the "
-        "old code the master cannot undo, such as codecs.register or sys.addaudithook: kept in "
-        "the master and the workers forked after; --lazy-apps reloads without it)"
+        f"; {len(held)} of the old modules are still held ({names}: by something the master "
+        "cannot let go of, such as a registration of the old code (codecs.register, "
+        "sys.addaudithook), a module loaded before the app that keeps them (a tracer's), or a "
+        "standard library thread or timer the old code started: kept in the master and the "
+        "workers forked after; --lazy-apps reloads without it)"
     )
 
 
