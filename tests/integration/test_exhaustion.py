@@ -6,13 +6,15 @@ Each test makes the shortage real in the process that meets it (a limit set by t
 
 from __future__ import annotations
 
+import os
 import signal
 import socket
+import sys
 import textwrap
 from pathlib import Path
 
 import pytest
-from support.procs import Server, uwsgi_get, wait_for_serving, wait_until
+from support.procs import Server, uwsgi_get, wait_for_serving, wait_until, worker_pids
 
 pytestmark = pytest.mark.nginx
 
@@ -92,3 +94,90 @@ def test_a_term_to_a_worker_that_cannot_start_a_thread_still_ends_gracefully(
     log = server.log()
     assert "Traceback" not in log and "crashed" not in log, log
     assert "exited with code 0" in log, log
+
+
+#: An app whose worker loses every free descriptor once its loop is up, before any request
+#: (a thread its postfork function starts takes them), and gets them back once the file
+#: named by RELEASE_FDS exists: what a worker born short of descriptors meets.
+STARVED_APP = """
+import os, threading, time
+from uwsgiapp.hooks import postfork
+
+HELD = []
+
+def _looping():
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if os.readlink(f"/proc/self/fd/{fd}") == "anon_inode:[eventpoll]":
+                return True
+        except OSError:  # the listing's own descriptor, closed since
+            pass
+    return False
+
+def _take_them_all():
+    while not _looping():
+        time.sleep(0.01)
+    while True:
+        try:
+            HELD.append(os.open(os.devnull, os.O_RDONLY))
+        except OSError:
+            break
+    while not os.path.exists(os.environ["RELEASE_FDS"]):
+        time.sleep(0.02)
+    while HELD:
+        os.close(HELD.pop())
+
+@postfork
+def _starve():
+    threading.Thread(target=_take_them_all, daemon=True).start()
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"served by %d" % os.getpid()]
+"""
+
+
+class FewFiles(Server):
+    """``uwsgiapp serve`` limited to 64 open files (set just before exec, like prlimit)."""
+
+    def command(self) -> list[str]:
+        prologue = (
+            "import os, resource, sys; "
+            "resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)); "
+            "os.execv(sys.argv[1], sys.argv[1:])"
+        )
+        return [sys.executable, "-c", prologue, *super().command()]
+
+
+def test_a_worker_out_of_descriptors_before_its_first_request_waits_instead_of_recycling(
+    tmp_path: Path,
+) -> None:
+    # accept() failing with EMFILE recycled the worker; its replacement started as short of
+    # descriptors (the master's import, the app's start-up took them) and did the same: 220
+    # forks and 670 log lines a second while a connection waited, which none served.
+    app = _write_app(tmp_path, "starved_app", STARVED_APP)
+    release = tmp_path / "release"
+    options = {"workers": 1, "pythonpath": [str(tmp_path)], "env": [f"RELEASE_FDS={release}"]}
+    # Not waiting for the socket to connect: that probe would be the worker's first request.
+    server = FewFiles(tmp_path, app, **options).start(wait=False)
+    try:
+        (pid,) = wait_for_serving(server, 1)
+        wait_until(lambda: len(os.listdir(f"/proc/{pid}/fd")) >= 64, 10, "its descriptors taken")
+        with socket.socket(socket.AF_UNIX) as client:
+            client.settimeout(30)
+            client.connect(server.socket)  # waits in the backlog: accept() fails in the worker
+            client.sendall(uwsgi_get("/"))
+            wait_until(lambda: "accept() on" in server.log(), 10, "the worker's accept to fail")
+            release.touch()
+            answer = b""
+            while chunk := client.recv(65536):
+                answer += chunk
+        assert worker_pids(server.pid) == {pid}
+    finally:
+        server.stop()
+    assert answer.endswith(b"served by %d" % pid), answer
+    log = server.log()
+    assert "recycling" not in log, log
+    first = next(line for line in log.splitlines() if "accept() on" in line)
+    assert "Too many open files before this worker's first request" in first, first
+    assert "ulimit -n" in first and first.endswith("; retrying"), first
