@@ -7,6 +7,7 @@ Each test makes the shortage real in the process that meets it (a limit set by t
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import sys
@@ -138,12 +139,16 @@ def app(environ, start_response):
 
 
 class FewFiles(Server):
-    """``uwsgiapp serve`` limited to 64 open files (set just before exec, like prlimit)."""
+    """``uwsgiapp serve`` limited to ``files`` open files (the soft limit, set just before
+    exec as prlimit does; the hard one is left, so that a test may raise it again)."""
+
+    files = 64
 
     def command(self) -> list[str]:
         prologue = (
             "import os, resource, sys; "
-            "resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64)); "
+            "hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]; "
+            f"resource.setrlimit(resource.RLIMIT_NOFILE, ({self.files}, hard)); "
             "os.execv(sys.argv[1], sys.argv[1:])"
         )
         return [sys.executable, "-c", prologue, *super().command()]
@@ -181,3 +186,24 @@ def test_a_worker_out_of_descriptors_before_its_first_request_waits_instead_of_r
     first = next(line for line in log.splitlines() if "accept() on" in line)
     assert "Too many open files before this worker's first request" in first, first
     assert "ulimit -n" in first and first.endswith("; retrying"), first
+
+
+def test_a_master_that_cannot_fork_says_why_once_and_forks_once_it_can(tmp_path: Path) -> None:
+    # Each missing worker was tried again at every tick (0.1 s), a line each, naming only the
+    # errno: here the master's descriptors, which --log-master's pipes for each worker use up.
+    server = FewFiles(tmp_path, "supervisor_app:app", workers=24, log_master=True)
+    server.files = 48
+    server.start(wait=False)
+    try:
+        wait_until(lambda: "cannot fork" in server.log(), 15, "a fork to fail")
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.prlimit(server.pid, resource.RLIMIT_NOFILE, (hard, hard))
+        wait_until(lambda: len(worker_pids(server.pid)) == 24, 30, "all 24 workers")
+    finally:
+        server.stop()
+    lines = server.log().splitlines()
+    (failed,) = [line for line in lines if "cannot fork" in line]
+    assert "[Errno 24] its --log-master pipes: Too many open files" in failed, failed
+    assert "the master's open-files limit (ulimit -n" in failed, failed
+    assert "of 24 workers running; trying again in 0.5 s" in failed, failed
+    assert len([line for line in lines if "no dump file" in line]) <= 1, lines

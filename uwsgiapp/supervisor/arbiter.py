@@ -282,8 +282,8 @@ class Arbiter:
             self.funnel.after_fork(0)
             self.dumps.forked(0, dump_fd)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            log.error("cannot fork a worker: %s", exc)
-            self.policy.spawn_failed(wid)
+            if said := self.policy.spawn_failed(wid, exc, time.monotonic()):
+                log.error("%s", said)
             return
         if pid:
             self.funnel.after_fork(pid)
