@@ -15,7 +15,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from support.procs import Server, uwsgi_get, wait_for_serving, wait_until, worker_pids
+from support.procs import (
+    Server,
+    free_port,
+    uwsgi_get,
+    wait_for_serving,
+    wait_until,
+    worker_pids,
+)
 
 pytestmark = pytest.mark.nginx
 
@@ -207,3 +214,34 @@ def test_a_master_that_cannot_fork_says_why_once_and_forks_once_it_can(tmp_path:
     assert "the master's open-files limit (ulimit -n" in failed, failed
     assert "of 24 workers running; trying again in 0.5 s" in failed, failed
     assert len([line for line in lines if "no dump file" in line]) <= 1, lines
+
+
+def test_a_full_listen_queue_is_said_in_the_log(tmp_path: Path) -> None:
+    # Every worker busy, the backlog full: nginx answered 504 (TCP) or 502 (unix) and logged
+    # it; the server's log said nothing (uWSGI says "listen queue ... full").
+    port = free_port()
+    address = f"127.0.0.1:{port}"
+    server = Server(tmp_path, "supervisor_app:app", socket=address, workers=1, listen=4)
+    server.start()
+    marker = tmp_path / "in-the-app"
+    clients: list[socket.socket] = []
+    try:
+        busy = socket.create_connection(("127.0.0.1", port))
+        clients.append(busy)
+        busy.sendall(uwsgi_get("/sleep", f"30&{marker}"))
+        wait_until(marker.exists, 10, "the only worker busy")
+        for _ in range(12):  # more than the backlog: the queue fills, later handshakes wait
+            waiting = socket.socket()
+            clients.append(waiting)
+            waiting.setblocking(False)
+            waiting.connect_ex(("127.0.0.1", port))
+        wait_until(lambda: "listen queue of" in server.log(), 15, "the full queue said")
+    finally:
+        for client in clients:
+            client.close()
+        server.signal(signal.SIGINT)  # the worker sleeps on: a quick stop
+        server.stop()
+    line = next(line for line in server.log().splitlines() if "listen queue of" in line)
+    assert f"[WARNING] listen queue of {address} is full (" in line, line
+    assert "--listen 4): every worker is busy" in line, line
+    assert "dropped: nginx waits for its connect, then answers 504" in line, line
