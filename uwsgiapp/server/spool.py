@@ -86,7 +86,8 @@ def spool_body(
     from ``fd`` with ``timeout`` per read, in memory or a temporary file; rewound.
 
     Raises :class:`ClientDisconnected` (a :class:`ClientTimeout` for a stall) saying how much
-    of the body came; the file is then closed.
+    of the body came, or :class:`SpoolFailed` when the server cannot hold it; the file is then
+    closed.
     """
     got = min(len(rest), length)
     body: IO[bytes] | None = None  # closed by the caller at the request's end, or below
@@ -110,12 +111,14 @@ def spool_body(
     return body
 
 
-class SpoolFailed(OSError):
+class SpoolFailed(Exception):
     """The server could not hold a body (a full disk, a file size limit, no descriptors): the
-    ``OSError`` it met, and how many bytes of the body were still to come (``unread``)."""
+    ``OSError`` it met (``error``), and how many bytes of the body were still to come
+    (``unread``). Not an ``OSError`` itself: a compiled build cannot subclass one here."""
 
     def __init__(self, error: OSError, unread: int) -> None:
-        super().__init__(error.errno, error.strerror or str(error))
+        super().__init__(str(error))
+        self.error = error
         self.unread = unread
 
 
@@ -213,7 +216,7 @@ class SpoolingResponder(Responder):
                 self.directory,
                 exc,
             )
-            self._check_fds(exc)  # out of fds: the worker recycles, as for the app's EMFILE
+            self._check_fds(exc.error)  # out of fds: the worker recycles (as for the app's)
             with contextlib.suppress(OSError):
                 exchange.answer_error("500 Internal Server Error", "failed")
                 # The rest read away, as for any unread body: closed with it unread, the
