@@ -448,6 +448,22 @@ def test_an_accept_failed_on_sockets_the_stop_shut_down_is_the_stop(
     assert decisions.accept_error_is_the_stop(code, stopping) is the_stop
 
 
+@pytest.mark.parametrize(
+    ("code", "served", "recycles"),
+    [
+        (errno.EMFILE, 3, True),  # the app leaked them: a fresh worker starts with fewer
+        (errno.EMFILE, 0, False),  # born short of them: a fresh worker would be too
+        (errno.EBADF, 0, True),  # the app closed the listener's descriptor
+        (errno.ENFILE, 3, False),  # the whole system: no worker of ours can help
+        (errno.ENOMEM, 3, False),
+    ],
+)
+def test_an_accept_failure_recycles_only_where_a_fresh_worker_can_get_past_it(
+    code: int, served: int, recycles: bool
+) -> None:
+    assert (decisions.accept_error_recycles(code, served) is not None) is recycles
+
+
 def test_one_client_at_a_time_costs_no_empty_accepts(tmp_path: Path) -> None:
     # Light load: an accept that finds the queue empty costs the kernel ~20 times an epoll
     # check, so the worker takes one connection and asks epoll, instead of accepting again.

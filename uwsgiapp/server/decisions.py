@@ -73,19 +73,35 @@ def parking_cap(most: int, fd_limit: int, loops: int = 1) -> int:
     return max(1, min(most, spare // max(1, loops)))
 
 
-def accept_error_recycles(code: int | None) -> str | None:
+def accept_error_recycles(code: int | None, served: int = 1) -> str | None:
     """Whether an ``accept`` that failed with errno ``code`` must recycle the worker (no
     retry in this process can get past it): what the log line adds (maybe ""), else None.
 
-    Out of descriptors (the app leaks them), or the listening socket's descriptor closed or
-    replaced by the app: a fresh worker starts with the master's socket. Anything else (a
-    client that gave up, the system out of memory or files) is retried.
+    Out of descriptors after ``served`` requests (the app leaks them), or the listening
+    socket's descriptor closed or replaced by the app: a fresh worker starts with the master's
+    socket. Anything else (a client that gave up, the system out of memory or files) is
+    retried; so is EMFILE before the first request: a fresh worker starts as short of
+    descriptors (what the master's import of the app holds, what the app opens as it starts),
+    and recycling it forked hundreds of workers a second while a connection waited.
     """
     if code == errno.EMFILE:
-        return ""
+        return "" if served else None
     if code in (errno.EBADF, errno.ENOTSOCK, errno.EINVAL):
         return " (did the app close it?)"
     return None
+
+
+def accept_retry_hint(code: int | None) -> str:
+    """What the line about a retried ``accept`` failure adds to its errno ``code``'s text."""
+    if code == errno.EMFILE:  # retried only before the worker's first request
+        return (
+            " before this worker's first request: a new worker would start as short of "
+            "descriptors, so this one waits for some to be closed (raise the open-files limit: "
+            "ulimit -n, systemd's LimitNOFILE=; or have the app open fewer as it starts)"
+        )
+    if code == errno.ENFILE:
+        return " (the whole system is out of open files: fs.file-max)"
+    return ""
 
 
 def accept_error_is_the_stop(code: int | None, server_stopping: bool) -> bool:

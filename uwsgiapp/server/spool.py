@@ -27,6 +27,7 @@ from typing import IO, Any, Final
 from uwsgiapp.server.exchange import Exchange, Peer, Responder
 from uwsgiapp.server.inflight import request_text
 from uwsgiapp.server.io import ClientDisconnected, ClientTimeout, recv
+from uwsgiapp.server.transfer import drain
 from uwsgiapp.wsgi.contract import AccessLogger, WSGIApp
 from uwsgiapp.wsgi.environ import BadRequest, parse_content_length
 from uwsgiapp.wsgi.response import error_response
@@ -85,27 +86,45 @@ def spool_body(
     from ``fd`` with ``timeout`` per read, in memory or a temporary file; rewound.
 
     Raises :class:`ClientDisconnected` (a :class:`ClientTimeout` for a stall) saying how much
-    of the body came; the file is then closed.
+    of the body came, or :class:`SpoolFailed` when the server cannot hold it; the file is then
+    closed.
     """
-    # Closed by the caller at the request's end, or below on a failure.
-    body: IO[bytes] = (
-        io.BytesIO() if in_memory(length, limit) else tempfile.TemporaryFile(dir=directory)  # noqa: SIM115
-    )
     got = min(len(rest), length)
+    body: IO[bytes] | None = None  # closed by the caller at the request's end, or below
     try:
+        body = io.BytesIO() if in_memory(length, limit) else tempfile.TemporaryFile(dir=directory)  # noqa: SIM115
         body.write(rest[:length] if len(rest) > length else rest)
         while got < length:
             chunk = recv(fd, min(length - got, MAX_READ), timeout)
-            body.write(chunk)
             got += len(chunk)
+            body.write(chunk)
         body.seek(0)
     except ClientDisconnected as exc:
-        body.close()
+        _close(body)
         raise retold(exc, f": {got} of {length} bytes of its body in") from None
+    except OSError as exc:
+        _close(body)
+        raise SpoolFailed(exc, length - got) from exc
     except BaseException:
-        body.close()
+        _close(body)
         raise
     return body
+
+
+class SpoolFailed(Exception):
+    """The server could not hold a body (a full disk, a file size limit, no descriptors): the
+    ``OSError`` it met (``error``), and how many bytes of the body were still to come
+    (``unread``). Not an ``OSError`` itself: a compiled build cannot subclass one here."""
+
+    def __init__(self, error: OSError, unread: int) -> None:
+        super().__init__(str(error))
+        self.error = error
+        self.unread = unread
+
+
+def _close(body: IO[bytes] | None) -> None:
+    if body is not None:
+        body.close()
 
 
 def retold(exc: ClientDisconnected, more: str) -> ClientDisconnected:
@@ -190,16 +209,19 @@ class SpoolingResponder(Responder):
                         fd, error_response(exchange.protocol, "408 Request Timeout", "timeout")
                     )
             raise retold(exc, f" ({request_text(environ)}); the app is not called") from None
-        except OSError as exc:  # not the client's doing: said as the server's, answered
+        except SpoolFailed as exc:  # not the client's doing: said as the server's, answered
             log.error(
                 "post-buffering: cannot hold the body of (%s) in %s: %s; answering 500",
                 request_text(environ),
                 self.directory,
                 exc,
             )
-            self._check_fds(exc)  # out of fds: the worker recycles, as for the app's EMFILE
+            self._check_fds(exc.error)  # out of fds: the worker recycles (as for the app's)
             with contextlib.suppress(OSError):
                 exchange.answer_error("500 Internal Server Error", "failed")
+                # The rest read away, as for any unread body: closed with it unread, the
+                # connection was reset while nginx still sent it, and nginx answered 502.
+                drain(fd, exc.unread, self.timeout, self.limit_post)
             return None
 
 

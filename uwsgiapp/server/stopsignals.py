@@ -51,8 +51,12 @@ class StopSignals:
         if not self._refusal_armed and self.master_flags is not None:
             self._refusal_armed = True
             # A bare thread: threading's would take its module lock, which the code this
-            # handler interrupted may hold (a deadlock until SIGKILL).
-            _thread.start_new_thread(self._refuse_late, (self.drain_seconds + REFUSE_MARGIN,))
+            # handler interrupted may hold (a deadlock until SIGKILL). None at the process or
+            # thread limit (RLIMIT_NPROC, a pids cgroup): raised here, the error ended the
+            # request in hand with a 500, or the worker with a traceback; the stop goes on
+            # without the late refusal.
+            with contextlib.suppress(RuntimeError):
+                _thread.start_new_thread(self._refuse_late, (self.drain_seconds + REFUSE_MARGIN,))
 
     def _refuse_late(self, after: float) -> None:
         """``after`` seconds from TERM, the drain is over; if this process still holds the

@@ -16,6 +16,7 @@ __all__ = [
     "Burst",
     "Throttle",
     "accept_failures",
+    "accept_retries",
     "body_mismatches",
     "clients_gone",
     "invalid_packets",
@@ -100,6 +101,21 @@ def accept_failures(
             last,
             interval,
         )
+
+    return Throttle(interval, emit)
+
+
+def accept_retries(interval: float = REFUSED_LOG_INTERVAL) -> Throttle[str]:
+    """A worker's lines about an ``accept`` that failed and is retried after a pause (the
+    system out of files or memory, the worker out of descriptors before its first request):
+    what failed, said at once, then a count at most every ``interval`` seconds (each retry was
+    a line, ten a second while it lasted)."""
+
+    def emit(count: int, last: str) -> None:
+        if count == 1:
+            log.error("%s; retrying", last)
+            return
+        log.error("%s; retrying (%d more times, one line per %g s)", last, count, interval)
 
     return Throttle(interval, emit)
 

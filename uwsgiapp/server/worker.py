@@ -36,7 +36,7 @@ from uwsgiapp.server.intake import FIRST_BYTES_WAIT, Handler, Pending
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.masterflags import MasterFlags, leaves_at_max_requests
 from uwsgiapp.server.stopsignals import StopSignals
-from uwsgiapp.server.throttle import Throttle, refused_peers
+from uwsgiapp.server.throttle import Throttle, accept_retries, refused_peers
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -110,6 +110,7 @@ class Worker(StopSignals):
         #: Connections closed because parking was full, not logged yet; when the next line may go.
         self._shed: Throttle[int] = Throttle(SHED_LOG_INTERVAL, _log_shed)
         self._refused = refused_peers()
+        self._retried = accept_retries()
         self._next_parent_check = 0.0
 
     # -- loop ---------------------------------------------------------------------------------
@@ -157,7 +158,14 @@ class Worker(StopSignals):
                 ready = self._wait(0.0 if more else IDLE_TICK)
                 burst = not self.one_first or accept_burst(more, bool(ready))
         finally:  # what the throttles held back is said before the worker goes
-            for throttle in (self._shed, self._refused, self.handler.invalid, self.handler.gone):
+            held = (
+                self._shed,
+                self._refused,
+                self._retried,
+                self.handler.invalid,
+                self.handler.gone,
+            )
+            for throttle in held:
                 throttle.flush()
             BODY_LINES.flush()
             REFUSED_LINES.flush()
@@ -231,12 +239,13 @@ class Worker(StopSignals):
         stopping = not self.alive and flags is not None and flags.stopping
         if decisions.accept_error_is_the_stop(exc.errno, stopping):
             return
-        why = decisions.accept_error_recycles(exc.errno)  # retrying may spin for ever
-        then = "retrying" if why is None else f"recycling this worker{why}"
-        log.error("%s: accept() on %s failed: %s; %s", worker_label(), listener.spec, exc, then)
+        why = decisions.accept_error_recycles(exc.errno, self.requests)  # a retry may spin
+        said = f"{worker_label()}: accept() on {listener.spec} failed: {exc}"
         if why is None:
+            self._retried.add(said + decisions.accept_retry_hint(exc.errno))
             time.sleep(0.1)
         else:
+            log.error("%s; recycling this worker%s", said, why)
             self.alive = False  # the connection waits for the fresh worker
 
     def _step(self, call: Callable[..., Pending | None], *args: object) -> None:
@@ -334,8 +343,8 @@ class Worker(StopSignals):
                 ready.append(listener)
         if parked and time.monotonic() >= self._next_expiry:
             self._expire_parked()
-        if self._shed.count or self._refused.count:  # attributes: this runs every request
-            for throttle in (self._shed, self._refused):
+        if self._shed.count or self._refused.count or self._retried.count:  # every request
+            for throttle in (self._shed, self._refused, self._retried):
                 if throttle.due():
                     throttle.flush()
         if self.master_pid and time.monotonic() >= self._next_parent_check:

@@ -42,6 +42,7 @@ from uwsgiapp.supervisor.dumps import DumpFiles
 from uwsgiapp.supervisor.logmaster import LogMaster
 from uwsgiapp.supervisor.mastersignals import MASTER_SIGNUMS, MasterSignals
 from uwsgiapp.supervisor.policy import Policy
+from uwsgiapp.supervisor.queuewatch import QueueWatch
 from uwsgiapp.supervisor.reload import reimport, reload_kind
 from uwsgiapp.supervisor.sdnotify import Notifier
 from uwsgiapp.supervisor.status import (
@@ -63,8 +64,6 @@ from uwsgiapp.supervisor.workerexit import die_with_parent, kill_all, leave, rea
 log = logging.getLogger("uwsgiapp.error")
 
 TICK = 0.1
-#: Seconds between two looks at the listen queues (for listen_queue_errors), with --stats.
-QUEUE_CHECK = 1.0
 
 
 class Arbiter:
@@ -108,10 +107,10 @@ class Arbiter:
         self._sockdiag = SockDiag()
         self.dumps = DumpFiles()
         self.funnel = LogMaster()  # inert; boot starts one for --log-master
-        self._next_queue_check = 0.0
         self.touch = TouchWatch(config.touch_reload) if config.touch_reload else None
         if stats is not None:
             stats.snapshot = self.snapshot
+        self.queues = QueueWatch(self._socket_stats, self.observer)
 
     def run(self) -> int:
         """Run until stopped; returns the exit code."""
@@ -130,7 +129,8 @@ class Arbiter:
                     pass
             now = time.monotonic()
             if stats is not None:
-                self._serve_stats(stats, now)
+                self._serve_stats(stats)
+            self.queues.tick(now)
             if self.touch and self.policy.mode is A.Mode.RUNNING and self.touch.due(now):
                 self.signals.append("HUP")  # as if sent: the same reload, the same lines
             actions: list[A.Action] = []
@@ -163,14 +163,11 @@ class Arbiter:
         workers, said = options.on_hup(self.table.capacity // 2, self.policy.hup_running())
         return [A.Log(A.LogLevel.INFO, line) for line in said] + self.policy.hup_workers(workers)
 
-    def _serve_stats(self, stats: StatsServer, now: float) -> None:
-        """Answer what the stats clients are owed (never waits); look at the queues now and
-        then. A failure here is logged and never stops the master."""
+    def _serve_stats(self, stats: StatsServer) -> None:
+        """Answer what the stats clients are owed (never waits). A failure here is logged and
+        never stops the master."""
         try:
             stats.poll(0.0)
-            if now >= self._next_queue_check:
-                self._next_queue_check = now + QUEUE_CHECK
-                self.observer.check_queues(self._socket_stats())
         except Exception:
             log.exception("stats: serving a client failed")
 
@@ -282,8 +279,8 @@ class Arbiter:
             self.funnel.after_fork(0)
             self.dumps.forked(0, dump_fd)
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            log.error("cannot fork a worker: %s", exc)
-            self.policy.spawn_failed(wid)
+            if said := self.policy.spawn_failed(wid, exc, time.monotonic()):
+                log.error("%s", said)
             return
         if pid:
             self.funnel.after_fork(pid)

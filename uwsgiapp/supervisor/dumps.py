@@ -43,6 +43,9 @@ class DumpFiles:
         #: The memory cgroup's OOM kills, counted from now (read once, and at a SIGKILL).
         self.oom = OomKills()
         self._create = getattr(os, "memfd_create", None)
+        #: The last file could not be made (said once until one can: the master out of
+        #: descriptors tries again at every spawn).
+        self._failing = False
 
     def open(self) -> int | None:
         """A new worker's file, made before the fork; None where there can be none."""
@@ -51,11 +54,15 @@ class DumpFiles:
         try:
             fd: int = self._create("uwsgiapp-dump")
         except OSError as exc:
-            # Out of fds (said each time: it may pass) or refused (a seccomp filter: said once).
+            # Out of fds (it may pass: tried again) or refused (a seccomp filter: for good).
             if exc.errno in (errno.ENOSYS, errno.EPERM, errno.EACCES):
                 self._create = None
+            elif self._failing:
+                return None
+            self._failing = True
             log.warning("no dump file for a new worker, its stack dumps go to the log: %s", exc)
             return None
+        self._failing = False
         return fd
 
     def forked(self, pid: int, fd: int | None) -> None:

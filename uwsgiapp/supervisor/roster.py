@@ -356,10 +356,6 @@ class Roster:
         self.records[pid] = record
         return record.label
 
-    def spawn_failed(self, wid: int) -> None:
-        """The arbiter could not fork for a :class:`Spawn` (it will be asked again)."""
-        self.pending.pop(wid, None)
-
     def start(self) -> list[Action]:
         """The first workers."""
         return self._fill()

@@ -28,12 +28,13 @@ from uwsgiapp.supervisor.cheaper import (
     Verdict,
     algorithm,
 )
-from uwsgiapp.supervisor.roster import READY, Roster
+from uwsgiapp.supervisor.forkfail import Forking
+from uwsgiapp.supervisor.roster import READY
 from uwsgiapp.supervisor.status import WorkerStatus
 
 
 @dataclass
-class Scaling(Roster):
+class Scaling(Forking):
     """The roster with its worker count's controls."""
 
     #: ``--cheaper``'s options (None: ``--workers`` run all the time).

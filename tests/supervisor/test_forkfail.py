@@ -1,0 +1,93 @@
+"""Forks that fail (the process limit, memory, the master's descriptors): the policy holds the
+spawns and backs off, and the log says why once, not at every tick."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+
+from supervisor.policy_sim import Sim
+
+from uwsgiapp.supervisor.actions import Spawn
+from uwsgiapp.supervisor.forkfail import FORK_RETRY, FORK_SAY_EVERY, ForkFailures, fork_cause
+from uwsgiapp.supervisor.policy import Policy
+
+
+def _error(code: int) -> OSError:
+    return OSError(code, os.strerror(code))
+
+
+class FailingSim(Sim):
+    """An arbiter whose forks fail while ``failing``: each failure goes to the policy, as the
+    arbiter reports it, and the lines it is given to log are kept."""
+
+    def __init__(self, policy: Policy) -> None:
+        super().__init__(policy)
+        self.failing = True
+        self.tries = 0
+        self.lines: list[str] = []
+
+    def run(self, actions: list[object]) -> list[object]:
+        for action in actions:
+            if not (isinstance(action, Spawn) and self.failing):
+                super().run([action])
+            elif self.policy.wanted(action):
+                self.tries += 1
+                said = self.policy.spawn_failed(action.wid, _error(errno.EAGAIN), self.now)
+                self.lines += [said] if said else []
+        return actions
+
+
+def test_a_failed_fork_holds_the_batch_and_backs_off_with_one_line() -> None:
+    # Every missing worker was tried again at each 0.1 s tick, a line each: 50 a second.
+    sim = FailingSim(Policy(workers=8))
+    sim.run(sim.policy.start())
+    assert sim.tries == 1  # the other seven spawns of the batch wait too
+    for _ in range(200):  # 20 s
+        sim.tick()
+    first, most = FORK_RETRY
+    waits = [first * 2**n for n in range(10) if first * 2**n < most]
+    assert sim.tries == 1 + len(waits) + int((20 - sum(waits)) // most)
+    assert len(sim.lines) == 1
+    assert sim.lines[0].startswith("cannot fork a worker: [Errno 11]")
+    assert "RLIMIT_NPROC (ulimit -u" in sim.lines[0] and "pids.max" in sim.lines[0]
+    assert "0 of 8 workers running; trying again in 0.5 s" in sim.lines[0]
+    sim.failing = False
+    for _ in range(int(most / 0.1) + 1):
+        sim.tick()
+    assert len(sim.policy.records) == 8
+    assert len(sim.lines) == 1
+
+
+def test_forks_failing_for_long_are_said_again_now_and_then() -> None:
+    sim = FailingSim(Policy(workers=2))
+    sim.run(sim.policy.start())
+    for _ in range(int(FORK_SAY_EVERY * 10) + 60):
+        sim.tick()
+    assert len(sim.lines) == 2
+    assert re.match(
+        r"still cannot fork a worker: \d+ tries failed in 3\d s \(the last: ", sim.lines[1]
+    )
+    assert "trying again every 5 s" in sim.lines[1]
+
+
+def test_a_fork_that_works_makes_the_next_failure_a_first_one_again() -> None:
+    failures = ForkFailures()
+    assert failures.failed_now(_error(errno.ENOMEM), 0.0, 1, 2)[0] == FORK_RETRY[0]
+    assert failures.failed_now(_error(errno.ENOMEM), 1.0, 1, 2) == (FORK_RETRY[0] * 2, None)
+    sim = FailingSim(Policy(workers=2))
+    sim.run(sim.policy.start())
+    sim.failing = False
+    for _ in range(10):
+        sim.tick()
+    assert len(sim.policy.records) == 2 and sim.policy.forks.failed == 0
+    sim.failing = True
+    sim.run(sim.exit(min(sim.policy.records), None, 9))
+    assert len(sim.lines) == 2 and sim.lines[1].startswith("cannot fork a worker")
+
+
+def test_the_causes_named() -> None:
+    assert "open-files limit" in fork_cause(errno.EMFILE)
+    assert "out of memory" in fork_cause(errno.ENOMEM)
+    assert fork_cause(errno.EPERM) == fork_cause(None) == ""
