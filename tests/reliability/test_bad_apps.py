@@ -58,6 +58,13 @@ def worker_pid(nginx: Nginx) -> int:
     return int(body)
 
 
+def log_mark(server: Server, pid: int) -> int:
+    """Where the log ends once the master said worker ``pid`` started: the worker may answer
+    before the master writes that line, which then landed among a request's lines."""
+    wait_until(lambda: f"(pid {pid}) started" in server.log(), 10, f"pid {pid}'s start line")
+    return len(server.log())
+
+
 @pytest.fixture(scope="module")
 def bad_stack(
     tmp_path_factory: pytest.TempPathFactory, nginx_available: None
@@ -110,7 +117,7 @@ def test_bad_app_gets_status_one_log_line_and_worker_lives(
         f"{', with the app traceback' if traceback else ', no traceback'}); same worker pid",
     )
     pid = worker_pid(nginx)
-    mark = len(server.log())
+    mark = log_mark(server, pid)
     got, body, ended = fetch(nginx.port, "GET", f"/{route}")
     after = worker_pid(nginx)  # served after the bad request: its log lines are written
     new = entries(server.log()[mark:])
@@ -160,7 +167,7 @@ def test_failure_after_the_head_cuts_the_response(
     socket_opt = {"socket": f"127.0.0.1:{free_port()}"} if transport == "tcp" else {}
     with stack(tmp_path, APP, workers=1, **socket_opt) as (server, nginx):
         pid = worker_pid(nginx)
-        mark = len(server.log())
+        mark = log_mark(server, pid)
         status, body, ended = fetch(nginx.port, "GET", f"/{route}")
         after = worker_pid(nginx)
         new = entries(server.log()[mark:])
@@ -198,7 +205,7 @@ def test_app_that_does_not_read_its_large_body(
         "no 502), no upstream error in nginx's log, no error logged, same worker",
     )
     pid = worker_pid(nginx)
-    mark = len(server.log())
+    mark = log_mark(server, pid)
     body = os.urandom(1 << 20)
     results = [fetch(nginx.port, "POST", f"/{route}", body) for _ in range(rounds)]
     after = worker_pid(nginx)
@@ -231,7 +238,7 @@ def test_app_that_kills_its_worker_gets_502_and_a_replacement(
     with stack(tmp_path, APP, workers=1) as (server, nginx):
         for route, how in CRASHES.items():
             pid = worker_pid(nginx)
-            mark = len(server.log())
+            mark = log_mark(server, pid)
             status, _, _ = fetch(nginx.port, "GET", f"/{route}")
             after = worker_pid(nginx)
             # (and the new worker's "worker 1 (pid N) started", at INFO)
@@ -275,7 +282,7 @@ def test_harakiri_replaces_a_worker_blocked_forever(
     with stack(tmp_path, APP, workers=1, harakiri=1) as (server, nginx):
         for route, stuck_line in routes.items():
             pid = worker_pid(nginx)
-            mark = len(server.log())
+            mark = log_mark(server, pid)
             status, _, _ = fetch(nginx.port, "GET", f"/{route}")
             wait_until(lambda m=mark: "killed by signal 9" in server.log()[m:], 10, "the kill")
             after = worker_pid(nginx)
@@ -391,7 +398,7 @@ def test_fds_exhausted_outside_a_request_make_accept_recycle_the_worker(
     )
     for _ in range(rounds):
         pid = worker_pid(nginx)
-        mark = len(server.log())
+        mark = log_mark(server, pid)
         status, _, _ = fetch(nginx.port, "GET", "/leak-all-fds-later")
         assert status == 200
         wait_until(lambda p=pid: len(os.listdir(f"/proc/{p}/fd")) >= 64, 10, "fds exhausted")
