@@ -24,33 +24,26 @@ from uwsgiapp.config import Config
 from uwsgiapp.exitcodes import ServeExit, WorkerExit
 from uwsgiapp.hooks import PostforkError, run_postfork
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
-from uwsgiapp.server.decisions import drain_limit
-from uwsgiapp.server.inflight import set_request_source, set_worker_number
+from uwsgiapp.server.inflight import set_worker_number
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import arm_fault_dumps, flush_std, reopen_logs
 from uwsgiapp.server.masterflags import MasterFlags
 from uwsgiapp.server.sockdiag import SockDiag
-from uwsgiapp.server.threaded import ThreadedWorker
-from uwsgiapp.server.worker import Worker
 from uwsgiapp.stats.model import ServerStats, SocketStats
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import actions as A
 from uwsgiapp.supervisor import observe, options
 from uwsgiapp.supervisor.cheaper import CheaperOptions
 from uwsgiapp.supervisor.dumps import DumpFiles
+from uwsgiapp.supervisor.handlers import make_worker
 from uwsgiapp.supervisor.logmaster import LogMaster
 from uwsgiapp.supervisor.mastersignals import MASTER_SIGNUMS, MasterSignals
 from uwsgiapp.supervisor.meanwhile import stats_served
 from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.reload import reimport, reload_kind
 from uwsgiapp.supervisor.sdnotify import Notifier
-from uwsgiapp.supervisor.status import (
-    SlotWriter,
-    StatusTable,
-    count_requests,
-    count_thread_requests,
-)
+from uwsgiapp.supervisor.status import StatusTable
 from uwsgiapp.supervisor.titles import (
     RequestTitles,
     master_title,
@@ -303,9 +296,9 @@ class Arbiter:
         finally:
             leave(code, finish=finish)
 
-    def _worker_main(self, wid: int, mask: set[int | signal.Signals], dump: int | None) -> int:
-        """Everything after fork, in the worker (``mask``: the signal mask to restore;
-        ``dump``: its file for faulthandler, :mod:`~uwsgiapp.supervisor.dumps`)."""
+    def _forget_master(self) -> None:
+        """In a process just forked (a worker, a HUP's trial import): the master's descriptors
+        closed, its signal handlers and queue gone (the signals stay blocked)."""
         signal.set_wakeup_fd(-1)
         os.close(self.handlers.wake_r)
         os.close(self.handlers.wake_w)
@@ -313,10 +306,15 @@ class Arbiter:
             self.stats.close_after_fork()
         self._sockdiag.close()
         self.notifier.close()
-        self.dumps.in_worker(dump)
         self.signals.clear()
         for signum in MASTER_SIGNUMS:
             signal.signal(signum, signal.SIG_DFL)
+
+    def _worker_main(self, wid: int, mask: set[int | signal.Signals], dump: int | None) -> int:
+        """Everything after fork, in the worker (``mask``: the signal mask to restore;
+        ``dump``: its file for faulthandler, :mod:`~uwsgiapp.supervisor.dumps`)."""
+        self._forget_master()
+        self.dumps.in_worker(dump)
         # Until its own handlers: a stop ends a booting worker; USR1 must not kill an importing one.
         signal.signal(signal.SIGUSR1, lambda s, f: reopen_logs())
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -343,7 +341,16 @@ class Arbiter:
         if max_requests and self.config.max_requests_jitter:
             max_requests += random.randint(0, self.config.max_requests_jitter)
         handler = self.build_handler(app, self.config)
-        worker = self._make_worker(handler, wid, slot, max_requests)
+        worker = make_worker(
+            self.config,
+            handler,
+            self.listeners,
+            slot,
+            cores=[self.table.core(wid, i) for i in range(self.config.threads)],
+            max_requests=max_requests,
+            master=(self.pid, self.master_flags),
+            counting=self.stats is not None,
+        )
         worker.install_signals()
         signal.signal(signal.SIGUSR2, worker.dump_stuck)
         # A C extension's segfault leaves the Python stack in the log; for USR2 (harakiri) the C
@@ -361,38 +368,3 @@ class Arbiter:
         worker.run()
         slot.leaving()  # the master starts a replacement while this one does its exit work
         return 0
-
-    def _make_worker(
-        self, handler: Handler, wid: int, slot: SlotWriter, max_requests: int
-    ) -> Worker | ThreadedWorker:
-        """The worker loop: one thread (the request path as it always was), or ``--threads``."""
-        threads = self.config.threads
-        counting = self.stats is not None
-        drain = drain_limit(self.config.graceful_timeout)
-        if threads == 1:
-            set_request_source(lambda: handler.responder.current)
-            hooks = count_requests(handler, slot) if counting else slot
-            return Worker(
-                handler,
-                self.listeners,
-                max_requests=max_requests,
-                hooks=hooks,
-                master_pid=self.pid,
-                drain_seconds=drain,
-                on_leaving=slot.leaving,
-                master_flags=self.master_flags,
-            )
-        if counting:
-            count_thread_requests(handler, slot)
-        return ThreadedWorker(
-            handler,
-            self.listeners,
-            threads=threads,
-            max_requests=max_requests,
-            cores=[self.table.core(wid, i) for i in range(threads)],
-            master_pid=self.pid,
-            drain_seconds=drain,
-            on_leaving=slot.leaving,
-            master_flags=self.master_flags,
-            harakiri=self.config.harakiri,
-        )
