@@ -52,6 +52,7 @@ from uwsgiapp.supervisor.titles import (
     worker_title,
 )
 from uwsgiapp.supervisor.touch import TouchWatch
+from uwsgiapp.supervisor.trialrun import ReloadCheck
 from uwsgiapp.supervisor.workerexit import die_with_parent, kill_all, leave, reap
 
 log = logging.getLogger("uwsgiapp.error")
@@ -104,6 +105,7 @@ class Arbiter:
         self.funnel = LogMaster()  # inert; boot starts one for --log-master
         self._next_queue_check = 0.0
         self.touch = TouchWatch(config.touch_reload) if config.touch_reload else None
+        self.check = ReloadCheck(config, self.policy)  # a HUP's new code, tried in a child
         if stats is not None:
             stats.snapshot = self.snapshot
 
@@ -125,7 +127,8 @@ class Arbiter:
             now = time.monotonic()
             if stats is not None:
                 self._serve_stats(stats, now)
-            if self.touch and self.policy.mode is A.Mode.RUNNING and self.touch.due(now):
+            running = self.policy.mode is A.Mode.RUNNING and not self.check.running
+            if self.touch and running and self.touch.due(now):
                 self.signals.append("HUP")  # as if sent: the same reload, the same lines
             actions: list[A.Action] = []
             exits = reap()
@@ -133,6 +136,7 @@ class Arbiter:
             # call: a handler appending to the deque amid a Python loop over it would break it.)
             if not A.STOPS.isdisjoint(self.signals):
                 actions += self._signal_actions(now)
+            actions += self.check.tick(exits, now)  # the trial import's exit taken out
             for pid, exit_code, signum in exits:
                 actions += self.policy.on_exit(pid, exit_code, signum, now, self.table.read)
                 self.dumps.exited(pid, signum)
@@ -147,8 +151,14 @@ class Arbiter:
         actions: list[A.Action] = []
         while self.signals:
             name = self.signals.popleft()
+            if name == "HUP" and self.policy.mode is not A.Mode.STOPPING and self.check.wanted:
+                most = self.table.capacity // 2
+                actions += self.check.begin(now, most, self.modules_before_app, self._for_trial)
+                continue  # the reload begins once the child has imported the new code
             if name == "HUP" and self.policy.mode is not A.Mode.STOPPING:
                 actions += self._options_again()
+            elif name in A.STOPS:
+                actions += self.check.call_off(name, now)
             actions += self.policy.on_signal(name, now)
         return actions
 
@@ -238,6 +248,7 @@ class Arbiter:
                 case A.Notify(state):
                     self.notifier.send(state)
                 case A.Halt(code):
+                    self.check.kill()
                     kill_all(self.policy.records, self.dumps.exited)
                     return code
         return None
@@ -309,6 +320,13 @@ class Arbiter:
         self.signals.clear()
         for signum in MASTER_SIGNUMS:
             signal.signal(signum, signal.SIG_DFL)
+
+    def _for_trial(self) -> None:
+        """In a HUP's trial import: what a worker forgets, and the listening sockets."""
+        self._forget_master()
+        self.dumps.in_worker()
+        for listener in self.listeners:
+            listener.close(unlink=False)
 
     def _worker_main(self, wid: int, mask: set[int | signal.Signals], dump: int | None) -> int:
         """Everything after fork, in the worker (``mask``: the signal mask to restore;
