@@ -28,15 +28,18 @@ def app(environ, start_response):
 """
 
 
+@pytest.mark.parametrize("trial", [True, False], ids=["in-a-child", "in-the-master"])
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGQUIT], ids=["TERM", "QUIT"])
 def test_a_stop_during_the_reimport_calls_it_off_and_stops(
-    tmp_path: Path, signum: signal.Signals
+    tmp_path: Path, signum: signal.Signals, trial: bool
 ) -> None:
     # Docker's stop during a 20 s re-import was acted on only after it: Docker's KILL came
-    # first (exit 137, nothing logged).
+    # first (exit 137, nothing logged). The import is a child's first (the master's loop goes
+    # on), or the master's own (--reload-check-timeout 0: a stop interrupts it).
     (tmp_path / "slowapp.py").write_text(SLOW_APP)
     flag = tmp_path / "slow.flag"
     options = {"workers": 2, "pythonpath": [str(tmp_path)], "env": [f"SLOW_FLAG={flag}"]}
+    options["reload_check_timeout"] = 60 if trial else 0
     server = Server(tmp_path / "server", "slowapp:app", **options).start()
     try:
         old = wait_for_serving(server, 2)

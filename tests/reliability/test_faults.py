@@ -336,6 +336,8 @@ def test_hup_while_a_slow_client_is_mid_request_under_load(
         with Load(nginx.port, mixed_path, clients=4) as load:
             load.wait_for(100, 20)
             server.signal(signal.SIGHUP)
+            # After the child that imports the new code first (a child of the master too).
+            wait_until(lambda: "app re-imported" in server.log(), 10, "the master's re-import")
             wait_until(lambda: len(worker_pids(server.pid) - {old}) == 1, 10, "the new worker")
             (new,) = worker_pids(server.pid) - {old}
             wait_until(lambda: new in served_by(load.result), 10, "the new worker serving")

@@ -189,6 +189,13 @@ class Config:
         "(on an import error the old code keeps serving); --no-reload-preloaded: HUP only "
         "recycles the workers, with the code already loaded",
     )
+    reload_check_timeout: float = _opt(
+        60.0,
+        "on HUP, before the master re-imports the preloaded app, a child process imports the "
+        "new code for at most this many seconds: if it crashes, exits or is still importing "
+        "then, the reload is called off and the old code serves on (0 = no such trial: the "
+        "master imports the new code directly)",
+    )
     harakiri: float = _opt(0.0, "kill a worker stuck in one request this many seconds (0 = off)")
     graceful_timeout: float = _opt(30.0, "seconds to finish in-flight requests on stop/reload")
     max_requests: int = _opt(0, "recycle a worker after this many requests (0 = never)")
@@ -257,6 +264,7 @@ class Config:
             "max_worker_lifetime_delta",
             "harakiri",
             "graceful_timeout",
+            "reload_check_timeout",
             "log_slow",
             "log_big",
         ):

@@ -24,33 +24,26 @@ from uwsgiapp.config import Config
 from uwsgiapp.exitcodes import ServeExit, WorkerExit
 from uwsgiapp.hooks import PostforkError, run_postfork
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
-from uwsgiapp.server.decisions import drain_limit
-from uwsgiapp.server.inflight import set_request_source, set_worker_number
+from uwsgiapp.server.inflight import set_worker_number
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import arm_fault_dumps, flush_std, reopen_logs
 from uwsgiapp.server.masterflags import MasterFlags
 from uwsgiapp.server.sockdiag import SockDiag
-from uwsgiapp.server.threaded import ThreadedWorker
-from uwsgiapp.server.worker import Worker
 from uwsgiapp.stats.model import ServerStats, SocketStats
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import actions as A
 from uwsgiapp.supervisor import observe, options
 from uwsgiapp.supervisor.cheaper import CheaperOptions
 from uwsgiapp.supervisor.dumps import DumpFiles
+from uwsgiapp.supervisor.handlers import make_worker
 from uwsgiapp.supervisor.logmaster import LogMaster
 from uwsgiapp.supervisor.mastersignals import MASTER_SIGNUMS, MasterSignals
 from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.queuewatch import QueueWatch
 from uwsgiapp.supervisor.reload import reimport, reload_kind
 from uwsgiapp.supervisor.sdnotify import Notifier
-from uwsgiapp.supervisor.status import (
-    SlotWriter,
-    StatusTable,
-    count_requests,
-    count_thread_requests,
-)
+from uwsgiapp.supervisor.status import StatusTable
 from uwsgiapp.supervisor.titles import (
     RequestTitles,
     master_title,
@@ -59,6 +52,7 @@ from uwsgiapp.supervisor.titles import (
     worker_title,
 )
 from uwsgiapp.supervisor.touch import TouchWatch
+from uwsgiapp.supervisor.trialrun import ReloadCheck
 from uwsgiapp.supervisor.workerexit import die_with_parent, kill_all, leave, reap
 
 log = logging.getLogger("uwsgiapp.error")
@@ -108,6 +102,7 @@ class Arbiter:
         self.dumps = DumpFiles()
         self.funnel = LogMaster()  # inert; boot starts one for --log-master
         self.touch = TouchWatch(config.touch_reload) if config.touch_reload else None
+        self.check = ReloadCheck(config, self.policy)  # a HUP's new code, tried in a child
         if stats is not None:
             stats.snapshot = self.snapshot
         self.queues = QueueWatch(self._socket_stats, self.observer)
@@ -131,7 +126,8 @@ class Arbiter:
             if stats is not None:
                 self._serve_stats(stats)
             self.queues.tick(now)
-            if self.touch and self.policy.mode is A.Mode.RUNNING and self.touch.due(now):
+            running = self.policy.mode is A.Mode.RUNNING and not self.check.running
+            if self.touch and running and self.touch.due(now):
                 self.signals.append("HUP")  # as if sent: the same reload, the same lines
             actions: list[A.Action] = []
             exits = reap()
@@ -139,6 +135,7 @@ class Arbiter:
             # call: a handler appending to the deque amid a Python loop over it would break it.)
             if not A.STOPS.isdisjoint(self.signals):
                 actions += self._signal_actions(now)
+            actions += self.check.tick(exits, now)  # the trial import's exit taken out
             for pid, exit_code, signum in exits:
                 actions += self.policy.on_exit(pid, exit_code, signum, now, self.table.read)
                 self.dumps.exited(pid, signum)
@@ -153,8 +150,14 @@ class Arbiter:
         actions: list[A.Action] = []
         while self.signals:
             name = self.signals.popleft()
+            if name == "HUP" and self.policy.mode is not A.Mode.STOPPING and self.check.wanted:
+                most = self.table.capacity // 2
+                actions += self.check.begin(now, most, self.modules_before_app, self._for_trial)
+                continue  # the reload begins once the child has imported the new code
             if name == "HUP" and self.policy.mode is not A.Mode.STOPPING:
                 actions += self._options_again()
+            elif name in A.STOPS:
+                actions += self.check.call_off(name, now)
             actions += self.policy.on_signal(name, now)
         return actions
 
@@ -241,6 +244,7 @@ class Arbiter:
                 case A.Notify(state):
                     self.notifier.send(state)
                 case A.Halt(code):
+                    self.check.kill()
                     kill_all(self.policy.records, self.dumps.exited)
                     return code
         return None
@@ -300,9 +304,9 @@ class Arbiter:
         finally:
             leave(code, finish=finish)
 
-    def _worker_main(self, wid: int, mask: set[int | signal.Signals], dump: int | None) -> int:
-        """Everything after fork, in the worker (``mask``: the signal mask to restore;
-        ``dump``: its file for faulthandler, :mod:`~uwsgiapp.supervisor.dumps`)."""
+    def _forget_master(self) -> None:
+        """In a process just forked (a worker, a HUP's trial import): the master's descriptors
+        closed, its signal handlers and queue gone (the signals stay blocked)."""
         signal.set_wakeup_fd(-1)
         os.close(self.handlers.wake_r)
         os.close(self.handlers.wake_w)
@@ -310,10 +314,22 @@ class Arbiter:
             self.stats.close_after_fork()
         self._sockdiag.close()
         self.notifier.close()
-        self.dumps.in_worker(dump)
         self.signals.clear()
         for signum in MASTER_SIGNUMS:
             signal.signal(signum, signal.SIG_DFL)
+
+    def _for_trial(self) -> None:
+        """In a HUP's trial import: what a worker forgets, and the listening sockets."""
+        self._forget_master()
+        self.dumps.in_worker()
+        for listener in self.listeners:
+            listener.close(unlink=False)
+
+    def _worker_main(self, wid: int, mask: set[int | signal.Signals], dump: int | None) -> int:
+        """Everything after fork, in the worker (``mask``: the signal mask to restore;
+        ``dump``: its file for faulthandler, :mod:`~uwsgiapp.supervisor.dumps`)."""
+        self._forget_master()
+        self.dumps.in_worker(dump)
         # Until its own handlers: a stop ends a booting worker; USR1 must not kill an importing one.
         signal.signal(signal.SIGUSR1, lambda s, f: reopen_logs())
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
@@ -340,7 +356,16 @@ class Arbiter:
         if max_requests and self.config.max_requests_jitter:
             max_requests += random.randint(0, self.config.max_requests_jitter)
         handler = self.build_handler(app, self.config)
-        worker = self._make_worker(handler, wid, slot, max_requests)
+        worker = make_worker(
+            self.config,
+            handler,
+            self.listeners,
+            slot,
+            cores=[self.table.core(wid, i) for i in range(self.config.threads)],
+            max_requests=max_requests,
+            master=(self.pid, self.master_flags),
+            counting=self.stats is not None,
+        )
         worker.install_signals()
         signal.signal(signal.SIGUSR2, worker.dump_stuck)
         # A C extension's segfault leaves the Python stack in the log; for USR2 (harakiri) the C
@@ -358,38 +383,3 @@ class Arbiter:
         worker.run()
         slot.leaving()  # the master starts a replacement while this one does its exit work
         return 0
-
-    def _make_worker(
-        self, handler: Handler, wid: int, slot: SlotWriter, max_requests: int
-    ) -> Worker | ThreadedWorker:
-        """The worker loop: one thread (the request path as it always was), or ``--threads``."""
-        threads = self.config.threads
-        counting = self.stats is not None
-        drain = drain_limit(self.config.graceful_timeout)
-        if threads == 1:
-            set_request_source(lambda: handler.responder.current)
-            hooks = count_requests(handler, slot) if counting else slot
-            return Worker(
-                handler,
-                self.listeners,
-                max_requests=max_requests,
-                hooks=hooks,
-                master_pid=self.pid,
-                drain_seconds=drain,
-                on_leaving=slot.leaving,
-                master_flags=self.master_flags,
-            )
-        if counting:
-            count_thread_requests(handler, slot)
-        return ThreadedWorker(
-            handler,
-            self.listeners,
-            threads=threads,
-            max_requests=max_requests,
-            cores=[self.table.core(wid, i) for i in range(threads)],
-            master_pid=self.pid,
-            drain_seconds=drain,
-            on_leaving=slot.leaving,
-            master_flags=self.master_flags,
-            harakiri=self.config.harakiri,
-        )

@@ -1,5 +1,5 @@
-"""What ``uwsgiapp serve`` builds from its options before the master runs: the sockets, the
-stats server, and each worker's request handler with its access logger."""
+"""What ``uwsgiapp serve`` builds from its options: before the master runs, the sockets and the
+stats server; in each worker, its request handler with its access logger, and its loop."""
 
 from __future__ import annotations
 
@@ -9,15 +9,26 @@ from uwsgiapp.addresses import AllowList
 from uwsgiapp.config import Config
 from uwsgiapp.importer import WSGIApp
 from uwsgiapp.server.accesslog import keep_only
+from uwsgiapp.server.decisions import drain_limit
+from uwsgiapp.server.inflight import set_request_source
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener, bind_all
 from uwsgiapp.server.logs import make_access_log
+from uwsgiapp.server.masterflags import MasterFlags
+from uwsgiapp.server.threaded import ThreadedWorker
+from uwsgiapp.server.worker import Worker
 from uwsgiapp.stats.server import StatsServer
+from uwsgiapp.supervisor.status import (
+    CoreWriter,
+    SlotWriter,
+    count_requests,
+    count_thread_requests,
+)
 from uwsgiapp.wsgi.contract import AccessLogger
 from uwsgiapp.wsgi.environ import EnvironSettings
 from uwsgiproto import Limits
 
-__all__ = ["access_log", "bind", "bind_stats", "build_handler"]
+__all__ = ["access_log", "bind", "bind_stats", "build_handler", "make_worker"]
 
 
 def build_handler(app: WSGIApp, config: Config) -> Handler:
@@ -36,6 +47,50 @@ def build_handler(app: WSGIApp, config: Config) -> Handler:
         access_log=access_log(config),
         post_buffering=config.post_buffering,
         spool_dir=config.post_buffering_dir,
+    )
+
+
+def make_worker(
+    config: Config,
+    handler: Handler,
+    listeners: list[Listener],
+    slot: SlotWriter,
+    *,
+    cores: list[CoreWriter],
+    max_requests: int,
+    master: tuple[int, MasterFlags],
+    counting: bool,
+) -> Worker | ThreadedWorker:
+    """The worker loop: one thread (the request path as it always was), or ``--threads``
+    (``cores``: each thread's part of the worker's slot; ``master``: the master's pid and
+    flags; ``counting``: the stats count each request)."""
+    master_pid, master_flags = master
+    drain = drain_limit(config.graceful_timeout)
+    if config.threads == 1:
+        set_request_source(lambda: handler.responder.current)
+        return Worker(
+            handler,
+            listeners,
+            max_requests=max_requests,
+            hooks=count_requests(handler, slot) if counting else slot,
+            master_pid=master_pid,
+            drain_seconds=drain,
+            on_leaving=slot.leaving,
+            master_flags=master_flags,
+        )
+    if counting:
+        count_thread_requests(handler, slot)
+    return ThreadedWorker(
+        handler,
+        listeners,
+        threads=config.threads,
+        max_requests=max_requests,
+        cores=cores,
+        master_pid=master_pid,
+        drain_seconds=drain,
+        on_leaving=slot.leaving,
+        master_flags=master_flags,
+        harakiri=config.harakiri,
     )
 
 

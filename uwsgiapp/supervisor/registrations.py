@@ -25,9 +25,11 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["Registrations", "attach", "close_handlers"]
+__all__ = ["Registrations", "attach", "close_handlers", "fork_hooks_quiet"]
 
 _Hook = Callable[[], object]
+#: While true, no recorded fork hook runs (:func:`fork_hooks_quiet`).
+_quiet = False
 
 
 class _Guard:
@@ -40,7 +42,7 @@ class _Guard:
 
     def __call__(self) -> None:
         hook = self.hook
-        if hook is not None:
+        if hook is not None and not _quiet:
             hook()
 
 
@@ -133,6 +135,18 @@ class Registrations:
         self.exit_functions.clear()
         self.fork_hooks.clear()
         return count
+
+
+@contextlib.contextmanager
+def fork_hooks_quiet() -> Iterator[None]:
+    """A fork in it runs none of the fork hooks an import of the app registered, in the master
+    nor in the child (a HUP's trial import: the old code's set-up for a worker is not for it)."""
+    global _quiet
+    _quiet = True
+    try:
+        yield
+    finally:
+        _quiet = False
 
 
 def attach(taken: list[tuple[logging.Logger, logging.Handler]]) -> None:

@@ -21,10 +21,12 @@ says why. Kept loaded, never re-imported:
 
 Pure-Python packages, installed or not, are imported afresh with the app: a library that
 keeps the app's registrations (Django's settings, prometheus_client's registry) must start
-empty for the new code. The master loop waits while this runs: as long as the import takes;
-a stop signal calls the import off at once, as a failure does, and the master's signal handlers
-are put back after it (the app's import may have set its own):
-:mod:`~uwsgiapp.supervisor.mastersignals`.
+empty for the new code. A child process has imported the new code first, while the master's
+loop went on (:func:`trial_import`, :mod:`~uwsgiapp.supervisor.trialrun`): code that ends or
+hangs the process importing it never reaches the master. The master loop waits while this
+runs: as long as the import takes; a stop signal calls the import off at once, as a failure
+does, and the master's signal handlers are put back after it (the app's import may have set
+its own): :mod:`~uwsgiapp.supervisor.mastersignals`.
 
 The old modules must then be freed, or the master (and every worker forked after) keeps each
 generation of the code: :func:`release_old_code` drops what the standard library holds of
@@ -200,6 +202,23 @@ def _say_launchers(launchers: list[tuple[str, str]]) -> None:
             used,
             launcher,
         )
+
+
+def trial_import(config: Config, before: set[str]) -> str | None:
+    """In a process forked to try the new code (and thrown away after): the import a HUP's
+    :func:`reimport` makes, prepared as it is (the app's modules dropped, what the old code
+    put in the standard library taken out); None if it imports, else why not, in one line."""
+    try:
+        saved = {name: sys.modules.pop(name) for name in app_modules(list(sys.modules), before)}
+        importlib.invalidate_caches()
+        _take_old(saved)
+        _patched.undo(saved.__contains__)
+        load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
+    except AppImportError as exc:
+        return one_line(str(exc))
+    except Exception as exc:  # before the import: as reimport's
+        return repr(exc)
+    return None
 
 
 def held_words(held: list[str], threads: list[str] | None = None) -> str:

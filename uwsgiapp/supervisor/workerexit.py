@@ -34,10 +34,11 @@ __all__ = ["EXIT_WORK_SECONDS", "die_with_parent", "kill_all", "leave", "reap"]
 PR_SET_PDEATHSIG = 1
 
 
-def die_with_parent() -> None:
-    """Ask Linux to TERM this worker if the master dies (belt and braces with the idle check)."""
+def die_with_parent(signum: int = signal.SIGTERM) -> None:
+    """Ask Linux to send ``signum`` to this process if the master dies (a worker: TERM, belt
+    and braces with the idle check)."""
     with contextlib.suppress(Exception):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signum)
 
 
 log = logging.getLogger("uwsgiapp.error")
