@@ -289,10 +289,18 @@ class AppBase(Scaffold):
                 f(endpoint, values)
 
     def create_url_adapter(self, environ: WSGIEnvironment | None) -> MapAdapter:
-        """A URL adapter for ``environ``; outside a request one from ``SERVER_NAME``."""
-        if environ is not None:
-            return self.url_map.bind_to_environ(environ)
+        """A URL adapter for ``environ``; outside a request one from ``SERVER_NAME``.
+
+        With ``SERVER_NAME`` set, a request's adapter builds URLs on that host (``url_for``
+        with ``_external``, the redirect that adds a trailing slash), whatever ``Host`` the
+        client sent, as in Flask; it still matches requests for any host.
+        """
         server_name = self.config["SERVER_NAME"]
+        if environ is not None:
+            if server_name is None:
+                return self.url_map.bind_to_environ(environ)
+            # subdomain="": no subdomain matching (unsupported), so no Host comparison.
+            return self.url_map.bind_to_environ(environ, server_name=server_name, subdomain="")
         if server_name is None:
             raise RuntimeError(
                 "Unable to build URLs outside a request without SERVER_NAME configured: set"
