@@ -28,7 +28,7 @@ from .appbase import AppBase, UrlRule, scopes_of
 from .ctx import AppContext, RequestContext
 from .globals import _cv_request
 from .helpers import dumps
-from .testing import AppClient, preserving
+from .testing import AppClient, preserving, with_base_url
 from .wrappers import Response
 
 if t.TYPE_CHECKING:
@@ -315,11 +315,10 @@ class App(AppBase):
         return RequestContext(self, environ)
 
     def test_request_context(self, *args: t.Any, **kwargs: t.Any) -> RequestContext:
-        """A request context for a request built by werkzeug's ``EnvironBuilder(*args, **kw)``."""
-        server_name = self.config["SERVER_NAME"]
-        if server_name and "base_url" not in kwargs and "subdomain" not in kwargs:
-            root = (self.config["APPLICATION_ROOT"] or "/").rstrip("/")
-            kwargs["base_url"] = f"{self.config['PREFERRED_URL_SCHEME']}://{server_name}{root}/"
+        """A request context for a request built by werkzeug's ``EnvironBuilder(*args, **kw)``;
+        without a ``base_url``, on the app's ``SERVER_NAME``, ``APPLICATION_ROOT`` and
+        ``PREFERRED_URL_SCHEME`` (or ``url_scheme``), as the test client's requests."""
+        args, kwargs = with_base_url(self, args, kwargs)
         builder = EnvironBuilder(*args, **kwargs)
         try:
             return RequestContext(self, builder.get_environ())

@@ -7,6 +7,10 @@ Two things a Flask test suite expects beyond werkzeug's client:
   and the ``teardown_request`` hooks run, when the next request starts or the block ends;
 - ``client.session_transaction()`` opens the session the app would open from the client's
   cookies and, on leaving the block, stores it back into the client's cookie jar.
+
+Requests are made as Flask's client makes them: a path is on the app's ``SERVER_NAME`` (else
+``localhost``), under its ``APPLICATION_ROOT``, in its ``PREFERRED_URL_SCHEME``; a full URL keeps
+its own scheme and host; ``REMOTE_ADDR`` is 127.0.0.1 and ``User-Agent`` werkzeug's.
 """
 
 from __future__ import annotations
@@ -15,9 +19,13 @@ import typing as t
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from functools import cache
+from importlib.metadata import version
 from types import TracebackType
+from urllib.parse import urlsplit
 
-from werkzeug.test import Client
+from werkzeug.test import Client, EnvironBuilder, TestResponse
+from werkzeug.wrappers import Request
 
 from .sessions import NullSession, SessionMixin
 
@@ -28,7 +36,7 @@ if t.TYPE_CHECKING:
     from .app import App
     from .ctx import RequestContext
 
-__all__ = ["AppClient", "preserving"]
+__all__ = ["AppClient", "preserving", "with_base_url"]
 
 #: The callable that keeps the request context (with the request's error) instead of tearing it
 #: down, while the test client runs the app in ``with client:``. A context variable, never an
@@ -43,6 +51,32 @@ def preserving() -> Callable[[RequestContext, BaseException | None], None] | Non
     return _PRESERVE.get()
 
 
+def with_base_url(
+    app: App, args: tuple[t.Any, ...], kwargs: dict[str, t.Any]
+) -> tuple[tuple[t.Any, ...], dict[str, t.Any]]:
+    """``EnvironBuilder``'s ``args`` and ``kwargs`` for a test request of ``app``, with the base
+    URL Flask's test requests get when none is given: ``SERVER_NAME`` (else ``localhost``),
+    ``APPLICATION_ROOT`` as the script root, ``PREFERRED_URL_SCHEME`` (or a ``url_scheme``
+    argument); a path that is a full URL keeps its scheme and host."""
+    scheme = kwargs.pop("url_scheme", None)
+    if "base_url" in kwargs or len(args) > 1:
+        if scheme is not None:
+            raise TypeError("Pass 'url_scheme' or 'base_url', not both.")
+        return args, kwargs
+    url = urlsplit(args[0] if args else kwargs.pop("path", "/"))
+    config = app.config
+    scheme = url.scheme or scheme or config["PREFERRED_URL_SCHEME"]
+    host = url.netloc or config["SERVER_NAME"] or "localhost"
+    root = (config["APPLICATION_ROOT"] or "/").lstrip("/")
+    kwargs["base_url"] = f"{scheme}://{host}/{root}"
+    return (f"{url.path}?{url.query}" if url.query else url.path,), kwargs
+
+
+@cache
+def _user_agent() -> str:
+    return f"Werkzeug/{version('werkzeug')}"
+
+
 class AppClient(Client):
     """werkzeug's test :class:`~werkzeug.test.Client` plus ``with client:`` and
     :meth:`session_transaction` (see the module's docstring)."""
@@ -51,10 +85,25 @@ class AppClient(Client):
 
     def __init__(self, *args: t.Any, **kwargs: t.Any) -> None:
         super().__init__(*args, **kwargs)
+        #: What every request's environ starts from (a request's ``environ_base`` adds to it).
+        self.environ_base: dict[str, t.Any] = {
+            "REMOTE_ADDR": "127.0.0.1",
+            "HTTP_USER_AGENT": _user_agent(),
+        }
         self._preserving = False
         #: The kept request context and the error its request ended with.
         self._kept: tuple[RequestContext, BaseException | None] | None = None
         self._pending: tuple[RequestContext, BaseException | None] | None = None
+
+    def open(
+        self, *args: t.Any, buffered: bool = False, follow_redirects: bool = False, **kwargs: t.Any
+    ) -> TestResponse:
+        """werkzeug's ``open``, the request built as Flask's client builds it (see the module's
+        docstring); an ``EnvironBuilder``, environ or request passed alone is used as it is."""
+        if kwargs or len(args) != 1 or not isinstance(args[0], (EnvironBuilder, dict, Request)):
+            args, kwargs = with_base_url(self.application, args, kwargs)
+            kwargs["environ_base"] = {**self.environ_base, **(kwargs.get("environ_base") or {})}
+        return super().open(*args, buffered=buffered, follow_redirects=follow_redirects, **kwargs)
 
     def run_wsgi_app(
         self, environ: WSGIEnvironment, buffered: bool = False
