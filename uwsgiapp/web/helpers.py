@@ -57,12 +57,13 @@ def dumps(obj: t.Any, *, debug: bool = False, sort_keys: bool = True) -> str:
 
 
 def jsonify(*args: t.Any, **kwargs: t.Any) -> Response:
-    """A JSON response: one positional argument, several (a list), or keyword arguments."""
+    """A JSON response: one positional argument, several (a list), or keyword arguments;
+    ``null`` for none, as in Flask."""
     if args and kwargs:
         raise TypeError("jsonify() takes positional arguments or keyword arguments, not both")
     data: t.Any
     if not args:
-        data = kwargs
+        data = kwargs or None
     elif len(args) == 1:
         data = args[0]
     else:
