@@ -18,7 +18,12 @@ import typing as t
 from collections.abc import Iterator
 
 from werkzeug.datastructures import Headers
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import (
+    BadRequest,
+    BadRequestKeyError,
+    HTTPException,
+    InternalServerError,
+)
 from werkzeug.routing import MapAdapter, RequestRedirect
 from werkzeug.serving import run_simple
 from werkzeug.test import EnvironBuilder
@@ -264,10 +269,28 @@ class App(AppBase):
             return e
         return handler(e)
 
+    def trap_http_exception(self, e: HTTPException) -> bool:
+        """Whether the HTTP error ``e`` is raised like any exception (to the debugger; a 500
+        otherwise) rather than answered with its status, as in Flask: every one with
+        ``TRAP_HTTP_EXCEPTIONS``, a 400 with ``TRAP_BAD_REQUEST_ERRORS``; that left None, in
+        debug mode, a key missing from ``request.form``/``args``/``files``."""
+        config = self.config
+        if config["TRAP_HTTP_EXCEPTIONS"]:
+            return True
+        trap = config["TRAP_BAD_REQUEST_ERRORS"]
+        if trap is None:
+            return self.debug and isinstance(e, BadRequestKeyError)
+        return bool(trap) and isinstance(e, BadRequest)
+
     def handle_user_exception(self, e: Exception) -> t.Any:
         """Handle an exception from a hook or view; re-raise it if no handler matches."""
         if isinstance(e, HTTPException):
-            return self.handle_http_exception(e)
+            if isinstance(e, BadRequestKeyError) and (
+                self.debug or self.config["TRAP_BAD_REQUEST_ERRORS"]
+            ):
+                e.show_exception = True  # its page names the missing key
+            if not self.trap_http_exception(e):
+                return self.handle_http_exception(e)
         handler = self._find_error_handler(e, scopes_of(_cv_request.get(None), inner_first=True))
         if handler is None:
             try:

@@ -18,6 +18,8 @@ DEFAULT_CONFIG: t.Final[t.Mapping[str, t.Any]] = {
     "DEBUG": False,
     "TESTING": False,
     "PROPAGATE_EXCEPTIONS": None,
+    "TRAP_HTTP_EXCEPTIONS": False,
+    "TRAP_BAD_REQUEST_ERRORS": None,
     "SECRET_KEY": None,
     "SECRET_KEY_FALLBACKS": None,
     "TRUSTED_HOSTS": None,
