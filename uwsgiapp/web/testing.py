@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 from werkzeug.test import Client, EnvironBuilder, TestResponse
 from werkzeug.wrappers import Request
 
-from .sessions import NullSession, SessionMixin
+from .sessions import SessionMixin
 
 if t.TYPE_CHECKING:
     from _typeshed.wsgi import WSGIEnvironment
@@ -177,11 +177,12 @@ class AppClient(Client):
         # is no request: no URL matching, no teardown hooks.
         tokens = ctx._activate()
         try:
-            session = interface.open_session(app, ctx.request)
+            opened = interface.open_session(app, ctx.request)
         finally:
             ctx._deactivate(tokens)
+        session = interface.make_null_session(app) if opened is None else opened
         yield session
-        if isinstance(session, NullSession):
+        if interface.is_null_session(session):
             return
         response = app.response_class()
         tokens = ctx._activate()
