@@ -4,7 +4,10 @@ requests made where Flask's client makes them."""
 from __future__ import annotations
 
 import typing as t
+import uuid
 from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
 
 import flask
 import pytest
@@ -248,3 +251,26 @@ def test_requests_are_made_on_the_apps_server_name_root_and_scheme(fw: t.Any) ->
         assert fw.request.url == "https://app.test:8080/app/where"
     with app.test_request_context("http://other.test/x?q=1"):
         assert fw.request.url == "http://other.test/app/x?q=1"
+
+
+@pytest.mark.parametrize("fw", [flask, uwsgiapp.web], ids=["flask", "uwsgiapp.web"])
+def test_a_json_body_takes_what_a_json_response_takes(fw: t.Any) -> None:
+    app = _where_app(fw)
+
+    @app.post("/echo")
+    def echo() -> t.Any:
+        return {"got": fw.request.get_json(), "type": fw.request.content_type}
+
+    body = {"day": date(2024, 1, 2), "id": uuid.UUID(int=3), "price": Decimal("1.50")}
+    assert app.test_client().post("/echo", json=body).json == {
+        "got": {
+            "day": "Tue, 02 Jan 2024 00:00:00 GMT",
+            "id": "00000000-0000-0000-0000-000000000003",
+            "price": "1.50",
+        },
+        "type": "application/json",
+    }
+    with app.test_request_context("/echo", method="POST", json=body):
+        assert fw.request.get_json()["price"] == "1.50"
+    with pytest.raises(TypeError):
+        app.test_client().post("/echo", json=body, data="x")

@@ -33,7 +33,7 @@ from .appbase import AppBase, UrlRule, scopes_of
 from .ctx import AppContext, RequestContext
 from .globals import _cv_request
 from .helpers import dumps
-from .testing import AppClient, preserving, with_base_url
+from .testing import AppClient, preserving, request_arguments
 from .wrappers import Response
 
 if t.TYPE_CHECKING:
@@ -338,10 +338,11 @@ class App(AppBase):
         return RequestContext(self, environ)
 
     def test_request_context(self, *args: t.Any, **kwargs: t.Any) -> RequestContext:
-        """A request context for a request built by werkzeug's ``EnvironBuilder(*args, **kw)``;
-        without a ``base_url``, on the app's ``SERVER_NAME``, ``APPLICATION_ROOT`` and
-        ``PREFERRED_URL_SCHEME`` (or ``url_scheme``), as the test client's requests."""
-        args, kwargs = with_base_url(self, args, kwargs)
+        """A request context for a request built by werkzeug's ``EnvironBuilder(*args, **kw)``
+        as the test client's are (:func:`~uwsgiapp.web.testing.request_arguments`): without a
+        ``base_url``, on the app's ``SERVER_NAME``, ``APPLICATION_ROOT`` and
+        ``PREFERRED_URL_SCHEME`` (or ``url_scheme``)."""
+        args, kwargs = request_arguments(self, args, kwargs)
         builder = EnvironBuilder(*args, **kwargs)
         try:
             return RequestContext(self, builder.get_environ())

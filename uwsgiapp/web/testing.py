@@ -10,7 +10,8 @@ Two things a Flask test suite expects beyond werkzeug's client:
 
 Requests are made as Flask's client makes them: a path is on the app's ``SERVER_NAME`` (else
 ``localhost``), under its ``APPLICATION_ROOT``, in its ``PREFERRED_URL_SCHEME``; a full URL keeps
-its own scheme and host; ``REMOTE_ADDR`` is 127.0.0.1 and ``User-Agent`` werkzeug's.
+its own scheme and host; ``REMOTE_ADDR`` is 127.0.0.1 and ``User-Agent`` werkzeug's; a ``json``
+body is serialised as the app's JSON responses are.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from urllib.parse import urlsplit
 from werkzeug.test import Client, EnvironBuilder, TestResponse
 from werkzeug.wrappers import Request
 
+from .helpers import dumps
 from .sessions import SessionMixin
 
 if t.TYPE_CHECKING:
@@ -36,7 +38,7 @@ if t.TYPE_CHECKING:
     from .app import App
     from .ctx import RequestContext
 
-__all__ = ["AppClient", "preserving", "with_base_url"]
+__all__ = ["AppClient", "preserving", "request_arguments"]
 
 #: The callable that keeps the request context (with the request's error) instead of tearing it
 #: down, while the test client runs the app in ``with client:``. A context variable, never an
@@ -51,13 +53,20 @@ def preserving() -> Callable[[RequestContext, BaseException | None], None] | Non
     return _PRESERVE.get()
 
 
-def with_base_url(
+def request_arguments(
     app: App, args: tuple[t.Any, ...], kwargs: dict[str, t.Any]
 ) -> tuple[tuple[t.Any, ...], dict[str, t.Any]]:
-    """``EnvironBuilder``'s ``args`` and ``kwargs`` for a test request of ``app``, with the base
-    URL Flask's test requests get when none is given: ``SERVER_NAME`` (else ``localhost``),
-    ``APPLICATION_ROOT`` as the script root, ``PREFERRED_URL_SCHEME`` (or a ``url_scheme``
-    argument); a path that is a full URL keeps its scheme and host."""
+    """``EnvironBuilder``'s ``args`` and ``kwargs`` for a test request of ``app``, as Flask
+    builds its test requests: without a base URL, on ``SERVER_NAME`` (else ``localhost``),
+    ``APPLICATION_ROOT`` as the script root, in ``PREFERRED_URL_SCHEME`` (or a ``url_scheme``
+    argument), a path that is a full URL keeping its scheme and host; a ``json`` body
+    serialised as the app's responses are (dates, UUIDs, decimals, dataclasses)."""
+    if kwargs.get("json") is not None:
+        if kwargs.get("data") is not None:
+            raise TypeError("Pass 'json' or 'data', not both.")
+        kwargs["data"] = dumps(kwargs.pop("json"), sort_keys=app.config["JSON_SORT_KEYS"])
+        if kwargs.get("content_type") is None and kwargs.get("mimetype") is None:
+            kwargs["content_type"] = "application/json"
     scheme = kwargs.pop("url_scheme", None)
     if "base_url" in kwargs or len(args) > 1:
         if scheme is not None:
@@ -101,7 +110,7 @@ class AppClient(Client):
         """werkzeug's ``open``, the request built as Flask's client builds it (see the module's
         docstring); an ``EnvironBuilder``, environ or request passed alone is used as it is."""
         if kwargs or len(args) != 1 or not isinstance(args[0], (EnvironBuilder, dict, Request)):
-            args, kwargs = with_base_url(self.application, args, kwargs)
+            args, kwargs = request_arguments(self.application, args, kwargs)
             kwargs["environ_base"] = {**self.environ_base, **(kwargs.get("environ_base") or {})}
         return super().open(*args, buffered=buffered, follow_redirects=follow_redirects, **kwargs)
 
