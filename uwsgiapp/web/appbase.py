@@ -182,8 +182,10 @@ class AppBase(Scaffold):
         method_set = {m.upper() for m in methods}
         if provide_automatic_options is None:
             provide_automatic_options = getattr(view_func, "provide_automatic_options", None)
-        if provide_automatic_options is None:
-            provide_automatic_options = "OPTIONS" not in method_set
+        if provide_automatic_options is None:  # PROVIDE_AUTOMATIC_OPTIONS: Flask 3.1's switch
+            provide_automatic_options = "OPTIONS" not in method_set and bool(
+                self.config["PROVIDE_AUTOMATIC_OPTIONS"]
+            )
         if provide_automatic_options:
             method_set.add("OPTIONS")
         rule_obj = self.url_rule_class(rule, methods=method_set, endpoint=endpoint, **options)
