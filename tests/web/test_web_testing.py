@@ -3,6 +3,7 @@ requests made where Flask's client makes them."""
 
 from __future__ import annotations
 
+import json
 import typing as t
 import uuid
 from collections.abc import Iterator
@@ -259,17 +260,16 @@ def test_a_json_body_takes_what_a_json_response_takes(fw: t.Any) -> None:
 
     @app.post("/echo")
     def echo() -> t.Any:
-        return {"got": fw.request.get_json(), "type": fw.request.content_type}
+        return {"got": fw.request.get_json(), "raw": fw.request.get_data(as_text=True)}
 
-    body = {"day": date(2024, 1, 2), "id": uuid.UUID(int=3), "price": Decimal("1.50")}
-    assert app.test_client().post("/echo", json=body).json == {
-        "got": {
-            "day": "Tue, 02 Jan 2024 00:00:00 GMT",
-            "id": "00000000-0000-0000-0000-000000000003",
-            "price": "1.50",
-        },
-        "type": "application/json",
+    body = {"price": Decimal("1.50"), "id": uuid.UUID(int=3), "day": date(2024, 1, 2)}
+    got = {
+        "day": "Tue, 02 Jan 2024 00:00:00 GMT",
+        "id": "00000000-0000-0000-0000-000000000003",
+        "price": "1.50",
     }
+    response = app.test_client().post("/echo", json=body)
+    assert response.json == {"got": got, "raw": json.dumps(got)}  # Flask's bytes (a signed hook)
     with app.test_request_context("/echo", method="POST", json=body):
         assert fw.request.get_json()["price"] == "1.50"
     with pytest.raises(TypeError):
