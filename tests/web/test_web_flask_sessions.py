@@ -1,5 +1,6 @@
 """Session cookies move between Flask (the real one, in the venv) and uwsgiapp.web: an app of
-each with the same SECRET_KEY reads the other's cookie, with the same values and types."""
+each with the same SECRET_KEY reads the other's cookie, with the same values and types; a session
+interface of the app's own, written against Flask's helpers, runs on both."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from datetime import datetime, timedelta, timezone
 import flask
 import pytest
 from markupsafe import Markup
+from werkzeug.datastructures import CallbackDict
 
 import uwsgiapp.web as web
 from uwsgiapp.web import session
@@ -213,3 +215,99 @@ def test_a_tag_like_key_as_written_before_flasks_format_still_reads() -> None:
 
     assert tagjson.loads('{"x": {" di": {" t": [1]}}}') == {"x": {" t": [1]}}
     assert tagjson.loads('{"x": {" di": {" t__": [1]}}}') == {"x": {" t": [1]}}
+
+
+# -- a session interface of the app's own, written against Flask's helpers ---------------------
+
+
+def _store_session_app(fw: t.Any, store: dict[str, dict[str, t.Any]], **config: t.Any) -> t.Any:
+    """Server-side sessions as Flask's docs have them: the cookie holds an id, the store the
+    values; every cookie setting comes from the interface's helpers."""
+    base, mixin = (
+        (flask.sessions.SessionInterface, flask.sessions.SessionMixin)
+        if fw is flask
+        else (web.SessionInterface, web.SessionMixin)
+    )
+
+    class StoredSession(CallbackDict, mixin):  # type: ignore[misc,valid-type,type-arg]
+        sid = ""
+
+    class StoreInterface(base):  # type: ignore[misc,valid-type]
+        def open_session(self, app: t.Any, request: t.Any) -> t.Any:
+            if request.args.get("broken"):
+                return None  # the framework gives its null session
+            sid = request.cookies.get(self.get_cookie_name(app)) or f"sid{len(store)}"
+            session = StoredSession(store.get(sid, {}))
+            session.sid = sid
+            return session
+
+        def save_session(self, app: t.Any, session: t.Any, response: t.Any) -> None:
+            if self.is_null_session(session) or not session:
+                return
+            store[session.sid] = dict(session)
+            response.set_cookie(
+                self.get_cookie_name(app),
+                session.sid,
+                expires=self.get_expiration_time(app, session),
+                domain=self.get_cookie_domain(app),
+                path=self.get_cookie_path(app),
+                secure=self.get_cookie_secure(app),
+                httponly=self.get_cookie_httponly(app),
+                samesite=self.get_cookie_samesite(app),
+            )
+
+    app = fw.Flask(__name__) if fw is flask else fw.App(__name__)
+    app.config.update(config)
+    app.session_interface = StoreInterface()
+
+    @app.route("/login")
+    def login() -> str:
+        fw.session["user"] = "ann"
+        fw.session.permanent = "remember" in fw.request.args
+        return "in"
+
+    @app.route("/me")
+    def me() -> str:
+        return f"{fw.session.get('user')} {fw.session.__class__.__name__}"
+
+    return app
+
+
+@pytest.mark.parametrize("fw", [flask, web], ids=["flask", "uwsgiapp.web"])
+def test_an_own_session_interface_uses_the_cookie_helpers(fw: t.Any) -> None:
+    store: dict[str, dict[str, t.Any]] = {}
+    app = _store_session_app(
+        fw, store, SESSION_COOKIE_NAME="sid", SESSION_COOKIE_SAMESITE="Lax", APPLICATION_ROOT="/a"
+    )
+    client = app.test_client()
+    cookie = client.get("/login").headers["Set-Cookie"]
+    assert cookie == "sid=sid0; HttpOnly; Path=/a; SameSite=Lax"
+    assert store == {"sid0": {"user": "ann", "_permanent": False}}
+    assert client.get("/me").text == "ann StoredSession"
+    assert "Expires=" in client.get("/login?remember=1").headers["Set-Cookie"]
+    assert client.get("/me?broken=1").text == "None NullSession"
+
+
+@pytest.mark.parametrize("fw", [flask, web], ids=["flask", "uwsgiapp.web"])
+def test_the_signed_cookie_follows_an_overridden_helper(fw: t.Any) -> None:
+    base = flask.sessions.SecureCookieSessionInterface if fw is flask else web.SessionInterface
+
+    class PerTenant(base):  # type: ignore[misc,valid-type]
+        def get_cookie_name(self, app: t.Any) -> str:
+            return "tenant_session"
+
+    app = _app(fw)
+    app.session_interface = PerTenant()
+
+    @app.route("/login")
+    def login() -> str:
+        fw.session["user"] = "ann"
+        return "in"
+
+    @app.route("/me")
+    def me() -> str:
+        return str(fw.session.get("user"))
+
+    client = app.test_client()
+    assert client.get("/login").headers["Set-Cookie"].startswith("tenant_session=")
+    assert client.get("/me").text == "ann"

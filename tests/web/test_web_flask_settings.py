@@ -2,7 +2,8 @@
 (the real one, in the venv) and once on uwsgiapp.web, and expects the same answers.
 
 ``TRUSTED_HOSTS`` (a 400 for any other Host, so that ``url_for(_external=True)`` never names
-the attacker's host), ``MAX_FORM_PARTS`` and ``MAX_FORM_MEMORY_SIZE`` (a 413),
+the attacker's host), ``SERVER_NAME`` (the host such URLs name, whatever Host the request
+carried), ``MAX_FORM_PARTS`` and ``MAX_FORM_MEMORY_SIZE`` (a 413),
 ``SESSION_COOKIE_PARTITIONED`` (and the Secure it implies), ``SECRET_KEY_FALLBACKS`` (key
 rotation that logs nobody out).
 """
@@ -111,6 +112,23 @@ def test_request_host_is_checked_in_a_test_request_context(fw: t.Any) -> None:
             _ = fw.request.host
         assert type(caught.value).__name__ == "SecurityError"
         assert getattr(caught.value, "code", None) == 400
+
+
+@FRAMEWORKS
+@pytest.mark.parametrize("host", ["evil.example", "canon.example", "www.canon.example"])
+def test_server_name_is_the_host_of_the_urls_a_request_builds(fw: t.Any, host: str) -> None:
+    # The other defence against a forged Host in mailed links: the links name SERVER_NAME.
+    app = _host_app(fw, SERVER_NAME="canon.example")
+
+    @app.route("/dir/")
+    def directory() -> str:
+        return "dir"
+
+    client = app.test_client()
+    headers = {"Host": host}
+    assert client.get("/reset", headers=headers).data == b"http://canon.example/u"
+    assert client.get("/u", headers=headers).data == f"host {host}".encode()  # still served
+    assert client.get("/dir", headers=headers).location == "http://canon.example/dir/"
 
 
 # -- MAX_FORM_PARTS, MAX_FORM_MEMORY_SIZE -----------------------------------------------------

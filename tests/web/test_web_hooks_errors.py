@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import typing as t
 
+import flask
 import pytest
 from werkzeug.exceptions import Forbidden, HTTPException, InternalServerError, NotFound
 
+import uwsgiapp.web
 from uwsgiapp.web import App, Response, abort, g, request
 
 
@@ -292,3 +294,50 @@ def test_errors_raised_in_before_request_reach_handlers() -> None:
     app.add_url_rule("/", "index", lambda: "view")
     response = app.test_client().get("/")
     assert (response.status_code, response.data) == (409, b"from handler")
+
+
+def _trap_app(fw: t.Any, **config: t.Any) -> t.Any:
+    app = fw.Flask(__name__) if fw is flask else fw.App(__name__)
+    app.config.update(config)
+
+    @app.route("/form", methods=["POST"])
+    def form() -> str:
+        return str(fw.request.form["usename"])  # the typo the debugger should show
+
+    @app.route("/abort/<int:code>")
+    def aborts(code: int) -> str:
+        fw.abort(code)
+
+    @app.errorhandler(403)
+    def forbidden(e: HTTPException) -> tuple[str, int]:
+        return "handled 403", 403
+
+    return app
+
+
+@pytest.mark.parametrize("fw", [flask, uwsgiapp.web], ids=["flask", "uwsgiapp.web"])
+def test_debug_mode_raises_a_missing_form_key_for_the_debugger(fw: t.Any) -> None:
+    client = _trap_app(fw, DEBUG=True).test_client()
+    with pytest.raises(KeyError, match="usename"):
+        client.post("/form", data={"username": "ann"})
+    assert client.get("/abort/400").status_code == 400  # only the missing key is raised
+    client = _trap_app(fw, DEBUG=True, TRAP_BAD_REQUEST_ERRORS=False).test_client()
+    response = client.post("/form", data={"username": "ann"})
+    assert response.status_code == 400
+    assert b"usename" in response.data  # not raised, but named in debug mode
+    response = _trap_app(fw).test_client().post("/form", data={"username": "ann"})
+    assert response.status_code == 400
+    assert b"usename" not in response.data
+
+
+@pytest.mark.parametrize("fw", [flask, uwsgiapp.web], ids=["flask", "uwsgiapp.web"])
+def test_trap_settings_turn_http_errors_into_exceptions(fw: t.Any) -> None:
+    client = _trap_app(fw, TRAP_BAD_REQUEST_ERRORS=True).test_client()
+    assert client.get("/abort/400").status_code == 500
+    assert client.get("/abort/404").status_code == 404
+    client = _trap_app(fw, TRAP_HTTP_EXCEPTIONS=True).test_client()
+    assert client.get("/abort/404").status_code == 500
+    assert client.get("/abort/403").data == b"handled 403"  # a handler for the code still runs
+    client = _trap_app(fw, TRAP_HTTP_EXCEPTIONS=True, TESTING=True).test_client()
+    with pytest.raises(NotFound):
+        client.get("/abort/404")

@@ -66,6 +66,7 @@ VIEWS: dict[str, tuple[t.Callable[[], t.Any], Check]] = {
     ),
     "jsonify-args": (lambda: jsonify(1, 2), (200, "application/json", b"[1,2]\n")),
     "jsonify-one": (lambda: jsonify([3]), (200, "application/json", b"[3]\n")),
+    "jsonify-nothing": (lambda: jsonify(), (200, "application/json", b"null\n")),  # as Flask's
     "make-response": (
         lambda: make_response("m", 404),
         (404, "text/html; charset=utf-8", b"m"),

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import typing as t
 
+import flask
 import pytest
 from werkzeug.routing import BuildError
 
+import uwsgiapp.web
 from uwsgiapp.web import App, request, url_for
 
 
@@ -196,6 +198,19 @@ def test_explicit_options_view_replaces_the_automatic_answer() -> None:
         return f"view saw {request.method}"
 
     assert app.test_client().options("/").data == b"view saw OPTIONS"
+
+
+@pytest.mark.parametrize("fw", [flask, uwsgiapp.web], ids=["flask", "uwsgiapp.web"])
+def test_provide_automatic_options_off_leaves_options_to_the_views(fw: t.Any) -> None:
+    app = fw.Flask(__name__) if fw is flask else fw.App(__name__)
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False  # before the routes, as in Flask 3.1
+    app.add_url_rule("/plain", "plain", lambda: "plain")
+    app.add_url_rule("/own", "own", lambda: "own", methods=["GET", "OPTIONS"])
+    app.add_url_rule("/forced", "forced", lambda: "forced", provide_automatic_options=True)
+    client = app.test_client()
+    assert client.options("/plain").status_code == 405
+    assert client.options("/own").text == "own"
+    assert client.options("/forced").headers["Allow"]
 
 
 def test_head_has_headers_but_no_body(app: App) -> None:

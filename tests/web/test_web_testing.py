@@ -1,13 +1,20 @@
-"""The test client: ``with client:`` keeps the last request's context, ``session_transaction()``."""
+"""The test client: ``with client:`` keeps the last request's context, ``session_transaction()``,
+requests made where Flask's client makes them."""
 
 from __future__ import annotations
 
+import json
 import typing as t
+import uuid
 from collections.abc import Iterator
+from datetime import date
+from decimal import Decimal
 
+import flask
 import pytest
 from werkzeug.test import Client
 
+import uwsgiapp.web
 from uwsgiapp.web import (
     App,
     AppClient,
@@ -198,3 +205,72 @@ def test_a_client_cannot_keep_a_request_context_through_the_environ() -> None:
     hostile = {"uwsgiapp.web.preserve_context": "x", "uwsgiapp.web.preserve": "x"}
     assert client.get("/?user=alice", environ_base=hostile).text == "alice"
     assert [client.get("/").text for _ in range(3)] == ["None"] * 3
+
+
+def _where_app(fw: t.Any, **config: t.Any) -> t.Any:
+    app = fw.Flask(__name__) if fw is flask else fw.App(__name__)
+    app.config.update(SECRET_KEY="k", **config)
+
+    @app.route("/where")
+    def where() -> str:
+        r = fw.request
+        return f"{r.url} {r.script_root} {r.remote_addr} {r.user_agent.string.split('/')[0]}"
+
+    @app.route("/login")
+    def login() -> t.Any:
+        fw.session["user"] = "ann"
+        return fw.redirect(fw.url_for("me"))
+
+    @app.route("/me")
+    def me() -> str:
+        return str(fw.session.get("user"))
+
+    return app
+
+
+@pytest.mark.parametrize("fw", [flask, uwsgiapp.web], ids=["flask", "uwsgiapp.web"])
+def test_requests_are_made_on_the_apps_server_name_root_and_scheme(fw: t.Any) -> None:
+    app = _where_app(
+        fw, SERVER_NAME="app.test:8080", APPLICATION_ROOT="/app", PREFERRED_URL_SCHEME="https"
+    )
+    client = app.test_client()
+    where = "https://app.test:8080/app/where /app"
+    assert client.get("/where").text == f"{where} 127.0.0.1 Werkzeug"
+    assert client.get("/where", environ_base={"REMOTE_ADDR": "10.0.0.9"}).text.split()[2] == (
+        "10.0.0.9"
+    )
+    assert client.get("http://other.test/where").text.startswith("http://other.test/app/where ")
+    assert client.get("/where", url_scheme="http").text.startswith("http://app.test:8080/app/")
+    assert client.get("/where", base_url="http://b.test/").text.startswith("http://b.test/where ")
+    # The session cookie's path is APPLICATION_ROOT: the next requests must be under it.
+    response = client.get("/login", follow_redirects=True)
+    assert response.text == "ann"
+    assert response.request.url == "https://app.test:8080/app/me"
+    with client.session_transaction() as sess:
+        assert sess["user"] == "ann"
+    with app.test_request_context("/where"):
+        assert fw.request.url == "https://app.test:8080/app/where"
+    with app.test_request_context("http://other.test/x?q=1"):
+        assert fw.request.url == "http://other.test/app/x?q=1"
+
+
+@pytest.mark.parametrize("fw", [flask, uwsgiapp.web], ids=["flask", "uwsgiapp.web"])
+def test_a_json_body_takes_what_a_json_response_takes(fw: t.Any) -> None:
+    app = _where_app(fw)
+
+    @app.post("/echo")
+    def echo() -> t.Any:
+        return {"got": fw.request.get_json(), "raw": fw.request.get_data(as_text=True)}
+
+    body = {"price": Decimal("1.50"), "id": uuid.UUID(int=3), "day": date(2024, 1, 2)}
+    got = {
+        "day": "Tue, 02 Jan 2024 00:00:00 GMT",
+        "id": "00000000-0000-0000-0000-000000000003",
+        "price": "1.50",
+    }
+    response = app.test_client().post("/echo", json=body)
+    assert response.json == {"got": got, "raw": json.dumps(got)}  # Flask's bytes (a signed hook)
+    with app.test_request_context("/echo", method="POST", json=body):
+        assert fw.request.get_json()["price"] == "1.50"
+    with pytest.raises(TypeError):
+        app.test_client().post("/echo", json=body, data="x")

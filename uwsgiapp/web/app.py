@@ -18,7 +18,12 @@ import typing as t
 from collections.abc import Iterator
 
 from werkzeug.datastructures import Headers
-from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import (
+    BadRequest,
+    BadRequestKeyError,
+    HTTPException,
+    InternalServerError,
+)
 from werkzeug.routing import MapAdapter, RequestRedirect
 from werkzeug.serving import run_simple
 from werkzeug.test import EnvironBuilder
@@ -28,7 +33,7 @@ from .appbase import AppBase, UrlRule, scopes_of
 from .ctx import AppContext, RequestContext
 from .globals import _cv_request
 from .helpers import dumps
-from .testing import AppClient, preserving
+from .testing import AppClient, preserving, request_arguments
 from .wrappers import Response
 
 if t.TYPE_CHECKING:
@@ -264,10 +269,28 @@ class App(AppBase):
             return e
         return handler(e)
 
+    def trap_http_exception(self, e: HTTPException) -> bool:
+        """Whether the HTTP error ``e`` is raised like any exception (to the debugger; a 500
+        otherwise) rather than answered with its status, as in Flask: every one with
+        ``TRAP_HTTP_EXCEPTIONS``, a 400 with ``TRAP_BAD_REQUEST_ERRORS``; that left None, in
+        debug mode, a key missing from ``request.form``/``args``/``files``."""
+        config = self.config
+        if config["TRAP_HTTP_EXCEPTIONS"]:
+            return True
+        trap = config["TRAP_BAD_REQUEST_ERRORS"]
+        if trap is None:
+            return self.debug and isinstance(e, BadRequestKeyError)
+        return bool(trap) and isinstance(e, BadRequest)
+
     def handle_user_exception(self, e: Exception) -> t.Any:
         """Handle an exception from a hook or view; re-raise it if no handler matches."""
         if isinstance(e, HTTPException):
-            return self.handle_http_exception(e)
+            if isinstance(e, BadRequestKeyError) and (
+                self.debug or self.config["TRAP_BAD_REQUEST_ERRORS"]
+            ):
+                e.show_exception = True  # its page names the missing key
+            if not self.trap_http_exception(e):
+                return self.handle_http_exception(e)
         handler = self._find_error_handler(e, scopes_of(_cv_request.get(None), inner_first=True))
         if handler is None:
             try:
@@ -315,11 +338,11 @@ class App(AppBase):
         return RequestContext(self, environ)
 
     def test_request_context(self, *args: t.Any, **kwargs: t.Any) -> RequestContext:
-        """A request context for a request built by werkzeug's ``EnvironBuilder(*args, **kw)``."""
-        server_name = self.config["SERVER_NAME"]
-        if server_name and "base_url" not in kwargs and "subdomain" not in kwargs:
-            root = (self.config["APPLICATION_ROOT"] or "/").rstrip("/")
-            kwargs["base_url"] = f"{self.config['PREFERRED_URL_SCHEME']}://{server_name}{root}/"
+        """A request context for a request built by werkzeug's ``EnvironBuilder(*args, **kw)``
+        as the test client's are (:func:`~uwsgiapp.web.testing.request_arguments`): without a
+        ``base_url``, on the app's ``SERVER_NAME``, ``APPLICATION_ROOT`` and
+        ``PREFERRED_URL_SCHEME`` (or ``url_scheme``)."""
+        args, kwargs = request_arguments(self, args, kwargs)
         builder = EnvironBuilder(*args, **kwargs)
         try:
             return RequestContext(self, builder.get_environ())

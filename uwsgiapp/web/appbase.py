@@ -182,8 +182,10 @@ class AppBase(Scaffold):
         method_set = {m.upper() for m in methods}
         if provide_automatic_options is None:
             provide_automatic_options = getattr(view_func, "provide_automatic_options", None)
-        if provide_automatic_options is None:
-            provide_automatic_options = "OPTIONS" not in method_set
+        if provide_automatic_options is None:  # PROVIDE_AUTOMATIC_OPTIONS: Flask 3.1's switch
+            provide_automatic_options = "OPTIONS" not in method_set and bool(
+                self.config["PROVIDE_AUTOMATIC_OPTIONS"]
+            )
         if provide_automatic_options:
             method_set.add("OPTIONS")
         rule_obj = self.url_rule_class(rule, methods=method_set, endpoint=endpoint, **options)
@@ -289,10 +291,18 @@ class AppBase(Scaffold):
                 f(endpoint, values)
 
     def create_url_adapter(self, environ: WSGIEnvironment | None) -> MapAdapter:
-        """A URL adapter for ``environ``; outside a request one from ``SERVER_NAME``."""
-        if environ is not None:
-            return self.url_map.bind_to_environ(environ)
+        """A URL adapter for ``environ``; outside a request one from ``SERVER_NAME``.
+
+        With ``SERVER_NAME`` set, a request's adapter builds URLs on that host (``url_for``
+        with ``_external``, the redirect that adds a trailing slash), whatever ``Host`` the
+        client sent, as in Flask; it still matches requests for any host.
+        """
         server_name = self.config["SERVER_NAME"]
+        if environ is not None:
+            if server_name is None:
+                return self.url_map.bind_to_environ(environ)
+            # subdomain="": no subdomain matching (unsupported), so no Host comparison.
+            return self.url_map.bind_to_environ(environ, server_name=server_name, subdomain="")
         if server_name is None:
             raise RuntimeError(
                 "Unable to build URLs outside a request without SERVER_NAME configured: set"

@@ -18,6 +18,8 @@ DEFAULT_CONFIG: t.Final[t.Mapping[str, t.Any]] = {
     "DEBUG": False,
     "TESTING": False,
     "PROPAGATE_EXCEPTIONS": None,
+    "TRAP_HTTP_EXCEPTIONS": False,
+    "TRAP_BAD_REQUEST_ERRORS": None,
     "SECRET_KEY": None,
     "SECRET_KEY_FALLBACKS": None,
     "TRUSTED_HOSTS": None,
@@ -37,6 +39,7 @@ DEFAULT_CONFIG: t.Final[t.Mapping[str, t.Any]] = {
     "MAX_FORM_MEMORY_SIZE": 500_000,
     "MAX_FORM_PARTS": 1_000,
     "JSON_SORT_KEYS": True,
+    "PROVIDE_AUTOMATIC_OPTIONS": True,
     "SEND_FILE_MAX_AGE_DEFAULT": None,
 }
 

@@ -155,10 +155,15 @@ class RequestContext(AppContext):
 
     @property
     def session(self) -> SessionMixin:
-        """The session, read from its cookie on first use."""
+        """The session, read from its cookie on first use (the interface's null session if
+        its ``open_session`` returns None, as in Flask)."""
         sess = self._session
         if sess is None:
-            sess = self._session = self.app.session_interface.open_session(self.app, self.request)
+            interface = self.app.session_interface
+            sess = interface.open_session(self.app, self.request)
+            if sess is None:
+                sess = interface.make_null_session(self.app)
+            self._session = sess
         return sess
 
     def _bind_routing(self, req: Request) -> None:

@@ -27,6 +27,7 @@ if t.TYPE_CHECKING:
 __all__ = [
     "abort",
     "dumps",
+    "json_default",
     "jsonify",
     "make_response",
     "max_age_seconds",
@@ -37,7 +38,9 @@ __all__ = [
 ]
 
 
-def _json_default(o: t.Any) -> t.Any:
+def json_default(o: t.Any) -> t.Any:
+    """``json.dumps``'s ``default`` for the framework's JSON, as Flask's: a date as an HTTP date,
+    a Decimal or UUID as its string, a dataclass as a dict, an ``__html__`` object as its HTML."""
     if isinstance(o, date):
         return http_date(o)
     if isinstance(o, (decimal.Decimal, uuid.UUID)):
@@ -52,17 +55,18 @@ def _json_default(o: t.Any) -> t.Any:
 def dumps(obj: t.Any, *, debug: bool = False, sort_keys: bool = True) -> str:
     """Serialise ``obj`` as JSON: compact (indented in debug), also dates, UUIDs, dataclasses."""
     if debug:
-        return json.dumps(obj, default=_json_default, indent=2, sort_keys=sort_keys)
-    return json.dumps(obj, default=_json_default, separators=(",", ":"), sort_keys=sort_keys)
+        return json.dumps(obj, default=json_default, indent=2, sort_keys=sort_keys)
+    return json.dumps(obj, default=json_default, separators=(",", ":"), sort_keys=sort_keys)
 
 
 def jsonify(*args: t.Any, **kwargs: t.Any) -> Response:
-    """A JSON response: one positional argument, several (a list), or keyword arguments."""
+    """A JSON response: one positional argument, several (a list), or keyword arguments;
+    ``null`` for none, as in Flask."""
     if args and kwargs:
         raise TypeError("jsonify() takes positional arguments or keyword arguments, not both")
     data: t.Any
     if not args:
-        data = kwargs
+        data = kwargs or None
     elif len(args) == 1:
         data = args[0]
     else:

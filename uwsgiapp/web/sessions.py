@@ -142,7 +142,12 @@ def _b64decode(text: str) -> bytes:
 
 
 class SessionInterface:
-    """Opens and saves sessions as signed cookies; replace ``app.session_interface`` to change."""
+    """Opens and saves sessions as signed cookies; replace ``app.session_interface`` to change.
+
+    A replacement (a server-side store, say) overrides :meth:`open_session` and
+    :meth:`save_session` and may use the helpers Flask's interface offers: the ``get_cookie_*``
+    settings, :meth:`get_expiration_time`, :meth:`should_set_cookie`, :meth:`is_null_session`.
+    """
 
     #: Salt mixed into the MAC key so the key is specific to session cookies (Flask's).
     salt: bytes = b"cookie-session"
@@ -150,6 +155,51 @@ class SessionInterface:
     legacy_salt: bytes = b"uwsgiapp.web.session"
     session_class: type[SecureCookieSession] = SecureCookieSession
     null_session_class: type[NullSession] = NullSession
+
+    def make_null_session(self, app: App) -> NullSession:
+        """The read-only session used when no real one can be opened (no ``SECRET_KEY``)."""
+        return self.null_session_class()
+
+    def is_null_session(self, obj: object) -> bool:
+        """Whether ``obj`` is such a read-only stand-in, which is never saved."""
+        return isinstance(obj, self.null_session_class)
+
+    def get_cookie_name(self, app: App) -> str:
+        """The session cookie's name: ``SESSION_COOKIE_NAME``."""
+        return t.cast(str, app.config["SESSION_COOKIE_NAME"])
+
+    def get_cookie_domain(self, app: App) -> str | None:
+        """Its ``Domain``: ``SESSION_COOKIE_DOMAIN`` (None: the request's host only)."""
+        return t.cast("str | None", app.config["SESSION_COOKIE_DOMAIN"] or None)
+
+    def get_cookie_path(self, app: App) -> str:
+        """Its ``Path``: ``SESSION_COOKIE_PATH``, else ``APPLICATION_ROOT``, else ``/``."""
+        config = app.config
+        return t.cast(str, config["SESSION_COOKIE_PATH"] or config["APPLICATION_ROOT"] or "/")
+
+    def get_cookie_httponly(self, app: App) -> bool:
+        """Whether it is ``HttpOnly``: ``SESSION_COOKIE_HTTPONLY``."""
+        return bool(app.config["SESSION_COOKIE_HTTPONLY"])
+
+    def get_cookie_secure(self, app: App) -> bool:
+        """Whether it is ``Secure``: ``SESSION_COOKIE_SECURE``."""
+        return bool(app.config["SESSION_COOKIE_SECURE"])
+
+    def get_cookie_samesite(self, app: App) -> str | None:
+        """Its ``SameSite``: ``SESSION_COOKIE_SAMESITE``."""
+        return t.cast("str | None", app.config["SESSION_COOKIE_SAMESITE"])
+
+    def get_cookie_partitioned(self, app: App) -> bool:
+        """Whether it is ``Partitioned``: ``SESSION_COOKIE_PARTITIONED``."""
+        return bool(app.config["SESSION_COOKIE_PARTITIONED"])
+
+    def get_expiration_time(self, app: App, session: SessionMixin) -> datetime | None:
+        """When a permanent session's cookie expires (``PERMANENT_SESSION_LIFETIME`` from now);
+        None for another session (its cookie ends with the browser session)."""
+        if not session.permanent:
+            return None
+        lifetime = session_lifetime(app.config["PERMANENT_SESSION_LIFETIME"])
+        return datetime.now(timezone.utc) + lifetime
 
     def _secrets(self, app: App) -> list[bytes]:
         """``SECRET_KEY`` then each of ``SECRET_KEY_FALLBACKS`` (Flask 3.1's key rotation: older
@@ -220,12 +270,13 @@ class SessionInterface:
             return None
         return data if isinstance(data, dict) else None
 
-    def open_session(self, app: App, request: Request) -> SessionMixin:
-        """The session carried by ``request``'s cookie, or a new empty one."""
+    def open_session(self, app: App, request: Request) -> SessionMixin | None:
+        """The session carried by ``request``'s cookie, or a new empty one (a replacement may
+        return None: the request then has :meth:`make_null_session`'s)."""
         secrets = self._secrets(app)
         if not secrets:
-            return self.null_session_class()
-        value = request.cookies.get(app.config["SESSION_COOKIE_NAME"])
+            return self.make_null_session(app)
+        value = request.cookies.get(self.get_cookie_name(app))
         if value:
             max_age = session_lifetime(app.config["PERMANENT_SESSION_LIFETIME"]).total_seconds()
             # The current key, then the fallbacks. As in Flask, a cookie read with a fallback
@@ -258,25 +309,24 @@ class SessionInterface:
         any page stays logged in; else ``None``."""
         if not app.config["SESSION_REFRESH_EACH_REQUEST"]:
             return None
-        if app.config["SESSION_COOKIE_NAME"] not in request.cookies:
+        if self.get_cookie_name(app) not in request.cookies:
             return None
         session = self.open_session(app, request)
         return session if session and session.permanent else None
 
     def save_session(self, app: App, session: SessionMixin, response: Response) -> None:
         """Write, refresh or delete the session cookie on ``response`` as needed."""
-        if isinstance(session, NullSession):
+        if self.is_null_session(session):
             return
-        config = app.config
-        name = config["SESSION_COOKIE_NAME"]
+        name = self.get_cookie_name(app)
         options: dict[str, t.Any] = {
-            "domain": config["SESSION_COOKIE_DOMAIN"],
-            "path": config["SESSION_COOKIE_PATH"] or config["APPLICATION_ROOT"] or "/",
-            "secure": config["SESSION_COOKIE_SECURE"],
-            "httponly": config["SESSION_COOKIE_HTTPONLY"],
-            "samesite": config["SESSION_COOKIE_SAMESITE"],
+            "domain": self.get_cookie_domain(app),
+            "path": self.get_cookie_path(app),
+            "secure": self.get_cookie_secure(app),
+            "httponly": self.get_cookie_httponly(app),
+            "samesite": self.get_cookie_samesite(app),
         }
-        if config["SESSION_COOKIE_PARTITIONED"]:
+        if self.get_cookie_partitioned(app):
             # CHIPS: a cookie kept per top-level site; werkzeug adds the Secure it requires.
             # Only when asked: werkzeug 3.0 (which the package allows) has no such argument.
             options["partitioned"] = True
@@ -290,10 +340,7 @@ class SessionInterface:
             return
         key = self._key(app)
         assert key is not None  # a real session is only opened with a secret
-        expires: datetime | None = None
-        if session.permanent:
-            lifetime = session_lifetime(config["PERMANENT_SESSION_LIFETIME"])
-            expires = datetime.now(timezone.utc) + lifetime
+        expires = self.get_expiration_time(app, session)
         try:
             value = self.sign(key, session)
         except TypeError:
