@@ -93,3 +93,25 @@ def test_a_reload_called_off_takes_its_options_back(watched: list[object]) -> No
     assert (os.environ["OPT_A"], os.environ["OPT_B"]) == ("1", "2")
     assert options.rollback() is None  # once
     assert options.on_hup(most_workers=32)[0] == 3
+
+
+def test_while_a_child_tries_the_new_code_the_master_keeps_the_old_env(
+    watched: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker forked during the trial import runs the old code: it got the new --env, and
+    # kept it after the reload was called off (a review's repro: 'v1 X=2').
+    monkeypatch.setattr(options, "_held", {})
+    watched.append(make_config(app="a:app", env=("OPT_A=10",), workers=2))
+    options.on_hup(most_workers=32)
+    assert os.environ["OPT_A"] == "10"  # the child, forked now, has it
+    options.hold_environ()
+    assert (os.environ["OPT_A"], os.environ["OPT_B"]) == ("1", "2")
+    options.release_environ()  # the child imported it
+    assert (os.environ["OPT_A"], os.environ["OPT_B"]) == ("10", "from the start")
+    # Called off instead: the old environment, and nothing held comes back later.
+    watched.append(make_config(app="a:app", env=("OPT_A=20",), workers=2))
+    options.on_hup(most_workers=32)
+    options.hold_environ()
+    options.rollback()
+    options.release_environ()
+    assert (os.environ["OPT_A"], os.environ["OPT_B"]) == ("10", "from the start")

@@ -26,6 +26,9 @@ _reread: Callable[[], Config] | None = None
 _environ: Mapping[str, str] = {}
 #: What the last HUP changed, for :func:`rollback`: the options, and the variables it set.
 _undo: tuple[Config, dict[str, str | None]] | None = None
+#: The variables the last HUP set, held out of the master's environment while its trial
+#: import runs (:func:`hold_environ`).
+_held: dict[str, str | None] = {}
 
 
 def watch(started_with: Config, reread: Callable[[], Config], environ: Mapping[str, str]) -> None:
@@ -90,10 +93,28 @@ def on_hup(most_workers: int, running: int = 0) -> tuple[int | None, list[str]]:
     return workers, said
 
 
+def hold_environ() -> None:
+    """The last HUP's ``--env`` stays out of the master's environment while a child tries the
+    new code (forked already, the child has it): a worker forked meanwhile runs the old code,
+    and kept the new variables after a failed reload."""
+    global _held
+    if _undo is not None:
+        _held = {name: os.environ.get(name) for name in _undo[1]}
+        _set_environ(_undo[1])
+
+
+def release_environ() -> None:
+    """The child imported the new code: the master takes the ``--env`` its HUP read."""
+    global _held
+    _set_environ(_held)
+    _held = {}
+
+
 def rollback() -> int | None:
     """The reload the last HUP started was called off (the new code did not import): its
     environment and options go back; the ``--workers`` it had, or None if unchanged."""
-    global _current, _undo
+    global _current, _undo, _held
+    _held = {}
     if _undo is None or _current is None:
         return None
     previous, environ = _undo

@@ -221,6 +221,7 @@ class ReloadCheck:
         except OSError as exc:
             options.rollback()
             return actions + failed(self.policy, f"cannot fork a child to import it: {exc}")
+        options.hold_environ()
         return [
             *actions,
             Log(LogLevel.INFO, started_line(self._child.pid, self.config.reload_check_timeout)),
@@ -255,6 +256,7 @@ class ReloadCheck:
             options.rollback()
             return failed(self.policy, why)
         said = f"reload: the new code imported in the child in {end.seconds:.2f} s"
+        options.release_environ()
         return [Log(LogLevel.INFO, said), *passed(self.policy, now, self._workers)]
 
     def call_off(self, name: str, now: float) -> list[Action]:
