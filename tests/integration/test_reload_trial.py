@@ -131,6 +131,12 @@ def test_the_old_workers_are_supervised_while_the_new_code_imports(tmp_path: Pat
         started = server.log().count(") started")
         os.kill(min(old), signal.SIGKILL)
         wait_until(lambda: server.log().count(") started") > started, 10, "its replacement")
+        # The replacement, forked while the child imports, holds none of the child's files.
+        for pid in worker_pids(server.pid) - old:
+            if not Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"uwsgiapp trial"):
+                fds = Path(f"/proc/{pid}/fd")
+                links = {os.readlink(fds / fd) for fd in os.listdir(fds)}
+                assert not [link for link in links if "uwsgiapp-trial" in link], links
         stuck = threading.Thread(  # a request that never ends, in whichever worker takes it
             target=uwsgi_exchange,
             args=(server.socket, uwsgi_get("/stuck")),

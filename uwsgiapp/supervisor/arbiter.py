@@ -329,6 +329,7 @@ class Arbiter:
         """Everything after fork, in the worker (``mask``: the signal mask to restore;
         ``dump``: its file for faulthandler, :mod:`~uwsgiapp.supervisor.dumps`)."""
         self._forget_master()
+        self.check.close_in_worker()
         self.dumps.in_worker(dump)
         # Until its own handlers: a stop ends a booting worker; USR1 must not kill an importing one.
         signal.signal(signal.SIGUSR1, lambda s, f: reopen_logs())

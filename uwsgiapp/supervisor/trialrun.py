@@ -281,6 +281,14 @@ class ReloadCheck:
             self._dropped.add(child.pid)
             options.rollback()
 
+    def close_in_worker(self) -> None:
+        """In a worker forked while a child tries the new code: the child's result file,
+        which the worker would otherwise hold (and its pages) for its whole life."""
+        child = self._child
+        if child is not None and child.channel is not None:
+            with contextlib.suppress(OSError):
+                os.close(child.channel)
+
     def kill(self) -> None:
         """The master ends: no child outlives it."""
         if self._child is not None:
