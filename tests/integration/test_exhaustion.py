@@ -18,11 +18,14 @@ import pytest
 from support.procs import (
     Server,
     free_port,
+    short_tmpdir,
     uwsgi_get,
     wait_for_serving,
     wait_until,
     worker_pids,
 )
+
+from uwsgiapp.stats.reader import fetch, parse_source
 
 pytestmark = pytest.mark.nginx
 
@@ -245,3 +248,19 @@ def test_a_full_listen_queue_is_said_in_the_log(tmp_path: Path) -> None:
     assert f"[WARNING] listen queue of {address} is full (" in line, line
     assert "--listen 4): every worker is busy" in line, line
     assert "dropped: nginx waits for its connect, then answers 504" in line, line
+
+
+def test_a_listen_queue_is_as_long_as_the_kernel_lets_it_be(tmp_path: Path) -> None:
+    # Over net.core.somaxconn the kernel caps the queue: it was full at the cap and said
+    # --listen's size, never reached, so the warning never came (many containers: 128).
+    somaxconn = int(Path("/proc/sys/net/core/somaxconn").read_text())
+    listen = somaxconn * 2
+    stats = os.path.join(short_tmpdir(), "stats.sock")
+    server = Server(tmp_path, "supervisor_app:app", workers=1, listen=listen, stats=stats)
+    server.start()
+    try:
+        wait_until(lambda: os.path.exists(stats), 10, "the stats socket")
+        doc = fetch(parse_source(stats))
+    finally:
+        server.stop()
+    assert [s["max_queue"] for s in doc["sockets"]] == [somaxconn]

@@ -26,7 +26,7 @@ from uwsgiapp.hooks import PostforkError, run_postfork
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.server.inflight import set_worker_number
 from uwsgiapp.server.intake import Handler
-from uwsgiapp.server.listeners import Listener
+from uwsgiapp.server.listeners import Listener, somaxconn_cap
 from uwsgiapp.server.logs import arm_fault_dumps, flush_std, reopen_logs
 from uwsgiapp.server.masterflags import MasterFlags
 from uwsgiapp.server.sockdiag import SockDiag
@@ -99,6 +99,9 @@ class Arbiter:
         self.notifier = notifier or Notifier(None)
         self.master_flags = MasterFlags()  # before any fork: shared with every worker
         self._sockdiag = SockDiag()
+        # What a listen queue holds: --listen, or the kernel's cap under it (a queue full at
+        # somaxconn never reached --listen, and was never said).
+        self._backlog = somaxconn_cap(config.listen) or config.listen
         self.dumps = DumpFiles()
         self.funnel = LogMaster()  # inert; boot starts one for --log-master
         self.touch = TouchWatch(config.touch_reload) if config.touch_reload else None
@@ -177,7 +180,7 @@ class Arbiter:
     def _socket_stats(self) -> tuple[SocketStats, ...]:
         return observe.socket_stats(
             ((lis.spec, lis.sock) for lis in self.listeners),
-            self.config.listen,
+            self._backlog,
             self._sockdiag.queue,
         )
 

@@ -93,8 +93,8 @@ class QueueWatch:
 def _full_line(queue: SocketStats, unsaid: int) -> str:
     more = f"; full at {unsaid} more looks since the last line" if unsaid else ""
     return (
-        f"listen queue of {queue.name} is full ({queue.queue} connections waiting, "
-        f"--listen {queue.max_queue}): every worker is busy, and new connections are "
+        f"listen queue of {queue.name} is full ({queue.queue} connections waiting, it holds "
+        f"{queue.max_queue}): every worker is busy, and new connections are "
         f"{_what_nginx_gets(queue.name)}; more workers (--workers, --threads, --cheaper) or a "
         f"faster app (a longer --listen only makes them wait){more}"
     )
