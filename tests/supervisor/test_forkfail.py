@@ -87,6 +87,35 @@ def test_a_fork_that_works_makes_the_next_failure_a_first_one_again() -> None:
     assert len(sim.lines) == 2 and sim.lines[1].startswith("cannot fork a worker")
 
 
+class LimitedSim(FailingSim):
+    """Forks fail while ``limit`` workers run (a process limit that holds that many)."""
+
+    def __init__(self, policy: Policy, limit: int) -> None:
+        super().__init__(policy)
+        self.limit = limit
+
+    def run(self, actions: list[object]) -> list[object]:
+        for action in actions:
+            self.failing = len(self.policy.records) >= self.limit
+            super().run([action])
+        return actions
+
+
+def test_forks_that_work_beside_one_that_fails_do_not_make_it_a_first_one() -> None:
+    # A limit that holds 3 of 4 workers, workers recycling: each recycle's fork worked, and
+    # the missing worker's failure was said again as a first one (30 lines a minute).
+    sim = LimitedSim(Policy(workers=4), limit=3)
+    sim.run(sim.policy.start())
+    for second in range(60):
+        for _ in range(10):
+            sim.tick()
+        if second % 2:  # a worker recycled every other second
+            sim.run(sim.exit(min(sim.policy.records), 0, None))
+    firsts = [line for line in sim.lines if line.startswith("cannot fork a worker")]
+    assert len(firsts) == 1 and len(sim.lines) <= 3, sim.lines
+    assert sim.policy.forks.retry == FORK_RETRY[1]  # the wait grew, as while none works
+
+
 def test_the_causes_named() -> None:
     assert "open-files limit" in fork_cause(errno.EMFILE)
     assert "out of memory" in fork_cause(errno.ENOMEM)

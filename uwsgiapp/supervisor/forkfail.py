@@ -96,6 +96,11 @@ class Forking(Roster):
         return said
 
     def spawned(self, wid: int, generation: int, pid: int, now: float) -> str:
-        """As :meth:`Roster.spawned`; a fork worked: the next failure is a first one again."""
-        self.forks = ForkFailures()
-        return super().spawned(wid, generation, pid, now)
+        """As :meth:`Roster.spawned`; once the forks that worked leave no worker missing, the
+        next failure is a first one again (under a limit that holds all but one, each
+        recycle's fork worked and the missing worker's failure was said as a first one: 30
+        lines a minute, and no longer wait)."""
+        label = super().spawned(wid, generation, pid, now)
+        if len(self._counted()) >= self.desired:
+            self.forks = ForkFailures()
+        return label
