@@ -246,7 +246,7 @@ def test_a_full_listen_queue_is_said_in_the_log(tmp_path: Path) -> None:
         server.stop()
     line = next(line for line in server.log().splitlines() if "listen queue of" in line)
     assert f"[WARNING] listen queue of {address} is full (" in line, line
-    assert "--listen 4): every worker is busy" in line, line
+    assert "it holds 4): every worker is busy" in line, line
     assert "dropped: nginx waits for its connect, then answers 504" in line, line
 
 

@@ -343,14 +343,15 @@ class Worker(StopSignals):
                 ready.append(listener)
         if parked and time.monotonic() >= self._next_expiry:
             self._expire_parked()
-        if self._shed.count or self._refused.count or self._retried.count:  # every request
-            for throttle in (self._shed, self._refused, self._retried):
+        if self._shed.count or self._refused.count:  # attributes: this runs every request
+            for throttle in (self._shed, self._refused):
                 if throttle.due():
                     throttle.flush()
         if self.master_pid and time.monotonic() >= self._next_parent_check:
             # At most once per tick: getppid is a syscall, and a busy worker wakes often.
             self._next_parent_check = time.monotonic() + IDLE_TICK
-            for burst in (self.handler.invalid, self.handler.gone, BODY_LINES, REFUSED_LINES):
+            bursts = (self.handler.invalid, self.handler.gone, BODY_LINES, REFUSED_LINES)
+            for burst in (*bursts, self._retried):  # accept's retries: rare, not per request
                 if burst.due():
                     burst.flush()
             if os.getppid() != self.master_pid:
