@@ -109,3 +109,22 @@ def test_a_harakiri_cuts_the_oldest_request_only_if_it_is_past_the_limit(
     worker.dump_stuck(12, None)
     assert raised == ([ident] if cut else [])
     assert not worker.alive  # it accepts no more either way: a new worker serves
+
+
+def test_a_request_thread_counts_the_workers_requests_for_an_accept_failure(
+    listener: Listener,
+) -> None:
+    # EMFILE before a worker's first request waits (a fresh worker would be as short); after,
+    # the app leaked them and the worker recycles. With --threads a thread that had served
+    # nothing said "before this worker's first request" in a worker that had served thousands.
+    handler = Handler(
+        app, limits=Limits(), settings=EnvironSettings(), socket_timeout=GUARD, access_log=None
+    )
+    worker = ThreadedWorker(handler, [listener], threads=3)
+    first, second, third = worker.loops
+    assert [loop.served() for loop in worker.loops] == [0, 0, 0]
+    first.requests, second.requests = 5, 2
+    assert third.requests == 0 and third.served() == 7
+    for loop in worker.loops:
+        os.close(loop._wake_r)
+        os.close(loop._wake_w)

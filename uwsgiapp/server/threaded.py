@@ -145,6 +145,10 @@ class _ThreadLoop(Worker):
             self.alive = False
             self.owner.recycle(f"served {self.max_requests} requests (max-requests)")
 
+    def served(self) -> int:
+        # A thread that has served nothing in a worker that has: its EMFILE is the app's.
+        return sum(loop.requests for loop in self.owner.loops)
+
     def wake(self) -> None:
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"!")

@@ -239,7 +239,7 @@ class Worker(StopSignals):
         stopping = not self.alive and flags is not None and flags.stopping
         if decisions.accept_error_is_the_stop(exc.errno, stopping):
             return
-        why = decisions.accept_error_recycles(exc.errno, self.requests)  # a retry may spin
+        why = decisions.accept_error_recycles(exc.errno, self.served())  # a retry may spin
         said = f"{worker_label()}: accept() on {listener.spec} failed: {exc}"
         if why is None:
             self._retried.add(said + decisions.accept_retry_hint(exc.errno))
@@ -247,6 +247,10 @@ class Worker(StopSignals):
         else:
             log.error("%s; recycling this worker%s", said, why)
             self.alive = False  # the connection waits for the fresh worker
+
+    def served(self) -> int:
+        """The requests this worker process served (a request thread: all its threads')."""
+        return self.requests
 
     def _step(self, call: Callable[..., Pending | None], *args: object) -> None:
         """Run one step of a connection (begin or resume) inside the status hooks."""
