@@ -116,6 +116,7 @@ def start(config: Config, before: set[str], forget: Callable[[], None], now: flo
     """Fork the child that imports the new code (``before``: the modules loaded before the
     app's; ``forget``: what a child of the master closes and resets first). OSError: no child."""
     channel = _channel()
+    master = os.getpid()
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNUMS)
     flush_std()
     try:
@@ -127,7 +128,7 @@ def start(config: Config, before: set[str], forget: Callable[[], None], now: flo
             os.close(channel)
         raise
     if pid == 0:
-        _child(config, before, forget, channel, mask)
+        _child(config, before, forget, channel, mask, master)
     signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     with contextlib.suppress(OSError):  # as the child does: a kill right now finds its group
         os.setpgid(pid, pid)
@@ -140,6 +141,7 @@ def _child(
     forget: Callable[[], None],
     channel: int | None,
     mask: set[int | signal.Signals],
+    master: int,
 ) -> NoReturn:
     code = 1
     pid = os.getpid()
@@ -148,6 +150,8 @@ def _child(
             os.setpgid(0, 0)
         forget()
         die_with_parent(signal.SIGKILL)
+        if os.getppid() != master:  # it died before the line above: nothing waits for us
+            _exit(1)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         set_title(f"uwsgiapp trial import {config.app}", "uwsgiapp trial")
         if channel is not None:
