@@ -59,6 +59,14 @@ def _serving(server: Server, version: str, pids: set[int]) -> bool:
     return all(v == version and pid in pids for v, pid in answers)
 
 
+def _reloads_to(server: Server, module: Path, version: str) -> None:
+    """Write ``version`` of the app, HUP, and wait until every worker answers with it."""
+    _write(module, version)
+    server.signal(signal.SIGHUP)
+    wait_until(lambda: "ready, stopping" in server.log(), 30, f"the reload to {version}")
+    wait_until(lambda: _serving(server, version, worker_pids(server.pid)), 20, version)
+
+
 def _start(tmp_path: Path, **options: object) -> tuple[Server, Path, set[int]]:
     module = tmp_path / "trialapp.py"
     _write(module, "v1")
@@ -84,11 +92,7 @@ def test_new_code_that_ends_the_process_as_it_imports_fails_only_the_reload(
         assert server.proc is not None and server.proc.poll() is None, server.log()
         assert worker_pids(server.pid) == old  # the old workers, untouched; the child reaped
         assert _serving(server, "v1", old)
-        # Then a good release reloads as ever.
-        _write(module, "v3")
-        server.signal(signal.SIGHUP)
-        wait_until(lambda: "ready, stopping" in server.log(), 30, "the good reload")
-        wait_until(lambda: _serving(server, "v3", worker_pids(server.pid)), 20, "v3 to answer")
+        _reloads_to(server, module, "v3")  # then a good release reloads as ever
     finally:
         code = server.stop()
     log = server.log()
@@ -147,10 +151,7 @@ def test_the_old_workers_are_supervised_while_the_new_code_imports(tmp_path: Pat
         wait_until(lambda: "HARAKIRI" in server.log(), 20, "the harakiri")
         stuck.join(30)
         assert "reload failed" not in server.log() and "ready, stopping" not in server.log()
-        _write(module, "v3")
-        server.signal(signal.SIGHUP)
-        wait_until(lambda: "ready, stopping" in server.log(), 30, "the newest code's reload")
-        wait_until(lambda: _serving(server, "v3", worker_pids(server.pid)), 20, "v3 to answer")
+        _reloads_to(server, module, "v3")
     finally:
         code = server.stop()
     log = server.log()
