@@ -66,8 +66,16 @@ def test_os_exit_names_where_it_was_called() -> None:
 def _crash_dump(tmp_path: Path, source: str) -> str:
     """What faulthandler writes as a real process of this Python crashes importing ``source``."""
     (tmp_path / "crashing.py").write_text(source)
+    # On sys.path by name: the compiled build's runs set PYTHONSAFEPATH, which leaves out
+    # the working directory of a -c.
     ran = subprocess.run(
-        [sys.executable, "-X", "faulthandler", "-c", "import crashing"],
+        [
+            sys.executable,
+            "-X",
+            "faulthandler",
+            "-c",
+            f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import crashing",
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,
