@@ -83,8 +83,9 @@ def test_the_socket_goes_to_the_named_ids_and_their_group_may_connect(
         st = os.lstat(server.socket)
         assert (st.st_uid, st.st_gid) == (CLIENT_UID, NGINX_GID)
         assert stat.S_IMODE(st.st_mode) == 0o660
-        # The stats socket is the app user's, as without the option (uWSGI's rule too).
-        assert os.lstat(stats).st_uid == nobody.pw_uid
+        # The stats socket is the app user's, as without the option (uWSGI's rule too): given
+        # at the drop, a moment after the uwsgi socket (which the start waits for) is.
+        wait_until(lambda: os.lstat(stats).st_uid == nobody.pw_uid, 10, "the stats socket's uid")
         assert _connects_as(server.socket, CLIENT_UID + 1, NGINX_GID)
         assert not _connects_as(server.socket, CLIENT_UID + 1, STRANGER_GID)
         wait_until(lambda: "starting 1 worker" in server.log(), 10, "the start")
