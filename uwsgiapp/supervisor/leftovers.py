@@ -211,6 +211,10 @@ def release_old_code(old_modules: Iterable[types.ModuleType]) -> int:
     cleanups = getattr(typing, "_cleanups", None)
     if type(cleanups) is list:  # a cache of the old code's (typing_extensions') goes with it
         cleanups[:] = [clear for clear in cleanups if not _old_cache(clear, old_globals)]
+    caches = getattr(typing, "_caches", None)
+    if type(caches) is dict:  # Python 3.12 on also keeps each cache by its function
+        for func in [f for f in caches if _old_function(f, old_globals)]:
+            del caches[func]
     for clear in cleanups or ():
         clear()
     return detached
@@ -220,5 +224,9 @@ def _old_cache(clear: object, old_globals: set[int]) -> bool:
     """Is ``clear`` the ``cache_clear`` of an ``lru_cache`` of a function of an old module?"""
     if type(clear) is not types.BuiltinMethodType:
         return False
-    wrapped = getattr(clear.__self__, "__wrapped__", None)
-    return type(wrapped) is types.FunctionType and id(wrapped.__globals__) in old_globals
+    return _old_function(getattr(clear.__self__, "__wrapped__", None), old_globals)
+
+
+def _old_function(func: object, old_globals: set[int]) -> bool:
+    """Is ``func`` a function of an old module (its globals among ``old_globals``)?"""
+    return type(func) is types.FunctionType and id(func.__globals__) in old_globals
