@@ -115,3 +115,14 @@ def test_while_a_child_tries_the_new_code_the_master_keeps_the_old_env(
     options.rollback()
     options.release_environ()
     assert (os.environ["OPT_A"], os.environ["OPT_B"]) == ("10", "from the start")
+    # A HUP whose options cannot be read again: nothing to hold or take back (the earlier
+    # HUP's changes stay).
+    watched.append(make_config(app="a:app", env=("OPT_A=30",), workers=3))
+    options.on_hup(most_workers=32)
+    options.hold_environ()
+    options.release_environ()
+    watched.append(OSError("gone"))
+    options.on_hup(most_workers=32)
+    options.hold_environ()
+    assert options.rollback() is None
+    assert (os.environ["OPT_A"], os.environ["OPT_B"]) == ("30", "from the start")

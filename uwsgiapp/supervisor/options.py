@@ -61,6 +61,7 @@ def on_hup(most_workers: int, running: int = 0) -> tuple[int | None, list[str]]:
     global _current, _undo
     if _current is None or _reread is None:
         return None, []
+    _undo = None  # an earlier HUP's: a rollback or hold now must not undo what it applied
     try:
         new = _reread()
     except Exception as exc:  # a bad value (ConfigError), a file gone or unreadable now
