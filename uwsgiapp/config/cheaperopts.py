@@ -4,6 +4,7 @@ that it raises as a :class:`~uwsgiapp.config.model.ConfigError`."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 #: The algorithms ``--cheaper-algo`` takes (uWSGI's names).
@@ -140,7 +141,10 @@ def ini_leniency(values: dict[str, Any], sources: dict[str, str], defaults: Any)
 
 
 def _busyness_bounds(
-    values: dict[str, Any], sources: dict[str, str], defaults: Any, from_ini: Any
+    values: dict[str, Any],
+    sources: dict[str, str],
+    defaults: Any,
+    from_ini: Callable[[str], bool],
 ) -> list[str]:
     """An ini's busyness min over its max, lowered to the max (see :func:`ini_leniency`)."""
     low_name, high_name = "cheaper_busyness_min", "cheaper_busyness_max"

@@ -114,10 +114,10 @@ def _master(out: _Writer, stats: ServerStats) -> None:
     )
 
 
-def _requests(out: _Writer, stats: ServerStats) -> None:
+def _requests(out: _Writer, workers: list[WorkerStats]) -> None:
     name = "uwsgiapp_requests_total"
     samples: list[Sample] = []
-    for w in _listed(stats):
+    for w in workers:
         wid = str(w.id)
         for cls, n in w.statuses.as_dict().items():
             samples.append((name, (("worker", wid), ("status", cls)), n))
@@ -131,10 +131,10 @@ def _requests(out: _Writer, stats: ServerStats) -> None:
     )
 
 
-def _durations(out: _Writer, stats: ServerStats) -> None:
+def _durations(out: _Writer, workers: list[WorkerStats]) -> None:
     name = "uwsgiapp_request_duration_seconds"
     samples: list[Sample] = []
-    for w in _listed(stats):
+    for w in workers:
         wid = ("worker", str(w.id))
         h = w.durations
         bounds: list[float] = [*h.bounds, math.inf]
@@ -145,7 +145,7 @@ def _durations(out: _Writer, stats: ServerStats) -> None:
     out.family(name, "histogram", "Time from request start to response end.", samples)
 
 
-def _workers(out: _Writer, stats: ServerStats) -> None:
+def _workers(out: _Writer, workers: list[WorkerStats]) -> None:
     p = "uwsgiapp_worker_"
     families: list[tuple[str, str, str, Callable[[WorkerStats], float]]] = [
         (
@@ -202,7 +202,6 @@ def _workers(out: _Writer, stats: ServerStats) -> None:
             lambda w: w.avg_rt / 1e6,
         ),
     ]
-    workers = _listed(stats)
     for suffix, kind, help_text, value in families:
         out.family(p + suffix, kind, help_text, _per_worker(workers, p + suffix, value))
 
@@ -211,7 +210,8 @@ def render_metrics(stats: ServerStats) -> bytes:
     """The whole exposition for ``GET /metrics``, UTF-8 encoded."""
     out = _Writer()
     _master(out, stats)
-    _requests(out, stats)
-    _durations(out, stats)
-    _workers(out, stats)
+    workers = _listed(stats)
+    _requests(out, workers)
+    _durations(out, workers)
+    _workers(out, workers)
     return out.text().encode("utf-8")

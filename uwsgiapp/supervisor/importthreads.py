@@ -11,13 +11,12 @@ import registered is recorded by :class:`~uwsgiapp.supervisor.registrations.Regi
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 import types
 from collections.abc import Collection, Iterable
 
-from uwsgiapp.supervisor.keptmodules import site_dirs
+from uwsgiapp.supervisor.keptmodules import loaded_from, site_dirs
 from uwsgiapp.supervisor.patches import code_module
 
 __all__ = ["restarted_after_fork", "say_import_threads", "thread_module", "threads_running"]
@@ -25,10 +24,15 @@ __all__ = ["restarted_after_fork", "say_import_threads", "thread_module", "threa
 log = logging.getLogger("uwsgiapp.error")
 
 
+def _thread_code(thread: threading.Thread) -> object:
+    """What ``thread`` runs: its target, or its class's ``run``."""
+    target = vars(thread).get("_target")
+    return target if target is not None else type(thread).run
+
+
 def thread_module(thread: threading.Thread) -> str | None:
     """The module whose code ``thread`` runs: its target's, or its class's ``run``'s."""
-    target = vars(thread).get("_target")
-    return code_module(target if target is not None else type(thread).run)
+    return code_module(_thread_code(thread))
 
 
 def restarted_after_fork(module: str | None, hook_modules: Collection[str]) -> bool:
@@ -44,8 +48,7 @@ def restarted_after_fork(module: str | None, hook_modules: Collection[str]) -> b
         return False
     if module in hook_modules:
         return True
-    where = os.path.realpath(str(getattr(sys.modules.get(module), "__file__", None) or "/"))
-    installed = where.startswith(site_dirs())
+    installed = loaded_from(sys.modules.get(module)).startswith(site_dirs())
     return installed and any(hooked.partition(".")[0] == top for hooked in hook_modules)
 
 
@@ -55,8 +58,7 @@ def threads_running(mark: str) -> list[str]:
     them; the new code's modules of the same names do not have it)."""
     found = []
     for thread in threading.enumerate():
-        code = vars(thread).get("_target")
-        code = type(thread).run if code is None else code
+        code = _thread_code(thread)
         if type(code) is types.MethodType:
             code = code.__func__
         if type(code) is types.FunctionType and mark in code.__globals__:

@@ -20,7 +20,14 @@ from collections.abc import Iterable
 from uwsgiapp.supervisor.patches import code_module
 from uwsgiproto import Limits
 
-__all__ = ["app_modules", "held_by_earlier", "library_dirs", "site_dirs", "used_by_kept"]
+__all__ = [
+    "app_modules",
+    "held_by_earlier",
+    "library_dirs",
+    "loaded_from",
+    "site_dirs",
+    "used_by_kept",
+]
 
 _EXTENSIONS = tuple(importlib.machinery.EXTENSION_SUFFIXES)
 #: Compiled into the interpreter: of the standard library, though no file says so.
@@ -49,7 +56,7 @@ def site_dirs() -> tuple[str, ...]:
     return tuple(os.path.join(os.path.realpath(p), "") for p in found if p)
 
 
-def _where(module: object) -> str:
+def loaded_from(module: object) -> str:
     """The file a module was loaded from, or a namespace package's first directory ('')."""
     path = getattr(module, "__file__", None)
     if not isinstance(path, str):
@@ -87,7 +94,7 @@ def app_modules(
         module = sys.modules.get(name)
         if name in before or top in _OURS or id(module) in earlier or name in _BUILT_IN:
             continue
-        where = _where(module)
+        where = loaded_from(module)
         if not where and _made_by_code(name, module):
             continue
         if where.endswith(_EXTENSIONS):
@@ -117,7 +124,7 @@ def held_by_earlier(
         name
         for name in before
         if name.partition(".")[0] not in _OURS
-        and _where(sys.modules.get(name)).startswith(installed)
+        and loaded_from(sys.modules.get(name)).startswith(installed)
     }
     held = set()
     for name in earlier:
