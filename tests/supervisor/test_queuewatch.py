@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from uwsgiapp.stats.model import SocketStats
 from uwsgiapp.supervisor.observe import Observer
-from uwsgiapp.supervisor.queuewatch import QUEUE_SAY_EVERY, QueueWatch, is_full
+from uwsgiapp.supervisor.queuewatch import QUEUE_SAY_EVERY, QueueWatch
 
 
 def _queue(name: str, waiting: int, backlog: int = 16) -> SocketStats:
@@ -13,9 +13,9 @@ def _queue(name: str, waiting: int, backlog: int = 16) -> SocketStats:
 
 
 def test_full_means_at_the_backlog_and_unknown_is_never_full() -> None:
-    assert is_full(_queue("a", 16)) and is_full(_queue("a", 17))
-    assert not is_full(_queue("a", 15))
-    assert not is_full(_queue("a", 0, backlog=0))
+    assert _queue("a", 16).full and _queue("a", 17).full
+    assert not _queue("a", 15).full
+    assert not _queue("a", 0, backlog=0).full
 
 
 def test_a_full_queue_is_said_at_once_then_every_ten_seconds_then_when_it_empties() -> None:

@@ -178,6 +178,11 @@ class SocketStats:
     def __post_init__(self) -> None:
         _check_counts("SocketStats", queue=self.queue, max_queue=self.max_queue)
 
+    @property
+    def full(self) -> bool:
+        """The accept queue is at its backlog (a ``max_queue`` of 0: unknown, never full)."""
+        return bool(self.max_queue) and self.queue >= self.max_queue
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerStats:

@@ -92,7 +92,7 @@ class Observer:
 
     def check_queues(self, queues: Iterable[SocketStats]) -> None:
         """One look at the listen queues: a queue at its backlog is a listen-queue error."""
-        self.listen_queue_errors += sum(1 for q in queues if q.max_queue and q.queue >= q.max_queue)
+        self.listen_queue_errors += sum(1 for q in queues if q.full)
 
 
 def cwd() -> str:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from uwsgiapp.stats.model import SocketStats
 from uwsgiapp.supervisor.observe import Observer
 
-__all__ = ["QUEUE_CHECK", "QUEUE_SAY_EVERY", "QueueWatch", "is_full"]
+__all__ = ["QUEUE_CHECK", "QUEUE_SAY_EVERY", "QueueWatch"]
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -26,11 +26,6 @@ log = logging.getLogger("uwsgiapp.error")
 QUEUE_CHECK = 1.0
 #: Seconds between two lines about a queue that stays full.
 QUEUE_SAY_EVERY = 10.0
-
-
-def is_full(queue: SocketStats) -> bool:
-    """Whether a listening socket's accept queue is at its backlog (0: unknown)."""
-    return bool(queue.max_queue) and queue.queue >= queue.max_queue
 
 
 def _what_nginx_gets(name: str) -> str:
@@ -72,7 +67,7 @@ class QueueWatch:
         :data:`QUEUE_SAY_EVERY` seconds, however often the queue fills and empties."""
         said: list[str] = []
         for queue in queues:
-            full = is_full(queue)
+            full = queue.full
             last = self._said.get(queue.name)
             if last is None or now - last.at >= QUEUE_SAY_EVERY:
                 if full:
