@@ -54,6 +54,7 @@ from uwsgiapp.supervisor.titles import (
 from uwsgiapp.supervisor.touch import TouchWatch
 from uwsgiapp.supervisor.trialrun import ReloadCheck
 from uwsgiapp.supervisor.workerexit import die_with_parent, kill_all, leave, reap
+from uwsgiapp.wsgi.errors import QuickStop
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -296,16 +297,17 @@ class Arbiter:
             log.info("%s started", self.policy.spawned(wid, generation, pid, time.monotonic()))
             return
         code: int = WorkerExit.CRASHED
-        finish = False  # the exit work: only when the loop ended as asked (no quick stop)
+        finish = quick = False  # the exit work: only when the loop ended as asked
         try:
             code = self._worker_main(wid, mask, dump_fd)
             finish = code == 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
+            quick = isinstance(exc, QuickStop)
         except BaseException:
             log.exception("worker %d crashed", self.policy.number(wid))
         finally:
-            leave(code, finish=finish)
+            leave(code, finish=finish, quick=quick)
 
     def _forget_master(self) -> None:
         """In a process just forked (a worker, a HUP's trial import): the master's descriptors

@@ -3,12 +3,14 @@
 ``os._exit``, because the worker runs inside the master's call stack: unwinding it would run
 the master's ``finally`` blocks (which remove the socket file and the pidfile while the master
 still serves). Before it, when the worker's loop ended as it was asked to (max-requests, a
-reload, TERM, RSS recycling; not a quick stop, not a crash), what Python runs at a normal exit:
-non-daemon threads are joined (``concurrent.futures``' queued work), then the ``atexit``
-handlers run (sentry-sdk's flush, ``logging.shutdown``), as uWSGI and gunicorn run them in a
-worker. That work is bounded by :data:`EXIT_WORK_SECONDS` (a thread that never ends must not
-keep a worker that nobody will kill: one that leaves on its own has no kill deadline), and no
-stop signal can interrupt it into unwinding the master's stack.
+reload, TERM, RSS recycling; not a crash), what Python runs at a normal exit: non-daemon
+threads are joined (``concurrent.futures``' queued work), then the ``atexit`` handlers run
+(sentry-sdk's flush, ``logging.shutdown``), as uWSGI and gunicorn run them in a worker. That
+work is bounded by :data:`EXIT_WORK_SECONDS` (a thread that never ends must not keep a worker
+that nobody will kill: one that leaves on its own has no kill deadline), and no stop signal can
+interrupt it into unwinding the master's stack. A quick stop (INT, QUIT) runs the ``atexit``
+handlers alone, for :data:`QUICK_EXIT_WORK_SECONDS` at most: the threads' work is what it cuts,
+but the events an error tracker still queues are not (gunicorn's quick stop runs both).
 
 The master's side is :func:`reap`: the exits of its children, collected without waiting.
 """
@@ -29,7 +31,14 @@ from typing import Any, NoReturn
 from uwsgiapp.server.inflight import worker_label
 from uwsgiapp.server.logs import flush_std
 
-__all__ = ["EXIT_WORK_SECONDS", "die_with_parent", "kill_all", "leave", "reap"]
+__all__ = [
+    "EXIT_WORK_SECONDS",
+    "QUICK_EXIT_WORK_SECONDS",
+    "die_with_parent",
+    "kill_all",
+    "leave",
+    "reap",
+]
 
 PR_SET_PDEATHSIG = 1
 
@@ -45,25 +54,27 @@ log = logging.getLogger("uwsgiapp.error")
 
 #: The longest the exit work (joining the app's threads, its atexit handlers) may take.
 EXIT_WORK_SECONDS = 5
+#: The same after a quick stop: the master's SIGKILL comes QUICK_GRACE (2 s) after its SIGINT.
+QUICK_EXIT_WORK_SECONDS = 1.5
 
 #: Held off while the worker leaves: a second Ctrl-C must not raise SystemExit mid-way.
 _HELD = {signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1}
 
 
-def _watchdog(code: int) -> None:
+def _watchdog(code: int, seconds: float, what: str) -> None:
     """A daemon thread (never joined): ends the process when the exit work runs over. A
     thread, not SIGALRM: a process-directed signal may go to one of the app's threads and
     leave the main thread waiting on its join."""
-    time.sleep(EXIT_WORK_SECONDS)
+    time.sleep(seconds)
     # The line below takes the log's lock, which the stuck exit work may hold: a last resort.
     last = threading.Timer(1.0, os._exit, args=(code,))
     last.daemon = True
     last.start()
     log.warning(
-        "%s: its exit work (the app's threads, atexit handlers) still runs after %d s: "
-        "leaving without it",
+        "%s: its exit work (%s) still runs after %g s: leaving without it",
         worker_label(),
-        EXIT_WORK_SECONDS,
+        what,
+        seconds,
     )
     _end(code)
 
@@ -78,16 +89,24 @@ def _end(code: int) -> NoReturn:
         os._exit(code)
 
 
-def leave(code: int, *, finish: bool) -> NoReturn:
-    """End this worker with exit ``code``; ``finish``: run the exit work first."""
+def leave(code: int, *, finish: bool, quick: bool = False) -> NoReturn:
+    """End this worker with exit ``code``; ``finish``: run the exit work first; ``quick``
+    (a quick stop): its ``atexit`` handlers only."""
     try:
         signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
+        if finish or quick:
+            bound, what = (
+                (EXIT_WORK_SECONDS, "the app's threads, atexit handlers")
+                if finish
+                else (QUICK_EXIT_WORK_SECONDS, "atexit handlers")
+            )
+            threading.Thread(target=_watchdog, args=(code, bound, what), daemon=True).start()
         if finish:
-            threading.Thread(target=_watchdog, args=(code,), daemon=True).start()
             try:
                 threading._shutdown()  # type: ignore[attr-defined]  # joins non-daemon threads
             except Exception:
                 log.exception("%s: joining the app's threads at exit failed", worker_label())
+        if finish or quick:
             atexit._run_exitfuncs()  # prints a failing handler's traceback itself, goes on
     finally:
         _end(code)
