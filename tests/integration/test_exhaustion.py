@@ -264,3 +264,52 @@ def test_a_listen_queue_is_as_long_as_the_kernel_lets_it_be(tmp_path: Path) -> N
     finally:
         server.stop()
     assert [s["max_queue"] for s in doc["sockets"]] == [somaxconn]
+
+
+#: A worker that, once forked, can start only ``THREADS_ROOM`` GiB-stacked threads (0-2): its
+#: address space is capped that far above what it maps, as a process or thread limit
+#: (RLIMIT_NPROC, a pids cgroup) caps its tasks, here without privileges.
+FEW_THREADS_APP = """
+import os, resource, threading
+from uwsgiapp.hooks import postfork
+
+@postfork
+def _cap() -> None:
+    with open("/proc/self/status") as f:
+        vm = next(int(line.split()[1]) for line in f if line.startswith("VmSize"))
+    room = float(os.environ["THREADS_ROOM"])
+    hard = resource.getrlimit(resource.RLIMIT_AS)[1]
+    resource.setrlimit(resource.RLIMIT_AS, ((vm << 10) + int((room + 0.5) * (1 << 30)), hard))
+    threading.stack_size(1 << 30)
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [threading.current_thread().name.encode()]
+"""
+
+
+@pytest.mark.parametrize("room", [2, 0])
+def test_a_worker_that_cannot_start_all_its_threads_serves_with_those_it_can(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, room: int
+) -> None:
+    # Each worker crashed with a traceback at its first thread that could not start, and the
+    # next did the same: a crash loop, and not one request served.
+    monkeypatch.setenv("THREADS_ROOM", str(room))
+    app = _write_app(tmp_path, "few_threads_app", FEW_THREADS_APP)
+    server = Server(tmp_path, app, workers=1, threads=4, pythonpath=[str(tmp_path)])
+    server.start(wait=bool(room))
+    try:
+        if room:
+            answer = _exchange(server.socket, uwsgi_get("/"))
+            assert answer.startswith(b"HTTP/1.1 200") and b"request-" in answer, answer
+        else:
+            wait_until(lambda: "exited with code 1" in server.log(), 15, "the worker's exit")
+    finally:
+        server.stop()
+    log = server.log()
+    assert "Traceback" not in log and "crashed" not in log, log
+    if room:
+        said = f"serving with {room} of its 4 request threads: the next one could not start"
+    else:
+        said = "cannot start any of its 4 request threads: can't start new thread"
+    assert said in log and "pids.max" in log, log

@@ -42,6 +42,7 @@ from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.masterflags import MasterFlags
 from uwsgiapp.server.stopsignals import StopSignals
+from uwsgiapp.server.threadstart import start_threads
 from uwsgiapp.server.worker import IDLE_TICK, Worker
 from uwsgiapp.wsgi.errors import RequestCut
 
@@ -253,12 +254,15 @@ class ThreadedWorker(StopSignals):
         """Start the request threads; pass stops on to them; return when all have ended."""
         if self._wake_r < 0:
             self.install_signals()
-        threads = self._threads = [
-            threading.Thread(target=loop.run_thread, name=f"request-{loop.index + 1}", daemon=True)
-            for loop in self.loops
-        ]
-        for thread in threads:
-            thread.start()
+        threads = self._threads = start_threads(
+            [
+                threading.Thread(
+                    target=loop.run_thread, name=f"request-{loop.index + 1}", daemon=True
+                )
+                for loop in self.loops
+            ],
+            worker_label(),
+        )
         next_parent_check = 0.0
         try:
             # Counted as each says it ends, not is_alive(): a thread that woke us is still

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass, field
 
+from uwsgiapp.server.threadstart import THREAD_LIMIT
 from uwsgiapp.supervisor.roster import Roster
 
 __all__ = ["FORK_RETRY", "FORK_SAY_EVERY", "ForkFailures", "Forking", "fork_cause"]
@@ -25,9 +26,7 @@ FORK_RETRY = (0.5, 5.0)
 FORK_SAY_EVERY = 30.0
 
 _CAUSES = {
-    errno.EAGAIN: "the process limit: the user's RLIMIT_NPROC (ulimit -u, systemd's "
-    "LimitNPROC=) or the pids cgroup's pids.max (systemd's TasksMax=, docker run "
-    "--pids-limit); threads count too",
+    errno.EAGAIN: THREAD_LIMIT,
     errno.ENOMEM: "out of memory: the kernel would not commit the new process's memory "
     "(a memory cgroup's limit, vm.overcommit_memory)",
     errno.EMFILE: "the master's open-files limit (ulimit -n, systemd's LimitNOFILE=): each "

@@ -1,0 +1,55 @@
+"""Starting a worker's request threads under a process or thread limit.
+
+Linux counts each thread as a task against the user's ``RLIMIT_NPROC`` and the pids cgroup's
+``pids.max``: with ``--threads`` a worker forks fine and then cannot start its threads. Each
+worker crashed with a traceback at its first thread, and the next one did the same, a crash
+loop with no server. Now a worker serves with the threads it could start and says so once; one
+that can start none says why in one line and exits as a crash (the master's crash hold paces
+the next tries).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from uwsgiapp.exitcodes import WorkerExit
+
+__all__ = ["THREAD_LIMIT", "start_threads"]
+
+#: What most often refuses a new process or thread (fork's EAGAIN; "can't start new thread").
+THREAD_LIMIT = (
+    "the process limit: the user's RLIMIT_NPROC (ulimit -u, systemd's LimitNPROC=) or the "
+    "pids cgroup's pids.max (systemd's TasksMax=, docker run --pids-limit); threads count too"
+)
+
+log = logging.getLogger("uwsgiapp.error")
+
+
+def start_threads(threads: list[threading.Thread], label: str) -> list[threading.Thread]:
+    """Start ``threads`` in order until one cannot start: those that started (``label``: the
+    worker's, for the lines). None started: raises ``SystemExit`` (a crash)."""
+    for started, thread in enumerate(threads):
+        try:
+            thread.start()
+        except RuntimeError as exc:  # "can't start new thread"
+            if not started:
+                log.error(
+                    "%s: cannot start any of its %d request threads: %s (%s)",
+                    label,
+                    len(threads),
+                    exc,
+                    THREAD_LIMIT,
+                )
+                raise SystemExit(WorkerExit.CRASHED) from None
+            log.warning(
+                "%s: serving with %d of its %d request threads: the next one could not "
+                "start: %s (%s)",
+                label,
+                started,
+                len(threads),
+                exc,
+                THREAD_LIMIT,
+            )
+            return threads[:started]
+    return threads
