@@ -6,10 +6,13 @@ from __future__ import annotations
 import errno
 import os
 import random
+import types
 from pathlib import Path
 
 import pytest
 
+from uwsgiapp.server import throttle
+from uwsgiapp.server.logs import WRITE_FAILURE_INTERVAL
 from uwsgiapp.supervisor.logmaster import MASTER_BACKLOG, LogMaster
 from uwsgiapp.supervisor.logstreams import Sink, take_lines
 
@@ -96,3 +99,28 @@ def test_the_masters_lines_over_its_backlog_are_dropped_and_counted(tmp_path: Pa
         b"uwsgiapp: log-master: 9 of the master's lines dropped: the log target took none for "
         b"a while"
     )
+
+
+def test_the_lines_a_sink_cannot_take_are_counted_not_said_once_for_good(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A full disk under --log-master was said once, and the lines lost after it never counted.
+    now = [1000.0]
+    monkeypatch.setattr(throttle, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    sink = Sink(-1, path="/srv/log/app.log")
+    sink.dropped(b"one\ntwo\n", full)
+    sink.dropped(b"three\n" * 40, full)
+    [first] = capfd.readouterr().err.splitlines()
+    assert "cannot write to --log-master's /srv/log/app.log: [Errno 28]" in first, first
+    assert "dropping its lines (a count every 60 s while it fails)" in first, first
+    now[0] += WRITE_FAILURE_INTERVAL
+    sink.dropped(b"four\n", full)
+    [count] = capfd.readouterr().err.splitlines()
+    assert "41 more lines of --log-master's /srv/log/app.log dropped" in count, count
+    sink.dropped(b"five\n", full)
+    assert capfd.readouterr().err == ""  # counted, for the next line
+    sink.reopened()  # the count so far, and a new failure is said as a first one
+    assert "1 more line of --log-master's" in capfd.readouterr().err
+    sink.dropped(b"six\n", full)
+    assert "cannot write to --log-master's" in capfd.readouterr().err

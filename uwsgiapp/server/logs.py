@@ -18,13 +18,10 @@ from uwsgiapp.logtargets import FUNNELED, is_stream, open_file_handlers, stream_
 from uwsgiapp.server.accesslog import LOGGERS, PID, LineWriter
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.safefiles import open_append
-from uwsgiapp.server.throttle import Throttle
+from uwsgiapp.server.throttle import WRITE_FAILURE_INTERVAL, Throttle, tell_dropped
 from uwsgiapp.wsgi.contract import AccessLogger
 
 ERROR_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
-
-#: Seconds between two lines on stderr about a log that cannot be written (a full disk).
-WRITE_FAILURE_INTERVAL = 60.0
 
 
 class ErrorFormatter(logging.Formatter):
@@ -110,6 +107,7 @@ class QuietFailures(logging.Handler):
     #: What the lines on stderr call this log (set by the code that builds the handler).
     what = "a log"
     _failures: Throttle[OSError] | None = None
+    _said = False
 
     def handleError(self, record: logging.LogRecord) -> None:
         """An ``OSError`` (the write failed) is counted and told as the class says."""
@@ -125,15 +123,8 @@ class QuietFailures(logging.Handler):
         stream = getattr(self, "stream", None)
         name = getattr(self, "baseFilename", None) or getattr(stream, "name", "")
         where = f"the {self.what} ({name})" if name else f"the {self.what}"
-        if count == 1:
-            text = f"cannot write to {where}: {failure}; dropping its lines"
-            text += f" (a count every {WRITE_FAILURE_INTERVAL:g} s while it fails)"
-        else:
-            text = f"{count} more lines of {where} dropped, the last for: {failure}"
-        # fd 2 itself, not sys.stderr: the app may have pointed sys.stderr at logging, or at
-        # the failing file (then this line is lost too, quietly).
-        with contextlib.suppress(OSError):
-            os.write(2, f"uwsgiapp[{os.getpid()}]: {text}\n".encode(errors="replace"))
+        tell_dropped(where, count, failure, first=not self._said)
+        self._said = True
 
 
 class QuietStreamHandler(QuietFailures, logging.StreamHandler):  # type: ignore[type-arg]

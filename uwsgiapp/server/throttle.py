@@ -6,13 +6,16 @@ at most every ``interval`` seconds, so a misconfigured peer or a flood cannot fi
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from typing import Generic, TypeVar, cast
 
 __all__ = [
     "REFUSED_LOG_INTERVAL",
+    "WRITE_FAILURE_INTERVAL",
     "Burst",
     "Throttle",
     "accept_failures",
@@ -22,6 +25,7 @@ __all__ = [
     "invalid_packets",
     "refused_peers",
     "refused_requests",
+    "tell_dropped",
 ]
 
 T = TypeVar("T")
@@ -30,6 +34,8 @@ log = logging.getLogger("uwsgiapp.error")
 
 #: Seconds between two log lines about peers refused by --uwsgi-allow-from.
 REFUSED_LOG_INTERVAL = 10.0
+#: Seconds between two lines on stderr about a log that cannot be written (a full disk).
+WRITE_FAILURE_INTERVAL = 60.0
 
 
 class Throttle(Generic[T]):
@@ -44,9 +50,10 @@ class Throttle(Generic[T]):
         self._detail: T | None = None
         self._next_at = 0.0
 
-    def add(self, detail: T) -> None:
-        """One more event; logged now unless a line went out less than ``interval`` ago."""
-        self.count += 1
+    def add(self, detail: T, events: int = 1) -> None:
+        """One more event (or ``events``); logged now unless a line went out less than
+        ``interval`` ago."""
+        self.count += events
         self._detail = detail
         if time.monotonic() >= self._next_at:
             self.flush()
@@ -206,3 +213,18 @@ def _burst(level: int, what: str) -> Burst:
         )
 
     return Burst(INVALID_LOG_BURST, INVALID_LOG_WINDOW, summary)
+
+
+def tell_dropped(where: str, count: int, failure: OSError, *, first: bool) -> None:
+    """Say on stderr that ``count`` lines of ``where`` could not be written (``first``: the
+    first time: the failure and what follows; then the count since the last line)."""
+    if first:
+        text = f"cannot write to {where}: {failure}; dropping its lines"
+        text += f" (a count every {WRITE_FAILURE_INTERVAL:g} s while it fails)"
+    else:
+        lines = "line" if count == 1 else "lines"
+        text = f"{count} more {lines} of {where} dropped, the last for: {failure}"
+    # fd 2 itself, not sys.stderr: the app may have pointed sys.stderr at logging, or at
+    # the failing file (then this line is lost too, quietly).
+    with contextlib.suppress(OSError):
+        os.write(2, f"uwsgiapp[{os.getpid()}]: {text}\n".encode(errors="replace"))

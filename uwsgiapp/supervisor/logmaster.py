@@ -277,7 +277,8 @@ class LogMaster:
                 continue
             os.dup2(fd, sink.fd, inheritable=False)
             os.close(fd)
-            sink.failed, done = False, True
+            sink.reopened()
+            done = True
         return done
 
     def stop(self) -> None:
@@ -388,8 +389,4 @@ class LogMaster:
         try:
             write_all(sink.fd, data)
         except OSError as exc:
-            if not sink.failed:  # said once, until a reopen
-                sink.failed = True
-                text = f"uwsgiapp: log-master: cannot write to {sink.path or 'a stream'}: {exc}"
-                with contextlib.suppress(OSError):
-                    os.write(2, f"{text}; dropping its lines\n".encode(errors="replace"))
+            sink.dropped(data, exc)

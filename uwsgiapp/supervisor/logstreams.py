@@ -10,6 +10,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from uwsgiapp.server.throttle import WRITE_FAILURE_INTERVAL, Throttle, tell_dropped
+
 __all__ = [
     "LINE_LIMIT",
     "Channel",
@@ -69,7 +71,27 @@ class Sink:
     path: str = ""
     std: list[int] = field(default_factory=list)
     ours: bool = False
-    failed: bool = False
+    #: Its lines that could not be written: counted, told on stderr now and then.
+    failures: Throttle[OSError] | None = None
+    _said: bool = False
+
+    def dropped(self, data: bytes, failure: OSError) -> None:
+        """``data`` could not be written: said at once, then counted (one line a minute)."""
+        if self.failures is None:
+            self.failures = Throttle(WRITE_FAILURE_INTERVAL, self._tell)
+        self.failures.add(failure, data.count(b"\n") or 1)
+
+    def _tell(self, count: int, failure: OSError) -> None:
+        where = f"--log-master's {self.path or 'stream'}"
+        tell_dropped(where, count, failure, first=not self._said)
+        self._said = True
+
+    def reopened(self) -> None:
+        """Its file was opened again: what was dropped till now is counted, and a new
+        failure is said anew."""
+        if self.failures is not None:
+            self.failures.flush()
+        self.failures, self._said = None, False
 
 
 class MasterStream:
