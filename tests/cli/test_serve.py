@@ -308,6 +308,34 @@ def test_a_failed_start_is_said_on_stderr_when_the_error_log_is_a_file(
     assert f"uwsgiapp: {said}\n" in err and said in log.read_text(), err
 
 
+@pytest.mark.parametrize("broken", ["error-log", "chdir", "pidfile"])
+def test_a_failed_start_never_names_an_error_log_that_was_not_written(
+    short_dir: Path, broken: str
+) -> None:
+    # A read-only root filesystem (docker run --read-only) or a missing directory: the error
+    # log could not be opened, or was never reached, yet stderr ended with "the error log is
+    # /tmp/app.log", sending the reader to a file that does not exist.
+    (short_dir / "ok.py").write_text("def app(environ, start_response):\n    return []\n")
+    log = short_dir / ("missing-dir/error.log" if broken == "error-log" else "error.log")
+    args = ["serve", "ok:app", "--socket", "app.sock", "--error-log-file", str(log)]
+    if broken == "chdir":
+        args += ["--chdir", str(short_dir / "missing-dir")]
+    if broken == "pidfile":
+        args += ["--pidfile", str(short_dir / "missing-dir" / "app.pid")]
+    r = run_cli(*args, cwd=short_dir)
+    assert r.returncode == ServeExit.START_FAILED
+    err = r.stderr.decode()
+    if broken == "pidfile":  # the log was written: stderr names it, with the reason
+        assert f"the error log is {log}" in err, err
+        said = f"--pidfile: cannot write {short_dir}/missing-dir/app.pid: No such file or directory"
+        assert f"uwsgiapp: {said}\n" in err and said in log.read_text(), err
+        return
+    assert "the error log is" not in err and not log.exists(), err
+    if broken == "error-log":
+        said = f"uwsgiapp: --error-log-file: cannot open {log}: No such file or directory\n"
+        assert err.endswith(said), err
+
+
 def test_a_clean_stop_says_nothing_on_stderr_when_the_error_log_is_a_file(
     short_dir: Path,
 ) -> None:
