@@ -134,7 +134,14 @@ def _read_data(spec: str) -> bytes:
     if spec.startswith("@"):
         with open(spec[1:], "rb") as fh:
             return fh.read()
-    return spec.encode("utf-8")
+    return _typed(spec)
+
+
+def _typed(text: str) -> bytes:
+    """The bytes typed on the command line: what curl sends. Under a non-UTF-8 locale (LANG=C
+    without Python's UTF-8 mode) argv holds non-ASCII bytes as surrogates, which a plain
+    encode refused with a traceback."""
+    return text.encode("utf-8", "surrogateescape")
 
 
 def _parse_request(args: argparse.Namespace) -> _Request:
@@ -155,13 +162,14 @@ def _parse_request(args: argparse.Namespace) -> _Request:
         name, colon, value = text.partition(":")
         if not colon or not name.strip():
             raise _Usage(f"bad header {text!r} (expected 'Name: value')")
-        headers.append((name.strip(), value.strip()))
+        # Vars are latin-1 native strings of the bytes nginx received (PEP 3333).
+        headers.append((name.strip(), _typed(value.strip()).decode("latin-1")))
     extra: list[tuple[str, str]] = []
     for text in args.vars:
         key, eq, value = text.partition("=")
         if not eq or not key:
             raise _Usage(f"bad var {text!r} (expected KEY=VALUE)")
-        extra.append((key, value))
+        extra.append((key, _typed(value).decode("latin-1")))
     body: bytes | None = None
     if args.data is not None:
         try:

@@ -192,6 +192,25 @@ def test_request_post_data_and_include(fake_uwsgi: FakeServers, tmp_path: Path) 
     assert _echo(r.stdout)["body"] == "from stdin"
 
 
+def test_request_sends_the_bytes_typed_under_a_non_utf8_locale(fake_uwsgi: FakeServers) -> None:
+    # A container with LANG=C (or LC_ALL=POSIX) and Python's UTF-8 mode off: argv holds the
+    # typed UTF-8 bytes as surrogates. A non-ASCII path or -d ended in a traceback, a header
+    # or --var in "cannot encode the request"; curl sends the bytes as typed, and nginx
+    # passes them on (PEP 3333: vars are those bytes as latin-1 text).
+    c_locale = {"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0"}
+    args = ["/café?q=é", "-H", "X-Name: José", "--var", "X_RAW=é", "-d", "né"]
+    r = run_cli("request", fake_uwsgi.unix, *args, env=c_locale)
+    assert r.returncode == 0, r.stderr
+    echo = _echo(r.stdout)
+    v, utf8 = echo["vars"], lambda text: text.encode().decode("latin-1")
+    assert (v["PATH_INFO"], v["REQUEST_URI"]) == (utf8("/café"), "/caf%C3%A9?q=%C3%A9")
+    assert (v["HTTP_X_NAME"], v["X_RAW"]) == (utf8("José"), utf8("é"))
+    assert echo["body"] == utf8("né")
+    # The same under a UTF-8 locale: the bytes typed, not their latin-1 re-encoding.
+    r = run_cli("request", fake_uwsgi.unix, *args, env={"LC_ALL": "C.UTF-8"})
+    assert r.returncode == 0 and _echo(r.stdout) == echo, r.stderr
+
+
 @pytest.mark.parametrize(
     ("path", "code", "message"),
     [

@@ -308,6 +308,58 @@ def test_a_failed_start_is_said_on_stderr_when_the_error_log_is_a_file(
     assert f"uwsgiapp: {said}\n" in err and said in log.read_text(), err
 
 
+@pytest.mark.parametrize("broken", ["error-log", "chdir", "pidfile"])
+def test_a_failed_start_never_names_an_error_log_that_was_not_written(
+    short_dir: Path, broken: str
+) -> None:
+    # A read-only root filesystem (docker run --read-only) or a missing directory: the error
+    # log could not be opened, or was never reached, yet stderr ended with "the error log is
+    # /tmp/app.log", sending the reader to a file that does not exist.
+    (short_dir / "ok.py").write_text("def app(environ, start_response):\n    return []\n")
+    log = short_dir / ("missing-dir/error.log" if broken == "error-log" else "error.log")
+    args = ["serve", "ok:app", "--socket", "app.sock", "--error-log-file", str(log)]
+    if broken == "chdir":
+        args += ["--chdir", str(short_dir / "missing-dir")]
+    if broken == "pidfile":
+        args += ["--pidfile", str(short_dir / "missing-dir" / "app.pid")]
+    r = run_cli(*args, cwd=short_dir)
+    assert r.returncode == ServeExit.START_FAILED
+    err = r.stderr.decode()
+    if broken == "pidfile":  # the log was written: stderr names it, with the reason
+        assert f"the error log is {log}" in err, err
+        said = f"--pidfile: cannot write {short_dir}/missing-dir/app.pid: No such file or directory"
+        assert f"uwsgiapp: {said}\n" in err and said in log.read_text(), err
+        return
+    assert "the error log is" not in err and not log.exists(), err
+    if broken == "error-log":
+        said = f"uwsgiapp: --error-log-file: cannot open {log}: No such file or directory\n"
+        assert err.endswith(said), err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="--uid from root needs root")
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs util-linux's setpriv")
+def test_root_without_the_capabilities_to_drop_says_which_and_what_to_do(
+    short_dir: Path,
+) -> None:
+    # `docker run --user 0 --cap-drop ALL ... --uid 10001`: root that cannot change user. It
+    # said "cannot drop privileges: [Errno 1] Operation not permitted".
+    (short_dir / "ok.py").write_text("def app(environ, start_response):\n    return []\n")
+    sock = short_dir / "app.sock"
+    serve = [sys.executable, "-m", "uwsgiapp", "serve", "ok:app", "--socket", str(sock)]
+    serve += ["--uid", "65534", "--gid", "65534"]
+    no_caps = ["setpriv", "--bounding-set=-setuid,-setgid,-chown", *serve]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UWSGIAPP_")}
+    for argv, what in ((no_caps, "serve"), ([*no_caps, "--check-config"], "check")):
+        r = subprocess.run(argv, cwd=short_dir, env=env, capture_output=True, timeout=30)
+        assert r.returncode == ServeExit.START_FAILED, r
+        err = r.stderr.decode()
+        said = "--uid/--gid: this root process lacks CAP_"
+        assert said in err and "docker run --user UID:GID" in err, (what, err)
+        needed = ["CAP_SETGID", "CAP_SETUID"] + (["CAP_CHOWN"] if what == "serve" else [])
+        assert all(name in err for name in needed), (what, err)
+        assert not sock.exists()
+
+
 def test_a_clean_stop_says_nothing_on_stderr_when_the_error_log_is_a_file(
     short_dir: Path,
 ) -> None:

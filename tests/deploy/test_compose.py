@@ -112,6 +112,10 @@ def test_app_service(compose: dict[str, Any]) -> None:
     assert app["build"] == "."
     assert app["expose"] == ["3031"]
     assert "ports" not in app, "the uwsgi port must never be published"
+    # Hardened as container platforms run it (the Docker tests run it so, as an arbitrary uid).
+    assert app["user"] == "${APP_USER:-10001:10001}"
+    assert (app["read_only"], app["tmpfs"], app["cap_drop"]) == (True, ["/tmp"], ["ALL"])
+    assert app["security_opt"] == ["no-new-privileges:true"]
     # The master answers the check (the stats server the image's environment sets): a worker
     # would answer a ping only after the requests queued for it.
     assert app["healthcheck"]["test"] == ["CMD", "python", "-I", "-m", "uwsgiapp.stats.health"]

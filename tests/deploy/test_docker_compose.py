@@ -34,6 +34,7 @@ from deploy.docker_kit import (
     container_ips,
     free_port,
     health,
+    inspect,
     request,
     run,
     upstream_hosts,
@@ -46,6 +47,8 @@ STATIC = ROOT / "examples" / "static"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 #: The app's stop_grace_period in docker-compose.yml.
 GRACE = 35.0
+#: The uid:gid the stack's app runs as: an OpenShift-style one, with no passwd entry.
+ARBITRARY_USER = "1000770000:0"
 
 
 @dataclass
@@ -96,6 +99,9 @@ def stack(docker_compose: list[str], docker_images: None) -> Iterator[Compose]:
         "NGINX_PORT": str(port),
         "WORKERS": "2",
         "APP_IMAGE": APP_IMAGE,
+        # OpenShift's arbitrary user (no passwd entry, group 0), on top of the compose file's
+        # read-only root, no capabilities and no-new-privileges: every test below runs so.
+        "APP_USER": ARBITRARY_USER,
     }
     compose = Compose(docker_compose, project, port, env)
     try:
@@ -152,6 +158,26 @@ def test_the_image_runs_the_compiled_build(stack: Compose) -> None:
     (app,) = stack.containers("app")
     version = run(["docker", "exec", app, "uwsgiapp", "--version"]).stdout
     assert "(compiled: uwsgiproto.varblock, " in version, version
+
+
+def test_the_app_runs_hardened_as_an_arbitrary_user(stack: Compose) -> None:
+    """The compose file's settings hold in the running container, and the tools the image
+    offers work there: a read-only root, no capabilities, a uid with no passwd entry."""
+    (app,) = stack.containers("app")
+    state = "{{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}}"
+    assert inspect([app], state) == ["true [ALL] [no-new-privileges:true]"]
+    probe = (
+        "id -u; id -g; grep CapEff /proc/1/status; uwsgiapp top --once; "
+        'uwsgiapp ping 127.0.0.1:3031; touch "$HOME/probe" 2>&1 || true'
+    )
+    out = run(["docker", "exec", app, "sh", "-c", probe]).stdout
+    uid, gid, caps, *rest = out.splitlines()
+    assert f"{uid}:{gid}" == ARBITRARY_USER, out
+    assert caps.split() == ["CapEff:", "0000000000000000"], out
+    assert any(line.startswith("workers: 2 ") for line in rest), out  # top --once
+    assert any(line.startswith("pong from 127.0.0.1:3031") for line in rest), out
+    assert "Read-only file system" in rest[-1], out  # HOME, group 0's to write, but read-only
+    assert "Traceback" not in stack("logs", "--no-color", "app")
 
 
 def test_an_arbitrary_uid_has_a_home_it_may_write(docker_images: None) -> None:

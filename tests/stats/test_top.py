@@ -253,3 +253,40 @@ def test_a_threaded_workers_state_counts_its_busy_threads() -> None:
     lines = render(None, Sample(0.0, doc), "test")
     assert re.search(r"^\s*1\s+4001\s+busy 3/4\s+20\s", "\n".join(lines), re.M), lines
     assert re.search(r"^\s*2\s+4002\s+idle\s+7\s", "\n".join(lines), re.M), lines
+
+
+def test_the_live_view_without_a_terminal_says_so_and_names_once() -> None:
+    # `docker exec CONTAINER uwsgiapp top` (no -t), or its output piped: curses' traceback.
+    result = top("127.0.0.1:9")
+    assert result.returncode == 2, result
+    assert result.stderr == (
+        "uwsgiapp top: error: the live view needs a terminal (docker exec -t, kubectl exec -t);"
+        " --once prints one snapshot as plain text\n"
+    )
+
+
+@pytest.mark.parametrize("term", ["", "uwa-no-such-terminal"])
+def test_the_live_view_on_a_terminal_this_system_cannot_drive_says_so(term: str) -> None:
+    # `kubectl exec -it` passes no TERM; a TERM from the user's desktop (xterm-kitty) has no
+    # terminfo entry in a slim image: curses' "setupterm: could not find terminal" traceback.
+    import pty
+
+    leader, follower = pty.openpty()
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("UWSGIAPP_STATS")}
+    try:
+        proc = subprocess.run(
+            [PYTHON, "-m", "uwsgiapp", "top", "127.0.0.1:9"],
+            stdin=follower,
+            stdout=follower,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=20,
+            env={**environ, "PYTHONPATH": ROOT, "TERM": term},
+        )
+    finally:
+        os.close(follower)
+        os.close(leader)
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert f"cannot drive this terminal (TERM={term!r}: " in proc.stderr, proc.stderr
+    assert "e.g. TERM=xterm, or use --once" in proc.stderr, proc.stderr

@@ -15,6 +15,7 @@ from uwsgiapp.supervisor.privileges import (
     can_create_after,
     can_create_in,
     drop_warnings,
+    missing_capabilities,
     removable_by,
     resolve,
     stays_removable,
@@ -146,3 +147,20 @@ def _has_user(uid: int) -> bool:
     except KeyError:
         return False
     return True
+
+
+@pytest.mark.parametrize(
+    ("effective", "ids", "hands_over", "missing"),
+    [
+        (0x1FFFEFFFFFF, Ids(uid=APP, gid=APP), True, []),  # root's full set
+        (0, Ids(uid=APP, gid=APP), True, ["CAP_CHOWN", "CAP_SETGID", "CAP_SETUID"]),  # ALL
+        (0, Ids(uid=APP, gid=APP), False, ["CAP_SETGID", "CAP_SETUID"]),  # nothing to hand
+        (0, Ids(gid=APP), False, ["CAP_SETGID"]),  # --gid alone
+        (1 << 6 | 1 << 7, Ids(uid=APP, gid=APP), True, ["CAP_CHOWN"]),  # --cap-drop CHOWN
+        (None, Ids(uid=APP, gid=APP), True, []),  # no /proc: nothing claimed
+    ],
+)
+def test_missing_capabilities(
+    effective: int | None, ids: Ids, hands_over: bool, missing: list[str]
+) -> None:
+    assert missing_capabilities(effective, ids, hands_over) == missing

@@ -210,9 +210,24 @@ def run(
         lines = render(None, Sample(time.monotonic(), doc), source.text)
         print("\n".join(escape_log_text(line) for line in lines))
         return EXIT_OK
+    if not sys.stdout.isatty():
+        print(
+            "uwsgiapp top: error: the live view needs a terminal (docker exec -t, kubectl exec "
+            "-t); --once prints one snapshot as plain text",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     import curses
 
-    code: int = curses.wrapper(_live, source, interval, timeout)
+    try:
+        code: int = curses.wrapper(_live, source, interval, timeout)
+    except curses.error as exc:  # setupterm: a TERM unset, or one this system has no entry for
+        print(
+            f"uwsgiapp top: error: cannot drive this terminal (TERM={os.environ.get('TERM', '')!r}"
+            f": {exc}): set TERM to one this system knows, e.g. TERM=xterm, or use --once",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     return code
 
 

@@ -133,10 +133,21 @@ def serve(config: Config) -> int:
             signal.signal(signum, handler)
         forget_early()
         log.removeHandler(tail)
-    if code and tail.terminal >= 0:
-        tail.tell(code, config.error_log_file)
+    where = _error_log_opened()
+    # Not opened (its directory missing, a read-only filesystem): the reason went to stderr
+    # already, and naming a file that was never written would send the reader to it.
+    if code and tail.terminal >= 0 and where:
+        tail.tell(code, where)
     tail.drop_terminal()
     return code
+
+
+def _error_log_opened() -> str | None:
+    """The file the error log went to, if one was opened (None: stderr, or it could not be)."""
+    for handler in logging.getLogger("uwsgiapp").handlers:
+        if handler.get_name() == "uwsgiapp.error_log" and isinstance(handler, logging.FileHandler):
+            return handler.baseFilename
+    return None
 
 
 def _access_log_opens(config: Config) -> bool:
@@ -189,7 +200,9 @@ def _serve(config: Config) -> int:
             fmt=config.error_log_format,
         )
     except OSError as exc:
-        print(f"uwsgiapp: --error-log-file: {exc}", file=sys.stderr)
+        # A refusal (safefiles) names the path itself; an errno does not.
+        said = f"cannot open {os.path.abspath(config.error_log_file)}: {exc.strerror}"
+        print(f"uwsgiapp: --error-log-file: {said if exc.strerror else exc}", file=sys.stderr)
         return ServeExit.START_FAILED
     if not _access_log_opens(config):
         return ServeExit.START_FAILED
@@ -246,7 +259,7 @@ def _with_listeners(
             try:
                 safefiles.write_pidfile(pidfile, os.getpid())
             except OSError as exc:
-                log.error("--pidfile: cannot write %s: %s", pidfile, exc)
+                log.error("--pidfile: cannot write %s: %s", pidfile, exc.strerror or exc)
                 return ServeExit.START_FAILED
         # Before the drop (see sdnotify); taken out of the environment, so that the app's
         # processes cannot speak for the service (as libsystemd's unset_environment).

@@ -26,6 +26,7 @@ __all__ = [
     "drop_warnings",
     "hand_sockets",
     "may_give",
+    "missing_capabilities",
     "removable_by",
     "resolve",
     "resolve_owner",
@@ -203,6 +204,15 @@ def drop(ids: Ids, sockets: list[tuple[str, tuple[int, int] | None]], files: lis
         if ids.uid in (-1, os.geteuid()) and ids.gid in (-1, os.getegid()):
             return
         raise PrivilegeError("--uid/--gid: changing user or group needs root")
+    missing = missing_capabilities(_effective_capabilities(), ids, bool(sockets or files))
+    if missing:
+        raise PrivilegeError(
+            f"--uid/--gid: this root process lacks {', '.join(missing)} (a container run with "
+            "--cap-drop ALL, or Kubernetes' capabilities: drop: [ALL]): start it as the user "
+            "instead (docker run --user UID:GID, the image's USER, Kubernetes' runAsUser) "
+            "without --uid/--gid, or add "
+            + " ".join(f"--cap-add {name.removeprefix('CAP_')}" for name in missing)
+        )
     for path, inode in sockets:
         safefiles.chown_socket(path, inode, ids.uid, ids.gid)
     for path in files:
@@ -215,6 +225,35 @@ def drop(ids: Ids, sockets: list[tuple[str, tuple[int, int] | None]], files: lis
         os.setgid(ids.gid)
     if ids.uid >= 0:
         os.setuid(ids.uid)
+
+
+#: What a root master needs to become --uid/--gid (capabilities(7) bit numbers): CHOWN to hand
+#: its unix sockets and log files over, SETGID for the groups, SETUID for the user.
+_CAPABILITIES = {"CAP_CHOWN": 0, "CAP_SETGID": 6, "CAP_SETUID": 7}
+
+
+def _effective_capabilities() -> int | None:
+    """This process's effective capability set (None where /proc does not say)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    return int(line.split(":", 1)[1], 16)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def missing_capabilities(effective: int | None, ids: Ids, hands_over: bool) -> list[str]:
+    """The capabilities a root process with the ``effective`` set lacks to become ``ids``
+    (``hands_over``: it gives files to the user first). Root without them (a container's
+    ``--cap-drop ALL``) failed with a bare "Operation not permitted"; None: unknown, none said."""
+    if effective is None:
+        return []
+    needed = {"CAP_CHOWN": hands_over, "CAP_SETGID": ids.gid >= 0, "CAP_SETUID": ids.uid >= 0}
+    return [
+        name for name, bit in _CAPABILITIES.items() if needed[name] and not effective >> bit & 1
+    ]
 
 
 def drop_warnings(
