@@ -9,8 +9,10 @@ import os
 import re
 import signal
 import socket
+import sys
 from pathlib import Path
 
+import pytest
 from support.load import Load
 from support.procs import (
     Nginx,
@@ -256,3 +258,48 @@ def _busy(port: int) -> bool:
         if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
             return int(fields[4].split(":")[1], 16) == 0
     return False
+
+
+def _message(manager: socket.socket) -> tuple[str, int]:
+    """A notification and the pid that sent it (as systemd tells them apart)."""
+    data, ancillary, _, _ = manager.recvmsg(4096, socket.CMSG_SPACE(12))
+    pid = 0
+    for level, kind, value in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+            pid = int.from_bytes(value[:4], sys.byteorder)
+    return data.decode(), pid
+
+
+def test_systemd_hears_the_new_masters_pid_and_no_stop_from_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Type=notify with NotifyAccess=all: READY=1 with MAINPID= moves the main process to the
+    # new master; the old master's STOPPING=1 would have had systemd stop the whole service.
+    path = os.path.join(short_tmpdir(), "notify")
+    new = 0
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(path)
+        manager.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        manager.settimeout(30)
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        server, _ = start_server(tmp_path, workers=1)
+        try:
+            old = server.pid
+            ready, sender = _message(manager)
+            assert ready.endswith(f"\nMAINPID={old}") and sender == old, ready
+            server.signal(signal.SIGUSR2)
+            new = new_master(server)
+            ready, sender = _message(manager)
+            assert ready.startswith("READY=1\n") and ready.endswith(f"\nMAINPID={new}"), ready
+            assert sender == new
+            server.signal(signal.SIGWINCH)
+            wait_until(lambda: not serving(old), 30, "the old workers to stop")
+            server.signal(signal.SIGTERM)
+            assert server.wait(30) == 0
+            wait_until(lambda: f"old master (pid {old}) has exited" in server.log(), 30, "it")
+            os.kill(new, signal.SIGTERM)  # the only master now: its stop is the service's
+            assert _message(manager) == ("STOPPING=1", new)
+            wait_until(lambda: not alive(new), 30, "the new master to stop")
+        finally:
+            server.stop()
+            stop_pid(new)

@@ -237,6 +237,14 @@ class Upgrade:
         """USR2: the pidfile set aside, the new master started."""
         start, environ = _start, options.start_environ()
         assert start is not None and environ is not None  # decide() checked
+        if not os.access(start.executable, os.X_OK):  # after --uid: the user's, not root's
+            return [
+                Log(
+                    LogLevel.WARNING,
+                    f"SIGUSR2 refused: this master (uid {os.getuid()}) cannot execute "
+                    f"{start.executable}, so no new master can start",
+                )
+            ]
         moved = False
         if self.pidfile:
             try:
