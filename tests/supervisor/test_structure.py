@@ -70,7 +70,7 @@ def test_every_signal_the_master_catches_has_a_handler() -> None:
     for name in mastersignals.MASTER_SIGNALS:
         assert isinstance(getattr(signal, f"SIG{name}"), signal.Signals)
     policy = Policy(workers=1)
-    assert policy.on_signal("WINCH", 0.0) == []  # not in the table: nothing to do
+    assert policy.on_signal("WINCH", 0.0) == []  # the upgrade's (asked first), not the policy's
 
 
 def test_log_actions_carry_logging_levels() -> None:

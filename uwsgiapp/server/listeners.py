@@ -33,6 +33,8 @@ class Listener:
     path: str = ""  # unix socket file we created (removed on close)
     allow: AllowList | None = None  # None: no peer check (unix sockets)
     inode: tuple[int, int] | None = field(default=None)
+    #: Another master serves on this socket too (a binary upgrade's pair): its file stays.
+    shared: bool = False
 
     @property
     def unix_name(self) -> str:
@@ -53,8 +55,9 @@ class Listener:
         return self.sock.family in (socket.AF_INET, socket.AF_INET6)
 
     def close_path(self) -> None:
-        """Remove our unix socket file (new connections fail; queued ones can still be accepted)."""
-        if self.path:
+        """Remove our unix socket file (new connections fail; queued ones can still be accepted);
+        not while another master shares it."""
+        if self.path and not self.shared:
             with contextlib.suppress(OSError):
                 st = os.lstat(self.path)  # a link planted in its place is not ours
                 if self.inode == (st.st_dev, st.st_ino):
@@ -95,9 +98,35 @@ def _parse(spec: str) -> SocketAddress:
         raise ListenerError(str(exc)) from None
 
 
+#: Sockets a binary upgrade's new master took over from the old one, by spec: bound already.
+_adopted: dict[str, Listener] = {}
+
+
+def adopt(listener: Listener) -> None:
+    """``listener`` (passed in by the master this one replaces) is what :func:`bind` gives for
+    its spec, instead of binding it anew (the old master still listens there)."""
+    _adopted[listener.spec] = listener
+
+
+def drop_adopted() -> list[str]:
+    """Close the adopted sockets no spec asked for (their files stay: the old master's); their
+    specs."""
+    left = sorted(_adopted)
+    for listener in _adopted.values():
+        listener.close(unlink=False)
+    _adopted.clear()
+    return left
+
+
 def bind(spec: str, *, backlog: int, chmod: int, allow: AllowList) -> Listener:
     """Bind and listen on one socket spec (a unix path, ``unix:PATH``, ``host:port``,
     ``[v6]:port``, ``:port`` for every interface, or ``fd://N``)."""
+    taken = _adopted.pop(spec, None)
+    if taken is not None:
+        with contextlib.suppress(OSError):
+            taken.sock.listen(backlog)  # this start's --listen
+        taken.allow = allow if taken.is_tcp else None
+        return taken
     address = _parse(spec)
     if address.fd is not None:
         try:

@@ -53,6 +53,7 @@ from uwsgiapp.supervisor.titles import (
 )
 from uwsgiapp.supervisor.touch import TouchWatch
 from uwsgiapp.supervisor.trialrun import ReloadCheck
+from uwsgiapp.supervisor.upgrade import Upgrade
 from uwsgiapp.supervisor.workerexit import die_with_parent, kill_all, leave, reap
 from uwsgiapp.wsgi.errors import QuickStop
 
@@ -110,6 +111,7 @@ class Arbiter:
         if stats is not None:
             stats.snapshot = self.snapshot
         self.queues = QueueWatch(self._socket_stats, self.observer)
+        self.upgrade = Upgrade(config, listeners, stats, self.policy, self.notifier)  # USR2
 
     def run(self) -> int:
         """Run until stopped; returns the exit code."""
@@ -140,6 +142,7 @@ class Arbiter:
             if not A.STOPS.isdisjoint(self.signals):
                 actions += self._signal_actions(now)
             actions += self.check.tick(exits, now)  # the trial import's exit taken out
+            actions += self.upgrade.tick(exits, now)  # and a new master's (USR2)
             for pid, exit_code, signum in exits:
                 actions += self.policy.on_exit(pid, exit_code, signum, now, self.table.read)
                 self.dumps.exited(pid, signum)
@@ -147,13 +150,19 @@ class Arbiter:
             rss = observe.rss_mb if self.config.reload_on_rss else None
             actions += self.policy.on_tick(now, time.time(), self.table.read, rss, self._queue)
             code = self._execute(actions)
-            self.master_flags.publish(self.policy.recycles_held, self.policy.stopping)
+            # A stop while another master serves on the sockets is not the whole server's.
+            stopping = self.policy.stopping and not self.upgrade.paired
+            self.master_flags.publish(self.policy.recycles_held, stopping)
         return code
 
     def _signal_actions(self, now: float) -> list[A.Action]:
         actions: list[A.Action] = []
         while self.signals:
             name = self.signals.popleft()
+            upgrading = self.upgrade.on_signal(name, now)  # USR2, WINCH, a HUP after WINCH
+            if upgrading is not None:
+                actions += upgrading
+                continue
             if name == "HUP" and self.policy.mode is not A.Mode.STOPPING and self.check.wanted:
                 most = self.table.capacity // 2
                 actions += self.check.begin(now, most, self.modules_before_app, self._for_trial)

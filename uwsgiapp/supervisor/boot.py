@@ -35,9 +35,10 @@ from uwsgiapp.server.logs import (
 )
 from uwsgiapp.server.spool import IN_MEMORY_ANYWAY, check_spool_dir
 from uwsgiapp.stats.server import StatsServer
-from uwsgiapp.supervisor import privileges, titles
+from uwsgiapp.supervisor import privileges, titles, upgrade
 from uwsgiapp.supervisor.arbiter import Arbiter
 from uwsgiapp.supervisor.handlers import bind, bind_stats, build_handler
+from uwsgiapp.supervisor.handover import oldbin
 from uwsgiapp.supervisor.importconns import open_fds
 from uwsgiapp.supervisor.keptmodules import library_dirs, site_dirs
 from uwsgiapp.supervisor.listening import say_listening
@@ -95,7 +96,7 @@ def _startup_warnings(config: Config) -> None:
 
 def _report_leftovers(listeners: list[Listener], pidfile: str) -> None:
     for listener in listeners:
-        if listener.path and listener.inode is not None:
+        if listener.path and listener.inode is not None and not listener.shared:
             with contextlib.suppress(OSError):
                 st = os.lstat(listener.path)
                 if (st.st_dev, st.st_ino) == listener.inode:
@@ -119,6 +120,7 @@ def serve(config: Config) -> int:
     # must still unwind through the clean-up below instead of killing us with files left.
     previous = {s: signal.signal(s, keep_for_later) for s in EARLY_SIGNUMS}
     previous.update((s, signal.signal(s, _stop_during_start)) for s in STOP_SIGNALS)
+    upgrade.receive()  # the sockets an old master passed (USR2), and how this one started
     # With the error log in a file, why the server stopped is said on stderr too (a copy of
     # it made now: --capture-output points fd 2 at the file).
     tail = ErrorTail(-1 if is_stream(config.error_log_file) else os.dup(2))
@@ -233,6 +235,7 @@ def _serve(config: Config) -> int:
             listener.close()
         log.error("--stats: %s", exc)
         return ServeExit.START_FAILED
+    upgrade.bound()
     try:
         return _with_listeners(config, ids, owner, listeners, stats)
     finally:
@@ -291,6 +294,7 @@ def _with_listeners(
             listener.close()
         if pidfile_written:
             safefiles.remove_pidfile(pidfile, os.getpid())
+            safefiles.remove_pidfile(oldbin(pidfile), os.getpid())  # a USR2's new master ran
         _report_leftovers(listeners, pidfile if pidfile_written else "")
 
 
@@ -304,7 +308,7 @@ def _hand_over(
     """Give the ``--socket`` files to ``--chown-socket``'s ``owner``; then hand the other unix
     sockets and the log files to ``ids`` and become them; False (logged) if not."""
     stats_socket = [] if stats is None else [stats.listener]  # goes to ``ids`` in any case
-    given = [] if owner is None else listeners
+    given = [] if owner is None else [lis for lis in listeners if not lis.shared]
     owned = stats_socket if given else [*listeners, *stats_socket]
     try:
         if owner is not None:
@@ -320,7 +324,8 @@ def _hand_over(
                 lis.spec,
                 lis.unix_name,
             )
-    sockets = [(lis.path, lis.inode) for lis in owned if lis.path]
+    # A socket an old master passed (USR2) was handed over at its start.
+    sockets = [(lis.path, lis.inode) for lis in owned if lis.path and not lis.shared]
     if not ids.wanted:
         return True
     logs = _log_files(config)

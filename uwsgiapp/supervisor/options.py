@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 
 from uwsgiapp.config import Config
 
-__all__ = ["LIVE", "changed", "env_changes", "on_hup", "watch"]
+__all__ = ["LIVE", "changed", "env_changes", "on_hup", "start_environ", "watch"]
 
 #: The options a reload applies; the others are read at start only.
 LIVE = ("env", "workers")
@@ -36,6 +36,12 @@ def watch(started_with: Config, reread: Callable[[], Config], environ: Mapping[s
     before ``--env`` was applied."""
     global _current, _reread, _environ
     _current, _reread, _environ = started_with, reread, environ
+
+
+def start_environ() -> Mapping[str, str] | None:
+    """The environment the command started with, before ``--env`` (a binary upgrade's new
+    master starts with it); None when the server was not started by the command."""
+    return _environ if _reread is not None else None
 
 
 def changed(old: Config, new: Config) -> list[str]:

@@ -78,17 +78,11 @@ class Policy(Scaling):
         return reopen + [Signal(r.pid, signal.SIGUSR1) for r in self.records.values()]
 
     def handle_usr2(self, now: float) -> list[Action]:
-        """Not ours (gunicorn upgrades its binary on it, uWSGI prints its status), but its
-        default action would end the master without a word: said and ignored."""
-        return [
-            Log(
-                LogLevel.WARNING,
-                "SIGUSR2 ignored: uwsgiapp has no binary upgrade (gunicorn's USR2), so no new "
-                "master starts and a TERM or QUIT to this one, as an upgrade script sends "
-                "next, stops the service; HUP reloads the workers with new code, --stats shows "
-                "their status",
-            )
-        ]
+        """The binary upgrade's (:mod:`~uwsgiapp.supervisor.upgrade`, which the arbiter asks
+        first, as for WINCH): nothing here."""
+        return []
+
+    handle_winch = handle_usr2
 
     def handle_term(self, now: float) -> list[Action]:
         """Graceful stop: no new connections; workers finish what is in flight and queued."""
@@ -391,5 +385,5 @@ class Policy(Scaling):
         ]
 
 
-_NAMES = ("HUP", "TERM", "INT", "QUIT", "TTIN", "TTOU", "USR1", "USR2")
+_NAMES = ("HUP", "TERM", "INT", "QUIT", "TTIN", "TTOU", "USR1", "USR2", "WINCH")
 Policy.SIGNAL_HANDLERS.update({name: getattr(Policy, f"handle_{name.lower()}") for name in _NAMES})

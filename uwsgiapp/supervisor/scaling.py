@@ -87,6 +87,13 @@ class Scaling(Forking):
         self.desired -= 1
         return [Log(LogLevel.INFO, f"SIGTTOU: workers {self.desired}"), *self._trim(now)]
 
+    def set_workers(self, count: int, now: float) -> list[Action]:
+        """Run ``count`` workers (a binary upgrade's WINCH: none; the HUP after it: as many
+        as before): the surplus leave after their requests, the missing start with the code
+        the master holds. With none, the cheaper subsystem starts none either."""
+        self.desired = count
+        return self._trim(now) + self._fill()
+
     def hup_running(self) -> int:
         """What a HUP compares ``--workers`` with (:func:`~uwsgiapp.supervisor.options.on_hup`):
         the count TTIN/TTOU changed, which a reload resets; with ``--cheaper``, 0: the reload
@@ -141,7 +148,7 @@ class Scaling(Forking):
         is the tick's reads (each slot is read once a tick, by the caller); busyness samples
         the workers every tick, spare and backlog only once a cycle."""
         opts = self.cheaper
-        if opts is None or self.halted:
+        if opts is None or self.halted or not self.desired:  # none: a WINCH stopped them
             return []
         if self.mode is not Mode.RUNNING:  # a reload's new workers are no measure of load
             self._share.forget()

@@ -7,6 +7,8 @@ service as started (and starts what is ordered after it); without one it kills t
 serve (or the reload failed and the old ones go on), ``READY=1`` again: what
 ``Type=notify-reload`` units wait for. The socket is connected at start-up, before
 ``--uid/--gid`` (permission to send is checked then); nothing happens without the variable.
+While two masters serve (a binary upgrade, ``USR2``), neither says ``STOPPING=1``: the one
+that stops is not the service's end.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ class Notifier:
 
     def __init__(self, value: str | None) -> None:
         self._sock: socket.socket | None = None
+        #: Another master serves on the same sockets (a binary upgrade): STOPPING=1 unsaid.
+        self.paired = False
         address = notify_address(value)
         if address is None:
             if value:
@@ -53,7 +57,7 @@ class Notifier:
 
     def send(self, state: str) -> None:
         """Send ``state`` (``READY=1`` also says the master's pid, ``MAINPID``)."""
-        if self._sock is None:
+        if self._sock is None or (self.paired and state.startswith("STOPPING=1")):
             return
         if state.startswith("READY=1"):
             state += f"\nMAINPID={os.getpid()}"

@@ -1,0 +1,305 @@
+"""gunicorn's binary upgrade: USR2 starts a new master with the listening sockets, WINCH stops
+the old master's workers, TERM the old master; a new master that fails leaves the old one
+serving. Real nginx, real processes, real signals; every process is stopped by its pid."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import pytest
+from support.load import Load
+from support.procs import (
+    Nginx,
+    Server,
+    catches_term,
+    free_port,
+    short_tmpdir,
+    uwsgi_exchange,
+    uwsgi_get,
+    wait_until,
+    worker_pids,
+)
+
+#: Answers with the pid of the master of the worker that served (its parent).
+APP = """
+import os
+import time
+
+def app(environ, start_response):
+    path = environ["PATH_INFO"]
+    if path.startswith("/sleep/"):
+        time.sleep(float(path.rsplit("/", 1)[1]))
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(os.getppid()).encode()]
+"""
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def serving(master: int) -> set[int]:
+    """``master``'s workers that have their handlers (a new master, its child too, excluded)."""
+    return {
+        pid
+        for pid in worker_pids(master)
+        if catches_term(pid) and "worker" in Path(f"/proc/{pid}/cmdline").read_text()
+    }
+
+
+def new_master(server: Server) -> int:
+    """The pid of the new master the old one's USR2 started (waits for its line)."""
+    pattern = re.compile(r"new master \(pid (\d+)\) started")
+    wait_until(lambda: pattern.search(server.log()) is not None, 30, "the new master's line")
+    found = pattern.findall(server.log())
+    return int(found[-1])
+
+
+def held(path: Path) -> int | None:
+    """The pid a pidfile holds, None if there is none."""
+    try:
+        return int(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def stop_pid(pid: int) -> None:
+    """Tear down a master we did not start ourselves (the new one) and its workers."""
+    if not pid or not alive(pid):
+        return
+    workers = worker_pids(pid)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    try:
+        wait_until(lambda: not alive(pid), 30, f"the new master {pid} to stop")
+    except TimeoutError:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    for worker in workers:
+        with contextlib.suppress(TimeoutError):
+            wait_until(lambda w=worker: not alive(w), 15, f"worker {worker} to stop")  # type: ignore[misc]
+
+
+def start_server(tmp_path: Path, **options: object) -> tuple[Server, Path]:
+    (tmp_path / "upgradeapp.py").write_text(APP)
+    pidfile = tmp_path / "app.pid"
+    server = Server(
+        tmp_path / "server",
+        "upgradeapp:app",
+        pythonpath=[str(tmp_path)],
+        pidfile=str(pidfile),
+        **options,
+    ).start()
+    return server, pidfile
+
+
+def test_usr2_winch_term_hand_over_without_a_failed_request(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    stats = f"{short_tmpdir()}/stats.sock"
+    server, pidfile = start_server(tmp_path, workers=2, stats=stats)
+    oldbin = Path(f"{pidfile}.oldbin")
+    nginx = Nginx(tmp_path / "nginx", server.upstream)
+    new = 0
+    try:
+        nginx.start()
+        old = server.pid
+        wait_until(lambda: len(serving(old)) == 2, 30, "the old master's workers")
+        assert held(pidfile) == old and not oldbin.exists()
+        with Load(nginx.port, lambda n: "/sleep/0.005", clients=3, limit=30_000) as load:
+            load.wait_for(50, 30)
+            server.signal(signal.SIGUSR2)
+            new = new_master(server)
+            wait_until(lambda: held(pidfile) == new, 30, "the new master's pidfile")
+            assert held(oldbin) == old
+            wait_until(lambda: str(new) in load.result.bodies, 30, "the new workers to answer")
+            assert alive(old) and len(serving(old)) == 2  # both masters serve meanwhile
+            server.signal(signal.SIGUSR2)  # a second one is refused, as is one to the new master
+            os.kill(new, signal.SIGUSR2)
+            wait_until(lambda: server.log().count("SIGUSR2 refused") == 2, 30, "two refusals")
+            server.signal(signal.SIGWINCH)
+            wait_until(lambda: not serving(old), 30, "the old workers to stop")
+            assert alive(old) and alive(new) and held(oldbin) == old
+            answered = load.result.total
+            load.wait_for(answered + 50, 30)
+            server.signal(signal.SIGTERM)
+            assert server.wait(30) == 0
+            wait_until(lambda: f"old master (pid {old}) has exited" in server.log(), 30, "it")
+            answered = load.result.total
+            load.wait_for(answered + 50, 30)
+        result = load.result
+        log = server.log()
+        assert result.failures == [], (result.failures[:5], log)
+        assert set(result.bodies) == {str(old), str(new)}, result.bodies
+        assert nginx.upstream_errors() == [], nginx.upstream_errors()
+        # The old master's stop left the new one's files: the socket, the stats, the pidfile.
+        assert os.path.exists(server.socket) and os.path.exists(stats), log
+        assert held(pidfile) == new and not oldbin.exists(), log
+        answer = uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10).data
+        assert answer.endswith(str(new).encode()), answer
+        workers = worker_pids(new)
+        os.kill(new, signal.SIGTERM)
+        wait_until(lambda: not alive(new), 30, "the new master to stop")
+        wait_until(lambda: not any(map(alive, workers)), 30, "its workers to stop")
+        # Its own stop, the only master left, removes them.
+        assert not os.path.exists(server.socket) and not os.path.exists(stats)
+        assert not pidfile.exists()
+    finally:
+        nginx.stop()
+        server.stop()
+        stop_pid(new)
+
+
+def test_a_new_master_that_cannot_import_leaves_the_old_one_serving(tmp_path: Path) -> None:
+    server, pidfile = start_server(tmp_path, workers=1)
+    new = 0
+    try:
+        old = server.pid
+        wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
+        (tmp_path / "upgradeapp.py").write_text("raise ImportError('half deployed')\n")
+        server.signal(signal.SIGUSR2)
+        new = new_master(server)
+        said = f"the new master (pid {new}) exited with code 4 (the app cannot be imported"
+        wait_until(lambda: said in server.log(), 30, "the new master's failure")
+        log = server.log()
+        assert "half deployed" in log and "this master serves on" in log, log
+        assert f"pidfile {pidfile} is this master's again" in log, log
+        assert held(pidfile) == old and not Path(f"{pidfile}.oldbin").exists()
+        assert not alive(new)
+        # The failed start left the socket file it was given: the old master answers on it.
+        answer = uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10).data
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(str(old).encode()), answer
+        server.signal(signal.SIGTERM)
+        assert server.wait(30) == 0
+        assert not pidfile.exists() and not os.path.exists(server.socket)
+    finally:
+        server.stop()
+        stop_pid(new)
+
+
+def test_hup_after_winch_brings_the_old_workers_back_and_the_new_master_can_go(
+    tmp_path: Path,
+) -> None:
+    # The new code is bad after all: HUP to the old master, then TERM to the new one.
+    server, pidfile = start_server(tmp_path, workers=2)
+    new = 0
+    try:
+        old = server.pid
+        wait_until(lambda: len(serving(old)) == 2, 30, "the old workers")
+        server.signal(signal.SIGUSR2)
+        new = new_master(server)
+        wait_until(lambda: len(serving(new)) == 2, 30, "the new workers")
+        server.signal(signal.SIGWINCH)
+        wait_until(lambda: not serving(old), 30, "the old workers to stop")
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: len(serving(old)) == 2, 30, "the old workers to start again")
+        assert "no re-import" in server.log()
+        os.kill(new, signal.SIGTERM)
+        said = f"the new master (pid {new}) exited with code 0"
+        wait_until(lambda: said in server.log(), 30, "the new master's stop")
+        assert held(pidfile) == old and not Path(f"{pidfile}.oldbin").exists()
+        for _ in range(5):
+            answer = uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10).data
+            assert answer.endswith(str(old).encode()), answer
+        server.signal(signal.SIGTERM)
+        assert server.wait(30) == 0
+        assert not pidfile.exists() and not os.path.exists(server.socket)
+    finally:
+        server.stop()
+        stop_pid(new)
+
+
+def test_the_old_masters_stop_leaves_a_shared_tcp_socket_open(tmp_path: Path) -> None:
+    # A worker of a stopping master still in a request when its drain ends shuts the TCP
+    # sockets down for every process (so that nginx tries another server): after a USR2 that
+    # other process is the new master, which then accepted nothing more.
+    port = free_port()
+    server, _ = start_server(tmp_path, workers=1, socket=f"127.0.0.1:{port}", graceful_timeout=8)
+    new = 0
+    slow = socket.create_connection(("127.0.0.1", port), timeout=30)
+    try:
+        old = server.pid
+        wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
+        slow.sendall(uwsgi_get("/sleep/7"))  # the old worker's, until past its drain's end
+        wait_until(lambda: _busy(port), 30, "the slow request to be taken")
+        server.signal(signal.SIGUSR2)
+        new = new_master(server)
+        wait_until(lambda: len(serving(new)) == 1, 30, "the new worker")
+        server.signal(signal.SIGTERM)
+        assert server.wait(60) == 0
+        log = server.log()
+        assert "the sockets refuse new connections" not in log, log
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+            conn.sendall(uwsgi_get("/"))
+            conn.shutdown(socket.SHUT_WR)
+            answer = b"".join(iter(lambda: conn.recv(65536), b""))
+        assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(str(new).encode()), answer
+    finally:
+        slow.close()
+        server.stop()
+        stop_pid(new)
+
+
+def _busy(port: int) -> bool:
+    """The listen queue of ``port`` is empty: the slow request was accepted."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
+            return int(fields[4].split(":")[1], 16) == 0
+    return False
+
+
+def _message(manager: socket.socket) -> tuple[str, int]:
+    """A notification and the pid that sent it (as systemd tells them apart)."""
+    data, ancillary, _, _ = manager.recvmsg(4096, socket.CMSG_SPACE(12))
+    pid = 0
+    for level, kind, value in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+            pid = int.from_bytes(value[:4], sys.byteorder)
+    return data.decode(), pid
+
+
+def test_systemd_hears_the_new_masters_pid_and_no_stop_from_the_old_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Type=notify with NotifyAccess=all: READY=1 with MAINPID= moves the main process to the
+    # new master; the old master's STOPPING=1 would have had systemd stop the whole service.
+    path = os.path.join(short_tmpdir(), "notify")
+    new = 0
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(path)
+        manager.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        manager.settimeout(30)
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        server, _ = start_server(tmp_path, workers=1)
+        try:
+            old = server.pid
+            ready, sender = _message(manager)
+            assert ready.endswith(f"\nMAINPID={old}") and sender == old, ready
+            server.signal(signal.SIGUSR2)
+            new = new_master(server)
+            ready, sender = _message(manager)
+            assert ready.startswith("READY=1\n") and ready.endswith(f"\nMAINPID={new}"), ready
+            assert sender == new
+            server.signal(signal.SIGWINCH)
+            wait_until(lambda: not serving(old), 30, "the old workers to stop")
+            server.signal(signal.SIGTERM)
+            assert server.wait(30) == 0
+            wait_until(lambda: f"old master (pid {old}) has exited" in server.log(), 30, "it")
+            os.kill(new, signal.SIGTERM)  # the only master now: its stop is the service's
+            assert _message(manager) == ("STOPPING=1", new)
+            wait_until(lambda: not alive(new), 30, "the new master to stop")
+        finally:
+            server.stop()
+            stop_pid(new)

@@ -1,0 +1,149 @@
+"""A binary upgrade's decisions (USR2, WINCH, HUP after WINCH), the variable that passes the
+sockets, and the pidfile's moves: pure functions and real files, no processes."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from uwsgiapp.server.listeners import Listener
+from uwsgiapp.supervisor.actions import RETIRE, Signal, Spawn
+from uwsgiapp.supervisor.handover import (
+    VARIABLE,
+    Do,
+    Passed,
+    PassedSocket,
+    Standing,
+    child_exit,
+    decide,
+    decode,
+    encode,
+    exec_environ,
+    oldbin,
+)
+from uwsgiapp.supervisor.policy import Policy
+from uwsgiapp.supervisor.status import WorkerStatus
+from uwsgiapp.supervisor.upgrade import put_back, set_aside
+
+
+def test_usr2_starts_a_new_master_only_when_no_other_runs() -> None:
+    assert decide("USR2", Standing()) == (Do.UPGRADE, "")
+    do, line = decide("USR2", Standing(child=4242))
+    assert do is Do.REFUSE and "earlier USR2 (pid 4242) still runs" in line
+    do, line = decide("USR2", Standing(parent=4141))  # gunicorn: "Parent exists"
+    assert do is Do.REFUSE and "old master (pid 4141)" in line
+    do, line = decide("USR2", Standing(pid1=True))
+    assert do is Do.REFUSE and "PID 1" in line and "new container" in line
+    do, line = decide("USR2", Standing(can_exec=False))
+    assert do is Do.REFUSE and "not started by the uwsgiapp command" in line
+    assert decide("USR2", Standing(stopping=True)) == (Do.POLICY, "")  # "already stopping"
+
+
+def test_winch_stops_the_workers_only_after_a_usr2() -> None:
+    assert decide("WINCH", Standing()) == (Do.IGNORE, "")  # a terminal's resize, unsaid
+    assert decide("WINCH", Standing(parent=4141)) == (Do.IGNORE, "")  # the new master's
+    do, line = decide("WINCH", Standing(child=4242))
+    assert do is Do.STOP_WORKERS and "the new master (pid 4242) serves" in line
+    do, line = decide("WINCH", Standing(child=4242, workers_stopped=True))
+    assert do is Do.IGNORE and "already" in line
+    assert decide("WINCH", Standing(child=4242, stopping=True)) == (Do.POLICY, "")
+
+
+def test_a_hup_after_winch_starts_the_old_workers_again_else_reloads() -> None:
+    do, line = decide("HUP", Standing(child=4242, workers_stopped=True))
+    assert do is Do.START_WORKERS and "no re-import" in line and "(pid 4242)" in line
+    assert decide("HUP", Standing(workers_stopped=True))[0] is Do.START_WORKERS
+    assert decide("HUP", Standing(child=4242)) == (Do.POLICY, "")  # a reload, as always
+    assert decide("HUP", Standing()) == (Do.POLICY, "")
+    assert decide("TERM", Standing(child=4242, workers_stopped=True)) == (Do.POLICY, "")
+
+
+def test_the_passed_sockets_survive_the_variable() -> None:
+    passed = Passed(
+        parent=4141,
+        sockets=(
+            PassedSocket(spec="/run/app/app.sock", fd=5, path="/run/app/app.sock", inode=(1, 2)),
+            PassedSocket(spec="127.0.0.1:9191", fd=7),
+        ),
+    )
+    assert decode(encode(passed)) == passed
+    for bad in ("", "{", "[]", '{"parent": 1}', '{"parent": 0, "sockets": []}'):
+        assert decode(bad) is None, bad
+    assert decode('{"parent": 9, "sockets": [["x", 1, "", []]]}') is None  # stdout is no socket
+
+
+def test_the_new_masters_environment_is_the_start_one_with_the_sockets() -> None:
+    passed = Passed(parent=4141, sockets=(PassedSocket(spec="fd://3", fd=3),))
+    start = {"PATH": "/usr/bin", "LISTEN_PID": "4141", "LISTEN_FDS": "1"}
+    env = exec_environ(start, passed, 4242)
+    assert env["LISTEN_PID"] == "4242" and env["LISTEN_FDS"] == "1"  # as systemd passes them
+    assert decode(env[VARIABLE]) == passed and env["PATH"] == "/usr/bin"
+    assert start["LISTEN_PID"] == "4141"  # the start's copy is left as it was
+    other = exec_environ({"LISTEN_PID": "99"}, passed, 4242)
+    assert other["LISTEN_PID"] == "99"  # not the old master's: not its to pass on
+
+
+def test_the_old_master_says_how_the_new_one_ended() -> None:
+    assert "exited with code 4 (the app cannot be imported" in child_exit(7, 4, None)
+    assert "killed by signal 9" in child_exit(7, None, 9)
+    assert "could not be executed" in child_exit(7, 127, None)
+    assert oldbin("/run/app.pid") == "/run/app.pid.oldbin"
+
+
+def test_winch_retires_every_worker_and_the_hup_brings_them_back() -> None:
+    policy = Policy(workers=2)
+    for i, action in enumerate(policy.start()):
+        assert isinstance(action, Spawn)
+        policy.spawned(action.wid, action.generation, 100 + i, 0.0)
+    stop = policy.set_workers(0, 1.0)
+    assert sorted(a.pid for a in stop if isinstance(a, Signal)) == [100, 101]
+    assert all(a.signum == RETIRE for a in stop if isinstance(a, Signal))
+    for pid in (100, 101):
+        policy.on_exit(pid, 0, None, 2.0)
+    assert policy.on_tick(3.0, 3.0, lambda wid: _idle()) == []  # none started again
+    again = policy.set_workers(2, 4.0)
+    assert len([a for a in again if isinstance(a, Spawn)]) == 2
+
+
+def _idle() -> WorkerStatus:
+    return WorkerStatus(pid=0, state=0, request_start=0.0, requests=0)
+
+
+def test_the_pidfile_goes_aside_and_comes_back(tmp_path: Path) -> None:
+    pidfile = tmp_path / "app.pid"
+    pidfile.write_text("4141\n")
+    assert set_aside(str(pidfile), 4141)
+    assert not pidfile.exists() and (tmp_path / "app.pid.oldbin").read_text() == "4141\n"
+    pidfile.write_text("4242\n")  # the new master's, left by a SIGKILL
+    assert put_back(str(pidfile), 4141, 4242)
+    assert pidfile.read_text() == "4141\n" and not (tmp_path / "app.pid.oldbin").exists()
+    assert not set_aside(str(pidfile), 1)  # not this master's: left alone
+    set_aside(str(pidfile), 4141)
+    pidfile.write_text("5555\n")  # another server's since: not replaced
+    assert not put_back(str(pidfile), 4141, 4242)
+    assert pidfile.read_text() == "5555\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a link only root must not follow")
+def test_the_pidfile_is_never_followed(tmp_path: Path) -> None:
+    target = tmp_path / "elsewhere"
+    target.write_text("4141\n")
+    (tmp_path / "app.pid").symlink_to(target)
+    assert not set_aside(str(tmp_path / "app.pid"), 4141)
+    assert target.read_text() == "4141\n" and (tmp_path / "app.pid").is_symlink()
+
+
+def test_a_shared_socket_file_is_left_at_close(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.sock")
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(path)
+    st = os.lstat(path)
+    listener = Listener(sock, path, path=path, inode=(st.st_dev, st.st_ino), shared=True)
+    listener.close()
+    assert os.path.exists(path)  # the other master's still
+    listener.shared = False
+    listener.close_path()
+    assert not os.path.exists(path)
