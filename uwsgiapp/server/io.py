@@ -14,6 +14,8 @@ import socket
 from collections.abc import Callable
 from typing import Final
 
+from uwsgiapp.unpatched import poll
+
 # Defined apart (uwsgiapp.wsgi.errors) so that this module compiles with mypyc.
 from uwsgiapp.wsgi.errors import ClientDisconnected as ClientDisconnected
 from uwsgiapp.wsgi.errors import ClientTimeout as ClientTimeout
@@ -29,7 +31,7 @@ POLLOUT: Final = select.POLLOUT
 
 def wait(fd: int, events: int, timeout: float) -> None:
     """Block until ``fd`` is ready for ``events``; raise ClientTimeout after ``timeout``."""
-    poller = select.poll()
+    poller = poll()
     poller.register(fd, events)
     if not poller.poll(timeout * 1000.0):
         reading = events == POLLIN
@@ -41,7 +43,7 @@ def wait(fd: int, events: int, timeout: float) -> None:
 
 def readable(fd: int, timeout: float) -> bool:
     """Wait up to ``timeout`` seconds for ``fd`` to be readable (or closed by the peer)."""
-    poller = select.poll()
+    poller = poll()
     poller.register(fd, POLLIN)
     return bool(poller.poll(timeout * 1000.0))
 

@@ -21,7 +21,6 @@ import contextlib
 import itertools
 import logging
 import os
-import select
 import sys
 import threading
 import time
@@ -29,6 +28,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import Any, Protocol
 
+from uwsgiapp import unpatched
 from uwsgiapp.server.accesslog import set_core
 from uwsgiapp.server.decisions import DRAIN_SECONDS
 from uwsgiapp.server.inflight import (
@@ -269,9 +269,9 @@ class ThreadedWorker(StopSignals):
             # alive for a moment, and the wake-up it sent would be spent (a second's wait).
             while len(self._ended) < len(threads):
                 with contextlib.suppress(InterruptedError):
-                    select.select([self._wake_r], [], [], IDLE_TICK)
+                    unpatched.select_fds([self._wake_r], [], [], IDLE_TICK)
                 with contextlib.suppress(OSError):
-                    while os.read(self._wake_r, 512):
+                    while unpatched.read(self._wake_r, 512):
                         pass
                 if self.alive and self._ended:
                     self.recycle("a request thread stopped")

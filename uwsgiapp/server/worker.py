@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol
 
+from uwsgiapp import unpatched
 from uwsgiapp.server import decisions
 from uwsgiapp.server.burst import PARKED_BATCH, accept_run
 from uwsgiapp.server.decisions import DRAIN_SECONDS, accept_burst, longest_silent, silent
@@ -123,7 +124,7 @@ class Worker(StopSignals):
         """
         if self._wake_r < 0:
             self.install_signals()
-        epoll = select.epoll()
+        epoll = unpatched.epoll()
         self._epoll = epoll
         for listener in self.listeners:
             listener.sock.setblocking(False)
@@ -335,7 +336,7 @@ class Worker(StopSignals):
         for fd, _ in self._epoll.poll(timeout):
             if fd == self._wake_r:
                 with contextlib.suppress(OSError):
-                    os.read(self._wake_r, 512)
+                    unpatched.read(self._wake_r, 512)
                 continue
             pending = parked.get(fd)
             if pending is not None:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
+from uwsgiapp import unpatched
 from uwsgiapp.addresses import AllowList
 from uwsgiapp.server.listeners import Listener, bind
 from uwsgiapp.server.throttle import accept_failures, refused_peers
@@ -139,7 +140,7 @@ class StatsServer:
         self.served = self.dropped = self.rejected = 0
         self.listener: Listener = bind(spec, backlog=backlog, chmod=chmod, allow=allow)
         self.listener.sock.setblocking(False)
-        self._sel = selectors.DefaultSelector()
+        self._sel = unpatched.DefaultSelector()
         self._sel.register(self.listener.sock, selectors.EVENT_READ, None)
         self._clients: dict[int, _Client] = {}
         self._resume_at: float | None = None  # when the listener is out of the selector

@@ -14,12 +14,12 @@ import gc
 import logging
 import os
 import random
-import select
 import signal
 import sys
 import time
 from collections.abc import Callable
 
+from uwsgiapp import unpatched
 from uwsgiapp.config import Config
 from uwsgiapp.exitcodes import ServeExit, WorkerExit
 from uwsgiapp.hooks import PostforkError, run_postfork
@@ -124,9 +124,9 @@ class Arbiter:
         waits = [wake] if stats is None else [wake, stats.fileno()]
         while code is None:
             with contextlib.suppress(InterruptedError):
-                select.select(waits, [], [], TICK)
+                unpatched.select_fds(waits, [], [], TICK)
             with contextlib.suppress(OSError):
-                while os.read(wake, 4096):
+                while unpatched.read(wake, 4096):
                     pass
             now = time.monotonic()
             if stats is not None:

@@ -3,14 +3,16 @@ stats server; in each worker, its request handler with its access logger, and it
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from uwsgiapp.addresses import AllowList
 from uwsgiapp.config import Config
+from uwsgiapp.exitcodes import WorkerExit
 from uwsgiapp.importer import WSGIApp
 from uwsgiapp.server.accesslog import keep_only
 from uwsgiapp.server.decisions import drain_limit
-from uwsgiapp.server.inflight import set_request_source
+from uwsgiapp.server.inflight import set_request_source, worker_number
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener, bind_all
 from uwsgiapp.server.logs import make_access_log
@@ -24,11 +26,21 @@ from uwsgiapp.supervisor.status import (
     count_requests,
     count_thread_requests,
 )
+from uwsgiapp.unpatched import threads_patched_by
 from uwsgiapp.wsgi.contract import AccessLogger
 from uwsgiapp.wsgi.environ import EnvironSettings
 from uwsgiproto import Limits
 
-__all__ = ["access_log", "bind", "bind_stats", "build_handler", "make_worker"]
+__all__ = [
+    "access_log",
+    "bind",
+    "bind_stats",
+    "build_handler",
+    "make_worker",
+    "refuse_green_threads",
+]
+
+log = logging.getLogger("uwsgiapp.error")
 
 
 def build_handler(app: WSGIApp, config: Config) -> Handler:
@@ -48,6 +60,25 @@ def build_handler(app: WSGIApp, config: Config) -> Handler:
         post_buffering=config.post_buffering,
         spool_dir=config.post_buffering_dir,
     )
+
+
+def refuse_green_threads(threads: int) -> None:
+    """End a worker whose ``--threads`` the app's monkey-patching turned into green threads,
+    as a worker that cannot load the app ends (at start, the server stops with code 4)."""
+    patcher = threads_patched_by()
+    if patcher is None:
+        return
+    log.error(
+        "worker %d cannot serve the app with --threads %d: its import monkey-patched the "
+        "standard library's threads into %s's green ones (gevent's monkey.patch_all(), "
+        "eventlet's monkey_patch()), which would run the request threads one at a time and "
+        "hang at the first that waits; serve it with --threads 1 (one request at a time per "
+        "worker, as gunicorn's sync worker) and more --workers",
+        worker_number(),
+        threads,
+        patcher,
+    )
+    raise SystemExit(WorkerExit.APP_LOAD)
 
 
 def make_worker(
@@ -78,6 +109,7 @@ def make_worker(
             on_leaving=slot.leaving,
             master_flags=master_flags,
         )
+    refuse_green_threads(config.threads)
     if counting:
         count_thread_requests(handler, slot)
     return ThreadedWorker(

@@ -78,7 +78,9 @@ def say_import_threads(
     never runs where requests are served (a warning), unless its library starts it again after
     a fork, from a hook a module of its package registered (``hook_modules``: one line)."""
     known = set(before)
-    started = [thread for thread in threading.enumerate() if thread not in known]
+    # Not the calling thread: eventlet's patched threading stands for it with a new object.
+    here = threading.get_ident()
+    started = [t for t in threading.enumerate() if t not in known and t.ident != here]
     again: list[str] = []
     lost: list[str] = []
     for thread in started:

@@ -32,6 +32,7 @@ import time
 import warnings
 from typing import Any
 
+from uwsgiapp import unpatched
 from uwsgiapp.config import Config
 from uwsgiapp.logtargets import FUNNELED, moved
 from uwsgiapp.server.logs import access_handler, arm_fault_dumps
@@ -302,7 +303,7 @@ class LogMaster:
     # -- the thread ---------------------------------------------------------------------------
 
     def _run(self) -> None:
-        poll = select.poll()
+        poll = unpatched.poll()
         poll.register(self._wake[0], select.POLLIN)
         held: dict[int, bytes] = {}
         master: dict[int, bytes] = {}
@@ -316,7 +317,7 @@ class LogMaster:
             for fd, _ in poll.poll(wait):
                 if fd == self._wake[0]:
                     with contextlib.suppress(OSError):
-                        os.read(fd, 4096)
+                        unpatched.read(fd, 4096)
                 elif self._read(fd, poll, held, out):
                     quiet_since = None
             for index, parts in out.items():
@@ -363,7 +364,7 @@ class LogMaster:
         its end (the worker and what it forked are gone) its last piece too. True if there
         was data."""
         try:
-            data = os.read(fd, READ_SIZE)
+            data = unpatched.read(fd, READ_SIZE)
         except BlockingIOError:
             return False
         except OSError:

@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NoReturn
 
+from uwsgiapp import unpatched
 from uwsgiapp.server.inflight import worker_label
 from uwsgiapp.server.logs import flush_std
 
@@ -117,7 +118,7 @@ def reap() -> list[tuple[int, int | None, int | None]]:
     done: list[tuple[int, int | None, int | None]] = []
     while True:
         try:
-            pid, status = os.waitpid(-1, os.WNOHANG)
+            pid, status = unpatched.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             break
         if pid == 0:
