@@ -14,14 +14,9 @@ import logging
 import threading
 
 from uwsgiapp.exitcodes import WorkerExit
+from uwsgiapp.oslimits import THREAD_LIMIT
 
-__all__ = ["THREAD_LIMIT", "start_threads"]
-
-#: What most often refuses a new process or thread (fork's EAGAIN; "can't start new thread").
-THREAD_LIMIT = (
-    "the process limit: the user's RLIMIT_NPROC (ulimit -u, systemd's LimitNPROC=) or the "
-    "pids cgroup's pids.max (systemd's TasksMax=, docker run --pids-limit); threads count too"
-)
+__all__ = ["start_threads"]
 
 log = logging.getLogger("uwsgiapp.error")
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass, field
 
-from uwsgiapp.server.threadstart import THREAD_LIMIT
+from uwsgiapp.oslimits import THREAD_LIMIT
 from uwsgiapp.supervisor.roster import Roster
 
 __all__ = ["FORK_RETRY", "FORK_SAY_EVERY", "ForkFailures", "Forking", "fork_cause"]
