@@ -17,17 +17,25 @@ supervisor's modules, which are all loaded before the app (with ``--lazy-apps`` 
 from __future__ import annotations
 
 import _thread
+import contextlib
 import os
 import select
 import selectors
-from typing import Final
+import time
+from collections.abc import Callable
+from typing import Any, Final
 
 __all__ = [
     "DefaultSelector",
+    "OsEvent",
+    "OsThread",
     "epoll",
+    "get_ident",
     "poll",
     "read",
     "select_fds",
+    "sleep",
+    "start_new_thread",
     "threads_patched_by",
     "waitpid",
 ]
@@ -44,7 +52,67 @@ poll: Final = select.poll
 epoll: Final = select.epoll
 #: ``selectors.DefaultSelector`` (gevent's and eventlet's is their own).
 DefaultSelector: Final = selectors.DefaultSelector
-_start_new_thread: Final = _thread.start_new_thread
+#: ``_thread.start_new_thread``: patched, it starts a greenlet, which never runs while the main
+#: thread waits outside the hub (an exit's watchdog, a stop's late refusal).
+start_new_thread: Final = _thread.start_new_thread
+_start_new_thread: Final = start_new_thread
+#: ``_thread.get_ident``, the key of ``sys._current_frames()`` (patched: a greenlet's number).
+get_ident: Final = _thread.get_ident
+_allocate_lock: Final = _thread.allocate_lock
+#: ``time.sleep`` (patched: a wait in the hub, which a thread of ours has none of).
+sleep: Final = time.sleep
+
+
+class OsEvent:
+    """``threading.Event``'s part the server uses, on a real lock: patched, ``threading``'s
+    Event waits in the hub, and a master waiting on it for a thread of ours waited for ever."""
+
+    def __init__(self) -> None:
+        self._lock = _allocate_lock()
+        self._lock.acquire()
+
+    def set(self) -> None:
+        """Wake the waiters, now and later."""
+        if not self.is_set():
+            with contextlib.suppress(RuntimeError):  # set meanwhile by another thread
+                self._lock.release()
+
+    def is_set(self) -> bool:
+        """Whether :meth:`set` was called."""
+        return not self._lock.locked()
+
+    def wait(self, timeout: float = -1) -> bool:
+        """Wait until set or ``timeout`` seconds (-1: no limit); whether it is set."""
+        if self._lock.acquire(timeout=timeout):
+            self._lock.release()
+            return True
+        return False
+
+
+class OsThread:
+    """A thread of the operating system's, started with the real ``_thread`` (a daemon:
+    the process does not wait for it). Not ``threading.Thread``: patched, its start waits in
+    the hub for the thread to say it started (the master hung at a HUP), and one alive as the
+    app's import patches ``threading`` broke the import's module lock ("cannot release
+    un-acquired lock": gevent's app did not load)."""
+
+    def __init__(self, target: Callable[..., Any], *args: Any) -> None:
+        self._done = OsEvent()
+        start_new_thread(self._run, (target, args))
+
+    def _run(self, target: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        try:
+            target(*args)
+        finally:
+            self._done.set()
+
+    def join(self, timeout: float = -1) -> bool:
+        """Wait for its end, ``timeout`` seconds at most (-1: no limit); whether it ended."""
+        return self._done.wait(timeout)
+
+    def is_alive(self) -> bool:
+        """Whether it still runs."""
+        return not self._done.is_set()
 
 
 def threads_patched_by() -> str | None:

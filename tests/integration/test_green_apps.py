@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from support.procs import Server, stack
+from support.procs import Server, stack, wait_until
 
 pytestmark = pytest.mark.nginx
 
@@ -27,6 +27,7 @@ import time
 
 def app(environ, start_response):
     if environ["PATH_INFO"] == "/sleep":
+        open(environ["QUERY_STRING"], "w").close()  # the test waits for it: in the app
         time.sleep(1)  # the library's sleep, which waits in its hub
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [str(os.getpid()).encode()]
@@ -49,8 +50,9 @@ def test_a_monkey_patched_app_serves_and_stops_gracefully(
         status, _, pid = nginx.request("GET", "/", timeout=20)
         assert status == 200, server.log()
         with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            slow = pool.submit(nginx.request, "GET", "/sleep", timeout=30)
-            nginx.request("GET", "/", timeout=20)  # the slow one is in the worker (one at a time)
+            marker = tmp_path / "in-the-app"
+            slow = pool.submit(nginx.request, "GET", f"/sleep?{marker}", timeout=30)
+            wait_until(marker.exists, 20, "the slow request in the app")
             server.signal(15)
             status, _, slow_pid = slow.result(30)
         assert (status, slow_pid) == (200, pid)  # the request in flight finished
@@ -84,3 +86,51 @@ def test_threads_of_a_monkey_patched_app_are_refused_with_the_reason(
     assert code == 4, log
     assert "monkey-patched the standard library's threads" in log
     assert "serve it with --threads 1" in log
+
+
+@pytest.mark.parametrize("library", sorted(PATCHES))
+def test_a_monkey_patched_app_under_the_images_defaults_reloads_and_stops(
+    tmp_path: Path, nginx_available: None, library: str
+) -> None:
+    # The Docker image turns --log-master and --stats on. With gevent the app did not load
+    # (the log-master thread, alive as the import patched threading, broke the import's
+    # module lock); with either library a HUP hung the master for good (the stats thread of
+    # the re-import waited, patched, in the hub to say it had started); eventlet's stop wrote
+    # a KeyError traceback from the log-master thread's end.
+    _write_app(tmp_path, library)
+    stats = f"unix:{tmp_path / 'stats.sock'}"
+    options = {"log_master": True, "stats": stats, "workers": 1}
+    with stack(tmp_path, "green:app", pythonpath=[str(tmp_path)], **options) as (server, nginx):
+        status, _, first = nginx.request("GET", "/", timeout=20)
+        assert status == 200, server.log()
+        server.signal(1)
+        wait_until(lambda: "reload: 1 new worker" in server.log(), 30, "the reload")
+
+        def another_worker() -> bool:
+            status, _, pid = nginx.request("GET", "/", timeout=20)
+            return status == 200 and pid != first
+
+        wait_until(another_worker, 20, "the new worker serving")
+        server.signal(15)
+        try:
+            assert server.wait(30) == 0
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"TERM did not stop the server:\n{server.log()}") from None
+    assert "Traceback" not in server.log(), server.log()
+
+
+def test_a_gevent_workers_exit_work_is_bounded_too(tmp_path: Path, nginx_available: None) -> None:
+    # The exit's watchdog was a patched thread, a greenlet: it never ran while an atexit
+    # function blocked outside the hub, and the worker stayed as long as that function.
+    pytest.importorskip("gevent")
+    (tmp_path / "green.py").write_text(
+        PATCHES["gevent"] + APP + "\nimport atexit\natexit.register(os.system, 'sleep 9')\n"
+    )
+    options = {"workers": 1, "max_requests": 1}
+    with stack(tmp_path, "green:app", pythonpath=[str(tmp_path)], **options) as (server, nginx):
+        status, _, first = nginx.request("GET", "/", timeout=20)
+        assert status == 200, server.log()
+        said = "its exit work (the app's threads, atexit handlers) still runs after 5 s"
+        wait_until(lambda: said in server.log(), 30, "the exit work's bound")
+        gone = f"(pid {first.decode()}) exited"
+        wait_until(lambda: gone in server.log(), 15, "the worker's exit")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import faulthandler
 import logging
 import os
 import signal
 import socket
-import time
 from types import FrameType
 
 from uwsgiapp.server.inflight import (
@@ -22,6 +20,7 @@ from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import arm_fault_dumps, reopen_logs
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.masterflags import MasterFlags
+from uwsgiapp.unpatched import sleep, start_new_thread
 from uwsgiapp.wsgi.errors import QuickStop
 
 #: After the drain's end, the moment a process still holding the sockets shuts them down: the
@@ -56,7 +55,7 @@ class StopSignals:
             # request in hand with a 500, or the worker with a traceback; the stop goes on
             # without the late refusal.
             with contextlib.suppress(RuntimeError):
-                _thread.start_new_thread(self._refuse_late, (self.drain_seconds + REFUSE_MARGIN,))
+                start_new_thread(self._refuse_late, (self.drain_seconds + REFUSE_MARGIN,))
 
     def _refuse_late(self, after: float) -> None:
         """``after`` seconds from TERM, the drain is over; if this process still holds the
@@ -65,7 +64,7 @@ class StopSignals:
         another server, a POST too) rather than queued in a backlog nobody accepts from and
         reset at the exit. Not a socket passed in (systemd's ``fd://``: its copy would die
         too), nor a unix one (its file is gone at TERM: a connect finds none)."""
-        time.sleep(after)
+        sleep(after)
         if self.master_flags is None or not self.master_flags.stopping:
             return  # a TERM sent to this worker alone: the others serve on from these sockets
         held = [

@@ -27,7 +27,6 @@ import contextlib
 import logging
 import os
 import select
-import threading
 import time
 import warnings
 from typing import Any
@@ -48,6 +47,7 @@ from uwsgiapp.supervisor.logstreams import (
     write_all,
 )
 from uwsgiapp.supervisor.rootpaths import access_log_file
+from uwsgiapp.unpatched import OsThread, sleep
 
 __all__ = ["MASTER_BACKLOG", "LogMaster"]
 
@@ -91,7 +91,7 @@ class LogMaster:
         self._ended: collections.deque[int] = collections.deque()
         self._wake = (-1, -1)
         self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._thread: OsThread | None = None
 
     @classmethod
     def serving(cls, config: Config) -> LogMaster:
@@ -148,8 +148,7 @@ class LogMaster:
         self._wake = os.pipe()
         for fd in self._wake:
             os.set_blocking(fd, False)
-        self._thread = threading.Thread(target=self._run, name="uwsgiapp-log-master", daemon=True)
-        self._thread.start()
+        self._thread = OsThread(self._run)
         os.register_at_fork(after_in_child=self._in_child)
         return self
 
@@ -326,7 +325,7 @@ class LogMaster:
             if out and not self._stopping:
                 # Under load, a wake-up (poll, read, write) a line cost 7 µs: the lines of a
                 # millisecond go out together instead.
-                time.sleep(BATCH)
+                sleep(BATCH)
             if self._stopping:
                 now = time.monotonic()
                 quiet_since = quiet_since or now

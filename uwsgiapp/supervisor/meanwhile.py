@@ -26,16 +26,15 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import threading
 from collections.abc import Iterator
 
 from uwsgiapp.stats.server import StatsServer
+from uwsgiapp.unpatched import OsEvent, OsThread
 
 log = logging.getLogger("uwsgiapp.error")
 
 #: Seconds the thread waits for a stats client at a time: how long the join may wait.
 POLL = 0.05
-THREAD_NAME = "uwsgiapp-stats-during-reimport"
 
 
 @contextlib.contextmanager
@@ -44,9 +43,8 @@ def stats_served(stats: StatsServer | None) -> Iterator[None]:
     if stats is None:
         yield
         return
-    done = threading.Event()
-    thread = threading.Thread(target=_serve, args=(stats, done), name=THREAD_NAME, daemon=True)
-    thread.start()
+    done = OsEvent()
+    thread = OsThread(_serve, stats, done)
     try:
         yield
     finally:
@@ -54,7 +52,7 @@ def stats_served(stats: StatsServer | None) -> Iterator[None]:
         thread.join()
 
 
-def _serve(stats: StatsServer, done: threading.Event) -> None:
+def _serve(stats: StatsServer, done: OsEvent) -> None:
     while not done.is_set():
         try:
             stats.poll(POLL)

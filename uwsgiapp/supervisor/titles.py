@@ -14,12 +14,12 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import sys
-import threading
 from collections.abc import Callable
 from typing import Any
 
 from uwsgiapp.server.inflight import request_environ
 from uwsgiapp.server.logtext import escape_log_text
+from uwsgiapp.unpatched import OsEvent, OsThread, get_ident
 
 PR_SET_NAME = 15
 #: The kernel keeps 15 bytes of a thread name (16 with the terminating NUL).
@@ -99,7 +99,7 @@ class RequestTitles:
         self._base = base
         self._threads = threads
         self._shown = ""
-        self._stop = threading.Event()
+        self._stop = OsEvent()
 
     def title(self, requests: list[dict[str, Any]]) -> str:
         """The title while ``requests`` (their environs) are in progress."""
@@ -110,7 +110,7 @@ class RequestTitles:
 
     def sample(self) -> str:
         """Look at the other threads' stacks once; show (and return) the title they make."""
-        me = threading.get_ident()
+        me = get_ident()
         requests = [
             environ
             for ident, frame in sys._current_frames().items()
@@ -122,7 +122,7 @@ class RequestTitles:
             self._set(text)
         return text
 
-    def start(self, interval: float = SAMPLE_INTERVAL) -> threading.Thread:
+    def start(self, interval: float = SAMPLE_INTERVAL) -> OsThread:
         """Show the idle title now and sample every ``interval`` seconds until :meth:`stop`."""
         self.sample()
 
@@ -131,9 +131,7 @@ class RequestTitles:
                 with contextlib.suppress(Exception):  # a title is never worth a worker
                     self.sample()
 
-        thread = threading.Thread(target=run, name="uwsgiapp-titles", daemon=True)
-        thread.start()
-        return thread
+        return OsThread(run)
 
     def stop(self) -> None:
         """End the sampling thread (at its next wake-up)."""

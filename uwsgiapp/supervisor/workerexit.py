@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 from uwsgiapp import unpatched
 from uwsgiapp.server.inflight import worker_label
 from uwsgiapp.server.logs import flush_std
+from uwsgiapp.unpatched import sleep, start_new_thread
 
 __all__ = [
     "EXIT_WORK_SECONDS",
@@ -66,11 +67,9 @@ def _watchdog(code: int, seconds: float, what: str) -> None:
     """A daemon thread (never joined): ends the process when the exit work runs over. A
     thread, not SIGALRM: a process-directed signal may go to one of the app's threads and
     leave the main thread waiting on its join."""
-    time.sleep(seconds)
+    sleep(seconds)
     # The line below takes the log's lock, which the stuck exit work may hold: a last resort.
-    last = threading.Timer(1.0, os._exit, args=(code,))
-    last.daemon = True
-    last.start()
+    start_new_thread(_exit_after, (1.0, code))
     log.warning(
         "%s: its exit work (%s) still runs after %g s: leaving without it",
         worker_label(),
@@ -78,6 +77,11 @@ def _watchdog(code: int, seconds: float, what: str) -> None:
         seconds,
     )
     _end(code)
+
+
+def _exit_after(seconds: float, code: int) -> None:
+    sleep(seconds)
+    os._exit(code)
 
 
 def _end(code: int) -> NoReturn:
@@ -101,7 +105,7 @@ def leave(code: int, *, finish: bool, quick: bool = False) -> NoReturn:
                 if finish
                 else (QUICK_EXIT_WORK_SECONDS, "atexit handlers")
             )
-            threading.Thread(target=_watchdog, args=(code, bound, what), daemon=True).start()
+            start_new_thread(_watchdog, (code, bound, what))
         if finish:
             try:
                 threading._shutdown()  # type: ignore[attr-defined]  # joins non-daemon threads
