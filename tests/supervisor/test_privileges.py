@@ -158,9 +158,14 @@ def _has_user(uid: int) -> bool:
         (0, Ids(gid=APP), False, ["CAP_SETGID"]),  # --gid alone
         (1 << 6 | 1 << 7, Ids(uid=APP, gid=APP), True, ["CAP_CHOWN"]),  # --cap-drop CHOWN
         (None, Ids(uid=APP, gid=APP), True, []),  # no /proc: nothing claimed
+        # Ids it has already need no capability (setuid to its own uid; the chown keeps the
+        # owner and gives a group of its own): --uid 0 --gid 0 without CAP_SETUID started.
+        (1 << 6, Ids(uid=ROOT, gid=ROOT), True, []),
+        (0, Ids(uid=ROOT), True, []),
+        (1 << 6, Ids(uid=ROOT, gid=33), True, ["CAP_CHOWN"]),  # a group it is not in
     ],
 )
 def test_missing_capabilities(
     effective: int | None, ids: Ids, hands_over: bool, missing: list[str]
 ) -> None:
-    assert missing_capabilities(effective, ids, hands_over) == missing
+    assert missing_capabilities(effective, ids, hands_over, ({ROOT}, {ROOT})) == missing

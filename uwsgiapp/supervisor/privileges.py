@@ -204,7 +204,8 @@ def drop(ids: Ids, sockets: list[tuple[str, tuple[int, int] | None]], files: lis
         if ids.uid in (-1, os.geteuid()) and ids.gid in (-1, os.getegid()):
             return
         raise PrivilegeError("--uid/--gid: changing user or group needs root")
-    missing = missing_capabilities(_effective_capabilities(), ids, bool(sockets or files))
+    own = (set(os.getresuid()), {*os.getresgid(), *os.getgroups()})
+    missing = missing_capabilities(_effective_capabilities(), ids, bool(sockets or files), own)
     if missing:
         raise PrivilegeError(
             f"--uid/--gid: this root process lacks {', '.join(missing)} (a container run with "
@@ -244,13 +245,27 @@ def _effective_capabilities() -> int | None:
     return None
 
 
-def missing_capabilities(effective: int | None, ids: Ids, hands_over: bool) -> list[str]:
+def missing_capabilities(
+    effective: int | None,
+    ids: Ids,
+    hands_over: bool,
+    own: tuple[set[int], set[int]] = ({0}, {0}),
+) -> list[str]:
     """The capabilities a root process with the ``effective`` set lacks to become ``ids``
-    (``hands_over``: it gives files to the user first). Root without them (a container's
+    (``hands_over``: it gives files to the user first; ``own``: the uids and the gids it has
+    already, which it may take without a capability). Root without them (a container's
     ``--cap-drop ALL``) failed with a bare "Operation not permitted"; None: unknown, none said."""
     if effective is None:
         return []
-    needed = {"CAP_CHOWN": hands_over, "CAP_SETGID": ids.gid >= 0, "CAP_SETUID": ids.uid >= 0}
+    uids, gids = own
+    new_uid = ids.uid >= 0 and ids.uid not in uids
+    new_owner = new_uid or (ids.gid >= 0 and ids.gid not in gids)
+    # setgroups (initgroups) needs CAP_SETGID whatever the group.
+    needed = {
+        "CAP_CHOWN": hands_over and new_owner,
+        "CAP_SETGID": ids.gid >= 0,
+        "CAP_SETUID": new_uid,
+    }
     return [
         name for name, bit in _CAPABILITIES.items() if needed[name] and not effective >> bit & 1
     ]
