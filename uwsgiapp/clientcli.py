@@ -138,10 +138,10 @@ def _read_data(spec: str) -> bytes:
 
 
 def _typed(text: str) -> bytes:
-    """The bytes typed on the command line: what curl sends. Under a non-UTF-8 locale (LANG=C
-    without Python's UTF-8 mode) argv holds non-ASCII bytes as surrogates, which a plain
-    encode refused with a traceback."""
-    return text.encode("utf-8", "surrogateescape")
+    """The bytes typed on the command line: what curl sends. Python decoded argv with the
+    locale's encoding (LANG=C without its UTF-8 mode: non-ASCII bytes as surrogates, which a
+    plain encode refused with a traceback; ISO-8859-1: é is one byte, not UTF-8's two)."""
+    return os.fsencode(text)
 
 
 def _parse_request(args: argparse.Namespace) -> _Request:
@@ -227,7 +227,8 @@ def _send(address: Address, spec: _Request, args: argparse.Namespace) -> Respons
 
     with client.stream_request(
         address,
-        args.path,
+        # The client encodes a path's text as UTF-8, surrogates as their bytes: the typed ones.
+        _typed(args.path).decode("utf-8", "surrogateescape"),
         method=spec.method,
         headers=spec.headers,
         body=spec.body,

@@ -746,3 +746,33 @@ def test_stream_request_in_process(fake_uwsgi: FakeServers) -> None:
     assert _echo(body)["vars"]["QUERY_STRING"] == "a=1"
     whole = request(address, "/s?a=1")
     assert whole.body == body and whole.head == stream.response.head
+
+
+def test_request_sends_the_bytes_typed_under_a_latin1_locale(
+    fake_uwsgi: FakeServers, tmp_path: Path
+) -> None:
+    # Under an ISO-8859-1 locale, é typed is one byte: it went out as UTF-8's two.
+    locales = tmp_path / "locales"
+    locales.mkdir()
+    made = subprocess.run(
+        ["localedef", "-i", "en_US", "-f", "ISO-8859-1", str(locales / "en_US.ISO-8859-1")],
+        capture_output=True,
+        check=False,
+    )
+    if made.returncode not in (0, 1) or not (locales / "en_US.ISO-8859-1").exists():
+        pytest.skip(f"cannot make an ISO-8859-1 locale here: {made.stderr!r}")
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("UWSGIAPP_", "LC_"))},
+        "LOCPATH": str(locales),
+        "LC_ALL": "en_US.ISO-8859-1",
+        "PYTHONUTF8": "0",
+        "PYTHONCOERCECLOCALE": "0",
+    }
+    args = [b"/caf\xe9", b"-H", b"X-Name: Jos\xe9", b"--var", b"X_RAW=\xe9", b"-d", b"n\xe9"]
+    argv = [sys.executable.encode(), b"-m", b"uwsgiapp", b"request", fake_uwsgi.unix.encode()]
+    r = subprocess.run(argv + args, env=env, capture_output=True, timeout=30, check=False)
+    assert r.returncode == 0, r.stderr
+    echo = _echo(r.stdout)
+    v = echo["vars"]
+    assert (v["PATH_INFO"], v["REQUEST_URI"]) == ("/caf\xe9", "/caf%E9")
+    assert (v["HTTP_X_NAME"], v["X_RAW"], echo["body"]) == ("Jos\xe9", "\xe9", "n\xe9")

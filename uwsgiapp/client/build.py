@@ -60,9 +60,8 @@ def _target(path: str) -> tuple[str, str, str]:
     if not path.startswith("/") and path != "*":
         path = "/" + path
     # Percent-encode anything that cannot travel as-is (spaces, non-ASCII) but keep the
-    # escapes and reserved characters the user typed. A path from argv under a non-UTF-8
-    # locale (LANG=C without Python's UTF-8 mode) carries the typed bytes as surrogates:
-    # those bytes are what goes out, as curl sends them.
+    # escapes and reserved characters the user typed; surrogates (bytes that are not UTF-8,
+    # as the command line passes them) go out as those bytes, as curl sends them.
     raw = path.encode("utf-8", "surrogateescape")
     target = urllib.parse.quote(raw, safe="/%?=&;:@!$'()*+,~#[]")
     target = target.partition("#")[0]
