@@ -124,3 +124,27 @@ def test_the_lines_a_sink_cannot_take_are_counted_not_said_once_for_good(
     assert "1 more line of --log-master's" in capfd.readouterr().err
     sink.dropped(b"six\n", full)
     assert "cannot write to --log-master's" in capfd.readouterr().err
+
+
+def test_a_count_of_dropped_lines_is_said_when_due_and_at_the_end(
+    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The count waited for the next failure a minute later: the lines lost in a failure's last
+    # minute (the disk freed, the server stopped) were never counted.
+    now = [1000.0]
+    monkeypatch.setattr(throttle, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    sink = Sink(-1, path="/srv/log/app.log")
+    sink.dropped(b"one\n", full)
+    sink.dropped(b"two\nthree\n", full)
+    capfd.readouterr()
+    assert sink.counting()
+    sink.tell_due()
+    assert capfd.readouterr().err == ""  # not due yet
+    now[0] += WRITE_FAILURE_INTERVAL
+    sink.tell_due()
+    assert "2 more lines of --log-master's /srv/log/app.log" in capfd.readouterr().err
+    assert not sink.counting()
+    sink.dropped(b"four\n", full)
+    sink.tell_due(final=True)
+    assert "1 more line of" in capfd.readouterr().err

@@ -61,6 +61,8 @@ STOP_WAIT = 5.0
 #: Seconds without data that end the stop's reading (the workers are gone by then).
 QUIET = 0.05
 READ_SIZE = 65536
+#: Seconds between the thread's looks at a count of dropped lines that is due (when idle).
+COUNT_TICK = 5.0
 #: Seconds the thread waits after a wake-up that found lines, for more to come.
 BATCH = 0.001
 _ACCESS = "uwsgiapp.access"
@@ -312,6 +314,8 @@ class LogMaster:
             # The workers' pipes first: a worker's last lines, written before it exited, come
             # before the master's line about its exit.
             wait = 0 if self._lines else QUIET * 1000 if self._stopping else None
+            if wait is None and any(sink.counting() for sink in self.sinks):
+                wait = COUNT_TICK * 1000  # a count of dropped lines is due in a while
             out: dict[int, list[bytes]] = {}
             for fd, _ in poll.poll(wait):
                 if fd == self._wake[0]:
@@ -322,6 +326,8 @@ class LogMaster:
             for index, parts in out.items():
                 self._emit(index, b"".join(parts))  # whole lines: one write for them all
             self._write_master(master)
+            for sink in self.sinks:
+                sink.tell_due()
             if out and not self._stopping:
                 # Under load, a wake-up (poll, read, write) a line cost 7 µs: the lines of a
                 # millisecond go out together instead.
@@ -334,6 +340,8 @@ class LogMaster:
         for fd, rest in held.items():
             if rest:
                 self._emit(self._reads[fd], rest + b"\n")
+        for sink in self.sinks:
+            sink.tell_due(final=True)
 
     def _take_adds(self, poll: select.poll, held: dict[int, bytes]) -> None:
         while self._adds:

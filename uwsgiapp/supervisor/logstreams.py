@@ -86,6 +86,15 @@ class Sink:
         tell_dropped(where, count, failure, first=not self._said)
         self._said = True
 
+    def counting(self) -> bool:
+        """Lines it dropped wait to be counted in a line (:meth:`tell_due` says them)."""
+        return self.failures is not None and self.failures.count > 0
+
+    def tell_due(self, final: bool = False) -> None:
+        """Say the dropped lines' count if its time came (``final``: at the end, now)."""
+        if self.failures is not None and (final or self.failures.due()):
+            self.failures.flush()
+
     def reopened(self) -> None:
         """Its file was opened again: what was dropped till now is counted, and a new
         failure is said anew."""
