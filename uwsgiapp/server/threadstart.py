@@ -18,6 +18,9 @@ from uwsgiapp.oslimits import THREAD_LIMIT
 
 __all__ = ["start_threads"]
 
+#: Linux refuses a thread for a task limit, or for want of memory for its stack.
+_CAUSE = f"{THREAD_LIMIT}; or no memory for its stack (ulimit -v, a memory cgroup)"
+
 log = logging.getLogger("uwsgiapp.error")
 
 
@@ -34,7 +37,7 @@ def start_threads(threads: list[threading.Thread], label: str) -> list[threading
                     label,
                     len(threads),
                     exc,
-                    THREAD_LIMIT,
+                    _CAUSE,
                 )
                 raise SystemExit(WorkerExit.CRASHED) from None
             log.warning(
@@ -44,7 +47,7 @@ def start_threads(threads: list[threading.Thread], label: str) -> list[threading
                 started,
                 len(threads),
                 exc,
-                THREAD_LIMIT,
+                _CAUSE,
             )
             return threads[:started]
     return threads
