@@ -27,6 +27,8 @@ import time
 
 
 def app(environ, start_response):
+    if environ["PATH_INFO"] == "/hang":
+        time.sleep(60)  # in the hub: --harakiri's stack must name this line, not the hub's
     if environ["PATH_INFO"] == "/sleep":
         open(environ["QUERY_STRING"], "w").close()  # the test waits for it: in the app
         time.sleep(1)  # the library's sleep, which waits in its hub
@@ -142,3 +144,21 @@ def test_a_gevent_workers_exit_work_is_bounded_too(tmp_path: Path, nginx_availab
         wait_until(lambda: said in server.log(), 30, "the exit work's bound")
         gone = f"(pid {first.decode()}) exited"
         wait_until(lambda: gone in server.log(), 15, "the worker's exit")
+
+
+@pytest.mark.parametrize("library", sorted(PATCHES))
+def test_a_harakiri_names_the_green_apps_line_not_the_hubs(
+    tmp_path: Path, nginx_available: None, library: str
+) -> None:
+    # A request waiting in the library's hub is a suspended greenlet: the stack logged was the
+    # hub's loop (gevent/hub.py, in run), the app's stuck line nowhere.
+    _write_app(tmp_path, library)
+    options = {"workers": 1, "harakiri": 1}
+    with stack(tmp_path, "green:app", pythonpath=[str(tmp_path)], **options) as (server, nginx):
+        status, _, _ = nginx.request("GET", "/hang", timeout=30)
+        assert status == 502
+        wait_until(lambda: "harakiri: " in server.log(), 15, "the harakiri line")
+    log = server.log()
+    said = log[log.index("harakiri: ") :]
+    assert "stuck in GET /hang" in said, said
+    assert 'green.py", line' in said and "time.sleep(60)" in said, said

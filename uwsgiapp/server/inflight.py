@@ -60,14 +60,20 @@ def set_request_source(current: Callable[[], dict[str, Any] | None]) -> None:
 def request_environ(frame: FrameType | None) -> dict[str, Any] | None:
     """The outermost WSGI environ among ``frame`` and its callers, else the one the worker
     says it serves (None: not in a request)."""
+    found = _stack_environ(frame)
+    if found is None and _current is not None:
+        found = _current()
+    return found
+
+
+def _stack_environ(frame: FrameType | None) -> dict[str, Any] | None:
+    """The outermost WSGI environ among ``frame`` and its callers (None: none of them)."""
     found = None
     while frame is not None:
         environ = frame.f_locals.get("environ")
         if isinstance(environ, dict) and "REQUEST_METHOD" in environ:
             found = environ
         frame = frame.f_back
-    if found is None and _current is not None:
-        found = _current()
     return found
 
 
@@ -129,12 +135,28 @@ def worker_label() -> str:
 def dump_stuck_request(signum: int, frame: FrameType | None) -> None:
     """USR2 in a worker (harakiri): log the Python stack of the stuck request, with its
     request line."""
+    frame = waiting_request_frame(frame)
     log.error(
         "harakiri: %s stuck in %s; its stack:\n%s",
         worker_label(),
         request_line(frame),
         app_stack(frame),
     )
+
+
+def waiting_request_frame(frame: FrameType | None) -> FrameType | None:
+    """``frame``, or, where it serves no request and the app runs on greenlets (gevent's or
+    eventlet's patching), the frame where the process's first greenlet waits: a request
+    waiting in their hub is suspended there, and the signal's frame is the hub's loop (the
+    harakiri's stack named gevent's hub, not the app's line)."""
+    greenlet = sys.modules.get("greenlet")
+    if greenlet is None or _stack_environ(frame) is not None:
+        return frame
+    root = greenlet.getcurrent()
+    while root.parent is not None:
+        root = root.parent
+    waiting: FrameType | None = getattr(root, "gr_frame", None)
+    return waiting if _stack_environ(waiting) is not None else frame
 
 
 #: Why a read of the body timed out once the response had begun (:func:`read_after_head`).
