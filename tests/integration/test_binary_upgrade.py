@@ -303,3 +303,36 @@ def test_systemd_hears_the_new_masters_pid_and_no_stop_from_the_old_one(
         finally:
             server.stop()
             stop_pid(new)
+
+
+def test_usr2_with_unix_prefixed_specs_hands_the_sockets_over(tmp_path: Path) -> None:
+    # "unix:PATH" (the README's spelling) is "PATH" in the old master's listener: the new
+    # master must still find the socket it was passed, not bind the path again.
+    short = short_tmpdir()
+    path, stats = f"{short}/a.sock", f"{short}/stats.sock"
+    (tmp_path / "upgradeapp.py").write_text(APP)
+    server = Server(
+        tmp_path / "server",
+        "upgradeapp:app",
+        pythonpath=[str(tmp_path)],
+        socket=f"unix:{path}",
+        stats=f"unix:{stats}",
+        workers=1,
+    )
+    server.start(wait=False)
+    new = 0
+    try:
+        old = server.pid
+        wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
+        server.signal(signal.SIGUSR2)
+        new = new_master(server)
+        wait_until(lambda: len(serving(new)) == 1 or not alive(new), 30, "the new worker")
+        log = server.log()
+        assert alive(new) and "another server is listening" not in log, log
+        server.signal(signal.SIGWINCH)
+        wait_until(lambda: not serving(old), 30, "the old worker to stop")
+        answer = uwsgi_exchange(path, uwsgi_get("/"), timeout=10).data
+        assert answer.endswith(str(new).encode()), answer
+    finally:
+        server.stop()
+        stop_pid(new)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from uwsgiapp.server.listeners import Listener
+from uwsgiapp.addresses import AllowList
+from uwsgiapp.server.listeners import Listener, address_key, adopt, bind, drop_adopted
 from uwsgiapp.supervisor.actions import RETIRE, Signal, Spawn
 from uwsgiapp.supervisor.handover import (
     VARIABLE,
@@ -147,3 +148,22 @@ def test_a_shared_socket_file_is_left_at_close(tmp_path: Path) -> None:
     listener.shared = False
     listener.close_path()
     assert not os.path.exists(path)
+
+
+def test_an_adopted_socket_is_found_whatever_the_specs_spelling(tmp_path: Path) -> None:
+    # The old master's Listener.spec of "unix:/a.sock" is "/a.sock": the new master's option
+    # still says "unix:/a.sock".
+    path = str(tmp_path / "a.sock")
+    assert address_key(f"unix:{path}") == address_key(path) == f"unix:{path}"
+    assert address_key(":9000") == address_key("0.0.0.0:9000")
+    assert address_key("fd://3") == "fd://3" and address_key("@abstract") == ""
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(path)
+    sock.listen(1)
+    adopt(Listener(sock, path, path=path, shared=True))
+    try:
+        taken = bind(f"unix:{path}", backlog=8, chmod=0o660, allow=AllowList.parse([]))
+        assert taken.sock is sock and drop_adopted() == []
+    finally:
+        drop_adopted()
+        sock.close()
