@@ -336,3 +336,46 @@ def test_usr2_with_unix_prefixed_specs_hands_the_sockets_over(tmp_path: Path) ->
     finally:
         server.stop()
         stop_pid(new)
+
+
+#: Holds a new master (the one process started with the upgrade's variable) until the old
+#: master that started it has exited: as if the old one stopped just after its USR2.
+LATE = """
+import os
+import time
+
+if os.environ.get("_UWSGIAPP_UPGRADE"):
+    parent, deadline = os.getppid(), time.monotonic() + 60
+    while os.getppid() == parent and time.monotonic() < deadline:
+        time.sleep(0.01)
+"""
+
+
+def test_a_new_master_whose_old_master_stopped_at_once_serves_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(LATE)
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    server, pidfile = start_server(tmp_path, workers=1)
+    new = 0
+    try:
+        old = server.pid
+        wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
+        server.signal(signal.SIGUSR2)
+        new = new_master(server)
+        server.signal(signal.SIGQUIT)
+        assert server.wait(30) == 0
+        wait_until(lambda: len(serving(new)) == 1 or not alive(new), 60, "the new worker")
+        log = server.log()
+        assert alive(new) and "which has exited already" in log, log
+        answer = uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10).data
+        assert answer.endswith(str(new).encode()), answer
+        assert held(pidfile) == new
+        stop_pid(new)
+        # The only master: its stop removes the socket file.
+        assert not os.path.exists(server.socket) and not pidfile.exists()
+    finally:
+        server.stop()
+        stop_pid(new)

@@ -223,6 +223,7 @@ def _serve(config: Config) -> int:
     except PrivilegeError as exc:
         log.error("%s", exc)
         return ServeExit.START_FAILED
+    upgrade.say_received()
     try:
         listeners = bind(config)
     except ListenerError as exc:

@@ -52,7 +52,7 @@ from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.registrations import fork_hooks_quiet
 from uwsgiapp.supervisor.sdnotify import Notifier
 
-__all__ = ["Upgrade", "bound", "receive"]
+__all__ = ["Upgrade", "bound", "receive", "say_received"]
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -72,13 +72,18 @@ class _Start:
 _start: _Start | None = None
 #: The old master whose sockets this one took (0: none).
 _parent = 0
-_notes: list[str] = []
+#: What receive() found, for the log: (level, line).
+_notes: list[tuple[int, str]] = []
 
 
 def receive() -> None:
     """At ``serve``'s start: note how the process was started, and take the sockets an old
     master passed (they are what binding their specs gives, :func:`~uwsgiapp.server.listeners.
-    adopt`). The variable leaves the environment: the app must not see it."""
+    adopt`). The variable leaves the environment: the app must not see it.
+
+    The old master may have exited already (a QUIT right after the USR2): this one, reparented,
+    still holds the sockets, and takes them as its own (gunicorn does not ask for the parent
+    either); a socket file is then this master's to remove."""
     global _start, _parent
     with contextlib.suppress(OSError):
         _start = _Start(sys.executable, list(sys.orig_argv), os.getcwd())
@@ -86,29 +91,39 @@ def receive() -> None:
     if text is None:
         return
     passed = decode(text)
-    if passed is None or passed.parent != os.getppid():
-        _notes.append(f"{VARIABLE} ignored: not passed by this process's parent master")
+    if passed is None:
+        _notes.append((logging.WARNING, f"{VARIABLE} ignored: not what a uwsgiapp master passes"))
         return
+    alive = passed.parent == os.getppid()
     for one in passed.sockets:
         try:
             sock = socket.socket(fileno=one.fd)
         except OSError as exc:
-            _notes.append(f"the old master's socket {one.spec} (fd {one.fd}) is gone: {exc}")
+            _notes.append((logging.WARNING, f"the old master's {one.spec} (fd {one.fd}): {exc}"))
             continue
         sock.set_inheritable(False)
-        adopt(Listener(sock, one.spec, path=one.path, inode=one.inode, shared=True))
-    _parent = passed.parent
+        adopt(Listener(sock, one.spec, path=one.path, inode=one.inode, shared=alive))
+    if alive:
+        _parent = passed.parent
+        _notes.append((logging.INFO, f"binary upgrade: started by master {_parent}'s USR2"))
+    else:
+        said = (
+            f"binary upgrade: started by master {passed.parent}'s USR2, which has exited "
+            "already: its sockets, and their files, are this master's"
+        )
+        _notes.append((logging.INFO, said))
+
+
+def say_received() -> None:
+    """What :func:`receive` found, in the log (once it is set up, before binding)."""
+    for level, note in _notes:
+        log.log(level, "%s", note)
+    _notes.clear()
 
 
 def bound() -> None:
-    """Once the sockets are bound: what start-up took over, in the log; the passed sockets
-    no option names are closed."""
-    for note in _notes:
-        log.warning("%s", note)
-    _notes.clear()
+    """Once the sockets are bound: the passed sockets no option names are closed."""
     unused = drop_adopted()
-    if _parent:
-        log.info("binary upgrade: started by master %d's USR2, with its listening sockets", _parent)
     if unused:
         log.warning("the old master's sockets %s: no option names them, closed", ", ".join(unused))
 
