@@ -379,3 +379,42 @@ def test_a_new_master_whose_old_master_stopped_at_once_serves_alone(
     finally:
         server.stop()
         stop_pid(new)
+
+
+def test_usr2_from_a_symlinked_release_directory_loads_the_new_release(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A deploy: `cd /srv/app/current && uwsgiapp serve ...`, then `current` flipped to the
+    # new release and USR2: the new master must start in (and import from) the new one.
+    for n in (1, 2):
+        (tmp_path / "releases" / str(n)).mkdir(parents=True)
+        (tmp_path / "releases" / str(n) / "releaseapp.py").write_text(
+            f"def app(environ, start_response):\n"
+            f"    start_response('200 OK', [])\n"
+            f"    return [b'release {n}']\n"
+        )
+    current = tmp_path / "current"
+    current.symlink_to(tmp_path / "releases" / "1")
+    monkeypatch.setenv("PWD", str(current))  # what a shell's cd sets
+    server = Server(current, "releaseapp:app", workers=1)
+    server.log_path = tmp_path / "server.log"
+    server.start()
+    new = 0
+    try:
+        old = server.pid
+        wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
+        assert uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10).data.endswith(b"1")
+        flipped = tmp_path / "flipped"
+        flipped.symlink_to(tmp_path / "releases" / "2")
+        flipped.rename(current)
+        server.signal(signal.SIGUSR2)
+        new = new_master(server)
+        wait_until(lambda: len(serving(new)) == 1 or not alive(new), 30, "the new worker")
+        server.signal(signal.SIGWINCH)
+        wait_until(lambda: not serving(old), 30, "the old worker to stop")
+        answer = uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10).data
+        assert answer.endswith(b"release 2"), (answer, server.log())
+        assert os.readlink(f"/proc/{new}/cwd") == str(tmp_path / "releases" / "2")
+    finally:
+        server.stop()
+        stop_pid(new)

@@ -27,7 +27,7 @@ from uwsgiapp.supervisor.handover import (
 )
 from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.status import WorkerStatus
-from uwsgiapp.supervisor.upgrade import put_back, set_aside
+from uwsgiapp.supervisor.upgrade import put_back, set_aside, start_dir
 
 
 def test_usr2_starts_a_new_master_only_when_no_other_runs() -> None:
@@ -40,6 +40,8 @@ def test_usr2_starts_a_new_master_only_when_no_other_runs() -> None:
     assert do is Do.REFUSE and "PID 1" in line and "new container" in line
     do, line = decide("USR2", Standing(can_exec=False))
     assert do is Do.REFUSE and "not started by the uwsgiapp command" in line
+    do, line = decide("USR2", Standing(cwd_lost=True))
+    assert do is Do.REFUSE and "directory this server was started in" in line
     assert decide("USR2", Standing(stopping=True)) == (Do.POLICY, "")  # "already stopping"
 
 
@@ -167,3 +169,16 @@ def test_an_adopted_socket_is_found_whatever_the_specs_spelling(tmp_path: Path) 
     finally:
         drop_adopted()
         sock.close()
+
+
+def test_a_new_master_starts_in_the_shells_directory_through_its_symlink(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = tmp_path / "releases" / "1"
+    release.mkdir(parents=True)
+    (tmp_path / "current").symlink_to(release)
+    monkeypatch.chdir(tmp_path / "current")  # getcwd() resolves it
+    assert start_dir({"PWD": str(tmp_path / "current")}) == str(tmp_path / "current")
+    assert start_dir({"PWD": str(tmp_path)}) == str(release)  # another directory: not it
+    assert start_dir({"PWD": "current"}) == str(release)
+    assert start_dir({}) == str(release)

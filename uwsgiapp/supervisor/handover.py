@@ -133,7 +133,7 @@ class Standing:
     0: none); ``parent``, the pid of the old master whose USR2 started this one (alive, 0:
     none); ``workers_stopped``: a WINCH stopped its workers; ``stopping``: it stops;
     ``pid1``: it is a container's PID 1; ``can_exec``: it knows the command it was started
-    with."""
+    with; ``cwd_lost``: the directory it was started in could not be read at its start."""
 
     child: int = 0
     parent: int = 0
@@ -141,6 +141,7 @@ class Standing:
     stopping: bool = False
     pid1: bool = False
     can_exec: bool = True
+    cwd_lost: bool = False
 
 
 def decide(name: str, standing: Standing) -> tuple[Do, str]:
@@ -190,5 +191,10 @@ def _usr2(standing: Standing) -> tuple[Do, str]:
         return Do.REFUSE, (
             "SIGUSR2 refused: this server was not started by the uwsgiapp command, so there "
             "is no command line to start a new master with"
+        )
+    if standing.cwd_lost:
+        return Do.REFUSE, (
+            "SIGUSR2 refused: the directory this server was started in could not be read at "
+            "its start (removed, or not searchable), so a new master has none to start in"
         )
     return Do.UPGRADE, ""

@@ -25,6 +25,7 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -52,7 +53,7 @@ from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.registrations import fork_hooks_quiet
 from uwsgiapp.supervisor.sdnotify import Notifier
 
-__all__ = ["Upgrade", "bound", "receive", "say_received"]
+__all__ = ["Upgrade", "bound", "receive", "say_received", "start_dir"]
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -86,7 +87,7 @@ def receive() -> None:
     either); a socket file is then this master's to remove."""
     global _start, _parent
     with contextlib.suppress(OSError):
-        _start = _Start(sys.executable, list(sys.orig_argv), os.getcwd())
+        _start = _Start(sys.executable, list(sys.orig_argv), start_dir(os.environ))
     text = os.environ.pop(VARIABLE, None)
     if text is None:
         return
@@ -112,6 +113,19 @@ def receive() -> None:
             "already: its sockets, and their files, are this master's"
         )
         _notes.append((logging.INFO, said))
+
+
+def start_dir(environ: Mapping[str, str]) -> str:
+    """The directory a new master starts in: the shell's ``$PWD`` when it is the working
+    directory (gunicorn's ``util.getcwd``), as written: through a deploy's ``current``
+    symlink, which the new master then follows to the new release; else ``getcwd()``, the
+    resolved path. OSError: the working directory is gone."""
+    cwd = os.getcwd()
+    pwd = environ.get("PWD", "")
+    with contextlib.suppress(OSError):
+        if os.path.isabs(pwd) and os.path.samefile(pwd, cwd):
+            return pwd
+    return cwd
 
 
 def say_received() -> None:
@@ -223,7 +237,8 @@ class Upgrade:
             workers_stopped=bool(self.stopped),
             stopping=self.policy.stopping,
             pid1=os.getpid() == 1,
-            can_exec=_start is not None and options.start_environ() is not None,
+            can_exec=options.start_environ() is not None,
+            cwd_lost=_start is None,
         )
 
     def on_signal(self, name: str, now: float) -> list[Action] | None:
