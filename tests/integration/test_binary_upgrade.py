@@ -418,3 +418,28 @@ def test_usr2_from_a_symlinked_release_directory_loads_the_new_release(
     finally:
         server.stop()
         stop_pid(new)
+
+
+def test_a_touch_reload_after_winch_leaves_the_old_workers_stopped(tmp_path: Path) -> None:
+    flag = tmp_path / "reload.trigger"
+    flag.write_text("")
+    server, _ = start_server(tmp_path, workers=1, touch_reload=[str(flag)])
+    new = 0
+    try:
+        old = server.pid
+        wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
+        server.signal(signal.SIGUSR2)
+        new = new_master(server)
+        wait_until(lambda: len(serving(new)) == 1, 30, "the new worker")
+        server.signal(signal.SIGWINCH)
+        wait_until(lambda: not serving(old), 30, "the old worker to stop")
+        later = flag.stat().st_mtime + 10
+        os.utime(flag, (later, later))
+        said = "--touch-reload: not reloading"
+        wait_until(lambda: said in server.log() or bool(serving(old)), 30, "the touch's line")
+        log = server.log()
+        assert said in log and "workers WINCH stopped start again" not in log, log
+        assert not serving(old) and alive(new)
+    finally:
+        server.stop()
+        stop_pid(new)

@@ -13,6 +13,7 @@ from uwsgiapp.addresses import AllowList
 from uwsgiapp.server.listeners import Listener, address_key, adopt, bind, drop_adopted
 from uwsgiapp.supervisor.actions import RETIRE, Signal, Spawn
 from uwsgiapp.supervisor.handover import (
+    TOUCHED,
     VARIABLE,
     Do,
     Passed,
@@ -62,6 +63,15 @@ def test_a_hup_after_winch_starts_the_old_workers_again_else_reloads() -> None:
     assert decide("HUP", Standing(child=4242)) == (Do.POLICY, "")  # a reload, as always
     assert decide("HUP", Standing()) == (Do.POLICY, "")
     assert decide("TERM", Standing(child=4242, workers_stopped=True)) == (Do.POLICY, "")
+
+
+def test_a_touch_reload_is_a_reload_unless_a_new_master_runs() -> None:
+    # The arbiter's touch of --touch-reload is no HUP after WINCH: it never rolls back.
+    do, line = decide(TOUCHED, Standing(child=4242, workers_stopped=True))
+    assert do is Do.IGNORE and "--touch-reload: not reloading" in line and "4242" in line
+    assert decide(TOUCHED, Standing(child=4242))[0] is Do.IGNORE
+    assert decide(TOUCHED, Standing()) == (Do.POLICY, "")  # the arbiter makes it a HUP
+    assert decide(TOUCHED, Standing(parent=4141)) == (Do.POLICY, "")  # the new master reloads
 
 
 def test_the_passed_sockets_survive_the_variable() -> None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from uwsgiapp.exitcodes import ServeExit
 
 __all__ = [
+    "TOUCHED",
     "VARIABLE",
     "Do",
     "Passed",
@@ -30,6 +31,10 @@ __all__ = [
     "exec_environ",
     "oldbin",
 ]
+
+#: The master loop's name for a touch of ``--touch-reload``: a HUP's reload, unless a USR2's
+#: new master runs (a real HUP after WINCH starts the old workers again; a touch must not).
+TOUCHED = "touch"
 
 #: What the old master passes its sockets in (not ``UWSGIAPP_*``: those are options).
 VARIABLE = "_UWSGIAPP_UPGRADE"
@@ -145,12 +150,18 @@ class Standing:
 
 
 def decide(name: str, standing: Standing) -> tuple[Do, str]:
-    """What ``name`` ('USR2', 'WINCH', 'HUP') does now, and the line that says it ('' for
-    none)."""
+    """What ``name`` ('USR2', 'WINCH', 'HUP', :data:`TOUCHED`) does now, and the line that
+    says it ('' for none)."""
     if standing.stopping:
         return Do.POLICY, ""
     if name == "USR2":
         return _usr2(standing)
+    if name == TOUCHED and standing.child:
+        return Do.IGNORE, (
+            f"--touch-reload: not reloading: the new master (pid {standing.child}) of this "
+            "master's USR2 runs (it reloads on the touch itself; HUP here after WINCH starts "
+            "this master's workers again)"
+        )
     if name == "WINCH":
         if not standing.child:  # a terminal's resize; gunicorn acts only when daemonized
             return Do.IGNORE, ""

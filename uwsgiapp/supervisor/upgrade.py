@@ -37,6 +37,7 @@ from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import options
 from uwsgiapp.supervisor.actions import Action, Log, LogLevel, Notify
 from uwsgiapp.supervisor.handover import (
+    TOUCHED,
     VARIABLE,
     Do,
     Passed,
@@ -53,7 +54,7 @@ from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.registrations import fork_hooks_quiet
 from uwsgiapp.supervisor.sdnotify import Notifier
 
-__all__ = ["Upgrade", "bound", "receive", "say_received", "start_dir"]
+__all__ = ["TOUCHED", "Upgrade", "bound", "receive", "say_received", "start_dir"]
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -241,13 +242,15 @@ class Upgrade:
             cwd_lost=_start is None,
         )
 
-    def on_signal(self, name: str, now: float) -> list[Action] | None:
-        """``USR2``, ``WINCH``, or a ``HUP`` after a WINCH: what is done (None: the policy's)."""
-        if name not in ("USR2", "WINCH", "HUP"):
-            return None
+    def on_signal(self, name: str, now: float) -> tuple[str, list[Action] | None]:
+        """``USR2``, ``WINCH``, a ``HUP`` after a WINCH, a touch of ``--touch-reload``: what
+        is done (None: the policy's, for the signal named: a touch's is a HUP's)."""
         do, line = decide(name, self.standing())
         if do is Do.POLICY:
-            return None
+            return ("HUP" if name == TOUCHED else name), None
+        return name, self._carry_out(do, line, now)
+
+    def _carry_out(self, do: Do, line: str, now: float) -> list[Action]:
         said: list[Action] = [Log(LogLevel.INFO, line)] if line else []
         if do is Do.REFUSE:
             return [Log(LogLevel.WARNING, line)]
