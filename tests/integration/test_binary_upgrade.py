@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from support.procs import (
     wait_until,
     worker_pids,
 )
+
+from uwsgiapp.supervisor.handover import VARIABLE, Passed, PassedSocket, encode
 
 #: Answers with the pid of the master of the worker that served (its parent).
 APP = """
@@ -443,3 +446,50 @@ def test_a_touch_reload_after_winch_leaves_the_old_workers_stopped(tmp_path: Pat
     finally:
         server.stop()
         stop_pid(new)
+
+
+def test_passed_descriptors_that_are_not_the_listening_socket_are_closed_and_bound_anew(
+    tmp_path: Path,
+) -> None:
+    # A forged (or stale) variable: a UDP socket, one end of a socketpair, a regular file, each
+    # named for the --socket spec. None is taken: each is closed and the spec bound as always.
+    (tmp_path / "upgradeapp.py").write_text(APP)
+    server = Server(tmp_path / "server", "upgradeapp:app", pythonpath=[str(tmp_path)], workers=1)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    pair = socket.socketpair()
+    regular = open(tmp_path / "regular", "wb")  # noqa: SIM115 - closed below
+    fds = (udp.fileno(), pair[0].fileno(), regular.fileno())
+    passed = Passed(
+        parent=os.getpid(),
+        sockets=tuple(
+            PassedSocket(spec=server.socket, fd=fd, path=server.socket, inode=(1, 1)) for fd in fds
+        ),
+    )
+    server._log = open(server.log_path, "ab")  # noqa: SIM115 - closed by server.stop()
+    server.proc = subprocess.Popen(
+        server.command(),
+        stdout=server._log,
+        stderr=subprocess.STDOUT,
+        cwd=server.workdir,
+        env={**os.environ, VARIABLE: encode(passed)},
+        pass_fds=fds,
+    )
+    try:
+        wait_until(lambda: len(serving(server.pid)) == 1, 30, "the worker")
+        answer = uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10).data
+        assert answer.endswith(str(server.pid).encode()), (answer, server.log())
+        log = server.log()
+        assert "not a stream socket" in log and "not a listening socket" in log, log
+        assert log.count("not taken") == 3, log
+        held = {
+            os.readlink(f"/proc/{server.pid}/fd/{fd}")
+            for fd in os.listdir(f"/proc/{server.pid}/fd")
+        }
+        assert str(tmp_path / "regular") not in held, held
+    finally:
+        server.stop()
+        udp.close()
+        pair[0].close()
+        pair[1].close()
+        regular.close()

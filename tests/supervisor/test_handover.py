@@ -18,17 +18,20 @@ from uwsgiapp.supervisor.handover import (
     Do,
     Passed,
     PassedSocket,
+    Seen,
     Standing,
     child_exit,
     decide,
     decode,
     encode,
     exec_environ,
+    fault,
     oldbin,
 )
 from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.status import WorkerStatus
-from uwsgiapp.supervisor.upgrade import put_back, set_aside, start_dir
+from uwsgiapp.supervisor.takeover import start_dir
+from uwsgiapp.supervisor.upgrade import put_back, set_aside
 
 
 def test_usr2_starts_a_new_master_only_when_no_other_runs() -> None:
@@ -192,3 +195,55 @@ def test_a_new_master_starts_in_the_shells_directory_through_its_symlink(
     assert start_dir({"PWD": str(tmp_path)}) == str(release)  # another directory: not it
     assert start_dir({"PWD": "current"}) == str(release)
     assert start_dir({}) == str(release)
+
+
+def test_only_the_listening_socket_a_spec_names_is_taken() -> None:
+    unix = PassedSocket(spec="/run/a.sock", fd=5, path="/run/a.sock", inode=(1, 2))
+    good = Seen(
+        kind=socket.SOCK_STREAM,
+        accepting=True,
+        family=socket.AF_UNIX,
+        name="/run/a.sock",
+        file=(1, 2),
+    )
+    assert fault(unix, good) == ""
+    pinned = Seen(
+        kind=socket.SOCK_STREAM,
+        accepting=True,
+        family=socket.AF_UNIX,
+        name="/proc/self/fd/7/a.sock",
+        file=(1, 2),
+    )  # bound through its pinned directory
+    assert fault(unix, pinned) == ""
+    udp = Seen(kind=socket.SOCK_DGRAM, accepting=False, family=socket.AF_INET, name=("", 0))
+    assert fault(unix, udp) == "not a stream socket"
+    pair = Seen(kind=socket.SOCK_STREAM, accepting=False, family=socket.AF_UNIX, name="")
+    assert fault(unix, pair) == "not a listening socket"
+    other = Seen(
+        kind=socket.SOCK_STREAM,
+        accepting=True,
+        family=socket.AF_UNIX,
+        name="/run/b.sock",
+        file=(1, 2),
+    )
+    assert "not a unix socket bound to /run/a.sock" in fault(unix, other)
+    replaced = Seen(
+        kind=socket.SOCK_STREAM,
+        accepting=True,
+        family=socket.AF_UNIX,
+        name="/run/a.sock",
+        file=(1, 3),
+    )
+    assert "no longer the socket file" in fault(unix, replaced)
+    tcp = PassedSocket(spec="127.0.0.1:9000", fd=6)
+    listening = Seen(
+        kind=socket.SOCK_STREAM, accepting=True, family=socket.AF_INET, name=("127.0.0.1", 9000)
+    )
+    assert fault(tcp, listening) == ""
+    assert "port 9000" in fault(PassedSocket(spec=":9000", fd=6), good)
+    elsewhere = Seen(
+        kind=socket.SOCK_STREAM, accepting=True, family=socket.AF_INET, name=("127.0.0.1", 80)
+    )
+    assert "port 9000" in fault(tcp, elsewhere)
+    assert fault(PassedSocket(spec="fd://3", fd=3), listening) == ""
+    assert fault(PassedSocket(spec="fd://3", fd=4), listening) == "not descriptor 3"

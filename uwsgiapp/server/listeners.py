@@ -139,8 +139,11 @@ def bind(spec: str, *, backlog: int, chmod: int, allow: AllowList) -> Listener:
     ``[v6]:port``, ``:port`` for every interface, or ``fd://N``)."""
     taken = _adopted.pop(address_key(spec), None)
     if taken is not None:
-        with contextlib.suppress(OSError):
+        try:
             taken.sock.listen(backlog)  # this start's --listen
+        except OSError as exc:
+            taken.close(unlink=False)
+            raise ListenerError(f"socket {spec!r}: the passed one cannot listen: {exc}") from None
         taken.allow = allow if taken.is_tcp else None
         return taken
     address = _parse(spec)

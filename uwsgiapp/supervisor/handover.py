@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import enum
 import json
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from uwsgiapp.addresses import AddressError, parse_address
 from uwsgiapp.exitcodes import ServeExit
 
 __all__ = [
@@ -23,12 +26,14 @@ __all__ = [
     "Do",
     "Passed",
     "PassedSocket",
+    "Seen",
     "Standing",
     "child_exit",
     "decide",
     "decode",
     "encode",
     "exec_environ",
+    "fault",
     "oldbin",
 ]
 
@@ -89,6 +94,45 @@ def decode(text: str) -> Passed | None:
     if parent <= 0 or any(s.fd < 3 for s in sockets):
         return None
     return Passed(parent=parent, sockets=sockets)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Seen:
+    """What a passed descriptor turns out to be: its ``SO_TYPE`` (``kind``), ``SO_ACCEPTCONN``
+    (``accepting``), family, ``getsockname()`` (``name``), and the (device, inode) of what is
+    at the socket file's path now (``file``, None: nothing, or no path)."""
+
+    kind: int
+    accepting: bool
+    family: int
+    name: object
+    file: tuple[int, int] | None = None
+
+
+def fault(one: PassedSocket, seen: Seen) -> str:
+    """Why the descriptor passed as ``one`` is not the listening socket its spec names ("":
+    it is); the new master then closes it and binds the spec itself."""
+    if seen.kind != socket.SOCK_STREAM:
+        return "not a stream socket"
+    if not seen.accepting:
+        return "not a listening socket"
+    try:
+        address = parse_address(one.spec)
+    except AddressError:
+        return "its spec names no socket"
+    if address.fd is not None:
+        return "" if address.fd == one.fd else f"not descriptor {address.fd}"
+    if address.is_unix:
+        name = seen.name if isinstance(seen.name, str) else ""
+        if seen.family != socket.AF_UNIX or os.path.basename(name) != os.path.basename(one.path):
+            return f"not a unix socket bound to {one.path or address.path}"
+        if seen.file is None or seen.file != one.inode:
+            return f"{one.path} is no longer the socket file it was bound to"
+        return ""
+    port = seen.name[1] if isinstance(seen.name, tuple) and len(seen.name) >= 2 else None
+    if seen.family not in (socket.AF_INET, socket.AF_INET6) or port != address.port:
+        return f"not a TCP socket on port {address.port}"
+    return ""
 
 
 def exec_environ(start: Mapping[str, str], passed: Passed, new_pid: int) -> dict[str, str]:

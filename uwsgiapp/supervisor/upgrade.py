@@ -5,10 +5,11 @@ On ``USR2`` the old master renames its pidfile to ``<pidfile>.oldbin`` and forks
 executes the command the server was started with (the same interpreter, ``sys.executable``;
 the same arguments, ``sys.orig_argv``; the start's directory and environment) with the
 listening sockets left open and named in :data:`~uwsgiapp.supervisor.handover.VARIABLE`. The
-new master (:func:`receive`) takes them instead of binding, imports the app, writes the
-pidfile and starts its workers; both masters' workers accept meanwhile. ``WINCH`` then stops
-the old master's workers, ``TERM`` or ``QUIT`` the old master; if the new master exits first,
-the old one renames the pidfile back (and starts its workers again if WINCH had stopped them).
+new master (:func:`~uwsgiapp.supervisor.takeover.receive`) takes them instead of binding,
+imports the app, writes the pidfile and starts its workers; both masters' workers accept
+meanwhile. ``WINCH`` then stops the old master's workers, ``TERM`` or ``QUIT`` the old
+master; if the new master exits first, the old one renames the pidfile back (and starts its
+workers again if WINCH had stopped them).
 
 The child is not a worker: it leaves none of the master's handlers, blocked signals or
 descriptors (other than the sockets) to the new master, has no parent-death signal (it must
@@ -23,29 +24,23 @@ import contextlib
 import logging
 import os
 import signal
-import socket
-import sys
-from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import NoReturn
 
 from uwsgiapp.config import Config
 from uwsgiapp.server import safefiles
-from uwsgiapp.server.listeners import Listener, adopt, drop_adopted
+from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import flush_std
 from uwsgiapp.stats.server import StatsServer
-from uwsgiapp.supervisor import options
+from uwsgiapp.supervisor import options, takeover
 from uwsgiapp.supervisor.actions import Action, Log, LogLevel, Notify
 from uwsgiapp.supervisor.handover import (
     TOUCHED,
-    VARIABLE,
     Do,
     Passed,
     PassedSocket,
     Standing,
     child_exit,
     decide,
-    decode,
     exec_environ,
     oldbin,
 )
@@ -53,94 +48,14 @@ from uwsgiapp.supervisor.mastersignals import MASTER_SIGNUMS
 from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.registrations import fork_hooks_quiet
 from uwsgiapp.supervisor.sdnotify import Notifier
+from uwsgiapp.supervisor.takeover import Start
 
-__all__ = ["TOUCHED", "Upgrade", "bound", "receive", "say_received", "start_dir"]
+__all__ = ["TOUCHED", "Upgrade", "put_back", "set_aside"]
 
 log = logging.getLogger("uwsgiapp.error")
 
 #: An exit the master reaped: (pid, exit code or None, signal or None).
 Exit = tuple[int, int | None, int | None]
-
-
-@dataclass(frozen=True, slots=True)
-class _Start:
-    """How this process was started: what a new master is started with."""
-
-    executable: str
-    argv: list[str]
-    cwd: str
-
-
-_start: _Start | None = None
-#: The old master whose sockets this one took (0: none).
-_parent = 0
-#: What receive() found, for the log: (level, line).
-_notes: list[tuple[int, str]] = []
-
-
-def receive() -> None:
-    """At ``serve``'s start: note how the process was started, and take the sockets an old
-    master passed (they are what binding their specs gives, :func:`~uwsgiapp.server.listeners.
-    adopt`). The variable leaves the environment: the app must not see it.
-
-    The old master may have exited already (a QUIT right after the USR2): this one, reparented,
-    still holds the sockets, and takes them as its own (gunicorn does not ask for the parent
-    either); a socket file is then this master's to remove."""
-    global _start, _parent
-    with contextlib.suppress(OSError):
-        _start = _Start(sys.executable, list(sys.orig_argv), start_dir(os.environ))
-    text = os.environ.pop(VARIABLE, None)
-    if text is None:
-        return
-    passed = decode(text)
-    if passed is None:
-        _notes.append((logging.WARNING, f"{VARIABLE} ignored: not what a uwsgiapp master passes"))
-        return
-    alive = passed.parent == os.getppid()
-    for one in passed.sockets:
-        try:
-            sock = socket.socket(fileno=one.fd)
-        except OSError as exc:
-            _notes.append((logging.WARNING, f"the old master's {one.spec} (fd {one.fd}): {exc}"))
-            continue
-        sock.set_inheritable(False)
-        adopt(Listener(sock, one.spec, path=one.path, inode=one.inode, shared=alive))
-    if alive:
-        _parent = passed.parent
-        _notes.append((logging.INFO, f"binary upgrade: started by master {_parent}'s USR2"))
-    else:
-        said = (
-            f"binary upgrade: started by master {passed.parent}'s USR2, which has exited "
-            "already: its sockets, and their files, are this master's"
-        )
-        _notes.append((logging.INFO, said))
-
-
-def start_dir(environ: Mapping[str, str]) -> str:
-    """The directory a new master starts in: the shell's ``$PWD`` when it is the working
-    directory (gunicorn's ``util.getcwd``), as written: through a deploy's ``current``
-    symlink, which the new master then follows to the new release; else ``getcwd()``, the
-    resolved path. OSError: the working directory is gone."""
-    cwd = os.getcwd()
-    pwd = environ.get("PWD", "")
-    with contextlib.suppress(OSError):
-        if os.path.isabs(pwd) and os.path.samefile(pwd, cwd):
-            return pwd
-    return cwd
-
-
-def say_received() -> None:
-    """What :func:`receive` found, in the log (once it is set up, before binding)."""
-    for level, note in _notes:
-        log.log(level, "%s", note)
-    _notes.clear()
-
-
-def bound() -> None:
-    """Once the sockets are bound: the passed sockets no option names are closed."""
-    unused = drop_adopted()
-    if unused:
-        log.warning("the old master's sockets %s: no option names them, closed", ", ".join(unused))
 
 
 def set_aside(pidfile: str, pid: int) -> bool:
@@ -168,7 +83,7 @@ def put_back(pidfile: str, pid: int, child: int) -> bool:
     return True
 
 
-def _exec_new_master(start: _Start, environ: dict[str, str], passed: Passed) -> NoReturn:
+def _exec_new_master(start: Start, environ: dict[str, str], passed: Passed) -> NoReturn:
     """In the forked child: become the new master. Nothing here logs (another thread of the
     master may have held the log's lock at the fork)."""
     try:
@@ -220,7 +135,7 @@ class Upgrade:
         self.policy = policy
         self.notifier = notifier
         self.child = 0
-        self.parent = _parent
+        self.parent = takeover.parent()
         #: How many workers a WINCH stopped (0: none).
         self.stopped = 0
         self._share(bool(self.parent))
@@ -239,7 +154,7 @@ class Upgrade:
             stopping=self.policy.stopping,
             pid1=os.getpid() == 1,
             can_exec=options.start_environ() is not None,
-            cwd_lost=_start is None,
+            cwd_lost=takeover.started() is None,
         )
 
     def on_signal(self, name: str, now: float) -> tuple[str, list[Action] | None]:
@@ -268,7 +183,7 @@ class Upgrade:
 
     def _begin(self) -> list[Action]:
         """USR2: the pidfile set aside, the new master started."""
-        start, environ = _start, options.start_environ()
+        start, environ = takeover.started(), options.start_environ()
         assert start is not None and environ is not None  # decide() checked
         if not os.access(start.executable, os.X_OK):  # after --uid: the user's, not root's
             return [
@@ -313,7 +228,7 @@ class Upgrade:
             )
         ]
 
-    def _fork(self, start: _Start, environ: dict[str, str], passed: Passed) -> int:
+    def _fork(self, start: Start, environ: dict[str, str], passed: Passed) -> int:
         # Blocked across fork, as for a worker: the master's handlers must not run in the child.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNUMS)
         flush_std()
