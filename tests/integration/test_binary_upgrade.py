@@ -493,3 +493,31 @@ def test_passed_descriptors_that_are_not_the_listening_socket_are_closed_and_bou
         pair[0].close()
         pair[1].close()
         regular.close()
+
+
+def test_the_new_master_writes_the_pidfile_once_a_worker_serves(tmp_path: Path) -> None:
+    # A deploy script waits for <pidfile> to name the new master, then sends WINCH: until its
+    # workers serve, that would leave nobody accepting.
+    server, pidfile = start_server(tmp_path, workers=1)
+    new = 0
+    try:
+        old = server.pid
+        wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
+        (tmp_path / "upgradeapp.py").write_text(
+            "import os, time\n"
+            f"open({str(tmp_path / 'importing')!r}, 'w').close()\n"
+            "deadline = time.monotonic() + 60\n"
+            f"while not os.path.exists({str(tmp_path / 'go')!r}) and time.monotonic() < deadline:\n"
+            "    time.sleep(0.01)\n" + APP
+        )
+        server.signal(signal.SIGUSR2)
+        new = new_master(server)
+        wait_until(lambda: (tmp_path / "importing").exists(), 30, "the new master's import")
+        assert held(pidfile) is None and held(Path(f"{pidfile}.oldbin")) == old
+        (tmp_path / "go").write_text("")
+        wait_until(lambda: held(pidfile) == new, 30, "the new master's pidfile")
+        assert serving(new), server.log()
+        assert f"a worker serves; pidfile {pidfile}" in server.log()
+    finally:
+        server.stop()
+        stop_pid(new)

@@ -260,8 +260,9 @@ def _with_listeners(
             # Set first: a stop signal that lands just after the write (start-up stops unwind
             # as an exception) must still remove it. Removal checks that it holds our pid.
             pidfile_written = True
-            try:
-                safefiles.write_pidfile(pidfile, os.getpid())
+            try:  # a USR2's new master writes it once it serves (Upgrade.tick)
+                if not takeover.parent():
+                    safefiles.write_pidfile(pidfile, os.getpid())
             except OSError as exc:
                 log.error("--pidfile: cannot write %s: %s", pidfile, exc.strerror or exc)
                 return ServeExit.START_FAILED

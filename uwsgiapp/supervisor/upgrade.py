@@ -2,14 +2,14 @@
 listening sockets; the effects (the decisions are :mod:`~uwsgiapp.supervisor.handover`'s).
 
 On ``USR2`` the old master renames its pidfile to ``<pidfile>.oldbin`` and forks a child that
-executes the command the server was started with (the same interpreter, ``sys.executable``;
-the same arguments, ``sys.orig_argv``; the start's directory and environment) with the
-listening sockets left open and named in :data:`~uwsgiapp.supervisor.handover.VARIABLE`. The
-new master (:func:`~uwsgiapp.supervisor.takeover.receive`) takes them instead of binding,
-imports the app, writes the pidfile and starts its workers; both masters' workers accept
-meanwhile. ``WINCH`` then stops the old master's workers, ``TERM`` or ``QUIT`` the old
-master; if the new master exits first, the old one renames the pidfile back (and starts its
-workers again if WINCH had stopped them).
+executes the command the server was started with (the same interpreter, ``sys.executable``; the
+same arguments, ``sys.orig_argv``; the start's directory and environment) with the listening
+sockets left open and named in :data:`~uwsgiapp.supervisor.handover.VARIABLE`. The new master
+(:func:`~uwsgiapp.supervisor.takeover.receive`) takes them instead of binding, imports the app,
+starts its workers and, once one serves, writes the pidfile; both masters' workers accept
+meanwhile. ``WINCH`` then stops the old master's workers, ``TERM`` or ``QUIT`` the old master;
+if the new master exits first, the old one renames the pidfile back (and starts its workers
+again if WINCH had stopped them).
 
 The child is not a worker: it leaves none of the master's handlers, blocked signals or
 descriptors (other than the sockets) to the new master, has no parent-death signal (it must
@@ -32,7 +32,7 @@ from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import flush_std
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import options, takeover
-from uwsgiapp.supervisor.actions import Action, Log, LogLevel, Notify
+from uwsgiapp.supervisor.actions import Action, Log, LogLevel, Notify, WorkerState
 from uwsgiapp.supervisor.handover import (
     TOUCHED,
     Do,
@@ -138,6 +138,9 @@ class Upgrade:
         self.parent = takeover.parent()
         #: How many workers a WINCH stopped (0: none).
         self.stopped = 0
+        #: A USR2's new master writes the pidfile once a worker serves: a script that waits
+        #: for it to send WINCH must not leave nobody accepting while the app imports.
+        self.pidfile_due = bool(self.pidfile and self.parent)
         self._share(bool(self.parent))
 
     @property
@@ -244,7 +247,7 @@ class Upgrade:
     def tick(self, exits: list[Exit], now: float) -> list[Action]:
         """Take the new master's exit out of ``exits`` (reaped with the workers); notice that
         the old master is gone."""
-        actions: list[Action] = []
+        actions: list[Action] = self._write_pidfile() if self.pidfile_due else []
         if self.parent and os.getppid() != self.parent:
             actions.append(
                 Log(
@@ -260,6 +263,16 @@ class Upgrade:
                 exits.remove(item)
                 return actions + self._child_ended(*item, now=now)
         return actions
+
+    def _write_pidfile(self) -> list[Action]:
+        if not any(r.state is WorkerState.READY for r in self.policy.records.values()):
+            return []
+        self.pidfile_due = False
+        try:
+            safefiles.write_pidfile(self.pidfile, os.getpid())
+        except OSError as exc:
+            return [Log(LogLevel.ERROR, f"--pidfile: cannot write {self.pidfile}: {exc}")]
+        return [Log(LogLevel.INFO, f"binary upgrade: a worker serves; pidfile {self.pidfile}")]
 
     def _child_ended(
         self, pid: int, code: int | None, signum: int | None, now: float
