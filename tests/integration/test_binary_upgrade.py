@@ -521,3 +521,34 @@ def test_the_new_master_writes_the_pidfile_once_a_worker_serves(tmp_path: Path) 
     finally:
         server.stop()
         stop_pid(new)
+
+
+def test_a_new_master_stopped_without_winch_gives_systemd_the_old_masters_pid_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rolling back before WINCH: TERM to the new master. Its READY=1 made it the main PID; its
+    # exit must not be the service's (systemd would then stop the old master too).
+    path = os.path.join(short_tmpdir(), "notify")
+    new = 0
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(path)
+        manager.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        manager.settimeout(30)
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        server, _ = start_server(tmp_path, workers=1)
+        try:
+            old = server.pid
+            assert _message(manager)[1] == old
+            server.signal(signal.SIGUSR2)
+            new = new_master(server)
+            ready, sender = _message(manager)
+            assert ready.endswith(f"\nMAINPID={new}") and sender == new, ready
+            os.kill(new, signal.SIGTERM)
+            handback, sender = _message(manager)
+            assert handback.startswith(f"MAINPID={old}\n") and sender == new, handback
+            ready, sender = _message(manager)  # and the old master says it serves
+            assert ready.startswith("READY=1\n") and ready.endswith(f"\nMAINPID={old}"), ready
+            assert sender == old and alive(old)
+        finally:
+            server.stop()
+            stop_pid(new)

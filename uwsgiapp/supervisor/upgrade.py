@@ -283,7 +283,9 @@ class Upgrade:
         line = child_exit(pid, code, signum) + ": this master serves on"
         line += f"; pidfile {self.pidfile} is this master's again" if back else ""
         clean = code == 0 and signum is None
-        actions: list[Action] = [Log(LogLevel.INFO if clean else LogLevel.ERROR, line)]
+        # READY=1 says this master's pid: systemd's main process again, if the new one was.
+        ready = Notify(f"READY=1\nSTATUS=the new master (pid {pid}) ended; this one serves")
+        actions: list[Action] = [Log(LogLevel.INFO if clean else LogLevel.ERROR, line), ready]
         if self.stopped:  # nobody would accept on the sockets
             count, self.stopped = self.stopped, 0
             actions.append(Log(LogLevel.INFO, f"starting the {count} workers WINCH stopped again"))
@@ -294,3 +296,4 @@ class Upgrade:
         for listener in self.sockets:
             listener.shared = shared
         self.notifier.paired = shared
+        self.notifier.handback = self.parent
