@@ -552,3 +552,35 @@ def test_a_new_master_stopped_without_winch_gives_systemd_the_old_masters_pid_ba
         finally:
             server.stop()
             stop_pid(new)
+
+
+def test_a_new_master_that_fails_after_the_old_one_exited_removes_the_socket_file(
+    tmp_path: Path,
+) -> None:
+    server, pidfile = start_server(tmp_path, workers=1)
+    new = 0
+    try:
+        old = server.pid
+        wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
+        # The new code fails, once the old master (that passed the sockets) has gone.
+        (tmp_path / "upgradeapp.py").write_text(
+            "import os, time\n"
+            f"open({str(tmp_path / 'importing')!r}, 'w').close()\n"
+            "deadline = time.monotonic() + 60\n"
+            f"while os.getppid() == {old} and time.monotonic() < deadline:\n"
+            "    time.sleep(0.01)\n"
+            "raise ImportError('half deployed')\n"
+        )
+        server.signal(signal.SIGUSR2)
+        new = new_master(server)
+        wait_until(lambda: (tmp_path / "importing").exists(), 30, "the new master's import")
+        server.signal(signal.SIGQUIT)
+        assert server.wait(30) == 0
+        wait_until(lambda: not alive(new), 60, "the new master to fail")
+        log = server.log()
+        assert "half deployed" in log, log
+        assert not os.path.exists(server.socket), log  # nobody listens there any more
+        assert not pidfile.exists() and not Path(f"{pidfile}.oldbin").exists()
+    finally:
+        server.stop()
+        stop_pid(new)

@@ -292,6 +292,7 @@ def _with_listeners(
             )
         return _load_and_run(config, listeners, stats, notifier)
     finally:
+        takeover.alone([*listeners, *([stats.listener] if stats is not None else [])])
         for listener in listeners:
             listener.close()
         if pidfile_written:

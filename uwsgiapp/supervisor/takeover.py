@@ -12,13 +12,23 @@ import logging
 import os
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from uwsgiapp.server.listeners import Listener, adopt, drop_adopted
 from uwsgiapp.supervisor.handover import VARIABLE, PassedSocket, Seen, decode, fault
 
-__all__ = ["Start", "bound", "parent", "receive", "say_received", "start_dir", "started"]
+__all__ = [
+    "Start",
+    "alone",
+    "bound",
+    "claim",
+    "parent",
+    "receive",
+    "say_received",
+    "start_dir",
+    "started",
+]
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -144,3 +154,19 @@ def started() -> Start | None:
 def parent() -> int:
     """The old master whose sockets this one took, alive at the start (0: none)."""
     return _parent
+
+
+def claim() -> int:
+    """:func:`parent`, for the master's loop, which follows it from now on
+    (:class:`~uwsgiapp.supervisor.upgrade.Upgrade`)."""
+    global _parent
+    taken, _parent = _parent, 0
+    return taken
+
+
+def alone(listeners: Iterable[Listener]) -> None:
+    """At a stop before the master's loop took over (the app failed to import): if the old
+    master has exited meanwhile, the socket files are this one's to remove (none is left)."""
+    if _parent and os.getppid() != _parent:
+        for listener in listeners:
+            listener.shared = False

@@ -135,7 +135,7 @@ class Upgrade:
         self.policy = policy
         self.notifier = notifier
         self.child = 0
-        self.parent = takeover.parent()
+        self.parent = takeover.claim()
         #: How many workers a WINCH stopped (0: none).
         self.stopped = 0
         #: A USR2's new master writes the pidfile once a worker serves: a script that waits
