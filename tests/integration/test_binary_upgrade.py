@@ -205,9 +205,14 @@ def test_hup_after_winch_brings_the_old_workers_back_and_the_new_master_can_go(
         wait_until(lambda: len(serving(new)) == 2, 30, "the new workers")
         server.signal(signal.SIGWINCH)
         wait_until(lambda: not serving(old), 30, "the old workers to stop")
+        server.signal(signal.SIGTTIN)  # neither starts a worker, nor says "one worker"
+        server.signal(signal.SIGTTOU)
+        said = ("SIGTTIN ignored: WINCH stopped", "SIGTTOU ignored: WINCH stopped")
+        wait_until(lambda: all(x in server.log() for x in said), 30, "TTIN's and TTOU's lines")
+        assert not serving(old) and "already at one worker" not in server.log()
         server.signal(signal.SIGHUP)
         wait_until(lambda: len(serving(old)) == 2, 30, "the old workers to start again")
-        assert "no re-import" in server.log()
+        assert "no re-import" in server.log() and len(worker_pids(old) - {new}) == 2
         os.kill(new, signal.SIGTERM)
         said = f"the new master (pid {new}) exited with code 0"
         wait_until(lambda: said in server.log(), 30, "the new master's stop")

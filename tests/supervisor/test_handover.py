@@ -46,7 +46,10 @@ def test_usr2_starts_a_new_master_only_when_no_other_runs() -> None:
     assert do is Do.REFUSE and "not started by the uwsgiapp command" in line
     do, line = decide("USR2", Standing(cwd_lost=True))
     assert do is Do.REFUSE and "directory this server was started in" in line
-    assert decide("USR2", Standing(stopping=True)) == (Do.POLICY, "")  # "already stopping"
+    assert decide("USR2", Standing(stopping=True)) == (
+        Do.REFUSE,
+        "SIGUSR2 refused: this master is stopping",
+    )
 
 
 def test_winch_stops_the_workers_only_after_a_usr2() -> None:
@@ -57,6 +60,13 @@ def test_winch_stops_the_workers_only_after_a_usr2() -> None:
     do, line = decide("WINCH", Standing(child=4242, workers_stopped=True))
     assert do is Do.IGNORE and "already" in line
     assert decide("WINCH", Standing(child=4242, stopping=True)) == (Do.POLICY, "")
+
+
+def test_ttin_and_ttou_after_winch_leave_the_workers_stopped() -> None:
+    for name in ("TTIN", "TTOU"):
+        do, line = decide(name, Standing(child=4242, workers_stopped=True))
+        assert do is Do.IGNORE and f"SIG{name} ignored: WINCH stopped" in line
+        assert decide(name, Standing(child=4242)) == (Do.POLICY, "")
 
 
 def test_a_hup_after_winch_starts_the_old_workers_again_else_reloads() -> None:

@@ -197,7 +197,13 @@ def decide(name: str, standing: Standing) -> tuple[Do, str]:
     """What ``name`` ('USR2', 'WINCH', 'HUP', :data:`TOUCHED`) does now, and the line that
     says it ('' for none)."""
     if standing.stopping:
+        if name == "USR2":
+            return Do.REFUSE, "SIGUSR2 refused: this master is stopping"
         return Do.POLICY, ""
+    if name in ("TTIN", "TTOU") and standing.workers_stopped:
+        return Do.IGNORE, (
+            f"SIG{name} ignored: WINCH stopped this master's workers (HUP starts them again)"
+        )
     if name == "USR2":
         return _usr2(standing)
     if name == TOUCHED and standing.child:
