@@ -589,3 +589,89 @@ def test_a_new_master_that_fails_after_the_old_one_exited_removes_the_socket_fil
     finally:
         server.stop()
         stop_pid(new)
+
+
+#: What systemd does for a socket unit: the listening socket at fd 3, LISTEN_FDS and this
+#: process's LISTEN_PID in the environment, then exec the service (same pid).
+SYSTEMD_EXEC = """
+import os, sys
+fd = int(sys.argv[1])
+os.dup2(fd, 3)
+os.close(fd)
+os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()), LISTEN_FDNAMES="app.socket")
+os.execv(sys.executable, [sys.executable, "-m", "uwsgiapp", "serve", *sys.argv[2:]])
+"""
+
+
+def test_usr2_passes_a_socket_systemd_passed_on_as_systemd_passes_it(tmp_path: Path) -> None:
+    # No --socket: the unit's socket, fd 3 with LISTEN_FDS. The new master finds it there.
+    (tmp_path / "upgradeapp.py").write_text(APP)
+    path = os.path.join(short_tmpdir(), "unit.sock")
+    unit = socket.socket(socket.AF_UNIX)
+    unit.bind(path)
+    unit.listen(16)
+    log_path = tmp_path / "server.log"
+    command = [sys.executable, "-c", SYSTEMD_EXEC, str(unit.fileno()), "upgradeapp:app"]
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            [*command, "--pythonpath", str(tmp_path), "--workers", "1"],
+            cwd=tmp_path,
+            pass_fds=(unit.fileno(),),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(tmp_path / "unused", "upgradeapp:app")
+    server.proc, server.log_path = proc, log_path
+    server._log = open(os.devnull, "ab")  # noqa: SIM115 - closed by server.stop()
+    new = 0
+    try:
+        old = proc.pid
+        wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
+        server.signal(signal.SIGUSR2)
+        new = new_master(server)
+        wait_until(lambda: len(serving(new)) == 1 or not alive(new), 30, "the new worker")
+        assert alive(new), server.log()
+        server.signal(signal.SIGWINCH)
+        wait_until(lambda: not serving(old), 30, "the old worker to stop")
+        answer = uwsgi_exchange(path, uwsgi_get("/"), timeout=10).data
+        assert answer.endswith(str(new).encode()), (answer, server.log())
+        assert f"listening on fd://3 ({path})" in server.log()
+    finally:
+        server.stop()
+        stop_pid(new)
+        unit.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="--uid needs root")
+def test_usr2_after_uid_starts_the_new_master_as_that_user_or_says_why_not(
+    tmp_path: Path,
+) -> None:
+    appdir = short_tmpdir()
+    os.chmod(appdir, 0o755)  # readable by the dropped user
+    Path(appdir, "upgradeapp.py").write_text(APP)
+    server = Server(tmp_path / "server", "upgradeapp:app", pythonpath=[appdir], workers=1)
+    server.options["uid"] = "nobody"
+    server.start()
+    new = 0
+    try:
+        old = server.pid
+        wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
+        server.signal(signal.SIGUSR2)
+        refused = "SIGUSR2 refused: this master (uid 65534) cannot execute"
+        started = re.compile(r"new master \(pid (\d+)\) started")
+        wait_until(
+            lambda: refused in server.log() or started.search(server.log()) is not None,
+            30,
+            "the USR2's line",
+        )
+        if refused in server.log():  # a root-only interpreter (a pyenv under /root)
+            answer = uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10).data
+            assert answer.endswith(str(old).encode()), answer
+            return
+        new = new_master(server)
+        wait_until(lambda: len(serving(new)) == 1 or not alive(new), 30, "the new worker")
+        uids = Path(f"/proc/{new}/status").read_text().split("\nUid:")[1].split()
+        assert uids[:2] == ["65534", "65534"], uids
+    finally:
+        server.stop()
+        stop_pid(new)
