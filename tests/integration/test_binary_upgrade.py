@@ -9,6 +9,7 @@ import os
 import re
 import signal
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,6 +26,8 @@ from support.procs import (
     wait_until,
     worker_pids,
 )
+
+from uwsgiapp.supervisor.handover import VARIABLE, Passed, PassedSocket, encode
 
 #: Answers with the pid of the master of the worker that served (its parent).
 APP = """
@@ -202,9 +205,14 @@ def test_hup_after_winch_brings_the_old_workers_back_and_the_new_master_can_go(
         wait_until(lambda: len(serving(new)) == 2, 30, "the new workers")
         server.signal(signal.SIGWINCH)
         wait_until(lambda: not serving(old), 30, "the old workers to stop")
+        server.signal(signal.SIGTTIN)  # neither starts a worker, nor says "one worker"
+        server.signal(signal.SIGTTOU)
+        said = ("SIGTTIN ignored: WINCH stopped", "SIGTTOU ignored: WINCH stopped")
+        wait_until(lambda: all(x in server.log() for x in said), 30, "TTIN's and TTOU's lines")
+        assert not serving(old) and "already at one worker" not in server.log()
         server.signal(signal.SIGHUP)
         wait_until(lambda: len(serving(old)) == 2, 30, "the old workers to start again")
-        assert "no re-import" in server.log()
+        assert "no re-import" in server.log() and len(worker_pids(old) - {new}) == 2
         os.kill(new, signal.SIGTERM)
         said = f"the new master (pid {new}) exited with code 0"
         wait_until(lambda: said in server.log(), 30, "the new master's stop")
@@ -303,3 +311,367 @@ def test_systemd_hears_the_new_masters_pid_and_no_stop_from_the_old_one(
         finally:
             server.stop()
             stop_pid(new)
+
+
+def test_usr2_with_unix_prefixed_specs_hands_the_sockets_over(tmp_path: Path) -> None:
+    # "unix:PATH" (the README's spelling) is "PATH" in the old master's listener: the new
+    # master must still find the socket it was passed, not bind the path again.
+    short = short_tmpdir()
+    path, stats = f"{short}/a.sock", f"{short}/stats.sock"
+    (tmp_path / "upgradeapp.py").write_text(APP)
+    server = Server(
+        tmp_path / "server",
+        "upgradeapp:app",
+        pythonpath=[str(tmp_path)],
+        socket=f"unix:{path}",
+        stats=f"unix:{stats}",
+        workers=1,
+    )
+    server.start(wait=False)
+    new = 0
+    try:
+        old = server.pid
+        wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
+        server.signal(signal.SIGUSR2)
+        new = new_master(server)
+        wait_until(lambda: len(serving(new)) == 1 or not alive(new), 30, "the new worker")
+        log = server.log()
+        assert alive(new) and "another server is listening" not in log, log
+        server.signal(signal.SIGWINCH)
+        wait_until(lambda: not serving(old), 30, "the old worker to stop")
+        answer = uwsgi_exchange(path, uwsgi_get("/"), timeout=10).data
+        assert answer.endswith(str(new).encode()), answer
+    finally:
+        server.stop()
+        stop_pid(new)
+
+
+#: Holds a new master (the one process started with the upgrade's variable) until the old
+#: master that started it has exited: as if the old one stopped just after its USR2.
+LATE = """
+import os
+import time
+
+if os.environ.get("_UWSGIAPP_UPGRADE"):
+    parent, deadline = os.getppid(), time.monotonic() + 60
+    while os.getppid() == parent and time.monotonic() < deadline:
+        time.sleep(0.01)
+"""
+
+
+def test_a_new_master_whose_old_master_stopped_at_once_serves_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "sitecustomize.py").write_text(LATE)
+    monkeypatch.setenv("PYTHONPATH", str(site))
+    server, pidfile = start_server(tmp_path, workers=1)
+    new = 0
+    try:
+        old = server.pid
+        wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
+        server.signal(signal.SIGUSR2)
+        new = new_master(server)
+        server.signal(signal.SIGQUIT)
+        assert server.wait(30) == 0
+        wait_until(lambda: len(serving(new)) == 1 or not alive(new), 60, "the new worker")
+        log = server.log()
+        assert alive(new) and "which has exited already" in log, log
+        answer = uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10).data
+        assert answer.endswith(str(new).encode()), answer
+        assert held(pidfile) == new
+        stop_pid(new)
+        # The only master: its stop removes the socket file.
+        assert not os.path.exists(server.socket) and not pidfile.exists()
+    finally:
+        server.stop()
+        stop_pid(new)
+
+
+def test_usr2_from_a_symlinked_release_directory_loads_the_new_release(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A deploy: `cd /srv/app/current && uwsgiapp serve ...`, then `current` flipped to the
+    # new release and USR2: the new master must start in (and import from) the new one.
+    for n in (1, 2):
+        (tmp_path / "releases" / str(n)).mkdir(parents=True)
+        (tmp_path / "releases" / str(n) / "releaseapp.py").write_text(
+            f"def app(environ, start_response):\n"
+            f"    start_response('200 OK', [])\n"
+            f"    return [b'release {n}']\n"
+        )
+    current = tmp_path / "current"
+    current.symlink_to(tmp_path / "releases" / "1")
+    monkeypatch.setenv("PWD", str(current))  # what a shell's cd sets
+    server = Server(current, "releaseapp:app", workers=1)
+    server.log_path = tmp_path / "server.log"
+    server.start()
+    new = 0
+    try:
+        old = server.pid
+        wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
+        assert uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10).data.endswith(b"1")
+        flipped = tmp_path / "flipped"
+        flipped.symlink_to(tmp_path / "releases" / "2")
+        flipped.rename(current)
+        server.signal(signal.SIGUSR2)
+        new = new_master(server)
+        wait_until(lambda: len(serving(new)) == 1 or not alive(new), 30, "the new worker")
+        server.signal(signal.SIGWINCH)
+        wait_until(lambda: not serving(old), 30, "the old worker to stop")
+        answer = uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10).data
+        assert answer.endswith(b"release 2"), (answer, server.log())
+        assert os.readlink(f"/proc/{new}/cwd") == str(tmp_path / "releases" / "2")
+    finally:
+        server.stop()
+        stop_pid(new)
+
+
+def test_a_touch_reload_after_winch_leaves_the_old_workers_stopped(tmp_path: Path) -> None:
+    flag = tmp_path / "reload.trigger"
+    flag.write_text("")
+    server, _ = start_server(tmp_path, workers=1, touch_reload=[str(flag)])
+    new = 0
+    try:
+        old = server.pid
+        wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
+        server.signal(signal.SIGUSR2)
+        new = new_master(server)
+        wait_until(lambda: len(serving(new)) == 1, 30, "the new worker")
+        server.signal(signal.SIGWINCH)
+        wait_until(lambda: not serving(old), 30, "the old worker to stop")
+        later = flag.stat().st_mtime + 10
+        os.utime(flag, (later, later))
+        said = "--touch-reload: not reloading"
+        wait_until(lambda: said in server.log() or bool(serving(old)), 30, "the touch's line")
+        log = server.log()
+        assert said in log and "workers WINCH stopped start again" not in log, log
+        assert not serving(old) and alive(new)
+    finally:
+        server.stop()
+        stop_pid(new)
+
+
+def test_passed_descriptors_that_are_not_the_listening_socket_are_closed_and_bound_anew(
+    tmp_path: Path,
+) -> None:
+    # A forged (or stale) variable: a UDP socket, one end of a socketpair, a regular file, each
+    # named for the --socket spec. None is taken: each is closed and the spec bound as always.
+    (tmp_path / "upgradeapp.py").write_text(APP)
+    server = Server(tmp_path / "server", "upgradeapp:app", pythonpath=[str(tmp_path)], workers=1)
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    pair = socket.socketpair()
+    regular = open(tmp_path / "regular", "wb")  # noqa: SIM115 - closed below
+    fds = (udp.fileno(), pair[0].fileno(), regular.fileno())
+    passed = Passed(
+        parent=os.getpid(),
+        sockets=tuple(
+            PassedSocket(spec=server.socket, fd=fd, path=server.socket, inode=(1, 1)) for fd in fds
+        ),
+    )
+    server._log = open(server.log_path, "ab")  # noqa: SIM115 - closed by server.stop()
+    server.proc = subprocess.Popen(
+        server.command(),
+        stdout=server._log,
+        stderr=subprocess.STDOUT,
+        cwd=server.workdir,
+        env={**os.environ, VARIABLE: encode(passed)},
+        pass_fds=fds,
+    )
+    try:
+        wait_until(lambda: len(serving(server.pid)) == 1, 30, "the worker")
+        answer = uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10).data
+        assert answer.endswith(str(server.pid).encode()), (answer, server.log())
+        log = server.log()
+        assert "not a stream socket" in log and "not a listening socket" in log, log
+        assert log.count("not taken") == 3, log
+        held = {
+            os.readlink(f"/proc/{server.pid}/fd/{fd}")
+            for fd in os.listdir(f"/proc/{server.pid}/fd")
+        }
+        assert str(tmp_path / "regular") not in held, held
+    finally:
+        server.stop()
+        udp.close()
+        pair[0].close()
+        pair[1].close()
+        regular.close()
+
+
+def test_the_new_master_writes_the_pidfile_once_a_worker_serves(tmp_path: Path) -> None:
+    # A deploy script waits for <pidfile> to name the new master, then sends WINCH: until its
+    # workers serve, that would leave nobody accepting.
+    server, pidfile = start_server(tmp_path, workers=1)
+    new = 0
+    try:
+        old = server.pid
+        wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
+        (tmp_path / "upgradeapp.py").write_text(
+            "import os, time\n"
+            f"open({str(tmp_path / 'importing')!r}, 'w').close()\n"
+            "deadline = time.monotonic() + 60\n"
+            f"while not os.path.exists({str(tmp_path / 'go')!r}) and time.monotonic() < deadline:\n"
+            "    time.sleep(0.01)\n" + APP
+        )
+        server.signal(signal.SIGUSR2)
+        new = new_master(server)
+        wait_until(lambda: (tmp_path / "importing").exists(), 30, "the new master's import")
+        assert held(pidfile) is None and held(Path(f"{pidfile}.oldbin")) == old
+        (tmp_path / "go").write_text("")
+        wait_until(lambda: held(pidfile) == new, 30, "the new master's pidfile")
+        assert serving(new), server.log()
+        assert f"a worker serves; pidfile {pidfile}" in server.log()
+    finally:
+        server.stop()
+        stop_pid(new)
+
+
+def test_a_new_master_stopped_without_winch_gives_systemd_the_old_masters_pid_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rolling back before WINCH: TERM to the new master. Its READY=1 made it the main PID; its
+    # exit must not be the service's (systemd would then stop the old master too).
+    path = os.path.join(short_tmpdir(), "notify")
+    new = 0
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(path)
+        manager.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        manager.settimeout(30)
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        server, _ = start_server(tmp_path, workers=1)
+        try:
+            old = server.pid
+            assert _message(manager)[1] == old
+            server.signal(signal.SIGUSR2)
+            new = new_master(server)
+            ready, sender = _message(manager)
+            assert ready.endswith(f"\nMAINPID={new}") and sender == new, ready
+            os.kill(new, signal.SIGTERM)
+            handback, sender = _message(manager)
+            assert handback.startswith(f"MAINPID={old}\n") and sender == new, handback
+            ready, sender = _message(manager)  # and the old master says it serves
+            assert ready.startswith("READY=1\n") and ready.endswith(f"\nMAINPID={old}"), ready
+            assert sender == old and alive(old)
+        finally:
+            server.stop()
+            stop_pid(new)
+
+
+def test_a_new_master_that_fails_after_the_old_one_exited_removes_the_socket_file(
+    tmp_path: Path,
+) -> None:
+    server, pidfile = start_server(tmp_path, workers=1)
+    new = 0
+    try:
+        old = server.pid
+        wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
+        # The new code fails, once the old master (that passed the sockets) has gone.
+        (tmp_path / "upgradeapp.py").write_text(
+            "import os, time\n"
+            f"open({str(tmp_path / 'importing')!r}, 'w').close()\n"
+            "deadline = time.monotonic() + 60\n"
+            f"while os.getppid() == {old} and time.monotonic() < deadline:\n"
+            "    time.sleep(0.01)\n"
+            "raise ImportError('half deployed')\n"
+        )
+        server.signal(signal.SIGUSR2)
+        new = new_master(server)
+        wait_until(lambda: (tmp_path / "importing").exists(), 30, "the new master's import")
+        server.signal(signal.SIGQUIT)
+        assert server.wait(30) == 0
+        wait_until(lambda: not alive(new), 60, "the new master to fail")
+        log = server.log()
+        assert "half deployed" in log, log
+        assert not os.path.exists(server.socket), log  # nobody listens there any more
+        assert not pidfile.exists() and not Path(f"{pidfile}.oldbin").exists()
+    finally:
+        server.stop()
+        stop_pid(new)
+
+
+#: What systemd does for a socket unit: the listening socket at fd 3, LISTEN_FDS and this
+#: process's LISTEN_PID in the environment, then exec the service (same pid).
+SYSTEMD_EXEC = """
+import os, sys
+fd = int(sys.argv[1])
+os.dup2(fd, 3)
+os.close(fd)
+os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()), LISTEN_FDNAMES="app.socket")
+os.execv(sys.executable, [sys.executable, "-m", "uwsgiapp", "serve", *sys.argv[2:]])
+"""
+
+
+def test_usr2_passes_a_socket_systemd_passed_on_as_systemd_passes_it(tmp_path: Path) -> None:
+    # No --socket: the unit's socket, fd 3 with LISTEN_FDS. The new master finds it there.
+    (tmp_path / "upgradeapp.py").write_text(APP)
+    path = os.path.join(short_tmpdir(), "unit.sock")
+    unit = socket.socket(socket.AF_UNIX)
+    unit.bind(path)
+    unit.listen(16)
+    log_path = tmp_path / "server.log"
+    command = [sys.executable, "-c", SYSTEMD_EXEC, str(unit.fileno()), "upgradeapp:app"]
+    with open(log_path, "ab") as log_file:
+        proc = subprocess.Popen(
+            [*command, "--pythonpath", str(tmp_path), "--workers", "1"],
+            cwd=tmp_path,
+            pass_fds=(unit.fileno(),),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    server = Server(tmp_path / "unused", "upgradeapp:app")
+    server.proc, server.log_path = proc, log_path
+    server._log = open(os.devnull, "ab")  # noqa: SIM115 - closed by server.stop()
+    new = 0
+    try:
+        old = proc.pid
+        wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
+        server.signal(signal.SIGUSR2)
+        new = new_master(server)
+        wait_until(lambda: len(serving(new)) == 1 or not alive(new), 30, "the new worker")
+        assert alive(new), server.log()
+        server.signal(signal.SIGWINCH)
+        wait_until(lambda: not serving(old), 30, "the old worker to stop")
+        answer = uwsgi_exchange(path, uwsgi_get("/"), timeout=10).data
+        assert answer.endswith(str(new).encode()), (answer, server.log())
+        assert f"listening on fd://3 ({path})" in server.log()
+    finally:
+        server.stop()
+        stop_pid(new)
+        unit.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="--uid needs root")
+def test_usr2_after_uid_starts_the_new_master_as_that_user_or_says_why_not(
+    tmp_path: Path,
+) -> None:
+    appdir = short_tmpdir()
+    os.chmod(appdir, 0o755)  # readable by the dropped user
+    Path(appdir, "upgradeapp.py").write_text(APP)
+    server = Server(tmp_path / "server", "upgradeapp:app", pythonpath=[appdir], workers=1)
+    server.options["uid"] = "nobody"
+    server.start()
+    new = 0
+    try:
+        old = server.pid
+        wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
+        server.signal(signal.SIGUSR2)
+        refused = "SIGUSR2 refused: this master (uid 65534) cannot execute"
+        started = re.compile(r"new master \(pid (\d+)\) started")
+        wait_until(
+            lambda: refused in server.log() or started.search(server.log()) is not None,
+            30,
+            "the USR2's line",
+        )
+        if refused in server.log():  # a root-only interpreter (a pyenv under /root)
+            answer = uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10).data
+            assert answer.endswith(str(old).encode()), answer
+            return
+        new = new_master(server)
+        wait_until(lambda: len(serving(new)) == 1 or not alive(new), 30, "the new worker")
+        uids = Path(f"/proc/{new}/status").read_text().split("\nUid:")[1].split()
+        assert uids[:2] == ["65534", "65534"], uids
+    finally:
+        server.stop()
+        stop_pid(new)

@@ -9,23 +9,28 @@ from pathlib import Path
 
 import pytest
 
-from uwsgiapp.server.listeners import Listener
+from uwsgiapp.addresses import AllowList
+from uwsgiapp.server.listeners import Listener, address_key, adopt, bind, drop_adopted
 from uwsgiapp.supervisor.actions import RETIRE, Signal, Spawn
 from uwsgiapp.supervisor.handover import (
+    TOUCHED,
     VARIABLE,
     Do,
     Passed,
     PassedSocket,
+    Seen,
     Standing,
     child_exit,
     decide,
     decode,
     encode,
     exec_environ,
+    fault,
     oldbin,
 )
 from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.status import WorkerStatus
+from uwsgiapp.supervisor.takeover import start_dir
 from uwsgiapp.supervisor.upgrade import put_back, set_aside
 
 
@@ -39,7 +44,12 @@ def test_usr2_starts_a_new_master_only_when_no_other_runs() -> None:
     assert do is Do.REFUSE and "PID 1" in line and "new container" in line
     do, line = decide("USR2", Standing(can_exec=False))
     assert do is Do.REFUSE and "not started by the uwsgiapp command" in line
-    assert decide("USR2", Standing(stopping=True)) == (Do.POLICY, "")  # "already stopping"
+    do, line = decide("USR2", Standing(cwd_lost=True))
+    assert do is Do.REFUSE and "directory this server was started in" in line
+    assert decide("USR2", Standing(stopping=True)) == (
+        Do.REFUSE,
+        "SIGUSR2 refused: this master is stopping",
+    )
 
 
 def test_winch_stops_the_workers_only_after_a_usr2() -> None:
@@ -52,6 +62,13 @@ def test_winch_stops_the_workers_only_after_a_usr2() -> None:
     assert decide("WINCH", Standing(child=4242, stopping=True)) == (Do.POLICY, "")
 
 
+def test_ttin_and_ttou_after_winch_leave_the_workers_stopped() -> None:
+    for name in ("TTIN", "TTOU"):
+        do, line = decide(name, Standing(child=4242, workers_stopped=True))
+        assert do is Do.IGNORE and f"SIG{name} ignored: WINCH stopped" in line
+        assert decide(name, Standing(child=4242)) == (Do.POLICY, "")
+
+
 def test_a_hup_after_winch_starts_the_old_workers_again_else_reloads() -> None:
     do, line = decide("HUP", Standing(child=4242, workers_stopped=True))
     assert do is Do.START_WORKERS and "no re-import" in line and "(pid 4242)" in line
@@ -59,6 +76,15 @@ def test_a_hup_after_winch_starts_the_old_workers_again_else_reloads() -> None:
     assert decide("HUP", Standing(child=4242)) == (Do.POLICY, "")  # a reload, as always
     assert decide("HUP", Standing()) == (Do.POLICY, "")
     assert decide("TERM", Standing(child=4242, workers_stopped=True)) == (Do.POLICY, "")
+
+
+def test_a_touch_reload_is_a_reload_unless_a_new_master_runs() -> None:
+    # The arbiter's touch of --touch-reload is no HUP after WINCH: it never rolls back.
+    do, line = decide(TOUCHED, Standing(child=4242, workers_stopped=True))
+    assert do is Do.IGNORE and "--touch-reload: not reloading" in line and "4242" in line
+    assert decide(TOUCHED, Standing(child=4242))[0] is Do.IGNORE
+    assert decide(TOUCHED, Standing()) == (Do.POLICY, "")  # the arbiter makes it a HUP
+    assert decide(TOUCHED, Standing(parent=4141)) == (Do.POLICY, "")  # the new master reloads
 
 
 def test_the_passed_sockets_survive_the_variable() -> None:
@@ -147,3 +173,87 @@ def test_a_shared_socket_file_is_left_at_close(tmp_path: Path) -> None:
     listener.shared = False
     listener.close_path()
     assert not os.path.exists(path)
+
+
+def test_an_adopted_socket_is_found_whatever_the_specs_spelling(tmp_path: Path) -> None:
+    # The old master's Listener.spec of "unix:/a.sock" is "/a.sock": the new master's option
+    # still says "unix:/a.sock".
+    path = str(tmp_path / "a.sock")
+    assert address_key(f"unix:{path}") == address_key(path) == f"unix:{path}"
+    assert address_key(":9000") == address_key("0.0.0.0:9000")
+    assert address_key("fd://3") == "fd://3" and address_key("@abstract") == ""
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(path)
+    sock.listen(1)
+    adopt(Listener(sock, path, path=path, shared=True))
+    try:
+        taken = bind(f"unix:{path}", backlog=8, chmod=0o660, allow=AllowList.parse([]))
+        assert taken.sock is sock and drop_adopted() == []
+    finally:
+        drop_adopted()
+        sock.close()
+
+
+def test_a_new_master_starts_in_the_shells_directory_through_its_symlink(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = tmp_path / "releases" / "1"
+    release.mkdir(parents=True)
+    (tmp_path / "current").symlink_to(release)
+    monkeypatch.chdir(tmp_path / "current")  # getcwd() resolves it
+    assert start_dir({"PWD": str(tmp_path / "current")}) == str(tmp_path / "current")
+    assert start_dir({"PWD": str(tmp_path)}) == str(release)  # another directory: not it
+    assert start_dir({"PWD": "current"}) == str(release)
+    assert start_dir({}) == str(release)
+
+
+def test_only_the_listening_socket_a_spec_names_is_taken() -> None:
+    unix = PassedSocket(spec="/run/a.sock", fd=5, path="/run/a.sock", inode=(1, 2))
+    good = Seen(
+        kind=socket.SOCK_STREAM,
+        accepting=True,
+        family=socket.AF_UNIX,
+        name="/run/a.sock",
+        file=(1, 2),
+    )
+    assert fault(unix, good) == ""
+    pinned = Seen(
+        kind=socket.SOCK_STREAM,
+        accepting=True,
+        family=socket.AF_UNIX,
+        name="/proc/self/fd/7/a.sock",
+        file=(1, 2),
+    )  # bound through its pinned directory
+    assert fault(unix, pinned) == ""
+    udp = Seen(kind=socket.SOCK_DGRAM, accepting=False, family=socket.AF_INET, name=("", 0))
+    assert fault(unix, udp) == "not a stream socket"
+    pair = Seen(kind=socket.SOCK_STREAM, accepting=False, family=socket.AF_UNIX, name="")
+    assert fault(unix, pair) == "not a listening socket"
+    other = Seen(
+        kind=socket.SOCK_STREAM,
+        accepting=True,
+        family=socket.AF_UNIX,
+        name="/run/b.sock",
+        file=(1, 2),
+    )
+    assert "not a unix socket bound to /run/a.sock" in fault(unix, other)
+    replaced = Seen(
+        kind=socket.SOCK_STREAM,
+        accepting=True,
+        family=socket.AF_UNIX,
+        name="/run/a.sock",
+        file=(1, 3),
+    )
+    assert "no longer the socket file" in fault(unix, replaced)
+    tcp = PassedSocket(spec="127.0.0.1:9000", fd=6)
+    listening = Seen(
+        kind=socket.SOCK_STREAM, accepting=True, family=socket.AF_INET, name=("127.0.0.1", 9000)
+    )
+    assert fault(tcp, listening) == ""
+    assert "port 9000" in fault(PassedSocket(spec=":9000", fd=6), good)
+    elsewhere = Seen(
+        kind=socket.SOCK_STREAM, accepting=True, family=socket.AF_INET, name=("127.0.0.1", 80)
+    )
+    assert "port 9000" in fault(tcp, elsewhere)
+    assert fault(PassedSocket(spec="fd://3", fd=3), listening) == ""
+    assert fault(PassedSocket(spec="fd://3", fd=4), listening) == "not descriptor 3"

@@ -98,20 +98,36 @@ def _parse(spec: str) -> SocketAddress:
         raise ListenerError(str(exc)) from None
 
 
-#: Sockets a binary upgrade's new master took over from the old one, by spec: bound already.
+def address_key(spec: str) -> str:
+    """What ``spec`` names, whatever its spelling: ``unix:/a.sock`` and ``/a.sock`` name the
+    same socket (a :class:`Listener`'s spec is the path), ``:80`` and ``0.0.0.0:80`` too;
+    "" for a spec that names nothing."""
+    try:
+        address = server_address(spec)
+    except AddressError:
+        return ""
+    if address.fd is not None:
+        return f"fd://{address.fd}"
+    if address.is_unix:
+        return "unix:" + os.path.abspath(address.path)
+    return f"{address.host or '0.0.0.0'}:{address.port}"
+
+
+#: Sockets a binary upgrade's new master took over from the old one, by
+#: :func:`address_key`: bound already.
 _adopted: dict[str, Listener] = {}
 
 
 def adopt(listener: Listener) -> None:
     """``listener`` (passed in by the master this one replaces) is what :func:`bind` gives for
     its spec, instead of binding it anew (the old master still listens there)."""
-    _adopted[listener.spec] = listener
+    _adopted[address_key(listener.spec)] = listener
 
 
 def drop_adopted() -> list[str]:
     """Close the adopted sockets no spec asked for (their files stay: the old master's); their
     specs."""
-    left = sorted(_adopted)
+    left = sorted(listener.spec for listener in _adopted.values())
     for listener in _adopted.values():
         listener.close(unlink=False)
     _adopted.clear()
@@ -121,10 +137,13 @@ def drop_adopted() -> list[str]:
 def bind(spec: str, *, backlog: int, chmod: int, allow: AllowList) -> Listener:
     """Bind and listen on one socket spec (a unix path, ``unix:PATH``, ``host:port``,
     ``[v6]:port``, ``:port`` for every interface, or ``fd://N``)."""
-    taken = _adopted.pop(spec, None)
+    taken = _adopted.pop(address_key(spec), None)
     if taken is not None:
-        with contextlib.suppress(OSError):
+        try:
             taken.sock.listen(backlog)  # this start's --listen
+        except OSError as exc:
+            taken.close(unlink=False)
+            raise ListenerError(f"socket {spec!r}: the passed one cannot listen: {exc}") from None
         taken.allow = allow if taken.is_tcp else None
         return taken
     address = _parse(spec)

@@ -53,7 +53,7 @@ from uwsgiapp.supervisor.titles import (
 )
 from uwsgiapp.supervisor.touch import TouchWatch
 from uwsgiapp.supervisor.trialrun import ReloadCheck
-from uwsgiapp.supervisor.upgrade import Upgrade
+from uwsgiapp.supervisor.upgrade import TOUCHED, Upgrade
 from uwsgiapp.supervisor.workerexit import die_with_parent, kill_all, leave, reap
 from uwsgiapp.wsgi.errors import QuickStop
 
@@ -134,7 +134,7 @@ class Arbiter:
             self.queues.tick(now)
             running = self.policy.mode is A.Mode.RUNNING and not self.check.running
             if self.touch and running and self.touch.due(now):
-                self.signals.append("HUP")  # as if sent: the same reload, the same lines
+                self.signals.append(TOUCHED)  # a HUP's reload, the same lines (not WINCH's)
             actions: list[A.Action] = []
             exits = reap()
             # Ctrl-C reaches the whole group: the workers' exits with it are the stop's. (One C
@@ -158,8 +158,7 @@ class Arbiter:
     def _signal_actions(self, now: float) -> list[A.Action]:
         actions: list[A.Action] = []
         while self.signals:
-            name = self.signals.popleft()
-            upgrading = self.upgrade.on_signal(name, now)  # USR2, WINCH, a HUP after WINCH
+            name, upgrading = self.upgrade.on_signal(self.signals.popleft(), now)  # USR2, WINCH…
             if upgrading is not None:
                 actions += upgrading
                 continue

@@ -35,7 +35,7 @@ from uwsgiapp.server.logs import (
 )
 from uwsgiapp.server.spool import IN_MEMORY_ANYWAY, check_spool_dir
 from uwsgiapp.stats.server import StatsServer
-from uwsgiapp.supervisor import privileges, titles, upgrade
+from uwsgiapp.supervisor import privileges, takeover, titles
 from uwsgiapp.supervisor.arbiter import Arbiter
 from uwsgiapp.supervisor.handlers import bind, bind_stats, build_handler
 from uwsgiapp.supervisor.handover import oldbin
@@ -120,7 +120,7 @@ def serve(config: Config) -> int:
     # must still unwind through the clean-up below instead of killing us with files left.
     previous = {s: signal.signal(s, keep_for_later) for s in EARLY_SIGNUMS}
     previous.update((s, signal.signal(s, _stop_during_start)) for s in STOP_SIGNALS)
-    upgrade.receive()  # the sockets an old master passed (USR2), and how this one started
+    takeover.receive()  # the sockets an old master passed (USR2), and how this one started
     # With the error log in a file, why the server stopped is said on stderr too (a copy of
     # it made now: --capture-output points fd 2 at the file).
     tail = ErrorTail(-1 if is_stream(config.error_log_file) else os.dup(2))
@@ -223,6 +223,7 @@ def _serve(config: Config) -> int:
     except PrivilegeError as exc:
         log.error("%s", exc)
         return ServeExit.START_FAILED
+    takeover.say_received()
     try:
         listeners = bind(config)
     except ListenerError as exc:
@@ -235,7 +236,7 @@ def _serve(config: Config) -> int:
             listener.close()
         log.error("--stats: %s", exc)
         return ServeExit.START_FAILED
-    upgrade.bound()
+    takeover.bound()
     try:
         return _with_listeners(config, ids, owner, listeners, stats)
     finally:
@@ -259,8 +260,9 @@ def _with_listeners(
             # Set first: a stop signal that lands just after the write (start-up stops unwind
             # as an exception) must still remove it. Removal checks that it holds our pid.
             pidfile_written = True
-            try:
-                safefiles.write_pidfile(pidfile, os.getpid())
+            try:  # a USR2's new master writes it once it serves (Upgrade.tick)
+                if not takeover.parent():
+                    safefiles.write_pidfile(pidfile, os.getpid())
             except OSError as exc:
                 log.error("--pidfile: cannot write %s: %s", pidfile, exc.strerror or exc)
                 return ServeExit.START_FAILED
@@ -290,6 +292,7 @@ def _with_listeners(
             )
         return _load_and_run(config, listeners, stats, notifier)
     finally:
+        takeover.alone([*listeners, *([stats.listener] if stats is not None else [])])
         for listener in listeners:
             listener.close()
         if pidfile_written:

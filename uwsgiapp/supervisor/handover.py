@@ -12,24 +12,34 @@ from __future__ import annotations
 
 import enum
 import json
+import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from uwsgiapp.addresses import AddressError, parse_address
 from uwsgiapp.exitcodes import ServeExit
 
 __all__ = [
+    "TOUCHED",
     "VARIABLE",
     "Do",
     "Passed",
     "PassedSocket",
+    "Seen",
     "Standing",
     "child_exit",
     "decide",
     "decode",
     "encode",
     "exec_environ",
+    "fault",
     "oldbin",
 ]
+
+#: The master loop's name for a touch of ``--touch-reload``: a HUP's reload, unless a USR2's
+#: new master runs (a real HUP after WINCH starts the old workers again; a touch must not).
+TOUCHED = "touch"
 
 #: What the old master passes its sockets in (not ``UWSGIAPP_*``: those are options).
 VARIABLE = "_UWSGIAPP_UPGRADE"
@@ -86,6 +96,45 @@ def decode(text: str) -> Passed | None:
     return Passed(parent=parent, sockets=sockets)
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Seen:
+    """What a passed descriptor turns out to be: its ``SO_TYPE`` (``kind``), ``SO_ACCEPTCONN``
+    (``accepting``), family, ``getsockname()`` (``name``), and the (device, inode) of what is
+    at the socket file's path now (``file``, None: nothing, or no path)."""
+
+    kind: int
+    accepting: bool
+    family: int
+    name: object
+    file: tuple[int, int] | None = None
+
+
+def fault(one: PassedSocket, seen: Seen) -> str:
+    """Why the descriptor passed as ``one`` is not the listening socket its spec names ("":
+    it is); the new master then closes it and binds the spec itself."""
+    if seen.kind != socket.SOCK_STREAM:
+        return "not a stream socket"
+    if not seen.accepting:
+        return "not a listening socket"
+    try:
+        address = parse_address(one.spec)
+    except AddressError:
+        return "its spec names no socket"
+    if address.fd is not None:
+        return "" if address.fd == one.fd else f"not descriptor {address.fd}"
+    if address.is_unix:
+        name = seen.name if isinstance(seen.name, str) else ""
+        if seen.family != socket.AF_UNIX or os.path.basename(name) != os.path.basename(one.path):
+            return f"not a unix socket bound to {one.path or address.path}"
+        if seen.file is None or seen.file != one.inode:
+            return f"{one.path} is no longer the socket file it was bound to"
+        return ""
+    port = seen.name[1] if isinstance(seen.name, tuple) and len(seen.name) >= 2 else None
+    if seen.family not in (socket.AF_INET, socket.AF_INET6) or port != address.port:
+        return f"not a TCP socket on port {address.port}"
+    return ""
+
+
 def exec_environ(start: Mapping[str, str], passed: Passed, new_pid: int) -> dict[str, str]:
     """The new master's environment: the old one's as it was at start (before ``--env``),
     with the sockets passed. Sockets systemd passed the old master (``LISTEN_PID`` names it)
@@ -133,7 +182,7 @@ class Standing:
     0: none); ``parent``, the pid of the old master whose USR2 started this one (alive, 0:
     none); ``workers_stopped``: a WINCH stopped its workers; ``stopping``: it stops;
     ``pid1``: it is a container's PID 1; ``can_exec``: it knows the command it was started
-    with."""
+    with; ``cwd_lost``: the directory it was started in could not be read at its start."""
 
     child: int = 0
     parent: int = 0
@@ -141,15 +190,28 @@ class Standing:
     stopping: bool = False
     pid1: bool = False
     can_exec: bool = True
+    cwd_lost: bool = False
 
 
 def decide(name: str, standing: Standing) -> tuple[Do, str]:
-    """What ``name`` ('USR2', 'WINCH', 'HUP') does now, and the line that says it ('' for
-    none)."""
+    """What ``name`` ('USR2', 'WINCH', 'HUP', :data:`TOUCHED`) does now, and the line that
+    says it ('' for none)."""
     if standing.stopping:
+        if name == "USR2":
+            return Do.REFUSE, "SIGUSR2 refused: this master is stopping"
         return Do.POLICY, ""
+    if name in ("TTIN", "TTOU") and standing.workers_stopped:
+        return Do.IGNORE, (
+            f"SIG{name} ignored: WINCH stopped this master's workers (HUP starts them again)"
+        )
     if name == "USR2":
         return _usr2(standing)
+    if name == TOUCHED and standing.child:
+        return Do.IGNORE, (
+            f"--touch-reload: not reloading: the new master (pid {standing.child}) of this "
+            "master's USR2 runs (it reloads on the touch itself; HUP here after WINCH starts "
+            "this master's workers again)"
+        )
     if name == "WINCH":
         if not standing.child:  # a terminal's resize; gunicorn acts only when daemonized
             return Do.IGNORE, ""
@@ -190,5 +252,10 @@ def _usr2(standing: Standing) -> tuple[Do, str]:
         return Do.REFUSE, (
             "SIGUSR2 refused: this server was not started by the uwsgiapp command, so there "
             "is no command line to start a new master with"
+        )
+    if standing.cwd_lost:
+        return Do.REFUSE, (
+            "SIGUSR2 refused: the directory this server was started in could not be read at "
+            "its start (removed, or not searchable), so a new master has none to start in"
         )
     return Do.UPGRADE, ""

@@ -8,7 +8,7 @@ serve (or the reload failed and the old ones go on), ``READY=1`` again: what
 ``Type=notify-reload`` units wait for. The socket is connected at start-up, before
 ``--uid/--gid`` (permission to send is checked then); nothing happens without the variable.
 While two masters serve (a binary upgrade, ``USR2``), neither says ``STOPPING=1``: the one
-that stops is not the service's end.
+that stops is not the service's end; a new master that stops gives ``MAINPID`` back to the old.
 """
 
 from __future__ import annotations
@@ -41,6 +41,8 @@ class Notifier:
         self._sock: socket.socket | None = None
         #: Another master serves on the same sockets (a binary upgrade): STOPPING=1 unsaid.
         self.paired = False
+        #: The old master, alive, whose USR2 started this one: a stop gives it the main PID back.
+        self.handback = 0
         address = notify_address(value)
         if address is None:
             if value:
@@ -57,8 +59,14 @@ class Notifier:
 
     def send(self, state: str) -> None:
         """Send ``state`` (``READY=1`` also says the master's pid, ``MAINPID``)."""
-        if self._sock is None or (self.paired and state.startswith("STOPPING=1")):
+        if self._sock is None:
             return
+        if self.paired and state.startswith("STOPPING=1"):
+            if not self.handback:
+                return
+            # A new master's READY=1 moved the main PID here: without this, its exit would be
+            # the service's, and systemd would stop the old master that serves on.
+            state = f"MAINPID={self.handback}\nSTATUS=the new master stops; the old one serves"
         if state.startswith("READY=1"):
             state += f"\nMAINPID={os.getpid()}"
         elif state.startswith("RELOADING=1"):  # systemd needs the time the reload began

@@ -2,13 +2,14 @@
 listening sockets; the effects (the decisions are :mod:`~uwsgiapp.supervisor.handover`'s).
 
 On ``USR2`` the old master renames its pidfile to ``<pidfile>.oldbin`` and forks a child that
-executes the command the server was started with (the same interpreter, ``sys.executable``;
-the same arguments, ``sys.orig_argv``; the start's directory and environment) with the
-listening sockets left open and named in :data:`~uwsgiapp.supervisor.handover.VARIABLE`. The
-new master (:func:`receive`) takes them instead of binding, imports the app, writes the
-pidfile and starts its workers; both masters' workers accept meanwhile. ``WINCH`` then stops
-the old master's workers, ``TERM`` or ``QUIT`` the old master; if the new master exits first,
-the old one renames the pidfile back (and starts its workers again if WINCH had stopped them).
+executes the command the server was started with (the same interpreter, ``sys.executable``; the
+same arguments, ``sys.orig_argv``; the start's directory and environment) with the listening
+sockets left open and named in :data:`~uwsgiapp.supervisor.handover.VARIABLE`. The new master
+(:func:`~uwsgiapp.supervisor.takeover.receive`) takes them instead of binding, imports the app,
+starts its workers and, once one serves, writes the pidfile; both masters' workers accept
+meanwhile. ``WINCH`` then stops the old master's workers, ``TERM`` or ``QUIT`` the old master;
+if the new master exits first, the old one renames the pidfile back (and starts its workers
+again if WINCH had stopped them).
 
 The child is not a worker: it leaves none of the master's handlers, blocked signals or
 descriptors (other than the sockets) to the new master, has no parent-death signal (it must
@@ -23,27 +24,23 @@ import contextlib
 import logging
 import os
 import signal
-import socket
-import sys
-from dataclasses import dataclass
 from typing import NoReturn
 
 from uwsgiapp.config import Config
 from uwsgiapp.server import safefiles
-from uwsgiapp.server.listeners import Listener, adopt, drop_adopted
+from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import flush_std
 from uwsgiapp.stats.server import StatsServer
-from uwsgiapp.supervisor import options
-from uwsgiapp.supervisor.actions import Action, Log, LogLevel, Notify
+from uwsgiapp.supervisor import options, takeover
+from uwsgiapp.supervisor.actions import Action, Log, LogLevel, Notify, WorkerState
 from uwsgiapp.supervisor.handover import (
-    VARIABLE,
+    TOUCHED,
     Do,
     Passed,
     PassedSocket,
     Standing,
     child_exit,
     decide,
-    decode,
     exec_environ,
     oldbin,
 )
@@ -51,66 +48,14 @@ from uwsgiapp.supervisor.mastersignals import MASTER_SIGNUMS
 from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.registrations import fork_hooks_quiet
 from uwsgiapp.supervisor.sdnotify import Notifier
+from uwsgiapp.supervisor.takeover import Start
 
-__all__ = ["Upgrade", "bound", "receive"]
+__all__ = ["TOUCHED", "Upgrade", "put_back", "set_aside"]
 
 log = logging.getLogger("uwsgiapp.error")
 
 #: An exit the master reaped: (pid, exit code or None, signal or None).
 Exit = tuple[int, int | None, int | None]
-
-
-@dataclass(frozen=True, slots=True)
-class _Start:
-    """How this process was started: what a new master is started with."""
-
-    executable: str
-    argv: list[str]
-    cwd: str
-
-
-_start: _Start | None = None
-#: The old master whose sockets this one took (0: none).
-_parent = 0
-_notes: list[str] = []
-
-
-def receive() -> None:
-    """At ``serve``'s start: note how the process was started, and take the sockets an old
-    master passed (they are what binding their specs gives, :func:`~uwsgiapp.server.listeners.
-    adopt`). The variable leaves the environment: the app must not see it."""
-    global _start, _parent
-    with contextlib.suppress(OSError):
-        _start = _Start(sys.executable, list(sys.orig_argv), os.getcwd())
-    text = os.environ.pop(VARIABLE, None)
-    if text is None:
-        return
-    passed = decode(text)
-    if passed is None or passed.parent != os.getppid():
-        _notes.append(f"{VARIABLE} ignored: not passed by this process's parent master")
-        return
-    for one in passed.sockets:
-        try:
-            sock = socket.socket(fileno=one.fd)
-        except OSError as exc:
-            _notes.append(f"the old master's socket {one.spec} (fd {one.fd}) is gone: {exc}")
-            continue
-        sock.set_inheritable(False)
-        adopt(Listener(sock, one.spec, path=one.path, inode=one.inode, shared=True))
-    _parent = passed.parent
-
-
-def bound() -> None:
-    """Once the sockets are bound: what start-up took over, in the log; the passed sockets
-    no option names are closed."""
-    for note in _notes:
-        log.warning("%s", note)
-    _notes.clear()
-    unused = drop_adopted()
-    if _parent:
-        log.info("binary upgrade: started by master %d's USR2, with its listening sockets", _parent)
-    if unused:
-        log.warning("the old master's sockets %s: no option names them, closed", ", ".join(unused))
 
 
 def set_aside(pidfile: str, pid: int) -> bool:
@@ -138,7 +83,7 @@ def put_back(pidfile: str, pid: int, child: int) -> bool:
     return True
 
 
-def _exec_new_master(start: _Start, environ: dict[str, str], passed: Passed) -> NoReturn:
+def _exec_new_master(start: Start, environ: dict[str, str], passed: Passed) -> NoReturn:
     """In the forked child: become the new master. Nothing here logs (another thread of the
     master may have held the log's lock at the fork)."""
     try:
@@ -190,9 +135,12 @@ class Upgrade:
         self.policy = policy
         self.notifier = notifier
         self.child = 0
-        self.parent = _parent
+        self.parent = takeover.claim()
         #: How many workers a WINCH stopped (0: none).
         self.stopped = 0
+        #: A USR2's new master writes the pidfile once a worker serves: a script that waits
+        #: for it to send WINCH must not leave nobody accepting while the app imports.
+        self.pidfile_due = bool(self.pidfile and self.parent)
         self._share(bool(self.parent))
 
     @property
@@ -208,16 +156,19 @@ class Upgrade:
             workers_stopped=bool(self.stopped),
             stopping=self.policy.stopping,
             pid1=os.getpid() == 1,
-            can_exec=_start is not None and options.start_environ() is not None,
+            can_exec=options.start_environ() is not None,
+            cwd_lost=takeover.started() is None,
         )
 
-    def on_signal(self, name: str, now: float) -> list[Action] | None:
-        """``USR2``, ``WINCH``, or a ``HUP`` after a WINCH: what is done (None: the policy's)."""
-        if name not in ("USR2", "WINCH", "HUP"):
-            return None
+    def on_signal(self, name: str, now: float) -> tuple[str, list[Action] | None]:
+        """``USR2``, ``WINCH``, a ``HUP`` after a WINCH, a touch of ``--touch-reload``: what
+        is done (None: the policy's, for the signal named: a touch's is a HUP's)."""
         do, line = decide(name, self.standing())
         if do is Do.POLICY:
-            return None
+            return ("HUP" if name == TOUCHED else name), None
+        return name, self._carry_out(do, line, now)
+
+    def _carry_out(self, do: Do, line: str, now: float) -> list[Action]:
         said: list[Action] = [Log(LogLevel.INFO, line)] if line else []
         if do is Do.REFUSE:
             return [Log(LogLevel.WARNING, line)]
@@ -235,7 +186,7 @@ class Upgrade:
 
     def _begin(self) -> list[Action]:
         """USR2: the pidfile set aside, the new master started."""
-        start, environ = _start, options.start_environ()
+        start, environ = takeover.started(), options.start_environ()
         assert start is not None and environ is not None  # decide() checked
         if not os.access(start.executable, os.X_OK):  # after --uid: the user's, not root's
             return [
@@ -280,7 +231,7 @@ class Upgrade:
             )
         ]
 
-    def _fork(self, start: _Start, environ: dict[str, str], passed: Passed) -> int:
+    def _fork(self, start: Start, environ: dict[str, str], passed: Passed) -> int:
         # Blocked across fork, as for a worker: the master's handlers must not run in the child.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, MASTER_SIGNUMS)
         flush_std()
@@ -296,7 +247,7 @@ class Upgrade:
     def tick(self, exits: list[Exit], now: float) -> list[Action]:
         """Take the new master's exit out of ``exits`` (reaped with the workers); notice that
         the old master is gone."""
-        actions: list[Action] = []
+        actions: list[Action] = self._write_pidfile() if self.pidfile_due else []
         if self.parent and os.getppid() != self.parent:
             actions.append(
                 Log(
@@ -313,6 +264,16 @@ class Upgrade:
                 return actions + self._child_ended(*item, now=now)
         return actions
 
+    def _write_pidfile(self) -> list[Action]:
+        if not any(r.state is WorkerState.READY for r in self.policy.records.values()):
+            return []
+        self.pidfile_due = False
+        try:
+            safefiles.write_pidfile(self.pidfile, os.getpid())
+        except OSError as exc:
+            return [Log(LogLevel.ERROR, f"--pidfile: cannot write {self.pidfile}: {exc}")]
+        return [Log(LogLevel.INFO, f"binary upgrade: a worker serves; pidfile {self.pidfile}")]
+
     def _child_ended(
         self, pid: int, code: int | None, signum: int | None, now: float
     ) -> list[Action]:
@@ -322,7 +283,9 @@ class Upgrade:
         line = child_exit(pid, code, signum) + ": this master serves on"
         line += f"; pidfile {self.pidfile} is this master's again" if back else ""
         clean = code == 0 and signum is None
-        actions: list[Action] = [Log(LogLevel.INFO if clean else LogLevel.ERROR, line)]
+        # READY=1 says this master's pid: systemd's main process again, if the new one was.
+        ready = Notify(f"READY=1\nSTATUS=the new master (pid {pid}) ended; this one serves")
+        actions: list[Action] = [Log(LogLevel.INFO if clean else LogLevel.ERROR, line), ready]
         if self.stopped:  # nobody would accept on the sockets
             count, self.stopped = self.stopped, 0
             actions.append(Log(LogLevel.INFO, f"starting the {count} workers WINCH stopped again"))
@@ -333,3 +296,4 @@ class Upgrade:
         for listener in self.sockets:
             listener.shared = shared
         self.notifier.paired = shared
+        self.notifier.handback = self.parent
