@@ -124,9 +124,10 @@ class InputStream:
         return self._readline_more(size)
 
     def _readline_more(self, size: int) -> bytes:
-        """The line goes past the buffer: pull until a newline, ``size`` bytes, or the end."""
-        parts = [self._buf[self._pos :]]
-        have = len(parts[0])
+        """The line goes past the buffer: pull until a newline, ``size`` bytes, or the end
+        (into a BytesIO, as in :meth:`_read_more`: a long line is held once)."""
+        acc = io.BytesIO()
+        have = acc.write(self._buf[self._pos :])
         self._buf, self._pos = b"", 0
         try:
             while self.remaining > 0:
@@ -136,15 +137,14 @@ class InputStream:
                 if nl >= 0 or have + end == size:
                     if nl >= 0:
                         end = nl + 1
-                    parts.append(data[:end])
+                    acc.write(memoryview(data)[:end])
                     self._buf, self._pos = data, end
                     break
-                parts.append(data)
-                have += len(data)
+                have += acc.write(data)
         except ClientDisconnected:
-            self._buf = b"".join(parts)
+            self._buf = acc.getvalue()
             raise
-        return b"".join(parts)
+        return acc.getvalue()
 
     def readlines(self, hint: int | None = -1) -> list[bytes]:
         """Read lines until EOF, or until about ``hint`` bytes when ``hint`` > 0."""
