@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Callable, Iterator
 
 # Defined apart (uwsgiapp.wsgi.errors) so that this module compiles with mypyc.
@@ -62,22 +63,45 @@ class InputStream:
         if size <= avail:
             self._pos = pos + size
             return buf[pos : pos + size]
-        parts = [buf[pos:]]
-        have = avail
+        if avail == 0:
+            self._buf = b""
+            if self.remaining <= 0:
+                return b""
+            # Nothing buffered: a pull that brings all asked for is returned as it came.
+            data = self._pull(size)
+            if len(data) >= size:
+                if len(data) > size:
+                    self._buf, self._pos = data, size
+                    return data[:size]
+                return data
+            return self._read_more(size, data)
+        return self._read_more(size, buf[pos:])
+
+    def _read_more(self, size: int, first: bytes) -> bytes:
+        """Pull until ``size`` bytes (``first`` included) or the end of the body.
+
+        The pieces go into a BytesIO, whose ``getvalue()`` hands over its own buffer: a join
+        of the pieces held them and their copy at once (twice the body, 2 GB for a 1 GB
+        ``read()``).
+        """
+        acc = io.BytesIO()
+        acc.write(first)
+        have = len(first)
         self._buf, self._pos = b"", 0
         try:
             while have < size and self.remaining > 0:
                 data = self._pull(size - have)
-                parts.append(data)
+                need = size - have
+                if len(data) > need:  # the last pull may bring more than asked: keep the rest
+                    acc.write(memoryview(data)[:need])
+                    self._buf, self._pos = data, need
+                    break
+                acc.write(data)
                 have += len(data)
         except ClientDisconnected:
-            self._buf = b"".join(parts)  # keep what arrived; the next read raises again
+            self._buf = acc.getvalue()  # keep what arrived; the next read raises again
             raise
-        data = b"".join(parts)
-        if have > size:
-            self._buf, self._pos = data, size
-            return data[:size]
-        return data
+        return acc.getvalue()
 
     def readline(self, size: int | None = -1) -> bytes:
         """Read one line (up to and including ``\\n``), at most ``size`` bytes when given."""
@@ -100,9 +124,10 @@ class InputStream:
         return self._readline_more(size)
 
     def _readline_more(self, size: int) -> bytes:
-        """The line goes past the buffer: pull until a newline, ``size`` bytes, or the end."""
-        parts = [self._buf[self._pos :]]
-        have = len(parts[0])
+        """The line goes past the buffer: pull until a newline, ``size`` bytes, or the end
+        (into a BytesIO, as in :meth:`_read_more`: a long line is held once)."""
+        acc = io.BytesIO()
+        have = acc.write(self._buf[self._pos :])
         self._buf, self._pos = b"", 0
         try:
             while self.remaining > 0:
@@ -112,15 +137,14 @@ class InputStream:
                 if nl >= 0 or have + end == size:
                     if nl >= 0:
                         end = nl + 1
-                    parts.append(data[:end])
+                    acc.write(memoryview(data)[:end])
                     self._buf, self._pos = data, end
                     break
-                parts.append(data)
-                have += len(data)
+                have += acc.write(data)
         except ClientDisconnected:
-            self._buf = b"".join(parts)
+            self._buf = acc.getvalue()
             raise
-        return b"".join(parts)
+        return acc.getvalue()
 
     def readlines(self, hint: int | None = -1) -> list[bytes]:
         """Read lines until EOF, or until about ``hint`` bytes when ``hint`` > 0."""
