@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from cli.cli_testkit import run_cli
+from support.procs import SYSTEMD_EXEC
 
 from uwsgiapp.exitcodes import ServeExit
 
@@ -233,17 +234,6 @@ def test_an_access_log_to_dev_null_is_written_to_and_left_as_it_is(short_dir: Pa
         before.st_gid,
     )
 
-
-#: What systemd does for a socket unit: the listening socket at fd 3, LISTEN_FDS and this
-#: process's LISTEN_PID in the environment, then exec the service (same pid).
-SYSTEMD_EXEC = """
-import os, sys
-fd = int(sys.argv[1])
-os.dup2(fd, 3)
-os.close(fd)
-os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()), LISTEN_FDNAMES="app.socket")
-os.execv(sys.executable, [sys.executable, "-m", "uwsgiapp", "serve", *sys.argv[2:]])
-"""
 
 ENV_APP = """
 import os

@@ -11,13 +11,16 @@ import signal
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from support.load import Load
 from support.procs import (
+    SYSTEMD_EXEC,
     Nginx,
     Server,
+    alive,
     catches_term,
     free_port,
     short_tmpdir,
@@ -41,15 +44,6 @@ def app(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [str(os.getppid()).encode()]
 """
-
-
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def serving(master: int) -> set[int]:
@@ -268,6 +262,18 @@ def _busy(port: int) -> bool:
     return False
 
 
+@contextlib.contextmanager
+def notify_socket(monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
+    """A stand-in for systemd's notify socket (NOTIFY_SOCKET set to it), told the senders."""
+    path = os.path.join(short_tmpdir(), "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(path)
+        manager.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        manager.settimeout(30)
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        yield manager
+
+
 def _message(manager: socket.socket) -> tuple[str, int]:
     """A notification and the pid that sent it (as systemd tells them apart)."""
     data, ancillary, _, _ = manager.recvmsg(4096, socket.CMSG_SPACE(12))
@@ -283,13 +289,8 @@ def test_systemd_hears_the_new_masters_pid_and_no_stop_from_the_old_one(
 ) -> None:
     # Type=notify with NotifyAccess=all: READY=1 with MAINPID= moves the main process to the
     # new master; the old master's STOPPING=1 would have had systemd stop the whole service.
-    path = os.path.join(short_tmpdir(), "notify")
     new = 0
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
-        manager.bind(path)
-        manager.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        manager.settimeout(30)
-        monkeypatch.setenv("NOTIFY_SOCKET", path)
+    with notify_socket(monkeypatch) as manager:
         server, _ = start_server(tmp_path, workers=1)
         try:
             old = server.pid
@@ -533,13 +534,8 @@ def test_a_new_master_stopped_without_winch_gives_systemd_the_old_masters_pid_ba
 ) -> None:
     # Rolling back before WINCH: TERM to the new master. Its READY=1 made it the main PID; its
     # exit must not be the service's (systemd would then stop the old master too).
-    path = os.path.join(short_tmpdir(), "notify")
     new = 0
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
-        manager.bind(path)
-        manager.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        manager.settimeout(30)
-        monkeypatch.setenv("NOTIFY_SOCKET", path)
+    with notify_socket(monkeypatch) as manager:
         server, _ = start_server(tmp_path, workers=1)
         try:
             old = server.pid
@@ -589,18 +585,6 @@ def test_a_new_master_that_fails_after_the_old_one_exited_removes_the_socket_fil
     finally:
         server.stop()
         stop_pid(new)
-
-
-#: What systemd does for a socket unit: the listening socket at fd 3, LISTEN_FDS and this
-#: process's LISTEN_PID in the environment, then exec the service (same pid).
-SYSTEMD_EXEC = """
-import os, sys
-fd = int(sys.argv[1])
-os.dup2(fd, 3)
-os.close(fd)
-os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()), LISTEN_FDNAMES="app.socket")
-os.execv(sys.executable, [sys.executable, "-m", "uwsgiapp", "serve", *sys.argv[2:]])
-"""
 
 
 def test_usr2_passes_a_socket_systemd_passed_on_as_systemd_passes_it(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from support.load import Call, Load
 from support.procs import (
     Nginx,
     Server,
+    alive,
     free_port,
     never_reached_server,
     short_tmpdir,
@@ -48,15 +49,6 @@ def status_field(pid: int, name: str) -> list[int]:
         if key == name:
             return [int(v) for v in value.split()]
     raise KeyError(name)
-
-
-def alive(pid: int) -> bool:
-    """The process exists and is not a zombie waiting for a reaper."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def read_all(sock: socket.socket) -> bytes:

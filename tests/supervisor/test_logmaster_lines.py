@@ -101,12 +101,18 @@ def test_the_masters_lines_over_its_backlog_are_dropped_and_counted(tmp_path: Pa
     )
 
 
+@pytest.fixture
+def now(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """The throttle's monotonic clock, moved by the test."""
+    clock = [1000.0]
+    monkeypatch.setattr(throttle, "time", types.SimpleNamespace(monotonic=lambda: clock[0]))
+    return clock
+
+
 def test_the_lines_a_sink_cannot_take_are_counted_not_said_once_for_good(
-    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capfd: pytest.CaptureFixture[str], now: list[float]
 ) -> None:
     # A full disk under --log-master was said once, and the lines lost after it never counted.
-    now = [1000.0]
-    monkeypatch.setattr(throttle, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
     full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     sink = Sink(-1, path="/srv/log/app.log")
     sink.dropped(b"one\ntwo\n", full)
@@ -127,12 +133,10 @@ def test_the_lines_a_sink_cannot_take_are_counted_not_said_once_for_good(
 
 
 def test_a_count_of_dropped_lines_is_said_when_due_and_at_the_end(
-    capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capfd: pytest.CaptureFixture[str], now: list[float]
 ) -> None:
     # The count waited for the next failure a minute later: the lines lost in a failure's last
     # minute (the disk freed, the server stopped) were never counted.
-    now = [1000.0]
-    monkeypatch.setattr(throttle, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
     full = OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     sink = Sink(-1, path="/srv/log/app.log")
     sink.dropped(b"one\n", full)

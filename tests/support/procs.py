@@ -352,6 +352,27 @@ def stack(workdir: Path, app: str, **options: Any) -> Iterator[tuple[Server, Ngi
 # -- raw uwsgi clients and process checks (reliability suite) ---------------------------------
 
 
+#: What systemd does for a socket unit: the listening socket at fd 3, LISTEN_FDS and this
+#: process's LISTEN_PID in the environment, then exec the service (same pid).
+SYSTEMD_EXEC = """
+import os, sys
+fd = int(sys.argv[1])
+os.dup2(fd, 3)
+os.close(fd)
+os.environ.update(LISTEN_FDS="1", LISTEN_PID=str(os.getpid()), LISTEN_FDNAMES="app.socket")
+os.execv(sys.executable, [sys.executable, "-m", "uwsgiapp", "serve", *sys.argv[2:]])
+"""
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie waiting for a reaper."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
 def worker_pids(master_pid: int) -> set[int]:
     """The pids of ``master_pid``'s children: its workers (Linux /proc)."""
     path = Path(f"/proc/{master_pid}/task/{master_pid}/children")
