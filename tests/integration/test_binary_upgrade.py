@@ -444,7 +444,7 @@ def test_a_touch_reload_after_winch_leaves_the_old_workers_stopped(tmp_path: Pat
         wait_until(lambda: not serving(old), 30, "the old worker to stop")
         later = flag.stat().st_mtime + 10
         os.utime(flag, (later, later))
-        said = "--touch-reload: not reloading"
+        said = "--touch-reload: the reload is left to the new master"
         wait_until(lambda: said in server.log() or bool(serving(old)), 30, "the touch's line")
         log = server.log()
         assert said in log and "workers WINCH stopped start again" not in log, log

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from pathlib import Path
 
 import pytest
 
 from uwsgiapp.addresses import AllowList
 from uwsgiapp.server.listeners import Listener, address_key, adopt, bind, drop_adopted
+from uwsgiapp.supervisor import takeover, upgrade
 from uwsgiapp.supervisor.actions import RETIRE, Signal, Spawn
 from uwsgiapp.supervisor.handover import (
     TOUCHED,
@@ -54,7 +56,9 @@ def test_usr2_starts_a_new_master_only_when_no_other_runs() -> None:
 
 def test_winch_stops_the_workers_only_after_a_usr2() -> None:
     assert decide("WINCH", Standing()) == (Do.IGNORE, "")  # a terminal's resize, unsaid
-    assert decide("WINCH", Standing(parent=4141)) == (Do.IGNORE, "")  # the new master's
+    # The new master's: ignored, but said (a script that WINCHes the pidfile's pid, now its).
+    do, line = decide("WINCH", Standing(parent=4141))
+    assert do is Do.IGNORE and "WINCH the old master (pid 4141" in line, line
     do, line = decide("WINCH", Standing(child=4242))
     assert do is Do.STOP_WORKERS and "the new master (pid 4242) serves" in line
     do, line = decide("WINCH", Standing(child=4242, workers_stopped=True))
@@ -81,7 +85,7 @@ def test_a_hup_after_winch_starts_the_old_workers_again_else_reloads() -> None:
 def test_a_touch_reload_is_a_reload_unless_a_new_master_runs() -> None:
     # The arbiter's touch of --touch-reload is no HUP after WINCH: it never rolls back.
     do, line = decide(TOUCHED, Standing(child=4242, workers_stopped=True))
-    assert do is Do.IGNORE and "--touch-reload: not reloading" in line and "4242" in line
+    assert do is Do.IGNORE and "the reload is left to the new master (pid 4242)" in line
     assert decide(TOUCHED, Standing(child=4242))[0] is Do.IGNORE
     assert decide(TOUCHED, Standing()) == (Do.POLICY, "")  # the arbiter makes it a HUP
     assert decide(TOUCHED, Standing(parent=4141)) == (Do.POLICY, "")  # the new master reloads
@@ -116,6 +120,7 @@ def test_the_old_master_says_how_the_new_one_ended() -> None:
     assert "exited with code 4 (the app cannot be imported" in child_exit(7, 4, None)
     assert "killed by signal 9" in child_exit(7, None, 9)
     assert "could not be executed" in child_exit(7, 127, None)
+    assert child_exit(7, 0, None) == "the new master (pid 7) exited with code 0 (stopped)"
     assert oldbin("/run/app.pid") == "/run/app.pid.oldbin"
 
 
@@ -257,3 +262,12 @@ def test_only_the_listening_socket_a_spec_names_is_taken() -> None:
     assert "port 9000" in fault(tcp, elsewhere)
     assert fault(PassedSocket(spec="fd://3", fd=3), listening) == ""
     assert fault(PassedSocket(spec="fd://3", fd=4), listening) == "not descriptor 3"
+
+
+def test_a_usr2_whose_start_directory_is_gone_is_refused_before_the_fork(tmp_path: Path) -> None:
+    # A deploy that keeps N releases removed the one the master started in: the new master's
+    # chdir failed and the old one said only "exited with code 1 (internal error)".
+    gone = tmp_path / "releases" / "3"
+    refused = upgrade._cannot_start(takeover.Start(sys.executable, ["uwsgiapp"], str(gone)))
+    assert f"the directory this master was started in, {gone}, is gone" in refused
+    assert upgrade._cannot_start(takeover.Start(sys.executable, ["uwsgiapp"], str(tmp_path))) == ""

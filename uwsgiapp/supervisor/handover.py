@@ -158,7 +158,7 @@ def child_exit(pid: int, code: int | None, signum: int | None) -> str:
     if signum is not None:
         return f"the new master (pid {pid}) was killed by signal {signum}"
     try:
-        meaning = ServeExit(code or 0).description
+        meaning = "stopped" if not code else ServeExit(code).description
     except ValueError:
         meaning = "not a code of uwsgiapp serve: it could not be executed?"
     return f"the new master (pid {pid}) exited with code {code} ({meaning})"
@@ -208,11 +208,16 @@ def decide(name: str, standing: Standing) -> tuple[Do, str]:
         return _usr2(standing)
     if name == TOUCHED and standing.child:
         return Do.IGNORE, (
-            f"--touch-reload: not reloading: the new master (pid {standing.child}) of this "
-            "master's USR2 runs (it reloads on the touch itself; HUP here after WINCH starts "
-            "this master's workers again)"
+            f"--touch-reload: the reload is left to the new master (pid {standing.child}) of "
+            "this master's USR2, which sees the touch too (HUP here after WINCH starts this "
+            "master's workers again)"
         )
     if name == "WINCH":
+        if standing.parent and not standing.child:  # a deploy script's likeliest slip
+            return Do.IGNORE, (
+                "SIGWINCH ignored: this is the new master of a USR2; WINCH the old master "
+                f"(pid {standing.parent}, its pidfile .oldbin) to stop its workers"
+            )
         if not standing.child:  # a terminal's resize; gunicorn acts only when daemonized
             return Do.IGNORE, ""
         if standing.workers_stopped:

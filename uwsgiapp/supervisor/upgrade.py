@@ -188,14 +188,8 @@ class Upgrade:
         """USR2: the pidfile set aside, the new master started."""
         start, environ = takeover.started(), options.start_environ()
         assert start is not None and environ is not None  # decide() checked
-        if not os.access(start.executable, os.X_OK):  # after --uid: the user's, not root's
-            return [
-                Log(
-                    LogLevel.WARNING,
-                    f"SIGUSR2 refused: this master (uid {os.getuid()}) cannot execute "
-                    f"{start.executable}, so no new master can start",
-                )
-            ]
+        if refused := _cannot_start(start):
+            return [Log(LogLevel.WARNING, f"SIGUSR2 refused: {refused}")]
         moved = False
         if self.pidfile:
             try:
@@ -225,8 +219,9 @@ class Upgrade:
         return [
             Log(
                 LogLevel.INFO,
-                f"SIGUSR2: binary upgrade: new master (pid {pid}) started ({' '.join(start.argv)}) "
-                f"with this master's {len(sockets)} listening sockets{aside}; this master "
+                f"SIGUSR2: binary upgrade: new master (pid {pid}) started ({' '.join(start.argv)}, "
+                f"in {start.cwd}) with this master's {len(sockets)} listening sockets{aside}; "
+                "this master "
                 "serves on: WINCH stops its workers, then TERM or QUIT ends it",
             )
         ]
@@ -297,3 +292,17 @@ class Upgrade:
             listener.shared = shared
         self.notifier.paired = shared
         self.notifier.handback = self.parent
+
+
+def _cannot_start(start: Start) -> str:
+    """Why no new master can start from ``start`` ("" if it can): checked before the fork,
+    as the child's failures come back as a bare exit code."""
+    if not os.access(start.executable, os.X_OK):  # after --uid: the user's, not root's
+        return f"this master (uid {os.getuid()}) cannot execute {start.executable}"
+    if not os.path.isdir(start.cwd):
+        return (
+            f"the directory this master was started in, {start.cwd}, is gone (a release "
+            "removed?): the new master would have none to start in; start with an absolute "
+            "--chdir through the release symlink, or restart"
+        )
+    return ""
