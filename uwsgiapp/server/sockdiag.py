@@ -9,7 +9,6 @@ failure (no netlink, no unix_diag module, a kernel that answers something else) 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import struct
@@ -75,10 +74,14 @@ def _rqueue(data: bytes, offset: int, end: int) -> int | None:
 
 
 class SockDiag:
-    """A netlink socket asking about unix listeners (opened on first use, reused)."""
+    """Asks the kernel about unix listeners through a netlink socket opened for each question.
+
+    One open socket kept for the master's life was never closed at its exit (``python -W
+    error`` printed an unclosed-socket ResourceWarning at every stop); opening one costs
+    about 6 µs, and the master asks at most ten times a second.
+    """
 
     def __init__(self) -> None:
-        self._sock: socket.socket | None = None
         self._seq = 0
         self.unavailable = not hasattr(socket, "AF_NETLINK")
 
@@ -88,18 +91,16 @@ class SockDiag:
             return None
         try:
             inode = os.fstat(sock.fileno()).st_ino
-            if self._sock is None:
-                self._sock = socket.socket(
-                    socket.AF_NETLINK,  # type: ignore[attr-defined,unused-ignore]
-                    socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
-                    NETLINK_SOCK_DIAG,
-                )
-                self._sock.settimeout(0.5)
-            self._seq += 1
-            self._sock.send(_request(inode, self._seq))
-            reply = self._sock.recv(65536)
+            with socket.socket(
+                socket.AF_NETLINK,  # type: ignore[attr-defined,unused-ignore]
+                socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
+                NETLINK_SOCK_DIAG,
+            ) as diag:
+                diag.settimeout(0.5)
+                self._seq += 1
+                diag.send(_request(inode, self._seq))
+                reply = diag.recv(65536)
         except OSError:
-            self.close()
             self.unavailable = True  # e.g. no unix_diag: do not ask on every read
             return None
         return parse_reply(reply, inode)
@@ -113,8 +114,4 @@ class SockDiag:
         return queued_connections(sock)
 
     def close(self) -> None:
-        """Close the netlink socket."""
-        if self._sock is not None:
-            with contextlib.suppress(OSError):
-                self._sock.close()
-            self._sock = None
+        """Nothing stays open between questions; kept for the callers that close after fork."""

@@ -42,6 +42,7 @@ from uwsgiapp.supervisor.logstreams import (
     MasterStream,
     RecordStream,
     Sink,
+    direct_streams,
     identity,
     take_lines,
     write_all,
@@ -239,9 +240,8 @@ class LogMaster:
         if pipes:
             self._to_pipes(pipes)
         else:
-            direct = {
-                i: os.fdopen(sink.fd, "w", encoding="utf-8") for i, sink in enumerate(self.sinks)
-            }
+            used = {index for _, index, std, _ in self._handlers if not std}
+            direct = direct_streams([sink.fd for sink in self.sinks], used)
             for handler, index, std, _ in self._handlers:
                 handler.stream = std or direct[index]
                 FUNNELED.discard(handler)

@@ -4,11 +4,13 @@ write to in the master and in a worker."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TextIO
 
 from uwsgiapp.server.throttle import WRITE_FAILURE_INTERVAL, Throttle, tell_dropped
 
@@ -19,6 +21,7 @@ __all__ = [
     "MasterStream",
     "RecordStream",
     "Sink",
+    "direct_streams",
     "identity",
     "take_lines",
     "write_all",
@@ -189,3 +192,19 @@ class LineStream(RecordStream):
     def fileno(self) -> int:
         """None: see the class."""
         raise io.UnsupportedOperation("the access log's lines go through the lock")
+
+
+def direct_streams(fds: list[int], wanted: set[int]) -> dict[int, TextIO]:
+    """A text stream on each of ``fds`` whose index is in ``wanted``; the others closed.
+
+    A stream opened and never used closes its descriptor when it is collected, and says so
+    as a ResourceWarning (``python -W error`` printed one at every HUP's trial import).
+    """
+    streams: dict[int, TextIO] = {}
+    for index, fd in enumerate(fds):
+        if index in wanted:
+            streams[index] = os.fdopen(fd, "w", encoding="utf-8")
+        else:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+    return streams
