@@ -22,10 +22,12 @@ import os
 import select
 import selectors
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any, Final
 
 __all__ = [
+    "OWN_THREADS",
     "DefaultSelector",
     "OsEvent",
     "OsThread",
@@ -63,30 +65,39 @@ _allocate_lock: Final = _thread.allocate_lock
 sleep: Final = time.sleep
 
 
+#: The idents of the server's own threads started through :class:`OsThread`: a thread
+#: ``threading`` learns of only when it logs (a ``_DummyThread``) is not the app's.
+OWN_THREADS: set[int] = set()
+
+
 class OsEvent:
-    """``threading.Event``'s part the server uses, on a real lock: patched, ``threading``'s
+    """``threading.Event``'s part the server uses, on real locks: patched, ``threading``'s
     Event waits in the hub, and a master waiting on it for a thread of ours waited for ever."""
 
     def __init__(self) -> None:
-        self._lock = _allocate_lock()
-        self._lock.acquire()
+        self._flag = False
+        self._guard = _allocate_lock()
+        self._gate = _allocate_lock()
+        self._gate.acquire()
 
     def set(self) -> None:
-        """Wake the waiters, now and later."""
-        if not self.is_set():
-            with contextlib.suppress(RuntimeError):  # set meanwhile by another thread
-                self._lock.release()
+        """Wake the waiters, now and later (twice, or from a signal handler: once)."""
+        with self._guard:
+            if not self._flag:
+                self._flag = True
+                self._gate.release()
 
     def is_set(self) -> bool:
         """Whether :meth:`set` was called."""
-        return not self._lock.locked()
+        return self._flag
 
     def wait(self, timeout: float = -1) -> bool:
         """Wait until set or ``timeout`` seconds (-1: no limit); whether it is set."""
-        if self._lock.acquire(timeout=timeout):
-            self._lock.release()
+        if self._flag:
             return True
-        return False
+        if self._gate.acquire(timeout=timeout):
+            self._gate.release()  # the next waiter passes too
+        return self._flag
 
 
 class OsThread:
@@ -94,16 +105,24 @@ class OsThread:
     the process does not wait for it). Not ``threading.Thread``: patched, its start waits in
     the hub for the thread to say it started (the master hung at a HUP), and one alive as the
     app's import patches ``threading`` broke the import's module lock ("cannot release
-    un-acquired lock": gevent's app did not load)."""
+    un-acquired lock": gevent's app did not load). An exception that ends it is written to
+    stderr with its ``name`` (a raw thread's names only a bound method)."""
 
-    def __init__(self, target: Callable[..., Any], *args: Any) -> None:
+    def __init__(self, name: str, target: Callable[..., Any], *args: Any) -> None:
+        self.name = name
         self._done = OsEvent()
         start_new_thread(self._run, (target, args))
 
     def _run(self, target: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        OWN_THREADS.add(get_ident())
         try:
             target(*args)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                text = traceback.format_exc()
+                os.write(2, f"uwsgiapp: its {self.name} thread failed:\n{text}".encode())
         finally:
+            OWN_THREADS.discard(get_ident())
             self._done.set()
 
     def join(self, timeout: float = -1) -> bool:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.throttle import body_mismatches, refused_requests
+from uwsgiapp.unpatched import threads_patched_by
 from uwsgiapp.wsgi.errors import ClientDisconnected, ClientTimeout
 from uwsgiapp.wsgi.response import NOT_DIGITS
 
@@ -150,7 +151,9 @@ def waiting_request_frame(frame: FrameType | None) -> FrameType | None:
     waiting in their hub is suspended there, and the signal's frame is the hub's loop (the
     harakiri's stack named gevent's hub, not the app's line)."""
     greenlet = sys.modules.get("greenlet")
-    if greenlet is None or _stack_environ(frame) is not None:
+    # Not for an app that runs greenlets without patching (SQLAlchemy's asyncio bridge): its
+    # stuck request is in the frame the signal found.
+    if greenlet is None or threads_patched_by() is None or _stack_environ(frame) is not None:
         return frame
     root = greenlet.getcurrent()
     while root.parent is not None:

@@ -9,6 +9,7 @@ failure (no netlink, no unix_diag module, a kernel that answers something else) 
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import struct
@@ -73,12 +74,16 @@ def _rqueue(data: bytes, offset: int, end: int) -> int | None:
     return None
 
 
+#: What a kernel without netlink's sock_diag for unix sockets answers (for good).
+_ABSENT = frozenset({errno.EAFNOSUPPORT, errno.EPROTONOSUPPORT, errno.ENOENT, errno.EINVAL})
+
+
 class SockDiag:
     """Asks the kernel about unix listeners through a netlink socket opened for each question.
 
     One open socket kept for the master's life was never closed at its exit (``python -W
     error`` printed an unclosed-socket ResourceWarning at every stop); opening one costs
-    about 6 µs, and the master asks at most ten times a second.
+    about 6 µs (the queue watch asks once a second, the stats once a poll with a client).
     """
 
     def __init__(self) -> None:
@@ -100,8 +105,10 @@ class SockDiag:
                 self._seq += 1
                 diag.send(_request(inode, self._seq))
                 reply = diag.recv(65536)
-        except OSError:
-            self.unavailable = True  # e.g. no unix_diag: do not ask on every read
+        except OSError as exc:
+            # No netlink or no unix_diag: do not ask on every read. A descriptor limit, a
+            # timeout, a full buffer: this answer only (it was for the master's whole life).
+            self.unavailable = exc.errno in _ABSENT
             return None
         return parse_reply(reply, inode)
 

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import socket
+import time
 from types import FrameType
 
 from uwsgiapp.server.inflight import (
@@ -26,6 +27,14 @@ from uwsgiapp.wsgi.errors import QuickStop
 #: After the drain's end, the moment a process still holding the sockets shuts them down: the
 #: drain loops of the workers that are free end at that end themselves.
 REFUSE_MARGIN = 0.25
+
+_quick_began: float | None = None
+
+
+def quick_stop_began() -> float | None:
+    """When this worker's quick stop began (monotonic seconds; None: no quick stop): its cut
+    requests' unwinding and its exit work share the grace before the master's SIGKILL."""
+    return _quick_began
 
 
 class StopSignals:
@@ -100,9 +109,11 @@ class StopSignals:
     def _on_quick(self, signum: int, frame: FrameType | None) -> None:
         # Once: a terminal's Ctrl-C reaches the worker and the master, which passes it on; a
         # second INT must not cut the finally blocks the first one lets run (SIGKILL stays).
+        global _quick_began
         if self._quick_stopping:
             return
         self._quick_stopping = True
+        _quick_began = time.monotonic()
         for line in self.requests_cut(frame):  # say what is cut (exit code 0 all the same)
             logging.getLogger("uwsgiapp.error").warning(
                 "%s: quick stop, cutting %s", signal.Signals(signum).name, escape_log_text(line)

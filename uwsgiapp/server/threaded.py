@@ -49,8 +49,8 @@ from uwsgiapp.wsgi.errors import RequestCut
 log = logging.getLogger("uwsgiapp.error")
 
 #: How long a quick stop waits for the request threads it cut to unwind (the master's SIGKILL
-#: comes QUICK_GRACE, 2 s, after its SIGINT).
-UNWIND_SECONDS = 1.5
+#: comes QUICK_GRACE, 2 s, after its SIGINT; the atexit handlers have what is left of 1.5 s).
+UNWIND_SECONDS = 1.0
 
 
 def _raise_in(ident: int) -> None:

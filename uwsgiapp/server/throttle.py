@@ -219,7 +219,8 @@ def tell_dropped(where: str, count: int, failure: OSError, *, first: bool) -> No
     """Say on stderr that ``count`` lines of ``where`` could not be written (``first``: the
     first time: the failure and what follows; then the count since the last line)."""
     if first:
-        text = f"cannot write to {where}: {failure}; dropping its lines"
+        lines = f" ({count} so far)" if count > 1 else ""
+        text = f"cannot write to {where}: {failure}; dropping its lines{lines}"
         text += f" (a count every {WRITE_FAILURE_INTERVAL:g} s while it fails)"
     else:
         lines = "line" if count == 1 else "lines"

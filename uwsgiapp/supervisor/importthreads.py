@@ -18,6 +18,7 @@ from collections.abc import Collection, Iterable
 
 from uwsgiapp.supervisor.keptmodules import loaded_from, site_dirs
 from uwsgiapp.supervisor.patches import code_module
+from uwsgiapp.unpatched import OWN_THREADS
 
 __all__ = ["restarted_after_fork", "say_import_threads", "thread_module", "threads_running"]
 
@@ -80,7 +81,8 @@ def say_import_threads(
     known = set(before)
     # Not the calling thread: eventlet's patched threading stands for it with a new object.
     here = threading.get_ident()
-    started = [t for t in threading.enumerate() if t not in known and t.ident != here]
+    ours = {here, *OWN_THREADS}  # ours: a raw thread of the server's that logged meanwhile
+    started = [t for t in threading.enumerate() if t not in known and t.ident not in ours]
     again: list[str] = []
     lost: list[str] = []
     for thread in started:

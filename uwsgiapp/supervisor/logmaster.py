@@ -151,7 +151,7 @@ class LogMaster:
         self._wake = os.pipe()
         for fd in self._wake:
             os.set_blocking(fd, False)
-        self._thread = OsThread(self._run)
+        self._thread = OsThread("log-master", self._run)
         os.register_at_fork(after_in_child=self._in_child)
         return self
 

@@ -44,7 +44,7 @@ def stats_served(stats: StatsServer | None) -> Iterator[None]:
         yield
         return
     done = OsEvent()
-    thread = OsThread(_serve, stats, done)
+    thread = OsThread("stats during the re-import", _serve, stats, done)
     try:
         yield
     finally:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import logging
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -122,8 +123,9 @@ class RequestTitles:
             self._set(text)
         return text
 
-    def start(self, interval: float = SAMPLE_INTERVAL) -> OsThread:
-        """Show the idle title now and sample every ``interval`` seconds until :meth:`stop`."""
+    def start(self, interval: float = SAMPLE_INTERVAL) -> OsThread | None:
+        """Show the idle title now and sample every ``interval`` seconds until :meth:`stop`
+        (None: no thread could start, at a process or thread limit: the title stays idle)."""
         self.sample()
 
         def run() -> None:
@@ -131,7 +133,13 @@ class RequestTitles:
                 with contextlib.suppress(Exception):  # a title is never worth a worker
                     self.sample()
 
-        return OsThread(run)
+        try:
+            return OsThread("request titles", run)
+        except RuntimeError as exc:  # "can't start new thread": the worker serves on without
+            logging.getLogger("uwsgiapp.error").warning(
+                "--request-titles: no thread for the titles (%s): they stay as they are", exc
+            )
+            return None
 
     def stop(self) -> None:
         """End the sampling thread (at its next wake-up)."""

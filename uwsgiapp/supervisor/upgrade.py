@@ -301,8 +301,9 @@ def _cannot_start(start: Start) -> str:
         return f"this master (uid {os.getuid()}) cannot execute {start.executable}"
     if not os.path.isdir(start.cwd):
         return (
-            f"the directory this master was started in, {start.cwd}, is gone (a release "
-            "removed?): the new master would have none to start in; start with an absolute "
-            "--chdir through the release symlink, or restart"
+            f"the directory this master was started in, {start.cwd}, is gone or cannot be "
+            "entered (a release removed? after --uid, the user's rights): the new master "
+            "would have none to start in; start with an absolute --chdir through the release "
+            "symlink, or restart"
         )
     return ""

@@ -31,6 +31,7 @@ from typing import Any, NoReturn
 from uwsgiapp import unpatched
 from uwsgiapp.server.inflight import worker_label
 from uwsgiapp.server.logs import flush_std
+from uwsgiapp.server.stopsignals import quick_stop_began
 from uwsgiapp.unpatched import sleep, start_new_thread
 
 __all__ = [
@@ -56,8 +57,11 @@ log = logging.getLogger("uwsgiapp.error")
 
 #: The longest the exit work (joining the app's threads, its atexit handlers) may take.
 EXIT_WORK_SECONDS = 5
-#: The same after a quick stop: the master's SIGKILL comes QUICK_GRACE (2 s) after its SIGINT.
+#: The same after a quick stop, counted from its start (the cut requests' unwinding takes its
+#: share first): the master's SIGKILL comes QUICK_GRACE (2 s) after its SIGINT.
 QUICK_EXIT_WORK_SECONDS = 1.5
+#: What the atexit handlers get at least, however long the unwinding took.
+QUICK_EXIT_WORK_LEAST = 0.25
 
 #: Held off while the worker leaves: a second Ctrl-C must not raise SystemExit mid-way.
 _HELD = {signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1}
@@ -77,6 +81,14 @@ def _watchdog(code: int, seconds: float, what: str) -> None:
         seconds,
     )
     _end(code)
+
+
+def _quick_share() -> float:
+    """A quick stop's exit work: what is left of :data:`QUICK_EXIT_WORK_SECONDS` since it
+    began, :data:`QUICK_EXIT_WORK_LEAST` at least."""
+    began = quick_stop_began()
+    spent = 0.0 if began is None else time.monotonic() - began
+    return round(max(QUICK_EXIT_WORK_LEAST, QUICK_EXIT_WORK_SECONDS - spent), 2)
 
 
 def _exit_after(seconds: float, code: int) -> None:
@@ -103,9 +115,10 @@ def leave(code: int, *, finish: bool, quick: bool = False) -> NoReturn:
             bound, what = (
                 (EXIT_WORK_SECONDS, "the app's threads, atexit handlers")
                 if finish
-                else (QUICK_EXIT_WORK_SECONDS, "atexit handlers")
+                else (_quick_share(), "atexit handlers")
             )
-            start_new_thread(_watchdog, (code, bound, what))
+            with contextlib.suppress(RuntimeError):  # at a thread limit: unbounded, as before
+                start_new_thread(_watchdog, (code, bound, what))
         if finish:
             try:
                 threading._shutdown()  # type: ignore[attr-defined]  # joins non-daemon threads
