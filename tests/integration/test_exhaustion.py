@@ -105,6 +105,9 @@ def test_a_term_to_a_worker_that_cannot_start_a_thread_still_ends_gracefully(
     log = server.log()
     assert "Traceback" not in log and "crashed" not in log, log
     assert "exited with code 0" in log, log
+    # No thread for the exit work's bound: that work is skipped and said (unbounded, a hanging
+    # atexit handler would keep a worker nobody ends).
+    assert "leaving without its exit work" in log, log
 
 
 #: An app whose worker loses every free descriptor once its loop is up, before any request

@@ -117,8 +117,16 @@ def leave(code: int, *, finish: bool, quick: bool = False) -> NoReturn:
                 if finish
                 else (_quick_share(), "atexit handlers")
             )
-            with contextlib.suppress(RuntimeError):  # at a thread limit: unbounded, as before
+            try:
                 start_new_thread(_watchdog, (code, bound, what))
+            except RuntimeError as exc:  # at a thread limit: unbounded work nobody would end
+                log.warning(
+                    "%s: leaving without its exit work (%s: no thread for its bound: %s)",
+                    worker_label(),
+                    what,
+                    exc,
+                )
+                finish = quick = False
         if finish:
             try:
                 threading._shutdown()  # type: ignore[attr-defined]  # joins non-daemon threads
