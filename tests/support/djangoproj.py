@@ -125,5 +125,8 @@ def build(root: Path) -> Path:
         (project / "polls" / f"{name}.py").write_text(text)
     (project / "mysite" / "urls.py").write_text(URLS)
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "mysite.settings", "TEST_UPLOAD_DIR": str(root)}
+    # The project on the path by name: the compiled build's runs set PYTHONSAFEPATH, which
+    # leaves the working directory off a `python -c`'s path.
+    env["PYTHONPATH"] = str(project)
     subprocess.run([sys.executable, "-c", SETUP], cwd=project, env=env, check=True)
     return project
