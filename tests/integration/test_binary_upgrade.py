@@ -55,12 +55,21 @@ def serving(master: int) -> set[int]:
     }
 
 
+#: The old master's line for each new master its USR2 started.
+NEW_MASTER = re.compile(r"new master \(pid (\d+)\) started")
+
+
 def new_master(server: Server) -> int:
     """The pid of the new master the old one's USR2 started (waits for its line)."""
-    pattern = re.compile(r"new master \(pid (\d+)\) started")
-    wait_until(lambda: pattern.search(server.log()) is not None, 30, "the new master's line")
-    found = pattern.findall(server.log())
-    return int(found[-1])
+    wait_until(lambda: NEW_MASTER.search(server.log()) is not None, 30, "the new master's line")
+    return int(NEW_MASTER.findall(server.log())[-1])
+
+
+def stop_all(server: Server) -> None:
+    """Tear ``server`` down, and every new master its USR2s started (its log names them)."""
+    server.stop()
+    for pid in dict.fromkeys(int(found) for found in NEW_MASTER.findall(server.log())):
+        stop_pid(pid)
 
 
 def held(path: Path) -> int | None:
@@ -108,7 +117,6 @@ def test_usr2_winch_term_hand_over_without_a_failed_request(
     server, pidfile = start_server(tmp_path, workers=2, stats=stats)
     oldbin = Path(f"{pidfile}.oldbin")
     nginx = Nginx(tmp_path / "nginx", server.upstream)
-    new = 0
     try:
         nginx.start()
         old = server.pid
@@ -154,13 +162,11 @@ def test_usr2_winch_term_hand_over_without_a_failed_request(
         assert not pidfile.exists()
     finally:
         nginx.stop()
-        server.stop()
-        stop_pid(new)
+        stop_all(server)
 
 
 def test_a_new_master_that_cannot_import_leaves_the_old_one_serving(tmp_path: Path) -> None:
     server, pidfile = start_server(tmp_path, workers=1)
-    new = 0
     try:
         old = server.pid
         wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
@@ -181,8 +187,7 @@ def test_a_new_master_that_cannot_import_leaves_the_old_one_serving(tmp_path: Pa
         assert server.wait(30) == 0
         assert not pidfile.exists() and not os.path.exists(server.socket)
     finally:
-        server.stop()
-        stop_pid(new)
+        stop_all(server)
 
 
 def test_hup_after_winch_brings_the_old_workers_back_and_the_new_master_can_go(
@@ -190,7 +195,6 @@ def test_hup_after_winch_brings_the_old_workers_back_and_the_new_master_can_go(
 ) -> None:
     # The new code is bad after all: HUP to the old master, then TERM to the new one.
     server, pidfile = start_server(tmp_path, workers=2)
-    new = 0
     try:
         old = server.pid
         wait_until(lambda: len(serving(old)) == 2, 30, "the old workers")
@@ -218,8 +222,7 @@ def test_hup_after_winch_brings_the_old_workers_back_and_the_new_master_can_go(
         assert server.wait(30) == 0
         assert not pidfile.exists() and not os.path.exists(server.socket)
     finally:
-        server.stop()
-        stop_pid(new)
+        stop_all(server)
 
 
 def test_the_old_masters_stop_leaves_a_shared_tcp_socket_open(tmp_path: Path) -> None:
@@ -228,7 +231,6 @@ def test_the_old_masters_stop_leaves_a_shared_tcp_socket_open(tmp_path: Path) ->
     # other process is the new master, which then accepted nothing more.
     port = free_port()
     server, _ = start_server(tmp_path, workers=1, socket=f"127.0.0.1:{port}", graceful_timeout=8)
-    new = 0
     slow = socket.create_connection(("127.0.0.1", port), timeout=30)
     try:
         old = server.pid
@@ -249,8 +251,7 @@ def test_the_old_masters_stop_leaves_a_shared_tcp_socket_open(tmp_path: Path) ->
         assert answer.startswith(b"HTTP/1.1 200") and answer.endswith(str(new).encode()), answer
     finally:
         slow.close()
-        server.stop()
-        stop_pid(new)
+        stop_all(server)
 
 
 def _busy(port: int) -> bool:
@@ -289,7 +290,6 @@ def test_systemd_hears_the_new_masters_pid_and_no_stop_from_the_old_one(
 ) -> None:
     # Type=notify with NotifyAccess=all: READY=1 with MAINPID= moves the main process to the
     # new master; the old master's STOPPING=1 would have had systemd stop the whole service.
-    new = 0
     with notify_socket(monkeypatch) as manager:
         server, _ = start_server(tmp_path, workers=1)
         try:
@@ -310,8 +310,7 @@ def test_systemd_hears_the_new_masters_pid_and_no_stop_from_the_old_one(
             assert _message(manager) == ("STOPPING=1", new)
             wait_until(lambda: not alive(new), 30, "the new master to stop")
         finally:
-            server.stop()
-            stop_pid(new)
+            stop_all(server)
 
 
 def test_usr2_with_unix_prefixed_specs_hands_the_sockets_over(tmp_path: Path) -> None:
@@ -329,7 +328,6 @@ def test_usr2_with_unix_prefixed_specs_hands_the_sockets_over(tmp_path: Path) ->
         workers=1,
     )
     server.start(wait=False)
-    new = 0
     try:
         old = server.pid
         wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
@@ -343,8 +341,7 @@ def test_usr2_with_unix_prefixed_specs_hands_the_sockets_over(tmp_path: Path) ->
         answer = uwsgi_exchange(path, uwsgi_get("/"), timeout=10).data
         assert answer.endswith(str(new).encode()), answer
     finally:
-        server.stop()
-        stop_pid(new)
+        stop_all(server)
 
 
 #: Holds a new master (the one process started with the upgrade's variable) until the old
@@ -368,7 +365,6 @@ def test_a_new_master_whose_old_master_stopped_at_once_serves_alone(
     (site / "sitecustomize.py").write_text(LATE)
     monkeypatch.setenv("PYTHONPATH", str(site))
     server, pidfile = start_server(tmp_path, workers=1)
-    new = 0
     try:
         old = server.pid
         wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
@@ -386,8 +382,7 @@ def test_a_new_master_whose_old_master_stopped_at_once_serves_alone(
         # The only master: its stop removes the socket file.
         assert not os.path.exists(server.socket) and not pidfile.exists()
     finally:
-        server.stop()
-        stop_pid(new)
+        stop_all(server)
 
 
 def test_usr2_from_a_symlinked_release_directory_loads_the_new_release(
@@ -408,7 +403,6 @@ def test_usr2_from_a_symlinked_release_directory_loads_the_new_release(
     server = Server(current, "releaseapp:app", workers=1)
     server.log_path = tmp_path / "server.log"
     server.start()
-    new = 0
     try:
         old = server.pid
         wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
@@ -425,15 +419,13 @@ def test_usr2_from_a_symlinked_release_directory_loads_the_new_release(
         assert answer.endswith(b"release 2"), (answer, server.log())
         assert os.readlink(f"/proc/{new}/cwd") == str(tmp_path / "releases" / "2")
     finally:
-        server.stop()
-        stop_pid(new)
+        stop_all(server)
 
 
 def test_a_touch_reload_after_winch_leaves_the_old_workers_stopped(tmp_path: Path) -> None:
     flag = tmp_path / "reload.trigger"
     flag.write_text("")
     server, _ = start_server(tmp_path, workers=1, touch_reload=[str(flag)])
-    new = 0
     try:
         old = server.pid
         wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
@@ -450,8 +442,7 @@ def test_a_touch_reload_after_winch_leaves_the_old_workers_stopped(tmp_path: Pat
         assert said in log and "workers WINCH stopped start again" not in log, log
         assert not serving(old) and alive(new)
     finally:
-        server.stop()
-        stop_pid(new)
+        stop_all(server)
 
 
 def test_passed_descriptors_that_are_not_the_listening_socket_are_closed_and_bound_anew(
@@ -505,7 +496,6 @@ def test_the_new_master_writes_the_pidfile_once_a_worker_serves(tmp_path: Path) 
     # A deploy script waits for <pidfile> to name the new master, then sends WINCH: until its
     # workers serve, that would leave nobody accepting.
     server, pidfile = start_server(tmp_path, workers=1)
-    new = 0
     try:
         old = server.pid
         wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
@@ -525,8 +515,7 @@ def test_the_new_master_writes_the_pidfile_once_a_worker_serves(tmp_path: Path) 
         assert serving(new), server.log()
         assert f"a worker serves; pidfile {pidfile}" in server.log()
     finally:
-        server.stop()
-        stop_pid(new)
+        stop_all(server)
 
 
 def test_a_new_master_stopped_without_winch_gives_systemd_the_old_masters_pid_back(
@@ -534,7 +523,6 @@ def test_a_new_master_stopped_without_winch_gives_systemd_the_old_masters_pid_ba
 ) -> None:
     # Rolling back before WINCH: TERM to the new master. Its READY=1 made it the main PID; its
     # exit must not be the service's (systemd would then stop the old master too).
-    new = 0
     with notify_socket(monkeypatch) as manager:
         server, _ = start_server(tmp_path, workers=1)
         try:
@@ -551,15 +539,13 @@ def test_a_new_master_stopped_without_winch_gives_systemd_the_old_masters_pid_ba
             assert ready.startswith("READY=1\n") and ready.endswith(f"\nMAINPID={old}"), ready
             assert sender == old and alive(old)
         finally:
-            server.stop()
-            stop_pid(new)
+            stop_all(server)
 
 
 def test_a_new_master_that_fails_after_the_old_one_exited_removes_the_socket_file(
     tmp_path: Path,
 ) -> None:
     server, pidfile = start_server(tmp_path, workers=1)
-    new = 0
     try:
         old = server.pid
         wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
@@ -583,8 +569,7 @@ def test_a_new_master_that_fails_after_the_old_one_exited_removes_the_socket_fil
         assert not os.path.exists(server.socket), log  # nobody listens there any more
         assert not pidfile.exists() and not Path(f"{pidfile}.oldbin").exists()
     finally:
-        server.stop()
-        stop_pid(new)
+        stop_all(server)
 
 
 def test_usr2_passes_a_socket_systemd_passed_on_as_systemd_passes_it(tmp_path: Path) -> None:
@@ -607,7 +592,6 @@ def test_usr2_passes_a_socket_systemd_passed_on_as_systemd_passes_it(tmp_path: P
     server = Server(tmp_path / "unused", "upgradeapp:app")
     server.proc, server.log_path = proc, log_path
     server._log = open(os.devnull, "ab")  # noqa: SIM115 - closed by server.stop()
-    new = 0
     try:
         old = proc.pid
         wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
@@ -621,8 +605,7 @@ def test_usr2_passes_a_socket_systemd_passed_on_as_systemd_passes_it(tmp_path: P
         assert answer.endswith(str(new).encode()), (answer, server.log())
         assert f"listening on fd://3 ({path})" in server.log()
     finally:
-        server.stop()
-        stop_pid(new)
+        stop_all(server)
         unit.close()
 
 
@@ -636,7 +619,6 @@ def test_usr2_after_uid_starts_the_new_master_as_that_user_or_says_why_not(
     server = Server(tmp_path / "server", "upgradeapp:app", pythonpath=[appdir], workers=1)
     server.options["uid"] = "nobody"
     server.start()
-    new = 0
     try:
         old = server.pid
         wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
@@ -657,5 +639,4 @@ def test_usr2_after_uid_starts_the_new_master_as_that_user_or_says_why_not(
         uids = Path(f"/proc/{new}/status").read_text().split("\nUid:")[1].split()
         assert uids[:2] == ["65534", "65534"], uids
     finally:
-        server.stop()
-        stop_pid(new)
+        stop_all(server)
