@@ -57,7 +57,6 @@ DefaultSelector: Final = selectors.DefaultSelector
 #: ``_thread.start_new_thread``: patched, it starts a greenlet, which never runs while the main
 #: thread waits outside the hub (an exit's watchdog, a stop's late refusal).
 start_new_thread: Final = _thread.start_new_thread
-_start_new_thread: Final = start_new_thread
 #: ``_thread.get_ident``, the key of ``sys._current_frames()`` (patched: a greenlet's number).
 get_ident: Final = _thread.get_ident
 _allocate_lock: Final = _thread.allocate_lock
@@ -140,6 +139,6 @@ def threads_patched_by() -> str | None:
     request threads, and their locks, on ``threading``, and a green thread blocked in the
     server's real ``epoll`` never lets the others run (a request hung, and the stop with it)."""
     current = _thread.start_new_thread
-    if current is _start_new_thread:
+    if current is start_new_thread:
         return None
     return str(getattr(current, "__module__", None) or "an unknown module")
