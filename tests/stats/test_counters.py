@@ -302,6 +302,26 @@ def test_thread_cores_carry_their_counts_on_across_the_numbers_processes() -> No
     assert table.read(0).requests == 1  # a process's own count (--reload-on-rss reads it)
 
 
+def test_a_thread_that_could_not_start_is_neither_a_core_nor_capacity_nor_a_request() -> None:
+    # --threads 4 at a thread limit: the worker serves with 3. Its fourth core looked like an
+    # idle thread: the stats said 4 threads, cheaper counted room that was not there.
+    table = StatusTable(2, cores=4)
+    observer = Observer()
+    observer.spawned(0, 1000.0, 0, table.reset(0, 100))
+    table.core(0, 3).absent()
+    table.core(0, 1).begin()
+    st = table.read(0)
+    assert (st.threads, st.busy_cores, st.in_requests) == (3, 1, 1)
+    assert 0 < st.request_start <= time.time()  # the one request's start, not the mark
+    records = [WorkerRecord(0, 100, 1, 2.0, WorkerState.READY, number=1)]
+    (w1,) = snapshot(table_inputs(table, observer, records, cores=table.read_cores)).workers
+    assert [(c.id, c.in_request) for c in w1.cores] == [(0, False), (1, True), (2, False)]
+    table.core(0, 1).end(1)
+    assert table.read(0).request_start == 0.0  # idle: no harakiri for the mark's "start"
+    table.reset(0, 101)  # its replacement starts with every core
+    assert table.read(0).threads == 4
+
+
 def test_policy_counts_harakiri_kills_by_worker_id() -> None:
     from uwsgiapp.supervisor.status import WorkerStatus
 

@@ -24,6 +24,8 @@ class Sim:
         self.busy_since: dict[int, float] = {}
         #: With --threads: each worker's request threads in a request (its slot's busy cores).
         self.cores: dict[int, int] = {}
+        #: With --threads: each worker's request threads that started (all unless set).
+        self.threads: dict[int, int] = {}
         #: Workers whose slot says they are leaving on their own (max-requests).
         self.leaving: set[int] = set()
         #: Requests each worker has served (what its slot counts); 100 unless set.
@@ -65,6 +67,7 @@ class Sim:
             self.busy_since.get(pid, 0.0),
             self.served.get(pid, 100),
             self.cores.get(pid, 0),
+            self.threads.get(pid, self.policy.cheaper.threads if self.policy.cheaper else 1),
         )
 
     def tick(self, dt: float = 0.1) -> list[object]:

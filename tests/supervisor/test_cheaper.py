@@ -445,6 +445,26 @@ def test_policy_threads_a_worker_is_busy_when_all_its_threads_are() -> None:
     assert not [a for a in _seconds(sim, 5) if isinstance(a, Spawn)]
 
 
+@pytest.mark.parametrize("started", [4, 2])
+def test_policy_threads_a_worker_at_a_thread_limit_is_busy_when_the_threads_it_has_are(
+    started: int,
+) -> None:
+    # 2 requests in each of 4 workers of --threads 4: room for 8 more, unless each worker
+    # could start only 2 threads (a pids limit): then every worker is busy, and more are due.
+    sim = _threaded(4, 4, [2, 2, 2, 2])
+    sim.threads.update(dict.fromkeys(sim.pids(), started))
+    spawns = [a for a in _seconds(sim, 5) if isinstance(a, Spawn)]
+    assert len(spawns) == (1 if started == 2 else 0)
+
+
+def test_policy_threads_busyness_counts_the_threads_that_started() -> None:
+    # 4 workers of --threads 8, 3 requests each: 37% busy; with 4 threads started each, 75%.
+    sim = _threaded(8, 4, [3, 3, 3, 3], algo="busyness", overload=1, multiplier=10)
+    sim.threads.update(dict.fromkeys(sim.pids(), 4))
+    grown = [a for a in _seconds(sim, 3) if "cheaper (busyness)" in str(a)]
+    assert grown and "more" in str(grown[0]), grown
+
+
 def test_policy_threads_a_steady_load_neither_stops_nor_starts_workers() -> None:
     # 4 workers of 8 threads with 7 requests each: no worker is busy (each has a free
     # thread), none idle: the steady state, where a stop would take a worker's 7 requests.

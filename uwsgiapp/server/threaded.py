@@ -74,6 +74,9 @@ class CoreHooks(Protocol):
     def end(self, requests: int) -> None:
         """This thread's request is done; ``requests`` served by the thread."""
 
+    def absent(self) -> None:
+        """This thread could not start (a thread limit): no capacity to count here."""
+
 
 class LocalCore:
     """:class:`CoreHooks` without a status slot (tests, tools): only remembers the start."""
@@ -88,6 +91,9 @@ class LocalCore:
 
     def end(self, requests: int) -> None:
         self.started = 0.0
+
+    def absent(self) -> None:
+        pass
 
 
 class _ThreadLoop(Worker):
@@ -263,6 +269,8 @@ class ThreadedWorker(StopSignals):
             ],
             worker_label(),
         )
+        for loop in self.loops[len(threads) :]:
+            loop.core.absent()  # the stats and cheaper count the threads that serve
         next_parent_check = 0.0
         try:
             # Counted as each says it ends, not is_alive(): a thread that woke us is still

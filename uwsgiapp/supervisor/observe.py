@@ -34,7 +34,7 @@ from uwsgiapp.stats.model import (
     WorkerStats,
 )
 from uwsgiapp.supervisor.actions import WorkerRecord, WorkerState
-from uwsgiapp.supervisor.status import BUCKETS, CLASSES, SlotCounters, WorkerStatus
+from uwsgiapp.supervisor.status import ABSENT, BUCKETS, CLASSES, SlotCounters, WorkerStatus
 
 #: The slot and counters of a worker number that never ran.
 _NEVER = WorkerStatus(0, 0, 0.0, 0)
@@ -231,6 +231,7 @@ def _worker(
         cores = tuple(
             CoreStats(id=i, requests=n, in_request=bool(start), request_start=int(start))
             for i, (start, n) in enumerate(threads)
+            if start != ABSENT  # a thread that could not start (a thread limit)
         )
     classes = c.classes
     return WorkerStats(

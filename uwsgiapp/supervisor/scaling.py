@@ -159,10 +159,10 @@ class Scaling(Forking):
         if not due and opts.algo != "busyness":
             return []
         alive = self._counted()
-        loads = [_in_requests(r, status(r.wid)) for r in alive]
-        self._busy = len(loads) - loads.count(0)
+        loads = [_load(r, status(r.wid), opts.threads) for r in alive]
+        self._busy = sum(1 for n, _ in loads if n)
         if opts.algo == "busyness":
-            self._share.sample(now, sum(loads) / (opts.threads * len(alive)) if alive else 0.0)
+            self._share.sample(now, sum(n for n, _ in loads) / max(1, sum(t for _, t in loads)))
         if not due:
             return []
         self._next_cycle = now + CYCLE
@@ -179,19 +179,19 @@ class Scaling(Forking):
     def _decide(
         self,
         now: float,
-        loads: list[int],
+        loads: list[tuple[int, int]],
         status: Callable[[int], WorkerStatus],
         queue: Callable[[], int | None] | None,
     ) -> list[Action]:
-        """A cycle's decision, from ``loads`` (the requests each counted worker is in now)."""
+        """A cycle's decision, from ``loads`` (each counted worker's requests now, threads)."""
         opts = self.cheaper
         assert opts is not None and self._algorithm is not None
         waiting, said = self._read_queue(queue)
         cycle = Cycle(
             now,
             running=self.desired,
-            idle=sum(1 for n in loads if n < opts.threads),
-            empty=loads.count(0),
+            idle=sum(1 for n, threads in loads if n < threads),
+            empty=sum(1 for n, _ in loads if not n),
             busyness=self._share.take(),
             queue=waiting,
             can_spawn=not self.spawns_held,
@@ -264,3 +264,9 @@ class Scaling(Forking):
 def _in_requests(rec: WorkerRecord, st: WorkerStatus) -> int:
     """The requests worker ``rec`` is in now (its slot may still be its predecessor's)."""
     return st.in_requests if st.pid == rec.pid else 0
+
+
+def _load(rec: WorkerRecord, st: WorkerStatus, threads: int) -> tuple[int, int]:
+    """Worker ``rec``'s requests now and its request threads (at a thread limit, fewer than
+    ``--threads``; a slot still its predecessor's: none, and ``threads``)."""
+    return (st.in_requests, st.threads) if st.pid == rec.pid else (0, threads)

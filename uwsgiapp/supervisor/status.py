@@ -1,25 +1,22 @@
 """Per-worker status in shared memory: what the master reads for readiness, harakiri, stats.
 
 One fixed-size slot per worker id in an anonymous shared mmap created by the master before
-forking. A worker writes only its own slot, no lock, no syscall: 8-byte stores through
-memoryviews of the slot from its request hooks, :meth:`SlotWriter.begin` (the request start, for
-harakiri) and :meth:`SlotWriter.end` (idle again, requests served).
+forking. A worker writes only its own slot, no lock, no syscall: aligned 8-byte stores (never
+seen torn) through memoryviews of the slot from its request hooks, :meth:`SlotWriter.begin`
+(the request start, for harakiri) and :meth:`SlotWriter.end` (idle again, requests served).
 
 Layout of a slot (:data:`SLOT_SIZE` bytes): pid, state, request start, requests since this
 process started; then the counters, which only a worker of ``serve --stats`` writes
-(:class:`CountingSlotWriter`): bytes sent and seconds spent serving (right after the request
-count, in the words ``end`` stores to anyway), exceptions, and a matrix of
-requests by (status class, duration bucket). One matrix cell per request rather than a request
-count, a class count and a bucket count: the master adds rows and columns up. Aligned 8-byte
-stores, which a reader never sees torn. The counters are not reset when a new process takes the
-slot: they count for the worker id across respawns.
+(:class:`CountingSlotWriter`): bytes sent and seconds serving (in the words ``end`` stores to
+anyway), exceptions, and a matrix of requests by (status class, duration bucket), one cell per
+request: the master adds rows and columns up. They count for the worker id across respawns.
 
 With ``--threads N`` (N > 1) a slot also has N "cores" after its :data:`SLOT_SIZE` bytes
 (uWSGI's ``cores``): each request thread writes its own request start and count there
-(:class:`CoreWriter`), and the master reads the oldest start as the worker's (harakiri) and the
-sum as its requests. With ``--stats``, threads count their responses at the Responder's
-access-log point under the worker's lock (:class:`ThreadCounter`). With one thread there are
-no cores and the header is written as before.
+(:class:`CoreWriter`; a thread that could not start, :data:`ABSENT`), and the master reads the
+oldest start as the worker's (harakiri) and the sum as its requests. With ``--stats``, threads
+count their responses at the Responder's access-log point under the worker's lock
+(:class:`ThreadCounter`). With one thread there are no cores.
 """
 
 from __future__ import annotations
@@ -73,6 +70,7 @@ assert COUNTERS + _COUNTERS.size <= SLOT_SIZE
 assert _TX * 8 == COUNTERS  # the totals' words are the counters' first three
 #: One request thread's core, from SLOT_SIZE: request start (0 = idle), requests served.
 CORE: Final = struct.Struct("=dQ")
+ABSENT: Final = -1.0  # a core's request start when its thread could not start
 
 #: The clock of the request start (the master's harakiri compares it with its own time.time()).
 _clock = time.time
@@ -91,6 +89,7 @@ class WorkerStatus:
     request_start: float
     requests: int
     busy_cores: int = 0  # with --threads: the request threads in a request
+    threads: int = 1  # with --threads: those that started (at a thread limit, fewer)
 
     @property
     def in_requests(self) -> int:
@@ -98,12 +97,8 @@ class WorkerStatus:
         return self.busy_cores or int(self.request_start != 0.0)
 
     def ready_for(self, pid: int) -> bool:
-        """Worker ``pid`` wrote that it loaded the app and accepts (:meth:`SlotWriter.ready`),
-        or did until it began to leave (:meth:`SlotWriter.leaving`).
-
-        The pid check: a slot is reused by the next worker of that id, and a stale READY from
-        the previous one must not count for a worker that is still booting.
-        """
+        """Worker ``pid`` (not the slot's previous one) wrote that it loaded the app and accepts
+        (:meth:`SlotWriter.ready`), or did until it began to leave (:meth:`SlotWriter.leaving`)."""
         return self.state in (STATE_READY, STATE_LEAVING) and self.pid == pid
 
     def leaving_for(self, pid: int) -> bool:
@@ -177,13 +172,14 @@ class StatusTable:
         if self.cores == 1:
             return status
         cores = self.read_cores(slot)
-        starts = [start for start, _ in cores if start]
+        starts = [start for start, _ in cores if start > 0.0]
         return WorkerStatus(
             status.pid,
             status.state,
             min(starts, default=0.0),
             sum(n for _, n in cores),
             len(starts),
+            sum(1 for start, _ in cores if start != ABSENT),
         )
 
     def read_cores(self, slot: int) -> list[tuple[float, int]]:
@@ -240,6 +236,10 @@ class CoreWriter:
         self.started = 0.0
         self._d[0] = 0.0
         self._q[1] = requests
+
+    def absent(self) -> None:
+        """This core's thread could not start: the master counts no capacity here."""
+        self._d[0] = ABSENT
 
 
 class SlotWriter:
