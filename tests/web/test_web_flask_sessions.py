@@ -175,6 +175,11 @@ def test_a_cookie_of_the_format_before_flasks_still_logs_in_and_is_rewritten() -
     expired = f"{message}.{_b64(hmac.new(key, message.encode(), hashlib.sha256).digest())}"
     client.set_cookie("session", expired)
     assert client.get("/whoami").text == "None"
+    # Dated in the future (as the new format, and itsdangerous, refuse): not a session either.
+    ahead = f"{message.partition('.')[0]}.{_b64(int(time.time() + 3600).to_bytes(8, 'big'))}"
+    future = f"{ahead}.{_b64(hmac.new(key, ahead.encode(), hashlib.sha256).digest())}"
+    client.set_cookie("session", future)
+    assert client.get("/whoami").text == "None"
 
 
 def test_a_cookie_of_the_format_before_flasks_reads_with_a_fallback_key_too() -> None:

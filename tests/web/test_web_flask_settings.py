@@ -10,6 +10,8 @@ rotation that logs nobody out).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import typing as t
 from datetime import datetime, timedelta, timezone
 
@@ -17,6 +19,7 @@ import flask
 import pytest
 
 import uwsgiapp.web as web
+from uwsgiapp.web.sessions import SessionInterface
 
 FRAMEWORKS = pytest.mark.parametrize("fw", [flask, web], ids=["flask", "uwsgiapp.web"])
 
@@ -328,6 +331,34 @@ def test_fallbacks_take_bytes_and_sign_nothing_without_a_secret_key(fw: t.Any) -
     client = _reader(fw, value, SECRET_KEY=None, SECRET_KEY_FALLBACKS=["old"])
     assert client.get("/me").get_json() == {"user": None}
     assert client.get("/set").status_code == 500
+
+
+@FRAMEWORKS
+@pytest.mark.parametrize("secret", [20240517, True], ids=["a number", "true"])
+def test_a_secret_key_that_is_not_text_fails_closed(fw: t.Any, secret: object) -> None:
+    # FLASK_SECRET_KEY=true through from_prefixed_env() is True; bytes(True) was one NUL byte:
+    # uwsgiapp.web signed with that and read a cookie anyone could forge. Flask answers 500.
+    nul_key = b"\0" * 20240517 if secret == 20240517 else b"\0"
+    forged = SessionInterface().sign(
+        hmac.new(nul_key, b"cookie-session", hashlib.sha1).digest(), {"user": "admin"}
+    )
+    client = _reader(fw, forged, SECRET_KEY=secret)
+    assert client.get("/me").status_code == 500
+    assert client.get("/set").status_code == 500
+
+
+@pytest.mark.parametrize(
+    "fallbacks", ["old", [""], [0], [None]], ids=["one string", "empty", "zero", "none"]
+)
+def test_fallback_keys_that_anyone_could_sign_with_are_refused(
+    fallbacks: object, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A string of fallbacks made each of its characters a key (Flask too); an empty key is
+    # anyone's. Refused, naming the setting, and never showing a key's value in the log.
+    value = _login(web, "o")
+    client = _reader(web, value, SECRET_KEY="new", SECRET_KEY_FALLBACKS=fallbacks)
+    assert client.get("/me").status_code == 500
+    assert "SECRET_KEY_FALLBACKS" in caplog.text and "'old'" not in caplog.text
 
 
 def test_a_session_is_written_where_set_cookie_has_no_partitioned_argument(

@@ -133,6 +133,15 @@ class NullSession(SessionMixin):
     __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = __ior__ = _fail
 
 
+def _key_bytes(name: str, key: object) -> bytes:
+    """A signing key of the setting ``name`` as bytes; TypeError (naming it) for anything but a
+    non-empty str or bytes."""
+    if isinstance(key, str | bytes | bytearray) and key:
+        return key.encode() if isinstance(key, str) else bytes(key)
+    what = "an empty one" if isinstance(key, str | bytes | bytearray) else type(key).__name__
+    raise TypeError(f"{name}: a key must be a non-empty str or bytes, not {what}")  # not its value
+
+
 def _b64encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
@@ -203,12 +212,25 @@ class SessionInterface:
 
     def _secrets(self, app: App) -> list[bytes]:
         """``SECRET_KEY`` then each of ``SECRET_KEY_FALLBACKS`` (Flask 3.1's key rotation: older
-        keys whose cookies still read); none without a ``SECRET_KEY``, whatever the fallbacks."""
+        keys whose cookies still read); none without a ``SECRET_KEY``, whatever the fallbacks.
+
+        ``TypeError`` for a key that is not a non-empty str or bytes: ``FLASK_SECRET_KEY=true``
+        through ``from_prefixed_env`` is ``True``, whose ``bytes()`` is a NUL byte anyone could
+        sign with (Flask fails there too, in itsdangerous); a str of fallbacks made each of its
+        characters a key (as in Flask)."""
         secret = app.config["SECRET_KEY"]
         if not secret:
             return []
         fallbacks = app.config.get("SECRET_KEY_FALLBACKS") or ()
-        return [k.encode() if isinstance(k, str) else bytes(k) for k in (secret, *fallbacks)]
+        if isinstance(fallbacks, str | bytes):
+            raise TypeError("SECRET_KEY_FALLBACKS must be a list of keys, not one key")
+        return [
+            _key_bytes(name, k)
+            for name, k in (
+                ("SECRET_KEY", secret),
+                *(("SECRET_KEY_FALLBACKS", k) for k in fallbacks),
+            )
+        ]
 
     def _derive(self, secret: bytes, salt: bytes | None = None) -> bytes:
         if salt is None:
@@ -263,7 +285,7 @@ class SessionInterface:
                 return None
             payload, _, issued_text = message.partition(".")
             issued = int.from_bytes(_b64decode(issued_text), "big")
-            if time.time() - issued > max_age:
+            if not 0 <= time.time() - issued <= max_age:
                 return None
             data = tagjson.loads(_b64decode(payload))
         except (ValueError, UnicodeError, binascii.Error):
