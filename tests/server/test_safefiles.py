@@ -16,8 +16,10 @@ import pytest
 from handler_kit import logged_response
 from support.scripts import load_script
 
+from uwsgiapp.addresses import AllowList
 from uwsgiapp.server import safefiles
 from uwsgiapp.server.accesslog import encode_line
+from uwsgiapp.server.listeners import bind
 from uwsgiapp.server.logs import make_access_log, reopen_logs, setup_error_log
 from uwsgiapp.server.logtext import escape_log_text
 
@@ -212,6 +214,27 @@ def test_as_root_a_link_on_the_way_in_the_app_users_directory_is_refused(
     with pytest.raises(safefiles.UnsafeFileError, match="'up' on the way"):
         safefiles.open_append(str(app / "up" / "x.log"))
     assert sorted(p.name for p in elsewhere.iterdir()) == ["app.pid"]
+
+
+@pytest.mark.usefixtures("as_root")
+def test_as_root_a_sockets_removal_never_goes_through_a_link_the_app_user_planted(
+    tmp_path: Path, elsewhere: Path
+) -> None:
+    # A start that fails as root removes the socket it bound. The app user swapped the
+    # directory on its way for a link to one of root's, which holds the same inode under the
+    # same name: root removed that (the swap raced the check; a hard link stands in for it).
+    run = _user_dir(tmp_path, "app") / "run"
+    run.mkdir()
+    listener = bind(str(run / "app.sock"), backlog=8, chmod=0o660, allow=AllowList.parse([]))
+    os.link(run / "app.sock", elsewhere / "app.sock")
+    run.rename(tmp_path / "app" / "moved")
+    run.symlink_to(elsewhere)
+    listener.close()
+    assert (elsewhere / "app.sock").exists()
+    assert (tmp_path / "app" / "moved" / "app.sock").exists()  # not reached through the link
+    listener.path = str(tmp_path / "app" / "moved" / "app.sock")  # its own, with no link
+    listener.close_path()
+    assert not (tmp_path / "app" / "moved" / "app.sock").exists()
 
 
 @pytest.mark.usefixtures("as_root")

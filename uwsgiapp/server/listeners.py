@@ -58,10 +58,12 @@ class Listener:
         """Remove our unix socket file (new connections fail; queued ones can still be accepted);
         not while another master shares it."""
         if self.path and not self.shared:
-            with contextlib.suppress(OSError):
-                st = os.lstat(self.path)  # a link planted in its place is not ours
+            # In the walked directory (root's failed start: a directory on the way swapped for a
+            # link between a check and the unlink made root remove a file of that name there).
+            with contextlib.suppress(OSError), in_parent(self.path) as (parent, name):
+                st = os.lstat(name, dir_fd=parent)  # a link planted in its place is not ours
                 if self.inode == (st.st_dev, st.st_ino):
-                    os.unlink(self.path)
+                    os.unlink(name, dir_fd=parent)
 
     def close(self, unlink: bool = True) -> None:
         """Close the socket; remove the unix socket file if it is still the one we made."""
