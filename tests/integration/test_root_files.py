@@ -7,6 +7,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import shutil
 import signal
 import socket
 import stat
@@ -371,3 +372,26 @@ def test_a_module_out_of_the_app_user_s_reach_is_named_with_the_import_error(
     assert "No module named 'hidden_helper'" in log
     assert f"(uid {app_user[1]}) cannot read" in log
     assert str(hidden) in log.split("cannot read", 1)[1]
+
+
+class _KeptCapabilities(Server):
+    """Started with the securebit that keeps the capabilities across setuid (systemd's
+    ``SecureBits=no-setuid-fixup``)."""
+
+    def command(self) -> list[str]:
+        return ["setpriv", "--securebits", "+no_setuid_fixup", *super().command()]
+
+
+def test_a_drop_that_keeps_roots_capabilities_stops_start_up(
+    tmp_path: Path, app_user: tuple[str, int, int], victim: Path
+) -> None:
+    # The master and workers ran as the user with every capability of root's: the app could
+    # read the root-only file (the log said "running as uid 65534").
+    if not shutil.which("setpriv"):
+        pytest.skip("needs setpriv (util-linux)")
+    server = _KeptCapabilities(tmp_path / "server", "supervisor_app:app")
+    server.options.update(uid=app_user[0])
+    log = _refused_start(server)
+    assert "still holding capabilities" in log and "SecureBits=no-setuid-fixup" in log, log
+    assert "Traceback" not in log, log
+    _unchanged(victim)

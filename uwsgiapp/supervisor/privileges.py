@@ -205,7 +205,7 @@ def drop(ids: Ids, sockets: list[tuple[str, tuple[int, int] | None]], files: lis
             return
         raise PrivilegeError("--uid/--gid: changing user or group needs root")
     own = (set(os.getresuid()), {*os.getresgid(), *os.getgroups()})
-    missing = missing_capabilities(_effective_capabilities(), ids, bool(sockets or files), own)
+    missing = missing_capabilities(_capabilities(), ids, bool(sockets or files), own)
     if missing:
         raise PrivilegeError(
             f"--uid/--gid: this root process lacks {', '.join(missing)} (a container run with "
@@ -226,6 +226,14 @@ def drop(ids: Ids, sockets: list[tuple[str, tuple[int, int] | None]], files: lis
         os.setgid(ids.gid)
     if ids.uid >= 0:
         os.setuid(ids.uid)
+    if ids.uid > 0 and (kept := _capabilities("CapPrm") or _capabilities("CapEff")):
+        # The kernel clears them at setuid unless a securebit (no_setuid_fixup, keep_caps:
+        # systemd's SecureBits=) says not to: the app would run as the user with root's powers.
+        raise PrivilegeError(
+            f"--uid: still holding capabilities ({kept:#x}) as uid {ids.uid}: a securebits "
+            "setting (systemd's SecureBits=no-setuid-fixup or keep-caps) kept them; the app "
+            "is not started with them: remove that setting"
+        )
 
 
 #: What a root master needs to become --uid/--gid (capabilities(7) bit numbers): CHOWN to hand
@@ -233,12 +241,13 @@ def drop(ids: Ids, sockets: list[tuple[str, tuple[int, int] | None]], files: lis
 _CAPABILITIES = {"CAP_CHOWN": 0, "CAP_SETGID": 6, "CAP_SETUID": 7}
 
 
-def _effective_capabilities() -> int | None:
-    """This process's effective capability set (None where /proc does not say)."""
+def _capabilities(which: str = "CapEff") -> int | None:
+    """This process's capability set ``which`` (``CapEff``: effective, ``CapPrm``: permitted)
+    as /proc says it; None where it does not say."""
     try:
         with open("/proc/self/status", encoding="ascii", errors="replace") as f:
             for line in f:
-                if line.startswith("CapEff:"):
+                if line.startswith(f"{which}:"):
                     return int(line.split(":", 1)[1], 16)
     except (OSError, ValueError):
         pass
