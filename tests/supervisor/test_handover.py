@@ -250,6 +250,16 @@ def test_only_the_listening_socket_a_spec_names_is_taken() -> None:
         file=(1, 3),
     )
     assert "no longer the socket file" in fault(unix, replaced)
+    # A forged variable: another socket of the same name, whose file root would hand over.
+    decoy = PassedSocket(spec="/run/a.sock", fd=5, path="/root/only/a.sock", inode=(1, 2))
+    seen = Seen(
+        kind=socket.SOCK_STREAM,
+        accepting=True,
+        family=socket.AF_UNIX,
+        name="/root/only/a.sock",
+        file=(1, 2),
+    )
+    assert fault(decoy, seen) == "/root/only/a.sock is not the file its spec names"
     tcp = PassedSocket(spec="127.0.0.1:9000", fd=6)
     listening = Seen(
         kind=socket.SOCK_STREAM, accepting=True, family=socket.AF_INET, name=("127.0.0.1", 9000)

@@ -123,6 +123,8 @@ def fault(one: PassedSocket, seen: Seen) -> str:
     if address.fd is not None:
         return "" if address.fd == one.fd else f"not descriptor {address.fd}"
     if address.is_unix:
+        if one.path != os.path.abspath(address.path):  # the file that is chowned and removed
+            return f"{one.path or '(no path)'} is not the file its spec names"
         name = seen.name if isinstance(seen.name, str) else ""
         if seen.family != socket.AF_UNIX or os.path.basename(name) != os.path.basename(one.path):
             return f"not a unix socket bound to {one.path or address.path}"
