@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import stat
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,7 +21,7 @@ from support.scripts import load_script
 from uwsgiapp.addresses import AllowList
 from uwsgiapp.server import safefiles
 from uwsgiapp.server.accesslog import encode_line
-from uwsgiapp.server.listeners import bind
+from uwsgiapp.server.listeners import ListenerError, bind
 from uwsgiapp.server.logs import make_access_log, reopen_logs, setup_error_log
 from uwsgiapp.server.logtext import escape_log_text
 
@@ -235,6 +237,22 @@ def test_as_root_a_sockets_removal_never_goes_through_a_link_the_app_user_plante
     listener.path = str(tmp_path / "app" / "moved" / "app.sock")  # its own, with no link
     listener.close_path()
     assert not (tmp_path / "app" / "moved" / "app.sock").exists()
+
+
+@pytest.mark.usefixtures("as_root")
+def test_as_root_a_socket_that_cannot_be_bound_through_its_directory_is_refused() -> None:
+    # /proc/self/fd/N/<name> did not fit a socket address: root bound it by its whole path,
+    # following whatever link the app user had swapped in on the way since the walk.
+    directory = Path(tempfile.mkdtemp(prefix="u", dir="/tmp"))
+    try:
+        name = "s" * (106 - len(str(directory)))  # the whole path fits a socket address (107)
+        assert len(f"/proc/self/fd/9/{name}") > 107
+        with pytest.raises(ListenerError, match="give it a shorter name"):
+            bind(str(directory / name), backlog=8, chmod=0o660, allow=AllowList.parse([]))
+        assert not (directory / name).exists()
+        bind(str(directory / "s.sock"), backlog=8, chmod=0o660, allow=AllowList.parse([])).close()
+    finally:
+        shutil.rmtree(directory)
 
 
 @pytest.mark.usefixtures("as_root")

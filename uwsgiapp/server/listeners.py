@@ -204,7 +204,13 @@ def in_the_way(st: os.stat_result) -> str | None:
 
 
 def _bind_in(path: str, parent: int, name: str, backlog: int, chmod: int) -> Listener:
-    here = pinned_path(parent, name) or path
+    here = pinned_path(parent, name)
+    if not here and os.geteuid() == 0:  # by its whole path root's bind would follow links
+        raise ListenerError(
+            f"socket {path!r}: cannot be bound through its checked directory (a long file "
+            "name, or no /proc): as root, give it a shorter name"
+        )
+    here = here or path
     try:
         st = os.lstat(name, dir_fd=parent)
     except FileNotFoundError:
