@@ -169,9 +169,11 @@ def test_hup_and_term_under_threaded_load_fail_nothing(
         with Load(nginx.port, lambda n: paths[n % 4], clients=16, timeout=30) as load:
             load.wait_for(200, 20)
             if sig == signal.SIGHUP:
-                for _ in range(3):
+                for reloads in range(1, 4):  # each HUP once the last one's workers took over
                     server.signal(sig)
-                    time.sleep(1.5)
+                    wait_until(
+                        lambda n=reloads: server.log().count("ready, stopping") == n, 15, "a reload"
+                    )
                 load.wait_for(load.result.total + 200, 20)
             else:
                 # TERM: every request nginx passed on finishes; later ones find no socket.
