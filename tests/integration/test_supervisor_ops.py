@@ -574,7 +574,7 @@ def test_a_term_sent_to_one_busy_worker_leaves_the_sockets_to_the_others(tmp_pat
     server.options.update(graceful_timeout=6, workers=2)
     server.start()
     try:
-        time.sleep(1)  # both workers serve
+        wait_for_serving(server, 2)
         marker = tmp_path / "busy"
         _, clients = _fill(port, marker, 1)
         os.kill(int(marker.read_text()), signal.SIGTERM)
