@@ -58,7 +58,7 @@ def test_kill_9_worker_loses_only_in_flight_and_is_replaced(
 
 SLOW_APP = """
 import os, time
-time.sleep(2)  # a slow import: new workers must not take traffic before it is done
+time.sleep(1)  # a slow import: new workers must not take traffic before it is done
 VERSION = {version!r}
 
 def app(environ, start_response):
@@ -86,7 +86,7 @@ def test_ten_hup_reloads_under_load_drop_nothing_and_load_new_code(
                 if i == 9:
                     (appdir / "slowapp.py").write_text(SLOW_APP.format(version="v2"))
                 server.signal(signal.SIGHUP)
-                # The next HUP once this one's new workers imported (2 s) and took over.
+                # The next HUP once this one's new workers imported (1 s) and took over.
                 reloads = i + 1
                 wait_until(
                     lambda n=reloads: server.log().count("ready, stopping") == n, 20, "a reload"
