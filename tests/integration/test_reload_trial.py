@@ -108,7 +108,7 @@ def test_new_code_that_ends_the_process_as_it_imports_fails_only_the_reload(
 
 def test_new_code_that_hangs_at_import_is_given_up_at_the_deadline(tmp_path: Path) -> None:
     # The master imported it itself and never came back: nothing replaced or killed since.
-    server, module, old = _start(tmp_path, workers=2, reload_check_timeout=2)
+    server, module, old = _start(tmp_path, workers=2, reload_check_timeout=1)
     try:
         _write(module, "v2", "while True:\n    pass")
         server.signal(signal.SIGHUP)
@@ -120,7 +120,7 @@ def test_new_code_that_hangs_at_import_is_given_up_at_the_deadline(tmp_path: Pat
     log = server.log()
     assert code == 0, log
     (said,) = [line for line in log.splitlines() if "tried in a child process" in line]
-    assert "was still importing after 2 s (--reload-check-timeout) at " in said, said
+    assert "was still importing after 1 s (--reload-check-timeout) at " in said, said
     assert said.endswith((f"{module}, line 6", f"{module}, line 7")), said
 
 

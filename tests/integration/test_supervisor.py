@@ -10,6 +10,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -57,7 +58,7 @@ def test_kill_9_worker_loses_only_in_flight_and_is_replaced(
 
 SLOW_APP = """
 import os, time
-time.sleep(2)  # a slow import: new workers must not take traffic before it is done
+time.sleep(1)  # a slow import: new workers must not take traffic before it is done
 VERSION = {version!r}
 
 def app(environ, start_response):
@@ -80,17 +81,25 @@ def test_ten_hup_reloads_under_load_drop_nothing_and_load_new_code(
     ):
         wait_until(lambda: nginx.request("GET", "/")[2] == b"v1", 20, "v1 answering")
         with Load(nginx.port, lambda n: "/slow" if n % 40 == 0 else "/", clients=8) as load:
+            served = []  # requests done when each reload had handed over
             for i in range(10):
                 if i == 9:
                     (appdir / "slowapp.py").write_text(SLOW_APP.format(version="v2"))
                 server.signal(signal.SIGHUP)
-                time.sleep(2.6)
+                # The next HUP once this one's new workers imported (1 s) and took over.
+                reloads = i + 1
+                wait_until(
+                    lambda n=reloads: server.log().count("ready, stopping") == n, 20, "a reload"
+                )
+                served.append(load.result.total)
             wait_until(lambda: nginx.request("GET", "/")[2] == b"v2", 20, "v2 answering")
-            load.wait_for(20_000, 60)
+            load.wait_for(served[-1] + 1_000, 30)  # the new code under the same load
         result = load.result
         errors = nginx.upstream_errors()
     assert result.failures == [], result.failures[:10]
-    assert result.ok >= 20_000
+    # Requests were served through each reload's import and hand-over, and after the last.
+    assert all(a < b for a, b in pairwise([0, *served])), served
+    assert result.ok >= served[-1] + 1_000
     assert errors == []
     assert server.log().count("SIGHUP: graceful reload") == 10
 

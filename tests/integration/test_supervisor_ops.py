@@ -352,9 +352,11 @@ def test_term_while_the_app_imports_stops_cleanly(tmp_path: Path) -> None:
 def test_other_signals_while_the_app_imports_wait_for_the_master(tmp_path: Path) -> None:
     # logrotate's `kill -USR1 $(cat pidfile)` as a slow app loads: the default action of USR1
     # (HUP, USR2) ended the master without a word, TTIN/TTOU's froze it with its socket open.
+    # Slow at start-up only (the signals come then): the HUP's imports later need not be.
     (tmp_path / "slowimport.py").write_text(
-        "import time\ntime.sleep(2)\ndef app(environ, start_response):\n"
-        "    start_response('200 OK', [])\n    return [b'up']\n"
+        "import os, time\nif not os.path.exists(__file__ + '.done'):\n    time.sleep(2)\n"
+        "    open(__file__ + '.done', 'w').close()\n"
+        "def app(environ, start_response):\n    start_response('200 OK', [])\n    return [b'up']\n"
     )
     server = Server(tmp_path, "slowimport:app", pythonpath=[str(tmp_path)], workers=1)
     server.start(wait=False)
@@ -362,7 +364,7 @@ def test_other_signals_while_the_app_imports_wait_for_the_master(tmp_path: Path)
         wait_until(lambda: "listening on" in server.log(), 10, "the socket to be bound")
         for signum in (signal.SIGUSR1, signal.SIGHUP, signal.SIGWINCH, signal.SIGTTIN):
             server.signal(signum)
-        # The HUP's reload begins once a child has imported the app (2 s) as the master will.
+        # The HUP's reload begins once a child has imported the app as the master will.
         wait_until(lambda: "ready, stopping" in server.log(), 15, "the HUP's reload")
         wait_until(lambda: len(children(server.pid)) == 2, 15, "TTIN's second worker")
         answer = uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10).data
@@ -572,7 +574,7 @@ def test_a_term_sent_to_one_busy_worker_leaves_the_sockets_to_the_others(tmp_pat
     server.options.update(graceful_timeout=6, workers=2)
     server.start()
     try:
-        time.sleep(1)  # both workers serve
+        wait_for_serving(server, 2)
         marker = tmp_path / "busy"
         _, clients = _fill(port, marker, 1)
         os.kill(int(marker.read_text()), signal.SIGTERM)

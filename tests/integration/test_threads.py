@@ -65,7 +65,7 @@ def test_16_slow_requests_on_2_workers_of_8_threads_take_one_request_time(
 def test_harakiri_on_one_thread_names_its_frame_while_seven_others_serve(
     tmp_path: Path, nginx_available: None
 ) -> None:
-    with stack(tmp_path, "threads_app:app", workers=1, threads=8, harakiri=2) as (server, nginx):
+    with stack(tmp_path, "threads_app:app", workers=1, threads=8, harakiri=1) as (server, nginx):
         wait_for_workers(server, 1)
         stuck: list[int] = []
         blocker = threading.Thread(
@@ -96,7 +96,7 @@ def test_a_harakiri_writes_a_stack_its_busy_threads_share_once(
 ) -> None:
     # Threads that wait on one thing (a database gone) have one stack: eight threads wrote it
     # eight times, ~490 lines for one harakiri.
-    with stack(tmp_path, "threads_app:app", workers=1, threads=4, harakiri=2) as (server, nginx):
+    with stack(tmp_path, "threads_app:app", workers=1, threads=4, harakiri=1) as (server, nginx):
         wait_for_workers(server, 1)
         answers = _concurrently(nginx.port, ["/stuck?60"] * 4)
         log = server.log()
@@ -169,9 +169,11 @@ def test_hup_and_term_under_threaded_load_fail_nothing(
         with Load(nginx.port, lambda n: paths[n % 4], clients=16, timeout=30) as load:
             load.wait_for(200, 20)
             if sig == signal.SIGHUP:
-                for _ in range(3):
+                for reloads in range(1, 4):  # each HUP once the last one's workers took over
                     server.signal(sig)
-                    time.sleep(1.5)
+                    wait_until(
+                        lambda n=reloads: server.log().count("ready, stopping") == n, 15, "a reload"
+                    )
                 load.wait_for(load.result.total + 200, 20)
             else:
                 # TERM: every request nginx passed on finishes; later ones find no socket.

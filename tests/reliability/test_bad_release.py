@@ -47,7 +47,7 @@ def test_bad_releases_under_load_fail_only_their_reload(
     )
     module = tmp_path / "release.py"
     module.write_text(APP.format(version="v1", body=""))
-    options = {"workers": 2, "pythonpath": [str(tmp_path)], "reload_check_timeout": 2}
+    options = {"workers": 2, "pythonpath": [str(tmp_path)], "reload_check_timeout": 1}
     with stack(tmp_path, "release:app", **options) as (server, nginx):
         wait_until(lambda: len(worker_pids(server.pid)) == 2, 10, "2 workers")
         old = worker_pids(server.pid)

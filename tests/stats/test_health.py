@@ -158,9 +158,7 @@ def test_no_worker_accepting_is_exit_1(tmp_path: Path) -> None:
     sockdir = short_dir()
     stats = os.path.join(sockdir, "stats.sock")
     server = Server(tmp_path, "stats_app:app", workers=1, stats=stats, graceful_timeout=20)
-    busy = threading.Thread(
-        target=request, args=(parse_address(server.socket), "/sleep?4"), daemon=True
-    )
+    busy = occupy(server, 4)
     try:
         server.start()
         wait_doc(lambda: fetch(parse_source(stats)), accepting, 15)
@@ -173,7 +171,8 @@ def test_no_worker_accepting_is_exit_1(tmp_path: Path) -> None:
         assert done.returncode == EXIT_UNHEALTHY, done.stderr
         assert done.stdout.startswith("unhealthy: 0 workers accept")
     finally:
-        if busy.is_alive():
+        if busy.is_alive():  # checked: a quick stop cuts the rest of its 4 s
+            server.signal(signal.SIGINT)
             busy.join(30)
         server.stop()
         shutil.rmtree(sockdir, ignore_errors=True)

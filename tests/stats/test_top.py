@@ -113,7 +113,7 @@ def test_once_over_unix_tcp_and_http(sockdir: str) -> None:
         _assert_rows(result.stdout, stats)
         # Without http://, the HTTP server waits for a request: the timeout says what to give.
         address = spec_of(server.address)
-        plain = top(address, "--once")
+        plain = top(address, "--once", "--timeout", "0.5")  # no answer comes: not 3 s for it
     assert plain.returncode == 4
     assert f"(with --stats-http, give http://{address}/" in plain.stderr
 
@@ -172,7 +172,7 @@ def test_a_silent_socket_may_be_the_uwsgi_one(sockdir: str, kind: str) -> None:
     address = listener.getsockname()
     spec = address if kind == "unix" else f"127.0.0.1:{address[1]}"
     with listener:
-        result = top(spec, "--once")
+        result = top(spec, "--once", "--timeout", "0.5")  # no answer comes: not 3 s for it
     assert result.returncode == 4
     assert "timed out reading the stats" in result.stderr
     assert f"`uwsgiapp ping {spec}` answers on a uwsgi socket" in result.stderr

@@ -62,8 +62,8 @@ def _count(server: Server) -> int:
     [
         ("spare", {}),
         ("backlog", {}),
-        # stops after 1 s x 2 of low busyness (30 s by default)
-        ("busyness", {"cheaper_busyness_multiplier": 2}),
+        # stops after 1 s x 1 of low busyness (30 s by default)
+        ("busyness", {"cheaper_busyness_multiplier": 1}),
     ],
 )
 def test_workers_rise_under_a_burst_and_fall_back_after(
