@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
-from support.procs import Server, wait_until
+from support.procs import Server, wait_for_serving, wait_until
 
 from uwsgiapp.server.listeners import bind_all, somaxconn_cap
 from uwsgiapp.supervisor.listening import (
@@ -112,6 +112,9 @@ def test_log_level_warning_keeps_the_info_lines_out(tmp_path: Path) -> None:
         pytest.skip("net.core.somaxconn cannot be read here: no warning to see")
     server = Server(tmp_path, "supervisor_app:app", workers=1, log_level="warning", listen=1 << 30)
     server.start()
+    # Past its start-up lines: the socket accepts before they are written, and a TERM then
+    # stops the start-up quietly (an INFO line).
+    wait_for_serving(server, 1)
     server.stop()
     log = server.log()
     assert "[WARNING] --listen" in log
