@@ -348,7 +348,9 @@ def test_a_secret_key_that_is_not_text_fails_closed(fw: t.Any, secret: object) -
 
 
 @pytest.mark.parametrize(
-    "fallbacks", ["old", [""], [0], [None]], ids=["one string", "empty", "zero", "none"]
+    "fallbacks",
+    ["old", bytearray(b"old"), [""], [0], [None]],
+    ids=["one string", "one bytearray", "empty", "zero", "none"],
 )
 def test_fallback_keys_that_anyone_could_sign_with_are_refused(
     fallbacks: object, caplog: pytest.LogCaptureFixture

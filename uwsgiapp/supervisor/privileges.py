@@ -227,12 +227,12 @@ def drop(ids: Ids, sockets: list[tuple[str, tuple[int, int] | None]], files: lis
     if ids.uid >= 0:
         os.setuid(ids.uid)
     if ids.uid > 0 and (kept := _capabilities("CapPrm") or _capabilities("CapEff")):
-        # The kernel clears them at setuid unless a securebit (no_setuid_fixup, keep_caps:
-        # systemd's SecureBits=) says not to: the app would run as the user with root's powers.
+        # The kernel clears them at setuid unless a securebit says not to (no_setuid_fixup,
+        # systemd's SecureBits=): the app would run as the user with root's powers.
         raise PrivilegeError(
             f"--uid: still holding capabilities ({kept:#x}) as uid {ids.uid}: a securebits "
-            "setting (systemd's SecureBits=no-setuid-fixup or keep-caps) kept them; the app "
-            "is not started with them: remove that setting"
+            "setting (systemd's SecureBits=no-setuid-fixup) kept them; the app is not started "
+            "with them: remove that setting"
         )
 
 

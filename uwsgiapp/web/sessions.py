@@ -222,7 +222,7 @@ class SessionInterface:
         if not secret:
             return []
         fallbacks = app.config.get("SECRET_KEY_FALLBACKS") or ()
-        if isinstance(fallbacks, str | bytes):
+        if isinstance(fallbacks, str | bytes | bytearray):
             raise TypeError("SECRET_KEY_FALLBACKS must be a list of keys, not one key")
         return [
             _key_bytes(name, k)
