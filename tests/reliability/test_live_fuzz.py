@@ -233,8 +233,10 @@ def _sequential(server: Server, source: MutationSource, tally: Tally, count: int
             delivery["whole"] += 1
             result = uwsgi_exchange(server.socket, data, timeout=HANG_AFTER)
         outcome = tally.add(mutator, data, result)
-        # The worker logs before it closes: the lines for this input are in the file now.
-        lines = cursor.new_lines()
+        # The worker logs before it closes: the lines for this input are in the file now. A
+        # throttle's count of the lines it held back ends its window whenever that ends (with
+        # the next line to log, or at the worker's tick): no input's own.
+        lines = [line for line in cursor.new_lines() if kind_of(line) != "summary"]
         kinds = [kind_of(line) for line in lines]
         what = f"{mutator} {data[:160]!r} -> {outcome}: {lines}"
         assert len(lines) <= 1, f"more than one log line for one input: {what}"
