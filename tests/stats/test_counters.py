@@ -366,28 +366,24 @@ def test_sockdiag_reads_unix_and_tcp_accept_queues() -> None:
                 c.close()
             lis.close()
             tcp.close()
-            diag.close()
 
 
 def test_sockdiag_says_unknown_for_a_listener_the_master_closed_at_term() -> None:
     # A graceful stop closes the master's copies of the sockets; stats may still be asked for.
     diag = SockDiag()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            lis = socket.socket(socket.AF_UNIX)
-            lis.bind(str(Path(tmp) / "s.sock"))
-            lis.listen(8)
-            tcp = socket.socket()
-            tcp.bind(("127.0.0.1", 0))
-            tcp.listen(8)
-            lis.close()
-            tcp.close()
-            assert diag.queue(lis) is None and diag.queue(tcp) is None
-            assert not diag.unavailable  # a closed socket is not a kernel without sock_diag
-            stats = socket_stats([("u", lis), ("t", tcp)], 8, diag.queue)
-            assert [s.queue for s in stats] == [0, 0]
-    finally:
-        diag.close()
+    with tempfile.TemporaryDirectory() as tmp:
+        lis = socket.socket(socket.AF_UNIX)
+        lis.bind(str(Path(tmp) / "s.sock"))
+        lis.listen(8)
+        tcp = socket.socket()
+        tcp.bind(("127.0.0.1", 0))
+        tcp.listen(8)
+        lis.close()
+        tcp.close()
+        assert diag.queue(lis) is None and diag.queue(tcp) is None
+        assert not diag.unavailable  # a closed socket is not a kernel without sock_diag
+        stats = socket_stats([("u", lis), ("t", tcp)], 8, diag.queue)
+        assert [s.queue for s in stats] == [0, 0]
 
 
 def test_sockdiag_parse_reply_rejects_errors_and_other_inodes() -> None:

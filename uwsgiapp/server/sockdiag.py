@@ -119,6 +119,3 @@ class SockDiag:
         if sock.family == socket.AF_UNIX:
             return self.unix_queue(sock)
         return queued_connections(sock)
-
-    def close(self) -> None:
-        """Nothing stays open between questions; kept for the callers that close after fork."""

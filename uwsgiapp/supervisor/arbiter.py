@@ -325,7 +325,6 @@ class Arbiter:
         os.close(self.handlers.wake_w)
         if self.stats is not None:
             self.stats.close_after_fork()
-        self._sockdiag.close()
         self.notifier.close()
         self.signals.clear()
         for signum in MASTER_SIGNUMS:
