@@ -128,3 +128,54 @@ def test_a_request_thread_counts_the_workers_requests_for_an_accept_failure(
     for loop in worker.loops:
         os.close(loop._wake_r)
         os.close(loop._wake_w)
+
+
+def test_a_term_drain_closes_the_listener_in_the_last_thread_done_with_its_queue(
+    listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The main thread closed the listeners once every thread had ended: a wake-up after the
+    # last accept found the queue empty. On a loaded machine that took milliseconds, and the
+    # connections nginx made meanwhile were reset with their POSTs (5 to 7 in a stop). The
+    # last thread to find the queue empty closes it; one still serving keeps it open for
+    # what queues meanwhile, which it then serves.
+    release = threading.Event()
+
+    def app(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        if environ["PATH_INFO"] == "/slow":
+            release.wait(GUARD)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    open_when_ended: list[bool] = []
+    said = ThreadedWorker.thread_ended
+
+    def ended(self: ThreadedWorker, index: int) -> None:
+        open_when_ended.append(listener.sock.fileno() >= 0)
+        said(self, index)
+
+    monkeypatch.setattr(ThreadedWorker, "thread_ended", ended)
+    handler = Handler(
+        app, limits=Limits(), settings=EnvironSettings(), socket_timeout=GUARD, access_log=None
+    )
+    worker = ThreadedWorker(handler, [listener], threads=2)
+    worker._wake_r, worker._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    runner = threading.Thread(target=worker.run, daemon=True)
+    runner.start()
+    try:
+        slow = connect(listener, build_request({"REQUEST_METHOD": "GET", "PATH_INFO": "/slow"}))
+        wait_for(lambda: bool(worker._busy()))
+        worker._on_graceful(15, None)  # TERM, as its handler (no master: no late refusal)
+        worker._wake()
+        wait_for(lambda: len(worker._ended) == 1)  # the idle thread drained and left
+        assert listener.sock.fileno() >= 0  # the busy one has not drained yet
+        queued = connect(listener)  # waits in the queue for the busy thread
+        release.set()
+        assert answer(slow).endswith(b"ok")
+        assert answer(queued).endswith(b"ok")
+        runner.join(GUARD)
+        assert not runner.is_alive()
+        assert open_when_ended == [True, False]
+    finally:
+        release.set()
+        os.close(worker._wake_r)
+        os.close(worker._wake_w)

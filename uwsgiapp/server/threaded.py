@@ -26,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from types import FrameType
-from typing import Any, Protocol
+from typing import Any
 
 from uwsgiapp import unpatched
 from uwsgiapp.server.accesslog import set_core
@@ -42,7 +42,7 @@ from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.masterflags import MasterFlags
 from uwsgiapp.server.stopsignals import StopSignals
-from uwsgiapp.server.threadstart import start_threads
+from uwsgiapp.server.threadstart import CoreHooks, LocalCore, start_threads
 from uwsgiapp.server.worker import IDLE_TICK, Worker
 from uwsgiapp.wsgi.errors import RequestCut
 
@@ -63,48 +63,12 @@ def _raise_in(ident: int) -> None:
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(RequestCut))
 
 
-class CoreHooks(Protocol):
-    """A request thread's status hooks; ``started`` is its request's start (0 when idle)."""
-
-    started: float
-
-    def begin(self) -> None:
-        """A request started on this thread."""
-
-    def end(self, requests: int) -> None:
-        """This thread's request is done; ``requests`` served by the thread."""
-
-    def absent(self) -> None:
-        """This thread could not start (a thread limit): no capacity to count here."""
-
-
-class LocalCore:
-    """:class:`CoreHooks` without a status slot (tests, tools): only remembers the start."""
-
-    __slots__ = ("started",)
-
-    def __init__(self) -> None:
-        self.started = 0.0
-
-    def begin(self) -> None:
-        self.started = time.time()
-
-    def end(self, requests: int) -> None:
-        self.started = 0.0
-
-    def absent(self) -> None:
-        pass
-
-
 class _ThreadLoop(Worker):
     """One request thread's loop: a Worker that reports to its :class:`ThreadedWorker`."""
 
     # Each look at epoll lets the other threads take the GIL: a hand-off per request costs
     # more than the accept that finds the queue empty (bench/THREADS.md).
     one_first = False
-    # The listening sockets are shared by the threads: one that closes them after its drain
-    # would pull them from under the others. The main thread closes them once all have ended.
-    lets_go_of_listeners = False
 
     def __init__(
         self,
@@ -151,6 +115,10 @@ class _ThreadLoop(Worker):
         ):
             self.alive = False
             self.owner.recycle(f"served {self.max_requests} requests (max-requests)")
+
+    def _drained(self, listener: Listener) -> None:
+        # Shared by the threads: the last one done with it closes it (ThreadedWorker.drained).
+        self.owner.drained(listener)
 
     def served(self) -> int:
         # A thread that has served nothing in a worker that has: its EMFILE is the app's.
@@ -215,6 +183,9 @@ class ThreadedWorker(StopSignals):
         self._wake_w = -1
         #: The request threads whose loop has ended (by index; list.append is atomic).
         self._ended: list[int] = []
+        #: How many request threads have drained each listener (by id) on a TERM.
+        self._drained_by: dict[int, int] = {}
+        self._drain_lock = threading.Lock()
         hooks = list(cores) if cores is not None else [LocalCore() for _ in range(threads)]
         assert len(hooks) == threads
         self.loops = [_ThreadLoop(self, i, listeners, hooks[i], threads) for i in range(threads)]
@@ -241,6 +212,16 @@ class ThreadedWorker(StopSignals):
         """Request thread ``index`` is about to end (its loop returned or failed)."""
         self._ended.append(index)
         self._wake()
+
+    def drained(self, listener: Listener) -> None:
+        """A request thread's TERM drain found ``listener``'s queue empty. The last thread to
+        do so closes this process's copy right there: left to the main thread once all had
+        ended, the close came a wake-up later, and a loaded stop reset the 5 to 7 POSTs that
+        queued meanwhile (nginx retries a refused connect, not a reset)."""
+        with self._drain_lock:
+            done = self._drained_by[id(listener)] = self._drained_by.get(id(listener), 0) + 1
+            if self._threads and done >= len(self._threads):
+                listener.close(unlink=False)
 
     def _out_of_fds(self) -> None:
         log.error(
@@ -301,8 +282,8 @@ class ThreadedWorker(StopSignals):
                         self.drain_backlog = False
                 self._tell_threads()
                 self._say_leaving()
-            # Every thread is done with the sockets (a TERM: each drained the queue): close
-            # this process's copies now, not at its exit, or what queues meanwhile is reset.
+            # Every thread is done with the sockets. A TERM's drain closed them already (see
+            # drained); after a recycle or a thread's failure, close them now, not at exit.
             for listener in self.listeners:
                 listener.close(unlink=False)
             for thread in threads:

@@ -1,4 +1,4 @@
-"""Starting a worker's request threads under a process or thread limit.
+"""Starting a worker's request threads under a process or thread limit; their status hooks.
 
 Linux counts each thread as a task against the user's ``RLIMIT_NPROC`` and the pids cgroup's
 ``pids.max``: with ``--threads`` a worker forks fine and then cannot start its threads. Each
@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from typing import Protocol
 
 from uwsgiapp.exitcodes import WorkerExit
 from uwsgiapp.oslimits import THREAD_LIMIT
 
-__all__ = ["start_threads"]
+__all__ = ["CoreHooks", "LocalCore", "start_threads"]
 
 #: Linux refuses a thread for a task limit, or for want of memory for its stack.
 _CAUSE = f"{THREAD_LIMIT}; or no memory for its stack (ulimit -v, a memory cgroup)"
@@ -51,3 +53,36 @@ def start_threads(threads: list[threading.Thread], label: str) -> list[threading
             )
             return threads[:started]
     return threads
+
+
+class CoreHooks(Protocol):
+    """A request thread's status hooks; ``started`` is its request's start (0 when idle)."""
+
+    started: float
+
+    def begin(self) -> None:
+        """A request started on this thread."""
+
+    def end(self, requests: int) -> None:
+        """This thread's request is done; ``requests`` served by the thread."""
+
+    def absent(self) -> None:
+        """This thread could not start (a thread limit): no capacity to count here."""
+
+
+class LocalCore:
+    """:class:`CoreHooks` without a status slot (tests, tools): only remembers the start."""
+
+    __slots__ = ("started",)
+
+    def __init__(self) -> None:
+        self.started = 0.0
+
+    def begin(self) -> None:
+        self.started = time.time()
+
+    def end(self, requests: int) -> None:
+        self.started = 0.0
+
+    def absent(self) -> None:
+        pass

@@ -66,8 +66,6 @@ class Worker(StopSignals):
     #: Woken by epoll, accept one connection and look again before accepting more
     #: (:func:`~uwsgiapp.server.decisions.accept_burst`); False: accept until the queue is empty.
     one_first = True
-    #: After the TERM drain, close this process's listening sockets (see :meth:`_drain`).
-    lets_go_of_listeners = True
 
     def __init__(
         self,
@@ -210,16 +208,19 @@ class Worker(StopSignals):
         close. Under a load that never lets a queue empty, ``drain_seconds`` ends the drain.
         """
         until = time.monotonic() + self.drain_seconds
-        closing = self.lets_go_of_listeners
-        if closing:
-            self._stop_listening()  # before the close: epoll would keep a shared socket
-            self._by_fd = {}
+        self._stop_listening()  # before any close: epoll would keep a shared socket
+        self._by_fd = {}
         for listener in self.listeners:
             if listener.sock.fileno() < 0:  # a second TERM (systemd signals every process too)
                 continue
             self._accept_batch(listener, draining=True, until=until)
-            if closing:  # at once: what queues from now on is refused, not reset
-                listener.close(unlink=False)  # the socket file is the master's
+            self._drained(listener)
+
+    def _drained(self, listener: Listener) -> None:
+        """The TERM drain found ``listener``'s queue empty: close this process's copy at once,
+        so that what queues from now on is refused, not reset (the socket file is the
+        master's)."""
+        listener.close(unlink=False)
 
     def _stop_listening(self) -> None:
         """Take the listeners out of epoll: done accepting, parked requests may remain (a
