@@ -214,8 +214,8 @@ class ThreadedWorker(StopSignals):
         self._wake()
 
     def drained(self, listener: Listener) -> None:
-        """A request thread's TERM drain found ``listener``'s queue empty. The last thread to
-        do so closes this process's copy right there: left to the main thread once all had
+        """A request thread's TERM drain is done with ``listener``. The last thread to be
+        done closes this process's copy right there: left to the main thread once all had
         ended, the close came a wake-up later, and a loaded stop reset the 5 to 7 POSTs that
         queued meanwhile (nginx retries a refused connect, not a reset)."""
         with self._drain_lock:

@@ -217,9 +217,9 @@ class Worker(StopSignals):
             self._drained(listener)
 
     def _drained(self, listener: Listener) -> None:
-        """The TERM drain found ``listener``'s queue empty: close this process's copy at once,
-        so that what queues from now on is refused, not reset (the socket file is the
-        master's)."""
+        """The TERM drain is done with ``listener`` (its queue found empty, or the drain's time
+        over): close this process's copy at once, so that what queues from now on is refused,
+        not reset (the socket file is the master's)."""
         listener.close(unlink=False)
 
     def _stop_listening(self) -> None:
