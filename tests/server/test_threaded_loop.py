@@ -179,3 +179,27 @@ def test_a_term_drain_closes_the_listener_in_the_last_thread_done_with_its_queue
         release.set()
         os.close(worker._wake_r)
         os.close(worker._wake_w)
+
+
+def test_the_worker_says_how_many_threads_serve(
+    listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # At a thread limit it serves with those that started (--request-titles counts on it).
+    start = threaded.start_threads
+    monkeypatch.setattr(threaded, "start_threads", lambda threads, label: start(threads[:1], label))
+    handler = Handler(
+        app, limits=Limits(), settings=EnvironSettings(), socket_timeout=GUARD, access_log=None
+    )
+    worker = ThreadedWorker(handler, [listener], threads=3, max_requests=1)
+    assert worker.serving == 3  # until it knows
+    worker._wake_r, worker._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    runner = threading.Thread(target=worker.run, daemon=True)
+    runner.start()
+    try:
+        assert answer(connect(listener)).endswith(b"ok")
+        runner.join(GUARD)
+        assert not runner.is_alive()
+        assert worker.serving == 1
+    finally:
+        os.close(worker._wake_r)
+        os.close(worker._wake_w)

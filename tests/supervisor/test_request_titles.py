@@ -104,3 +104,16 @@ def test_the_outermost_environ_is_the_request() -> None:
     assert request_environ(frame) is not None
     assert request_line(frame) == "POST /outer?token=s3cret"
     assert request_environ(None) is None and request_line(None) == "unknown request"
+
+
+def test_busy_threads_are_counted_against_those_that_serve() -> None:
+    # At a thread limit a worker of --threads 4 serves with those it could start: its title
+    # said "busy 2/4" with its 2 threads both busy.
+    serving = [4]
+    titles = RequestTitles("w 4", threads=lambda: serving[0], setter=lambda text: None)
+    serving[0] = 2
+    first = _InRequest("/a")
+    try:
+        assert titles.sample() == "w 4 busy 1/2 POST /a"
+    finally:
+        first.finish()

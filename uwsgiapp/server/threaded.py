@@ -173,6 +173,8 @@ class ThreadedWorker(StopSignals):
         self.max_requests = max_requests
         self.drain_seconds = drain_seconds
         self.master_pid = master_pid
+        #: The request threads serving: ``threads`` until run() knows how many could start.
+        self.serving = threads
         #: The worker's requests so far (next() on it is atomic: no lock on the request path).
         self.served = itertools.count(1)
         self.alive = True
@@ -250,6 +252,7 @@ class ThreadedWorker(StopSignals):
             ],
             worker_label(),
         )
+        self.serving = len(threads)
         for loop in self.loops[len(threads) :]:
             loop.core.absent()  # the stats and cheaper count the threads that serve
         next_parent_check = 0.0

@@ -66,6 +66,8 @@ class Worker(StopSignals):
     #: Woken by epoll, accept one connection and look again before accepting more
     #: (:func:`~uwsgiapp.server.decisions.accept_burst`); False: accept until the queue is empty.
     one_first = True
+    #: Request threads serving (``--request-titles`` counts the busy ones against it).
+    serving = 1
 
     def __init__(
         self,

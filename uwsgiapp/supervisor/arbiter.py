@@ -392,7 +392,7 @@ class Arbiter:
         gc.freeze()
         slot.ready()
         if self.config.request_titles and request_titles_available():
-            RequestTitles(title, self.config.threads).start()
+            RequestTitles(title, lambda: worker.serving).start()
         worker.run()
         slot.leaving()  # the master starts a replacement while this one does its exit work
         return 0

@@ -87,18 +87,22 @@ class RequestTitles:
     (:func:`~uwsgiapp.server.inflight.request_environ`, as the harakiri dump does) and changes
     the title when what it would show changed: the request path pays nothing, and requests
     shorter than the interval seldom show. With ``threads`` > 1 the title counts the busy
-    threads and names one of their requests. ``setter``: what changes the title
-    (``setproctitle`` unless given).
+    threads and names one of their requests (``threads``: a number, or what asks the worker
+    how many serve: fewer than ``--threads`` at a thread limit). ``setter``: what changes the
+    title (``setproctitle`` unless given).
     """
 
     def __init__(
-        self, base: str, threads: int = 1, setter: Callable[[str], None] | None = None
+        self,
+        base: str,
+        threads: int | Callable[[], int] = 1,
+        setter: Callable[[str], None] | None = None,
     ) -> None:
         setter = setter or _setproctitle
         assert setter is not None, "check request_titles_available() first"
         self._set = setter
         self._base = base
-        self._threads = threads
+        self._threads = threads if callable(threads) else lambda: threads
         self._shown = ""
         self._stop = OsEvent()
 
@@ -106,7 +110,8 @@ class RequestTitles:
         """The title while ``requests`` (their environs) are in progress."""
         if not requests:
             return f"{self._base} idle"
-        count = f" {len(requests)}/{self._threads}" if self._threads > 1 else ""
+        threads = self._threads()
+        count = f" {len(requests)}/{threads}" if threads > 1 else ""
         return f"{self._base} busy{count} {shown_request(requests[0])}"
 
     def sample(self) -> str:
