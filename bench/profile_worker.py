@@ -34,8 +34,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import run as bench  # bench/run.py: nginx config, process helpers, wrk
 from uwsgiapp.config import make_config
 from uwsgiapp.importer import load_app
+from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.worker import Worker
 from uwsgiapp.supervisor import bind, build_handler
+
+
+class KeepingWorker(Worker):
+    """A worker whose stop keeps its listeners open: the next phase serves from them again."""
+
+    def _drained(self, listener: Listener) -> None:
+        pass
 
 
 def drive(
@@ -49,7 +57,7 @@ def drive(
     """Serve until a ``client`` run (wrk) of ``seconds`` ends; return (requests, CPU s, output).
 
     Each phase is one run of the worker's loop, so the worker must keep its listeners when a
-    run ends (``lets_go_of_listeners`` off, see :func:`live_worker`).
+    run ends (a :class:`KeepingWorker`, see :func:`live_worker`).
     """
     out: list[str] = []
 
@@ -89,8 +97,7 @@ def live_worker(app: str = "hello", access_log: str = "off") -> Iterator[tuple[W
         )
         listeners = bind(config)
         wsgi_app = load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
-        worker = Worker(build_handler(wsgi_app, config), listeners)
-        worker.lets_go_of_listeners = False  # served again by the next phase
+        worker = KeepingWorker(build_handler(wsgi_app, config), listeners)
         out_dir = rd / "out"
         out_dir.mkdir()
         env = bench.Env(sys.executable, Path(sys.executable).parent, rd, out_dir)
