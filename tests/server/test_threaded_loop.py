@@ -10,6 +10,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from server import test_worker_loop as loop_tests
@@ -201,5 +202,66 @@ def test_the_worker_says_how_many_threads_serve(
         assert not runner.is_alive()
         assert worker.serving == 1
     finally:
+        os.close(worker._wake_r)
+        os.close(worker._wake_w)
+
+
+def test_a_thread_that_drains_twice_is_counted_once(
+    listener: Listener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # TERM, the master gone, and TERM again (systemd's) make a thread with parked connections
+    # drain again: counted twice, it closed the listener while a sibling in a request had not
+    # drained it and still had it in its epoll (whose stale entry then woke its waits, under a
+    # file descriptor number a new connection may take).
+    release = threading.Event()
+
+    def app(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        if environ["PATH_INFO"] == "/slow":
+            release.wait(GUARD)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    calls: list[object] = []
+    said = ThreadedWorker.drained
+
+    def drained(self: ThreadedWorker, *args: Any) -> None:
+        calls.append(args)
+        said(self, *args)
+
+    monkeypatch.setattr(ThreadedWorker, "drained", drained)
+    handler = Handler(
+        app, limits=Limits(), settings=EnvironSettings(), socket_timeout=GUARD, access_log=None
+    )
+    worker = ThreadedWorker(handler, [listener], threads=2)
+    worker._wake_r, worker._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    runner = threading.Thread(target=worker.run, daemon=True)
+    runner.start()
+    silent = None
+    slow = connect(listener, build_request({"REQUEST_METHOD": "GET", "PATH_INFO": "/slow"}))
+    try:
+        wait_for(lambda: bool(worker._busy()))
+        idle = next(loop for loop in worker.loops if not loop.core.started)
+        silent = connect(listener, b"")  # parked by the idle thread: it outlives its drain
+        wait_for(lambda: bool(idle.parked))
+        worker._on_graceful(15, None)
+        worker._wake()
+        wait_for(lambda: len(calls) == 1)
+        worker.master_pid = os.getpid()  # not its parent: the main thread sees it gone
+        wait_for(lambda: worker._told == (False, False))
+        worker._on_graceful(15, None)
+        worker._wake()
+        wait_for(lambda: len(calls) == 2)
+        assert listener.sock.fileno() >= 0  # the busy thread has not drained it yet
+        release.set()
+        assert answer(slow).endswith(b"ok")
+        silent.close()
+        runner.join(GUARD)
+        assert not runner.is_alive()
+        assert listener.sock.fileno() < 0
+    finally:
+        release.set()
+        slow.close()
+        if silent is not None:
+            silent.close()
         os.close(worker._wake_r)
         os.close(worker._wake_w)

@@ -118,7 +118,7 @@ class _ThreadLoop(Worker):
 
     def _drained(self, listener: Listener) -> None:
         # Shared by the threads: the last one done with it closes it (ThreadedWorker.drained).
-        self.owner.drained(listener)
+        self.owner.drained(listener, self.index)
 
     def served(self) -> int:
         # A thread that has served nothing in a worker that has: its EMFILE is the app's.
@@ -185,8 +185,8 @@ class ThreadedWorker(StopSignals):
         self._wake_w = -1
         #: The request threads whose loop has ended (by index; list.append is atomic).
         self._ended: list[int] = []
-        #: How many request threads have drained each listener (by id) on a TERM.
-        self._drained_by: dict[int, int] = {}
+        #: The request threads (by index) done draining each listener (by id) on a TERM.
+        self._drained_by: dict[int, set[int]] = {}
         self._drain_lock = threading.Lock()
         hooks = list(cores) if cores is not None else [LocalCore() for _ in range(threads)]
         assert len(hooks) == threads
@@ -215,14 +215,16 @@ class ThreadedWorker(StopSignals):
         self._ended.append(index)
         self._wake()
 
-    def drained(self, listener: Listener) -> None:
-        """A request thread's TERM drain is done with ``listener``. The last thread to be
-        done closes this process's copy right there: left to the main thread once all had
+    def drained(self, listener: Listener, index: int) -> None:
+        """Request thread ``index``'s TERM drain is done with ``listener``. The last thread to
+        be done closes this process's copy right there: left to the main thread once all had
         ended, the close came a wake-up later, and a loaded stop reset the 5 to 7 POSTs that
-        queued meanwhile (nginx retries a refused connect, not a reset)."""
+        queued meanwhile (nginx retries a refused connect, not a reset). Threads, not calls,
+        are counted: one drains again after a TERM, the master's loss, and another TERM."""
         with self._drain_lock:
-            done = self._drained_by[id(listener)] = self._drained_by.get(id(listener), 0) + 1
-            if self._threads and done >= len(self._threads):
+            done = self._drained_by.setdefault(id(listener), set())
+            done.add(index)
+            if self._threads and len(done) >= len(self._threads):
                 listener.close(unlink=False)
 
     def _out_of_fds(self) -> None:
@@ -286,7 +288,7 @@ class ThreadedWorker(StopSignals):
                 self._tell_threads()
                 self._say_leaving()
             # Every thread is done with the sockets. A TERM's drain closed them already (see
-            # drained); after a recycle or a thread's failure, close them now, not at exit.
+            # drained); else (a recycle, a thread's failure, the master gone) close them now.
             for listener in self.listeners:
                 listener.close(unlink=False)
             for thread in threads:

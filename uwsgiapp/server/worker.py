@@ -199,8 +199,8 @@ class Worker(StopSignals):
         return accept_run(self, listener, draining, until, burst, last)
 
     def _drain(self) -> None:
-        """TERM: serve what waits in the listen queues until each is empty, then (a process
-        worker) close its listening sockets.
+        """TERM: serve what waits in the listen queues until each is empty, then close this
+        process's copy of each (:meth:`_drained`; with ``--threads``, the last thread done).
 
         Until empty, not a count taken at TERM: nginx goes on connecting until the listener is
         closed in every process, and a connection still queued then is reset after nginx sent
