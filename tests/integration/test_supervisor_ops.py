@@ -431,10 +431,12 @@ def test_term_on_one_of_two_tcp_servers_does_not_reset_posts_nginx_sent_it(
     # connect), never a POST whose connection was reset after it was sent. A connection still
     # queued when the listening socket closes in its last process is reset: the master now
     # closes its copies at TERM and each worker its own right after draining the queue, so
-    # the connections nginx makes are served or refused. What remains is the microseconds
-    # between the accept that finds the queue empty and that close, and a handshake still
-    # completing then (seen: one reset in about ten stops; two allowed for a busy machine);
-    # before, the socket stayed open until the master exited (6 to 8 each stop).
+    # the connections nginx makes are served or refused. The window between the accept that
+    # finds the queue empty and that close (a few resets in about one stop of 30 on a busy
+    # machine) the last process closes by having the socket drop new connections first, then
+    # serving what queued (test_worker_loop has it exactly). What remains is a handshake under
+    # way at that moment (two allowed for a busy machine); before, the socket stayed open until
+    # the master exited (6 to 8 each stop).
     servers = [
         Server(tmp_path / f"s{i}", "supervisor_app:app", socket=f"127.0.0.1:{free_port()}")
         for i in range(2)

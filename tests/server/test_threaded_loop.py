@@ -224,9 +224,9 @@ def test_a_thread_that_drains_twice_is_counted_once(
     calls: list[object] = []
     said = ThreadedWorker.drained
 
-    def drained(self: ThreadedWorker, *args: Any) -> None:
+    def drained(self: ThreadedWorker, *args: Any) -> bool:
         calls.append(args)
-        said(self, *args)
+        return said(self, *args)
 
     monkeypatch.setattr(ThreadedWorker, "drained", drained)
     handler = Handler(

@@ -25,6 +25,7 @@ from uwsgiapp.server import decisions
 from uwsgiapp.server import worker as worker_module
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
+from uwsgiapp.server.masterflags import MasterFlags
 from uwsgiapp.server.worker import Worker
 from uwsgiapp.wsgi.environ import EnvironSettings
 from uwsgiproto import Limits, build_request
@@ -550,6 +551,66 @@ def test_term_drains_the_queue_then_closes_the_listener_at_once(listener: Listen
     assert [answer(c)[-2:] for c in queued] == [b"ok"] * 3
     assert worker.requests == 4
     assert listener.sock.fileno() == -1
+
+
+@pytest.mark.parametrize("last", [True, False])
+def test_the_last_worker_out_serves_what_queued_after_its_last_accept(
+    monkeypatch: pytest.MonkeyPatch, last: bool
+) -> None:
+    # A connection made between the accept that finds the queue empty and the close was reset
+    # with the request nginx had sent (a 502 it does not retry for a POST): the last process
+    # to hold a TCP socket of a stopping server has it drop new connections, then serves what
+    # queued. Not while another process holds it (another worker still draining: the drop
+    # would hold up the connections it can serve), which this test's copy stands for.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    address = sock.getsockname()
+    listener = Listener(sock, f"127.0.0.1:{address[1]}")
+    other = sock.dup()  # another worker's copy
+    flags = MasterFlags()
+    flags.publish(False, True)  # the master's TERM (this process is the master, too)
+    if last:
+        flags.let_go()
+    else:
+        holder = os.fork()  # another worker, still draining: holds its pipe end
+        if holder == 0:
+            time.sleep(GUARD)  # until killed
+            os._exit(0)
+    worker = make_worker(listener, master_flags=flags)
+    worker.alive = False
+    sock.setblocking(False)  # as run() makes it
+    late: list[socket.socket] = []
+    batch = worker._accept_batch
+
+    def looked(*args: Any, **kwargs: Any) -> bool:
+        more = batch(*args, **kwargs)
+        if not late:  # the queue was found empty: nginx connects now
+            late.append(socket.create_connection(address, timeout=GUARD))
+            late[0].sendall(REQUEST)
+        return more
+
+    monkeypatch.setattr(worker, "_accept_batch", looked)
+    try:
+        worker._drain()
+        assert listener.sock.fileno() == -1
+        if last:
+            assert answer(late[0]).endswith(b"ok")
+        else:  # still queued for the other worker, and new connections come in
+            other.settimeout(GUARD)
+            conn, _ = other.accept()
+            assert conn.recv(len(REQUEST)) == REQUEST
+            conn.close()
+            socket.create_connection(address, timeout=GUARD).close()
+    finally:
+        if not last:
+            os.kill(holder, signal.SIGKILL)
+            os.waitpid(holder, 0)
+        for client in late:
+            client.close()
+        other.close()
+        os.close(worker._wake_r)
+        os.close(worker._wake_w)
 
 
 def test_a_second_term_drains_nothing_more_and_logs_nothing(

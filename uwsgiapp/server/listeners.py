@@ -73,6 +73,27 @@ class Listener:
             self.close_path()
 
 
+#: Linux's SO_ATTACH_FILTER, and a classic BPF program of one instruction, ``ret #0``: drop.
+_SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
+_DROP_ALL = struct.pack("HBBI", 0x06, 0, 0, 0)
+
+
+def refuse_new_connections(sock: socket.socket) -> bool:
+    """Have a TCP listener drop what would make a new connection (a SYN, a handshake's last
+    ACK); those already queued can still be accepted. Its peers try again a second later (a
+    SYN's first retransmission). False where the kernel takes no filter."""
+    import ctypes  # once, at a server's stop
+
+    program = ctypes.create_string_buffer(_DROP_ALL)
+    try:  # struct sock_fprog: the program's length, then its address
+        sock.setsockopt(
+            socket.SOL_SOCKET, _SO_ATTACH_FILTER, struct.pack("HP", 1, ctypes.addressof(program))
+        )
+    except OSError:
+        return False
+    return True
+
+
 #: ``struct tcp_info`` up to ``tcpi_unacked``: 8 one-byte fields, then rto, ato, snd_mss,
 #: rcv_mss, unacked. On a listening socket Linux reports the accept queue's length there.
 _TCP_INFO = struct.Struct("<8xIIIII")

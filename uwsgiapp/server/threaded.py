@@ -116,9 +116,10 @@ class _ThreadLoop(Worker):
             self.alive = False
             self.owner.recycle(f"served {self.max_requests} requests (max-requests)")
 
-    def _drained(self, listener: Listener) -> None:
+    def _drained(self, listener: Listener, until: float) -> None:
         # Shared by the threads: the last one done with it closes it (ThreadedWorker.drained).
-        self.owner.drained(listener, self.index)
+        if self.owner.drained(listener, self.index):
+            super()._drained(listener, until)
 
     def served(self) -> int:
         # A thread that has served nothing in a worker that has: its EMFILE is the app's.
@@ -215,17 +216,17 @@ class ThreadedWorker(StopSignals):
         self._ended.append(index)
         self._wake()
 
-    def drained(self, listener: Listener, index: int) -> None:
-        """Request thread ``index``'s TERM drain is done with ``listener``. The last thread to
-        be done closes this process's copy right there: left to the main thread once all had
-        ended, the close came a wake-up later, and a loaded stop reset the 5 to 7 POSTs that
-        queued meanwhile (nginx retries a refused connect, not a reset). Threads, not calls,
-        are counted: one drains again after a TERM, the master's loss, and another TERM."""
+    def drained(self, listener: Listener, index: int) -> bool:
+        """Request thread ``index``'s TERM drain is done with ``listener``: whether it is the
+        last thread to be, which closes this process's copy right there (left to the main
+        thread once all had ended, the close came a wake-up later, and a loaded stop reset the
+        5 to 7 POSTs that queued meanwhile). Threads, not calls, are counted: one drains again
+        after a TERM, the master's loss, and another TERM."""
         with self._drain_lock:
             done = self._drained_by.setdefault(id(listener), set())
+            before = len(done)
             done.add(index)
-            if self._threads and len(done) >= len(self._threads):
-                listener.close(unlink=False)
+            return before < len(self._threads) <= len(done)
 
     def _out_of_fds(self) -> None:
         log.error(

@@ -35,7 +35,7 @@ from uwsgiapp.server.decisions import DRAIN_SECONDS, accept_burst, longest_silen
 from uwsgiapp.server.inflight import BODY_LINES, REFUSED_LINES, worker_label
 from uwsgiapp.server.intake import FIRST_BYTES_WAIT, Handler, Pending
 from uwsgiapp.server.listeners import Listener
-from uwsgiapp.server.masterflags import MasterFlags, leaves_at_max_requests
+from uwsgiapp.server.masterflags import MasterFlags, last_out, leaves_at_max_requests
 from uwsgiapp.server.stopsignals import StopSignals
 from uwsgiapp.server.throttle import Throttle, accept_retries, refused_peers
 
@@ -216,12 +216,15 @@ class Worker(StopSignals):
             if listener.sock.fileno() < 0:  # a second TERM (systemd signals every process too)
                 continue
             self._accept_batch(listener, draining=True, until=until)
-            self._drained(listener)
+            self._drained(listener, until)
 
-    def _drained(self, listener: Listener) -> None:
+    def _drained(self, listener: Listener, until: float) -> None:
         """The TERM drain is done with ``listener`` (its queue found empty, or the drain's time
         over): close this process's copy at once, so that what queues from now on is refused,
-        not reset (the socket file is the master's)."""
+        not reset (the socket file is the master's). The last process to hold it first has it
+        drop new connections and serves what queued since (:func:`last_out`)."""
+        if last_out(self.master_flags, listener):
+            self._accept_batch(listener, draining=True, until=until)
         listener.close(unlink=False)
 
     def _stop_listening(self) -> None:
