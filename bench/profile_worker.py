@@ -42,7 +42,7 @@ from uwsgiapp.supervisor import bind, build_handler
 class KeepingWorker(Worker):
     """A worker whose stop keeps its listeners open: the next phase serves from them again."""
 
-    def _drained(self, listener: Listener, until: float) -> None:
+    def _drained(self, listener: Listener) -> None:
         pass
 
 

@@ -6,13 +6,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
-import time
 
 import pytest
 
-from uwsgiapp.server.listeners import Listener, refuse_new_connections
-from uwsgiapp.server.masterflags import MasterFlags, last_out, leaves_at_max_requests
+from uwsgiapp.server.listeners import Listener
+from uwsgiapp.server.masterflags import MasterFlags, leaves_at_max_requests
 
 
 def test_a_worker_forked_before_sees_the_masters_hold() -> None:
@@ -77,87 +75,3 @@ def test_the_drain_end_shuts_down_only_the_servers_own_tcp_sockets() -> None:
     finally:
         ours.close()
         passed.close()
-
-
-def test_a_process_knows_it_is_the_last_to_let_go_of_the_sockets() -> None:
-    # A worker forked holds the pipe as it holds the sockets: until it lets go (or exits), the
-    # master's letting go does not make it the last.
-    flags = MasterFlags()
-    go = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the worker: lets go when told
-        try:
-            os.read(go[0], 1)
-            flags.let_go()
-            os.read(go[0], 1)
-        finally:
-            os._exit(0)
-    try:
-        flags.let_go()
-        flags.let_go()  # once is enough (a second TERM)
-        assert not flags.others_let_go()
-        os.write(go[1], b"1")
-        deadline = time.monotonic() + 10
-        while not flags.others_let_go():
-            assert time.monotonic() < deadline, "the worker let go, and it was not seen"
-            time.sleep(0.01)
-    finally:
-        os.write(go[1], b"2")
-        os.waitpid(pid, 0)
-        os.close(go[0])
-        os.close(go[1])
-
-
-def _connects(sock: socket.socket, within: float) -> bool:
-    client = socket.socket()
-    client.settimeout(within)
-    try:
-        client.connect(sock.getsockname())
-    except TimeoutError:
-        return False
-    finally:
-        client.close()
-    return True
-
-
-def test_the_last_one_out_has_its_tcp_socket_drop_new_connections_only() -> None:
-    # Not before the server stops, not on a socket that outlives it (systemd's, a binary
-    # upgrade's pair), not on a unix socket; connections already queued are still accepted.
-    flags = MasterFlags()
-    ours, passed, paired = (_tcp_listener(s) for s in ("127.0.0.1:{port}", "fd://3", "h:{port}"))
-    paired.shared = True
-    try:
-        assert not last_out(flags, ours)  # no server stop: its pipe end is still held
-        assert not flags.others_let_go()
-        flags.publish(False, True)
-        queued = socket.create_connection(ours.sock.getsockname(), timeout=5)
-        assert not last_out(flags, passed) and not last_out(flags, paired)
-        assert not flags.others_let_go()
-        assert last_out(flags, ours)
-        assert not _connects(ours.sock, 0.3)  # its SYN dropped: tried again in a second
-        assert _connects(passed.sock, 5) and _connects(paired.sock, 5)
-        ours.sock.settimeout(5)
-        conn, _ = ours.sock.accept()
-        conn.close()
-        queued.close()
-    finally:
-        for listener in (ours, passed, paired):
-            listener.close()
-
-
-def test_a_connect_the_last_one_out_dropped_is_refused_once_it_closed() -> None:
-    # What nginx then meets: a refused connect, which it passes on to its next server.
-    listener = _tcp_listener("127.0.0.1:{port}")
-    address = listener.sock.getsockname()
-    assert refuse_new_connections(listener.sock)
-    late = socket.socket()
-    late.settimeout(10)
-    try:
-        closer = threading.Timer(0.2, listener.close)
-        closer.start()
-        with pytest.raises(ConnectionRefusedError):
-            late.connect(address)
-        closer.join()
-    finally:
-        late.close()
-        listener.close()

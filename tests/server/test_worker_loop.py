@@ -559,25 +559,29 @@ def test_the_last_worker_out_serves_what_queued_after_its_last_accept(
 ) -> None:
     # A connection made between the accept that finds the queue empty and the close was reset
     # with the request nginx had sent (a 502 it does not retry for a POST): the last process
-    # to hold a TCP socket of a stopping server has it drop new connections, then serves what
-    # queued. Not while another process holds it (another worker still draining: the drop
-    # would hold up the connections it can serve), which this test's copy stands for.
+    # to hold a TCP socket of a stopping server has it drop new connections, takes what
+    # queued, closes it, and serves those. Not while another worker holds it (still draining:
+    # the drop would hold up connections it can serve), whose copy this test's stands for.
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(8)
     address = sock.getsockname()
     listener = Listener(sock, f"127.0.0.1:{address[1]}")
+    listener.count_holders()  # the master's, before the fork
     other = sock.dup()  # another worker's copy
+    holder = 0 if last else os.fork()  # another worker, still draining: holds the pipe too
+    if holder == 0 and not last:
+        time.sleep(GUARD)  # until killed
+        os._exit(0)
     flags = MasterFlags()
-    flags.publish(False, True)  # the master's TERM (this process is the master, too)
-    if last:
-        flags.let_go()
-    else:
-        holder = os.fork()  # another worker, still draining: holds its pipe end
-        if holder == 0:
-            time.sleep(GUARD)  # until killed
-            os._exit(0)
-    worker = make_worker(listener, master_flags=flags)
+    flags.publish(False, True)  # the master's TERM (whose copy is closed: this is the worker)
+    open_when_served: list[bool] = []
+
+    def noting(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        open_when_served.append(sock.fileno() >= 0)
+        return app(environ, start_response)
+
+    worker = make_worker(listener, master_flags=flags, application=noting)
     worker.alive = False
     sock.setblocking(False)  # as run() makes it
     late: list[socket.socket] = []
@@ -596,6 +600,10 @@ def test_the_last_worker_out_serves_what_queued_after_its_last_accept(
         assert listener.sock.fileno() == -1
         if last:
             assert answer(late[0]).endswith(b"ok")
+            # Closed first: served before, a long request held up the refusal of new connects.
+            assert open_when_served == [False]
+            with pytest.raises(TimeoutError):  # dropped, on the socket the other copy keeps
+                socket.create_connection(address, timeout=0.3)
         else:  # still queued for the other worker, and new connections come in
             other.settimeout(GUARD)
             conn, _ = other.accept()

@@ -1,6 +1,12 @@
 """Listening sockets: unix paths, TCP ``host:port``, inherited ``fd://N``; the TCP allow-list.
 
 Binding happens once, in the process that owns the sockets (the master); workers inherit them.
+
+**The last one out.** A stopping server's workers each drain a socket's queue and close their
+copy; on TCP a connection queued between the last process's last accept and its close was reset
+after nginx sent its request (a 502 it does not retry for a POST). Every process that holds a
+socket holds the write end of a pipe too, closed with it (:meth:`Listener.close`): the one that
+finds the pipe hung up is the last, and closes that window (:func:`last_out`).
 """
 
 from __future__ import annotations
@@ -8,12 +14,14 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import socket
 import stat
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from uwsgiapp import unpatched
 from uwsgiapp.addresses import AddressError, AllowList, SocketAddress, server_address
 from uwsgiapp.server.safefiles import UnsafeFileError, in_parent, pinned_path
 
@@ -35,6 +43,10 @@ class Listener:
     inode: tuple[int, int] | None = field(default=None)
     #: Another master serves on this socket too (a binary upgrade's pair): its file stays.
     shared: bool = False
+    #: The pipe whose write end each process holding the socket holds (-1: none, see
+    #: :meth:`count_holders`).
+    held_r: int = -1
+    held_w: int = -1
 
     @property
     def unix_name(self) -> str:
@@ -69,8 +81,33 @@ class Listener:
         """Close the socket; remove the unix socket file if it is still the one we made."""
         with contextlib.suppress(OSError):
             self.sock.close()
+        for held in (self.held_w, self.held_r):  # its hold goes with it
+            if held >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(held)
+        self.held_r = self.held_w = -1
         if unlink:
             self.close_path()
+
+    def count_holders(self) -> None:
+        """Master, before any fork: have each process that holds the socket hold a pipe's
+        write end too (none at a descriptor limit: no process ever finds itself the last)."""
+        if self.held_r < 0:
+            with contextlib.suppress(OSError):
+                self.held_r, self.held_w = os.pipe2(os.O_CLOEXEC)
+
+    def let_go(self) -> bool:
+        """This process's hold ends (its socket is closed, or about to be): whether every other
+        process's has ended too."""
+        fd, self.held_w = self.held_w, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        if self.held_r < 0:
+            return False
+        poller = unpatched.poll()  # eventlet's monkey-patching removes select.poll
+        poller.register(self.held_r, 0)  # a hang-up is always reported
+        return any(event & select.POLLHUP for _, event in poller.poll(0))
 
 
 #: Linux's SO_ATTACH_FILTER, and a classic BPF program of one instruction, ``ret #0``: drop.
@@ -92,6 +129,48 @@ def refuse_new_connections(sock: socket.socket) -> bool:
     except OSError:
         return False
     return True
+
+
+class TakenQueue:
+    """What the last one out accepted from a listener's queue before closing it, served as
+    the listener's queue would be (:func:`~uwsgiapp.server.burst.accept_run`)."""
+
+    def __init__(self, listener: Listener) -> None:
+        self.spec = listener.spec
+        self.allow = listener.allow
+        self.sock = self  # accept_run calls sock._accept()
+        self._taken: list[tuple[int, object]] = []
+        while True:
+            try:
+                self._taken.append(listener.sock._accept())  # type: ignore[attr-defined]
+            except OSError:  # empty (or EMFILE: what stays is reset, as before)
+                break
+        self._taken.reverse()
+
+    def __len__(self) -> int:
+        return len(self._taken)
+
+    def _accept(self) -> tuple[int, object]:
+        if not self._taken:
+            raise BlockingIOError
+        return self._taken.pop()
+
+
+def last_out(listener: Listener, stopping: bool) -> TakenQueue | None:
+    """A worker's drain is done with ``listener`` (``stopping``: the whole server stops): if
+    this process is the last to hold it, have the socket drop new connections and take what
+    queued since its last accept, to be served once it is closed (served first, a long request
+    held up the refusal of new connections). A dropped connect is tried again by the kernel a
+    second later and refused: nginx tries another server. None: close it as it is. Not where the
+    socket outlives the server (systemd's ``fd://``, a binary upgrade's pair), nor on unix
+    sockets (the master removed their files: a connect finds none)."""
+    if not stopping or not listener.is_tcp or listener.shared or listener.spec.startswith("fd://"):
+        return None
+    if not (listener.let_go() and refuse_new_connections(listener.sock)):
+        return None
+    taken = TakenQueue(listener)
+    log.debug("the last out of %s: new connections dropped, %d taken", listener.spec, len(taken))
+    return taken
 
 
 #: ``struct tcp_info`` up to ``tcpi_unacked``: 8 one-byte fields, then rto, ato, snd_mss,

@@ -154,4 +154,4 @@ class StopSignals:
         signal.signal(signal.SIGUSR2, signal.SIG_DFL)
         arm_fault_dumps(())  # a crash's dump to the log, not to the worker's file
         for listener in self.listeners:
-            listener.sock.close()
+            listener.close(unlink=False)  # and its hold (the workers' last one out)

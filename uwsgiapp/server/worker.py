@@ -34,8 +34,8 @@ from uwsgiapp.server.burst import PARKED_BATCH, accept_run
 from uwsgiapp.server.decisions import DRAIN_SECONDS, accept_burst, longest_silent, silent
 from uwsgiapp.server.inflight import BODY_LINES, REFUSED_LINES, worker_label
 from uwsgiapp.server.intake import FIRST_BYTES_WAIT, Handler, Pending
-from uwsgiapp.server.listeners import Listener
-from uwsgiapp.server.masterflags import MasterFlags, last_out, leaves_at_max_requests
+from uwsgiapp.server.listeners import Listener, last_out
+from uwsgiapp.server.masterflags import MasterFlags, leaves_at_max_requests
 from uwsgiapp.server.stopsignals import StopSignals
 from uwsgiapp.server.throttle import Throttle, accept_retries, refused_peers
 
@@ -216,16 +216,17 @@ class Worker(StopSignals):
             if listener.sock.fileno() < 0:  # a second TERM (systemd signals every process too)
                 continue
             self._accept_batch(listener, draining=True, until=until)
-            self._drained(listener, until)
+            self._drained(listener)
 
-    def _drained(self, listener: Listener, until: float) -> None:
+    def _drained(self, listener: Listener) -> None:
         """The TERM drain is done with ``listener`` (its queue found empty, or the drain's time
         over): close this process's copy at once, so that what queues from now on is refused,
-        not reset (the socket file is the master's). The last process to hold it first has it
-        drop new connections and serves what queued since (:func:`last_out`)."""
-        if last_out(self.master_flags, listener):
-            self._accept_batch(listener, draining=True, until=until)
+        not reset (the socket file is the master's). The last process to hold it takes what
+        queued since, then serves it (:func:`~uwsgiapp.server.listeners.last_out`)."""
+        taken = last_out(listener, self.master_flags is not None and self.master_flags.stopping)
         listener.close(unlink=False)
+        if taken is not None:
+            accept_run(self, taken, True, math.inf, False, False)
 
     def _stop_listening(self) -> None:
         """Take the listeners out of epoll: done accepting, parked requests may remain (a

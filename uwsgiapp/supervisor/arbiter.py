@@ -246,7 +246,8 @@ class Arbiter:
                     # Its copies only kept the sockets open past the workers' drain (resets).
                     for listener in self.listeners:
                         listener.close()
-                    self.master_flags.let_go()
+                    # Now, not after the TERMs: a worker quick to drain read 'not stopping'.
+                    self.master_flags.publish(self.policy.recycles_held, not self.upgrade.paired)
                 case A.ReopenLogs(why, moved_only):
                     try:
                         if self.funnel.reopen(moved_only) | reopen_logs(moved_only):  # both
@@ -337,7 +338,6 @@ class Arbiter:
         self.dumps.in_worker()
         for listener in self.listeners:
             listener.close(unlink=False)
-        self.master_flags.let_go()
 
     def _worker_main(self, wid: int, mask: set[int | signal.Signals], dump: int | None) -> int:
         """Everything after fork, in the worker (``mask``: the signal mask to restore;

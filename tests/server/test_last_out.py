@@ -1,0 +1,133 @@
+"""The last one out of a stopping TCP server (uwsgiapp.server.listeners.last_out): who holds a
+socket, and what the last to let go does with its queue. Real sockets on loopback, a real fork."""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from uwsgiapp.server.listeners import Listener, TakenQueue, last_out, refuse_new_connections
+
+
+@pytest.fixture
+def listener() -> Iterator[Listener]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    sock.setblocking(False)  # as a worker's
+    taken = Listener(sock, f"127.0.0.1:{sock.getsockname()[1]}")
+    taken.count_holders()
+    yield taken
+    taken.close()
+
+
+def _connects(address: tuple[str, int], within: float) -> bool:
+    client = socket.socket()
+    client.settimeout(within)
+    try:
+        client.connect(address)
+    except TimeoutError:
+        return False
+    finally:
+        client.close()
+    return True
+
+
+def test_each_process_holding_a_socket_lets_go_of_it_with_its_copy(listener: Listener) -> None:
+    # A worker forked holds the socket and the pipe: until its copy is closed (or it exits),
+    # the others' letting go does not make one of them the last.
+    command_r, command_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker: closes its copy when told, then waits for the end
+        try:
+            os.close(command_w)
+            os.read(command_r, 1)
+            listener.close(unlink=False)
+            os.read(command_r, 1)  # the test's end (EOF)
+        finally:
+            os._exit(0)
+    os.close(command_r)
+    try:
+        assert not listener.let_go()
+        assert not listener.let_go()  # a second TERM: nothing more to let go
+        os.write(command_w, b"!")
+        deadline = time.monotonic() + 10
+        while not listener.let_go():
+            assert time.monotonic() < deadline, "the worker's copy closed, and it was not seen"
+            time.sleep(0.01)
+    finally:
+        os.close(command_w)  # the worker reads EOF and exits
+        os.waitpid(pid, 0)
+
+
+def test_the_last_one_out_drops_new_connections_and_takes_what_queued(
+    listener: Listener,
+) -> None:
+    address = listener.sock.getsockname()
+    queued = socket.create_connection(address, timeout=5)
+    queued.sendall(b"sent")
+    try:
+        taken = last_out(listener, stopping=True)
+        assert isinstance(taken, TakenQueue)
+        assert not _connects(address, 0.3)  # its SYN dropped: tried again in a second
+        fd, _ = taken._accept()
+        with socket.socket(fileno=fd) as conn:
+            conn.settimeout(5)
+            assert conn.recv(4) == b"sent"
+        with pytest.raises(BlockingIOError):
+            taken._accept()
+    finally:
+        queued.close()
+
+
+@pytest.mark.parametrize("case", ["no stop", "fd://", "a pair's", "unix", "not counted"])
+def test_no_last_one_out_before_a_stop_nor_where_the_socket_outlives_the_server(
+    listener: Listener, tmp_path: os.PathLike[str], case: str
+) -> None:
+    # A TERM sent to one worker; systemd's socket (its copy serves the next start); a binary
+    # upgrade's pair (the other master's workers serve on); a unix socket (its file is gone: a
+    # connect finds none); no pipe (a descriptor limit at start).
+    if case == "fd://":
+        listener.spec = "fd://3"
+    elif case == "a pair's":
+        listener.shared = True
+    elif case == "unix":
+        unix = socket.socket(socket.AF_UNIX)
+        unix.bind(os.path.join(tmp_path, "u.sock"))
+        unix.listen(1)
+        listener.sock.close()
+        listener.sock, listener.spec = unix, os.path.join(tmp_path, "u.sock")
+    elif case == "not counted":
+        listener.close()
+        fresh = socket.socket()
+        fresh.bind(("127.0.0.1", 0))
+        fresh.listen(8)
+        listener.sock, listener.spec = fresh, f"127.0.0.1:{fresh.getsockname()[1]}"
+    held = listener.held_w
+    assert last_out(listener, stopping=case != "no stop") is None
+    assert listener.held_w == held  # still held: it serves on, or its close lets go
+    if listener.is_tcp:
+        assert _connects(listener.sock.getsockname(), 5)
+
+
+def test_a_connect_the_last_one_out_dropped_is_refused_once_it_closed(
+    listener: Listener,
+) -> None:
+    # What nginx then meets: a refused connect, which it passes on to its next server.
+    address = listener.sock.getsockname()
+    assert refuse_new_connections(listener.sock)
+    late = socket.socket()
+    late.settimeout(10)
+    closer = threading.Timer(0.2, listener.close)
+    closer.start()
+    try:
+        with pytest.raises(ConnectionRefusedError):
+            late.connect(address)
+    finally:
+        closer.join()
+        late.close()
