@@ -31,6 +31,7 @@ __all__ = [
     "DefaultSelector",
     "OsEvent",
     "OsThread",
+    "close",
     "epoll",
     "get_ident",
     "poll",
@@ -44,6 +45,9 @@ __all__ = [
 
 #: ``os.read``: raises ``BlockingIOError`` on an empty non-blocking fd (eventlet's waits).
 read: Final = os.read
+#: ``os.close`` (gevent's closes later, from its hub: a pipe end whose close must be seen at
+#: once stayed open in a process that never runs the hub).
+close: Final = os.close
 #: ``os.waitpid`` (gevent's and eventlet's wait in their hub).
 waitpid: Final = os.waitpid
 #: ``select.select``.

@@ -59,9 +59,10 @@ def test_a_monkey_patched_app_serves_and_stops_gracefully(
     # gevent and eventlet delete select.epoll: every worker crashed at start, for ever; and
     # eventlet's os.read waited on the master's empty wake-up pipe: a TERM was never acted on.
     # On TCP, the last one out's look at who holds the socket took select.poll, which eventlet
-    # deletes too: the worker crashed at the stop.
+    # deletes too: the worker crashed at the stop; and gevent's os.close closes in its hub, so
+    # the master's hold on the socket stayed: none was ever the last one out.
     _write_app(tmp_path, library)
-    where = {"socket": f"127.0.0.1:{free_port()}"} if tcp else {}
+    where = {"socket": f"127.0.0.1:{free_port()}", "log_level": "debug"} if tcp else {}
     with stack(tmp_path, "green:app", pythonpath=[str(tmp_path)], workers=1, **where) as (
         server,
         nginx,
@@ -81,6 +82,7 @@ def test_a_monkey_patched_app_serves_and_stops_gracefully(
             raise AssertionError(f"TERM did not stop the server:\n{server.log()}") from None
     log = server.log()
     assert "Traceback" not in log
+    assert ("the last out of 127.0.0.1:" in log) == tcp, log
     # eventlet's threading stands for the main thread with an object of its own: it was named
     # as a thread the import started.
     assert "thread in the master" not in log

@@ -84,7 +84,7 @@ class Listener:
         for held in (self.held_w, self.held_r):  # its hold goes with it
             if held >= 0:
                 with contextlib.suppress(OSError):
-                    os.close(held)
+                    unpatched.close(held)
         self.held_r = self.held_w = -1
         if unlink:
             self.close_path()
@@ -102,7 +102,7 @@ class Listener:
         fd, self.held_w = self.held_w, -1
         if fd >= 0:
             with contextlib.suppress(OSError):
-                os.close(fd)
+                unpatched.close(fd)
         if self.held_r < 0:
             return False
         poller = unpatched.poll()  # eventlet's monkey-patching removes select.poll
@@ -162,9 +162,10 @@ def last_out(listener: Listener, stopping: bool) -> TakenQueue | None:
     queued since its last accept, to be served once it is closed (served first, a long request
     held up the refusal of new connections). A dropped connect is tried again by the kernel a
     second later and refused: nginx tries another server. None: close it as it is. Not where the
-    socket outlives the server (systemd's ``fd://``, a binary upgrade's pair), nor on unix
-    sockets (the master removed their files: a connect finds none)."""
-    if not stopping or not listener.is_tcp or listener.shared or listener.spec.startswith("fd://"):
+    socket outlives the server (systemd's ``fd://``; a binary upgrade's pair is no stop of the
+    whole server: ``stopping`` is false), nor on unix sockets (the master removed their files:
+    a connect finds none)."""
+    if not stopping or not listener.is_tcp or listener.spec.startswith("fd://"):
         return None
     if not (listener.let_go() and refuse_new_connections(listener.sock)):
         return None

@@ -243,11 +243,11 @@ class Arbiter:
                     if code is not None:
                         return code
                 case A.StopAccepting():
+                    # Now, not after the TERMs: a worker quick to drain read 'not stopping'.
+                    self.master_flags.publish(self.policy.recycles_held, not self.upgrade.paired)
                     # Its copies only kept the sockets open past the workers' drain (resets).
                     for listener in self.listeners:
                         listener.close()
-                    # Now, not after the TERMs: a worker quick to drain read 'not stopping'.
-                    self.master_flags.publish(self.policy.recycles_held, not self.upgrade.paired)
                 case A.ReopenLogs(why, moved_only):
                     try:
                         if self.funnel.reopen(moved_only) | reopen_logs(moved_only):  # both
