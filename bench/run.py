@@ -181,13 +181,15 @@ def make_env(uwsgiapp_python: str | None, anchor_bin: Path, run_dir: Path, out_d
     return Env(python, anchor_bin, run_dir, out_dir, installed=True)
 
 
+def nginx_temp_paths(tmp: Path) -> str:
+    """nginx's temp directories, all under ``tmp`` (a private nginx writes nothing elsewhere)."""
+    kinds = ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
+    return " ".join(f"{kind}_temp_path {tmp}/{kind};" for kind in kinds)
+
+
 def nginx_conf(env: Env, port: int, upstream: str) -> str:
     user = "user root;\n" if os.geteuid() == 0 else ""
-    tmp = env.run_dir / "tmp"
-    temps = " ".join(
-        f"{kind}_temp_path {tmp}/{kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
+    temps = nginx_temp_paths(env.run_dir / "tmp")
     return f"""{user}worker_processes 1;
 daemon off;
 pid {env.run_dir}/nginx.pid;

@@ -56,11 +56,7 @@ def sent_then_reset(lines: Iterable[str], upstream: str) -> list[str]:
 def nginx_conf(run_dir: Path, port: int, upstreams: list[str]) -> str:
     """A private nginx: one worker, ``upstreams`` as one group (max_fails 1, as the default)."""
     user = "user root;\n" if os.geteuid() == 0 else ""
-    tmp = run_dir / "tmp"
-    temps = " ".join(
-        f"{kind}_temp_path {tmp}/{kind};"
-        for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
-    )
+    temps = bench.nginx_temp_paths(run_dir / "tmp")
     servers = " ".join(f"server {u};" for u in upstreams)
     return f"""{user}worker_processes 1;
 daemon off;

@@ -6,24 +6,59 @@ As in test_worker_loop, the worker runs on a thread of the test with a wake-up p
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from server import test_worker_loop as loop_tests
-from server.test_worker_loop import GUARD, answer, app, connect, wait_for
+from server.test_worker_loop import GUARD, answer, app, connect, make_handler, wait_for
 
 from uwsgiapp.server import threaded
-from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.threaded import ThreadedWorker
-from uwsgiapp.wsgi.environ import EnvironSettings
-from uwsgiproto import Limits, build_request
+from uwsgiproto import build_request
 
 listener = loop_tests.listener  # the same fixture: a real unix listener
+SLOW = build_request({"REQUEST_METHOD": "GET", "PATH_INFO": "/slow"})
+
+
+def slow_app(release: threading.Event) -> Callable[..., list[bytes]]:
+    """An app whose ``/slow`` waits for ``release``; every other path answers at once."""
+
+    def app(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
+        if environ["PATH_INFO"] == "/slow":
+            release.wait(GUARD)
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    return app
+
+
+def threaded_worker(listener: Listener, application: Any = app, **kwargs: Any) -> ThreadedWorker:
+    """A :class:`ThreadedWorker` of ``application`` on ``listener`` (``kwargs``: its own)."""
+    return ThreadedWorker(make_handler(application, GUARD), [listener], **kwargs)
+
+
+@contextlib.contextmanager
+def running(
+    worker: ThreadedWorker, release: threading.Event | None = None
+) -> Iterator[threading.Thread]:
+    """``worker.run()`` on a thread with a wake-up pipe of its own; at the end ``release``
+    set (a request of :func:`slow_app` left waiting) and the pipe closed."""
+    worker._wake_r, worker._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    runner = threading.Thread(target=worker.run, daemon=True)
+    runner.start()
+    try:
+        yield runner
+    finally:
+        if release is not None:
+            release.set()
+        os.close(worker._wake_r)
+        os.close(worker._wake_w)
 
 
 def test_a_recycle_ends_the_worker_though_its_threads_linger_after_saying_so(
@@ -40,45 +75,23 @@ def test_a_recycle_ends_the_worker_though_its_threads_linger_after_saying_so(
         time.sleep(0.3)
 
     monkeypatch.setattr(ThreadedWorker, "thread_ended", ended_then_linger)
-    handler = Handler(
-        app, limits=Limits(), settings=EnvironSettings(), socket_timeout=GUARD, access_log=None
-    )
-    worker = ThreadedWorker(handler, [listener], threads=2, max_requests=1)
-    worker._wake_r, worker._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    runner = threading.Thread(target=worker.run, daemon=True)
-    runner.start()
-    try:
+    worker = threaded_worker(listener, threads=2, max_requests=1)
+    with running(worker) as runner:
         assert answer(connect(listener)).endswith(b"ok")
         runner.join(GUARD)
         assert not runner.is_alive(), "ThreadedWorker.run() did not return"
-    finally:
-        os.close(worker._wake_r)
-        os.close(worker._wake_w)
 
 
 def test_a_recycle_says_it_leaves_only_once_no_thread_serves(listener: Listener) -> None:
     # Said while a sibling thread served, the master gave that request --graceful-timeout and
     # cut it: a long request died because another thread reached max-requests.
     release = threading.Event()
-
-    def app(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
-        if environ["PATH_INFO"] == "/slow":
-            release.wait(GUARD)
-        start_response("200 OK", [("Content-Length", "2")])
-        return [b"ok"]
-
-    handler = Handler(
-        app, limits=Limits(), settings=EnvironSettings(), socket_timeout=GUARD, access_log=None
-    )
     said: list[bool] = []
-    worker = ThreadedWorker(
-        handler, [listener], threads=2, max_requests=1, on_leaving=lambda: said.append(True)
+    worker = threaded_worker(
+        listener, slow_app(release), threads=2, max_requests=1, on_leaving=lambda: said.append(True)
     )
-    worker._wake_r, worker._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    runner = threading.Thread(target=worker.run, daemon=True)
-    runner.start()
-    try:
-        slow = connect(listener, build_request({"REQUEST_METHOD": "GET", "PATH_INFO": "/slow"}))
+    with running(worker, release) as runner:
+        slow = connect(listener, SLOW)
         wait_for(lambda: bool(worker._busy()))
         assert answer(connect(listener)).endswith(b"ok")  # the first done: max-requests
         wait_for(lambda: worker._told == (False, False))  # the main thread acted on it
@@ -87,10 +100,6 @@ def test_a_recycle_says_it_leaves_only_once_no_thread_serves(listener: Listener)
         assert answer(slow).endswith(b"ok")
         runner.join(GUARD)
         assert not runner.is_alive()
-    finally:
-        release.set()
-        os.close(worker._wake_r)
-        os.close(worker._wake_w)
 
 
 @pytest.mark.parametrize(("age", "cut"), [(5.0, True), (1.0, False)])
@@ -99,10 +108,7 @@ def test_a_harakiri_cuts_the_oldest_request_only_if_it_is_past_the_limit(
 ) -> None:
     # The stuck request may end between the master's look and its USR2: the next oldest (a
     # second old) got the cut and a 502.
-    handler = Handler(
-        app, limits=Limits(), settings=EnvironSettings(), socket_timeout=GUARD, access_log=None
-    )
-    worker = ThreadedWorker(handler, [listener], threads=2, harakiri=3.0)
+    worker = threaded_worker(listener, threads=2, harakiri=3.0)
     raised: list[int] = []
     monkeypatch.setattr(threaded, "_raise_in", raised.append)
     ident = threading.get_ident()
@@ -118,10 +124,7 @@ def test_a_request_thread_counts_the_workers_requests_for_an_accept_failure(
     # EMFILE before a worker's first request waits (a fresh worker would be as short); after,
     # the app leaked them and the worker recycles. With --threads a thread that had served
     # nothing said "before this worker's first request" in a worker that had served thousands.
-    handler = Handler(
-        app, limits=Limits(), settings=EnvironSettings(), socket_timeout=GUARD, access_log=None
-    )
-    worker = ThreadedWorker(handler, [listener], threads=3)
+    worker = threaded_worker(listener, threads=3)
     first, second, third = worker.loops
     assert [loop.served() for loop in worker.loops] == [0, 0, 0]
     first.requests, second.requests = 5, 2
@@ -141,12 +144,6 @@ def test_a_term_drain_closes_the_listener_in_the_last_thread_done_with_its_queue
     # what queues meanwhile, which it then serves.
     release = threading.Event()
 
-    def app(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
-        if environ["PATH_INFO"] == "/slow":
-            release.wait(GUARD)
-        start_response("200 OK", [("Content-Length", "2")])
-        return [b"ok"]
-
     open_when_ended: list[bool] = []
     said = ThreadedWorker.thread_ended
 
@@ -155,15 +152,9 @@ def test_a_term_drain_closes_the_listener_in_the_last_thread_done_with_its_queue
         said(self, index)
 
     monkeypatch.setattr(ThreadedWorker, "thread_ended", ended)
-    handler = Handler(
-        app, limits=Limits(), settings=EnvironSettings(), socket_timeout=GUARD, access_log=None
-    )
-    worker = ThreadedWorker(handler, [listener], threads=2)
-    worker._wake_r, worker._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    runner = threading.Thread(target=worker.run, daemon=True)
-    runner.start()
-    try:
-        slow = connect(listener, build_request({"REQUEST_METHOD": "GET", "PATH_INFO": "/slow"}))
+    worker = threaded_worker(listener, slow_app(release), threads=2)
+    with running(worker, release) as runner:
+        slow = connect(listener, SLOW)
         wait_for(lambda: bool(worker._busy()))
         worker._on_graceful(15, None)  # TERM, as its handler (no master: no late refusal)
         worker._wake()
@@ -176,10 +167,6 @@ def test_a_term_drain_closes_the_listener_in_the_last_thread_done_with_its_queue
         runner.join(GUARD)
         assert not runner.is_alive()
         assert open_when_ended == [True, False]
-    finally:
-        release.set()
-        os.close(worker._wake_r)
-        os.close(worker._wake_w)
 
 
 def test_the_worker_says_how_many_threads_serve(
@@ -188,22 +175,13 @@ def test_the_worker_says_how_many_threads_serve(
     # At a thread limit it serves with those that started (--request-titles counts on it).
     start = threaded.start_threads
     monkeypatch.setattr(threaded, "start_threads", lambda threads, label: start(threads[:1], label))
-    handler = Handler(
-        app, limits=Limits(), settings=EnvironSettings(), socket_timeout=GUARD, access_log=None
-    )
-    worker = ThreadedWorker(handler, [listener], threads=3, max_requests=1)
+    worker = threaded_worker(listener, threads=3, max_requests=1)
     assert worker.serving == 3  # until it knows
-    worker._wake_r, worker._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    runner = threading.Thread(target=worker.run, daemon=True)
-    runner.start()
-    try:
+    with running(worker) as runner:
         assert answer(connect(listener)).endswith(b"ok")
         runner.join(GUARD)
         assert not runner.is_alive()
         assert worker.serving == 1
-    finally:
-        os.close(worker._wake_r)
-        os.close(worker._wake_w)
 
 
 def test_a_thread_that_drains_twice_is_counted_once(
@@ -215,12 +193,6 @@ def test_a_thread_that_drains_twice_is_counted_once(
     # file descriptor number a new connection may take).
     release = threading.Event()
 
-    def app(environ: dict[str, object], start_response: Callable[..., object]) -> list[bytes]:
-        if environ["PATH_INFO"] == "/slow":
-            release.wait(GUARD)
-        start_response("200 OK", [("Content-Length", "2")])
-        return [b"ok"]
-
     calls: list[object] = []
     said = ThreadedWorker.drained
 
@@ -229,19 +201,12 @@ def test_a_thread_that_drains_twice_is_counted_once(
         return said(self, *args)
 
     monkeypatch.setattr(ThreadedWorker, "drained", drained)
-    handler = Handler(
-        app, limits=Limits(), settings=EnvironSettings(), socket_timeout=GUARD, access_log=None
-    )
-    worker = ThreadedWorker(handler, [listener], threads=2)
-    worker._wake_r, worker._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    runner = threading.Thread(target=worker.run, daemon=True)
-    runner.start()
-    silent = None
-    slow = connect(listener, build_request({"REQUEST_METHOD": "GET", "PATH_INFO": "/slow"}))
-    try:
+    worker = threaded_worker(listener, slow_app(release), threads=2)
+    with running(worker, release) as runner, contextlib.ExitStack() as clients:
+        slow = clients.enter_context(connect(listener, SLOW))
         wait_for(lambda: bool(worker._busy()))
         idle = next(loop for loop in worker.loops if not loop.core.started)
-        silent = connect(listener, b"")  # parked by the idle thread: it outlives its drain
+        silent = clients.enter_context(connect(listener, b""))  # parked: outlives its drain
         wait_for(lambda: bool(idle.parked))
         worker._on_graceful(15, None)
         worker._wake()
@@ -258,10 +223,3 @@ def test_a_thread_that_drains_twice_is_counted_once(
         runner.join(GUARD)
         assert not runner.is_alive()
         assert listener.sock.fileno() < 0
-    finally:
-        release.set()
-        slow.close()
-        if silent is not None:
-            silent.close()
-        os.close(worker._wake_r)
-        os.close(worker._wake_w)

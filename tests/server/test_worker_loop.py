@@ -68,17 +68,21 @@ def listener(tmp_path: Path) -> Iterator[Listener]:
         sock.close()
 
 
-def make_worker(
-    listener: Listener, *, timeout: float = GUARD / 2, application: Any = app, **kwargs: Any
-) -> Worker:
-    handler = Handler(
+def make_handler(application: Any = app, timeout: float = GUARD / 2) -> Handler:
+    """The request handler of ``application``, defaults for the rest, no access log."""
+    return Handler(
         application,
         limits=Limits(),
         settings=EnvironSettings(),
         socket_timeout=timeout,
         access_log=None,
     )
-    worker = Worker(handler, [listener], **kwargs)
+
+
+def make_worker(
+    listener: Listener, *, timeout: float = GUARD / 2, application: Any = app, **kwargs: Any
+) -> Worker:
+    worker = Worker(make_handler(application, timeout), [listener], **kwargs)
     # What install_signals would do, minus the signal dispositions (main thread only).
     worker._wake_r, worker._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     return worker
