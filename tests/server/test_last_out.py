@@ -138,3 +138,23 @@ def test_a_socket_a_binary_upgrade_shared_has_a_last_one_out_once_the_pair_ended
     # stops had no last one out until they were replaced.
     listener.shared = True
     assert isinstance(last_out(listener, stopping=True), TakenQueue)
+
+
+class _Queue:
+    """A listening socket's accept() results in turn (ECONNABORTED cannot be had at will)."""
+
+    def __init__(self, *results: object) -> None:
+        self.results = list(results)
+
+    def _accept(self) -> object:
+        result = self.results.pop(0)
+        if isinstance(result, BaseException):
+            raise result
+        return result
+
+
+def test_taking_the_queue_skips_a_connection_its_client_gave_up() -> None:
+    queue = _Queue((5, "a"), ConnectionAbortedError(), (6, "b"), BlockingIOError(), (7, "c"))
+    taken = TakenQueue(Listener(queue, "127.0.0.1:1"))  # type: ignore[arg-type]
+    assert len(taken) == 2 and [taken._accept(), taken._accept()] == [(5, "a"), (6, "b")]
+    assert queue.results == [(7, "c")]  # it stops at an empty queue

@@ -143,6 +143,8 @@ class TakenQueue:
         while True:
             try:
                 self._taken.append(listener.sock._accept())  # type: ignore[attr-defined]
+            except ConnectionAbortedError:  # its client gave up while it waited: the next
+                continue
             except OSError:  # empty (or EMFILE: what stays is reset, as before)
                 break
         self._taken.reverse()
