@@ -205,7 +205,7 @@ def drop(ids: Ids, sockets: list[tuple[str, tuple[int, int] | None]], files: lis
             return
         raise PrivilegeError("--uid/--gid: changing user or group needs root")
     own = (set(os.getresuid()), {*os.getresgid(), *os.getgroups()})
-    missing = missing_capabilities(_capabilities(), ids, bool(sockets or files), own)
+    missing = missing_capabilities(_capabilities("CapEff"), ids, bool(sockets or files), own)
     if missing:
         raise PrivilegeError(
             f"--uid/--gid: this root process lacks {', '.join(missing)} (a container run with "
@@ -226,7 +226,7 @@ def drop(ids: Ids, sockets: list[tuple[str, tuple[int, int] | None]], files: lis
         os.setgid(ids.gid)
     if ids.uid >= 0:
         os.setuid(ids.uid)
-    if ids.uid > 0 and (kept := _capabilities("CapPrm") or _capabilities("CapEff")):
+    if ids.uid > 0 and (kept := _capabilities("CapPrm", "CapEff")):
         # The kernel clears them at setuid unless a securebit says not to (no_setuid_fixup,
         # systemd's SecureBits=): the app would run as the user with root's powers.
         raise PrivilegeError(
@@ -241,17 +241,19 @@ def drop(ids: Ids, sockets: list[tuple[str, tuple[int, int] | None]], files: lis
 _CAPABILITIES = {"CAP_CHOWN": 0, "CAP_SETGID": 6, "CAP_SETUID": 7}
 
 
-def _capabilities(which: str = "CapEff") -> int | None:
-    """This process's capability set ``which`` (``CapEff``: effective, ``CapPrm``: permitted)
-    as /proc says it; None where it does not say."""
+def _capabilities(*sets: str) -> int | None:
+    """The union of this process's capability ``sets`` (``CapEff``: effective, ``CapPrm``:
+    permitted) as /proc says them, read once; None where it says none of them."""
+    found: int | None = None
     try:
         with open("/proc/self/status", encoding="ascii", errors="replace") as f:
             for line in f:
-                if line.startswith(f"{which}:"):
-                    return int(line.split(":", 1)[1], 16)
+                name, _, value = line.partition(":")
+                if name in sets:
+                    found = (found or 0) | int(value, 16)
     except (OSError, ValueError):
-        pass
-    return None
+        return None
+    return found
 
 
 def missing_capabilities(
