@@ -45,15 +45,17 @@ def test_kill_9_worker_loses_only_in_flight_and_is_replaced(
             load.wait_for(300, 20)
             victim = min(children(server.pid))
             os.kill(victim, signal.SIGKILL)
-            killed_at = time.monotonic()
             wait_until(lambda: len(children(server.pid) - {victim}) == 2, 5, "a replacement worker")
-            assert time.monotonic() - killed_at < 1.0
             load.wait_for(load.result.total + 300, 20)
         result = load.result
     assert result.ok > 500
     # Only the killed worker's in-flight request may fail.
     assert len(result.failures) <= 1, result.failures
-    assert "killed by signal 9 (SIGKILL)" in server.log()
+    # Replaced at once (no hold: that would say "new workers in N s"); the policy's tests
+    # check the same decision without a clock.
+    died = server.log().split("killed by signal 9 (SIGKILL)", 1)[1]
+    assert "starting a new one" in died.split("\n", 1)[0]
+    assert re.search(r"worker \d+ \(pid \d+\) started", died)
 
 
 SLOW_APP = """
