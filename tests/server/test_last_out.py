@@ -1,17 +1,26 @@
-"""The last one out of a stopping TCP server (uwsgiapp.server.listeners.last_out): who holds a
+"""The last one out of a stopping TCP server (uwsgiapp.server.lastout): who holds a
 socket, and what the last to let go does with its queue. Real sockets on loopback, a real fork."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import socket
+import struct
 import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from uwsgiapp.server.listeners import Listener, TakenQueue, last_out, refuse_new_connections
+from uwsgiapp.server.lastout import (
+    TakenQueue,
+    count_handshakes,
+    handshakes_under_way,
+    last_out,
+    refuse_new_connections,
+)
+from uwsgiapp.server.listeners import Listener
 
 
 @pytest.fixture
@@ -158,3 +167,78 @@ def test_taking_the_queue_skips_a_connection_its_client_gave_up() -> None:
     taken = TakenQueue(Listener(queue, "127.0.0.1:1"))  # type: ignore[arg-type]
     assert len(taken) == 2 and [taken._accept(), taken._accept()] == [(5, "a"), (6, "b")]
     assert queue.results == [(7, "c")]  # it stops at an empty queue
+
+
+def _attach(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
+    """A classic BPF program of the test's own on ``sock`` (SO_ATTACH_FILTER)."""
+    code = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in program))
+    fprog = struct.pack("HP", len(program), ctypes.addressof(code))
+    sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_ATTACH_FILTER", 26), fprog)
+
+
+#: Drop what is no SYN (ldb [13]; jset #SYN; ret #0; ret #-1): handshakes stay under way.
+HOLD_LAST_ACKS = [(0x30, 0, 0, 13), (0x45, 1, 0, 0x02), (0x06, 0, 0, 0), (0x06, 0, 0, 0xFFFFFFFF)]
+
+
+def test_a_handshake_under_way_as_the_last_one_out_drops_new_connections_is_served(
+    listener: Listener,
+) -> None:
+    # A handshake's last ACK held back (the test's filter drops all but SYNs): the client counts
+    # its connection made and sends its request, while the server still waits for that ACK.
+    # It was reset after the close (a POST's 502 in nginx); its data sent again (within the
+    # client's 200 ms retransmission timeout) now passes the last one out's filter, and is
+    # taken before the close.
+    address = listener.sock.getsockname()
+    _attach(listener.sock, HOLD_LAST_ACKS)
+    under_way = socket.create_connection(address, timeout=5)
+    under_way.sendall(b"sent")
+    try:
+        assert handshakes_under_way(address[1]) == 1
+        taken = last_out(listener, stopping=True)
+        assert isinstance(taken, TakenQueue) and len(taken) == 1
+        assert handshakes_under_way(address[1]) == 0
+        listener.close()
+        fd, _ = taken._accept()
+        with socket.socket(fileno=fd) as conn:
+            conn.settimeout(5)
+            assert conn.recv(4) == b"sent"
+            conn.sendall(b"answer")
+        assert under_way.recv(6) == b"answer"
+    finally:
+        under_way.close()
+
+
+def test_a_handshake_that_never_finishes_is_waited_for_no_longer_than_asked(
+    listener: Listener,
+) -> None:
+    address = listener.sock.getsockname()
+    _attach(listener.sock, HOLD_LAST_ACKS)
+    under_way = socket.create_connection(address, timeout=5)
+    try:
+        assert handshakes_under_way(address[1]) == 1
+        # Nothing sent: no retransmission completes it before the server's SYN-ACK is sent
+        # again (1 s); a wait of 0.1 s ends with it still under way, nothing taken.
+        taken = last_out(listener, stopping=True, wait=0.1)
+        assert isinstance(taken, TakenQueue) and len(taken) == 0
+    finally:
+        under_way.close()
+
+
+TCP_TABLE = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 00000000:0BDB 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 1 1
+   1: 0100007F:0BDB 0100007F:D0F2 03 00000000:00000000 02:0000001C 00000000     0        0 0 0
+   2: 0300A8C0:0BDB 0100A8C0:8A3E 03 00000000:00000000 02:0000001C 00000000     0        0 0 0
+   3: 0100007F:0BDB 0100007F:D0F4 01 00000000:00000000 00:00000000 00000000     0        0 2 1
+   4: 0100007F:1BDB 0100007F:D0F6 03 00000000:00000000 02:0000001C 00000000     0        0 0 0
+   5: 0100007F:D0F8 0100007F:0BDB 03 00000000:00000000 02:0000001C 00000000     0        0 0 0
+"""
+
+
+def test_the_handshakes_under_way_are_the_syn_recv_rows_of_the_local_port() -> None:
+    # Port 3035 (0BDB): rows 1 and 2 (any local address, as a 0.0.0.0 listener's); not the
+    # listener itself (0A), an established one (01), another port (1BDB), nor a row whose
+    # remote port is ours (a client of ours).
+    assert count_handshakes(TCP_TABLE, 3035) == 2
+    assert count_handshakes(TCP_TABLE, 7131) == 1
+    assert count_handshakes("", 3035) == 0

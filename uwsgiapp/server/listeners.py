@@ -6,7 +6,8 @@ Binding happens once, in the process that owns the sockets (the master); workers
 copy; on TCP a connection queued between the last process's last accept and its close was reset
 after nginx sent its request (a 502 it does not retry for a POST). Every process that holds a
 socket holds the write end of a pipe too, closed with it (:meth:`Listener.close`): the one that
-finds the pipe hung up is the last, and closes that window (:func:`last_out`).
+finds the pipe hung up is the last, and closes that window
+(:func:`uwsgiapp.server.lastout.last_out`).
 """
 
 from __future__ import annotations
@@ -108,72 +109,6 @@ class Listener:
         poller = unpatched.poll()  # eventlet's monkey-patching removes select.poll
         poller.register(self.held_r, 0)  # a hang-up is always reported
         return any(event & select.POLLHUP for _, event in poller.poll(0))
-
-
-#: Linux's SO_ATTACH_FILTER, and a classic BPF program of one instruction, ``ret #0``: drop.
-_SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
-_DROP_ALL = struct.pack("HBBI", 0x06, 0, 0, 0)
-
-
-def refuse_new_connections(sock: socket.socket) -> bool:
-    """Have a TCP listener drop what would make a new connection (a SYN, a handshake's last
-    ACK); those already queued can still be accepted. Its peers try again a second later (a
-    SYN's first retransmission). False where the kernel takes no filter."""
-    import ctypes  # once, at a server's stop
-
-    program = ctypes.create_string_buffer(_DROP_ALL)
-    try:  # struct sock_fprog: the program's length, then its address
-        sock.setsockopt(
-            socket.SOL_SOCKET, _SO_ATTACH_FILTER, struct.pack("HP", 1, ctypes.addressof(program))
-        )
-    except OSError:
-        return False
-    return True
-
-
-class TakenQueue:
-    """What the last one out accepted from a listener's queue before closing it, served as
-    the listener's queue would be (:func:`~uwsgiapp.server.burst.accept_run`)."""
-
-    def __init__(self, listener: Listener) -> None:
-        self.spec = listener.spec
-        self.allow = listener.allow
-        self.sock = self  # accept_run calls sock._accept()
-        self._taken: list[tuple[int, object]] = []
-        while True:
-            try:
-                self._taken.append(listener.sock._accept())  # type: ignore[attr-defined]
-            except ConnectionAbortedError:  # its client gave up while it waited: the next
-                continue
-            except OSError:  # empty (or EMFILE: what stays is reset, as before)
-                break
-        self._taken.reverse()
-
-    def __len__(self) -> int:
-        return len(self._taken)
-
-    def _accept(self) -> tuple[int, object]:
-        if not self._taken:
-            raise BlockingIOError
-        return self._taken.pop()
-
-
-def last_out(listener: Listener, stopping: bool) -> TakenQueue | None:
-    """A worker's drain is done with ``listener`` (``stopping``: the whole server stops): if
-    this process is the last to hold it, have the socket drop new connections and take what
-    queued since its last accept, to be served once it is closed (served first, a long request
-    held up the refusal of new connections). A dropped connect is tried again by the kernel a
-    second later and refused: nginx tries another server. None: close it as it is. Not where the
-    socket outlives the server (systemd's ``fd://``; a binary upgrade's pair is no stop of the
-    whole server: ``stopping`` is false), nor on unix sockets (the master removed their files:
-    a connect finds none)."""
-    if not stopping or not listener.is_tcp or listener.spec.startswith("fd://"):
-        return None
-    if not (listener.let_go() and refuse_new_connections(listener.sock)):
-        return None
-    taken = TakenQueue(listener)
-    log.debug("the last out of %s: new connections dropped, %d taken", listener.spec, len(taken))
-    return taken
 
 
 #: ``struct tcp_info`` up to ``tcpi_unacked``: 8 one-byte fields, then rto, ato, snd_mss,

@@ -5,8 +5,7 @@ Listening sockets are non-blocking and shared by every worker. An idle worker sl
 the signal wake-up pipe. Woken, it accepts one connection, serves it, and asks epoll again
 without sleeping; only while connections keep waiting does it accept them in a row, until the
 queue is empty (:func:`~uwsgiapp.server.decisions.accept_burst`: an accept that finds nothing
-costs far more than the check). Signal handlers only set flags; the loop acts on them between
-requests.
+costs far more than the check). Signal handlers set flags; the loop acts on them between requests.
 
 A connection whose request (head, or a body of up to ``PREREAD`` bytes) has not fully arrived
 does not hold the worker: it is parked in the same epoll and served once the rest is there, or
@@ -34,7 +33,8 @@ from uwsgiapp.server.burst import PARKED_BATCH, accept_run
 from uwsgiapp.server.decisions import DRAIN_SECONDS, accept_burst, longest_silent, silent
 from uwsgiapp.server.inflight import BODY_LINES, REFUSED_LINES, worker_label
 from uwsgiapp.server.intake import FIRST_BYTES_WAIT, Handler, Pending
-from uwsgiapp.server.listeners import Listener, last_out
+from uwsgiapp.server.lastout import last_out
+from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.masterflags import MasterFlags, leaves_at_max_requests
 from uwsgiapp.server.stopsignals import StopSignals
 from uwsgiapp.server.throttle import Throttle, accept_retries, refused_peers
@@ -222,7 +222,7 @@ class Worker(StopSignals):
         """The TERM drain is done with ``listener`` (its queue found empty, or the drain's time
         over): close this process's copy at once, so that what queues from now on is refused,
         not reset (the socket file is the master's). The last process to hold it takes what
-        queued since, then serves it (:func:`~uwsgiapp.server.listeners.last_out`)."""
+        queued since, then serves it (:func:`~uwsgiapp.server.lastout.last_out`)."""
         taken = last_out(listener, self.master_flags is not None and self.master_flags.stopping)
         listener.close(unlink=False)
         if taken is not None:
