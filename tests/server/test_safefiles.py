@@ -168,6 +168,29 @@ def test_chown_socket_refuses_a_path_that_is_no_longer_our_socket(
         sock.close()
 
 
+def test_the_stale_socket_probe_connects_to_the_file_itself_never_through_a_link(
+    tmp_path: Path,
+) -> None:
+    # The bind checks with lstat that a socket is there, then probes it: a link swapped in
+    # between had root connect wherever it pointed. The probe now opens the file without
+    # following a link and connects through that descriptor.
+    live = socket.socket(socket.AF_UNIX)
+    live.bind(str(tmp_path / "live.sock"))
+    live.listen(1)
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(tmp_path / "stale.sock"))
+    stale.close()
+    (tmp_path / "link.sock").symlink_to(tmp_path / "live.sock")
+    (tmp_path / "file").write_text("")
+    with live, safefiles.in_parent(str(tmp_path / "x")) as (parent, _):
+        assert safefiles.socket_answers(parent, "live.sock", "")
+        assert not safefiles.socket_answers(parent, "stale.sock", "")
+        assert not safefiles.socket_answers(parent, "gone.sock", "")
+        for name in ("link.sock", "file"):
+            with pytest.raises(safefiles.UnsafeFileError, match="is not a socket"):
+                safefiles.socket_answers(parent, name, "")
+
+
 NOBODY = 65534
 
 

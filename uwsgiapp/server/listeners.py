@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from uwsgiapp import unpatched
 from uwsgiapp.addresses import AddressError, AllowList, SocketAddress, server_address
-from uwsgiapp.server.safefiles import UnsafeFileError, in_parent, pinned_path
+from uwsgiapp.server.safefiles import UnsafeFileError, in_parent, pinned_path, socket_answers
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -257,16 +257,11 @@ def _bind_in(path: str, parent: int, name: str, backlog: int, chmod: int) -> Lis
         why = in_the_way(st)
         if why is not None:
             raise ListenerError(f"socket {path!r}: {why}")
-        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        try:
-            probe.connect(here)
-        except OSError:
-            os.unlink(name, dir_fd=parent)  # stale: nobody listens there
-            log.info("removed stale socket file %s", path)
-        else:
+        if socket_answers(parent, name, here):
             raise ListenerError(f"socket {path!r}: another server is listening on it")
-        finally:
-            probe.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(name, dir_fd=parent)  # stale: nobody listens there
+        log.info("removed stale socket file %s", path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     # bind() creates the file with mode 0o777 & ~umask: under this umask that is exactly
     # ``chmod``, so no chmod(path) follows (it would follow a link swapped in meanwhile).

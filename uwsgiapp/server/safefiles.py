@@ -19,6 +19,7 @@ import contextlib
 import errno
 import os
 import secrets
+import socket
 import stat
 from collections.abc import Iterator
 
@@ -33,6 +34,7 @@ __all__ = [
     "pinned_path",
     "refused",
     "remove_pidfile",
+    "socket_answers",
     "write_pidfile",
 ]
 
@@ -199,6 +201,30 @@ def pinned_path(dir_fd: int, name: str) -> str:
     directory = _through_proc(dir_fd)
     pinned = f"{directory}/{name}"
     return pinned if directory and len(pinned.encode()) <= 107 else ""
+
+
+def socket_answers(dir_fd: int, name: str, fallback: str) -> bool:
+    """Whether a server accepts connections on the unix socket file ``name`` in the directory
+    ``dir_fd``. It is connected to through an ``O_PATH`` fd of the file, opened without following
+    a link and checked to be a socket, so that a link swapped in since a check is not followed
+    (``fallback``, its path, where /proc is not mounted). :class:`UnsafeFileError` (naming
+    ``name``) if it is no socket."""
+    try:
+        fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    except FileNotFoundError:
+        return False
+    try:
+        if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+            raise _refuse(name, "exists and is not a socket; not replacing it")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            probe.connect(_through_proc(fd) or fallback)
+    except UnsafeFileError:
+        raise
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    return True
 
 
 def chown_socket(path: str, inode: tuple[int, int] | None, uid: int, gid: int) -> None:
