@@ -182,13 +182,46 @@ def test_the_stale_socket_probe_connects_to_the_file_itself_never_through_a_link
     stale.close()
     (tmp_path / "link.sock").symlink_to(tmp_path / "live.sock")
     (tmp_path / "file").write_text("")
-    with live, safefiles.in_parent(str(tmp_path / "x")) as (parent, _):
+    full = socket.socket(socket.AF_UNIX)  # a server that does not accept: its queue full
+    full.bind(str(tmp_path / "full.sock"))
+    full.listen(0)
+    waiting = socket.socket(socket.AF_UNIX)
+    waiting.connect(str(tmp_path / "full.sock"))
+    with live, full, waiting, safefiles.in_parent(str(tmp_path / "x")) as (parent, _):
         assert safefiles.socket_answers(parent, "live.sock", "")
+        assert safefiles.socket_answers(parent, "full.sock", "")  # not waited for
         assert not safefiles.socket_answers(parent, "stale.sock", "")
         assert not safefiles.socket_answers(parent, "gone.sock", "")
         for name in ("link.sock", "file"):
-            with pytest.raises(safefiles.UnsafeFileError, match="is not a socket"):
+            with pytest.raises(safefiles.UnsafeFileError, match="no longer a socket"):
                 safefiles.socket_answers(parent, name, "")
+
+
+def test_a_socket_that_cannot_be_probed_is_not_taken_for_a_stale_one(as_root: None) -> None:
+    # A server's socket of mode 0600 in a directory anyone may write: another user's start
+    # cannot connect (EACCES). That was taken for "nobody listens", and the file replaced.
+    directory = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        directory.chmod(0o1777)
+        with socket.socket(socket.AF_UNIX) as live:
+            live.bind(str(directory / "app.sock"))
+            os.chmod(directory / "app.sock", 0o600)
+            live.listen(1)
+            pid = os.fork()
+            if pid == 0:  # another user's start
+                code = 1
+                try:
+                    os.setgid(NOBODY)
+                    os.setuid(NOBODY)
+                    bind(str(directory / "app.sock"), backlog=1, chmod=0o660, allow=AllowList())
+                except ListenerError as exc:
+                    code = 0 if "cannot tell whether a server listens" in str(exc) else 2
+                finally:
+                    os._exit(code)
+            assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+            assert (directory / "app.sock").exists()
+    finally:
+        shutil.rmtree(directory)
 
 
 NOBODY = 65534

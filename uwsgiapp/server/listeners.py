@@ -257,11 +257,7 @@ def _bind_in(path: str, parent: int, name: str, backlog: int, chmod: int) -> Lis
         why = in_the_way(st)
         if why is not None:
             raise ListenerError(f"socket {path!r}: {why}")
-        if socket_answers(parent, name, here):
-            raise ListenerError(f"socket {path!r}: another server is listening on it")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name, dir_fd=parent)  # stale: nobody listens there
-        log.info("removed stale socket file %s", path)
+        _remove_stale(path, parent, name, here)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     # bind() creates the file with mode 0o777 & ~umask: under this umask that is exactly
     # ``chmod``, so no chmod(path) follows (it would follow a link swapped in meanwhile).
@@ -280,6 +276,25 @@ def _bind_in(path: str, parent: int, name: str, backlog: int, chmod: int) -> Lis
     sock.listen(backlog)
     # Removed at exit by its absolute name: the master may have moved to --chdir since.
     return Listener(sock, path, path=os.path.abspath(path), inode=(st.st_dev, st.st_ino))
+
+
+def _remove_stale(path: str, parent: int, name: str, here: str) -> None:
+    """Remove the socket file found at ``path`` if nobody listens there (a server killed
+    before it could remove it); :class:`ListenerError` if one does, or if it cannot tell."""
+    try:
+        answers = socket_answers(parent, name, here)
+    except UnsafeFileError:
+        raise
+    except OSError as exc:  # no permission to connect: its server may well be there
+        raise ListenerError(
+            f"socket {path!r}: cannot tell whether a server listens on it "
+            f"({exc.strerror or exc}); not replacing it"
+        ) from None
+    if answers:
+        raise ListenerError(f"socket {path!r}: another server is listening on it")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name, dir_fd=parent)
+        log.info("removed stale socket file %s", path)
 
 
 def somaxconn_cap(backlog: int, proc: str = "/proc/sys/net/core/somaxconn") -> int | None:

@@ -204,24 +204,29 @@ def pinned_path(dir_fd: int, name: str) -> str:
 
 
 def socket_answers(dir_fd: int, name: str, fallback: str) -> bool:
-    """Whether a server accepts connections on the unix socket file ``name`` in the directory
-    ``dir_fd``. It is connected to through an ``O_PATH`` fd of the file, opened without following
-    a link and checked to be a socket, so that a link swapped in since a check is not followed
-    (``fallback``, its path, where /proc is not mounted). :class:`UnsafeFileError` (naming
-    ``name``) if it is no socket."""
+    """Whether a server listens on the unix socket file ``name`` in the directory ``dir_fd``
+    (False: none there, or a stale file that refuses). It is connected to through an ``O_PATH``
+    fd of the file, opened without following a link and checked to be a socket, so that a link
+    swapped in since a check is not followed (``fallback``, its path, where /proc is not
+    mounted). Never waits: a full queue is a server's. :class:`UnsafeFileError` if it is no
+    socket; another :class:`OSError` where the connect cannot tell (no permission)."""
     try:
         fd = os.open(name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
     except FileNotFoundError:
         return False
     try:
         if not stat.S_ISSOCK(os.fstat(fd).st_mode):
-            raise _refuse(name, "exists and is not a socket; not replacing it")
+            raise UnsafeFileError(
+                "is no longer a socket (a link is not followed); not replacing it"
+            )
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
-            probe.connect(_through_proc(fd) or fallback)
-    except UnsafeFileError:
-        raise
-    except OSError:
-        return False
+            probe.setblocking(False)
+            try:
+                probe.connect(_through_proc(fd) or fallback)
+            except (ConnectionRefusedError, FileNotFoundError):
+                return False
+            except BlockingIOError:  # its listen queue is full
+                return True
     finally:
         os.close(fd)
     return True
