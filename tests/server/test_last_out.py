@@ -168,6 +168,10 @@ def test_taking_the_queue_skips_a_connection_its_client_gave_up() -> None:
     taken = TakenQueue(Listener(queue, "127.0.0.1:1"))  # type: ignore[arg-type]
     assert len(taken) == 2 and [taken._accept(), taken._accept()] == [(5, "a"), (6, "b")]
     assert queue.results == [(7, "c")]  # it stops at an empty queue
+    # EMFILE: the queue stays readable, so the wait for handshakes stops rather than spin.
+    full = _Queue(BlockingIOError(), (8, "d"), OSError(24, "Too many open files"))
+    taken = TakenQueue(Listener(full, "127.0.0.1:1"))  # type: ignore[arg-type]
+    assert not taken.take(full) and len(taken) == 1  # type: ignore[arg-type]
 
 
 def _attach(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
@@ -222,7 +226,7 @@ def test_a_handshake_that_never_finishes_is_waited_for_no_longer_than_asked(
     # a second later, which a loaded machine may reach first): one is counted as under way
     # whatever comes. The wait still ends, with the one that finished meanwhile taken.
     under_way = _under_way(listener)  # this one finishes once it sends (its data passes)
-    monkeypatch.setattr(lastout, "handshakes_under_way", lambda port: 1)
+    monkeypatch.setattr(lastout, "handshakes_under_way", lambda port, local: 1)
     sends = threading.Timer(0.05, under_way.sendall, (b"sent",))
     sends.start()
     try:
@@ -233,19 +237,64 @@ def test_a_handshake_that_never_finishes_is_waited_for_no_longer_than_asked(
     assert isinstance(taken, TakenQueue) and len(taken) == 1
 
 
-def _reply(state: int, sport: int, kind: int = 20) -> bytes:
-    """One message of a sock_diag dump: nlmsghdr, then inet_diag_msg (72 bytes; its first six
-    read: family, state, timer, retrans, the local port in network order)."""
-    body = struct.pack(">BBBBH", socket.AF_INET, state, 0, 0, sport) + bytes(66)
+def _reply(state: int, sport: int, src: str = "127.0.0.1", kind: int = 20) -> bytes:
+    """One message of a sock_diag dump: nlmsghdr, then inet_diag_msg (72 bytes; its first
+    read: family, state, timer, retrans, the local port and the remote one in network order,
+    the local address)."""
+    family = socket.AF_INET6 if ":" in src else socket.AF_INET
+    address = socket.inet_pton(family, src).ljust(16, b"\0")
+    body = struct.pack(">BBBBHH16s", family, state, 0, 0, sport, 40000, address) + bytes(48)
     return struct.pack("=IHHII", 16 + len(body), kind, 2, 1, 0) + body
 
 
-def test_the_handshakes_under_way_are_the_syn_recv_sockets_of_the_local_port() -> None:
-    # Port 3035: two under way (any local address, as a 0.0.0.0 listener's); not one in
-    # another state, nor another port's. The dump goes on until its DONE message.
-    dump = _reply(3, 3035) + _reply(3, 3035) + _reply(1, 3035) + _reply(3, 7131)
-    assert count_handshakes(dump, 3035) == (2, False)
-    assert count_handshakes(dump + struct.pack("=IHHIIi", 20, 3, 2, 1, 0, 0), 7131) == (1, True)
+def test_the_handshakes_under_way_are_the_syn_recv_sockets_of_the_listeners_address() -> None:
+    # Port 3035: two under way; not one in another state, nor another port's. The dump goes
+    # on until its DONE message.
+    dump = _reply(3, 3035) + _reply(3, 3035, "10.0.0.2") + _reply(1, 3035) + _reply(3, 7131)
+    assert count_handshakes(dump, 3035) == (2, False)  # a wildcard listener: any address
+    done = struct.pack("=IHHIIi", 20, 3, 2, 1, 0, 0)
+    assert count_handshakes(dump + done, 7131) == (1, True)
+    # A listener on one address: another's handshakes on the same port are not waited for.
+    assert count_handshakes(dump, 3035, socket.inet_aton("10.0.0.2")) == (1, False)
+    v4_mapped = socket.inet_pton(socket.AF_INET6, "::ffff:10.0.0.2")
+    assert count_handshakes(dump, 3035, v4_mapped) == (1, False)
+    six = _reply(3, 3035, "::1") + _reply(3, 3035, "fe80::1")
+    assert count_handshakes(six, 3035, socket.inet_pton(socket.AF_INET6, "::1")) == (1, False)
     assert count_handshakes(b"", 3035) == (0, False)
     with pytest.raises(OSError):
         count_handshakes(_reply(3, 3035, kind=2), 3035)
+
+
+def test_a_handshake_to_another_address_on_the_same_port_is_not_waited_for(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Another server's on 127.0.0.2:P under way: the last out of 127.0.0.1:P waited its whole
+    # second for it.
+    other = socket.socket()
+    other.bind(("127.0.0.2", 0))
+    other.listen(8)
+    port = other.getsockname()[1]
+    ours = socket.socket()
+    ours.bind(("127.0.0.1", port))
+    ours.listen(8)
+    ours.setblocking(False)
+    listener = Listener(ours, f"127.0.0.1:{port}")
+    listener.count_holders()
+    held = Listener(other, f"127.0.0.2:{port}")
+    try:
+        client = _under_way(held)
+        assert handshakes_under_way(port, socket.inet_aton("127.0.0.1")) == 0
+        counted: list[int] = []
+        real = lastout.handshakes_under_way
+
+        def counting(port: int, local: bytes) -> int:
+            counted.append(real(port, local))
+            return counted[-1]
+
+        monkeypatch.setattr(lastout, "handshakes_under_way", counting)
+        assert isinstance(last_out(listener, stopping=True), TakenQueue)
+        assert counted == [0]  # counted once: none of ours, so no wait
+        client.close()
+    finally:
+        listener.close()
+        held.close()

@@ -6,6 +6,9 @@ nginx does not retry for a POST. It has the socket drop new connections' SYNs, w
 handshakes under way to finish (their last ACK still passes), takes the queue, closes the
 socket, then serves what it took. A connect dropped is tried again by the kernel a second
 later, finds the socket closed and is refused: nginx passes it to its next server.
+
+Not waited for: a handshake the kernel answered with a SYN cookie (its SYN queue overflowed)
+leaves no socket to count, and one under way as the socket closes is reset, as before.
 """
 
 from __future__ import annotations
@@ -49,7 +52,12 @@ _NLMSG_ERROR, _NLMSG_DONE = 2, 3
 _TCP_SYN_RECV = 3
 _NLMSG = struct.Struct("=IHHII")  # struct nlmsghdr: length, type, flags, seq, pid
 _DIAG_REQ = struct.Struct("=BBBBI48x")  # inet_diag_req_v2: family, protocol, ext, pad, states
-_DIAG_MSG = struct.Struct(">BBBBH")  # inet_diag_msg: family, state, timer, retrans, sport
+#: inet_diag_msg: family, state, timer, retrans, then its socket's id: sport, dport, src.
+_DIAG_MSG = struct.Struct(">BBBBHH16s")
+_V4_MAPPED = bytes(10) + b"\xff\xff"
+#: How often the handshakes are counted again while none finishes (one may end unqueued: a
+#: client's reset).
+_RECOUNT = 0.1
 
 
 def refuse_new_connections(sock: socket.socket) -> bool:
@@ -67,10 +75,10 @@ def refuse_new_connections(sock: socket.socket) -> bool:
     return True
 
 
-def count_handshakes(replies: bytes, port: int) -> tuple[int, bool]:
-    """The handshakes under way to local ``port`` in a sock_diag dump's ``replies`` (the
-    sockets in state SYN_RECV of a listener of that port, whatever its address), and whether
-    the dump ended there. :class:`OSError` for an error reply."""
+def count_handshakes(replies: bytes, port: int, local: bytes = b"") -> tuple[int, bool]:
+    """The handshakes under way to ``port`` at address ``local`` (packed; b"": any, as a
+    wildcard listener's) in a sock_diag dump's ``replies`` (its sockets in state SYN_RECV),
+    and whether the dump ended there. :class:`OSError` for an error reply."""
     count, offset = 0, 0
     while offset + _NLMSG.size <= len(replies):
         length, kind, _, _, _ = _NLMSG.unpack_from(replies, offset)
@@ -79,14 +87,33 @@ def count_handshakes(replies: bytes, port: int) -> tuple[int, bool]:
         if kind == _NLMSG_ERROR or length < _NLMSG.size:
             raise OSError("sock_diag answered with an error")
         if length >= _NLMSG.size + _DIAG_MSG.size:
-            _, state, _, _, sport = _DIAG_MSG.unpack_from(replies, offset + _NLMSG.size)
-            if state == _TCP_SYN_RECV and sport == port:
+            family, state, _, _, sport, _, src = _DIAG_MSG.unpack_from(
+                replies, offset + _NLMSG.size
+            )
+            if state == _TCP_SYN_RECV and sport == port and _ours(family, src, local):
                 count += 1
         offset += (length + 3) & ~3
     return count, False
 
 
-def handshakes_under_way(port: int) -> int:
+def _ours(family: int, src: bytes, local: bytes) -> bool:
+    """Whether a handshake to address ``src`` (of ``family``) is to a listener on ``local``
+    (an IPv4 one is a v4-mapped IPv6 listener's too)."""
+    if not local:
+        return True
+    if family == socket.AF_INET:
+        return src[:4] == (local[12:] if local.startswith(_V4_MAPPED) else local)
+    return src == local
+
+
+def _local_address(sock: socket.socket) -> bytes:
+    """A TCP listener's address, packed; b"" for a wildcard one (every address)."""
+    host = sock.getsockname()[0]
+    packed = socket.inet_pton(sock.family, host)
+    return b"" if not packed.strip(b"\0") else packed
+
+
+def handshakes_under_way(port: int, local: bytes = b"") -> int:
     """:func:`count_handshakes` of this network namespace's TCP sockets, IPv4 and IPv6 (0
     where the kernel answers no such dump: nothing is waited for)."""
     count = 0
@@ -103,7 +130,7 @@ def handshakes_under_way(port: int) -> int:
             diag.send(header + _DIAG_REQ.pack(family, socket.IPPROTO_TCP, 0, 0, 1 << _TCP_SYN_RECV))
             done = False
             while not done:
-                found, done = count_handshakes(diag.recv(65536), port)
+                found, done = count_handshakes(diag.recv(65536), port, local)
                 count += found
     except OSError:
         return 0
@@ -123,15 +150,18 @@ class TakenQueue:
         self._taken: list[tuple[int, object]] = []
         self.take(listener.sock)
 
-    def take(self, sock: socket.socket) -> None:
-        """Accept what waits in ``sock``'s queue (non-blocking) to be served later."""
+    def take(self, sock: socket.socket) -> bool:
+        """Accept what waits in ``sock``'s queue (non-blocking) to be served later; False if
+        an error other than the empty queue stopped it (EMFILE: what stays is reset)."""
         while True:
             try:
                 self._taken.insert(0, sock._accept())  # type: ignore[attr-defined]
             except ConnectionAbortedError:  # its client gave up while it waited: the next
                 continue
-            except OSError:  # empty (or EMFILE: what stays is reset, as before)
-                break
+            except BlockingIOError:
+                return True
+            except OSError:
+                return False
 
     def __len__(self) -> int:
         return len(self._taken)
@@ -156,20 +186,21 @@ def last_out(
         return None
     if not (listener.let_go() and refuse_new_connections(listener.sock)):
         return None
-    port = listener.sock.getsockname()[1]
-    under_way = handshakes_under_way(port)
+    port, local = listener.sock.getsockname()[1], _local_address(listener.sock)
+    under_way = handshakes_under_way(port, local)
     taken = TakenQueue(listener)
     if under_way:
         poller = unpatched.poll()  # eventlet's monkey-patching removes select.poll
         poller.register(listener.sock.fileno(), select.POLLIN)
         deadline = time.monotonic() + wait
         left = under_way
-        # A finished handshake queues a connection: counted again only then (a dump walks
-        # every socket of the namespace).
+        # Counted again when one queues, or after a while (a dump walks every socket of the
+        # network namespace: tens of ms with 70,000 in TIME_WAIT).
         while left and (remaining := deadline - time.monotonic()) > 0:
-            if poller.poll(remaining * 1000):
-                taken.take(listener.sock)
-                left = handshakes_under_way(port)
+            if poller.poll(min(remaining, _RECOUNT) * 1000) and not taken.take(listener.sock):
+                break
+            left = handshakes_under_way(port, local)
+        taken.take(listener.sock)  # one queued since the last take
     log.debug(
         "the last out of %s: new connections dropped, %d taken (%d handshakes were under way)",
         listener.spec,
