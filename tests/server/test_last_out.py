@@ -84,6 +84,7 @@ def test_the_last_one_out_drops_new_connections_and_takes_what_queued(
     try:
         taken = last_out(listener, stopping=True)
         assert isinstance(taken, TakenQueue)
+        assert listener.last_one_out  # the drain's end leaves it to this process
         assert not _connects(address, 0.3)  # its SYN dropped: tried again in a second
         fd, _ = taken._accept()
         with socket.socket(fileno=fd) as conn:
@@ -118,6 +119,7 @@ def test_no_last_one_out_before_a_stop_nor_where_the_socket_outlives_the_server(
         listener.sock, listener.spec = fresh, f"127.0.0.1:{fresh.getsockname()[1]}"
     held = listener.held_w
     assert last_out(listener, stopping=case != "no stop") is None
+    assert not listener.last_one_out
     assert listener.held_w == held  # still held: it serves on, or its close lets go
     if listener.is_tcp:
         assert _connects(listener.sock.getsockname(), 5)
@@ -256,8 +258,12 @@ def test_the_handshakes_under_way_are_the_syn_recv_sockets_of_the_listeners_addr
     assert count_handshakes(dump + done, 7131) == (1, True)
     # A listener on one address: another's handshakes on the same port are not waited for.
     assert count_handshakes(dump, 3035, socket.inet_aton("10.0.0.2")) == (1, False)
+    # To a v4-mapped IPv6 listener: the kernel says it in IPv6 terms.
     v4_mapped = socket.inet_pton(socket.AF_INET6, "::ffff:10.0.0.2")
-    assert count_handshakes(dump, 3035, v4_mapped) == (1, False)
+    mapped = _reply(3, 3035, "::ffff:10.0.0.2") + _reply(3, 3035, "::ffff:10.0.0.3")
+    assert count_handshakes(dump + mapped, 3035, v4_mapped) == (1, False)
+    # An IPv4 one is no IPv6 listener's, whatever its first bytes.
+    assert count_handshakes(dump, 3035, socket.inet_aton("10.0.0.2") + bytes(12)) == (0, False)
     six = _reply(3, 3035, "::1") + _reply(3, 3035, "fe80::1")
     assert count_handshakes(six, 3035, socket.inet_pton(socket.AF_INET6, "::1")) == (1, False)
     assert count_handshakes(b"", 3035) == (0, False)

@@ -75,3 +75,24 @@ def test_the_drain_end_shuts_down_only_the_servers_own_tcp_sockets() -> None:
     finally:
         ours.close()
         passed.close()
+
+
+def test_the_drain_end_leaves_a_socket_the_last_one_out_closes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The last one out waits for the handshakes under way before it closes: shut down then,
+    # they were reset (and a warning blamed a request that was not there).
+    from uwsgiapp.server.stopsignals import StopSignals
+
+    ours = _tcp_listener("127.0.0.1:{port}")
+    ours.last_one_out = True
+    flags = MasterFlags()
+    flags.publish(False, True)
+    stopping = StopSignals()
+    stopping.listeners, stopping.master_flags, stopping.drain_seconds = [ours], flags, 0.0
+    try:
+        stopping._refuse_late(0.0)
+        socket.create_connection(ours.sock.getsockname(), timeout=5).close()
+        assert "still in a request" not in caplog.text
+    finally:
+        ours.close()

@@ -38,10 +38,11 @@ _DROP_SYNS = b"".join(
         (0x06, 0, 0, 0xFFFFFFFF),  # ret #-1: keep all of it
     )
 )
-#: The longest the last one out waits for handshakes under way. Their last ACK comes within a
-#: round trip; one lost is sent again with the client's data within its retransmission
-#: timeout (200 ms at first). What is still under way then is reset, as before.
-HANDSHAKES_WAIT = 1.0
+#: The longest the last one out waits for handshakes under way, from the filter's attach. Their
+#: last ACK comes within a round trip; one lost is sent again with the client's data within its
+#: retransmission timeout (200 ms at first). Under the kernel's first SYN retry (1 s), so that
+#: a connect dropped meanwhile is refused at that retry. What is still under way is reset.
+HANDSHAKES_WAIT = 0.6
 # sock_diag (netlink): a dump of one family's TCP sockets in state SYN_RECV, which the kernel
 # filters as it walks its table (/proc/net/tcp formats every socket: 0.35 s with 70,000 in
 # TIME_WAIT, which a busy server behind nginx has).
@@ -84,9 +85,9 @@ def count_handshakes(replies: bytes, port: int, local: bytes = b"") -> tuple[int
         length, kind, _, _, _ = _NLMSG.unpack_from(replies, offset)
         if kind == _NLMSG_DONE:
             return count, True
-        if kind == _NLMSG_ERROR or length < _NLMSG.size:
+        if kind == _NLMSG_ERROR or length < _NLMSG.size or offset + length > len(replies):
             raise OSError("sock_diag answered with an error")
-        if length >= _NLMSG.size + _DIAG_MSG.size:
+        if kind == _SOCK_DIAG_BY_FAMILY and length >= _NLMSG.size + _DIAG_MSG.size:
             family, state, _, _, sport, _, src = _DIAG_MSG.unpack_from(
                 replies, offset + _NLMSG.size
             )
@@ -98,45 +99,48 @@ def count_handshakes(replies: bytes, port: int, local: bytes = b"") -> tuple[int
 
 def _ours(family: int, src: bytes, local: bytes) -> bool:
     """Whether a handshake to address ``src`` (of ``family``) is to a listener on ``local``
-    (an IPv4 one is a v4-mapped IPv6 listener's too)."""
+    (the kernel reports one to an IPv6 listener in IPv6 terms, a v4-mapped address)."""
     if not local:
         return True
     if family == socket.AF_INET:
-        return src[:4] == (local[12:] if local.startswith(_V4_MAPPED) else local)
+        return len(local) == 4 and src[:4] == local
     return src == local
 
 
 def _local_address(sock: socket.socket) -> bytes:
     """A TCP listener's address, packed; b"" for a wildcard one (every address)."""
-    host = sock.getsockname()[0]
+    host = sock.getsockname()[0].partition("%")[0]  # an IPv6 scope is no part of it
     packed = socket.inet_pton(sock.family, host)
     return b"" if not packed.strip(b"\0") else packed
 
 
 def handshakes_under_way(port: int, local: bytes = b"") -> int:
     """:func:`count_handshakes` of this network namespace's TCP sockets, IPv4 and IPv6 (0
-    where the kernel answers no such dump: nothing is waited for)."""
+    for a family the kernel answers no such dump for: nothing is waited for)."""
     count = 0
-    try:
-        diag = _socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG)
-    except (OSError, AttributeError):
-        return 0
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            count += _dump(family, port, local)
+        except (OSError, AttributeError) as exc:  # a sandbox's (RestrictAddressFamilies=)
+            log.debug("the handshakes under way cannot be counted: %s", exc)
+    return count
+
+
+def _dump(family: int, port: int, local: bytes) -> int:
+    diag = _socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG)
     try:
         diag.settimeout(1.0)
-        for family in (socket.AF_INET, socket.AF_INET6):
-            header = _NLMSG.pack(
-                _NLMSG.size + _DIAG_REQ.size, _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST_DUMP, family, 0
-            )
-            diag.send(header + _DIAG_REQ.pack(family, socket.IPPROTO_TCP, 0, 0, 1 << _TCP_SYN_RECV))
-            done = False
-            while not done:
-                found, done = count_handshakes(diag.recv(65536), port, local)
-                count += found
-    except OSError:
-        return 0
+        header = _NLMSG.pack(
+            _NLMSG.size + _DIAG_REQ.size, _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST_DUMP, family, 0
+        )
+        diag.send(header + _DIAG_REQ.pack(family, socket.IPPROTO_TCP, 0, 0, 1 << _TCP_SYN_RECV))
+        count, done = 0, False
+        while not done:  # the kernel answers in datagrams of at most 32 KiB
+            found, done = count_handshakes(diag.recv(65536), port, local)
+            count += found
+        return count
     finally:
         diag.close()
-    return count
 
 
 class TakenQueue:
@@ -186,13 +190,14 @@ def last_out(
         return None
     if not (listener.let_go() and refuse_new_connections(listener.sock)):
         return None
+    deadline = time.monotonic() + wait
+    listener.last_one_out = True
     port, local = listener.sock.getsockname()[1], _local_address(listener.sock)
     under_way = handshakes_under_way(port, local)
     taken = TakenQueue(listener)
     if under_way:
         poller = unpatched.poll()  # eventlet's monkey-patching removes select.poll
         poller.register(listener.sock.fileno(), select.POLLIN)
-        deadline = time.monotonic() + wait
         left = under_way
         # Counted again when one queues, or after a while (a dump walks every socket of the
         # network namespace: tens of ms with 70,000 in TIME_WAIT).

@@ -48,6 +48,9 @@ class Listener:
     #: :meth:`count_holders`).
     held_r: int = -1
     held_w: int = -1
+    #: This process is the last one out of the socket (:mod:`uwsgiapp.server.lastout`): it
+    #: closes it once the handshakes under way are in.
+    last_one_out: bool = False
 
     @property
     def unix_name(self) -> str:

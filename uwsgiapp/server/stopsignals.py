@@ -81,6 +81,7 @@ class StopSignals:
             for listener in self.listeners
             if listener.is_tcp
             and not listener.spec.startswith("fd://")
+            and not listener.last_one_out  # closed in a moment, after the handshakes under way
             and listener.sock.fileno() >= 0
         ]
         for listener in held:
