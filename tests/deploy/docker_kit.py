@@ -207,11 +207,11 @@ class LoadResult:
 #: to another replica only if it could not send it, so each one reset after it was sent fails.
 POST_BODY = b'{"order": 1, "items": ["a", "b"]}'
 #: POSTs that may fail (502) for each replica stopped while nginx still sends it traffic: a
-#: connection whose handshake is under way as the last process has its socket drop new ones
-#: is reset after nginx sent the POST on it (before that drop, one queued between the last
-#: accept and the close was: one in about 2,000 POSTs at one of several stops; GETs are
-#: retried elsewhere). Each stop with the listeners left open (the bug this guards) failed
-#: more than that.
+#: connection whose handshake is still under way once the last process stopped waiting for it
+#: (0.6 s; one answered with a SYN cookie is not waited for) is reset after nginx sent the POST
+#: on it (before the last one out, one queued between the last accept and the close was: one
+#: in about 2,000 POSTs at one of several stops; GETs are retried elsewhere). Each stop with
+#: the listeners left open (the bug this guards) failed more than that.
 RESETS_PER_STOP = 1
 
 

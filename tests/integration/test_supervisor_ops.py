@@ -433,10 +433,10 @@ def test_term_on_one_of_two_tcp_servers_does_not_reset_posts_nginx_sent_it(
     # closes its copies at TERM and each worker its own right after draining the queue, so
     # the connections nginx makes are served or refused. The window between the accept that
     # finds the queue empty and that close (a few resets in about one stop of 30 on a busy
-    # machine) the last process closes by having the socket drop new connections first, then
-    # taking what queued (test_worker_loop has it exactly). What remains is a handshake under
-    # way at that moment (two allowed for a busy machine); before, the socket stayed open until
-    # the master exited (6 to 8 each stop).
+    # machine) the last process closes by having the socket drop new connections' SYNs first,
+    # waiting for the handshakes under way, then taking what queued (test_last_out has it
+    # exactly). Two allowed for a busy machine (a handshake still under way after the wait);
+    # before, the socket stayed open until the master exited (6 to 8 each stop).
     servers = [
         Server(tmp_path / f"s{i}", "supervisor_app:app", socket=f"127.0.0.1:{free_port()}")
         for i in range(2)
