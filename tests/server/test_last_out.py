@@ -14,14 +14,9 @@ from collections.abc import Iterator
 import pytest
 
 from uwsgiapp.server import lastout
-from uwsgiapp.server.lastout import (
-    TakenQueue,
-    count_handshakes,
-    handshakes_under_way,
-    last_out,
-    refuse_new_connections,
-)
+from uwsgiapp.server.lastout import TakenQueue, last_out, refuse_new_connections
 from uwsgiapp.server.listeners import Listener
+from uwsgiapp.server.sockdiag import count_handshakes, handshakes_under_way
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ leaves no socket to count, and one under way as the socket closes is reset, as b
 
 from __future__ import annotations
 
-import _socket
 import logging
 import select
 import socket
@@ -22,6 +21,7 @@ import time
 
 from uwsgiapp import unpatched
 from uwsgiapp.server.listeners import Listener
+from uwsgiapp.server.sockdiag import handshakes_under_way
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -43,19 +43,6 @@ _DROP_SYNS = b"".join(
 #: retransmission timeout (200 ms at first). Under the kernel's first SYN retry (1 s), so that
 #: a connect dropped meanwhile is refused at that retry. What is still under way is reset.
 HANDSHAKES_WAIT = 0.6
-# sock_diag (netlink): a dump of one family's TCP sockets in state SYN_RECV, which the kernel
-# filters as it walks its table (/proc/net/tcp formats every socket: 0.35 s with 70,000 in
-# TIME_WAIT, which a busy server behind nginx has).
-_NETLINK_SOCK_DIAG = 4
-_SOCK_DIAG_BY_FAMILY = 20
-_NLM_F_REQUEST_DUMP = 0x301
-_NLMSG_ERROR, _NLMSG_DONE = 2, 3
-_TCP_SYN_RECV = 3
-_NLMSG = struct.Struct("=IHHII")  # struct nlmsghdr: length, type, flags, seq, pid
-_DIAG_REQ = struct.Struct("=BBBBI48x")  # inet_diag_req_v2: family, protocol, ext, pad, states
-#: inet_diag_msg: family, state, timer, retrans, then its socket's id: sport, dport, src.
-_DIAG_MSG = struct.Struct(">BBBBHH16s")
-_V4_MAPPED = bytes(10) + b"\xff\xff"
 #: How often the handshakes are counted again while none finishes (one may end unqueued: a
 #: client's reset).
 _RECOUNT = 0.1
@@ -76,71 +63,11 @@ def refuse_new_connections(sock: socket.socket) -> bool:
     return True
 
 
-def count_handshakes(replies: bytes, port: int, local: bytes = b"") -> tuple[int, bool]:
-    """The handshakes under way to ``port`` at address ``local`` (packed; b"": any, as a
-    wildcard listener's) in a sock_diag dump's ``replies`` (its sockets in state SYN_RECV),
-    and whether the dump ended there. :class:`OSError` for an error reply."""
-    count, offset = 0, 0
-    while offset + _NLMSG.size <= len(replies):
-        length, kind, _, _, _ = _NLMSG.unpack_from(replies, offset)
-        if kind == _NLMSG_DONE:
-            return count, True
-        if kind == _NLMSG_ERROR or length < _NLMSG.size or offset + length > len(replies):
-            raise OSError("sock_diag answered with an error")
-        if kind == _SOCK_DIAG_BY_FAMILY and length >= _NLMSG.size + _DIAG_MSG.size:
-            family, state, _, _, sport, _, src = _DIAG_MSG.unpack_from(
-                replies, offset + _NLMSG.size
-            )
-            if state == _TCP_SYN_RECV and sport == port and _ours(family, src, local):
-                count += 1
-        offset += (length + 3) & ~3
-    return count, False
-
-
-def _ours(family: int, src: bytes, local: bytes) -> bool:
-    """Whether a handshake to address ``src`` (of ``family``) is to a listener on ``local``
-    (the kernel reports one to an IPv6 listener in IPv6 terms, a v4-mapped address)."""
-    if not local:
-        return True
-    if family == socket.AF_INET:
-        return len(local) == 4 and src[:4] == local
-    return src == local
-
-
 def _local_address(sock: socket.socket) -> bytes:
     """A TCP listener's address, packed; b"" for a wildcard one (every address)."""
     host = sock.getsockname()[0].partition("%")[0]  # an IPv6 scope is no part of it
     packed = socket.inet_pton(sock.family, host)
     return b"" if not packed.strip(b"\0") else packed
-
-
-def handshakes_under_way(port: int, local: bytes = b"") -> int:
-    """:func:`count_handshakes` of this network namespace's TCP sockets, IPv4 and IPv6 (0
-    for a family the kernel answers no such dump for: nothing is waited for)."""
-    count = 0
-    for family in (socket.AF_INET, socket.AF_INET6):
-        try:
-            count += _dump(family, port, local)
-        except (OSError, AttributeError) as exc:  # a sandbox's (RestrictAddressFamilies=)
-            log.debug("the handshakes under way cannot be counted: %s", exc)
-    return count
-
-
-def _dump(family: int, port: int, local: bytes) -> int:
-    diag = _socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, _NETLINK_SOCK_DIAG)
-    try:
-        diag.settimeout(1.0)
-        header = _NLMSG.pack(
-            _NLMSG.size + _DIAG_REQ.size, _SOCK_DIAG_BY_FAMILY, _NLM_F_REQUEST_DUMP, family, 0
-        )
-        diag.send(header + _DIAG_REQ.pack(family, socket.IPPROTO_TCP, 0, 0, 1 << _TCP_SYN_RECV))
-        count, done = 0, False
-        while not done:  # the kernel answers in datagrams of at most 32 KiB
-            found, done = count_handshakes(diag.recv(65536), port, local)
-            count += found
-        return count
-    finally:
-        diag.close()
 
 
 class TakenQueue:

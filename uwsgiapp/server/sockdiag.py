@@ -1,5 +1,6 @@
 """Accept-queue lengths of listening sockets, for the stats: TCP through ``TCP_INFO``, unix
-through the kernel's sock_diag netlink interface (what ``ss -xl`` shows as Recv-Q).
+through the kernel's sock_diag netlink interface (what ``ss -xl`` shows as Recv-Q); and, for a
+stop's last one out (:mod:`uwsgiapp.server.lastout`), the TCP handshakes under way.
 
 /proc/net/unix does not carry queue lengths, so for a unix listener we ask NETLINK_SOCK_DIAG
 for the socket with our socket's inode and ``UDIAG_SHOW_RQLEN``: for a listener the kernel
@@ -9,7 +10,9 @@ failure (no netlink, no unix_diag module, a kernel that answers something else) 
 
 from __future__ import annotations
 
+import _socket
 import errno
+import logging
 import os
 import socket
 import struct
@@ -20,9 +23,12 @@ NETLINK_SOCK_DIAG = 4
 SOCK_DIAG_BY_FAMILY = 20
 NLM_F_REQUEST = 0x01
 NLMSG_ERROR = 0x02
+NLMSG_DONE = 0x03
+NLM_F_DUMP = 0x300
 UDIAG_SHOW_RQLEN = 0x10
 UNIX_DIAG_RQLEN = 4
 TCP_LISTEN = 10
+TCP_SYN_RECV = 3
 _NO_COOKIE = 0xFFFFFFFF
 
 #: struct nlmsghdr: len, type, flags, seq, pid.
@@ -34,6 +40,12 @@ _UNIX_DIAG_MSG = struct.Struct("=BBBBIII")
 #: struct rtattr: len, type; then struct unix_diag_rqlen: rqueue, wqueue.
 _RTATTR = struct.Struct("=HH")
 _RQLEN = struct.Struct("=II")
+#: struct inet_diag_req_v2: family, protocol, ext, pad, states; then any socket id.
+_INET_DIAG_REQ = struct.Struct("=BBBBI48x")
+#: struct inet_diag_msg: family, state, timer, retrans, then its socket id: sport, dport, src.
+_INET_DIAG_MSG = struct.Struct(">BBBBHH16s")
+
+log = logging.getLogger("uwsgiapp.error")
 
 
 def _request(inode: int, seq: int) -> bytes:
@@ -119,3 +131,71 @@ class SockDiag:
         if sock.family == socket.AF_UNIX:
             return self.unix_queue(sock)
         return queued_connections(sock)
+
+
+# -- TCP handshakes under way ----------------------------------------------------------------
+# A dump of one family's TCP sockets in state SYN_RECV, which the kernel filters as it walks
+# its table (/proc/net/tcp formats every socket: 0.35 s with 70,000 in TIME_WAIT, which a busy
+# server behind nginx has).
+
+
+def count_handshakes(replies: bytes, port: int, local: bytes = b"") -> tuple[int, bool]:
+    """The handshakes under way to ``port`` at address ``local`` (packed; b"": any, as a
+    wildcard listener's) in a sock_diag dump's ``replies`` (its sockets in state SYN_RECV),
+    and whether the dump ended there. :class:`OSError` for an error reply."""
+    count, offset = 0, 0
+    while offset + _NLMSGHDR.size <= len(replies):
+        length, kind, _, _, _ = _NLMSGHDR.unpack_from(replies, offset)
+        if kind == NLMSG_DONE:
+            return count, True
+        if kind == NLMSG_ERROR or length < _NLMSGHDR.size or offset + length > len(replies):
+            raise OSError("sock_diag answered with an error")
+        if kind == SOCK_DIAG_BY_FAMILY and length >= _NLMSGHDR.size + _INET_DIAG_MSG.size:
+            family, state, _, _, sport, _, src = _INET_DIAG_MSG.unpack_from(
+                replies, offset + _NLMSGHDR.size
+            )
+            if state == TCP_SYN_RECV and sport == port and _ours(family, src, local):
+                count += 1
+        offset += (length + 3) & ~3
+    return count, False
+
+
+def _ours(family: int, src: bytes, local: bytes) -> bool:
+    """Whether a handshake to address ``src`` (of ``family``) is to a listener on ``local``
+    (the kernel reports one to an IPv6 listener in IPv6 terms, a v4-mapped address)."""
+    if not local:
+        return True
+    if family == socket.AF_INET:
+        return len(local) == 4 and src[:4] == local
+    return src == local
+
+
+def handshakes_under_way(port: int, local: bytes = b"") -> int:
+    """:func:`count_handshakes` of this network namespace's TCP sockets, IPv4 and IPv6 (0
+    for a family the kernel answers no such dump for: nothing is waited for)."""
+    count = 0
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            count += _dump_handshakes(family, port, local)
+        except (OSError, AttributeError) as exc:  # a sandbox's (RestrictAddressFamilies=)
+            log.debug("the handshakes under way cannot be counted: %s", exc)
+    return count
+
+
+def _dump_handshakes(family: int, port: int, local: bytes) -> int:
+    # _socket's: gevent's patched socket would wait in a hub the server never runs.
+    diag = _socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_SOCK_DIAG)
+    try:
+        diag.settimeout(1.0)
+        body = _INET_DIAG_REQ.pack(family, socket.IPPROTO_TCP, 0, 0, 1 << TCP_SYN_RECV)
+        flags = NLM_F_REQUEST | NLM_F_DUMP
+        diag.send(
+            _NLMSGHDR.pack(_NLMSGHDR.size + len(body), SOCK_DIAG_BY_FAMILY, flags, 1, 0) + body
+        )
+        count, done = 0, False
+        while not done:  # the kernel answers in datagrams of at most 32 KiB
+            found, done = count_handshakes(diag.recv(65536), port, local)
+            count += found
+        return count
+    finally:
+        diag.close()
