@@ -18,6 +18,7 @@ import select
 import socket
 import struct
 import time
+from collections import deque
 
 from uwsgiapp import unpatched
 from uwsgiapp.server.listeners import Listener
@@ -65,8 +66,11 @@ def refuse_new_connections(sock: socket.socket) -> bool:
 
 def _local_address(sock: socket.socket) -> bytes:
     """A TCP listener's address, packed; b"" for a wildcard one (every address)."""
-    host = sock.getsockname()[0].partition("%")[0]  # an IPv6 scope is no part of it
-    packed = socket.inet_pton(sock.family, host)
+    try:
+        host = sock.getsockname()[0].partition("%")[0]  # an IPv6 scope is no part of it
+        packed = socket.inet_pton(sock.family, host)
+    except (OSError, ValueError, TypeError):  # unknown: any address (a longer wait at most)
+        return b""
     return b"" if not packed.strip(b"\0") else packed
 
 
@@ -78,7 +82,7 @@ class TakenQueue:
         self.spec = listener.spec
         self.allow = listener.allow
         self.sock = self  # accept_run calls sock._accept()
-        self._taken: list[tuple[int, object]] = []
+        self._taken: deque[tuple[int, object]] = deque()
         self.take(listener.sock)
 
     def take(self, sock: socket.socket) -> bool:
@@ -86,7 +90,7 @@ class TakenQueue:
         an error other than the empty queue stopped it (EMFILE: what stays is reset)."""
         while True:
             try:
-                self._taken.insert(0, sock._accept())  # type: ignore[attr-defined]
+                self._taken.appendleft(sock._accept())  # type: ignore[attr-defined]
             except ConnectionAbortedError:  # its client gave up while it waited: the next
                 continue
             except BlockingIOError:
