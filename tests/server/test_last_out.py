@@ -4,6 +4,7 @@ socket, and what the last to let go does with its queue. Real sockets on loopbac
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import socket
 import struct
@@ -192,19 +193,21 @@ def _under_way(listener: Listener) -> socket.socket:
 
 
 def test_a_handshake_under_way_as_the_last_one_out_drops_new_connections_is_served(
-    listener: Listener,
+    listener: Listener, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A handshake's last ACK held back (the test's filter drops all but SYNs): the client counts
     # its connection made and sends its request, while the server still waits for that ACK.
     # It was reset after the close (a POST's 502 in nginx); its data sent again (within the
     # client's 200 ms retransmission timeout) now passes the last one out's filter, and is
     # taken before the close.
+    caplog.set_level(logging.INFO, "uwsgiapp.error")
     under_way = _under_way(listener)
     under_way.sendall(b"sent")
     try:
         taken = last_out(listener, stopping=True)
         assert isinstance(taken, TakenQueue) and len(taken) == 1
         assert handshakes_under_way(under_way.getpeername()[1]) == 0
+        assert "still under way" not in caplog.text
         listener.close()
         fd, _ = taken._accept()
         with socket.socket(fileno=fd) as conn:
@@ -217,11 +220,12 @@ def test_a_handshake_under_way_as_the_last_one_out_drops_new_connections_is_serv
 
 
 def test_a_handshake_that_never_finishes_is_waited_for_no_longer_than_asked(
-    listener: Listener, monkeypatch: pytest.MonkeyPatch
+    listener: Listener, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     # One that never finishes (its client gone silent; a real one is sent its SYN-ACK again
     # a second later, which a loaded machine may reach first): one is counted as under way
     # whatever comes. The wait still ends, with the one that finished meanwhile taken.
+    caplog.set_level(logging.INFO, "uwsgiapp.error")
     under_way = _under_way(listener)  # this one finishes once it sends (its data passes)
     monkeypatch.setattr(lastout, "handshakes_under_way", lambda port, local: 1)
     sends = threading.Timer(0.05, under_way.sendall, (b"sent",))
@@ -232,6 +236,10 @@ def test_a_handshake_that_never_finishes_is_waited_for_no_longer_than_asked(
         sends.join()
         under_way.close()
     assert isinstance(taken, TakenQueue) and len(taken) == 1
+    assert (
+        f"the last out of {listener.spec}: 1 of 1 handshakes still under way after 0.5 s are "
+        "reset as it closes"
+    ) in caplog.text
 
 
 def _reply(state: int, sport: int, src: str = "127.0.0.1", kind: int = 20) -> bytes:

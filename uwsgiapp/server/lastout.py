@@ -137,6 +137,15 @@ def last_out(
                 break
             left = handshakes_under_way(port, local)
         taken.take(listener.sock)  # one queued since the last take
+        if left:
+            log.info(
+                "the last out of %s: %d of %d handshakes still under way after %g s are reset "
+                "as it closes (their clients, if nginx, get a 502 for a request sent on them)",
+                listener.spec,
+                left,
+                under_way,
+                wait,
+            )
     log.debug(
         "the last out of %s: new connections dropped, %d taken (%d handshakes were under way)",
         listener.spec,
