@@ -3,7 +3,6 @@ socket, and what the last to let go does with its queue. Real sockets on loopbac
 
 from __future__ import annotations
 
-import ctypes
 import logging
 import os
 import socket
@@ -15,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from uwsgiapp.server import lastout
-from uwsgiapp.server.lastout import TakenQueue, last_out, refuse_new_connections
+from uwsgiapp.server.lastout import TakenQueue, attach_filter, last_out, refuse_new_connections
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.sockdiag import count_handshakes, handshakes_under_way
 
@@ -172,20 +171,13 @@ def test_taking_the_queue_skips_a_connection_its_client_gave_up() -> None:
     assert not taken.take(full) and len(taken) == 1  # type: ignore[arg-type]
 
 
-def _attach(sock: socket.socket, program: list[tuple[int, int, int, int]]) -> None:
-    """A classic BPF program of the test's own on ``sock`` (SO_ATTACH_FILTER)."""
-    code = ctypes.create_string_buffer(b"".join(struct.pack("HBBI", *i) for i in program))
-    fprog = struct.pack("HP", len(program), ctypes.addressof(code))
-    sock.setsockopt(socket.SOL_SOCKET, getattr(socket, "SO_ATTACH_FILTER", 26), fprog)
-
-
 #: Drop what is no SYN (ldb [13]; jset #SYN; ret #0; ret #-1): handshakes stay under way.
 HOLD_LAST_ACKS = [(0x30, 0, 0, 13), (0x45, 1, 0, 0x02), (0x06, 0, 0, 0), (0x06, 0, 0, 0xFFFFFFFF)]
 
 
 def _under_way(listener: Listener) -> socket.socket:
     """A client whose handshake with ``listener`` stays under way (its last ACK dropped)."""
-    _attach(listener.sock, HOLD_LAST_ACKS)
+    assert attach_filter(listener.sock, HOLD_LAST_ACKS)
     address = listener.sock.getsockname()
     client = socket.create_connection(address, timeout=5)
     assert handshakes_under_way(address[1]) == 1

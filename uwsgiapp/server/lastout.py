@@ -19,6 +19,7 @@ import socket
 import struct
 import time
 from collections import deque
+from collections.abc import Sequence
 
 from uwsgiapp import unpatched
 from uwsgiapp.server.listeners import Listener
@@ -30,14 +31,11 @@ _SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
 #: A classic BPF program, run on each packet to the listener with the TCP header at offset 0:
 #: drop a packet with SYN set (a new connection); keep the rest (a handshake's last ACK, or the
 #: data that carries it: a connection its client already counts as made).
-_DROP_SYNS = b"".join(
-    struct.pack("HBBI", *insn)
-    for insn in (
-        (0x30, 0, 0, 13),  # ldb [13]: the flags
-        (0x45, 0, 1, 0x02),  # jset #SYN: to the next, else skip it
-        (0x06, 0, 0, 0),  # ret #0: drop
-        (0x06, 0, 0, 0xFFFFFFFF),  # ret #-1: keep all of it
-    )
+_DROP_SYNS = (
+    (0x30, 0, 0, 13),  # ldb [13]: the flags
+    (0x45, 0, 1, 0x02),  # jset #SYN: to the next, else skip it
+    (0x06, 0, 0, 0),  # ret #0: drop
+    (0x06, 0, 0, 0xFFFFFFFF),  # ret #-1: keep all of it
 )
 #: The longest the last one out waits for handshakes under way, from the filter's attach. Their
 #: last ACK comes within a round trip; one lost is sent again with the client's data within its
@@ -53,10 +51,17 @@ def refuse_new_connections(sock: socket.socket) -> bool:
     """Have a TCP listener drop new connections' SYNs; handshakes under way still finish and
     those queued can still be accepted. Its peers try again a second later (a SYN's first
     retransmission). False where the kernel takes no filter."""
+    return attach_filter(sock, _DROP_SYNS)
+
+
+def attach_filter(sock: socket.socket, program: Sequence[tuple[int, int, int, int]]) -> bool:
+    """Attach a classic BPF ``program`` (its instructions: code, jt, jf, k) to ``sock``,
+    replacing any before it; False where the kernel takes no filter."""
     import ctypes  # once, at a server's stop
 
-    program = ctypes.create_string_buffer(_DROP_SYNS, len(_DROP_SYNS))
-    fprog = struct.pack("HP", len(_DROP_SYNS) // 8, ctypes.addressof(program))
+    code = b"".join(struct.pack("HBBI", *insn) for insn in program)
+    buffer = ctypes.create_string_buffer(code, len(code))
+    fprog = struct.pack("HP", len(program), ctypes.addressof(buffer))
     try:  # struct sock_fprog: the program's length, then its address
         sock.setsockopt(socket.SOL_SOCKET, _SO_ATTACH_FILTER, fprog)
     except OSError:
@@ -64,14 +69,17 @@ def refuse_new_connections(sock: socket.socket) -> bool:
     return True
 
 
-def _local_address(sock: socket.socket) -> bytes:
-    """A TCP listener's address, packed; b"" for a wildcard one (every address)."""
+def _local_address(sock: socket.socket) -> tuple[int, bytes]:
+    """A TCP listener's port and address, packed; b"" for a wildcard one (every address)."""
     try:
-        host = sock.getsockname()[0].partition("%")[0]  # an IPv6 scope is no part of it
-        packed = socket.inet_pton(sock.family, host)
+        host, port = sock.getsockname()[:2]
+    except OSError:  # no port to count for: nothing is waited for
+        return 0, b""
+    try:
+        packed = socket.inet_pton(sock.family, host.partition("%")[0])  # a scope is no part
     except (OSError, ValueError, TypeError):  # unknown: any address (a longer wait at most)
-        return b""
-    return b"" if not packed.strip(b"\0") else packed
+        return port, b""
+    return port, b"" if not packed.strip(b"\0") else packed
 
 
 class TakenQueue:
@@ -123,8 +131,8 @@ def last_out(
         return None
     deadline = time.monotonic() + wait
     listener.last_one_out = True
-    port, local = listener.sock.getsockname()[1], _local_address(listener.sock)
-    under_way = handshakes_under_way(port, local)
+    port, local = _local_address(listener.sock)
+    under_way = handshakes_under_way(port, local) if port else 0
     taken = TakenQueue(listener)
     if under_way:
         poller = unpatched.poll()  # eventlet's monkey-patching removes select.poll

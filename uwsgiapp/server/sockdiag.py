@@ -48,12 +48,16 @@ _INET_DIAG_MSG = struct.Struct(">BBBBHH16s")
 log = logging.getLogger("uwsgiapp.error")
 
 
+def _message(body: bytes, flags: int = NLM_F_REQUEST, seq: int = 1) -> bytes:
+    """A sock_diag request: its netlink header, then ``body``."""
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), SOCK_DIAG_BY_FAMILY, flags, seq, 0) + body
+
+
 def _request(inode: int, seq: int) -> bytes:
     body = _UNIX_DIAG_REQ.pack(
         socket.AF_UNIX, 0, 0, 1 << TCP_LISTEN, inode, UDIAG_SHOW_RQLEN, _NO_COOKIE, _NO_COOKIE
     )
-    header = _NLMSGHDR.pack(_NLMSGHDR.size + len(body), SOCK_DIAG_BY_FAMILY, NLM_F_REQUEST, seq, 0)
-    return header + body
+    return _message(body, seq=seq)
 
 
 def parse_reply(data: bytes, inode: int) -> int | None:
@@ -188,10 +192,7 @@ def _dump_handshakes(family: int, port: int, local: bytes) -> int:
     try:
         diag.settimeout(1.0)
         body = _INET_DIAG_REQ.pack(family, socket.IPPROTO_TCP, 0, 0, 1 << TCP_SYN_RECV)
-        flags = NLM_F_REQUEST | NLM_F_DUMP
-        diag.send(
-            _NLMSGHDR.pack(_NLMSGHDR.size + len(body), SOCK_DIAG_BY_FAMILY, flags, 1, 0) + body
-        )
+        diag.send(_message(body, NLM_F_REQUEST | NLM_F_DUMP))
         count, done = 0, False
         while not done:  # the kernel answers in datagrams of at most 32 KiB
             found, done = count_handshakes(diag.recv(65536), port, local)
