@@ -234,6 +234,40 @@ def test_a_handshake_that_never_finishes_is_waited_for_no_longer_than_asked(
     ) in caplog.text
 
 
+def test_a_wait_that_accept_ended_says_so(
+    listener: Listener, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # EMFILE once a connection queued: the wait ends at once, and the line gives that cause,
+    # not the whole wait's.
+    caplog.set_level(logging.INFO, "uwsgiapp.error")
+    under_way = _under_way(listener)
+    monkeypatch.setattr(lastout, "handshakes_under_way", lambda port, local: 1)
+    take = TakenQueue.take
+    calls: list[int] = []
+
+    def fails_once_queued(self: TakenQueue, sock: socket.socket) -> bool:
+        calls.append(1)
+        if len(calls) == 2:
+            self.error = OSError(24, "Too many open files")
+            return False
+        return take(self, sock)
+
+    monkeypatch.setattr(TakenQueue, "take", fails_once_queued)
+    sends = threading.Timer(0.05, under_way.sendall, (b"sent",))
+    sends.start()
+    try:
+        taken = last_out(listener, stopping=True, wait=5)
+    finally:
+        sends.join()
+        under_way.close()
+    assert len(calls) == 3  # the first take, the failed one, the final one: no wait after it
+    assert isinstance(taken, TakenQueue) and len(taken) == 1
+    assert (
+        f"the last out of {listener.spec}: 1 of 1 handshakes still under way as accept failed "
+        "([Errno 24] Too many open files) are reset as it closes"
+    ) in caplog.text
+
+
 def _reply(state: int, sport: int, src: str = "127.0.0.1", kind: int = 20) -> bytes:
     """One message of a sock_diag dump: nlmsghdr, then inet_diag_msg (72 bytes; its first
     read: family, state, timer, retrans, the local port and the remote one in network order,

@@ -91,6 +91,7 @@ class TakenQueue:
         self.allow = listener.allow
         self.sock = self  # accept_run calls sock._accept()
         self._taken: deque[tuple[int, object]] = deque()
+        self.error: OSError | None = None
         self.take(listener.sock)
 
     def take(self, sock: socket.socket) -> bool:
@@ -103,7 +104,8 @@ class TakenQueue:
                 continue
             except BlockingIOError:
                 return True
-            except OSError:
+            except OSError as error:
+                self.error = error
                 return False
 
     def __len__(self) -> int:
@@ -147,12 +149,12 @@ def last_out(
         taken.take(listener.sock)  # one queued since the last take
         if left:
             log.info(
-                "the last out of %s: %d of %d handshakes still under way after %g s are reset "
-                "as it closes (their clients, if nginx, get a 502 for a request sent on them)",
+                "the last out of %s: %d of %d handshakes still under way %s are reset as it "
+                "closes (their clients, if nginx, get a 502 for a request sent on them)",
                 listener.spec,
                 left,
                 under_way,
-                wait,
+                f"after {wait:g} s" if taken.error is None else f"as accept failed ({taken.error})",
             )
     log.debug(
         "the last out of %s: new connections dropped, %d taken (%d handshakes were under way)",
