@@ -258,3 +258,37 @@ def test_blueprint_registered_twice_runs_its_app_wide_hooks_once() -> None:
         response = client.get(path)
         assert response.headers.getlist("X-Stamp") == ["1"], path
         assert calls == ["app-wide before", *scoped_calls, "app-wide teardown"], path
+
+
+@pytest.mark.parametrize("option", ["subdomain", "host"])
+def test_a_route_that_would_match_on_the_host_is_refused(option: str) -> None:
+    # Routing is on the path only: a subdomain= rule silently answered on every host (or, on
+    # the app, never), so a port from Flask would expose an admin subdomain's routes.
+    app = App(__name__)
+    bp = Blueprint("admin", __name__)
+    for scaffold in (app, bp):
+        with pytest.raises(TypeError, match=f"{option}= is not supported by uwsgiapp.web"):
+            scaffold.route("/", **{option: "admin"})(lambda: "admin area")
+    assert not any(rule.rule == "/" for rule in app.url_map.iter_rules())
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("subdomain", "admin"), ("url_defaults", {"page": 7}), ("prefix", "/x")]
+)
+def test_a_registration_option_uwsgiapp_web_does_not_take_is_refused(
+    option: str, value: object
+) -> None:
+    app = App(__name__)
+    parent = Blueprint("parent", __name__)
+    child = Blueprint("child", __name__)
+
+    @child.route("/users")
+    def users() -> str:
+        return "users"
+
+    for target in (app, parent):
+        with pytest.raises(TypeError, match=f"register_blueprint\\(\\) option {option}= "):
+            target.register_blueprint(child, **{option: value})
+    assert "child" not in app.blueprints
+    app.register_blueprint(child, url_prefix="/c", name="kid")  # what it takes still works
+    assert app.test_client().get("/c/users").text == "users"

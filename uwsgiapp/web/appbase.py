@@ -17,12 +17,12 @@ from werkzeug.routing import Map, MapAdapter, Rule
 from werkzeug.wsgi import get_host
 
 from .applog import create_logger
-from .blueprints import Blueprint
+from .blueprints import Blueprint, check_registration
 from .config import DEFAULT_CONFIG, Config
 from .ctx import AppGlobals, RequestContext
 from .globals import _cv_request
 from .helpers import max_age_seconds, send_from_directory
-from .scaffold import ErrorHandler, F, Scaffold
+from .scaffold import ErrorHandler, F, Scaffold, refuse_host_matching
 from .sessions import SessionInterface
 from .wrappers import Request, Response
 
@@ -170,6 +170,7 @@ class AppBase(Scaffold):
     ) -> None:
         """Map the URL rule ``rule`` to ``endpoint`` and ``view_func`` (see :meth:`route`)."""
         self._check_setup("add_url_rule")
+        refuse_host_matching(options)
         if endpoint is None:
             if view_func is None:
                 raise TypeError("add_url_rule() needs an endpoint or a view function.")
@@ -220,6 +221,7 @@ class AppBase(Scaffold):
     def register_blueprint(self, blueprint: Blueprint, **options: t.Any) -> None:
         """Add ``blueprint``'s routes, hooks and handlers; options: ``url_prefix``, ``name``."""
         self._check_setup("register_blueprint")
+        check_registration(options)
         blueprint.register(self, options)
 
     # -- errors ---------------------------------------------------------------------------

@@ -4,12 +4,27 @@ from __future__ import annotations
 
 import typing as t
 
-from .scaffold import F, Scaffold
+from .scaffold import F, Scaffold, refuse_host_matching
 
 if t.TYPE_CHECKING:
     from .appbase import AppBase
 
-__all__ = ["Blueprint"]
+__all__ = ["Blueprint", "check_registration"]
+
+#: What ``register_blueprint`` takes (Flask's ``subdomain`` and ``url_defaults`` are refused).
+_REGISTRATION_OPTIONS = ("url_prefix", "name")
+
+
+def check_registration(options: t.Mapping[str, t.Any]) -> None:
+    """Raise TypeError for a ``register_blueprint`` option uwsgiapp.web does not take: left
+    out silently, a blueprint meant for one subdomain would answer on every host."""
+    for name in options:
+        if name not in _REGISTRATION_OPTIONS:
+            raise TypeError(
+                f"register_blueprint() option {name}= is not supported by uwsgiapp.web (it "
+                "takes url_prefix= and name=; for url_defaults=, give the routes defaults=; "
+                "for subdomain=, use Flask)."
+            )
 
 
 class Blueprint(Scaffold):
@@ -63,6 +78,7 @@ class Blueprint(Scaffold):
     ) -> None:
         """Record a rule; it is added to the app, prefixed, when the blueprint is registered."""
         self._check_setup("add_url_rule")
+        refuse_host_matching(options)
         if endpoint is not None and "." in endpoint:
             raise ValueError(f"Endpoint {endpoint!r} may not contain a dot.")
         if view_func is not None and "." in getattr(view_func, "__name__", ""):
@@ -119,6 +135,7 @@ class Blueprint(Scaffold):
         :meth:`App.register_blueprint`.
         """
         self._check_setup("register_blueprint")
+        check_registration(options)
         if blueprint is self:
             raise ValueError(f"The blueprint {self.name!r} cannot be registered on itself.")
         self._children.append((blueprint, options))

@@ -22,6 +22,22 @@ ErrorHandler = t.Callable[[t.Any], t.Any]
 ErrorHandlerSpec = dict[str | None, dict[int | None, dict[type[BaseException], ErrorHandler]]]
 
 
+#: Rule options for what uwsgiapp.web does not do: refused, as a rule that silently matched on
+#: every host would expose what was meant for one (an admin subdomain's routes, say).
+_HOST_OPTIONS = ("subdomain", "host")
+
+
+def refuse_host_matching(options: t.Mapping[str, t.Any]) -> None:
+    """Raise TypeError for a rule option that matches on the host (Flask's ``subdomain``,
+    werkzeug's ``host``): uwsgiapp.web routes on the path only."""
+    for name in _HOST_OPTIONS:
+        if name in options:
+            raise TypeError(
+                f"The route option {name}= is not supported by uwsgiapp.web (it routes on the "
+                "path only, so the rule would match on every host): use Flask for subdomains."
+            )
+
+
 def get_root_path(import_name: str) -> str:
     """The directory of the module or package ``import_name`` (the cwd if it has no file)."""
     module = sys.modules.get(import_name)
