@@ -92,9 +92,10 @@ def render(protocol: str, status: Any, headers: Any) -> Rendered:
             key = ()
             found = None
         if found is None:
-            head = _render_head(protocol, status, headers)  # checks: exact str only, so a str
+            head, exact = _render_head(protocol, status, headers)
             found = Rendered(protocol, status, list(headers), head, _body_allowed(status, headers))
-            if key:  # subclass that compares equal can never be remembered
+            # Only heads of exact str are kept: a str subclass's own == could match another.
+            if key and exact:
                 if len(_HEADS) >= HEAD_CACHE_SIZE:
                     _HEADS.clear()
                 _HEADS[key] = found
@@ -102,7 +103,7 @@ def render(protocol: str, status: Any, headers: Any) -> Rendered:
         else:
             _LAST[0] = found
         return found
-    head = _render_head(protocol, status, headers)
+    head = _render_head(protocol, status, headers)[0]
     return Rendered(protocol, status, [], head, _body_allowed(status, headers))
 
 
@@ -131,14 +132,20 @@ def _body_allowed(status: str, headers: list[tuple[str, str]]) -> int:
     return length if odd is None else NOT_DIGITS
 
 
-def _render_head(protocol: str, status: Any, headers: Any) -> bytes:
+def _render_head(protocol: str, status: Any, headers: Any) -> tuple[bytes, bool]:
+    """The checked head, and whether status and headers were all exact ``str``: a subclass
+    (a ``StrEnum`` member, ``Markup``) is written as the text it holds, as uWSGI writes it,
+    not as its ``__str__``."""
     # status and headers are what the app passed: Any, so that a compiled build lets these
     # checks name what is wrong instead of failing on the annotations first.
+    exact = type(status) is str
+    if not exact and isinstance(status, str):
+        status = str.__str__(status)
     if type(status) is str and len(status) == 3 and status.isdigit() and status.isascii():
         # PEP 3333 wants a reason; uWSGI and gunicorn send a bare code, and apps rely on it.
         status = f"{status} {_REASONS.get(int(status), '')}"
     if (
-        type(status) is not str
+        not isinstance(status, str)
         or len(status) < 4
         or status[3] != " "
         or not (status[:3].isdigit() and status[:3].isascii())
@@ -151,14 +158,20 @@ def _render_head(protocol: str, status: Any, headers: Any) -> bytes:
     # nginx's SERVER_PROTOCOL of an HTTP/0.9 request ("GET /x" alone) is empty, and " 200 OK"
     # is no head to nginx (a 502): HTTP/1.0 there, as uWSGI writes. Only when not cached.
     parts = [protocol or "HTTP/1.0", " ", status, "\r\n"]
+    pairs: list[tuple[str, str]] = []
     for item in headers:
         # A tuple, as PEP 3333 (and uWSGI) require: a 2-character str would unpack too.
         if not isinstance(item, tuple) or len(item) != 2:
             raise HeaderError(f"header {item!r:.80} must be a (name, value) tuple")
         name, value = item
         if type(name) is not str or type(value) is not str:
-            raise HeaderError(f"header {item!r}: name and value must be str")
+            if not (isinstance(name, str) and isinstance(value, str)):
+                raise HeaderError(f"header {item!r}: name and value must be str")
+            exact = False
+            name, value = str.__str__(name), str.__str__(value)
+        pairs.append((name, value))
         parts += (name, ": ", value, "\r\n")
+    headers = pairs
     parts.append("\r\n")
     head = "".join(parts)
     lines = len(headers) + 2
@@ -181,7 +194,7 @@ def _render_head(protocol: str, status: Any, headers: Any) -> bytes:
                 _GOOD_NAMES.clear()
             _GOOD_NAMES.add(name)
     try:
-        return head.encode("latin-1")
+        return head.encode("latin-1"), exact
     except UnicodeEncodeError as exc:
         raise HeaderError(f"status or header is not latin-1: {exc}") from None
 
