@@ -46,7 +46,7 @@ class ServeExit(_Described):
     APP_LOAD = (
         4,
         "the app cannot be imported (at start, or by --check-config; with --lazy-apps, also "
-        "when a worker cannot and none is left serving)",
+        "when a worker cannot and none is left serving or starting)",
     )
     BOOT_LOOP = 5, "workers kept dying while starting (5 in a row): stopped instead of looping"
 

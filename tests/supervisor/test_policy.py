@@ -226,11 +226,41 @@ def test_ttin_ttou() -> None:
 
 
 def test_app_load_failure_halts_instead_of_fork_loop() -> None:
+    # Once none of a first start's workers is left starting and none serves: exit 4.
     sim = Sim(Policy(workers=2))
     sim.run(sim.policy.start())
-    actions = sim.policy.on_exit(min(sim.pids()), WorkerExit.APP_LOAD, None, sim.now)
+    first, second = sorted(sim.pids())
+    actions = sim.run(sim.exit(first, WorkerExit.APP_LOAD))
+    assert not [a for a in actions if isinstance(a, (Spawn, Halt))]
+    assert not spawns(sim.tick(30))  # no retry while none has served
+    actions = sim.exit(second, WorkerExit.APP_LOAD)
     assert Halt(ServeExit.APP_LOAD) in actions
     assert not [a for a in actions if isinstance(a, Spawn)]
+
+
+@pytest.mark.parametrize("first_to_report", ["the failure", "the ready one"])
+def test_a_first_start_with_one_worker_that_cannot_load_the_app_does_not_depend_on_timing(
+    first_to_report: str,
+) -> None:
+    # A flaky import in one --lazy-apps worker (a database that timed out): the start stopped
+    # with exit 4 if it reported before the others were seen ready, and served otherwise.
+    sim = Sim(Policy(workers=3))
+    sim.run(sim.policy.start())
+    good, other, bad = sorted(sim.pids())
+    if first_to_report == "the ready one":
+        sim.ready |= {good}
+        sim.tick()
+    actions = sim.run(sim.exit(bad, WorkerExit.APP_LOAD))
+    assert not [a for a in actions if isinstance(a, (Spawn, Halt))]
+    said = " ".join(a.message for a in actions if isinstance(a, Log))
+    if first_to_report == "the failure":
+        assert "2 workers are still starting" in said and "once one of them serves" in said
+        sim.ready |= {good}
+    else:
+        assert "1 worker serves on, 1 worker is still starting; trying again in 1 s" in said
+    sim.ready |= {other}
+    assert not spawns(sim.tick(0.5))
+    assert len(spawns(sim.tick(1.1))) == 1  # tried again 1 s after the failure or the ready
 
 
 def spawns(actions: list[object]) -> list[Spawn]:

@@ -8,6 +8,7 @@ state and its bookkeeping in :mod:`~uwsgiapp.supervisor.roster`.
 
 from __future__ import annotations
 
+import math
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +48,10 @@ _RELOAD_SAYS = {
 }
 
 _SignalHandler = Callable[["Policy", float], list[Action]]
+
+
+def _are(n: int, one: str, more: str) -> str:
+    return f"{'worker' if n == 1 else 'workers'} {one if n == 1 else more}"
 
 
 @dataclass
@@ -199,13 +204,16 @@ class Policy(Scaling):
         self, rec: WorkerRecord, now: float, what: str = "could not load the app"
     ) -> list[Action]:
         """A (lazy-apps) worker could not import the app: a reload fails; a replacement is
-        tried again later while other workers serve (new code on disk must not take down the
-        ones that loaded the old); with none serving, the server stops."""
+        tried again later while other workers serve or are still starting (new code on disk
+        must not take down the ones that loaded the old; which of a first start's workers
+        reports first must not decide whether it starts); with none either, the server
+        stops."""
         if self.mode is Mode.RELOADING and rec.generation == self.generation:
             why = "cannot load the app" if what.startswith("could not") else what
             return self._abort_reload(now, f"{rec.label} {why}")
         serving = sum(1 for r in self.records.values() if r.state is READY)
-        if not serving:
+        starting = sum(1 for r in self.records.values() if r.state is BOOTING)
+        if not serving and not starting:
             self.halted = True
             return [
                 Log(
@@ -214,18 +222,18 @@ class Policy(Scaling):
                 ),
                 Halt(ServeExit.APP_LOAD),
             ]
-        first, most = LOAD_RETRY
-        self.load_retry = min(self.load_retry * 2, most) if self.load_retry else first
         self.spawns_held = True
-        self.respawn_at = max(self.respawn_at, now + self.load_retry)  # a crash hold's too
-        return [
-            Log(
-                LogLevel.ERROR,
-                f"{rec.label} {what}; {serving} "
-                f"{'worker serves' if serving == 1 else 'workers serve'} on with the code "
-                f"loaded before; trying again in {self.load_retry:g} s",
-            )
-        ]
+        others = [f"{serving} {_are(serving, 'serves', 'serve')} on"] if serving else []
+        others += [f"{starting} {_are(starting, 'is', 'are')} still starting"] if starting else []
+        if not self.served:  # a first start: it is decided by the others, whichever ends first
+            self.respawn_at = math.inf  # until one serves (roster._note_slot)
+            then = "it is tried again once one of them serves (the server stops if none does)"
+        else:
+            first, most = LOAD_RETRY
+            self.load_retry = min(self.load_retry * 2, most) if self.load_retry else first
+            self.respawn_at = max(self.respawn_at, now + self.load_retry)  # a crash hold's too
+            then = f"trying again in {self.load_retry:g} s"
+        return [Log(LogLevel.ERROR, f"{rec.label} {what}; {', '.join(others)}; {then}")]
 
     def reimport_failed(self, now: float) -> list[Action]:
         """The master could not re-import the app for a HUP (it logged why): the reload is

@@ -5,6 +5,7 @@ is told to stop. Pure: no processes, no clocks. :mod:`~uwsgiapp.supervisor.polic
 
 from __future__ import annotations
 
+import math
 import signal
 from dataclasses import dataclass, field
 
@@ -13,6 +14,7 @@ from uwsgiapp.supervisor.actions import (
     CRASH_HOLD,
     CRASH_PROBE_EVERY,
     DUMP_GRACE,
+    LOAD_RETRY,
     QUICK_GRACE,
     RETIRE,
     Action,
@@ -265,6 +267,8 @@ class Roster:
             self.served = True
             self.boot_failures = 0
             self.load_retry = 0.0
+            if self.respawn_at == math.inf:  # a first start's load failure waited for this
+                self.respawn_at = now + LOAD_RETRY[0]
         if rec.state is READY and st.leaving_for(rec.pid):
             rec.state = STOPPING
             rec.deadline = now + self.graceful_timeout
