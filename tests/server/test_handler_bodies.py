@@ -68,6 +68,18 @@ def test_content_length_over_limit_post_is_413(logs: Logs) -> None:
     one_line(record)
 
 
+def test_a_refused_body_past_the_drain_cap_is_read_away_whole(
+    monkeypatch: pytest.MonkeyPatch, logs: Logs
+) -> None:
+    # nginx's client_max_body_size 200m, --limit-post 1m, a 20 MB upload: the refusal read
+    # away 16 MiB, the close reset the rest, and nginx answered 502, not the 413.
+    monkeypatch.setattr(transfer, "DRAIN_CAP", 65536)
+    out = run(make_handler(never_called, limit_post=1000), packet("POST", "/up", bytes(1 << 20)))
+    assert out.status_line == "HTTP/1.1 413 Request Entity Too Large"
+    assert not out.reset and out.write_error is None
+    assert not [r for r in problems(logs, logging.WARNING) if "unread" in one_line(r)]
+
+
 @pytest.mark.parametrize("limit_post", [0, 1000])
 def test_absurd_content_length_is_413(limit_post: int, logs: Logs) -> None:
     out = run(

@@ -25,7 +25,7 @@ from uwsgiapp.server.inflight import (
 )
 from uwsgiapp.server.io import ClientTimeout, reader, send_all
 from uwsgiapp.server.logtext import escape_log_text
-from uwsgiapp.server.transfer import cut, drain, send_wrapped_file, unwinding
+from uwsgiapp.server.transfer import REFUSED_DRAIN_CAP, cut, drain, send_wrapped_file, unwinding
 from uwsgiapp.wsgi.contract import AccessLogger, ExcInfo, WSGIApp
 from uwsgiapp.wsgi.environ import BadRequest, parse_content_length
 from uwsgiapp.wsgi.errors import AppError
@@ -275,8 +275,8 @@ class Responder:
             length_var = environ.get("CONTENT_LENGTH") or ""
             if exc.status[:3] == "413" and len(length_var) <= 18:
                 # Too large, but well-formed: read it away as for any unread body, so nginx
-                # gets the 413 and not a reset (a 502).
-                drain(fd, int(length_var) - len(rest), self.timeout)
+                # gets the 413 and not a reset (a 502): all of it, as it is over --limit-post.
+                drain(fd, int(length_var) - len(rest), self.timeout, REFUSED_DRAIN_CAP)
         finally:
             if self.access_log is not None:
                 self.access_log(environ, refused, _perf_counter() - started, block)

@@ -24,12 +24,15 @@ from uwsgiapp.wsgi.response import FileWrapper
 if TYPE_CHECKING:
     from uwsgiapp.server.exchange import Exchange
 
-__all__ = ["DRAIN_CAP", "cut", "drain", "send_wrapped_file", "unwinding"]
+__all__ = ["DRAIN_CAP", "REFUSED_DRAIN_CAP", "cut", "drain", "send_wrapped_file", "unwinding"]
 
 log = logging.getLogger("uwsgiapp.error")
 
 #: Unread body bytes we are willing to read and discard so nginx never sees a reset.
 DRAIN_CAP = 16 * 1024 * 1024
+#: The same for a body refused for its size (over ``--limit-post``): nginx accepted it (up to
+#: its ``client_max_body_size``) and sends it all before it reads the 413.
+REFUSED_DRAIN_CAP = 1024 * 1024 * 1024
 #: File objects whose reads are their file's bytes (tempfile's wrappers: their ``file``).
 _PLAIN_FILES = (io.FileIO, io.BufferedReader, io.BufferedRandom, io.TextIOWrapper)
 
@@ -80,9 +83,10 @@ def send_wrapped_file(
         exchange.room -= sent
 
 
-def drain(fd: int, remaining: int, timeout: float, limit_post: int = 0) -> None:
+def drain(fd: int, remaining: int, timeout: float, up_to: int = 0) -> None:
     """The app left ``remaining`` body bytes unread: end our side first, then read them away
-    (at most :data:`DRAIN_CAP`, or ``limit_post`` if larger: a body the server accepted).
+    (at most :data:`DRAIN_CAP`, or ``up_to`` if larger: ``--limit-post`` for a body the
+    server accepted, :data:`REFUSED_DRAIN_CAP` for one refused as over it).
 
     Closing with unread data makes the kernel send a reset, and nginx then answers 502 even
     though the response was complete (uWSGI's behaviour for an early 401 to a large POST).
@@ -93,14 +97,14 @@ def drain(fd: int, remaining: int, timeout: float, limit_post: int = 0) -> None:
             sock.shutdown(socket.SHUT_WR)
         finally:
             sock.detach()
-    cap = max(DRAIN_CAP, limit_post)
+    cap = max(DRAIN_CAP, up_to)
     budget = min(remaining, cap)
     with contextlib.suppress(ClientDisconnected):
         while budget > 0:
             budget -= len(recv(fd, min(budget, 262144), timeout))
     if remaining > cap:
         log.warning(
-            "left %d unread body bytes after draining %d: over TCP the close resets them, "
+            "left %d unread body bytes after draining %d: the close resets the connection, "
             "and nginx may answer 502 for the response (refuse large bodies in nginx with "
             "client_max_body_size and set --limit-post to the same size: unread bodies up "
             "to it are read away; or read them in the app)",
