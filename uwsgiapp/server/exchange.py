@@ -21,10 +21,10 @@ from uwsgiapp.server.inflight import (
     request_text,
     say_app_failed,
     say_body_length,
+    say_body_unread,
     say_refused,
 )
 from uwsgiapp.server.io import ClientTimeout, reader, send_all
-from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.transfer import REFUSED_DRAIN_CAP, cut, drain, send_wrapped_file, unwinding
 from uwsgiapp.wsgi.contract import AccessLogger, ExcInfo, WSGIApp
 from uwsgiapp.wsgi.environ import BadRequest, parse_content_length
@@ -288,12 +288,8 @@ class Responder:
         except ClientDisconnected as exc:
             if exchange.head_sent:  # in write(): the response's client, as for an iterable's
                 self._gone_mid_response(exchange, environ, peer, exc)
-                return
-            log.info(
-                "client %s went away while the app read its body: %s",
-                peer,
-                escape_log_text(str(exc)),
-            )
+            else:
+                say_body_unread(exchange, peer, exc)
             return
         except Exception:
             self._app_failed(exchange, environ, "app raised")

@@ -7,6 +7,7 @@ stack's frames: the server's own frames hold one while a request runs, and so do
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -203,6 +204,20 @@ def log_client_gone(
             request_text(environ),
             hint,
         )
+
+
+def say_body_unread(exchange: Exchange, peer: object, exc: ClientDisconnected) -> None:
+    """The app's read of its body failed before its response began: the client went away, or
+    it stalled past ``--socket-timeout``. A stall is answered 408 (nginx is still there, and a
+    close is a 502 to it), as a body read before the app (``--post-buffering``) is."""
+    how, answered = "went away", ""
+    if isinstance(exc, ClientTimeout):
+        how = "stalled"
+        with contextlib.suppress(OSError):
+            exchange.answer_error("408 Request Timeout", "timeout")
+            answered = "; answered 408"
+    text = escape_log_text(str(exc))
+    log.info("client %s %s while the app read its body: %s%s", peer, how, text, answered)
 
 
 def request_text(environ: dict[str, Any]) -> str:
