@@ -298,6 +298,19 @@ def test_a_failed_start_is_said_on_stderr_when_the_error_log_is_a_file(
     assert f"uwsgiapp: {said}\n" in err and said in log.read_text(), err
 
 
+def test_a_failed_import_is_said_on_stderr_with_its_exception(short_dir: Path) -> None:
+    # The error's first line alone ended in "for app 'broken:app':", the cause left out.
+    (short_dir / "broken.py").write_text("import nonexistent_mod\napp = None\n")
+    log = short_dir / "error.log"
+    args = ["serve", "broken:app", "--socket", str(short_dir / "app.sock")]
+    r = run_cli(*args, "--error-log-file", str(log), cwd=short_dir)
+    assert r.returncode == ServeExit.APP_LOAD
+    lines = r.stderr.decode().splitlines()
+    (said,) = [line for line in lines if "cannot load app" in line]
+    assert said.endswith(": ModuleNotFoundError: No module named 'nonexistent_mod'"), lines
+    assert "Traceback" in log.read_text()  # the whole of it stays in the log
+
+
 @pytest.mark.parametrize("broken", ["error-log", "chdir", "pidfile"])
 def test_a_failed_start_never_names_an_error_log_that_was_not_written(
     short_dir: Path, broken: str

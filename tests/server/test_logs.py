@@ -21,7 +21,7 @@ from handler_kit import CORPUS, hello, logged_response, make_handler, packet, ru
 
 from uwsgiapp.server.accesslog import keep_only
 from uwsgiapp.server.exchange import Exchange
-from uwsgiapp.server.logs import make_access_log, reopen_logs
+from uwsgiapp.server.logs import make_access_log, reopen_logs, tail_line
 from uwsgiproto import build_request
 
 
@@ -238,8 +238,8 @@ def test_stack_dumps_follow_the_error_log_when_it_is_reopened(tmp_path: Path) ->
     log = tmp_path / "error.log"
     script = f"""
 import os, signal, time
-from uwsgiapp.server.logs import arm_fault_dumps, setup_error_log
-from uwsgiapp.server.logs import reopen_logs
+from uwsgiapp.server.logs import arm_fault_dumps, setup_error_log, tail_line
+from uwsgiapp.server.logs import reopen_logs, tail_line
 hole = os.open(os.devnull, os.O_RDONLY)
 setup_error_log({str(log)!r})
 signal.signal(signal.SIGUSR2, lambda s, f: None)
@@ -397,3 +397,17 @@ def test_the_vars_are_counted_as_uwsgi_counts_them(
     access = make_access_log("uwsgi", str(path))
     run(make_handler(hello, access_log=access), (CORPUS / "valid" / capture).read_bytes())
     assert uwsgi_logged in path.read_text()
+
+
+def test_the_terminal_tail_of_an_error_keeps_its_exception() -> None:
+    # The first line alone ("cannot load app ...:") left the cause out.
+    def record(msg: str, exc: BaseException | None = None) -> logging.LogRecord:
+        info = (type(exc), exc, None) if exc is not None else None
+        return logging.LogRecord("uwsgiapp.error", logging.ERROR, "", 0, msg, None, info)
+
+    assert tail_line(record("cannot bind: busy")) == "cannot bind: busy"
+    with_traceback = "cannot load app 'a:app':\nTraceback ...\n  File ...\nKeyError: 'x'\n"
+    assert tail_line(record(with_traceback)) == "cannot load app 'a:app': KeyError: 'x'"
+    assert tail_line(record("postfork raised", ValueError("bad"))) == (
+        "postfork raised: ValueError: bad"
+    )

@@ -349,6 +349,19 @@ def access_handler(target: str) -> logging.StreamHandler[Any]:
     return handler
 
 
+def tail_line(record: logging.LogRecord) -> str:
+    """``record`` on one line: its message's first line and, where a traceback follows (in
+    the message or as ``exc_info``), its last: the exception (``cannot load app 'app:app':
+    error while importing module 'app' ...: ModuleNotFoundError: No module named 'x'``)."""
+    lines = record.getMessage().splitlines() or [""]
+    last = lines[-1].strip() if len(lines) > 1 else ""
+    if not last and record.exc_info and record.exc_info[1] is not None:
+        last = traceback.format_exception_only(record.exc_info[1])[-1].strip()
+    if not last:
+        return lines[0]
+    return f"{lines[0]}{' ' if lines[0].endswith(':') else ': '}{last}"
+
+
 class ErrorTail(logging.Handler):
     """Keeps the last few error lines (their message only) of the logger it is put on: what a
     start-up that failed says on the terminal when the error log goes to a file (gunicorn
@@ -368,7 +381,7 @@ class ErrorTail(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         with contextlib.suppress(Exception):
-            self.lines.append(record.getMessage().splitlines()[0])
+            self.lines.append(tail_line(record))
 
     def tell(self, code: int, where: str) -> None:
         """Write the kept lines to the terminal, saying that the server stopped with exit
