@@ -22,6 +22,7 @@ from handler_kit import CORPUS, hello, logged_response, make_handler, packet, ru
 from uwsgiapp.server.accesslog import keep_only
 from uwsgiapp.server.exchange import Exchange
 from uwsgiapp.server.logs import make_access_log, reopen_logs, tail_line
+from uwsgiapp.wsgi.errors import QuickStop
 from uwsgiproto import build_request
 
 
@@ -151,6 +152,28 @@ def test_a_status_never_sent_is_logged_as_none(tmp_path: Path, fmt: str, status:
     assert "/upload" in line and status in line, line
 
 
+@pytest.mark.parametrize(
+    ("fmt", "status"),
+    [("uwsgi", "(HTTP/1.1 0)"), ("json", '"status": 502'), ("combined", '" 502 -')],
+)
+def test_a_request_the_server_cut_before_any_status_is_not_the_clients(
+    tmp_path: Path, fmt: str, status: str
+) -> None:
+    # A stop's deadline (QuickStop), the app's sys.exit(): nginx answers 502 for the close,
+    # and the line said 499, "client closed request"; --log-5xx dropped it.
+    path = tmp_path / "access.log"
+    inner = make_access_log(fmt, str(path))
+    assert inner is not None
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        raise QuickStop(0)
+
+    with pytest.raises(AssertionError, match="handle\\(\\) raised QuickStop"):
+        run(make_handler(app, access_log=keep_only(inner, "5", 0, 0)), packet("GET", "/slow"))
+    (line,) = path.read_text().splitlines()
+    assert "/slow" in line and status in line, line
+
+
 @pytest.mark.parametrize("fmt", ["uwsgi", "json", "combined"])
 def test_the_filters_keep_only_the_requests_they_name(tmp_path: Path, fmt: str) -> None:
     # uWSGI's disable-logging with log-4xx/log-5xx/log-slow/log-big (Bloomberg's config).
@@ -238,8 +261,8 @@ def test_stack_dumps_follow_the_error_log_when_it_is_reopened(tmp_path: Path) ->
     log = tmp_path / "error.log"
     script = f"""
 import os, signal, time
-from uwsgiapp.server.logs import arm_fault_dumps, setup_error_log, tail_line
-from uwsgiapp.server.logs import reopen_logs, tail_line
+from uwsgiapp.server.logs import arm_fault_dumps, setup_error_log
+from uwsgiapp.server.logs import reopen_logs
 hole = os.open(os.devnull, os.O_RDONLY)
 setup_error_log({str(log)!r})
 signal.signal(signal.SIGUSR2, lambda s, f: None)

@@ -143,7 +143,7 @@ def json_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
         start = _time() - seconds
         second = int(start)
         offset = zone.at(second)
-        status: str = response.sent_status or "-"
+        status: str = response.sent_status or ("502" if response.aborted else "-")
         line = json.dumps(  # ASCII, controls escaped: json.dumps escapes them itself
             {
                 "time": f"{iso.at(second)}.{int((start - second) * 1000):03d}"
@@ -224,14 +224,17 @@ def combined_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
 
         10.0.0.7 - - [04/Dec/2026:21:55:56 +0000] "GET /x?y=1 HTTP/1.1" 200 5 "-" "curl/8.5"
 
-    The time is when the request started; ``-`` for an empty body, user, referer or agent; 499
-    (nginx's "client closed request") where no status went out. (``pid`` is unused.)"""
+    The time is when the request started; ``-`` for an empty body, user, referer or agent;
+    where no status went out, 499 (nginx's "client closed request") if the client left, 502
+    (what nginx then answers) if the server cut the request (a stop's, the app's
+    ``sys.exit()``). (``pid`` is unused.)"""
     clock = Clock("%d/%b/%Y:%H:%M:%S %z")
 
     def access_combined(
         environ: dict[str, Any], response: Exchange, seconds: float, block: bytes
     ) -> None:
-        status: str = response.sent_status or "499"  # none sent: nginx's 499
+        # None sent: the client left (nginx's 499), or the server cut it (nginx answers 502).
+        status: str = response.sent_status or ("502" if response.aborted else "499")
         body: int = response.sent - response.head_size
         request = (
             f"{environ.get('REQUEST_METHOD', '-')} "
@@ -266,7 +269,7 @@ def keep_only(inner: AccessLogger, classes: str, slow: float, big: int) -> Acces
     def access_some(
         environ: dict[str, Any], response: Exchange, seconds: float, block: bytes
     ) -> None:
-        status: str = response.sent_status or ""
+        status: str = response.sent_status or ("502" if response.aborted else "")
         if (
             (status and status[0] in classes)
             or (slow and seconds >= slow)

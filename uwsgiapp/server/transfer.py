@@ -125,6 +125,8 @@ def unwinding(exchange: Exchange, environ: dict[str, Any], exc: BaseException) -
         log.error("the app raised %s in %s: this worker exits", raised, what, exc_info=exc)
     if exchange.head_sent:
         cut(exchange)
+    else:  # closed with no answer: nginx's 502 for it in the access log, not a client's 499
+        exchange.aborted = True
 
 
 def cut(exchange: Exchange) -> None:
