@@ -246,6 +246,8 @@ def run_dev(options: DevOptions) -> int:
     chdir = os.path.abspath(options.chdir) if options.chdir else ""
     pythonpath = [os.path.abspath(p) for p in options.pythonpath]
     app: WSGIApp
+    if options.debugger:  # as `flask run --debug`: the app is made in debug mode (its logger)
+        os.environ["FLASK_DEBUG"] = "1"
     if options.reload and not is_running_from_reloader():
         # Only the children the reloader spawns import the app (once each, not twice).
         app = _placeholder_app

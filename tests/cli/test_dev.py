@@ -404,6 +404,40 @@ def test_dev_error_in_a_view_opens_the_debugger(
     assert b"\x1b[" not in out, out
 
 
+LOGGING_APP = """\
+from flask import Flask
+
+app = Flask(__name__)
+app.logger.info("import-time info, debug %s", app.debug)
+
+
+@app.route("/")
+def index():
+    app.logger.debug("a view's debug line")
+    return "up"
+"""
+
+
+@pytest.mark.parametrize("flask", [True, False], ids=["flask", "uwsgiapp.web"])
+def test_dev_makes_the_app_in_debug_mode_as_flask_run_debug(
+    tmp_path: Path, start_dev: StartDev, flask: bool
+) -> None:
+    # FLASK_DEBUG=1 before the import, as `flask run --debug`: an app that touched its logger
+    # at import kept its level at WARNING, and dev showed none of its info or debug lines.
+    if flask:
+        pytest.importorskip("flask")
+    source = (
+        LOGGING_APP
+        if flask
+        else LOGGING_APP.replace("flask import Flask", "uwsgiapp.web import App as Flask")
+    )
+    (tmp_path / "logs.py").write_text(source)
+    server = start_dev("logs:app")
+    assert server.wait_for(b"up") == (200, b"up")
+    server.wait_output(rb"a view's debug line")
+    assert b"import-time info, debug True" in server.stop()
+
+
 def test_dev_no_debugger_leaves_the_app_alone(tmp_path: Path, start_dev: StartDev) -> None:
     (tmp_path / "views.py").write_text(WEB_APP)
     server = start_dev("views:app", "--no-debugger")

@@ -18,7 +18,7 @@ from werkzeug.wsgi import get_host
 
 from .applog import create_logger
 from .blueprints import Blueprint, check_registration
-from .config import DEFAULT_CONFIG, Config
+from .config import DEFAULT_CONFIG, Config, debug_flag
 from .ctx import AppGlobals, RequestContext
 from .globals import _cv_request
 from .helpers import max_age_seconds, send_from_directory
@@ -84,6 +84,7 @@ class AppBase(Scaffold):
     ) -> None:
         super().__init__(import_name, root_path)
         self.config = Config(DEFAULT_CONFIG, root_path=self.root_path)
+        self.config["DEBUG"] = debug_flag()
         self.view_functions: dict[str, t.Callable[..., t.Any]] = {}
         self.url_map = Map()
         self.blueprints: dict[str, Blueprint] = {}

@@ -11,7 +11,15 @@ from datetime import timedelta
 
 from werkzeug.utils import import_string
 
-__all__ = ["DEFAULT_CONFIG", "Config"]
+__all__ = ["DEFAULT_CONFIG", "Config", "debug_flag"]
+
+
+def debug_flag() -> bool:
+    """``FLASK_DEBUG`` as Flask reads it when an app is made: set, and not 0, false or no
+    (``flask run --debug`` and ``uwsgiapp dev`` set it before the app's import)."""
+    value = os.environ.get("FLASK_DEBUG", "")
+    return bool(value) and value.lower() not in ("0", "false", "no")
+
 
 #: Settings every app starts with; anything upper-case can be added.
 DEFAULT_CONFIG: t.Final[t.Mapping[str, t.Any]] = {
