@@ -333,7 +333,7 @@ def test_hup_reads_the_config_file_again(tmp_path: Path, nginx_available: None) 
     log = server.log()
     assert "HUP: --env read again: 1 set, 0 removed" in log
     assert "HUP: --workers read again: 3" in log
-    assert "HUP: --harakiri changed since the start: a restart applies it" in log
+    assert "HUP: --harakiri changed since the start: a restart or a USR2 upgrade applies it" in log
 
 
 def test_hup_reads_an_ini_with_start_time_variables_as_unchanged(

@@ -9,6 +9,7 @@ import pytest
 
 from uwsgiapp.config import make_config
 from uwsgiapp.supervisor import options
+from uwsgiapp.supervisor.actions import Log, LogLevel
 
 
 @pytest.fixture
@@ -38,18 +39,21 @@ def test_env_and_workers_apply_the_rest_is_said(watched: list[object]) -> None:
     watched.append(
         make_config(app="a:app", env=("OPT_A=10",), workers=3, harakiri=5.0, max_requests=9)
     )
-    workers, said = options.on_hup(most_workers=32)
+    workers, logged = options.on_hup(most_workers=32)
+    said = [line.message for line in logged]
     assert workers == 3
     # OPT_B dropped from --env: back to the value it had before --env set it.
     assert os.environ["OPT_A"] == "10" and os.environ["OPT_B"] == "from the start"
     assert said == [
         "HUP: --env read again: 1 set, 1 removed",
-        "HUP: --harakiri, --max-requests changed since the start: a restart applies it (a "
-        "reload applies --env and --workers only)",
+        "HUP: --harakiri, --max-requests changed since the start: a restart or a USR2 upgrade "
+        "applies it (a reload applies --env and --workers only)",
         "HUP: --workers read again: 3",
     ]
+    # What a restart must still apply is a warning (a uWSGI user expects HUP to apply it).
+    assert [line.level for line in logged] == [LogLevel.INFO, LogLevel.WARNING, LogLevel.INFO]
     # Read again, unchanged: the live ones are applied; the others are said until a restart.
-    assert options.on_hup(most_workers=32) == (None, [said[1]])
+    assert options.on_hup(most_workers=32) == (None, [logged[1]])
 
 
 def test_nothing_changed_says_nothing(watched: list[object]) -> None:
@@ -63,7 +67,7 @@ def test_a_reload_goes_back_to_the_workers_option_after_ttin_or_ttou(watched: li
     watched.append(make_config(app="a:app", env=("OPT_B=2", "OPT_A=1"), workers=2))
     assert options.on_hup(32, running=5) == (
         2,
-        ["HUP: back to --workers 2 (TTIN/TTOU had made it 5)"],
+        [Log(LogLevel.INFO, "HUP: back to --workers 2 (TTIN/TTOU had made it 5)")],
     )
     assert options.on_hup(32, running=2) == (None, [])
 
@@ -72,16 +76,20 @@ def test_options_that_cannot_be_read_again_keep_the_running_ones(watched: list[o
     watched.append(OSError("[Errno 2] No such file or directory: 'uwsgiapp.toml'"))
     workers, said = options.on_hup(most_workers=32)
     assert workers is None and os.environ["OPT_A"] == "1"
-    assert said == [
-        "HUP: cannot read the options again ([Errno 2] No such file or directory: "
-        "'uwsgiapp.toml'): keeping those read before"
+    assert said == [  # a warning: the next start would fail on it
+        Log(
+            LogLevel.WARNING,
+            "HUP: cannot read the options again ([Errno 2] No such file or directory: "
+            "'uwsgiapp.toml'): keeping those read before",
+        )
     ]
 
 
 def test_more_workers_than_the_start_allows_are_capped(watched: list[object]) -> None:
     watched.append(make_config(app="a:app", env=("OPT_A=1", "OPT_B=2"), workers=100))
     workers, said = options.on_hup(most_workers=32)
-    assert workers == 32 and said[-1] == "HUP: --workers 100 is more than this start allows"
+    assert workers == 32
+    assert said[-1] == Log(LogLevel.WARNING, "HUP: --workers 100 is more than this start allows")
 
 
 def test_a_reload_called_off_takes_its_options_back(watched: list[object]) -> None:

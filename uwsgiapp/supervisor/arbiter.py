@@ -176,7 +176,7 @@ class Arbiter:
     def _options_again(self) -> list[A.Action]:
         """A HUP reads the options again (:mod:`~uwsgiapp.supervisor.options`)."""
         workers, said = options.on_hup(self.table.capacity // 2, self.policy.hup_running())
-        return [A.Log(A.LogLevel.INFO, line) for line in said] + self.policy.hup_workers(workers)
+        return [*said, *self.policy.hup_workers(workers)]
 
     def _serve_stats(self, stats: StatsServer) -> None:
         """Answer what the stats clients are owed (never waits). A failure here is logged and

@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Mapping
 
 from uwsgiapp.config import Config
+from uwsgiapp.supervisor.actions import Log, LogLevel
 
 __all__ = ["LIVE", "changed", "env_changes", "on_hup", "start_environ", "watch"]
 
@@ -58,12 +59,17 @@ def env_changes(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[dict[st
     return to_set, [name for name in old if name not in new]
 
 
-def on_hup(most_workers: int, running: int = 0) -> tuple[int | None, list[str]]:
+def _info(text: str) -> Log:
+    return Log(LogLevel.INFO, text)
+
+
+def on_hup(most_workers: int, running: int = 0) -> tuple[int | None, list[Log]]:
     """Read the options again: apply ``--env`` to this process's environment (the re-import,
     and the workers forked after, read it); return the new ``--workers`` (None if unchanged;
     at most ``most_workers``, what the status table holds) and what to log. ``running``: the
     workers wanted now; where TTIN/TTOU changed it, the reload goes back to ``--workers``, as
-    gunicorn's does."""
+    gunicorn's does. What a restart must still apply, or what could not be read (the next
+    start would fail on it), is a warning."""
     global _current, _undo
     if _current is None or _reread is None:
         return None, []
@@ -71,30 +77,35 @@ def on_hup(most_workers: int, running: int = 0) -> tuple[int | None, list[str]]:
     try:
         new = _reread()
     except Exception as exc:  # a bad value (ConfigError), a file gone or unreadable now
-        return None, [f"HUP: cannot read the options again ({exc}): keeping those read before"]
+        text = f"HUP: cannot read the options again ({exc}): keeping those read before"
+        return None, [Log(LogLevel.WARNING, text)]
     names = changed(_current, new)
-    said = []
+    said: list[Log] = []
     to_set, to_remove = env_changes(_current.env_vars(), new.env_vars())
     _undo = (_current, {name: os.environ.get(name) for name in (*to_set, *to_remove)})
     if to_set or to_remove:  # not for the same variables in another order
         # A variable dropped from --env gets the value it had before (or none).
         _set_environ({**to_set, **{name: _environ.get(name) for name in to_remove}})
-        said.append(f"HUP: --env read again: {len(to_set)} set, {len(to_remove)} removed")
+        said.append(_info(f"HUP: --env read again: {len(to_set)} set, {len(to_remove)} removed"))
     rest = [name for name in names if name not in LIVE]
     if rest:
         options = ", ".join("--" + name.replace("_", "-") for name in rest)
         said.append(
-            f"HUP: {options} changed since the start: a restart applies it (a reload applies "
-            "--env and --workers only)"
+            Log(
+                LogLevel.WARNING,
+                f"HUP: {options} changed since the start: a restart or a USR2 upgrade applies "
+                "it (a reload applies --env and --workers only)",
+            )
         )
     workers = min(new.workers, most_workers) if "workers" in names else None
     if workers is not None:
-        said.append(f"HUP: --workers read again: {workers}")
+        said.append(_info(f"HUP: --workers read again: {workers}"))
         if workers < new.workers:  # the table was sized at start (4 slots a worker)
-            said.append(f"HUP: --workers {new.workers} is more than this start allows")
+            more = f"HUP: --workers {new.workers} is more than this start allows"
+            said.append(Log(LogLevel.WARNING, more))
     elif running and running != min(new.workers, most_workers):
         workers = min(new.workers, most_workers)
-        said.append(f"HUP: back to --workers {workers} (TTIN/TTOU had made it {running})")
+        said.append(_info(f"HUP: back to --workers {workers} (TTIN/TTOU had made it {running})"))
     # What runs now: the live options new, the others as they were.
     _current = dataclasses.replace(new, **{name: getattr(_current, name) for name in rest})
     return workers, said

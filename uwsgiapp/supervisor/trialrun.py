@@ -219,7 +219,7 @@ class ReloadCheck:
             )
             self._drop()
         self._workers, said = options.on_hup(most_workers, self.policy.hup_running())
-        actions += [Log(LogLevel.INFO, line) for line in said]
+        actions += said
         try:
             self._child = start(self.config, before, forget, now)
         except OSError as exc:
