@@ -653,6 +653,9 @@ def test_logto_takes_the_request_lines_and_the_output_too(tmp_path: Path) -> Non
     config, _, _ = load(tmp_path, f"logto = {tmp_path}/app.log\ndisable-logging = true")
     assert config.access_log == "off"
     assert config.capture_output
+    # No file for a log that is off: start-up warned that the file logto implied was not
+    # written, and asked for the log the ini turned off.
+    assert config.access_log_file == "-"
     # The command line sends the error log back to stderr: the implied capture goes with it
     # (it would need a file); asked for in its own right, it is still an error that says so.
     (tmp_path / "logto.ini").write_text(f"[uwsgi]\nlogto = {tmp_path}/app.log\n")

@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 from support.procs import Server, wait_for_serving, wait_until
 
+from uwsgiapp.config import make_config
 from uwsgiapp.server.listeners import bind_all, somaxconn_cap
+from uwsgiapp.supervisor import boot
 from uwsgiapp.supervisor.listening import (
     loopback_only_on_every_interface,
     unix_rule,
@@ -119,3 +121,11 @@ def test_log_level_warning_keeps_the_info_lines_out(tmp_path: Path) -> None:
     log = server.log()
     assert "[WARNING] --listen" in log
     assert "[INFO]" not in log and "listening on" not in log
+
+
+def test_a_file_that_is_both_logs_is_handed_over_once(tmp_path: Path) -> None:
+    # An ini's logto names one file for both: start-up's --uid/--gid warnings about it were
+    # said twice, one for each log.
+    path = str(tmp_path / "app.log")
+    config = make_config(app="a:app", error_log_file=path, access_log_file=path, access_log="uwsgi")
+    assert boot._log_files(config) == [path]

@@ -62,7 +62,7 @@ def _log_files(config: Config) -> list[str]:
     The master holds both open (the workers write to its files) and USR1 reopens them; the
     process's own streams and devices (/dev/null) are not handed over.
     """
-    paths = [config.error_log_file, access_log_file(config)]
+    paths = dict.fromkeys((config.error_log_file, access_log_file(config)))  # logto: one file
     return [path for path in paths if not is_stream(path) and not _is_device(path)]
 
 
