@@ -668,8 +668,12 @@ def test_logto_takes_the_request_lines_and_the_output_too(tmp_path: Path) -> Non
         "-",
     )
     assert config.access_log == "uwsgi"  # still on, as the ini asks: on stdout
-    with pytest.raises(ConfigError, match=r"--capture-output .*: needs --error-log-file"):
-        resolve([ini, {**back, "capture_output": Raw(True, "command line --capture-output")}])
+    # Asked for in its own right: ignored with a warning (gunicorn ignores it with errorlog -).
+    resolved = resolve(
+        [ini, {**back, "capture_output": Raw(True, "command line --capture-output")}]
+    )
+    assert not resolved.config.capture_output
+    assert any("--capture-output is ignored" in w for w in resolved.warnings)
 
 
 def test_an_ini_logs_requests_unless_told_not_to(tmp_path: Path) -> None:

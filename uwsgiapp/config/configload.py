@@ -358,6 +358,13 @@ def resolve(layers: Sequence[Layer], *, warnings: Sequence[str] = ()) -> Resolve
     _drop_implied_by_logto(values, sources)
     _imply_access_log(values, sources)
     warnings = [*warnings, *ini_leniency(values, sources, _DEFAULT_CONFIG)]
+    if values.get("capture_output") and is_stream(values.get("error_log_file", "-")):
+        # gunicorn's `--capture-output --error-logfile -` (a Dockerfile's): nothing to do.
+        values["capture_output"], sources["capture_output"] = False, DEFAULT_SOURCE
+        warnings.append(
+            "--capture-output is ignored: the error log is the process's own stream, where "
+            "the app's output goes already (gunicorn ignores it with errorlog '-' too)"
+        )
     for name in _SPECS.keys() - sources.keys():  # what ini_leniency ignored
         sources[name] = DEFAULT_SOURCE
     config = Config(**values)
