@@ -112,13 +112,15 @@ FOREIGN_OPTIONS: Mapping[str, str] = {
     "--virtualenv": "run the uwsgiapp installed in that virtualenv (VENV/bin/uwsgiapp)",
     "--timeout": _TIMEOUT,
     "-t": _TIMEOUT,
-    "--access-logfile": "use --access-log-file PATH (it turns the access log on)",
+    "--access-logfile": "use --access-log-file PATH (it turns the access log on; "
+    "--access-log combined writes gunicorn's line)",
     "--error-logfile": "use --error-log-file PATH",
     "--log-file": "use --error-log-file PATH",
     "--logto": "use --error-log-file PATH (and --access-log-file for the request lines)",
     "--preload": "the app is loaded in the master by default already (--lazy-apps loads it "
     "in each worker instead)",
-    "--reload": "'uwsgiapp dev APP' reloads on code changes; SIGHUP reloads a running server",
+    "--reload": "uWSGI's --reload PIDFILE is kill -HUP $(cat PIDFILE) (a graceful reload); "
+    "gunicorn's --reload (on code changes) is 'uwsgiapp dev APP'",
     "--py-autoreload": "'uwsgiapp dev APP' reloads on code changes",
     "-c": "use --config FILE.toml ('uwsgiapp serve ... --print-config' writes one)",
     "-k": _WORKER_CLASS,
@@ -263,6 +265,8 @@ def hint_for(arg: str, ours: Iterable[str]) -> str:
         return f"{name}: use --host HOST --port PORT"
     if name in FOREIGN_OPTIONS:
         return f"{name}: {FOREIGN_OPTIONS[name]}"
+    if name[1:2] != "-" and name[:2] in FOREIGN_OPTIONS:  # -w4: a short option and its value
+        return f"{name}: {FOREIGN_OPTIONS[name[:2]]}"
     if name.startswith("--"):
         close = difflib.get_close_matches(name, [o for o in known if o.startswith("--")], n=1)
         if close:
@@ -314,12 +318,18 @@ def misparsed_app(args: Sequence[Any], namespace: object, extras: Sequence[str])
     return ""
 
 
-def command_hint(message: str) -> str:
+def command_hint(message: str, argv: Sequence[str] | None = None) -> str:
     """What to add to argparse's line about an unknown command: for an APP given first
-    (``uwsgiapp app:app``, gunicorn's order), that the command comes first; for a typo,
-    nothing (the choices are in the line)."""
+    (``uwsgiapp app:app``, gunicorn's order), that the command comes first; for the value
+    of another server's option (uWSGI's ``uwsgi --reload PIDFILE``), that option's hint; for
+    a typo, nothing (the choices are in the line). ``argv``: the words parsed (the
+    command line's unless given)."""
     prefix = "argument COMMAND: invalid choice: '"
     given = message[len(prefix) :].partition("'")[0] if message.startswith(prefix) else ""
+    words = list(sys.argv[1:] if argv is None else argv)
+    if given in words[1:] and words[words.index(given) - 1] in FOREIGN_OPTIONS:
+        option = words[words.index(given) - 1]
+        return f"\n  {option}: {FOREIGN_OPTIONS[option]}"
     if ":" in given or given.endswith(".py"):
         return "\n  the command comes first: uwsgiapp serve APP [options] (gunicorn APP)"
     return ""

@@ -9,7 +9,7 @@ import pytest
 from cli.cli_testkit import run_cli
 
 from uwsgiapp.cli import EXIT_USAGE, build_parser
-from uwsgiapp.clihints import hint_for
+from uwsgiapp.clihints import command_hint, hint_for
 
 
 @pytest.mark.parametrize(
@@ -27,7 +27,7 @@ from uwsgiapp.clihints import hint_for
         (["serve", "a:app", "--home", "/venv"], "VENV/bin/uwsgiapp"),
         (["serve", "a:app", "--timeout=30"], "is --harakiri SECONDS here"),
         (["serve", "a:app", "--preload"], "loaded in the master by default already"),
-        (["serve", "a:app", "--reload"], "'uwsgiapp dev APP' reloads on code changes"),
+        (["serve", "a:app", "--reload"], "--reload (on code changes) is 'uwsgiapp dev APP'"),
         (["serve", "a:app", "--processes", "4"], "--processes: use --workers N"),
         (["serve", "a:app", "--workrs", "2"], "--workrs: did you mean --workers?"),
         (["serve", "a:app", "--worker", "2"], "--worker: did you mean --workers?"),
@@ -138,9 +138,50 @@ def test_gunicorn_cmd_args_is_said_to_be_ignored() -> None:
     (said,) = [w for w in resolved.warnings if "GUNICORN_CMD_ARGS is set but not read" in w]
     assert resolved.config.workers != 4
     # Each of its options is named with what it is here: none is dropped without a word.
-    assert "; --workers is UWSGIAPP_WORKERS=4; --timeout: gunicorn's --timeout" in said
+    assert "; --workers is UWSGIAPP_WORKERS=4; --timeout is UWSGIAPP_HARAKIRI=60 (a req" in said
     assert "; -k: use --threads N" in said
     assert "; --threads is UWSGIAPP_THREADS=8; --chdir is UWSGIAPP_CHDIR=/srv/app" in said
+
+
+def test_gunicorn_cmd_args_names_are_translated_short_and_compact_too() -> None:
+    # -w 3, --bind and -w4 got the command line's hints (and uWSGI's -w MODULE), or nothing.
+    from uwsgiapp.config.fromgunicorn import gunicorn_args_warning
+
+    said = gunicorn_args_warning("-w 3 --bind 127.0.0.1:8000 -t 60 -w4 --pid=/run/g.pid")
+    assert "; -w is UWSGIAPP_WORKERS=3; --bind is UWSGIAPP_SOCKET=127.0.0.1:8000" in said
+    assert "; -t is UWSGIAPP_HARAKIRI=60 (" in said
+    assert "; -w is UWSGIAPP_WORKERS=4; --pid is UWSGIAPP_PIDFILE=/run/g.pid" in said
+    assert "MODULE" not in said
+
+
+def test_a_gunicorn_conf_py_in_the_working_directory_is_said_to_be_unread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # gunicorn reads ./gunicorn.conf.py by default: its bind, workers and timeout were lost
+    # without a word.
+    from uwsgiapp.config.serve import resolve_serve_config
+
+    monkeypatch.chdir(tmp_path)
+    args = build_parser().parse_args(["serve", "a:app"])
+    assert not [w for w in resolve_serve_config(args, {}).warnings if "gunicorn.conf.py" in w]
+    (tmp_path / "gunicorn.conf.py").write_text("bind = '0.0.0.0:8000'\nworkers = 4\n")
+    (said,) = [w for w in resolve_serve_config(args, {}).warnings if "gunicorn.conf.py" in w]
+    assert said.startswith(f"{tmp_path / 'gunicorn.conf.py'} is not read")
+    assert "bind is --socket, workers --workers, timeout --harakiri" in said
+
+
+def test_a_compact_short_option_gets_its_hint() -> None:
+    assert hint_for("-w4", ["--workers"]).startswith("-w4: gunicorn's -w N is --workers N")
+    assert hint_for("-b0.0.0.0:80", ["--socket"]).startswith("-b0.0.0.0:80: use --socket")
+
+
+@pytest.mark.parametrize("option", ["--reload", "--stop"])
+def test_uwsgis_pidfile_commands_get_their_kill_line(option: str) -> None:
+    # `uwsgi --reload PIDFILE`: the pidfile was taken for an unknown command, with no hint.
+    message = "argument COMMAND: invalid choice: '/run/app.pid' (choose from 'serve')"
+    said = command_hint(message, [option, "/run/app.pid"])
+    signal = "HUP" if option == "--reload" else "TERM"
+    assert f"kill -{signal} $(cat PIDFILE)" in said and said.startswith(f"\n  {option}: ")
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,6 @@ import shlex
 from collections.abc import Mapping, MutableMapping
 from dataclasses import replace
 
-from uwsgiapp.clihints import hint_for
 from uwsgiapp.config.configload import (
     DEFAULT_SOURCE,
     IMPLIED_BY,
@@ -24,6 +23,7 @@ from uwsgiapp.config.configload import (
     resolve,
     spec_for,
 )
+from uwsgiapp.config.fromgunicorn import gunicorn_args_warning, gunicorn_conf_warning
 from uwsgiapp.config.model import ConfigError
 from uwsgiapp.config.printconfig import format_value
 from uwsgiapp.config.tomlfile import toml_layer
@@ -80,6 +80,8 @@ def resolve_serve_config(
         warnings.append(said)
     if env.get("GUNICORN_CMD_ARGS"):
         warnings.append(gunicorn_args_warning(env["GUNICORN_CMD_ARGS"]))
+    if not args.config and (conf := gunicorn_conf_warning()):
+        warnings.append(conf)
     _mount_with_app(environment)
     cli = _cli_layer(args)
     layers.append(cli)
@@ -99,29 +101,6 @@ def resolve_serve_config(
             "(name them, fd://3, or name no socket)"
         )
     return replace(resolved, warnings=(*resolved.warnings, *more)) if more else resolved
-
-
-def gunicorn_args_warning(value: str) -> str:
-    """GUNICORN_CMD_ARGS is not read: what each of its options is here (``--workers 4`` is
-    ``UWSGIAPP_WORKERS=4``; gunicorn's own, the command line's hint), so that none is lost
-    without a word."""
-    try:
-        words = shlex.split(value)
-    except ValueError:
-        words = value.split()
-    said: list[str] = []
-    for i, word in enumerate(words):
-        name, eq, given = word.partition("=")
-        spec = spec_for(name[2:]) if name.startswith("--") else None
-        if spec is not None:
-            nxt = words[i + 1] if i + 1 < len(words) and not words[i + 1].startswith("-") else ""
-            said.append(f"{name} is {spec.env}={given if eq else nxt or '1'}")
-        elif hint := hint_for(word, ()):
-            said.append(hint)
-    return (
-        "GUNICORN_CMD_ARGS is set but not read: uwsgiapp reads UWSGIAPP_* variables "
-        "('uwsgiapp serve --help' lists each option's)" + "".join(f"; {s}" for s in said)
-    )
 
 
 _WEB_CONCURRENCY = "env WEB_CONCURRENCY"

@@ -1,0 +1,84 @@
+"""What a gunicorn user brings along that is not read here: ``GUNICORN_CMD_ARGS`` and a
+``gunicorn.conf.py``, each named in a warning with what stands for it, so that no setting
+is lost without a word."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Mapping
+from typing import Final
+
+from uwsgiapp.clihints import hint_for
+from uwsgiapp.config.configload import spec_for
+
+__all__ = ["gunicorn_args_warning", "gunicorn_conf_warning"]
+
+#: gunicorn's options whose name is not ours → our option (its ``UWSGIAPP_*`` variable).
+GUNICORN_NAMES: Final[Mapping[str, str]] = {
+    "-w": "workers",
+    "-b": "socket",
+    "--bind": "socket",
+    "-t": "harakiri",
+    "--timeout": "harakiri",
+    "--backlog": "listen",
+    "-u": "uid",
+    "--user": "uid",
+    "-g": "gid",
+    "--group": "gid",
+    "-p": "pidfile",
+    "--pid": "pidfile",
+    "--access-logfile": "access_log_file",
+    "--error-logfile": "error_log_file",
+    "--log-file": "error_log_file",
+    "-e": "env",
+}
+
+#: Where ours does not do what gunicorn's did.
+_NOTES: Final[Mapping[str, str]] = {
+    "harakiri": " (a request's time limit, off unless set; gunicorn's kills a silent worker)",
+}
+
+
+def gunicorn_args_warning(value: str) -> str:
+    """GUNICORN_CMD_ARGS is not read: what each of its options is here (``-w 4`` is
+    ``UWSGIAPP_WORKERS=4``; one of gunicorn's own, the command line's hint)."""
+    try:
+        words = shlex.split(value)
+    except ValueError:
+        words = value.split()
+    said: list[str] = []
+    for i, word in enumerate(words):
+        if not word.startswith("-"):
+            continue
+        if word.startswith("--") or len(word) == 2:
+            name, eq, given = word.partition("=")
+        else:  # -w4: a short option with its value
+            name, eq, given = word[:2], "=", word[2:]
+        ours = GUNICORN_NAMES.get(name, name[2:] if name.startswith("--") else "")
+        spec = spec_for(ours) if ours else None
+        if spec is not None:
+            nxt = words[i + 1] if i + 1 < len(words) and not words[i + 1].startswith("-") else ""
+            value = given if eq else nxt or "1"
+            said.append(f"{name} is {spec.env}={value}{_NOTES.get(spec.name, '')}")
+        elif hint := hint_for(name, ()):
+            said.append(hint)
+    return (
+        "GUNICORN_CMD_ARGS is set but not read: uwsgiapp reads UWSGIAPP_* variables "
+        "('uwsgiapp serve --help' lists each option's)" + "".join(f"; {s}" for s in said)
+    )
+
+
+def gunicorn_conf_warning(directory: str = ".") -> str | None:
+    """A ``gunicorn.conf.py`` where gunicorn reads it by default (the working directory):
+    not read, so its bind, workers and timeout would be lost without a word."""
+    path = os.path.join(directory, "gunicorn.conf.py")
+    if not os.path.isfile(path):
+        return None
+    return (
+        f"{os.path.abspath(path)} is not read (gunicorn reads it by default; uwsgiapp reads "
+        "no Python config): give its settings as options ('uwsgiapp serve --help': bind is "
+        "--socket, workers --workers, timeout --harakiri) or in a TOML file (--config; "
+        "--print-config writes one); the README says where gunicorn's hooks go (post_fork: "
+        "@uwsgiapp.postfork)"
+    )
