@@ -184,6 +184,15 @@ def _render_head(protocol: str, status: Any, headers: Any) -> tuple[bytes, bool]
         bad = next((h for h in headers if _CONTROL.search(h[0] + h[1])), None)
         what = f"header {bad!r}" if bad else f"status {status!r}"
         raise HeaderError(f"{what} contains the control character {control.group()!r}")
+    _check_names(headers)
+    try:
+        return head.encode("latin-1"), exact
+    except UnicodeEncodeError as exc:
+        raise HeaderError(f"status or header is not latin-1: {exc}") from None
+
+
+def _check_names(headers: list[tuple[str, str]]) -> None:
+    """Each header name is an HTTP token (the names seen good are remembered)."""
     for name, _ in headers:
         if name not in _GOOD_NAMES:
             if not _TOKEN.fullmatch(name):
@@ -193,10 +202,6 @@ def _render_head(protocol: str, status: Any, headers: Any) -> tuple[bytes, bool]
             if len(_GOOD_NAMES) >= HEAD_CACHE_SIZE:
                 _GOOD_NAMES.clear()
             _GOOD_NAMES.add(name)
-    try:
-        return head.encode("latin-1"), exact
-    except UnicodeEncodeError as exc:
-        raise HeaderError(f"status or header is not latin-1: {exc}") from None
 
 
 #: The HTTP versions a status line may name as they come (another is answered as HTTP/1.0).
