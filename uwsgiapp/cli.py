@@ -320,7 +320,7 @@ def _add_dev(sub: argparse._SubParsersAction[_Parser]) -> None:
         help="put DIR first on sys.path (repeatable or comma-separated)",
     )
     p.add_argument(
-        "--reload-interval", type=int, default=1, metavar="S", help="seconds between file checks"
+        "--reload-interval", type=float, default=1.0, metavar="S", help="seconds between checks"
     )
     p.set_defaults(handler=_cmd_dev)
 
@@ -340,7 +340,7 @@ def _cmd_dev(args: argparse.Namespace) -> int:
         extra_files=_split_list(args.extra_files),
         chdir=args.chdir,
         pythonpath=_split_list(args.pythonpath),
-        reload_interval=max(1, args.reload_interval),
+        reload_interval=args.reload_interval,
     )
     try:
         return run_dev(options)

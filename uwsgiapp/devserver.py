@@ -51,7 +51,7 @@ class DevOptions:
     extra_files: tuple[str, ...] = ()
     chdir: str = ""
     pythonpath: tuple[str, ...] = ()
-    reload_interval: int = 1
+    reload_interval: float = 1.0
 
 
 def is_loopback(host: str) -> bool:
@@ -80,6 +80,8 @@ def check_options(options: DevOptions) -> None:
         raise DevServerError(str(exc)) from None
     if not 0 <= options.port <= 65535:
         raise DevServerError(f"--port must be in 0..65535, got {options.port}")
+    if not 0 < options.reload_interval < 3600:  # werkzeug's is a float too; 0 would spin
+        raise DevServerError(f"--reload-interval must be over 0 s, got {options.reload_interval:g}")
     if options.debugger and not options.allow_remote_debugger and not is_loopback(options.host):
         raise DevServerError(
             f"refusing to serve the interactive debugger on {options.host}: anyone who can "
@@ -277,7 +279,8 @@ def run_dev(options: DevOptions) -> int:
         use_debugger=options.debugger,
         use_evalex=options.debugger,
         extra_files=extra,
-        reloader_interval=options.reload_interval,
+        # Its reloaders take a float (ReloaderLoop: int | float); run_simple's hint says int.
+        reloader_interval=options.reload_interval,  # type: ignore[arg-type]
         threaded=True,
     )
     return 0

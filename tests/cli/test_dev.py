@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from cli.cli_testkit import run_cli
 
+from uwsgiapp.cli import build_parser
 from uwsgiapp.devcheck import status_of
 from uwsgiapp.devserver import (
     DevOptions,
@@ -584,3 +585,12 @@ def test_dev_malformed_app_spec_is_a_usage_error_as_in_serve(tmp_path: Path, spe
     assert b"invalid app spec" in r.stderr
     serve = run_cli("serve", spec, "--socket", str(tmp_path / "s.sock"), cwd=tmp_path)
     assert serve.returncode == r.returncode
+
+
+def test_the_reload_interval_takes_a_fraction_and_refuses_zero() -> None:
+    # werkzeug's is a float: 0.5 was refused ("invalid int value"), and 0 silently became 1.
+    args = build_parser().parse_args(["dev", "a:app", "--reload-interval", "0.5"])
+    assert args.reload_interval == 0.5
+    check_options(DevOptions(app="a:b", reload_interval=0.5))
+    with pytest.raises(DevServerError, match="--reload-interval must be over 0 s, got 0"):
+        check_options(DevOptions(app="a:b", reload_interval=0))
