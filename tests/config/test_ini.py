@@ -6,6 +6,7 @@ import os
 import re
 import socket
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -249,13 +250,13 @@ def test_env_key(tmp_path: Path) -> None:
     [
         ("http-socket = :8080", "'http-socket' is not supported"),
         ("stats-push = statsd:127.0.0.1:8125", "'stats-push' is not supported"),
-        ("home = /venv", "run uwsgiapp from that virtualenv"),
+        ("home = /venv", "the app imports the packages of /venv only if uwsgiapp runs from it"),
         ("frobnicate = 1", "'frobnicate' is not supported, ignored"),
         ("master = false", "'master = false' cannot be honoured"),
         ("die-on-term = false", "SIGTERM always stops gracefully"),
         ("plugins = python3,router_cache", "plugins router_cache are not supported"),
         ("pidfile = $(NOPE_UNSET)/x.pid", "$(NOPE_UNSET) is not set"),
-        ("home = /venv\nenv = PATH=%(home)/bin", "run uwsgiapp from that virtualenv"),
+        ("home = /venv\nenv = PATH=%(home)/bin", "(/venv/bin/uwsgiapp)"),
         ("callable = app", "'callable' without module or wsgi-file"),
         ("mount = /a=x:app\nmodule = y:app", "both mount and module/wsgi-file"),
     ],
@@ -732,3 +733,13 @@ def test_an_arithmetic_operand_falls_back_to_the_environment(tmp_path: Path) -> 
     assert config.workers == 6
     with pytest.raises(ConfigError, match=re.escape("uses %(workers), which is not defined")):
         load(tmp_path, "processes = %(workers * 2)")
+
+
+def test_the_virtualenv_uwsgiapp_runs_from_is_no_warning(tmp_path: Path) -> None:
+    # home = the venv this uwsgiapp runs from: nothing is lost, and "run uwsgiapp from that
+    # virtualenv instead" was said all the same; another one names both.
+    _, warnings, _ = load(tmp_path, f"home = {sys.prefix}")
+    assert not [w for w in warnings if "home" in w], warnings
+    _, warnings, _ = load(tmp_path, f"virtualenv = {tmp_path}/other")
+    (said,) = [w for w in warnings if "virtualenv" in w]
+    assert f"this uwsgiapp runs from {sys.prefix}: the app imports the packages of" in said

@@ -45,6 +45,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import sys
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -161,8 +162,7 @@ def ini_layer(
         if key not in USED_KEYS and key not in OWN_KEYS:
             # Not expanded: uWSGI features we do not have may hold their own %(...) syntax
             # (log-format's %(status)…), which must not be mistaken for placeholders.
-            if key not in referenced or _advice(key):  # else a placeholder (project = shop)
-                _unsupported(entry, result, where, warn)
+            _not_ours(entry, result, where, warn, key in referenced, placeholders)
             continue
         source = f"{where} {key} (line {entry.line})"
         raw = _inline_comment(key, entry.value, entry.line, warn, commented)
@@ -230,11 +230,15 @@ def _check_strict(entries: list[IniEntry], result: IniResult, where: str) -> Non
 
 
 def _unsupported(
-    entry: IniEntry, result: IniResult, where: str, warn: Callable[[str], None]
+    entry: IniEntry,
+    result: IniResult,
+    where: str,
+    warn: Callable[[str], None],
+    advice: str = "",
 ) -> None:
     """A key uwsgiapp does not take: said once (with advice where there is some, else the
     key it may be a typo of); an HTTP key is also kept for the refusal of an HTTP-only ini."""
-    advice = _advice(entry.key)
+    advice = advice or _advice(entry.key)
     if not advice:  # a typo of a key we take (not of one we only advise about)
         near = difflib.get_close_matches(entry.key, _KNOWN, n=1, cutoff=0.8)
         advice = f"did you mean '{near[0]}'?" if near else ""
@@ -242,6 +246,42 @@ def _unsupported(
     result.unsupported.append(f"{entry.key} (line {entry.line})")
     if entry.key in HTTP_KEYS:
         result.http.append((entry.key, entry.value, f"{where} {entry.key} (line {entry.line})"))
+
+
+def _not_ours(
+    entry: IniEntry,
+    result: IniResult,
+    where: str,
+    warn: Callable[[str], None],
+    referenced: bool,
+    placeholders: Placeholders,
+) -> None:
+    """A key neither used nor ours: said to be unsupported, but a virtualenv only if it is
+    not the one running (nothing is lost), and a placeholder (``project = shop``) not at all."""
+    if entry.key in VENV_KEYS:
+        advice = _virtualenv_advice(entry.value, placeholders)
+        if advice:
+            _unsupported(entry, result, where, warn, advice)
+    elif not referenced or _advice(entry.key):
+        _unsupported(entry, result, where, warn)
+
+
+#: uWSGI's keys for the virtualenv the app's packages are in.
+VENV_KEYS = frozenset({"home", "virtualenv", "venv", "pyhome", "H"})
+
+
+def _virtualenv_advice(raw: str, placeholders: Placeholders) -> str:
+    """What to do about a virtualenv named in the ini: "" when this uwsgiapp runs from it."""
+    try:
+        path = placeholders.expand_value(raw).strip()
+    except ExpansionError:
+        path = raw.strip()
+    if os.path.realpath(os.path.expanduser(path)) == os.path.realpath(sys.prefix):
+        return ""
+    return (
+        f"this uwsgiapp runs from {sys.prefix}: the app imports the packages of {path} only "
+        f"if uwsgiapp runs from it ({path}/bin/uwsgiapp)"
+    )
 
 
 #: The keys a typo may be meant for.
