@@ -81,7 +81,9 @@ def check_options(options: DevOptions) -> None:
     if not 0 <= options.port <= 65535:
         raise DevServerError(f"--port must be in 0..65535, got {options.port}")
     if not 0 < options.reload_interval < 3600:  # werkzeug's is a float too; 0 would spin
-        raise DevServerError(f"--reload-interval must be over 0 s, got {options.reload_interval:g}")
+        raise DevServerError(
+            f"--reload-interval must be over 0 and under 3600 s, got {options.reload_interval:g}"
+        )
     if options.debugger and not options.allow_remote_debugger and not is_loopback(options.host):
         raise DevServerError(
             f"refusing to serve the interactive debugger on {options.host}: anyone who can "

@@ -238,6 +238,22 @@ def test_app_load_failure_halts_instead_of_fork_loop() -> None:
     assert not [a for a in actions if isinstance(a, Spawn)]
 
 
+@pytest.mark.parametrize(("code", "signum"), [(3, None), (None, signal.SIGSEGV), (0, None)])
+def test_a_first_start_whose_last_starting_worker_dies_otherwise_stops(
+    code: int | None, signum: int | None
+) -> None:
+    # One could not load the app and waited for the other, which then died starting (os._exit,
+    # a segfault): no worker left, new ones held until one served, and the master hung.
+    sim = Sim(Policy(workers=2))
+    sim.run(sim.policy.start())
+    first, second = sorted(sim.pids())
+    sim.run(sim.exit(first, WorkerExit.APP_LOAD))
+    actions = sim.exit(second, code, signum)
+    assert Halt(ServeExit.APP_LOAD) in actions and not spawns(actions)
+    said = " ".join(a.message for a in actions if isinstance(a, Log))
+    assert "while starting and no worker serves: stopping" in said
+
+
 @pytest.mark.parametrize("first_to_report", ["the failure", "the ready one"])
 def test_a_first_start_with_one_worker_that_cannot_load_the_app_does_not_depend_on_timing(
     first_to_report: str,

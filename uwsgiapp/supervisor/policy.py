@@ -174,6 +174,8 @@ class Policy(Scaling):
             return [Log(LogLevel.INFO, f"{rec.label} {how}{then}"), *filled]
         if code == WorkerExit.APP_LOAD:
             return self._app_load_failed(rec, now)
+        if rec.state is BOOTING and self.respawn_at == math.inf:  # a first start's load hold
+            return self._app_load_failed(rec, now, f"{how} while starting")
         clean = code == WorkerExit.CLEAN and signum is None
         level = LogLevel.INFO if clean else LogLevel.ERROR
         how += "" if clean else unexpected_death(signum, cut)

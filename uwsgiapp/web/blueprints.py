@@ -11,15 +11,16 @@ if t.TYPE_CHECKING:
 
 __all__ = ["Blueprint", "check_registration"]
 
-#: What ``register_blueprint`` takes (Flask's ``subdomain`` and ``url_defaults`` are refused).
-_REGISTRATION_OPTIONS = ("url_prefix", "name")
+#: Flask's ``register_blueprint`` options that change what its rules match, which
+#: uwsgiapp.web does not do (others, ``cli_group`` say, are ignored, as Flask ignores any).
+_REFUSED_OPTIONS = ("subdomain", "url_defaults")
 
 
 def check_registration(options: t.Mapping[str, t.Any]) -> None:
-    """Raise TypeError for a ``register_blueprint`` option uwsgiapp.web does not take: left
-    out silently, a blueprint meant for one subdomain would answer on every host."""
+    """Raise TypeError for a ``register_blueprint`` option that changes what the rules match:
+    left out silently, a blueprint meant for one subdomain would answer on every host."""
     for name in options:
-        if name not in _REGISTRATION_OPTIONS:
+        if name in _REFUSED_OPTIONS:
             raise TypeError(
                 f"register_blueprint() option {name}= is not supported by uwsgiapp.web (it "
                 "takes url_prefix= and name=; for url_defaults=, give the routes defaults=; "
