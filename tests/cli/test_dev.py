@@ -592,5 +592,7 @@ def test_the_reload_interval_takes_a_fraction_and_refuses_zero() -> None:
     args = build_parser().parse_args(["dev", "a:app", "--reload-interval", "0.5"])
     assert args.reload_interval == 0.5
     check_options(DevOptions(app="a:b", reload_interval=0.5))
-    with pytest.raises(DevServerError, match="--reload-interval must be over 0 and under 3600 s, got 0"):
+    with pytest.raises(
+        DevServerError, match="--reload-interval must be over 0 and under 3600 s, got 0"
+    ):
         check_options(DevOptions(app="a:b", reload_interval=0))
