@@ -80,6 +80,19 @@ def test_a_refused_body_past_the_drain_cap_is_read_away_whole(
     assert not [r for r in problems(logs, logging.WARNING) if "unread" in one_line(r)]
 
 
+def test_a_drain_holds_the_worker_no_longer_than_its_time(
+    monkeypatch: pytest.MonkeyPatch, logs: Logs
+) -> None:
+    # A refused body is read away up to 1 GiB: a client sending it slowly (with nginx's
+    # uwsgi_request_buffering off) held the worker as long as it went on sending.
+    monkeypatch.setattr(transfer, "DRAIN_SECONDS", -1.0)
+    out = run(make_handler(never_called, limit_post=1000), packet("POST", "/up", bytes(1 << 20)))
+    assert out.status_line == "HTTP/1.1 413 Request Entity Too Large"
+    (record,) = [r for r in problems(logs, logging.WARNING) if "unread" in one_line(r)]
+    assert "after draining 0 in " in one_line(record)
+    assert "s, the most a drain takes: the close resets" in one_line(record)
+
+
 @pytest.mark.parametrize("limit_post", [0, 1000])
 def test_absurd_content_length_is_413(limit_post: int, logs: Logs) -> None:
     out = run(

@@ -13,6 +13,7 @@ import logging
 import os
 import socket
 import stat
+import time
 from typing import TYPE_CHECKING, Any
 
 from uwsgiapp.server.inflight import request_text
@@ -33,6 +34,9 @@ DRAIN_CAP = 16 * 1024 * 1024
 #: The same for a body refused for its size (over ``--limit-post``): nginx accepted it (up to
 #: its ``client_max_body_size``) and sends it all before it reads the 413.
 REFUSED_DRAIN_CAP = 1024 * 1024 * 1024
+#: The longest a drain holds the worker: nginx's buffered body comes at memory speed (1 GiB
+#: in about a second), a client's (``uwsgi_request_buffering off``) at its own.
+DRAIN_SECONDS = 30.0
 #: File objects whose reads are their file's bytes (tempfile's wrappers: their ``file``).
 _PLAIN_FILES = (io.FileIO, io.BufferedReader, io.BufferedRandom, io.TextIOWrapper)
 
@@ -98,18 +102,21 @@ def drain(fd: int, remaining: int, timeout: float, up_to: int = 0) -> None:
         finally:
             sock.detach()
     cap = max(DRAIN_CAP, up_to)
-    budget = min(remaining, cap)
+    budget = whole = min(remaining, cap)
+    deadline = time.monotonic() + DRAIN_SECONDS
+    slow = False
     with contextlib.suppress(ClientDisconnected):
-        while budget > 0:
+        while budget > 0 and not (slow := time.monotonic() > deadline):
             budget -= len(recv(fd, min(budget, 262144), timeout))
-    if remaining > cap:
+    if remaining > cap or slow:
         log.warning(
-            "left %d unread body bytes after draining %d: the close resets the connection, "
+            "left %d unread body bytes after draining %d%s: the close resets the connection, "
             "and nginx may answer 502 for the response (refuse large bodies in nginx with "
             "client_max_body_size and set --limit-post to the same size: unread bodies up "
             "to it are read away; or read them in the app)",
-            remaining - cap,
-            cap,
+            remaining - (whole - budget),
+            whole - budget,
+            f" in {DRAIN_SECONDS:g} s, the most a drain takes" if slow else "",
         )
 
 
