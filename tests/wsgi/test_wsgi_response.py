@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from uwsgiapp.wsgi.response import _HEADS, FileWrapper, HeaderError, render_head
+from uwsgiapp.wsgi.response import _HEADS, FileWrapper, HeaderError, render, render_head
 
 
 def test_head_layout() -> None:
@@ -238,6 +238,20 @@ def test_a_str_subclass_is_written_as_the_text_it_holds_whatever_came_before(
         assert render_head("HTTP/1.1", status, headers) == expected
     for key in _HEADS:  # only heads of exact str are kept
         assert all(type(text) is str for text in (key[1], *(t for h in key[2:] for t in h)))
+
+
+def test_a_str_subclass_content_length_bounds_the_body_by_the_text_it_holds() -> None:
+    # Read through its own methods, a lying one gave another bound than the head it wrote
+    # (and the pure build another than the compiled one).
+    class Lying(str):
+        def strip(self, chars: str | None = None) -> str:
+            return "999"
+
+        def lower(self) -> str:
+            return "x"
+
+    rendered = render("HTTP/1.1", "200 OK", [(Lying("Content-Length"), Lying("5"))])
+    assert rendered.length == 5 and rendered.head.endswith(b"Content-Length: 5\r\n\r\n")
 
 
 @pytest.mark.parametrize("item", [("X-A",), ("X-A", "v", "w"), "ab", "abc", None, 5])

@@ -92,8 +92,8 @@ def render(protocol: str, status: Any, headers: Any) -> Rendered:
             key = ()
             found = None
         if found is None:
-            head, exact = _render_head(protocol, status, headers)
-            found = Rendered(protocol, status, list(headers), head, _body_allowed(status, headers))
+            head, exact, text, pairs = _render_head(protocol, status, headers)
+            found = Rendered(protocol, status, list(headers), head, _body_allowed(text, pairs))
             # Only heads of exact str are kept: a str subclass's own == could match another.
             if key and exact:
                 if len(_HEADS) >= HEAD_CACHE_SIZE:
@@ -103,8 +103,8 @@ def render(protocol: str, status: Any, headers: Any) -> Rendered:
         else:
             _LAST[0] = found
         return found
-    head = _render_head(protocol, status, headers)[0]
-    return Rendered(protocol, status, [], head, _body_allowed(status, headers))
+    head, _, text, pairs = _render_head(protocol, status, headers)
+    return Rendered(protocol, status, [], head, _body_allowed(text, pairs))
 
 
 def _body_allowed(status: str, headers: list[tuple[str, str]]) -> int:
@@ -132,10 +132,12 @@ def _body_allowed(status: str, headers: list[tuple[str, str]]) -> int:
     return length if odd is None else NOT_DIGITS
 
 
-def _render_head(protocol: str, status: Any, headers: Any) -> tuple[bytes, bool]:
-    """The checked head, and whether status and headers were all exact ``str``: a subclass
-    (a ``StrEnum`` member, ``Markup``) is written as the text it holds, as uWSGI writes it,
-    not as its ``__str__``."""
+def _render_head(
+    protocol: str, status: Any, headers: Any
+) -> tuple[bytes, bool, str, list[tuple[str, str]]]:
+    """The checked head; whether status and headers were all exact ``str``; and the status
+    and headers as the text they hold: a subclass (a ``StrEnum`` member, ``Markup``) is
+    written as that, as uWSGI writes it, not as its ``__str__``, and read as that."""
     # status and headers are what the app passed: Any, so that a compiled build lets these
     # checks name what is wrong instead of failing on the annotations first.
     exact = type(status) is str
@@ -186,7 +188,7 @@ def _render_head(protocol: str, status: Any, headers: Any) -> tuple[bytes, bool]
         raise HeaderError(f"{what} contains the control character {control.group()!r}")
     _check_names(headers)
     try:
-        return head.encode("latin-1"), exact
+        return head.encode("latin-1"), exact, status, headers
     except UnicodeEncodeError as exc:
         raise HeaderError(f"status or header is not latin-1: {exc}") from None
 
