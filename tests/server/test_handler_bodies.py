@@ -11,6 +11,7 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 from wsgiref.validate import validator
 
@@ -286,6 +287,22 @@ def test_drain_reads_away_a_body_up_to_limit_post(
     assert out.write_error is None
     assert not out.reset
     assert problems(logs, logging.WARNING) == []
+
+
+def test_a_stall_as_an_iterable_reads_the_body_before_its_head_is_a_408(logs: Logs) -> None:
+    # A generator that reads wsgi.input before its first yield: the stall was a bare close
+    # (nginx's 502) and a 499 in the access log, where the app's call got a 408.
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield environ["wsgi.input"].read()
+
+    data = packet("POST", "/upload", bytes(PREREAD + 10_000))
+    out = run(make_handler(app, timeout=0.4), b"", preload=data[:-5000])
+    assert out.status_line == "HTTP/1.1 408 Request Timeout"
+    (record,) = problems(logs, logging.INFO)
+    said = one_line(record)
+    assert "stalled while the app read its body: read timed out" in said, said
+    assert said.endswith("; answered 408"), said
 
 
 def test_client_closing_mid_body(logs: Logs) -> None:

@@ -285,11 +285,8 @@ class Responder:
         try:
             # Any: the app's chunks are checked by Exchange.send, not by a compiled build.
             result: Any = self.app(environ, exchange)
-        except ClientDisconnected as exc:
-            if exchange.head_sent:  # in write(): the response's client, as for an iterable's
-                self._gone_mid_response(exchange, environ, peer, exc)
-            else:
-                say_body_unread(exchange, peer, exc)
+        except ClientDisconnected as exc:  # reading its body, or in write() (as an iterable)
+            self._gone_mid_response(exchange, environ, peer, exc)
             return
         except Exception:
             self._app_failed(exchange, environ, "app raised")
@@ -330,8 +327,13 @@ class Responder:
     def _gone_mid_response(
         self, exchange: Exchange, environ: dict[str, Any], peer: Peer, exc: ClientDisconnected
     ) -> None:
-        log_client_gone(peer, environ, exc, exchange.head_sent)
-        if isinstance(exc, ClientTimeout) and exchange.head_sent:
+        """The client went away or stalled. Before the head only a read of the body can say
+        so (the head counts as sent once taken): the app's call or its iterable's read it."""
+        if not exchange.head_sent:
+            say_body_unread(exchange, peer, exc)  # a stall answered 408
+            return
+        log_client_gone(peer, environ, exc, True)
+        if isinstance(exc, ClientTimeout):
             cut(exchange)  # nginx stopped reading, but is there: the rest is not coming
 
     def _close_failed(self, environ: dict[str, Any]) -> None:

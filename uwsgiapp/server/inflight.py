@@ -216,7 +216,7 @@ def say_body_unread(exchange: Exchange, peer: object, exc: ClientDisconnected) -
         with contextlib.suppress(OSError):
             exchange.answer_error("408 Request Timeout", "timeout")
             answered = "; answered 408"
-    text = escape_log_text(str(exc))
+    text = escape_log_text(str(exc)).removeprefix("client stalled: ")
     log.info("client %s %s while the app read its body: %s%s", peer, how, text, answered)
 
 
