@@ -261,12 +261,12 @@ def hint_for(arg: str, ours: Iterable[str]) -> str:
     known = set(ours)
     if not name.startswith("-"):
         return ""
-    if name in ("--bind", "-b") and "--host" in known:  # `dev`: an HTTP server of its own
+    # -w4: a short option with its value
+    key = name[:2] if name[1:2] != "-" and name[:2] in FOREIGN_OPTIONS else name
+    if key in ("--bind", "-b") and "--host" in known:  # `dev`: an HTTP server of its own
         return f"{name}: use --host HOST --port PORT"
-    if name in FOREIGN_OPTIONS:
-        return f"{name}: {FOREIGN_OPTIONS[name]}"
-    if name[1:2] != "-" and name[:2] in FOREIGN_OPTIONS:  # -w4: a short option and its value
-        return f"{name}: {FOREIGN_OPTIONS[name[:2]]}"
+    if key in FOREIGN_OPTIONS:
+        return f"{name}: {FOREIGN_OPTIONS[key]}"
     if name.startswith("--"):
         close = difflib.get_close_matches(name, [o for o in known if o.startswith("--")], n=1)
         if close:
@@ -327,9 +327,9 @@ def command_hint(message: str, argv: Sequence[str] | None = None) -> str:
     prefix = "argument COMMAND: invalid choice: '"
     given = message[len(prefix) :].partition("'")[0] if message.startswith(prefix) else ""
     words = list(sys.argv[1:] if argv is None else argv)
-    if given in words[1:] and words[words.index(given) - 1] in FOREIGN_OPTIONS:
-        option = words[words.index(given) - 1]
-        return f"\n  {option}: {FOREIGN_OPTIONS[option]}"
+    where = words.index(given, 1) if given in words[1:] else 0
+    if where and words[where - 1] in FOREIGN_OPTIONS:
+        return f"\n  {words[where - 1]}: {FOREIGN_OPTIONS[words[where - 1]]}"
     if ":" in given or given.endswith(".py"):
         return "\n  the command comes first: uwsgiapp serve APP [options] (gunicorn APP)"
     return ""

@@ -173,6 +173,10 @@ def test_a_gunicorn_conf_py_in_the_working_directory_is_said_to_be_unread(
 def test_a_compact_short_option_gets_its_hint() -> None:
     assert hint_for("-w4", ["--workers"]).startswith("-w4: gunicorn's -w N is --workers N")
     assert hint_for("-b0.0.0.0:80", ["--socket"]).startswith("-b0.0.0.0:80: use --socket")
+    # dev's own: an HTTP server with --host and --port, not --socket
+    assert hint_for("-b127.0.0.1:5000", ["--host", "--port"]) == (
+        "-b127.0.0.1:5000: use --host HOST --port PORT"
+    )
 
 
 @pytest.mark.parametrize("option", ["--reload", "--stop"])
@@ -231,3 +235,16 @@ def test_an_app_given_without_a_command_says_the_command_comes_first() -> None:
 def test_a_mistyped_command_gets_no_app_hint() -> None:
     err = run_cli("serv", "app:app").stderr.decode()
     assert "invalid choice: 'serv'" in err and "the command comes first" not in err
+
+
+@pytest.mark.parametrize(
+    ("value", "said"), [("1", True), ("true", True), ("0", False), ("", False)]
+)
+def test_flask_debug_under_serve_is_said(value: str, said: bool) -> None:
+    # uwsgiapp.web reads it as Flask does: a leftover FLASK_DEBUG=1 (a Dockerfile's) made the
+    # apps skip their own error handlers without a word.
+    from uwsgiapp.config.serve import resolve_serve_config
+
+    args = build_parser().parse_args(["serve", "a:app"])
+    warnings = resolve_serve_config(args, {"FLASK_DEBUG": value}).warnings
+    assert any(w.startswith(f"FLASK_DEBUG={value} is set") for w in warnings) == said

@@ -82,6 +82,12 @@ def resolve_serve_config(
         warnings.append(gunicorn_args_warning(env["GUNICORN_CMD_ARGS"]))
     if not args.config and (conf := gunicorn_conf_warning()):
         warnings.append(conf)
+    if env.get("FLASK_DEBUG", "").lower() not in ("", "0", "false", "no"):
+        warnings.append(
+            f"FLASK_DEBUG={env['FLASK_DEBUG']} is set: Flask and uwsgiapp.web apps are made in "
+            "debug mode (a view's error skips the app's error handlers: the server answers "
+            "500); a development setting, unset it in production"
+        )
     _mount_with_app(environment)
     cli = _cli_layer(args)
     layers.append(cli)
