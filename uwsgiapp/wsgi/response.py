@@ -76,7 +76,9 @@ def render(protocol: str, status: Any, headers: Any) -> Rendered:
     """
     if type(headers) is list:
         # The same head as last time (an app sends few): comparing costs less than the cache's
-        # key. Only heads that passed the checks are kept, so one that equals them is good too.
+        # key. Only heads that passed the checks are kept, so one that equals them is good too
+        # (equal as its types say: a str subclass whose == calls other text equal gets that
+        # text's head; checking each item's type here would cost every request).
         last = _LAST[0]
         # ``is`` first: an app's status is often the same constant object every time.
         if (
