@@ -743,3 +743,9 @@ def test_the_virtualenv_uwsgiapp_runs_from_is_no_warning(tmp_path: Path) -> None
     _, warnings, _ = load(tmp_path, f"virtualenv = {tmp_path}/other")
     (said,) = [w for w in warnings if "virtualenv" in w]
     assert f"this uwsgiapp runs from {sys.prefix}: the app imports the packages of" in said
+
+
+def test_the_logfile_plugin_is_no_warning(tmp_path: Path) -> None:
+    # Its logger = file:PATH is read here: "plugins logfile are not supported" misled.
+    _, warnings, _ = load(tmp_path, f"plugins = python3,logfile\nlogger = file:{tmp_path}/a.log")
+    assert not [w for w in warnings if "plugins" in w], warnings

@@ -183,7 +183,10 @@ USED_KEYS = frozenset(
 )
 #: Plugins that mean "Python WSGI", or what uwsgiapp has built in (the busyness algorithm):
 #: loading them is implicit.
-PYTHON_PLUGINS = frozenset({"python", "python3", "python2", "python3.x", "cheaper_busyness"})
+#: Plugins whose work is done here (logfile's: ``logger = file:PATH``, a log file).
+PYTHON_PLUGINS = frozenset(
+    {"python", "python3", "python2", "python3.x", "cheaper_busyness", "logfile"}
+)
 _HUP = "send SIGHUP to the master (its pid in --pidfile) to reload, e.g. from the deploy script"
 _STATIC = "serve static files from nginx: location /static/ { alias /path/; }"
 _REQUEST_LOG = (
