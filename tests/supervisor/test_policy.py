@@ -11,6 +11,8 @@ from uwsgiapp.exitcodes import ServeExit, WorkerExit
 from uwsgiapp.supervisor import roster
 from uwsgiapp.supervisor.actions import (
     BOOT_FAILURE_LIMIT,
+    HOLD_CANNOT_LOAD,
+    HOLD_STARTING,
     QUICK_GRACE,
     RETIRE,
     Halt,
@@ -180,6 +182,9 @@ def test_reload_whose_new_workers_cannot_load_keeps_old_ones() -> None:
     # The serving workers are now the current generation, which keeps the failed one's
     # number: the next reload's is new in the log, not the failed one's again.
     assert old == kept(sim, 1)
+    # The code on disk does not load: the old workers must not recycle into it at their
+    # max-requests (a Django site's two workers did, and the server stopped with exit 4).
+    assert sim.policy.recycles_held == HOLD_CANNOT_LOAD
     killed = sim.run(sim.policy.on_exit(max(new), None, signal.SIGKILL, sim.now))
     assert f"(pid {max(new)}, of the failed reload) killed by signal 9" in str(killed)
     again = sim.run(sim.policy.on_signal("HUP", sim.now))
@@ -236,6 +241,20 @@ def test_app_load_failure_halts_instead_of_fork_loop() -> None:
     actions = sim.exit(second, WorkerExit.APP_LOAD)
     assert Halt(ServeExit.APP_LOAD) in actions
     assert not [a for a in actions if isinstance(a, Spawn)]
+
+
+def test_recycles_wait_while_a_replacement_starts() -> None:
+    # --lazy-apps and a broken deploy: the second worker recycled while the first one's
+    # replacement still imported the broken code; both failed, and none was left serving.
+    sim = started(workers=2)
+    assert sim.policy.recycles_held == 0
+    sim.run(sim.exit(min(sim.pids()), WorkerExit.CLEAN))  # max-requests: a replacement starts
+    assert sim.policy.recycles_held == HOLD_STARTING
+    sim.make_all_ready()
+    sim.tick()
+    assert sim.policy.recycles_held == 0
+    # Not at a first start (nothing to recycle yet), nor in a reload (the old ones leave).
+    assert Sim(Policy(workers=2)).policy.recycles_held == 0
 
 
 @pytest.mark.parametrize(("code", "signum"), [(3, None), (None, signal.SIGSEGV), (0, None)])

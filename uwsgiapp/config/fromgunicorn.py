@@ -1,6 +1,6 @@
-"""What a gunicorn user brings along that is not read here: ``GUNICORN_CMD_ARGS`` and a
-``gunicorn.conf.py``, each named in a warning with what stands for it, so that no setting
-is lost without a word."""
+"""What a gunicorn or Flask user brings along: ``GUNICORN_CMD_ARGS`` and a
+``gunicorn.conf.py``, not read here, each named in a warning with what stands for it, so that
+no setting is lost without a word; ``FLASK_DEBUG``, which the apps read."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Final
 from uwsgiapp.clihints import hint_for
 from uwsgiapp.config.configload import spec_for
 
-__all__ = ["gunicorn_args_warning", "gunicorn_conf_warning"]
+__all__ = ["brought_along", "gunicorn_args_warning", "gunicorn_conf_warning"]
 
 #: gunicorn's options whose name is not ours → our option (its ``UWSGIAPP_*`` variable).
 GUNICORN_NAMES: Final[Mapping[str, str]] = {
@@ -82,3 +82,20 @@ def gunicorn_conf_warning(directory: str = ".") -> str | None:
         "--print-config writes one); the README says where gunicorn's hooks go (post_fork: "
         "@uwsgiapp.postfork)"
     )
+
+
+def brought_along(env: Mapping[str, str], config_given: bool) -> list[str]:
+    """The start-up warnings for what ``env`` and the working directory bring along (a
+    ``gunicorn.conf.py`` only where no ``--config`` is given)."""
+    said = []
+    if env.get("GUNICORN_CMD_ARGS"):
+        said.append(gunicorn_args_warning(env["GUNICORN_CMD_ARGS"]))
+    if not config_given and (conf := gunicorn_conf_warning()):
+        said.append(conf)
+    if env.get("FLASK_DEBUG", "").lower() not in ("", "0", "false", "no"):
+        said.append(
+            f"FLASK_DEBUG={env['FLASK_DEBUG']} is set: Flask and uwsgiapp.web apps are made in "
+            "debug mode (a view's error skips the app's error handlers: the server answers "
+            "500); a development setting, unset it in production"
+        )
+    return said

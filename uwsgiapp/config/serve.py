@@ -23,7 +23,7 @@ from uwsgiapp.config.configload import (
     resolve,
     spec_for,
 )
-from uwsgiapp.config.fromgunicorn import gunicorn_args_warning, gunicorn_conf_warning
+from uwsgiapp.config.fromgunicorn import brought_along
 from uwsgiapp.config.model import ConfigError
 from uwsgiapp.config.printconfig import format_value
 from uwsgiapp.config.tomlfile import toml_layer
@@ -78,16 +78,7 @@ def resolve_serve_config(
     layers.append(environment)
     if said := _uwsgi_variables(env, ini.environ_read):
         warnings.append(said)
-    if env.get("GUNICORN_CMD_ARGS"):
-        warnings.append(gunicorn_args_warning(env["GUNICORN_CMD_ARGS"]))
-    if not args.config and (conf := gunicorn_conf_warning()):
-        warnings.append(conf)
-    if env.get("FLASK_DEBUG", "").lower() not in ("", "0", "false", "no"):
-        warnings.append(
-            f"FLASK_DEBUG={env['FLASK_DEBUG']} is set: Flask and uwsgiapp.web apps are made in "
-            "debug mode (a view's error skips the app's error handlers: the server answers "
-            "500); a development setting, unset it in production"
-        )
+    warnings.extend(brought_along(env, config_given=bool(args.config)))
     _mount_with_app(environment)
     cli = _cli_layer(args)
     layers.append(cli)

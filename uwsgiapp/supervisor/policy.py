@@ -212,6 +212,7 @@ class Policy(Scaling):
         stops."""
         if self.mode is Mode.RELOADING and rec.generation == self.generation:
             why = "cannot load the app" if what.startswith("could not") else what
+            self.load_retry = self.load_retry or LOAD_RETRY[0]  # the old must not recycle into it
             return self._abort_reload(now, f"{rec.label} {why}")
         serving = sum(1 for r in self.records.values() if r.state is READY)
         starting = sum(1 for r in self.records.values() if r.state is BOOTING)

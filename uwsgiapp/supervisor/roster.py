@@ -14,6 +14,8 @@ from uwsgiapp.supervisor.actions import (
     CRASH_HOLD,
     CRASH_PROBE_EVERY,
     DUMP_GRACE,
+    HOLD_CANNOT_LOAD,
+    HOLD_STARTING,
     LOAD_RETRY,
     QUICK_GRACE,
     RETIRE,
@@ -252,10 +254,14 @@ class Roster:
         return self.mode is Mode.STOPPING
 
     @property
-    def recycles_held(self) -> bool:
-        """A worker could not load the app since the last one did: the workers serving hold
-        their max-requests recycles (:mod:`uwsgiapp.server.masterflags`)."""
-        return self.load_retry > 0.0
+    def recycles_held(self) -> int:
+        """Why the workers serving hold their max-requests recycles (0: they do not): a worker
+        could not load the app since the last one did (a failed reload too), or one is still
+        starting (--lazy-apps: two recycles into a broken deploy left none serving)."""
+        if self.load_retry > 0.0:
+            return HOLD_CANNOT_LOAD
+        starting = any(r.state is BOOTING for r in self.records.values())
+        return HOLD_STARTING if starting and self.served and self.mode is Mode.RUNNING else 0
 
     def _note_slot(self, rec: WorkerRecord, st: WorkerStatus, now: float) -> None:
         """What the worker's own slot says: it loaded the app and accepts (it booted); or it
