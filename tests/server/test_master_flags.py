@@ -10,8 +10,7 @@ import socket
 import pytest
 
 from uwsgiapp.server.listeners import Listener
-from uwsgiapp.server.masterflags import CANNOT_LOAD, STARTING, MasterFlags, leaves_at_max_requests
-from uwsgiapp.supervisor.actions import HOLD_CANNOT_LOAD, HOLD_STARTING
+from uwsgiapp.server.masterflags import MasterFlags, leaves_at_max_requests
 
 
 def test_a_worker_forked_before_sees_the_masters_hold() -> None:
@@ -97,16 +96,3 @@ def test_the_drain_end_leaves_a_socket_the_last_one_out_closes(
         assert "still in a request" not in caplog.text
     finally:
         ours.close()
-
-
-def test_a_hold_while_a_replacement_starts_is_not_said(caplog: pytest.LogCaptureFixture) -> None:
-    # The master's reasons are the flags' values (its modules do not import the server's).
-    assert (CANNOT_LOAD, STARTING) == (HOLD_CANNOT_LOAD, HOLD_STARTING)
-    hold = MasterFlags()
-    with caplog.at_level(logging.INFO, logger="uwsgiapp.error"):
-        hold.publish(STARTING, False)
-        assert not leaves_at_max_requests(hold, 100)
-        hold.publish(CANNOT_LOAD, False)  # it could not: now that is said
-        assert not leaves_at_max_requests(hold, 101)
-    said = [r.getMessage() for r in caplog.records]
-    assert len(said) == 1 and "served 101 requests (max-requests), but new workers" in said[0]

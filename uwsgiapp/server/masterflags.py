@@ -24,10 +24,6 @@ log = logging.getLogger("uwsgiapp.error")
 
 _HOLD = 0
 _STOPPING = 1
-#: Why the master holds the max-requests recycles: a new worker cannot load the app, or one
-#: is still starting (whether it can is not known yet).
-CANNOT_LOAD = 1
-STARTING = 2
 
 
 class MasterFlags:
@@ -37,10 +33,9 @@ class MasterFlags:
         self._flags = mmap.mmap(-1, 2)  # anonymous, shared: the workers see the master's writes
         self._said = False
 
-    def publish(self, recycles_held: int, stopping: bool) -> None:
-        """Master: hold the workers' max-requests recycles (:data:`CANNOT_LOAD`,
-        :data:`STARTING`) or let them go (0); the server stops."""
-        for index, value in ((_HOLD, int(recycles_held)), (_STOPPING, int(stopping))):
+    def publish(self, recycles_held: bool, stopping: bool) -> None:
+        """Master: hold the workers' max-requests recycles or let them go; the server stops."""
+        for index, value in ((_HOLD, recycles_held), (_STOPPING, stopping)):
             if self._flags[index] != value:
                 self._flags[index] = int(value)
 
@@ -51,11 +46,10 @@ class MasterFlags:
 
     def holds(self, requests: int) -> bool:
         """Worker at its max-requests, ``requests`` served: whether to serve on."""
-        hold = self._flags[_HOLD]
-        if not hold:
+        if not self._flags[_HOLD]:
             self._said = False
             return False
-        if hold == CANNOT_LOAD and not self._said:
+        if not self._said:
             self._said = True
             log.warning(
                 "%s: served %d requests (max-requests), but new workers cannot load the app: "

@@ -17,10 +17,6 @@ BOOT_FAILURE_LIMIT = 5
 #: A worker could not load the app while others serve: seconds before the next try, doubling
 #: up to the second value (back to the first once a worker loads it).
 LOAD_RETRY = (1.0, 10.0)
-#: Why the workers hold their max-requests recycles, as the master's flags carry it to them
-#: (uwsgiapp.server.masterflags' values; the server's modules are not imported here).
-HOLD_CANNOT_LOAD = 1
-HOLD_STARTING = 2
 #: A crash loop (more serving workers dying unasked in a second than 2 a worker, and 2): spawns
 #: wait this long, doubling up to the second value while it lasts (uWSGI's "respawning too
 #: fast"); back to the first after the third value's seconds without one.
@@ -158,6 +154,8 @@ class WorkerRecord:
     failed_reload: bool = False
     #: Its slow start was logged (:data:`~uwsgiapp.supervisor.roster.SLOW_BOOT`).
     boot_said: bool = False
+    #: Forked before any worker served: its failing to load the app stops the start.
+    first_start: bool = False
 
     @property
     def label(self) -> str:

@@ -8,7 +8,6 @@ state and its bookkeeping in :mod:`~uwsgiapp.supervisor.roster`.
 
 from __future__ import annotations
 
-import math
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -174,8 +173,6 @@ class Policy(Scaling):
             return [Log(LogLevel.INFO, f"{rec.label} {how}{then}"), *filled]
         if code == WorkerExit.APP_LOAD:
             return self._app_load_failed(rec, now)
-        if rec.state is BOOTING and self.respawn_at == math.inf:  # a first start's load hold
-            return self._app_load_failed(rec, now, f"{how} while starting")
         clean = code == WorkerExit.CLEAN and signum is None
         level = LogLevel.INFO if clean else LogLevel.ERROR
         how += "" if clean else unexpected_death(signum, cut)
@@ -207,36 +204,35 @@ class Policy(Scaling):
     ) -> list[Action]:
         """A (lazy-apps) worker could not import the app: a reload fails; a replacement is
         tried again later while other workers serve or are still starting (new code on disk
-        must not take down the ones that loaded the old; which of a first start's workers
-        reports first must not decide whether it starts); with none either, the server
-        stops."""
+        must not take down the ones that loaded the old); with none either, or at the first
+        start, the server stops (which of the first workers reports first must not decide
+        whether the start stops: gunicorn stops at any that fails to boot)."""
         if self.mode is Mode.RELOADING and rec.generation == self.generation:
             why = "cannot load the app" if what.startswith("could not") else what
             self.load_retry = self.load_retry or LOAD_RETRY[0]  # the old must not recycle into it
             return self._abort_reload(now, f"{rec.label} {why}")
         serving = sum(1 for r in self.records.values() if r.state is READY)
         starting = sum(1 for r in self.records.values() if r.state is BOOTING)
-        if not serving and not starting:
+        at_start = rec.first_start and rec.state is BOOTING
+        if at_start or not (serving or starting):
             self.halted = True
+            why = "at the first start" if at_start else "and no worker serves"
             return [
-                Log(
-                    LogLevel.ERROR,
-                    f"{rec.label} {what} and no worker serves: stopping (no fork loop)",
-                ),
+                Log(LogLevel.ERROR, f"{rec.label} {what} {why}: stopping (no fork loop)"),
                 Halt(ServeExit.APP_LOAD),
             ]
         self.spawns_held = True
         others = [f"{serving} {_are(serving, 'serves', 'serve')} on"] if serving else []
         others += [f"{starting} {_are(starting, 'is', 'are')} still starting"] if starting else []
-        if not self.served:  # a first start: it is decided by the others, whichever ends first
-            self.respawn_at = math.inf  # until one serves (roster._note_slot)
-            then = "it is tried again once one of them serves (the server stops if none does)"
-        else:
-            first, most = LOAD_RETRY
-            self.load_retry = min(self.load_retry * 2, most) if self.load_retry else first
-            self.respawn_at = max(self.respawn_at, now + self.load_retry)  # a crash hold's too
-            then = f"trying again in {self.load_retry:g} s"
-        return [Log(LogLevel.ERROR, f"{rec.label} {what}; {', '.join(others)}; {then}")]
+        first, most = LOAD_RETRY
+        self.load_retry = min(self.load_retry * 2, most) if self.load_retry else first
+        self.respawn_at = max(self.respawn_at, now + self.load_retry)  # a crash hold's too
+        return [
+            Log(
+                LogLevel.ERROR,
+                f"{rec.label} {what}; {', '.join(others)}; trying again in {self.load_retry:g} s",
+            )
+        ]
 
     def reimport_failed(self, now: float) -> list[Action]:
         """The master could not re-import the app for a HUP (it logged why): the reload is

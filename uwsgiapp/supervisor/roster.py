@@ -5,7 +5,6 @@ is told to stop. Pure: no processes, no clocks. :mod:`~uwsgiapp.supervisor.polic
 
 from __future__ import annotations
 
-import math
 import signal
 from dataclasses import dataclass, field
 
@@ -14,9 +13,6 @@ from uwsgiapp.supervisor.actions import (
     CRASH_HOLD,
     CRASH_PROBE_EVERY,
     DUMP_GRACE,
-    HOLD_CANNOT_LOAD,
-    HOLD_STARTING,
-    LOAD_RETRY,
     QUICK_GRACE,
     RETIRE,
     Action,
@@ -254,14 +250,11 @@ class Roster:
         return self.mode is Mode.STOPPING
 
     @property
-    def recycles_held(self) -> int:
-        """Why the workers serving hold their max-requests recycles (0: they do not): a worker
-        could not load the app since the last one did (a failed reload too), or one is still
-        starting (--lazy-apps: two recycles into a broken deploy left none serving)."""
-        if self.load_retry > 0.0:
-            return HOLD_CANNOT_LOAD
-        starting = any(r.state is BOOTING for r in self.records.values())
-        return HOLD_STARTING if starting and self.served and self.mode is Mode.RUNNING else 0
+    def recycles_held(self) -> bool:
+        """A worker could not load the app since the last one did (a reload's new workers
+        too): the workers serving hold their max-requests recycles
+        (:mod:`uwsgiapp.server.masterflags`), which would start workers that cannot either."""
+        return self.load_retry > 0.0
 
     def _note_slot(self, rec: WorkerRecord, st: WorkerStatus, now: float) -> None:
         """What the worker's own slot says: it loaded the app and accepts (it booted); or it
@@ -273,8 +266,6 @@ class Roster:
             self.served = True
             self.boot_failures = 0
             self.load_retry = 0.0
-            if self.respawn_at == math.inf:  # a first start's load failure waited for this
-                self.respawn_at = now + LOAD_RETRY[0]
         if rec.state is READY and st.leaving_for(rec.pid):
             rec.state = STOPPING
             rec.deadline = now + self.graceful_timeout
@@ -362,7 +353,8 @@ class Roster:
         """The arbiter forked ``pid`` for a :class:`Spawn`; what the log calls it now
         ('worker 2 (pid 1235)': the new pid of a number, as uWSGI's "Respawned" line)."""
         self.pending.pop(wid, None)
-        record = WorkerRecord(wid, pid, generation, now, number=self.number(wid))
+        number, first = self.number(wid), not self.served  # forked before any served
+        record = WorkerRecord(wid, pid, generation, now, number=number, first_start=first)
         self.records[pid] = record
         return record.label
 
