@@ -211,6 +211,20 @@ def test_a_handshake_under_way_as_the_last_one_out_drops_new_connections_is_serv
         under_way.close()
 
 
+def _last_out_as_it_sends(
+    listener: Listener, under_way: socket.socket, wait: float
+) -> TakenQueue | None:
+    """The last one out of ``listener``, while ``under_way`` sends (50 ms in: its data ends
+    its handshake); ``under_way`` closed after."""
+    sends = threading.Timer(0.05, under_way.sendall, (b"sent",))
+    sends.start()
+    try:
+        return last_out(listener, stopping=True, wait=wait)
+    finally:
+        sends.join()
+        under_way.close()
+
+
 def test_a_handshake_that_never_finishes_is_waited_for_no_longer_than_asked(
     listener: Listener, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -220,13 +234,7 @@ def test_a_handshake_that_never_finishes_is_waited_for_no_longer_than_asked(
     caplog.set_level(logging.INFO, "uwsgiapp.error")
     under_way = _under_way(listener)  # this one finishes once it sends (its data passes)
     monkeypatch.setattr(lastout, "handshakes_under_way", lambda port, local: 1)
-    sends = threading.Timer(0.05, under_way.sendall, (b"sent",))
-    sends.start()
-    try:
-        taken = last_out(listener, stopping=True, wait=0.5)
-    finally:
-        sends.join()
-        under_way.close()
+    taken = _last_out_as_it_sends(listener, under_way, wait=0.5)
     assert isinstance(taken, TakenQueue) and len(taken) == 1
     assert (
         f"the last out of {listener.spec}: 1 of 1 handshakes still under way after 0.5 s are "
@@ -253,13 +261,7 @@ def test_a_wait_that_accept_ended_says_so(
         return take(self, sock)
 
     monkeypatch.setattr(TakenQueue, "take", fails_once_queued)
-    sends = threading.Timer(0.05, under_way.sendall, (b"sent",))
-    sends.start()
-    try:
-        taken = last_out(listener, stopping=True, wait=5)
-    finally:
-        sends.join()
-        under_way.close()
+    taken = _last_out_as_it_sends(listener, under_way, wait=5)
     assert len(calls) == 3  # the first take, the failed one, the final one: no wait after it
     assert isinstance(taken, TakenQueue) and len(taken) == 1
     assert (
