@@ -317,8 +317,8 @@ def _imply_access_log(values: dict[str, Any], sources: dict[str, str]) -> None:
 def _drop_implied_by_logto(values: dict[str, Any], sources: dict[str, str]) -> None:
     """An ini's logto implies capture_output and the access log's file; a higher layer that
     sends the error log back to stderr (``--error-log-file -``) takes both with it. With the
-    access log off (``disable-logging``) the implied file is no file of its (a warning then
-    asked to turn on the log the ini had turned off)."""
+    access log off (``disable-logging``) the implied file is dropped: a warning asked to turn
+    on the log the ini had turned off, to write it."""
     if values.get("access_log") == "off" and sources["access_log_file"].startswith(IMPLIED_BY):
         values["access_log_file"], sources["access_log_file"] = "-", DEFAULT_SOURCE
     if not is_stream(values.get("error_log_file", "-")):
