@@ -21,6 +21,7 @@ __all__ = [
     "PYTHON_PLUGINS",
     "SIMPLE_KEYS",
     "USED_KEYS",
+    "VENV_KEYS",
 ]
 
 #: uWSGI key → Config field, for keys whose value carries over unchanged.
@@ -212,6 +213,9 @@ _ROTATE = (
     "rotate with logrotate and have its postrotate send SIGUSR1 to the master (kill -USR1 "
     "$(cat PIDFILE)), which reopens every log file"
 )
+#: uWSGI's keys for the virtualenv the app's packages are in: said only when it is not the one
+#: uwsgiapp runs from (uwsgiini's _virtualenv_advice names both).
+VENV_KEYS = frozenset({"home", "virtualenv", "venv", "pyhome", "H"})
 #: Advice for unsupported keys users commonly have.
 ADVICE: Mapping[str, str] = {
     "log-date": _DATED,
@@ -224,9 +228,6 @@ ADVICE: Mapping[str, str] = {
     "https": "terminate TLS in nginx",
     "https-socket": "terminate TLS in nginx",
     "http11-socket": "uwsgiapp speaks only the uwsgi protocol: put nginx (uwsgi_pass) in front",
-    "home": "run uwsgiapp from that virtualenv instead",
-    "virtualenv": "run uwsgiapp from that virtualenv instead",
-    "venv": "run uwsgiapp from that virtualenv instead",
     "log-format": "uwsgiapp's access log has fixed formats: --access-log uwsgi, json or combined",
     "logformat": "uwsgiapp's access log has fixed formats: --access-log uwsgi, json or combined",
     "py-autoreload": "use 'uwsgiapp dev' for reloading on code changes",

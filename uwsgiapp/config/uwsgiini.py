@@ -68,6 +68,7 @@ from uwsgiapp.config.inikeys import (
     IDIOMS,
     SIMPLE_KEYS,
     USED_KEYS,
+    VENV_KEYS,
 )
 from uwsgiapp.config.inilogic import IniEntry, apply_logic
 from uwsgiapp.config.inimap import OWN_KEYS, Mapper, map_app, truthy
@@ -264,10 +265,6 @@ def _not_ours(
             _unsupported(entry, result, where, warn, advice)
     elif not referenced or _advice(entry.key):
         _unsupported(entry, result, where, warn)
-
-
-#: uWSGI's keys for the virtualenv the app's packages are in.
-VENV_KEYS = frozenset({"home", "virtualenv", "venv", "pyhome", "H"})
 
 
 def _virtualenv_advice(raw: str, placeholders: Placeholders) -> str:
