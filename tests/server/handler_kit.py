@@ -68,7 +68,8 @@ def logged_response(
     status: str | None, sent: int, head_size: int = 0, headers: int = 0
 ) -> Exchange:
     """A finished exchange as the access log reads it: ``sent`` bytes in all (head included),
-    ``headers`` headers of the app's."""
+    ``headers`` headers of the app's. A status counts as sent once its head was written
+    (``head_size`` > 0)."""
     done = Exchange(-1, "HTTP/1.1", 1.0)
     done.status, done.sent, done.head_size = status, sent, head_size
     done.head_sent = status is not None  # the status the access log prints is the one sent

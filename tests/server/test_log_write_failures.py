@@ -66,7 +66,10 @@ def test_access_log_on_a_full_disk_is_told_once(capfd: pytest.CaptureFixture[str
     assert access is not None
     for _ in range(RECORDS):
         access(
-            {"REQUEST_METHOD": "GET", "REQUEST_URI": "/"}, logged_response("200 OK", 5), 0.001, b""
+            {"REQUEST_METHOD": "GET", "REQUEST_URI": "/"},
+            logged_response("200 OK", 45, 40),
+            0.001,
+            b"",
         )
     err = capfd.readouterr().err
     assert "Logging error" not in err

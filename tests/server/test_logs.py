@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -26,7 +27,11 @@ from uwsgiapp.wsgi.errors import QuickStop
 from uwsgiproto import build_request
 
 
-def resp(status: str | None, body: int, head: int = 0, headers: int = 0) -> Exchange:
+def resp(status: str | None, body: int, head: int | None = None, headers: int = 0) -> Exchange:
+    """A finished response of ``body`` bytes after its head (40 bytes unless said; none
+    without a status)."""
+    if head is None:
+        head = 0 if status is None else 40
     return logged_response(status, body + head, head, headers)
 
 
@@ -150,6 +155,24 @@ def test_a_status_never_sent_is_logged_as_none(tmp_path: Path, fmt: str, status:
     run(make_handler(app, access_log=access, timeout=0.5), whole[:-100_000], shut_wr=True)
     (line,) = path.read_text().splitlines()
     assert "/upload" in line and status in line, line
+
+
+@pytest.mark.parametrize(
+    ("fmt", "status"), [("uwsgi", "(HTTP/1.1 0)"), ("json", '"status": 0'), ("combined", '" 499 -')]
+)
+def test_a_head_whose_write_failed_is_not_logged_as_sent(
+    tmp_path: Path, fmt: str, status: str
+) -> None:
+    # nginx gave up (its client left: nginx's own log says 499) before the app answered: the
+    # head's write failed with EPIPE, yet the line said 200, as if the response went out.
+    path = tmp_path / "access.log"
+    access = make_access_log(fmt, str(path))
+    client, server = socket.socketpair()
+    client.sendall(packet("GET", "/slow"))
+    client.close()
+    make_handler(hello, access_log=access).handle(server.detach(), "test")
+    (line,) = path.read_text().splitlines()
+    assert "/slow" in line and status in line, line
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,13 @@ from uwsgiapp.supervisor import status as status_module
 from uwsgiapp.supervisor.actions import WorkerRecord, WorkerState
 from uwsgiapp.supervisor.observe import Inputs, Observer, snapshot, socket_stats
 from uwsgiapp.supervisor.policy import Policy
-from uwsgiapp.supervisor.status import SLOT_SIZE, CountingSlotWriter, StatusTable, count_requests
+from uwsgiapp.supervisor.status import (
+    SLOT_SIZE,
+    CountingSlotWriter,
+    StatusTable,
+    count_requests,
+    count_thread_requests,
+)
 
 
 def _never_called(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -36,14 +42,17 @@ def served(
     monkeypatch: pytest.MonkeyPatch,
     requests: int = 1,
     head_sent: bool = True,
+    written: bool = True,
 ) -> None:
-    """One request through the hooks as the worker loop runs them, lasting ``seconds``."""
+    """One request through the hooks as the worker loop runs them, lasting ``seconds``
+    (``written`` false: the head's write failed, the client gone)."""
     clock = itertools.chain((1000.0, 1000.0 + seconds), itertools.repeat(2000.0))
     monkeypatch.setattr(status_module, "_clock", lambda: next(clock))
     writer.begin()
     exchange = Exchange(-1, "HTTP/1.1", 1.0)
     exchange.status, exchange.sent = status, sent
     exchange.head_sent = head_sent and status is not None
+    exchange.head_size = 40 if exchange.head_sent and written else 0
     responder.last = exchange
     writer.end(requests)
 
@@ -106,6 +115,43 @@ def test_a_status_the_app_gave_but_never_sent_is_counted_in_no_class(
     served(writer, responder, "503 Unavailable", 5, 0.2, monkeypatch, 2)
     c = table.counters(0)
     assert (c.requests, c.classes[2], c.classes[5]) == (2, 0, 1)
+
+
+def test_a_head_whose_write_failed_is_counted_in_no_class(monkeypatch: pytest.MonkeyPatch) -> None:
+    # nginx gave up before the app answered (its client left; nginx logs 499): the head's
+    # write failed, yet the request was counted a 2xx, fast or slow.
+    table = StatusTable(1)
+    writer, responder = counting(table, 0, 10)
+    served(writer, responder, "200 OK", 0, 0.001, monkeypatch, 1, written=False)
+    served(writer, responder, "200 OK", 0, 0.2, monkeypatch, 2, written=False)
+    served(writer, responder, "200 OK", 45, 0.001, monkeypatch, 3)
+    c = table.counters(0)
+    assert (c.requests, c.classes[0], c.classes[2]) == (3, 2, 1)
+
+
+def test_the_threads_counter_counts_a_head_whose_write_failed_in_no_class() -> None:
+    from uwsgiapp.config import make_config
+    from uwsgiapp.supervisor.boot import build_handler
+    from uwsgiproto import build_request
+
+    def app(environ, start_response):  # type: ignore[no-untyped-def]
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    handler = build_handler(app, make_config(app="x:y"))
+    table = StatusTable(1)
+    count_thread_requests(handler, table.hooks(0, os.getpid()))
+    for gone in (True, False):
+        client, server = socket.socketpair()
+        client.sendall(build_request({"REQUEST_METHOD": "GET", "SERVER_PROTOCOL": "HTTP/1.1"}))
+        if gone:
+            client.close()
+        handler.handle(server.detach(), "test")
+        if not gone:
+            assert client.recv(65536)
+            client.close()
+    c = table.counters(0)
+    assert (c.classes[0], c.classes[2]) == (1, 1)
 
 
 def test_counters_survive_a_new_process_in_the_slot_and_readiness_still_works(

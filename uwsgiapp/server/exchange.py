@@ -147,8 +147,9 @@ class Exchange:
 
     @property
     def sent_status(self) -> str | None:
-        """The status that went out; None before the head (the app's is only recorded)."""
-        return self.status if self.head_sent else None
+        """The status that went out; None until its head was written (the app's is only
+        recorded; a head whose write failed, the client gone, did not go out)."""
+        return self.status if self.head_size else None
 
     def write(self, data: Any) -> None:
         """PEP 3333's legacy ``write()`` callable."""

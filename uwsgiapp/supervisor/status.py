@@ -312,7 +312,7 @@ class CountingSlotWriter(SlotWriter):
             return
         responder.last = None
         elapsed = _clock() - self._start
-        if 0.0 <= elapsed <= _FIRST_BOUND and exchange.status in _OK:
+        if 0.0 <= elapsed <= _FIRST_BOUND and exchange.head_size and exchange.status in _OK:
             self._fast += 1
         else:
             elapsed = max(elapsed, 0.0)  # the wall clock may step back
@@ -361,7 +361,7 @@ class ThreadCounter(CountingSlotWriter):
     def record(self, environ: dict[str, Any], response: Any, seconds: float, block: bytes) -> None:
         """The access-log hook: count one response (its head too, as the other counters)."""
         elapsed = max(seconds, 0.0)
-        status: str = response.status or "-"
+        status: str = response.sent_status or "-"
         if elapsed <= _FIRST_BOUND and status in _OK:
             self._fast += 1
         else:
