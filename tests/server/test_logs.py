@@ -20,11 +20,17 @@ from typing import Any
 import pytest
 from handler_kit import CORPUS, hello, logged_response, make_handler, packet, run
 
-from uwsgiapp.server.accesslog import keep_only
+from uwsgiapp.server.accesslog import SERVED, keep_only
 from uwsgiapp.server.exchange import Exchange
 from uwsgiapp.server.logs import make_access_log, reopen_logs, tail_line
 from uwsgiapp.wsgi.errors import QuickStop
 from uwsgiproto import build_request
+
+
+@pytest.fixture(autouse=True)
+def _served_from_zero(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The uwsgi line's ``req`` counts from 0 in each test, as in a new worker."""
+    monkeypatch.setattr(SERVED, "count", 0)
 
 
 def resp(status: str | None, body: int, head: int | None = None, headers: int = 0) -> Exchange:
@@ -195,6 +201,21 @@ def test_a_request_the_server_cut_before_any_status_is_not_the_clients(
         run(make_handler(app, access_log=keep_only(inner, "5", 0, 0)), packet("GET", "/slow"))
     (line,) = path.read_text().splitlines()
     assert "/slow" in line and status in line, line
+
+
+def test_the_uwsgi_lines_req_counts_the_requests_the_filters_leave_out(tmp_path: Path) -> None:
+    # --log-4xx: the lines said req 1/1, 2/2, 3/3 for the 2nd, 4th and 6th requests (it
+    # counted lines); uWSGI counts requests (1, 3, 5 for a 404 after each 200).
+    path = tmp_path / "access.log"
+    inner = make_access_log("uwsgi", str(path))
+    assert inner is not None
+    access = keep_only(inner, "4", 0, 0)
+    for _ in range(3):
+        access(ENVIRON, resp("200 OK", 1), 0.0, BLOCK)
+        access(ENVIRON, resp("404 Not Found", 1), 0.0, BLOCK)
+    lines = path.read_text().splitlines()
+    reqs = [(m[3], m[4]) for m in map(UWSGI_LINE.fullmatch, lines) if m]
+    assert reqs == [("2", "2"), ("4", "4"), ("6", "6")], lines
 
 
 @pytest.mark.parametrize("fmt", ["uwsgi", "json", "combined"])

@@ -71,6 +71,20 @@ class Pid:
 PID = Pid()
 
 
+class Served:
+    """The requests this process answered, logged or not: the ``uwsgi`` line's ``req``
+    (:func:`keep_only` counts the ones it leaves out)."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+
+#: This process's requests (see :class:`Served`): a worker starts at the master's 0.
+SERVED: Final = Served()
+
+
 #: A translation table that changes the bytes a line must not carry (the controls of
 #: :mod:`uwsgiapp.server.logtext`, newline included) and keeps every other byte.
 _MARK_CONTROLS: Final = bytes(0x80 if byte in CONTROL_CODES else byte for byte in range(256))
@@ -175,20 +189,19 @@ def uwsgi_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
         GET /slow => generated 5 bytes in 300 msecs (HTTP/1.1 200) 1 headers in 45 bytes
         (1 switches on core 0)
 
-    (one line; the core is the request thread, with ``--threads``). ``req`` counts this
-    worker's requests (uWSGI: the app's, then all workers');
+    (one line; the core is the request thread, with ``--threads``). ``req`` counts the
+    requests this process answered, logged or not (:data:`SERVED`), twice (uWSGI: the worker's,
+    then all workers');
     the vars and their bytes are the packet's var block, as nginx sent it (uWSGI counts a name
     and its value as two: 14 variables are "28 vars"); the time is when the request started.
     """
     clock = Clock("%a %b %e %H:%M:%S %Y")
-    served = 0
 
     # The response typed Exchange: compiled, its counts are then read from the slots directly.
     def access_uwsgi(
         environ: dict[str, Any], response: Exchange, seconds: float, block: bytes
     ) -> None:
-        nonlocal served
-        served += 1
+        SERVED.count = served = SERVED.count + 1
         status: str = response.sent_status or "0"  # none sent: uWSGI's 0
         head: int = response.head_size
         # environ.get, not a bound alias: compiled, each call is a direct dict lookup
@@ -276,5 +289,7 @@ def keep_only(inner: AccessLogger, classes: str, slow: float, big: int) -> Acces
             or (big and response.sent - response.head_size >= big)
         ):
             inner(environ, response, seconds, block)
+        else:
+            SERVED.count += 1
 
     return access_some
