@@ -1,6 +1,7 @@
 """The WSGI app of the worker-lifecycle tests: what an app does at import and at exit.
 
-At import (in the master): a print, an atexit handler, a thread pool, and (with
+At import (in the master): a print, an atexit handler, a thread pool, (with
+``LIFECYCLE_IMPORT_THREAD=1``) a thread that never ends, and (with
 ``LIFECYCLE_DICTCONFIG=1``) a logging dictConfig that disables the loggers it does not name, as
 Django's LOGGING does. Events are appended to the file named by ``LIFECYCLE_EVENTS``.
 """
@@ -47,6 +48,10 @@ def _late_task() -> None:
 def _forever() -> None:
     while True:
         time.sleep(0.2)
+
+
+if os.environ.get("LIFECYCLE_IMPORT_THREAD"):  # a scheduler started at import, not a daemon
+    threading.Thread(target=_forever, name="scheduler", daemon=False).start()
 
 
 def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

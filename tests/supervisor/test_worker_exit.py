@@ -138,6 +138,23 @@ def test_a_thread_that_never_ends_keeps_a_leaving_worker_5_s_at_most(
         server.stop()
 
 
+def test_a_thread_the_apps_import_started_keeps_the_stopping_master_5_s_at_most(
+    tmp_path: Path, lifecycle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A non-daemon thread started at import (in the master, which imports the app): after
+    # "all workers stopped" the interpreter's exit joined it for ever, past a second TERM,
+    # until a SIGKILL (Kubernetes' grace period, every stop).
+    monkeypatch.setenv("LIFECYCLE_IMPORT_THREAD", "1")
+    server = Server(tmp_path, "lifecycle_app:app", workers=1).start()
+    try:
+        get(server, "/")
+        server.signal(signal.SIGTERM)
+        assert server.wait(EXIT_WORK_SECONDS + 10) == 0
+        assert f"master (pid {server.pid}): its exit work (the app's threads" in server.log()
+    finally:
+        server.stop()
+
+
 def test_a_worker_leaving_on_its_own_is_replaced_before_its_exit_work_ends(
     tmp_path: Path, lifecycle: Path
 ) -> None:

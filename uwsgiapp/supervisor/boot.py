@@ -49,6 +49,7 @@ from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
 from uwsgiapp.supervisor.reload import first_import, say_import_leftovers
 from uwsgiapp.supervisor.rootpaths import access_log_file, anchored
 from uwsgiapp.supervisor.sdnotify import Notifier
+from uwsgiapp.supervisor.workerexit import end_master
 from uwsgiapp.termsignals import STOP_SIGNALS
 
 log = logging.getLogger("uwsgiapp.error")
@@ -141,7 +142,7 @@ def serve(config: Config) -> int:
     if code and tail.terminal >= 0 and where:
         tail.tell(code, where)
     tail.drop_terminal()
-    return code
+    return end_master(code)
 
 
 def _error_log_opened() -> str | None:

@@ -38,6 +38,7 @@ __all__ = [
     "EXIT_WORK_SECONDS",
     "QUICK_EXIT_WORK_SECONDS",
     "die_with_parent",
+    "end_master",
     "kill_all",
     "leave",
     "reap",
@@ -67,7 +68,7 @@ QUICK_EXIT_WORK_LEAST = 0.25
 _HELD = {signal.SIGINT, signal.SIGQUIT, signal.SIGTERM, signal.SIGHUP, signal.SIGUSR1}
 
 
-def _watchdog(code: int, seconds: float, what: str) -> None:
+def _watchdog(code: int, seconds: float, what: str, who: str) -> None:
     """A daemon thread (never joined): ends the process when the exit work runs over. A
     thread, not SIGALRM: a process-directed signal may go to one of the app's threads and
     leave the main thread waiting on its join."""
@@ -76,7 +77,7 @@ def _watchdog(code: int, seconds: float, what: str) -> None:
     start_new_thread(_exit_after, (1.0, code))
     log.warning(
         "%s: its exit work (%s) still runs after %g s: leaving without it",
-        worker_label(),
+        who,
         what,
         seconds,
     )
@@ -106,9 +107,11 @@ def _end(code: int) -> NoReturn:
         os._exit(code)
 
 
-def leave(code: int, *, finish: bool, quick: bool = False) -> NoReturn:
+def leave(code: int, *, finish: bool, quick: bool = False, who: str = "") -> NoReturn:
     """End this worker with exit ``code``; ``finish``: run the exit work first; ``quick``
-    (a quick stop): its ``atexit`` handlers only."""
+    (a quick stop): its ``atexit`` handlers only; ``who``: how its lines name the process
+    (the worker's label by default)."""
+    who = who or worker_label()
     try:
         signal.pthread_sigmask(signal.SIG_BLOCK, _HELD)
         if finish or quick:
@@ -118,11 +121,11 @@ def leave(code: int, *, finish: bool, quick: bool = False) -> NoReturn:
                 else (_quick_share(), "atexit handlers")
             )
             try:
-                start_new_thread(_watchdog, (code, bound, what))
+                start_new_thread(_watchdog, (code, bound, what, who))
             except RuntimeError as exc:  # at a thread limit: unbounded work nobody would end
                 log.warning(
                     "%s: leaving without its exit work (%s: no thread for its bound: %s)",
-                    worker_label(),
+                    who,
                     what,
                     exc,
                 )
@@ -131,11 +134,22 @@ def leave(code: int, *, finish: bool, quick: bool = False) -> NoReturn:
             try:
                 threading._shutdown()  # type: ignore[attr-defined]  # joins non-daemon threads
             except Exception:
-                log.exception("%s: joining the app's threads at exit failed", worker_label())
+                log.exception("%s: joining the app's threads at exit failed", who)
         if finish or quick:
             atexit._run_exitfuncs()  # prints a failing handler's traceback itself, goes on
     finally:
         _end(code)
+
+
+def end_master(code: int) -> int:
+    """The master's last step: ``code`` back when only daemon threads are left. Else a thread
+    the app's import started in it (a scheduler, with the preload the master runs) would hold
+    the interpreter's exit for ever, past every stop signal, until a SIGKILL: its exit work
+    gets :data:`EXIT_WORK_SECONDS`, as a worker's does, and the process ends with ``code``."""
+    main = threading.main_thread()
+    if not any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        return code
+    leave(code, finish=True, who=f"master (pid {os.getpid()})")
 
 
 def reap() -> list[tuple[int, int | None, int | None]]:
