@@ -272,6 +272,31 @@ def test_drain_stops_at_the_cap(monkeypatch: pytest.MonkeyPatch, logs: Logs) -> 
     assert "unread" in one_line(record) and "client_max_body_size" in one_line(record)
 
 
+def test_a_drain_that_nginx_ends_by_closing_warns_of_nothing(
+    monkeypatch: pytest.MonkeyPatch, logs: Logs
+) -> None:
+    # nginx, the answer whole, closes the connection: the drain read EOF, yet warned that the
+    # close "resets" 100 MB of body it had not read (nginx answered 200; nothing was reset).
+    monkeypatch.setattr(transfer, "DRAIN_CAP", 65536)
+    data = packet("POST", "/upload", bytes(1 << 20))
+    client, server = socket.socketpair()
+    client.settimeout(GUARD)
+    fd = server.detach()
+    thread = threading.Thread(
+        target=make_handler(validator(hello)).handle, args=(fd, "test"), daemon=True
+    )
+    try:
+        client.sendall(data[:20000])
+        thread.start()
+        raw, _ = read_all(client)  # the whole answer: our side ended
+        assert raw.endswith(b"Hello, World!")
+    finally:
+        client.close()
+    thread.join(GUARD)
+    assert not thread.is_alive()
+    assert problems(logs, logging.WARNING) == []
+
+
 def test_drain_reads_away_a_body_up_to_limit_post(
     monkeypatch: pytest.MonkeyPatch, logs: Logs
 ) -> None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from uwsgiapp.server.inflight import request_text
 from uwsgiapp.server.io import recv, reset_on_close, send_file
-from uwsgiapp.wsgi.errors import OUR_STOPS
+from uwsgiapp.wsgi.errors import OUR_STOPS, ClientTimeout
 from uwsgiapp.wsgi.input import ClientDisconnected
 from uwsgiapp.wsgi.response import FileWrapper
 
@@ -104,11 +104,16 @@ def drain(fd: int, remaining: int, timeout: float, up_to: int = 0) -> None:
     cap = max(DRAIN_CAP, up_to)
     budget = whole = min(remaining, cap)
     deadline = time.monotonic() + DRAIN_SECONDS
-    slow = False
-    with contextlib.suppress(ClientDisconnected):
+    slow = gone = False
+    try:
         while budget > 0 and not (slow := time.monotonic() > deadline):
             budget -= len(recv(fd, min(budget, 262144), timeout))
-    if remaining > cap or slow:
+    except ClientTimeout:
+        pass  # stalled: the close resets what it holds
+    except ClientDisconnected:
+        # nginx, its response whole, closed the connection: nothing left to reset.
+        gone = True
+    if (remaining > cap or slow) and not gone:
         log.warning(
             "left %d unread body bytes after draining %d%s: the close resets the connection, "
             "and nginx may answer 502 for the response (refuse large bodies in nginx with "
