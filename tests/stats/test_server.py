@@ -174,9 +174,15 @@ def test_http_routes_json_and_metrics(sockdir: str) -> None:
         raw = read_all(path, b"HEAD /metrics HTTP/1.0\r\n\r\n")
         assert raw.startswith(b"HTTP/1.0 200 OK") and raw.endswith(b"\r\n\r\n")
 
-        # anything else that is a request line gets the document, as uWSGI does
-        raw = read_all(path, b"GET /whatever HTTP/1.1\r\n\r\n")
-        assert json.loads(raw.partition(b"\r\n\r\n")[2])["pid"] == 4000
+        # Another path is a 404 (uWSGI answers any with the document): a Kubernetes probe of
+        # /healthz, /readyz or /health/ passed on that 200 while no worker accepted.
+        for other in (b"/whatever", b"/healthz", b"/health/", b"/Health", b"//"):
+            raw = read_all(path, b"GET " + other + b" HTTP/1.1\r\n\r\n")
+            assert raw.startswith(b"HTTP/1.0 404 Not Found\r\n"), (other, raw)
+        for method in (b"POST", b"DELETE"):
+            for target in (b"/", b"/health", b"/metrics"):
+                raw = read_all(path, method + b" " + target + b" HTTP/1.1\r\n\r\n")
+                assert raw.startswith(b"HTTP/1.0 405 Method Not Allowed\r\n"), (target, raw)
 
 
 def test_http_headers_sent_after_the_answer_are_drained_not_reset() -> None:

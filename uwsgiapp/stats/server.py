@@ -51,6 +51,14 @@ ACCEPT_PAUSE = 1.0
 _UNAVAILABLE = http_response(
     b"stats unavailable\n", content_type="text/plain", status="500 Internal Server Error"
 )
+_NOT_FOUND = http_response(
+    b"not found: the stats server answers / (the JSON document), /metrics and /health\n",
+    content_type="text/plain",
+    status="404 Not Found",
+)
+_NOT_ALLOWED = http_response(
+    b"only GET and HEAD\n", content_type="text/plain", status="405 Method Not Allowed"
+)
 
 
 @dataclass(slots=True, eq=False)
@@ -359,12 +367,17 @@ class StatsServer:
         method, target = match.group(1), match.group(2)
         path = target.split(b"?", 1)[0]
         head_only = method == b"HEAD"
+        if not head_only and method != b"GET":
+            return _NOT_ALLOWED
         if path == b"/health":
             stats = renders.stats()
             return _UNAVAILABLE if stats is None else health_response(stats, head_only=head_only)
-        kind, ctype = (
-            ("metrics", CONTENT_TYPE) if path == b"/metrics" else ("json", "application/json")
-        )
+        if path == b"/metrics":
+            kind, ctype = "metrics", CONTENT_TYPE
+        elif path == b"/":
+            kind, ctype = "json", "application/json"
+        else:  # a probe of /healthz must not pass on the document's 200, as uWSGI's would
+            return _NOT_FOUND
         body = renders.get(kind)
         if body is None:
             return _UNAVAILABLE
