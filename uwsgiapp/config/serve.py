@@ -243,6 +243,11 @@ def _env_over_file(name: str, env: Raw, file: Raw) -> str:
         return ""  # resolve() names the bad value
     if ours == theirs:
         return ""
+    if spec.kind == "pairs":  # the app's environment: secrets, never printed
+        return (
+            f"{env.source} overrides {file.source} for {_names(env.value)} (values not shown; "
+            f"the environment outranks files: unset {spec.env} to use the file's values)"
+        )
     value = env.value.replace("\n", "; ") if isinstance(env.value, str) else env.value
     why = (
         f"; a health check running 'python -m uwsgiapp.stats.health' (the uwsgiapp image's)"
@@ -283,6 +288,11 @@ def _lists_replaced(files: Layer, cli: Layer) -> list[str]:
     return said
 
 
+def _names(pairs: str) -> str:
+    """The names of ``NAME=VALUE`` lines, without their values."""
+    return ", ".join(line.partition("=")[0] for line in pairs.splitlines() if line)
+
+
 def _clashing(env: Raw, cli: Raw) -> tuple[Raw, Raw]:
     """Of two ``NAME=VALUE`` lists (which add up), the items of the names both set to
     different values."""
@@ -317,6 +327,11 @@ def _overridden(name: str, env: Raw, cli: Raw) -> str:
         if exc.source == env.source:  # not used: said, not fatal (resolve() names a bad CLI value)
             invalid = f" (its value is not valid either: {exc.message}; ignored)"
     flag = f"--{spec.option}"
+    if spec.kind == "pairs":  # the app's environment: secrets, never printed
+        return (
+            f"{env.source} is overridden by command line {flag} for {_names(env.value)} "
+            "(values not shown)"
+        )
     if name == "app":
         argv = [str(cli.value)]  # the positional APP
     elif spec.kind == "bool":
