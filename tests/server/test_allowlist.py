@@ -53,6 +53,17 @@ def test_bad_entries_are_errors_naming_the_entry(entry: str) -> None:
         AllowList.parse(["127.0.0.1", entry])
 
 
+@pytest.mark.parametrize("given", [(), ("",), (" ", "")])
+def test_an_empty_list_is_refused_naming_the_option(given: tuple[str, ...]) -> None:
+    # An unset ${ALLOW_FROM} in a compose file started a server that refused every peer,
+    # loopback too (nginx: 502), while the log said only "peers allowed: none".
+    from uwsgiapp.config import ConfigError, make_config
+
+    with pytest.raises(ConfigError, match="empty: it would refuse every peer") as caught:
+        make_config(app="x:y", uwsgi_allow_from=given)
+    assert caught.value.option == "uwsgi_allow_from"
+
+
 def test_a_bad_entry_stops_serve_naming_the_option(tmp_path: Path) -> None:
     port = free_port()
     server = Server(tmp_path, "supervisor_app:app", socket=f"127.0.0.1:{port}")

@@ -284,6 +284,13 @@ class Config:
             got = getattr(self, name)
             if (got.lower() if name == "log_level" else got) not in choices:  # gunicorn's WARNING
                 raise ConfigError(name, f"must be one of {', '.join(choices)}, got {got!r}")
+        if not any(peer.strip() for peer in self.uwsgi_allow_from):
+            # An unset ${ALLOW_FROM} in a compose file: every peer, loopback too, was refused.
+            raise ConfigError(
+                "uwsgi_allow_from",
+                "empty: it would refuse every peer, loopback included; leave it unset for "
+                "loopback only, or name the peers ('*' for any)",
+            )
         try:
             AllowList.parse(self.uwsgi_allow_from)
         except ValueError as exc:
