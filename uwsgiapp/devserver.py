@@ -151,10 +151,13 @@ def bounded_input(app: WSGIApp, *, debugger: bool = True) -> WSGIApp:
     return bounded
 
 
-def _error_app(message: str) -> WSGIApp:
+def _error_app(message: str, *, details: bool) -> WSGIApp:
+    """The app served while the real one cannot be loaded: a plain 500, with ``message`` (its
+    traceback: paths, source lines, a connection string) only where ``details`` (a loopback
+    host: on another, any client that reaches it would read them, as Flask shows none)."""
     body = (
         "uwsgiapp dev: the app could not be loaded; fix it and save, the server reloads.\n\n"
-        + message
+        + (message if details else "(the error is in the server's terminal)")
         + "\n"
     ).encode()
 
@@ -265,7 +268,7 @@ def run_dev(options: DevOptions) -> int:
             if not options.reload:
                 raise
             print(f"uwsgiapp dev: error: {exc}", file=sys.stderr, flush=True)
-            app = _error_app(str(exc))
+            app = _error_app(str(exc), details=is_loopback(options.host))
         else:
             said = enable_debug(app) if options.debugger else ""
             if said:

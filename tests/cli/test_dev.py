@@ -476,6 +476,18 @@ def test_dev_broken_app_shows_error_then_recovers(tmp_path: Path, start_dev: Sta
     assert server.wait_for(b"fixed")[0] == 200
 
 
+def test_dev_on_every_interface_keeps_the_import_error_in_the_terminal(
+    tmp_path: Path, start_dev: StartDev
+) -> None:
+    # --no-debugger is what lets dev bind 0.0.0.0: any client that reached it read the import
+    # traceback, source lines and a connection string's password (Flask shows a plain 500).
+    (tmp_path / "pkgapp.py").write_text("DB = 'pg://admin:S3cret@db'\nraise RuntimeError(DB)\n")
+    server = start_dev("pkgapp", "--no-debugger", "--host", "0.0.0.0")
+    status, body = server.wait_for(b"could not be loaded")
+    assert status == 500 and b"S3cret" not in body and b"pkgapp" not in body, body
+    assert b"S3cret" in server.stop()  # the terminal has it
+
+
 def test_dev_no_reload_import_error_exits(tmp_path: Path) -> None:
     r = run_cli(
         "dev", "missing_mod_xyz:app", "--no-reload", "--port", "0", cwd=tmp_path, timeout=DEADLINE
