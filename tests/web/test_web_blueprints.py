@@ -272,6 +272,23 @@ def test_a_route_that_would_match_on_the_host_is_refused(option: str) -> None:
     assert not any(rule.rule == "/" for rule in app.url_map.iter_rules())
 
 
+def test_an_async_view_is_refused_when_added_not_at_each_request() -> None:
+    # Flask runs an async def view (with asgiref); here it was accepted, then every request
+    # to it was a 500 ("returned a coroutine") in production.
+    app = App(__name__)
+    bp = Blueprint("api", __name__)
+
+    async def fetch() -> str:
+        return "x"
+
+    for scaffold in (app, bp):
+        with pytest.raises(TypeError, match=r"'fetch' is an async def, which uwsgiapp\.web"):
+            scaffold.route("/fetch")(fetch)
+        with pytest.raises(TypeError, match="async def"):
+            scaffold.add_url_rule("/fetch2", view_func=fetch)
+    assert not any(rule.rule.startswith("/fetch") for rule in app.url_map.iter_rules())
+
+
 @pytest.mark.parametrize(
     ("option", "value"), [("subdomain", "admin"), ("url_defaults", {"page": 7})]
 )

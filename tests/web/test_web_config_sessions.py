@@ -302,6 +302,20 @@ def test_permanent_session_has_an_expiry() -> None:
     assert _cookie(response)["session"]["expires"]
 
 
+def test_permanent_session_lifetime_set_on_the_app_is_the_cookies() -> None:
+    # Flask's app.permanent_session_lifetime is its config key: set on uwsgiapp.web's app it
+    # was a plain attribute, and the cookie kept the 31-day default (logins lasted a month).
+    app = session_app()
+    app.permanent_session_lifetime = timedelta(minutes=30)
+    assert app.config["PERMANENT_SESSION_LIFETIME"] == timedelta(minutes=30)
+    before = datetime.now(timezone.utc)
+    expires = _cookie(app.test_client().get("/permanent"))["session"]["expires"]
+    left = datetime.strptime(expires, "%a, %d %b %Y %H:%M:%S GMT").replace(tzinfo=timezone.utc)
+    assert timedelta(minutes=29) < left - before <= timedelta(minutes=31)
+    app.config["PERMANENT_SESSION_LIFETIME"] = 60  # seconds, as from_prefixed_env gives
+    assert app.permanent_session_lifetime == timedelta(seconds=60)
+
+
 @pytest.mark.parametrize("path", ["/get", "/plain"], ids=["session read", "session unused"])
 def test_permanent_session_is_refreshed_by_each_request(
     path: str, monkeypatch: pytest.MonkeyPatch

@@ -62,6 +62,30 @@ def test_request_context_binds_everything_and_unwinds() -> None:
     assert not has_request_context() and not has_app_context()
 
 
+def test_the_debuggers_console_runs_in_the_failed_requests_context() -> None:
+    # werkzeug's debugger takes the contexts the app hands it (environ's
+    # "werkzeug.debug.preserve_context", as Flask's wsgi_app does) and enters them around each
+    # console command: request.path there was "working outside of request context".
+    app = App("debugged")
+    app.config["PROPAGATE_EXCEPTIONS"] = True
+
+    @app.route("/boom")
+    def boom() -> str:
+        g.user = "ann"
+        raise ZeroDivisionError
+
+    kept: list[t.Any] = []
+    environ = EnvironBuilder(path="/boom").get_environ()
+    environ["werkzeug.debug.preserve_context"] = kept.append
+    with pytest.raises(ZeroDivisionError):
+        app.wsgi_app(environ, lambda *args: lambda data: None)
+    assert not has_request_context()
+    with contextlib.ExitStack() as stack:
+        for context in kept:
+            stack.enter_context(context)
+        assert (request.path, current_app.name, g.user) == ("/boom", "debugged", "ann")
+
+
 def test_app_context_alone_gives_g_but_not_request() -> None:
     app = App(__name__)
     with app.app_context():

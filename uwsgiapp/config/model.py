@@ -284,6 +284,12 @@ class Config:
             got = getattr(self, name)
             if (got.lower() if name == "log_level" else got) not in choices:  # gunicorn's WARNING
                 raise ConfigError(name, f"must be one of {', '.join(choices)}, got {got!r}")
+        self._validate_allow_from()
+        self._validate_stats()
+        self._validate_app()
+        return self
+
+    def _validate_allow_from(self) -> None:
         if not any(peer.strip() for peer in self.uwsgi_allow_from):
             # An unset ${ALLOW_FROM} in a compose file: every peer, loopback too, was refused.
             raise ConfigError(
@@ -295,9 +301,6 @@ class Config:
             AllowList.parse(self.uwsgi_allow_from)
         except ValueError as exc:
             raise ConfigError("uwsgi_allow_from", str(exc)) from None
-        self._validate_stats()
-        self._validate_app()
-        return self
 
     def _validate_app(self) -> None:
         for item in self.env:

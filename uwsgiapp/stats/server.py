@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import selectors
 import socket
 import time
@@ -29,9 +28,8 @@ from uwsgiapp import unpatched
 from uwsgiapp.addresses import AllowList
 from uwsgiapp.server.listeners import Listener, bind
 from uwsgiapp.server.throttle import accept_failures, refused_peers
-from uwsgiapp.stats.document import health_response, http_response, render_json
+from uwsgiapp.stats.httproutes import Renders, route
 from uwsgiapp.stats.model import ServerStats
-from uwsgiapp.stats.prometheus import CONTENT_TYPE, render_metrics
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -40,7 +38,6 @@ MAX_REQUEST_LINE = 4096
 #: Bytes read and thrown away after the answer (request headers) before giving up and closing.
 MAX_DRAIN = 64 * 1024
 
-_REQUEST_LINE = re.compile(rb"([A-Z]{1,16}) (\S{1,4096})(?: HTTP/\d\.\d)?\r?")
 _READ, _WRITE, _LINGER = 0, 1, 2
 #: Seconds the listener is left out of the selector after ``accept`` failed (EMFILE), or until
 #: a client is closed: still readable, it would end every wait of the master's loop at once.
@@ -48,17 +45,6 @@ ACCEPT_PAUSE = 1.0
 
 
 #: The answer when the snapshot cannot be taken (the master logged why).
-_UNAVAILABLE = http_response(
-    b"stats unavailable\n", content_type="text/plain", status="500 Internal Server Error"
-)
-_NOT_FOUND = http_response(
-    b"not found: the stats server answers / (the JSON document), /metrics and /health\n",
-    content_type="text/plain",
-    status="404 Not Found",
-)
-_NOT_ALLOWED = http_response(
-    b"only GET and HEAD\n", content_type="text/plain", status="405 Method Not Allowed"
-)
 
 
 @dataclass(slots=True, eq=False)
@@ -71,41 +57,6 @@ class _Client:
     sent: int = 0
     drained: int = 0
     events: int = 0
-
-
-class _Renders:
-    """What one :meth:`StatsServer.poll` call serves: one snapshot, each rendering at most once."""
-
-    __slots__ = ("_cache", "_failed", "_snapshot", "_stats", "minified")
-
-    def __init__(self, snapshot: Callable[[], ServerStats], minified: bool) -> None:
-        self._snapshot = snapshot
-        self._stats: ServerStats | None = None
-        self._failed = False
-        self._cache: dict[str, bytes] = {}
-        self.minified = minified
-
-    def stats(self) -> ServerStats | None:
-        """The snapshot (taken at the first call); None when it cannot be taken."""
-        if self._stats is None and not self._failed:
-            try:
-                self._stats = self._snapshot()
-            except Exception:
-                log.exception("stats: taking the snapshot failed")
-                self._failed = True
-        return self._stats
-
-    def get(self, kind: str) -> bytes | None:
-        """``json`` or ``metrics``; None when the snapshot cannot be taken."""
-        if kind not in self._cache:
-            stats = self.stats()
-            if stats is None:
-                return None
-            if kind == "json":
-                self._cache[kind] = render_json(stats, minified=self.minified)
-            else:
-                self._cache[kind] = render_metrics(stats)
-        return self._cache[kind]
 
 
 class StatsServer:
@@ -206,7 +157,7 @@ class StatsServer:
             ready = self._sel.select(wait)
         except InterruptedError:
             ready = []
-        renders = _Renders(self.snapshot, self.minified)
+        renders = Renders(self.snapshot, self.minified)
         for key, mask in ready:
             if key.data is None:
                 self._accept(renders)
@@ -247,7 +198,7 @@ class StatsServer:
 
     # --- connections ---------------------------------------------------------------------
 
-    def _accept(self, renders: _Renders) -> None:
+    def _accept(self, renders: Renders) -> None:
         for _ in range(self.max_accepts):
             try:
                 conn, peer = self.listener.sock.accept()
@@ -277,7 +228,7 @@ class StatsServer:
             else:
                 self._answer(client, renders.get("json"))
 
-    def _service(self, client: _Client, mask: int, renders: _Renders) -> None:
+    def _service(self, client: _Client, mask: int, renders: Renders) -> None:
         if client.state == _READ:
             self._read_request(client, renders)
         elif client.state == _WRITE:
@@ -335,7 +286,7 @@ class StatsServer:
                 self._drop(client, counted=False)
                 return
 
-    def _read_request(self, client: _Client, renders: _Renders) -> None:
+    def _read_request(self, client: _Client, renders: Renders) -> None:
         eof = False
         while b"\n" not in client.inbuf and len(client.inbuf) <= MAX_REQUEST_LINE:
             try:
@@ -355,33 +306,7 @@ class StatsServer:
         if not newline and eof and not client.inbuf:
             self._drop(client)  # connected and left without a word
             return
-        self._answer(client, self._route(line if newline else None, renders))
-
-    def _route(self, line: bytes | None, renders: _Renders) -> bytes | None:
-        """The answer to a request line (None: over the length cap or cut short by EOF)."""
-        match = None if line is None else _REQUEST_LINE.fullmatch(line)
-        if match is None:
-            return http_response(
-                b"bad request\n", content_type="text/plain", status="400 Bad Request"
-            )
-        method, target = match.group(1), match.group(2)
-        path = target.split(b"?", 1)[0]
-        head_only = method == b"HEAD"
-        if not head_only and method != b"GET":
-            return _NOT_ALLOWED
-        if path == b"/health":
-            stats = renders.stats()
-            return _UNAVAILABLE if stats is None else health_response(stats, head_only=head_only)
-        if path == b"/metrics":
-            kind, ctype = "metrics", CONTENT_TYPE
-        elif path == b"/":
-            kind, ctype = "json", "application/json"
-        else:  # a probe of /healthz must not pass on the document's 200, as uWSGI's would
-            return _NOT_FOUND
-        body = renders.get(kind)
-        if body is None:
-            return _UNAVAILABLE
-        return http_response(body, content_type=ctype, head_only=head_only)
+        self._answer(client, route(line if newline else None, renders))
 
     def _expire(self, now: float) -> None:
         for client in [c for c in self._clients.values() if c.deadline <= now]:

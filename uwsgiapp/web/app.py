@@ -84,6 +84,9 @@ class App(AppBase):
                 raise
             return response(environ, start_response)
         finally:
+            preserve = environ.get("werkzeug.debug.preserve_context")
+            if preserve is not None:  # werkzeug's debugger: its console runs in this context
+                preserve(ctx)
             if ctx._tokens:
                 keep = preserving()
                 try:

@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import typing as t
+from datetime import timedelta
 from functools import cached_property
 from urllib.parse import quote as _url_quote
 
@@ -22,8 +23,8 @@ from .config import DEFAULT_CONFIG, Config, debug_flag
 from .ctx import AppGlobals, RequestContext
 from .globals import _cv_request
 from .helpers import max_age_seconds, send_from_directory
-from .scaffold import ErrorHandler, F, Scaffold, refuse_host_matching
-from .sessions import SessionInterface
+from .scaffold import ErrorHandler, F, Scaffold, check_rule
+from .sessions import SessionInterface, session_lifetime
 from .wrappers import Request, Response
 
 if t.TYPE_CHECKING:
@@ -145,6 +146,15 @@ class AppBase(Scaffold):
     def secret_key(self, value: str | bytes | None) -> None:
         self.config["SECRET_KEY"] = value
 
+    @property
+    def permanent_session_lifetime(self) -> timedelta:
+        """A permanent session's lifetime (``config["PERMANENT_SESSION_LIFETIME"]``)."""
+        return session_lifetime(self.config["PERMANENT_SESSION_LIFETIME"])
+
+    @permanent_session_lifetime.setter
+    def permanent_session_lifetime(self, value: timedelta | float) -> None:
+        self.config["PERMANENT_SESSION_LIFETIME"] = value
+
     @cached_property
     def logger(self) -> logging.Logger:
         """The logger named after the app. If logging is unconfigured it gets a handler that
@@ -171,7 +181,7 @@ class AppBase(Scaffold):
     ) -> None:
         """Map the URL rule ``rule`` to ``endpoint`` and ``view_func`` (see :meth:`route`)."""
         self._check_setup("add_url_rule")
-        refuse_host_matching(options)
+        check_rule(options, view_func)
         if endpoint is None:
             if view_func is None:
                 raise TypeError("add_url_rule() needs an endpoint or a view function.")

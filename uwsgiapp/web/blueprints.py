@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typing as t
 
-from .scaffold import F, Scaffold, refuse_host_matching
+from .scaffold import F, Scaffold, check_rule
 
 if t.TYPE_CHECKING:
     from .appbase import AppBase
@@ -79,7 +79,7 @@ class Blueprint(Scaffold):
     ) -> None:
         """Record a rule; it is added to the app, prefixed, when the blueprint is registered."""
         self._check_setup("add_url_rule")
-        refuse_host_matching(options)
+        check_rule(options, view_func)
         if endpoint is not None and "." in endpoint:
             raise ValueError(f"Endpoint {endpoint!r} may not contain a dot.")
         if view_func is not None and "." in getattr(view_func, "__name__", ""):

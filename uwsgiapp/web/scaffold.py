@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import os
 import sys
 import typing as t
@@ -27,9 +28,16 @@ ErrorHandlerSpec = dict[str | None, dict[int | None, dict[type[BaseException], E
 _HOST_OPTIONS = ("subdomain", "host")
 
 
-def refuse_host_matching(options: t.Mapping[str, t.Any]) -> None:
-    """Raise TypeError for a rule option that matches on the host (Flask's ``subdomain``,
-    werkzeug's ``host``): uwsgiapp.web routes on the path only."""
+def check_rule(options: t.Mapping[str, t.Any], view_func: t.Callable[..., t.Any] | None) -> None:
+    """Raise TypeError for what a rule asks and uwsgiapp.web does not do, when it is added
+    rather than at each request: an ``async def`` view (Flask runs it with asgiref; here
+    every request was a 500), an option that matches on the host (Flask's ``subdomain``,
+    werkzeug's ``host``: uwsgiapp.web routes on the path only)."""
+    if inspect.iscoroutinefunction(view_func):
+        raise TypeError(
+            f"The view {view_func.__name__!r} is an async def, which uwsgiapp.web (a WSGI "
+            "framework) does not run: make it a plain def, or use Flask with asgiref."
+        )
     for name in _HOST_OPTIONS:
         if name in options:
             raise TypeError(
