@@ -243,6 +243,15 @@ def test_env_items_are_validated(item: str) -> None:
     assert str(info.value).startswith("--env (from command line --env): expected NAME=VALUE")
 
 
+@pytest.mark.parametrize("given", ["MYA=1\n  MYB=2", "export MYA=1", "MY A=1", "MYA\t=1"])
+def test_an_env_name_with_a_space_is_refused(given: str) -> None:
+    # UWSGIAPP_ENV's indented line or a shell's "export " went into the name, silently: the
+    # app had no MYB (or "export MYA") it could read.
+    with pytest.raises(ConfigError, match="a name holds a space") as info:
+        resolve([{"env": Raw(given, "env UWSGIAPP_ENV")}])
+    assert str(info.value).startswith("--env (from env UWSGIAPP_ENV):")
+
+
 def test_env_from_every_source(tmp_path: Path) -> None:
     """--env (repeatable), an env table in TOML, UWSGIAPP_ENV (one per line), ini env keys;
     the sources add up by name, as uWSGI's do (a higher source's value of a name wins)."""

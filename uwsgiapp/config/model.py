@@ -307,6 +307,10 @@ class Config:
             name, eq, _ = item.partition("=")
             if not eq or not name or "\0" in item:
                 raise ConfigError("env", f"expected NAME=VALUE, got {item!r}")
+            if name.split() != [name]:  # "  B=2" or "export A=1": no process reads that name
+                raise ConfigError(
+                    "env", f"a name holds a space: {item!r} (no 'export ', no indentation)"
+                )
         if self.app:
             try:  # the spec's form now, before any socket is bound (the import comes later)
                 parse_spec(self.app)
