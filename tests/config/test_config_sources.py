@@ -109,6 +109,18 @@ def test_env_layer_and_unknown_names() -> None:
     ]
 
 
+def test_a_variable_for_a_config_file_names_the_flag() -> None:
+    # A Kubernetes user tries UWSGIAPP_CONFIG / UWSGIAPP_INI: "did you mean UWSGIAPP_LOG_BIG?"
+    warnings: list[str] = []
+    env_layer({"UWSGIAPP_CONFIG": "/x.toml", "UWSGIAPP_INI": "/a.ini"}, warnings)
+    assert warnings == [
+        "ignoring unknown environment variable UWSGIAPP_CONFIG (files have no variable: pass "
+        "--config FILE on the command line)",
+        "ignoring unknown environment variable UWSGIAPP_INI (files have no variable: pass "
+        "--ini FILE on the command line)",
+    ]
+
+
 # Precedence: each row sets `workers` in some sources; the highest one wins.
 PRECEDENCE = [
     ({}, 1, "default"),

@@ -268,8 +268,16 @@ def env_layer(
         if spec is not None:
             layer[spec.name] = Raw(value, f"env {key}")
         elif warnings is not None and not is_service_link(key, value, prefix):
-            warnings.append(f"ignoring unknown environment variable {key}{suggest(key, known)}")
+            hint = _FILE_VARIABLES.get(key[len(prefix) :]) or suggest(key, known)
+            warnings.append(f"ignoring unknown environment variable {key}{hint}")
     return layer
+
+
+#: Variables one tries for the config files, which have none: the flag they meant.
+_FILE_VARIABLES: Final = {
+    name: f" (files have no variable: pass {flag} FILE on the command line)"
+    for name, flag in (("CONFIG", "--config"), ("INI", "--ini"), ("TOML", "--config"))
+}
 
 
 def default_env_layer(environ: Mapping[str, str], warnings: list[str] | None = None) -> Layer:
