@@ -197,6 +197,28 @@ def test_the_stale_socket_probe_connects_to_the_file_itself_never_through_a_link
                 safefiles.socket_answers(parent, name, "")
 
 
+def test_a_socket_another_user_listens_on_is_named_as_theirs(as_root: None) -> None:
+    # In a sticky /tmp another user took the socket's name first (after a reboot, say):
+    # nginx's requests went to them, and the start's error said only "another server".
+    directory = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        directory.chmod(0o1777)
+        with socket.socket(socket.AF_UNIX) as squatter:
+            squatter.bind(str(directory / "app.sock"))
+            os.chown(directory / "app.sock", NOBODY, NOBODY)
+            squatter.listen(1)
+            with pytest.raises(ListenerError, match=f"uid {NOBODY}'s, another user's"):
+                bind(str(directory / "app.sock"), backlog=1, chmod=0o660, allow=AllowList())
+        with socket.socket(socket.AF_UNIX) as ours:  # our own server's: no owner named
+            (directory / "app.sock").unlink()
+            ours.bind(str(directory / "app.sock"))
+            ours.listen(1)
+            with pytest.raises(ListenerError, match=r"listening on it$"):
+                bind(str(directory / "app.sock"), backlog=1, chmod=0o660, allow=AllowList())
+    finally:
+        shutil.rmtree(directory)
+
+
 def test_a_socket_that_cannot_be_probed_is_not_taken_for_a_stale_one(as_root: None) -> None:
     # A server's socket of mode 0600 in a directory anyone may write: another user's start
     # cannot connect (EACCES). That was taken for "nobody listens", and the file replaced.

@@ -260,7 +260,7 @@ def _bind_in(path: str, parent: int, name: str, backlog: int, chmod: int) -> Lis
         why = in_the_way(st)
         if why is not None:
             raise ListenerError(f"socket {path!r}: {why}")
-        _remove_stale(path, parent, name, here)
+        _remove_stale(path, parent, name, here, st.st_uid)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     # bind() creates the file with mode 0o777 & ~umask: under this umask that is exactly
     # ``chmod``, so no chmod(path) follows (it would follow a link swapped in meanwhile).
@@ -281,9 +281,11 @@ def _bind_in(path: str, parent: int, name: str, backlog: int, chmod: int) -> Lis
     return Listener(sock, path, path=os.path.abspath(path), inode=(st.st_dev, st.st_ino))
 
 
-def _remove_stale(path: str, parent: int, name: str, here: str) -> None:
+def _remove_stale(path: str, parent: int, name: str, here: str, owner: int) -> None:
     """Remove the socket file found at ``path`` if nobody listens there (a server killed
-    before it could remove it); :class:`ListenerError` if one does, or if it cannot tell."""
+    before it could remove it); :class:`ListenerError` if one does (naming its ``owner`` when
+    another user's: in a directory others can write, any user can take the name first, and
+    nginx's requests then go to that user), or if it cannot tell."""
     try:
         answers = socket_answers(parent, name, here)
     except UnsafeFileError:
@@ -294,7 +296,14 @@ def _remove_stale(path: str, parent: int, name: str, here: str) -> None:
             f"({exc.strerror or exc}); not replacing it"
         ) from None
     if answers:
-        raise ListenerError(f"socket {path!r}: another server is listening on it")
+        whose = ""
+        if owner != os.geteuid():
+            whose = (
+                f" (its file is uid {owner}'s, another user's: in a directory others can write, "
+                "any user can take a socket's name first; use one only the server's user can "
+                "write, such as /run/app)"
+            )
+        raise ListenerError(f"socket {path!r}: another server is listening on it{whose}")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(name, dir_fd=parent)
         log.info("removed stale socket file %s", path)
