@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from wsgiref.validate import validator
 
@@ -414,7 +415,11 @@ def test_stalled_unread_body_drain_gives_up_after_the_timeout() -> None:
     assert out.seconds < 1.0
 
 
-def test_small_body_is_read_before_the_app_and_a_stalled_one_gets_408(logs: Logs) -> None:
+def test_small_body_is_read_before_the_app_and_a_stalled_one_gets_408(
+    logs: Logs, tmp_path: Path
+) -> None:
+    from uwsgiapp.server.logs import make_access_log
+
     called: list[bool] = []
 
     def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
@@ -423,12 +428,16 @@ def test_small_body_is_read_before_the_app_and_a_stalled_one_gets_408(logs: Logs
         return [b""]
 
     data = packet("POST", "/upload", bytes(10_000))
-    out = run(make_handler(app, timeout=0.3), data[:-5000])
+    access = make_access_log("combined", str(tmp_path / "access.log"))
+    out = run(make_handler(app, timeout=0.3, access_log=access), data[:-5000])
     assert called == []
     assert out.status == 408
     assert 0.25 < out.seconds < 1.5
     (record,) = problems(logs, logging.INFO)
     assert "its body incomplete, read timed out" in one_line(record)
+    # Its access line (a --log-4xx count missed these 408s): the time is the stall's.
+    (line,) = (tmp_path / "access.log").read_text().splitlines()
+    assert '"POST /upload HTTP/1.1" 408 8 ' in line, line
 
 
 def test_small_body_sent_in_pieces_reaches_the_app_whole() -> None:

@@ -180,6 +180,28 @@ def test_a_client_that_stalls_mid_body_gets_a_408_after_the_socket_timeout(
     assert "read timed out" in one_line(record), record.getMessage()
 
 
+@pytest.mark.parametrize(("stall", "status"), [(True, '" 408 8 '), (False, '" 499 - ')])
+def test_a_body_that_never_comes_whole_gets_its_access_line(
+    tmp_path: Path, stall: bool, status: str
+) -> None:
+    # The 408 for a stalled body (and the client gone mid-body) wrote no access line: a
+    # --log-4xx count missed them, where without --post-buffering the 408 is logged.
+    from uwsgiapp.server.logs import make_access_log
+
+    path = tmp_path / "access.log"
+    handler = make_handler(
+        _recording([]),
+        timeout=0.3,
+        post_buffering=4096,
+        spool_dir=str(tmp_path),
+        access_log=make_access_log("combined", str(path)),
+    )
+    data = packet("POST", "/slow", os.urandom(200_000))
+    run(handler, data[:100_000], shut_wr=not stall)
+    (line,) = path.read_text().splitlines()
+    assert '"POST /slow HTTP/1.1' + status in line, line
+
+
 def test_over_limit_post_is_413_before_any_of_the_body_is_read(tmp_path: Path) -> None:
     calls: list[str] = []
     # A directory that cannot be: a body spooled before the refusal would fail there, no 413.

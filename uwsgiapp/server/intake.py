@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from uwsgiapp.server.exchange import Peer
+from uwsgiapp.server.exchange import Exchange, Peer
 from uwsgiapp.server.inflight import request_text
 from uwsgiapp.server.io import closed_early, read_now, readable, send_all
 from uwsgiapp.server.logtext import escape_log_text
@@ -28,7 +28,7 @@ from uwsgiapp.server.throttle import clients_gone, invalid_packets
 from uwsgiapp.wsgi.contract import AccessLogger, WSGIApp
 from uwsgiapp.wsgi.environ import EnvironBuilder, EnvironSettings, build_environ
 from uwsgiapp.wsgi.input import ClientDisconnected
-from uwsgiapp.wsgi.response import FileWrapper, error_response
+from uwsgiapp.wsgi.response import FileWrapper
 from uwsgiproto import (
     BLOCK_START,
     MODIFIER_PING,
@@ -234,11 +234,8 @@ class Handler:
             self.timeout,
             f"({decoder.buffered} bytes in)" if decoder is not None else _body_stall(pending),
         )
-        if decoder is None:
-            # The head was fine: say why, as nginx would (best effort, never waits).
-            protocol = pending.head[1].get("SERVER_PROTOCOL", "")
-            with contextlib.suppress(OSError):
-                os.write(pending.fd, error_response(protocol, "408 Request Timeout", "timeout"))
+        if decoder is None:  # the head was fine: say why, as nginx would
+            self._answer_parked(pending, "408 Request Timeout", "timeout", self.timeout)
         self._close(pending.fd)
 
     def shed(self, pending: Pending) -> None:
@@ -247,10 +244,19 @@ class Handler:
         A 503 once its head is in (best effort, never waits); the worker counts and logs these.
         """
         if pending.decoder is None:
-            protocol = pending.head[1].get("SERVER_PROTOCOL", "")
-            with contextlib.suppress(OSError):
-                os.write(pending.fd, error_response(protocol, "503 Service Unavailable", "busy"))
+            self._answer_parked(pending, "503 Service Unavailable", "busy", 0.0)
         self._close(pending.fd)
+
+    def _answer_parked(self, pending: Pending, status: str, text: str, seconds: float) -> None:
+        """Answer a parked request whose head is in with ``status`` (best effort, never
+        waits), and give it its access line (a --log-4xx count missed these 408s)."""
+        block, environ = pending.head
+        exchange = Exchange(pending.fd, environ.get("SERVER_PROTOCOL", ""), 0.0)  # no wait
+        with contextlib.suppress(OSError):
+            exchange.answer_error(status, text)
+        access_log = self.responder.access_log
+        if access_log is not None:
+            access_log(environ, exchange, seconds, block)
 
     # -- waiting in place (tests, tools) --------------------------------------------------------
 

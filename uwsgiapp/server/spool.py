@@ -30,7 +30,6 @@ from uwsgiapp.server.io import ClientDisconnected, ClientTimeout, recv
 from uwsgiapp.server.transfer import drain
 from uwsgiapp.wsgi.contract import AccessLogger, WSGIApp
 from uwsgiapp.wsgi.environ import BadRequest, parse_content_length
-from uwsgiapp.wsgi.response import error_response
 
 #: A body up to this size is in memory whatever the limit: the worker has read it whole before
 #: the app already (:data:`uwsgiapp.server.intake.PREREAD`), and a file would only cost.
@@ -185,8 +184,8 @@ class SpoolingResponder(Responder):
             self.current = None
             if body is not None:
                 body.close()
-            if body is not None or exchange.head_sent:
-                self._end(exchange, environ, started, block)
+            # Every request gets its line: a 408 for a stalled body, 499 for one cut short.
+            self._end(exchange, environ, started, block)
 
     def _spool(
         self, fd: int, rest: bytes, length: int, environ: dict[str, Any], exchange: Exchange
@@ -205,9 +204,7 @@ class SpoolingResponder(Responder):
         except ClientDisconnected as exc:
             if isinstance(exc, ClientTimeout):  # as a parked body's stall: a 408, never waits
                 with contextlib.suppress(OSError):
-                    os.write(
-                        fd, error_response(exchange.protocol, "408 Request Timeout", "timeout")
-                    )
+                    exchange.answer_error("408 Request Timeout", "timeout")
             raise retold(exc, f" ({request_text(environ)}); the app is not called") from None
         except SpoolFailed as exc:  # not the client's doing: said as the server's, answered
             log.error(
