@@ -10,8 +10,11 @@ import signal
 import socket
 import time
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from uwsgiapp.server.inflight import (
+    BODY_LINES,
+    REFUSED_LINES,
     dump_stuck_request,
     request_environ,
     request_line,
@@ -23,6 +26,10 @@ from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.masterflags import MasterFlags
 from uwsgiapp.unpatched import sleep, start_new_thread
 from uwsgiapp.wsgi.errors import QuickStop
+
+if TYPE_CHECKING:
+    from uwsgiapp.server.intake import Handler
+    from uwsgiapp.server.throttle import Throttle
 
 #: After the drain's end, the moment a process still holding the sockets shuts them down: the
 #: drain loops of the workers that are free end at that end themselves.
@@ -44,6 +51,8 @@ class StopSignals:
 
     alive: bool
     drain_backlog: bool
+    handler: Handler
+    master_pid: int
     listeners: list[Listener]
     drain_seconds: float
     master_flags: MasterFlags | None
@@ -51,6 +60,23 @@ class StopSignals:
     _wake_w: int
     _quick_stopping = False
     _refusal_armed = False
+
+    def _tick(self, *more: Throttle[str]) -> None:
+        """The loop's once-a-tick work (:data:`~uwsgiapp.server.worker.IDLE_TICK`; getppid is a
+        syscall, and a busy worker wakes often): the lines a window held back, and whether the
+        master is still there."""
+        for burst in (self.handler.invalid, self.handler.gone, BODY_LINES, REFUSED_LINES):
+            if burst.due():
+                burst.flush()
+        for throttle in more:
+            if throttle.due():
+                throttle.flush()
+        if os.getppid() != self.master_pid:
+            logging.getLogger("uwsgiapp.error").error(
+                "%s: master %d is gone, exiting", worker_label(), self.master_pid
+            )
+            self.alive = False
+            self.drain_backlog = False
 
     def _on_graceful(self, signum: int, frame: FrameType | None) -> None:
         # TERM: finish the current request and what already waits in the backlog, then exit.

@@ -32,8 +32,6 @@ from uwsgiapp import unpatched
 from uwsgiapp.server.accesslog import set_core
 from uwsgiapp.server.decisions import DRAIN_SECONDS
 from uwsgiapp.server.inflight import (
-    BODY_LINES,
-    REFUSED_LINES,
     app_stack,
     request_line,
     worker_label,
@@ -273,19 +271,7 @@ class ThreadedWorker(StopSignals):
                 now = time.monotonic()
                 if self.master_pid and now >= next_parent_check:
                     next_parent_check = now + IDLE_TICK
-                    # The threads' loops leave these to this one (a window's count is due).
-                    for burst in (
-                        self.handler.invalid,
-                        self.handler.gone,
-                        BODY_LINES,
-                        REFUSED_LINES,
-                    ):
-                        if burst.due():
-                            burst.flush()
-                    if os.getppid() != self.master_pid:
-                        log.error("%s: master %d is gone, exiting", worker_label(), self.master_pid)
-                        self.alive = False
-                        self.drain_backlog = False
+                    self._tick()  # the threads' loops leave it to this one
                 self._tell_threads()
                 self._say_leaving()
             # Every thread is done with the sockets. A TERM's drain closed them already (see

@@ -360,16 +360,8 @@ class Worker(StopSignals):
                 if throttle.due():
                     throttle.flush()
         if self.master_pid and time.monotonic() >= self._next_parent_check:
-            # At most once per tick: getppid is a syscall, and a busy worker wakes often.
             self._next_parent_check = time.monotonic() + IDLE_TICK
-            bursts = (self.handler.invalid, self.handler.gone, BODY_LINES, REFUSED_LINES)
-            for burst in (*bursts, self._retried):  # accept's retries: rare, not per request
-                if burst.due():
-                    burst.flush()
-            if os.getppid() != self.master_pid:
-                log.error("%s: master %d is gone, exiting", worker_label(), self.master_pid)
-                self.alive = False
-                self.drain_backlog = False
+            self._tick(self._retried)  # accept's retries: rare, not per request
         return ready
 
     def _expire_parked(self) -> None:
