@@ -15,7 +15,12 @@ MAX_FUNCTION_LINES = 60
 
 #: Exceptions, each with why it must be: a module's path ("uwsgiapp/x.py") or a function's
 #: "path::qualified.name" (e.g. "uwsgiapp/x.py::Class.method").
-ALLOWED: dict[str, str] = {}
+ALLOWED: dict[str, str] = {
+    "uwsgiapp/supervisor/status.py": (
+        "the slot's layout and the request hooks that store into it, one compiled module: "
+        "mypyc inlines the layout's constants there; split, each store would look them up"
+    ),
+}
 
 
 def _modules() -> list[Path]:

@@ -30,6 +30,8 @@ class Sim:
         self.leaving: set[int] = set()
         #: Requests each worker has served (what its slot counts); 100 unless set.
         self.served: dict[int, int] = {}
+        #: When each worker's loop last beat (on the policy's clock; 0, none, unless set).
+        self.beats: dict[int, float] = {}
         self.now = 0.0
         #: What the arbiter's listen-queue read answers (None: no queue is read).
         self.queue: Callable[[], int | None] | None = None
@@ -68,6 +70,7 @@ class Sim:
             self.served.get(pid, 100),
             self.cores.get(pid, 0),
             self.threads.get(pid, self.policy.cheaper.threads if self.policy.cheaper else 1),
+            self.beats.get(pid, 0.0),
         )
 
     def tick(self, dt: float = 0.1) -> list[object]:

@@ -324,6 +324,38 @@ def test_harakiri_dumps_then_kills_and_replaces() -> None:
     assert not signals_sent(sim.tick(1.1))  # killed once
 
 
+def test_an_idle_worker_whose_loop_stopped_is_killed_past_harakiri() -> None:
+    # A thread of the app's holding the GIL in C code, or a SIGSTOP: the worker is in no
+    # request, so harakiri timed none; connections queued for it and /health said healthy.
+    sim = started(workers=2, harakiri=3)
+    stuck, beating = sorted(sim.pids())
+    sim.beats[stuck] = sim.beats[beating] = sim.now
+    for _ in range(49):  # 4.9 s: within --harakiri and the beat's slack (2 s)
+        sim.beats[beating] = sim.now
+        assert not signals_sent(sim.tick(0.1))
+    actions = sim.tick(0.2)
+    assert signals_sent(actions) == {(stuck, signal.SIGUSR2)}
+    said = [str(a) for a in actions if isinstance(a, Log)]
+    assert any("in no request, its loop not run for 5.1s (limit 3s)" in s for s in said), said
+    assert len(sim.pids()) == 3  # its replacement, at once
+    assert (stuck, signal.SIGKILL) in signals_sent(sim.tick(1.1))
+
+
+def test_a_worker_serving_requests_or_without_harakiri_is_not_taken_for_stalled() -> None:
+    # A loop busy with a stream of requests may not come round to its beat: the requests it
+    # counts show it alive. Without --harakiri nothing is timed.
+    sim = started(workers=1, harakiri=3)
+    (pid,) = sim.pids()
+    sim.beats[pid] = sim.now
+    for _ in range(100):
+        sim.served[pid] = sim.served.get(pid, 100) + 1
+        assert not signals_sent(sim.tick(0.1))
+    off = started(workers=1)
+    (idle,) = off.pids()
+    off.beats[idle] = off.now
+    assert not signals_sent(off.tick(3600.0))
+
+
 def test_a_worker_leaving_on_its_own_is_replaced_at_once() -> None:
     # max-requests: its slot says it is leaving before its exit work (up to 5 s); the next
     # worker starts at the next tick, not at its exit, which then starts nobody.

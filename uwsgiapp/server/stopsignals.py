@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -60,17 +61,22 @@ class StopSignals:
     _wake_w: int
     _quick_stopping = False
     _refusal_armed = False
+    #: Run each tick: the loop's beat in its status slot (the master kills a worker whose loop
+    #: stopped while it is in no request, past --harakiri); set where the worker is made.
+    on_tick: Callable[[], None] | None = None
 
     def _tick(self, *more: Throttle[str]) -> None:
         """The loop's once-a-tick work (:data:`~uwsgiapp.server.worker.IDLE_TICK`; getppid is a
-        syscall, and a busy worker wakes often): the lines a window held back, and whether the
-        master is still there."""
+        syscall, and a busy worker wakes often): the lines a window held back, the beat, and
+        whether the master is still there."""
         for burst in (self.handler.invalid, self.handler.gone, BODY_LINES, REFUSED_LINES):
             if burst.due():
                 burst.flush()
         for throttle in more:
             if throttle.due():
                 throttle.flush()
+        if self.on_tick is not None:
+            self.on_tick()
         if os.getppid() != self.master_pid:
             logging.getLogger("uwsgiapp.error").error(
                 "%s: master %d is gone, exiting", worker_label(), self.master_pid

@@ -134,6 +134,11 @@ class Notify:
 Action = Spawn | Signal | Log | Halt | Reimport | StopAccepting | ReopenLogs | Notify
 
 
+#: How late a worker loop's beat may be (it beats once a second at most, the master looks once a
+#: tick): an idle worker is not taken for a stalled one at a --harakiri of 1 s.
+BEAT_SLACK = 2.0
+
+
 @dataclass(slots=True)
 class WorkerRecord:
     """The master's view of one worker process."""
@@ -156,6 +161,17 @@ class WorkerRecord:
     boot_said: bool = False
     #: Forked before any worker served: its failing to load the app stops the start.
     first_start: bool = False
+    #: Its request count when last seen to change (or to be in a request), and when (a busy
+    #: worker's loop may not come round to its beat for a while: its requests are its life).
+    seen_requests: int = 0
+    seen_at: float = 0.0
+
+    def stalled(self, beat: float, now: float, harakiri: float) -> float:
+        """Seconds since this ready worker, in no request, was last seen alive (its loop's
+        ``beat`` or a request counted, whichever came later), if over ``harakiri`` by more than
+        :data:`BEAT_SLACK`; else 0 (also without a beat, or without harakiri)."""
+        silent = now - max(beat, self.seen_at)
+        return silent if beat and harakiri and silent > harakiri + BEAT_SLACK else 0.0
 
     @property
     def label(self) -> str:

@@ -97,9 +97,10 @@ def make_worker(
     flags; ``counting``: the stats count each request)."""
     master_pid, master_flags = master
     drain = drain_limit(config.graceful_timeout)
+    worker: Worker | ThreadedWorker
     if config.threads == 1:
         set_request_source(lambda: handler.responder.current)
-        return Worker(
+        worker = Worker(
             handler,
             listeners,
             max_requests=max_requests,
@@ -109,21 +110,24 @@ def make_worker(
             on_leaving=slot.leaving,
             master_flags=master_flags,
         )
-    refuse_green_threads(config.threads)
-    if counting:
-        count_thread_requests(handler, slot)
-    return ThreadedWorker(
-        handler,
-        listeners,
-        threads=config.threads,
-        max_requests=max_requests,
-        cores=cores,
-        master_pid=master_pid,
-        drain_seconds=drain,
-        on_leaving=slot.leaving,
-        master_flags=master_flags,
-        harakiri=config.harakiri,
-    )
+    else:
+        refuse_green_threads(config.threads)
+        if counting:
+            count_thread_requests(handler, slot)
+        worker = ThreadedWorker(
+            handler,
+            listeners,
+            threads=config.threads,
+            max_requests=max_requests,
+            cores=cores,
+            master_pid=master_pid,
+            drain_seconds=drain,
+            on_leaving=slot.leaving,
+            master_flags=master_flags,
+            harakiri=config.harakiri,
+        )
+    worker.on_tick = slot.beat
+    return worker
 
 
 def access_log(config: Config) -> AccessLogger | None:

@@ -326,24 +326,27 @@ class Policy(Scaling):
         if rec.state is not READY:
             return self._slow_boot(rec, now)
         if self.harakiri and st.request_start and wall - st.request_start > self.harakiri:
-            rec.state = HARAKIRI
-            rec.deadline = now + self.harakiri_grace
-            self.harakiris[rec.wid] = self.harakiris.get(rec.wid, 0) + 1
-            return [
-                Log(
-                    LogLevel.ERROR,
-                    f"HARAKIRI: {rec.label} stuck in one request "
-                    f"for {wall - st.request_start:.1f}s (limit {self.harakiri:g}s): "
-                    f"dumping its stack, then killing it (in {self.harakiri_grace:g}s); a new "
-                    "worker takes its place",
-                ),
-                Signal(rec.pid, signal.SIGUSR2),
-            ]
+            return self._harakiri(rec, "stuck in one request", wall - st.request_start, now)
+        # Connections queue, and no request starts: a thread holding the GIL in C, a SIGSTOP.
+        if silent := (0.0 if st.request_start else rec.stalled(st.beat, now, self.harakiri)):
+            return self._harakiri(rec, "in no request, its loop not run", silent, now)
         if self.max_worker_lifetime and (recycled := self._past_lifetime(rec, now)):
             return recycled
         if self.reload_on_rss_mb and rss_mb is not None:
             return self._over_rss(rec, st, rss_mb(rec.pid), now)
         return []
+
+    def _harakiri(self, rec: WorkerRecord, why: str, seconds: float, now: float) -> list[Action]:
+        """``rec`` is past --harakiri: its stacks dumped (USR2), then killed after the grace."""
+        rec.state = HARAKIRI
+        rec.deadline = now + self.harakiri_grace
+        self.harakiris[rec.wid] = self.harakiris.get(rec.wid, 0) + 1
+        said = (
+            f"HARAKIRI: {rec.label} {why} for {seconds:.1f}s (limit {self.harakiri:g}s): "
+            f"dumping its stack, then killing it (in {self.harakiri_grace:g}s); a new worker "
+            "takes its place"
+        )
+        return [Log(LogLevel.ERROR, said), Signal(rec.pid, signal.SIGUSR2)]
 
     def _deadline_passed(
         self, rec: WorkerRecord, st: WorkerStatus, now: float, wall: float

@@ -266,6 +266,8 @@ class Roster:
             self.served = True
             self.boot_failures = 0
             self.load_retry = 0.0
+        if rec.state is READY and (st.request_start or st.requests != rec.seen_requests):
+            rec.seen_requests, rec.seen_at = st.requests, now
         if rec.state is READY and st.leaving_for(rec.pid):
             rec.state = STOPPING
             rec.deadline = now + self.graceful_timeout

@@ -66,7 +66,10 @@ _COUNTERS = struct.Struct(f"=QdQQ{CLASSES * BUCKETS}Q")
 _EXCEPTIONS = COUNTERS + 24
 _MATRIX = COUNTERS + 32
 SLOT_SIZE = 640
-assert COUNTERS + _COUNTERS.size <= SLOT_SIZE
+#: The slot's last word: the worker loop's beat (monotonic seconds), once a tick at most.
+BEAT: Final = SLOT_SIZE - 8
+_BEAT: Final = struct.Struct("=d")
+assert COUNTERS + _COUNTERS.size <= BEAT
 assert _TX * 8 == COUNTERS  # the totals' words are the counters' first three
 #: One request thread's core, from SLOT_SIZE: request start (0 = idle), requests served.
 CORE: Final = struct.Struct("=dQ")
@@ -90,6 +93,7 @@ class WorkerStatus:
     requests: int
     busy_cores: int = 0  # with --threads: the request threads in a request
     threads: int = 1  # with --threads: those that started (at a thread limit, fewer)
+    beat: float = 0.0  # when its loop last ran (monotonic; 0: not since it started)
 
     @property
     def in_requests(self) -> int:
@@ -168,7 +172,10 @@ class StatusTable:
 
     def read(self, slot: int) -> WorkerStatus:
         """Master: the slot's current values (with cores: the oldest request, all requests)."""
-        status = WorkerStatus(*SLOT.unpack_from(self._mem, slot * self.slot_size))
+        offset = slot * self.slot_size
+        (beat,) = _BEAT.unpack_from(self._mem, offset + BEAT)
+        pid, state, start, requests = SLOT.unpack_from(self._mem, offset)
+        status = WorkerStatus(pid, state, start, requests, beat=beat)
         if self.cores == 1:
             return status
         cores = self.read_cores(slot)
@@ -180,6 +187,7 @@ class StatusTable:
             sum(n for _, n in cores),
             len(starts),
             sum(1 for start, _ in cores if start != ABSENT),
+            beat,
         )
 
     def read_cores(self, slot: int) -> list[tuple[float, int]]:
@@ -255,8 +263,14 @@ class SlotWriter:
         self._d, self._q = _words(mem, offset, COUNTERS + 24)
 
     def ready(self) -> None:
-        """The app is loaded and the worker is about to accept."""
+        """The app is loaded and the worker is about to accept (its first beat)."""
+        self.beat()
         SLOT.pack_into(self._mem, self._offset, self._pid, STATE_READY, 0.0, 0)
+
+    def beat(self) -> None:
+        """The worker's loop runs (idle, it wakes once a tick): the master kills one whose loop
+        stopped while it is in no request, past ``--harakiri`` (which times requests only)."""
+        _BEAT.pack_into(self._mem, self._offset + BEAT, time.monotonic())
 
     def leaving(self) -> None:
         """The worker has stopped accepting for good (its exit work comes next)."""
