@@ -18,11 +18,11 @@ import sys
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from uwsgiapp.server.exchange import Exchange, iterable_type, not_iterable
+from uwsgiapp.server.exchange import Exchange
 from uwsgiapp.server.inflight import say_app_failed, say_body_length
 from uwsgiapp.wsgi.contract import ExcInfo, StartResponse, WSGIApp
 from uwsgiapp.wsgi.errors import AppError
-from uwsgiapp.wsgi.response import HeaderError
+from uwsgiapp.wsgi.response import HeaderError, iterable_type, not_iterable
 
 __all__ = ["as_served", "status_of"]
 

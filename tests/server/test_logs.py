@@ -12,6 +12,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -179,6 +180,30 @@ def test_a_head_whose_write_failed_is_not_logged_as_sent(
     make_handler(hello, access_log=access).handle(server.detach(), "test")
     (line,) = path.read_text().splitlines()
     assert "/slow" in line and status in line, line
+
+
+def test_a_head_written_before_the_body_failed_is_logged_as_sent(tmp_path: Path) -> None:
+    # Head and body in one write, cut part-way (the client left after reading the head): the
+    # head had gone out, nginx logged its 200, yet the line said 499.
+    path = tmp_path / "access.log"
+    access = make_access_log("combined", str(path))
+    body = b"x" * 60_000
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+
+    client, server = socket.socketpair()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+    client.sendall(packet("GET", "/big"))
+    handler = make_handler(app, access_log=access)
+    thread = threading.Thread(target=handler.handle, args=(server.detach(), "test"))
+    thread.start()
+    assert client.recv(200).startswith(b"HTTP/1.1 200 OK")
+    client.close()
+    thread.join(10)
+    (line,) = path.read_text().splitlines()
+    assert '"GET /big HTTP/1.1" 200 ' in line, line
 
 
 @pytest.mark.parametrize(

@@ -36,6 +36,8 @@ from uwsgiapp.wsgi.response import (
     FileWrapper,
     HeaderError,
     error_response,
+    iterable_type,
+    not_iterable,
     render,
     whole_head_size,
 )
@@ -136,7 +138,12 @@ class Exchange:
         head, body = self.take(data)
         if head:
             whole = len(body) <= 65536  # don't copy a big body just to save one write
-            send_all(self.fd, head + body if whole else head, self.timeout)
+            try:
+                send_all(self.fd, head + body if whole else head, self.timeout)
+            except ClientDisconnected as exc:  # the head went out before: its status did
+                if exc.written >= len(head):
+                    self.head_size, self.sent = len(head), self.sent + exc.written
+                raise
             self.head_size = len(head)  # once written: nginx gone, the log says 0 bytes, not -45
             if whole:
                 self.sent += len(head) + len(body)
@@ -386,14 +393,3 @@ def _send_iterable(exchange: Exchange, result: Any, head_only: bool) -> None:
         if iterable_type(type(result)):
             raise  # the app's own code raised it (not iter()'s refusal): its traceback matters
         raise not_iterable(result) from None
-
-
-def iterable_type(kind: type) -> bool:
-    """Whether ``iter()`` takes a ``kind`` at all (an ``__iter__`` or a ``__getitem__``)."""
-    return hasattr(kind, "__iter__") or hasattr(kind, "__getitem__")
-
-
-def not_iterable(result: Any) -> AppError:
-    """The error for an app that returned ``result``, which ``iter()`` refuses."""
-    what = "None" if result is None else type(result).__name__
-    return AppError(f"app returned {what}, not an iterable of bytes")

@@ -83,7 +83,8 @@ def reader(fd: int, timeout: float) -> Callable[[int], bytes]:
 
 
 def send_all(fd: int, data: bytes | memoryview, timeout: float) -> None:
-    """Write all of ``data``; raise ClientDisconnected on timeout or a broken connection."""
+    """Write all of ``data``; raise ClientDisconnected on timeout or a broken connection (its
+    ``written`` says how many went before)."""
     try:
         sent = _write(fd, data)
     except BlockingIOError:
@@ -94,16 +95,20 @@ def send_all(fd: int, data: bytes | memoryview, timeout: float) -> None:
     if sent == total:
         return
     view = memoryview(data)
-    while sent < total:
-        wait(fd, POLLOUT, timeout)
-        try:
-            sent += _write(fd, view[sent:])
-        except BlockingIOError:
-            continue
-        except OSError as exc:
-            raise ClientDisconnected(
-                exc.errno, f"client connection error: {exc.strerror}"
-            ) from None
+    try:
+        while sent < total:
+            wait(fd, POLLOUT, timeout)
+            try:
+                sent += _write(fd, view[sent:])
+            except BlockingIOError:
+                continue
+            except OSError as exc:
+                raise ClientDisconnected(
+                    exc.errno, f"client connection error: {exc.strerror}"
+                ) from None
+    except ClientDisconnected as exc:  # what went before (as send_file's): the head, maybe
+        exc.written = sent
+        raise
 
 
 def send_file(fd: int, file_fd: int, offset: int, count: int, timeout: float) -> int:

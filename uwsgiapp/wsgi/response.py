@@ -10,6 +10,8 @@ import re
 from http import HTTPStatus
 from typing import IO, Any, Final
 
+from uwsgiapp.wsgi.errors import AppError
+
 
 class HeaderError(ValueError):
     """A status or header the server refuses to send (bad type, a control character,
@@ -275,3 +277,14 @@ class FileWrapper:
         close = getattr(self.filelike, "close", None)
         if close is not None:
             close()
+
+
+def iterable_type(kind: type) -> bool:
+    """Whether ``iter()`` takes a ``kind`` at all (an ``__iter__`` or a ``__getitem__``)."""
+    return hasattr(kind, "__iter__") or hasattr(kind, "__getitem__")
+
+
+def not_iterable(result: Any) -> AppError:
+    """The error for an app that returned ``result``, which ``iter()`` refuses."""
+    what = "None" if result is None else type(result).__name__
+    return AppError(f"app returned {what}, not an iterable of bytes")
