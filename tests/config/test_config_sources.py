@@ -262,6 +262,19 @@ def test_an_env_name_with_a_space_is_refused(given: str) -> None:
     with pytest.raises(ConfigError, match="a name holds a space") as info:
         resolve([{"env": Raw(given, "env UWSGIAPP_ENV")}])
     assert str(info.value).startswith("--env (from env UWSGIAPP_ENV):")
+    assert "=1" not in str(info.value)  # the value may be a secret: never in the error
+
+
+@pytest.mark.parametrize(
+    "given",
+    [{"env": {"SECRET_KEY": "s3cr3t", "DEBUG": True}}, {"env": "-----BEGIN KEY\nMIIEs3cr3t"}],
+)
+def test_a_bad_env_item_is_named_without_its_value(given: dict[str, object]) -> None:
+    # A TOML [env] with one non-string value printed the whole table, SECRET_KEY's too; a
+    # PEM key's line without '=' was printed as the bad item.
+    with pytest.raises(ConfigError) as info:
+        resolve([{name: Raw(value, "config file c.toml") for name, value in given.items()}])
+    assert "s3cr3t" not in str(info.value) and "values not shown" in str(info.value)
 
 
 def test_env_from_every_source(tmp_path: Path) -> None:

@@ -178,7 +178,8 @@ def convert(spec: OptionSpec, value: Any, source: str) -> Any:
     """Convert a raw value from ``source`` to the field's type, or raise ConfigError."""
 
     def bad(expected: str) -> ConfigError:
-        return ConfigError(spec.name, f"expected {expected}, got {value!r}", source)
+        got = "values not shown" if spec.kind == "pairs" else f"got {value!r}"  # secrets
+        return ConfigError(spec.name, f"expected {expected}, {got}", source)
 
     if spec.octal:
         return _parse_octal(spec, value, source)

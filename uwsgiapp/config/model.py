@@ -305,11 +305,13 @@ class Config:
     def _validate_app(self) -> None:
         for item in self.env:
             name, eq, _ = item.partition("=")
+            # The values are secrets (a key, a password): an error names the item, never them.
             if not eq or not name or "\0" in item:
-                raise ConfigError("env", f"expected NAME=VALUE, got {item!r}")
+                what = "no '='" if not eq else "no name" if not name else f"{name!r} with a NUL"
+                raise ConfigError("env", f"expected NAME=VALUE, got {what} (values not shown)")
             if name.split() != [name]:  # "  B=2" or "export A=1": no process reads that name
                 raise ConfigError(
-                    "env", f"a name holds a space: {item!r} (no 'export ', no indentation)"
+                    "env", f"a name holds a space: {name!r} (no 'export ', no indentation)"
                 )
         if self.app:
             try:  # the spec's form now, before any socket is bound (the import comes later)
