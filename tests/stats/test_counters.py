@@ -154,6 +154,36 @@ def test_the_threads_counter_counts_a_head_whose_write_failed_in_no_class() -> N
     assert (c.classes[0], c.classes[2]) == (1, 1)
 
 
+def test_a_parked_request_answered_408_is_logged_but_not_counted(tmp_path: Path) -> None:
+    # Its access line, yes; the stats with --threads counted it as a 4xx of --socket-timeout
+    # seconds (no request counted), and without --threads not at all.
+    from uwsgiapp.config import make_config
+    from uwsgiapp.server.logs import make_access_log
+    from uwsgiapp.supervisor.boot import build_handler
+    from uwsgiproto import build_request
+
+    def app(environ, start_response):  # type: ignore[no-untyped-def]
+        raise AssertionError("never called: its body never came whole")
+
+    handler = build_handler(app, make_config(app="x:y", socket_timeout=1))
+    handler.access_line = handler.responder.access_log = make_access_log(
+        "combined", str(tmp_path / "a.log")
+    )
+    table = StatusTable(1)
+    count_thread_requests(handler, table.hooks(0, os.getpid()))
+    head = {"REQUEST_METHOD": "POST", "SERVER_PROTOCOL": "HTTP/1.1", "CONTENT_LENGTH": "1000"}
+    client, server = socket.socketpair()
+    client.sendall(build_request(head, b"x" * 1000)[:-500])  # half the small body: parked
+    pending = handler.begin(server.detach(), "test")
+    assert pending is not None and pending.decoder is None
+    handler.expire(pending)  # --socket-timeout passed: a 408
+    assert client.recv(100).startswith(b"HTTP/1.1 408")
+    client.close()
+    assert " 408 " in (tmp_path / "a.log").read_text()
+    c = table.counters(0)
+    assert (c.classes, c.running_time) == ((0, 0, 0, 0, 0, 0), 0)
+
+
 def test_counters_survive_a_new_process_in_the_slot_and_readiness_still_works(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

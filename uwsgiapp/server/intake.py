@@ -133,6 +133,8 @@ class Handler:
         self.gone = clients_gone()
         #: Set to 0 by the worker while many connections are parked (see FIRST_BYTES_WAIT).
         self.first_bytes_wait = FIRST_BYTES_WAIT
+        #: The access log alone (the Responder's may count for the stats too): parked requests'.
+        self.access_line = access_log
         self.responder = make_responder(
             app,
             limit_post=settings.limit_post,
@@ -254,9 +256,8 @@ class Handler:
         exchange = Exchange(pending.fd, environ.get("SERVER_PROTOCOL", ""), 0.0)  # no wait
         with contextlib.suppress(OSError):
             exchange.answer_error(status, text)
-        access_log = self.responder.access_log
-        if access_log is not None:
-            access_log(environ, exchange, seconds, block)
+        if self.access_line is not None:  # not the stats': the loop counted no request here
+            self.access_line(environ, exchange, seconds, block)
 
     # -- waiting in place (tests, tools) --------------------------------------------------------
 

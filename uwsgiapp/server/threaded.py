@@ -197,6 +197,8 @@ class ThreadedWorker(StopSignals):
         lock = threading.Lock()
         if responder.access_log is not None:
             responder.access_log = _serialized(responder.access_log, lock)
+        if handler.access_line is not None:
+            handler.access_line = _serialized(handler.access_line, lock)
         if responder.on_app_error is not None:
             responder.on_app_error = _serialized(responder.on_app_error, lock)
 
