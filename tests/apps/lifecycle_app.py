@@ -1,7 +1,7 @@
 """The WSGI app of the worker-lifecycle tests: what an app does at import and at exit.
 
 At import (in the master): a print, an atexit handler, a thread pool, (with
-``LIFECYCLE_IMPORT_THREAD=1``) a thread that never ends, and (with
+``LIFECYCLE_IMPORT_THREAD=forever`` or its seconds) a thread that is no daemon, and (with
 ``LIFECYCLE_DICTCONFIG=1``) a logging dictConfig that disables the loggers it does not name, as
 Django's LOGGING does. Events are appended to the file named by ``LIFECYCLE_EVENTS``.
 """
@@ -50,8 +50,10 @@ def _forever() -> None:
         time.sleep(0.2)
 
 
-if os.environ.get("LIFECYCLE_IMPORT_THREAD"):  # a scheduler started at import, not a daemon
-    threading.Thread(target=_forever, name="scheduler", daemon=False).start()
+_LIVES = os.environ.get("LIFECYCLE_IMPORT_THREAD")  # "forever", or its seconds
+if _LIVES:  # a scheduler started at import, not a daemon
+    lives = _forever if _LIVES == "forever" else lambda: time.sleep(float(_LIVES or 0))
+    threading.Thread(target=lives, name="scheduler", daemon=False).start()
 
 
 def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

@@ -144,7 +144,7 @@ def test_a_thread_the_apps_import_started_keeps_the_stopping_master_5_s_at_most(
     # A non-daemon thread started at import (in the master, which imports the app): after
     # "all workers stopped" the interpreter's exit joined it for ever, past a second TERM,
     # until a SIGKILL (Kubernetes' grace period, every stop).
-    monkeypatch.setenv("LIFECYCLE_IMPORT_THREAD", "1")
+    monkeypatch.setenv("LIFECYCLE_IMPORT_THREAD", "forever")
     server = Server(tmp_path, "lifecycle_app:app", workers=1).start()
     try:
         get(server, "/")
@@ -153,6 +153,25 @@ def test_a_thread_the_apps_import_started_keeps_the_stopping_master_5_s_at_most(
         assert f"master (pid {server.pid}): its exit work (the app's threads" in server.log()
     finally:
         server.stop()
+
+
+def test_a_second_term_does_not_cut_the_masters_exit_work(
+    tmp_path: Path, lifecycle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its thread ends within the bound: the atexit handlers run after it (sentry's flush). A
+    # second TERM meanwhile (systemd's, a user's) raised SystemExit in the join, and the
+    # master left without them.
+    monkeypatch.setenv("LIFECYCLE_IMPORT_THREAD", "3")
+    server = Server(tmp_path, "lifecycle_app:app", workers=1).start()
+    try:
+        get(server, "/")
+        server.signal(signal.SIGTERM)
+        wait_until(lambda: "all workers stopped" in server.log(), 15, "the workers' stop")
+        server.signal(signal.SIGTERM)
+        assert server.wait(EXIT_WORK_SECONDS + 10) == 0
+    finally:
+        server.stop()
+    assert ("atexit", server.pid) in events(lifecycle)
 
 
 def test_a_worker_leaving_on_its_own_is_replaced_before_its_exit_work_ends(

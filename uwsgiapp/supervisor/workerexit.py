@@ -149,6 +149,10 @@ def end_master(code: int) -> int:
     main = threading.main_thread()
     if not any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate()):
         return code
+    # Ignored, not held: a mask holds a signal off the main thread only, and the app's thread
+    # would take it (a second TERM then cut the join, and the atexit handlers with it).
+    for signum in _HELD:
+        signal.signal(signum, signal.SIG_IGN)
     leave(code, finish=True, who=f"master (pid {os.getpid()})")
 
 
