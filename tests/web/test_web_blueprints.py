@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import typing as t
 
 import pytest
@@ -282,11 +283,27 @@ def test_an_async_view_is_refused_when_added_not_at_each_request() -> None:
         return "x"
 
     for scaffold in (app, bp):
-        with pytest.raises(TypeError, match=r"'fetch' is an async def, which uwsgiapp\.web"):
+        with pytest.raises(TypeError, match=r"'fetch' \(a view\) is an async def, which uwsgiapp"):
             scaffold.route("/fetch")(fetch)
         with pytest.raises(TypeError, match="async def"):
             scaffold.add_url_rule("/fetch2", view_func=fetch)
+        with pytest.raises(TypeError, match=r"'functools\.partial\(<.*\(a view\) is an async"):
+            scaffold.add_url_rule("/fetch3", view_func=functools.partial(fetch))
+        # The hooks too: an async before_request's coroutine was taken for the response.
+        hooks = ["before_request", "after_request", "teardown_request", "url_defaults"]
+        if isinstance(scaffold, Blueprint):
+            hooks += ["before_app_request", "app_url_defaults"]
+        for hook in hooks:
+            with pytest.raises(TypeError, match=f"'fetch' \\({hook}\\) is an async def"):
+                getattr(scaffold, hook)(fetch)
+        with pytest.raises(TypeError, match=r"\(errorhandler\) is an async def"):
+            scaffold.errorhandler(404)(fetch)
+    with pytest.raises(TypeError, match=r"\(app_errorhandler\) is an async def"):
+        bp.app_errorhandler(500)(fetch)
+    with pytest.raises(TypeError, match=r"\(endpoint\) is an async def"):
+        app.endpoint("e")(fetch)
     assert not any(rule.rule.startswith("/fetch") for rule in app.url_map.iter_rules())
+    assert not app.before_request_funcs and "e" not in app.view_functions
 
 
 @pytest.mark.parametrize(

@@ -214,7 +214,7 @@ class AppBase(Scaffold):
         (``app.add_url_rule("/", endpoint="index")``)."""
 
         def decorator(f: F) -> F:
-            self._check_setup("endpoint")
+            self._check_hook("endpoint", f)
             self._set_view(endpoint, f)
             return f
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typing as t
 
-from .scaffold import F, Scaffold, check_rule
+from .scaffold import F, Scaffold, check_rule, refuse_async
 
 if t.TYPE_CHECKING:
     from .appbase import AppBase
@@ -88,31 +88,31 @@ class Blueprint(Scaffold):
 
     def before_app_request(self, f: F) -> F:
         """Like :meth:`before_request`, for every request of the app."""
-        self._check_setup("before_app_request")
+        self._check_hook("before_app_request", f)
         self.before_request_funcs.setdefault(None, []).append(f)
         return f
 
     def after_app_request(self, f: F) -> F:
         """Like :meth:`after_request`, for every request of the app."""
-        self._check_setup("after_app_request")
+        self._check_hook("after_app_request", f)
         self.after_request_funcs.setdefault(None, []).append(f)
         return f
 
     def teardown_app_request(self, f: F) -> F:
         """Like :meth:`teardown_request`, for every request of the app."""
-        self._check_setup("teardown_app_request")
+        self._check_hook("teardown_app_request", f)
         self.teardown_request_funcs.setdefault(None, []).append(f)
         return f
 
     def app_url_value_preprocessor(self, f: F) -> F:
         """Like :meth:`url_value_preprocessor`, for every request of the app."""
-        self._check_setup("app_url_value_preprocessor")
+        self._check_hook("app_url_value_preprocessor", f)
         self.url_value_preprocessors.setdefault(None, []).append(f)
         return f
 
     def app_url_defaults(self, f: F) -> F:
         """Like :meth:`url_defaults`, for every endpoint of the app."""
-        self._check_setup("app_url_defaults")
+        self._check_hook("app_url_defaults", f)
         self.url_default_functions.setdefault(None, []).append(f)
         return f
 
@@ -121,6 +121,7 @@ class Blueprint(Scaffold):
         self._check_setup("app_errorhandler")
 
         def decorator(f: F) -> F:
+            refuse_async(f, "app_errorhandler")
             self._register_error_handler(None, code_or_exception, f)
             return f
 

@@ -28,16 +28,22 @@ ErrorHandlerSpec = dict[str | None, dict[int | None, dict[type[BaseException], E
 _HOST_OPTIONS = ("subdomain", "host")
 
 
+def refuse_async(f: object, what: str) -> None:
+    """TypeError for an ``async def`` given as ``what``, when it is registered: uwsgiapp.web (a
+    WSGI framework) does not run one, and each request would take its coroutine for a result."""
+    if inspect.iscoroutinefunction(f):
+        raise TypeError(
+            f"{getattr(f, '__name__', repr(f))!r} ({what}) is an async def, which uwsgiapp.web "
+            "(a WSGI framework) does not run: make it a plain def, or use Flask with asgiref."
+        )
+
+
 def check_rule(options: t.Mapping[str, t.Any], view_func: t.Callable[..., t.Any] | None) -> None:
     """Raise TypeError for what a rule asks and uwsgiapp.web does not do, when it is added
     rather than at each request: an ``async def`` view (Flask runs it with asgiref; here
     every request was a 500), an option that matches on the host (Flask's ``subdomain``,
     werkzeug's ``host``: uwsgiapp.web routes on the path only)."""
-    if inspect.iscoroutinefunction(view_func):
-        raise TypeError(
-            f"The view {view_func.__name__!r} is an async def, which uwsgiapp.web (a WSGI "
-            "framework) does not run: make it a plain def, or use Flask with asgiref."
-        )
+    refuse_async(view_func, "a view")
     for name in _HOST_OPTIONS:
         if name in options:
             raise TypeError(
@@ -107,6 +113,11 @@ class Scaffold:
     def _check_setup(self, method: str) -> None:
         """Raise if it is too late to change the routing or hooks (an App started serving)."""
 
+    def _check_hook(self, method: str, f: object) -> None:
+        """:meth:`_check_setup`, and refuse an ``async def`` hook (see :func:`refuse_async`)."""
+        refuse_async(f, method)
+        self._check_setup(method)
+
     def add_url_rule(
         self,
         rule: str,
@@ -162,7 +173,7 @@ class Scaffold:
 
     def before_request(self, f: F) -> F:
         """Run ``f()`` before the view; a non-``None`` return becomes the response instead."""
-        self._check_setup("before_request")
+        self._check_hook("before_request", f)
         self.before_request_funcs.setdefault(self._hook_key, []).append(f)
         return f
 
@@ -171,13 +182,13 @@ class Scaffold:
 
         Hooks run in reverse order of registration, blueprint hooks before app hooks.
         """
-        self._check_setup("after_request")
+        self._check_hook("after_request", f)
         self.after_request_funcs.setdefault(self._hook_key, []).append(f)
         return f
 
     def teardown_request(self, f: F) -> F:
         """Run ``f(exception_or_None)`` when the request ends, even if it failed."""
-        self._check_setup("teardown_request")
+        self._check_hook("teardown_request", f)
         self.teardown_request_funcs.setdefault(self._hook_key, []).append(f)
         return f
 
@@ -185,14 +196,14 @@ class Scaffold:
         """Run ``f(endpoint, view_args)`` before the ``before_request`` hooks: it may take
         values out of ``view_args`` (a language code in every URL, into ``g``) so the view does
         not get them. ``endpoint`` and ``view_args`` are ``None`` when no URL matched."""
-        self._check_setup("url_value_preprocessor")
+        self._check_hook("url_value_preprocessor", f)
         self.url_value_preprocessors.setdefault(self._hook_key, []).append(f)
         return f
 
     def url_defaults(self, f: F) -> F:
         """Run ``f(endpoint, values)`` in ``url_for`` before the URL is built: it may fill in
         ``values`` (``values.setdefault("lang_code", g.lang_code)``)."""
-        self._check_setup("url_defaults")
+        self._check_hook("url_defaults", f)
         self.url_default_functions.setdefault(self._hook_key, []).append(f)
         return f
 
@@ -214,7 +225,7 @@ class Scaffold:
         self, code_or_exception: type[BaseException] | int, f: ErrorHandler
     ) -> None:
         """Non-decorator form of :meth:`errorhandler`."""
-        self._check_setup("errorhandler")
+        self._check_hook("errorhandler", f)
         self._register_error_handler(self._hook_key, code_or_exception, f)
 
     def _register_error_handler(
