@@ -2,8 +2,9 @@
 
 Plain mode (``--stats``), as uWSGI: accept, write the JSON document, close; nothing is read.
 HTTP mode (``--stats-http``): read the request line, answer ``GET /metrics`` with the Prometheus
-text, ``GET /health`` with 200 while a worker accepts (503 when none does: a probe's check) and
-anything else with the JSON document, HTTP/1.0, then close.
+text, ``GET /health`` with 200 while a worker accepts (503 when none does: a probe's check),
+``GET /`` with the JSON document, another path with a 404 and another method with a 405
+(:mod:`~uwsgiapp.stats.httproutes`), HTTP/1.0, then close.
 
 Every socket is non-blocking and every client has a deadline: one that sends nothing, reads
 slowly or never closes is dropped when its time is up, and at most ``max_clients`` are open at
@@ -42,9 +43,6 @@ _READ, _WRITE, _LINGER = 0, 1, 2
 #: Seconds the listener is left out of the selector after ``accept`` failed (EMFILE), or until
 #: a client is closed: still readable, it would end every wait of the master's loop at once.
 ACCEPT_PAUSE = 1.0
-
-
-#: The answer when the snapshot cannot be taken (the master logged why).
 
 
 @dataclass(slots=True, eq=False)
