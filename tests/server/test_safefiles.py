@@ -215,6 +215,12 @@ def test_a_socket_another_user_listens_on_is_named_as_theirs(as_root: None) -> N
             ours.listen(1)
             with pytest.raises(ListenerError, match=r"listening on it$"):
                 bind(str(directory / "app.sock"), backlog=1, chmod=0o660, allow=AllowList())
+            # Given to --uid (or --chown-socket) in a directory only root writes: a second
+            # start of the same server, not a squatter.
+            os.chown(directory / "app.sock", NOBODY, NOBODY)
+            directory.chmod(0o755)
+            with pytest.raises(ListenerError, match=r"listening on it$"):
+                bind(str(directory / "app.sock"), backlog=1, chmod=0o660, allow=AllowList())
     finally:
         shutil.rmtree(directory)
 

@@ -297,7 +297,7 @@ def _remove_stale(path: str, parent: int, name: str, here: str, owner: int) -> N
         ) from None
     if answers:
         whose = ""
-        if owner != os.geteuid():
+        if owner != os.geteuid() and os.fstat(parent).st_mode & stat.S_IWOTH:
             whose = (
                 f" (its file is uid {owner}'s, another user's: in a directory others can write, "
                 "any user can take a socket's name first; use one only the server's user can "
