@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,35 @@ def test_a_body_that_never_comes_whole_gets_its_access_line(
     run(handler, data[:100_000], shut_wr=not stall)
     (line,) = path.read_text().splitlines()
     assert '"POST /slow HTTP/1.1' + status in line, line
+
+
+def test_a_stop_while_the_body_is_spooled_is_logged_as_the_servers_cut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A quick stop (or harakiri's cut) while the body was read: nginx answers 502, and the
+    # access line said 499, the client's.
+    from uwsgiapp.server import spool
+    from uwsgiapp.server.logs import make_access_log
+    from uwsgiapp.wsgi.errors import QuickStop
+
+    def stopped(*args: object, **kwargs: object) -> None:
+        raise QuickStop(0)
+
+    monkeypatch.setattr(spool, "spool_body", stopped)
+    path = tmp_path / "access.log"
+    handler = make_handler(
+        _recording([]),
+        post_buffering=4096,
+        spool_dir=str(tmp_path),
+        access_log=make_access_log("combined", str(path)),
+    )
+    client, server = socket.socketpair()
+    with client:
+        client.sendall(packet("POST", "/up", os.urandom(200_000))[:100_000])
+        with pytest.raises(QuickStop):
+            handler.handle(server.detach(), "test")
+    (line,) = path.read_text().splitlines()
+    assert '"POST /up HTTP/1.1" 502 ' in line, line
 
 
 def test_over_limit_post_is_413_before_any_of_the_body_is_read(tmp_path: Path) -> None:

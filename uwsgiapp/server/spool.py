@@ -27,7 +27,7 @@ from typing import IO, Any, Final
 from uwsgiapp.server.exchange import Exchange, Peer, Responder
 from uwsgiapp.server.inflight import request_text
 from uwsgiapp.server.io import ClientDisconnected, ClientTimeout, recv
-from uwsgiapp.server.transfer import drain
+from uwsgiapp.server.transfer import drain, unwinding
 from uwsgiapp.wsgi.contract import AccessLogger, WSGIApp
 from uwsgiapp.wsgi.environ import BadRequest, parse_content_length
 
@@ -175,7 +175,12 @@ class SpoolingResponder(Responder):
         self.current = environ  # named by a harakiri's or a stop's line while the body comes
         body: IO[bytes] | None = None
         try:
-            body = self._spool(fd, rest, length, environ, exchange)
+            try:
+                body = self._spool(fd, rest, length, environ, exchange)
+            except BaseException as exc:
+                if not isinstance(exc, Exception):  # a stop's cut: nginx's 502, not the client's
+                    unwinding(exchange, environ, exc)
+                raise
             if body is not None:
                 environ["wsgi.input"] = body
                 self._run_app(exchange, environ, peer)
