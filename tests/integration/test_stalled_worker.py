@@ -10,9 +10,9 @@ import signal
 from pathlib import Path
 
 import pytest
-from support.procs import Server, uwsgi_exchange, uwsgi_get, wait_until
+from support.procs import Server, short_tmpdir, uwsgi_exchange, uwsgi_get, wait_until
 
-pytestmark = pytest.mark.nginx
+from uwsgiapp.stats.reader import fetch, parse_source
 
 
 def _pid(server: Server) -> int:
@@ -22,10 +22,16 @@ def _pid(server: Server) -> int:
 
 @pytest.mark.parametrize("threads", [1, 2])
 def test_a_stopped_idle_worker_is_replaced_past_harakiri(tmp_path: Path, threads: int) -> None:
-    server = Server(tmp_path / "s", "supervisor_app:app", workers=1, harakiri=1, threads=threads)
+    stats = os.path.join(short_tmpdir(), "stats.sock")
+    server = Server(
+        tmp_path / "s", "supervisor_app:app", workers=1, harakiri=1, threads=threads, stats=stats
+    )
     server.start()
     try:
         stopped = _pid(server)
+        # Idle first (its slot no longer in that request): stopped in it, it would be the
+        # request harakiri's, "stuck in one request".
+        wait_until(lambda: fetch(parse_source(stats))["workers"][0]["status"] == "idle", 10, "idle")
         os.kill(stopped, signal.SIGSTOP)  # its loop runs no more; it holds no request
         wait_until(
             lambda: f"(pid {stopped}) in no request, its loop not run for" in server.log(),
@@ -33,6 +39,6 @@ def test_a_stopped_idle_worker_is_replaced_past_harakiri(tmp_path: Path, threads
             "the stalled worker's harakiri",
         )
         assert _pid(server) != stopped  # the request queued meanwhile is the new worker's
-        wait_until(lambda: f"(pid {stopped})" in server.log().split("killing it")[-1], 10, "kill")
+        wait_until(lambda: f"(pid {stopped}) killed by signal 9" in server.log(), 10, "its kill")
     finally:
         server.stop()

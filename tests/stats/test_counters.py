@@ -206,6 +206,17 @@ def test_counters_survive_a_new_process_in_the_slot_and_readiness_still_works(
     assert SLOT_SIZE % 64 == 0
 
 
+def test_a_new_process_in_a_slot_starts_without_the_previous_ones_beat() -> None:
+    # A READY read beside the old process's beat (minutes old) had the master kill the new
+    # worker as stalled at its first tick.
+    table = StatusTable(1)
+    table.reset(0, 10)
+    table.hooks(0, 10).ready()
+    assert table.read(0).beat > 0
+    table.reset(0, 11)
+    assert table.read(0).beat == 0.0
+
+
 def test_count_requests_wires_the_responder_through_a_real_request() -> None:
     from uwsgiapp.config import make_config
     from uwsgiapp.supervisor.boot import build_handler

@@ -341,6 +341,22 @@ def test_an_idle_worker_whose_loop_stopped_is_killed_past_harakiri() -> None:
     assert (stuck, signal.SIGKILL) in signals_sent(sim.tick(1.1))
 
 
+def test_a_master_stopped_with_its_workers_takes_none_for_stalled_when_it_resumes() -> None:
+    # Ctrl-Z, docker pause, a frozen cgroup: the whole group stops; at its first tick after,
+    # the master read each slot before the workers ran again, and killed them all.
+    sim = started(workers=2, harakiri=2)
+    pids = sorted(sim.pids())
+    for pid in pids:
+        sim.beats[pid] = sim.now
+    assert not signals_sent(sim.tick(6.0))  # the stop; their beats are as old as it
+    for _ in range(50):
+        sim.beats[pids[0]] = sim.now  # one runs again; the other stays stopped
+        actions = sim.tick(0.1)
+        if signals_sent(actions):
+            break
+    assert signals_sent(actions) == {(pids[1], signal.SIGUSR2)}  # 4 s on: harakiri + slack
+
+
 def test_a_worker_serving_requests_or_without_harakiri_is_not_taken_for_stalled() -> None:
     # A loop busy with a stream of requests may not come round to its beat: the requests it
     # counts show it alive. Without --harakiri nothing is timed.

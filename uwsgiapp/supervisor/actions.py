@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import signal
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum, IntEnum
 
@@ -137,6 +138,8 @@ Action = Spawn | Signal | Log | Halt | Reimport | StopAccepting | ReopenLogs | N
 #: How late a worker loop's beat may be (it beats once a second at most, the master looks once a
 #: tick): an idle worker is not taken for a stalled one at a --harakiri of 1 s.
 BEAT_SLACK = 2.0
+#: A gap between the master's ticks over this (they come every 0.1 s) is the master's own stop.
+MASTER_GAP = 1.0
 
 
 @dataclass(slots=True)
@@ -169,7 +172,9 @@ class WorkerRecord:
     def stalled(self, beat: float, now: float, harakiri: float) -> float:
         """Seconds since this ready worker, in no request, was last seen alive (its loop's
         ``beat`` or a request counted, whichever came later), if over ``harakiri`` by more than
-        :data:`BEAT_SLACK`; else 0 (also without a beat, or without harakiri)."""
+        :data:`BEAT_SLACK`; else 0 (also without a beat, or without harakiri). Connections
+        queue for such a worker, and no request starts: a thread holding the GIL in C code,
+        a SIGSTOP."""
         silent = now - max(beat, self.seen_at)
         return silent if beat and harakiri and silent > harakiri + BEAT_SLACK else 0.0
 
@@ -179,6 +184,16 @@ class WorkerRecord:
         of the failed reload)' for one of a failed reload's new workers)."""
         whose = ", of the failed reload" if self.failed_reload else ""
         return f"worker {self.number or self.wid + 1} (pid {self.pid}{whose})"
+
+
+def woke(records: Iterable[WorkerRecord], last: float, now: float) -> float:
+    """The master's tick at ``now``, its previous at ``last``: a gap over :data:`MASTER_GAP`
+    (the master itself stopped: Ctrl-Z, ``docker pause``, a frozen cgroup, with its workers)
+    counts as each worker seen alive now; they had no time to beat either. Returns ``now``."""
+    if now - last > MASTER_GAP:
+        for rec in records:
+            rec.seen_at = max(rec.seen_at, now)
+    return now
 
 
 def describe_exit(code: int | None, signum: int | None) -> str:

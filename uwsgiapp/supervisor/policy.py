@@ -35,6 +35,7 @@ from uwsgiapp.supervisor.actions import (
     count_workers,
     describe_exit,
     unexpected_death,
+    woke,
 )
 from uwsgiapp.supervisor.roster import BOOTING, HARAKIRI, READY, STOPPING, TOLD
 from uwsgiapp.supervisor.scaling import Scaling
@@ -284,6 +285,7 @@ class Policy(Scaling):
             return []
         if self.spawns_held and now >= self.respawn_at:
             self.spawns_held = False
+        self.last_tick = woke(self.records.values(), self.last_tick, now)
         actions: list[Action] = []
         read: dict[int, WorkerStatus] = {}  # each slot once a tick (12 µs a read with threads)
         for rec in list(self.records.values()):
@@ -327,7 +329,6 @@ class Policy(Scaling):
             return self._slow_boot(rec, now)
         if self.harakiri and st.request_start and wall - st.request_start > self.harakiri:
             return self._harakiri(rec, "stuck in one request", wall - st.request_start, now)
-        # Connections queue, and no request starts: a thread holding the GIL in C, a SIGSTOP.
         if silent := (0.0 if st.request_start else rec.stalled(st.beat, now, self.harakiri)):
             return self._harakiri(rec, "in no request, its loop not run", silent, now)
         if self.max_worker_lifetime and (recycled := self._past_lifetime(rec, now)):

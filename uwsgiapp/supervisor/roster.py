@@ -92,6 +92,8 @@ class Roster:
     #: service manager (once, after that).
     served: bool = False
     ready_said: bool = False
+    #: The master's previous tick (see :func:`~uwsgiapp.supervisor.actions.woke`).
+    last_tick: float = 0.0
     #: When serving workers died unasked, in the last second; the crash loop's spawn hold
     #: (seconds, 0: none) and when it was last set.
     crashes: list[float] = field(default_factory=list)

@@ -93,7 +93,7 @@ class WorkerStatus:
     requests: int
     busy_cores: int = 0  # with --threads: the request threads in a request
     threads: int = 1  # with --threads: those that started (at a thread limit, fewer)
-    beat: float = 0.0  # when its loop last ran (monotonic; 0: not since it started)
+    beat: float = 0.0  # when its loop last ran (monotonic; 0: not since it was forked)
 
     @property
     def in_requests(self) -> int:
@@ -166,6 +166,7 @@ class StatusTable:
         offset = slot * self.slot_size
         before = [n for _, n in self.read_cores(slot)] if self.cores > 1 else []
         SLOT.pack_into(self._mem, offset, pid, STATE_BOOTING, 0.0, 0)
+        _BEAT.pack_into(self._mem, offset + BEAT, 0.0)  # not the previous process's beat
         if self.cores > 1:
             self._mem[offset + SLOT_SIZE : offset + self.slot_size] = bytes(self.cores * CORE.size)
         return before
@@ -309,7 +310,7 @@ class CountingSlotWriter(SlotWriter):
         self._running: float = running
         self._fast: int = fast
         self._matrix: list[int] = matrix
-        self._cells = memoryview(mem)[offset + _MATRIX : offset + SLOT_SIZE].cast("Q")
+        self._cells = memoryview(mem)[offset + _MATRIX : offset + BEAT].cast("Q")
 
     def begin(self) -> None:
         """A request started now (kept for its duration too)."""
