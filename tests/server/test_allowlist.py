@@ -136,7 +136,7 @@ def test_a_flood_of_refused_peers_is_one_line_then_a_count(tmp_path: Path) -> No
     )
     # The first may be Server.start's own connection (it waits for the socket to accept).
     more = re.search(
-        rf"refused (\d+) more connections {where} \(the last from 127\.0\.0\.1\)", refused[1]
+        rf"refused (\d+) more connections \(the last from 127\.0\.0\.1 {where}\)", refused[1]
     )
     assert more and 20 <= int(more.group(1)) <= 21, refused[1]
 

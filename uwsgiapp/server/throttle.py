@@ -78,12 +78,12 @@ def refused_peers(interval: float = REFUSED_LOG_INTERVAL) -> Throttle[tuple[str,
         if count == 1:
             log.warning("refused connection from %s on %s: not in uwsgi-allow-from", peer, spec)
             return
-        log.warning(
-            "refused %d more connections on %s (the last from %s): not in uwsgi-allow-from "
+        log.warning(  # the last one's socket: with several, the others may have been another
+            "refused %d more connections (the last from %s on %s): not in uwsgi-allow-from "
             "(one line per %g s)",
             count,
-            spec,
             peer,
+            spec,
             interval,
         )
 
