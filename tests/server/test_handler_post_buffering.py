@@ -12,6 +12,7 @@ import io
 import json
 import logging
 import os
+import signal
 import socket
 from pathlib import Path
 from typing import Any
@@ -203,31 +204,34 @@ def test_a_body_that_never_comes_whole_gets_its_access_line(
     assert '"POST /slow HTTP/1.1' + status in line, line
 
 
-def test_a_stop_while_the_body_is_spooled_is_logged_as_the_servers_cut(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_stop_while_the_body_is_spooled_is_logged_as_the_servers_cut(tmp_path: Path) -> None:
     # A quick stop (or harakiri's cut) while the body was read: nginx answers 502, and the
     # access line said 499, the client's.
-    from uwsgiapp.server import spool
     from uwsgiapp.server.logs import make_access_log
     from uwsgiapp.wsgi.errors import QuickStop
 
-    def stopped(*args: object, **kwargs: object) -> None:
+    def stop(signum: int, frame: object) -> None:  # as a stop's handler cuts (also compiled)
         raise QuickStop(0)
 
-    monkeypatch.setattr(spool, "spool_body", stopped)
+    before = signal.signal(signal.SIGALRM, stop)
     path = tmp_path / "access.log"
     handler = make_handler(
         _recording([]),
+        timeout=10.0,
         post_buffering=4096,
         spool_dir=str(tmp_path),
         access_log=make_access_log("combined", str(path)),
     )
     client, server = socket.socketpair()
-    with client:
-        client.sendall(packet("POST", "/up", os.urandom(200_000))[:100_000])
-        with pytest.raises(QuickStop):
-            handler.handle(server.detach(), "test")
+    try:
+        with client:
+            client.sendall(packet("POST", "/up", os.urandom(200_000))[:100_000])
+            signal.setitimer(signal.ITIMER_REAL, 0.3)  # while the rest of the body is awaited
+            with pytest.raises(QuickStop):
+                handler.handle(server.detach(), "test")
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, before)
     (line,) = path.read_text().splitlines()
     assert '"POST /up HTTP/1.1" 502 ' in line, line
 
