@@ -197,59 +197,50 @@ def test_the_stale_socket_probe_connects_to_the_file_itself_never_through_a_link
                 safefiles.socket_answers(parent, name, "")
 
 
-def test_a_socket_another_user_listens_on_is_named_as_theirs(as_root: None) -> None:
+def test_a_socket_another_user_listens_on_is_named_as_theirs(sticky: Path) -> None:
     # In a sticky /tmp another user took the socket's name first (after a reboot, say):
     # nginx's requests went to them, and the start's error said only "another server".
-    directory = Path(tempfile.mkdtemp(dir="/tmp"))
-    try:
-        directory.chmod(0o1777)
-        with socket.socket(socket.AF_UNIX) as squatter:
-            squatter.bind(str(directory / "app.sock"))
-            os.chown(directory / "app.sock", NOBODY, NOBODY)
-            squatter.listen(1)
-            with pytest.raises(ListenerError, match=f"uid {NOBODY}'s, another user's"):
-                bind(str(directory / "app.sock"), backlog=1, chmod=0o660, allow=AllowList())
-        with socket.socket(socket.AF_UNIX) as ours:  # our own server's: no owner named
-            (directory / "app.sock").unlink()
-            ours.bind(str(directory / "app.sock"))
-            ours.listen(1)
-            with pytest.raises(ListenerError, match=r"listening on it$"):
-                bind(str(directory / "app.sock"), backlog=1, chmod=0o660, allow=AllowList())
-            # Given to --uid (or --chown-socket) in a directory only root writes: a second
-            # start of the same server, not a squatter.
-            os.chown(directory / "app.sock", NOBODY, NOBODY)
-            directory.chmod(0o755)
-            with pytest.raises(ListenerError, match=r"listening on it$"):
-                bind(str(directory / "app.sock"), backlog=1, chmod=0o660, allow=AllowList())
-    finally:
-        shutil.rmtree(directory)
+    path = sticky / "app.sock"
+    with socket.socket(socket.AF_UNIX) as squatter:
+        squatter.bind(str(path))
+        os.chown(path, NOBODY, NOBODY)
+        squatter.listen(1)
+        with pytest.raises(ListenerError, match=f"uid {NOBODY}'s, another user's"):
+            bind(str(path), backlog=1, chmod=0o660, allow=AllowList())
+    with socket.socket(socket.AF_UNIX) as ours:  # our own server's: no owner named
+        path.unlink()
+        ours.bind(str(path))
+        ours.listen(1)
+        with pytest.raises(ListenerError, match=r"listening on it$"):
+            bind(str(path), backlog=1, chmod=0o660, allow=AllowList())
+        # Given to --uid (or --chown-socket) in a directory only root writes: a second start
+        # of the same server, not a squatter.
+        os.chown(path, NOBODY, NOBODY)
+        sticky.chmod(0o755)
+        with pytest.raises(ListenerError, match=r"listening on it$"):
+            bind(str(path), backlog=1, chmod=0o660, allow=AllowList())
 
 
-def test_a_socket_that_cannot_be_probed_is_not_taken_for_a_stale_one(as_root: None) -> None:
+def test_a_socket_that_cannot_be_probed_is_not_taken_for_a_stale_one(sticky: Path) -> None:
     # A server's socket of mode 0600 in a directory anyone may write: another user's start
     # cannot connect (EACCES). That was taken for "nobody listens", and the file replaced.
-    directory = Path(tempfile.mkdtemp(dir="/tmp"))
-    try:
-        directory.chmod(0o1777)
-        with socket.socket(socket.AF_UNIX) as live:
-            live.bind(str(directory / "app.sock"))
-            os.chmod(directory / "app.sock", 0o600)
-            live.listen(1)
-            pid = os.fork()
-            if pid == 0:  # another user's start
-                code = 1
-                try:
-                    os.setgid(NOBODY)
-                    os.setuid(NOBODY)
-                    bind(str(directory / "app.sock"), backlog=1, chmod=0o660, allow=AllowList())
-                except ListenerError as exc:
-                    code = 0 if "cannot tell whether a server listens" in str(exc) else 2
-                finally:
-                    os._exit(code)
-            assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
-            assert (directory / "app.sock").exists()
-    finally:
-        shutil.rmtree(directory)
+    with socket.socket(socket.AF_UNIX) as live:
+        live.bind(str(sticky / "app.sock"))
+        os.chmod(sticky / "app.sock", 0o600)
+        live.listen(1)
+        pid = os.fork()
+        if pid == 0:  # another user's start
+            code = 1
+            try:
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+                bind(str(sticky / "app.sock"), backlog=1, chmod=0o660, allow=AllowList())
+            except ListenerError as exc:
+                code = 0 if "cannot tell whether a server listens" in str(exc) else 2
+            finally:
+                os._exit(code)
+        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+        assert (sticky / "app.sock").exists()
 
 
 NOBODY = 65534
@@ -259,6 +250,17 @@ NOBODY = 65534
 def as_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("the links root may follow: needs root")
+
+
+@pytest.fixture
+def sticky(as_root: None) -> Iterator[Path]:
+    """A directory anyone may write, as /tmp (under it: the other user must reach it)."""
+    directory = Path(tempfile.mkdtemp(dir="/tmp"))
+    try:
+        directory.chmod(0o1777)
+        yield directory
+    finally:
+        shutil.rmtree(directory)
 
 
 @pytest.fixture
