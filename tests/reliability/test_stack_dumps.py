@@ -58,6 +58,9 @@ DUMP_LINE = re.compile(
     r"\S+|  <no Python frame>|Extension modules: .*|Stack \(most recent call first\):|)$"
 )
 
+#: The start of one of them, as a SIGKILL mid-write leaves it.
+CUT_LINE = re.compile(r'^(Fatal Python error: |(Current thread|Thread) 0x[0-9a-f]|  File "|Ext)')
+
 
 @pytest.mark.parametrize(
     ("route", "frame", "kill"),
@@ -116,7 +119,11 @@ def test_workers_crashing_as_they_start_dump_into_records(tmp_path: Path) -> Non
     dumps = [found.group(2) for found in DUMP.finditer(log)]
     assert dumps, log
     for dump in dumps:
-        assert [line for line in dump.rstrip("\n").split("\n") if not DUMP_LINE.match(line)] == []
+        # A worker still writing its dump when the halt's SIGKILL comes (a loaded machine)
+        # leaves its last line cut short: a part of faulthandler's own, never another line.
+        *whole, last = dump.rstrip("\n").split("\n")
+        assert [line for line in whole if not DUMP_LINE.match(line)] == []
+        assert DUMP_LINE.match(last) or CUT_LINE.match(last), last
     # Every line faulthandler wrote is inside a record.
     outside = DUMP.sub("", log)
     assert "Fatal Python error" not in outside and 'File "' not in outside, outside
