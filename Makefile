@@ -19,7 +19,10 @@ lint: $(VENV)/.installed
 
 # The suite runs twice: against the sources (the editable install, pure Python) and against a
 # compiled build (mypyc) installed in its own venv; then a part of it on the other Pythons the
-# machine has (test-versions). PYTEST_ARGS is passed to every run.
+# machine has (test-versions). PYTEST_ARGS is passed to every run; RERUNS too: the two halves
+# run at once (below), and a test that fails is run once more before it fails the run (the
+# summary counts those reruns: a timing that only the load broke, or a real flake to mend).
+RERUNS ?= --reruns 1
 # `make test` runs the pure suite beside the other two (scripts/side-by-side.sh): about half the
 # time of one after the other, as the suite mostly waits.
 test: lint
@@ -31,7 +34,7 @@ test-pure: lint suite-pure
 
 suite-pure: $(VENV)/.installed
 	./scripts/ensure-nginx.sh
-	PYTEST_UWSGIAPP_BUILD=pure $(PY) -m pytest -q $(PYTEST_ARGS)
+	PYTEST_UWSGIAPP_BUILD=pure $(PY) -m pytest -q $(RERUNS) $(PYTEST_ARGS)
 
 # The compiled build: `UWSGIAPP_COMPILE=1 pip install .` (compile or fail, not editable) in
 # $(COMPILED_VENV), rebuilt when a source changes. Its run skips what does not depend on the
@@ -43,7 +46,7 @@ COMPILED_SOURCES := pyproject.toml setup.py build_backend/uwsgiapp_build.py \
 
 $(COMPILED_VENV)/.installed: $(COMPILED_SOURCES)
 	[ -x $(CPY) ] || $(PYTHON) -m venv $(COMPILED_VENV)
-	[ -f $(COMPILED_VENV)/.deps ] || { $(CPY) -m pip install -q --upgrade pip && \
+	[ $(COMPILED_VENV)/.deps -nt pyproject.toml ] || { $(CPY) -m pip install -q --upgrade pip && \
 		UWSGIAPP_COMPILE=0 $(CPY) -m pip install -q '.[test]' && touch $(COMPILED_VENV)/.deps; }
 	UWSGIAPP_COMPILE=1 nice -n 10 $(CPY) -m pip install -q --force-reinstall --no-deps .
 	touch $@
@@ -51,7 +54,7 @@ $(COMPILED_VENV)/.installed: $(COMPILED_SOURCES)
 test-compiled: $(COMPILED_VENV)/.installed
 	./scripts/ensure-nginx.sh
 	PYTEST_UWSGIAPP_INSTALLED=1 PYTEST_UWSGIAPP_BUILD=compiled PYTHONSAFEPATH=1 \
-		$(CPY) -m pytest -q -m "not docker and not packaging" $(PYTEST_ARGS)
+		$(CPY) -m pytest -q -m "not docker and not packaging" $(RERUNS) $(PYTEST_ARGS)
 
 # The Pythons at the ends of what the package supports (requires-python): for each one this
 # machine has (scripts/other-pythons.sh), a compiled build in its own venv runs the part of the
@@ -68,7 +71,7 @@ test-versions:
 		$(MAKE) --no-print-directory $$venv/.installed COMPILED_VENV=$$venv PYTHON=$$py && \
 		(cd tests && PYTEST_UWSGIAPP_INSTALLED=1 PYTEST_UWSGIAPP_BUILD=compiled \
 			../$$venv/bin/python -m pytest -q -m "not docker and not packaging" \
-			$(addprefix ../,$(VERSION_TESTS)) $(PYTEST_ARGS)) || exit 1; \
+			$(addprefix ../,$(VERSION_TESTS)) $(RERUNS) $(PYTEST_ARGS)) || exit 1; \
 	done
 
 # The local stack: nginx in front of `uwsgiapp serve --workers 2` running the example app, on
