@@ -208,6 +208,7 @@ class SpoolingResponder(Responder):
             )
         except ClientDisconnected as exc:
             if isinstance(exc, ClientTimeout):  # as a parked body's stall: a 408, never waits
+                exchange.timeout = 0.0  # (the app is not called: nothing else is written)
                 with contextlib.suppress(OSError):
                     exchange.answer_error("408 Request Timeout", "timeout")
             raise retold(exc, f" ({request_text(environ)}); the app is not called") from None
