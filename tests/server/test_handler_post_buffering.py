@@ -30,7 +30,7 @@ from handler_kit import (
     run,
 )
 
-from uwsgiapp.server.intake import PREREAD
+from uwsgiapp.server.intake import PREREAD, Handler
 from uwsgiapp.server.spool import IN_MEMORY_ANYWAY, in_memory
 from uwsgiproto import build_request
 
@@ -182,22 +182,29 @@ def test_a_client_that_stalls_mid_body_gets_a_408_after_the_socket_timeout(
     assert "read timed out" in one_line(record), record.getMessage()
 
 
+def _logging_spooler(tmp_path: Path, timeout: float) -> tuple[Handler, Path]:
+    """A --post-buffering handler whose app is never called, and its access log's file."""
+    from uwsgiapp.server.logs import make_access_log
+
+    path = tmp_path / "access.log"
+    access = make_access_log("combined", str(path))
+    handler = make_handler(
+        _recording([]),
+        timeout=timeout,
+        post_buffering=4096,
+        spool_dir=str(tmp_path),
+        access_log=access,
+    )
+    return handler, path
+
+
 @pytest.mark.parametrize(("stall", "status"), [(True, '" 408 8 '), (False, '" 499 - ')])
 def test_a_body_that_never_comes_whole_gets_its_access_line(
     tmp_path: Path, stall: bool, status: str
 ) -> None:
     # The 408 for a stalled body (and the client gone mid-body) wrote no access line: a
     # --log-4xx count missed them, where without --post-buffering the 408 is logged.
-    from uwsgiapp.server.logs import make_access_log
-
-    path = tmp_path / "access.log"
-    handler = make_handler(
-        _recording([]),
-        timeout=0.3,
-        post_buffering=4096,
-        spool_dir=str(tmp_path),
-        access_log=make_access_log("combined", str(path)),
-    )
+    handler, path = _logging_spooler(tmp_path, timeout=0.3)
     data = packet("POST", "/slow", os.urandom(200_000))
     run(handler, data[:100_000], shut_wr=not stall)
     (line,) = path.read_text().splitlines()
@@ -207,21 +214,13 @@ def test_a_body_that_never_comes_whole_gets_its_access_line(
 def test_a_stop_while_the_body_is_spooled_is_logged_as_the_servers_cut(tmp_path: Path) -> None:
     # A quick stop (or harakiri's cut) while the body was read: nginx answers 502, and the
     # access line said 499, the client's.
-    from uwsgiapp.server.logs import make_access_log
     from uwsgiapp.wsgi.errors import QuickStop
 
     def stop(signum: int, frame: object) -> None:  # as a stop's handler cuts (also compiled)
         raise QuickStop(0)
 
     before = signal.signal(signal.SIGALRM, stop)
-    path = tmp_path / "access.log"
-    handler = make_handler(
-        _recording([]),
-        timeout=10.0,
-        post_buffering=4096,
-        spool_dir=str(tmp_path),
-        access_log=make_access_log("combined", str(path)),
-    )
+    handler, path = _logging_spooler(tmp_path, timeout=10.0)
     client, server = socket.socketpair()
     try:
         with client:
