@@ -82,7 +82,7 @@ def test_a_monkey_patched_app_serves_and_stops_gracefully(
             raise AssertionError(f"TERM did not stop the server:\n{server.log()}") from None
     log = server.log()
     assert "Traceback" not in log
-    assert ("the last out of 127.0.0.1:" in log) == tcp, log
+    assert ("closes for the stop: new connections dropped" in log) == tcp, log
     # eventlet's threading stands for the main thread with an object of its own: it was named
     # as a thread the import started.
     assert "thread in the master" not in log

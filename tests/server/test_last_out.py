@@ -1,5 +1,6 @@
-"""The last one out of a stopping TCP server (uwsgiapp.server.lastout): who holds a
-socket, and what the last to let go does with its queue. Real sockets on loopback, a real fork."""
+"""The first one out of a stopping TCP server (uwsgiapp.server.lastout): what the first
+process done draining a socket does with its queue, and with the other processes' copies. Real
+sockets on loopback."""
 
 from __future__ import annotations
 
@@ -8,13 +9,19 @@ import os
 import socket
 import struct
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
 
 from uwsgiapp.server import lastout
-from uwsgiapp.server.lastout import TakenQueue, attach_filter, last_out, refuse_new_connections
+from uwsgiapp.server.lastout import (
+    TakenQueue,
+    attach_filter,
+    being_taken,
+    last_out,
+    listening,
+    refuse_new_connections,
+)
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.sockdiag import count_handshakes, handshakes_under_way
 
@@ -26,7 +33,6 @@ def listener() -> Iterator[Listener]:
     sock.listen(8)
     sock.setblocking(False)  # as a worker's
     taken = Listener(sock, f"127.0.0.1:{sock.getsockname()[1]}")
-    taken.count_holders()
     yield taken
     taken.close()
 
@@ -43,34 +49,27 @@ def _connects(address: tuple[str, int], within: float) -> bool:
     return True
 
 
-def test_each_process_holding_a_socket_lets_go_of_it_with_its_copy(listener: Listener) -> None:
-    # A worker forked holds the socket and the pipe: until its copy is closed (or it exits),
-    # the others' letting go does not make one of them the last.
-    command_r, command_w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the worker: closes its copy when told, then waits for the end
-        try:
-            os.close(command_w)
-            os.read(command_r, 1)
-            listener.close(unlink=False)
-            os.read(command_r, 1)  # the test's end (EOF)
-        finally:
-            os._exit(0)
-    os.close(command_r)
+def test_the_first_one_out_ends_the_listening_of_every_copy(listener: Listener) -> None:
+    # Another worker still in a long request holds a copy (or a child the app forked does):
+    # it kept the socket listening, and connections queued behind that request, to be reset
+    # at the drain's end. The first one out shuts it down for every holder: refused at once.
+    other = listener.sock.dup()  # the busy worker's copy
     try:
-        assert not listener.let_go()
-        assert not listener.let_go()  # a second TERM: nothing more to let go
-        os.write(command_w, b"!")
-        deadline = time.monotonic() + 10
-        while not listener.let_go():
-            assert time.monotonic() < deadline, "the worker's copy closed, and it was not seen"
-            time.sleep(0.01)
+        taken = last_out(listener, stopping=True)
+        assert isinstance(taken, TakenQueue) and len(taken) == 0
+        listener.close(unlink=False)
+        assert not listening(other)
+        with pytest.raises(ConnectionRefusedError):
+            socket.create_connection(other.getsockname(), timeout=5)
+        with pytest.raises(OSError):  # the busy worker's next accept: EINVAL, the stop
+            other.accept()
+        # Another worker's drain done after: nothing more to do (its copy is just closed).
+        assert last_out(Listener(other, listener.spec), stopping=True) is None
     finally:
-        os.close(command_w)  # the worker reads EOF and exits
-        os.waitpid(pid, 0)
+        other.close()
 
 
-def test_the_last_one_out_drops_new_connections_and_takes_what_queued(
+def test_the_first_one_out_drops_new_connections_and_takes_what_queued(
     listener: Listener,
 ) -> None:
     address = listener.sock.getsockname()
@@ -79,8 +78,9 @@ def test_the_last_one_out_drops_new_connections_and_takes_what_queued(
     try:
         taken = last_out(listener, stopping=True)
         assert isinstance(taken, TakenQueue)
-        assert listener.last_one_out  # the drain's end leaves it to this process
-        assert not _connects(address, 0.3)  # its SYN dropped: tried again in a second
+        assert not listening(listener.sock)
+        with pytest.raises(ConnectionRefusedError):  # shut down: nginx tries its next server
+            socket.create_connection(address, timeout=5)
         fd, _ = taken._accept()
         with socket.socket(fileno=fd) as conn:
             conn.settimeout(5)
@@ -91,13 +91,14 @@ def test_the_last_one_out_drops_new_connections_and_takes_what_queued(
         queued.close()
 
 
-@pytest.mark.parametrize("case", ["no stop", "fd://", "unix", "not counted"])
-def test_no_last_one_out_before_a_stop_nor_where_the_socket_outlives_the_server(
+@pytest.mark.parametrize("case", ["no stop", "fd://", "unix", "being taken", "shut down"])
+def test_no_first_one_out_before_a_stop_nor_where_the_socket_outlives_the_server(
     listener: Listener, tmp_path: os.PathLike[str], case: str
 ) -> None:
     # A TERM sent to one worker (or to a binary upgrade's old master: the master does not
     # call that the server's stop); systemd's socket (its copy serves the next start); a unix
-    # socket (its file is gone: a connect finds none); no pipe (a descriptor limit at start).
+    # socket (its file is gone: a connect finds none); another worker's last out under way
+    # (its filter attached: it shuts the socket down in a moment), or done.
     if case == "fd://":
         listener.spec = "fd://3"
     elif case == "unix":
@@ -106,21 +107,33 @@ def test_no_last_one_out_before_a_stop_nor_where_the_socket_outlives_the_server(
         unix.listen(1)
         listener.sock.close()
         listener.sock, listener.spec = unix, os.path.join(tmp_path, "u.sock")
-    elif case == "not counted":
-        listener.close()
-        fresh = socket.socket()
-        fresh.bind(("127.0.0.1", 0))
-        fresh.listen(8)
-        listener.sock, listener.spec = fresh, f"127.0.0.1:{fresh.getsockname()[1]}"
-    held = listener.held_w
+    elif case == "being taken":
+        assert refuse_new_connections(listener.sock)
+    elif case == "shut down":
+        listener.sock.shutdown(socket.SHUT_RDWR)
+    queued = socket.create_connection(listener.sock.getsockname()) if case == "no stop" else None
     assert last_out(listener, stopping=case != "no stop") is None
-    assert not listener.last_one_out
-    assert listener.held_w == held  # still held: it serves on, or its close lets go
-    if listener.is_tcp:
+    assert listening(listener.sock) == (case != "shut down")
+    if queued is not None:  # left to be served
+        listener.sock.accept()[0].close()
+        queued.close()
+    if case in ("no stop", "fd://"):
         assert _connects(listener.sock.getsockname(), 5)
 
 
-def test_a_connect_the_last_one_out_dropped_is_refused_once_it_closed(
+def test_a_last_out_under_way_is_known_by_its_filter(listener: Listener) -> None:
+    # What a busy worker's late refusal leaves alone: the first one out's program attached
+    # (known by its length and first instruction), not another one.
+    assert not being_taken(listener.sock)
+    assert attach_filter(listener.sock, [(0x06, 0, 0, 0xFFFFFFFF)] * 4)  # as long: keep all
+    assert not being_taken(listener.sock)
+    assert attach_filter(listener.sock, HOLD_LAST_ACKS)  # starts as it does
+    assert not being_taken(listener.sock)
+    assert refuse_new_connections(listener.sock)
+    assert being_taken(listener.sock) and listening(listener.sock)
+
+
+def test_a_connect_the_first_one_out_dropped_is_refused_once_it_closed(
     listener: Listener,
 ) -> None:
     # What nginx then meets: a refused connect, which it passes on to its next server.
@@ -138,11 +151,11 @@ def test_a_connect_the_last_one_out_dropped_is_refused_once_it_closed(
         late.close()
 
 
-def test_a_socket_a_binary_upgrade_shared_has_a_last_one_out_once_the_pair_ended(
+def test_a_socket_a_binary_upgrade_shared_has_a_first_one_out_once_the_pair_ended(
     listener: Listener,
 ) -> None:
     # The new master's workers forked while both masters ran keep the mark of the pair: their
-    # stops had no last one out until they were replaced.
+    # stops had no first one out until they were replaced.
     listener.shared = True
     assert isinstance(last_out(listener, stopping=True), TakenQueue)
 
@@ -171,8 +184,15 @@ def test_taking_the_queue_skips_a_connection_its_client_gave_up() -> None:
     assert not taken.take(full) and len(taken) == 1  # type: ignore[arg-type]
 
 
-#: Drop what is no SYN (ldb [13]; jset #SYN; ret #0; ret #-1): handshakes stay under way.
-HOLD_LAST_ACKS = [(0x30, 0, 0, 13), (0x45, 1, 0, 0x02), (0x06, 0, 0, 0), (0x06, 0, 0, 0xFFFFFFFF)]
+#: Drop what is no SYN (ldb [13]; jset #SYN; ret #0; ret #-1): handshakes stay under way. Its
+#: first load twice: a program as long as the last out's, and as it starts, would be taken for it.
+HOLD_LAST_ACKS = [
+    (0x30, 0, 0, 13),
+    (0x30, 0, 0, 13),
+    (0x45, 1, 0, 0x02),
+    (0x06, 0, 0, 0),
+    (0x06, 0, 0, 0xFFFFFFFF),
+]
 
 
 def _under_way(listener: Listener) -> socket.socket:
@@ -184,13 +204,13 @@ def _under_way(listener: Listener) -> socket.socket:
     return client
 
 
-def test_a_handshake_under_way_as_the_last_one_out_drops_new_connections_is_served(
+def test_a_handshake_under_way_as_the_first_one_out_drops_new_connections_is_served(
     listener: Listener, caplog: pytest.LogCaptureFixture
 ) -> None:
     # A handshake's last ACK held back (the test's filter drops all but SYNs): the client counts
     # its connection made and sends its request, while the server still waits for that ACK.
     # It was reset after the close (a POST's 502 in nginx); its data sent again (within the
-    # client's 200 ms retransmission timeout) now passes the last one out's filter, and is
+    # client's 200 ms retransmission timeout) now passes the first one out's filter, and is
     # taken before the close.
     caplog.set_level(logging.INFO, "uwsgiapp.error")
     under_way = _under_way(listener)
@@ -237,8 +257,8 @@ def test_a_handshake_that_never_finishes_is_waited_for_no_longer_than_asked(
     taken = _last_out_as_it_sends(listener, under_way, wait=0.5)
     assert isinstance(taken, TakenQueue) and len(taken) == 1
     assert (
-        f"the last out of {listener.spec}: 1 of 1 handshakes still under way after 0.5 s are "
-        "reset as it closes"
+        f"{listener.spec} closes for the stop: 1 of 1 handshakes still under way after 0.5 s are "
+        "reset as it is shut down"
     ) in caplog.text
 
 
@@ -265,8 +285,8 @@ def test_a_wait_that_accept_ended_says_so(
     assert len(calls) == 3  # the first take, the failed one, the final one: no wait after it
     assert isinstance(taken, TakenQueue) and len(taken) == 1
     assert (
-        f"the last out of {listener.spec}: 1 of 1 handshakes still under way as accept failed "
-        "([Errno 24] Too many open files) are reset as it closes"
+        f"{listener.spec} closes for the stop: 1 of 1 handshakes still under way as accept "
+        "failed ([Errno 24] Too many open files) are reset as it is shut down"
     ) in caplog.text
 
 
@@ -316,7 +336,6 @@ def test_a_handshake_to_another_address_on_the_same_port_is_not_waited_for(
     ours.listen(8)
     ours.setblocking(False)
     listener = Listener(ours, f"127.0.0.1:{port}")
-    listener.count_holders()
     held = Listener(other, f"127.0.0.2:{port}")
     try:
         client = _under_way(held)

@@ -1,11 +1,14 @@
-"""The last one out of a stopping TCP server (see :mod:`uwsgiapp.server.listeners`).
+"""The first one out of a stopping TCP server (see :mod:`uwsgiapp.server.listeners`).
 
-The last process to hold a listening socket closes the window between its last ``accept`` and
-its ``close``, where a connection nginx had made (and sent a request on) was reset: a 502 that
-nginx does not retry for a POST. It has the socket drop new connections' SYNs, waits for the
-handshakes under way to finish (their last ACK still passes), takes the queue, closes the
-socket, then serves what it took. A connect dropped is tried again by the kernel a second
-later, finds the socket closed and is refused: nginx passes it to its next server.
+The first process (or request thread) whose drain finds a listening socket's queue empty ends
+its listening for every process that holds it: one still in a long request (or a child the app
+forked) kept the socket listening, and connections queued behind that request until it ended
+or the drain's time did (then reset: a 502 that nginx does not retry for a POST). It closes
+the window between its last ``accept`` and the end too, where a connection nginx had made (and
+sent a request on) was reset: it has the socket drop new connections' SYNs, waits for the
+handshakes under way to finish (their last ACK still passes), takes the queue, shuts the
+socket down, then serves what it took. A connect dropped is tried again by the kernel a second
+later, finds the socket shut and is refused: nginx passes it to its next server.
 
 Not waited for: a handshake the kernel answered with a SYN cookie (its SYN queue overflowed)
 leaves no socket to count, and one under way as the socket closes is reset, as before.
@@ -13,6 +16,8 @@ leaves no socket to count, and one under way as the socket closes is reset, as b
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import logging
 import select
 import socket
@@ -28,6 +33,9 @@ from uwsgiapp.server.sockdiag import handshakes_under_way
 log = logging.getLogger("uwsgiapp.error")
 
 _SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)
+#: getsockopt's name for reading the filter back (the same number as the attach).
+_SO_GET_FILTER = _SO_ATTACH_FILTER
+_SO_ACCEPTCONN = getattr(socket, "SO_ACCEPTCONN", 30)
 #: A classic BPF program, run on each packet to the listener with the TCP header at offset 0:
 #: drop a packet with SYN set (a new connection); keep the rest (a handshake's last ACK, or the
 #: data that carries it: a connection its client already counts as made).
@@ -37,7 +45,7 @@ _DROP_SYNS = (
     (0x06, 0, 0, 0),  # ret #0: drop
     (0x06, 0, 0, 0xFFFFFFFF),  # ret #-1: keep all of it
 )
-#: The longest the last one out waits for handshakes under way, from the filter's attach. Their
+#: The longest the first one out waits for handshakes under way, from the filter's attach. Their
 #: last ACK comes within a round trip; one lost is sent again with the client's data within its
 #: retransmission timeout (200 ms at first). Under the kernel's first SYN retry (1 s), so that
 #: a connect dropped meanwhile is refused at that retry. What is still under way is reset.
@@ -54,12 +62,37 @@ def refuse_new_connections(sock: socket.socket) -> bool:
     return attach_filter(sock, _DROP_SYNS)
 
 
+def listening(sock: socket.socket) -> bool:
+    """Whether ``sock`` still listens (no process shut it down; not closed)."""
+    try:
+        return bool(sock.getsockopt(socket.SOL_SOCKET, _SO_ACCEPTCONN))
+    except OSError:
+        return False
+
+
+def being_taken(sock: socket.socket) -> bool:
+    """Whether a process's :func:`last_out` is taking ``sock``'s queue: it attached the filter
+    that drops new connections (known by its length and first instruction: nothing else
+    filters our sockets), and shuts the socket down in a moment."""
+    try:  # the kernel copies the program (1024 bytes hold ours) but gives its length in
+        # instructions where a length in bytes belongs: what comes back is that many bytes.
+        head = sock.getsockopt(socket.SOL_SOCKET, _SO_GET_FILTER, 1024)
+    except OSError:
+        return False
+    return len(head) == len(_DROP_SYNS) and _program(_DROP_SYNS).startswith(head)
+
+
+def _program(program: Sequence[tuple[int, int, int, int]]) -> bytes:
+    """A classic BPF program's instructions as the kernel takes them (struct sock_filter)."""
+    return b"".join(struct.pack("HBBI", *insn) for insn in program)
+
+
 def attach_filter(sock: socket.socket, program: Sequence[tuple[int, int, int, int]]) -> bool:
     """Attach a classic BPF ``program`` (its instructions: code, jt, jf, k) to ``sock``,
     replacing any before it; False where the kernel takes no filter."""
     import ctypes  # once, at a server's stop
 
-    code = b"".join(struct.pack("HBBI", *insn) for insn in program)
+    code = _program(program)
     buffer = ctypes.create_string_buffer(code, len(code))
     fprog = struct.pack("HP", len(program), ctypes.addressof(buffer))
     try:  # struct sock_fprog: the program's length, then its address
@@ -83,7 +116,7 @@ def _local_address(sock: socket.socket) -> tuple[int, bytes]:
 
 
 class TakenQueue:
-    """What the last one out accepted from a listener's queue before closing it, served as
+    """What the first one out accepted from a listener's queue before shutting it down, served as
     the listener's queue would be (:func:`~uwsgiapp.server.burst.accept_run`)."""
 
     def __init__(self, listener: Listener) -> None:
@@ -92,11 +125,14 @@ class TakenQueue:
         self.sock = self  # accept_run calls sock._accept()
         self._taken: deque[tuple[int, object]] = deque()
         self.error: OSError | None = None
+        #: Another process shut the socket down meanwhile (its own last out took the rest).
+        self.shut = False
         self.take(listener.sock)
 
     def take(self, sock: socket.socket) -> bool:
         """Accept what waits in ``sock``'s queue (non-blocking) to be served later; False if
-        an error other than the empty queue stopped it (EMFILE: what stays is reset)."""
+        an error other than the empty queue stopped it (EMFILE: what stays is reset; EINVAL:
+        another process shut the socket down, having taken what queued)."""
         while True:
             try:
                 self._taken.appendleft(sock._accept())  # type: ignore[attr-defined]
@@ -105,7 +141,10 @@ class TakenQueue:
             except BlockingIOError:
                 return True
             except OSError as error:
-                self.error = error
+                if error.errno == errno.EINVAL:
+                    self.shut = True
+                else:
+                    self.error = error
                 return False
 
     def __len__(self) -> int:
@@ -120,19 +159,20 @@ class TakenQueue:
 def last_out(
     listener: Listener, stopping: bool, wait: float = HANDSHAKES_WAIT
 ) -> TakenQueue | None:
-    """A worker's drain is done with ``listener`` (``stopping``: the whole server stops): if
-    this process is the last to hold it, have the socket drop new connections, wait (up to
-    ``wait`` seconds) for the handshakes under way and take what queued, to be served once it
-    is closed (served first, a long request held up the refusal of new connections). None:
-    close it as it is. Not where the socket outlives the server (systemd's ``fd://``; a binary
+    """A worker's (or request thread's) drain is done with ``listener`` (``stopping``: the
+    whole server stops): unless another process did already, have the socket drop new
+    connections, wait (up to ``wait`` seconds) for the handshakes under way, take what queued
+    and shut the socket down for every process that holds it; what was taken is served next
+    (served first, a long request held up the refusal of new connections). None: close this
+    copy as it is. Not where the socket outlives the server (systemd's ``fd://``; a binary
     upgrade's pair is no stop of the whole server: ``stopping`` is false), nor on unix sockets
     (the master removed their files: a connect finds none)."""
     if not stopping or not listener.is_tcp or listener.spec.startswith("fd://"):
         return None
-    if not (listener.let_go() and refuse_new_connections(listener.sock)):
+    sock = listener.sock
+    if not listening(sock) or being_taken(sock) or not refuse_new_connections(sock):
         return None
     deadline = time.monotonic() + wait
-    listener.last_one_out = True
     port, local = _local_address(listener.sock)
     under_way = handshakes_under_way(port, local) if port else 0
     taken = TakenQueue(listener)
@@ -147,17 +187,20 @@ def last_out(
                 break
             left = handshakes_under_way(port, local)
         taken.take(listener.sock)  # one queued since the last take
-        if left:
+        if left and not taken.shut:
             log.info(
-                "the last out of %s: %d of %d handshakes still under way %s are reset as it "
-                "closes (their clients, if nginx, get a 502 for a request sent on them)",
+                "%s closes for the stop: %d of %d handshakes still under way %s are reset as "
+                "it is shut down (their clients, if nginx, get a 502 for a request sent on them)",
                 listener.spec,
                 left,
                 under_way,
                 f"after {wait:g} s" if taken.error is None else f"as accept failed ({taken.error})",
             )
+    with contextlib.suppress(OSError):  # shut down by another process meanwhile
+        sock.shutdown(socket.SHUT_RDWR)
     log.debug(
-        "the last out of %s: new connections dropped, %d taken (%d handshakes were under way)",
+        "%s closes for the stop: new connections dropped, %d taken (%d handshakes were under "
+        "way), shut down for every process",
         listener.spec,
         len(taken),
         under_way,

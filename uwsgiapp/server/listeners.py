@@ -2,12 +2,11 @@
 
 Binding happens once, in the process that owns the sockets (the master); workers inherit them.
 
-**The last one out.** A stopping server's workers each drain a socket's queue and close their
-copy; on TCP a connection queued between the last process's last accept and its close was reset
-after nginx sent its request (a 502 it does not retry for a POST). Every process that holds a
-socket holds the write end of a pipe too, closed with it (:meth:`Listener.close`): the one that
-finds the pipe hung up is the last, and closes that window
-(:func:`uwsgiapp.server.lastout.last_out`).
+**The first one out.** A stopping server's workers each drain a socket's queue and close their
+copy; on TCP a connection queued after the last accept was reset after nginx sent its request
+(a 502 it does not retry for a POST), whether at the last close or at the exit of a worker still
+in a long request. The first worker whose drain finds the queue empty shuts the socket down for
+every process, closing that window first (:func:`uwsgiapp.server.lastout.last_out`).
 """
 
 from __future__ import annotations
@@ -15,14 +14,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import select
 import socket
 import stat
 import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from uwsgiapp import unpatched
 from uwsgiapp.addresses import AddressError, AllowList, SocketAddress, server_address
 from uwsgiapp.server.safefiles import UnsafeFileError, in_parent, pinned_path, socket_answers
 
@@ -44,13 +41,6 @@ class Listener:
     inode: tuple[int, int] | None = field(default=None)
     #: Another master serves on this socket too (a binary upgrade's pair): its file stays.
     shared: bool = False
-    #: The pipe whose write end each process holding the socket holds (-1: none, see
-    #: :meth:`count_holders`).
-    held_r: int = -1
-    held_w: int = -1
-    #: This process is the last one out of the socket (:mod:`uwsgiapp.server.lastout`): it
-    #: closes it once the handshakes under way are in.
-    last_one_out: bool = False
 
     @property
     def unix_name(self) -> str:
@@ -85,33 +75,8 @@ class Listener:
         """Close the socket; remove the unix socket file if it is still the one we made."""
         with contextlib.suppress(OSError):
             self.sock.close()
-        for held in (self.held_w, self.held_r):  # its hold goes with it
-            if held >= 0:
-                with contextlib.suppress(OSError):
-                    unpatched.close(held)
-        self.held_r = self.held_w = -1
         if unlink:
             self.close_path()
-
-    def count_holders(self) -> None:
-        """Master, before any fork: have each process that holds the socket hold a pipe's
-        write end too (none at a descriptor limit: no process ever finds itself the last)."""
-        if self.held_r < 0:
-            with contextlib.suppress(OSError):
-                self.held_r, self.held_w = os.pipe2(os.O_CLOEXEC)
-
-    def let_go(self) -> bool:
-        """This process's hold ends (its socket is closed, or about to be): whether every other
-        process's has ended too."""
-        fd, self.held_w = self.held_w, -1
-        if fd >= 0:
-            with contextlib.suppress(OSError):
-                unpatched.close(fd)
-        if self.held_r < 0:
-            return False
-        poller = unpatched.poll()  # eventlet's monkey-patching removes select.poll
-        poller.register(self.held_r, 0)  # a hang-up is always reported
-        return any(event & select.POLLHUP for _, event in poller.poll(0))
 
 
 #: ``struct tcp_info`` up to ``tcpi_unacked``: 8 one-byte fields, then rto, ato, snd_mss,

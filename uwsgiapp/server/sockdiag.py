@@ -1,6 +1,6 @@
 """Accept-queue lengths of listening sockets, for the stats: TCP through ``TCP_INFO``, unix
 through the kernel's sock_diag netlink interface (what ``ss -xl`` shows as Recv-Q); and, for a
-stop's last one out (:mod:`uwsgiapp.server.lastout`), the TCP handshakes under way.
+stop's first one out (:mod:`uwsgiapp.server.lastout`), the TCP handshakes under way.
 
 /proc/net/unix does not carry queue lengths, so for a unix listener we ask NETLINK_SOCK_DIAG
 for the socket with our socket's inode and ``UDIAG_SHOW_RQLEN``: for a listener the kernel

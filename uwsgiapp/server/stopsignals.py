@@ -21,6 +21,7 @@ from uwsgiapp.server.inflight import (
     request_line,
     worker_label,
 )
+from uwsgiapp.server.lastout import being_taken, listening
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import arm_fault_dumps, reopen_logs
 from uwsgiapp.server.logtext import escape_log_text
@@ -113,8 +114,8 @@ class StopSignals:
             for listener in self.listeners
             if listener.is_tcp
             and not listener.spec.startswith("fd://")
-            and not listener.last_one_out  # closed in a moment, after the handshakes under way
-            and listener.sock.fileno() >= 0
+            and listening(listener.sock)  # not shut down by a worker's drain, nor closed
+            and not being_taken(listener.sock)  # shut down in a moment, after the handshakes
         ]
         for listener in held:
             with contextlib.suppress(OSError):  # closed meanwhile by the loop
@@ -187,4 +188,4 @@ class StopSignals:
         signal.signal(signal.SIGUSR2, signal.SIG_DFL)
         arm_fault_dumps(())  # a crash's dump to the log, not to the worker's file
         for listener in self.listeners:
-            listener.close(unlink=False)  # and its hold (the workers' last one out)
+            listener.close(unlink=False)

@@ -114,10 +114,10 @@ class _ThreadLoop(Worker):
             self.alive = False
             self.owner.recycle(f"served {self.max_requests} requests (max-requests)")
 
-    def _drained(self, listener: Listener) -> None:
+    def _let_go(self, listener: Listener) -> None:
         # Shared by the threads: the last one done with it closes it (ThreadedWorker.drained).
         if self.owner.drained(listener, self.index):
-            super()._drained(listener)
+            super()._let_go(listener)
 
     def served(self) -> int:
         # A thread that has served nothing in a worker that has: its EMFILE is the app's.

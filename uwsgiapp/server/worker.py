@@ -220,13 +220,19 @@ class Worker(StopSignals):
 
     def _drained(self, listener: Listener) -> None:
         """The TERM drain is done with ``listener`` (its queue found empty, or the drain's time
-        over): close this process's copy at once, so that what queues from now on is refused,
-        not reset (the socket file is the master's). The last process to hold it takes what
-        queued since, then serves it (:func:`~uwsgiapp.server.lastout.last_out`)."""
+        over): in a server's stop, the first one here shuts a TCP socket down for every process
+        (one still in a long request keeps it too), so that what connects from now on is
+        refused, not queued and reset; it takes what queued since, then serves it
+        (:func:`~uwsgiapp.server.lastout.last_out`). This process's copy is closed at once (the
+        socket file is the master's)."""
         taken = last_out(listener, self.master_flags is not None and self.master_flags.stopping)
-        listener.close(unlink=False)
+        self._let_go(listener)
         if taken is not None:
             accept_run(self, taken, True, math.inf, False, False)
+
+    def _let_go(self, listener: Listener) -> None:
+        """Close this process's copy of ``listener``, whose drain is done."""
+        listener.close(unlink=False)
 
     def _stop_listening(self) -> None:
         """Take the listeners out of epoll: done accepting, parked requests may remain (a

@@ -375,8 +375,6 @@ def _load_and_run(
             log.warning(
                 "--request-titles: setproctitle cannot be imported; titles stay as they are"
             )
-        for listener in listeners:  # before any fork (the workers' last one out)
-            listener.count_holders()
         arbiter = Arbiter(config, listeners, app, build_handler, stats, notifier)
         arbiter.modules_before_app = before
         arbiter.funnel = funnel
