@@ -179,10 +179,14 @@ def test_http_routes_json_and_metrics(sockdir: str) -> None:
         for other in (b"/whatever", b"/healthz", b"/health/", b"/Health", b"//"):
             raw = read_all(path, b"GET " + other + b" HTTP/1.1\r\n\r\n")
             assert raw.startswith(b"HTTP/1.0 404 Not Found\r\n"), (other, raw)
+        raw = read_all(path, b"HEAD /healthz HTTP/1.1\r\n\r\n")  # its head, no body
+        assert raw.startswith(b"HTTP/1.0 404 Not Found\r\n") and raw.endswith(b"\r\n\r\n")
+        assert b"Content-Length: " in raw and b"not found" not in raw
         for method in (b"POST", b"DELETE"):
             for target in (b"/", b"/health", b"/metrics"):
                 raw = read_all(path, method + b" " + target + b" HTTP/1.1\r\n\r\n")
                 assert raw.startswith(b"HTTP/1.0 405 Method Not Allowed\r\n"), (target, raw)
+                assert b"\r\nAllow: GET, HEAD\r\n" in raw.partition(b"\r\n\r\n")[0]
 
 
 def test_http_headers_sent_after_the_answer_are_drained_not_reset() -> None:

@@ -128,14 +128,16 @@ def http_response(
     content_type: str = "application/json",
     head_only: bool = False,
     status: str = "200 OK",
+    more: str = "",
 ) -> bytes:
     """An HTTP/1.0 response carrying ``body`` with uWSGI's --stats-http headers (and a
-    Content-Length, which uWSGI omits)."""
+    Content-Length, which uWSGI omits); ``more``: header lines to add, each ending in CRLF."""
     head = (
         f"HTTP/1.0 {status}\r\n"
         "Connection: close\r\n"
         "Access-Control-Allow-Origin: *\r\n"
         f"Content-Type: {content_type}\r\n"
+        f"{more}"
         f"Content-Length: {len(body)}\r\n\r\n"
     ).encode("ascii")
     return head if head_only else head + body

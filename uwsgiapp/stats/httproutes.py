@@ -16,8 +16,8 @@ __all__ = ["Renders", "route"]
 
 log = logging.getLogger("uwsgiapp.error")
 
-#: The HTTP stats server's canned answers: no snapshot, a path it does not serve (uWSGI
-#: answers any with the document), a method other than GET or HEAD.
+#: The HTTP stats server's canned answers (with the body; a HEAD's is cut off): no snapshot, a
+#: path it does not serve (uWSGI answers any with the document), a method other than GET or HEAD.
 _UNAVAILABLE: Final = http_response(
     b"stats unavailable\n", content_type="text/plain", status="500 Internal Server Error"
 )
@@ -27,8 +27,17 @@ _NOT_FOUND: Final = http_response(
     status="404 Not Found",
 )
 _NOT_ALLOWED: Final = http_response(
-    b"only GET and HEAD\n", content_type="text/plain", status="405 Method Not Allowed"
+    b"only GET and HEAD\n",
+    content_type="text/plain",
+    status="405 Method Not Allowed",
+    more="Allow: GET, HEAD\r\n",
 )
+
+
+def _head_of(canned: bytes, head_only: bool) -> bytes:
+    """A canned answer, or only its head for a HEAD request."""
+    return canned.partition(b"\r\n\r\n")[0] + b"\r\n\r\n" if head_only else canned
+
 
 _REQUEST_LINE = re.compile(rb"([A-Z]{1,16}) (\S{1,4096})(?: HTTP/\d\.\d)?\r?")
 
@@ -80,14 +89,16 @@ def route(line: bytes | None, renders: Renders) -> bytes | None:
         return _NOT_ALLOWED
     if path == b"/health":
         stats = renders.stats()
-        return _UNAVAILABLE if stats is None else health_response(stats, head_only=head_only)
+        if stats is None:
+            return _head_of(_UNAVAILABLE, head_only)
+        return health_response(stats, head_only=head_only)
     if path == b"/metrics":
         kind, ctype = "metrics", CONTENT_TYPE
     elif path == b"/":
         kind, ctype = "json", "application/json"
     else:  # a probe of /healthz must not pass on the document's 200, as uWSGI's would
-        return _NOT_FOUND
+        return _head_of(_NOT_FOUND, head_only)
     body = renders.get(kind)
     if body is None:
-        return _UNAVAILABLE
+        return _head_of(_UNAVAILABLE, head_only)
     return http_response(body, content_type=ctype, head_only=head_only)
