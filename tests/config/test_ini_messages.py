@@ -200,3 +200,21 @@ def test_a_pythonpath_glob_is_expanded_as_uwsgi_does(tmp_path: Path) -> None:
     assert [w.partition("]: ")[2] for w in result.warnings] == [
         f"'pythonpath = {tmp_path}/nothing*' matches nothing: the pattern is used as it is"
     ]
+
+
+def test_a_relative_pidfile_or_log_beside_a_chdir_is_said_to_move(tmp_path: Path) -> None:
+    """uWSGI writes a relative pidfile and logto where it started, uwsgiapp under chdir: an
+    ini written for uWSGI moved them silently (a `kill -HUP $(cat run/app.pid)` missed)."""
+    said = warnings_for(
+        tmp_path, "chdir = /srv/site\npidfile = run/app.pid\nlogto = log/app.log\nmodule = a:b"
+    )
+    end = (
+        "is taken from chdir (/srv/site), where uWSGI takes it from the directory it starts in:"
+        " make it absolute to keep it where it was"
+    )
+    assert said == [  # logto's file is the access log's too: said once
+        f"pidfile (line 4): the relative path 'run/app.pid' {end}",
+        f"logto (line 5): the relative path 'log/app.log' {end}",
+    ]
+    assert warnings_for(tmp_path, "pidfile = run/app.pid\nlogto = log/app.log") == []
+    assert warnings_for(tmp_path, "chdir = /srv\npidfile = /run/app.pid\nlogto = /l.log") == []

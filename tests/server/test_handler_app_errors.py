@@ -216,6 +216,18 @@ def test_request_text_cannot_forge_error_log_lines(field: str, failure: str, log
     assert "GET /a\\x0D\\x0A2026-01-01 00:00:00,000 [1] [ERROR] forged \\x1B[31mred\\x1B[0m" in line
 
 
+def test_the_error_line_says_a_utf8_uri_as_the_client_wrote_it(logs: Logs) -> None:
+    # The environ's latin-1 text, written as UTF-8 by the log: /cafÃ© where nginx says /café.
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        raise ValueError("app bug")
+
+    uri = "/café?q=über".encode().decode("latin-1")
+    assert run(make_handler(app), build_request(nginx_vars("GET", uri))).status == 500
+    (record,) = problems(logs)
+    first = logging.Formatter(ERROR_FORMAT).format(record).split("\n")[0]
+    assert "(GET /café?q=über)" in first, first
+
+
 def test_the_request_id_is_in_the_app_error_line(logs: Logs) -> None:
     # nginx's $request_id (uwsgi_param HTTP_X_REQUEST_ID): the line the app's 500 leaves can be
     # joined to its access line and to nginx's; a forged one stays on the line.

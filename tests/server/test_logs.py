@@ -295,6 +295,30 @@ def test_json_format_line(tmp_path: Path) -> None:
     assert abs(when.timestamp() - started) < 0.5
 
 
+def test_json_format_says_the_requests_text_as_the_client_wrote_it(tmp_path: Path) -> None:
+    # The environ holds the request's bytes decoded as latin-1: dumped as they were, a UTF-8
+    # /café read back as /cafÃ© (nginx's own JSON line, and the uwsgi line, say /café).
+    path = tmp_path / "access.json"
+    access = make_access_log("json", str(path))
+    assert access is not None
+
+    def wire(text: str) -> str:
+        return text.encode().decode("latin-1")
+
+    environ = {
+        **ENVIRON,
+        "REQUEST_URI": wire("/café?q=über") + "\xff",  # and a byte that is no UTF-8
+        "HTTP_USER_AGENT": wire("Grüße/1.0"),
+        "HTTP_REFERER": wire("https://example.org/ü"),
+    }
+    access(environ, resp("200 OK", 1), 0.1, BLOCK)
+    text = path.read_text()
+    assert text.isascii()
+    record = json.loads(text)
+    assert record["uri"] == "/café?q=über\\xff"
+    assert (record["user_agent"], record["referer"]) == ("Grüße/1.0", "https://example.org/ü")
+
+
 def test_reopen_after_the_file_was_moved(tmp_path: Path) -> None:
     path = tmp_path / "access.log"
     access = make_access_log("uwsgi", str(path))

@@ -174,11 +174,34 @@ def ini_layer(
         if not mapper.apply(key, value, entry.line, source):
             _unsupported(entry, result, where, warn)
     map_app(mapper.app, result.layer, where, warn)
+    _relative_to_chdir(result.layer, where, warn)
     _check_strict(entries, result, where)
     if "access_log" not in result.layer:  # uWSGI logs every request unless told not to
         result.layer["access_log"] = Raw("uwsgi", f"{where} (uWSGI's default; disable-logging)")
     request_log_filters(result.layer)
     return result
+
+
+def _relative_to_chdir(layer: Layer, where: str, warn: Callable[[str], None]) -> None:
+    """Say where a relative pidfile or log file goes beside a ``chdir``: uwsgiapp takes it from
+    that directory (gunicorn's rule), uWSGI from the one it started in. An ini written for
+    uWSGI moved them silently (a ``kill -HUP $(cat run/app.pid)`` or a logrotate rule then
+    missed them), or stopped the start where the directory is not there."""
+    chdir = layer.get("chdir")
+    if chdir is None:
+        return
+    said: set[str] = set()  # logto's file is the access log's too: said once
+    for name in ("pidfile", "error_log_file", "access_log_file"):
+        raw = layer.get(name)
+        if raw is None or not isinstance(raw.value, str) or raw.value in said:
+            continue
+        if raw.value and not raw.value.startswith(("/", "-")):
+            said.add(raw.value)
+            warn(
+                f"{raw.source.removeprefix(where).strip()}: the relative path {raw.value!r} is "
+                f"taken from chdir ({chdir.value}), where uWSGI takes it from the directory it "
+                "starts in: make it absolute to keep it where it was"
+            )
 
 
 def request_log_filters(layer: Layer) -> None:

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from uwsgiapp.server.exchange import Exchange
 from uwsgiapp.server.inflight import worker_number
-from uwsgiapp.server.logtext import CONTROL_CODES, escape_log_text
+from uwsgiapp.server.logtext import CONTROL_CODES, as_sent, escape_log_text
 from uwsgiapp.wsgi.contract import AccessLogger
 from uwsgiproto import count_vars
 
@@ -158,22 +158,23 @@ def json_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
         second = int(start)
         offset = zone.at(second)
         status: str = response.sent_status or ("502" if response.aborted else "-")
+        get = environ.get
         line = json.dumps(  # ASCII, controls escaped: json.dumps escapes them itself
             {
                 "time": f"{iso.at(second)}.{int((start - second) * 1000):03d}"
                 f"{offset[:3]}:{offset[3:]}",
                 "pid": pid.value,
                 "worker": worker_number(),
-                "remote_addr": environ.get("REMOTE_ADDR", ""),
-                "method": environ.get("REQUEST_METHOD", ""),
-                "uri": environ.get("REQUEST_URI", environ.get("PATH_INFO", "")),
-                "protocol": environ.get("SERVER_PROTOCOL", ""),
+                "remote_addr": get("REMOTE_ADDR", ""),
+                "method": as_sent(get("REQUEST_METHOD", "")),
+                "uri": as_sent(get("REQUEST_URI", get("PATH_INFO", ""))),
+                "protocol": as_sent(get("SERVER_PROTOCOL", "")),
                 "status": int(status[:3]) if status[:3].isdigit() else 0,
                 "bytes": response.sent - response.head_size,
                 "duration_ms": round(seconds * 1000, 3),
-                "request_id": environ.get("HTTP_X_REQUEST_ID", ""),
-                "referer": environ.get("HTTP_REFERER", ""),
-                "user_agent": environ.get("HTTP_USER_AGENT", ""),
+                "request_id": as_sent(get("HTTP_X_REQUEST_ID", "")),
+                "referer": as_sent(get("HTTP_REFERER", "")),
+                "user_agent": as_sent(get("HTTP_USER_AGENT", "")),
             }
         )
         writer.write((line + "\n").encode("ascii"))

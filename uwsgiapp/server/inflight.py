@@ -16,7 +16,7 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from uwsgiapp.server.logtext import escape_log_text
+from uwsgiapp.server.logtext import as_sent, escape_log_text
 from uwsgiapp.server.throttle import body_mismatches, refused_requests
 from uwsgiapp.unpatched import threads_patched_by
 from uwsgiapp.wsgi.errors import ClientDisconnected, ClientTimeout
@@ -228,7 +228,7 @@ def request_text(environ: dict[str, Any]) -> str:
     uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "")
     request_id = environ.get("HTTP_X_REQUEST_ID")
     said = f", request id {request_id}" if request_id else ""
-    return escape_log_text(f"{environ.get('REQUEST_METHOD')} {uri}{said}")
+    return escape_log_text(as_sent(f"{environ.get('REQUEST_METHOD')} {uri}{said}"))
 
 
 #: What :func:`say_body_length` says, a burst at a time (the worker flushes it).

@@ -11,12 +11,25 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["CONTROL_CODES", "escape_log_text"]
+__all__ = ["CONTROL_CODES", "as_sent", "escape_log_text"]
 
 #: The code points a log line must not carry as they are: the C0 controls and DEL.
 CONTROL_CODES: Final = (*range(0x20), 0x7F)
 
 _ESCAPES = {code: f"\\x{code:02X}" for code in CONTROL_CODES}
+
+
+def as_sent(text: str) -> str:
+    """Request text from the environ (its bytes decoded as latin-1, PEP 3333) as the client
+    wrote it, for a line of text rather than bytes (the error log, the JSON access log): UTF-8
+    decoded, a byte that is none as ``\\xNN``. As it was, ``/café`` came out as ``/cafÃ©``."""
+    if text.isascii():
+        return text
+    try:
+        raw = text.encode("latin-1")
+    except UnicodeEncodeError:  # not the request's bytes: the app put it there
+        return text
+    return raw.decode("utf-8", "backslashreplace")
 
 
 def escape_log_text(text: str) -> str:

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import Any
 
 from uwsgiapp.server.inflight import request_environ
-from uwsgiapp.server.logtext import escape_log_text
+from uwsgiapp.server.logtext import as_sent, escape_log_text
 from uwsgiapp.unpatched import OsEvent, OsThread, get_ident
 
 PR_SET_NAME = 15
@@ -76,7 +76,7 @@ def shown_request(environ: dict[str, Any]) -> str:
     """``METHOD /path`` for a title: no query string (``ps`` shows it to every local user),
     control characters escaped, cut to :data:`REQUEST_SHOWN` characters."""
     path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "")
-    text = escape_log_text(f"{environ.get('REQUEST_METHOD', '-')} {path or '/'}")
+    text = escape_log_text(as_sent(f"{environ.get('REQUEST_METHOD', '-')} {path or '/'}"))
     return text if len(text) <= REQUEST_SHOWN else text[: REQUEST_SHOWN - 3] + "..."
 
 
