@@ -56,6 +56,24 @@ def test_env_and_workers_apply_the_rest_is_said(watched: list[object]) -> None:
     assert options.on_hup(most_workers=32) == (None, [logged[1]])
 
 
+def test_what_a_usr2_upgrade_keeps_is_said_to_need_a_restart(watched: list[object]) -> None:
+    # The new master inherits the socket files as they are (their mode, their owner) and
+    # starts as the user the old one dropped to: "a USR2 upgrade applies it" was not so.
+    watched.append(
+        make_config(
+            app="a:app", env=("OPT_A=1", "OPT_B=2"), workers=2, chmod_socket=0o666, harakiri=5.0
+        )
+    )
+    said = [line.message for line in options.on_hup(most_workers=32)[1]]
+    assert said == [
+        "HUP: --harakiri changed since the start: a restart or a USR2 upgrade applies it (a "
+        "reload applies --env and --workers only)",
+        "HUP: --chmod-socket changed since the start: a restart applies it (a USR2 upgrade "
+        "takes over the sockets, and the user, as they are) (a reload applies --env and "
+        "--workers only)",
+    ]
+
+
 def test_nothing_changed_says_nothing(watched: list[object]) -> None:
     watched.append(make_config(app="a:app", env=("OPT_B=2", "OPT_A=1"), workers=2))
     assert options.on_hup(most_workers=32) == (None, [])

@@ -59,6 +59,11 @@ def env_changes(old: Mapping[str, str], new: Mapping[str, str]) -> tuple[dict[st
     return to_set, [name for name in old if name not in new]
 
 
+#: What a USR2's new master takes over as it is: the sockets it inherits (their files' mode and
+#: owner) and the user the old master dropped to (it starts as that user).
+KEPT_BY_USR2 = frozenset({"chmod_socket", "chown_socket", "uid", "gid"})
+
+
 def _info(text: str) -> Log:
     return Log(LogLevel.INFO, text)
 
@@ -88,15 +93,24 @@ def on_hup(most_workers: int, running: int = 0) -> tuple[int | None, list[Log]]:
         _set_environ({**to_set, **{name: _environ.get(name) for name in to_remove}})
         said.append(_info(f"HUP: --env read again: {len(to_set)} set, {len(to_remove)} removed"))
     rest = [name for name in names if name not in LIVE]
-    if rest:
-        options = ", ".join("--" + name.replace("_", "-") for name in rest)
-        said.append(
-            Log(
-                LogLevel.WARNING,
-                f"HUP: {options} changed since the start: a restart or a USR2 upgrade applies "
-                "it (a reload applies --env and --workers only)",
+    for kept, applies in (
+        (False, "a restart or a USR2 upgrade applies it"),
+        (
+            True,
+            "a restart applies it (a USR2 upgrade takes over the sockets, and the user, as "
+            "they are)",
+        ),
+    ):
+        these = [name for name in rest if (name in KEPT_BY_USR2) == kept]
+        if these:
+            options = ", ".join("--" + name.replace("_", "-") for name in these)
+            said.append(
+                Log(
+                    LogLevel.WARNING,
+                    f"HUP: {options} changed since the start: {applies} (a reload applies "
+                    "--env and --workers only)",
+                )
             )
-        )
     workers = min(new.workers, most_workers) if "workers" in names else None
     if workers is not None:
         said.append(_info(f"HUP: --workers read again: {workers}"))
