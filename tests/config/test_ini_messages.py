@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -33,8 +34,6 @@ def test_what_uwsgiapp_always_does_is_accepted_silently(tmp_path: Path, body: st
     ("body", "said"),
     [
         ("ignore-write-errors = false", "one info line in uwsgiapp's log"),
-        ("ini = other.ini", "follows 'ini = :section' (a section of the same file) but no"),
-        ("ini = other.ini", "are NOT applied; copy them into this section"),
         # Background jobs and hooks: the web part works, so a bare line went unnoticed.
         ("attach-daemon = ./manage.py sendalerts", "THIS WILL NOT RUN: uwsgiapp runs no"),
         ("smart-attach-daemon = /tmp/x.pid x", "a separate container or compose service"),
@@ -114,7 +113,9 @@ def test_ini_colon_section_is_followed_where_it_stands(tmp_path: Path) -> None:
     assert layer["socket"] == ["/tmp/b.sock", "/tmp/s.sock"]
     assert "threads" not in layer  # one level: [base]'s own ini is not followed, and said
     (said,) = [w.partition("]: ")[2] for w in result.warnings]
-    assert said.startswith("'ini' is not supported, ignored (uwsgiapp follows 'ini = :section'")
+    assert said.startswith(
+        "'ini' is not supported, ignored (uwsgiapp follows 'ini', 'include' and 'inherit' one"
+    )
     # A missing section is skipped with a warning (as uWSGI does); a section read already
     # (this one, or one included twice) is skipped too: its sockets would be bound twice.
     path.write_text(
@@ -218,3 +219,36 @@ def test_a_relative_pidfile_or_log_beside_a_chdir_is_said_to_move(tmp_path: Path
     ]
     assert warnings_for(tmp_path, "pidfile = run/app.pid\nlogto = log/app.log") == []
     assert warnings_for(tmp_path, "chdir = /srv\npidfile = /run/app.pid\nlogto = /l.log") == []
+
+
+def test_another_ini_file_is_read_where_it_stands_and_inherit_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 'ini = base.ini' and 'inherit = base.ini' were dropped with a warning, and the server
+    # started without what they set (1 worker, no harakiri). A relative path is taken from the
+    # current directory, as uWSGI opens it.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "base.ini").write_text(
+        "[uwsgi]\nprocesses = 4\nharakiri = 30\nini = deeper.ini\n[other]\nthreads = 2\n"
+    )
+    path = tmp_path / "site.ini"
+    path.write_text("[uwsgi]\nmodule = app:app\nprocesses = 2\ninclude = base.ini\n")
+    result = ini_layer(str(path), environ={})
+    layer = {name: raw.value for name, raw in result.layer.items()}
+    assert (layer["workers"], layer["harakiri"]) == ("4", "30")  # where it stands: after the 2
+    assert result.layer["workers"].source.endswith("processes (line 2 of base.ini)")
+    (said,) = [w.partition("]: ")[2] for w in result.warnings]  # one level deep
+    assert said.startswith("'ini' is not supported, ignored"), said
+    # inherit: a template, which the file's own keys override wherever it stands.
+    path.write_text("[uwsgi]\nmodule = app:app\nprocesses = 2\ninherit = base.ini:other\n")
+    layer = {name: raw.value for name, raw in ini_layer(str(path), environ={}).layer.items()}
+    assert (layer["workers"], layer["threads"]) == ("2", "2")
+    # One that cannot be read stops the start (what it sets would be missing); so does a
+    # format uwsgiapp does not read.
+    for value, message in (
+        ("ini = gone.ini", "'ini = gone.ini' (line 3): cannot read gone.ini"),
+        ("include = base.yaml", "'include = base.yaml' (line 3): only ini files are read"),
+    ):
+        path.write_text(f"[uwsgi]\nmodule = app:app\n{value}\n")
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            ini_layer(str(path), environ={})

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import replace
 
 from uwsgiapp.config.iniexpand import DEFAULT_SECTION
 from uwsgiapp.config.inilogic import IniEntry
 from uwsgiapp.config.model import ConfigError
 
-__all__ = ["include_sections", "parse_ini", "read_section", "split_ini_arg"]
+__all__ = ["INCLUDE_KEYS", "include_sections", "parse_ini", "read_section", "split_ini_arg"]
 
 
 def split_ini_arg(arg: str) -> tuple[str, str]:
@@ -89,28 +90,51 @@ def _not_utf8(text: str) -> bool:
     return any("\udc80" <= char <= "\udcff" for char in text)
 
 
+#: The keys that bring in another section's entries (uWSGI's): where they stand, or first.
+INCLUDE_KEYS = ("ini", "include", "inherit")
+
+
 def include_sections(
     path: str, section: str, entries: list[IniEntry], warn: Callable[[str], None]
 ) -> list[IniEntry]:
-    """``entries`` (of ``[section]``) with each ``ini = :other`` (a section of the same file)
-    replaced by that section's entries, where it stands, as uWSGI reads it. One level: an
-    ``ini`` inside the section followed, or one naming another file, is kept (and reported as
-    unsupported). A section already read, or missing, is skipped with a warning (uWSGI warns
-    of a missing one too)."""
+    """``entries`` (of ``[section]``) with each ``ini = :other`` (a section of the same file),
+    ``ini = other.ini[:section]`` or ``include = other.ini`` (another file's section, [uwsgi]
+    by default; a relative path from the current directory, as uWSGI opens it) replaced by
+    that section's entries where it stands, and ``inherit = base.ini`` 's put first (a template
+    this section's own keys override), as uWSGI reads them. One level: one of these keys in
+    what was brought in is kept (and reported as unsupported). A section already read is
+    skipped with a warning, as is a missing one of this file (uWSGI warns); another file that
+    cannot be read stops the start (what it sets would be missing)."""
     out: list[IniEntry] = []
-    read = {section}
+    first: list[IniEntry] = []
+    read = {(os.path.abspath(path), section)}
     for entry in entries:
-        name = entry.value.strip()[1:]
-        if entry.key != "ini" or not entry.value.strip().startswith(":") or not name:
+        value = entry.value.strip()
+        if entry.key not in INCLUDE_KEYS or value in ("", ":"):
             out.append(entry)
-        elif name in read:
-            warn(f"'ini = :{name}' (line {entry.line}): [{name}] is already read; skipped")
-        else:
-            try:
-                out.extend(read_section(path, name))
-            except NotUtf8:
-                raise
-            except ConfigError as exc:
-                warn(f"'ini = :{name}' (line {entry.line}) skipped: {exc.message}")
-            read.add(name)
-    return out
+            continue
+        other, name = (path, value[1:]) if value.startswith(":") else split_ini_arg(value)
+        said = f"'{entry.key} = {value}' ({entry.at})"
+        if (os.path.abspath(other), name) in read:
+            warn(f"{said}: [{name}] is already read; skipped")
+            continue
+        read.add((os.path.abspath(other), name))
+        if other != path and entry.key != "ini" and other.endswith(_NOT_INI):
+            raise ConfigError("ini", f"{said}: only ini files are read", "command line")
+        try:
+            brought = read_section(other, name)
+        except NotUtf8:
+            raise
+        except ConfigError as exc:
+            if other != path:
+                raise ConfigError("ini", f"{said}: {exc.message}", "command line") from None
+            warn(f"{said} skipped: {exc.message}")
+            continue
+        if other != path:
+            brought = [replace(e, origin=other) for e in brought]
+        (first if entry.key == "inherit" else out).extend(brought)
+    return first + out
+
+
+#: The other formats uWSGI reads by a file's extension (``include``, ``inherit``).
+_NOT_INI = (".xml", ".yml", ".yaml", ".json", ".js", ".py")

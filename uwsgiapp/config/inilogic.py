@@ -47,6 +47,13 @@ class IniEntry:
     key: str
     value: str
     line: int
+    #: The file it was read from, when another than the ``--ini`` one (``ini = other.ini``).
+    origin: str = ""
+
+    @property
+    def at(self) -> str:
+        """Where it stands, for a message: ``line 3``, or ``line 3 of base.ini``."""
+        return f"line {self.line}" + (f" of {self.origin}" if self.origin else "")
 
 
 #: ``if-*`` key → (what it tests, negated).
@@ -117,10 +124,10 @@ def apply_logic(
             if block is not None:
                 raise ConfigError(
                     "ini",
-                    f"'{key}' (line {entry.line}) opens a block inside the '{block.key}' block"
+                    f"'{key}' ({entry.at}) opens a block inside the '{block.key}' block"
                     f" of line {block.line}: uWSGI cannot nest them (it stops with 'recursive"
                     " logic'); close the first with endif/endfor before",
-                    f"{where} {key} (line {entry.line})",
+                    f"{where} {key} ({entry.at})",
                 )
             test = _test_value(entry, expand_test, where)
             if key in _IF_KEYS:
@@ -157,7 +164,7 @@ def _test_value(entry: IniEntry, expand_test: Callable[[str], str], where: str) 
             "ini",
             f"the value of {entry.key!r} {exc}; placeholders are not expanded in a condition"
             " (uWSGI tests the text as written)",
-            f"{where} {entry.key} (line {entry.line})",
+            f"{where} {entry.key} ({entry.at})",
         ) from None
 
 
@@ -188,7 +195,7 @@ def _if(
     if kind == "reload":
         if not negated:
             warn(
-                f"the '{key}' block (line {entry.line}) is never applied: uwsgiapp reads the ini"
+                f"the '{key}' block ({entry.at}) is never applied: uwsgiapp reads the ini"
                 " once, at start (a HUP reloads the app, not the ini)"
             )
         return (None,) if negated else None
@@ -246,5 +253,5 @@ def _for(key: str, test: str, entry: IniEntry, warn: Callable[[str], None]) -> l
             lines = itertools.islice(fh, MAX_LOGIC_ENTRIES + 1)  # not all of /dev/zero
             return [line.rstrip("\r\n") for line in lines]
     except OSError as exc:
-        warn(f"'{key} = {test}' (line {entry.line}): cannot read it ({exc.strerror}): no lines")
+        warn(f"'{key} = {test}' ({entry.at}): cannot read it ({exc.strerror}): no lines")
         return []

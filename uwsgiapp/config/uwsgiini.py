@@ -165,7 +165,7 @@ def ini_layer(
             # (log-format's %(status)…), which must not be mistaken for placeholders.
             _not_ours(entry, result, where, warn, key in referenced, placeholders)
             continue
-        source = f"{where} {key} (line {entry.line})"
+        source = f"{where} {key} ({entry.at})"
         raw = _inline_comment(key, entry.value, entry.line, warn, commented)
         try:
             value = placeholders.expand_value(raw)
@@ -267,9 +267,9 @@ def _unsupported(
         near = difflib.get_close_matches(entry.key, _KNOWN, n=1, cutoff=0.8)
         advice = f"did you mean '{near[0]}'?" if near else ""
     warn(f"'{entry.key}' is not supported, ignored" + (f" ({advice})" if advice else ""))
-    result.unsupported.append(f"{entry.key} (line {entry.line})")
+    result.unsupported.append(f"{entry.key} ({entry.at})")
     if entry.key in HTTP_KEYS:
-        result.http.append((entry.key, entry.value, f"{where} {entry.key} (line {entry.line})"))
+        result.http.append((entry.key, entry.value, f"{where} {entry.key} ({entry.at})"))
 
 
 def _not_ours(
@@ -375,8 +375,8 @@ def _placeholder_definitions(entries: list[IniEntry], where: str) -> dict[str, t
         if entry.key in ("set-placeholder", "set-ph"):
             name, eq, value = entry.value.partition("=")
             if eq:
-                defined_at = f"{where} {entry.key} {name.strip()} (line {entry.line})"
+                defined_at = f"{where} {entry.key} {name.strip()} ({entry.at})"
                 raw.setdefault(name.strip(), (value.strip(), defined_at))
         else:
-            raw.setdefault(entry.key, (entry.value, f"{where} {entry.key} (line {entry.line})"))
+            raw.setdefault(entry.key, (entry.value, f"{where} {entry.key} ({entry.at})"))
     return raw
