@@ -138,8 +138,16 @@ def one_round(args: argparse.Namespace, run_dir: Path) -> tuple[int, int]:
             cmd += ["--workers", str(args.workers), "--threads", str(args.threads)]
             cmd += ["--access-log", "off", "--pythonpath", str(bench.APPS)]
             servers.append(bench.start(cmd, run_dir / f"server{number}.log", env=env))
-        for upstream in upstreams:
-            bench.wait_for(lambda u=upstream: bench.can_connect(u), 20, f"uwsgiapp on {upstream}")
+        for number, upstream in enumerate(upstreams):
+            try:
+                bench.wait_for(
+                    lambda u=upstream: bench.can_connect(u), 20, f"uwsgiapp on {upstream}"
+                )
+            except RuntimeError:  # its log says why (a port a client's connection took meanwhile)
+                log = (run_dir / f"server{number}.log").read_text(errors="replace")
+                raise RuntimeError(
+                    f"uwsgiapp on {upstream} did not start:\n{log[-2000:]}"
+                ) from None
         port = bench.free_port()
         (run_dir / "nginx.conf").write_text(nginx_conf(run_dir, port, upstreams))
         (run_dir / "nginx_error.log").write_text("")

@@ -360,6 +360,7 @@ def test_placeholders_of_ignored_keys_are_not_expanded(tmp_path: Path) -> None:
             " uWSGI's magic variable for it is %k",
         ),
         ("pidfile = %(nothing)/x.pid", "the value of 'pidfile' uses %(nothing), which is not"),
+        ("env = F=%(asctime)s", "environment); write %%(asctime) to keep it as it is"),
         (
             "pidfile = /run/%Z.pid",
             "the value of 'pidfile' uses %Z, which is not a magic variable uwsgiapp knows (%d ",

@@ -221,6 +221,8 @@ def _unknown_placeholder(name: str, section: str) -> str:
     letter = _MAGIC_BY_NAME.get(name.lower())
     if letter is not None:
         message += f"; uWSGI's magic variable for it is %{letter}"
+    else:  # a logging format's %(asctime)s in an env value, say: uWSGI keeps it as written
+        message += f"; write %%({name}) to keep it as it is"
     return message
 
 
