@@ -268,9 +268,13 @@ def hint_for(arg: str, ours: Iterable[str]) -> str:
     if key in FOREIGN_OPTIONS:
         return f"{name}: {FOREIGN_OPTIONS[key]}"
     if name.startswith("--"):
-        close = difflib.get_close_matches(name, [o for o in known if o.startswith("--")], n=1)
-        if close:
+        # Another server's names too: --procesess is uWSGI's --processes mistyped.
+        names = [o for o in (*known, *FOREIGN_OPTIONS) if o.startswith("--")]
+        close = difflib.get_close_matches(name, names, n=1)
+        if close and close[0] in known:
             return f"{name}: did you mean {close[0]}?"
+        if close:
+            return f"{name}: did you mean {close[0]}? {FOREIGN_OPTIONS[close[0]]}"
     return ""
 
 
@@ -330,6 +334,9 @@ def command_hint(message: str, argv: Sequence[str] | None = None) -> str:
     where = words.index(given, 1) if given in words[1:] else 0
     if where and words[where - 1] in FOREIGN_OPTIONS:
         return f"\n  {words[where - 1]}: {FOREIGN_OPTIONS[words[where - 1]]}"
+    if where and words[where - 1].startswith("-"):  # `uwsgiapp --ini uwsgi.ini`, uWSGI's way
+        option = words[where - 1]
+        return f"\n  {option}: options follow the command: uwsgiapp serve {option} {given}"
     if ":" in given or given.endswith(".py"):
         return "\n  the command comes first: uwsgiapp serve APP [options] (gunicorn APP)"
     return ""

@@ -57,6 +57,8 @@ from uwsgiapp.clihints import command_hint, hint_for
         # `uwsgi --ini app.ini --set processes=8` was "--set: did you mean --socket?"
         (["serve", "--ini", "a.ini", "--set", "processes=8"], "processes=4 is --workers 4"),
         (["serve", "--ini", "a.ini", "--set-ph", "base=/srv"], "the environment variable UWSGI"),
+        # A mistyped name of another server's: no hint at all.
+        (["serve", "a:app", "--procesess", "4"], "did you mean --processes? use --workers N"),
     ],
 )
 def test_an_unknown_option_gets_a_hint(argv: list[str], hint: str) -> None:
@@ -230,6 +232,12 @@ def test_an_app_given_without_a_command_says_the_command_comes_first() -> None:
     r = run_cli("app:app")  # gunicorn's way of starting
     assert r.returncode == EXIT_USAGE
     assert "the command comes first: uwsgiapp serve APP [options]" in r.stderr.decode()
+
+
+def test_an_option_before_the_command_is_said_to_follow_it() -> None:
+    # uWSGI's way (`uwsgi --ini uwsgi.ini`): "invalid choice: 'uwsgi.ini'" alone.
+    err = run_cli("--ini", "uwsgi.ini").stderr.decode()
+    assert "--ini: options follow the command: uwsgiapp serve --ini uwsgi.ini" in err, err
 
 
 def test_a_mistyped_command_gets_no_app_hint() -> None:
