@@ -199,7 +199,7 @@ def _warn(warning: str, fmt: str) -> None:
     if fmt != "json":
         print(f"{PROG} serve: warning: {warning}", file=sys.stderr)
         return
-    from uwsgiapp.server.logs import JsonErrorFormatter
+    from uwsgiapp.server.logformat import JsonErrorFormatter
 
     fields = {"name": "uwsgiapp.config", "levelname": "WARNING", "levelno": 30, "msg": warning}
     print(JsonErrorFormatter().format(logging.makeLogRecord(fields)), file=sys.stderr)

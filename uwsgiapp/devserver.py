@@ -220,7 +220,7 @@ def _plain_logs_unless_terminal() -> None:
 def _error_lines() -> None:
     """serve's error lines (a response it refuses, a body that does not match its head) on
     stderr as serve writes them; without a handler, Python's last resort prints them bare."""
-    from uwsgiapp.server.logs import ERROR_FORMAT, ErrorFormatter
+    from uwsgiapp.server.logformat import ERROR_FORMAT, ErrorFormatter
 
     logger = logging.getLogger("uwsgiapp.error")
     if not logger.handlers:

@@ -35,10 +35,10 @@ def stream_for(target: str, default: TextIO) -> TextIO:
 
 
 def moved(path: str, stream: Any) -> bool:
-    """Is the file open as ``stream`` no longer the one at ``path`` (logrotate moved it; gone,
-    or not to be told: True)?"""
+    """Is the file open as ``stream`` (a file object, or a descriptor) no longer the one at
+    ``path`` (logrotate moved it; gone, or not to be told: True)?"""
     try:
-        now, held = os.stat(path), os.fstat(stream.fileno())
+        now, held = os.stat(path), os.fstat(stream if isinstance(stream, int) else stream.fileno())
     except (OSError, ValueError, AttributeError):
         return True
     return (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino)

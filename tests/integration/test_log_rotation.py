@@ -7,6 +7,7 @@ import signal
 import threading
 from pathlib import Path
 
+import pytest
 from support.procs import Server, uwsgi_exchange, wait_until, worker_pids
 
 import uwsgiproto
@@ -212,3 +213,36 @@ def test_capture_output_sends_what_the_app_prints_to_the_error_log(tmp_path: Pat
     assert "printed one" in old and "printed two" not in old
     # Nothing of it on the terminal (the server's own stdout/stderr).
     assert "printed one" not in server.log()
+
+
+@pytest.mark.parametrize("log_master", [False, True])
+def test_a_log_file_that_cannot_be_reopened_is_said_on_stderr_and_not_called_reopened(
+    tmp_path: Path, log_master: bool
+) -> None:
+    # logrotate's `create` made a file the (dropped) master cannot open, or a link was planted:
+    # the failure went only to the file moved away, where nobody looks, and with --log-master
+    # "USR1: log files reopened" followed it. And with --log-master every HUP said "log files
+    # moved away reopened" (and reopened them) though nothing had moved.
+    error_log = tmp_path / "error.log"
+    server = Server(
+        tmp_path / "server",
+        "supervisor_app:app",
+        workers=1,
+        error_log_file=str(error_log),
+        log_master=log_master,
+    ).start()
+    try:
+        old = worker_pids(server.pid)
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "reload: 1 new worker ready" in error_log.read_text(), 10, "reload")
+        wait_until(lambda: not old & worker_pids(server.pid), 10, "the old worker gone")
+        error_log.rename(tmp_path / "error.log.1")
+        error_log.symlink_to(tmp_path / "elsewhere")  # refused: a link is never followed
+        server.signal(signal.SIGUSR1)
+        wait_until(lambda: "cannot reopen log file" in server.log(), 10, "the failure on stderr")
+    finally:
+        server.stop()
+    moved = (tmp_path / "error.log.1").read_text()
+    assert "cannot reopen log file" in moved and "log files reopened" not in moved, moved
+    assert "log files moved away reopened" not in moved, moved
+    assert not (tmp_path / "elsewhere").exists()

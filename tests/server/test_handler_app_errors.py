@@ -25,7 +25,7 @@ from handler_kit import (
     run,
 )
 
-from uwsgiapp.server.logs import ERROR_FORMAT
+from uwsgiapp.server.logformat import ERROR_FORMAT
 from uwsgiproto import build_request
 
 # wsgiref.validate only *warns* about some contract breaches: make them fail the request.

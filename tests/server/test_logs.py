@@ -400,7 +400,7 @@ FORGED = "2026-01-01 00:00:00,000 [1] [ERROR] forged"
 def _logged_traceback(raise_it: Callable[[], None]) -> str:
     """What the error log's formatter writes for ``logger.exception`` of what ``raise_it``
     raises."""
-    from uwsgiapp.server.logs import ERROR_FORMAT, ErrorFormatter
+    from uwsgiapp.server.logformat import ERROR_FORMAT, ErrorFormatter
 
     out = io.StringIO()
     handler = logging.StreamHandler(out)
@@ -460,7 +460,7 @@ def test_traceback_texts_are_escaped_in_groups_and_notes() -> None:
 
 
 def test_a_traceback_another_formatter_cached_is_escaped_all_the_same() -> None:
-    from uwsgiapp.server.logs import ERROR_FORMAT, ErrorFormatter
+    from uwsgiapp.server.logformat import ERROR_FORMAT, ErrorFormatter
 
     try:
         raise ValueError(f"bad\n{FORGED}")

@@ -16,7 +16,7 @@ from support.procs import Server, wait_until
 
 from uwsgiapp.client import parse_address, request
 from uwsgiapp.config import ConfigError, make_config
-from uwsgiapp.server.logs import JsonErrorFormatter
+from uwsgiapp.server.logformat import JsonErrorFormatter
 
 
 def test_a_record_with_a_traceback_is_one_line() -> None:

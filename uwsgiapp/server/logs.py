@@ -4,94 +4,19 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import datetime
 import faulthandler
-import json
 import logging
 import os
 import sys
 import traceback
-from types import TracebackType
 from typing import Any
 
 from uwsgiapp.logtargets import FUNNELED, is_stream, open_file_handlers, stream_for
 from uwsgiapp.server.accesslog import LOGGERS, PID, LineWriter
-from uwsgiapp.server.logtext import escape_log_text
+from uwsgiapp.server.logformat import ERROR_FORMAT, ErrorFormatter, JsonErrorFormatter
 from uwsgiapp.server.safefiles import open_append
 from uwsgiapp.server.throttle import WRITE_FAILURE_INTERVAL, Throttle, tell_dropped
 from uwsgiapp.wsgi.contract import AccessLogger
-
-ERROR_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
-
-
-class ErrorFormatter(logging.Formatter):
-    """The error log's lines; a traceback's exception texts have their control characters
-    escaped (``\\xNN``, as in every other line that may carry request text).
-
-    An app's exception often quotes the request (``ValueError(f"bad path {path}")``, and
-    nginx sends PATH_INFO with ``%0A`` decoded): printed as it is, its CR/LF would start lines
-    that look like the server's own, and an ANSI escape would reach the terminal that tails
-    the log. The traceback's other lines are the code's own (file names, source lines).
-    """
-
-    def format(self, record: logging.LogRecord) -> str:
-        """The line; its traceback formatted here even where another handler's formatter
-        already left its own, unescaped, in ``record.exc_text`` (logging's cache)."""
-        cached = record.exc_text
-        record.exc_text = None
-        try:
-            return super().format(record)
-        finally:
-            record.exc_text = cached
-
-    def formatException(
-        self,
-        ei: tuple[type[BaseException], BaseException, TracebackType | None]
-        | tuple[None, None, None],
-    ) -> str:
-        if ei[1] is None:
-            return super().formatException(ei)
-        report = traceback.TracebackException.from_exception(ei[1])
-        _escape_exception_texts(report, set())
-        return "".join(report.format()).rstrip("\n")
-
-
-class JsonErrorFormatter(ErrorFormatter):
-    """``--error-log-format json``: one object a line (time with its UTC offset, level, pid,
-    logger, message, and a ``traceback`` when there is one), so that a collector that splits
-    on newlines keeps a traceback or a harakiri's stack dump in its record."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        """The record as one line of JSON."""
-        when = datetime.datetime.fromtimestamp(record.created).astimezone()
-        line: dict[str, Any] = {
-            "time": when.isoformat(timespec="milliseconds"),
-            "level": record.levelname,
-            "pid": record.process,
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info and record.exc_info[1] is not None:
-            line["traceback"] = self.formatException(record.exc_info)
-        return json.dumps(line, ensure_ascii=False)
-
-
-def _escape_exception_texts(report: traceback.TracebackException, seen: set[int]) -> None:
-    """Escape the text of ``report``'s exception and of those chained to or grouped in it."""
-    if id(report) in seen:
-        return
-    seen.add(id(report))
-    text = getattr(report, "_str", None)  # what format_exception_only prints after "Type: "
-    if isinstance(text, str):
-        report._str = escape_log_text(text)  # type: ignore[attr-defined]
-    notes = getattr(report, "__notes__", None)
-    if isinstance(notes, list):
-        # Through the instance dict: Python 3.10's TracebackException declares no __notes__.
-        vars(report)["__notes__"] = [escape_log_text(str(note)) for note in notes]
-    linked = [report.__cause__, report.__context__, *(getattr(report, "exceptions", None) or ())]
-    for other in linked:
-        if other is not None:
-            _escape_exception_texts(other, seen)
 
 
 class QuietFailures(logging.Handler):
@@ -171,6 +96,22 @@ def _close(handler: logging.Handler) -> None:
     (handler.close_for_good if isinstance(handler, KeptFileHandler) else handler.close)()
 
 
+def reopen_failed(path: str, exc: OSError) -> bool:
+    """Say that log file ``path`` could not be reopened (False: its writer keeps the old file):
+    in the error log, and on stderr too where the log is another file (the error log's lines
+    go to the file logrotate moved away, where nobody looks; stderr is the terminal's, or the
+    journal's)."""
+    message = f"cannot reopen log file {path}, still writing to the old one: {exc}"
+    logging.getLogger("uwsgiapp.error").error("%s", message)
+    handlers = logging.getLogger("uwsgiapp").handlers
+    if _CAPTURE or not any(isinstance(h, logging.FileHandler) for h in handlers):
+        return False  # stderr is the log already
+    with contextlib.suppress(OSError, ValueError):
+        sys.__stderr__.write(f"uwsgiapp: {message}\n")  # type: ignore[union-attr]
+        sys.__stderr__.flush()  # type: ignore[union-attr]
+    return False
+
+
 def reopen_logs(moved_only: bool = False) -> bool:
     """USR1: reopen every log file (after logrotate moved them), ours and the app's logging
     handlers' (a HUP: those moved only, or an app's of mode "w" is emptied); False if one could
@@ -196,13 +137,18 @@ def reopen_logs(moved_only: bool = False) -> bool:
             handler.release()
         if failed is not None:
             reopened = False
-            logging.getLogger("uwsgiapp.error").error(
-                "cannot reopen log file, still writing to the old one: %s", failed
-            )
+            reopen_failed(handler.baseFilename, failed)
     if _CAPTURE:
         _capture(error_stream())
     arm_fault_dumps()  # faulthandler must not keep writing to the closed file's fd
     return reopened
+
+
+def reopen_said(funneled: bool | None, ours: bool) -> bool:
+    """Whether a USR1's (or HUP's) reopen is said done: the log master's files reopened
+    (``funneled``: True; None if none was to be) and none failed, or, with none of its own,
+    the process's handlers' (``ours``: :func:`~uwsgiapp.server.logs.reopen_logs`)."""
+    return funneled is True or (funneled is None and ours)
 
 
 #: Whether stdout and stderr (fds 1 and 2) follow the error log's file (``--capture-output``).

@@ -27,7 +27,7 @@ from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.server.inflight import set_worker_number
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener, somaxconn_cap
-from uwsgiapp.server.logs import arm_fault_dumps, flush_std, reopen_logs
+from uwsgiapp.server.logs import arm_fault_dumps, flush_std, reopen_logs, reopen_said
 from uwsgiapp.server.masterflags import MasterFlags
 from uwsgiapp.server.sockdiag import SockDiag
 from uwsgiapp.stats.model import ServerStats, SocketStats
@@ -250,7 +250,7 @@ class Arbiter:
                         listener.close()
                 case A.ReopenLogs(why, moved_only):
                     try:
-                        if self.funnel.reopen(moved_only) | reopen_logs(moved_only):  # both
+                        if reopen_said(self.funnel.reopen(moved_only), reopen_logs(moved_only)):
                             log.info("%s", why)
                     except OSError as exc:  # e.g. a dropped master may not create the new file
                         sig = why.partition(":")[0]

@@ -34,7 +34,7 @@ from typing import Any
 from uwsgiapp import unpatched
 from uwsgiapp.config import Config
 from uwsgiapp.logtargets import FUNNELED, moved
-from uwsgiapp.server.logs import access_handler, arm_fault_dumps
+from uwsgiapp.server.logs import access_handler, arm_fault_dumps, reopen_failed
 from uwsgiapp.server.safefiles import open_append
 from uwsgiapp.supervisor.logstreams import (
     Channel,
@@ -264,23 +264,23 @@ class LogMaster:
         for handler, index, _, access in self._handlers:
             handler.stream = (LineStream if access else RecordStream)(channels[index])
 
-    def reopen(self, moved_only: bool) -> bool:
+    def reopen(self, moved_only: bool) -> bool | None:
         """USR1 (or, ``moved_only``, a HUP's): open the sinks' files again by path, onto the
-        descriptors the thread writes to; True if one was. A path that cannot be opened leaves
-        its sink writing to the old file (logged)."""
-        done = False
+        descriptors the thread writes to; True if one was, None if none was to be, False if one
+        could not be (:func:`~uwsgiapp.server.logs.reopen_failed`: its sink keeps the old file)."""
+        done: bool | None = None
         for sink in self.sinks:
             if not sink.path or (moved_only and not moved(sink.path, sink.fd)):
                 continue
             try:
                 fd = open_append(sink.path)
             except OSError as exc:
-                log.error("cannot reopen log file, still writing to the old one: %s", exc)
+                done = reopen_failed(sink.path, exc)
                 continue
             os.dup2(fd, sink.fd, inheritable=False)
             os.close(fd)
             sink.reopened()
-            done = True
+            done = done is not False
         return done
 
     def stop(self) -> None:

@@ -1,0 +1,87 @@
+"""The error log's formats: uWSGI-like text lines, or one JSON object a line
+(``--error-log-format json``); an exception's text escaped as request text is."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import traceback
+from types import TracebackType
+from typing import Any
+
+from uwsgiapp.server.logtext import escape_log_text
+
+__all__ = ["ERROR_FORMAT", "ErrorFormatter", "JsonErrorFormatter"]
+
+ERROR_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
+
+
+class ErrorFormatter(logging.Formatter):
+    """The error log's lines; a traceback's exception texts have their control characters
+    escaped (``\\xNN``, as in every other line that may carry request text).
+
+    An app's exception often quotes the request (``ValueError(f"bad path {path}")``, and
+    nginx sends PATH_INFO with ``%0A`` decoded): printed as it is, its CR/LF would start lines
+    that look like the server's own, and an ANSI escape would reach the terminal that tails
+    the log. The traceback's other lines are the code's own (file names, source lines).
+    """
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The line; its traceback formatted here even where another handler's formatter
+        already left its own, unescaped, in ``record.exc_text`` (logging's cache)."""
+        cached = record.exc_text
+        record.exc_text = None
+        try:
+            return super().format(record)
+        finally:
+            record.exc_text = cached
+
+    def formatException(
+        self,
+        ei: tuple[type[BaseException], BaseException, TracebackType | None]
+        | tuple[None, None, None],
+    ) -> str:
+        if ei[1] is None:
+            return super().formatException(ei)
+        report = traceback.TracebackException.from_exception(ei[1])
+        _escape_exception_texts(report, set())
+        return "".join(report.format()).rstrip("\n")
+
+
+class JsonErrorFormatter(ErrorFormatter):
+    """``--error-log-format json``: one object a line (time with its UTC offset, level, pid,
+    logger, message, and a ``traceback`` when there is one), so that a collector that splits
+    on newlines keeps a traceback or a harakiri's stack dump in its record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """The record as one line of JSON."""
+        when = datetime.datetime.fromtimestamp(record.created).astimezone()
+        line: dict[str, Any] = {
+            "time": when.isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "pid": record.process,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info and record.exc_info[1] is not None:
+            line["traceback"] = self.formatException(record.exc_info)
+        return json.dumps(line, ensure_ascii=False)
+
+
+def _escape_exception_texts(report: traceback.TracebackException, seen: set[int]) -> None:
+    """Escape the text of ``report``'s exception and of those chained to or grouped in it."""
+    if id(report) in seen:
+        return
+    seen.add(id(report))
+    text = getattr(report, "_str", None)  # what format_exception_only prints after "Type: "
+    if isinstance(text, str):
+        report._str = escape_log_text(text)  # type: ignore[attr-defined]
+    notes = getattr(report, "__notes__", None)
+    if isinstance(notes, list):
+        # Through the instance dict: Python 3.10's TracebackException declares no __notes__.
+        vars(report)["__notes__"] = [escape_log_text(str(note)) for note in notes]
+    linked = [report.__cause__, report.__context__, *(getattr(report, "exceptions", None) or ())]
+    for other in linked:
+        if other is not None:
+            _escape_exception_texts(other, seen)
