@@ -609,6 +609,31 @@ def test_the_first_worker_out_serves_what_queued_after_its_last_accept(
         os.close(worker._wake_w)
 
 
+def test_a_socket_another_workers_drain_shut_down_before_this_ones_term_is_the_stop(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The master publishes the stop, then TERMs its workers one by one: the first one out may
+    # shut a TCP socket down before this worker's TERM, whose accept then failed with EINVAL:
+    # an ERROR ("did the app close it?") and a recycle.
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(8)
+    sock.setblocking(False)  # as run() makes it
+    listener = Listener(sock, f"127.0.0.1:{sock.getsockname()[1]}")
+    flags = MasterFlags()
+    worker = make_worker(listener, master_flags=flags)
+    flags.publish(False, True)
+    sock.shutdown(socket.SHUT_RDWR)
+    try:
+        assert worker._accept_batch(listener) is False
+        assert worker.alive  # its TERM is on the way
+        assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+    finally:
+        os.close(worker._wake_r)
+        os.close(worker._wake_w)
+        sock.close()
+
+
 def test_a_second_term_drains_nothing_more_and_logs_nothing(
     listener: Listener, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -16,7 +16,6 @@ leaves no socket to count, and one under way as the socket closes is reset, as b
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import select
@@ -71,15 +70,26 @@ def listening(sock: socket.socket) -> bool:
 
 
 def being_taken(sock: socket.socket) -> bool:
-    """Whether a process's :func:`last_out` is taking ``sock``'s queue: it attached the filter
-    that drops new connections (known by its length and first instruction: nothing else
-    filters our sockets), and shuts the socket down in a moment."""
-    try:  # the kernel copies the program (1024 bytes hold ours) but gives its length in
-        # instructions where a length in bytes belongs: what comes back is that many bytes.
-        head = sock.getsockopt(socket.SOL_SOCKET, _SO_GET_FILTER, 1024)
-    except OSError:
+    """Whether a process's :func:`last_out` is taking ``sock``'s queue: the filter that drops
+    new connections is attached (nothing else filters our sockets), and it shuts the socket
+    down in a moment."""
+    import ctypes  # at a server's stop
+
+    # Not socket.getsockopt: the kernel takes the buffer's length for a count of instructions,
+    # and copies a longer program (another's) past the end of Python's buffer.
+    getsockopt = ctypes.CDLL(None, use_errno=True).getsockopt
+    fd, level = sock.fileno(), socket.SOL_SOCKET
+    count = ctypes.c_uint(0)  # 0: the kernel gives the program's length, and copies nothing
+    if fd < 0 or getsockopt(fd, level, _SO_GET_FILTER, None, ctypes.byref(count)) != 0:
         return False
-    return len(head) == len(_DROP_SYNS) and _program(_DROP_SYNS).startswith(head)
+    ours = _program(_DROP_SYNS)
+    if count.value != len(_DROP_SYNS):
+        return False
+    buffer = ctypes.create_string_buffer(len(ours))
+    # As many instructions as ours: a longer one attached meanwhile is refused (EINVAL).
+    if getsockopt(fd, level, _SO_GET_FILTER, buffer, ctypes.byref(count)) != 0:
+        return False
+    return buffer.raw == ours
 
 
 def _program(program: Sequence[tuple[int, int, int, int]]) -> bytes:
@@ -170,11 +180,13 @@ def last_out(
     if not stopping or not listener.is_tcp or listener.spec.startswith("fd://"):
         return None
     sock = listener.sock
-    if not listening(sock) or being_taken(sock) or not refuse_new_connections(sock):
+    if not listening(sock) or being_taken(sock):
         return None
+    # Where the kernel takes no filter, new connections keep coming: none is waited for.
+    dropping = refuse_new_connections(sock)
     deadline = time.monotonic() + wait
     port, local = _local_address(listener.sock)
-    under_way = handshakes_under_way(port, local) if port else 0
+    under_way = handshakes_under_way(port, local) if port and dropping else 0
     taken = TakenQueue(listener)
     if under_way:
         poller = unpatched.poll()  # eventlet's monkey-patching removes select.poll
@@ -196,12 +208,15 @@ def last_out(
                 under_way,
                 f"after {wait:g} s" if taken.error is None else f"as accept failed ({taken.error})",
             )
-    with contextlib.suppress(OSError):  # shut down by another process meanwhile
+    try:
         sock.shutdown(socket.SHUT_RDWR)
+    except OSError:  # by another process meanwhile, which says so
+        return taken
     log.debug(
-        "%s closes for the stop: new connections dropped, %d taken (%d handshakes were under "
+        "%s closes for the stop: new connections %s, %d taken (%d handshakes were under "
         "way), shut down for every process",
         listener.spec,
+        "dropped" if dropping else "not dropped (no socket filter)",
         len(taken),
         under_way,
     )

@@ -21,7 +21,7 @@ from uwsgiapp.server.inflight import (
     request_line,
     worker_label,
 )
-from uwsgiapp.server.lastout import being_taken, listening
+from uwsgiapp.server.lastout import HANDSHAKES_WAIT, being_taken, listening
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.logs import arm_fault_dumps, reopen_logs
 from uwsgiapp.server.logtext import escape_log_text
@@ -115,8 +115,12 @@ class StopSignals:
             if listener.is_tcp
             and not listener.spec.startswith("fd://")
             and listening(listener.sock)  # not shut down by a worker's drain, nor closed
-            and not being_taken(listener.sock)  # shut down in a moment, after the handshakes
         ]
+        if any(being_taken(listener.sock) for listener in held):
+            # A worker's drain shuts it down once the handshakes under way are in (shut down
+            # now, they were reset); unless that worker was killed meanwhile.
+            sleep(HANDSHAKES_WAIT + REFUSE_MARGIN)
+            held = [listener for listener in held if listening(listener.sock)]
         for listener in held:
             with contextlib.suppress(OSError):  # closed meanwhile by the loop
                 listener.sock.shutdown(socket.SHUT_RDWR)

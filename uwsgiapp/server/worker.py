@@ -33,7 +33,7 @@ from uwsgiapp.server.burst import PARKED_BATCH, accept_run
 from uwsgiapp.server.decisions import DRAIN_SECONDS, accept_burst, longest_silent, silent
 from uwsgiapp.server.inflight import BODY_LINES, REFUSED_LINES, worker_label
 from uwsgiapp.server.intake import FIRST_BYTES_WAIT, Handler, Pending
-from uwsgiapp.server.lastout import last_out
+from uwsgiapp.server.lastout import last_out, listening
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.masterflags import MasterFlags, leaves_at_max_requests
 from uwsgiapp.server.stopsignals import StopSignals
@@ -250,8 +250,10 @@ class Worker(StopSignals):
         """``accept`` failed other than for an empty queue: log it; recycle when retrying
         cannot help this process."""
         flags = self.master_flags
-        stopping = not self.alive and flags is not None and flags.stopping
-        if decisions.accept_error_is_the_stop(exc.errno, stopping):
+        # Another worker's drain may shut the socket down before this one's TERM comes.
+        stopping = flags is not None and flags.stopping
+        if decisions.accept_error_is_the_stop(exc.errno, stopping and not listening(listener.sock)):
+            self._stop_listening()  # a shut socket is readable for ever: no spin till the TERM
             return
         why = decisions.accept_error_recycles(exc.errno, self.served())  # a retry may spin
         said = f"{worker_label()}: accept() on {listener.spec} failed: {exc}"
