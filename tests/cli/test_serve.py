@@ -418,3 +418,30 @@ def test_a_crash_while_importing_the_app_leaves_its_stack(short_dir: Path, lazy:
     assert r.returncode != 0
     assert "Fatal Python error: Segmentation fault" in err, err
     assert 'crashing.py", line 4 in load_extension' in err, err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="--uid from root needs root")
+def test_a_sys_path_entry_the_dropped_user_cannot_read_is_said_at_start(
+    short_dir: Path,
+) -> None:
+    # The start was clean (the app's import served from what root had loaded), then a module
+    # first imported in a request failed with a 500 (ModuleNotFoundError) and no hint.
+    short_dir.chmod(0o700)  # root's: the dropped user cannot read the app's directory
+    (short_dir / "ok.py").write_text("def app(environ, start_response):\n    return []\n")
+    serve = [sys.executable, "-m", "uwsgiapp", "serve", "ok:app", "--socket", "app.sock"]
+    serve += ["--uid", "65534", "--gid", "65534"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UWSGIAPP_")}
+    proc = subprocess.Popen(serve, cwd=short_dir, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        said = ""
+        deadline = time.monotonic() + 30
+        while "sys.path entr" not in said and time.monotonic() < deadline:
+            line = proc.stderr.readline() if proc.stderr else ""
+            if not line:
+                break
+            said += line
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert "(uid 65534) cannot read" in said and f"{short_dir}" in said, said
+    assert "a module first imported after the start fails" in said, said

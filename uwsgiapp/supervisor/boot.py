@@ -25,6 +25,7 @@ from uwsgiapp.config.serve import systemd_sockets
 from uwsgiapp.exitcodes import ServeExit
 from uwsgiapp.importer import AppImportError, WSGIApp
 from uwsgiapp.logtargets import is_stream
+from uwsgiapp.pathreach import unreachable_hint
 from uwsgiapp.server import safefiles
 from uwsgiapp.server.listeners import Listener, ListenerError, somaxconn_cap
 from uwsgiapp.server.logs import (
@@ -348,6 +349,11 @@ def _hand_over(
         log.error("cannot drop privileges: %s", exc)
         return False
     log.info("running as uid %d gid %d", os.getuid(), os.getgid())
+    # Started cleanly, the app's import served from what was loaded as root; a module first
+    # imported in a request then failed with a 500 (ModuleNotFoundError).
+    unreadable = unreachable_hint(sys.path, os.getuid()).strip()
+    if unreadable:
+        warnings.append(f"{unreadable}: a module first imported after the start fails")
     for warning in warnings:
         log.warning("%s", warning)
     return True
