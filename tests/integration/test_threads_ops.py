@@ -10,11 +10,21 @@ import re
 import signal
 import socket
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from support.load import Load
-from support.procs import stack, wait_for_workers, wait_until, worker_pids
+from support.procs import (
+    RawResult,
+    Server,
+    stack,
+    uwsgi_exchange,
+    uwsgi_get,
+    wait_for_workers,
+    wait_until,
+    worker_pids,
+)
 
 import uwsgiproto
 
@@ -156,3 +166,38 @@ def test_a_slow_client_is_parked_while_the_threads_serve_others(
             sock.close()
     assert result.failures == [] and result.ok == 100
     assert answers == [b"HTTP/1.1 200 OK"] * 4
+
+
+def test_a_worker_at_max_requests_is_replaced_while_another_thread_still_serves(
+    tmp_path: Path,
+) -> None:
+    # One thread's max-requests while another serves a long request: the replacement waited
+    # for that request (1 worker of 1: requests queued for as long; the stats said it
+    # accepted). It starts at once now, and the long request is not cut (past even
+    # --graceful-timeout: a recycle sets no deadline on it).
+    server = Server(
+        tmp_path, "threads_app:app", workers=1, threads=2, max_requests=2, graceful_timeout=1
+    ).start()
+    try:
+        (first,) = wait_for_workers(server, 1)
+        slow: list[RawResult] = []
+        long = threading.Thread(
+            target=lambda: slow.append(
+                uwsgi_exchange(server.socket, uwsgi_get("/sleep", "4"), timeout=20)
+            )
+        )
+        long.start()
+        time.sleep(0.5)  # in the app on one thread
+        began = time.monotonic()
+        pids: list[int] = []
+        while len(pids) < 4 and (not pids or pids[-1] == first):  # past its max-requests
+            quick = uwsgi_exchange(server.socket, uwsgi_get("/sleep", "0"), timeout=20)
+            pids.append(json.loads(quick.data.split(b"\r\n\r\n", 1)[1])["pid"])
+        waited = time.monotonic() - began
+        assert pids[-1] != first, pids
+        assert not slow, "the next request waited for the long one"
+        assert waited < 3.0, waited
+        long.join(20)
+    finally:
+        server.stop()
+    assert slow and slow[0].data.startswith(b"HTTP/1.1 200 OK"), slow

@@ -360,6 +360,30 @@ def test_a_number_of_several_slots_is_one_row_with_their_sums(
         )
     )
     assert [(w.id, w.pid, w.status) for w in again.workers] == [(1, 102, "busy"), (2, 101, "idle")]
+    (core,) = again.workers[0].cores  # and its one core in that request (it said idle)
+    assert core.in_request and 0 < core.request_start <= time.time()
+
+
+def test_the_busy_threads_of_a_numbers_leaving_process_are_its_rows_cores() -> None:
+    # --threads 2, a HUP (or a thread's max-requests): worker 1's old process (slot 0) is
+    # still in a request on core 1, its new one (slot 2) idle. The row said "busy" with every
+    # core idle: dashboards showed no request in flight during every reload.
+    table = StatusTable(4, cores=2)
+    observer = Observer()
+    for wid, pid in ((0, 100), (2, 102)):
+        observer.spawned(wid, 1000.0, 0, table.reset(wid, pid))
+    table.core(0, 1).begin()
+    records = [
+        WorkerRecord(0, 100, 0, 0.0, WorkerState.RETIRING, number=1),
+        WorkerRecord(2, 102, 1, 2.0, WorkerState.READY, number=1),
+    ]
+    inputs = table_inputs(table, observer, records, cores=table.read_cores, numbers={0: 1, 2: 1})
+    (w1,) = snapshot(inputs).workers
+    assert (w1.pid, w1.status, w1.accepting) == (102, "busy", True)
+    assert [(c.id, c.in_request) for c in w1.cores] == [(0, False), (1, True)]
+    table.core(2, 1).begin()  # the new process's own request on that core comes first
+    (w1,) = snapshot(inputs).workers
+    assert [c.in_request for c in w1.cores] == [False, True]
 
 
 def test_thread_cores_carry_their_counts_on_across_the_numbers_processes() -> None:

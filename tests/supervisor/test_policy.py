@@ -395,6 +395,46 @@ def test_a_worker_leaving_on_its_own_is_replaced_at_once() -> None:
     assert fresh.policy.boot_failures == 0
 
 
+def test_a_worker_leaving_in_requests_is_replaced_at_once_and_cuts_none() -> None:
+    # With --threads, one thread's max-requests: the worker stops accepting while another
+    # thread serves a long request. Replaced at once (it was only at its exit: half of 2
+    # workers gone for as long); that request gets no deadline (a recycle must not cut it),
+    # --harakiri still times it; its exit work, once in no request, has one.
+    sim = started(workers=2, graceful_timeout=10.0, harakiri=60.0)
+    pid = min(sim.pids())
+    sim.leaving.add(pid)
+    sim.busy_since[pid] = 1000.0 + sim.now  # the policy's wall clock
+    spawns = [a for a in sim.tick() if isinstance(a, Spawn)]
+    assert len(spawns) == 1
+    assert sim.policy.records[pid].state is WorkerState.RETIRING
+    assert not signals_sent(sim.tick(30.0))  # past --graceful-timeout: not cut
+    assert sim.policy.records[pid].state is WorkerState.RETIRING
+    said = sim.tick(31.0)  # past --harakiri
+    assert (pid, signal.SIGUSR2) in signals_sent(said)
+    assert sim.policy.records[pid].state is WorkerState.HARAKIRI
+    # Its requests over before: STOPPING, with --graceful-timeout for its exit work; its exit
+    # starts no one more.
+    other = started(workers=2, graceful_timeout=10.0)
+    pid = min(other.pids())
+    other.leaving.add(pid)
+    other.busy_since[pid] = 1000.0 + other.now
+    other.tick()
+    del other.busy_since[pid]
+    other.tick()
+    assert other.policy.records[pid].state is WorkerState.STOPPING
+    assert (pid, signal.SIGKILL) in signals_sent(other.tick(10.5))
+    retiring = started(workers=2)
+    pid = min(retiring.pids())
+    retiring.leaving.add(pid)
+    retiring.busy_since[pid] = 1000.0 + retiring.now
+    retiring.tick()
+    actions = retiring.exit(pid, 0)
+    assert not [a for a in actions if isinstance(a, Spawn)]
+    assert [str(a) for a in actions if isinstance(a, Log)] == [
+        str(Log(LogLevel.INFO, f"worker 1 (pid {pid}) exited with code 0"))
+    ]
+
+
 def test_reload_on_rss_recycles_gracefully() -> None:
     sim = Sim(Policy(workers=1, reload_on_rss_mb=100))
     sim.run(sim.policy.start())

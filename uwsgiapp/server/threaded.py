@@ -287,10 +287,11 @@ class ThreadedWorker(StopSignals):
                 loop.close()
 
     def _say_leaving(self) -> None:
-        """Stopped accepting and no thread in a request (parked clients aside): the master
-        may start the replacement now. Not while one serves: the master would give that
-        request a deadline (--graceful-timeout) a recycle must not set."""
-        if not self.alive and self.on_leaving is not None and not self._busy():
+        """Stopped accepting: the master starts the replacement now (it waited for the
+        slowest request of the other threads: half the capacity of 2 workers for as long, and
+        the stats said this one accepted). It sets that request no deadline (a recycle must
+        not cut it); --harakiri still times it."""
+        if not self.alive and self.on_leaving is not None:
             self.on_leaving()
             self.on_leaving = None
 

@@ -43,6 +43,9 @@ class WorkerState(str, Enum):
     READY = "ready"  # loaded the app and accepts
     STOPPING = "stopping"  # told to stop; killed at ``deadline``
     HARAKIRI = "harakiri"  # stuck in a request: stack dump asked, killed at ``deadline``
+    #: Stopped accepting on its own (max-requests) while in requests: replaced at once, its
+    #: requests are not cut (--harakiri still times them); once in none, STOPPING.
+    RETIRING = "retiring"
 
     @property
     def alive_for_work(self) -> bool:

@@ -150,11 +150,21 @@ def _rank(rec: WorkerRecord) -> tuple[bool, int, float]:
 
 
 def _row(
-    number: int, wids: list[int], rec: WorkerRecord | None, inputs: Inputs, leaving_busy: bool
+    number: int, wids: list[int], rec: WorkerRecord | None, inputs: Inputs, leaving: list[int]
 ) -> WorkerStats:
-    """The row of worker ``number``: its slots' counters summed, its live process's state
-    (busy too while a leaving process of the number is in a request)."""
+    """The row of worker ``number``: its slots' counters summed, its live process's state,
+    with the requests the number's ``leaving`` processes (their slots) are still in."""
     wid = rec.wid if rec is not None else wids[-1]
+    cores = _cores(wid, wids, inputs) if rec is not None else None
+    if cores is not None and inputs.cores is not None:
+        for other in leaving:  # its busy threads, where the new process's are idle
+            theirs = inputs.cores(other)
+            cores = [
+                (theirs[i][0], n)
+                if start == 0.0 and i < len(theirs) and theirs[i][0] > 0.0
+                else (start, n)
+                for i, (start, n) in enumerate(cores)
+            ]
     history = inputs.observer.history
     own = history.get(wid, SlotHistory())
     return _worker(
@@ -170,8 +180,8 @@ def _row(
         ),
         sum(inputs.harakiris.get(w, 0) for w in wids),
         inputs.memory(rec.pid) if rec is not None else (0, 0),
-        _cores(wid, wids, inputs) if rec is not None else None,
-        leaving_busy,
+        cores,
+        min((inputs.status(w).request_start for w in leaving), default=0.0),
     )
 
 
@@ -210,21 +220,23 @@ def _worker(
     harakiris: int,
     mem: tuple[int, int],
     threads: list[tuple[float, int]] | None = None,
-    leaving_busy: bool = False,
+    leaving_start: float = 0.0,
 ) -> WorkerStats:
     """One row: a live process (``rec``), or a number with no process now (``cheap``).
 
     ``threads``: its request threads' cores (``--threads``); else the worker is its one core.
+    ``leaving_start``: when the request began that a leaving process of the number is in.
     """
     busy = rec is not None and bool(st.request_start) and st.pid == rec.pid
+    leaving_busy = leaving_start > 0.0
     requests = c.requests
     if threads is None:
         cores: tuple[CoreStats, ...] = (
             CoreStats(
                 id=0,
                 requests=requests,
-                in_request=busy,
-                request_start=int(st.request_start) if busy else 0,
+                in_request=busy or leaving_busy,
+                request_start=int(st.request_start if busy else leaving_start),
             ),
         )
     else:
@@ -303,16 +315,15 @@ def snapshot(inputs: Inputs) -> ServerStats:
             live[number] = rec
     # A number's leaving process (a reload's old worker, a harakiri's in its grace) still in a
     # request: the row says busy, or its requests in flight were nowhere in the stats.
-    serving_on = {
-        inputs.numbers.get(r.wid, r.wid + 1)
-        for r in records
-        if r is not live.get(inputs.numbers.get(r.wid, r.wid + 1))
-        and (st := inputs.status(r.wid)).pid == r.pid
-        and st.in_requests
-    }
+    serving_on: dict[int, list[int]] = {}
+    for r in records:
+        number = inputs.numbers.get(r.wid, r.wid + 1)
+        st = inputs.status(r.wid)
+        if r is not live.get(number) and st.pid == r.pid and st.in_requests:
+            serving_on.setdefault(number, []).append(r.wid)
     never_cores = [(0.0, 0)] * inputs.threads if inputs.threads > 1 else None
     workers = tuple(
-        _row(number, slots[number], live.get(number), inputs, number in serving_on)
+        _row(number, slots[number], live.get(number), inputs, serving_on.get(number, []))
         if number in slots
         else _worker(number, None, _NEVER, _NO_COUNTS, SlotHistory(), 0, (0, 0), never_cores)
         for number in sorted(slots.keys() | set(range(1, inputs.listed + 1)))

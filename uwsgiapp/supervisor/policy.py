@@ -37,7 +37,7 @@ from uwsgiapp.supervisor.actions import (
     unexpected_death,
     woke,
 )
-from uwsgiapp.supervisor.roster import BOOTING, HARAKIRI, READY, STOPPING, TOLD
+from uwsgiapp.supervisor.roster import BOOTING, HARAKIRI, READY, RETIRING, STOPPING, TOLD
 from uwsgiapp.supervisor.scaling import Scaling
 from uwsgiapp.supervisor.status import WorkerStatus
 
@@ -166,7 +166,7 @@ class Policy(Scaling):
         how = describe_exit(code, signum)
         if self.mode is Mode.STOPPING:
             return [Log(LogLevel.INFO, f"{rec.label} {how}"), *self._maybe_done()]
-        if rec.state in TOLD:
+        if rec.state in TOLD or rec.state is RETIRING:  # replaced already
             if signum == RETIRE:  # still starting (no handler yet), or the app reset it: as asked
                 how = "retired (ended by the SIGHUP that told it to leave)"
             filled = self._fill()
@@ -325,7 +325,7 @@ class Policy(Scaling):
             return [self._stop(rec, now, self.stop_signal)]
         if rec.state in TOLD:
             return [] if now < rec.deadline else self._deadline_passed(rec, st, now, wall)
-        if rec.state is not READY:
+        if rec.state is not READY and rec.state is not RETIRING:  # its requests are timed too
             return self._slow_boot(rec, now)
         if self.harakiri and st.request_start and wall - st.request_start > self.harakiri:
             return self._harakiri(rec, "stuck in one request", wall - st.request_start, now)

@@ -31,7 +31,7 @@ from uwsgiapp.supervisor.actions import (
 )
 from uwsgiapp.supervisor.status import WorkerStatus
 
-BOOTING, READY, STOPPING, HARAKIRI = WorkerState
+BOOTING, READY, STOPPING, HARAKIRI, RETIRING = WorkerState
 #: A worker recycled by --reload-on-rss after fewer requests than this: the limit is too low.
 FEW_REQUESTS = 10
 #: A fresh worker's RSS this share of --reload-on-rss or more is "near" it.
@@ -260,9 +260,9 @@ class Roster:
 
     def _note_slot(self, rec: WorkerRecord, st: WorkerStatus, now: float) -> None:
         """What the worker's own slot says: it loaded the app and accepts (it booted); or it
-        stopped accepting on its own (max-requests) and is doing its exit work (the app's
-        threads and atexit, up to a few seconds): counted out now, so that its replacement
-        starts at once instead of after that exit."""
+        stopped accepting on its own (max-requests): counted out now, so that its replacement
+        starts at once, not after its other threads' requests and its exit work (the app's
+        threads and atexit), which alone has a deadline (a recycle cuts no request)."""
         if rec.state is BOOTING and st.ready_for(rec.pid):
             rec.state = READY
             self.served = True
@@ -271,6 +271,8 @@ class Roster:
         if rec.state is READY and (st.request_start or st.requests != rec.seen_requests):
             rec.seen_requests, rec.seen_at = st.requests, now
         if rec.state is READY and st.leaving_for(rec.pid):
+            rec.state = RETIRING  # a thread's max-requests must not cut the others' requests
+        if rec.state is RETIRING and not st.in_requests:
             rec.state = STOPPING
             rec.deadline = now + self.graceful_timeout
 
