@@ -11,6 +11,7 @@ from uwsgiapp.exitcodes import ServeExit, WorkerExit
 from uwsgiapp.supervisor import roster
 from uwsgiapp.supervisor.actions import (
     BOOT_FAILURE_LIMIT,
+    DUMP_GRACE,
     QUICK_GRACE,
     RETIRE,
     Halt,
@@ -433,6 +434,19 @@ def test_a_worker_leaving_in_requests_is_replaced_at_once_and_cuts_none() -> Non
     assert [str(a) for a in actions if isinstance(a, Log)] == [
         str(Log(LogLevel.INFO, f"worker 1 (pid {pid}) exited with code 0"))
     ]
+
+
+@pytest.mark.parametrize(("busy", "grace"), [(1, DUMP_GRACE), (2, 5.0)])
+def test_a_threaded_harakiri_waits_for_other_requests_only(busy: int, grace: float) -> None:
+    # With --threads the stuck worker's kill waits --harakiri more seconds for its other
+    # threads' requests; with none, that wait protected nothing: a request stuck in a C call
+    # got its 502 at twice --harakiri (uWSGI's at once).
+    sim = started(workers=1, harakiri=5.0, harakiri_grace=5.0)
+    (pid,) = sim.pids()
+    sim.busy_since[pid] = 1000.0 + sim.now - 6.0
+    sim.cores[pid] = busy
+    assert (pid, signal.SIGUSR2) in signals_sent(sim.tick())
+    assert sim.policy.records[pid].deadline == pytest.approx(sim.now + grace)
 
 
 def test_reload_on_rss_recycles_gracefully() -> None:

@@ -16,6 +16,7 @@ from typing import ClassVar
 from uwsgiapp.exitcodes import ServeExit, WorkerExit
 from uwsgiapp.supervisor.actions import (
     BOOT_FAILURE_LIMIT,
+    DUMP_GRACE,
     LOAD_RETRY,
     QUICK_GRACE,
     RETIRE,
@@ -328,24 +329,26 @@ class Policy(Scaling):
         if rec.state is not READY and rec.state is not RETIRING:  # its requests are timed too
             return self._slow_boot(rec, now)
         if self.harakiri and st.request_start and wall - st.request_start > self.harakiri:
-            return self._harakiri(rec, "stuck in one request", wall - st.request_start, now)
+            return self._harakiri(rec, "stuck in one request", wall - st.request_start, now, st)
         if silent := (0.0 if st.request_start else rec.stalled(st.beat, now, self.harakiri)):
-            return self._harakiri(rec, "in no request, its loop not run", silent, now)
+            return self._harakiri(rec, "in no request, its loop not run", silent, now, st)
         if self.max_worker_lifetime and (recycled := self._past_lifetime(rec, now)):
             return recycled
         if self.reload_on_rss_mb and rss_mb is not None:
             return self._over_rss(rec, st, rss_mb(rec.pid), now)
         return []
 
-    def _harakiri(self, rec: WorkerRecord, why: str, seconds: float, now: float) -> list[Action]:
-        """``rec`` is past --harakiri: its stacks dumped (USR2), then killed after the grace."""
+    def _harakiri(
+        self, rec: WorkerRecord, why: str, seconds: float, now: float, st: WorkerStatus
+    ) -> list[Action]:
+        """Past --harakiri: stacks dumped (USR2), killed after the grace its other requests get."""
         rec.state = HARAKIRI
-        rec.deadline = now + self.harakiri_grace
+        grace = self.harakiri_grace if st.in_requests > 1 else DUMP_GRACE  # none: a dump's
+        rec.deadline = now + grace
         self.harakiris[rec.wid] = self.harakiris.get(rec.wid, 0) + 1
         said = (
             f"HARAKIRI: {rec.label} {why} for {seconds:.1f}s (limit {self.harakiri:g}s): "
-            f"dumping its stack, then killing it (in {self.harakiri_grace:g}s); a new worker "
-            "takes its place"
+            f"dumping its stack, then killing it (in {grace:g}s); a new worker takes its place"
         )
         return [Log(LogLevel.ERROR, said), Signal(rec.pid, signal.SIGUSR2)]
 
@@ -379,11 +382,8 @@ class Policy(Scaling):
         new = self._counted()
         if len(new) < self.desired or self._pending_now() or any(r.state is not READY for r in new):
             return []
-        old = [
-            r
-            for r in self.records.values()
-            if r.generation != self.generation and r.state.alive_for_work
-        ]
+        gen = self.generation
+        old = [r for r in self.records.values() if r.generation != gen and r.state.alive_for_work]
         self.mode = Mode.RUNNING
         return [
             Log(
