@@ -436,6 +436,42 @@ def test_a_worker_leaving_in_requests_is_replaced_at_once_and_cuts_none() -> Non
     ]
 
 
+def test_a_retiring_worker_is_left_its_requests_and_its_deaths_said() -> None:
+    # After review. (1) --lazy-apps, 1 worker at its max-requests in a long request, new code
+    # that does not import: the replacement's failure halted the server, and the halt's kill
+    # cut that request. (2) A leaving worker killed in its requests (the OOM killer) was an
+    # INFO line, without what its requests got. (3) --reload-on-rss (or a lifetime) then
+    # gave its requests --graceful-timeout, which a recycle must not.
+    sim = started(workers=1)
+    (pid,) = sim.pids()
+    sim.leaving.add(pid)
+    sim.busy_since[pid] = 1000.0 + sim.now
+    sim.tick()
+    (new,) = sim.pids() - {pid}
+    actions = sim.run(sim.exit(new, WorkerExit.APP_LOAD))
+    assert not [a for a in actions if isinstance(a, Halt)]
+    said = " ".join(a.message for a in actions if isinstance(a, Log))
+    assert "a leaving worker finishes its requests; trying again in" in said, said
+    assert sim.policy.records[pid].state is WorkerState.RETIRING
+    actions = sim.exit(pid, None, signal.SIGKILL)
+    (line,) = [a for a in actions if isinstance(a, Log)]
+    assert line.level is LogLevel.ERROR and "killed by signal 9 (SIGKILL)" in line.message
+    assert "not sent by uwsgiapp" in line.message, line.message
+    rss = Sim(Policy(workers=1, reload_on_rss_mb=100))
+    rss.run(rss.policy.start())
+    rss.make_all_ready()
+    rss.tick()
+    (pid,) = rss.pids()
+    rss.leaving.add(pid)
+    rss.busy_since[pid] = 1000.0 + rss.now
+    actions = rss.run(rss.policy.on_tick(rss.now + 0.1, 1000.1 + rss.now, rss.status, None))
+    actions += rss.run(
+        rss.policy.on_tick(rss.now + 0.2, 1000.2 + rss.now, rss.status, lambda pid: 500.0)
+    )
+    assert not signals_sent(actions)
+    assert rss.policy.records[pid].state is WorkerState.RETIRING
+
+
 @pytest.mark.parametrize(("busy", "grace"), [(1, DUMP_GRACE), (2, 5.0)])
 def test_a_threaded_harakiri_waits_for_other_requests_only(busy: int, grace: float) -> None:
     # With --threads the stuck worker's kill waits --harakiri more seconds for its other

@@ -16,9 +16,7 @@ from typing import ClassVar
 from uwsgiapp.exitcodes import ServeExit, WorkerExit
 from uwsgiapp.supervisor.actions import (
     BOOT_FAILURE_LIMIT,
-    DUMP_GRACE,
     LOAD_RETRY,
-    QUICK_GRACE,
     RETIRE,
     Action,
     Halt,
@@ -38,8 +36,8 @@ from uwsgiapp.supervisor.actions import (
     unexpected_death,
     woke,
 )
-from uwsgiapp.supervisor.roster import BOOTING, HARAKIRI, READY, RETIRING, STOPPING, TOLD
-from uwsgiapp.supervisor.scaling import Scaling
+from uwsgiapp.supervisor.kills import Kills
+from uwsgiapp.supervisor.roster import BOOTING, READY, RETIRING, TOLD
 from uwsgiapp.supervisor.status import WorkerStatus
 
 _RELOAD_SAYS = {
@@ -56,7 +54,7 @@ def _are(n: int, one: str, more: str) -> str:
 
 
 @dataclass
-class Policy(Scaling):
+class Policy(Kills):
     """The supervisor's decisions on events (seconds: ``now`` monotonic, ``wall`` epoch)."""
 
     #: Signal name → its handler while not stopping (filled below the class).
@@ -168,11 +166,7 @@ class Policy(Scaling):
         if self.mode is Mode.STOPPING:
             return [Log(LogLevel.INFO, f"{rec.label} {how}"), *self._maybe_done()]
         if rec.state in TOLD or rec.state is RETIRING:  # replaced already
-            if signum == RETIRE:  # still starting (no handler yet), or the app reset it: as asked
-                how = "retired (ended by the SIGHUP that told it to leave)"
-            filled = self._fill()
-            then = "; starting a new one" if any(isinstance(a, Spawn) for a in filled) else ""
-            return [Log(LogLevel.INFO, f"{rec.label} {how}{then}"), *filled]
+            return self._replaced_exit(rec, how, code, signum, cut)
         if code == WorkerExit.APP_LOAD:
             return self._app_load_failed(rec, now)
         clean = code == WorkerExit.CLEAN and signum is None
@@ -201,6 +195,21 @@ class Policy(Scaling):
                 ]
         return actions + self._fill()
 
+    def _replaced_exit(
+        self, rec: WorkerRecord, how: str, code: int | None, signum: int | None, cut: int
+    ) -> list[Action]:
+        """The exit of a worker told to go, or replaced as it left on its own (RETIRING)."""
+        if signum == RETIRE:  # still starting (no handler yet), or the app reset it: as asked
+            how = "retired (ended by the SIGHUP that told it to leave)"
+        # Left on its own, in requests: a crash or an OOM kill there is one (its requests got
+        # no answer), as for a worker that still accepted.
+        died = rec.state is RETIRING and not (code == WorkerExit.CLEAN and signum is None)
+        how += unexpected_death(signum, cut) if died else ""
+        filled = self._fill()
+        then = "; starting a new one" if any(isinstance(a, Spawn) for a in filled) else ""
+        level = LogLevel.ERROR if died else LogLevel.INFO
+        return [Log(level, f"{rec.label} {how}{then}"), *filled]
+
     def _app_load_failed(
         self, rec: WorkerRecord, now: float, what: str = "could not load the app"
     ) -> list[Action]:
@@ -215,8 +224,11 @@ class Policy(Scaling):
             return self._abort_reload(now, f"{rec.label} {why}")
         serving = sum(1 for r in self.records.values() if r.state is READY)
         starting = sum(1 for r in self.records.values() if r.state is BOOTING)
+        # A worker leaving at its max-requests still finishes requests: the stop's kill would
+        # cut them (its replacement is what could not load). Tried again meanwhile.
+        finishing = any(r.state is RETIRING for r in self.records.values())
         at_start = rec.first_start and rec.state is BOOTING
-        if at_start or not (serving or starting):
+        if at_start or not (serving or starting or finishing):
             self.halted = True
             why = "at the first start" if at_start else "and no worker serves"
             return [
@@ -226,6 +238,7 @@ class Policy(Scaling):
         self.spawns_held = True
         others = [f"{serving} {_are(serving, 'serves', 'serve')} on"] if serving else []
         others += [f"{starting} {_are(starting, 'is', 'are')} still starting"] if starting else []
+        others += ["a leaving worker finishes its requests"] if finishing and not others else []
         first, most = LOAD_RETRY
         self.load_retry = min(self.load_retry * 2, most) if self.load_retry else first
         self.respawn_at = max(self.respawn_at, now + self.load_retry)  # a crash hold's too
@@ -332,50 +345,13 @@ class Policy(Scaling):
             return self._harakiri(rec, "stuck in one request", wall - st.request_start, now, st)
         if silent := (0.0 if st.request_start else rec.stalled(st.beat, now, self.harakiri)):
             return self._harakiri(rec, "in no request, its loop not run", silent, now, st)
+        if rec.state is RETIRING:  # replaced already: no recycle sets its requests a deadline
+            return []
         if self.max_worker_lifetime and (recycled := self._past_lifetime(rec, now)):
             return recycled
         if self.reload_on_rss_mb and rss_mb is not None:
             return self._over_rss(rec, st, rss_mb(rec.pid), now)
         return []
-
-    def _harakiri(
-        self, rec: WorkerRecord, why: str, seconds: float, now: float, st: WorkerStatus
-    ) -> list[Action]:
-        """Past --harakiri: stacks dumped (USR2), killed after the grace its other requests get."""
-        rec.state = HARAKIRI
-        grace = self.harakiri_grace if st.in_requests > 1 else DUMP_GRACE  # none: a dump's
-        rec.deadline = now + grace
-        self.harakiris[rec.wid] = self.harakiris.get(rec.wid, 0) + 1
-        said = (
-            f"HARAKIRI: {rec.label} {why} for {seconds:.1f}s (limit {self.harakiri:g}s): "
-            f"dumping its stack, then killing it (in {grace:g}s); a new worker takes its place"
-        )
-        return [Log(LogLevel.ERROR, said), Signal(rec.pid, signal.SIGUSR2)]
-
-    def _deadline_passed(
-        self, rec: WorkerRecord, st: WorkerStatus, now: float, wall: float
-    ) -> list[Action]:
-        """A worker told to go is still there at its deadline: SIGKILL; but one still in a
-        request after a graceful stop gets a quick stop first, so that it logs the request it
-        cuts and the app's finally blocks run."""
-        if rec.state is STOPPING and not rec.cut and st.pid == rec.pid and st.request_start:
-            rec.cut = True
-            rec.deadline = now + QUICK_GRACE
-            return [
-                Log(
-                    LogLevel.WARNING,
-                    f"{rec.label}: stop deadline passed in a request "
-                    f"(the oldest {wall - st.request_start:.1f}s in): cutting it (SIGINT), "
-                    f"killing it in {QUICK_GRACE:g}s if it stays",
-                ),
-                Signal(rec.pid, signal.SIGINT),
-            ]
-        what = "harakiri" if rec.state is HARAKIRI else "stop"
-        rec.deadline = now + 3600  # once
-        return [
-            Log(LogLevel.WARNING, f"{rec.label}: {what} deadline passed, killing it"),
-            Signal(rec.pid, signal.SIGKILL),
-        ]
 
     def _hand_over(self, now: float) -> list[Action]:
         """Reloading: once every new worker is ready, the older ones are retired."""

@@ -1,0 +1,67 @@
+"""How a worker the master gives up on is made to go: a harakiri (its stacks dumped, then a
+kill after a grace) and a deadline passed (a quick stop first for the request a graceful stop
+would cut, else SIGKILL). Pure, as the rest of the policy: it returns actions."""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass
+
+from uwsgiapp.supervisor.actions import (
+    DUMP_GRACE,
+    QUICK_GRACE,
+    Action,
+    Log,
+    LogLevel,
+    Signal,
+    WorkerRecord,
+)
+from uwsgiapp.supervisor.roster import HARAKIRI, STOPPING
+from uwsgiapp.supervisor.scaling import Scaling
+from uwsgiapp.supervisor.status import WorkerStatus
+
+__all__ = ["Kills"]
+
+
+@dataclass
+class Kills(Scaling):
+    """The roster, its worker count's controls, and how a worker is made to go."""
+
+    def _harakiri(
+        self, rec: WorkerRecord, why: str, seconds: float, now: float, st: WorkerStatus
+    ) -> list[Action]:
+        """Past --harakiri: stacks dumped (USR2), killed after the grace its other requests get."""
+        rec.state = HARAKIRI
+        grace = self.harakiri_grace if st.in_requests > 1 else DUMP_GRACE  # none: a dump's
+        rec.deadline = now + grace
+        self.harakiris[rec.wid] = self.harakiris.get(rec.wid, 0) + 1
+        said = (
+            f"HARAKIRI: {rec.label} {why} for {seconds:.1f}s (limit {self.harakiri:g}s): "
+            f"dumping its stack, then killing it (in {grace:g}s); a new worker takes its place"
+        )
+        return [Log(LogLevel.ERROR, said), Signal(rec.pid, signal.SIGUSR2)]
+
+    def _deadline_passed(
+        self, rec: WorkerRecord, st: WorkerStatus, now: float, wall: float
+    ) -> list[Action]:
+        """A worker told to go is still there at its deadline: SIGKILL; but one still in a
+        request after a graceful stop gets a quick stop first, so that it logs the request it
+        cuts and the app's finally blocks run."""
+        if rec.state is STOPPING and not rec.cut and st.pid == rec.pid and st.request_start:
+            rec.cut = True
+            rec.deadline = now + QUICK_GRACE
+            return [
+                Log(
+                    LogLevel.WARNING,
+                    f"{rec.label}: stop deadline passed in a request "
+                    f"(the oldest {wall - st.request_start:.1f}s in): cutting it (SIGINT), "
+                    f"killing it in {QUICK_GRACE:g}s if it stays",
+                ),
+                Signal(rec.pid, signal.SIGINT),
+            ]
+        what = "harakiri" if rec.state is HARAKIRI else "stop"
+        rec.deadline = now + 3600  # once
+        return [
+            Log(LogLevel.WARNING, f"{rec.label}: {what} deadline passed, killing it"),
+            Signal(rec.pid, signal.SIGKILL),
+        ]
