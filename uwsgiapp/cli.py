@@ -17,11 +17,11 @@ import shutil
 import sys
 import textwrap
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from uwsgiapp.buildinfo import VersionAction
 from uwsgiapp.clientcli import add_ping_parser, add_request_parser
-from uwsgiapp.clihints import command_hint, misparsed_app, unrecognized_message
+from uwsgiapp.clihints import HintingParser
 from uwsgiapp.entry import restore_defaults
 from uwsgiapp.exitcodes import COMMAND_EXIT_CODES, DEV_EXIT_TEXT, ClientExit, ServeExit, help_text
 
@@ -57,30 +57,6 @@ __doc__ = f"{__doc__}\n{_exit_codes_doc()}"
 PROG = "uwsgiapp"
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with our exit code for usage errors and no traceback; an argument a command
-    does not know is an error in that command's usage (argparse would hand it up to the
-    top-level parser, which printed the top-level usage for a mistyped ``serve`` option),
-    with a hint for gunicorn's and uWSGI's names and for typos. No abbreviations: ``--worker``
-    silently meaning ``--workers`` hides a typo, and ``--reload`` was "ambiguous"."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("allow_abbrev", False)
-        super().__init__(*args, **kwargs)
-
-    def error(self, message: str) -> NoReturn:
-        message += command_hint(message)
-        self.print_usage(sys.stderr)
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
-
-    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
-        namespace, extras = super().parse_known_args(*args, **kwargs)
-        if extras:
-            real_app = misparsed_app(args, namespace, extras)
-            self.error(unrecognized_message(extras, self._option_string_actions, real_app))
-        return namespace, extras
-
-
 def _wrap(text: str) -> str:
     """``text`` wrapped for a raw (unwrapped) help epilog."""
     return textwrap.fill(text, width=min(shutil.get_terminal_size().columns, 100) - 2)
@@ -94,7 +70,7 @@ def _fail(command: str, message: str, code: int) -> int:
 # --- serve ---------------------------------------------------------------------------------
 
 
-def _add_serve(sub: argparse._SubParsersAction[_Parser]) -> None:
+def _add_serve(sub: argparse._SubParsersAction[HintingParser]) -> None:
     p = sub.add_parser(
         "serve",
         help="serve the app over the uwsgi protocol (production, behind nginx)",
@@ -278,7 +254,7 @@ def _split_list(values: Sequence[str]) -> tuple[str, ...]:
     return tuple(item.strip() for value in values for item in value.split(",") if item.strip())
 
 
-def _add_dev(sub: argparse._SubParsersAction[_Parser]) -> None:
+def _add_dev(sub: argparse._SubParsersAction[HintingParser]) -> None:
     p = sub.add_parser(
         "dev",
         help="run the app with werkzeug's development server (reloader + debugger)",
@@ -364,7 +340,7 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The whole ``uwsgiapp`` argument parser (all sub-commands)."""
-    parser = _Parser(
+    parser = HintingParser(
         prog=PROG,
         description="Pure-Python application container for nginx's uwsgi protocol.",
         epilog=(
@@ -373,7 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     parser.add_argument("--version", action=VersionAction)  # says which build runs, too
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=HintingParser)
     _add_serve(sub)
     _add_dev(sub)
     add_request_parser(sub)

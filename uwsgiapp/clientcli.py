@@ -51,6 +51,7 @@ def add_request_parser(sub: argparse._SubParsersAction[Any]) -> None:
         ),
         epilog=help_text(ClientExit, only="request"),
     )
+    p.intermixed = True  # `request SOCKET -i PATH`, as curl takes its options anywhere
     _add_socket_argument(p)
     p.add_argument("path", metavar="PATH", nargs="?", default="/", help="target, e.g. /a?b=1")
     p.add_argument(

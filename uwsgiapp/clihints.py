@@ -7,12 +7,14 @@ to the documentation for what one line can tell.
 
 from __future__ import annotations
 
+import argparse
 import difflib
 import sys
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from uwsgiapp.config.inikeys import ADVICE, ADVICE_PREFIXES, ALWAYS_ON
+from uwsgiapp.exitcodes import ClientExit
 
 __all__ = [
     "FOREIGN_OPTIONS",
@@ -340,3 +342,41 @@ def command_hint(message: str, argv: Sequence[str] | None = None) -> str:
     if ":" in given or given.endswith(".py"):
         return "\n  the command comes first: uwsgiapp serve APP [options] (gunicorn APP)"
     return ""
+
+
+class HintingParser(argparse.ArgumentParser):
+    """argparse with our exit code for usage errors and no traceback; an argument a command
+    does not know is an error in that command's usage (argparse would hand it up to the
+    top-level parser, which printed the top-level usage for a mistyped ``serve`` option),
+    with a hint for gunicorn's and uWSGI's names and for typos. No abbreviations: ``--worker``
+    silently meaning ``--workers`` hides a typo, and ``--reload`` was "ambiguous".
+    ``intermixed``: its positionals may follow options (``request SOCKET -i PATH``, as curl
+    takes them: PATH was taken as absent at the first option, then refused)."""
+
+    intermixed = False
+    _mixing = False
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        message += command_hint(message)
+        self.print_usage(sys.stderr)
+        self.exit(ClientExit.USAGE, f"{self.prog}: error: {message}\n")
+
+    def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
+        if self._mixing:  # a pass of the intermixed parse: what is left is its business
+            return super().parse_known_args(*args, **kwargs)
+        if self.intermixed:
+            self._mixing = True
+            try:
+                namespace, extras = super().parse_known_intermixed_args(*args, **kwargs)
+            finally:
+                self._mixing = False
+        else:
+            namespace, extras = super().parse_known_args(*args, **kwargs)
+        if extras:
+            real_app = misparsed_app(args, namespace, extras)
+            self.error(unrecognized_message(extras, self._option_string_actions, real_app))
+        return namespace, extras

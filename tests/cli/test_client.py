@@ -164,6 +164,19 @@ def test_request_command(fake_uwsgi: FakeServers, which: str) -> None:
     assert echo["modifier1"] == 0
 
 
+def test_request_options_may_stand_between_socket_and_path(fake_uwsgi: FakeServers) -> None:
+    # curl's habit: `request SOCKET -i PATH` said "unrecognized arguments: PATH" (PATH was
+    # taken as absent at the first option).
+    r = run_cli("request", fake_uwsgi.unix, "-i", "-X", "PUT", "/between", "-H", "X-A: b")
+    assert r.returncode == 0, r.stderr
+    head, _, body = r.stdout.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 X\r\n")
+    v = _echo(body)["vars"]
+    assert (v["REQUEST_METHOD"], v["PATH_INFO"], v["HTTP_X_A"]) == ("PUT", "/between", "b")
+    r = run_cli("request", fake_uwsgi.unix, "/a", "/b")  # one PATH still
+    assert r.returncode == EXIT_USAGE and b"unrecognized arguments: /b" in r.stderr
+
+
 def test_request_post_data_and_include(fake_uwsgi: FakeServers, tmp_path: Path) -> None:
     r = run_cli("request", fake_uwsgi.unix, "/form", "-d", "a=1&b=2", "-i", "--modifier1", "30")
     assert r.returncode == 0, r.stderr
@@ -298,14 +311,21 @@ def test_ping_wrong_answer_and_silence(tmp_path: Path) -> None:
                     conn.recv(16)
                     conn.sendall(answer)
 
-        t = threading.Thread(target=serve, args=([b"HTTP/1.1 400 Bad\r\n\r\n", b""],))
+        stats = b'{\n\t"version": "1"' + b" " * 10_000 + b"}"
+        answers = [b"HTTP/1.1 400 Bad\r\n\r\n", b"", stats]
+        t = threading.Thread(target=serve, args=(answers,))
         t.start()
         r = run_cli("ping", f"127.0.0.1:{port}")
         assert r.returncode == EXIT_BAD_RESPONSE
         assert b"expected pong 64 00 00 01" in r.stderr and b"48 54 54 50" in r.stderr
+        assert b"an HTTP server's answer" in r.stderr
         r = run_cli("ping", f"127.0.0.1:{port}")
         assert r.returncode == EXIT_BAD_RESPONSE
         assert b"connection closed" in r.stderr
+        # A stats server's document: its first bytes and what it is (it was 10 KB of hex).
+        r = run_cli("ping", f"127.0.0.1:{port}")
+        assert r.returncode == EXIT_BAD_RESPONSE and len(r.stderr) < 300, r.stderr
+        assert b"a stats document" in r.stderr, r.stderr
         t.join(5)
 
 

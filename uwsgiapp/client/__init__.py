@@ -157,6 +157,18 @@ def ping(address: Address, *, timeout: float = 3.0) -> PingResult:
     answer = exchange(address, uwsgiproto.build_ping(), timeout=timeout, limit=4)
     elapsed = time.monotonic() - start
     if answer != uwsgiproto.build_pong():
-        got = answer.hex(" ") if answer else "nothing (connection closed)"
-        raise ResponseError(f"expected pong 64 00 00 01 from {address}, got {got}")
+        raise ResponseError(f"expected pong 64 00 00 01 from {address}, got {_not_pong(answer)}")
     return PingResult(elapsed, answer)
+
+
+def _not_pong(answer: bytes) -> str:
+    """What a ping got instead of the pong, short (a stats server's whole document came out
+    as 10 KB of hex), and what it looks like."""
+    if not answer:
+        return "nothing (connection closed)"
+    shown = answer[:16].hex(" ") + (f" ... ({len(answer)} bytes)" if len(answer) > 16 else "")
+    if answer.startswith(b"HTTP/"):
+        return f"{shown}: an HTTP server's answer (the uwsgi socket is another)"
+    if answer[:1] in (b"{", b"#"):
+        return f"{shown}: a stats document (--stats's socket: read it with uwsgiapp top)"
+    return shown
