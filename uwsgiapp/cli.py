@@ -278,7 +278,8 @@ def _add_dev(sub: argparse._SubParsersAction[HintingParser]) -> None:
     p.add_argument(
         "--allow-remote-debugger",
         action="store_true",
-        help="allow the debugger (which runs code) on a non-loopback host",
+        help="allow the debugger on a non-loopback host: its tracebacks and source for any "
+        "client; its console (which runs code) only for a Host of localhost or 127.0.0.1",
     )
     p.add_argument(
         "--extra-files",

@@ -7,6 +7,7 @@ address unless the user explicitly allows otherwise.
 
 from __future__ import annotations
 
+import importlib.machinery
 import importlib.util
 import ipaddress
 import logging
@@ -106,6 +107,30 @@ def check_bind(host: str, port: int) -> None:
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as werkzeug's server
         probe.bind(get_sockaddr(host, port, family))
+
+
+def check_app_found(spec: str, chdir: str, pythonpath: list[str]) -> None:
+    """Raise :class:`AppImportError` where the reloader could never load the app: a ``--chdir``
+    that is not there, an app file or a top-level module found nowhere. Served as an error
+    page, a save was to reload it, but werkzeug's reloader watches no file created later
+    (``flask run`` stops there too). What exists but fails (a syntax error) a save mends."""
+    base = chdir or os.getcwd()
+    if not os.path.isdir(base):
+        raise AppImportError(f"cannot change directory to {chdir!r}: no such directory")
+    parsed = parse_spec(spec)
+    if parsed.path:
+        if not os.path.isfile(os.path.join(base, parsed.path)):
+            full = os.path.join(base, parsed.path)
+            raise AppImportError(f"No module named {parsed.path!r}: file not found ({full})")
+        return
+    top = parsed.module.partition(".")[0]
+    if top in sys.builtin_module_names or top in sys.modules:
+        return
+    if importlib.machinery.PathFinder.find_spec(top, [*pythonpath, base, *sys.path]) is None:
+        raise AppImportError(
+            f"No module named {top!r} in {base} (the working directory, or --chdir), on "
+            "--pythonpath or the Python path"
+        )
 
 
 def _app_source(spec: str) -> str:
@@ -257,6 +282,7 @@ def run_dev(options: DevOptions) -> int:
         os.environ["FLASK_DEBUG"] = "1"
     if options.reload and not is_running_from_reloader():
         # Only the children the reloader spawns import the app (once each, not twice).
+        check_app_found(options.app, chdir, pythonpath)
         app = _placeholder_app
     else:
         try:

@@ -497,6 +497,25 @@ def test_dev_no_reload_import_error_exits(tmp_path: Path) -> None:
     assert b"Traceback (most recent call last)" not in r.stderr.split(b"\n")[0]
 
 
+@pytest.mark.parametrize(
+    ("spec", "more", "said"),
+    [
+        ("missing_mod_xyz:app", [], b"No module named 'missing_mod_xyz' in "),
+        ("nofile.py:app", [], b"No module named 'nofile.py': file not found"),
+        ("pkgapp:app", ["--chdir", "nowhere"], b"cannot change directory to"),
+    ],
+)
+def test_dev_with_the_reloader_exits_where_no_save_could_load_the_app(
+    tmp_path: Path, spec: str, more: list[str], said: bytes
+) -> None:
+    # It served an error page saying "fix it and save, the server reloads", but werkzeug's
+    # reloader watches no file created later: only a restart helped (flask run exits there).
+    (tmp_path / "pkgapp.py").write_text(APP.format(text="x"))
+    r = run_cli("dev", spec, "--port", "0", *more, cwd=tmp_path, timeout=DEADLINE)
+    assert r.returncode == ServeExit.APP_LOAD, r.stderr
+    assert said in r.stderr, r.stderr
+
+
 POSTFORK_APP = """\
 import os
 from uwsgiapp import postfork
