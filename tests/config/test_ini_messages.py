@@ -252,3 +252,26 @@ def test_another_ini_file_is_read_where_it_stands_and_inherit_first(
         path.write_text(f"[uwsgi]\nmodule = app:app\n{value}\n")
         with pytest.raises(ConfigError, match=re.escape(message)):
             ini_layer(str(path), environ={})
+
+
+def test_an_include_follows_the_if_logic_and_its_files_own_magic_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After review: includes were read before the if-logic and unexpanded. A guarded optional
+    # include stopped the start, `include = %d/base.ini` (uWSGI's idiom) was not found, an
+    # inherit in a branch not taken was applied; and an included file's %d was the main one's.
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "base.ini").write_text("[uwsgi]\nprocesses = 4\npidfile = %d%n.pid\n")
+    path = tmp_path / "site.ini"
+    path.write_text(
+        "[uwsgi]\nmodule = app:app\n"
+        "if-exists = local.ini\ninclude = local.ini\nendif =\n"
+        "if-env = PRODUCTION\ninherit = other/base.ini\nendif =\n"
+    )
+    layer = ini_layer(str(path), environ={}).layer
+    assert "workers" not in layer and "pidfile" not in layer
+    path.write_text("[uwsgi]\nmodule = app:app\nbase = other\ninclude = %d%(base)/base.ini\n")
+    layer = ini_layer(str(path), environ={}).layer
+    assert layer["workers"].value == "4"
+    assert layer["pidfile"].value == f"{tmp_path}/other/base.pid"  # its own directory and name

@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from dataclasses import replace
 
-from uwsgiapp.config.iniexpand import DEFAULT_SECTION
+from uwsgiapp.config.iniexpand import DEFAULT_SECTION, ExpansionError
 from uwsgiapp.config.inilogic import IniEntry
 from uwsgiapp.config.model import ConfigError
 
@@ -95,16 +95,24 @@ INCLUDE_KEYS = ("ini", "include", "inherit")
 
 
 def include_sections(
-    path: str, section: str, entries: list[IniEntry], warn: Callable[[str], None]
+    path: str,
+    section: str,
+    entries: list[IniEntry],
+    warn: Callable[[str], None],
+    expand: Callable[[str], str] = str,
+    logic: Callable[[list[IniEntry], str], list[IniEntry]] = lambda entries, file: entries,
 ) -> list[IniEntry]:
     """``entries`` (of ``[section]``) with each ``ini = :other`` (a section of the same file),
     ``ini = other.ini[:section]`` or ``include = other.ini`` (another file's section, [uwsgi]
     by default; a relative path from the current directory, as uWSGI opens it) replaced by
     that section's entries where it stands, and ``inherit = base.ini`` 's put first (a template
-    this section's own keys override), as uWSGI reads them. One level: one of these keys in
-    what was brought in is kept (and reported as unsupported). A section already read is
-    skipped with a warning, as is a missing one of this file (uWSGI warns); another file that
-    cannot be read stops the start (what it sets would be missing)."""
+    this section's own keys override), as uWSGI reads them. ``entries`` went through the
+    if-logic already (an include in a branch not taken is none); each value is ``expand``-ed
+    first (``%d/base.ini``), what is brought goes through ``logic`` (its file's if-blocks).
+    One level: one of these keys in what was brought in is kept (and reported as
+    unsupported). A section already read is skipped with a warning, as is a missing one of
+    this file (uWSGI warns); another file that cannot be read stops the start (what it sets
+    would be missing)."""
     out: list[IniEntry] = []
     first: list[IniEntry] = []
     read = {(os.path.abspath(path), section)}
@@ -113,6 +121,10 @@ def include_sections(
         if entry.key not in INCLUDE_KEYS or value in ("", ":"):
             out.append(entry)
             continue
+        try:
+            value = expand(value).strip()
+        except ExpansionError as exc:
+            raise ConfigError("ini", f"the value of {entry.key!r} {exc}", entry.at) from None
         other, name = (path, value[1:]) if value.startswith(":") else split_ini_arg(value)
         said = f"'{entry.key} = {value}' ({entry.at})"
         if (os.path.abspath(other), name) in read:
@@ -132,6 +144,7 @@ def include_sections(
             continue
         if other != path:
             brought = [replace(e, origin=other) for e in brought]
+        brought = logic(brought, "" if other == path else other)
         (first if entry.key == "inherit" else out).extend(brought)
     return first + out
 

@@ -140,20 +140,35 @@ def ini_layer(
     result = IniResult(warnings=[] if warnings is None else warnings)
     where = f"ini {path} [{section}]"
     warn = _Warner(where, result.warnings)
-    entries = include_sections(path, section, read_section(path, section), warn)
-    referenced, result.environ_read = _variables(entries)
-    expand_in = partial(expand, path=path, section=section, environ=environ, warn=warn, fixed=fixed)
-    entries = apply_logic(
-        entries,
-        expand_test=partial(expand_in, placeholders={}),
-        environ=os.environ if environ is None else environ,
-        warn=warn,
-        where=where,
-    )
-    placeholders = Placeholders(
-        _placeholder_definitions(entries, where),
-        lambda raw, places: expand_in(raw, placeholders=places),
-    )
+    expand_in = partial(expand, section=section, environ=environ, warn=warn, fixed=fixed)
+
+    referenced: set[str] = set()  # keys %(used) or tested, before the if-logic consumes tests
+
+    def logic(entries: list[IniEntry], file: str) -> list[IniEntry]:
+        names, env_read = _variables(entries)
+        referenced.update(names)
+        result.environ_read.update(env_read)
+        test = partial(expand_in, path=file or path, placeholders={})  # the file's magic vars
+        env = os.environ if environ is None else environ
+        return apply_logic(entries, expand_test=test, environ=env, warn=warn, where=where)
+
+    def placeholders_of(entries: list[IniEntry]) -> Callable[[str], Placeholders]:
+        """The placeholders, expanded in each file's terms (its %d, %n...), by file."""
+        definitions, made = _placeholder_definitions(entries, where), {}
+
+        def of(file: str) -> Placeholders:
+            if file not in made:
+                expand_one = partial(_expand_places, expand_in, file or path)
+                made[file] = Placeholders(definitions, expand_one)
+            return made[file]
+
+        return of
+
+    entries = logic(read_section(path, section), "")
+    # Taken branches only, their values expanded (uWSGI's `include = %d/base.ini`).
+    expand_include = placeholders_of(entries)("").expand_value
+    entries = include_sections(path, section, entries, warn, expand_include, logic)
+    places_of = placeholders_of(entries)
     mapper = Mapper(result.layer, where, warn)
     commented: set[str] = set()  # keys already warned of (one warning per key)
     for entry in entries:
@@ -163,12 +178,12 @@ def ini_layer(
         if key not in USED_KEYS and key not in OWN_KEYS:
             # Not expanded: uWSGI features we do not have may hold their own %(...) syntax
             # (log-format's %(status)…), which must not be mistaken for placeholders.
-            _not_ours(entry, result, where, warn, key in referenced, placeholders)
+            _not_ours(entry, result, where, warn, key in referenced, places_of(entry.origin))
             continue
         source = f"{where} {key} ({entry.at})"
         raw = _inline_comment(key, entry.value, entry.line, warn, commented)
         try:
-            value = placeholders.expand_value(raw)
+            value = places_of(entry.origin).expand_value(raw)
         except ExpansionError as exc:
             raise ConfigError("ini", f"the value of {key!r} {exc}", source) from None
         if not mapper.apply(key, value, entry.line, source):
@@ -180,6 +195,12 @@ def ini_layer(
         result.layer["access_log"] = Raw("uwsgi", f"{where} (uWSGI's default; disable-logging)")
     request_log_filters(result.layer)
     return result
+
+
+def _expand_places(
+    expand_in: Callable[..., str], file: str, raw: str, places: Mapping[str, str]
+) -> str:
+    return expand_in(raw, path=file, placeholders=places)
 
 
 def _relative_to_chdir(layer: Layer, where: str, warn: Callable[[str], None]) -> None:
