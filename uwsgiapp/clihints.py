@@ -271,10 +271,11 @@ def hint_for(arg: str, ours: Iterable[str]) -> str:
         return f"{name}: {FOREIGN_OPTIONS[key]}"
     if name.startswith("--"):
         # Another server's names too: --procesess is uWSGI's --processes mistyped.
-        names = [o for o in (*known, *FOREIGN_OPTIONS) if o.startswith("--")]
-        close = difflib.get_close_matches(name, names, n=1)
-        if close and close[0] in known:
+        close = difflib.get_close_matches(name, [o for o in known if o.startswith("--")], n=1)
+        if close:
             return f"{name}: did you mean {close[0]}?"
+        foreign = [o for o in FOREIGN_OPTIONS if o.startswith("--")] if "--workers" in known else []
+        close = difflib.get_close_matches(name, foreign, n=1, cutoff=0.85)  # not --bogus
         if close:
             return f"{name}: did you mean {close[0]}? {FOREIGN_OPTIONS[close[0]]}"
     return ""

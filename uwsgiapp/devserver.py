@@ -7,7 +7,6 @@ address unless the user explicitly allows otherwise.
 
 from __future__ import annotations
 
-import importlib.machinery
 import importlib.util
 import ipaddress
 import logging
@@ -124,9 +123,17 @@ def check_app_found(spec: str, chdir: str, pythonpath: list[str]) -> None:
             raise AppImportError(f"No module named {parsed.path!r}: file not found ({full})")
         return
     top = parsed.module.partition(".")[0]
-    if top in sys.builtin_module_names or top in sys.modules:
+    if top in sys.modules:
         return
-    if importlib.machinery.PathFinder.find_spec(top, [*pythonpath, base, *sys.path]) is None:
+    saved = sys.path[:]
+    sys.path[:0] = [*pythonpath, base]  # every finder asked: an editable install's too
+    try:
+        found = importlib.util.find_spec(top)  # a top-level name: nothing is imported
+    except (ImportError, ValueError):
+        found = None
+    finally:
+        sys.path[:] = saved
+    if found is None:
         raise AppImportError(
             f"No module named {top!r} in {base} (the working directory, or --chdir), on "
             "--pythonpath or the Python path"

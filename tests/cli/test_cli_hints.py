@@ -129,6 +129,11 @@ def test_no_abbreviation_stands_for_an_option() -> None:
 def test_no_hint_for_what_resembles_nothing() -> None:
     assert hint_for("--zzzzzz", ["--workers", "--socket"]) == ""
     assert hint_for("positional", ["--workers"]) == ""
+    # Another server's names only where they belong, and only what is close to one: `serve
+    # --bogus` and `top --bogus` said "did you mean --backlog? use --listen N".
+    assert hint_for("--bogus", ["--workers", "--socket"]) == ""
+    assert hint_for("--procesess", ["--stats", "--once"]) == ""
+    assert "use --workers N" in hint_for("--procesess", ["--workers", "--socket"])
 
 
 def test_gunicorn_cmd_args_is_said_to_be_ignored() -> None:

@@ -27,11 +27,13 @@ from uwsgiapp.devserver import (
     DevOptions,
     DevServerError,
     bounded_input,
+    check_app_found,
     check_options,
     enable_debug,
     is_loopback,
 )
 from uwsgiapp.exitcodes import ServeExit
+from uwsgiapp.importer import AppImportError
 from uwsgiapp.wsgi.response import HeaderError, render_head
 
 APP = """\
@@ -514,6 +516,28 @@ def test_dev_with_the_reloader_exits_where_no_save_could_load_the_app(
     r = run_cli("dev", spec, "--port", "0", *more, cwd=tmp_path, timeout=DEADLINE)
     assert r.returncode == ServeExit.APP_LOAD, r.stderr
     assert said in r.stderr, r.stderr
+
+
+def test_a_module_only_a_finder_of_sys_meta_path_knows_is_found(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After review: an editable install (PEP 660) is found by a finder of sys.meta_path, not
+    # on sys.path: the check refused the app that --no-reload served.
+    import importlib.machinery
+
+    class Editable:
+        @staticmethod
+        def find_spec(name: str, path: object = None, target: object = None) -> object:
+            if name != "edpkg_xyz":
+                return None
+            return importlib.machinery.ModuleSpec(name, None, origin=str(tmp_path / "x.py"))
+
+    monkeypatch.setattr(sys, "meta_path", [*sys.meta_path, Editable()])
+    check_app_found("edpkg_xyz:app", str(tmp_path), [])
+    check_app_found("edpkg_xyz.wsgi:app", str(tmp_path), [])
+    with pytest.raises(AppImportError, match="No module named 'nothere_xyz' in "):
+        check_app_found("nothere_xyz:app", str(tmp_path), [])
+    assert str(tmp_path) not in sys.path  # put back as it was
 
 
 POSTFORK_APP = """\

@@ -223,9 +223,14 @@ def test_the_error_line_says_a_utf8_uri_as_the_client_wrote_it(logs: Logs) -> No
 
     uri = "/café?q=über".encode().decode("latin-1")
     assert run(make_handler(app), build_request(nginx_vars("GET", uri))).status == 500
-    (record,) = problems(logs)
-    first = logging.Formatter(ERROR_FORMAT).format(record).split("\n")[0]
+    # Decoded, a right-to-left override or a line separator would move or break the line.
+    forged = "/x\u202e\u2028\x9b".encode().decode("latin-1")
+    assert run(make_handler(app), build_request(nginx_vars("GET", forged))).status == 500
+    first, second = (
+        logging.Formatter(ERROR_FORMAT).format(record).split("\n")[0] for record in problems(logs)
+    )
     assert "(GET /café?q=über)" in first, first
+    assert "(GET /x\\u202E\\u2028\\u009B)" in second, second
 
 
 def test_the_request_id_is_in_the_app_error_line(logs: Logs) -> None:

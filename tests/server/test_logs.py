@@ -312,11 +312,20 @@ def test_json_format_says_the_requests_text_as_the_client_wrote_it(tmp_path: Pat
         "HTTP_REFERER": wire("https://example.org/ü"),
     }
     access(environ, resp("200 OK", 1), 0.1, BLOCK)
+    # An app's None where text was (it logged null; as_sent took it for text and the line
+    # was lost with an internal error); what moves or breaks a line once decoded, escaped.
+    access(
+        {**ENVIRON, "HTTP_REFERER": None, "REQUEST_URI": wire("/a\u202eb\u2028c")},
+        resp("200 OK", 1),
+        0.1,
+        BLOCK,
+    )
     text = path.read_text()
     assert text.isascii()
-    record = json.loads(text)
+    record, odd = map(json.loads, text.splitlines())
     assert record["uri"] == "/café?q=über\\xff"
     assert (record["user_agent"], record["referer"]) == ("Grüße/1.0", "https://example.org/ü")
+    assert odd["referer"] is None and odd["uri"] == "/a\\u202Eb\\u2028c"
 
 
 def test_reopen_after_the_file_was_moved(tmp_path: Path) -> None:

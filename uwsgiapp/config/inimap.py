@@ -251,3 +251,25 @@ def map_app(
             keys.append("callable")
     lines = [app[k][1] for k in keys]
     layer["app"] = Raw(spec, f"{where} {'+'.join(keys)} (line {', '.join(map(str, lines))})")
+
+
+def relative_to_chdir(layer: Layer, where: str, warn: Callable[[str], None]) -> None:
+    """Say where a relative pidfile or log file goes beside a ``chdir``: uwsgiapp takes it from
+    that directory (gunicorn's rule), uWSGI from the one it started in. An ini written for
+    uWSGI moved them silently (a ``kill -HUP $(cat run/app.pid)`` or a logrotate rule then
+    missed them), or stopped the start where the directory is not there."""
+    chdir = layer.get("chdir")
+    if chdir is None:
+        return
+    said: set[str] = set()  # logto's file is the access log's too: said once
+    for name in ("pidfile", "error_log_file", "access_log_file"):
+        raw = layer.get(name)
+        if raw is None or not isinstance(raw.value, str) or raw.value in said:
+            continue
+        if raw.value and not raw.value.startswith(("/", "-")):
+            said.add(raw.value)
+            warn(
+                f"{raw.source.removeprefix(where).strip()}: the relative path {raw.value!r} is "
+                f"taken from chdir ({chdir.value}), where uWSGI takes it from the directory it "
+                "starts in: make it absolute to keep it where it was"
+            )

@@ -54,10 +54,7 @@ from uwsgiapp.config.configload import Layer, Raw, spec_for
 from uwsgiapp.config.iniexpand import (
     ExpansionError,
     Placeholders,
-    environ_names,
     expand,
-    placeholder_env,
-    referenced_names,
 )
 from uwsgiapp.config.inifile import include_sections, parse_ini, read_section, split_ini_arg
 from uwsgiapp.config.inikeys import (
@@ -70,8 +67,9 @@ from uwsgiapp.config.inikeys import (
     USED_KEYS,
     VENV_KEYS,
 )
-from uwsgiapp.config.inilogic import IniEntry, apply_logic
-from uwsgiapp.config.inimap import OWN_KEYS, Mapper, map_app, truthy
+from uwsgiapp.config.inilogic import IniEntry
+from uwsgiapp.config.inimap import OWN_KEYS, Mapper, map_app, relative_to_chdir, truthy
+from uwsgiapp.config.initerms import Terms
 from uwsgiapp.config.model import LOG_FILTERS, ConfigError
 
 __all__ = [
@@ -140,35 +138,19 @@ def ini_layer(
     result = IniResult(warnings=[] if warnings is None else warnings)
     where = f"ini {path} [{section}]"
     warn = _Warner(where, result.warnings)
-    expand_in = partial(expand, section=section, environ=environ, warn=warn, fixed=fixed)
-
-    referenced: set[str] = set()  # keys %(used) or tested, before the if-logic consumes tests
-
-    def logic(entries: list[IniEntry], file: str) -> list[IniEntry]:
-        names, env_read = _variables(entries)
-        referenced.update(names)
-        result.environ_read.update(env_read)
-        test = partial(expand_in, path=file or path, placeholders={})  # the file's magic vars
-        env = os.environ if environ is None else environ
-        return apply_logic(entries, expand_test=test, environ=env, warn=warn, where=where)
-
-    def placeholders_of(entries: list[IniEntry]) -> Callable[[str], Placeholders]:
-        """The placeholders, expanded in each file's terms (its %d, %n...), by file."""
-        definitions, made = _placeholder_definitions(entries, where), {}
-
-        def of(file: str) -> Placeholders:
-            if file not in made:
-                expand_one = partial(_expand_places, expand_in, file or path)
-                made[file] = Placeholders(definitions, expand_one)
-            return made[file]
-
-        return of
-
-    entries = logic(read_section(path, section), "")
+    terms = Terms(
+        path,
+        where,
+        partial(expand, section=section, environ=environ, warn=warn, fixed=fixed),
+        os.environ if environ is None else environ,
+        warn,
+        result.environ_read,
+    )
+    entries = terms.logic(read_section(path, section), "")
     # Taken branches only, their values expanded (uWSGI's `include = %d/base.ini`).
-    expand_include = placeholders_of(entries)("").expand_value
-    entries = include_sections(path, section, entries, warn, expand_include, logic)
-    places_of = placeholders_of(entries)
+    expand_include = terms.placeholders(entries)("").expand_value
+    entries = include_sections(path, section, entries, warn, expand_include, terms.logic)
+    places_of, referenced = terms.placeholders(entries), terms.referenced
     mapper = Mapper(result.layer, where, warn)
     commented: set[str] = set()  # keys already warned of (one warning per key)
     for entry in entries:
@@ -189,40 +171,12 @@ def ini_layer(
         if not mapper.apply(key, value, entry.line, source):
             _unsupported(entry, result, where, warn)
     map_app(mapper.app, result.layer, where, warn)
-    _relative_to_chdir(result.layer, where, warn)
+    relative_to_chdir(result.layer, where, warn)
     _check_strict(entries, result, where)
     if "access_log" not in result.layer:  # uWSGI logs every request unless told not to
         result.layer["access_log"] = Raw("uwsgi", f"{where} (uWSGI's default; disable-logging)")
     request_log_filters(result.layer)
     return result
-
-
-def _expand_places(
-    expand_in: Callable[..., str], file: str, raw: str, places: Mapping[str, str]
-) -> str:
-    return expand_in(raw, path=file, placeholders=places)
-
-
-def _relative_to_chdir(layer: Layer, where: str, warn: Callable[[str], None]) -> None:
-    """Say where a relative pidfile or log file goes beside a ``chdir``: uwsgiapp takes it from
-    that directory (gunicorn's rule), uWSGI from the one it started in. An ini written for
-    uWSGI moved them silently (a ``kill -HUP $(cat run/app.pid)`` or a logrotate rule then
-    missed them), or stopped the start where the directory is not there."""
-    chdir = layer.get("chdir")
-    if chdir is None:
-        return
-    said: set[str] = set()  # logto's file is the access log's too: said once
-    for name in ("pidfile", "error_log_file", "access_log_file"):
-        raw = layer.get(name)
-        if raw is None or not isinstance(raw.value, str) or raw.value in said:
-            continue
-        if raw.value and not raw.value.startswith(("/", "-")):
-            said.add(raw.value)
-            warn(
-                f"{raw.source.removeprefix(where).strip()}: the relative path {raw.value!r} is "
-                f"taken from chdir ({chdir.value}), where uWSGI takes it from the directory it "
-                "starts in: make it absolute to keep it where it was"
-            )
 
 
 def request_log_filters(layer: Layer) -> None:
@@ -244,21 +198,6 @@ def _filters(value: object) -> bool:
     named by the option's validation; an empty one is true, as uWSGI reads a bare key)."""
     text = str(value).strip()
     return truthy(text) is not False and text != "0"
-
-
-_OPT_TESTS = frozenset({"if-opt", "if-not-opt"})
-
-
-def _variables(entries: list[IniEntry]) -> tuple[set[str], set[str]]:
-    """What the section's keys read: the keys used as variables (by ``%(name)``, an
-    arithmetic's operands too, and the options ``if-opt`` tests: uWSGI takes any key as a
-    variable, without a word); and the environment variables (``$(NAME)``, and ``UWSGI_NAME``
-    for a ``%(name)`` no key of the section defines: the placeholder's fallback)."""
-    used = {name for e in entries for name in referenced_names(e.value)}
-    tested = {e.value.partition("=")[0].strip() for e in entries if e.key in _OPT_TESTS}
-    defined = set(_placeholder_definitions(entries, ""))
-    read = {name for e in entries for name in environ_names(e.value)}
-    return used | tested, read | {placeholder_env(n) for n in used - defined}
 
 
 def _check_strict(entries: list[IniEntry], result: IniResult, where: str) -> None:
@@ -385,19 +324,3 @@ class _Warner:
         if message not in self._seen:
             self._seen.add(message)
             self._warnings.append(f"{self._where}: {message}")
-
-
-def _placeholder_definitions(entries: list[IniEntry], where: str) -> dict[str, tuple[str, str]]:
-    """Every key's first raw value (uWSGI lets any key be referenced as %(key), and takes
-    the first value a repeated key has, though the option takes the last), and the
-    ``set-placeholder`` entries among them: name → (raw value, where it is defined)."""
-    raw: dict[str, tuple[str, str]] = {}
-    for entry in entries:
-        if entry.key in ("set-placeholder", "set-ph"):
-            name, eq, value = entry.value.partition("=")
-            if eq:
-                defined_at = f"{where} {entry.key} {name.strip()} ({entry.at})"
-                raw.setdefault(name.strip(), (value.strip(), defined_at))
-        else:
-            raw.setdefault(entry.key, (entry.value, f"{where} {entry.key} ({entry.at})"))
-    return raw

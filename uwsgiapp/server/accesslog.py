@@ -144,6 +144,13 @@ def encode_line(text: str) -> bytes:
     return (escape_log_text(text) + "\n").encode("latin-1", "backslashreplace")
 
 
+def _json_text(environ: dict[str, Any], name: str) -> Any:
+    """The JSON access line's value of ``name``: the request's text as the client wrote it
+    (:func:`~uwsgiapp.server.logtext.as_sent`); an app's None or number as it is."""
+    value = environ.get(name, "")
+    return as_sent(value) if isinstance(value, str) else value
+
+
 def json_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
     """The 'json' access logger: one JSON object a line; ``time`` is when the request
     started, RFC 3339 with milliseconds (``2026-12-04T21:57:33.048+00:00``); ``worker`` the
@@ -158,23 +165,24 @@ def json_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
         second = int(start)
         offset = zone.at(second)
         status: str = response.sent_status or ("502" if response.aborted else "-")
-        get = environ.get
         line = json.dumps(  # ASCII, controls escaped: json.dumps escapes them itself
             {
                 "time": f"{iso.at(second)}.{int((start - second) * 1000):03d}"
                 f"{offset[:3]}:{offset[3:]}",
                 "pid": pid.value,
                 "worker": worker_number(),
-                "remote_addr": get("REMOTE_ADDR", ""),
-                "method": as_sent(get("REQUEST_METHOD", "")),
-                "uri": as_sent(get("REQUEST_URI", get("PATH_INFO", ""))),
-                "protocol": as_sent(get("SERVER_PROTOCOL", "")),
+                "remote_addr": environ.get("REMOTE_ADDR", ""),
+                "method": _json_text(environ, "REQUEST_METHOD"),
+                "uri": _json_text(environ, "REQUEST_URI")
+                if "REQUEST_URI" in environ
+                else _json_text(environ, "PATH_INFO"),
+                "protocol": _json_text(environ, "SERVER_PROTOCOL"),
                 "status": int(status[:3]) if status[:3].isdigit() else 0,
                 "bytes": response.sent - response.head_size,
                 "duration_ms": round(seconds * 1000, 3),
-                "request_id": as_sent(get("HTTP_X_REQUEST_ID", "")),
-                "referer": as_sent(get("HTTP_REFERER", "")),
-                "user_agent": as_sent(get("HTTP_USER_AGENT", "")),
+                "request_id": _json_text(environ, "HTTP_X_REQUEST_ID"),
+                "referer": _json_text(environ, "HTTP_REFERER"),
+                "user_agent": _json_text(environ, "HTTP_USER_AGENT"),
             }
         )
         writer.write((line + "\n").encode("ascii"))

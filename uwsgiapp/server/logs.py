@@ -13,6 +13,7 @@ from typing import Any
 
 from uwsgiapp.logtargets import FUNNELED, is_stream, open_file_handlers, stream_for
 from uwsgiapp.server.accesslog import LOGGERS, PID, LineWriter
+from uwsgiapp.server.inflight import worker_number
 from uwsgiapp.server.logformat import ERROR_FORMAT, ErrorFormatter, JsonErrorFormatter
 from uwsgiapp.server.safefiles import open_append
 from uwsgiapp.server.throttle import WRITE_FAILURE_INTERVAL, Throttle, tell_dropped
@@ -106,6 +107,8 @@ def reopen_failed(path: str, exc: OSError) -> bool:
     handlers = logging.getLogger("uwsgiapp").handlers
     if _CAPTURE or not any(isinstance(h, logging.FileHandler) for h in handlers):
         return False  # stderr is the log already
+    if worker_number():
+        return False  # the master's line says it (each worker's would repeat it)
     with contextlib.suppress(OSError, ValueError):
         sys.__stderr__.write(f"uwsgiapp: {message}\n")  # type: ignore[union-attr]
         sys.__stderr__.flush()  # type: ignore[union-attr]

@@ -29,7 +29,12 @@ def as_sent(text: str) -> str:
         raw = text.encode("latin-1")
     except UnicodeEncodeError:  # not the request's bytes: the app put it there
         return text
-    return raw.decode("utf-8", "backslashreplace")
+    sent = raw.decode("utf-8", "backslashreplace")
+    if sent.isprintable():
+        return sent
+    # What decoding made a character that moves or breaks the line (a right-to-left override,
+    # U+2028, a C1 control): written as \uXXXX. Those below 0x80 are escape_log_text's.
+    return "".join(c if c < "\x80" or c.isprintable() else f"\\u{ord(c):04X}" for c in sent)
 
 
 def escape_log_text(text: str) -> str:

@@ -1,0 +1,93 @@
+"""What one reading of a uWSGI ini tests and expands with: the if-logic of each file read
+(the ``--ini`` one and what ``include`` brings), the placeholders in each file's terms (its
+own magic variables, ``%d``...), and the keys and environment variables the section reads."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
+
+from uwsgiapp.config.iniexpand import (
+    Placeholders,
+    environ_names,
+    placeholder_env,
+    referenced_names,
+)
+from uwsgiapp.config.inilogic import IniEntry, apply_logic
+
+__all__ = ["Terms", "placeholder_definitions", "variables"]
+
+
+@dataclass
+class Terms:
+    """What one reading tests and expands with: each file's own magic variables (``%d``...)
+    for its entries; and the keys used as variables, seen before the if-logic consumes its
+    tests (:func:`variables`), and the environment variables read (into ``environ_read``)."""
+
+    path: str
+    where: str
+    expand_in: Callable[..., str]
+    environ: Mapping[str, str]
+    warn: Callable[[str], None]
+    environ_read: set[str]
+    referenced: set[str] = field(default_factory=set)
+
+    def logic(self, entries: list[IniEntry], file: str) -> list[IniEntry]:
+        """``entries`` (of ``file``; "": the ``--ini`` one) through the if-logic."""
+        names, env_read = variables(entries)
+        self.referenced.update(names)
+        self.environ_read.update(env_read)
+        test = partial(self.expand_in, path=file or self.path, placeholders={})
+        return apply_logic(
+            entries, expand_test=test, environ=self.environ, warn=self.warn, where=self.where
+        )
+
+    def placeholders(self, entries: list[IniEntry]) -> Callable[[str], Placeholders]:
+        """The placeholders ``entries`` define, expanded in each file's terms, by file."""
+        definitions, made = placeholder_definitions(entries, self.where), {}
+
+        def of(file: str) -> Placeholders:
+            if file not in made:
+                expand_one = partial(_expand_places, self.expand_in, file or self.path)
+                made[file] = Placeholders(definitions, expand_one)
+            return made[file]
+
+        return of
+
+
+def _expand_places(
+    expand_in: Callable[..., str], file: str, raw: str, places: Mapping[str, str]
+) -> str:
+    return expand_in(raw, path=file, placeholders=places)
+
+
+_OPT_TESTS = frozenset({"if-opt", "if-not-opt"})
+
+
+def variables(entries: list[IniEntry]) -> tuple[set[str], set[str]]:
+    """What the section's keys read: the keys used as variables (by ``%(name)``, an
+    arithmetic's operands too, and the options ``if-opt`` tests: uWSGI takes any key as a
+    variable, without a word); and the environment variables (``$(NAME)``, and ``UWSGI_NAME``
+    for a ``%(name)`` no key of the section defines: the placeholder's fallback)."""
+    used = {name for e in entries for name in referenced_names(e.value)}
+    tested = {e.value.partition("=")[0].strip() for e in entries if e.key in _OPT_TESTS}
+    defined = set(placeholder_definitions(entries, ""))
+    read = {name for e in entries for name in environ_names(e.value)}
+    return used | tested, read | {placeholder_env(n) for n in used - defined}
+
+
+def placeholder_definitions(entries: list[IniEntry], where: str) -> dict[str, tuple[str, str]]:
+    """Every key's first raw value (uWSGI lets any key be referenced as %(key), and takes
+    the first value a repeated key has, though the option takes the last), and the
+    ``set-placeholder`` entries among them: name → (raw value, where it is defined)."""
+    raw: dict[str, tuple[str, str]] = {}
+    for entry in entries:
+        if entry.key in ("set-placeholder", "set-ph"):
+            name, eq, value = entry.value.partition("=")
+            if eq:
+                defined_at = f"{where} {entry.key} {name.strip()} ({entry.at})"
+                raw.setdefault(name.strip(), (value.strip(), defined_at))
+        else:
+            raw.setdefault(entry.key, (entry.value, f"{where} {entry.key} ({entry.at})"))
+    return raw
