@@ -17,7 +17,15 @@ from typing import Any, TextIO
 
 __all__ = ["FUNNELED", "is_stream", "moved", "open_file_handlers", "stream_for"]
 
-_NAMED = {"/dev/stdout": "stdout", "/dev/stderr": "stderr"}
+_STD = ((1, "stdout"), (2, "stderr"))
+_NAMED = {
+    "/dev/stdout": "stdout",
+    "/dev/stderr": "stderr",
+    # The same streams by their descriptors (links too: never followed as paths), as a uWSGI
+    # ini in Docker names them (logto = /proc/1/fd/1: the master is PID 1 there).
+    **{f"{fds}/{fd}": name for fds in ("/dev/fd", "/proc/self/fd") for fd, name in _STD},
+    **({f"/proc/1/fd/{fd}": name for fd, name in _STD} if os.getpid() == 1 else {}),
+}
 #: Log handlers whose file this process does not write (``--log-master``: the master's thread
 #: holds it and reopens it): a reopen leaves them alone.
 FUNNELED: set[logging.Handler] = set()

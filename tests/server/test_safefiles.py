@@ -398,7 +398,16 @@ def test_a_character_device_is_taken_and_never_handed_over() -> None:
 
 
 @pytest.mark.parametrize(
-    ("target", "stream"), [("/dev/stdout", "stdout"), ("/dev/stderr", "stderr"), ("-", "stderr")]
+    ("target", "stream"),
+    [
+        ("/dev/stdout", "stdout"),
+        ("/dev/stderr", "stderr"),
+        ("-", "stderr"),
+        # A uWSGI ini in Docker: `logto = /proc/self/fd/1` stopped the start ("is a symbolic
+        # link; refusing to use it"), though it is /dev/stdout's own target.
+        ("/proc/self/fd/1", "stdout"),
+        ("/dev/fd/2", "stderr"),
+    ],
 )
 def test_dev_stdout_and_stderr_are_the_processs_streams(target: str, stream: str) -> None:
     setup_error_log(target)

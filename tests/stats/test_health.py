@@ -29,6 +29,7 @@ from uwsgiapp.config.configload import TRUE_WORDS
 from uwsgiapp.stats import reader
 from uwsgiapp.stats.document import health_verdict
 from uwsgiapp.stats.health import EXIT_UNHEALTHY, stats_source
+from uwsgiapp.stats.health import main as health_main
 from uwsgiapp.stats.reader import fetch, parse_source
 from uwsgiapp.stats.server import StatsServer
 
@@ -110,6 +111,27 @@ def test_get_health_is_200_while_a_worker_accepts_503_when_none_does() -> None:
         raw = read_all(down.address, b"GET /health HTTP/1.0\r\n\r\n")
         assert raw.startswith(b"HTTP/1.0 503 Service Unavailable\r\n")
         assert raw.endswith(b"unhealthy: 0 workers accept (0 busy); master pid 4000\n")
+
+
+def test_a_wildcard_ipv6_address_is_asked_over_ipv4_where_the_loopback_has_no_ipv6(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # UWSGIAPP_STATS=[::]:9191 in Docker (whose loopback has no IPv6): the server answered on
+    # IPv4 too, the check's connect to :: failed with EADDRNOTAVAIL, and the container was
+    # unhealthy for good. (A loopback without IPv6 cannot be had here: its connect stands in.)
+    real = reader.socket.create_connection
+
+    def no_ipv6(address: tuple[str, int], timeout: float) -> object:
+        if address[0] == "::":
+            raise OSError(99, "Cannot assign requested address")
+        return real(address, timeout=timeout)
+
+    monkeypatch.setattr(reader.socket, "create_connection", no_ipv6)
+    with running(StatsServer("127.0.0.1:0", snapshot=sample)) as up:
+        port = up.address[1]  # type: ignore[index]
+        assert health_main([f"[::]:{port}"], {}) == 0
+        assert "healthy: 3 workers accept" in capsys.readouterr().out
+        assert health_main([f"[::1]:{port}"], {}) == 3  # a given address is asked, no other
 
 
 def test_nothing_to_ask_is_a_usage_error_and_no_answer_is_exit_3() -> None:

@@ -118,7 +118,14 @@ def _connect(source: Source, timeout: float) -> socket.socket:
                 sock.close()
                 raise
             return sock
-        return socket.create_connection((source.host, source.port), timeout=timeout)
+        try:
+            return socket.create_connection((source.host, source.port), timeout=timeout)
+        except OSError:
+            if source.host != "::":
+                raise
+            # `--stats [::]:9191` where the loopback has no IPv6 (Docker's default): the
+            # wildcard's connect found no ::1, but the dual-stack listener takes IPv4 too.
+            return socket.create_connection(("127.0.0.1", source.port), timeout=timeout)
     except OSError as exc:
         raise FetchError(f"cannot connect to {source.text}: {exc}", EXIT_CONNECT) from None
 
