@@ -38,6 +38,23 @@ def test_a_record_with_a_traceback_is_one_line() -> None:
     assert when.utcoffset() is not None  # the offset is said
 
 
+def test_a_traceback_written_into_the_message_is_the_records_traceback() -> None:
+    # A failed import's error carries its traceback as text: the JSON record had it in
+    # "message", where a collector indexing "traceback" missed the start-up's failure.
+    text = (
+        "cannot load app 'a:app': error while importing module 'a' for app 'a:app':\n"
+        'Traceback (most recent call last):\n  File "/app/a.py", line 1\nValueError: x'
+    )
+    record = logging.makeLogRecord({"msg": "%s", "args": (text,), "levelname": "ERROR"})
+    data = json.loads(JsonErrorFormatter().format(record))
+    assert (
+        data["message"]
+        == "cannot load app 'a:app': error while importing module 'a' for app 'a:app':"
+    )
+    assert data["traceback"].startswith("Traceback (most recent call last):\n  File")
+    assert data["traceback"].endswith("ValueError: x")
+
+
 def test_a_bad_format_names_the_option() -> None:
     with pytest.raises(ConfigError, match="--error-log-format: must be one of text, json"):
         make_config(app="a:b", error_log_format="yaml")

@@ -14,6 +14,10 @@ from uwsgiapp.server.logtext import escape_log_text
 
 __all__ = ["ERROR_FORMAT", "ErrorFormatter", "JsonErrorFormatter"]
 
+#: Where a traceback written into a message as text starts (a failed import's: its error
+#: carries it), for the JSON line's ``traceback``.
+_TRACEBACK = "\nTraceback (most recent call last):\n"
+
 ERROR_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
 
 
@@ -66,6 +70,9 @@ class JsonErrorFormatter(ErrorFormatter):
         }
         if record.exc_info and record.exc_info[1] is not None:
             line["traceback"] = self.formatException(record.exc_info)
+        elif _TRACEBACK in line["message"]:  # one the line carries as text (an app's import)
+            message, _, rest = line["message"].partition(_TRACEBACK)
+            line["message"], line["traceback"] = message, _TRACEBACK.lstrip("\n") + rest
         return json.dumps(line, ensure_ascii=False)
 
 
