@@ -12,6 +12,7 @@ from uwsgiapp.config import make_config
 from uwsgiapp.server.listeners import bind_all, somaxconn_cap
 from uwsgiapp.supervisor import boot
 from uwsgiapp.supervisor.listening import (
+    loopback_bind_in_a_container,
     loopback_only_on_every_interface,
     unix_rule,
     who_may_connect,
@@ -71,6 +72,25 @@ def test_a_wildcard_bind_that_only_loopback_may_use_is_told(
     (listener,) = bind_all([spec], backlog=8, chmod=0o660, allow_from=allow)
     try:
         assert loopback_only_on_every_interface(listener) is closed
+    finally:
+        listener.close()
+
+
+@pytest.mark.parametrize(
+    ("spec", "pid", "said"),
+    [
+        ("127.0.0.1:0", 1, True),
+        ("127.0.0.1:0", 4242, False),
+        ("[::1]:0", 1, True),
+        (":0", 1, False),
+    ],
+)
+def test_a_loopback_bind_in_a_containers_master_is_told(spec: str, pid: int, said: bool) -> None:
+    # `docker run IMAGE uwsgiapp serve app:app`: the default 127.0.0.1:3031 cannot be reached
+    # from nginx's container, and the health check said healthy; nothing said why the 502s.
+    (listener,) = bind_all([spec], backlog=8, chmod=0o660, allow_from=["127.0.0.1"])
+    try:
+        assert loopback_bind_in_a_container(listener, pid) is said
     finally:
         listener.close()
 

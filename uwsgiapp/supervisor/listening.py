@@ -12,7 +12,13 @@ from typing import Any
 
 from uwsgiapp.server.listeners import Listener
 
-__all__ = ["loopback_only_on_every_interface", "say_listening", "where", "who_may_connect"]
+__all__ = [
+    "loopback_bind_in_a_container",
+    "loopback_only_on_every_interface",
+    "say_listening",
+    "where",
+    "who_may_connect",
+]
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -27,6 +33,13 @@ def say_listening(listeners: list[Listener], stats: Listener | None) -> None:
                 "%s listens on every interface but lets only loopback peers in: nginx in "
                 "another container or host is refused (a 502); set --uwsgi-allow-from "
                 "(uwsgi-allow-from in an ini) to its network",
+                listener.spec,
+            )
+        elif loopback_bind_in_a_container(listener, os.getpid()):
+            log.warning(
+                "%s listens on loopback only, and this master is PID 1 (a container's): nginx "
+                "in another container cannot reach it (a 502, while the health check says "
+                "healthy); listen on :PORT with --uwsgi-allow-from its network",
                 listener.spec,
             )
     if stats is not None:
@@ -89,6 +102,15 @@ def _tcp_peers(listener: Listener) -> str:
         peers = "any" if allow.any else ", ".join(allowed) or "none"
         said.append(f"peers allowed: {peers} (--uwsgi-allow-from)")
     return f" ({'; '.join(said)})" if said else ""
+
+
+def loopback_bind_in_a_container(listener: Listener, pid: int) -> bool:
+    """A TCP bind to a loopback address (the default ``127.0.0.1:3031``) in a master that is
+    PID 1: a container's, where nothing outside the container can reach it."""
+    if pid != 1 or not listener.is_tcp:
+        return False
+    host = str(listener.sock.getsockname()[0])
+    return host.startswith("127.") or host == "::1"
 
 
 def loopback_only_on_every_interface(listener: Listener) -> bool:
