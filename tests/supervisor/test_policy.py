@@ -477,7 +477,7 @@ def test_a_threaded_harakiri_waits_for_other_requests_only(busy: int, grace: flo
     # With --threads the stuck worker's kill waits --harakiri more seconds for its other
     # threads' requests; with none, that wait protected nothing: a request stuck in a C call
     # got its 502 at twice --harakiri (uWSGI's at once).
-    sim = started(workers=1, harakiri=5.0, harakiri_grace=5.0)
+    sim = started(workers=1, harakiri=5.0)
     (pid,) = sim.pids()
     sim.busy_since[pid] = 1000.0 + sim.now - 6.0
     sim.cores[pid] = busy

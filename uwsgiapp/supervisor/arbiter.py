@@ -83,7 +83,6 @@ class Arbiter:
             workers=config.workers,
             graceful_timeout=config.graceful_timeout,
             harakiri=config.harakiri,
-            harakiri_grace=A.DUMP_GRACE if config.threads == 1 else config.harakiri,
             reload_kind=reload_kind(config, preloaded=app is not None),
             reload_on_rss_mb=config.reload_on_rss,
             max_worker_lifetime=config.max_worker_lifetime,

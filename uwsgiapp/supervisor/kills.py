@@ -30,9 +30,11 @@ class Kills(Scaling):
     def _harakiri(
         self, rec: WorkerRecord, why: str, seconds: float, now: float, st: WorkerStatus
     ) -> list[Action]:
-        """Past --harakiri: stacks dumped (USR2), killed after the grace its other requests get."""
+        """Past --harakiri: stacks dumped (USR2), then killed: after --harakiri more seconds
+        while other requests of its threads are in flight (it accepts no more, a new worker
+        serves), else once the dump is written (DUMP_GRACE)."""
         rec.state = HARAKIRI
-        grace = self.harakiri_grace if st.in_requests > 1 else DUMP_GRACE  # none: a dump's
+        grace = self.harakiri if st.in_requests > 1 else DUMP_GRACE
         rec.deadline = now + grace
         self.harakiris[rec.wid] = self.harakiris.get(rec.wid, 0) + 1
         said = (

@@ -12,7 +12,6 @@ from uwsgiapp.exitcodes import ServeExit
 from uwsgiapp.supervisor.actions import (
     CRASH_HOLD,
     CRASH_PROBE_EVERY,
-    DUMP_GRACE,
     QUICK_GRACE,
     RETIRE,
     Action,
@@ -50,9 +49,6 @@ class Roster:
     workers: int
     graceful_timeout: float = 30.0
     harakiri: float = 0.0
-    #: From a harakiri's stack dump to the kill. With --threads, the worker's other threads
-    #: may finish their requests meanwhile (it accepts no more; a new worker already serves).
-    harakiri_grace: float = DUMP_GRACE
     #: What a HUP does about the code (the arbiter carries out a REIMPORT).
     reload_kind: ReloadKind = ReloadKind.RECYCLE
     reload_on_rss_mb: int = 0
