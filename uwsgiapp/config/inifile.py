@@ -11,7 +11,7 @@ from uwsgiapp.config.iniexpand import DEFAULT_SECTION, ExpansionError
 from uwsgiapp.config.inilogic import IniEntry
 from uwsgiapp.config.model import ConfigError
 
-__all__ = ["INCLUDE_KEYS", "include_sections", "parse_ini", "read_section", "split_ini_arg"]
+__all__ = ["include_sections", "parse_ini", "read_section", "split_ini_arg"]
 
 
 def split_ini_arg(arg: str) -> tuple[str, str]:
@@ -91,7 +91,7 @@ def _not_utf8(text: str) -> bool:
 
 
 #: The keys that bring in another section's entries (uWSGI's): where they stand, or first.
-INCLUDE_KEYS = ("ini", "include", "inherit")
+_INCLUDE_KEYS = ("ini", "include", "inherit")
 
 
 def include_sections(
@@ -99,8 +99,8 @@ def include_sections(
     section: str,
     entries: list[IniEntry],
     warn: Callable[[str], None],
-    expand: Callable[[str], str] = str,
-    logic: Callable[[list[IniEntry], str], list[IniEntry]] = lambda entries, file: entries,
+    expand: Callable[[str], str],
+    logic: Callable[[list[IniEntry], str], list[IniEntry]],
 ) -> list[IniEntry]:
     """``entries`` (of ``[section]``) with each ``ini = :other`` (a section of the same file),
     ``ini = other.ini[:section]`` or ``include = other.ini`` (another file's section, [uwsgi]
@@ -118,7 +118,7 @@ def include_sections(
     read = {(os.path.abspath(path), section)}
     for entry in entries:
         value = entry.value.strip()
-        if entry.key not in INCLUDE_KEYS or value in ("", ":"):
+        if entry.key not in _INCLUDE_KEYS or value in ("", ":"):
             out.append(entry)
             continue
         try:
@@ -127,10 +127,11 @@ def include_sections(
             raise ConfigError("ini", f"the value of {entry.key!r} {exc}", entry.at) from None
         other, name = (path, value[1:]) if value.startswith(":") else split_ini_arg(value)
         said = f"'{entry.key} = {value}' ({entry.at})"
-        if (os.path.abspath(other), name) in read:
+        key = (os.path.abspath(other), name)
+        if key in read:
             warn(f"{said}: [{name}] is already read; skipped")
             continue
-        read.add((os.path.abspath(other), name))
+        read.add(key)
         if other != path and entry.key != "ini" and other.endswith(_NOT_INI):
             raise ConfigError("ini", f"{said}: only ini files are read", "command line")
         try:
