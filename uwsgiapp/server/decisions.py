@@ -106,7 +106,8 @@ def accept_retry_hint(code: int | None) -> str:
 
 def accept_error_is_the_stop(code: int | None, server_stopping: bool) -> bool:
     """Whether an ``accept`` failed with errno ``code`` only because the server's stop shut
-    the listening sockets down (EINVAL once a stopping worker outlasted the drain, see
+    the listening sockets down (EINVAL: the first worker out shut them for every process, see
+    :func:`~uwsgiapp.server.lastout.last_out`, or a busy one at the drain's end, see
     :meth:`~uwsgiapp.server.stopsignals.StopSignals._refuse_late`): the stop, nothing to log
     or recycle for; the worker just takes no more connections."""
     return server_stopping and code == errno.EINVAL
