@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.procs import SHORT_TMPDIRS, Nginx, Server, nginx_binary, stack
+from support.procs import Nginx, Server, nginx_binary, short_tmpdir_prefix, stack
 
 ROOT = str(Path(__file__).resolve().parents[1])
 #: Set (to 1) by ``make test-compiled``: the tests, and every process they start, run the package
@@ -52,5 +53,5 @@ def worker_stack(
 def _remove_short_tmpdirs() -> Iterator[None]:
     """Remove the socket dirs the session's servers used (they are not under tmp_path)."""
     yield
-    for path in SHORT_TMPDIRS:
+    for path in Path(tempfile.gettempdir()).glob(short_tmpdir_prefix(os.getpid()) + "*"):
         shutil.rmtree(path, ignore_errors=True)

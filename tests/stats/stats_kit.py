@@ -8,7 +8,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -93,11 +92,6 @@ def sample() -> ServerStats:
     return server_stats(
         worker(1, 1234), worker(2, 567, status="busy"), worker(3, 89, respawn_count=3)
     )
-
-
-def short_dir() -> str:
-    """A temp dir with a short path (unix socket paths must stay under 108 bytes)."""
-    return tempfile.mkdtemp(prefix="uws-")
 
 
 @contextlib.contextmanager

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import pytest
 from live_kit import accepting, wait_doc
-from stats_kit import read_all, running, sample, short_dir
+from stats_kit import read_all, running, sample
+from support.procs import Server, short_tmpdir
 
-from tests.support.procs import Server
 from uwsgiapp.client import ClientError, parse_address, request
 from uwsgiapp.config.configload import TRUE_WORDS
 from uwsgiapp.stats import reader
@@ -138,7 +138,7 @@ def test_nothing_to_ask_is_a_usage_error_and_no_answer_is_exit_3() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("UWSGIAPP_")}
     done = health(env=env)
     assert done.returncode == 2 and "UWSGIAPP_STATS is not set" in done.stderr
-    sockdir = short_dir()
+    sockdir = short_tmpdir()
     try:
         done = health(os.path.join(sockdir, "nobody.sock"), env=env)
     finally:
@@ -148,7 +148,7 @@ def test_nothing_to_ask_is_a_usage_error_and_no_answer_is_exit_3() -> None:
 
 @pytest.mark.parametrize("http", [False, True])
 def test_a_saturated_server_is_healthy_where_a_ping_times_out(tmp_path: Path, http: bool) -> None:
-    sockdir = short_dir()
+    sockdir = short_tmpdir()
     stats = os.path.join(sockdir, "stats.sock")
     source = stats_source(stats, {}, http)
     server = Server(tmp_path, "stats_app:app", workers=1, stats=stats, stats_http=http)
@@ -177,7 +177,7 @@ def test_a_saturated_server_is_healthy_where_a_ping_times_out(tmp_path: Path, ht
 
 def test_no_worker_accepting_is_exit_1(tmp_path: Path) -> None:
     # The one worker is busy when TERM comes: it finishes its request but no longer accepts.
-    sockdir = short_dir()
+    sockdir = short_tmpdir()
     stats = os.path.join(sockdir, "stats.sock")
     server = Server(tmp_path, "stats_app:app", workers=1, stats=stats, graceful_timeout=20)
     busy = occupy(server, 4)

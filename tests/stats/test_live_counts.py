@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 from live_kit import accepting, document, metrics, top_once, total, wait_doc, wsum
-
-from tests.support.procs import free_port, nginx_binary, stack
+from support.procs import free_port, nginx_binary, stack
 
 pytestmark = [
     pytest.mark.nginx,

@@ -24,10 +24,17 @@ from typing import Any
 
 import pytest
 from live_kit import Address, accepting, document, wait_doc, wsum
-from stats_kit import read_all, short_dir
-
-from tests.support.load import Load
-from tests.support.procs import Server, free_port, nginx_binary, stack, wait_until, worker_pids
+from stats_kit import read_all
+from support.load import Load
+from support.procs import (
+    Server,
+    free_port,
+    nginx_binary,
+    short_tmpdir,
+    stack,
+    wait_until,
+    worker_pids,
+)
 
 #: StatsServer's client deadline (3 s) and linger (1 s), with room for a loaded machine.
 CLIENT_BOUND = 10.0
@@ -38,7 +45,7 @@ def _address(http: bool) -> tuple[Address, str]:
     if http:
         port = free_port()
         return ("127.0.0.1", port), f"127.0.0.1:{port}"
-    path = os.path.join(short_dir(), "stats.sock")
+    path = os.path.join(short_tmpdir(), "stats.sock")
     return path, path
 
 

@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 from live_kit import accepting, document, metrics, total, wait_doc, wsum
-
-from tests.support.procs import free_port, nginx_binary, stack
+from support.procs import free_port, nginx_binary, stack
 
 pytestmark = [
     pytest.mark.nginx,

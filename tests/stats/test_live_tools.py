@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pytest
 from live_kit import accepting, wait_doc
-from stats_kit import Tmux, read_all, short_dir
-
-from tests.support.procs import Server, nginx_binary, stack, wait_until
+from stats_kit import Tmux, read_all
+from support.procs import Server, nginx_binary, short_tmpdir, stack, wait_until
 
 UWSGITOP = Path(sys.executable).parent / "uwsgitop"
 SENT = 7
@@ -41,7 +40,7 @@ def _rows(screen: str) -> dict[int, int]:
 @pytest.mark.skipif(nginx_binary() is None, reason="nginx is not installed")
 @pytest.mark.skipif(not UWSGITOP.exists(), reason="uwsgitop is not installed")
 def test_the_real_uwsgitop_shows_the_requests_sent(tmp_path: Path) -> None:
-    path = os.path.join(short_dir(), "stats.sock")
+    path = os.path.join(short_tmpdir(), "stats.sock")
     with stack(tmp_path, "stats_app:app", workers=2, stats=path) as (_server, nginx):
 
         def read() -> dict[str, object]:
@@ -82,7 +81,7 @@ def _dropped_gid(pid: int) -> int:
 @pytest.mark.parametrize("owned", [True, False], ids=["user-dir", "root-dir"])
 def test_the_stats_socket_is_handed_to_the_dropped_user(tmp_path: Path, owned: bool) -> None:
     user = _nobody()
-    sockdir = short_dir()
+    sockdir = short_tmpdir()
     if owned:
         os.chown(sockdir, user.pw_uid, user.pw_gid)
     os.chmod(sockdir, 0o755)

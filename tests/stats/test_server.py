@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from stats_kit import read_all, running, sample, server_stats, short_dir, worker
+from stats_kit import read_all, running, sample, server_stats, worker
+from support.procs import short_tmpdir
 
 from uwsgiapp.addresses import AllowList
 from uwsgiapp.stats.document import render_json
@@ -31,7 +32,7 @@ PROMPT = 0.5
 
 @pytest.fixture
 def sockdir() -> Iterator[str]:
-    path = short_dir()
+    path = short_tmpdir()
     yield path
     shutil.rmtree(path, ignore_errors=True)
 

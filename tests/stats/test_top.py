@@ -12,7 +12,8 @@ import threading
 from collections.abc import Iterator
 
 import pytest
-from stats_kit import PYTHON, ROOT, Tmux, running, sample, server_stats, short_dir, spec_of, worker
+from stats_kit import PYTHON, ROOT, Tmux, running, sample, server_stats, spec_of, worker
+from support.procs import short_tmpdir
 
 from uwsgiapp.stats.document import build_document
 from uwsgiapp.stats.model import CoreStats, ServerStats
@@ -36,7 +37,7 @@ def top(
 
 @pytest.fixture
 def sockdir() -> Iterator[str]:
-    path = short_dir()
+    path = short_tmpdir()
     yield path
     shutil.rmtree(path, ignore_errors=True)
 

@@ -20,7 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from stats_kit import PYTHON, ROOT, Tmux, read_all, running, sample, short_dir
+from stats_kit import PYTHON, ROOT, Tmux, read_all, running, sample
+from support.procs import short_tmpdir
 
 from uwsgiapp.stats.document import build_document
 from uwsgiapp.stats.server import StatsServer
@@ -28,7 +29,7 @@ from uwsgiapp.stats.server import StatsServer
 
 @pytest.fixture
 def sockdir() -> Iterator[str]:
-    path = short_dir()
+    path = short_tmpdir()
     yield path
     shutil.rmtree(path, ignore_errors=True)
 

@@ -237,16 +237,16 @@ def http_request(
         conn.close()
 
 
-#: Short temp dirs made for sockets; removed at the end of the test session (not in ``stop``:
-#: tests check that the server itself removed its socket file).
-SHORT_TMPDIRS: list[str] = []
+def short_tmpdir_prefix(pid: int) -> str:
+    """The name start of the short temp dirs process ``pid`` made: the test session removes its
+    own at its end (not in ``stop``: tests check that the server itself removed its socket file).
+    By name, not by a list: this module can be imported twice under importlib's import mode."""
+    return f"uwa-{pid}-"
 
 
 def short_tmpdir() -> str:
     """A new temp dir with a short path (unix socket paths must stay under 108 bytes)."""
-    path = tempfile.mkdtemp(prefix="uwa-")
-    SHORT_TMPDIRS.append(path)
-    return path
+    return tempfile.mkdtemp(prefix=short_tmpdir_prefix(os.getpid()))
 
 
 class Server:
