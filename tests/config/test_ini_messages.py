@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from uwsgiapp.config import ConfigError
+from uwsgiapp.config.inifile import MAX_INCLUDE_DEPTH
 from uwsgiapp.config.uwsgiini import ini_layer
 
 
@@ -111,11 +112,8 @@ def test_ini_colon_section_is_followed_where_it_stands(tmp_path: Path) -> None:
     assert layer["app"] == "config.wsgi:application"
     assert layer["workers"] == "4"  # [base]'s, after the 2 before it
     assert layer["socket"] == ["/tmp/b.sock", "/tmp/s.sock"]
-    assert "threads" not in layer  # one level: [base]'s own ini is not followed, and said
-    (said,) = [w.partition("]: ")[2] for w in result.warnings]
-    assert said.startswith(
-        "'ini' is not supported, ignored (uwsgiapp follows 'ini', 'include' and 'inherit' one"
-    )
+    assert layer["threads"] == "8"  # [base]'s own ini is followed too (it was not, and said)
+    assert not result.warnings
     # A missing section is skipped with a warning (as uWSGI does); a section read already
     # (this one, or one included twice) is skipped too: its sockets would be bound twice.
     path.write_text(
@@ -231,14 +229,23 @@ def test_another_ini_file_is_read_where_it_stands_and_inherit_first(
     (tmp_path / "base.ini").write_text(
         "[uwsgi]\nprocesses = 4\nharakiri = 30\nini = deeper.ini\n[other]\nthreads = 2\n"
     )
+    # Nested as deep as they go (they were followed one level deep, the next one said and
+    # dropped); a loop back to a section read is skipped with a warning.
+    (tmp_path / "deeper.ini").write_text(
+        "[uwsgi]\nbuffer-size = 8192\ninherit = %dsite.ini\nini = :more\n[more]\nlisten = 64\n"
+    )
     path = tmp_path / "site.ini"
     path.write_text("[uwsgi]\nmodule = app:app\nprocesses = 2\ninclude = base.ini\n")
     result = ini_layer(str(path), environ={})
     layer = {name: raw.value for name, raw in result.layer.items()}
     assert (layer["workers"], layer["harakiri"]) == ("4", "30")  # where it stands: after the 2
     assert result.layer["workers"].source.endswith("processes (line 2 of base.ini)")
-    (said,) = [w.partition("]: ")[2] for w in result.warnings]  # one level deep
-    assert said.startswith("'ini' is not supported, ignored"), said
+    assert (layer["buffer_size"], layer["listen"]) == ("8192", "64")
+    assert result.layer["listen"].source.endswith("listen (line 6 of deeper.ini)")
+    (said,) = [w.partition("]: ")[2] for w in result.warnings]
+    assert said == (
+        f"'inherit = {tmp_path}/site.ini' (line 3 of deeper.ini): [uwsgi] is already read; skipped"
+    )
     # inherit: a template, which the file's own keys override wherever it stands.
     path.write_text("[uwsgi]\nmodule = app:app\nprocesses = 2\ninherit = base.ini:other\n")
     layer = {name: raw.value for name, raw in ini_layer(str(path), environ={}).layer.items()}
@@ -275,3 +282,20 @@ def test_an_include_follows_the_if_logic_and_its_files_own_magic_variables(
     layer = ini_layer(str(path), environ={}).layer
     assert layer["workers"].value == "4"
     assert layer["pidfile"].value == f"{tmp_path}/other/base.pid"  # its own directory and name
+
+
+def test_includes_nest_to_a_bound_and_an_empty_one_is_said(tmp_path: Path) -> None:
+    # A chain of distinct files (no loop for the read-once rule to stop) ends with an error
+    # naming the include that went too deep, not a RecursionError.
+    for n in range(MAX_INCLUDE_DEPTH + 2):
+        (tmp_path / f"n{n}.ini").write_text(
+            f"[uwsgi]\nbuffer-size = {4096 + n}\nini = %dn{n + 1}.ini\n"
+        )
+    path = tmp_path / "site.ini"
+    path.write_text("[uwsgi]\nmodule = app:app\nini = %dn0.ini\n")
+    with pytest.raises(ConfigError, match=r"\(line 3 of .*n9\.ini\): includes nest too deep"):
+        ini_layer(str(path), environ={})
+    path.write_text("[uwsgi]\nmodule = app:app\ninclude =\n")
+    result = ini_layer(str(path), environ={})
+    (said,) = [w.partition("]: ")[2] for w in result.warnings]
+    assert said == "'include = ' (line 3) names no file nor section; ignored"

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from uwsgiapp.config.iniexpand import DEFAULT_SECTION, ExpansionError
 from uwsgiapp.config.inilogic import IniEntry
 from uwsgiapp.config.model import ConfigError
 
-__all__ = ["include_sections", "parse_ini", "read_section", "split_ini_arg"]
+__all__ = ["MAX_INCLUDE_DEPTH", "include_sections", "parse_ini", "read_section", "split_ini_arg"]
 
 
 def split_ini_arg(arg: str) -> tuple[str, str]:
@@ -94,60 +94,98 @@ def _not_utf8(text: str) -> bool:
 _INCLUDE_KEYS = ("ini", "include", "inherit")
 
 
+#: How deep includes nest (uWSGI sets no bound; a section read twice is skipped anyway).
+MAX_INCLUDE_DEPTH = 10
+
+
 def include_sections(
     path: str,
     section: str,
     entries: list[IniEntry],
     warn: Callable[[str], None],
-    expand: Callable[[str], str],
+    expand: Callable[[str, str], str],
     logic: Callable[[list[IniEntry], str], list[IniEntry]],
 ) -> list[IniEntry]:
     """``entries`` (of ``[section]``) with each ``ini = :other`` (a section of the same file),
     ``ini = other.ini[:section]`` or ``include = other.ini`` (another file's section, [uwsgi]
     by default; a relative path from the current directory, as uWSGI opens it) replaced by
     that section's entries where it stands, and ``inherit = base.ini`` 's put first (a template
-    this section's own keys override), as uWSGI reads them. ``entries`` went through the
-    if-logic already (an include in a branch not taken is none); each value is ``expand``-ed
-    first (``%d/base.ini``), what is brought goes through ``logic`` (its file's if-blocks).
-    One level: one of these keys in what was brought in is kept (and reported as
-    unsupported). A section already read is skipped with a warning, as is a missing one of
-    this file (uWSGI warns); another file that cannot be read stops the start (what it sets
-    would be missing)."""
+    this section's own keys override), as uWSGI reads them, and so on in what they bring
+    (:data:`MAX_INCLUDE_DEPTH` deep). ``entries`` went through the if-logic already (an include
+    in a branch not taken is none); each value is ``expand``-ed first (value, its entry's
+    ``origin``: ``%d/base.ini``), what is brought goes through ``logic`` (its file's if-blocks).
+    A section already read is skipped with a warning (a loop, or one brought twice), as is a
+    missing one of the file that names it (uWSGI warns); another file that cannot be read
+    stops the start (what it sets would be missing)."""
+    read = {(os.path.abspath(path), section)}
+    return _included(path, entries, _Reading(path, warn, expand, logic, read), 0)
+
+
+@dataclass
+class _Reading:
+    """What one ``--ini``'s includes share: its file, the callbacks, the sections read."""
+
+    main: str
+    warn: Callable[[str], None]
+    expand: Callable[[str, str], str]
+    logic: Callable[[list[IniEntry], str], list[IniEntry]]
+    read: set[tuple[str, str]]
+
+    def origin(self, file: str) -> str:
+        """An entry's ``origin`` for ``file``: "" for the ``--ini`` file itself."""
+        return "" if os.path.abspath(file) == os.path.abspath(self.main) else file
+
+
+def _included(path: str, entries: list[IniEntry], how: _Reading, depth: int) -> list[IniEntry]:
+    """``entries`` of a section of ``path`` with what their include keys bring."""
     out: list[IniEntry] = []
     first: list[IniEntry] = []
-    read = {(os.path.abspath(path), section)}
     for entry in entries:
         value = entry.value.strip()
-        if entry.key not in _INCLUDE_KEYS or value in ("", ":"):
+        if entry.key not in _INCLUDE_KEYS:
             out.append(entry)
             continue
+        if value in ("", ":"):
+            how.warn(f"'{entry.key} = {value}' ({entry.at}) names no file nor section; ignored")
+            continue
         try:
-            value = expand(value).strip()
+            value = how.expand(value, entry.origin).strip()
         except ExpansionError as exc:
             raise ConfigError("ini", f"the value of {entry.key!r} {exc}", entry.at) from None
         other, name = (path, value[1:]) if value.startswith(":") else split_ini_arg(value)
         said = f"'{entry.key} = {value}' ({entry.at})"
-        key = (os.path.abspath(other), name)
-        if key in read:
-            warn(f"{said}: [{name}] is already read; skipped")
-            continue
-        read.add(key)
-        if other != path and entry.key != "ini" and other.endswith(_NOT_INI):
-            raise ConfigError("ini", f"{said}: only ini files are read", "command line")
-        try:
-            brought = read_section(other, name)
-        except NotUtf8:
-            raise
-        except ConfigError as exc:
-            if other != path:
-                raise ConfigError("ini", f"{said}: {exc.message}", "command line") from None
-            warn(f"{said} skipped: {exc.message}")
-            continue
-        if other != path:
-            brought = [replace(e, origin=other) for e in brought]
-        brought = logic(brought, "" if other == path else other)
-        (first if entry.key == "inherit" else out).extend(brought)
+        if depth >= MAX_INCLUDE_DEPTH:
+            raise ConfigError("ini", f"{said}: includes nest too deep", "command line")
+        brought = _bring(path, other, name, entry.key, said, how)
+        if brought is not None:
+            brought = _included(other, brought, how, depth + 1)
+            (first if entry.key == "inherit" else out).extend(brought)
     return first + out
+
+
+def _bring(
+    path: str, other: str, name: str, key: str, said: str, how: _Reading
+) -> list[IniEntry] | None:
+    """The entries of ``other``'s ``[name]`` after its if-logic, or None when skipped."""
+    ident = (os.path.abspath(other), name)
+    if ident in how.read:
+        how.warn(f"{said}: [{name}] is already read; skipped")
+        return None
+    how.read.add(ident)
+    if other != path and key != "ini" and other.endswith(_NOT_INI):
+        raise ConfigError("ini", f"{said}: only ini files are read", "command line")
+    try:
+        brought = read_section(other, name)
+    except NotUtf8:
+        raise
+    except ConfigError as exc:
+        if other != path:
+            raise ConfigError("ini", f"{said}: {exc.message}", "command line") from None
+        how.warn(f"{said} skipped: {exc.message}")
+        return None
+    origin = how.origin(other)
+    brought = [replace(e, origin=origin) for e in brought]
+    return how.logic(brought, origin)
 
 
 #: The other formats uWSGI reads by a file's extension (``include``, ``inherit``).

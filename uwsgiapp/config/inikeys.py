@@ -190,10 +190,6 @@ PYTHON_PLUGINS = frozenset(
 )
 _HUP = "send SIGHUP to the master (its pid in --pidfile) to reload, e.g. from the deploy script"
 _STATIC = "serve static files from nginx: location /static/ { alias /path/; }"
-_NESTED = (
-    "uwsgiapp follows 'ini', 'include' and 'inherit' one level deep: this one, in what one of "
-    "them brought in, is NOT applied; copy what it names into the --ini file"
-)
 _REQUEST_LOG = (
     "uwsgiapp's access log keeps every request, or those of log-4xx, log-5xx, log-slow and "
     "log-big (under disable-logging); nginx's access_log with if= can keep others"
@@ -235,9 +231,6 @@ ADVICE: Mapping[str, str] = {
     "log-format": "uwsgiapp's access log has fixed formats: --access-log uwsgi, json or combined",
     "logformat": "uwsgiapp's access log has fixed formats: --access-log uwsgi, json or combined",
     "py-autoreload": "use 'uwsgiapp dev' for reloading on code changes",
-    "ini": _NESTED,
-    "include": _NESTED,
-    "inherit": _NESTED,
     "touch-workers-reload": _HUP,
     "static-map": _STATIC,
     "static-map2": _STATIC,

@@ -148,8 +148,10 @@ def ini_layer(
     )
     entries = terms.logic(read_section(path, section), "")
     # Taken branches only, their values expanded (uWSGI's `include = %d/base.ini`).
-    expand_include = terms.placeholders(entries)("").expand_value
-    entries = include_sections(path, section, entries, warn, expand_include, terms.logic)
+    places = terms.placeholders(entries)
+    entries = include_sections(
+        path, section, entries, warn, lambda v, f: places(f).expand_value(v), terms.logic
+    )
     places_of, referenced = terms.placeholders(entries), terms.referenced
     mapper = Mapper(result.layer, where, warn)
     commented: set[str] = set()  # keys already warned of (one warning per key)
