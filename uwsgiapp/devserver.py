@@ -84,12 +84,33 @@ def check_options(options: DevOptions) -> None:
         raise DevServerError(
             f"--reload-interval must be over 0 and under 3600 s, got {options.reload_interval:g}"
         )
+    _check_host(options.host)
     if options.debugger and not options.allow_remote_debugger and not is_loopback(options.host):
         raise DevServerError(
             f"refusing to serve the interactive debugger on {options.host}: anyone who can "
             "reach it can run code on this machine. Use a loopback host, --no-debugger, or "
             "--allow-remote-debugger if you really mean it"
         )
+
+
+def _check_host(host: str) -> None:
+    """A host name that does not resolve is said as such (it was refused the debugger, or
+    "cannot serve on" it with a hint about the port)."""
+    name = host.strip("[]")
+    if not name or host.startswith("unix://"):
+        return
+    try:
+        ipaddress.ip_address(name)
+        return
+    except ValueError:
+        pass
+    try:
+        socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise DevServerError(
+            f"--host {host}: cannot resolve it ({exc.strerror or exc}); give an address "
+            "(127.0.0.1, 0.0.0.0) or a name this machine resolves"
+        ) from None
 
 
 def check_bind(host: str, port: int) -> None:
@@ -278,6 +299,8 @@ def run_dev(options: DevOptions) -> int:
 
     check_options(options)
     if not is_running_from_reloader():  # the reloader's child serves the socket it inherits
+        for path in (p for p in options.extra_files if not os.path.exists(p)):
+            print(f"uwsgiapp dev: warning: --extra-files {path}: no such file", file=sys.stderr)
         check_bind(options.host, options.port)
     _plain_logs_unless_terminal()
     _error_lines()

@@ -598,6 +598,11 @@ def test_check_options() -> None:
         check_options(DevOptions(app="a:b", host="10.1.2.3"))
     with pytest.raises(DevServerError, match="--port"):
         check_options(DevOptions(app="a:b", port=70000))
+    # A name that does not resolve was refused the debugger ("anyone who can reach it"), or,
+    # with --no-debugger, "cannot serve on" it with a hint to pick another port.
+    for debugger in (True, False):
+        with pytest.raises(DevServerError, match=r"--host nosuchhost\.invalid: cannot resolve"):
+            check_options(DevOptions(app="a:b", host="nosuchhost.invalid", debugger=debugger))
 
 
 @pytest.mark.parametrize(
@@ -620,8 +625,12 @@ def test_dev_port_in_use_exits_3_with_a_clear_message(tmp_path: Path, reload: bo
         taken.listen()
         port = str(taken.getsockname()[1])
         args = ["imported:app", "--port", port, *([] if reload else ["--no-reload"])]
+        args += ["--extra-files", "imported.py", "--extra-files", "settings.tmol"]
         r = run_cli("dev", *args, cwd=tmp_path, timeout=DEADLINE)
     assert r.returncode == ServeExit.START_FAILED == 3, r.stderr
+    # A watched file that is not there was silent (a typo watched nothing); said once.
+    (said,) = [line for line in r.stderr.splitlines() if b"warning: --extra-files" in line]
+    assert said.endswith(b"warning: --extra-files settings.tmol: no such file"), said
     assert f"cannot serve on 127.0.0.1:{port}: Address already in use".encode() in r.stderr
     assert b"pick another --port" in r.stderr
     assert b"APP IMPORTED" not in r.stderr  # refused before the app is imported
