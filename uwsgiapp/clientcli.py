@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -53,7 +54,13 @@ def add_request_parser(sub: argparse._SubParsersAction[Any]) -> None:
     )
     p.intermixed = True  # `request SOCKET -i PATH`, as curl takes its options anywhere
     _add_socket_argument(p)
-    p.add_argument("path", metavar="PATH", nargs="?", default="/", help="target, e.g. /a?b=1")
+    p.add_argument(
+        "path",
+        metavar="PATH",
+        nargs="?",
+        default="/",
+        help="target, e.g. /a?b=1 (or a URL: its path, with its host as Host)",
+    )
     p.add_argument(
         "-X", "--request", dest="method", metavar="METHOD", help="default GET (POST with -d)"
     )
@@ -123,6 +130,7 @@ class _Request:
     """What ``uwsgiapp request``'s arguments ask to send, checked."""
 
     method: str
+    target: str
     headers: list[tuple[str, str]]
     body: bytes | None
     extra: list[tuple[str, str]]
@@ -179,8 +187,37 @@ def _parse_request(args: argparse.Namespace) -> _Request:
             raise _Usage(f"cannot read {args.data[1:]!r}: {exc.strerror}") from None
         if not any(k.lower() == "content-type" for k, _ in headers):
             headers.append(("Content-Type", "application/x-www-form-urlencoded"))
+    _check_length(headers, body)
+    target = _from_url(_typed(args.path).decode("utf-8", "surrogateescape"), headers, extra)
     method = args.method or ("POST" if body is not None else "GET")
-    return _Request(method, headers, body, extra, max_size)
+    return _Request(method, target, headers, body, extra, max_size)
+
+
+def _check_length(headers: list[tuple[str, str]], body: bytes | None) -> None:
+    """A ``Content-Length`` header other than the body's length is refused: the var sent is
+    always the body's (it was dropped without a word)."""
+    sent = str(len(body)) if body is not None else ""
+    for name, value in headers:
+        if name.lower() == "content-length" and value.strip() != sent:
+            raise _Usage(
+                f"-H 'Content-Length: {value}': the body's length is sent ({sent or 'none'}); "
+                f"to send another, --var CONTENT_LENGTH={value}"
+            )
+
+
+def _from_url(path: str, headers: list[tuple[str, str]], extra: list[tuple[str, str]]) -> str:
+    """The target of a URL given as PATH (curl's habit): ``http://host:port/a?b`` sends
+    ``/a?b`` with ``Host: host:port`` (unless -H Host), ``https://`` with ``HTTPS=on`` and the
+    scheme, as nginx would; a path is sent as typed."""
+    if not path.lower().startswith(("http://", "https://")):
+        return path
+    url = urllib.parse.urlsplit(path)
+    host = url.netloc.rpartition("@")[2]
+    if host and not any(name.lower() == "host" for name, _ in headers):
+        headers.append(("Host", host))
+    if url.scheme == "https":
+        extra[:0] = [("HTTPS", "on"), ("REQUEST_SCHEME", "https")]
+    return (url.path or "/") + (f"?{url.query}" if url.query else "")
 
 
 def _cmd_request(args: argparse.Namespace) -> int:
@@ -229,7 +266,7 @@ def _send(address: Address, spec: _Request, args: argparse.Namespace) -> Respons
     with client.stream_request(
         address,
         # The client encodes a path's text as UTF-8, surrogates as their bytes: the typed ones.
-        _typed(args.path).decode("utf-8", "surrogateescape"),
+        spec.target,
         method=spec.method,
         headers=spec.headers,
         body=spec.body,

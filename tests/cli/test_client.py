@@ -177,6 +177,37 @@ def test_request_options_may_stand_between_socket_and_path(fake_uwsgi: FakeServe
     assert r.returncode == EXIT_USAGE and b"unrecognized arguments: /b" in r.stderr
 
 
+def test_request_takes_a_url_as_curl_does(fake_uwsgi: FakeServers) -> None:
+    # A URL given as PATH was sent as PATH_INFO "/https://example.com/a/b".
+    r = run_cli("request", fake_uwsgi.unix, "https://u@example.com:8443/a/b?x=1#frag")
+    assert r.returncode == 0, r.stderr
+    v = _echo(r.stdout)["vars"]
+    assert (v["PATH_INFO"], v["QUERY_STRING"], v["REQUEST_URI"]) == ("/a/b", "x=1", "/a/b?x=1")
+    assert (v["HTTP_HOST"], v["SERVER_NAME"], v["SERVER_PORT"]) == (
+        "example.com:8443",
+        "example.com",
+        "8443",
+    )
+    assert (v["HTTPS"], v["REQUEST_SCHEME"]) == ("on", "https")
+    r = run_cli("request", fake_uwsgi.unix, "http://example.com", "-H", "Host: other")
+    v = _echo(r.stdout)["vars"]
+    assert (v["PATH_INFO"], v["HTTP_HOST"], v["REQUEST_SCHEME"]) == ("/", "other", "http")
+    assert "HTTPS" not in v
+
+
+def test_request_content_length_header_other_than_the_body_is_refused(
+    fake_uwsgi: FakeServers,
+) -> None:
+    # It was dropped without a word (the var is always the body's length).
+    r = run_cli("request", fake_uwsgi.unix, "/p", "-H", "Content-Length: 5")
+    assert r.returncode == EXIT_USAGE
+    assert b"--var CONTENT_LENGTH=5" in r.stderr and b"(none)" in r.stderr
+    r = run_cli("request", fake_uwsgi.unix, "/p", "-d", "abc", "-H", "Content-Length: 3")
+    assert r.returncode == 0 and _echo(r.stdout)["vars"]["CONTENT_LENGTH"] == "3"
+    r = run_cli("request", fake_uwsgi.unix, "/p", "--var", "CONTENT_LENGTH=5")
+    assert r.returncode == 0 and _echo(r.stdout)["vars"]["CONTENT_LENGTH"] == "5"
+
+
 def test_request_post_data_and_include(fake_uwsgi: FakeServers, tmp_path: Path) -> None:
     r = run_cli("request", fake_uwsgi.unix, "/form", "-d", "a=1&b=2", "-i", "--modifier1", "30")
     assert r.returncode == 0, r.stderr
