@@ -10,12 +10,13 @@ from uwsgiapp.addresses import AllowList
 from uwsgiapp.config import Config
 from uwsgiapp.exitcodes import WorkerExit
 from uwsgiapp.importer import WSGIApp
+from uwsgiapp.logtargets import is_stream
 from uwsgiapp.server.accesslog import keep_only
 from uwsgiapp.server.decisions import drain_limit
 from uwsgiapp.server.inflight import set_request_source, worker_number
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener, bind_all
-from uwsgiapp.server.logs import make_access_log
+from uwsgiapp.server.logs import ErrorLogStream, make_access_log
 from uwsgiapp.server.masterflags import MasterFlags
 from uwsgiapp.server.threaded import ThreadedWorker
 from uwsgiapp.server.worker import Worker
@@ -54,6 +55,7 @@ def build_handler(app: WSGIApp, config: Config) -> Handler:
             # As uWSGI and gunicorn say (werkzeug's debugger refuses to run multiprocess).
             multiprocess=config.workers > 1,
             multithread=config.threads > 1,
+            errors=None if is_stream(config.error_log_file) else ErrorLogStream(),
         ),
         socket_timeout=config.socket_timeout,
         access_log=access_log(config),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 #: ``start_response(status, headers, exc_info=None)`` → ``write``.
 StartResponse = Callable[..., Any]
@@ -22,4 +22,15 @@ ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
 #: environ).
 AccessLogger = Callable[[dict[str, Any], Any, float, bytes], None]
 
-__all__ = ["AccessLogger", "ExcInfo", "StartResponse", "WSGIApp"]
+
+class ErrorStream(Protocol):
+    """``wsgi.errors`` (PEP 3333): a text stream with ``write``, ``writelines``, ``flush``."""
+
+    def write(self, text: str, /) -> int: ...
+
+    def writelines(self, lines: Iterable[str], /) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+__all__ = ["AccessLogger", "ErrorStream", "ExcInfo", "StartResponse", "WSGIApp"]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 from urllib.parse import unquote_to_bytes
 
 from uwsgiproto import (
@@ -30,6 +30,9 @@ from uwsgiproto import (
     key_signature,
     resume_vars,
 )
+
+if TYPE_CHECKING:
+    from uwsgiapp.wsgi.contract import ErrorStream
 
 #: Keys PEP 3333 requires; filled with defaults when a (non-nginx) client leaves them out.
 REQUIRED_DEFAULTS: Final[dict[str, str]] = {
@@ -60,7 +63,7 @@ class EnvironSettings:
 
     mount: str = ""
     limit_post: int = 0
-    errors: IO[str] | None = None
+    errors: ErrorStream | None = None
     file_wrapper: Callable[..., Any] | None = None
     multiprocess: bool = True
     multithread: bool = False

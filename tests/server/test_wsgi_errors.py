@@ -1,0 +1,80 @@
+"""``wsgi.errors`` is the server's error log (PEP 3333; gunicorn's is): where that log is a file,
+what the app writes there (Flask's default handler, during a request) lands in it, not on the
+process's stderr."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+from pathlib import Path
+
+import pytest
+from support.procs import Server, wait_until
+
+from uwsgiapp.client import parse_address, request
+from uwsgiapp.server.logs import ErrorLogStream, QuietStreamHandler
+
+FLASK_APP = """
+from flask import Flask
+
+app = Flask("flaskerr")
+
+
+@app.route("/boom")
+def boom():
+    return str(1 // 0)
+
+
+@app.route("/note")
+def note():
+    app.logger.warning("a note from the view")
+    return "ok"
+
+"""
+
+
+@pytest.mark.parametrize("log_master", [False, True], ids=["direct", "log-master"])
+def test_flasks_errors_reach_the_error_log_file_without_capture_output(
+    tmp_path: Path, log_master: bool
+) -> None:
+    pytest.importorskip("flask")
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "flaskerr.py").write_text(FLASK_APP)
+    error_log = tmp_path / "error.log"
+    server = Server(
+        tmp_path, "flaskerr:app", workers=1, pythonpath=[str(apps)],
+        error_log_file=str(error_log), log_master=log_master,
+    )  # fmt: skip
+    server.start()
+    try:
+        address = parse_address(server.socket)
+        assert request(address, "/note").status == 200
+        assert request(address, "/boom").status == 500
+        wait_until(lambda: "ZeroDivisionError" in error_log.read_text(), 10, "the traceback")
+    finally:
+        server.stop()
+    text = error_log.read_text()
+    assert re.search(r"^\[[^]]+\] WARNING in flaskerr: a note from the view$", text, re.M), text
+    assert re.search(r"^\[[^]]+\] ERROR in app: Exception on /boom \[GET\]\nTraceback", text, re.M)
+    stderr = server.log()
+    assert "Exception on /boom" not in stderr and "a note from" not in stderr, stderr
+
+
+def test_the_stream_writes_under_the_error_logs_handler_else_to_stderr(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    errors = ErrorLogStream()
+    logger = logging.getLogger("uwsgiapp")
+    saved = logger.handlers[:]
+    logger.handlers.clear()
+    try:
+        errors.write("no server log\n")
+        assert capsys.readouterr().err == "no server log\n"
+        sink = io.StringIO()
+        logger.addHandler(QuietStreamHandler(sink))
+        errors.writelines(["a ", "b\n"])
+        assert sink.getvalue() == "a b\n" and capsys.readouterr().err == ""
+    finally:
+        logger.handlers[:] = saved
