@@ -5,6 +5,7 @@ process's stderr."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 import re
 from pathlib import Path
@@ -13,7 +14,9 @@ import pytest
 from support.procs import Server, wait_until
 
 from uwsgiapp.client import parse_address, request
-from uwsgiapp.server.logs import ErrorLogStream, QuietStreamHandler
+from uwsgiapp.server.logformat import JsonErrorFormatter
+from uwsgiapp.server.logs import QuietStreamHandler
+from uwsgiapp.server.wsgierrors import ErrorLogStream
 
 FLASK_APP = """
 from flask import Flask
@@ -60,6 +63,56 @@ def test_flasks_errors_reach_the_error_log_file_without_capture_output(
     assert re.search(r"^\[[^]]+\] ERROR in app: Exception on /boom \[GET\]\nTraceback", text, re.M)
     stderr = server.log()
     assert "Exception on /boom" not in stderr and "a note from" not in stderr, stderr
+
+
+def test_with_the_json_error_log_each_flask_record_is_one_json_record(tmp_path: Path) -> None:
+    # Plain lines (a traceback's twenty) among the JSON ones would be twenty broken records.
+    pytest.importorskip("flask")
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "flaskerr.py").write_text(FLASK_APP)
+    error_log = tmp_path / "error.log"
+    server = Server(
+        tmp_path, "flaskerr:app", workers=1, pythonpath=[str(apps)],
+        error_log_file=str(error_log), error_log_format="json",
+    )  # fmt: skip
+    server.start()
+    try:
+        address = parse_address(server.socket)
+        assert request(address, "/note").status == 200
+        assert request(address, "/boom").status == 500
+        wait_until(lambda: "ZeroDivisionError" in error_log.read_text(), 10, "the traceback")
+    finally:
+        server.stop()
+    records = [json.loads(line) for line in error_log.read_text().splitlines()]
+    app = [r for r in records if r["logger"] in ("flaskerr", "app")]
+    assert [(r["level"], r["logger"], r["message"]) for r in app] == [
+        ("WARNING", "flaskerr", "a note from the view"),
+        ("ERROR", "app", "Exception on /boom [GET]"),
+    ]
+    assert app[1]["traceback"].startswith("Traceback (most recent call last):")
+    assert app[1]["traceback"].endswith("ZeroDivisionError: integer division or modulo by zero")
+
+
+def test_a_write_not_in_flasks_format_is_an_error_of_wsgi_errors_once_its_line_ends() -> None:
+    errors = ErrorLogStream()
+    logger = logging.getLogger("uwsgiapp")
+    saved = logger.handlers[:]
+    sink = io.StringIO()
+    handler = QuietStreamHandler(sink)
+    handler.setFormatter(JsonErrorFormatter())
+    logger.handlers[:] = [handler]
+    try:
+        errors.write("half ")
+        assert sink.getvalue() == ""
+        errors.writelines(["a line\nand ", "more\n"])
+    finally:
+        logger.handlers[:] = saved
+    records = [json.loads(line) for line in sink.getvalue().splitlines()]
+    assert [(r["level"], r["logger"], r["message"]) for r in records] == [
+        ("ERROR", "wsgi.errors", "half a line"),
+        ("ERROR", "wsgi.errors", "and more"),
+    ]
 
 
 def test_the_stream_writes_under_the_error_logs_handler_else_to_stderr(

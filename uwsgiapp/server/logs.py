@@ -9,7 +9,6 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Iterable
 from typing import Any
 
 from uwsgiapp.logtargets import FUNNELED, is_stream, open_file_handlers, stream_for
@@ -216,40 +215,6 @@ def _capture(stream: Any) -> None:
     flush_std()
     for fd in (1, 2):
         os.dup2(stream.fileno(), fd)
-
-
-class ErrorLogStream:
-    """``wsgi.errors`` where the error log is a file: what the app writes there goes to that
-    file, as gunicorn's does (Flask's default handler writes its records there during a
-    request, an exception's traceback among them: they went to the process's stderr unless
-    ``--capture-output``). Each write is written at once under the handler's lock (a record
-    of the server's does not land in the middle of it); one that fails is counted as the
-    handler counts its own (a full disk)."""
-
-    def write(self, text: str) -> int:
-        """Write ``text`` to the error log's file (to stderr while there is none)."""
-        handler = next(
-            (h for h in logging.getLogger("uwsgiapp").handlers if isinstance(h, QuietFailures)),
-            None,
-        )
-        stream = getattr(handler, "stream", None)
-        if handler is None or stream is None:
-            return sys.stderr.write(text)
-        with handler.lock or contextlib.nullcontext():
-            try:
-                stream.write(text)
-                stream.flush()
-            except OSError:
-                handler.handleError(logging.makeLogRecord({"msg": text}))
-        return len(text)
-
-    def writelines(self, lines: Iterable[str]) -> None:
-        """Write each of ``lines`` (PEP 3333's ``writelines``)."""
-        for line in lines:
-            self.write(line)
-
-    def flush(self) -> None:
-        """Nothing held: each write is flushed."""
 
 
 def error_stream() -> Any:

@@ -16,10 +16,11 @@ from uwsgiapp.server.decisions import drain_limit
 from uwsgiapp.server.inflight import set_request_source, worker_number
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener, bind_all
-from uwsgiapp.server.logs import ErrorLogStream, make_access_log
+from uwsgiapp.server.logs import make_access_log
 from uwsgiapp.server.masterflags import MasterFlags
 from uwsgiapp.server.threaded import ThreadedWorker
 from uwsgiapp.server.worker import Worker
+from uwsgiapp.server.wsgierrors import ErrorLogStream
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor.status import (
     CoreWriter,
