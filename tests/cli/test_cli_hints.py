@@ -161,6 +161,22 @@ def test_gunicorn_cmd_args_names_are_translated_short_and_compact_too() -> None:
     assert "MODULE" not in said
 
 
+def test_gunicorn_cmd_args_dash_values_and_env_options_are_translated_whole() -> None:
+    # '--access-logfile -' (stdout) was UWSGIAPP_ACCESS_LOG_FILE=1, a file named "1"; two -e
+    # were two UWSGIAPP_ENV= (set one after the other, the last alone stayed); -e SCRIPT_NAME
+    # (gunicorn's prefix) was sent on to UWSGIAPP_ENV, where it mounts nothing.
+    from uwsgiapp.config.fromgunicorn import gunicorn_args_warning
+
+    said = gunicorn_args_warning(
+        "--access-logfile - --error-logfile - -e A=1 --env B=2 -e SCRIPT_NAME=/prefix -w 2"
+    )
+    assert "; --access-logfile is UWSGIAPP_ACCESS_LOG_FILE=-; " in said
+    assert "; --error-logfile is UWSGIAPP_ERROR_LOG_FILE=-; -w is UWSGIAPP_WORKERS=2" in said
+    assert "; -e SCRIPT_NAME=/prefix (gunicorn's prefix) is UWSGIAPP_MOUNT=/prefix" in said
+    assert said.endswith("; -e/--env is UWSGIAPP_ENV, one a line: UWSGIAPP_ENV=$'A=1\\nB=2'")
+    assert "=1;" not in said
+
+
 def test_a_gunicorn_conf_py_in_the_working_directory_is_said_to_be_unread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -204,13 +220,18 @@ def test_uwsgis_pidfile_commands_get_their_kill_line(option: str) -> None:
         (["--mount", "/v2"], "SCRIPT_NAME=/api is set"),
     ],
 )
-def test_gunicorns_script_name_variable_is_said_to_be_unread(argv: list[str], said: str) -> None:
+@pytest.mark.parametrize("given", ["environment", "--env"])
+def test_gunicorns_script_name_variable_is_said_to_be_unread(
+    argv: list[str], said: str, given: str
+) -> None:
     # SCRIPT_NAME=/api gunicorn app:app mounts the app under /api; uwsgiapp answered 404 to
-    # /api/x, and the app's links lost their prefix, without a word.
+    # /api/x, and the app's links lost their prefix, without a word. gunicorn's
+    # `-e SCRIPT_NAME=/api` is uwsgiapp's --env: it was not said there.
     from uwsgiapp.config.serve import resolve_serve_config
 
-    args = build_parser().parse_args(["serve", "a:app", *argv])
-    resolved = resolve_serve_config(args, {"SCRIPT_NAME": "/api"})
+    env = ["--env", "SCRIPT_NAME=/api"] if given == "--env" else []
+    args = build_parser().parse_args(["serve", "a:app", *argv, *env])
+    resolved = resolve_serve_config(args, {} if env else {"SCRIPT_NAME": "/api"})
     warnings = [w for w in resolved.warnings if "SCRIPT_NAME" in w]
     assert any(said in w for w in warnings) if said else not warnings, warnings
 

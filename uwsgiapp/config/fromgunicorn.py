@@ -48,8 +48,9 @@ def gunicorn_args_warning(value: str) -> str:
     except ValueError:
         words = value.split()
     said: list[str] = []
+    envs: list[str] = []  # -e/--env, each NAME=VALUE: one variable holds them, a line each
     for i, word in enumerate(words):
-        if not word.startswith("-"):
+        if not word.startswith("-") or word == "-":  # "-": a value (stdout), not an option
             continue
         if word.startswith("--") or len(word) == 2:
             name, eq, given = word.partition("=")
@@ -58,15 +59,36 @@ def gunicorn_args_warning(value: str) -> str:
         ours = GUNICORN_NAMES.get(name, name[2:] if name.startswith("--") else "")
         spec = spec_for(ours) if ours else None
         if spec is not None:
-            nxt = words[i + 1] if i + 1 < len(words) and not words[i + 1].startswith("-") else ""
-            value = given if eq else nxt or "1"
-            said.append(f"{name} is {spec.env}={value}{_NOTES.get(spec.name, '')}")
+            nxt = words[i + 1] if i + 1 < len(words) else ""
+            value = given if eq else nxt if nxt and (nxt == "-" or nxt[0] != "-") else "1"
+            if spec.name == "env":
+                envs.append(value)
+            else:
+                said.append(f"{name} is {spec.env}={value}{_NOTES.get(spec.name, '')}")
         elif hint := hint_for(name, ()):
             said.append(hint)
+    said += _env_said(envs)
     return (
         "GUNICORN_CMD_ARGS is set but not read: uwsgiapp reads UWSGIAPP_* variables "
         "('uwsgiapp serve --help' lists each option's)" + "".join(f"; {s}" for s in said)
     )
+
+
+def _env_said(envs: list[str]) -> list[str]:
+    """What gunicorn's ``-e`` options are here: ``SCRIPT_NAME`` (gunicorn's prefix) is
+    ``--mount``; the others one ``UWSGIAPP_ENV``, a line each (set one after the other, the
+    last alone stayed)."""
+    said = []
+    mount = next((e.partition("=")[2] for e in envs if e.startswith("SCRIPT_NAME=")), None)
+    if mount is not None:
+        said.append(f"-e SCRIPT_NAME={mount} (gunicorn's prefix) is UWSGIAPP_MOUNT={mount}")
+    others = [e for e in envs if not e.startswith("SCRIPT_NAME=")]
+    if len(others) == 1:
+        said.append(f"-e/--env is UWSGIAPP_ENV={others[0]}")
+    elif others:
+        lines = "\\n".join(others)
+        said.append(f"-e/--env is UWSGIAPP_ENV, one a line: UWSGIAPP_ENV=$'{lines}'")
+    return said
 
 
 def gunicorn_conf_warning(directory: str = ".") -> str | None:

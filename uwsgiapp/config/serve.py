@@ -88,7 +88,9 @@ def resolve_serve_config(
             del defaults[name]  # outranked: its value is not used, valid or not
     resolved = resolve(layers, warnings=warnings)
     check_http_only(ini, resolved.sources["socket"], DEFAULT_SOURCE)
-    more = [*_socket_warnings(args, resolved), *script_name_warning(env, resolved.config.mount)]
+    given = dict(pair.split("=", 1) for pair in resolved.config.env if "=" in pair)  # --env
+    more = [*_socket_warnings(args, resolved)]
+    more += script_name_warning({**env, **given}, resolved.config.mount)
     more += _web_concurrency_unused(env, resolved)
     unused = sorted(set(activated) - set(resolved.config.socket))
     if unused:
