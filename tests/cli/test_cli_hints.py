@@ -32,6 +32,15 @@ from uwsgiapp.clihints import command_hint, hint_for
         (["serve", "a:app", "--workrs", "2"], "--workrs: did you mean --workers?"),
         (["serve", "a:app", "--worker", "2"], "--worker: did you mean --workers?"),
         (["dev", "a:app", "--bind", "0:80"], "--bind: use --host HOST --port PORT"),
+        # dev was told of serve's options as if its own ("-e: use --env NAME=VALUE", which dev
+        # then refused), and that gunicorn's --reload "is 'uwsgiapp dev APP'".
+        (
+            ["dev", "a:app", "-e", "A=1"],
+            "use --env NAME=VALUE (of 'uwsgiapp serve': dev has no --env)",
+        ),
+        (["dev", "a:app", "-w", "2"], "(of 'uwsgiapp serve': dev has no --workers)"),
+        (["dev", "a:app", "--reload"], "'uwsgiapp dev' reloads on code changes by default"),
+        (["serve", "a:app", "--sendfile"], "a wsgi.file_wrapper response is sent with sendfile"),
         (["serve", "a:app", "--die-on-term"], "SIGTERM always stops gracefully in uwsgiapp"),
         (
             ["serve", "a:app", "--vacuum"],

@@ -22,10 +22,10 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
-from uwsgiapp.clihints import FOREIGN_OPTIONS, GUNICORN_SETTINGS
 from uwsgiapp.config.cheaperopts import ini_leniency
 from uwsgiapp.config.model import LOG_FILTERS, Config, ConfigError, option_fields
 from uwsgiapp.config.servicelinks import is_service_link
+from uwsgiapp.foreignopts import FOREIGN_OPTIONS, GUNICORN_SETTINGS
 from uwsgiapp.logtargets import is_stream
 
 __all__ = [
