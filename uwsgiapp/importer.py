@@ -35,7 +35,7 @@ from typing import Any
 
 from uwsgiapp.freshcode import CheckedSourceLoader, check_bytecode_caches
 from uwsgiapp.pathreach import unreachable_hint
-from uwsgiapp.server.logs import reclaim_loggers
+from uwsgiapp.server.logs import borrowed_gunicorn_logger, reclaim_loggers
 
 # The one definition of a WSGI app's type; re-exported here for the callers of load_app.
 from uwsgiapp.wsgi.contract import WSGIApp
@@ -360,6 +360,13 @@ def load_app(spec: str, *, chdir: str = "", pythonpath: Sequence[str] = ()) -> W
             "the app's logging configuration disabled %s (disable_existing_loggers): enabled "
             "again; set 'disable_existing_loggers': False in it to keep them",
             ", ".join(reclaimed),
+        )
+    if borrowed_gunicorn_logger():
+        logging.getLogger("uwsgiapp.error").warning(
+            "the app took gunicorn's logger 'gunicorn.error', which has no handler here: what "
+            "it logs through it, or through the handlers copied from it, is lost below WARNING; "
+            "take the handlers of logging.getLogger('uwsgiapp') (the error log), or configure "
+            "logging (logging.basicConfig)"
         )
     return app  # type: ignore[no-any-return]
 

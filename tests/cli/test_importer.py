@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -352,3 +353,29 @@ def test_uwsgi_s_own_modules_name_what_to_use_instead(
     # From a file (wsgi-file) too.
     with pytest.raises(AppImportError, match="uwsgiapp has none"):
         load_app(str(root / f"deco_{name}.py"))
+
+
+def test_an_app_taking_gunicorns_logger_is_told_it_has_no_handler_here(
+    pkgdir: tuple[Path, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Flask's "use gunicorn's handlers" snippet left the app's INFO lines nowhere, unsaid.
+    root, name = pkgdir
+    code = (
+        "import logging\n"
+        "gunicorn_logger = logging.getLogger('gunicorn.error')\n"
+        "handlers = gunicorn_logger.handlers\n"
+        "def app(e, s):\n    return [b'g']\n"
+    )
+    write(root / f"{name}.py", code)
+    try:
+        with caplog.at_level(logging.WARNING, logger="uwsgiapp.error"):
+            assert call(load_app(name)) == b"g"
+        (said,) = [r.getMessage() for r in caplog.records if "gunicorn.error" in r.getMessage()]
+        assert "has no handler here" in said and "logging.getLogger('uwsgiapp')" in said
+        logging.getLogger("gunicorn.error").addHandler(logging.NullHandler())  # one it set up
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="uwsgiapp.error"):
+            load_app(name)
+        assert not [r for r in caplog.records if "gunicorn.error" in r.getMessage()]
+    finally:
+        del logging.root.manager.loggerDict["gunicorn.error"]

@@ -209,6 +209,15 @@ def reclaim_loggers() -> list[str]:
     return sorted(names)
 
 
+def borrowed_gunicorn_logger() -> bool:
+    """Whether the app took gunicorn's ``gunicorn.error`` logger, which has no handler here
+    (Flask's "use gunicorn's handlers" snippet: ``app.logger.handlers =
+    logging.getLogger("gunicorn.error").handlers``, which leaves the app's INFO lines
+    nowhere)."""
+    logger = logging.root.manager.loggerDict.get("gunicorn.error")
+    return isinstance(logger, logging.Logger) and not logger.handlers
+
+
 def _capture(stream: Any) -> None:
     """Point fds 1 and 2 at ``stream``'s file: what the app prints, and what C code and
     tracebacks write to the descriptors directly, land in the error log."""
