@@ -11,6 +11,8 @@ Depends only on werkzeug and the standard library; any WSGI server can run it::
         return "Hello, World!"
 """
 
+from typing import TYPE_CHECKING
+
 from werkzeug.exceptions import HTTPException
 
 from .app import App, UrlRule
@@ -34,9 +36,16 @@ from .helpers import (
     send_from_directory,
     url_for,
 )
+from .notflask import flask_name
 from .sessions import NullSession, SecureCookieSession, SessionInterface, SessionMixin
 from .testing import AppClient
 from .wrappers import Request, Response
+
+if not TYPE_CHECKING:  # typed code keeps its checks of the names it imports
+
+    def __getattr__(name: str) -> object:
+        flask_name(__name__, name)
+
 
 __all__ = [
     "App",

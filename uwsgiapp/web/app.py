@@ -201,9 +201,10 @@ class App(AppBase):
             elif callable(rv):
                 rv = response_class.force_type(rv, _request_environ())
             else:
+                kind = type(rv).__name__
                 raise TypeError(
-                    f"The view for endpoint {_endpoint_name()!r} returned a"
-                    f" {type(rv).__name__}, which is not a valid response."
+                    f"The view for endpoint {_endpoint_name()!r} returned {_a(kind)} {kind},"
+                    " which is not a valid response."
                 )
         response = t.cast(Response, rv)
         if status is not None:
@@ -388,3 +389,7 @@ def _endpoint_name() -> str | None:
 
 def _request_environ() -> WSGIEnvironment:
     return _cv_request.get().environ
+
+
+def _a(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"

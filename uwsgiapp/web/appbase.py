@@ -82,8 +82,9 @@ class AppBase(Scaffold):
         static_url_path: str | None = None,
         static_folder: str | None = "static",
         root_path: str | None = None,
+        **flask_only: object,
     ) -> None:
-        super().__init__(import_name, root_path)
+        super().__init__(import_name, root_path, **flask_only)
         self.config = Config(DEFAULT_CONFIG, root_path=self.root_path)
         self.config["DEBUG"] = debug_flag()
         self.view_functions: dict[str, t.Callable[..., t.Any]] = {}

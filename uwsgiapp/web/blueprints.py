@@ -42,10 +42,11 @@ class Blueprint(Scaffold):
         import_name: str,
         url_prefix: str | None = None,
         root_path: str | None = None,
+        **flask_only: object,
     ) -> None:
         if not name or "." in name:
             raise ValueError(f"Blueprint name {name!r} must be non-empty and contain no dot.")
-        super().__init__(import_name, root_path)
+        super().__init__(import_name, root_path, **flask_only)
         self.name = name
         self.url_prefix = url_prefix
         self._hook_key = name

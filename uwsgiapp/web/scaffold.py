@@ -10,6 +10,8 @@ import typing as t
 
 from werkzeug.exceptions import HTTPException, default_exceptions
 
+from .notflask import flask_attribute, refuse_flask_options
+
 __all__ = ["Scaffold"]
 
 F = t.TypeVar("F", bound=t.Callable[..., t.Any])
@@ -100,7 +102,10 @@ class Scaffold:
     #: Under which key this object's own hooks are filed (``None`` = app-wide).
     _hook_key: str | None = None
 
-    def __init__(self, import_name: str, root_path: str | None = None) -> None:
+    def __init__(
+        self, import_name: str, root_path: str | None = None, **flask_only: object
+    ) -> None:
+        refuse_flask_options(type(self).__name__, flask_only)
         self.import_name = import_name
         self.root_path = root_path if root_path is not None else get_root_path(import_name)
         self.before_request_funcs: dict[str | None, list[BeforeRequestFunc]] = {}
@@ -109,6 +114,11 @@ class Scaffold:
         self.error_handler_spec: ErrorHandlerSpec = {}
         self.url_value_preprocessors: dict[str | None, list[UrlValuePreprocessor]] = {}
         self.url_default_functions: dict[str | None, list[UrlDefaultFunc]] = {}
+
+    if not t.TYPE_CHECKING:  # typed code keeps its checks of attribute names
+
+        def __getattr__(self, name: str) -> t.Any:
+            flask_attribute(self, name)
 
     def _check_setup(self, method: str) -> None:
         """Raise if it is too late to change the routing or hooks (an App started serving)."""

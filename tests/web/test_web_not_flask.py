@@ -1,0 +1,60 @@
+"""What Flask has and uwsgiapp.web has not says so where it is asked for: a port met
+``ImportError: cannot import name 'render_template'``, ``AttributeError: 'App' object has no
+attribute 'teardown_appcontext'`` and ``TypeError: AppBase.__init__() got an unexpected keyword
+argument 'template_folder'`` (an internal class)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+import uwsgiapp.web as web
+
+
+@pytest.mark.parametrize(
+    ("name", "said"),
+    [
+        (
+            "render_template",
+            "uwsgiapp.web has no render_template (Flask's): there are no templates",
+        ),
+        ("flash", "there is no flash()"),
+        ("Flask", "the app class is App"),
+    ],
+)
+def test_flasks_names_say_what_stands_for_them(name: str, said: str) -> None:
+    with pytest.raises(ImportError, match=re.escape(said)):
+        exec(f"from uwsgiapp.web import {name}", {})
+    with pytest.raises(ImportError, match="cannot import name 'nothing_such'"):
+        exec("from uwsgiapp.web import nothing_such", {})
+    assert not hasattr(web, "nothing_such")  # an AttributeError still, for other names
+
+
+def test_flasks_attributes_and_options_say_what_to_do() -> None:
+    app = web.App(__name__)
+    with pytest.raises(AttributeError, match=r"App has no teardown_appcontext .*teardown_request"):
+        app.teardown_appcontext  # noqa: B018
+    with pytest.raises(AttributeError, match="'App' object has no attribute 'nothing_such'"):
+        app.nothing_such  # noqa: B018
+    assert getattr(app, "cli", None) is None and not hasattr(app, "nothing_such")
+    bp = web.Blueprint("b", __name__)
+    with pytest.raises(AttributeError, match=r"Blueprint has no record .*hooks"):
+        bp.record  # noqa: B018
+    with pytest.raises(TypeError, match=r"App\(\) takes no template_folder \(Flask's\)"):
+        web.App(__name__, template_folder="templates")
+    with pytest.raises(TypeError, match=r"Blueprint\(\) takes no static_folder"):
+        web.Blueprint("b", __name__, static_folder="st")
+    with pytest.raises(TypeError, match=r"App\(\) got an unexpected keyword argument 'bogus'"):
+        web.App(__name__, bogus=1)
+    assert web.App(__name__, static_folder=None).static_folder is None  # the app's own
+
+
+def test_an_invalid_return_value_is_named_with_its_article() -> None:
+    app = web.App(__name__)
+    app.route("/int", endpoint="int_")(lambda: 5)
+    app.route("/list", endpoint="set_")(lambda: {1, 2})
+    with pytest.raises(TypeError, match="returned an int, which is not a valid response"):
+        app.test_client().get("/int")
+    with pytest.raises(TypeError, match="returned a set, which is not a valid response"):
+        app.test_client().get("/list")
