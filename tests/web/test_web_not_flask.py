@@ -52,6 +52,7 @@ def test_flasks_attributes_and_options_say_what_to_do() -> None:
 
 def test_an_invalid_return_value_is_named_with_its_article() -> None:
     app = web.App(__name__)
+    app.config["PROPAGATE_EXCEPTIONS"] = True
     app.route("/int", endpoint="int_")(lambda: 5)
     app.route("/list", endpoint="set_")(lambda: {1, 2})
     with pytest.raises(TypeError, match="returned an int, which is not a valid response"):
