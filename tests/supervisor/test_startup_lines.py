@@ -148,3 +148,28 @@ def test_a_file_that_is_both_logs_is_handed_over_once(tmp_path: Path) -> None:
     path = str(tmp_path / "app.log")
     config = make_config(app="a:app", error_log_file=path, access_log_file=path, access_log="uwsgi")
     assert boot._log_files(config) == [path]
+
+
+@pytest.mark.parametrize("flask_debug", ["", "1"])
+def test_an_app_in_debug_mode_by_its_own_code_is_said(
+    tmp_path: Path, flask_debug: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # FLASK_DEBUG=1 was said at start; DEBUG = True in the app's code (the same effect: its
+    # error handlers skipped, a bare 500) was not. Said once: not twice with FLASK_DEBUG.
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "dbgapp.py").write_text(
+        "class App:\n    debug = True\n\n    def __call__(self, environ, start_response):\n"
+        "        start_response('200 OK', [])\n        return [b'x']\n\n\napp = App()\n"
+    )
+    monkeypatch.delenv("FLASK_DEBUG", raising=False)
+    if flask_debug:
+        monkeypatch.setenv("FLASK_DEBUG", flask_debug)
+    server = Server(tmp_path, "dbgapp:app", workers=1, pythonpath=[str(apps)]).start()
+    try:
+        wait_until(lambda: "worker 1 (pid" in server.log(), 10, "the worker line")
+    finally:
+        server.stop()
+    said = "the app is in debug mode (DEBUG = True or app.debug in its code)"
+    assert (said in server.log()) == (not flask_debug), server.log()
+    assert ("FLASK_DEBUG=1 is set" in server.log()) == bool(flask_debug)

@@ -12,7 +12,7 @@ from typing import Final
 from uwsgiapp.clihints import hint_for
 from uwsgiapp.config.configload import spec_for
 
-__all__ = ["brought_along", "gunicorn_args_warning", "gunicorn_conf_warning"]
+__all__ = ["brought_along", "debug_flag_set", "gunicorn_args_warning", "gunicorn_conf_warning"]
 
 #: gunicorn's options whose name is not ours → our option (its ``UWSGIAPP_*`` variable).
 GUNICORN_NAMES: Final[Mapping[str, str]] = {
@@ -91,6 +91,11 @@ def _env_said(envs: list[str]) -> list[str]:
     return said
 
 
+def debug_flag_set(env: Mapping[str, str]) -> bool:
+    """Whether ``FLASK_DEBUG`` in ``env`` makes Flask and uwsgiapp.web apps in debug mode."""
+    return env.get("FLASK_DEBUG", "").lower() not in ("", "0", "false", "no")
+
+
 def gunicorn_conf_warning(directory: str = ".") -> str | None:
     """A ``gunicorn.conf.py`` where gunicorn reads it by default (the working directory):
     not read, so its bind, workers and timeout would be lost without a word."""
@@ -114,7 +119,7 @@ def brought_along(env: Mapping[str, str], config_given: bool) -> list[str]:
         said.append(gunicorn_args_warning(env["GUNICORN_CMD_ARGS"]))
     if not config_given and (conf := gunicorn_conf_warning()):
         said.append(conf)
-    if env.get("FLASK_DEBUG", "").lower() not in ("", "0", "false", "no"):
+    if debug_flag_set(env):
         said.append(
             f"FLASK_DEBUG={env['FLASK_DEBUG']} is set: Flask and uwsgiapp.web apps are made in "
             "debug mode (a view's error skips the app's error handlers: the server answers "

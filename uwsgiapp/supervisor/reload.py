@@ -47,6 +47,7 @@ import gc
 import importlib
 import importlib.machinery
 import logging
+import os
 import re
 import sys
 import threading
@@ -57,6 +58,7 @@ from collections.abc import Callable, Iterable
 
 from uwsgiapp import hooks
 from uwsgiapp.config import Config
+from uwsgiapp.config.fromgunicorn import debug_flag_set
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor.actions import ReloadKind
@@ -116,7 +118,14 @@ _patched = Patches()
 
 def _import_recorded(config: Config, registered: Registrations) -> WSGIApp:
     with registered.recording():
-        return load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
+        app = load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
+    if getattr(app, "debug", False) is True and not debug_flag_set(os.environ):
+        # FLASK_DEBUG's own warning is said at start (fromgunicorn.brought_along).
+        log.warning(
+            "the app is in debug mode (DEBUG = True or app.debug in its code): a view's error "
+            "skips the app's error handlers (the server answers 500); a development setting"
+        )
+    return app
 
 
 def first_import(config: Config) -> WSGIApp:
