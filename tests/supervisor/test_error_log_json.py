@@ -7,6 +7,7 @@ import datetime
 import json
 import logging
 import re
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -129,3 +130,34 @@ def test_the_apps_prints_stay_whole_lines_under_pythonunbuffered(
         and not re.fullmatch(r"app line \d+ \d+ (x{150}|y{150})", line)
     ]
     assert torn == [], torn[:5]
+
+
+@pytest.mark.parametrize("check_timeout", [60, 0], ids=["child-first", "in-the-master"])
+def test_a_hups_failed_import_has_its_traceback_in_the_record(
+    tmp_path: Path, check_timeout: int
+) -> None:
+    # The text line is one line by design; the JSON record had no "traceback" either (a
+    # start's failed import has it), though the README said a HUP's is there.
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "hupapp.py").write_text("from huphelper import app\n")
+    helper = apps / "huphelper.py"
+    helper.write_text("def app(environ, start_response):\n    start_response('200 OK', [])\n"
+                      "    return [b'v1']\n")  # fmt: skip
+    server = Server(
+        tmp_path, "hupapp:app", workers=1, pythonpath=[str(apps)], error_log_format="json",
+        reload_check_timeout=check_timeout,
+    ).start()  # fmt: skip
+    try:
+        wait_until(lambda: "started" in server.log(), 10, "the worker")  # the import done
+        helper.write_text("def deep():\n    raise RuntimeError('deep failure')\n\n\ndeep()\n")
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "reload failed" in server.log(), 15, "the reload called off")
+    finally:
+        server.stop()
+    records = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    (failed,) = [r for r in records if "cannot re-import the app" in r["message"]]
+    assert "RuntimeError: deep failure" in failed["message"]  # the one line, as in text
+    assert failed["traceback"].startswith("Traceback (most recent call last):")
+    assert 'huphelper.py", line 2, in deep' in failed["traceback"]
+    assert failed["traceback"].endswith("RuntimeError: deep failure")

@@ -70,6 +70,8 @@ class JsonErrorFormatter(ErrorFormatter):
         }
         if record.exc_info and record.exc_info[1] is not None:
             line["traceback"] = self.formatException(record.exc_info)
+        elif detail := getattr(record, "traceback", ""):  # one it stands for (a HUP's import)
+            line["traceback"] = str(detail)
         elif _TRACEBACK in line["message"]:  # one the line carries as text (an app's import)
             message, _, rest = line["message"].partition(_TRACEBACK)
             line["message"], line["traceback"] = message, _TRACEBACK.lstrip("\n") + rest

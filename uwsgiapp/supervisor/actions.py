@@ -95,10 +95,12 @@ class Signal:
 
 @dataclass(frozen=True, slots=True)
 class Log:
-    """A line for the error log."""
+    """A line for the error log; ``traceback``: the one it stands for, which only the JSON
+    error log writes (in its record's ``traceback``: the text line stays one line)."""
 
     level: LogLevel
     message: str
+    traceback: str = ""
 
 
 @dataclass(frozen=True, slots=True)

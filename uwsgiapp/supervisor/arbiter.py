@@ -235,8 +235,8 @@ class Arbiter:
                 case A.Signal(pid, signum):
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signum)
-                case A.Log(level, message):
-                    log.log(level, "%s", message)
+                case A.Log(level, message, detail):
+                    log.log(level, "%s", message, extra={"traceback": detail} if detail else None)
                 case A.Reimport():  # keeps the old app if the new code fails to import
                     code = self._reimport()
                     if code is not None:

@@ -76,6 +76,11 @@ log = logging.getLogger("uwsgiapp.error")
 _FILE_LINE = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)')
 
 
+def traceback_of(message: str) -> str:
+    """The traceback an import error's message carries on the lines after its first, or ""."""
+    return message.partition("\n")[2].strip()
+
+
 def one_line(message: str) -> str:
     """An import error's message (the inner traceback on the lines after the first) as one
     line: the first line, the exception, and the last file and line the traceback names."""
@@ -173,7 +178,11 @@ def reimport(
         app = _import_under(config, registered, signals, saved.__contains__, stats)
     except AppImportError as exc:
         _call_off(before, saved, registered, taken)
-        log.error("reload: cannot re-import the app, keeping the old code: %s", one_line(str(exc)))
+        log.error(
+            "reload: cannot re-import the app, keeping the old code: %s",
+            one_line(str(exc)),
+            extra={"traceback": traceback_of(str(exc))},
+        )
         return None
     except StopDuringReimport as stop:
         _call_off(before, saved, registered, taken)
@@ -216,7 +225,8 @@ def _say_launchers(launchers: list[tuple[str, str]]) -> None:
 def trial_import(config: Config, before: set[str]) -> str | None:
     """In a process forked to try the new code (and thrown away after): the import a HUP's
     :func:`reimport` makes, prepared as it is (the app's modules dropped, what the old code
-    put in the standard library taken out); None if it imports, else why not, in one line."""
+    put in the standard library taken out); None if it imports, else why not (its first line,
+    then the traceback, if any)."""
     try:
         saved = {name: sys.modules.pop(name) for name in app_modules(list(sys.modules), before)}
         importlib.invalidate_caches()
@@ -224,7 +234,7 @@ def trial_import(config: Config, before: set[str]) -> str | None:
         _patched.undo(saved.__contains__)
         load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
     except AppImportError as exc:
-        return one_line(str(exc))
+        return str(exc)
     except Exception as exc:  # before the import: as reimport's
         return repr(exc)
     return None

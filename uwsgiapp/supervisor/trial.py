@@ -17,6 +17,7 @@ raised (TEXT: the error, one line); ``at``: where the import called ``os._exit``
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 from collections.abc import Iterable
@@ -128,6 +129,16 @@ def failure(end: TrialEnd) -> str | None:
     return f"its import, tried in a child process (pid {end.pid}), {how}{place}"
 
 
+def failure_traceback(end: TrialEnd) -> str:
+    """The traceback of the child's failed import, "" if none came."""
+    text = records(end.output or "", end.pid).get("traceback", "")
+    try:
+        detail = json.loads(text) if text else ""
+    except ValueError:
+        return ""
+    return detail if isinstance(detail, str) else ""
+
+
 @dataclass(slots=True)
 class Deadline:
     """When the child is past ``--reload-check-timeout``: its stacks are asked for (faulthandler
@@ -166,12 +177,14 @@ def passed(policy: Policy, now: float, workers: int | None) -> list[Action]:
     return [a for a in actions if not (isinstance(a, Notify) and a.state.startswith("RELOADING"))]
 
 
-def failed(policy: Policy, why: str) -> list[Action]:
-    """The child did not import the new code (``why``): the reload is off before it began; the
-    workers serve on, and the service manager hears that the reload is over."""
+def failed(policy: Policy, why: str, detail: str = "") -> list[Action]:
+    """The child did not import the new code (``why``; ``detail``: its traceback): the reload
+    is off before it began; the workers serve on, and the service manager hears that the
+    reload is over."""
     policy.ready_said = True
+    said = f"reload: cannot re-import the app, keeping the old code: {why}"
     return [
-        Log(LogLevel.ERROR, f"reload: cannot re-import the app, keeping the old code: {why}"),
+        Log(LogLevel.ERROR, said, detail),
         Log(
             LogLevel.ERROR, "reload failed (the app cannot be re-imported): keeping the old workers"
         ),

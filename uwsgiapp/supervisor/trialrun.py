@@ -19,6 +19,7 @@ which an app's own handler cannot take).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import signal
@@ -36,13 +37,14 @@ from uwsgiapp.supervisor.dumps import MAX_DUMP
 from uwsgiapp.supervisor.mastersignals import MASTER_SIGNUMS
 from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.registrations import fork_hooks_quiet
-from uwsgiapp.supervisor.reload import trial_import
+from uwsgiapp.supervisor.reload import one_line, traceback_of, trial_import
 from uwsgiapp.supervisor.titles import set_title
 from uwsgiapp.supervisor.trial import (
     Deadline,
     TrialEnd,
     failed,
     failure,
+    failure_traceback,
     passed,
     record,
     stack_frames,
@@ -159,7 +161,9 @@ def _child(
             _note_exits(channel, pid)
         error = trial_import(config, before)
         code = 0 if error is None else 1
-        _write(channel, record(pid, "ok" if error is None else "error", error or ""))
+        if error is not None and (detail := traceback_of(error)):
+            _write(channel, record(pid, "traceback", json.dumps(detail)))
+        _write(channel, record(pid, "ok" if error is None else "error", one_line(error or "")))
     except BaseException as exc:
         _write(channel, record(pid, "error", f"the trial import failed: {exc!r}"))
     finally:
@@ -258,7 +262,7 @@ class ReloadCheck:
         why = failure(end)
         if why is not None:
             options.rollback()
-            return failed(self.policy, why)
+            return failed(self.policy, why, failure_traceback(end))
         said = f"reload: the new code imported in the child in {end.seconds:.2f} s"
         options.release_environ()
         return [Log(LogLevel.INFO, said), *passed(self.policy, now, self._workers)]
