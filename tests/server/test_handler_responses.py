@@ -461,6 +461,32 @@ def test_a_body_longer_than_its_content_length_is_cut_there_and_its_iteration_st
     assert run(make_handler(one_item), packet()).body == b"ab"
 
 
+def test_nothing_is_written_past_the_content_length_once_nginx_has_closed(logs: Logs) -> None:
+    # With the head's Content-Length sent, nginx closes; the app's next write() made a write of
+    # 0 bytes, which a unix socket refuses (EPIPE): ClientDisconnected in the app, and an INFO
+    # "client ... Broken pipe" line instead of the overrun's warning.
+    client, server = socket.socketpair()
+    raised: list[BaseException] = []
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        write = start_response("200 OK", [("Content-Length", "10")])
+        write(b"0123456789")
+        assert client.recv(4096, socket.MSG_PEEK)  # nginx has it all, and goes
+        client.close()
+        try:
+            write(b"more")
+        except BaseException as exc:
+            raised.append(exc)
+            raise
+        return []
+
+    client.sendall(packet())
+    make_handler(app).handle(server.detach(), "test")
+    assert raised == []
+    (record,) = problems(logs, logging.INFO)
+    assert "more body than its head allows (GET /hello)" in one_line(record)
+
+
 def test_a_body_shorter_than_its_content_length_is_said(logs: Logs) -> None:
     def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
         start_response("200 OK", [("Content-Length", "100")])

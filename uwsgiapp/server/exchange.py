@@ -149,8 +149,9 @@ class Exchange:
                 self.sent += len(head) + len(body)
                 return
             self.sent += len(head)
-        send_all(self.fd, body, self.timeout)
-        self.sent += len(body)
+        if body:  # none left (past the head's Content-Length): nginx may have closed already
+            send_all(self.fd, body, self.timeout)
+            self.sent += len(body)
 
     @property
     def sent_status(self) -> str | None:
