@@ -285,7 +285,10 @@ def test_content_length_over_limit_post(
     assert status_of(result) == 413
     # The client gets the status's words; the limit and the option are for the log only.
     assert result.data.endswith(b"\r\n\r\nRequest Entity Too Large\n")
-    watch_default.one_line("WARNING", "refused request", f"over limit-post {LIMIT_POST}")
+    # Which request (it named only the connection: nginx's socket or port).
+    watch_default.one_line(
+        "WARNING", "refused request", f"over limit-post {LIMIT_POST} (POST /over-limit)"
+    )
     # 19+ digits: 413 too (no int() of a 4,300-digit string), and nothing waits for the body.
     result = uwsgi_exchange(sock, request("/huge", CONTENT_LENGTH="9" * 30), timeout=TIMEOUT)
     assert status_of(result) == 413 and result.seconds < SOCKET_TIMEOUT

@@ -328,7 +328,9 @@ def test_a_stall_as_an_iterable_reads_the_body_before_its_head_is_a_408(logs: Lo
     (record,) = problems(logs, logging.INFO)
     said = one_line(record)
     assert "stalled while the app read its body: read timed out" in said, said
-    assert said.endswith("; answered 408"), said
+    # Which client and request (it named only the connection: nginx's socket).
+    assert said.startswith("client 127.0.0.1 via test stalled"), said
+    assert said.endswith("; answered 408 (POST /upload)"), said
 
 
 def test_client_closing_mid_body(logs: Logs) -> None:

@@ -277,7 +277,7 @@ class Responder:
     ) -> None:
         """Answer a request refused before the app (bad CONTENT_LENGTH) and drain its body."""
         started = _perf_counter()
-        say_refused(peer, exc.reason)
+        say_refused(environ, peer, exc.reason)
         self.last = refused = Exchange(fd, environ["SERVER_PROTOCOL"], self.timeout)
         try:
             refused.answer_error(exc.status, exc.status[4:])  # details: the log only
@@ -339,7 +339,7 @@ class Responder:
         """The client went away or stalled. Before the head only a read of the body can say
         so (the head counts as sent once taken): the app's call or its iterable's read it."""
         if not exchange.head_sent:
-            say_body_unread(exchange, peer, exc)  # a stall answered 408
+            say_body_unread(exchange, environ, peer, exc)  # a stall answered 408
             return
         log_client_gone(peer, environ, exc, True)
         if isinstance(exc, ClientTimeout):

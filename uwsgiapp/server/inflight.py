@@ -195,18 +195,26 @@ def log_client_gone(
     if log.isEnabledFor(level):
         # The browser's address (nginx's REMOTE_ADDR), and the connection it came over (a
         # unix socket's is only its path).
-        remote = environ.get("REMOTE_ADDR")
         log.log(
             level,
             "client %s: %s (%s)%s",
-            f"{escape_log_text(str(remote))} via {peer}" if remote else peer,
+            client_of(environ, peer),
             escape_log_text(str(exc)),
             request_text(environ),
             hint,
         )
 
 
-def say_body_unread(exchange: Exchange, peer: object, exc: ClientDisconnected) -> None:
+def client_of(environ: dict[str, Any], peer: object) -> str:
+    """The browser's address (nginx's REMOTE_ADDR) and the connection it came over (a unix
+    socket's is only its path, a TCP one's nginx's port): ``10.0.0.7 via /run/app.sock``."""
+    remote = environ.get("REMOTE_ADDR")
+    return f"{escape_log_text(str(remote))} via {peer}" if remote else str(peer)
+
+
+def say_body_unread(
+    exchange: Exchange, environ: dict[str, Any], peer: object, exc: ClientDisconnected
+) -> None:
     """The app's read of its body failed before its response began: the client went away, or
     it stalled past ``--socket-timeout``. A stall is answered 408 (nginx is still there, and a
     close is a 502 to it), as a body read before the app (``--post-buffering``) is."""
@@ -217,7 +225,14 @@ def say_body_unread(exchange: Exchange, peer: object, exc: ClientDisconnected) -
             exchange.answer_error("408 Request Timeout", "timeout")
             answered = "; answered 408"
     text = escape_log_text(str(exc)).removeprefix("client stalled: ")
-    log.info("client %s %s while the app read its body: %s%s", peer, how, text, answered)
+    log.info(
+        "client %s %s while the app read its body: %s%s (%s)",
+        client_of(environ, peer),
+        how,
+        text,
+        answered,
+        request_text(environ),
+    )
 
 
 def request_text(environ: dict[str, Any]) -> str:
@@ -291,10 +306,10 @@ def say_app_failed(
     )
 
 
-def say_refused(peer: object, reason: str) -> None:
+def say_refused(environ: dict[str, Any], peer: object, reason: str) -> None:
     """A request was refused before the app (its 400 or 413 is sent by the caller): one line,
     up to a burst a window (:data:`REFUSED_LINES`)."""
-    said = f"from {peer}: {escape_log_text(reason)}"
+    said = f"from {client_of(environ, peer)}: {escape_log_text(reason)} ({request_text(environ)})"
     if REFUSED_LINES.allow(said):
         log.warning("refused request %s", said)
 
