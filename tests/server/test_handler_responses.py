@@ -391,8 +391,21 @@ def test_a_head_request_stops_a_streamed_body_once_the_head_is_out() -> None:
     out = run(make_handler(app), packet("HEAD", "/big"))
     assert out.status_line == "HTTP/1.1 200 OK"
     assert len(made) == 1 and closed == [True]
+    # Nor its first chunk: nginx closes once it has the head (a big one got EPIPE, and the
+    # access log counted it as sent, where nginx's $body_bytes_sent is 0).
+    assert out.raw.endswith(b"\r\n\r\n")
     run(make_handler(app), packet("GET", "/big"))  # a GET still gets all of it
     assert len(made) == 101
+
+    def one(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response("200 OK", [("Content-Length", "100000")])
+        return [b"x" * 100_000]
+
+    logged: list[int] = []
+    handler = make_handler(one, access_log=lambda e, r, s, b: logged.append(r.sent - r.head_size))
+    out = run(handler, packet("HEAD", "/one"))
+    assert out.raw.endswith(b"\r\n\r\n") and b"Content-Length: 100000" in out.raw
+    assert logged == [0]
 
 
 # -- the body against the head (PEP 3333's Content-Length, RFC 9110's bodiless statuses) ---------

@@ -57,6 +57,7 @@ class Exchange:
     __slots__ = (
         "aborted",
         "fd",
+        "head_only",
         "head_sent",
         "head_size",
         "headers",
@@ -86,6 +87,9 @@ class Exchange:
         #: sent more (dropped: PEP 3333, the server sends no more than that).
         self.room = -1
         self.overrun = False
+        #: A HEAD's: the head alone goes out (nginx closes once it has it; a body after it was
+        #: written for nothing, or refused with EPIPE, and counted as sent in the access log).
+        self.head_only = False
 
     def __call__(
         self, status: Any, headers: Any, exc_info: ExcInfo | None = None
@@ -112,7 +116,8 @@ class Exchange:
 
     def take(self, data: Any) -> tuple[bytes, bytes]:
         """What the server sends for a body chunk ``data``: the head the first time (b"" after)
-        and the bytes the head still allows (``overrun`` says more were dropped). AppError or
+        and the bytes the head still allows (``overrun`` says more were dropped; none for a
+        HEAD, ``head_only``). AppError or
         HeaderError for what it refuses. ``uwsgiapp dev`` holds its responses to these rules."""
         # Typed ``bytes`` (an exact one either way): compiled, ``head + body`` and ``len`` are
         # then native, where on ``Any`` they went through the number protocol and buffer exports.
@@ -125,6 +130,8 @@ class Exchange:
             head = rendered.head
             self.head_sent = True
             self.room = rendered.length
+        if self.head_only:
+            return head, b""
         room = self.room
         if room >= 0:
             if len(body) > room:
@@ -291,6 +298,7 @@ class Responder:
                 self.access_log(environ, refused, _perf_counter() - started, block)
 
     def _run_app(self, exchange: Exchange, environ: dict[str, Any], peer: Peer) -> None:
+        exchange.head_only = environ.get("REQUEST_METHOD") == "HEAD"
         try:
             # Any: the app's chunks are checked by Exchange.send, not by a compiled build.
             result: Any = self.app(environ, exchange)
@@ -307,10 +315,9 @@ class Responder:
             if type(result) is list and len(result) == 1 and exchange.status is not None:
                 exchange.send(result[0])
             elif type(result) is FileWrapper:
-                head_only = environ.get("REQUEST_METHOD") == "HEAD"
-                send_wrapped_file(exchange, result, self.timeout, head_only)
+                send_wrapped_file(exchange, result, self.timeout, exchange.head_only)
             else:
-                _send_iterable(exchange, result, environ.get("REQUEST_METHOD") == "HEAD")
+                _send_iterable(exchange, result, exchange.head_only)
             if not exchange.head_sent:
                 exchange.send(b"")
             if exchange.room != -1 and (exchange.room or exchange.overrun):
