@@ -143,7 +143,8 @@ def test_combined_format_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("fmt", "status"), [("uwsgi", "(HTTP/1.1 0)"), ("json", '"status": 0'), ("combined", '" 499 -')]
+    ("fmt", "status"),
+    [("uwsgi", "(HTTP/1.1 0)"), ("json", '"status": 499'), ("combined", '" 499 -')],
 )
 def test_a_status_never_sent_is_logged_as_none(tmp_path: Path, fmt: str, status: str) -> None:
     # The app's start_response is recorded as given (an int here, HTTPStatus too) until the
@@ -165,7 +166,8 @@ def test_a_status_never_sent_is_logged_as_none(tmp_path: Path, fmt: str, status:
 
 
 @pytest.mark.parametrize(
-    ("fmt", "status"), [("uwsgi", "(HTTP/1.1 0)"), ("json", '"status": 0'), ("combined", '" 499 -')]
+    ("fmt", "status"),
+    [("uwsgi", "(HTTP/1.1 0)"), ("json", '"status": 499'), ("combined", '" 499 -')],
 )
 def test_a_head_whose_write_failed_is_not_logged_as_sent(
     tmp_path: Path, fmt: str, status: str

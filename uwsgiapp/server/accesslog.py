@@ -164,7 +164,8 @@ def json_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
         start = _time() - seconds
         second = int(start)
         offset = zone.at(second)
-        status: str = response.sent_status or ("502" if response.aborted else "-")
+        # None sent: the client left (nginx's 499), or the server cut it (nginx answers 502).
+        status: str = response.sent_status or ("502" if response.aborted else "499")
         line = json.dumps(  # ASCII, controls escaped: json.dumps escapes them itself
             {
                 "time": f"{iso.at(second)}.{int((start - second) * 1000):03d}"
