@@ -40,6 +40,8 @@ def hint_for(arg: str, ours: Iterable[str]) -> str:
         return f"{name}: 'uwsgiapp dev' reloads on code changes by default (--no-reload: not)"
     if key in FOREIGN_OPTIONS:
         return f"{name}: {FOREIGN_OPTIONS[key]}" + _serve_only(FOREIGN_OPTIONS[key], known)
+    if said := _uwsgi_key(name):  # what an ini's key of that name is told (--limit-as)
+        return f"{name}: {said}" + _serve_only(said, known)
     if name.startswith("--"):
         # Another server's names too: --procesess is uWSGI's --processes mistyped.
         close = difflib.get_close_matches(name, [o for o in known if o.startswith("--")], n=1)
@@ -50,6 +52,21 @@ def hint_for(arg: str, ours: Iterable[str]) -> str:
         if close:
             return f"{name}: did you mean {close[0]}? {FOREIGN_OPTIONS[close[0]]}"
     return ""
+
+
+def _uwsgi_key(name: str) -> str:
+    """What uWSGI's option ``--name`` is here, as an ini's key of that name is told: its
+    advice, or the option it maps to (``--max-requests-delta`` is ``--max-requests-jitter``;
+    difflib's nearest was --max-requests); "" for none."""
+    from uwsgiapp.config.inikeys import ADVICE, LOGGER_KEYS, SIMPLE_KEYS
+
+    key = name[2:] if name.startswith("--") else ""
+    if key in LOGGER_KEYS:
+        return f"use --{LOGGER_KEYS[key].replace('_', '-')} PATH"
+    if key in ADVICE:
+        return ADVICE[key]
+    ours = SIMPLE_KEYS.get(key, "").replace("_", "-")
+    return f"uWSGI's --{key} is --{ours}" if ours and ours != key else ""
 
 
 def _serve_only(hint: str, known: set[str]) -> str:

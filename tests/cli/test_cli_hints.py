@@ -41,6 +41,14 @@ from uwsgiapp.clihints import command_hint, hint_for
         (["dev", "a:app", "-w", "2"], "(of 'uwsgiapp serve': dev has no --workers)"),
         (["dev", "a:app", "--reload"], "'uwsgiapp dev' reloads on code changes by default"),
         (["serve", "a:app", "--sendfile"], "a wsgi.file_wrapper response is sent with sendfile"),
+        # uWSGI's options an ini's keys are told of: the command line guessed at our names
+        # ("--logformat: did you mean --error-log-format?", "--limit-as: ... --limit-post?").
+        (["serve", "a:app", "--logformat", "%(uri)"], "fixed formats: --access-log uwsgi, json"),
+        (["serve", "a:app", "--limit-as", "512"], "LimitAS= in systemd, ulimit -v"),
+        (["serve", "a:app", "--max-fd", "100"], "LimitNOFILE= in systemd"),
+        (["serve", "a:app", "--max-requests-delta", "5"], "is --max-requests-jitter"),
+        (["serve", "a:app", "--req-logger", "file:/x"], "--req-logger: use --access-log-file PATH"),
+        (["serve", "a:app", "--memory-report"], "--stats shows each worker's RSS"),
         (["serve", "a:app", "--die-on-term"], "SIGTERM always stops gracefully in uwsgiapp"),
         (
             ["serve", "a:app", "--vacuum"],

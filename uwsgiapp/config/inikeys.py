@@ -254,6 +254,9 @@ ADVICE: Mapping[str, str] = {
     "http-keepalive": "nginx keeps the client connections alive",
     "max-fd": "raise the open-files limit where uwsgiapp starts (LimitNOFILE= in systemd, "
     "ulimit -n, docker --ulimit nofile)",
+    "limit-as": "set the address-space limit where uwsgiapp starts (LimitAS= in systemd, "
+    "ulimit -v): an app past it gets MemoryError, answered 500; --reload-on-rss recycles "
+    "a worker by its resident memory",
     "import": "import the module from your WSGI module instead",
     "umask": "set it where uwsgiapp starts (UMask= in systemd, umask in the entrypoint)",
     "log-zero": _REQUEST_LOG,
