@@ -56,8 +56,8 @@ def longest_silent(parked: dict[int, Pending]) -> Pending | None:
     return next(iter(parked.values()), None)
 
 
-#: Descriptors kept free of parked connections (at least; a quarter of the limit if more): the
-#: app's files and sockets, the listeners, logs and pipes.
+#: Descriptors kept free of parked connections (at least, or half a limit under 256; a quarter
+#: of the limit if more): the app's files and sockets, the listeners, logs and pipes.
 FD_RESERVE = 128
 
 
@@ -69,7 +69,9 @@ def parking_cap(most: int, fd_limit: int, loops: int = 1) -> int:
     app could open nothing): 4 threads parking 512 each under the usual 1024."""
     if fd_limit < 0:
         return most
-    spare = fd_limit - max(FD_RESERVE, fd_limit // 4)
+    # Under 256 (ulimit -n 64), all 128 kept left 1: each connection nginx had just opened
+    # displaced the one before it, still unwritten (a reset: nginx's 502).
+    spare = fd_limit - max(min(FD_RESERVE, fd_limit // 2), fd_limit // 4)
     return max(1, min(most, spare // max(1, loops)))
 
 
