@@ -19,7 +19,7 @@ from pathlib import Path
 from support.procs import LogCursor, Server, uwsgi_exchange, wait_for_workers, worker_pids
 
 import uwsgiproto
-from uwsgiapp.server.decisions import parking_cap
+from uwsgiapp.server.decisions import parking_cap, too_few_descriptors
 from uwsgiapp.server.worker import MAX_PARKED
 
 FD_LIMIT = 256
@@ -80,3 +80,41 @@ def test_parking_caps_leave_descriptors_free_under_a_low_open_files_limit(
     assert not [line for line in lines if "Too many open files" in line], lines[-5:]
     (full, *_) = [line for line in lines if "parking is full" in line]
     assert f"the open-files limit ({FD_LIMIT}, ulimit -n) sets that cap" in full, full
+
+
+FD_HOG = """
+import os
+
+held = []
+try:
+    while True:
+        held.append(os.open(os.devnull, os.O_RDONLY))
+except OSError:
+    for fd in held[-3:]:
+        os.close(fd)
+    del held[-3:]
+
+
+def app(environ, start_response):
+    start_response("200 OK", [])
+    return [b"x"]
+"""
+
+
+def test_a_worker_left_too_few_descriptors_by_the_import_stops_the_start(tmp_path: Path) -> None:
+    # It died at its epoll (a bare EMFILE traceback) and was forked again every second for
+    # good ("5 serving workers died in the last second"), though none could ever serve.
+    assert too_few_descriptors(1024, 30) is None
+    assert too_few_descriptors(-1, 10**6) is None
+    said = too_few_descriptors(64, 61, loops=2)
+    assert said is not None and said.startswith("3 of its 64 descriptors are free (ulimit -n)")
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "fdhog.py").write_text(FD_HOG)
+    server = Server(tmp_path, "fdhog:app", workers=2, pythonpath=[str(apps)])
+    with soft_fd_limit(64):
+        server.start(wait=False)
+    assert server.wait(20) == 4, server.log()
+    log = server.log()
+    assert "cannot serve: " in log and "descriptors are free (ulimit -n)" in log, log
+    assert "Traceback" not in log, log

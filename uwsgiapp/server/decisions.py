@@ -75,6 +75,23 @@ def parking_cap(most: int, fd_limit: int, loops: int = 1) -> int:
     return max(1, min(most, spare // max(1, loops)))
 
 
+def too_few_descriptors(limit: int, used: int, loops: int = 1) -> str | None:
+    """Why a worker about to serve cannot, the open-files ``limit`` (RLIMIT_NOFILE's soft
+    value; < 0 for none) leaving too few of its descriptors free with ``used`` open (what the
+    master's import of the app holds, which every worker inherits) for its ``loops`` accept
+    loops (an epoll, a wake-up pipe, a connection at least each); None when enough. A worker
+    short of them died at its epoll and was forked again every second, for good."""
+    needed = 4 + 3 * loops
+    if limit < 0 or limit - used >= needed:
+        return None
+    return (
+        f"{max(limit - used, 0)} of its {limit} descriptors are free (ulimit -n) with {used} "
+        f"open, most of them what the app's import opened (every worker inherits them), and it "
+        f"needs {needed}: raise the limit (LimitNOFILE= in systemd, docker --ulimit nofile), or "
+        "have the app open fewer at import (--lazy-apps opens them in each worker)"
+    )
+
+
 def accept_error_recycles(code: int | None, served: int = 1) -> str | None:
     """Whether an ``accept`` that failed with errno ``code`` must recycle the worker (no
     retry in this process can get past it): what the log line adds (maybe ""), else None.

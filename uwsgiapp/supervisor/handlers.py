@@ -3,7 +3,10 @@ stats server; in each worker, its request handler with its access logger, and it
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
+import resource
 from typing import Any
 
 from uwsgiapp.addresses import AllowList
@@ -12,7 +15,7 @@ from uwsgiapp.exitcodes import WorkerExit
 from uwsgiapp.importer import WSGIApp
 from uwsgiapp.logtargets import is_stream
 from uwsgiapp.server.accesslog import keep_only
-from uwsgiapp.server.decisions import drain_limit
+from uwsgiapp.server.decisions import drain_limit, too_few_descriptors
 from uwsgiapp.server.inflight import set_request_source, worker_number
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener, bind_all
@@ -84,6 +87,22 @@ def refuse_green_threads(threads: int) -> None:
     raise SystemExit(WorkerExit.APP_LOAD)
 
 
+def refuse_without_descriptors(loops: int) -> None:
+    """End a worker that the open-files limit leaves too few descriptors to serve, as a worker
+    that cannot load the app ends (at start, the server stops with code 4, not a fork loop)."""
+    limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    try:
+        used = len(os.listdir("/proc/self/fd")) - 1  # the listing's own descriptor
+    except OSError as exc:
+        if exc.errno != errno.EMFILE:
+            return  # no /proc: nothing to say
+        used = limit
+    why = too_few_descriptors(limit, used, loops)
+    if why is not None:
+        log.error("worker %d cannot serve: %s", worker_number(), why)
+        raise SystemExit(WorkerExit.APP_LOAD)
+
+
 def make_worker(
     config: Config,
     handler: Handler,
@@ -99,6 +118,7 @@ def make_worker(
     (``cores``: each thread's part of the worker's slot; ``master``: the master's pid and
     flags; ``counting``: the stats count each request)."""
     master_pid, master_flags = master
+    refuse_without_descriptors(config.threads)
     drain = drain_limit(config.graceful_timeout)
     worker: Worker | ThreadedWorker
     if config.threads == 1:
