@@ -330,6 +330,10 @@ def test_validate_error_names_the_source() -> None:
     assert str(info.value) == (
         "--buffer-size (from env UWSGIAPP_BUFFER_SIZE): must be <= 65535, got 70000"
     )
+    # listen() takes a C int: 2**31 was an OverflowError traceback at the bind, and
+    # --check-config passed it.
+    with pytest.raises(ConfigError, match=r"^--listen \(from ini x.ini\): must be <= 1048576"):
+        resolve([{"listen": Raw("2147483648", "ini x.ini")}])
 
 
 # --- as a user types it --------------------------------------------------------------------

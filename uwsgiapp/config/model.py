@@ -28,6 +28,8 @@ MAX_THREADS = 256
 MAX_WORKERS = 1024
 #: A var is at least 5 bytes (two lengths and a one-byte name): a 65535-byte block holds fewer.
 MAX_VARS = 13107
+#: The largest --listen: Linux caps the queue at net.core.somaxconn anyway (4096 by default).
+MAX_LISTEN = 1 << 20
 #: The most ``--post-buffering`` holds in memory per request: more is a typo (a unit too many).
 MAX_POST_BUFFERING = 1 << 30
 
@@ -251,6 +253,8 @@ class Config:
             raise ConfigError("threads", f"must be <= {MAX_THREADS}, got {self.threads}")
         if self.buffer_size > 65535:
             raise ConfigError("buffer_size", f"must be <= 65535, got {self.buffer_size}")
+        if self.listen > MAX_LISTEN:  # listen() takes a C int: an OverflowError at the bind
+            raise ConfigError("listen", f"must be <= {MAX_LISTEN}, got {self.listen}")
         if self.max_vars > MAX_VARS:  # more than a 65535-byte block can hold
             raise ConfigError("max_vars", f"must be <= {MAX_VARS}, got {self.max_vars}")
         if not 0 <= self.chmod_socket <= 0o777:
