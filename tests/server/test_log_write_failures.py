@@ -92,6 +92,27 @@ def test_the_dropped_lines_are_counted_once_an_interval(
     assert "42 more lines of the error log (/dev/full) dropped" in line
 
 
+def test_the_dropped_lines_are_told_at_the_loops_tick_once_due(
+    capfd: pytest.CaptureFixture[str], clock: list[float]
+) -> None:
+    # Counted only as the next failure came: once the disk had room again (or nothing more
+    # was written), the count since the last line was never said.
+    setup_error_log("/dev/full")
+    log = logging.getLogger("uwsgiapp.error")
+    for _ in range(5):
+        log.warning("dropped")
+    capfd.readouterr()
+    logs.tell_write_failures()  # not due yet
+    assert capfd.readouterr().err == ""
+    clock[0] += logs.WRITE_FAILURE_INTERVAL
+    logs.tell_write_failures()
+    [line] = _lines(capfd.readouterr().err)
+    assert "4 more lines of the error log (/dev/full) dropped" in line
+    clock[0] += logs.WRITE_FAILURE_INTERVAL
+    logs.tell_write_failures()  # nothing new: nothing said
+    assert capfd.readouterr().err == ""
+
+
 def test_a_failing_stderr_is_told_once_too(
     capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

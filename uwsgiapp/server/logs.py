@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 import traceback
+import weakref
 from typing import Any
 
 from uwsgiapp.logtargets import FUNNELED, is_stream, open_file_handlers, stream_for
@@ -43,6 +44,7 @@ class QuietFailures(logging.Handler):
             return
         if self._failures is None:
             self._failures = Throttle(WRITE_FAILURE_INTERVAL, self._tell)
+            _FAILED.add(self)
         self._failures.add(failure)
 
     def _tell(self, count: int, failure: OSError) -> None:
@@ -51,6 +53,20 @@ class QuietFailures(logging.Handler):
         where = f"the {self.what} ({name})" if name else f"the {self.what}"
         tell_dropped(where, count, failure, first=not self._said)
         self._said = True
+
+
+#: The handlers whose writes failed: their counts are told at the loop's tick once due.
+_FAILED: weakref.WeakSet[QuietFailures] = weakref.WeakSet()
+
+
+def tell_write_failures() -> None:
+    """Tell the lines each failing handler dropped since its last word, once its interval is
+    up (the loop's tick): counted only as the next failure came, the count was never said
+    once the writes worked again, or stopped."""
+    for handler in list(_FAILED):
+        failures = handler._failures
+        if failures is not None and failures.due():
+            failures.flush()
 
 
 class QuietStreamHandler(QuietFailures, logging.StreamHandler):  # type: ignore[type-arg]

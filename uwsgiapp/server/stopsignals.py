@@ -23,7 +23,7 @@ from uwsgiapp.server.inflight import (
 )
 from uwsgiapp.server.lastout import HANDSHAKES_WAIT, being_taken, listening
 from uwsgiapp.server.listeners import Listener
-from uwsgiapp.server.logs import arm_fault_dumps, reopen_logs
+from uwsgiapp.server.logs import arm_fault_dumps, reopen_logs, tell_write_failures
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.masterflags import MasterFlags
 from uwsgiapp.unpatched import sleep, start_new_thread
@@ -76,6 +76,7 @@ class StopSignals:
         for throttle in more:
             if throttle.due():
                 throttle.flush()
+        tell_write_failures()
         if self.on_tick is not None:
             self.on_tick()
         if os.getppid() != self.master_pid:
