@@ -332,7 +332,7 @@ def test_validate_error_names_the_source() -> None:
     )
     # listen() takes a C int: 2**31 was an OverflowError traceback at the bind, and
     # --check-config passed it.
-    with pytest.raises(ConfigError, match=r"^--listen \(from ini x.ini\): must be <= 1048576"):
+    with pytest.raises(ConfigError, match=r"^--listen \(from ini x.ini\): must be <= 2147483647"):
         resolve([{"listen": Raw("2147483648", "ini x.ini")}])
 
 

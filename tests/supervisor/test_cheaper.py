@@ -488,7 +488,7 @@ def test_policy_threads_a_stop_never_takes_a_worker_with_requests_in_flight() ->
 def test_policy_without_cheaper_keeps_the_old_ttou_and_hup() -> None:
     sim = Sim(Policy(workers=2))
     sim.run(sim.policy.start())
-    assert sim.policy.hup_running() == 2 and sim.policy.listed_workers == 0
+    assert sim.policy.hup_running() == 2 and sim.policy.listed_workers == 2
     sim.policy.hup_workers(3)
     assert sim.policy.desired == 3
 
@@ -543,3 +543,32 @@ def test_policy_replaces_max_requests_and_harakiri_workers_keeping_the_count() -
     sim.busy_since[second] = 1000.0 + sim.now - 6.0  # stuck past --harakiri
     spawns = [a for a in sim.tick() if isinstance(a, Spawn)]
     assert len(spawns) == 2 and sim.policy.desired == 3
+
+
+def test_without_cheaper_the_numbers_whose_fork_failed_are_listed_not_running() -> None:
+    # 16 of 32 forks failed (ulimit -n): the stats had 17 rows and uwsgitop, Prometheus and
+    # the health check saw nothing missing. Each number wanted has its row, pid 0 if none.
+    sim = Sim(Policy(workers=4))
+    sim.run(sim.policy.start())
+    sim.make_all_ready()
+    forked = sorted(sim.policy.records.values(), key=lambda r: r.wid)[:2]
+    counts = SlotCounters(0, 0, 0.0, ((0,) * BUCKETS,) * CLASSES)
+    stats = snapshot(
+        Inputs(
+            pid=1,
+            records=forked,
+            status=lambda wid: WorkerStatus(0, 0, 0.0, 0),
+            counters=lambda wid: counts,
+            observer=Observer(),
+            harakiris={},
+            sockets=(),
+            memory=lambda pid: (0, 0),
+            listed=sim.policy.listed_workers,
+        )
+    )
+    assert [(w.id, w.status, w.pid > 0) for w in stats.workers] == [
+        (1, "idle", True),
+        (2, "idle", True),
+        (3, "cheap", False),
+        (4, "cheap", False),
+    ]

@@ -28,8 +28,9 @@ MAX_THREADS = 256
 MAX_WORKERS = 1024
 #: A var is at least 5 bytes (two lengths and a one-byte name): a 65535-byte block holds fewer.
 MAX_VARS = 13107
-#: The largest --listen: Linux caps the queue at net.core.somaxconn anyway (4096 by default).
-MAX_LISTEN = 1 << 20
+#: The largest --listen: what listen() takes (a C int); Linux caps the queue at
+#: net.core.somaxconn (4096 by default), which start-up says.
+MAX_LISTEN = (1 << 31) - 1
 #: The most ``--post-buffering`` holds in memory per request: more is a typo (a unit too many).
 MAX_POST_BUFFERING = 1 << 30
 

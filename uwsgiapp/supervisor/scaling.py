@@ -59,8 +59,9 @@ class Scaling(Forking):
     @property
     def listed_workers(self) -> int:
         """Worker numbers the stats list even with no process (cheaper: up to ``--workers``,
-        as uWSGI lists its cheap workers); 0: only those that ran."""
-        return self.cheaper.maximum if self.cheaper is not None else 0
+        as uWSGI lists its cheap workers; else the workers wanted: forks that failed left the
+        numbers never started out of the stats, which showed 17 rows of 32, all fine)."""
+        return self.cheaper.maximum if self.cheaper is not None else self.desired
 
     def start(self) -> list[Action]:
         """The first workers (with ``--cheaper``, a line says how their number will change)."""
