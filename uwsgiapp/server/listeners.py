@@ -12,6 +12,7 @@ every process, closing that window first (:func:`uwsgiapp.server.lastout.last_ou
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import socket
@@ -21,6 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from uwsgiapp.addresses import AddressError, AllowList, SocketAddress, server_address
+from uwsgiapp.server.holders import who_holds
 from uwsgiapp.server.safefiles import UnsafeFileError, in_parent, pinned_path, socket_answers
 
 log = logging.getLogger("uwsgiapp.error")
@@ -184,7 +186,10 @@ def bind(spec: str, *, backlog: int, chmod: int, allow: AllowList) -> Listener:
             sock.listen(backlog)
         except OSError as exc:
             sock.close()
-            raise ListenerError(f"socket {spec!r}: cannot bind: {exc.strerror or exc}") from None
+            held = who_holds(address.port) if exc.errno == errno.EADDRINUSE else ""
+            raise ListenerError(
+                f"socket {spec!r}: cannot bind: {exc.strerror or exc}{held}"
+            ) from None
         return Listener(sock, spec, allow=allow)
     return _bind_unix(address.path, backlog, chmod)
 

@@ -185,8 +185,8 @@ class Roster:
                 Log(
                     LogLevel.WARNING,
                     f"--reload-on-rss {self.reload_on_rss_mb} MB is "
-                    f"{'below' if rec.fresh_rss > self.reload_on_rss_mb else 'near'} what a fresh worker "
-                    f"uses ({rec.fresh_rss:.1f} MB): {rec.label} got over it after "
+                    f"{'below' if rec.fresh_rss > self.reload_on_rss_mb else 'near'} what a fresh "
+                    f"worker uses ({rec.fresh_rss:.1f} MB): {rec.label} got over it after "
                     f"{st.requests} requests. Raise it, or workers are recycled after every "
                     "few requests",
                 )

@@ -1,0 +1,54 @@
+"""A start that cannot bind its TCP port names who holds it: after a master killed with
+SIGKILL, its worker finishing a request held the port, and the start said "Address already
+in use" beside "a stale pidfile", which read as a contradiction."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+
+from support.procs import Server, free_port, wait_until, worker_pids
+
+from uwsgiapp.client import parse_address, request
+from uwsgiapp.server.holders import listening_inodes
+
+TCP_TABLE = """\
+  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
+   0: 0100007F:2513 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4242 1
+   1: 0100007F:2513 0100007F:9C40 01 00000000:00000000 00:00000000 00000000     0        0 4243 1
+   2: 0100007F:2514 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4244 1
+"""
+
+
+def test_the_listening_sockets_of_a_port_are_read_from_the_table() -> None:
+    assert listening_inodes(TCP_TABLE, 0x2513) == {4242}  # not the connection on it
+    assert listening_inodes(TCP_TABLE, 80) == set()
+    assert listening_inodes("header only\n  0: garbage", 0x2513) == set()
+
+
+def test_a_port_held_by_a_killed_masters_worker_is_said(tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    marker = tmp_path / "in-request"
+    first = Server(tmp_path / "first", "supervisor_app:app", workers=1, socket=address).start()
+    wait_until(lambda: len(worker_pids(first.pid)) == 1, 10, "the worker")
+    (orphan,) = worker_pids(first.pid)
+    path = f"/sleep?4&{marker}"
+    asking = threading.Thread(target=lambda: request(parse_address(address), path, timeout=10))
+    asking.start()
+    try:
+        wait_until(marker.exists, 10, "the worker in its request")
+        first.signal(signal.SIGKILL)
+        first.wait(5)
+        second = Server(tmp_path / "second", "supervisor_app:app", workers=1, socket=address)
+        second.start(wait=False)
+        assert second.wait(15) == 3, second.log()
+    finally:
+        asking.join(10)
+        if os.path.exists(f"/proc/{orphan}"):  # ours: the first server's worker
+            os.kill(orphan, signal.SIGKILL)
+    said = second.log()
+    assert "cannot bind: Address already in use (held by pid " in said, said
+    assert f"held by pid {orphan}, 'uwsgiapp worker 1" in said, said
+    assert "whose master is gone: a worker of a master killed with SIGKILL" in said, said
