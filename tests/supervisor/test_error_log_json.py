@@ -161,3 +161,39 @@ def test_a_hups_failed_import_has_its_traceback_in_the_record(
     assert failed["traceback"].startswith("Traceback (most recent call last):")
     assert 'huphelper.py", line 2, in deep' in failed["traceback"]
     assert failed["traceback"].endswith("RuntimeError: deep failure")
+
+
+UNCONFIGURED_APP = """
+import logging
+
+def app(environ, start_response):
+    try:
+        1 / 0
+    except ZeroDivisionError:
+        logging.getLogger("myapp.views").exception("could not divide for %s", "/x")
+    logging.getLogger("myapp.views").info("an info line no handler takes")
+    start_response("200 OK", [])
+    return [b"ok"]
+"""
+
+
+def test_an_apps_logging_with_no_handler_is_a_record_of_the_error_log(tmp_path: Path) -> None:
+    # logging's last resort wrote it to stderr as a bare line (its traceback as twenty more):
+    # the README sent JSON users to "log through logging", which then broke their records.
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "nolog.py").write_text(UNCONFIGURED_APP)
+    server = Server(
+        tmp_path, "nolog:app", workers=1, pythonpath=[str(apps)], error_log_format="json"
+    ).start()
+    try:
+        assert request(parse_address(server.socket), "/x").status == 200
+        wait_until(lambda: "could not divide" in server.log(), 10, "the app's record")
+    finally:
+        server.stop()
+    lines = server.log().splitlines()
+    assert [line for line in lines if not line.startswith("{")] == []
+    (record,) = [json.loads(line) for line in lines if "myapp" in line]
+    assert (record["level"], record["logger"]) == ("ERROR", "myapp.views")
+    assert record["message"] == "could not divide for /x"
+    assert record["traceback"].endswith("ZeroDivisionError: division by zero")

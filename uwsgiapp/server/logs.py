@@ -203,6 +203,31 @@ def setup_error_log(
         _capture(handler.stream)
 
 
+class _ToErrorLog(logging.Handler):
+    """``logging.lastResort`` under ``serve``: a WARNING or worse of a logger no handler sees
+    (an app that configured no logging) goes to the error log, in its format (a JSON record
+    with its traceback), where it went to stderr as a bare line."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Hand ``record`` to the error log's handler."""
+        for handler in logging.getLogger("uwsgiapp").handlers:
+            if isinstance(handler, QuietFailures):
+                handler.handle(record)
+                return
+        _STDERR_LAST_RESORT.handle(record)
+
+
+_STDERR_LAST_RESORT = logging.lastResort or logging.StreamHandler()
+
+
+def take_unhandled_records() -> None:
+    """Send what no handler sees (``logging.lastResort``) to the error log."""
+    logging.lastResort = _ToErrorLog()
+
+
 def flush_std() -> None:
     """Write out what sys.stdout and sys.stderr hold (before a fork, an fd change, an exit)."""
     for std in (sys.stdout, sys.stderr):

@@ -33,6 +33,7 @@ from uwsgiapp.server.logs import (
     access_handler,
     arm_fault_dumps,
     setup_error_log,
+    take_unhandled_records,
 )
 from uwsgiapp.server.spool import IN_MEMORY_ANYWAY, check_spool_dir
 from uwsgiapp.stats.server import StatsServer
@@ -208,6 +209,7 @@ def _serve(config: Config) -> int:
         said = f"cannot open {os.path.abspath(config.error_log_file)}: {exc.strerror}"
         print(f"uwsgiapp: --error-log-file: {said if exc.strerror else exc}", file=sys.stderr)
         return ServeExit.START_FAILED
+    take_unhandled_records()
     if not _access_log_opens(config):
         return ServeExit.START_FAILED
     running = server_in_pidfile(config.pidfile)
