@@ -37,10 +37,9 @@ def note():
 """
 
 
-@pytest.mark.parametrize("log_master", [False, True], ids=["direct", "log-master"])
-def test_flasks_errors_reach_the_error_log_file_without_capture_output(
-    tmp_path: Path, log_master: bool
-) -> None:
+def _note_and_boom(tmp_path: Path, **options: object) -> tuple[str, str]:
+    """Serve the Flask app with its error log in a file, ask /note and /boom: the file's text
+    and the server's own stderr."""
     pytest.importorskip("flask")
     apps = tmp_path / "apps"
     apps.mkdir()
@@ -48,7 +47,7 @@ def test_flasks_errors_reach_the_error_log_file_without_capture_output(
     error_log = tmp_path / "error.log"
     server = Server(
         tmp_path, "flaskerr:app", workers=1, pythonpath=[str(apps)],
-        error_log_file=str(error_log), log_master=log_master,
+        error_log_file=str(error_log), **options,
     )  # fmt: skip
     server.start()
     try:
@@ -58,33 +57,23 @@ def test_flasks_errors_reach_the_error_log_file_without_capture_output(
         wait_until(lambda: "ZeroDivisionError" in error_log.read_text(), 10, "the traceback")
     finally:
         server.stop()
-    text = error_log.read_text()
+    return error_log.read_text(), server.log()
+
+
+@pytest.mark.parametrize("log_master", [False, True], ids=["direct", "log-master"])
+def test_flasks_errors_reach_the_error_log_file_without_capture_output(
+    tmp_path: Path, log_master: bool
+) -> None:
+    text, stderr = _note_and_boom(tmp_path, log_master=log_master)
     assert re.search(r"^\[[^]]+\] WARNING in flaskerr: a note from the view$", text, re.M), text
     assert re.search(r"^\[[^]]+\] ERROR in app: Exception on /boom \[GET\]\nTraceback", text, re.M)
-    stderr = server.log()
     assert "Exception on /boom" not in stderr and "a note from" not in stderr, stderr
 
 
 def test_with_the_json_error_log_each_flask_record_is_one_json_record(tmp_path: Path) -> None:
     # Plain lines (a traceback's twenty) among the JSON ones would be twenty broken records.
-    pytest.importorskip("flask")
-    apps = tmp_path / "apps"
-    apps.mkdir()
-    (apps / "flaskerr.py").write_text(FLASK_APP)
-    error_log = tmp_path / "error.log"
-    server = Server(
-        tmp_path, "flaskerr:app", workers=1, pythonpath=[str(apps)],
-        error_log_file=str(error_log), error_log_format="json",
-    )  # fmt: skip
-    server.start()
-    try:
-        address = parse_address(server.socket)
-        assert request(address, "/note").status == 200
-        assert request(address, "/boom").status == 500
-        wait_until(lambda: "ZeroDivisionError" in error_log.read_text(), 10, "the traceback")
-    finally:
-        server.stop()
-    records = [json.loads(line) for line in error_log.read_text().splitlines()]
+    text, _ = _note_and_boom(tmp_path, error_log_format="json")
+    records = [json.loads(line) for line in text.splitlines()]
     app = [r for r in records if r["logger"] in ("flaskerr", "app")]
     assert [(r["level"], r["logger"], r["message"]) for r in app] == [
         ("WARNING", "flaskerr", "a note from the view"),

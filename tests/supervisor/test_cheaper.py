@@ -9,7 +9,8 @@ import signal
 import pytest
 from supervisor.policy_sim import Sim
 
-from uwsgiapp.supervisor.actions import RETIRE, Log, Mode, Signal, Spawn
+from uwsgiapp.stats.model import ServerStats
+from uwsgiapp.supervisor.actions import RETIRE, Log, Mode, Signal, Spawn, WorkerRecord
 from uwsgiapp.supervisor.cheaper import (
     KEEP,
     Backlog,
@@ -498,22 +499,7 @@ def test_stats_list_every_worker_number_up_to_workers_cheap_ones_with_pid_0(
     threads: int,
 ) -> None:
     sim = _cheap()
-    counts = SlotCounters(0, 0, 0.0, ((0,) * BUCKETS,) * CLASSES)
-    stats = snapshot(
-        Inputs(
-            pid=1,
-            records=list(sim.policy.records.values()),
-            status=lambda wid: WorkerStatus(0, 0, 0.0, 0),
-            counters=lambda wid: counts,
-            observer=Observer(),
-            harakiris={},
-            sockets=(),
-            memory=lambda pid: (0, 0),
-            cores=(lambda wid: [(0.0, 0)] * threads) if threads > 1 else None,
-            threads=threads,
-            listed=sim.policy.listed_workers,
-        )
-    )
+    stats = _stats(sim, list(sim.policy.records.values()), threads)
     assert [(w.id, w.status, w.pid > 0) for w in stats.workers] == [
         (1, "idle", True),
         (2, "idle", True),
@@ -552,23 +538,30 @@ def test_without_cheaper_the_numbers_whose_fork_failed_are_listed_not_running() 
     sim.run(sim.policy.start())
     sim.make_all_ready()
     forked = sorted(sim.policy.records.values(), key=lambda r: r.wid)[:2]
-    counts = SlotCounters(0, 0, 0.0, ((0,) * BUCKETS,) * CLASSES)
-    stats = snapshot(
-        Inputs(
-            pid=1,
-            records=forked,
-            status=lambda wid: WorkerStatus(0, 0, 0.0, 0),
-            counters=lambda wid: counts,
-            observer=Observer(),
-            harakiris={},
-            sockets=(),
-            memory=lambda pid: (0, 0),
-            listed=sim.policy.listed_workers,
-        )
-    )
+    stats = _stats(sim, forked)
     assert [(w.id, w.status, w.pid > 0) for w in stats.workers] == [
         (1, "idle", True),
         (2, "idle", True),
         (3, "cheap", False),
         (4, "cheap", False),
     ]
+
+
+def _stats(sim: Sim, records: list[WorkerRecord], threads: int = 1) -> ServerStats:
+    """The stats of ``records`` (idle, nothing counted), as the master would list them."""
+    counts = SlotCounters(0, 0, 0.0, ((0,) * BUCKETS,) * CLASSES)
+    return snapshot(
+        Inputs(
+            pid=1,
+            records=records,
+            status=lambda wid: WorkerStatus(0, 0, 0.0, 0),
+            counters=lambda wid: counts,
+            observer=Observer(),
+            harakiris={},
+            sockets=(),
+            memory=lambda pid: (0, 0),
+            cores=(lambda wid: [(0.0, 0)] * threads) if threads > 1 else None,
+            threads=threads,
+            listed=sim.policy.listed_workers,
+        )
+    )
