@@ -90,7 +90,7 @@ try:
     while True:
         held.append(os.open(os.devnull, os.O_RDONLY))
 except OSError:
-    for fd in held[-3:]:
+    for fd in held[-3:]:  # the master's own pipes take two: one is left to a worker
         os.close(fd)
     del held[-3:]
 
@@ -106,8 +106,11 @@ def test_a_worker_left_too_few_descriptors_by_the_import_stops_the_start(tmp_pat
     # good ("5 serving workers died in the last second"), though none could ever serve.
     assert too_few_descriptors(1024, 30) is None
     assert too_few_descriptors(-1, 10**6) is None
+    assert too_few_descriptors(64, 61) is None  # three free: a worker of one loop serves
     said = too_few_descriptors(64, 61, loops=2)
     assert said is not None and said.startswith("3 of its 64 descriptors are free (ulimit -n)")
+    assert "(in the master, which every worker inherits)" in said
+    assert "(in this worker)" in str(too_few_descriptors(64, 62, lazy=True))
     apps = tmp_path / "apps"
     apps.mkdir()
     (apps / "fdhog.py").write_text(FD_HOG)

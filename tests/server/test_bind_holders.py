@@ -22,8 +22,18 @@ TCP_TABLE = """\
 """
 
 
+TCP6_TABLE = """\
+  sl  local_address                         remote_address                        st tx rx
+   0: 00000000000000000000000000000000:2513 00000000000000000000000000000000:0000 0A 0:0 0:0 00:0 0 0 77 1
+"""
+
+
 def test_the_listening_sockets_of_a_port_are_read_from_the_table() -> None:
     assert listening_inodes(TCP_TABLE, 0x2513) == {4242}  # not the connection on it
+    assert listening_inodes(TCP_TABLE, 0x2513, "127.0.0.1") == {4242}
+    assert listening_inodes(TCP_TABLE, 0x2513, "10.0.0.7") == set()  # another address's
+    assert listening_inodes(TCP_TABLE, 0x2513, "0.0.0.0") == {4242}
+    assert listening_inodes(TCP6_TABLE, 0x2513, "10.0.0.7") == {77}  # [::] meets any bind
     assert listening_inodes(TCP_TABLE, 80) == set()
     assert listening_inodes("header only\n  0: garbage", 0x2513) == set()
 

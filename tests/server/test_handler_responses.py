@@ -407,6 +407,17 @@ def test_a_head_request_stops_a_streamed_body_once_the_head_is_out() -> None:
     assert out.raw.endswith(b"\r\n\r\n") and b"Content-Length: 100000" in out.raw
     assert logged == [0]
 
+    def raises(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        raise RuntimeError("boom")
+
+    # The server's own answer too (its 500 here: a text body, counted 22 bytes sent).
+    handler = make_handler(
+        raises, access_log=lambda e, r, s, b: logged.append(r.sent - r.head_size)
+    )
+    out = run(handler, packet("HEAD", "/raise"))
+    assert out.status == 500 and out.raw.endswith(b"\r\n\r\n")
+    assert logged == [0, 0]
+
 
 # -- the body against the head (PEP 3333's Content-Length, RFC 9110's bodiless statuses) ---------
 

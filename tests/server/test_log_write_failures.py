@@ -113,6 +113,32 @@ def test_the_dropped_lines_are_told_at_the_loops_tick_once_due(
     assert capfd.readouterr().err == ""
 
 
+def test_a_forked_worker_does_not_tell_its_masters_dropped_lines(
+    capfd: pytest.CaptureFixture[str], clock: list[float]
+) -> None:
+    # Each worker said the master's count at its first tick ("3 more lines ... dropped", under
+    # its own pid); its own first failure was then a "more" line too.
+    setup_error_log("/dev/full")
+    log = logging.getLogger("uwsgiapp.error")
+    for _ in range(3):
+        log.warning("dropped in the master")
+    capfd.readouterr()
+    pid = os.fork()
+    if pid == 0:  # the child: nothing of the parent's to tell; its own first failure in full
+        code = 0
+        try:
+            clock[0] += logs.WRITE_FAILURE_INTERVAL
+            logs.tell_write_failures()
+            log.warning("the worker's own")
+        except BaseException:
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    [line] = _lines(capfd.readouterr().err)
+    assert f"uwsgiapp[{pid}]: cannot write to the error log (/dev/full)" in line, line
+
+
 def test_a_failing_stderr_is_told_once_too(
     capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -75,20 +75,22 @@ def parking_cap(most: int, fd_limit: int, loops: int = 1) -> int:
     return max(1, min(most, spare // max(1, loops)))
 
 
-def too_few_descriptors(limit: int, used: int, loops: int = 1) -> str | None:
+def too_few_descriptors(limit: int, used: int, loops: int = 1, lazy: bool = False) -> str | None:
     """Why a worker about to serve cannot, the open-files ``limit`` (RLIMIT_NOFILE's soft
     value; < 0 for none) leaving too few of its descriptors free with ``used`` open (what the
-    master's import of the app holds, which every worker inherits) for its ``loops`` accept
-    loops (an epoll, a wake-up pipe, a connection at least each); None when enough. A worker
-    short of them died at its epoll and was forked again every second, for good."""
-    needed = 4 + 3 * loops
+    app's import holds: the master's, which every worker inherits, or its own with ``lazy``)
+    for its ``loops`` accept loops (an epoll, a wake-up pipe's end, a connection each: a worker
+    with 3 free served, with 2 it failed); None when enough. A worker short of them died at its
+    epoll and was forked again every second, for good."""
+    needed = 3 * loops
     if limit < 0 or limit - used >= needed:
         return None
+    whose = "in this worker" if lazy else "in the master, which every worker inherits"
     return (
         f"{max(limit - used, 0)} of its {limit} descriptors are free (ulimit -n) with {used} "
-        f"open, most of them what the app's import opened (every worker inherits them), and it "
-        f"needs {needed}: raise the limit (LimitNOFILE= in systemd, docker --ulimit nofile), or "
-        "have the app open fewer at import (--lazy-apps opens them in each worker)"
+        f"open, most of them what the app's import opened ({whose}), and it needs {needed}: "
+        "raise the limit (LimitNOFILE= in systemd, docker --ulimit nofile), or have the app "
+        "open fewer as it starts"
     )
 
 

@@ -176,6 +176,8 @@ class Exchange:
         """Answer ``status`` ourselves, with ``text`` as a plain-text body (nothing of the
         app's response went out); counted once written (nginx may be gone)."""
         payload = error_response(self.protocol, status, text)
+        if self.head_only:  # a HEAD's: the head alone, as for the app's answers
+            payload = payload[: whole_head_size(payload)]
         self.status, self.head_sent, self.headers = status, True, ERROR_HEADERS
         send_all(self.fd, payload, self.timeout)
         self.sent += len(payload)

@@ -186,7 +186,7 @@ def bind(spec: str, *, backlog: int, chmod: int, allow: AllowList) -> Listener:
             sock.listen(backlog)
         except OSError as exc:
             sock.close()
-            held = who_holds(address.port) if exc.errno == errno.EADDRINUSE else ""
+            held = who_holds(address.port, host) if exc.errno == errno.EADDRINUSE else ""
             raise ListenerError(
                 f"socket {spec!r}: cannot bind: {exc.strerror or exc}{held}"
             ) from None

@@ -59,6 +59,17 @@ class QuietFailures(logging.Handler):
 _FAILED: weakref.WeakSet[QuietFailures] = weakref.WeakSet()
 
 
+def _forget_failures() -> None:
+    """In a process just forked: the parent's failures are its own to tell (each worker said
+    the master's count as "more lines dropped", under its own pid)."""
+    for handler in list(_FAILED):
+        handler._failures, handler._said = None, False
+    _FAILED.clear()
+
+
+os.register_at_fork(after_in_child=_forget_failures)
+
+
 def tell_write_failures() -> None:
     """Tell the lines each failing handler dropped since its last word, once its interval is
     up (the loop's tick): counted only as the next failure came, the count was never said
@@ -201,31 +212,6 @@ def setup_error_log(
             std.reconfigure(line_buffering=True, write_through=False)  # type: ignore[union-attr]
     if _CAPTURE:
         _capture(handler.stream)
-
-
-class _ToErrorLog(logging.Handler):
-    """``logging.lastResort`` under ``serve``: a WARNING or worse of a logger no handler sees
-    (an app that configured no logging) goes to the error log, in its format (a JSON record
-    with its traceback), where it went to stderr as a bare line."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        """Hand ``record`` to the error log's handler."""
-        for handler in logging.getLogger("uwsgiapp").handlers:
-            if isinstance(handler, QuietFailures):
-                handler.handle(record)
-                return
-        _STDERR_LAST_RESORT.handle(record)
-
-
-_STDERR_LAST_RESORT = logging.lastResort or logging.StreamHandler()
-
-
-def take_unhandled_records() -> None:
-    """Send what no handler sees (``logging.lastResort``) to the error log."""
-    logging.lastResort = _ToErrorLog()
 
 
 def flush_std() -> None:

@@ -1,7 +1,8 @@
-"""``wsgi.errors`` where the error log is a file: what the app writes there goes to that file,
-as gunicorn's does. Flask's default handler writes its records there during a request, an
-exception's traceback among them: they went to the process's stderr unless
-``--capture-output``."""
+"""What the app writes for the error log reaches it: ``wsgi.errors`` where the error log is a
+file (or JSON) writes into it, as gunicorn's does (Flask's default handler writes its records
+there during a request, an exception's traceback among them: they went to the process's
+stderr unless ``--capture-output``); and a record no handler of the app's sees is the error
+log's, not logging's last resort's bare line on stderr."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from collections.abc import Iterable
 from uwsgiapp.server.logformat import JsonErrorFormatter
 from uwsgiapp.server.logs import QuietFailures
 
-__all__ = ["ErrorLogStream"]
+__all__ = ["ErrorLogStream", "take_unhandled_records"]
 
 #: Flask's default format, ``[time] LEVEL in module: message``: its level and module are the
 #: JSON record's.
@@ -25,14 +26,12 @@ class ErrorLogStream:
     """``wsgi.errors`` writing into the error log's file (to stderr while there is none).
 
     With ``--error-log-format text`` each write goes in at once, under the handler's lock (a
-    record of the server's does not land in the middle of it). With ``json`` the text is held
-    up to its last newline, and what came before is one record (a traceback in its
+    record of the server's does not land in the middle of it). With ``json`` each write is one
+    record (a logging handler's record is one write: a traceback in it is the record's
     ``traceback``), of Flask's level and module when it is in Flask's format, else an ERROR of
-    the ``wsgi.errors`` logger. A failed write is counted as the handler counts its own (a full
-    disk)."""
-
-    def __init__(self) -> None:
-        self._held = ""
+    the ``wsgi.errors`` logger; nothing is held (held text was glued to another request's
+    record, or lost): a ``print`` in pieces is a record a piece, blank ones dropped. A failed
+    write is counted as the handler counts its own (a full disk)."""
 
     def write(self, text: str) -> int:
         """Write ``text`` to the error log."""
@@ -55,9 +54,8 @@ class ErrorLogStream:
         return len(text)
 
     def _record(self, handler: logging.Handler, text: str) -> None:
-        with handler.lock or contextlib.nullcontext():
-            whole, newline, self._held = (self._held + text).rpartition("\n")
-        if not newline:
+        whole = text.rstrip("\r\n")
+        if not whole.strip():
             return
         level, name, message = logging.ERROR, "wsgi.errors", whole
         flask = _FLASK_LINE.match(whole)
@@ -73,8 +71,7 @@ class ErrorLogStream:
             self.write(line)
 
     def flush(self) -> None:
-        """Nothing held in text format (each write is flushed); in JSON, a line waits for its
-        end."""
+        """Nothing held: each write is written at once."""
 
 
 _LEVELS = {
@@ -84,3 +81,28 @@ _LEVELS = {
     "ERROR": logging.ERROR,
     "CRITICAL": logging.CRITICAL,
 }
+
+
+class _ToErrorLog(logging.Handler):
+    """``logging.lastResort`` under ``serve``: a WARNING or worse of a logger no handler sees
+    (an app that configured no logging) goes to the error log, in its format (a JSON record
+    with its traceback), where it went to stderr as a bare line."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Hand ``record`` to the error log's handler."""
+        for handler in logging.getLogger("uwsgiapp").handlers:
+            if isinstance(handler, QuietFailures):
+                handler.handle(record)
+                return
+        _STDERR_LAST_RESORT.handle(record)
+
+
+_STDERR_LAST_RESORT = logging.lastResort or logging.StreamHandler()
+
+
+def take_unhandled_records() -> None:
+    """Send what no handler sees (``logging.lastResort``) to the error log."""
+    logging.lastResort = _ToErrorLog()

@@ -33,9 +33,9 @@ from uwsgiapp.server.logs import (
     access_handler,
     arm_fault_dumps,
     setup_error_log,
-    take_unhandled_records,
 )
 from uwsgiapp.server.spool import IN_MEMORY_ANYWAY, check_spool_dir
+from uwsgiapp.server.wsgierrors import take_unhandled_records
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import privileges, takeover, titles
 from uwsgiapp.supervisor.arbiter import Arbiter

@@ -59,13 +59,21 @@ def build_handler(app: WSGIApp, config: Config) -> Handler:
             # As uWSGI and gunicorn say (werkzeug's debugger refuses to run multiprocess).
             multiprocess=config.workers > 1,
             multithread=config.threads > 1,
-            errors=None if is_stream(config.error_log_file) else ErrorLogStream(),
+            errors=_errors_stream(config),
         ),
         socket_timeout=config.socket_timeout,
         access_log=access_log(config),
         post_buffering=config.post_buffering,
         spool_dir=config.post_buffering_dir,
     )
+
+
+def _errors_stream(config: Config) -> ErrorLogStream | None:
+    """``wsgi.errors``: the error log's (its file; with JSON, its records, on stderr too), or
+    None for the process's stderr (the error log's own stream, in text)."""
+    if is_stream(config.error_log_file) and config.error_log_format != "json":
+        return None
+    return ErrorLogStream()
 
 
 def refuse_green_threads(threads: int) -> None:
@@ -87,7 +95,7 @@ def refuse_green_threads(threads: int) -> None:
     raise SystemExit(WorkerExit.APP_LOAD)
 
 
-def refuse_without_descriptors(loops: int) -> None:
+def refuse_without_descriptors(loops: int, lazy: bool = False) -> None:
     """End a worker that the open-files limit leaves too few descriptors to serve, as a worker
     that cannot load the app ends (at start, the server stops with code 4, not a fork loop)."""
     limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
@@ -97,7 +105,7 @@ def refuse_without_descriptors(loops: int) -> None:
         if exc.errno != errno.EMFILE:
             return  # no /proc: nothing to say
         used = limit
-    why = too_few_descriptors(limit, used, loops)
+    why = too_few_descriptors(limit, used, loops, lazy)
     if why is not None:
         log.error("worker %d cannot serve: %s", worker_number(), why)
         raise SystemExit(WorkerExit.APP_LOAD)
@@ -118,7 +126,7 @@ def make_worker(
     (``cores``: each thread's part of the worker's slot; ``master``: the master's pid and
     flags; ``counting``: the stats count each request)."""
     master_pid, master_flags = master
-    refuse_without_descriptors(config.threads)
+    refuse_without_descriptors(config.threads, config.lazy_apps)
     drain = drain_limit(config.graceful_timeout)
     worker: Worker | ThreadedWorker
     if config.threads == 1:
