@@ -75,6 +75,16 @@ def parking_cap(most: int, fd_limit: int, loops: int = 1) -> int:
     return max(1, min(most, spare // max(1, loops)))
 
 
+def cap_hint(cap: int, most: int, fd_limit: int) -> str:
+    """What the full-parking line adds where the open-files limit set the ``cap``."""
+    if cap >= most:
+        return ""
+    return (
+        f"; the open-files limit ({fd_limit}, ulimit -n) sets that cap: raise it (LimitNOFILE= "
+        "in systemd, docker --ulimit nofile)"
+    )
+
+
 def too_few_descriptors(limit: int, used: int, loops: int = 1, lazy: bool = False) -> str | None:
     """Why a worker about to serve cannot, the open-files ``limit`` (RLIMIT_NOFILE's soft
     value; < 0 for none) leaving too few of its descriptors free with ``used`` open (what the

@@ -83,13 +83,10 @@ class Exchange:
         self.sent = 0
         #: The response was cut after its head: the connection must end in a reset, not drain.
         self.aborted = False
-        #: Body bytes the head still allows (its Content-Length; -1: any), and whether the app
-        #: sent more (dropped: PEP 3333, the server sends no more than that).
+        #: Body bytes the head still allows (Content-Length; -1: any); more were sent (dropped).
         self.room = -1
         self.overrun = False
-        #: A HEAD's: the head alone goes out (nginx closes once it has it; a body after it was
-        #: written for nothing, or refused with EPIPE, and counted as sent in the access log).
-        self.head_only = False
+        self.head_only = False  #: a HEAD's: the head alone goes out (nginx closes after it)
 
     def __call__(
         self, status: Any, headers: Any, exc_info: ExcInfo | None = None
@@ -116,9 +113,8 @@ class Exchange:
 
     def take(self, data: Any) -> tuple[bytes, bytes]:
         """What the server sends for a body chunk ``data``: the head the first time (b"" after)
-        and the bytes the head still allows (``overrun`` says more were dropped; none for a
-        HEAD, ``head_only``). AppError or
-        HeaderError for what it refuses. ``uwsgiapp dev`` holds its responses to these rules."""
+        and the bytes the head still allows (``overrun``: more were dropped; a HEAD's: none).
+        AppError or HeaderError for what it refuses; ``uwsgiapp dev`` holds to these rules."""
         # Typed ``bytes`` (an exact one either way): compiled, ``head + body`` and ``len`` are
         # then native, where on ``Any`` they went through the number protocol and buffer exports.
         body: bytes = data if type(data) is bytes else _body_bytes(data)
@@ -176,8 +172,7 @@ class Exchange:
         """Answer ``status`` ourselves, with ``text`` as a plain-text body (nothing of the
         app's response went out); counted once written (nginx may be gone)."""
         payload = error_response(self.protocol, status, text)
-        if self.head_only:  # a HEAD's: the head alone, as for the app's answers
-            payload = payload[: whole_head_size(payload)]
+        payload = payload[: whole_head_size(payload)] if self.head_only else payload
         self.status, self.head_sent, self.headers = status, True, ERROR_HEADERS
         send_all(self.fd, payload, self.timeout)
         self.sent += len(payload)

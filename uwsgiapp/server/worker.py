@@ -390,16 +390,11 @@ class Worker(StopSignals):
 
 
 def _log_shed(count: int, cap: int) -> None:
-    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
     log.warning(
         "%s: parking is full (%d connections still sending their request): "
-        "closed %d %s at once (silent the longest, or new with a partial request)%s",
+        "closed %s at once (silent the longest, or new with a partial request)%s",
         worker_label(),
         cap,
-        count,
-        "connection" if count == 1 else "connections",
-        f"; the open-files limit ({soft}, ulimit -n) sets that cap: raise it (LimitNOFILE= in "
-        "systemd, docker --ulimit nofile)"
-        if cap < MAX_PARKED
-        else "",
+        f"{count} connection{'' if count == 1 else 's'}",
+        decisions.cap_hint(cap, MAX_PARKED, resource.getrlimit(resource.RLIMIT_NOFILE)[0]),
     )

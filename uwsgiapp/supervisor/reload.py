@@ -178,11 +178,8 @@ def reimport(
         app = _import_under(config, registered, signals, saved.__contains__, stats)
     except AppImportError as exc:
         _call_off(before, saved, registered, taken)
-        log.error(
-            "reload: cannot re-import the app, keeping the old code: %s",
-            one_line(str(exc)),
-            extra={"traceback": traceback_of(str(exc))},
-        )
+        said, detail = one_line(str(exc)), {"traceback": traceback_of(str(exc))}
+        log.error("reload: cannot re-import the app, keeping the old code: %s", said, extra=detail)
         return None
     except StopDuringReimport as stop:
         _call_off(before, saved, registered, taken)
