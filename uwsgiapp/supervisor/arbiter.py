@@ -24,6 +24,7 @@ from uwsgiapp.config import Config
 from uwsgiapp.exitcodes import ServeExit, WorkerExit
 from uwsgiapp.hooks import PostforkError, run_postfork
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
+from uwsgiapp.server import logs as server_logs
 from uwsgiapp.server.inflight import set_worker_number
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener, somaxconn_cap
@@ -131,13 +132,13 @@ class Arbiter:
             if stats is not None:
                 self._serve_stats(stats)
             self.queues.tick(now)
+            server_logs.tell_write_failures()  # the master's lines a full disk dropped, if due
             running = self.policy.mode is A.Mode.RUNNING and not self.check.running
             if self.touch and running and self.touch.due(now):
                 self.signals.append(TOUCHED)  # a HUP's reload, the same lines (not WINCH's)
             actions: list[A.Action] = []
             exits = reap()
-            # Ctrl-C reaches the whole group: the workers' exits with it are the stop's. (One C
-            # call: a handler appending to the deque amid a Python loop over it would break it.)
+            # Ctrl-C reaches the whole group: the workers' exits with it are the stop's (one C call)
             if not A.STOPS.isdisjoint(self.signals):
                 actions += self._signal_actions(now)
             actions += self.check.tick(exits, now)  # the trial import's exit taken out
