@@ -72,7 +72,7 @@ def _uwsgi_key(name: str) -> str:
 def _serve_only(hint: str, known: set[str]) -> str:
     """For ``dev`` (no ``--workers``): a hint naming options it does not have says whose they
     are (``-e``'s "use --env" sent a dev user to an option dev refused)."""
-    if "--workers" in known or not known:
+    if "--workers" in known or "--host" not in known:  # not dev's (request, ping, top)
         return ""
     from uwsgiapp.config.configload import spec_for  # the config imports this module
 

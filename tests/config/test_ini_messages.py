@@ -246,10 +246,14 @@ def test_another_ini_file_is_read_where_it_stands_and_inherit_first(
     assert said == (
         f"'inherit = {tmp_path}/site.ini' (line 3 of deeper.ini): [uwsgi] is already read; skipped"
     )
-    # inherit: a template, which the file's own keys override wherever it stands.
-    path.write_text("[uwsgi]\nmodule = app:app\nprocesses = 2\ninherit = base.ini:other\n")
+    # inherit: after the whole config, as uWSGI puts it (its --show-config lists it last, and
+    # its values win: 8 workers here, where the file's own 2 won, as a template's would).
+    path.write_text(
+        "[uwsgi]\nmodule = app:app\nprocesses = 2\ninherit = base.ini:other\nthreads = 4\n"
+    )
+    (tmp_path / "base.ini").write_text("[other]\nthreads = 2\nprocesses = 8\n")
     layer = {name: raw.value for name, raw in ini_layer(str(path), environ={}).layer.items()}
-    assert (layer["workers"], layer["threads"]) == ("2", "2")
+    assert (layer["workers"], layer["threads"]) == ("8", "2")
     # One that cannot be read stops the start (what it sets would be missing); so does a
     # format uwsgiapp does not read.
     for value, message in (

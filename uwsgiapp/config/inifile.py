@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from uwsgiapp.config.iniexpand import DEFAULT_SECTION, ExpansionError
 from uwsgiapp.config.inilogic import IniEntry
@@ -109,16 +109,17 @@ def include_sections(
     """``entries`` (of ``[section]``) with each ``ini = :other`` (a section of the same file),
     ``ini = other.ini[:section]`` or ``include = other.ini`` (another file's section, [uwsgi]
     by default; a relative path from the current directory, as uWSGI opens it) replaced by
-    that section's entries where it stands, and ``inherit = base.ini`` 's put first (a template
-    this section's own keys override), as uWSGI reads them, and so on in what they bring
+    that section's entries where it stands, and ``inherit = base.ini`` 's after the whole
+    config (uWSGI's order: its values win, ``--show-config`` lists them last), as uWSGI reads
+    them, and so on in what they bring
     (:data:`MAX_INCLUDE_DEPTH` deep). ``entries`` went through the if-logic already (an include
     in a branch not taken is none); each value is ``expand``-ed first (value, its entry's
     ``origin``: ``%d/base.ini``), what is brought goes through ``logic`` (its file's if-blocks).
     A section already read is skipped with a warning (a loop, or one brought twice), as is a
     missing one of the file that names it (uWSGI warns); another file that cannot be read
     stops the start (what it sets would be missing)."""
-    read = {(os.path.abspath(path), section)}
-    return _included(path, entries, _Reading(path, warn, expand, logic, read), 0)
+    how = _Reading(path, warn, expand, logic, {(os.path.abspath(path), section)})
+    return _included(path, entries, how, 0) + how.inherited
 
 
 @dataclass
@@ -130,6 +131,8 @@ class _Reading:
     expand: Callable[[str, str], str]
     logic: Callable[[list[IniEntry], str], list[IniEntry]]
     read: set[tuple[str, str]]
+    #: What ``inherit`` keys brought, in order: it goes after everything else.
+    inherited: list[IniEntry] = field(default_factory=list)
 
     def origin(self, file: str) -> str:
         """An entry's ``origin`` for ``file``: "" for the ``--ini`` file itself."""
@@ -139,7 +142,6 @@ class _Reading:
 def _included(path: str, entries: list[IniEntry], how: _Reading, depth: int) -> list[IniEntry]:
     """``entries`` of a section of ``path`` with what their include keys bring."""
     out: list[IniEntry] = []
-    first: list[IniEntry] = []
     for entry in entries:
         value = entry.value.strip()
         if entry.key not in _INCLUDE_KEYS:
@@ -159,8 +161,8 @@ def _included(path: str, entries: list[IniEntry], how: _Reading, depth: int) -> 
         brought = _bring(path, other, name, entry.key, said, how)
         if brought is not None:
             brought = _included(other, brought, how, depth + 1)
-            (first if entry.key == "inherit" else out).extend(brought)
-    return first + out
+            (how.inherited if entry.key == "inherit" else out).extend(brought)
+    return out
 
 
 def _bring(

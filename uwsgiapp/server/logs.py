@@ -242,7 +242,9 @@ def borrowed_gunicorn_logger() -> bool:
     logging.getLogger("gunicorn.error").handlers``, which leaves the app's INFO lines
     nowhere)."""
     logger = logging.root.manager.loggerDict.get("gunicorn.error")
-    return isinstance(logger, logging.Logger) and not logger.handlers
+    if not isinstance(logger, logging.Logger) or logger.handlers:
+        return False
+    return not (logger.propagate and logging.getLogger().handlers)  # basicConfig's: not lost
 
 
 def _capture(stream: Any) -> None:

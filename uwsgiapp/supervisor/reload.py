@@ -61,6 +61,7 @@ from uwsgiapp.config import Config
 from uwsgiapp.config.fromgunicorn import debug_flag_set
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.stats.server import StatsServer
+from uwsgiapp.supervisor import options
 from uwsgiapp.supervisor.actions import ReloadKind
 from uwsgiapp.supervisor.importconns import open_fds, say_import_connections
 from uwsgiapp.supervisor.importthreads import say_import_threads, threads_running
@@ -124,11 +125,15 @@ _patched = Patches()
 def _import_recorded(config: Config, registered: Registrations) -> WSGIApp:
     with registered.recording():
         app = load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
-    if getattr(app, "debug", False) is True and not debug_flag_set(os.environ):
-        # FLASK_DEBUG's own warning is said at start (fromgunicorn.brought_along).
+    launched = options.start_environ()  # FLASK_DEBUG there is said at start already
+    said = debug_flag_set(os.environ if launched is None else launched)
+    if getattr(app, "debug", False) is True and not said:
+        in_env = debug_flag_set(os.environ)
+        cause = "FLASK_DEBUG from --env" if in_env else "DEBUG = True in its code"
         log.warning(
-            "the app is in debug mode (DEBUG = True or app.debug in its code): a view's error "
-            "skips the app's error handlers (the server answers 500); a development setting"
+            "the app is in debug mode (%s): a view's error skips the app's error handlers (the "
+            "server answers 500); a development setting",
+            cause,
         )
     return app
 

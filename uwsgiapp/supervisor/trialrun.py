@@ -162,7 +162,8 @@ def _child(
         error = trial_import(config, before)
         code = 0 if error is None else 1
         if error is not None and (detail := traceback_of(error)):
-            _write(channel, record(pid, "traceback", json.dumps(detail)))
+            # Spaces escaped: a record's text is one line of single spaces (the carets' place).
+            _write(channel, record(pid, "traceback", json.dumps(detail).replace(" ", "\\u0020")))
         _write(channel, record(pid, "ok" if error is None else "error", one_line(error or "")))
     except BaseException as exc:
         _write(channel, record(pid, "error", f"the trial import failed: {exc!r}"))

@@ -4,7 +4,10 @@ internal class)."""
 
 from __future__ import annotations
 
+import dis
+import sys
 import typing as t
+from types import FrameType
 
 __all__ = ["flask_attribute", "flask_name", "refuse_flask_options"]
 
@@ -89,20 +92,36 @@ _OPTIONS: dict[str, str] = {
 
 def flask_name(module: str, name: str) -> t.NoReturn:
     """``from uwsgiapp.web import name`` of Flask's: ImportError saying what stands for it
-    (an AttributeError's message is lost by ``from ... import``, which makes its own)."""
+    (an AttributeError's message is lost by ``from ... import``, which makes its own); read
+    any other way (``hasattr``, ``getattr(..., None)``, ``mock.patch(create=True)``), an
+    AttributeError with that message, as those expect."""
     reason = _NAMES.get(name)
     if reason is None:
         raise AttributeError(f"module {module!r} has no attribute {name!r}")
-    raise ImportError(f"{module} has no {name} (Flask's): {reason}", name=module)
+    said = f"{module} has no {name} (Flask's): {reason}"
+    if _importing(sys._getframe(2)):  # the module's __getattr__ is frame 1
+        raise ImportError(said, name=module)
+    raise AttributeError(said)
 
 
-def flask_attribute(obj: object, name: str) -> t.NoReturn:
-    """``app.name`` of Flask's that ``obj`` has not: AttributeError saying what to do."""
-    kind = type(obj).__name__
+def _importing(frame: FrameType | None) -> bool:
+    """Whether ``frame`` is running a ``from ... import`` (its IMPORT_FROM asks for the name)."""
+    if frame is None:
+        return False
+    here = frame.f_lasti
+    return any(
+        i.offset == here and i.opname == "IMPORT_FROM" for i in dis.get_instructions(frame.f_code)
+    )
+
+
+def flask_attribute(obj: object, name: str) -> t.Any:
+    """``app.name`` of Flask's that ``obj`` has not: AttributeError saying what to do; any
+    other name is looked up again, so that a property whose getter raised AttributeError
+    raises its own (the class's ``__getattr__`` had replaced it by one naming the property)."""
     reason = _ATTRIBUTES.get(name)
     if reason is None:
-        raise AttributeError(f"{kind!r} object has no attribute {name!r}")
-    raise AttributeError(f"uwsgiapp.web's {kind} has no {name} (Flask's): {reason}")
+        return object.__getattribute__(obj, name)
+    raise AttributeError(f"uwsgiapp.web's {type(obj).__name__} has no {name} (Flask's): {reason}")
 
 
 def refuse_flask_options(kind: str, given: dict[str, object]) -> None:

@@ -118,7 +118,7 @@ class Scaffold:
     if not t.TYPE_CHECKING:  # typed code keeps its checks of attribute names
 
         def __getattr__(self, name: str) -> t.Any:
-            flask_attribute(self, name)
+            return flask_attribute(self, name)
 
     def _check_setup(self, method: str) -> None:
         """Raise if it is too late to change the routing or hooks (an App started serving)."""
