@@ -40,6 +40,8 @@ from uwsgiapp.clihints import command_hint, hint_for
         ),
         (["dev", "a:app", "-w", "2"], "(of 'uwsgiapp serve': dev has no --workers)"),
         (["dev", "a:app", "--reload"], "'uwsgiapp dev' reloads on code changes by default"),
+        # Not dev's: request, ping and top were told "dev has no --workers" (review).
+        (["request", "/tmp/x.sock", "/", "--processes", "3"], "--processes: use --workers N\n"),
         (["serve", "a:app", "--sendfile"], "a wsgi.file_wrapper response is sent with sendfile"),
         # uWSGI's options an ini's keys are told of: the command line guessed at our names
         # ("--logformat: did you mean --error-log-format?", "--limit-as: ... --limit-post?").

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from uwsgiapp.importer import AppImportError, AppSpec, load_app, parse_spec
+from uwsgiapp.server.logs import borrowed_gunicorn_logger
 
 
 @pytest.fixture
@@ -356,7 +357,7 @@ def test_uwsgi_s_own_modules_name_what_to_use_instead(
 
 
 def test_an_app_taking_gunicorns_logger_is_told_it_has_no_handler_here(
-    pkgdir: tuple[Path, str], caplog: pytest.LogCaptureFixture
+    pkgdir: tuple[Path, str],
 ) -> None:
     # Flask's "use gunicorn's handlers" snippet left the app's INFO lines nowhere, unsaid.
     root, name = pkgdir
@@ -367,15 +368,23 @@ def test_an_app_taking_gunicorns_logger_is_told_it_has_no_handler_here(
         "def app(e, s):\n    return [b'g']\n"
     )
     write(root / f"{name}.py", code)
+    said: list[str] = []
+    catch = logging.Handler()
+    catch.emit = lambda record: said.append(record.getMessage())  # type: ignore[method-assign]
+    ours, top = logging.getLogger("uwsgiapp.error"), logging.getLogger()
+    kept = top.handlers[:]
+    top.handlers.clear()  # as where the app configured no logging (pytest's are put back)
+    ours.addHandler(catch)
     try:
-        with caplog.at_level(logging.WARNING, logger="uwsgiapp.error"):
-            assert call(load_app(name)) == b"g"
-        (said,) = [r.getMessage() for r in caplog.records if "gunicorn.error" in r.getMessage()]
-        assert "has no handler here" in said and "logging.getLogger('uwsgiapp')" in said
+        assert call(load_app(name)) == b"g"
+        (line,) = [s for s in said if "gunicorn.error" in s]
+        assert "has no handler here" in line and "logging.getLogger('uwsgiapp')" in line
+        top.addHandler(sink := logging.NullHandler())  # basicConfig's: its records reach it
+        assert not borrowed_gunicorn_logger()
+        top.removeHandler(sink)
         logging.getLogger("gunicorn.error").addHandler(logging.NullHandler())  # one it set up
-        caplog.clear()
-        with caplog.at_level(logging.WARNING, logger="uwsgiapp.error"):
-            load_app(name)
-        assert not [r for r in caplog.records if "gunicorn.error" in r.getMessage()]
+        assert not borrowed_gunicorn_logger()
     finally:
+        ours.removeHandler(catch)
+        top.handlers[:] = kept
         del logging.root.manager.loggerDict["gunicorn.error"]

@@ -159,7 +159,7 @@ def test_a_hups_failed_import_has_its_traceback_in_the_record(
     (failed,) = [r for r in records if "cannot re-import the app" in r["message"]]
     assert "RuntimeError: deep failure" in failed["message"]  # the one line, as in text
     assert failed["traceback"].startswith("Traceback (most recent call last):")
-    assert 'huphelper.py", line 2, in deep' in failed["traceback"]
+    assert 'huphelper.py", line 2, in deep\n    raise RuntimeError' in failed["traceback"]
     assert failed["traceback"].endswith("RuntimeError: deep failure")
 
 

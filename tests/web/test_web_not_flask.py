@@ -29,6 +29,11 @@ def test_flasks_names_say_what_stands_for_them(name: str, said: str) -> None:
     with pytest.raises(ImportError, match="cannot import name 'nothing_such'"):
         exec("from uwsgiapp.web import nothing_such", {})
     assert not hasattr(web, "nothing_such")  # an AttributeError still, for other names
+    # Read otherwise than by an import (hasattr, getattr with a default, mock's create=True):
+    # an AttributeError, with the words (an ImportError broke those).
+    assert not hasattr(web, name) and getattr(web, name, None) is None
+    with pytest.raises(AttributeError, match=re.escape(said)):
+        getattr(web, name)
 
 
 def test_flasks_attributes_and_options_say_what_to_do() -> None:
@@ -48,6 +53,15 @@ def test_flasks_attributes_and_options_say_what_to_do() -> None:
     with pytest.raises(TypeError, match=r"App\(\) got an unexpected keyword argument 'bogus'"):
         web.App(__name__, bogus=1)
     assert web.App(__name__, static_folder=None).static_folder is None  # the app's own
+
+    class Mine(web.App):
+        @property
+        def db(self) -> object:
+            return self.extensions_db  # type: ignore[attr-defined]
+
+    # The getter's own error, not one naming the property (the class's __getattr__ ran).
+    with pytest.raises(AttributeError, match="'Mine' object has no attribute 'extensions_db'"):
+        Mine(__name__).db  # noqa: B018
 
 
 def test_an_invalid_return_value_is_named_with_its_article() -> None:
