@@ -187,7 +187,8 @@ def _parse_request(args: argparse.Namespace) -> _Request:
             raise _Usage(f"cannot read {args.data[1:]!r}: {exc.strerror}") from None
         if not any(k.lower() == "content-type" for k, _ in headers):
             headers.append(("Content-Type", "application/x-www-form-urlencoded"))
-    _check_length(headers, body)
+    if not any(key == "CONTENT_LENGTH" for key, _ in extra):  # --var sets it as given
+        _check_length(headers, body)
     target = _from_url(_typed(args.path).decode("utf-8", "surrogateescape"), headers, extra)
     method = args.method or ("POST" if body is not None else "GET")
     return _Request(method, target, headers, body, extra, max_size)
@@ -198,7 +199,7 @@ def _check_length(headers: list[tuple[str, str]], body: bytes | None) -> None:
     always the body's (it was dropped without a word)."""
     sent = str(len(body)) if body is not None else ""
     for name, value in headers:
-        if name.lower() == "content-length" and value.strip() != sent:
+        if name.lower() == "content-length" and value.strip() not in (sent, sent or "0"):
             raise _Usage(
                 f"-H 'Content-Length: {value}': the body's length is sent ({sent or 'none'}); "
                 f"to send another, --var CONTENT_LENGTH={value}"
@@ -215,6 +216,8 @@ def _from_url(path: str, headers: list[tuple[str, str]], extra: list[tuple[str, 
     host = url.netloc.rpartition("@")[2]
     if host and not any(name.lower() == "host" for name, _ in headers):
         headers.append(("Host", host))
+        if ":" not in host.rpartition("]")[2]:  # no port: the scheme's, not the socket's
+            extra[:0] = [("SERVER_PORT", "443" if url.scheme == "https" else "80")]
     if url.scheme == "https":
         extra[:0] = [("HTTPS", "on"), ("REQUEST_SCHEME", "https")]
     return (url.path or "/") + (f"?{url.query}" if url.query else "")

@@ -96,14 +96,21 @@ def check_options(options: DevOptions) -> None:
 def _check_host(host: str) -> None:
     """A host name that does not resolve is said as such (it was refused the debugger, or
     "cannot serve on" it with a hint about the port)."""
-    name = host.strip("[]")
+    name = host
     if not name or host.startswith("unix://"):
         return
+    if host.startswith("[") and host.endswith("]"):  # werkzeug's bind takes it bare
+        raise DevServerError(
+            f"--host {host}: give the address without brackets: --host {host[1:-1]}"
+        )
     try:
         ipaddress.ip_address(name)
         return
     except ValueError:
         pass
+    base, _, port = host.rpartition(":")
+    if base and port.isdigit():
+        raise DevServerError(f"--host {host}: give the port apart: --host {base} --port {port}")
     try:
         socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)
     except OSError as exc:

@@ -194,6 +194,10 @@ def test_gunicorn_cmd_args_dash_values_and_env_options_are_translated_whole() ->
     assert "; -e SCRIPT_NAME=/prefix (gunicorn's prefix) is UWSGIAPP_MOUNT=/prefix" in said
     assert said.endswith("; -e/--env is UWSGIAPP_ENV, one a line: UWSGIAPP_ENV=$'A=1\\nB=2'")
     assert "=1;" not in said
+    # Shell-safe as given (a quote, a backslash), and gunicorn's last SCRIPT_NAME (review).
+    said = gunicorn_args_warning("-e \"MSG=it's\" -e 'P=a\\b' -e SCRIPT_NAME=/a -e SCRIPT_NAME=/b")
+    assert said.endswith("UWSGIAPP_ENV=$'MSG=it\\'s\\nP=a\\\\b'"), said
+    assert "UWSGIAPP_MOUNT=/b" in said and "/a" not in said
 
 
 def test_a_gunicorn_conf_py_in_the_working_directory_is_said_to_be_unread(

@@ -193,6 +193,11 @@ def test_request_takes_a_url_as_curl_does(fake_uwsgi: FakeServers) -> None:
     v = _echo(r.stdout)["vars"]
     assert (v["PATH_INFO"], v["HTTP_HOST"], v["REQUEST_SCHEME"]) == ("/", "other", "http")
     assert "HTTPS" not in v
+    # No port in the URL: the scheme's (it was the socket's); an IPv6 host's name and port.
+    v = _echo(run_cli("request", fake_uwsgi.tcp, "https://example.com/").stdout)["vars"]
+    assert (v["SERVER_NAME"], v["SERVER_PORT"]) == ("example.com", "443")
+    v = _echo(run_cli("request", fake_uwsgi.tcp, "http://[::1]:9/").stdout)["vars"]
+    assert (v["HTTP_HOST"], v["SERVER_NAME"], v["SERVER_PORT"]) == ("[::1]:9", "[::1]", "9")
 
 
 def test_request_content_length_header_other_than_the_body_is_refused(
@@ -206,6 +211,13 @@ def test_request_content_length_header_other_than_the_body_is_refused(
     assert r.returncode == 0 and _echo(r.stdout)["vars"]["CONTENT_LENGTH"] == "3"
     r = run_cli("request", fake_uwsgi.unix, "/p", "--var", "CONTENT_LENGTH=5")
     assert r.returncode == 0 and _echo(r.stdout)["vars"]["CONTENT_LENGTH"] == "5"
+    # The refusal's advice followed, the -H kept; a 0 with no body (review).
+    r = run_cli(
+        "request", fake_uwsgi.unix, "/p", "--var", "CONTENT_LENGTH=5", "-H", "Content-Length: 5"
+    )
+    assert r.returncode == 0 and _echo(r.stdout)["vars"]["CONTENT_LENGTH"] == "5"
+    r = run_cli("request", fake_uwsgi.unix, "/p", "-H", "Content-Length: 0")
+    assert r.returncode == 0, r.stderr
 
 
 def test_request_post_data_and_include(fake_uwsgi: FakeServers, tmp_path: Path) -> None:

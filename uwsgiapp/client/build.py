@@ -97,7 +97,11 @@ def _server(address: Address | None, joined: dict[str, str]) -> tuple[str, str]:
     else:
         server_name, server_port = "localhost", "80"
     host = joined.setdefault("HTTP_HOST", server_name)
-    hostname, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
+    if host.startswith("["):  # [v6]:port, as nginx's $server_name and $server_port take it
+        inside, _, rest = host[1:].partition("]")
+        hostname, port = f"[{inside}]", rest.removeprefix(":")
+    else:
+        hostname, _, port = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
     if hostname:
         server_name = hostname
         server_port = port if port.isdigit() else server_port

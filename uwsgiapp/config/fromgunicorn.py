@@ -79,14 +79,16 @@ def _env_said(envs: list[str]) -> list[str]:
     ``--mount``; the others one ``UWSGIAPP_ENV``, a line each (set one after the other, the
     last alone stayed)."""
     said = []
-    mount = next((e.partition("=")[2] for e in envs if e.startswith("SCRIPT_NAME=")), None)
+    names = [e.partition("=")[2] for e in envs if e.startswith("SCRIPT_NAME=")]
+    mount = names[-1] if names else None  # gunicorn's: the last
     if mount is not None:
         said.append(f"-e SCRIPT_NAME={mount} (gunicorn's prefix) is UWSGIAPP_MOUNT={mount}")
     others = [e for e in envs if not e.startswith("SCRIPT_NAME=")]
     if len(others) == 1:
         said.append(f"-e/--env is UWSGIAPP_ENV={others[0]}")
     elif others:
-        lines = "\\n".join(others)
+        # Bash's $'...': a backslash and a quote escaped, the lines joined by \n.
+        lines = "\\n".join(e.replace("\\", "\\\\").replace("'", "\\'") for e in others)
         said.append(f"-e/--env is UWSGIAPP_ENV, one a line: UWSGIAPP_ENV=$'{lines}'")
     return said
 
