@@ -604,7 +604,7 @@ def test_check_options() -> None:
         with pytest.raises(DevServerError, match=r"--host nosuchhost\.invalid: cannot resolve"):
             check_options(DevOptions(app="a:b", host="nosuchhost.invalid", debugger=debugger))
     # Said as what they are (review): "cannot resolve", and a bind's "Name or service not known".
-    with pytest.raises(DevServerError, match=r"give the port apart: --host 127\.0\.0\.1 --port 5000"):
+    with pytest.raises(DevServerError, match=r"port apart: --host 127\.0\.0\.1 --port 5000"):
         check_options(DevOptions(app="a:b", host="127.0.0.1:5000"))
     with pytest.raises(DevServerError, match="without brackets: --host ::1"):
         check_options(DevOptions(app="a:b", host="[::1]"))
