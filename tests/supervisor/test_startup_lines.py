@@ -184,3 +184,21 @@ def test_an_app_in_debug_mode_by_its_own_code_is_said(
     assert log.count("the app is in debug mode") == (1 if said else 0), log
     assert said in log
     assert ("FLASK_DEBUG=1 is set" in log) == (where == "environment")
+
+
+def test_an_app_whose_getattr_raises_anything_still_starts(tmp_path: Path) -> None:
+    # The debug-mode check asks the app object for "debug": its own __getattr__ may raise what
+    # it likes, which must not stop the start (review).
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "oddapp.py").write_text(
+        "class App:\n    def __getattr__(self, name):\n        raise KeyError(name)\n\n"
+        "    def __call__(self, environ, start_response):\n"
+        "        start_response('200 OK', [])\n        return [b'x']\n\n\napp = App()\n"
+    )
+    server = Server(tmp_path, "oddapp:app", workers=1, pythonpath=[str(apps)]).start()
+    try:
+        wait_until(lambda: "worker 1 (pid" in server.log(), 10, "the worker line")
+    finally:
+        server.stop()
+    assert "debug mode" not in server.log() and "Traceback" not in server.log(), server.log()

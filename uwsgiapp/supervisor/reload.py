@@ -127,7 +127,11 @@ def _import_recorded(config: Config, registered: Registrations) -> WSGIApp:
         app = load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
     launched = options.start_environ()  # FLASK_DEBUG there is said at start already
     said = debug_flag_set(os.environ if launched is None else launched)
-    if getattr(app, "debug", False) is True and not said:
+    try:  # an app object's own __getattr__ may raise anything: it is only asked
+        debug = getattr(app, "debug", False) is True
+    except Exception:
+        debug = False
+    if debug and not said:
         in_env = debug_flag_set(os.environ)
         cause = "FLASK_DEBUG from --env" if in_env else "DEBUG = True in its code"
         log.warning(
