@@ -9,7 +9,8 @@ import signal
 import threading
 from pathlib import Path
 
-from support.procs import Server, free_port, wait_until, worker_pids
+import pytest
+from support.procs import Server, free_port, short_tmpdir, wait_until, worker_pids
 
 from uwsgiapp.client import parse_address, request
 from uwsgiapp.server.holders import listening_inodes
@@ -38,8 +39,11 @@ def test_the_listening_sockets_of_a_port_are_read_from_the_table() -> None:
     assert listening_inodes("header only\n  0: garbage", 0x2513) == set()
 
 
-def test_a_port_held_by_a_killed_masters_worker_is_said(tmp_path: Path) -> None:
-    address = f"127.0.0.1:{free_port()}"
+@pytest.mark.parametrize("transport", ["tcp", "unix"])
+def test_a_socket_held_by_a_killed_masters_worker_is_said(tmp_path: Path, transport: str) -> None:
+    # A unix socket's holder is found through sock_diag (the file's inode): /proc/net/unix
+    # names the path it was bound by, /proc/self/fd/N/app.sock.
+    address = f"127.0.0.1:{free_port()}" if transport == "tcp" else f"{short_tmpdir()}/app.sock"
     marker = tmp_path / "in-request"
     first = Server(tmp_path / "first", "supervisor_app:app", workers=1, socket=address).start()
     wait_until(lambda: len(worker_pids(first.pid)) == 1, 10, "the worker")
@@ -59,6 +63,7 @@ def test_a_port_held_by_a_killed_masters_worker_is_said(tmp_path: Path) -> None:
         if os.path.exists(f"/proc/{orphan}"):  # ours: the first server's worker
             os.kill(orphan, signal.SIGKILL)
     said = second.log()
-    assert "cannot bind: Address already in use (held by pid " in said, said
+    refused = "cannot bind: Address already in use" if transport == "tcp" else "listening on it"
+    assert f"{refused} (held by pid " in said, said
     assert f"held by pid {orphan}, 'uwsgiapp worker 1" in said, said
     assert "whose master is gone: a worker of a master killed with SIGKILL" in said, said

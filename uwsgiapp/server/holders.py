@@ -1,17 +1,34 @@
-"""Who holds the TCP port a start cannot bind: the processes with that listening socket open,
-found through /proc (the kernel's socket tables and each process's descriptors). Most often a
-worker of a master killed with SIGKILL, finishing its request: the start said "Address
-already in use" beside "a stale pidfile", which read as a contradiction. Only what this user
-may read of /proc is looked at; nothing found is "". (A unix socket's table names the path it
-was bound by, ``/proc/self/fd/N/name`` for ours: not matched.)
+"""Who holds the TCP port or the unix socket a start cannot bind: the processes with that
+listening socket open, found through /proc (the kernel's TCP tables, each process's
+descriptors) and, for a unix socket, netlink's sock_diag (which listener is bound to the file:
+/proc/net/unix names the path it was bound by, ``/proc/self/fd/N/name`` for ours). Most often
+a worker of a master killed with SIGKILL, finishing its request: the start said "Address
+already in use" or "another server is listening on it" beside "a stale pidfile", which read as
+a contradiction. Only what this user may read is looked at; nothing found is "".
 """
 
 from __future__ import annotations
 
 import os
 import socket
+import struct
 
-__all__ = ["listening_inodes", "who_holds"]
+from uwsgiapp.server.sockdiag import (
+    _NLMSGHDR,
+    _RTATTR,
+    _UNIX_DIAG_MSG,
+    _UNIX_DIAG_REQ,
+    NETLINK_SOCK_DIAG,
+    NLM_F_DUMP,
+    NLM_F_REQUEST,
+    NLMSG_DONE,
+    NLMSG_ERROR,
+    SOCK_DIAG_BY_FAMILY,
+    TCP_LISTEN,
+    _message,
+)
+
+__all__ = ["listening_inodes", "unix_listeners", "who_holds", "who_holds_file"]
 
 _LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp's st column
 _ANY = frozenset({"0.0.0.0", "::"})
@@ -57,6 +74,68 @@ def who_holds(port: int, host: str = "") -> str:
                 inodes |= listening_inodes(fh.read(), port, host)
         except OSError:
             continue
+    return _said(inodes)
+
+
+UDIAG_SHOW_VFS = 0x02
+UNIX_DIAG_VFS = 1
+_VFS = struct.Struct("=II")  # struct unix_diag_vfs: the file's inode, its device
+
+
+def unix_listeners(replies: bytes, file_inode: int) -> tuple[set[int], bool]:
+    """The socket inodes of the unix listeners bound to the file whose inode is ``file_inode``
+    in a sock_diag dump's ``replies`` (UDIAG_SHOW_VFS), and whether the dump ended there."""
+    found: set[int] = set()
+    offset = 0
+    while offset + _NLMSGHDR.size <= len(replies):
+        length, kind, _, _, _ = _NLMSGHDR.unpack_from(replies, offset)
+        if length < _NLMSGHDR.size or kind in (NLMSG_DONE, NLMSG_ERROR):
+            return found, True
+        end, body = min(offset + length, len(replies)), offset + _NLMSGHDR.size
+        if kind == SOCK_DIAG_BY_FAMILY and body + _UNIX_DIAG_MSG.size <= end:
+            inode = _UNIX_DIAG_MSG.unpack_from(replies, body)[4]
+            if _vfs_inode(replies, body + _UNIX_DIAG_MSG.size, end) == file_inode:
+                found.add(inode)
+        offset += (length + 3) & ~3
+    return found, False
+
+
+def _vfs_inode(replies: bytes, at: int, end: int) -> int | None:
+    """The file inode in a message's UNIX_DIAG_VFS attribute (from ``at`` to ``end``)."""
+    while at + _RTATTR.size <= end:
+        size, attr = _RTATTR.unpack_from(replies, at)
+        if size < _RTATTR.size:
+            return None
+        if attr == UNIX_DIAG_VFS and at + _RTATTR.size + _VFS.size <= end:
+            return int(_VFS.unpack_from(replies, at + _RTATTR.size)[0])
+        at += (size + 3) & ~3
+    return None
+
+
+def who_holds_file(file_inode: int) -> str:
+    """What a bind's error adds: the processes holding the unix listener bound to the socket
+    file whose inode is ``file_inode``, "" when none can be seen."""
+    request = _UNIX_DIAG_REQ.pack(socket.AF_UNIX, 0, 0, 1 << TCP_LISTEN, 0, UDIAG_SHOW_VFS, 0, 0)
+    inodes: set[int] = set()
+    try:
+        with socket.socket(
+            socket.AF_NETLINK,  # type: ignore[attr-defined,unused-ignore]
+            socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
+            NETLINK_SOCK_DIAG,
+        ) as diag:
+            diag.settimeout(0.5)
+            diag.send(_message(request, NLM_F_REQUEST | NLM_F_DUMP))
+            done = False
+            while not done:
+                found, done = unix_listeners(diag.recv(65536), file_inode)
+                inodes |= found
+    except (OSError, AttributeError):  # no netlink, no unix_diag: nothing to say
+        return ""
+    return _said(inodes)
+
+
+def _said(inodes: set[int]) -> str:
+    """The words for the processes holding one of the sockets ``inodes``."""
     holders = _holders({f"socket:[{inode}]" for inode in inodes}) if inodes else []
     if not holders:
         return ""

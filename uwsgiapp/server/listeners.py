@@ -22,7 +22,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from uwsgiapp.addresses import AddressError, AllowList, SocketAddress, server_address
-from uwsgiapp.server.holders import who_holds
 from uwsgiapp.server.safefiles import UnsafeFileError, in_parent, pinned_path, socket_answers
 
 log = logging.getLogger("uwsgiapp.error")
@@ -186,7 +185,11 @@ def bind(spec: str, *, backlog: int, chmod: int, allow: AllowList) -> Listener:
             sock.listen(backlog)
         except OSError as exc:
             sock.close()
-            held = who_holds(address.port, host) if exc.errno == errno.EADDRINUSE else ""
+            held = ""
+            if exc.errno == errno.EADDRINUSE:
+                from uwsgiapp.server.holders import who_holds  # sockdiag imports this module
+
+                held = who_holds(address.port, host)
             raise ListenerError(
                 f"socket {spec!r}: cannot bind: {exc.strerror or exc}{held}"
             ) from None
@@ -273,6 +276,10 @@ def _remove_stale(path: str, parent: int, name: str, here: str, owner: int) -> N
                 "any user can take a socket's name first; use one only the server's user can "
                 "write, such as /run/app)"
             )
+        from uwsgiapp.server.holders import who_holds_file  # sockdiag imports this module
+
+        with contextlib.suppress(OSError):  # who: a worker of a master killed with SIGKILL?
+            whose += who_holds_file(os.stat(name, dir_fd=parent, follow_symlinks=False).st_ino)
         raise ListenerError(f"socket {path!r}: another server is listening on it{whose}")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(name, dir_fd=parent)
