@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import socket
 import struct
+import time
 
 from uwsgiapp.server.sockdiag import (
     _NLMSGHDR,
@@ -82,9 +83,10 @@ UNIX_DIAG_VFS = 1
 _VFS = struct.Struct("=II")  # struct unix_diag_vfs: the file's inode, its device
 
 
-def unix_listeners(replies: bytes, file_inode: int) -> tuple[set[int], bool]:
-    """The socket inodes of the unix listeners bound to the file whose inode is ``file_inode``
-    in a sock_diag dump's ``replies`` (UDIAG_SHOW_VFS), and whether the dump ended there."""
+def unix_listeners(replies: bytes, file: tuple[int, int]) -> tuple[set[int], bool]:
+    """The socket inodes of the unix listeners bound to ``file`` (its inode, and its device in
+    the kernel's encoding: an inode number alone is another file's on another filesystem) in
+    a sock_diag dump's ``replies`` (UDIAG_SHOW_VFS), and whether the dump ended there."""
     found: set[int] = set()
     offset = 0
     while offset + _NLMSGHDR.size <= len(replies):
@@ -94,27 +96,29 @@ def unix_listeners(replies: bytes, file_inode: int) -> tuple[set[int], bool]:
         end, body = min(offset + length, len(replies)), offset + _NLMSGHDR.size
         if kind == SOCK_DIAG_BY_FAMILY and body + _UNIX_DIAG_MSG.size <= end:
             inode = _UNIX_DIAG_MSG.unpack_from(replies, body)[4]
-            if _vfs_inode(replies, body + _UNIX_DIAG_MSG.size, end) == file_inode:
+            if _vfs(replies, body + _UNIX_DIAG_MSG.size, end) == file:
                 found.add(inode)
         offset += (length + 3) & ~3
     return found, False
 
 
-def _vfs_inode(replies: bytes, at: int, end: int) -> int | None:
-    """The file inode in a message's UNIX_DIAG_VFS attribute (from ``at`` to ``end``)."""
+def _vfs(replies: bytes, at: int, end: int) -> tuple[int, int] | None:
+    """The (inode, device) of a message's UNIX_DIAG_VFS attribute (from ``at`` to ``end``)."""
     while at + _RTATTR.size <= end:
         size, attr = _RTATTR.unpack_from(replies, at)
         if size < _RTATTR.size:
             return None
         if attr == UNIX_DIAG_VFS and at + _RTATTR.size + _VFS.size <= end:
-            return int(_VFS.unpack_from(replies, at + _RTATTR.size)[0])
+            ino, dev = _VFS.unpack_from(replies, at + _RTATTR.size)
+            return int(ino), int(dev)
         at += (size + 3) & ~3
     return None
 
 
-def who_holds_file(file_inode: int) -> str:
+def who_holds_file(st: os.stat_result) -> str:
     """What a bind's error adds: the processes holding the unix listener bound to the socket
-    file whose inode is ``file_inode``, "" when none can be seen."""
+    file ``st`` describes, "" when none can be seen."""
+    file = (st.st_ino, (os.major(st.st_dev) << 20) | os.minor(st.st_dev))  # the kernel's dev_t
     request = _UNIX_DIAG_REQ.pack(socket.AF_UNIX, 0, 0, 1 << TCP_LISTEN, 0, UDIAG_SHOW_VFS, 0, 0)
     inodes: set[int] = set()
     try:
@@ -127,7 +131,7 @@ def who_holds_file(file_inode: int) -> str:
             diag.send(_message(request, NLM_F_REQUEST | NLM_F_DUMP))
             done = False
             while not done:
-                found, done = unix_listeners(diag.recv(65536), file_inode)
+                found, done = unix_listeners(diag.recv(65536), file)
                 inodes |= found
     except (OSError, AttributeError):  # no netlink, no unix_diag: nothing to say
         return ""
@@ -139,30 +143,48 @@ def _said(inodes: set[int]) -> str:
     holders = _holders({f"socket:[{inode}]" for inode in inodes}) if inodes else []
     if not holders:
         return ""
-    pid, name, parent = holders[0]
-    said = f" (held by pid {pid}, {name!r}"
-    if name.startswith("uwsgiapp worker") and not parent.startswith("uwsgiapp master"):
+    orphans = [h for h in holders if _orphan(h)]
+    pid, uid, name, _ = (orphans or holders)[0]
+    said = f" (held by pid {pid}, uid {uid}, {name!r}"
+    if orphans:  # only those: a live server's master and workers hold it too
         return said + (
             ", whose master is gone: a worker of a master killed with SIGKILL, finishing its "
-            "request; it exits after it, or stop it: kill "
-            f"{' '.join(str(p) for p, _, _ in holders)})"
+            f"request; it exits after it, or stop it: kill {' '.join(str(h[0]) for h in orphans)})"
         )
     return said + ")"
 
 
-def _holders(links: set[str]) -> list[tuple[int, str, str]]:
-    """(pid, its command line, its parent's) of each process with one of ``links`` open."""
+def _orphan(holder: tuple[int, int, str, str]) -> bool:
+    """A worker of ours whose parent is no master (a killed master's, finishing a request),
+    running as this process's user or one it may have dropped to (root starting it)."""
+    _, uid, name, parent = holder
+    ours = uid == os.geteuid() or os.geteuid() == 0
+    return ours and name.startswith("uwsgiapp worker") and not parent.startswith("uwsgiapp master")
+
+
+#: The scan's bounds: a local user holding many descriptors must not stall a start.
+SCAN_SECONDS = 1.0
+TITLE_CHARS = 200
+
+
+def _holders(links: set[str]) -> list[tuple[int, int, str, str]]:
+    """(pid, its uid, its command line, its parent's) of each process with one of ``links``
+    open, as many as :data:`SCAN_SECONDS` finds."""
     found = []
+    deadline = time.monotonic() + SCAN_SECONDS
     for entry in os.listdir("/proc"):
+        if time.monotonic() > deadline:
+            break
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
             fds = os.listdir(f"/proc/{entry}/fd")
             if not any(os.readlink(f"/proc/{entry}/fd/{fd}") in links for fd in fds):
                 continue
+            uid = os.stat(f"/proc/{entry}").st_uid
             with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
                 ppid = int(fh.read().rpartition(")")[2].split()[1])
-            found.append((int(entry), _command(int(entry)), _command(ppid)))
+            found.append((int(entry), uid, _command(int(entry)), _command(ppid)))
         except (OSError, ValueError, IndexError):
             continue
     return sorted(found)
@@ -172,6 +194,7 @@ def _command(pid: int) -> str:
     """A process's command line (its title, for ours), "" if it cannot be read."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            title = fh.read(4 * TITLE_CHARS).replace(b"\0", b" ").decode(errors="replace")
     except OSError:
         return ""
+    return title.strip()[:TITLE_CHARS]

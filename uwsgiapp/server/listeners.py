@@ -279,7 +279,7 @@ def _remove_stale(path: str, parent: int, name: str, here: str, owner: int) -> N
         from uwsgiapp.server.holders import who_holds_file  # sockdiag imports this module
 
         with contextlib.suppress(OSError):  # who: a worker of a master killed with SIGKILL?
-            whose += who_holds_file(os.stat(name, dir_fd=parent, follow_symlinks=False).st_ino)
+            whose += who_holds_file(os.stat(name, dir_fd=parent, follow_symlinks=False))
         raise ListenerError(f"socket {path!r}: another server is listening on it{whose}")
     with contextlib.suppress(FileNotFoundError):
         os.unlink(name, dir_fd=parent)

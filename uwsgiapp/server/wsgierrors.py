@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from uwsgiapp.server.logformat import JsonErrorFormatter
 from uwsgiapp.server.logs import QuietFailures
+from uwsgiapp.server.logtext import escape_log_text
 
 __all__ = ["ErrorLogStream", "take_unhandled_records"]
 
@@ -59,7 +60,7 @@ class ErrorLogStream:
             return
         level, name, message = logging.ERROR, "wsgi.errors", whole
         flask = _FLASK_LINE.match(whole)
-        if flask is not None:
+        if flask is not None and not flask[2].startswith("uwsgiapp"):  # never the server's
             level = _LEVELS[flask[1]]
             name, message = flask[2], whole[flask.end() :]
         record = logging.LogRecord(name, level, "", 0, message, None, None)
@@ -92,9 +93,14 @@ class _ToErrorLog(logging.Handler):
         super().__init__(logging.WARNING)
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Hand ``record`` to the error log's handler."""
+        """Hand ``record`` to the error log's handler: in text, its message escaped as the
+        server's lines escape request text (an app logs what a request sent: a CR/LF in it
+        started a line that looked like the server's; JSON escapes it itself)."""
         for handler in logging.getLogger("uwsgiapp").handlers:
             if isinstance(handler, QuietFailures):
+                if not isinstance(handler.formatter, JsonErrorFormatter):
+                    record = logging.makeLogRecord(record.__dict__)
+                    record.msg, record.args = escape_log_text(record.getMessage()), None
                 handler.handle(record)
                 return
         _STDERR_LAST_RESORT.handle(record)

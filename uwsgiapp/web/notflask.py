@@ -99,7 +99,11 @@ def flask_name(module: str, name: str) -> t.NoReturn:
     if reason is None:
         raise AttributeError(f"module {module!r} has no attribute {name!r}")
     said = f"{module} has no {name} (Flask's): {reason}"
-    if _importing(sys._getframe(2)):  # the module's __getattr__ is frame 1
+    try:
+        caller: FrameType | None = sys._getframe(2)  # the module's __getattr__ is frame 1
+    except ValueError:  # called from C with no Python caller (an atexit's getattr)
+        caller = None
+    if _importing(caller):
         raise ImportError(said, name=module)
     raise AttributeError(said)
 
