@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
 import pytest
 
-from uwsgiapp.config import ConfigError
-from uwsgiapp.config.inifile import MAX_INCLUDE_DEPTH
+from uwsgiapp.config import ConfigError, inifile
+from uwsgiapp.config.inifile import MAX_INCLUDE_DEPTH, MAX_INI_BYTES
 from uwsgiapp.config.uwsgiini import ini_layer
 
 
@@ -303,3 +304,31 @@ def test_includes_nest_to_a_bound_and_an_empty_one_is_said(tmp_path: Path) -> No
     result = ini_layer(str(path), environ={})
     (said,) = [w.partition("]: ")[2] for w in result.warnings]
     assert said == "'include = ' (line 3) names no file nor section; ignored"
+
+
+def test_what_an_ini_file_reads_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # An include of /dev/zero read until memory ran out; a FIFO with no writer hung the start
+    # (security review). A pipe with a writer (`--ini <(envsubst < t.ini)`) is still read.
+    path = tmp_path / "site.ini"
+    path.write_text("[uwsgi]\nmodule = app:app\ninclude = /dev/zero\n")
+    with pytest.raises(ConfigError, match=r"cannot read /dev/zero: not a file \(a device\?\)"):
+        ini_layer(str(path), environ={})
+    fifo = tmp_path / "fifo.ini"
+    os.mkfifo(fifo)
+    path.write_text(f"[uwsgi]\nmodule = app:app\ninclude = {fifo}\n")
+    monkeypatch.setattr(inifile, "PIPE_SECONDS", 0.3)  # 10 s: a writer's time to start
+    with pytest.raises(ConfigError, match=r"nothing more came through the pipe in 0\.3 s"):
+        ini_layer(str(path), environ={})
+    big = tmp_path / "big.ini"
+    big.write_bytes(b"[uwsgi]\n" + b"# padding\n" * (MAX_INI_BYTES // 10 + 1))
+    path.write_text(f"[uwsgi]\nmodule = app:app\ninclude = {big}\n")
+    with pytest.raises(ConfigError, match="over 4 MiB"):
+        ini_layer(str(path), environ={})
+    read, write = os.pipe()
+    os.write(write, b"[uwsgi]\nmodule = piped:app\n")
+    os.close(write)
+    try:
+        layer = ini_layer(f"/proc/self/fd/{read}", environ={}).layer
+    finally:
+        os.close(read)
+    assert layer["app"].value == "piped:app"

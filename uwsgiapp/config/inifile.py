@@ -3,7 +3,11 @@ entries in order, in uWSGI's dialect (what they mean is :mod:`uwsgiapp.config.uw
 
 from __future__ import annotations
 
+import errno
 import os
+import select
+import stat
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
@@ -11,7 +15,15 @@ from uwsgiapp.config.iniexpand import DEFAULT_SECTION, ExpansionError
 from uwsgiapp.config.inilogic import IniEntry
 from uwsgiapp.config.model import ConfigError
 
-__all__ = ["MAX_INCLUDE_DEPTH", "include_sections", "parse_ini", "read_section", "split_ini_arg"]
+__all__ = [
+    "MAX_INCLUDE_DEPTH",
+    "MAX_INI_BYTES",
+    "include_sections",
+    "parse_ini",
+    "read_bounded",
+    "read_section",
+    "split_ini_arg",
+]
 
 
 def split_ini_arg(arg: str) -> tuple[str, str]:
@@ -51,8 +63,7 @@ def parse_ini(text: str, section: str) -> tuple[list[IniEntry], list[str]]:
 def read_section(path: str, section: str) -> list[IniEntry]:
     """The entries of ``[section]`` in the ini file ``path``; ConfigError if unreadable."""
     try:  # -sig: a byte-order mark (Windows editors write one) hid the first [section]
-        with open(path, encoding="utf-8-sig", errors="surrogateescape") as fh:
-            text = fh.read()
+        text = read_bounded(path).decode("utf-8-sig", errors="surrogateescape")
     except OSError as exc:
         raise ConfigError("ini", f"cannot read {path}: {exc.strerror}", "command line") from None
     entries, sections = parse_ini(text, section)
@@ -79,6 +90,43 @@ def read_section(path: str, section: str) -> list[IniEntry]:
             "ini", f"{path} has no [{section}] section (sections: {found})", "command line"
         )
     return entries
+
+
+#: The most an ini file may hold, and how long a pipe's writer (``--ini <(envsubst ...)``) may
+#: take: an include of /dev/zero read until memory ran out, a FIFO with no writer hung.
+MAX_INI_BYTES = 4 << 20
+PIPE_SECONDS = 10.0
+
+
+def read_bounded(path: str) -> bytes:
+    """The bytes of the file (or pipe) at ``path``; OSError (its strerror said) for what cannot
+    be read, a device, or more than :data:`MAX_INI_BYTES`."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise OSError(errno.EISDIR, "Is a directory")
+        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
+            raise OSError(errno.EINVAL, "not a file (a device?)")
+        chunks: list[bytes] = []
+        deadline, size = time.monotonic() + PIPE_SECONDS, 0
+        while True:
+            if (
+                stat.S_ISFIFO(mode)
+                and not select.select([fd], [], [], max(deadline - time.monotonic(), 0))[0]
+            ):
+                raise OSError(
+                    errno.ETIMEDOUT, f"nothing more came through the pipe in {PIPE_SECONDS:g} s"
+                )
+            data = os.read(fd, 65536)
+            if not data:
+                return b"".join(chunks)
+            size += len(data)
+            if size > MAX_INI_BYTES:
+                raise OSError(errno.EFBIG, f"over {MAX_INI_BYTES >> 20} MiB")
+            chunks.append(data)
+    finally:
+        os.close(fd)
 
 
 class NotUtf8(ConfigError):
