@@ -8,6 +8,7 @@ only when one of them runs.
 from __future__ import annotations
 
 import argparse
+import base64
 import os
 import sys
 import urllib.parse
@@ -209,11 +210,25 @@ def _check_length(headers: list[tuple[str, str]], body: bytes | None) -> None:
 def _from_url(path: str, headers: list[tuple[str, str]], extra: list[tuple[str, str]]) -> str:
     """The target of a URL given as PATH (curl's habit): ``http://host:port/a?b`` sends
     ``/a?b`` with ``Host: host:port`` (unless -H Host), ``https://`` with ``HTTPS=on`` and the
-    scheme, as nginx would; a path is sent as typed."""
-    if not path.lower().startswith(("http://", "https://")):
+    scheme, as nginx would, its ``user:password@`` as Basic auth (curl's); a path is sent as
+    typed. :class:`_Usage` for a URL that is none (another scheme, a bad port, a control
+    character)."""
+    scheme, sep, _ = path.partition("://")
+    if not sep or "/" in scheme:
         return path
-    url = urllib.parse.urlsplit(path)
-    host = url.netloc.rpartition("@")[2]
+    if scheme.lower() not in ("http", "https"):
+        raise _Usage(f"{scheme}:// URLs are not sent: give http://, https://, or a /path")
+    if not path.isprintable():
+        raise _Usage(f"bad URL {path!r}: a control character in it")
+    try:
+        url = urllib.parse.urlsplit(path)
+        url.port  # noqa: B018 - urllib checks the port when asked: 0..65535
+    except ValueError as exc:
+        raise _Usage(f"bad URL {path!r}: {exc}") from None
+    userinfo, _, host = url.netloc.rpartition("@")
+    if userinfo and not any(name.lower() == "authorization" for name, _ in headers):
+        token = base64.b64encode(urllib.parse.unquote(userinfo).encode()).decode("ascii")
+        headers.append(("Authorization", f"Basic {token}"))
     if host and not any(name.lower() == "host" for name, _ in headers):
         headers.append(("Host", host))
         if ":" not in host.rpartition("]")[2]:  # no port: the scheme's, not the socket's

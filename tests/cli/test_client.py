@@ -198,6 +198,18 @@ def test_request_takes_a_url_as_curl_does(fake_uwsgi: FakeServers) -> None:
     assert (v["SERVER_NAME"], v["SERVER_PORT"]) == ("example.com", "443")
     v = _echo(run_cli("request", fake_uwsgi.tcp, "http://[::1]:9/").stdout)["vars"]
     assert (v["HTTP_HOST"], v["SERVER_NAME"], v["SERVER_PORT"]) == ("[::1]:9", "[::1]", "9")
+    # Credentials as curl sends them; what is no URL of ours is said, not sent as a path or
+    # a traceback (security review).
+    v = _echo(run_cli("request", fake_uwsgi.unix, "http://u%40x:s3c@example.com/").stdout)["vars"]
+    assert v["HTTP_AUTHORIZATION"] == "Basic dUB4OnMzYw=="  # u@x:s3c
+    for url, said in (
+        ("ftp://example.com/x", b"ftp:// URLs are not sent"),
+        ("http://[::1/x", b"bad URL 'http://[::1/x': Invalid IPv6 URL"),
+        ("http://evil.com\r\nX-Injected: 1/", b"a control character in it"),
+        ("http://example.com:99999999/x", b"Port out of range"),
+    ):
+        r = run_cli("request", fake_uwsgi.unix, url)
+        assert r.returncode == EXIT_USAGE and said in r.stderr, r.stderr
 
 
 def test_request_content_length_header_other_than_the_body_is_refused(
