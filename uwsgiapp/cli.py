@@ -82,7 +82,8 @@ def _add_serve(sub: argparse._SubParsersAction[HintingParser]) -> None:
             "UWSGIAPP_DEFAULT_<OPTION> (an image's defaults) > defaults."
         ),
         epilog=_wrap(
-            "Lists take repeated flags or comma-separated values; booleans take --x / --no-x "
+            "Lists take repeated flags or comma-separated values (--env: repeated only, a value "
+            "may hold commas); booleans take --x / --no-x "
             "(true/false, yes/no, on/off, 1/0 in env and files); modes are octal (660)."
         )
         + "\n\n"

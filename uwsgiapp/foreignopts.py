@@ -77,6 +77,10 @@ _SET = (
 
 #: Options of gunicorn's and uWSGI's command lines → what to use here.
 _SENDFILE = "nothing to set: a wsgi.file_wrapper response is sent with sendfile"
+_PORT = (
+    "serve speaks uwsgi to nginx on --socket HOST:PORT (or a unix socket); for a browser, "
+    "'uwsgiapp dev APP --host H --port N'"
+)
 FOREIGN_OPTIONS: Mapping[str, str] = {
     "--bind": _SOCKET,
     "-b": _SOCKET,
@@ -178,6 +182,8 @@ FOREIGN_OPTIONS: Mapping[str, str] = {
     "--http2-initial-window-size": _NO_HTTP,
     "--http2-max-frame-size": _NO_HTTP,
     "--http2-max-header-list-size": _NO_HTTP,
+    "--port": _PORT,
+    "--host": _PORT,
     "--no-sendfile": _SENDFILE,
     "--sendfile": _SENDFILE,
     "--cert-reqs": _TLS,

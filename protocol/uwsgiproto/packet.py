@@ -40,7 +40,10 @@ _TLS_START: Final = b"\x16\x03"
 def _hint(head: bytes | bytearray) -> str:
     """Explain bytes that are plainly some other protocol."""
     if head.startswith(_HTTP_STARTS):
-        return " (this looks like HTTP sent to a uwsgi socket: use uwsgi_pass, not proxy_pass)"
+        return (
+            " (this looks like HTTP sent to a uwsgi socket: use uwsgi_pass, not proxy_pass; a "
+            "browser or curl needs nginx in front, or 'uwsgiapp dev', or 'uwsgiapp request')"
+        )
     if head.startswith(_TLS_START):
         return " (this looks like TLS sent to a uwsgi socket)"
     return ""

@@ -142,6 +142,12 @@ def test_check_config_imports_the_app_and_binds_nothing(tmp_path: Path) -> None:
     assert said.encode() in nowhere.stderr
     missing.mkdir()
     assert run_cli("serve", "good:app", "--check-config", *common, *spool).returncode == 0
+    # A --chdir that cannot be entered is the start's 3 (it was 4, as an app that cannot load).
+    gone = run_cli("serve", "good:app", "--check-config", "--chdir", str(tmp_path / "gone"))
+    assert gone.returncode == ServeExit.START_FAILED == 3, gone.stderr
+    assert b"--check-config: --chdir: cannot enter " in gone.stderr
+    start = run_cli("serve", "good:app", "--chdir", str(tmp_path / "gone"))
+    assert start.returncode == gone.returncode
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="imports as --uid only when started as root")

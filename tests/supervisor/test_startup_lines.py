@@ -53,6 +53,9 @@ def test_a_tcp_socket_says_where_it_is_bound_and_who_may_connect(
 )
 def test_a_unix_socket_says_who_may_connect_by_its_write_bits(mode: int, rule: str) -> None:
     assert unix_rule(mode, "www", "web", "nginx's user").startswith(rule)
+    # The stats socket's line named --chown-socket, which applies to nginx's sockets only.
+    said = unix_rule(mode, "www", "web", "a reader")
+    assert "--chown-socket" not in said and ("--chmod-socket" in said or "anyone" in said)
 
 
 @pytest.mark.parametrize(

@@ -165,7 +165,14 @@ def fetch(source: Source, timeout: float = 3.0) -> dict[str, Any]:
         status = head.split(b"\r\n", 1)[0].split(b" ", 2)
         if not sep or len(status) < 2 or status[1] != b"200":
             line = head.split(b"\r\n", 1)[0][:80].decode("latin-1")
-            raise FetchError(f"not an HTTP 200 answer: {line!r}", EXIT_BAD_RESPONSE)
+            hint = (
+                ""
+                if not head.lstrip().startswith(b"{")
+                else (
+                    ": this stats server answers JSON without HTTP (no --stats-http): drop --http"
+                )
+            )
+            raise FetchError(f"not an HTTP 200 answer: {line!r}{hint}", EXIT_BAD_RESPONSE)
     try:
         doc = json.loads(raw)
     except (ValueError, UnicodeDecodeError):

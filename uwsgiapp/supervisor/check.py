@@ -130,6 +130,8 @@ def check_app(config: Config) -> tuple[ServeExit, str]:
     """Check ``config``'s paths, then load ``config.app`` as a worker would: the exit code and
     what to say."""
     refused = check_paths(config)
+    if config.chdir and not os.path.isdir(config.chdir):  # start-up's exit 3, not the app's 4
+        refused.insert(0, f"--chdir: cannot enter {os.path.abspath(config.chdir)}: no directory")
     if refused:
         return ServeExit.START_FAILED, "\n".join(f"--check-config: {why}" for why in refused)
     try:

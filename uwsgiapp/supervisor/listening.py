@@ -86,7 +86,13 @@ def unix_rule(mode: int, owner: str, group: str, client: str) -> str:
         who = f"{client} must be in group {group}, and not {owner}"
     else:
         who = "only root may connect"
-    return f"{who} (or set --chmod-socket, --chown-socket, or --uid/--gid)"
+    # --chown-socket is nginx's sockets' alone: the stats socket stays the server's user's.
+    options = (
+        "--chmod-socket or --uid/--gid"
+        if client == "a reader"
+        else ("--chmod-socket, --chown-socket, or --uid/--gid")
+    )
+    return f"{who} (or set {options})"
 
 
 def _tcp_peers(listener: Listener) -> str:
