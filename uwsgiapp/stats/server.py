@@ -121,6 +121,11 @@ class StatsServer:
         """Connections open now."""
         return len(self._clients)
 
+    def client_fds(self) -> set[int]:
+        """The descriptors of the connections open now (a HUP's re-import, during which the
+        master serves the stats, must not take them for connections the app's code opened)."""
+        return set(self._clients)
+
     def fileno(self) -> int:
         """A descriptor readable whenever :meth:`on_readable` has work (the epoll fd on Linux;
         elsewhere the listening socket, and then the master should simply :meth:`poll`)."""

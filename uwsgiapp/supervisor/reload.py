@@ -200,6 +200,7 @@ def reimport(
         )
         return None
     took = time.monotonic() - started
+    fds |= stats.client_fds() if stats is not None else set()  # served meanwhile: not the app's
     say_import_leftovers(threads, fds, "the re-import", registered)
     if install is not None:
         install(app)
