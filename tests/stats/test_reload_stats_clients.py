@@ -1,6 +1,7 @@
-"""A stats client (HTTP, silent for a while) connected while a ``HUP`` re-imports the app is the master's own connection,
-not one the app's code left open: it was warned of as such ("the re-import left 1 connection
-open in the master (to 127.0.0.1:47686)... Django: close_all()"), the scraper's own port."""
+"""A stats client (HTTP, silent for a while) connected while a ``HUP`` re-imports the app is
+the master's own connection, not one the app's code left open: it was warned of as such ("the
+re-import left 1 connection open in the master (to 127.0.0.1:47686)... Django: close_all()"),
+the scraper's own port."""
 
 from __future__ import annotations
 
