@@ -53,6 +53,18 @@ def test_dead_worker_is_respawned_in_its_slot() -> None:
     assert sim.policy.spawned(0, 0, 4242, sim.now) == "worker 1 (pid 4242)"
 
 
+def test_ttou_stops_the_highest_numbered_worker_not_a_starting_replacement() -> None:
+    # It stopped the newest: worker 1's replacement, forked 35 ms before, was killed and
+    # forked again at once (its line blamed "the SIGHUP that told it to leave") (soak).
+    sim = started(workers=3)
+    sim.make_all_ready()
+    number = {r.pid: r.number for r in sim.policy.records.values()}
+    one = next(pid for pid, n in number.items() if n == 1)
+    sim.run(sim.policy.on_exit(one, None, signal.SIGKILL, sim.now))  # replaced, starting
+    stopped = signals_sent(sim.run(sim.policy.on_signal("TTOU", sim.now)))
+    assert [number.get(pid) for pid, _ in stopped] == [3]
+
+
 def test_a_death_in_a_request_says_so() -> None:
     # The request the kernel's OOM killer (or a crash) cut got no answer: nginx said 502.
     sim = started()
@@ -149,7 +161,7 @@ def test_hup_twice_quickly_spawns_each_generation_once() -> None:
     # trial's 57 "killed by signal 1 (SIGHUP)" lines in a burst of HUPs looked like crashes).
     retired = sorted(sim.pids(1))
     said = sim.run(sim.exit(retired[0], None, RETIRE))
-    assert "retired (ended by the SIGHUP that told it to leave)" in str(said), said
+    assert "retired (still starting, ended by the master's signal to leave)" in str(said), said
     assert "killed by signal" not in str(said)
     sim.run(sim.exit(retired[1], None, RETIRE))
     sim.make_all_ready()

@@ -200,7 +200,7 @@ class Policy(Kills):
     ) -> list[Action]:
         """The exit of a worker told to go, or replaced as it left on its own (RETIRING)."""
         if signum == RETIRE:  # still starting (no handler yet), or the app reset it: as asked
-            how = "retired (ended by the SIGHUP that told it to leave)"
+            how = "retired (still starting, ended by the master's signal to leave)"
         # Left on its own, in requests: a crash or an OOM kill there is one (its requests got
         # no answer), as for a worker that still accepted.
         died = rec.state is RETIRING and not (code == WorkerExit.CLEAN and signum is None)

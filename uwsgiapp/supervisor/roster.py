@@ -374,7 +374,9 @@ class Roster:
         return [Notify("STOPPING=1"), *told, *self._maybe_done()]
 
     def _trim(self, now: float) -> list[Action]:
-        """Down to ``desired`` current workers: drop unforked spawns first, then the newest."""
+        """Down to ``desired`` current workers: drop unforked spawns first, then the
+        highest-numbered (the running workers keep the low numbers, as a cheaper stop leaves
+        them; the newest was a replacement still starting, forked again at once)."""
         actions: list[Action] = []
         excess = len(self._counted()) + self._pending_now() - self.desired
         for wid in sorted(w for w, g in self.pending.items() if g == self.generation):
@@ -382,7 +384,7 @@ class Roster:
                 break
             del self.pending[wid]
             excess -= 1
-        counted = sorted(self._counted(), key=lambda r: r.started)
+        counted = sorted(self._counted(), key=lambda r: (r.number or r.wid + 1, r.started))
         while excess > 0 and counted:
             actions.append(self._stop(counted.pop(), now, RETIRE))
             excess -= 1
