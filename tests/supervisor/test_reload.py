@@ -160,7 +160,9 @@ def test_old_code_something_still_holds_is_said(
         line = _reload_line(caplog)
     assert line.endswith(
         "; 1 of the old modules are still held (held_app: by something the master cannot let "
-        "go of, such as a registration of the old code (codecs.register, sys.addaudithook), a "
+        "go of, such as a connection the old code's import left open (a database's: close it "
+        "at the end of the import), a registration of the old code (codecs.register, "
+        "sys.addaudithook), a "
         "module loaded before the app that keeps them (a tracer's), or a standard library "
         "thread or timer the old code started: kept in the master and the workers forked "
         "after; --lazy-apps reloads without it)"

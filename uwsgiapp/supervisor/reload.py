@@ -262,7 +262,8 @@ def held_words(held: list[str], threads: list[str] | None = None) -> str:
         )
     return (
         f"; {len(held)} of the old modules are still held ({names}: by something the master "
-        "cannot let go of, such as a registration of the old code (codecs.register, "
+        "cannot let go of, such as a connection the old code's import left open (a database's: "
+        "close it at the end of the import), a registration of the old code (codecs.register, "
         "sys.addaudithook), a module loaded before the app that keeps them (a tracer's), or a "
         "standard library thread or timer the old code started: kept in the master and the "
         "workers forked after; --lazy-apps reloads without it)"
