@@ -117,7 +117,10 @@ def test_a_worker_left_too_few_descriptors_by_the_import_stops_the_start(tmp_pat
     server = Server(tmp_path, "fdhog:app", workers=2, pythonpath=[str(apps)])
     with soft_fd_limit(64):
         server.start(wait=False)
-    assert server.wait(20) == 4, server.log()
+    try:
+        assert server.wait(20) == 4, server.log()
+    finally:
+        server.stop()  # a start that went on (it did, in a fork loop) is not left running
     log = server.log()
     assert "cannot serve: " in log and "descriptors are free (ulimit -n)" in log, log
     assert "Traceback" not in log, log

@@ -72,21 +72,25 @@ def test_a_socket_held_by_a_killed_masters_worker_is_said(tmp_path: Path, transp
     address = f"127.0.0.1:{free_port()}" if transport == "tcp" else f"{short_tmpdir()}/app.sock"
     marker = tmp_path / "in-request"
     first = Server(tmp_path / "first", "supervisor_app:app", workers=1, socket=address).start()
-    wait_until(lambda: len(worker_pids(first.pid)) == 1, 10, "the worker")
-    (orphan,) = worker_pids(first.pid)
+    second = Server(tmp_path / "second", "supervisor_app:app", workers=1, socket=address)
+    orphan = 0
     path = f"/sleep?4&{marker}"
     asking = threading.Thread(target=lambda: request(parse_address(address), path, timeout=10))
-    asking.start()
     try:
+        wait_until(lambda: len(worker_pids(first.pid)) == 1, 10, "the worker")
+        (orphan,) = worker_pids(first.pid)
+        asking.start()
         wait_until(marker.exists, 10, "the worker in its request")
         first.signal(signal.SIGKILL)
         first.wait(5)
-        second = Server(tmp_path / "second", "supervisor_app:app", workers=1, socket=address)
         second.start(wait=False)
         assert second.wait(15) == 3, second.log()
     finally:
-        asking.join(10)
-        if os.path.exists(f"/proc/{orphan}"):  # ours: the first server's worker
+        first.stop()  # killed already, unless the test failed before
+        second.stop()
+        if asking.is_alive():
+            asking.join(10)
+        if orphan and os.path.exists(f"/proc/{orphan}"):  # ours: the first server's worker
             os.kill(orphan, signal.SIGKILL)
     said = second.log()
     refused = "cannot bind: Address already in use" if transport == "tcp" else "listening on it"
