@@ -59,3 +59,9 @@ def _serve(stats: StatsServer, done: OsEvent) -> None:
         except Exception:  # as the loop's: logged, never the end of the stats server
             log.exception("stats: serving a client failed")
             done.wait(POLL)
+
+
+def stats_clients(stats: StatsServer | None) -> set[int]:
+    """The descriptors of the stats connections open now: the master's own, which a HUP's
+    re-import (the stats served meanwhile) must not take for connections the app left open."""
+    return stats.client_fds() if stats is not None else set()

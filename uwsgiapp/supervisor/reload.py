@@ -68,7 +68,7 @@ from uwsgiapp.supervisor.importthreads import say_import_threads, threads_runnin
 from uwsgiapp.supervisor.keptmodules import app_modules, held_by_earlier
 from uwsgiapp.supervisor.leftovers import Taken, put_back, release_old_code, take_out
 from uwsgiapp.supervisor.mastersignals import MasterSignals, StopDuringReimport
-from uwsgiapp.supervisor.meanwhile import stats_served
+from uwsgiapp.supervisor.meanwhile import stats_clients, stats_served
 from uwsgiapp.supervisor.patches import Patches
 from uwsgiapp.supervisor.registrations import Registrations, attach, close_handlers
 
@@ -200,8 +200,7 @@ def reimport(
         )
         return None
     took = time.monotonic() - started
-    fds |= stats.client_fds() if stats is not None else set()  # served meanwhile: not the app's
-    say_import_leftovers(threads, fds, "the re-import", registered)
+    say_import_leftovers(threads, fds | stats_clients(stats), "the re-import", registered)
     if install is not None:
         install(app)
     close_handlers(taken[0])
