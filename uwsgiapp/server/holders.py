@@ -19,7 +19,6 @@ from uwsgiapp.server.sockdiag import (
     _RTATTR,
     _UNIX_DIAG_MSG,
     _UNIX_DIAG_REQ,
-    NETLINK_SOCK_DIAG,
     NLM_F_DUMP,
     NLM_F_REQUEST,
     NLMSG_DONE,
@@ -27,6 +26,7 @@ from uwsgiapp.server.sockdiag import (
     SOCK_DIAG_BY_FAMILY,
     TCP_LISTEN,
     _message,
+    diag_socket,
 )
 
 __all__ = ["listening_inodes", "unix_listeners", "who_holds", "who_holds_file"]
@@ -122,12 +122,7 @@ def who_holds_file(st: os.stat_result) -> str:
     request = _UNIX_DIAG_REQ.pack(socket.AF_UNIX, 0, 0, 1 << TCP_LISTEN, 0, UDIAG_SHOW_VFS, 0, 0)
     inodes: set[int] = set()
     try:
-        with socket.socket(
-            socket.AF_NETLINK,  # type: ignore[attr-defined,unused-ignore]
-            socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
-            NETLINK_SOCK_DIAG,
-        ) as diag:
-            diag.settimeout(0.5)
+        with diag_socket() as diag:
             diag.send(_message(request, NLM_F_REQUEST | NLM_F_DUMP))
             done = False
             while not done:

@@ -48,6 +48,17 @@ _INET_DIAG_MSG = struct.Struct(">BBBBHH16s")
 log = logging.getLogger("uwsgiapp.error")
 
 
+def diag_socket(timeout: float = 0.5) -> socket.socket:
+    """A netlink socket to ask sock_diag with (the caller closes it: ``with``)."""
+    diag = socket.socket(
+        socket.AF_NETLINK,  # type: ignore[attr-defined,unused-ignore]
+        socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
+        NETLINK_SOCK_DIAG,
+    )
+    diag.settimeout(timeout)
+    return diag
+
+
 def _message(body: bytes, flags: int = NLM_F_REQUEST, seq: int = 1) -> bytes:
     """A sock_diag request: its netlink header, then ``body``."""
     return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), SOCK_DIAG_BY_FAMILY, flags, seq, 0) + body
@@ -112,12 +123,7 @@ class SockDiag:
             return None
         try:
             inode = os.fstat(sock.fileno()).st_ino
-            with socket.socket(
-                socket.AF_NETLINK,  # type: ignore[attr-defined,unused-ignore]
-                socket.SOCK_DGRAM | socket.SOCK_CLOEXEC,
-                NETLINK_SOCK_DIAG,
-            ) as diag:
-                diag.settimeout(0.5)
+            with diag_socket() as diag:
                 self._seq += 1
                 diag.send(_request(inode, self._seq))
                 reply = diag.recv(65536)
