@@ -36,10 +36,7 @@ class ErrorLogStream:
 
     def write(self, text: str) -> int:
         """Write ``text`` to the error log."""
-        handler = next(
-            (h for h in logging.getLogger("uwsgiapp").handlers if isinstance(h, QuietFailures)),
-            None,
-        )
+        handler = _error_log()
         stream = getattr(handler, "stream", None)
         if handler is None or stream is None:
             return sys.stderr.write(text)
@@ -61,7 +58,7 @@ class ErrorLogStream:
         level, name, message = logging.ERROR, "wsgi.errors", whole
         flask = _FLASK_LINE.match(whole)
         if flask is not None and not flask[2].startswith("uwsgiapp"):  # never the server's
-            level = _LEVELS[flask[1]]
+            level = int(logging.getLevelName(flask[1]))  # one of the five names: its number
             name, message = flask[2], whole[flask.end() :]
         record = logging.LogRecord(name, level, "", 0, message, None, None)
         handler.handle(record)
@@ -75,13 +72,11 @@ class ErrorLogStream:
         """Nothing held: each write is written at once."""
 
 
-_LEVELS = {
-    "DEBUG": logging.DEBUG,
-    "INFO": logging.INFO,
-    "WARNING": logging.WARNING,
-    "ERROR": logging.ERROR,
-    "CRITICAL": logging.CRITICAL,
-}
+def _error_log() -> QuietFailures | None:
+    """The error log's handler (the ``uwsgiapp`` logger's of ours), looked up at each use: a
+    reload may replace it."""
+    handlers = logging.getLogger("uwsgiapp").handlers
+    return next((h for h in handlers if isinstance(h, QuietFailures)), None)
 
 
 class _ToErrorLog(logging.Handler):
@@ -96,14 +91,14 @@ class _ToErrorLog(logging.Handler):
         """Hand ``record`` to the error log's handler: in text, its message escaped as the
         server's lines escape request text (an app logs what a request sent: a CR/LF in it
         started a line that looked like the server's; JSON escapes it itself)."""
-        for handler in logging.getLogger("uwsgiapp").handlers:
-            if isinstance(handler, QuietFailures):
-                if not isinstance(handler.formatter, JsonErrorFormatter):
-                    record = logging.makeLogRecord(record.__dict__)
-                    record.msg, record.args = escape_log_text(record.getMessage()), None
-                handler.handle(record)
-                return
-        _STDERR_LAST_RESORT.handle(record)
+        handler = _error_log()
+        if handler is None:
+            _STDERR_LAST_RESORT.handle(record)
+            return
+        if not isinstance(handler.formatter, JsonErrorFormatter):
+            record = logging.makeLogRecord(record.__dict__)
+            record.msg, record.args = escape_log_text(record.getMessage()), None
+        handler.handle(record)
 
 
 _STDERR_LAST_RESORT = logging.lastResort or logging.StreamHandler()
