@@ -14,6 +14,7 @@ import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -88,7 +89,7 @@ def test_tcp_peer_outside_the_allow_list_is_closed_unanswered(
     with caplog.at_level(logging.WARNING, logger="uwsgiapp.error"), running(server):
         assert read_all(server.address) == b""
     assert server.rejected == 1 and server.served == 0
-    said = "refused connection from 127.0.0.1 on the stats socket 127.0.0.1:0: not in uwsgi-allow"
+    said = "refused connection from 127.0.0.1 on the stats socket 127.0.0.1:0: not in stats-allow"
     assert any(said in r.getMessage() for r in caplog.records), caplog.records
 
 
@@ -104,6 +105,46 @@ def test_the_stats_server_takes_loopback_beside_the_uwsgi_allow_list(tmp_path: P
     server.snapshot = sample
     with running(server):
         assert json.loads(read_all(server.address))["pid"] == 4000
+
+
+def test_stats_allow_from_admits_its_peers_and_not_the_uwsgi_allow_lists() -> None:
+    # A Prometheus scraper on another network than nginx's: it may read the stats, not speak
+    # uwsgi; nginx's network may speak uwsgi, not read the stats.
+    from uwsgiapp.config import make_config
+    from uwsgiapp.config.netopts import stats_peers
+
+    config = make_config(
+        app="a:app",
+        stats="127.0.0.1:0",
+        uwsgi_allow_from=("10.0.0.0/8",),
+        stats_allow_from=("192.168.7.0/24",),
+    )
+    peers = stats_peers(config)
+    assert peers.allows("192.168.7.9") and peers.allows("127.0.0.1") and peers.allows("::1")
+    assert not peers.allows("10.1.2.3")
+    unset = stats_peers(
+        make_config(app="a:app", stats="127.0.0.1:0", uwsgi_allow_from=("10.0.0.0/8",))
+    )
+    assert unset.allows("10.1.2.3") and unset.allows("127.0.0.1")
+    assert not unset.allows("192.168.7.9")
+    blank = make_config(app="a:app", stats="127.0.0.1:0", stats_allow_from=(" ",))
+    assert stats_peers(blank).allows("127.0.0.1") and not stats_peers(blank).allows("10.1.2.3")
+
+
+@pytest.mark.parametrize(
+    ("values", "said"),
+    [
+        ({"stats_allow_from": ("10.0.0.0/8",)}, "needs --stats ADDR"),
+        ({"stats": "127.0.0.1:0", "stats_allow_from": ("10.0.0.0/33",)}, "10.0.0.0/33"),
+        ({"stats": "/run/st.sock", "stats_allow_from": ("10.0.0.1",)}, "--chmod-socket"),
+    ],
+)
+def test_a_bad_stats_allow_from_names_the_option(values: dict[str, Any], said: str) -> None:
+    from uwsgiapp.config import ConfigError, make_config
+
+    with pytest.raises(ConfigError) as caught:
+        make_config(app="a:app", **values)
+    assert caught.value.option == "stats_allow_from" and said in str(caught.value)
 
 
 def test_a_snapshot_per_poll_shared_by_the_connections_it_accepts() -> None:

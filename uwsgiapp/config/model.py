@@ -12,8 +12,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from uwsgiapp.addresses import AddressError, AllowList, parse_address, server_address
 from uwsgiapp.config.cheaperopts import cheaper_problem
+from uwsgiapp.config.netopts import allow_from_problem, socket_problem, stats_problem
 from uwsgiapp.importer import AppImportError, parse_spec
 from uwsgiapp.logtargets import is_stream
 
@@ -229,16 +229,22 @@ class Config:
     stats: str = _opt(
         "",
         "serve uWSGI's stats JSON here (a unix socket path or host:port; TCP peers: loopback "
-        "and --uwsgi-allow-from's); read it with 'uwsgiapp top' or uwsgitop",
+        "and --stats-allow-from's); read it with 'uwsgiapp top' or uwsgitop",
     )
     stats_http: bool = _opt(
         False, "the stats address speaks HTTP: GET / is the JSON, GET /metrics Prometheus text"
     )
     stats_minified: bool = _opt(False, "write the stats JSON on one line")
+    stats_allow_from: tuple[str, ...] = _opt(
+        (),
+        "peers allowed on a TCP --stats address (IPs or CIDR networks; '*' = any), loopback "
+        "always; unset: --uwsgi-allow-from's (a Prometheus scraper that may not speak uwsgi)",
+    )
 
     def validate(self) -> Config:
         """Check every value; raise :class:`ConfigError` naming the first bad option."""
-        self._validate_sockets()
+        if (bad := socket_problem(self)) is not None:
+            raise ConfigError(*bad)
         for name, low in (
             ("listen", 1),
             ("workers", 1),
@@ -289,23 +295,10 @@ class Config:
             got = getattr(self, name)
             if (got.lower() if name == "log_level" else got) not in choices:  # gunicorn's WARNING
                 raise ConfigError(name, f"must be one of {', '.join(choices)}, got {got!r}")
-        self._validate_allow_from()
-        self._validate_stats()
+        if (bad := allow_from_problem(self) or stats_problem(self)) is not None:
+            raise ConfigError(*bad)
         self._validate_app()
         return self
-
-    def _validate_allow_from(self) -> None:
-        if not any(peer.strip() for peer in self.uwsgi_allow_from):
-            # An unset ${ALLOW_FROM} in a compose file: every peer, loopback too, was refused.
-            raise ConfigError(
-                "uwsgi_allow_from",
-                "empty: it would refuse every peer, loopback included; leave it unset for "
-                "loopback only, or name the peers ('*' for any)",
-            )
-        try:
-            AllowList.parse(self.uwsgi_allow_from)
-        except ValueError as exc:
-            raise ConfigError("uwsgi_allow_from", str(exc)) from None
 
     def _validate_app(self) -> None:
         for item in self.env:
@@ -349,32 +342,6 @@ class Config:
             )
         if self.post_buffering_dir and not self.post_buffering:
             raise ConfigError("post_buffering_dir", "needs --post-buffering N")
-
-    def _validate_sockets(self) -> None:
-        if not self.socket:
-            raise ConfigError("socket", "at least one socket is required")
-        for address in self.socket:
-            try:  # its form now (exit 2, and --print-config refuses it), not when it is bound
-                server_address(address)
-            except AddressError as exc:
-                raise ConfigError("socket", str(exc)) from None
-
-    def _validate_stats(self) -> None:
-        if not self.stats:
-            if self.stats_http or self.stats_minified:
-                which = "stats_http" if self.stats_http else "stats_minified"
-                raise ConfigError(which, "needs --stats ADDR")
-            return
-        try:
-            address = parse_address(self.stats)
-        except AddressError as exc:
-            raise ConfigError("stats", str(exc)) from None
-        if address.is_abstract or address.is_fd:
-            raise ConfigError(
-                "stats", f"expected a unix socket path or host:port, got {self.stats!r}"
-            )
-        if self.stats in self.socket:
-            raise ConfigError("stats", f"{self.stats!r} is also a --socket")
 
     def env_vars(self) -> dict[str, str]:
         """:attr:`env` as a mapping (a NAME given twice: the later value)."""

@@ -70,20 +70,22 @@ class Throttle(Generic[T]):
         self._next_at = time.monotonic() + self.interval
 
 
-def refused_peers(interval: float = REFUSED_LOG_INTERVAL) -> Throttle[tuple[str, str]]:
-    """The worker's lines about peers ``--uwsgi-allow-from`` refuses: (peer, listener)."""
+def refused_peers(
+    interval: float = REFUSED_LOG_INTERVAL, option: str = "uwsgi-allow-from"
+) -> Throttle[tuple[str, str]]:
+    """The lines about peers an allow-list (``option``'s) refuses: (peer, listener)."""
 
     def emit(count: int, last: tuple[str, str]) -> None:
         peer, spec = last
         if count == 1:
-            log.warning("refused connection from %s on %s: not in uwsgi-allow-from", peer, spec)
+            log.warning("refused connection from %s on %s: not in %s", peer, spec, option)
             return
         log.warning(  # the last one's socket: with several, the others may have been another
-            "refused %d more connections (the last from %s on %s): not in uwsgi-allow-from "
-            "(one line per %g s)",
+            "refused %d more connections (the last from %s on %s): not in %s (one line per %g s)",
             count,
             peer,
             spec,
+            option,
             interval,
         )
 

@@ -102,7 +102,7 @@ class StatsServer:
         self._clients: dict[int, _Client] = {}
         self._resume_at: float | None = None  # when the listener is out of the selector
         self._accept_failures = accept_failures("stats", ACCEPT_PAUSE)
-        self._refused = refused_peers()
+        self._refused = refused_peers(option="stats-allow-from (unset: uwsgi-allow-from's)")
 
     # --- what the master calls ---------------------------------------------------------
 

@@ -9,8 +9,8 @@ import os
 import resource
 from typing import Any
 
-from uwsgiapp.addresses import AllowList
 from uwsgiapp.config import Config
+from uwsgiapp.config.netopts import stats_peers
 from uwsgiapp.exitcodes import WorkerExit
 from uwsgiapp.importer import WSGIApp
 from uwsgiapp.logtargets import is_stream
@@ -187,9 +187,7 @@ def bind_stats(config: Config) -> StatsServer | None:
         return None
     return StatsServer(
         config.stats,
-        # Loopback always: a container's health check and uwsgitop read it from inside, where
-        # --uwsgi-allow-from often names only the network nginx comes from.
-        AllowList.parse((*config.uwsgi_allow_from, "127.0.0.1", "::1")),
+        stats_peers(config),
         http=config.stats_http,
         snapshot=_no_snapshot_yet,
         minified=config.stats_minified,
