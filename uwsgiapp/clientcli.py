@@ -75,7 +75,12 @@ def add_request_parser(sub: argparse._SubParsersAction[Any]) -> None:
         help="request header (repeatable); sent as HTTP_NAME, Content-Type as CONTENT_TYPE",
     )
     p.add_argument(
-        "-d", "--data", metavar="DATA", help="request body; @FILE reads a file, @- stdin"
+        "-d",
+        "--data",
+        "--data-binary",
+        metavar="DATA",
+        help="request body; @FILE reads a file, @- stdin; sent byte for byte, newlines kept "
+        "(curl's --data-binary: curl's -d drops a file's newlines)",
     )
     p.add_argument(
         "--var",

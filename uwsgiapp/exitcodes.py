@@ -14,6 +14,7 @@ something the code does not do.
 
 from __future__ import annotations
 
+import re
 from enum import IntEnum
 from typing import TypeAlias
 
@@ -84,7 +85,10 @@ ExitCode: TypeAlias = ServeExit | ClientExit | WorkerExit
 
 #: A client code's words for ``ping`` where its description is written for ``request`` (ping
 #: has no ``--fail`` and reads no status).
-PING_TEXT: dict[ClientExit, str] = {ClientExit.OK: "a pong"}
+PING_TEXT: dict[ClientExit, str] = {
+    ClientExit.OK: "a pong",
+    ClientExit.BAD_RESPONSE: "no pong in time, or an answer that is not one (closed early)",
+}
 
 #: The table each command's exit status comes from.
 COMMAND_EXIT_CODES: dict[str, type[ServeExit] | type[ClientExit]] = {
@@ -119,5 +123,7 @@ def help_text(codes: type[ServeExit] | type[ClientExit], *, only: str = "") -> s
                 text = rest
         if only == "ping" and isinstance(code, ClientExit):
             text = PING_TEXT.get(code, text)
+        elif only:  # what the table says of ping is not request's: " (ping: ...)", "; ping: ..."
+            text = re.sub(r" \(ping: [^)]*\)|; ping: [^)]*", "", text)
         parts.append(f"{code.value} {text}")
     return "exit status: " + "; ".join(parts)

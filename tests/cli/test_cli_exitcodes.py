@@ -53,6 +53,9 @@ def test_help_lists_each_code_as_the_table_says(command: str, codes: list[Client
     for code in codes:
         description = PING_TEXT.get(code) if command == "ping" else None
         description = description or code.description.removeprefix(f"{command}: ")
+        description = description.replace(" (ping: a pong)", "").replace(
+            "; ping: no pong in time", ""
+        )
         assert f" {code.value} {_flat(description)}" in text, (code, text)
     if command == "ping":
         assert " 5 " not in text.partition("exit status:")[2]
@@ -64,6 +67,15 @@ def test_ping_help_names_no_option_ping_lacks() -> None:
     codes = text.partition("exit status:")[2]
     assert "--fail" not in codes and "status <" not in codes
     assert "exit status: 0 a pong;" in text
+    assert "HTTP" not in codes and "no pong in time" in codes
+
+
+def test_request_help_says_nothing_of_ping() -> None:
+    codes = _flat(run_cli("request", "--help", env={"COLUMNS": "80"}).stdout)
+    codes = codes.partition("exit status:")[2]
+    assert "ping" not in codes and "pong" not in codes
+    assert "0 a response with status < 500, < 400 with --fail;" in codes
+    assert "4 no valid answer (not HTTP, truncated, closed early);" in codes
 
 
 def test_serve_help_no_longer_says_an_app_that_cannot_load_exits_2() -> None:

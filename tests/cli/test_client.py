@@ -258,6 +258,9 @@ def test_request_post_data_and_include(fake_uwsgi: FakeServers, tmp_path: Path) 
 
     r = run_cli("request", fake_uwsgi.unix, "/stdin", "-d", "@-", input=b"from stdin")
     assert _echo(r.stdout)["body"] == "from stdin"
+    # curl's --data-binary, which is what -d does here: the bytes as they are, newlines kept
+    r = run_cli("request", fake_uwsgi.unix, "/b", "--data-binary", "@-", input=b"a\r\nb\n")
+    assert _echo(r.stdout)["body"] == "a\r\nb\n"
 
 
 def test_request_sends_the_bytes_typed_under_a_non_utf8_locale(fake_uwsgi: FakeServers) -> None:
