@@ -53,9 +53,11 @@ class Sim:
                 self.next_pid += 1
         return actions
 
-    def exit(self, pid: int, code: int | None = 0, signum: int | None = None) -> list[object]:
+    def exit(
+        self, pid: int, code: int | None = 0, signum: int | None = None, killer: str | None = None
+    ) -> list[object]:
         """``pid`` ended; the policy may read its slot, as the arbiter lets it."""
-        return list(self.policy.on_exit(pid, code, signum, self.now, self.status))
+        return list(self.policy.on_exit(pid, code, signum, self.now, self.status, killer))
 
     def status(self, wid: int) -> WorkerStatus:
         pid = self.slots.get(wid)

@@ -5,7 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from uwsgiapp.supervisor.oomkills import OomKills, cgroup_dirs, limit_text, parse_oom_kills
+from uwsgiapp.supervisor.oomkills import (
+    OomKills,
+    cgroup_dirs,
+    limit_text,
+    parse_oom_kills,
+    rss_limit_problem,
+)
 
 V2_EVENTS = "low 0\nhigh 0\nmax 12\noom 3\noom_kill {n}\noom_group_kill 0\n"
 V1_CONTROL = "oom_kill_disable 0\nunder_oom 0\noom_kill {n}\n"
@@ -46,7 +52,7 @@ def test_a_rise_is_said_once_with_the_limit_v2(tmp_path: Path) -> None:
     assert oom.rose() is None  # the count at start: earlier kills are not this worker's
     (root / "memory.events").write_text(V2_EVENTS.format(n=3))
     assert oom.rose() == (
-        "the kernel's OOM killer: its memory cgroup counts 1 OOM kill more (its limit is 150 MB)"
+        "the kernel's OOM killer: its memory cgroup (limit 150 MB) counts 1 OOM kill more"
     )
     assert oom.rose() is None
 
@@ -71,3 +77,25 @@ def test_no_cgroup_says_nothing(tmp_path: Path) -> None:
     assert OomKills(str(tmp_path / "none"), str(tmp_path)).rose() is None
     proc, root = _tree(tmp_path, "0::/\n", {})
     assert OomKills(str(proc), str(root)).rose() is None
+
+
+def test_reload_on_rss_past_the_memory_limit_is_said(tmp_path: Path) -> None:
+    # A 512 MB container with 4 workers and --reload-on-rss 300: the OOM killer's SIGKILL
+    # (requests cut) came long before any graceful recycle, and nothing said why.
+    (tmp_path / "cg").mkdir()
+    (tmp_path / "cg" / "memory.events").write_text("oom_kill 0\n")
+    (tmp_path / "cg" / "memory.max").write_text(f"{512 * 1024 * 1024}\n")
+    (tmp_path / "proc").write_text("0::/\n")
+    limit = OomKills(str(tmp_path / "proc"), str(tmp_path / "cg")).limit()
+    assert limit == 512
+    said = rss_limit_problem(300, 4, limit)
+    assert said is not None and said.startswith(
+        "--reload-on-rss 300 MB for each of 4 workers is more than the memory cgroup's limit, "
+        "512 MB: the OOM killer may kill a worker"
+    )
+    assert "under 128 MB" in said
+    assert rss_limit_problem(128, 4, limit) is None  # fits
+    assert rss_limit_problem(0, 4, limit) is None  # off
+    (tmp_path / "cg" / "memory.max").write_text("max\n")
+    assert OomKills(str(tmp_path / "proc"), str(tmp_path / "cg")).limit() is None
+    assert OomKills(str(tmp_path / "none"), str(tmp_path / "cg")).limit() is None

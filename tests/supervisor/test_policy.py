@@ -53,6 +53,32 @@ def test_dead_worker_is_respawned_in_its_slot() -> None:
     assert sim.policy.spawned(0, 0, 4242, sim.now) == "worker 1 (pid 4242)"
 
 
+def test_a_kill_whose_sender_is_known_is_said_without_the_guess() -> None:
+    # The OOM killer's count rose: the exit line says so, once (a second line said it after
+    # the first had hedged "the OOM killer (dmesg says...), or a kill -9").
+    sim = started(workers=1)
+    sim.make_all_ready()
+    (victim,) = sim.pids()
+    sim.busy_since[victim] = 1000.0 + sim.now
+    oom = "the kernel's OOM killer: its memory cgroup counts 1 OOM kill more"
+    actions = sim.run(sim.exit(victim, None, signal.SIGKILL, killer=oom))
+    (line,) = [a for a in actions if isinstance(a, Log)]
+    assert line.level is LogLevel.ERROR
+    assert line.message == (
+        f"worker 1 (pid {victim}) killed by signal 9 (SIGKILL), sent by {oom} "
+        "(it was in a request, which got no answer); starting a new one"
+    )
+    # a worker replaced already (leaving on its own, retiring) that dies so: the same words
+    sim.make_all_ready()
+    (pid,) = sim.pids()
+    sim.leaving.add(pid)
+    sim.busy_since[pid] = 1000.0 + sim.now
+    sim.tick()
+    assert sim.policy.records[pid].state is WorkerState.RETIRING
+    (line,) = [a for a in sim.exit(pid, None, signal.SIGKILL, killer=oom) if isinstance(a, Log)]
+    assert f"sent by {oom}" in line.message and "not sent by uwsgiapp" not in line.message
+
+
 def test_ttou_stops_the_highest_numbered_worker_not_a_starting_replacement() -> None:
     # It stopped the newest: worker 1's replacement, forked 35 ms before, was killed and
     # forked again at once (its line blamed "the SIGHUP that told it to leave") (soak).

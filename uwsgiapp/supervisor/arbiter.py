@@ -144,8 +144,8 @@ class Arbiter:
             actions += self.check.tick(exits, now)  # the trial import's exit taken out
             actions += self.upgrade.tick(exits, now)  # and a new master's (USR2)
             for pid, exit_code, signum in exits:
-                actions += self.policy.on_exit(pid, exit_code, signum, now, self.table.read)
-                self.dumps.exited(pid, signum)
+                killer = self.dumps.exited(pid, signum)  # the OOM killer, if its count rose
+                actions += self.policy.on_exit(pid, exit_code, signum, now, self.table.read, killer)
             actions += self._signal_actions(now)
             rss = observe.rss_mb if self.config.reload_on_rss else None
             actions += self.policy.on_tick(now, time.time(), self.table.read, rss, self._queue)

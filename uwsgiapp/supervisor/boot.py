@@ -46,6 +46,7 @@ from uwsgiapp.supervisor.keptmodules import library_dirs, site_dirs
 from uwsgiapp.supervisor.listening import say_listening
 from uwsgiapp.supervisor.logmaster import LogMaster
 from uwsgiapp.supervisor.mastersignals import EARLY_SIGNUMS, forget_early, keep_for_later
+from uwsgiapp.supervisor.oomkills import OomKills, rss_limit_problem
 from uwsgiapp.supervisor.pidcheck import server_in_pidfile
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
 from uwsgiapp.supervisor.reload import first_import, say_import_leftovers
@@ -85,6 +86,10 @@ def _startup_warnings(config: Config) -> None:
             "combined)",
             config.access_log_file,
         )
+    if config.reload_on_rss and (
+        said := rss_limit_problem(config.reload_on_rss, config.workers, OomKills().limit())
+    ):
+        log.warning("%s", said)
     cap = somaxconn_cap(config.listen)
     if cap is not None:  # uWSGI refuses to start; the server works, with a shorter queue
         log.warning(

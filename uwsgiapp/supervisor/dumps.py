@@ -87,17 +87,16 @@ class DumpFiles:
             # own crash to the log, not into this file (logged at the worker's end, as its).
             os.register_at_fork(after_in_child=_dumps_to_the_log)
 
-    def exited(self, pid: int, signum: int | None = None) -> None:
+    def exited(self, pid: int, signum: int | None = None) -> str | None:
         """Worker ``pid`` was reaped (``signum``: the signal that ended it): log what it
-        dumped, if anything, and drop its file; and say so when a SIGKILL was the OOM killer's
-        (its memory cgroup counted one more), which the exit line can only guess. Its
-        prometheus_client live gauges go (:mod:`uwsgiapp.supervisor.livegauges`)."""
-        if signum == signal.SIGKILL and (oom := self.oom.rose()) is not None:
-            log.error("the worker with pid %d was killed by %s", pid, oom)
+        dumped, if anything, and drop its file. Its prometheus_client live gauges go
+        (:mod:`uwsgiapp.supervisor.livegauges`). Returns who sent a SIGKILL when that is
+        known: the OOM killer, whose count its memory cgroup raised (for the exit line)."""
+        killer = self.oom.rose() if signum == signal.SIGKILL else None
         forget_live_gauges(pid)
         fd = self._by_pid.pop(pid, None)
         if fd is None:
-            return
+            return killer
         try:
             data = os.pread(fd, MAX_DUMP, 0)
             written = os.fstat(fd).st_mtime  # when it was dumped: a harakiri's is logged later
@@ -118,6 +117,7 @@ class DumpFiles:
                 if len(data) == MAX_DUMP
                 else "",
             )
+        return killer
 
 
 def _dumps_to_the_log() -> None:

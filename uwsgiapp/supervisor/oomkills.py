@@ -43,12 +43,33 @@ def parse_oom_kills(text: str) -> int | None:
     return None
 
 
-def limit_text(raw: str) -> str:
-    """A limit file's value for a log line: 'max' and v1's huge 'no limit' → ''."""
+def limit_mb(raw: str) -> float | None:
+    """A limit file's value in MB: 'max' and v1's huge 'no limit' → None."""
     raw = raw.strip()
     if not raw.isdigit() or int(raw) >= 1 << 60:
-        return ""
-    return f"{int(raw) / (1024 * 1024):.0f} MB"
+        return None
+    return int(raw) / (1024 * 1024)
+
+
+def limit_text(raw: str) -> str:
+    """A limit file's value for a log line: 'max' and v1's huge 'no limit' → ''."""
+    mb = limit_mb(raw)
+    return "" if mb is None else f"{mb:.0f} MB"
+
+
+def rss_limit_problem(reload_on_rss_mb: int, workers: int, limit: float | None) -> str | None:
+    """What to say when ``--reload-on-rss`` lets the workers together pass the memory
+    cgroup's ``limit`` (MB): the OOM killer comes first (a SIGKILL mid-request), not the
+    graceful recycle; None if it fits or there is no limit."""
+    if not reload_on_rss_mb or limit is None or reload_on_rss_mb * workers <= limit:
+        return None
+    return (
+        f"--reload-on-rss {reload_on_rss_mb} MB for each of {workers} worker"
+        f"{'' if workers == 1 else 's'} is more than the memory cgroup's limit, {limit:.0f} MB: "
+        f"the OOM killer may kill a worker (its requests cut) before it is recycled; "
+        f"under {limit / workers:.0f} MB (the limit over --workers, less the master's share) "
+        "recycles first"
+    )
 
 
 class OomKills:
@@ -68,6 +89,13 @@ class OomKills:
                 return
         self.count = 0
 
+    def limit(self) -> float | None:
+        """The memory cgroup's limit in MB, or None (no cgroup found, or no limit)."""
+        try:
+            return None if self._files is None else limit_mb(_read_text(self._files[1]))
+        except OSError:
+            return None
+
     def rose(self) -> str | None:
         """None if the count did not rise since the last look; else what to say of it (the
         kills counted, and the memory limit where one is set)."""
@@ -82,8 +110,8 @@ class OomKills:
         except OSError:
             limit = ""
         return (
-            f"the kernel's OOM killer: its memory cgroup counts {more} OOM kill"
-            f"{'' if more == 1 else 's'} more{f' (its limit is {limit})' if limit else ''}"
+            f"the kernel's OOM killer: its memory cgroup{f' (limit {limit})' if limit else ''}"
+            f" counts {more} OOM kill{'' if more == 1 else 's'} more"
         )
 
 

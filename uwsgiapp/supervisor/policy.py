@@ -147,8 +147,10 @@ class Policy(Kills):
         signum: int | None,
         now: float,
         status: Callable[[int], WorkerStatus] | None = None,
+        killer: str | None = None,
     ) -> list[Action]:
-        """A worker process ended (``code`` if it exited, ``signum`` if killed).
+        """A worker process ended (``code`` if it exited, ``signum`` if killed; ``killer``:
+        who sent the signal, where the master found out, as the OOM killer's count).
 
         ``status`` reads the worker's slot: a worker that said it was ready booted, even if it
         is gone before a tick saw it (a quick max-requests recycle under load).
@@ -162,16 +164,16 @@ class Policy(Kills):
                 self._note_slot(r, status(r.wid), now)
             own = status(rec.wid)
             cut = own.in_requests if own.pid == pid else 0
-        how = describe_exit(code, signum)
+        how = describe_exit(code, signum) + (f", sent by {killer}" if killer else "")
         if self.mode is Mode.STOPPING:
             return [Log(LogLevel.INFO, f"{rec.label} {how}"), *self._maybe_done()]
         if rec.state in TOLD or rec.state is RETIRING:  # replaced already
-            return self._replaced_exit(rec, how, code, signum, cut)
+            return self._replaced_exit(rec, how, code, signum, cut, killer)
         if code == WorkerExit.APP_LOAD:
             return self._app_load_failed(rec, now)
         clean = code == WorkerExit.CLEAN and signum is None
         level = LogLevel.INFO if clean else LogLevel.ERROR
-        how += "" if clean else unexpected_death(signum, cut)
+        how += "" if clean else unexpected_death(None if killer else signum, cut)
         crash = self._crashed(now) if rec.state is READY and not clean else []
         then = "; starting a new one" if not self.spawns_held else "; new workers are held"
         actions: list[Action] = [Log(level, f"{rec.label} {how}{then}"), *crash]
@@ -196,7 +198,13 @@ class Policy(Kills):
         return actions + self._fill()
 
     def _replaced_exit(
-        self, rec: WorkerRecord, how: str, code: int | None, signum: int | None, cut: int
+        self,
+        rec: WorkerRecord,
+        how: str,
+        code: int | None,
+        signum: int | None,
+        cut: int,
+        killer: str | None = None,
     ) -> list[Action]:
         """The exit of a worker told to go, or replaced as it left on its own (RETIRING)."""
         if signum == RETIRE:  # still starting (no handler yet), or the app reset it: as asked
@@ -204,7 +212,7 @@ class Policy(Kills):
         # Left on its own, in requests: a crash or an OOM kill there is one (its requests got
         # no answer), as for a worker that still accepted.
         died = rec.state is RETIRING and not (code == WorkerExit.CLEAN and signum is None)
-        how += unexpected_death(signum, cut) if died else ""
+        how += unexpected_death(None if killer else signum, cut) if died else ""
         filled = self._fill()
         then = "; starting a new one" if any(isinstance(a, Spawn) for a in filled) else ""
         level = LogLevel.ERROR if died else LogLevel.INFO
