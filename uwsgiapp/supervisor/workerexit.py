@@ -174,7 +174,7 @@ def reap() -> list[tuple[int, int | None, int | None]]:
 
 
 def kill_all(
-    records: dict[int, Any], reaped: Callable[[int, int | None], None] | None = None
+    records: dict[int, Any], reaped: Callable[[int, int | None], object] | None = None
 ) -> None:
     """Kill the children in ``records`` (by pid; the policy gave up on them) and reap them,
     taking each out of ``records`` (``reaped``: told each pid and its signal); 5 s at most."""
