@@ -47,7 +47,7 @@ from uwsgiapp.supervisor.listening import say_listening
 from uwsgiapp.supervisor.logmaster import LogMaster
 from uwsgiapp.supervisor.mastersignals import EARLY_SIGNUMS, forget_early, keep_for_later
 from uwsgiapp.supervisor.oomkills import OomKills, rss_limit_problem
-from uwsgiapp.supervisor.pidcheck import server_in_pidfile
+from uwsgiapp.supervisor.pidcheck import server_in_pidfile, unremovable_pidfile
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
 from uwsgiapp.supervisor.reload import first_import, say_import_leftovers
 from uwsgiapp.supervisor.rootpaths import access_log_file, anchored
@@ -110,7 +110,8 @@ def _report_leftovers(listeners: list[Listener], pidfile: str) -> None:
                 if (st.st_dev, st.st_ino) == listener.inode:
                     log.warning("could not remove socket file %s", listener.path)
     if pidfile and safefiles.holds_pid(pidfile, os.getpid()):
-        log.warning("could not remove pidfile %s", pidfile)
+        why = unremovable_pidfile(pidfile)
+        log.warning("could not remove pidfile %s%s", pidfile, f": {why}" if why else "")
 
 
 class _StopDuringStart(KeyboardInterrupt):

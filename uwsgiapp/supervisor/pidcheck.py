@@ -9,7 +9,7 @@ from uwsgiapp.server import safefiles
 
 log = logging.getLogger("uwsgiapp.error")
 
-__all__ = ["server_in_pidfile"]
+__all__ = ["server_in_pidfile", "unremovable_pidfile"]
 
 
 def server_in_pidfile(path: str) -> int | None:
@@ -29,3 +29,18 @@ def server_in_pidfile(path: str) -> int | None:
         return pid
     log.info("--pidfile: %s names pid %d, not a running uwsgiapp (a stale file)", path, pid)
     return None
+
+
+def unremovable_pidfile(path: str) -> str | None:
+    """Why this process (after ``--uid``) could not remove the pidfile ``path`` at stop, or
+    None: unlinking needs its directory writable, which a root-owned /run is not (the next
+    start replaces the stale file)."""
+    if not path:
+        return None
+    parent = os.path.dirname(path) or "."
+    if os.access(parent, os.W_OK | os.X_OK):
+        return None
+    return (
+        f"{parent} is not writable by uid {os.geteuid()} (the --uid user); the next start "
+        "replaces it (a directory that user owns, systemd's RuntimeDirectory=, lets it go)"
+    )
