@@ -118,6 +118,22 @@ def test_a_listen_queue_over_somaxconn_is_said(tmp_path: Path) -> None:
     assert f"--listen {cap + 1} is over net.core.somaxconn ({cap})" in server.log()
 
 
+def test_a_tcp_stats_line_names_its_own_allow_list(tmp_path: Path) -> None:
+    # --stats-allow-from's peers, and loopback; not --uwsgi-allow-from's, said as its
+    options = {"stats": "127.0.0.1:0", "stats_allow_from": ["10.0.0.0/8"]}
+    server = Server(tmp_path, "supervisor_app:app", workers=1, **options).start()
+    try:
+        wait_until(lambda: "stats on" in server.log(), 10, "the stats line")
+    finally:
+        server.stop()
+    said = re.search(r"stats on 127\.0\.0\.1:0 \(.*\)\n", server.log())
+    assert said is not None, server.log()
+    assert said.group(0).endswith(
+        "; peers allowed: 127.0.0.1, ::1, 10.0.0.0/8 (loopback; --stats-allow-from, else "
+        "--uwsgi-allow-from))\n"
+    ), said.group(0)
+
+
 def test_an_access_log_file_with_the_access_log_off_is_said(tmp_path: Path) -> None:
     # A file alone turns the log on (uwsgi format); with it turned off, the file is never made.
     path = tmp_path / "access.log"

@@ -43,7 +43,10 @@ def say_listening(listeners: list[Listener], stats: Listener | None) -> None:
                 listener.spec,
             )
     if stats is not None:
-        log.info("stats on %s%s", where(stats), who_may_connect(stats, "a reader"))
+        said = who_may_connect(
+            stats, "a reader", "loopback; --stats-allow-from, else --uwsgi-allow-from"
+        )
+        log.info("stats on %s%s", where(stats), said)
 
 
 def where(listener: Listener) -> str:
@@ -55,12 +58,14 @@ def where(listener: Listener) -> str:
     return f"{listener.spec} ({listener.unix_name or 'unnamed unix socket'})"
 
 
-def who_may_connect(listener: Listener, client: str = "nginx's user") -> str:
+def who_may_connect(
+    listener: Listener, client: str = "nginx's user", option: str = "--uwsgi-allow-from"
+) -> str:
     """Who may connect: for a unix socket its owner, group and mode, and the rule ``client``
     must meet; for TCP the address actually bound (``:3031`` is every interface) and the
-    peers allowed."""
+    peers allowed (by ``option``)."""
     if listener.is_tcp:
-        return _tcp_peers(listener)
+        return _tcp_peers(listener, option)
     try:
         st = os.lstat(listener.unix_name)
     except OSError:
@@ -95,7 +100,7 @@ def unix_rule(mode: int, owner: str, group: str, client: str) -> str:
     return f"{who} (or set {options})"
 
 
-def _tcp_peers(listener: Listener) -> str:
+def _tcp_peers(listener: Listener, option: str) -> str:
     try:
         host, port = listener.sock.getsockname()[:2]
     except (OSError, ValueError, TypeError):
@@ -106,7 +111,7 @@ def _tcp_peers(listener: Listener) -> str:
     if allow is not None:
         allowed = [*sorted(allow.exact), *map(str, allow.networks)]
         peers = "any" if allow.any else ", ".join(allowed) or "none"
-        said.append(f"peers allowed: {peers} (--uwsgi-allow-from)")
+        said.append(f"peers allowed: {peers} ({option})")
     return f" ({'; '.join(said)})" if said else ""
 
 
