@@ -2,7 +2,8 @@
 
 Served by ``uwsgiapp serve examples/app.py:app``. Static files under ``examples/static/`` are
 served by nginx itself (``location /static/``), never by this app: ``static_folder=None`` makes
-a 404 here if nginx is misconfigured, instead of silently serving them from Python.
+a 404 here if nginx is misconfigured, instead of silently serving them from Python. For local
+work: ``uwsgiapp dev examples/app.py:app --static-map /static=examples/static``.
 """
 
 from __future__ import annotations

@@ -300,6 +300,14 @@ def _add_dev(sub: argparse._SubParsersAction[HintingParser]) -> None:
     p.add_argument(
         "--reload-interval", type=float, default=1.0, metavar="S", help="seconds between checks"
     )
+    p.add_argument(
+        "--static-map",
+        action="append",
+        default=[],
+        metavar="/URL=DIR",
+        help="serve DIR's files under /URL ahead of the app, as nginx's static location does "
+        "in production (uWSGI's static-map; repeatable)",
+    )
     p.set_defaults(handler=_cmd_dev)
 
 
@@ -319,6 +327,10 @@ def _cmd_dev(args: argparse.Namespace) -> int:
         chdir=args.chdir,
         pythonpath=_split_list(args.pythonpath),
         reload_interval=args.reload_interval,
+        static_map=tuple(
+            (prefix.rstrip("/") or "/", directory)
+            for prefix, _, directory in (item.partition("=") for item in args.static_map)
+        ),
     )
     try:
         return run_dev(options)

@@ -52,6 +52,9 @@ class DevOptions:
     chdir: str = ""
     pythonpath: tuple[str, ...] = ()
     reload_interval: float = 1.0
+    #: (URL prefix, directory) pairs served as files, as nginx's ``location`` (uWSGI's
+    #: static-map), ahead of the app.
+    static_map: tuple[tuple[str, str], ...] = ()
 
 
 def is_loopback(host: str) -> bool:
@@ -85,6 +88,13 @@ def check_options(options: DevOptions) -> None:
             f"--reload-interval must be over 0 and under 3600 s, got {options.reload_interval:g}"
         )
     _check_host(options.host)
+    for prefix, directory in options.static_map:
+        if not prefix.startswith("/") or not directory:
+            raise DevServerError(
+                f"--static-map expects /URL-PREFIX=DIRECTORY (uWSGI's), got {prefix}={directory}"
+            )
+        if not os.path.isdir(directory):
+            raise DevServerError(f"--static-map {prefix}={directory}: no such directory")
     if options.debugger and not options.allow_remote_debugger and not is_loopback(options.host):
         raise DevServerError(
             f"refusing to serve the interactive debugger on {options.host}: anyone who can "
@@ -290,6 +300,26 @@ def _error_lines() -> None:
         logger.propagate = False
 
 
+def static_ahead(app: WSGIApp, static: dict[str, str]) -> WSGIApp:
+    """``app`` behind ``static``'s directories, each at its URL prefix: a path under a prefix
+    is that directory's file or a 404, as nginx's ``location`` with ``alias`` answers (werkzeug's
+    ``static_files`` hands a missing file to the app)."""
+    if not static:
+        return app
+    from werkzeug.exceptions import NotFound
+    from werkzeug.middleware.shared_data import SharedDataMiddleware
+
+    files = SharedDataMiddleware(NotFound(), static)
+    prefixes = tuple(p if p.endswith("/") else p + "/" for p in static)
+
+    def dispatch(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("PATH_INFO", "").startswith(prefixes):
+            return files(environ, start_response)
+        return app(environ, start_response)
+
+    return dispatch
+
+
 def _placeholder_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
     # The reloader's watcher process never serves; its children load the real app.
     raise RuntimeError("the reloader process does not serve requests")
@@ -312,6 +342,7 @@ def run_dev(options: DevOptions) -> int:
     _plain_logs_unless_terminal()
     _error_lines()
     extra = [os.path.abspath(p) for p in options.extra_files]
+    static = {prefix: os.path.abspath(d) for prefix, d in options.static_map}  # before --chdir
     chdir = os.path.abspath(options.chdir) if options.chdir else ""
     pythonpath = [os.path.abspath(p) for p in options.pythonpath]
     app: WSGIApp
@@ -342,7 +373,7 @@ def run_dev(options: DevOptions) -> int:
     run_simple(
         options.host,
         options.port,
-        bounded_input(app, debugger=options.debugger),
+        static_ahead(bounded_input(app, debugger=options.debugger), static),
         use_reloader=options.reload,
         use_debugger=options.debugger,
         use_evalex=options.debugger,

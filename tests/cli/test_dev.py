@@ -186,6 +186,27 @@ def test_dev_serves_and_reloads(tmp_path: Path, start_dev: StartDev) -> None:
     assert b"\x1b[" not in out, out  # werkzeug's colours only on a terminal
 
 
+def test_dev_static_map_serves_a_directory_ahead_of_the_app(
+    tmp_path: Path, start_dev: StartDev
+) -> None:
+    # What nginx's location /static/ serves in production (examples/app.py's page was
+    # unstyled under dev: its static_folder=None leaves /static/ to nginx).
+    (tmp_path / "statics.py").write_text(APP.format(text="from the app"))
+    (tmp_path / "assets").mkdir()
+    (tmp_path / "assets" / "style.css").write_text("body { color: red }")
+    (tmp_path / "app").mkdir()  # --chdir elsewhere: the map is taken from where dev started
+    server = start_dev("statics:app", "--chdir", "app", "--pythonpath", ".",
+                       "--static-map", "/static/=assets")  # fmt: skip
+    assert server.wait_for(b"from the app") == (200, b"from the app")
+    assert get(server.url() + "/static/style.css") == (200, b"body { color: red }")
+    assert get(server.url() + "/static/none.css")[0] == 404
+    assert get(server.url() + "/other") == (200, b"from the app")
+    bad = run_cli("dev", "statics:app", "--static-map", "/s=nowhere", cwd=tmp_path)
+    assert bad.returncode == 2 and b"--static-map /s=nowhere: no such directory" in bad.stderr
+    bad = run_cli("dev", "statics:app", "--static-map", "assets", cwd=tmp_path)
+    assert bad.returncode == 2 and b"expects /URL-PREFIX=DIRECTORY" in bad.stderr
+
+
 READ_APP = """\
 def app(environ, start_response):
     stream, how = environ["wsgi.input"], environ["QUERY_STRING"]

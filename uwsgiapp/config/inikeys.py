@@ -189,7 +189,10 @@ PYTHON_PLUGINS = frozenset(
     {"python", "python3", "python2", "python3.x", "cheaper_busyness", "logfile"}
 )
 _HUP = "send SIGHUP to the master (its pid in --pidfile) to reload, e.g. from the deploy script"
-_STATIC = "serve static files from nginx: location /static/ { alias /path/; }"
+_STATIC = (
+    "serve static files from nginx: location /static/ { alias /path/; } (uwsgiapp dev "
+    "--static-map /static=DIR does it for local work)"
+)
 _REQUEST_LOG = (
     "uwsgiapp's access log keeps every request, or those of log-4xx, log-5xx, log-slow and "
     "log-big (under disable-logging); nginx's access_log with if= can keep others"
