@@ -37,6 +37,11 @@ REFUSED_DRAIN_CAP = 1024 * 1024 * 1024
 #: The longest a drain holds the worker: nginx's buffered body comes at memory speed (1 GiB
 #: in about a second), a client's (``uwsgi_request_buffering off``) at its own.
 DRAIN_SECONDS = 30.0
+#: After its first second, a drain goes on only while the body comes at least this fast on
+#: average: nginx's buffered one does by far; a peer that trickles it (a byte a second under a
+#: 413 held the worker for the 30 s, each worker in turn) is let go.
+DRAIN_MIN_RATE = 256 * 1024
+DRAIN_GRACE = 1.0
 #: File objects whose reads are their file's bytes (tempfile's wrappers: their ``file``).
 _PLAIN_FILES = (io.FileIO, io.BufferedReader, io.BufferedRandom, io.TextIOWrapper)
 
@@ -103,13 +108,18 @@ def drain(fd: int, remaining: int, timeout: float, up_to: int = 0) -> None:
             sock.detach()
     cap = max(DRAIN_CAP, up_to)
     budget = whole = min(remaining, cap)
-    deadline = time.monotonic() + DRAIN_SECONDS
+    start = time.monotonic()
+    deadline = start + DRAIN_SECONDS
     slow = gone = False
     try:
-        while budget > 0 and not (slow := time.monotonic() > deadline):
-            budget -= len(recv(fd, min(budget, 262144), timeout))
+        while budget > 0:
+            # when the bytes read so far fall behind the least rate, or the drain's time is up
+            due = min(deadline, start + DRAIN_GRACE + (whole - budget) / DRAIN_MIN_RATE)
+            if slow := (wait := due - time.monotonic()) <= 0:
+                break
+            budget -= len(recv(fd, min(budget, 262144), min(timeout, wait)))
     except ClientTimeout:
-        pass  # stalled: the close resets what it holds
+        slow = time.monotonic() >= start + DRAIN_GRACE  # it stalled: the close resets the rest
     except ClientDisconnected:
         # nginx, its response whole, closed the connection: nothing left to reset.
         gone = True
@@ -121,7 +131,10 @@ def drain(fd: int, remaining: int, timeout: float, up_to: int = 0) -> None:
             "to it are read away; or read them in the app)",
             remaining - (whole - budget),
             whole - budget,
-            f" in {DRAIN_SECONDS:g} s, the most a drain takes" if slow else "",
+            f" in {time.monotonic() - start:.1f} s (a drain goes on for {DRAIN_SECONDS:g} s at "
+            f"most, and while the body comes at {DRAIN_MIN_RATE // 1024} KiB/s or faster)"
+            if slow
+            else "",
         )
 
 
