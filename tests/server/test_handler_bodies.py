@@ -56,6 +56,8 @@ def test_bad_content_length_is_400(value: str, logs: Logs) -> None:
     assert int(out.header("Content-Length") or -1) == len(out.body)
     (record,) = problems(logs)
     assert "CONTENT_LENGTH" in one_line(record)
+    if value == FULLWIDTH_12:  # as the client wrote it, not its bytes' latin-1 view
+        assert "invalid CONTENT_LENGTH '\uff11\uff12'" in one_line(record), one_line(record)
 
 
 def test_content_length_over_limit_post_is_413(logs: Logs) -> None:

@@ -309,7 +309,8 @@ def say_app_failed(
 def say_refused(environ: dict[str, Any], peer: object, reason: str) -> None:
     """A request was refused before the app (its 400 or 413 is sent by the caller): one line,
     up to a burst a window (:data:`REFUSED_LINES`)."""
-    said = f"from {client_of(environ, peer)}: {escape_log_text(reason)} ({request_text(environ)})"
+    why = escape_log_text(as_sent(reason))  # '١٢', as written: its latin-1 view was 'Ù¡Ù¢'
+    said = f"from {client_of(environ, peer)}: {why} ({request_text(environ)})"
     if REFUSED_LINES.allow(said):
         log.warning("refused request %s", said)
 

@@ -330,7 +330,8 @@ def parse_content_length(value: str | None, limit: int = 0) -> int:
     if not value:
         return 0
     if not (value.isascii() and value.isdigit()):
-        raise BadRequest("400 Bad Request", f"invalid CONTENT_LENGTH {value[:40]!r}")
+        # unquoted by repr: the log line shows it as the client wrote it (escaped there)
+        raise BadRequest("400 Bad Request", f"invalid CONTENT_LENGTH '{value[:40]}'")
     if len(value) > 18:
         # int() refuses over 4300 digits with a ValueError; leading zeros are legal, but more
         # than 18 significant digits (an exabyte) can only be refused.
