@@ -44,3 +44,4 @@ def fresh_line_bursts(monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(inflight, "BODY_LINES", throttle.body_mismatches())
     monkeypatch.setattr(inflight, "REFUSED_LINES", throttle.refused_requests())
+    monkeypatch.setattr(inflight, "STALL_LINES", throttle.stalled_clients())

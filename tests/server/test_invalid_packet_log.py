@@ -129,3 +129,30 @@ def test_requests_refused_before_the_app_are_logged_up_to_a_burst_then_counted(
         "refused request from client: ",
         "30 more requests refused before the app in 10 s, not logged one by one",
     )
+
+
+def _park_and_stall(handler: Handler, times: int) -> None:
+    for _ in range(times):
+        ours, theirs = socket.socketpair()
+        theirs.sendall(b"\x00\x10")  # two bytes of a head, then nothing
+        pending = handler.begin(os.dup(ours.fileno()), "client")
+        assert pending is not None  # parked, waiting for the rest
+        handler.expire(pending)  # its --socket-timeout passed
+        ours.close()
+        theirs.close()
+
+
+def test_stalled_clients_are_logged_up_to_a_burst_then_counted(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 3,000 idle connections (a hostile peer on an exposed TCP socket) wrote 1,023 lines in
+    # 10 s, one a connection, where invalid packets and hang-ups were held to a burst.
+    handler = _handler()
+    _burst_then_counted(
+        caplog,
+        monkeypatch,
+        (logging.INFO, lambda n: _park_and_stall(handler, n), inflight.STALL_LINES),
+        "client client stalled: its request head incomplete, read timed out after 1 s "
+        "(2 bytes in); closing",
+        "30 more stalled clients closed in 10 s, not logged one by one",
+    )

@@ -17,7 +17,7 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from uwsgiapp.server.logtext import as_sent, escape_log_text
-from uwsgiapp.server.throttle import body_mismatches, refused_requests
+from uwsgiapp.server.throttle import Burst, body_mismatches, refused_requests, stalled_clients
 from uwsgiapp.unpatched import threads_patched_by
 from uwsgiapp.wsgi.errors import ClientDisconnected, ClientTimeout
 from uwsgiapp.wsgi.response import NOT_DIGITS
@@ -250,6 +250,19 @@ def request_text(environ: dict[str, Any]) -> str:
 BODY_LINES = body_mismatches()
 #: What :func:`say_refused` says, likewise.
 REFUSED_LINES = refused_requests()
+#: What :func:`say_stalled` says, likewise.
+STALL_LINES = stalled_clients()
+
+
+def held_lines() -> tuple[Burst, ...]:
+    """The process-wide bursts a worker says the held lines of (each tick, and at its end)."""
+    return (BODY_LINES, REFUSED_LINES, STALL_LINES)
+
+
+def say_stalled(said: str) -> None:
+    """A parked client was closed for its silence (``said``: who, and what it had sent)."""
+    if STALL_LINES.allow(said):
+        log.info("client %s", said)
 
 
 def say_body_length(environ: dict[str, Any], exchange: Exchange) -> None:

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from uwsgiapp.server.exchange import Exchange, Peer
-from uwsgiapp.server.inflight import request_text
+from uwsgiapp.server.inflight import request_text, say_stalled
 from uwsgiapp.server.io import closed_early, read_now, readable, send_all
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.spool import make_responder
@@ -229,12 +229,11 @@ class Handler:
     def expire(self, pending: Pending) -> None:
         """A parked client sent nothing for ``--socket-timeout``: log one line and close."""
         decoder = pending.decoder
-        log.info(  # one each: parking bounds them (MAX_PARKED per --socket-timeout)
-            "client %s stalled: %s incomplete, read timed out after %g s %s; closing",
-            pending.peer,
-            "its request head" if decoder is not None else "its body",
-            self.timeout,
-            f"({decoder.buffered} bytes in)" if decoder is not None else _body_stall(pending),
+        what = "its request head" if decoder is not None else "its body"
+        sent = f"({decoder.buffered} bytes in)" if decoder is not None else _body_stall(pending)
+        say_stalled(
+            f"{pending.peer} stalled: {what} incomplete, read timed out after {self.timeout:g} s "
+            f"{sent}; closing"
         )
         if decoder is None:  # the head was fine: say why, as nginx would
             self._answer_parked(pending, "408 Request Timeout", "timeout", self.timeout)

@@ -14,9 +14,8 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from uwsgiapp.server.inflight import (
-    BODY_LINES,
-    REFUSED_LINES,
     dump_stuck_request,
+    held_lines,
     request_environ,
     request_line,
     worker_label,
@@ -70,7 +69,7 @@ class StopSignals:
         """The loop's once-a-tick work (:data:`~uwsgiapp.server.worker.IDLE_TICK`; getppid is a
         syscall, and a busy worker wakes often): the lines a window held back, the beat, and
         whether the master is still there."""
-        for burst in (self.handler.invalid, self.handler.gone, BODY_LINES, REFUSED_LINES):
+        for burst in (self.handler.invalid, self.handler.gone, *held_lines()):
             if burst.due():
                 burst.flush()
         for throttle in more:

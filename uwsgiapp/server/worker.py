@@ -31,7 +31,7 @@ from uwsgiapp import unpatched
 from uwsgiapp.server import decisions
 from uwsgiapp.server.burst import PARKED_BATCH, accept_run
 from uwsgiapp.server.decisions import DRAIN_SECONDS, accept_burst, longest_silent, silent
-from uwsgiapp.server.inflight import BODY_LINES, REFUSED_LINES, worker_label
+from uwsgiapp.server.inflight import held_lines, worker_label
 from uwsgiapp.server.intake import FIRST_BYTES_WAIT, Handler, Pending
 from uwsgiapp.server.lastout import last_out, listening
 from uwsgiapp.server.listeners import Listener
@@ -168,8 +168,8 @@ class Worker(StopSignals):
             )
             for throttle in held:
                 throttle.flush()
-            BODY_LINES.flush()
-            REFUSED_LINES.flush()
+            for lines in held_lines():
+                lines.flush()
             for fd in self.parked:  # only on a quick stop: abandon them
                 with contextlib.suppress(OSError):
                     os.close(fd)
