@@ -20,8 +20,9 @@ def test_warnings_found_before_an_error_are_shown(tmp_path: Path) -> None:
     assert lines == [
         "uwsgiapp serve: warning: ini app.ini [uwsgi]: $(UWSGI_WORKERS) is not set in the"
         " environment; expanded to ''",
-        "uwsgiapp serve: error: --workers (from ini app.ini [uwsgi] processes (line 4)):"
-        " expected an integer, got ''",
+        "uwsgiapp serve: error: --ini (from ini app.ini [uwsgi] processes (line 4)):"
+        " processes = $(UWSGI_WORKERS) expands to nothing: $(UWSGI_WORKERS) is not set in the"
+        " environment, or is empty (uWSGI refuses to start on it too): set it, or remove the key",
     ]
 
 

@@ -81,6 +81,8 @@ def test_convert(option: str, raw: Any, expected: Any) -> None:
         ("socket", [1, 2]),
         ("chmod-socket", "rw-rw----"),
         ("chmod-socket", "999"),
+        ("chmod-socket", "66"),  # 0o066 was taken: the owner locked out, others let in
+        ("chmod-socket", "7"),
         ("chmod-socket", 990),
         ("env", {"DEBUG": True}),
         ("env", 5),

@@ -267,6 +267,26 @@ def test_warnings(tmp_path: Path, body: str, fragment: str) -> None:
     assert all(w.startswith(f"ini {tmp_path / 'site.ini'} [uwsgi]: ") for w in warnings)
 
 
+@pytest.mark.parametrize(
+    "body",
+    ["uid = $(APP_USER)", "gid = $(APP_GROUP)", "chmod-socket = $(SOCK_MODE)",
+     "chown-socket = $(OWNER)", "harakiri = $(H)", "uid = $(EMPTY)"],
+)  # fmt: skip
+def test_a_key_an_unset_variable_leaves_empty_stops_the_start(tmp_path: Path, body: str) -> None:
+    # uid = '' kept the server as root, chmod-socket = '' (read as a bare key) made the socket
+    # 0666, each after a warning only; uWSGI keeps the text and refuses to start on it.
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, f"module = a:app\n{body}", environ={"EMPTY": ""})
+    key, _, value = body.partition(" = ")
+    assert f"{key} = {value} expands to nothing: {value} is not set" in str(caught.value)
+    assert f"{key} (line 3)" in str(caught.value)
+    # where the empty value adds nothing, a warning as before; set, it is used
+    _, warnings, _ = load(tmp_path, "module = a:app\npythonpath = $(EXTRA)")
+    assert any("$(EXTRA) is not set" in w for w in warnings)
+    config, _, _ = load(tmp_path, f"module = a:app\n{body}", environ={value[2:-1]: "660"})
+    assert getattr(config, key.replace("-", "_")) not in ("", 0)
+
+
 def test_warn_once_per_key(tmp_path: Path) -> None:
     _, warnings, _ = load(tmp_path, "frobnicate = 2\nfrobnicate = 4\nfrobnicate = 8")
     assert len(warnings) == 1

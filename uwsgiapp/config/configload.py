@@ -138,6 +138,12 @@ def _parse_octal(spec: OptionSpec, value: Any, source: str) -> int:
     elif isinstance(value, str):
         text = value.strip().lower()
         text = text[2:] if text.startswith("0o") else text
+        if len(text) < 3 and text.isdigit():  # '66' was 0o066: the owner left out, as uWSGI
+            raise ConfigError(  # refuses ("invalid chmod value")
+                spec.name,
+                f"expected three octal digits (owner, group, others), as 660, got {value!r}",
+                source,
+            )
     else:
         raise ConfigError(spec.name, f"expected an octal mode like 660, got {value!r}", source)
     try:

@@ -54,6 +54,7 @@ from uwsgiapp.config.configload import Layer, Raw, spec_for
 from uwsgiapp.config.iniexpand import (
     ExpansionError,
     Placeholders,
+    environ_names,
     expand,
 )
 from uwsgiapp.config.inifile import include_sections, parse_ini, read_section, split_ini_arg
@@ -166,10 +167,7 @@ def ini_layer(
             continue
         source = f"{where} {key} ({entry.at})"
         raw = _inline_comment(key, entry.value, entry.line, warn, commented)
-        try:
-            value = places_of(entry.origin).expand_value(raw)
-        except ExpansionError as exc:
-            raise ConfigError("ini", f"the value of {key!r} {exc}", source) from None
+        value = _expanded(key, raw, places_of(entry.origin), source)
         if not mapper.apply(key, value, entry.line, source):
             _unsupported(entry, result, where, warn)
     map_app(mapper.app, result.layer, where, warn)
@@ -179,6 +177,31 @@ def ini_layer(
         result.layer["access_log"] = Raw("uwsgi", f"{where} (uWSGI's default; disable-logging)")
     request_log_filters(result.layer)
     return result
+
+
+def _expanded(key: str, raw: str, places: Placeholders, source: str) -> str:
+    """``raw`` (the value of ``key``) with its placeholders and variables expanded; a bad
+    expansion, or one an unset variable leaves empty, is a :class:`ConfigError`."""
+    try:
+        value = places.expand_value(raw)
+    except ExpansionError as exc:
+        raise ConfigError("ini", f"the value of {key!r} {exc}", source) from None
+    if not value.strip() and environ_names(raw) and key not in _EMPTY_IS_NOTHING:
+        # An unset $(APP_USER): uid = '' kept root, chmod-socket = '' (a bare key) made the
+        # socket 0666; uWSGI keeps the text, and refuses to start on it.
+        names = ", ".join(f"$({name})" for name in sorted(environ_names(raw)))
+        raise ConfigError(
+            "ini",
+            f"{key} = {raw.strip()} expands to nothing: {names} is not set in the "
+            "environment, or is empty (uWSGI refuses to start on it too): set it, or "
+            "remove the key",
+            source,
+        )
+    return value
+
+
+#: Keys whose empty value adds nothing (an unset $(VAR) there is only warned of).
+_EMPTY_IS_NOTHING = frozenset({"env", "pythonpath", "python-path", "pp"})
 
 
 def request_log_filters(layer: Layer) -> None:
