@@ -14,7 +14,7 @@ import pytest
 from cli.cli_testkit import run_cli
 
 from uwsgiapp.cli import EXIT_USAGE
-from uwsgiapp.config import ConfigError
+from uwsgiapp.config import ConfigError, make_config
 from uwsgiapp.config.configload import (
     FALSE_WORDS,
     TRUE_WORDS,
@@ -285,6 +285,21 @@ def test_a_key_an_unset_variable_leaves_empty_stops_the_start(tmp_path: Path, bo
     assert any("$(EXTRA) is not set" in w for w in warnings)
     config, _, _ = load(tmp_path, f"module = a:app\n{body}", environ={value[2:-1]: "660"})
     assert getattr(config, key.replace("-", "_")) not in ("", 0)
+
+
+def test_a_socket_naming_a_shared_socket_is_that_address(tmp_path: Path) -> None:
+    # uWSGI's privileged-port idiom: the address was taken as a unix socket file named '=0'
+    # (nginx: 502), after a warning that shared-socket is not supported.
+    body = "module = a:app\nshared-socket = 127.0.0.1:80\nshared-socket = [::1]:81\n"
+    config, warnings, _ = load(tmp_path, body + "socket = =1\nsocket = =0")
+    assert config.socket == ("[::1]:81", "127.0.0.1:80") and warnings == []
+    for bad, said in (("=2", "names shared-socket 2: 2 are defined"), ("=x", "shared-socket x")):
+        with pytest.raises(ConfigError, match=said):
+            load(tmp_path, body + f"socket = {bad}")
+    with pytest.raises(ConfigError, match="names shared-socket 0: 0 are defined before it"):
+        load(tmp_path, "module = a:app\nsocket = =0\nshared-socket = 127.0.0.1:80")
+    with pytest.raises(ConfigError, match="uWSGI's =N names an ini's shared-socket"):
+        make_config(app="a:app", socket=("=0",))
 
 
 def test_warn_once_per_key(tmp_path: Path) -> None:

@@ -180,6 +180,7 @@ USED_KEYS = frozenset(
         *MODE_KEYS,
         "disable-logging",
         "L",
+        "shared-socket",
     }
 )
 #: Plugins that mean "Python WSGI", or what uwsgiapp has built in (the busyness algorithm):

@@ -53,6 +53,7 @@ class Mapper:
         self.app: dict[str, tuple[str, int, str]] = {}  # module / wsgi-file / callable / mount
         self._multi: dict[str, list[str]] = {}
         self._explicit: set[str] = set()  # options a key of the section set (not implied)
+        self._shared: list[str] = []  # shared-socket's addresses, which a socket's =N names
 
     def apply(self, key: str, value: str, line: int, source: str) -> bool:
         """Map one key; False if its value is a form uwsgiapp does not take (then it is
@@ -78,6 +79,8 @@ class Mapper:
             if canonical == "mount" and "mount" in self.app:
                 _one_mount(self.app["mount"], (value, line, key), source)
             self.app[canonical] = (value, line, key)
+        elif key == "shared-socket":  # bound only where a socket = =N names it, as in uWSGI
+            self._shared.append(value.strip())
         elif key in ("disable-logging", "L"):
             flag = truthy(value)
             if flag is None:
@@ -150,6 +153,8 @@ class Mapper:
         if name == "buffer_size" and value.strip().isdigit() and int(value) > MAX_BUFFER:
             self.warn(f"'{key} = {value}' is read as {MAX_BUFFER} (the most; uWSGI caps it too)")
             value = str(MAX_BUFFER)
+        if name == "socket" and value.strip().startswith("="):
+            value = self._shared_socket(key, value, source)
         if name == "pythonpath":
             for path in self._pythonpath(key, value):
                 self._set(name, path, source, multi=True)
@@ -160,6 +165,20 @@ class Mapper:
                 if implied not in self._explicit:
                     layer[implied] = Raw(what, f"{IMPLIED_BY}{source}")
         self._set(name, value, source, multi=name in MULTI)
+
+    def _shared_socket(self, key: str, value: str, source: str) -> str:
+        """uWSGI's ``socket = =N``: the Nth ``shared-socket`` (from 0) before it, which uWSGI
+        binds as root before the drop (a port under 1024); here every socket is bound so."""
+        index = value.strip()[1:].strip()
+        if not index.isdigit() or int(index) >= len(self._shared):
+            defined = f"{len(self._shared)} are" if len(self._shared) != 1 else "1 is"
+            raise ConfigError(
+                "ini",
+                f"'{key} = {value}' names shared-socket {index or '?'}: {defined} defined before "
+                "it (uWSGI's =N is the Nth shared-socket, from 0)",
+                source,
+            )
+        return self._shared[int(index)]
 
     def _own(self, key: str, value: str, source: str) -> None:
         """One of uwsgiapp's own options, read as uWSGI reads its keys: a flag is true when

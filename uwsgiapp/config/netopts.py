@@ -18,6 +18,10 @@ def socket_problem(config: Any) -> tuple[str, str] | None:
     if not config.socket:
         return "socket", "at least one socket is required"
     for address in config.socket:
+        if address.startswith("="):  # was bound as a unix socket file named '=0'
+            return "socket", (
+                f"{address!r}: uWSGI's =N names an ini's shared-socket; give the address"
+            )
         try:  # its form now (exit 2, and --print-config refuses it), not when it is bound
             server_address(address)
         except AddressError as exc:
