@@ -93,6 +93,9 @@ KEYS: list[tuple[str, dict[str, Any]]] = [
     ("lazy-apps", {"lazy_apps": True}),  # a bare key is a true flag
     ("uid = www-data", {"uid": "www-data"}),
     ("gid = 33", {"gid": "33"}),
+    # uWSGI's drop before the app's load: where --uid/--gid drop here (it was ignored: root)
+    ("immediate-uid = www-data", {"uid": "www-data"}),
+    ("immediate-gid = 33", {"gid": "33"}),
     ("pidfile = /run/app.pid", {"pidfile": "/run/app.pid"}),
     ("socket-timeout = 4", {"socket_timeout": 4.0}),
     ("reload-mercy = 20", {"graceful_timeout": 20.0}),
@@ -302,6 +305,32 @@ def test_a_socket_naming_a_shared_socket_is_that_address(tmp_path: Path) -> None
         make_config(app="a:app", socket=("=0",))
 
 
+@pytest.mark.parametrize(
+    ("body", "said"),
+    [
+        ("route = ^/admin basicauth:Admin,ops:s3cret", "has no internal router"),
+        ("route-remote-addr = !^10\\.0\\. break:403", "has no internal router"),
+        ("final-route = .* log:x", "has no internal router"),
+        ("chroot = /srv/jail", "does not confine itself"),
+        ("cap = setgid,setuid", "does not confine itself"),
+        ("unshare = net", "does not confine itself"),
+    ],
+)
+def test_a_rule_that_would_guard_the_app_stops_the_start(
+    tmp_path: Path, body: str, said: str
+) -> None:
+    # Ignored with a warning, /admin was served to anyone and the app ran unconfined.
+    with pytest.raises(ConfigError) as caught:
+        load(tmp_path, f"module = a:app\n{body}")
+    key = body.partition(" = ")[0]
+    text = str(caught.value)
+    assert f"'{key}' cannot be applied: uwsgiapp {said}" in text and f"{key} (line 3)" in text
+    assert "s3cret" not in text  # a basicauth rule's password is not echoed
+    # headers are nginx's too, but serving without them is served: a warning that says how
+    _, warnings, _ = load(tmp_path, "module = a:app\nadd-header = X-Frame-Options: DENY")
+    assert any("add_header NAME VALUE always" in w for w in warnings), warnings
+
+
 def test_warn_once_per_key(tmp_path: Path) -> None:
     _, warnings, _ = load(tmp_path, "frobnicate = 2\nfrobnicate = 4\nfrobnicate = 8")
     assert len(warnings) == 1
@@ -381,7 +410,9 @@ def test_placeholders_of_ignored_keys_are_not_expanded(tmp_path: Path) -> None:
     assert len(warnings) == 1, warnings
     assert warnings[0].endswith(
         "'log-format' is not supported, ignored"
-        " (uwsgiapp's access log has fixed formats: --access-log uwsgi, json or combined)"
+        " (uwsgiapp's access log has fixed formats: uWSGI's default line is written instead;"
+        " --access-log combined for Apache's (the body's size), json for fields with"
+        " duration_ms)"
     )
 
 
@@ -435,7 +466,9 @@ def test_log_format_on_the_command_line(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr
     assert r.stderr.decode() == (
         "uwsgiapp serve: warning: ini app.ini [uwsgi]: 'log-format' is not supported, ignored"
-        " (uwsgiapp's access log has fixed formats: --access-log uwsgi, json or combined)\n"
+        " (uwsgiapp's access log has fixed formats: uWSGI's default line is written instead;"
+        " --access-log combined for Apache's (the body's size), json for fields with"
+        " duration_ms)\n"
     )
 
 

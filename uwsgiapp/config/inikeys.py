@@ -63,6 +63,9 @@ SIMPLE_KEYS: Mapping[str, str] = {
     "lazy": "lazy_apps",
     "uid": "uid",
     "gid": "gid",
+    # uWSGI's drop before the app is loaded: uwsgiapp's --uid/--gid drop there already
+    "immediate-uid": "uid",
+    "immediate-gid": "gid",
     "pidfile": "pidfile",
     # Written after the privileges drop (pidfile2) or atomically (safe-): uwsgiapp's one
     # pidfile is both (replaced by a rename, and never followed as root).
@@ -232,7 +235,9 @@ ADVICE: Mapping[str, str] = {
     "https": "terminate TLS in nginx",
     "https-socket": "terminate TLS in nginx",
     "http11-socket": "uwsgiapp speaks only the uwsgi protocol: put nginx (uwsgi_pass) in front",
-    "log-format": "uwsgiapp's access log has fixed formats: --access-log uwsgi, json or combined",
+    "log-format": "uwsgiapp's access log has fixed formats: uWSGI's default line is written "
+    "instead; --access-log combined for Apache's (the body's size), json for fields with "
+    "duration_ms",
     "logformat": "uwsgiapp's access log has fixed formats: --access-log uwsgi, json or combined",
     "py-autoreload": "use 'uwsgiapp dev' for reloading on code changes",
     "touch-workers-reload": _HUP,
@@ -288,8 +293,32 @@ ADVICE: Mapping[str, str] = {
     "recycles a worker by its resident memory",
     "cheaper-idle": "a setting of uWSGI's spare2 algorithm, which uwsgiapp has not (spare, "
     "backlog and busyness are here)",
+    "add-header": "nginx adds response headers: add_header NAME VALUE always; in the location",
     "offload-threads": "nginx sends files and slow clients' bytes (uwsgiapp's workers never "
     "wait on a slow client: nginx buffers the response)",
+}
+_ROUTER = (
+    "uwsgiapp has no internal router, and serving without the rule changes what is served, "
+    "and to whom: put it in nginx (location, deny, auth_basic, return, rewrite, add_header), "
+    "then remove it from the ini"
+)
+_CONFINE = (
+    "uwsgiapp does not confine itself, and starting unconfined is not what the ini asks: use "
+    "systemd's RootDirectory=, CapabilityBoundingSet=, PrivateTmp= (or the container's), "
+    "then remove it from the ini"
+)
+#: Keys whose rule would guard the app (access, confinement): not applied, so not ignored
+#: either (a 'route = ^/admin basicauth:' left /admin open): they stop start-up.
+GUARD_PREFIXES: Mapping[str, str] = {
+    "route": _ROUTER,
+    "final-route": _ROUTER,
+    "error-route": _ROUTER,
+    "response-route": _ROUTER,
+    "chroot": _CONFINE,
+    "cap": _CONFINE,
+    "unshare": _CONFINE,
+    "jail": _CONFINE,
+    "namespace": _CONFINE,
 }
 #: Advice for families of keys, by the start of their name (when ADVICE has not the key).
 ADVICE_PREFIXES: Mapping[str, str] = {

@@ -62,6 +62,7 @@ from uwsgiapp.config.inikeys import (
     ADVICE,
     ADVICE_PREFIXES,
     ALWAYS_ON,
+    GUARD_PREFIXES,
     HTTP_KEYS,
     IDIOMS,
     SIMPLE_KEYS,
@@ -155,7 +156,7 @@ def ini_layer(
     )
     places_of, referenced = terms.placeholders(entries), terms.referenced
     mapper = Mapper(result.layer, where, warn)
-    commented: set[str] = set()  # keys already warned of (one warning per key)
+    commented = _Comments(warn)
     for entry in entries:
         key = entry.key
         if key in ("set-placeholder", "set-ph") or IDIOMS.get(key) == " ".join(entry.value.split()):
@@ -166,10 +167,11 @@ def ini_layer(
             _not_ours(entry, result, where, warn, key in referenced, places_of(entry.origin))
             continue
         source = f"{where} {key} ({entry.at})"
-        raw = _inline_comment(key, entry.value, entry.line, warn, commented)
+        raw = commented.strip(key, entry.value, entry.line)
         value = _expanded(key, raw, places_of(entry.origin), source)
         if not mapper.apply(key, value, entry.line, source):
             _unsupported(entry, result, where, warn)
+    commented.finish()
     map_app(mapper.app, result.layer, where, warn)
     relative_to_chdir(result.layer, where, warn)
     _check_strict(entries, result, where)
@@ -247,6 +249,13 @@ def _unsupported(
 ) -> None:
     """A key uwsgiapp does not take: said once (with advice where there is some, else the
     key it may be a typo of); an HTTP key is also kept for the refusal of an HTTP-only ini."""
+    guard = next((a for s, a in GUARD_PREFIXES.items() if entry.key.startswith(s)), "")
+    if guard and entry.key not in _KNOWN:
+        raise ConfigError(
+            "ini",
+            f"'{entry.key}' cannot be applied: {guard}",  # not its value: a basicauth password
+            f"{where} {entry.key} ({entry.at})",
+        )
     advice = advice or _advice(entry.key)
     if not advice:  # a typo of a key we take (not of one we only advise about)
         near = difflib.get_close_matches(entry.key, _KNOWN, n=1, cutoff=0.8)
@@ -312,29 +321,42 @@ def _numeric_or_flag(key: str) -> bool:
     return key in ALWAYS_ON or key in ("disable-logging", "L", "strict")
 
 
-def _inline_comment(
-    key: str, raw: str, line: int, warn: Callable[[str], None], warned: set[str]
-) -> str:
-    """``raw`` without what looks like a trailing comment (``20 # respawn``) where uWSGI
-    would ignore it anyway; elsewhere ``raw`` as is (uWSGI keeps it). Either is said once per
-    key (``warned`` holds the keys said)."""
-    comment = _COMMENT.search(raw)
-    if comment is None:
+class _Comments:
+    """uWSGI has no inline comments: what looks like one (``20 # respawn``) is dropped where
+    uWSGI would ignore it anyway, after a number or a flag (said in one line for the section:
+    a production ini with twenty wrote twenty lines); elsewhere the value is kept whole, as
+    in uWSGI, and said once per key (it changes the value)."""
+
+    def __init__(self, warn: Callable[[str], None]) -> None:
+        self._warn = warn
+        self._said: set[str] = set()
+        self._dropped: dict[str, int] = {}
+
+    def strip(self, key: str, raw: str, line: int) -> str:
+        """``raw`` without a trailing comment uWSGI would ignore; else ``raw`` as is."""
+        comment = _COMMENT.search(raw)
+        if comment is None:
+            return raw
+        if _numeric_or_flag(key):
+            self._dropped.setdefault(key, line)
+            return raw[: comment.start()]
+        if key not in self._said:
+            self._said.add(key)
+            self._warn(
+                f"'{key} = {raw}' (line {line}) contains what looks like a comment, but uWSGI "
+                "has no inline comments: the whole text is the value, as in uWSGI; put the "
+                "comment on a line of its own"
+            )
         return raw
-    first = key not in warned
-    warned.add(key)
-    if _numeric_or_flag(key):
-        kept = raw[: comment.start()]
-        if first:
-            warn(f"'{key} = {raw}' (line {line}): uWSGI has no inline comments: read as {kept}")
-        return kept
-    if first:
-        warn(
-            f"'{key} = {raw}' (line {line}) contains what looks like a comment, but uWSGI has"
-            " no inline comments: the whole text is the value, as in uWSGI; put the comment on"
-            " a line of its own"
-        )
-    return raw
+
+    def finish(self) -> None:
+        """Say the comments dropped after numbers and flags, in one line."""
+        if self._dropped:
+            keys = ", ".join(f"{key} (line {line})" for key, line in self._dropped.items())
+            self._warn(
+                "uWSGI has no inline comments: the text after the number or flag of "
+                f"{keys} is ignored, as uWSGI ignores it; put comments on lines of their own"
+            )
 
 
 class _Warner:
