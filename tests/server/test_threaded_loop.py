@@ -212,7 +212,8 @@ def test_a_thread_that_drains_twice_is_counted_once(
         worker._on_graceful(15, None)
         worker._wake()
         wait_for(lambda: len(calls) == 1)
-        worker.master_pid = os.getpid()  # not its parent: the main thread sees it gone
+        worker.drain_backlog = False  # as a master gone once did (it dropped the drain)
+        worker._wake()
         wait_for(lambda: worker._told == (False, False))
         worker._on_graceful(15, None)
         worker._wake()

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from pathlib import Path
@@ -211,3 +212,41 @@ def test_a_quick_stop_does_not_wait_for_the_apps_threads(tmp_path: Path, lifecyc
         server.stop()
     assert f"(pid {pid}): its exit work" not in server.log()
     assert ("atexit", pid) in events(lifecycle)  # not the join: the atexit handlers only
+
+
+def test_workers_of_a_killed_master_serve_what_queues_before_they_leave(tmp_path: Path) -> None:
+    # A master killed with SIGKILL (not PID 1: a supervisord or a VM's): its idle worker left
+    # at once, the busy one kept the socket to the end of its request, and each connection
+    # made meanwhile waited in the queue for it, then was reset (nginx: a 502; gunicorn's and
+    # uWSGI's workers serve it).
+    import threading
+
+    from support.procs import alive, worker_pids
+
+    server = Server(tmp_path, "supervisor_app:app", workers=2).start()
+    marker = tmp_path / "busy"
+    orphans: set[int] = set()
+    slow: list[bytes] = []
+    try:
+        wait_until(lambda: len(worker_pids(server.pid)) == 2, 10, "two workers")
+        orphans = worker_pids(server.pid)
+        busy = threading.Thread(target=lambda: slow.append(get(server, f"/sleep?3&{marker}")))
+        busy.start()
+        wait_until(marker.exists, 10, "the slow request in a worker")
+        busy_pid = int(marker.read_text())
+        server.signal(signal.SIGKILL)
+        idle = (orphans - {busy_pid}).pop()
+        wait_until(lambda: not alive(idle), 10, "the idle worker's exit")  # its queue empty
+        assert alive(busy_pid)
+        # Queued at the busy worker's copy of the socket: served once its request is done
+        assert get(server, "/").startswith(b"pid ")
+        busy.join(10)
+        assert slow and slow[0].startswith(b"slept pid ")
+        wait_until(lambda: not alive(busy_pid), 15, "the busy worker's exit")
+    finally:
+        for pid in orphans:  # ours: stopped whatever failed
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        server.stop()
+    log = server.log()
+    assert "is gone: serving what waits in the listen queue, then exiting" in log, log

@@ -45,6 +45,10 @@ def quick_stop_began() -> float | None:
     return _quick_began
 
 
+#: Whether this process said its master is gone (its threads' loops each notice it).
+_ORPHAN_SAID: list[bool] = []
+
+
 class StopSignals:
     """A worker process's signal handlers (after fork: the master's must not run here). They
     only set flags, which the loop reads between requests; shared by :class:`Worker` and the
@@ -61,6 +65,7 @@ class StopSignals:
     _wake_w: int
     _quick_stopping = False
     _refusal_armed = False
+    _orphaned = False
     #: Run each tick: the loop's beat in its status slot (the master kills a worker whose loop
     #: stopped while it is in no request, past --harakiri); set where the worker is made.
     on_tick: Callable[[], None] | None = None
@@ -78,12 +83,21 @@ class StopSignals:
         tell_write_failures()
         if self.on_tick is not None:
             self.on_tick()
-        if os.getppid() != self.master_pid:
-            logging.getLogger("uwsgiapp.error").error(
-                "%s: master %d is gone, exiting", worker_label(), self.master_pid
-            )
+        if os.getppid() != self.master_pid and not self._orphaned:
+            self._orphaned = True
+            if not _ORPHAN_SAID:  # once a process (each thread's loop ticks)
+                _ORPHAN_SAID.append(True)
+                logging.getLogger("uwsgiapp.error").error(
+                    "%s: master %d is gone: serving what waits in the listen queue, then exiting",
+                    worker_label(),
+                    self.master_pid,
+                )
+            # A stop as a TERM's (the master's death sends one, PR_SET_PDEATHSIG): what queued
+            # is served before the exit. This said "exiting" and dropped the drain the TERM had
+            # asked for: a busy worker kept the socket to the end of its request, and what
+            # queued meanwhile was then reset (a 502).
+            self.drain_backlog = self.drain_backlog or self.alive
             self.alive = False
-            self.drain_backlog = False
 
     def _on_graceful(self, signum: int, frame: FrameType | None) -> None:
         # TERM: finish the current request and what already waits in the backlog, then exit.
