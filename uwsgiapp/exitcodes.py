@@ -41,7 +41,8 @@ class ServeExit(_Described):
         3,
         (
             "cannot start: a socket cannot be bound, --uid/--gid cannot be used, "
-            "or the error log, the access log or the pidfile cannot be written"
+            "the error log, the access log or the pidfile cannot be written, or the first "
+            "workers have too few descriptors free (ulimit -n)"
         ),
     )
     APP_LOAD = (
@@ -77,6 +78,11 @@ class WorkerExit(_Described):
         4,
         "a --lazy-apps worker cannot import the app: the master tries again later while "
         "others serve, else stops (no fork loop)",
+    )
+    NO_ROOM = (
+        75,  # EX_TEMPFAIL: not a code an app's sys.exit() is likely to give
+        "a worker has too few descriptors free to serve (ulimit -n): as for APP_LOAD, the "
+        "master tries again later while others serve, else stops (3, cannot start)",
     )
 
 

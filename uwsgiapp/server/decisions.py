@@ -98,9 +98,9 @@ def too_few_descriptors(limit: int, used: int, loops: int = 1, lazy: bool = Fals
     whose = "in this worker" if lazy else "in the master, which every worker inherits"
     return (
         f"{max(limit - used, 0)} of its {limit} descriptors are free (ulimit -n) with {used} "
-        f"open, most of them what the app's import opened ({whose}), and it needs {needed}: "
-        "raise the limit (LimitNOFILE= in systemd, docker --ulimit nofile), or have the app "
-        "open fewer as it starts"
+        f"open (the server's own few, any the process was started with, and what the app's "
+        f"import opened, {whose}), and it needs {needed}: raise the limit (LimitNOFILE= in "
+        "systemd, docker --ulimit nofile)"
     )
 
 

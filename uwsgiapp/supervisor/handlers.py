@@ -108,7 +108,7 @@ def refuse_without_descriptors(loops: int, lazy: bool = False) -> None:
     why = too_few_descriptors(limit, used, loops, lazy)
     if why is not None:
         log.error("worker %d cannot serve: %s", worker_number(), why)
-        raise SystemExit(WorkerExit.APP_LOAD)
+        raise SystemExit(WorkerExit.NO_ROOM)
 
 
 def make_worker(

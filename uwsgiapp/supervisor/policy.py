@@ -171,6 +171,10 @@ class Policy(Kills):
             return self._replaced_exit(rec, how, code, signum, cut, killer)
         if code == WorkerExit.APP_LOAD:
             return self._app_load_failed(rec, now)
+        if code == WorkerExit.NO_ROOM:  # its line said why: not the app's import, not a crash
+            return self._app_load_failed(
+                rec, now, "could not start serving", ServeExit.START_FAILED
+            )
         clean = code == WorkerExit.CLEAN and signum is None
         level = LogLevel.INFO if clean else LogLevel.ERROR
         how += "" if clean else unexpected_death(None if killer else signum, cut)
@@ -219,7 +223,11 @@ class Policy(Kills):
         return [Log(level, f"{rec.label} {how}{then}"), *filled]
 
     def _app_load_failed(
-        self, rec: WorkerRecord, now: float, what: str = "could not load the app"
+        self,
+        rec: WorkerRecord,
+        now: float,
+        what: str = "could not load the app",
+        halt: ServeExit = ServeExit.APP_LOAD,
     ) -> list[Action]:
         """A (lazy-apps) worker could not import the app: a reload fails; a replacement is
         tried again later while other workers serve or are still starting (new code on disk
@@ -241,7 +249,7 @@ class Policy(Kills):
             why = "at the first start" if at_start else "and no worker serves"
             return [
                 Log(LogLevel.ERROR, f"{rec.label} {what} {why}: stopping (no fork loop)"),
-                Halt(ServeExit.APP_LOAD),
+                Halt(halt),
             ]
         self.spawns_held = True
         others = [f"{serving} {_are(serving, 'serves', 'serve')} on"] if serving else []
