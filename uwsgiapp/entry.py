@@ -11,6 +11,7 @@ a signal the command was started with ignored (a shell's background job) stays i
 from __future__ import annotations
 
 import signal
+import sys
 from types import FrameType
 
 from uwsgiapp.termsignals import STOP_SIGNALS
@@ -22,6 +23,14 @@ _BEFORE: dict[int, object] = {}
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
+    if next((a for a in sys.argv[1:] if not a.startswith("-")), "") == "serve":
+        # serve's stops end in 0 ("stopped on TERM, INT or QUIT"), as its own start-up
+        # handler's do a moment later: a TERM in the first 0.3 s gave 143 (a failure, to
+        # whatever reads the status: a deploy script, a supervisor)
+        sys.stderr.write(
+            f"uwsgiapp serve: {signal.Signals(signum).name} during start-up: stopped\n"
+        )
+        raise SystemExit(0)
     raise SystemExit(128 + signum)
 
 
