@@ -21,6 +21,7 @@ import contextlib
 import os
 import select
 import selectors
+import sys
 import time
 import traceback
 from collections.abc import Callable
@@ -125,6 +126,7 @@ class OsThread:
                 text = traceback.format_exc()
                 os.write(2, f"uwsgiapp: its {self.name} thread failed:\n{text}".encode())
         finally:
+            _forget_dummy(get_ident())
             OWN_THREADS.discard(get_ident())
             self._done.set()
 
@@ -135,6 +137,16 @@ class OsThread:
     def is_alive(self) -> bool:
         """Whether it still runs."""
         return not self._done.is_set()
+
+
+def _forget_dummy(ident: int) -> None:
+    """Drop the ``threading`` stand-in a line logged from this thread made for it: before
+    Python 3.12 it stays listed after the thread ends (the import's thread check then named
+    "Dummy-1", the stats thread of the first start, as the app's)."""
+    threading: Any = sys.modules.get("threading")
+    with contextlib.suppress(Exception):
+        if isinstance(threading._active.get(ident), threading._DummyThread):
+            del threading._active[ident]
 
 
 def threads_patched_by() -> str | None:

@@ -58,10 +58,17 @@ def occupy(server: Server, seconds: int) -> threading.Thread:
 def test_the_verdict_counts_busy_workers_as_alive() -> None:
     assert health_verdict([(True, True), (False, False)], 7) == (
         True,
-        "healthy: 1 workers accept (1 busy); master pid 7",
+        "healthy: 1 worker accepts (1 busy); master pid 7",
     )
     assert health_verdict([(False, False)], 7)[0] is False
-    assert health_verdict([], 7) == (False, "unhealthy: 0 workers accept (0 busy); master pid 7")
+    assert health_verdict([(False, False)], 7) == (
+        False,
+        "unhealthy: 0 workers accept (0 busy); master pid 7",
+    )
+    assert health_verdict([], 7) == (
+        False,
+        "unhealthy: no worker yet (the master is starting: the app's import); master pid 7",
+    )
 
 
 @pytest.mark.parametrize(
@@ -167,7 +174,7 @@ def test_a_saturated_server_is_healthy_where_a_ping_times_out(tmp_path: Path, ht
         done = health(env=env)
         assert ping.returncode != 0  # the one worker is busy: nobody answers the ping
         assert done.returncode == 0, done.stderr
-        assert done.stdout == f"healthy: 1 workers accept (1 busy); master pid {server.pid}\n"
+        assert done.stdout == f"healthy: 1 worker accepts (1 busy); master pid {server.pid}\n"
     finally:
         server.signal(signal.SIGINT)
         busy.join(30)
@@ -205,7 +212,7 @@ def wait_health(
 ) -> subprocess.CompletedProcess[str]:
     deadline = time.monotonic() + 10
     while True:
-        done = health(address)
+        done = health(*address.split())
         if check(done) or time.monotonic() > deadline:
             return done
         time.sleep(0.1)
@@ -213,3 +220,53 @@ def wait_health(
 
 def test_the_check_reads_a_boolean_as_the_server_does() -> None:
     assert reader._TRUE == TRUE_WORDS
+
+
+SLOW_IMPORT = """
+import os, time
+deadline = time.monotonic() + 30
+while not os.path.exists({go!r}) and time.monotonic() < deadline:  # the test says when
+    time.sleep(0.05)
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+
+@pytest.mark.parametrize("http", [False, True])
+def test_the_stats_answer_while_the_master_imports_the_app(tmp_path: Path, http: bool) -> None:
+    # A slow first import (a warm-up, a remote config): the stats listener accepted and said
+    # nothing until it ended, so a probe waited out its own timeout (3 s: "timed out reading
+    # the stats") instead of getting its 503 at once.
+    go = tmp_path / "go"
+    (tmp_path / "slowimport.py").write_text(SLOW_IMPORT.format(go=str(go)))
+    sockdir = short_tmpdir()
+    stats = os.path.join(sockdir, "stats.sock")
+    server = Server(
+        tmp_path, "slowimport:app", workers=1, stats=stats, stats_http=http,
+        pythonpath=[str(tmp_path)],
+    )  # fmt: skip
+    env = {**os.environ, "UWSGIAPP_STATS": stats, "UWSGIAPP_STATS_HTTP": str(http)}
+    try:
+        server.start(wait=False)
+        deadline = time.monotonic() + 15
+        while not os.path.exists(stats) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        done = health(env=env)
+        assert done.returncode == EXIT_UNHEALTHY, done.stderr
+        assert done.stdout == (
+            "unhealthy: no worker yet (the master is starting: the app's import); "
+            f"master pid {server.pid}\n"
+        )
+        assert (
+            fetch(parse_source(stats) if not http else stats_source(stats, {}, True))["workers"]
+            == []
+        )
+        go.touch()
+        args = [stats, *(["--http"] if http else [])]
+        assert wait_health(" ".join(args), lambda d: d.returncode == 0).returncode == 0
+    finally:
+        server.stop()
+        shutil.rmtree(sockdir, ignore_errors=True)
+    assert "started 1 thread" not in server.log(), server.log()  # the stats' own thread

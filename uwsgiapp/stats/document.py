@@ -149,8 +149,13 @@ def health_verdict(workers: Iterable[tuple[bool, bool]], master_pid: object) -> 
     A busy worker counts: a saturated server is alive, and an orchestrator that replaced it
     would only move its load onto the others.
     """
-    accepting = [busy for ok, busy in workers if ok]
-    line = f"{len(accepting)} workers accept ({sum(accepting)} busy); master pid {master_pid}"
+    rows = list(workers)
+    accepting = [busy for ok, busy in rows if ok]
+    count = len(accepting)
+    line = f"{count} worker{'s' if count != 1 else ''} accept{'s' if count == 1 else ''}"
+    line += f" ({sum(accepting)} busy); master pid {master_pid}"
+    if not rows:  # a row per wanted worker once the master runs: none yet, it is starting
+        line = f"no worker yet (the master is starting: the app's import); master pid {master_pid}"
     return bool(accepting), ("healthy: " if accepting else "unhealthy: ") + line
 
 

@@ -37,7 +37,7 @@ from uwsgiapp.server.logs import (
 from uwsgiapp.server.spool import IN_MEMORY_ANYWAY, check_spool_dir
 from uwsgiapp.server.wsgierrors import take_unhandled_records
 from uwsgiapp.stats.server import StatsServer
-from uwsgiapp.supervisor import privileges, takeover, titles
+from uwsgiapp.supervisor import meanwhile, privileges, takeover, titles
 from uwsgiapp.supervisor.arbiter import Arbiter
 from uwsgiapp.supervisor.handlers import bind, bind_stats, build_handler
 from uwsgiapp.supervisor.handover import oldbin
@@ -46,6 +46,7 @@ from uwsgiapp.supervisor.keptmodules import library_dirs, site_dirs
 from uwsgiapp.supervisor.listening import say_listening
 from uwsgiapp.supervisor.logmaster import LogMaster
 from uwsgiapp.supervisor.mastersignals import EARLY_SIGNUMS, forget_early, keep_for_later
+from uwsgiapp.supervisor.meanwhile import stats_clients, stats_served
 from uwsgiapp.supervisor.oomkills import OomKills, rss_limit_problem
 from uwsgiapp.supervisor.pidcheck import server_in_pidfile, unremovable_pidfile
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
@@ -380,11 +381,12 @@ def _load_and_run(
         if not config.lazy_apps:
             threads, fds = threading.enumerate(), open_fds()
             try:
-                app = first_import(config)
+                with stats_served(stats, meanwhile.starting):  # a probe: 503 now, not silence
+                    app = first_import(config)
             except AppImportError as exc:
                 log.error("cannot load app %r: %s", config.app, exc)
                 return ServeExit.APP_LOAD
-            say_import_leftovers(threads, fds, "the app's import")
+            say_import_leftovers(threads, fds | stats_clients(stats), "the app's import")
         if config.request_titles and not titles.request_titles_available():
             log.warning(
                 "--request-titles: setproctitle cannot be imported; titles stay as they are"

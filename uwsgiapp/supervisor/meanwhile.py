@@ -1,4 +1,6 @@
-"""The stats server answers while the master's loop waits for a HUP's re-import of the app.
+"""The stats server answers while the master's loop waits for a HUP's re-import of the app,
+and while the master imports it at the first start (:func:`starting`: no worker yet, so a
+health check gets its 503 at once, where it waited out its own timeout).
 
 The import runs in the master's one thread, for as long as the app takes (a warm-up, a remote
 config: 20 s is seen); the loop that serves the stats server waits for it, and a container's
@@ -26,9 +28,13 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 
+from uwsgiapp import __version__
+from uwsgiapp.stats.model import ServerStats
 from uwsgiapp.stats.server import StatsServer
+from uwsgiapp.supervisor import observe
 from uwsgiapp.unpatched import OsEvent, OsThread
 
 log = logging.getLogger("uwsgiapp.error")
@@ -38,11 +44,16 @@ POLL = 0.05
 
 
 @contextlib.contextmanager
-def stats_served(stats: StatsServer | None) -> Iterator[None]:
-    """While in it (the loop waiting for an import), a thread serves ``stats``."""
+def stats_served(
+    stats: StatsServer | None, snapshot: Callable[[], ServerStats] | None = None
+) -> Iterator[None]:
+    """While in it (the loop waiting for an import), a thread serves ``stats`` (with
+    ``snapshot``'s numbers, where given: the first start's, before the arbiter's)."""
     if stats is None:
         yield
         return
+    if snapshot is not None:
+        stats.snapshot = snapshot
     done = OsEvent()
     thread = OsThread("stats during the re-import", _serve, stats, done)
     try:
@@ -50,6 +61,13 @@ def stats_served(stats: StatsServer | None) -> Iterator[None]:
     finally:
         done.set()
         thread.join()
+
+
+def starting() -> ServerStats:
+    """The stats at the first start, before the master's loop: no worker yet."""
+    return ServerStats(
+        version=__version__, pid=os.getpid(), uid=os.getuid(), gid=os.getgid(), cwd=observe.cwd()
+    )
 
 
 def _serve(stats: StatsServer, done: OsEvent) -> None:
