@@ -129,3 +129,32 @@ def test_check_config_refuses_what_start_up_refuses_and_touches_nothing(
     assert passed.returncode == ServeExit.OK, passed.stderr
     assert b"the options are valid and ok:app loads" in passed.stdout
     assert _tree(base) == before  # no log, pidfile or socket made, nothing handed over
+
+
+def test_paths_on_a_read_only_file_system_are_refused(base: Path) -> None:
+    # A container's read-only root (or a ro bind mount): --check-config said 0, the start
+    # then stopped with "Read-only file system" (exit 3). A mount namespace of its own holds
+    # the read-only bind mount: nothing outside sees it, and it goes with the process.
+    import subprocess
+    import sys
+
+    ro = base / "ro"
+    ro.mkdir()
+    script = (
+        f"mount --bind {ro} {ro} && mount -o remount,ro,bind {ro} && "
+        f"exec {sys.executable} -m uwsgiapp serve ok:app --chdir {base} --check-config "
+        f"--pidfile {ro}/app.pid --socket {ro}/app.sock --access-log-file {base}/fine.log"
+    )
+    done = subprocess.run(
+        ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == ServeExit.START_FAILED, (done.returncode, done.stderr)
+    assert done.stderr.splitlines()[-2:] == [
+        f"uwsgiapp serve: error: --check-config: --socket: {ro}/app.sock: on a read-only file "
+        "system, where start-up must write it",
+        f"--check-config: --pidfile: {ro}/app.pid: on a read-only file system, where start-up "
+        "must write it",
+    ], done.stderr

@@ -9,10 +9,11 @@ is refused) and the last name is ``lstat``-ed, read-only: nothing is created, op
 writing, chowned or removed. :func:`refusals` then applies start-up's rules to what was found
 (:func:`~uwsgiapp.server.safefiles.file_refusal` for a log,
 :func:`~uwsgiapp.server.listeners.in_the_way` for a socket; a pidfile is renamed over its path,
-which only a directory refuses). What only the write itself can tell is not known here: whether
-the file can be created or written (a read-only or full filesystem, or, not as root, the
-permissions). Neither is a server still running on the socket or named by the pidfile, which
-stops a start: the gate runs while the old server still serves.
+which only a directory refuses), and a directory on a file system mounted read-only is
+refused. What only the write itself can tell is not known here: whether the file can be
+created or written (a full filesystem, or, not as root, the permissions). Neither is a server
+still running on the socket or named by the pidfile, which stops a start: the gate runs while
+the old server still serves.
 
 Then the import, as a worker: as the ``--uid``/``--gid`` user when started as root (an import
 as root would leave root's files where the workers must write: a log, a SQLite file, a cache),
@@ -57,6 +58,8 @@ class Seen:
     #: The walk to it failed: :class:`~uwsgiapp.server.safefiles.UnsafeFileError` for a link on
     #: the way that root must not follow, another ``OSError`` for a missing directory.
     error: OSError | None = None
+    #: Its directory is on a file system mounted read-only: start-up's write there fails.
+    readonly: bool = False
 
 
 def _leaf_refusal(option: str, path: str, st: os.stat_result, root: bool) -> str | None:
@@ -80,6 +83,8 @@ def refusals(seen: Iterable[Seen], root: bool) -> list[str]:
             why: str | None = str(one.error)
         elif one.error is not None:
             why = f"{one.path}: {one.error.strerror or one.error}"
+        elif one.readonly:  # a container's read-only root, a ro bind mount: EROFS at the start
+            why = f"{one.path}: on a read-only file system, where start-up must write it"
         else:
             why = None if one.st is None else _leaf_refusal(one.option, one.path, one.st, root)
         if why is not None:
@@ -92,10 +97,11 @@ def look(option: str, path: str) -> Seen:
     ``lstat`` its last name; opens nothing but the directories on the way (``O_PATH``)."""
     try:
         with safefiles.in_parent(path) as (parent, name):
+            readonly = bool(os.fstatvfs(parent).f_flag & os.ST_RDONLY)
             try:
-                return Seen(option, path, os.lstat(name, dir_fd=parent))
+                return Seen(option, path, os.lstat(name, dir_fd=parent), readonly=readonly)
             except FileNotFoundError:
-                return Seen(option, path)
+                return Seen(option, path, readonly=readonly)
     except OSError as exc:
         return Seen(option, path, error=exc)
 
