@@ -294,6 +294,8 @@ def test_env_from_every_source(tmp_path: Path) -> None:
     assert env_of(["--config", str(tmp_path / "top.toml")]) == ("A=toml", "PORT=8000")
     assert env_of(["--config", str(tmp_path / "tool.toml")]) == ("A=t",)
     assert env_of([], {"UWSGIAPP_ENV": "A=env\nB=2"}) == ("A=env", "B=2")
+    # a comment line, as docker's --env-file skips it (it stopped the start: "no '='")
+    assert env_of([], {"UWSGIAPP_ENV": "# the app's\nA=env\n  # more\nB=#2"}) == ("A=env", "B=#2")
     assert env_of(["--env", "A=1,2", "--env", "B=", "--ini", str(tmp_path / "u.ini")]) == (
         "A=1,2",
         "B=",

@@ -167,9 +167,11 @@ def parse_bool(text: str) -> bool | None:
 
 def _convert_pairs(value: Any, bad: Callable[[str], ConfigError]) -> tuple[str, ...]:
     """``NAME=VALUE`` items, never split on commas (values hold them): a string (one item per
-    line: the environment variable), a list (repeated flags, ini keys), or a TOML table."""
+    line: the environment variable, whose blank and ``#`` lines are skipped, as docker's
+    --env-file skips them), a list (repeated flags, ini keys), or a TOML table."""
     if isinstance(value, str):
-        return tuple(line for line in value.splitlines() if line.strip())
+        lines = value.splitlines()
+        return tuple(line for line in lines if line.strip() and not line.lstrip().startswith("#"))
     if isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
         return tuple(value)
     if isinstance(value, dict) and all(
