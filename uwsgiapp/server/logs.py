@@ -174,11 +174,16 @@ def reopen_logs(moved_only: bool = False) -> bool:
     return reopened
 
 
-def reopen_said(funneled: bool | None, ours: bool) -> bool:
-    """Whether a USR1's (or HUP's) reopen is said done: the log master's files reopened
-    (``funneled``: True; None if none was to be) and none failed, or, with none of its own,
-    the process's handlers' (``ours``: :func:`~uwsgiapp.server.logs.reopen_logs`)."""
-    return funneled is True or (funneled is None and ours)
+def reopen_said(funneled: bool | None, ours: bool, why: str) -> None:
+    """Say a USR1's (or HUP's) reopen done (``why``) when it is: the log master's files
+    reopened (``funneled``: True; None if none was to be) and none failed, or, with none of its
+    own, the process's handlers' (``ours``: :func:`~uwsgiapp.server.logs.reopen_logs`); a USR1
+    with no log file at all (every log on stdout or stderr) says there was none to reopen."""
+    if not (funneled is True or (funneled is None and ours)):
+        return
+    if funneled is None and why.startswith("USR1") and not open_file_handlers(False):
+        why = "USR1: no log file to reopen (the server's logs go to stdout and stderr)"
+    logging.getLogger("uwsgiapp.error").info("%s", why)
 
 
 #: Whether stdout and stderr (fds 1 and 2) follow the error log's file (``--capture-output``).

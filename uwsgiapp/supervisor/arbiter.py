@@ -250,8 +250,7 @@ class Arbiter:
                         listener.close()
                 case A.ReopenLogs(why, moved_only):
                     try:
-                        if reopen_said(self.funnel.reopen(moved_only), reopen_logs(moved_only)):
-                            log.info("%s", why)
+                        reopen_said(self.funnel.reopen(moved_only), reopen_logs(moved_only), why)
                     except OSError as exc:  # e.g. a dropped master may not create the new file
                         sig = why.partition(":")[0]
                         sys.stderr.write(f"uwsgiapp: {sig}: cannot reopen the log files: {exc}\n")
