@@ -75,3 +75,22 @@ def test_a_signal_to_a_worker_reaped_in_the_same_batch_is_not_sent() -> None:
     sim.policy.on_exit(first, 0, None, sim.now)
     told = [a for a in actions if isinstance(a, Signal) and sim.policy.wanted(a)]
     assert [(a.pid, a.signum) for a in told] == [(second, signal.SIGINT)]
+
+
+def test_harakiri_still_bounds_the_request_of_a_worker_told_to_go() -> None:
+    # HUP (or TERM) with a request stuck: it ran to --graceful-timeout (30 s, a 502 at 32 s)
+    # where --harakiri 4 was set; uWSGI cuts it at its harakiri, and so did a worker leaving at
+    # its max-requests here.
+    for stop in ("HUP", "TERM"):
+        sim = started(workers=1, harakiri=4, graceful_timeout=30)
+        (old,) = sim.pids()
+        sim.busy_since[old] = 1000.0 + sim.now
+        sim.run(sim.policy.on_signal(stop, sim.now))
+        sim.make_all_ready()
+        sim.tick()
+        actions = sim.tick(4.0)
+        assert (old, signal.SIGUSR2) in signals_sent(actions), stop  # its stack, as a harakiri
+        (said,) = [a.message for a in actions if isinstance(a, Log) and "HARAKIRI" in a.message]
+        assert said.startswith(f"HARAKIRI: worker 1 (pid {old}) stuck in one request for 4.")
+        assert said.endswith("then killing it (in 1s)")  # no "a new worker takes its place"
+        assert (old, signal.SIGKILL) in signals_sent(sim.tick(1.1)), stop

@@ -16,7 +16,7 @@ from uwsgiapp.supervisor.actions import (
     Signal,
     WorkerRecord,
 )
-from uwsgiapp.supervisor.roster import HARAKIRI, STOPPING
+from uwsgiapp.supervisor.roster import HARAKIRI, READY, STOPPING
 from uwsgiapp.supervisor.scaling import Scaling
 from uwsgiapp.supervisor.status import WorkerStatus
 
@@ -33,15 +33,28 @@ class Kills(Scaling):
         """Past --harakiri: stacks dumped (USR2), then killed: after --harakiri more seconds
         while other requests of its threads are in flight (it accepts no more, a new worker
         serves), else once the dump is written (DUMP_GRACE)."""
+        # One told to leave (a HUP's, a TERM's) or replaced already has its successor.
+        then = "; a new worker takes its place" if rec.state is READY else ""
         rec.state = HARAKIRI
         grace = self.harakiri if st.in_requests > 1 else DUMP_GRACE
         rec.deadline = now + grace
         self.harakiris[rec.wid] = self.harakiris.get(rec.wid, 0) + 1
         said = (
             f"HARAKIRI: {rec.label} {why} for {seconds:.1f}s (limit {self.harakiri:g}s): "
-            f"dumping its stack, then killing it (in {grace:g}s); a new worker takes its place"
+            f"dumping its stack, then killing it (in {grace:g}s){then}"
         )
         return [Log(LogLevel.ERROR, said), Signal(rec.pid, signal.SIGUSR2)]
+
+    def _told_tick(
+        self, rec: WorkerRecord, st: WorkerStatus, now: float, wall: float
+    ) -> list[Action]:
+        """A worker told to go (a HUP's, a TERM's): ``--harakiri`` still bounds its request
+        (it ran on to --graceful-timeout, 30 s, where uWSGI cuts it at its harakiri); else
+        its deadline."""
+        seconds = wall - st.request_start if st.pid == rec.pid and st.request_start else 0.0
+        if rec.state is STOPPING and self.harakiri and seconds > self.harakiri:
+            return self._harakiri(rec, "stuck in one request", seconds, now, st)
+        return [] if now < rec.deadline else self._deadline_passed(rec, st, now, wall)
 
     def _deadline_passed(
         self, rec: WorkerRecord, st: WorkerStatus, now: float, wall: float

@@ -354,7 +354,7 @@ class Policy(Kills):
             # Cannot happen through wanted(); should a worker appear anyway, it is told too.
             return [self._stop(rec, now, self.stop_signal)]
         if rec.state in TOLD:
-            return [] if now < rec.deadline else self._deadline_passed(rec, st, now, wall)
+            return self._told_tick(rec, st, now, wall)
         if rec.state is not READY and rec.state is not RETIRING:  # its requests are timed too
             return self._slow_boot(rec, now)
         if self.harakiri and st.request_start and wall - st.request_start > self.harakiri:
