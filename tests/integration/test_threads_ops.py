@@ -101,6 +101,24 @@ def test_access_log_has_one_whole_line_per_request(tmp_path: Path, nginx_availab
     assert len(cores) > 1, cores
 
 
+def test_the_json_access_log_names_the_request_thread(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    # The uwsgi line had its core; a JSON line could not tell the threads apart (to match a
+    # slow request with the harakiri line's "thread N").
+    access = tmp_path / "access.log"
+    options = {"workers": 1, "threads": 4, "access_log": "json", "access_log_file": str(access)}
+    with stack(tmp_path, "threads_app:app", **options) as (server, nginx):
+        wait_for_workers(server, 1)
+        with Load(nginx.port, lambda n: "/sleep?0.01", clients=8, limit=200) as load:
+            load.wait_for(200, 60)
+        result = load.stop()
+    records = [json.loads(line) for line in access.read_text().splitlines()]
+    assert result.failures == [] and len(records) == result.ok
+    cores = {record["core"] for record in records}
+    assert len(cores) > 1 and cores <= {0, 1, 2, 3}, cores
+
+
 def test_max_requests_counts_every_thread_and_recycles_without_failures(
     tmp_path: Path, nginx_available: None
 ) -> None:

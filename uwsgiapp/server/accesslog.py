@@ -154,7 +154,9 @@ def _json_text(environ: dict[str, Any], name: str) -> Any:
 def json_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
     """The 'json' access logger: one JSON object a line; ``time`` is when the request
     started, RFC 3339 with milliseconds (``2026-12-04T21:57:33.048+00:00``); ``worker`` the
-    worker's number (0 outside one), ``request_id`` its ``X-Request-Id`` ("" without)."""
+    worker's number (0 outside one), ``core`` its request thread (0-based, as the uwsgi line's
+    core; the harakiri lines' "thread N" is core N-1), ``request_id`` its ``X-Request-Id`` (""
+    without)."""
     iso = Clock("%Y-%m-%dT%H:%M:%S")
     zone = Clock("%z")
 
@@ -172,6 +174,7 @@ def json_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
                 f"{offset[:3]}:{offset[3:]}",
                 "pid": pid.value,
                 "worker": worker_number(),
+                "core": _thread.__dict__.get("core", 0),
                 "remote_addr": environ.get("REMOTE_ADDR", ""),
                 "method": _json_text(environ, "REQUEST_METHOD"),
                 "uri": _json_text(environ, "REQUEST_URI")
