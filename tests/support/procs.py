@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import re
 import selectors
 import shutil
 import signal
@@ -17,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -538,3 +539,19 @@ def closed_after(
     finally:
         selector.close()
     return closed, received
+
+
+_STALLED_ONE = re.compile(r"\] client \S+ stalled: ")
+_STALLED_MORE = re.compile(r"(\d+) more stalled clients closed in ")
+
+
+def stalled_closed(lines: Iterable[str]) -> int:
+    """How many parked clients the log says were closed for their silence: one line each up
+    to a burst a window, then counted in one line (uwsgiapp.server.throttle)."""
+    count = 0
+    for line in lines:
+        if more := _STALLED_MORE.search(line):
+            count += int(more.group(1))
+        elif _STALLED_ONE.search(line):
+            count += 1
+    return count

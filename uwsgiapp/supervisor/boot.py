@@ -381,7 +381,7 @@ def _load_and_run(
         if not config.lazy_apps:
             threads, fds = threading.enumerate(), open_fds()
             try:
-                with stats_served(stats, meanwhile.starting):  # a probe: 503 now, not silence
+                with stats_served(stats, meanwhile.starting(config, listeners)):  # 503, not silence
                     app = first_import(config)
             except AppImportError as exc:
                 log.error("cannot load app %r: %s", config.app, exc)

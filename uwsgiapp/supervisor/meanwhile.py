@@ -29,9 +29,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from uwsgiapp import __version__
+from uwsgiapp.config import Config
+from uwsgiapp.server.listeners import Listener, somaxconn_cap
 from uwsgiapp.stats.model import ServerStats
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import observe
@@ -63,11 +65,24 @@ def stats_served(
         thread.join()
 
 
-def starting() -> ServerStats:
-    """The stats at the first start, before the master's loop: no worker yet."""
-    return ServerStats(
-        version=__version__, pid=os.getpid(), uid=os.getuid(), gid=os.getgid(), cwd=observe.cwd()
+def starting(config: Config, listeners: Sequence[Listener]) -> Callable[[], ServerStats]:
+    """The stats at the first start, before the master's loop: the sockets (their queues not
+    read: that takes a netlink socket of the loop's), no worker yet."""
+    backlog = somaxconn_cap(config.listen) or config.listen
+    sockets = observe.socket_stats(((lis.spec, lis.sock) for lis in listeners), backlog, _none)
+    stats = ServerStats(
+        version=__version__,
+        pid=os.getpid(),
+        uid=os.getuid(),
+        gid=os.getgid(),
+        cwd=observe.cwd(),
+        sockets=sockets,
     )
+    return lambda: stats
+
+
+def _none(sock: object) -> None:
+    return None
 
 
 def _serve(stats: StatsServer, done: OsEvent) -> None:
