@@ -381,7 +381,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
-    if args.command != "serve":  # serve handles the stop signals from its first line
+    # serve handles the stop signals from its first line; not its checks (a stopped check is no
+    # pass, and a TERM in the import is no failure of the app's)
+    if args.command != "serve" or args.check_config or args.print_config:
         restore_defaults()
     try:
         code: int = args.handler(args)

@@ -23,7 +23,9 @@ _BEFORE: dict[int, object] = {}
 
 
 def _stop(signum: int, frame: FrameType | None) -> None:
-    if next((a for a in sys.argv[1:] if not a.startswith("-")), "") == "serve":
+    args = sys.argv[1:]
+    checks = {"--check-config", "--print-config"}
+    if next((a for a in args if not a.startswith("-")), "") == "serve" and checks.isdisjoint(args):
         # serve's stops end in 0 ("stopped on TERM, INT or QUIT"), as its own start-up
         # handler's do a moment later: a TERM in the first 0.3 s gave 143 (a failure, to
         # whatever reads the status: a deploy script, a supervisor)

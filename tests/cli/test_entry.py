@@ -12,6 +12,8 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
+from pathlib import Path
 
 import pytest
 
@@ -40,6 +42,9 @@ TERM_DURING_IMPORT = textwrap.dedent(
         # serve's TERM is a stop as asked, 0, as a moment later (it was 143, a failure)
         (["serve", "app:app"], 0),
         (["--version"], 128 + signal.SIGTERM),
+        # a check stopped is no pass (a deploy gate's `check && reload`): review
+        (["serve", "--check-config", "app:app"], 128 + signal.SIGTERM),
+        (["serve", "app:app", "--print-config"], 128 + signal.SIGTERM),
         (["request", "127.0.0.1:1"], 128 + signal.SIGTERM),
     ],
 )
@@ -106,3 +111,29 @@ def test_commands_other_than_serve_keep_the_int_they_started_with(
     )
     assert done.returncode == 0, done.stderr[-500:]
     assert done.stdout.split() == ["True", "True"]
+
+
+def test_a_term_in_the_checked_apps_import_is_a_stop_not_the_apps_failure(tmp_path: Path) -> None:
+    # --check-config kept the entry's handler: its SystemExit, raised inside the app's import,
+    # was reported as the app's ("cannot be imported", exit 4, a traceback): a stop read as a
+    # broken deploy (review).
+    marker = tmp_path / "importing"
+    (tmp_path / "slowapp.py").write_text(
+        f"import pathlib, time\npathlib.Path({str(marker)!r}).touch()\ntime.sleep(30)\n"
+        "def app(environ, start_response):\n    return []\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uwsgiapp", "serve", "slowapp:app", "--check-config",
+         "--socket", str(tmp_path / "s.sock")],
+        cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == -signal.SIGTERM, (proc.returncode, err)
+    assert "cannot" not in err and "Traceback" not in err, err
