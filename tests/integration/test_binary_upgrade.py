@@ -30,6 +30,7 @@ from support.procs import (
     worker_pids,
 )
 
+from uwsgiapp.stats.reader import fetch, parse_source
 from uwsgiapp.supervisor.handover import VARIABLE, Passed, PassedSocket, encode
 
 #: Answers with the pid of the master of the worker that served (its parent).
@@ -514,6 +515,31 @@ def test_the_new_master_writes_the_pidfile_once_a_worker_serves(tmp_path: Path) 
         wait_until(lambda: held(pidfile) == new, 30, "the new master's pidfile")
         assert serving(new), server.log()
         assert f"a worker serves; pidfile {pidfile}" in server.log()
+    finally:
+        stop_all(server)
+
+
+def test_a_new_masters_import_leaves_the_shared_stats_to_the_old_master(tmp_path: Path) -> None:
+    # Both masters hold the stats socket: the new one answered the probes it took during its
+    # import with "no worker yet" (503), while the old one's workers served (review).
+    stats = f"{short_tmpdir()}/stats.sock"
+    server, _ = start_server(tmp_path, workers=1, stats=stats)
+    try:
+        old = server.pid
+        wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
+        (tmp_path / "upgradeapp.py").write_text(
+            "import os, time\n"
+            f"open({str(tmp_path / 'importing')!r}, 'w').close()\n"
+            "deadline = time.monotonic() + 60\n"
+            f"while not os.path.exists({str(tmp_path / 'go')!r}) and time.monotonic() < deadline:\n"
+            "    time.sleep(0.01)\n" + APP
+        )
+        server.signal(signal.SIGUSR2)
+        new_master(server)
+        wait_until(lambda: (tmp_path / "importing").exists(), 30, "the new master's import")
+        answers = {fetch(parse_source(stats))["pid"] for _ in range(20)}
+        assert answers == {old}, answers  # each probe answered by the serving master
+        (tmp_path / "go").write_text("")
     finally:
         stop_all(server)
 

@@ -46,7 +46,7 @@ from uwsgiapp.supervisor.keptmodules import library_dirs, site_dirs
 from uwsgiapp.supervisor.listening import say_listening
 from uwsgiapp.supervisor.logmaster import LogMaster
 from uwsgiapp.supervisor.mastersignals import EARLY_SIGNUMS, forget_early, keep_for_later
-from uwsgiapp.supervisor.meanwhile import stats_clients, stats_served
+from uwsgiapp.supervisor.meanwhile import stats_clients
 from uwsgiapp.supervisor.oomkills import OomKills, rss_limit_problem
 from uwsgiapp.supervisor.pidcheck import server_in_pidfile, unremovable_pidfile
 from uwsgiapp.supervisor.privileges import Ids, PrivilegeError
@@ -381,7 +381,7 @@ def _load_and_run(
         if not config.lazy_apps:
             threads, fds = threading.enumerate(), open_fds()
             try:
-                with stats_served(stats, meanwhile.starting(config, listeners)):  # 503, not silence
+                with meanwhile.first_start(stats, config, listeners):  # a probe: 503, not silence
                     app = first_import(config)
             except AppImportError as exc:
                 log.error("cannot load app %r: %s", config.app, exc)

@@ -36,7 +36,7 @@ from uwsgiapp.config import Config
 from uwsgiapp.server.listeners import Listener, somaxconn_cap
 from uwsgiapp.stats.model import ServerStats
 from uwsgiapp.stats.server import StatsServer
-from uwsgiapp.supervisor import observe
+from uwsgiapp.supervisor import observe, takeover
 from uwsgiapp.unpatched import OsEvent, OsThread
 
 log = logging.getLogger("uwsgiapp.error")
@@ -79,6 +79,18 @@ def starting(config: Config, listeners: Sequence[Listener]) -> Callable[[], Serv
         sockets=sockets,
     )
     return lambda: stats
+
+
+def first_start(
+    stats: StatsServer | None, config: Config, listeners: Sequence[Listener]
+) -> contextlib.AbstractContextManager[None]:
+    """While in it (the master's first import of the app), a thread serves ``stats`` with
+    :func:`starting`'s numbers; not in a USR2's new master, whose stats socket is the old
+    master's too: that one answers for its serving workers (the new one said 503 to a probe in
+    most of its answers meanwhile)."""
+    if takeover.parent():
+        return contextlib.nullcontext()
+    return stats_served(stats, starting(config, listeners))
 
 
 def _none(sock: object) -> None:
