@@ -283,6 +283,11 @@ def test_a_key_an_unset_variable_leaves_empty_stops_the_start(tmp_path: Path, bo
     key, _, value = body.partition(" = ")
     assert f"{key} = {value} expands to nothing: {value} is not set" in str(caught.value)
     assert f"{key} (line 3)" in str(caught.value)
+    # through a placeholder too (review: uid = %(user) with user = $(APP_USER) kept root)
+    name = value[2:-1]
+    for body2 in (f"user = {value}\n{key} = %(user)", f"set-ph = v={value}\n{key} = %(v)"):
+        with pytest.raises(ConfigError, match=rf"expands to nothing: \$\({name}\) is not"):
+            load(tmp_path, f"module = a:app\n{body2}", environ={"EMPTY": ""})
     # where the empty value adds nothing, a warning as before; set, it is used
     _, warnings, _ = load(tmp_path, "module = a:app\npythonpath = $(EXTRA)")
     assert any("$(EXTRA) is not set" in w for w in warnings)

@@ -380,6 +380,13 @@ class Placeholders(Mapping[str, str]):
         """Expand one key's value with these placeholders."""
         return self._expand_one(raw, self)
 
+    def env_names(self, raw: str, seen: frozenset[str] = frozenset()) -> set[str]:
+        """The environment variables ``raw`` reads, itself or through its placeholders."""
+        names = environ_names(raw)
+        for name in (referenced_names(raw) - seen) & self._raw.keys():
+            names |= self.env_names(self._raw[name][0], seen | {name})
+        return names
+
     def __contains__(self, name: object) -> bool:
         return name in self._raw
 

@@ -54,7 +54,6 @@ from uwsgiapp.config.configload import Layer, Raw, spec_for
 from uwsgiapp.config.iniexpand import (
     ExpansionError,
     Placeholders,
-    environ_names,
     expand,
 )
 from uwsgiapp.config.inifile import include_sections, parse_ini, read_section, split_ini_arg
@@ -188,10 +187,11 @@ def _expanded(key: str, raw: str, places: Placeholders, source: str) -> str:
         value = places.expand_value(raw)
     except ExpansionError as exc:
         raise ConfigError("ini", f"the value of {key!r} {exc}", source) from None
-    if not value.strip() and environ_names(raw) and key not in _EMPTY_IS_NOTHING:
+    used = places.env_names(raw)  # its own $(VAR)s, and those of the placeholders it uses
+    if not value.strip() and used and key not in _EMPTY_IS_NOTHING:
         # An unset $(APP_USER): uid = '' kept root, chmod-socket = '' (a bare key) made the
         # socket 0666; uWSGI keeps the text, and refuses to start on it.
-        names = ", ".join(f"$({name})" for name in sorted(environ_names(raw)))
+        names = ", ".join(f"$({name})" for name in sorted(used))
         raise ConfigError(
             "ini",
             f"{key} = {raw.strip()} expands to nothing: {names} is not set in the "
