@@ -38,3 +38,24 @@ def test_env_fills_stats() -> None:
     layer = env_layer({"UWSGIAPP_STATS": "/run/s.sock", "UWSGIAPP_STATS_HTTP": "yes"})
     config = resolve([layer]).config
     assert (config.stats, config.stats_http) == ("/run/s.sock", True)
+
+
+@pytest.mark.parametrize("given", ["", " ", ["", " "]])
+def test_a_stats_allow_from_set_to_nothing_is_refused(given: object) -> None:
+    # An unset ${STATS_ALLOW} in a compose file: taken as unset, the stats took
+    # --uwsgi-allow-from's peers ('*' may be one), where the file meant to narrow them (review).
+    from uwsgiapp.config.configload import Raw
+
+    layer = {
+        "stats": Raw("127.0.0.1:9191", "env UWSGIAPP_STATS"),
+        "uwsgi_allow_from": Raw("*", "env UWSGIAPP_UWSGI_ALLOW_FROM"),
+        "stats_allow_from": Raw(given, "env UWSGIAPP_STATS_ALLOW_FROM"),
+        "app": Raw("a:app", "command line APP"),
+    }
+    with pytest.raises(ConfigError) as info:
+        resolve([layer])
+    assert str(info.value).startswith(
+        "--stats-allow-from (from env UWSGIAPP_STATS_ALLOW_FROM): empty: it names no peer"
+    )
+    del layer["stats_allow_from"]  # unset: --uwsgi-allow-from's, as the help says
+    assert resolve([layer]).config.stats_allow_from == ()

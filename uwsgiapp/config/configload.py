@@ -24,6 +24,7 @@ from typing import Any, Final, Literal
 
 from uwsgiapp.config.cheaperopts import ini_leniency
 from uwsgiapp.config.model import LOG_FILTERS, Config, ConfigError, option_fields
+from uwsgiapp.config.netopts import blank_stats_peers
 from uwsgiapp.config.servicelinks import is_service_link
 from uwsgiapp.foreignopts import FOREIGN_OPTIONS, GUNICORN_SETTINGS
 from uwsgiapp.logtargets import is_stream
@@ -384,6 +385,9 @@ def resolve(layers: Sequence[Layer], *, warnings: Sequence[str] = ()) -> Resolve
         )
     for name in _SPECS.keys() - sources.keys():  # what ini_leniency ignored
         sources[name] = DEFAULT_SOURCE
+    given = sources["stats_allow_from"] != DEFAULT_SOURCE
+    if bad := blank_stats_peers(values.get("stats_allow_from", ()), given):
+        raise ConfigError(*bad, sources["stats_allow_from"])
     config = Config(**values)
     try:
         config.validate()

@@ -46,6 +46,18 @@ def allow_from_problem(config: Any) -> tuple[str, str] | None:
     return None
 
 
+def blank_stats_peers(peers: Any, given: bool) -> tuple[str, str] | None:
+    """A ``--stats-allow-from`` that was set (``given``) yet names no peer: an unset
+    ``${STATS_ALLOW}`` would widen the stats' peers to ``--uwsgi-allow-from``'s (maybe '*')."""
+    if not given or any(str(peer).strip() for peer in peers):
+        return None
+    return (
+        "stats_allow_from",
+        "empty: it names no peer, and the stats would take --uwsgi-allow-from's; leave it "
+        "unset for that, or name the peers (loopback may always read)",
+    )
+
+
 def _named(peers: tuple[str, ...]) -> tuple[str, ...]:
     # A blank entry (an unset ${STATS_ALLOW} in a compose file) names no one: as if unset.
     return tuple(peer for peer in peers if peer.strip())
