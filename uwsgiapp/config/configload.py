@@ -363,8 +363,10 @@ def resolve(layers: Sequence[Layer], *, warnings: Sequence[str] = ()) -> Resolve
     """
     values: dict[str, Any] = {}
     sources: dict[str, str] = {name: DEFAULT_SOURCE for name in _SPECS}
+    raws: dict[str, Any] = {}  # the winning raw value of each option
     for layer in layers:
         for name, raw in layer.items():
+            raws[name] = raw.value
             spec = _SPECS[name]
             value = convert(spec, raw.value, raw.source)
             if spec.kind == "pairs" and values.get(name):  # uWSGI adds up env items
@@ -385,8 +387,7 @@ def resolve(layers: Sequence[Layer], *, warnings: Sequence[str] = ()) -> Resolve
         )
     for name in _SPECS.keys() - sources.keys():  # what ini_leniency ignored
         sources[name] = DEFAULT_SOURCE
-    given = sources["stats_allow_from"] != DEFAULT_SOURCE
-    if bad := blank_stats_peers(values.get("stats_allow_from", ()), given):
+    if bad := blank_stats_peers(raws.get("stats_allow_from")):
         raise ConfigError(*bad, sources["stats_allow_from"])
     config = Config(**values)
     try:

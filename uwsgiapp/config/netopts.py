@@ -46,10 +46,12 @@ def allow_from_problem(config: Any) -> tuple[str, str] | None:
     return None
 
 
-def blank_stats_peers(peers: Any, given: bool) -> tuple[str, str] | None:
-    """A ``--stats-allow-from`` that was set (``given``) yet names no peer: an unset
-    ``${STATS_ALLOW}`` would widen the stats' peers to ``--uwsgi-allow-from``'s (maybe '*')."""
-    if not given or any(str(peer).strip() for peer in peers):
+def blank_stats_peers(raw: Any) -> tuple[str, str] | None:
+    """A ``--stats-allow-from`` given a blank text (``raw``, as its source gave it; an empty
+    list is the default, as --print-config writes it): an unset ``${STATS_ALLOW}`` would widen
+    the stats' peers to ``--uwsgi-allow-from``'s (maybe '*')."""
+    peers = [raw] if isinstance(raw, str) else raw if isinstance(raw, (list, tuple)) else []
+    if not peers or any(str(peer).strip() for peer in peers):
         return None
     return (
         "stats_allow_from",
