@@ -94,3 +94,15 @@ def test_harakiri_still_bounds_the_request_of_a_worker_told_to_go() -> None:
         assert said.startswith(f"HARAKIRI: worker 1 (pid {old}) stuck in one request for 4.")
         assert said.endswith("then killing it (in 1s)")  # no "a new worker takes its place"
         assert (old, signal.SIGKILL) in signals_sent(sim.tick(1.1)), stop
+
+
+def test_a_harakiri_of_a_worker_told_to_go_keeps_its_stop_deadline() -> None:
+    # With --threads and two requests in flight the harakiri's grace is --harakiri more
+    # seconds: a TERM's stop at --graceful-timeout 5 ran to 7.8 s, past docker's patience.
+    sim = started(workers=1, harakiri=4, graceful_timeout=5)
+    (pid,) = sim.pids()
+    sim.busy_since[pid] = 1000.0 + sim.now
+    sim.cores[pid] = 2  # two requests in flight
+    sim.run(sim.policy.on_signal("TERM", sim.now))
+    assert (pid, signal.SIGUSR2) in signals_sent(sim.tick(4.1))
+    assert signals_sent(sim.tick(0.95)) == {(pid, signal.SIGKILL)}  # at 5 s, not at 8

@@ -53,7 +53,10 @@ class Kills(Scaling):
         its deadline."""
         seconds = wall - st.request_start if st.pid == rec.pid and st.request_start else 0.0
         if rec.state is STOPPING and self.harakiri and seconds > self.harakiri:
-            return self._harakiri(rec, "stuck in one request", seconds, now, st)
+            told_by = rec.deadline
+            actions = self._harakiri(rec, "stuck in one request", seconds, now, st)
+            rec.deadline = min(rec.deadline, told_by)  # never past its stop's (review: threads)
+            return actions
         return [] if now < rec.deadline else self._deadline_passed(rec, st, now, wall)
 
     def _deadline_passed(
