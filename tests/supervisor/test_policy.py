@@ -79,6 +79,21 @@ def test_a_kill_whose_sender_is_known_is_said_without_the_guess() -> None:
     assert f"sent by {oom}" in line.message and "not sent by uwsgiapp" not in line.message
 
 
+def test_a_kill_the_master_sent_is_not_the_oom_killers() -> None:
+    # The cgroup counted an OOM kill meanwhile (an app's child): the worker the harakiri's
+    # SIGKILL ended was said to be the OOM killer's (review).
+    sim = started(workers=1, harakiri=3)
+    (pid,) = sim.pids()
+    sim.busy_since[pid] = 1000.0 + sim.now
+    sim.tick(3.5)
+    assert (pid, signal.SIGKILL) in {
+        (a.pid, a.signum) for a in sim.tick(1.1) if isinstance(a, Signal)
+    }
+    oom = "the kernel's OOM killer: its memory cgroup counts 1 OOM kill more"
+    (line,) = [a for a in sim.exit(pid, None, signal.SIGKILL, killer=oom) if isinstance(a, Log)]
+    assert "OOM" not in line.message, line.message
+
+
 def test_ttou_stops_the_highest_numbered_worker_not_a_starting_replacement() -> None:
     # It stopped the newest: worker 1's replacement, forked 35 ms before, was killed and
     # forked again at once (its line blamed "the SIGHUP that told it to leave") (soak).

@@ -159,6 +159,9 @@ class WorkerRecord:
     deadline: float = 0.0  # when to SIGKILL (stopping / harakiri)
     #: Told to cut its request (a quick stop): at the deadline, nothing is left but SIGKILL.
     cut: bool = False
+    #: The master sent it SIGKILL: its SIGKILL death is the master's, whatever else the
+    #: memory cgroup counted meanwhile (an app's child the OOM killer took).
+    killed: bool = False
     #: Its worker number, 1..N (0: not given, the slot's then).
     number: int = 0
     #: Its RSS (MB) when a tick first saw it before its first request (--reload-on-rss); 0: unseen.

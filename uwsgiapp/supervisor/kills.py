@@ -79,6 +79,7 @@ class Kills(Scaling):
             ]
         what = "harakiri" if rec.state is HARAKIRI else "stop"
         rec.deadline = now + 3600  # once
+        rec.killed = True
         return [
             Log(LogLevel.WARNING, f"{rec.label}: {what} deadline passed, killing it"),
             Signal(rec.pid, signal.SIGKILL),

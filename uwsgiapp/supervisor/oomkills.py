@@ -67,8 +67,8 @@ def rss_limit_problem(reload_on_rss_mb: int, workers: int, limit: float | None) 
         f"--reload-on-rss {reload_on_rss_mb} MB for each of {workers} worker"
         f"{'' if workers == 1 else 's'} is more than the memory cgroup's limit, {limit:.0f} MB: "
         f"the OOM killer may kill a worker (its requests cut) before it is recycled; "
-        f"under {limit / workers:.0f} MB (the limit over --workers, less the master's share) "
-        "recycles first"
+        f"under {limit / workers:.0f} MB (the limit over --workers; the master and the page cache "
+        "take their share of it too) recycles first"
     )
 
 

@@ -164,6 +164,7 @@ class Policy(Kills):
                 self._note_slot(r, status(r.wid), now)
             own = status(rec.wid)
             cut = own.in_requests if own.pid == pid else 0
+        killer = None if rec.killed else killer  # the master's own SIGKILL
         how = describe_exit(code, signum) + (f", sent by {killer}" if killer else "")
         if self.mode is Mode.STOPPING:
             return [Log(LogLevel.INFO, f"{rec.label} {how}"), *self._maybe_done()]
