@@ -97,13 +97,27 @@ def look(option: str, path: str) -> Seen:
     ``lstat`` its last name; opens nothing but the directories on the way (``O_PATH``)."""
     try:
         with safefiles.in_parent(path) as (parent, name):
-            readonly = bool(os.fstatvfs(parent).f_flag & os.ST_RDONLY)
             try:
-                return Seen(option, path, os.lstat(name, dir_fd=parent), readonly=readonly)
+                st = os.lstat(name, dir_fd=parent)
             except FileNotFoundError:
-                return Seen(option, path, readonly=readonly)
+                return Seen(option, path, readonly=_readonly(parent))
+            # A log there is written in place (a file bind-mounted writable in a read-only
+            # directory serves); a socket and the pidfile are made in the directory.
+            here = option in _LOGS and stat.S_ISREG(st.st_mode)
+            return Seen(option, path, st, readonly=_readonly(parent, name if here else ""))
     except OSError as exc:
         return Seen(option, path, error=exc)
+
+
+def _readonly(parent: int, name: str = "") -> bool:
+    """Whether the directory ``parent`` (or its file ``name``) is on a read-only mount."""
+    if not name:
+        return bool(os.fstatvfs(parent).f_flag & os.ST_RDONLY)
+    fd = os.open(name, os.O_PATH | os.O_NOFOLLOW, dir_fd=parent)
+    try:
+        return bool(os.fstatvfs(fd).f_flag & os.ST_RDONLY)
+    finally:
+        os.close(fd)
 
 
 def _unix_path(spec: str) -> str:
