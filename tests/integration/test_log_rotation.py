@@ -139,7 +139,10 @@ def test_a_hup_leaves_the_apps_own_log_files_that_did_not_move(tmp_path: Path) -
         server.signal(signal.SIGHUP)
         wait_until(lambda: not old & worker_pids(server.pid), 10, "the old worker gone")
         server.signal(signal.SIGUSR1)  # nor a USR1, with nothing moved
-        said = "USR1: the master has no log file to reopen (the server's logs go to stdout and stderr; the workers reopen the app's, if any)"
+        said = (
+            "USR1: the master has no log file to reopen (the server's logs go to stdout and "
+            "stderr; the workers reopen the app's, if any)"
+        )
         wait_until(lambda: said in server.log(), 10, "USR1's line")
     finally:
         server.stop()

@@ -376,9 +376,9 @@ def test_other_signals_while_the_app_imports_wait_for_the_master(tmp_path: Path)
         assert "SIGHUP: graceful reload" in log  # a deploy may have replaced the code meanwhile
         # the logs are stderr here: none to reopen (it said "log files reopened")
         assert (
-            "USR1: the master has no log file to reopen (the server's logs go to stdout and stderr; the workers reopen the app's, if any)"
-            in log
-        )
+            "USR1: the master has no log file to reopen (the server's logs go to stdout and "
+            "stderr; the workers reopen the app's, if any)"
+        ) in log
         assert "log files reopened" not in log and "WINCH" not in log  # a resize: unsaid
     finally:
         server.stop()

@@ -182,7 +182,10 @@ def reopen_said(funneled: bool | None, ours: bool, why: str) -> None:
     if not (funneled is True or (funneled is None and ours)):
         return
     if funneled is None and why.startswith("USR1") and not open_file_handlers(False):
-        why = "USR1: the master has no log file to reopen (the server's logs go to stdout and stderr; the workers reopen the app's, if any)"
+        why = (
+            "USR1: the master has no log file to reopen (the server's logs go to stdout and "
+            "stderr; the workers reopen the app's, if any)"
+        )
     logging.getLogger("uwsgiapp.error").info("%s", why)
 
 
