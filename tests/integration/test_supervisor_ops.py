@@ -158,6 +158,28 @@ def test_uid_gid_master_and_workers_drop_and_nginx_uses_the_socket(
     os.rmdir(logdir)
 
 
+def test_a_pidfile_left_in_a_sticky_directory_says_why(tmp_path: Path) -> None:
+    # /tmp: anyone may write there, so the writable-directory check passed, and the line said
+    # no reason; a sticky directory lets only a file's owner remove it (review).
+    user, uid, group, _ = _drop_target()
+    sticky = _socket_dir(None, 0o1777)
+    pidfile = os.path.join(sticky, "app.pid")
+    server = Server(tmp_path / "one", "supervisor_app:app", pidfile=pidfile)
+    server.options.update(uid=user, gid=group)
+    server.start()
+    try:
+        server.signal(signal.SIGTERM)
+        assert server.wait(10) == 0
+    finally:
+        server.stop()
+        if os.path.exists(pidfile):
+            os.unlink(pidfile)
+    assert (
+        f"could not remove pidfile {pidfile}: {sticky} is a sticky directory (as /tmp) and the "
+        f"file is root's (written before the --uid drop): uid {uid} may not remove it"
+    ) in server.log(), server.log()
+
+
 def test_uid_gid_socket_in_a_root_owned_dir_is_left_with_a_warning(tmp_path: Path) -> None:
     user, _, group, _ = _drop_target()
     sockdir = _socket_dir(None, 0o755)  # root's: the dropped master cannot unlink in it

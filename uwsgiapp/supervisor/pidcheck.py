@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 
 from uwsgiapp.server import safefiles
 
@@ -39,6 +40,19 @@ def unremovable_pidfile(path: str) -> str | None:
         return None
     parent = os.path.dirname(path) or "."
     if os.access(parent, os.W_OK | os.X_OK):
+        try:  # a sticky directory (/tmp) lets only the file's owner (or the directory's) unlink
+            sticky = os.stat(parent).st_mode & stat.S_ISVTX and os.geteuid() not in (
+                os.stat(parent).st_uid,
+                os.lstat(path).st_uid,
+            )
+        except OSError:
+            return None
+        if sticky:
+            return (
+                f"{parent} is a sticky directory (as /tmp) and the file is root's (written "
+                f"before the --uid drop): uid {os.geteuid()} may not remove it; the next start "
+                "replaces it"
+            )
         return None
     return (
         f"{parent} is not writable by uid {os.geteuid()} (the --uid user); the next start "
