@@ -331,6 +331,9 @@ def test_a_rule_that_would_guard_the_app_stops_the_start(
     text = str(caught.value)
     assert f"'{key}' cannot be applied: uwsgiapp {said}" in text and f"{key} (line 3)" in text
     assert "s3cret" not in text  # a basicauth rule's password is not echoed
+    # a key of theirs used as a placeholder too (uWSGI still applies it): review
+    with pytest.raises(ConfigError, match="cannot be applied"):
+        load(tmp_path, f"module = a:app\n{body}\npidfile = /run/%({key})/x.pid")
     # headers are nginx's too, but serving without them is served: a warning that says how
     _, warnings, _ = load(tmp_path, "module = a:app\nadd-header = X-Frame-Options: DENY")
     assert any("add_header NAME VALUE always" in w for w in warnings), warnings

@@ -249,8 +249,8 @@ def _unsupported(
 ) -> None:
     """A key uwsgiapp does not take: said once (with advice where there is some, else the
     key it may be a typo of); an HTTP key is also kept for the refusal of an HTTP-only ini."""
-    guard = next((a for s, a in GUARD_PREFIXES.items() if entry.key.startswith(s)), "")
-    if guard and entry.key not in _KNOWN:
+    guard = _guard(entry.key)
+    if guard:
         raise ConfigError(
             "ini",
             f"'{entry.key}' cannot be applied: {guard}",  # not its value: a basicauth password
@@ -280,7 +280,7 @@ def _not_ours(
         advice = _virtualenv_advice(entry.value, placeholders)
         if advice:
             _unsupported(entry, result, where, warn, advice)
-    elif not referenced or _advice(entry.key):
+    elif not referenced or _advice(entry.key) or _guard(entry.key):  # chroot: uWSGI's still
         _unsupported(entry, result, where, warn)
 
 
@@ -300,6 +300,14 @@ def _virtualenv_advice(raw: str, placeholders: Placeholders) -> str:
 
 #: The keys a typo may be meant for.
 _KNOWN = sorted(USED_KEYS | OWN_KEYS)
+
+
+def _guard(key: str) -> str:
+    """Why ``key``, a rule guarding the app that uwsgiapp cannot apply, stops start-up (or
+    '')."""
+    if key in _KNOWN:
+        return ""
+    return next((a for start, a in GUARD_PREFIXES.items() if key.startswith(start)), "")
 
 
 def _advice(key: str) -> str:
