@@ -151,10 +151,8 @@ class Policy(Kills):
     ) -> list[Action]:
         """A worker process ended (``code`` if it exited, ``signum`` if killed; ``killer``:
         who sent the signal, where the master found out, as the OOM killer's count).
-
         ``status`` reads the worker's slot: a worker that said it was ready booted, even if it
-        is gone before a tick saw it (a quick max-requests recycle under load).
-        """
+        is gone before a tick saw it (a quick max-requests recycle under load)."""
         rec = self.records.pop(pid, None)
         if rec is None:
             return []
