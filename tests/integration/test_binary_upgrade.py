@@ -98,6 +98,18 @@ def stop_pid(pid: int) -> None:
             wait_until(lambda w=worker: not alive(w), 15, f"worker {worker} to stop")  # type: ignore[misc]
 
 
+def write_slow_new_code(tmp_path: Path) -> None:
+    """New code whose import says it began (``importing``), then waits for ``go`` (60 s at
+    most): what a new master is doing meanwhile can be looked at."""
+    (tmp_path / "upgradeapp.py").write_text(
+        "import os, time\n"
+        f"open({str(tmp_path / 'importing')!r}, 'w').close()\n"
+        "deadline = time.monotonic() + 60\n"
+        f"while not os.path.exists({str(tmp_path / 'go')!r}) and time.monotonic() < deadline:\n"
+        "    time.sleep(0.01)\n" + APP
+    )
+
+
 def start_server(tmp_path: Path, **options: object) -> tuple[Server, Path]:
     (tmp_path / "upgradeapp.py").write_text(APP)
     pidfile = tmp_path / "app.pid"
@@ -500,13 +512,7 @@ def test_the_new_master_writes_the_pidfile_once_a_worker_serves(tmp_path: Path) 
     try:
         old = server.pid
         wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
-        (tmp_path / "upgradeapp.py").write_text(
-            "import os, time\n"
-            f"open({str(tmp_path / 'importing')!r}, 'w').close()\n"
-            "deadline = time.monotonic() + 60\n"
-            f"while not os.path.exists({str(tmp_path / 'go')!r}) and time.monotonic() < deadline:\n"
-            "    time.sleep(0.01)\n" + APP
-        )
+        write_slow_new_code(tmp_path)
         server.signal(signal.SIGUSR2)
         new = new_master(server)
         wait_until(lambda: (tmp_path / "importing").exists(), 30, "the new master's import")
@@ -527,13 +533,7 @@ def test_a_new_masters_import_leaves_the_shared_stats_to_the_old_master(tmp_path
     try:
         old = server.pid
         wait_until(lambda: len(serving(old)) == 1, 30, "the worker")
-        (tmp_path / "upgradeapp.py").write_text(
-            "import os, time\n"
-            f"open({str(tmp_path / 'importing')!r}, 'w').close()\n"
-            "deadline = time.monotonic() + 60\n"
-            f"while not os.path.exists({str(tmp_path / 'go')!r}) and time.monotonic() < deadline:\n"
-            "    time.sleep(0.01)\n" + APP
-        )
+        write_slow_new_code(tmp_path)
         server.signal(signal.SIGUSR2)
         new_master(server)
         wait_until(lambda: (tmp_path / "importing").exists(), 30, "the new master's import")
