@@ -57,7 +57,7 @@ def stats_served(
     if snapshot is not None:
         stats.snapshot = snapshot
     done = OsEvent()
-    thread = OsThread("stats during the re-import", _serve, stats, done)
+    thread = OsThread("stats while the app is imported", _serve, stats, done)
     try:
         yield
     finally:
