@@ -61,7 +61,8 @@ def blank_stats_peers(raw: Any) -> tuple[str, str] | None:
 
 
 def _named(peers: tuple[str, ...]) -> tuple[str, ...]:
-    # A blank entry (an unset ${STATS_ALLOW} in a compose file) names no one: as if unset.
+    # A blank entry among others names no one (a value all blank, where its source is known,
+    # is refused: blank_stats_peers); make_config's all-blank one is as if unset.
     return tuple(peer for peer in peers if peer.strip())
 
 
