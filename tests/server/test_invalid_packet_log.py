@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -21,14 +21,19 @@ def _handler() -> Handler:
     return Handler(lambda e, s: [], limits=Limits(), settings=EnvironSettings(), socket_timeout=1.0)
 
 
-def _send_garbage(handler: Handler, times: int) -> None:
+def _connections(times: int) -> Iterator[tuple[socket.socket, socket.socket]]:
+    """``times`` connections, (the server's end, the client's), each closed once used."""
     for _ in range(times):
         ours, theirs = socket.socketpair()
+        with ours, theirs:
+            yield ours, theirs
+
+
+def _send_garbage(handler: Handler, times: int) -> None:
+    for ours, theirs in _connections(times):
         theirs.sendall(b"\x00\xff\xff\x00" + b"x" * 40)  # says 65535 bytes of vars: overruns
         theirs.shutdown(socket.SHUT_WR)
         assert handler.begin(os.dup(ours.fileno()), "client") is None
-        ours.close()
-        theirs.close()
 
 
 def test_invalid_packets_are_logged_one_by_one_up_to_a_burst_then_counted(
@@ -55,12 +60,10 @@ def _promise_and_hang_up(handler: Handler, times: int) -> None:
     from uwsgiproto import build_request
 
     head = build_request({"REQUEST_METHOD": "POST", "CONTENT_LENGTH": "10", "PATH_INFO": "/"})
-    for _ in range(times):
-        ours, theirs = socket.socketpair()
+    for ours, theirs in _connections(times):
         theirs.sendall(head + b"x")  # 1 of the 10 bytes promised, then gone
         theirs.close()
         assert handler.begin(os.dup(ours.fileno()), "client") is None
-        ours.close()
 
 
 def test_connections_that_hang_up_mid_request_are_logged_up_to_a_burst_then_counted(
@@ -105,14 +108,11 @@ def _refused_request(handler: Handler, times: int) -> None:
     from uwsgiproto import build_request
 
     head = build_request({"REQUEST_METHOD": "POST", "CONTENT_LENGTH": "-5", "PATH_INFO": "/"})
-    for _ in range(times):
-        ours, theirs = socket.socketpair()
+    for ours, theirs in _connections(times):
         theirs.sendall(head + b"hello")
         theirs.shutdown(socket.SHUT_WR)
         assert handler.begin(os.dup(ours.fileno()), "client") is None
         assert theirs.recv(100).startswith(b"HTTP/1.0 400 ")  # no SERVER_PROTOCOL sent
-        ours.close()
-        theirs.close()
 
 
 def test_requests_refused_before_the_app_are_logged_up_to_a_burst_then_counted(
@@ -132,14 +132,11 @@ def test_requests_refused_before_the_app_are_logged_up_to_a_burst_then_counted(
 
 
 def _park_and_stall(handler: Handler, times: int) -> None:
-    for _ in range(times):
-        ours, theirs = socket.socketpair()
+    for ours, theirs in _connections(times):
         theirs.sendall(b"\x00\x10")  # two bytes of a head, then nothing
         pending = handler.begin(os.dup(ours.fileno()), "client")
         assert pending is not None  # parked, waiting for the rest
         handler.expire(pending)  # its --socket-timeout passed
-        ours.close()
-        theirs.close()
 
 
 def test_stalled_clients_are_logged_up_to_a_burst_then_counted(

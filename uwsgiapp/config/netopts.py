@@ -51,7 +51,7 @@ def blank_stats_peers(raw: Any) -> tuple[str, str] | None:
     list is the default, as --print-config writes it): an unset ``${STATS_ALLOW}`` would widen
     the stats' peers to ``--uwsgi-allow-from``'s (maybe '*')."""
     peers = [raw] if isinstance(raw, str) else raw if isinstance(raw, (list, tuple)) else []
-    if not peers or any(str(peer).strip() for peer in peers):
+    if not peers or _named(tuple(map(str, peers))):
         return None
     return (
         "stats_allow_from",

@@ -187,8 +187,10 @@ def _expanded(key: str, raw: str, places: Placeholders, source: str) -> str:
         value = places.expand_value(raw)
     except ExpansionError as exc:
         raise ConfigError("ini", f"the value of {key!r} {exc}", source) from None
+    if value.strip() or key in _EMPTY_IS_NOTHING:
+        return value
     used = places.env_names(raw)  # its own $(VAR)s, and those of the placeholders it uses
-    if not value.strip() and used and key not in _EMPTY_IS_NOTHING:
+    if used:
         # An unset $(APP_USER): uid = '' kept root, chmod-socket = '' (a bare key) made the
         # socket 0666; uWSGI keeps the text, and refuses to start on it.
         names = ", ".join(f"$({name})" for name in sorted(used))

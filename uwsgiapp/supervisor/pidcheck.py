@@ -41,10 +41,9 @@ def unremovable_pidfile(path: str) -> str | None:
     parent = os.path.dirname(path) or "."
     if os.access(parent, os.W_OK | os.X_OK):
         try:  # a sticky directory (/tmp) lets only the file's owner (or the directory's) unlink
-            sticky = os.stat(parent).st_mode & stat.S_ISVTX and os.geteuid() not in (
-                os.stat(parent).st_uid,
-                os.lstat(path).st_uid,
-            )
+            where = os.stat(parent)
+            owners = (where.st_uid, os.lstat(path).st_uid)
+            sticky = where.st_mode & stat.S_ISVTX and os.geteuid() not in owners
         except OSError:
             return None
         if sticky:
