@@ -218,8 +218,30 @@ def test_toml_tables(tmp_path: Path, name: str, text: str, table: str) -> None:
 
 
 @pytest.mark.parametrize(
+    ("text", "mode"),
+    [
+        # tomllib reads 440 and 0o670 as one int: a plain 440 was taken as 0o670 (group writes).
+        ("chmod-socket = 440\n", 0o440),
+        ("chmod_socket = 600  # owner only\n", 0o600),
+        ("[uwsgiapp]\nworkers = 1\n'chmod-socket' = 640\n", 0o640),
+        ("uwsgiapp.chmod-socket = 444\n", 0o444),
+        ('[uwsgiapp]\n"chmod-socket" = +6_6_0\n', 0o660),
+        ("chmod-socket = 0o440\n", 0o440),  # the value itself
+        ("chmod-socket = 0o670\n", 0o670),  # ... whose decimal (440) is not its spelling
+        ("chmod-socket = 0o660\nworkers = 432\n", 0o660),
+        ("chmod-socket = 666\n", 0o666),
+    ],
+)
+def test_toml_mode_is_read_as_written(tmp_path: Path, text: str, mode: int) -> None:
+    path = tmp_path / "u.toml"
+    path.write_text(text)
+    assert resolve([toml_layer(str(path))]).config.chmod_socket == mode
+
+
+@pytest.mark.parametrize(
     ("name", "text", "message"),
     [
+        ("u.toml", "chmod-socket = 66\n", "expected three octal digits (owner, group, others)"),
         ("u.toml", "workrs = 2\n", "unknown option 'workrs' in top level (did you mean workers?)"),
         # One error a run: a file written from gunicorn.conf.py took a dozen runs to clean.
         ("u.toml", "bind = 'a.sock'\nworkers = 2\nkeepalive = 5\n",

@@ -98,7 +98,7 @@ def _check_toml_nesting(text: str, source: str) -> None:
         )
 
 
-def _load_toml(path: str) -> dict[str, Any]:
+def _load_toml(path: str) -> tuple[dict[str, Any], str]:
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # the same parser, as a package (a dependency on Python 3.10)
@@ -121,7 +121,7 @@ def _load_toml(path: str) -> dict[str, Any]:
         raise ConfigError("config", f"invalid TOML: not UTF-8 text ({exc})", source) from None
     _check_toml_nesting(text, source)
     try:
-        return tomllib.loads(text)
+        return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError("config", f"invalid TOML: {exc}", source) from None
 
@@ -129,7 +129,7 @@ def _load_toml(path: str) -> dict[str, Any]:
 def toml_layer(path: str) -> Layer:
     """Options from a TOML file: a ``[tool.uwsgiapp]`` table (pyproject.toml), else an
     ``[uwsgiapp]`` table, else the top-level keys. Unknown keys are errors."""
-    data = _load_toml(path)
+    data, text = _load_toml(path)
     source = f"config file {path}"
     tool = data.get("tool")
     table: Any
@@ -155,8 +155,25 @@ def toml_layer(path: str) -> Layer:
         each = "; ".join(key + hint for key, hint in unknown)
         raise ConfigError("config", f"unknown options in {where}: {each}", source)
     return {
-        spec.name: Raw(value, source) for key, value in table.items() if (spec := spec_for(key))
+        spec.name: Raw(_octal_as_written(text, key, value) if spec.octal else value, source)
+        for key, value in table.items()
+        if (spec := spec_for(key))
     }
+
+
+def _octal_as_written(text: str, key: str, value: Any) -> Any:
+    """A mode written as a plain TOML integer (``chmod-socket = 440``) as its digits' text.
+
+    tomllib reads ``440`` and ``0o670`` as the same int: taken as the mode's value, a plain 440
+    was 0o670 (a plain 660 or 666 only came out right for being over 0o777). The file's own
+    spelling tells them apart; ``0o440`` stays the value it is."""
+    if not isinstance(value, int) or isinstance(value, bool) or value > 0o777:
+        return value
+    pattern = rf"""(?:^|[\s.{{,])["']?{re.escape(key)}["']?\s*=\s*(\+?[0-9_]+)(?![0-9_xob.eE])"""
+    plain = (m.group(1) for m in re.finditer(pattern, text, re.MULTILINE))
+    if any(literal.lstrip("+").replace("_", "") == str(value) for literal in plain):
+        return str(value)
+    return value
 
 
 def _check_outside(data: dict[str, Any], where: str, source: str) -> None:
