@@ -7,6 +7,7 @@ Apache mod_proxy_uwsgi's CVE-2020-11984).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 from construct import ConstructError
 
@@ -36,7 +37,12 @@ def build_request(
     trusts nothing else). Raises :class:`EncodeError` for non-latin-1 text, empty keys or sizes
     over 65535.
     """
-    pairs = vars.items() if isinstance(vars, Mapping) else vars
+    pairs = _str_pairs(vars.items() if isinstance(vars, Mapping) else vars)
+    if not isinstance(body, (bytes, bytearray, memoryview)):  # bytes(5) is five NULs
+        raise EncodeError(f"body must be bytes, got {type(body).__name__}")
+    for name, modifier in (("modifier1", modifier1), ("modifier2", modifier2)):
+        if not isinstance(modifier, int) or isinstance(modifier, bool):
+            raise EncodeError(f"{name} must be an int in 0..255, got {modifier!r}")
     try:
         block = build_var_block(pairs)
     except UnicodeEncodeError as exc:
@@ -44,6 +50,25 @@ def build_request(
     except ConstructError as exc:
         raise EncodeError(str(exc)) from None
     return build_header(modifier1, len(block), modifier2) + block + bytes(body)
+
+
+def _str_pairs(pairs: Iterable[Any]) -> list[tuple[str, str]]:
+    """``pairs`` as a list, each a key and a value of type str (an int CONTENT_LENGTH, an easy
+    slip in a test, raised AttributeError deep in the encoder)."""
+    checked: list[tuple[str, str]] = []
+    for pair in pairs:
+        try:
+            key, value = pair
+        except (TypeError, ValueError):
+            raise EncodeError(f"vars must be (key, value) pairs, got {pair!r:.60}") from None
+        if not isinstance(key, str) or not isinstance(value, str):
+            wrong = value if isinstance(key, str) else key
+            raise EncodeError(
+                f"var keys and values must be str, got {type(wrong).__name__} {wrong!r:.40} "
+                f"(in {key!r:.40})"
+            )
+        checked.append((key, value))
+    return checked
 
 
 def build_ping() -> bytes:

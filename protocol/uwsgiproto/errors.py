@@ -32,8 +32,8 @@ class PacketTooLarge(ProtocolError):
 
     status_hint = 431
 
-    def __init__(self, message: str, *, limit: str = "") -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, limit: str = "", status_hint: int | None = None) -> None:
+        super().__init__(message, status_hint=status_hint)
         self.limit = limit
 
 

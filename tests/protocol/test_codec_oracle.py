@@ -7,8 +7,10 @@ the decoder's small contract (one packet, body bytes held after the event).
 from __future__ import annotations
 
 import ast
+import re
 import struct
 from pathlib import Path
+from typing import Any
 
 import pytest
 from codec_testkit import CORPUS
@@ -192,12 +194,40 @@ def test_build_request_range_checks_modifiers() -> None:
         build_request({"A": "b"}, modifier1=300)
 
 
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (({"CONTENT_LENGTH": 5},), "got int 5 (in 'CONTENT_LENGTH')"),  # AttributeError before
+        (({b"A": "1"},), "got bytes b'A'"),
+        (([("A",)],), "vars must be (key, value) pairs"),
+        (([1],), "vars must be (key, value) pairs"),
+        (({"A": "1"}, "text"), "body must be bytes, got str"),  # TypeError before
+        (({"A": "1"}, 5), "body must be bytes, got int"),  # five NUL bytes before
+        (({"A": "1"}, b"", 1.5), "modifier1 must be an int"),  # struct.error before
+        (({"A": "1"}, b"", 0, True), "modifier2 must be an int"),
+    ],
+)
+def test_build_request_refuses_wrong_types_with_encode_error(
+    args: tuple[Any, ...], fragment: str
+) -> None:
+    with pytest.raises(EncodeError, match=re.escape(fragment)):
+        build_request(*args)
+
+
+def test_build_request_takes_any_bytes_like_body() -> None:
+    packet = build_request([["A", "1"]], bytearray(b"xy"))  # type: ignore[list-item]
+    assert (
+        packet == build_request({"A": "1"}, b"xy") == build_request({"A": "1"}, memoryview(b"xy"))
+    )
+
+
 # --- errors, events, limits ------------------------------------------------------------------
 
 
 def test_status_hints_live_on_the_exception() -> None:
     assert MalformedPacket("x").status_hint == 400
     assert PacketTooLarge("x").status_hint == 431
+    assert PacketTooLarge("x", limit="buffer_size", status_hint=413).status_hint == 413
     assert UnsupportedModifier("x").status_hint == 501
     assert ProtocolError("x", status_hint=413).status_hint == 413
     assert PacketTooLarge("x").status_hint == 431  # the override did not leak into the class
