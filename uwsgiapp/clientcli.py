@@ -301,6 +301,12 @@ def _send(address: Address, spec: _Request, args: argparse.Namespace) -> Respons
     ) as stream:
         response = stream.response
         _copy_out(stream, response.head if args.include else b"")
+    if stream.excess:
+        print(
+            f"uwsgiapp request: warning: {stream.excess} bytes came after the body's "
+            "Content-Length: not written (nginx drops them too)",
+            file=sys.stderr,
+        )
     return response
 
 

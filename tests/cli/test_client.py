@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import select
 import shlex
 import socket
@@ -33,6 +34,7 @@ from uwsgiapp.cli import (
 from uwsgiapp.client import (
     DEFAULT_MAX_RESPONSE_SIZE,
     Address,
+    ClientError,
     ResponseCut,
     ResponseError,
     ResponseTimeout,
@@ -138,11 +140,32 @@ def test_parse_response() -> None:
         b"FOO 200\r\n\r\n",
         b"HTTP/1.1 200\r\nbad\r\n\r\n",
         b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+        # What nginx answers 502 for (str.isdigit took '²': int() then raised a traceback).
+        b"HTTP/1.1 \xb200 OK\r\n\r\n",
+        b"HTTP/1.1 000 Zero\r\n\r\n",
+        b"HTTP/1.1 2000 OK\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nab",
+        b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\nab",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\ncontent-length: 9\r\n\r\nab",
     ],
 )
 def test_parse_response_refuses(raw: bytes) -> None:
     with pytest.raises(ResponseError):
         parse_response(raw)
+
+
+def test_parse_response_splits_lines_at_line_ends_only() -> None:
+    """0x85 (in UTF-8's "Å"), a form feed: str.splitlines split a header value there."""
+    r = parse_response(
+        b"HTTP/1.1 200 OK\r\nX-File: \xc3\x85se\r\nX-FF: a\x0cb\nX-N: A\x85B\r\n\r\nbody"
+    )
+    assert r.headers == (("X-File", "\xc3\x85se"), ("X-FF", "a\x0cb"), ("X-N", "A\x85B"))
+    assert r.body == b"body"
+
+
+def test_parse_response_drops_what_comes_past_the_content_length() -> None:
+    r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA")
+    assert r.body == b"ok"
 
 
 def _echo(stdout: bytes) -> dict[str, Any]:
@@ -854,3 +877,122 @@ def test_request_sends_the_bytes_typed_under_a_latin1_locale(
     v = echo["vars"]
     assert (v["PATH_INFO"], v["REQUEST_URI"]) == ("/caf\xe9", "/caf%E9")
     assert (v["HTTP_X_NAME"], v["X_RAW"], echo["body"]) == ("Jos\xe9", "\xe9", "n\xe9")
+
+
+class _Once:
+    """A server on loopback TCP or a unix socket that reads the first bytes of one request,
+    sends ``answer`` at once and closes without reading the rest (as an early 413 does)."""
+
+    def __init__(self, answer: bytes, path: str | None = None) -> None:
+        self.listener = socket.socket(socket.AF_UNIX if path else socket.AF_INET)
+        self.listener.bind(path or ("127.0.0.1", 0))
+        self.listener.listen()
+        self.address = path or f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.thread = threading.Thread(target=self._serve, args=(answer,), daemon=True)
+        self.thread.start()
+
+    def _serve(self, answer: bytes) -> None:
+        self.listener.settimeout(30)
+        conn, _ = self.listener.accept()
+        with conn:
+            conn.settimeout(5)
+            conn.recv(4096)
+            conn.sendall(answer)
+
+    def close(self) -> None:
+        self.thread.join(10)
+        self.listener.close()
+
+
+@pytest.mark.parametrize("family", ["tcp", "unix"])
+def test_request_shows_an_answer_sent_before_the_upload_ended(tmp_path: Path, family: str) -> None:
+    """The server answered 413 and closed while the body was being sent: the send failed
+    (EPIPE, or a reset), and the answer that had come was thrown away ("Broken pipe", exit 4)."""
+    answer = b"HTTP/1.1 413 Too Large\r\nContent-Length: 4\r\n\r\nbig!"
+    server = _Once(answer, str(tmp_path / "s.sock") if family == "unix" else None)
+    upload = tmp_path / "big.bin"
+    upload.write_bytes(b"x" * (16 * 1024 * 1024))
+    try:
+        r = run_cli("request", server.address, "/upload", "-d", f"@{upload}", "-i")
+    finally:
+        server.close()
+    assert (r.returncode, r.stdout, r.stderr) == (0, answer, b"")
+    (tmp_path / "s.sock").unlink(missing_ok=True)
+    server = _Once(b"", str(tmp_path / "s.sock") if family == "unix" else None)
+    try:  # closed with no answer: the failed send is the error
+        r = run_cli("request", server.address, "/upload", "-d", f"@{upload}")
+    finally:
+        server.close()
+    assert r.returncode == EXIT_BAD_RESPONSE, r.stderr
+    assert re.search(rb"connection to \S+ failed: .*(Broken pipe|reset)", r.stderr), r.stderr
+
+
+@pytest.mark.parametrize(
+    ("answer", "said"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: \xb2\r\n\r\nab", b"invalid Content-Length"),
+        (b"HTTP/1.1 \xb200 OK\r\n\r\nab", b"not an HTTP status line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nab",
+         b"conflicting Content-Length headers (2, 3)"),
+    ],
+)  # fmt: skip
+def test_request_garbage_in_the_head_is_a_bad_response(answer: bytes, said: bytes) -> None:
+    """A traceback and exit 1 (which says: the server answered 5xx) before."""
+    server = _Once(answer)
+    try:
+        r = run_cli("request", server.address, "/")
+    finally:
+        server.close()
+    assert r.returncode == EXIT_BAD_RESPONSE, r.stderr
+    assert said in r.stderr and b"Traceback" not in r.stderr, r.stderr
+
+
+def test_request_writes_the_body_up_to_its_content_length() -> None:
+    server = _Once(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokEXTRA")
+    try:
+        r = run_cli("request", server.address, "/")
+    finally:
+        server.close()
+    assert (r.returncode, r.stdout) == (0, b"ok"), r.stderr
+    said = b"warning: 5 bytes came after the body's Content-Length: not written"
+    assert said in r.stderr
+
+
+def test_ping_reads_the_pong_only() -> None:
+    """Bytes after the pong were read with it and took it for another answer."""
+    server = _Once(uwsgiproto.build_pong() + b"EXTRA")
+    try:
+        r = run_cli("ping", server.address)
+    finally:
+        server.close()
+    assert (r.returncode, r.stdout[:10]) == (0, b"pong from "), r.stderr
+
+
+@pytest.mark.parametrize("name", ["X-\u00dc", "X-\u00df", "X A", "X:"])
+def test_header_names_are_http_tokens(fake_uwsgi: FakeServers, name: str) -> None:
+    """'X-Ü' went out as latin-1 beside its UTF-8 value, 'X-ß' as HTTP_X_SS."""
+    with pytest.raises(ClientError, match="bad header name"):
+        build_vars("/", headers=[(name, "1")])
+    if ":" not in name:
+        r = run_cli("request", fake_uwsgi.unix, "/", "-H", f"{name}: 1")
+        assert r.returncode == EXIT_USAGE and b"bad header name" in r.stderr, r.stderr
+
+
+def test_connect_tries_each_address_of_the_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name whose first address has no server (localhost as ::1 first, the server on
+    127.0.0.1 only) was refused."""
+    server = _Once(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+    port = int(server.address.rpartition(":")[2])
+    with socket.socket() as unused:
+        unused.bind(("127.0.0.1", 0))  # bound, never listening: refused
+        dead = unused.getsockname()
+        infos = [
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", dead),
+            (socket.AF_INET, socket.SOCK_STREAM, 6, "", ("127.0.0.1", port)),
+        ]
+        monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: infos)
+        try:
+            response = request(Address(host="localhost", port=port))
+        finally:
+            server.close()
+    assert (response.status, response.body) == (200, b"ok")

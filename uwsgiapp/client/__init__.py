@@ -162,12 +162,12 @@ def ping(address: Address, *, timeout: float = 3.0) -> PingResult:
 
 
 def _not_pong(answer: bytes) -> str:
-    """What a ping got instead of the pong, short (a stats server's whole document came out
-    as 10 KB of hex), and what it looks like."""
+    """What a ping got instead of the pong (its first 4 bytes: the rest is not read), and
+    what it looks like."""
     if not answer:
         return "nothing (connection closed)"
-    shown = answer[:16].hex(" ") + (f" ... ({len(answer)} bytes)" if len(answer) > 16 else "")
-    if answer.startswith(b"HTTP/"):
+    shown = answer.hex(" ")
+    if answer.startswith(b"HTTP"):
         return f"{shown}: an HTTP server's answer (the uwsgi socket is another)"
     if answer[:1] in (b"{", b"#"):
         return f"{shown}: a stats document (--stats's socket: read it with uwsgiapp top)"

@@ -3,8 +3,10 @@ the uwsgi packet that carries them."""
 
 from __future__ import annotations
 
+import re
 import urllib.parse
 from collections.abc import Iterable, Sequence
+from typing import Final
 
 import uwsgiproto
 
@@ -12,6 +14,9 @@ from .errors import ClientError
 from .transport import Address
 
 __all__ = ["build_packet", "build_vars"]
+
+#: An HTTP field name (RFC 9110's token).
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 
 def build_vars(
@@ -75,6 +80,12 @@ def _header_vars(headers: Iterable[tuple[str, str]]) -> tuple[str, dict[str, str
     content_type = ""
     joined: dict[str, str] = {}
     for name, value in headers:
+        if not _TOKEN.fullmatch(name.strip()):
+            # 'X-Ü' went out as latin-1 beside its UTF-8 value, and 'X-ß' as HTTP_X_SS.
+            raise ClientError(
+                f"bad header name {name.strip()!r}: HTTP's are ASCII letters, digits and "
+                "!#$%&'*+-.^_`|~"
+            )
         key = name.strip().upper().replace("-", "_")
         if key == "CONTENT_TYPE":
             content_type = value

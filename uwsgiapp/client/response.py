@@ -5,6 +5,7 @@ body from a :class:`ResponseStream`)."""
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 
@@ -41,9 +42,11 @@ def _head_length(raw: bytes) -> int:
 
 def _parse_head(head: bytes) -> Response:
     """The status line and headers of a complete head; :class:`ResponseError` if not HTTP."""
-    lines = head.decode("latin-1").splitlines()
+    # Only CR LF and LF end a line: str.splitlines also splits on bytes a header value may
+    # hold (0x85, which UTF-8's "Å" has; a form feed).
+    lines = re.split(r"\r?\n", head.decode("latin-1"))
     parts = lines[0].split(" ", 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not _STATUS.fullmatch(parts[1]):
         raise ResponseError(f"not an HTTP status line: {lines[0][:80]!r}")
     headers: list[tuple[str, str]] = []
     for line in lines[1:]:
@@ -63,8 +66,23 @@ def _parse_head(head: bytes) -> Response:
 
 
 def _content_length(response: Response) -> int | None:
-    length = response.header("Content-Length")
-    return int(length) if length is not None and length.isdigit() else None
+    """The body's length, None if not given; :class:`ResponseError` for a value nginx refuses
+    (not digits; two that differ): it answers 502 for it."""
+    lengths = {v for k, v in response.headers if k.lower() == "content-length"}
+    if not lengths:
+        return None
+    if len(lengths) > 1:
+        given = ", ".join(sorted(lengths))
+        raise ResponseError(f"conflicting Content-Length headers ({given}): nginx answers 502")
+    (length,) = lengths
+    if not _DIGITS.fullmatch(length):
+        raise ResponseError(f"invalid Content-Length header {length[:40]!r}: nginx answers 502")
+    return int(length)
+
+
+#: A status nginx takes: three ASCII digits, the first not 0 (str.isdigit took '²00').
+_STATUS = re.compile(r"[1-9][0-9][0-9]")
+_DIGITS = re.compile(r"[0-9]+")
 
 
 #: Statuses whose response ends with its head, whatever its Content-Length says.
@@ -97,7 +115,8 @@ def parse_response(raw: bytes) -> Response:
         raise _no_head(raw)
     response = _parse_head(raw[:end])
     _check_complete(response, len(raw) - end)
-    return dataclasses.replace(response, body=raw[end:])
+    length = _content_length(response)
+    return dataclasses.replace(response, body=raw[end : None if length is None else end + length])
 
 
 class ResponseStream:
@@ -123,16 +142,25 @@ class ResponseStream:
         self._first = first
         self._rest = rest
         self._method = method
+        self.excess = 0
+        """Bytes that came past the body's Content-Length, dropped (nginx drops them); only
+        those read with the body's last bytes: the connection is dropped there."""
 
     def __iter__(self) -> Iterator[bytes]:
         if not _has_body(self.response, self._method):
             self.close()  # what follows the head is no part of the answer (nginx drops it)
             return
-        size = len(self._first)
-        if self._first:
-            yield self._first
+        length = _content_length(self.response)
+        size = 0
         try:
-            for chunk in self._rest:
+            for chunk in self._chunks():
+                if length is not None and size + len(chunk) >= length:
+                    self.excess = size + len(chunk) - length
+                    if length > size:
+                        yield chunk[: length - size]
+                    size = length
+                    self.close()
+                    break
                 size += len(chunk)
                 yield chunk
         except ResponseCut:
@@ -140,10 +168,14 @@ class ResponseStream:
             # that answers without reading all of the request (an early 401 or 413) resets
             # the connection when it closes. Without a length, nothing says the body had
             # ended: that reset is how the server cuts a response it cannot finish.
-            length = _content_length(self.response)
             if length is None or size < length:
                 raise
         _check_complete(self.response, size)
+
+    def _chunks(self) -> Iterator[bytes]:
+        if self._first:
+            yield self._first
+        yield from self._rest
 
     def close(self) -> None:
         """Drop the connection (nothing more is read)."""

@@ -96,24 +96,29 @@ class _Deadline:
 
 
 def _connect(address: Address, deadline: _Deadline) -> socket.socket:
-    family = socket.AF_UNIX if address.is_unix else socket.AF_INET
-    target: str | tuple[str, int] = address.path
+    targets: list[tuple[int, str | tuple[str, int]]] = [(socket.AF_UNIX, address.path)]
     if not address.is_unix:
         try:
             infos = socket.getaddrinfo(address.host, address.port, type=socket.SOCK_STREAM)
         except OSError as exc:
             raise ConnectError(f"cannot resolve {address.host!r}: {exc}") from None
-        family, _, _, _, sockaddr = infos[0]
-        target = (str(sockaddr[0]), int(sockaddr[1]))
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        deadline.apply(sock)
-        sock.connect(target)
-    except OSError as exc:
-        sock.close()
-        why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
-        raise ConnectError(f"cannot connect to {address}: {why}") from None
-    return sock
+        # Each address the name has, in turn (localhost may be ::1 first, and the server
+        # listen on 127.0.0.1 only), as socket.create_connection tries them.
+        targets = [(info[0], (str(info[4][0]), int(info[4][1]))) for info in infos]
+    why = ""
+    for family, target in targets:
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            deadline.apply(sock)
+            sock.connect(target)
+        except OSError as exc:
+            sock.close()
+            why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+            if isinstance(exc, TimeoutError):
+                break  # the deadline is spent: no time for the next address
+            continue
+        return sock
+    raise ConnectError(f"cannot connect to {address}: {why}")
 
 
 def receive(
@@ -136,15 +141,13 @@ def receive(
     """
     deadline = _Deadline(timeout)
     received = 0
+    unsent: OSError | None = None
     with _connect(address, deadline) as sock:
         try:
             deadline.apply(sock)
-            sock.sendall(packet)  # the timeout bounds the whole sendall, not each send
-            # The server may already have answered and closed.
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_WR)
+            unsent = _send(sock, packet)
             while not limit or received < limit:
-                want = 65536
+                want = 65536 if not limit else min(65536, limit - received)
                 if max_size:
                     want = min(want, max_size + 1 - received)  # one past the cap tells
                 deadline.apply(sock)
@@ -165,9 +168,26 @@ def receive(
             ) from None
         except OSError as exc:
             if not received:
-                raise ResponseError(f"connection to {address} failed: {exc}") from None
+                raise ResponseError(f"connection to {address} failed: {unsent or exc}") from None
             # Whether what came is nonetheless whole is for the reader of the answer to say.
             raise _cut(exc, received) from None
+    if unsent is not None and not received:
+        raise ResponseError(f"connection to {address} failed: {unsent}")
+
+
+def _send(sock: socket.socket, packet: bytes) -> OSError | None:
+    """Send ``packet`` and half-close; the error that stopped the send, if any. A server may
+    answer before it has read the whole body (a 413 to a large upload) and close: its answer
+    waits to be read, as nginx reads it."""
+    try:
+        sock.sendall(packet)  # the timeout bounds the whole sendall, not each send
+    except TimeoutError:
+        raise
+    except OSError as exc:
+        return exc
+    with contextlib.suppress(OSError):  # the server may already have answered and closed
+        sock.shutdown(socket.SHUT_WR)
+    return None
 
 
 def _cut(exc: OSError, received: int) -> ResponseCut:
