@@ -202,10 +202,21 @@ def _prepare_path(chdir: str, pythonpath: Sequence[str]) -> None:
     # A console script's sys.path[0] is its bin directory, not the working directory; users
     # expect `uwsgiapp serve app:app` to find ./app.py, as uWSGI and gunicorn do.
     entries = [os.path.abspath(p) for p in pythonpath] + [os.getcwd()]
+    # A reload's entries replace the last load's: a --chdir symlink swapped to a new release
+    # left the old one on sys.path, where a module the new release no longer has was found.
+    for gone in _ADDED.difference(entries):
+        if gone in sys.path:
+            sys.path.remove(gone)
+    _ADDED.intersection_update(entries)
+    _ADDED.update(entry for entry in entries if entry not in sys.path)
     for entry in reversed(entries):
         if entry in sys.path:
             sys.path.remove(entry)
         sys.path.insert(0, entry)
+
+
+#: The sys.path entries :func:`_prepare_path` put there (those that were not there before).
+_ADDED: set[str] = set()
 
 
 def _import_module(name: str, spec: str) -> ModuleType:

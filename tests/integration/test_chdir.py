@@ -81,6 +81,38 @@ def test_hup_enters_the_chdir_again_so_a_deploy_symlink_moves_the_app(tmp_path: 
     assert "cannot re-import" not in server.log()
 
 
+def test_hup_to_a_release_missing_a_module_fails_not_finding_it_in_the_last_one(
+    tmp_path: Path,
+) -> None:
+    """Each reload left the last release's directory on sys.path: a module the new release
+    no longer ships was imported from the old one, and the reload passed; the next restart
+    was the outage."""
+    releases = tmp_path / "releases"
+    uses = "import helpers\n" + APP.replace("{version!r}", "helpers.VERSION")
+    for version in ("r1", "r2", "r3"):
+        (releases / version).mkdir(parents=True)
+        (releases / version / "relapp.py").write_text(uses)
+        if version != "r3":
+            (releases / version / "helpers.py").write_text(f"VERSION = {version.encode()!r}\n")
+    current = tmp_path / "current"
+    current.symlink_to(releases / "r1")
+    server = Server(tmp_path, "relapp:app", chdir="current", workers=1).start()
+    try:
+        wait_for_serving(server, 1)
+        for version in ("r2", "r3"):
+            swap = tmp_path / "current.new"
+            swap.symlink_to(releases / version)
+            swap.replace(current)
+            server.signal(signal.SIGHUP)
+            if version == "r2":
+                wait_until(lambda: _answer(server.socket) == b"r2", 15, "r2 to answer")
+        wait_until(lambda: "reload failed" in server.log(), 30, "the reload to r3 to fail")
+        assert _answer(server.socket) == b"r2"  # the old code serves on
+    finally:
+        server.stop()
+    assert "No module named 'helpers'" in server.log(), server.log()
+
+
 def test_a_chdir_that_cannot_be_entered_stops_the_start_naming_the_option(
     tmp_path: Path,
 ) -> None:
