@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from cli.cli_testkit import run_cli
-from support.procs import SYSTEMD_EXEC
+from support.procs import SYSTEMD_EXEC, wait_until
 
 from uwsgiapp.exitcodes import ServeExit
 
@@ -277,6 +277,56 @@ def test_a_socket_systemd_passed_is_served_and_left_to_systemd(short_dir: Path) 
             assert os.path.exists(path)  # systemd's, not removed
             said = f"--chown-socket: fd://3 ({path}) was passed in, not bound here: not chowned"
             assert (said in out) == restart, out
+    finally:
+        held.close()
+
+
+@pytest.mark.parametrize("named", ["unix", "ini", "tcp"])
+def test_a_socket_systemd_passed_is_taken_where_its_address_is_named(
+    short_dir: Path, named: str
+) -> None:
+    """A unit written for uWSGI: the .socket's ListenStream= path in the ini too. uWSGI
+    attaches the passed socket; the start failed with exit 3 ("another server is listening
+    on it"), the passed one said unused."""
+    (short_dir / "envapp.py").write_text(ENV_APP)
+    log = short_dir / "error.log"
+    logs = ["--error-log-file", str(log)]
+    if named == "tcp":
+        held = socket.create_server(("127.0.0.1", 0))
+        address = f"127.0.0.1:{held.getsockname()[1]}"
+        args = ["--socket", address]
+    else:
+        address = str(short_dir / "app.sock")
+        held = socket.socket(socket.AF_UNIX)
+        held.bind(address)
+        held.listen(16)
+        args = ["--socket", f"unix:{address}"]
+        if named == "ini":
+            (short_dir / "app.ini").write_text(f"[uwsgi]\nsocket = {address}\n")
+            args = ["--ini", "app.ini"]
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", SYSTEMD_EXEC, str(held.fileno()), "envapp:app", *args, *logs],
+            cwd=short_dir,
+            pass_fds=(held.fileno(),),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for_pong(address, proc)
+            r = run_cli("request", address, "/")
+            assert r.returncode == 0 and r.stdout == b"[]", r
+            proc.send_signal(signal.SIGHUP)  # read again: the same socket, no change said
+            wait_until(lambda: "new worker ready" in log.read_text(), 15, "the reload")
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.communicate(timeout=15)
+        out = log.read_text()
+        assert proc.returncode == 0, out
+        shown = f"bound to {address};" if named == "tcp" else address
+        assert f"listening on fd://3 ({shown}" in out, out
+        assert "unused" not in out and "changed since the start" not in out, out
+        assert named == "tcp" or os.path.exists(address)  # systemd's, not removed
     finally:
         held.close()
 

@@ -25,6 +25,7 @@ from uwsgiapp.config.configload import (
 )
 from uwsgiapp.config.fromgunicorn import brought_along
 from uwsgiapp.config.model import ConfigError
+from uwsgiapp.config.netopts import activated_by_address
 from uwsgiapp.config.printconfig import format_value
 from uwsgiapp.config.tomlfile import toml_layer
 from uwsgiapp.config.uwsgiini import SIMPLE_KEYS, IniResult, check_http_only, ini_layer
@@ -87,6 +88,9 @@ def resolve_serve_config(
         if not _adds_up(name):
             del defaults[name]  # outranked: its value is not used, valid or not
     resolved = resolve(layers, warnings=warnings)
+    if found := activated_by_address(resolved.config.socket, activated):
+        sockets = tuple(found.get(spec, spec) for spec in resolved.config.socket)
+        resolved = replace(resolved, config=replace(resolved.config, socket=sockets))
     check_http_only(ini, resolved.sources["socket"], DEFAULT_SOURCE)
     given = dict(pair.split("=", 1) for pair in resolved.config.env if "=" in pair)  # --env
     more = [*_socket_warnings(args, resolved)]
