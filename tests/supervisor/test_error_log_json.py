@@ -197,3 +197,45 @@ def test_an_apps_logging_with_no_handler_is_a_record_of_the_error_log(tmp_path: 
     assert (record["level"], record["logger"]) == ("ERROR", "myapp.views")
     assert record["message"] == "could not divide for /x"
     assert record["traceback"].endswith("ZeroDivisionError: division by zero")
+
+
+SURROGATE_APP = """
+import logging, os
+
+def app(environ, start_response):
+    name = os.fsdecode(b"report-\\xff.csv")  # a file name os.listdir gives: a lone surrogate
+    logging.getLogger("sapp").warning("cannot read %s", name)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_lone_surrogate_in_a_record_is_written_escaped_to_the_log_file(
+    tmp_path: Path, fmt: str
+) -> None:
+    """The file's strict UTF-8 lost the record to logging's "--- Logging error ---" dump on
+    stderr (stderr wrote it escaped)."""
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "surr.py").write_text(SURROGATE_APP)
+    log = tmp_path / "error.log"
+    server = Server(
+        tmp_path,
+        "surr:app",
+        workers=1,
+        pythonpath=[str(apps)],
+        error_log_format=fmt,
+        error_log_file=str(log),
+    ).start()
+    try:
+        assert request(parse_address(server.socket), "/x").status == 200
+        wait_until(lambda: "cannot read" in log.read_text(errors="replace"), 10, "the record")
+    finally:
+        server.stop()
+    (line,) = [line for line in log.read_text().splitlines() if "cannot read" in line]
+    if fmt == "json":
+        assert json.loads(line)["message"] == "cannot read report-\udcff.csv"  # JSON's escape
+    else:
+        assert line.endswith("cannot read report-\\udcff.csv")
+    assert "Logging error" not in server.log() + log.read_text()

@@ -90,7 +90,10 @@ class SafeFileHandler(logging.FileHandler):
 
     def _open(self) -> Any:
         fd = open_append(self.baseFilename)
-        return os.fdopen(fd, "a", encoding=self.encoding or "utf-8", errors=self.errors)
+        # A lone surrogate (a file name from os.listdir, an environment variable) is written
+        # escaped, as stderr writes it: strict, the record was lost to "--- Logging error ---".
+        errors = self.errors or "backslashreplace"
+        return os.fdopen(fd, "a", encoding=self.encoding or "utf-8", errors=errors)
 
 
 class KeptFileHandler(QuietFailures, SafeFileHandler):
