@@ -4,6 +4,7 @@ deploy's `current` symlink moves the app). Real processes, real signals."""
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 from cli.cli_testkit import run_cli
@@ -15,6 +16,8 @@ from support.procs import (
     wait_for_serving,
     wait_until,
 )
+
+from uwsgiapp.supervisor.touch import INTERVAL
 
 APP = """
 def app(environ, start_response):
@@ -79,6 +82,33 @@ def test_hup_enters_the_chdir_again_so_a_deploy_symlink_moves_the_app(tmp_path: 
     finally:
         server.stop()
     assert "cannot re-import" not in server.log()
+
+
+def test_a_deploys_hup_beside_a_watched_symlink_reloads_once(tmp_path: Path) -> None:
+    """--touch-reload on the ``current`` symlink and a HUP after the flip: the HUP's reload
+    loaded the new release, then the touch poll saw the flip and reloaded again."""
+    releases = tmp_path / "releases"
+    for version in ("r1", "r2"):
+        (releases / version).mkdir(parents=True)
+        (releases / version / "relapp.py").write_text(APP.format(version=version.encode()))
+    current = tmp_path / "current"
+    current.symlink_to(releases / "r1")
+    server = Server(
+        tmp_path, "relapp:app", chdir="current", workers=1, touch_reload=[str(current)]
+    ).start()
+    try:
+        wait_for_serving(server, 1)
+        swap = tmp_path / "current.new"
+        swap.symlink_to(releases / "r2")
+        swap.replace(current)
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: _answer(server.socket) == b"r2", 15, "the new release to answer")
+        wait_until(lambda: "new worker ready" in server.log(), 15, "the reload's end")
+        time.sleep(3 * INTERVAL)  # the touch poll's looks: none may reload
+    finally:
+        server.stop()
+    log = server.log()
+    assert "--touch-reload" not in log and log.count("graceful reload (generation") == 1, log
 
 
 def test_hup_to_a_release_missing_a_module_fails_not_finding_it_in_the_last_one(

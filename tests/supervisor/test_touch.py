@@ -87,6 +87,18 @@ def test_due_looks_once_an_interval_and_logs_each_change(
     assert "--touch-reload: b changed: graceful reload" in caplog.text
 
 
+def test_a_hups_reload_takes_the_files_as_they_are(tmp_path: Path) -> None:
+    """A deploy flips a watched ``current`` symlink and sends HUP: the HUP's reload loads the
+    new release, and the next look saw the flip and reloaded once more."""
+    states = {"current": (1, 1, 1)}
+    watch = TouchWatch(["current"], look=states.get)
+    states["current"] = (1, 1, 2)
+    assert watch.due(100.0, rebase=True) == []  # the HUP's tick
+    assert watch.due(100.0 + INTERVAL) == []
+    states["current"] = (1, 1, 3)
+    assert watch.due(100.0 + 2 * INTERVAL) == ["current"]
+
+
 def test_a_file_that_cannot_be_looked_at_is_said_to_never_reload(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

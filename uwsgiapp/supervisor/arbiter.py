@@ -134,7 +134,7 @@ class Arbiter:
             self.queues.tick(now)
             server_logs.tell_write_failures()  # the master's lines a full disk dropped, if due
             running = self.policy.mode is A.Mode.RUNNING and not self.check.running
-            if self.touch and running and self.touch.due(now):
+            if self.touch and running and self.touch.due(now, rebase="HUP" in self.signals):
                 self.signals.append(TOUCHED)  # a HUP's reload, the same lines (not WINCH's)
             actions: list[A.Action] = []
             exits = reap()

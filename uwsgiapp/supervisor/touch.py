@@ -66,9 +66,14 @@ class TouchWatch:
                 out.append(path)
         return out
 
-    def due(self, now: float) -> list[str]:
+    def due(self, now: float, rebase: bool = False) -> list[str]:
         """At most once each :data:`INTERVAL` (``now``: monotonic seconds): the changed files,
-        each logged; else nothing."""
+        each logged; else nothing. ``rebase``: a HUP's reload is coming, which loads what the
+        files hold now: their state is taken as seen (a deploy's HUP beside a touched
+        ``current`` symlink reloaded twice)."""
+        if rebase:
+            self.changed()
+            return []
         if now < self._next:
             return []
         self._next = now + INTERVAL
