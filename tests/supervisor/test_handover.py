@@ -4,7 +4,9 @@ sockets, and the pidfile's moves: pure functions and real files, no processes.""
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 import sys
 from pathlib import Path
 
@@ -44,6 +46,8 @@ def test_usr2_starts_a_new_master_only_when_no_other_runs() -> None:
     assert do is Do.REFUSE and "old master (pid 4141)" in line
     do, line = decide("USR2", Standing(pid1=True))
     assert do is Do.REFUSE and "PID 1" in line and "new container" in line
+    do, line = decide("USR2", Standing(init="docker-init"))  # docker run --init
+    assert do is Do.REFUSE and "parent is docker-init, a container's PID 1" in line
     do, line = decide("USR2", Standing(can_exec=False))
     assert do is Do.REFUSE and "not started by the uwsgiapp command" in line
     do, line = decide("USR2", Standing(cwd_lost=True))
@@ -281,3 +285,32 @@ def test_a_usr2_whose_start_directory_is_gone_is_refused_before_the_fork(tmp_pat
     refused = upgrade._cannot_start(takeover.Start(sys.executable, ["uwsgiapp"], str(gone)))
     assert f"the directory this master was started in, {gone}, is gone or cannot" in refused
     assert upgrade._cannot_start(takeover.Start(sys.executable, ["uwsgiapp"], str(tmp_path))) == ""
+
+
+UNDER_INIT = """
+import ctypes, os, sys
+ctypes.CDLL(None).prctl(15, sys.argv[1].encode(), 0, 0, 0)  # PR_SET_NAME: /proc/1/comm
+child = os.fork()
+if child == 0:
+    from uwsgiapp.supervisor.upgrade import container_init
+    print(repr(container_init()), flush=True)
+    os._exit(0)
+os.waitpid(child, 0)
+"""
+
+
+@pytest.mark.skipif(
+    os.geteuid() != 0 or not shutil.which("unshare"), reason="needs root and unshare"
+)
+@pytest.mark.parametrize(("init", "said"), [("docker-init", "'docker-init'"), ("tini", "'tini'"),
+                                             ("systemd", "''")])  # fmt: skip
+def test_the_container_init_is_the_parent_named_as_pid_1(init: str, said: str) -> None:
+    """A master under docker run --init took USR2: the new master was killed with the
+    container when the old one quit, without a line."""
+    done = subprocess.run(
+        ["unshare", "--pid", "--fork", "--mount-proc", sys.executable, "-c", UNDER_INIT, init],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.stdout.decode().strip() == said, done.stderr

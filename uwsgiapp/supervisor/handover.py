@@ -183,7 +183,8 @@ class Standing:
     """Where a master stands: ``child``, the pid of the new master its USR2 started (alive,
     0: none); ``parent``, the pid of the old master whose USR2 started this one (alive, 0:
     none); ``workers_stopped``: a WINCH stopped its workers; ``stopping``: it stops;
-    ``pid1``: it is a container's PID 1; ``can_exec``: it knows the command it was started
+    ``pid1``: it is a container's PID 1; ``init``: the container init whose child it is (tini
+    under ``docker run --init``), ''; ``can_exec``: it knows the command it was started
     with; ``cwd_lost``: the directory it was started in could not be read at its start."""
 
     child: int = 0
@@ -191,6 +192,7 @@ class Standing:
     workers_stopped: bool = False
     stopping: bool = False
     pid1: bool = False
+    init: str = ""
     can_exec: bool = True
     cwd_lost: bool = False
 
@@ -254,6 +256,12 @@ def _usr2(standing: Standing) -> tuple[Do, str]:
         return Do.REFUSE, (
             "SIGUSR2 refused: this master is PID 1 (a container's): a new master would be its "
             "child and die with it; start a new container instead (HUP reloads the app's code)"
+        )
+    if standing.init:
+        return Do.REFUSE, (
+            f"SIGUSR2 refused: this master's parent is {standing.init}, a container's PID 1, "
+            "which ends the container when this master exits: the new master would die with "
+            "it; start a new container instead (HUP reloads the app's code)"
         )
     if not standing.can_exec:
         return Do.REFUSE, (

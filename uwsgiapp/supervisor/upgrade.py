@@ -156,6 +156,7 @@ class Upgrade:
             workers_stopped=bool(self.stopped),
             stopping=self.policy.stopping,
             pid1=os.getpid() == 1,
+            init=container_init(),
             can_exec=options.start_environ() is not None,
             cwd_lost=takeover.started() is None,
         )
@@ -307,3 +308,20 @@ def _cannot_start(start: Start) -> str:
             "symlink, or restart"
         )
     return ""
+
+
+#: The inits a container runs its command under (docker run --init's, and the common others).
+CONTAINER_INITS = frozenset({"docker-init", "tini", "dumb-init", "catatonit"})
+
+
+def container_init() -> str:
+    """The name of the container init whose child this master is ('' if none): as PID 1 it
+    ends the container once its child, this master, exits (systemd, also PID 1, does not)."""
+    if os.getppid() != 1:
+        return ""
+    try:
+        with open("/proc/1/comm") as fh:
+            name = fh.read().strip()
+    except OSError:
+        return ""
+    return name if name in CONTAINER_INITS else ""
