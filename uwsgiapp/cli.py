@@ -267,7 +267,12 @@ def _add_dev(sub: argparse._SubParsersAction[HintingParser]) -> None:
         epilog=_wrap(DEV_EXIT_TEXT),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("app", metavar="APP", help="module:attr, module:factory(), or file.py:attr")
+    p.add_argument(
+        "app",
+        metavar="APP",
+        nargs="?",
+        help="module:attr, module:factory(), or file.py:attr (default: $FLASK_APP, as flask run)",
+    )
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=5000, help="port to bind (default 5000)")
     p.add_argument(
@@ -316,8 +321,10 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     from uwsgiapp.hooks import PostforkError
     from uwsgiapp.importer import AppImportError
 
+    if not (app := args.app or os.environ.get("FLASK_APP", "").strip()):  # flask run's
+        return _fail("dev", "the following arguments are required: APP (or FLASK_APP)", EXIT_USAGE)
     options = DevOptions(
-        app=args.app,
+        app=app,
         host=args.host,
         port=args.port,
         reload=args.reload,

@@ -38,6 +38,12 @@ def hint_for(arg: str, ours: Iterable[str]) -> str:
         return f"{name}: use --host HOST --port PORT"
     if key == "--reload" and "--no-reload" in known:
         return f"{name}: 'uwsgiapp dev' reloads on code changes by default (--no-reload: not)"
+    if key == "-p" and "--port" in known:  # flask run's -p PORT
+        return f"{name}: use --port PORT"
+    if key in ("--debug", "--debugger") and "--no-debugger" in known:  # flask run --debug
+        return (
+            f"{name}: 'uwsgiapp dev' runs in debug mode, with the debugger (--no-debugger: without)"
+        )
     if key in FOREIGN_OPTIONS:
         return f"{name}: {FOREIGN_OPTIONS[key]}" + _serve_only(FOREIGN_OPTIONS[key], known)
     if said := _uwsgi_key(name):  # what an ini's key of that name is told (--limit-as)

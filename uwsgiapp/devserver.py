@@ -93,8 +93,11 @@ def check_options(options: DevOptions) -> None:
             raise DevServerError(
                 f"--static-map expects /URL-PREFIX=DIRECTORY (uWSGI's), got {prefix}={directory}"
             )
-        if not os.path.isdir(directory):
-            raise DevServerError(f"--static-map {prefix}={directory}: no such directory")
+        if not os.path.exists(directory):
+            where = "" if os.path.isabs(directory) else f" in {os.getcwd()}, where dev started"
+            raise DevServerError(
+                f"--static-map {prefix}={directory}: no such directory or file{where}"
+            )
     if options.debugger and not options.allow_remote_debugger and not is_loopback(options.host):
         raise DevServerError(
             f"refusing to serve the interactive debugger on {options.host}: anyone who can "
@@ -241,7 +244,7 @@ def _error_app(message: str, *, details: bool) -> WSGIApp:
     return app
 
 
-def enable_debug(app: object) -> str:
+def enable_debug(app: object, *, debugger: bool = True) -> str:
     """Put a Flask-style app (Flask's or :mod:`uwsgiapp.web`'s) in debug mode, as ``flask run
     --debug`` does, so that an exception in a view propagates to werkzeug's debugger instead of
     becoming the framework's own plain 500 page. Other WSGI apps are left alone.
@@ -256,6 +259,8 @@ def enable_debug(app: object) -> str:
     ):
         return ""
     app.debug = True  # type: ignore[attr-defined]
+    if not debugger:
+        return "uwsgiapp dev: app.debug = True: an error in a view prints its traceback here"
     if config["PROPAGATE_EXCEPTIONS"] is False:
         return (
             "uwsgiapp dev: warning: the app sets PROPAGATE_EXCEPTIONS = False, so its errors "
@@ -301,23 +306,14 @@ def _error_lines() -> None:
 
 
 def static_ahead(app: WSGIApp, static: dict[str, str]) -> WSGIApp:
-    """``app`` behind ``static``'s directories, each at its URL prefix: a path under a prefix
-    is that directory's file or a 404, as nginx's ``location`` with ``alias`` answers (werkzeug's
-    ``static_files`` hands a missing file to the app)."""
+    """``app`` behind ``static``'s directories (or single files), each at its URL prefix, as
+    uWSGI's static-map: a file that is there is served, anything else goes to the app (a
+    ``/`` map hid every route of the app behind 404s)."""
     if not static:
         return app
-    from werkzeug.exceptions import NotFound
     from werkzeug.middleware.shared_data import SharedDataMiddleware
 
-    files = SharedDataMiddleware(NotFound(), static)
-    prefixes = tuple(p if p.endswith("/") else p + "/" for p in static)
-
-    def dispatch(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        if environ.get("PATH_INFO", "").startswith(prefixes):
-            return files(environ, start_response)
-        return app(environ, start_response)
-
-    return dispatch
+    return SharedDataMiddleware(app, static)
 
 
 def _placeholder_app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -346,8 +342,9 @@ def run_dev(options: DevOptions) -> int:
     chdir = os.path.abspath(options.chdir) if options.chdir else ""
     pythonpath = [os.path.abspath(p) for p in options.pythonpath]
     app: WSGIApp
-    if options.debugger:  # as `flask run --debug`: the app is made in debug mode (its logger)
-        os.environ["FLASK_DEBUG"] = "1"
+    # As `flask run --debug` (--no-debugger too): the app is made in debug mode (its logger,
+    # its templates reloaded).
+    os.environ["FLASK_DEBUG"] = "1"
     if options.reload and not is_running_from_reloader():
         # Only the children the reloader spawns import the app (once each, not twice).
         check_app_found(options.app, chdir, pythonpath)
@@ -364,7 +361,7 @@ def run_dev(options: DevOptions) -> int:
             print(f"uwsgiapp dev: error: {exc}", file=sys.stderr, flush=True)
             app = _error_app(str(exc), details=is_loopback(options.host))
         else:
-            said = enable_debug(app) if options.debugger else ""
+            said = enable_debug(app, debugger=options.debugger)
             if said:
                 print(said, file=sys.stderr, flush=True)
         source = _app_source(options.app)

@@ -199,10 +199,19 @@ def test_dev_static_map_serves_a_directory_ahead_of_the_app(
                        "--static-map", "/static/=assets")  # fmt: skip
     assert server.wait_for(b"from the app") == (200, b"from the app")
     assert get(server.url() + "/static/style.css") == (200, b"body { color: red }")
-    assert get(server.url() + "/static/none.css")[0] == 404
+    assert get(server.url() + "/static/none.css") == (200, b"from the app")  # as uWSGI's
+    assert get(server.url() + "/other") == (200, b"from the app")
+    server.stop()
+    # A / map hid every route of the app (404); one file (uWSGI maps files too) was refused.
+    server = start_dev("statics:app", "--static-map", "/=assets",
+                       "--static-map", "/robots.txt=assets/style.css")  # fmt: skip
+    assert server.wait_for(b"from the app") == (200, b"from the app")
+    assert get(server.url() + "/style.css") == (200, b"body { color: red }")
+    assert get(server.url() + "/robots.txt") == (200, b"body { color: red }")
     assert get(server.url() + "/other") == (200, b"from the app")
     bad = run_cli("dev", "statics:app", "--static-map", "/s=nowhere", cwd=tmp_path)
-    assert bad.returncode == 2 and b"--static-map /s=nowhere: no such directory" in bad.stderr
+    said = f"--static-map /s=nowhere: no such directory or file in {tmp_path}, where dev started"
+    assert bad.returncode == 2 and said.encode() in bad.stderr, bad.stderr
     bad = run_cli("dev", "statics:app", "--static-map", "assets", cwd=tmp_path)
     assert bad.returncode == 2 and b"expects /URL-PREFIX=DIRECTORY" in bad.stderr
 
@@ -462,13 +471,41 @@ def test_dev_makes_the_app_in_debug_mode_as_flask_run_debug(
     assert b"import-time info, debug True" in server.stop()
 
 
-def test_dev_no_debugger_leaves_the_app_alone(tmp_path: Path, start_dev: StartDev) -> None:
-    (tmp_path / "views.py").write_text(WEB_APP)
+def test_dev_no_debugger_keeps_the_apps_debug_mode(tmp_path: Path, start_dev: StartDev) -> None:
+    """As ``flask run --debug --no-debugger``: no debugger, but the app in debug mode (Flask's
+    templates reload in it: they were served stale)."""
+    (tmp_path / "views.py").write_text(WEB_APP + "\n\n@app.route('/mode')\ndef mode():\n"
+                                       "    return str(app.debug)\n")  # fmt: skip
     server = start_dev("views:app", "--no-debugger")
     assert server.wait_for(b"up") == (200, b"up")
     status, page = get(server.url() + "/boom")
     assert status == 500 and b"__debugger__" not in page
-    assert b"app.debug" not in server.stop()
+    assert get(server.url() + "/mode") == (200, b"True")
+    out = server.stop()
+    assert b"app.debug = True: an error in a view prints its traceback here" in out
+    assert b"ValueError: boom from the view" in out
+
+
+def test_dev_takes_flask_app_as_flask_run_does(
+    tmp_path: Path, start_dev: StartDev, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "views.py").write_text(WEB_APP)
+    monkeypatch.setenv("FLASK_APP", "views:app")
+    server = start_dev()  # no APP: "the following arguments are required: APP" before
+    assert server.wait_for(b"up") == (200, b"up")
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["dev", "a:app", "--debug"], b"--debug: 'uwsgiapp dev' runs in debug mode, with the"),
+        (["dev", "a:app", "-p", "8000"], b"-p: use --port PORT"),
+        (["dev"], b"the following arguments are required: APP (or FLASK_APP)"),
+    ],
+)
+def test_dev_tells_flask_run_users_its_spellings(args: list[str], said: bytes) -> None:
+    done = run_cli(*args, env={"FLASK_APP": ""})
+    assert done.returncode == 2 and said in done.stderr, done.stderr
 
 
 def test_enable_debug_only_touches_flask_style_apps() -> None:
