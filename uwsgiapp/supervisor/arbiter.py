@@ -13,7 +13,6 @@ import contextlib
 import gc
 import logging
 import os
-import random
 import signal
 import sys
 import time
@@ -40,6 +39,7 @@ from uwsgiapp.supervisor.dumps import DumpFiles
 from uwsgiapp.supervisor.handlers import make_worker
 from uwsgiapp.supervisor.logmaster import LogMaster
 from uwsgiapp.supervisor.mastersignals import MASTER_SIGNUMS, MasterSignals
+from uwsgiapp.supervisor.meanwhile import Watch
 from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.queuewatch import QueueWatch
 from uwsgiapp.supervisor.reload import reimport, reload_kind
@@ -108,6 +108,7 @@ class Arbiter:
         self.funnel = LogMaster()  # inert; boot starts one for --log-master
         self.touch = TouchWatch(config.touch_reload) if config.touch_reload else None
         self.check = ReloadCheck(config, self.policy)  # a HUP's new code, tried in a child
+        self.watch = Watch(self.policy, self.table.read, self._execute)  # during a re-import
         if stats is not None:
             stats.snapshot = self.snapshot
         self.queues = QueueWatch(self._socket_stats, self.observer)
@@ -204,7 +205,7 @@ class Arbiter:
         return observe.snapshot(
             observe.Inputs(
                 pid=self.pid,
-                records=list(self.policy.records.values()),
+                records=self.watch.alive(self.policy.records.values()),
                 status=self.table.read,
                 counters=self.table.counters,
                 observer=self.observer,
@@ -265,9 +266,8 @@ class Arbiter:
     def _reimport(self) -> ServeExit | None:
         """A HUP's re-import; called off (the old code and workers stay) if the new code does
         not import, or by a stop signal, which is then carried out at once."""
-        app = reimport(
-            self.config, self.modules_before_app, self._install_app, self.handlers, self.stats
-        )
+        config, before, stats = self.config, self.modules_before_app, self.stats
+        app = reimport(config, before, self._install_app, self.handlers, stats, self.watch)
         if app is not None:
             return None
         self.policy.hup_workers(options.rollback())
@@ -366,9 +366,6 @@ class Arbiter:
             log.error("worker %d: %s", self.policy.number(wid), exc, exc_info=exc.__cause__)
             return WorkerExit.APP_LOAD
         slot = self.table.hooks(wid, os.getpid())
-        max_requests = self.config.max_requests
-        if max_requests and self.config.max_requests_jitter:
-            max_requests += random.randint(0, self.config.max_requests_jitter)
         handler = self.build_handler(app, self.config)
         worker = make_worker(
             self.config,
@@ -376,7 +373,6 @@ class Arbiter:
             self.listeners,
             slot,
             cores=[self.table.core(wid, i) for i in range(self.config.threads)],
-            max_requests=max_requests,
             master=(self.pid, self.master_flags),
             counting=self.stats is not None,
         )

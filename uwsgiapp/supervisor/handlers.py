@@ -6,6 +6,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import random
 import resource
 from typing import Any
 
@@ -118,14 +119,17 @@ def make_worker(
     slot: SlotWriter,
     *,
     cores: list[CoreWriter],
-    max_requests: int,
     master: tuple[int, MasterFlags],
     counting: bool,
 ) -> Worker | ThreadedWorker:
     """The worker loop: one thread (the request path as it always was), or ``--threads``
     (``cores``: each thread's part of the worker's slot; ``master``: the master's pid and
-    flags; ``counting``: the stats count each request)."""
+    flags; ``counting``: the stats count each request). Its ``--max-requests`` with this
+    worker's share of ``--max-requests-jitter``."""
     master_pid, master_flags = master
+    max_requests = config.max_requests
+    if max_requests and config.max_requests_jitter:
+        max_requests += random.randint(0, config.max_requests_jitter)
     refuse_without_descriptors(config.threads, config.lazy_apps)
     drain = drain_limit(config.graceful_timeout)
     worker: Worker | ThreadedWorker

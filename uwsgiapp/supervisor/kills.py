@@ -5,6 +5,7 @@ would cut, else SIGKILL). Pure, as the rest of the policy: it returns actions.""
 from __future__ import annotations
 
 import signal
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from uwsgiapp.supervisor.actions import (
@@ -16,7 +17,7 @@ from uwsgiapp.supervisor.actions import (
     Signal,
     WorkerRecord,
 )
-from uwsgiapp.supervisor.roster import HARAKIRI, READY, STOPPING
+from uwsgiapp.supervisor.roster import HARAKIRI, READY, RETIRING, STOPPING
 from uwsgiapp.supervisor.scaling import Scaling
 from uwsgiapp.supervisor.status import WorkerStatus
 
@@ -58,6 +59,24 @@ class Kills(Scaling):
             rec.deadline = min(rec.deadline, told_by)  # never past its stop's (review: threads)
             return actions
         return [] if now < rec.deadline else self._deadline_passed(rec, st, now, wall)
+
+    def while_importing(
+        self, now: float, wall: float, status: Callable[[int], WorkerStatus]
+    ) -> list[Action]:
+        """While the master's loop waits for a HUP's re-import of the app (seconds, for a big
+        app): what bounds the workers' requests, ``--harakiri`` (its dump, then its kill) and
+        the stop deadlines, which only send signals (nothing is forked meanwhile). A request
+        stuck meanwhile ran on until the import's end (a 3 s harakiri cut at 9.7 s)."""
+        actions: list[Action] = []
+        for rec in list(self.records.values()):
+            st = status(rec.wid)
+            if rec.state is STOPPING or rec.state is HARAKIRI:
+                actions += self._told_tick(rec, st, now, wall)
+            elif rec.state is READY or rec.state is RETIRING:
+                seconds = wall - st.request_start if st.pid == rec.pid and st.request_start else 0
+                if self.harakiri and seconds > self.harakiri:
+                    actions += self._harakiri(rec, "stuck in one request", seconds, now, st)
+        return actions
 
     def _deadline_passed(
         self, rec: WorkerRecord, st: WorkerStatus, now: float, wall: float

@@ -21,6 +21,11 @@ So, for the import's duration only, a thread serves the stats server. It is safe
 - signals are handled in the main thread only: a stop during the import still calls it off
   (:mod:`~uwsgiapp.supervisor.mastersignals`), and the join waits at most one poll.
 
+The same thread looks at the workers during a HUP's re-import (:class:`Watch`): it kills a
+request stuck past ``--harakiri``, or a worker past its stop deadline (signals only: nothing is
+forked while the import runs, and the loop, which waits, touches none of the records), and
+takes a worker that exits out of the stats at once, left for the loop to reap (WNOWAIT).
+
 The queue checks (listen_queue_errors) stay with the loop.
 """
 
@@ -29,7 +34,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from uwsgiapp import __version__
 from uwsgiapp.config import Config
@@ -37,7 +44,12 @@ from uwsgiapp.server.listeners import Listener, somaxconn_cap
 from uwsgiapp.stats.model import ServerStats
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import observe, takeover
+from uwsgiapp.supervisor.actions import Action, WorkerRecord
+from uwsgiapp.supervisor.status import WorkerStatus
 from uwsgiapp.unpatched import OsEvent, OsThread
+
+if TYPE_CHECKING:
+    from uwsgiapp.supervisor.kills import Kills
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -45,24 +57,66 @@ log = logging.getLogger("uwsgiapp.error")
 POLL = 0.05
 
 
+class Watch:
+    """What the master's loop cannot do while a HUP's re-import holds it: the harakiri and
+    stop deadlines (:meth:`~uwsgiapp.supervisor.kills.Kills.while_importing`: signals only),
+    and the workers that exit meanwhile, left out of the stats until the loop reaps and
+    replaces them (a health check said "healthy: 2 workers accept" of two dead ones)."""
+
+    def __init__(
+        self,
+        policy: Kills,
+        status: Callable[[int], WorkerStatus],
+        execute: Callable[[list[Action]], object],
+    ) -> None:
+        self._policy, self._status, self._execute = policy, status, execute
+        self.gone: set[int] = set()
+
+    def tick(self) -> None:
+        """One look (the thread's, each :data:`POLL`)."""
+        self._execute(self._policy.while_importing(time.monotonic(), time.time(), self._status))
+        for rec in list(self._policy.records.values()):
+            if rec.pid not in self.gone and _exited(rec.pid):
+                self.gone.add(rec.pid)
+                log.warning("%s exited while the master imports the app: replaced once the "
+                            "import ends", rec.label)  # fmt: skip
+
+    def alive(self, records: Iterable[WorkerRecord]) -> list[WorkerRecord]:
+        """``records`` but the workers seen to exit meanwhile."""
+        return [rec for rec in records if rec.pid not in self.gone]
+
+
+def _exited(pid: int) -> bool:
+    """Whether the child ``pid`` has exited, left for the loop to reap (WNOWAIT)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return False
+
+
 @contextlib.contextmanager
 def stats_served(
-    stats: StatsServer | None, snapshot: Callable[[], ServerStats] | None = None
+    stats: StatsServer | None,
+    snapshot: Callable[[], ServerStats] | None = None,
+    watch: Watch | None = None,
 ) -> Iterator[None]:
     """While in it (the loop waiting for an import), a thread serves ``stats`` (with
-    ``snapshot``'s numbers, where given: the first start's, before the arbiter's)."""
-    if stats is None:
+    ``snapshot``'s numbers, where given: the first start's, before the arbiter's) and looks
+    at the workers (``watch``: a HUP's re-import)."""
+    if stats is None and watch is None:
         yield
         return
-    if snapshot is not None:
+    if stats is not None and snapshot is not None:
         stats.snapshot = snapshot
     done = OsEvent()
-    thread = OsThread("stats while the app is imported", _serve, stats, done)
+    thread = OsThread("stats while the app is imported", _serve, stats, done, watch)
     try:
         yield
     finally:
         done.set()
         thread.join()
+        if watch is not None:
+            watch.gone.clear()  # reaped by the loop from now on
 
 
 def starting(config: Config, listeners: Sequence[Listener]) -> Callable[[], ServerStats]:
@@ -97,10 +151,15 @@ def _none(sock: object) -> None:
     return None
 
 
-def _serve(stats: StatsServer, done: OsEvent) -> None:
+def _serve(stats: StatsServer | None, done: OsEvent, watch: Watch | None) -> None:
     while not done.is_set():
         try:
-            stats.poll(POLL)
+            if stats is not None:
+                stats.poll(POLL)
+            else:
+                done.wait(POLL)
+            if watch is not None:
+                watch.tick()
         except Exception:  # as the loop's: logged, never the end of the stats server
             log.exception("stats: serving a client failed")
             done.wait(POLL)

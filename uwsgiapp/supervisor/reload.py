@@ -68,7 +68,7 @@ from uwsgiapp.supervisor.importthreads import say_import_threads, threads_runnin
 from uwsgiapp.supervisor.keptmodules import app_modules, held_by_earlier
 from uwsgiapp.supervisor.leftovers import Taken, put_back, release_old_code, take_out
 from uwsgiapp.supervisor.mastersignals import MasterSignals, StopDuringReimport
-from uwsgiapp.supervisor.meanwhile import stats_clients, stats_served
+from uwsgiapp.supervisor.meanwhile import Watch, stats_clients, stats_served
 from uwsgiapp.supervisor.patches import Patches
 from uwsgiapp.supervisor.registrations import Registrations, attach, close_handlers
 
@@ -155,6 +155,7 @@ def reimport(
     install: Callable[[WSGIApp], None] | None = None,
     signals: MasterSignals | None = None,
     stats: StatsServer | None = None,
+    watch: Watch | None = None,
 ) -> WSGIApp | None:
     """Import the app afresh; None (the old modules restored, one line logged) if it fails
     or a stop signal calls it off.
@@ -162,10 +163,8 @@ def reimport(
     ``install`` puts the new app where the caller kept the old one before the old code is
     collected (the caller's reference would otherwise keep it until the next HUP).
     ``signals``: the master's handlers, which a stop then interrupts the import through, and
-    which are put back after it. ``stats``: served by a thread for the import's duration,
-    started once the old code's patches are out of the standard library (started through
-    sentry-sdk's ``Thread.start``, it ran in the old code's wrapper, which held every old
-    module).
+    which are put back after it. ``stats``: served by a thread for the import's duration
+    (:mod:`~uwsgiapp.supervisor.meanwhile`), which looks at the workers (``watch``).
     """
     started = time.monotonic()
     try:
@@ -184,7 +183,7 @@ def reimport(
     registered = Registrations()
     taken = _take_old(saved)
     try:
-        app = _import_under(config, registered, signals, saved.__contains__, stats)
+        app = _import_under(config, registered, signals, saved.__contains__, stats, watch)
     except AppImportError as exc:
         _call_off(before, saved, registered, taken)
         said, detail = one_line(str(exc)), {"traceback": traceback_of(str(exc))}
@@ -308,6 +307,7 @@ def _import_under(
     signals: MasterSignals | None,
     dropped: Callable[[str], bool],
     stats: StatsServer | None,
+    watch: Watch | None = None,
 ) -> WSGIApp:
     """The import, which a stop signal interrupts (the old code's patches, of the modules
     ``dropped`` says, undone first); then the master's handlers are put back wherever it set
@@ -315,7 +315,7 @@ def _import_under(
     try:
         with (
             _patched.renewing(dropped),  # outside what a stop interrupts: recorded whole
-            stats_served(stats),  # the loop that serves it waits for the import
+            stats_served(stats, watch=watch),  # the loop that serves it waits for the import
             signals.stops_interrupt() if signals is not None else contextlib.nullcontext(),
         ):
             return _import_recorded(config, registered)

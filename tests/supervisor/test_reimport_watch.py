@@ -1,0 +1,100 @@
+"""While a HUP's re-import holds the master's loop (seconds, for a big app), the workers are
+still looked at: ``--harakiri`` cuts a stuck request then, not at the import's end (a 3 s
+harakiri cut at 9.7 s), and a worker that exits is out of the stats (a health check said
+"healthy: 2 workers accept" of two dead ones) until the loop replaces it."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+import socket
+import threading
+from pathlib import Path
+
+from support.procs import Server, short_tmpdir, wait_until
+
+from uwsgiapp.client import ClientError, parse_address, request
+
+SLOW_APP = """
+import os, time
+from pathlib import Path
+
+flag = Path(os.environ["SLOW_FLAG"])
+if flag.exists():
+    time.sleep(float(flag.read_text()))  # the HUP's re-import; the first import is quick
+
+
+def app(environ, start_response):
+    if environ["PATH_INFO"] == "/stuck":
+        time.sleep(60)
+    if environ["PATH_INFO"] == "/exit":
+        os._exit(3)
+    start_response("200 OK", [])
+    return [b"ok"]
+"""
+
+
+def _stats(path: str) -> dict[str, object]:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(path)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    doc: dict[str, object] = json.loads(data)
+    return doc
+
+
+def _ask(address: str, path: str) -> None:
+    with contextlib.suppress(ClientError):  # cut: what the test waits for
+        request(parse_address(address), path, timeout=30)
+
+
+def test_the_workers_are_looked_at_while_the_master_imports_the_app(tmp_path: Path) -> None:
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "slowre.py").write_text(SLOW_APP)
+    flag = tmp_path / "slow"
+    stats = f"{short_tmpdir()}/stats.sock"
+    server = Server(
+        tmp_path, "slowre:app", workers=2, pythonpath=[str(apps)], harakiri=2,
+        reload_check_timeout=0, stats=stats, env=[f"SLOW_FLAG={flag}"],
+    )  # fmt: skip
+    server.start(timeout=20)
+    asked: list[threading.Thread] = []
+    try:
+        wait_until(lambda: _accepting(stats) == 2, 15, "two workers ready")  # else stopped
+        flag.write_text("12")
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "re-importing the app in the master" in server.log(), 10, "the import")
+        for path in ("/stuck", "/exit"):
+            asked.append(threading.Thread(target=_ask, args=(server.socket, path)))
+            asked[-1].start()
+        said = "exited while the master imports the app"
+        wait_until(lambda: server.log().count(said) == 2, 10, "both workers gone meanwhile")
+        doc = _stats(stats)
+        assert _accepting(stats) == 0, doc  # 2 dead workers were "2 workers accept"
+        log = server.log()
+        assert "reload: app re-imported" not in log, log  # all of it while the import ran
+        assert "HARAKIRI: worker" in log and "harakiri deadline passed, killing it" in log, log
+        wait_until(lambda: "reload: app re-imported" in server.log(), 20, "the import's end")
+        flag.unlink()
+        wait_until(lambda: _ok(server.socket), 15, "new workers serving")
+    finally:
+        server.stop()
+        for thread in asked:
+            thread.join(30)
+
+
+def _ok(address: str) -> bool:
+    try:
+        return request(parse_address(address), "/", timeout=5).status == 200
+    except ClientError:
+        return False
+
+
+def _accepting(stats: str) -> int:
+    workers = _stats(stats)["workers"]
+    assert isinstance(workers, list)
+    return sum(1 for worker in workers if worker["accepting"] and worker["pid"])
