@@ -5,11 +5,14 @@ requests, a flood into the journal under systemd)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import subprocess
 import sys
 import types
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from handler_kit import logged_response
@@ -111,6 +114,34 @@ def test_the_dropped_lines_are_told_at_the_loops_tick_once_due(
     clock[0] += logs.WRITE_FAILURE_INTERVAL
     logs.tell_write_failures()  # nothing new: nothing said
     assert capfd.readouterr().err == ""
+    for _ in range(3):
+        log.warning("dropped")
+    capfd.readouterr()
+    logs.tell_write_failures(final=True)  # the process ends: now, due or not
+    [line] = _lines(capfd.readouterr().err)
+    assert "2 more lines of the error log (/dev/full) dropped" in line
+
+
+LEAVING = """
+import logging
+from uwsgiapp.server.logs import setup_error_log
+from uwsgiapp.supervisor.workerexit import leave
+
+setup_error_log("/dev/full")
+for _ in range(5):
+    logging.getLogger("uwsgiapp.error").warning("dropped")
+leave(0, finish=False, who="worker 1")
+"""
+
+
+def test_a_process_that_ends_tells_the_lines_it_dropped() -> None:
+    """A count not yet due was never said once the process stopped within the interval."""
+    done = subprocess.run(
+        [sys.executable, "-c", LEAVING], capture_output=True, timeout=30, check=False
+    )
+    err = done.stderr.decode()
+    assert done.returncode == 0 and "cannot write to the error log (/dev/full)" in err, err
+    assert "4 more lines of the error log (/dev/full) dropped" in err, err
 
 
 def test_a_forked_worker_does_not_tell_its_masters_dropped_lines(
@@ -174,3 +205,34 @@ def test_usr1_on_a_full_disk_reopens_without_raising(capfd: pytest.CaptureFixtur
     assert reopen_logs()
     setup_error_log("-")  # the handler on /dev/full is closed for good
     assert len(_lines(capfd.readouterr().err)) == 1
+
+
+TORN = """
+import logging, resource, signal, sys
+from uwsgiapp.server.accesslog import LineWriter
+from uwsgiapp.server.logs import KeptFileHandler
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+handler = KeptFileHandler(sys.argv[1])
+writer = LineWriter(handler)
+resource.setrlimit(resource.RLIMIT_FSIZE, (100, resource.RLIM_INFINITY))
+writer.write(b'{"n": 1, "pad": "' + b"x" * 40 + b'"}\\n')  # 60 bytes: whole
+writer.write(b'{"n": 2, "pad": "' + b"x" * 40 + b'"}\\n')  # cut at 100 bytes: a full disk
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+writer.write(b'{"n": 3}\\n')
+"""
+
+
+def test_a_line_a_failed_write_cut_is_ended_before_the_next(tmp_path: Path) -> None:
+    """A full disk let a record's first half through; the next record was glued to it, and
+    neither parsed (a JSON access log lost both)."""
+    path = tmp_path / "access.log"
+    done = subprocess.run(
+        [sys.executable, "-c", TORN, str(path)], capture_output=True, timeout=30, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    lines = path.read_bytes().split(b"\n")
+    assert len(lines[0]) + 1 + len(lines[1]) == 100, lines  # the cut one: up to the limit
+    assert lines[2:] == [b'{"n": 3}', b""], lines
+    assert json.loads(lines[0]) == {"n": 1, "pad": "x" * 40}
+    assert b"File too large" in done.stderr  # told, as a full disk is

@@ -97,18 +97,24 @@ class LineWriter:
     whenever the handler's stream changes (USR1 reopens the file).
     """
 
-    __slots__ = ("_fd", "_handler", "_stream")
+    __slots__ = ("_cut", "_fd", "_handler", "_stream")
 
     def __init__(self, handler: logging.StreamHandler[Any]) -> None:
         self._handler = handler
         self._stream: Any = None
         self._fd = -1
+        self._cut = False
 
     def write(self, data: bytes) -> None:
         """Write ``data`` (one or more whole lines); a failure goes to the handler's
-        ``handleError``, as a log call's would."""
+        ``handleError``, as a log call's would. A line a failed write left cut (a full disk)
+        is ended before the next one: the next record was glued to its first half, and
+        neither could be read (two JSON records lost)."""
         handler = self._handler
         stream = handler.stream
+        done = 0
+        if self._cut and stream is self._stream:
+            data = b"\n" + data
         try:
             if stream is not self._stream:
                 stream.flush()  # what was written through the stream goes first
@@ -121,11 +127,14 @@ class LineWriter:
             if fd < 0:
                 stream.write(data.decode("latin-1"))
                 stream.flush()
+                self._cut = False
                 return
             done = _write(fd, data)
             while done < len(data):
                 done += _write(fd, data[done:])
+            self._cut = False
         except (OSError, ValueError):
+            self._cut = 0 < done < len(data) or (self._cut and not done)
             handler.handleError(logging.makeLogRecord({"msg": data.decode("latin-1")}))
 
 

@@ -70,13 +70,13 @@ def _forget_failures() -> None:
 os.register_at_fork(after_in_child=_forget_failures)
 
 
-def tell_write_failures() -> None:
+def tell_write_failures(final: bool = False) -> None:
     """Tell the lines each failing handler dropped since its last word, once its interval is
     up (the loop's tick): counted only as the next failure came, the count was never said
-    once the writes worked again, or stopped."""
+    once the writes worked again, or stopped. ``final``: now, due or not (the process ends)."""
     for handler in list(_FAILED):
         failures = handler._failures
-        if failures is not None and failures.due():
+        if failures is not None and (failures.due() or (final and failures.count)):
             failures.flush()
 
 

@@ -30,7 +30,7 @@ from typing import Any, NoReturn
 
 from uwsgiapp import unpatched
 from uwsgiapp.server.inflight import worker_label
-from uwsgiapp.server.logs import flush_std
+from uwsgiapp.server.logs import flush_std, tell_write_failures
 from uwsgiapp.server.stopsignals import quick_stop_began
 from uwsgiapp.unpatched import sleep, start_new_thread
 
@@ -99,6 +99,7 @@ def _exit_after(seconds: float, code: int) -> None:
 
 def _end(code: int) -> NoReturn:
     try:
+        tell_write_failures(final=True)  # a count not yet due was never said after a stop
         for handler in logging.getLogger("uwsgiapp").handlers:
             with contextlib.suppress(Exception):
                 handler.flush()
@@ -146,6 +147,7 @@ def end_master(code: int) -> int:
     the app's import started in it (a scheduler, with the preload the master runs) would hold
     the interpreter's exit for ever, past every stop signal, until a SIGKILL: its exit work
     gets :data:`EXIT_WORK_SECONDS`, as a worker's does, and the process ends with ``code``."""
+    tell_write_failures(final=True)
     main = threading.main_thread()
     if not any(t is not main and not t.daemon and t.is_alive() for t in threading.enumerate()):
         return code
