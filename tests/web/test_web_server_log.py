@@ -32,6 +32,14 @@ def boom():
 def hello():
     app.logger.warning("hello from the app")
     return "hi"
+
+
+@app.route("/echo")
+def echo():
+    from uwsgiapp.web import request
+
+    app.logger.warning("asked for %s", request.args["x"])
+    return "ok"
 """
 
 
@@ -83,6 +91,25 @@ def test_under_serve_with_text_the_lines_are_the_servers_and_go_to_its_file(
     assert match, text
     assert " in weblogapp: " not in text  # not the plain format
     assert "Exception on /boom" not in server.log()  # nor on stderr
+
+
+def test_under_serve_with_text_a_request_cannot_forge_a_line_through_the_apps_logger(
+    tmp_path: Path,
+) -> None:
+    """app.logger's message went into the text log as written: a request's CR/LF started a
+    line that looked like the server's (a logger with no handler was escaped)."""
+    server = _serve(tmp_path, error_log_file="error.log")
+    server.start()
+    forged = "\n2026-12-07 09:00:00,000 [1] [ERROR] forged"
+    try:
+        query = "x=" + forged.replace("\n", "%0A").replace(" ", "%20")
+        assert request(parse_address(server.socket), "/echo?" + query).status == 200
+        wait_until(lambda: "asked for" in (tmp_path / "error.log").read_text(), 10, "the line")
+    finally:
+        server.stop()
+    text = (tmp_path / "error.log").read_text()
+    assert "[ERROR] forged" in text and not re.search(r"^2026-12-07 09:00:00", text, re.M), text
+    assert "asked for \\x0A2026-12-07 09:00:00,000 [1] [ERROR] forged" in text, text
 
 
 @pytest.fixture

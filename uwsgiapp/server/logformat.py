@@ -33,7 +33,14 @@ class ErrorFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """The line; its traceback formatted here even where another handler's formatter
-        already left its own, unescaped, in ``record.exc_text`` (logging's cache)."""
+        already left its own, unescaped, in ``record.exc_text`` (logging's cache). The
+        message of a record of the app's (any logger but the server's) is escaped as the
+        server's lines escape request text: an app logs what a request sent, and a CR/LF in
+        it started a line that looked like the server's (``app.logger`` did so; a logger with
+        no handler did not)."""
+        if not (record.name or "uwsgiapp").startswith("uwsgiapp"):
+            record = logging.makeLogRecord(record.__dict__)
+            record.msg, record.args = escape_log_text(record.getMessage()), None
         cached = record.exc_text
         record.exc_text = None
         try:

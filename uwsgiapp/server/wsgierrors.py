@@ -14,7 +14,6 @@ from collections.abc import Iterable
 
 from uwsgiapp.server.logformat import JsonErrorFormatter
 from uwsgiapp.server.logs import QuietFailures
-from uwsgiapp.server.logtext import escape_log_text
 
 __all__ = ["ErrorLogStream", "take_unhandled_records"]
 
@@ -88,16 +87,12 @@ class _ToErrorLog(logging.Handler):
         super().__init__(logging.WARNING)
 
     def emit(self, record: logging.LogRecord) -> None:
-        """Hand ``record`` to the error log's handler: in text, its message escaped as the
-        server's lines escape request text (an app logs what a request sent: a CR/LF in it
-        started a line that looked like the server's; JSON escapes it itself)."""
+        """Hand ``record`` to the error log's handler (whose text format escapes an app's
+        message; JSON escapes it itself)."""
         handler = _error_log()
         if handler is None:
             _STDERR_LAST_RESORT.handle(record)
             return
-        if not isinstance(handler.formatter, JsonErrorFormatter):
-            record = logging.makeLogRecord(record.__dict__)
-            record.msg, record.args = escape_log_text(record.getMessage()), None
         handler.handle(record)
 
 
