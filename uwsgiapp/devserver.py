@@ -12,6 +12,7 @@ import ipaddress
 import logging
 import os
 import re
+import signal
 import socket
 import sys
 import traceback
@@ -21,6 +22,7 @@ from typing import Any
 
 from uwsgiapp.hooks import PostforkError, run_postfork
 from uwsgiapp.importer import AppImportError, load_app, parse_spec
+from uwsgiapp.supervisor.workerexit import die_with_parent
 from uwsgiapp.wsgi.contract import StartResponse, WSGIApp
 
 __all__ = [
@@ -367,16 +369,28 @@ def run_dev(options: DevOptions) -> int:
         source = _app_source(options.app)
         if source:
             extra.append(source)
-    run_simple(
-        options.host,
-        options.port,
-        static_ahead(bounded_input(app, debugger=options.debugger), static),
-        use_reloader=options.reload,
-        use_debugger=options.debugger,
-        use_evalex=options.debugger,
-        extra_files=extra,
-        # Its reloaders take a float (ReloaderLoop: int | float); run_simple's hint says int.
-        reloader_interval=options.reload_interval,  # type: ignore[arg-type]
-        threaded=True,
-    )
+    if is_running_from_reloader():  # the process that serves ends with the one that watches
+        die_with_parent()  # (a HUP or a kill of that one left it serving, its port taken)
+    try:
+        run_simple(
+            options.host,
+            options.port,
+            static_ahead(bounded_input(app, debugger=options.debugger), static),
+            use_reloader=options.reload,
+            use_debugger=options.debugger,
+            use_evalex=options.debugger,
+            extra_files=extra,
+            # Its reloaders take a float (ReloaderLoop: int | float); run_simple's hint: int.
+            reloader_interval=options.reload_interval,  # type: ignore[arg-type]
+            threaded=True,
+        )
+    except SystemExit as exc:  # the reloader's: the serving process's status (-N: signal N)
+        if isinstance(exc.code, int) and exc.code < 0:
+            name = signal.Signals(-exc.code).name if -exc.code in _SIGNALS else str(-exc.code)
+            print(f"uwsgiapp dev: the serving process was killed by {name}", file=sys.stderr)
+            return 128 - exc.code  # the shell's status for it (it was 256 - N: 247)
+        raise
     return 0
+
+
+_SIGNALS = frozenset(signal.Signals)

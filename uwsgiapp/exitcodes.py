@@ -108,7 +108,8 @@ COMMAND_EXIT_CODES: dict[str, type[ServeExit] | type[ClientExit]] = {
 DEV_EXIT_TEXT = (
     f"exit status: {ServeExit.OK.value} stopped (Ctrl-C), {ServeExit.USAGE.value} bad option or "
     f"APP, {ServeExit.START_FAILED.value} the address cannot be bound, "
-    f"{ServeExit.APP_LOAD.value} the app cannot be imported (serve's codes)"
+    f"{ServeExit.APP_LOAD.value} the app cannot be imported (serve's codes), 128+N the "
+    "serving process was killed by signal N"
 )
 
 

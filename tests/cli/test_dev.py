@@ -722,3 +722,46 @@ def test_the_reload_interval_takes_a_fraction_and_refuses_zero() -> None:
         DevServerError, match="--reload-interval must be over 0 and under 3600 s, got 0"
     ):
         check_options(DevOptions(app="a:b", reload_interval=0))
+
+
+def _serving_child(server: DevServer) -> int:
+    """The pid of the process that serves (the reloader's child of the watching one)."""
+    pid = server.proc.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert len(children) == 1, children
+    return int(children[0])
+
+
+def test_dev_says_its_serving_process_was_killed(tmp_path: Path, start_dev: StartDev) -> None:
+    """It ended with status 247 (256 - 9) and no word."""
+    (tmp_path / "site.py").write_text(APP.format(text="up"))
+    server = start_dev("site.py:app")
+    assert server.wait_for(b"up") == (200, b"up")
+    os.kill(_serving_child(server), signal.SIGKILL)
+    assert server.proc.wait(DEADLINE) == 128 + signal.SIGKILL
+    assert b"uwsgiapp dev: the serving process was killed by SIGKILL" in server.stop()
+
+
+def test_dev_serving_process_ends_with_the_watching_one(
+    tmp_path: Path, start_dev: StartDev
+) -> None:
+    """A HUP (serve's reload) to the watching process ended it alone: the serving one went
+    on with its port, and a new dev could not bind it."""
+    (tmp_path / "site.py").write_text(APP.format(text="up"))
+    server = start_dev("site.py:app")
+    assert server.wait_for(b"up") == (200, b"up")
+    child = _serving_child(server)
+    server.proc.send_signal(signal.SIGHUP)
+    server.proc.wait(DEADLINE)
+    end = time.monotonic() + DEADLINE
+    while _alive(child) and time.monotonic() < end:
+        time.sleep(0.05)  # polling its exit, never the thing measured
+    assert not _alive(child)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_bytes()
+    except OSError:
+        return False
+    return stat.rpartition(b")")[2].split()[0] != b"Z"
