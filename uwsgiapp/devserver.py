@@ -344,9 +344,12 @@ def run_dev(options: DevOptions) -> int:
     chdir = os.path.abspath(options.chdir) if options.chdir else ""
     pythonpath = [os.path.abspath(p) for p in options.pythonpath]
     app: WSGIApp
-    # As `flask run --debug` (--no-debugger too): the app is made in debug mode (its logger,
-    # its templates reloaded).
-    os.environ["FLASK_DEBUG"] = "1"
+    # As `flask run --debug` (--no-debugger too, where the debugger could be: not on a host
+    # others reach, where debug mode shows them what an extension shows in it, the config):
+    # the app is made in debug mode (its logger, its templates reloaded).
+    debug = options.debugger or options.allow_remote_debugger or is_loopback(options.host)
+    if debug:
+        os.environ["FLASK_DEBUG"] = "1"
     if options.reload and not is_running_from_reloader():
         # Only the children the reloader spawns import the app (once each, not twice).
         check_app_found(options.app, chdir, pythonpath)
@@ -363,7 +366,7 @@ def run_dev(options: DevOptions) -> int:
             print(f"uwsgiapp dev: error: {exc}", file=sys.stderr, flush=True)
             app = _error_app(str(exc), details=is_loopback(options.host))
         else:
-            said = enable_debug(app, debugger=options.debugger)
+            said = enable_debug(app, debugger=options.debugger) if debug else ""
             if said:
                 print(said, file=sys.stderr, flush=True)
         source = _app_source(options.app)

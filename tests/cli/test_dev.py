@@ -485,6 +485,19 @@ def test_dev_no_debugger_keeps_the_apps_debug_mode(tmp_path: Path, start_dev: St
     assert b"app.debug = True: an error in a view prints its traceback here" in server.stop()
 
 
+def test_dev_no_debugger_on_every_interface_is_not_debug_mode(
+    tmp_path: Path, start_dev: StartDev
+) -> None:
+    """Where the debugger is refused (a host others reach), so is debug mode: an extension
+    on in it (Flask-DebugToolbar) shows the config, SECRET_KEY too, to whoever asks."""
+    (tmp_path / "views.py").write_text(WEB_APP + "\n\n@app.route('/mode')\ndef mode():\n"
+                                       "    return str(app.debug)\n")  # fmt: skip
+    server = start_dev("views:app", "--no-debugger", "--host", "0.0.0.0")
+    assert server.wait_for(b"up") == (200, b"up")
+    assert get(server.url() + "/mode") == (200, b"False")
+    assert b"app.debug = True" not in server.stop()
+
+
 def test_dev_takes_flask_app_as_flask_run_does(
     tmp_path: Path, start_dev: StartDev, monkeypatch: pytest.MonkeyPatch
 ) -> None:
