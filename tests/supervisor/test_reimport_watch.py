@@ -12,6 +12,7 @@ import socket
 import threading
 from pathlib import Path
 
+import pytest
 from support.procs import Server, short_tmpdir, wait_until
 
 from uwsgiapp.client import ClientError, parse_address, request
@@ -51,10 +52,20 @@ def _ask(address: str, path: str) -> None:
         request(parse_address(address), path, timeout=30)
 
 
-def test_the_workers_are_looked_at_while_the_master_imports_the_app(tmp_path: Path) -> None:
+GREEN = "from gevent import monkey\nmonkey.patch_all()\n"
+
+
+@pytest.mark.parametrize("green", [False, True], ids=["plain", "gevent"])
+def test_the_workers_are_looked_at_while_the_master_imports_the_app(
+    tmp_path: Path, green: bool
+) -> None:
+    """With gevent, the app's re-import in the master reaps the killed workers itself (its
+    child watcher): their exits were never seen, and a TERM then waited for them forever."""
+    if green:
+        pytest.importorskip("gevent")
     apps = tmp_path / "apps"
     apps.mkdir()
-    (apps / "slowre.py").write_text(SLOW_APP)
+    (apps / "slowre.py").write_text((GREEN if green else "") + SLOW_APP)
     flag = tmp_path / "slow"
     stats = f"{short_tmpdir()}/stats.sock"
     server = Server(
@@ -81,6 +92,8 @@ def test_the_workers_are_looked_at_while_the_master_imports_the_app(tmp_path: Pa
         wait_until(lambda: "reload: app re-imported" in server.log(), 20, "the import's end")
         flag.unlink()
         wait_until(lambda: _ok(server.socket), 15, "new workers serving")
+        server.signal(signal.SIGTERM)
+        assert server.wait(20) == 0  # every exit seen: none waited for
     finally:
         server.stop()
         for thread in asked:

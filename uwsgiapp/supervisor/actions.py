@@ -206,6 +206,8 @@ def woke(records: Iterable[WorkerRecord], last: float, now: float) -> float:
 
 def describe_exit(code: int | None, signum: int | None) -> str:
     """'exited with code 3' / 'killed by signal 9 (SIGKILL)'."""
+    if code is None and signum is None:  # its status taken by a waiter of the app's (gevent)
+        return "ended (its status was read by the app's code in the master, gevent's maybe)"
     if signum is not None:
         try:
             name = signal.Signals(signum).name

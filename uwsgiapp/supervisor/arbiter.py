@@ -138,7 +138,7 @@ class Arbiter:
             if self.touch and running and self.touch.due(now, rebase="HUP" in self.signals):
                 self.signals.append(TOUCHED)  # a HUP's reload, the same lines (not WINCH's)
             actions: list[A.Action] = []
-            exits = reap()
+            exits = reap() + self.watch.take_lost()
             # Ctrl-C reaches the whole group: the workers' exits with it are the stop's (one C call)
             if not A.STOPS.isdisjoint(self.signals):
                 actions += self._signal_actions(now)

@@ -71,27 +71,33 @@ class Watch:
     ) -> None:
         self._policy, self._status, self._execute = policy, status, execute
         self.gone: set[int] = set()
+        self._lost: list[int] = []
 
     def tick(self) -> None:
         """One look (the thread's, each :data:`POLL`)."""
         self._execute(self._policy.while_importing(time.monotonic(), time.time(), self._status))
         for rec in list(self._policy.records.values()):
-            if rec.pid not in self.gone and _exited(rec.pid):
+            if rec.pid in self.gone:
+                continue
+            try:
+                ended = os.waitid(os.P_PID, rec.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                exited = ended is not None
+            except ChildProcessError:  # reaped already, by a waiter of the app's import (gevent's
+                self._lost.append(rec.pid)  # child watcher): the loop's reap never sees it
+                exited = True
+            if exited:
                 self.gone.add(rec.pid)
                 log.warning("%s exited while the master imports the app: replaced once the "
                             "import ends", rec.label)  # fmt: skip
 
+    def take_lost(self) -> list[tuple[int, int | None, int | None]]:
+        """The exits another waiter took (their status unknown), for the loop's reap."""
+        lost, self._lost = self._lost, []
+        return [(pid, None, None) for pid in lost]
+
     def alive(self, records: Iterable[WorkerRecord]) -> list[WorkerRecord]:
         """``records`` but the workers seen to exit meanwhile."""
         return [rec for rec in records if rec.pid not in self.gone]
-
-
-def _exited(pid: int) -> bool:
-    """Whether the child ``pid`` has exited, left for the loop to reap (WNOWAIT)."""
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return False
 
 
 @contextlib.contextmanager
