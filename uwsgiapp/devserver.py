@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import ipaddress
-import logging
 import os
-import re
 import signal
 import socket
 import sys
@@ -20,6 +18,7 @@ from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from uwsgiapp.devlogs import error_lines, plain_logs_unless_terminal
 from uwsgiapp.hooks import PostforkError, run_postfork
 from uwsgiapp.importer import AppImportError, load_app, parse_spec
 from uwsgiapp.supervisor.workerexit import die_with_parent
@@ -271,42 +270,6 @@ def enable_debug(app: object, *, debugger: bool = True) -> str:
     return "uwsgiapp dev: app.debug = True: an error in a view opens the debugger"
 
 
-#: An SGR escape sequence (colour, bold, reset), as werkzeug's log lines carry them.
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-
-
-class _StripAnsi(logging.Filter):
-    """Drop werkzeug's colour codes from its log lines (for a file, a pipe, ``NO_COLOR``)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        if "\x1b[" in message:
-            record.msg, record.args = _ANSI.sub("", message), None
-        return True
-
-
-def _plain_logs_unless_terminal() -> None:
-    """Colour only for a terminal: anything else (a log file, ``| tee``, a test) gets none."""
-    stream = sys.stderr
-    if os.environ.get("NO_COLOR") or stream is None or not stream.isatty():
-        logger = logging.getLogger("werkzeug")
-        if not any(isinstance(f, _StripAnsi) for f in logger.filters):
-            logger.addFilter(_StripAnsi())
-
-
-def _error_lines() -> None:
-    """serve's error lines (a response it refuses, a body that does not match its head) on
-    stderr as serve writes them; without a handler, Python's last resort prints them bare."""
-    from uwsgiapp.server.logformat import ERROR_FORMAT, ErrorFormatter
-
-    logger = logging.getLogger("uwsgiapp.error")
-    if not logger.handlers:
-        handler = logging.StreamHandler()
-        handler.setFormatter(ErrorFormatter(ERROR_FORMAT))
-        logger.addHandler(handler)
-        logger.propagate = False
-
-
 def static_ahead(app: WSGIApp, static: dict[str, str]) -> WSGIApp:
     """``app`` behind ``static``'s directories (or single files), each at its URL prefix, as
     uWSGI's static-map: a file that is there is served, anything else goes to the app (a
@@ -330,15 +293,15 @@ def run_dev(options: DevOptions) -> int:
     or apps that cannot work (with the reloader on, import errors are shown in the browser
     instead, and the app's file is watched so saving a fix reloads).
     """
-    from werkzeug.serving import is_running_from_reloader, run_simple
+    from werkzeug.serving import is_running_from_reloader
 
     check_options(options)
     if not is_running_from_reloader():  # the reloader's child serves the socket it inherits
         for path in (p for p in options.extra_files if not os.path.exists(p)):
             print(f"uwsgiapp dev: warning: --extra-files {path}: no such file", file=sys.stderr)
         check_bind(options.host, options.port)
-    _plain_logs_unless_terminal()
-    _error_lines()
+    plain_logs_unless_terminal()
+    error_lines()
     extra = [os.path.abspath(p) for p in options.extra_files]
     static = {prefix: os.path.abspath(d) for prefix, d in options.static_map}  # before --chdir
     chdir = os.path.abspath(options.chdir) if options.chdir else ""
@@ -374,11 +337,19 @@ def run_dev(options: DevOptions) -> int:
             extra.append(source)
     if is_running_from_reloader():  # the process that serves ends with the one that watches
         die_with_parent()  # (a HUP or a kill of that one left it serving, its port taken)
+    return _run(options, static_ahead(bounded_input(app, debugger=options.debugger), static), extra)
+
+
+def _run(options: DevOptions, app: WSGIApp, extra: list[str]) -> int:
+    """werkzeug's server, until it ends; the exit code (a serving process killed by signal N,
+    which the reloader gives as -N: 128 + N, as the shell says it, where it was 256 - N)."""
+    from werkzeug.serving import run_simple
+
     try:
         run_simple(
             options.host,
             options.port,
-            static_ahead(bounded_input(app, debugger=options.debugger), static),
+            app,
             use_reloader=options.reload,
             use_debugger=options.debugger,
             use_evalex=options.debugger,
@@ -387,11 +358,11 @@ def run_dev(options: DevOptions) -> int:
             reloader_interval=options.reload_interval,  # type: ignore[arg-type]
             threaded=True,
         )
-    except SystemExit as exc:  # the reloader's: the serving process's status (-N: signal N)
+    except SystemExit as exc:
         if isinstance(exc.code, int) and exc.code < 0:
             name = signal.Signals(-exc.code).name if -exc.code in _SIGNALS else str(-exc.code)
             print(f"uwsgiapp dev: the serving process was killed by {name}", file=sys.stderr)
-            return 128 - exc.code  # the shell's status for it (it was 256 - N: 247)
+            return 128 - exc.code
         raise
     return 0
 

@@ -1,0 +1,46 @@
+"""``uwsgiapp dev``'s log lines: werkzeug's without their colours where no terminal reads
+them, and serve's error lines on stderr as serve writes them."""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import sys
+
+__all__ = ["error_lines", "plain_logs_unless_terminal"]
+
+#: An SGR escape sequence (colour, bold, reset), as werkzeug's log lines carry them.
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class _StripAnsi(logging.Filter):
+    """Drop werkzeug's colour codes from its log lines (for a file, a pipe, ``NO_COLOR``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "\x1b[" in message:
+            record.msg, record.args = _ANSI.sub("", message), None
+        return True
+
+
+def plain_logs_unless_terminal() -> None:
+    """Colour only for a terminal: anything else (a log file, ``| tee``, a test) gets none."""
+    stream = sys.stderr
+    if os.environ.get("NO_COLOR") or stream is None or not stream.isatty():
+        logger = logging.getLogger("werkzeug")
+        if not any(isinstance(f, _StripAnsi) for f in logger.filters):
+            logger.addFilter(_StripAnsi())
+
+
+def error_lines() -> None:
+    """serve's error lines (a response it refuses, a body that does not match its head) on
+    stderr as serve writes them; without a handler, Python's last resort prints them bare."""
+    from uwsgiapp.server.logformat import ERROR_FORMAT, ErrorFormatter
+
+    logger = logging.getLogger("uwsgiapp.error")
+    if not logger.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(ErrorFormatter(ERROR_FORMAT))
+        logger.addHandler(handler)
+        logger.propagate = False
