@@ -281,7 +281,7 @@ def test_a_socket_systemd_passed_is_served_and_left_to_systemd(short_dir: Path) 
         held.close()
 
 
-@pytest.mark.parametrize("named", ["unix", "ini", "tcp"])
+@pytest.mark.parametrize("named", ["unix", "ini", "tcp", "relative", "twice"])
 def test_a_socket_systemd_passed_is_taken_where_its_address_is_named(
     short_dir: Path, named: str
 ) -> None:
@@ -304,6 +304,11 @@ def test_a_socket_systemd_passed_is_taken_where_its_address_is_named(
         if named == "ini":
             (short_dir / "app.ini").write_text(f"[uwsgi]\nsocket = {address}\n")
             args = ["--ini", "app.ini"]
+        if named == "relative":  # taken from --chdir, where it is bound
+            (short_dir / "site").mkdir()
+            args = ["--chdir", "site", "--socket", "../app.sock", "--pythonpath", str(short_dir)]
+        if named == "twice":  # two spellings: one socket (two listeners of one fd crashed)
+            args += ["--socket", address, "--chmod-socket", "600"]
     try:
         proc = subprocess.Popen(
             [sys.executable, "-c", SYSTEMD_EXEC, str(held.fileno()), "envapp:app", *args, *logs],
@@ -320,12 +325,14 @@ def test_a_socket_systemd_passed_is_taken_where_its_address_is_named(
             wait_until(lambda: "new worker ready" in log.read_text(), 15, "the reload")
         finally:
             proc.send_signal(signal.SIGTERM)
-            proc.communicate(timeout=15)
-        out = log.read_text()
+            said_early = proc.communicate(timeout=15)[0].decode()  # before the log: on stderr
+        out = said_early + log.read_text()
         assert proc.returncode == 0, out
         shown = f"bound to {address};" if named == "tcp" else address
         assert f"listening on fd://3 ({shown}" in out, out
         assert "unused" not in out and "changed since the start" not in out, out
+        said = "is the socket systemd passed: its mode is the .socket unit's SocketMode="
+        assert (said in out) == (named == "twice"), out
         assert named == "tcp" or os.path.exists(address)  # systemd's, not removed
     finally:
         held.close()

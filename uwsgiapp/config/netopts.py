@@ -5,8 +5,6 @@ raises as a :class:`~uwsgiapp.config.model.ConfigError`."""
 
 from __future__ import annotations
 
-import os
-import socket
 from typing import Any
 
 from uwsgiapp.addresses import AddressError, AllowList, parse_address, server_address
@@ -99,51 +97,3 @@ def stats_peers(config: Any) -> AllowList:
     where it is set, else ``--uwsgi-allow-from``'s."""
     peers = _named(config.stats_allow_from) or config.uwsgi_allow_from
     return AllowList.parse((*peers, *LOOPBACK))
-
-
-def activated_by_address(specs: tuple[str, ...], activated: list[str]) -> dict[str, str]:
-    """The named sockets that are one of the sockets systemd passed (``fd://N``), by address:
-    a unit written for uWSGI names its ``.socket``'s ``ListenStream=`` path in the ini too,
-    and uWSGI attaches the passed one; binding it anew failed ("another server is listening
-    on it")."""
-    passed = {key: spec for spec in activated if (key := _fd_address(spec))}
-    found = {}
-    for spec in specs:
-        try:
-            address = server_address(spec)
-        except AddressError:
-            continue
-        if address.is_unix:
-            key = "unix:" + os.path.abspath(address.path)
-        elif address.is_tcp:
-            key = f"{_any(address.host)}:{address.port}"
-        else:
-            continue
-        if key in passed:
-            found[spec] = passed[key]
-    return found
-
-
-def _any(host: str) -> str:
-    # ListenStream=3031 is [::]:3031 (both families), which :3031 and 0.0.0.0:3031 name too.
-    return "*" if host in ("", "0.0.0.0", "::") else host
-
-
-def _fd_address(spec: str) -> str:
-    """The address of the listening socket ``fd://N``, as :func:`activated_by_address` keys
-    it; "" if it has none it could be named by."""
-    try:
-        sock = socket.socket(fileno=int(spec.removeprefix("fd://")))
-    except (OSError, ValueError):
-        return ""
-    try:
-        name = sock.getsockname()
-        if sock.family == socket.AF_UNIX:
-            return "unix:" + name if isinstance(name, str) and name.startswith("/") else ""
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            return f"{_any(name[0])}:{name[1]}"
-        return ""
-    except OSError:
-        return ""
-    finally:
-        sock.detach()

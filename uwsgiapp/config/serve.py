@@ -10,6 +10,7 @@ import shlex
 from collections.abc import Mapping, MutableMapping
 from dataclasses import replace
 
+from uwsgiapp.config.activation import adopt_activated, systemd_sockets
 from uwsgiapp.config.configload import (
     DEFAULT_SOURCE,
     IMPLIED_BY,
@@ -25,7 +26,6 @@ from uwsgiapp.config.configload import (
 )
 from uwsgiapp.config.fromgunicorn import brought_along
 from uwsgiapp.config.model import ConfigError
-from uwsgiapp.config.netopts import activated_by_address
 from uwsgiapp.config.printconfig import format_value
 from uwsgiapp.config.tomlfile import toml_layer
 from uwsgiapp.config.uwsgiini import SIMPLE_KEYS, IniResult, check_http_only, ini_layer
@@ -34,17 +34,6 @@ __all__ = ["SYSTEMD_SOURCE", "resolve_serve_config", "script_name_warning", "sys
 
 #: The source the sockets systemd passed (socket activation) are said to come from.
 SYSTEMD_SOURCE = "systemd socket activation"
-
-
-def systemd_sockets(env: Mapping[str, str], pid: int | None = None) -> list[str]:
-    """The sockets systemd passed this process (``LISTEN_PID`` is ours, ``LISTEN_FDS`` of them
-    from fd 3), as ``fd://N`` specs; none if it passed none, or passed them to another pid."""
-    count = env.get("LISTEN_FDS", "")
-    if env.get("LISTEN_PID", "") != str(os.getpid() if pid is None else pid):
-        return []
-    if not count.isdigit() or not 0 < int(count) <= 64:
-        return []
-    return [f"fd://{3 + n}" for n in range(int(count))]
 
 
 def resolve_serve_config(
@@ -87,13 +76,10 @@ def resolve_serve_config(
     for name in [n for n in defaults if any(n in layer for layer in layers[1:])]:
         if not _adds_up(name):
             del defaults[name]  # outranked: its value is not used, valid or not
-    resolved = resolve(layers, warnings=warnings)
-    if found := activated_by_address(resolved.config.socket, activated):
-        sockets = tuple(found.get(spec, spec) for spec in resolved.config.socket)
-        resolved = replace(resolved, config=replace(resolved.config, socket=sockets))
+    resolved, more = adopt_activated(resolve(layers, warnings=warnings), activated)
     check_http_only(ini, resolved.sources["socket"], DEFAULT_SOURCE)
     given = dict(pair.split("=", 1) for pair in resolved.config.env if "=" in pair)  # --env
-    more = [*_socket_warnings(args, resolved)]
+    more += _socket_warnings(args, resolved)
     more += script_name_warning({**env, **given}, resolved.config.mount)
     more += _web_concurrency_unused(env, resolved)
     unused = sorted(set(activated) - set(resolved.config.socket))

@@ -21,7 +21,7 @@ from dataclasses import replace
 from types import FrameType
 
 from uwsgiapp.config import Config
-from uwsgiapp.config.serve import systemd_sockets
+from uwsgiapp.config.activation import systemd_sockets
 from uwsgiapp.exitcodes import ServeExit
 from uwsgiapp.importer import AppImportError, WSGIApp
 from uwsgiapp.logtargets import is_stream
