@@ -230,6 +230,7 @@ def test_toml_tables(tmp_path: Path, name: str, text: str, table: str) -> None:
         ("chmod-socket = 0o670\n", 0o670),  # ... whose decimal (440) is not its spelling
         ("chmod-socket = 0o660\nworkers = 432\n", 0o660),
         ("chmod-socket = 666\n", 0o666),
+        ("[tool.uwsgiapp]\n# chmod-socket = 440\nchmod-socket = 0o670\n", 0o670),  # a comment's
     ],
 )
 def test_toml_mode_is_read_as_written(tmp_path: Path, text: str, mode: int) -> None:

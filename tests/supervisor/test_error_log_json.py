@@ -210,9 +210,10 @@ def app(environ, start_response):
 """
 
 
+@pytest.mark.parametrize("funnel", [False, True], ids=["", "log-master"])
 @pytest.mark.parametrize("fmt", ["text", "json"])
 def test_a_lone_surrogate_in_a_record_is_written_escaped_to_the_log_file(
-    tmp_path: Path, fmt: str
+    tmp_path: Path, fmt: str, funnel: bool
 ) -> None:
     """The file's strict UTF-8 lost the record to logging's "--- Logging error ---" dump on
     stderr (stderr wrote it escaped)."""
@@ -227,6 +228,7 @@ def test_a_lone_surrogate_in_a_record_is_written_escaped_to_the_log_file(
         pythonpath=[str(apps)],
         error_log_format=fmt,
         error_log_file=str(log),
+        **({"log_master": True} if funnel else {}),
     ).start()
     try:
         assert request(parse_address(server.socket), "/x").status == 200

@@ -169,7 +169,11 @@ def _octal_as_written(text: str, key: str, value: Any) -> Any:
     spelling tells them apart; ``0o440`` stays the value it is."""
     if not isinstance(value, int) or isinstance(value, bool) or value > 0o777:
         return value
-    pattern = rf"""(?:^|[\s.{{,])["']?{re.escape(key)}["']?\s*=\s*(\+?[0-9_]+)(?![0-9_xob.eE])"""
+    # At a line's start, as a key is written (not in a comment: "# chmod-socket = 440").
+    pattern = (
+        rf"""^[ \t]*(?:[\w"'.-]*\.)?["']?{re.escape(key)}["']?[ \t]*=[ \t]*"""
+        r"(\+?[0-9_]+)(?![0-9_xob.eE])"
+    )
     plain = (m.group(1) for m in re.finditer(pattern, text, re.MULTILINE))
     if any(literal.lstrip("+").replace("_", "") == str(value) for literal in plain):
         return str(value)

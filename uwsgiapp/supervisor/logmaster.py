@@ -297,8 +297,8 @@ class LogMaster:
             if std:
                 handler.stream = std
             else:
-                stream = os.fdopen(os.dup(self.sinks[index].fd), "a", encoding="utf-8")
-                handler.stream = stream
+                sink = os.dup(self.sinks[index].fd)
+                handler.stream = os.fdopen(sink, "a", encoding="utf-8", errors="backslashreplace")
         self._handlers = []
 
     # -- the thread ---------------------------------------------------------------------------

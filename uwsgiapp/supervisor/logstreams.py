@@ -203,7 +203,7 @@ def direct_streams(fds: list[int], wanted: set[int]) -> dict[int, TextIO]:
     streams: dict[int, TextIO] = {}
     for index, fd in enumerate(fds):
         if index in wanted:
-            streams[index] = os.fdopen(fd, "w", encoding="utf-8")
+            streams[index] = os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace")
         else:
             with contextlib.suppress(OSError):
                 os.close(fd)

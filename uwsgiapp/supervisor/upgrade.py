@@ -311,7 +311,7 @@ def _cannot_start(start: Start) -> str:
 
 
 #: The inits a container runs its command under (docker run --init's, and the common others).
-CONTAINER_INITS = frozenset({"docker-init", "tini", "dumb-init", "catatonit"})
+CONTAINER_INITS = frozenset({"docker-init", "tini", "tini-static", "dumb-init", "catatonit"})
 
 
 def container_init() -> str:
