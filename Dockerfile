@@ -46,8 +46,6 @@ WORKDIR /app
 COPY --from=build /wheels /wheels
 RUN pip install /wheels/*.whl && rm -rf /wheels
 
-COPY examples ./examples
-
 # Never run the app as root. A home of its own: libraries write caches under ~ (not --system:
 # uid 10001 is past the system range, and useradd warns about it). Run under another uid
 # (OpenShift gives an arbitrary one, with group 0), HOME still names it and group 0 may write
@@ -57,6 +55,9 @@ RUN useradd --uid 10001 --create-home --shell /usr/sbin/nologin app \
 ENV HOME=/home/app
 # By number: Kubernetes' runAsNonRoot cannot check a user name.
 USER 10001:10001
+
+# After the user's layer: an edit of the example app rebuilds this one layer only.
+COPY examples ./examples
 
 EXPOSE 3031
 # TERM = graceful stop (finish in-flight requests, then exit); Docker sends it on `stop`.

@@ -82,6 +82,8 @@ def test_hup_enters_the_chdir_again_so_a_deploy_symlink_moves_the_app(tmp_path: 
     finally:
         server.stop()
     assert "cannot re-import" not in server.log()
+    # Which release was loaded: a systemd WorkingDirectory= (resolved) reloaded the old one.
+    assert f"reload: app re-imported from {releases}/r2/relapp.py (" in server.log()
 
 
 def test_a_deploys_hup_beside_a_watched_symlink_reloads_once(tmp_path: Path) -> None:

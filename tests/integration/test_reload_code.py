@@ -16,6 +16,9 @@ from pathlib import Path
 import pytest
 from support.procs import APPS_DIR, Nginx, Server, short_tmpdir, stack, wait_until, worker_pids
 
+#: The reload's line: the app's file, its module count, the time, what is held.
+REIMPORTED = r"reload: app re-imported (?:from \S+ )?\((\d+) modules\) in [0-9.]+ s(.*)"
+
 pytestmark = pytest.mark.nginx
 
 APP = """
@@ -60,7 +63,7 @@ def test_hup_reimports_the_modules_the_app_imports(tmp_path: Path, nginx_availab
         wait_until(lambda: _answers(nginx, b"v3-helpers"), 10, "the newer helper to answer")
     log = server.log()
     assert "SIGHUP: graceful reload (generation 1): re-importing the app in the master" in log
-    found = re.findall(r"reload: app re-imported \((\d+) modules\) in [0-9.]+ s(.*)", log)
+    found = re.findall(REIMPORTED, log)
     assert len(found) == 2, log
     # reapp and helpers; the old ones freed (the master kept the first code for good before:
     # a local of its start-up held the first app)
@@ -107,7 +110,7 @@ def test_hup_keeps_libraries_with_c_parts_whole(tmp_path: Path, nginx_available:
         server.signal(signal.SIGHUP)
         wait_until(lambda: "ready, stopping" in server.log(), 10, "the reload")
         wait_until(lambda: _answers(nginx, b"v2-zone caught", 2), 10, "the new code")
-    match = re.search(r"reload: app re-imported \((\d+) modules\)", server.log())
+    match = re.search(REIMPORTED, server.log())
     assert match and int(match[1]) == 2, server.log()  # reapp and helpers; zoneinfo stays
 
 
@@ -360,6 +363,7 @@ def test_hup_reads_an_ini_with_start_time_variables_as_unchanged(
 
 OWN_HANDLER_APP = """
 import logging, os
+
 
 log = logging.getLogger("ownlines")
 log.setLevel(logging.INFO)

@@ -10,6 +10,9 @@ from pathlib import Path
 import pytest
 from support.procs import stack, wait_until, worker_pids
 
+#: The reload's line: the app's file, its module count, the time, what is held.
+REIMPORTED = r"reload: app re-imported (?:from \S+ )?\((\d+) modules\) in [0-9.]+ s(.*)"
+
 pytestmark = pytest.mark.nginx
 
 #: symtable is of the standard library (kept); its C part, _symtable, is compiled into every
@@ -42,7 +45,7 @@ def test_hup_keeps_the_modules_compiled_into_the_interpreter(
             server.signal(signal.SIGHUP)
             wait_until(lambda n=reloads: server.log().count("ready, stopping") == n, 10, "a reload")
             wait_until(lambda: nginx.request("GET", "/")[2] == b"one _symtable", 10, "new code")
-    found = re.findall(r"reload: app re-imported \((\d+) modules\) in [0-9.]+ s(.*)", server.log())
+    found = re.findall(REIMPORTED, server.log())
     assert found == [("1", "")] * 2, found  # the app alone; nothing of the old code held
 
 
@@ -117,7 +120,7 @@ def test_hup_takes_the_old_codes_registrations_out_of_the_stdlib(
             server.signal(signal.SIGHUP)
             wait_until(lambda n=reloads: server.log().count("ready, stopping") == n, 10, "a reload")
         assert nginx.request("GET", "/")[2] == b"1 1 1 1"
-    found = re.findall(r"reload: app re-imported \((\d+) modules\) in [0-9.]+ s(.*)", server.log())
+    found = re.findall(REIMPORTED, server.log())
     assert found == [("1", "")] * 2, found
 
 
@@ -155,7 +158,7 @@ def test_hup_lets_go_of_the_old_code_s_context_variables(
             wait_until(lambda n=reloads: server.log().count("ready, stopping") == n, 10, "a reload")
         # The new code's own variable keeps its value in the workers forked after.
         wait_until(lambda: nginx.request("GET", "/")[2] == b"Scope", 10, "the new code")
-    found = re.findall(r"reload: app re-imported \((\d+) modules\) in [0-9.]+ s(.*)", server.log())
+    found = re.findall(REIMPORTED, server.log())
     assert found == [("1", "")] * 2, found  # without it: "1 of the old modules are still held"
 
 
@@ -164,6 +167,7 @@ WEB_APP = """
 from werkzeug.exceptions import NotFound
 
 from uwsgiapp.web import App, abort
+
 
 app = App(__name__)
 
@@ -192,5 +196,5 @@ def test_hup_keeps_what_uwsgiapp_web_uses(tmp_path: Path, nginx_available: None)
         wait_until(lambda: "ready, stopping" in server.log(), 10, "the reload")
         wait_until(lambda: len(worker_pids(server.pid)) == 1, 10, "the old worker's exit")
         assert nginx.request("GET", "/")[2] == b"ours"
-    found = re.findall(r"reload: app re-imported \((\d+) modules\) in [0-9.]+ s(.*)", server.log())
+    found = re.findall(REIMPORTED, server.log())
     assert found == [("1", "")], found

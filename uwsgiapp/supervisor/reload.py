@@ -59,7 +59,7 @@ from collections.abc import Callable, Iterable
 from uwsgiapp import hooks
 from uwsgiapp.config import Config
 from uwsgiapp.config.fromgunicorn import debug_flag_set
-from uwsgiapp.importer import AppImportError, WSGIApp, load_app
+from uwsgiapp.importer import AppImportError, WSGIApp, load_app, parse_spec
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import options
 from uwsgiapp.supervisor.actions import ReloadKind
@@ -206,8 +206,16 @@ def reimport(
     del taken  # it holds the old code's objects
     held = _let_go(saved, registered)
     words = held_words(held, threads_running(_MARK))
-    log.info("reload: app re-imported (%d modules) in %.2f s%s", len(doomed), took, words)
+    where = f"from {file} " if (file := _app_file(config.app)) else ""  # which release it was
+    log.info("reload: app re-imported %s(%d modules) in %.2f s%s", where, len(doomed), took, words)
     return app
+
+
+def _app_file(spec: str) -> str:
+    """The file the app's module was imported from ("" if unknown)."""
+    parsed = parse_spec(spec)
+    module = None if parsed.path else sys.modules.get(parsed.module)
+    return os.path.abspath(parsed.path) if parsed.path else getattr(module, "__file__", "") or ""
 
 
 def _say_launchers(launchers: list[tuple[str, str]]) -> None:
