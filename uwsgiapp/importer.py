@@ -19,7 +19,6 @@ while importing it with the inner traceback, attribute missing, not callable, fa
 from __future__ import annotations
 
 import ast
-import errno
 import importlib
 import importlib.machinery
 import importlib.util
@@ -34,6 +33,7 @@ from types import CodeType, ModuleType
 from typing import Any
 
 from uwsgiapp.freshcode import CheckedSourceLoader, check_bytecode_caches
+from uwsgiapp.importhints import failure_hint
 from uwsgiapp.pathreach import unreachable_hint
 from uwsgiapp.server.logs import borrowed_gunicorn_logger, reclaim_loggers
 
@@ -151,43 +151,11 @@ def _inner_traceback(exc: BaseException) -> str:
     return "".join(tbe.format()).rstrip()
 
 
-#: uWSGI's own modules, which exist only inside uWSGI: what to use instead.
-_UWSGI_MODULES = {
-    "uwsgidecorators": "for @postfork use 'from uwsgiapp import postfork'; its other decorators"
-    " (@timer, @cron, @spool, @mulefunc…) have no counterpart: run those jobs as a process of"
-    " their own",
-    "uwsgi": "guard its uses (try: import uwsgi / except ImportError), and for"
-    " uwsgi.register_postfork use 'from uwsgiapp import postfork'; a library's uWSGI mode has a"
-    " multi-process one (prometheus_flask_exporter: MultiprocessInternalPrometheusMetrics with"
-    " PROMETHEUS_MULTIPROC_DIR, not UWsgiPrometheusMetrics)",
-}
-
-
 def _import_failure(what: str, spec: str, exc: BaseException) -> AppImportError:
-    """The error for an import that raised: its traceback, and for uWSGI's own modules
-    (``uwsgidecorators``, ``uwsgi``) what uwsgiapp has instead."""
+    """The error for an import that raised: its traceback, and what may help
+    (:func:`~uwsgiapp.importhints.failure_hint`)."""
     message = f"error while importing {what} for app {spec!r}:\n{_inner_traceback(exc)}"
-    missing = (exc.name or "") if isinstance(exc, ModuleNotFoundError) else ""
-    top = missing.partition(".")[0]
-    if top in _UWSGI_MODULES:
-        message += (
-            f"\n{top!r} is uWSGI's own module (it exists only inside uWSGI): uwsgiapp has none;"
-            f" {_UWSGI_MODULES[top]} (README: 'Coming from uWSGI or gunicorn')"
-        )
-    elif missing:
-        message += unreachable_hint(sys.path, os.getuid())
-    elif isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
-        message += PORT_TAKEN
-    return AppImportError(message, spec=spec, kind="import-failed")
-
-
-#: A server the import starts (a metrics endpoint) found its port taken: at a HUP's re-import,
-#: by the one the old code started, which keeps running in the master.
-PORT_TAKEN = (
-    "\nthe app's import starts a server whose port is taken; at a HUP, by the one the old"
-    " code started at its import, which stays in the master: start it in the workers (a"
-    " uwsgiapp.postfork function), or use --lazy-apps, or --no-reload-preloaded"
-)
+    return AppImportError(message + failure_hint(exc), spec=spec, kind="import-failed")
 
 
 def _prepare_path(chdir: str, pythonpath: Sequence[str]) -> None:

@@ -388,3 +388,21 @@ def test_an_app_taking_gunicorns_logger_is_told_it_has_no_handler_here(
         ours.removeHandler(catch)
         top.handlers[:] = kept
         del logging.root.manager.loggerDict["gunicorn.error"]
+
+
+@pytest.mark.parametrize("spec", ["{name}app:app", "{name}app.py:app"])
+def test_a_module_run_outside_its_package_is_told_its_package_name(
+    pkgdir: tuple[Path, str], spec: str
+) -> None:
+    """flask run finds the package (mypkg.app); the error said only "attempted relative
+    import with no known parent package"."""
+    tmp, name = pkgdir
+    package = tmp / name
+    write(package / "__init__.py", "")
+    write(package / "models.py", "X = 1\n")
+    write(package / f"{name}app.py", "from . import models\napp = lambda e, s: []\n")
+    with pytest.raises(AppImportError) as info:
+        load_app(spec.format(name=name), chdir=str(package))
+    said = str(info.value)
+    assert f"is in the package {name!r} (its directory has __init__.py)" in said, said
+    assert f"name the app by its package, {name}.{name}app:app, with {tmp} on the path" in said

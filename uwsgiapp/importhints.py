@@ -1,0 +1,71 @@
+"""What an app's failed import adds to its error: what to use instead of uWSGI's own modules,
+a sys.path entry the dropped user cannot read, a port the old code's server holds, a module
+run outside the package it belongs to."""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+
+from uwsgiapp.pathreach import unreachable_hint
+
+__all__ = ["PORT_TAKEN", "failure_hint"]
+
+#: uWSGI's own modules, which exist only inside uWSGI: what to use instead.
+_UWSGI_MODULES = {
+    "uwsgidecorators": "for @postfork use 'from uwsgiapp import postfork'; its other decorators"
+    " (@timer, @cron, @spool, @mulefunc…) have no counterpart: run those jobs as a process of"
+    " their own",
+    "uwsgi": "guard its uses (try: import uwsgi / except ImportError), and for"
+    " uwsgi.register_postfork use 'from uwsgiapp import postfork'; a library's uWSGI mode has a"
+    " multi-process one (prometheus_flask_exporter: MultiprocessInternalPrometheusMetrics with"
+    " PROMETHEUS_MULTIPROC_DIR, not UWsgiPrometheusMetrics)",
+}
+
+#: A server the import starts (a metrics endpoint) found its port taken: at a HUP's re-import,
+#: by the one the old code started, which keeps running in the master.
+PORT_TAKEN = (
+    "\nthe app's import starts a server whose port is taken; at a HUP, by the one the old"
+    " code started at its import, which stays in the master: start it in the workers (a"
+    " uwsgiapp.postfork function), or use --lazy-apps, or --no-reload-preloaded"
+)
+
+
+def failure_hint(exc: BaseException) -> str:
+    """The lines to add to an import failure's message ("" for none)."""
+    missing = (exc.name or "") if isinstance(exc, ModuleNotFoundError) else ""
+    top = missing.partition(".")[0]
+    if top in _UWSGI_MODULES:
+        return (
+            f"\n{top!r} is uWSGI's own module (it exists only inside uWSGI): uwsgiapp has none;"
+            f" {_UWSGI_MODULES[top]} (README: 'Coming from uWSGI or gunicorn')"
+        )
+    if missing:
+        return unreachable_hint(sys.path, os.getuid())
+    if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
+        return PORT_TAKEN
+    if isinstance(exc, ImportError) and "no known parent package" in str(exc):
+        return _package_hint(exc)
+    return ""
+
+
+def _package_hint(exc: ImportError) -> str:
+    """A relative import in a module loaded as a top-level one: name it by its package, as
+    flask run finds it (``mypkg/app.py`` has ``from . import models``)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    path = tb.tb_frame.f_code.co_filename if tb is not None else ""
+    parts = [os.path.splitext(os.path.basename(path))[0]]
+    where = os.path.dirname(os.path.abspath(path)) if path else ""
+    while where and os.path.isfile(os.path.join(where, "__init__.py")):
+        parts.insert(0, os.path.basename(where))
+        where = os.path.dirname(where)
+    if len(parts) < 2:
+        return ""
+    return (
+        f"\n{path} is in the package {parts[0]!r} (its directory has __init__.py): name the "
+        f"app by its package, {'.'.join(parts)}:app, with {where} on the path (--chdir or "
+        "--pythonpath)"
+    )
