@@ -296,6 +296,7 @@ def run_dev(options: DevOptions) -> int:
     from werkzeug.serving import is_running_from_reloader
 
     check_options(options)
+    read_dotenv(said=not is_running_from_reloader())
     if not is_running_from_reloader():  # the reloader's child serves the socket it inherits
         for path in (p for p in options.extra_files if not os.path.exists(p)):
             print(f"uwsgiapp dev: warning: --extra-files {path}: no such file", file=sys.stderr)
@@ -338,6 +339,28 @@ def run_dev(options: DevOptions) -> int:
     if is_running_from_reloader():  # the process that serves ends with the one that watches
         die_with_parent()  # (a HUP or a kill of that one left it serving, its port taken)
     return _run(options, static_ahead(bounded_input(app, debugger=options.debugger), static), extra)
+
+
+def read_dotenv(*, said: bool = True) -> None:
+    """``.env`` and ``.flaskenv`` in the directory dev starts in, read as ``flask run`` reads
+    them: with python-dotenv where it is installed (a variable already set keeps its value,
+    ``.env``'s go first); else a tip (``said``: once, not again in the reloader's child). They
+    were ignored without a word: an app reading DATABASE_URL at import failed."""
+    found = [name for name in (".env", ".flaskenv") if os.path.isfile(name)]
+    if not found:
+        return
+    try:
+        import dotenv
+    except ImportError:
+        if said:
+            print(
+                f"uwsgiapp dev: tip: {' and '.join(found)} present: install python-dotenv to "
+                "use them (as flask run), or export the variables",
+                file=sys.stderr,
+            )
+        return
+    for name in found:
+        dotenv.load_dotenv(name, override=False, encoding="utf-8")
 
 
 def _run(options: DevOptions, app: WSGIApp, extra: list[str]) -> int:

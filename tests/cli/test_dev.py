@@ -31,6 +31,7 @@ from uwsgiapp.devserver import (
     check_options,
     enable_debug,
     is_loopback,
+    read_dotenv,
 )
 from uwsgiapp.exitcodes import ServeExit
 from uwsgiapp.importer import AppImportError
@@ -778,3 +779,45 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return stat.rpartition(b")")[2].split()[0] != b"Z"
+
+
+ENV_APP = """\
+import os
+
+SEEN_AT_IMPORT = os.environ.get("DATABASE_URL", "<unset>")
+
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    names = ("DATABASE_URL", "FROM_FLASKENV", "SET_BEFORE")
+    return [" ".join(f"{n}={os.environ.get(n, '<unset>')}" for n in names).encode()
+            + f" import={SEEN_AT_IMPORT}".encode()]
+"""
+
+
+def test_dev_reads_dotenv_files_as_flask_run_does(
+    tmp_path: Path, start_dev: StartDev, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They were ignored without a word (flask run reads them with python-dotenv)."""
+    pytest.importorskip("dotenv")
+    (tmp_path / "envapp.py").write_text(ENV_APP)
+    (tmp_path / ".env").write_text("DATABASE_URL=sqlite:///dev.db\nSET_BEFORE=from-file\n")
+    (tmp_path / ".flaskenv").write_text("FROM_FLASKENV=yes\nDATABASE_URL=not-this-one\n")
+    monkeypatch.setenv("SET_BEFORE", "from-shell")  # set already: kept
+    server = start_dev("envapp:app")
+    want = (
+        b"DATABASE_URL=sqlite:///dev.db FROM_FLASKENV=yes SET_BEFORE=from-shell"
+        b" import=sqlite:///dev.db"
+    )
+    assert server.wait_for(b"DATABASE_URL") == (200, want)
+
+
+def test_dev_without_python_dotenv_gives_flask_runs_tip(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / ".env").write_text("A=1\n")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(sys.modules, "dotenv", None)  # not installed: its import fails
+    read_dotenv()
+    assert "tip: .env present: install python-dotenv to use them" in capsys.readouterr().err
+    assert "A" not in os.environ or os.environ["A"] != "1"
