@@ -741,30 +741,6 @@ def test_head_in_process(tmp_path: Path) -> None:
     assert (response.head, response.body) == (head, b"")
 
 
-class _Resetting:
-    """A loopback TCP server that reads one request, sends ``answer`` and resets the
-    connection (SO_LINGER 0), as ``serve`` cuts a response it cannot finish."""
-
-    def __init__(self, answer: bytes) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        self.thread = threading.Thread(target=self._serve, args=(answer,), daemon=True)
-        self.thread.start()
-
-    def _serve(self, answer: bytes) -> None:
-        self.listener.settimeout(30)
-        conn, _ = self.listener.accept()
-        with conn:
-            conn.settimeout(5)
-            conn.recv(65536)
-            conn.sendall(answer)
-            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-
-    def close(self) -> None:
-        self.thread.join(10)
-        self.listener.close()
-
-
 @pytest.mark.parametrize(
     ("answer", "body"),
     [
@@ -774,7 +750,7 @@ class _Resetting:
     ],
 )
 def test_request_reset_is_a_truncated_answer(answer: bytes, body: bytes) -> None:
-    server = _Resetting(answer + body)
+    server = _Once(answer + body, reset=True)
     try:
         r = run_cli("request", server.address, "/raise")
     finally:
@@ -787,7 +763,7 @@ def test_request_reset_is_a_truncated_answer(answer: bytes, body: bytes) -> None
 def test_request_reset_after_the_whole_body_is_no_error() -> None:
     """A server that answers without reading the whole request resets as it closes; a body
     that has all come (its Content-Length) is whole nonetheless."""
-    server = _Resetting(b"HTTP/1.1 401 No\r\nContent-Length: 5\r\n\r\nnope!")
+    server = _Once(b"HTTP/1.1 401 No\r\nContent-Length: 5\r\n\r\nnope!", reset=True)
     try:
         r = run_cli("request", server.address, "/", "-d", "a=1")
     finally:
@@ -796,7 +772,7 @@ def test_request_reset_after_the_whole_body_is_no_error() -> None:
 
 
 def test_reset_in_process() -> None:
-    server = _Resetting(b"HTTP/1.1 200 OK\r\n\r\nabc")
+    server = _Once(b"HTTP/1.1 200 OK\r\n\r\nabc", reset=True)
     packet = uwsgiproto.build_request(build_vars("/"))
     try:
         with pytest.raises(ResponseCut, match="connection reset after 22 bytes") as info:
@@ -881,23 +857,26 @@ def test_request_sends_the_bytes_typed_under_a_latin1_locale(
 
 class _Once:
     """A server on loopback TCP or a unix socket that reads the first bytes of one request,
-    sends ``answer`` at once and closes without reading the rest (as an early 413 does)."""
+    sends ``answer`` at once and closes without reading the rest (as an early 413 does);
+    ``reset``: the close resets the connection."""
 
-    def __init__(self, answer: bytes, path: str | None = None) -> None:
+    def __init__(self, answer: bytes, path: str | None = None, *, reset: bool = False) -> None:
         self.listener = socket.socket(socket.AF_UNIX if path else socket.AF_INET)
         self.listener.bind(path or ("127.0.0.1", 0))
         self.listener.listen()
         self.address = path or f"127.0.0.1:{self.listener.getsockname()[1]}"
-        self.thread = threading.Thread(target=self._serve, args=(answer,), daemon=True)
+        self.thread = threading.Thread(target=self._serve, args=(answer, reset), daemon=True)
         self.thread.start()
 
-    def _serve(self, answer: bytes) -> None:
+    def _serve(self, answer: bytes, reset: bool) -> None:
         self.listener.settimeout(30)
         conn, _ = self.listener.accept()
         with conn:
             conn.settimeout(5)
             conn.recv(4096)
             conn.sendall(answer)
+            if reset:  # SO_LINGER 0: the close resets the connection
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
 
     def close(self) -> None:
         self.thread.join(10)

@@ -26,6 +26,17 @@ def app(environ, start_response):
 """
 
 
+def _releases(tmp_path: Path) -> tuple[Path, Path]:
+    """releases/r1 and r2, each an app answering its name, and ``current`` pointing at r1."""
+    releases = tmp_path / "releases"
+    for version in ("r1", "r2"):
+        (releases / version).mkdir(parents=True)
+        (releases / version / "relapp.py").write_text(APP.format(version=version.encode()))
+    current = tmp_path / "current"
+    current.symlink_to(releases / "r1")
+    return releases, current
+
+
 def _answer(sock: str) -> bytes:
     return uwsgi_exchange(sock, uwsgi_get("/"), timeout=10).data.rpartition(b"\r\n\r\n")[2]
 
@@ -64,12 +75,7 @@ def test_relative_socket_pidfile_and_log_live_in_the_chdir_and_are_removed(
 
 
 def test_hup_enters_the_chdir_again_so_a_deploy_symlink_moves_the_app(tmp_path: Path) -> None:
-    releases = tmp_path / "releases"
-    for version in ("r1", "r2"):
-        (releases / version).mkdir(parents=True)
-        (releases / version / "relapp.py").write_text(APP.format(version=version.encode()))
-    current = tmp_path / "current"
-    current.symlink_to(releases / "r1")
+    releases, current = _releases(tmp_path)
     server = Server(tmp_path, "relapp:app", chdir="current", workers=1).start()
     try:
         wait_for_serving(server, 1)
@@ -89,12 +95,7 @@ def test_hup_enters_the_chdir_again_so_a_deploy_symlink_moves_the_app(tmp_path: 
 def test_a_deploys_hup_beside_a_watched_symlink_reloads_once(tmp_path: Path) -> None:
     """--touch-reload on the ``current`` symlink and a HUP after the flip: the HUP's reload
     loaded the new release, then the touch poll saw the flip and reloaded again."""
-    releases = tmp_path / "releases"
-    for version in ("r1", "r2"):
-        (releases / version).mkdir(parents=True)
-        (releases / version / "relapp.py").write_text(APP.format(version=version.encode()))
-    current = tmp_path / "current"
-    current.symlink_to(releases / "r1")
+    releases, current = _releases(tmp_path)
     server = Server(
         tmp_path, "relapp:app", chdir="current", workers=1, touch_reload=[str(current)]
     ).start()
