@@ -155,7 +155,21 @@ def _import_failure(what: str, spec: str, exc: BaseException) -> AppImportError:
     """The error for an import that raised: its traceback, and what may help
     (:func:`~uwsgiapp.importhints.failure_hint`)."""
     message = f"error while importing {what} for app {spec!r}:\n{_inner_traceback(exc)}"
-    return AppImportError(message + failure_hint(exc), spec=spec, kind="import-failed")
+    hint = failure_hint(exc, *_app_file(spec))
+    return AppImportError(message + hint, spec=spec, kind="import-failed")
+
+
+def _app_file(spec: str) -> tuple[str, str]:
+    """The file of the app's module (found without importing it; "" if unknown), and the
+    attributes the spec names in it."""
+    parsed = parse_spec(spec)
+    if parsed.path:
+        return os.path.abspath(parsed.path), ".".join(parsed.attrs) or "app"
+    try:
+        found = importlib.util.find_spec(parsed.module)
+    except (ImportError, ValueError):
+        found = None
+    return (found.origin or "") if found else "", ".".join(parsed.attrs) or "app"
 
 
 def _prepare_path(chdir: str, pythonpath: Sequence[str]) -> None:

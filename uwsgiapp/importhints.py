@@ -32,8 +32,9 @@ PORT_TAKEN = (
 )
 
 
-def failure_hint(exc: BaseException) -> str:
-    """The lines to add to an import failure's message ("" for none)."""
+def failure_hint(exc: BaseException, app_file: str = "", attrs: str = "app") -> str:
+    """The lines to add to an import failure's message ("" for none); ``app_file``: the file
+    of the app's module (``attrs``: what the spec names in it), for a relative import's."""
     missing = (exc.name or "") if isinstance(exc, ModuleNotFoundError) else ""
     top = missing.partition(".")[0]
     if top in _UWSGI_MODULES:
@@ -45,27 +46,24 @@ def failure_hint(exc: BaseException) -> str:
         return unreachable_hint(sys.path, os.getuid())
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         return PORT_TAKEN
-    if isinstance(exc, ImportError) and "no known parent package" in str(exc):
-        return _package_hint(exc)
+    if isinstance(exc, ImportError) and "no known parent package" in str(exc) and app_file:
+        return _package_hint(app_file, attrs)
     return ""
 
 
-def _package_hint(exc: ImportError) -> str:
-    """A relative import in a module loaded as a top-level one: name it by its package, as
-    flask run finds it (``mypkg/app.py`` has ``from . import models``)."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    path = tb.tb_frame.f_code.co_filename if tb is not None else ""
-    parts = [os.path.splitext(os.path.basename(path))[0]]
-    where = os.path.dirname(os.path.abspath(path)) if path else ""
-    while where and os.path.isfile(os.path.join(where, "__init__.py")):
+def _package_hint(app_file: str, attrs: str) -> str:
+    """A relative import in the app's module loaded as a top-level one: name it by its
+    package, as flask run finds it (``mypkg/app.py`` has ``from . import models``)."""
+    parts = [os.path.splitext(os.path.basename(app_file))[0]]
+    where = os.path.dirname(os.path.abspath(app_file))
+    # Up to / at most (an __init__.py in / itself, a project copied there, looped for ever).
+    while os.path.basename(where) and os.path.isfile(os.path.join(where, "__init__.py")):
         parts.insert(0, os.path.basename(where))
         where = os.path.dirname(where)
     if len(parts) < 2:
         return ""
     return (
-        f"\n{path} is in the package {parts[0]!r} (its directory has __init__.py): name the "
-        f"app by its package, {'.'.join(parts)}:app, with {where} on the path (--chdir or "
+        f"\n{app_file} is in the package {parts[0]!r} (its directory has __init__.py): name the "
+        f"app by its package, {'.'.join(parts)}:{attrs}, with {where} on the path (--chdir or "
         "--pythonpath)"
     )

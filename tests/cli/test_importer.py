@@ -406,3 +406,29 @@ def test_a_module_run_outside_its_package_is_told_its_package_name(
     said = str(info.value)
     assert f"is in the package {name!r} (its directory has __init__.py)" in said, said
     assert f"name the app by its package, {name}.{name}app:app, with {tmp} on the path" in said
+
+
+def test_the_package_hint_names_the_apps_module_not_the_one_that_failed(
+    pkgdir: tuple[Path, str],
+) -> None:
+    """wsgi.py imports views.py, whose relative import fails: the hint named views:app."""
+    tmp, name = pkgdir
+    package = tmp / name
+    write(package / "__init__.py", "")
+    write(package / "models.py", "X = 1\n")
+    write(package / f"{name}views.py", "from . import models\n")
+    write(package / f"{name}wsgi.py", f"import {name}views\napp = lambda e, s: []\n")
+    with pytest.raises(AppImportError) as info:
+        load_app(f"{name}wsgi:app", chdir=str(package))
+    assert f"name the app by its package, {name}.{name}wsgi:app, with {tmp}" in str(info.value)
+
+
+def test_the_package_hint_ends_at_the_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An __init__.py in / (a project copied to a container's root) looped for ever."""
+    from uwsgiapp import importhints
+
+    monkeypatch.setattr(importhints.os.path, "isfile", lambda path: True)
+    hint = importhints.failure_hint(
+        ImportError("attempted relative import with no known parent package"), "/srv/app.py"
+    )
+    assert "name the app by its package, srv.app:app, with / on the path" in hint, hint

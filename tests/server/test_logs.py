@@ -538,3 +538,18 @@ def test_the_terminal_tail_of_an_error_keeps_its_exception() -> None:
     assert tail_line(record("postfork raised", ValueError("bad"))) == (
         "postfork raised: ValueError: bad"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "escaped"),
+    [("myapp", True), ("uwsgiapp_site", True), ("uwsgiappdemo.views", True),
+     ("uwsgiapp", False), ("uwsgiapp.error", False)],
+)  # fmt: skip
+def test_the_text_error_log_escapes_the_apps_records_only(name: str, escaped: bool) -> None:
+    """An app's logger named like ours but not ours (uwsgiapp_site) was taken for the
+    server's: its request text went in with its CR/LF."""
+    from uwsgiapp.server.logformat import ERROR_FORMAT, ErrorFormatter
+
+    record = logging.LogRecord(name, logging.WARNING, __file__, 1, "a\n2026 [ERROR] x", None, None)
+    line = ErrorFormatter(ERROR_FORMAT).format(record)
+    assert ("a\\x0A2026 [ERROR] x" in line) == escaped and ("\n" in line) != escaped, line

@@ -38,7 +38,8 @@ class ErrorFormatter(logging.Formatter):
         server's lines escape request text: an app logs what a request sent, and a CR/LF in
         it started a line that looked like the server's (``app.logger`` did so; a logger with
         no handler did not)."""
-        if not (record.name or "uwsgiapp").startswith("uwsgiapp"):
+        name = record.name or "uwsgiapp"
+        if name != "uwsgiapp" and not name.startswith("uwsgiapp."):  # not uwsgiapp_site's
             record = logging.makeLogRecord(record.__dict__)
             record.msg, record.args = escape_log_text(record.getMessage()), None
         cached = record.exc_text
