@@ -231,6 +231,8 @@ def test_toml_tables(tmp_path: Path, name: str, text: str, table: str) -> None:
         ("chmod-socket = 0o660\nworkers = 432\n", 0o660),
         ("chmod-socket = 666\n", 0o666),
         ("[tool.uwsgiapp]\n# chmod-socket = 440\nchmod-socket = 0o670\n", 0o670),  # a comment's
+        ("uwsgiapp = { workers = 1, chmod-socket = 440 }\n", 0o440),  # an inline table
+        ("uwsgiapp . chmod-socket = 440 # mode\n", 0o440),
     ],
 )
 def test_toml_mode_is_read_as_written(tmp_path: Path, text: str, mode: int) -> None:

@@ -43,9 +43,10 @@ _TOML_DOTTED_KEY: Final = re.compile(
 )
 
 
-def _toml_skeleton(text: str) -> str:
+def _toml_skeleton(text: str, *, strings: bool = False) -> str:
     """``text`` with every string replaced by ``""`` (its newlines kept after it, so line
-    numbers stay right) and comments removed: what is left is structure."""
+    numbers stay right; kept as written with ``strings``) and comments removed: what is left
+    is structure."""
     parts: list[str] = []
     pos = 0
     while (opener := _TOML_OPENERS.search(text, pos)) is not None:
@@ -54,7 +55,8 @@ def _toml_skeleton(text: str) -> str:
         end = _TOML_CLOSERS[token].match(text, opener.end())
         pos = end.end() if end is not None else len(text)
         if token != "#":
-            parts.append('""' + "\n" * text.count("\n", opener.start(), pos))
+            kept = text[opener.start() : pos] if strings else None
+            parts.append(kept or '""' + "\n" * text.count("\n", opener.start(), pos))
     parts.append(text[pos:])
     return "".join(parts)
 
@@ -169,12 +171,10 @@ def _octal_as_written(text: str, key: str, value: Any) -> Any:
     spelling tells them apart; ``0o440`` stays the value it is."""
     if not isinstance(value, int) or isinstance(value, bool) or value > 0o777:
         return value
-    # At a line's start, as a key is written (not in a comment: "# chmod-socket = 440").
-    pattern = (
-        rf"""^[ \t]*(?:[\w"'.-]*\.)?["']?{re.escape(key)}["']?[ \t]*=[ \t]*"""
-        r"(\+?[0-9_]+)(?![0-9_xob.eE])"
-    )
-    plain = (m.group(1) for m in re.finditer(pattern, text, re.MULTILINE))
+    pattern = rf"""(?:^|[\s.{{,])["']?{re.escape(key)}["']?\s*=\s*(\+?[0-9_]+)(?![0-9_xob.eE])"""
+    # Not in a comment ("# chmod-socket = 440" above a "chmod-socket = 0o670").
+    structure = _toml_skeleton(text, strings=True)
+    plain = (m.group(1) for m in re.finditer(pattern, structure, re.MULTILINE))
     if any(literal.lstrip("+").replace("_", "") == str(value) for literal in plain):
         return str(value)
     return value
