@@ -671,6 +671,24 @@ def test_a_crash_loop_of_serving_workers_holds_their_respawns_and_says_so() -> N
     assert "new workers in 2 s" in str(said)
 
 
+def test_an_exit_whose_status_another_waiter_took_is_no_crash() -> None:
+    """A worker the app's gevent reaped in the master (status unknown) was counted a crash:
+    seven of them held the respawns, five booting ones halted the server."""
+    sim = started(workers=2)
+    said: list[object] = []
+    for _ in range(7):
+        pid = min(sim.pids())
+        sim.ready.add(pid)
+        said += sim.run(sim.exit(pid, None, None))
+    assert "crash loop" not in str(said) and "held" not in str(said)
+    assert "ended (its status was read by the app's code in the master" in str(said)
+    assert all(a.level is LogLevel.INFO for a in said if isinstance(a, Log))
+    sim = Sim(Policy(workers=2))
+    sim.run(sim.policy.start())
+    for _ in range(BOOT_FAILURE_LIMIT):  # booting ones: no boot loop
+        assert Halt(ServeExit.BOOT_LOOP) not in sim.run(sim.exit(min(sim.pids()), None, None))
+
+
 def test_a_hup_during_a_crash_hold_starts_the_new_workers_at_once() -> None:
     # A fixed deploy's HUP waited out the hold (an 8 s outage after the fix).
     sim = started(workers=1)

@@ -22,8 +22,12 @@ import os, time
 from pathlib import Path
 
 flag = Path(os.environ["SLOW_FLAG"])
-if flag.exists():
-    time.sleep(float(flag.read_text()))  # the HUP's re-import; the first import is quick
+if flag.exists():  # the HUP's re-import; the first import is quick
+    spin, wait = map(float, flag.read_text().split())
+    end = time.monotonic() + spin
+    while time.monotonic() < end:  # gevent's loop does not run meanwhile: it reaps later
+        pass
+    time.sleep(wait)
 
 
 def app(environ, start_response):
@@ -60,7 +64,8 @@ def test_the_workers_are_looked_at_while_the_master_imports_the_app(
     tmp_path: Path, green: bool
 ) -> None:
     """With gevent, the app's re-import in the master reaps the killed workers itself (its
-    child watcher): their exits were never seen, and a TERM then waited for them forever."""
+    child watcher), here once the thread has seen them exit: their exits were never seen,
+    and a TERM then waited for them to its deadline."""
     if green:
         pytest.importorskip("gevent")
     apps = tmp_path / "apps"
@@ -76,7 +81,7 @@ def test_the_workers_are_looked_at_while_the_master_imports_the_app(
     asked: list[threading.Thread] = []
     try:
         wait_until(lambda: _accepting(stats) == 2, 15, "two workers ready")  # else stopped
-        flag.write_text("12")
+        flag.write_text("5 4" if green else "0 12")
         server.signal(signal.SIGHUP)
         wait_until(lambda: "re-importing the app in the master" in server.log(), 10, "the import")
         for path in ("/stuck", "/exit"):

@@ -78,17 +78,31 @@ class Watch:
         self._execute(self._policy.while_importing(time.monotonic(), time.time(), self._status))
         for rec in list(self._policy.records.values()):
             if rec.pid in self.gone:
+                self._taken(rec.pid)  # seen exited; the app's gevent may reap it still
                 continue
             try:
                 ended = os.waitid(os.P_PID, rec.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-                exited = ended is not None
             except ChildProcessError:  # reaped already, by a waiter of the app's import (gevent's
-                self._lost.append(rec.pid)  # child watcher): the loop's reap never sees it
-                exited = True
-            if exited:
+                ended = None  # child watcher): the loop's reap never sees it
+                self._lost.append(rec.pid)
+            if ended is not None or rec.pid in self._lost:
                 self.gone.add(rec.pid)
                 log.warning("%s exited while the master imports the app: replaced once the "
                             "import ends", rec.label)  # fmt: skip
+
+    def _taken(self, pid: int) -> None:
+        """``pid``, seen exited, is no longer a child to wait for: another waiter reaped it."""
+        if pid not in self._lost:
+            try:
+                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+            except ChildProcessError:
+                self._lost.append(pid)
+
+    def end(self) -> None:
+        """The import is over (the thread joined): a last look, then the loop reaps."""
+        for pid in self.gone:
+            self._taken(pid)
+        self.gone.clear()
 
     def take_lost(self) -> list[tuple[int, int | None, int | None]]:
         """The exits another waiter took (their status unknown), for the loop's reap."""
@@ -122,7 +136,7 @@ def stats_served(
         done.set()
         thread.join()
         if watch is not None:
-            watch.gone.clear()  # reaped by the loop from now on
+            watch.end()  # reaped by the loop from now on
 
 
 def starting(config: Config, listeners: Sequence[Listener]) -> Callable[[], ServerStats]:

@@ -174,7 +174,8 @@ class Policy(Kills):
             return self._app_load_failed(
                 rec, now, "could not start serving", ServeExit.START_FAILED
             )
-        clean = code == WorkerExit.CLEAN and signum is None
+        # None: its status taken by another waiter (the app's gevent): not counted a crash.
+        clean = signum is None and code in (WorkerExit.CLEAN, None)
         level = LogLevel.INFO if clean else LogLevel.ERROR
         how += "" if clean else unexpected_death(None if killer else signum, cut)
         crash = self._crashed(now) if rec.state is READY and not clean else []
