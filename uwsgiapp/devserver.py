@@ -18,10 +18,10 @@ from collections.abc import Iterable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
+from uwsgiapp.devenv import follow_watcher, read_dotenv
 from uwsgiapp.devlogs import error_lines, plain_logs_unless_terminal
 from uwsgiapp.hooks import PostforkError, run_postfork
 from uwsgiapp.importer import AppImportError, load_app, parse_spec
-from uwsgiapp.supervisor.workerexit import die_with_parent
 from uwsgiapp.wsgi.contract import StartResponse, WSGIApp
 
 __all__ = [
@@ -296,6 +296,8 @@ def run_dev(options: DevOptions) -> int:
     from werkzeug.serving import is_running_from_reloader
 
     check_options(options)
+    if not follow_watcher(serving=is_running_from_reloader()):
+        return 0
     read_dotenv(said=not is_running_from_reloader())
     if not is_running_from_reloader():  # the reloader's child serves the socket it inherits
         for path in (p for p in options.extra_files if not os.path.exists(p)):
@@ -336,31 +338,7 @@ def run_dev(options: DevOptions) -> int:
         source = _app_source(options.app)
         if source:
             extra.append(source)
-    if is_running_from_reloader():  # the process that serves ends with the one that watches
-        die_with_parent()  # (a HUP or a kill of that one left it serving, its port taken)
     return _run(options, static_ahead(bounded_input(app, debugger=options.debugger), static), extra)
-
-
-def read_dotenv(*, said: bool = True) -> None:
-    """``.env`` and ``.flaskenv`` in the directory dev starts in, read as ``flask run`` reads
-    them: with python-dotenv where it is installed (a variable already set keeps its value,
-    ``.env``'s go first); else a tip (``said``: once, not again in the reloader's child). They
-    were ignored without a word: an app reading DATABASE_URL at import failed."""
-    found = [name for name in (".env", ".flaskenv") if os.path.isfile(name)]
-    if not found:
-        return
-    try:
-        import dotenv
-    except ImportError:
-        if said:
-            print(
-                f"uwsgiapp dev: tip: {' and '.join(found)} present: install python-dotenv to "
-                "use them (as flask run), or export the variables",
-                file=sys.stderr,
-            )
-        return
-    for name in found:
-        dotenv.load_dotenv(name, override=False, encoding="utf-8")
 
 
 def _run(options: DevOptions, app: WSGIApp, extra: list[str]) -> int:

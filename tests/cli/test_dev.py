@@ -31,8 +31,8 @@ from uwsgiapp.devserver import (
     check_options,
     enable_debug,
     is_loopback,
-    read_dotenv,
 )
+from uwsgiapp.devenv import read_dotenv
 from uwsgiapp.exitcodes import ServeExit
 from uwsgiapp.importer import AppImportError
 from uwsgiapp.wsgi.response import HeaderError, render_head
@@ -741,7 +741,10 @@ def test_the_reload_interval_takes_a_fraction_and_refuses_zero() -> None:
 def _serving_child(server: DevServer) -> int:
     """The pid of the process that serves (the reloader's child of the watching one)."""
     pid = server.proc.pid
-    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    end = time.monotonic() + DEADLINE
+    while not (children := Path(f"/proc/{pid}/task/{pid}/children").read_text().split()):
+        assert time.monotonic() < end, "no serving process"
+        time.sleep(0.05)  # polling its start, never the thing measured
     assert len(children) == 1, children
     return int(children[0])
 
@@ -756,14 +759,17 @@ def test_dev_says_its_serving_process_was_killed(tmp_path: Path, start_dev: Star
     assert b"uwsgiapp dev: the serving process was killed by SIGKILL" in server.stop()
 
 
+@pytest.mark.parametrize("when", ["serving", "importing"])
 def test_dev_serving_process_ends_with_the_watching_one(
-    tmp_path: Path, start_dev: StartDev
+    tmp_path: Path, start_dev: StartDev, when: str
 ) -> None:
     """A HUP (serve's reload) to the watching process ended it alone: the serving one went
-    on with its port, and a new dev could not bind it."""
-    (tmp_path / "site.py").write_text(APP.format(text="up"))
+    on with its port, and a new dev could not bind it; also while it imported the app."""
+    slow = "import time\ntime.sleep(3)\n" if when == "importing" else ""
+    (tmp_path / "site.py").write_text(slow + APP.format(text="up"))
     server = start_dev("site.py:app")
-    assert server.wait_for(b"up") == (200, b"up")
+    if when == "serving":
+        assert server.wait_for(b"up") == (200, b"up")
     child = _serving_child(server)
     server.proc.send_signal(signal.SIGHUP)
     server.proc.wait(DEADLINE)
