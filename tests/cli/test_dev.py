@@ -23,6 +23,7 @@ from cli.cli_testkit import run_cli
 
 from uwsgiapp.cli import build_parser
 from uwsgiapp.devcheck import status_of
+from uwsgiapp.devenv import read_dotenv
 from uwsgiapp.devserver import (
     DevOptions,
     DevServerError,
@@ -32,7 +33,6 @@ from uwsgiapp.devserver import (
     enable_debug,
     is_loopback,
 )
-from uwsgiapp.devenv import read_dotenv
 from uwsgiapp.exitcodes import ServeExit
 from uwsgiapp.importer import AppImportError
 from uwsgiapp.wsgi.response import HeaderError, render_head
