@@ -7,10 +7,16 @@ from __future__ import annotations
 
 import errno
 import os
+import pathlib
+import shutil
 import stat
+import subprocess
+import sys
 
 import pytest
 
+import uwsgiapp
+from uwsgiapp.exitcodes import ServeExit
 from uwsgiapp.server.safefiles import UnsafeFileError
 from uwsgiapp.supervisor.check import Seen, refusals
 
@@ -82,3 +88,27 @@ def test_a_refused_walk_is_said_with_its_option_and_every_path_is_said() -> None
         "--socket: /a/gone/x.sock: No such file or directory",
         "--pidfile: /a/etc/x.log: 'etc' on the way is a symbolic link; refusing",
     ]
+
+
+def test_check_config_refuses_an_install_whose_server_code_does_not_import(
+    tmp_path: pathlib.Path,
+) -> None:
+    """A release of uwsgiapp with a syntax error in its master (or a dependency missing)
+    passed the deploy gate: "the options are valid and app:app loads", exit 0."""
+
+    copy = tmp_path / "site"
+    shutil.copytree(pathlib.Path(uwsgiapp.__file__).parent, copy / "uwsgiapp",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.so"))  # fmt: skip
+    arbiter = copy / "uwsgiapp" / "supervisor" / "arbiter.py"
+    arbiter.write_text(arbiter.read_text() + "\ndef broken(:\n")
+    (tmp_path / "ok.py").write_text("def app(environ, start_response):\n    return []\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UWSGIAPP_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(copy), env.get("PYTHONPATH", "")])
+    done = subprocess.run(
+        [sys.executable, "-m", "uwsgiapp", "serve", "ok:app", "--socket", "a.sock",
+         "--check-config"],
+        cwd=tmp_path, env=env, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    err = done.stderr.decode()
+    assert done.returncode == ServeExit.INTERNAL, (done.stdout, err)
+    assert "--check-config: the server cannot be imported: SyntaxError" in err, err

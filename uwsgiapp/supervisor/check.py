@@ -149,6 +149,8 @@ def check_paths(config: Config) -> list[str]:
 def check_app(config: Config) -> tuple[ServeExit, str]:
     """Check ``config``'s paths, then load ``config.app`` as a worker would: the exit code and
     what to say."""
+    if broken := _server_broken():
+        return ServeExit.INTERNAL, f"--check-config: the server cannot be imported: {broken}"
     refused = check_paths(config)
     if config.chdir and not os.path.isdir(config.chdir):  # start-up's exit 3, not the app's 4
         refused.insert(0, f"--chdir: cannot enter {os.path.abspath(config.chdir)}: no directory")
@@ -170,3 +172,16 @@ def check_app(config: Config) -> tuple[ServeExit, str]:
     except AppImportError as exc:
         return ServeExit.APP_LOAD, f"--check-config: {exc}"
     return ServeExit.OK, f"the options are valid and {config.app} loads"
+
+
+def _server_broken() -> str:
+    """What stops the server's own code from importing ("" if nothing): an install whose
+    server code does not load passed the deploy gate (exit 0), and the start then failed."""
+    import importlib
+
+    try:
+        for module in ("uwsgiapp.supervisor.boot", "uwsgiapp.server.threaded"):
+            importlib.import_module(module)
+    except Exception as exc:  # a SyntaxError, a dependency missing: what the start would meet
+        return f"{type(exc).__name__}: {exc}"
+    return ""
