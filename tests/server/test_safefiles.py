@@ -305,6 +305,23 @@ def test_as_root_a_link_on_the_way_in_the_app_users_directory_is_refused(
 
 
 @pytest.mark.usefixtures("as_root")
+def test_as_root_a_link_the_app_user_owns_in_roots_directory_is_refused(
+    tmp_path: Path, elsewhere: Path
+) -> None:
+    """Made before a non-recursive chown root: the directory only root may write, the link
+    the app user's. It was followed (the log created in root's 0700 directory)."""
+    hard = _user_dir(tmp_path, "hard", owner=0)
+    (hard / "logs").symlink_to(elsewhere)
+    os.lchown(hard / "logs", NOBODY, NOBODY)
+    with pytest.raises(safefiles.UnsafeFileError, match="'logs' on the way is a symb"):
+        safefiles.open_append(str(hard / "logs" / "planted.log"))
+    assert list(elsewhere.iterdir()) == []
+    os.lchown(hard / "logs", 0, 0)  # root's own link there: followed, as before
+    os.close(safefiles.open_append(str(hard / "logs" / "ok.log")))
+    assert [p.name for p in elsewhere.iterdir()] == ["ok.log"]
+
+
+@pytest.mark.usefixtures("as_root")
 def test_as_root_a_sockets_removal_never_goes_through_a_link_the_app_user_planted(
     tmp_path: Path, elsewhere: Path
 ) -> None:

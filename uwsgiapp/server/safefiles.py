@@ -62,15 +62,15 @@ _MAX_LINKS = 40  # as the kernel's path walk
 def _may_follow(dir_fd: int, name: str) -> bool:
     """May root follow the link ``name`` in the directory ``dir_fd``: could only root have made it?
 
-    A directory only root can write holds only root's links; in a sticky one (``/tmp``) nobody
-    else can replace a link root owns.
+    A link root owns, in a directory only root can write, or in a sticky one (``/tmp``),
+    where nobody else can replace it. A link another user owns was made by that user (in a
+    root-only directory: before a non-recursive ``chown root``): followed, it led root where
+    that user chose.
     """
     st = os.fstat(dir_fd)
-    if st.st_uid != 0:
+    if st.st_uid != 0 or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
         return False
-    if not st.st_mode & 0o022:
-        return True
-    return bool(st.st_mode & stat.S_ISVTX) and os.lstat(name, dir_fd=dir_fd).st_uid == 0
+    return os.lstat(name, dir_fd=dir_fd).st_uid == 0
 
 
 def _parent(path: str) -> tuple[int, str]:
