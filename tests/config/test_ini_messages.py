@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from uwsgiapp.config import ConfigError, inifile
+from uwsgiapp.config import ConfigError, readfile
 from uwsgiapp.config.inifile import MAX_INCLUDE_DEPTH, MAX_INI_BYTES
 from uwsgiapp.config.uwsgiini import ini_layer
 
@@ -316,7 +316,7 @@ def test_what_an_ini_file_reads_is_bounded(tmp_path: Path, monkeypatch: pytest.M
     fifo = tmp_path / "fifo.ini"
     os.mkfifo(fifo)
     path.write_text(f"[uwsgi]\nmodule = app:app\ninclude = {fifo}\n")
-    monkeypatch.setattr(inifile, "PIPE_SECONDS", 0.3)  # 10 s: a writer's time to start
+    monkeypatch.setattr(readfile, "PIPE_SECONDS", 0.3)  # 10 s: a writer's time to start
     with pytest.raises(ConfigError, match=r"nothing more came through the pipe in 0\.3 s"):
         ini_layer(str(path), environ={})
     big = tmp_path / "big.ini"

@@ -548,3 +548,50 @@ def test_as_root_a_socket_is_bound_and_handed_over_only_through_the_walked_direc
     finally:
         listener.close()
     assert not (app / "run" / "app.sock").exists()
+
+
+@pytest.mark.usefixtures("as_root")
+def test_as_root_a_config_file_is_read_through_roots_links_only(
+    tmp_path: Path, elsewhere: Path
+) -> None:
+    """An ini's env = SECRET=@(app/secret.key), an include, --config: the app user's link to
+    a root-only file was followed, its text put in the app's environment."""
+    from uwsgiapp.config import ConfigError
+    from uwsgiapp.config.tomlfile import toml_layer
+    from uwsgiapp.config.uwsgiini import ini_layer
+
+    secret = elsewhere / "secret"
+    secret.write_text("TOPSECRET\n")
+    secret.chmod(0o600)
+    app = _user_dir(tmp_path, "app")
+    for name in ("secret.key", "inc.ini", "app.toml"):
+        (app / name).symlink_to(secret)
+        os.lchown(app / name, NOBODY, NOBODY)
+    site = tmp_path / "site.ini"
+    for line in (f"env = SECRET=@({app}/secret.key)", f"include = {app}/inc.ini"):
+        site.write_text(f"[uwsgi]\nmodule = app:app\n{line}\n")
+        with pytest.raises(ConfigError, match="someone other than root could have made"):
+            ini_layer(str(site), environ={})
+    with pytest.raises(ConfigError, match="someone other than root could have made"):
+        toml_layer(str(app / "app.toml"))
+    # root's own link (Debian's apps-enabled -> apps-available) is read, as before
+    (tmp_path / "enabled.ini").symlink_to(site)
+    site.write_text(f"[uwsgi]\nmodule = app:app\nenv = SECRET=@({secret})\n")
+    layer = ini_layer(str(tmp_path / "enabled.ini"), environ={}).layer
+    assert layer["env"].value == ["SECRET=TOPSECRET"]
+
+
+def test_an_at_file_that_is_a_fifo_is_given_up_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """@(fifo) with no writer hung the start (include= gave up after 10 s)."""
+    from uwsgiapp.config import ConfigError, readfile
+    from uwsgiapp.config.uwsgiini import ini_layer
+
+    fifo = tmp_path / "secret.key"
+    os.mkfifo(fifo)
+    site = tmp_path / "site.ini"
+    site.write_text(f"[uwsgi]\nmodule = app:app\nenv = SECRET=@({fifo})\n")
+    monkeypatch.setattr(readfile, "PIPE_SECONDS", 0.3)
+    with pytest.raises(ConfigError, match=r"nothing more came through the pipe in 0\.3 s"):
+        ini_layer(str(site), environ={})

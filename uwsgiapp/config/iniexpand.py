@@ -20,6 +20,7 @@ from functools import partial
 from typing import Final
 
 from uwsgiapp.config.model import ConfigError
+from uwsgiapp.config.readfile import read_bounded
 
 __all__ = [
     "DEFAULT_SECTION",
@@ -298,9 +299,8 @@ def _file_text(match: re.Match[str], *, max_size: int) -> str:
             f"uses @({path}): uWSGI's {scheme}:// source is not read here (only a file's "
             "path); put the value in a file, or in the environment and use $(NAME)"
         )
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as fh:
-            text = fh.read(max_size + 2)
+    try:  # a FIFO hung the start; as root, a link the app user planted was followed
+        text = read_bounded(path).decode("utf-8", errors="surrogateescape")[: max_size + 2]
     except OSError as exc:
         raise ExpansionError(f"uses @({path}), which cannot be read ({exc.strerror})") from None
     return text[:-1] if text.endswith(("\n", "\r")) else text

@@ -3,17 +3,14 @@ entries in order, in uWSGI's dialect (what they mean is :mod:`uwsgiapp.config.uw
 
 from __future__ import annotations
 
-import errno
 import os
-import select
-import stat
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from uwsgiapp.config.iniexpand import DEFAULT_SECTION, ExpansionError
 from uwsgiapp.config.inilogic import IniEntry
 from uwsgiapp.config.model import ConfigError
+from uwsgiapp.config.readfile import MAX_INI_BYTES, read_bounded
 
 __all__ = [
     "MAX_INCLUDE_DEPTH",
@@ -90,43 +87,6 @@ def read_section(path: str, section: str) -> list[IniEntry]:
             "ini", f"{path} has no [{section}] section (sections: {found})", "command line"
         )
     return entries
-
-
-#: The most an ini file may hold, and how long a pipe's writer (``--ini <(envsubst ...)``) may
-#: take: an include of /dev/zero read until memory ran out, a FIFO with no writer hung.
-MAX_INI_BYTES = 4 << 20
-PIPE_SECONDS = 10.0
-
-
-def read_bounded(path: str) -> bytes:
-    """The bytes of the file (or pipe) at ``path``; OSError (its strerror said) for what cannot
-    be read, a device, or more than :data:`MAX_INI_BYTES`."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    try:
-        mode = os.fstat(fd).st_mode
-        if stat.S_ISDIR(mode):
-            raise OSError(errno.EISDIR, "Is a directory")
-        if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
-            raise OSError(errno.EINVAL, "not a file (a device?)")
-        chunks: list[bytes] = []
-        deadline, size = time.monotonic() + PIPE_SECONDS, 0
-        while True:
-            if (
-                stat.S_ISFIFO(mode)
-                and not select.select([fd], [], [], max(deadline - time.monotonic(), 0))[0]
-            ):
-                raise OSError(
-                    errno.ETIMEDOUT, f"nothing more came through the pipe in {PIPE_SECONDS:g} s"
-                )
-            data = os.read(fd, 65536)
-            if not data:
-                return b"".join(chunks)
-            size += len(data)
-            if size > MAX_INI_BYTES:
-                raise OSError(errno.EFBIG, f"over {MAX_INI_BYTES >> 20} MiB")
-            chunks.append(data)
-    finally:
-        os.close(fd)
 
 
 class NotUtf8(ConfigError):

@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from uwsgiapp.config.configload import Layer, Raw, option_specs, spec_for, suggest
 from uwsgiapp.config.model import ConfigError
+from uwsgiapp.config.readfile import read_bounded
 
 __all__ = ["MAX_TOML_KEY_PARTS", "MAX_TOML_NESTING", "toml_layer"]
 
@@ -115,8 +116,7 @@ def _load_toml(path: str) -> tuple[dict[str, Any], str]:
             "command line",
         )
     try:
-        with open(path, "rb") as fh:
-            text = fh.read().decode("utf-8")
+        text = read_bounded(path).decode("utf-8")
     except OSError as exc:
         raise ConfigError("config", f"cannot read {path}: {exc.strerror}", "command line") from None
     except UnicodeDecodeError as exc:
