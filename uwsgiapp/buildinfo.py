@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.machinery
+import platform
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -71,6 +72,13 @@ def build_description() -> str:
         return "pure Python"
     what = "compiled" if len(names) == len(COMPILED_MODULES) else "partly compiled"
     return f"{what}: {', '.join(names)}"
+
+
+def running_version() -> str:
+    """``uwsgiapp 0.1.0, compiled, Python 3.12.3``: what this process runs, for the start's
+    line (``--version`` says what is installed, which a ``pip install -U`` changed)."""
+    build = build_description().partition(":")[0]
+    return f"uwsgiapp {__version__}, {build}, Python {platform.python_version()}"
 
 
 def version_line(prog: str = "uwsgiapp") -> str:

@@ -17,6 +17,7 @@ from support.procs import (
     wait_until,
 )
 
+import uwsgiapp
 from uwsgiapp.supervisor.touch import INTERVAL
 
 APP = """
@@ -70,6 +71,8 @@ def test_relative_socket_pidfile_and_log_live_in_the_chdir_and_are_removed(
         server.stop()
     log = (proj / "proj.log").read_text()
     assert f"listening on {proj}/proj.sock (owner" in log  # the path for nginx's uwsgi_pass
+    # What runs (after a pip install -U, --version says what is installed, not what runs).
+    assert f"starting 1 worker (uwsgiapp {uwsgiapp.__version__}, " in log, log
     assert "could not remove" not in log, log
     assert not (proj / "proj.sock").exists() and not (proj / "proj.pid").exists()
 

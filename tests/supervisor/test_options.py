@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 from collections.abc import Iterator
 
@@ -152,3 +153,13 @@ def test_while_a_child_tries_the_new_code_the_master_keeps_the_old_env(
     options.hold_environ()
     assert options.rollback() is None
     assert (os.environ["OPT_A"], os.environ["OPT_B"]) == ("30", "from the start")
+
+
+def test_a_hup_says_when_another_uwsgiapp_is_installed_than_runs() -> None:
+    """After a pip install -U, the reload kept the running uwsgiapp without a word (and with
+    --lazy-apps the workers mixed the two)."""
+    assert options.installed_elsewhere() == ""  # the one installed is the one running
+    said = options.installed_elsewhere(running="0.0.1")
+    installed = importlib.metadata.version("uwsgiapp")
+    assert said.startswith(f"HUP: uwsgiapp {installed} is installed, this master runs 0.0.1")
+    assert "a USR2 or a restart runs" in said and "--lazy-apps" in said

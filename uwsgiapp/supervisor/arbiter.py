@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from uwsgiapp import unpatched
+from uwsgiapp.buildinfo import running_version
 from uwsgiapp.config import Config
 from uwsgiapp.exitcodes import ServeExit, WorkerExit
 from uwsgiapp.hooks import PostforkError, run_postfork
@@ -118,7 +119,8 @@ class Arbiter:
         """Run until stopped; returns the exit code."""
         set_title(*master_title(self.config.app))
         self.handlers.install()
-        log.info("master %d: starting %s", self.pid, A.count_workers(self.policy.desired))
+        log.info("master %d: starting %s (%s)", self.pid, A.count_workers(self.policy.desired),
+                 running_version())  # fmt: skip
         code = self._execute(self.policy.start())
         stats = self.stats
         wake = self.handlers.wake_r

@@ -10,9 +10,11 @@ The command line gives the way to read them (:func:`watch`); the master asks at 
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import os
 from collections.abc import Callable, Mapping
 
+from uwsgiapp import __version__
 from uwsgiapp.config import Config
 from uwsgiapp.supervisor.actions import Log, LogLevel
 
@@ -85,7 +87,7 @@ def on_hup(most_workers: int, running: int = 0) -> tuple[int | None, list[Log]]:
         text = f"HUP: cannot read the options again ({exc}): keeping those read before"
         return None, [Log(LogLevel.WARNING, text)]
     names = changed(_current, new)
-    said: list[Log] = []
+    said: list[Log] = [Log(LogLevel.WARNING, line) for line in [installed_elsewhere()] if line]
     to_set, to_remove = env_changes(_current.env_vars(), new.env_vars())
     _undo = (_current, {name: os.environ.get(name) for name in (*to_set, *to_remove)})
     if to_set or to_remove:  # not for the same variables in another order
@@ -123,6 +125,23 @@ def on_hup(most_workers: int, running: int = 0) -> tuple[int | None, list[Log]]:
     # What runs now: the live options new, the others as they were.
     _current = dataclasses.replace(new, **{name: getattr(_current, name) for name in rest})
     return workers, said
+
+
+def installed_elsewhere(running: str = __version__) -> str:
+    """What to say when the uwsgiapp installed now is not the one this master runs (a ``pip
+    install -U`` before the HUP): the reload keeps the running one; "" when they are one."""
+    try:
+        installed = importlib.metadata.version("uwsgiapp")
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+    if installed == running:
+        return ""
+    return (
+        f"HUP: uwsgiapp {installed} is installed, this master runs {running}: the reload keeps "
+        f"{running} (a USR2 or a restart runs {installed}); with --lazy-apps the workers "
+        f"would import the parts of uwsgiapp the master has not loaded (uwsgiapp.web) from "
+        f"{installed} beside {running}'s"
+    )
 
 
 def hold_environ() -> None:
