@@ -155,7 +155,8 @@ def _import_failure(what: str, spec: str, exc: BaseException) -> AppImportError:
     """The error for an import that raised: its traceback, and what may help
     (:func:`~uwsgiapp.importhints.failure_hint`)."""
     message = f"error while importing {what} for app {spec!r}:\n{_inner_traceback(exc)}"
-    hint = failure_hint(exc, *_app_file(spec))
+    relative = isinstance(exc, ImportError) and "no known parent package" in str(exc)
+    hint = failure_hint(exc, *_app_file(spec)) if relative else failure_hint(exc)
     return AppImportError(message + hint, spec=spec, kind="import-failed")
 
 
@@ -165,9 +166,9 @@ def _app_file(spec: str) -> tuple[str, str]:
     parsed = parse_spec(spec)
     if parsed.path:
         return os.path.abspath(parsed.path), ".".join(parsed.attrs) or "app"
-    try:
+    try:  # a top-level module's (a relative import failed in it): no package is imported
         found = importlib.util.find_spec(parsed.module)
-    except (ImportError, ValueError):
+    except Exception:  # a package's own import may raise anything
         found = None
     return (found.origin or "") if found else "", ".".join(parsed.attrs) or "app"
 

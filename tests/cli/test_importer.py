@@ -432,3 +432,19 @@ def test_the_package_hint_ends_at_the_root(monkeypatch: pytest.MonkeyPatch) -> N
         ImportError("attempted relative import with no known parent package"), "/srv/app.py"
     )
     assert "name the app by its package, srv.app:app, with / on the path" in hint, hint
+
+
+def test_a_package_that_raises_at_import_is_the_apps_error_once(pkgdir: tuple[Path, str]) -> None:
+    """The hint's lookup imported the package again, whose RuntimeError then escaped as a
+    raw traceback (exit 1, its code run twice)."""
+    tmp, name = pkgdir
+    write(tmp / name / "__init__.py", "import builtins\nbuiltins.RUNS = getattr(builtins, "
+          "'RUNS', 0) + 1\nraise RuntimeError('no config')\n")  # fmt: skip
+    write(tmp / name / "app.py", "app = lambda e, s: []\n")
+    with pytest.raises(AppImportError, match="no config") as info:
+        load_app(f"{name}.app:app")
+    assert info.value.kind == "import-failed"
+    import builtins
+
+    assert getattr(builtins, "RUNS", 0) == 1
+    del builtins.RUNS  # type: ignore[attr-defined]

@@ -834,3 +834,10 @@ def test_log_level_is_taken_in_any_case() -> None:
     assert make_config(app="a:app", log_level="WARNING").log_level == "WARNING"
     with pytest.raises(ConfigError, match="must be one of debug, info, warning"):
         make_config(app="a:app", log_level="loud")
+
+
+def test_toml_mode_is_not_read_out_of_a_string(tmp_path: Path) -> None:
+    """A string value that says "chmod-socket = 432" was taken for the key's spelling."""
+    path = tmp_path / "u.toml"
+    path.write_text('chmod-socket = 0o660\nenv = ["A=use chmod-socket = 432 for x"]\n')
+    assert resolve([toml_layer(str(path))]).config.chmod_socket == 0o660

@@ -595,3 +595,36 @@ def test_an_at_file_that_is_a_fifo_is_given_up_on(
     monkeypatch.setattr(readfile, "PIPE_SECONDS", 0.3)
     with pytest.raises(ConfigError, match=r"nothing more came through the pipe in 0\.3 s"):
         ini_layer(str(site), environ={})
+
+
+@pytest.mark.usefixtures("as_root")
+def test_as_root_proc_links_are_the_kernels_and_hard_links_are_refused(
+    tmp_path: Path, elsewhere: Path
+) -> None:
+    """/dev/fd/N of a deleted file read '<path> (deleted)', a file an app user could make
+    (its settings then root's), and a big heredoc's (a deleted temp file) failed; a hard link
+    the app user made to a root-only file was read."""
+    from uwsgiapp.config.readfile import read_bounded
+
+    app = _user_dir(tmp_path, "app", mode=0o1777)
+    config = app / "cfg.ini"
+    config.write_text("[uwsgi]\nmodule = real:app\n")
+    fd = os.open(config, os.O_RDONLY)
+    try:
+        config.unlink()
+        (app / "cfg.ini (deleted)").write_text("[uwsgi]\nmodule = attackers:app\n")
+        assert read_bounded(f"/proc/self/fd/{fd}") == b"[uwsgi]\nmodule = real:app\n"
+    finally:
+        os.close(fd)
+    secret = elsewhere / "secret"
+    secret.write_text("TOPSECRET\n")
+    os.link(secret, app / "secret.key")
+    with pytest.raises(OSError, match="has 2 hard links, in a directory others may write"):
+        read_bounded(str(app / "secret.key"))
+    assert read_bounded(str(secret)) == b"TOPSECRET\n"  # in root's own directory: read
+    # Debian's relative apps-enabled link, root's, in root's directory: read.
+    (elsewhere / "available").mkdir()
+    (elsewhere / "enabled").mkdir()
+    (elsewhere / "available" / "x.ini").write_text("[uwsgi]\n")
+    (elsewhere / "enabled" / "x.ini").symlink_to("../available/x.ini")
+    assert read_bounded(str(elsewhere / "enabled" / "x.ini")) == b"[uwsgi]\n"

@@ -163,3 +163,13 @@ def test_a_hup_says_when_another_uwsgiapp_is_installed_than_runs() -> None:
     installed = importlib.metadata.version("uwsgiapp")
     assert said.startswith(f"HUP: uwsgiapp {installed} is installed, this master runs 0.0.1")
     assert "a USR2 or a restart runs" in said and "--lazy-apps" in said
+
+
+def test_the_hup_says_it_when_another_uwsgiapp_is_installed(
+    watched: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "9.9.9")  # pip install -U
+    watched.append(make_config(app="a:app", env=("OPT_A=1", "OPT_B=2"), workers=2))
+    _, said = options.on_hup(most_workers=32)
+    assert [line.level for line in said] == [LogLevel.WARNING]
+    assert str(said[0].message).startswith("HUP: uwsgiapp 9.9.9 is installed, this master runs ")

@@ -28,7 +28,7 @@ def read_bounded(path: str) -> bytes:
     try:
         fd = open_read(path)  # as root, no link someone else could have made
     except UnsafeFileError as exc:  # said as an errno's text is: "path: why; refusing"
-        raise OSError(errno.EPERM, str(exc).split(": ", 1)[-1], path) from None
+        raise OSError(errno.EPERM, f"{exc.why or exc}; refusing to use it", path) from None
     try:
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):

@@ -46,8 +46,8 @@ _TOML_DOTTED_KEY: Final = re.compile(
 
 def _toml_skeleton(text: str, *, strings: bool = False) -> str:
     """``text`` with every string replaced by ``""`` (its newlines kept after it, so line
-    numbers stay right; kept as written with ``strings``) and comments removed: what is left
-    is structure."""
+    numbers stay right; with ``strings``, a quoted key kept as written) and comments removed:
+    what is left is structure."""
     parts: list[str] = []
     pos = 0
     while (opener := _TOML_OPENERS.search(text, pos)) is not None:
@@ -56,7 +56,9 @@ def _toml_skeleton(text: str, *, strings: bool = False) -> str:
         end = _TOML_CLOSERS[token].match(text, opener.end())
         pos = end.end() if end is not None else len(text)
         if token != "#":
-            kept = text[opener.start() : pos] if strings else None
+            # With ``strings``, a key's (followed by "=" or "."), not a value's.
+            key = strings and text[pos:].lstrip(" \t")[:1] in ("=", ".")
+            kept = text[opener.start() : pos] if key else None
             parts.append(kept or '""' + "\n" * text.count("\n", opener.start(), pos))
     parts.append(text[pos:])
     return "".join(parts)

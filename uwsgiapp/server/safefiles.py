@@ -42,12 +42,17 @@ __all__ = [
 class UnsafeFileError(OSError):
     """A path the server will not use: a symlink, not a regular file, or hard-linked as root."""
 
+    #: Why, without the path.
+    why = ""
+
 
 _APPEND_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _refuse(path: str, why: str) -> UnsafeFileError:
-    return UnsafeFileError(refused(path, why))
+    refusal = UnsafeFileError(refused(path, why))
+    refusal.why = why
+    return refusal
 
 
 def refused(path: str, why: str) -> str:
@@ -95,6 +100,11 @@ def _parent(path: str) -> tuple[int, str]:
                     os.lstat(part, dir_fd=fd).st_mode
                 ):
                     raise type(exc)(exc.errno, exc.strerror, path) from None
+                if _on_proc(fd):  # /proc/self: the kernel's link (65534's in a user namespace)
+                    nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                    os.close(fd)
+                    fd = nxt
+                    continue
                 if root and not _may_follow(fd, part):
                     raise _refuse(
                         path,
@@ -179,7 +189,9 @@ def open_append(path: str, mode: int = 0o640) -> int:
 def open_read(path: str) -> int:
     """Open ``path`` to read it (a config file: an ini, its includes, an ``@(file)``, a TOML)
     without blocking on a FIFO; returns the fd. As root, a link on the way or at the end is
-    followed only where root alone could have made it (:func:`_may_follow`): an app user's
+    followed only where root alone could have made it (:func:`_may_follow`; /proc's, as
+    ``/dev/stdin`` or ``<(...)`` name, by the kernel: their text names no file), and a file
+    with more than one hard link only in a directory of root's alone: an app user's
     ``secret.key -> /root/secret`` led root's read of a root-only file into the app's
     environment. :class:`UnsafeFileError` (naming the path) for such a link."""
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
@@ -187,20 +199,42 @@ def open_read(path: str) -> int:
         return os.open(path, flags)
     for _ in range(_MAX_LINKS):
         with in_parent(path) as (parent, name):
+            follow = _on_proc(parent)
             try:
-                return os.open(name, flags | os.O_NOFOLLOW, dir_fd=parent)
+                fd = os.open(name, flags | (0 if follow else os.O_NOFOLLOW), dir_fd=parent)
             except OSError as exc:
                 if exc.errno != errno.ELOOP:
                     raise type(exc)(exc.errno, exc.strerror, path) from None
+            else:
+                return _one_link_only(fd, parent, path)
             if not _may_follow(parent, name):
                 raise _refuse(
                     path, "is a symbolic link that someone other than root could have made"
                 ) from None
             target = os.readlink(name, dir_fd=parent)
-            if ":[" in target and not target.startswith("/"):  # /proc's (a pipe: --ini <(...))
-                return os.open(name, flags, dir_fd=parent)
         path = os.path.join(os.path.dirname(path), target)
     raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), path)
+
+
+def _one_link_only(fd: int, parent: int, path: str) -> int:
+    """``fd``, unless it is a file hard-linked where someone else may write (a hard link the
+    app user made to a root-only file: ``fs.protected_hardlinks`` is off in many containers)."""
+    st = os.fstat(fd)
+    where = os.fstat(parent)
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1 and (where.st_uid or where.st_mode & 0o022):
+        os.close(fd)
+        raise _refuse(path, f"has {st.st_nlink} hard links, in a directory others may write")
+    return fd
+
+
+def _on_proc(dir_fd: int) -> bool:
+    """Whether ``dir_fd`` is a directory of /proc, whose links (``/proc/self``, its ``fd/N``)
+    the kernel makes: their owner is the host's root in a user namespace (65534), and their
+    text names a pipe or a deleted file that no path reaches again."""
+    try:
+        return os.fstat(dir_fd).st_dev == os.stat("/proc").st_dev
+    except OSError:
+        return False
 
 
 def chown_file(path: str, uid: int, gid: int) -> None:

@@ -178,10 +178,15 @@ def _server_broken() -> str:
     """What stops the server's own code from importing ("" if nothing): an install whose
     server code does not load passed the deploy gate (exit 0), and the start then failed."""
     import importlib
+    import pkgutil
 
-    try:
-        for module in ("uwsgiapp.supervisor.boot", "uwsgiapp.server.threaded"):
-            importlib.import_module(module)
-    except Exception as exc:  # a SyntaxError, a dependency missing: what the start would meet
-        return f"{type(exc).__name__}: {exc}"
+    import uwsgiapp
+
+    for found in pkgutil.walk_packages(uwsgiapp.__path__, "uwsgiapp."):
+        if found.name.endswith("__main__"):
+            continue
+        try:  # every module: some are imported only when needed (a bind conflict, a health check)
+            importlib.import_module(found.name)
+        except Exception as exc:  # a SyntaxError, a dependency missing: what the start meets
+            return f"{found.name}: {type(exc).__name__}: {exc}"
     return ""
