@@ -771,7 +771,9 @@ def test_dev_serving_process_ends_with_the_watching_one(
     if when == "serving":
         assert server.wait_for(b"up") == (200, b"up")
     child = _serving_child(server)
-    server.proc.send_signal(signal.SIGHUP)
+    # SIGKILL: the parent's end without a word of its own (a HUP, which killed it, may be
+    # ignored by what started the tests: nohup)
+    server.proc.send_signal(signal.SIGKILL)
     server.proc.wait(DEADLINE)
     end = time.monotonic() + DEADLINE
     while _alive(child) and time.monotonic() < end:
