@@ -119,6 +119,7 @@ class LineWriter:
             if stream is not self._stream:
                 stream.flush()  # what was written through the stream goes first
                 self._stream = stream
+                self._cut = False  # a new file (USR1): nothing of it was cut
                 try:
                     self._fd = stream.fileno()
                 except (OSError, ValueError):  # no real fd (a captured or in-memory stream)

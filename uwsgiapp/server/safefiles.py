@@ -205,8 +205,8 @@ def open_read(path: str) -> int:
             except OSError as exc:
                 if exc.errno != errno.ELOOP:
                     raise type(exc)(exc.errno, exc.strerror, path) from None
-            else:
-                return _one_link_only(fd, parent, path)
+            else:  # a file /proc's link names: its text names no directory to judge
+                return fd if follow else _one_link_only(fd, parent, path)
             if not _may_follow(parent, name):
                 raise _refuse(
                     path, "is a symbolic link that someone other than root could have made"
