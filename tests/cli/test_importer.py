@@ -390,6 +390,13 @@ def test_an_app_taking_gunicorns_logger_is_told_it_has_no_handler_here(
         del logging.root.manager.loggerDict["gunicorn.error"]
 
 
+def _package_with_models(tmp: Path, name: str) -> Path:
+    """The package ``name`` under ``tmp``, with a ``models`` module for relative imports."""
+    write(tmp / name / "__init__.py", "")
+    write(tmp / name / "models.py", "X = 1\n")
+    return tmp / name
+
+
 @pytest.mark.parametrize("spec", ["{name}app:app", "{name}app.py:app"])
 def test_a_module_run_outside_its_package_is_told_its_package_name(
     pkgdir: tuple[Path, str], spec: str
@@ -397,9 +404,7 @@ def test_a_module_run_outside_its_package_is_told_its_package_name(
     """flask run finds the package (mypkg.app); the error said only "attempted relative
     import with no known parent package"."""
     tmp, name = pkgdir
-    package = tmp / name
-    write(package / "__init__.py", "")
-    write(package / "models.py", "X = 1\n")
+    package = _package_with_models(tmp, name)
     write(package / f"{name}app.py", "from . import models\napp = lambda e, s: []\n")
     with pytest.raises(AppImportError) as info:
         load_app(spec.format(name=name), chdir=str(package))
@@ -413,9 +418,7 @@ def test_the_package_hint_names_the_apps_module_not_the_one_that_failed(
 ) -> None:
     """wsgi.py imports views.py, whose relative import fails: the hint named views:app."""
     tmp, name = pkgdir
-    package = tmp / name
-    write(package / "__init__.py", "")
-    write(package / "models.py", "X = 1\n")
+    package = _package_with_models(tmp, name)
     write(package / f"{name}views.py", "from . import models\n")
     write(package / f"{name}wsgi.py", f"import {name}views\napp = lambda e, s: []\n")
     with pytest.raises(AppImportError) as info:
