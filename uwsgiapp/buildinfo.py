@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import importlib.machinery
-import platform
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -78,7 +77,7 @@ def running_version() -> str:
     """``uwsgiapp 0.1.0, compiled, Python 3.12.3``: what this process runs, for the start's
     line (``--version`` says what is installed, which a ``pip install -U`` changed)."""
     build = build_description().partition(":")[0]
-    return f"uwsgiapp {__version__}, {build}, Python {platform.python_version()}"
+    return f"uwsgiapp {__version__}, {build}, Python {sys.version.split()[0]}"
 
 
 def version_line(prog: str = "uwsgiapp") -> str:

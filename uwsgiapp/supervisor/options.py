@@ -10,7 +10,6 @@ The command line gives the way to read them (:func:`watch`); the master asks at 
 from __future__ import annotations
 
 import dataclasses
-import importlib.metadata
 import os
 from collections.abc import Callable, Mapping
 
@@ -130,6 +129,8 @@ def on_hup(most_workers: int, running: int = 0) -> tuple[int | None, list[Log]]:
 def installed_elsewhere(running: str = __version__) -> str:
     """What to say when the uwsgiapp installed now is not the one this master runs (a ``pip
     install -U`` before the HUP): the reload keeps the running one; "" when they are one."""
+    import importlib.metadata  # here: it loads email, csv, zipfile (1.5 MB in every worker)
+
     try:
         installed = importlib.metadata.version("uwsgiapp")
     except importlib.metadata.PackageNotFoundError:
