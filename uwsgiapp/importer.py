@@ -155,8 +155,7 @@ def _import_failure(what: str, spec: str, exc: BaseException) -> AppImportError:
     """The error for an import that raised: its traceback, and what may help
     (:func:`~uwsgiapp.importhints.failure_hint`)."""
     message = f"error while importing {what} for app {spec!r}:\n{_inner_traceback(exc)}"
-    relative = isinstance(exc, ImportError) and "no known parent package" in str(exc)
-    hint = failure_hint(exc, *_app_file(spec)) if relative else failure_hint(exc)
+    hint = failure_hint(exc, lambda: _app_file(spec))
     return AppImportError(message + hint, spec=spec, kind="import-failed")
 
 

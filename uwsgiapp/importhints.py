@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
+from collections.abc import Callable
 
 from uwsgiapp.pathreach import unreachable_hint
 
@@ -32,9 +33,12 @@ PORT_TAKEN = (
 )
 
 
-def failure_hint(exc: BaseException, app_file: str = "", attrs: str = "app") -> str:
+def failure_hint(
+    exc: BaseException, app_file: Callable[[], tuple[str, str]] = lambda: ("", "app")
+) -> str:
     """The lines to add to an import failure's message ("" for none); ``app_file``: the file
-    of the app's module (``attrs``: what the spec names in it), for a relative import's."""
+    of the app's module and what the spec names in it, looked up for a relative import's
+    only (the lookup may import a package)."""
     missing = (exc.name or "") if isinstance(exc, ModuleNotFoundError) else ""
     top = missing.partition(".")[0]
     if top in _UWSGI_MODULES:
@@ -46,8 +50,9 @@ def failure_hint(exc: BaseException, app_file: str = "", attrs: str = "app") -> 
         return unreachable_hint(sys.path, os.getuid())
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         return PORT_TAKEN
-    if isinstance(exc, ImportError) and "no known parent package" in str(exc) and app_file:
-        return _package_hint(app_file, attrs)
+    if isinstance(exc, ImportError) and "no known parent package" in str(exc):
+        path, attrs = app_file()
+        return _package_hint(path, attrs) if path else ""
     return ""
 
 

@@ -432,7 +432,8 @@ def test_the_package_hint_ends_at_the_root(monkeypatch: pytest.MonkeyPatch) -> N
 
     monkeypatch.setattr(importhints.os.path, "isfile", lambda path: True)
     hint = importhints.failure_hint(
-        ImportError("attempted relative import with no known parent package"), "/srv/app.py"
+        ImportError("attempted relative import with no known parent package"),
+        lambda: ("/srv/app.py", "app"),
     )
     assert "name the app by its package, srv.app:app, with / on the path" in hint, hint
 

@@ -77,31 +77,28 @@ class Watch:
         """One look (the thread's, each :data:`POLL`)."""
         self._execute(self._policy.while_importing(time.monotonic(), time.time(), self._status))
         for rec in list(self._policy.records.values()):
-            if rec.pid in self.gone:
-                self._taken(rec.pid)  # seen exited; the app's gevent may reap it still
-                continue
-            try:
-                ended = os.waitid(os.P_PID, rec.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:  # reaped already, by a waiter of the app's import (gevent's
-                ended = None  # child watcher): the loop's reap never sees it
-                self._lost.append(rec.pid)
-            if ended is not None or rec.pid in self._lost:
+            seen = rec.pid in self.gone  # looked at again: the app's gevent may reap it still
+            if self._look(rec.pid) and not seen:
                 self.gone.add(rec.pid)
                 log.warning("%s exited while the master imports the app: replaced once the "
                             "import ends", rec.label)  # fmt: skip
 
-    def _taken(self, pid: int) -> None:
-        """``pid``, seen exited, is no longer a child to wait for: another waiter reaped it."""
-        if pid not in self._lost:
-            try:
-                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-            except ChildProcessError:
-                self._lost.append(pid)
+    def _look(self, pid: int) -> bool:
+        """Whether the child ``pid`` has exited, left for the loop to reap (WNOWAIT); one that
+        another waiter reaped already (the app's gevent, its child watcher), which the loop's
+        reap never sees, is kept for :meth:`take_lost`."""
+        if pid in self._lost:
+            return True
+        try:
+            return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+        except ChildProcessError:
+            self._lost.append(pid)
+            return True
 
     def end(self) -> None:
         """The import is over (the thread joined): a last look, then the loop reaps."""
         for pid in self.gone:
-            self._taken(pid)
+            self._look(pid)
         self.gone.clear()
 
     def take_lost(self) -> list[tuple[int, int | None, int | None]]:
