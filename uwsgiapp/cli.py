@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from uwsgiapp.buildinfo import VersionAction
-from uwsgiapp.clientcli import add_ping_parser, add_request_parser
 from uwsgiapp.clihints import HintingParser
 from uwsgiapp.entry import restore_defaults
 from uwsgiapp.exitcodes import COMMAND_EXIT_CODES, DEV_EXIT_TEXT, ClientExit, ServeExit, help_text
+from uwsgiapp.lazycommands import declare_lazy_commands
 
 if TYPE_CHECKING:
     from uwsgiapp.config import Config
@@ -359,8 +359,9 @@ def _cmd_dev(args: argparse.Namespace) -> int:
 # --- entry point --------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The whole ``uwsgiapp`` argument parser (all sub-commands)."""
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``uwsgiapp`` argument parser: all sub-commands in full, or only what parsing
+    ``argv`` needs (:mod:`uwsgiapp.lazycommands`)."""
     parser = HintingParser(
         prog=PROG,
         description="Pure-Python application container for nginx's uwsgi protocol.",
@@ -373,18 +374,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=HintingParser)
     _add_serve(sub)
     _add_dev(sub)
-    add_request_parser(sub)
-    add_ping_parser(sub)
-    from uwsgiapp.stats.top import add_parser as _add_top  # `top`: declared with its handler
-
-    _add_top(sub)
+    declare_lazy_commands(sub, argv)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``uwsgiapp`` command line; return the exit code."""
-    parser = build_parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)
         return EXIT_USAGE

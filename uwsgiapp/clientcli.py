@@ -1,8 +1,8 @@
 """The client commands, ``uwsgiapp request`` and ``uwsgiapp ping``: their arguments, and a
 run of :mod:`uwsgiapp.client` with its errors turned into exit codes (:class:`ClientExit`).
 
-:mod:`uwsgiapp.cli` declares them beside ``serve`` and ``dev``; the client itself is imported
-only when one of them runs.
+:mod:`uwsgiapp.cli` declares them beside ``serve`` and ``dev`` (through
+:mod:`uwsgiapp.lazycommands`: this module is imported only when one of them runs).
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ def _add_socket_argument(p: argparse.ArgumentParser) -> None:
 # --- request ------------------------------------------------------------------------------
 
 
-def add_request_parser(sub: argparse._SubParsersAction[Any]) -> None:
+def add_request_parser(sub: argparse._SubParsersAction[Any], summary: str) -> None:
     """Declare ``uwsgiapp request`` on the command line's sub-command parser."""
     p = sub.add_parser(
         "request",
-        help="send one uwsgi request to a socket and print the response",
+        help=summary,
         description=(
             "Send one request over the uwsgi protocol straight to a server socket (what nginx's "
             "uwsgi_pass would send) and print the response body (-i: with status and headers)."
@@ -333,11 +333,11 @@ def _output_closed() -> int:
 # --- ping ---------------------------------------------------------------------------------
 
 
-def add_ping_parser(sub: argparse._SubParsersAction[Any]) -> None:
+def add_ping_parser(sub: argparse._SubParsersAction[Any], summary: str) -> None:
     """Declare ``uwsgiapp ping`` on the command line's sub-command parser."""
     p = sub.add_parser(
         "ping",
-        help="uwsgi ping (modifier1 100): exit 0 if the server answers pong",
+        help=summary,
         description=(
             "Send a uwsgi ping (modifier1 100) and wait for the pong (64 00 00 01): a health "
             "check for Docker and load balancers."

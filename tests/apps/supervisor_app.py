@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -27,6 +28,11 @@ def _ids(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byt
         "groups": sorted(os.getgroups()),
     }
     return [json.dumps(info).encode()]
+
+
+def _modules(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+    start_response("200 OK", PLAIN)
+    return ["\n".join(sorted(sys.modules)).encode()]
 
 
 def _grow(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -83,6 +89,7 @@ def _pid(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byt
 ROUTES: dict[str, Callable[[dict[str, Any], StartResponse], Iterable[bytes]]] = {
     "ids": _ids,
     "grow": _grow,
+    "modules": _modules,
     "sleep": _sleep,
     "poll": _poll,
     "gc": _gc,

@@ -238,11 +238,11 @@ def _source(address: str, http: bool) -> Source:
     return stats_source(address, {} if address else os.environ, http)
 
 
-def add_parser(sub: argparse._SubParsersAction[Any]) -> None:
+def add_parser(sub: argparse._SubParsersAction[Any], summary: str) -> None:
     """Declare ``uwsgiapp top`` on the command line's sub-command parser."""
     p = sub.add_parser(
         "top",
-        help="live view of a stats server (ours or uWSGI's): workers, req/s, listen queue",
+        help=summary,
         description=(
             "Show the workers of a server with a stats socket (uwsgiapp serve --stats, or "
             "uWSGI's --stats): state, requests and req/s, average time, RSS, respawns, and the "
