@@ -841,3 +841,28 @@ def test_toml_mode_is_not_read_out_of_a_string(tmp_path: Path) -> None:
     path = tmp_path / "u.toml"
     path.write_text('chmod-socket = 0o660\nenv = ["A=use chmod-socket = 432 for x"]\n')
     assert resolve([toml_layer(str(path))]).config.chmod_socket == 0o660
+
+
+def test_who_may_change_a_config_file_is_judged_by_owner_mode_and_directory() -> None:
+    import os
+
+    from uwsgiapp.config.readfile import others_may_change
+
+    def st(uid: int, gid: int, mode: int) -> os.stat_result:
+        return os.stat_result((mode, 0, 0, 1, uid, gid, 0, 0, 0, 0))
+
+    root_dir = st(0, 0, 0o40755)
+    assert others_may_change(st(0, 0, 0o100644), root_dir) is None
+    assert others_may_change(st(0, 0, 0o100664), root_dir) is None  # root's group may
+    assert others_may_change(st(0, 0, 0o100644), st(0, 0, 0o41777)) is None  # sticky
+    assert "group" in str(others_may_change(st(0, 4242, 0o100664), root_dir))
+    assert "its directory is writable by everyone" == others_may_change(
+        st(0, 0, 0o100644), st(0, 0, 0o40777)
+    )
+    assert str(others_may_change(st(0, 0, 0o100644), st(4242, 0, 0o40755))).startswith(
+        "its directory is owned by 4242"
+    )
+    # a sticky directory guards only root's file: one the app owns is still the app's
+    assert str(others_may_change(st(4242, 0, 0o100644), st(0, 0, 0o41777))).startswith(
+        "it is owned by 4242"
+    )

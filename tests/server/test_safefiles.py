@@ -581,6 +581,43 @@ def test_as_root_a_config_file_is_read_through_roots_links_only(
     assert layer["env"].value == ["SECRET=TOPSECRET"]
 
 
+@pytest.mark.usefixtures("as_root")
+def test_as_root_a_config_file_others_may_change_is_warned_of(
+    tmp_path: Path, elsewhere: Path
+) -> None:
+    """An include the app user could write (its own, or in its directory) set uid = 0 or an
+    error log root then chowned, unsaid: it is used still, with a warning at each start."""
+    from uwsgiapp.cli import build_parser
+    from uwsgiapp.config.serve import resolve_serve_config
+
+    app = _user_dir(tmp_path, "app")
+    (app / "local.ini").write_text("[uwsgi]\nworkers = 3\n")  # root's file, the app's directory
+    shared = _user_dir(tmp_path, "shared", mode=0o1777, owner=0)
+    (shared / "sticky.ini").write_text("[uwsgi]\n")  # root's, in a sticky directory: safe
+    (elsewhere / "mine.ini").write_text("[uwsgi]\n")
+    (elsewhere / "theirs.ini").write_text("[uwsgi]\n")
+    os.chown(elsewhere / "theirs.ini", NOBODY, 0)
+    (elsewhere / "open.ini").write_text("[uwsgi]\n")
+    (elsewhere / "open.ini").chmod(0o666)
+    site = elsewhere / "site.ini"
+    names = [app / "local.ini", shared / "sticky.ini", elsewhere / "mine.ini"]
+    names += [elsewhere / "theirs.ini", elsewhere / "open.ini"]
+    includes = "".join(f"include = {p}\n" for p in names)
+    site.write_text(f"[uwsgi]\nmodule = app:app\nsocket = 127.0.0.1:0\n{includes}")
+    args = build_parser(["serve"]).parse_args(["serve", "--ini", str(site)])
+    for _ in range(2):  # said again at a HUP's resolution, once each
+        warnings = [w for w in resolve_serve_config(args, {}).warnings if "config file" in w]
+        assert [w.split(": it chooses")[0] for w in warnings] == [
+            f"config file {app / 'local.ini'} may be changed by others than root (its "
+            "directory is owned by nobody (65534))",
+            f"config file {elsewhere / 'theirs.ini'} may be changed by others than root (it is "
+            "owned by nobody (65534))",
+            f"config file {elsewhere / 'open.ini'} may be changed by others than root (it is "
+            "writable by everyone)",
+        ]
+        assert warnings[0].endswith("(chown root:root; chmod go-w)")
+
+
 def test_an_at_file_that_is_a_fifo_is_given_up_on(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

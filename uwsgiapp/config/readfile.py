@@ -1,18 +1,29 @@
 """Reading a config file as start-up reads it: bounded in size, a pipe bounded in time, and,
 as root, never through a link someone else could have made (an ini, its includes and
-inherits, an ``@(file)``, a TOML)."""
+inherits, an ``@(file)``, a TOML); as root, a file others may change is noted, for a warning
+(:func:`take_writable_notes`)."""
 
 from __future__ import annotations
 
 import errno
+import grp
 import os
+import pwd
 import select
 import stat
 import time
+from collections.abc import Callable
+from typing import Any
 
 from uwsgiapp.server.safefiles import UnsafeFileError, open_read
 
-__all__ = ["MAX_INI_BYTES", "PIPE_SECONDS", "read_bounded"]
+__all__ = [
+    "MAX_INI_BYTES",
+    "PIPE_SECONDS",
+    "others_may_change",
+    "read_bounded",
+    "take_writable_notes",
+]
 
 
 #: The most an ini file may hold, and how long a pipe's writer (``--ini <(envsubst ...)``) may
@@ -30,6 +41,8 @@ def read_bounded(path: str) -> bytes:
     except UnsafeFileError as exc:  # said as an errno's text is: "path: why; refusing"
         raise OSError(errno.EPERM, f"{exc.why or exc}; refusing to use it", path) from None
     try:
+        if os.geteuid() == 0:
+            _note_if_writable(fd, path)
         mode = os.fstat(fd).st_mode
         if stat.S_ISDIR(mode):
             raise OSError(errno.EISDIR, "Is a directory")
@@ -54,3 +67,57 @@ def read_bounded(path: str) -> bytes:
             chunks.append(data)
     finally:
         os.close(fd)
+
+
+#: As root: what the files read since the last :func:`take_writable_notes` that someone other
+#: than root may change were, by path.
+_WRITABLE: dict[str, str] = {}
+
+
+def take_writable_notes() -> list[str]:
+    """A warning for each config file read as root (since the last call) that someone other
+    than root may change, and forget them."""
+    notes = [
+        f"config file {path} may be changed by others than root ({why}): it chooses what the "
+        "server started as root does (its uid, log files, the app); make it and its directory "
+        "root's, not writable by group or others (chown root:root; chmod go-w)"
+        for path, why in _WRITABLE.items()
+    ]
+    _WRITABLE.clear()
+    return notes
+
+
+def others_may_change(file: os.stat_result, directory: os.stat_result) -> str | None:
+    """Who other than root may change a file found as ``file`` in ``directory`` (writing it,
+    or replacing it in a directory without the sticky bit), or None."""
+    for st, what in ((file, "it is"), (directory, "its directory is")):
+        if st.st_uid != 0:
+            return f"{what} owned by {_who(pwd.getpwuid, st.st_uid)}"
+        if st is directory and st.st_mode & stat.S_ISVTX:
+            break  # root's file in a sticky directory: only root may replace it
+        if st.st_mode & 0o002:
+            return f"{what} writable by everyone"
+        if st.st_mode & 0o020 and st.st_gid != 0:
+            return f"{what} writable by group {_who(grp.getgrgid, st.st_gid)}"
+    return None
+
+
+def _note_if_writable(fd: int, path: str) -> None:
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        return  # a pipe (``<(envsubst ...)``) or /dev/null: nothing to change later
+    try:
+        real = os.readlink(f"/proc/self/fd/{fd}")  # where the links (root's) led
+        directory = os.stat(os.path.dirname(real))
+    except OSError:
+        return
+    why = others_may_change(st, directory)
+    if why:
+        _WRITABLE[path] = why
+
+
+def _who(lookup: Callable[[int], Any], number: int) -> str:
+    try:
+        return f"{lookup(number)[0]} ({number})"
+    except KeyError:
+        return str(number)

@@ -27,6 +27,7 @@ from uwsgiapp.config.configload import (
 from uwsgiapp.config.fromgunicorn import brought_along
 from uwsgiapp.config.model import ConfigError
 from uwsgiapp.config.printconfig import format_value
+from uwsgiapp.config.readfile import take_writable_notes
 from uwsgiapp.config.tomlfile import toml_layer
 from uwsgiapp.config.uwsgiini import SIMPLE_KEYS, IniResult, check_http_only, ini_layer
 
@@ -53,6 +54,7 @@ def resolve_serve_config(
     """
     env = os.environ if environ is None else environ
     warnings = [] if warnings is None else warnings
+    take_writable_notes()  # from this resolution's files only
     activated = systemd_sockets(env)
     defaults = default_env_layer(env, warnings)
     layers = [defaults, *_platform_layers(env, activated)]
@@ -82,6 +84,7 @@ def resolve_serve_config(
     more += _socket_warnings(args, resolved)
     more += script_name_warning({**env, **given}, resolved.config.mount)
     more += _web_concurrency_unused(env, resolved)
+    more += take_writable_notes()
     unused = sorted(set(activated) - set(resolved.config.socket))
     if unused:
         more.append(
