@@ -856,8 +856,9 @@ def test_who_may_change_a_config_file_is_judged_by_owner_mode_and_directory() ->
     assert others_may_change(st(0, 0, 0o100664), root_dir) is None  # root's group may
     assert others_may_change(st(0, 0, 0o100644), st(0, 0, 0o41777)) is None  # sticky
     assert "group" in str(others_may_change(st(0, 4242, 0o100664), root_dir))
-    assert "its directory is writable by everyone" == others_may_change(
-        st(0, 0, 0o100644), st(0, 0, 0o40777)
+    assert (
+        others_may_change(st(0, 0, 0o100644), st(0, 0, 0o40777))
+        == "its directory is writable by everyone"
     )
     assert str(others_may_change(st(0, 0, 0o100644), st(4242, 0, 0o40755))).startswith(
         "its directory is owned by 4242"
