@@ -37,6 +37,7 @@ from handler_kit import (
 from uwsgiapp.server import inflight
 from uwsgiapp.server.throttle import INVALID_LOG_BURST, Burst, body_mismatches
 from uwsgiapp.wsgi.input import InputStream
+from uwsgiapp.wsgi.response import HeaderError
 
 # wsgiref.validate only *warns* about some contract breaches: make them fail the request.
 pytestmark = pytest.mark.filterwarnings("error::wsgiref.validate.WSGIWarning")
@@ -314,18 +315,50 @@ def test_an_apps_own_type_error_while_iterating_keeps_its_traceback(
 )
 def test_bad_header_is_500_and_never_sent(headers: list[tuple[str, Any]], logs: Logs) -> None:
     response = Tracked([b"body"])
+    seen: list[BaseException] = []
 
     def app(environ: Environ, start_response: StartResponse) -> Tracked:
-        start_response("200 OK", headers)
+        try:
+            start_response("200 OK", headers)
+        except HeaderError as exc:  # refused while the app runs (PEP 3333's advice)
+            seen.append(exc)
+            raise
         return response
 
     out = run(make_handler(app), packet())
     assert out.status == 500
     assert b"Injected" not in out.raw
     assert b"body" not in out.raw
-    assert response.closed == 1
+    assert len(seen) == 1 and response.closed == 0  # never returned
     (record,) = problems(logs)
-    one_line(record)
+    assert f"bad response ({seen[0]})" in one_line(record)
+
+
+def test_an_app_that_catches_its_bad_head_may_send_another(logs: Logs) -> None:
+    """The check at the first body write came after the app had returned: an app's own
+    handling around start_response never saw it (gunicorn's check is at the call too)."""
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        try:
+            start_response("200 OK", [("X-Name", "caf\u00e9 \u2603")])
+        except HeaderError:
+            start_response("200 OK", [("X-Name", "cafe")])
+        return [b"body"]
+
+    out = run(make_handler(app), packet())
+    assert (out.status, out.header("X-Name"), out.body) == (200, "cafe", b"body")
+    assert not problems(logs)
+
+
+def test_a_204_goes_without_its_content_length() -> None:
+    """RFC 9110 8.6: no Content-Length in a 204 (nginx passed the app's on; gunicorn drops it)."""
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        start_response("204 No Content", [("X-A", "1"), ("Content-Length", "5")])
+        return [b"12345"]
+
+    out = run(make_handler(app), packet())
+    assert (out.status, out.headers, out.body) == (204, [("X-A", "1")], b"")
 
 
 @pytest.mark.parametrize("status", ["20", "OK", "200 OK\r\nInjected: 1", 200])

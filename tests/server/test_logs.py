@@ -147,14 +147,14 @@ def test_combined_format_line(tmp_path: Path) -> None:
     [("uwsgi", "(HTTP/1.1 0)"), ("json", '"status": 499'), ("combined", '" 499 -')],
 )
 def test_a_status_never_sent_is_logged_as_none(tmp_path: Path, fmt: str, status: str) -> None:
-    # The app's start_response is recorded as given (an int here, HTTPStatus too) until the
-    # head goes out: its client left while it read the body, and the logger raised TypeError
-    # on the int ("internal error serving", no access line); a str was logged as sent.
+    # The app's start_response is recorded until the head goes out: its client left while it
+    # read the body, and the logger raised TypeError on an int status ("internal error
+    # serving", no access line; refused by start_response now); a str was logged as sent.
     path = tmp_path / "access.log"
     access = make_access_log(fmt, str(path))
 
     def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        start_response(200, [("Content-Type", "text/plain")])
+        start_response("200 OK", [("Content-Type", "text/plain")])
         environ["wsgi.input"].read()  # the client is gone before its body is all in
         return [b"never"]
 

@@ -18,6 +18,7 @@ from typing import Any, Final
 from uwsgiapp.server import inflight
 from uwsgiapp.server.inflight import (
     log_client_gone,
+    out_of_fds,
     request_text,
     say_app_failed,
     say_body_length,
@@ -35,6 +36,7 @@ from uwsgiapp.wsgi.response import (
     HTTP_VERSIONS,
     FileWrapper,
     HeaderError,
+    Rendered,
     error_response,
     iterable_type,
     not_iterable,
@@ -63,6 +65,7 @@ class Exchange:
         "headers",
         "overrun",
         "protocol",
+        "rendered",
         "room",
         "sent",
         "status",
@@ -73,10 +76,11 @@ class Exchange:
         self.fd = fd
         self.protocol = protocol
         self.timeout = timeout
-        # What the app passed (checked when the head is rendered): Any, so that a compiled
-        # build stores it as it came and render_head can say what is wrong with it.
+        # What the app passed (checked as start_response renders the head): Any, so that a
+        # compiled build stores it as it came and render can say what is wrong with it.
         self.status: Any = None
         self.headers: Any = []
+        self.rendered: Rendered | None = None
         self.head_sent = False
         #: ``sent`` counts the head too (the stats' tx); the access log counts the body only.
         self.head_size = 0
@@ -98,7 +102,10 @@ class Exchange:
     def start_response(
         self, status: Any, headers: Any, exc_info: ExcInfo | None = None
     ) -> Callable[[bytes], None]:
-        """PEP 3333 ``start_response``: records the head; re-raises ``exc_info`` once sent."""
+        """PEP 3333 ``start_response``: renders and records the head (a bad status or header
+        raises :class:`HeaderError` here, while the app runs, as PEP 3333 advises and gunicorn
+        does: an app's own handling around the call sees it); re-raises ``exc_info`` once sent.
+        The head is taken as it is now, as uWSGI and gunicorn take it."""
         if exc_info is not None:
             try:
                 if self.head_sent:
@@ -107,6 +114,7 @@ class Exchange:
                 exc_info = None
         elif self.status is not None:
             raise AppError("start_response() called a second time without exc_info")
+        self.rendered = render(self.protocol, status, headers)
         self.status = status
         self.headers = headers
         return self.write
@@ -120,9 +128,9 @@ class Exchange:
         body: bytes = data if type(data) is bytes else _body_bytes(data)
         head = b""
         if not self.head_sent:
-            if self.status is None:
+            rendered = self.rendered
+            if rendered is None:
                 raise AppError("response body sent before start_response()")
-            rendered = render(self.protocol, self.status, self.headers)
             head = rendered.head
             self.head_sent = True
             self.room = rendered.length
@@ -302,6 +310,9 @@ class Responder:
         except ClientDisconnected as exc:  # reading its body, or in write() (as an iterable)
             self._gone_mid_response(exchange, environ, peer, exc)
             return
+        except (AppError, HeaderError) as exc:  # its start_response's, or write()'s
+            self._app_failed(exchange, environ, f"bad response ({exc})", traceback=False)
+            return
         except Exception:
             self._app_failed(exchange, environ, "app raised")
             return
@@ -358,7 +369,8 @@ class Responder:
     def _app_failed(
         self, exchange: Exchange, environ: dict[str, Any], what: str, *, traceback: bool = True
     ) -> None:
-        self._check_fds(sys.exc_info()[1])
+        if self.on_out_of_fds is not None and out_of_fds(sys.exc_info()[1]):
+            self.on_out_of_fds()
         if self.on_app_error is not None:
             self.on_app_error()
         say_app_failed(environ, what, exchange.head_sent, traceback=traceback)
@@ -366,18 +378,6 @@ class Responder:
             cut(exchange)
             return
         exchange.answer_error("500 Internal Server Error", "Internal Server Error")
-
-    def _check_fds(self, exc: BaseException | None) -> None:
-        # An app that leaks descriptors fails with EMFILE on every request from then on; only a
-        # fresh process recovers. Look through the chain: the app may have wrapped the OSError.
-        for _ in range(8):
-            if exc is None:
-                return
-            if isinstance(exc, OSError) and exc.errno == errno.EMFILE:
-                if self.on_out_of_fds is not None:
-                    self.on_out_of_fds()
-                return
-            exc = exc.__cause__ or exc.__context__
 
 
 def _send_iterable(exchange: Exchange, result: Any, head_only: bool) -> None:

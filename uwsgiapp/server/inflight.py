@@ -8,6 +8,7 @@ stack's frames: the server's own frames hold one while a request runs, and so do
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import sys
@@ -349,3 +350,16 @@ def say_big_head(environ: dict[str, Any], size: int) -> None:
         request_text(environ),
         NGINX_HEAD_BUFFER,
     )
+
+
+def out_of_fds(exc: BaseException | None) -> bool:
+    """Whether the app failed for want of descriptors (EMFILE): an app that leaks them fails
+    so on every request from then on, and only a fresh process recovers. The chain is looked
+    through: the app may have wrapped the OSError."""
+    for _ in range(8):
+        if exc is None:
+            return False
+        if isinstance(exc, OSError) and exc.errno == errno.EMFILE:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False

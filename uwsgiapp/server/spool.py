@@ -25,7 +25,7 @@ import time
 from typing import IO, Any, Final
 
 from uwsgiapp.server.exchange import Exchange, Peer, Responder
-from uwsgiapp.server.inflight import request_text
+from uwsgiapp.server.inflight import out_of_fds, request_text
 from uwsgiapp.server.io import ClientDisconnected, ClientTimeout, recv
 from uwsgiapp.server.transfer import drain, unwinding
 from uwsgiapp.wsgi.contract import AccessLogger, WSGIApp
@@ -219,7 +219,8 @@ class SpoolingResponder(Responder):
                 self.directory,
                 exc,
             )
-            self._check_fds(exc.error)  # out of fds: the worker recycles (as for the app's)
+            if self.on_out_of_fds is not None and out_of_fds(exc.error):
+                self.on_out_of_fds()  # the worker recycles (as for the app's)
             with contextlib.suppress(OSError):
                 exchange.answer_error("500 Internal Server Error", "failed")
                 # The rest read away, as for any unread body: closed with it unread, the

@@ -176,23 +176,24 @@ def _render_head(
             exact = False
             name, value = str.__str__(name), str.__str__(value)
         pairs.append((name, value))
+        if status[:3] == "204" and name.lower() == "content-length":
+            continue  # RFC 9110: never in a 204 (nginx passes it on); checked still
         parts += (name, ": ", value, "\r\n")
-    headers = pairs
     parts.append("\r\n")
     head = "".join(parts)
-    lines = len(headers) + 2
+    lines = (len(parts) - 2) // 4 + 2  # the status line, each header written, the blank one
     if head.count("\n") != lines or head.count("\r") != lines:
-        bad = next((h for h in headers if any(c in h[0] + h[1] for c in "\r\n")), None)
+        bad = next((h for h in pairs if any(c in h[0] + h[1] for c in "\r\n")), None)
         what = f"header {bad!r}" if bad else f"status {status!r}"
         raise HeaderError(f"{what} contains CR or LF")
     control = _CONTROL.search(head)
     if control is not None:
-        bad = next((h for h in headers if _CONTROL.search(h[0] + h[1])), None)
+        bad = next((h for h in pairs if _CONTROL.search(h[0] + h[1])), None)
         what = f"header {bad!r}" if bad else f"status {status!r}"
         raise HeaderError(f"{what} contains the control character {control.group()!r}")
-    _check_names(headers)
+    _check_names(pairs)
     try:
-        return head.encode("latin-1"), exact, status, headers
+        return head.encode("latin-1"), exact, status, pairs
     except UnicodeEncodeError as exc:
         raise HeaderError(f"status or header is not latin-1: {exc}") from None
 
