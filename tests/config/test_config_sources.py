@@ -104,7 +104,9 @@ def test_every_field_has_a_spec() -> None:
 
 def test_env_layer_and_unknown_names() -> None:
     warnings: list[str] = []
-    layer = env_layer({"UWSGIAPP_WORKERS": "3", "UWSGIAPP_WORKRS": "3", "PATH": "/bin"}, warnings)
+    environ = {"UWSGIAPP_WORKERS": "3", "UWSGIAPP_WORKRS": "3", "PATH": "/bin"}
+    environ |= {"UWSGIAPP_COMPILE": "1", "UWSGIAPP_DEV_WATCHER": "1"}  # ours, no options
+    layer = env_layer(environ, warnings)
     assert layer == {"workers": Raw("3", "env UWSGIAPP_WORKERS")}
     assert warnings == [
         "ignoring unknown environment variable UWSGIAPP_WORKRS (did you mean UWSGIAPP_WORKERS?)"

@@ -25,7 +25,7 @@ from typing import Any, Final, Literal
 from uwsgiapp.config.cheaperopts import ini_leniency
 from uwsgiapp.config.model import LOG_FILTERS, Config, ConfigError, option_fields
 from uwsgiapp.config.netopts import blank_stats_peers
-from uwsgiapp.config.servicelinks import is_service_link
+from uwsgiapp.config.servicelinks import not_an_option
 from uwsgiapp.foreignopts import FOREIGN_OPTIONS, GUNICORN_SETTINGS
 from uwsgiapp.logtargets import is_stream
 
@@ -277,7 +277,7 @@ def env_layer(
         spec = known.get(key)
         if spec is not None:
             layer[spec.name] = Raw(value, f"env {key}")
-        elif warnings is not None and not is_service_link(key, value, prefix):
+        elif warnings is not None and not not_an_option(key, value, prefix):
             hint = _FILE_VARIABLES.get(key[len(prefix) :]) or suggest(key, known)
             warnings.append(f"ignoring unknown environment variable {key}{hint}")
     return layer

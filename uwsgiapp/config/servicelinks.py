@@ -8,6 +8,8 @@ With ``enableServiceLinks`` (on by default), each Service of the namespace gives
 which the options' environment layer would report, seven warnings at every start, each with a
 misleading "did you mean". Told apart by name and value both: a ``UWSGIAPP_PORT=8000`` a user
 wrote is not the kubelet's (``tcp://10.96.0.12:3031``) and is still reported.
+
+uwsgiapp's own variables that name no option are not reported either (:func:`not_an_option`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,12 @@ import ipaddress
 import re
 from typing import Final
 
-__all__ = ["is_service_link"]
+__all__ = ["is_service_link", "not_an_option"]
+
+#: uwsgiapp's own variables that name no option: the build's (``pip install``; exported in a CI
+#: job that then starts the server, it was "unknown ... did you mean UWSGIAPP_PIDFILE?") and
+#: ``uwsgiapp dev``'s, for its serving process.
+OWN_VARIABLES: Final = frozenset({"COMPILE", "DEV_WATCHER"})
 
 _PROTOS: Final = ("tcp", "udp", "sctp")
 # The Service's own name part is lazy: UWSGIAPP_SERVICE_PORT is the port of "uwsgiapp", not
@@ -34,6 +41,12 @@ def _is_ip(value: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def not_an_option(name: str, value: str, prefix: str) -> bool:
+    """Whether ``name`` (starting with ``prefix``) = ``value`` is a variable known to name no
+    option: uwsgiapp's own (:data:`OWN_VARIABLES`), or a service link of the kubelet's."""
+    return name.removeprefix(prefix) in OWN_VARIABLES or is_service_link(name, value, prefix)
 
 
 def is_service_link(name: str, value: str, prefix: str) -> bool:
