@@ -11,7 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
-from support.procs import Server, short_tmpdir, wait_for_serving, wait_until
+from support.procs import (
+    Server,
+    short_tmpdir,
+    uwsgi_exchange,
+    uwsgi_get,
+    wait_for_serving,
+    wait_until,
+)
 
 SLOW_APP = """
 import os
@@ -142,6 +149,57 @@ def test_the_master_takes_its_signals_back_after_a_reimport(tmp_path: Path) -> N
     assert not marks.exists(), marks.read_text()
     said = [line for line in log.splitlines() if "set its own handler" in line]
     assert len(said) == 1, log  # at the re-import; at start-up the master's come after it
-    expected = "reload: the app's import set its own handler for SIGTERM, SIGCHLD: the master's"
+    # SIGCHLD is not named: the app's SIG_IGN is the workers' (the master's own stays here)
+    expected = "reload: the app's import set its own handler for SIGTERM: the master's"
     assert expected in said[0], said
     assert "SIGTERM: graceful stop" in log and "all workers stopped" in log, log
+
+
+CHLD_APP = """
+import os
+import signal
+import subprocess
+
+if os.environ.get("IGNORE_CHLD"):
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # a library that does not want zombies
+
+def app(environ, start_response):
+    child = subprocess.Popen(["true"])  # never waited for: with SIGCHLD ignored, no zombie
+    child.returncode = 0  # (its __del__ must not reap it)
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    ignored = signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN
+    return [f"{child.pid} {ignored}".encode()]
+"""
+
+
+def _state(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return "gone"
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["preloaded", "lazy-apps"])
+@pytest.mark.parametrize("ignore", [True, False], ids=["app-ignores", "default"])
+def test_the_workers_keep_the_sigchld_the_app_set(tmp_path: Path, lazy: bool, ignore: bool) -> None:
+    """An app's SIGCHLD SIG_IGN at import was reset in every worker: each child a request
+    left unwaited stayed a zombie (gunicorn and uWSGI --lazy-apps keep it)."""
+    (tmp_path / "chldapp.py").write_text(CHLD_APP)
+    env = ["IGNORE_CHLD=1"] if ignore else []
+    options = {"workers": 1, "pythonpath": [str(tmp_path)], "env": env, "lazy_apps": lazy}
+    server = Server(tmp_path / "server", "chldapp:app", **options).start()
+    try:
+        for round_ in range(2):  # at start, then after a HUP's re-import
+            wait_for_serving(server, 1)
+            answer = uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10).data
+            pid, ignored = answer.rpartition(b"\r\n\r\n")[2].decode().split()
+            assert ignored == str(ignore), (round_, server.log())
+            wait_until(lambda: _state(int(pid)) in ("Z", "gone"), 5, "the child's exit")
+            time.sleep(0.2)
+            assert _state(int(pid)) == ("gone" if ignore else "Z"), round_
+            if round_ == 0:
+                server.signal(signal.SIGHUP)
+                wait_until(lambda: "ready, stopping" in server.log(), 15, "the reload")
+    finally:
+        server.stop()

@@ -187,7 +187,8 @@ class StopSignals:
         signal.signal(signal.SIGINT, self._on_quick)
         signal.signal(signal.SIGQUIT, self._on_quick)
         signal.signal(signal.SIGUSR1, lambda s, f: reopen_logs())
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        # SIGCHLD is left as the app's import set it (a SIG_IGN against zombies): the worker
+        # reaps none; the master's handler is gone already (its fork's first step).
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         os.register_at_fork(after_in_child=self._forked_by_the_app)

@@ -332,6 +332,8 @@ class Arbiter:
         self.signals.clear()
         for signum in MASTER_SIGNUMS:
             signal.signal(signum, signal.SIG_DFL)
+        if self.handlers.app_chld is not None:  # what the app's import set (a SIG_IGN)
+            signal.signal(signal.SIGCHLD, self.handlers.app_chld)
 
     def _for_trial(self) -> None:
         """In a HUP's trial import: what a worker forgets, and the listening sockets."""

@@ -33,6 +33,8 @@ _STOPS = frozenset(signum.name.removeprefix("SIG") for signum in STOP_SIGNALS)
 #: before the master's handlers exist (start-up, the app's import), they are kept for its loop.
 EARLY_SIGNUMS = sorted(MASTER_SIGNUMS - {signal.SIGCHLD, *STOP_SIGNALS})
 _early: list[str] = []
+#: SIGCHLD's disposition as the process started (before any app's import changed it).
+_CHLD_AT_START = signal.getsignal(signal.SIGCHLD)
 
 
 def keep_for_later(signum: int, frame: FrameType | None) -> None:
@@ -60,6 +62,9 @@ class MasterSignals:
         self.wake_r = -1
         self.wake_w = -1
         self._interrupting = False
+        #: What the app's import set SIGCHLD to (a SIG_IGN against zombies, a library's reaper),
+        #: or None: the workers get it back (the master's own handler took its place here).
+        self.app_chld: signal._HANDLER = None
 
     def handle(self, signum: int, frame: FrameType | None) -> None:
         """The handler of every master signal: queue its name (a stop during a re-import also
@@ -74,6 +79,9 @@ class MasterSignals:
         """The wake-up pipe and the handlers (once, as the master starts)."""
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        chld = signal.getsignal(signal.SIGCHLD)
+        if chld != _CHLD_AT_START:  # not one the server inherited: the workers reset that
+            self.app_chld = chld
         for signum in MASTER_SIGNUMS:
             signal.signal(signum, self.handle)
         # A HUP too: the import may have read the code a deploy was replacing meanwhile.
@@ -86,9 +94,13 @@ class MasterSignals:
         taken = []
         for name in MASTER_SIGNALS:
             signum = getattr(signal, f"SIG{name}")
-            if signal.getsignal(signum) != self.handle:  # a bound method: equal, not the same
+            handler = signal.getsignal(signum)
+            if handler != self.handle:  # a bound method: equal, not the same
                 signal.signal(signum, self.handle)
-                taken.append(f"SIG{name}")
+                if name == "CHLD":  # the new code's own, for the workers
+                    self.app_chld = handler
+                else:
+                    taken.append(f"SIG{name}")
         # An event loop made at import (asyncio's add_signal_handler) takes the wake-up fd.
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
         return taken
