@@ -91,6 +91,26 @@ def forget_earlier_builds() -> None:
         shutil.rmtree(stale, ignore_errors=True)
 
 
+def compiled_in_tree() -> list[Path]:
+    """The extensions a compiled editable install built next to the sources (each module's
+    stub, and the shared library they load), for any Python."""
+    found = sorted(HERE.glob("uwsgiapp__mypyc.*.so"))
+    for module in compiled_modules():
+        source = HERE / source_path(module)
+        found += sorted(source.parent.glob(f"{source.stem}.*.so"))
+    return found
+
+
+def forget_compiled_in_tree() -> None:
+    """Before a pure editable install: remove what a compiled one built in the tree, which
+    would shadow the edited ``.py`` files (and, its shared library gone, fail to import)."""
+    stale = compiled_in_tree()
+    for path in stale:
+        path.unlink()
+    if stale:
+        say(f"removed {len(stale)} compiled files of an earlier compiled editable install")
+
+
 def main() -> None:
     commands = set(sys.argv[1:])
     ext_modules: list[Any] = []
@@ -99,6 +119,8 @@ def main() -> None:
     if commands & (BUILDS | EDITABLE):
         compile_, required, why = plan(editable=bool(commands & EDITABLE))
         say(f"{'compiling the hot path with mypyc' if compile_ else 'pure Python'}: {why}")
+        if commands & EDITABLE and not compile_:
+            forget_compiled_in_tree()
         if compile_:
             OptionalBuildExt.required = required
             ext_modules = mypyc_extensions(required)

@@ -12,8 +12,9 @@ cannot; ``UWSGIAPP_COMPILE`` forces either:
 Editable installs (``pip install -e .``, what ``make test`` uses) stay pure Python unless
 ``UWSGIAPP_COMPILE=1``: extensions built next to the sources would shadow the edited ``.py`` files.
 
-mypy (which ships mypyc) is asked for only when the build will compile: a platform where it cannot
-be installed still gets the pure build. setup.py does the compiling; every hook not defined here is
+mypy (which ships mypyc) is asked for only when the build will compile: a platform with no
+compiler never needs it; where a compiler works but mypy cannot be fetched (offline, a mirror
+without it), ``UWSGIAPP_COMPILE=0`` builds pure Python. setup.py does the compiling; every hook not defined here is
 setuptools' own.
 """
 

@@ -160,14 +160,15 @@ SOURCES = (
     "setup.py",
     "MANIFEST.in",
     "README.md",
+    "LICENSE",
     "build_backend",
     "uwsgiapp",
     "protocol",
 )
 
 
-def build_wheel(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    """``pip wheel --no-deps`` of a copy of the checkout (the checkout's build/ stays untouched)."""
+def copy_sources(tmp_path: Path) -> Path:
+    """A copy of what a build of the checkout reads (the checkout's build/ stays untouched)."""
     tree = tmp_path / "src"
     for name in SOURCES:
         source = REPO / name
@@ -177,6 +178,12 @@ def build_wheel(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
         else:
             tree.mkdir(exist_ok=True)
             shutil.copy2(source, tree / name)
+    return tree
+
+
+def build_wheel(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``pip wheel --no-deps`` of a copy of the checkout."""
+    tree = copy_sources(tmp_path)
     dist = str(tmp_path / "dist")
     return subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", dist, "."],
@@ -199,6 +206,7 @@ def test_no_compiler_builds_a_pure_wheel(tmp_path: Path) -> None:
     assert wheel.name.endswith("-py3-none-any.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "uwsgiproto/varblock.py" in names and not [n for n in names if n.endswith(".so")]
+    assert [n for n in names if n.endswith(".dist-info/licenses/LICENSE")]  # MIT's notice
 
 
 @pytest.mark.packaging
@@ -231,3 +239,37 @@ def test_the_compiled_modules_type_check_without_site_packages(tmp_path: Path) -
         check=False,
     )
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.packaging
+@pytest.mark.slow
+def test_a_pure_editable_install_removes_what_a_compiled_one_built_in_the_tree(
+    tmp_path: Path,
+) -> None:
+    """After ``UWSGIAPP_COMPILE=1 pip install -e .``, a plain ``pip install -e .`` left the
+    extensions beside the sources: they shadowed the .py files, and ``import uwsgiproto``
+    failed ("No module named 'uwsgiapp__mypyc'")."""
+    tree = copy_sources(tmp_path)
+    suffix = ".cpython-311-x86_64-linux-gnu.so"
+    planted = [
+        tree / f"uwsgiapp__mypyc{suffix}",
+        tree / "protocol/uwsgiproto" / f"varblock{suffix}",
+    ]
+    planted.append(tree / "uwsgiapp/server" / f"exchange{suffix}")
+    for path in planted:
+        path.write_bytes(b"")
+    mine = tree / "uwsgiapp/server" / f"mine{suffix}"  # no module of ours: not touched
+    mine.write_bytes(b"")
+    code = "import uwsgiapp_build as b; print(b.build_editable(%r))" % str(tmp_path / "dist")
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=tree,
+        env={**os.environ, "PYTHONPATH": str(tree / "build_backend"), "UWSGIAPP_COMPILE": ""},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "removed 3 compiled files of an earlier compiled editable install" in r.stderr
+    assert not [p for p in planted if p.exists()] and mine.exists()
