@@ -14,8 +14,8 @@ Editable installs (``pip install -e .``, what ``make test`` uses) stay pure Pyth
 
 mypy (which ships mypyc) is asked for only when the build will compile: a platform with no
 compiler never needs it; where a compiler works but mypy cannot be fetched (offline, a mirror
-without it), ``UWSGIAPP_COMPILE=0`` builds pure Python. setup.py does the compiling; every hook not defined here is
-setuptools' own.
+without it), ``UWSGIAPP_COMPILE=0`` builds pure Python. setup.py does the compiling; every hook
+not defined here is setuptools' own.
 """
 
 from __future__ import annotations

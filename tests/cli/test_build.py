@@ -260,7 +260,7 @@ def test_a_pure_editable_install_removes_what_a_compiled_one_built_in_the_tree(
         path.write_bytes(b"")
     mine = tree / "uwsgiapp/server" / f"mine{suffix}"  # no module of ours: not touched
     mine.write_bytes(b"")
-    code = "import uwsgiapp_build as b; print(b.build_editable(%r))" % str(tmp_path / "dist")
+    code = f"import uwsgiapp_build as b; print(b.build_editable({str(tmp_path / 'dist')!r}))"
     r = subprocess.run(
         [sys.executable, "-c", code],
         cwd=tree,

@@ -193,11 +193,12 @@ def test_the_workers_keep_the_sigchld_the_app_set(tmp_path: Path, lazy: bool, ig
         for round_ in range(2):  # at start, then after a HUP's re-import
             wait_for_serving(server, 1)
             answer = uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10).data
-            pid, ignored = answer.rpartition(b"\r\n\r\n")[2].decode().split()
+            text, ignored = answer.rpartition(b"\r\n\r\n")[2].decode().split()
             assert ignored == str(ignore), (round_, server.log())
-            wait_until(lambda: _state(int(pid)) in ("Z", "gone"), 5, "the child's exit")
+            pid = int(text)
+            wait_until(lambda p=pid: _state(p) in ("Z", "gone"), 5, "the child's exit")
             time.sleep(0.2)
-            assert _state(int(pid)) == ("gone" if ignore else "Z"), round_
+            assert _state(pid) == ("gone" if ignore else "Z"), round_
             if round_ == 0:
                 server.signal(signal.SIGHUP)
                 wait_until(lambda: "ready, stopping" in server.log(), 15, "the reload")
