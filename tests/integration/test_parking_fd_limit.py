@@ -110,6 +110,8 @@ def test_a_worker_left_too_few_descriptors_by_the_import_stops_the_start(tmp_pat
     assert too_few_descriptors(64, 61) is None  # three free: a worker of one loop serves
     said = too_few_descriptors(64, 61, loops=2)
     assert said is not None and said.startswith("3 of its 64 descriptors are free (ulimit -n)")
+    assert too_few_descriptors(64, 10, loops=13) is None  # 4 a thread, 2 for the main's pipe
+    assert "and it needs 74:" in str(too_few_descriptors(64, 10, loops=18))
     assert "the app's import opened, in the master, which every worker inherits)" in said
     assert "opened, in this worker)" in str(too_few_descriptors(64, 62, lazy=True))
     apps = tmp_path / "apps"

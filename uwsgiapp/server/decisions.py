@@ -89,10 +89,12 @@ def too_few_descriptors(limit: int, used: int, loops: int = 1, lazy: bool = Fals
     """Why a worker about to serve cannot, the open-files ``limit`` (RLIMIT_NOFILE's soft
     value; < 0 for none) leaving too few of its descriptors free with ``used`` open (what the
     app's import holds: the master's, which every worker inherits, or its own with ``lazy``)
-    for its ``loops`` accept loops (an epoll, a wake-up pipe's end, a connection each: a worker
-    with 3 free served, with 2 it failed); None when enough. A worker short of them died at its
-    epoll and was forked again every second, for good."""
-    needed = 3 * loops
+    for its ``loops`` accept loops; None when enough. A worker short of them died at its epoll
+    and was forked again every second, for good. One loop: a worker with 3 free served, with 2
+    it failed. ``--threads``: an epoll, a wake-up pipe (two ends) and a connection each, and
+    the main thread's own pipe (16 threads under a limit of 64 passed a count of 3 each, then
+    hung at its accepts, or recycled at each thread's epoll)."""
+    needed = 3 if loops == 1 else 4 * loops + 2
     if limit < 0 or limit - used >= needed:
         return None
     whose = "in this worker" if lazy else "in the master, which every worker inherits"
