@@ -238,3 +238,40 @@ def test_a_line_a_failed_write_cut_is_ended_before_the_next(tmp_path: Path) -> N
     assert lines[2:] == [b'{"n": 3}', b""], lines
     assert json.loads(lines[0]) == {"n": 1, "pad": "x" * 40}
     assert b"File too large" in done.stderr  # told, as a full disk is
+
+
+REFUSED_THEN_FORK = """
+import logging, os, resource, signal, sys
+from uwsgiapp.server.logs import setup_error_log
+
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG
+setup_error_log(sys.argv[1])
+log = logging.getLogger("uwsgiapp.error")
+log.warning("first")
+resource.setrlimit(resource.RLIMIT_FSIZE, (os.path.getsize(sys.argv[1]), resource.RLIM_INFINITY))
+log.warning("refused by a full disk")
+resource.setrlimit(resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+pid = os.fork()  # a worker forked while the disk was full
+if pid == 0:
+    log.warning("the worker's")
+    os._exit(0)
+os.waitpid(pid, 0)
+log.warning("the master's")
+"""
+
+
+def test_a_line_a_full_disk_refused_is_not_written_later_nor_by_each_fork(tmp_path: Path) -> None:
+    """The error log's buffered stream kept what a full disk refused: written later with the
+    next line, out of order, and once more by each worker forked meanwhile (a chaos test's
+    log had eight master lines twice, and a worker's fragment among them)."""
+    path = tmp_path / "error.log"
+    done = subprocess.run(
+        [sys.executable, "-c", REFUSED_THEN_FORK, str(path)],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    messages = [line.split("] ")[-1] for line in path.read_text().splitlines()]
+    assert messages == ["first", "the worker's", "the master's"], messages
+    assert b"File too large" in done.stderr  # told: dropped, as it says

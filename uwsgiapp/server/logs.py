@@ -14,6 +14,7 @@ from typing import Any
 
 from uwsgiapp.logtargets import FUNNELED, is_stream, open_file_handlers, stream_for
 from uwsgiapp.server.accesslog import LOGGERS, PID, LineWriter
+from uwsgiapp.server.fdstream import FdTextStream
 from uwsgiapp.server.inflight import worker_number
 from uwsgiapp.server.logformat import ERROR_FORMAT, ErrorFormatter, JsonErrorFormatter
 from uwsgiapp.server.safefiles import open_append
@@ -93,7 +94,8 @@ class SafeFileHandler(logging.FileHandler):
         # A lone surrogate (a file name from os.listdir, an environment variable) is written
         # escaped, as stderr writes it: strict, the record was lost to "--- Logging error ---".
         errors = self.errors or "backslashreplace"
-        return os.fdopen(fd, "a", encoding=self.encoding or "utf-8", errors=errors)
+        encoding = self.encoding if self.encoding not in (None, "locale") else "utf-8"
+        return FdTextStream(fd, encoding, errors)  # with no buffer to keep
 
 
 class KeptFileHandler(QuietFailures, SafeFileHandler):
