@@ -250,3 +250,25 @@ def test_workers_of_a_killed_master_serve_what_queues_before_they_leave(tmp_path
         server.stop()
     log = server.log()
     assert "is gone: serving what waits in the listen queue, then exiting" in log, log
+
+
+def test_idle_workers_of_a_killed_master_say_they_go(tmp_path: Path) -> None:
+    """With no request in hand they left without a word: the log just stopped (uWSGI's and
+    gunicorn's workers each say it)."""
+    from support.procs import alive, worker_pids
+
+    server = Server(tmp_path, "supervisor_app:app", workers=2).start()
+    orphans: set[int] = set()
+    try:
+        wait_until(lambda: len(worker_pids(server.pid)) == 2, 10, "two workers")
+        orphans = worker_pids(server.pid)
+        time.sleep(0.5)  # both idle in their loops
+        server.signal(signal.SIGKILL)
+        wait_until(lambda: not any(alive(pid) for pid in orphans), 10, "the workers' exit")
+    finally:
+        for pid in orphans:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        server.stop()
+    said = [line for line in server.log().splitlines() if "is gone: serving" in line]
+    assert {pid for pid in orphans if any(f"(pid {pid})" in line for line in said)} == orphans

@@ -83,15 +83,7 @@ class StopSignals:
         tell_write_failures()
         if self.on_tick is not None:
             self.on_tick()
-        if os.getppid() != self.master_pid and not self._orphaned:
-            self._orphaned = True
-            if not _ORPHAN_SAID:  # once a process (each thread's loop ticks)
-                _ORPHAN_SAID.append(True)
-                logging.getLogger("uwsgiapp.error").error(
-                    "%s: master %d is gone: serving what waits in the listen queue, then exiting",
-                    worker_label(),
-                    self.master_pid,
-                )
+        if not self._orphaned and self._master_gone():
             # A stop as a TERM's (the master's death sends one, PR_SET_PDEATHSIG): what queued
             # is served before the exit. This said "exiting" and dropped the drain the TERM had
             # asked for: a busy worker kept the socket to the end of its request, and what
@@ -99,8 +91,23 @@ class StopSignals:
             self.drain_backlog = self.drain_backlog or self.alive
             self.alive = False
 
+    def _master_gone(self) -> bool:
+        """Whether the master is gone (said once a process: each thread's loop ticks)."""
+        if not self._orphaned and os.getppid() != self.master_pid:
+            self._orphaned = True
+            if not _ORPHAN_SAID:
+                _ORPHAN_SAID.append(True)
+                logging.getLogger("uwsgiapp.error").error(
+                    "%s: master %d is gone: serving what waits in the listen queue, then exiting",
+                    worker_label(),
+                    self.master_pid,
+                )
+        return self._orphaned
+
     def _on_graceful(self, signum: int, frame: FrameType | None) -> None:
         # TERM: finish the current request and what already waits in the backlog, then exit.
+        # The master's death sends it (PR_SET_PDEATHSIG): an idle worker left without a word.
+        self._master_gone()
         self.alive = False
         self.drain_backlog = True
         if not self._refusal_armed and self.master_flags is not None:
