@@ -328,14 +328,21 @@ def test_hup_reads_the_config_file_again(tmp_path: Path, nginx_available: None) 
     with stack(tmp_path, "envapp:app", **options) as (server, nginx):
         assert _answers(nginx, b"prod")
         assert len(worker_pids(server.pid)) == 1
-        config.write_text('workers = 3\nharakiri = 30\n[env]\nAPP_ENV = "staging"\n')
+        assert "(max-requests), recycling" not in server.log()
+        config.write_text(
+            'workers = 3\nharakiri = 30\nmax-requests = 2\n[env]\nAPP_ENV = "staging"\n'
+        )
         server.signal(signal.SIGHUP)
         wait_until(lambda: "ready, stopping" in server.log(), 10, "the reload")
         wait_until(lambda: len(worker_pids(server.pid)) == 3, 10, "three workers")
         assert _answers(nginx, b"staging")
+        for _ in range(7):  # 3 workers, 2 requests each: one at least recycles
+            assert nginx.request("GET", "/")[0] == 200
+        wait_until(lambda: "(max-requests), recycling" in server.log(), 10, "a recycle")
     log = server.log()
     assert "HUP: --env read again: 1 set, 0 removed" in log
     assert "HUP: --workers read again: 3" in log
+    assert "HUP: --max-requests 2 read again: the new workers take them" in log
     assert "HUP: --harakiri changed since the start: a restart or a USR2 upgrade applies it" in log
 
 

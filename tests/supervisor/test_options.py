@@ -47,12 +47,14 @@ def test_env_and_workers_apply_the_rest_is_said(watched: list[object]) -> None:
     assert os.environ["OPT_A"] == "10" and os.environ["OPT_B"] == "from the start"
     assert said == [
         "HUP: --env read again: 1 set, 1 removed",
-        "HUP: --harakiri, --max-requests changed since the start: a restart or a USR2 upgrade "
-        "applies it (a reload applies --env and --workers only)",
+        "HUP: --harakiri changed since the start: a restart or a USR2 upgrade applies it (a "
+        "reload applies --env, --workers and the options a worker reads as it starts)",
+        "HUP: --max-requests 9 read again: the new workers take them",
         "HUP: --workers read again: 3",
     ]
     # What a restart must still apply is a warning (a uWSGI user expects HUP to apply it).
-    assert [line.level for line in logged] == [LogLevel.INFO, LogLevel.WARNING, LogLevel.INFO]
+    levels = [LogLevel.INFO, LogLevel.WARNING, LogLevel.INFO, LogLevel.INFO]
+    assert [line.level for line in logged] == levels
     # Read again, unchanged: the live ones are applied; the others are said until a restart.
     assert options.on_hup(most_workers=32) == (None, [logged[1]])
 
@@ -68,10 +70,10 @@ def test_what_a_usr2_upgrade_keeps_is_said_to_need_a_restart(watched: list[objec
     said = [line.message for line in options.on_hup(most_workers=32)[1]]
     assert said == [
         "HUP: --harakiri changed since the start: a restart or a USR2 upgrade applies it (a "
-        "reload applies --env and --workers only)",
+        "reload applies --env, --workers and the options a worker reads as it starts)",
         "HUP: --chmod-socket changed since the start: a restart applies it (a USR2 upgrade "
-        "takes over the sockets, and the user, as they are) (a reload applies --env and "
-        "--workers only)",
+        "takes over the sockets, and the user, as they are) (a reload applies --env, "
+        "--workers and the options a worker reads as it starts)",
     ]
 
 
@@ -173,3 +175,23 @@ def test_the_hup_says_it_when_another_uwsgiapp_is_installed(
     _, said = options.on_hup(most_workers=32)
     assert [line.level for line in said] == [LogLevel.WARNING]
     assert str(said[0].message).startswith("HUP: uwsgiapp 9.9.9 is installed, this master runs ")
+
+
+def test_a_workers_options_go_to_the_workers_forked_after_the_hup(watched: list[object]) -> None:
+    # A uWSGI user raises buffer-size or max-requests in the ini and HUPs (uWSGI's reload
+    # applies it): "a restart applies it" was all this said.
+    started = make_config(app="a:app", env=("OPT_A=1", "OPT_B=2"), workers=2, harakiri=9.0)
+    assert options.for_workers(started) == started
+    watched.append(
+        make_config(
+            app="a:app", env=("OPT_A=1", "OPT_B=2"), workers=2, buffer_size=32768, max_requests=50
+        )
+    )
+    said = [line.message for line in options.on_hup(most_workers=32)[1]]
+    assert said == [
+        "HUP: --buffer-size 32768, --max-requests 50 read again: the new workers take them"
+    ]
+    forked = options.for_workers(started)
+    assert (forked.buffer_size, forked.max_requests, forked.harakiri) == (32768, 50, 9.0)
+    options.rollback()  # the new code did not import: the old workers' options come back
+    assert options.for_workers(started) == started

@@ -370,9 +370,10 @@ class Arbiter:
             log.error("worker %d: %s", self.policy.number(wid), exc, exc_info=exc.__cause__)
             return WorkerExit.APP_LOAD
         slot = self.table.hooks(wid, os.getpid())
-        handler = self.build_handler(app, self.config)
+        config = options.for_workers(self.config)  # what the last HUP read of them
+        handler = self.build_handler(app, config)
         worker = make_worker(
-            self.config,
+            config,
             handler,
             self.listeners,
             slot,

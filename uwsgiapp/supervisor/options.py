@@ -1,7 +1,8 @@
 """A ``HUP`` reads the options again (command line, environment, ``--config``, ``--ini``), as
-uWSGI (which re-reads its ini) and gunicorn (its config file) do: ``--env`` and ``--workers``
-take effect with the reload; any other option that changed needs a restart, which one line
-says (before, the reload kept every option as read at start without a word).
+uWSGI (which re-reads its ini) and gunicorn (its config file) do: ``--env``, ``--workers`` and
+the options only a worker reads as it starts (:data:`WORKER_OPTIONS`: the reload's new workers
+take them) take effect with the reload; any other option that changed needs a restart, which
+one line says (before, the reload kept every option as read at start without a word).
 
 The command line gives the way to read them (:func:`watch`); the master asks at each ``HUP``
 (:func:`on_hup`). Decisions are :func:`changed` and :func:`env_changes`, pure functions.
@@ -17,10 +18,29 @@ from uwsgiapp import __version__
 from uwsgiapp.config import Config
 from uwsgiapp.supervisor.actions import Log, LogLevel
 
-__all__ = ["LIVE", "changed", "env_changes", "on_hup", "start_environ", "watch"]
+__all__ = [
+    "LIVE",
+    "WORKER_OPTIONS",
+    "changed",
+    "env_changes",
+    "for_workers",
+    "on_hup",
+    "start_environ",
+    "watch",
+]
 
+#: What only a worker reads, as it starts (its request limits, its recycling): the workers a
+#: reload starts take them, as uWSGI's HUP (it re-executes itself) and gunicorn's apply them.
+WORKER_OPTIONS = (
+    "buffer_size",
+    "max_vars",
+    "limit_post",
+    "socket_timeout",
+    "max_requests",
+    "max_requests_jitter",
+)
 #: The options a reload applies; the others are read at start only.
-LIVE = ("env", "workers")
+LIVE = ("env", "workers", *WORKER_OPTIONS)
 
 _current: Config | None = None
 _reread: Callable[[], Config] | None = None
@@ -44,6 +64,18 @@ def start_environ() -> Mapping[str, str] | None:
     """The environment the command started with, before ``--env`` (a binary upgrade's new
     master starts with it); None when the server was not started by the command."""
     return _environ if _reread is not None else None
+
+
+def for_workers(config: Config) -> Config:
+    """``config`` with the :data:`WORKER_OPTIONS` as the last HUP applied them (a worker
+    forked now takes them; the master's own ``config`` keeps the start's)."""
+    if _current is None:
+        return config
+    return dataclasses.replace(config, **{name: getattr(_current, name) for name in WORKER_OPTIONS})
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
 
 
 def changed(old: Config, new: Config) -> list[str]:
@@ -104,14 +136,17 @@ def on_hup(most_workers: int, running: int = 0) -> tuple[int | None, list[Log]]:
     ):
         these = [name for name in rest if (name in KEPT_BY_USR2) == kept]
         if these:
-            options = ", ".join("--" + name.replace("_", "-") for name in these)
+            options = ", ".join(_flag(name) for name in these)
             said.append(
                 Log(
                     LogLevel.WARNING,
                     f"HUP: {options} changed since the start: {applies} (a reload applies "
-                    "--env and --workers only)",
+                    "--env, --workers and the options a worker reads as it starts)",
                 )
             )
+    if taken := [name for name in names if name in WORKER_OPTIONS]:
+        values = ", ".join(f"{_flag(name)} {getattr(new, name)}" for name in taken)
+        said.append(_info(f"HUP: {values} read again: the new workers take them"))
     workers = min(new.workers, most_workers) if "workers" in names else None
     if workers is not None:
         said.append(_info(f"HUP: --workers read again: {workers}"))
