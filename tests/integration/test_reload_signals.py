@@ -204,3 +204,24 @@ def test_the_workers_keep_the_sigchld_the_app_set(tmp_path: Path, lazy: bool, ig
                 wait_until(lambda: "ready, stopping" in server.log(), 15, "the reload")
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("lazy", [True, False], ids=["lazy-apps", "preloaded"])
+def test_a_lazy_apps_handler_the_worker_replaces_is_said_once(tmp_path: Path, lazy: bool) -> None:
+    """With --lazy-apps the app's import in each worker set its SIGTERM handler, and the
+    worker's replaced it unsaid (its clean-up never ran; gunicorn's workers keep the app's)."""
+    (tmp_path / "sigapp.py").write_text(SIGNAL_APP)
+    marks = tmp_path / "marks"
+    options = {"workers": 2, "pythonpath": [str(tmp_path)], "env": [f"MARKS={marks}"]}
+    server = Server(tmp_path / "server", "sigapp:app", lazy_apps=lazy, **options).start()
+    try:
+        wait_for_serving(server, 2)
+    finally:
+        assert server.stop() == 0
+    said = [line for line in server.log().splitlines() if "set its own handler" in line]
+    expected = "worker 1 (pid"
+    if lazy:
+        assert len(said) == 1 and expected in said[0] and "for SIGTERM: the worker's" in said[0]
+    else:  # the master's import: its handlers were put in place after it, the workers' own
+        assert said == []
+    assert not marks.exists()  # the app's handler ran nowhere: the stop was the server's

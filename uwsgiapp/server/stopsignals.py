@@ -11,7 +11,7 @@ import socket
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from uwsgiapp.server.inflight import (
     dump_stuck_request,
@@ -19,6 +19,7 @@ from uwsgiapp.server.inflight import (
     request_environ,
     request_line,
     worker_label,
+    worker_number,
 )
 from uwsgiapp.server.lastout import HANDSHAKES_WAIT, being_taken, listening
 from uwsgiapp.server.listeners import Listener
@@ -189,6 +190,7 @@ class StopSignals:
 
     def install_signals(self) -> None:
         """Worker signal dispositions (after fork: the master's handlers must not run here)."""
+        say_taken_signals()
         signal.signal(signal.SIGTERM, self._on_graceful)
         signal.signal(signal.SIGHUP, self._on_reload)
         signal.signal(signal.SIGINT, self._on_quick)
@@ -215,3 +217,25 @@ class StopSignals:
         arm_fault_dumps(())  # a crash's dump to the log, not to the worker's file
         for listener in self.listeners:
             listener.close(unlink=False)
+
+
+#: The signals a worker handles itself (USR1 is its own from the fork on).
+_WORKERS_OWN: Final = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT, signal.SIGUSR2)
+#: What such a signal's disposition is when nobody set a handler.
+_NOBODYS: Final = (signal.SIG_DFL, signal.SIG_IGN, signal.default_int_handler, None)
+
+
+def say_taken_signals() -> None:
+    """Before a worker sets its handlers: those the app's own import (with ``--lazy-apps``,
+    in the worker) set for the same signals are replaced, said by the first worker (it was
+    unsaid: an app's SIGTERM clean-up, or its USR2 profiler toggle, just never ran)."""
+    if worker_number() != 1:
+        return
+    taken = [signum.name for signum in _WORKERS_OWN if signal.getsignal(signum) not in _NOBODYS]
+    if taken:
+        logging.getLogger("uwsgiapp.error").warning(
+            "%s: the app's import set its own handler for %s: the worker's take their place "
+            "(at a stop, the app's atexit functions run, not its handler)",
+            worker_label(),
+            ", ".join(taken),
+        )
