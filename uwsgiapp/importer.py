@@ -19,6 +19,7 @@ while importing it with the inner traceback, attribute missing, not callable, fa
 from __future__ import annotations
 
 import ast
+import contextlib
 import importlib
 import importlib.machinery
 import importlib.util
@@ -27,13 +28,13 @@ import logging
 import os
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from types import CodeType, ModuleType
 from typing import Any
 
 from uwsgiapp.freshcode import CheckedSourceLoader, check_bytecode_caches
-from uwsgiapp.importhints import failure_hint
+from uwsgiapp.importhints import app_like_names, failure_hint, is_factory
 from uwsgiapp.pathreach import unreachable_hint
 from uwsgiapp.server.logs import borrowed_gunicorn_logger, reclaim_loggers
 
@@ -280,7 +281,8 @@ def _resolve(module: ModuleType, parsed: AppSpec, spec: str) -> Any:
             if hasattr(module, attr):
                 return getattr(module, attr)
         factories = [name for name in FACTORY_NAMES if callable(getattr(module, name, None))]
-        hint = f"{where}:{factories[0]}()" if factories else f"{where}:my_app"
+        named = app_like_names(module)
+        hint = f"{where}:{(named or [f'{factories[0]}()' if factories else 'my_app'])[0]}"
         raise AppImportError(
             f"{where!r} has no attribute {' or '.join(map(repr, DEFAULT_ATTRS))}: "
             f"name the app, e.g. {hint}",
@@ -293,8 +295,10 @@ def _resolve(module: ModuleType, parsed: AppSpec, spec: str) -> Any:
             obj = getattr(obj, attr)
         except AttributeError:
             dotted = ".".join(parsed.attrs[: i + 1])
+            named = app_like_names(module, besides=dotted) if obj is module else []
+            hint = f": did you mean {where}:{named[0]}?" if named else ""
             raise AppImportError(
-                f"{where!r} has no attribute {dotted!r}", spec=spec, kind="missing-attribute"
+                f"{where!r} has no attribute {dotted!r}{hint}", spec=spec, kind="missing-attribute"
             ) from None
         except Exception as exc:
             raise AppImportError(
@@ -331,7 +335,10 @@ def load_app(spec: str, *, chdir: str = "", pythonpath: Sequence[str] = ()) -> W
     parsed = parse_spec(spec)
     _prepare_path(chdir, pythonpath)
     check_bytecode_caches()  # a same-size edit within a second must not run the old code
-    module = _load_file(parsed.path, spec) if parsed.path else _import_module(parsed.module, spec)
+    with _no_blocking_run():
+        module = (
+            _load_file(parsed.path, spec) if parsed.path else _import_module(parsed.module, spec)
+        )
     app = _resolve(module, parsed, spec)
     if not callable(app):
         raise AppImportError(
@@ -340,10 +347,14 @@ def load_app(spec: str, *, chdir: str = "", pythonpath: Sequence[str] = ()) -> W
             spec=spec,
             kind="not-callable",
         )
-    if not parsed.call and _is_factory(app):
+    if not parsed.call and is_factory(app):
+        kind = "a class" if inspect.isclass(app) else "a function"
+        looks = (
+            "its instances are the app" if inspect.isclass(app) else "it looks like an app factory"
+        )
         raise AppImportError(
-            f"app {spec!r} is a function that cannot take (environ, start_response): it looks "
-            f"like an app factory; call it: '{spec}()'",
+            f"app {spec!r} is {kind} that cannot take (environ, start_response): {looks}; "
+            f"call it: '{spec}()'",
             spec=spec,
             kind="not-callable",
         )
@@ -364,15 +375,20 @@ def load_app(spec: str, *, chdir: str = "", pythonpath: Sequence[str] = ()) -> W
     return app  # type: ignore[no-any-return]
 
 
-def _is_factory(obj: Any) -> bool:
-    """A plain function whose signature refuses two positional arguments (``create_app()``,
-    ``create_app(config=None)``): what a WSGI server would call with two and fail each request."""
-    if not inspect.isfunction(obj):
-        return False
+@contextlib.contextmanager
+def _no_blocking_run() -> Iterator[None]:
+    """During the app's import, as under ``flask run``: Flask's ``app.run()`` left at module
+    level is skipped with Flask's own line ("Ignoring a call to 'app.run()'..."), where it
+    served on its own port and the import never ended, silently (a stop signal too, which
+    werkzeug's server took for its Ctrl-C)."""
+    if os.environ.get(_FLASK_CLI) is not None:
+        yield
+        return
+    os.environ[_FLASK_CLI] = "true"
     try:
-        inspect.signature(obj).bind(None, None)
-    except TypeError:
-        return True
-    except ValueError:  # no signature to read
-        return False
-    return False
+        yield
+    finally:
+        os.environ.pop(_FLASK_CLI, None)
+
+
+_FLASK_CLI = "FLASK_RUN_FROM_CLI"

@@ -5,13 +5,16 @@ run outside the package it belongs to."""
 from __future__ import annotations
 
 import errno
+import inspect
 import os
 import sys
 from collections.abc import Callable
+from types import ModuleType
+from typing import Any
 
 from uwsgiapp.pathreach import unreachable_hint
 
-__all__ = ["PORT_TAKEN", "failure_hint"]
+__all__ = ["PORT_TAKEN", "app_like_names", "failure_hint", "is_factory"]
 
 #: uWSGI's own modules, which exist only inside uWSGI: what to use instead.
 _UWSGI_MODULES = {
@@ -47,7 +50,11 @@ def failure_hint(
             f" {_UWSGI_MODULES[top]} (README: 'Coming from uWSGI or gunicorn')"
         )
     if missing:
-        return unreachable_hint(sys.path, os.getuid())
+        # A package the app needs, not installed where this uwsgiapp runs (another venv's).
+        where = f"\nthis uwsgiapp runs {sys.executable} (prefix {sys.prefix}): is {top!r} installed"
+        return unreachable_hint(sys.path, os.getuid()) or (
+            f"{where} there? (uwsgiapp must be installed in the app's virtualenv, and run from it)"
+        )
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         return PORT_TAKEN
     if isinstance(exc, ImportError) and "no known parent package" in str(exc):
@@ -72,3 +79,35 @@ def _package_hint(app_file: str, attrs: str) -> str:
         f"app by its package, {'.'.join(parts)}:{attrs}, with {where} on the path (--chdir or "
         "--pythonpath)"
     )
+
+
+def app_like_names(module: ModuleType, *, besides: str = "") -> list[str]:
+    """The module's names (other than ``besides``) that look like its WSGI app: ``app`` or
+    ``application``, then an object with a ``wsgi_app`` method (Flask's, werkzeug's,
+    uwsgiapp.web's), as ``flask run`` finds an app named otherwise."""
+    names = vars(module)
+    found = [n for n in ("application", "app") if n != besides and callable(names.get(n))]
+    found += [
+        name
+        for name, value in names.items()
+        if not (name.startswith("_") or isinstance(value, type) or name in found)
+        and name != besides
+        and callable(getattr(value, "wsgi_app", None))
+    ]
+    return found
+
+
+def is_factory(obj: Any) -> bool:
+    """A plain function or a class whose signature refuses two positional arguments
+    (``create_app()``, ``create_app(config=None)``, a class whose instances are the app): what
+    a WSGI server would call with two and fail each request. (A class taking them is an app,
+    as PEP 3333 allows.)"""
+    if not (inspect.isfunction(obj) or inspect.isclass(obj)):
+        return False
+    try:
+        inspect.signature(obj).bind(None, None)
+    except TypeError:
+        return True
+    except ValueError:  # no signature to read
+        return False
+    return False

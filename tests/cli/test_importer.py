@@ -185,6 +185,8 @@ def test_inner_missing_import_is_not_a_missing_module(pkgdir: tuple[Path, str]) 
     assert f"error while importing module '{name}'" in msg
     assert "Traceback" in msg and "definitely_not_installed_xyz" in msg
     assert "<frozen importlib" not in msg
+    # another virtualenv's package: which interpreter runs is said (it was not)
+    assert f"this uwsgiapp runs {sys.executable} (prefix {sys.prefix})" in msg
 
 
 def test_exception_inside_module_has_traceback(pkgdir: tuple[Path, str]) -> None:
@@ -452,3 +454,68 @@ def test_a_package_that_raises_at_import_is_the_apps_error_once(pkgdir: tuple[Pa
 
     assert getattr(builtins, "RUNS", 0) == 1
     del builtins.RUNS  # type: ignore[attr-defined]
+
+
+def test_a_missing_app_name_is_told_the_one_the_module_has(pkgdir: tuple[Path, str]) -> None:
+    """'wsgiapp:app' of a module defining 'application', a Flask app named 'server': no hint."""
+    root, name = pkgdir
+    write(root / f"{name}.py", "def application(environ, start_response):\n    return [b'a']\n")
+    with pytest.raises(
+        AppImportError, match=rf"has no attribute 'app': did you mean {name}:application\?"
+    ):
+        load_app(f"{name}:app")
+    other = name + "_flask"
+    write(root / f"{other}.py", "import flask\nserver = flask.Flask(__name__)\n")
+    with pytest.raises(AppImportError, match=rf"name the app, e\.g\. {other}:server$"):
+        load_app(other)
+    with pytest.raises(AppImportError, match=rf"did you mean {other}:server\?"):
+        load_app(f"{other}:app")
+
+
+def test_a_class_whose_instances_are_the_app_is_told_to_make_one(pkgdir: tuple[Path, str]) -> None:
+    """Named without its call, each request failed ('App() takes no arguments', a 500)."""
+    root, name = pkgdir
+    code = """
+        class App:
+            def __call__(self, environ, start_response):
+                start_response("200 OK", [])
+                return [b"instance"]
+
+        class PerRequest:  # PEP 3333's class app: one instance per request
+            def __init__(self, environ, start_response):
+                start_response("200 OK", [])
+
+            def __iter__(self):
+                yield b"class"
+    """
+    write(root / f"{name}.py", code)
+    with pytest.raises(AppImportError, match=rf"is a class .* call it: '{name}:App\(\)'"):
+        load_app(f"{name}:App")
+    assert call(load_app(f"{name}:App()")) == b"instance"
+    assert call(load_app(f"{name}:PerRequest")) == b"class"
+
+
+def test_flasks_app_run_left_at_import_is_skipped(tmp_path: Path) -> None:
+    """It served on its own port and the import never ended (a TERM was taken by werkzeug's
+    server for its Ctrl-C); as under 'flask run', Flask skips it with its own line."""
+    import subprocess
+
+    write(
+        tmp_path / "runapp.py",
+        """
+        import flask
+        app = flask.Flask(__name__)
+        app.run(port=1)  # port 1: never bound, were it run
+        """,
+    )
+    code = (
+        "import os\nfrom uwsgiapp.importer import load_app\n"
+        f"load_app('runapp:app', pythonpath=[{str(tmp_path)!r}])\n"
+        "print('loaded', os.environ.get('FLASK_RUN_FROM_CLI'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "loaded None"  # not left in the app's environment
+    assert "Ignoring a call to 'app.run()'" in done.stdout  # Flask's own line
