@@ -55,3 +55,19 @@ def test_a_relative_path_is_taken_from_chdir(tmp_path: Path) -> None:
             "../app.sock": passed[0]
         }
         assert activated_by_address(("other.sock",), passed, str(base)) == {}
+
+
+def test_a_socket_named_twice_is_bound_once(tmp_path: Path) -> None:
+    """The second bind failed, "Address already in use", naming no holder: exit 3 (uWSGI
+    binds it once)."""
+    from uwsgiapp.cli import build_parser
+    from uwsgiapp.config.serve import resolve_serve_config
+
+    path = str(tmp_path / "app.sock")
+    argv = ["serve", "a:app", "--socket", "127.0.0.1:9", "--socket", path]
+    argv += ["--socket", f"unix:{path}", "--socket", "127.0.0.1:9"]
+    resolved = resolve_serve_config(build_parser(argv).parse_args(argv), {})
+    assert resolved.config.socket == ("127.0.0.1:9", path)
+    assert f"--socket unix:{path}, 127.0.0.1:9 named twice (command line --socket): bound once" in (
+        resolved.warnings
+    )

@@ -12,7 +12,31 @@ from dataclasses import replace
 from uwsgiapp.addresses import AddressError, server_address
 from uwsgiapp.config.configload import DEFAULT_SOURCE, Resolved
 
-__all__ = ["activated_by_address", "adopt_activated", "systemd_sockets"]
+__all__ = ["activated_by_address", "adopt_activated", "one_each", "systemd_sockets"]
+
+
+def one_each(resolved: Resolved) -> tuple[Resolved, list[str]]:
+    """``resolved`` with a socket named twice (the same address, however spelled) kept once,
+    and what to warn of: the second bind failed, "Address already in use", naming no holder
+    (uWSGI binds it once)."""
+    from uwsgiapp.server.listeners import address_key
+
+    sockets: dict[str, str] = {}
+    twice: list[str] = []
+    for spec in resolved.config.socket:
+        key = address_key(spec) or spec
+        if key in sockets:
+            twice.append(spec)
+        else:
+            sockets[key] = spec
+    if not twice:
+        return resolved, []
+    config = replace(resolved.config, socket=tuple(sockets.values()))
+    named = ", ".join(twice)
+    source = resolved.sources["socket"]
+    return replace(resolved, config=config), [
+        f"--socket {named} named twice ({source}): bound once"
+    ]
 
 
 def systemd_sockets(env: Mapping[str, str], pid: int | None = None) -> list[str]:

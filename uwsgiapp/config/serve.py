@@ -10,7 +10,7 @@ import shlex
 from collections.abc import Mapping, MutableMapping
 from dataclasses import replace
 
-from uwsgiapp.config.activation import adopt_activated, systemd_sockets
+from uwsgiapp.config.activation import adopt_activated, one_each, systemd_sockets
 from uwsgiapp.config.configload import (
     DEFAULT_SOURCE,
     IMPLIED_BY,
@@ -79,6 +79,8 @@ def resolve_serve_config(
         if not _adds_up(name):
             del defaults[name]  # outranked: its value is not used, valid or not
     resolved, more = adopt_activated(resolve(layers, warnings=warnings), activated)
+    resolved, once = one_each(resolved)
+    more += once
     check_http_only(ini, resolved.sources["socket"], DEFAULT_SOURCE)
     given = dict(pair.split("=", 1) for pair in resolved.config.env if "=" in pair)  # --env
     more += _socket_warnings(args, resolved)
