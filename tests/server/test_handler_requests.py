@@ -346,3 +346,19 @@ def test_custom_file_wrapper_from_the_settings_is_kept() -> None:
     )
     run(handler, packet())
     assert seen == [Wrapper]
+
+
+def test_a_request_with_no_method_is_said_once_as_a_missing_uwsgi_params(tmp_path: Path) -> None:
+    """A location without 'include uwsgi_params;': every URL reached the app as GET /, a POST
+    too, and nothing said so."""
+    from support.procs import Server, uwsgi_exchange
+
+    server = Server(tmp_path, "supervisor_app:app", workers=1).start()
+    try:
+        for _ in range(3):
+            answer = uwsgi_exchange(server.socket, build_request({}), timeout=10).data
+            assert answer.startswith(b"HTTP/1.0 200")
+    finally:
+        server.stop()
+    said = [line for line in server.log().splitlines() if "no REQUEST_METHOD" in line]
+    assert len(said) == 1 and "'include uwsgi_params;'" in said[0], server.log()

@@ -13,6 +13,7 @@ strips as this does).
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -160,6 +161,8 @@ def build_environ(
         for key in [k for k in environ if k.startswith("UWSGI_") and k != SCHEME_VAR]:
             del environ[key]
     if not environ.keys() >= _REQUIRED_KEYS:
+        if "REQUEST_METHOD" not in environ and not _NO_METHOD_SAID:
+            _say_no_method()
         for key, value in REQUIRED_DEFAULTS.items():
             environ.setdefault(key, value)
     prefix = sent.rstrip("/") if sent else ""
@@ -173,6 +176,21 @@ def build_environ(
             )
         return _finish(environ, "")
     return _finish(environ, mount)
+
+
+#: Whether this process said it got a request with no REQUEST_METHOD (once is enough).
+_NO_METHOD_SAID: Final[list[bool]] = []
+
+
+def _say_no_method() -> None:
+    """nginx sends REQUEST_METHOD, PATH_INFO and the others only where the location includes
+    uwsgi_params: without it every URL reached the app as GET / (a POST too), unsaid."""
+    _NO_METHOD_SAID.append(True)
+    logging.getLogger("uwsgiapp.error").warning(
+        "a request came with no REQUEST_METHOD (taken as GET, and its path as /): nginx sends "
+        "the request's method, path and query only with 'include uwsgi_params;' beside "
+        "uwsgi_pass (said once a process)"
+    )
 
 
 def _run(layout: Layout, block: bytes | bytearray, text: str) -> dict[str, Any] | Partial:
