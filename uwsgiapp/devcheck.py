@@ -85,6 +85,8 @@ class _Response:
         for chunk in chunks:
             if not chunk and type(chunk) is bytes:
                 continue  # b"" sends nothing, not even the head (serve's rule)
+            if isinstance(result, (bytes, bytearray, str, dict)):
+                raise not_iterable(result)  # as serve says it
             data = self.take(chunk)
             if data:
                 yield data

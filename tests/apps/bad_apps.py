@@ -150,6 +150,24 @@ def _return_none(environ: dict[str, Any], start_response: StartResponse) -> Any:
     return None
 
 
+@route("return-bytes")
+def _return_bytes(environ: dict[str, Any], start_response: StartResponse) -> Any:
+    start_response("200 OK", PLAIN)
+    return b"hello"  # said "got int" (its items), pointing the wrong way
+
+
+@route("return-str")
+def _return_str(environ: dict[str, Any], start_response: StartResponse) -> Any:
+    start_response("200 OK", PLAIN)
+    return "hello"
+
+
+@route("return-dict")
+def _return_dict(environ: dict[str, Any], start_response: StartResponse) -> Any:
+    start_response("200 OK", PLAIN)
+    return {"a": 1}
+
+
 @route("return-int")
 def _return_int(environ: dict[str, Any], start_response: StartResponse) -> Any:
     start_response("200 OK", PLAIN)

@@ -829,3 +829,33 @@ def test_dev_without_python_dotenv_gives_flask_runs_tip(
     read_dotenv()
     assert "tip: .env present: install python-dotenv to use them" in capsys.readouterr().err
     assert "A" not in os.environ or os.environ["A"] != "1"
+
+
+@pytest.mark.parametrize(
+    ("result", "said"),
+    [
+        (b"hello", "app returned bytes, not an iterable of bytes: return [body]"),
+        ("hello", "app returned str, not an iterable of bytes: return [text.encode()]"),
+        ({"a": 1}, "app returned dict, not an iterable of bytes (its items are its keys)"),
+    ],
+)
+def test_dev_says_a_mistaken_return_as_serve_does(
+    result: object, said: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """'return b"hello"' was said as "response body must be bytes, got int": pointing away."""
+    import logging
+
+    from werkzeug.test import create_environ
+
+    from uwsgiapp.devcheck import as_served
+
+    def app(environ: dict[str, object], start_response: Any) -> object:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return result
+
+    heads: list[str] = []
+    served = as_served(app, debugger=False)
+    with caplog.at_level(logging.ERROR, logger="uwsgiapp.error"):
+        body = b"".join(served(create_environ("/"), lambda s, h, e=None: heads.append(s)))
+    assert heads == ["500 Internal Server Error"] and body
+    assert any(said in r.getMessage() for r in caplog.records), caplog.text

@@ -85,6 +85,17 @@ CASES: dict[str, tuple[int, str, bool]] = {
     "start-twice": (500, "start_response() called a second time", True),
     "return-none": (500, "app returned None, not an iterable of bytes", False),
     "return-int": (500, "app returned int, not an iterable of bytes", False),
+    "return-bytes": (500, "app returned bytes, not an iterable of bytes: return [body]", False),
+    "return-str": (
+        500,
+        "app returned str, not an iterable of bytes: return [text.encode()]",
+        False,
+    ),
+    "return-dict": (
+        500,
+        "app returned dict, not an iterable of bytes (its items are its keys)",
+        False,
+    ),
     "no-start-response": (500, "response body sent before start_response()", False),
     "yield-str": (500, "response body must be bytes, got str", False),
     "yield-int": (500, "response body must be bytes, got int", False),

@@ -310,7 +310,7 @@ class Responder:
         except ClientDisconnected as exc:  # reading its body, or in write() (as an iterable)
             self._gone_mid_response(exchange, environ, peer, exc)
             return
-        except (AppError, HeaderError) as exc:  # its start_response's, or write()'s
+        except HeaderError as exc:  # its start_response's check: the server's, one line
             self._app_failed(exchange, environ, f"bad response ({exc})", traceback=False)
             return
         except Exception:
@@ -381,9 +381,8 @@ class Responder:
 
 
 def _send_iterable(exchange: Exchange, result: Any, head_only: bool) -> None:
-    """Send the chunks of a response that is neither a list of one nor a file wrapper; for a
-    HEAD (``head_only``), stop once the head is out: nginx sends the client no body, and a
-    generator went on making one until nginx closed the connection."""
+    """Send the chunks of a response neither a list of one nor a file wrapper; for a HEAD
+    (``head_only``), stop once the head is out (a generator went on until nginx closed)."""
     # One iter(), as in uWSGI: an iter() before the loop had the loop call an iterator's __iter__
     # again (werkzeug's ClosingIterator, i.e. every Flask response: a Python call per request).
     try:
@@ -394,7 +393,8 @@ def _send_iterable(exchange: Exchange, result: Any, head_only: bool) -> None:
                     break  # PEP 3333: stop iterating once the length is sent
             elif type(chunk) is not bytes:
                 exchange.send(chunk)  # "" or None: refused there, never skipped
-    except TypeError:
-        if iterable_type(type(result)):
-            raise  # the app's own code raised it (not iter()'s refusal): its traceback matters
-        raise not_iterable(result) from None
+    except (TypeError, AppError) as exc:  # iter() refused it, or an item is no bytes
+        mistaken = isinstance(result, (bytes, bytearray, str, dict))  # said as such
+        if mistaken if isinstance(exc, AppError) else not iterable_type(type(result)):
+            raise not_iterable(result) from None
+        raise  # the app's own code raised it: its traceback matters

@@ -286,6 +286,18 @@ def iterable_type(kind: type) -> bool:
 
 
 def not_iterable(result: Any) -> AppError:
-    """The error for an app that returned ``result``, which ``iter()`` refuses."""
+    """The error for an app that returned ``result``, which ``iter()`` refuses, or whose items
+    are no bytes: a bare ``bytes`` (its items are ints: "got int" pointed the wrong way), a
+    ``str``, a ``dict`` (its keys)."""
     what = "None" if result is None else type(result).__name__
-    return AppError(f"app returned {what}, not an iterable of bytes")
+    fix = _FIXES.get(what, "")
+    return AppError(f"app returned {what}, not an iterable of bytes{fix}")
+
+
+#: How to return what an app returned by mistake: a list of bytes.
+_FIXES: Final = {
+    "bytes": ": return [body] (a bytes object's items are ints)",
+    "bytearray": ": return [body]",
+    "str": ": return [text.encode()]",
+    "dict": " (its items are its keys): return [json.dumps(d).encode()]",
+}
