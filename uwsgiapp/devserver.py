@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from uwsgiapp.devenv import follow_watcher, read_dotenv
-from uwsgiapp.devlogs import error_lines, plain_logs_unless_terminal
+from uwsgiapp.devlogs import error_lines, plain_logs_unless_terminal, uwsgi_sent_here
 from uwsgiapp.hooks import PostforkError, run_postfork
 from uwsgiapp.importer import AppImportError, load_app, parse_spec
 from uwsgiapp.wsgi.contract import StartResponse, WSGIApp
@@ -304,6 +304,7 @@ def run_dev(options: DevOptions) -> int:
             print(f"uwsgiapp dev: warning: --extra-files {path}: no such file", file=sys.stderr)
         check_bind(options.host, options.port)
     plain_logs_unless_terminal()
+    uwsgi_sent_here()
     error_lines()
     extra = [os.path.abspath(p) for p in options.extra_files]
     static = {prefix: os.path.abspath(d) for prefix, d in options.static_map}  # before --chdir

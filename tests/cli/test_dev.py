@@ -859,3 +859,21 @@ def test_dev_says_a_mistaken_return_as_serve_does(
         body = b"".join(served(create_environ("/"), lambda s, h, e=None: heads.append(s)))
     assert heads == ["500 Internal Server Error"] and body
     assert any(said in r.getMessage() for r in caplog.records), caplog.text
+
+
+def test_a_uwsgi_packet_sent_to_dev_is_told_what_to_use() -> None:
+    """nginx's uwsgi_pass pointed at dev: werkzeug's 400 line showed the packet, nothing more."""
+    import logging
+
+    from uwsgiapp.devlogs import _UwsgiSentHere
+
+    packet = "Bad request version ('\\x00HTTP_ACCEPT\\x03\\x00*/*')"
+    record = logging.makeLogRecord({"msg": "code %d, message %s", "args": (400, packet)})
+    assert _UwsgiSentHere().filter(record)
+    assert record.getMessage().endswith(
+        "(the uwsgi protocol, nginx's uwsgi_pass, sent to uwsgiapp dev, which speaks HTTP: "
+        "proxy_pass http://HOST:PORT to dev, or uwsgi_pass to uwsgiapp serve)"
+    )
+    other = logging.makeLogRecord({"msg": "code %d, message %s", "args": (400, "Bad syntax")})
+    _UwsgiSentHere().filter(other)
+    assert other.getMessage() == "code 400, message Bad syntax"
