@@ -665,3 +665,22 @@ def test_as_root_proc_links_are_the_kernels_and_hard_links_are_refused(
     (elsewhere / "available" / "x.ini").write_text("[uwsgi]\n")
     (elsewhere / "enabled" / "x.ini").symlink_to("../available/x.ini")
     assert read_bounded(str(elsewhere / "enabled" / "x.ini")) == b"[uwsgi]\n"
+
+
+def test_a_privileged_port_refused_to_a_user_says_why(as_root: None) -> None:
+    """'cannot bind: Permission denied' and nothing more, for :80 as a non-root user."""
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+        if int(f.read()) <= 80:
+            pytest.skip("this kernel lets any user bind port 80")
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            bind("127.0.0.1:80", backlog=1, chmod=0o660, allow=AllowList())
+        except ListenerError as exc:
+            code = 0 if "a port under 1024 needs root: start as root with --uid" in str(exc) else 2
+        finally:
+            os._exit(code)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0

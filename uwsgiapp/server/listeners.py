@@ -190,11 +190,20 @@ def bind(spec: str, *, backlog: int, chmod: int, allow: AllowList) -> Listener:
                 from uwsgiapp.server.holders import who_holds  # sockdiag imports this module
 
                 held = who_holds(address.port, host)
+            elif exc.errno == errno.EACCES and address.port < 1024:
+                held = _PRIVILEGED
             raise ListenerError(
                 f"socket {spec!r}: cannot bind: {exc.strerror or exc}{held}"
             ) from None
         return Listener(sock, spec, allow=allow)
     return _bind_unix(address.path, backlog, chmod)
+
+
+#: A port under 1024 refused to a user that is not root.
+_PRIVILEGED = (
+    " (a port under 1024 needs root: start as root with --uid, which binds before it drops, "
+    "or grant CAP_NET_BIND_SERVICE; or listen on a higher port, or a unix socket, behind nginx)"
+)
 
 
 def _bind_unix(path: str, backlog: int, chmod: int) -> Listener:
