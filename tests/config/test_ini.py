@@ -572,6 +572,10 @@ def test_sections(tmp_path: Path) -> None:
     assert resolve([ini_layer(f"{path}:staging", environ={}).layer]).config.workers == 8
     with pytest.raises(ConfigError, match=re.escape("has no [prod] section (sections: [uwsgi]")):
         ini_layer(f"{path}:prod", environ={})
+    # One section of another name: the way to read it is said (uWSGI's FILE:SECTION)
+    (tmp_path / "app.ini").write_text("[app]\nprocesses = 2\n")
+    with pytest.raises(ConfigError, match=re.escape("(sections: [app]): name one, --ini ")):
+        ini_layer(str(tmp_path / "app.ini"), environ={})
 
 
 def test_a_gunicorn_conf_py_is_named_as_python(tmp_path: Path) -> None:

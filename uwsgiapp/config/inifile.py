@@ -83,8 +83,10 @@ def read_section(path: str, section: str) -> list[IniEntry]:
         )
     if section not in sections:
         found = ", ".join(f"[{s}]" for s in sections) or "none"
+        # uWSGI's FILE:SECTION reads another section: for an [app] only, "--ini FILE:app"
+        other = f": name one, --ini {path}:{sections[0]}" if len(sections) == 1 else ""
         raise ConfigError(
-            "ini", f"{path} has no [{section}] section (sections: {found})", "command line"
+            "ini", f"{path} has no [{section}] section (sections: {found}){other}", "command line"
         )
     return entries
 

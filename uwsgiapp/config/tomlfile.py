@@ -130,6 +130,13 @@ def _load_toml(path: str) -> tuple[dict[str, Any], str]:
         raise ConfigError("config", f"invalid TOML: {exc}", source) from None
 
 
+#: What an unknown table (``[uwsgi]``, ``[server]``) is told: where the options are read.
+_TABLES = (
+    " (a table: the options are read from [uwsgiapp], [tool.uwsgiapp] in a pyproject.toml, "
+    "or the top level)"
+)
+
+
 def toml_layer(path: str) -> Layer:
     """Options from a TOML file: a ``[tool.uwsgiapp]`` table (pyproject.toml), else an
     ``[uwsgiapp]`` table, else the top-level keys. Unknown keys are errors."""
@@ -151,7 +158,11 @@ def toml_layer(path: str) -> Layer:
         _check_outside(data, where, source)
     options = [s.option for s in option_specs()]
     # Each unknown key at once: a file written from gunicorn.conf.py has a dozen of them.
-    unknown = [(repr(key), suggest(key, options)) for key in table if spec_for(key) is None]
+    unknown = [
+        (repr(key), _TABLES if isinstance(table[key], dict) else suggest(key, options))
+        for key in table
+        if spec_for(key) is None
+    ]
     if len(unknown) == 1:
         (key, hint), *_ = unknown
         raise ConfigError("config", f"unknown option {key} in {where}{hint}", source)
