@@ -354,11 +354,26 @@ def test_hup_with_no_reload_preloaded_only_recycles_the_workers(
     assert "SIGHUP: graceful reload (generation 1): new workers with the code already loaded" in log
 
 
-def test_term_while_the_app_imports_stops_cleanly(tmp_path: Path) -> None:
+SWALLOWING_IMPORT = """
+import time
+try:  # a server run at import (werkzeug's serve_forever takes a stop for its Ctrl-C)
+    time.sleep(3)
+except KeyboardInterrupt:
+    pass
+def app(environ, start_response):
+    return []
+"""
+
+
+@pytest.mark.parametrize("swallows", [False, True], ids=["plain", "import-swallows-it"])
+def test_term_while_the_app_imports_stops_cleanly(tmp_path: Path, swallows: bool) -> None:
     # Docker may stop a container that is still starting: the master has bound its socket and
-    # is importing a slow app, its own signal handling is not running yet.
+    # is importing a slow app, its own signal handling is not running yet. An import that
+    # swallowed the stop had the server serve on.
     (tmp_path / "slowimport.py").write_text(
-        "import time\ntime.sleep(3)\ndef app(environ, start_response):\n    return []\n"
+        SWALLOWING_IMPORT
+        if swallows
+        else "import time\ntime.sleep(3)\ndef app(environ, start_response):\n    return []\n"
     )
     pidfile = tmp_path / "app.pid"
     server = Server(tmp_path, "slowimport:app", pythonpath=[str(tmp_path)], pidfile=pidfile)

@@ -28,12 +28,7 @@ from uwsgiapp.logtargets import is_stream
 from uwsgiapp.pathreach import unreachable_hint
 from uwsgiapp.server import safefiles
 from uwsgiapp.server.listeners import Listener, ListenerError, somaxconn_cap
-from uwsgiapp.server.logs import (
-    ErrorTail,
-    access_handler,
-    arm_fault_dumps,
-    setup_error_log,
-)
+from uwsgiapp.server.logs import ErrorTail, access_handler, arm_fault_dumps, setup_error_log
 from uwsgiapp.server.spool import IN_MEMORY_ANYWAY, check_spool_dir
 from uwsgiapp.server.wsgierrors import take_unhandled_records
 from uwsgiapp.stats.server import StatsServer
@@ -116,18 +111,22 @@ def _report_leftovers(listeners: list[Listener], pidfile: str) -> None:
 
 
 class _StopDuringStart(KeyboardInterrupt):
-    """TERM/INT/QUIT before the master loop runs; a KeyboardInterrupt so that it passes
-    through the app importer (which turns other exceptions into an import error)."""
+    """TERM/INT/QUIT before the master loop runs; a KeyboardInterrupt: the importer passes it."""
+
+
+_STOPPED: list[str] = []  # stops in start-up: raised again if the import swallowed one
 
 
 def _stop_during_start(signum: int, frame: FrameType | None) -> None:
-    raise _StopDuringStart(signal.Signals(signum).name)
+    _STOPPED.append(signal.Signals(signum).name)
+    raise _StopDuringStart(_STOPPED[-1])
 
 
 def serve(config: Config) -> int:
     """Run ``uwsgiapp serve`` with ``config``; returns the process exit code."""
     # Until the arbiter installs its handlers (after a possibly slow app import), a stop signal
     # must still unwind through the clean-up below instead of killing us with files left.
+    _STOPPED.clear()
     previous = {s: signal.signal(s, keep_for_later) for s in EARLY_SIGNUMS}
     previous.update((s, signal.signal(s, _stop_during_start)) for s in STOP_SIGNALS)
     takeover.receive()  # the sockets an old master passed (USR2), and how this one started
@@ -391,6 +390,8 @@ def _load_and_run(
             log.warning(
                 "--request-titles: setproctitle cannot be imported; titles stay as they are"
             )
+        if _STOPPED:  # the import swallowed it: stopped all the same
+            raise _StopDuringStart(_STOPPED[0])
         arbiter = Arbiter(config, listeners, app, build_handler, stats, notifier)
         arbiter.modules_before_app = before
         arbiter.funnel = funnel
