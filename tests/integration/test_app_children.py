@@ -1,12 +1,16 @@
 """What a process the app forks from a worker inherits: not the worker's signal handlers, not
-its listening sockets. A real server behind a real nginx; the app forks with multiprocessing."""
+its listening sockets, nor its client connections. A real server behind a real nginx; the app
+forks with multiprocessing (os.fork for the connections, on a raw uwsgi socket)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 from pathlib import Path
 
 import pytest
-from support.procs import free_port, stack, wait_until
+from support.procs import Server, free_port, stack, uwsgi_exchange, uwsgi_get, wait_until
 
 pytestmark = pytest.mark.nginx
 
@@ -101,3 +105,37 @@ def test_a_crash_in_a_process_the_app_forks_is_dumped_to_the_log_at_once(
     log = server.log()
     assert log.count("in _crash_in_child") == 1
     assert "when it got its signal" not in log
+
+
+FORKING_APP = """
+import os, time
+
+def app(environ, start_response):
+    pid = os.fork()  # a background job, as multiprocessing's fork method starts one
+    if pid == 0:
+        time.sleep(30)
+        os._exit(0)
+    with open(os.environ["CHILDREN"], "a") as f:
+        f.write(f"{pid}\\n")
+    start_response("200 OK", [("Content-Type", "text/plain")])  # no Content-Length
+    return iter([b"started ", str(pid).encode()])
+"""
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_child_the_app_forks_does_not_hold_the_answer_open(tmp_path: Path, threads: int) -> None:
+    """Its copy of the connection kept a response without Content-Length open until the child
+    ended (nginx waited for the close: an 8 s job made the answer 8 s late)."""
+    (tmp_path / "forkapp.py").write_text(FORKING_APP)
+    children = tmp_path / "children"
+    options = {"workers": 1, "threads": threads, "pythonpath": [str(tmp_path)]}
+    server = Server(tmp_path / "server", "forkapp:app", env=[f"CHILDREN={children}"], **options)
+    server.start()
+    try:
+        answer = uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10)
+        assert answer.end == "eof" and b"started " in answer.data, answer.end
+    finally:
+        for pid in children.read_text().split() if children.exists() else []:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(int(pid), signal.SIGKILL)
+        server.stop()

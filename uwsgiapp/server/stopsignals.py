@@ -215,8 +215,12 @@ class StopSignals:
             faulthandler.unregister(signal.SIGUSR2)  # the harakiri dump
         signal.signal(signal.SIGUSR2, signal.SIG_DFL)
         arm_fault_dumps(())  # a crash's dump to the log, not to the worker's file
+        names = set()
         for listener in self.listeners:
+            with contextlib.suppress(OSError):
+                names.add(listener.sock.getsockname())
             listener.close(unlink=False)
+        close_connections(names)
 
 
 #: The signals a worker handles itself (USR1 is its own from the fork on).
@@ -239,3 +243,29 @@ def say_taken_signals() -> None:
             worker_label(),
             ", ".join(taken),
         )
+
+
+def close_connections(names: set[object]) -> None:
+    """In a process the app forked from a worker (multiprocessing, ``os.fork``): close its
+    copies of the worker's client connections (accepted on a socket named one of ``names``).
+    A copy kept the connection open as long as this process lived: a response without a
+    Content-Length ends when the connection closes, and nginx waited for it (an 8 s job
+    forked by a request made its answer 8 s late)."""
+    try:
+        fds = [int(name) for name in os.listdir("/proc/self/fd")]
+    except OSError:
+        return
+    for fd in fds:
+        try:
+            sock = socket.socket(fileno=fd)
+        except OSError:
+            continue  # not a socket (or the listing's own descriptor, gone)
+        try:
+            mine = not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
+            mine = mine and sock.getsockname() in names
+        except OSError:
+            mine = False
+        if mine:
+            sock.close()
+        else:
+            sock.detach()
