@@ -74,10 +74,12 @@ def build_description() -> str:
 
 
 def running_version() -> str:
-    """``uwsgiapp 0.1.0, compiled, Python 3.12.3``: what this process runs, for the start's
-    line (``--version`` says what is installed, which a ``pip install -U`` changed)."""
+    """``uwsgiapp 0.1.0, compiled, Python 3.12.3 at /srv/venv/bin/python``: what this process
+    runs, for the start's line (``--version`` says what is installed, which a ``pip install
+    -U`` changed; the interpreter tells which virtualenv's packages the app gets)."""
     build = build_description().partition(":")[0]
-    return f"uwsgiapp {__version__}, {build}, Python {sys.version.split()[0]}"
+    python = f"Python {sys.version.split()[0]} at {sys.executable}"
+    return f"uwsgiapp {__version__}, {build}, {python}"
 
 
 def version_line(prog: str = "uwsgiapp") -> str:

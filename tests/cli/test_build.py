@@ -273,3 +273,13 @@ def test_a_pure_editable_install_removes_what_a_compiled_one_built_in_the_tree(
     assert r.returncode == 0, r.stderr[-3000:]
     assert "removed 3 compiled files of an earlier compiled editable install" in r.stderr
     assert not [p for p in planted if p.exists()] and mine.exists()
+
+
+def test_the_start_line_names_the_interpreter() -> None:
+    """An app's ModuleNotFoundError under another virtualenv's uwsgiapp: 'Python 3.11.2' alone
+    did not say which one runs."""
+    from uwsgiapp.buildinfo import running_version
+
+    said = running_version()
+    assert said.startswith(f"uwsgiapp {__version__}, ")
+    assert said.endswith(f", Python {sys.version.split()[0]} at {sys.executable}")
