@@ -172,8 +172,20 @@ class HintingParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         message += command_hint(message)
-        self.print_usage(sys.stderr)
+        sys.stderr.write(self.short_usage())
         self.exit(ClientExit.USAGE, f"{self.prog}: error: {message}\n")
+
+    def short_usage(self) -> str:
+        """argparse's usage line, or, where it lists every option (serve's: 40 lines before
+        the one line that says what is wrong), a line naming the arguments and ``--help``."""
+        usage = self.format_usage()
+        if usage.count("\n") <= 4:
+            return usage
+        names = [
+            f"[{a.metavar or a.dest}]" if a.nargs in ("?", "*") else str(a.metavar or a.dest)
+            for a in self._get_positional_actions()
+        ]
+        return f"usage: {' '.join([self.prog, '[options]', *names])} ({self.prog} --help)\n"
 
     def parse_known_args(self, *args: Any, **kwargs: Any) -> Any:
         if self._mixing:  # a pass of the intermixed parse: what is left is its business

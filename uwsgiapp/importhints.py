@@ -50,10 +50,11 @@ def failure_hint(
             f" {_UWSGI_MODULES[top]} (README: 'Coming from uWSGI or gunicorn')"
         )
     if missing:
-        # A package the app needs, not installed where this uwsgiapp runs (another venv's).
-        where = f"\nthis uwsgiapp runs {sys.executable} (prefix {sys.prefix}): is {top!r} installed"
+        # A package the app needs, not installed where this uwsgiapp runs (another venv's): on
+        # the exception's line, which the stderr summary of a failed start shows.
+        where = f" (this uwsgiapp runs {sys.executable}, prefix {sys.prefix}: is {top!r}"
         return unreachable_hint(sys.path, os.getuid()) or (
-            f"{where} there? (uwsgiapp must be installed in the app's virtualenv, and run from it)"
+            f"{where} installed there? uwsgiapp must be installed in the app's virtualenv)"
         )
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         return PORT_TAKEN

@@ -305,3 +305,13 @@ def test_flask_debug_under_serve_is_said(value: str, said: bool) -> None:
     args = build_parser().parse_args(["serve", "a:app"])
     warnings = resolve_serve_config(args, {"FLASK_DEBUG": value}).warnings
     assert any(w.startswith(f"FLASK_DEBUG={value} is set") for w in warnings) == said
+
+
+def test_a_usage_error_of_serve_is_not_buried_under_its_forty_lines_of_usage() -> None:
+    """'--home' (uWSGI's) printed 40 lines of every option before the one line that says
+    what is wrong and what to do."""
+    r = run_cli("serve", "--home", "/srv/venv", "app:app")
+    lines = r.stderr.decode().splitlines()
+    assert lines[0] == "usage: uwsgiapp serve [options] [APP] (uwsgiapp serve --help)"
+    assert lines[1] == "uwsgiapp serve: error: unrecognized arguments: --home app:app"
+    assert len(lines) < 6, lines
