@@ -38,6 +38,14 @@ def status_of(head: bytes) -> str:
     return line[line.index(b" ") + 1 :].decode("latin-1")
 
 
+def headers_of(head: bytes) -> list[tuple[str, str]]:
+    """The headers of a rendered head, as serve sends them: taken at ``start_response``, a
+    204's ``Content-Length`` dropped (the app's live list gave werkzeug a header the app
+    added afterwards, and the 204's length)."""
+    lines = head.decode("latin-1").split("\r\n")[1:-2]
+    return [(name, value) for name, _, value in (line.partition(": ") for line in lines)]
+
+
 class _Response:
     """One request's response: ``serve``'s :class:`Exchange` decides, werkzeug sends."""
 
@@ -63,7 +71,7 @@ class _Response:
         """The body bytes of ``data`` to send (none for HEAD); hands the head on first."""
         head, body = self.exchange.take(data)
         if head:
-            self.send = self.forward(status_of(head), list(self.exchange.headers))
+            self.send = self.forward(status_of(head), headers_of(head))
         return b"" if self.head_only else body
 
     def write(self, data: Any) -> None:

@@ -323,7 +323,7 @@ def run_dev(options: DevOptions) -> int:
         app = _placeholder_app
     else:
         try:
-            app = load_app(options.app, chdir=chdir, pythonpath=pythonpath)
+            app = load_app(options.app, chdir=chdir, pythonpath=pythonpath, as_flask_run=True)
             run_postfork()  # as in each worker of 'serve': the app's per-process set-up
         except (AppImportError, PostforkError) as exc:
             if isinstance(exc, PostforkError) and exc.__cause__ is not None:

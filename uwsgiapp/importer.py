@@ -326,7 +326,9 @@ def _resolve(module: ModuleType, parsed: AppSpec, spec: str) -> Any:
     return obj
 
 
-def load_app(spec: str, *, chdir: str = "", pythonpath: Sequence[str] = ()) -> WSGIApp:
+def load_app(
+    spec: str, *, chdir: str = "", pythonpath: Sequence[str] = (), as_flask_run: bool = False
+) -> WSGIApp:
     """Import and return the WSGI callable named by ``spec``.
 
     ``chdir`` is entered first (for good: the app runs there); then the ``pythonpath`` entries and
@@ -335,7 +337,7 @@ def load_app(spec: str, *, chdir: str = "", pythonpath: Sequence[str] = ()) -> W
     parsed = parse_spec(spec)
     _prepare_path(chdir, pythonpath)
     check_bytecode_caches()  # a same-size edit within a second must not run the old code
-    with _no_blocking_run():
+    with _no_blocking_run() if as_flask_run else contextlib.nullcontext():
         module = (
             _load_file(parsed.path, spec) if parsed.path else _import_module(parsed.module, spec)
         )
@@ -377,10 +379,10 @@ def load_app(spec: str, *, chdir: str = "", pythonpath: Sequence[str] = ()) -> W
 
 @contextlib.contextmanager
 def _no_blocking_run() -> Iterator[None]:
-    """During the app's import, as under ``flask run``: Flask's ``app.run()`` left at module
-    level is skipped with Flask's own line ("Ignoring a call to 'app.run()'..."), where it
-    served on its own port and the import never ended, silently (a stop signal too, which
-    werkzeug's server took for its Ctrl-C)."""
+    """During ``uwsgiapp dev``'s import of the app, as under ``flask run``: Flask's
+    ``app.run()`` left at module level is skipped with Flask's own line ("Ignoring a call to
+    'app.run()'..."), where it served on its own port and dev's never answered. Not under
+    ``serve``: an app may read the variable to tell ``flask run`` (skipping its scheduler)."""
     if os.environ.get(_FLASK_CLI) is not None:
         yield
         return

@@ -5,6 +5,7 @@ run outside the package it belongs to."""
 from __future__ import annotations
 
 import errno
+import importlib.util
 import inspect
 import os
 import sys
@@ -53,6 +54,8 @@ def failure_hint(
         # A package the app needs, not installed where this uwsgiapp runs (another venv's): on
         # the exception's line, which the stderr summary of a failed start shows.
         where = f" (this uwsgiapp runs {sys.executable}, prefix {sys.prefix}: is {top!r}"
+        if _found(top):  # a module of it is missing (the app's own package's), not it
+            return unreachable_hint(sys.path, os.getuid())
         return unreachable_hint(sys.path, os.getuid()) or (
             f"{where} installed there? uwsgiapp must be installed in the app's virtualenv)"
         )
@@ -93,7 +96,8 @@ def app_like_names(module: ModuleType, *, besides: str = "") -> list[str]:
         for name, value in names.items()
         if not (name.startswith("_") or isinstance(value, type) or name in found)
         and name != besides
-        and callable(getattr(value, "wsgi_app", None))
+        # looked up on the class: an instance's lookup runs Flask's request proxies
+        and callable(getattr(type(value), "wsgi_app", None))
     ]
     return found
 
@@ -112,3 +116,11 @@ def is_factory(obj: Any) -> bool:
     except ValueError:  # no signature to read
         return False
     return False
+
+
+def _found(top: str) -> bool:
+    """Whether the top-level module ``top`` can be found on the path (not imported)."""
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        return False

@@ -877,3 +877,22 @@ def test_a_uwsgi_packet_sent_to_dev_is_told_what_to_use() -> None:
     other = logging.makeLogRecord({"msg": "code %d, message %s", "args": (400, "Bad syntax")})
     _UwsgiSentHere().filter(other)
     assert other.getMessage() == "code 400, message Bad syntax"
+
+
+def test_dev_sends_the_head_serve_sends() -> None:
+    """dev forwarded the app's live header list: a header added after start_response went
+    out, and a 204's Content-Length (serve sends neither)."""
+    from werkzeug.test import create_environ
+
+    from uwsgiapp.devcheck import as_served
+
+    def app(environ: dict[str, object], start_response: Any) -> list[bytes]:
+        headers = [("X-A", "1"), ("Content-Length", "5")]
+        start_response("204 No Content", headers)
+        headers.append(("X-Late", "1"))
+        return [b"12345"]
+
+    got: list[tuple[str, list[tuple[str, str]]]] = []
+    served = as_served(app, debugger=False)
+    body = b"".join(served(create_environ("/"), lambda s, h, e=None: got.append((s, h))))
+    assert got == [("204 No Content", [("X-A", "1")])] and body == b""

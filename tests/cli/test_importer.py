@@ -496,9 +496,9 @@ def test_a_class_whose_instances_are_the_app_is_told_to_make_one(pkgdir: tuple[P
     assert call(load_app(f"{name}:PerRequest")) == b"class"
 
 
-def test_flasks_app_run_left_at_import_is_skipped(tmp_path: Path) -> None:
-    """It served on its own port and the import never ended (a TERM was taken by werkzeug's
-    server for its Ctrl-C); as under 'flask run', Flask skips it with its own line."""
+def test_flasks_app_run_left_at_import_is_skipped_under_dev(tmp_path: Path) -> None:
+    """It served on its own port and dev's never answered; as under 'flask run', Flask skips
+    it with its own line (not under serve: an app may read the variable)."""
     import subprocess
 
     write(
@@ -511,7 +511,7 @@ def test_flasks_app_run_left_at_import_is_skipped(tmp_path: Path) -> None:
     )
     code = (
         "import os\nfrom uwsgiapp.importer import load_app\n"
-        f"load_app('runapp:app', pythonpath=[{str(tmp_path)!r}])\n"
+        f"load_app('runapp:app', pythonpath=[{str(tmp_path)!r}], as_flask_run=True)\n"
         "print('loaded', os.environ.get('FLASK_RUN_FROM_CLI'))\n"
     )
     done = subprocess.run(
@@ -520,3 +520,13 @@ def test_flasks_app_run_left_at_import_is_skipped(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "loaded None"  # not left in the app's environment
     assert "Ignoring a call to 'app.run()'" in done.stdout  # Flask's own line
+
+
+def test_serve_s_import_leaves_flask_s_cli_variable_unset(pkgdir: tuple[Path, str]) -> None:
+    """An app may read FLASK_RUN_FROM_CLI to tell 'flask run' (skipping its scheduler): set
+    during serve's import, a production server looked like 'flask run' to it."""
+    root, name = pkgdir
+    code = "import os\nSEEN = os.environ.get('FLASK_RUN_FROM_CLI')\napp = lambda e, s: []\n"
+    (root / f"{name}.py").write_text(code)
+    load_app(f"{name}:app")
+    assert sys.modules[name].SEEN is None

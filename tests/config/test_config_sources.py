@@ -857,18 +857,22 @@ def test_who_may_change_a_config_file_is_judged_by_owner_mode_and_directory() ->
         return os.stat_result((mode, 0, 0, 1, uid, gid, 0, 0, 0, 0))
 
     root_dir = st(0, 0, 0o40755)
-    assert others_may_change(st(0, 0, 0o100644), root_dir) is None
-    assert others_may_change(st(0, 0, 0o100664), root_dir) is None  # root's group may
-    assert others_may_change(st(0, 0, 0o100644), st(0, 0, 0o41777)) is None  # sticky
-    assert "group" in str(others_may_change(st(0, 4242, 0o100664), root_dir))
+    assert others_may_change(st(0, 0, 0o100644), [root_dir]) is None
+    assert others_may_change(st(0, 0, 0o100664), [root_dir]) is None  # root's group may
+    assert others_may_change(st(0, 0, 0o100644), [st(0, 0, 0o41777)]) is None  # sticky
+    assert "group" in str(others_may_change(st(0, 4242, 0o100664), [root_dir]))
     assert (
-        others_may_change(st(0, 0, 0o100644), st(0, 0, 0o40777))
+        others_may_change(st(0, 0, 0o100644), [st(0, 0, 0o40777)])
         == "its directory is writable by everyone"
     )
-    assert str(others_may_change(st(0, 0, 0o100644), st(4242, 0, 0o40755))).startswith(
+    assert str(others_may_change(st(0, 0, 0o100644), [st(4242, 0, 0o40755)])).startswith(
         "its directory is owned by 4242"
     )
+    # one above it the app owns: it may replace the whole way (sshd's StrictModes)
+    assert str(others_may_change(st(0, 0, 0o100644), [root_dir, st(4242, 0, 0o40755)])).startswith(
+        "a directory above it is owned by 4242"
+    )
     # a sticky directory guards only root's file: one the app owns is still the app's
-    assert str(others_may_change(st(4242, 0, 0o100644), st(0, 0, 0o41777))).startswith(
+    assert str(others_may_change(st(4242, 0, 0o100644), [st(0, 0, 0o41777)])).startswith(
         "it is owned by 4242"
     )

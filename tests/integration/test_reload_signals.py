@@ -225,3 +225,53 @@ def test_a_lazy_apps_handler_the_worker_replaces_is_said_once(tmp_path: Path, la
     else:  # the master's import: its handlers were put in place after it, the workers' own
         assert said == []
     assert not marks.exists()  # the app's handler ran nowhere: the stop was the server's
+
+
+FILE_CHLD_APP = """
+import os
+import signal
+
+if os.path.exists(os.environ["IGNORE_FILE"]):
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN).encode()]
+"""
+
+
+class _StartedIgnoringChld(Server):
+    """A server started by a parent that ignores SIGCHLD (inherited across exec)."""
+
+    def command(self) -> list[str]:
+        code = "import os, signal, sys; signal.signal(signal.SIGCHLD, signal.SIG_IGN); "
+        code += "os.execv(sys.argv[1], sys.argv[1:])"
+        return [sys.executable, "-c", code, *super().command()]
+
+
+def _ignored(server: Server) -> bool:
+    answer = uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10).data
+    return answer.rpartition(b"\r\n\r\n")[2] == b"True"
+
+
+@pytest.mark.parametrize("inherited", [False, True], ids=["started-default", "started-ignoring"])
+def test_the_workers_take_the_sigchld_of_the_code_they_run(tmp_path: Path, inherited: bool) -> None:
+    """A HUP whose new code no longer ignores SIGCHLD kept the old code's SIG_IGN in every
+    new worker (subprocess exit codes read 0); a server started with SIGCHLD ignored lost the
+    SIG_IGN the app's own import set (a review's repros)."""
+    (tmp_path / "fchld.py").write_text(FILE_CHLD_APP)
+    flag = tmp_path / "IGNORE"
+    flag.touch()
+    options = {"workers": 1, "pythonpath": [str(tmp_path)], "env": [f"IGNORE_FILE={flag}"]}
+    kind = _StartedIgnoringChld if inherited else Server
+    server = kind(tmp_path / "server", "fchld:app", **options).start()
+    try:
+        wait_for_serving(server, 1)
+        assert _ignored(server)
+        flag.unlink()
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "ready, stopping" in server.log(), 15, "the reload")
+        wait_for_serving(server, 1)
+        assert not _ignored(server)
+    finally:
+        server.stop()

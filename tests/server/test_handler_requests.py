@@ -353,10 +353,16 @@ def test_a_request_with_no_method_is_said_once_as_a_missing_uwsgi_params(tmp_pat
     too, and nothing said so."""
     from support.procs import Server, uwsgi_exchange
 
+    from uwsgiapp.client import ping
+    from uwsgiapp.client.transport import parse_address
+
     server = Server(tmp_path, "supervisor_app:app", workers=1).start()
     try:
-        for _ in range(3):
-            answer = uwsgi_exchange(server.socket, build_request({}), timeout=10).data
+        ping(parse_address(server.socket), timeout=10)  # a ping's block is empty: not said
+        assert "no REQUEST_METHOD" not in server.log()
+        for _ in range(3):  # nginx's headers, and nothing of uwsgi_params
+            packet = build_request({"HTTP_HOST": "example.com", "HTTP_ACCEPT": "*/*"})
+            answer = uwsgi_exchange(server.socket, packet, timeout=10).data
             assert answer.startswith(b"HTTP/1.0 200")
     finally:
         server.stop()

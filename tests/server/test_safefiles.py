@@ -592,6 +592,8 @@ def test_as_root_a_config_file_others_may_change_is_warned_of(
 
     app = _user_dir(tmp_path, "app")
     (app / "local.ini").write_text("[uwsgi]\nworkers = 3\n")  # root's file, the app's directory
+    (app / "conf").mkdir()  # root's directory in the app's: the app may rename it and replace it
+    (app / "conf" / "nested.ini").write_text("[uwsgi]\n")
     shared = _user_dir(tmp_path, "shared", mode=0o1777, owner=0)
     (shared / "sticky.ini").write_text("[uwsgi]\n")  # root's, in a sticky directory: safe
     (elsewhere / "mine.ini").write_text("[uwsgi]\n")
@@ -600,7 +602,8 @@ def test_as_root_a_config_file_others_may_change_is_warned_of(
     (elsewhere / "open.ini").write_text("[uwsgi]\n")
     (elsewhere / "open.ini").chmod(0o666)
     site = elsewhere / "site.ini"
-    names = [app / "local.ini", shared / "sticky.ini", elsewhere / "mine.ini"]
+    names = [app / "local.ini", app / "conf" / "nested.ini", shared / "sticky.ini"]
+    names += [elsewhere / "mine.ini"]
     names += [elsewhere / "theirs.ini", elsewhere / "open.ini"]
     includes = "".join(f"include = {p}\n" for p in names)
     site.write_text(f"[uwsgi]\nmodule = app:app\nsocket = 127.0.0.1:0\n{includes}")
@@ -610,6 +613,8 @@ def test_as_root_a_config_file_others_may_change_is_warned_of(
         assert [w.split(": it chooses")[0] for w in warnings] == [
             f"config file {app / 'local.ini'} may be changed by others than root (its "
             "directory is owned by nobody (65534))",
+            f"config file {app / 'conf' / 'nested.ini'} may be changed by others than root (a "
+            "directory above it is owned by nobody (65534))",
             f"config file {elsewhere / 'theirs.ini'} may be changed by others than root (it is "
             "owned by nobody (65534))",
             f"config file {elsewhere / 'open.ini'} may be changed by others than root (it is "

@@ -195,3 +195,23 @@ def test_a_workers_options_go_to_the_workers_forked_after_the_hup(watched: list[
     assert (forked.buffer_size, forked.max_requests, forked.harakiri) == (32768, 50, 9.0)
     options.rollback()  # the new code did not import: the old workers' options come back
     assert options.for_workers(started) == started
+
+
+def test_while_a_child_tries_the_new_code_workers_keep_the_old_options(
+    watched: list[object], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker recycled during the trial import runs the old code: it took the new
+    # --limit-post (413s), and kept it after the reload was called off (a review's repro).
+    monkeypatch.setattr(options, "_held", {})
+    monkeypatch.setattr(options, "_held_workers", False)
+    started = make_config(app="a:app", env=("OPT_A=1", "OPT_B=2"), workers=2)  # the watched's
+    watched.append(make_config(app="a:app", env=("OPT_A=1", "OPT_B=2"), workers=2, limit_post=10))
+    options.on_hup(most_workers=32)
+    options.hold_environ()
+    assert options.for_workers(started).limit_post == 0  # forked during the trial: as at start
+    options.release_environ()  # the child imported it: the reload's workers take it
+    assert options.for_workers(started).limit_post == 10
+    options.on_hup(most_workers=32)  # again, and this time called off
+    options.hold_environ()
+    options.rollback()
+    assert options.for_workers(started).limit_post == 10  # as the last reload applied it

@@ -87,14 +87,17 @@ def take_writable_notes() -> list[str]:
     return notes
 
 
-def others_may_change(file: os.stat_result, directory: os.stat_result) -> str | None:
-    """Who other than root may change a file found as ``file`` in ``directory`` (writing it,
-    or replacing it in a directory without the sticky bit), or None."""
-    for st, what in ((file, "it is"), (directory, "its directory is")):
+def others_may_change(file: os.stat_result, directories: list[os.stat_result]) -> str | None:
+    """Who other than root may change a file found as ``file`` in ``directories`` (its own
+    first, then each one above it): writing it, or replacing it or a directory on its way
+    (a directory without the sticky bit, or one above it, that they own or may write), as
+    sshd's StrictModes judges; None when nobody but root may."""
+    whats = ["it is", "its directory is", *["a directory above it is"] * len(directories)]
+    for st, what in zip([file, *directories], whats[: 1 + len(directories)], strict=True):
         if st.st_uid != 0:
             return f"{what} owned by {_who(pwd.getpwuid, st.st_uid)}"
-        if st is directory and st.st_mode & stat.S_ISVTX:
-            break  # root's file in a sticky directory: only root may replace it
+        if st is not file and st.st_mode & stat.S_ISVTX:
+            break  # root's, in a sticky directory: only root may replace it
         if st.st_mode & 0o002:
             return f"{what} writable by everyone"
         if st.st_mode & 0o020 and st.st_gid != 0:
@@ -108,10 +111,15 @@ def _note_if_writable(fd: int, path: str) -> None:
         return  # a pipe (``<(envsubst ...)``) or /dev/null: nothing to change later
     try:
         real = os.readlink(f"/proc/self/fd/{fd}")  # where the links (root's) led
-        directory = os.stat(os.path.dirname(real))
+        directories, where = [], os.path.dirname(real)
+        while True:
+            directories.append(os.stat(where))
+            if where == os.path.dirname(where):  # "/"
+                break
+            where = os.path.dirname(where)
     except OSError:
         return
-    why = others_may_change(st, directory)
+    why = others_may_change(st, directories)
     if why:
         _WRITABLE[path] = why
 

@@ -231,8 +231,8 @@ _NOBODYS: Final = (signal.SIG_DFL, signal.SIG_IGN, signal.default_int_handler, N
 
 def say_taken_signals() -> None:
     """Before a worker sets its handlers: those the app's own import (with ``--lazy-apps``,
-    in the worker) set for the same signals are replaced, said by the first worker (it was
-    unsaid: an app's SIGTERM clean-up, or its USR2 profiler toggle, just never ran)."""
+    in the worker) set for the same signals are replaced, said by worker 1 as it starts (it
+    was unsaid: an app's SIGTERM clean-up, or its USR2 profiler toggle, just never ran)."""
     if worker_number() != 1:
         return
     taken = [signum.name for signum in _WORKERS_OWN if signal.getsignal(signum) not in _NOBODYS]

@@ -129,6 +129,7 @@ def serve(config: Config) -> int:
     _STOPPED.clear()
     previous = {s: signal.signal(s, keep_for_later) for s in EARLY_SIGNUMS}
     previous.update((s, signal.signal(s, _stop_during_start)) for s in STOP_SIGNALS)
+    previous[signal.SIGCHLD] = signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # (not inherited)
     takeover.receive()  # the sockets an old master passed (USR2), and how this one started
     # With the error log in a file, why the server stopped is said on stderr too (a copy of
     # it made now: --capture-output points fd 2 at the file).

@@ -33,8 +33,6 @@ _STOPS = frozenset(signum.name.removeprefix("SIG") for signum in STOP_SIGNALS)
 #: before the master's handlers exist (start-up, the app's import), they are kept for its loop.
 EARLY_SIGNUMS = sorted(MASTER_SIGNUMS - {signal.SIGCHLD, *STOP_SIGNALS})
 _early: list[str] = []
-#: SIGCHLD's disposition as the process started (before any app's import changed it).
-_CHLD_AT_START = signal.getsignal(signal.SIGCHLD)
 
 
 def keep_for_later(signum: int, frame: FrameType | None) -> None:
@@ -79,8 +77,8 @@ class MasterSignals:
         """The wake-up pipe and the handlers (once, as the master starts)."""
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
-        chld = signal.getsignal(signal.SIGCHLD)
-        if chld != _CHLD_AT_START:  # not one the server inherited: the workers reset that
+        chld = signal.getsignal(signal.SIGCHLD)  # SIG_DFL before the import (serve's start)
+        if chld not in (signal.SIG_DFL, None):
             self.app_chld = chld
         for signum in MASTER_SIGNUMS:
             signal.signal(signum, self.handle)
@@ -92,14 +90,13 @@ class MasterSignals:
         """Put the master's handlers back where something (the app's import) replaced them;
         the names of those signals ('SIGTERM'), in :data:`MASTER_SIGNALS` order."""
         taken = []
+        chld = signal.getsignal(signal.SIGCHLD)  # the new code's own, for the workers, or none
+        self.app_chld = None if chld == self.handle else chld
         for name in MASTER_SIGNALS:
             signum = getattr(signal, f"SIG{name}")
-            handler = signal.getsignal(signum)
-            if handler != self.handle:  # a bound method: equal, not the same
+            if signal.getsignal(signum) != self.handle:  # a bound method: equal, not the same
                 signal.signal(signum, self.handle)
-                if name == "CHLD":  # the new code's own, for the workers
-                    self.app_chld = handler
-                else:
+                if name != "CHLD":
                     taken.append(f"SIG{name}")
         # An event loop made at import (asyncio's add_signal_handler) takes the wake-up fd.
         signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)

@@ -51,6 +51,8 @@ _undo: tuple[Config, dict[str, str | None]] | None = None
 #: The variables the last HUP set, held out of the master's environment while its trial
 #: import runs (:func:`hold_environ`).
 _held: dict[str, str | None] = {}
+#: The worker options the last HUP read are held back too (see :func:`for_workers`).
+_held_workers = False
 
 
 def watch(started_with: Config, reread: Callable[[], Config], environ: Mapping[str, str]) -> None:
@@ -68,10 +70,13 @@ def start_environ() -> Mapping[str, str] | None:
 
 def for_workers(config: Config) -> Config:
     """``config`` with the :data:`WORKER_OPTIONS` as the last HUP applied them (a worker
-    forked now takes them; the master's own ``config`` keeps the start's)."""
-    if _current is None:
+    forked now takes them; the master's own ``config`` keeps the start's); while a child
+    tries the new code (:func:`hold_environ`), as before that HUP: a worker forked meanwhile
+    runs the old code, and kept the new options after a failed reload."""
+    applied = _undo[0] if _held_workers and _undo is not None else _current
+    if applied is None:
         return config
-    return dataclasses.replace(config, **{name: getattr(_current, name) for name in WORKER_OPTIONS})
+    return dataclasses.replace(config, **{name: getattr(applied, name) for name in WORKER_OPTIONS})
 
 
 def _flag(name: str) -> str:
@@ -184,24 +189,25 @@ def hold_environ() -> None:
     """The last HUP's ``--env`` stays out of the master's environment while a child tries the
     new code (forked already, the child has it): a worker forked meanwhile runs the old code,
     and kept the new variables after a failed reload."""
-    global _held
+    global _held, _held_workers
     if _undo is not None:
         _held = {name: os.environ.get(name) for name in _undo[1]}
         _set_environ(_undo[1])
+        _held_workers = True
 
 
 def release_environ() -> None:
     """The child imported the new code: the master takes the ``--env`` its HUP read."""
-    global _held
+    global _held, _held_workers
     _set_environ(_held)
-    _held = {}
+    _held, _held_workers = {}, False
 
 
 def rollback() -> int | None:
     """The reload the last HUP started was called off (the new code did not import): its
     environment and options go back; the ``--workers`` it had, or None if unchanged."""
-    global _current, _undo, _held
-    _held = {}
+    global _current, _undo, _held, _held_workers
+    _held, _held_workers = {}, False
     if _undo is None or _current is None:
         return None
     previous, environ = _undo

@@ -150,6 +150,7 @@ def build_environ(
     """
     environ: dict[str, Any] = variables
     sent = environ.get("SCRIPT_NAME")  # nginx's uwsgi_param SCRIPT_NAME, if any
+    some = bool(environ)  # a ping's block is empty; nginx's never is (its HTTP_ headers)
     # A dotted key (wsgi.*, werkzeug.*...) is the server's or the app's, never a client's (nginx
     # sends none; a raw client's broke every Flask request): gone, as in gunicorn.
     for key in [k for k in environ if "." in k]:
@@ -161,7 +162,7 @@ def build_environ(
         for key in [k for k in environ if k.startswith("UWSGI_") and k != SCHEME_VAR]:
             del environ[key]
     if not environ.keys() >= _REQUIRED_KEYS:
-        if "REQUEST_METHOD" not in environ and not _NO_METHOD_SAID:
+        if some and "REQUEST_METHOD" not in environ and not _NO_METHOD_SAID:
             _say_no_method()
         for key, value in REQUIRED_DEFAULTS.items():
             environ.setdefault(key, value)
