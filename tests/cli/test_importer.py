@@ -466,7 +466,11 @@ def test_a_missing_app_name_is_told_the_one_the_module_has(pkgdir: tuple[Path, s
     ):
         load_app(f"{name}:app")
     other = name + "_flask"
-    write(root / f"{other}.py", "import flask\nserver = flask.Flask(__name__)\n")
+    # Flask's request proxy in the module too: looking it over raised RuntimeError (a review)
+    write(
+        root / f"{other}.py",
+        "import flask\nfrom flask import g, request\nserver = flask.Flask(__name__)\n",
+    )
     with pytest.raises(AppImportError, match=rf"name the app, e\.g\. {other}:server$"):
         load_app(other)
     with pytest.raises(AppImportError, match=rf"did you mean {other}:server\?"):
@@ -530,3 +534,15 @@ def test_serve_s_import_leaves_flask_s_cli_variable_unset(pkgdir: tuple[Path, st
     (root / f"{name}.py").write_text(code)
     load_app(f"{name}:app")
     assert sys.modules[name].SEEN is None
+
+
+def test_a_missing_module_of_the_apps_own_package_is_no_virtualenv_matter(
+    pkgdir: tuple[Path, str],
+) -> None:
+    """'is mypkg installed there?' for mypkg.views missing, though mypkg itself imported."""
+    root, name = pkgdir
+    write(root / name / "__init__.py", f"import {name}.views\n")
+    with pytest.raises(AppImportError) as info:
+        load_app(f"{name}:app")
+    assert f"No module named '{name}.views'" in str(info.value)
+    assert "this uwsgiapp runs" not in str(info.value)
