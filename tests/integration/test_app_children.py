@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
 from pathlib import Path
 
 import pytest
@@ -108,32 +109,72 @@ def test_a_crash_in_a_process_the_app_forks_is_dumped_to_the_log_at_once(
 
 
 FORKING_APP = """
-import os, time
+import fcntl, os, socket, time
+
+socket.setdefaulttimeout(10)  # an app's: wrapping a descriptor made it non-blocking
+DB, _PEER = socket.socketpair()  # an app's blocking connection (a database client's)
+DB.setblocking(True)
 
 def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])  # no Content-Length
+    if environ["PATH_INFO"] == "/flags":
+        return iter([str(fcntl.fcntl(DB.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK).encode()])
     pid = os.fork()  # a background job, as multiprocessing's fork method starts one
     if pid == 0:
         time.sleep(30)
         os._exit(0)
     with open(os.environ["CHILDREN"], "a") as f:
         f.write(f"{pid}\\n")
-    start_response("200 OK", [("Content-Type", "text/plain")])  # no Content-Length
     return iter([b"started ", str(pid).encode()])
 """
 
 
-@pytest.mark.parametrize("threads", [1, 2])
-def test_a_child_the_app_forks_does_not_hold_the_answer_open(tmp_path: Path, threads: int) -> None:
+def _tcp_exchange(port: int, path: str) -> tuple[bytes, bool]:
+    """A raw uwsgi GET over TCP, read until the server closes (False: still open at 10 s)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(uwsgi_get(path))
+        chunks = []
+        try:
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+        except TimeoutError:
+            return b"".join(chunks), False
+    return b"".join(chunks), True
+
+
+@pytest.mark.parametrize(
+    ("threads", "where"), [(1, "unix"), (2, "unix"), (1, "0.0.0.0"), (2, "0.0.0.0")]
+)
+def test_a_child_the_app_forks_does_not_hold_the_answer_open(
+    tmp_path: Path, threads: int, where: str
+) -> None:
     """Its copy of the connection kept a response without Content-Length open until the child
-    ended (nginx waited for the close: an 8 s job made the answer 8 s late)."""
+    ended (nginx waited for the close: an 8 s job made the answer 8 s late); on a wildcard
+    socket (the image's 0.0.0.0:3031) too. Closing them left the app's own sockets as they
+    were (a look at them with the app's default timeout made them non-blocking)."""
     (tmp_path / "forkapp.py").write_text(FORKING_APP)
     children = tmp_path / "children"
     options = {"workers": 1, "threads": threads, "pythonpath": [str(tmp_path)]}
+    port = free_port()
+    if where != "unix":
+        options["socket"] = f"{where}:{port}"
     server = Server(tmp_path / "server", "forkapp:app", env=[f"CHILDREN={children}"], **options)
-    server.start()
     try:
-        answer = uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10)
-        assert answer.end == "eof" and b"started " in answer.data, answer.end
+        server.start()
+        for _ in range(2):  # the second in a worker whose app forked once already
+            if where == "unix":
+                answer = uwsgi_exchange(server.socket, uwsgi_get("/"), timeout=10)
+                data, closed = answer.data, answer.end == "eof"
+            else:
+                data, closed = _tcp_exchange(port, "/")
+            assert closed and b"started " in data, (where, data)
+        flags = uwsgi_exchange if where == "unix" else None
+        data = (
+            flags(server.socket, uwsgi_get("/flags"), timeout=10).data
+            if flags
+            else _tcp_exchange(port, "/flags")[0]
+        )
+        assert data.endswith(b"\r\n\r\n0"), data  # still blocking
     finally:
         for pid in children.read_text().split() if children.exists() else []:
             with contextlib.suppress(ProcessLookupError):

@@ -4,6 +4,7 @@ do not replace the master's. Real processes, real signals."""
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -273,5 +274,41 @@ def test_the_workers_take_the_sigchld_of_the_code_they_run(tmp_path: Path, inher
         wait_until(lambda: "ready, stopping" in server.log(), 15, "the reload")
         wait_for_serving(server, 1)
         assert not _ignored(server)
+    finally:
+        server.stop()
+
+
+BREAKABLE_CHLD_APP = """
+import os
+import signal
+
+if os.path.exists(os.environ["BROKEN_FILE"]):
+    raise RuntimeError("a broken deploy")
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(signal.getsignal(signal.SIGCHLD) == signal.SIG_IGN).encode()]
+"""
+
+
+def test_a_failed_reimport_leaves_the_workers_the_old_codes_sigchld(tmp_path: Path) -> None:
+    """The master's own import of the new code failed before it set SIG_IGN: the workers
+    started after, running the old code, lost the old code's (a review's repro)."""
+    (tmp_path / "bchld.py").write_text(BREAKABLE_CHLD_APP)
+    broken = tmp_path / "BROKEN"
+    options = {"workers": 1, "pythonpath": [str(tmp_path)], "env": [f"BROKEN_FILE={broken}"]}
+    server = Server(tmp_path / "server", "bchld:app", reload_check_timeout=0, **options)
+    try:
+        server.start()
+        (old,) = wait_for_serving(server, 1)
+        assert _ignored(server)
+        broken.touch()
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "reload failed" in server.log(), 15, "the failed reload")
+        if old in wait_for_serving(server, 1):  # a worker started after: the old code's
+            os.kill(old, signal.SIGKILL)
+            wait_until(lambda: old not in wait_for_serving(server, 1), 10, "a new worker")
+        assert _ignored(server)
     finally:
         server.stop()

@@ -18,7 +18,7 @@ import os
 import socket
 import stat
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from uwsgiapp.addresses import AddressError, AllowList, SocketAddress, server_address
@@ -320,3 +320,22 @@ def bind_all(
             listener.close()
         raise
     return listeners
+
+
+@contextlib.contextmanager
+def borrowed_socket(fd: int) -> Iterator[socket.socket]:
+    """A socket object over someone's descriptor ``fd``, for a look (its name, its options),
+    detached after. Made with no default timeout: with one (``socket.setdefaulttimeout()``, an
+    app's), the wrap made the descriptor non-blocking for every process that shares it (an
+    app's blocking database socket raised BlockingIOError; the master's stderr too). OSError
+    for what is no socket."""
+    saved = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(None)
+    try:
+        sock = socket.socket(fileno=fd)
+    finally:
+        socket.setdefaulttimeout(saved)
+    try:
+        yield sock
+    finally:
+        sock.detach()

@@ -22,7 +22,7 @@ from uwsgiapp.server.inflight import (
     worker_number,
 )
 from uwsgiapp.server.lastout import HANDSHAKES_WAIT, being_taken, listening
-from uwsgiapp.server.listeners import Listener
+from uwsgiapp.server.listeners import Listener, borrowed_socket
 from uwsgiapp.server.logs import arm_fault_dumps, reopen_logs, tell_write_failures
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.masterflags import MasterFlags
@@ -247,25 +247,22 @@ def say_taken_signals() -> None:
 
 def close_connections(names: set[object]) -> None:
     """In a process the app forked from a worker (multiprocessing, ``os.fork``): close its
-    copies of the worker's client connections (accepted on a socket named one of ``names``).
-    A copy kept the connection open as long as this process lived: a response without a
-    Content-Length ends when the connection closes, and nginx waited for it (an 8 s job
-    forked by a request made its answer 8 s late)."""
+    copies of the worker's client connections (accepted on a socket named one of ``names``;
+    on a wildcard one, ``0.0.0.0`` or ``[::]``, by its port). A copy kept the connection
+    open as long as this process lived: a response without a Content-Length ends when the
+    connection closes, and nginx waited for it (an 8 s job forked by a request made its
+    answer 8 s late)."""
+    ports = {n[1] for n in names if isinstance(n, tuple) and n[0] in ("0.0.0.0", "::")}
     try:
         fds = [int(name) for name in os.listdir("/proc/self/fd")]
     except OSError:
         return
     for fd in fds:
-        try:
-            sock = socket.socket(fileno=fd)
-        except OSError:
-            continue  # not a socket (or the listing's own descriptor, gone)
-        try:
-            mine = not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN)
-            mine = mine and sock.getsockname() in names
-        except OSError:
-            mine = False
+        mine = False
+        with contextlib.suppress(OSError), borrowed_socket(fd) as sock:
+            if not sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                name = sock.getsockname()
+                mine = name in names or (isinstance(name, tuple) and name[1] in ports)
         if mine:
-            sock.close()
-        else:
-            sock.detach()
+            with contextlib.suppress(OSError):
+                os.close(fd)

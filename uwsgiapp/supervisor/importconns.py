@@ -11,11 +11,12 @@ locks are the process's, so workers writing through it corrupt the file).
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
 import stat
+
+from uwsgiapp.server.listeners import borrowed_socket
 
 __all__ = [
     "connection_warning",
@@ -60,18 +61,12 @@ def peer_of(fd: int) -> str | None:
     try:
         if not stat.S_ISSOCK(os.fstat(fd).st_mode):
             return None
-        sock = socket.socket(fileno=fd)
-    except OSError:
-        return None
-    try:
-        if sock.type != socket.SOCK_STREAM:
-            return None
-        peer = sock.getpeername()
+        with borrowed_socket(fd) as sock:  # not made non-blocking by the app's default timeout
+            if sock.type != socket.SOCK_STREAM:
+                return None
+            peer = sock.getpeername()
     except OSError:  # not connected (ENOTCONN)
         return None
-    finally:
-        with contextlib.suppress(OSError):
-            sock.detach()
     if isinstance(peer, tuple):
         host, port = peer[0], peer[1]
         return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"

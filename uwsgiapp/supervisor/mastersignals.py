@@ -86,12 +86,14 @@ class MasterSignals:
         self.queue.extend(_early)
         _early.clear()
 
-    def reclaim(self) -> list[str]:
+    def reclaim(self, imported: bool = True) -> list[str]:
         """Put the master's handlers back where something (the app's import) replaced them;
-        the names of those signals ('SIGTERM'), in :data:`MASTER_SIGNALS` order."""
+        the names of those signals ('SIGTERM'), in :data:`MASTER_SIGNALS` order. ``imported``:
+        the new code's SIGCHLD is the workers' (a failed import's is not: the old code's stays)."""
         taken = []
         chld = signal.getsignal(signal.SIGCHLD)  # the new code's own, for the workers, or none
-        self.app_chld = None if chld == self.handle else chld
+        if imported:
+            self.app_chld = None if chld == self.handle else chld
         for name in MASTER_SIGNALS:
             signum = getattr(signal, f"SIG{name}")
             if signal.getsignal(signum) != self.handle:  # a bound method: equal, not the same

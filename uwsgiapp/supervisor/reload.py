@@ -320,15 +320,18 @@ def _import_under(
     """The import, which a stop signal interrupts (the old code's patches, of the modules
     ``dropped`` says, undone first); then the master's handlers are put back wherever it set
     its own."""
+    imported = False
     try:
         with (
             _patched.renewing(dropped),  # outside what a stop interrupts: recorded whole
             stats_served(stats, watch=watch),  # the loop that serves it waits for the import
             signals.stops_interrupt() if signals is not None else contextlib.nullcontext(),
         ):
-            return _import_recorded(config, registered)
+            app = _import_recorded(config, registered)
+            imported = True
+            return app
     finally:
-        taken = signals.reclaim() if signals is not None else []
+        taken = signals.reclaim(imported) if signals is not None else []
         if taken:
             log.warning(
                 "reload: the app's import set its own handler for %s: the master's is put "

@@ -45,6 +45,8 @@ REQUIRED_DEFAULTS: Final[dict[str, str]] = {
     "SERVER_PROTOCOL": "HTTP/1.0",
 }
 _REQUIRED_KEYS: Final = frozenset(REQUIRED_DEFAULTS)
+#: Vars nginx's uwsgi_params passes: a request with none of them came without it.
+_PARAMS: Final = frozenset({"REQUEST_METHOD", "PATH_INFO", "REQUEST_URI", "QUERY_STRING"})
 #: The one uWSGI "magic" var read: it sets ``wsgi.url_scheme`` (then it is dropped).
 SCHEME_VAR: Final = "UWSGI_SCHEME"
 
@@ -150,7 +152,6 @@ def build_environ(
     """
     environ: dict[str, Any] = variables
     sent = environ.get("SCRIPT_NAME")  # nginx's uwsgi_param SCRIPT_NAME, if any
-    some = bool(environ)  # a ping's block is empty; nginx's never is (its HTTP_ headers)
     # A dotted key (wsgi.*, werkzeug.*...) is the server's or the app's, never a client's (nginx
     # sends none; a raw client's broke every Flask request): gone, as in gunicorn.
     for key in [k for k in environ if "." in k]:
@@ -162,7 +163,9 @@ def build_environ(
         for key in [k for k in environ if k.startswith("UWSGI_") and k != SCHEME_VAR]:
             del environ[key]
     if not environ.keys() >= _REQUIRED_KEYS:
-        if some and "REQUEST_METHOD" not in environ and not _NO_METHOD_SAID:
+        # nginx's (its Host header) with none of uwsgi_params' vars: not a ping, not a packet
+        # a raw client (or a fuzzer) left one out of
+        if "HTTP_HOST" in environ and not environ.keys() & _PARAMS and not _NO_METHOD_SAID:
             _say_no_method()
         for key, value in REQUIRED_DEFAULTS.items():
             environ.setdefault(key, value)
