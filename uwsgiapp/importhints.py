@@ -119,8 +119,11 @@ def is_factory(obj: Any) -> bool:
 
 
 def _found(top: str) -> bool:
-    """Whether the top-level module ``top`` can be found on the path (not imported)."""
+    """Whether the top-level module ``top`` can be found on the path (not imported), as a
+    module or a package of its own (a namespace one, ``google`` of google-auth, is shared:
+    its missing ``google.protobuf`` is another distribution's)."""
     try:
-        return importlib.util.find_spec(top) is not None
+        spec = importlib.util.find_spec(top)
     except (ImportError, ValueError):
         return False
+    return spec is not None and spec.origin not in (None, "namespace")

@@ -546,3 +546,15 @@ def test_a_missing_module_of_the_apps_own_package_is_no_virtualenv_matter(
         load_app(f"{name}:app")
     assert f"No module named '{name}.views'" in str(info.value)
     assert "this uwsgiapp runs" not in str(info.value)
+
+
+def test_a_missing_module_of_a_namespace_package_is_a_virtualenv_matter(
+    pkgdir: tuple[Path, str],
+) -> None:
+    """google.protobuf missing beside google-auth's google.auth: the shared namespace 'google'
+    is found, yet the missing one is another distribution (the hint was lost)."""
+    root, name = pkgdir
+    write(root / f"{name}_ns" / "auth.py", "")  # no __init__.py: a namespace package
+    write(root / f"{name}.py", f"import {name}_ns.protobuf\napp = None\n")
+    with pytest.raises(AppImportError, match="this uwsgiapp runs"):
+        load_app(f"{name}:app")

@@ -248,6 +248,9 @@ def test_toml_mode_is_read_as_written(tmp_path: Path, text: str, mode: int) -> N
     [
         ("u.toml", "chmod-socket = 66\n", "expected three octal digits (owner, group, others)"),
         ("u.toml", "workrs = 2\n", "unknown option 'workrs' in top level (did you mean workers?)"),
+        # A typo of a table's name keeps its "did you mean" (the table hint took its place)
+        ("u.toml", "[uwsgiapp]\nworkers = 2\n[uwsgiapp.evn]\nA = '1'\n",
+         "unknown option 'evn' in [uwsgiapp] (did you mean env?)"),
         # A uWSGI user's [uwsgi] table: where the options are read is said
         ("u.toml", "[uwsgi]\nworkers = 2\n", "'uwsgi' in top level (a table: the options are "
          "read from [uwsgiapp], [tool.uwsgiapp] in a pyproject.toml, or the top level)"),

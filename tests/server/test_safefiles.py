@@ -689,3 +689,38 @@ def test_a_privileged_port_refused_to_a_user_says_why(as_root: None) -> None:
         finally:
             os._exit(code)
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+
+
+def test_a_privileged_port_refused_to_root_names_the_capability(as_root: None) -> None:
+    """root in a container with its capabilities dropped was told to start as root."""
+    with open("/proc/sys/net/ipv4/ip_unprivileged_port_start") as f:
+        if int(f.read()) <= 80:
+            pytest.skip("this kernel lets any user bind port 80")
+    if shutil.which("capsh") is None:
+        pytest.skip("no capsh to drop CAP_NET_BIND_SERVICE")
+    code = """
+from uwsgiapp.addresses import AllowList
+from uwsgiapp.server.listeners import ListenerError, bind
+try:
+    bind("127.0.0.1:80", backlog=1, chmod=0o660, allow=AllowList())
+except ListenerError as exc:
+    print(exc)
+"""
+    import subprocess
+
+    done = subprocess.run(
+        [
+            "capsh",
+            "--drop=cap_net_bind_service",
+            "--",
+            "-c",
+            'exec "$0" -c "$1"',
+            sys.executable,
+            code,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert "as root without CAP_NET_BIND_SERVICE" in done.stdout, done.stdout + done.stderr

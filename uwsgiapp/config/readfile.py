@@ -79,8 +79,9 @@ def take_writable_notes() -> list[str]:
     than root may change, and forget them."""
     notes = [
         f"config file {path} may be changed by others than root ({why}): it chooses what the "
-        "server started as root does (its uid, log files, the app); make it and its directory "
-        "root's, not writable by group or others (chown root:root; chmod go-w)"
+        "server started as root does (its uid, log files, the app); make it and every "
+        "directory above it root's, not writable by group or others (chown root:root; chmod "
+        "go-w)"
         for path, why in _WRITABLE.items()
     ]
     _WRITABLE.clear()

@@ -158,8 +158,12 @@ def toml_layer(path: str) -> Layer:
         _check_outside(data, where, source)
     options = [s.option for s in option_specs()]
     # Each unknown key at once: a file written from gunicorn.conf.py has a dozen of them.
+    tables = where == "top level"  # a [uwsgi] table where ours was looked for
     unknown = [
-        (repr(key), _TABLES if isinstance(table[key], dict) else suggest(key, options))
+        (
+            repr(key),
+            suggest(key, options) or (_TABLES if tables and isinstance(table[key], dict) else ""),
+        )
         for key in table
         if spec_for(key) is None
     ]

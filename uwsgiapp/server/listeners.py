@@ -191,7 +191,7 @@ def bind(spec: str, *, backlog: int, chmod: int, allow: AllowList) -> Listener:
 
                 held = who_holds(address.port, host)
             elif exc.errno == errno.EACCES and address.port < 1024:
-                held = _PRIVILEGED
+                held = _PRIVILEGED if os.geteuid() else _NO_CAPABILITY
             raise ListenerError(
                 f"socket {spec!r}: cannot bind: {exc.strerror or exc}{held}"
             ) from None
@@ -203,6 +203,13 @@ def bind(spec: str, *, backlog: int, chmod: int, allow: AllowList) -> Listener:
 _PRIVILEGED = (
     " (a port under 1024 needs root: start as root with --uid, which binds before it drops, "
     "or grant CAP_NET_BIND_SERVICE; or listen on a higher port, or a unix socket, behind nginx)"
+)
+
+
+#: The same refused to root: a container's dropped capabilities (cap_drop: ALL), or SELinux.
+_NO_CAPABILITY = (
+    " (as root without CAP_NET_BIND_SERVICE: a container started with its capabilities "
+    "dropped, or an SELinux policy; add the capability, or listen on a higher port)"
 )
 
 
