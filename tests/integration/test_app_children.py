@@ -168,6 +168,9 @@ def test_a_child_the_app_forks_does_not_hold_the_answer_open(
             else:
                 data, closed = _tcp_exchange(port, "/")
             assert closed and b"started " in data, (where, data)
+        child = data.rpartition(b"started ")[2].decode()
+        with open(f"/proc/{child}/cmdline", "rb") as f:  # ps told it for a worker
+            assert f.read().startswith(b"uwsgiapp child of worker 1 [forkapp:app]")
         flags = uwsgi_exchange if where == "unix" else None
         data = (
             flags(server.socket, uwsgi_get("/flags"), timeout=10).data

@@ -206,7 +206,11 @@ class StopSignals:
         """In a process the app forks from this worker (multiprocessing, os.fork): the
         worker's handlers are not its own (``Process.terminate()`` did nothing: TERM set a flag
         no loop reads), and nor are the listening sockets (an orphan kept the port, and the
-        next start could not bind it)."""
+        next start could not bind it), nor its title (``ps`` named an orphan a worker)."""
+        with contextlib.suppress(Exception):
+            from setproctitle import getproctitle, setproctitle
+
+            setproctitle(getproctitle().replace("uwsgiapp worker", "uwsgiapp child of worker", 1))
         signal.set_wakeup_fd(-1)
         for signum in (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1):
             signal.signal(signum, signal.SIG_DFL)
