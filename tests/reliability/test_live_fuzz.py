@@ -108,11 +108,17 @@ def classify(result: RawResult) -> str:
     return "refused" if 400 <= status < 500 else "error"
 
 
+#: A worker's notes said once a process, whatever the input: none an input's own.
+ONCE_A_PROCESS = ("a request came with no REQUEST_METHOD",)  # nginx without uwsgi_params
+
+
 def kind_of(line: str) -> str:
     """The PER_INPUT kind of a worker's log message ("other" when none fits; "summary" for a
-    throttle's count of the lines it held back)."""
+    throttle's count of the lines it held back; "once" for a note said once a process)."""
     if "not logged one by one" in line:
         return "summary"
+    if any(note in line for note in ONCE_A_PROCESS):
+        return "once"
     for kind, marker in PER_INPUT.items():
         if marker in line:
             return kind
@@ -236,7 +242,7 @@ def _sequential(server: Server, source: MutationSource, tally: Tally, count: int
         # The worker logs before it closes: the lines for this input are in the file now. A
         # throttle's count of the lines it held back ends its window whenever that ends (with
         # the next line to log, or at the worker's tick): no input's own.
-        lines = [line for line in cursor.new_lines() if kind_of(line) != "summary"]
+        lines = [line for line in cursor.new_lines() if kind_of(line) not in ("summary", "once")]
         kinds = [kind_of(line) for line in lines]
         what = f"{mutator} {data[:160]!r} -> {outcome}: {lines}"
         assert len(lines) <= 1, f"more than one log line for one input: {what}"
@@ -457,6 +463,7 @@ def test_live_fuzz(fuzz_server: Server, report: Report) -> None:
     assert not sequential["unattributable_lines"]
     assert log["levels"].get("ERROR", 0) == 0 and log["levels"].get("CRITICAL", 0) == 0
     assert log["others"] == []
+    assert log["kinds"].get("once", 0) <= 2 * len(workers)  # once a process: bounded
     kinds = log["kinds"]
     refusals = tally.outcomes["refused"] + stalls.outcomes["refused"]
     assert min(refusals, throttle.INVALID_LOG_BURST) <= kinds.get("refused", 0) <= refusals
