@@ -22,7 +22,7 @@ from uwsgiapp.server.exchange import Exchange
 from uwsgiapp.server.inflight import say_app_failed, say_body_length
 from uwsgiapp.wsgi.contract import ExcInfo, StartResponse, WSGIApp
 from uwsgiapp.wsgi.errors import AppError
-from uwsgiapp.wsgi.response import HeaderError, iterable_type, not_iterable
+from uwsgiapp.wsgi.response import HeaderError, iterable_type, mistaken_return, not_iterable
 
 __all__ = ["as_served", "status_of"]
 
@@ -93,9 +93,12 @@ class _Response:
         for chunk in chunks:
             if not chunk and type(chunk) is bytes:
                 continue  # b"" sends nothing, not even the head (serve's rule)
-            if isinstance(result, (bytes, bytearray, str, dict)):
-                raise not_iterable(result)  # as serve says it
-            data = self.take(chunk)
+            try:
+                data = self.take(chunk)
+            except AppError:
+                if mistaken_return(result):
+                    raise not_iterable(result) from None  # as serve says it
+                raise
             if data:
                 yield data
             if exchange.overrun or (self.head_only and exchange.head_sent):

@@ -350,9 +350,10 @@ def load_app(
             kind="not-callable",
         )
     if not parsed.call and is_factory(app):
-        kind = "a class" if inspect.isclass(app) else "a function"
-        looks = (
-            "its instances are the app" if inspect.isclass(app) else "it looks like an app factory"
+        kind, looks = (
+            ("a class", "its instances are the app")
+            if inspect.isclass(app)
+            else ("a function", "it looks like an app factory")
         )
         raise AppImportError(
             f"app {spec!r} is {kind} that cannot take (environ, start_response): {looks}; "

@@ -51,13 +51,14 @@ def failure_hint(
             f" {_UWSGI_MODULES[top]} (README: 'Coming from uWSGI or gunicorn')"
         )
     if missing:
+        unreachable = unreachable_hint(sys.path, os.getuid())
+        if unreachable or _found(top):  # found: a module of it is missing (the app's own)
+            return unreachable
         # A package the app needs, not installed where this uwsgiapp runs (another venv's): on
         # the exception's line, which the stderr summary of a failed start shows.
-        where = f" (this uwsgiapp runs {sys.executable}, prefix {sys.prefix}: is {top!r}"
-        if _found(top):  # a module of it is missing (the app's own package's), not it
-            return unreachable_hint(sys.path, os.getuid())
-        return unreachable_hint(sys.path, os.getuid()) or (
-            f"{where} installed there? uwsgiapp must be installed in the app's virtualenv)"
+        return (
+            f" (this uwsgiapp runs {sys.executable}, prefix {sys.prefix}: is {top!r} installed "
+            "there? uwsgiapp must be installed in the app's virtualenv)"
         )
     if isinstance(exc, OSError) and exc.errno == errno.EADDRINUSE:
         return PORT_TAKEN

@@ -39,6 +39,7 @@ from uwsgiapp.wsgi.response import (
     Rendered,
     error_response,
     iterable_type,
+    mistaken_return,
     not_iterable,
     render,
     whole_head_size,
@@ -102,10 +103,9 @@ class Exchange:
     def start_response(
         self, status: Any, headers: Any, exc_info: ExcInfo | None = None
     ) -> Callable[[bytes], None]:
-        """PEP 3333 ``start_response``: renders and records the head (a bad status or header
-        raises :class:`HeaderError` here, while the app runs, as PEP 3333 advises and gunicorn
-        does: an app's own handling around the call sees it); re-raises ``exc_info`` once sent.
-        The head is taken as it is now, as uWSGI and gunicorn take it."""
+        """PEP 3333 ``start_response``: renders and records the head, taken as it is now (as
+        uWSGI and gunicorn take it; a bad one raises :class:`HeaderError` while the app runs, as
+        PEP 3333 advises and gunicorn does); re-raises ``exc_info`` once sent."""
         if exc_info is not None:
             try:
                 if self.head_sent:
@@ -394,7 +394,7 @@ def _send_iterable(exchange: Exchange, result: Any, head_only: bool) -> None:
             elif type(chunk) is not bytes:
                 exchange.send(chunk)  # "" or None: refused there, never skipped
     except (TypeError, AppError) as exc:  # iter() refused it, or an item is no bytes
-        mistaken = isinstance(result, (bytes, bytearray, str, dict))  # said as such
+        mistaken = mistaken_return(result)  # a bare bytes, str or dict: said as such
         if mistaken if isinstance(exc, AppError) else not iterable_type(type(result)):
             raise not_iterable(result) from None
         raise  # the app's own code raised it: its traceback matters

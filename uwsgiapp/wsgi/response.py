@@ -294,6 +294,12 @@ def not_iterable(result: Any) -> AppError:
     return AppError(f"app returned {what}, not an iterable of bytes{fix}")
 
 
+def mistaken_return(result: Any) -> bool:
+    """Whether ``result``, whose items are no bytes, is a value returned for a list of them
+    (a bare ``bytes``, ``str`` or ``dict``), to be said as such (:func:`not_iterable`)."""
+    return isinstance(result, (bytes, bytearray, str, dict))
+
+
 #: How to return what an app returned by mistake: a list of bytes.
 _FIXES: Final = {
     "bytes": ": return [body] (a bytes object's items are ints)",
