@@ -350,6 +350,25 @@ def test_an_app_that_catches_its_bad_head_may_send_another(logs: Logs) -> None:
     assert not problems(logs)
 
 
+def test_a_body_after_a_swallowed_bad_head_names_the_refusal(logs: Logs) -> None:
+    """An app that catches the HeaderError and returns a body anyway: the line says why there
+    was no head (it said only "body sent before start_response()", pointing away from it)."""
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        try:
+            start_response("200 OK", [("X-Name", "a\r\nInjected: 1")])
+        except HeaderError:
+            pass
+        return [b"body"]
+
+    out = run(make_handler(app), packet())
+    assert out.status == 500 and b"Injected" not in out.raw
+    (record,) = problems(logs)
+    line = one_line(record)
+    assert "response body sent before start_response() (start_response() refused its head: " in line
+    assert "X-Name" in line
+
+
 def test_a_204_goes_without_its_content_length() -> None:
     """RFC 9110 8.6: no Content-Length in a 204 (nginx passed the app's on; gunicorn drops it)."""
 

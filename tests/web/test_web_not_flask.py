@@ -73,3 +73,6 @@ def test_an_invalid_return_value_is_named_with_its_article() -> None:
         app.test_client().get("/int")
     with pytest.raises(TypeError, match="returned a set, which is not a valid response"):
         app.test_client().get("/list")
+    # What to return instead, as Flask's says it (the line named only what was wrong).
+    with pytest.raises(TypeError, match=r"not a valid response: a view must return a str, bytes"):
+        app.test_client().get("/int")

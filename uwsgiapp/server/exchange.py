@@ -37,6 +37,7 @@ from uwsgiapp.wsgi.response import (
     FileWrapper,
     HeaderError,
     Rendered,
+    body_bytes,
     error_response,
     iterable_type,
     mistaken_return,
@@ -66,6 +67,7 @@ class Exchange:
         "headers",
         "overrun",
         "protocol",
+        "refusal",
         "rendered",
         "room",
         "sent",
@@ -82,6 +84,7 @@ class Exchange:
         self.status: Any = None
         self.headers: Any = []
         self.rendered: Rendered | None = None
+        self.refusal = ""  #: why start_response() refused the head, for a body sent anyway
         self.head_sent = False
         #: ``sent`` counts the head too (the stats' tx); the access log counts the body only.
         self.head_size = 0
@@ -114,7 +117,11 @@ class Exchange:
                 exc_info = None
         elif self.status is not None:
             raise AppError("start_response() called a second time without exc_info")
-        self.rendered = render(self.protocol, status, headers)
+        try:
+            self.rendered = render(self.protocol, status, headers)
+        except HeaderError as exc:  # an app that catches it and sends a body is told why
+            self.refusal = f" (start_response() refused its head: {exc})"
+            raise
         self.status = status
         self.headers = headers
         return self.write
@@ -125,12 +132,12 @@ class Exchange:
         AppError or HeaderError for what it refuses; ``uwsgiapp dev`` holds to these rules."""
         # Typed ``bytes`` (an exact one either way): compiled, ``head + body`` and ``len`` are
         # then native, where on ``Any`` they went through the number protocol and buffer exports.
-        body: bytes = data if type(data) is bytes else _body_bytes(data)
+        body: bytes = data if type(data) is bytes else body_bytes(data)
         head = b""
         if not self.head_sent:
             rendered = self.rendered
             if rendered is None:
-                raise AppError("response body sent before start_response()")
+                raise AppError("response body sent before start_response()" + self.refusal)
             head = rendered.head
             self.head_sent = True
             self.room = rendered.length
@@ -185,13 +192,6 @@ class Exchange:
         send_all(self.fd, payload, self.timeout)
         self.sent += len(payload)
         self.head_size = whole_head_size(payload)
-
-
-def _body_bytes(data: Any) -> bytes:
-    """A body item other than exact ``bytes``, as ``bytes``; AppError for a non-bytes one."""
-    if not isinstance(data, (bytes, bytearray, memoryview)):
-        raise AppError(f"response body must be bytes, got {type(data).__name__}")
-    return bytes(data)
 
 
 class Responder:

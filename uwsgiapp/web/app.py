@@ -42,6 +42,11 @@ if t.TYPE_CHECKING:
 __all__ = ["App", "UrlRule"]
 
 
+#: What a view may return, as said when it returned something else (Flask lists them too).
+_VALID_RETURNS: t.Final = (
+    "a view must return a str, bytes, dict, list, Response, iterator, WSGI app"
+    " or a tuple (body, status), (body, headers) or (body, status, headers)."
+)
 #: C0 controls and DEL as ``\xNN``, for client text in a log line.
 _CONTROL_ESCAPES: t.Final = {code: f"\\x{code:02x}" for code in (*range(32), 127)}
 
@@ -185,8 +190,7 @@ class App(AppBase):
                 )
         if rv is None:
             raise TypeError(
-                f"The view for endpoint {_endpoint_name()!r} returned None: a view must return"
-                " a response (str, bytes, dict, list, Response, iterator or tuple)."
+                f"The view for endpoint {_endpoint_name()!r} returned None: {_VALID_RETURNS}"
             )
         if not isinstance(rv, response_class):
             if isinstance(rv, (str, bytes, bytearray, Iterator)):
@@ -204,7 +208,7 @@ class App(AppBase):
                 kind = type(rv).__name__
                 raise TypeError(
                     f"The view for endpoint {_endpoint_name()!r} returned {_a(kind)} {kind},"
-                    " which is not a valid response."
+                    f" which is not a valid response: {_VALID_RETURNS}"
                 )
         response = t.cast(Response, rv)
         if status is not None:

@@ -280,6 +280,13 @@ class FileWrapper:
             close()
 
 
+def body_bytes(data: Any) -> bytes:
+    """A body item other than exact ``bytes``, as ``bytes``; AppError for a non-bytes one."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise AppError(f"response body must be bytes, got {type(data).__name__}")
+    return bytes(data)
+
+
 def iterable_type(kind: type) -> bool:
     """Whether ``iter()`` takes a ``kind`` at all (an ``__iter__`` or a ``__getitem__``)."""
     return hasattr(kind, "__iter__") or hasattr(kind, "__getitem__")
