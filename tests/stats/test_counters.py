@@ -526,3 +526,19 @@ def test_avg_rt_is_the_mean_of_the_requests_since_the_previous_read() -> None:
     # Nothing served since: the last value stays, as uWSGI's does.
     assert read(observer, (1, 1010, 11_000_000), (2, 2, 300)) == [1_000_000, 150]
     assert read(observer, (1, 1012, 11_000_100), (2, 2, 300)) == [50, 150]
+
+
+@pytest.mark.parametrize("cores", [1, 3])
+def test_the_masters_harakiri_mark_is_its_slots_alone_and_a_new_process_starts_without_it(
+    cores: int,
+) -> None:
+    # A worker tells the master's harakiri USR2 from one sent by hand by this mark.
+    table = StatusTable(2, cores=cores)
+    for slot, pid in ((0, 10), (1, 11)):
+        table.reset(slot, pid)
+    first, second = table.hooks(0, 10), table.hooks(1, 11)
+    assert not first.harakiri_marked() and not second.harakiri_marked()
+    table.mark_harakiri(1)
+    assert second.harakiri_marked() and not first.harakiri_marked()
+    table.reset(1, 12)
+    assert not table.hooks(1, 12).harakiri_marked()

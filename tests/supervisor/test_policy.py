@@ -372,6 +372,8 @@ def test_harakiri_dumps_then_kills_and_replaces() -> None:
     assert not signals_sent(sim.tick(2.0))
     actions = sim.tick(1.5)
     assert (pid, signal.SIGUSR2) in signals_sent(actions)
+    # Its slot marked first: the worker tells the master's USR2 from one sent by hand.
+    assert [a.harakiri for a in actions if isinstance(a, Signal)] == [0]
     assert len(sim.pids()) == 2  # replacement spawned at once
     assert "a new worker takes its place" in str(actions[0])
     assert (pid, signal.SIGKILL) in signals_sent(sim.tick(1.1))

@@ -15,7 +15,7 @@ import sys
 import traceback
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from uwsgiapp.server.logtext import as_sent, escape_log_text
 from uwsgiapp.server.throttle import Burst, body_mismatches, refused_requests, stalled_clients
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from uwsgiapp.server.exchange import Exchange
 
 __all__ = [
+    "ASKED",
     "app_stack",
     "dump_stuck_request",
     "log_client_gone",
@@ -135,16 +136,23 @@ def worker_label() -> str:
     return f"worker {_NUMBER} (pid {os.getpid()})" if _NUMBER else f"worker (pid {os.getpid()})"
 
 
-def dump_stuck_request(signum: int, frame: FrameType | None) -> None:
-    """USR2 in a worker (harakiri): log the Python stack of the stuck request, with its
-    request line."""
+#: How a SIGUSR2 sent to a worker by hand is said: it asks what the worker does (uWSGI's
+#: workers say it), where the master's (a harakiri's) retires it.
+ASKED: Final = "SIGUSR2 (not the master's: no harakiri)"
+
+
+def dump_stuck_request(frame: FrameType | None, harakiri: bool = True) -> None:
+    """USR2 in a worker: log the Python stack of its request, with its request line, as the
+    stuck one of a harakiri or (``harakiri`` False) as what it is doing now."""
     frame = waiting_request_frame(frame)
-    log.error(
-        "harakiri: %s stuck in %s; its stack:\n%s",
-        worker_label(),
-        request_line(frame),
-        app_stack(frame),
-    )
+    if harakiri:
+        log.error("harakiri: %s stuck in %s; its stack:\n%s", worker_label(),
+                  request_line(frame), app_stack(frame))  # fmt: skip
+    elif request_environ(frame) is None:
+        log.warning("%s: %s is in no request; serving on", ASKED, worker_label())
+    else:
+        log.warning("%s: %s is in %s, serving on; its stack:\n%s", ASKED, worker_label(),
+                    request_line(frame), app_stack(frame))  # fmt: skip
 
 
 def waiting_request_frame(frame: FrameType | None) -> FrameType | None:

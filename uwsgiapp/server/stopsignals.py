@@ -70,6 +70,9 @@ class StopSignals:
     #: Run each tick: the loop's beat in its status slot (the master kills a worker whose loop
     #: stopped while it is in no request, past --harakiri); set where the worker is made.
     on_tick: Callable[[], None] | None = None
+    #: Whether the master marked the USR2 that came as a harakiri's (in the worker's status
+    #: slot; None: every USR2 is); set where the worker is made.
+    harakiri_marked: Callable[[], bool] | None = None
 
     def _tick(self, *more: Throttle[str]) -> None:
         """The loop's once-a-tick work (:data:`~uwsgiapp.server.worker.IDLE_TICK`; getppid is a
@@ -158,9 +161,11 @@ class StopSignals:
     def dump_stuck(self, signum: int, frame: FrameType | None) -> None:
         """USR2 (harakiri): log the stuck request's stack; and take no new request, for the
         master kills this process after its grace: one let in once the stuck one ended would
-        be killed with it (a 502 for a request within its time, the log naming another)."""
-        dump_stuck_request(signum, frame)
-        self.alive = False
+        be killed with it (a 502 for a request within its time, the log naming another). One
+        sent by hand (the master marks its own) only logs what the worker is doing."""
+        harakiri = self.harakiri_marked is None or self.harakiri_marked()
+        dump_stuck_request(frame, harakiri)
+        self.alive = self.alive and not harakiri
 
     def _on_reload(self, signum: int, frame: FrameType | None) -> None:
         # The master reloads by starting new workers first; we just finish and leave.

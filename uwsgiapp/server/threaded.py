@@ -31,11 +31,7 @@ from typing import Any
 from uwsgiapp import unpatched
 from uwsgiapp.server.accesslog import set_core
 from uwsgiapp.server.decisions import DRAIN_SECONDS
-from uwsgiapp.server.inflight import (
-    app_stack,
-    request_line,
-    worker_label,
-)
+from uwsgiapp.server.inflight import ASKED, app_stack, request_line, worker_label
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.masterflags import MasterFlags
@@ -346,13 +342,15 @@ class ThreadedWorker(StopSignals):
         request line, then the stacks of the other busy threads; cut that request (it gets
         :class:`RequestCut` when it next runs Python code: one in a C call is left to the
         master's kill); stop accepting, so that the other threads' requests can finish before
-        the master's kill."""
-        self.alive = False
+        the master's kill. One sent by hand (the master marks its own) only logs them."""
+        harakiri = self.harakiri_marked is None or self.harakiri_marked()
+        self.alive = self.alive and not harakiri
+        what, level = ("harakiri", logging.ERROR) if harakiri else (ASKED, logging.WARNING)
         frames = sys._current_frames()
         now = time.time()
         busy = self._busy()
         if not busy:
-            log.error("harakiri: %s: no request thread is busy", worker_label())
+            log.log(level, "%s: %s: no request thread is busy", what, worker_label())
             return
         # Threads waiting on one thing (a database gone) have one stack: it is written once,
         # and the others name the thread whose stack it is (8 threads wrote ~490 lines).
@@ -361,15 +359,17 @@ class ThreadedWorker(StopSignals):
             stuck = frames.get(ident) if ident is not None else None
             stack = app_stack(stuck)
             same = written.setdefault(stack, index + 1)
-            log.error(
-                "harakiri: %s thread %d %s %s for %.1fs; its stack%s",
+            log.log(
+                level,
+                "%s: %s thread %d %s %s for %.1fs; its stack%s",
+                what,
                 worker_label(),
                 index + 1,
-                "stuck in" if rank == 0 else "(also busy) in",
+                "stuck in" if rank == 0 and harakiri else "(also busy) in" if harakiri else "in",
                 request_line(stuck),
                 now - started,
                 f":\n{stack}" if same == index + 1 else f" is thread {same}'s, above",
             )
         since, _, oldest = busy[0]  # the stuck one, unless it ended since the master looked
-        if oldest is not None and self.harakiri and now - since >= self.harakiri:
+        if harakiri and oldest is not None and self.harakiri and now - since >= self.harakiri:
             _raise_in(oldest)

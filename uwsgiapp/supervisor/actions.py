@@ -87,10 +87,12 @@ class Spawn:
 
 @dataclass(frozen=True, slots=True)
 class Signal:
-    """Send ``signum`` to worker ``pid``."""
+    """Send ``signum`` to worker ``pid``; ``harakiri``: its status slot, marked first (a
+    harakiri's USR2, which the worker tells from one sent by hand)."""
 
     pid: int
     signum: int
+    harakiri: int = -1
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,7 @@ from uwsgiapp.server.sockdiag import SockDiag
 from uwsgiapp.stats.model import ServerStats, SocketStats
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import actions as A
-from uwsgiapp.supervisor import observe, options
+from uwsgiapp.supervisor import observe, options, titles
 from uwsgiapp.supervisor.cheaper import CheaperOptions
 from uwsgiapp.supervisor.dumps import DumpFiles
 from uwsgiapp.supervisor.handlers import make_worker
@@ -46,13 +46,6 @@ from uwsgiapp.supervisor.queuewatch import QueueWatch
 from uwsgiapp.supervisor.reload import reimport, reload_kind
 from uwsgiapp.supervisor.sdnotify import Notifier
 from uwsgiapp.supervisor.status import StatusTable
-from uwsgiapp.supervisor.titles import (
-    RequestTitles,
-    master_title,
-    request_titles_available,
-    set_title,
-    worker_title,
-)
 from uwsgiapp.supervisor.touch import TouchWatch
 from uwsgiapp.supervisor.trialrun import ReloadCheck
 from uwsgiapp.supervisor.upgrade import TOUCHED, Upgrade
@@ -117,7 +110,7 @@ class Arbiter:
 
     def run(self) -> int:
         """Run until stopped; returns the exit code."""
-        set_title(*master_title(self.config.app))
+        titles.set_title(*titles.master_title(self.config.app))
         self.handlers.install()
         log.info("master %d: starting %s (%s)", self.pid, A.count_workers(self.policy.desired),
                  running_version())  # fmt: skip
@@ -236,7 +229,9 @@ class Arbiter:
                         if not self.policy.wanted(action):
                             continue
                     self._spawn(wid, generation)
-                case A.Signal(pid, signum):
+                case A.Signal(pid, signum, slot):
+                    if slot >= 0:
+                        self.table.mark_harakiri(slot)
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signum)
                 case A.Log(level, message, detail):
@@ -353,8 +348,8 @@ class Arbiter:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         die_with_parent()
         set_worker_number(self.policy.number(wid))
-        title, comm = worker_title(self.policy.number(wid), self.config.app)
-        set_title(title, comm)
+        title, comm = titles.worker_title(self.policy.number(wid), self.config.app)
+        titles.set_title(title, comm)
         app = self.app
         if app is None:  # lazy-apps: import here, after fork
             try:
@@ -393,8 +388,8 @@ class Arbiter:
             gc.collect()
         gc.freeze()
         slot.ready()
-        if self.config.request_titles and request_titles_available():
-            RequestTitles(title, lambda: worker.serving).start()
+        if self.config.request_titles and titles.request_titles_available():
+            titles.RequestTitles(title, lambda: worker.serving).start()
         worker.run()
         slot.leaving()  # the master starts a replacement while this one does its exit work
         return 0

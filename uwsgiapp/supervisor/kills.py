@@ -44,7 +44,7 @@ class Kills(Scaling):
             f"HARAKIRI: {rec.label} {why} for {seconds:.1f}s (limit {self.harakiri:g}s): "
             f"dumping its stack, then killing it (in {grace:g}s){then}"
         )
-        return [Log(LogLevel.ERROR, said), Signal(rec.pid, signal.SIGUSR2)]
+        return [Log(LogLevel.ERROR, said), Signal(rec.pid, signal.SIGUSR2, rec.wid)]
 
     def _told_tick(
         self, rec: WorkerRecord, st: WorkerStatus, now: float, wall: float

@@ -65,11 +65,14 @@ COUNTERS = SLOT.size
 _COUNTERS = struct.Struct(f"=QdQQ{CLASSES * BUCKETS}Q")
 _EXCEPTIONS = COUNTERS + 24
 _MATRIX = COUNTERS + 32
-SLOT_SIZE = 640
+SLOT_SIZE = 704
+#: The master's word that the SIGUSR2 it sends is a harakiri's (1.0; 0.0 from the worker's
+#: start): the worker tells it from one sent by hand, which only asks what it is doing.
+MARK: Final = SLOT_SIZE - 16
 #: The slot's last word: the worker loop's beat (monotonic seconds), once a tick at most.
 BEAT: Final = SLOT_SIZE - 8
 _BEAT: Final = struct.Struct("=d")
-assert COUNTERS + _COUNTERS.size <= BEAT
+assert COUNTERS + _COUNTERS.size <= MARK
 assert _TX * 8 == COUNTERS  # the totals' words are the counters' first three
 #: One request thread's core, from SLOT_SIZE: request start (0 = idle), requests served.
 CORE: Final = struct.Struct("=dQ")
@@ -167,6 +170,7 @@ class StatusTable:
         before = [n for _, n in self.read_cores(slot)] if self.cores > 1 else []
         SLOT.pack_into(self._mem, offset, pid, STATE_BOOTING, 0.0, 0)
         _BEAT.pack_into(self._mem, offset + BEAT, 0.0)  # not the previous process's beat
+        _BEAT.pack_into(self._mem, offset + MARK, 0.0)  # nor its harakiri
         if self.cores > 1:
             self._mem[offset + SLOT_SIZE : offset + self.slot_size] = bytes(self.cores * CORE.size)
         return before
@@ -204,6 +208,10 @@ class StatusTable:
         return SlotCounters.from_cells(
             _COUNTERS.unpack_from(self._mem, slot * self.slot_size + COUNTERS)
         )
+
+    def mark_harakiri(self, slot: int) -> None:
+        """Master: the SIGUSR2 it sends next to the worker in ``slot`` is a harakiri's."""
+        _BEAT.pack_into(self._mem, slot * self.slot_size + MARK, 1.0)
 
     def hooks(self, slot: int, pid: int) -> SlotWriter:
         """Worker: the writer for its own slot."""
@@ -272,6 +280,10 @@ class SlotWriter:
         """The worker's loop runs (idle, it wakes once a tick): the master kills one whose loop
         stopped while it is in no request, past ``--harakiri`` (which times requests only)."""
         _BEAT.pack_into(self._mem, self._offset + BEAT, time.monotonic())
+
+    def harakiri_marked(self) -> bool:
+        """Whether the master marked a harakiri (its SIGUSR2, not one sent by hand)."""
+        return bool(_BEAT.unpack_from(self._mem, self._offset + MARK)[0])
 
     def leaving(self) -> None:
         """The worker has stopped accepting for good (its exit work comes next)."""

@@ -1,0 +1,59 @@
+"""A SIGUSR2 sent to a worker by hand asks what it is doing (uWSGI's workers log their request
+on it): it was taken for the master's harakiri, logged as one, and the worker retired after its
+request. The master marks its own in the worker's status slot before sending it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+from pathlib import Path
+
+import pytest
+from support.procs import Server, short_tmpdir, uwsgi_exchange, uwsgi_get, wait_until
+
+from uwsgiapp.server.inflight import ASKED
+from uwsgiapp.stats.reader import fetch, parse_source
+
+
+def _get(server: Server, path: str, query: str = "") -> bytes:
+    return uwsgi_exchange(server.socket, uwsgi_get(path, query), timeout=20).data
+
+
+def _pid(server: Server) -> int:
+    return int(json.loads(_get(server, "/sleep", "0").split(b"\r\n\r\n", 1)[1])["pid"])
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_usr2_by_hand_logs_what_the_worker_does_and_it_serves_on(
+    tmp_path: Path, threads: int
+) -> None:
+    stats = os.path.join(short_tmpdir(), "stats.sock")
+    server = Server(
+        tmp_path / "s", "threads_app:app", workers=1, harakiri=30, threads=threads, stats=stats
+    )
+    server.start()
+    try:
+        pid = _pid(server)
+        idle = "is in no request; serving on" if threads == 1 else "no request thread is busy"
+        os.kill(pid, signal.SIGUSR2)
+        wait_until(lambda: f"{ASKED}: worker 1 (pid {pid})" in server.log(), 10, "the idle line")
+        assert idle in server.log()
+        answers: list[bytes] = []
+        slow = threading.Thread(target=lambda: answers.append(_get(server, "/stuck", "3")))
+        slow.start()
+        busy = lambda: fetch(parse_source(stats))["workers"][0]["status"] != "idle"  # noqa: E731
+        wait_until(busy, 10, "the worker in its request")
+        os.kill(pid, signal.SIGUSR2)
+        wait_until(lambda: "GET /stuck" in server.log(), 10, "the busy line")
+        slow.join(20)
+        log = server.log()
+        busy_line = [line for line in log.splitlines() if "GET /stuck" in line][0]
+        assert ASKED in busy_line, log
+        assert "stuck_here" in log  # its stack, the app's frame in it
+        assert answers and answers[0].endswith(b"unstuck")  # not cut
+        assert _pid(server) == pid  # the same worker serves on
+        assert "HARAKIRI" not in log and "harakiri: " not in log
+    finally:
+        server.stop()
