@@ -49,7 +49,7 @@ def test_a_usr2_by_hand_logs_what_the_worker_does_and_it_serves_on(
         wait_until(lambda: "GET /stuck" in server.log(), 10, "the busy line")
         slow.join(20)
         log = server.log()
-        busy_line = [line for line in log.splitlines() if "GET /stuck" in line][0]
+        busy_line = next(line for line in log.splitlines() if "GET /stuck" in line)
         assert ASKED in busy_line, log
         assert "stuck_here" in log  # its stack, the app's frame in it
         assert answers and answers[0].endswith(b"unstuck")  # not cut
