@@ -8,6 +8,7 @@ import contextlib
 import os
 import signal
 import socket
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ APP = """
 import multiprocessing
 import os
 import socket
+import time
 import time
 
 
@@ -182,4 +184,59 @@ def test_a_child_the_app_forks_does_not_hold_the_answer_open(
         for pid in children.read_text().split() if children.exists() else []:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(int(pid), signal.SIGKILL)
+        server.stop()
+
+
+RETURNING_APP = """
+import os, sys, time
+
+def app(environ, start_response):
+    path, query = environ["PATH_INFO"], environ["QUERY_STRING"]
+    if path == "/wait":  # the worker reaps its child: the exit code it ended with
+        code = os.waitstatus_to_exitcode(os.waitpid(int(query), 0)[1])
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [str(code).encode()]
+    pid = os.fork()
+    if pid == 0:  # the child goes back into the server's code, each its own way
+        time.sleep(0.1)
+        if query == "raise":
+            raise ValueError("the child's own error")
+        if query.startswith("exit"):
+            sys.exit(int(query[4:]))
+        start_response("200 OK", [])
+        return [b"from the child"]
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [str(pid).encode()]
+"""
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_child_the_app_forks_back_from_the_app_exits_there(tmp_path: Path, threads: int) -> None:
+    """It answered nobody (its copy of the connection is closed: "Bad file descriptor"), ran
+    the worker's loop as a second worker 1 ("master is gone": its parent is the worker), and
+    wrote "leaving" into the worker's status slot: the master started one more worker for
+    good. It exits with the code a Python process would, its exception logged."""
+    (tmp_path / "returning.py").write_text(RETURNING_APP)
+    server = Server(
+        tmp_path / "s", "returning:app", workers=1, threads=threads, pythonpath=[str(tmp_path)]
+    )
+    server.start()
+    try:
+        codes = {}
+        for how in ("return", "raise", "exit3", "exit0"):
+            child = uwsgi_exchange(server.socket, uwsgi_get("/fork", how), timeout=10).data
+            pid = child.rpartition(b"\r\n\r\n")[2].decode()
+            answer = uwsgi_exchange(server.socket, uwsgi_get("/wait", pid), timeout=10).data
+            codes[how] = int(answer.rpartition(b"\r\n\r\n")[2])
+        assert codes == {"return": 0, "raise": 1, "exit3": 3, "exit0": 0}
+        time.sleep(1.5)  # a tick of the master's and a worker loop's: a second worker is seen
+        log = server.log()
+        assert log.count(" started") == 1, log  # worker 1, once
+        assert "is gone" not in log
+        assert "Bad file descriptor" not in log
+        assert "forked from worker 1 returned from the app in GET /fork: it exits" in log
+        assert "forked from worker 1 raised ValueError in GET /fork: it exits with code 1" in log
+        assert "the child's own error" in log  # its traceback
+        assert "SystemExit" not in log
+    finally:
         server.stop()

@@ -16,17 +16,23 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from uwsgiapp.server import inflight
+from uwsgiapp.server.forkedchild import leave
 from uwsgiapp.server.inflight import (
-    log_client_gone,
     out_of_fds,
     request_text,
     say_app_failed,
     say_body_length,
-    say_body_unread,
     say_refused,
 )
-from uwsgiapp.server.io import ClientTimeout, reader, send_all
-from uwsgiapp.server.transfer import REFUSED_DRAIN_CAP, cut, drain, send_wrapped_file, unwinding
+from uwsgiapp.server.io import reader, send_all
+from uwsgiapp.server.transfer import (
+    REFUSED_DRAIN_CAP,
+    cut,
+    drain,
+    gone_mid_response,
+    send_wrapped_file,
+    unwinding,
+)
 from uwsgiapp.wsgi.contract import AccessLogger, ExcInfo, WSGIApp
 from uwsgiapp.wsgi.environ import BadRequest, parse_content_length
 from uwsgiapp.wsgi.errors import AppError
@@ -222,6 +228,8 @@ class Responder:
         #: streamed response without a Python frame). One thread's: a request thread's is in
         #: its stack only.
         self.current: dict[str, Any] | None = None
+        #: Set in a process the app forks from the worker (``os.fork()``): not a worker.
+        self.forked = False
 
     def serve(
         self, fd: int, peer: Peer, environ: dict[str, Any], rest: bytes, block: bytes
@@ -308,7 +316,7 @@ class Responder:
             # Any: the app's chunks are checked by Exchange.send, not by a compiled build.
             result: Any = self.app(environ, exchange)
         except ClientDisconnected as exc:  # reading its body, or in write() (as an iterable)
-            self._gone_mid_response(exchange, environ, peer, exc)
+            gone_mid_response(exchange, environ, peer, exc, self.forked)
             return
         except HeaderError as exc:  # its start_response's check: the server's, one line
             self._app_failed(exchange, environ, f"bad response ({exc})", traceback=False)
@@ -317,8 +325,10 @@ class Responder:
             self._app_failed(exchange, environ, "app raised")
             return
         except BaseException as exc:  # the app's own SystemExit, or a stop's (below)
-            unwinding(exchange, environ, exc)
+            unwinding(exchange, environ, exc, self.forked)
             raise
+        if self.forked:  # the app's own forked process, back from the app: forkedchild.py
+            leave(environ, None)
         try:
             if type(result) is list and len(result) == 1 and exchange.status is not None:
                 exchange.send(result[0])
@@ -331,13 +341,13 @@ class Responder:
             if exchange.room != -1 and (exchange.room or exchange.overrun):
                 say_body_length(environ, exchange)
         except ClientDisconnected as exc:
-            self._gone_mid_response(exchange, environ, peer, exc)
+            gone_mid_response(exchange, environ, peer, exc, self.forked)
         except (AppError, HeaderError) as exc:
             self._app_failed(exchange, environ, f"bad response ({exc})", traceback=False)
         except Exception:
             self._app_failed(exchange, environ, "app raised while iterating its response")
         except BaseException as exc:  # a quick stop's, a request thread's RequestCut
-            unwinding(exchange, environ, exc)
+            unwinding(exchange, environ, exc, self.forked)
             raise
         finally:
             # A list has no close(): getattr would build and drop an AttributeError per request.
@@ -348,18 +358,6 @@ class Responder:
                 except Exception:
                     self._close_failed(environ)
 
-    def _gone_mid_response(
-        self, exchange: Exchange, environ: dict[str, Any], peer: Peer, exc: ClientDisconnected
-    ) -> None:
-        """The client went away or stalled. Before the head only a read of the body can say
-        so (the head counts as sent once taken): the app's call or its iterable's read it."""
-        if not exchange.head_sent:
-            say_body_unread(exchange, environ, peer, exc)  # a stall answered 408
-            return
-        log_client_gone(peer, environ, exc, True)
-        if isinstance(exc, ClientTimeout):
-            cut(exchange)  # nginx stopped reading, but is there: the rest is not coming
-
     def _close_failed(self, environ: dict[str, Any]) -> None:
         """The response's ``close()`` raised (the answer is out): an exception of the app's."""
         if self.on_app_error is not None:
@@ -369,6 +367,8 @@ class Responder:
     def _app_failed(
         self, exchange: Exchange, environ: dict[str, Any], what: str, *, traceback: bool = True
     ) -> None:
+        if self.forked:
+            leave(environ, sys.exc_info()[1])
         if self.on_out_of_fds is not None and out_of_fds(sys.exc_info()[1]):
             self.on_out_of_fds()
         if self.on_app_error is not None:

@@ -224,6 +224,7 @@ class StopSignals:
             faulthandler.unregister(signal.SIGUSR2)  # the harakiri dump
         signal.signal(signal.SIGUSR2, signal.SIG_DFL)
         arm_fault_dumps(())  # a crash's dump to the log, not to the worker's file
+        self.handler.responder.forked = True  # back from the app, it exits: forkedchild.py
         names = set()
         for listener in self.listeners:
             with contextlib.suppress(OSError):

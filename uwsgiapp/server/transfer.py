@@ -16,7 +16,8 @@ import stat
 import time
 from typing import TYPE_CHECKING, Any
 
-from uwsgiapp.server.inflight import request_text
+from uwsgiapp.server.forkedchild import leave
+from uwsgiapp.server.inflight import log_client_gone, request_text, say_body_unread
 from uwsgiapp.server.io import recv, reset_on_close, send_file
 from uwsgiapp.wsgi.errors import OUR_STOPS, ClientTimeout
 from uwsgiapp.wsgi.input import ClientDisconnected
@@ -25,7 +26,15 @@ from uwsgiapp.wsgi.response import FileWrapper
 if TYPE_CHECKING:
     from uwsgiapp.server.exchange import Exchange
 
-__all__ = ["DRAIN_CAP", "REFUSED_DRAIN_CAP", "cut", "drain", "send_wrapped_file", "unwinding"]
+__all__ = [
+    "DRAIN_CAP",
+    "REFUSED_DRAIN_CAP",
+    "cut",
+    "drain",
+    "gone_mid_response",
+    "send_wrapped_file",
+    "unwinding",
+]
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -138,10 +147,15 @@ def drain(fd: int, remaining: int, timeout: float, up_to: int = 0) -> None:
         )
 
 
-def unwinding(exchange: Exchange, environ: dict[str, Any], exc: BaseException) -> None:
+def unwinding(
+    exchange: Exchange, environ: dict[str, Any], exc: BaseException, forked: bool = False
+) -> None:
     """The request ends in an exception the worker does not survive: said if the app raised
     SystemExit itself (the master only sees an exit code); once its head is out, the
-    connection ends in a reset (a clean close would pass the cut stream on as whole)."""
+    connection ends in a reset (a clean close would pass the cut stream on as whole).
+    ``forked``: in a process the app forked, which exits here (forkedchild.py)."""
+    if forked:
+        leave(environ, exc)
     if not isinstance(exc, OUR_STOPS):  # KeyboardInterrupt, GeneratorExit: not only exit()
         raised = type(exc).__name__
         if isinstance(exc, SystemExit):
@@ -152,6 +166,26 @@ def unwinding(exchange: Exchange, environ: dict[str, Any], exc: BaseException) -
         cut(exchange)
     else:  # closed with no answer: nginx's 502 for it in the access log, not a client's 499
         exchange.aborted = True
+
+
+def gone_mid_response(
+    exchange: Exchange,
+    environ: dict[str, Any],
+    peer: object,
+    exc: ClientDisconnected,
+    forked: bool = False,
+) -> None:
+    """The client went away or stalled. Before the head only a read of the body can say
+    so (the head counts as sent once taken): the app's call or its iterable's read it.
+    ``forked``: in a process the app forked, whose copy of the connection was closed."""
+    if forked:
+        leave(environ, exc)
+    if not exchange.head_sent:
+        say_body_unread(exchange, environ, peer, exc)  # a stall answered 408
+        return
+    log_client_gone(peer, environ, exc, True)
+    if isinstance(exc, ClientTimeout):
+        cut(exchange)  # nginx stopped reading, but is there: the rest is not coming
 
 
 def cut(exchange: Exchange) -> None:
