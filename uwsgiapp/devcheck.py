@@ -101,7 +101,7 @@ class _Response:
                 raise
             if data:
                 yield data
-            if exchange.overrun or (self.head_only and exchange.head_sent):
+            if exchange.room == 0 or (self.head_only and exchange.head_sent):
                 break
         if not exchange.head_sent:
             self.take(b"")

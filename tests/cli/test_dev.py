@@ -321,6 +321,13 @@ def app(environ, start_response):
     if how == "short":
         start_response("200 OK", head + [("Content-Length", "10")])
         return [b"012"]
+    if how == "exact":  # filled exactly: not resumed (PEP 3333)
+        start_response("200 OK", head + [("Content-Length", "3")])
+        def exact():
+            yield b"abc"
+            print("resumed past its length", flush=True)
+            yield b"more"
+        return exact()
     if how == "file":
         start_response("200", head)  # a bare code: serve adds the reason
         return environ["wsgi.file_wrapper"](io.BytesIO(b"from a file"))
@@ -357,6 +364,7 @@ def test_dev_sends_what_serve_sends(tmp_path: Path, start_dev: StartDev) -> None
     for method, path in [("HEAD", "/stream"), ("GET", "/204"), ("GET", "/304")]:
         assert _raw(url, method, path).endswith(b"\r\n\r\n"), path  # the head alone
     assert _raw(url, "GET", "/over").endswith(b"\r\n\r\n012")
+    assert _raw(url, "GET", "/exact").endswith(b"\r\n\r\nabc")
     file = _raw(url, "GET", "/file")
     assert file.startswith(b"HTTP/1.1 200 OK\r\n") and b"from a file" in file
     for path in ("/str", "/twice", "/crlf", "/lengths", "/early"):
@@ -377,6 +385,7 @@ def test_dev_sends_what_serve_sends(tmp_path: Path, start_dev: StartDev) -> None
     ]:
         assert said in out, said
     assert b"Traceback" not in out
+    assert b"resumed past its length" not in out and b"(GET /exact)" not in out
 
 
 def test_dev_debugger_shows_what_serve_refuses(tmp_path: Path, start_dev: StartDev) -> None:

@@ -536,6 +536,21 @@ def test_a_body_longer_than_its_content_length_is_cut_there_and_its_iteration_st
     assert run(make_handler(one_item), packet()).body == b"ab"
 
 
+def test_a_body_that_fills_its_content_length_exactly_is_not_asked_for_more(logs: Logs) -> None:
+    # PEP 3333: stop iterating once enough is sent. A chunk ending right at the length went on
+    # to resume the generator, which may block (the next event of a stream) or do work.
+    response = Tracked([b"0123456789", b"0123456789", b"never asked for"])
+
+    def app(environ: Environ, start_response: StartResponse) -> Tracked:
+        start_response("200 OK", [("Content-Length", "10")])
+        return response
+
+    out = run(make_handler(app), packet(uri="/exact"))
+    assert out.body == b"0123456789" and not out.reset
+    assert response.closed == 1 and response.yielded == 1
+    assert problems(logs) == []
+
+
 def test_nothing_is_written_past_the_content_length_once_nginx_has_closed(logs: Logs) -> None:
     # With the head's Content-Length sent, nginx closes; the app's next write() made a write of
     # 0 bytes, which a unix socket refuses (EPIPE): ClientDisconnected in the app, and an INFO

@@ -389,8 +389,8 @@ def _send_iterable(exchange: Exchange, result: Any, head_only: bool) -> None:
         for chunk in result:
             if chunk:
                 exchange.send(chunk)
-                if exchange.overrun or head_only:
-                    break  # PEP 3333: stop iterating once the length is sent
+                if exchange.room == 0 or head_only:
+                    break  # PEP 3333: stop iterating once the length is sent (or passed)
             elif type(chunk) is not bytes:
                 exchange.send(chunk)  # "" or None: refused there, never skipped
     except (TypeError, AppError) as exc:  # iter() refused it, or an item is no bytes
