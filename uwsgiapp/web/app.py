@@ -30,6 +30,7 @@ from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Response as _WResponse
 
 from .appbase import AppBase, UrlRule, scopes_of
+from .clientgone import server_gone
 from .ctx import AppContext, RequestContext
 from .globals import _cv_request
 from .helpers import dumps
@@ -42,7 +43,6 @@ if t.TYPE_CHECKING:
 __all__ = ["App", "UrlRule"]
 
 
-#: What a view may return, as said when it returned something else (Flask lists them too).
 _VALID_RETURNS: t.Final = (
     "a view must return a str, bytes, dict, list, Response, iterator, WSGI app"
     " or a tuple (body, status), (body, headers) or (body, status, headers)."
@@ -83,6 +83,8 @@ class App(AppBase):
                 response = self.full_dispatch_request()
             except Exception as e:
                 error = e
+                if server_gone(e) is e:  # the server's: its 408, or its line (clientgone.py)
+                    raise
                 response = self.handle_exception(e)
             except BaseException as e:
                 error = e
@@ -292,6 +294,8 @@ class App(AppBase):
 
     def handle_user_exception(self, e: Exception) -> t.Any:
         """Handle an exception from a hook or view; re-raise it if no handler matches."""
+        if (gone := server_gone(e)) is not None:  # reading the body: clientgone.py
+            raise gone
         if isinstance(e, HTTPException):
             if isinstance(e, BadRequestKeyError) and (
                 self.debug or self.config["TRAP_BAD_REQUEST_ERRORS"]
@@ -385,10 +389,7 @@ class App(AppBase):
 
 def _endpoint_name() -> str | None:
     ctx = _cv_request.get(None)
-    if ctx is None or ctx.url_rule is None:
-        return None
-    endpoint: str = ctx.url_rule.endpoint
-    return endpoint
+    return None if ctx is None or ctx.url_rule is None else str(ctx.url_rule.endpoint)
 
 
 def _request_environ() -> WSGIEnvironment:
