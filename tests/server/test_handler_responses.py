@@ -811,6 +811,21 @@ def test_file_wrapper_sends_no_more_than_the_apps_content_length(
     logs.clear()
     out = run(make_handler(file_app(lambda: data, headers)), packet())
     assert out.body == b"3456789" and problems(logs) == []
+    # Read in 7-byte blocks, the length is reached at a block's end: not read a block further.
+    reads: list[int] = []
+
+    class Counted(io.BytesIO):
+        def read(self, size: int | None = -1) -> bytes:
+            reads.append(size or -1)
+            return super().read(size)
+
+    def blocks(environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", headers)
+        wrapper = environ["wsgi.file_wrapper"]
+        return wrapper(Counted(path.read_bytes()[903:]), 7)  # type: ignore[no-any-return]
+
+    assert run(make_handler(blocks), packet()).body == b"3456789"
+    assert reads == [7] and problems(logs) == []
 
 
 def test_file_wrapper_empty_file(tmp_path: Path) -> None:

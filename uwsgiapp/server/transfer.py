@@ -81,7 +81,7 @@ def send_wrapped_file(
         for chunk in wrapper:
             if chunk:
                 exchange.send(chunk)
-                if exchange.overrun:
+                if exchange.room == 0:  # its Content-Length sent: not read further
                     exchange.overrun = False
                     break
         return
