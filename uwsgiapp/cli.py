@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from uwsgiapp.buildinfo import VersionAction
-from uwsgiapp.clihints import HintingParser
+from uwsgiapp.clihints import SERVE_EXAMPLES, HintingParser
 from uwsgiapp.entry import restore_defaults
 from uwsgiapp.exitcodes import COMMAND_EXIT_CODES, DEV_EXIT_TEXT, ClientExit, ServeExit, help_text
 from uwsgiapp.lazycommands import declare_lazy_commands
@@ -74,13 +74,15 @@ def _add_serve(sub: argparse._SubParsersAction[HintingParser]) -> None:
     p = sub.add_parser(
         "serve",
         help="serve the app over the uwsgi protocol (production, behind nginx)",
-        description=(
+        description=_wrap(
             "Serve APP over nginx's uwsgi protocol with a prefork master. Every option can also "
             "come from a UWSGIAPP_<OPTION> environment variable, a --config TOML file "
             "(top-level keys, [uwsgiapp], or [tool.uwsgiapp] in pyproject.toml) or a uWSGI "
             "--ini file. Precedence: command line > environment > --config > --ini > "
             "UWSGIAPP_DEFAULT_<OPTION> (an image's defaults) > defaults."
-        ),
+        )
+        + "\n\nexamples:\n"
+        + SERVE_EXAMPLES,
         epilog=_wrap(
             "Lists take repeated flags or comma-separated values (--env: repeated only, a value "
             "may hold commas); booleans take --x / --no-x "

@@ -18,6 +18,7 @@ from uwsgiapp.exitcodes import ClientExit
 from uwsgiapp.foreignopts import FOREIGN_OPTIONS
 
 __all__ = [
+    "SERVE_EXAMPLES",
     "command_hint",
     "hint_for",
     "misparsed_app",
@@ -202,3 +203,12 @@ class HintingParser(argparse.ArgumentParser):
             real_app = misparsed_app(args, namespace, extras)
             self.error(unrecognized_message(extras, self._option_string_actions, real_app))
         return namespace, extras
+
+
+#: ``serve --help``'s first lines after the description: the commands a newcomer types.
+SERVE_EXAMPLES = """\
+  uwsgiapp serve app:app --socket /run/app/app.sock --workers 4
+      (nginx: uwsgi_pass unix:/run/app/app.sock; include uwsgi_params;)
+  uwsgiapp serve app:app --socket 127.0.0.1:3031 --harakiri 30 --access-log combined
+  uwsgiapp serve --ini uwsgi.ini          (an existing uWSGI ini)
+  uwsgiapp serve app:app --check-config   (import the app, check the options, exit)"""

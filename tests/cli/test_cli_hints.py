@@ -9,7 +9,7 @@ import pytest
 from cli.cli_testkit import run_cli
 
 from uwsgiapp.cli import EXIT_USAGE, build_parser
-from uwsgiapp.clihints import command_hint, hint_for
+from uwsgiapp.clihints import SERVE_EXAMPLES, command_hint, hint_for
 
 
 @pytest.mark.parametrize(
@@ -315,3 +315,14 @@ def test_a_usage_error_of_serve_is_not_buried_under_its_forty_lines_of_usage() -
     assert lines[0] == "usage: uwsgiapp serve [options] [APP] (uwsgiapp serve --help)"
     assert lines[1] == "uwsgiapp serve: error: unrecognized arguments: --home app:app"
     assert len(lines) < 6, lines
+
+
+def test_the_serve_help_examples_are_commands_serve_takes() -> None:
+    # serve --help had no example, its 40 option lines before the one a newcomer needs.
+    commands = [line.split("(")[0].split() for line in SERVE_EXAMPLES.splitlines()]
+    commands = [words for words in commands if words and words[0] == "uwsgiapp"]
+    assert len(commands) == 4
+    for words in commands:
+        build_parser().parse_args(words[1:])  # exits (SystemExit 2) for an unknown option
+    serve = build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
+    assert "examples:\n  uwsgiapp serve app:app --socket" in serve.format_help()
