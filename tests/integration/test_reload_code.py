@@ -210,6 +210,62 @@ def test_connections_opened_at_import_in_the_master_are_named(
     assert databases == ([] if lazy else [f"the app's import {left}", f"the re-import {left}"])
 
 
+REOPENING_APP = """
+import os
+import socket
+import sqlite3
+
+from uwsgiapp import postfork
+
+_db = socket.create_connection(("127.0.0.1", int(os.environ["DB_PORT"])))
+_cache = sqlite3.connect(os.environ["DB_FILE"])
+_kept = socket.create_connection(("127.0.0.1", int(os.environ["DB_PORT"])))
+
+
+@postfork
+def reconnect():  # the advice followed for two of them, not for the third
+    global _db, _cache
+    _db.close()
+    _db = socket.create_connection(("127.0.0.1", int(os.environ["DB_PORT"])))
+    _cache.close()
+    _cache = sqlite3.connect(os.environ["DB_FILE"])
+
+def app(environ, start_response):
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+
+def test_a_connection_a_postfork_function_reopens_is_not_said(tmp_path: Path) -> None:
+    # The master warned of it at import although the app followed the advice: worker 1 says
+    # only what its postfork functions kept (the same descriptor on the same socket or file).
+    appdir = tmp_path / "app"
+    appdir.mkdir()
+    (appdir / "pfapp.py").write_text(REOPENING_APP)
+    with socket.create_server(("127.0.0.1", 0)) as db:
+        port = db.getsockname()[1]
+        options = {
+            "workers": 2,
+            "pythonpath": [str(appdir)],
+            "env": [f"DB_PORT={port}", f"DB_FILE={tmp_path / 'cache.db'}"],
+        }
+        server = Server(tmp_path / "s", "pfapp:app", **options).start()
+        try:
+            wait_until(lambda: "kept it) left 1 connection" in server.log(), 10, "the kept one")
+            server.signal(signal.SIGHUP)
+            wait_until(lambda: "ready, stopping" in server.log(), 10, "the reload")
+            wait_until(lambda: server.log().count("kept it) left") == 2, 10, "its second")
+        finally:
+            server.stop()
+    said = [line for line in server.log().splitlines() if " left " in line]
+    assert len(said) == 2 and all(
+        f"(worker 1's postfork functions kept it) left 1 connection open in the master (to "
+        f"127.0.0.1:{port})" in line
+        for line in said
+    ), said
+    assert "SQLite" not in server.log()
+
+
 def test_touch_reload_reloads_with_the_new_code_and_only_while_running(
     tmp_path: Path, nginx_available: None
 ) -> None:

@@ -38,6 +38,7 @@ from uwsgiapp.supervisor import observe, options, titles
 from uwsgiapp.supervisor.cheaper import CheaperOptions
 from uwsgiapp.supervisor.dumps import DumpFiles
 from uwsgiapp.supervisor.handlers import make_worker
+from uwsgiapp.supervisor.importconns import say_kept_after_postfork
 from uwsgiapp.supervisor.logmaster import LogMaster
 from uwsgiapp.supervisor.mastersignals import MASTER_SIGNUMS, MasterSignals
 from uwsgiapp.supervisor.meanwhile import Watch
@@ -361,6 +362,7 @@ class Arbiter:
                 return WorkerExit.APP_LOAD
         try:
             run_postfork()
+            say_kept_after_postfork(self.policy.number(wid))
         except PostforkError as exc:
             log.error("worker %d: %s", self.policy.number(wid), exc, exc_info=exc.__cause__)
             return WorkerExit.APP_LOAD

@@ -16,6 +16,7 @@ import os
 import socket
 import stat
 
+from uwsgiapp import hooks
 from uwsgiapp.server.listeners import borrowed_socket
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "open_fds",
     "peer_of",
     "say_import_connections",
+    "say_kept_after_postfork",
     "sqlite_of",
     "sqlite_warning",
 ]
@@ -113,12 +115,53 @@ def sqlite_warning(what: str, paths: list[str]) -> str:
     )
 
 
+#: What the last import left open while ``uwsgiapp.postfork`` functions were registered, which
+#: may open it anew in each worker: ``what``, and each descriptor's identity and peer or path.
+#: Worker 1 says what its postfork functions left as it was (:func:`say_kept_after_postfork`).
+_pending: list[tuple[str, dict[int, tuple[tuple[int, int], str]], bool]] = []
+
+
 def say_import_connections(before: set[int], what: str) -> None:
     """Warn of the connected sockets and SQLite databases opened since ``before``
-    (:func:`open_fds`) was taken."""
+    (:func:`open_fds`) was taken; where ``uwsgiapp.postfork`` functions are registered, leave
+    it to worker 1 once they ran (a postfork function that reopens the connection in each
+    worker is the advice: the master's warning stood anyway)."""
     new = sorted(open_fds() - before)
-    peers = [peer for fd in new if (peer := peer_of(fd)) is not None]
-    databases = sorted({path for fd in new if (path := sqlite_of(fd)) is not None})
+    peers = {fd: peer for fd in new if (peer := peer_of(fd)) is not None}
+    databases = {fd: path for fd in new if (path := sqlite_of(fd)) is not None}
+    _pending.clear()
+    if hooks.functions():
+        for found, database in ((peers, False), (databases, True)):
+            if found:
+                _pending.append((what, {fd: (_identity(fd), v) for fd, v in found.items()},
+                                 database))  # fmt: skip
+        return
+    _say(what, list(peers.values()), sorted(set(databases.values())))
+
+
+def say_kept_after_postfork(number: int) -> None:
+    """Worker ``number``, its postfork functions run: as worker 1, warn of what the import
+    left open in the master that they did not close or replace (the same descriptor still on
+    the same socket or file)."""
+    if number != 1:
+        return
+    for what, found, database in _pending:
+        kept = [v for fd, (identity, v) in found.items() if _identity(fd) == identity]
+        if kept:
+            after = f"{what} (worker 1's postfork functions kept it)"
+            _say(after, [] if database else kept, sorted(set(kept)) if database else [])
+
+
+def _say(what: str, peers: list[str], databases: list[str]) -> None:
     for warning in (connection_warning(what, peers), sqlite_warning(what, databases)):
         if warning:
             log.warning("%s", warning)
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    """What a descriptor is open on (a socket's own inode; a file's), or (-1, -1) if closed."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return (-1, -1)
+    return (st.st_dev, st.st_ino)
