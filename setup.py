@@ -58,7 +58,8 @@ def mypyc_extensions(required: bool) -> list[Any]:
         from mypyc.build import mypycify
 
         # One shared library (uwsgiapp__mypyc) holds the compiled code; each module gets a stub.
-        return list(mypycify(paths, opt_level="3", group_name="uwsgiapp"))
+        # No debug info: it doubled the library (1.8 MB) and held this machine's build paths.
+        return list(mypycify(paths, opt_level="3", debug_level="0", group_name="uwsgiapp"))
     except (Exception, SystemExit) as exc:
         if required:
             raise
@@ -76,12 +77,23 @@ class OptionalBuildExt(build_ext):
             super().run()
         except Exception as exc:
             if self.required:
+                say(
+                    f"UWSGIAPP_COMPILE=1, but compiling the hot path failed ({exc}): install a C "
+                    "compiler and Python's headers (Debian: apt-get install gcc python3-dev), "
+                    "or leave UWSGIAPP_COMPILE unset to build pure Python where compiling fails"
+                )
                 raise
             say(f"compiling failed ({exc}); building pure Python")
             # No half-compiled package: a module's stub without the shared library cannot import.
             for output in self.get_outputs():
                 if os.path.exists(output):
                     os.remove(output)
+            # Nor a platform wheel (cp311-cp311-linux_x86_64) of pure Python: the wheel command
+            # took it for a compiled one before the build ran.
+            self.distribution.ext_modules = []
+            wheel = self.distribution.command_obj.get("bdist_wheel")
+            if wheel is not None:
+                wheel.root_is_pure = True  # type: ignore[attr-defined]
 
 
 def forget_earlier_builds() -> None:

@@ -211,6 +211,34 @@ def test_no_compiler_builds_a_pure_wheel(tmp_path: Path) -> None:
 
 @pytest.mark.packaging
 @pytest.mark.slow
+def test_a_build_that_falls_back_after_the_probe_is_a_pure_wheel(tmp_path: Path) -> None:
+    """The probe compiles, the hot path does not (a compiler that fails on mypyc's C): the
+    wheel was pure Python tagged cp311-cp311-linux_x86_64, installable on this platform only."""
+    gcc = shutil.which("gcc") or shutil.which("cc")
+    if gcc is None:
+        pytest.skip("no C compiler to pass the probe with")
+    wrapper = tmp_path / "cc-probe-only"
+    calls = tmp_path / "calls"
+    wrapper.write_text(
+        f'#!/bin/sh\ncase "$*" in *probe.c*) echo probe >> {calls}; exec {gcc} "$@";; esac\n'
+        f"echo build >> {calls}\nexit 1\n"
+    )
+    wrapper.chmod(0o755)
+    r = build_wheel(tmp_path, CC=str(wrapper), UWSGIAPP_COMPILE="")
+    assert r.returncode == 0, r.stderr
+    assert set(calls.read_text().split()) == {"probe", "build"}  # it passed, then mypyc's failed
+    (wheel,) = (tmp_path / "dist").glob("uwsgiapp-*.whl")
+    assert wheel.name.endswith("-py3-none-any.whl"), wheel.name
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        (info,) = [n for n in names if n.endswith(".dist-info/WHEEL")]
+        assert "Root-Is-Purelib: true" in archive.read(info).decode()
+    assert "uwsgiapp/server/exchange.py" in names and not [n for n in names if ".so" in n]
+    assert not [n for n in names if ".data/" in n]  # in the wheel's root, not platlib
+
+
+@pytest.mark.packaging
+@pytest.mark.slow
 def test_forced_compile_without_a_compiler_fails(tmp_path: Path) -> None:
     r = build_wheel(tmp_path, CC="false", UWSGIAPP_COMPILE="1")
     assert r.returncode != 0
@@ -218,6 +246,7 @@ def test_forced_compile_without_a_compiler_fails(tmp_path: Path) -> None:
     # It failed where the C compiler ran (mypyc's check passed): any earlier failure, a type
     # error in the build environment, would make this test pass for the wrong reason.
     assert "['false', " in r.stderr + r.stdout, r.stderr[-3000:]
+    assert "UWSGIAPP_COMPILE=1, but compiling the hot path failed" in r.stderr  # and what to do
 
 
 @pytest.mark.packaging
