@@ -828,6 +828,30 @@ def test_file_wrapper_sends_no_more_than_the_apps_content_length(
     assert reads == [7] and problems(logs) == []
 
 
+@pytest.mark.parametrize("length", ["10", None])
+def test_a_file_that_shrinks_while_sent_is_said_as_such(
+    tmp_path: Path, logs: Logs, length: str | None
+) -> None:
+    # It was "app sent 7 bytes fewer than its Content-Length", blaming the app; without a
+    # Content-Length the client took the 3 bytes for the whole file, and nothing was said.
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"0123456789")
+
+    class Shrinking(io.FileIO):
+        def tell(self) -> int:  # asked after its size was taken: a writer truncates it now
+            os.truncate(path, 3)
+            return super().tell()
+
+    headers = [("Content-Type", "application/octet-stream")]
+    headers += [("Content-Length", length)] if length else []
+    out = run(make_handler(file_app(lambda: Shrinking(path), headers)), packet(uri="/dl"))
+    assert out.body == b"012"
+    (record,) = problems(logs)
+    assert "the response's file ended after 3 of its 10 bytes (GET /dl): it shrank" in one_line(
+        record
+    )
+
+
 def test_file_wrapper_empty_file(tmp_path: Path) -> None:
     path = tmp_path / "empty"
     path.write_bytes(b"")

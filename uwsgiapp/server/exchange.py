@@ -333,7 +333,7 @@ class Responder:
             if type(result) is list and len(result) == 1 and exchange.status is not None:
                 exchange.send(result[0])
             elif type(result) is FileWrapper:
-                send_wrapped_file(exchange, result, self.timeout, exchange.head_only)
+                send_wrapped_file(exchange, result, self.timeout, exchange.head_only, environ)
             else:
                 _send_iterable(exchange, result, exchange.head_only)
             if not exchange.head_sent:

@@ -308,6 +308,22 @@ def say_body_length(environ: dict[str, Any], exchange: Exchange) -> None:
         )
 
 
+def say_file_shrank(environ: dict[str, Any], sent: int, size: int) -> None:
+    """A ``wsgi.file_wrapper`` file ended after ``sent`` of the ``size`` bytes it had when its
+    sending began: truncated or rewritten in place meanwhile (with a Content-Length, nginx cuts
+    the client short; without, the client takes the shorter file for whole)."""
+    where = request_text(environ)
+    if BODY_LINES.allow(where):
+        log.warning(
+            "the response's file ended after %d of its %d bytes (%s): it shrank while it was "
+            "sent (truncated or rewritten in place; replace a served file by renaming a new "
+            "one over it)",
+            sent,
+            size,
+            where,
+        )
+
+
 def _content_lengths(headers: Any) -> list[Any]:
     """The values of ``headers``' Content-Length fields (the head went out: it is well formed)."""
     return [value for name, value in headers if name.lower() == "content-length"]

@@ -17,7 +17,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from uwsgiapp.server.forkedchild import leave
-from uwsgiapp.server.inflight import log_client_gone, request_text, say_body_unread
+from uwsgiapp.server.inflight import (
+    log_client_gone,
+    request_text,
+    say_body_unread,
+    say_file_shrank,
+)
 from uwsgiapp.server.io import recv, reset_on_close, send_file
 from uwsgiapp.wsgi.errors import OUR_STOPS, ClientTimeout
 from uwsgiapp.wsgi.input import ClientDisconnected
@@ -56,12 +61,17 @@ _PLAIN_FILES = (io.FileIO, io.BufferedReader, io.BufferedRandom, io.TextIOWrappe
 
 
 def send_wrapped_file(
-    exchange: Exchange, wrapper: FileWrapper, timeout: float, head_only: bool = False
+    exchange: Exchange,
+    wrapper: FileWrapper,
+    timeout: float,
+    head_only: bool = False,
+    environ: dict[str, Any] | None = None,
 ) -> None:
     """Send a ``wsgi.file_wrapper`` response: a regular file with ``sendfile`` from its
     position (no more than the app's Content-Length), anything else by iterating it; for a
     HEAD (``head_only``), the head alone (Django's ``FileResponse`` leaves the body to the
-    server to drop: the whole file went to nginx, which dropped it)."""
+    server to drop: the whole file went to nginx, which dropped it). A file that shrank while
+    it was sent is said as such (``environ``: its request), not as the app's short body."""
     if head_only:
         exchange.send(b"")
         return
@@ -99,6 +109,9 @@ def send_wrapped_file(
     exchange.sent += sent
     if exchange.room >= 0:
         exchange.room -= sent
+    if sent < count:  # sendfile met the file's end: it was truncated meanwhile
+        say_file_shrank(environ or {}, sent, count)
+        exchange.room = -1  # said here: not as "app sent fewer bytes than its Content-Length"
 
 
 def drain(fd: int, remaining: int, timeout: float, up_to: int = 0) -> None:
