@@ -180,6 +180,14 @@ BODY_AFTER_HEAD = (
 )
 
 
+#: Why a write of the response timed out: the server cuts it (a warning, not a client gone).
+SLOW_READER = (
+    "; the response is cut: nginx took none of it for --socket-timeout seconds (behind "
+    "uwsgi_buffering off it reads only as fast as its client does: keep nginx's buffering "
+    "on for large responses to slow clients, or raise --socket-timeout)"
+)
+
+
 def read_after_head(exc: ClientDisconnected, head_sent: bool) -> bool:
     """Whether a "client gone" is the app's own doing: its read of ``wsgi.input`` (the only
     read once the app runs) timed out after the response head went out. nginx stops passing
@@ -201,6 +209,8 @@ def log_client_gone(
     hint = ""
     if read_after_head(exc, head_sent):
         level, hint = logging.WARNING, BODY_AFTER_HEAD
+    elif isinstance(exc, ClientTimeout) and not exc.reading and method != "HEAD":
+        level, hint = logging.WARNING, SLOW_READER
     if log.isEnabledFor(level):
         # The browser's address (nginx's REMOTE_ADDR), and the connection it came over (a
         # unix socket's is only its path).
