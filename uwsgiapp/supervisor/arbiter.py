@@ -46,6 +46,7 @@ from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.queuewatch import QueueWatch
 from uwsgiapp.supervisor.reload import reimport, reload_kind
 from uwsgiapp.supervisor.sdnotify import Notifier
+from uwsgiapp.supervisor.sockfiles import SocketFiles
 from uwsgiapp.supervisor.status import StatusTable
 from uwsgiapp.supervisor.touch import TouchWatch
 from uwsgiapp.supervisor.trialrun import ReloadCheck
@@ -107,6 +108,7 @@ class Arbiter:
         if stats is not None:
             stats.snapshot = self.snapshot
         self.queues = QueueWatch(self._socket_stats, self.observer)
+        self.socket_files = SocketFiles(listeners)  # one removed while it serves is said
         self.upgrade = Upgrade(config, listeners, stats, self.policy, self.notifier)  # USR2
 
     def run(self) -> int:
@@ -129,6 +131,7 @@ class Arbiter:
             if stats is not None:
                 self._serve_stats(stats)
             self.queues.tick(now)
+            self.socket_files.tick(now)
             server_logs.tell_write_failures()  # the master's lines a full disk dropped, if due
             running = self.policy.mode is A.Mode.RUNNING and not self.check.running
             if self.touch and running and self.touch.due(now, rebase="HUP" in self.signals):
