@@ -6,10 +6,16 @@ from __future__ import annotations
 import errno
 import os
 import re
+import resource
+import subprocess
+import sys
+from pathlib import Path
 
 from supervisor.policy_sim import Sim
+from support.procs import APPS_DIR
 
-from uwsgiapp.supervisor.actions import Spawn
+from uwsgiapp.exitcodes import ServeExit
+from uwsgiapp.supervisor.actions import Halt, Spawn
 from uwsgiapp.supervisor.forkfail import FORK_RETRY, FORK_SAY_EVERY, ForkFailures, fork_cause
 from uwsgiapp.supervisor.policy import Policy
 
@@ -22,8 +28,9 @@ class FailingSim(Sim):
     """An arbiter whose forks fail while ``failing``: each failure goes to the policy, as the
     arbiter reports it, and the lines it is given to log are kept."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, code: int = errno.EAGAIN) -> None:
         super().__init__(policy)
+        self.code = code
         self.failing = True
         self.tries = 0
         self.lines: list[str] = []
@@ -34,7 +41,7 @@ class FailingSim(Sim):
                 super().run([action])
             elif self.policy.wanted(action):
                 self.tries += 1
-                said = self.policy.spawn_failed(action.wid, _error(errno.EAGAIN), self.now)
+                said = self.policy.spawn_failed(action.wid, _error(self.code), self.now)
                 self.lines += [said] if said else []
         return actions
 
@@ -120,3 +127,39 @@ def test_the_causes_named() -> None:
     assert "open-files limit" in fork_cause(errno.EMFILE)
     assert "out of memory" in fork_cause(errno.ENOMEM)
     assert fork_cause(errno.EPERM) == fork_cause(None) == ""
+
+
+def test_the_first_workers_unforkable_for_the_masters_open_files_limit_stop_the_start() -> None:
+    # --log-master's pipes under ulimit -n 16: the master waited with no worker for good (its
+    # health check 503, a pod never ready), where a worker with too few descriptors exits 3.
+    sim = FailingSim(Policy(workers=2), errno.EMFILE)
+    sim.run(sim.policy.start())
+    said = sim.tick()
+    assert Halt(ServeExit.START_FAILED) in said
+    assert "cannot fork the first workers for the master's open-files limit" in str(said)
+    # Another cause (the process limit), or once a worker served: forks are tried again.
+    for code in (errno.EAGAIN, errno.EMFILE):
+        sim = FailingSim(Policy(workers=2), code)
+        sim.failing = code == errno.EAGAIN
+        sim.run(sim.policy.start())
+        sim.tick()
+        if code == errno.EMFILE:  # both started and served; then a recycle's fork fails
+            sim.policy.served = True
+            sim.failing = True
+            sim.policy.spawn_failed(0, _error(code), sim.now)
+        assert not [a for a in sim.tick() if isinstance(a, Halt)]
+
+
+def test_a_real_master_under_a_low_open_files_limit_stops_with_3(tmp_path: Path) -> None:
+    def low_limit() -> None:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (16, 16))
+
+    command = [
+        sys.executable, "-m", "uwsgiapp", "serve", "supervisor_app:app", "--pythonpath",
+        str(APPS_DIR), "--socket", str(tmp_path / "s.sock"), "--workers", "2", "--log-master",
+    ]  # fmt: skip
+    done = subprocess.run(
+        command, preexec_fn=low_limit, capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 3, done.stderr
+    assert "cannot fork the first workers for the master's open-files limit" in done.stderr

@@ -14,7 +14,9 @@ from __future__ import annotations
 import errno
 from dataclasses import dataclass, field
 
+from uwsgiapp.exitcodes import ServeExit
 from uwsgiapp.oslimits import THREAD_LIMIT
+from uwsgiapp.supervisor.actions import Action, Halt, Log, LogLevel
 from uwsgiapp.supervisor.roster import Roster
 
 __all__ = ["FORK_RETRY", "FORK_SAY_EVERY", "ForkFailures", "Forking", "fork_cause"]
@@ -50,6 +52,8 @@ class ForkFailures:
     said_at: float = 0.0
     #: The wait before the next try (seconds).
     retry: float = 0.0
+    #: The last one failed for the master's own open-files limit (EMFILE).
+    no_room: bool = False
 
     def failed_now(
         self, error: OSError, now: float, running: int, wanted: int
@@ -57,6 +61,7 @@ class ForkFailures:
         """A fork failed with ``error`` (``running`` of ``wanted`` workers are there): the
         seconds to wait before the next try, and the line to log (None: said lately)."""
         first, most = FORK_RETRY
+        self.no_room = error.errno == errno.EMFILE
         self.retry = min(self.retry * 2, most) if self.failed else first
         if not self.failed:
             self.since = now
@@ -93,6 +98,20 @@ class Forking(Roster):
         self.spawns_held = True
         self.respawn_at = max(self.respawn_at, now + wait)
         return said
+
+    def out_of_room(self) -> list[Action]:
+        """Stop (exit 3, as a first worker with too few descriptors stops the start) when the
+        first workers cannot be forked for the master's own open-files limit and none runs:
+        no later try can work while the limit holds (``--log-master``'s pipes under a low
+        ``ulimit -n``: the master waited without a worker, its health check 503, for good)."""
+        if not self.forks.no_room or self.served or self._counted():
+            return []
+        self.halted = True
+        said = (
+            "cannot fork the first workers for the master's open-files limit (ulimit -n, "
+            "systemd's LimitNOFILE=, a container's nofile): stopping (no fork loop)"
+        )
+        return [Log(LogLevel.ERROR, said), Halt(ServeExit.START_FAILED)]
 
     def spawned(self, wid: int, generation: int, pid: int, now: float) -> str:
         """As :meth:`Roster.spawned`; once the forks that worked leave no worker missing, the

@@ -313,6 +313,8 @@ class Policy(Kills):
         cheaper subsystem (``queue``: the longest listen queue now, None if unknown)."""
         if self.halted:
             return []
+        if halt := self.out_of_room():  # the first workers cannot be forked (ulimit -n)
+            return halt
         if self.spawns_held and now >= self.respawn_at:
             self.spawns_held = False
         self.last_tick = woke(self.records.values(), self.last_tick, now)
