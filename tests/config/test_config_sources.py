@@ -113,6 +113,22 @@ def test_env_layer_and_unknown_names() -> None:
     ]
 
 
+def test_an_env_text_value_is_read_without_its_surrounding_whitespace() -> None:
+    # A ConfigMap's `|` block ends in a newline: the pidfile was created as "x.pid\n", and
+    # `json\n` or `warning ` refused, where numbers and booleans were read without it.
+    environ = {
+        "UWSGIAPP_PIDFILE": "/run/app/x.pid\n",
+        "UWSGIAPP_ERROR_LOG_FORMAT": "json\r\n",
+        "UWSGIAPP_LOG_LEVEL": " warning ",
+        "UWSGIAPP_WORKERS": "4\n",
+    }
+    layer = env_layer(environ)
+    assert layer["pidfile"].value == "/run/app/x.pid"
+    assert layer["error_log_format"].value == "json"
+    assert layer["log_level"].value == "warning"
+    assert layer["workers"].value == "4\n"  # converted later, without it
+
+
 def test_a_variable_for_a_config_file_names_the_flag() -> None:
     # A Kubernetes user tries UWSGIAPP_CONFIG / UWSGIAPP_INI: "did you mean UWSGIAPP_LOG_BIG?"
     warnings: list[str] = []

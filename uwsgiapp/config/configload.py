@@ -276,7 +276,9 @@ def env_layer(
             continue
         spec = known.get(key)
         if spec is not None:
-            layer[spec.name] = Raw(value, f"env {key}")
+            # A ConfigMap's `|` block ends in a newline: a text value kept it (a pidfile named
+            # "x.pid\n"), where numbers, lists and booleans are read without it.
+            layer[spec.name] = Raw(value.strip() if spec.kind == "str" else value, f"env {key}")
         elif warnings is not None and not not_an_option(key, value, prefix):
             hint = _FILE_VARIABLES.get(key[len(prefix) :]) or suggest(key, known)
             warnings.append(f"ignoring unknown environment variable {key}{hint}")
