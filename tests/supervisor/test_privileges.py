@@ -132,6 +132,17 @@ def test_unknown_numeric_uid_needs_a_gid() -> None:
     assert resolve(str(unused), "777") == Ids(uid=unused, gid=777)
 
 
+def test_ones_own_uid_without_a_passwd_entry_needs_no_gid(monkeypatch: pytest.MonkeyPatch) -> None:
+    # OpenShift's arbitrary uid (1000740000, group 0, no passwd entry): --uid of itself was
+    # refused, "has no passwd entry; give --gid too", exit 3; uWSGI starts.
+    unused = next(n for n in range(40000, 50000) if not _has_user(n))
+    monkeypatch.setattr(os, "geteuid", lambda: unused)
+    monkeypatch.setattr(os, "getegid", lambda: 0)
+    assert resolve(str(unused), "") == Ids(uid=unused, gid=0)
+    with pytest.raises(PrivilegeError, match=r"give --gid"):  # another user's still needs it
+        resolve(str(unused + 1), "")
+
+
 @pytest.mark.parametrize(
     ("uid", "gid", "message"),
     [("no-such-user-here", "", "--uid: no such user"), ("", "no-such-group", "--gid: no such")],

@@ -25,6 +25,7 @@ from uwsgiapp.config.configload import (
     spec_for,
 )
 from uwsgiapp.config.fromgunicorn import brought_along
+from uwsgiapp.config.iniids import skip_ini_ids
 from uwsgiapp.config.model import ConfigError
 from uwsgiapp.config.printconfig import format_value
 from uwsgiapp.config.readfile import take_writable_notes
@@ -80,7 +81,8 @@ def resolve_serve_config(
             del defaults[name]  # outranked: its value is not used, valid or not
     resolved, more = adopt_activated(resolve(layers, warnings=warnings), activated)
     resolved, once = one_each(resolved)
-    more += once
+    resolved, skipped = skip_ini_ids(resolved, os.geteuid())
+    more += once + skipped
     check_http_only(ini, resolved.sources["socket"], DEFAULT_SOURCE)
     given = dict(pair.split("=", 1) for pair in resolved.config.env if "=" in pair)  # --env
     more += _socket_warnings(args, resolved)

@@ -73,6 +73,8 @@ def resolve(uid: str, gid: str) -> Ids:
         except KeyError:
             raise PrivilegeError(f"--gid: no such group {gid!r}") from None
     if new_uid >= 0 and new_gid < 0:
+        if new_uid == os.geteuid() != 0:  # already that user (OpenShift's): nothing changes
+            return Ids(uid=new_uid, gid=os.getegid(), user=user)
         # Without a passwd entry there is no group to default to: staying in root's is wrong.
         raise PrivilegeError(f"--uid: {uid} has no passwd entry; give --gid too")
     return Ids(uid=new_uid, gid=new_gid, user=user)

@@ -1,0 +1,27 @@
+"""An ini's uid/gid for a server not started as root: skipped with a warning, as uWSGI skips
+them (an image's ``uid = app`` on OpenShift stopped the start: "changing user or group needs
+root"); our own options asking for another user are still refused at the drop."""
+
+from __future__ import annotations
+
+from uwsgiapp.config import make_config
+from uwsgiapp.config.configload import Resolved
+from uwsgiapp.config.iniids import skip_ini_ids
+
+INI = "ini uwsgi.ini [uwsgi] uid (line 2)"
+
+
+def test_an_inis_ids_are_skipped_when_not_root() -> None:
+    resolved = Resolved(
+        config=make_config(uid="app", gid="app"), sources={"uid": INI, "gid": "env UWSGIAPP_GID"}
+    )
+    kept, said = skip_ini_ids(resolved, 1000740000)
+    assert (kept.config.uid, kept.config.gid) == ("", "app")  # the env's is ours: refused later
+    assert said == [
+        f"{INI}: uid = app is not applied: this server was not started as root and runs as uid "
+        "1000740000 (uWSGI skips it too; to run as that user, start the server as it: the "
+        "container's user, systemd's User=)"
+    ]
+    assert skip_ini_ids(resolved, 0) == (resolved, [])  # root: dropped to, as before
+    plain = Resolved(config=make_config(), sources={"uid": "default", "gid": "default"})
+    assert skip_ini_ids(plain, 1000) == (plain, [])
