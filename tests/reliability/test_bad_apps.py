@@ -24,8 +24,10 @@ from support.procs import Nginx, Server, free_port, stack, wait_until, worker_pi
 pytestmark = pytest.mark.nginx
 
 APP = "bad_apps:app"
-#: Where a log entry starts: "2026-01-01 12:00:00,123 [pid] [LEVEL] message".
-ENTRY = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[(\d+)\] \[(\w+)\] ", re.MULTILINE)
+#: Where a log entry starts: "2026-01-01 12:00:00,123 +0000 [pid] [LEVEL] message".
+ENTRY = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [+-]\d{4} \[(\d+)\] \[(\w+)\] ", re.MULTILINE
+)
 
 
 def entries(text: str) -> list[tuple[str, str]]:

@@ -67,7 +67,9 @@ CHECK_EVERY = 1_000
 SEED = int(os.environ.get("FUZZ_SEED", "0")) or random.SystemRandom().randrange(1, 2**31)
 
 PONG = build_pong()
-LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[(\d+)\] \[([A-Z]+)\] (.*)$")
+LOG_LINE = re.compile(
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [+-]\d{4} \[(\d+)\] \[([A-Z]+)\] (.*)$"
+)
 STATUS_LINE = re.compile(
     rb"^.* (\d\d\d) "
     rb"(OK|Bad Request|Request Entity Too Large|Request Timeout|Internal Server Error)$"

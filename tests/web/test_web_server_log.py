@@ -85,7 +85,7 @@ def test_under_serve_with_text_the_lines_are_the_servers_and_go_to_its_file(
 ) -> None:
     server = _serve(tmp_path, error_log_file="error.log")
     text = _exchange(server, tmp_path / "error.log", "ZeroDivisionError")
-    head = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} \[\d+\]"
+    head = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [+-]\d{4} \[\d+\]"
     assert re.search(rf"^{head} \[WARNING\] hello from the app$", text, re.M), text
     match = re.search(rf"^{head} \[ERROR\] Exception on /boom \[GET\]\nTraceback ", text, re.M)
     assert match, text

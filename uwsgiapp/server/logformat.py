@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import time
 import traceback
 from types import TracebackType
 from typing import Any
@@ -48,6 +49,13 @@ class ErrorFormatter(logging.Formatter):
             return super().format(record)
         finally:
             record.exc_text = cached
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        """logging's local time, with its UTC offset (``2026-12-07 14:24:32,902 +0000``, as
+        gunicorn's lines have it): with ``TZ`` set, a line without it could not be placed in
+        time by a log collector (the JSON lines had it)."""
+        offset = time.strftime("%z", self.converter(record.created))
+        return f"{super().formatTime(record, datefmt)} {offset}"
 
     def formatException(
         self,
