@@ -4,6 +4,8 @@ root"); our own options asking for another user are still refused at the drop.""
 
 from __future__ import annotations
 
+import os
+
 from uwsgiapp.config import make_config
 from uwsgiapp.config.configload import Resolved
 from uwsgiapp.config.iniids import skip_ini_ids
@@ -25,3 +27,13 @@ def test_an_inis_ids_are_skipped_when_not_root() -> None:
     assert skip_ini_ids(resolved, 0) == (resolved, [])  # root: dropped to, as before
     plain = Resolved(config=make_config(), sources={"uid": "default", "gid": "default"})
     assert skip_ini_ids(plain, 1000) == (plain, [])
+
+
+def test_an_inis_own_user_is_skipped_without_a_word() -> None:
+    # The image's USER app with `uid = app` in its ini: nothing to change, nothing to say.
+    resolved = Resolved(
+        config=make_config(uid="1000740000", gid=str(os.getegid())),
+        sources={"uid": INI, "gid": INI.replace("uid", "gid")},
+    )
+    kept, said = skip_ini_ids(resolved, 1000740000)
+    assert said == [] and (kept.config.uid, kept.config.gid) == ("", "")

@@ -11,6 +11,9 @@ still refused: that is a request for a user this process cannot become.
 from __future__ import annotations
 
 import dataclasses
+import grp
+import os
+import pwd
 
 from uwsgiapp.config.configload import Resolved
 
@@ -33,6 +36,7 @@ def skip_ini_ids(resolved: Resolved, euid: int) -> tuple[Resolved, list[str]]:
         f"server was not started as root and runs as uid {euid} (uWSGI skips it too; to run "
         "as that user, start the server as it: the container's user, systemd's User=)"
         for name in skipped
+        if not _already(name, getattr(config, name), euid)
     ]
     if not skipped:
         return resolved, []
@@ -42,3 +46,14 @@ def skip_ini_ids(resolved: Resolved, euid: int) -> tuple[Resolved, list[str]]:
         gid="" if "gid" in skipped else config.gid,
     )
     return dataclasses.replace(resolved, config=cleared), said
+
+
+def _already(name: str, value: str, euid: int) -> bool:
+    """Whether ``uid``/``gid`` ``value`` is what this process already runs as (the image's
+    own user in its ini): skipped without a word."""
+    try:
+        if name == "uid":
+            return (int(value) if value.isdigit() else pwd.getpwnam(value).pw_uid) == euid
+        return (int(value) if value.isdigit() else grp.getgrnam(value).gr_gid) == os.getegid()
+    except KeyError:
+        return False
