@@ -196,6 +196,9 @@ def app(environ, start_response):
         code = os.waitstatus_to_exitcode(os.waitpid(int(query), 0)[1])
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [str(code).encode()]
+    if query == "midstream":  # forked while its response is iterated: the child's just ends
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return midstream()
     pid = os.fork()
     if pid == 0:  # the child goes back into the server's code, each its own way
         time.sleep(0.1)
@@ -207,6 +210,12 @@ def app(environ, start_response):
         return [b"from the child"]
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [str(pid).encode()]
+
+def midstream():
+    yield b"head "
+    pid = os.fork()
+    if pid:
+        yield b"" + str(pid).encode()
 """
 
 
@@ -223,18 +232,18 @@ def test_a_child_the_app_forks_back_from_the_app_exits_there(tmp_path: Path, thr
     server.start()
     try:
         codes = {}
-        for how in ("return", "raise", "exit3", "exit0"):
+        for how in ("return", "raise", "exit3", "exit0", "midstream"):
             child = uwsgi_exchange(server.socket, uwsgi_get("/fork", how), timeout=10).data
-            pid = child.rpartition(b"\r\n\r\n")[2].decode()
+            pid = child.rpartition(b"\r\n\r\n")[2].decode().removeprefix("head ")
             answer = uwsgi_exchange(server.socket, uwsgi_get("/wait", pid), timeout=10).data
             codes[how] = int(answer.rpartition(b"\r\n\r\n")[2])
-        assert codes == {"return": 0, "raise": 1, "exit3": 3, "exit0": 0}
+        assert codes == {"return": 0, "raise": 1, "exit3": 3, "exit0": 0, "midstream": 0}
         time.sleep(1.5)  # a tick of the master's and a worker loop's: a second worker is seen
         log = server.log()
         assert log.count(" started") == 1, log  # worker 1, once
         assert "is gone" not in log
         assert "Bad file descriptor" not in log
-        assert "forked from worker 1 returned from the app in GET /fork: it exits" in log
+        assert log.count("forked from worker 1 came back from the app into the server's code") == 2
         assert "forked from worker 1 raised ValueError in GET /fork: it exits with code 1" in log
         assert "the child's own error" in log  # its traceback
         assert "SystemExit" not in log

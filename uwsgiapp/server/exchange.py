@@ -268,6 +268,8 @@ class Responder:
             self._run_app(exchange, environ, peer)
         finally:
             exchange.fd = -1  # the app's write() must not reach the next request's connection
+            if self.forked:  # the app's own forked process, its response done: forkedchild.py
+                leave(environ, None)
             self.current = None
             # Not after a cut (the reset is the point) nor after the body already failed (a
             # stalled client would cost a second timeout). An app thread's read ends first.
@@ -327,8 +329,6 @@ class Responder:
         except BaseException as exc:  # the app's own SystemExit, or a stop's (below)
             unwinding(exchange, environ, exc, self.forked)
             raise
-        if self.forked:  # the app's own forked process, back from the app: forkedchild.py
-            leave(environ, None)
         try:
             if type(result) is list and len(result) == 1 and exchange.status is not None:
                 exchange.send(result[0])

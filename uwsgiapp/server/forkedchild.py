@@ -40,14 +40,14 @@ def exit_code(exc: BaseException | None) -> int:
 
 def leave(environ: dict[str, Any], exc: BaseException | None) -> NoReturn:
     """End the app's forked process that is back from the app (``exc``: what it raised, None
-    if it returned): a line for a return (the app should end it itself) or an exception,
-    nothing for ``sys.exit()``."""
+    if it returned, its response sent or not): a line for a return (the app should end it
+    itself) or an exception, nothing for ``sys.exit()``."""
     who = f"the process (pid {os.getpid()}) the app forked from worker {worker_number()}"
     what = request_text(environ)
     code = exit_code(exc)
     if exc is None:
-        log.warning("%s returned from the app in %s: it exits (end such a process with "
-                    "os._exit())", who, what)  # fmt: skip
+        log.warning("%s came back from the app into the server's code in %s: it exits (end "
+                    "such a process with os._exit())", who, what)  # fmt: skip
     elif not isinstance(exc, SystemExit):
         log.error("%s raised %s in %s: it exits with code 1", who, type(exc).__name__, what,
                   exc_info=exc)  # fmt: skip

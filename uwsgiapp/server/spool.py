@@ -25,6 +25,7 @@ import time
 from typing import IO, Any, Final
 
 from uwsgiapp.server.exchange import Exchange, Peer, Responder
+from uwsgiapp.server.forkedchild import leave
 from uwsgiapp.server.inflight import out_of_fds, request_text
 from uwsgiapp.server.io import ClientDisconnected, ClientTimeout, recv
 from uwsgiapp.server.transfer import drain, unwinding
@@ -186,6 +187,8 @@ class SpoolingResponder(Responder):
                 self._run_app(exchange, environ, peer)
         finally:
             exchange.fd = -1  # as in Responder.serve
+            if self.forked:  # the app's own forked process, its response done
+                leave(environ, None)
             self.current = None
             if body is not None:
                 body.close()

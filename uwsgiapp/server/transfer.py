@@ -190,9 +190,10 @@ def gone_mid_response(
 ) -> None:
     """The client went away or stalled. Before the head only a read of the body can say
     so (the head counts as sent once taken): the app's call or its iterable's read it.
-    ``forked``: in a process the app forked, whose copy of the connection was closed."""
+    ``forked``: in a process the app forked, whose copy of the connection was closed (by the
+    server, at the fork: its sends and reads fail, the end of its way back from the app)."""
     if forked:
-        leave(environ, exc)
+        leave(environ, None)
     if not exchange.head_sent:
         say_body_unread(exchange, environ, peer, exc)  # a stall answered 408
         return
