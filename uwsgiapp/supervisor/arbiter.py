@@ -22,7 +22,7 @@ from uwsgiapp import unpatched
 from uwsgiapp.buildinfo import running_version
 from uwsgiapp.config import Config
 from uwsgiapp.exitcodes import ServeExit, WorkerExit
-from uwsgiapp.hooks import PostforkError, run_postfork
+from uwsgiapp.hooks import PostforkError
 from uwsgiapp.importer import AppImportError, WSGIApp, load_app
 from uwsgiapp.server import logs as server_logs
 from uwsgiapp.server.inflight import set_worker_number
@@ -38,7 +38,7 @@ from uwsgiapp.supervisor import observe, options, titles
 from uwsgiapp.supervisor.cheaper import CheaperOptions
 from uwsgiapp.supervisor.dumps import DumpFiles
 from uwsgiapp.supervisor.handlers import make_worker
-from uwsgiapp.supervisor.importconns import say_kept_after_postfork
+from uwsgiapp.supervisor.importconns import postfork_and_say
 from uwsgiapp.supervisor.logmaster import LogMaster
 from uwsgiapp.supervisor.mastersignals import MASTER_SIGNUMS, MasterSignals
 from uwsgiapp.supervisor.meanwhile import Watch
@@ -364,8 +364,7 @@ class Arbiter:
                 log.error("worker %d cannot load the app: %s", self.policy.number(wid), exc)
                 return WorkerExit.APP_LOAD
         try:
-            run_postfork()
-            say_kept_after_postfork(self.policy.number(wid))
+            postfork_and_say(self.policy.number(wid))  # run_postfork, then what it kept
         except PostforkError as exc:
             log.error("worker %d: %s", self.policy.number(wid), exc, exc_info=exc.__cause__)
             return WorkerExit.APP_LOAD

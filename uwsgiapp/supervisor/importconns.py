@@ -11,6 +11,7 @@ locks are the process's, so workers writing through it corrupt the file).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -24,8 +25,8 @@ __all__ = [
     "is_open",
     "open_fds",
     "peer_of",
+    "postfork_and_say",
     "say_import_connections",
-    "say_kept_after_postfork",
     "sqlite_of",
     "sqlite_warning",
 ]
@@ -117,15 +118,17 @@ def sqlite_warning(what: str, paths: list[str]) -> str:
 
 #: What the last import left open while ``uwsgiapp.postfork`` functions were registered, which
 #: may open it anew in each worker: ``what``, and each descriptor's identity and peer or path.
-#: Worker 1 says what its postfork functions left as it was (:func:`say_kept_after_postfork`).
+#: The first worker forked after the import says what they left as it was
+#: (:func:`postfork_and_say`); the master forgets it at that fork.
 _pending: list[tuple[str, dict[int, tuple[tuple[int, int], str]], bool]] = []
+os.register_at_fork(after_in_parent=_pending.clear)
 
 
 def say_import_connections(before: set[int], what: str) -> None:
     """Warn of the connected sockets and SQLite databases opened since ``before``
     (:func:`open_fds`) was taken; where ``uwsgiapp.postfork`` functions are registered, leave
-    it to worker 1 once they ran (a postfork function that reopens the connection in each
-    worker is the advice: the master's warning stood anyway)."""
+    it to the first worker, once they ran (a postfork function that reopens the connection in
+    each worker is the advice: the master's warning stood anyway)."""
     new = sorted(open_fds() - before)
     peers = {fd: peer for fd in new if (peer := peer_of(fd)) is not None}
     databases = {fd: path for fd in new if (path := sqlite_of(fd)) is not None}
@@ -139,23 +142,44 @@ def say_import_connections(before: set[int], what: str) -> None:
     _say(what, list(peers.values()), sorted(set(databases.values())))
 
 
-def say_kept_after_postfork(number: int) -> None:
-    """Worker ``number``, its postfork functions run: as worker 1, warn of what the import
-    left open in the master that they did not close or replace (the same descriptor still on
-    the same socket or file)."""
-    if number != 1:
-        return
+def postfork_and_say(number: int) -> None:
+    """Worker ``number``: run the postfork functions (:class:`~uwsgiapp.hooks.PostforkError`
+    as they raise it); then, in the first worker forked after the import, warn of what the
+    import left open in the master that they did not close or reopen: the same descriptor
+    on the same socket or file, still without close-on-exec. Cleared of it before they run,
+    a descriptor they reopened (sockets and SQLite's files are opened close-on-exec) is told
+    apart even where it got the same number and file back."""
+    marked: dict[int, bool] = {}
+    for fd in {fd for _, found, _ in _pending for fd in found}:
+        with contextlib.suppress(OSError):
+            marked[fd] = os.get_inheritable(fd)
+            os.set_inheritable(fd, True)
+    hooks.run_postfork()
+    prefix = f"worker {number}, its postfork functions run: " if hooks.functions() else ""
+    kept_fds: set[int] = set()
     for what, found, database in _pending:
-        kept = [v for fd, (identity, v) in found.items() if _identity(fd) == identity]
-        if kept:
-            after = f"{what} (worker 1's postfork functions kept it)"
-            _say(after, [] if database else kept, sorted(set(kept)) if database else [])
+        kept = [fd for fd, (identity, _) in found.items() if _kept(fd, identity, marked)]
+        kept_fds.update(kept)
+        said = [found[fd][1] for fd in kept]
+        if said:
+            _say(what, [] if database else said, sorted(set(said)) if database else [], prefix)
+    for fd in kept_fds & marked.keys():  # its own again: close-on-exec as it was
+        with contextlib.suppress(OSError):
+            os.set_inheritable(fd, marked[fd])
 
 
-def _say(what: str, peers: list[str], databases: list[str]) -> None:
+def _kept(fd: int, identity: tuple[int, int], marked: dict[int, bool]) -> bool:
+    """Whether ``fd`` is still the one the import opened (its mark still on it)."""
+    try:
+        return _identity(fd) == identity and (fd not in marked or os.get_inheritable(fd))
+    except OSError:
+        return False
+
+
+def _say(what: str, peers: list[str], databases: list[str], prefix: str = "") -> None:
     for warning in (connection_warning(what, peers), sqlite_warning(what, databases)):
         if warning:
-            log.warning("%s", warning)
+            log.warning("%s%s", prefix, warning)
 
 
 def _identity(fd: int) -> tuple[int, int]:
