@@ -276,7 +276,9 @@ def test_a_connection_a_postfork_function_reopens_is_not_said(tmp_path: Path) ->
     said = [line for line in server.log().splitlines() if " left " in line]
     assert len(said) == 2 and all(
         f"its postfork functions run: the app's import left 1 connection open in the master (to "
-        f"127.0.0.1:{port})" in line or "the re-import left 1 connection" in line
+        f"127.0.0.1:{port})"
+        in line
+        or "the re-import left 1 connection" in line
         for line in said
     ), said
     assert "SQLite" not in server.log()
