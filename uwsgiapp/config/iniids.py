@@ -17,7 +17,11 @@ import pwd
 
 from uwsgiapp.config.configload import Resolved
 
-__all__ = ["skip_ini_ids"]
+__all__ = ["STARTED_EUID", "skip_ini_ids"]
+
+#: The user this process started as, before a ``--uid`` drop: a HUP's re-read of the ini, in
+#: the dropped master, judges by it too (else every HUP found uid and gid "changed").
+STARTED_EUID = os.geteuid()
 
 
 def skip_ini_ids(resolved: Resolved, euid: int) -> tuple[Resolved, list[str]]:

@@ -25,7 +25,7 @@ from uwsgiapp.config.configload import (
     spec_for,
 )
 from uwsgiapp.config.fromgunicorn import brought_along
-from uwsgiapp.config.iniids import skip_ini_ids
+from uwsgiapp.config.iniids import STARTED_EUID, skip_ini_ids
 from uwsgiapp.config.model import ConfigError
 from uwsgiapp.config.printconfig import format_value
 from uwsgiapp.config.readfile import take_writable_notes
@@ -81,7 +81,7 @@ def resolve_serve_config(
             del defaults[name]  # outranked: its value is not used, valid or not
     resolved, more = adopt_activated(resolve(layers, warnings=warnings), activated)
     resolved, once = one_each(resolved)
-    resolved, skipped = skip_ini_ids(resolved, os.geteuid())
+    resolved, skipped = skip_ini_ids(resolved, STARTED_EUID)
     more += once + skipped
     check_http_only(ini, resolved.sources["socket"], DEFAULT_SOURCE)
     given = dict(pair.split("=", 1) for pair in resolved.config.env if "=" in pair)  # --env
