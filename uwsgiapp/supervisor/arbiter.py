@@ -36,7 +36,7 @@ from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import actions as A
 from uwsgiapp.supervisor import observe, options, titles
 from uwsgiapp.supervisor.cheaper import CheaperOptions
-from uwsgiapp.supervisor.dumps import DumpFiles
+from uwsgiapp.supervisor.dumps import DumpFiles, judged_usr2
 from uwsgiapp.supervisor.handlers import make_worker
 from uwsgiapp.supervisor.importconns import postfork_and_say
 from uwsgiapp.supervisor.logmaster import LogMaster
@@ -342,13 +342,13 @@ class Arbiter:
             listener.close(unlink=False)
 
     def _worker_main(self, wid: int, mask: set[int | signal.Signals], dump: int | None) -> int:
-        """Everything after fork, in the worker (``mask``: the signal mask to restore;
-        ``dump``: its file for faulthandler, :mod:`~uwsgiapp.supervisor.dumps`)."""
+        """In the worker after fork (``mask``: the mask to restore; ``dump``: its dump file)."""
         self._forget_master()
         self.check.close_in_worker()
         self.dumps.in_worker(dump)
         # Until its own handlers: a stop ends a booting worker; USR1 must not kill an importing one.
         signal.signal(signal.SIGUSR1, lambda s, f: reopen_logs())
+        signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # by hand: a booting worker lives on
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         die_with_parent()
         set_worker_number(self.policy.number(wid))
@@ -381,6 +381,7 @@ class Arbiter:
             counting=self.stats is not None,
         )
         worker.install_signals()
+        worker.harakiri_marked = judged_usr2(slot.harakiri_marked, dump)  # the master's USR2?
         signal.signal(signal.SIGUSR2, worker.dump_stuck)
         # A C extension's segfault leaves the Python stack in the log; for USR2 (harakiri) the C
         # dump works even outside Python bytecode, chained to the handler above (request line).

@@ -16,6 +16,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Callable
 
 from uwsgiapp.server.logs import arm_fault_dumps
 from uwsgiapp.server.logtext import escape_log_text
@@ -26,6 +27,24 @@ log = logging.getLogger("uwsgiapp.error")
 
 #: The most of a dump that is logged (faulthandler writes at most 100 frames of 100 threads).
 MAX_DUMP = 256 * 1024
+
+
+def judged_usr2(marked: Callable[[], bool], own: int | None) -> Callable[[], bool]:
+    """A worker's test of the SIGUSR2 that came: the master's harakiri (``marked`` in its
+    status slot), or one sent by hand, whose stacks faulthandler had already written into the
+    worker's dump file ``own``: emptied then, or the master logged them at the worker's exit
+    as an ERROR "when it got its signal", and they took the room of a later crash's."""
+
+    def harakiri() -> bool:
+        if marked():
+            return True
+        if own is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(own, 0)
+                os.lseek(own, 0, os.SEEK_SET)
+        return False
+
+    return harakiri
 
 
 def dump_text(data: bytes) -> str:

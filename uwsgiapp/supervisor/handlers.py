@@ -161,7 +161,7 @@ def make_worker(
             master_flags=master_flags,
             harakiri=config.harakiri,
         )
-    worker.on_tick, worker.harakiri_marked = slot.beat, slot.harakiri_marked
+    worker.on_tick = slot.beat
     return worker
 
 
