@@ -16,7 +16,13 @@ from support.procs import APPS_DIR
 
 from uwsgiapp.exitcodes import ServeExit
 from uwsgiapp.supervisor.actions import Halt, Spawn
-from uwsgiapp.supervisor.forkfail import FORK_RETRY, FORK_SAY_EVERY, ForkFailures, fork_cause
+from uwsgiapp.supervisor.forkfail import (
+    FORK_RETRY,
+    FORK_SAY_EVERY,
+    NO_ROOM_TRIES,
+    ForkFailures,
+    fork_cause,
+)
 from uwsgiapp.supervisor.policy import Policy
 
 
@@ -134,9 +140,20 @@ def test_the_first_workers_unforkable_for_the_masters_open_files_limit_stop_the_
     # health check 503, a pod never ready), where a worker with too few descriptors exits 3.
     sim = FailingSim(Policy(workers=2), errno.EMFILE)
     sim.run(sim.policy.start())
-    said = sim.tick()
+    said: list[object] = []
+    for _ in range(100):  # 10 s: the tries at 0.5, 1 and 2 s more
+        said = sim.tick()
+        if any(isinstance(a, Halt) for a in said):
+            break
     assert Halt(ServeExit.START_FAILED) in said
     assert "cannot fork the first workers for the master's open-files limit" in str(said)
+    assert sim.tries == NO_ROOM_TRIES  # not at the first: a descriptor held for a moment
+    # A TERM while they fail: its stop (exit 0), not the limit's 3.
+    sim = FailingSim(Policy(workers=2), errno.EMFILE)
+    sim.run(sim.policy.start())
+    said = sim.run(sim.policy.on_signal("TERM", sim.now))
+    halts = [a for _ in range(100) for a in sim.tick() if isinstance(a, Halt)]
+    assert ServeExit.START_FAILED not in [h.code for h in [*halts, *said] if isinstance(h, Halt)]
     # Another cause (the process limit), or once a worker served: forks are tried again.
     for code in (errno.EAGAIN, errno.EMFILE):
         sim = FailingSim(Policy(workers=2), code)

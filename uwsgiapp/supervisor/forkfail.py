@@ -16,16 +16,19 @@ from dataclasses import dataclass, field
 
 from uwsgiapp.exitcodes import ServeExit
 from uwsgiapp.oslimits import THREAD_LIMIT
-from uwsgiapp.supervisor.actions import Action, Halt, Log, LogLevel
+from uwsgiapp.supervisor.actions import Action, Halt, Log, LogLevel, Mode
 from uwsgiapp.supervisor.roster import Roster
 
-__all__ = ["FORK_RETRY", "FORK_SAY_EVERY", "ForkFailures", "Forking", "fork_cause"]
+__all__ = ["FORK_RETRY", "FORK_SAY_EVERY", "NO_ROOM_TRIES", "ForkFailures", "Forking", "fork_cause"]
 
 #: After a failed fork, seconds before the next try; doubling up to the second value while
 #: forks keep failing (back to the first once one works).
 FORK_RETRY = (0.5, 5.0)
 #: Seconds between two lines while forks keep failing.
 FORK_SAY_EVERY = 30.0
+#: Failed forks in a row for the master's open-files limit that stop a first start (3: some
+#: 3.5 s of tries; a descriptor the master held only a moment, a health check's, is let go).
+NO_ROOM_TRIES = 3
 
 _CAUSES = {
     errno.EAGAIN: THREAD_LIMIT,
@@ -104,7 +107,9 @@ class Forking(Roster):
         first workers cannot be forked for the master's own open-files limit and none runs:
         no later try can work while the limit holds (``--log-master``'s pipes under a low
         ``ulimit -n``: the master waited without a worker, its health check 503, for good)."""
-        if not self.forks.no_room or self.served or self._counted():
+        if not self.forks.no_room or self.forks.failed < NO_ROOM_TRIES or self.served:
+            return []
+        if self._counted() or self.mode is Mode.STOPPING:  # a TERM meanwhile: its stop, 0
             return []
         self.halted = True
         said = (
