@@ -322,7 +322,8 @@ class CountingSlotWriter(SlotWriter):
         self._running: float = running
         self._fast: int = fast
         self._matrix: list[int] = matrix
-        self._cells = memoryview(mem)[offset + _MATRIX : offset + BEAT].cast("Q")
+        end = offset + _MATRIX + CLASSES * BUCKETS * 8  # the matrix alone, not the words after
+        self._cells = memoryview(mem)[offset + _MATRIX : end].cast("Q")
 
     def begin(self) -> None:
         """A request started now (kept for its duration too)."""
