@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import logging.config
 import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -64,6 +65,13 @@ def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[byte
         POOL.submit(_late_task)
     if path == "/forever":  # a non-daemon thread that never ends
         threading.Thread(target=_forever, daemon=False).start()
+    if path == "/cycle":  # a temporary file only a reference cycle holds (Django's upload)
+        held: dict[str, Any] = {"file": tempfile.NamedTemporaryFile(dir=os.environ["TMPS"])}  # noqa: SIM115
+        held["self"] = held
+        name = held["file"].name
+        del held
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [name.encode()]
     if path == "/print":
         print(f"PRINTED IN A REQUEST {os.getpid()}")
     start_response("200 OK", [("Content-Type", "text/plain")])

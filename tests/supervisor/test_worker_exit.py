@@ -272,3 +272,23 @@ def test_idle_workers_of_a_killed_master_say_they_go(tmp_path: Path) -> None:
         server.stop()
     said = [line for line in server.log().splitlines() if "is gone: serving" in line]
     assert {pid for pid in orphans if any(f"(pid {pid})" in line for line in said)} == orphans
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+def test_a_temporary_file_a_reference_cycle_holds_is_removed_at_the_workers_end(
+    tmp_path: Path, lifecycle: Path, monkeypatch: pytest.MonkeyPatch, signum: int
+) -> None:
+    # Django's upload of a client that left mid-body: its temp file, held in a cycle, stayed
+    # on disk for good once the worker ended with os._exit (the interpreter's exit collects).
+    temps = tmp_path / "temps"
+    temps.mkdir()
+    monkeypatch.setenv("TMPS", str(temps))
+    server = Server(tmp_path / "s", "lifecycle_app:app", workers=1).start()
+    try:
+        name = get(server, "/cycle").decode()
+        assert Path(name).exists()
+        server.signal(signum)
+        assert server.wait(15) == 0
+    finally:
+        server.stop()
+    assert not list(temps.iterdir())

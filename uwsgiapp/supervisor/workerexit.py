@@ -5,7 +5,8 @@ the master's ``finally`` blocks (which remove the socket file and the pidfile wh
 still serves). Before it, when the worker's loop ended as it was asked to (max-requests, a
 reload, TERM, RSS recycling; not a crash), what Python runs at a normal exit: non-daemon
 threads are joined (``concurrent.futures``' queued work), then the ``atexit`` handlers run
-(sentry-sdk's flush, ``logging.shutdown``), as uWSGI and gunicorn run them in a worker. That
+(sentry-sdk's flush, ``logging.shutdown``), as uWSGI and gunicorn run them in a worker, and a
+garbage collection frees what reference cycles hold (a temporary file's finalizer). That
 work is bounded by :data:`EXIT_WORK_SECONDS` (a thread that never ends must not keep a worker
 that nobody will kill: one that leaves on its own has no kill deadline), and no stop signal can
 interrupt it into unwinding the master's stack. A quick stop (INT, QUIT) runs the ``atexit``
@@ -20,6 +21,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import ctypes
+import gc
 import logging
 import os
 import signal
@@ -138,6 +140,10 @@ def leave(code: int, *, finish: bool, quick: bool = False, who: str = "") -> NoR
                 log.exception("%s: joining the app's threads at exit failed", who)
         if finish or quick:
             atexit._run_exitfuncs()  # prints a failing handler's traceback itself, goes on
+            # As the interpreter's own exit collects: an object in a reference cycle that
+            # holds a temporary file (Django's upload of a client that left mid-body) removes
+            # it as it is freed; os._exit left the file on disk for good.
+            gc.collect()
     finally:
         _end(code)
 
