@@ -18,7 +18,7 @@ pytestmark = pytest.mark.nginx
 
 APP = textwrap.dedent(
     """
-    import ctypes, os, sys, threading, time
+    import ctypes, os, signal, sys, threading, time
 
     # As a log entry starts, so that the test can tell where the dump's record ends.
     CHATTER = "2026-01-01 00:00:00,000 [0] [INFO] " + "chatter " * 8 + "\\n"
@@ -30,11 +30,15 @@ APP = textwrap.dedent(
 
     threading.Thread(target=chatter, daemon=True).start()
 
-    def _stuck_forever():
-        threading.Event().wait()
+    def _stuck_forever():  # in C that retries on EINTR (libpq's): no Python handler runs
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+        time.sleep(3600)
 
     def _segfault():
         ctypes.string_at(0)
+
+    def _waiting():  # Python's own wait: the worker's handler runs and logs the stack
+        threading.Event().wait()
 
     def app(environ, start_response):
         path = environ["PATH_INFO"]
@@ -42,6 +46,8 @@ APP = textwrap.dedent(
             _stuck_forever()
         if path == "/segfault":
             _segfault()
+        if path == "/waiting":
+            _waiting()
         start_response("200 OK", [("Content-Type", "text/plain")])
         return [str(os.getpid()).encode()]
     """
@@ -97,6 +103,21 @@ def test_a_dump_is_one_whole_record_amid_other_writers(
     assert len(written.findall(log)) == len(written.findall(dump)) == 1
     chatter = "2026-01-01 00:00:00,000 [0] [INFO] " + "chatter " * 8
     assert all(line == chatter for line in log.split("\n") if "chatter chatter" in line)
+
+
+def test_a_harakiri_whose_handler_ran_logs_its_stack_once(
+    tmp_path: Path, nginx_available: None
+) -> None:
+    # faulthandler's dump of every thread came too, at the kill: the same stuck stack twice,
+    # some hundred lines a request. It stays for a worker whose handler cannot run (above).
+    (tmp_path / "chatty_app.py").write_text(APP)
+    options = {"workers": 1, "harakiri": 1, "lazy_apps": True, "pythonpath": [str(tmp_path)]}
+    with stack(tmp_path, "chatty_app:app", **options) as (server, nginx):
+        assert nginx.request("GET", "/waiting")[0] == 502
+        wait_until(lambda: "killed by signal 9" in server.log(), 15, "the kill")
+        log = server.log()
+    assert "stuck in GET /waiting; its stack" in log and "in _waiting" in log
+    assert "when it got its signal" not in log
 
 
 def test_workers_crashing_as_they_start_dump_into_records(tmp_path: Path) -> None:

@@ -384,7 +384,7 @@ class Arbiter:
         worker.harakiri_marked = judged_usr2(slot.harakiri_marked, dump)  # the master's USR2?
         signal.signal(signal.SIGUSR2, worker.dump_stuck)
         # A C extension's segfault leaves the Python stack in the log; for USR2 (harakiri) the C
-        # dump works even outside Python bytecode, chained to the handler above (request line).
+        # dump works even outside Python bytecode: dropped if the handler above runs (dumps.py).
         arm_fault_dumps((signal.SIGUSR2,), dump)
         # What exists now lives as long as the worker: frozen (an O(1) splice), the cyclic GC
         # no longer walks it (Flask: -0.7 µs a request) nor writes to the master's shared pages;

@@ -31,18 +31,19 @@ MAX_DUMP = 256 * 1024
 
 def judged_usr2(marked: Callable[[], bool], own: int | None) -> Callable[[], bool]:
     """A worker's test of the SIGUSR2 that came: the master's harakiri (``marked`` in its
-    status slot), or one sent by hand, whose stacks faulthandler had already written into the
-    worker's dump file ``own``: emptied then, or the master logged them at the worker's exit
-    as an ERROR "when it got its signal", and they took the room of a later crash's."""
+    status slot) or one sent by hand. Either way its Python handler runs (this is asked from
+    it) and logs the stacks that matter, so what faulthandler had already written into the
+    worker's dump file ``own`` is emptied: a harakiri's stack was logged twice (some hundred
+    lines a request), a hand-sent USR2's at the worker's exit as an ERROR, taking a later
+    crash's room. A worker stuck where Python code cannot run (a C loop holding the GIL)
+    never asks: its dump stays, the only stack its harakiri gets."""
 
     def harakiri() -> bool:
-        if marked():
-            return True
         if own is not None:
             with contextlib.suppress(OSError):
                 os.ftruncate(own, 0)
                 os.lseek(own, 0, os.SEEK_SET)
-        return False
+        return marked()
 
     return harakiri
 
