@@ -36,6 +36,7 @@ from typing import Any
 from uwsgiapp.freshcode import CheckedSourceLoader, check_bytecode_caches
 from uwsgiapp.importhints import app_like_names, failure_hint, is_factory
 from uwsgiapp.pathreach import unreachable_hint
+from uwsgiapp.server.inflight import worker_number
 from uwsgiapp.server.logs import borrowed_gunicorn_logger, reclaim_loggers
 
 # The one definition of a WSGI app's type; re-exported here for the callers of load_app.
@@ -362,13 +363,14 @@ def load_app(
             kind="not-callable",
         )
     reclaimed = reclaim_loggers()
-    if reclaimed:
+    said = worker_number() <= 1  # with --lazy-apps each worker imports: worker 1 says it
+    if reclaimed and said:
         logging.getLogger("uwsgiapp.error").warning(
             "the app's logging configuration disabled %s (disable_existing_loggers): enabled "
             "again; set 'disable_existing_loggers': False in it to keep them",
             ", ".join(reclaimed),
         )
-    if borrowed_gunicorn_logger():
+    if borrowed_gunicorn_logger() and said:
         logging.getLogger("uwsgiapp.error").warning(
             "the app took gunicorn's logger 'gunicorn.error', which has no handler here: what "
             "it logs through it, or through the handlers copied from it, is lost below WARNING; "

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -292,3 +293,25 @@ def test_a_temporary_file_a_reference_cycle_holds_is_removed_at_the_workers_end(
     finally:
         server.stop()
     assert not list(temps.iterdir())
+
+
+def test_the_logging_configuration_line_is_worker_1s_with_lazy_apps(
+    tmp_path: Path, lifecycle: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each --lazy-apps worker imports the app: every start and recycle said it again (8 lines
+    # a minute with --max-requests 5).
+    monkeypatch.setenv("LIFECYCLE_DICTCONFIG", "1")
+    options = {"workers": 2, "lazy_apps": True, "max_requests": 1}
+    server = Server(tmp_path, "lifecycle_app:app", **options).start()
+    try:
+        for _ in range(4):  # recycles
+            get(server, "/")
+        wait_until(lambda: server.log().count(" started") >= 5, 10, "the recycled workers")
+    finally:
+        server.stop()
+    log = server.log()
+    said = [line for line in log.splitlines() if "logging configuration disabled" in line]
+    by = {line.split("[", 2)[1].split("]")[0] for line in said}  # the pids that said it
+    ones = set(re.findall(r"worker 1 \(pid (\d+)\) started", log))
+    twos = set(re.findall(r"worker 2 \(pid (\d+)\) started", log))
+    assert said and twos and by <= ones, (said, ones)  # worker 2 never says it
