@@ -294,8 +294,8 @@ ADVICE: Mapping[str, str] = {
     "cheaper-idle": "a setting of uWSGI's spare2 algorithm, which uwsgiapp has not (spare, "
     "backlog and busyness are here)",
     "add-header": "nginx adds response headers: add_header NAME VALUE always; in the location",
-    "offload-threads": "nginx sends files and slow clients' bytes (uwsgiapp's workers never "
-    "wait on a slow client: nginx buffers the response)",
+    "offload-threads": "nginx sends files and slow clients' bytes (with its uwsgi_buffering "
+    "on, the default, a worker does not wait on a slow client: nginx buffers the response)",
 }
 _ROUTER = (
     "uwsgiapp has no internal router, and serving without the rule changes what is served, "
