@@ -35,8 +35,8 @@ def judged_usr2(marked: Callable[[], bool], own: int | None) -> Callable[[], boo
     it) and logs the stacks that matter, so what faulthandler had already written into the
     worker's dump file ``own`` is emptied: a harakiri's stack was logged twice (some hundred
     lines a request), a hand-sent USR2's at the worker's exit as an ERROR, taking a later
-    crash's room. A worker stuck where Python code cannot run (a C loop holding the GIL)
-    never asks: its dump stays, the only stack its harakiri gets."""
+    crash's room. A worker stuck where Python code cannot run (a C library that retries its
+    call on EINTR) never asks: its dump stays, the only stack its harakiri gets."""
 
     def harakiri() -> bool:
         if own is not None:
