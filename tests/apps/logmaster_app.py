@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -45,7 +46,21 @@ def _sleep(args: dict[str, str]) -> None:
     time.sleep(float(args.get("seconds", "1")))
 
 
-ROUTES = {"/records": _records, "/piece": _piece, "/die": _die, "/sleep": _sleep}
+def _sleep_in_c(args: dict[str, str]) -> None:
+    # As a C library that retries on EINTR: the worker's USR2 handler cannot run here, so a
+    # harakiri's only stack is faulthandler's dump (its Python handler's, where it can run).
+    threading.Thread(target=time.sleep, args=(60,), daemon=True).start()  # takes the signal
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+    time.sleep(float(args.get("seconds", "1")))
+
+
+ROUTES = {
+    "/records": _records,
+    "/piece": _piece,
+    "/die": _die,
+    "/sleep": _sleep,
+    "/sleep-in-c": _sleep_in_c,
+}
 
 
 def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:

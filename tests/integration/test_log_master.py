@@ -309,21 +309,26 @@ def test_usr1_reopens_the_files_in_the_master_and_workers_hold_none(tmp_path: Pa
     assert all(json.loads(line) for line in new.splitlines())
 
 
+STUCK = ("/sleep", "/sleep-in-c")
+
+
 def test_a_harakiri_s_lines_and_stack_dumps_are_whole_records(tmp_path: Path) -> None:
-    # The worker's Python stack (its USR2 handler, through its pipe) and faulthandler's dump
-    # (the master's record, through its queue), each one JSON line amid other workers' records.
-    with Piped(tmp_path, workers=3, harakiri=1, log_master=True) as piped:
-        with ThreadPoolExecutor(3) as pool:
-            stuck = pool.submit(piped.get, "/sleep", "seconds=30")
+    # The worker's Python stack (its USR2 handler, through its pipe) and, for one stuck where
+    # the handler cannot run, faulthandler's dump (the master's record, through its queue):
+    # each one JSON line amid other workers' records.
+    with Piped(tmp_path, workers=4, harakiri=1, log_master=True) as piped:
+        with ThreadPoolExecutor(4) as pool:
+            stuck = [pool.submit(piped.get, path, "seconds=30") for path in STUCK]
             load = [
                 pool.submit(piped.get, "/records", _records_query(f"b{i}", 30, 20_000, 0.05))
                 for i in range(2)
             ]
-            assert stuck.result() == b""
+            assert [job.result() for job in stuck] == [b"", b""]
             assert all(job.result().startswith(b"HTTP/1.1 200") for job in load)
         wait_until(lambda: any("stacks of the worker" in m for m in piped.messages("")), 10, "dump")
     good, bad = piped.split()
     assert not bad, [line[:200] for line in bad]
-    said = " ".join(r.get("message", "") for r in good)
-    assert "HARAKIRI" in said and "faulthandler" in said and "_sleep" in said
+    said = " ".join(r.get("message", "") + r.get("traceback", "") for r in good)
+    assert "HARAKIRI" in said and "faulthandler" in said and "_sleep_in_c" in said
+    assert "stuck in GET /sleep" in said and "in _sleep" in said
     assert len(piped.messages("rec b")) == 60
