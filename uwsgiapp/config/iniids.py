@@ -11,11 +11,10 @@ still refused: that is a request for a user this process cannot become.
 from __future__ import annotations
 
 import dataclasses
-import grp
 import os
-import pwd
 
 from uwsgiapp.config.configload import Resolved
+from uwsgiapp.supervisor.privileges import group_id, user_id
 
 __all__ = ["STARTED_EUID", "skip_ini_ids"]
 
@@ -56,8 +55,6 @@ def _already(name: str, value: str, euid: int) -> bool:
     """Whether ``uid``/``gid`` ``value`` is what this process already runs as (the image's
     own user in its ini): skipped without a word."""
     try:
-        if name == "uid":
-            return (int(value) if value.isdigit() else pwd.getpwnam(value).pw_uid) == euid
-        return (int(value) if value.isdigit() else grp.getgrnam(value).gr_gid) == os.getegid()
+        return user_id(value) == euid if name == "uid" else group_id(value) == os.getegid()
     except KeyError:
         return False

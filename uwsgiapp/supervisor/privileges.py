@@ -24,6 +24,7 @@ __all__ = [
     "can_create_in",
     "drop",
     "drop_warnings",
+    "group_id",
     "hand_sockets",
     "may_give",
     "missing_capabilities",
@@ -31,6 +32,7 @@ __all__ = [
     "resolve",
     "resolve_owner",
     "stays_removable",
+    "user_id",
 ]
 
 
@@ -69,7 +71,7 @@ def resolve(uid: str, gid: str) -> Ids:
             new_uid, new_gid, user = entry.pw_uid, entry.pw_gid, entry.pw_name
     if gid:
         try:
-            new_gid = _group_id(gid)
+            new_gid = group_id(gid)
         except KeyError:
             raise PrivilegeError(f"--gid: no such group {gid!r}") from None
     if new_uid >= 0 and new_gid < 0:
@@ -80,7 +82,12 @@ def resolve(uid: str, gid: str) -> Ids:
     return Ids(uid=new_uid, gid=new_gid, user=user)
 
 
-def _group_id(name: str) -> int:
+def user_id(name: str) -> int:
+    """A user's id from its name or number (KeyError: no such user)."""
+    return int(name) if name.isdigit() else pwd.getpwnam(name).pw_uid
+
+
+def group_id(name: str) -> int:
     """A group's id from its name or number (KeyError: no such group)."""
     return int(name) if name.isdigit() else grp.getgrnam(name).gr_gid
 
@@ -92,9 +99,9 @@ def resolve_owner(spec: str) -> Ids:
     uid = gid = -1
     try:
         if user:
-            uid = int(user) if user.isdigit() else pwd.getpwnam(user).pw_uid
+            uid = user_id(user)
         if group:
-            gid = _group_id(group)
+            gid = group_id(group)
     except KeyError:
         missing = f"no such group {group!r}" if uid >= 0 or not user else f"no such user {user!r}"
         raise PrivilegeError(f"--chown-socket: {missing}") from None
