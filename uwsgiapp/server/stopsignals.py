@@ -70,9 +70,11 @@ class StopSignals:
     #: Run each tick: the loop's beat in its status slot (the master kills a worker whose loop
     #: stopped while it is in no request, past --harakiri); set where the worker is made.
     on_tick: Callable[[], None] | None = None
-    #: Whether the master marked the USR2 that came as a harakiri's (in the worker's status
-    #: slot; None: every USR2 is); set where the worker is made.
-    harakiri_marked: Callable[[], bool] | None = None
+    #: Asked by the USR2 handler: whether the master marked this USR2 as a harakiri's (in the
+    #: worker's status slot), faulthandler's copy of the stacks dropped meanwhile
+    #: (:func:`~uwsgiapp.supervisor.dumps.judged_usr2`); None: every USR2 is one. Set where
+    #: the worker is made.
+    judge_usr2: Callable[[], bool] | None = None
 
     def _tick(self, *more: Throttle[str]) -> None:
         """The loop's once-a-tick work (:data:`~uwsgiapp.server.worker.IDLE_TICK`; getppid is a
@@ -163,9 +165,13 @@ class StopSignals:
         master kills this process after its grace: one let in once the stuck one ended would
         be killed with it (a 502 for a request within its time, the log naming another). One
         sent by hand (the master marks its own) only logs what the worker is doing."""
-        harakiri = self.harakiri_marked is None or self.harakiri_marked()
+        harakiri = self._usr2_is_harakiri()
         dump_stuck_request(frame, harakiri)
         self.alive = self.alive and not harakiri
+
+    def _usr2_is_harakiri(self) -> bool:
+        """The USR2 that came is the master's harakiri, not one sent by hand."""
+        return self.judge_usr2 is None or self.judge_usr2()
 
     def _on_reload(self, signum: int, frame: FrameType | None) -> None:
         # The master reloads by starting new workers first; we just finish and leave.

@@ -343,7 +343,7 @@ class ThreadedWorker(StopSignals):
         :class:`RequestCut` when it next runs Python code: one in a C call is left to the
         master's kill); stop accepting, so that the other threads' requests can finish before
         the master's kill. One sent by hand (the master marks its own) only logs them."""
-        harakiri = self.harakiri_marked is None or self.harakiri_marked()
+        harakiri = self._usr2_is_harakiri()
         self.alive = self.alive and not harakiri
         what, level = ("harakiri", logging.ERROR) if harakiri else (ASKED, logging.WARNING)
         frames = sys._current_frames()

@@ -381,7 +381,7 @@ class Arbiter:
             counting=self.stats is not None,
         )
         worker.install_signals()
-        worker.harakiri_marked = judged_usr2(slot.harakiri_marked, dump)  # the master's USR2?
+        worker.judge_usr2 = judged_usr2(slot.harakiri_marked, dump)  # the master's USR2?
         signal.signal(signal.SIGUSR2, worker.dump_stuck)
         # A C extension's segfault leaves the Python stack in the log; for USR2 (harakiri) the C
         # dump works even outside Python bytecode: dropped if the handler above runs (dumps.py).
