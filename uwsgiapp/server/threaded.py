@@ -365,7 +365,7 @@ class ThreadedWorker(StopSignals):
                 what,
                 worker_label(),
                 index + 1,
-                "stuck in" if rank == 0 and harakiri else "(also busy) in" if harakiri else "in",
+                ("stuck in" if rank == 0 else "(also busy) in") if harakiri else "in",
                 request_line(stuck),
                 now - started,
                 f":\n{stack}" if same == index + 1 else f" is thread {same}'s, above",

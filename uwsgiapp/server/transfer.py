@@ -64,8 +64,8 @@ def send_wrapped_file(
     exchange: Exchange,
     wrapper: FileWrapper,
     timeout: float,
-    head_only: bool = False,
-    environ: dict[str, Any] | None = None,
+    head_only: bool,
+    environ: dict[str, Any],
 ) -> None:
     """Send a ``wsgi.file_wrapper`` response: a regular file with ``sendfile`` from its
     position (no more than the app's Content-Length), anything else by iterating it; for a
@@ -110,7 +110,7 @@ def send_wrapped_file(
     if exchange.room >= 0:
         exchange.room -= sent
     if sent < count:  # sendfile met the file's end: it was truncated meanwhile
-        say_file_shrank(environ or {}, sent, count)
+        say_file_shrank(environ, sent, count)
         exchange.room = -1  # said here: not as "app sent fewer bytes than its Content-Length"
 
 
