@@ -193,6 +193,10 @@ def test_client_cannot_override_wsgi_keys() -> None:
         ({"REQUEST_SCHEME": "https"}, "https"),
         ({"REQUEST_SCHEME": "http"}, "http"),
         ({"REQUEST_SCHEME": "http", "HTTPS": "on"}, "https"),
+        # a non-empty HTTPS decides, as in uWSGI: "off" is http whatever $scheme said
+        ({"REQUEST_SCHEME": "https", "HTTPS": "off"}, "http"),
+        ({"REQUEST_SCHEME": "https", "HTTPS": "0"}, "http"),
+        ({"REQUEST_SCHEME": "https", "HTTPS": ""}, "https"),
         ({}, "http"),
     ],
 )

@@ -217,12 +217,16 @@ def _finish(environ: dict[str, Any], script_name: str) -> dict[str, Any]:
         if isinstance(forced, str) and forced.lower() in ("http", "https"):
             environ["wsgi.url_scheme"] = forced.lower()  # a balancer's "HTTPS" too
             return environ
+    # A non-empty HTTPS decides, as in uWSGI (a "uwsgi_param HTTPS off;" is http whatever
+    # $scheme says); REQUEST_SCHEME only where it is absent or empty (nginx's "" for http).
     # Typed as str (what the vars are) so that compiled, each test is a native compare.
+    https = environ.get("HTTPS")
+    if isinstance(https, str) and https:
+        if https.lower() in ("on", "1"):
+            environ["wsgi.url_scheme"] = "https"
+        return environ
     scheme = environ.get("REQUEST_SCHEME")
-    https = environ.get("HTTPS")  # nginx sends "" for plain http: no lower() call then
-    if (isinstance(scheme, str) and scheme == "https") or (
-        isinstance(https, str) and https and https.lower() in ("on", "1")
-    ):
+    if isinstance(scheme, str) and scheme == "https":
         environ["wsgi.url_scheme"] = "https"
     return environ
 
