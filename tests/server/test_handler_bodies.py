@@ -403,7 +403,7 @@ def test_client_closing_mid_body(logs: Logs) -> None:
     assert "test" in one_line(record)
 
 
-def test_app_catching_the_disconnect_can_still_answer() -> None:
+def test_app_catching_the_disconnect_can_still_answer(logs: Logs) -> None:
     def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
         try:
             environ["wsgi.input"].read(200_000)
@@ -416,6 +416,14 @@ def test_app_catching_the_disconnect_can_still_answer() -> None:
     out = run(make_handler(app), data[:50_000], shut_wr=True)
     assert out.status == 400
     assert out.body == b"incomplete body"
+    # Said by the server, once: the app's 400 does not say the client left, nor how much came
+    # (Django answers 500 to an upload cut short, and the log had only its "Broken pipe").
+    (record,) = problems(logs, logging.INFO)
+    said = one_line(record)
+    assert said.startswith("client 127.0.0.1 via test went away while the app read its body"), said
+    came = 50_000 - (len(data) - 200_000)
+    assert f"({came} of 200000 bytes came: client closed the connection" in said, said
+    assert said.endswith("the app caught it and went on: answered 400 (POST /upload)"), said
 
 
 def test_stalled_body_times_out(logs: Logs) -> None:
@@ -444,7 +452,7 @@ def test_stalled_body_times_out(logs: Logs) -> None:
     assert "timed out" in one_line(record) and "answered 408" in one_line(record)
 
 
-def test_stalled_body_answered_by_the_app_is_not_drained() -> None:
+def test_stalled_body_answered_by_the_app_is_not_drained(logs: Logs) -> None:
     def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
         try:
             environ["wsgi.input"].read()
@@ -457,6 +465,23 @@ def test_stalled_body_answered_by_the_app_is_not_drained() -> None:
     out = run(make_handler(app, timeout=0.4), b"", preload=data[:-5000])
     assert out.status == 408
     assert out.seconds < 0.75
+    (record,) = problems(logs, logging.INFO)
+    said = one_line(record)
+    assert f"stalled while the app read its body ({PREREAD + 5000} of" in said, said
+    assert "read timed out" in said and "went on: answered 408 (POST /upload)" in said, said
+
+
+def test_a_body_failure_the_app_lets_through_is_said_once(logs: Logs) -> None:
+    # Read after the head went out, let through: said as the app's mistake, not as caught.
+    def app(environ: Environ, start_response: StartResponse) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        yield b"first"
+        yield environ["wsgi.input"].read()
+
+    data = packet("POST", "/upload", bytes(PREREAD + 10_000))
+    run(make_handler(app, timeout=0.4), b"", preload=data[:-5000])
+    (record,) = problems(logs, logging.INFO)
+    assert "caught" not in one_line(record), one_line(record)
 
 
 def test_stalled_unread_body_drain_gives_up_after_the_timeout() -> None:

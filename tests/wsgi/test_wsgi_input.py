@@ -337,12 +337,14 @@ def test_short_client_raises_for_every_operation(op: str) -> None:
 def test_after_a_failure_the_stream_stays_broken_without_reading_again() -> None:
     reader = Script(b"abc")
     s = InputStream(reader, b"", 100)
-    with pytest.raises(ClientDisconnected):
+    with pytest.raises(ClientDisconnected) as first:
         s.read()
     calls = len(reader.calls)
-    assert s.broken
-    with pytest.raises(ClientDisconnected):
+    # kept, and marked as the body's (the server tells one the app caught from one let through)
+    assert s.failure is first.value and first.value.from_body
+    with pytest.raises(ClientDisconnected) as again:
         s.read()
+    assert again.value.from_body
     with pytest.raises(ClientDisconnected):
         s.readline()
     assert len(reader.calls) == calls  # no second wait on a dead (or stalled) client
@@ -392,7 +394,7 @@ def test_empty_input() -> None:
     assert EMPTY_INPUT.readlines(10) == []
     assert list(EMPTY_INPUT) == []
     assert EMPTY_INPUT.remaining == 0
-    assert not EMPTY_INPUT.broken
+    assert EMPTY_INPUT.failure is None
     EMPTY_INPUT.close()
     assert EMPTY_INPUT.read() == b""  # stateless: shared by every request
 

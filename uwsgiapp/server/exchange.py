@@ -17,19 +17,14 @@ from typing import Any, Final
 
 from uwsgiapp.server import inflight
 from uwsgiapp.server.forkedchild import leave
-from uwsgiapp.server.inflight import (
-    out_of_fds,
-    request_text,
-    say_app_failed,
-    say_body_length,
-    say_refused,
-)
+from uwsgiapp.server.inflight import out_of_fds, request_text, say_app_failed, say_body_length
 from uwsgiapp.server.io import reader, send_all
 from uwsgiapp.server.transfer import (
-    REFUSED_DRAIN_CAP,
     cut,
     drain,
     gone_mid_response,
+    refuse,
+    say_body_caught,
     send_wrapped_file,
     unwinding,
 )
@@ -264,8 +259,9 @@ class Responder:
         started = _perf_counter() if self.access_log is not None else 0.0
         self.last = exchange = Exchange(fd, protocol, self.timeout)
         self.current = environ
+        said = False
         try:
-            self._run_app(exchange, environ, peer)
+            said = self._run_app(exchange, environ, peer)
         finally:
             exchange.fd = -1  # the app's write() must not reach the next request's connection
             if self.forked:  # the app's own forked process, its response done: forkedchild.py
@@ -275,7 +271,10 @@ class Responder:
             # stalled client would cost a second timeout). An app thread's read ends first.
             if has_body:
                 stream.end()
-                if stream.remaining > 0 and not stream.broken and not exchange.aborted:
+                if stream.failure is not None:
+                    if not said:  # the app caught its body's failure and went on
+                        say_body_caught(exchange, environ, peer, stream)
+                elif stream.remaining > 0 and not exchange.aborted:
                     drain(fd, stream.remaining, self.timeout, self.limit_post)
             self._end(exchange, environ, started, block)
 
@@ -297,35 +296,25 @@ class Responder:
         rest: bytes,
         block: bytes,
     ) -> None:
-        """Answer a request refused before the app (bad CONTENT_LENGTH) and drain its body."""
-        started = _perf_counter()
-        say_refused(environ, peer, exc.reason)
+        """Answer a request refused before the app (:func:`~.transfer.refuse`)."""
         self.last = refused = Exchange(fd, environ["SERVER_PROTOCOL"], self.timeout)
-        try:
-            refused.answer_error(exc.status, exc.status[4:])  # details: the log only
-            length_var = environ.get("CONTENT_LENGTH") or ""
-            if exc.status[:3] == "413" and len(length_var) <= 18:
-                # Too large, but well-formed: read it away as for any unread body, so nginx
-                # gets the 413 and not a reset (a 502): all of it, as it is over --limit-post.
-                drain(fd, int(length_var) - len(rest), self.timeout, REFUSED_DRAIN_CAP)
-        finally:
-            if self.access_log is not None:
-                self.access_log(environ, refused, _perf_counter() - started, block)
+        refuse(refused, peer, environ, exc, rest, block, self.access_log)
 
-    def _run_app(self, exchange: Exchange, environ: dict[str, Any], peer: Peer) -> None:
+    def _run_app(self, exchange: Exchange, environ: dict[str, Any], peer: Peer) -> bool:
+        """Run the app and send its response; whether a failure of its body's read was said
+        (it came out of the app, before the response's head)."""
         exchange.head_only = environ.get("REQUEST_METHOD") == "HEAD"
         try:
             # Any: the app's chunks are checked by Exchange.send, not by a compiled build.
             result: Any = self.app(environ, exchange)
         except ClientDisconnected as exc:  # reading its body, or in write() (as an iterable)
-            gone_mid_response(exchange, environ, peer, exc, self.forked)
-            return
+            return gone_mid_response(exchange, environ, peer, exc, self.forked)
         except HeaderError as exc:  # its start_response's check: the server's, one line
             self._app_failed(exchange, environ, f"bad response ({exc})", traceback=False)
-            return
+            return False
         except Exception:
             self._app_failed(exchange, environ, "app raised")
-            return
+            return False
         except BaseException as exc:  # the app's own SystemExit, or a stop's (below)
             unwinding(exchange, environ, exc, self.forked)
             raise
@@ -341,7 +330,7 @@ class Responder:
             if exchange.room != -1 and (exchange.room or exchange.overrun):
                 say_body_length(environ, exchange)
         except ClientDisconnected as exc:
-            gone_mid_response(exchange, environ, peer, exc, self.forked)
+            return gone_mid_response(exchange, environ, peer, exc, self.forked)
         except (AppError, HeaderError) as exc:
             self._app_failed(exchange, environ, f"bad response ({exc})", traceback=False)
         except Exception:
@@ -357,6 +346,7 @@ class Responder:
                     close()
                 except Exception:
                     self._close_failed(environ)
+        return False
 
     def _close_failed(self, environ: dict[str, Any]) -> None:
         """The response's ``close()`` raised (the answer is out): an exception of the app's."""

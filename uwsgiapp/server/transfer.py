@@ -18,14 +18,19 @@ from typing import TYPE_CHECKING, Any
 
 from uwsgiapp.server.forkedchild import leave
 from uwsgiapp.server.inflight import (
+    client_of,
     log_client_gone,
     request_text,
     say_body_unread,
     say_file_shrank,
+    say_refused,
 )
 from uwsgiapp.server.io import recv, reset_on_close, send_file
+from uwsgiapp.server.logtext import escape_log_text
+from uwsgiapp.wsgi.contract import AccessLogger
+from uwsgiapp.wsgi.environ import BadRequest
 from uwsgiapp.wsgi.errors import OUR_STOPS, ClientTimeout
-from uwsgiapp.wsgi.input import ClientDisconnected
+from uwsgiapp.wsgi.input import ClientDisconnected, InputStream
 from uwsgiapp.wsgi.response import FileWrapper
 
 if TYPE_CHECKING:
@@ -37,6 +42,8 @@ __all__ = [
     "cut",
     "drain",
     "gone_mid_response",
+    "refuse",
+    "say_body_caught",
     "send_wrapped_file",
     "unwinding",
 ]
@@ -187,19 +194,75 @@ def gone_mid_response(
     peer: object,
     exc: ClientDisconnected,
     forked: bool = False,
-) -> None:
+) -> bool:
     """The client went away or stalled. Before the head only a read of the body can say
     so (the head counts as sent once taken): the app's call or its iterable's read it.
     ``forked``: in a process the app forked, whose copy of the connection was closed (by the
-    server, at the fork: its sends and reads fail, the end of its way back from the app)."""
+    server, at the fork: its sends and reads fail, the end of its way back from the app).
+    Returns whether the failure said was the body's (else :func:`say_body_caught` may be due)."""
     if forked:
         leave(environ, None)
     if not exchange.head_sent:
         say_body_unread(exchange, environ, peer, exc)  # a stall answered 408
-        return
-    log_client_gone(peer, environ, exc, True)
+        return True
+    stream = environ.get("wsgi.input")
+    if exc.from_body or not (isinstance(stream, InputStream) and stream.failure is not None):
+        log_client_gone(peer, environ, exc, True)
+    # else: the app caught its body's failure and its answer failed too; say_body_caught
+    # says both in one line
     if isinstance(exc, ClientTimeout):
         cut(exchange)  # nginx stopped reading, but is there: the rest is not coming
+    return exc.from_body
+
+
+def say_body_caught(
+    exchange: Exchange, environ: dict[str, Any], peer: object, stream: InputStream
+) -> None:
+    """The app's read of its body failed and the app caught it and went on (Django answers
+    500, werkzeug's stream 400): said here, as the app's own answer (if any) does not say
+    that the client went away or stalled, nor how much of the body came."""
+    failure = stream.failure
+    how = "stalled" if isinstance(failure, ClientTimeout) else "went away"
+    length = environ.get("CONTENT_LENGTH", "")
+    came = int(length) - stream.remaining if length.isdigit() else "?"
+    status = exchange.sent_status
+    answered = f"answered {status[:3]}" if status else "its answer did not go out"
+    log.info(
+        "client %s %s while the app read its body (%s of %s bytes came: %s); the app caught "
+        "it and went on: %s (%s)",
+        client_of(environ, peer),
+        how,
+        came,
+        length,
+        escape_log_text(str(failure)).removeprefix("client stalled: "),
+        answered,
+        request_text(environ),
+    )
+
+
+def refuse(
+    refused: Exchange,
+    peer: object,
+    environ: dict[str, Any],
+    exc: BadRequest,
+    rest: bytes,
+    block: bytes,
+    access_log: AccessLogger | None,
+) -> None:
+    """Answer a request refused before the app (a bad CONTENT_LENGTH, a control character
+    in its protocol) with ``exc``'s status, read away a body refused for its size, and log it."""
+    started = time.perf_counter()
+    say_refused(environ, peer, exc.reason)
+    try:
+        refused.answer_error(exc.status, exc.status[4:])  # details: the log only
+        length_var = environ.get("CONTENT_LENGTH") or ""
+        if exc.status[:3] == "413" and len(length_var) <= 18:
+            # Too large, but well-formed: read it away as for any unread body, so nginx
+            # gets the 413 and not a reset (a 502): all of it, as it is over --limit-post.
+            drain(refused.fd, int(length_var) - len(rest), refused.timeout, REFUSED_DRAIN_CAP)
+    finally:
+        if access_log is not None:
+            access_log(environ, refused, time.perf_counter() - started, block)
 
 
 def cut(exchange: Exchange) -> None:

@@ -22,6 +22,8 @@ class ClientDisconnected(OSError):
     #: Bytes the failed call had written before it failed (set by ``send_file``, as
     #: ``BlockingIOError.characters_written``): what the access log and the stats count.
     written = 0
+    #: Raised by a read of the request body (``wsgi.input``), not by a write of the response.
+    from_body = False
 
 
 class ClientTimeout(ClientDisconnected):

@@ -24,12 +24,14 @@ class InputStream:
     ``prefix`` holds body bytes that arrived with the packet head; the rest is pulled from
     ``reader`` on demand. A client that sends less than promised makes reads raise
     :class:`ClientDisconnected` (after the server's socket timeout), never hang or return short;
-    after that the stream is ``broken`` and raises again without waiting a second time.
+    after that the stream keeps that ``failure`` and raises again without waiting a second time.
+    Each such exception is marked ``from_body``: the server tells a failure the app let through
+    from one it caught and went on from.
     """
 
     # The buffer is consumed by moving ``_pos``, never by slicing off the front: a copy of the
     # rest of the buffer per readline() made iterating over short lines quadratic.
-    __slots__ = ("_buf", "_pos", "_reader", "broken", "remaining")
+    __slots__ = ("_buf", "_pos", "_reader", "failure", "remaining")
 
     def __init__(self, reader: Reader, prefix: bytes, length: int) -> None:
         self._reader = reader
@@ -37,18 +39,21 @@ class InputStream:
         self._pos = 0
         #: Body bytes still on the socket (what the server must drain if the app leaves them).
         self.remaining = length - len(self._buf)
-        #: The reader failed (client gone or stalled): nothing more will come.
-        self.broken = False
+        #: What the reader failed with (client gone or stalled): nothing more will come.
+        self.failure: ClientDisconnected | None = None
 
     def _pull(self, want: int) -> bytes:
         """One read from the connection: 1..max(want, CHUNK) bytes (at most MAX_PULL), never
         past the body."""
-        if self.broken:
-            raise ClientDisconnected("the request body was already cut short (client gone)")
+        if self.failure is not None:
+            again = ClientDisconnected("the request body was already cut short (client gone)")
+            again.from_body = True
+            raise again
         try:
             data = self._reader(min(max(want, CHUNK), self.remaining, MAX_PULL))
-        except ClientDisconnected:
-            self.broken = True
+        except ClientDisconnected as exc:
+            exc.from_body = True
+            self.failure = exc
             raise
         self.remaining -= len(data)
         return data
