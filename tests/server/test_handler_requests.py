@@ -306,9 +306,19 @@ def test_server_protocol_cannot_inject_headers(extra: dict[str, str]) -> None:
 
 
 @pytest.mark.parametrize(
-    "protocol", ["HTTP/1.1\n", "HTTP/1.\r", "HTTP/1.1\r\nX-Injected: 1", "HTTP/1.1\x00", "HTTP\x7f"]
+    "protocol",
+    [
+        "HTTP/1.1\n",
+        "HTTP/1.\r",
+        "HTTP/1.1\r\nX-Injected: 1",
+        "HTTP/1.1\x00",
+        "HTTP\x7f",
+        "HTTP/1.1 X",
+    ],
 )
-def test_server_protocol_with_cr_lf_is_refused_before_the_app(logs: Logs, protocol: str) -> None:
+def test_server_protocol_with_a_control_character_or_space_is_refused_before_the_app(
+    logs: Logs, protocol: str
+) -> None:
     # Found by live fuzzing: the app was called, then blamed at ERROR level ("bad response
     # (status '200 OK' contains CR or LF)") with a 500, for the client's own bad var.
     called: list[str] = []

@@ -237,10 +237,11 @@ class Responder:
         """
         protocol: str = environ["SERVER_PROTOCOL"]  # the builder's str (or its default)
         # HTTP/1.1 first: compiled, a str compare, where the set's is a call.
-        if protocol != "HTTP/1.1" and protocol not in HTTP_VERSIONS and not protocol.isprintable():
+        if protocol != "HTTP/1.1" and protocol not in HTTP_VERSIONS and not _one_word(protocol):
             # The client's own line ending (or NUL...) in our status line: refuse it here, or
-            # the app is called and then blamed (an ERROR) for a head we cannot render.
-            reason = "invalid SERVER_PROTOCOL: contains a control character"
+            # the app is called and then blamed (an ERROR) for a head we cannot render; a
+            # space would make our status line another ("HTTP/1.1 X 200 OK").
+            reason = "invalid SERVER_PROTOCOL: contains a control character or a space"
             self._refuse(fd, peer, environ, BadRequest("400 Bad Request", reason), rest, block)
             return
         length_var = environ.get("CONTENT_LENGTH")
@@ -368,6 +369,11 @@ class Responder:
             cut(exchange)
             return
         exchange.answer_error("500 Internal Server Error", "Internal Server Error")
+
+
+def _one_word(protocol: str) -> bool:
+    """Whether an unusual SERVER_PROTOCOL can stand first in a status line as it is."""
+    return protocol.isprintable() and " " not in protocol
 
 
 def _send_iterable(exchange: Exchange, result: Any, head_only: bool) -> None:
