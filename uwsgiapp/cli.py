@@ -242,7 +242,7 @@ def _check_app(config: Config) -> int:
     """``--check-config`` (:mod:`uwsgiapp.supervisor.check`)."""
     from uwsgiapp.supervisor.check import check_app
 
-    code, said = check_app(config)
+    code, said = check_app(config, warn=lambda warning: _warn(warning, config.error_log_format))
     if code:
         return _fail("serve", said, code)
     print(f"{PROG} serve: {said}")

@@ -162,6 +162,27 @@ def test_check_config_imports_the_app_and_binds_nothing(tmp_path: Path) -> None:
     assert start.returncode == gone.returncode
 
 
+def test_check_config_warns_of_a_socket_on_every_interface_closed_to_all_but_loopback(
+    tmp_path: Path,
+) -> None:
+    # An ini's "socket = :3031" (a Docker image's): start-up warned that nginx in another
+    # container is refused, but the deploy gate said only "the options are valid".
+    (tmp_path / "good.py").write_text("def app(environ, start_response):\n    return []\n")
+    common = ["good:app", "--check-config", "--chdir", str(tmp_path)]
+    for spec in (":3031", "0.0.0.0:3031", "[::]:3031"):
+        closed = run_cli("serve", *common, "--socket", spec)
+        assert closed.returncode == ServeExit.OK, closed.stderr
+        said = f"warning: {spec} listens on every interface but lets only loopback peers in"
+        assert said.encode() in closed.stderr, closed.stderr
+    for quiet in (
+        ["--socket", ":3031", "--uwsgi-allow-from", "10.0.0.0/8"],
+        ["--socket", "127.0.0.1:3031"],
+        ["--socket", str(tmp_path / "app.sock")],
+    ):
+        done = run_cli("serve", *common, *quiet)
+        assert done.returncode == ServeExit.OK and b"warning" not in done.stderr, done.stderr
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="imports as --uid only when started as root")
 def test_check_config_imports_as_the_uid_user(short_dir: Path) -> None:
     # As root, the import ran as root: the files it made (a log, a SQLite file) were root's,

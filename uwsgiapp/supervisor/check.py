@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from uwsgiapp.addresses import AddressError, server_address
@@ -37,6 +37,7 @@ from uwsgiapp.server import safefiles
 from uwsgiapp.server.listeners import in_the_way
 from uwsgiapp.server.spool import check_spool_dir
 from uwsgiapp.supervisor import privileges
+from uwsgiapp.supervisor.listening import closed_wildcard_warning, closed_wildcards
 from uwsgiapp.supervisor.rootpaths import access_log_file, anchored
 
 __all__ = ["Seen", "check_app", "check_paths", "look", "refusals"]
@@ -146,9 +147,10 @@ def check_paths(config: Config) -> list[str]:
     return refusals(seen, os.geteuid() == 0)
 
 
-def check_app(config: Config) -> tuple[ServeExit, str]:
+def check_app(config: Config, warn: Callable[[str], None] | None = None) -> tuple[ServeExit, str]:
     """Check ``config``'s paths, then load ``config.app`` as a worker would: the exit code and
-    what to say."""
+    what to say; ``warn`` is given what start-up would warn of but serve with (a TCP socket
+    on every interface that only loopback peers may use)."""
     if broken := _server_broken():
         return ServeExit.INTERNAL, f"--check-config: the server cannot be imported: {broken}"
     refused = check_paths(config)
@@ -156,6 +158,9 @@ def check_app(config: Config) -> tuple[ServeExit, str]:
         refused.insert(0, f"--chdir: cannot enter {os.path.abspath(config.chdir)}: no directory")
     if refused:
         return ServeExit.START_FAILED, "\n".join(f"--check-config: {why}" for why in refused)
+    for spec in closed_wildcards(config.socket, config.uwsgi_allow_from):
+        if warn is not None:
+            warn(closed_wildcard_warning(spec))
     try:
         if config.chown_socket:  # as start-up would chown (before a --uid drop)
             privileges.may_give(privileges.resolve_owner(config.chown_socket))

@@ -7,12 +7,15 @@ import logging
 import os
 import pwd
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+from uwsgiapp.addresses import AddressError, AllowList, server_address
 from uwsgiapp.server.listeners import Listener
 
 __all__ = [
+    "closed_wildcard_warning",
+    "closed_wildcards",
     "loopback_bind_in_a_container",
     "loopback_only_on_every_interface",
     "say_listening",
@@ -29,12 +32,7 @@ def say_listening(listeners: list[Listener], stats: Listener | None) -> None:
     for listener in listeners:
         log.info("listening on %s%s", where(listener), who_may_connect(listener))
         if loopback_only_on_every_interface(listener):
-            log.warning(
-                "%s listens on every interface but lets only loopback peers in: nginx in "
-                "another container or host is refused (a 502); set --uwsgi-allow-from "
-                "(uwsgi-allow-from in an ini) to its network",
-                listener.spec,
-            )
+            log.warning("%s", closed_wildcard_warning(listener.spec))
         elif loopback_bind_in_a_container(listener, os.getpid()):
             log.warning(
                 "%s listens on loopback only, and this master is PID 1 (a container's): nginx "
@@ -122,6 +120,36 @@ def loopback_bind_in_a_container(listener: Listener, pid: int) -> bool:
         return False
     host = str(listener.sock.getsockname()[0])
     return host.startswith("127.") or host == "::1"
+
+
+def closed_wildcard_warning(spec: str) -> str:
+    """What is said of a socket :func:`closed_wildcards` names (at start and by
+    ``--check-config``)."""
+    return (
+        f"{spec} listens on every interface but lets only loopback peers in: nginx in another "
+        "container or host is refused (a 502); set --uwsgi-allow-from (uwsgi-allow-from in an "
+        "ini) to its network"
+    )
+
+
+def closed_wildcards(sockets: Iterable[str], allow_from: Iterable[str]) -> list[str]:
+    """The ``sockets`` that bind every interface (``:3031``, ``0.0.0.0:3031``, ``[::]:3031``)
+    while ``allow_from`` lets only loopback peers in: what ``--check-config`` can tell from
+    the options, before any bind."""
+    try:
+        if not AllowList.parse(allow_from).loopback_only:
+            return []
+    except ValueError:
+        return []  # refused with the options already
+    closed = []
+    for spec in sockets:
+        try:
+            address = server_address(spec)
+        except AddressError:
+            continue
+        if address.is_tcp and address.host in ("", "0.0.0.0", "::"):
+            closed.append(spec)
+    return closed
 
 
 def loopback_only_on_every_interface(listener: Listener) -> bool:
