@@ -15,6 +15,7 @@ from typing import Any
 from uwsgiapp.config.cheaperopts import cheaper_problem
 from uwsgiapp.config.netopts import allow_from_problem, socket_problem, stats_problem
 from uwsgiapp.importer import AppImportError, parse_spec
+from uwsgiapp.logfields import is_template
 from uwsgiapp.logtargets import is_stream
 
 ACCESS_LOG_FORMATS = ("off", "uwsgi", "json", "combined")
@@ -109,7 +110,9 @@ class Config:
     socket_timeout: float = _opt(10.0, "seconds a read from or write to a client may block")
     mount: str = _opt("", "SCRIPT_NAME prefix the app is mounted at (stripped from PATH_INFO)")
     access_log: str = _opt(
-        "off", "access log format: off, uwsgi, json, or combined (Apache's, gunicorn's default)"
+        "off",
+        "access log format: off, uwsgi, json, combined (Apache's, gunicorn's default), or a "
+        "uWSGI log-format template: '%(addr) %(method) %(uri) %(status) %(msecs)'",
     )
     access_log_file: str = _opt("-", "where access lines go ('-' = stdout)")
     log_4xx: bool = _opt(
@@ -293,8 +296,12 @@ class Config:
             ("access_log", ACCESS_LOG_FORMATS),
         ):
             got = getattr(self, name)
+            if name == "access_log" and is_template(got):  # uWSGI's log-format
+                continue
             if (got.lower() if name == "log_level" else got) not in choices:  # gunicorn's WARNING
-                raise ConfigError(name, f"must be one of {', '.join(choices)}, got {got!r}")
+                template = ", or a uWSGI log-format template (%(name) fields)"
+                what = ", ".join(choices) + (template if name == "access_log" else "")
+                raise ConfigError(name, f"must be one of {what}, got {got!r}")
         if (bad := allow_from_problem(self) or stats_problem(self)) is not None:
             raise ConfigError(*bad)
         self._validate_app()

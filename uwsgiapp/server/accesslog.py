@@ -33,6 +33,12 @@ def set_core(index: int) -> None:
     _thread.core = index
 
 
+def current_core() -> int:
+    """The core (request thread, 0-based) this thread serves as: 0 unless :func:`set_core`."""
+    core: int = _thread.__dict__.get("core", 0)
+    return core
+
+
 class Clock:
     """Formatted wall-clock time of a second, recomputed when the second changes rather than
     per request."""

@@ -17,6 +17,7 @@ from uwsgiapp.server.accesslog import LOGGERS, PID, LineWriter
 from uwsgiapp.server.fdstream import FdTextStream
 from uwsgiapp.server.inflight import worker_number
 from uwsgiapp.server.logformat import ERROR_FORMAT, ErrorFormatter, JsonErrorFormatter
+from uwsgiapp.server.logtemplate import template_logger
 from uwsgiapp.server.safefiles import open_append
 from uwsgiapp.server.throttle import WRITE_FAILURE_INTERVAL, Throttle, tell_dropped
 from uwsgiapp.wsgi.contract import AccessLogger
@@ -311,16 +312,16 @@ def arm_fault_dumps(signals: tuple[int, ...] | None = None, fd: int | None = Non
 
 def make_access_log(fmt: str, target: str = "-") -> AccessLogger | None:
     """An access logger for ``fmt`` ('off' → None, 'uwsgi' → uWSGI-like lines, 'json',
-    'combined' → Apache's, gunicorn's default).
+    'combined' → Apache's, gunicorn's default, else a uWSGI log-format template).
 
     Each line is one ``write`` to the handler's file, without a LogRecord: the ``logging``
     machinery costs several times the request. The handler still belongs to the
-    ``uwsgiapp.access`` logger, so USR1 (:func:`reopen_logs`) reopens
-    the file.
+    ``uwsgiapp.access`` logger, so USR1 (:func:`reopen_logs`) reopens the file.
     """
     if fmt == "off":
         return None
-    return LOGGERS[fmt](LineWriter(access_handler(target)), PID)
+    make = LOGGERS.get(fmt) or template_logger(fmt)
+    return make(LineWriter(access_handler(target)), PID)
 
 
 def access_handler(target: str) -> logging.StreamHandler[Any]:

@@ -1,0 +1,90 @@
+"""The fields of uWSGI's ``log-format`` (an ``--access-log`` template): which names there are,
+and what start-up says of those this server cannot fill. The logger is
+:mod:`uwsgiapp.server.logtemplate`; this module is what the options need of it, without the
+server's imports."""
+
+from __future__ import annotations
+
+import re
+from typing import Final
+
+__all__ = ["FIELD", "KNOWN", "is_template", "unsupported"]
+
+#: One field of a template: ``%(name)``.
+FIELD: Final = re.compile(r"%\(([^)]+)\)")
+
+#: The names a template's fields may have besides ``var.NAME`` (a request variable).
+KNOWN: Final = frozenset(
+    [
+        "uri",
+        "method",
+        "user",
+        "addr",
+        "host",
+        "proto",
+        "uagent",
+        "referer",
+        "status",
+        "size",
+        "hsize",
+        "rsize",
+        "headers",
+        "cl",
+        "micros",
+        "msecs",
+        "secs",
+        "time",
+        "tmsecs",
+        "tmicros",
+        "epoch",
+        "ltime",
+        "ftime",
+        "ctime",
+        "pid",
+        "wid",
+        "core",
+        "switches",
+        "vars",
+        "pktsize",
+        "vsz",
+        "rss",
+        "vszM",
+        "rssM",
+        "rerr",
+    ]
+)
+
+#: Names uWSGI has and this server cannot fill, and why (logged as ``-``).
+_NOT_HERE: Final = {
+    "modifier1": "the packet's modifiers are not kept past its head",
+    "modifier2": "the packet's modifiers are not kept past its head",
+    "werr": "write errors are not counted a request",
+    "ioerr": "I/O errors are not counted a request",
+}
+
+
+def is_template(fmt: str) -> bool:
+    """Whether an ``--access-log`` value is a template (it has a ``%(name)`` field)."""
+    return FIELD.search(fmt) is not None
+
+
+def is_request_var(name: str) -> bool:
+    """``var.NAME``: the request's variable NAME (``var.HTTP_X_FORWARDED_FOR``)."""
+    return name.startswith("var.") and len(name) > 4
+
+
+def unsupported(template: str) -> list[str]:
+    """What to say of each field of ``template`` that is logged as ``-`` whatever the request
+    (a name uWSGI fills and this server cannot, or one neither knows)."""
+    said = []
+    for name in dict.fromkeys(FIELD.findall(template)):
+        if name in KNOWN or is_request_var(name):
+            continue
+        if name in _NOT_HERE:
+            why = _NOT_HERE[name]
+        elif name.startswith("metric."):
+            why = "uwsgiapp has no metrics subsystem (see --stats)"
+        else:
+            why = "no such field (in uWSGI, a logvar the app sets with uwsgi.set_logvar())"
+        said.append(f"--access-log: the field %({name}) is logged as '-' here: {why}")
+    return said
