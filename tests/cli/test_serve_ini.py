@@ -22,7 +22,8 @@ def test_warnings_found_before_an_error_are_shown(tmp_path: Path) -> None:
         " environment; expanded to ''",
         "uwsgiapp serve: error: --ini (from ini app.ini [uwsgi] processes (line 4)):"
         " processes = $(UWSGI_WORKERS) expands to nothing: $(UWSGI_WORKERS) is not set in the"
-        " environment, or is empty (uWSGI refuses to start on it too): set it, or remove the key",
+        " environment, or is empty (uWSGI reads it as 0 and starts with no worker: it serves"
+        " nothing): set it, or remove the key",
     ]
 
 

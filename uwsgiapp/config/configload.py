@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final, Literal
 
 from uwsgiapp.config.cheaperopts import ini_leniency
+from uwsgiapp.config.initerms import atoi_hint
 from uwsgiapp.config.model import LOG_FILTERS, Config, ConfigError, option_fields
 from uwsgiapp.config.netopts import blank_stats_peers
 from uwsgiapp.config.servicelinks import not_an_option
@@ -186,9 +187,9 @@ def _convert_pairs(value: Any, bad: Callable[[str], ConfigError]) -> tuple[str, 
 def convert(spec: OptionSpec, value: Any, source: str) -> Any:
     """Convert a raw value from ``source`` to the field's type, or raise ConfigError."""
 
-    def bad(expected: str) -> ConfigError:
+    def bad(expected: str, hint: str = "") -> ConfigError:  # hint: what uWSGI read
         got = "values not shown" if spec.kind == "pairs" else f"got {value!r}"  # secrets
-        return ConfigError(spec.name, f"expected {expected}, {got}", source)
+        return ConfigError(spec.name, f"expected {expected}, {got}{hint}", source)
 
     if spec.octal:
         return _parse_octal(spec, value, source)
@@ -206,7 +207,7 @@ def convert(spec: OptionSpec, value: Any, source: str) -> Any:
                 return int(value.strip())
             except ValueError:
                 pass
-        raise bad("an integer")
+        raise bad("an integer", atoi_hint(spec.name, value, source))
     if spec.kind == "float":
         number: float | None = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -217,7 +218,7 @@ def convert(spec: OptionSpec, value: Any, source: str) -> Any:
             except ValueError:
                 number = None
         if number is None or not math.isfinite(number):
-            raise bad("a number")
+            raise bad("a number", atoi_hint(spec.name, value, source))
         return number
     if spec.kind == "pairs":
         return _convert_pairs(value, bad)
@@ -359,10 +360,8 @@ def merge_pairs(lower: Sequence[str], higher: Sequence[str]) -> tuple[str, ...]:
 
 
 def resolve(layers: Sequence[Layer], *, warnings: Sequence[str] = ()) -> Resolved:
-    """Merge ``layers`` (lowest precedence first), convert, build and validate the Config.
-
-    Raises :class:`ConfigError` naming the option and the source of the offending value.
-    """
+    """Merge ``layers`` (lowest precedence first), convert, build and validate the Config;
+    raises :class:`ConfigError` naming the option and the source of the offending value."""
     values: dict[str, Any] = {}
     sources: dict[str, str] = {name: DEFAULT_SOURCE for name in _SPECS}
     raws: dict[str, Any] = {}  # the winning raw value of each option

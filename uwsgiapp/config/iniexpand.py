@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from functools import partial
 from typing import Final
 
+from uwsgiapp.config.inikeys import MAGIC_BY_NAME, PASTE_NAMES
 from uwsgiapp.config.model import ConfigError
 from uwsgiapp.config.readfile import read_bounded
 
@@ -131,25 +132,6 @@ def _kept(
     return value
 
 
-#: What users write for a magic variable as if it were a named placeholder, and the letter.
-_MAGIC_BY_NAME: Mapping[str, str] = {
-    "cores": "k",
-    "cpus": "k",
-    "cpu_count": "k",
-    "hostname": "h",
-    "host": "h",
-    "uid": "u",
-    "gid": "g",
-    "user": "U",
-    "username": "U",
-    "group": "G",
-    "cwd": "v",
-    "pwd": "v",
-    "dir": "d",
-    "name": "n",
-    "file": "s",
-    "path": "p",
-}
 #: The magic variables, for error messages.
 MAGIC_VARIABLES: Final = "%d %p %s %n %e %c %x %o %v %h %k %u %U %g %G %t %T %0..%9 %%"
 
@@ -219,8 +201,10 @@ def _unknown_placeholder(name: str, section: str) -> str:
         f"uses %({name}), which is not defined (no '{name} =' or 'set-placeholder = {name}=…'"
         f" in [{section}], no {env_name} in the environment)"
     )
-    letter = _MAGIC_BY_NAME.get(name.lower())
-    if letter is not None:
+    letter = MAGIC_BY_NAME.get(name.lower())
+    if name in PASTE_NAMES:  # not a logging format's, to keep as it is
+        message += f"; %({name})s is paste's placeholder for {PASTE_NAMES[name]}"
+    elif letter is not None:
         message += f"; uWSGI's magic variable for it is %{letter}"
     else:  # a logging format's %(asctime)s in an env value, say: uWSGI keeps it as written
         message += f"; write %%({name}) to keep it as it is"

@@ -156,12 +156,14 @@ LOGGER_KEYS: Mapping[str, str] = {"logger": "error_log_file", "req-logger": "acc
 #: Keys with the one value uwsgiapp has: accepted without a word; another value stops the
 #: start, saying why it cannot be honoured (``protocol = http``: the sockets would speak uwsgi
 #: where the ini's clients speak HTTP, and every request would fail).
+_UWSGI_ONLY = (
+    "uwsgi",
+    "uwsgiapp speaks only nginx's uwsgi protocol: put nginx (uwsgi_pass) in front and "
+    "remove the line, or run 'uwsgiapp dev APP' for local HTTP",
+)
 FIXED_VALUES: Mapping[str, tuple[str, str]] = {
-    "protocol": (
-        "uwsgi",
-        "uwsgiapp speaks only nginx's uwsgi protocol: put nginx (uwsgi_pass) in front and "
-        "remove the line, or run 'uwsgiapp dev APP' for local HTTP",
-    ),
+    "protocol": _UWSGI_ONLY,
+    "socket-protocol": _UWSGI_ONLY,  # uWSGI's name for the same option
 }
 #: uWSGI daemonizes and logs to the file named; uwsgiapp stays in the foreground, but takes
 #: the file as its error log (uWSGI's ``daemonize = FILE`` implies ``logto = FILE``).
@@ -294,6 +296,9 @@ ADVICE: Mapping[str, str] = {
     "cheaper-idle": "a setting of uWSGI's spare2 algorithm, which uwsgiapp has not (spare, "
     "backlog and busyness are here)",
     "add-header": "nginx adds response headers: add_header NAME VALUE always; in the location",
+    "wsgi-disable-file-wrapper": "uwsgiapp always offers wsgi.file_wrapper: a regular "
+    "file is sent with sendfile from where it stands (no more than the Content-Length), "
+    "anything else (BytesIO, a gzip file) by iterating it, as a plain body",
     "offload-threads": "nginx sends files and slow clients' bytes (with its uwsgi_buffering "
     "on, the default, a worker does not wait on a slow client: nginx buffers the response)",
 }
@@ -307,13 +312,34 @@ _CONFINE = (
     "systemd's RootDirectory=, CapabilityBoundingSet=, PrivateTmp= (or the container's), "
     "then remove it from the ini"
 )
-#: Keys whose rule would guard the app (access, confinement): not applied, so not ignored
-#: either (a 'route = ^/admin basicauth:' left /admin open): they stop start-up.
+_EMPEROR = (
+    "emperor mode is not supported (uwsgiapp serves the one app of its ini): run one uwsgiapp "
+    "per vassal ini (e.g. one systemd unit or container each: uwsgiapp serve --ini VASSAL.ini)"
+)
+#: The keys of uWSGI's internal router (route, route-if, route-run, final-route-host...).
+ROUTE_PREFIXES: Final = ("route", "final-route", "error-route", "response-route")
+#: Router actions that only log (uwsgiapp's access log is its own) or do what uwsgiapp does
+#: anyway: such a rule is ignored with a warning (uwsgiini), any other stops start-up.
+ROUTE_IGNORED: Mapping[str, str] = {
+    "donotlog": "its requests are logged: an ini turns uwsgiapp's access log on, as uWSGI's "
+    "is (off by default otherwise); 'disable-logging = true' turns it off (log-4xx, log-5xx, "
+    "log-slow, log-big then keep only those requests), and nginx's 'access_log off;' in "
+    "that location quiets nginx's own",
+    "log": "no line is logged for it: log it in nginx (access_log with a log_format, in that "
+    "location); uwsgiapp's access log has its fixed formats (--access-log)",
+    "logvar": "uwsgiapp's access log has fixed formats (--access-log uwsgi, combined, json): "
+    "log the value in nginx (a log_format) instead",
+    "fixpathinfo": "uwsgiapp strips SCRIPT_NAME from PATH_INFO where PATH_INFO starts with it "
+    "(nginx's uwsgi_param SCRIPT_NAME /app;), and 'mount = /app=module:app' sets the prefix "
+    "itself: use mount, then remove the rule",
+}
+#: Keys uwsgiapp cannot apply and must not ignore: a rule that would guard the app (access,
+#: confinement; a 'route = ^/admin basicauth:' ignored left /admin open), and emperor mode
+#: (the ini names other inis to serve, none of its own): they stop start-up.
 GUARD_PREFIXES: Mapping[str, str] = {
-    "route": _ROUTER,
-    "final-route": _ROUTER,
-    "error-route": _ROUTER,
-    "response-route": _ROUTER,
+    **dict.fromkeys(ROUTE_PREFIXES, _ROUTER),
+    "emperor": _EMPEROR,
+    "vassals-": _EMPEROR,
     "chroot": _CONFINE,
     "cap": _CONFINE,
     "unshare": _CONFINE,
@@ -337,6 +363,33 @@ ADVICE_PREFIXES: Mapping[str, str] = {
     "hook-": _BEFORE_START,
     "exec-": _BEFORE_START,
     "call-": _BEFORE_START,
+}
+
+
+#: What users write for a magic variable as if it were a named placeholder, and the letter.
+MAGIC_BY_NAME: Mapping[str, str] = {
+    "cores": "k",
+    "cpus": "k",
+    "cpu_count": "k",
+    "hostname": "h",
+    "host": "h",
+    "uid": "u",
+    "gid": "g",
+    "user": "U",
+    "username": "U",
+    "group": "G",
+    "cwd": "v",
+    "pwd": "v",
+    "dir": "d",
+    "name": "n",
+    "file": "s",
+    "path": "p",
+}
+#: paste's placeholders (Pyramid's ``%(here)s``), and uWSGI's magic variable for each.
+PASTE_NAMES: Mapping[str, str] = {
+    "here": "the ini's directory: uWSGI's is %d, which ends with a slash (%(here)s/app.py is "
+    "%dapp.py)",
+    "__file__": "the ini's path: uWSGI's is %p",
 }
 
 

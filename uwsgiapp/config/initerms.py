@@ -1,9 +1,11 @@
 """What one reading of a uWSGI ini tests and expands with: the if-logic of each file read
 (the ``--ini`` one and what ``include`` brings), the placeholders in each file's terms (its
-own magic variables, ``%d``...), and the keys and environment variables the section reads."""
+own magic variables, ``%d``...), and the keys and environment variables the section reads;
+and how uWSGI reads some terms: a routing rule's action, a number (C's atoi)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -14,9 +16,17 @@ from uwsgiapp.config.iniexpand import (
     placeholder_env,
     referenced_names,
 )
+from uwsgiapp.config.inikeys import ROUTE_PREFIXES, SIMPLE_KEYS
 from uwsgiapp.config.inilogic import IniEntry, apply_logic
 
-__all__ = ["Terms", "placeholder_definitions", "variables"]
+__all__ = [
+    "Terms",
+    "atoi_hint",
+    "placeholder_definitions",
+    "quoted_rule",
+    "route_action",
+    "variables",
+]
 
 
 @dataclass
@@ -91,3 +101,53 @@ def placeholder_definitions(entries: list[IniEntry], where: str) -> dict[str, tu
         else:
             raw.setdefault(entry.key, (entry.value, f"{where} {entry.key} ({entry.at})"))
     return raw
+
+
+def route_action(key: str, value: str) -> str:
+    """The action of uWSGI routing rule ``key = value``, lower-case (``route = ^/health
+    donotlog:`` → ``donotlog``): after the matcher, up to its colon, as uWSGI splits it
+    (``route-run`` has no matcher); "" for another key, or a rule with none (``route-label``)."""
+    if not key.startswith(ROUTE_PREFIXES):
+        return ""
+    text = value.strip()
+    if not key.endswith("-run"):
+        text = text.partition(" ")[2]
+    name, colon, _ = text.strip().partition(":")
+    return name.strip().lower() if colon else ""
+
+
+#: A rule is quoted up to this many characters of its value.
+RULE_QUOTED = 60
+
+
+def quoted_rule(key: str, value: str) -> str:
+    """``key = value`` for a message, naming the rule: control characters escaped, a long
+    value shortened, and an auth action's arguments (a basicauth password) left out."""
+    text = value.strip()
+    action = route_action(key, text)
+    if "auth" in action:
+        at = text.lower().rfind(action + ":")
+        text = text[: at + len(action) + 1] + "…"
+    if len(text) > RULE_QUOTED:
+        text = text[: RULE_QUOTED - 1] + "…"
+    return f"{key} = " + "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+#: The options an ini's uWSGI keys fill: uWSGI reads their numbers with C's atoi.
+_UWSGI_FILLED = frozenset(SIMPLE_KEYS.values())
+
+
+def atoi_hint(option: str, value: object, source: str) -> str:
+    """For a number an ini's uWSGI key gives that is not one (``threads = true``, ``harakiri =
+    60s``), what uWSGI made of it (C's atoi: the leading digits, else 0) and what to write;
+    "" for another source or option. The value is still refused: uWSGI's reading is a guess."""
+    if not (source.startswith("ini ") and option in _UWSGI_FILLED and isinstance(value, str)):
+        return ""
+    digits = re.match(r"\s*([-+]?[0-9]*)", value)
+    number = int(digits.group(1)) if digits and digits.group(1).lstrip("+-") else 0
+    if option == "threads" and number == 0:
+        return (
+            f"; uWSGI reads {value!r} as 0 (threads off): write 'threads = 1' for that, or a "
+            "number of threads"
+        )
+    return f"; uWSGI reads {value!r} as {number}" + (f": write {number}" if number else "")

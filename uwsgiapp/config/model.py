@@ -290,6 +290,13 @@ class Config:
         self._validate_capture_output()
         if self.socket_timeout <= 0:
             raise ConfigError("socket_timeout", f"must be > 0, got {self.socket_timeout}")
+        self._validate_choices()
+        if (bad := allow_from_problem(self) or stats_problem(self)) is not None:
+            raise ConfigError(*bad)
+        self._validate_app()
+        return self
+
+    def _validate_choices(self) -> None:
         for name, choices in (
             ("log_level", LOG_LEVELS),
             ("error_log_format", ERROR_LOG_FORMATS),
@@ -302,10 +309,6 @@ class Config:
                 template = ", or a uWSGI log-format template (%(name) fields)"
                 what = ", ".join(choices) + (template if name == "access_log" else "")
                 raise ConfigError(name, f"must be one of {what}, got {got!r}")
-        if (bad := allow_from_problem(self) or stats_problem(self)) is not None:
-            raise ConfigError(*bad)
-        self._validate_app()
-        return self
 
     def _validate_app(self) -> None:
         for item in self.env:

@@ -64,13 +64,14 @@ from uwsgiapp.config.inikeys import (
     GUARD_PREFIXES,
     HTTP_KEYS,
     IDIOMS,
+    ROUTE_IGNORED,
     SIMPLE_KEYS,
     USED_KEYS,
     VENV_KEYS,
 )
 from uwsgiapp.config.inilogic import IniEntry
 from uwsgiapp.config.inimap import OWN_KEYS, Mapper, map_app, relative_to_chdir, truthy
-from uwsgiapp.config.initerms import Terms
+from uwsgiapp.config.initerms import Terms, quoted_rule, route_action
 from uwsgiapp.config.model import LOG_FILTERS, ConfigError
 
 __all__ = [
@@ -192,18 +193,22 @@ def _expanded(key: str, raw: str, places: Placeholders, source: str) -> str:
     used = places.env_names(raw)  # its own $(VAR)s, and those of the placeholders it uses
     if used:
         # An unset $(APP_USER): uid = '' kept root, chmod-socket = '' (a bare key) made the
-        # socket 0666; uWSGI keeps the text, and refuses to start on it.
+        # socket 0666, processes = '' is uWSGI's 0: it starts with no worker, serving nothing.
         names = ", ".join(f"$({name})" for name in sorted(used))
         raise ConfigError(
             "ini",
             f"{key} = {raw.strip()} expands to nothing: {names} is not set in the "
-            "environment, or is empty (uWSGI refuses to start on it too): set it, or "
-            "remove the key",
+            f"environment, or is empty{_EMPTY_IN_UWSGI.get(key, '')}: set it, or remove the key",
             source,
         )
     return value
 
 
+#: What uWSGI does with an empty value, where it starts on it (what it makes of others varies).
+_EMPTY_IN_UWSGI = dict.fromkeys(
+    ("processes", "workers", "p"),
+    " (uWSGI reads it as 0 and starts with no worker: it serves nothing)",
+)
 #: Keys whose empty value adds nothing (an unset $(VAR) there is only warned of).
 _EMPTY_IS_NOTHING = frozenset({"env", "pythonpath", "python-path", "pp"})
 
@@ -252,12 +257,16 @@ def _unsupported(
     """A key uwsgiapp does not take: said once (with advice where there is some, else the
     key it may be a typo of); an HTTP key is also kept for the refusal of an HTTP-only ini."""
     guard = _guard(entry.key)
-    if guard:
+    rule = quoted_rule(entry.key, entry.value)  # a basicauth password left out
+    ignored = ROUTE_IGNORED.get(route_action(entry.key, entry.value)) if guard else None
+    if guard and ignored is None:
         raise ConfigError(
-            "ini",
-            f"'{entry.key}' cannot be applied: {guard}",  # not its value: a basicauth password
-            f"{where} {entry.key} ({entry.at})",
+            "ini", f"'{rule}' cannot be applied: {guard}", f"{where} {entry.key} ({entry.at})"
         )
+    if ignored is not None:  # a rule that only logs, or does what uwsgiapp does anyway
+        warn(f"'{rule}' ({entry.at}) is ignored: uwsgiapp has no internal router; {ignored}")
+        result.unsupported.append(f"{entry.key} ({entry.at})")
+        return
     advice = advice or _advice(entry.key)
     if not advice:  # a typo of a key we take (not of one we only advise about)
         near = difflib.get_close_matches(entry.key, _KNOWN, n=1, cutoff=0.8)

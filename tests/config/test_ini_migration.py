@@ -1,0 +1,213 @@
+"""What an operator moving from uWSGI meets: the lines of theirs that uwsgiapp refuses, or
+ignores, each with what uWSGI did with it and what to write instead."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from uwsgiapp.config import ConfigError
+from uwsgiapp.config.configload import Raw, resolve
+from uwsgiapp.config.initerms import quoted_rule
+from uwsgiapp.config.uwsgiini import IniResult, ini_layer
+
+HEAD = "[uwsgi]\nmodule = app:app\nsocket = /tmp/app.sock\n"
+
+
+def read(tmp_path: Path, body: str, environ: dict[str, str] | None = None) -> IniResult:
+    path = tmp_path / "site.ini"
+    path.write_text(HEAD + body + "\n")
+    return ini_layer(str(path), environ={} if environ is None else environ)
+
+
+def refusal(tmp_path: Path, body: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        resolve([read(tmp_path, body).layer])
+    return str(caught.value)
+
+
+def said(result: IniResult) -> list[str]:
+    return [w.partition("]: ")[2] for w in result.warnings]
+
+
+@pytest.mark.parametrize("value", ["http", "https", "HTTP", "fastcgi"])
+def test_a_socket_protocol_other_than_uwsgi_stops_the_start(tmp_path: Path, value: str) -> None:
+    # It was a warning ("'socket-protocol' is not supported, ignored"), then every request
+    # failed: nginx, or a client, sent HTTP to a uwsgi socket.
+    text = refusal(tmp_path, f"socket-protocol = {value}")
+    assert (
+        f"'socket-protocol = {value}' cannot be honoured: uwsgiapp speaks only nginx's uwsgi"
+        " protocol: put nginx (uwsgi_pass) in front" in text
+    )
+    assert "socket-protocol (line 4)" in text
+
+
+def test_socket_protocol_uwsgi_is_what_uwsgiapp_does(tmp_path: Path) -> None:
+    result = read(tmp_path, "socket-protocol = uwsgi\nstrict = true")
+    assert result.warnings == [] and result.unsupported == []
+
+
+@pytest.mark.parametrize(
+    ("body", "instead"),
+    [
+        ("route = ^/health donotlog:", "nginx's 'access_log off;' in that location"),
+        ("route-if = equal:${PATH_INFO};/healthz donotlog:", "'disable-logging = true'"),
+        ("route-uri = ^/ping$ log:pinged ${REMOTE_ADDR}", "log it in nginx"),
+        ("final-route = .* logvar:user ${REMOTE_USER}", "log the value in nginx"),
+        ("route-run = fixpathinfo:", "'mount = /app=module:app' sets the prefix itself"),
+        ("route = ^/app fixpathinfo:", "use mount, then remove the rule"),
+    ],
+)
+def test_a_rule_that_only_logs_or_fixes_path_info_is_ignored(
+    tmp_path: Path, body: str, instead: str
+) -> None:
+    # Start-up stopped on them ("uwsgiapp has no internal router ... put it in nginx"), but
+    # serving without them serves the same, to the same clients.
+    result = read(tmp_path, f"{body}\n{body}")  # one warning per rule (a line each)
+    warnings = said(result)
+    assert len(warnings) == 2, warnings
+    for line, warning in zip((4, 5), warnings, strict=True):
+        start = f"'{body}' (line {line}) is ignored: uwsgiapp has no internal router; "
+        assert warning.startswith(start) and instead in warning, warning
+    assert result.unsupported == [f"{body.partition(' = ')[0]} (line {n})" for n in (4, 5)]
+    resolve([result.layer])  # it starts
+
+
+def test_strict_refuses_an_ignored_rule_as_any_ignored_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"'strict' is set .* support route \(line 4\)"):
+        read(tmp_path, "route = ^/health donotlog:\nstrict = true")
+
+
+@pytest.mark.parametrize(
+    ("body", "shown"),
+    [
+        ("route = ^/admin break:403", "route = ^/admin break:403"),
+        ("route-if = equal:${PATH_INFO};/x return:404", "route-if = equal:${PATH_INFO};/x"),
+        ("route = ^/old redirect-301:/new", "route = ^/old redirect-301:/new"),
+        ("route = ^/(.*) rewrite:/index.php/$1", "route = ^/(.*) rewrite:/index.php/$1"),
+        ("route-run = setvar:x=1", "route-run = setvar:x=1"),
+        ("route-run = addheader:X-Frame-Options: DENY", "route-run = addheader:X-Frame"),
+        # a password is not echoed, a long rule is shortened
+        ("route = ^/admin basicauth:Admin,ops:s3cret", "route = ^/admin basicauth:…'"),
+        ("route-host = ^example\\.com$ " + "x" * 80 + " break:", "route-host = ^example"),
+        ("route-run = donotlog:\nroute-label = after", "route-label = after"),
+    ],
+)
+def test_a_rule_that_would_change_what_is_served_is_refused_quoted(
+    tmp_path: Path, body: str, shown: str
+) -> None:
+    text = refusal(tmp_path, body)
+    assert f"'{shown}" in text and "cannot be applied: uwsgiapp has no internal router" in text
+    assert "s3cret" not in text and "x" * 60 not in text
+
+
+def test_a_quoted_rule_has_its_control_characters_escaped() -> None:
+    assert quoted_rule("route", "^/a\x1b[31m\tbreak:403") == "route = ^/a\\x1b[31m\\tbreak:403"
+    long = quoted_rule("route", "^/" + "a" * 100 + " break:403")
+    assert long.endswith("…") and len(long) == len("route = ") + 60
+
+
+@pytest.mark.parametrize(
+    ("body", "uwsgi_reads"),
+    [
+        # a Flask tutorial's
+        (
+            "threads = true",
+            "uWSGI reads 'true' as 0 (threads off): write 'threads = 1' for that, or a number"
+            " of threads",
+        ),
+        ("harakiri = 60s", "uWSGI reads '60s' as 60: write 60"),
+        ("processes = 4 workers", "uWSGI reads '4 workers' as 4: write 4"),
+        ("max-requests = 1e4", "uWSGI reads '1e4' as 1: write 1"),
+        ("listen = -", "uWSGI reads '-' as 0"),  # and no "write 0": seldom a value
+    ],
+)
+def test_a_number_uwsgi_would_read_says_what_it_read(
+    tmp_path: Path, body: str, uwsgi_reads: str
+) -> None:
+    # Still refused (uWSGI's reading is seldom what was meant), but the message says it.
+    text = refusal(tmp_path, body)
+    key = body.partition(" = ")[0]
+    assert "(line 4)): expected a" in text and f"; {uwsgi_reads}" in text, text
+    assert f"{key} (line 4)" in text
+    assert not text.endswith("write 0"), text
+
+
+def test_a_number_from_another_source_has_no_word_of_uwsgi() -> None:
+    for source in ("env UWSGIAPP_THREADS", "config app.toml", "--threads"):
+        with pytest.raises(ConfigError) as caught:
+            resolve([{"threads": Raw("true", source)}])
+        assert "uWSGI" not in str(caught.value)
+    # nor a flag: uWSGI does not read those with atoi
+    with pytest.raises(ConfigError) as caught:
+        resolve([{"lazy_apps": Raw("maybe", "ini x.ini [uwsgi] lazy-apps (line 2)")}])
+    assert "uWSGI reads" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "advice"),
+    [
+        (
+            "logto = %(here)s/uwsgi.log",
+            "%(here)s is paste's placeholder for the ini's directory: uWSGI's is %d, which ends"
+            " with a slash (%(here)s/app.py is %dapp.py)",
+        ),
+        (
+            "pidfile = %(__file__)s.pid",
+            "%(__file__)s is paste's placeholder for the ini's path: uWSGI's is %p",
+        ),
+    ],
+)
+def test_paste_placeholders_name_uwsgi_magic_variables(
+    tmp_path: Path, body: str, advice: str
+) -> None:
+    with pytest.raises(ConfigError) as caught:
+        read(tmp_path, body)
+    assert str(caught.value).endswith(advice) and "to keep it as it is" not in str(caught.value)
+
+
+def test_an_unset_variable_emptying_processes_says_what_uwsgi_does(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as caught:
+        read(tmp_path, "processes = $(WORKERS)")
+    text = str(caught.value)
+    assert "refuses to start" not in text
+    assert (
+        "processes = $(WORKERS) expands to nothing: $(WORKERS) is not set in the environment,"
+        " or is empty (uWSGI reads it as 0 and starts with no worker: it serves nothing): set"
+        " it, or remove the key" in text
+    )
+    with pytest.raises(ConfigError) as caught:
+        read(tmp_path, "uid = $(APP_USER)")
+    assert "refuses to start" not in str(caught.value)
+    assert "is not set in the environment, or is empty: set it" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "master = true\nemperor = /etc/uwsgi/vassals",
+        "emperor-tyrant = true\nemperor = /etc/uwsgi/vassals/*.ini",
+        "vassals-inherit = /etc/uwsgi/base.ini",
+    ],
+)
+def test_an_emperor_ini_is_refused_up_front(tmp_path: Path, body: str) -> None:
+    # It warned "'emperor' is not supported, ignored", then of the default socket, then
+    # stopped on "no app given": nothing said why, nor what to do.
+    path = tmp_path / "emperor.ini"
+    path.write_text(f"[uwsgi]\n{body}\n")
+    with pytest.raises(ConfigError) as caught:
+        ini_layer(str(path), environ={})
+    text = str(caught.value)
+    first = body.splitlines()[-1] if body.startswith("master") else body.splitlines()[0]
+    assert f"'{first}' cannot be applied: emperor mode is not supported" in text
+    assert "run one uwsgiapp per vassal ini (e.g. one systemd unit or container each" in text
+
+
+def test_wsgi_disable_file_wrapper_says_what_uwsgiapp_does(tmp_path: Path) -> None:
+    assert said(read(tmp_path, "wsgi-disable-file-wrapper = true")) == [
+        "'wsgi-disable-file-wrapper' is not supported, ignored (uwsgiapp always offers"
+        " wsgi.file_wrapper: a regular file is sent with sendfile from where it stands (no more"
+        " than the Content-Length), anything else (BytesIO, a gzip file) by iterating it, as a"
+        " plain body)"
+    ]
