@@ -41,6 +41,7 @@ _LOG_CONFIG = (
     "server's own lines go to --error-log-file"
 )
 _TLS = "terminate TLS in nginx"
+_LOG_FORMAT = "uWSGI's log-format is --access-log TEMPLATE ('%(addr) %(uri) %(status) %(msecs)')"
 _NO_HTTP = "nginx parses HTTP and passes uwsgiapp the request as uwsgi vars: nothing to set"
 _NO_ASGI = "uwsgiapp serves WSGI apps only"
 _SYSLOG = (
@@ -162,7 +163,10 @@ FOREIGN_OPTIONS: Mapping[str, str] = {
     "--keyfile": _TLS,
     "--ca-certs": _TLS,
     "--paste": _PASTE,
-    "--access-logformat": ADVICE["log-format"],
+    "--log-format": _LOG_FORMAT,
+    "--logformat": _LOG_FORMAT,
+    "--access-logformat": "--access-log takes uWSGI's log-format fields ('%(addr) %(uri) "
+    "%(status) %(msecs)'), not gunicorn's %(h)s; --access-log combined is gunicorn's default line",
     "--protocol": "uwsgiapp speaks only nginx's uwsgi protocol (gunicorn's --protocol uwsgi): "
     "nothing to set",
     "--root-path": "the prefix is SCRIPT_NAME: uwsgi_param SCRIPT_NAME /prefix in nginx, or "

@@ -45,7 +45,7 @@ from uwsgiapp.clihints import SERVE_EXAMPLES, command_hint, hint_for
         (["serve", "a:app", "--sendfile"], "a wsgi.file_wrapper response is sent with sendfile"),
         # uWSGI's options an ini's keys are told of: the command line guessed at our names
         # ("--logformat: did you mean --error-log-format?", "--limit-as: ... --limit-post?").
-        (["serve", "a:app", "--logformat", "%(uri)"], "fixed formats: --access-log uwsgi, json"),
+        (["serve", "a:app", "--logformat", "%(uri)"], "log-format is --access-log TEMPLATE"),
         (["serve", "a:app", "--limit-as", "512"], "LimitAS= in systemd, ulimit -v"),
         (["serve", "a:app", "--max-fd", "100"], "LimitNOFILE= in systemd"),
         (["serve", "a:app", "--max-requests-delta", "5"], "is --max-requests-jitter"),
@@ -72,7 +72,7 @@ from uwsgiapp.clihints import SERVE_EXAMPLES, command_hint, hint_for
         (["serve", "a:app", "--certfile", "c.pem"], "terminate TLS in nginx"),
         (["serve", "a:app", "-e", "A=1"], "-e: use --env NAME=VALUE"),
         (["serve", "a:app", "--umask", "007"], "UMask= in systemd"),
-        (["serve", "a:app", "--access-logformat", "%(h)s"], "fixed formats"),
+        (["serve", "a:app", "--access-logformat", "%(h)s"], "not gunicorn's %(h)s"),
         # `uwsgi --ini app.ini --set processes=8` was "--set: did you mean --socket?"
         (["serve", "--ini", "a.ini", "--set", "processes=8"], "processes=4 is --workers 4"),
         (["serve", "--ini", "a.ini", "--set-ph", "base=/srv"], "the environment variable UWSGI"),

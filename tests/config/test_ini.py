@@ -413,18 +413,28 @@ def test_start_time_magic_variables_stand_for_the_start_at_a_hup(
     assert fresh["env"].value != first["env"].value
 
 
-def test_placeholders_of_ignored_keys_are_not_expanded(tmp_path: Path) -> None:
-    """log-format holds uWSGI's own %(status)-style variables: one warning, naming what we
-    have instead, not one per variable."""
+def test_log_format_is_the_access_log_template_unexpanded(tmp_path: Path) -> None:
+    """log-format holds uWSGI's own %(status)-style fields, not placeholders: the access log's
+    template, as it is written (uWSGI keeps a %(name) no option defines as it is)."""
     body = 'log-format = %(addr) - %(user) [%(ltime)] "%(method) %(uri)" %(status) %Z'
-    _, warnings, _ = load(tmp_path, body)
-    assert len(warnings) == 1, warnings
-    assert warnings[0].endswith(
-        "'log-format' is not supported, ignored"
-        " (uwsgiapp's access log has fixed formats: uWSGI's default line is written instead;"
-        " --access-log combined for Apache's (the body's size), json for fields with"
-        " duration_ms)"
-    )
+    config, warnings, _ = load(tmp_path, body)
+    assert warnings == []
+    assert config.access_log == body.partition(" = ")[2]
+
+
+@pytest.mark.parametrize(
+    ("keys", "access"),
+    [
+        # disable-logging wins in either order, as in uWSGI; log-5xx's lines take the template
+        ("disable-logging = true\nlog-format = %(uri)", "off"),
+        ("logformat = %(uri)\ndisable-logging = true", "off"),
+        ("logformat = %(uri)\ndisable-logging = true\nlog-5xx = true", "%(uri)"),
+        ("disable-logging = false\nlog-format = %(uri)", "%(uri)"),
+    ],
+)
+def test_log_format_beside_disable_logging(tmp_path: Path, keys: str, access: str) -> None:
+    config, _, _ = load(tmp_path, keys)
+    assert config.access_log == access
 
 
 @pytest.mark.parametrize(
@@ -471,16 +481,15 @@ def test_unknown_placeholder_on_the_command_line(tmp_path: Path) -> None:
 
 def test_log_format_on_the_command_line(tmp_path: Path) -> None:
     (tmp_path / "app.ini").write_text(
-        "[uwsgi]\nmodule = app:app\nlog-format = %(addr) %(method) %(uri) %(status)\n"
+        "[uwsgi]\nmodule = app:app\nlog-format = %(addr) %(method) %(uri) %(status) %(werr)\n"
     )
     r = run_cli("serve", "--ini", "app.ini", "--print-config", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stderr.decode() == (
-        "uwsgiapp serve: warning: ini app.ini [uwsgi]: 'log-format' is not supported, ignored"
-        " (uwsgiapp's access log has fixed formats: uWSGI's default line is written instead;"
-        " --access-log combined for Apache's (the body's size), json for fields with"
-        " duration_ms)\n"
+        "uwsgiapp serve: warning: --access-log: the field %(werr) is logged as '-' here: write"
+        " errors are not counted a request\n"
     )
+    assert 'access-log = "%(addr) %(method) %(uri) %(status) %(werr)"' in r.stdout.decode()
 
 
 @pytest.mark.parametrize("key", ["http", "http-socket", "https"])

@@ -15,6 +15,7 @@ __all__ = [
     "HTTP_KEYS",
     "IDIOMS",
     "LOGGER_KEYS",
+    "LOG_FORMAT_KEYS",
     "MAX_BUFFER",
     "MULTI",
     "PLUGIN_KEYS",
@@ -54,7 +55,7 @@ SIMPLE_KEYS: Mapping[str, str] = {
     "listen": "listen",
     "l": "listen",
     "lazy-apps": "lazy_apps",
-    # Kept only under disable-logging, where uWSGI reads them (uwsgiini.request_log_filters).
+    # Kept only under disable-logging, where uWSGI reads them (inimap.request_log_filters).
     "log-4xx": "log_4xx",
     "log-5xx": "log_5xx",
     "log-slow": "log_slow",
@@ -170,6 +171,8 @@ FIXED_VALUES: Mapping[str, tuple[str, str]] = {
 DAEMONIZE_KEYS = frozenset({"daemonize", "daemonize2"})
 #: Keys read as a whole elsewhere (``strict``: both values are honoured, see uwsgiini).
 MODE_KEYS = frozenset({"strict"})
+#: uWSGI's access-line template: its %(status)… are fields, not placeholders (not expanded).
+LOG_FORMAT_KEYS = frozenset({"log-format", "logformat"})
 #: Keys that load uWSGI plugins (Python's are implicit; others are reported).
 PLUGIN_KEYS = frozenset({"plugins", "plugin", "plugins-list"})
 #: Keys whose values are read (and so expanded); any other key is ignored with a warning.
@@ -237,10 +240,6 @@ ADVICE: Mapping[str, str] = {
     "https": "terminate TLS in nginx",
     "https-socket": "terminate TLS in nginx",
     "http11-socket": "uwsgiapp speaks only the uwsgi protocol: put nginx (uwsgi_pass) in front",
-    "log-format": "uwsgiapp's access log has fixed formats: uWSGI's default line is written "
-    "instead; --access-log combined for Apache's (the body's size), json for fields with "
-    "duration_ms",
-    "logformat": "uwsgiapp's access log has fixed formats: --access-log uwsgi, json or combined",
     "py-autoreload": "use 'uwsgiapp dev' for reloading on code changes",
     "touch-workers-reload": _HUP,
     "static-map": _STATIC,

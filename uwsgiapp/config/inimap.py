@@ -22,7 +22,7 @@ from uwsgiapp.config.inikeys import (
     SIMPLE_KEYS,
     USED_KEYS,
 )
-from uwsgiapp.config.model import ConfigError
+from uwsgiapp.config.model import LOG_FILTERS, ConfigError
 
 __all__ = ["OWN_KEYS", "Mapper", "map_app", "truthy"]
 
@@ -54,6 +54,8 @@ class Mapper:
         self._multi: dict[str, list[str]] = {}
         self._explicit: set[str] = set()  # options a key of the section set (not implied)
         self._shared: list[str] = []  # shared-socket's addresses, which a socket's =N names
+        #: log-format's template, read unexpanded (its %(status)… are uWSGI's fields).
+        self.log_format: Raw | None = None
 
     def apply(self, key: str, value: str, line: int, source: str) -> bool:
         """Map one key; False if its value is a form uwsgiapp does not take (then it is
@@ -292,3 +294,34 @@ def relative_to_chdir(layer: Layer, where: str, warn: Callable[[str], None]) -> 
                 f"taken from chdir ({chdir.value}), where uWSGI takes it from the directory it "
                 "starts in: make it absolute to keep it where it was"
             )
+
+
+def access_log_layer(layer: Layer, where: str, template: Raw | None) -> None:
+    """The access log an ini asks for: on unless ``disable-logging`` (but for the requests its
+    ``log-4xx``… name), as uWSGI's; its lines ``log-format``'s ``template``, if any."""
+    if "access_log" not in layer:  # uWSGI logs every request unless told not to
+        layer["access_log"] = Raw("uwsgi", f"{where} (uWSGI's default; disable-logging)")
+    request_log_filters(layer)
+    if template is not None and layer["access_log"].value == "uwsgi":
+        layer["access_log"] = template  # whatever its line beside disable-logging
+
+
+def request_log_filters(layer: Layer) -> None:
+    """uWSGI's ``log-4xx``, ``log-5xx``, ``log-slow``, ``log-big`` name the requests logged
+    in spite of ``disable-logging``: with it, the access log is on for those alone; without
+    it every request is logged, and the keys change nothing."""
+    named = [name for name in LOG_FILTERS if name in layer]
+    access = layer["access_log"]
+    if any(map(_filters, (layer[name].value for name in named))) and access.value == "off":
+        keys = ", ".join(name.replace("_", "-") for name in named)
+        layer["access_log"] = Raw("uwsgi", f"{access.source} with {keys}")
+    elif named:
+        for name in named:
+            del layer[name]
+
+
+def _filters(value: object) -> bool:
+    """A filter key's value names some requests: anything but false or 0 (a bad one is then
+    named by the option's validation; an empty one is true, as uWSGI reads a bare key)."""
+    text = str(value).strip()
+    return truthy(text) is not False and text != "0"

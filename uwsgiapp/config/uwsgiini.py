@@ -64,15 +64,23 @@ from uwsgiapp.config.inikeys import (
     GUARD_PREFIXES,
     HTTP_KEYS,
     IDIOMS,
+    LOG_FORMAT_KEYS,
     ROUTE_IGNORED,
     SIMPLE_KEYS,
     USED_KEYS,
     VENV_KEYS,
 )
 from uwsgiapp.config.inilogic import IniEntry
-from uwsgiapp.config.inimap import OWN_KEYS, Mapper, map_app, relative_to_chdir, truthy
+from uwsgiapp.config.inimap import (
+    OWN_KEYS,
+    Mapper,
+    access_log_layer,
+    map_app,
+    relative_to_chdir,
+    truthy,
+)
 from uwsgiapp.config.initerms import Terms, quoted_rule, route_action
-from uwsgiapp.config.model import LOG_FILTERS, ConfigError
+from uwsgiapp.config.model import ConfigError
 
 __all__ = [
     "HTTP_KEYS",
@@ -161,9 +169,11 @@ def ini_layer(
         key = entry.key
         if key in ("set-placeholder", "set-ph") or IDIOMS.get(key) == " ".join(entry.value.split()):
             continue  # a placeholder is expanded where a %(...) uses it; an idiom is ours
+        if key in LOG_FORMAT_KEYS:  # read as it is: %(status)… are uWSGI's fields
+            mapper.log_format = Raw(entry.value.strip(), f"{where} {key} ({entry.at})")
+            continue
         if key not in USED_KEYS and key not in OWN_KEYS:
-            # Not expanded: uWSGI features we do not have may hold their own %(...) syntax
-            # (log-format's %(status)…), which must not be mistaken for placeholders.
+            # Not expanded: uWSGI features we do not have may hold a %(...) of their own.
             _not_ours(entry, result, where, warn, key in referenced, places_of(entry.origin))
             continue
         source = f"{where} {key} ({entry.at})"
@@ -175,9 +185,7 @@ def ini_layer(
     map_app(mapper.app, result.layer, where, warn)
     relative_to_chdir(result.layer, where, warn)
     _check_strict(entries, result, where)
-    if "access_log" not in result.layer:  # uWSGI logs every request unless told not to
-        result.layer["access_log"] = Raw("uwsgi", f"{where} (uWSGI's default; disable-logging)")
-    request_log_filters(result.layer)
+    access_log_layer(result.layer, where, mapper.log_format)
     return result
 
 
@@ -211,27 +219,6 @@ _EMPTY_IN_UWSGI = dict.fromkeys(
 )
 #: Keys whose empty value adds nothing (an unset $(VAR) there is only warned of).
 _EMPTY_IS_NOTHING = frozenset({"env", "pythonpath", "python-path", "pp"})
-
-
-def request_log_filters(layer: Layer) -> None:
-    """uWSGI's ``log-4xx``, ``log-5xx``, ``log-slow``, ``log-big`` name the requests logged
-    in spite of ``disable-logging``: with it, the access log is on for those alone; without
-    it every request is logged, and the keys change nothing."""
-    named = [name for name in LOG_FILTERS if name in layer]
-    access = layer["access_log"]
-    if any(map(_filters, (layer[name].value for name in named))) and access.value == "off":
-        keys = ", ".join(name.replace("_", "-") for name in named)
-        layer["access_log"] = Raw("uwsgi", f"{access.source} with {keys}")
-    elif named:
-        for name in named:
-            del layer[name]
-
-
-def _filters(value: object) -> bool:
-    """A filter key's value names some requests: anything but false or 0 (a bad one is then
-    named by the option's validation; an empty one is true, as uWSGI reads a bare key)."""
-    text = str(value).strip()
-    return truthy(text) is not False and text != "0"
 
 
 def _check_strict(entries: list[IniEntry], result: IniResult, where: str) -> None:
