@@ -51,15 +51,20 @@ KNOWN: Final = frozenset(
         "vszM",
         "rssM",
         "rerr",
+        "ioerr",
     ]
 )
 
-#: Names uWSGI has and this server cannot fill, and why (logged as ``-``).
-_NOT_HERE: Final = {
-    "modifier1": "the packet's modifiers are not kept past its head",
-    "modifier2": "the packet's modifiers are not kept past its head",
+#: Numbers uWSGI has and this server does not keep, and why: logged as 0, uWSGI's usual value
+#: (a JSON template's unquoted field stays a number).
+ZEROED: Final = {
+    "modifier1": "the packet's modifiers are not kept past its head (nginx sends 0)",
+    "modifier2": "the packet's modifiers are not kept past its head (nginx sends 0)",
     "werr": "write errors are not counted a request",
-    "ioerr": "I/O errors are not counted a request",
+}
+#: Counted here in part: what the warning says of them.
+PARTLY: Final = {
+    "ioerr": "counts the body's read errors only here (as %(rerr)): write errors are not counted"
 }
 
 
@@ -78,11 +83,15 @@ def unsupported(template: str) -> list[str]:
     (a name uWSGI fills and this server cannot, or one neither knows)."""
     said = []
     for name in dict.fromkeys(FIELD.findall(template)):
+        if name in ZEROED:
+            said.append(f"--access-log: the field %({name}) is always 0 here: {ZEROED[name]}")
+            continue
+        if name in PARTLY:
+            said.append(f"--access-log: the field %({name}) {PARTLY[name]}")
+            continue
         if name in KNOWN or is_request_var(name):
             continue
-        if name in _NOT_HERE:
-            why = _NOT_HERE[name]
-        elif name.startswith("metric."):
+        if name.startswith("metric."):
             why = "uwsgiapp has no metrics subsystem (see --stats)"
         else:
             why = "no such field (in uWSGI, a logvar the app sets with uwsgi.set_logvar())"

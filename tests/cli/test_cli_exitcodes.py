@@ -169,7 +169,7 @@ def test_check_config_warns_of_a_socket_on_every_interface_closed_to_all_but_loo
     # container is refused, but the deploy gate said only "the options are valid".
     (tmp_path / "good.py").write_text("def app(environ, start_response):\n    return []\n")
     common = ["good:app", "--check-config", "--chdir", str(tmp_path)]
-    for spec in (":3031", "0.0.0.0:3031", "[::]:3031"):
+    for spec in (":3031", "0.0.0.0:3031", "[::]:3031", "0:3031"):  # 0: the bind's 0.0.0.0
         closed = run_cli("serve", *common, "--socket", spec)
         assert closed.returncode == ServeExit.OK, closed.stderr
         said = f"warning: {spec} listens on every interface but lets only loopback peers in"
@@ -177,6 +177,7 @@ def test_check_config_warns_of_a_socket_on_every_interface_closed_to_all_but_loo
     for quiet in (
         ["--socket", ":3031", "--uwsgi-allow-from", "10.0.0.0/8"],
         ["--socket", "127.0.0.1:3031"],
+        ["--socket", "localhost:3031"],
         ["--socket", str(tmp_path / "app.sock")],
     ):
         done = run_cli("serve", *common, *quiet)

@@ -329,9 +329,11 @@ def test_server_protocol_with_a_control_character_or_space_is_refused_before_the
 
     extra = {"SERVER_PROTOCOL": protocol}
     variables = {k: v for k, v in nginx_vars(**extra).items() if k != "CONTENT_LENGTH"}
-    for raw in (packet(**extra), build_request(variables)):  # with and without CONTENT_LENGTH
+    posted = packet("POST", "/upload", b"body", **extra)
+    # With and without CONTENT_LENGTH; a body with --post-buffering (its own serve) too.
+    for raw, spool in ((packet(**extra), 0), (build_request(variables), 0), (posted, 8192)):
         logs.clear()
-        out = run(make_handler(app), raw)
+        out = run(make_handler(app, post_buffering=spool), raw)
         assert out.status_line == "HTTP/1.0 400 Bad Request"
         assert [r.levelname for r in problems(logs)] == ["WARNING"]
         assert "invalid SERVER_PROTOCOL" in one_line(problems(logs)[0])

@@ -82,11 +82,11 @@ def test_a_template_line_is_uwsgis_field_for_field(tmp_path: Path) -> None:
     ours, theirs = _fields(path.read_text().rstrip("\n")), _fields(UWSGI_WROTE)
     differ = {name for name in theirs if ours[name] != theirs[name]}
     # uWSGI's vsz and rss are 0 unless its memory report is on; its switches count async
-    # switches (1 or 2); the error counters and modifier1 are not kept here: '-'.
-    assert differ - MOVING == {"RSS", "RSSM", "VSZ", "SW", "WERR", "IOERR", "MOD1"}, (ours, theirs)
+    # switches (1 or 2). werr and modifier1 are 0 as uWSGI's usually are (not kept here).
+    assert differ - MOVING == {"RSS", "RSSM", "VSZ", "SW"}, (ours, theirs)
     assert int(ours["RSS"]) > 1 << 20 and int(ours["VSZ"]) > int(ours["RSS"])
     assert int(ours["RSSM"]) == int(ours["RSS"]) >> 20
-    assert (ours["SW"], ours["WERR"], ours["IOERR"], ours["MOD1"]) == ("1", "-", "-", "-")
+    assert (ours["SW"], ours["WERR"], ours["IOERR"], ours["MOD1"]) == ("1", "0", "0", "0")
     # The moving ones: the same shapes, of this request.
     assert ours["PID"] == str(os.getpid()) and ours["WID"] == "0"  # no worker in this test
     assert abs(int(ours["T"]) - before) < 2 and abs(int(ours["TMS"]) / 1000 - before) < 2
@@ -98,12 +98,17 @@ def test_a_template_line_is_uwsgis_field_for_field(tmp_path: Path) -> None:
 def test_a_json_template_escapes_its_values(tmp_path: Path) -> None:
     # uWSGI writes a value as it is: a quote in a User-Agent broke the JSON record.
     path = tmp_path / "access.log"
-    template = '{"ua": "%(uagent)", "uri": "%(uri)", "status": %(status), "x": "%(var.HTTP_X)"}'
+    template = (
+        '{"ua": "%(uagent)", "uri": "%(uri)", "status": %(status), "x": "%(var.HTTP_X)", '
+        '"werr": %(werr), "m1": %(modifier1)}'
+    )
     access = make_access_log(template, str(path))
     agent = 'evil "agent" \\ \x1b[31m'
-    run(make_handler(hello, access_log=access), packet("GET", "/a?b", HTTP_USER_AGENT=agent))
+    # The request's UTF-8 as the client wrote it, as the 'json' format says it (review).
+    uri = "/caf\u00e9?b".encode().decode("latin-1")
+    run(make_handler(hello, access_log=access), packet("GET", uri, HTTP_USER_AGENT=agent))
     record = json.loads(path.read_text())
-    assert record == {"ua": agent, "uri": "/a?b", "status": 200, "x": "-"}
+    assert record == {"ua": agent, "uri": "/café?b", "status": 200, "x": "-", "werr": 0, "m1": 0}
 
 
 def test_a_plain_template_escapes_controls_and_marks_empty_values(tmp_path: Path) -> None:
@@ -118,11 +123,12 @@ def test_options_take_a_template_and_start_up_names_the_fields_logged_as_dash() 
     assert make_config(access_log="%(addr) %(uri)").access_log == "%(addr) %(uri)"
     with pytest.raises(ConfigError, match=r"combined, or a uWSGI log-format template"):
         make_config(access_log="apache")
-    said = unsupported("%(addr) %(werr) %(metric.x) %(mylogvar) %(var.HTTP_X) %(werr)")
-    assert [line.split(" is logged")[0] for line in said] == [
-        "--access-log: the field %(werr)",
-        "--access-log: the field %(metric.x)",
-        "--access-log: the field %(mylogvar)",
+    said = unsupported("%(addr) %(werr) %(metric.x) %(mylogvar) %(var.HTTP_X) %(ioerr) %(werr)")
+    assert [line.split(" here")[0] for line in said] == [
+        "--access-log: the field %(werr) is always 0",
+        "--access-log: the field %(metric.x) is logged as '-'",
+        "--access-log: the field %(mylogvar) is logged as '-'",
+        "--access-log: the field %(ioerr) counts the body's read errors only",
     ]
     assert "uwsgi.set_logvar" in said[2]
-    assert unsupported(" ".join(f"%({name})" for name in KNOWN)) == []
+    assert unsupported(" ".join(f"%({name})" for name in KNOWN - {"ioerr"})) == []

@@ -325,9 +325,9 @@ ROUTE_IGNORED: Mapping[str, str] = {
     "log-slow, log-big then keep only those requests), and nginx's 'access_log off;' in "
     "that location quiets nginx's own",
     "log": "no line is logged for it: log it in nginx (access_log with a log_format, in that "
-    "location); uwsgiapp's access log has its fixed formats (--access-log)",
-    "logvar": "uwsgiapp's access log has fixed formats (--access-log uwsgi, combined, json): "
-    "log the value in nginx (a log_format) instead",
+    "location)",
+    "logvar": "no logvar is set: a log-format's %(var.NAME) logs a request variable (a "
+    "header's HTTP_NAME), or log the value in nginx (a log_format) instead",
     "fixpathinfo": "uwsgiapp strips SCRIPT_NAME from PATH_INFO where PATH_INFO starts with it "
     "(nginx's uwsgi_param SCRIPT_NAME /app;), and 'mount = /app=module:app' sets the prefix "
     "itself: use mount, then remove the rule",

@@ -121,13 +121,16 @@ RULE_QUOTED = 60
 
 
 def quoted_rule(key: str, value: str) -> str:
-    """``key = value`` for a message, naming the rule: control characters escaped, a long
-    value shortened, and an auth action's arguments (a basicauth password) left out."""
+    """``key = value`` for a message (its line is said beside it): a routing rule by its
+    action alone (``route-if = … break:…``), as its matcher and arguments may hold a secret
+    (a token compared with a header, a basicauth password, an Authorization header); another
+    key's value with its control characters escaped, shortened when long."""
     text = value.strip()
-    action = route_action(key, text)
-    if "auth" in action:
-        at = text.lower().rfind(action + ":")
-        text = text[: at + len(action) + 1] + "…"
+    if key.startswith(ROUTE_PREFIXES):
+        action = route_action(key, text)
+        matcher = "" if key.endswith("-run") else "… "
+        named = action.isidentifier() or action.replace("-", "_").isidentifier()
+        return f"{key} = {matcher}{action}:…" if named and len(action) <= 30 else f"{key} = …"
     if len(text) > RULE_QUOTED:
         text = text[: RULE_QUOTED - 1] + "…"
     return f"{key} = " + "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
@@ -144,6 +147,8 @@ def atoi_hint(option: str, value: object, source: str) -> str:
     if not (source.startswith("ini ") and option in _UWSGI_FILLED and isinstance(value, str)):
         return ""
     digits = re.match(r"\s*([-+]?[0-9]*)", value)
+    if digits is not None and len(digits.group(1)) > 18:
+        return ""  # past C's int: atoi's result is undefined (and int() refuses 4300 digits)
     number = int(digits.group(1)) if digits and digits.group(1).lstrip("+-") else 0
     if option == "threads" and number == 0:
         return (

@@ -81,6 +81,7 @@ from uwsgiapp.config.inimap import (
 )
 from uwsgiapp.config.initerms import Terms, quoted_rule, route_action
 from uwsgiapp.config.model import ConfigError
+from uwsgiapp.logfields import FIELD, is_template
 
 __all__ = [
     "HTTP_KEYS",
@@ -169,8 +170,8 @@ def ini_layer(
         key = entry.key
         if key in ("set-placeholder", "set-ph") or IDIOMS.get(key) == " ".join(entry.value.split()):
             continue  # a placeholder is expanded where a %(...) uses it; an idiom is ours
-        if key in LOG_FORMAT_KEYS:  # read as it is: %(status)… are uWSGI's fields
-            mapper.log_format = Raw(entry.value.strip(), f"{where} {key} ({entry.at})")
+        if key in LOG_FORMAT_KEYS:  # uWSGI's %(status)… fields are no placeholders
+            mapper.log_format = _log_format(entry, places_of(entry.origin), where, warn)
             continue
         if key not in USED_KEYS and key not in OWN_KEYS:
             # Not expanded: uWSGI features we do not have may hold a %(...) of their own.
@@ -187,6 +188,24 @@ def ini_layer(
     _check_strict(entries, result, where)
     access_log_layer(result.layer, where, mapper.log_format)
     return result
+
+
+def _log_format(
+    entry: IniEntry, places: Placeholders, where: str, warn: Callable[[str], None]
+) -> Raw | None:
+    """``log-format``'s template, expanded as uWSGI expands it: ``$(VAR)``, ``%d``… and the
+    placeholders the ini defines; any other ``%(name)`` is a field of the line. None (said)
+    for a value without one: uWSGI would write it as it is on every line."""
+    source = f"{where} {entry.key} ({entry.at})"
+    raw = FIELD.sub(lambda m: m[0] if m[1] in places else "%" + m[0], entry.value.strip())
+    value = _expanded(entry.key, raw, places, source)
+    if is_template(value):
+        return Raw(value, source)
+    warn(
+        f"'{entry.key} = {value}' ({entry.at}) has no %(name) field: ignored (uWSGI writes it "
+        "as it is for every request)"
+    )
+    return None
 
 
 def _expanded(key: str, raw: str, places: Placeholders, source: str) -> str:

@@ -237,7 +237,7 @@ class Responder:
         """
         protocol: str = environ["SERVER_PROTOCOL"]  # the builder's str (or its default)
         # HTTP/1.1 first: compiled, a str compare, where the set's is a call.
-        if protocol != "HTTP/1.1" and protocol not in HTTP_VERSIONS and not _one_word(protocol):
+        if protocol != "HTTP/1.1" and protocol not in HTTP_VERSIONS and not one_word(protocol):
             # The client's own line ending (or NUL...) in our status line: refuse it here, or
             # the app is called and then blamed (an ERROR) for a head we cannot render; a
             # space would make our status line another ("HTTP/1.1 X 200 OK").
@@ -274,7 +274,7 @@ class Responder:
                 stream.end()
                 if stream.failure is not None:
                     if not said:  # the app caught its body's failure and went on
-                        say_body_caught(exchange, environ, peer, stream)
+                        say_body_caught(exchange, environ, peer, stream, length)
                 elif stream.remaining > 0 and not exchange.aborted:
                     drain(fd, stream.remaining, self.timeout, self.limit_post)
             self._end(exchange, environ, started, block)
@@ -371,7 +371,7 @@ class Responder:
         exchange.answer_error("500 Internal Server Error", "Internal Server Error")
 
 
-def _one_word(protocol: str) -> bool:
+def one_word(protocol: str) -> bool:
     """Whether an unusual SERVER_PROTOCOL can stand first in a status line as it is."""
     return protocol.isprintable() and " " not in protocol
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from uwsgiapp.logfields import FIELD, KNOWN, is_request_var
+from uwsgiapp.logfields import FIELD, KNOWN, ZEROED, is_request_var
 from uwsgiapp.server.accesslog import (
     PID,
     SERVED,
@@ -31,6 +31,7 @@ from uwsgiapp.server.accesslog import (
 )
 from uwsgiapp.server.exchange import Exchange
 from uwsgiapp.server.inflight import worker_number
+from uwsgiapp.server.logtext import as_sent
 from uwsgiapp.wsgi.contract import AccessLogger
 from uwsgiproto import count_vars
 
@@ -110,6 +111,7 @@ _FIELDS: Final[dict[str, Field]] = {
     "vszM": _memory(0, 1 << 20),
     "rssM": _memory(1, 1 << 20),
     "rerr": _body_failed,
+    "ioerr": _body_failed,  # (write errors are not counted: logfields.PARTLY)
     **{name: _var(key) for name, key in _VARS.items()},
 }
 assert set(_FIELDS) == KNOWN
@@ -119,14 +121,18 @@ def _nothing(*_: Any) -> str:
     return ""
 
 
+def _zero(*_: Any) -> str:
+    return "0"
+
+
 def _field(name: str) -> Field:
     if is_request_var(name):
         return _var(name[4:])
-    return _FIELDS.get(name, _nothing)
+    return _zero if name in ZEROED else _FIELDS.get(name, _nothing)
 
 
 def _json_value(text: str) -> str:
-    return json.dumps(text)[1:-1]
+    return json.dumps(as_sent(text))[1:-1]  # /café as the client wrote it, as 'json' does
 
 
 def template_logger(template: str) -> Callable[[LineWriter, Pid], AccessLogger]:

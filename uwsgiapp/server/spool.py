@@ -24,7 +24,7 @@ import tempfile
 import time
 from typing import IO, Any, Final
 
-from uwsgiapp.server.exchange import Exchange, Peer, Responder
+from uwsgiapp.server.exchange import Exchange, Peer, Responder, one_word
 from uwsgiapp.server.forkedchild import leave
 from uwsgiapp.server.inflight import out_of_fds, request_text
 from uwsgiapp.server.io import ClientDisconnected, ClientTimeout, recv
@@ -165,7 +165,7 @@ class SpoolingResponder(Responder):
         """
         protocol: str = environ["SERVER_PROTOCOL"]
         length = 0
-        if protocol.isprintable():
+        if one_word(protocol):  # else refused as without the option
             with contextlib.suppress(BadRequest):
                 length = parse_content_length(environ.get("CONTENT_LENGTH"), self.limit_post)
         if not length:

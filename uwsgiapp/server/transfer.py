@@ -216,15 +216,14 @@ def gone_mid_response(
 
 
 def say_body_caught(
-    exchange: Exchange, environ: dict[str, Any], peer: object, stream: InputStream
+    exchange: Exchange, environ: dict[str, Any], peer: object, stream: InputStream, length: int
 ) -> None:
     """The app's read of its body failed and the app caught it and went on (Django answers
     500, werkzeug's stream 400): said here, as the app's own answer (if any) does not say
     that the client went away or stalled, nor how much of the body came."""
     failure = stream.failure
     how = "stalled" if isinstance(failure, ClientTimeout) else "went away"
-    length = environ.get("CONTENT_LENGTH", "")
-    came = int(length) - stream.remaining if length.isdigit() else "?"
+    came = length - stream.remaining  # (the app may have changed its CONTENT_LENGTH)
     status = exchange.sent_status
     answered = f"answered {status[:3]}" if status else "its answer did not go out"
     log.info(

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import grp
+import ipaddress
 import logging
 import os
 import pwd
+import socket
 import stat
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -147,9 +149,22 @@ def closed_wildcards(sockets: Iterable[str], allow_from: Iterable[str]) -> list[
             address = server_address(spec)
         except AddressError:
             continue
-        if address.is_tcp and address.host in ("", "0.0.0.0", "::"):
+        if address.is_tcp and _unspecified(address.host):
             closed.append(spec)
     return closed
+
+
+def _unspecified(host: str) -> bool:
+    """Every interface: ``""``, ``0.0.0.0`` and its short forms the bind takes (``0``), ``::``."""
+    if not host:
+        return True
+    try:
+        return socket.inet_aton(host) == bytes(4)
+    except OSError:
+        try:
+            return ipaddress.ip_address(host).is_unspecified
+        except ValueError:
+            return False  # a name: what it resolves to is for the start to see
 
 
 def loopback_only_on_every_interface(listener: Listener) -> bool:
