@@ -11,7 +11,10 @@ from uwsgiapp.config.inikeys import ADVICE, ADVICE_PREFIXES, ALWAYS_ON
 __all__ = ["FOREIGN_OPTIONS", "GUNICORN_SETTINGS"]
 
 _SOCKET = "use --socket HOST:PORT (or a unix socket path)"
-_WORKER_CLASS = "use --threads N for request threads (there are no other worker classes)"
+_WORKER_CLASS = (
+    "use --threads N for request threads (there are no other worker classes); WSGI apps only: "
+    "an ASGI app (uvicorn's workers) needs an ASGI server"
+)
 _PROXY = (
     "REMOTE_ADDR is already the client's address (uwsgi_params: REMOTE_ADDR $remote_addr), "
     "and HTTPS/REQUEST_SCHEME set wsgi.url_scheme; X-Forwarded-* reach the app as the client "
@@ -36,6 +39,25 @@ _TIMEOUT = (
     "(gunicorn's is 30 s by default; the Docker image sets 30); it cuts any request over "
     "it, with --threads too, where gthread's --timeout only watches the worker's heartbeat"
 )
+#: gunicorn's server hooks (its config file's, a TOML file's key or a flag here): README's table.
+_HOOK = "gunicorn's {} hook is, here, {} (README: gunicorn's hooks)"
+_HOOKS = {
+    "on_starting": "the app's import (in the master)",
+    "when_ready": "systemd's READY=1 (Type=notify), or the stats server's /health",
+    "post_fork": "a function decorated with @uwsgiapp.postfork in the app",
+    "post_worker_init": "a function decorated with @uwsgiapp.postfork in the app",
+    "pre_request": "WSGI middleware around the app",
+    "post_request": "WSGI middleware around the app",
+    "worker_exit": "an atexit function in the app (run by a worker that ends as asked)",
+    "on_exit": "an atexit function registered at import (the master runs it at its exit)",
+    "worker_abort": "--harakiri's line with the stuck request's stack",
+    "child_exit": "the master's line for each worker's end",
+    "worker_int": "the app's finally blocks and atexit functions (a quick stop runs them)",
+    "pre_fork": "none",
+    "on_reload": "none",
+    "nworkers_changed": "none (TTIN/TTOU say the new count in the log)",
+    "pre_exec": "none",
+}
 _LOG_CONFIG = (
     "configure the app's logging in the app (logging.config.dictConfig at import); the "
     "server's own lines go to --error-log-file"
@@ -230,6 +252,7 @@ FOREIGN_OPTIONS: Mapping[str, str] = {
     "-S": _SET,
     "--set-placeholder": _SET,
     "--set-ph": _SET,
+    **{"--" + name.replace("_", "-"): _HOOK.format(name, here) for name, here in _HOOKS.items()},
 }
 
 

@@ -23,7 +23,6 @@ import contextlib
 import importlib
 import importlib.machinery
 import importlib.util
-import inspect
 import logging
 import os
 import sys
@@ -34,7 +33,7 @@ from types import CodeType, ModuleType
 from typing import Any
 
 from uwsgiapp.freshcode import CheckedSourceLoader, check_bytecode_caches
-from uwsgiapp.importhints import app_like_names, failure_hint, is_factory
+from uwsgiapp.importhints import app_like_names, failure_hint, not_wsgi
 from uwsgiapp.pathreach import unreachable_hint
 from uwsgiapp.server.inflight import worker_number
 from uwsgiapp.server.logs import borrowed_gunicorn_logger, reclaim_loggers
@@ -350,18 +349,8 @@ def load_app(
             spec=spec,
             kind="not-callable",
         )
-    if not parsed.call and is_factory(app):
-        kind, looks = (
-            ("a class", "its instances are the app")
-            if inspect.isclass(app)
-            else ("a function", "it looks like an app factory")
-        )
-        raise AppImportError(
-            f"app {spec!r} is {kind} that cannot take (environ, start_response): {looks}; "
-            f"call it: '{spec}()'",
-            spec=spec,
-            kind="not-callable",
-        )
+    if (refused := not_wsgi(app, spec, parsed.call)) is not None:  # ASGI, a factory
+        raise AppImportError(refused, spec=spec, kind="not-callable")
     reclaimed = reclaim_loggers()
     said = worker_number() <= 1  # with --lazy-apps each worker imports: worker 1 says it
     if reclaimed and said:

@@ -15,7 +15,7 @@ from typing import Any
 
 from uwsgiapp.pathreach import unreachable_hint
 
-__all__ = ["PORT_TAKEN", "app_like_names", "failure_hint", "is_factory"]
+__all__ = ["PORT_TAKEN", "app_like_names", "failure_hint", "is_asgi", "is_factory", "not_wsgi"]
 
 #: uWSGI's own modules, which exist only inside uWSGI: what to use instead.
 _UWSGI_MODULES = {
@@ -101,6 +101,38 @@ def app_like_names(module: ModuleType, *, besides: str = "") -> list[str]:
         and callable(getattr(type(value), "wsgi_app", None))
     ]
     return found
+
+
+def not_wsgi(app: Any, spec: str, called: bool) -> str | None:
+    """Why the callable ``spec`` names is no WSGI app (an ASGI app; a factory, unless
+    ``called``: ``spec`` calls it), or None: what to say instead of a 500 a request."""
+    if is_asgi(app):
+        return (
+            f"app {spec!r} is an ASGI app (async, called as app(scope, receive, send)): "
+            "uwsgiapp runs WSGI apps, called as app(environ, start_response); serve it with an "
+            "ASGI server (uvicorn, hypercorn), or name the project's WSGI app (Django's "
+            "wsgi.py application, not asgi.py's)"
+        )
+    if called or not is_factory(app):
+        return None
+    kind, looks = (
+        ("a class", "its instances are the app")
+        if inspect.isclass(app)
+        else ("a function", "it looks like an app factory")
+    )
+    return (
+        f"app {spec!r} is {kind} that cannot take (environ, start_response): {looks}; "
+        f"call it: '{spec}()'"
+    )
+
+
+def is_asgi(obj: Any) -> bool:
+    """An ASGI app: a coroutine function, or an instance whose ``__call__`` is one (Starlette,
+    FastAPI, Django's ``get_asgi_application()``)."""
+    if inspect.isclass(obj):
+        return False
+    call = obj if inspect.isroutine(obj) else type(obj).__call__ if callable(obj) else None
+    return inspect.iscoroutinefunction(call)
 
 
 def is_factory(obj: Any) -> bool:

@@ -248,6 +248,31 @@ def test_a_wsgi_function_is_not_taken_for_a_factory(pkgdir: tuple[Path, str]) ->
     assert call(load_app(f"{name}:app")) == b"f"
 
 
+@pytest.mark.parametrize(
+    "code",
+    [
+        "async def app(scope, receive, send):\n    pass\n",
+        # Starlette's, FastAPI's, Django's get_asgi_application(): an async __call__
+        "class App:\n    async def __call__(self, scope, receive, send):\n        pass\n"
+        "app = App()\ndef make():\n    return App()\n",
+    ],
+)
+def test_an_asgi_app_is_refused_at_its_import(pkgdir: tuple[Path, str], code: str) -> None:
+    # It passed --check-config, and every request was a 500 ("missing 1 required positional
+    # argument: 'send'"); a bare async function was taken for an app factory.
+    root, name = pkgdir
+    write(root / f"{name}.py", code)
+    for spec in [f"{name}:app", *([f"{name}:make()"] if "make" in code else [])]:
+        with pytest.raises(AppImportError, match="is an ASGI app .*serve it with an ASGI server"):
+            load_app(spec)
+    # A WSGI app whose class has a plain __call__ is one.
+    write(
+        root / f"{name}w.py",
+        "class W:\n    def __call__(self, e, s):\n        return []\nw = W()\n",
+    )
+    assert load_app(f"{name}w:w") is not None
+
+
 def test_bad_chdir(pkgdir: tuple[Path, str]) -> None:
     with pytest.raises(AppImportError, match="cannot change directory"):
         load_app("x:app", chdir="/nonexistent-dir-for-test")
