@@ -63,19 +63,6 @@ def test_what_cannot_be_honoured_says_so(tmp_path: Path, body: str, said: str) -
     assert len(found) == 1 and said in found[0], found
 
 
-@pytest.mark.parametrize("value", ["http", "HTTP", "fastcgi"])
-def test_a_socket_protocol_other_than_uwsgi_stops_the_start(tmp_path: Path, value: str) -> None:
-    # Docker images' "socket = :8000" + "protocol = http": uWSGI serves HTTP there; ours spoke
-    # uwsgi on it after a warning, and every request failed (curl: empty reply; nginx: 502).
-    path = tmp_path / "site.ini"
-    path.write_text(f"[uwsgi]\nmodule = app:app\nsocket = :8000\nprotocol = {value}\n")
-    with pytest.raises(ConfigError) as caught:
-        ini_layer(str(path), environ={})
-    text = str(caught.value)
-    assert f"'protocol = {value}' cannot be honoured: uwsgiapp speaks only nginx's uwsgi" in text
-    assert "protocol (line 4)" in text
-
-
 def test_strict_refuses_the_keys_it_would_ignore(tmp_path: Path) -> None:
     # uWSGI's strict refuses to start on an option it does not know: a cron job or a mule that
     # silently does not run would be worse than a server that does not start.

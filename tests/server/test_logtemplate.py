@@ -4,14 +4,13 @@ for field, from the same packet (recorded from uWSGI 2.0.31 below)."""
 from __future__ import annotations
 
 import json
-import logging
 import os
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from handler_kit import hello, make_handler, packet, run
+from test_logs import _restore_access_logger  # noqa: F401  (autouse: each test's log closed)
 
 from uwsgiapp.config import ConfigError, make_config
 from uwsgiapp.logfields import KNOWN, is_template, unsupported
@@ -42,15 +41,6 @@ EXTRA = {
 }
 #: Fields that differ by the request's time and process, or by choice (see the test).
 MOVING = {"MS", "US", "SECS", "T", "LT", "FT", "CT", "PID", "TMS", "WID"}
-
-
-@pytest.fixture(autouse=True)
-def _restore_access_logger() -> Iterator[None]:
-    yield
-    logger = logging.getLogger("uwsgiapp.access")
-    for handler in list(logger.handlers):
-        logger.removeHandler(handler)
-        handler.close()
 
 
 def _fields(line: str) -> dict[str, str]:
