@@ -263,7 +263,7 @@ def test_an_asgi_app_is_refused_at_its_import(pkgdir: tuple[Path, str], code: st
     root, name = pkgdir
     write(root / f"{name}.py", code)
     for spec in [f"{name}:app", *([f"{name}:make()"] if "make" in code else [])]:
-        with pytest.raises(AppImportError, match="is an ASGI app .*serve it with an ASGI server"):
+        with pytest.raises(AppImportError, match=r"is an ASGI app .*serve it with an ASGI server"):
             load_app(spec)
     # A WSGI app whose class has a plain __call__ is one.
     write(
