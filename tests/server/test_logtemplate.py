@@ -14,6 +14,7 @@ from test_logs import _restore_access_logger  # noqa: F401  (autouse: each test'
 
 from uwsgiapp.config import ConfigError, make_config
 from uwsgiapp.logfields import KNOWN, is_template, unsupported
+from uwsgiapp.server import logtemplate
 from uwsgiapp.server.logs import make_access_log
 
 TEMPLATE = (
@@ -122,3 +123,5 @@ def test_options_take_a_template_and_start_up_names_the_fields_logged_as_dash() 
     ]
     assert "uwsgi.set_logvar" in said[2]
     assert unsupported(" ".join(f"%({name})" for name in KNOWN - {"ioerr"})) == []
+    # What the options take for a field is what the logger fills.
+    assert set(logtemplate._FIELDS) == KNOWN

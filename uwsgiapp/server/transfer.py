@@ -248,8 +248,9 @@ def refuse(
     block: bytes,
     access_log: AccessLogger | None,
 ) -> None:
-    """Answer a request refused before the app (a bad CONTENT_LENGTH, a control character
-    in its protocol) with ``exc``'s status, read away a body refused for its size, and log it."""
+    """Answer a request refused before the app (a bad CONTENT_LENGTH, a control character or a
+    space in its protocol) with ``exc``'s status, read away a body refused for its size, and log
+    it."""
     started = time.perf_counter()
     say_refused(environ, peer, exc.reason)
     try:
