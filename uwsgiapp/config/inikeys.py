@@ -171,7 +171,7 @@ FIXED_VALUES: Mapping[str, tuple[str, str]] = {
 DAEMONIZE_KEYS = frozenset({"daemonize", "daemonize2"})
 #: Keys read as a whole elsewhere (``strict``: both values are honoured, see uwsgiini).
 MODE_KEYS = frozenset({"strict"})
-#: uWSGI's access-line template: its %(status)… are fields, not placeholders (not expanded).
+#: uWSGI's access-line template: its %(status)… are fields, not placeholders (uwsgiini).
 LOG_FORMAT_KEYS = frozenset({"log-format", "logformat"})
 #: Keys that load uWSGI plugins (Python's are implicit; others are reported).
 PLUGIN_KEYS = frozenset({"plugins", "plugin", "plugins-list"})
