@@ -203,6 +203,31 @@ def test_web_concurrency_a_higher_source_outranks_is_said(
     assert found == ([said] if said else [])
 
 
+@pytest.mark.parametrize(
+    ("argv", "env", "said"),
+    [
+        ([], {"PORT": "8080"}, True),  # a platform's HTTP port: gunicorn would listen on it
+        (["--socket", "a.sock"], {"PORT": "8080"}, False),  # a socket of its own: no news
+        ([], {"UWSGIAPP_SOCKET": ":3031", "PORT": "8080"}, False),
+        ([], {"PORT": " "}, False),
+    ],
+)
+def test_a_platforms_port_beside_the_default_socket_is_said(
+    argv: list[str], env: dict[str, str], said: bool
+) -> None:
+    args = build_parser().parse_args(["serve", "app:app", *argv])
+    found = [w for w in resolve_serve_config(args, env).warnings if "PORT=" in w]
+    assert found == (
+        [
+            "PORT=8080 is set but not read (gunicorn listens on 0.0.0.0:$PORT for HTTP): "
+            "uwsgiapp speaks only nginx's uwsgi protocol, here on the default 127.0.0.1:3031; "
+            "put nginx on the port (uwsgi_pass to --socket)"
+        ]
+        if said
+        else []
+    )
+
+
 def test_cli_flags_by_type() -> None:
     args = build_parser().parse_args(
         ["serve", "--app", "m:a", "--socket", "a.sock", "--socket", "b.sock,:3031",
