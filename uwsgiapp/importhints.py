@@ -5,6 +5,7 @@ run outside the package it belongs to."""
 from __future__ import annotations
 
 import errno
+import functools
 import importlib.util
 import inspect
 import os
@@ -129,9 +130,11 @@ def not_wsgi(app: Any, spec: str, called: bool) -> str | None:
 def is_asgi(obj: Any) -> bool:
     """An ASGI app: a coroutine function, or an instance whose ``__call__`` is one (Starlette,
     FastAPI, Django's ``get_asgi_application()``)."""
-    if inspect.isclass(obj):
+    while isinstance(obj, functools.partial):  # partial(app, ...) is the app it wraps
+        obj = obj.func
+    if inspect.isclass(obj) or not callable(obj):
         return False
-    call = obj if inspect.isroutine(obj) else type(obj).__call__ if callable(obj) else None
+    call = obj if inspect.isroutine(obj) else type(obj).__call__
     return inspect.iscoroutinefunction(call)
 
 

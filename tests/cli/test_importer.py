@@ -255,6 +255,11 @@ def test_a_wsgi_function_is_not_taken_for_a_factory(pkgdir: tuple[Path, str]) ->
         # Starlette's, FastAPI's, Django's get_asgi_application(): an async __call__
         "class App:\n    async def __call__(self, scope, receive, send):\n        pass\n"
         "app = App()\ndef make():\n    return App()\n",
+        # a partial of either (review: it passed)
+        "import functools\nasync def asgi(scope, receive, send, x):\n    pass\n"
+        "app = functools.partial(asgi, x=2)\n",
+        "import functools\nclass App:\n    async def __call__(self, scope, receive, send):\n"
+        "        pass\napp = functools.partial(App())\n",
     ],
 )
 def test_an_asgi_app_is_refused_at_its_import(pkgdir: tuple[Path, str], code: str) -> None:

@@ -426,6 +426,9 @@ def test_log_format_is_the_access_log_template(tmp_path: Path) -> None:
     body = "app-name = shop\nlog-format = $(REGION) %n %(app-name) %(addr) %(status)"
     config, warnings, _ = load(tmp_path, body, environ={"REGION": "eu"})
     assert config.access_log == "eu site shop %(addr) %(status)" and warnings == []
+    # uWSGI's %% is a %: %%(status) is the text %(status), a field of the line (review).
+    config, warnings, _ = load(tmp_path, "log-format = %%(status) 100%% %(uri)")
+    assert config.access_log == "%(status) 100% %(uri)" and warnings == []
     # Without a field it is no template (uWSGI writes it as it is): said, and not ours.
     config, warnings, _ = load(tmp_path, "log-format = json")
     assert config.access_log == "uwsgi"

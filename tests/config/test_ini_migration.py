@@ -53,29 +53,36 @@ def test_socket_protocol_uwsgi_is_what_uwsgiapp_does(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("body", "instead"),
+    ("body", "shown", "instead"),
     [
-        ("route = ^/health donotlog:", "nginx's 'access_log off;' in that location"),
-        ("route-if = equal:${PATH_INFO};/healthz donotlog:", "'disable-logging = true'"),
-        ("route-uri = ^/ping$ log:pinged ${REMOTE_ADDR}", "log it in nginx"),
-        ("final-route = .* logvar:user ${REMOTE_USER}", "a log-format's %(var.NAME)"),
-        ("route-run = fixpathinfo:", "'mount = /app=module:app' sets the prefix itself"),
-        ("route = ^/app fixpathinfo:", "use mount, then remove the rule"),
+        ("route = ^/health donotlog:", "route = … donotlog:…", "nginx's 'access_log off;'"),
+        (
+            "route-if = equal:${HTTP_X_KEY};s3cret donotlog:",
+            "route-if = … donotlog:…",
+            "'disable-logging = true'",
+        ),
+        ("route-uri = ^/ping$ log:pinged ${REMOTE_ADDR}", "route-uri = … log:…", "in nginx"),
+        (
+            "final-route = .* logvar:user ${REMOTE_USER}",
+            "final-route = … logvar:…",
+            "a log-format's %(var.NAME)",
+        ),
+        ("route-run = fixpathinfo:", "route-run = fixpathinfo:…", "'mount = /app=module:app'"),
+        ("route = ^/app fixpathinfo:", "route = … fixpathinfo:…", "use mount, then remove"),
     ],
 )
 def test_a_rule_that_only_logs_or_fixes_path_info_is_ignored(
-    tmp_path: Path, body: str, instead: str
+    tmp_path: Path, body: str, shown: str, instead: str
 ) -> None:
     # Start-up stopped on them ("uwsgiapp has no internal router ... put it in nginx"), but
     # serving without them serves the same, to the same clients.
     result = read(tmp_path, f"{body}\n{body}")  # one warning per rule (a line each)
     warnings = said(result)
     assert len(warnings) == 2, warnings
-    key, _, value = body.partition(" = ")
     for line, warning in zip((4, 5), warnings, strict=True):
-        start = f"'{quoted_rule(key, value)}' (line {line}) is ignored: uwsgiapp has no "
-        start += "internal router; "
+        start = f"'{shown}' (line {line}) is ignored: uwsgiapp has no internal router; "
         assert warning.startswith(start) and instead in warning, warning
+        assert "s3cret" not in warning
     assert result.unsupported == [f"{body.partition(' = ')[0]} (line {n})" for n in (4, 5)]
     resolve([result.layer])  # it starts
 
@@ -97,6 +104,8 @@ def test_strict_refuses_an_ignored_rule_as_any_ignored_key(tmp_path: Path) -> No
         ("route-run = addheader:Authorization: Bearer s3cret", "route-run = addheader:…'"),
         ("route = ^/admin basicauth:Admin,ops:s3cret", "route = … basicauth:…'"),
         ("route-if = notequal:${HTTP_X_KEY};s3cret break:403", "route-if = … break:…'"),
+        # a matcher with a space and a colon: no such action, nothing of it shown (review)
+        ("route-if = equal:${HTTP_AUTHORIZATION};Bearer s3cret:abc break:403", "route-if = …'"),
         ("route-host = ^example\\.com$ " + "x" * 80 + " break:", "route-host = …'"),
         ("route-run = donotlog:\nroute-label = after", "route-label = …'"),
     ],
@@ -130,6 +139,8 @@ def test_a_quoted_value_has_its_control_characters_escaped() -> None:
         ("max-requests = 1e4", "uWSGI reads '1e4' as 1: write 1"),
         ("listen = -", "uWSGI reads '-' as 0"),  # and no "write 0": seldom a value
         ("threads = " + "9" * 5000 + "x", ""),  # past C's int: no hint (it raised: review)
+        ("processes = 5000000000x", ""),  # past C's int too: atoi's value is undefined
+        ("harakiri = 1.5s", "uWSGI reads '1.5s' as 1"),  # no "write 1": 1.5 is taken here
     ],
 )
 def test_a_number_uwsgi_would_read_says_what_it_read(
@@ -199,6 +210,7 @@ def test_an_unset_variable_emptying_processes_says_what_uwsgi_does(tmp_path: Pat
         "master = true\nemperor = /etc/uwsgi/vassals",
         "emperor-tyrant = true\nemperor = /etc/uwsgi/vassals/*.ini",
         "vassals-inherit = /etc/uwsgi/base.ini",
+        "emperor = amqp://guest:S3CRET@rabbit/",
     ],
 )
 def test_an_emperor_ini_is_refused_up_front(tmp_path: Path, body: str) -> None:
@@ -210,7 +222,10 @@ def test_an_emperor_ini_is_refused_up_front(tmp_path: Path, body: str) -> None:
         ini_layer(str(path), environ={})
     text = str(caught.value)
     first = body.splitlines()[-1] if body.startswith("master") else body.splitlines()[0]
-    assert f"'{first}' cannot be applied: emperor mode is not supported" in text
+    # by its key alone: an emperor's URL may carry a password (review)
+    key = first.partition(" = ")[0]
+    assert f"'{key} = …' cannot be applied: emperor mode is not supported" in text
+    assert "S3CRET" not in text
     assert "run one uwsgiapp per vassal ini (e.g. one systemd unit or container each" in text
 
 

@@ -10,9 +10,15 @@ from collections.abc import Mapping
 from typing import Final
 
 from uwsgiapp.clihints import hint_for
-from uwsgiapp.config.configload import spec_for
+from uwsgiapp.config.configload import DEFAULT_SOURCE, Resolved, spec_for
 
-__all__ = ["brought_along", "debug_flag_set", "gunicorn_args_warning", "gunicorn_conf_warning"]
+__all__ = [
+    "brought_along",
+    "debug_flag_set",
+    "gunicorn_args_warning",
+    "gunicorn_conf_warning",
+    "port_unused",
+]
 
 #: gunicorn's options whose name is not ours → our option (its ``UWSGIAPP_*`` variable).
 GUNICORN_NAMES: Final[Mapping[str, str]] = {
@@ -128,3 +134,16 @@ def brought_along(env: Mapping[str, str], config_given: bool) -> list[str]:
             "500); a development setting, unset it in production"
         )
     return said
+
+
+def port_unused(env: Mapping[str, str], resolved: Resolved) -> list[str]:
+    """A platform's ``PORT`` (its HTTP port; gunicorn binds ``0.0.0.0:$PORT``) beside the
+    default socket: not read (HTTP could not be served)."""
+    port = env.get("PORT", "").strip()
+    if not port or resolved.sources["socket"] != DEFAULT_SOURCE:
+        return []
+    return [
+        f"PORT={port} is set but not read (gunicorn listens on 0.0.0.0:$PORT for HTTP): "
+        f"uwsgiapp speaks only nginx's uwsgi protocol, here on the default "
+        f"{', '.join(resolved.config.socket)}; put nginx on the port (uwsgi_pass to --socket)"
+    ]

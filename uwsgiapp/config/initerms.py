@@ -5,12 +5,15 @@ and how uWSGI reads some terms: a routing rule's action, a number (C's atoi)."""
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 
 from uwsgiapp.config.iniexpand import (
+    ExpansionError,
     Placeholders,
     environ_names,
     placeholder_env,
@@ -26,6 +29,7 @@ __all__ = [
     "quoted_rule",
     "route_action",
     "variables",
+    "virtualenv_advice",
 ]
 
 
@@ -118,6 +122,68 @@ def route_action(key: str, value: str) -> str:
 
 #: A rule is quoted up to this many characters of its value.
 RULE_QUOTED = 60
+#: uWSGI's routing actions a quoted rule may name: any other word where the action would be
+#: is left out (a matcher with a space and a colon put a token there).
+_ACTIONS = frozenset(
+    [
+        "break",
+        "continue",
+        "last",
+        "goto",
+        "return",
+        "redirect",
+        "redirect-301",
+        "redirect-302",
+        "rewrite",
+        "rewrite-last",
+        "setvar",
+        "addheader",
+        "delheader",
+        "remheader",
+        "clearheaders",
+        "disableheaders",
+        "basicauth",
+        "basicauth-next",
+        "ldapauth",
+        "htpasswd",
+        "chdir",
+        "log",
+        "logvar",
+        "donotlog",
+        "send",
+        "uwsgi",
+        "http",
+        "static",
+        "file",
+        "fixpathinfo",
+        "setapp",
+        "setscriptname",
+        "setmethod",
+        "seturi",
+        "setremoteaddr",
+        "setpathinfo",
+        "setdocroot",
+        "setuser",
+        "sethome",
+        "setfile",
+        "setprocname",
+        "cache",
+        "cachestore",
+        "cachevar",
+        "cacheset",
+        "memcached",
+        "rpc",
+        "harakiri",
+        "signal",
+        "spool",
+        "flush",
+        "serve_static",
+        "xsendfile",
+        "x-sendfile",
+    ]
+)
+#: Keys whose values may carry credentials (an emperor's amqp://user:password@ URL).
+_SECRET_PREFIXES = ("emperor", "vassals")
 
 
 def quoted_rule(key: str, value: str) -> str:
@@ -129,8 +195,9 @@ def quoted_rule(key: str, value: str) -> str:
     if key.startswith(ROUTE_PREFIXES):
         action = route_action(key, text)
         matcher = "" if key.endswith("-run") else "… "
-        named = action.isidentifier() or action.replace("-", "_").isidentifier()
-        return f"{key} = {matcher}{action}:…" if named and len(action) <= 30 else f"{key} = …"
+        return f"{key} = {matcher}{action}:…" if action in _ACTIONS else f"{key} = …"
+    if key.startswith(_SECRET_PREFIXES):
+        return f"{key} = …"
     if len(text) > RULE_QUOTED:
         text = text[: RULE_QUOTED - 1] + "…"
     return f"{key} = " + "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
@@ -146,13 +213,31 @@ def atoi_hint(option: str, value: object, source: str) -> str:
     "" for another source or option. The value is still refused: uWSGI's reading is a guess."""
     if not (source.startswith("ini ") and option in _UWSGI_FILLED and isinstance(value, str)):
         return ""
-    digits = re.match(r"\s*([-+]?[0-9]*)", value)
-    if digits is not None and len(digits.group(1)) > 18:
+    digits = re.match(r"\s*([-+]?[0-9]*)(\.?)", value)
+    if digits is not None and len(digits.group(1)) > 10:
         return ""  # past C's int: atoi's result is undefined (and int() refuses 4300 digits)
     number = int(digits.group(1)) if digits and digits.group(1).lstrip("+-") else 0
+    if abs(number) > 2**31 - 1:
+        return ""
     if option == "threads" and number == 0:
         return (
             f"; uWSGI reads {value!r} as 0 (threads off): write 'threads = 1' for that, or a "
             "number of threads"
         )
-    return f"; uWSGI reads {value!r} as {number}" + (f": write {number}" if number else "")
+    # Not "write 1" for "1.5s": a fraction may be what was meant (and is taken here).
+    write = number and not (digits and digits.group(2))
+    return f"; uWSGI reads {value!r} as {number}" + (f": write {number}" if write else "")
+
+
+def virtualenv_advice(raw: str, placeholders: Placeholders) -> str:
+    """What to do about a virtualenv named in the ini: "" when this uwsgiapp runs from it."""
+    try:
+        path = placeholders.expand_value(raw).strip()
+    except ExpansionError:
+        path = raw.strip()
+    if os.path.realpath(os.path.expanduser(path)) == os.path.realpath(sys.prefix):
+        return ""
+    return (
+        f"this uwsgiapp runs from {sys.prefix}: the app imports the packages of {path} only "
+        f"if uwsgiapp runs from it ({path}/bin/uwsgiapp)"
+    )

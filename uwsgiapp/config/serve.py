@@ -24,7 +24,7 @@ from uwsgiapp.config.configload import (
     resolve,
     spec_for,
 )
-from uwsgiapp.config.fromgunicorn import brought_along
+from uwsgiapp.config.fromgunicorn import brought_along, port_unused
 from uwsgiapp.config.iniids import STARTED_EUID, skip_ini_ids
 from uwsgiapp.config.model import ConfigError
 from uwsgiapp.config.printconfig import format_value
@@ -88,7 +88,7 @@ def resolve_serve_config(
     given = dict(pair.split("=", 1) for pair in resolved.config.env if "=" in pair)  # --env
     more += _socket_warnings(args, resolved)
     more += script_name_warning({**env, **given}, resolved.config.mount)
-    more += _web_concurrency_unused(env, resolved) + _port_unused(env, resolved)
+    more += _web_concurrency_unused(env, resolved) + port_unused(env, resolved)
     more += unsupported(resolved.config.access_log)  # a log-format template's
     more += take_writable_notes()
     unused = sorted(set(activated) - set(resolved.config.socket))
@@ -126,19 +126,6 @@ def _web_concurrency_unused(env: Mapping[str, str], resolved: Resolved) -> list[
         return []
     return [
         f"{_WEB_CONCURRENCY}={value} is not used: {source} sets --workers {resolved.config.workers}"
-    ]
-
-
-def _port_unused(env: Mapping[str, str], resolved: Resolved) -> list[str]:
-    """A platform's ``PORT`` (Heroku, Render, Cloud Run: where it sends HTTP; gunicorn binds
-    ``0.0.0.0:$PORT``) beside the default socket: not read, and HTTP could not be served."""
-    port = env.get("PORT", "").strip()
-    if not port or resolved.sources["socket"] != DEFAULT_SOURCE:
-        return []
-    return [
-        f"PORT={port} is set but not read (gunicorn listens on 0.0.0.0:$PORT for HTTP): "
-        f"uwsgiapp speaks only nginx's uwsgi protocol, here on the default "
-        f"{', '.join(resolved.config.socket)}; put nginx on the port (uwsgi_pass to --socket)"
     ]
 
 

@@ -45,7 +45,6 @@ from __future__ import annotations
 import difflib
 import os
 import re
-import sys
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -79,9 +78,9 @@ from uwsgiapp.config.inimap import (
     relative_to_chdir,
     truthy,
 )
-from uwsgiapp.config.initerms import Terms, quoted_rule, route_action
+from uwsgiapp.config.initerms import Terms, quoted_rule, route_action, virtualenv_advice
 from uwsgiapp.config.model import ConfigError
-from uwsgiapp.logfields import FIELD, is_template
+from uwsgiapp.logfields import is_template
 
 __all__ = [
     "HTTP_KEYS",
@@ -190,6 +189,10 @@ def ini_layer(
     return result
 
 
+#: A ``%(name)`` field that an even run of ``%`` (none included) precedes.
+_FIELD_AFTER_EVEN = re.compile(r"(?<!%)((?:%%)*)%\(([^)]+)\)")
+
+
 def _log_format(
     entry: IniEntry, places: Placeholders, where: str, warn: Callable[[str], None]
 ) -> Raw | None:
@@ -197,7 +200,10 @@ def _log_format(
     placeholders the ini defines; any other ``%(name)`` is a field of the line. None (said)
     for a value without one: uWSGI would write it as it is on every line."""
     source = f"{where} {entry.key} ({entry.at})"
-    raw = FIELD.sub(lambda m: m[0] if m[1] in places else "%" + m[0], entry.value.strip())
+    # A %(name) after an odd run of % is the text %(name) already ("%%(status)" keeps it).
+    raw = _FIELD_AFTER_EVEN.sub(
+        lambda m: m[0] if m[2] in places else f"{m[1]}%%({m[2]})", entry.value.strip()
+    )
     value = _expanded(entry.key, raw, places, source)
     if is_template(value):
         return Raw(value, source)
@@ -294,25 +300,11 @@ def _not_ours(
     """A key neither used nor ours: said to be unsupported, but a virtualenv only if it is
     not the one running (nothing is lost), and a placeholder (``project = shop``) not at all."""
     if entry.key in VENV_KEYS:
-        advice = _virtualenv_advice(entry.value, placeholders)
+        advice = virtualenv_advice(entry.value, placeholders)
         if advice:
             _unsupported(entry, result, where, warn, advice)
     elif not referenced or _advice(entry.key) or _guard(entry.key):  # chroot: uWSGI's still
         _unsupported(entry, result, where, warn)
-
-
-def _virtualenv_advice(raw: str, placeholders: Placeholders) -> str:
-    """What to do about a virtualenv named in the ini: "" when this uwsgiapp runs from it."""
-    try:
-        path = placeholders.expand_value(raw).strip()
-    except ExpansionError:
-        path = raw.strip()
-    if os.path.realpath(os.path.expanduser(path)) == os.path.realpath(sys.prefix):
-        return ""
-    return (
-        f"this uwsgiapp runs from {sys.prefix}: the app imports the packages of {path} only "
-        f"if uwsgiapp runs from it ({path}/bin/uwsgiapp)"
-    )
 
 
 #: The keys a typo may be meant for.
