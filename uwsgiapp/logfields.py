@@ -6,9 +6,14 @@ server's imports."""
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
-__all__ = ["FIELD", "KNOWN", "is_template", "unsupported"]
+from uwsgiapp.logtargets import is_pipe
+
+if TYPE_CHECKING:
+    from uwsgiapp.config import Config
+
+__all__ = ["FIELD", "KNOWN", "is_template", "log_warnings", "unsupported"]
 
 #: One field of a template: ``%(name)``.
 FIELD: Final = re.compile(r"%\(([^)]+)\)")
@@ -76,6 +81,25 @@ def is_template(fmt: str) -> bool:
 def is_request_var(name: str) -> bool:
     """``var.NAME``: the request's variable NAME (``var.HTTP_X_FORWARDED_FOR``)."""
     return name.startswith("var.") and len(name) > 4
+
+
+def log_warnings(config: Config) -> list[str]:
+    """What start-up says of the logs' options: a template's fields logged as ``-`` or 0
+    (:func:`unsupported`), and JSON lines that several workers write straight into a pipe."""
+    said = unsupported(config.access_log)
+    access = config.access_log == "json" or config.access_log.lstrip().startswith("{")
+    for json_lines, option, target, fd in (
+        (access, "--access-log", config.access_log_file, 1),
+        (config.error_log_format == "json", "--error-log-format", config.error_log_file, 2),
+    ):
+        if json_lines and config.workers > 1 and not config.log_master and is_pipe(target, fd):
+            said.append(
+                f"{option}: JSON lines go into a pipe (or socket) from {config.workers} workers "
+                "without --log-master: one over 4 KiB (a long URL or User-Agent, a traceback) "
+                "can interleave with another worker's, and both records break; --log-master "
+                "writes every line whole"
+            )
+    return said
 
 
 def unsupported(template: str) -> list[str]:

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import sys
 from typing import Any, TextIO
 
-__all__ = ["FUNNELED", "is_stream", "moved", "open_file_handlers", "stream_for"]
+__all__ = ["FUNNELED", "is_pipe", "is_stream", "moved", "open_file_handlers", "stream_for"]
 
 _STD = ((1, "stdout"), (2, "stderr"))
 _NAMED = {
@@ -40,6 +41,21 @@ def stream_for(target: str, default: TextIO) -> TextIO:
     """The stream ``target`` names: ``default`` for ``-``; ``target`` must be a stream."""
     name = _NAMED.get(target)
     return default if name is None else getattr(sys, name)
+
+
+def is_pipe(target: str, default_fd: int) -> bool:
+    """Whether the stream ``target`` names (``default_fd`` for ``-``) is a pipe or a socket,
+    where a write over 4 KiB (PIPE_BUF) may interleave with another process's. A file's path
+    is not looked at (as root, a path is never followed here)."""
+    if not is_stream(target):
+        return False
+    name = _NAMED.get(target)
+    fd = default_fd if name is None else 1 if name == "stdout" else 2
+    try:
+        mode = os.fstat(fd).st_mode
+    except OSError:
+        return False
+    return stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)
 
 
 def moved(path: str, stream: Any) -> bool:

@@ -184,6 +184,32 @@ def test_check_config_warns_of_a_socket_on_every_interface_closed_to_all_but_loo
         assert done.returncode == ServeExit.OK and b"warning" not in done.stderr, done.stderr
 
 
+def test_json_lines_from_several_workers_into_a_pipe_without_log_master_are_warned_of(
+    tmp_path: Path,
+) -> None:
+    # Over 4 KiB, a worker's write into a pipe can interleave with another's: 1161 of 19465
+    # JSON lines broke under a 20 KB User-Agent (observability exploration). run_cli's stdout
+    # and stderr are pipes.
+    (tmp_path / "good.py").write_text("def app(environ, start_response):\n    return []\n")
+    common = ["good:app", "--check-config", "--chdir", str(tmp_path), "--workers", "2"]
+    said = "JSON lines go into a pipe (or socket) from 2 workers without --log-master"
+    for json_lines, option in (
+        (["--access-log", "json"], "--access-log"),
+        (["--access-log", '{"u": "%(uri)"}'], "--access-log"),
+        (["--error-log-format", "json"], "--error-log-format"),
+    ):
+        warned = run_cli("serve", *common, *json_lines)
+        assert warned.returncode == 0 and f"{option}: {said}".encode() in warned.stderr
+    for quiet in (
+        ["--access-log", "json", "--log-master"],
+        ["--access-log", "json", "--workers", "1"],
+        ["--access-log", "json", "--access-log-file", str(tmp_path / "access.log")],
+        ["--access-log", "combined"],
+    ):
+        done = run_cli("serve", *common, *quiet)
+        assert done.returncode == 0 and b"JSON lines" not in done.stderr, done.stderr
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="imports as --uid only when started as root")
 def test_check_config_imports_as_the_uid_user(short_dir: Path) -> None:
     # As root, the import ran as root: the files it made (a log, a SQLite file) were root's,

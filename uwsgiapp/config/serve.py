@@ -31,7 +31,7 @@ from uwsgiapp.config.printconfig import format_value
 from uwsgiapp.config.readfile import take_writable_notes
 from uwsgiapp.config.tomlfile import toml_layer
 from uwsgiapp.config.uwsgiini import SIMPLE_KEYS, IniResult, check_http_only, ini_layer
-from uwsgiapp.logfields import unsupported
+from uwsgiapp.logfields import log_warnings
 
 __all__ = ["SYSTEMD_SOURCE", "resolve_serve_config", "script_name_warning", "systemd_sockets"]
 
@@ -89,7 +89,7 @@ def resolve_serve_config(
     more += _socket_warnings(args, resolved)
     more += script_name_warning({**env, **given}, resolved.config.mount)
     more += _web_concurrency_unused(env, resolved) + port_unused(env, resolved)
-    more += unsupported(resolved.config.access_log)  # a log-format template's
+    more += log_warnings(resolved.config)  # a template's fields, JSON lines into a pipe
     more += take_writable_notes()
     unused = sorted(set(activated) - set(resolved.config.socket))
     if unused:
