@@ -22,8 +22,9 @@ import pytest
 from handler_kit import CORPUS, hello, logged_response, make_handler, packet, run
 
 from uwsgiapp.server.accesslog import SERVED, keep_only
+from uwsgiapp.server.errortail import tail_line
 from uwsgiapp.server.exchange import Exchange
-from uwsgiapp.server.logs import make_access_log, reopen_logs, tail_line
+from uwsgiapp.server.logs import make_access_log, reopen_logs
 from uwsgiapp.wsgi.errors import QuickStop
 from uwsgiproto import build_request
 

@@ -2,22 +2,20 @@
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import faulthandler
 import logging
 import os
 import sys
-import traceback
 import weakref
 from typing import Any
 
 from uwsgiapp.logtargets import FUNNELED, is_stream, open_file_handlers, stream_for
 from uwsgiapp.server.accesslog import LOGGERS, PID, LineWriter
+from uwsgiapp.server.errortail import ErrorTail as ErrorTail  # the supervisor takes it here
 from uwsgiapp.server.fdstream import FdTextStream
 from uwsgiapp.server.inflight import worker_number
 from uwsgiapp.server.logformat import ERROR_FORMAT, ErrorFormatter, JsonErrorFormatter
-from uwsgiapp.server.logtemplate import template_logger
 from uwsgiapp.server.safefiles import open_append
 from uwsgiapp.server.throttle import WRITE_FAILURE_INTERVAL, Throttle, tell_dropped
 from uwsgiapp.wsgi.contract import AccessLogger
@@ -314,14 +312,17 @@ def make_access_log(fmt: str, target: str = "-") -> AccessLogger | None:
     """An access logger for ``fmt`` ('off' → None, 'uwsgi' → uWSGI-like lines, 'json',
     'combined' → Apache's, gunicorn's default, else a uWSGI log-format template).
 
-    Each line is one ``write`` to the handler's file, without a LogRecord: the ``logging``
-    machinery costs several times the request. The handler still belongs to the
-    ``uwsgiapp.access`` logger, so USR1 (:func:`reopen_logs`) reopens the file.
-    """
+    Each line is one ``write`` to the handler's file, without a LogRecord (the ``logging``
+    machinery costs several times the request); the handler is the ``uwsgiapp.access``
+    logger's, which USR1 (:func:`reopen_logs`) reopens."""
     if fmt == "off":
         return None
-    make = LOGGERS.get(fmt) or template_logger(fmt)
-    return make(LineWriter(access_handler(target)), PID)
+    writer = LineWriter(access_handler(target))
+    if fmt in LOGGERS:
+        return LOGGERS[fmt](writer, PID)
+    from uwsgiapp.server.logtemplate import template_logger  # for a template alone: memory
+
+    return template_logger(fmt)(writer, PID)
 
 
 def access_handler(target: str) -> logging.StreamHandler[Any]:
@@ -348,53 +349,3 @@ def access_handler(target: str) -> logging.StreamHandler[Any]:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     return handler
-
-
-def tail_line(record: logging.LogRecord) -> str:
-    """``record`` on one line: its message's first line and, where a traceback follows (in
-    the message or as ``exc_info``), its last: the exception (``cannot load app 'app:app':
-    error while importing module 'app' ...: ModuleNotFoundError: No module named 'x'``)."""
-    lines = record.getMessage().splitlines() or [""]
-    last = lines[-1].strip() if len(lines) > 1 else ""
-    if not last and record.exc_info and record.exc_info[1] is not None:
-        last = traceback.format_exception_only(record.exc_info[1])[-1].strip()
-    if not last:
-        return lines[0]
-    return f"{lines[0]}{' ' if lines[0].endswith(':') else ': '}{last}"
-
-
-class ErrorTail(logging.Handler):
-    """Keeps the last few error lines (their message only) of the logger it is put on: what a
-    start-up that failed says on the terminal when the error log goes to a file (gunicorn
-    prints its start-up errors there too; the file alone left the terminal silent).
-
-    ``terminal`` is a copy of the terminal's stderr (-1: none), kept by the process that made
-    the handler only: a process forked from it closes its copy, so that a worker, or what the
-    app forks, does not hold a pipe open that a reader waits to see end with the server.
-    """
-
-    def __init__(self, terminal: int = -1, keep: int = 3) -> None:
-        super().__init__(logging.ERROR)
-        self.lines: collections.deque[str] = collections.deque(maxlen=keep)
-        self.terminal = terminal
-        if terminal >= 0:
-            os.register_at_fork(after_in_child=self.drop_terminal)
-
-    def emit(self, record: logging.LogRecord) -> None:
-        with contextlib.suppress(Exception):
-            self.lines.append(tail_line(record))
-
-    def tell(self, code: int, where: str) -> None:
-        """Write the kept lines to the terminal, saying that the server stopped with exit
-        ``code`` and where the whole log is."""
-        text = "".join(f"uwsgiapp: {line}\n" for line in self.lines)
-        text += f"uwsgiapp: stopped with exit code {code}; the error log is {where}\n"
-        with contextlib.suppress(OSError):
-            os.write(self.terminal, text.encode(errors="replace"))
-
-    def drop_terminal(self) -> None:
-        """Close the copy of the terminal (once: its number may be reused after)."""
-        if self.terminal >= 0:
-            with contextlib.suppress(OSError):
-                os.close(self.terminal)
-            self.terminal = -1
