@@ -1,5 +1,5 @@
-"""The commands a server never runs (``request``, ``ping``, ``top``), declared in full only
-when one of them is the command line's.
+"""The commands a server never runs (``request``, ``ping``, ``top``, ``health``), declared in
+full only when one of them is the command line's.
 
 ``serve``'s master parses its command line with the same parser, and every worker forks from
 the master: the client's and ``top``'s code, imported there, would sit in each process's
@@ -30,6 +30,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "uwsgiapp.stats.top",
         "add_parser",
         "live view of a stats server (ours or uWSGI's): workers, req/s, listen queue",
+    ),
+    "health": (
+        "uwsgiapp.stats.health",
+        "add_parser",
+        "ask the stats server: exit 0 while a worker accepts (a container's health check)",
     ),
 }
 

@@ -151,6 +151,19 @@ def test_nothing_to_ask_is_a_usage_error_and_no_answer_is_exit_3() -> None:
     finally:
         shutil.rmtree(sockdir, ignore_errors=True)
     assert done.returncode == 3 and "cannot connect" in done.stderr
+    # The same check as a command of uwsgiapp's: "uwsgiapp health" was "invalid choice".
+    same = subprocess.run(
+        [sys.executable, "-m", "uwsgiapp", "health", "/nonexistent/nobody.sock"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+    )
+    assert same.returncode == 3 and "health: error: cannot connect" in same.stderr
+    usage = subprocess.run(
+        [sys.executable, "-m", "uwsgiapp", "health"], capture_output=True, text=True, env=env
+    )
+    assert usage.returncode == 2 and "UWSGIAPP_STATS is not set" in usage.stderr
 
 
 @pytest.mark.parametrize("http", [False, True])

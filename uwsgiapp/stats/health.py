@@ -20,14 +20,34 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from uwsgiapp.stats.document import health_verdict
 from uwsgiapp.stats.reader import EXIT_USAGE, FetchError, fetch, stats_source
 
-__all__ = ["EXIT_UNHEALTHY", "main", "stats_source"]
+__all__ = ["EXIT_UNHEALTHY", "add_parser", "check", "main", "stats_source"]
 
 #: No worker accepts (none has loaded the app, or all are stopping).
 EXIT_UNHEALTHY = 1
+
+
+_EPILOG = (
+    "exit status: 0 healthy, 1 no worker accepts, 2 usage, 3 cannot connect, "
+    "4 no valid stats document"
+)
+
+
+def _arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("address", nargs="?", default="", metavar="ADDR")
+    parser.add_argument("--http", action="store_true", help="the stats server speaks HTTP")
+    parser.add_argument("--timeout", type=float, default=2.0, metavar="S")
+    return parser
+
+
+def add_parser(sub: argparse._SubParsersAction[Any], summary: str) -> None:
+    """``uwsgiapp health [ADDR]``: the same check as ``python -m uwsgiapp.stats.health``."""
+    parser = sub.add_parser("health", help=summary, description=summary, epilog=_EPILOG)
+    _arguments(parser).set_defaults(handler=check)
 
 
 def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.environ) -> int:
@@ -35,13 +55,13 @@ def main(argv: Sequence[str] | None = None, environ: Mapping[str, str] = os.envi
     parser = argparse.ArgumentParser(
         prog="python -m uwsgiapp.stats.health",
         description=__doc__.split("\n\n", 1)[0] if __doc__ else None,
-        epilog="exit status: 0 healthy, 1 no worker accepts, 2 usage, 3 cannot connect, "
-        "4 no valid stats document",
+        epilog=_EPILOG,
     )
-    parser.add_argument("address", nargs="?", default="", metavar="ADDR")
-    parser.add_argument("--http", action="store_true", help="the stats server speaks HTTP")
-    parser.add_argument("--timeout", type=float, default=2.0, metavar="S")
-    args = parser.parse_args(argv)
+    return check(_arguments(parser).parse_args(argv), environ)
+
+
+def check(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> int:
+    """The check of parsed arguments (``address``, ``http``, ``timeout``): its exit status."""
     try:
         doc = fetch(stats_source(args.address, environ, args.http), timeout=args.timeout)
     except ValueError as exc:
