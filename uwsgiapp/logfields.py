@@ -13,7 +13,7 @@ from uwsgiapp.logtargets import is_pipe
 if TYPE_CHECKING:
     from uwsgiapp.config import Config
 
-__all__ = ["FIELD", "KNOWN", "is_template", "log_warnings", "unsupported"]
+__all__ = ["FIELD", "KNOWN", "is_json_template", "is_template", "log_warnings", "unsupported"]
 
 #: One field of a template: ``%(name)``.
 FIELD: Final = re.compile(r"%\(([^)]+)\)")
@@ -78,6 +78,11 @@ def is_template(fmt: str) -> bool:
     return FIELD.search(fmt) is not None
 
 
+def is_json_template(fmt: str) -> bool:
+    """A template for JSON lines (it starts with ``{``): its values are written JSON-escaped."""
+    return fmt.lstrip().startswith("{") and is_template(fmt)
+
+
 def is_request_var(name: str) -> bool:
     """``var.NAME``: the request's variable NAME (``var.HTTP_X_FORWARDED_FOR``)."""
     return name.startswith("var.") and len(name) > 4
@@ -87,7 +92,7 @@ def log_warnings(config: Config) -> list[str]:
     """What start-up says of the logs' options: a template's fields logged as ``-`` or 0
     (:func:`unsupported`), and JSON lines that several workers write straight into a pipe."""
     said = unsupported(config.access_log)
-    access = config.access_log == "json" or config.access_log.lstrip().startswith("{")
+    access = config.access_log == "json" or is_json_template(config.access_log)
     for json_lines, option, target, fd in (
         (access, "--access-log", config.access_log_file, 1),
         (config.error_log_format == "json", "--error-log-format", config.error_log_file, 2),

@@ -203,6 +203,8 @@ def quoted_rule(key: str, value: str) -> str:
     return f"{key} = " + "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
+#: What C's atoi reads of a value (its leading digits), and a decimal point after them.
+_ATOI = re.compile(r"\s*([-+]?[0-9]*)(\.?)")
 #: The options an ini's uWSGI keys fill: uWSGI reads their numbers with C's atoi.
 _UWSGI_FILLED = frozenset(SIMPLE_KEYS.values())
 
@@ -213,10 +215,10 @@ def atoi_hint(option: str, value: object, source: str) -> str:
     "" for another source or option. The value is still refused: uWSGI's reading is a guess."""
     if not (source.startswith("ini ") and option in _UWSGI_FILLED and isinstance(value, str)):
         return ""
-    digits = re.match(r"\s*([-+]?[0-9]*)(\.?)", value)
-    if digits is not None and len(digits.group(1)) > 10:
+    leading, point = _ATOI.match(value).groups()  # type: ignore[union-attr]  # always matches
+    if len(leading) > 10:
         return ""  # past C's int: atoi's result is undefined (and int() refuses 4300 digits)
-    number = int(digits.group(1)) if digits and digits.group(1).lstrip("+-") else 0
+    number = int(leading) if leading.lstrip("+-") else 0
     if abs(number) > 2**31 - 1:
         return ""
     if option == "threads" and number == 0:
@@ -225,7 +227,7 @@ def atoi_hint(option: str, value: object, source: str) -> str:
             "number of threads"
         )
     # Not "write 1" for "1.5s": a fraction may be what was meant (and is taken here).
-    write = number and not (digits and digits.group(2))
+    write = number and not point
     return f"; uWSGI reads {value!r} as {number}" + (f": write {number}" if write else "")
 
 

@@ -80,7 +80,7 @@ from uwsgiapp.config.inimap import (
 )
 from uwsgiapp.config.initerms import Terms, quoted_rule, route_action, virtualenv_advice
 from uwsgiapp.config.model import ConfigError
-from uwsgiapp.logfields import is_template
+from uwsgiapp.logfields import FIELD, is_template
 
 __all__ = [
     "HTTP_KEYS",
@@ -190,7 +190,7 @@ def ini_layer(
 
 
 #: A ``%(name)`` field that an even run of ``%`` (none included) precedes.
-_FIELD_AFTER_EVEN = re.compile(r"(?<!%)((?:%%)*)%\(([^)]+)\)")
+_FIELD_AFTER_EVEN = re.compile(r"(?<!%)((?:%%)*)" + FIELD.pattern)
 
 
 def _log_format(

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from uwsgiapp.logfields import FIELD, ZEROED, is_request_var
+from uwsgiapp.logfields import FIELD, ZEROED, is_json_template, is_request_var
 from uwsgiapp.server.accesslog import (
     PID,
     SERVED,
@@ -149,7 +149,7 @@ def template_access_log(template: str, writer: LineWriter) -> AccessLogger:
         pieces += [template[at : match.start()], _field(match.group(1))]
         at = match.end()
     pieces.append(template[at:])
-    escape = _json_value if template.lstrip().startswith("{") else None
+    escape = _json_value if is_json_template(template) else None
 
     def access_template(
         environ: dict[str, Any], response: Exchange, seconds: float, block: bytes
