@@ -8,7 +8,6 @@ to the documentation for what one line can tell.
 from __future__ import annotations
 
 import argparse
-import difflib
 import re
 import sys
 from collections.abc import Iterable, Sequence
@@ -50,6 +49,8 @@ def hint_for(arg: str, ours: Iterable[str]) -> str:
     if said := _uwsgi_key(name):  # what an ini's key of that name is told (--limit-as)
         return f"{name}: {said}" + _serve_only(said, known)
     if name.startswith("--"):
+        import difflib  # only for a name that is not known
+
         # Another server's names too: --procesess is uWSGI's --processes mistyped.
         close = difflib.get_close_matches(name, [o for o in known if o.startswith("--")], n=1)
         if close:

@@ -17,8 +17,11 @@ import importlib.util
 import os
 import sys
 from collections.abc import Callable
-from importlib.abc import PathEntryFinder
 from types import CodeType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # importlib.abc pulls in importlib.resources, pathlib and tempfile
+    from importlib.abc import PathEntryFinder
 
 __all__ = ["CheckedSourceLoader", "check_bytecode_caches", "may_be_stale"]
 

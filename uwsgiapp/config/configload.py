@@ -15,7 +15,6 @@ type, builds the Config and validates it once; any bad value raises
 
 from __future__ import annotations
 
-import difflib
 import math
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -257,6 +256,8 @@ def suggest(word: str, choices: Iterable[str]) -> str:
     option = GUNICORN_SETTINGS.get(word, plain)
     if option in FOREIGN_OPTIONS:
         return f" ({FOREIGN_OPTIONS[option]})"
+    import difflib  # only for a name that is not known
+
     close = difflib.get_close_matches(word, list(choices), n=1)
     return f" (did you mean {close[0]}?)" if close else ""
 

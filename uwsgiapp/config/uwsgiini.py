@@ -42,7 +42,6 @@ or loop is a :class:`ConfigError` naming the key and its line.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Callable, Mapping, MutableMapping
@@ -281,6 +280,8 @@ def _unsupported(
         return
     advice = advice or _advice(entry.key)
     if not advice:  # a typo of a key we take (not of one we only advise about)
+        import difflib  # only for a key that is not known
+
         near = difflib.get_close_matches(entry.key, _KNOWN, n=1, cutoff=0.8)
         advice = f"did you mean '{near[0]}'?" if near else ""
     warn(f"'{entry.key}' is not supported, ignored" + (f" ({advice})" if advice else ""))

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import datetime
 import json
 import logging
 import time
@@ -76,6 +75,8 @@ class JsonErrorFormatter(ErrorFormatter):
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as one line of JSON."""
+        import datetime  # only for JSON records (a module of its own size in every worker)
+
         when = datetime.datetime.fromtimestamp(record.created).astimezone()
         line: dict[str, Any] = {
             "time": when.isoformat(timespec="milliseconds"),

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import secrets
 import socket
 import stat
 from collections.abc import Iterator
@@ -321,7 +320,7 @@ def write_pidfile(path: str, pid: int) -> None:
     """Write ``pid`` to ``path``: a new file beside it, renamed over it (a link is replaced,
     never followed)."""
     with in_parent(path) as (parent, name):
-        tmp = f".pid-{secrets.token_hex(6)}"
+        tmp = f".pid-{os.urandom(6).hex()}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
         fd = os.open(tmp, flags, 0o644, dir_fd=parent)
         try:

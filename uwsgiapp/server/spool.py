@@ -20,7 +20,6 @@ import contextlib
 import io
 import logging
 import os
-import tempfile
 import time
 from typing import IO, Any, Final
 
@@ -52,7 +51,16 @@ def in_memory(length: int, limit: int) -> bool:
 def default_spool_dir() -> str:
     """Where bodies over the limit go without ``--post-buffering-dir``: Python's temporary
     directory (``TMPDIR``, else ``/tmp``, as uWSGI's)."""
+    import tempfile  # with its own imports (random, ...), only where bodies are spooled
+
     return tempfile.gettempdir()
+
+
+def temporary_file(directory: str) -> IO[bytes]:
+    """A new unnamed temporary file in ``directory`` (removed when closed)."""
+    import tempfile
+
+    return tempfile.TemporaryFile(dir=directory)
 
 
 def check_spool_dir(configured: str) -> tuple[str, str]:
@@ -69,7 +77,7 @@ def check_spool_dir(configured: str) -> tuple[str, str]:
             )
     where = os.path.abspath(configured)
     try:
-        tempfile.TemporaryFile(dir=where).close()
+        temporary_file(where).close()
     except OSError as exc:
         reason = exc.strerror or str(exc)
         return where, (
@@ -92,7 +100,7 @@ def spool_body(
     got = min(len(rest), length)
     body: IO[bytes] | None = None  # closed by the caller at the request's end, or below
     try:
-        body = io.BytesIO() if in_memory(length, limit) else tempfile.TemporaryFile(dir=directory)  # noqa: SIM115
+        body = io.BytesIO() if in_memory(length, limit) else temporary_file(directory)
         body.write(rest[:length] if len(rest) > length else rest)
         while got < length:
             chunk = recv(fd, min(length - got, MAX_READ), timeout)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import random
 import resource
 from typing import Any
 
@@ -129,6 +128,8 @@ def make_worker(
     master_pid, master_flags = master
     max_requests = config.max_requests
     if max_requests and config.max_requests_jitter:
+        import random  # only with a jitter
+
         max_requests += random.randint(0, config.max_requests_jitter)
     refuse_without_descriptors(config.threads, config.lazy_apps)
     drain = drain_limit(config.graceful_timeout)

@@ -24,7 +24,6 @@ import logging
 import os
 import signal
 import sys
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NoReturn
@@ -67,6 +66,8 @@ def _channel() -> int | None:
     with contextlib.suppress(OSError, AttributeError):
         return os.memfd_create("uwsgiapp-trial")
     with contextlib.suppress(OSError):
+        import tempfile  # only where memfd_create is missing
+
         fd, path = tempfile.mkstemp(prefix="uwsgiapp-trial-")
         os.unlink(path)
         return fd
