@@ -56,6 +56,57 @@ def test_a_traceback_written_into_the_message_is_the_records_traceback() -> None
     assert data["traceback"].endswith("ValueError: x")
 
 
+def test_a_records_extra_fields_are_fields_of_the_line_and_do_not_replace_its_own() -> None:
+    # python-json-logger's users log logger.info("paid", extra={"order": 7}): the field was
+    # dropped, so a collector could not index it.
+    class Order:
+        def __str__(self) -> str:
+            return "order #7"
+
+    record = logging.getLogger("shop").makeRecord(
+        "shop", logging.INFO, __file__, 1, "paid", (), None,
+        extra={"order": 7, "items": ["a", "b"], "obj": Order(), "level": "not ours"},
+    )  # fmt: skip
+    data = json.loads(JsonErrorFormatter().format(record))
+    assert (data["message"], data["level"]) == ("paid", "INFO")
+    assert (data["order"], data["items"], data["obj"]) == (7, ["a", "b"], "order #7")
+    # A plain record has only the line's own fields (none of LogRecord's other attributes).
+    plain = json.loads(JsonErrorFormatter().format(logging.makeLogRecord({"msg": "x"})))
+    assert set(plain) == {"time", "level", "pid", "logger", "message"}
+
+
+def _format_in_a_request(record: logging.LogRecord, environ: dict[str, str]) -> str:
+    """The line as a handler makes it while a WSGI call with ``environ`` is on the stack."""
+    assert environ  # the frame's ``environ`` is what the server finds
+    return JsonErrorFormatter().format(record)
+
+
+def test_a_record_made_while_a_request_is_served_names_the_request_and_the_worker() -> None:
+    from uwsgiapp.server import inflight
+
+    # Not named environ: the server finds a request by a frame's local of that name.
+    sent = {
+        "REQUEST_METHOD": "POST",
+        "REQUEST_URI": "/caf\xc3\xa9?a=1",  # as nginx sends it: the bytes, as latin-1 text
+        "PATH_INFO": "/caf\xc3\xa9",
+        "HTTP_X_REQUEST_ID": "abc123",
+    }
+    record = logging.makeLogRecord({"msg": "slow query", "levelname": "WARNING"})
+    inflight.set_worker_number(3)
+    try:
+        data = json.loads(_format_in_a_request(record, sent))
+        outside = json.loads(JsonErrorFormatter().format(record))
+    finally:
+        inflight.set_worker_number(0)
+    assert (data["method"], data["uri"], data["request_id"]) == ("POST", "/caf\u00e9?a=1", "abc123")
+    assert data["worker"] == 3
+    assert "method" not in outside and "request_id" not in outside  # no request: none said
+    del sent["REQUEST_URI"], sent["HTTP_X_REQUEST_ID"]
+    data = json.loads(_format_in_a_request(record, sent))
+    assert (data["uri"], data["request_id"]) == ("/caf\u00e9", "")
+    assert "worker" not in data  # not in a worker (the master's own lines)
+
+
 def test_a_bad_format_names_the_option() -> None:
     with pytest.raises(ConfigError, match="--error-log-format: must be one of text, json"):
         make_config(app="a:b", error_log_format="yaml")
@@ -187,7 +238,8 @@ def test_an_apps_logging_with_no_handler_is_a_record_of_the_error_log(tmp_path: 
         tmp_path, "nolog:app", workers=1, pythonpath=[str(apps)], error_log_format="json"
     ).start()
     try:
-        assert request(parse_address(server.socket), "/x").status == 200
+        headers = [("X-Request-Id", "rid-1")]
+        assert request(parse_address(server.socket), "/x", headers=headers).status == 200
         wait_until(lambda: "could not divide" in server.log(), 10, "the app's record")
     finally:
         server.stop()
@@ -195,6 +247,9 @@ def test_an_apps_logging_with_no_handler_is_a_record_of_the_error_log(tmp_path: 
     assert [line for line in lines if not line.startswith("{")] == []
     (record,) = [json.loads(line) for line in lines if "myapp" in line]
     assert (record["level"], record["logger"]) == ("ERROR", "myapp.views")
+    # The request it was made in, as its JSON access line names it, and the worker.
+    assert (record["method"], record["uri"], record["request_id"]) == ("GET", "/x", "rid-1")
+    assert record["worker"] == 1
     assert record["message"] == "could not divide for /x"
     assert record["traceback"].endswith("ZeroDivisionError: division by zero")
 

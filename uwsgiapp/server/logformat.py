@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 import traceback
 from types import TracebackType
@@ -19,6 +20,12 @@ __all__ = ["ERROR_FORMAT", "ErrorFormatter", "JsonErrorFormatter"]
 _TRACEBACK = "\nTraceback (most recent call last):\n"
 
 ERROR_FORMAT = "%(asctime)s [%(process)d] [%(levelname)s] %(message)s"
+
+#: What every log record holds (and what formatting adds): the rest of a record's attributes
+#: are its ``extra``, which a JSON line carries as fields of its own.
+_RECORD_ATTRIBUTES = frozenset(
+    (*logging.makeLogRecord({}).__dict__, "message", "asctime", "traceback", "taskName")
+)
 
 
 class ErrorFormatter(logging.Formatter):
@@ -71,7 +78,14 @@ class ErrorFormatter(logging.Formatter):
 class JsonErrorFormatter(ErrorFormatter):
     """``--error-log-format json``: one object a line (time with its UTC offset, level, pid,
     logger, message, and a ``traceback`` when there is one), so that a collector that splits
-    on newlines keeps a traceback or a harakiri's stack dump in its record."""
+    on newlines keeps a traceback or a harakiri's stack dump in its record.
+
+    A record made in a worker says its ``worker`` number; one made while a request is served
+    (the app's ``logger.error(...)``, the server's lines about it) says the request's
+    ``method``, ``uri`` and ``request_id`` (its ``X-Request-Id``, "" without), as its JSON
+    access line does, so that a collector joins the two. A record's ``extra`` fields are
+    fields of the line (as text where JSON has no type for them); they do not replace these.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as one line of JSON."""
@@ -92,7 +106,38 @@ class JsonErrorFormatter(ErrorFormatter):
         elif _TRACEBACK in line["message"]:  # one the line carries as text (an app's import)
             message, _, rest = line["message"].partition(_TRACEBACK)
             line["message"], line["traceback"] = message, _TRACEBACK.lstrip("\n") + rest
-        return json.dumps(line, ensure_ascii=False)
+        _add_request(line)
+        for key, value in record.__dict__.items():
+            if key not in _RECORD_ATTRIBUTES and not key.startswith("_"):
+                line.setdefault(key, value)
+        return json.dumps(line, ensure_ascii=False, default=_as_text)
+
+
+def _as_text(value: object) -> str:
+    """An ``extra`` value JSON has no type for, as its text (``repr`` where ``str`` fails)."""
+    try:
+        return str(value)
+    except Exception:
+        return object.__repr__(value)
+
+
+def _add_request(line: dict[str, Any]) -> None:
+    """The worker's number, and the request being served, in this thread, into ``line``."""
+    inflight = sys.modules.get("uwsgiapp.server.inflight")
+    if inflight is None:  # not a server's process (a start-up warning)
+        return
+    if number := inflight.worker_number():
+        line["worker"] = number
+    environ = inflight.request_environ(sys._getframe())
+    if environ is None:
+        return
+    from uwsgiapp.server.logtext import as_sent
+
+    for key, name in (("method", "REQUEST_METHOD"), ("uri", "REQUEST_URI")):
+        line[key] = as_sent(str(environ.get(name) or ""))
+    if not line["uri"]:
+        line["uri"] = as_sent(str(environ.get("PATH_INFO") or ""))
+    line["request_id"] = as_sent(str(environ.get("HTTP_X_REQUEST_ID") or ""))
 
 
 def _escape_exception_texts(report: traceback.TracebackException, seen: set[int]) -> None:
