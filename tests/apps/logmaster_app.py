@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -42,6 +43,14 @@ def _die(args: dict[str, str]) -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _print(args: dict[str, str]) -> None:
+    """A print, a line on fd 2 with a byte that is no UTF-8, and a JSON line of the app's."""
+    tag = args.get("tag", "")
+    print("printed", tag, flush=True)
+    os.write(2, b"to stderr \xff " + tag.encode() + b"\r\n\n")
+    print(json.dumps({"own": tag}), flush=True)
+
+
 def _sleep(args: dict[str, str]) -> None:
     time.sleep(float(args.get("seconds", "1")))
 
@@ -58,6 +67,7 @@ ROUTES = {
     "/records": _records,
     "/piece": _piece,
     "/die": _die,
+    "/print": _print,
     "/sleep": _sleep,
     "/sleep-in-c": _sleep_in_c,
 }

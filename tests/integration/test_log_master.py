@@ -194,9 +194,30 @@ def test_a_worker_killed_mid_line_has_its_piece_written_on_a_line_of_its_own(
             assert piped.get("/die", "tag=gone") == b""
             assert load.result().startswith(b"HTTP/1.1 200")
         wait_until(lambda: len(worker_pids(piped.server.pid) - before) == 1, 10, "a respawn")
-    _, bad = piped.split()
-    assert bad == [b'{"dying": "gone'], [line[:200] for line in bad]
+    good, bad = piped.split()
+    # A piece is no JSON object: under --error-log-format json, a record of its own.
+    assert bad == [], [line[:200] for line in bad]
+    (piece,) = [r for r in good if r.get("logger") == "output"]
+    assert piece["message"] == '{"dying": "gone' and piece["level"] == "INFO"
+    assert piece["pid"] in before
     assert len(piped.messages("rec k")) == 20
+
+
+def test_the_workers_output_is_json_records_under_the_json_error_log(tmp_path: Path) -> None:
+    # --error-log-format json with --log-master: the app's prints and what C code writes to
+    # fds 1 and 2 were plain lines among the records (a collector parsing JSON dropped them).
+    with Piped(tmp_path, workers=1, log_master=True) as piped:
+        assert piped.get("/print", "tag=hello").startswith(b"HTTP/1.1 200")
+    good, bad = piped.split()
+    assert bad == [], [line[:200] for line in bad]
+    printed = [r for r in good if r.get("logger") == "output"]
+    assert [r["message"] for r in printed] == ["printed hello", "to stderr \\xff hello"]
+    assert {r["level"] for r in printed} == {"INFO"}  # stdout and stderr are one pipe here
+    assert any(r.get("own") == "hello" for r in good)  # the app's own JSON line, as it was
+    # Without the JSON error log they stay the lines the app wrote.
+    with Piped(tmp_path / "text", workers=1, log_master=True, error_log_format="text") as plain:
+        assert plain.get("/print", "tag=hi").startswith(b"HTTP/1.1 200")
+    assert b"printed hi" in plain.lines and b'{"own": "hi"}' in plain.lines
 
 
 def test_a_hup_under_logging_load_loses_no_line(tmp_path: Path) -> None:

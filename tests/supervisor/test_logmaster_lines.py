@@ -3,7 +3,9 @@ and the pipes a worker gets, made whole or not at all."""
 
 from __future__ import annotations
 
+import datetime
 import errno
+import json
 import os
 import random
 import types
@@ -14,7 +16,13 @@ import pytest
 from uwsgiapp.server import throttle
 from uwsgiapp.server.logs import WRITE_FAILURE_INTERVAL
 from uwsgiapp.supervisor.logmaster import MASTER_BACKLOG, LogMaster
-from uwsgiapp.supervisor.logstreams import Sink, take_lines
+from uwsgiapp.supervisor.logstreams import (
+    Sink,
+    as_records,
+    output_lines,
+    output_name,
+    take_lines,
+)
 
 
 @pytest.mark.parametrize(
@@ -153,3 +161,31 @@ def test_a_count_of_dropped_lines_is_said_when_due_and_at_the_end(
     sink.dropped(b"four\n", full)
     sink.tell_due(final=True)
     assert "1 more line of" in capfd.readouterr().err
+
+
+def test_a_workers_output_becomes_json_records_and_its_own_json_lines_stay_as_they_are() -> None:
+    lines = b'plain line\r\n\n   \n{"own": 1}\n{not json}\n{"a": [1}\n\xff\x1b[31m\n[1, 2]\n'
+    out = as_records(lines, stream="stderr", pid=42, when=0.0)
+    records = [json.loads(line) for line in out.splitlines()]
+    assert out.endswith(b"\n") and len(records) == 6  # a blank line is no record
+    assert records[1] == {"own": 1}  # the app's own JSON logging: as it was
+    wrapped = [r for r in records if "logger" in r]
+    assert [r["message"] for r in wrapped] == [
+        "plain line",
+        "{not json}",
+        '{"a": [1}',
+        "\\xff\x1b[31m",  # not UTF-8: escaped; a control character: JSON's own escape
+        "[1, 2]",  # JSON, but no object: no record of a log collector's
+    ]
+    assert {(r["level"], r["logger"], r["pid"]) for r in wrapped} == {("ERROR", "stderr", 42)}
+    assert b"\\u001b[31m" in out  # never a raw escape on the terminal that tails the log
+    assert datetime.datetime.fromisoformat(wrapped[0]["time"]).utcoffset() is not None
+    assert json.loads(as_records(b"x\n", stream="stdout", pid=1, when=0.0))["level"] == "INFO"
+    assert as_records(b"", stream="stdout", pid=1, when=0.0) == b""
+
+
+def test_the_output_is_named_by_the_descriptors_its_pipe_takes_the_place_of() -> None:
+    assert [output_name(std) for std in ([1], [2], [1, 2])] == ["stdout", "stderr", "output"]
+    assert output_lines(b"as it came\n", None) == b"as it came\n"
+    (line,) = output_lines(b"x\n", ("stdout", 7)).splitlines()
+    assert json.loads(line)["pid"] == 7

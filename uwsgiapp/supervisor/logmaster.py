@@ -9,7 +9,8 @@ gets pipes per worker, made before the fork: one that takes the place of fds 1 a
 are that target (the app's prints and logging, C code, the programs it runs), one for our log
 handlers (the error log's records, the access log's lines), which a worker's threads write a
 record at a time. One thread of the master reads the pipes and writes whole lines to the
-real targets, so that no line mixes with another.
+real targets, so that no line mixes with another; under ``--error-log-format json``, a line of
+fds 1 and 2 is written as a JSON record (:func:`~uwsgiapp.supervisor.logstreams.as_records`).
 
 The master's supervision never waits on the target: its own log records are queued for the
 thread in memory (bounded: :data:`MASTER_BACKLOG`); the thread alone blocks on a slow target,
@@ -40,10 +41,15 @@ from uwsgiapp.supervisor.logstreams import (
     Channel,
     LineStream,
     MasterStream,
+    Output,
+    Pipes,
     RecordStream,
     Sink,
     direct_streams,
     identity,
+    make_pipes,
+    output_lines,
+    output_name,
     take_lines,
     write_all,
 )
@@ -67,8 +73,6 @@ COUNT_TICK = 5.0
 #: Seconds the thread waits after a wake-up that found lines, for more to come.
 BATCH = 0.001
 _ACCESS = "uwsgiapp.access"
-#: A worker's pipes: (sink, for fds 1 and 2?, read end, write end).
-_Pipes = list[tuple[int, bool, int, int]]
 
 
 class LogMaster:
@@ -82,12 +86,14 @@ class LogMaster:
         self._handlers: list[tuple[logging.StreamHandler[Any], int, Any, bool]] = []
         #: What the main thread hands the thread: (read end, sink) of a new worker's pipes,
         #: and the master's own bytes (sink, data).
-        self._adds: collections.deque[tuple[int, int]] = collections.deque()
+        self._adds: collections.deque[tuple[int, int, Output]] = collections.deque()
         self._lines: collections.deque[tuple[int, bytes]] = collections.deque()
         # Bytes queued and written, lines dropped and told: each written by one thread only.
         self._put = self._done = self._dropped = self._told = 0
-        self._pending: _Pipes = []  # the next worker's
+        self._pending: Pipes = []  # the next worker's
         self._reads: dict[int, int] = {}  # the thread's: read end → sink
+        self._outputs: dict[int, Output] = {}  # and → its output as JSON records, if so
+        self._json = False
         #: Read ends at their end, closed by the main thread: closed by the thread, their
         #: numbers were reused amid a HUP's re-import, which took a new connection for one
         #: open before it (and did not name it).
@@ -101,7 +107,8 @@ class LogMaster:
         """Started for ``--log-master``, else inert; a context that stops it at its end."""
         funnel = cls()
         if config.log_master:
-            funnel.start(None if config.access_log == "off" else access_log_file(config))
+            access = None if config.access_log == "off" else access_log_file(config)
+            funnel.start(access, json_output=config.error_log_format == "json")
         return funnel
 
     def __enter__(self) -> LogMaster:
@@ -112,10 +119,12 @@ class LogMaster:
 
     # -- the master's main thread ------------------------------------------------------------
 
-    def start(self, access: str | None = None) -> LogMaster:
+    def start(self, access: str | None = None, *, json_output: bool = False) -> LogMaster:
         """Take over our log handlers (the access log's for ``access``, made now if it is a
         stream of the process) and the process's stdout and stderr (each distinct open file
-        once), and start the thread."""
+        once), and start the thread. ``json_output``: the workers' output (the app's prints,
+        what C code writes) is written as JSON records (``--error-log-format json``)."""
+        self._json = json_output
         if access is not None:
             access_handler(access)
         by_identity: dict[tuple[int, int], int] = {}
@@ -194,29 +203,18 @@ class LogMaster:
         """Make the next worker's pipes (OSError: none made, the worker cannot be forked)."""
         while self._ended:
             os.close(self._ended.popleft())
-        made: _Pipes = []
-        try:
-            for index, sink in enumerate(self.sinks):
-                for std in (True, False):
-                    if sink.std if std else sink.ours:
-                        made.append((index, std, *os.pipe()))
-        except OSError as exc:
-            for _, _, read, write in made:
-                os.close(read)
-                os.close(write)
-            # Said as the fork's failure: which descriptors ran out (2 to 4 a worker).
-            raise OSError(exc.errno, f"its --log-master pipes: {exc.strerror}") from exc
-        self._pending = made
+        self._pending = make_pipes(self.sinks)
 
     def after_fork(self, pid: int) -> None:
         """In the master, after the fork of worker ``pid`` (0: it failed): its pipes' write
         ends are the worker's alone; the read ends go to the thread."""
         pipes, self._pending = self._pending, []
-        for index, _, read, write in pipes:
+        for index, std, read, write in pipes:
             os.close(write)
             if pid:
                 os.set_blocking(read, False)
-                self._adds.append((read, index))
+                output = (output_name(self.sinks[index].std), pid) if std and self._json else None
+                self._adds.append((read, index, output))
             else:
                 os.close(read)
         if pipes and pid:
@@ -230,7 +228,7 @@ class LogMaster:
         if self._thread is None:
             return
         self._thread = None
-        theirs = [*self._wake, *self._reads, *self._ended, *(fd for fd, _ in self._adds)]
+        theirs = [*self._wake, *self._reads, *self._ended, *(fd for fd, _, _ in self._adds)]
         theirs += [read for _, _, read, _ in pipes]
         if pipes:
             theirs += [sink.fd for sink in self.sinks]
@@ -251,7 +249,7 @@ class LogMaster:
         self._lines.clear()
         arm_fault_dumps()  # off the master's descriptor (a worker's dump file comes after)
 
-    def _to_pipes(self, pipes: _Pipes) -> None:
+    def _to_pipes(self, pipes: Pipes) -> None:
         channels: dict[int, Channel] = {}
         for index, std, _, write in pipes:
             sink = self.sinks[index]
@@ -339,13 +337,13 @@ class LogMaster:
                     break
         for fd, rest in held.items():
             if rest:
-                self._emit(self._reads[fd], rest + b"\n")
+                self._emit(self._reads[fd], output_lines(rest + b"\n", self._outputs.get(fd)))
         for sink in self.sinks:
             sink.tell_due(final=True)
 
     def _take_adds(self, poll: select.poll, held: dict[int, bytes]) -> None:
         while self._adds:
-            read, index = self._adds.popleft()
+            read, index, self._outputs[read] = self._adds.popleft()
             self._reads[read] = index
             held[read] = b""
             poll.register(read, select.POLLIN)
@@ -380,14 +378,14 @@ class LogMaster:
         if not data:
             rest = held.pop(fd)
             if rest:
-                out.setdefault(index, []).append(rest + b"\n")
+                out.setdefault(index, []).append(output_lines(rest + b"\n", self._outputs.get(fd)))
             poll.unregister(fd)
-            del self._reads[fd]
+            del self._reads[fd], self._outputs[fd]
             self._ended.append(fd)
             return False
         ready, held[fd] = take_lines(held[fd], data)
         if ready:
-            out.setdefault(index, []).append(ready)
+            out.setdefault(index, []).append(output_lines(ready, self._outputs.get(fd)))
         return True
 
     def _emit(self, index: int, data: bytes) -> None:

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
@@ -19,10 +21,16 @@ __all__ = [
     "Channel",
     "LineStream",
     "MasterStream",
+    "Output",
+    "Pipes",
     "RecordStream",
     "Sink",
+    "as_records",
     "direct_streams",
     "identity",
+    "make_pipes",
+    "output_lines",
+    "output_name",
     "take_lines",
     "write_all",
 ]
@@ -46,6 +54,77 @@ def take_lines(held: bytes, data: bytes, limit: int = LINE_LIMIT) -> tuple[bytes
         pieces.append(rest[:limit] + b"\n")
         rest = rest[limit:]
     return b"".join(pieces), rest
+
+
+def output_name(std: list[int]) -> str:
+    """The name of a worker's output (the fds 1 and 2 of ``std``) in its JSON records."""
+    return "stdout" if std == [1] else "stderr" if std == [2] else "output"
+
+
+#: A worker's output pipe whose lines become JSON records: (its output's name, the pid).
+Output = tuple[str, int] | None
+
+
+def output_lines(lines: bytes, output: Output) -> bytes:
+    """Whole lines of a worker's pipe as they are written: as they came (``output`` None),
+    else as :func:`as_records` makes them."""
+    if output is None:
+        return lines
+    return as_records(lines, stream=output[0], pid=output[1], when=time.time())
+
+
+def as_records(lines: bytes, *, stream: str, pid: int, when: float) -> bytes:
+    """A worker's output (whole lines; ``stream``: :func:`output_name`'s) as the error log's
+    JSON records (``--error-log-format json``): a line a record, of logger ``stream``, level
+    ERROR on stderr (as a log collector reads a container's stderr) and INFO else, the text
+    its message; a line that is a JSON object already (an app's own JSON logging) as it is,
+    a blank one dropped."""
+    import datetime  # the master's, once it has output of a worker's to write
+
+    moment = datetime.datetime.fromtimestamp(when).astimezone().isoformat(timespec="milliseconds")
+    level = "ERROR" if stream == "stderr" else "INFO"
+    out: list[bytes] = []
+    for line in lines.splitlines():
+        text = line.rstrip(b"\r")
+        if _is_json_object(text):
+            out.append(text + b"\n")
+        elif text.strip():
+            message = text.decode("utf-8", "backslashreplace")
+            record = {"time": moment, "level": level, "pid": pid, "logger": stream}
+            record["message"] = message
+            out.append(json.dumps(record, ensure_ascii=False).encode() + b"\n")
+    return b"".join(out)
+
+
+def _is_json_object(text: bytes) -> bool:
+    if not (text.startswith(b"{") and text.endswith(b"}")):
+        return False
+    try:
+        return isinstance(json.loads(text), dict)
+    except ValueError:
+        return False
+
+
+#: A worker's pipes: (sink, for fds 1 and 2?, read end, write end).
+Pipes = list[tuple[int, bool, int, int]]
+
+
+def make_pipes(sinks: list[Sink]) -> Pipes:
+    """A new worker's pipes: for each sink, one for its fds 1 and 2 if they are it, one for
+    our log handlers if they write to it (OSError: none made, the worker cannot be forked)."""
+    made: Pipes = []
+    try:
+        for index, sink in enumerate(sinks):
+            for std in (True, False):
+                if sink.std if std else sink.ours:
+                    made.append((index, std, *os.pipe()))
+    except OSError as exc:
+        for _, _, read, write in made:
+            os.close(read)
+            os.close(write)
+        # Said as the fork's failure: which descriptors ran out (2 to 4 a worker).
+        raise OSError(exc.errno, f"its --log-master pipes: {exc.strerror}") from exc
+    return made
 
 
 def write_all(fd: int, data: bytes) -> None:
