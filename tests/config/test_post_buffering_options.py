@@ -12,7 +12,7 @@ from cli.cli_testkit import run_cli
 from uwsgiapp.config import ConfigError, make_config
 from uwsgiapp.config.model import MAX_POST_BUFFERING
 from uwsgiapp.exitcodes import ServeExit
-from uwsgiapp.server.spool import check_spool_dir
+from uwsgiapp.server.spool import IN_MEMORY_ANYWAY, check_spool_dir, spooling_said
 
 
 @pytest.mark.parametrize(
@@ -123,3 +123,14 @@ def test_no_writable_temporary_directory_stops_the_start_with_a_message(
     assert where == ""
     assert error.startswith("No usable temporary directory found in"), error
     assert "mount a tmpfs on /tmp" in error
+
+
+def test_the_start_up_line_says_how_large_a_spooled_body_may_be() -> None:
+    # Without --limit-post a body of any size is written to the directory (the security
+    # review's finding: the line said where, not that nothing bounds it here).
+    unbounded = spooling_said(4096, "/var/spool/app", 0)
+    assert f"up to {IN_MEMORY_ANYWAY} bytes in memory" in unbounded
+    assert "of any size (no --limit-post" in unbounded and unbounded.endswith("/var/spool/app")
+    bounded = spooling_said(IN_MEMORY_ANYWAY * 2, "/tmp", 10_000_000)
+    assert f"up to {IN_MEMORY_ANYWAY * 2} bytes in memory" in bounded
+    assert "up to --limit-post 10000000 bytes" in bounded and "any size" not in bounded

@@ -63,6 +63,22 @@ def temporary_file(directory: str) -> IO[bytes]:
     return tempfile.TemporaryFile(dir=directory)
 
 
+def spooling_said(post_buffering: int, directory: str, limit_post: int) -> str:
+    """The start-up's line on ``--post-buffering``: where bodies go, and how large one may be
+    (without ``--limit-post``, a body of any size may fill the directory's disk)."""
+    larger = (
+        f"larger ones, up to --limit-post {limit_post} bytes,"
+        if limit_post
+        else "larger ones, of any size (no --limit-post: nginx's client_max_body_size is the "
+        "only bound),"
+    )
+    return (
+        f"post-buffering: request bodies are read whole before the app, up to "
+        f"{max(post_buffering, IN_MEMORY_ANYWAY)} bytes in memory, {larger} in unnamed files "
+        f"in {directory}"
+    )
+
+
 def check_spool_dir(configured: str) -> tuple[str, str]:
     """The spool directory made absolute, and why no temporary file can be made there ('':
     it can). Tried once at start-up as the workers' user: a directory they cannot write

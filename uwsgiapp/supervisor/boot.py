@@ -29,7 +29,7 @@ from uwsgiapp.pathreach import unreachable_hint
 from uwsgiapp.server import safefiles
 from uwsgiapp.server.listeners import Listener, ListenerError, somaxconn_cap
 from uwsgiapp.server.logs import ErrorTail, access_handler, arm_fault_dumps, setup_error_log
-from uwsgiapp.server.spool import IN_MEMORY_ANYWAY, check_spool_dir
+from uwsgiapp.server.spool import check_spool_dir, spooling_said
 from uwsgiapp.server.wsgierrors import take_unhandled_records
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import meanwhile, privileges, takeover, titles
@@ -295,12 +295,7 @@ def _with_listeners(
                 log.error("--post-buffering-dir: %s", error)
                 return ServeExit.START_FAILED
             config = replace(config, post_buffering_dir=spooled)
-            log.info(
-                "post-buffering: request bodies are read whole before the app, up to %d bytes "
-                "in memory, larger ones in unnamed files in %s",
-                max(config.post_buffering, IN_MEMORY_ANYWAY),
-                spooled,
-            )
+            log.info("%s", spooling_said(config.post_buffering, spooled, config.limit_post))
         return _load_and_run(config, listeners, stats, notifier)
     finally:
         takeover.alone([*listeners, *([stats.listener] if stats is not None else [])])
