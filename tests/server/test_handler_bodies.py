@@ -427,6 +427,35 @@ def test_app_catching_the_disconnect_can_still_answer(logs: Logs) -> None:
     assert said.endswith("the app caught it and went on: answered 400 (POST /upload)"), said
 
 
+def test_a_caught_body_failure_whose_answer_fails_too_is_one_line_under_a_middlewares_input(
+    logs: Logs,
+) -> None:
+    # The client closed mid-body: the app (its middleware's wsgi.input in place of the
+    # server's) caught the read's failure, and its answer failed too. The server looked at
+    # wsgi.input for the body's failure, did not find it, and said the client left twice.
+    class Wrapped:
+        def __init__(self, stream: Any) -> None:
+            self.read = stream.read
+
+    def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
+        environ["wsgi.input"] = Wrapped(environ["wsgi.input"])
+        try:
+            environ["wsgi.input"].read(200_000)
+        except OSError:
+            start_response("400 Bad Request", [("Content-Type", "text/plain")])
+            return [b"x" * 1_000_000]  # over the socket's buffer: the write fails
+        raise AssertionError("read returned")
+
+    client, server = socket.socketpair()
+    client.sendall(packet("POST", "/upload", bytes(200_000))[:50_000])
+    client.close()
+    make_handler(app).handle(server.detach(), "test")
+    (record,) = problems(logs, logging.INFO)
+    said = one_line(record)
+    assert said.startswith("client 127.0.0.1 via test went away while the app read its body"), said
+    assert "the app caught it and went on: " in said, said
+
+
 def test_stalled_body_times_out(logs: Logs) -> None:
     failures: list[tuple[type[BaseException], float]] = []
 

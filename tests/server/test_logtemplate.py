@@ -125,3 +125,35 @@ def test_options_take_a_template_and_start_up_names_the_fields_logged_as_dash() 
     assert unsupported(" ".join(f"%({name})" for name in KNOWN - {"ioerr"})) == []
     # What the options take for a field is what the logger fills.
     assert set(logtemplate._FIELDS) == KNOWN
+
+
+class _Wrapped:
+    """A middleware's own ``wsgi.input`` (a body logger's, a size limiter's)."""
+
+    def __init__(self, stream: object) -> None:
+        self.stream = stream
+
+    def read(self, size: int = -1) -> bytes:
+        return self.stream.read(size)  # type: ignore[attr-defined, no-any-return]
+
+
+def test_rerr_counts_the_servers_body_read_under_a_middlewares_wsgi_input(
+    tmp_path: Path,
+) -> None:
+    # %(rerr) looked at environ["wsgi.input"]: a middleware's wrapper there hid the failure.
+    def app(environ: dict, start_response) -> list[bytes]:  # type: ignore[no-untyped-def,type-arg]
+        environ["wsgi.input"] = _Wrapped(environ["wsgi.input"])
+        try:
+            environ["wsgi.input"].read(200_000)
+        except OSError:
+            start_response("400 Bad Request", [])
+            return [b"incomplete"]
+        start_response("200 OK", [])
+        return [b"whole"]
+
+    path = tmp_path / "access.log"
+    access = make_access_log("%(status) RERR=%(rerr)", str(path))
+    data = packet("POST", "/upload", bytes(200_000))
+    run(make_handler(app, access_log=access), data[:50_000], shut_wr=True)
+    run(make_handler(app, access_log=access), data)
+    assert path.read_text().splitlines() == ["400 RERR=1", "200 RERR=0"]

@@ -61,6 +61,7 @@ class Exchange:
 
     __slots__ = (
         "aborted",
+        "body",
         "fd",
         "head_only",
         "head_sent",
@@ -96,6 +97,9 @@ class Exchange:
         self.room = -1
         self.overrun = False
         self.head_only = False  #: a HEAD's: the head alone goes out (nginx closes after it)
+        #: The request's body as the server reads it (None: none), whatever the app or its
+        #: middleware put in ``environ["wsgi.input"]`` in its place.
+        self.body: InputStream | None = None
 
     def __call__(
         self, status: Any, headers: Any, exc_info: ExcInfo | None = None
@@ -259,6 +263,8 @@ class Responder:
         environ["wsgi.input"] = stream
         started = _perf_counter() if self.access_log is not None else 0.0
         self.last = exchange = Exchange(fd, protocol, self.timeout)
+        if has_body:
+            exchange.body = stream
         self.current = environ
         said = False
         try:

@@ -78,9 +78,10 @@ def _memory(index: int, scale: int) -> Field:
     return read
 
 
-def _body_failed(environ: dict[str, Any], *_: Any) -> str:
-    stream = environ.get("wsgi.input")
-    return "1" if getattr(stream, "failure", None) is not None else "0"
+def _body_failed(environ: dict[str, Any], response: Exchange, *_: Any) -> str:
+    # The server's stream, not wsgi.input: a middleware may have put its own in its place.
+    body = response.body
+    return "1" if body is not None and body.failure is not None else "0"
 
 
 _FIELDS: Final[dict[str, Field]] = {

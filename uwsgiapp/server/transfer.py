@@ -205,8 +205,8 @@ def gone_mid_response(
     if not exchange.head_sent:
         say_body_unread(exchange, environ, peer, exc)  # a stall answered 408
         return True
-    stream = environ.get("wsgi.input")
-    if exc.from_body or not (isinstance(stream, InputStream) and stream.failure is not None):
+    stream = exchange.body  # not the app's wsgi.input: a middleware may have put its own
+    if exc.from_body or stream is None or stream.failure is None:
         log_client_gone(peer, environ, exc, True)
     # else: the app caught its body's failure and its answer failed too; say_body_caught
     # says both in one line
