@@ -97,9 +97,7 @@ class Exchange:
         self.room = -1
         self.overrun = False
         self.head_only = False  #: a HEAD's: the head alone goes out (nginx closes after it)
-        #: The request's body as the server reads it (None: none), whatever the app or its
-        #: middleware put in ``environ["wsgi.input"]`` in its place.
-        self.body: InputStream | None = None
+        self.body: InputStream | None = None  #: the server's, whatever wsgi.input holds now
 
     def __call__(
         self, status: Any, headers: Any, exc_info: ExcInfo | None = None
