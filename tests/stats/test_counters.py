@@ -18,12 +18,16 @@ from uwsgiapp.server.sockdiag import SockDiag, parse_reply
 from uwsgiapp.stats.model import DURATION_BOUNDS, AppStats, ServerStats, SocketStats, WorkerStats
 from uwsgiapp.supervisor import status as status_module
 from uwsgiapp.supervisor.actions import WorkerRecord, WorkerState
-from uwsgiapp.supervisor.observe import Inputs, Observer, snapshot, socket_stats
+from uwsgiapp.supervisor.observe import Inputs, Observer, accepts, snapshot, socket_stats
 from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.status import (
     SLOT_SIZE,
+    STATE_BOOTING,
+    STATE_LEAVING,
+    STATE_READY,
     CountingSlotWriter,
     StatusTable,
+    WorkerStatus,
     count_requests,
     count_thread_requests,
 )
@@ -372,6 +376,7 @@ def test_the_busy_threads_of_a_numbers_leaving_process_are_its_rows_cores() -> N
     observer = Observer()
     for wid, pid in ((0, 100), (2, 102)):
         observer.spawned(wid, 1000.0, 0, table.reset(wid, pid))
+    table.hooks(2, 102).ready()
     table.core(0, 1).begin()
     records = [
         WorkerRecord(0, 100, 0, 0.0, WorkerState.RETIRING, number=1),
@@ -542,3 +547,21 @@ def test_the_masters_harakiri_mark_is_its_slots_alone_and_a_new_process_starts_w
     assert second.harakiri_marked() and not first.harakiri_marked()
     table.reset(1, 12)
     assert not table.hooks(1, 12).harakiri_marked()
+
+
+def test_a_worker_accepts_as_its_slot_says_not_as_the_masters_last_look() -> None:
+    # The master's view lags by up to a tick: with two workers recycling often (max-requests),
+    # a health check read between a fork and the master's next look said "0 workers accept"
+    # (503) though the new workers were serving.
+    def rec(state: WorkerState) -> WorkerRecord:
+        return WorkerRecord(0, 100, 0, 0.0, state, number=1)
+
+    ready, leaving, booting = (
+        WorkerStatus(100, s, 0.0, 0) for s in (STATE_READY, STATE_LEAVING, STATE_BOOTING)
+    )
+    assert accepts(rec(WorkerState.BOOTING), ready)  # forked a moment ago, serving already
+    assert accepts(rec(WorkerState.READY), ready)
+    assert not accepts(rec(WorkerState.READY), leaving)  # at --max-requests: no longer accepts
+    assert not accepts(rec(WorkerState.BOOTING), booting)  # still importing (--lazy-apps)
+    assert not accepts(rec(WorkerState.STOPPING), ready)  # told to go
+    assert not accepts(rec(WorkerState.READY), WorkerStatus(101, STATE_READY, 0.0, 0))  # not its

@@ -34,7 +34,14 @@ from uwsgiapp.stats.model import (
     WorkerStats,
 )
 from uwsgiapp.supervisor.actions import WorkerRecord, WorkerState
-from uwsgiapp.supervisor.status import ABSENT, BUCKETS, CLASSES, SlotCounters, WorkerStatus
+from uwsgiapp.supervisor.status import (
+    ABSENT,
+    BUCKETS,
+    CLASSES,
+    STATE_READY,
+    SlotCounters,
+    WorkerStatus,
+)
 
 #: The slot and counters of a worker number that never ran.
 _NEVER = WorkerStatus(0, 0, 0.0, 0)
@@ -145,6 +152,15 @@ def longest_queue(
     return max(known, default=0) if len(known) == len(queues) else None
 
 
+def accepts(rec: WorkerRecord, st: WorkerStatus) -> bool:
+    """Whether worker ``rec`` accepts now, as its slot says (``st``): the master's own view
+    lags by up to a tick (a worker forked a moment ago is ready before the master has looked,
+    and one that reached --max-requests stops accepting before the master sees it), and a
+    health check read in that lag said that no worker accepted while two recycled."""
+    alive = rec.state is WorkerState.READY or rec.state is WorkerState.BOOTING
+    return alive and st.pid == rec.pid and st.state == STATE_READY
+
+
 def _rank(rec: WorkerRecord) -> tuple[bool, int, float]:
     return (rec.state is WorkerState.READY, rec.generation, rec.started)
 
@@ -249,7 +265,7 @@ def _worker(
     return WorkerStats(
         id=number,
         pid=0 if rec is None else rec.pid,
-        accepting=rec is not None and rec.state is WorkerState.READY,
+        accepting=rec is not None and accepts(rec, st),
         requests=requests,
         delta_requests=0 if rec is None else max(0, requests - history.base_requests),
         exceptions=c.exceptions,
