@@ -107,6 +107,58 @@ def test_a_record_made_while_a_request_is_served_names_the_request_and_the_worke
     assert "worker" not in data  # not in a worker (the master's own lines)
 
 
+def test_an_extra_json_cannot_hold_is_its_text_and_the_record_is_kept() -> None:
+    # json.dumps raised (a dict keyed by tuples, a cycle) and logging dropped the record, an
+    # ERROR's traceback with it; a NaN made a line strict parsers refuse.
+    cycle: list[object] = []
+    cycle.append(cycle)
+    extra = {"by_pair": {(1, 2): 3}, "cycle": cycle, "ratio": float("nan"), "fine": {"a": 1}}
+    record = logging.makeLogRecord({"msg": "kept", **extra})
+    record.__dict__[7] = "a key that is no text"
+    line = JsonErrorFormatter().format(record)
+    data = json.loads(line)  # strict: no NaN
+    assert "NaN" not in line and data["message"] == "kept"
+    assert (data["by_pair"], data["ratio"], data["fine"]) == ("{(1, 2): 3}", "nan", {"a": 1})
+    assert data["cycle"] == "[[...]]"
+
+
+def test_an_apps_own_request_id_fills_the_one_a_request_came_without() -> None:
+    # django-log-request-id and the like make an id when nginx sent none: it was "" here.
+    def log_in_request(environ: dict[str, str], record: logging.LogRecord) -> dict[str, str]:
+        assert environ
+        return json.loads(JsonErrorFormatter().format(record))  # type: ignore[no-any-return]
+
+    from uwsgiapp.server import inflight  # noqa: F401  (the formatter looks for requests)
+
+    record = logging.makeLogRecord({"msg": "x", "request_id": "app-made"})
+    plain = {"REQUEST_METHOD": "GET", "PATH_INFO": "/"}
+    assert log_in_request(plain, record)["request_id"] == "app-made"
+    sent = {**plain, "HTTP_X_REQUEST_ID": "nginx-made"}
+    assert log_in_request(sent, record)["request_id"] == "nginx-made"  # the request's wins
+
+
+def test_only_the_serving_thread_of_a_one_thread_worker_is_in_its_request() -> None:
+    # The worker says its request where no frame holds it (a compiled build's streamed
+    # response): an app's background thread logging meanwhile was said to be in it too.
+    from uwsgiapp.server import inflight
+
+    serving = {"REQUEST_METHOD": "GET", "REQUEST_URI": "/slow", "HTTP_X_REQUEST_ID": "r1"}
+    record = logging.makeLogRecord({"msg": "tick"})
+    inflight.set_request_source(lambda: serving)
+    try:
+        here = json.loads(JsonErrorFormatter().format(record))
+        there: list[dict[str, object]] = []
+        thread = threading.Thread(
+            target=lambda: there.append(json.loads(JsonErrorFormatter().format(record)))
+        )
+        thread.start()
+        thread.join(10)
+    finally:
+        inflight._current = None
+    assert (here["uri"], here["request_id"]) == ("/slow", "r1")
+    assert there and "uri" not in there[0] and "request_id" not in there[0]
+
+
 def test_a_bad_format_names_the_option() -> None:
     with pytest.raises(ConfigError, match="--error-log-format: must be one of text, json"):
         make_config(app="a:b", error_log_format="yaml")

@@ -177,11 +177,23 @@ def test_a_workers_output_becomes_json_records_and_its_own_json_lines_stay_as_th
         "\\xff\x1b[31m",  # not UTF-8: escaped; a control character: JSON's own escape
         "[1, 2]",  # JSON, but no object: no record of a log collector's
     ]
-    assert {(r["level"], r["logger"], r["pid"]) for r in wrapped} == {("ERROR", "stderr", 42)}
+    # INFO on stderr too: logging's default handler writes every level there.
+    assert {(r["level"], r["logger"], r["pid"]) for r in wrapped} == {("INFO", "stderr", 42)}
     assert b"\\u001b[31m" in out  # never a raw escape on the terminal that tails the log
     assert datetime.datetime.fromisoformat(wrapped[0]["time"]).utcoffset() is not None
-    assert json.loads(as_records(b"x\n", stream="stdout", pid=1, when=0.0))["level"] == "INFO"
     assert as_records(b"", stream="stdout", pid=1, when=0.0) == b""
+    # A progress bar's CRs keep its line one record, as in the text log.
+    (bar,) = as_records(b"10%\r50%\r100%\n", stream="stdout", pid=1, when=0.0).splitlines()
+    assert json.loads(bar)["message"] == "10%\r50%\r100%"
+
+
+def test_a_line_json_cannot_read_for_its_depth_is_a_record_and_the_thread_goes_on() -> None:
+    # json.loads raised RecursionError (no ValueError) out of the log-master's thread: it
+    # ended, and every worker then blocked on its next write.
+    deep = b'{"a": ' + b"[" * 60_000 + b"\n"
+    (record,) = as_records(deep, stream="stdout", pid=1, when=0.0).splitlines()
+    assert json.loads(record)["message"] == deep[:-1].decode()
+    assert output_lines(b"x\n", ("stdout", 1)) != b"x\n"
 
 
 def test_the_output_is_named_by_the_descriptors_its_pipe_takes_the_place_of() -> None:
@@ -189,3 +201,15 @@ def test_the_output_is_named_by_the_descriptors_its_pipe_takes_the_place_of() ->
     assert output_lines(b"as it came\n", None) == b"as it came\n"
     (line,) = output_lines(b"x\n", ("stdout", 7)).splitlines()
     assert json.loads(line)["pid"] == 7
+
+
+def test_output_that_cannot_be_made_records_is_written_as_it_came(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from uwsgiapp.supervisor import logstreams
+
+    def broken(lines: bytes, **_: object) -> bytes:
+        raise MemoryError
+
+    monkeypatch.setattr(logstreams, "as_records", broken)
+    assert output_lines(b"a line\n", ("stdout", 1)) == b"a line\n"

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from uwsgiapp.server.logtext import as_sent, escape_log_text
 from uwsgiapp.server.throttle import Burst, body_mismatches, refused_requests, stalled_clients
-from uwsgiapp.unpatched import threads_patched_by
+from uwsgiapp.unpatched import get_ident, threads_patched_by
 from uwsgiapp.wsgi.errors import ClientDisconnected, ClientTimeout
 from uwsgiapp.wsgi.response import NOT_DIGITS
 
@@ -49,23 +49,24 @@ _PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _FRAMEWORK = os.path.join(_PACKAGE, "web") + os.sep
 
 
-#: Where a one-thread worker's request is when its stack does not show it (set after fork).
+#: Where a one-thread worker's request is when its stack does not show it, and its thread.
 _current: Callable[[], dict[str, Any] | None] | None = None
+_serving = 0
 
 
 def set_request_source(current: Callable[[], dict[str, Any] | None]) -> None:
-    """``current()`` gives this process's request environ when no frame holds one: a compiled
+    """``current()`` gives this process's request environ when no frame holds one (a compiled
     build iterates a streamed response with no Python frame between the worker loop and the
-    app's generator. Only for a worker of one thread (a request thread's is in its stack)."""
-    global _current
-    _current = current
+    app's generator); called after fork in a one-thread worker, in the thread that serves."""
+    global _current, _serving
+    _current, _serving = current, get_ident()
 
 
-def request_environ(frame: FrameType | None) -> dict[str, Any] | None:
-    """The outermost WSGI environ among ``frame`` and its callers, else the one the worker
-    says it serves (None: not in a request)."""
+def request_environ(frame: FrameType | None, thread: int | None = None) -> dict[str, Any] | None:
+    """The outermost WSGI environ among ``frame`` and its callers, else, in the serving thread
+    (``thread``: whose stack ``frame`` is, by default the caller's), the worker's one."""
     found = _stack_environ(frame)
-    if found is None and _current is not None:
+    if found is None and _current is not None and (thread or get_ident()) == _serving:
         found = _current()
     return found
 

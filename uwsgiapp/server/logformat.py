@@ -11,9 +11,9 @@ import traceback
 from types import TracebackType
 from typing import Any
 
-from uwsgiapp.server.logtext import escape_log_text
+from uwsgiapp.server.logtext import as_sent, escape_log_text
 
-__all__ = ["ERROR_FORMAT", "ErrorFormatter", "JsonErrorFormatter"]
+__all__ = ["ERROR_FORMAT", "ErrorFormatter", "JsonErrorFormatter", "iso_time"]
 
 #: Where a traceback written into a message as text starts (a failed import's: its error
 #: carries it), for the JSON line's ``traceback``.
@@ -84,16 +84,14 @@ class JsonErrorFormatter(ErrorFormatter):
     (the app's ``logger.error(...)``, the server's lines about it) says the request's
     ``method``, ``uri`` and ``request_id`` (its ``X-Request-Id``, "" without), as its JSON
     access line does, so that a collector joins the two. A record's ``extra`` fields are
-    fields of the line (as text where JSON has no type for them); they do not replace these.
+    fields of the line (as text where JSON has no type for them); they replace none of these
+    but an empty ``request_id`` (the app's own id for a request that came without one).
     """
 
     def format(self, record: logging.LogRecord) -> str:
         """The record as one line of JSON."""
-        import datetime  # only for JSON records (a module of its own size in every worker)
-
-        when = datetime.datetime.fromtimestamp(record.created).astimezone()
         line: dict[str, Any] = {
-            "time": when.isoformat(timespec="milliseconds"),
+            "time": iso_time(record.created),
             "level": record.levelname,
             "pid": record.process,
             "logger": record.name,
@@ -108,13 +106,33 @@ class JsonErrorFormatter(ErrorFormatter):
             line["message"], line["traceback"] = message, _TRACEBACK.lstrip("\n") + rest
         _add_request(line)
         for key, value in record.__dict__.items():
-            if key not in _RECORD_ATTRIBUTES and not key.startswith("_"):
-                line.setdefault(key, value)
-        return json.dumps(line, ensure_ascii=False, default=_as_text)
+            extra = isinstance(key, str) and key not in _RECORD_ATTRIBUTES and key[:1] != "_"
+            if extra and line.get(key) in (None, ""):  # ours win, but an empty request_id
+                line[key] = _extra(value)
+        return json.dumps(line, ensure_ascii=False, default=_as_text, allow_nan=False)
+
+
+def iso_time(when: float) -> str:
+    """``when`` (a Unix time) in local time, RFC 3339 with milliseconds and the UTC offset
+    (``2026-12-07T21:14:37.945+00:00``), as a JSON log line says it."""
+    moment = time.localtime(when)
+    offset = time.strftime("%z", moment)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", moment)
+    return f"{stamp}.{int(when % 1 * 1000):03d}{offset[:3]}:{offset[3:]}"
+
+
+def _extra(value: object) -> object:
+    """An ``extra`` value as JSON can hold it: as it is, else its text (a dict with other keys
+    than text, a cycle, a NaN: ``json.dumps`` would raise, and the record be lost)."""
+    try:
+        json.dumps(value, default=_as_text, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return _as_text(value)
+    return value
 
 
 def _as_text(value: object) -> str:
-    """An ``extra`` value JSON has no type for, as its text (``repr`` where ``str`` fails)."""
+    """A value JSON has no type for, as its text (``repr`` where ``str`` fails)."""
     try:
         return str(value)
     except Exception:
@@ -131,12 +149,9 @@ def _add_request(line: dict[str, Any]) -> None:
     environ = inflight.request_environ(sys._getframe())
     if environ is None:
         return
-    from uwsgiapp.server.logtext import as_sent
-
-    for key, name in (("method", "REQUEST_METHOD"), ("uri", "REQUEST_URI")):
-        line[key] = as_sent(str(environ.get(name) or ""))
-    if not line["uri"]:
-        line["uri"] = as_sent(str(environ.get("PATH_INFO") or ""))
+    uri = environ.get("REQUEST_URI") if "REQUEST_URI" in environ else environ.get("PATH_INFO")
+    line["method"] = as_sent(str(environ.get("REQUEST_METHOD") or ""))
+    line["uri"] = as_sent(str(uri or ""))
     line["request_id"] = as_sent(str(environ.get("HTTP_X_REQUEST_ID") or ""))
 
 

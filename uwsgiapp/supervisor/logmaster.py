@@ -245,6 +245,7 @@ class LogMaster:
                 FUNNELED.discard(handler)
         self.sinks, self._handlers = [], []
         self._reads.clear()
+        self._outputs.clear()
         self._adds.clear()
         self._lines.clear()
         arm_fault_dumps()  # off the master's descriptor (a worker's dump file comes after)

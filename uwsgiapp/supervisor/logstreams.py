@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from uwsgiapp.server.logformat import iso_time
 from uwsgiapp.server.throttle import WRITE_FAILURE_INTERVAL, Throttle, tell_dropped
 
 __all__ = [
@@ -67,30 +68,32 @@ Output = tuple[str, int] | None
 
 def output_lines(lines: bytes, output: Output) -> bytes:
     """Whole lines of a worker's pipe as they are written: as they came (``output`` None),
-    else as :func:`as_records` makes them."""
+    else as :func:`as_records` makes them (as they came if that fails: the thread that
+    writes every line must not end on one)."""
     if output is None:
         return lines
-    return as_records(lines, stream=output[0], pid=output[1], when=time.time())
+    try:
+        return as_records(lines, stream=output[0], pid=output[1], when=time.time())
+    except Exception:
+        return lines
 
 
 def as_records(lines: bytes, *, stream: str, pid: int, when: float) -> bytes:
     """A worker's output (whole lines; ``stream``: :func:`output_name`'s) as the error log's
-    JSON records (``--error-log-format json``): a line a record, of logger ``stream``, level
-    ERROR on stderr (as a log collector reads a container's stderr) and INFO else, the text
-    its message; a line that is a JSON object already (an app's own JSON logging) as it is,
-    a blank one dropped."""
-    import datetime  # the master's, once it has output of a worker's to write
-
-    moment = datetime.datetime.fromtimestamp(when).astimezone().isoformat(timespec="milliseconds")
-    level = "ERROR" if stream == "stderr" else "INFO"
+    JSON records (``--error-log-format json``): a line a record, of logger ``stream`` and
+    level INFO (not ERROR for stderr: logging's default handler writes every level there),
+    the text its message; a line that is a JSON object already (an app's own JSON logging)
+    as it is, a blank one dropped. A line ends at LF alone (a progress bar's CRs keep it
+    one line, as the text log does)."""
+    moment = iso_time(when)
     out: list[bytes] = []
-    for line in lines.splitlines():
+    for line in lines.split(b"\n"):
         text = line.rstrip(b"\r")
         if _is_json_object(text):
             out.append(text + b"\n")
         elif text.strip():
             message = text.decode("utf-8", "backslashreplace")
-            record = {"time": moment, "level": level, "pid": pid, "logger": stream}
+            record = {"time": moment, "level": "INFO", "pid": pid, "logger": stream}
             record["message"] = message
             out.append(json.dumps(record, ensure_ascii=False).encode() + b"\n")
     return b"".join(out)
@@ -101,7 +104,7 @@ def _is_json_object(text: bytes) -> bool:
         return False
     try:
         return isinstance(json.loads(text), dict)
-    except ValueError:
+    except (ValueError, RecursionError):  # a line of 60,000 '[' is no JSON json can read
         return False
 
 

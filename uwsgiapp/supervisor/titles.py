@@ -120,7 +120,7 @@ class RequestTitles:
         requests = [
             environ
             for ident, frame in sys._current_frames().items()
-            if ident != me and (environ := request_environ(frame)) is not None
+            if ident != me and (environ := request_environ(frame, ident)) is not None
         ]
         text = self.title(requests)
         if text != self._shown:
