@@ -25,7 +25,7 @@ from stats_kit import read_all, running, sample
 from support.procs import Server, short_tmpdir
 
 from uwsgiapp.client import ClientError, parse_address, request
-from uwsgiapp.config.configload import TRUE_WORDS
+from uwsgiapp.config.configload import FALSE_WORDS, TRUE_WORDS
 from uwsgiapp.stats import reader
 from uwsgiapp.stats.document import health_verdict
 from uwsgiapp.stats.health import EXIT_UNHEALTHY, stats_source
@@ -232,7 +232,25 @@ def wait_health(
 
 
 def test_the_check_reads_a_boolean_as_the_server_does() -> None:
-    assert reader._TRUE == TRUE_WORDS
+    assert (reader._TRUE, reader._FALSE) == (TRUE_WORDS, FALSE_WORDS)
+
+
+def test_the_check_finds_the_server_as_serve_configures_it() -> None:
+    # An image that sets its defaults (UWSGIAPP_DEFAULT_STATS, as README shows) had a probe
+    # that always failed: the check read UWSGIAPP_STATS alone.
+    image = {"UWSGIAPP_DEFAULT_STATS": "127.0.0.1:9191", "UWSGIAPP_DEFAULT_STATS_HTTP": "1"}
+    source = reader.stats_source("", image)
+    assert (source.host, source.port, source.http_path) == ("127.0.0.1", 9191, "/")
+    mine = {**image, "UWSGIAPP_STATS": "127.0.0.1:9292", "UWSGIAPP_STATS_HTTP": "off"}
+    source = reader.stats_source("", mine)
+    assert (source.port, source.http) == (9292, False)
+    # A value serve refuses is refused here too (it read as "no", and the check timed out).
+    with pytest.raises(ValueError, match="UWSGIAPP_STATS_HTTP: expected a boolean, got 'maybe'"):
+        reader.stats_source("127.0.0.1:9191", {"UWSGIAPP_STATS_HTTP": "maybe"})
+    # A probe's URL: the document is at /, which the check asks.
+    for page in ("/health", "/metrics"):
+        source = reader.stats_source(f"http://127.0.0.1:9191{page}", {})
+        assert source.http_path == "/"
 
 
 SLOW_IMPORT = """

@@ -184,17 +184,35 @@ def fetch(source: Source, timeout: float = 3.0) -> dict[str, Any]:
     return doc
 
 
-#: uwsgiapp.config.configload.TRUE_WORDS (a test keeps them equal): importing the config
-#: would double the check's cost.
+#: uwsgiapp.config.configload.TRUE_WORDS and FALSE_WORDS (a test keeps them equal): importing
+#: the config would double the check's cost.
 _TRUE = frozenset({"1", "true", "yes", "on", "y", "t"})
+_FALSE = frozenset({"0", "false", "no", "off", "n", "f"})
+#: The stats server's other pages: the document is at /, where a probe's URL is pointed.
+_PAGES = ("/health", "/metrics")
+
+
+def _setting(environ: Mapping[str, str], name: str) -> tuple[str, str]:
+    """(variable, value) of ``$UWSGIAPP_<name>``, else of the image's default
+    ``$UWSGIAPP_DEFAULT_<name>``, as ``serve`` reads them; ("", "") when neither is set."""
+    for variable in (f"UWSGIAPP_{name}", f"UWSGIAPP_DEFAULT_{name}"):
+        if value := environ.get(variable, "").strip():
+            return variable, value
+    return "", ""
 
 
 def stats_source(address: str, environ: Mapping[str, str], http: bool = False) -> Source:
-    """Where to ask: ``address`` or else ``$UWSGIAPP_STATS``, over HTTP when ``http`` or
-    ``$UWSGIAPP_STATS_HTTP`` says so (ValueError: none given, or not an address)."""
-    address = address or environ.get("UWSGIAPP_STATS", "").strip()
+    """Where to ask: ``address`` or else ``$UWSGIAPP_STATS`` (or its image default), over HTTP
+    when ``http`` or ``$UWSGIAPP_STATS_HTTP`` says so; a URL of the stats server's /health or
+    /metrics asks its document (ValueError: none given, not an address, not a boolean)."""
+    address = address or _setting(environ, "STATS")[1]
     if not address:
         raise ValueError("no ADDR given and UWSGIAPP_STATS is not set")
     source = parse_source(address)
-    http = http or environ.get("UWSGIAPP_STATS_HTTP", "").strip().lower() in _TRUE
+    if source.http_path in _PAGES:
+        source = dataclasses.replace(source, http_path="/")
+    variable, word = _setting(environ, "STATS_HTTP")
+    if word and word.lower() not in _TRUE | _FALSE:
+        raise ValueError(f"{variable}: expected a boolean, got {word!r}")
+    http = http or word.lower() in _TRUE
     return dataclasses.replace(source, http_path="/") if http and not source.http else source
