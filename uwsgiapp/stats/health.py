@@ -3,8 +3,8 @@
 Healthy (exit 0) while the stats server at ADDR answers and at least one worker has loaded the
 app and accepts, idle or busy; exit 1 when no worker accepts, 3 when nothing answers, 4 when the
 answer is not a stats document. ADDR defaults to ``$UWSGIAPP_STATS`` (else the image's
-``$UWSGIAPP_DEFAULT_STATS``), and HTTP is spoken when ``$UWSGIAPP_STATS_HTTP`` is on (or with ``--http``, or an ``http://`` ADDR): the check follows
-the server's own configuration.
+``$UWSGIAPP_DEFAULT_STATS``), and HTTP is spoken when ``$UWSGIAPP_STATS_HTTP`` is on (or
+with ``--http``, or an ``http://`` ADDR): the check follows the server's own configuration.
 
 Why not ``uwsgiapp ping``: a worker answers the ping, after the requests queued before it, so
 on a saturated server the ping times out and an orchestrator replaces a replica that is only
