@@ -168,6 +168,8 @@ def test_a_pidfile_left_in_a_sticky_directory_says_why(tmp_path: Path) -> None:
     server.options.update(uid=user, gid=group)
     server.start()
     try:
+        # The socket answers before the pidfile and the drop: a TERM then stopped the start.
+        wait_for_serving(server, 1)
         server.signal(signal.SIGTERM)
         assert server.wait(10) == 0
     finally:

@@ -139,8 +139,20 @@ def test_ones_own_uid_without_a_passwd_entry_needs_no_gid(monkeypatch: pytest.Mo
     monkeypatch.setattr(os, "geteuid", lambda: unused)
     monkeypatch.setattr(os, "getegid", lambda: 0)
     assert resolve(str(unused), "") == Ids(uid=unused, gid=0)
-    with pytest.raises(PrivilegeError, match=r"give --gid"):  # another user's still needs it
-        resolve(str(unused + 1), "")
+    assert resolve(str(unused), "0") == Ids(uid=unused, gid=0)
+    # Another user, or group, needs root: said so, not "give --gid too" (which, followed,
+    # ended in "needs root" at the drop) nor "no such user" for a name.
+    for uid, gid, option in (
+        (str(unused + 1), "", "--uid"),
+        ("app", "", "--uid"),
+        ("", "5", "--gid"),
+    ):
+        with pytest.raises(
+            PrivilegeError,
+            match=rf"^{option} \S*: changing .* needs root, and this process runs as uid "
+            rf"{unused}, gid 0: leave {option} out",
+        ):
+            resolve(uid, gid)
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,8 @@ def resolve(uid: str, gid: str) -> Ids:
     """Resolve ``--uid``/``--gid`` (names or numbers); the gid defaults to the user's group."""
     if not uid and not gid:
         return Ids()
+    if os.geteuid() != 0:
+        _only_own_ids(uid, gid)
     new_uid = new_gid = -1
     user = ""
     if uid:
@@ -80,6 +82,27 @@ def resolve(uid: str, gid: str) -> Ids:
         # Without a passwd entry there is no group to default to: staying in root's is wrong.
         raise PrivilegeError(f"--uid: {uid} has no passwd entry; give --gid too")
     return Ids(uid=new_uid, gid=new_gid, user=user)
+
+
+def _only_own_ids(uid: str, gid: str) -> None:
+    """Not root: ``--uid``/``--gid`` may name this process's own ids only. Said before a
+    passwd lookup: "no such user 'app'" or "give --gid too" sent the user the wrong way
+    (OpenShift's arbitrary uid, a non-root container's)."""
+    for option, value, own, lookup in (
+        ("--uid", uid, os.geteuid(), user_id),
+        ("--gid", gid, os.getegid(), group_id),
+    ):
+        try:
+            wanted = lookup(value) if value else own
+        except KeyError:
+            wanted = -1
+        if wanted != own:
+            raise PrivilegeError(
+                f"{option} {value}: changing {'user' if option == '--uid' else 'group'} needs "
+                f"root, and this process runs as uid {os.geteuid()}, gid {os.getegid()}: leave "
+                f"{option} out where the platform sets the user (a non-root container, "
+                "OpenShift), or start as root"
+            )
 
 
 def user_id(name: str) -> int:
