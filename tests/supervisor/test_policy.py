@@ -247,6 +247,9 @@ def test_term_stops_gracefully_then_kills_after_timeout_then_halts_zero() -> Non
     sim = started(graceful_timeout=5)
     actions = sim.policy.on_signal("TERM", sim.now)
     assert any(isinstance(a, StopAccepting) for a in actions)
+    # The line says how long the stop may take (an operator sizing k8s's grace period).
+    said = [a.message for a in actions if isinstance(a, Log)]
+    assert any("for up to --graceful-timeout 5s; a worker still in one then" in m for m in said)
     assert signals_sent(actions) == {(pid, signal.SIGTERM) for pid in sim.pids()}
     assert not signals_sent(sim.tick(1.0))
     late = signals_sent(sim.tick(5.0))

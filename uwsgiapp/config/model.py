@@ -104,8 +104,9 @@ class Config:
     )
     post_buffering_dir: str = _opt(
         "",
-        "where --post-buffering puts bodies larger than its size (default: TMPDIR, else /tmp, "
-        "as uWSGI); the files have no name and go when the request ends",
+        "where --post-buffering puts bodies larger than its size (default: TMPDIR if a "
+        "directory there can be written, else /tmp, /var/tmp, /usr/tmp; start-up says which); "
+        "the files have no name and go when the request ends",
     )
     socket_timeout: float = _opt(10.0, "seconds a read from or write to a client may block")
     mount: str = _opt("", "SCRIPT_NAME prefix the app is mounted at (stripped from PATH_INFO)")
@@ -203,7 +204,9 @@ class Config:
         "master imports the new code directly)",
     )
     harakiri: float = _opt(0.0, "kill a worker stuck in one request this many seconds (0 = off)")
-    graceful_timeout: float = _opt(30.0, "seconds to finish in-flight requests on stop/reload")
+    graceful_timeout: float = _opt(
+        30.0, "seconds to finish in-flight requests on stop/reload (0: killed at once)"
+    )
     max_requests: int = _opt(0, "recycle a worker after this many requests (0 = never)")
     max_requests_jitter: int = _opt(0, "add 0..N random requests to max-requests per worker")
     reload_on_rss: int = _opt(0, "recycle a worker whose RSS exceeds this many MB (0 = never)")

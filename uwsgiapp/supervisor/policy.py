@@ -91,7 +91,12 @@ class Policy(Kills):
     def handle_term(self, now: float) -> list[Action]:
         """Graceful stop: no new connections; workers finish what is in flight and queued."""
         actions: list[Action] = [
-            Log(LogLevel.INFO, "SIGTERM: graceful stop (finishing in-flight and queued requests)"),
+            Log(
+                LogLevel.INFO,
+                "SIGTERM: graceful stop (finishing in-flight and queued requests, for up to "
+                f"--graceful-timeout {self.graceful_timeout:g}s; a worker still in one then "
+                "is killed)",
+            ),
             StopAccepting(),
         ]
         return actions + self._begin_stop(signal.SIGTERM, now)
