@@ -15,7 +15,7 @@ from uwsgiapp.config.configload import resolve
         ({"stats_minified": True}, "--stats-minified", "needs --stats ADDR"),
         ({"stats": "@abstract"}, "--stats", "unix socket path or host:port"),
         ({"stats": "fd://3"}, "--stats", "unix socket path or host:port"),
-        ({"stats": "http://127.0.0.1:9191"}, "--stats", ""),
+        ({"stats": "http://127.0.0.1:9191/"}, "--stats", "is a URL: give the address to listen on"),
         ({"stats": "/tmp/a.sock", "socket": ("/tmp/a.sock",)}, "--stats", "also a --socket"),
     ],
 )
