@@ -65,6 +65,14 @@ def test_the_verdict_counts_busy_workers_as_alive() -> None:
         False,
         "unhealthy: 0 workers accept (0 busy); master pid 7",
     )
+    # A graceful stop's worker still in a request: it read as a fault, "0 workers accept".
+    assert health_verdict([(False, True), (False, False)], 7) == (
+        False,
+        "unhealthy: 0 workers accept (0 busy), 1 leaving, finishing its requests; master pid 7",
+    )
+    assert health_verdict([(True, False), (False, True), (False, True)], 7)[1] == (
+        "healthy: 1 worker accepts (0 busy), 2 leaving, finishing their requests; master pid 7"
+    )
     assert health_verdict([], 7) == (
         False,
         "unhealthy: no worker yet (the master is starting: the app's import); master pid 7",
@@ -117,7 +125,11 @@ def test_get_health_is_200_while_a_worker_accepts_503_when_none_does() -> None:
     with running(StatsServer("127.0.0.1:0", http=True, snapshot=lambda: stopped)) as down:
         raw = read_all(down.address, b"GET /health HTTP/1.0\r\n\r\n")
         assert raw.startswith(b"HTTP/1.0 503 Service Unavailable\r\n")
-        assert raw.endswith(b"unhealthy: 0 workers accept (0 busy); master pid 4000\n")
+        # The sample's busy worker, no longer accepting, is leaving (a stop's).
+        assert raw.endswith(
+            b"unhealthy: 0 workers accept (0 busy), 1 leaving, finishing its requests; master "
+            b"pid 4000\n"
+        )
 
 
 def test_a_wildcard_ipv6_address_is_asked_over_ipv4_where_the_loopback_has_no_ipv6(

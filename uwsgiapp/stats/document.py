@@ -153,7 +153,10 @@ def health_verdict(workers: Iterable[tuple[bool, bool]], master_pid: object) -> 
     accepting = [busy for ok, busy in rows if ok]
     count = len(accepting)
     line = f"{count} worker{'s' if count != 1 else ''} accept{'s' if count == 1 else ''}"
-    line += f" ({sum(accepting)} busy); master pid {master_pid}"
+    line += f" ({sum(accepting)} busy)"
+    if leaving := sum(1 for ok, busy in rows if busy and not ok):  # a stop's, a recycle's
+        line += f", {leaving} leaving, finishing {'its' if leaving == 1 else 'their'} requests"
+    line += f"; master pid {master_pid}"
     if not rows:  # a row per wanted worker once the master runs: none yet, it is starting
         line = f"no worker yet (the master is starting: the app's import); master pid {master_pid}"
     return bool(accepting), ("healthy: " if accepting else "unhealthy: ") + line
