@@ -331,6 +331,15 @@ def test_env_items_are_validated(item: str) -> None:
     assert str(info.value).startswith("--env (from command line --env): expected NAME=VALUE")
 
 
+def test_a_bad_env_item_among_several_is_located_without_its_text() -> None:
+    # UWSGIAPP_ENV's lines from a Kubernetes manifest: which one was wrong was not said.
+    with pytest.raises(ConfigError) as info:
+        resolve([{"env": Raw(["A=1", "SECRETVALUE", "C=3"], "env UWSGIAPP_ENV")}])
+    said = str(info.value)
+    assert "expected NAME=VALUE, got item 2 of 3: no '=' (values not shown)" in said
+    assert "SECRETVALUE" not in said
+
+
 @pytest.mark.parametrize("given", ["MYA=1\n  MYB=2", "export MYA=1", "MY A=1", "MYA\t=1"])
 def test_an_env_name_with_a_space_is_refused(given: str) -> None:
     # UWSGIAPP_ENV's indented line or a shell's "export " went into the name, silently: the

@@ -314,12 +314,15 @@ class Config:
                 raise ConfigError(name, f"must be one of {what}, got {got!r}")
 
     def _validate_app(self) -> None:
-        for item in self.env:
+        for index, item in enumerate(self.env, 1):
             name, eq, _ = item.partition("=")
             # The values are secrets (a key, a password): an error names the item, never them.
             if not eq or not name or "\0" in item:
                 what = "no '='" if not eq else "no name" if not name else f"{name!r} with a NUL"
-                raise ConfigError("env", f"expected NAME=VALUE, got {what} (values not shown)")
+                where = f"item {index} of {len(self.env)}: " if len(self.env) > 1 else ""
+                raise ConfigError(
+                    "env", f"expected NAME=VALUE, got {where}{what} (values not shown)"
+                )
             if name.split() != [name]:  # "  B=2" or "export A=1": no process reads that name
                 raise ConfigError(
                     "env", f"a name holds a space: {name!r} (no 'export ', no indentation)"
