@@ -874,6 +874,27 @@ def test_the_stats_variable_over_a_file_or_under_the_command_line_names_the_heal
     assert said.endswith("to keep the file's value, set UWSGIAPP_STATS to it")
 
 
+def test_a_stats_default_a_file_or_the_command_line_outranks_names_the_health_check(
+    tmp_path: Path,
+) -> None:
+    # The check reads UWSGIAPP_DEFAULT_STATS as serve does, but not a file or the command line.
+    image = {"UWSGIAPP_DEFAULT_STATS": "127.0.0.1:9191"}
+    resolved = _serve(["--stats", "127.0.0.1:9292"], image)
+    assert resolved.config.stats == "127.0.0.1:9292"
+    assert resolved.warnings == (
+        "UWSGIAPP_DEFAULT_STATS is outranked by command line --stats: a health check running "
+        "'python -m uwsgiapp.stats.health' reads the variable, not the server: set "
+        "UWSGIAPP_STATS to the value in use",
+    )
+    ini = tmp_path / "u.ini"
+    ini.write_text("[uwsgi]\nsocket = :3031\nstats = /run/app/stats.sock\n")
+    (said,) = _serve(["--ini", str(ini)], image).warnings
+    assert said.startswith(f"UWSGIAPP_DEFAULT_STATS is outranked by ini {ini}")
+    # UWSGIAPP_STATS above the default: the check reads it (its own warning, if any).
+    both = _serve(["--stats", "127.0.0.1:9292"], {**image, "UWSGIAPP_STATS": "127.0.0.1:9292"})
+    assert not [w for w in both.warnings if "UWSGIAPP_DEFAULT_STATS" in w]
+
+
 def test_a_variable_the_command_line_overrides_may_be_invalid() -> None:
     """UWSGIAPP_WORKERS=abc beside --workers 2 was said to be overridden, then stopped the
     start for being invalid."""

@@ -256,6 +256,9 @@ def test_the_check_finds_the_server_as_serve_configures_it() -> None:
     mine = {**image, "UWSGIAPP_STATS": "127.0.0.1:9292", "UWSGIAPP_STATS_HTTP": "off"}
     source = reader.stats_source("", mine)
     assert (source.port, source.http) == (9292, False)
+    # Set but empty, the variable turns the server's stats off: the check has no address.
+    with pytest.raises(ValueError, match="no ADDR given"):
+        reader.stats_source("", {**image, "UWSGIAPP_STATS": ""})
     # A value serve refuses is refused here too (it read as "no", and the check timed out).
     with pytest.raises(ValueError, match="UWSGIAPP_STATS_HTTP: expected a boolean, got 'maybe'"):
         reader.stats_source("127.0.0.1:9191", {"UWSGIAPP_STATS_HTTP": "maybe"})

@@ -192,3 +192,15 @@ def test_missing_capabilities(
     effective: int | None, ids: Ids, hands_over: bool, missing: list[str]
 ) -> None:
     assert missing_capabilities(effective, ids, hands_over, ({ROOT}, {ROOT})) == missing
+
+
+def test_ones_own_user_by_name_keeps_the_processs_group(monkeypatch: pytest.MonkeyPatch) -> None:
+    # docker run --user 65534:0 with --uid nobody: the passwd entry's group (65534) was taken,
+    # and the drop then refused to change the group, "needs root".
+    entry = pwd.getpwnam("nobody")
+    monkeypatch.setattr(os, "geteuid", lambda: entry.pw_uid)
+    monkeypatch.setattr(os, "getegid", lambda: 0)
+    for uid in ("nobody", str(entry.pw_uid)):
+        assert resolve(uid, "") == Ids(uid=entry.pw_uid, gid=0, user="nobody")
+    with pytest.raises(PrivilegeError, match=f"--gid {entry.pw_gid}: changing group needs root"):
+        resolve("nobody", str(entry.pw_gid))  # the entry's group, asked for: not this one's

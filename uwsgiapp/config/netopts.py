@@ -75,7 +75,7 @@ def stats_problem(config: Any) -> tuple[str, str] | None:
         if _named(config.stats_allow_from):
             return "stats_allow_from", "needs --stats ADDR"
         return None
-    if config.stats.startswith(("http://", "https://")):  # parse_address's speaks of nginx
+    if config.stats.lower().startswith(("http://", "https://")):  # parse_address's speaks of nginx
         return "stats", (
             f"{config.stats!r} is a URL: give the address to listen on (host:port, or a unix "
             "socket path); --stats-http makes it answer HTTP, at http://HOST:PORT/"

@@ -76,7 +76,7 @@ def resolve_serve_config(
     _mount_with_app(environment)
     cli = _cli_layer(args)
     layers.append(cli)
-    warnings.extend(_overrides(files, environment, cli))
+    warnings.extend(_overrides(files, environment, cli) + _default_unseen(defaults, layers, env))
     for name in [n for n in defaults if any(n in layer for layer in layers[1:])]:
         if not _adds_up(name):
             del defaults[name]  # outranked: its value is not used, valid or not
@@ -264,6 +264,18 @@ def _env_over_file(name: str, env: Raw, file: Raw) -> str:
 
 #: Options the health check (uwsgiapp.stats.health) reads from the environment, not the server.
 _HEALTH_CHECKED = frozenset({"stats", "stats_http"})
+
+
+def _default_unseen(defaults: Layer, layers: list[Layer], env: Mapping[str, str]) -> list[str]:
+    """A UWSGIAPP_DEFAULT_STATS(_HTTP) outranked, but read by the check (none above it)."""
+    return [
+        f"UWSGIAPP_DEFAULT_{name.upper()} is outranked by {above[-1].source}: a health check "
+        f"running 'python -m uwsgiapp.stats.health' reads the variable, not the server: set "
+        f"UWSGIAPP_{name.upper()} to the value in use"
+        for name in sorted(_HEALTH_CHECKED & defaults.keys())
+        if f"UWSGIAPP_{name.upper()}" not in env
+        and (above := [layer[name] for layer in layers[1:] if name in layer])
+    ]
 
 
 def _lists_replaced(files: Layer, cli: Layer) -> list[str]:

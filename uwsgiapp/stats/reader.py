@@ -194,10 +194,11 @@ _PAGES = ("/health", "/metrics")
 
 def _setting(environ: Mapping[str, str], name: str) -> tuple[str, str]:
     """(variable, value) of ``$UWSGIAPP_<name>``, else of the image's default
-    ``$UWSGIAPP_DEFAULT_<name>``, as ``serve`` reads them; ("", "") when neither is set."""
+    ``$UWSGIAPP_DEFAULT_<name>``, as ``serve`` reads them (set but empty, the first turns the
+    default off, as it does the server's); ("", "") when neither is set."""
     for variable in (f"UWSGIAPP_{name}", f"UWSGIAPP_DEFAULT_{name}"):
-        if value := environ.get(variable, "").strip():
-            return variable, value
+        if variable in environ:
+            return variable, environ[variable].strip()
     return "", ""
 
 

@@ -76,9 +76,11 @@ def resolve(uid: str, gid: str) -> Ids:
             new_gid = group_id(gid)
         except KeyError:
             raise PrivilegeError(f"--gid: no such group {gid!r}") from None
+    if not gid and new_uid == os.geteuid() != 0:
+        # Already that user (OpenShift's uid, docker run --user 10001:0): its group stays, not
+        # the passwd entry's, which only root could change to.
+        return Ids(uid=new_uid, gid=os.getegid(), user=user)
     if new_uid >= 0 and new_gid < 0:
-        if new_uid == os.geteuid() != 0:  # already that user (OpenShift's): nothing changes
-            return Ids(uid=new_uid, gid=os.getegid(), user=user)
         # Without a passwd entry there is no group to default to: staying in root's is wrong.
         raise PrivilegeError(f"--uid: {uid} has no passwd entry; give --gid too")
     return Ids(uid=new_uid, gid=new_gid, user=user)
