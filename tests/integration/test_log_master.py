@@ -342,8 +342,8 @@ def test_a_harakiri_s_lines_and_stack_dumps_are_whole_records(tmp_path: Path) ->
     with Piped(tmp_path, workers=4, harakiri=1, log_master=True) as piped:
         with ThreadPoolExecutor(4) as pool:
             stuck = [pool.submit(piped.get, path, "seconds=30") for path in STUCK]
-            load = [
-                pool.submit(piped.get, "/records", _records_query(f"b{i}", 30, 20_000, 0.05))
+            load = [  # within --harakiri (0.6 s): a harakiri cuts its request now, at once
+                pool.submit(piped.get, "/records", _records_query(f"b{i}", 30, 20_000, 0.02))
                 for i in range(2)
             ]
             assert [job.result() for job in stuck] == [b"", b""]

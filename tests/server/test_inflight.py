@@ -11,6 +11,7 @@ import pytest
 
 from uwsgiapp.server.inflight import read_after_head
 from uwsgiapp.server.io import ClientDisconnected, ClientTimeout
+from uwsgiapp.unpatched import get_ident
 
 
 def _run(tmp_path: Path, entry: str) -> str:
@@ -113,6 +114,7 @@ def test_the_stuck_request_line_names_its_request_id(monkeypatch: pytest.MonkeyP
         "HTTP_X_REQUEST_ID": "7c1e\r\nforged",
     }
     monkeypatch.setattr(inflight, "_current", lambda: serving)
+    monkeypatch.setattr(inflight, "_serving", get_ident())  # this thread serves it
     line = inflight.request_line(sys._getframe())
     assert line == "GET /report?\\x1B[31m, request id 7c1e\\x0D\\x0Aforged", line
 
@@ -126,7 +128,9 @@ def test_a_request_no_frame_holds_is_asked_of_the_worker(monkeypatch: pytest.Mon
     assert inflight.request_line(frame) == "unknown request"
     serving = {"REQUEST_METHOD": "GET", "REQUEST_URI": "/events?since=5"}
     monkeypatch.setattr(inflight, "_current", lambda: serving)
+    monkeypatch.setattr(inflight, "_serving", get_ident())  # this thread serves it
     assert inflight.request_line(frame) == "GET /events?since=5"
+    assert inflight.request_environ(frame, get_ident() + 1) is None  # another thread's
     monkeypatch.setattr(inflight, "_current", lambda: None)  # between requests
     assert inflight.request_line(frame) == "unknown request"
 

@@ -27,7 +27,7 @@ from uwsgiapp.server.logs import arm_fault_dumps, reopen_logs, tell_write_failur
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.masterflags import MasterFlags
 from uwsgiapp.unpatched import sleep, start_new_thread
-from uwsgiapp.wsgi.errors import QuickStop
+from uwsgiapp.wsgi.errors import QuickStop, RequestCut
 
 if TYPE_CHECKING:
     from uwsgiapp.server.intake import Handler
@@ -161,13 +161,19 @@ class StopSignals:
             )
 
     def dump_stuck(self, signum: int, frame: FrameType | None) -> None:
-        """USR2 (harakiri): log the stuck request's stack; and take no new request, for the
+        """USR2 (harakiri): log the stuck request's stack; take no new request, for the
         master kills this process after its grace: one let in once the stuck one ended would
-        be killed with it (a 502 for a request within its time, the log naming another). One
-        sent by hand (the master marks its own) only logs what the worker is doing."""
+        be killed with it (a 502 for a request within its time, the log naming another); and
+        cut the request (:class:`RequestCut` where the handler interrupted it, as gunicorn's
+        timeout raises SystemExit), so that the app's finally blocks run and its access line
+        is written before the kill (one in a C call that keeps the signal's handler from
+        running is left to the kill). One sent by hand (the master marks its own) only logs
+        what the worker is doing."""
         harakiri = self._usr2_is_harakiri()
         dump_stuck_request(frame, harakiri)
         self.alive = self.alive and not harakiri
+        if harakiri and request_environ(frame) is not None:
+            raise RequestCut(0)
 
     def _usr2_is_harakiri(self) -> bool:
         """The USR2 that came is the master's harakiri, not one sent by hand."""

@@ -82,21 +82,24 @@ class Kills(Scaling):
         self, rec: WorkerRecord, st: WorkerStatus, now: float, wall: float
     ) -> list[Action]:
         """A worker told to go is still there at its deadline: SIGKILL; but one still in a
-        request after a graceful stop gets a quick stop first, so that it logs the request it
-        cuts and the app's finally blocks run."""
-        if rec.state is STOPPING and not rec.cut and st.pid == rec.pid and st.request_start:
+        request after a graceful stop, or a harakiri's whose other threads are (their
+        --harakiri seconds more ran out), gets a quick stop first, so that it logs the requests
+        it cuts and the app's finally blocks run (they were SIGKILLed unsaid)."""
+        what = "harakiri" if rec.state is HARAKIRI else "stop"
+        in_one = st.pid == rec.pid and st.request_start
+        cuts = rec.state is STOPPING or (rec.state is HARAKIRI and st.busy_cores)
+        if cuts and not rec.cut and in_one:
             rec.cut = True
             rec.deadline = now + QUICK_GRACE
             return [
                 Log(
                     LogLevel.WARNING,
-                    f"{rec.label}: stop deadline passed in a request "
+                    f"{rec.label}: {what} deadline passed in a request "
                     f"(the oldest {wall - st.request_start:.1f}s in): cutting it (SIGINT), "
                     f"killing it in {QUICK_GRACE:g}s if it stays",
                 ),
                 Signal(rec.pid, signal.SIGINT),
             ]
-        what = "harakiri" if rec.state is HARAKIRI else "stop"
         rec.deadline = now + 3600  # once
         rec.killed = True
         return [

@@ -1,0 +1,84 @@
+"""A harakiri cuts requests so that the app's clean-up runs (its ``finally`` blocks, a
+generator's ``close()``), as gunicorn's timeout does (SystemExit in the worker), then the
+worker leaves: one thread's request at once; with ``--threads``, the other threads' requests
+still running when their ``--harakiri`` seconds more are up, by a quick stop before the kill
+(they were SIGKILLed unsaid, their clean-up skipped). Real processes, real signals."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from support.procs import Server, uwsgi_exchange, uwsgi_get, wait_for_serving, wait_until
+
+APP = """
+import os, time
+from pathlib import Path
+
+marks = Path(os.environ["MARKS"])
+
+def app(environ, start_response):
+    tag = environ["QUERY_STRING"]
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    try:
+        while True:  # a stream that does not end: an export stuck on a slow query, say
+            time.sleep(0.05)
+    finally:
+        with marks.open("a") as f:
+            f.write(tag + "\\n")
+    return [b"never"]
+"""
+
+
+def _serve(tmp_path: Path, **options: object) -> tuple[Server, Path]:
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "stuckapp.py").write_text(APP)
+    marks = tmp_path / "marks"
+    server = Server(
+        tmp_path / "s", "stuckapp:app", workers=1, harakiri=1, access_log="uwsgi",
+        pythonpath=[str(tmp_path / "app")], env=[f"MARKS={marks}"], **options,
+    ).start()  # fmt: skip
+    wait_for_serving(server, 1)
+    return server, marks
+
+
+def _ask(server: Server, tag: str) -> None:
+    uwsgi_exchange(server.socket, uwsgi_get("/", tag), timeout=20)
+
+
+def test_a_harakiri_runs_the_requests_finally_blocks_and_the_worker_leaves(
+    tmp_path: Path,
+) -> None:
+    server, marks = _serve(tmp_path)
+    try:
+        _ask(server, "one")
+        wait_until(lambda: "exited with code 0" in server.log(), 10, "the worker's exit")
+    finally:
+        server.stop()
+    log = server.log()
+    assert "HARAKIRI: worker 1" in log and "stuck in GET /; its stack" in log, log
+    assert marks.read_text() == "one\n"  # its finally ran
+    assert "GET / => generated 0 bytes" in log  # and its access line was written
+    assert "killed by signal 9" not in log, log
+
+
+def test_with_threads_the_other_threads_requests_are_cut_too_before_the_kill(
+    tmp_path: Path,
+) -> None:
+    # Two requests past --harakiri a moment apart: the first was cut, the second ran to the
+    # harakiri's grace and was SIGKILLed, its finally skipped and no line said it.
+    server, marks = _serve(tmp_path, threads=2)
+    try:
+        first = threading.Thread(target=_ask, args=(server, "first"))
+        first.start()
+        wait_until(lambda: "worker 1" in server.log(), 5, "the worker")
+        threading.Event().wait(0.3)
+        _ask(server, "second")
+        first.join(20)
+        wait_until(lambda: "exited with code 0" in server.log(), 10, "the worker's exit")
+    finally:
+        server.stop()
+    log = server.log()
+    assert sorted(marks.read_text().split()) == ["first", "second"], log
+    assert "harakiri deadline passed in a request" in log and "cutting it (SIGINT)" in log, log
+    assert "killed by signal 9" not in log, log
