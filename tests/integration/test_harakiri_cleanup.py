@@ -82,3 +82,50 @@ def test_with_threads_the_other_threads_requests_are_cut_too_before_the_kill(
     assert sorted(marks.read_text().split()) == ["first", "second"], log
     assert "harakiri deadline passed in a request" in log and "cutting it (SIGINT)" in log, log
     assert "killed by signal 9" not in log, log
+
+
+DRAIN_APP = """
+import time
+
+def app(environ, start_response):
+    time.sleep(0.9)  # then answers, leaving the body unread: the server reads it away
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+
+def test_a_harakiri_in_the_servers_work_after_the_app_does_not_cut_it(tmp_path: Path) -> None:
+    # The app answered; the harakiri came as the server read away the body it left (a body
+    # still coming): the pure build found an environ in its own frames and cut that, and the
+    # request's access line was lost (the compiled build, with no such frame, did not).
+    import socket
+    import time
+
+    import uwsgiproto
+
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "drainapp.py").write_text(DRAIN_APP)
+    server = Server(
+        tmp_path / "s", "drainapp:app", workers=1, harakiri=1, access_log="uwsgi",
+        pythonpath=[str(tmp_path / "app")],
+    ).start()  # fmt: skip
+    body = bytes(300_000)
+    head = uwsgiproto.build_request(
+        {"REQUEST_METHOD": "POST", "PATH_INFO": "/up", "REQUEST_URI": "/up",
+         "SERVER_PROTOCOL": "HTTP/1.1", "CONTENT_LENGTH": str(len(body))},
+    )  # fmt: skip
+    try:
+        wait_for_serving(server, 1)
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(10)
+            sock.connect(server.socket)
+            sock.sendall(head + body[:100_000])
+            for start in range(100_000, len(body), 20_000):  # 1.5 s more, past the harakiri
+                time.sleep(0.1)
+                sock.sendall(body[start : start + 20_000])
+            answer = sock.recv(65536)
+        wait_until(lambda: "POST /up =>" in server.log(), 10, "the access line")
+    finally:
+        server.stop()
+    assert answer.startswith(b"HTTP/1.1 200 OK"), answer
+    assert "HARAKIRI" in server.log()

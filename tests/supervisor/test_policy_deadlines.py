@@ -6,7 +6,7 @@ import signal
 
 from supervisor.policy_sim import signals_sent, started
 
-from uwsgiapp.supervisor.actions import QUICK_GRACE, Log, Signal
+from uwsgiapp.supervisor.actions import DUMP_GRACE, QUICK_GRACE, Log, Signal
 
 
 def test_a_worker_in_a_request_at_its_graceful_deadline_is_cut_then_killed() -> None:
@@ -92,7 +92,7 @@ def test_harakiri_still_bounds_the_request_of_a_worker_told_to_go() -> None:
         assert (old, signal.SIGUSR2) in signals_sent(actions), stop  # its stack, as a harakiri
         (said,) = [a.message for a in actions if isinstance(a, Log) and "HARAKIRI" in a.message]
         assert said.startswith(f"HARAKIRI: worker 1 (pid {old}) stuck in one request for 4.")
-        assert said.endswith("then killing it (in 1s)")  # no "a new worker takes its place"
+        assert said.endswith("then killing it (in 1s) if it stays")  # no "a new worker takes"
         assert (old, signal.SIGKILL) in signals_sent(sim.tick(1.1)), stop
 
 
@@ -108,4 +108,25 @@ def test_a_harakiri_of_a_worker_told_to_go_keeps_its_stop_deadline() -> None:
     # At 5 s, not at 8: its other thread's request is cut (a quick stop, as any stop's at its
     # deadline, so that its finally blocks run), then the kill.
     assert signals_sent(sim.tick(0.95)) == {(pid, signal.SIGINT)}
+    assert signals_sent(sim.tick(QUICK_GRACE + 0.05)) == {(pid, signal.SIGKILL)}
+
+
+def test_a_harakiris_other_threads_are_cut_first_its_lone_stuck_one_is_killed() -> None:
+    # The quick stop before the kill is for the other threads' requests: the stuck one, still
+    # in a C call, only the kill ends (a quick stop first delayed its 502 by 2 s).
+    sim = started(workers=1, harakiri=4)
+    (pid,) = sim.pids()
+    sim.busy_since[pid] = 1000.0 + sim.now
+    sim.cores[pid] = 1  # the stuck thread alone
+    assert (pid, signal.SIGUSR2) in signals_sent(sim.tick(4.1))
+    assert signals_sent(sim.tick(DUMP_GRACE + 0.05)) == {(pid, signal.SIGKILL)}
+
+    sim = started(workers=1, harakiri=4)
+    (pid,) = sim.pids()
+    sim.busy_since[pid] = 1000.0 + sim.now
+    sim.cores[pid] = 2  # another thread's request too: --harakiri more seconds, then cut
+    assert (pid, signal.SIGUSR2) in signals_sent(sim.tick(4.1))
+    sim.busy_since[pid] = 1000.0 + sim.now  # the stuck one ended; the other one is still in
+    sim.cores[pid] = 1
+    assert signals_sent(sim.tick(4.05)) == {(pid, signal.SIGINT)}
     assert signals_sent(sim.tick(QUICK_GRACE + 0.05)) == {(pid, signal.SIGKILL)}

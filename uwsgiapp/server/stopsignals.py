@@ -172,7 +172,10 @@ class StopSignals:
         harakiri = self._usr2_is_harakiri()
         dump_stuck_request(frame, harakiri)
         self.alive = self.alive and not harakiri
-        if harakiri and request_environ(frame) is not None:
+        # In the app (its call, its response, a spooled body's read), as the worker says (no
+        # frame: a frame's environ is there in the server's work after it too, its drain of
+        # a body left unread, its access line, which a cut there would lose).
+        if harakiri and request_environ(None) is not None:
             raise RequestCut(0)
 
     def _usr2_is_harakiri(self) -> bool:

@@ -161,6 +161,8 @@ class WorkerRecord:
     deadline: float = 0.0  # when to SIGKILL (stopping / harakiri)
     #: Told to cut its request (a quick stop): at the deadline, nothing is left but SIGKILL.
     cut: bool = False
+    #: When the request its harakiri was for began (its other threads' are cut at the end).
+    harakiri_start: float = 0.0
     #: The master sent it SIGKILL: its SIGKILL death is the master's, whatever else the
     #: memory cgroup counted meanwhile (an app's child the OOM killer took).
     killed: bool = False

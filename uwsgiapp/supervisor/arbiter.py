@@ -52,7 +52,7 @@ from uwsgiapp.supervisor.touch import TouchWatch
 from uwsgiapp.supervisor.trialrun import ReloadCheck
 from uwsgiapp.supervisor.upgrade import TOUCHED, Upgrade
 from uwsgiapp.supervisor.workerexit import die_with_parent, kill_all, leave, reap
-from uwsgiapp.wsgi.errors import QuickStop
+from uwsgiapp.wsgi.errors import QuickStop, RequestCut
 
 log = logging.getLogger("uwsgiapp.error")
 
@@ -313,7 +313,7 @@ class Arbiter:
             finish = code == 0
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
-            quick = isinstance(exc, QuickStop)
+            quick = isinstance(exc, (QuickStop, RequestCut))  # its exit work, bounded
         except BaseException:
             log.exception("worker %d crashed", self.policy.number(wid))
         finally:

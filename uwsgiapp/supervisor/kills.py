@@ -37,12 +37,14 @@ class Kills(Scaling):
         # One told to leave (a HUP's, a TERM's) or replaced already has its successor.
         then = "; a new worker takes its place" if rec.state is READY else ""
         rec.state = HARAKIRI
+        rec.harakiri_start = st.request_start
         grace = self.harakiri if st.in_requests > 1 else DUMP_GRACE
         rec.deadline = now + grace
         self.harakiris[rec.wid] = self.harakiris.get(rec.wid, 0) + 1
         said = (
             f"HARAKIRI: {rec.label} {why} for {seconds:.1f}s (limit {self.harakiri:g}s): "
-            f"dumping its stack, then killing it (in {grace:g}s){then}"
+            f"dumping its stack and cutting the request, then killing it (in {grace:g}s) if it "
+            f"stays{then}"
         )
         return [Log(LogLevel.ERROR, said), Signal(rec.pid, signal.SIGUSR2, rec.wid)]
 
@@ -87,8 +89,9 @@ class Kills(Scaling):
         it cuts and the app's finally blocks run (they were SIGKILLed unsaid)."""
         what = "harakiri" if rec.state is HARAKIRI else "stop"
         in_one = st.pid == rec.pid and st.request_start
-        cuts = rec.state is STOPPING or (rec.state is HARAKIRI and st.busy_cores)
-        if cuts and not rec.cut and in_one:
+        # Another thread's request than the stuck one (which, in a C call, only the kill ends).
+        others = st.busy_cores > 1 or (st.busy_cores and st.request_start != rec.harakiri_start)
+        if (rec.state is STOPPING or (rec.state is HARAKIRI and others)) and not rec.cut and in_one:
             rec.cut = True
             rec.deadline = now + QUICK_GRACE
             return [
