@@ -88,7 +88,7 @@ DRAIN_APP = """
 import time
 
 def app(environ, start_response):
-    time.sleep(0.9)  # then answers, leaving the body unread: the server reads it away
+    time.sleep(0.5)  # then answers, leaving the body unread: the server reads it away
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"ok"]
 """
@@ -109,7 +109,7 @@ def test_a_harakiri_in_the_servers_work_after_the_app_does_not_cut_it(tmp_path: 
         tmp_path / "s", "drainapp:app", workers=1, harakiri=1, access_log="uwsgi",
         pythonpath=[str(tmp_path / "app")],
     ).start()  # fmt: skip
-    body = bytes(300_000)
+    body = bytes(500_000)
     head = uwsgiproto.build_request(
         {"REQUEST_METHOD": "POST", "PATH_INFO": "/up", "REQUEST_URI": "/up",
          "SERVER_PROTOCOL": "HTTP/1.1", "CONTENT_LENGTH": str(len(body))},
@@ -120,10 +120,10 @@ def test_a_harakiri_in_the_servers_work_after_the_app_does_not_cut_it(tmp_path: 
             sock.settimeout(10)
             sock.connect(server.socket)
             sock.sendall(head + body[:100_000])
-            for start in range(100_000, len(body), 20_000):  # 1.5 s more, past the harakiri
-                time.sleep(0.1)
-                sock.sendall(body[start : start + 20_000])
-            answer = sock.recv(65536)
+            answer = sock.recv(65536)  # at 0.5 s; the rest of the body comes after it, at
+            for start in range(100_000, len(body), 40_000):  # 400 KB/s (a drain reads on
+                time.sleep(0.1)  # while a body comes at 256 KiB/s or faster) until 1.5 s:
+                sock.sendall(body[start : start + 40_000])  # past the harakiri, not its kill
         wait_until(lambda: "POST /up =>" in server.log(), 10, "the access line")
     finally:
         server.stop()
