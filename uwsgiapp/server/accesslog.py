@@ -160,11 +160,17 @@ def encode_line(text: str) -> bytes:
     return (escape_log_text(text) + "\n").encode("latin-1", "backslashreplace")
 
 
-def _json_text(environ: dict[str, Any], name: str) -> Any:
-    """The JSON access line's value of ``name``: the request's text as the client wrote it
-    (:func:`~uwsgiapp.server.logtext.as_sent`); an app's None or number as it is."""
+def json_text(environ: dict[str, Any], name: str) -> Any:
+    """A JSON line's value of ``name`` (the access line's, an error record's): the request's
+    text as the client wrote it (:func:`~uwsgiapp.server.logtext.as_sent`); an app's None or
+    number as it is."""
     value = environ.get(name, "")
     return as_sent(value) if isinstance(value, str) else value
+
+
+def json_uri(environ: dict[str, Any]) -> Any:
+    """A JSON line's ``uri``: REQUEST_URI, else (a client's packet without it) PATH_INFO."""
+    return json_text(environ, "REQUEST_URI" if "REQUEST_URI" in environ else "PATH_INFO")
 
 
 def json_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
@@ -192,17 +198,15 @@ def json_access_log(writer: LineWriter, pid: Pid) -> AccessLogger:
                 "worker": worker_number(),
                 "core": _thread.__dict__.get("core", 0),
                 "remote_addr": environ.get("REMOTE_ADDR", ""),
-                "method": _json_text(environ, "REQUEST_METHOD"),
-                "uri": _json_text(environ, "REQUEST_URI")
-                if "REQUEST_URI" in environ
-                else _json_text(environ, "PATH_INFO"),
-                "protocol": _json_text(environ, "SERVER_PROTOCOL"),
+                "method": json_text(environ, "REQUEST_METHOD"),
+                "uri": json_uri(environ),
+                "protocol": json_text(environ, "SERVER_PROTOCOL"),
                 "status": int(status[:3]) if status[:3].isdigit() else 0,
                 "bytes": response.sent - response.head_size,
                 "duration_ms": round(seconds * 1000, 3),
-                "request_id": _json_text(environ, "HTTP_X_REQUEST_ID"),
-                "referer": _json_text(environ, "HTTP_REFERER"),
-                "user_agent": _json_text(environ, "HTTP_USER_AGENT"),
+                "request_id": json_text(environ, "HTTP_X_REQUEST_ID"),
+                "referer": json_text(environ, "HTTP_REFERER"),
+                "user_agent": json_text(environ, "HTTP_USER_AGENT"),
             }
         )
         writer.write((line + "\n").encode("ascii"))

@@ -11,7 +11,7 @@ import traceback
 from types import TracebackType
 from typing import Any
 
-from uwsgiapp.server.logtext import as_sent, escape_log_text
+from uwsgiapp.server.logtext import escape_log_text
 
 __all__ = ["ERROR_FORMAT", "ErrorFormatter", "JsonErrorFormatter", "iso_time"]
 
@@ -149,10 +149,11 @@ def _add_request(line: dict[str, Any]) -> None:
     environ = inflight.request_environ(sys._getframe())
     if environ is None:
         return
-    uri = environ.get("REQUEST_URI") if "REQUEST_URI" in environ else environ.get("PATH_INFO")
-    line["method"] = as_sent(str(environ.get("REQUEST_METHOD") or ""))
-    line["uri"] = as_sent(str(uri or ""))
-    line["request_id"] = as_sent(str(environ.get("HTTP_X_REQUEST_ID") or ""))
+    from uwsgiapp.server.accesslog import json_text, json_uri  # loaded with inflight
+
+    line["method"] = json_text(environ, "REQUEST_METHOD")
+    line["uri"] = json_uri(environ)
+    line["request_id"] = json_text(environ, "HTTP_X_REQUEST_ID")
 
 
 def _escape_exception_texts(report: traceback.TracebackException, seen: set[int]) -> None:

@@ -210,10 +210,10 @@ def stats_source(address: str, environ: Mapping[str, str], http: bool = False) -
     if not address:
         raise ValueError("no ADDR given and UWSGIAPP_STATS is not set")
     source = parse_source(address)
-    if source.http_path in _PAGES:
-        source = dataclasses.replace(source, http_path="/")
     variable, word = _setting(environ, "STATS_HTTP")
     if word and word.lower() not in _TRUE | _FALSE:
         raise ValueError(f"{variable}: expected a boolean, got {word!r}")
     http = http or word.lower() in _TRUE
-    return dataclasses.replace(source, http_path="/") if http and not source.http else source
+    if source.http_path in _PAGES or (http and not source.http):
+        source = dataclasses.replace(source, http_path="/")
+    return source

@@ -93,8 +93,13 @@ def as_records(lines: bytes, *, stream: str, pid: int, when: float) -> bytes:
             out.append(text + b"\n")
         elif text.strip():
             message = text.decode("utf-8", "backslashreplace")
-            record = {"time": moment, "level": "INFO", "pid": pid, "logger": stream}
-            record["message"] = message
+            record = {
+                "time": moment,
+                "level": "INFO",
+                "pid": pid,
+                "logger": stream,
+                "message": message,
+            }
             out.append(json.dumps(record, ensure_ascii=False).encode() + b"\n")
     return b"".join(out)
 
