@@ -6,9 +6,10 @@ import importlib.machinery
 import importlib.util
 import os
 
+from uwsgiapp.harakiri import set_harakiri
 from uwsgiapp.hooks import postfork
 
-__all__ = ["__version__", "postfork"]
+__all__ = ["__version__", "postfork", "set_harakiri"]
 __version__ = "0.1.0"
 
 

@@ -24,7 +24,8 @@ _UWSGI_MODULES = {
     " (@timer, @cron, @spool, @mulefunc…) have no counterpart: run those jobs as a process of"
     " their own",
     "uwsgi": "guard its uses (try: import uwsgi / except ImportError), and for"
-    " uwsgi.register_postfork use 'from uwsgiapp import postfork'; a library's uWSGI mode has a"
+    " uwsgi.register_postfork use 'from uwsgiapp import postfork', for uwsgi.set_user_harakiri"
+    " 'from uwsgiapp import set_harakiri'; a library's uWSGI mode has a"
     " multi-process one (prometheus_flask_exporter: MultiprocessInternalPrometheusMetrics with"
     " PROMETHEUS_MULTIPROC_DIR, not UWsgiPrometheusMetrics)",
 }

@@ -29,6 +29,7 @@ from types import FrameType
 from typing import Any
 
 from uwsgiapp import unpatched
+from uwsgiapp.harakiri import harakiri_limit, serve_in_this_thread
 from uwsgiapp.server.accesslog import set_core
 from uwsgiapp.server.decisions import DRAIN_SECONDS
 from uwsgiapp.server.inflight import ASKED, app_stack, request_line, worker_label
@@ -91,6 +92,7 @@ class _ThreadLoop(Worker):
     def run_thread(self) -> None:
         self.ident = threading.get_ident()
         set_core(self.index)
+        serve_in_this_thread(self.core.set_harakiri)
         try:
             self.run()
         except RequestCut:
@@ -348,7 +350,8 @@ class ThreadedWorker(StopSignals):
         what, level = ("harakiri", logging.ERROR) if harakiri else (ASKED, logging.WARNING)
         frames = sys._current_frames()
         now = time.time()
-        busy = self._busy()
+        # The one past its harakiri first (an older one may have set its own, or none).
+        busy = sorted(self._busy(), key=lambda b: not self._past_harakiri(b[0], b[1], now))
         if not busy:
             log.log(level, "%s: %s: no request thread is busy", what, worker_label())
             return
@@ -370,6 +373,11 @@ class ThreadedWorker(StopSignals):
                 now - started,
                 f":\n{stack}" if same == index + 1 else f" is thread {same}'s, above",
             )
-        since, _, oldest = busy[0]  # the stuck one, unless it ended since the master looked
-        if harakiri and oldest is not None and self.harakiri and now - since >= self.harakiri:
-            _raise_in(oldest)
+        since, index, cut = busy[0]  # unless it ended since the master looked
+        if harakiri and cut is not None and self._past_harakiri(since, index, now):
+            _raise_in(cut)
+
+    def _past_harakiri(self, since: float, index: int, now: float) -> bool:
+        """The request request thread ``index`` began at ``since`` is past its harakiri (its
+        own, or ``--harakiri``)."""
+        return now - since >= harakiri_limit(self.loops[index].core.limit, self.harakiri)

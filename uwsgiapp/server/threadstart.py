@@ -16,6 +16,7 @@ import time
 from typing import Protocol
 
 from uwsgiapp.exitcodes import WorkerExit
+from uwsgiapp.harakiri import own_limit
 from uwsgiapp.oslimits import THREAD_LIMIT
 
 __all__ = ["CoreHooks", "LocalCore", "start_threads"]
@@ -56,9 +57,11 @@ def start_threads(threads: list[threading.Thread], label: str) -> list[threading
 
 
 class CoreHooks(Protocol):
-    """A request thread's status hooks; ``started`` is its request's start (0 when idle)."""
+    """A request thread's status hooks; ``started`` is its request's start (0 when idle),
+    ``limit`` its own harakiri (seconds from its start; 0: ``--harakiri``)."""
 
     started: float
+    limit: float
 
     def begin(self) -> None:
         """A request started on this thread."""
@@ -69,17 +72,28 @@ class CoreHooks(Protocol):
     def absent(self) -> None:
         """This thread could not start (a thread limit): no capacity to count here."""
 
+    def set_harakiri(self, seconds: float) -> bool:
+        """This thread's request may run ``seconds`` more (0: none); False while idle."""
+
 
 class LocalCore:
     """:class:`CoreHooks` without a status slot (tests, tools): only remembers the start."""
 
-    __slots__ = ("started",)
+    __slots__ = ("limit", "started")
 
     def __init__(self) -> None:
         self.started = 0.0
+        self.limit = 0.0
 
     def begin(self) -> None:
         self.started = time.time()
+        self.limit = 0.0
+
+    def set_harakiri(self, seconds: float) -> bool:
+        if not self.started:
+            return False
+        self.limit = own_limit(self.started, seconds)
+        return True
 
     def end(self, requests: int) -> None:
         self.started = 0.0

@@ -12,6 +12,7 @@ from typing import Any
 from uwsgiapp.config import Config
 from uwsgiapp.config.netopts import stats_peers
 from uwsgiapp.exitcodes import WorkerExit
+from uwsgiapp.harakiri import serve_in_this_thread
 from uwsgiapp.importer import WSGIApp
 from uwsgiapp.logtargets import is_stream
 from uwsgiapp.server.accesslog import keep_only
@@ -136,11 +137,13 @@ def make_worker(
     worker: Worker | ThreadedWorker
     if config.threads == 1:
         set_request_source(lambda: handler.responder.current)
+        hooks = count_requests(handler, slot) if counting else slot
+        serve_in_this_thread(hooks.set_harakiri)
         worker = Worker(
             handler,
             listeners,
             max_requests=max_requests,
-            hooks=count_requests(handler, slot) if counting else slot,
+            hooks=hooks,
             master_pid=master_pid,
             drain_seconds=drain,
             on_leaving=slot.leaving,

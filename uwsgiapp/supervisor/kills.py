@@ -29,22 +29,35 @@ class Kills(Scaling):
     """The roster, its worker count's controls, and how a worker is made to go."""
 
     def _harakiri(
-        self, rec: WorkerRecord, why: str, seconds: float, now: float, st: WorkerStatus
+        self,
+        rec: WorkerRecord,
+        why: str,
+        wall: float,
+        now: float,
+        st: WorkerStatus,
+        stuck: tuple[float, float] | None = None,
     ) -> list[Action]:
-        """Past --harakiri: stacks dumped (USR2), then killed: after --harakiri more seconds
-        while other requests of its threads are in flight (it accepts no more, a new worker
-        serves), else once the dump is written (DUMP_GRACE)."""
+        """Past its harakiri (``stuck``: the request's start and limit; None: its loop's
+        silence past --harakiri, ``wall`` its length): stacks dumped (USR2), then killed: after
+        --harakiri more seconds while other requests of its threads are in flight (it accepts no
+        more, a new worker serves), else once the dump is written (DUMP_GRACE)."""
         # One told to leave (a HUP's, a TERM's) or replaced already has its successor.
         then = "; a new worker takes its place" if rec.state is READY else ""
+        start, limit = stuck or (0.0, self.harakiri)
         rec.state = HARAKIRI
-        rec.harakiri_start = st.request_start
-        grace = self.harakiri if st.in_requests > 1 else DUMP_GRACE
+        rec.harakiri_start = start
+        grace = (self.harakiri or limit) if st.in_requests > 1 else DUMP_GRACE
         rec.deadline = now + grace
         self.harakiris[rec.wid] = self.harakiris.get(rec.wid, 0) + 1
+        bound = (
+            f"limit {limit:g}s"
+            if limit == self.harakiri
+            else f"its own limit, {limit:.3g}s from its start, set by the app's set_harakiri"
+        )
         said = (
-            f"HARAKIRI: {rec.label} {why} for {seconds:.1f}s (limit {self.harakiri:g}s): "
-            f"dumping its stack and cutting the request, then killing it (in {grace:g}s) if it "
-            f"stays{then}"
+            f"HARAKIRI: {rec.label} {why} for {wall - start if stuck else wall:.1f}s "
+            f"({bound}): dumping its stack and cutting the request, then killing "
+            f"it (in {grace:g}s) if it stays{then}"
         )
         return [Log(LogLevel.ERROR, said), Signal(rec.pid, signal.SIGUSR2, rec.wid)]
 
@@ -54,10 +67,10 @@ class Kills(Scaling):
         """A worker told to go (a HUP's, a TERM's): ``--harakiri`` still bounds its request
         (it ran on to --graceful-timeout, 30 s, where uWSGI cuts it at its harakiri); else
         its deadline."""
-        seconds = wall - st.request_start if st.pid == rec.pid and st.request_start else 0.0
-        if rec.state is STOPPING and self.harakiri and seconds > self.harakiri:
+        stuck = st.past_harakiri(wall, self.harakiri) if st.pid == rec.pid else None
+        if rec.state is STOPPING and stuck:
             told_by = rec.deadline
-            actions = self._harakiri(rec, "stuck in one request", seconds, now, st)
+            actions = self._harakiri(rec, "stuck in one request", wall, now, st, stuck)
             rec.deadline = min(rec.deadline, told_by)  # never past its stop's (review: threads)
             return actions
         return [] if now < rec.deadline else self._deadline_passed(rec, st, now, wall)
@@ -75,9 +88,9 @@ class Kills(Scaling):
             if rec.state is STOPPING or rec.state is HARAKIRI:
                 actions += self._told_tick(rec, st, now, wall)
             elif rec.state is READY or rec.state is RETIRING:
-                seconds = wall - st.request_start if st.pid == rec.pid and st.request_start else 0
-                if self.harakiri and seconds > self.harakiri:
-                    actions += self._harakiri(rec, "stuck in one request", seconds, now, st)
+                stuck = st.past_harakiri(wall, self.harakiri) if st.pid == rec.pid else None
+                if stuck:
+                    actions += self._harakiri(rec, "stuck in one request", wall, now, st, stuck)
         return actions
 
     def _deadline_passed(

@@ -364,8 +364,8 @@ class Policy(Kills):
             return self._told_tick(rec, st, now, wall)
         if rec.state is not READY and rec.state is not RETIRING:  # its requests are timed too
             return self._slow_boot(rec, now)
-        if self.harakiri and st.request_start and wall - st.request_start > self.harakiri:
-            return self._harakiri(rec, "stuck in one request", wall - st.request_start, now, st)
+        if stuck := st.past_harakiri(wall, self.harakiri):
+            return self._harakiri(rec, "stuck in one request", wall, now, st, stuck)
         if silent := (0.0 if st.request_start else rec.stalled(st.beat, now, self.harakiri)):
             return self._harakiri(rec, "in no request, its loop not run", silent, now, st)
         if rec.state is RETIRING:  # replaced already: no recycle sets its requests a deadline

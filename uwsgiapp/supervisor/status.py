@@ -28,6 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from uwsgiapp.harakiri import harakiri_limit, own_limit
 from uwsgiapp.stats.model import DURATION_BOUNDS
 
 if TYPE_CHECKING:  # the policy imports this module without loading the server
@@ -69,13 +70,17 @@ SLOT_SIZE = 704
 #: The master's word that the SIGUSR2 it sends is a harakiri's (1.0; 0.0 from the worker's
 #: start): the worker tells it from one sent by hand, which only asks what it is doing.
 MARK: Final = SLOT_SIZE - 16
+#: The request's own harakiri, where the app set one (:func:`uwsgiapp.set_harakiri`): seconds
+#: from its start (inf: none); 0.0: ``--harakiri``. Reset by the request's end.
+LIMIT: Final = SLOT_SIZE - 24
 #: The slot's last word: the worker loop's beat (monotonic seconds), once a tick at most.
 BEAT: Final = SLOT_SIZE - 8
 _BEAT: Final = struct.Struct("=d")
-assert COUNTERS + _COUNTERS.size <= MARK
+assert COUNTERS + _COUNTERS.size <= LIMIT
 assert _TX * 8 == COUNTERS  # the totals' words are the counters' first three
-#: One request thread's core, from SLOT_SIZE: request start (0 = idle), requests served.
-CORE: Final = struct.Struct("=dQ")
+#: One request thread's core, from SLOT_SIZE: request start (0 = idle), requests served, the
+#: request's own harakiri (as :data:`LIMIT`).
+CORE: Final = struct.Struct("=dQd")
 ABSENT: Final = -1.0  # a core's request start when its thread could not start
 
 #: The clock of the request start (the master's harakiri compares it with its own time.time()).
@@ -97,6 +102,21 @@ class WorkerStatus:
     busy_cores: int = 0  # with --threads: the request threads in a request
     threads: int = 1  # with --threads: those that started (at a thread limit, fewer)
     beat: float = 0.0  # when its loop last ran (monotonic; 0: not since it was forked)
+    #: Each request's (start, own harakiri as :data:`LIMIT`); empty: one request, from
+    #: ``request_start``, with ``--harakiri``.
+    limits: tuple[tuple[float, float], ...] = ()
+
+    def past_harakiri(self, wall: float, harakiri: float) -> tuple[float, float] | None:
+        """The request furthest past its harakiri at ``wall`` (epoch seconds), as (its start,
+        its limit in seconds): the app's own where it set one, else ``harakiri`` (0: none);
+        None while none is."""
+        timed = self.limits or (((self.request_start, 0.0),) if self.request_start else ())
+        worst: tuple[float, float] | None = None
+        for start, own in timed:
+            limit = harakiri_limit(own, harakiri)
+            if wall - start > limit and (worst is None or start + limit < sum(worst)):
+                worst = (start, limit)
+        return worst
 
     @property
     def in_requests(self) -> int:
@@ -162,7 +182,7 @@ class StatusTable:
         self.cores = cores
         self.slot_size = SLOT_SIZE if cores == 1 else SLOT_SIZE + cores * CORE.size
         self._mem = mmap.mmap(-1, capacity * self.slot_size)
-        self._all_cores = struct.Struct("=" + "dQ" * cores)
+        self._all_cores = struct.Struct("=" + "dQd" * cores)
 
     def reset(self, slot: int, pid: int) -> list[int]:
         """Master: a worker starts in ``slot`` (counters carry on); the core counts it zeroes."""
@@ -171,6 +191,7 @@ class StatusTable:
         SLOT.pack_into(self._mem, offset, pid, STATE_BOOTING, 0.0, 0)
         _BEAT.pack_into(self._mem, offset + BEAT, 0.0)  # not the previous process's beat
         _BEAT.pack_into(self._mem, offset + MARK, 0.0)  # nor its harakiri
+        _BEAT.pack_into(self._mem, offset + LIMIT, 0.0)
         if self.cores > 1:
             self._mem[offset + SLOT_SIZE : offset + self.slot_size] = bytes(self.cores * CORE.size)
         return before
@@ -180,19 +201,21 @@ class StatusTable:
         offset = slot * self.slot_size
         (beat,) = _BEAT.unpack_from(self._mem, offset + BEAT)
         pid, state, start, requests = SLOT.unpack_from(self._mem, offset)
-        status = WorkerStatus(pid, state, start, requests, beat=beat)
         if self.cores == 1:
-            return status
-        cores = self.read_cores(slot)
-        starts = [start for start, _ in cores if start > 0.0]
+            (own,) = _BEAT.unpack_from(self._mem, offset + LIMIT)
+            limits = ((start, own),) if own and start else ()
+            return WorkerStatus(pid, state, start, requests, beat=beat, limits=limits)
+        flat = self._all_cores.unpack_from(self._mem, offset + SLOT_SIZE)
+        busy = tuple((flat[i], flat[i + 2]) for i in range(0, len(flat), 3) if flat[i] > 0.0)
         return WorkerStatus(
-            status.pid,
-            status.state,
-            min(starts, default=0.0),
-            sum(n for _, n in cores),
-            len(starts),
-            sum(1 for start, _ in cores if start != ABSENT),
+            pid,
+            state,
+            min((start for start, _ in busy), default=0.0),
+            sum(int(flat[i]) for i in range(1, len(flat), 3)),
+            len(busy),
+            sum(1 for i in range(0, len(flat), 3) if flat[i] != ABSENT),
             beat,
+            busy,
         )
 
     def read_cores(self, slot: int) -> list[tuple[float, int]]:
@@ -201,7 +224,7 @@ class StatusTable:
             status = self.read(slot)
             return [(status.request_start, status.requests)]
         flat = self._all_cores.unpack_from(self._mem, slot * self.slot_size + SLOT_SIZE)
-        return [(flat[i], int(flat[i + 1])) for i in range(0, len(flat), 2)]
+        return [(flat[i], int(flat[i + 1])) for i in range(0, len(flat), 3)]
 
     def counters(self, slot: int) -> SlotCounters:
         """Master: the slot's counters."""
@@ -234,19 +257,31 @@ class CoreWriter:
     """One request thread's hooks: its request start and count in its core of the slot.
 
     ``started`` keeps the start in this process too, for the harakiri dump to find the stuck
-    thread (0 while idle).
+    thread (0 while idle), and ``limit`` the request's own harakiri (:data:`LIMIT`).
     """
 
-    __slots__ = ("_d", "_q", "started")
+    __slots__ = ("_d", "_q", "limit", "started")
 
     def __init__(self, mem: mmap.mmap, offset: int) -> None:
         self._d, self._q = _words(mem, offset, CORE.size)
         self.started = 0.0
+        self.limit = 0.0
 
     def begin(self) -> None:
         """A request started now on this thread."""
+        # The last request's own harakiri goes while the core reads idle (the master reads a
+        # start before its limit: it never pairs this start with that limit).
+        if self.limit:
+            self._d[2] = self.limit = 0.0
         self.started = now = time.time()
         self._d[0] = now
+
+    def set_harakiri(self, seconds: float) -> bool:
+        """This thread's request may run ``seconds`` more (0: no harakiri); False while idle."""
+        if not self.started:
+            return False
+        self._d[2] = self.limit = own_limit(self.started, seconds)
+        return True
 
     def end(self, requests: int) -> None:
         """The thread's request is done; ``requests`` served by this thread."""
@@ -262,12 +297,13 @@ class CoreWriter:
 class SlotWriter:
     """Worker side of a slot; its ``begin``/``end`` are the worker loop's request hooks."""
 
-    __slots__ = ("_d", "_mem", "_offset", "_pid", "_q")
+    __slots__ = ("_d", "_mem", "_offset", "_own", "_pid", "_q")
 
     def __init__(self, mem: mmap.mmap, offset: int, pid: int) -> None:
         self._mem = mem
         self._offset = offset
         self._pid = pid
+        self._own = False  # the request set its own harakiri (LIMIT)
         # One 8-byte store each (a struct's pack_into costs a method call and a buffer export).
         self._d, self._q = _words(mem, offset, COUNTERS + 24)
 
@@ -289,8 +325,25 @@ class SlotWriter:
         """The worker has stopped accepting for good (its exit work comes next)."""
         _STATE.pack_into(self._mem, self._offset + 4, STATE_LEAVING)
 
+    def set_harakiri(self, seconds: float) -> bool:
+        """The request may run ``seconds`` more (0: no harakiri); False while idle."""
+        start = self._d[_START]
+        if not start:
+            return False
+        _BEAT.pack_into(self._mem, self._offset + LIMIT, own_limit(start, seconds))
+        self._own = True
+        return True
+
+    def _forget_own(self) -> None:
+        """The last request's own harakiri goes, while the slot reads idle (the master reads
+        the start before the limit: it never pairs the next start with this limit)."""
+        _BEAT.pack_into(self._mem, self._offset + LIMIT, 0.0)
+        self._own = False
+
     def begin(self) -> None:
         """A request started now."""
+        if self._own:
+            self._forget_own()
         self._d[_START] = _clock()
 
     def end(self, requests: int) -> None:
@@ -327,6 +380,8 @@ class CountingSlotWriter(SlotWriter):
 
     def begin(self) -> None:
         """A request started now (kept for its duration too)."""
+        if self._own:
+            self._forget_own()
         self._start = now = _clock()
         self._d[_START] = now
 
