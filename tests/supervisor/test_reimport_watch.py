@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -17,6 +20,8 @@ import pytest
 from support.procs import Server, short_tmpdir, wait_until
 
 from uwsgiapp.client import ClientError, parse_address, request
+from uwsgiapp.supervisor.actions import WorkerRecord, WorkerState
+from uwsgiapp.supervisor.meanwhile import Watch
 
 SLOW_APP = """
 import os, time
@@ -121,3 +126,38 @@ def _accepting(stats: str) -> int:
     workers = _stats(stats)["workers"]
     assert isinstance(workers, list)
     return sum(1 for worker in workers if worker["accepting"] and worker["pid"])
+
+
+class _Policy:
+    """What :class:`Watch` asks of the policy: its records, and no deadline to act on."""
+
+    def __init__(self, records: dict[int, WorkerRecord]) -> None:
+        self.records = records
+
+    def while_importing(self, now: float, wall: float, status: object) -> list[object]:
+        return []
+
+
+def test_a_worker_told_to_leave_that_exits_meanwhile_is_not_said_to_be_replaced(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Two HUPs a few seconds apart: the first reload's old workers, retired and done, exited
+    # during the second re-import, and a WARNING said each would be replaced (none is).
+    procs = [subprocess.Popen([sys.executable, "-c", "pass"]) for _ in range(3)]
+    try:
+        states = (WorkerState.READY, WorkerState.STOPPING, WorkerState.RETIRING)
+        records = {
+            wid: WorkerRecord(wid, proc.pid, 1, 0.0, state=state, number=wid + 1)
+            for wid, (proc, state) in enumerate(zip(procs, states, strict=True))
+        }
+        watch = Watch(_Policy(records), lambda wid: None, lambda actions: None)  # type: ignore[arg-type]
+        wait_until(lambda: all(watch._look(p.pid) for p in procs), 10, "the exits")
+        with caplog.at_level(logging.INFO, logger="uwsgiapp.error"):
+            watch.tick()
+        assert watch.gone == {p.pid for p in procs}  # out of the stats, all three
+        said = [r.getMessage() for r in caplog.records]
+        assert said == [f"worker 1 (pid {procs[0].pid}) exited while the master imports the "
+                        "app: replaced once the import ends"], said  # fmt: skip
+    finally:
+        for proc in procs:
+            proc.wait()

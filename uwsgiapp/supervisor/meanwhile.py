@@ -45,6 +45,7 @@ from uwsgiapp.stats.model import ServerStats
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import observe, takeover
 from uwsgiapp.supervisor.actions import Action, WorkerRecord
+from uwsgiapp.supervisor.roster import RETIRING, STOPPING
 from uwsgiapp.supervisor.status import WorkerStatus
 from uwsgiapp.unpatched import OsEvent, OsThread
 
@@ -80,8 +81,11 @@ class Watch:
             seen = rec.pid in self.gone  # looked at again: the app's gevent may reap it still
             if self._look(rec.pid) and not seen:
                 self.gone.add(rec.pid)
-                log.warning("%s exited while the master imports the app: replaced once the "
-                            "import ends", rec.label)  # fmt: skip
+                # One told to leave (a reload's old worker, a stop's) or already replaced is
+                # where it was headed: the loop's reap says its exit, and nothing replaces it.
+                if rec.state is not STOPPING and rec.state is not RETIRING:
+                    log.warning("%s exited while the master imports the app: replaced once "
+                                "the import ends", rec.label)  # fmt: skip
 
     def _look(self, pid: int) -> bool:
         """Whether the child ``pid`` has exited, left for the loop to reap (WNOWAIT); one that
