@@ -403,6 +403,31 @@ def test_client_closing_mid_body(logs: Logs) -> None:
     assert "test" in one_line(record)
 
 
+def test_a_small_body_cut_short_while_parked_is_said_with_its_client_and_access_logged(
+    logs: Logs,
+) -> None:
+    # Read before the app (up to PREREAD): the line named only the socket ("client test"),
+    # with neither the request nor nginx's REMOTE_ADDR, and no access line was written
+    # (a stall of the same body gets its 408 line).
+    lines: list[tuple[str | None, bool, str]] = []
+    handler = make_handler(
+        never_called,
+        access_log=lambda env, r, secs, block: lines.append(
+            (r.sent_status, r.aborted, env["PATH_INFO"])
+        ),
+    )
+    data = packet("POST", "/short", bytes(1000))
+    out = run(handler, [data[:-600], data[-600:-400]], pause=0.1, shut_wr=True)
+    assert out.raw == b""
+    (record,) = problems(logs, logging.INFO)
+    said = one_line(record)
+    assert said.startswith("client 127.0.0.1 via test: client closed the connection"), said
+    assert said.endswith(
+        ": 600 of 1000 bytes of its body in (POST /short); the app is not called"
+    ), said
+    assert lines == [(None, False, "/short")]  # the access log's 499: the client left
+
+
 def test_app_catching_the_disconnect_can_still_answer(logs: Logs) -> None:
     def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
         try:

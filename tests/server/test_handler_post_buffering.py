@@ -161,6 +161,7 @@ def test_a_client_gone_mid_body_never_reaches_the_app(
     (record,) = [r for r in logs.records if "/up" in r.getMessage()]
     line = one_line(record)
     assert record.levelno == logging.INFO, line
+    assert line.startswith("client 127.0.0.1 via test: "), line  # not the socket alone
     assert f"{size - 5000} of {size} bytes of its body in" in line, line
     assert "POST /up" in line and "the app is not called" in line, line
     assert problems(logs) == []

@@ -23,7 +23,7 @@ from uwsgiapp.server.exchange import Exchange, Peer
 from uwsgiapp.server.inflight import request_text, say_stalled
 from uwsgiapp.server.io import closed_early, read_now, readable, send_all
 from uwsgiapp.server.logtext import escape_log_text
-from uwsgiapp.server.spool import make_responder
+from uwsgiapp.server.spool import body_cut, make_responder
 from uwsgiapp.server.throttle import clients_gone, invalid_packets
 from uwsgiapp.wsgi.contract import AccessLogger, WSGIApp
 from uwsgiapp.wsgi.environ import EnvironBuilder, EnvironSettings, build_environ
@@ -216,8 +216,10 @@ class Handler:
             pending.deadline = time.monotonic() + self.timeout
             if pending.decoder is not None:
                 return self._resume_head(pending, chunk)
-            if not chunk:
-                raise closed_early()
+            if not chunk:  # the client's 499 in the access log, and a line naming it
+                self._answer_parked(pending, "", "", 0.0)
+                got = f": {len(pending.body)} of {pending.need} bytes of its body in"
+                raise body_cut(closed_early(), pending.head[1], peer, got)
             pending.body += chunk
             if len(pending.body) < pending.need:
                 return pending
@@ -254,7 +256,8 @@ class Handler:
         block, environ = pending.head
         exchange = Exchange(pending.fd, environ.get("SERVER_PROTOCOL", ""), 0.0)  # no wait
         with contextlib.suppress(OSError):
-            exchange.answer_error(status, text)
+            if status:  # else the client is gone: nothing to answer
+                exchange.answer_error(status, text)
         if self.access_line is not None:  # not the stats': the loop counted no request here
             self.access_line(environ, exchange, seconds, block)
 
@@ -379,7 +382,8 @@ class Handler:
                     )
             elif isinstance(exc, OSError):  # ClientDisconnected too
                 what = "" if isinstance(exc, ClientDisconnected) else "connection error: "
-                said = f"client {peer}: {what}{escape_log_text(str(exc))}"
+                client = getattr(exc, "client", "") or peer
+                said = f"client {client}: {what}{escape_log_text(str(exc))}"
                 if self.gone.allow(said):
                     log.info("%s", said)
             elif isinstance(exc, Exception):

@@ -25,7 +25,7 @@ from typing import IO, Any, Final
 
 from uwsgiapp.server.exchange import Exchange, Peer, Responder, one_word
 from uwsgiapp.server.forkedchild import leave
-from uwsgiapp.server.inflight import out_of_fds, request_text
+from uwsgiapp.server.inflight import client_of, out_of_fds, request_text
 from uwsgiapp.server.io import ClientDisconnected, ClientTimeout, recv
 from uwsgiapp.server.transfer import drain, unwinding
 from uwsgiapp.wsgi.contract import AccessLogger, WSGIApp
@@ -157,6 +157,16 @@ def retold(exc: ClientDisconnected, more: str) -> ClientDisconnected:
     return ClientTimeout(said) if isinstance(exc, ClientTimeout) else ClientDisconnected(said)
 
 
+def body_cut(
+    exc: ClientDisconnected, environ: dict[str, Any], peer: Peer, more: str = ""
+) -> ClientDisconnected:
+    """``exc``, which cut a request's body short before the app was called, told with
+    ``more``, the request and its client (the line named only the socket nginx came over)."""
+    told = retold(exc, f"{more} ({request_text(environ)}); the app is not called")
+    told.client = client_of(environ, peer)
+    return told
+
+
 class SpoolingResponder(Responder):
     """A :class:`Responder` that reads each request's whole body before calling the app."""
 
@@ -201,7 +211,7 @@ class SpoolingResponder(Responder):
         body: IO[bytes] | None = None
         try:
             try:
-                body = self._spool(fd, rest, length, environ, exchange)
+                body = self._spool(fd, peer, rest, length, environ, exchange)
             except BaseException as exc:
                 if not isinstance(exc, Exception):  # a stop's cut: nginx's 502, not the client's
                     unwinding(exchange, environ, exc)
@@ -220,7 +230,13 @@ class SpoolingResponder(Responder):
             self._end(exchange, environ, started, block)
 
     def _spool(
-        self, fd: int, rest: bytes, length: int, environ: dict[str, Any], exchange: Exchange
+        self,
+        fd: int,
+        peer: Peer,
+        rest: bytes,
+        length: int,
+        environ: dict[str, Any],
+        exchange: Exchange,
     ) -> IO[bytes] | None:
         """The whole body (see :func:`spool_body`); None once a failure of the server's own (a
         full disk, the directory gone, no fds left) is logged and answered with a 500."""
@@ -238,7 +254,7 @@ class SpoolingResponder(Responder):
                 exchange.timeout = 0.0  # (the app is not called: nothing else is written)
                 with contextlib.suppress(OSError):
                     exchange.answer_error("408 Request Timeout", "timeout")
-            raise retold(exc, f" ({request_text(environ)}); the app is not called") from None
+            raise body_cut(exc, environ, peer) from None
         except SpoolFailed as exc:  # not the client's doing: said as the server's, answered
             log.error(
                 "post-buffering: cannot hold the body of (%s) in %s: %s; answering 500",

@@ -19,6 +19,10 @@ class ClientDisconnected(OSError):
 
     __module__ = "uwsgiapp.wsgi.input"
 
+    #: Who the client was, where the server knew its request when it failed (nginx's
+    #: REMOTE_ADDR and the connection, :func:`~uwsgiapp.server.inflight.client_of`); "": the
+    #: connection alone.
+    client = ""
     #: Bytes the failed call had written before it failed (set by ``send_file``, as
     #: ``BlockingIOError.characters_written``): what the access log and the stats count.
     written = 0
