@@ -6,6 +6,7 @@ still running when their ``--harakiri`` seconds more are up, by a quick stop bef
 
 from __future__ import annotations
 
+import signal
 import threading
 from pathlib import Path
 
@@ -129,3 +130,41 @@ def test_a_harakiri_in_the_servers_work_after_the_app_does_not_cut_it(tmp_path: 
         server.stop()
     assert answer.startswith(b"HTTP/1.1 200 OK"), answer
     assert "HARAKIRI" in server.log()
+
+
+C_CALL_APP = """
+import time
+
+def app(environ, start_response):
+    time.sleep(30)  # one C call: a cut waits for its end, which the stop does not
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"never"]
+"""
+
+
+def test_with_threads_a_request_a_stop_cuts_in_a_c_call_keeps_its_access_line(
+    tmp_path: Path,
+) -> None:
+    # Past --graceful-timeout the quick stop cut it, its thread never ran Python again, and
+    # the worker left: the request vanished from the access log (the client had its 502).
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app" / "capp.py").write_text(C_CALL_APP)
+    server = Server(
+        tmp_path / "s", "capp:app", workers=1, threads=2, graceful_timeout=1,
+        access_log="uwsgi", pythonpath=[str(tmp_path / "app")],
+    ).start()  # fmt: skip
+    asked = threading.Thread(target=_ask, args=(server, "c"))
+    try:
+        wait_for_serving(server, 1)
+        asked.start()
+        wait_until(lambda: "worker 1" in server.log(), 5, "the worker")
+        threading.Event().wait(0.3)
+        server.signal(signal.SIGTERM)
+        assert server.wait(15) == 0
+    finally:
+        server.stop()
+        asked.join(20)
+    log = server.log()
+    assert "stop deadline passed in a request" in log, log
+    (line,) = [x for x in log.splitlines() if "GET / => generated 0 bytes" in x]
+    assert "(HTTP/1.1 0)" in line, line  # nginx's 502, as an unwound cut's

@@ -11,8 +11,9 @@ import socket
 import time
 from collections.abc import Callable
 from types import FrameType
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
+from uwsgiapp.server.exchange import Exchange
 from uwsgiapp.server.inflight import (
     dump_stuck_request,
     held_lines,
@@ -27,6 +28,7 @@ from uwsgiapp.server.logs import arm_fault_dumps, reopen_logs, tell_write_failur
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.masterflags import MasterFlags
 from uwsgiapp.unpatched import sleep, start_new_thread
+from uwsgiapp.wsgi.contract import AccessLogger
 from uwsgiapp.wsgi.errors import QuickStop, RequestCut
 
 if TYPE_CHECKING:
@@ -48,6 +50,16 @@ def quick_stop_began() -> float | None:
 
 #: Whether this process said its master is gone (its threads' loops each notice it).
 _ORPHAN_SAID: list[bool] = []
+
+
+def cut_unsaid(environ: dict[str, Any], seconds: float, access_log: AccessLogger | None) -> None:
+    """The access line of a request a quick stop cuts where it cannot unwind (its thread
+    stuck in a C call: a sleep, a socket read), written by the thread that stops the worker:
+    as an unwound cut's, nginx's 502; what it may have sent is unknown (counted none)."""
+    if access_log is not None:
+        exchange = Exchange(-1, environ.get("SERVER_PROTOCOL", ""), 0.0)
+        exchange.aborted = True
+        access_log(environ, exchange, seconds, b"")
 
 
 class StopSignals:

@@ -32,11 +32,17 @@ from uwsgiapp import unpatched
 from uwsgiapp.harakiri import harakiri_limit, serve_in_this_thread
 from uwsgiapp.server.accesslog import set_core
 from uwsgiapp.server.decisions import DRAIN_SECONDS
-from uwsgiapp.server.inflight import ASKED, app_stack, request_line, worker_label
+from uwsgiapp.server.inflight import (
+    ASKED,
+    app_stack,
+    request_environ,
+    request_line,
+    worker_label,
+)
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.masterflags import MasterFlags
-from uwsgiapp.server.stopsignals import StopSignals
+from uwsgiapp.server.stopsignals import StopSignals, cut_unsaid
 from uwsgiapp.server.threadstart import CoreHooks, LocalCore, start_threads
 from uwsgiapp.server.worker import IDLE_TICK, Worker
 from uwsgiapp.wsgi.errors import RequestCut
@@ -329,6 +335,13 @@ class ThreadedWorker(StopSignals):
         for thread in self._threads:
             if thread.ident in busy:
                 thread.join(max(0.0, deadline - time.monotonic()))
+        # Those still in: their access lines now (they vanished from the access log), and
+        # none more from a thread that wakes before the exit (its line is written).
+        responder, frames, now = self.handler.responder, sys._current_frames(), time.time()
+        for started, _, left in self._busy():
+            if (environ := request_environ(frames.get(left or 0))) is not None:
+                cut_unsaid(environ, now - started, responder.access_log)
+        responder.access_log = None
 
     def _busy(self) -> list[tuple[float, int, int | None]]:
         """(request start, thread index, thread ident) of the busy request threads, oldest
