@@ -161,3 +161,57 @@ def test_a_worker_told_to_leave_that_exits_meanwhile_is_not_said_to_be_replaced(
     finally:
         for proc in procs:
             proc.wait()
+
+
+RECYCLE_APP = """
+import os, time
+from pathlib import Path
+
+flag = Path(os.environ["SLOW_FLAG"])
+if flag.exists():  # the HUP's re-import, in the master: 4 s
+    time.sleep(4)
+
+
+def app(environ, start_response):
+    start_response("200 OK", [])
+    return [b"ok"]
+"""
+
+
+def test_workers_at_max_requests_serve_on_while_the_master_imports_new_code(
+    tmp_path: Path,
+) -> None:
+    # Under a steady load every worker reached its max-requests during the import and left,
+    # and nothing was forked to replace them: no worker served until the import's end (the
+    # health check said "0 workers accept").
+    apps = tmp_path / "apps"
+    apps.mkdir()
+    (apps / "recyc.py").write_text(RECYCLE_APP)
+    flag = tmp_path / "slow"
+    server = Server(
+        tmp_path, "recyc:app", workers=1, pythonpath=[str(apps)], max_requests=4,
+        reload_check_timeout=0, env=[f"SLOW_FLAG={flag}"],
+    )  # fmt: skip
+    server.start(timeout=20)
+    try:
+        wait_until(lambda: _ok(server.socket), 15, "the worker serving")
+        time.sleep(0.3)
+        flag.write_text("")
+        server.signal(signal.SIGHUP)
+        wait_until(lambda: "re-importing the app in the master" in server.log(), 10, "the import")
+        time.sleep(0.3)
+        slowest = 0.0
+        for _ in range(8):  # past its max-requests, while the import runs
+            began = time.monotonic()
+            assert _ok(server.socket)
+            slowest = max(slowest, time.monotonic() - began)
+        log = server.log()
+        assert "reload: app re-imported" not in log, log  # all of it during the import
+        assert slowest < 2.0, log  # each served at once, none waited for the import's end
+        assert "the master imports new code (a reload) and starts no worker meanwhile" in log
+        wait_until(lambda: "reload: app re-imported" in server.log(), 20, "the import's end")
+        flag.unlink()
+        wait_until(lambda: _ok(server.socket), 15, "the new worker serving")
+        assert "exited while the master imports the app" not in server.log()
+    finally:
+        server.stop()

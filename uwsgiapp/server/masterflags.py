@@ -6,7 +6,9 @@ loaded the old code serve. Were those to go on leaving at their ``--max-requests
 to leave would take the service down (uWSGI and gunicorn stop at the first failure instead).
 While a replacement cannot load, a worker that reaches its max-requests serves on (said once);
 let go, it recycles after its next request. ``--reload-on-rss`` is not held: the memory it
-bounds must not grow on a bad deploy.
+bounds must not grow on a bad deploy. They are held too while the master imports a HUP's new
+code (seconds, for a big app), during which it forks no replacement: under a steady load every
+worker reached its max-requests and left, and nothing served until the import's end.
 
 **A server stop.** A TERM reaches a worker for a graceful stop of the whole server (a retired
 worker gets HUP), but an operator may TERM one worker by hand: only the master's word says that
@@ -24,6 +26,9 @@ log = logging.getLogger("uwsgiapp.error")
 
 _HOLD = 0
 _STOPPING = 1
+#: The hold's values: none, a replacement cannot load the app, the master imports new code.
+_CANNOT_LOAD = 1
+_IMPORTING = 2
 
 
 class MasterFlags:
@@ -33,11 +38,13 @@ class MasterFlags:
         self._flags = mmap.mmap(-1, 2)  # anonymous, shared: the workers see the master's writes
         self._said = False
 
-    def publish(self, recycles_held: bool, stopping: bool) -> None:
-        """Master: hold the workers' max-requests recycles or let them go; the server stops."""
-        for index, value in ((_HOLD, recycles_held), (_STOPPING, stopping)):
+    def publish(self, recycles_held: bool, stopping: bool, importing: bool = False) -> None:
+        """Master: hold the workers' max-requests recycles (a replacement cannot load the app,
+        or it imports new code) or let them go; the server stops."""
+        hold = _CANNOT_LOAD if recycles_held else _IMPORTING if importing else 0
+        for index, value in ((_HOLD, hold), (_STOPPING, int(stopping))):
             if self._flags[index] != value:
-                self._flags[index] = int(value)
+                self._flags[index] = value
 
     @property
     def stopping(self) -> bool:
@@ -46,17 +53,26 @@ class MasterFlags:
 
     def holds(self, requests: int) -> bool:
         """Worker at its max-requests, ``requests`` served: whether to serve on."""
-        if not self._flags[_HOLD]:
+        hold = self._flags[_HOLD]
+        if not hold:
             self._said = False
             return False
         if not self._said:
             self._said = True
-            log.warning(
-                "%s: served %d requests (max-requests), but new workers cannot load the app: "
-                "serving on until one can",
-                worker_label(),
-                requests,
-            )
+            if hold == _IMPORTING:  # a moment's wait, as planned: not a warning
+                log.info(
+                    "%s: served %d requests (max-requests); the master imports new code (a "
+                    "reload) and starts no worker meanwhile: serving on until it is done",
+                    worker_label(),
+                    requests,
+                )
+            else:
+                log.warning(
+                    "%s: served %d requests (max-requests), but new workers cannot load the "
+                    "app: serving on until one can",
+                    worker_label(),
+                    requests,
+                )
         return True
 
 

@@ -104,7 +104,7 @@ class Arbiter:
         self.funnel = LogMaster()  # inert; boot starts one for --log-master
         self.touch = TouchWatch(config.touch_reload) if config.touch_reload else None
         self.check = ReloadCheck(config, self.policy)  # a HUP's new code, tried in a child
-        self.watch = Watch(self.policy, self.table.read, self._execute)  # during a re-import
+        self.watch = Watch(self.policy, self.table.read, self._execute, self.master_flags)
         if stats is not None:
             stats.snapshot = self.snapshot
         self.queues = QueueWatch(self._socket_stats, self.observer)

@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING
 from uwsgiapp import __version__
 from uwsgiapp.config import Config
 from uwsgiapp.server.listeners import Listener, somaxconn_cap
+from uwsgiapp.server.masterflags import MasterFlags
 from uwsgiapp.stats.model import ServerStats
 from uwsgiapp.stats.server import StatsServer
 from uwsgiapp.supervisor import observe, takeover
@@ -69,10 +70,18 @@ class Watch:
         policy: Kills,
         status: Callable[[int], WorkerStatus],
         execute: Callable[[list[Action]], object],
+        flags: MasterFlags | None = None,
     ) -> None:
         self._policy, self._status, self._execute = policy, status, execute
+        self._flags = flags
         self.gone: set[int] = set()
         self._lost: list[int] = []
+
+    def begin(self) -> None:
+        """The import starts: the workers hold their max-requests recycles meanwhile, as
+        nothing is forked to replace them (:mod:`~uwsgiapp.server.masterflags`)."""
+        if self._flags is not None:
+            self._flags.publish(self._policy.recycles_held, self._flags.stopping, importing=True)
 
     def tick(self) -> None:
         """One look (the thread's, each :data:`POLL`)."""
@@ -100,10 +109,13 @@ class Watch:
             return True
 
     def end(self) -> None:
-        """The import is over (the thread joined): a last look, then the loop reaps."""
+        """The import is over (the thread joined): a last look, then the loop reaps; the
+        recycles held for the import are let go."""
         for pid in self.gone:
             self._look(pid)
         self.gone.clear()
+        if self._flags is not None:
+            self._flags.publish(self._policy.recycles_held, self._flags.stopping)
 
     def take_lost(self) -> list[tuple[int, int | None, int | None]]:
         """The exits another waiter took (their status unknown), for the loop's reap."""

@@ -167,6 +167,8 @@ def reimport(
     (:mod:`~uwsgiapp.supervisor.meanwhile`), which looks at the workers (``watch``).
     """
     started = time.monotonic()
+    if watch is not None:
+        watch.begin()  # from the start: the old code's take-out takes a moment too
     try:
         # sysconfig may import its data module only now, which a dropped user may not be
         # able to read (a Python under /root): any failure here calls the reload off, as a
