@@ -17,7 +17,7 @@ from support.procs import Server, wait_until
 
 from uwsgiapp.client import parse_address, request
 from uwsgiapp.config import ConfigError, make_config
-from uwsgiapp.server.logformat import JsonErrorFormatter
+from uwsgiapp.server.logformat import ErrorFormatter, JsonErrorFormatter
 
 
 def test_a_record_with_a_traceback_is_one_line() -> None:
@@ -54,6 +54,21 @@ def test_a_traceback_written_into_the_message_is_the_records_traceback() -> None
     )
     assert data["traceback"].startswith("Traceback (most recent call last):\n  File")
     assert data["traceback"].endswith("ValueError: x")
+
+
+def test_the_traceback_a_line_stands_for_follows_it_in_text_and_is_the_records_in_json() -> None:
+    # A HUP's failed import: its line names the file and line; the text log had nothing more
+    # (grep Traceback: 0), where the start-up's failure prints the whole traceback.
+    detail = "Traceback (most recent call last):\n  File \"/app/h.py\", line 2\nKeyError: 'X'\n"
+    record = logging.makeLogRecord(
+        {"msg": "reload: cannot re-import the app: KeyError: 'X' (/app/h.py, line 2)",
+         "levelname": "ERROR", "traceback": detail}
+    )  # fmt: skip
+    text = ErrorFormatter().format(record)
+    assert text.endswith(f"(/app/h.py, line 2)\n{detail.rstrip()}"), text
+    assert json.loads(JsonErrorFormatter().format(record))["traceback"] == detail
+    plain = logging.makeLogRecord({"msg": "one line", "levelname": "INFO"})
+    assert ErrorFormatter().format(plain) == "one line"
 
 
 def test_a_records_extra_fields_are_fields_of_the_line_and_do_not_replace_its_own() -> None:

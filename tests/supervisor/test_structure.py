@@ -108,6 +108,27 @@ def test_a_reimport_error_is_one_line_naming_the_file_and_line() -> None:
     )
 
 
+def test_a_reimport_error_names_the_apps_line_not_the_standard_librarys() -> None:
+    # os.environ["DB_URL"] in a module the app imports: the line named <frozen os>, line 679.
+    frames = (
+        "error while importing module 'wsgi' for app 'wsgi:app':\n"
+        "Traceback (most recent call last):\n"
+        '  File "/srv/app/wsgi.py", line 3, in <module>\n'
+        "    import mypkg.helper\n"
+        '  File "/srv/app/mypkg/helper.py", line 2, in <module>\n'
+        '    MSG = os.environ["DB_URL"]\n'
+        '  File "<frozen os>", line 679, in __getitem__\n'
+        "KeyError: 'DB_URL'\n"
+    )
+    assert one_line(frames).endswith("KeyError: 'DB_URL' (/srv/app/mypkg/helper.py, line 2)")
+    # Raised in a library's function (a file, not frozen): there, from the app's module.
+    library = frames.replace("<frozen os>", "/usr/lib/python3.11/os.py")
+    assert one_line(library).endswith(
+        "KeyError: 'DB_URL' (/usr/lib/python3.11/os.py, line 679 in __getitem__, "
+        "from /srv/app/mypkg/helper.py, line 2)"
+    )
+
+
 def test_a_reimport_keeps_extension_modules_and_our_own() -> None:
     before = {"sys", "os"}
     candidates = ["sys", "os", "_decimal", "uwsgiapp.web", "uwsgiapp.supervisor.reload"]

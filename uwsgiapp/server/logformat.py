@@ -52,9 +52,14 @@ class ErrorFormatter(logging.Formatter):
         cached = record.exc_text
         record.exc_text = None
         try:
-            return super().format(record)
+            text = super().format(record)
         finally:
             record.exc_text = cached
+        # The traceback a line stands for (a HUP's failed import: its line names the file and
+        # line), under it as an exception's is: the text log had only the line.
+        if not record.exc_info and (detail := getattr(record, "traceback", "")):
+            text = f"{text}\n{str(detail).rstrip()}"
+        return text
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         """logging's local time, with its UTC offset (``2026-12-07 14:24:32,902 +0000``, as

@@ -97,8 +97,8 @@ class Signal:
 
 @dataclass(frozen=True, slots=True)
 class Log:
-    """A line for the error log; ``traceback``: the one it stands for, which only the JSON
-    error log writes (in its record's ``traceback``: the text line stays one line)."""
+    """A line for the error log; ``traceback``: the one it stands for (a failed import's),
+    under the line in the text log, in the record's ``traceback`` in the JSON one."""
 
     level: LogLevel
     message: str

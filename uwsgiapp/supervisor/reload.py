@@ -71,10 +71,12 @@ from uwsgiapp.supervisor.mastersignals import MasterSignals, StopDuringReimport
 from uwsgiapp.supervisor.meanwhile import Watch, stats_clients, stats_served
 from uwsgiapp.supervisor.patches import Patches
 from uwsgiapp.supervisor.registrations import Registrations, attach, close_handlers
+from uwsgiapp.supervisor.trial import Frame
+from uwsgiapp.supervisor.trial import where as where_in
 
 log = logging.getLogger("uwsgiapp.error")
 
-_FILE_LINE = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)')
+_FILE_LINE = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)(?:, in (?P<name>.+))?')
 
 
 def traceback_of(message: str) -> str:
@@ -88,13 +90,16 @@ def one_line(message: str) -> str:
     lines = [line for line in message.splitlines() if line.strip()]
     if len(lines) < 2:
         return message.strip()
-    where = ""
+    frames: list[Frame] = []
     last = 0  # the traceback's last file line: the exception is the first line after its code
     for index, line in enumerate(lines[1:], 1):
         match = _FILE_LINE.match(line)
         if match:
-            where = f" ({match['file']}, line {match['line']})"
+            frames.append((match["file"], int(match["line"]), match["name"] or ""))
             last = index
+    # The innermost frame of ours (not <frozen os>'s: os.environ["X"]), with the module that
+    # was importing when it is another file's (a library's raise, from the app's line).
+    where = where_in(reversed(frames)).replace(" at ", " (", 1) + ")" if frames else ""
     exception = next(
         (i for i in range(last + 1, len(lines)) if not lines[i][:1].isspace()), len(lines) - 1
     )
