@@ -14,6 +14,7 @@ import logging
 import os
 import signal
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -277,3 +278,47 @@ def test_a_spool_directory_gone_is_the_server_s_error_said_and_answered(
     line = one_line(record)
     assert f"cannot hold the body of (POST /up) in {gone}" in line and "No such file" in line
     assert lines == [("500 Internal Server Error", len(out.body))]
+
+
+def test_a_body_still_read_before_the_app_is_said_in_a_harakiris_line() -> None:
+    # A harakiri while --post-buffering read a slow upload named the request and the server's
+    # own frames, and read as the app's hang: it now says how much came, and that the app
+    # is not called yet.
+    import threading
+    import time
+
+    from uwsgiapp.server import inflight
+    from uwsgiapp.server.spool import spool_body
+
+    client, server = socket.socketpair()
+    environ = nginx_vars("POST", "/raw", CONTENT_LENGTH="1000")
+    taken: list[Any] = []
+    reader = threading.Thread(
+        target=lambda: taken.append(
+            spool_body(server.fileno(), b"x" * 100, 1000, limit=4096, directory="", timeout=5.0,
+                       environ=environ)
+        )
+    )  # fmt: skip
+    try:
+        client.sendall(b"y" * 200)
+        reader.start()
+        deadline = time.monotonic() + 5
+        while "300 of" not in (said := _line_of(inflight, environ)):
+            assert time.monotonic() < deadline, said
+            time.sleep(0.01)
+        assert said == (
+            "POST /raw (300 of 1000 bytes in with --post-buffering: the app is not called yet)"
+        )
+        client.sendall(b"z" * 700)
+        reader.join(5)
+        assert taken[0].read() == b"x" * 100 + b"y" * 200 + b"z" * 700
+        assert inflight.RECEIVING not in environ  # the app sees none of it
+        assert _line_of(inflight, environ) == "POST /raw"
+    finally:
+        client.close()
+        server.close()
+
+
+def _line_of(inflight: Any, environ: dict[str, Any]) -> str:
+    """What a harakiri's line says of the request whose ``environ`` a frame holds."""
+    return str(inflight.request_line(sys._getframe()))

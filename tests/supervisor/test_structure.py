@@ -17,7 +17,7 @@ from uwsgiapp.supervisor import mastersignals
 from uwsgiapp.supervisor.actions import Log, LogLevel
 from uwsgiapp.supervisor.keptmodules import app_modules, held_by_earlier, library_dirs
 from uwsgiapp.supervisor.policy import Policy
-from uwsgiapp.supervisor.reload import one_line
+from uwsgiapp.supervisor.trial import one_line
 
 
 def _modules_after(statement: str) -> set[str]:

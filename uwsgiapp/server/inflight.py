@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from uwsgiapp.server.logtext import as_sent, escape_log_text
 from uwsgiapp.server.throttle import Burst, body_mismatches, refused_requests, stalled_clients
+from uwsgiapp.server.workerid import set_worker_number, worker_label, worker_number
 from uwsgiapp.unpatched import get_ident, threads_patched_by
 from uwsgiapp.wsgi.errors import ClientDisconnected, ClientTimeout
 from uwsgiapp.wsgi.response import NOT_DIGITS
@@ -39,6 +40,9 @@ __all__ = [
     "say_body_length",
     "say_refused",
     "set_request_source",
+    "set_worker_number",
+    "worker_label",
+    "worker_number",
 ]
 
 log = logging.getLogger("uwsgiapp.error")
@@ -82,11 +86,21 @@ def _stack_environ(frame: FrameType | None) -> dict[str, Any] | None:
     return found
 
 
+#: The environ's key for a body ``--post-buffering`` still reads: (what holds it, its length).
+RECEIVING: Final = "uwsgiapp.receiving"
+
+
 def request_line(frame: FrameType | None) -> str:
     """The request a thread's stack is serving, for a log line (a harakiri's, a quick stop's):
-    as :func:`request_text` says it, with its request id."""
+    as :func:`request_text` says it, with its request id; a body still read before the app,
+    how much of it came (a harakiri then read as the app's hang)."""
     environ = request_environ(frame)
-    return "unknown request" if environ is None else request_text(environ)
+    if environ is None:
+        return "unknown request"
+    if (body := environ.get(RECEIVING)) is None:
+        return request_text(environ)
+    got = f"{body[0].tell()} of {body[1]} bytes in"
+    return f"{request_text(environ)} ({got} with --post-buffering: the app is not called yet)"
 
 
 def app_stack(frame: FrameType | None) -> str:
@@ -116,25 +130,6 @@ def app_stack(frame: FrameType | None) -> str:
         skipped += 1
     shown = "".join(traceback.format_list(frames[skipped:])).rstrip()
     return f"({skipped} frames of the server above)\n{shown}" if skipped else shown
-
-
-_NUMBER = 0
-
-
-def set_worker_number(number: int) -> None:
-    """This process is worker ``number`` (1..N, the master's numbering): set after fork."""
-    global _NUMBER
-    _NUMBER = number
-
-
-def worker_number() -> int:
-    """This worker's number (1..N; 0 outside a worker)."""
-    return _NUMBER
-
-
-def worker_label() -> str:
-    """How a worker's own log lines name it, as the master's do: 'worker 2 (pid 1235)'."""
-    return f"worker {_NUMBER} (pid {os.getpid()})" if _NUMBER else f"worker (pid {os.getpid()})"
 
 
 #: How a SIGUSR2 sent to a worker by hand is said: it asks what the worker does (uWSGI's

@@ -25,7 +25,7 @@ from typing import IO, Any, Final
 
 from uwsgiapp.server.exchange import Exchange, Peer, Responder, one_word
 from uwsgiapp.server.forkedchild import leave
-from uwsgiapp.server.inflight import client_of, out_of_fds, request_text
+from uwsgiapp.server.inflight import RECEIVING, client_of, out_of_fds, request_text
 from uwsgiapp.server.io import ClientDisconnected, ClientTimeout, recv
 from uwsgiapp.server.transfer import drain, unwinding
 from uwsgiapp.wsgi.contract import AccessLogger, WSGIApp
@@ -104,10 +104,18 @@ def check_spool_dir(configured: str) -> tuple[str, str]:
 
 
 def spool_body(
-    fd: int, rest: bytes, length: int, *, limit: int, directory: str, timeout: float
+    fd: int,
+    rest: bytes,
+    length: int,
+    *,
+    limit: int,
+    directory: str,
+    timeout: float,
+    environ: dict[str, Any] | None = None,
 ) -> IO[bytes]:
     """The whole body of ``length`` bytes (``rest``: what already came with the head), read
-    from ``fd`` with ``timeout`` per read, in memory or a temporary file; rewound.
+    from ``fd`` with ``timeout`` per read, in memory or a temporary file; rewound. Meanwhile
+    ``environ`` holds it (:data:`~uwsgiapp.server.inflight.RECEIVING`, for a harakiri's line).
 
     Raises :class:`ClientDisconnected` (a :class:`ClientTimeout` for a stall) saying how much
     of the body came, or :class:`SpoolFailed` when the server cannot hold it; the file is then
@@ -118,11 +126,15 @@ def spool_body(
     try:
         body = io.BytesIO() if in_memory(length, limit) else temporary_file(directory)
         body.write(rest[:length] if len(rest) > length else rest)
+        if environ is not None:
+            environ[RECEIVING] = (body, length)
         while got < length:
             chunk = recv(fd, min(length - got, MAX_READ), timeout)
             got += len(chunk)
             body.write(chunk)
         body.seek(0)
+        if environ is not None:
+            del environ[RECEIVING]
     except ClientDisconnected as exc:
         _close(body)
         raise retold(exc, f": {got} of {length} bytes of its body in") from None
@@ -248,6 +260,7 @@ class SpoolingResponder(Responder):
                 limit=self.post_buffering,
                 directory=self.directory,
                 timeout=self.timeout,
+                environ=environ,
             )
         except ClientDisconnected as exc:
             if isinstance(exc, ClientTimeout):  # as a parked body's stall: a 408, never waits

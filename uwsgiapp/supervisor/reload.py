@@ -48,7 +48,6 @@ import importlib
 import importlib.machinery
 import logging
 import os
-import re
 import sys
 import threading
 import time
@@ -71,40 +70,9 @@ from uwsgiapp.supervisor.mastersignals import MasterSignals, StopDuringReimport
 from uwsgiapp.supervisor.meanwhile import Watch, stats_clients, stats_served
 from uwsgiapp.supervisor.patches import Patches
 from uwsgiapp.supervisor.registrations import Registrations, attach, close_handlers
-from uwsgiapp.supervisor.trial import Frame
-from uwsgiapp.supervisor.trial import where as where_in
+from uwsgiapp.supervisor.trial import one_line, traceback_of
 
 log = logging.getLogger("uwsgiapp.error")
-
-_FILE_LINE = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)(?:, in (?P<name>.+))?')
-
-
-def traceback_of(message: str) -> str:
-    """The traceback an import error's message carries on the lines after its first, or ""."""
-    return message.partition("\n")[2].strip()
-
-
-def one_line(message: str) -> str:
-    """An import error's message (the inner traceback on the lines after the first) as one
-    line: the first line, the exception, and the last file and line the traceback names."""
-    lines = [line for line in message.splitlines() if line.strip()]
-    if len(lines) < 2:
-        return message.strip()
-    frames: list[Frame] = []
-    last = 0  # the traceback's last file line: the exception is the first line after its code
-    for index, line in enumerate(lines[1:], 1):
-        match = _FILE_LINE.match(line)
-        if match:
-            frames.append((match["file"], int(match["line"]), match["name"] or ""))
-            last = index
-    # The innermost frame of ours (not <frozen os>'s: os.environ["X"]), with the module that
-    # was importing when it is another file's (a library's raise, from the app's line).
-    where = where_in(reversed(frames)).replace(" at ", " (", 1) + ")" if frames else ""
-    exception = next(
-        (i for i in range(last + 1, len(lines)) if not lines[i][:1].isspace()), len(lines) - 1
-    )
-    said = " ".join(line.strip() for line in lines[exception + 1 :])  # the hints after it
-    return f"{lines[0].rstrip(':')}: {lines[exception].strip()}{where}{' ' if said else ''}{said}"
 
 
 def say_import_leftovers(
@@ -163,17 +131,15 @@ def reimport(
     watch: Watch | None = None,
 ) -> WSGIApp | None:
     """Import the app afresh; None (the old modules restored, one line logged) if it fails
-    or a stop signal calls it off.
-
-    ``install`` puts the new app where the caller kept the old one before the old code is
-    collected (the caller's reference would otherwise keep it until the next HUP).
-    ``signals``: the master's handlers, which a stop then interrupts the import through, and
-    which are put back after it. ``stats``: served by a thread for the import's duration
-    (:mod:`~uwsgiapp.supervisor.meanwhile`), which looks at the workers (``watch``).
-    """
+    or a stop signal calls it off. ``install`` puts the new app where the caller kept the old
+    one before the old code is collected (the caller's reference would otherwise keep it until
+    the next HUP). ``signals``: the master's handlers, which a stop then interrupts the import
+    through, and which are put back after it. ``stats``: served by a thread for the import's
+    duration (:mod:`~uwsgiapp.supervisor.meanwhile`), which looks at the workers (``watch``:
+    from the start, the old code's take-out included, it holds their recycles)."""
     started = time.monotonic()
     if watch is not None:
-        watch.begin()  # from the start: the old code's take-out takes a moment too
+        watch.begin()
     try:
         # sysconfig may import its data module only now, which a dropped user may not be
         # able to read (a Python under /root): any failure here calls the reload off, as a

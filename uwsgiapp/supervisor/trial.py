@@ -95,6 +95,37 @@ def where(frames: Iterable[Frame]) -> str:
     return f" at {file}, line {line} in {name}, from {module[0]}, line {module[1]}"
 
 
+_FILE_LINE = re.compile(r'^\s*File "(?P<file>[^"]+)", line (?P<line>\d+)(?:, in (?P<name>.+))?')
+
+
+def traceback_of(message: str) -> str:
+    """The traceback an import error's message carries on the lines after its first, or ""."""
+    return message.partition("\n")[2].strip()
+
+
+def one_line(message: str) -> str:
+    """An import error's message (the inner traceback on the lines after the first) as one
+    line: the first line, the exception, and the last file and line the traceback names."""
+    lines = [line for line in message.splitlines() if line.strip()]
+    if len(lines) < 2:
+        return message.strip()
+    frames: list[Frame] = []
+    last = 0  # the traceback's last file line: the exception is the first line after its code
+    for index, line in enumerate(lines[1:], 1):
+        match = _FILE_LINE.match(line)
+        if match:
+            frames.append((match["file"], int(match["line"]), match["name"] or ""))
+            last = index
+    # The innermost frame of ours (not <frozen os>'s: os.environ["X"]), with the module that
+    # was importing when it is another file's (a library's raise, from the app's line).
+    at = where(reversed(frames)).replace(" at ", " (", 1) + ")" if frames else ""
+    exception = next(
+        (i for i in range(last + 1, len(lines)) if not lines[i][:1].isspace()), len(lines) - 1
+    )
+    said = " ".join(line.strip() for line in lines[exception + 1 :])  # the hints after it
+    return f"{lines[0].rstrip(':')}: {lines[exception].strip()}{at}{' ' if said else ''}{said}"
+
+
 @dataclass(frozen=True, slots=True)
 class TrialEnd:
     """How the child ``pid`` ended: its exit ``code`` or the ``signum`` that killed it, after

@@ -36,7 +36,7 @@ from uwsgiapp.supervisor.dumps import MAX_DUMP
 from uwsgiapp.supervisor.mastersignals import MASTER_SIGNUMS
 from uwsgiapp.supervisor.policy import Policy
 from uwsgiapp.supervisor.registrations import fork_hooks_quiet
-from uwsgiapp.supervisor.reload import one_line, traceback_of, trial_import
+from uwsgiapp.supervisor.reload import trial_import
 from uwsgiapp.supervisor.titles import set_title
 from uwsgiapp.supervisor.trial import (
     Deadline,
@@ -44,10 +44,12 @@ from uwsgiapp.supervisor.trial import (
     failed,
     failure,
     failure_traceback,
+    one_line,
     passed,
     record,
     stack_frames,
     started_line,
+    traceback_of,
     where,
 )
 from uwsgiapp.supervisor.workerexit import die_with_parent
