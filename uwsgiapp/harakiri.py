@@ -9,6 +9,7 @@ that thread has ``--harakiri`` again.
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -50,3 +51,8 @@ def own_limit(start: float, seconds: float) -> float:
 def serve_in_this_thread(setter: Callable[[float], bool]) -> None:
     """The worker: this thread serves requests; ``setter`` sets its request's own harakiri."""
     _setters[threading.get_ident()] = setter
+
+
+# A process the app forks from a worker serves none of its requests: its set_harakiri would
+# write into the worker's status slot (its next requests had no harakiri).
+os.register_at_fork(after_in_child=_setters.clear)

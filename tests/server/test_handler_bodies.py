@@ -428,6 +428,31 @@ def test_a_small_body_cut_short_while_parked_is_said_with_its_client_and_access_
     assert lines == [(None, False, "/short")]  # the access log's 499: the client left
 
 
+def test_a_small_body_whose_client_left_before_the_head_was_read_is_said_alike(
+    logs: Logs,
+) -> None:
+    # The close already queued behind the head (the connection waited in the backlog): read
+    # before parking, it was said as "client test: client closed ...", with no request, no
+    # REMOTE_ADDR and no access line.
+    lines: list[tuple[str | None, str]] = []
+    handler = make_handler(
+        never_called,
+        access_log=lambda env, r, secs, block: lines.append((r.sent_status, env["PATH_INFO"])),
+    )
+    client, server = socket.socketpair()
+    data = packet("POST", "/queued", bytes(1000))
+    client.sendall(data[:-700])
+    client.shutdown(socket.SHUT_WR)
+    handler.handle(server.detach(), "test")  # closes it
+    assert client.recv(100) == b""
+    client.close()
+    (record,) = problems(logs, logging.INFO)
+    said = one_line(record)
+    assert said.startswith("client 127.0.0.1 via test: client closed the connection"), said
+    assert said.endswith(": 300 of 1000 bytes of its body in (POST /queued); the app is not called")
+    assert lines == [(None, "/queued")]
+
+
 def test_app_catching_the_disconnect_can_still_answer(logs: Logs) -> None:
     def app(environ: Environ, start_response: StartResponse) -> list[bytes]:
         try:

@@ -24,6 +24,8 @@ class Sim:
         self.busy_since: dict[int, float] = {}
         #: With --threads: each worker's request threads in a request (its slot's busy cores).
         self.cores: dict[int, int] = {}
+        #: Each worker's requests' own harakiri (WorkerStatus.limits), where the app set one.
+        self.limits: dict[int, tuple[tuple[float, float], ...]] = {}
         #: With --threads: each worker's request threads that started (all unless set).
         self.threads: dict[int, int] = {}
         #: Workers whose slot says they are leaving on their own (max-requests).
@@ -73,6 +75,7 @@ class Sim:
             self.cores.get(pid, 0),
             self.threads.get(pid, self.policy.cheaper.threads if self.policy.cheaper else 1),
             self.beats.get(pid, 0.0),
+            self.limits.get(pid, ()),
         )
 
     def tick(self, dt: float = 0.1) -> list[object]:

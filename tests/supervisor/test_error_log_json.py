@@ -67,6 +67,12 @@ def test_the_traceback_a_line_stands_for_follows_it_in_text_and_is_the_records_i
     text = ErrorFormatter().format(record)
     assert text.endswith(f"(/app/h.py, line 2)\n{detail.rstrip()}"), text
     assert json.loads(JsonErrorFormatter().format(record))["traceback"] == detail
+    # An app's record's own "traceback" extra stays out of the text (its text could forge a
+    # line of ours); ours is escaped line by line.
+    forged = dict(record.__dict__, name="app", traceback="x\n2026 [1] [ERROR] forged")
+    assert ErrorFormatter().format(logging.makeLogRecord(forged)).count("\n") == 0
+    ours = dict(record.__dict__, name="uwsgiapp.error", traceback="Tb\n  bad\x1b[31m\n")
+    assert ErrorFormatter().format(logging.makeLogRecord(ours)).endswith("\nTb\n  bad\\x1B[31m")
     plain = logging.makeLogRecord({"msg": "one line", "levelname": "INFO"})
     assert ErrorFormatter().format(plain) == "one line"
 

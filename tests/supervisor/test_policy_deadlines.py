@@ -130,3 +130,26 @@ def test_a_harakiris_other_threads_are_cut_first_its_lone_stuck_one_is_killed() 
     sim.cores[pid] = 1
     assert signals_sent(sim.tick(4.05)) == {(pid, signal.SIGINT)}
     assert signals_sent(sim.tick(QUICK_GRACE + 0.05)) == {(pid, signal.SIGKILL)}
+
+
+def test_a_request_with_its_own_harakiri_is_judged_by_it_and_leaves_the_others_theirs() -> None:
+    # Without --harakiri, one request of two (threads) set its own 0.5 s: past it, its worker's
+    # harakiri gave the other request 0.5 s (the stuck one's bound) before cutting it, where
+    # it had none; a set_harakiri(3600) gave an hour.
+    sim = started(workers=1, graceful_timeout=30)
+    (pid,) = sim.pids()
+    began = 1000.0 + sim.now
+    sim.busy_since[pid] = began
+    sim.cores[pid] = 2
+    sim.limits[pid] = ((began, 0.0), (began + 0.1, 0.5))
+    actions = sim.tick(0.7)
+    assert (pid, signal.SIGUSR2) in signals_sent(actions)
+    (said,) = [a.message for a in actions if isinstance(a, Log) and "HARAKIRI" in a.message]
+    assert "(its own limit, 0.5s from its start, set by the app's set_harakiri)" in said, said
+    assert said.endswith("then killing it (in 30s) if it stays; a new worker takes its place")
+    # With --harakiri, a stream that lifted it is not judged by it.
+    sim = started(workers=1, harakiri=4)
+    (pid,) = sim.pids()
+    sim.busy_since[pid] = began = 1000.0 + sim.now
+    sim.limits[pid] = ((began, float("inf")),)
+    assert not signals_sent(sim.tick(10.0))

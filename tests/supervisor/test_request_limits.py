@@ -4,6 +4,7 @@ and the shared memory itself (no process)."""
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 
@@ -101,3 +102,19 @@ def test_own_limit_counts_from_the_requests_start() -> None:
     assert harakiri.own_limit(began, 0.0) == math.inf
     assert harakiri.harakiri_limit(0.0, 0.0) == math.inf
     assert harakiri.harakiri_limit(0.0, 3.0) == 3.0
+
+
+def test_a_process_the_app_forks_sets_no_harakiri_of_the_workers() -> None:
+    # The child inherited the worker's setters: its set_harakiri(0) wrote into the worker's
+    # slot, and the worker's later requests had no harakiri.
+    set_in: list[float] = []
+    harakiri.serve_in_this_thread(lambda s: set_in.append(s) or True)
+    try:
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if set_harakiri(0) is False and not set_in else 1)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert set_harakiri(2) is True and set_in == [2.0]  # the worker's own still works
+    finally:
+        harakiri._setters.pop(threading.get_ident(), None)

@@ -129,6 +129,28 @@ def test_a_reimport_error_names_the_apps_line_not_the_standard_librarys() -> Non
     )
 
 
+def test_a_reimport_error_in_an_imported_modules_syntax_or_in_frozen_frames_alone() -> None:
+    # A SyntaxError's frame has no name ("line 2 in , from ..."); frozen frames alone left a
+    # stray ")".
+    syntax = (
+        "error while importing module 'wsgi' for app 'wsgi:app':\n"
+        "Traceback (most recent call last):\n"
+        '  File "/srv/app/wsgi.py", line 3, in <module>\n'
+        "    import helper\n"
+        '  File "/srv/app/helper.py", line 2\n'
+        "    def (:\n"
+        "SyntaxError: invalid syntax\n"
+    )
+    assert one_line(syntax).endswith("SyntaxError: invalid syntax (/srv/app/helper.py, line 2)")
+    frozen = (
+        "error while importing module 'w' for app 'w:app':\n"
+        "Traceback (most recent call last):\n"
+        '  File "<frozen os>", line 679, in __getitem__\n'
+        "KeyError: 'X'\n"
+    )
+    assert one_line(frozen) == "error while importing module 'w' for app 'w:app': KeyError: 'X'"
+
+
 def test_a_reimport_keeps_extension_modules_and_our_own() -> None:
     before = {"sys", "os"}
     candidates = ["sys", "os", "_decimal", "uwsgiapp.web", "uwsgiapp.supervisor.reload"]

@@ -13,6 +13,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
+from threading import get_ident
 from typing import Any, Final
 
 from uwsgiapp.server import inflight
@@ -217,32 +218,29 @@ class Responder:
         self.on_out_of_fds: Callable[[], None] | None = None
         #: Called when the app raised or answered badly (``--stats`` counts these exceptions).
         self.on_app_error: Callable[[], None] | None = None
-        #: The last request's exchange (its status and bytes sent): ``--stats`` counts it from
-        #: the worker's end-of-request hook, without a call of its own here.
+        #: The last request's exchange: ``--stats`` counts it at the request's end hook.
         self.last: Exchange | None = None
-        #: The environ of the request being served, else None: what a harakiri's or a stop's
-        #: log line names when no frame of the stack holds it (a compiled build iterates a
-        #: streamed response without a Python frame). One thread's: a request thread's is in
-        #: its stack only.
+        #: The request served, else None, for a harakiri's or a stop's line when no frame of
+        #: the stack holds it (a compiled build's streamed response). One thread's only.
         self.current: dict[str, Any] | None = None
+        #: ``--threads``: each thread's request (environ, exchange, start, var block) until its
+        #: line is written, for a quick stop's of those it cuts (:func:`~.stopsignals.say_cut`).
+        self.threads: dict[int, tuple[dict[str, Any], Exchange, float, bytes]] | None = None
         #: Set in a process the app forks from the worker (``os.fork()``): not a worker.
         self.forked = False
 
     def serve(
         self, fd: int, peer: Peer, environ: dict[str, Any], rest: bytes, block: bytes
     ) -> None:
-        """Run one request whose head is in ``environ``; ``rest``: the body bytes already read;
-        ``block``: its var block (for the access log).
-
-        Returns once the response is sent and an unread body drained; the caller closes ``fd``.
-        Raises ClientDisconnected/OSError when the client goes away mid-answer.
-        """
+        """Run one request whose head is in ``environ`` (``rest``: the body bytes already read;
+        ``block``: its var block, for the access log) until its response is sent and an unread
+        body drained; the caller closes ``fd``. Raises ClientDisconnected/OSError when the
+        client goes away mid-answer."""
         protocol: str = environ["SERVER_PROTOCOL"]  # the builder's str (or its default)
         # HTTP/1.1 first: compiled, a str compare, where the set's is a call.
         if protocol != "HTTP/1.1" and protocol not in HTTP_VERSIONS and not one_word(protocol):
-            # The client's own line ending (or NUL...) in our status line: refuse it here, or
-            # the app is called and then blamed (an ERROR) for a head we cannot render; a
-            # space would make our status line another ("HTTP/1.1 X 200 OK").
+            # The client's own line ending (or NUL, a space) in our status line: refuse it now,
+            # not blame the app (an ERROR) for a head we cannot render ("HTTP/1.1 X 200 OK").
             reason = "invalid SERVER_PROTOCOL: contains a control character or a space"
             self._refuse(fd, peer, environ, BadRequest("400 Bad Request", reason), rest, block)
             return
@@ -264,6 +262,8 @@ class Responder:
         if has_body:
             exchange.body = stream
         self.current = environ
+        if self.threads is not None:
+            self.threads[get_ident()] = (environ, exchange, started, block)
         said = False
         try:
             said = self._run_app(exchange, environ, peer)
@@ -281,6 +281,8 @@ class Responder:
                         say_body_caught(exchange, environ, peer, stream, length)
                 elif stream.remaining > 0 and not exchange.aborted:
                     drain(fd, stream.remaining, self.timeout, self.limit_post)
+            if self.threads is not None:
+                del self.threads[get_ident()]
             self._end(exchange, environ, started, block)
 
     def _end(
@@ -293,14 +295,9 @@ class Responder:
             self.access_log(environ, exchange, _perf_counter() - started, block)
 
     def _refuse(
-        self,
-        fd: int,
-        peer: Peer,
-        environ: dict[str, Any],
-        exc: BadRequest,
-        rest: bytes,
+        self, fd: int, peer: Peer, environ: dict[str, Any], exc: BadRequest, rest: bytes,
         block: bytes,
-    ) -> None:
+    ) -> None:  # fmt: skip
         """Answer a request refused before the app (:func:`~.transfer.refuse`)."""
         self.last = refused = Exchange(fd, environ["SERVER_PROTOCOL"], self.timeout)
         refuse(refused, peer, environ, exc, rest, block, self.access_log)

@@ -20,10 +20,10 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from uwsgiapp.server.exchange import Exchange, Peer
-from uwsgiapp.server.inflight import request_text, say_stalled
+from uwsgiapp.server.inflight import say_stalled
 from uwsgiapp.server.io import closed_early, read_now, readable, send_all
 from uwsgiapp.server.logtext import escape_log_text
-from uwsgiapp.server.spool import body_cut, make_responder
+from uwsgiapp.server.spool import body_cut, body_stall, make_responder
 from uwsgiapp.server.throttle import clients_gone, invalid_packets
 from uwsgiapp.wsgi.contract import AccessLogger, WSGIApp
 from uwsgiapp.wsgi.environ import EnvironBuilder, EnvironSettings, build_environ
@@ -87,18 +87,6 @@ class Pending:
         self.head: tuple[bytes, dict[str, Any]] = (b"", {})
         self.body = b""
         self.need = 0
-
-
-def _body_stall(pending: Pending) -> str:
-    """What a log line says of a request whose body did not come: the request, and for none
-    of it nginx's directive that sends the length without the body."""
-    where = f"({request_text(pending.head[1])}: {len(pending.body)} of {pending.need} bytes in)"
-    if pending.body:
-        return where
-    return (
-        f"{where}: nginx sent none of it; with `uwsgi_pass_request_body off`, also leave "
-        'CONTENT_LENGTH out (`uwsgi_param CONTENT_LENGTH "";`)'
-    )
 
 
 class Handler:
@@ -210,18 +198,16 @@ class Handler:
         fd = pending.fd
         peer = pending.peer
         try:
-            chunk = read_now(fd, self.read_size)
-            if chunk is None:
-                return pending
-            pending.deadline = time.monotonic() + self.timeout
             if pending.decoder is not None:
+                chunk = read_now(fd, self.read_size)
+                if chunk is None:
+                    return pending
+                pending.deadline = time.monotonic() + self.timeout
                 return self._resume_head(pending, chunk)
-            if not chunk:  # the client's 499 in the access log, and a line naming it
-                self._answer_parked(pending, "", "", 0.0)
-                got = f": {len(pending.body)} of {pending.need} bytes of its body in"
-                raise body_cut(closed_early(), pending.head[1], peer, got)
-            pending.body += chunk
-            if len(pending.body) < pending.need:
+            had = len(pending.body)
+            if not self._read_available(pending):
+                if len(pending.body) > had:
+                    pending.deadline = time.monotonic() + self.timeout
                 return pending
             self._body_done(fd, peer, pending.head, pending.body)
         except BaseException as exc:
@@ -232,7 +218,11 @@ class Handler:
         """A parked client sent nothing for ``--socket-timeout``: log one line and close."""
         decoder = pending.decoder
         what = "its request head" if decoder is not None else "its body"
-        sent = f"({decoder.buffered} bytes in)" if decoder is not None else _body_stall(pending)
+        sent = (
+            f"({decoder.buffered} bytes in)"
+            if decoder is not None
+            else body_stall(pending.head[1], len(pending.body), pending.need)
+        )
         say_stalled(
             f"{pending.peer} stalled: {what} incomplete, read timed out after {self.timeout:g} s "
             f"{sent}; closing"
@@ -335,14 +325,11 @@ class Handler:
             ):
                 # A small body that has not fully arrived: read on while it comes, rather than
                 # let a slow client hold the worker while the app reads.
-                need = int(length_var)
-                rest = self._read_available(fd, rest, need)
-                if len(rest) < need:
-                    pending = Pending(fd, peer, time.monotonic() + self.timeout)
-                    pending.head = (block, environ)
-                    pending.body = rest
-                    pending.need = need
+                pending = Pending(fd, peer, time.monotonic() + self.timeout)
+                pending.head, pending.body, pending.need = (block, environ), rest, int(length_var)
+                if not self._read_available(pending):
                     return pending
+                rest = pending.body
             self.responder.serve(fd, peer, environ, rest, block)
         # Not contextlib.suppress: this runs for every request, and that costs ~1 µs more.
         try:  # noqa: SIM105
@@ -358,16 +345,23 @@ class Handler:
         self.responder.serve(fd, peer, head[1], body, head[0])
         self._close(fd)
 
-    def _read_available(self, fd: int, data: bytes, need: int) -> bytes:
-        """Append what the kernel already holds, up to ``need`` bytes in all (never waits)."""
-        while len(data) < need:
-            chunk = read_now(fd, need - len(data))
+    def _read_available(self, pending: Pending) -> bool:
+        """Append to a small body what the kernel already holds of it (never waits): whether
+        it is all in. A client gone before (a close, a reset) gets its access line (the
+        client's 499) and the error raised names the request and its client."""
+        while len(pending.body) < pending.need:
+            try:
+                chunk = read_now(pending.fd, pending.need - len(pending.body))
+                if chunk == b"":
+                    raise closed_early()
+            except ClientDisconnected as exc:
+                self._answer_parked(pending, "", "", 0.0)
+                got = f": {len(pending.body)} of {pending.need} bytes of its body in"
+                raise body_cut(exc, pending.head[1], pending.peer, got) from None
             if chunk is None:
-                break
-            if not chunk:
-                raise closed_early()
-            data += chunk
-        return data
+                return False
+            pending.body += chunk
+        return True
 
     def _failed(self, fd: int, peer: Peer, exc: BaseException) -> None:
         """One log line for what ended a connection, then close it (BaseException re-raised)."""

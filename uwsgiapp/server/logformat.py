@@ -55,10 +55,13 @@ class ErrorFormatter(logging.Formatter):
             text = super().format(record)
         finally:
             record.exc_text = cached
-        # The traceback a line stands for (a HUP's failed import: its line names the file and
-        # line), under it as an exception's is: the text log had only the line.
-        if not record.exc_info and (detail := getattr(record, "traceback", "")):
-            text = f"{text}\n{str(detail).rstrip()}"
+        # The traceback a line of ours stands for (a HUP's failed import: its line names the
+        # file and line), under it as an exception's is: the text log had only the line. An
+        # app's record's "traceback" extra stays out (its text could forge a line of ours).
+        detail = getattr(record, "traceback", "") if name.startswith("uwsgiapp") else ""
+        if detail and not record.exc_info:
+            lines = str(detail).rstrip().splitlines()
+            text += "".join(f"\n{escape_log_text(line)}" for line in lines)
         return text
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:

@@ -21,6 +21,7 @@ import io
 import logging
 import os
 import time
+from threading import get_ident
 from typing import IO, Any, Final
 
 from uwsgiapp.server.exchange import Exchange, Peer, Responder, one_word
@@ -169,6 +170,18 @@ def retold(exc: ClientDisconnected, more: str) -> ClientDisconnected:
     return ClientTimeout(said) if isinstance(exc, ClientTimeout) else ClientDisconnected(said)
 
 
+def body_stall(environ: dict[str, Any], got: int, need: int) -> str:
+    """What a log line says of a request whose small body did not come: the request, and for
+    none of it nginx's directive that sends the length without the body."""
+    where = f"({request_text(environ)}: {got} of {need} bytes in)"
+    if got:
+        return where
+    return (
+        f"{where}: nginx sent none of it; with `uwsgi_pass_request_body off`, also leave "
+        'CONTENT_LENGTH out (`uwsgi_param CONTENT_LENGTH "";`)'
+    )
+
+
 def body_cut(
     exc: ClientDisconnected, environ: dict[str, Any], peer: Peer, more: str = ""
 ) -> ClientDisconnected:
@@ -220,6 +233,8 @@ class SpoolingResponder(Responder):
         started = _perf_counter()
         self.last = exchange = Exchange(fd, protocol, self.timeout)
         self.current = environ  # named by a harakiri's or a stop's line while the body comes
+        if self.threads is not None:  # as Responder.serve's
+            self.threads[get_ident()] = (environ, exchange, started, block)
         body: IO[bytes] | None = None
         try:
             try:
@@ -239,6 +254,8 @@ class SpoolingResponder(Responder):
             if body is not None:
                 body.close()
             # Every request gets its line: a 408 for a stalled body, 499 for one cut short.
+            if self.threads is not None:
+                del self.threads[get_ident()]
             self._end(exchange, environ, started, block)
 
     def _spool(

@@ -9,7 +9,8 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from threading import Lock
 from types import FrameType
 from typing import TYPE_CHECKING, Any, Final
 
@@ -27,6 +28,7 @@ from uwsgiapp.server.listeners import Listener, borrowed_socket
 from uwsgiapp.server.logs import arm_fault_dumps, reopen_logs, tell_write_failures
 from uwsgiapp.server.logtext import escape_log_text
 from uwsgiapp.server.masterflags import MasterFlags
+from uwsgiapp.server.transfer import unwinding
 from uwsgiapp.unpatched import sleep, start_new_thread
 from uwsgiapp.wsgi.contract import AccessLogger
 from uwsgiapp.wsgi.errors import QuickStop, RequestCut
@@ -35,6 +37,9 @@ if TYPE_CHECKING:
     from uwsgiapp.server.intake import Handler
     from uwsgiapp.server.throttle import Throttle
 
+#: How long a quick stop waits for the access log's lock to write the lines of the requests it
+#: cuts (a request thread holding it is stuck writing: a stalled pipe).
+SAY_CUT_WAIT = 0.5
 #: After the drain's end, the moment a process still holding the sockets shuts them down: the
 #: drain loops of the workers that are free end at that end themselves.
 REFUSE_MARGIN = 0.25
@@ -52,14 +57,24 @@ def quick_stop_began() -> float | None:
 _ORPHAN_SAID: list[bool] = []
 
 
-def cut_unsaid(environ: dict[str, Any], seconds: float, access_log: AccessLogger | None) -> None:
-    """The access line of a request a quick stop cuts where it cannot unwind (its thread
-    stuck in a C call: a sleep, a socket read), written by the thread that stops the worker:
-    as an unwound cut's, nginx's 502; what it may have sent is unknown (counted none)."""
-    if access_log is not None:
-        exchange = Exchange(-1, environ.get("SERVER_PROTOCOL", ""), 0.0)
-        exchange.aborted = True
-        access_log(environ, exchange, seconds, b"")
+def say_cut(
+    requests: Iterable[tuple[dict[str, Any], Exchange, float, bytes]],
+    access_log: AccessLogger | None,
+    lock: Lock,
+) -> None:
+    """The access lines of ``requests`` (each environ, exchange, start, var block) a quick
+    stop cuts where they cannot unwind (their threads stuck in a C call: a sleep, a socket
+    read), written by the thread that stops the worker, as an unwound cut's: a response
+    begun ends in a reset (nginx passes it on as cut), one not begun is nginx's 502. Not while
+    another thread holds the log (its write stalled): the stop does not wait on it."""
+    if access_log is None or not lock.acquire(timeout=SAY_CUT_WAIT):
+        return
+    try:
+        for environ, exchange, started, block in requests:
+            unwinding(exchange, environ, RequestCut(0))
+            access_log(environ, exchange, time.perf_counter() - started, block)
+    finally:
+        lock.release()
 
 
 class StopSignals:

@@ -35,14 +35,13 @@ from uwsgiapp.server.decisions import DRAIN_SECONDS
 from uwsgiapp.server.inflight import (
     ASKED,
     app_stack,
-    request_environ,
     request_line,
     worker_label,
 )
 from uwsgiapp.server.intake import Handler
 from uwsgiapp.server.listeners import Listener
 from uwsgiapp.server.masterflags import MasterFlags
-from uwsgiapp.server.stopsignals import StopSignals, cut_unsaid
+from uwsgiapp.server.stopsignals import StopSignals, say_cut
 from uwsgiapp.server.threadstart import CoreHooks, LocalCore, start_threads
 from uwsgiapp.server.worker import IDLE_TICK, Worker
 from uwsgiapp.wsgi.errors import RequestCut
@@ -198,7 +197,9 @@ class ThreadedWorker(StopSignals):
         # The per-request callbacks shared by the threads: the stats counters are
         # read-modify-write, and the access log's line writer keeps state.
         responder = handler.responder
-        lock = threading.Lock()
+        responder.threads = {}  # each thread's request, for a quick stop's lines (say_cut)
+        self._log_lock = lock = threading.Lock()
+        self._log_line = responder.access_log  # the line writer, unserialized (say_cut)
         if responder.access_log is not None:
             responder.access_log = _serialized(responder.access_log, lock)
         if handler.access_line is not None:
@@ -337,10 +338,8 @@ class ThreadedWorker(StopSignals):
                 thread.join(max(0.0, deadline - time.monotonic()))
         # Those still in: their access lines now (they vanished from the access log), and
         # none more from a thread that wakes before the exit (its line is written).
-        responder, frames, now = self.handler.responder, sys._current_frames(), time.time()
-        for started, _, left in self._busy():
-            if (environ := request_environ(frames.get(left or 0))) is not None:
-                cut_unsaid(environ, now - started, responder.access_log)
+        responder = self.handler.responder
+        say_cut(tuple((responder.threads or {}).values()), self._log_line, self._log_lock)
         responder.access_log = None
 
     def _busy(self) -> list[tuple[float, int, int | None]]:

@@ -46,7 +46,9 @@ class Kills(Scaling):
         start, limit = stuck or (0.0, self.harakiri)
         rec.state = HARAKIRI
         rec.harakiri_start = start
-        grace = (self.harakiri or limit) if st.in_requests > 1 else DUMP_GRACE
+        # The others' time: theirs is --harakiri (or, without it, what a stop gives them), not
+        # the stuck request's own bound (set_harakiri(3600) gave them an hour).
+        grace = (self.harakiri or self.graceful_timeout) if st.in_requests > 1 else DUMP_GRACE
         rec.deadline = now + grace
         self.harakiris[rec.wid] = self.harakiris.get(rec.wid, 0) + 1
         bound = (

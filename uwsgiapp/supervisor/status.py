@@ -200,13 +200,19 @@ class StatusTable:
         """Master: the slot's current values (with cores: the oldest request, all requests)."""
         offset = slot * self.slot_size
         (beat,) = _BEAT.unpack_from(self._mem, offset + BEAT)
-        pid, state, start, requests = SLOT.unpack_from(self._mem, offset)
+        # A request's own limit is read before its start: the worker clears the limit (at the
+        # next begin) after the start it was for has gone (at that request's end), so a limit
+        # read as cleared is never paired with that start (a stream with none, past
+        # --harakiri, would be judged by it as the next request began).
         if self.cores == 1:
             (own,) = _BEAT.unpack_from(self._mem, offset + LIMIT)
+            pid, state, start, requests = SLOT.unpack_from(self._mem, offset)
             limits = ((start, own),) if own and start else ()
             return WorkerStatus(pid, state, start, requests, beat=beat, limits=limits)
+        owns = self._all_cores.unpack_from(self._mem, offset + SLOT_SIZE)
+        pid, state, _, _ = SLOT.unpack_from(self._mem, offset)
         flat = self._all_cores.unpack_from(self._mem, offset + SLOT_SIZE)
-        busy = tuple((flat[i], flat[i + 2]) for i in range(0, len(flat), 3) if flat[i] > 0.0)
+        busy = tuple((flat[i], owns[i + 2]) for i in range(0, len(flat), 3) if flat[i] > 0.0)
         return WorkerStatus(
             pid,
             state,

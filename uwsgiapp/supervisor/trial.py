@@ -114,11 +114,12 @@ def one_line(message: str) -> str:
     for index, line in enumerate(lines[1:], 1):
         match = _FILE_LINE.match(line)
         if match:
-            frames.append((match["file"], int(match["line"]), match["name"] or ""))
+            # A SyntaxError's frame has no name: it is the module being compiled.
+            frames.append((match["file"], int(match["line"]), match["name"] or "<module>"))
             last = index
     # The innermost frame of ours (not <frozen os>'s: os.environ["X"]), with the module that
     # was importing when it is another file's (a library's raise, from the app's line).
-    at = where(reversed(frames)).replace(" at ", " (", 1) + ")" if frames else ""
+    at = f" ({found[4:]})" if (found := where(reversed(frames))) else ""
     exception = next(
         (i for i in range(last + 1, len(lines)) if not lines[i][:1].isspace()), len(lines) - 1
     )
