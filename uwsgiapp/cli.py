@@ -275,8 +275,8 @@ def _add_dev(sub: argparse._SubParsersAction[HintingParser]) -> None:
         nargs="?",
         help="module:attr, module:factory(), or file.py:attr (default: $FLASK_APP, as flask run)",
     )
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-    p.add_argument("--port", type=int, default=5000, help="port to bind (default 5000)")
+    p.add_argument("--host", help="address to bind (default $FLASK_RUN_HOST, else 127.0.0.1)")
+    p.add_argument("--port", type=int, help="port to bind (default $FLASK_RUN_PORT, else 5000)")
     p.add_argument(
         "--no-reload", dest="reload", action="store_false", help="do not restart on code changes"
     )
@@ -319,11 +319,16 @@ def _add_dev(sub: argparse._SubParsersAction[HintingParser]) -> None:
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
+    from uwsgiapp.devenv import flask_run_target
     from uwsgiapp.devserver import DevOptions, DevServerError, run_dev
     from uwsgiapp.hooks import PostforkError
     from uwsgiapp.importer import AppImportError
 
-    if not (app := args.app or os.environ.get("FLASK_APP", "").strip()):  # flask run's
+    try:  # flask run's variables, .flaskenv's too
+        app, args.host, args.port = flask_run_target(args.app, args.host, args.port)
+    except ValueError as exc:
+        return _fail("dev", str(exc), EXIT_USAGE)
+    if not app:
         return _fail("dev", "the following arguments are required: APP (or FLASK_APP)", EXIT_USAGE)
     options = DevOptions(
         app=app,
@@ -348,14 +353,10 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     except (AppImportError, PostforkError) as exc:  # only --no-reload: else shown in the page
         return _fail("dev", str(exc), ServeExit.APP_LOAD)
     except OSError as exc:
-        hint = ""
-        if exc.errno == errno.EADDRINUSE:
-            hint = " (another program listens there: stop it, or pick another --port)"
-        return _fail(
-            "dev",
-            f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}{hint}",
-            ServeExit.START_FAILED,
-        )
+        taken = exc.errno == errno.EADDRINUSE
+        hint = " (another program listens there: stop it, or pick another --port)" * taken
+        said = f"cannot serve on {args.host}:{args.port}: {exc.strerror or exc}{hint}"
+        return _fail("dev", said, ServeExit.START_FAILED)
 
 
 # --- entry point --------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import sys
 
 from uwsgiapp.supervisor.workerexit import die_with_parent
 
-__all__ = ["follow_watcher", "read_dotenv"]
+__all__ = ["flask_run_target", "follow_watcher", "read_dotenv"]
 
 #: The pid of dev's watching process, for the serving one it starts.
 _WATCHER = "UWSGIAPP_DEV_WATCHER"
@@ -35,6 +35,22 @@ def read_dotenv(*, said: bool = True) -> None:
         return
     for name in found:
         dotenv.load_dotenv(name, override=False, encoding="utf-8")
+
+
+def flask_run_target(app: str | None, host: str | None, port: int | None) -> tuple[str, str, int]:
+    """APP, ``--host`` and ``--port`` as ``flask run`` takes those not given: from
+    ``$FLASK_APP``, ``$FLASK_RUN_HOST`` and ``$FLASK_RUN_PORT``, ``.env`` and ``.flaskenv`` read
+    first (FLASK_APP in .flaskenv was not seen: "APP is required"); else 127.0.0.1:5000.
+    ValueError for a FLASK_RUN_PORT that is not a port."""
+    if not app or host is None or port is None:
+        read_dotenv()
+    word = os.environ.get("FLASK_RUN_PORT", "").strip()
+    if port is None and word:
+        if not (word.isdigit() and 0 < int(word) < 65536):
+            raise ValueError(f"FLASK_RUN_PORT: expected a port number, got {word!r}")
+        port = int(word)
+    host = host or os.environ.get("FLASK_RUN_HOST", "").strip() or "127.0.0.1"
+    return app or os.environ.get("FLASK_APP", "").strip(), host, 5000 if port is None else port
 
 
 def follow_watcher(*, serving: bool) -> bool:

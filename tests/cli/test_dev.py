@@ -517,6 +517,35 @@ def test_dev_takes_flask_app_as_flask_run_does(
     assert server.wait_for(b"up") == (200, b"up")
 
 
+def test_dev_takes_flask_app_from_flaskenv_as_flask_run_does(
+    tmp_path: Path, start_dev: StartDev
+) -> None:
+    pytest.importorskip("dotenv")
+    (tmp_path / "views.py").write_text(WEB_APP)
+    (tmp_path / ".flaskenv").write_text("FLASK_APP=views:app\n")
+    server = start_dev()  # read after the check for APP: "APP is required"
+    assert server.wait_for(b"up") == (200, b"up")
+
+
+def test_flask_run_target_reads_flask_runs_variables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from uwsgiapp.devenv import flask_run_target
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("FLASK_APP", "FLASK_RUN_HOST", "FLASK_RUN_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    assert flask_run_target(None, None, None) == ("", "127.0.0.1", 5000)
+    assert flask_run_target("a:app", None, 0) == ("a:app", "127.0.0.1", 0)  # --port 0 stays
+    monkeypatch.setenv("FLASK_RUN_HOST", "0.0.0.0")
+    monkeypatch.setenv("FLASK_RUN_PORT", "8001")
+    assert flask_run_target("a:app", None, None) == ("a:app", "0.0.0.0", 8001)
+    assert flask_run_target("a:app", "::1", 9) == ("a:app", "::1", 9)  # the options win
+    monkeypatch.setenv("FLASK_RUN_PORT", "http")
+    with pytest.raises(ValueError, match="FLASK_RUN_PORT: expected a port number, got 'http'"):
+        flask_run_target("a:app", None, None)
+
+
 @pytest.mark.parametrize(
     ("args", "said"),
     [
