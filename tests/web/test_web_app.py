@@ -6,18 +6,19 @@ import logging
 import subprocess
 import sys
 import typing as t
+from pathlib import Path
 
 import pytest
 
-import uwsgiapp.web.app as app_module
-from uwsgiapp.web import App
+from uwsgiapp.web import App, devrun
 
 
-def test_run_delegates_to_werkzeug_run_simple(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_delegates_to_werkzeug_run_simple(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)  # no .env here
     calls: list[tuple[t.Any, ...]] = []
-    monkeypatch.setattr(
-        app_module, "run_simple", lambda *args, **kwargs: calls.append((args, kwargs))
-    )
+    monkeypatch.setattr(devrun, "run_simple", lambda *args, **kwargs: calls.append((args, kwargs)))
     app = App(__name__)
     app.run()
     (args, kwargs), *_ = calls
@@ -29,6 +30,13 @@ def test_run_delegates_to_werkzeug_run_simple(monkeypatch: pytest.MonkeyPatch) -
     assert args == ("0.0.0.0", 8000, app)
     assert kwargs == {"use_reloader": True, "use_debugger": True, "threaded": False}
     assert app.debug is True
+    # As Flask's: load_dotenv is its own (it went to run_simple: TypeError), and the host and
+    # port default to SERVER_NAME's.
+    calls.clear()
+    app.config["SERVER_NAME"] = "app.test:8123"
+    app.run(load_dotenv=False)
+    (args, kwargs), *_ = calls
+    assert args == ("app.test", 8123, app) and "load_dotenv" not in kwargs
 
 
 def test_logger_is_named_after_the_app(caplog: pytest.LogCaptureFixture) -> None:
@@ -46,7 +54,7 @@ def test_web_imports_only_werkzeug_and_stdlib() -> None:
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in {'uwsgiproto', 'construct', "
         "'flask'} or (m.startswith('uwsgiapp.') and not m.startswith('uwsgiapp.web')"
         # the package's own __init__ imports it (uwsgiapp.postfork); it is stdlib-only
-        " and m != 'uwsgiapp.hooks'))\n"
+        " and m not in ('uwsgiapp.hooks', 'uwsgiapp.harakiri')))\n"
         "print(','.join(bad))\n"
     )
     result = subprocess.run(

@@ -316,3 +316,26 @@ def test_the_signed_cookie_follows_an_overridden_helper(fw: t.Any) -> None:
     client = app.test_client()
     assert client.get("/login").headers["Set-Cookie"].startswith("tenant_session=")
     assert client.get("/me").text == "ann"
+
+
+@pytest.mark.parametrize("fw", [flask, web], ids=["flask", "uwsgiapp.web"])
+def test_session_accessed_is_flasks(fw: t.Any) -> None:
+    # session.accessed raised AttributeError here (a 500).
+    app = fw.Flask(__name__) if fw is flask else fw.App(__name__)
+    app.secret_key = "k"
+
+    @app.route("/<how>")
+    def view(how: str) -> str:
+        before = fw.session.accessed
+        if how == "get":
+            fw.session.get("x")
+        elif how == "item":
+            fw.session.setdefault("x", 1)
+            _ = fw.session["x"]
+        elif how == "set":
+            fw.session["y"] = 2
+        return f"{before} {fw.session.accessed}"
+
+    client = app.test_client()
+    got = {how: client.get(f"/{how}").text for how in ("none", "get", "item", "set")}
+    assert got == dict.fromkeys(("none", "get", "item", "set"), "True True")  # reached: accessed

@@ -255,6 +255,7 @@ def test_url_for_relative_external_query_and_anchor(app: App) -> None:
         assert url_for("user", name="John Doe") == "/prefix/user/John%20Doe"
         assert url_for("post", post_id=3, q="x y", page=2) == "/prefix/post/3?q=x+y&page=2"
         assert url_for("user", name="a", _anchor="top") == "/prefix/user/a#top"
+        assert url_for("user", name="a", _anchor="it's b") == "/prefix/user/a#it's%20b"  # Flask's
         assert url_for("index", _external=True) == "https://example.org/prefix/"
         assert url_for("index", _external=True, _scheme="http") == "http://example.org/prefix/"
         with pytest.raises(ValueError, match="_external"):

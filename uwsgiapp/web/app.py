@@ -25,7 +25,6 @@ from werkzeug.exceptions import (
     InternalServerError,
 )
 from werkzeug.routing import MapAdapter, RequestRedirect
-from werkzeug.serving import run_simple
 from werkzeug.test import EnvironBuilder
 from werkzeug.wrappers import Response as _WResponse
 
@@ -369,22 +368,17 @@ class App(AppBase):
 
     def run(
         self,
-        host: str = "127.0.0.1",
-        port: int = 5000,
+        host: str | None = None,
+        port: int | None = None,
         debug: bool | None = None,
+        load_dotenv: bool = True,
         **options: t.Any,
     ) -> None:
-        """Serve with werkzeug's development server (``run_simple``); not for production.
+        """Serve with werkzeug's development server, as Flask's ``run`` does
+        (:func:`uwsgiapp.web.devrun.run`); not for production."""
+        from uwsgiapp.web.devrun import run
 
-        ``debug`` (default: ``config["DEBUG"]``, off) turns on the reloader and the interactive
-        debugger; other options go to ``run_simple``.
-        """
-        if debug is not None:
-            self.debug = debug
-        options.setdefault("use_reloader", self.debug)
-        options.setdefault("use_debugger", self.debug)
-        options.setdefault("threaded", True)
-        run_simple(host, port, self, **options)
+        run(self, host, port, debug, load_dotenv, **options)
 
 
 def _endpoint_name() -> str | None:

@@ -35,11 +35,11 @@ __all__ = ["AppBase", "UrlRule", "scopes_of"]
 _MAX_CACHED_ADAPTERS: t.Final = 128
 #: Most (adapter, path, method) results of routes without arguments an app keeps.
 _MAX_CACHED_MATCHES: t.Final = 1024
+_ANCHOR_SAFE: t.Final = "%!#$&'()*+,/:;=?@"  # what a fragment keeps as it is ("it's")
 
 
 class UrlRule(Rule):
-    """A werkzeug rule that also records whether the app answers OPTIONS for it, and whose
-    hooks apply to its requests."""
+    """A werkzeug rule that records whether the app answers OPTIONS, and whose hooks apply."""
 
     provide_automatic_options: bool = False
     #: The keys of the hooks and handlers for its requests: ``None`` (the app's), then each
@@ -293,7 +293,7 @@ class AppBase(Scaffold):
             endpoint, values, method=_method, url_scheme=_scheme, force_external=_external
         )
         if _anchor is not None:
-            rv = f"{rv}#{_url_quote(_anchor, safe='%!#$&()*+,/:;=?@')}"
+            rv = f"{rv}#{_url_quote(_anchor, safe=_ANCHOR_SAFE)}"
         return rv
 
     def inject_url_defaults(self, endpoint: str, values: dict[str, t.Any]) -> None:

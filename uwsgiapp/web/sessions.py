@@ -59,6 +59,9 @@ class SessionMixin(dict[str, t.Any]):
     modified: bool = False
     #: True when the request carried no valid session cookie.
     new: bool = False
+    #: Reached through the request (``session``) in this request, as Flask's (whose response
+    #: then varies by Cookie; here a response with a session always does).
+    accessed: bool = False
 
     @property
     def permanent(self) -> bool:
