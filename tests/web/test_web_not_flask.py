@@ -21,6 +21,7 @@ import uwsgiapp.web as web
         ),
         ("flash", "there is no flash()"),
         ("Flask", "the app class is App"),
+        ("appcontext_pushed", "there are no signals"),
     ],
 )
 def test_flasks_names_say_what_stands_for_them(name: str, said: str) -> None:
@@ -34,6 +35,19 @@ def test_flasks_names_say_what_stands_for_them(name: str, said: str) -> None:
     assert not hasattr(web, name) and getattr(web, name, None) is None
     with pytest.raises(AttributeError, match=re.escape(said)):
         getattr(web, name)
+
+
+@pytest.mark.parametrize(
+    ("statement", "said"),
+    [
+        ("from uwsgiapp.web.views import MethodView", "has no views module (Flask's): there are"),
+        ("import uwsgiapp.web.json", "has no json module (Flask's): there is no json module"),
+    ],
+)
+def test_flasks_modules_say_what_stands_for_them(statement: str, said: str) -> None:
+    # flask.views' import was a bare "No module named 'uwsgiapp.web.views'".
+    with pytest.raises(ImportError, match=re.escape(said)):
+        exec(statement, {})
 
 
 def test_flasks_attributes_and_options_say_what_to_do() -> None:
@@ -53,6 +67,11 @@ def test_flasks_attributes_and_options_say_what_to_do() -> None:
     with pytest.raises(TypeError, match=r"App\(\) got an unexpected keyword argument 'bogus'"):
         web.App(__name__, bogus=1)
     assert web.App(__name__, static_folder=None).static_folder is None  # the app's own
+    assert web.App(__name__, static_folder=None).static_url_path is None  # as Flask's
+    assert web.App(__name__, static_url_path="/s").static_url_path == "/s"
+    assert app.static_url_path == "/static"
+    with pytest.raises(AttributeError, match=r"App has no redirect \(Flask's\): use redirect"):
+        app.redirect  # noqa: B018
 
     class Mine(web.App):
         @property

@@ -56,8 +56,7 @@ _APP_SCOPE: t.Final[tuple[str | None, ...]] = (None,)
 def scopes_of(ctx: RequestContext | None, inner_first: bool = False) -> tuple[str | None, ...]:
     """The hook keys of the request ``ctx`` (see :attr:`UrlRule.scopes`); only the app's when
     there is no request or its URL matched no rule."""
-    rule = ctx.url_rule if ctx is not None else None
-    if rule is None:
+    if (rule := ctx.url_rule if ctx is not None else None) is None:
         return _APP_SCOPE
     return rule.scopes_inner_first if inner_first else rule.scopes
 
@@ -98,13 +97,14 @@ class AppBase(Scaffold):
         self.static_folder = (
             os.path.join(self.root_path, static_folder) if static_folder is not None else None
         )
-        # Whether or not the folder exists yet (nginx may serve /static/ from elsewhere, or a
+        # Whether or not the folder exists yet (nginx may serve /static/ from elsewhere, a
         # build step create it later), as in Flask: url_for("static", ...) must build.
+        if self.static_folder is not None and static_url_path is None:
+            static_url_path = "/" + os.path.basename(self.static_folder.rstrip(os.sep))
+        self.static_url_path = static_url_path  # as Flask's (None without a static folder)
         if self.static_folder is not None:
-            if static_url_path is None:
-                static_url_path = "/" + os.path.basename(self.static_folder.rstrip(os.sep))
             self.add_url_rule(
-                f"{static_url_path.rstrip('/')}/<path:filename>",
+                f"{(static_url_path or '').rstrip('/')}/<path:filename>",
                 endpoint="static",
                 view_func=self.send_static_file,
             )

@@ -9,7 +9,7 @@ import sys
 import typing as t
 from types import FrameType
 
-__all__ = ["flask_attribute", "flask_name", "refuse_flask_options"]
+__all__ = ["flask_attribute", "flask_name", "flask_submodule", "refuse_flask_options"]
 
 _TEMPLATES = "there are no templates (no Jinja): render with jinja2 yourself, or use Flask"
 _SIGNALS = "there are no signals: an errorhandler(Exception) or a teardown_request instead"
@@ -31,7 +31,18 @@ _NAMES: dict[str, str] = {
     "Flask": "the app class is App (from uwsgiapp.web import App)",
     "json": "there is no json module: jsonify() and request.get_json(); JSON_SORT_KEYS in config",
     **dict.fromkeys(
-        ("request_started", "request_finished", "got_request_exception", "template_rendered"),
+        (
+            "request_started",
+            "request_finished",
+            "request_tearing_down",
+            "got_request_exception",
+            "template_rendered",
+            "before_render_template",
+            "message_flashed",
+            "appcontext_pushed",
+            "appcontext_popped",
+            "appcontext_tearing_down",
+        ),
         _SIGNALS,
     ),
     "views": "there are no class-based views: one function that checks request.method",
@@ -69,6 +80,9 @@ _ATTRIBUTES: dict[str, str] = {
     "test_cli_runner": "there is no app.cli: test_client() for requests",
     "record": "there is no Blueprint.record: register what it would in the blueprint's hooks",
     "record_once": "there is no Blueprint.record_once: register in the blueprint's hooks",
+    "redirect": "use redirect() (from uwsgiapp.web import redirect)",
+    "aborter": "use abort() (from uwsgiapp.web import abort)",
+    "ensure_sync": "views are plain functions (an async def view is refused as it is added)",
 }
 
 #: Keyword arguments of Flask(...) and Blueprint(...) that App and Blueprint do not take.
@@ -106,6 +120,13 @@ def flask_name(module: str, name: str) -> t.NoReturn:
     if _importing(caller):
         raise ImportError(said, name=module)
     raise AttributeError(said)
+
+
+def flask_submodule(module: str) -> t.NoReturn:
+    """A module of Flask's (``flask.views``) imported from uwsgiapp.web (``uwsgiapp.web.views``):
+    ImportError saying what stands for it (it was "No module named ...")."""
+    package, _, name = module.rpartition(".")
+    raise ImportError(f"{package} has no {name} module (Flask's): {_NAMES[name]}", name=module)
 
 
 def _importing(frame: FrameType | None) -> bool:
