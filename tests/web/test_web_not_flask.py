@@ -42,6 +42,7 @@ def test_flasks_names_say_what_stands_for_them(name: str, said: str) -> None:
     [
         ("from uwsgiapp.web.views import MethodView", "has no views module (Flask's): there are"),
         ("import uwsgiapp.web.json", "has no json module (Flask's): there is no json module"),
+        ("from uwsgiapp.web.globals import request_ctx", "the contexts are not exposed"),
     ],
 )
 def test_flasks_modules_say_what_stands_for_them(statement: str, said: str) -> None:

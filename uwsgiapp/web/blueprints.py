@@ -152,7 +152,10 @@ class Blueprint(Scaffold):
         name = ".".join(filter(None, (options.get("name_prefix"), options.get("name", self.name))))
         url_prefix: str | None = options.get("url_prefix", self.url_prefix)
         if name in app.blueprints:
-            raise ValueError(f"A blueprint named {name!r} is already registered.")
+            raise ValueError(
+                f"a blueprint named {name!r} is already registered: to mount it again, give "
+                "this registration a name of its own (register_blueprint(bp, name=...))"
+            )
         # App-wide hooks and handlers are added by the first registration only (as Flask's
         # record_once): a blueprint mounted twice must not run them twice per request.
         first = not any(bp is self for bp in app.blueprints.values())

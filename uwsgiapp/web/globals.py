@@ -44,3 +44,10 @@ request: Request = t.cast(
 session: SessionMixin = t.cast(
     "SessionMixin", LocalProxy(_cv_request, "session", unbound_message=_NO_REQUEST)
 )
+
+
+def __getattr__(name: str) -> object:
+    # Flask's flask.globals.request_ctx and app_ctx: say what stands for them.
+    from .notflask import flask_name
+
+    flask_name(__name__, name)

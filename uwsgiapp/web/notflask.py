@@ -46,6 +46,10 @@ _NAMES: dict[str, str] = {
         _SIGNALS,
     ),
     "views": "there are no class-based views: one function that checks request.method",
+    **dict.fromkeys(
+        ("request_ctx", "app_ctx"),
+        "the contexts are not exposed: request, session, g and current_app",
+    ),
 }
 
 #: Attributes of Flask's app (and blueprint) that App and Blueprint have not.
@@ -81,6 +85,8 @@ _ATTRIBUTES: dict[str, str] = {
     "record": "there is no Blueprint.record: register what it would in the blueprint's hooks",
     "record_once": "there is no Blueprint.record_once: register in the blueprint's hooks",
     "redirect": "use redirect() (from uwsgiapp.web import redirect)",
+    "got_first_request": "there is no got_first_request: set up before serving (postfork)",
+    "endpoint": "there is no Blueprint.endpoint: add_url_rule(rule, endpoint, view_func)",
     "aborter": "use abort() (from uwsgiapp.web import abort)",
     "ensure_sync": "views are plain functions (an async def view is refused as it is added)",
 }
