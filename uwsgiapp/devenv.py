@@ -13,6 +13,8 @@ __all__ = ["flask_run_target", "follow_watcher", "read_dotenv"]
 
 #: The pid of dev's watching process, for the serving one it starts.
 _WATCHER = "UWSGIAPP_DEV_WATCHER"
+#: The tip for .env files without python-dotenv was printed in this process.
+_tip_said = False
 
 
 def read_dotenv(*, said: bool = True) -> None:
@@ -20,13 +22,15 @@ def read_dotenv(*, said: bool = True) -> None:
     them: with python-dotenv where it is installed (a variable already set keeps its value,
     ``.env``'s go first); else a tip (``said``: once, not again in the reloader's child). They
     were ignored without a word: an app reading DATABASE_URL at import failed."""
+    global _tip_said
     found = [name for name in (".env", ".flaskenv") if os.path.isfile(name)]
     if not found:
         return
     try:
         import dotenv
     except ImportError:
-        if said:
+        if said and not _tip_said:
+            _tip_said = True
             print(
                 f"uwsgiapp dev: tip: {' and '.join(found)} present: install python-dotenv to "
                 "use them (as flask run), or export the variables",
@@ -42,8 +46,8 @@ def flask_run_target(app: str | None, host: str | None, port: int | None) -> tup
     ``$FLASK_APP``, ``$FLASK_RUN_HOST`` and ``$FLASK_RUN_PORT``, ``.env`` and ``.flaskenv`` read
     first (FLASK_APP in .flaskenv was not seen: "APP is required"); else 127.0.0.1:5000.
     ValueError for a FLASK_RUN_PORT that is not a port."""
-    if not app or host is None or port is None:
-        read_dotenv()
+    if not app or host is None or port is None:  # (the reloader's child said it already)
+        read_dotenv(said=os.environ.get("WERKZEUG_RUN_MAIN") != "true")
     word = os.environ.get("FLASK_RUN_PORT", "").strip()
     if port is None and word:
         if not (word.isdigit() and 0 < int(word) < 65536):

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 from cli.cli_testkit import run_cli
 
+from uwsgiapp import devenv
 from uwsgiapp.cli import build_parser
 from uwsgiapp.devcheck import status_of
 from uwsgiapp.devenv import read_dotenv
@@ -864,8 +865,11 @@ def test_dev_without_python_dotenv_gives_flask_runs_tip(
     (tmp_path / ".env").write_text("A=1\n")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setitem(sys.modules, "dotenv", None)  # not installed: its import fails
+    monkeypatch.setattr(devenv, "_tip_said", False)
     read_dotenv()
     assert "tip: .env present: install python-dotenv to use them" in capsys.readouterr().err
+    read_dotenv()  # once a process (the dev command reads them twice before serving)
+    assert "tip" not in capsys.readouterr().err
     assert "A" not in os.environ or os.environ["A"] != "1"
 
 
