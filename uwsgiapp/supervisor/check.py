@@ -192,6 +192,9 @@ def _server_broken() -> str:
             continue
         try:  # every module: some are imported only when needed (a bind conflict, a health check)
             importlib.import_module(found.name)
+        except ImportError as exc:
+            if exc.name != found.name:  # else one that refuses its own import on purpose, saying
+                return f"{found.name}: {type(exc).__name__}: {exc}"  # what to use (web.views)
         except Exception as exc:  # a SyntaxError, a dependency missing: what the start meets
             return f"{found.name}: {type(exc).__name__}: {exc}"
     return ""
