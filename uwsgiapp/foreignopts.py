@@ -11,9 +11,15 @@ from uwsgiapp.config.inikeys import ADVICE, ADVICE_PREFIXES, ALWAYS_ON
 __all__ = ["FOREIGN_OPTIONS", "GUNICORN_SETTINGS"]
 
 _SOCKET = "use --socket HOST:PORT (or a unix socket path)"
+#: gunicorn's --bind serves HTTP: the same address here speaks the uwsgi protocol.
+_BIND = (
+    "use --socket HOST:PORT (or a unix socket path): it speaks nginx's uwsgi protocol, not "
+    "HTTP (nginx's uwsgi_pass in front of it; uwsgiapp dev serves HTTP for local work)"
+)
 _WORKER_CLASS = (
-    "use --threads N for request threads (there are no other worker classes); WSGI apps only: "
-    "an ASGI app (uvicorn's workers) needs an ASGI server"
+    "use --threads N for request threads (there are no other worker classes; an app that "
+    "gevent or eventlet monkey-patches runs one request at a time a worker: more --workers); "
+    "WSGI apps only: an ASGI app (uvicorn's workers) needs an ASGI server"
 )
 _PROXY = (
     "REMOTE_ADDR is already the client's address (uwsgi_params: REMOTE_ADDR $remote_addr), "
@@ -105,8 +111,8 @@ _PORT = (
     "'uwsgiapp dev APP --host H --port N'"
 )
 FOREIGN_OPTIONS: Mapping[str, str] = {
-    "--bind": _SOCKET,
-    "-b": _SOCKET,
+    "--bind": _BIND,
+    "-b": _BIND,
     "--http": "uwsgiapp speaks only nginx's uwsgi protocol: put nginx in front, "
     "or run 'uwsgiapp dev APP' for local HTTP",
     "-w": "gunicorn's -w N is --workers N; uWSGI's -w MODULE (--wsgi) is the APP argument "

@@ -297,8 +297,8 @@ def test_toml_mode_is_read_as_written(tmp_path: Path, text: str, mode: int) -> N
          "read from [uwsgiapp], [tool.uwsgiapp] in a pyproject.toml, or the top level)"),
         # One error a run: a file written from gunicorn.conf.py took a dozen runs to clean.
         ("u.toml", "bind = 'a.sock'\nworkers = 2\nkeepalive = 5\n",
-         "unknown options in top level: 'bind' (use --socket HOST:PORT (or a unix socket path)); "
-         "'keepalive' (nginx keeps"),
+         "unknown options in top level: 'bind' (use --socket HOST:PORT (or a unix socket path): "
+         "it speaks nginx's uwsgi protocol, not HTTP"),
         ("u.toml", "workers = \n", "invalid TOML"),
         # gunicorn's config is Python (it starts with imports and hook functions).
         ("gunicorn.conf.py", "import multiprocessing\nworkers = 2\n",
@@ -949,4 +949,26 @@ def test_who_may_change_a_config_file_is_judged_by_owner_mode_and_directory() ->
     # a sticky directory guards only root's file: one the app owns is still the app's
     assert str(others_may_change(st(4242, 0, 0o100644), [st(0, 0, 0o41777)])).startswith(
         "it is owned by 4242"
+    )
+
+
+@pytest.mark.parametrize(
+    ("socket", "said"),
+    [("0.0.0.0:8080", True), (":8080", True), ("0.0.0.0:3031", False), ("a.sock", False)],
+)
+def test_a_socket_on_the_platforms_http_port_is_said_to_speak_uwsgi(
+    socket: str, said: bool
+) -> None:
+    # gunicorn's `-b 0.0.0.0:$PORT` turned into `--socket 0.0.0.0:$PORT`, as its hint said:
+    # started without a word, and the platform's HTTP got an empty reply.
+    args = build_parser().parse_args(["serve", "app:app", "--socket", socket])
+    found = [w for w in resolve_serve_config(args, {"PORT": "8080"}).warnings if "PORT=" in w]
+    assert found == (
+        [
+            f"--socket {socket}: PORT=8080 is the platform's HTTP port (gunicorn serves HTTP "
+            "on it); here it speaks nginx's uwsgi protocol, and an HTTP client or router gets "
+            "an empty reply: put nginx on the port (uwsgi_pass to another --socket)"
+        ]
+        if said
+        else []
     )

@@ -11,6 +11,7 @@ import importlib.util
 import os
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -107,6 +108,21 @@ def test_threads_of_a_monkey_patched_app_are_refused_with_the_reason(
     assert code == 4, log
     assert "monkey-patched the standard library's threads" in log
     assert "serve it with --threads 1" in log
+
+
+def test_check_config_refuses_the_threads_of_a_monkey_patched_app(tmp_path: Path) -> None:
+    # The deploy gate passed (exit 0), and the start then exited 4 (a gunicorn -k gevent line
+    # turned into --threads 4, as its hint said).
+    _write_app(tmp_path, "gevent")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UWSGIAPP_")}
+    done = subprocess.run(
+        [sys.executable, "-m", "uwsgiapp", "serve", "green:app", "--threads", "4",
+         "--socket", "a.sock", "--check-config"],
+        cwd=tmp_path, env=env, capture_output=True, timeout=60, check=False,
+    )  # fmt: skip
+    err = done.stderr.decode()
+    assert done.returncode == 4, err
+    assert "--threads 4: the app's import monkey-patched the standard library's threads" in err
 
 
 @pytest.mark.parametrize("library", sorted(PATCHES))

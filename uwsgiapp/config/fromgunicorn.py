@@ -140,8 +140,16 @@ def port_unused(env: Mapping[str, str], resolved: Resolved) -> list[str]:
     """A platform's ``PORT`` (its HTTP port; gunicorn binds ``0.0.0.0:$PORT``) beside the
     default socket: not read (HTTP could not be served)."""
     port = env.get("PORT", "").strip()
-    if not port or resolved.sources["socket"] != DEFAULT_SOURCE:
+    if not port:
         return []
+    if resolved.sources["socket"] != DEFAULT_SOURCE:  # gunicorn's -b 0.0.0.0:$PORT, as hinted
+        taken = [s for s in resolved.config.socket if s.rpartition(":")[2] == port]
+        return [
+            f"--socket {s}: PORT={port} is the platform's HTTP port (gunicorn serves HTTP on "
+            "it); here it speaks nginx's uwsgi protocol, and an HTTP client or router gets "
+            "an empty reply: put nginx on the port (uwsgi_pass to another --socket)"
+            for s in taken
+        ]
     return [
         f"PORT={port} is set but not read (gunicorn listens on 0.0.0.0:$PORT for HTTP): "
         f"uwsgiapp speaks only nginx's uwsgi protocol, here on the default "

@@ -39,6 +39,7 @@ from uwsgiapp.server.spool import check_spool_dir
 from uwsgiapp.supervisor import privileges
 from uwsgiapp.supervisor.listening import closed_wildcard_warning, closed_wildcards
 from uwsgiapp.supervisor.rootpaths import access_log_file, anchored
+from uwsgiapp.unpatched import threads_patched_by
 
 __all__ = ["Seen", "check_app", "check_paths", "look", "refusals"]
 
@@ -176,6 +177,12 @@ def check_app(config: Config, warn: Callable[[str], None] | None = None) -> tupl
         load_app(config.app, chdir=config.chdir, pythonpath=config.pythonpath)
     except AppImportError as exc:
         return ServeExit.APP_LOAD, f"--check-config: {exc}"
+    if config.threads > 1 and (patcher := threads_patched_by()) is not None:  # as a worker
+        return ServeExit.APP_LOAD, (  # refuses it: the check passed, the start exited 4
+            f"--check-config: --threads {config.threads}: the app's import monkey-patched the "
+            f"standard library's threads into {patcher}'s green ones, which would run the "
+            "request threads one at a time: serve it with --threads 1 and more --workers"
+        )
     return ServeExit.OK, f"the options are valid and {config.app} loads"
 
 
