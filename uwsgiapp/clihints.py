@@ -108,6 +108,15 @@ def unrecognized_message(extras: Sequence[str], ours: Iterable[str], real_app: s
     return message + "".join(f"\n  {h}" for h in hints)
 
 
+def _option_and_value(word: object) -> bool:
+    """Whether ``word`` is an option and its value in one word (``-b 0.0.0.0:8000``)."""
+    return (
+        isinstance(word, str)
+        and re.match(r"--?[A-Za-z][\w-]*[ =]", word) is not None
+        and (" " in word)
+    )
+
+
 def _value_of_unknown(argv: Sequence[str], where: int, extras: Sequence[str]) -> bool:
     """Is ``argv[where]`` the value of the unknown option (of ``extras``) right before it?"""
     before = argv[where - 1] if where else ""
@@ -200,9 +209,19 @@ class HintingParser(argparse.ArgumentParser):
                 self._mixing = False
         else:
             namespace, extras = super().parse_known_args(*args, **kwargs)
-        if extras:
-            real_app = misparsed_app(args, namespace, extras)
-            self.error(unrecognized_message(extras, self._option_string_actions, real_app))
+        # An option and its value in one word, taken for the APP or left over (not one that
+        # is an option's value: --log-format "- %(uri)").
+        taken = [getattr(namespace, "app_positional", None), getattr(namespace, "app", None)]
+        joined = next((w for w in [*taken, *extras] if _option_and_value(w)), "")
+        if extras or joined:
+            real_app = misparsed_app(args, namespace, extras) if extras else ""
+            message = unrecognized_message(extras, self._option_string_actions, real_app)
+            if joined:  # argparse takes it for a positional: the APP, here
+                message += (
+                    f"\n  {joined!r}: an option and its value in one word (a Dockerfile's exec "
+                    f"form, [{joined!r}]): give them as two words, or as --option=value"
+                )
+            self.error(message if extras else message.partition("\n  ")[2])
         return namespace, extras
 
 

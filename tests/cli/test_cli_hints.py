@@ -87,6 +87,26 @@ def test_an_unknown_option_gets_a_hint(argv: list[str], hint: str) -> None:
     assert "unrecognized arguments" in err and hint in err, err
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["serve", "-b 0.0.0.0:8000", "pjuu.wsgi:application"],  # the APP left over
+        ["serve", "-b 0.0.0.0:8000"],  # taken for the APP
+        ["serve", "app:app", "--workers 2"],
+    ],
+)
+def test_an_option_and_its_value_in_one_word_is_said(argv: list[str]) -> None:
+    # A Dockerfile's exec form ["-b 0.0.0.0:8000", ...]: argparse took the word for the APP,
+    # and only "unrecognized arguments: pjuu.wsgi:application" was said.
+    r = run_cli(*argv)
+    joined = next(w for w in argv if w.startswith("-"))
+    assert r.returncode == 2
+    assert f"{joined!r}: an option and its value in one word" in r.stderr.decode(), r.stderr
+    # A value of an option's that starts with "-" is not one (nor is the option unknown here).
+    fine = run_cli("serve", "app:app", "--access-log-format", "- %(uri) x", "--print-config")
+    assert b"in one word" not in fine.stderr, fine.stderr
+
+
 def test_an_unknown_options_value_taken_as_the_app_is_said() -> None:
     r = run_cli("serve", "--bind", "127.0.0.1:8000", "myapp:app")
     err = r.stderr.decode()
