@@ -135,6 +135,8 @@ def test_a_quoted_value_has_its_control_characters_escaped() -> None:
             " of threads",
         ),
         ("harakiri = 60s", "uWSGI reads '60s' as 60: write 60"),
+        # label-studio's
+        ("cheaper = true", "uWSGI reads 'true' as 0 (cheaper off): write 'cheaper = 0', or "),
         ("processes = 4 workers", "uWSGI reads '4 workers' as 4: write 4"),
         ("max-requests = 1e4", "uWSGI reads '1e4' as 1: write 1"),
         ("listen = -", "uWSGI reads '-' as 0"),  # and no "write 0": seldom a value
@@ -236,3 +238,26 @@ def test_wsgi_disable_file_wrapper_says_what_uwsgiapp_does(tmp_path: Path) -> No
         " than the Content-Length), anything else (BytesIO, a gzip file) by iterating it, as a"
         " plain body)"
     ]
+
+
+@pytest.mark.parametrize(
+    ("body", "advice"),
+    [
+        ("py-auto-reload = 2", "use 'uwsgiapp dev' for reloading on code changes"),
+        ("python-autoreload = 2", "use 'uwsgiapp dev' for reloading on code changes"),
+        ("static-gzip-all = true", "serve static files from nginx"),
+        ("static-expires-type-mtime = text/css=3600", "serve static files from nginx"),
+    ],
+)
+def test_uwsgis_spellings_of_a_key_get_its_advice(tmp_path: Path, body: str, advice: str) -> None:
+    # Real inis' spellings (20tab's, ocw-studio's, searxng's) got no advice.
+    result = read(tmp_path, body)
+    found = [*said(result), *(str(u) for u in result.unsupported)]
+    assert any(advice in w for w in found), found
+
+
+def test_logger_req_is_req_logger(tmp_path: Path) -> None:
+    # uWSGI's alias (atv's ini): 'logger-req = file:...' was dropped as an unknown key.
+    result = read(tmp_path, "logger-req = file:/var/log/app/access.log")
+    assert result.layer["access_log_file"].value == "/var/log/app/access.log"
+    assert result.warnings == [] and result.unsupported == []

@@ -144,6 +144,7 @@ ALWAYS_ON: Mapping[str, str] = {
     "close-on-exec": "uwsgiapp's sockets and files are not inherited by programs the app runs "
     "(Python opens them non-inheritable)",
     "py-call-osafterfork": _FORKS,
+    "py-call-uwsgi-fork-hooks": _FORKS,
     "py-callos-afterfork": _FORKS,  # the spelling of Bloomberg's much-copied production ini
 }
 #: A key whose value here is an idiom for what uwsgiapp always does: accepted without a word
@@ -153,7 +154,10 @@ IDIOMS: Mapping[str, str] = {
     "hook-master-start": "unix_signal:15 gracefully_kill_them_all",
 }
 #: uWSGI's loggers that uwsgiapp has, in their ``file:PATH`` form: key → option.
-LOGGER_KEYS: Mapping[str, str] = {"logger": "error_log_file", "req-logger": "access_log_file"}
+LOGGER_KEYS: Mapping[str, str] = {
+    "logger": "error_log_file",
+    **dict.fromkeys(("req-logger", "logger-req"), "access_log_file"),  # uWSGI's alias
+}
 #: Keys with the one value uwsgiapp has: accepted without a word; another value stops the
 #: start, saying why it cannot be honoured (``protocol = http``: the sockets would speak uwsgi
 #: where the ini's clients speak HTTP, and every request would fail).
@@ -191,13 +195,12 @@ USED_KEYS = frozenset(
         "shared-socket",
     }
 )
-#: Plugins that mean "Python WSGI", or what uwsgiapp has built in (the busyness algorithm):
-#: loading them is implicit.
-#: Plugins whose work is done here (logfile's: ``logger = file:PATH``, a log file).
-PYTHON_PLUGINS = frozenset(
-    {"python", "python3", "python2", "python3.x", "cheaper_busyness", "logfile"}
-)
+#: Plugins that mean "Python WSGI", or whose work is built in here (the busyness algorithm,
+#: logfile's ``logger = file:PATH``): loading them is implicit.
+PYTHON_PLUGINS = frozenset({"python", "python3", "python2", "python3.x", "cheaper_busyness"})
+PYTHON_PLUGINS |= {"logfile"}
 _HUP = "send SIGHUP to the master (its pid in --pidfile) to reload, e.g. from the deploy script"
+_REQ_LOGGER = "only 'req-logger = file:PATH' is taken (the access log's file)"
 _STATIC = (
     "serve static files from nginx: location /static/ { alias /path/; } (uwsgiapp dev "
     "--static-map /static=DIR does it for local work)"
@@ -240,12 +243,12 @@ ADVICE: Mapping[str, str] = {
     "https": "terminate TLS in nginx",
     "https-socket": "terminate TLS in nginx",
     "http11-socket": "uwsgiapp speaks only the uwsgi protocol: put nginx (uwsgi_pass) in front",
-    "py-autoreload": "use 'uwsgiapp dev' for reloading on code changes",
+    **dict.fromkeys(
+        ("py-autoreload", "py-auto-reload", "python-autoreload", "python-auto-reload"),
+        "use 'uwsgiapp dev' for reloading on code changes",
+    ),
     "touch-workers-reload": _HUP,
-    "static-map": _STATIC,
-    "static-map2": _STATIC,
     "check-static": _STATIC,
-    "static-expires": _STATIC,
     "memory-report": "--stats shows each worker's RSS ('uwsgiapp top')",
     "log-x-forwarded-for": "the access log prints REMOTE_ADDR, which nginx sets: behind a "
     "proxy, let nginx take the client's address from it (set_real_ip_from PROXY; "
@@ -274,7 +277,7 @@ ADVICE: Mapping[str, str] = {
     "log-ioerror": _REQUEST_LOG,
     "logger": "only 'logger = file:PATH' is taken (the error log's file): for syslog or a "
     "socket, run under systemd/journald or have a collector read the file",
-    "req-logger": "only 'req-logger = file:PATH' is taken (the access log's file)",
+    **dict.fromkeys(("req-logger", "logger-req"), _REQ_LOGGER),
     "touch-logreopen": _ROTATE,
     "log-maxsize": "uwsgiapp does not rotate its logs itself (they grow): " + _ROTATE,
     "log-backupname": "uwsgiapp does not rotate its logs itself (they grow): " + _ROTATE,
@@ -349,6 +352,7 @@ GUARD_PREFIXES: Mapping[str, str] = {
 ADVICE_PREFIXES: Mapping[str, str] = {
     # procname, -prefix, -prefix-spaced, -master, -append
     "procname": "uwsgiapp names its processes uwsgiapp master / worker N",
+    "static-": _STATIC,  # -map, -map2, -index, -expires*, -gzip*, -safe, -skip-ext
     "cheaper-": "a setting of uWSGI's cheaper subsystem that uwsgiapp has not (it has cheaper, "
     "cheaper-initial, -step, -overload, -algo spare, backlog or busyness, and busyness' "
     "-min, -max, -multiplier, -penalty and -backlog-alert, -step, -multiplier, -nonzero)",

@@ -226,6 +226,8 @@ def atoi_hint(option: str, value: object, source: str) -> str:
             f"; uWSGI reads {value!r} as 0 (threads off): write 'threads = 1' for that, or a "
             "number of threads"
         )
+    if option == "cheaper" and number == 0:  # `cheaper = true` (label-studio's ini)
+        return f"; uWSGI reads {value!r} as 0 (cheaper off): write 'cheaper = 0', or remove it"
     # Not "write 1" for "1.5s": a fraction may be what was meant (and is taken here).
     write = number and not point
     return f"; uWSGI reads {value!r} as {number}" + (f": write {number}" if write else "")
