@@ -369,6 +369,24 @@ def test_magic_variables(tmp_path: Path) -> None:
     assert expand("%h", path=full) == socket.gethostname()
 
 
+def test_a_placeholder_takes_the_magic_variables_of_the_file_that_defines_it(
+    tmp_path: Path,
+) -> None:
+    # 20tab's template: `base = %d` in the main ini, `chdir = %(base)` in an included one.
+    # uWSGI expands each file as it reads it: %d is the main ini's directory; it was the
+    # included file's here (chdir pointed into the include's directory: exit 3).
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "inc.ini").write_text("[uwsgi]\nchdir = %(base)\nmine = %d\n")
+    main = tmp_path / "main.ini"
+    main.write_text(
+        "[uwsgi]\nmodule = app:app\nsocket = a.sock\nbase = %d\nini = %dsub/inc.ini\n"
+        "pidfile = %(mine)x.pid\n"
+    )
+    config = resolve([ini_layer(str(main), environ={}).layer]).config
+    assert config.chdir == f"{tmp_path}/"
+    assert config.pidfile == f"{tmp_path}/sub/x.pid"  # the include's own, used in the main
+
+
 def test_more_magic_variables(tmp_path: Path) -> None:
     """uid/gid and their names, the working directory, the path's components, the name as
     given; upper-case forms are the lower-case ones (uwsgiapp reads a single file)."""

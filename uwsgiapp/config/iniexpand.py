@@ -323,9 +323,13 @@ class Placeholders(Mapping[str, str]):
         self,
         raw: Mapping[str, tuple[str, str]],
         expand_one: Callable[[str, Mapping[str, str]], str],
+        expand_defined: Callable[[str, str, Mapping[str, str]], str] | None = None,
     ) -> None:
         self._raw = raw  # name → (raw value, "key (line N)" of its definition)
         self._expand_one = expand_one
+        # A definition's own expansion (name, raw, these): in its own file's terms, where
+        # uWSGI expands it as it reads that file (%d of the file that defines it).
+        self._expand_defined = expand_defined
         self._done: dict[str, str] = {}
         self._chain: list[str] = []
 
@@ -352,7 +356,10 @@ class Placeholders(Mapping[str, str]):
             )
         chain.append(name)
         try:
-            value = self._expand_one(raw, self)
+            if self._expand_defined is not None:
+                value = self._expand_defined(name, raw, self)
+            else:
+                value = self._expand_one(raw, self)
         except ExpansionError as exc:
             raise ConfigError("ini", f"placeholder %({name}) {exc}", defined_at) from None
         finally:

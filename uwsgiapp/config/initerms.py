@@ -58,13 +58,20 @@ class Terms:
         )
 
     def placeholders(self, entries: list[IniEntry]) -> Callable[[str], Placeholders]:
-        """The placeholders ``entries`` define, expanded in each file's terms, by file."""
+        """The placeholders ``entries`` define, by the file that uses them: a key's value is
+        expanded in its file's terms, a placeholder's definition in its own file's (as uWSGI
+        expands each file as it reads it: ``base = %d`` in the main ini is its directory in
+        an included one too; it was the included file's)."""
         definitions, made = placeholder_definitions(entries, self.where), {}
+        origins = _definition_files(entries)
+
+        def defined(name: str, raw: str, places: Mapping[str, str]) -> str:
+            return self.expand_in(raw, path=origins.get(name) or self.path, placeholders=places)
 
         def of(file: str) -> Placeholders:
             if file not in made:
                 expand_one = partial(_expand_places, self.expand_in, file or self.path)
-                made[file] = Placeholders(definitions, expand_one)
+                made[file] = Placeholders(definitions, expand_one, defined)
             return made[file]
 
         return of
@@ -89,6 +96,19 @@ def variables(entries: list[IniEntry]) -> tuple[set[str], set[str]]:
     defined = set(placeholder_definitions(entries, ""))
     read = {name for e in entries for name in environ_names(e.value)}
     return used | tested, read | {placeholder_env(n) for n in used - defined}
+
+
+def _definition_files(entries: list[IniEntry]) -> dict[str, str]:
+    """The file (an entry's ``origin``) of each definition :func:`placeholder_definitions`
+    takes."""
+    files: dict[str, str] = {}
+    for entry in entries:
+        name, eq, _ = entry.value.partition("=")
+        if entry.key not in ("set-placeholder", "set-ph"):
+            files.setdefault(entry.key, entry.origin)
+        elif eq:
+            files.setdefault(name.strip(), entry.origin)
+    return files
 
 
 def placeholder_definitions(entries: list[IniEntry], where: str) -> dict[str, tuple[str, str]]:
