@@ -47,8 +47,9 @@ def test_module_and_wsgi_file_both_given(tmp_path: Path) -> None:
     assert result.warnings == [
         f"ini {ini} [uwsgi]: both 'module = ckan.config.middleware' (line 3) and 'wsgi-file ="
         " /etc/ckan/wsgi.py' (line 2) are given: uwsgiapp serves one app, the module's, and"
-        " ignores wsgi-file (uWSGI too loads the module first and skips the file's app, whose"
-        " mount point is taken); remove the one you do not mean"
+        " ignores wsgi-file (uWSGI loads the module first and skips the file's app, whose"
+        " mount point is taken, but serves the file's where the module does not import: not"
+        " here); remove the one you do not mean"
     ]
 
 

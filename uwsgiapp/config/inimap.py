@@ -256,8 +256,9 @@ def map_app(
             warn(
                 f"both '{m_key} = {module}' (line {m_line}) and '{f_key} = {file}' (line"
                 f" {f_line}) are given: uwsgiapp serves one app, the module's, and ignores"
-                f" {f_key} (uWSGI too loads the module first and skips the file's app, whose"
-                " mount point is taken); remove the one you do not mean"
+                f" {f_key} (uWSGI loads the module first and skips the file's app, whose"
+                " mount point is taken, but serves the file's where the module does not"
+                " import: not here); remove the one you do not mean"
             )
     elif "wsgi-file" in app:
         spec, keys = _as_path(app["wsgi-file"][0]), ["wsgi-file"]
