@@ -66,13 +66,15 @@ def _uwsgi_key(name: str) -> str:
     """What uWSGI's option ``--name`` is here, as an ini's key of that name is told: its
     advice, or the option it maps to (``--max-requests-delta`` is ``--max-requests-jitter``;
     difflib's nearest was --max-requests); "" for none."""
-    from uwsgiapp.config.inikeys import ADVICE, LOGGER_KEYS, SIMPLE_KEYS
+    from uwsgiapp.config.inikeys import ADVICE, ADVICE_PREFIXES, LOGGER_KEYS, SIMPLE_KEYS
 
     key = name[2:] if name.startswith("--") else ""
     if key in LOGGER_KEYS:
         return f"use --{LOGGER_KEYS[key].replace('_', '-')} PATH"
     if key in ADVICE:
         return ADVICE[key]
+    if key and (found := [a for p, a in ADVICE_PREFIXES.items() if key.startswith(p)]):
+        return found[0]  # --static-map: static- (as an ini's key is told)
     ours = SIMPLE_KEYS.get(key, "").replace("_", "-")
     return f"uWSGI's --{key} is --{ours}" if ours and ours != key else ""
 

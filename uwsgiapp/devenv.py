@@ -7,8 +7,6 @@ from __future__ import annotations
 import os
 import sys
 
-from uwsgiapp.supervisor.workerexit import die_with_parent
-
 __all__ = ["flask_run_target", "follow_watcher", "read_dotenv"]
 
 #: The pid of dev's watching process, for the serving one it starts.
@@ -64,5 +62,7 @@ def follow_watcher(*, serving: bool) -> bool:
     if not serving:
         os.environ[_WATCHER] = str(os.getpid())
         return True
+    from uwsgiapp.supervisor.workerexit import die_with_parent  # (not for App.run's dotenv)
+
     die_with_parent()  # first: the watching one may die while the app is imported
     return str(os.getppid()) == os.environ.get(_WATCHER, str(os.getppid()))

@@ -102,8 +102,8 @@ def test_an_option_and_its_value_in_one_word_is_said(argv: list[str]) -> None:
     joined = next(w for w in argv if w.startswith("-"))
     assert r.returncode == 2
     assert f"{joined!r}: an option and its value in one word" in r.stderr.decode(), r.stderr
-    # A value of an option's that starts with "-" is not one (nor is the option unknown here).
-    fine = run_cli("serve", "app:app", "--access-log-format", "- %(uri) x", "--print-config")
+    # A known option's value that starts with "-" and has a space is not one.
+    fine = run_cli("serve", "app:app", "--env", "-X a b", "--print-config")
     assert b"in one word" not in fine.stderr, fine.stderr
 
 
@@ -346,3 +346,11 @@ def test_the_serve_help_examples_are_commands_serve_takes() -> None:
         build_parser().parse_args(words[1:])  # exits (SystemExit 2) for an unknown option
     serve = build_parser()._subparsers._group_actions[0].choices["serve"]  # type: ignore[union-attr]
     assert "examples:\n  uwsgiapp serve app:app --socket" in serve.format_help()
+
+
+def test_uwsgis_static_options_get_the_static_advice() -> None:
+    # static-map's advice moved under the ini's static- prefix: the command line's hint for
+    # --static-map became "did you mean --stats-http?".
+    for option in ("--static-map", "--static-expires"):
+        err = run_cli("serve", "app:app", option, "/s=d").stderr.decode()
+        assert "serve static files from nginx" in err and "did you mean" not in err, err

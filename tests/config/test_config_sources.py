@@ -965,9 +965,10 @@ def test_a_socket_on_the_platforms_http_port_is_said_to_speak_uwsgi(
     found = [w for w in resolve_serve_config(args, {"PORT": "8080"}).warnings if "PORT=" in w]
     assert found == (
         [
-            f"--socket {socket}: PORT=8080 is the platform's HTTP port (gunicorn serves HTTP "
-            "on it); here it speaks nginx's uwsgi protocol, and an HTTP client or router gets "
-            "an empty reply: put nginx on the port (uwsgi_pass to another --socket)"
+            f"--socket {socket}: on PORT=8080, where a platform sends HTTP (gunicorn serves "
+            "HTTP on it), this socket speaks nginx's uwsgi protocol: an HTTP client or router "
+            "gets an empty reply (put nginx on the port, uwsgi_pass to another --socket); "
+            "nginx's own uwsgi_pass to it is fine"
         ]
         if said
         else []

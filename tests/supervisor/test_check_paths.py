@@ -97,6 +97,8 @@ def test_a_refused_walk_is_said_with_its_option_and_every_path_is_said() -> None
         ("server.holders", "\ndef broken(:\n"),
         ("stats.health", "\ndef broken(:\n"),
         ("stats.top", "\nimport no_such_dependency_here\n"),
+        # An ImportError that names the module itself (a circular import: review).
+        ("stats.health", "\nfrom uwsgiapp.stats.health import no_such_name_here\n"),
     ],
 )
 def test_check_config_refuses_an_install_whose_server_code_does_not_import(
@@ -124,5 +126,6 @@ def test_check_config_refuses_an_install_whose_server_code_does_not_import(
     err = done.stderr.decode()
     assert done.returncode == ServeExit.INTERNAL, (done.stdout, err)
     kind = "SyntaxError" if "def" in error else "ModuleNotFoundError"
+    kind = "ImportError" if "from uwsgiapp" in error else kind
     said = f"--check-config: the server cannot be imported: uwsgiapp.{broken}: {kind}"
     assert said in err, err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import sys
 import typing as t
@@ -37,6 +38,20 @@ def test_run_delegates_to_werkzeug_run_simple(
     app.run(load_dotenv=False)
     (args, kwargs), *_ = calls
     assert args == ("app.test", 8123, app) and "load_dotenv" not in kwargs
+    calls.clear()
+    app.run(port=0, load_dotenv=False)  # any free port, as Flask's (0 became 5000)
+    app.run(port="8001", load_dotenv=False)  # type: ignore[arg-type]  # Flask takes it
+    assert [args[:2] for args, _ in calls] == [("app.test", 0), ("app.test", 8001)]
+    # .flaskenv's FLASK_DEBUG counts, as in Flask's run (the reloader stayed off).
+    calls.clear()
+    app.debug = False
+    (tmp_path / ".flaskenv").write_text("FLASK_DEBUG=1\n")
+    monkeypatch.delenv("FLASK_DEBUG", raising=False)
+    pytest.importorskip("dotenv")
+    app.run()
+    ((_, kwargs),) = calls
+    assert kwargs["use_reloader"] is True and app.debug is True
+    os.environ.pop("FLASK_DEBUG")  # what load_dotenv set (not monkeypatch's: it would restore it)
 
 
 def test_logger_is_named_after_the_app(caplog: pytest.LogCaptureFixture) -> None:

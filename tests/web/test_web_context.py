@@ -499,20 +499,3 @@ def test_copy_current_request_context_runs_a_function_in_another_thread() -> Non
         assert sess == {"user": "ann", "seen": 3}
     with pytest.raises(RuntimeError, match="only be used while handling a request"):
         copy_current_request_context(lambda: None)
-
-
-def test_app_contexts_pop_in_the_order_they_were_pushed() -> None:
-    # c1.pop() with c2 still pushed reset to what was before c1: c2 was left orphaned without
-    # a word (Flask raises).
-    from uwsgiapp.web import App, current_app
-
-    first, second = App("first"), App("second")
-    c1, c2 = first.app_context(), second.app_context()
-    c1.push()
-    c2.push()
-    with pytest.raises(AssertionError, match="popped while"):
-        c1.pop()
-    assert current_app.name == "second"  # nothing undone
-    c2.pop()
-    assert current_app.name == "first"
-    c1.pop()

@@ -145,9 +145,10 @@ def port_unused(env: Mapping[str, str], resolved: Resolved) -> list[str]:
     if resolved.sources["socket"] != DEFAULT_SOURCE:  # gunicorn's -b 0.0.0.0:$PORT, as hinted
         taken = [s for s in resolved.config.socket if s.rpartition(":")[2] == port]
         return [
-            f"--socket {s}: PORT={port} is the platform's HTTP port (gunicorn serves HTTP on "
-            "it); here it speaks nginx's uwsgi protocol, and an HTTP client or router gets "
-            "an empty reply: put nginx on the port (uwsgi_pass to another --socket)"
+            f"--socket {s}: on PORT={port}, where a platform sends HTTP (gunicorn serves HTTP "
+            "on it), this socket speaks nginx's uwsgi protocol: an HTTP client or router gets "
+            "an empty reply (put nginx on the port, uwsgi_pass to another --socket); nginx's "
+            "own uwsgi_pass to it is fine"
             for s in taken
         ]
     return [

@@ -6,6 +6,7 @@ The functions views call on them (after_this_request, stream_with_context...) ar
 
 from __future__ import annotations
 
+import contextlib
 import typing as t
 from contextvars import Token
 
@@ -84,12 +85,7 @@ class AppContext:
         self._app_tokens.append(_cv_app.set(self))
 
     def pop(self) -> None:
-        """Restore the application context that was current before :meth:`push`; as Flask's,
-        AssertionError if another is current (pushed after it and not popped: it was left
-        orphaned without a word)."""
-        current = _cv_app.get(None)
-        if current is not self:
-            raise AssertionError(f"app context {self!r} popped while {current!r} is current")
+        """Restore the application context that was current before :meth:`push`."""
         _cv_app.reset(self._app_tokens.pop())
 
     def __enter__(self) -> AppContext:
@@ -169,7 +165,8 @@ class RequestContext(AppContext):
             if sess is None:
                 sess = interface.make_null_session(self.app)
             self._session = sess
-        sess.accessed = True  # Flask's: reached through the request (its response varies)
+        with contextlib.suppress(AttributeError):  # an interface's own may be a plain dict
+            sess.accessed = True  # Flask's: reached through the request (its response varies)
         return sess
 
     def _bind_routing(self, req: Request) -> None:

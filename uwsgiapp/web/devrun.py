@@ -4,9 +4,12 @@ command for it, and ``uwsgiapp serve`` behind nginx for production."""
 
 from __future__ import annotations
 
+import os
 import typing as t
 
 from werkzeug.serving import run_simple
+
+from uwsgiapp.web.config import debug_flag
 
 if t.TYPE_CHECKING:
     from uwsgiapp.web.app import App
@@ -31,9 +34,12 @@ def run(
         from uwsgiapp.devenv import read_dotenv
 
         read_dotenv()
+        if os.environ.get("FLASK_DEBUG"):  # as Flask's: .flaskenv's FLASK_DEBUG=1 counts
+            app.debug = debug_flag()
     named, _, named_port = str(app.config.get("SERVER_NAME") or "").partition(":")
     host = host or named or "127.0.0.1"
-    port = port or (int(named_port) if named_port.isdigit() else 5000)
+    # As Flask's: port 0 (any free port) kept, "8001" taken as a number.
+    port = int(port) if port or port == 0 else int(named_port) if named_port.isdigit() else 5000
     if debug is not None:
         app.debug = debug
     options.setdefault("use_reloader", app.debug)

@@ -9,7 +9,13 @@ import sys
 import typing as t
 from types import FrameType
 
-__all__ = ["flask_attribute", "flask_name", "flask_submodule", "refuse_flask_options"]
+__all__ = [
+    "FlaskOnlyModule",
+    "flask_attribute",
+    "flask_name",
+    "flask_submodule",
+    "refuse_flask_options",
+]
 
 _TEMPLATES = "there are no templates (no Jinja): render with jinja2 yourself, or use Flask"
 _SIGNALS = "there are no signals: an errorhandler(Exception) or a teardown_request instead"
@@ -128,11 +134,17 @@ def flask_name(module: str, name: str) -> t.NoReturn:
     raise AttributeError(said)
 
 
+class FlaskOnlyModule(ImportError):
+    """A module of Flask's imported from uwsgiapp.web: its import refuses, on purpose (an
+    install's self-check passes over it, not over any other failed import)."""
+
+
 def flask_submodule(module: str) -> t.NoReturn:
     """A module of Flask's (``flask.views``) imported from uwsgiapp.web (``uwsgiapp.web.views``):
     ImportError saying what stands for it (it was "No module named ...")."""
     package, _, name = module.rpartition(".")
-    raise ImportError(f"{package} has no {name} module (Flask's): {_NAMES[name]}", name=module)
+    said = f"{package} has no {name} module (Flask's): {_NAMES[name]}"
+    raise FlaskOnlyModule(said, name=module)
 
 
 def _importing(frame: FrameType | None) -> bool:
