@@ -6,18 +6,23 @@ move and signal, and its stop, each as the unit files say."""
 from __future__ import annotations
 
 import configparser
-import contextlib
 import os
 import shlex
 import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.procs import SYSTEMD_EXEC, short_tmpdir, uwsgi_exchange, uwsgi_get, wait_until
+from support.procs import (
+    SYSTEMD_EXEC,
+    notify_socket,
+    short_tmpdir,
+    uwsgi_exchange,
+    uwsgi_get,
+    wait_until,
+)
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 APP = """
@@ -34,16 +39,6 @@ def _unit(name: str) -> configparser.ConfigParser:
         (DEPLOY / "systemd" / name).read_text().replace("\\\n", " ")  # continuation lines
     )
     return unit
-
-
-@contextlib.contextmanager
-def _notify(monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
-    path = os.path.join(short_tmpdir(), "notify")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
-        manager.bind(path)
-        manager.settimeout(30)
-        monkeypatch.setenv("NOTIFY_SOCKET", path)
-        yield manager
 
 
 def _told(manager: socket.socket, state: str) -> str:
@@ -65,7 +60,7 @@ def test_the_units_as_systemd_runs_them(tmp_path: Path, monkeypatch: pytest.Monk
     (tmp_path / "app.py").write_text(APP)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), *sys.path]))
     path = os.path.join(short_tmpdir(), Path(sock["ListenStream"]).name)
-    with _notify(monkeypatch) as manager, socket.socket(socket.AF_UNIX) as held:
+    with notify_socket(monkeypatch) as manager, socket.socket(socket.AF_UNIX) as held:
         held.bind(path)
         os.chmod(path, int(sock["SocketMode"], 8))
         held.listen(int(sock["Backlog"]))

@@ -11,7 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +22,7 @@ from support.procs import (
     alive,
     catches_term,
     free_port,
+    notify_socket,
     short_tmpdir,
     uwsgi_exchange,
     uwsgi_get,
@@ -274,18 +274,6 @@ def _busy(port: int) -> bool:
         if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":
             return int(fields[4].split(":")[1], 16) == 0
     return False
-
-
-@contextlib.contextmanager
-def notify_socket(monkeypatch: pytest.MonkeyPatch) -> Iterator[socket.socket]:
-    """A stand-in for systemd's notify socket (NOTIFY_SOCKET set to it), told the senders."""
-    path = os.path.join(short_tmpdir(), "notify")
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
-        manager.bind(path)
-        manager.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
-        manager.settimeout(30)
-        monkeypatch.setenv("NOTIFY_SOCKET", path)
-        yield manager
 
 
 def _message(manager: socket.socket) -> tuple[str, int]:

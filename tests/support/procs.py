@@ -555,3 +555,15 @@ def stalled_closed(lines: Iterable[str]) -> int:
         elif _STALLED_ONE.search(line):
             count += 1
     return count
+
+
+@contextlib.contextmanager
+def notify_socket(monkeypatch: Any) -> Iterator[socket.socket]:
+    """A stand-in for systemd's notify socket (NOTIFY_SOCKET set to it), told the senders."""
+    path = os.path.join(short_tmpdir(), "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as manager:
+        manager.bind(path)
+        manager.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        manager.settimeout(30)
+        monkeypatch.setenv("NOTIFY_SOCKET", path)
+        yield manager
