@@ -825,13 +825,13 @@ def test_an_ini_logs_requests_unless_told_not_to(tmp_path: Path) -> None:
         ("touch-workers-reload = /srv/app/reload", "send SIGHUP to the master"),
         ("static-map = /static=/srv/static", "serve static files from nginx"),
         # Its strftime value is not expanded: %Y is no magic variable, and it must not stop us.
-        ("log-date = %Y-%m-%d %H:%M:%S", "already start with the date and time"),
+        ("log-date = %Y-%m-%d %H:%M:%S", "start with the date; %(ftime) keeps its format"),
         # The cheaper keys uwsgiapp has not (cheaper itself and its main ones are honoured).
         ("cheaper-rss-limit-soft = 100000000", "--reload-on-rss recycles a worker"),
         ("cheaper-idle = 30", "spare2 algorithm, which uwsgiapp has not"),
         ("cheaper-algo-list = true", "cheaper subsystem that uwsgiapp has not"),
         ("mule-reload-mercy = 300", "runs no mules: a reload has none to wait for"),  # not jobs
-        ("logdate = true", "already start with the date and time"),
+        ("logdate = true", "start with the date; %(ftime) keeps its format"),
         ("procname = %(project)-http-%n\nproject = x", "names its processes"),
         ("log-x-forwarded-for = true", "real_ip_header X-Forwarded-For"),  # said nothing more
         # uWSGI's read size while it spools a body: ours is our own

@@ -223,7 +223,7 @@ _BEFORE_START = (
     "the entrypoint (e.g. manage.py migrate), or decorate a function of the app with "
     "uwsgiapp.postfork for per-worker set-up"
 )
-_DATED = "error log lines already start with the date and time"
+_DATED = "error log lines start with the date; %(ftime) keeps its format (no logformat-strftime)"
 _ROTATE = (
     "rotate with logrotate and have its postrotate send SIGUSR1 to the master (kill -USR1 "
     "$(cat PIDFILE)), which reopens every log file"
