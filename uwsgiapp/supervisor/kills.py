@@ -54,7 +54,8 @@ class Kills(Scaling):
         bound = (
             f"limit {limit:g}s"
             if limit == self.harakiri
-            else f"its own limit, {limit:.3g}s from its start, set by the app's set_harakiri"
+            else f"its own limit, {round(limit, 1):g}s from its start, set by the app's "
+            "set_harakiri"
         )
         said = (
             f"HARAKIRI: {rec.label} {why} for {wall - start if stuck else wall:.1f}s "
